@@ -1,0 +1,124 @@
+"""The florsql exception hierarchy. Imports nothing of the package.
+
+Every error florsql raises on purpose derives from :class:`FlorError`, one subclass per stage, and
+carries structured fields besides its message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FlorError",
+    "FlorWarning",
+    "NondeterminismWarning",
+    "ParseError",
+    "PlanError",
+    "PropagateError",
+    "RecordError",
+    "RecordWarning",
+    "ReplayError",
+    "ReplayOffWarning",
+    "SqlError",
+    "StoreError",
+    "VersionError",
+    "concat_messages",
+    "format_position",
+]
+
+
+class FlorError(Exception):
+    """Root of every error florsql raises on purpose."""
+
+
+class RecordError(FlorError):
+    """Misuse of the record API (raised at the offending call)."""
+
+
+class VersionError(FlorError):
+    """Code versions: not a git repository, a missing version, a failed snapshot."""
+
+
+class StoreError(FlorError):
+    """The durable store: unreadable segments, an unwritable folder, a locked index."""
+
+
+class PropagateError(FlorError):
+    """A log statement could not be placed into an old version."""
+
+
+class ReplayError(FlorError):
+    """A replay task failed."""
+
+
+class SqlError(FlorError):
+    """A query failed. ``sql`` is the user's text; ``line``/``col`` are 1-based where known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sql: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        self.message = message
+        self.sql = sql
+        self.line = line
+        self.col = col
+        text = message
+        if sql is not None and line is not None and col is not None:
+            text = f"{message}\n{format_position(sql, line, col)}"
+        super().__init__(text)
+
+
+class ParseError(SqlError):
+    """The query text is not valid florsql SQL, or is not a read."""
+
+
+class PlanError(SqlError):
+    """The query parses but cannot be bound or planned (unknown column, bad relation...)."""
+
+
+class FlorWarning(UserWarning):
+    """Root of florsql's warnings."""
+
+
+class RecordWarning(FlorWarning):
+    """Something recorded differently than asked (a value stored as its repr, a file left out)."""
+
+
+class ReplayOffWarning(FlorWarning):
+    """Hindsight values were not computed because replay is off."""
+
+
+class NondeterminismWarning(FlorWarning):
+    """A replayed value differs from the value the run recorded."""
+
+
+def format_position(sql: str, line: int, col: int, context: int = 40) -> str:
+    """Render the line of ``sql`` at 1-based ``line`` with a caret under 1-based ``col``.
+
+    Example:
+        >>> print(format_position("SELECT x\\nFROM logz", 2, 6))
+          2 | FROM logz
+            |      ^
+    """
+    lines = sql.splitlines() or [""]
+    line = max(1, min(line, len(lines)))
+    text = lines[line - 1]
+    start = max(0, col - 1 - context)
+    snippet = text[start : col - 1 + context]
+    caret_at = col - 1 - start
+    gutter = f"{line:>3} | "
+    return f"{gutter}{snippet}\n{' ' * (len(gutter) - 2)}| {' ' * caret_at}^"
+
+
+def concat_messages(messages: list[str], limit: int = 5) -> str:
+    """Join failure messages, cutting the list at ``limit`` with "... and N more".
+
+    Example:
+        >>> concat_messages(["a", "b", "c"], limit=2)
+        'a\\nb\\n... and 1 more'
+    """
+    shown = messages[:limit]
+    rest = len(messages) - len(shown)
+    return "\n".join(shown + ([f"... and {rest} more"] if rest else []))

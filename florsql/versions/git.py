@@ -1,0 +1,83 @@
+"""Thin, short-lived ``git`` subprocess calls.
+
+GitPython documents leaking resources in long-running processes (a REPL, a server) and costs
+about 100 ms to import, which a training script's first record call should not pay. Every call
+here is one ``git`` process that reads or writes objects and refs only; none touches HEAD, the
+user's index, the working tree or the stash.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from florsql.errors import VersionError
+
+#: Fixed identity and dates make a snapshot commit a function of its tree alone.
+_SNAPSHOT_ENV = {
+    "GIT_AUTHOR_NAME": "florsql",
+    "GIT_AUTHOR_EMAIL": "florsql@localhost",
+    "GIT_COMMITTER_NAME": "florsql",
+    "GIT_COMMITTER_EMAIL": "florsql@localhost",
+    "GIT_AUTHOR_DATE": "1970-01-01T00:00:00+0000",
+    "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+0000",
+}
+
+
+def run_git(
+    repo: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+) -> bytes:
+    """Run ``git -C repo args...`` and return its stdout; a failure raises :class:`VersionError`."""
+    full_env = dict(os.environ)
+    # Hooks, pagers and the user's editor never run for florsql's plumbing calls.
+    full_env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"})
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            input=input,
+            capture_output=True,
+            env=full_env,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise VersionError("git is not installed or not on PATH; florsql needs git >= 2.20") from e
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise VersionError(f"git {' '.join(args[:3])} failed in {repo}: {err}")
+    return proc.stdout
+
+
+def find_repo_root(start: Path) -> Path:
+    """The top of the git work tree containing ``start``, or a :class:`VersionError` saying how
+    to make one."""
+    start = start if start.is_dir() else start.parent
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise VersionError("git is not installed or not on PATH; florsql needs git >= 2.20") from e
+    if proc.returncode != 0:
+        raise VersionError(
+            f"{start} is not inside a git repository. florsql pins every run to a code version, "
+            f"so it needs one: run `git init` in your project folder (no commit is needed), "
+            f"or pass repo=PATH / --repo PATH to point at an existing repository."
+        )
+    return Path(proc.stdout.decode().strip())
+
+
+def head_commit(repo: Path) -> str | None:
+    """The user's HEAD commit, or None in a repository with no commits yet."""
+    out = run_git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    sha = out.decode().strip()
+    return sha or None
