@@ -13,7 +13,9 @@ def test_doctests() -> None:
 def test_hierarchy() -> None:
     for name in errors.__all__:
         obj = getattr(errors, name)
-        if isinstance(obj, type) and issubclass(obj, Exception):
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            assert issubclass(obj, errors.FlorWarning), name
+        elif isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, FlorError), name
     assert issubclass(ParseError, SqlError)
 
