@@ -1,5 +1,96 @@
-def arg(*a, **k): ...
-def log(*a, **k): ...
-def loop(*a, **k): ...
-def checkpointing(*a, **k): ...
-def commit(*a, **k): ...
+"""The record API: ``flor.arg``, ``flor.log``, ``flor.loop``, ``flor.checkpointing``,
+``flor.commit`` (FlorDB-compatible names; design section 2).
+
+A run begins at a script's first record call. Everything here is cheap on the hot path: a log
+call appends one tuple to a list; segments, checkpoints and run.json are written by a background
+thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from florsql.record.runtime import Lifecycle, Run
+
+T = TypeVar("T")
+
+_run: Run | None = None
+_lifecycle: Lifecycle | None = None
+_start_lock = threading.Lock()
+
+
+def _start() -> Run:
+    global _run, _lifecycle
+    with _start_lock:
+        if _run is None:
+            from florsql.versions import find_repo_root
+
+            script = _main_script()
+            repo = find_repo_root(script.parent if script else Path.cwd())
+            _run = Run(repo, script, list(sys.argv))
+            _lifecycle = Lifecycle(_run)
+        return _run
+
+
+def _main_script() -> Path | None:
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def current_run() -> Run | None:
+    """The run this process is recording, if a record call has started one."""
+    return _run
+
+
+def arg(name: str, default: T) -> T:
+    """A hyperparameter: ``--name value`` from the command line (typed like ``default``), else
+    ``default``. Recorded with the run.
+
+    Example:
+        ``lr = flor.arg("lr", 1e-3)`` then ``python train.py --lr 0.01``
+        (or ``--lr=0.01``, or FlorDB's ``--kwargs lr=0.01``).
+    """
+    run = _run if _run is not None else _start()
+    return run.arg(name, default)  # type: ignore[no-any-return]
+
+
+def log(name: str, value: T) -> T:
+    """Record ``value`` under ``name`` in the current loop context and return it unchanged.
+
+    Numbers stay numbers; strings, None, 0-d tensors and numpy scalars are stored as values,
+    small lists and dicts as JSON, anything else as its repr (with one warning per name).
+    """
+    run = _run if _run is not None else _start()
+    return run.log(name, value)  # type: ignore[no-any-return]
+
+
+def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
+    """Iterate ``iterable`` as the loop ``name`` (``"epoch"``, ``"step"``), recording each
+    iteration's index, scalar item and wall time."""
+    run = _run if _run is not None else _start()
+    return run.loop(name, iterable)
+
+
+@contextmanager
+def checkpointing(**objs: Any) -> Iterator[None]:
+    """Checkpoint ``objs`` (torch modules, optimizers, schedulers, or picklable objects) and
+    the RNG states at the outermost ``flor.loop`` in the block, so replay can resume there."""
+    run = _run if _run is not None else _start()
+    scope = run.checkpointing(objs)
+    run.scopes.append(scope)
+    try:
+        yield
+    finally:
+        run.scopes.remove(scope)
+
+
+def commit() -> None:
+    """Flush everything recorded so far and mark the run finished (also done at exit)."""
+    if _run is not None:
+        _run.commit("finished")

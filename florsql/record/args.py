@@ -1,0 +1,83 @@
+"""``flor.arg``: hyperparameters from the command line, typed like their defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from florsql.errors import RecordError
+
+_TRUE = {"true", "1", "yes", "y", "on", "t"}
+_FALSE = {"false", "0", "no", "n", "off", "f"}
+
+
+def scan_argv(argv: Sequence[str]) -> dict[str, str]:
+    """Collect ``--name value``, ``--name=value`` and FlorDB's ``--kwargs a=1 b=2`` pairs.
+
+    Flags florsql does not know are simply collected too; only names a script asks for with
+    ``flor.arg`` are ever used, so the user's own argparse keeps working.
+
+    Example:
+        >>> scan_argv(["--lr", "0.1", "--epochs=3", "--kwargs", "seed=7", "x=y", "--dry"])
+        {'lr': '0.1', 'epochs': '3', 'seed': '7', 'x': 'y'}
+    """
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--kwargs":
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                key, sep, val = argv[i].partition("=")
+                if sep and key:
+                    found[key] = val
+                i += 1
+            continue
+        if tok.startswith("--") and len(tok) > 2:
+            key, sep, val = tok[2:].partition("=")
+            if sep:
+                found[key] = val
+            elif i + 1 < len(argv) and not _is_flag(argv[i + 1]):
+                found[key] = argv[i + 1]
+                i += 1
+        i += 1
+    return found
+
+
+def _is_flag(tok: str) -> bool:
+    if not tok.startswith("-"):
+        return False
+    try:  # -0.5 is a value, not a flag
+        float(tok)
+        return False
+    except ValueError:
+        return True
+
+
+def coerce(name: str, text: str, default: Any) -> Any:
+    """Parse ``text`` the way ``default`` is typed; a clear :class:`RecordError` otherwise.
+
+    Example:
+        >>> coerce("lr", "0.01", 1e-3), coerce("bs", "64", 32), coerce("aug", "false", True)
+        (0.01, 64, False)
+    """
+    kind = type(default)
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        expected = {bool: "true/false/1/0", int: "an integer", float: "a number"}[kind]
+        raise RecordError(
+            f"--{name} {text!r} is not {expected}; flor.arg({name!r}, {default!r}) expects a "
+            f"{kind.__name__} like its default"
+        ) from None
+    return text

@@ -1,0 +1,163 @@
+"""Checkpoints of the objects given to ``flor.checkpointing`` plus the RNG states.
+
+The copy happens on the training thread (so training can go on mutating the objects); the write
+happens on the run's background writer. torch is used only where the script imported it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from florsql.errors import RecordError, StoreError
+
+FORMAT = "florsql-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One line of a run's checkpoint manifest."""
+
+    loop: str
+    iteration: int
+    position: str
+    file: str
+    bytes: int
+    copy_seconds: float
+    write_seconds: float
+
+
+def check_registrable(name: str, obj: Any) -> None:
+    """Raise :class:`RecordError` at ``flor.checkpointing`` for objects florsql cannot save."""
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+        return
+    try:
+        pickle.dumps(obj)
+    except Exception as e:
+        raise RecordError(
+            f"flor.checkpointing({name}=...) got a {type(obj).__name__}, which has no "
+            f"state_dict()/load_state_dict() and cannot be pickled ({e}); register the objects "
+            f"whose state training changes (model, optimizer, scheduler) instead"
+        ) from None
+
+
+def capture(objs: dict[str, Any]) -> dict[str, Any]:
+    """Copy the state of ``objs`` and the RNGs, detached from anything training mutates next."""
+    states: dict[str, Any] = {}
+    pickled: dict[str, bytes] = {}
+    for name, obj in objs.items():
+        if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+            states[name] = _deep_copy(obj.state_dict())
+        else:
+            pickled[name] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"format": FORMAT, "states": states, "pickled": pickled, "rng": capture_rng()}
+
+
+def capture_rng() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    rng: dict[str, Any] = {"python": [version, list(internal), gauss]}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        rng["numpy"] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        rng["torch"] = torch.get_rng_state().clone()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = [s.clone() for s in torch.cuda.get_rng_state_all()]
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "numpy" in rng:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "torch" in rng:
+        import torch
+
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) -> None:
+    """Load a captured payload back into ``objs`` (in place) and, by default, the RNGs."""
+    for name, obj in objs.items():
+        if name in payload["states"]:
+            obj.load_state_dict(payload["states"][name])
+        elif name in payload["pickled"]:
+            _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
+        else:
+            raise StoreError(f"the checkpoint has no state for {name!r}")
+    if rng:
+        restore_rng(payload["rng"])
+
+
+def _restore_in_place(obj: Any, saved: Any) -> None:
+    if isinstance(obj, dict):
+        obj.clear()
+        obj.update(saved)
+    elif isinstance(obj, list):
+        obj[:] = saved
+    elif isinstance(obj, set):
+        obj.clear()
+        obj.update(saved)
+    elif hasattr(obj, "__dict__"):
+        obj.__dict__.clear()
+        obj.__dict__.update(saved.__dict__)
+    else:
+        raise StoreError(f"cannot restore a {type(obj).__name__} in place")
+
+
+def serialize(payload: dict[str, Any]) -> bytes:
+    """torch.save where torch is loaded (so loading can use weights_only=True), else pickle."""
+    torch = sys.modules.get("torch")
+    buf = io.BytesIO()
+    if torch is not None:
+        torch.save(payload, buf)
+    else:
+        pickle.dump(payload, buf, protocol=pickle.HIGHEST_PROTOCOL)
+    return buf.getvalue()
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint file; torch files load with ``weights_only=True`` first."""
+    data = Path(path).read_bytes()
+    if data[:2] == b"PK":  # torch's zip format
+        import torch
+
+        try:
+            payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError:
+            # Content outside torch's safe list (a custom class in a state_dict): the file is
+            # the run's own, written by florsql, so a full load is what the user asked for.
+            payload = torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+    else:
+        payload = pickle.loads(data)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise StoreError(f"{path} is not a florsql checkpoint")
+    return payload
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return type(value)((k, _deep_copy(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_deep_copy(v) for v in value)
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    return copy.deepcopy(value)

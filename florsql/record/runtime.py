@@ -1,0 +1,317 @@
+"""The recording run: one per training process, started by its first record call."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import platform
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from florsql.errors import RecordError, StoreError
+from florsql.record import checkpoint as ckpt
+from florsql.record.args import coerce, scan_argv
+from florsql.record.policy import CheckpointPolicy
+from florsql.record.values import normalize
+from florsql.record.writer import Writer
+from florsql.store import layout
+from florsql.store.segments import Batch
+
+#: Names the ``logs`` relation uses for run metadata; a log or arg may not take them.
+RESERVED = frozenset({"projid", "run_id", "tstamp", "vid", "filename", "status"})
+
+
+@dataclass
+class _Frame:
+    """An active ``flor.loop``."""
+
+    name: str
+    depth: int
+    checkpoint_scope: _Scope | None = None
+    iteration: int = -1
+    inner_checkpoint_taken: bool = False
+
+
+@dataclass
+class _Scope:
+    """An active ``flor.checkpointing`` block."""
+
+    objs: dict[str, Any]
+    depth: int
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+
+
+class Run:
+    """What one recording process knows: identity, buffers, loop stack, writer."""
+
+    def __init__(self, repo: Path, script: Path | None, argv: list[str]) -> None:
+        from florsql.versions import snapshot
+
+        self.repo = repo
+        self.argv = argv
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.path = layout.run_dir(repo, self.run_id)
+        try:
+            layout.ensure_store(repo)
+            (self.path / layout.SEGMENTS).mkdir(parents=True)
+        except OSError as e:
+            raise StoreError(
+                f"florsql cannot write its store under {layout.store_dir(repo)} ({e}); make the "
+                f"folder writable"
+            ) from e
+        snap = snapshot(repo)
+        self.batch = Batch()
+        self.seq = 0
+        self.ctx = 0
+        self.next_ctx = 1
+        self.frames: list[_Frame] = []
+        self.scopes: list[_Scope] = []
+        self.log_names: set[str] = set()
+        self.args: dict[str, Any] = {}
+        self.warned: set[str] = set()
+        self.cli = scan_argv(argv[1:])
+        self.writer = Writer(self.path)
+        self.finished = False
+        self.doc: dict[str, Any] = {
+            "run_id": self.run_id,
+            "projid": repo.name,
+            "tstamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "vid": snap.vid,
+            "head": snap.head,
+            "dirty": snap.dirty,
+            "snapshot_skipped": list(snap.skipped),
+            "filename": _relative(script, repo),
+            "argv": argv,
+            "python": platform.python_version(),
+            "torch": _torch_version(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()),
+            "status": "running",
+            "error": None,
+            "ended": None,
+            "args": self.args,
+            "florsql": "0.1.0",
+        }
+        layout.atomic_write_json(self.path / layout.RUN_JSON, self.doc)
+
+    # -- record calls --------------------------------------------------------------------------
+    def arg(self, name: str, default: Any) -> Any:
+        if name in self.args:
+            return self.args[name]
+        if name in self.log_names or name in RESERVED or self._is_loop(name):
+            raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
+        value = coerce(name, self.cli[name], default) if name in self.cli else default
+        self.args[name] = normalize(name, value, self.warned)
+        self.writer.submit_run_json(self.doc)
+        return value
+
+    def log(self, name: str, value: Any) -> Any:
+        if name not in self.log_names:
+            self._first_log(name)
+        t = type(value)
+        if t is float or t is int:
+            self.batch.logs.append((self.ctx, name, value))
+        else:
+            self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
+        return value
+
+    def _first_log(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise RecordError(f"flor.log needs a non-empty string name, got {name!r}")
+        if name in self.args:
+            raise RecordError(f"{name!r} is an arg of this run; give the logged value another name")
+        if name in RESERVED:
+            raise RecordError(f"{name!r} is a run metadata column; pick another log name")
+        if self._is_loop(name):
+            raise RecordError(f"{name!r} names a flor.loop; pick another log name")
+        self.log_names.add(name)
+
+    def _is_loop(self, name: str) -> bool:
+        return any(f.name == name for f in self.frames)
+
+    def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        if not isinstance(name, str) or not name:
+            raise RecordError(f"flor.loop needs a non-empty string name, got {name!r}")
+        if self._is_loop(name):
+            raise RecordError(
+                f"flor.loop({name!r}) is nested inside another flor.loop({name!r}); "
+                f"give the inner loop its own name"
+            )
+        if name in self.log_names or name in self.args or name in RESERVED:
+            raise RecordError(f"{name!r} is already used as a log, arg or metadata name")
+        scope = self.scopes[-1] if self.scopes else None
+        owns_scope = scope is not None and scope.depth == len(self.frames)
+        frame = _Frame(name, len(self.frames), scope if owns_scope else None)
+        return self._iterate(frame, iter(iterable))
+
+    def _iterate(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
+        parent = self.ctx
+        self.frames.append(frame)
+        events = self.batch.events
+        try:
+            for i, item in enumerate(items):
+                ctx = self.next_ctx
+                self.next_ctx += 1
+                self.ctx = ctx
+                frame.iteration = i
+                frame.inner_checkpoint_taken = False
+                events = self.batch.events
+                events.append(("loop", ctx, parent, frame.name, i, _scalar(item), time.time()))
+                t0 = time.perf_counter()
+                yield item
+                elapsed = time.perf_counter() - t0
+                self.batch.events.append(("end", ctx, None, None, None, None, elapsed))
+                self.ctx = parent
+                self._after_iteration(frame, elapsed)
+        finally:
+            self.frames.pop()
+            self.ctx = parent
+            self._after_inner_loop(frame)
+
+    def _after_iteration(self, frame: _Frame, elapsed: float) -> None:
+        scope = frame.checkpoint_scope
+        if scope is not None:
+            scope.policy.iteration_done(elapsed)
+            if not frame.inner_checkpoint_taken:
+                self._checkpoint(scope, frame, "end")
+        if frame.depth == 0:
+            self.flush()
+
+    def _after_inner_loop(self, frame: _Frame) -> None:
+        if not self.frames:
+            return
+        outer = self.frames[-1]
+        scope = outer.checkpoint_scope
+        if scope is not None and not outer.inner_checkpoint_taken:
+            # Design section 6: the checkpoint sits where the first inner loop exits, so code
+            # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
+            outer.inner_checkpoint_taken = True
+            self._checkpoint(scope, outer, f"after:{frame.name}")
+
+    def _checkpoint(self, scope: _Scope, frame: _Frame, position: str) -> None:
+        if not scope.policy.due(frame.iteration) or self.writer.pending_checkpoints > 1:
+            return
+        t0 = time.perf_counter()
+        payload = ckpt.capture(scope.objs)
+        copy_s = time.perf_counter() - t0
+        scope.policy.taken(frame.iteration, copy_s, self.writer.last_write_seconds)
+        self.writer.submit_checkpoint(payload, frame.name, frame.iteration, position, copy_s)
+
+    def checkpointing(self, objs: dict[str, Any]) -> _Scope:
+        for name, obj in objs.items():
+            ckpt.check_registrable(name, obj)
+        return _Scope(dict(objs), len(self.frames))
+
+    # -- durability ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer (called at every outermost iteration's end)."""
+        batch = self.batch
+        if not batch:
+            return
+        self.batch = Batch(first_seq=self.seq + len(batch.logs))
+        batch.first_seq = self.seq
+        self.seq += len(batch.logs)
+        self.writer.submit_batch(batch)
+
+    def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
+        self.flush()
+        self.doc["status"] = status
+        self.doc["error"] = error
+        self.doc["ended"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.doc["torch"] = self.doc["torch"] or _torch_version()
+        self.writer.submit_run_json(self.doc)
+        self.writer.drain()
+        self.finished = True
+
+
+def _relative(script: Path | None, repo: Path) -> str:
+    if script is None:
+        return "<interactive>"
+    try:
+        return script.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        return str(script)
+
+
+def _scalar(item: Any) -> Any:
+    return item if type(item) in (int, float, str, bool) else None
+
+
+def _torch_version() -> str | None:
+    torch = sys.modules.get("torch")
+    return getattr(torch, "__version__", None) if torch is not None else None
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), so a reused pid is not taken for the run."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+# -- process lifecycle -------------------------------------------------------------------------
+class Lifecycle:
+    """Marks the run finished, failed or killed however the process ends."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.error: dict[str, Any] | None = None
+        self.killed_by: str | None = None
+        self._prev_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self.at_exit)
+        self._prev_handlers: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+                except (ValueError, OSError):
+                    pass
+
+    def _excepthook(
+        self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, KeyboardInterrupt):
+            self.killed_by = self.killed_by or "SIGINT"
+        else:
+            tail = "".join(traceback.format_exception(kind, exc, tb)[-3:])
+            self.error = {"type": kind.__name__, "message": str(exc), "traceback": tail[-2000:]}
+        self._prev_hook(kind, exc, tb)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self.killed_by = name
+        prev = self._prev_handlers.get(signum)
+        if signum == signal.SIGTERM and prev in (signal.SIG_DFL, None):
+            self.at_exit()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if callable(prev):
+            prev(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def at_exit(self) -> None:
+        if self.run.finished and self.killed_by is None and self.error is None:
+            return
+        if self.killed_by:
+            self.run.commit("killed", {"type": "signal", "message": self.killed_by})
+        elif self.error:
+            self.run.commit("failed", self.error)
+        else:
+            self.run.commit("finished")
+        self.run.writer.stop()

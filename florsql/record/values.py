@@ -1,0 +1,98 @@
+"""Turning whatever ``flor.log`` receives into something storable, without importing torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+from florsql.errors import RecordWarning
+from florsql.store.segments import Tagged
+
+#: Lists and dicts larger than this (as JSON text) are stored as their repr instead.
+MAX_JSON_CHARS = 64 * 1024
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def normalize(name: str, value: Any, warned: set[str]) -> Any:
+    """A storable form of ``value``: plain scalars as they are, containers as JSON, else repr.
+
+    ``warned`` collects names already warned about, so each name warns once.
+    """
+    if isinstance(value, _PLAIN):
+        return _plain(value)
+    scalar = _as_scalar(value)
+    if scalar is not _NO:
+        return scalar
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            text = json.dumps(value, default=_json_default, allow_nan=True)
+        except (TypeError, ValueError):
+            text = None
+        if text is not None and len(text) <= MAX_JSON_CHARS:
+            return Tagged("json", text)
+    if name not in warned:
+        warned.add(name)
+        warnings.warn(
+            f"flor.log({name!r}, ...) got a {type(value).__name__}, which florsql stores as its "
+            f"repr (log numbers, strings, 0-d tensors, or small lists/dicts to keep them queryable)",
+            RecordWarning,
+            stacklevel=3,
+        )
+    try:
+        return Tagged("repr", repr(value))
+    except Exception:
+        return Tagged("repr", f"<{type(value).__name__} with a failing repr>")
+
+
+class _Missing:
+    pass
+
+
+_NO: Any = _Missing()
+
+
+def _plain(value: Any) -> Any:
+    # Subclasses of int/float/str (IntEnum, numpy.float64 is a float subclass) become plain.
+    t = type(value)
+    if t in (int, float, str, bool) or value is None:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def _as_scalar(value: Any) -> Any:
+    """A Python scalar for numpy scalars and one-element torch tensors/numpy arrays, else _NO."""
+    module = type(value).__module__
+    if module == "torch" and "torch" in sys.modules:
+        try:
+            if value.numel() == 1 and value.dim() <= 1:
+                return _plain(value.detach().item())
+        except Exception:
+            return _NO
+        return _NO
+    if module == "numpy" and "numpy" in sys.modules:
+        item = getattr(value, "item", None)
+        shape = getattr(value, "shape", None)
+        if item is not None and (shape == () or shape == (1,)):
+            try:
+                return _plain(item())
+            except Exception:
+                return _NO
+    return _NO
+
+
+def _json_default(obj: Any) -> Any:
+    scalar = _as_scalar(obj)
+    if scalar is not _NO:
+        return scalar
+    tolist = getattr(obj, "tolist", None)
+    if tolist is not None and getattr(obj, "size", 10**9) <= 4096:
+        return tolist()
+    raise TypeError(type(obj).__name__)

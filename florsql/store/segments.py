@@ -1,0 +1,201 @@
+"""Arrow IPC segment files: the append-only truth of what a run (or a replay) recorded.
+
+A segment is one Arrow IPC file holding one table in :data:`SCHEMA`. It is written to a temporary
+name and renamed into place, so a reader sees whole segments only, and a process killed mid-write
+leaves at most a stray temporary file (ignored by readers).
+
+Row kinds:
+
+- ``loop``: an iteration began. ``ctx`` is its context id, ``parent`` the enclosing context
+  (0 at top level), ``name`` the loop name, ``iteration`` the 0-based index, the value columns the
+  item when it is a scalar, ``t`` the wall-clock start (epoch seconds).
+- ``end``: iteration ``ctx`` ended; ``t`` is its duration in seconds.
+- ``log``: ``flor.log(name, value)`` in context ``ctx``; ``seq`` orders logs within the run.
+
+pyarrow is imported lazily: in a recording process only the background writer thread needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SEGMENT_SUFFIX = ".arrow"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Tagged:
+    """A value already rendered to text on the training thread: JSON or a repr."""
+
+    __slots__ = ("text", "vtype")
+
+    def __init__(self, vtype: str, text: str) -> None:
+        self.vtype = vtype
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tagged) and (self.vtype, self.text) == (other.vtype, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.vtype, self.text))
+
+    def __repr__(self) -> str:
+        return f"Tagged({self.vtype!r}, {self.text!r})"
+
+
+def schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("kind", pa.string()),
+            ("seq", pa.int64()),
+            ("ctx", pa.int64()),
+            ("parent", pa.int64()),
+            ("name", pa.string()),
+            ("iteration", pa.int64()),
+            ("vtype", pa.string()),
+            ("v_int", pa.int64()),
+            ("v_float", pa.float64()),
+            ("v_str", pa.string()),
+            ("t", pa.float64()),
+        ]
+    )
+
+
+def split_value(value: Any) -> tuple[str, int | None, float | None, str | None]:
+    """(vtype, v_int, v_float, v_str) for a value stored by the record API."""
+    t = type(value)
+    if t is bool:
+        return "bool", int(value), None, None
+    if t is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return "int", value, None, None
+        return "str", None, None, str(value)
+    if t is float:
+        return "float", None, value, None
+    if t is str:
+        return "str", None, None, value
+    if value is None:
+        return "null", None, None, None
+    if t is Tagged:
+        return value.vtype, None, None, value.text
+    return "repr", None, None, repr(value)
+
+
+def join_value(vtype: str, v_int: int | None, v_float: float | None, v_str: str | None) -> Any:
+    """Inverse of :func:`split_value` (JSON and repr values come back as their text)."""
+    if vtype == "bool":
+        return bool(v_int)
+    if vtype == "int":
+        return v_int
+    if vtype == "float":
+        return v_float if v_float is not None else math.nan
+    if vtype == "null":
+        return None
+    return v_str
+
+
+@dataclass
+class Batch:
+    """Rows gathered on the training thread between two flushes."""
+
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    logs: list[tuple[int, str, Any]] = field(default_factory=list)
+    first_seq: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.logs)
+
+
+def batch_to_table(batch: Batch) -> pa.Table:
+    """Convert a :class:`Batch` to one Arrow table in :func:`schema`."""
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {f: [] for f in schema().names}
+    for kind, ctx, parent, name, iteration, value, t in batch.events:
+        _append(cols, kind, None, ctx, parent, name, iteration, value, t)
+    for i, (ctx, name, value) in enumerate(batch.logs):
+        _append(cols, "log", batch.first_seq + i, ctx, None, name, None, value, None)
+    return pa.table(cols, schema=schema())
+
+
+def _append(
+    cols: dict[str, list[Any]],
+    kind: str,
+    seq: int | None,
+    ctx: int,
+    parent: int | None,
+    name: str | None,
+    iteration: int | None,
+    value: Any,
+    t: float | None,
+) -> None:
+    vtype, v_int, v_float, v_str = split_value(value)
+    for key, v in (
+        ("kind", kind),
+        ("seq", seq),
+        ("ctx", ctx),
+        ("parent", parent),
+        ("name", name),
+        ("iteration", iteration),
+        ("vtype", vtype),
+        ("v_int", v_int),
+        ("v_float", v_float),
+        ("v_str", v_str),
+        ("t", t),
+    ):
+        cols[key].append(v)
+
+
+def segment_name(number: int) -> str:
+    return f"{number:06d}{SEGMENT_SUFFIX}"
+
+
+def write_segment(folder: Path, number: int, table: pa.Table) -> Path:
+    """Write ``table`` as segment ``number`` in ``folder`` atomically; returns its path."""
+    import pyarrow as pa
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / segment_name(number)
+    fd, tmp = tempfile.mkstemp(prefix=".seg-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return final
+
+
+def list_segments(folder: Path) -> list[Path]:
+    """Whole segments in ``folder``, in order (temporary files are skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(SEGMENT_SUFFIX) and p.name[0] != ".")
+
+
+def read_segment(path: Path) -> pa.Table:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def read_segments(paths: Sequence[Path] | Iterable[Path]) -> pa.Table:
+    import pyarrow as pa
+
+    tables = [read_segment(p) for p in paths]
+    if not tables:
+        return schema().empty_table()
+    return pa.concat_tables(tables)
