@@ -19,6 +19,7 @@ __all__ = [
     "ReplayOffWarning",
     "SqlError",
     "StoreError",
+    "StoreWarning",
     "VersionError",
     "concat_messages",
     "format_position",
@@ -88,6 +89,10 @@ class RecordWarning(FlorWarning):
 
 class ReplayOffWarning(FlorWarning):
     """Hindsight values were not computed because replay is off."""
+
+
+class StoreWarning(FlorWarning):
+    """The index was rebuilt or a run folder could not be read."""
 
 
 class NondeterminismWarning(FlorWarning):

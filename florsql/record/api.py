@@ -57,7 +57,7 @@ def arg(name: str, default: T) -> T:
         (or ``--lr=0.01``, or FlorDB's ``--kwargs lr=0.01``).
     """
     run = _run if _run is not None else _start()
-    return run.arg(name, default)  # type: ignore[no-any-return]
+    return run.arg(name, default)
 
 
 def log(name: str, value: T) -> T:
@@ -67,7 +67,7 @@ def log(name: str, value: T) -> T:
     small lists and dicts as JSON, anything else as its repr (with one warning per name).
     """
     run = _run if _run is not None else _start()
-    return run.log(name, value)  # type: ignore[no-any-return]
+    return run.log(name, value)
 
 
 def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import platform
 import secrets
@@ -13,7 +14,7 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -85,7 +86,7 @@ class Run:
         self.doc: dict[str, Any] = {
             "run_id": self.run_id,
             "projid": repo.name,
-            "tstamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "tstamp": datetime.now(UTC).isoformat(timespec="microseconds"),
             "vid": snap.vid,
             "head": snap.head,
             "dirty": snap.dirty,
@@ -96,7 +97,7 @@ class Run:
             "torch": _torch_version(),
             "host": platform.node(),
             "pid": os.getpid(),
-            "pid_start": _process_start(os.getpid()),
+            "pid_start": layout.process_start(os.getpid()),
             "status": "running",
             "error": None,
             "ended": None,
@@ -228,7 +229,7 @@ class Run:
         self.flush()
         self.doc["status"] = status
         self.doc["error"] = error
-        self.doc["ended"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
         self.writer.submit_run_json(self.doc)
         self.writer.drain()
@@ -253,15 +254,6 @@ def _torch_version() -> str | None:
     return getattr(torch, "__version__", None) if torch is not None else None
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), so a reused pid is not taken for the run."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 # -- process lifecycle -------------------------------------------------------------------------
 class Lifecycle:
     """Marks the run finished, failed or killed however the process ends."""
@@ -276,10 +268,8 @@ class Lifecycle:
         self._prev_handlers: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
+                with contextlib.suppress(ValueError, OSError):
                     self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
-                except (ValueError, OSError):
-                    pass
 
     def _excepthook(
         self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None

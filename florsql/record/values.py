@@ -36,7 +36,8 @@ def normalize(name: str, value: Any, warned: set[str]) -> Any:
         warned.add(name)
         warnings.warn(
             f"flor.log({name!r}, ...) got a {type(value).__name__}, which florsql stores as its "
-            f"repr (log numbers, strings, 0-d tensors, or small lists/dicts to keep them queryable)",
+            f"repr (log numbers, strings, 0-d tensors, or small lists/dicts to keep them "
+            f"queryable)",
             RecordWarning,
             stacklevel=3,
         )

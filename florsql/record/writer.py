@@ -50,7 +50,7 @@ class Writer:
 
     def submit_run_json(self, doc: dict[str, Any]) -> None:
         snapshot = json.loads(json.dumps(doc, default=str))
-        self._jobs.put(lambda: self._guard(self._write_run_json, snapshot))
+        self._jobs.put(lambda: self._write_run_json(snapshot))
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every job submitted so far is done."""
@@ -88,7 +88,9 @@ class Writer:
         self.pending.append(batch)
         while self.pending:
             head = self.pending[0]
-            if not self._guard(write_segment, self.segments, self.next_segment, batch_to_table(head)):
+            if not self._guard(
+                write_segment, self.segments, self.next_segment, batch_to_table(head)
+            ):
                 return  # keep it for the next flush
             self.pending.pop(0)
             self.next_segment += 1
@@ -114,7 +116,7 @@ class Writer:
             self.pending_checkpoints -= 1
 
     def _write_run_json(self, doc: dict[str, Any]) -> None:
-        layout.atomic_write_json(self.run_path / layout.RUN_JSON, doc)
+        self._guard(layout.atomic_write_json, self.run_path / layout.RUN_JSON, doc)
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> bool:
         try:

@@ -182,7 +182,9 @@ def list_segments(folder: Path) -> list[Path]:
     """Whole segments in ``folder``, in order (temporary files are skipped)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(SEGMENT_SUFFIX) and p.name[0] != ".")
+    return sorted(
+        p for p in folder.iterdir() if p.name.endswith(SEGMENT_SUFFIX) and p.name[0] != "."
+    )
 
 
 def read_segment(path: Path) -> pa.Table:

@@ -13,7 +13,9 @@ def resolve_version(repo: Path, vid: str) -> str:
     out = run_git(repo, "rev-parse", "--verify", "-q", f"{vid}^{{commit}}", check=False)
     sha = out.decode().strip()
     if not sha:
-        raise VersionError(f"unknown code version {vid!r}: see `florsql runs` for recorded versions")
+        raise VersionError(
+            f"unknown code version {vid!r}: see `florsql runs` for recorded versions"
+        )
     return sha
 
 

@@ -58,9 +58,11 @@ def snapshot(repo: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Snapsh
             stacklevel=3,
         )
     tree = _write_tree(repo, kept)
-    commit = run_git(
-        repo, "commit-tree", tree, "-m", "florsql code snapshot", env=_SNAPSHOT_ENV
-    ).decode().strip()
+    commit = (
+        run_git(repo, "commit-tree", tree, "-m", "florsql code snapshot", env=_SNAPSHOT_ENV)
+        .decode()
+        .strip()
+    )
     _update_ref(repo, REF_PREFIX + commit, commit)
     head = head_commit(repo)
     dirty = True

@@ -1,0 +1,175 @@
+"""The DuckDB index: every run's files gathered into queryable tables, rebuildable at any time.
+
+One process owns ``index.duckdb`` at a time (DuckDB allows nothing else), guarded by a lock
+file; a second opener gets a :class:`~florsql.errors.StoreError` or waits. :meth:`Index.refresh`
+ingests only what changed since the last refresh (new segments, a rewritten run.json, a longer
+checkpoint manifest) and is idempotent. Deleting the file and refreshing gives the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from florsql.errors import StoreError, StoreWarning
+from florsql.store import layout
+from florsql.store.ingest import RunFiles, ingest_run_json, ingest_segments, load_manifest
+from florsql.store.schema import SCHEMA_SQL, SCHEMA_VERSION, define_views
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass(frozen=True)
+class RefreshStats:
+    """What one :meth:`Index.refresh` ingested."""
+
+    runs: int
+    new_segments: int
+    new_rows: int
+
+
+class Index:
+    """The query side's DuckDB index over ``<repo>/.florsql``.
+
+    Example:
+        >>> with Index.open(repo) as ix:  # doctest: +SKIP
+        ...     ix.refresh()
+        ...     ix.con.sql("SELECT run_id, status FROM runs").fetchall()
+    """
+
+    def __init__(self, repo: Path, con: duckdb.DuckDBPyConnection, lock: Any) -> None:
+        self.repo = Path(repo)
+        self.con = con
+        self._lock = lock
+
+    @classmethod
+    def open(cls, repo: Path | str, *, wait: float = 0.0, path: Path | None = None) -> Index:
+        """Open (creating if needed) the index of ``repo``; ``wait`` seconds for another owner."""
+        import duckdb
+        from filelock import FileLock, Timeout
+
+        repo = Path(repo)
+        store = layout.ensure_store(repo)
+        db_path = path or store / layout.INDEX_FILE
+        lock = FileLock(str(store / layout.INDEX_LOCK))
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            owner = _read_owner(store)
+            raise StoreError(
+                f"the florsql index of {repo} is in use by another process{owner}; close that "
+                f"REPL, server or script, or open with wait=SECONDS to wait for it"
+            ) from None
+        try:
+            (store / "index.owner").write_text(str(os.getpid()))
+            con = _connect(duckdb, db_path)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(repo, con, lock)
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> RefreshStats:
+        """Ingest what changed under ``.florsql/runs`` since the last refresh."""
+        runs_root = layout.runs_dir(self.repo)
+        folders = sorted(p for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
+        files = [f for f in map(RunFiles.scan, folders) if f is not None]
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for f in files:
+                ingest_run_json(self.con, f)
+                load_manifest(self.con, f)
+            segs, rows = ingest_segments(self.con, files)
+            _mark_dead_runs(self.con)
+            define_views(self.con)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return RefreshStats(runs=len(files), new_segments=segs, new_rows=rows)
+
+
+def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(db_path))
+    except duckdb.IOException as e:
+        raise StoreError(f"cannot open the florsql index {db_path}: {e}") from e
+    except duckdb.Error as e:
+        # The index is derived data: an unreadable one is rebuilt from the run files.
+        warnings.warn(f"rebuilding the florsql index ({e})", StoreWarning, stacklevel=3)
+        _remove(db_path)
+        con = duckdb.connect(str(db_path))
+    version = _schema_version(con)
+    if version not in (None, SCHEMA_VERSION):
+        con.close()
+        _remove(db_path)
+        con = duckdb.connect(str(db_path))
+    con.execute(SCHEMA_SQL)
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    define_views(con)
+    return con
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except Exception:
+        return None
+    return int(row[0]) if row else None
+
+
+def _remove(db_path: Path) -> None:
+    for p in (db_path, Path(str(db_path) + ".wal")):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _read_owner(store: Path) -> str:
+    try:
+        return f" (pid {(store / 'index.owner').read_text().strip()})"
+    except OSError:
+        return ""
+
+
+def _mark_dead_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """A run still 'running' whose process is gone on this host was killed (kill -9, OOM)."""
+    import platform
+
+    rows = con.execute(
+        "SELECT run_id, pid, pid_start FROM run_meta WHERE status = 'running' AND host = ?",
+        [platform.node()],
+    ).fetchall()
+    for run_id, pid, pid_start in rows:
+        if not _alive(pid, pid_start):
+            con.execute("UPDATE run_meta SET status = 'killed' WHERE run_id = ?", [run_id])
+
+
+def _alive(pid: int | None, pid_start: str | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = layout.process_start(pid)
+    return now is None or pid_start is None or now == pid_start
