@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from florsql.errors import RecordError, StoreError
+from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.record.args import coerce, scan_argv
 from florsql.record.policy import CheckpointPolicy
@@ -66,10 +67,13 @@ class Run:
             layout.ensure_store(repo)
             (self.path / layout.SEGMENTS).mkdir(parents=True)
         except OSError as e:
-            raise StoreError(
-                f"florsql cannot write its store under {layout.store_dir(repo)} ({e}); make the "
-                f"folder writable"
-            ) from e
+            # Training never dies of logging: values stay in memory and the writer retries.
+            warnings.warn(
+                f"florsql cannot write its store under {layout.store_dir(repo)} ({e}); training "
+                f"goes on, recorded values are kept in memory and written if it becomes writable",
+                RecordWarning,
+                stacklevel=4,
+            )
         snap = snapshot(repo)
         self.batch = Batch()
         self.seq = 0
@@ -104,7 +108,8 @@ class Run:
             "args": self.args,
             "florsql": "0.1.0",
         }
-        layout.atomic_write_json(self.path / layout.RUN_JSON, self.doc)
+        self.writer.submit_run_json(self.doc)
+        self.writer.drain()
 
     # -- record calls --------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:

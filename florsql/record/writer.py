@@ -31,6 +31,8 @@ class Writer:
         self.checkpoints = run_path / layout.CHECKPOINTS
         self.next_segment = first_segment
         self.pending: list[Batch] = []
+        self.run_json: dict[str, Any] | None = None
+        self._run_json_written = True
         self.pending_checkpoints = 0
         self.last_write_seconds = 0.0
         self._warned = False
@@ -86,6 +88,8 @@ class Writer:
 
     def _write_batch(self, batch: Batch) -> None:
         self.pending.append(batch)
+        if not self._run_json_written and self.run_json is not None:
+            self._run_json_written = self._guard(self._write_run_json_now)
         while self.pending:
             head = self.pending[0]
             if not self._guard(
@@ -116,7 +120,12 @@ class Writer:
             self.pending_checkpoints -= 1
 
     def _write_run_json(self, doc: dict[str, Any]) -> None:
-        self._guard(layout.atomic_write_json, self.run_path / layout.RUN_JSON, doc)
+        self.run_json = doc
+        self._run_json_written = self._guard(self._write_run_json_now)
+
+    def _write_run_json_now(self) -> None:
+        self.run_path.mkdir(parents=True, exist_ok=True)
+        layout.atomic_write_json(self.run_path / layout.RUN_JSON, self.run_json)
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> bool:
         try:
