@@ -39,6 +39,9 @@ class Writer:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="florsql-writer", daemon=True)
         self._thread.start()
+        # pyarrow takes ~0.2 s to import: do it now, off the training thread, so the first
+        # flush is written within milliseconds.
+        self._jobs.put(_warm_up)
 
     # -- called from the training thread -------------------------------------------------------
     def submit_batch(self, batch: Batch) -> None:
@@ -144,6 +147,11 @@ class Writer:
                 RecordWarning,
                 stacklevel=2,
             )
+
+
+def _warm_up() -> None:
+    import pyarrow  # noqa: F401
+    import pyarrow.ipc  # noqa: F401
 
 
 def _safe(name: str) -> str:
