@@ -1,0 +1,184 @@
+"""The ``florsql`` sqlglot dialect: DuckDB's SQL plus florsql's own statements.
+
+Importing this module registers the dialect, so ``sqlglot.parse_one(sql, read="florsql")`` works.
+The dialect only *parses*; deciding what is allowed is :mod:`florsql.grammar.safety`'s job, so
+statements florsql refuses still parse into nodes (or an opaque ``Command``) that carry their
+keyword and position.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.errors import ParseError
+from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.parser import SENTINEL_NONE
+from sqlglot.parsers.duckdb import DuckDBParser
+from sqlglot.tokens import Token, TokenType
+from sqlglot.trie import new_trie
+
+__all__ = ["Explain", "Florsql", "SetReplay", "ShowColumns", "ShowRuns"]
+
+
+class Explain(exp.Expression):
+    """``EXPLAIN <statement>``; ``analyze`` is set for ``EXPLAIN ANALYZE`` (which is refused)."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": True, "analyze": False}
+
+
+class ShowRuns(exp.Expression):
+    """``SHOW RUNS``."""
+
+    arg_types: ClassVar[dict[str, bool]] = {}
+
+
+class ShowColumns(exp.Expression):
+    """``SHOW COLUMNS FROM <table>``; ``this`` is an ``exp.Table``."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": True}
+
+
+class SetReplay(exp.Expression):
+    """``SET replay = <value>``; ``this`` is a string literal holding the value as written."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": True}
+
+
+# Statements sqlglot mis-parses as expressions (CHECKPOINT becomes a column) or cannot parse
+# (EXPORT DATABASE): they become a Command carrying the keyword, for safety to refuse by name.
+COMMAND_KEYWORDS = frozenset(
+    {"ABORT", "CHECKPOINT", "DEALLOCATE", "END", "EXPORT", "IMPORT", "START", "UNLISTEN"}
+)
+
+
+def _token_upper(token: Token | None) -> str:
+    # An exhausted parser holds a falsy SENTINEL token, not None.
+    return token.text.upper() if token else ""
+
+
+class FlorsqlParser(DuckDBParser):
+    """DuckDB's parser with EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay."""
+
+    STATEMENT_PARSERS: ClassVar[dict[TokenType, Any]] = {
+        **DuckDBParser.STATEMENT_PARSERS,
+        TokenType.SET: lambda self: self._parse_florsql_set(),
+    }
+
+    SHOW_PARSERS: ClassVar[dict[str, Any]] = {
+        **DuckDBParser.SHOW_PARSERS,
+        "RUNS": lambda self: self.expression(ShowRuns()),
+        "COLUMNS": lambda self: self._parse_show_columns(),
+    }
+    SHOW_TRIE: ClassVar[dict] = new_trie(key.split(" ") for key in SHOW_PARSERS)
+
+    def _warn_unsupported(self) -> None:
+        """Stay quiet: florsql refuses every ``Command`` with its own message."""
+
+    def _parse_string_as_identifier(self) -> exp.Identifier | None:
+        # DuckDB reads `FROM 'file.csv'` as a file; mark the identifier so safety can tell.
+        ident = super()._parse_string_as_identifier()
+        if ident is not None:
+            ident.meta["string_literal"] = True
+        return ident
+
+    def _parse_placeholder(self) -> exp.Expr | None:
+        # sqlglot gives `?` and `$1` no position; errors about them should point at them.
+        token = self._curr
+        node = super()._parse_placeholder()
+        if isinstance(node, exp.Placeholder) and token and "start" not in node.meta:
+            node.update_positions(token)
+        return node
+
+    def _parse_statement(self) -> exp.Expr | None:
+        word = _token_upper(self._curr)
+        if word == "EXPLAIN":
+            return self._parse_explain(self._curr)
+        if word in COMMAND_KEYWORDS:
+            return self._consume_command(self._curr)
+        return super()._parse_statement()
+
+    def _consume_command(self, start: Token) -> exp.Command:
+        """Swallow the rest of the statement into a ``Command`` named by its first keyword."""
+        while self._curr:
+            self._advance()
+        rest = self._find_sql(start, self._prev)[len(start.text) :]
+        return self.expression(exp.Command(this=start.text.upper(), expression=rest), start)
+
+    def _parse_explain(self, start: Token) -> exp.Expr:
+        self._advance()
+        analyze = self._match_texts(("ANALYZE", "ANALYSE"))
+        inner = self._parse_statement() if self._curr else None
+        if inner is None:
+            self.raise_error("EXPLAIN needs a query after it", start)
+        return self.expression(Explain(this=inner, analyze=analyze or None), start)
+
+    def _parse_show_columns(self) -> exp.Expr:
+        if not self._match_set((TokenType.FROM, TokenType.IN)):
+            self.raise_error("expected FROM <table> after SHOW COLUMNS")
+        table = self._parse_table_parts(schema=True)
+        if table is None:
+            self.raise_error("expected a table name after SHOW COLUMNS FROM")
+        return self.expression(ShowColumns(this=table))
+
+    def _parse_florsql_set(self) -> exp.Expr:
+        start = self._prev
+        if _token_upper(self._curr) != "REPLAY":
+            return self._parse_set()
+        index = self._index
+        self._advance()
+        if not (self._match(TokenType.EQ) or self._match_text_seq("TO")):
+            if self._curr:
+                self._retreat(index)
+                return self._parse_set()
+            self.raise_error("SET replay needs a value: 'auto', 'confirm' or 'off'", start)
+        value = self._curr
+        if not value:
+            self.raise_error("SET replay needs a value: 'auto', 'confirm' or 'off'", start)
+        self._advance()
+        if self._curr:  # more after the value (a list of settings, or junk): not ours
+            self._retreat(index)
+            return self._parse_set()
+        literal = self.expression(exp.Literal.string(value.text), value)
+        return self.expression(SetReplay(this=literal), start)
+
+    def raise_error(self, message: str, token: Token = SENTINEL_NONE) -> None:
+        """Raise as sqlglot does, adding the token's 0-based ``start`` offset to the error."""
+        at = token or self._curr or self._prev
+        try:
+            super().raise_error(message, token)
+        except ParseError as error:
+            if at and error.errors:
+                error.errors[0]["start"] = at.start
+            raise
+
+
+class FlorsqlGenerator(DuckDBGenerator):
+    """DuckDB's generator, plus SQL for florsql's own statements."""
+
+    TRANSFORMS: ClassVar[dict[type[exp.Expr], Any]] = {
+        **DuckDBGenerator.TRANSFORMS,
+        Explain: lambda self, e: (
+            f"EXPLAIN {'ANALYZE ' if e.args.get('analyze') else ''}{self.sql(e, 'this')}"
+        ),
+        ShowRuns: lambda self, e: "SHOW RUNS",
+        ShowColumns: lambda self, e: f"SHOW COLUMNS FROM {self.sql(e, 'this')}",
+        SetReplay: lambda self, e: f"SET replay = {self.sql(e, 'this')}",
+    }
+
+
+class Florsql(DuckDB):
+    """The florsql dialect: DuckDB plus EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay.
+
+    ``EXPLAIN`` is an ordinary word to this tokenizer (DuckDB's swallows the rest of the
+    statement as text), so the statement after it is parsed into a real tree.
+    """
+
+    class Tokenizer(DuckDB.Tokenizer):
+        KEYWORDS: ClassVar[dict[str, TokenType]] = {
+            k: v for k, v in DuckDB.Tokenizer.KEYWORDS.items() if k != "EXPLAIN"
+        }
+
+    Parser = FlorsqlParser
+    Generator = FlorsqlGenerator

@@ -1,0 +1,172 @@
+"""Parse florsql SQL into :class:`Statement` objects, refusing anything that is not a read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlglot import exp
+from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from florsql.errors import ParseError
+from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.positions import line_col, translate_parse_error, translate_token_error
+from florsql.grammar.safety import check_read_only
+
+__all__ = ["Statement", "StatementKind", "parse", "parse_many"]
+
+StatementKind = Literal["select", "explain", "show_runs", "show_columns", "set"]
+
+_DIALECT = Florsql()
+_TOKEN_ERROR_AT = re.compile(r" from \d+:(\d+)$")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One parsed, validated florsql statement.
+
+    Attributes:
+        kind: ``"select"`` (any query: SELECT, set operations, VALUES, PIVOT), ``"explain"``,
+            ``"show_runs"``, ``"show_columns"`` or ``"set"``.
+        tree: the whole statement's sqlglot tree (a florsql node for the florsql statements).
+        sql: this statement's text, without the ``;``.
+        source: the whole text given to ``parse``/``parse_many``; node positions (``meta``)
+            count from its start (see ``florsql.grammar.node_position``).
+        offset: where ``sql`` starts in ``source`` (0-based).
+        query: for ``select`` the tree itself, for ``explain`` the query explained; else None.
+        table: for ``show_columns``, the table name as written (``"logs"``, ``"main.logs"``).
+        setting: for ``set``, the setting name (always ``"replay"``).
+        value: for ``set``, the value, lower-case: ``"auto"``, ``"confirm"`` or ``"off"``.
+        param_count: the number of ``?`` parameters, in text order.
+    """
+
+    kind: StatementKind
+    tree: exp.Expr
+    sql: str
+    source: str
+    offset: int = 0
+    query: exp.Expr | None = None
+    table: str | None = None
+    setting: str | None = None
+    value: str | None = None
+    param_count: int = 0
+
+    def duckdb_sql(self) -> str:
+        """The query as DuckDB SQL (for ``select`` and ``explain``: the query explained)."""
+        if self.query is None:
+            raise ValueError(f"a {self.kind} statement has no query")
+        return self.query.sql(dialect="duckdb")
+
+
+def parse(sql: str) -> Statement:
+    """Parse one florsql statement; a trailing ``;`` is allowed.
+
+    Raises:
+        florsql.errors.ParseError: the text is empty, is not valid SQL, holds more than one
+            statement, or is not a read (with line, column and a caret snippet where known).
+
+    Example:
+        >>> stmt = parse("SELECT run_id, avg(loss) FROM logs WHERE lr > ? GROUP BY ALL")
+        >>> stmt.kind, stmt.param_count
+        ('select', 1)
+        >>> parse("SET replay TO off").value
+        'off'
+        >>> parse("SET threads = 4")
+        Traceback (most recent call last):
+        ...
+        florsql.errors.ParseError: SET of DuckDB options is not allowed; florsql settings: replay
+          1 | SET threads = 4
+            | ^
+    """
+    statements = parse_many(sql)
+    if len(statements) > 1:
+        line, col = line_col(sql, statements[1].offset)
+        raise ParseError(
+            f"expected one statement, got {len(statements)}; use parse_many for a script",
+            sql=sql,
+            line=line,
+            col=col,
+        )
+    return statements[0]
+
+
+def parse_many(sql: str) -> list[Statement]:
+    """Parse a ``;``-separated script into statements, validating each.
+
+    Example:
+        >>> [s.kind for s in parse_many("SHOW RUNS; EXPLAIN FROM logs;")]
+        ['show_runs', 'explain']
+    """
+    chunks = _split(_tokenize(sql))
+    if not chunks:
+        raise ParseError("empty query: expected a SELECT or a florsql statement", sql=sql)
+    return [_parse_chunk(chunk, sql) for chunk in chunks]
+
+
+def _tokenize(sql: str) -> list[Token]:
+    tokenizer = _DIALECT.tokenizer()
+    try:
+        return tokenizer.tokenize(sql)
+    except TokenError as error:
+        raise translate_token_error(error, sql, _token_error_start(tokenizer, error)) from None
+
+
+def _token_error_start(tokenizer: object, error: TokenError) -> int | None:
+    """Where the token being read began: the tokenizer keeps it; its message says it too."""
+    start = getattr(getattr(tokenizer, "_core", None), "_start", None)
+    if isinstance(start, int):
+        return start
+    found = _TOKEN_ERROR_AT.search(str(error.__cause__ or error))
+    return int(found.group(1)) if found else None
+
+
+def _split(tokens: list[Token]) -> list[list[Token]]:
+    chunks: list[list[Token]] = [[]]
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    return [chunk for chunk in chunks if chunk]
+
+
+def _parse_chunk(tokens: list[Token], source: str) -> Statement:
+    try:
+        trees = _DIALECT.parser().parse(tokens, source)
+    except SqlglotParseError as error:
+        raise translate_parse_error(error, source) from None
+    tree = trees[0]
+    if tree is None:  # unreachable: a chunk holds at least one token
+        raise ParseError("empty statement", sql=source)
+    start = tokens[0].start
+    check_read_only(tree, source, start)
+    return _classify(tree, source, start, tokens[-1].end + 1)
+
+
+def _classify(tree: exp.Expr, source: str, start: int, end: int) -> Statement:
+    kind: StatementKind = "select"
+    query: exp.Expr | None = tree
+    table = value = None
+    if isinstance(tree, Explain):
+        kind, query = "explain", tree.this
+    elif isinstance(tree, ShowRuns):
+        kind, query = "show_runs", None
+    elif isinstance(tree, ShowColumns):
+        kind, query, table = "show_columns", None, tree.this.sql(dialect="duckdb")
+    elif isinstance(tree, SetReplay):
+        kind, query, value = "set", None, tree.this.name.lower()
+    return Statement(
+        kind=kind,
+        tree=tree,
+        sql=source[start:end],
+        source=source,
+        offset=start,
+        query=query,
+        table=table,
+        setting="replay" if kind == "set" else None,
+        value=value,
+        param_count=sum(1 for p in tree.find_all(exp.Placeholder) if p.this is None),
+    )
