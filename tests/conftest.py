@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import make_repo
 
-TINY = '''
+TINY = """
 import random
 import florsql as flor
 
@@ -19,7 +19,7 @@ for epoch in flor.loop("epoch", range(epochs)):
         flor.log("loss", w * w)
     flor.log("w", w)
 flor.log("done", "yes")
-'''
+"""
 
 
 @pytest.fixture

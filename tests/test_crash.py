@@ -38,7 +38,10 @@ def _wait_for_epochs(proc: subprocess.Popen[str], n: int) -> None:
 def test_kill_9_keeps_every_finished_iteration(tiny_repo: Path, kill_after: int) -> None:
     write(tiny_repo / "slow.py", SLOW)
     proc = subprocess.Popen(
-        [sys.executable, "slow.py"], cwd=tiny_repo, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "slow.py"],
+        cwd=tiny_repo,
+        stdout=subprocess.PIPE,
+        text=True,
         env=script_env(),
     )
     _wait_for_epochs(proc, kill_after + 1)
@@ -65,7 +68,9 @@ def test_four_concurrent_runs_lose_and_mix_nothing(tiny_repo: Path) -> None:
     write(tiny_repo / "slow.py", SLOW.replace("range(1000)", "range(6)").replace("0.15", "0.01"))
     procs = [
         subprocess.Popen(
-            [sys.executable, "slow.py", "--run", str(r)], cwd=tiny_repo, env=script_env(),
+            [sys.executable, "slow.py", "--run", str(r)],
+            cwd=tiny_repo,
+            env=script_env(),
             stdout=subprocess.DEVNULL,
         )
         for r in range(4)

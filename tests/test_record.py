@@ -129,7 +129,7 @@ def test_unsupported_value_is_stored_as_repr_with_one_warning(tiny_repo: Path) -
             "        pass",
             "nested inside another flor.loop('e')",
         ),
-        ('import threading\nflor.checkpointing(lock=threading.Lock()).__enter__()', "cannot be"),
+        ("import threading\nflor.checkpointing(lock=threading.Lock()).__enter__()", "cannot be"),
         ('flor.log("run_id", 1)', "metadata column"),
         ('flor.arg("epochs", 3)', "is not an integer"),
     ],

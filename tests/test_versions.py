@@ -66,7 +66,12 @@ def test_run_snapshot_holds_files_as_at_start_and_git_is_untouched(busy_repo: Pa
     meta = json.loads(doc)
     vid = meta["vid"]
     assert meta["dirty"] is True and meta["head"] == before["head_sha"].strip()
-    assert sorted(files_at(busy_repo, vid)) == [".gitignore", "lib/model.py", "notes.py", "train.py"]
+    assert sorted(files_at(busy_repo, vid)) == [
+        ".gitignore",
+        "lib/model.py",
+        "notes.py",
+        "train.py",
+    ]
     assert file_at(busy_repo, vid, "lib/model.py") == "A = 4  # unstaged\n"
     assert file_at(busy_repo, vid, "notes.py") == "B = 5  # untracked\n"
     refs = git(busy_repo, "for-each-ref", "--format=%(refname)", "refs/florsql")

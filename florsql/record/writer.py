@@ -150,7 +150,7 @@ class Writer:
 
 
 def _warm_up() -> None:
-    import pyarrow  # noqa: F401
+    import pyarrow
     import pyarrow.ipc  # noqa: F401
 
 

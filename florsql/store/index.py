@@ -108,9 +108,9 @@ class Index:
 def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(db_path))
-    except duckdb.IOException as e:
-        raise StoreError(f"cannot open the florsql index {db_path}: {e}") from e
     except duckdb.Error as e:
+        if "lock" in str(e).lower() or not db_path.exists():
+            raise StoreError(f"cannot open the florsql index {db_path}: {e}") from e
         # The index is derived data: an unreadable one is rebuilt from the run files.
         warnings.warn(f"rebuilding the florsql index ({e})", StoreWarning, stacklevel=3)
         _remove(db_path)
