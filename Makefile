@@ -1,25 +1,34 @@
-PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest demo bench install
 
-install:
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev]'
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned: 2.13.0 is a local CPU build here, any other release pulls CUDA wheels.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
 
-lint:
+install: $(STAMP)
+
+lint: $(STAMP)
 	$(PY) -m ruff check florsql grammar replay tests benchmarks examples
 	$(PY) -m ruff format --check florsql grammar replay tests benchmarks examples
 
-typecheck:
+typecheck: $(STAMP)
 	$(PY) -m mypy
 
-pytest:
+pytest: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 test: lint typecheck pytest
 
-demo:
+demo: $(STAMP)
 	$(PY) -m florsql.demo
 
-bench:
+bench: $(STAMP)
 	$(PY) benchmarks/record_overhead.py

@@ -12,10 +12,12 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from florsql.record.runtime import Lifecycle, Run
+if TYPE_CHECKING:  # the runtime loads at a script's first record call, keeping import light
+    from pathlib import Path
+
+    from florsql.record.runtime import Lifecycle, Run
 
 T = TypeVar("T")
 
@@ -28,6 +30,9 @@ def _start() -> Run:
     global _run, _lifecycle
     with _start_lock:
         if _run is None:
+            from pathlib import Path
+
+            from florsql.record.runtime import Lifecycle, Run
             from florsql.versions import find_repo_root
 
             script = _main_script()
@@ -38,6 +43,8 @@ def _start() -> Run:
 
 
 def _main_script() -> Path | None:
+    from pathlib import Path
+
     main = sys.modules.get("__main__")
     file = getattr(main, "__file__", None)
     return Path(file).resolve() if file else None

@@ -215,8 +215,10 @@ class Run:
             self._checkpoint(scope, outer, f"after:{frame.name}")
 
     def _checkpoint(self, scope: _Scope, frame: _Frame, position: str) -> None:
-        if not scope.policy.due(frame.iteration) or self.writer.pending_checkpoints > 1:
+        if not scope.policy.due(frame.iteration):
             return
+        if self.writer.pending_checkpoints > 1 and scope.policy.fixed is None:
+            return  # the writer is behind: skip rather than pile copies up in memory
         t0 = time.perf_counter()
         payload = ckpt.capture(scope.objs)
         copy_s = time.perf_counter() - t0
