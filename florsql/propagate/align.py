@@ -1,0 +1,94 @@
+"""Context alignment: where in an old block does a new statement go?
+
+The new statement's neighbours in its block (up to :data:`WINDOW` on each side, nearest weighing
+most) are aligned against the old block's statements. For each slot ``j`` (insert before old
+statement ``j``), ``score(j)`` is the best monotone alignment of the predecessors with
+``old[:j]`` plus that of the successors with ``old[j:]``. The best slot wins; when several tie,
+the one right after the statement matching the nearest predecessor wins (else right before the
+one matching the nearest successor); two such anchors are an ambiguity, never a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from florsql.propagate.normalize import similarity
+
+WINDOW = 6
+DECAY = 0.8
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SlotChoice:
+    """The outcome in one block: a slot, or the tied slots of an ambiguity, or no context."""
+
+    slot: int | None
+    score: float
+    tied: tuple[int, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """A single slot was found."""
+        return self.slot is not None
+
+
+def _prefix_scores(
+    context: Sequence[str], weights: Sequence[float], old: Sequence[str]
+) -> list[float]:
+    """``out[j]``: best weighted alignment of ``context`` (in order) with ``old[:j]``."""
+    previous = [0.0] * (len(old) + 1)
+    for a, item in enumerate(context):
+        current = [0.0] * (len(old) + 1)
+        for b, other in enumerate(old, start=1):
+            best = max(previous[b], current[b - 1])
+            sim = similarity(item, other)
+            if sim:
+                best = max(best, previous[b - 1] + weights[a] * sim)
+            current[b] = best
+        previous = current
+    return previous
+
+
+def slot_scores(before: Sequence[str], after: Sequence[str], old: Sequence[str]) -> list[float]:
+    """Score of every slot ``0..len(old)`` for a statement between ``before`` and ``after``."""
+    before, after = before[-WINDOW:], after[:WINDOW]
+    w_before = [DECAY ** (len(before) - 1 - i) for i in range(len(before))]
+    w_after = [DECAY**i for i in range(len(after))]
+    head = _prefix_scores(before, w_before, old)
+    tail = _prefix_scores(after[::-1], w_after[::-1], old[::-1])[::-1]
+    return [h + t for h, t in zip(head, tail, strict=True)]
+
+
+def _nearest_matched(context: Sequence[str], old: Sequence[str]) -> str | None:
+    return next((c for c in context if any(similarity(c, o) for o in old)), None)
+
+
+def choose_slot(before: Sequence[str], after: Sequence[str], old: Sequence[str]) -> SlotChoice:
+    """The slot for a statement between ``before`` and ``after`` in a block now ``old``.
+
+    Example:
+        >>> choose_slot(["a = f()", "b = g(a)"], ["c = h(b)"], ["a = f()", "x = 1", "c = h(b)"])
+        SlotChoice(slot=1, score=2.0, tied=())
+    """
+    scores = slot_scores(before, after, old)
+    best = max(scores)
+    if best <= EPS:
+        return SlotChoice(None, 0.0)
+    tied = [j for j, s in enumerate(scores) if s >= best - EPS]
+    if len(tied) == 1:
+        return SlotChoice(tied[0], best)
+    pred = _nearest_matched(before[::-1], old)
+    succ = _nearest_matched(after, old)
+    for anchor, offset in ((pred, -1), (succ, 0)):
+        if anchor is None:
+            continue
+        anchored = [
+            j for j in tied if 0 <= j + offset < len(old) and similarity(anchor, old[j + offset])
+        ]
+        if len(anchored) == 1:
+            return SlotChoice(anchored[0], best)
+        if anchored:
+            return SlotChoice(None, best, tuple(anchored))
+    return SlotChoice(None, best, tuple(tied))

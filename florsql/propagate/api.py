@@ -1,0 +1,216 @@
+"""``propagate``: place the new version's log statements into an old version of the same file."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from florsql.errors import PropagateError
+from florsql.propagate.align import choose_slot
+from florsql.propagate.find import LogStatement, find_logs, logged_names
+from florsql.propagate.helpers import Helpers
+from florsql.propagate.insert import (
+    Insertion,
+    adjust_slot,
+    at_line,
+    indent_of,
+    newline_of,
+    render,
+    slot_problem,
+    splice,
+    statement_code,
+)
+from florsql.propagate.match import Miss, Spot, locate
+from florsql.propagate.model import Failure, Placement, Propagation
+from florsql.propagate.safety import Bindings, free_names
+from florsql.propagate.slice import carried
+from florsql.propagate.source import Block, SourceFile, analyze
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One log statement's way into the old version: its slice, each with an old slot."""
+
+    target: LogStatement
+    spot: Spot
+    stmts: tuple[ast.stmt, ...]  # carried statements, then the log statement
+    slots: tuple[int, ...]
+
+
+@dataclass
+class _Session:
+    new: SourceFile
+    old: SourceFile
+    skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
+    bindings: Bindings = field(default_factory=Bindings)
+
+    @cached_property
+    def new_helpers(self) -> Helpers:
+        return Helpers(self.new)
+
+    @cached_property
+    def old_helpers(self) -> Helpers:
+        return Helpers(self.old)
+
+    @cached_property
+    def renames(self) -> dict[str, str]:
+        """The flor alias of the new file mapped to the old file's, where they differ."""
+        if len(self.old.aliases) != 1:
+            return {}
+        (alias,) = self.old.aliases
+        return {a: alias for a in self.new.aliases if a not in self.old.aliases}
+
+    def context(self, block: Block, index: int) -> tuple[list[str], list[str]]:
+        """Normal forms of the neighbours before and after statement ``index``."""
+        keep = [k for k, s in enumerate(block.stmts) if id(s) not in self.skip or k == index]
+        before = [block.norms[k] for k in keep if k < index]
+        after = [block.norms[k] for k in keep if k > index]
+        return before, after
+
+
+def propagate(new_source: str, old_source: str, names: Iterable[str] | None = None) -> Propagation:
+    """Place the new version's ``flor.log`` statements that the old version lacks into it.
+
+    Args:
+        new_source: The latest text of the file.
+        old_source: The text of the same file at an old version.
+        names: Only these log names (default: every name the old version does not log).
+
+    Returns:
+        The patched old text, what was placed where, what failed and why.
+
+    Raises:
+        PropagateError: The new source does not parse.
+
+    Example:
+        >>> old = "for x in flor.loop('step', data):\\n    y = f(x)  # forward\\n"
+        >>> new = "for x in flor.loop('step', data):\\n    y = g(x)\\n    flor.log('y', y)\\n"
+        >>> print(propagate(new, old).source, end="")
+        for x in flor.loop('step', data):
+            y = f(x)  # forward
+            flor.log('y', y)
+    """
+    try:
+        new = analyze(new_source)
+    except SyntaxError as e:
+        raise PropagateError(f"the new version does not parse: {e}") from e
+    logs = find_logs(new)
+    wanted = None if names is None else list(dict.fromkeys(names))
+    failed = _unknown_names(wanted, logs) if wanted is not None else []
+    try:
+        old = analyze(old_source)
+    except SyntaxError as e:
+        targets = [s for s in logs if wanted is None or s.name in wanted]
+        failed += [
+            Failure(s.label, s.line, f"the old version does not parse: {e}") for s in targets
+        ]
+        return Propagation(old_source, old_source, failed=tuple(failed))
+    have = logged_names(old)
+    selected = [s for s in logs if wanted is None or s.name in wanted]
+    targets = [s for s in selected if s.name is not None and s.name not in have]
+    failed += [
+        Failure(s.label, s.line, "the log name is not a string literal")
+        for s in selected
+        if s.name is None
+    ]
+    moving = [s for s in logs if s.name is None or s.name not in have]
+    session = _Session(new, old, frozenset(id(s.stmt) for s in moving))
+    plans = []
+    for target in targets:
+        outcome = _plan(target, session)
+        if isinstance(outcome, Failure):
+            failed.append(outcome)
+        else:
+            plans.append(outcome)
+    skipped = tuple(sorted({s.label for s in selected if s.name in have}))
+    return _apply(session, plans, failed, skipped)
+
+
+def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]:
+    known = sorted({s.name for s in logs if s.name is not None})
+    failures = []
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            failures.append(Failure(name, 0, f"not logged in the new version{hint}"))
+    return failures
+
+
+def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
+    before, after = session.context(target.block, target.index)
+    chains = session.new_helpers.variants(target.block)
+    spot = locate(chains, before, after, session.old_helpers)
+    if isinstance(spot, Miss):
+        return Failure(target.label, target.line, spot.reason)
+    slot = adjust_slot(spot.block, spot.slot)
+    slice_idx = carried(target.block, target.index, spot.block, session.skip)
+    slots = (*_slice_slots(target.block, slice_idx, spot.block, slot, session), slot)
+    stmts = (*(target.block.stmts[k] for k in slice_idx), target.stmt)
+    for s in sorted(set(slots)):
+        problem = slot_problem(session.old, spot.block, s)
+        if problem:
+            return Failure(target.label, target.line, problem)
+    unbound = _unbound(stmts, slots, spot.block, session)
+    if unbound:
+        return Failure(target.label, target.line, unbound)
+    return _Plan(target, Spot(spot.block, slot), stmts, slots)
+
+
+def _slice_slots(
+    block: Block, indices: list[int], old: Block, last: int, session: _Session
+) -> tuple[int, ...]:
+    """Old slots for the carried statements: their own context, never after the log statement."""
+    slots: list[int] = []
+    for k in indices:
+        choice = choose_slot(*session.context(block, k), old.norms)
+        slot = adjust_slot(old, choice.slot) if choice.slot is not None else last
+        slots.append(min(max(slot, slots[-1] if slots else 0), last))
+    return tuple(slots)
+
+
+def _unbound(
+    stmts: tuple[ast.stmt, ...], slots: tuple[int, ...], block: Block, session: _Session
+) -> str | None:
+    """A failure reason naming the first name not bound where it would be read, or None."""
+    codes = tuple(statement_code(session.new, s) for s in stmts)
+    for names, slot in zip(free_names(codes), slots, strict=True):
+        line = block.insert_line(slot)
+        for name in (session.renames.get(n, n) for n in names):
+            if not session.bindings.is_bound(block, line, name):
+                return f"unbound name {name!r} {at_line(line)}"
+    return None
+
+
+def _apply(
+    session: _Session, plans: list[_Plan], failed: list[Failure], skipped: tuple[str, ...]
+) -> Propagation:
+    old, insertions, seen = session.old, [], set()
+    for plan in plans:
+        indent = indent_of(old, plan.spot.block)
+        for stmt, slot in zip(plan.stmts, plan.slots, strict=True):
+            if _order(stmt) in seen:  # a statement carried by two log statements goes in once
+                continue
+            seen.add(_order(stmt))
+            code = statement_code(session.new, stmt)
+            text = render(code, indent, newline_of(old), session.renames)
+            insertions.append(Insertion(plan.spot.block.insert_line(slot), text, _order(stmt)))
+    patched, lines = splice(old, insertions)
+    placed = [
+        Placement(
+            name=plan.target.label,
+            new_line=plan.target.line,
+            old_line=lines[_order(plan.target.stmt)],
+            scope=tuple(f.label for f in plan.spot.block.chain),
+            carried=tuple(statement_code(session.new, s) for s in plan.stmts[:-1]),
+        )
+        for plan in plans
+    ]
+    return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _order(stmt: ast.stmt) -> tuple[int, int]:
+    return (stmt.lineno, stmt.col_offset)

@@ -1,0 +1,84 @@
+"""Finding ``flor.log`` statements, their names, and where they sit."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from florsql.propagate.normalize import is_compound
+from florsql.propagate.source import Block, SourceFile
+
+_LOG_CALL = re.compile(r"\.\s*log\s*\(")
+
+
+@dataclass(frozen=True, eq=False)
+class LogStatement:
+    """A simple statement holding a ``flor.log(name, ...)`` call.
+
+    ``name`` is None when the call's name is not a string literal; ``name_code`` is then its code.
+    """
+
+    name: str | None
+    name_code: str
+    stmt: ast.stmt
+    block: Block
+    index: int
+
+    @property
+    def line(self) -> int:
+        """1-based first line of the statement."""
+        return self.stmt.lineno
+
+    @property
+    def label(self) -> str:
+        """The log name, or the code of a computed name."""
+        return self.name if self.name is not None else self.name_code
+
+
+def _log_call(stmt: ast.stmt, aliases: frozenset[str]) -> ast.Call | None:
+    for node in ast.walk(stmt):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "log"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in aliases
+        ):
+            return node
+    return None
+
+
+def _name_of(call: ast.Call) -> tuple[str | None, str]:
+    arg = call.args[0] if call.args else None
+    if arg is None:
+        arg = next((k.value for k in call.keywords if k.arg == "name"), None)
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value, repr(arg.value)
+    return None, ast.unparse(arg) if arg is not None else "<missing>"
+
+
+def find_logs(src: SourceFile) -> list[LogStatement]:
+    """Every ``flor.log`` statement of the file, in source order.
+
+    Only lines that mention ``.log(`` are examined, so a long file costs little.
+    """
+    hits = {n for n, line in enumerate(src.lines, start=1) if _LOG_CALL.search(line)}
+    found = []
+    for block in src.blocks:
+        for index, stmt in enumerate(block.stmts):
+            if is_compound(stmt):
+                continue
+            end = stmt.end_lineno or stmt.lineno
+            if not any(n in hits for n in range(stmt.lineno, end + 1)):
+                continue
+            call = _log_call(stmt, src.aliases)
+            if call is not None:
+                name, code = _name_of(call)
+                found.append(LogStatement(name, code, stmt, block, index))
+    return sorted(found, key=lambda s: (s.stmt.lineno, s.stmt.col_offset))
+
+
+def logged_names(src: SourceFile) -> frozenset[str]:
+    """Literal names the file logs."""
+    return frozenset(s.name for s in find_logs(src) if s.name is not None)

@@ -1,0 +1,110 @@
+"""Helper functions seen from their call site: a loop body moved into ``train_step(...)``.
+
+A function defined in the file and called from exactly one place, where that place sits inside a
+``flor.loop``, runs as part of that loop. Its blocks get a second, *effective* chain: the call
+site's chain, then the helper's frame marked transparent, then the frames inside the helper.
+Matching then compares chains with the transparent frames left out, so a loop body inlined in one
+version and moved into a helper in the other still corresponds.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cached_property
+
+from florsql.propagate.source import Block, Frame, SourceFile
+
+_CALLED = re.compile(r"\b(\w+)\s*\(")
+
+
+def own_exprs(stmt: ast.stmt) -> list[ast.AST]:
+    """The parts of ``stmt`` that run at its own line: all of a simple statement, a header."""
+    if isinstance(stmt, ast.If | ast.While):
+        return [stmt.test]
+    if isinstance(stmt, ast.For | ast.AsyncFor):
+        return [stmt.iter]
+    if isinstance(stmt, ast.With | ast.AsyncWith):
+        return list(stmt.items)
+    if isinstance(stmt, ast.Match):
+        return [stmt.subject]
+    return [] if hasattr(stmt, "body") else [stmt]
+
+
+def _calls(stmt: ast.stmt, name: str) -> bool:
+    for expr in own_exprs(stmt):
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if (isinstance(f, ast.Name) and f.id == name) or (
+                    isinstance(f, ast.Attribute) and f.attr == name
+                ):
+                    return True
+    return False
+
+
+class Helpers:
+    """Effective chains of one file's blocks."""
+
+    def __init__(self, src: SourceFile) -> None:
+        self.src = src
+        self._prefix: dict[int, tuple[Frame, ...] | None] = {}
+
+    @cached_property
+    def _statements(self) -> list[ast.stmt]:
+        return [s for b in self.src.blocks for s in b.stmts]
+
+    @cached_property
+    def _call_lines(self) -> dict[str, list[int]]:
+        """Lines where each defined name is followed by ``(``: its definition and its calls."""
+        found: dict[str, list[int]] = {}
+        for number, line in enumerate(self.src.lines, start=1):
+            for match in _CALLED.finditer(line):
+                if match.group(1) in self.src.defs:
+                    found.setdefault(match.group(1), []).append(number)
+        return found
+
+    def _call_site(self, name: str, definition: ast.stmt) -> ast.stmt | None:
+        """The single statement calling ``name``, or None when there are none or several."""
+        lines = [n for n in self._call_lines.get(name, []) if n != definition.lineno]
+        if len(lines) != 1:
+            return None
+        here = [s for s in self._statements if s.lineno <= lines[0] <= (s.end_lineno or s.lineno)]
+        site = max(here, key=lambda s: s.lineno, default=None)
+        return site if site is not None and _calls(site, name) else None
+
+    def _helper_prefix(self, definition: ast.stmt) -> tuple[Frame, ...] | None:
+        """Effective chain down to and including the transparent helper frame, if a helper."""
+        key = id(definition)
+        if key in self._prefix:
+            return self._prefix[key]
+        self._prefix[key] = None  # guards against recursion
+        name = getattr(definition, "name", "")
+        site = None
+        if len(self.src.defs.get(name, [])) == 1:
+            site = self._call_site(name, definition)
+        if site is not None:
+            around = self.chain(self.src.home(site)[0])
+            if any(f.kind == "loop" for f in around):
+                helper = Frame("def", name, f"{name}()", transparent=True)
+                self._prefix[key] = (*around, helper)
+        return self._prefix[key]
+
+    def chain(self, block: Block) -> tuple[Frame, ...]:
+        """The block's effective chain (its lexical chain when no helper encloses it)."""
+        scope_frames = [i for i, f in enumerate(block.chain) if f.kind in ("def", "class")]
+        for depth in range(len(block.scopes) - 1, 0, -1):
+            scope = block.scopes[depth]
+            if not isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            prefix = self._helper_prefix(scope)
+            if prefix is not None:
+                return prefix + block.chain[scope_frames[depth - 1] + 1 :]
+        return block.chain
+
+    def variants(self, block: Block) -> list[tuple[Frame, ...]]:
+        """Chains to match the block by: lexical, and effective with helper frames left out."""
+        effective = self.chain(block)
+        if effective == block.chain:
+            return [block.chain]
+        return [block.chain, tuple(f for f in effective if not f.transparent)]

@@ -1,0 +1,140 @@
+"""Putting statements into the old text: line splices, so every other byte stays as it was.
+
+The inserted statements are cut from the new file exactly as written (trailing comment included)
+and rendered through libcst, which also renames the flor module alias when the old version
+imports florsql under another name. The old file is never re-generated: its lines are copied and
+the new ones placed between them, with the block's own indentation and newline convention.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import libcst as cst
+
+from florsql.propagate.source import Block, SourceFile
+
+_TERMINAL = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Text to put before 1-based old ``line``; ``order`` keeps new-file order within a line."""
+
+    line: int
+    text: str
+    order: tuple[int, int]
+
+
+def statement_code(src: SourceFile, stmt: ast.stmt) -> str:
+    """The exact source of ``stmt`` (no indentation, trailing comment kept, no newline)."""
+    first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
+    end_col = stmt.end_col_offset or 0
+    raw = [line.encode() for line in src.lines[first : last + 1]]
+    tail = raw[-1][end_col:].decode().rstrip("\r\n")
+    raw[-1] = raw[-1][:end_col]
+    raw[0] = raw[0][stmt.col_offset :]
+    code = b"".join(raw).decode()
+    return code + (tail if tail.lstrip().startswith("#") else "")
+
+
+class _Rename(cst.CSTTransformer):
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.names = names
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
+        return updated_node.with_changes(
+            value=self.names.get(updated_node.value, updated_node.value)
+        )
+
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.Attribute:
+        return updated_node.with_changes(attr=original_node.attr)
+
+    def leave_Arg(self, original_node: cst.Arg, updated_node: cst.Arg) -> cst.Arg:
+        return updated_node.with_changes(keyword=original_node.keyword)
+
+
+@lru_cache(maxsize=4096)
+def _render(code: str, renames: tuple[tuple[str, str], ...]) -> str:
+    module = cst.parse_module(code)
+    if renames:
+        module = module.visit(_Rename(dict(renames)))
+    return module.code
+
+
+def render(code: str, indent: str, newline: str, renames: Mapping[str, str]) -> str:
+    """``code`` as lines of a block indented by ``indent`` (continuation lines untouched)."""
+    text = _render(code, tuple(sorted(renames.items())))
+    return indent + newline.join(text.splitlines()) + newline
+
+
+def _standalone(src: SourceFile, stmt: ast.stmt) -> bool:
+    return not src.lines[stmt.lineno - 1].encode()[: stmt.col_offset].strip()
+
+
+def indent_of(src: SourceFile, block: Block) -> str:
+    """The indentation of the block's statements."""
+    stmt = next((s for s in block.stmts if _standalone(src, s)), block.stmts[0])
+    line = src.lines[stmt.lineno - 1]
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def newline_of(src: SourceFile) -> str:
+    """The file's newline convention."""
+    return "\r\n" if src.lines and src.lines[0].endswith("\r\n") else "\n"
+
+
+def adjust_slot(block: Block, slot: int) -> int:
+    """Keep docstrings and ``from __future__`` imports first in their block."""
+    while slot < len(block.stmts):
+        stmt = block.stmts[slot]
+        docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        future = isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+        if not ((docstring and slot == 0 and _owns_docstring(block)) or future):
+            break
+        slot += 1
+    return slot
+
+
+def _owns_docstring(block: Block) -> bool:
+    return not block.chain or block.chain[-1].kind in ("def", "class")
+
+
+def at_line(line: int) -> str:
+    """How failure reasons point into the old version."""
+    return f"at line {line} of the old version"
+
+
+def slot_problem(src: SourceFile, block: Block, slot: int) -> str | None:
+    """Why a statement cannot go at ``slot`` of ``block``, or None."""
+    stmts = block.stmts
+    if not _standalone(src, stmts[0]):
+        return f"cannot insert into the one-line block {at_line(stmts[0].lineno)}"
+    if slot > 0 and isinstance(stmts[slot - 1], _TERMINAL):
+        word = type(stmts[slot - 1]).__name__.lower()
+        return f"unreachable: it would follow the {word} {at_line(stmts[slot - 1].lineno)}"
+    if 0 < slot < len(stmts) and stmts[slot].lineno == stmts[slot - 1].end_lineno:
+        return f"cannot split the statements joined by ';' {at_line(stmts[slot].lineno)}"
+    return None
+
+
+def splice(src: SourceFile, insertions: list[Insertion]) -> tuple[str, dict[tuple[int, int], int]]:
+    """The old text with the insertions, and each insertion's first line in the result."""
+    out: list[str] = []
+    placed: dict[tuple[int, int], int] = {}
+    cursor = 0
+    newline = newline_of(src)
+    for ins in sorted(insertions, key=lambda i: (i.line, i.order)):
+        out.extend(src.lines[cursor : ins.line - 1])
+        cursor = max(cursor, ins.line - 1)
+        if out and not out[-1].endswith(("\n", "\r")):
+            out[-1] += newline
+        placed[ins.order] = len(out) + 1
+        out.extend(ins.text.splitlines(keepends=True))
+    out.extend(src.lines[cursor:])
+    return "".join(out), placed

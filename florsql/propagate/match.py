@@ -1,0 +1,180 @@
+"""Finding the old block and slot that correspond to a new statement: scope first, then context.
+
+Chains correspond when their innermost *hard* frames (function, class, ``flor.loop``) agree by
+kind and name, and the *soft* frames inside it (for/while/with/if... blocks) pair up one to one,
+by kind and by header similarity. A function or class is also qualified by the hard frames around
+it up to the nearest ``flor.loop``; a ``flor.loop`` is identified by its name alone, wherever the
+old version put it. Among corresponding blocks, context alignment picks the slot; the best score
+wins and a tie between different places is an ambiguity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from florsql.propagate.align import EPS, SlotChoice, choose_slot
+from florsql.propagate.helpers import Helpers
+from florsql.propagate.normalize import similarity
+from florsql.propagate.source import Block, Frame
+
+Chain = tuple[Frame, ...]
+
+
+@dataclass(frozen=True)
+class ChainMatch:
+    """How well an old chain corresponds: agreeing outer hard frames, then soft similarity."""
+
+    outer: int
+    soft: float
+
+
+@dataclass(frozen=True)
+class Spot:
+    """A place in the old version: ``slot`` of ``block`` (insert before statement ``slot``)."""
+
+    block: Block
+    slot: int
+
+
+@dataclass(frozen=True)
+class Miss:
+    """No place: why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Scored:
+    block: Block
+    chain: ChainMatch
+    choice: SlotChoice
+
+    @property
+    def key(self) -> tuple[int, float]:
+        return (self.chain.outer, self.chain.soft + self.choice.score)
+
+
+def _innermost_hard(chain: Chain) -> int | None:
+    return next((i for i in range(len(chain) - 1, -1, -1) if chain[i].hard), None)
+
+
+def _hard_keys(chain: Sequence[Frame]) -> list[tuple[str, str]]:
+    return [(f.kind, f.key) for f in chain if f.hard]
+
+
+def _qualifier(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The hard keys from the nearest enclosing flor loop (inclusive) inward."""
+    loops = [i for i, (kind, _) in enumerate(keys) if kind == "loop"]
+    return keys[loops[-1] :] if loops else keys
+
+
+def _hard_match(new: Chain, old: Chain) -> int | None:
+    """Agreeing outer hard frames when the innermost hard frames correspond, else None."""
+    hn, ho = _innermost_hard(new), _innermost_hard(old)
+    if hn is None or ho is None:
+        return 0 if hn is None and ho is None else None
+    if (new[hn].kind, new[hn].key) != (old[ho].kind, old[ho].key):
+        return None
+    outer_new, outer_old = _hard_keys(new[:hn]), _hard_keys(old[:ho])
+    if new[hn].kind != "loop":
+        qualifier = _qualifier(outer_new)
+        if outer_old[len(outer_old) - len(qualifier) :] != qualifier or (
+            len(outer_old) < len(qualifier)
+        ):
+            return None
+    common = 0
+    while common < min(len(outer_new), len(outer_old)) and (
+        outer_new[-1 - common] == outer_old[-1 - common]
+    ):
+        common += 1
+    return common
+
+
+def _soft(chain: Chain) -> Chain:
+    hard = _innermost_hard(chain)
+    return chain if hard is None else chain[hard + 1 :]
+
+
+def match_chains(new: Chain, old: Chain) -> ChainMatch | None:
+    """How ``old`` corresponds to ``new``, or None when it does not."""
+    outer = _hard_match(new, old)
+    soft_new, soft_old = _soft(new), _soft(old)
+    if outer is None or len(soft_new) != len(soft_old):
+        return None
+    soft = 0.0
+    for a, b in zip(soft_new, soft_old, strict=True):
+        sim = similarity(a.key, b.key) if a.kind == b.kind else 0.0
+        if not sim:
+            return None
+        soft += sim
+    return ChainMatch(outer, soft)
+
+
+def _candidates(new_chains: list[Chain], helpers: Helpers) -> list[tuple[Block, ChainMatch]]:
+    found = []
+    for block in helpers.src.blocks:
+        matches = [
+            m
+            for old_chain in helpers.variants(block)
+            for new_chain in new_chains
+            if (m := match_chains(new_chain, old_chain)) is not None
+        ]
+        if matches:
+            found.append((block, max(matches, key=lambda m: (m.outer, m.soft))))
+    return found
+
+
+def _hard_label(chain: Chain, hard: int) -> str:
+    """The innermost hard frame with its qualifier, for messages (``Trainer > fit()``)."""
+    outer = [f for f in chain[:hard] if f.hard]
+    qualified = 0 if chain[hard].kind == "loop" else len(_qualifier(_hard_keys(outer)))
+    return " > ".join(f.label for f in [*outer[len(outer) - qualified :], chain[hard]])
+
+
+def describe_miss(new_chain: Chain, helpers: Helpers) -> str:
+    """Why no old block corresponds to ``new_chain``."""
+    hard = _innermost_hard(new_chain)
+    if hard is None:
+        where = "at module level"
+    else:
+        where = f"inside {new_chain[hard].label}"
+        scope = new_chain[: hard + 1]
+        if not any(
+            _hard_match(scope, v[: i + 1]) is not None
+            for b in helpers.src.blocks
+            for v in helpers.variants(b)
+            for i in range(len(v))
+            if v[i].hard
+        ):
+            return f"no scope matching {_hard_label(new_chain, hard)} in the old version"
+    soft = " > ".join(f.label for f in _soft(new_chain))
+    return f"no block matching {soft} {where} in the old version"
+
+
+def locate(
+    new_chains: list[Chain], before: Sequence[str], after: Sequence[str], helpers: Helpers
+) -> Spot | Miss:
+    """The old block and slot for a statement with these chains and neighbours."""
+    scored = [
+        _Scored(block, match, choose_slot(before, after, block.norms))
+        for block, match in _candidates(new_chains, helpers)
+    ]
+    if not scored:
+        return Miss(describe_miss(new_chains[0], helpers))
+    scored.sort(key=lambda s: s.key, reverse=True)
+    top = scored[0]
+    if top.choice.score <= EPS:
+        return Miss("no context: none of the statements around it match the old version")
+    rivals = [s for s in scored[1:] if s.key[0] == top.key[0] and s.key[1] >= top.key[1] - EPS]
+    if not top.choice.ok or rivals:
+        lines = _tied_lines(top) + [line for r in rivals for line in _tied_lines(r)]
+        shown = ", ".join(str(n) for n in sorted(set(lines)))
+        return Miss(f"ambiguous: {len(lines)} equally good places (lines {shown})")
+    assert top.choice.slot is not None
+    return Spot(top.block, top.choice.slot)
+
+
+def _tied_lines(scored: _Scored) -> list[int]:
+    slots = [scored.choice.slot] if scored.choice.ok else list(scored.choice.tied)
+    return [scored.block.insert_line(s) for s in slots if s is not None]

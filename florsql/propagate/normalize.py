@@ -1,0 +1,109 @@
+"""Statement normal forms and their similarity, the currency of context alignment.
+
+Two statements compare equal after normalization when they differ only in comments, whitespace,
+and numeric or string constants (``lr = 0.1`` and ``lr = 0.01  # faster``). The first argument
+of a ``flor.log``/``flor.loop``/``flor.arg`` call is a name, not a constant, and is kept.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from difflib import SequenceMatcher
+from functools import lru_cache
+
+#: Statements less similar than this do not correspond at all.
+THRESHOLD = 0.6
+
+_FLOR_CALLS = ("log", "loop", "arg")
+_LITERAL = re.compile(
+    r"(?P<flor>\b\w+\.(?:" + "|".join(_FLOR_CALLS) + r")\(\s*(?P<q>['\"])\w+(?P=q))"
+    r"|(?P<str>\b[rRbBuUfF]{0,2}(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))"
+    r"|(?P<num>(?<![\w.])(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[jJ]?)"
+)
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_CHECKPOINTING = re.compile(r"\b\w+\.checkpointing\(.*?\)(?=,|$)")
+
+
+def _replace_literal(match: re.Match[str]) -> str:
+    if match.group("flor"):
+        return match.group("flor")
+    return "S" if match.group("str") else "N"
+
+
+def strip_literals(code: str) -> str:
+    """Replace numeric and string constants in ``code`` by placeholders, keeping flor names.
+
+    Example:
+        >>> strip_literals("x = flor.log('loss', f(0.1, 'a'))")
+        "x = flor.log('loss', f(N, S))"
+    """
+    return _LITERAL.sub(_replace_literal, code)
+
+
+def header(stmt: ast.stmt) -> str:
+    """The header of a compound statement as source text (``for x in data``), else ``''``."""
+    u = ast.unparse
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+        return f"def {stmt.name}"
+    if isinstance(stmt, ast.ClassDef):
+        return f"class {stmt.name}"
+    if isinstance(stmt, ast.For | ast.AsyncFor):
+        return f"for {u(stmt.target)} in {u(stmt.iter)}"
+    if isinstance(stmt, ast.While):
+        return f"while {u(stmt.test)}"
+    if isinstance(stmt, ast.If):
+        return f"if {u(stmt.test)}"
+    if isinstance(stmt, ast.With | ast.AsyncWith):
+        return "with " + ", ".join(u(item) for item in stmt.items)
+    if isinstance(stmt, ast.Match):
+        return f"match {u(stmt.subject)}"
+    if isinstance(stmt, ast.Try | ast.TryStar):
+        return "try"
+    return ""
+
+
+def is_compound(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` holds a body of statements."""
+    return hasattr(stmt, "body")
+
+
+def normalize_header(text: str) -> str:
+    """Normal form of a block header: constants replaced, checkpointing arguments dropped."""
+    return _CHECKPOINTING.sub("flor.checkpointing(...)", strip_literals(text))
+
+
+def normalize(stmt: ast.stmt) -> str:
+    """Normal form of one statement: a compound statement by its header, else its code.
+
+    Example:
+        >>> normalize(ast.parse("lr = 1e-3   # the step size").body[0])
+        'lr = N'
+    """
+    if is_compound(stmt):
+        return normalize_header(header(stmt))
+    return strip_literals(ast.unparse(stmt))
+
+
+@lru_cache(maxsize=16384)
+def _tokens(code: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(code))
+
+
+@lru_cache(maxsize=262144)
+def similarity(a: str, b: str) -> float:
+    """Token similarity of two normal forms in [0, 1]; 0 below :data:`THRESHOLD`.
+
+    Example:
+        >>> similarity("out = net(x)", "out = model(x)") > THRESHOLD
+        True
+        >>> similarity("out = net(x)", "opt.step()")
+        0.0
+    """
+    if a == b:
+        return 1.0
+    matcher = SequenceMatcher(None, _tokens(a), _tokens(b), autojunk=False)
+    if matcher.real_quick_ratio() < THRESHOLD or matcher.quick_ratio() < THRESHOLD:
+        return 0.0
+    ratio = matcher.ratio()
+    return ratio if ratio >= THRESHOLD else 0.0

@@ -1,0 +1,183 @@
+"""Safety: every name a placed statement reads must be bound where it lands in the old version.
+
+Two halves. :func:`free_names` runs libcst's scope analysis over the statements that travel (the
+log statement and the statements carried with it) as one small module: what they read that no
+earlier travelling statement, comprehension or lambda binds, and that is no builtin. The old
+file then answers :meth:`Bindings.is_bound` from its own tree: a name is bound at a line when an
+enclosing function binds it before that line, or an outer scope binds it at all.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import (
+    Assignment,
+    BaseAssignment,
+    BuiltinAssignment,
+    GlobalScope,
+    MetadataWrapper,
+    ScopeProvider,
+)
+
+from florsql.propagate.source import Block
+
+_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__"}
+
+
+class _Nodes(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.ids.add(id(node))
+        return True
+
+
+@lru_cache(maxsize=1024)
+def free_names(codes: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """For each statement of ``codes`` (run in order), the outside names it reads.
+
+    Example:
+        >>> free_names(("gn = clip(net, 1.0)", "flor.log('grad_norm', gn)"))
+        (('clip', 'net'), ('flor',))
+    """
+    module = cst.parse_module("\n".join(codes) + "\n")
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    scopes = wrapper.resolve(ScopeProvider)
+    owners: list[set[int]] = []
+    for stmt in module.body:
+        visitor = _Nodes()
+        stmt.visit(visitor)
+        owners.append(visitor.ids)
+
+    def owner(node: cst.CSTNode) -> int:
+        return next((k for k, ids in enumerate(owners) if id(node) in ids), len(owners))
+
+    found: list[dict[str, None]] = [{} for _ in owners]
+    for scope in {s for s in scopes.values() if s is not None}:
+        for access in scope.accesses:
+            k = owner(access.node)
+            if k < len(found) and not _resolved(access.referents, k, owner):
+                name = get_full_name_for_node(access.node) or ""
+                found[k][name.split(".")[0]] = None
+    return tuple(tuple(sorted(names, key=list(names).index)) for names in found)
+
+
+def _resolved(
+    referents: Collection[BaseAssignment], k: int, owner: Callable[[cst.CSTNode], int]
+) -> bool:
+    """Bound inside the slice: a builtin, a comprehension or lambda, or an earlier statement."""
+    for ref in referents:
+        if isinstance(ref, BuiltinAssignment) or not isinstance(ref.scope, GlobalScope):
+            return True
+        if isinstance(ref, Assignment) and owner(ref.node) < k:
+            return True
+    return False
+
+
+@dataclass
+class _Scope:
+    lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    declared_global: set[str] = field(default_factory=set)
+
+
+class _Binder(ast.NodeVisitor):
+    """Names one scope binds, with lines; nested functions, classes, comprehensions stay out."""
+
+    def __init__(self, scope: _Scope) -> None:
+        self.scope = scope
+
+    def bind(self, name: str, line: int) -> None:
+        self.scope.lines[name].append(line)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.bind(node.id, node.lineno)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.bind(node.name, node.lineno)
+        for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
+            if expr is not None:
+                self.visit(expr)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.bind(node.name, node.lineno)
+        for expr in [*node.decorator_list, *node.bases]:
+            self.visit(expr)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        return None
+
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
+    ) -> None:
+        self.visit(node.generators[0].iter)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.bind(alias.asname or alias.name.split(".")[0], node.lineno)
+
+    visit_ImportFrom = visit_Import
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.bind(node.name, node.lineno)
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        self.scope.declared_global.update(node.names)
+
+    visit_Nonlocal = visit_Global
+
+    def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar) -> None:
+        if node.name:
+            self.bind(node.name, node.lineno)
+        self.generic_visit(node)
+
+    visit_MatchStar = visit_MatchAs
+
+
+class Bindings:
+    """Answers "is this name bound at this line of the old version?" (memoized per scope)."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[int, _Scope] = {}
+
+    def _scope(self, node: ast.AST) -> _Scope:
+        if id(node) not in self._scopes:
+            scope = _Scope()
+            binder = _Binder(scope)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                for arg in [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]:
+                    if arg is not None:
+                        binder.bind(arg.arg, 0)
+            for stmt in getattr(node, "body", []):
+                binder.visit(stmt)
+            self._scopes[id(node)] = scope
+        return self._scopes[id(node)]
+
+    def is_bound(self, block: Block, line: int, name: str) -> bool:
+        """Whether ``name`` is bound on reaching 1-based ``line`` of ``block``."""
+        if name in _BUILTINS:
+            return True
+        innermost = self._scope(block.scopes[-1])
+        if name in innermost.declared_global:
+            return name in self._scope(block.scopes[0]).lines
+        if name in innermost.lines:
+            return any(n < line for n in innermost.lines[name])
+        outer = [s for s in block.scopes[:-1] if not isinstance(s, ast.ClassDef)]
+        return any(name in self._scope(s).lines for s in outer)
