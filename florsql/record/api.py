@@ -8,27 +8,47 @@ thread.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the runtime loads at a script's first record call, keeping import light
     from pathlib import Path
 
-    from florsql.record.runtime import Lifecycle, Run
+    from florsql.record.runtime import Lifecycle
 
 T = TypeVar("T")
 
-_run: Run | None = None
+
+class Recorder(Protocol):
+    """What the record API drives: a recording :class:`Run` or a replay worker's run."""
+
+    scopes: list[Any]
+
+    def arg(self, name: str, default: Any) -> Any: ...
+    def log(self, name: str, value: Any) -> Any: ...
+    def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]: ...
+    def checkpointing(self, objs: dict[str, Any]) -> Any: ...
+    def commit(self, status: str = ..., error: dict[str, Any] | None = ...) -> None: ...
+
+
+_run: Recorder | None = None
 _lifecycle: Lifecycle | None = None
 _start_lock = threading.Lock()
 
 
-def _start() -> Run:
+def _start() -> Recorder:
     global _run, _lifecycle
     with _start_lock:
+        if _run is None and os.environ.get("FLORSQL_REPLAY"):
+            from florsql.record.replaying import ReplayRun, ReplaySpec, install_hooks
+
+            replay = ReplayRun(ReplaySpec.read(os.environ["FLORSQL_REPLAY"]))
+            install_hooks(replay)
+            _run = replay
         if _run is None:
             from pathlib import Path
 
@@ -37,8 +57,9 @@ def _start() -> Run:
 
             script = _main_script()
             repo = find_repo_root(script.parent if script else Path.cwd())
-            _run = Run(repo, script, list(sys.argv))
-            _lifecycle = Lifecycle(_run)
+            run = Run(repo, script, list(sys.argv))
+            _lifecycle = Lifecycle(run)
+            _run = run
         return _run
 
 
@@ -50,7 +71,7 @@ def _main_script() -> Path | None:
     return Path(file).resolve() if file else None
 
 
-def current_run() -> Run | None:
+def current_run() -> Recorder | None:
     """The run this process is recording, if a record call has started one."""
     return _run
 

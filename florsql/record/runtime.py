@@ -100,6 +100,7 @@ class Run:
             "dirty": snap.dirty,
             "snapshot_skipped": list(snap.skipped),
             "filename": _relative(script, repo),
+            "cwd": _relative(Path.cwd(), repo),
             "argv": argv,
             "python": platform.python_version(),
             "torch": _torch_version(),

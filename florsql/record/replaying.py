@@ -1,0 +1,314 @@
+"""Replay mode of the record API (design sections 2 and 6).
+
+A replay worker runs a patched old script with ``FLORSQL_REPLAY=<spec.json>`` in its
+environment. ``flor.arg`` then returns the run's recorded values, ``flor.loop`` yields only the
+outer iterations the schedule needs (restoring checkpoints, skipping inner loops), and
+``flor.log`` stores only the names the replay computes. Once nothing needed remains the worker
+flushes, writes its ``done.json`` marker and exits, so later side effects of old code never run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from florsql.record import checkpoint as ckpt
+from florsql.record.schedule import Step, schedule
+from florsql.record.values import normalize
+from florsql.record.writer import Writer
+from florsql.store import layout
+from florsql.store.segments import Batch
+
+ENV = "FLORSQL_REPLAY"
+DONE = "done.json"
+FAILED = "failed.json"
+
+
+@dataclass
+class ReplaySpec:
+    """What one replay task computes. Written by the scheduler, read by the worker."""
+
+    replay_id: str
+    task_id: str
+    run_id: str
+    vid: str
+    run_dir: str
+    out_dir: str
+    names: list[str]
+    loop: str | None = None
+    iterations: list[int] | None = None  # needed outer iterations; None: all of them
+    need_start: bool = True
+    after_loop: bool = False
+    total: int | None = None  # recorded number of outer iterations
+    inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
+    compare: list[str] = field(default_factory=list)
+    source_hash: str = ""
+
+    @classmethod
+    def read(cls, path: str | Path) -> ReplaySpec:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def write(self, path: Path) -> None:
+        layout.atomic_write_json(path, asdict(self))
+
+
+class ReplayRun:
+    """The record API's state in a replay worker."""
+
+    def __init__(self, spec: ReplaySpec) -> None:
+        self.spec = spec
+        self.out = Path(spec.out_dir)
+        self.run_dir = Path(spec.run_dir)
+        doc = layout.read_json(self.run_dir / layout.RUN_JSON)
+        self.recorded_args: dict[str, Any] = doc.get("args") or {}
+        self.names = set(spec.names)
+        self.compare = set(spec.compare) - self.names
+        self.needed = set(spec.iterations) if spec.iterations is not None else None
+        self.manifest = _manifest(self.run_dir)
+        self.plan = self._plan()
+        self.writer = Writer(self.out)
+        self.batch = Batch()
+        self.seq = 0
+        self.ctx = 0
+        self.next_ctx = 1
+        self.frames: list[str] = []
+        self.iters: dict[str, int] = {}
+        self.objs: dict[str, Any] = {}
+        self.scopes: list[Any] = []
+        self.outer: int | None = None
+        self.step: Step | None = None
+        self.restored = True
+        self.warned: set[str] = set()
+        self.finished = False
+        self.started = time.time()
+
+    def _plan(self) -> dict[int, Step]:
+        spec = self.spec
+        if spec.iterations is None:
+            needed = list(range(spec.total)) if spec.total is not None else []
+        else:
+            needed = list(spec.iterations)
+        positions = {i: pos for i, (pos, _) in self.manifest.items()}
+        end = (spec.total - 1) if spec.after_loop and spec.total else None
+        return schedule(needed, positions, need_start=spec.need_start, end=end)
+
+    # -- record API ----------------------------------------------------------------------------
+    def arg(self, name: str, default: Any) -> Any:
+        if name not in self.recorded_args:
+            return default  # an arg the old run did not have takes its default
+        value = self.recorded_args[name]
+        if type(default) is float and type(value) is int:
+            return float(value)
+        return value
+
+    def log(self, name: str, value: Any) -> Any:
+        if name in self.names:
+            if self._storing():
+                self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
+        elif name in self.compare and self._storing() and self.step is not None:
+            if self.step.mode == "full":
+                v = normalize(name, value, self.warned)
+                self.batch.events.append(("check", self.ctx, None, name, None, v, None))
+        return value
+
+    def _storing(self) -> bool:
+        if not self.restored:
+            return False  # before a "rest" restore the state is not the run's
+        if self.outer is not None and self.needed is not None and self.outer not in self.needed:
+            return False
+        return all(
+            self.iters.get(loop) in allowed
+            for loop, allowed in self.spec.inner.items()
+            if loop in self.iters
+        )
+
+    def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        if not self.frames and name == self.spec.loop:
+            return self._outer(name, iterable)
+        if (
+            len(self.frames) == 1
+            and self.frames[0] == self.spec.loop
+            and self.step is not None
+            and self.step.mode == "rest"
+            and not self.restored
+        ):
+            return self._skipped(name)
+        return self._plain(name, iterable)
+
+    def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
+        self.objs.update(objs)
+        return objs
+
+    # -- loops ---------------------------------------------------------------------------------
+    def _enter(self, name: str, iteration: int, item: Any) -> tuple[int, int]:
+        parent = self.ctx
+        ctx = self.next_ctx
+        self.next_ctx += 1
+        self.ctx = ctx
+        self.iters[name] = iteration
+        value = item if type(item) in (int, float, str, bool) else None
+        self.batch.events.append(("loop", ctx, parent, name, iteration, value, time.time()))
+        return parent, ctx
+
+    def _leave(self, name: str, parent: int, ctx: int, t0: float) -> None:
+        self.batch.events.append(("end", ctx, None, None, None, None, time.perf_counter() - t0))
+        self.ctx = parent
+        self.iters.pop(name, None)
+
+    def _plain(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        self.frames.append(name)
+        try:
+            for i, item in enumerate(iterable):
+                parent, ctx = self._enter(name, i, item)
+                t0 = time.perf_counter()
+                yield item
+                self._leave(name, parent, ctx, t0)
+        finally:
+            self.frames.pop()
+
+    def _skipped(self, name: str) -> Iterator[Any]:
+        # The inner loop of a "rest" iteration: its effect comes from the checkpoint taken as
+        # it exited in the recording.
+        assert self.outer is not None
+        self._restore(self.outer)
+        self.restored = True
+        return
+        yield  # a generator that yields nothing
+
+    def _outer(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        self.frames.append(name)
+        last = max(self.plan, default=-1)
+        try:
+            for j, item in _pick(iterable, sorted(self.plan)):
+                step = self.plan[j]
+                if step.restore_before is not None:
+                    self._restore(step.restore_before)
+                self.outer, self.step = j, step
+                self.restored = step.mode != "rest"
+                parent, ctx = self._enter(name, j, item)
+                t0 = time.perf_counter()
+                yield item
+                self._leave(name, parent, ctx, t0)
+                self.outer, self.step, self.restored = None, None, True
+                self.flush()
+                if j == last and not self.spec.after_loop:
+                    self.finish()
+                    _stop()
+        finally:
+            self.frames.pop()
+        if not self.spec.after_loop:
+            self.finish()
+            _stop()
+
+    def _restore(self, iteration: int) -> None:
+        if iteration not in self.manifest:
+            raise RuntimeError(f"the run has no checkpoint at {self.spec.loop} {iteration}")
+        payload = ckpt.load(self.run_dir / layout.CHECKPOINTS / self.manifest[iteration][1])
+        missing = set(payload["states"]) | set(payload["pickled"])
+        ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
+
+    # -- ending --------------------------------------------------------------------------------
+    def flush(self) -> None:
+        batch = self.batch
+        if not batch:
+            return
+        batch.first_seq = self.seq
+        self.seq += len(batch.logs)
+        self.batch = Batch()
+        self.writer.submit_batch(batch)
+
+    def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
+        del status, error  # a replay's outcome is its marker file
+        self.flush()
+        self.writer.drain()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.flush()
+        self.writer.stop()
+        marker = {
+            **asdict(self.spec),
+            "status": "done",
+            "seconds": time.time() - self.started,
+            "logs": self.seq,
+            "pid": os.getpid(),
+        }
+        layout.atomic_write_json(self.out / DONE, marker, fsync=True)
+
+    def fail(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        tail = "".join(traceback.format_exception(kind, exc, tb)[-4:])[-3000:]
+        marker = {
+            "task_id": self.spec.task_id,
+            "run_id": self.spec.run_id,
+            "vid": self.spec.vid,
+            "iteration": self.outer,
+            "loop": self.spec.loop,
+            "error": f"{kind.__name__}: {exc}",
+            "traceback": tail,
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        layout.atomic_write_json(self.out / FAILED, marker)
+
+
+def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any]]:
+    """(index, item) for the wanted indices; sequences are indexed, not walked."""
+    if isinstance(iterable, (Sequence, range)) and not isinstance(iterable, (str, bytes)):
+        n = len(iterable)
+        for j in wanted:
+            if j < n:
+                yield j, iterable[j]
+        return
+    wanted_set = set(wanted)
+    last = max(wanted, default=-1)
+    for j, item in enumerate(iterable):
+        if j in wanted_set:
+            yield j, item
+        if j >= last:
+            return
+
+
+def _manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
+    """iteration -> (position, file) of the run's outer-loop checkpoints."""
+    path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
+    out: dict[int, tuple[str, str]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out[int(r["iteration"])] = (r["position"], r["file"])
+    return out
+
+
+def _stop() -> None:
+    """End the worker now: nothing after the needed iterations of old code may run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def install_hooks(run: ReplayRun) -> None:
+    """Write the failure marker on an uncaught exception, and ``done`` at a normal exit."""
+    import atexit
+
+    prev = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        run.fail(kind, exc, tb)
+        run.finished = True  # no done marker for a failed task
+        prev(kind, exc, tb)
+
+    sys.excepthook = hook
+    atexit.register(run.finish)
