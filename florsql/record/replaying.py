@@ -113,11 +113,13 @@ class ReplayRun:
         if name in self.names:
             if self._storing():
                 self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
-        elif name in self.compare and self._storing() and self.step is not None:
-            if self.step.mode == "full":
-                v = normalize(name, value, self.warned)
-                self.batch.events.append(("check", self.ctx, None, name, None, v, None))
+        elif name in self.compare and self._storing() and self._inner_ran():
+            v = normalize(name, value, self.warned)
+            self.batch.events.append(("check", self.ctx, None, name, None, v, None))
         return value
+
+    def _inner_ran(self) -> bool:
+        return self.step is not None and self.step.mode == "full"
 
     def _storing(self) -> bool:
         if not self.restored:

@@ -57,9 +57,8 @@ def schedule(
             plan[j] = Step("rest")
             continue
         _reach(plan, j, checkpoints)
-    if end is not None and end not in plan:
-        if end > max(plan, default=-1):
-            _reach(plan, end, checkpoints)
+    if end is not None and end not in plan and end > max(plan, default=-1):
+        _reach(plan, end, checkpoints)
     return dict(sorted(plan.items()))
 
 
