@@ -14,7 +14,7 @@ from sqlglot.tokens import Token, TokenType
 from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
 from florsql.grammar.positions import line_col, translate_parse_error, translate_token_error
-from florsql.grammar.safety import check_read_only
+from florsql.grammar.safety import NOT_A_STATEMENT, check_read_only
 
 __all__ = ["Statement", "StatementKind", "parse", "parse_many"]
 
@@ -22,6 +22,7 @@ StatementKind = Literal["select", "explain", "show_runs", "show_columns", "set"]
 
 _DIALECT = Florsql()
 _TOKEN_ERROR_AT = re.compile(r" from \d+:(\d+)$")
+_STARTS = frozenset({"EXPLAIN", "SHOW", "SET"})
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,26 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     try:
         trees = _DIALECT.parser().parse(tokens, source)
     except SqlglotParseError as error:
+        first = tokens[0]
+        if first.token_type == TokenType.VAR and first.text.upper() not in _STARTS:
+            raise _not_a_statement(first, source) from None
         raise translate_parse_error(error, source) from None
-    tree = trees[0]
-    if tree is None:  # unreachable: a chunk holds at least one token
-        raise ParseError("empty statement", sql=source)
+    except RecursionError:
+        line, col = line_col(source, tokens[0].start)
+        message = "the statement nests too deeply to parse (parentheses, subqueries)"
+        raise ParseError(message, sql=source, line=line, col=col) from None
+    tree = trees[0] if trees else None
+    if tree is None:  # sqlglot returns nothing for a statement that starts with ELSE
+        raise _not_a_statement(tokens[0], source)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
+
+
+def _not_a_statement(first: Token, source: str) -> ParseError:
+    line, col = line_col(source, first.start)
+    message = f"syntax error near {first.text!r}: {NOT_A_STATEMENT}"
+    return ParseError(message, sql=source, line=line, col=col)
 
 
 def _classify(tree: exp.Expr, source: str, start: int, end: int) -> Statement:

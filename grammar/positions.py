@@ -30,13 +30,20 @@ _GOT_TOKEN = re.compile(r" but got <Token .*$", re.S)
 def line_col(sql: str, offset: int) -> tuple[int, int]:
     """Return the 1-based (line, column) of the 0-based character ``offset`` in ``sql``.
 
+    Lines break where ``str.splitlines`` breaks them, as ``florsql.errors.format_position``
+    renders them (``\\r\\n``, ``\\r`` and a few rarer separators, besides ``\\n``).
+
     Example:
         >>> line_col("SELECT 1\\nFROM logz", 14)
         (2, 6)
     """
-    offset = max(0, min(offset, len(sql)))
-    line = sql.count("\n", 0, offset) + 1
-    return line, offset - (sql.rfind("\n", 0, offset) + 1) + 1
+    before = sql[: max(0, min(offset, len(sql)))].splitlines(keepends=True)
+    if not before:
+        return 1, 1
+    last = before[-1]
+    if last.splitlines() != [last]:  # `before` ends with a line break
+        return len(before) + 1, 1
+    return len(before), len(last) + 1
 
 
 def node_offset(node: exp.Expr) -> int | None:
@@ -62,13 +69,14 @@ def node_position(node: exp.Expr, sql: str) -> tuple[int, int] | None:
 
 def _describe(description: str, highlight: str) -> str:
     description = _GOT_TOKEN.sub("", description)
-    required = _REQUIRED.fullmatch(description)
-    if required:
-        description = f"incomplete {required.group(1).upper()} expression"
+    if _REQUIRED.fullmatch(description):
+        description = "something is missing after it"
     elif description == "Invalid expression / Unexpected token":
         description = "unexpected token"
     elif description.startswith("Expecting "):
         description = f"expected {description.removeprefix('Expecting ')}"
+    elif description.startswith("Expected "):
+        description = "e" + description[1:]
     near = f" near {highlight!r}" if highlight else ""
     return f"syntax error{near}: {description}"
 

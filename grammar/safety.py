@@ -26,7 +26,14 @@ from florsql.grammar.refusals import (
     UNSUPPORTED_STATEMENTS,
 )
 
-__all__ = ["REPLAY_VALUES", "check_read_only", "function_names", "is_query"]
+__all__ = [
+    "NOT_A_STATEMENT",
+    "REPLAY_VALUES",
+    "SET_REFUSED",
+    "check_read_only",
+    "function_names",
+    "is_query",
+]
 
 REPLAY_VALUES = ("auto", "confirm", "off")
 SET_REFUSED = "SET of DuckDB options is not allowed; florsql settings: replay"
@@ -38,7 +45,7 @@ _FLORSQL_KEYWORDS: dict[type[exp.Expr], str] = {
     ShowColumns: "SHOW COLUMNS",
     SetReplay: "SET replay",
 }
-_NOT_A_STATEMENT = (
+NOT_A_STATEMENT = (
     "expected a query (SELECT, FROM, WITH, VALUES, TABLE, PIVOT) or a florsql statement "
     "(EXPLAIN, SHOW RUNS, SHOW COLUMNS FROM <table>, SET replay)"
 )
@@ -112,7 +119,7 @@ def _check_root(tree: exp.Expr) -> None:
             )
     elif not is_query(tree) and not isinstance(tree, _FLORSQL_STATEMENTS):
         _check_statement(tree)
-        raise _Refused(_NOT_A_STATEMENT)
+        raise _Refused(NOT_A_STATEMENT)
 
 
 def _keyword(node: exp.Expr) -> str:
