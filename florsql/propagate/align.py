@@ -70,7 +70,7 @@ def choose_slot(before: Sequence[str], after: Sequence[str], old: Sequence[str])
 
     Example:
         >>> choose_slot(["a = f()", "b = g(a)"], ["c = h(b)"], ["a = f()", "x = 1", "c = h(b)"])
-        SlotChoice(slot=1, score=2.0, tied=())
+        SlotChoice(slot=1, score=1.8, tied=())
     """
     scores = slot_scores(before, after, old)
     best = max(scores)
@@ -84,11 +84,38 @@ def choose_slot(before: Sequence[str], after: Sequence[str], old: Sequence[str])
     for anchor, offset in ((pred, -1), (succ, 0)):
         if anchor is None:
             continue
-        anchored = [
-            j for j in tied if 0 <= j + offset < len(old) and similarity(anchor, old[j + offset])
-        ]
+        sims = {j: similarity(anchor, old[j + offset]) for j in tied if 0 <= j + offset < len(old)}
+        top = max(sims.values(), default=0.0)
+        anchored = [j for j, sim in sims.items() if top and sim >= top - EPS]
         if len(anchored) == 1:
             return SlotChoice(anchored[0], best)
         if anchored:
             return SlotChoice(None, best, tuple(anchored))
     return SlotChoice(None, best, tuple(tied))
+
+
+def align_pairs(new: Sequence[str], old: Sequence[str]) -> dict[int, int]:
+    """The best monotone one-to-one alignment of two blocks: new index -> old index.
+
+    Example:
+        >>> align_pairs(["a = 1", "b = f(a)", "main()"], ["a = 2", "x = g()", "r = main()"])
+        {2: 2, 0: 0}
+    """
+    table = [[0.0] * (len(old) + 1) for _ in range(len(new) + 1)]
+    for i, item in enumerate(new, start=1):
+        for j, other in enumerate(old, start=1):
+            best = max(table[i - 1][j], table[i][j - 1])
+            sim = similarity(item, other)
+            table[i][j] = max(best, table[i - 1][j - 1] + sim) if sim else best
+    pairs: dict[int, int] = {}
+    i, j = len(new), len(old)
+    while i and j:
+        sim = similarity(new[i - 1], old[j - 1])
+        if sim and abs(table[i][j] - table[i - 1][j - 1] - sim) < EPS:
+            pairs[i - 1] = j - 1
+            i, j = i - 1, j - 1
+        elif abs(table[i][j] - table[i - 1][j]) < EPS:
+            i -= 1
+        else:
+            j -= 1
+    return pairs

@@ -86,12 +86,19 @@ def propagate(new_source: str, old_source: str, names: Iterable[str] | None = No
         PropagateError: The new source does not parse.
 
     Example:
-        >>> old = "for x in flor.loop('step', data):\\n    y = f(x)  # forward\\n"
-        >>> new = "for x in flor.loop('step', data):\\n    y = g(x)\\n    flor.log('y', y)\\n"
-        >>> print(propagate(new, old).source, end="")
-        for x in flor.loop('step', data):
+        >>> old = '''import florsql as flor
+        ... for x in flor.loop("step", range(3)):
+        ...     y = f(x)  # forward
+        ... '''
+        >>> new = old.replace("f(x)  # forward", "g(x)") + '    flor.log("y", y)\\n'
+        >>> result = propagate(new, old)
+        >>> print(result.source, end="")
+        import florsql as flor
+        for x in flor.loop("step", range(3)):
             y = f(x)  # forward
-            flor.log('y', y)
+            flor.log("y", y)
+        >>> result.placed[0].scope
+        ("flor.loop('step')",)
     """
     try:
         new = analyze(new_source)
@@ -99,32 +106,24 @@ def propagate(new_source: str, old_source: str, names: Iterable[str] | None = No
         raise PropagateError(f"the new version does not parse: {e}") from e
     logs = find_logs(new)
     wanted = None if names is None else list(dict.fromkeys(names))
+    selected = [s for s in logs if wanted is None or s.name in wanted]
     failed = _unknown_names(wanted, logs) if wanted is not None else []
     try:
         old = analyze(old_source)
     except SyntaxError as e:
-        targets = [s for s in logs if wanted is None or s.name in wanted]
-        failed += [
-            Failure(s.label, s.line, f"the old version does not parse: {e}") for s in targets
-        ]
+        reason = f"the old version does not parse (line {e.lineno}: {e.msg})"
+        failed += [Failure(s.label, s.line, reason) for s in selected]
         return Propagation(old_source, old_source, failed=tuple(failed))
     have = logged_names(old)
-    selected = [s for s in logs if wanted is None or s.name in wanted]
-    targets = [s for s in selected if s.name is not None and s.name not in have]
-    failed += [
-        Failure(s.label, s.line, "the log name is not a string literal")
-        for s in selected
-        if s.name is None
-    ]
     moving = [s for s in logs if s.name is None or s.name not in have]
     session = _Session(new, old, frozenset(id(s.stmt) for s in moving))
     plans = []
-    for target in targets:
-        outcome = _plan(target, session)
-        if isinstance(outcome, Failure):
-            failed.append(outcome)
-        else:
+    for target in selected:
+        outcome = _plan(target, session) if target.name not in have else None
+        if isinstance(outcome, _Plan):
             plans.append(outcome)
+        elif outcome is not None:
+            failed.append(outcome)
     skipped = tuple(sorted({s.label for s in selected if s.name in have}))
     return _apply(session, plans, failed, skipped)
 
@@ -141,13 +140,15 @@ def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]
 
 
 def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
+    if target.name is None:
+        return Failure(target.label, target.line, "the log name is not a string literal")
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     spot = locate(chains, before, after, session.old_helpers)
     if isinstance(spot, Miss):
         return Failure(target.label, target.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
-    slice_idx = carried(target.block, target.index, spot.block, session.skip)
+    slice_idx = carried(target.block, target.index, spot.block, session.old.text, session.skip)
     slots = (*_slice_slots(target.block, slice_idx, spot.block, slot, session), slot)
     stmts = (*(target.block.stmts[k] for k in slice_idx), target.stmt)
     for s in sorted(set(slots)):

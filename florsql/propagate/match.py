@@ -165,7 +165,10 @@ def locate(
     scored.sort(key=lambda s: s.key, reverse=True)
     top = scored[0]
     if top.choice.score <= EPS:
-        return Miss("no context: none of the statements around it match the old version")
+        where = " > ".join(f.label for f in new_chains[0]) or "the module"
+        return Miss(
+            f"no context: none of the statements around it in {where} match the old version"
+        )
     rivals = [s for s in scored[1:] if s.key[0] == top.key[0] and s.key[1] >= top.key[1] - EPS]
     if not top.choice.ok or rivals:
         lines = _tied_lines(top) + [line for r in rivals for line in _tied_lines(r)]

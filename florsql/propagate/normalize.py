@@ -18,7 +18,7 @@ THRESHOLD = 0.6
 _FLOR_CALLS = ("log", "loop", "arg")
 _LITERAL = re.compile(
     r"(?P<flor>\b\w+\.(?:" + "|".join(_FLOR_CALLS) + r")\(\s*(?P<q>['\"])\w+(?P=q))"
-    r"|(?P<str>\b[rRbBuUfF]{0,2}(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))"
+    r"|(?P<str>(?:(?<!\w)[rRbBuUfF]{1,2})?(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))"
     r"|(?P<num>(?<![\w.])(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[jJ]?)"
 )
 _TOKEN = re.compile(r"\w+|[^\w\s]")

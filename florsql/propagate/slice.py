@@ -2,15 +2,18 @@
 
 ``gn = clip(...)`` followed by ``flor.log("grad_norm", gn)``: when the old block has no
 ``gn = ...`` of its own, the assignment travels with the log statement. Only statements of the
-same block, before it, that are new (the old block has no similar statement assigning the same
-names) and that assign a name the log statement reads, directly or through another carried
-statement. Nothing else new travels.
+same block, before it, that are new and that assign a name the log statement reads, directly or
+through another carried statement. New means aligned with no statement of the old block: a
+statement that was only edited (``main()`` became ``final = main()``) is not new. Nothing else
+new travels. Neither does a statement the old block has elsewhere (similar code assigning the
+same names) or that appears verbatim anywhere in the old file: carrying it would run it twice.
 """
 
 from __future__ import annotations
 
 import ast
 
+from florsql.propagate.align import align_pairs
 from florsql.propagate.normalize import is_compound, similarity
 from florsql.propagate.source import Block
 
@@ -32,22 +35,32 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
     return frozenset(names)
 
 
-def is_new(stmt: ast.stmt, norm: str, old: Block) -> bool:
-    """Whether the old block lacks a counterpart: similar code assigning the same names."""
+def counterparts(block: Block, old: Block, skip: frozenset[int]) -> set[int]:
+    """Indices of the statements of ``block`` that align with a statement of ``old``."""
+    keep = [k for k, s in enumerate(block.stmts) if id(s) not in skip]
+    pairs = align_pairs([block.norms[k] for k in keep], old.norms)
+    return {keep[i] for i in pairs}
+
+
+def moved(stmt: ast.stmt, norm: str, old: Block, old_text: str) -> bool:
+    """Whether the old version has ``stmt`` elsewhere: in the block, or verbatim in the file."""
     names = assigned(stmt)
-    return not any(
+    if any(
         similarity(norm, other_norm) and assigned(other) == names
         for other, other_norm in zip(old.stmts, old.norms, strict=True)
-    )
+    ):
+        return True
+    return ast.unparse(stmt) in old_text
 
 
-def carried(block: Block, index: int, old: Block, skip: frozenset[int]) -> list[int]:
+def carried(block: Block, index: int, old: Block, old_text: str, skip: frozenset[int]) -> list[int]:
     """Indices (ascending) of the statements of ``block`` that travel with statement ``index``.
 
     ``skip`` holds ids of statements never carried (the other log statements being placed).
     """
     needed = set(reads(block.stmts[index]))
     chosen: list[int] = []
+    known: set[int] | None = None
     for k in range(index - 1, -1, -1):
         stmt = block.stmts[k]
         if id(stmt) in skip or is_compound(stmt):
@@ -56,7 +69,8 @@ def carried(block: Block, index: int, old: Block, skip: frozenset[int]) -> list[
         if not names & needed:
             continue
         needed -= names
-        if is_new(stmt, block.norms[k], old):
+        known = counterparts(block, old, skip) if known is None else known
+        if k not in known and not moved(stmt, block.norms[k], old, old_text):
             chosen.append(k)
             needed |= reads(stmt)
     return chosen[::-1]

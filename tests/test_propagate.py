@@ -1,0 +1,194 @@
+"""Golden cases for log statement propagation, plus idempotence and execution of the results.
+
+Each ``tests/fixtures/propagate/<case>/`` holds ``old.py`` and ``new.py``; ``expected.py`` is the
+patched old file when something is placed (absent: the old file must come back unchanged);
+``expected.err`` lists the failures, one per line; an optional ``names`` file restricts the names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import doctest
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import florsql.propagate.align
+import florsql.propagate.api
+import florsql.propagate.normalize
+import florsql.propagate.safety
+from florsql.errors import PropagateError
+from florsql.propagate import PlacementError, Propagation, propagate
+
+CASES = Path(__file__).parent / "fixtures" / "propagate"
+CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "old.py").exists())
+
+#: A stand-in for florsql in the subprocess that runs a patched file: it prints every log call.
+SHIM = """
+def arg(name, default=None):
+    return default
+
+
+def log(name, value):
+    print("FLORLOG", name, repr(value))
+    return value
+
+
+def loop(name, iterable):
+    yield from iterable
+
+
+class checkpointing:
+    def __init__(self, **objs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def commit():
+    pass
+"""
+
+
+def _read(case: Path, name: str) -> str | None:
+    path = case / name
+    return path.read_text() if path.exists() else None
+
+
+def _names(case: Path) -> list[str] | None:
+    text = _read(case, "names")
+    return text.split() if text is not None else None
+
+
+def run_logged(source: str, tmp: Path) -> set[str]:
+    """Run ``source`` with the shim as ``florsql``; the names it logged."""
+    shim = tmp / "shim" / "florsql"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "__init__.py").write_text(SHIM)
+    script = tmp / "script.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(shim.parent)}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return {line.split()[1] for line in done.stdout.splitlines() if line.startswith("FLORLOG ")}
+
+
+def only_insertions(old: str, patched: str) -> bool:
+    """Whether ``patched`` is ``old`` with lines added and nothing else changed."""
+    matcher = difflib.SequenceMatcher(None, old.splitlines(True), patched.splitlines(True))
+    return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
+
+
+def check_case(case: Path, tmp: Path) -> Propagation:
+    """Propagate one golden case and compare with its expectations."""
+    old, new = _read(case, "old.py"), _read(case, "new.py")
+    assert old is not None and new is not None
+    result = propagate(new, old, _names(case))
+    assert result.source == (_read(case, "expected.py") or old)
+    assert [str(f) for f in result.failed] == (_read(case, "expected.err") or "").splitlines()
+    assert only_insertions(old, result.source)
+    again = propagate(new, result.source, _names(case))
+    assert again.source == result.source and not again.placed, "not idempotent"
+    if result.placed:
+        assert {p.name for p in result.placed} <= run_logged(result.source, tmp)
+    return result
+
+
+def test_there_are_enough_cases() -> None:
+    placed = [c for c in CASE_NAMES if (CASES / c / "expected.py").exists()]
+    failing = [c for c in CASE_NAMES if (CASES / c / "expected.err").exists()]
+    assert len(CASE_NAMES) >= 30 and len(placed) >= 20 and len(failing) >= 10
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_golden(name: str, tmp_path: Path) -> None:
+    check_case(CASES / name, tmp_path)
+
+
+def test_scopes_reported() -> None:
+    case = CASES / "loop_in_helper_old"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    (placement,) = result.placed
+    assert placement.scope == ("run_epoch()", "flor.loop('step')")
+    assert (placement.name, placement.new_line, placement.old_line) == ("gb", 28, 24)
+    patched_line = result.source.splitlines()[placement.old_line - 1]
+    assert patched_line.strip() == 'flor.log("gb", gb)'
+
+
+def test_carried_statements_reported() -> None:
+    case = CASES / "slice_chain"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    assert result.placed[0].carried == ("sq = gw * gw + gb * gb", "gnorm = sq**0.5")
+
+
+def test_already_logged_is_a_no_op() -> None:
+    case = CASES / "already_logged"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    assert not result.changed and result.skipped == ("loss", "w")
+
+
+def test_names_that_old_logs_are_skipped_even_when_asked() -> None:
+    case = CASES / "step_loop_basic"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text(), ["loss"])
+    assert not result.changed and result.skipped == ("loss",) and not result.failed
+
+
+def test_new_source_must_parse() -> None:
+    with pytest.raises(PropagateError, match="new version does not parse"):
+        propagate("def (:\n", "x = 1\n")
+
+
+def test_raise_for_failures() -> None:
+    case = CASES / "unbound_renamed"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    with pytest.raises(PlacementError, match="unbound name 'gw'") as info:
+        result.raise_for_failures("train.py")
+    assert info.value.failures == list(result.failed) and info.value.path == "train.py"
+
+
+def test_json_round_trip() -> None:
+    case = CASES / "three_levels"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    assert Propagation.from_json(result.to_json()) == result
+
+
+def test_crlf_and_tabs_are_kept() -> None:
+    old = "import florsql as flor\r\nfor i in flor.loop('step', range(2)):\r\n\tx = i * 2\r\n"
+    new = "import florsql as flor\nfor i in flor.loop('step', range(3)):\n    x = i * 2\n"
+    new += "    flor.log('x', x)\n"
+    result = propagate(new, old)
+    assert result.source == old + "\tflor.log('x', x)\r\n"
+
+
+def test_missing_final_newline() -> None:
+    old = "import florsql as flor\nfor i in flor.loop('step', range(2)):\n    x = i * 2"
+    new = old + "\n    flor.log('x', x)\n"
+    assert propagate(new, old).source == old + "\n    flor.log('x', x)\n"
+
+
+def test_multiline_statement_keeps_its_shape() -> None:
+    old = "import florsql as flor\nfor i in flor.loop('step', range(2)):\n    x = i * 2\n"
+    new = old + "    flor.log(\n        'x',\n        x,  # the value\n    )\n"
+    assert propagate(new, old).source == new
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        florsql.propagate.align,
+        florsql.propagate.api,
+        florsql.propagate.normalize,
+        florsql.propagate.safety,
+    ],
+)
+def test_doctests(module: object) -> None:
+    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
