@@ -109,9 +109,12 @@ class FlorsqlParser(DuckDBParser):
     def _parse_explain(self, start: Token) -> exp.Expr:
         self._advance()
         analyze = self._match_texts(("ANALYZE", "ANALYSE"))
-        inner = self._parse_statement() if self._curr else None
+        first = self._curr
+        inner = self._parse_statement() if first else None
         if inner is None:
             self.raise_error("EXPLAIN needs a query after it", start)
+        elif "start" not in inner.meta:  # so errors about the explained statement point at it
+            inner.update_positions(first)
         return self.expression(Explain(this=inner, analyze=analyze or None), start)
 
     def _parse_show_columns(self) -> exp.Expr:
