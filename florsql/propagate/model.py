@@ -40,11 +40,13 @@ class Failure:
 class PlacementError(PropagateError):
     """Some log statements could not be placed; ``failures`` says which and why."""
 
-    def __init__(self, failures: list[Failure], path: str | None = None) -> None:
+    def __init__(
+        self, failures: list[Failure], path: str | None = None, messages: list[str] | None = None
+    ) -> None:
         self.failures = failures
         self.path = path
         head = f"{path}: " if path else ""
-        super().__init__(head + concat_messages([str(f) for f in failures]))
+        super().__init__(head + concat_messages(messages or [str(f) for f in failures]))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""Caching propagation results: an in-process LRU, optionally backed by JSON files on disk.
+
+A result is a function of the old text and of the new version's log statements with what
+surrounds them (their code, scope chains and blocks): :func:`statements_key` hashes the latter,
+so an unrelated edit elsewhere in the latest file keeps the cache warm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from florsql.propagate.find import find_logs
+from florsql.propagate.helpers import Helpers
+from florsql.propagate.model import Propagation
+from florsql.propagate.source import analyze
+
+#: Bump when a change to propagation changes its results: old cache entries stop matching.
+CACHE_VERSION = "1"
+
+
+def digest(*parts: str) -> str:
+    """A hex SHA-256 of the parts, each length-prefixed so that no two splits collide."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogateescape")
+        h.update(f"{len(data)}:".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def statements_key(new_source: str, names: Iterable[str] | None = None) -> str:
+    """Hash of everything in ``new_source`` that propagation reads (for the given names)."""
+    return _statements_key(new_source, None if names is None else tuple(sorted(set(names))))
+
+
+@lru_cache(maxsize=64)
+def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
+    try:
+        new = analyze(new_source)
+    except SyntaxError:
+        return digest("unparsable", new_source)
+    helpers = Helpers(new)
+    parts = [CACHE_VERSION, repr(names), repr(sorted(new.aliases))]
+    for log in find_logs(new):
+        chains = [" > ".join(f"{f.kind}:{f.key}" for f in c) for c in helpers.variants(log.block)]
+        parts += [log.label, str(log.index), *chains, *log.block.norms]
+        parts += [new.lines[n - 1] for n in range(log.line, (log.stmt.end_lineno or log.line) + 1)]
+    return digest(*parts)
+
+
+class PropagationCache:
+    """LRU of :class:`Propagation` results by key, with an optional on-disk layer.
+
+    Files are written whole to a temporary name and renamed, so a reader never sees half a file
+    and concurrent writers of the same key do no harm.
+    """
+
+    def __init__(self, directory: Path | None = None, size: int = 1024) -> None:
+        self.directory = directory
+        self.size = size
+        self._memory: OrderedDict[str, Propagation] = OrderedDict()
+
+    def get(self, key: str) -> Propagation | None:
+        """The cached result for ``key``, from memory, else from disk."""
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        value = self._load(key)
+        if value is not None:
+            self._remember(key, value)
+        return value
+
+    def put(self, key: str, value: Propagation) -> None:
+        """Cache ``value`` under ``key``, in memory and (when set up) on disk."""
+        self._remember(key, value)
+        if self.directory is not None:
+            self._store(key, value)
+
+    def _remember(self, key: str, value: Propagation) -> None:
+        self._memory[key] = value
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.size:
+            self._memory.popitem(last=False)
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{key}.json"
+
+    def _load(self, key: str) -> Propagation | None:
+        if self.directory is None:
+            return None
+        try:
+            return Propagation.from_json(json.loads(self._path(key).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # absent or unreadable: recompute
+
+    def _store(self, key: str, value: Propagation) -> None:
+        assert self.directory is not None
+        tmp = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(value.to_json(), f)
+            os.replace(tmp, self._path(key))
+            tmp = None
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)

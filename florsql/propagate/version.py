@@ -1,0 +1,166 @@
+"""Propagation over a recorded code version: every file whose latest text logs names it lacks.
+
+The unit is one file at one version: a statement added to ``trainer.py`` goes into the old
+``trainer.py``, whichever script imports it. The latest code is the working tree as it is now.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from florsql.propagate.api import propagate
+from florsql.propagate.cache import PropagationCache, digest, statements_key
+from florsql.propagate.find import find_logs
+from florsql.propagate.model import PlacementError, Propagation
+from florsql.propagate.source import analyze
+from florsql.versions import file_at, files_at, resolve_version
+
+_CACHES: dict[Path, PropagationCache] = {}
+_LISTINGS: dict[tuple[str, str], tuple[str, list[str]]] = {}
+
+
+@dataclass(frozen=True)
+class VersionPropagation:
+    """Propagation into every changed file of version ``vid`` (a full commit id), by path."""
+
+    vid: str
+    files: Mapping[str, Propagation] = field(default_factory=dict)
+
+    def failure_messages(self) -> list[str]:
+        """One line per failure, prefixed by its file."""
+        return [f"{path}: {f}" for path, p in self.files.items() for f in p.failed]
+
+    def raise_for_failures(self) -> None:
+        """Raise a :class:`PlacementError` listing every file's failures, if any."""
+        failures = [f for p in self.files.values() for f in p.failed]
+        if failures:
+            raise PlacementError(failures, messages=self.failure_messages())
+
+    def diff(self, path: str | None = None) -> str:
+        """The patched files (or just ``path``) as a unified diff against this version."""
+        return "".join(
+            render_diff(p.original, p.source, name)
+            for name, p in sorted(self.files.items())
+            if path is None or name == path
+        )
+
+
+def render_diff(old_source: str, patched_source: str, path: str) -> str:
+    """A unified diff from ``old_source`` to ``patched_source``, ``a/path`` to ``b/path``.
+
+    Example:
+        >>> print(render_diff("a = 1\\n", "a = 1\\nflor.log('a', a)\\n", "train.py"), end="")
+        --- a/train.py
+        +++ b/train.py
+        @@ -1 +1,2 @@
+         a = 1
+        +flor.log('a', a)
+    """
+    lines = difflib.unified_diff(
+        _lines(old_source), _lines(patched_source), fromfile=f"a/{path}", tofile=f"b/{path}"
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def _listing(repo: Path, vid: str) -> tuple[str, list[str]]:
+    """The full id and the Python files of a version (a version never changes: memoized)."""
+    key = (str(repo.resolve()), vid)
+    if key not in _LISTINGS:
+        sha = resolve_version(repo, vid)
+        _LISTINGS[key] = (sha, [p for p in files_at(repo, sha) if p.endswith(".py")])
+    return _LISTINGS[key]
+
+
+def _latest(repo: Path, path: str) -> str | None:
+    """The working-tree text of ``path`` when it exists and logs something."""
+    try:
+        text = (repo / path).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return None
+    if ".log" not in text:
+        return None
+    try:
+        return text if find_logs(analyze(text)) else None
+    except SyntaxError:
+        return text  # propagate() reports it
+
+
+def repo_cache(repo: Path) -> PropagationCache:
+    """This process's cache for ``repo``, backed by ``<repo>/.florsql/cache/propagate/``."""
+    root = repo.resolve()
+    if root not in _CACHES:
+        _CACHES[root] = PropagationCache(root / ".florsql" / "cache" / "propagate")
+    return _CACHES[root]
+
+
+def for_version(
+    repo: Path | str,
+    vid: str,
+    names: Iterable[str] | None = None,
+    *,
+    cache: PropagationCache | None = None,
+) -> VersionPropagation:
+    """Propagate into every Python file of version ``vid`` whose latest text logs names it lacks.
+
+    Results are cached per (version, file, new statements): asking again after an unrelated
+    edit of the latest file reads no old file and parses nothing.
+
+    Args:
+        repo: The repository root.
+        vid: A recorded code version (a snapshot commit id or a unique prefix).
+        names: Only these log names (default: all).
+        cache: Where results are kept (default: :func:`repo_cache`).
+
+    Returns:
+        The files that had something to place or that failed, each with its
+        :class:`Propagation`.
+    """
+    repo = Path(repo)
+    wanted = None if names is None else sorted(set(names))
+    cache = repo_cache(repo) if cache is None else cache
+    sha, paths = _listing(repo, vid)
+    files: dict[str, Propagation] = {}
+    for path in paths:
+        new = _latest(repo, path)
+        here = None if new is None else _names_here(new, wanted)
+        if new is None or here == []:
+            continue
+        key = digest(sha, path, statements_key(new, here))
+        result = cache.get(key)
+        if result is None:
+            result = propagate(new, file_at(repo, sha, path), here)
+            cache.put(key, result)
+        if result.placed or result.failed:
+            files[path] = result
+    return VersionPropagation(sha, files)
+
+
+def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
+    """The wanted names this file logs (a name logged in another file is not asked here)."""
+    if wanted is None:
+        return None
+    try:
+        logged = {s.name for s in find_logs(analyze(new))}
+    except SyntaxError:
+        return wanted
+    return [n for n in wanted if n in logged]
+
+
+def version_diff(
+    repo: Path | str, vid: str, path: str | None = None, names: Iterable[str] | None = None
+) -> str:
+    """What ``florsql propagate --version VID [FILE]`` prints: the patched files as a diff.
+
+    ``path`` is relative to the repository root.
+    """
+    return for_version(repo, vid, names).diff(path)
