@@ -41,7 +41,7 @@ class Statement:
         table: for ``show_columns``, the table name as written (``"logs"``, ``"main.logs"``).
         setting: for ``set``, the setting name (always ``"replay"``).
         value: for ``set``, the value, lower-case: ``"auto"``, ``"confirm"`` or ``"off"``.
-        param_count: the number of ``?`` parameters, in text order.
+        param_count: how many ``?`` parameters the statement takes (bound positionally).
     """
 
     kind: StatementKind

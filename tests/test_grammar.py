@@ -173,6 +173,11 @@ def test_select_statement_fields() -> None:
     assert statement.setting is statement.value is statement.table is None
 
 
+def test_florsql_words_stay_usable_as_column_names() -> None:
+    statement = parse("SELECT explain, runs, replay FROM logs WHERE show = 1")
+    assert statement.duckdb_sql() == 'SELECT explain, runs, replay FROM logs WHERE "show" = 1'
+
+
 @pytest.mark.parametrize(
     "sql", ["VALUES (1), (2)", "TABLE logs", "FROM logs", "(SELECT 1)", "PIVOT logs ON epoch"]
 )
