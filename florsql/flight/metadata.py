@@ -1,0 +1,130 @@
+"""The catalog commands BI tools call, with exactly the result schemas of the Flight SQL spec.
+
+florsql has one database: no catalog (``GetCatalogs`` answers no rows) and one schema, ``main``
+(DuckDB's name for it), whose tables are ``logs`` and the metadata relations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from florsql.flight import flight_sql_pb2 as pb
+from florsql.flight.service import TableInfo
+
+__all__ = [
+    "CATALOGS_SCHEMA",
+    "DB_SCHEMAS_SCHEMA",
+    "TABLES_SCHEMA",
+    "TABLES_SCHEMA_WITH_SCHEMA",
+    "TABLE_TYPES_SCHEMA",
+    "catalogs",
+    "db_schemas",
+    "like",
+    "table_types",
+    "tables",
+]
+
+SCHEMA = "main"
+CATALOGS_SCHEMA = pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
+DB_SCHEMAS_SCHEMA = pa.schema(
+    [pa.field("catalog_name", pa.utf8()), pa.field("db_schema_name", pa.utf8(), nullable=False)]
+)
+TABLES_SCHEMA = pa.schema(
+    [
+        pa.field("catalog_name", pa.utf8()),
+        pa.field("db_schema_name", pa.utf8()),
+        pa.field("table_name", pa.utf8(), nullable=False),
+        pa.field("table_type", pa.utf8(), nullable=False),
+    ]
+)
+TABLES_SCHEMA_WITH_SCHEMA = TABLES_SCHEMA.append(
+    pa.field("table_schema", pa.binary(), nullable=False)
+)
+TABLE_TYPES_SCHEMA = pa.schema([pa.field("table_type", pa.utf8(), nullable=False)])
+
+
+def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
+    """SQL LIKE as the spec's filter patterns use it: ``%`` any run, ``_`` one character.
+
+    Example:
+        >>> like("lo%", "logs"), like("l_gs", "logs"), like("runs", "logs"), like(None, "x")
+        (True, True, False, True)
+    """
+    if pattern is None:
+        return True
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == escape and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), name, flags=re.DOTALL) is not None
+
+
+def catalogs() -> pa.Table:
+    return CATALOGS_SCHEMA.empty_table()
+
+
+def _catalog_matches(catalog: str | None) -> bool:
+    # An empty string asks for objects without a catalog, as all of florsql's are.
+    return catalog is None or catalog == ""
+
+
+def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
+    catalog = cmd.catalog if cmd.HasField("catalog") else None
+    pattern = cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
+    names = [SCHEMA] if _catalog_matches(catalog) and like(pattern, SCHEMA) else []
+    return pa.Table.from_pydict(
+        {"catalog_name": [None] * len(names), "db_schema_name": names}, schema=DB_SCHEMAS_SCHEMA
+    )
+
+
+def table_types(infos: Sequence[TableInfo]) -> pa.Table:
+    kinds = sorted({t.table_type for t in infos})
+    return pa.Table.from_pydict({"table_type": kinds}, schema=TABLE_TYPES_SCHEMA)
+
+
+def _wanted(cmd: pb.CommandGetTables, info: TableInfo) -> bool:
+    if not _catalog_matches(cmd.catalog if cmd.HasField("catalog") else None):
+        return False
+    if cmd.HasField("db_schema_filter_pattern") and not like(cmd.db_schema_filter_pattern, SCHEMA):
+        return False
+    if cmd.HasField("table_name_filter_pattern") and not like(
+        cmd.table_name_filter_pattern, info.name
+    ):
+        return False
+    return not cmd.table_types or info.table_type in cmd.table_types
+
+
+def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:
+    """Rows ordered by table name (catalog NULL, schema ``main``), schemas IPC-serialized."""
+    found = sorted((t for t in infos if _wanted(cmd, t)), key=lambda t: (t.name, t.table_type))
+    data: dict[str, list[object]] = {
+        "catalog_name": [None] * len(found),
+        "db_schema_name": [SCHEMA] * len(found),
+        "table_name": [t.name for t in found],
+        "table_type": [t.table_type for t in found],
+    }
+    if not cmd.include_schema:
+        return pa.Table.from_pydict(data, schema=TABLES_SCHEMA)
+    data["table_schema"] = [t.schema.serialize().to_pybytes() for t in found]
+    return pa.Table.from_pydict(data, schema=TABLES_SCHEMA_WITH_SCHEMA)
+
+
+def result_schema(cmd: object) -> pa.Schema:
+    """The fixed result schema of a metadata command (for GetSchema and empty FlightInfos)."""
+    if isinstance(cmd, pb.CommandGetCatalogs):
+        return CATALOGS_SCHEMA
+    if isinstance(cmd, pb.CommandGetDbSchemas):
+        return DB_SCHEMAS_SCHEMA
+    if isinstance(cmd, pb.CommandGetTables):
+        return TABLES_SCHEMA_WITH_SCHEMA if cmd.include_schema else TABLES_SCHEMA
+    if isinstance(cmd, pb.CommandGetTableTypes):
+        return TABLE_TYPES_SCHEMA
+    raise TypeError(f"not a metadata command: {type(cmd).__name__}")
