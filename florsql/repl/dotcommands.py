@@ -1,0 +1,202 @@
+"""Dot-commands: parsed from one line, dispatched through a registry (as litecli's specials).
+
+Each handler takes the session's :class:`DotContext` and the parsed :class:`DotCall`, changes
+settings or asks the service, and returns a :class:`Reply` for the front end to print.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+from florsql.errors import FlorError
+from florsql.repl.service import REPLAY_MODES, ReplService
+from florsql.repl.settings import MODES, Settings
+
+__all__ = ["REGISTRY", "DotCall", "DotCommand", "DotContext", "Reply", "parse_dot", "run_dot"]
+
+ArgKind = Literal["relation", "sql", "file", "choice"] | None
+
+
+@dataclass(frozen=True)
+class DotCall:
+    """A parsed dot-command line: ``.mode csv`` -> name ``.mode``, args ``("csv",)``."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    rest: str = ""  # the argument text as typed (``.explain`` takes SQL)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a dot-command gives back to print."""
+
+    text: str | None = None
+    table: pa.Table | None = None
+    quit: bool = False
+
+
+@dataclass
+class DotContext:
+    settings: Settings
+    service: ReplService
+
+
+Handler = Callable[[DotContext, DotCall], Reply]
+
+
+@dataclass(frozen=True)
+class DotCommand:
+    """A registered dot-command; ``choices``/``arg`` drive completion."""
+
+    name: str
+    usage: str
+    help: str
+    handler: Handler
+    arg: ArgKind = None
+    choices: tuple[str, ...] = field(default=())
+
+
+REGISTRY: dict[str, DotCommand] = {}
+
+
+def dot_command(
+    usage: str, help: str, arg: ArgKind = None, choices: tuple[str, ...] = ()
+) -> Callable[[Handler], Handler]:
+    """Register a handler under the first word of ``usage``."""
+
+    def register(handler: Handler) -> Handler:
+        name = usage.split()[0]
+        REGISTRY[name] = DotCommand(name, usage, help, handler, arg, choices)
+        return handler
+
+    return register
+
+
+def parse_dot(line: str) -> DotCall:
+    """Split a dot-command line; quotes group words (``.output 'my file.txt'``).
+
+    Example:
+        >>> call = parse_dot(".explain SELECT avg(loss) FROM logs")
+        >>> call.name, call.args[:2], call.rest
+        ('.explain', ('SELECT', 'avg(loss)'), 'SELECT avg(loss) FROM logs')
+        >>> parse_dot(".MODE csv;").args
+        ('csv',)
+    """
+    text = line.strip().rstrip(";").strip()
+    name, _, rest = text.partition(" ")
+    rest = rest.strip()
+    try:
+        args = tuple(shlex.split(rest))
+    except ValueError:
+        args = tuple(rest.split())
+    return DotCall(name.lower(), args, rest)
+
+
+def run_dot(ctx: DotContext, line: str) -> Reply:
+    """Parse and run one dot-command line."""
+    call = parse_dot(line)
+    command = REGISTRY.get(call.name)
+    if command is None:
+        raise FlorError(f"unknown command {call.name}; .help lists the commands")
+    return command.handler(ctx, call)
+
+
+def _one_of(call: DotCall, choices: tuple[str, ...], usage: str) -> str:
+    if len(call.args) != 1 or call.args[0].lower() not in choices:
+        raise FlorError(f"usage: {usage}")
+    return call.args[0].lower()
+
+
+@dot_command(".help", "show the commands and keys")
+def _help(ctx: DotContext, call: DotCall) -> Reply:
+    width = max(len(c.usage) for c in REGISTRY.values())
+    lines = [f"{c.usage:<{width}}  {c.help}" for c in REGISTRY.values()]
+    lines += ["", "SQL ends with ';' (Enter adds a line until then); dot-commands end at Enter."]
+    lines += ["Tab completes, Ctrl-R searches history, Ctrl-C cancels, Ctrl-D exits."]
+    return Reply("\n".join(lines))
+
+
+@dot_command(".tables", "list the relations a query can read")
+def _tables(ctx: DotContext, call: DotCall) -> Reply:
+    return Reply("\n".join(ctx.service.schema().relations))
+
+
+@dot_command(".schema [TABLE]", "columns and types (hindsight columns marked)", arg="relation")
+def _schema(ctx: DotContext, call: DotCall) -> Reply:
+    schema = ctx.service.schema()
+    names = [a.lower() for a in call.args] or list(schema.relations)
+    unknown = [n for n in names if n not in schema.relations]
+    if unknown:
+        raise FlorError(f"no relation named {unknown[0]!r}; .tables lists them")
+    rows = [
+        (rel, c.name, c.sql_type, "hindsight" if c.hindsight else "")
+        for rel in names
+        for c in schema.columns(rel)
+    ]
+    table = pa.table(
+        {k: [r[i] for r in rows] for i, k in enumerate(("table", "column", "type", "note"))}
+    )
+    return Reply(table=table)
+
+
+@dot_command(".runs", "the recorded runs (SHOW RUNS)")
+def _runs(ctx: DotContext, call: DotCall) -> Reply:
+    outcome = ctx.service.execute("SHOW RUNS", replay="off")
+    return Reply(outcome.text, outcome.table)
+
+
+@dot_command(".explain SQL", "the replay plan and cost of a query; runs nothing", arg="sql")
+def _explain(ctx: DotContext, call: DotCall) -> Reply:
+    if not call.rest:
+        raise FlorError("usage: .explain SQL")
+    return Reply(ctx.service.explain(call.rest))
+
+
+@dot_command(".mode table|csv|json|line", "how results print", arg="choice", choices=MODES)
+def _mode(ctx: DotContext, call: DotCall) -> Reply:
+    ctx.settings.mode = _one_of(call, MODES, ".mode table|csv|json|line")
+    return Reply()
+
+
+@dot_command(".timer on|off", "print each statement's time", arg="choice", choices=("on", "off"))
+def _timer(ctx: DotContext, call: DotCall) -> Reply:
+    ctx.settings.timer = _one_of(call, ("on", "off"), ".timer on|off") == "on"
+    return Reply()
+
+
+@dot_command(
+    ".replay auto|confirm|off",
+    "compute hindsight values always, after asking, or never",
+    arg="choice",
+    choices=REPLAY_MODES,
+)
+def _replay(ctx: DotContext, call: DotCall) -> Reply:
+    value = _one_of(call, REPLAY_MODES, ".replay auto|confirm|off")
+    ctx.settings.replay = next(m for m in REPLAY_MODES if m == value)
+    return Reply()
+
+
+@dot_command(".output [FILE]", "append results to FILE; no FILE: back to the screen", arg="file")
+def _output(ctx: DotContext, call: DotCall) -> Reply:
+    from pathlib import Path
+
+    if not call.args or call.args[0] in ("stdout", "-"):
+        ctx.settings.output = None
+        return Reply()
+    path = Path(call.rest if len(call.args) > 1 else call.args[0]).expanduser()
+    try:
+        path.open("a").close()
+    except OSError as e:
+        raise FlorError(f"cannot write {path}: {e.strerror}") from e
+    ctx.settings.output = path
+    return Reply(f"results go to {path}")
+
+
+@dot_command(".quit", "leave (Ctrl-D also does)")
+def _quit(ctx: DotContext, call: DotCall) -> Reply:
+    return Reply(quit=True)

@@ -1,0 +1,129 @@
+"""Results as text: aligned tables with a row limit and the row count, CSV, JSON, or one
+``column = value`` line per field. Pure functions of an Arrow table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+
+import pyarrow as pa
+
+__all__ = ["cell", "render", "render_csv", "render_json", "render_lines", "render_table"]
+
+NULL = "NULL"
+
+
+def cell(value: object) -> str:
+    """One value as the table shows it.
+
+    Example:
+        >>> cell(None), cell(0.1 + 0.2), cell(3.0), cell(True), cell([1, 2])
+        ('NULL', '0.30000000000000004', '3.0', 'true', '[1, 2]')
+    """
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return str(value)
+
+
+def _numeric(field: pa.Field) -> bool:
+    t = field.type
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _count(n: int) -> str:
+    return f"({n:,} row{'s' if n != 1 else ''})"
+
+
+def render_table(table: pa.Table, limit: int | None = 100) -> str:
+    """An aligned table of the first ``limit`` rows and a count line.
+
+    Example:
+        >>> print(render_table(pa.table({"run_id": ["a", "bb"], "loss": [0.5, None]})))
+        run_id  loss
+        ------  ----
+        a        0.5
+        bb      NULL
+        (2 rows)
+    """
+    shown = table if limit is None else table.slice(0, limit)
+    names = table.column_names
+    columns = [[cell(v) for v in shown.column(i).to_pylist()] for i in range(len(names))]
+    widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns, strict=True)]
+    right = [_numeric(f) for f in table.schema]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in range(shown.num_rows):
+        parts = [
+            col[r].rjust(w) if num else col[r].ljust(w)
+            for col, w, num in zip(columns, widths, right, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    footer = _count(table.num_rows)
+    if shown.num_rows < table.num_rows:
+        footer = f"({table.num_rows:,} rows, first {shown.num_rows:,} shown; .mode csv for all)"
+    return "\n".join([*lines, footer])
+
+
+def render_csv(table: pa.Table) -> str:
+    """Every row as CSV with a header; NULL is an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for batch in table.to_batches(max_chunksize=10_000):
+        columns = [c.to_pylist() for c in batch.columns]
+        writer.writerows(
+            ["" if v is None else cell(v) for v in row] for row in zip(*columns, strict=True)
+        )
+    return out.getvalue().rstrip("\n")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def render_json(table: pa.Table) -> str:
+    """Every row as a JSON object, one per line, inside a JSON array."""
+    rows = [
+        json.dumps({k: _json_value(v) for k, v in row.items()}, default=str)
+        for row in table.to_pylist()
+    ]
+    return "[\n" + ",\n".join(rows) + "\n]" if rows else "[]"
+
+
+def render_lines(table: pa.Table, limit: int | None = 100) -> str:
+    """One ``column = value`` line per field, a blank line between rows, and the count."""
+    shown = table if limit is None else table.slice(0, limit)
+    width = max((len(n) for n in table.column_names), default=0)
+    blocks = [
+        "\n".join(f"{k:>{width}} = {cell(v)}" for k, v in row.items()) for row in shown.to_pylist()
+    ]
+    return "\n\n".join([*blocks, _count(table.num_rows)])
+
+
+def render(table: pa.Table, mode: str, limit: int | None = 100) -> str:
+    """``table`` in one of the REPL's modes (``table``, ``csv``, ``json``, ``line``)."""
+    if mode == "csv":
+        return render_csv(table)
+    if mode == "json":
+        return render_json(table)
+    if mode == "line":
+        return render_lines(table, limit)
+    return render_table(table, limit)
