@@ -11,7 +11,7 @@ from functools import cached_property
 from florsql.errors import PropagateError
 from florsql.propagate.align import choose_slot
 from florsql.propagate.find import LogStatement, find_logs, logged_names
-from florsql.propagate.helpers import Helpers
+from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
     Insertion,
     adjust_slot,
@@ -47,13 +47,13 @@ class _Session:
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
     bindings: Bindings = field(default_factory=Bindings)
 
-    @cached_property
+    @property
     def new_helpers(self) -> Helpers:
-        return Helpers(self.new)
+        return helpers_of(self.new)
 
-    @cached_property
+    @property
     def old_helpers(self) -> Helpers:
-        return Helpers(self.old)
+        return helpers_of(self.old)
 
     @cached_property
     def renames(self) -> dict[str, str]:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from florsql.propagate.find import find_logs
-from florsql.propagate.helpers import Helpers
+from florsql.propagate.helpers import helpers_of
 from florsql.propagate.model import Propagation
 from florsql.propagate.source import analyze
 
@@ -46,7 +46,7 @@ def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
         new = analyze(new_source)
     except SyntaxError:
         return digest("unparsable", new_source)
-    helpers = Helpers(new)
+    helpers = helpers_of(new)
     parts = [CACHE_VERSION, repr(names), repr(sorted(new.aliases))]
     for log in find_logs(new):
         chains = [" > ".join(f"{f.kind}:{f.key}" for f in c) for c in helpers.variants(log.block)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from florsql.propagate.normalize import is_compound
 from florsql.propagate.source import Block, SourceFile
@@ -61,22 +62,22 @@ def _name_of(call: ast.Call) -> tuple[str | None, str]:
 def find_logs(src: SourceFile) -> list[LogStatement]:
     """Every ``flor.log`` statement of the file, in source order.
 
-    Only lines that mention ``.log(`` are examined, so a long file costs little.
+    Only statements on lines that mention ``.log(`` are examined, so a long file costs little.
     """
-    hits = {n for n, line in enumerate(src.lines, start=1) if _LOG_CALL.search(line)}
+    return list(_find_logs(src))
+
+
+@lru_cache(maxsize=16)
+def _find_logs(src: SourceFile) -> tuple[LogStatement, ...]:
+    stmts = {id(s): s for n, _ in src.lines_matching(_LOG_CALL) if (s := src.deepest.get(n))}
     found = []
-    for block in src.blocks:
-        for index, stmt in enumerate(block.stmts):
-            if is_compound(stmt):
-                continue
-            end = stmt.end_lineno or stmt.lineno
-            if not any(n in hits for n in range(stmt.lineno, end + 1)):
-                continue
-            call = _log_call(stmt, src.aliases)
-            if call is not None:
-                name, code = _name_of(call)
-                found.append(LogStatement(name, code, stmt, block, index))
-    return sorted(found, key=lambda s: (s.stmt.lineno, s.stmt.col_offset))
+    for stmt in stmts.values():
+        call = None if is_compound(stmt) else _log_call(stmt, src.aliases)
+        if call is not None:
+            name, code = _name_of(call)
+            block, index = src.home(stmt)
+            found.append(LogStatement(name, code, stmt, block, index))
+    return tuple(sorted(found, key=lambda s: (s.stmt.lineno, s.stmt.col_offset)))
 
 
 def logged_names(src: SourceFile) -> frozenset[str]:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 
-from florsql.propagate.source import Block, Frame, SourceFile
-
-_CALLED = re.compile(r"\b(\w+)\s*\(")
+from florsql.propagate.source import Block, Frame, HardKey, SourceFile, hard_key
 
 
 def own_exprs(stmt: ast.stmt) -> list[ast.AST]:
@@ -43,6 +41,12 @@ def _calls(stmt: ast.stmt, name: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=16)
+def helpers_of(src: SourceFile) -> Helpers:
+    """The (memoized) :class:`Helpers` of a file."""
+    return Helpers(src)
+
+
 class Helpers:
     """Effective chains of one file's blocks."""
 
@@ -51,17 +55,24 @@ class Helpers:
         self._prefix: dict[int, tuple[Frame, ...] | None] = {}
 
     @cached_property
-    def _statements(self) -> list[ast.stmt]:
-        return [s for b in self.src.blocks for s in b.stmts]
+    def index(self) -> dict[HardKey, list[tuple[Block, tuple[Frame, ...]]]]:
+        """Every block under each chain variant, by the variant's innermost hard frame."""
+        found: dict[HardKey, list[tuple[Block, tuple[Frame, ...]]]] = {}
+        for block in self.src.blocks:
+            for chain in self.variants(block):
+                found.setdefault(hard_key(chain), []).append((block, chain))
+        return found
 
     @cached_property
     def _call_lines(self) -> dict[str, list[int]]:
         """Lines where each defined name is followed by ``(``: its definition and its calls."""
         found: dict[str, list[int]] = {}
-        for number, line in enumerate(self.src.lines, start=1):
-            for match in _CALLED.finditer(line):
-                if match.group(1) in self.src.defs:
-                    found.setdefault(match.group(1), []).append(number)
+        if not self.src.defs:
+            return found
+        names = "|".join(sorted(map(re.escape, self.src.defs), key=len, reverse=True))
+        pattern = re.compile(r"\b(" + names + r")\s*\(")
+        for line, match in self.src.lines_matching(pattern):
+            found.setdefault(match.group(1), []).append(line)
         return found
 
     def _call_site(self, name: str, definition: ast.stmt) -> ast.stmt | None:
@@ -69,8 +80,7 @@ class Helpers:
         lines = [n for n in self._call_lines.get(name, []) if n != definition.lineno]
         if len(lines) != 1:
             return None
-        here = [s for s in self._statements if s.lineno <= lines[0] <= (s.end_lineno or s.lineno)]
-        site = max(here, key=lambda s: s.lineno, default=None)
+        site = self.src.deepest.get(lines[0])
         return site if site is not None and _calls(site, name) else None
 
     def _helper_prefix(self, definition: ast.stmt) -> tuple[Frame, ...] | None:
@@ -86,7 +96,7 @@ class Helpers:
         if site is not None:
             around = self.chain(self.src.home(site)[0])
             if any(f.kind == "loop" for f in around):
-                helper = Frame("def", name, f"{name}()", transparent=True)
+                helper = Frame("def", name, transparent=True)
                 self._prefix[key] = (*around, helper)
         return self._prefix[key]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from florsql.propagate.align import EPS, SlotChoice, choose_slot
 from florsql.propagate.helpers import Helpers
 from florsql.propagate.normalize import similarity
-from florsql.propagate.source import Block, Frame
+from florsql.propagate.source import Block, Frame, hard_key, innermost_hard
 
 Chain = tuple[Frame, ...]
 
@@ -55,10 +55,6 @@ class _Scored:
         return (self.chain.outer, self.chain.soft + self.choice.score)
 
 
-def _innermost_hard(chain: Chain) -> int | None:
-    return next((i for i in range(len(chain) - 1, -1, -1) if chain[i].hard), None)
-
-
 def _hard_keys(chain: Sequence[Frame]) -> list[tuple[str, str]]:
     return [(f.kind, f.key) for f in chain if f.hard]
 
@@ -71,7 +67,7 @@ def _qualifier(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _hard_match(new: Chain, old: Chain) -> int | None:
     """Agreeing outer hard frames when the innermost hard frames correspond, else None."""
-    hn, ho = _innermost_hard(new), _innermost_hard(old)
+    hn, ho = innermost_hard(new), innermost_hard(old)
     if hn is None or ho is None:
         return 0 if hn is None and ho is None else None
     if (new[hn].kind, new[hn].key) != (old[ho].kind, old[ho].key):
@@ -92,7 +88,7 @@ def _hard_match(new: Chain, old: Chain) -> int | None:
 
 
 def _soft(chain: Chain) -> Chain:
-    hard = _innermost_hard(chain)
+    hard = innermost_hard(chain)
     return chain if hard is None else chain[hard + 1 :]
 
 
@@ -112,17 +108,17 @@ def match_chains(new: Chain, old: Chain) -> ChainMatch | None:
 
 
 def _candidates(new_chains: list[Chain], helpers: Helpers) -> list[tuple[Block, ChainMatch]]:
-    found = []
-    for block in helpers.src.blocks:
-        matches = [
-            m
-            for old_chain in helpers.variants(block)
-            for new_chain in new_chains
-            if (m := match_chains(new_chain, old_chain)) is not None
-        ]
-        if matches:
-            found.append((block, max(matches, key=lambda m: (m.outer, m.soft))))
-    return found
+    """Old blocks whose chain corresponds to one of ``new_chains``, each with its best match."""
+    best: dict[int, tuple[Block, ChainMatch]] = {}
+    for new_chain in new_chains:
+        for block, old_chain in helpers.index.get(hard_key(new_chain), []):
+            match = match_chains(new_chain, old_chain)
+            seen = best.get(id(block))
+            if match and (
+                seen is None or (match.outer, match.soft) > (seen[1].outer, seen[1].soft)
+            ):
+                best[id(block)] = (block, match)
+    return list(best.values())
 
 
 def _hard_label(chain: Chain, hard: int) -> str:
@@ -134,7 +130,7 @@ def _hard_label(chain: Chain, hard: int) -> str:
 
 def describe_miss(new_chain: Chain, helpers: Helpers) -> str:
     """Why no old block corresponds to ``new_chain``."""
-    hard = _innermost_hard(new_chain)
+    hard = innermost_hard(new_chain)
     if hard is None:
         where = "at module level"
     else:

@@ -10,6 +10,11 @@ The model is built on :mod:`ast`, which gives exact line ranges cheaply; nothing
 from __future__ import annotations
 
 import ast
+import gc
+import re
+from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -17,20 +22,38 @@ from florsql.propagate.normalize import header, normalize, normalize_header
 
 FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
 HARD_KINDS = frozenset({"def", "class", "loop"})
+_NEWLINE = re.compile(r"\n")
+_COMPOUND = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.If,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.TryStar,
+    ast.Match,
+)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One scope around a block.
 
     ``kind`` is def, class, loop (a ``flor.loop``), for, while, with, if, else, try, except,
-    finally or case; ``key`` identifies it (a name, or a normalized header); ``label`` is for
-    people. A *transparent* frame is a helper function seen from its single call site.
+    finally or case. Hard frames have a ``name``; soft ones a ``node`` (the statement, handler
+    or case whose header opens the block; an ``else`` frame has the frame it belongs to as
+    ``parent``). A *transparent* frame is a helper function seen from its single call site.
+    ``key`` and ``label`` are computed on first use: most frames are never compared.
     """
 
     kind: str
-    key: str
-    label: str
+    name: str = ""
+    node: ast.AST | None = None
+    parent: Frame | None = None
     transparent: bool = False
 
     @property
@@ -38,8 +61,42 @@ class Frame:
         """Functions, classes and flor loops: frames matched by name, never by similarity."""
         return self.kind in HARD_KINDS
 
+    @cached_property
+    def label(self) -> str:
+        """The frame for people: ``train()``, ``flor.loop('step')``, ``if step % 10 == 0``."""
+        if self.kind == "def":
+            return f"{self.name}()"
+        if self.kind == "loop":
+            return f"flor.loop({self.name!r})"
+        if self.name:
+            return self.name
+        if self.parent is not None:
+            return f"else of {self.parent.label}"
+        if isinstance(self.node, ast.ExceptHandler):
+            return ("except " + (ast.unparse(self.node.type) if self.node.type else "")).strip()
+        if isinstance(self.node, ast.match_case):
+            return "case " + ast.unparse(self.node.pattern)
+        return header(self.node) if isinstance(self.node, ast.stmt) else self.kind
+
+    @cached_property
+    def key(self) -> str:
+        """What identifies the frame: the name of a hard frame, else the normalized header."""
+        return self.name if self.hard else normalize_header(self.label)
+
 
 Body = tuple[list[ast.stmt], Frame]
+HardKey = tuple[str, str] | None
+
+
+def innermost_hard(chain: tuple[Frame, ...]) -> int | None:
+    """Index of the innermost function, class or flor loop of ``chain``, if any."""
+    return next((i for i in range(len(chain) - 1, -1, -1) if chain[i].hard), None)
+
+
+def hard_key(chain: tuple[Frame, ...]) -> HardKey:
+    """Kind and name of the innermost hard frame (None at module level)."""
+    i = innermost_hard(chain)
+    return None if i is None else (chain[i].kind, chain[i].name)
 
 
 @dataclass(eq=False)
@@ -85,6 +142,25 @@ class SourceFile:
         """The block holding ``stmt`` and its index there."""
         return self.homes[id(stmt)]
 
+    @cached_property
+    def deepest(self) -> dict[int, ast.stmt]:
+        """The innermost statement on each 1-based line (blocks come outermost first)."""
+        found: dict[int, ast.stmt] = {}
+        for block in self.blocks:
+            for stmt in block.stmts:
+                for line in range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1):
+                    found[line] = stmt
+        return found
+
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        return [0] + [m.end() for m in _NEWLINE.finditer(self.text)]
+
+    def lines_matching(self, pattern: re.Pattern[str]) -> list[tuple[int, re.Match[str]]]:
+        """Each match of ``pattern`` in the text with its 1-based line."""
+        starts = self._line_starts
+        return [(bisect_right(starts, m.start()), m) for m in pattern.finditer(self.text)]
+
 
 def flor_aliases(tree: ast.Module) -> frozenset[str]:
     """Names the file binds to the florsql (or FlorDB) module; ``flor`` when none is imported."""
@@ -116,35 +192,28 @@ def flor_call_name(expr: ast.AST, aliases: frozenset[str], func: str) -> str | N
     return None
 
 
-def _soft(kind: str, text: str) -> Frame:
-    return Frame(kind, normalize_header(text), text)
-
-
 def _bodies(stmt: ast.stmt, aliases: frozenset[str]) -> list[Body]:
     """The statement lists inside ``stmt`` with the frame each one adds."""
-    text = header(stmt)
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-        return [(stmt.body, Frame("def", stmt.name, f"{stmt.name}()"))]
+        return [(stmt.body, Frame("def", stmt.name))]
     if isinstance(stmt, ast.ClassDef):
-        return [(stmt.body, Frame("class", stmt.name, stmt.name))]
+        return [(stmt.body, Frame("class", stmt.name))]
     if isinstance(stmt, ast.For | ast.AsyncFor | ast.While | ast.If):
         name = None
         if isinstance(stmt, ast.For | ast.AsyncFor):
             name = flor_call_name(stmt.iter, aliases, "loop")
         kind = {ast.While: "while", ast.If: "if"}.get(type(stmt), "for")
-        first = Frame("loop", name, f"flor.loop({name!r})") if name else _soft(kind, text)
-        return [(stmt.body, first), (stmt.orelse, _soft("else", f"else of {first.label}"))]
+        first = Frame("loop", name) if name else Frame(kind, node=stmt)
+        return [(stmt.body, first), (stmt.orelse, Frame("else", node=stmt, parent=first))]
     if isinstance(stmt, ast.With | ast.AsyncWith):
-        return [(stmt.body, _soft("with", text))]
+        return [(stmt.body, Frame("with", node=stmt))]
     if isinstance(stmt, ast.Try | ast.TryStar):
-        out: list[Body] = [(stmt.body, _soft("try", "try"))]
-        for h in stmt.handlers:
-            kind_text = "except " + (ast.unparse(h.type) if h.type else "")
-            out.append((h.body, _soft("except", kind_text.strip())))
-        out.append((stmt.orelse, _soft("else", "else of try")))
-        return [*out, (stmt.finalbody, _soft("finally", "finally"))]
+        out: list[Body] = [(stmt.body, Frame("try", "try", stmt))]
+        out += [(h.body, Frame("except", node=h)) for h in stmt.handlers]
+        out.append((stmt.orelse, Frame("else", "else of try", stmt)))
+        return [*out, (stmt.finalbody, Frame("finally", "finally", stmt))]
     if isinstance(stmt, ast.Match):
-        return [(c.body, _soft("case", "case " + ast.unparse(c.pattern))) for c in stmt.cases]
+        return [(c.body, Frame("case", node=c)) for c in stmt.cases]
     return []
 
 
@@ -160,6 +229,8 @@ def _collect(
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
             else scopes
         )
+        if not isinstance(stmt, _COMPOUND):
+            continue
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             src.defs.setdefault(stmt.name, []).append(stmt)
         for body, frame in _bodies(stmt, src.aliases):
@@ -167,10 +238,24 @@ def _collect(
                 _collect(src, body, (*chain, frame), inner)
 
 
-@lru_cache(maxsize=256)
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a parse allocates ~100k acyclic objects, and the
+    collections they trigger (scanning every cached tree) cost a third of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@lru_cache(maxsize=16)
 def analyze(text: str) -> SourceFile:
     """Parse ``text`` into its block model (cached by text). Raises :class:`SyntaxError`."""
-    tree = ast.parse(text)
-    src = SourceFile(text, text.splitlines(keepends=True), tree, [], flor_aliases(tree))
-    _collect(src, tree.body, (), (tree,))
+    with _gc_paused():
+        tree = ast.parse(text)
+        src = SourceFile(text, text.splitlines(keepends=True), tree, [], flor_aliases(tree))
+        _collect(src, tree.body, (), (tree,))
     return src
