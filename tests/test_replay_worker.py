@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from florsql.record.replaying import DONE, FAILED, ReplaySpec
+from florsql.store.replays import DONE, FAILED, ReplaySpec
 from florsql.store.segments import join_value, list_segments, read_segments
 from tests.helpers import make_repo, run_dirs, run_script, script_env, write
 from tests.replay_scripts import OLD, PATCHED

@@ -9,13 +9,12 @@ flushes, writes its ``done.json`` marker and exits, so later side effects of old
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,39 +24,10 @@ from florsql.record.schedule import Step, schedule
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout
+from florsql.store.replays import DONE, FAILED, ReplaySpec, read_manifest
 from florsql.store.segments import Batch
 
 ENV = "FLORSQL_REPLAY"
-DONE = "done.json"
-FAILED = "failed.json"
-
-
-@dataclass
-class ReplaySpec:
-    """What one replay task computes. Written by the scheduler, read by the worker."""
-
-    replay_id: str
-    task_id: str
-    run_id: str
-    vid: str
-    run_dir: str
-    out_dir: str
-    names: list[str]
-    loop: str | None = None
-    iterations: list[int] | None = None  # needed outer iterations; None: all of them
-    need_start: bool = True
-    after_loop: bool = False
-    total: int | None = None  # recorded number of outer iterations
-    inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
-    compare: list[str] = field(default_factory=list)
-    source_hash: str = ""
-
-    @classmethod
-    def read(cls, path: str | Path) -> ReplaySpec:
-        return cls(**json.loads(Path(path).read_text()))
-
-    def write(self, path: Path) -> None:
-        layout.atomic_write_json(path, asdict(self))
 
 
 class ReplayRun:
@@ -72,7 +42,7 @@ class ReplayRun:
         self.names = set(spec.names)
         self.compare = set(spec.compare) - self.names
         self.needed = set(spec.iterations) if spec.iterations is not None else None
-        self.manifest = _manifest(self.run_dir)
+        self.manifest = read_manifest(self.run_dir)
         self.plan = self._plan()
         self.writer = Writer(self.out)
         self.batch = Batch()
@@ -277,21 +247,6 @@ def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any
             yield j, item
         if j >= last:
             return
-
-
-def _manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
-    """iteration -> (position, file) of the run's outer-loop checkpoints."""
-    path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
-    out: dict[int, tuple[str, str]] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        out[int(r["iteration"])] = (r["position"], r["file"])
-    return out
 
 
 def _stop() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from florsql.errors import StoreError, StoreWarning
 from florsql.store import layout
 from florsql.store.ingest import RunFiles, ingest_run_json, ingest_segments, load_manifest
+from florsql.store.ingest_replays import REPLAY_SQL, ingest_replays
 from florsql.store.schema import SCHEMA_SQL, SCHEMA_VERSION, define_views
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class RefreshStats:
     runs: int
     new_segments: int
     new_rows: int
+    replay_tasks: int = 0
 
 
 class Index:
@@ -96,13 +98,14 @@ class Index:
                 ingest_run_json(self.con, f)
                 load_manifest(self.con, f)
             segs, rows = ingest_segments(self.con, files)
+            tasks = ingest_replays(self.con, self.repo)
             _mark_dead_runs(self.con)
             define_views(self.con)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        return RefreshStats(runs=len(files), new_segments=segs, new_rows=rows)
+        return RefreshStats(runs=len(files), new_segments=segs, new_rows=rows, replay_tasks=tasks)
 
 
 def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
@@ -121,6 +124,7 @@ def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
         _remove(db_path)
         con = duckdb.connect(str(db_path))
     con.execute(SCHEMA_SQL)
+    con.execute(REPLAY_SQL)
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     define_views(con)
     return con

@@ -1,0 +1,108 @@
+"""Replay results into the index: each finished task once, its contexts mapped onto the run's.
+
+A replay task records loop contexts of its own; a context is the same as the run's when its path
+of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
+epoch 3, step 5. Recorded values are never overwritten: replayed ones sit in their own tables
+with their provenance (replay id, task, version, patched-source hash).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from florsql.store import layout
+from florsql.store.replays import DONE, finished_tasks
+from florsql.store.segments import list_segments, read_segment
+
+if TYPE_CHECKING:
+    import duckdb
+
+REPLAY_SQL = """
+CREATE TABLE IF NOT EXISTS replay_tasks (
+    replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
+    iterations BIGINT[], source_hash VARCHAR, seconds DOUBLE, logs BIGINT,
+    PRIMARY KEY (replay_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS replay_records (
+    replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT, seq BIGINT,
+    name VARCHAR, vtype VARCHAR, value_int BIGINT, value_float DOUBLE, value_str VARCHAR
+);
+CREATE TABLE IF NOT EXISTS replay_checks (
+    replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT,
+    name VARCHAR, vtype VARCHAR, value_int BIGINT, value_float DOUBLE, value_str VARCHAR
+);
+"""
+
+
+def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
+    """Ingest every finished replay task not yet in the index; returns how many."""
+    import pyarrow as pa
+
+    seen = {
+        (r, t) for r, t in con.execute("SELECT replay_id, task_id FROM replay_tasks").fetchall()
+    }
+    count = 0
+    for folder in finished_tasks(repo):
+        replay_id, task_id = folder.parent.name, folder.name
+        if (replay_id, task_id) in seen:
+            continue
+        done = json.loads((folder / DONE).read_text())
+        tables = [read_segment(p) for p in list_segments(folder / layout.SEGMENTS)]
+        if tables:
+            con.register("task_rows", pa.concat_tables(tables))
+            try:
+                _insert(con, replay_id, task_id, done["run_id"])
+            finally:
+                con.unregister("task_rows")
+        con.execute(
+            "INSERT INTO replay_tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                replay_id,
+                task_id,
+                done["run_id"],
+                done["vid"],
+                done["names"],
+                done.get("iterations"),
+                done.get("source_hash", ""),
+                done.get("seconds"),
+                done.get("logs", 0),
+            ],
+        )
+        count += 1
+    return count
+
+
+def _insert(con: duckdb.DuckDBPyConnection, replay_id: str, task_id: str, run_id: str) -> None:
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE task_ctx AS
+        WITH RECURSIVE p(ctx, anc, loop_name, iteration, hops) AS (
+            SELECT ctx, parent, name, iteration, 0 FROM task_rows WHERE kind = 'loop'
+            UNION ALL
+            SELECT p.ctx, l.parent, l.name, l.iteration, p.hops + 1
+            FROM p JOIN task_rows l ON l.kind = 'loop' AND l.ctx = p.anc
+        )
+        SELECT ctx, string_agg(loop_name || '=' || iteration, '/' ORDER BY hops DESC) AS key
+        FROM p GROUP BY ctx"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE run_ctx AS
+        SELECT ctx_id, string_agg(loop_name || '=' || iteration, '/' ORDER BY depth) AS key
+        FROM ctx_path WHERE run_id = ? GROUP BY ctx_id""",
+        [run_id],
+    )
+    mapped = """FROM task_rows t
+        LEFT JOIN task_ctx k ON k.ctx = t.ctx
+        LEFT JOIN (SELECT key, min(ctx_id) AS ctx_id FROM run_ctx GROUP BY key) r ON r.key = k.key
+        WHERE t.kind = '{kind}' AND (t.ctx = 0 OR r.ctx_id IS NOT NULL)"""
+    con.execute(
+        f"""INSERT INTO replay_records SELECT ?, ?, ?, CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id
+            END, t.seq, t.name, t.vtype, t.v_int, t.v_float, t.v_str {mapped.format(kind="log")}""",
+        [replay_id, task_id, run_id],
+    )
+    con.execute(
+        f"""INSERT INTO replay_checks SELECT ?, ?, ?, CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id
+            END, t.name, t.vtype, t.v_int, t.v_float, t.v_str {mapped.format(kind="check")}""",
+        [replay_id, task_id, run_id],
+    )

@@ -1,0 +1,74 @@
+"""Replay results on disk: task specs, done/failed markers, and where they live.
+
+``.florsql/replays/<replay_id>/<task_id>/`` holds a task's ``spec.json``, its ``segments/`` (the
+same Arrow format as a run's) and, once it finished, ``done.json`` written atomically last: a
+task without it is invisible to the index, whatever else it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from florsql.store import layout
+
+SPEC = "spec.json"
+DONE = "done.json"
+FAILED = "failed.json"
+
+
+def replays_dir(repo: Path) -> Path:
+    return layout.store_dir(repo) / "replays"
+
+
+@dataclass
+class ReplaySpec:
+    """What one replay task computes. Written by the scheduler, read by the worker."""
+
+    replay_id: str
+    task_id: str
+    run_id: str
+    vid: str
+    run_dir: str
+    out_dir: str
+    names: list[str]
+    loop: str | None = None
+    iterations: list[int] | None = None  # needed outer iterations; None: all of them
+    need_start: bool = True
+    after_loop: bool = False
+    total: int | None = None  # recorded number of outer iterations
+    inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
+    compare: list[str] = field(default_factory=list)
+    source_hash: str = ""
+
+    @classmethod
+    def read(cls, path: str | Path) -> ReplaySpec:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        layout.atomic_write_json(path, asdict(self))
+
+
+def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
+    """iteration -> (position, file) of a run's checkpoints (a line cut by a kill is skipped)."""
+    path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
+    out: dict[int, tuple[str, str]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out[int(r["iteration"])] = (r["position"], r["file"])
+    return out
+
+
+def finished_tasks(repo: Path) -> list[Path]:
+    """Task folders with a done marker, in a stable order."""
+    root = replays_dir(repo)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.glob(f"*/*/{DONE}"))

@@ -1,0 +1,29 @@
+"""Replay: re-execute just enough of old runs to compute values they never logged.
+
+The scheduler turns per-run requests into tasks (chunks of outer iterations that start at
+checkpoints), prepares isolated worktrees of each version with the new statements placed, and
+runs the tasks on an :class:`Executor` (a local process pool by default; Ray with
+``florsql[ray]``). Results land under ``.florsql/replays/`` and become visible to the index only
+once a task's ``done.json`` marker is written.
+"""
+
+from __future__ import annotations
+
+from florsql.replay.executors import Executor, LocalExecutor, RayExecutor
+from florsql.replay.scheduler import Patch, Progress, ReplayReport, default_patcher, run_replay
+from florsql.replay.tasks import RunRequest, Task, TaskResult, split
+
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "Patch",
+    "Progress",
+    "RayExecutor",
+    "ReplayReport",
+    "RunRequest",
+    "Task",
+    "TaskResult",
+    "default_patcher",
+    "run_replay",
+    "split",
+]

@@ -1,0 +1,233 @@
+"""Executors run replay tasks: a local process pool (default) or Ray (``florsql[ray]``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from florsql.errors import ReplayError
+from florsql.replay.tasks import Task, TaskResult, heavy_imports
+from florsql.store.replays import DONE, FAILED
+
+OnDone = Callable[[TaskResult], None]
+
+
+class Executor(Protocol):
+    """Runs tasks, calling ``on_done`` as each finishes; returns every result."""
+
+    workers: int
+
+    def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]: ...
+
+
+def _env(task: Task) -> dict[str, str]:
+    return {"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"}
+
+
+def collect(task: Task, returncode: int, seconds: float) -> TaskResult:
+    """A task's outcome from its marker files (the worker's own word), not just its exit code."""
+    from pathlib import Path
+
+    out = Path(task.spec.out_dir)
+    if (out / DONE).exists() and returncode == 0:
+        return TaskResult(task.spec.task_id, True, returncode, seconds)
+    if (out / FAILED).exists():
+        info = json.loads((out / FAILED).read_text())
+        return TaskResult(
+            task.spec.task_id,
+            False,
+            returncode,
+            seconds,
+            info.get("error"),
+            info.get("iteration"),
+            info.get("traceback"),
+        )
+    tail = ""
+    if task.log_path.exists():
+        tail = task.log_path.read_text(errors="replace")[-2000:]
+    return TaskResult(
+        task.spec.task_id,
+        False,
+        returncode,
+        seconds,
+        f"the worker exited with status {returncode} without a result",
+        None,
+        tail,
+    )
+
+
+class LocalExecutor:
+    """A local pool: ``workers`` processes at once (default: the machine's cores).
+
+    With ``warm=True`` tasks fork from a warm worker that has already imported the scripts'
+    heavy modules (torch, numpy...), instead of starting an interpreter each.
+    """
+
+    def __init__(self, workers: int | None = None, *, warm: bool = True) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.warm = warm and hasattr(os, "fork")
+
+    def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
+        if not tasks:
+            return []
+        if self.warm:
+            return _Zygote(tasks, self.workers).run(on_done)
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = [pool.submit(self._cold, t, on_done) for t in tasks]
+            return [f.result() for f in futures]
+
+    @staticmethod
+    def _cold(task: Task, on_done: OnDone | None) -> TaskResult:
+        t0 = time.perf_counter()
+        task.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(task.log_path, "wb") as log:
+            proc = subprocess.run(
+                [sys.executable, str(task.script), *task.argv],
+                cwd=task.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **_env(task)},
+            )
+        result = collect(task, proc.returncode, time.perf_counter() - t0)
+        if on_done:
+            on_done(result)
+        return result
+
+
+class _Zygote:
+    """Feeds tasks to one warm worker process, at most ``workers`` running at once."""
+
+    def __init__(self, tasks: Sequence[Task], workers: int) -> None:
+        self.tasks = {t.spec.task_id: t for t in tasks}
+        self.workers = workers
+        repo = tasks[0].repo
+        modules: list[str] = []
+        for t in tasks:
+            modules += heavy_imports(t.script.read_text(errors="replace"), repo)
+        self.modules = list(dict.fromkeys(modules))
+
+    def run(self, on_done: OnDone | None) -> list[TaskResult]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "florsql.replay.zygote", ",".join(self.modules)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        ready = proc.stdout.readline()
+        if not ready:
+            raise ReplayError("the replay worker failed to start")
+        pending = list(self.tasks.values())
+        started: dict[str, float] = {}
+        results: list[TaskResult] = []
+        lock = threading.Lock()
+
+        def submit() -> None:
+            task = pending.pop(0)
+            task.log_path.parent.mkdir(parents=True, exist_ok=True)
+            started[task.spec.task_id] = time.perf_counter()
+            msg = {
+                "id": task.spec.task_id,
+                "script": str(task.script),
+                "cwd": str(task.cwd),
+                "argv": task.argv,
+                "env": _env(task),
+                "log": str(task.log_path),
+            }
+            proc.stdin.write(json.dumps(msg) + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+
+        try:
+            for _ in range(min(self.workers, len(pending))):
+                submit()
+            while len(results) < len(self.tasks):
+                line = proc.stdout.readline()
+                if not line:
+                    raise ReplayError("the replay worker died")
+                msg = json.loads(line)
+                task = self.tasks[msg["id"]]
+                seconds = time.perf_counter() - started[msg["id"]]
+                result = collect(task, int(msg["returncode"]), seconds)
+                with lock:
+                    results.append(result)
+                if on_done:
+                    on_done(result)
+                if pending:
+                    submit()
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        order = list(self.tasks)
+        return sorted(results, key=lambda r: order.index(r.task_id))
+
+
+class RayExecutor:
+    """Tasks as Ray remote functions (``pip install 'florsql[ray]'``).
+
+    Every node must see the repository at the same path (a shared filesystem), as the tasks
+    read their worktree and write their results there. Connects to ``address`` (default: a
+    running cluster, else a local one with ``workers`` CPUs).
+    """
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as e:
+            raise ReplayError("the ray executor needs Ray: pip install 'florsql[ray]'") from e
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address)
+            else:
+                ray.init(num_cpus=self.workers, include_dashboard=False)
+        self._ray = ray
+
+    def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
+        ray = self._ray
+        remote = ray.remote(num_cpus=1)(_run_remote)
+        refs = {
+            remote.remote(
+                sys.executable, str(t.script), t.argv, str(t.cwd), _env(t), str(t.log_path)
+            ): t
+            for t in tasks
+        }
+        results: dict[str, TaskResult] = {}
+        waiting = list(refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            for ref in done:
+                task = refs[ref]
+                code, seconds = ray.get(ref)
+                result = collect(task, code, seconds)
+                results[task.spec.task_id] = result
+                if on_done:
+                    on_done(result)
+        return [results[t.spec.task_id] for t in tasks]
+
+
+def _run_remote(
+    python: str, script: str, argv: list[str], cwd: str, env: dict[str, str], log: str
+) -> tuple[int, float]:
+    """Runs on a Ray worker: the driver's environment is not inherited, so pass it here."""
+    t0 = time.perf_counter()
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [python, script, *argv],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+        )
+    return proc.returncode, time.perf_counter() - t0

@@ -1,0 +1,121 @@
+"""Replay tasks: what one worker process runs, and how a run's iterations split into them."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from florsql.store.replays import ReplaySpec
+
+
+@dataclass
+class RunRequest:
+    """Everything to compute for one recorded run (the scheduler's input, one per run)."""
+
+    run_id: str
+    vid: str
+    filename: str  # the script, relative to the repo root
+    names: list[str]
+    iterations: list[int] | None = None  # needed outer iterations; None: every one
+    inner: dict[str, list[int]] = field(default_factory=dict)
+    cwd: str = "."
+    argv: list[str] = field(default_factory=list)  # the run's recorded argv (argv[0] = script)
+    loop: str | None = None  # the outermost flor.loop; None: found from the code
+    total: int | None = None  # how many outer iterations the run recorded
+    iteration_seconds: float = 0.0  # recorded mean wall time of one outer iteration
+    compare: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Task:
+    """One worker process: a spec, and how to start the patched script."""
+
+    spec: ReplaySpec
+    spec_path: Path
+    repo: Path
+    script: Path
+    cwd: Path
+    argv: list[str]
+    estimate: float = 0.0
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.spec.out_dir) / "worker.log"
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    ok: bool
+    returncode: int
+    seconds: float
+    error: str | None = None
+    iteration: int | None = None
+    traceback: str | None = None
+
+
+def split(iterations: list[int], checkpoints: set[int], parts: int) -> list[list[int]]:
+    """Cut sorted ``iterations`` into up to ``parts`` contiguous chunks, each starting right
+    after a checkpointed iteration where possible (checkpoint-based parallelism).
+
+    Example:
+        >>> split([0, 1, 2, 3, 4, 5, 6, 7], {1, 3, 5}, 2)
+        [[0, 1, 2, 3], [4, 5, 6, 7]]
+        >>> split([4, 5], set(), 4)
+        [[4, 5]]
+    """
+    its = sorted(iterations)
+    if parts <= 1 or len(its) < 2:
+        return [its] if its else []
+    # A chunk can start at i only if the state before i comes from a checkpoint (i-1 has one),
+    # otherwise it would re-run everything before it anyway.
+    starts = [i for i in its[1:] if (i - 1) in checkpoints]
+    if not starts:
+        return [its]
+    size = len(its) / parts
+    cuts: list[int] = []
+    for k in range(1, parts):
+        target = its[min(len(its) - 1, round(k * size))]
+        best = min(starts, key=lambda s: abs(s - target))
+        if best not in cuts:
+            cuts.append(best)
+    cuts.sort()
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    for i in its:
+        if i in cuts and cur:
+            chunks.append(cur)
+            cur = []
+        cur.append(i)
+    chunks.append(cur)
+    return chunks
+
+
+def heavy_imports(source: str, repo: Path) -> list[str]:
+    """Top-level modules a script imports that live outside the repository (preloadable)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module.split(".")[0])
+    out = []
+    root = str(repo.resolve())
+    for name in dict.fromkeys(names):
+        if name in sys.builtin_module_names or name == "florsql":
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = spec.origin if spec else None
+        if origin and not origin.startswith(root):
+            out.append(name)
+    return out

@@ -1,0 +1,91 @@
+"""Isolated trees for replay: a recorded version's files, the patched scripts, and the user's
+ignored data within reach. Never the user's own tree.
+
+A worktree is ``.florsql/worktrees/<vid12>-<patch12>/``: the snapshot extracted with
+``git archive`` (no git metadata of the user's repository changes), patched files written over
+it, and symlinks to the top-level paths git ignores in the user's tree (``data/``, caches) so a
+script reads them at the same relative paths. Trees are reused across tasks and queries and
+pruned oldest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from florsql.store import layout
+from florsql.versions.git import run_git
+
+READY = ".florsql-ready"
+#: Worktrees kept after pruning (each is a copy of one version's files).
+KEEP = int(os.environ.get("FLORSQL_KEEP_WORKTREES", "16"))
+
+
+def worktrees_dir(repo: Path) -> Path:
+    return layout.store_dir(repo) / "worktrees"
+
+
+def patch_hash(patches: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(patches):
+        h.update(path.encode() + b"\0" + patches[path].encode() + b"\0")
+    return h.hexdigest()
+
+
+def prepare(repo: Path, vid: str, patches: dict[str, str]) -> Path:
+    """The worktree of ``vid`` with ``patches`` (path -> source) applied, created if needed."""
+    tree = worktrees_dir(repo) / f"{vid[:12]}-{patch_hash(patches)[:12]}"
+    if (tree / READY).exists():
+        os.utime(tree / READY)
+        return tree
+    tmp = tree.with_name(tree.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    data = run_git(repo, "archive", "--format=tar", vid)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tmp, filter="tar")
+    for rel, source in patches.items():
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    _link_ignored(repo, tmp)
+    (tmp / READY).write_text(vid)
+    try:
+        os.rename(tmp, tree)
+    except OSError:  # another process made the same tree meanwhile: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    prune(repo)
+    return tree
+
+
+def _link_ignored(repo: Path, tree: Path) -> None:
+    """Symlink the user's ignored top-level paths (data folders) into ``tree``."""
+    out = run_git(
+        repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
+    )
+    tops = {p.split("/")[0] for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
+    for top in sorted(tops - {layout.STORE_DIRNAME, ".git"}):
+        src, dst = repo / top, tree / top
+        if src.exists() and not dst.exists():
+            dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+
+
+def prune(repo: Path, keep: int = KEEP) -> list[Path]:
+    """Remove all but the ``keep`` most recently used worktrees; returns what was removed."""
+    root = worktrees_dir(repo)
+    if not root.is_dir():
+        return []
+    trees = [p for p in root.iterdir() if (p / READY).exists()]
+    trees.sort(key=lambda p: (p / READY).stat().st_mtime, reverse=True)
+    removed = trees[keep:]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in root.iterdir():  # leftovers of interrupted preparations older than an hour
+        if ".tmp" in p.name and time.time() - p.stat().st_mtime > 3600:
+            shutil.rmtree(p, ignore_errors=True)
+    return removed

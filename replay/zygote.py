@@ -1,0 +1,101 @@
+"""A warm worker: imports a script's heavy modules once, then forks a child per replay task.
+
+Interpreter start and ``import torch`` (~1.5 s here) dominate short replay tasks. The zygote
+pays them once; each task is a ``fork()`` of it that runs the script with ``runpy`` in its
+worktree. Only modules from outside the user's repository are preloaded, so a version's own
+modules are always imported fresh from its worktree.
+
+Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log"}``; stdout
+``{"id", "returncode"}`` as each child ends. A first stdout line ``{"ready": [...]}`` lists the
+modules preloaded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import runpy
+import select
+import sys
+from typing import Any
+
+
+def preload(modules: list[str]) -> list[str]:
+    loaded = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:
+            continue
+    return loaded
+
+
+def _child(task: dict[str, Any]) -> None:
+    """Runs in the forked child; never returns."""
+    code = 1
+    try:
+        os.chdir(task["cwd"])
+        os.environ.update(task["env"])
+        log = os.open(task["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        sys.argv = [task["script"], *task["argv"]]
+        sys.path[0] = os.path.dirname(os.path.abspath(task["script"]))
+        try:
+            runpy.run_path(task["script"], run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+            code = 1
+        atexit._run_exitfuncs()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(modules: list[str]) -> None:
+    ready = preload(modules)
+    print(json.dumps({"ready": ready}), flush=True)
+    children: dict[int, str] = {}
+    buffer = b""
+    stdin_open = True
+    while stdin_open or children:
+        if stdin_open:
+            # Raw reads, not sys.stdin: a buffered reader can swallow a second task line that
+            # select() then never reports.
+            readable, _, _ = select.select([0], [], [], 0.02)
+            if readable:
+                chunk = os.read(0, 65536)
+                stdin_open = bool(chunk)
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    task = json.loads(line)
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(task)
+                    children[pid] = task["id"]
+        _reap(children, block=not stdin_open)
+
+
+def _reap(children: dict[int, str], block: bool) -> None:
+    while children:
+        pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return
+        task_id = children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        print(json.dumps({"id": task_id, "returncode": code}), flush=True)
+        if block:
+            return
+
+
+if __name__ == "__main__":
+    serve([m for m in sys.argv[1].split(",") if m] if len(sys.argv) > 1 else [])
