@@ -10,6 +10,7 @@ once a task's ``done.json`` marker is written.
 from __future__ import annotations
 
 from florsql.replay.executors import Executor, LocalExecutor, RayExecutor
+from florsql.replay.plan_executor import PlanExecutor, default_executor
 from florsql.replay.scheduler import Patch, Progress, ReplayReport, default_patcher, run_replay
 from florsql.replay.tasks import RunRequest, Task, TaskResult, split
 
@@ -17,12 +18,14 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "Patch",
+    "PlanExecutor",
     "Progress",
     "RayExecutor",
     "ReplayReport",
     "RunRequest",
     "Task",
     "TaskResult",
+    "default_executor",
     "default_patcher",
     "run_replay",
     "split",

@@ -1,0 +1,135 @@
+"""The engine's replay hook: a :class:`ReplayPlan` in, replayed values in the store out.
+
+``florsql.engine`` calls ``run(plan, repo=...)`` once per query, then refreshes its index. This
+adapter turns each planned run into a :class:`RunRequest` (its recorded argv and working
+folder, needed outer iterations, inner-loop filters, how many outer iterations it recorded),
+runs them through :func:`run_replay`, and checks replayed values of recorded names against the
+records (nondeterminism).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from florsql.errors import ReplayError
+from florsql.plan.replay_plan import ReplayPlan, RunReplay
+from florsql.replay.determinism import compare_task
+from florsql.replay.executors import Executor, LocalExecutor
+from florsql.replay.scheduler import Patcher, Progress, ReplayReport, default_patcher, run_replay
+from florsql.replay.tasks import RunRequest
+from florsql.store import layout
+from florsql.store.replays import replays_dir
+from florsql.store.segments import list_segments, read_segments
+
+
+class Outcome:
+    """What the engine's hook expects back (duck-typed against ``ReplayOutcome``)."""
+
+    def __init__(self, report: ReplayReport, nondeterministic: list[str]) -> None:
+        self.report = report
+        self.tasks = len(report.results)
+        self.failures = tuple(f"{r.task_id}: {r.error}" for r in report.failures)
+        self.nondeterministic = tuple(nondeterministic)
+
+
+class PlanExecutor:
+    """Runs replay plans on an :class:`Executor` (local processes by default).
+
+    Attributes:
+        progress: called with :class:`Progress` as tasks finish (front ends draw a bar).
+        fail: raise :class:`ReplayError` when a task fails (the default: the query fails, every
+            finished task's values are kept); False leaves failed values NULL.
+        last: the report of the last replay (tasks, seconds, estimate).
+    """
+
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        *,
+        patcher: Patcher | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        fail: bool = True,
+    ) -> None:
+        self.executor = executor or LocalExecutor()
+        self.patcher = patcher
+        self.progress = progress
+        self.fail = fail
+        self.last: ReplayReport | None = None
+
+    def run(self, plan: ReplayPlan, *, repo: Path) -> Outcome:
+        repo = Path(repo)
+        requests = [request_for(repo, run) for run in plan.runs()]
+        report = run_replay(
+            repo,
+            requests,
+            patcher=self.patcher or default_patcher(repo),
+            executor=self.executor,
+            progress=self.progress,
+            fail=self.fail,
+        )
+        self.last = report
+        folder = replays_dir(repo) / report.replay_id
+        odd = [
+            msg for r in report.results if r.ok for msg in compare_task(repo, folder / r.task_id)
+        ]
+        if self.fail and report.unplaced and not report.results:
+            raise ReplayError(
+                "no statement could be placed into the old versions:\n" + "\n".join(report.unplaced)
+            )
+        return Outcome(report, odd)
+
+
+def request_for(repo: Path, run: RunReplay) -> RunRequest:
+    """The scheduler's request for one planned run."""
+    doc = layout.read_json(layout.run_dir(repo, run.run_id) / layout.RUN_JSON)
+    loop = next((c.loop for c in run.chunks if c.loop), None)
+    kinds = {c.kind for c in run.chunks}
+    iterations: list[int] | None = sorted({n.iteration for n in run.needs})
+    if "all" in kinds:
+        iterations = None
+    inner: dict[str, set[int]] = {}
+    for need in run.needs:
+        for r in need.inner:
+            inner.setdefault(r.loop, set()).update(r.iterations)
+    total = outer_iterations(repo, run.run_id, loop) if loop else None
+    n = max(1, len(iterations or []) or (total or 1))
+    recorded = recorded_names(repo, run.run_id)
+    return RunRequest(
+        run_id=run.run_id,
+        vid=run.vid,
+        filename=run.filename,
+        names=sorted(set(run.names) | set(run.top_level)),
+        iterations=iterations,
+        inner={k: sorted(v) for k, v in inner.items()} if iterations is not None else {},
+        cwd=doc.get("cwd") or ".",
+        argv=list(doc.get("argv") or [run.filename]),
+        loop=loop,
+        total=total,
+        iteration_seconds=run.seconds / n,
+        compare=sorted(recorded - set(run.names)),
+    )
+
+
+def _log_rows(repo: Path, run_id: str) -> list[dict[str, object]]:
+    table = read_segments(list_segments(layout.run_dir(repo, run_id) / layout.SEGMENTS))
+    return table.select(["kind", "parent", "name", "iteration"]).to_pylist()
+
+
+def outer_iterations(repo: Path, run_id: str, loop: str) -> int | None:
+    """How many iterations of its top-level loop ``loop`` a run recorded."""
+    its = [
+        int(str(r["iteration"]))
+        for r in _log_rows(repo, run_id)
+        if r["kind"] == "loop" and r["parent"] == 0 and r["name"] == loop
+    ]
+    return (max(its) + 1) if its else None
+
+
+def recorded_names(repo: Path, run_id: str) -> set[str]:
+    return {str(r["name"]) for r in _log_rows(repo, run_id) if r["kind"] == "log"}
+
+
+def default_executor() -> PlanExecutor:
+    """What ``florsql.engine`` uses when replay is on: local processes, one per core."""
+    return PlanExecutor()
