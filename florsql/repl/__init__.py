@@ -1,0 +1,13 @@
+"""The florsql REPL: a prompt_toolkit SQL shell over a repository's history.
+
+:func:`run_repl` drives a :class:`~florsql.repl.service.ReplService`;
+:func:`florsql.repl.backend.open_service` makes one from the engine.
+"""
+
+from __future__ import annotations
+
+from florsql.repl.app import run_repl
+from florsql.repl.service import ReplService
+from florsql.repl.settings import Settings
+
+__all__ = ["ReplService", "Settings", "run_repl"]

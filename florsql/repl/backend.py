@@ -1,0 +1,89 @@
+"""The engine as the REPL's :class:`~florsql.repl.service.ReplService`.
+
+The engine is not thread-safe: statements (worker thread) and schema refreshes (completion's
+background thread) take turns on a lock; only :meth:`interrupt` goes around it, to stop the
+statement that holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+from florsql.engine import Engine
+from florsql.errors import FlorWarning
+from florsql.plan.explain import explain_lines
+from florsql.plan.replay_plan import ReplayPlan
+from florsql.repl.service import (
+    Column,
+    ConfirmHook,
+    Outcome,
+    ProgressHook,
+    ReplayEstimate,
+    ReplayMode,
+    Schema,
+)
+
+__all__ = ["EngineReplService", "estimate", "open_service"]
+
+
+def estimate(plan: ReplayPlan) -> ReplayEstimate:
+    """What the confirmation shows: the plan's EXPLAIN lines (without the SQL) and its cost."""
+    lines = explain_lines(plan, "")
+    if "DuckDB SQL:" in lines:
+        lines = lines[: lines.index("DuckDB SQL:")]
+    return ReplayEstimate("\n".join(lines), plan.cost.seconds, plan.cost.tasks)
+
+
+class EngineReplService:
+    """Serves a REPL session from one :class:`~florsql.engine.Engine`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+
+    def execute(
+        self,
+        sql: str,
+        *,
+        replay: ReplayMode,
+        confirm: ConfirmHook | None = None,
+        progress: ProgressHook | None = None,
+    ) -> Outcome:
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FlorWarning)  # the outcome carries them
+            self.engine.settings["replay"] = replay
+            self.engine.confirm = (lambda plan: confirm(estimate(plan))) if confirm else None
+            if hasattr(self.engine, "progress"):  # the replay issue adds a progress hook
+                self.engine.progress = progress
+            result = self.engine.execute(sql)
+        if result.kind == "set":
+            return Outcome(text=f"replay = {self.engine.settings['replay']}")
+        if result.kind == "explain":
+            return Outcome(text="\n".join(map(str, result.table.column(0).to_pylist())))
+        return Outcome(table=result.table, warnings=tuple(result.warnings))
+
+    def explain(self, sql: str) -> str:
+        outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off")
+        return outcome.text or ""
+
+    def schema(self) -> Schema:
+        with self._lock:
+            catalog = self.engine.catalog()
+        logs = tuple(Column(c.name, c.sql_type, c.hindsight) for c in catalog.columns)
+        relations = {"logs": logs}
+        for name, columns in catalog.relations.items():
+            relations[name] = tuple(Column(n, t) for n, t in columns.items())
+        return Schema(relations)
+
+    def interrupt(self) -> None:
+        self.engine.interrupt()
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def open_service(repo: Path | str, *, wait: float = 0.0) -> EngineReplService:
+    """An engine over ``repo``'s store for :func:`florsql.repl.run_repl`."""
+    return EngineReplService(Engine(repo, replay="confirm", wait=wait))
