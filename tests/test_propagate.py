@@ -147,10 +147,32 @@ def test_new_source_must_parse() -> None:
         propagate("def (:\n", "x = 1\n")
 
 
-def test_raise_for_failures() -> None:
-    case = CASES / "unbound_renamed"
+def test_renames_are_reported() -> None:
+    case = CASES / "renamed_variable"
     result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
-    with pytest.raises(PlacementError, match="unbound name 'gw'") as info:
+    assert result.placed[0].renamed == {"gw": "grad_w"}
+    assert Propagation.from_json(result.to_json()) == result
+
+
+def test_no_rename_without_a_matching_assignment() -> None:
+    old = "import florsql as flor\nfor i in flor.loop('step', range(2)):\n    g = i * 2\n"
+    # `gw = i + 1` was edited from `g = i * 2` (it aligns), but the values differ: no rename
+    new = old.replace("g = i * 2", "gw = i + 1") + "    flor.log('gw', gw)\n"
+    result = propagate(new, old)
+    assert [f.reason for f in result.failed] == ["unbound name 'gw' at line 4 of the old version"]
+    # an unrelated new assignment travels with the statement instead of being renamed
+    new = (
+        old.replace("g = i * 2", "g = i * 2\n    gw = sum(range(i)) ** 3")
+        + "    flor.log('gw', gw)\n"
+    )
+    (placement,) = propagate(new, old).placed
+    assert placement.carried == ("gw = sum(range(i)) ** 3",) and not placement.renamed
+
+
+def test_raise_for_failures() -> None:
+    case = CASES / "unbound_loop_variable"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    with pytest.raises(PlacementError, match="unbound name 'epoch'") as info:
         result.raise_for_failures("train.py")
     assert info.value.failures == list(result.failed) and info.value.path == "train.py"
 

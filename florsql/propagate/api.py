@@ -25,8 +25,9 @@ from florsql.propagate.insert import (
 )
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
+from florsql.propagate.rename import infer_renames
 from florsql.propagate.safety import Bindings, free_names
-from florsql.propagate.slice import carried
+from florsql.propagate.slice import alignment, carried
 from florsql.propagate.source import Block, SourceFile, analyze
 
 
@@ -38,6 +39,7 @@ class _Plan:
     spot: Spot
     stmts: tuple[ast.stmt, ...]  # carried statements, then the log statement
     slots: tuple[int, ...]
+    renames: dict[str, str]  # new name -> old name, inferred from aligned assignments
 
 
 @dataclass
@@ -148,17 +150,26 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
     if isinstance(spot, Miss):
         return Failure(target.label, target.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
-    slice_idx = carried(target.block, target.index, spot.block, session.old.text, session.skip)
+    pairs = alignment(target.block, spot.block, session.skip)
+    slice_idx = carried(
+        target.block, target.index, spot.block, session.old.text, session.skip, pairs
+    )
     slots = (*_slice_slots(target.block, slice_idx, spot.block, slot, session), slot)
     stmts = (*(target.block.stmts[k] for k in slice_idx), target.stmt)
     for s in sorted(set(slots)):
         problem = slot_problem(session.old, spot.block, s)
         if problem:
             return Failure(target.label, target.line, problem)
-    unbound = _unbound(stmts, slots, spot.block, session)
-    if unbound:
-        return Failure(target.label, target.line, unbound)
-    return _Plan(target, Spot(spot.block, slot), stmts, slots)
+    renames: dict[str, str] = {}
+    missing = _unbound(stmts, slots, spot.block, session, renames)
+    if missing:
+        names = [m.name for m in missing]
+        renames = infer_renames(target.block, target.index, spot.block, pairs, names)
+        missing = _unbound(stmts, slots, spot.block, session, renames)
+    if missing:
+        reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
+        return Failure(target.label, target.line, reason)
+    return _Plan(target, Spot(spot.block, slot), stmts, slots, renames)
 
 
 def _slice_slots(
@@ -173,17 +184,29 @@ def _slice_slots(
     return tuple(slots)
 
 
+@dataclass(frozen=True)
+class _Unbound:
+    name: str  # as the new version calls it
+    line: int
+
+
 def _unbound(
-    stmts: tuple[ast.stmt, ...], slots: tuple[int, ...], block: Block, session: _Session
-) -> str | None:
-    """A failure reason naming the first name not bound where it would be read, or None."""
+    stmts: tuple[ast.stmt, ...],
+    slots: tuple[int, ...],
+    block: Block,
+    session: _Session,
+    renames: dict[str, str],
+) -> list[_Unbound]:
+    """The names read that are not bound where they would be read (after ``renames``)."""
     codes = tuple(statement_code(session.new, s) for s in stmts)
+    missing = []
     for names, slot in zip(free_names(codes), slots, strict=True):
         line = block.insert_line(slot)
-        for name in (session.renames.get(n, n) for n in names):
-            if not session.bindings.is_bound(block, line, name):
-                return f"unbound name {name!r} {at_line(line)}"
-    return None
+        for name in names:
+            old_name = renames.get(name, session.renames.get(name, name))
+            if not session.bindings.is_bound(block, line, old_name):
+                missing.append(_Unbound(name, line))
+    return missing
 
 
 def _apply(
@@ -197,7 +220,7 @@ def _apply(
                 continue
             seen.add(_order(stmt))
             code = statement_code(session.new, stmt)
-            text = render(code, indent, newline_of(old), session.renames)
+            text = render(code, indent, newline_of(old), {**session.renames, **plan.renames})
             insertions.append(Insertion(plan.spot.block.insert_line(slot), text, _order(stmt)))
     patched, lines = splice(old, insertions)
     placed = [
@@ -207,6 +230,7 @@ def _apply(
             old_line=lines[_order(plan.target.stmt)],
             scope=tuple(f.label for f in plan.spot.block.chain),
             carried=tuple(statement_code(session.new, s) for s in plan.stmts[:-1]),
+            renamed=dict(sorted(plan.renames.items())),
         )
         for plan in plans
     ]

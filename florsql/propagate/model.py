@@ -14,7 +14,7 @@ class Placement:
 
     ``new_line`` is its line in the new version, ``old_line`` its line in the patched old text,
     ``scope`` the chain of scopes around it there (outermost first), ``carried`` the code of the
-    statements that travelled with it.
+    statements that travelled with it, ``renamed`` the variables it reads under their old names.
     """
 
     name: str
@@ -22,6 +22,7 @@ class Placement:
     old_line: int
     scope: tuple[str, ...]
     carried: tuple[str, ...] = ()
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

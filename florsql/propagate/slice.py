@@ -35,11 +35,14 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
     return frozenset(names)
 
 
-def counterparts(block: Block, old: Block, skip: frozenset[int]) -> set[int]:
-    """Indices of the statements of ``block`` that align with a statement of ``old``."""
+def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
+    """Statements of ``block`` (index) that align with one of ``old`` (its index).
+
+    ``skip`` holds ids of statements left out (the log statements being placed).
+    """
     keep = [k for k, s in enumerate(block.stmts) if id(s) not in skip]
     pairs = align_pairs([block.norms[k] for k in keep], old.norms)
-    return {keep[i] for i in pairs}
+    return {keep[i]: j for i, j in pairs.items()}
 
 
 def moved(stmt: ast.stmt, norm: str, old: Block, old_text: str) -> bool:
@@ -53,14 +56,16 @@ def moved(stmt: ast.stmt, norm: str, old: Block, old_text: str) -> bool:
     return ast.unparse(stmt) in old_text
 
 
-def carried(block: Block, index: int, old: Block, old_text: str, skip: frozenset[int]) -> list[int]:
+def carried(
+    block: Block, index: int, old: Block, old_text: str, skip: frozenset[int], pairs: dict[int, int]
+) -> list[int]:
     """Indices (ascending) of the statements of ``block`` that travel with statement ``index``.
 
-    ``skip`` holds ids of statements never carried (the other log statements being placed).
+    ``skip`` holds ids of statements never carried (the other log statements being placed);
+    ``pairs`` is the :func:`alignment` of ``block`` with ``old``.
     """
     needed = set(reads(block.stmts[index]))
     chosen: list[int] = []
-    known: set[int] | None = None
     for k in range(index - 1, -1, -1):
         stmt = block.stmts[k]
         if id(stmt) in skip or is_compound(stmt):
@@ -69,8 +74,7 @@ def carried(block: Block, index: int, old: Block, old_text: str, skip: frozenset
         if not names & needed:
             continue
         needed -= names
-        known = counterparts(block, old, skip) if known is None else known
-        if k not in known and not moved(stmt, block.norms[k], old, old_text):
+        if k not in pairs and not moved(stmt, block.norms[k], old, old_text):
             chosen.append(k)
             needed |= reads(stmt)
     return chosen[::-1]
