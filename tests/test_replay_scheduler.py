@@ -92,7 +92,7 @@ def test_replayed_values_equal_the_oracle(
         executor=LocalExecutor(2),
     )
     assert not report.failures and report.results
-    got = _values(repo, "replay_records")
+    got = _values(repo, "replay_log_records")
     want = {
         k: v
         for k, v in history[1].items()
@@ -109,7 +109,7 @@ def test_parallel_equals_serial_and_warm_equals_cold(
         repo = _fresh_copy(history, tmp_path / str(k))
         reqs = _requests(repo, ["grad_norm", "wnorm"], [0, 1, 2, 3, 4, 5])
         run_replay(repo, reqs, patcher=_hand_patched, executor=executor)
-        answers.append(_values(repo, "replay_records"))
+        answers.append(_values(repo, "replay_log_records"))
     assert answers[0] == answers[1] and len(answers[0]) == 2 * (6 * 6 + 6)
 
 
@@ -157,7 +157,7 @@ def test_user_tree_is_untouched_and_ignored_data_is_reachable(
         (repo / "train.py").read_text(),
     )
     assert after == before
-    got = _values(repo, "replay_records")
+    got = _values(repo, "replay_log_records")
     for (lr, _, e, _), v in got.items():
         assert v == pytest.approx(3.0 * history[1][(lr, "wnorm", e, None)])
 
@@ -180,7 +180,7 @@ def test_failures_report_version_iteration_and_keep_finished_values(
     text = str(err.value)
     assert "1 of 2 replay tasks failed (1 finished and kept)" in text
     assert "at epoch 4" in text and "AssertionError: boom" in text
-    got = _values(repo, "replay_records")
+    got = _values(repo, "replay_log_records")
     assert {k[0] for k in got} == {lr for lr in lrs.values() if lr < 0.2}
 
 

@@ -211,6 +211,7 @@ class ReplayRun:
         marker = {
             **asdict(self.spec),
             "status": "done",
+            "started": self.started,
             "seconds": time.time() - self.started,
             "logs": self.seq,
             "pid": os.getpid(),

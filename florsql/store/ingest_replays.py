@@ -20,14 +20,14 @@ if TYPE_CHECKING:
     import duckdb
 
 REPLAY_SQL = """
-CREATE TABLE IF NOT EXISTS replay_tasks (
+CREATE TABLE IF NOT EXISTS replays (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
-    iterations BIGINT[], source_hash VARCHAR, seconds DOUBLE, logs BIGINT,
-    PRIMARY KEY (replay_id, task_id)
+    loop_name VARCHAR, iterations BIGINT[], status VARCHAR, started TIMESTAMPTZ,
+    seconds DOUBLE, source_hash VARCHAR, logs BIGINT, PRIMARY KEY (replay_id, task_id)
 );
-CREATE TABLE IF NOT EXISTS replay_records (
-    replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT, seq BIGINT,
-    name VARCHAR, vtype VARCHAR, value_int BIGINT, value_float DOUBLE, value_str VARCHAR
+CREATE TABLE IF NOT EXISTS replay_log_records (
+    run_id VARCHAR, seq BIGINT, ctx_id BIGINT, name VARCHAR, vtype VARCHAR,
+    value_int BIGINT, value_float DOUBLE, value_str VARCHAR, replay_id VARCHAR, task_id VARCHAR
 );
 CREATE TABLE IF NOT EXISTS replay_checks (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT,
@@ -40,9 +40,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
     """Ingest every finished replay task not yet in the index; returns how many."""
     import pyarrow as pa
 
-    seen = {
-        (r, t) for r, t in con.execute("SELECT replay_id, task_id FROM replay_tasks").fetchall()
-    }
+    seen = {(r, t) for r, t in con.execute("SELECT replay_id, task_id FROM replays").fetchall()}
     count = 0
     for folder in finished_tasks(repo):
         replay_id, task_id = folder.parent.name, folder.name
@@ -57,16 +55,18 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
             finally:
                 con.unregister("task_rows")
         con.execute(
-            "INSERT INTO replay_tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO replays VALUES (?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?)",
             [
                 replay_id,
                 task_id,
                 done["run_id"],
                 done["vid"],
                 done["names"],
+                done.get("loop"),
                 done.get("iterations"),
-                done.get("source_hash", ""),
+                done.get("started", 0.0),
                 done.get("seconds"),
+                done.get("source_hash", ""),
                 done.get("logs", 0),
             ],
         )
@@ -97,9 +97,10 @@ def _insert(con: duckdb.DuckDBPyConnection, replay_id: str, task_id: str, run_id
         LEFT JOIN (SELECT key, min(ctx_id) AS ctx_id FROM run_ctx GROUP BY key) r ON r.key = k.key
         WHERE t.kind = '{kind}' AND (t.ctx = 0 OR r.ctx_id IS NOT NULL)"""
     con.execute(
-        f"""INSERT INTO replay_records SELECT ?, ?, ?, CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id
-            END, t.seq, t.name, t.vtype, t.v_int, t.v_float, t.v_str {mapped.format(kind="log")}""",
-        [replay_id, task_id, run_id],
+        f"""INSERT INTO replay_log_records SELECT ?, t.seq,
+            CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id END, t.name, t.vtype, t.v_int, t.v_float,
+            t.v_str, ?, ? {mapped.format(kind="log")}""",
+        [run_id, replay_id, task_id],
     )
     con.execute(
         f"""INSERT INTO replay_checks SELECT ?, ?, ?, CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -89,14 +89,6 @@ def define_views(con: duckdb.DuckDBPyConnection) -> None:
     else:
         cols, join = "", ""
     con.execute(f"CREATE OR REPLACE VIEW runs AS SELECT {core}{cols}{extra} FROM run_meta m {join}")
-    con.execute(
-        """CREATE OR REPLACE VIEW log_values AS
-        SELECT run_id, ctx_id, seq, name, vtype, value_int, value_float, value_str,
-               'record' AS source, NULL AS replay_id FROM log_records
-        UNION ALL
-        SELECT run_id, ctx_id, seq, name, vtype, value_int, value_float, value_str,
-               'replay' AS source, replay_id FROM replay_records"""
-    )
     con.execute(
         """CREATE OR REPLACE VIEW versions AS
         SELECT vid, min(tstamp) AS first_run, max(tstamp) AS last_run, count(*) AS runs,
