@@ -19,6 +19,7 @@ import argparse
 import ast
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -191,17 +192,31 @@ def _run_chunk(job: tuple[str, list[str]]) -> list[Propagation]:
     return [propagate(new, old) for old in olds]
 
 
-def time_versions(new: str, olds: list[str], workers: int) -> tuple[float, list[Propagation]]:
+def time_versions(
+    new: str, olds: list[str], workers: int, repeat: int = 3
+) -> tuple[float, list[Propagation]]:
+    """Best wall time of ``repeat`` cold runs (caches cleared; the machine may be shared)."""
+    best, results = float("inf"), []
+    for _ in range(repeat):
+        clear_caches()
+        start = time.perf_counter()
+        if workers == 1:
+            results = _run_chunk((new, olds))
+        else:
+            chunks = [(new, olds[i::workers]) for i in range(workers)]
+            with ProcessPoolExecutor(workers) as pool:
+                parts = list(pool.map(_run_chunk, chunks))
+            results = [parts[i % workers][i // workers] for i in range(len(olds))]
+        best = min(best, time.perf_counter() - start)
+    return best, results
+
+
+def cpu_time(new: str, olds: list[str]) -> float:
+    """CPU seconds of one cold single-process run."""
     clear_caches()
-    start = time.perf_counter()
-    if workers == 1:
-        results = _run_chunk((new, olds))
-    else:
-        chunks = [(new, olds[i::workers]) for i in range(workers)]
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_run_chunk, chunks))
-        results = [parts[i % workers][i // workers] for i in range(len(olds))]
-    return time.perf_counter() - start, results
+    start = time.process_time()
+    _run_chunk((new, olds))
+    return time.process_time() - start
 
 
 def version_accuracy(results: list[Propagation]) -> tuple[int, int]:
@@ -311,7 +326,7 @@ def ensure_flordb() -> Path | None:
 
 
 def flordb_golden(python: Path) -> list[dict[str, object]]:
-    """FlorDB's outcome per golden case: correct (same program as expected) or not, and how."""
+    """FlorDB's outcome per golden case, judged by :func:`_judge`."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run(["git", "init", "-q", str(work)], check=True)
@@ -335,20 +350,43 @@ def flordb_golden(python: Path) -> list[dict[str, object]]:
             capture_output=True,
         )
         results = json.loads((work / "out.json").read_text())
-    out = []
-    for case in golden_cases():
-        got = results[case.name]
-        old = (case / "old.py").read_text()
-        changed = not _same(got["text"], old)
-        out.append(
-            {
-                "case": case.name,
-                "correct": _same(got["text"], _expected(case)),
-                "changed": changed,
-                "errors": got["errors"],
-            }
+    return [_judge(case, results[case.name]) for case in golden_cases()]
+
+
+VERDICTS = ("same", "refused", "differs", "crashes")
+SHIM = """
+def arg(name, default=None): return default
+def log(name, value): return value
+def loop(name, iterable): yield from iterable
+class checkpointing:
+    def __init__(self, **objs): pass
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+def commit(): pass
+"""
+
+
+def _runs(source: str) -> bool:
+    """Whether ``source`` runs to the end with a stand-in florsql."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "florsql.py").write_text(SHIM)
+        (Path(tmp) / "script.py").write_text(source)
+        done = subprocess.run(
+            [sys.executable, "script.py"], cwd=tmp, capture_output=True, timeout=60, check=False
         )
-    return out
+    return done.returncode == 0
+
+
+def _judge(case: Path, got: dict[str, object]) -> dict[str, object]:
+    """same (as the golden file), refused (left the file alone), crashes, or differs."""
+    text, old = str(got["text"]), (case / "old.py").read_text()
+    if _same(text, _expected(case)):
+        verdict = "same"
+    elif _same(text, old):
+        verdict = "refused"
+    else:
+        verdict = "differs" if _runs(text) else "crashes"
+    return {"case": case.name, "verdict": verdict, "errors": got["errors"]}
 
 
 def main() -> None:
@@ -361,13 +399,15 @@ def main() -> None:
     olds = [old_version(new, rng) for _ in range(args.versions)]
     print(f"latest script: {len(new.splitlines())} lines; {len(olds)} old versions, ", end="")
     print(f"{sum(len(o.splitlines()) for o in olds) // len(olds)} lines on average")
+    print(f"load average before timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     one, results = time_versions(new, olds, 1)
     two, results2 = time_versions(new, olds, 2)
     assert [r.source for r in results] == [r.source for r in results2]
     cached = cached_pass(new, olds, results)
-    print(f"cold, 1 process:   {one:6.2f} s for 3 statements into {len(olds)} versions")
-    print(f"cold, 2 processes: {two:6.2f} s   (goal <= 2 s)")
-    print(f"cached 2nd pass:   {cached:6.3f} s   (goal <= 0.1 s)")
+    print(f"3 statements into {len(olds)} versions, cold (best of 3):")
+    print(f"  1 process:   {one:6.2f} s wall, {cpu_time(new, olds):.2f} s CPU")
+    print(f"  2 processes: {two:6.2f} s wall   (goal <= 2 s)")
+    print(f"cached 2nd pass: {cached:6.3f} s     (goal <= 0.1 s)")
     good, total = version_accuracy(results)
     print(f"placement accuracy on the {len(olds)} versions: {good}/{total}")
     ours = florsql_golden()
@@ -378,13 +418,13 @@ def main() -> None:
     if python is None:
         return
     theirs = flordb_golden(python)
-    right = sum(bool(r["correct"]) for r in theirs)
-    wrong = [r for r in theirs if not r["correct"] and r["changed"]]
-    print(f"FlorDB 4.0.1 golden-set accuracy: {right}/{len(theirs)} cases", end="")
-    print(f" ({len(wrong)} changed the file wrongly, {len(theirs) - right - len(wrong)} refused)")
+    count = {v: sum(r["verdict"] == v for r in theirs) for v in VERDICTS}
+    print(f"FlorDB 4.0.1 golden-set accuracy: {count['same']}/{len(theirs)} cases; otherwise")
+    print(f"  {count['crashes']} patched files crash when run, {count['differs']} run but differ")
+    print(f"  from the golden file, {count['refused']} left alone where florsql places:")
     for r in theirs:
-        mark = "ok " if r["correct"] else ("BAD" if r["changed"] else "-- ")
-        print(f"  {mark} {r['case']:<24} {'; '.join(r['errors'])[:70]}")  # type: ignore[arg-type]
+        if r["verdict"] != "same":
+            print(f"  {r['verdict']:<8} {r['case']}")
 
 
 if __name__ == "__main__":
