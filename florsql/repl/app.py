@@ -74,7 +74,7 @@ def run_repl(
     cache = SchemaCache(service.schema)
     session = make_session(cache, history if history is not None else history_path(), input, output)
     shell = Shell(service, TerminalEcho(output, input), settings)
-    shell.on_change = lambda: None if cache.refresh_async() else None
+    shell.on_change = cache.refresh_async
     cache.refresh_async()
     shell.echo.out(BANNER)
     while True:

@@ -54,7 +54,7 @@ class Shell:
         self.echo = echo
         self.settings = settings or Settings()
         self.bridge = Bridge(self.settings.confirm_seconds)
-        self.on_change: Callable[[], None] = lambda: None  # e.g. refresh completion
+        self.on_change: Callable[[], object] = lambda: None  # e.g. refresh completion
 
     def handle(self, text: str) -> bool:
         """Run one submission; False when the session should end."""

@@ -1,0 +1,279 @@
+"""The ``florsql`` command: the REPL, one-shot queries, the Flight SQL server, the demo.
+
+Thin: each command makes one library call and prints. Errors print one line and exit 1; with
+``--debug`` the traceback shows instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from florsql.errors import FlorError, SqlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFIRM_SECONDS = 10.0
+
+
+@dataclass
+class CliState:
+    repo: Path | None = None
+    debug: bool = False
+
+
+def _message(error: FlorError) -> str:
+    if isinstance(error, SqlError):
+        where = f" (line {error.line}, column {error.col})" if error.line and error.col else ""
+        return f"{error.message}{where}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _friendly(fn: F) -> F:
+    """Turn florsql's errors into one line and exit code 1, unless ``--debug``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = click.get_current_context().find_object(CliState) or CliState()
+        try:
+            return fn(*args, **kwargs)
+        except FlorError as e:
+            if state.debug or kwargs.get("debug"):
+                raise
+            raise click.ClickException(_message(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The git repository (default: the one around the current directory).",
+)
+_debug_option = click.option("--debug", is_flag=True, help="Show tracebacks.")
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the rows.",
+)
+
+
+def _common(fn: F) -> F:
+    """``--repo`` and ``--debug`` on a subcommand too (they may also go before it)."""
+    return _repo_option(_debug_option(fn))
+
+
+def _repo(repo: Path | None) -> Path:
+    from florsql.versions import find_repo_root
+
+    state = click.get_current_context().find_object(CliState) or CliState()
+    chosen = repo or state.repo
+    return find_repo_root(chosen.resolve() if chosen else Path.cwd())
+
+
+@click.group(invoke_without_command=True)
+@_repo_option
+@_debug_option
+@click.version_option(package_name="florsql")
+@click.pass_context
+def main(ctx: click.Context, repo: Path | None, debug: bool) -> None:
+    """SQL over the history of your training runs; with no command, an interactive shell.
+
+    \b
+    Example:
+        florsql                      # the shell
+        florsql query "SELECT run_id, avg(loss) FROM logs GROUP BY ALL"
+    """
+    ctx.obj = CliState(repo, debug)
+    if ctx.invoked_subcommand is None:
+        _friendly(_shell)()
+
+
+def _shell() -> None:
+    from florsql.repl import run_repl
+    from florsql.repl.backend import open_service
+
+    service = open_service(_repo(None))
+    try:
+        run_repl(service)
+    finally:
+        service.close()
+
+
+def _confirm_at_terminal(estimate: Any) -> bool:
+    """``--replay confirm``: ask before a long replay when a person is there to answer."""
+    from florsql.repl.progress import confirm_text
+
+    if estimate.seconds < CONFIRM_SECONDS or not sys.stdin.isatty():
+        return True
+    return click.confirm(confirm_text(estimate).rstrip().removesuffix("[y/N]").rstrip(), err=True)
+
+
+@main.command()
+@click.argument("sql")
+@_format_option
+@click.option(
+    "--replay",
+    type=click.Choice(["auto", "confirm", "off"]),
+    default="confirm",
+    show_default=True,
+    help="Compute hindsight values: always, after asking (long replays), never.",
+)
+@_common
+@_friendly
+def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> None:
+    """Run one SQL statement and print its rows.
+
+    \b
+    Example:
+        florsql query "SELECT run_id, lr, max(val_acc) FROM logs GROUP BY ALL" --format csv
+    """
+    from florsql.repl.backend import open_service
+    from florsql.repl.render import render
+
+    service = open_service(_repo(repo))
+    try:
+        outcome = service.execute(sql, replay=replay, confirm=_confirm_at_terminal)  # type: ignore[arg-type]
+    finally:
+        service.close()
+    for message in outcome.warnings:
+        click.echo(f"warning: {message}", err=True)
+    if outcome.text is not None:
+        click.echo(outcome.text)
+    if outcome.table is not None:
+        click.echo(render(outcome.table, fmt, limit=None))
+
+
+@main.command()
+@click.argument("sql")
+@_common
+@_friendly
+def explain(sql: str, repo: Path | None, debug: bool) -> None:
+    """Show what a query would replay and its cost; runs nothing.
+
+    \b
+    Example:
+        florsql explain "SELECT run_id, avg(grad_norm) FROM logs WHERE epoch >= 8 GROUP BY ALL"
+    """
+    from florsql.repl.backend import open_service
+
+    service = open_service(_repo(repo))
+    try:
+        click.echo(service.explain(sql))
+    finally:
+        service.close()
+
+
+@main.command()
+@_format_option
+@_common
+@_friendly
+def runs(fmt: str, repo: Path | None, debug: bool) -> None:
+    """List the recorded runs (SHOW RUNS).
+
+    \b
+    Example:
+        florsql runs --format csv
+    """
+    from florsql.repl.backend import open_service
+    from florsql.repl.render import render
+
+    service = open_service(_repo(repo))
+    try:
+        outcome = service.execute("SHOW RUNS", replay="off")
+    finally:
+        service.close()
+    if outcome.table is not None:
+        click.echo(render(outcome.table, fmt, limit=None))
+
+
+@main.command()
+@click.option("--version", "vid", required=True, help="A recorded code version (or a prefix).")
+@click.argument("file", required=False)
+@_common
+@_friendly
+def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> None:
+    """Show today's log statements placed into an old version, as a diff.
+
+    FILE is relative to the repository root (default: every file that changes).
+
+    \b
+    Example:
+        florsql propagate --version 3f2a9c1 train.py
+    """
+    from florsql.propagate import version_diff
+
+    click.echo(version_diff(_repo(repo), vid, file), nl=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=8815,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--token",
+    envvar="FLORSQL_TOKEN",
+    help="Bearer token clients must send (required off loopback; also read from $FLORSQL_TOKEN).",
+)
+@click.option(
+    "--allow-replay",
+    is_flag=True,
+    help="Compute hindsight values by replaying (otherwise they are NULL).",
+)
+@_common
+@_friendly
+def serve(
+    host: str, port: int, token: str | None, allow_replay: bool, repo: Path | None, debug: bool
+) -> None:
+    """Serve the history over Arrow Flight SQL (read-only) for BI tools and ADBC/JDBC.
+
+    \b
+    Example:
+        florsql serve --port 8815
+        # Python: adbc_driver_flightsql.dbapi.connect("grpc://127.0.0.1:8815")
+    """
+    from florsql.flight import FlorFlightServer, ServerOptions
+    from florsql.flight.auth import check_binding
+    from florsql.flight.backend import open_service
+
+    check_binding(host, token)
+    service = open_service(_repo(repo))
+    options = ServerOptions(host, port, token, allow_replay)
+    server = FlorFlightServer(service, options)
+    replay = "hindsight values replayed" if allow_replay else "hindsight values NULL"
+    where = ServerOptions(host, server.port).location
+    click.echo(f"florsql Flight SQL on {where} (read-only, {replay}); Ctrl-C stops", err=True)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        service.close()
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Record a few runs of an example script in a temporary repository and query them.
+
+    \b
+    Example:
+        florsql demo --dir /tmp/florsql-demo
+    """
+    from florsql.demo import main as demo_main
+
+    sys.exit(demo_main(list(args)))
