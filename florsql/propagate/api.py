@@ -58,7 +58,7 @@ class _Session:
         return helpers_of(self.old)
 
     @cached_property
-    def renames(self) -> dict[str, str]:
+    def alias(self) -> dict[str, str]:
         """The flor alias of the new file mapped to the old file's, where they differ."""
         if len(self.old.aliases) != 1:
             return {}
@@ -203,7 +203,7 @@ def _unbound(
     for names, slot in zip(free_names(codes), slots, strict=True):
         line = block.insert_line(slot)
         for name in names:
-            old_name = renames.get(name, session.renames.get(name, name))
+            old_name = renames.get(name, session.alias.get(name, name))
             if not session.bindings.is_bound(block, line, old_name):
                 missing.append(_Unbound(name, line))
     return missing
@@ -220,7 +220,7 @@ def _apply(
                 continue
             seen.add(_order(stmt))
             code = statement_code(session.new, stmt)
-            text = render(code, indent, newline_of(old), {**session.renames, **plan.renames})
+            text = render(code, indent, newline_of(old), {**session.alias, **plan.renames})
             insertions.append(Insertion(plan.spot.block.insert_line(slot), text, _order(stmt)))
     patched, lines = splice(old, insertions)
     placed = [

@@ -22,7 +22,7 @@ class Placement:
     old_line: int
     scope: tuple[str, ...]
     carried: tuple[str, ...] = ()
-    renamed: dict[str, str] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
