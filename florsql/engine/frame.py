@@ -1,0 +1,87 @@
+"""``flor.dataframe(*names)``: the FlorDB-style pivot of chosen names, as Arrow or pandas.
+
+Columns, as FlorDB's ``flor.dataframe``: ``projid``, ``tstamp``, ``filename``, the loop columns
+that apply to the chosen names, then the names in the order given. One row per run and loop
+context where a chosen log name was logged (args are repeated on each row); with only args
+chosen, one row per run. Rows are ordered by ``tstamp`` and then by the loop columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from florsql.errors import PlanError
+from florsql.store.schema import quote
+
+__all__ = ["dataframe", "dataframe_sql"]
+
+
+def dataframe_sql(loops: list[str], names: list[str], *, logs: bool) -> str:
+    """The SQL behind :func:`dataframe` (``logs`` False: only args were chosen).
+
+    Example:
+        >>> dataframe_sql(["epoch"], ["loss"], logs=True)  # doctest: +NORMALIZE_WHITESPACE
+        'SELECT projid, tstamp, filename, "epoch", "loss" FROM logs
+         ORDER BY tstamp, run_id, "epoch"'
+    """
+    if not logs:
+        cols = ", ".join(["projid", "tstamp", "filename", *map(quote, names)])
+        return f"SELECT {cols} FROM runs ORDER BY tstamp, run_id"
+    cols = ", ".join(["projid", "tstamp", "filename", *map(quote, loops), *map(quote, names)])
+    order = ", ".join(["tstamp", "run_id", *map(quote, loops)])
+    return f"SELECT {cols} FROM logs ORDER BY {order}"
+
+
+def dataframe(
+    *names: str, repo: Path | str = ".", as_pandas: bool = False, engine: Any = None
+) -> Any:
+    """The pivot of ``names`` (args and log names) over every run, FlorDB-compatible.
+
+    Args:
+        names: arg and log names, in the column order wanted.
+        repo: the repository (ignored when ``engine`` is given).
+        as_pandas: return a pandas DataFrame (pandas must be installed).
+        engine: an open :class:`~florsql.engine.session.Engine` to use.
+
+    Example:
+        >>> import florsql as flor
+        >>> flor.dataframe("lr", "loss")  # doctest: +SKIP
+        pyarrow.Table
+        projid: string, tstamp: timestamp[us, tz=UTC], filename: string, epoch: int64, ...
+    """
+    from florsql.engine.session import Engine
+
+    if not names:
+        raise PlanError("flor.dataframe needs at least one name")
+    own = engine is None
+    eng = Engine(repo) if own else engine
+    try:
+        table = _pivot(eng, list(names))
+    finally:
+        if own:
+            eng.close()
+    if as_pandas:
+        try:
+            return table.to_pandas()
+        except ImportError as e:
+            raise PlanError("as_pandas=True needs pandas: pip install pandas") from e
+    return table
+
+
+def _pivot(eng: Any, names: list[str]) -> Any:
+    catalog = eng.catalog()
+    unknown = [n for n in names if catalog.column(n) is None]
+    if unknown:
+        hint = catalog.suggest(unknown[0])
+        raise PlanError(f"Unknown name '{unknown[0]}'.{hint}")
+    kinds = {n: catalog.column(n).kind for n in names}
+    logs = any(k == "log" for k in kinds.values())
+    if not logs and any(k == "loop" for k in kinds.values()):
+        logs = True
+    loops = [lp for lp in catalog.loops if lp not in names]
+    table = eng.execute(dataframe_sql(loops, names, logs=logs)).table
+    keep = [
+        c for c in table.column_names if c not in loops or table.column(c).null_count < len(table)
+    ]
+    return table.select(keep)

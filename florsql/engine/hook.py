@@ -1,0 +1,64 @@
+"""The replay hook: how the engine hands a :class:`ReplayPlan` to whoever executes replays.
+
+The replay issue plugs an executor in here; until then (or with ``replay = 'off'``) hindsight
+cells are NULL and a :class:`~florsql.errors.ReplayOffWarning` says what replay would compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from florsql.plan.replay_plan import ReplayPlan
+
+__all__ = ["Confirm", "ReplayExecutor", "ReplayOutcome", "default_executor"]
+
+#: Asked before replaying when ``replay = 'confirm'``: True to go ahead.
+Confirm = Callable[[ReplayPlan], bool]
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What an executor reports back.
+
+    Attributes:
+        tasks: how many chunks ran.
+        failures: one message per failed task (its values stay NULL).
+        nondeterministic: one message per recorded value a replay reproduced differently.
+    """
+
+    tasks: int = 0
+    failures: tuple[str, ...] = ()
+    nondeterministic: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class ReplayExecutor(Protocol):
+    """Runs a plan's chunks and writes their values where the index ingests them.
+
+    The engine calls ``run`` at most once per query, then refreshes the index (the executor's
+    output must be visible to :meth:`florsql.store.index.Index.refresh`) and re-plans: what is
+    still missing afterwards is reported, never replayed twice in one query.
+
+    Example:
+        >>> class Recorder:
+        ...     def __init__(self): self.plans = []
+        ...     def run(self, plan, *, repo): self.plans.append(plan); return ReplayOutcome()
+        >>> isinstance(Recorder(), ReplayExecutor)
+        True
+    """
+
+    def run(self, plan: ReplayPlan, *, repo: Path) -> ReplayOutcome: ...
+
+
+def default_executor() -> ReplayExecutor | None:
+    """The executor ``florsql.replay`` provides, if it provides one (None until it does)."""
+    try:
+        import florsql.replay as replay
+    except ImportError:
+        return None
+    factory = getattr(replay, "default_executor", None)
+    executor = factory() if callable(factory) else None
+    return executor if isinstance(executor, ReplayExecutor) else None

@@ -1,0 +1,112 @@
+"""Deciding whether to replay, calling the executor, and the warnings either way."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from florsql.errors import FlorWarning, NondeterminismWarning, ReplayOffWarning, concat_messages
+from florsql.grammar import Statement
+from florsql.plan.explain import human_seconds
+from florsql.plan.planner import PlannedQuery
+from florsql.plan.replay_plan import ReplayPlan
+
+if TYPE_CHECKING:
+    from florsql.engine.session import Engine
+
+__all__ = ["Messages", "replay_if_needed", "summary"]
+
+#: (warning category, message) pairs, in the order they were raised.
+Messages = list[tuple[type[Warning], str]]
+
+
+def summary(plan: ReplayPlan) -> str:
+    """One line: which names, how many runs and iterations, the estimate.
+
+    Example:
+        >>> summary(ReplayPlan())
+        'nothing'
+    """
+    if plan.empty:
+        return "nothing"
+    per_name: dict[str, set[str]] = {}
+    for run in plan.runs():
+        for name in run.names:
+            per_name.setdefault(name, set()).add(run.run_id)
+    names = ", ".join(f"{n} for {len(r)} run(s)" for n, r in sorted(per_name.items()))
+    c = plan.cost
+    work = f"{c.iterations} outer iteration(s), {c.tasks} task(s)"
+    return f"{names}; {work}, est. {human_seconds(c.seconds)}"
+
+
+def _warn(engine: Engine, messages: Messages, text: str, category: type[Warning]) -> None:
+    messages.append((category, text))
+    warnings.warn(text, category, stacklevel=engine.warn_stacklevel)
+
+
+def replay_if_needed(
+    engine: Engine, stmt: Statement, planned: PlannedQuery, params: Sequence[Any]
+) -> tuple[PlannedQuery, Messages]:
+    """Replay what ``planned`` needs if the settings allow, then re-plan; warn otherwise."""
+    messages: Messages = []
+    plan = planned.replay
+    if not any(v.runs for v in plan.versions):
+        _unplaceable(engine, plan, messages)
+        return planned, messages
+    mode = engine.settings["replay"]
+    reason = None
+    if mode == "off":
+        reason = "replay is off"
+    elif engine.executor is None:
+        reason = f"replay is {mode!r} but no replay executor is installed"
+    elif mode == "confirm" and (engine.confirm is None or not engine.confirm(plan)):
+        reason = "replay was not confirmed"
+    if reason is not None:
+        _warn(
+            engine,
+            messages,
+            f"{reason}: hindsight values not computed (NULL): {summary(plan)}; "
+            "SET replay = 'auto' to compute them",
+            ReplayOffWarning,
+        )
+        _unplaceable(engine, plan, messages)
+        return planned, messages
+    assert engine.executor is not None
+    outcome = engine.executor.run(plan, repo=engine.repo)
+    engine.refresh()
+    planned = engine._plan(stmt, engine.catalog(), params)
+    if outcome.failures:
+        text = concat_messages(list(outcome.failures))
+        _warn(
+            engine,
+            messages,
+            f"{len(outcome.failures)} replay task(s) failed; NULL:\n{text}",
+            FlorWarning,
+        )
+    if outcome.nondeterministic:
+        text = concat_messages(list(outcome.nondeterministic))
+        _warn(
+            engine,
+            messages,
+            f"replayed values differ from the recorded ones:\n{text}",
+            NondeterminismWarning,
+        )
+    if any(v.runs for v in planned.replay.versions) and not outcome.failures:
+        _warn(
+            engine, messages, f"still missing after replay: {summary(planned.replay)}", FlorWarning
+        )
+    _unplaceable(engine, planned.replay, messages)
+    return planned, messages
+
+
+def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    for v in plan.versions:
+        if v.unplaceable:
+            _warn(
+                engine,
+                messages,
+                f"version {v.vid[:12]} of {v.filename} cannot compute "
+                f"{', '.join(v.unplaceable)} (it never ran that loop); NULL",
+                FlorWarning,
+            )

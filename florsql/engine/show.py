@@ -1,0 +1,73 @@
+"""``SHOW RUNS`` and ``SHOW COLUMNS FROM <relation>``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from florsql.errors import PlanError
+from florsql.plan.catalog import RELATIONS, Catalog
+from florsql.plan.stats import string_literal
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["show_columns", "show_runs"]
+
+
+def show_runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every run, oldest first: the ``runs`` relation."""
+    return con.sql("SELECT * FROM runs ORDER BY tstamp, run_id").to_arrow_table()
+
+
+def show_columns(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, table: str, source: str
+) -> pa.Table:
+    """The columns of ``table``; for ``logs`` also their kind and which versions have them."""
+    name = table.split(".")[-1].strip('"').lower()
+    if name == "logs":
+        return _logs_columns(con, catalog)
+    if name not in (*RELATIONS, "ctx_path"):
+        hint = catalog.suggest(name, ["logs", *RELATIONS])
+        raise PlanError(f"Unknown relation '{table}'.{hint}", sql=source)
+    return con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {name})").to_arrow_table()
+
+
+def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
+    rows = ", ".join(
+        f"({i}, {string_literal(c.name)}, {string_literal(c.sql_type)}, "
+        f"{string_literal(c.kind)}, {str(c.hindsight).lower()}, {c.lacking_runs})"
+        for i, c in enumerate(catalog.columns)
+    )
+    code = (
+        ", ".join(
+            f"({string_literal(n)}, {string_literal(f)})"
+            for f, script in catalog.scripts.items()
+            for n in script.names()
+        )
+        or "(NULL, NULL)"
+    )
+    sql = f"""
+    WITH cols(pos, column_name, column_type, kind, hindsight, runs_lacking) AS (VALUES {rows}),
+    code(name, filename) AS (VALUES {code}),
+    have AS (
+        SELECT v.name, m.vid, m.run_id FROM __flor_cover v JOIN run_meta m USING (run_id)
+        UNION ALL SELECT p.loop_name, m.vid, m.run_id FROM (SELECT DISTINCT run_id, loop_name
+            FROM ctx_path) p JOIN run_meta m USING (run_id)
+        UNION ALL SELECT a.name, m.vid, m.run_id FROM args a JOIN run_meta m USING (run_id)
+    ),
+    per AS (SELECT name, list(DISTINCT vid ORDER BY vid) AS versions,
+                   count(DISTINCT run_id) AS runs FROM have GROUP BY name),
+    scripts AS (SELECT name, list(DISTINCT filename ORDER BY filename) AS f FROM code
+                WHERE name IS NOT NULL GROUP BY name)
+    SELECT c.column_name, c.column_type, c.kind, c.hindsight,
+           CASE WHEN c.kind = 'meta' THEN (SELECT list(DISTINCT vid ORDER BY vid) FROM run_meta)
+                ELSE coalesce(p.versions, []) END AS versions,
+           CASE WHEN c.kind = 'meta' THEN (SELECT count(*) FROM run_meta)
+                ELSE coalesce(p.runs, 0) END AS runs_with,
+           c.runs_lacking, coalesce(s.f, []) AS in_current_code
+    FROM cols c LEFT JOIN per p ON p.name = c.column_name AND c.kind <> 'meta'
+    LEFT JOIN scripts s ON s.name = c.column_name
+    ORDER BY c.pos"""
+    return con.sql(sql).to_arrow_table()

@@ -1,0 +1,100 @@
+"""Assembling the :class:`ReplayPlan`: runs grouped by version, chunks, and the cost estimate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from florsql.plan.pushdown import predicate_sql
+from florsql.plan.relax import Relaxed
+from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
+from florsql.plan.schedule import load_facts, plan_run
+from florsql.plan.state import NeedRow, PlanState
+
+__all__ = ["assemble"]
+
+
+def assemble(state: PlanState) -> None:
+    """Rule: turn ``state.needs`` into ``state.plan``."""
+    referenced = sorted({n for names in state.hindsight_names().values() for n in names})
+    by_run: dict[str, list[NeedRow]] = defaultdict(list)
+    for need in state.needs:
+        by_run[need.run_id].append(need)
+    facts = load_facts(state, sorted(by_run)) if by_run else {}
+    per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
+    for run_id, needs in by_run.items():
+        code = state.catalog.scripts.get(needs[0].filename)
+        run = plan_run(run_id, needs, code, facts[run_id])
+        per_version[(run.vid, run.filename)].append(run)
+    versions = []
+    for key in sorted(set(per_version) | set(state.unplaceable)):
+        vid, filename = key
+        runs = tuple(sorted(per_version.get(key, []), key=lambda r: r.run_id))
+        versions.append(_version(state, vid, filename, runs))
+    state.plan = ReplayPlan(
+        names=tuple(referenced),
+        versions=tuple(v for v in versions if v.runs or v.unplaceable),
+        cost=_cost(versions),
+        pushed=tuple(predicate_sql(state.pushed.get(r.ref_id, _NONE)) for r in state.references),
+        residual=tuple(not state.pushed.get(r.ref_id, _NONE).exact for r in state.references),
+        limit_runs=tuple(sorted(state.limit_runs)) if state.limit_runs is not None else None,
+        lacking=tuple((n, _lacking(state, n)) for n in referenced),
+        unreplayable=_unreplayable(state, referenced),
+        notes=tuple(state.notes),
+    )
+
+
+_NONE = Relaxed(None, exact=False)
+
+
+def _lacking(state: PlanState, name: str) -> int:
+    column = state.catalog.column(name)
+    return column.lacking_runs if column is not None else 0
+
+
+def _version(
+    state: PlanState, vid: str, filename: str, runs: tuple[RunReplay, ...]
+) -> VersionReplay:
+    code = state.catalog.scripts.get(filename)
+    names = tuple(sorted({n for r in runs for n in r.names}))
+    statements: tuple[tuple[str, int, tuple[str, ...] | None], ...] = ()
+    if code is not None:
+        statements = tuple((s.name, s.line, s.chain) for s in code.sites if s.name in names)
+    skip = set.intersection(*(set(r.skip_inner) for r in runs)) if runs else set()
+    unplaceable = tuple(sorted(state.unplaceable.get((vid, filename), set())))
+    return VersionReplay(
+        vid=vid,
+        filename=filename,
+        runs=runs,
+        names=names,
+        statements=statements,
+        skip_inner=tuple(sorted(skip)),
+        unplaceable=unplaceable,
+    )
+
+
+def _cost(versions: list[VersionReplay]) -> Cost:
+    runs = [r for v in versions for r in v.runs]
+    chunks = [c for r in runs for c in r.chunks]
+    return Cost(
+        seconds=round(sum(c.seconds for c in chunks), 3),
+        tasks=len(chunks),
+        runs=len(runs),
+        iterations=sum(len(r.needs) for r in runs),
+        checkpoint_bytes=sum(c.checkpoint.bytes for c in chunks if c.checkpoint is not None),
+    )
+
+
+def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], ...]:
+    """Per name: runs with no value whose script's current code does not log it."""
+    if not names:
+        return ()
+    rows = state.con.execute(
+        """SELECT n.name, count(*) FROM (SELECT unnest(?::VARCHAR[]) AS name) n
+           CROSS JOIN run_meta m
+           WHERE NOT EXISTS (SELECT 1 FROM __flor_cover v
+                             WHERE v.run_id = m.run_id AND v.name = n.name)
+             AND NOT list_contains(?, m.filename || '|' || n.name)
+           GROUP BY n.name ORDER BY n.name""",
+        [names, [f"{f}|{n}" for f, c in state.catalog.scripts.items() for n in c.names()]],
+    ).fetchall()
+    return tuple((name, int(count)) for name, count in rows if count)

@@ -1,0 +1,232 @@
+"""Binding: find every reference to ``logs`` and the columns each one uses; reject unknown columns.
+
+The query is analysed on a qualified copy (sqlglot's ``qualify`` with the catalog as schema):
+each column then names its source, so a reference's log columns are exact even through joins,
+correlated subqueries and CTEs. A user CTE named ``logs`` shadows the relation, as in SQL.
+Statements sqlglot cannot scope (a top-level ``PIVOT``) are analysed per inner query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from florsql.errors import PlanError
+from florsql.grammar import line_col, node_position
+from florsql.plan.catalog import Catalog
+
+__all__ = ["REF_KEY", "Binding", "Reference", "bind_query", "is_logs_table"]
+
+REF_KEY = "flor_ref"
+
+
+@dataclass
+class Reference:
+    """One reference to ``logs`` in the query (``FROM logs``, ``JOIN logs AS b``...).
+
+    Attributes:
+        ref_id: its number, also stored in the original table node's ``meta``.
+        alias: the name its columns are qualified by.
+        names: the log columns it uses; None for all of them (``SELECT *``, ``COLUMNS(...)``,
+            a pivot over it). An empty set also means all: ``count(*)`` names no log.
+        columns: every ``logs`` column it uses (run-level and loop columns too).
+        scope: the scope that reads it (on the qualified copy); None if not analysed.
+    """
+
+    ref_id: int
+    alias: str
+    names: set[str] | None = field(default_factory=set)
+    columns: set[str] = field(default_factory=set)
+    scope: Scope | None = None
+    table: exp.Table | None = None
+
+    def grain(self) -> tuple[str, ...] | None:
+        """The log names that decide its rows (None: every log name)."""
+        return None if not self.names else tuple(sorted(self.names))
+
+
+@dataclass
+class Binding:
+    """The references of one query, on its qualified copy."""
+
+    references: list[Reference]
+    qualified: exp.Expr | None
+    exact: bool
+
+
+def is_logs_table(node: exp.Expr) -> bool:
+    """``logs`` or ``main.logs`` (names are case-insensitive, as in DuckDB)."""
+    if not isinstance(node, exp.Table) or node.name.lower() != "logs" or node.text("catalog"):
+        return False
+    return node.text("db").lower() in ("", "main")
+
+
+def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
+    """Tag the ``logs`` tables of ``tree`` and work out each reference's columns.
+
+    Raises:
+        PlanError: a column no relation in its scope has (with a "did you mean").
+    """
+    for i, table in enumerate(t for t in tree.find_all(exp.Table) if is_logs_table(t)):
+        table.meta[REF_KEY] = i
+    roots = [tree] if isinstance(tree, exp.Query) else _inner_queries(tree)
+    refs: list[Reference] = []
+    copies = []
+    try:
+        for root in roots:
+            copy = qualify(
+                root.copy(),
+                schema=catalog.schema(),
+                dialect="duckdb",
+                validate_qualify_columns=False,
+                quote_identifiers=False,
+                identify=False,
+            )
+            copies.append(copy)
+            refs += _analyse(copy, catalog, source)
+    except SqlglotError:
+        return _fallback(tree, catalog)
+    qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
+    return Binding(refs, qualified, exact=True)
+
+
+def _inner_queries(tree: exp.Expr) -> list[exp.Query]:
+    out: list[exp.Query] = []
+    for node in tree.find_all(exp.Query):
+        parent = node.parent
+        while parent is not None and not isinstance(parent, exp.Query):
+            parent = parent.parent
+        if parent is None:
+            out.append(node)
+    return out
+
+
+def _fallback(tree: exp.Expr, catalog: Catalog) -> Binding:
+    """Name-based analysis: every ``logs`` table uses the log names written anywhere."""
+    if any(cte.alias_or_name.lower() == "logs" for cte in tree.find_all(exp.CTE)):
+        raise PlanError("florsql cannot analyse this query with a CTE named logs; rename the CTE")
+    written = {c.name for c in tree.find_all(exp.Column)} & set(catalog.names("log"))
+    refs = []
+    for table in tree.find_all(exp.Table):
+        if REF_KEY in table.meta:
+            refs.append(Reference(table.meta[REF_KEY], table.alias_or_name, set(written)))
+    return Binding(refs, None, exact=False)
+
+
+def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
+    scopes = traverse_scope(root)
+    refs: dict[int, Reference] = {}
+    for scope in scopes:
+        for alias, src in scope.sources.items():
+            if isinstance(src, exp.Table) and REF_KEY in src.meta:
+                ref = Reference(src.meta[REF_KEY], alias, set(), set(), scope, src)
+                refs[id(src)] = ref
+                if src.args.get("pivots") or _has_star(scope):
+                    ref.names = None
+    logs_cols = set(catalog.names())
+    log_names = set(catalog.names("log"))
+    for scope in scopes:
+        for col in scope.columns:
+            owner = _resolve(scope, col.table)
+            found = refs.get(id(owner)) if isinstance(owner, exp.Table) else None
+            if found is not None:
+                ref = found
+                if col.name not in logs_cols:
+                    _unknown(col, catalog.names(), catalog, source)
+                ref.columns.add(col.name)
+                if col.name in log_names and ref.names is not None:
+                    ref.names.add(col.name)
+            elif not col.table:
+                _check_unresolved(scope, col, catalog, source)
+        _columns_function(scope, refs, log_names)
+    return sorted(refs.values(), key=lambda r: r.ref_id)
+
+
+def _has_star(scope: Scope) -> bool:
+    return (
+        any(isinstance(s, exp.Star) or s.is_star for s in scope.expression.selects)
+        if isinstance(scope.expression, exp.Select)
+        else False
+    )
+
+
+def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[str]) -> None:
+    """``COLUMNS('regex')`` picks log columns by name; other forms pick all of them."""
+    if not isinstance(scope.expression, exp.Select):
+        return
+    for node in scope.expression.find_all(exp.Columns):
+        targets = [refs[id(s)] for s in scope.sources.values() if id(s) in refs]
+        pattern = node.this
+        for ref in targets:
+            if ref.names is None:
+                continue
+            if isinstance(pattern, exp.Literal) and pattern.is_string:
+                try:
+                    rx = re.compile(pattern.name)
+                except re.error:
+                    ref.names = None
+                    continue
+                ref.names |= {n for n in log_names if rx.search(n)}
+            else:
+                ref.names = None
+
+
+def _resolve(scope: Scope, table: str) -> exp.Expr | Scope | None:
+    s: Scope | None = scope
+    while s is not None:
+        if table in s.sources:
+            return s.sources[table]
+        s = s.parent
+    return None
+
+
+def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: str) -> None:
+    """An unqualified column qualify could not place: unknown when every source is known."""
+    expression = scope.expression
+    if not isinstance(expression, exp.Select) or not scope.sources:
+        return
+    own = _projection_of(col, expression)
+    aliases = {s.alias_or_name for s in expression.selects if s is not own}
+    if col.name in aliases or col.name in scope.sources:
+        return  # a select alias (qualify aliases every projection: not its own) or a row
+    pool: list[str] = []
+    s: Scope | None = scope
+    while s is not None:
+        for src in s.sources.values():
+            if isinstance(src, exp.Table) and REF_KEY in src.meta:
+                pool += catalog.names()
+            elif (
+                isinstance(src, exp.Table) and not src.text("db") and src.name in catalog.relations
+            ):
+                pool += list(catalog.relations[src.name])
+            else:
+                return  # a derived table, table function or unknown relation: DuckDB decides
+        s = s.parent
+    _unknown(col, pool, catalog, source)
+
+
+def _projection_of(node: exp.Expr, select: exp.Select) -> exp.Expr | None:
+    """The select-list item holding ``node``, if it is in the select list."""
+    child, parent = node, node.parent
+    while parent is not None and parent is not select:
+        child, parent = parent, parent.parent
+    return child if parent is select and any(child is s for s in select.selects) else None
+
+
+def _unknown(
+    col: exp.Column, pool: tuple[str, ...] | list[str], catalog: Catalog, source: str
+) -> None:
+    pos = node_position(col, source) or (None, None)
+    line, column = pos if pos != (None, None) else _find(col.name, source)
+    hint = catalog.suggest(col.name, list(dict.fromkeys(pool)))
+    raise PlanError(f"Unknown column '{col.name}'.{hint}", sql=source, line=line, col=column)
+
+
+def _find(name: str, source: str) -> tuple[int | None, int | None]:
+    m = re.search(rf"\b{re.escape(name)}\b", source)
+    return line_col(source, m.start()) if m else (None, None)

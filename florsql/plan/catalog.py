@@ -1,0 +1,204 @@
+"""The catalog: the columns of ``logs`` and the schemas of the other relations.
+
+``logs`` has, in this order: the run metadata columns, one column per loop (its iteration index,
+NULL outside that loop), one per arg (constant within a run), and one per log name: every name
+some run logged, plus every **hindsight** name, a ``flor.log("<name>", ...)`` in the current
+working-tree version of a script that has runs, which some of those runs never logged.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from florsql.plan.hindsight import ScriptCode, scan_script
+from florsql.plan.stats import Generation, loop_names, string_literal
+from florsql.store.schema import RUN_CORE, RUN_EXTRA
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["META_COLUMNS", "RELATIONS", "Catalog", "LogsColumn", "build_catalog", "log_type"]
+
+META_COLUMNS = ("projid", "run_id", "tstamp", "vid", "filename")
+#: Relations a query may read besides ``logs``.
+RELATIONS = ("runs", "args", "versions", "loops", "checkpoints", "replays", "log_records")
+Kind = Literal["meta", "loop", "arg", "log"]
+
+
+@dataclass(frozen=True)
+class LogsColumn:
+    """One column of ``logs``.
+
+    Attributes:
+        name: the column name.
+        kind: ``meta``, ``loop``, ``arg`` or ``log``.
+        sql_type: its DuckDB type (``"NULL"`` for a hindsight name nothing has computed yet).
+        hindsight: for a log, whether some runs of a script whose current code logs it lack it.
+        recorded_runs: how many runs have a value (recorded or replayed).
+        lacking_runs: how many runs of scripts that log it now have no value.
+    """
+
+    name: str
+    kind: Kind
+    sql_type: str
+    hindsight: bool = False
+    recorded_runs: int = 0
+    lacking_runs: int = 0
+
+    @property
+    def run_level(self) -> bool:
+        """Constant within a run: metadata and args."""
+        return self.kind in ("meta", "arg")
+
+
+def log_type(vtypes: list[str] | tuple[str, ...]) -> str:
+    """The SQL type of a log name from the value types it was stored with.
+
+    Example:
+        >>> log_type(["int"]), log_type(["float", "int"]), log_type(["bool"]), log_type(["str"])
+        ('BIGINT', 'DOUBLE', 'BOOLEAN', 'VARCHAR')
+    """
+    kinds = set(vtypes) - {"null"}
+    if not kinds:
+        return "VARCHAR"
+    if kinds <= {"bool"}:
+        return "BOOLEAN"
+    if kinds <= {"int"}:
+        return "BIGINT"
+    if kinds <= {"int", "float", "bool"}:
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What a query can name. Built by :func:`build_catalog`, once per index generation."""
+
+    columns: tuple[LogsColumn, ...]
+    relations: dict[str, dict[str, str]]
+    scripts: dict[str, ScriptCode]
+    generation: Generation | None = None
+    nullable_logs: frozenset[str] = frozenset()  # names some run logged as None
+    _by_name: dict[str, LogsColumn] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({c.name: c for c in self.columns})
+
+    def column(self, name: str) -> LogsColumn | None:
+        return self._by_name.get(name)
+
+    def names(self, *kinds: Kind) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if not kinds or c.kind in kinds)
+
+    @property
+    def loops(self) -> tuple[str, ...]:
+        return self.names("loop")
+
+    def hindsight_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.hindsight)
+
+    def schema(self) -> dict[str, object]:
+        """Every relation's columns and types, ``logs`` included (for sqlglot's qualify)."""
+        logs = {c.name: (c.sql_type if c.sql_type != "NULL" else "VARCHAR") for c in self.columns}
+        return {**self.relations, "logs": logs}
+
+    def suggest(self, name: str, candidates: list[str] | tuple[str, ...] | None = None) -> str:
+        """ " Did you mean 'x'?" for the closest known name, or ``""``.
+
+        Example:
+            >>> Catalog((LogsColumn("grad_norm", "log", "DOUBLE"),), {}, {}).suggest("gradnorm")
+            " Did you mean 'grad_norm'?"
+        """
+        pool = list(candidates if candidates is not None else self._by_name)
+        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+        if not close:
+            lower = {p.lower(): p for p in pool}
+            close = [lower[name.lower()]] if name.lower() in lower else []
+        return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def build_catalog(
+    con: duckdb.DuckDBPyConnection, repo: Path, generation: Generation | None = None
+) -> Catalog:
+    """Read the catalog from the index (helper relations built) and the working tree.
+
+    Example:
+        >>> cat = build_catalog(con, repo)  # doctest: +SKIP
+        >>> [c.name for c in cat.columns if c.kind == "loop"]  # doctest: +SKIP
+        ['epoch', 'step']
+    """
+    relations = {name: _describe(con, name) for name in (*RELATIONS, "ctx_path")}
+    runs = relations["runs"]
+    cols: list[LogsColumn] = [LogsColumn(n, "meta", runs.get(n, "VARCHAR")) for n in META_COLUMNS]
+    cols += [LogsColumn(n, "loop", "BIGINT") for n in loop_names(con)]
+    arg_names = {r[0] for r in con.execute("SELECT DISTINCT name FROM args").fetchall()}
+    skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
+    cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n not in skip]
+    scripts = _scripts(con, repo)
+    cols += _log_columns(con, scripts)
+    unique: dict[str, LogsColumn] = {}
+    for c in cols:  # a name used twice (a log named like an arg of other runs): first kind wins
+        unique.setdefault(c.name, c)
+    nullable = con.execute("SELECT name FROM __flor_names WHERE list_contains(vtypes, 'null')")
+    return Catalog(
+        columns=tuple(unique.values()),
+        relations=relations,
+        scripts=scripts,
+        generation=generation,
+        nullable_logs=frozenset(r[0] for r in nullable.fetchall()),
+    )
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE {relation}").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _scripts(con: duckdb.DuckDBPyConnection, repo: Path) -> dict[str, ScriptCode]:
+    rows = con.execute(
+        "SELECT DISTINCT filename FROM run_meta WHERE filename IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    out = {}
+    for (filename,) in rows:
+        code = scan_script(repo, filename)
+        if code is not None and code.sites:
+            out[filename] = code
+    return out
+
+
+def _log_columns(
+    con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]
+) -> list[LogsColumn]:
+    stats = {
+        name: (list(vtypes), runs)
+        for name, vtypes, runs in con.execute(
+            "SELECT name, vtypes, runs FROM __flor_names"
+        ).fetchall()
+    }
+    lacking = _lacking(con, scripts)
+    names = sorted(set(stats) | set(lacking))
+    out = []
+    for name in names:
+        vtypes, runs = stats.get(name, ([], 0))
+        sql_type = log_type(vtypes) if vtypes else "NULL"
+        missing = lacking.get(name, 0)
+        out.append(LogsColumn(name, "log", sql_type, missing > 0, runs, missing))
+    return out
+
+
+def _lacking(con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]) -> dict[str, int]:
+    """Per name in current code: how many runs of the scripts that log it have no value."""
+    pairs = [(f, n) for f, code in scripts.items() for n in code.names()]
+    if not pairs:
+        return {}
+    values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)
+    rows = con.execute(
+        f"""SELECT c.name, count(m.run_id) FILTER (WHERE NOT EXISTS (
+                SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id AND v.name = c.name))
+            FROM (VALUES {values}) AS c(filename, name)
+            JOIN run_meta m ON m.filename = c.filename GROUP BY c.name"""
+    ).fetchall()
+    return {name: int(n) for name, n in rows}

@@ -1,0 +1,133 @@
+"""EXPLAIN: the replay plan and the final DuckDB SQL as text lines. Runs nothing."""
+
+from __future__ import annotations
+
+from florsql.plan.replay_plan import Chunk, ReplayPlan, RunReplay, VersionReplay
+
+__all__ = ["explain_lines", "human_bytes", "human_seconds", "ranges"]
+
+RUNS_SHOWN = 8
+
+
+def ranges(values: tuple[int, ...] | list[int]) -> str:
+    """Compress sorted integers into ranges.
+
+    Example:
+        >>> ranges([0, 1, 2, 5, 7, 8])
+        '0-2, 5, 7-8'
+    """
+    out: list[str] = []
+    items = sorted(set(values))
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
+            j += 1
+        out.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def human_seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _chunk(c: Chunk) -> str:
+    where = "from the top of the script"
+    if c.checkpoint is not None:
+        ck = c.checkpoint
+        where = f"from checkpoint {ck.loop} {ck.iteration} ({ck.position}, {human_bytes(ck.bytes)})"
+    if c.kind == "head":
+        what = "code before the loops"
+    elif c.kind == "tail":
+        what = f"{c.loop or 'loop'} {c.start}.. to the end of the script"
+    elif c.kind == "all":
+        what = "the whole run (a statement's loop context is unknown)"
+    else:
+        what = f"{c.loop} {ranges(c.iterations)}"
+        if c.start is not None and c.iterations and c.start < c.iterations[0]:
+            what += f" (runs {c.start}-{c.iterations[0] - 1} first)"
+    return f"{what} {where}, ~{human_seconds(c.seconds)}"
+
+
+def _run(r: RunReplay) -> list[str]:
+    per_loop: dict[str, list[int]] = {}
+    for need in r.needs:
+        per_loop.setdefault(need.loop, []).append(need.iteration)
+    its = "; ".join(f"{lp} {ranges(v)}" for lp, v in per_loop.items())
+    top = f"; outside loops: {', '.join(r.top_level)}" if r.top_level else ""
+    lines = [f"    run {r.run_id}: {its or 'no loop iterations'}{top} ({', '.join(r.names)})"]
+    restricted = [n for n in r.needs if n.inner]
+    if restricted:
+        inner = restricted[0].inner[0]
+        lines.append(
+            f"      only {inner.loop} {ranges(inner.iterations)} in {len(restricted)} iteration(s)"
+        )
+    lines += [f"      task: {_chunk(c)}" for c in r.chunks]
+    return lines
+
+
+def _version(v: VersionReplay) -> list[str]:
+    lines = [
+        f"  version {v.vid[:12]} {v.filename}: {len(v.runs)} run(s), ~{human_seconds(v.seconds)}"
+    ]
+    for name, line, chain in v.statements:
+        where = "/".join(chain) if chain else ("outside loops" if chain == () else "unknown loop")
+        lines.append(f"    statement: {name} (line {line}, in {where})")
+    lines.append(f"    inner loops skipped: {', '.join(v.skip_inner) or 'none'}")
+    if v.unplaceable:
+        lines.append(
+            f"    cannot place: {', '.join(v.unplaceable)} (this version never ran that loop; NULL)"
+        )
+    for r in v.runs[:RUNS_SHOWN]:
+        lines += _run(r)
+    if len(v.runs) > RUNS_SHOWN:
+        lines.append(f"    ... and {len(v.runs) - RUNS_SHOWN} more run(s)")
+    return lines
+
+
+def explain_lines(plan: ReplayPlan, sql: str) -> list[str]:
+    """The text EXPLAIN shows, one line per item.
+
+    Example:
+        >>> explain_lines(ReplayPlan(), "SELECT 1")[:2]
+        ['Replay plan: nothing to replay (every value the query reads exists)', 'DuckDB SQL:']
+    """
+    lines: list[str] = []
+    if plan.empty:
+        lines.append("Replay plan: nothing to replay (every value the query reads exists)")
+    else:
+        c = plan.cost
+        lines.append(
+            f"Replay plan: {c.runs} run(s), {c.iterations} outer iteration(s), {c.tasks} "
+            f"task(s), est. {human_seconds(c.seconds)} of work, "
+            f"{human_bytes(c.checkpoint_bytes)} of checkpoints restored"
+        )
+    if plan.names:
+        lacking = ", ".join(f"{n} ({k} run(s) lack it)" for n, k in plan.lacking)
+        lines.append(f"  hindsight columns: {lacking}")
+    for i, (pushed, residual) in enumerate(zip(plan.pushed, plan.residual, strict=False)):
+        tail = "; other predicates stay in DuckDB" if residual else ""
+        label = f"logs #{i + 1}" if len(plan.pushed) > 1 else "logs"
+        lines.append(f"  pushed into the replay set ({label}): {pushed}{tail}")
+    lines += [f"  note: {n}" for n in plan.notes]
+    for v in plan.versions:
+        lines += _version(v)
+    for name, count in plan.unreplayable:
+        lines.append(f"  not replayable: {name} for {count} run(s) (their script does not log it)")
+    lines.append("DuckDB SQL:")
+    lines += ["  " + ln for ln in sql.splitlines()]
+    return lines

@@ -1,0 +1,271 @@
+"""Finding ``flor.log("<name>", ...)`` statements in the current code, and the loops around them.
+
+A hindsight column is a log name found here, in the working-tree version of a script that has
+runs, that some of its runs never logged. The planner needs, for each such statement, the chain of
+``flor.loop`` names around it (outermost first): it decides which iterations a replay must run and
+which inner loops it may skip. A log inside a function takes the chains of the function's call
+sites; a statement whose chain cannot be known gets ``chain=None`` (replay then runs everything).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+__all__ = ["LogSite", "ScriptCode", "scan_script", "scan_source"]
+
+FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
+Where = Literal["head", "loop", "tail"]
+
+
+@dataclass(frozen=True)
+class LogSite:
+    """One ``flor.log`` call with a literal name.
+
+    Attributes:
+        name: the logged name.
+        line: 1-based line of the call.
+        chain: ``flor.loop`` names around it, outermost first (``()`` outside every loop);
+            None when unknown (a helper function whose call sites are not found).
+        where: ``"loop"`` inside a loop, ``"head"`` before the first top-level loop, else
+            ``"tail"``.
+    """
+
+    name: str
+    line: int
+    chain: tuple[str, ...] | None
+    where: Where
+
+
+@dataclass(frozen=True)
+class ScriptCode:
+    """What the current version of one script logs, and its loop structure."""
+
+    filename: str
+    sites: tuple[LogSite, ...]
+    loops: tuple[tuple[str, ...], ...]  # every flor.loop chain in the file, e.g. ("epoch", "step")
+
+    def names(self) -> tuple[str, ...]:
+        """Distinct log names, in order of appearance."""
+        return tuple(dict.fromkeys(s.name for s in self.sites))
+
+    def sites_of(self, name: str) -> tuple[LogSite, ...]:
+        return tuple(s for s in self.sites if s.name == name)
+
+    def inner_loops(self) -> tuple[str, ...]:
+        """Loop names nested inside another flor.loop."""
+        return tuple(dict.fromkeys(c[-1] for c in self.loops if len(c) > 1))
+
+
+def scan_script(repo: Path, filename: str) -> ScriptCode | None:
+    """The log statements of ``repo/filename`` as it is now (None if missing or unparsable).
+
+    Cached per file size and modification time, so repeated queries parse a file once.
+
+    Example:
+        >>> code = scan_script(Path("."), "examples/train.py")  # doctest: +SKIP
+        >>> [(s.name, s.chain) for s in code.sites]  # doctest: +SKIP
+        [('loss', ('epoch', 'step')), ('val_acc', ('epoch',)), ('final_acc', ())]
+    """
+    path = Path(repo) / filename
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _scan_cached(str(path), filename, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=256)
+def _scan_cached(path: str, filename: str, mtime_ns: int, size: int) -> ScriptCode | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return scan_source(text, filename)
+
+
+def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
+    """Like :func:`scan_script` for source text.
+
+    Example:
+        >>> src = "import florsql as flor\\nfor e in flor.loop('epoch', range(3)):\\n"
+        >>> src += "    flor.log('acc', e)\\n"
+        >>> [(s.name, s.chain, s.where) for s in scan_source(src).sites]
+        [('acc', ('epoch',), 'loop')]
+    """
+    try:
+        module = cst.parse_module(text)
+    except (cst.ParserSyntaxError, RecursionError):
+        return None
+    finder = _Finder(_aliases(module))
+    MetadataWrapper(module, unsafe_skip_copy=True).visit(finder)
+    return finder.result(filename)
+
+
+def _aliases(module: cst.Module) -> tuple[frozenset[str], frozenset[str]]:
+    """(names bound to the flor module, names bound directly to florsql.log/loop)."""
+    mods: set[str] = set()
+    direct: set[str] = set()
+    for node in _walk_imports(module):
+        if isinstance(node, cst.Import):
+            for a in node.names:
+                top = cst.helpers.get_full_name_for_node(a.name) or ""
+                if top in FLOR_MODULES:
+                    mods.add(a.evaluated_alias or top)
+        elif isinstance(node.module, cst.Name) and node.module.value in FLOR_MODULES:
+            if isinstance(node.names, cst.ImportStar):
+                direct.update({"log", "loop"})
+                continue
+            for a in node.names:
+                name = cst.helpers.get_full_name_for_node(a.name) or ""
+                if name in ("log", "loop"):
+                    direct.add(a.evaluated_alias or name)
+    return frozenset(mods or {"flor"}), frozenset(direct)
+
+
+def _walk_imports(module: cst.Module) -> list[cst.Import | cst.ImportFrom]:
+    found: list[cst.Import | cst.ImportFrom] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Import(self, node: cst.Import) -> None:
+            found.append(node)
+
+        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            found.append(node)
+
+    module.visit(_V())
+    return found
+
+
+_CallSite = tuple[tuple[str, ...], str | None, int]  # (loop chain, enclosing def, line)
+
+
+@dataclass
+class _RawSite:
+    name: str
+    line: int
+    chain: tuple[str, ...]
+    function: str | None  # the innermost enclosing def, if any
+
+
+class _Finder(cst.CSTVisitor):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, aliases: tuple[frozenset[str], frozenset[str]]) -> None:
+        super().__init__()
+        self.modules, self.direct = aliases
+        self.loops: list[str] = []
+        self.functions: list[str] = []
+        self.sites: list[_RawSite] = []
+        self.chains: set[tuple[str, ...]] = set()
+        self.calls: dict[str, list[_CallSite]] = {}
+        self.first_loop_line: int | None = None
+
+    def _flor_call(self, node: cst.Call, attr: str) -> str | None:
+        """The literal first argument of ``flor.<attr>(...)``, else None."""
+        func = node.func
+        ok = (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == attr
+            and isinstance(func.value, cst.Name)
+            and func.value.value in self.modules
+        ) or (isinstance(func, cst.Name) and func.value == attr and attr in self.direct)
+        if not ok or not node.args:
+            return None
+        arg = node.args[0].value
+        if isinstance(arg, cst.SimpleString):
+            value = arg.evaluated_value
+            return value if isinstance(value, str) else None
+        return None
+
+    def _loop_name(self, node: cst.For) -> str | None:
+        for call in _calls_in(node.iter):
+            name = self._flor_call(call, "loop")
+            if name is not None:
+                return name
+        return None
+
+    def visit_For(self, node: cst.For) -> bool:
+        name = self._loop_name(node)
+        if name is None:
+            return True
+        if not self.loops and not self.functions and self.first_loop_line is None:
+            self.first_loop_line = self.get_metadata(PositionProvider, node).start.line
+        node.iter.visit(self)
+        self.loops.append(name)
+        self.chains.add(tuple(self.loops))
+        node.body.visit(self)
+        self.loops.pop()
+        if node.orelse is not None:
+            node.orelse.visit(self)
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions.append(node.name.value)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.functions.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = self._flor_call(node, "log")
+        if name is not None:
+            line = self.get_metadata(PositionProvider, node).start.line
+            fn = self.functions[-1] if self.functions else None
+            self.sites.append(_RawSite(name, line, tuple(self.loops), fn))
+        elif isinstance(node.func, cst.Name):
+            fn = self.functions[-1] if self.functions else None
+            line = self.get_metadata(PositionProvider, node).start.line
+            self.calls.setdefault(node.func.value, []).append((tuple(self.loops), fn, line))
+
+    def result(self, filename: str) -> ScriptCode:
+        sites = []
+        for raw in self.sites:
+            for chain, top_line in _resolve(raw.function, raw.chain, raw.line, self.calls, 0):
+                where: Where = "loop"
+                if chain == ():
+                    first = self.first_loop_line
+                    where = "head" if first is not None and top_line < first else "tail"
+                sites.append(LogSite(raw.name, raw.line, chain, where))
+                if chain is not None:
+                    self.chains.update(chain[: i + 1] for i in range(len(chain)))
+        loops = tuple(sorted(self.chains, key=lambda c: (len(c), c)))
+        return ScriptCode(filename=filename, sites=tuple(dict.fromkeys(sites)), loops=loops)
+
+
+def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Call(self, n: cst.Call) -> None:
+            found.append(n)
+
+    node.visit(_V())
+    return found
+
+
+def _resolve(
+    function: str | None,
+    chain: tuple[str, ...],
+    line: int,
+    calls: dict[str, list[_CallSite]],
+    depth: int,
+) -> list[tuple[tuple[str, ...] | None, int]]:
+    """(full chain, line of the top-level statement) of a site, through its function's callers."""
+    if function is None:
+        return [(chain, line)]
+    sites = calls.get(function, [])
+    if not sites or depth > 3:
+        return [(None, line)]  # a function never called here (or too deep): context unknown
+    out: list[tuple[tuple[str, ...] | None, int]] = []
+    for outer, caller, call_line in sites:
+        for full, top in _resolve(caller, outer, call_line, calls, depth + 1):
+            item = (None if full is None else full + chain, top)
+            if item not in out:
+                out.append(item)
+    return out

@@ -1,0 +1,110 @@
+"""ORDER BY <run column> LIMIT n: replay only the runs whose rows can reach the first n.
+
+Applies only where it is provably safe: a plain SELECT over one ``logs`` reference (no join,
+grouping, DISTINCT, window, QUALIFY or set operation), its WHERE pushed down exactly (no
+residual predicate), ordered first by a run-level column, with a constant LIMIT (and OFFSET).
+Runs are walked in that order; a run's *sure* rows are the rows it already has (recorded values)
+that pass the WHERE, which will be in the answer whatever replay adds. Once n + offset sure rows
+are reached, the runs tied with the last one are kept and every later run is cut: their rows all
+sort after at least n rows that are certain to exist.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from florsql.plan.pivot import WIDE_TABLE, grain_predicate, logs_live
+from florsql.plan.pushdown import predicate_sql
+from florsql.plan.state import PlanState
+from florsql.store.schema import quote
+
+__all__ = ["limit_cut"]
+
+
+def limit_cut(state: PlanState) -> None:
+    """Rule: set ``state.limit_runs`` when ORDER BY ... LIMIT may cut the replayed runs."""
+    checked = _applicable(state)
+    if checked is None:
+        return
+    n, order = checked
+    ref = state.references[0]
+    relaxed = state.pushed[ref.ref_id]
+    where = predicate_sql(relaxed)
+    grain = grain_predicate(state.catalog, ref.grain())
+    rows_source = (
+        f"(SELECT * FROM {WIDE_TABLE} WHERE {grain})"
+        if state.use_cache
+        else f"({logs_live(state.catalog, ref.grain())})"
+    )
+    run_cols = ", ".join(quote(c) for c in state.catalog.names("meta", "arg"))
+    key = order.copy()
+    for col in key.find_all(exp.Column):
+        col.set("table", None)
+    sql = f"""
+        WITH sure AS (SELECT run_id, count(*) AS n FROM {rows_source} logs WHERE {where}
+                      GROUP BY run_id),
+             ranked AS (SELECT run_id, dense_rank() OVER (ORDER BY {key.sql(dialect="duckdb")})
+                        AS k FROM (SELECT {run_cols} FROM runs) logs)
+        SELECT r.run_id, r.k, coalesce(s.n, 0) FROM ranked r LEFT JOIN sure s USING (run_id)
+        ORDER BY r.k, r.run_id"""
+    kept: set[str] = set()
+    sure = 0
+    boundary = None
+    for run_id, k, count in state.con.execute(sql).fetchall():
+        if boundary is not None and k != boundary:
+            break
+        kept.add(run_id)
+        sure += count
+        if sure >= n and boundary is None:
+            boundary = k
+    state.limit_runs = kept
+    state.notes.append(f"ORDER BY ... LIMIT {n}: replay limited to {len(kept)} run(s)")
+
+
+def _applicable(state: PlanState) -> tuple[int, exp.Ordered] | None:
+    tree = state.tree
+    refs = state.references
+    if len(refs) != 1 or not isinstance(tree, exp.Select) or state.binding is None:
+        return None
+    ref = refs[0]
+    scope = ref.scope
+    if scope is None or scope.expression is not state.binding.qualified:
+        return None
+    select = scope.expression
+    if (
+        not isinstance(select, exp.Select)
+        or not state.binding.exact
+        or not state.filterable.get(ref.ref_id)
+    ):
+        return None
+    if not state.pushed[ref.ref_id].exact or select.args.get("joins"):
+        return None
+    for arg in ("group", "having", "qualify", "distinct", "windows"):
+        if select.args.get(arg):
+            return None
+    if any(select.find(t) for t in (exp.AggFunc, exp.Window, exp.Subquery)):
+        return None
+    n = _constant(select.args.get("limit"))
+    offset = select.args.get("offset")
+    skip = _constant(offset) if offset is not None else 0
+    order = select.args.get("order")
+    if n is None or skip is None or order is None or not order.expressions:
+        return None
+    first = order.expressions[0]
+    cols = list(first.find_all(exp.Column))
+    # Qualified by the reference: an unqualified name may be a select alias shadowing it.
+    if not cols or any(c.table != ref.alias or not _run_level(state, c) for c in cols):
+        return None
+    return n + skip, first
+
+
+def _constant(node: exp.Expr | None) -> int | None:
+    value = node.args.get("expression") if node is not None else None
+    if isinstance(value, exp.Literal) and value.is_int:
+        return int(value.name)
+    return None
+
+
+def _run_level(state: PlanState, col: exp.Column) -> bool:
+    column = state.catalog.column(col.name)
+    return column is not None and column.run_level

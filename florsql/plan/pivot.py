@@ -1,0 +1,147 @@
+"""SQL for the wide ``logs`` relation: the pivot of log records, and its row grain.
+
+The pivot is a conditional aggregation with an explicit column list, one
+``arg_max_null(<typed value>, seq) FILTER (WHERE name = '<name>')`` per log name, grouped by
+(run, loop context), joined with ``runs`` (metadata and args) and ``__flor_ctx`` (loop columns).
+Measured against DuckDB's ``PIVOT ... ON name IN (...) USING arg_max(...)`` at 1M records the two
+take the same time within noise; the conditional form types each column on its own (``PIVOT``
+takes one value expression for all names), so it is the one used. Where a name was logged
+several times in one context, the last value (largest ``seq``) wins, ``None`` included.
+
+Row grain: a row per (run, context) where at least one of the log names the query references
+was logged (:func:`grain_predicate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from florsql.plan.catalog import Catalog
+from florsql.plan.stats import string_literal
+from florsql.store.schema import quote
+
+__all__ = [
+    "WIDE_TABLE",
+    "grain_predicate",
+    "logs_from_wide",
+    "logs_live",
+    "presence_column",
+    "value_expr",
+    "wide_select",
+]
+
+WIDE_TABLE = "__flor_wide"
+CTX_COLUMN = "__ctx"
+
+
+def value_expr(sql_type: str) -> str:
+    """The typed value of a log record for a column of ``sql_type``.
+
+    Example:
+        >>> value_expr("DOUBLE")
+        'coalesce(value_float, value_int::DOUBLE)'
+    """
+    if sql_type == "BIGINT":
+        return "value_int"
+    if sql_type == "BOOLEAN":
+        return "value_int::BOOLEAN"
+    if sql_type == "DOUBLE":
+        return "coalesce(value_float, value_int::DOUBLE)"
+    return (
+        "CASE WHEN vtype = 'bool' THEN (value_int::BOOLEAN)::VARCHAR "
+        "ELSE coalesce(value_str, value_int::VARCHAR, value_float::VARCHAR) END"
+    )
+
+
+def presence_column(name: str) -> str:
+    """The hidden column that says a name was logged where its value may be NULL."""
+    return quote(f"__has:{name}")
+
+
+def _recorded(catalog: Catalog) -> list[str]:
+    return [c.name for c in catalog.columns if c.kind == "log" and c.sql_type != "NULL"]
+
+
+def _aggregates(catalog: Catalog) -> list[str]:
+    out = []
+    for name in _recorded(catalog):
+        col = catalog.column(name)
+        assert col is not None
+        lit = string_literal(name)
+        out.append(
+            f"arg_max_null({value_expr(col.sql_type)}, seq) FILTER (WHERE name = {lit}) "
+            f"AS {quote(name)}"
+        )
+        if name in catalog.nullable_logs:
+            out.append(f"bool_or(true) FILTER (WHERE name = {lit}) AS {presence_column(name)}")
+    return out
+
+
+def wide_select(catalog: Catalog, having: str | None = None) -> str:
+    """The full pivot: every column of ``logs`` that has values, plus hidden helper columns."""
+    outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
+    outer += [f"c.{quote(n)}" for n in catalog.names("loop")]
+    outer += [f"r.{quote(n)}" for n in catalog.names("arg")]
+    hidden = [presence_column(n) for n in _recorded(catalog) if n in catalog.nullable_logs]
+    outer += [f"p.{quote(n)}" for n in _recorded(catalog)] + [f"p.{h}" for h in hidden]
+    outer.append(f"p.ctx_id AS {CTX_COLUMN}")
+    inner = ", ".join(["run_id", "ctx_id", *_aggregates(catalog)])
+    having_sql = f" HAVING {having}" if having else ""
+    return (
+        f"SELECT {', '.join(outer)}\n"
+        f"FROM (SELECT {inner}\n      FROM all_log_records GROUP BY run_id, ctx_id{having_sql}) p\n"
+        f"JOIN runs r ON r.run_id = p.run_id\n"
+        f"LEFT JOIN __flor_ctx c ON c.run_id = p.run_id AND c.ctx_id = p.ctx_id"
+    )
+
+
+def _projection(catalog: Catalog, source: str) -> str:
+    recorded = set(_recorded(catalog))
+    cols = []
+    for c in catalog.columns:
+        if c.kind == "log" and c.name not in recorded:
+            cols.append(f"NULL AS {quote(c.name)}")  # nothing computed yet: untyped NULL
+        else:
+            cols.append(f"{source}.{quote(c.name)}")
+    return ", ".join(cols)
+
+
+def grain_predicate(catalog: Catalog, names: Iterable[str] | None) -> str:
+    """The WHERE over the wide table that keeps the rows where a referenced name was logged.
+
+    ``names`` None (or naming no log) means every log name: ``SELECT *``, ``count(*)``.
+    """
+    recorded = _recorded(catalog)
+    log_names = set(catalog.names("log"))
+    chosen = [n for n in (names or ()) if n in log_names]
+    if not chosen:
+        return "true"
+    present = [n for n in chosen if n in recorded]
+    if not present:
+        return "false"
+    if set(present) == set(recorded):
+        return "true"
+    parts = [
+        f"{presence_column(n)}" if n in catalog.nullable_logs else f"{quote(n)} IS NOT NULL"
+        for n in present
+    ]
+    return " OR ".join(parts)
+
+
+def logs_from_wide(catalog: Catalog, names: Sequence[str] | None) -> str:
+    """``logs`` for one reference, read from the materialized pivot."""
+    grain = grain_predicate(catalog, names)
+    where = "" if grain == "true" else f" WHERE {grain}"
+    return f"SELECT {_projection(catalog, 'w')} FROM {WIDE_TABLE} w{where}"
+
+
+def logs_live(catalog: Catalog, names: Sequence[str] | None) -> str:
+    """``logs`` for one reference, pivoted from the log records by this query itself."""
+    grain = grain_predicate(catalog, names)
+    having = None
+    if grain == "false":
+        having = "false"
+    elif grain != "true":
+        chosen = [n for n in (names or ()) if n in set(_recorded(catalog))]
+        having = f"bool_or(name IN ({', '.join(map(string_literal, chosen))}))"
+    return f"SELECT {_projection(catalog, 'w')} FROM ({wide_select(catalog, having)}) w"

@@ -1,0 +1,126 @@
+"""The planner: a query in, the DuckDB SQL to run and the :class:`ReplayPlan` out.
+
+Like sqlglot's optimizer, planning is an ordered tuple of rules, one module each, applied to a
+shared :class:`~florsql.plan.state.PlanState`:
+
+1. :func:`~florsql.plan.planner.bind_parameters`: ``?`` values into the tree (so they restrict
+   the replay set like literals);
+2. :func:`~florsql.plan.bind.bind`: every ``logs`` reference and its columns; unknown columns;
+3. :func:`~florsql.plan.pushdown.pushdown`: the WHERE part each reference can push;
+4. :func:`~florsql.plan.limit.limit_cut`: ORDER BY <run column> LIMIT n, when safe;
+5. :func:`~florsql.plan.replay_set.replay_set`: the (run, iteration, name) set, in DuckDB;
+6. :func:`~florsql.plan.assemble.assemble`: chunks, checkpoints, cost: the ReplayPlan;
+7. :func:`~florsql.plan.rewrite.rewrite`: the final DuckDB SQL.
+
+The helper relations of :mod:`florsql.plan.stats` must exist on the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from florsql.errors import PlanError
+from florsql.plan.assemble import assemble
+from florsql.plan.bind import bind_query
+from florsql.plan.catalog import Catalog
+from florsql.plan.limit import limit_cut
+from florsql.plan.pushdown import pushdown
+from florsql.plan.replay_plan import ReplayPlan
+from florsql.plan.replay_set import replay_set
+from florsql.plan.rewrite import rewrite
+from florsql.plan.state import PlanState
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["RULES", "PlannedQuery", "bind", "bind_parameters", "plan_query"]
+
+
+def bind_parameters(state: PlanState) -> None:
+    """Rule: replace the ``?`` placeholders by the given values, in text order."""
+    count = sum(1 for p in state.tree.find_all(exp.Placeholder) if p.this is None)
+    if count != len(state.params):
+        raise PlanError(
+            f"the query has {count} parameter(s) (?), {len(state.params)} value(s) given",
+            sql=state.source,
+        )
+    if count:
+        try:
+            state.tree = exp.replace_placeholders(state.tree, *state.params)
+        except ValueError as e:
+            raise PlanError(f"cannot use a parameter value: {e}", sql=state.source) from e
+
+
+def bind(state: PlanState) -> None:
+    """Rule: find the ``logs`` references and their columns."""
+    state.binding = bind_query(state.tree, state.catalog, state.source)
+
+
+Rule = Callable[[PlanState], None]
+RULES: tuple[Rule, ...] = (
+    bind_parameters,
+    bind,
+    pushdown,
+    limit_cut,
+    replay_set,
+    assemble,
+    rewrite,
+)
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    """The planner's answer.
+
+    Attributes:
+        sql: the DuckDB SQL to run (reads ``logs`` through CTEs over the pivot).
+        replay: what replay would compute for this query.
+        ctes: the body of each ``logs`` CTE, by reference number.
+        exact: whether the query was analysed by scope (False: by column names only).
+    """
+
+    sql: str
+    replay: ReplayPlan
+    ctes: dict[int, str]
+    exact: bool
+
+
+def plan_query(
+    tree: exp.Expr,
+    *,
+    catalog: Catalog,
+    con: duckdb.DuckDBPyConnection,
+    repo: Path,
+    source: str,
+    params: Sequence[Any] = (),
+    use_cache: bool = True,
+    rules: Sequence[Rule] = RULES,
+) -> PlannedQuery:
+    """Plan one query (a parsed SELECT) against the catalog.
+
+    Example:
+        >>> from florsql.grammar import parse
+        >>> stmt = parse("SELECT epoch, avg(grad_norm) FROM logs WHERE lr > ? GROUP BY ALL")
+        >>> planned = plan_query(stmt.query, catalog=cat, con=con, repo=repo,
+        ...                      source=stmt.source, params=[0.01])  # doctest: +SKIP
+        >>> planned.replay.replay_set()  # doctest: +SKIP
+        {'20260101T000000-1-abc': {'grad_norm': (0, 1, 2)}}
+    """
+    state = PlanState(
+        tree=tree.copy(),
+        source=source,
+        catalog=catalog,
+        con=con,
+        repo=Path(repo),
+        params=tuple(params),
+        use_cache=use_cache,
+    )
+    for rule in rules:
+        rule(state)
+    exact = state.binding.exact if state.binding is not None else False
+    return PlannedQuery(sql=state.sql, replay=state.plan, ctes=dict(state.ctes), exact=exact)

@@ -1,0 +1,200 @@
+"""The replay plan: what the replay engine must compute for a query, and from where.
+
+The planner fills it in; the replay executor (``florsql.replay``) consumes it; ``EXPLAIN`` prints
+it. Every field is plain data (tuples of frozen dataclasses), so a plan can be compared, cached
+and sent to worker processes. ``docs/sql.md`` documents each field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "CheckpointRef",
+    "Chunk",
+    "Cost",
+    "InnerRestriction",
+    "IterationNeed",
+    "ReplayPlan",
+    "RunReplay",
+    "VersionReplay",
+]
+
+ChunkKind = Literal["iterations", "head", "tail", "all"]
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A recorded checkpoint a chunk restores before it starts.
+
+    ``position`` is ``"after:<inner loop>"`` (taken when the first inner loop of outer iteration
+    ``iteration`` exited: restore it, then run the rest of that iteration's body) or ``"end"``
+    (taken at the end of the iteration).
+    """
+
+    loop: str
+    iteration: int
+    position: str
+    file: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class InnerRestriction:
+    """Only these iterations of inner loop ``loop`` need their statements (a pushed predicate)."""
+
+    loop: str
+    iterations: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class IterationNeed:
+    """One iteration of the outermost loop whose statements must run for ``names``.
+
+    ``inner_loops`` are the inner loops this iteration must run (they hold a needed statement);
+    the others may be skipped. ``inner`` narrows some of them to a few of their iterations.
+    """
+
+    loop: str
+    iteration: int
+    names: tuple[str, ...]
+    inner_loops: tuple[str, ...] = ()
+    inner: tuple[InnerRestriction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One replay task: a stretch of one run, executed by one worker.
+
+    Attributes:
+        kind: ``iterations`` (outer iterations ``first..last``), ``head`` (the code before the
+            first loop only), ``tail`` (from the last checkpoint to the end of the script) or
+            ``all`` (the whole run: a statement whose loop context is unknown).
+        loop: the outermost loop (None for ``head``/``all`` without loops).
+        iterations: the needed outer iterations in this chunk, ascending.
+        start: the first outer iteration the worker executes (before ``iterations[0]`` when
+            the nearest checkpoint is further back); None for ``head``/``all``.
+        checkpoint: what to restore first; None means run from the top of the script.
+        to_end: keep going after the loop to the end of the script (a needed statement there).
+        seconds: the estimated wall time of this chunk.
+    """
+
+    kind: ChunkKind
+    loop: str | None
+    iterations: tuple[int, ...]
+    start: int | None
+    checkpoint: CheckpointRef | None
+    to_end: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunReplay:
+    """What to replay of one run.
+
+    Attributes:
+        run_id, vid, filename: the run and its code version.
+        names: the hindsight names this run must compute.
+        needs: the outer iterations that must run their statements (with inner restrictions).
+        top_level: names logged outside every loop that this run must compute.
+        skip_inner: inner loops that hold no needed statement: restored from the checkpoint
+            of their outer iteration instead of run, where one exists.
+        chunks: the tasks, each from its nearest checkpoint.
+        seconds: estimated total work (sum of the chunks).
+    """
+
+    run_id: str
+    vid: str
+    filename: str
+    names: tuple[str, ...]
+    needs: tuple[IterationNeed, ...]
+    top_level: tuple[str, ...]
+    skip_inner: tuple[str, ...]
+    chunks: tuple[Chunk, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class VersionReplay:
+    """The runs of one code version (and script) to replay, with what the version cannot take.
+
+    ``statements`` are ``(name, line, chain)`` of the log statements in the current code that
+    the propagation step places into this version; ``unplaceable`` are names whose loop context
+    this version never recorded (their values stay NULL, with a warning).
+    """
+
+    vid: str
+    filename: str
+    runs: tuple[RunReplay, ...]
+    names: tuple[str, ...]
+    statements: tuple[tuple[str, int, tuple[str, ...] | None], ...]
+    skip_inner: tuple[str, ...]
+    unplaceable: tuple[str, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The estimate: recorded iteration times, checkpoint sizes and a per-task start-up."""
+
+    seconds: float
+    tasks: int
+    runs: int
+    iterations: int
+    checkpoint_bytes: int
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Everything a query needs replayed. Empty when every value it reads exists.
+
+    Attributes:
+        names: the hindsight names the query references.
+        versions: per (version, script), the runs to replay.
+        cost: the estimate for the whole plan.
+        pushed: per reference to ``logs``, the predicate pushed into the replay set (SQL over
+            ``logs`` columns), ``"true"`` when nothing could be pushed.
+        residual: per reference, whether some WHERE conjunct stays for DuckDB only.
+        limit_runs: when ``ORDER BY <run column> LIMIT n`` cut the runs, those kept.
+        lacking: per name, how many runs lack it before pushdown.
+        unreplayable: per name, how many runs lack it with no statement to replay (their script
+            does not log it now).
+        notes: plain-language remarks (a pushdown skipped and why...).
+    """
+
+    names: tuple[str, ...] = ()
+    versions: tuple[VersionReplay, ...] = ()
+    cost: Cost = field(default_factory=lambda: Cost(0.0, 0, 0, 0, 0))
+    pushed: tuple[str, ...] = ()
+    residual: tuple[bool, ...] = ()
+    limit_runs: tuple[str, ...] | None = None
+    lacking: tuple[tuple[str, int], ...] = ()
+    unreplayable: tuple[tuple[str, int], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to replay."""
+        return not self.versions
+
+    def runs(self) -> Iterator[RunReplay]:
+        for v in self.versions:
+            yield from v.runs
+
+    def replay_set(self) -> dict[str, dict[str, tuple[int, ...] | str]]:
+        """``{run_id: {name: outer iterations, or "top"}}``: the golden-file form."""
+        out: dict[str, dict[str, tuple[int, ...] | str]] = {}
+        for run in self.runs():
+            per: dict[str, list[int]] = {}
+            for need in run.needs:
+                for name in need.names:
+                    per.setdefault(name, []).append(need.iteration)
+            entry: dict[str, tuple[int, ...] | str] = {n: tuple(sorted(v)) for n, v in per.items()}
+            entry.update({n: "top" for n in run.top_level})
+            out[run.run_id] = dict(sorted(entry.items()))
+        return dict(sorted(out.items()))

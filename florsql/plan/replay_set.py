@@ -1,0 +1,152 @@
+"""The replay set: which (run, outer iteration) must compute which hindsight names.
+
+Computed in DuckDB. For each hindsight name a reference reads, and each script whose current code
+logs it: the runs of that script (any version) are matched with the loop contexts they recorded
+whose chain equals the statement's chain (``epoch/step``; the top level for a statement outside
+loops; every context when the chain is unknown). The reference's pushed predicate is evaluated
+on those contexts exactly as ``logs`` would evaluate it (same column names and types), and
+contexts whose outer iteration already has a value of the name (recorded or replayed) are
+dropped. What remains is grouped by outer iteration, with the inner iterations kept when a
+predicate restricts them.
+"""
+
+from __future__ import annotations
+
+from florsql.plan.pushdown import predicate_sql
+from florsql.plan.relax import Relaxed
+from florsql.plan.state import NeedRow, PlanState
+from florsql.plan.stats import string_literal
+from florsql.store.schema import quote
+
+__all__ = ["ANY_CHAIN", "replay_set"]
+
+ANY_CHAIN = "*"
+
+_QUERY = """
+WITH need(__name, __file, __want) AS (VALUES {values}),
+lack AS (
+    SELECT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
+    FROM need n JOIN run_meta m ON m.filename = n.__file
+    WHERE m.status IS DISTINCT FROM 'running'{limit}
+),
+cand AS (
+    SELECT l.*, c.ctx_id AS __ctx, c.chain AS __chain, c.outer_loop AS __outer_loop,
+           c.outer_iteration AS __outer_it, c.inner_loop AS __inner_loop,
+           c.inner_iteration AS __inner_it{loop_cols}
+    FROM lack l JOIN __flor_ctx c
+      ON c.run_id = l.run_id AND (c.chain = l.__want OR l.__want = '*')
+    UNION ALL BY NAME
+    SELECT l.*, 0 AS __ctx, '' AS __chain FROM lack l WHERE l.__want IN ('', '*')
+),
+logs AS (
+    SELECT {run_cols}, cand.* EXCLUDE (run_id) FROM cand JOIN runs r ON r.run_id = cand.run_id
+),
+needed AS (
+    SELECT * FROM logs WHERE ({predicate}) AND NOT EXISTS (
+        SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id AND v.name = logs.__name
+        AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
+)
+SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
+       n.__chain, any_value(n.__inner_loop),
+       list(DISTINCT n.__inner_it ORDER BY n.__inner_it) FILTER (WHERE n.__inner_it IS NOT NULL),
+       any_value(t.total)
+FROM needed n LEFT JOIN (
+    SELECT run_id, chain, outer_iteration, count(DISTINCT inner_iteration) AS total
+    FROM __flor_ctx WHERE inner_iteration IS NOT NULL GROUP BY ALL
+) t ON t.run_id = n.run_id AND t.chain = n.__chain AND t.outer_iteration = n.__outer_it
+GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
+"""
+
+
+def replay_set(state: PlanState) -> None:
+    """Rule: fill ``state.needs`` (and ``state.unplaceable``) from the index."""
+    merged: dict[tuple[str, str, int | None, str], NeedRow] = {}
+    for ref_id, names in state.hindsight_names().items():
+        predicate = predicate_sql(state.pushed.get(ref_id) or Relaxed(None, exact=False))
+        if predicate == "false":
+            continue
+        values = _need_values(state, names)
+        if not values:
+            continue
+        for row in state.con.execute(_sql(state, values, predicate)).fetchall():
+            need = NeedRow(
+                name=row[0],
+                run_id=row[1],
+                vid=row[2],
+                filename=row[3],
+                outer_loop=row[4],
+                outer_iteration=row[5],
+                chain=row[6],
+                inner_loop=row[7],
+                inner_iterations=tuple(row[8] or ()),
+                inner_total=int(row[9] or 0),
+            )
+            key = (need.name, need.run_id, need.outer_iteration, need.chain)
+            merged[key] = _merge(merged.get(key), need)
+    state.needs = sorted(
+        merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
+    )
+    _find_unplaceable(state)
+
+
+def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
+    values = []
+    for filename, code in state.catalog.scripts.items():
+        for name in names:
+            for site in code.sites_of(name):
+                want = ANY_CHAIN if site.chain is None else "/".join(site.chain)
+                row = (
+                    f"({string_literal(name)}, {string_literal(filename)}, {string_literal(want)})"
+                )
+                if row not in values:
+                    values.append(row)
+    return values
+
+
+def _sql(state: PlanState, values: list[str], predicate: str) -> str:
+    catalog = state.catalog
+    limit = ""
+    if state.limit_runs is not None:
+        kept = ", ".join(map(string_literal, sorted(state.limit_runs))) or "NULL"
+        limit = f" AND m.run_id IN ({kept})"
+    loop_cols = "".join(f", c.{quote(n)}" for n in catalog.loops)
+    run_cols = ", ".join(f"r.{quote(n)}" for n in catalog.names("meta", "arg"))
+    return _QUERY.format(
+        values=", ".join(values),
+        limit=limit,
+        loop_cols=loop_cols,
+        run_cols=run_cols,
+        predicate=predicate,
+    )
+
+
+def _merge(old: NeedRow | None, new: NeedRow) -> NeedRow:
+    if old is None:
+        return new
+    if not old.inner_iterations or not new.inner_iterations:
+        inner: tuple[int, ...] = ()
+    else:
+        inner = tuple(sorted(set(old.inner_iterations) | set(new.inner_iterations)))
+    return NeedRow(**{**new.__dict__, "inner_iterations": inner})
+
+
+def _find_unplaceable(state: PlanState) -> None:
+    """Names whose loop chain a lacking run never recorded: no context to compute them in."""
+    needed_runs = {(n.name, n.run_id) for n in state.needs}
+    referenced = sorted({n for names in state.hindsight_names().values() for n in names})
+    for filename, code in state.catalog.scripts.items():
+        for name in referenced:
+            chains = {"/".join(s.chain) for s in code.sites_of(name) if s.chain}
+            if not chains:
+                continue
+            rows = state.con.execute(
+                """SELECT m.vid, m.run_id FROM run_meta m WHERE m.filename = ?
+                   AND NOT EXISTS (SELECT 1 FROM __flor_ctx c WHERE c.run_id = m.run_id
+                                   AND list_contains(?, c.chain))
+                   AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
+                                   AND v.name = ?)""",
+                [filename, sorted(chains), name],
+            ).fetchall()
+            for vid, run_id in rows:
+                if (name, run_id) not in needed_runs:
+                    state.unplaceable.setdefault((vid, filename), set()).add(name)

@@ -1,0 +1,62 @@
+"""Rewrite: the user's query over DuckDB, each ``logs`` reference read from its own CTE.
+
+Each reference becomes ``__flor_logs_<k> AS <alias>``, where the CTE holds the ``logs`` relation
+with that reference's row grain (:func:`florsql.plan.pivot.grain_predicate`); references with
+the same grain share a CTE. The CTEs are prepended to the query's own ``WITH`` (kept as written,
+``RECURSIVE`` included), so user CTEs, even one named ``logs``, keep their meaning: a user CTE
+named ``logs`` shadows the relation and is left alone.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from florsql.plan.bind import REF_KEY
+from florsql.plan.pivot import logs_from_wide, logs_live
+from florsql.plan.state import PlanState
+
+__all__ = ["CTE_PREFIX", "rewrite"]
+
+CTE_PREFIX = "__flor_logs_"
+
+
+def rewrite(state: PlanState) -> None:
+    """Rule: set ``state.sql``, the DuckDB SQL to run, and ``state.ctes``."""
+    names: dict[tuple[str, ...] | None, str] = {}
+    bodies: list[tuple[str, str]] = []
+    target: dict[int, str] = {}
+    for ref in state.references:
+        grain = ref.grain()
+        if grain not in names:
+            name = f"{CTE_PREFIX}{len(names) + 1}"
+            names[grain] = name
+            build = logs_from_wide if state.use_cache else logs_live
+            body = build(state.catalog, grain)
+            bodies.append((name, body))
+            state.ctes[ref.ref_id] = body
+        target[ref.ref_id] = names[grain]
+    for table in list(state.tree.find_all(exp.Table)):
+        ref_id = table.meta.get(REF_KEY)
+        if ref_id in target:
+            alias = table.alias or table.name
+            table.set("db", None)
+            table.set("this", exp.to_identifier(target[ref_id]))
+            if not table.alias:
+                table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    state.sql = with_ctes(state.tree, bodies)
+
+
+def with_ctes(tree: exp.Expr, ctes: list[tuple[str, str]]) -> str:
+    """``tree`` as DuckDB SQL with ``ctes`` (name, body SQL) in front of its own WITH."""
+    if not ctes:
+        return tree.sql(dialect="duckdb")
+    ours = [f"{name} AS (\n{body}\n)" for name, body in ctes]
+    own = tree.args.get("with_")
+    recursive = False
+    if isinstance(own, exp.With):
+        recursive = bool(own.args.get("recursive"))
+        ours += [cte.sql(dialect="duckdb") for cte in own.expressions]
+        tree = tree.copy()
+        tree.set("with_", None)
+    head = "WITH RECURSIVE " if recursive else "WITH "
+    return head + ",\n".join(ours) + "\n" + tree.sql(dialect="duckdb")

@@ -1,0 +1,73 @@
+"""The state that flows through the planner's rules (each rule reads it and adds its part)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from florsql.plan.bind import Binding
+from florsql.plan.catalog import Catalog
+from florsql.plan.relax import Relaxed
+from florsql.plan.replay_plan import ReplayPlan
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["NeedRow", "PlanState"]
+
+
+@dataclass(frozen=True)
+class NeedRow:
+    """One (name, run, outer iteration) the replay set holds, as computed in DuckDB."""
+
+    name: str
+    run_id: str
+    vid: str
+    filename: str
+    outer_loop: str | None
+    outer_iteration: int | None
+    chain: str
+    inner_loop: str | None
+    inner_iterations: tuple[int, ...]
+    inner_total: int
+
+
+@dataclass
+class PlanState:
+    """What the rules share. ``tree`` is the user's query; rules never print or execute it."""
+
+    tree: exp.Expr
+    source: str
+    catalog: Catalog
+    con: duckdb.DuckDBPyConnection
+    repo: Path
+    params: Sequence[Any] = ()
+    use_cache: bool = True
+    binding: Binding | None = None
+    pushed: dict[int, Relaxed] = field(default_factory=dict)
+    filterable: dict[int, bool] = field(default_factory=dict)
+    limit_runs: set[str] | None = None
+    needs: list[NeedRow] = field(default_factory=list)
+    unplaceable: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    plan: ReplayPlan = field(default_factory=ReplayPlan)
+    ctes: dict[int, str] = field(default_factory=dict)
+    sql: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def references(self) -> list[Any]:
+        return self.binding.references if self.binding is not None else []
+
+    def hindsight_names(self) -> dict[int, tuple[str, ...]]:
+        """Per reference: the hindsight names it reads (all of them for ``SELECT *``)."""
+        hindsight = self.catalog.hindsight_names()
+        out = {}
+        for ref in self.references:
+            names = hindsight if ref.names is None else [n for n in hindsight if n in ref.names]
+            if names:
+                out[ref.ref_id] = tuple(names)
+        return out

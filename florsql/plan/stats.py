@@ -1,0 +1,114 @@
+"""The planner's helper relations, rebuilt when the index changes.
+
+All are temporary objects of the query connection, so the index file never changes for a query:
+
+- ``all_log_records``: every log value the query side may read, with a ``source`` column
+  (``'record'`` for now; the replay issue unions replayed values here, with provenance).
+- ``replays``: the replays run so far (empty until the store keeps them).
+- ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
+  and iteration, the loop and iteration one level in, and one column per loop name holding
+  that loop's iteration (the loop columns of ``logs``).
+- ``__flor_cover``: which (run, name, outermost iteration) have a value: what replay may skip.
+- ``__flor_names``: per log name, its value types and record count (the column types of ``logs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from florsql.store.schema import quote
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Generation", "fingerprint", "loop_names", "rebuild_stats", "string_literal"]
+
+#: The columns replayed values will add: a store table of this name is unioned in when present.
+REPLAY_RECORDS = "replay_log_records"
+LOG_COLUMNS = "run_id, seq, ctx_id, name, vtype, value_int, value_float, value_str"
+
+_REPLAYS_EMPTY = """CREATE OR REPLACE TEMP VIEW replays AS
+SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR[],
+    NULL::VARCHAR, NULL::BIGINT[], NULL::VARCHAR, NULL::TIMESTAMPTZ, NULL::DOUBLE))
+    AS r(replay_id, run_id, vid, names, loop_name, iterations, status, started, seconds)
+WHERE false"""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A fingerprint of the index contents: helper relations are rebuilt when it changes."""
+
+    sources: int
+    mtime_sum: int
+    size_sum: int
+
+
+def string_literal(text: str) -> str:
+    """A SQL string literal for ``text``.
+
+    Example:
+        >>> string_literal("it's")
+        "'it''s'"
+    """
+    return "'" + text.replace("'", "''") + "'"
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection) -> Generation:
+    """What the index holds now, in three numbers (cheap: one scan of ``ingested``)."""
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(mtime_ns), 0)::HUGEINT::VARCHAR, "
+        "coalesce(sum(size), 0)::HUGEINT::VARCHAR FROM ingested"
+    ).fetchone()
+    assert row is not None
+    return Generation(int(row[0]), int(row[1]), int(row[2]))
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
+    return {r[0] for r in rows}
+
+
+def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Loop names, outermost first (by their smallest depth, then name)."""
+    rows = con.execute(
+        "SELECT loop_name FROM ctx_path GROUP BY loop_name ORDER BY min(depth), loop_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def rebuild_stats(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create every helper relation from the index as it is now."""
+    tables = _tables(con)
+    source = f"SELECT {LOG_COLUMNS}, 'record' AS source FROM log_records"
+    if REPLAY_RECORDS in tables:
+        source += f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {REPLAY_RECORDS}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW all_log_records AS {source}")
+    if "replays" not in tables:
+        con.execute(_REPLAYS_EMPTY)
+    loops = loop_names(con)
+    per_loop = "".join(
+        f", max(iteration) FILTER (WHERE loop_name = {string_literal(n)}) AS {quote(n)}"
+        for n in loops
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __flor_ctx AS
+        SELECT run_id, ctx_id, string_agg(loop_name, '/' ORDER BY depth) AS chain,
+               any_value(loop_name) FILTER (WHERE depth = 0) AS outer_loop,
+               any_value(iteration) FILTER (WHERE depth = 0) AS outer_iteration,
+               any_value(loop_name) FILTER (WHERE depth = 1) AS inner_loop,
+               any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
+        FROM ctx_path GROUP BY run_id, ctx_id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __flor_cover AS
+        SELECT DISTINCT r.run_id, r.name, c.outer_iteration
+        FROM all_log_records r LEFT JOIN __flor_ctx c
+          ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __flor_names AS
+        SELECT name, list(DISTINCT vtype ORDER BY vtype) AS vtypes, count(*) AS records,
+               count(DISTINCT run_id) AS runs
+        FROM all_log_records GROUP BY name"""
+    )
