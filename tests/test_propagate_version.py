@@ -84,6 +84,17 @@ def test_diff_for_the_cli(tiny_repo: Path) -> None:
     assert '+        flor.log("grad", grad)' in expected.splitlines()
 
 
+def test_diff_paths(tiny_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vid = _record(tiny_repo)
+    (tiny_repo / "trainer.py").write_text(TRAINER_NEW)
+    expected = version_diff(tiny_repo, vid, "trainer.py")
+    assert version_diff(tiny_repo, vid, str(tiny_repo / "trainer.py")) == expected
+    monkeypatch.chdir(tiny_repo)
+    assert version_diff(tiny_repo, vid, "./trainer.py") == expected
+    with pytest.raises(VersionError, match="not a Python file of code version"):
+        version_diff(tiny_repo, vid, "missing.py")
+
+
 def test_render_diff_without_final_newline() -> None:
     diff = render_diff("a = 1", "a = 1\nb = 2\n", "x.py")
     assert "\\ No newline at end of file" in diff

@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from florsql.errors import VersionError
 from florsql.propagate.api import propagate
 from florsql.propagate.cache import PropagationCache, digest, statements_key
 from florsql.propagate.find import find_logs
@@ -161,6 +162,28 @@ def version_diff(
 ) -> str:
     """What ``florsql propagate --version VID [FILE]`` prints: the patched files as a diff.
 
-    ``path`` is relative to the repository root.
+    ``path`` may be relative to the repository root or to the current directory, or absolute;
+    one that is not a Python file of the version is a :class:`VersionError`. The diff is empty
+    when there is nothing to place.
     """
-    return for_version(repo, vid, names).diff(path)
+    repo = Path(repo)
+    rel = None if path is None else repo_relative(repo, path)
+    if rel is not None and rel not in _listing(repo, vid)[1]:
+        sha = _listing(repo, vid)[0]
+        raise VersionError(f"{rel} is not a Python file of code version {sha[:12]}")
+    return for_version(repo, vid, names).diff(rel)
+
+
+def repo_relative(repo: Path, path: str) -> str:
+    """``path`` as a POSIX path relative to ``repo`` (absolute, ``./x`` and ``sub/../x`` too)."""
+    given = Path(path)
+    root = repo.resolve()
+    if not given.is_absolute():
+        in_cwd = Path.cwd() / given
+        given = (
+            in_cwd if in_cwd.resolve().is_relative_to(root) and in_cwd.exists() else root / given
+        )
+    try:
+        return given.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return PurePosixPath(path).as_posix()
