@@ -45,7 +45,7 @@ for epoch in flor.loop("epoch", range(2)):
 
 
 @pytest.fixture
-def tiny_repo(tmp_path: Path) -> Path:
+def tiny_repo(tmp_path: Path) -> Path:  # shadows conftest's: this one imports a module
     """A git repository with a script and the module it imports."""
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "trainer.py").write_text(TRAINER_OLD)
@@ -150,6 +150,18 @@ def test_names_and_failures(tiny_repo: Path) -> None:
     with pytest.raises(PlacementError, match=r"trainer\.py: grad"):
         result.raise_for_failures()
     assert for_version(tiny_repo, vid, names=["w"]).files == {}
+
+
+def test_names_in_files_the_version_lacks(tiny_repo: Path) -> None:
+    vid = _record(tiny_repo)
+    (tiny_repo / "metrics.py").write_text('import florsql as flor\nflor.log("extra", 1)\n')
+    result = for_version(tiny_repo, vid, names=["extra", "w"])
+    assert result.files == {} and result.unplaced == ("extra",)
+    assert result.failure_messages() == [
+        f"extra: logged only in files that code version {vid[:12]} does not have"
+    ]
+    with pytest.raises(PlacementError, match="extra: logged only"):
+        result.raise_for_failures()
 
 
 def test_unknown_version(tiny_repo: Path) -> None:

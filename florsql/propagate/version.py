@@ -29,15 +29,18 @@ class VersionPropagation:
 
     vid: str
     files: Mapping[str, Propagation] = field(default_factory=dict)
+    unplaced: tuple[str, ...] = ()  # names asked for that no file of this version can take
 
     def failure_messages(self) -> list[str]:
-        """One line per failure, prefixed by its file."""
-        return [f"{path}: {f}" for path, p in self.files.items() for f in p.failed]
+        """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
+        where = f"logged only in files that code version {self.vid[:12]} does not have"
+        placed = [f"{path}: {f}" for path, p in self.files.items() for f in p.failed]
+        return placed + [f"{name}: {where}" for name in self.unplaced]
 
     def raise_for_failures(self) -> None:
         """Raise a :class:`PlacementError` listing every file's failures, if any."""
         failures = [f for p in self.files.values() for f in p.failed]
-        if failures:
+        if failures or self.unplaced:
             raise PlacementError(failures, messages=self.failure_messages())
 
     def diff(self, path: str | None = None) -> str:
@@ -131,9 +134,11 @@ def for_version(
     cache = repo_cache(repo) if cache is None else cache
     sha, paths = _listing(repo, vid)
     files: dict[str, Propagation] = {}
+    seen: set[str] = set()
     for path in paths:
         new = _latest(repo, path)
         here = None if new is None else _names_here(new, wanted)
+        seen.update(here or [])
         if new is None or here == []:
             continue
         key = digest(sha, path, statements_key(new, here))
@@ -143,7 +148,8 @@ def for_version(
             cache.put(key, result)
         if result.placed or result.failed:
             files[path] = result
-    return VersionPropagation(sha, files)
+    unplaced = tuple(n for n in wanted or [] if n not in seen)
+    return VersionPropagation(sha, files, unplaced)
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
