@@ -154,6 +154,13 @@ def test_renames_are_reported() -> None:
     assert Propagation.from_json(result.to_json()) == result
 
 
+def test_helper_parameters_renamed_through_the_call() -> None:
+    case = CASES / "body_in_helper_params"
+    result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
+    assert result.placed[0].renamed == {"batch": "rows"}
+    assert result.placed[0].scope == ("train_step()",)
+
+
 def test_no_rename_without_a_matching_assignment() -> None:
     old = "import florsql as flor\nfor i in flor.loop('step', range(2)):\n    g = i * 2\n"
     # `gw = i + 1` was edited from `g = i * 2` (it aligns), but the values differ: no rename

@@ -25,7 +25,7 @@ from florsql.propagate.insert import (
 )
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
-from florsql.propagate.rename import infer_renames
+from florsql.propagate.rename import call_renames, infer_renames
 from florsql.propagate.safety import Bindings, free_names
 from florsql.propagate.slice import alignment, carried
 from florsql.propagate.source import Block, SourceFile, analyze
@@ -163,8 +163,7 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
     renames: dict[str, str] = {}
     missing = _unbound(stmts, slots, spot.block, session, renames)
     if missing:
-        names = [m.name for m in missing]
-        renames = infer_renames(target.block, target.index, spot.block, pairs, names)
+        renames = _evidenced_renames(target, spot.block, pairs, missing, session)
         missing = _unbound(stmts, slots, spot.block, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
@@ -182,6 +181,23 @@ def _slice_slots(
         slot = adjust_slot(old, choice.slot) if choice.slot is not None else last
         slots.append(min(max(slot, slots[-1] if slots else 0), last))
     return tuple(slots)
+
+
+def _evidenced_renames(
+    target: LogStatement,
+    old: Block,
+    pairs: dict[int, int],
+    missing: list[_Unbound],
+    session: _Session,
+) -> dict[str, str]:
+    """Old names for the unbound ones: from aligned assignments, else from a helper's call."""
+    names = [m.name for m in missing]
+    renames = infer_renames(target.block, target.index, old, pairs, names)
+    helper = session.old_helpers.enclosing_call(old)
+    if helper is not None:
+        rest = [n for n in names if n not in renames]
+        renames.update(call_renames(helper[0], helper[1], rest))
+    return renames
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,19 @@ def own_exprs(stmt: ast.stmt) -> list[ast.AST]:
     return [] if hasattr(stmt, "body") else [stmt]
 
 
+def _named(call: ast.Call, name: str) -> bool:
+    f = call.func
+    return (isinstance(f, ast.Name) and f.id == name) or (
+        isinstance(f, ast.Attribute) and f.attr == name
+    )
+
+
 def _calls(stmt: ast.stmt, name: str) -> bool:
-    for expr in own_exprs(stmt):
-        for node in ast.walk(expr):
-            if isinstance(node, ast.Call):
-                f = node.func
-                if (isinstance(f, ast.Name) and f.id == name) or (
-                    isinstance(f, ast.Attribute) and f.attr == name
-                ):
-                    return True
-    return False
+    return any(
+        isinstance(node, ast.Call) and _named(node, name)
+        for expr in own_exprs(stmt)
+        for node in ast.walk(expr)
+    )
 
 
 @lru_cache(maxsize=16)
@@ -99,6 +102,18 @@ class Helpers:
                 helper = Frame("def", name, transparent=True)
                 self._prefix[key] = (*around, helper)
         return self._prefix[key]
+
+    def enclosing_call(self, block: Block) -> tuple[ast.FunctionDef, ast.Call] | None:
+        """The innermost helper around ``block``, with the call that runs it."""
+        for scope in reversed(block.scopes[1:]):
+            if isinstance(scope, ast.FunctionDef) and self._helper_prefix(scope) is not None:
+                site = self._call_site(scope.name, scope)
+                calls = [c for e in own_exprs(site) for c in ast.walk(e)] if site else []
+                call = next(
+                    (c for c in calls if isinstance(c, ast.Call) and _named(c, scope.name)), None
+                )
+                return (scope, call) if call is not None else None
+        return None
 
     def chain(self, block: Block) -> tuple[Frame, ...]:
         """The block's effective chain (its lexical chain when no helper encloses it)."""

@@ -1,9 +1,15 @@
 """Renamed variables: the log statement reads ``gw``, the old version called it ``grad_w``.
 
-A rename is inferred only from evidence: the new block's last assignment of the name (before the
-log statement) aligns with an old statement that assigns through the same target shape
-(``gw = ...`` and ``grad_w = ...``, or ``a, gw = ...`` and ``a, grad_w = ...``) from a value
-that normalizes the same or nearly so. Anything less stays an unbound name, a failure.
+A rename is inferred only from evidence, of two kinds:
+
+- the new block's last assignment of the name (before the log statement) aligns with an old
+  statement that assigns through the same target shape (``gw = ...`` and ``grad_w = ...``, or
+  ``a, gw = ...`` and ``a, grad_w = ...``) from a value that normalizes the same or nearly so;
+- the old place is inside a helper, and the helper's single call site passes the name as an
+  argument: ``train_step(w, batch)`` into ``def train_step(weights, rows)`` maps ``w`` to
+  ``weights``.
+
+Anything less stays an unbound name, a failure.
 """
 
 from __future__ import annotations
@@ -71,3 +77,17 @@ def infer_renames(
         if mapping.get(name, name) != name:
             renames[name] = mapping[name]
     return renames
+
+
+def call_renames(
+    definition: ast.FunctionDef, call: ast.Call, names: Iterable[str]
+) -> dict[str, str]:
+    """Names passed as plain arguments at ``call``, mapped to ``definition``'s parameters."""
+    params = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]]
+    if isinstance(call.func, ast.Attribute) and params[:1] in (["self"], ["cls"]):
+        params = params[1:]
+    passed = {a.id: p for p, a in zip(params, call.args, strict=False) if isinstance(a, ast.Name)}
+    for kw in call.keywords:
+        if kw.arg is not None and isinstance(kw.value, ast.Name):
+            passed[kw.value.id] = kw.arg
+    return {n: passed[n] for n in names if passed.get(n, n) != n}
