@@ -9,7 +9,7 @@ tests); :func:`write_bulk_run` writes large regular runs fast (benchmarks).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,3 +215,151 @@ def write_bulk_run(
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
+
+
+# -- the planner fixtures' history -------------------------------------------------------------
+
+FIXTURE_SCRIPT = """
+import florsql as flor
+
+lr = flor.arg("lr", 0.1)
+opt = flor.arg("opt", "sgd")
+flor.log("pre", 1)
+for epoch in flor.loop("epoch", range(4)):
+    for step in flor.loop("step", range(3)):
+        flor.log("loss", lr * step)
+        flor.log("grad", 2 * lr)
+    flor.log("acc", epoch / 4)
+    flor.log("val", epoch / 8)
+flor.log("final", 1.0)
+flor.log("summary", 2.0)
+"""
+
+EVAL_SCRIPT = """
+import florsql as flor
+
+flor.log("score", 0.5)
+"""
+
+
+def fixture_history(repo: Path) -> Path:
+    """Runs r1-r3 of train.py (recorded: loss, acc, final; hindsight: pre, grad, val, summary)
+    and r4 of eval.py. r1 is version v1, the others v2; r1 and r2 have a checkpoint after the
+    step loop of every epoch, r3 none."""
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "train.py").write_text(FIXTURE_SCRIPT.lstrip())
+    (repo / "eval.py").write_text(EVAL_SCRIPT.lstrip())
+    specs = [("r1", 0.1, "sgd", "v1"), ("r2", 0.2, "sgd", "v2"), ("r3", 0.3, "adam", "v2")]
+    for i, (run_id, lr, opt, vid) in enumerate(specs):
+        b = RunBuilder(run_id, {"lr": lr, "opt": opt}, vid=vid, tstamp=BASE_TIME + timedelta(i))
+        for epoch in range(4):
+            with b.loop("epoch", epoch, epoch, seconds=10.0):
+                for step in range(3):
+                    with b.loop("step", step, step, seconds=3.0):
+                        b.log("loss", lr * step)
+                b.log("acc", epoch / 4)
+        b.log("final", 1.0)
+        folder = b.write(repo)
+        if run_id != "r3":
+            write_manifest(folder, "epoch", range(4), "after:step", 1000)
+    b = RunBuilder("r4", {}, vid="v2", filename="eval.py", tstamp=BASE_TIME + timedelta(5))
+    b.log("score", 0.5)
+    b.write(repo)
+    return repo
+
+
+def write_manifest(
+    folder: Path, loop: str, iterations: Iterable[int], position: str, size: int
+) -> None:
+    """A checkpoint manifest as the record API writes it (the files themselves are not read)."""
+    lines = [
+        json.dumps(
+            {
+                "loop": loop,
+                "iteration": it,
+                "position": position,
+                "file": f"{loop}-{it}.ckpt",
+                "bytes": size,
+                "copy_seconds": 0.01,
+                "write_seconds": 0.02,
+            }
+        )
+        for it in iterations
+    ]
+    path = folder / layout.CHECKPOINTS / layout.MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+# -- golden planner files ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanCase:
+    """One case of a ``tests/fixtures/plan/*.sql`` file."""
+
+    title: str
+    sql: str
+    params: list[Any]
+    expected: list[str]
+
+
+def read_cases(path: Path) -> list[PlanCase]:
+    """Cases start at ``-- title:``; then ``-- params: [json]`` (optional), the query, and after
+    ``-- expect`` the expected lines, each behind ``-- ``."""
+    cases: list[PlanCase] = []
+    block: list[str] = []
+    for line in [*path.read_text().splitlines(), "-- title: <end>"]:
+        if line.startswith("-- title:"):
+            if block:
+                cases.append(_case(block))
+            block = [line]
+        elif block:
+            block.append(line)
+    return cases
+
+
+def _case(block: list[str]) -> PlanCase:
+    title = block[0].removeprefix("-- title:").strip()
+    params: list[Any] = []
+    sql: list[str] = []
+    expected: list[str] = []
+    in_expect = False
+    for line in block[1:]:
+        if line.strip() == "-- expect":
+            in_expect = True
+        elif in_expect:
+            if line.startswith("-- "):
+                expected.append(line[3:])
+        elif line.startswith("-- params:"):
+            params = json.loads(line.removeprefix("-- params:"))
+        elif line.strip():
+            sql.append(line)
+    return PlanCase(title, "\n".join(sql).rstrip(";"), params, expected)
+
+
+def render_plan(plan: Any) -> list[str]:
+    """The replay set of a :class:`~florsql.plan.replay_plan.ReplayPlan`, as fixture lines."""
+    from florsql.plan.explain import ranges
+
+    lines = []
+    for i, pushed in enumerate(plan.pushed):
+        label = "pushed" if len(plan.pushed) == 1 else f"pushed#{i + 1}"
+        lines.append(f"{label}: {pushed}")
+    if plan.limit_runs is not None:
+        lines.append(f"limit: {', '.join(plan.limit_runs)}")
+    for run in plan.runs():
+        per: dict[str, list[int]] = {}
+        inner: dict[str, set[int]] = {}
+        for need in run.needs:
+            for name in need.names:
+                per.setdefault(name, []).append(need.iteration)
+            for r in need.inner:
+                inner.setdefault(r.loop, set()).update(r.iterations)
+        parts = [f"{n} {ranges(v)}" for n, v in sorted(per.items())]
+        parts += [f"{n} top" for n in run.top_level]
+        tail = "".join(f" | {lp} {ranges(sorted(v))}" for lp, v in sorted(inner.items()))
+        lines.append(f"{run.run_id}: {'; '.join(parts)}{tail}")
+    if plan.empty:
+        lines.append("(nothing to replay)")
+    return lines
