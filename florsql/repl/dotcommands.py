@@ -194,7 +194,7 @@ def _output(ctx: DotContext, call: DotCall) -> Reply:
     except OSError as e:
         raise FlorError(f"cannot write {path}: {e.strerror}") from e
     ctx.settings.output = path
-    return Reply(f"results go to {path}")
+    return Reply()
 
 
 @dot_command(".quit", "leave (Ctrl-D also does)")

@@ -60,7 +60,10 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
     columns = [[cell(v) for v in shown.column(i).to_pylist()] for i in range(len(names))]
     widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns, strict=True)]
     right = [_numeric(f) for f in table.schema]
-    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip()]
+    heads = [
+        n.rjust(w) if num else n.ljust(w) for n, w, num in zip(names, widths, right, strict=True)
+    ]
+    lines = ["  ".join(heads).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for r in range(shown.num_rows):
         parts = [

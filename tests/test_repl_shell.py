@@ -1,0 +1,226 @@
+"""The REPL shell's behaviour against a scripted service: dot-commands, SET replay, errors,
+confirmation before long replays, progress, Ctrl-C, output files; and the prompt itself driven
+through a pipe."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from florsql.errors import ParseError
+from florsql.repl import Settings, run_repl
+from florsql.repl.schema_cache import SchemaCache
+from florsql.repl.service import (
+    Column,
+    ConfirmHook,
+    Outcome,
+    ProgressHook,
+    ReplayEstimate,
+    ReplayMode,
+    Schema,
+)
+from florsql.repl.shell import Shell
+
+
+@dataclass
+class Recorder:
+    """An Echo that keeps what the shell said."""
+
+    answers: list[bool] = field(default_factory=list)
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def out(self, text: str) -> None:
+        self.lines.append(("out", text))
+
+    def warn(self, text: str) -> None:
+        self.lines.append(("warn", text))
+
+    def error(self, text: str) -> None:
+        self.lines.append(("error", text))
+
+    def status(self, line: str | None) -> None:
+        if line is not None:
+            self.lines.append(("status", line))
+
+    def ask(self, question: str) -> bool:
+        self.lines.append(("ask", question))
+        return self.answers.pop(0)
+
+
+@dataclass
+class Scripted:
+    """A ReplService whose statements behave as the test says."""
+
+    estimate: float = 0.0
+    calls: list[tuple[str, ReplayMode]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def execute(
+        self,
+        sql: str,
+        *,
+        replay: ReplayMode,
+        confirm: ConfirmHook | None = None,
+        progress: ProgressHook | None = None,
+    ) -> Outcome:
+        self.calls.append((sql, replay))
+        if sql.startswith("SLOW"):
+            self.stop.wait(10)
+            raise KeyboardInterrupt
+        if sql.startswith("BAD"):
+            raise ParseError("syntax error near 'BAD'", sql=sql, line=1, col=1)
+        if sql.startswith("HINDSIGHT"):
+            go = confirm is None or confirm(ReplayEstimate("Replay plan: 2 run(s)", self.estimate))
+            if progress is not None and go:
+                progress(SimpleNamespace(tasks_done=1, tasks_total=2, iterations_done=3,
+                                         iterations_total=6, elapsed=0.5, eta=0.5))  # fmt: skip
+                time.sleep(0.15)  # the main thread draws the bar meanwhile
+            note = () if go else ("replay was not confirmed",)
+            return Outcome(table=pa.table({"g": [1.0 if go else None]}), warnings=note)
+        return Outcome(table=pa.table({"x": [1, 2]}))
+
+    def explain(self, sql: str) -> str:
+        return f"Replay plan for {sql}"
+
+    def schema(self) -> Schema:
+        return Schema({"logs": (Column("loss", "DOUBLE"), Column("g", "NULL", True))})
+
+    def interrupt(self) -> None:
+        self.stop.set()
+
+
+def _shell(**kw: object) -> tuple[Shell, Scripted, Recorder]:
+    service, echo = Scripted(**kw), Recorder()  # type: ignore[arg-type]
+    return Shell(service, echo, Settings()), service, echo
+
+
+def test_queries_print_tables_and_dot_commands_change_settings(tmp_path: Path) -> None:
+    shell, service, echo = _shell()
+    assert shell.handle("SELECT x FROM logs;")
+    assert echo.lines[-1] == ("out", "x\n-\n1\n2\n(2 rows)")
+    assert shell.handle(".mode csv") and shell.handle(".timer on")
+    assert shell.handle("SELECT 1; SELECT 2;")
+    assert [c[0] for c in service.calls[-2:]] == ["SELECT 1", "SELECT 2"]
+    assert echo.lines[-1] == ("out", "x\n1\n2") and echo.lines[-2][1].startswith("Time: ")
+    out = tmp_path / "out.csv"
+    assert shell.handle(f".output {out}") and shell.handle("SELECT 3;") and shell.handle(".output")
+    assert out.read_text() == "x\n1\n2\n"
+    assert shell.handle(".explain SELECT g FROM logs")
+    assert echo.lines[-1] == ("out", "Replay plan for SELECT g FROM logs")
+    assert shell.handle(".schema logs")
+    assert echo.lines[-1][1].splitlines()[1:3] == ["logs,loss,DOUBLE,", "logs,g,NULL,hindsight"]
+    assert not shell.handle(".quit")
+
+
+def test_set_replay_is_the_sessions_setting() -> None:
+    shell, service, echo = _shell()
+    shell.handle("SET replay = 'off';")
+    assert shell.settings.replay == "off" and echo.lines[-1] == ("out", "replay = off")
+    shell.handle("SELECT 1;")
+    assert service.calls[-1] == ("SELECT 1", "off")
+    shell.handle(".replay auto")
+    shell.handle("SELECT 2;")
+    assert service.calls[-1] == ("SELECT 2", "auto")
+
+
+def test_errors_print_and_the_session_goes_on() -> None:
+    shell, service, echo = _shell()
+    assert shell.handle("BAD; SELECT 1;")
+    assert echo.lines[-1][0] == "error" and echo.lines[-1][1].startswith("syntax error near 'BAD'")
+    assert [c[0] for c in service.calls] == ["BAD"]  # the rest of the submission is dropped
+    assert shell.handle("SET threads = 4;")
+    assert echo.lines[-1][1].startswith("SET of DuckDB options is not allowed")
+    assert shell.handle(".mode xml") and echo.lines[-1] == (
+        "error",
+        "usage: .mode table|csv|json|line",
+    )
+    assert shell.handle("SELECT 1;") and echo.lines[-1][0] == "out"
+
+
+def test_short_replays_run_long_ones_ask_first() -> None:
+    shell, _, echo = _shell(estimate=3.0)
+    shell.handle("HINDSIGHT;")
+    assert not [kind for kind, _ in echo.lines if kind == "ask"]
+    assert ("status", "replaying [############............] 1/2 tasks, 3/6 iterations, "
+            "0.5s elapsed, 0.5s left") in echo.lines  # fmt: skip
+    shell, _, echo = _shell(estimate=120.0)
+    echo.answers = [False]
+    shell.handle("HINDSIGHT;")
+    asked = [text for kind, text in echo.lines if kind == "ask"]
+    assert asked == [
+        "Replay plan: 2 run(s)\nThis query replays old runs, estimated 2m00s. Run it? [y/N] "
+    ]
+    assert ("warn", "warning: replay was not confirmed") in echo.lines
+    assert echo.lines[-1] == ("out", "g\n----\nNULL\n(1 row)")  # a null-typed column
+    echo.answers = [True]
+    shell.handle("HINDSIGHT;")
+    assert echo.lines[-1] == ("out", "  g\n---\n1.0\n(1 row)")
+
+
+def test_ctrl_c_cancels_the_statement_and_keeps_the_session() -> None:
+    shell, service, echo = _shell()
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    started = time.perf_counter()
+    assert shell.handle("SLOW;")
+    assert time.perf_counter() - started < 5
+    assert service.stop.is_set() and echo.lines[-1] == ("error", "cancelled")
+    assert shell.handle("SELECT 1;") and echo.lines[-1][0] == "out"
+
+
+def test_schema_cache_refreshes_in_the_background() -> None:
+    gate = threading.Event()
+    versions = iter([Schema({"logs": (Column("a", "BIGINT"),)}), Schema({"runs": ()})])
+
+    def load() -> Schema:
+        gate.wait(5)
+        return next(versions)
+
+    cache = SchemaCache(load)
+    thread = cache.refresh_async()
+    assert cache.schema == Schema() and cache.refresh_async() is thread  # one at a time
+    gate.set()
+    thread.join(5)
+    assert list(cache.schema.relations) == ["logs"]
+    cache.refresh_async().join(5)
+    assert list(cache.schema.relations) == ["runs"]
+
+
+def test_the_prompt_reads_multi_line_sql_and_dot_commands(tmp_path: Path) -> None:
+    service = Scripted()
+    history = tmp_path / "data" / "history"
+    with create_pipe_input() as pipe:
+        pipe.send_text("SELECT x\r")  # Enter before ';' continues the statement
+        pipe.send_text("FROM logs;\r")
+        pipe.send_text(".mode json\r")
+        pipe.send_text("SELECT 2;\r")
+        pipe.send_text(".quit\r")
+        run_repl(service, history=history, input=pipe, output=DummyOutput())
+    assert [c[0] for c in service.calls] == ["SELECT x\nFROM logs", "SELECT 2"]
+    assert "\n+SELECT x\n+FROM logs;\n" in history.read_text()
+
+
+def test_ctrl_d_ends_the_session(tmp_path: Path) -> None:
+    service = Scripted()
+    with create_pipe_input() as pipe:
+        pipe.send_text("SELECT 1;\r\x04")
+        run_repl(service, history=tmp_path / "h", input=pipe, output=DummyOutput())
+    assert service.calls == [("SELECT 1", "confirm")]
+
+
+@pytest.mark.parametrize("xdg", [True])
+def test_history_lives_in_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: bool
+) -> None:
+    from florsql.repl.prompt import history_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert history_path() == tmp_path / "xdg" / "florsql" / "history"
