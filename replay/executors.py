@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -88,15 +89,21 @@ class LocalExecutor:
         t0 = time.perf_counter()
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(task.log_path, "wb") as log:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, str(task.script), *task.argv],
                 cwd=task.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **_env(task)},
+                start_new_session=True,
             )
-        result = collect(task, proc.returncode, time.perf_counter() - t0)
+            try:
+                code = proc.wait()
+            except BaseException:
+                proc.kill()
+                raise
+        result = collect(task, code, time.perf_counter() - t0)
         if on_done:
             on_done(result)
         return result
@@ -121,6 +128,7 @@ class _Zygote:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            start_new_session=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         assert proc.stdin is not None and proc.stdout is not None
@@ -147,6 +155,7 @@ class _Zygote:
             proc.stdin.write(json.dumps(msg) + "\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
 
+        finished = False
         try:
             for _ in range(min(self.workers, len(pending))):
                 submit()
@@ -164,11 +173,24 @@ class _Zygote:
                     on_done(result)
                 if pending:
                     submit()
+            finished = True
         finally:
-            proc.stdin.close()
-            proc.wait(timeout=60)
+            if finished:
+                proc.stdin.write(json.dumps({"quit": True}) + "\n")
+                proc.stdin.close()
+                proc.wait(timeout=60)
+            else:  # Ctrl-C or an error here: stop every task of this replay now
+                _kill_group(proc)
         order = list(self.tasks)
         return sorted(results, key=lambda r: order.index(r.task_id))
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 class RayExecutor:

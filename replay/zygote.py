@@ -5,6 +5,10 @@ pays them once; each task is a ``fork()`` of it that runs the script with ``runp
 worktree. Only modules from outside the user's repository are preloaded, so a version's own
 modules are always imported fresh from its worktree.
 
+The zygote leads its own process group. If its stdin closes without a ``{"quit": true}`` line
+first, the query process is gone, and the zygote kills the group: no orphaned task finishes
+behind a dead query.
+
 Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log"}``; stdout
 ``{"id", "returncode"}`` as each child ends. A first stdout line ``{"ready": [...]}`` lists the
 modules preloaded.
@@ -18,6 +22,7 @@ import json
 import os
 import runpy
 import select
+import signal
 import sys
 from typing import Any
 
@@ -66,6 +71,7 @@ def serve(modules: list[str]) -> None:
     children: dict[int, str] = {}
     buffer = b""
     stdin_open = True
+    quitting = False
     while stdin_open or children:
         if stdin_open:
             # Raw reads, not sys.stdin: a buffered reader can swallow a second task line that
@@ -73,11 +79,18 @@ def serve(modules: list[str]) -> None:
             readable, _, _ = select.select([0], [], [], 0.02)
             if readable:
                 chunk = os.read(0, 65536)
+                if not chunk and not quitting:
+                    # The query process died (kill -9, crash): end every task now, so nothing
+                    # of this replay keeps going unobserved. Unfinished tasks stay invisible.
+                    os.killpg(0, signal.SIGKILL)
                 stdin_open = bool(chunk)
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     task = json.loads(line)
+                    if task.get("quit"):
+                        quitting = True
+                        continue
                     pid = os.fork()
                     if pid == 0:
                         _child(task)

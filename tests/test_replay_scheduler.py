@@ -195,3 +195,24 @@ def test_unplaceable_statement_is_reported_not_guessed(
         executor=LocalExecutor(1),
     )
     assert report.results == [] and report.unplaced[0].endswith("wnorm: unbound name 'net2'")
+
+
+def test_ray_executor_gives_the_same_values(
+    history: tuple[Path, Values], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray")  # installed by the dev extras; optional for users
+    from florsql.replay import RayExecutor
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    repo = _fresh_copy(history, tmp_path)
+    try:
+        executor = RayExecutor(2)
+        report = run_replay(
+            repo, _requests(repo, ["wnorm"], [1, 4]), patcher=_hand_patched, executor=executor
+        )
+    finally:
+        ray.shutdown()
+    assert report.results and not report.failures
+    got = _values(repo, "replay_log_records")
+    want = {k: v for k, v in history[1].items() if k[1] == "wnorm" and k[2] in (1, 4)}
+    assert got == want
