@@ -18,6 +18,7 @@ __all__ = ["translate_duckdb_error"]
 _INTERNAL = re.compile(r"__flor_logs_\d+|__flor_wide")
 _LINE = re.compile(r"LINE (\d+): (.*)\n( *)\^", re.S)
 _QUOTED = re.compile(r'"([^"\n]+)"')
+_NAMED = re.compile(r"with name ([\w.]+) does not exist")
 _TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\w+|\S")
 _KIND = re.compile(r"^([A-Z][A-Za-z ]*Error): ")
 _MAX_LINES = 6
@@ -32,8 +33,9 @@ def translate_duckdb_error(error: Exception, *, ran: str, source: str, offset: i
         >>> (e.line, e.col), e.message
         ((1, 8), 'Referenced column "lss" not found in FROM clause!')
     """
-    text = _INTERNAL.sub("logs", str(error))
-    token = _caret_token(text, ran) or _quoted_token(text)
+    raw = str(error)
+    text = _INTERNAL.sub("logs", raw)
+    token = _caret_token(raw, ran) or _quoted_token(text)
     message = _clean(text)
     if token:
         found = _locate(token, source, offset)
@@ -67,7 +69,7 @@ def _caret_token(text: str, ran: str) -> str | None:
 
 def _quoted_token(text: str) -> str | None:
     first = text.splitlines()[0] if text else ""
-    m = _QUOTED.search(first)
+    m = _QUOTED.search(first) or _NAMED.search(first)
     return m.group(1) if m else None
 
 

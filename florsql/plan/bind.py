@@ -89,7 +89,8 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
             )
             copies.append(copy)
             refs += _analyse(copy, catalog, source)
-    except SqlglotError:
+    except SqlglotError as e:
+        _unknown_qualified(e, tree, catalog, source)
         return _fallback(tree, catalog)
     qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
     return Binding(refs, qualified, exact=True)
@@ -208,6 +209,26 @@ def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: s
                 return  # a derived table, table function or unknown relation: DuckDB decides
         s = s.parent
     _unknown(col, pool, catalog, source)
+
+
+def _unknown_qualified(error: SqlglotError, tree: exp.Expr, catalog: Catalog, source: str) -> None:
+    """qualify refuses ``t.x`` when table ``t`` has no column ``x``: report it as ours."""
+    found = re.match(r"Unknown column: (.+)$", str(error))
+    if found is None:
+        return
+    name = found.group(1).strip('"')
+    for col in tree.find_all(exp.Column):
+        if col.name != name or not col.table:
+            continue
+        pool: list[str] = []
+        for table in tree.find_all(exp.Table):
+            if table.alias_or_name != col.table:
+                continue
+            if REF_KEY in table.meta:
+                pool += catalog.names()
+            else:
+                pool += list(catalog.relations.get(table.name.lower(), {}))
+        _unknown(col, pool, catalog, source)
 
 
 def _projection_of(node: exp.Expr, select: exp.Select) -> exp.Expr | None:

@@ -20,7 +20,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 __all__ = ["LogSite", "ScriptCode", "scan_script", "scan_source"]
 
 FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
-Where = Literal["head", "loop", "tail"]
+Where = Literal["head", "loop", "tail", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class LogSite:
         line: 1-based line of the call.
         chain: ``flor.loop`` names around it, outermost first (``()`` outside every loop);
             None when unknown (a helper function whose call sites are not found).
-        where: ``"loop"`` inside a loop, ``"head"`` before the first top-level loop, else
-            ``"tail"``.
+        where: ``"loop"`` inside a loop, ``"head"`` before the first top-level loop,
+            ``"tail"`` after it, ``"unknown"`` when the chain is unknown.
     """
 
     name: str
@@ -108,10 +108,10 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
     return finder.result(filename)
 
 
-def _aliases(module: cst.Module) -> tuple[frozenset[str], frozenset[str]]:
-    """(names bound to the flor module, names bound directly to florsql.log/loop)."""
+def _aliases(module: cst.Module) -> tuple[frozenset[str], dict[str, str]]:
+    """(names bound to the flor module, {name bound to florsql.log/loop: "log"/"loop"})."""
     mods: set[str] = set()
-    direct: set[str] = set()
+    direct: dict[str, str] = {}
     for node in _walk_imports(module):
         if isinstance(node, cst.Import):
             for a in node.names:
@@ -120,13 +120,13 @@ def _aliases(module: cst.Module) -> tuple[frozenset[str], frozenset[str]]:
                     mods.add(a.evaluated_alias or top)
         elif isinstance(node.module, cst.Name) and node.module.value in FLOR_MODULES:
             if isinstance(node.names, cst.ImportStar):
-                direct.update({"log", "loop"})
+                direct.update({"log": "log", "loop": "loop"})
                 continue
             for a in node.names:
                 name = cst.helpers.get_full_name_for_node(a.name) or ""
                 if name in ("log", "loop"):
-                    direct.add(a.evaluated_alias or name)
-    return frozenset(mods or {"flor"}), frozenset(direct)
+                    direct[a.evaluated_alias or name] = name
+    return frozenset(mods or {"flor"}), direct
 
 
 def _walk_imports(module: cst.Module) -> list[cst.Import | cst.ImportFrom]:
@@ -157,7 +157,7 @@ class _RawSite:
 class _Finder(cst.CSTVisitor):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, aliases: tuple[frozenset[str], frozenset[str]]) -> None:
+    def __init__(self, aliases: tuple[frozenset[str], dict[str, str]]) -> None:
         super().__init__()
         self.modules, self.direct = aliases
         self.loops: list[str] = []
@@ -175,7 +175,7 @@ class _Finder(cst.CSTVisitor):
             and func.attr.value == attr
             and isinstance(func.value, cst.Name)
             and func.value.value in self.modules
-        ) or (isinstance(func, cst.Name) and func.value == attr and attr in self.direct)
+        ) or (isinstance(func, cst.Name) and self.direct.get(func.value) == attr)
         if not ok or not node.args:
             return None
         arg = node.args[0].value
@@ -227,7 +227,7 @@ class _Finder(cst.CSTVisitor):
         sites = []
         for raw in self.sites:
             for chain, top_line in _resolve(raw.function, raw.chain, raw.line, self.calls, 0):
-                where: Where = "loop"
+                where: Where = "loop" if chain is not None else "unknown"
                 if chain == ():
                     first = self.first_loop_line
                     where = "head" if first is not None and top_line < first else "tail"
