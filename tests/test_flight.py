@@ -1,0 +1,182 @@
+"""The Flight SQL server with the real ADBC client, over real recorded runs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+pytest.importorskip("florsql.engine")
+adbc = pytest.importorskip("adbc_driver_flightsql.dbapi")
+
+from tests.test_flight_support import TOKEN, in_process, recorded_repo, running_server  # noqa: E402
+
+PLAIN = "SELECT run_id, lr, epoch, step, loss FROM logs ORDER BY ALL"
+PARAMS = "SELECT lr, epoch, avg(loss) AS loss FROM logs WHERE lr > ? AND epoch >= ? GROUP BY ALL ORDER BY ALL"  # noqa: E501
+QUERIES: list[tuple[str, tuple[object, ...]]] = [
+    (PLAIN, ()),
+    (PARAMS, (0.15, 1)),
+    ("SELECT * FROM logs LIMIT 0", ()),
+]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    repo = recorded_repo(tmp_path_factory.mktemp("flight") / "proj")
+    expected = in_process(repo, QUERIES)  # before the server takes the index
+    with running_server(repo) as server:
+        yield {"repo": repo, "server": server, "expected": expected, "uri": _uri(server)}
+
+
+def _uri(server: Any) -> str:
+    return f"grpc://127.0.0.1:{server.port}"
+
+
+def _connect(uri: str, token: str | None = None) -> Any:
+    kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {token}"} if token else {}
+    return adbc.connect(uri, db_kwargs=kwargs, autocommit=True)
+
+
+def _fetch(
+    uri: str, sql: str, params: tuple[object, ...] = (), token: str | None = None
+) -> pa.Table:
+    with _connect(uri, token) as conn, conn.cursor() as cur:
+        cur.execute(sql, params or None)
+        return cur.fetch_arrow_table()
+
+
+def test_a_plain_query_equals_the_in_process_answer(served: dict[str, Any]) -> None:
+    table = _fetch(served["uri"], PLAIN)
+    assert table.num_rows == 2 * 3 * 4 and table.column_names == [
+        "run_id",
+        "lr",
+        "epoch",
+        "step",
+        "loss",
+    ]
+    assert table.equals(served["expected"][0])
+
+
+def test_a_parameterized_query_binds_through_doput(served: dict[str, Any]) -> None:
+    table = _fetch(served["uri"], PARAMS, (0.15, 1))
+    assert table.column("lr").to_pylist() == [0.2, 0.2]
+    assert table.equals(served["expected"][1])
+
+
+def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
+    with _connect(served["uri"]) as conn:
+        info = conn.adbc_get_info()
+        objects = conn.adbc_get_objects().read_all().to_pylist()
+        logs_schema = conn.adbc_get_table_schema("logs")
+        types = conn.adbc_get_table_types()
+    assert info["vendor_name"] == "florsql" and info["vendor_arrow_version"] == pa.__version__
+    assert [c["catalog_name"] for c in objects] == [""]
+    (schema,) = objects[0]["catalog_db_schemas"]
+    tables = {t["table_name"]: t for t in schema["db_schema_tables"]}
+    assert schema["db_schema_name"] == "main"
+    assert {
+        "logs",
+        "runs",
+        "args",
+        "versions",
+        "loops",
+        "checkpoints",
+        "replays",
+        "log_records",
+    } <= set(tables)
+    columns = [c["column_name"] for c in tables["logs"]["table_columns"]]
+    assert columns[:5] == ["projid", "run_id", "tstamp", "vid", "filename"] and "w2" in columns
+    assert logs_schema == served["expected"][2].schema
+    assert types == ["TABLE"]
+
+
+def test_hindsight_columns_are_null_without_allow_replay(served: dict[str, Any]) -> None:
+    table = _fetch(served["uri"], "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
+    assert table.num_rows == 6 and table.column("w2").null_count == 6
+
+
+ERROR_SHAPE = (
+    "UNKNOWN: [FlightSQL] florsql ParseError: {message} (line {line}, column {col}). "
+    "Detail: Failed (Unknown; Prepare)"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message", "col"),
+    [
+        ("DROP TABLE runs", "florsql is read-only: DROP TABLE is not allowed (queries may only "
+         "read; use the record API to write)", 1),
+        ("SELECT * FROM read_csv('/etc/passwd')",
+         "function read_csv reads files and is not allowed in florsql queries", 15),
+    ],
+)  # fmt: skip
+def test_writes_and_file_functions_are_refused_in_one_error_shape(
+    served: dict[str, Any], sql: str, message: str, col: int
+) -> None:
+    with pytest.raises(adbc.OperationalError) as caught:
+        _fetch(served["uri"], sql)
+    assert str(caught.value) == ERROR_SHAPE.format(message=message, line=1, col=col)
+
+
+def test_set_replay_belongs_to_the_server(served: dict[str, Any]) -> None:
+    with pytest.raises(adbc.OperationalError, match="SET replay is not available over Flight SQL"):
+        _fetch(served["uri"], "SET replay = 'auto'")
+
+
+def test_clients_query_at_once(served: dict[str, Any]) -> None:
+    results: dict[int, list[pa.Table]] = {}
+
+    def client(i: int) -> None:
+        with _connect(served["uri"]) as conn:
+            results[i] = []
+            for _ in range(3):
+                with conn.cursor() as cur:
+                    cur.execute(PARAMS if i % 2 else PLAIN, (0.15, 1) if i % 2 else None)
+                    results[i].append(cur.fetch_arrow_table())
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [0, 1, 2, 3]
+    for i, tables in results.items():
+        want = served["expected"][i % 2]
+        assert all(t.equals(want) for t in tables)
+
+
+def test_statements_and_results_are_released(served: dict[str, Any]) -> None:
+    _fetch(served["uri"], PLAIN)
+    assert served["server"].handles.counts() == (0, 0)
+
+
+def test_results_stream_as_record_batches(served: dict[str, Any]) -> None:
+    from pyarrow import flight
+
+    from florsql.flight import flight_sql_pb2 as pb
+    from florsql.flight.messages import pack
+
+    client = flight.connect(served["uri"])
+    cmd = pb.CommandStatementQuery(query="SELECT range AS i FROM range(200000)")
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(cmd)))
+    assert info.total_records == 200000 and info.schema.names == ["i"]
+    reader = client.do_get(info.endpoints[0].ticket)
+    batches = [chunk.data for chunk in reader]
+    assert len(batches) > 1 and sum(b.num_rows for b in batches) == 200000
+    client.close()
+
+
+def test_a_token_is_required_when_set(tmp_path: Path) -> None:
+    repo = recorded_repo(tmp_path / "proj")
+    with running_server(repo, token=TOKEN) as server:
+        uri = _uri(server)
+        counted = _fetch(uri, "SELECT count(*) AS n FROM runs", token=TOKEN)
+        assert counted.column("n").to_pylist() == [2]
+        for token in (None, "wrong"):
+            with pytest.raises(adbc.Error, match="UNAUTHENTICATED") as caught:
+                _fetch(uri, "SELECT 1", token=token)
+            assert "a valid bearer token is required" in str(caught.value)
