@@ -1,0 +1,105 @@
+"""Replay under faults: the query process killed mid-replay, and nondeterministic old code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from florsql.engine.session import Engine
+from florsql.errors import NondeterminismWarning
+from florsql.replay import LocalExecutor, PlanExecutor
+from florsql.store.replays import replays_dir
+from tests.helpers import make_repo, run_script, script_env, write
+
+SLOW = """
+import time
+import florsql as flor
+run = flor.arg("run", 0)
+state = {"w": float(run)}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(6)):
+        for step in flor.loop("step", range(2)):
+            state["w"] += 0.5
+        time.sleep(0.15)
+        flor.log("w", state["w"])
+"""
+
+QUERY = """
+import sys
+from florsql.engine.session import Engine
+from florsql.replay import LocalExecutor, PlanExecutor
+with Engine(sys.argv[1], replay="auto", executor=PlanExecutor(LocalExecutor(1))) as eng:
+    eng.execute("SELECT run, epoch, w2 FROM logs")
+print("finished")
+"""
+
+
+def _done(repo: Path) -> list[Path]:
+    return sorted(replays_dir(repo).glob("*/*/done.json"))
+
+
+def test_kill_9_of_the_query_leaves_nothing_half_visible(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
+    for run in range(4):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    write(
+        repo / "train.py",
+        SLOW.replace(
+            'flor.log("w", state["w"])',
+            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
+        ),
+    )
+    write(tmp_path / "query.py", QUERY)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "query.py"), str(repo)],
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not _done(repo) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _done(repo), "no replay task finished"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(1.0)
+    finished = len(_done(repo))
+    time.sleep(2.0)
+    assert len(_done(repo)) == finished, "replay tasks went on after the query died"
+    assert finished < 4
+    with Engine(repo, replay="off") as eng, pytest.warns(Warning):
+        rows = eng.execute("SELECT run, epoch, w2 FROM logs WHERE w2 IS NOT NULL").table
+    runs_with_values = set(rows.column("run").to_pylist())
+    assert len(runs_with_values) == finished  # whole tasks only: every epoch or none
+    assert rows.num_rows == 6 * finished
+    # The same query later replays only what is missing.
+    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(2))) as eng:
+        table = eng.execute("SELECT run, epoch, w, w2 FROM logs").table.to_pylist()
+    assert len(_done(repo)) == 4
+    assert len(table) == 24 and all(r["w2"] == 2 * r["w"] for r in table)
+
+
+def test_nondeterministic_old_code_is_reported(tmp_path: Path) -> None:
+    script = """
+import time
+import florsql as flor
+state = {"w": 0.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(3)):
+            state["w"] += 1
+            flor.log("clock", time.perf_counter_ns())
+"""
+    repo = make_repo(tmp_path / "nd", {"train.py": script})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", script + '            flor.log("w_now", state["w"])\n')
+    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(1))) as eng:
+        with pytest.warns(NondeterminismWarning, match="clock"):
+            rows = eng.execute("SELECT epoch, step, w_now FROM logs WHERE epoch = 1").table
+    assert rows.column("w_now").to_pylist() == [4, 5, 6]
