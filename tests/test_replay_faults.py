@@ -99,7 +99,10 @@ with flor.checkpointing(state=state):
     repo = make_repo(tmp_path / "nd", {"train.py": script})
     run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", script + '            flor.log("w_now", state["w"])\n')
-    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(1))) as eng:
-        with pytest.warns(NondeterminismWarning, match="clock"):
-            rows = eng.execute("SELECT epoch, step, w_now FROM logs WHERE epoch = 1").table
+    executor = PlanExecutor(LocalExecutor(1))
+    with (
+        Engine(repo, replay="auto", executor=executor) as eng,
+        pytest.warns(NondeterminismWarning, match="clock"),
+    ):
+        rows = eng.execute("SELECT epoch, step, w_now FROM logs WHERE epoch = 1").table
     assert rows.column("w_now").to_pylist() == [4, 5, 6]
