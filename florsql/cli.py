@@ -79,7 +79,7 @@ def _repo(repo: Path | None) -> Path:
     return find_repo_root(chosen.resolve() if chosen else Path.cwd())
 
 
-@click.group(invoke_without_command=True)
+@click.group(name="florsql", invoke_without_command=True)
 @_repo_option
 @_debug_option
 @click.version_option(package_name="florsql")
@@ -134,7 +134,7 @@ def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> No
 
     \b
     Example:
-        florsql query "SELECT run_id, lr, max(val_acc) FROM logs GROUP BY ALL" --format csv
+        florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv
     """
     from florsql.repl.backend import open_service
     from florsql.repl.render import render

@@ -1,0 +1,171 @@
+"""The ``florsql`` command with click's CliRunner, against exact output, on real recorded runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("florsql.engine")
+
+from florsql.cli import main
+from tests.test_flight_support import recorded_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield recorded_repo(tmp_path_factory.mktemp("cli") / "proj")
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+COUNTS = (
+    "SELECT lr, epoch, count(*) AS n FROM logs WHERE loss IS NOT NULL GROUP BY ALL ORDER BY ALL"
+)
+
+
+def test_query_prints_an_aligned_table(repo: Path) -> None:
+    code, out, err = _run("query", COUNTS, "--repo", str(repo))
+    assert (code, err) == (0, "")
+    assert out == (
+        " lr  epoch  n\n"
+        "---  -----  -\n"
+        "0.1      0  4\n"
+        "0.1      1  4\n"
+        "0.1      2  4\n"
+        "0.2      0  4\n"
+        "0.2      1  4\n"
+        "0.2      2  4\n"
+        "(6 rows)\n"
+    )
+
+
+def test_query_formats_and_repo_before_the_command(repo: Path) -> None:
+    sql = "SELECT lr, count(*) AS n FROM logs GROUP BY ALL ORDER BY ALL"
+    assert _run("--repo", str(repo), "query", sql, "--format", "csv")[1] == "lr,n\n0.1,16\n0.2,16\n"
+    out = _run("query", sql, "--format", "json", "--repo", str(repo))[1]
+    assert json.loads(out) == [{"lr": 0.1, "n": 16}, {"lr": 0.2, "n": 16}]
+
+
+def test_hindsight_values_off_warn_on_stderr(repo: Path) -> None:
+    sql = "SELECT lr, count(w) AS w, count(w2) AS w2 FROM logs GROUP BY ALL ORDER BY ALL"
+    code, out, err = _run("query", sql, "--replay", "off", "--repo", str(repo))
+    assert code == 0 and out == " lr  w  w2\n---  -  --\n0.1  3   0\n0.2  3   0\n(2 rows)\n"
+    assert err.startswith("warning: replay is off: hindsight values not computed (NULL): w2 for 2")
+
+
+def test_runs_lists_what_the_db_api_sees(repo: Path) -> None:
+    import florsql
+    from florsql.repl.render import render_csv
+
+    with florsql.connect(repo=str(repo)) as con:
+        cur = con.cursor()
+        cur.execute("SHOW RUNS")
+        want = render_csv(cur.fetch_arrow_table())
+    code, out, _ = _run("runs", "--format", "csv", "--repo", str(repo))
+    assert code == 0 and out == want + "\n"
+    assert out.splitlines()[0].startswith("run_id,projid,tstamp,vid,filename,status,epochs,lr,")
+    table = _run("runs", "--repo", str(repo))[1]
+    assert table.splitlines()[0].startswith("run_id ") and table.endswith("(2 rows)\n")
+
+
+def test_explain_shows_the_plan(repo: Path) -> None:
+    code, out, _ = _run(
+        "explain", "SELECT avg(loss) FROM logs WHERE epoch > 1", "--repo", str(repo)
+    )
+    assert code == 0
+    assert out.splitlines()[:3] == [
+        "Replay plan: nothing to replay (every value the query reads exists)",
+        "  pushed into the replay set (logs): epoch > 1",
+        "DuckDB SQL:",
+    ]
+    out = _run("explain", "SELECT epoch, avg(w2) FROM logs GROUP BY ALL", "--repo", str(repo))[1]
+    assert out.startswith("Replay plan: 2 run(s), 6 outer iteration(s)")
+
+
+@pytest.mark.parametrize(
+    ("sql", "line"),
+    [
+        ("DROP TABLE runs", "Error: florsql is read-only: DROP TABLE is not allowed (queries may "
+         "only read; use the record API to write) (line 1, column 1)"),
+        ("SELECT los FROM logs",
+         "Error: Unknown column 'los'. Did you mean 'loss'? (line 1, column 8)"),
+        ("SELECT * FROM read_csv('x.csv')", "Error: function read_csv reads files and is not "
+         "allowed in florsql queries (line 1, column 15)"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_line_and_exit_1(repo: Path, sql: str, line: str) -> None:
+    code, out, err = _run("query", sql, "--repo", str(repo))
+    assert (code, out, err) == (1, "", line + "\n")
+
+
+def test_debug_shows_the_traceback_instead(repo: Path) -> None:
+    from florsql.errors import ParseError
+
+    result = CliRunner().invoke(main, ["--debug", "query", "DROP TABLE runs", "--repo", str(repo)])
+    assert result.exit_code == 1 and isinstance(result.exception, ParseError)
+
+
+def test_outside_a_git_repository(tmp_path: Path) -> None:
+    code, _, err = _run("runs", "--repo", str(tmp_path))
+    assert code == 1
+    assert err.startswith(f"Error: {tmp_path} is not inside a git repository.")
+    assert len(err.splitlines()) == 1
+
+
+def test_serve_refuses_other_addresses_without_a_token(repo: Path) -> None:
+    code, _, err = _run("serve", "--host", "0.0.0.0", "--repo", str(repo))
+    assert code == 1
+    assert err == (
+        "Error: refusing to serve on 0.0.0.0 without a token: anyone who can reach it could read "
+        "your runs; pass --token TOKEN (clients send 'authorization: Bearer TOKEN') or bind to "
+        "127.0.0.1\n"
+    )
+
+
+def test_propagate_prints_the_patched_old_version(repo: Path) -> None:
+    vid = json.loads(next((repo / ".florsql" / "runs").glob("*/run.json")).read_text())["vid"]
+    code, out, _ = _run("propagate", "--version", vid[:10], "train.py", "--repo", str(repo))
+    assert code == 0 and out.startswith("--- a/train.py\n+++ b/train.py\n")
+    assert '+    flor.log("w2", w * 2)\n' in out
+
+
+def test_demo_hands_its_arguments_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    import florsql.demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(florsql.demo, "main", lambda argv: seen.append(argv) or 0)
+    assert _run("demo", "--dir", "/tmp/x")[0] == 0 and seen == [["--dir", "/tmp/x"]]
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    assert main.commands.keys() == {"query", "explain", "runs", "propagate", "serve", "demo"}
+    for args in ([], *([name] for name in main.commands)):
+        code, out, _ = _run(*args, "--help")
+        assert code == 0 and "Example:" in out and "\n      florsql" in out, args
+
+
+def test_query_help_exactly() -> None:
+    assert _run("query", "--help")[1] == (
+        "Usage: florsql query [OPTIONS] SQL\n"
+        "\n"
+        "  Run one SQL statement and print its rows.\n"
+        "\n"
+        "  Example:\n"
+        '      florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv\n'
+        "\n"
+        "Options:\n"
+        "  --format [table|csv|json]    How to print the rows.  [default: table]\n"
+        "  --replay [auto|confirm|off]  Compute hindsight values: always, after asking\n"
+        "                               (long replays), never.  [default: confirm]\n"
+        "  --repo DIRECTORY             The git repository (default: the one around the\n"
+        "                               current directory).\n"
+        "  --debug                      Show tracebacks.\n"
+        "  --help                       Show this message and exit.\n"
+    )
