@@ -140,7 +140,12 @@ def test_demo_hands_its_arguments_to_the_demo(monkeypatch: pytest.MonkeyPatch) -
     import florsql.demo
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(florsql.demo, "main", lambda argv: seen.append(argv) or 0)
+
+    def fake_demo(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(florsql.demo, "main", fake_demo)
     assert _run("demo", "--dir", "/tmp/x")[0] == 0 and seen == [["--dir", "/tmp/x"]]
 
 
