@@ -154,6 +154,18 @@ def test_renames_are_reported() -> None:
     assert Propagation.from_json(result.to_json()) == result
 
 
+def test_no_rename_when_the_values_differ_in_a_name() -> None:
+    old = "import florsql as flor\nfor i in flor.loop('step', range(2)):\n"
+    old += "    raw = [i, i + 1]\n    grads = clip(raw, 5.0)\n"
+    new = old.replace("grads = clip(raw, 5.0)", "gn = clip(grads, 1.0)")
+    new = (
+        new.replace("    raw = [i, i + 1]\n", "    grads = [i, i + 1]\n")
+        + "    flor.log('gn', gn)\n"
+    )
+    result = propagate(new, old)
+    assert not result.placed and "unbound name 'gn'" in result.failed[0].reason
+
+
 def test_helper_parameters_renamed_through_the_call() -> None:
     case = CASES / "body_in_helper_params"
     result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())

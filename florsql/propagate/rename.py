@@ -4,7 +4,8 @@ A rename is inferred only from evidence, of two kinds:
 
 - the new block's last assignment of the name (before the log statement) aligns with an old
   statement that assigns through the same target shape (``gw = ...`` and ``grad_w = ...``, or
-  ``a, gw = ...`` and ``a, grad_w = ...``) from a value that normalizes the same or nearly so;
+  ``a, gw = ...`` and ``a, grad_w = ...``) from the same value up to constants (``clip(g, 1.0)``
+  and ``clip(g, 5.0)``, but not ``clip(grads, 1.0)`` and ``clip(raw, 1.0)``);
 - the old place is inside a helper, and the helper's single call site passes the name as an
   argument: ``train_step(w, batch)`` into ``def train_step(weights, rows)`` maps ``w`` to
   ``weights``.
@@ -17,12 +18,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from florsql.propagate.normalize import similarity, strip_literals
+from florsql.propagate.normalize import strip_literals
 from florsql.propagate.slice import assigned
 from florsql.propagate.source import Block
-
-#: How alike the assigned values must be (stricter than statement alignment).
-VALUE_THRESHOLD = 0.8
 
 
 def _targets(stmt: ast.stmt) -> tuple[list[ast.expr], ast.expr] | None:
@@ -46,8 +44,7 @@ def _pair(new: ast.expr, old: ast.expr, into: dict[str, str]) -> bool:
 
 
 def _value_alike(new: ast.expr, old: ast.expr) -> bool:
-    a, b = strip_literals(ast.unparse(new)), strip_literals(ast.unparse(old))
-    return similarity(a, b) >= VALUE_THRESHOLD
+    return strip_literals(ast.unparse(new)) == strip_literals(ast.unparse(old))
 
 
 def counterpart_names(new: ast.stmt, old: ast.stmt) -> dict[str, str]:
