@@ -164,6 +164,16 @@ def test_names_in_files_the_version_lacks(tiny_repo: Path) -> None:
         result.raise_for_failures()
 
 
+def test_a_moving_ref_is_resolved_each_time(tiny_repo: Path) -> None:
+    first = _record(tiny_repo)
+    subprocess.run(["git", "-C", str(tiny_repo), "update-ref", "refs/heads/probe", first])
+    (tiny_repo / "trainer.py").write_text(TRAINER_NEW)
+    assert for_version(tiny_repo, "probe").vid == first
+    second = _record(tiny_repo)
+    subprocess.run(["git", "-C", str(tiny_repo), "update-ref", "refs/heads/probe", second])
+    assert for_version(tiny_repo, "probe").vid == second
+
+
 def test_unknown_version(tiny_repo: Path) -> None:
     with pytest.raises(VersionError):
         for_version(tiny_repo, "0" * 40)

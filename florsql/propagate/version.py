@@ -7,6 +7,7 @@ The unit is one file at one version: a statement added to ``trainer.py`` goes in
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from florsql.propagate.source import analyze
 from florsql.versions import file_at, files_at, resolve_version
 
 _CACHES: dict[Path, PropagationCache] = {}
+_COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
 _LISTINGS: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
 
@@ -77,12 +79,18 @@ def _lines(text: str) -> list[str]:
 
 
 def _listing(repo: Path, vid: str) -> tuple[str, list[str]]:
-    """The full id and the Python files of a version (a version never changes: memoized)."""
+    """The full id and the Python files of a version.
+
+    Memoized when ``vid`` is a commit id (a version never changes); a ref name may move.
+    """
     key = (str(repo.resolve()), vid)
-    if key not in _LISTINGS:
-        sha = resolve_version(repo, vid)
-        _LISTINGS[key] = (sha, [p for p in files_at(repo, sha) if p.endswith(".py")])
-    return _LISTINGS[key]
+    if key in _LISTINGS:
+        return _LISTINGS[key]
+    sha = resolve_version(repo, vid)
+    listing = (sha, [p for p in files_at(repo, sha) if p.endswith(".py")])
+    if _COMMIT_ID.fullmatch(vid):
+        _LISTINGS[key] = listing
+    return listing
 
 
 def _latest(repo: Path, path: str) -> str | None:
