@@ -60,10 +60,10 @@ def test_log_types_follow_the_stored_values(tmp_path: Path) -> None:
         row = eng.execute("SELECT * FROM logs WHERE epoch = 0").table.to_pylist()[0]
     assert types["ints"] == "BIGINT" and types["mixed"] == "DOUBLE"
     assert types["flag"] == "BOOLEAN" and types["text"] == "VARCHAR"
-    assert types["blob"] == "VARCHAR" and types["nothing"] == "VARCHAR"
+    assert types["blob"] == "VARCHAR" and types["nothing"] == "NULL"
     assert types["n"] == "BIGINT"
     assert row["flag"] is True and row["blob"] == '{"k": [1, 2]}' and row["mixed"] == 1.0
-    assert log_type(["bool", "str"]) == "VARCHAR" and log_type(["null"]) == "VARCHAR"
+    assert log_type(["bool", "str"]) == "VARCHAR" and log_type(["null"]) == "NULL"
 
 
 def test_last_value_wins_and_none_counts_as_logged(tmp_path: Path) -> None:

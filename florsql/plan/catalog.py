@@ -60,10 +60,12 @@ def log_type(vtypes: list[str] | tuple[str, ...]) -> str:
     Example:
         >>> log_type(["int"]), log_type(["float", "int"]), log_type(["bool"]), log_type(["str"])
         ('BIGINT', 'DOUBLE', 'BOOLEAN', 'VARCHAR')
+        >>> log_type(["null"])
+        'NULL'
     """
     kinds = set(vtypes) - {"null"}
     if not kinds:
-        return "VARCHAR"
+        return "NULL"  # only None so far: an untyped NULL, usable in any expression
     if kinds <= {"bool"}:
         return "BOOLEAN"
     if kinds <= {"int"}:
@@ -183,7 +185,7 @@ def _log_columns(
     out = []
     for name in names:
         vtypes, runs = stats.get(name, ([], 0))
-        sql_type = log_type(vtypes) if vtypes else "NULL"
+        sql_type = log_type(vtypes)
         missing = lacking.get(name, 0)
         out.append(LogsColumn(name, "log", sql_type, missing > 0, runs, missing))
     return out

@@ -58,22 +58,33 @@ def presence_column(name: str) -> str:
     return quote(f"__has:{name}")
 
 
-def _recorded(catalog: Catalog) -> list[str]:
+def _valued(catalog: Catalog) -> list[str]:
+    """Log names with a typed value column (some record holds a value that is not None)."""
     return [c.name for c in catalog.columns if c.kind == "log" and c.sql_type != "NULL"]
+
+
+def _logged(catalog: Catalog) -> list[str]:
+    """Log names some record holds (values or None)."""
+    return [c.name for c in catalog.columns if c.kind == "log" and c.recorded_runs > 0]
+
+
+def _presence(catalog: Catalog) -> list[str]:
+    """Names whose rows a NULL value cannot reveal: some were logged as None."""
+    return [n for n in _logged(catalog) if n in catalog.nullable_logs]
 
 
 def _aggregates(catalog: Catalog) -> list[str]:
     out = []
-    for name in _recorded(catalog):
+    for name in _valued(catalog):
         col = catalog.column(name)
         assert col is not None
-        lit = string_literal(name)
         out.append(
-            f"arg_max_null({value_expr(col.sql_type)}, seq) FILTER (WHERE name = {lit}) "
-            f"AS {quote(name)}"
+            f"arg_max_null({value_expr(col.sql_type)}, seq) "
+            f"FILTER (WHERE name = {string_literal(name)}) AS {quote(name)}"
         )
-        if name in catalog.nullable_logs:
-            out.append(f"bool_or(true) FILTER (WHERE name = {lit}) AS {presence_column(name)}")
+    for name in _presence(catalog):
+        lit = string_literal(name)
+        out.append(f"bool_or(true) FILTER (WHERE name = {lit}) AS {presence_column(name)}")
     return out
 
 
@@ -82,8 +93,8 @@ def wide_select(catalog: Catalog, having: str | None = None) -> str:
     outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
     outer += [f"c.{quote(n)}" for n in catalog.names("loop")]
     outer += [f"r.{quote(n)}" for n in catalog.names("arg")]
-    hidden = [presence_column(n) for n in _recorded(catalog) if n in catalog.nullable_logs]
-    outer += [f"p.{quote(n)}" for n in _recorded(catalog)] + [f"p.{h}" for h in hidden]
+    outer += [f"p.{quote(n)}" for n in _valued(catalog)]
+    outer += [f"p.{presence_column(n)}" for n in _presence(catalog)]
     outer.append(f"p.ctx_id AS {CTX_COLUMN}")
     inner = ", ".join(["run_id", "ctx_id", *_aggregates(catalog)])
     having_sql = f" HAVING {having}" if having else ""
@@ -96,11 +107,11 @@ def wide_select(catalog: Catalog, having: str | None = None) -> str:
 
 
 def _projection(catalog: Catalog, source: str) -> str:
-    recorded = set(_recorded(catalog))
+    valued = set(_valued(catalog))
     cols = []
     for c in catalog.columns:
-        if c.kind == "log" and c.name not in recorded:
-            cols.append(f"NULL AS {quote(c.name)}")  # nothing computed yet: untyped NULL
+        if c.kind == "log" and c.name not in valued:
+            cols.append(f"NULL AS {quote(c.name)}")  # no value yet: an untyped NULL
         else:
             cols.append(f"{source}.{quote(c.name)}")
     return ", ".join(cols)
@@ -111,15 +122,15 @@ def grain_predicate(catalog: Catalog, names: Iterable[str] | None) -> str:
 
     ``names`` None (or naming no log) means every log name: ``SELECT *``, ``count(*)``.
     """
-    recorded = _recorded(catalog)
+    logged = _logged(catalog)
     log_names = set(catalog.names("log"))
     chosen = [n for n in (names or ()) if n in log_names]
     if not chosen:
         return "true"
-    present = [n for n in chosen if n in recorded]
+    present = [n for n in chosen if n in logged]
     if not present:
         return "false"
-    if set(present) == set(recorded):
+    if set(present) == set(logged):
         return "true"
     parts = [
         f"{presence_column(n)}" if n in catalog.nullable_logs else f"{quote(n)} IS NOT NULL"
@@ -142,6 +153,6 @@ def logs_live(catalog: Catalog, names: Sequence[str] | None) -> str:
     if grain == "false":
         having = "false"
     elif grain != "true":
-        chosen = [n for n in (names or ()) if n in set(_recorded(catalog))]
+        chosen = [n for n in (names or ()) if n in set(_logged(catalog))]
         having = f"bool_or(name IN ({', '.join(map(string_literal, chosen))}))"
     return f"SELECT {_projection(catalog, 'w')} FROM ({wide_select(catalog, having)}) w"
