@@ -1,4 +1,4 @@
-"""Differential: florsql's answer over recorded columns equals DuckDB's over a hand-built flat table.
+"""Differential: florsql over recorded columns equals DuckDB over a hand-built flat table.
 
 Histories are generated (hypothesis), written in the real on-disk format and ingested by the real
 index; the oracle is the flat table a reader would build by hand from the same events: one row

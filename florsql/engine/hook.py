@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from florsql.plan.replay_plan import ReplayPlan
 
-__all__ = ["Confirm", "ReplayExecutor", "ReplayOutcome", "default_executor"]
+__all__ = ["Confirm", "Outcome", "ReplayExecutor", "ReplayOutcome", "default_executor"]
 
 #: Asked before replaying when ``replay = 'confirm'``: True to go ahead.
 Confirm = Callable[[ReplayPlan], bool]
@@ -34,6 +34,19 @@ class ReplayOutcome:
     nondeterministic: tuple[str, ...] = ()
 
 
+class Outcome(Protocol):
+    """What ``ReplayExecutor.run`` returns: :class:`ReplayOutcome` or any object like it."""
+
+    @property
+    def tasks(self) -> int: ...
+
+    @property
+    def failures(self) -> tuple[str, ...]: ...
+
+    @property
+    def nondeterministic(self) -> tuple[str, ...]: ...
+
+
 @runtime_checkable
 class ReplayExecutor(Protocol):
     """Runs a plan's chunks and writes their values where the index ingests them.
@@ -50,7 +63,7 @@ class ReplayExecutor(Protocol):
         True
     """
 
-    def run(self, plan: ReplayPlan, *, repo: Path) -> ReplayOutcome: ...
+    def run(self, plan: ReplayPlan, *, repo: Path) -> Outcome: ...
 
 
 def default_executor() -> ReplayExecutor | None:
