@@ -117,6 +117,13 @@ def _confirm_at_terminal(estimate: Any) -> bool:
     return click.confirm(confirm_text(estimate).rstrip().removesuffix("[y/N]").rstrip(), err=True)
 
 
+def _progress_bar(progress: Any) -> None:
+    """The replay's progress, redrawn in place on the terminal's stderr."""
+    from florsql.repl.progress import progress_line
+
+    click.echo("\r\033[K" + progress_line(progress), err=True, nl=False)
+
+
 @main.command()
 @click.argument("sql")
 @_format_option
@@ -141,9 +148,16 @@ def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> No
 
     service = open_service(_repo(repo))
     try:
-        outcome = service.execute(sql, replay=replay, confirm=_confirm_at_terminal)  # type: ignore[arg-type]
+        outcome = service.execute(
+            sql,
+            replay=replay,  # type: ignore[arg-type]
+            confirm=_confirm_at_terminal,
+            progress=_progress_bar if sys.stderr.isatty() else None,
+        )
     finally:
         service.close()
+        if sys.stderr.isatty():
+            click.echo("\r\033[K", err=True, nl=False)
     for message in outcome.warnings:
         click.echo(f"warning: {message}", err=True)
     if outcome.text is not None:

@@ -180,3 +180,10 @@ def test_a_token_is_required_when_set(tmp_path: Path) -> None:
             with pytest.raises(adbc.Error, match="UNAUTHENTICATED") as caught:
                 _fetch(uri, "SELECT 1", token=token)
             assert "a valid bearer token is required" in str(caught.value)
+
+
+def test_allow_replay_computes_hindsight_values(tmp_path: Path) -> None:
+    repo = recorded_repo(tmp_path / "proj")
+    with running_server(repo, allow_replay=True) as server:
+        table = _fetch(_uri(server), "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
+    assert table.num_rows == 6 and table.column("w2").null_count == 0

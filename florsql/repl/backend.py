@@ -55,14 +55,21 @@ class EngineReplService:
             warnings.simplefilter("ignore", FlorWarning)  # the outcome carries them
             self.engine.settings["replay"] = replay
             self.engine.confirm = (lambda plan: confirm(estimate(plan))) if confirm else None
-            if hasattr(self.engine, "progress"):  # the replay issue adds a progress hook
-                self.engine.progress = progress
+            self._wire_progress(progress)
             result = self.engine.execute(sql)
         if result.kind == "set":
             return Outcome(text=f"replay = {self.engine.settings['replay']}")
         if result.kind == "explain":
             return Outcome(text="\n".join(map(str, result.table.column(0).to_pylist())))
         return Outcome(table=result.table, warnings=tuple(result.warnings))
+
+    def _wire_progress(self, progress: ProgressHook | None) -> None:
+        # The replay executor reports progress; the engine hands it over as its `executor`
+        # (an engine-level hook, where one exists, wins).
+        for target in (self.engine, getattr(self.engine, "executor", None)):
+            if target is not None and hasattr(target, "progress"):
+                target.progress = progress
+                return
 
     def explain(self, sql: str) -> str:
         outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off")
