@@ -22,6 +22,9 @@ import florsql.propagate.normalize
 import florsql.propagate.safety
 from florsql.errors import PropagateError
 from florsql.propagate import PlacementError, Propagation, propagate
+from florsql.propagate.align import SlotChoice
+from florsql.propagate.match import ChainMatch, _Scored
+from florsql.propagate.source import Block
 
 CASES = Path(__file__).parent / "fixtures" / "propagate"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "old.py").exists())
@@ -140,6 +143,14 @@ def test_names_that_old_logs_are_skipped_even_when_asked() -> None:
     case = CASES / "step_loop_basic"
     result = propagate((case / "new.py").read_text(), (case / "old.py").read_text(), ["loss"])
     assert not result.changed and result.skipped == ("loss",) and not result.failed
+
+
+def test_candidates_with_context_rank_before_better_headers_without() -> None:
+    block = Block([], (), ())
+    no_context = _Scored(block, ChainMatch(outer=1, soft=2.0), SlotChoice(None, 0.0))
+    weak = _Scored(block, ChainMatch(outer=1, soft=0.6), SlotChoice(1, 0.3))
+    closer = _Scored(block, ChainMatch(outer=2, soft=0.6), SlotChoice(None, 0.0))
+    assert sorted([no_context, weak, closer], key=lambda s: s.key) == [no_context, weak, closer]
 
 
 def test_new_source_must_parse() -> None:

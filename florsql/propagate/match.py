@@ -51,8 +51,10 @@ class _Scored:
     choice: SlotChoice
 
     @property
-    def key(self) -> tuple[int, float]:
-        return (self.chain.outer, self.chain.soft + self.choice.score)
+    def key(self) -> tuple[int, bool, float]:
+        """Agreeing outer frames, then having any context at all, then the total score."""
+        total = self.chain.soft + self.choice.score
+        return (self.chain.outer, self.choice.score > EPS, total)
 
 
 def _hard_keys(chain: Sequence[Frame]) -> list[tuple[str, str]]:
@@ -165,7 +167,7 @@ def locate(
         return Miss(
             f"no context: none of the statements around it in {where} match the old version"
         )
-    rivals = [s for s in scored[1:] if s.key[0] == top.key[0] and s.key[1] >= top.key[1] - EPS]
+    rivals = [s for s in scored[1:] if s.key[:2] == top.key[:2] and s.key[2] >= top.key[2] - EPS]
     if not top.choice.ok or rivals:
         lines = _tied_lines(top) + [line for r in rivals for line in _tied_lines(r)]
         shown = ", ".join(str(n) for n in sorted(set(lines)))
