@@ -44,6 +44,8 @@ class _Plan:
 
 @dataclass
 class _Session:
+    """One propagation call: both files and what is shared by its log statements."""
+
     new: SourceFile
     old: SourceFile
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)

@@ -42,6 +42,8 @@ def statement_code(src: SourceFile, stmt: ast.stmt) -> str:
 
 
 class _Rename(cst.CSTTransformer):
+    """Rename variables (never attribute names or keyword argument names)."""
+
     def __init__(self, names: Mapping[str, str]) -> None:
         self.names = names
 
