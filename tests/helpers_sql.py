@@ -347,7 +347,7 @@ def render_plan(plan: Any) -> list[str]:
         label = "pushed" if len(plan.pushed) == 1 else f"pushed#{i + 1}"
         lines.append(f"{label}: {pushed}")
     if plan.limit_runs is not None:
-        lines.append(f"limit: {', '.join(plan.limit_runs)}")
+        lines.append(f"limit: {', '.join(plan.limit_runs) or '(no runs)'}")
     for run in plan.runs():
         per: dict[str, list[int]] = {}
         inner: dict[str, set[int]] = {}

@@ -35,9 +35,9 @@ def translate_duckdb_error(error: Exception, *, ran: str, source: str, offset: i
     """
     raw = str(error)
     text = _INTERNAL.sub("logs", raw)
-    token = _caret_token(raw, ran) or _quoted_token(text)
     message = _clean(text)
-    if token:
+    quoted = _quoted_token(text)
+    for token in [*_caret_tokens(raw), *([quoted] if quoted else [])]:
         found = _locate(token, source, offset)
         if found is not None:
             line, col = line_col(source, found)
@@ -55,16 +55,25 @@ def _clean(text: str) -> str:
     return "\n".join([first, *lines[1:]])
 
 
-def _caret_token(text: str, ran: str) -> str | None:
+def _caret_tokens(text: str, limit: int = 4) -> list[str]:
+    """The tokens at DuckDB's caret and after it (the rewrite may have respelled the first:
+    ``'x'::INT`` runs as ``CAST('x' AS INT)``)."""
     m = _LINE.search(text)
     if m is None:
-        return None
+        return []
     snippet, pad = m.group(2), len(m.group(3))
     start = pad - len(f"LINE {m.group(1)}: ")
     if start < 0 or start >= len(snippet):
-        return None
-    tok = _TOKEN.match(snippet, start)
-    return tok.group(0) if tok and not _INTERNAL.search(tok.group(0)) else None
+        return []
+    out = []
+    for tok in _TOKEN.finditer(snippet, start):
+        word = tok.group(0)
+        if re.fullmatch(r"\W", word) or _INTERNAL.search(word):
+            continue
+        out.append(word)
+        if len(out) == limit:
+            break
+    return out
 
 
 def _quoted_token(text: str) -> str | None:

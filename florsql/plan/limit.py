@@ -6,7 +6,7 @@ residual predicate), ordered first by a run-level column, with a constant LIMIT 
 Runs are walked in that order; a run's *sure* rows are the rows it already has (recorded values)
 that pass the WHERE, which will be in the answer whatever replay adds. Once n + offset sure rows
 are reached, the runs tied with the last one are kept and every later run is cut: their rows all
-sort after at least n rows that are certain to exist.
+sort after at least n rows that are certain to exist. A top-level ``LIMIT 0`` replays nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ __all__ = ["limit_cut"]
 
 def limit_cut(state: PlanState) -> None:
     """Rule: set ``state.limit_runs`` when ORDER BY ... LIMIT may cut the replayed runs."""
+    if isinstance(state.tree, exp.Query) and _constant(state.tree.args.get("limit")) == 0:
+        state.limit_runs = set()  # LIMIT 0 (a schema probe): no row can need a value
+        state.notes.append("LIMIT 0: nothing to replay")
+        return
     checked = _applicable(state)
     if checked is None:
         return
