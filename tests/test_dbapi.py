@@ -155,4 +155,4 @@ def test_type_constructors() -> None:
     assert isinstance(dbapi.TimeFromTicks(0), datetime.time)
     assert isinstance(dbapi.TimestampFromTicks(0), datetime.datetime)
     assert dbapi.Binary(b"x") == b"x"
-    assert "DECIMAL(18,3)" == dbapi.NUMBER and dbapi.ROWID != "VARCHAR"
+    assert dbapi.NUMBER == "DECIMAL(18,3)" and dbapi.ROWID != "VARCHAR"

@@ -117,7 +117,7 @@ def test_queries_cannot_reach_files_even_past_the_grammar(repo: Path) -> None:
             "ATTACH '/tmp/florsql-other.duckdb' AS o",
             "SET enable_external_access = true",
         ):
-            with pytest.raises(Exception, match="disabled|locked|Permission"):
+            with pytest.raises(Exception, match=r"disabled|locked|Permission"):
                 con.execute(sql)
         secret = [1, 2, 3]  # noqa: F841 - a Python variable a replacement scan would find
         with pytest.raises(Exception, match="secret"):
