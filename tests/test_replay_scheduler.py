@@ -142,6 +142,7 @@ def test_user_tree_is_untouched_and_ignored_data_is_reachable(
         git(repo, "rev-parse", "HEAD"),
         (repo / ".git" / "index").read_bytes(),
         (repo / "train.py").read_text(),
+        git(repo, "for-each-ref", "refs/heads", "refs/tags", "refs/stash"),
     )
     run_replay(
         repo,
@@ -155,6 +156,7 @@ def test_user_tree_is_untouched_and_ignored_data_is_reachable(
         git(repo, "rev-parse", "HEAD"),
         (repo / ".git" / "index").read_bytes(),
         (repo / "train.py").read_text(),
+        git(repo, "for-each-ref", "refs/heads", "refs/tags", "refs/stash"),
     )
     assert after == before
     got = _values(repo, "replay_log_records")
