@@ -1,0 +1,169 @@
+"""Front-end benchmarks: Flight SQL throughput and REPL completion latency.
+
+(a) Rows per second fetched through ADBC from ``florsql serve`` over loopback (the server in its
+    own process, as users run it) for a 1M-row result, against the same query through the
+    DB-API in process. Goal: Flight >= 50% of in-process throughput.
+(b) Keystroke-to-completion latency in the REPL with 500 columns in the catalog: the time the
+    completer takes to produce every completion after each keystroke of a typed query, over a
+    real catalog. Goal: < 50 ms.
+
+    python benchmarks/flight.py [--rows 1000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUERY = "SELECT run_id, epoch, step, loss FROM logs WHERE loss IS NOT NULL"
+TYPED = "SELECT run_id, epoch, avg(metric_123) FROM logs WHERE metric_4"
+
+
+def build_history(repo: Path, rows: int, runs: int = 10, epochs: int = 100) -> None:
+    """``runs`` regular runs whose ``loss`` records add up to ``rows`` (the real file format)."""
+    from tests.helpers import make_repo
+    from tests.helpers_sql import write_bulk_run
+
+    make_repo(repo)
+    steps = rows // (runs * epochs)
+    for i in range(runs):
+        write_bulk_run(repo, f"run{i:02d}", {"lr": 0.01 * (i + 1)}, epochs=epochs, steps=steps,
+                       seed=i)  # fmt: skip
+
+
+def build_wide_history(repo: Path, columns: int = 500) -> None:
+    """One run that logged ``columns`` names per epoch: a catalog 500 columns wide."""
+    from tests.helpers import make_repo
+    from tests.helpers_sql import write_bulk_run
+
+    make_repo(repo)
+    names = [f"metric_{i:03d}" for i in range(columns)]
+    write_bulk_run(repo, "wide", {"lr": 0.1}, epochs=2, steps=2, epoch_names=names)
+
+
+def best_rate(fetch: object, repeats: int) -> tuple[float, int]:
+    """(best rows/s, rows) over ``repeats`` calls of ``fetch`` after one warm-up call."""
+    assert callable(fetch)
+    fetch()
+    times, rows = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rows = fetch().num_rows
+        times.append(time.perf_counter() - started)
+    return rows / min(times), rows
+
+
+def in_process_rate(repo: Path, repeats: int) -> tuple[float, int]:
+    import florsql
+
+    with florsql.connect(repo=str(repo)) as con:
+
+        def fetch() -> object:
+            cur = con.cursor()
+            cur.execute(QUERY)
+            return cur.fetch_arrow_table()
+
+        return best_rate(fetch, repeats)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def flight_rate(repo: Path, repeats: int) -> tuple[float, int]:
+    import adbc_driver_flightsql.dbapi as adbc
+
+    port = free_port()
+    code = "from florsql.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "serve", "--port", str(port), "--repo", str(repo)]
+    server = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        server.stderr.readline()  # "florsql Flight SQL on ...": listening
+        with adbc.connect(f"grpc://127.0.0.1:{port}", autocommit=True) as con:
+
+            def fetch() -> object:
+                with con.cursor() as cur:
+                    cur.execute(QUERY)
+                    return cur.fetch_arrow_table()
+
+            return best_rate(fetch, repeats)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def completion_latency(repo: Path) -> tuple[list[float], int]:
+    """Per-keystroke completer time (s) over :data:`TYPED`, and the logs column count."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from florsql.repl.backend import open_service
+    from florsql.repl.prompt import SchemaCompleter
+    from florsql.repl.schema_cache import SchemaCache
+
+    service = open_service(repo)
+    try:
+        cache = SchemaCache(service.schema)
+        cache.refresh()
+        completer = SchemaCompleter(cache)
+        event = CompleteEvent(text_inserted=True)
+        times = []
+        for i in range(1, len(TYPED) + 1):
+            doc = Document(TYPED[:i])
+            started = time.perf_counter()
+            list(completer.get_completions(doc, event))
+            times.append(time.perf_counter() - started)
+        return times, len(cache.schema.columns("logs"))
+    finally:
+        service.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    ns = parser.parse_args()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    with tempfile.TemporaryDirectory(prefix="florsql-bench-") as tmp:
+        repo, wide = Path(tmp) / "history", Path(tmp) / "wide"
+        build_history(repo, ns.rows)
+        local, rows = in_process_rate(repo, ns.repeats)
+        remote, remote_rows = flight_rate(repo, ns.repeats)
+        assert remote_rows == rows, (remote_rows, rows)
+        build_wide_history(wide)
+        times, ncols = completion_latency(wide)
+    p50, worst = statistics.median(times) * 1e3, max(times) * 1e3
+    p95 = sorted(times)[int(0.95 * (len(times) - 1))] * 1e3
+    ratio = remote / local
+    table = [
+        ("in-process DB-API, rows/s", f"{local:,.0f}", f"{rows:,} rows", ""),
+        ("Flight SQL via ADBC (loopback), rows/s", f"{remote:,.0f}", f"{rows:,} rows", ""),
+        ("Flight / in-process", f"{ratio:.0%}", ">= 50%", "ok" if ratio >= 0.5 else "MISSED"),
+        (f"completion per keystroke, p50 ({ncols} cols)", f"{p50:.2f} ms", "< 50 ms",
+         "ok" if p50 < 50 else "MISSED"),
+        ("completion per keystroke, p95", f"{p95:.2f} ms", "< 50 ms", "ok" if p95 < 50 else "MISSED"),
+        ("completion per keystroke, max", f"{worst:.2f} ms", "< 50 ms",
+         "ok" if worst < 50 else "MISSED"),
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    header = ("measure", "value", "goal/size", "")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    for row in (header, tuple("-" * w for w in widths), *table):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
