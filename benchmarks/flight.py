@@ -154,7 +154,8 @@ def main() -> None:
         ("Flight / in-process", f"{ratio:.0%}", ">= 50%", "ok" if ratio >= 0.5 else "MISSED"),
         (f"completion per keystroke, p50 ({ncols} cols)", f"{p50:.2f} ms", "< 50 ms",
          "ok" if p50 < 50 else "MISSED"),
-        ("completion per keystroke, p95", f"{p95:.2f} ms", "< 50 ms", "ok" if p95 < 50 else "MISSED"),
+        ("completion per keystroke, p95", f"{p95:.2f} ms", "< 50 ms",
+         "ok" if p95 < 50 else "MISSED"),
         ("completion per keystroke, max", f"{worst:.2f} ms", "< 50 ms",
          "ok" if worst < 50 else "MISSED"),
     ]  # fmt: skip
