@@ -71,6 +71,8 @@ def default_patcher(repo: Path) -> Patcher:
         result = propagate.for_version(repo, vid, names=names)
         files = {path: r.source for path, r in result.files.items() if r.placed}
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
+        for name in result.unplaced:
+            failed.setdefault(name, "no file of this version can take it")
         return Patch(files, failed)
 
     return patch

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "dbapi",
         "demo",
     },
-    "demo": {"engine", "store", "versions", "dbapi", "plan"},
+    "demo": {"engine", "store", "versions", "dbapi", "plan", "replay"},
     "package": {"record", "dbapi", "engine"},
 }
 
