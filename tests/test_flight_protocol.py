@@ -165,3 +165,12 @@ def test_the_one_error_shape() -> None:
     err = to_flight_error(ZeroDivisionError("division by zero"))
     assert isinstance(err, flight.FlightInternalError)
     assert str(err) == "florsql internal error: ZeroDivisionError: division by zero"
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from florsql.flight import auth, failures, messages, sqlinfo
+
+    for module in (auth, failures, messages, metadata, sqlinfo):
+        assert doctest.testmod(module).failed == 0, module.__name__

@@ -187,3 +187,12 @@ def test_bad_dot_command_arguments_are_errors() -> None:
     run_dot(ctx, ".timer on")
     run_dot(ctx, ".replay off")
     assert (ctx.settings.mode, ctx.settings.timer, ctx.settings.replay) == ("line", True, "off")
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from florsql.repl import completion, dotcommands, progress, render, statements
+
+    for module in (completion, dotcommands, progress, render, statements):
+        assert doctest.testmod(module).failed == 0, module.__name__
