@@ -110,9 +110,9 @@ def completion_latency(repo: Path) -> tuple[list[float], int]:
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
+    from florsql.repl.app import SchemaCompleter
     from florsql.repl.backend import open_service
-    from florsql.repl.prompt import SchemaCompleter
-    from florsql.repl.schema_cache import SchemaCache
+    from florsql.repl.background import SchemaCache
 
     service = open_service(repo)
     try:

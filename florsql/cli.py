@@ -110,7 +110,7 @@ def _shell() -> None:
 
 def _confirm_at_terminal(estimate: Any) -> bool:
     """``--replay confirm``: ask before a long replay when a person is there to answer."""
-    from florsql.repl.progress import confirm_text
+    from florsql.repl.render import confirm_text
 
     if estimate.seconds < CONFIRM_SECONDS or not sys.stdin.isatty():
         return True
@@ -119,7 +119,7 @@ def _confirm_at_terminal(estimate: Any) -> bool:
 
 def _progress_bar(progress: Any) -> None:
     """The replay's progress, redrawn in place on the terminal's stderr."""
-    from florsql.repl.progress import progress_line
+    from florsql.repl.render import progress_line
 
     click.echo("\r\033[K" + progress_line(progress), err=True, nl=False)
 

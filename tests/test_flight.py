@@ -158,7 +158,7 @@ def test_results_stream_as_record_batches(served: dict[str, Any]) -> None:
     from pyarrow import flight
 
     from florsql.flight import flight_sql_pb2 as pb
-    from florsql.flight.messages import pack
+    from florsql.flight.wire import pack
 
     client = flight.connect(served["uri"])
     cmd = pb.CommandStatementQuery(query="SELECT range AS i FROM range(200000)")

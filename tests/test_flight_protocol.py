@@ -14,12 +14,11 @@ from florsql.errors import FlorError, ParseError, StoreError
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
 from florsql.flight.auth import check_binding, is_loopback
-from florsql.flight.failures import to_flight_error
 from florsql.flight.handles import Handles
-from florsql.flight.messages import pack, unpack
 from florsql.flight.server import check_statement, parameter_row
 from florsql.flight.service import QueryResult, TableInfo
 from florsql.flight.sqlinfo import sql_info_table
+from florsql.flight.wire import pack, to_flight_error, unpack
 
 
 def test_result_schemas_are_the_specs() -> None:
@@ -170,7 +169,7 @@ def test_the_one_error_shape() -> None:
 def test_doctests() -> None:
     import doctest
 
-    from florsql.flight import auth, failures, messages, sqlinfo
+    from florsql.flight import auth, sqlinfo, wire
 
-    for module in (auth, failures, messages, metadata, sqlinfo):
+    for module in (auth, metadata, sqlinfo, wire):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -12,8 +12,7 @@ import pytest
 from florsql.errors import FlorError
 from florsql.repl.completion import suggest
 from florsql.repl.dotcommands import REGISTRY, parse_dot
-from florsql.repl.progress import confirm_text, progress_line
-from florsql.repl.render import render
+from florsql.repl.render import confirm_text, progress_line, render
 from florsql.repl.service import Column, ReplayEstimate, Schema
 from florsql.repl.statements import is_complete, split_statements
 
@@ -175,8 +174,7 @@ def test_progress_and_confirmation_text() -> None:
 
 
 def test_bad_dot_command_arguments_are_errors() -> None:
-    from florsql.repl.dotcommands import DotContext, run_dot
-    from florsql.repl.settings import Settings
+    from florsql.repl.dotcommands import DotContext, Settings, run_dot
 
     ctx = DotContext(Settings(), service=SimpleNamespace())
     with pytest.raises(FlorError, match=r"usage: \.mode table\|csv\|json\|line"):
@@ -192,7 +190,28 @@ def test_bad_dot_command_arguments_are_errors() -> None:
 def test_doctests() -> None:
     import doctest
 
-    from florsql.repl import completion, dotcommands, progress, render, statements
+    from florsql.repl import background, completion, dotcommands, render, statements
 
-    for module in (completion, dotcommands, progress, render, statements):
+    for module in (background, completion, dotcommands, render, statements):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_help_lists_commands_and_current_settings() -> None:
+    from florsql.repl.dotcommands import DotContext, Settings, run_dot
+
+    text = run_dot(DotContext(Settings(mode="csv"), SimpleNamespace()), ".help").text or ""
+    assert all(c.usage in text for c in REGISTRY.values())
+    assert "  mode = csv  (how results print: table, csv, json or line)" in text
+    assert "  confirm_seconds = 10  (" in text and "  output = stdout  (" in text
+
+
+def test_docs_describe_every_dot_command_and_cli_command() -> None:
+    from pathlib import Path
+
+    from florsql.cli import main
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "interfaces.md").read_text()
+    for command in REGISTRY.values():
+        assert f"| `{command.usage.replace('|', chr(92) + '|')}` |" in docs, command.usage
+    for name in main.commands:
+        assert f"`florsql {name}" in docs, name

@@ -18,7 +18,7 @@ from prompt_toolkit.output import DummyOutput
 
 from florsql.errors import ParseError
 from florsql.repl import Settings, run_repl
-from florsql.repl.schema_cache import SchemaCache
+from florsql.repl.background import SchemaCache
 from florsql.repl.service import (
     Column,
     ConfirmHook,
@@ -220,7 +220,7 @@ def test_ctrl_d_ends_the_session(tmp_path: Path) -> None:
 def test_history_lives_in_the_user_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: bool
 ) -> None:
-    from florsql.repl.prompt import history_path
+    from florsql.repl.app import history_path
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert history_path() == tmp_path / "xdg" / "florsql" / "history"

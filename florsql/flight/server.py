@@ -20,11 +20,10 @@ from florsql.flight import flight_session_pb2 as session_pb
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
 from florsql.flight.auth import BearerTokenFactory, check_binding
-from florsql.flight.failures import translated
 from florsql.flight.handles import Handles
-from florsql.flight.messages import pack, unpack
 from florsql.flight.service import QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
+from florsql.flight.wire import pack, translated, unpack
 from florsql.grammar import line_col, parse
 
 __all__ = ["FlorFlightServer", "ServerOptions"]

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from florsql.repl.app import run_repl
+from florsql.repl.dotcommands import Settings
 from florsql.repl.service import ReplService
-from florsql.repl.settings import Settings
 
 __all__ = ["ReplService", "Settings", "run_repl"]

@@ -1,4 +1,5 @@
-"""Dot-commands: parsed from one line, dispatched through a registry (as litecli's specials).
+"""Dot-commands and the settings they change: parsed from one line, dispatched through a
+registry (as litecli's specials); the settings are data (name, default, help).
 
 Each handler takes the session's :class:`DotContext` and the parsed :class:`DotCall`, changes
 settings or asks the service, and returns a :class:`Reply` for the front end to print.
@@ -9,15 +10,62 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 
 from florsql.errors import FlorError
-from florsql.repl.service import REPLAY_MODES, ReplService
-from florsql.repl.settings import MODES, Settings
+from florsql.repl.service import REPLAY_MODES, ReplayMode, ReplService
 
-__all__ = ["REGISTRY", "DotCall", "DotCommand", "DotContext", "Reply", "parse_dot", "run_dot"]
+__all__ = [
+    "MODES",
+    "REGISTRY",
+    "SETTINGS",
+    "DotCall",
+    "DotCommand",
+    "DotContext",
+    "Reply",
+    "Setting",
+    "Settings",
+    "parse_dot",
+    "run_dot",
+    "setting_value",
+]
+
+MODES = ("table", "csv", "json", "line")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting."""
+
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS = (
+    Setting("mode", "table", "how results print: table, csv, json or line"),
+    Setting("timer", "off", "print each statement's wall time"),
+    Setting("replay", "confirm", "compute hindsight values: auto, confirm (ask first) or off"),
+    Setting("output", "stdout", "where results go: stdout or a file (appended)"),
+    Setting("row_limit", "100", "rows a table shows; the count is always printed"),
+    Setting("confirm_seconds", "10", "with replay = confirm, ask before replays estimated longer"),
+)
+
+
+@dataclass
+class Settings:
+    """The session's current settings."""
+
+    mode: str = "table"
+    timer: bool = False
+    replay: ReplayMode = "confirm"
+    output: Path | None = None
+    row_limit: int = 100
+    confirm_seconds: float = 10.0
+
 
 ArgKind = Literal["relation", "sql", "file", "choice"] | None
 
@@ -117,8 +165,25 @@ def _help(ctx: DotContext, call: DotCall) -> Reply:
     width = max(len(c.usage) for c in REGISTRY.values())
     lines = [f"{c.usage:<{width}}  {c.help}" for c in REGISTRY.values()]
     lines += ["", "SQL ends with ';' (Enter adds a line until then); dot-commands end at Enter."]
-    lines += ["Tab completes, Ctrl-R searches history, Ctrl-C cancels, Ctrl-D exits."]
+    lines += ["Tab completes, Ctrl-R searches history, Ctrl-C cancels, Ctrl-D exits.", ""]
+    lines += ["Settings now:"]
+    lines += [f"  {s.name} = {setting_value(ctx.settings, s.name)}  ({s.help})" for s in SETTINGS]
     return Reply("\n".join(lines))
+
+
+def setting_value(settings: Settings, name: str) -> str:
+    """A setting's current value as ``.help`` shows it.
+
+    Example:
+        >>> setting_value(Settings(), "timer"), setting_value(Settings(), "output")
+        ('off', 'stdout')
+    """
+    value = getattr(settings, name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "stdout"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dot_command(".tables", "list the relations a query can read")
@@ -183,8 +248,6 @@ def _replay(ctx: DotContext, call: DotCall) -> Reply:
 
 @dot_command(".output [FILE]", "append results to FILE; no FILE: back to the screen", arg="file")
 def _output(ctx: DotContext, call: DotCall) -> Reply:
-    from pathlib import Path
-
     if not call.args or call.args[0] in ("stdout", "-"):
         ctx.settings.output = None
         return Reply()

@@ -17,12 +17,10 @@ import pyarrow as pa
 
 from florsql.errors import FlorError
 from florsql.grammar import parse
-from florsql.repl.bridge import Bridge
-from florsql.repl.dotcommands import DotContext, Reply, run_dot
-from florsql.repl.progress import confirm_text, duration, progress_line
-from florsql.repl.render import render
+from florsql.repl.background import Bridge
+from florsql.repl.dotcommands import DotContext, Reply, Settings, run_dot
+from florsql.repl.render import confirm_text, duration, progress_line, render
 from florsql.repl.service import Outcome, ReplService
-from florsql.repl.settings import Settings
 from florsql.repl.statements import is_dot_command, split_statements
 
 __all__ = ["Cancelled", "Echo", "Shell"]
