@@ -90,6 +90,7 @@ def main(ctx: click.Context, repo: Path | None, debug: bool) -> None:
     \b
     Example:
         florsql                      # the shell
+        florsql < report.sql         # statements and dot-commands from a file
         florsql query "SELECT run_id, avg(loss) FROM logs GROUP BY ALL"
     """
     ctx.obj = CliState(repo, debug)
@@ -98,12 +99,16 @@ def main(ctx: click.Context, repo: Path | None, debug: bool) -> None:
 
 
 def _shell() -> None:
-    from florsql.repl import run_repl
+    """The shell on a terminal; with input piped in, run it as a script."""
+    from florsql.repl import run_repl, run_script
     from florsql.repl.backend import open_service
 
     service = open_service(_repo(None))
     try:
-        run_repl(service)
+        if sys.stdin.isatty():
+            run_repl(service)
+        elif not run_script(service, sys.stdin.read()):
+            sys.exit(1)
     finally:
         service.close()
 

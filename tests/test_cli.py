@@ -174,3 +174,17 @@ def test_query_help_exactly() -> None:
         "  --debug                      Show tracebacks.\n"
         "  --help                       Show this message and exit.\n"
     )
+
+
+def test_piped_input_runs_as_a_script(repo: Path) -> None:
+    script = (
+        "SELECT lr, count(*) AS n FROM logs\n  GROUP BY ALL ORDER BY ALL;\n"
+        ".mode csv\n"
+        "SELECT 'a;b' AS s; SELECT 2 AS two\n"
+    )
+    result = CliRunner().invoke(main, ["--repo", str(repo)], input=script)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == " lr   n\n---  --\n0.1  16\n0.2  16\n(2 rows)\ns\na;b\ntwo\n2\n"
+    failed = CliRunner().invoke(main, ["--repo", str(repo)], input="SELECT los FROM logs;\n")
+    assert failed.exit_code == 1
+    assert failed.stderr.startswith("Unknown column 'los'. Did you mean 'loss'?")

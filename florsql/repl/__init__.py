@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from florsql.repl.app import run_repl
+from florsql.repl.app import run_repl, run_script
 from florsql.repl.dotcommands import Settings
 from florsql.repl.service import ReplService
 
-__all__ = ["ReplService", "Settings", "run_repl"]
+__all__ = ["ReplService", "Settings", "run_repl", "run_script"]

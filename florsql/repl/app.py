@@ -6,6 +6,7 @@ user's data dir (Ctrl-R searches it, suggestions come from it) and reads until `
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,16 @@ from florsql.repl.service import ReplService
 from florsql.repl.shell import Shell
 from florsql.repl.statements import is_complete
 
-__all__ = ["PROMPT", "SchemaCompleter", "TerminalEcho", "history_path", "make_session", "run_repl"]
+__all__ = [
+    "PROMPT",
+    "PlainEcho",
+    "SchemaCompleter",
+    "TerminalEcho",
+    "history_path",
+    "make_session",
+    "run_repl",
+    "run_script",
+]
 
 PROMPT = "florsql> "
 CONTINUATION = "     ...> "
@@ -156,3 +166,43 @@ def run_repl(
             break
         if not shell.handle(text):
             break
+
+
+class PlainEcho:
+    """The shell's words when input is piped in: results to stdout, the rest to stderr."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def out(self, text: str) -> None:
+        print(text)
+
+    def warn(self, text: str) -> None:
+        print(text, file=sys.stderr)
+
+    def error(self, text: str) -> None:
+        self.failed = True
+        print(text, file=sys.stderr)
+
+    def status(self, line: str | None) -> None:
+        """No progress bar without a terminal."""
+
+    def ask(self, question: str) -> bool:
+        return True  # nobody to ask: replay = 'confirm' runs, as in every prompt-less front end
+
+
+def run_script(service: ReplService, text: str, settings: Settings | None = None) -> bool:
+    """Run piped input (SQL ending in ``;`` and dot-commands) as the shell would; False if any
+    statement failed. A last statement without ``;`` runs too."""
+    echo = PlainEcho()
+    shell = Shell(service, echo, settings)
+    pending = ""
+    for line in text.splitlines(keepends=True):
+        pending += line
+        if pending.strip() and is_complete(pending):
+            if not shell.handle(pending):
+                return not echo.failed
+            pending = ""
+    if pending.strip():
+        shell.handle(pending)
+    return not echo.failed
