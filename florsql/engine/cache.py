@@ -19,6 +19,7 @@ from florsql.plan.catalog import Catalog, build_catalog
 from florsql.plan.pivot import WIDE_TABLE, wide_select
 from florsql.plan.stats import Generation, fingerprint, rebuild_stats
 from florsql.store import layout
+from florsql.store.replays import replays_dir
 
 if TYPE_CHECKING:
     from florsql.engine.sandbox import Sandbox
@@ -29,13 +30,14 @@ Signature = tuple[tuple[str, int, int, int], ...]
 
 
 def folder_signature(repo: Path) -> Signature:
-    """Per run folder: the mtimes of run.json, segments/ and the checkpoint manifest."""
+    """Per run folder: the mtimes of run.json, segments/ and the checkpoint manifest; and the
+    replays folder's (a finished replay adds a folder there)."""
     root = layout.runs_dir(repo)
-    out = []
+    out = [("<replays>", _mtime(str(replays_dir(repo))), 0, 0)]
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
-        return ()
+        return tuple(out)
     for entry in entries:
         if not entry.is_dir():
             continue
@@ -71,23 +73,25 @@ class CacheState:
     catalog: Catalog | None = None
     wide_built: bool = False
     refreshes: int = field(default=0)
+    filenames: tuple[str, ...] = ()
 
     def current(self, *, force: bool = False) -> Catalog:
         """The catalog for the index as it is now, refreshing what changed."""
         signature = folder_signature(self.repo)
-        if force or signature != self.signature:
+        if force or signature != self.signature or self.generation is None:
             self.box.index.refresh()
             self.signature = signature
             self.refreshes += 1
-        generation = fingerprint(self.box.con)
-        if generation != self.generation:
-            rebuild_stats(self.box.con)
-            self.generation = generation
-            self.catalog = None
-            self.wide_built = False
+            generation = fingerprint(self.box.con)
+            if generation != self.generation:
+                rebuild_stats(self.box.con)
+                self.generation = generation
+                self.catalog = None
+                self.wide_built = False
+                self.filenames = self._filenames()
         key = self._scripts_key()
         if self.catalog is None or key != self.scripts_key:
-            self.catalog = build_catalog(self.box.con, self.repo, generation)
+            self.catalog = build_catalog(self.box.con, self.repo, self.generation)
             self.scripts_key = key
         if self.use_cache and not self.wide_built:
             self.box.con.execute(
@@ -103,12 +107,16 @@ class CacheState:
         self.catalog = None
         self.wide_built = False
 
-    def _scripts_key(self) -> tuple[tuple[str, int, int], ...]:
+    def _filenames(self) -> tuple[str, ...]:
         rows = self.box.con.execute(
             "SELECT DISTINCT filename FROM run_meta WHERE filename IS NOT NULL ORDER BY 1"
         ).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def _scripts_key(self) -> tuple[tuple[str, int, int], ...]:
+        """Size and mtime of each script with runs: its log statements may have changed."""
         out = []
-        for (name,) in rows:
+        for name in self.filenames:
             try:
                 st = (self.repo / name).stat()
                 out.append((name, st.st_mtime_ns, st.st_size))

@@ -7,6 +7,7 @@ serialize calls.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,11 @@ from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
 from florsql.plan.planner import PlannedQuery, plan_query
 
-__all__ = ["Engine"]
+__all__ = ["PLAN_CACHE_SIZE", "Engine"]
+
+#: Plans kept for repeated statements; a plan is reused only while the catalog it was made
+#: with is current (no new run, replay or code change since).
+PLAN_CACHE_SIZE = 64
 
 
 class Engine:
@@ -62,6 +67,8 @@ class Engine:
         self.warn_stacklevel = 4  # warnings point at the caller of execute()
         self._box = open_sandbox(self.repo, wait=wait)
         self._cache = CacheState(self._box, self.repo, use_cache=use_cache)
+        self._plans: OrderedDict[tuple[str, str], tuple[Catalog, Statement, PlannedQuery]]
+        self._plans = OrderedDict()
         self.closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -94,17 +101,24 @@ class Engine:
             florsql.errors.SqlError: DuckDB failed running it.
         """
         self._check_open()
-        stmt = parse(sql)
-        if stmt.kind == "set":
-            self.settings["replay"] = _check_replay(stmt.value or "")
-            return Result.empty("set")
         catalog = self.catalog()
-        if stmt.kind == "show_runs":
-            return Result("show_runs", show_runs(self._box.con))
-        if stmt.kind == "show_columns":
-            table = show_columns(self._box.con, catalog, stmt.table or "", stmt.source)
-            return Result("show_columns", table)
-        planned = self._plan(stmt, catalog, params)
+        key = (sql, repr(tuple(params)))
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is catalog:
+            self._plans.move_to_end(key)
+            stmt, planned = hit[1], hit[2]
+        else:
+            stmt = parse(sql)
+            if stmt.kind == "set":
+                self.settings["replay"] = _check_replay(stmt.value or "")
+                return Result.empty("set")
+            if stmt.kind == "show_runs":
+                return Result("show_runs", show_runs(self._box.con))
+            if stmt.kind == "show_columns":
+                table = show_columns(self._box.con, catalog, stmt.table or "", stmt.source)
+                return Result("show_columns", table)
+            planned = self._plan(stmt, catalog, params)
+            self._remember(key, catalog, stmt, planned)
         if stmt.kind == "explain":
             lines = explain_lines(planned.replay, planned.sql)
             return Result("explain", pa.table({"plan": lines}), planned.sql, planned.replay)
@@ -119,6 +133,14 @@ class Engine:
             types=types,
             warning_records=tuple(messages),
         )
+
+    def _remember(
+        self, key: tuple[str, str], catalog: Catalog, stmt: Statement, planned: PlannedQuery
+    ) -> None:
+        """Keep the plan of a repeated statement while the catalog (and so the data) holds."""
+        self._plans[key] = (catalog, stmt, planned)
+        while len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
 
     def plan(self, sql: str, params: Sequence[Any] = ()) -> PlannedQuery:
         """Plan a query (or the query of an EXPLAIN) without running anything."""

@@ -81,7 +81,7 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
         for root in roots:
             copy = qualify(
                 root.copy(),
-                schema=catalog.schema(),
+                schema=catalog.sqlglot_schema(),
                 dialect="duckdb",
                 validate_qualify_columns=False,
                 quote_identifiers=False,

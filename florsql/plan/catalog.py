@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from sqlglot.schema import MappingSchema
+
 from florsql.plan.hindsight import ScriptCode, scan_script
 from florsql.plan.stats import Generation, loop_names, string_literal
 from florsql.store.schema import RUN_CORE, RUN_EXTRA
@@ -85,6 +87,7 @@ class Catalog:
     generation: Generation | None = None
     nullable_logs: frozenset[str] = frozenset()  # names some run logged as None
     _by_name: dict[str, LogsColumn] = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict[str, MappingSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({c.name: c for c in self.columns})
@@ -106,6 +109,12 @@ class Catalog:
         """Every relation's columns and types, ``logs`` included (for sqlglot's qualify)."""
         logs = {c.name: (c.sql_type if c.sql_type != "NULL" else "VARCHAR") for c in self.columns}
         return {**self.relations, "logs": logs}
+
+    def sqlglot_schema(self) -> MappingSchema:
+        """:meth:`schema` as a sqlglot schema, built once (normalizing it costs milliseconds)."""
+        if "schema" not in self._memo:
+            self._memo["schema"] = MappingSchema(self.schema(), dialect="duckdb")
+        return self._memo["schema"]
 
     def suggest(self, name: str, candidates: list[str] | tuple[str, ...] | None = None) -> str:
         """ " Did you mean 'x'?" for the closest known name, or ``""``.

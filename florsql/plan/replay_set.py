@@ -12,32 +12,51 @@ predicate restricts them.
 
 from __future__ import annotations
 
+from sqlglot import exp
+
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.state import NeedRow, PlanState
-from florsql.plan.stats import string_literal
+from florsql.plan.stats import outer_loops, string_literal
 from florsql.store.schema import quote
 
 __all__ = ["ANY_CHAIN", "replay_set"]
 
 ANY_CHAIN = "*"
 
-_QUERY = """
+_LACK = """
 WITH need(__name, __file, __want) AS (VALUES {values}),
 lack AS (
     SELECT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
     FROM need n JOIN run_meta m ON m.filename = n.__file
     WHERE m.status IS DISTINCT FROM 'running'{limit}
-),
+),"""
+
+#: Contexts one by one: needed when the predicate reads an inner loop's column.
+_PER_CONTEXT = """
 cand AS (
-    SELECT l.*, c.ctx_id AS __ctx, c.chain AS __chain, c.outer_loop AS __outer_loop,
+    SELECT l.*, c.chain AS __chain, c.outer_loop AS __outer_loop,
            c.outer_iteration AS __outer_it, c.inner_loop AS __inner_loop,
            c.inner_iteration AS __inner_it{loop_cols}
     FROM lack l JOIN __flor_ctx c
       ON c.run_id = l.run_id AND (c.chain = l.__want OR l.__want = '*')
     UNION ALL BY NAME
-    SELECT l.*, 0 AS __ctx, '' AS __chain FROM lack l WHERE l.__want IN ('', '*')
-),
+    SELECT l.*, '' AS __chain FROM lack l WHERE l.__want IN ('', '*')
+),"""
+
+#: Outer iterations only: exact when the predicate reads no inner loop (the usual case).
+_PER_ITERATION = """
+cand AS (
+    SELECT l.*, c.chain AS __chain, c.outer_loop AS __outer_loop,
+           c.outer_iteration AS __outer_it, c.inner_loop AS __inner_loop,
+           NULL::BIGINT AS __inner_it{loop_cols}
+    FROM lack l JOIN __flor_chains c
+      ON c.run_id = l.run_id AND (c.chain = l.__want OR l.__want = '*')
+    UNION ALL BY NAME
+    SELECT l.*, '' AS __chain FROM lack l WHERE l.__want IN ('', '*')
+),"""
+
+_NEEDED = """
 logs AS (
     SELECT {run_cols}, cand.* EXCLUDE (run_id) FROM cand JOIN runs r ON r.run_id = cand.run_id
 ),
@@ -49,11 +68,9 @@ needed AS (
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
        n.__chain, any_value(n.__inner_loop),
        list(DISTINCT n.__inner_it ORDER BY n.__inner_it) FILTER (WHERE n.__inner_it IS NOT NULL),
-       any_value(t.total)
-FROM needed n LEFT JOIN (
-    SELECT run_id, chain, outer_iteration, count(DISTINCT inner_iteration) AS total
-    FROM __flor_ctx WHERE inner_iteration IS NOT NULL GROUP BY ALL
-) t ON t.run_id = n.run_id AND t.chain = n.__chain AND t.outer_iteration = n.__outer_it
+       any_value(t.inner_total)
+FROM needed n LEFT JOIN __flor_chains t
+  ON t.run_id = n.run_id AND t.chain = n.__chain AND t.outer_iteration = n.__outer_it
 GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
 """
 
@@ -68,7 +85,8 @@ def replay_set(state: PlanState) -> None:
         values = _need_values(state, names)
         if not values:
             continue
-        for row in state.con.execute(_sql(state, values, predicate)).fetchall():
+        per_context = _reads_inner_loop(state, ref_id)
+        for row in state.con.execute(_sql(state, values, predicate, per_context)).fetchall():
             need = NeedRow(
                 name=row[0],
                 run_id=row[1],
@@ -103,20 +121,41 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
     return values
 
 
-def _sql(state: PlanState, values: list[str], predicate: str) -> str:
+def _reads_inner_loop(state: PlanState, ref_id: int) -> bool:
+    """Whether the pushed predicate reads a loop that some run nests in another loop."""
+    relaxed = state.pushed.get(ref_id)
+    if relaxed is None or relaxed.expression is None:
+        return False
+    outer = outer_loops(state.con)
+    loops = set(state.catalog.loops)
+    names = {c.name for c in relaxed.expression.find_all(exp.Column)}
+    return any(n in loops and n not in outer for n in names)
+
+
+def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool) -> str:
     catalog = state.catalog
     limit = ""
     if state.limit_runs is not None:
         kept = ", ".join(map(string_literal, sorted(state.limit_runs))) or "NULL"
         limit = f" AND m.run_id IN ({kept})"
-    loop_cols = "".join(f", c.{quote(n)}" for n in catalog.loops)
+    if per_context:
+        loop_cols = "".join(f", c.{quote(n)}" for n in catalog.loops)
+        body = _PER_CONTEXT
+    else:
+        outer = outer_loops(state.con)
+        loop_cols = "".join(
+            f", CASE WHEN c.outer_loop = {string_literal(n)} THEN c.outer_iteration END"
+            f" AS {quote(n)}"
+            if n in outer
+            else f", NULL::BIGINT AS {quote(n)}"
+            for n in catalog.loops
+        )
+        body = _PER_ITERATION
     run_cols = ", ".join(f"r.{quote(n)}" for n in catalog.names("meta", "arg"))
-    return _QUERY.format(
-        values=", ".join(values),
-        limit=limit,
-        loop_cols=loop_cols,
-        run_cols=run_cols,
-        predicate=predicate,
+    return (
+        _LACK.format(values=", ".join(values), limit=limit)
+        + body.format(loop_cols=loop_cols)
+        + _NEEDED.format(run_cols=run_cols, predicate=predicate)
     )
 
 
@@ -141,7 +180,7 @@ def _find_unplaceable(state: PlanState) -> None:
                 continue
             rows = state.con.execute(
                 """SELECT m.vid, m.run_id FROM run_meta m WHERE m.filename = ?
-                   AND NOT EXISTS (SELECT 1 FROM __flor_ctx c WHERE c.run_id = m.run_id
+                   AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                                    AND v.name = ?)""",

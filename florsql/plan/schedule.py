@@ -52,17 +52,15 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
     facts: dict[str, RunFacts] = defaultdict(RunFacts)
     con = state.con
     rows = con.execute(
-        """SELECT o.run_id, o.loop_name, o.iteration, coalesce(o.seconds, 0),
-                  coalesce(sum(i.seconds), 0)
-           FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
-           WHERE o.parent_ctx = 0 AND list_contains(?, o.run_id) GROUP BY ALL""",
+        """SELECT run_id, loop_name, iteration, seconds, inner_seconds FROM __flor_times
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
     for run_id, loop, it, sec, inner in rows:
         facts[run_id].seconds.setdefault(loop, {})[int(it)] = (float(sec), float(inner))
     rows = con.execute(
         """SELECT run_id, loop_name, iteration, position, file, bytes FROM checkpoints
-           WHERE list_contains(?, run_id)""",
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
     for run_id, loop, it, pos, file, size in rows:
@@ -70,7 +68,7 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
         facts[run_id].checkpoints.setdefault(loop, {})[int(it)] = ref
     rows = con.execute(
         """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0) FROM run_meta
-           WHERE list_contains(?, run_id)""",
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
     for run_id, total in rows:

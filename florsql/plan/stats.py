@@ -8,6 +8,8 @@ All are temporary objects of the query connection, so the index file never chang
 - ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
   and iteration, the loop and iteration one level in, and one column per loop name holding
   that loop's iteration (the loop columns of ``logs``).
+- ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
+- ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
 - ``__flor_cover``: which (run, name, outermost iteration) have a value: what replay may skip.
 - ``__flor_names``: per log name, its value types and record count (the column types of ``logs``).
 """
@@ -22,7 +24,14 @@ from florsql.store.schema import quote
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Generation", "fingerprint", "loop_names", "rebuild_stats", "string_literal"]
+__all__ = [
+    "Generation",
+    "fingerprint",
+    "loop_names",
+    "outer_loops",
+    "rebuild_stats",
+    "string_literal",
+]
 
 #: The columns replayed values will add: a store table of this name is unioned in when present.
 REPLAY_RECORDS = "replay_log_records"
@@ -69,6 +78,12 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
+def outer_loops(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Loop names never nested in another loop."""
+    rows = con.execute("SELECT loop_name FROM ctx_path GROUP BY 1 HAVING max(depth) = 0")
+    return {r[0] for r in rows.fetchall()}
+
+
 def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Loop names, outermost first (by their smallest depth, then name)."""
     rows = con.execute(
@@ -105,6 +120,19 @@ def rebuild_stats(con: duckdb.DuckDBPyConnection) -> None:
         SELECT DISTINCT r.run_id, r.name, c.outer_iteration
         FROM all_log_records r LEFT JOIN __flor_ctx c
           ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __flor_chains AS
+        SELECT run_id, chain, outer_loop, outer_iteration, any_value(inner_loop) AS inner_loop,
+               count(DISTINCT inner_iteration) AS inner_total
+        FROM __flor_ctx GROUP BY run_id, chain, outer_loop, outer_iteration"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __flor_times AS
+        SELECT o.run_id, o.loop_name, o.iteration, coalesce(any_value(o.seconds), 0) AS seconds,
+               coalesce(sum(i.seconds), 0) AS inner_seconds
+        FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
+        WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE __flor_names AS
