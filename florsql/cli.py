@@ -7,6 +7,7 @@ Thin: each command makes one library call and prints. Errors print one line and 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,6 +276,7 @@ def serve(
     replay = "hindsight values replayed" if allow_replay else "hindsight values NULL"
     where = ServerOptions(host, server.port).location
     click.echo(f"florsql Flight SQL on {where} (read-only, {replay}); Ctrl-C stops", err=True)
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: cleanly
     try:
         server.serve()
     except KeyboardInterrupt:
@@ -282,6 +284,10 @@ def serve(
     finally:
         server.shutdown()
         service.close()
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -187,3 +187,32 @@ def test_allow_replay_computes_hindsight_values(tmp_path: Path) -> None:
     with running_server(repo, allow_replay=True) as server:
         table = _fetch(_uri(server), "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
     assert table.num_rows == 6 and table.column("w2").null_count == 0
+
+
+def test_florsql_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    repo = recorded_repo(tmp_path / "proj")
+    code = "from florsql.cli import main; main()"
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--port", "0", "--repo", str(repo)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        found = re.match(
+            r"florsql Flight SQL on grpc\+tcp://127\.0\.0\.1:(\d+) \(read-only", banner
+        )
+        assert found, banner
+        table = _fetch(f"grpc://127.0.0.1:{found.group(1)}", "SELECT count(*) AS n FROM runs")
+        assert table.column("n").to_pylist() == [2]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
