@@ -110,7 +110,7 @@ def test_queries_print_tables_and_dot_commands_change_settings(tmp_path: Path) -
     assert shell.handle(".mode csv") and shell.handle(".timer on")
     assert shell.handle("SELECT 1; SELECT 2;")
     assert [c[0] for c in service.calls[-2:]] == ["SELECT 1", "SELECT 2"]
-    assert echo.lines[-1] == ("out", "x\n1\n2") and echo.lines[-2][1].startswith("Time: ")
+    assert echo.lines[-2] == ("out", "x\n1\n2") and echo.lines[-1][1].startswith("Time: ")
     out = tmp_path / "out.csv"
     assert shell.handle(f".output {out}") and shell.handle("SELECT 3;") and shell.handle(".output")
     assert out.read_text() == "x\n1\n2\n"

@@ -86,6 +86,7 @@ class Reply:
     text: str | None = None
     table: pa.Table | None = None
     quit: bool = False
+    footer: str | None = None  # printed on the screen after the result (the timer)
 
 
 @dataclass

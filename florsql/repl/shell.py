@@ -20,7 +20,7 @@ from florsql.grammar import parse
 from florsql.repl.background import Bridge
 from florsql.repl.dotcommands import DotContext, Reply, Settings, run_dot
 from florsql.repl.render import confirm_text, duration, progress_line, render
-from florsql.repl.service import Outcome, ReplService
+from florsql.repl.service import REPLAY_MODES, Outcome, ReplService
 from florsql.repl.statements import is_dot_command, split_statements
 
 __all__ = ["Cancelled", "Echo", "Shell"]
@@ -74,26 +74,26 @@ class Shell:
     def _statement(self, sql: str) -> Reply:
         if _SET.match(sql):
             stmt = parse(sql)
-            if stmt.kind == "set" and stmt.value in ("auto", "confirm", "off"):
-                self.settings.replay = stmt.value  # type: ignore[assignment]
-                return Reply(f"replay = {stmt.value}")
+            mode = next((m for m in REPLAY_MODES if m == stmt.value), None)
+            if stmt.kind == "set" and mode is not None:
+                self.settings.replay = mode
+                return Reply(f"replay = {mode}")
+        started = time.perf_counter()
         outcome = self._execute(sql)
         for message in outcome.warnings:
             self.echo.warn(f"warning: {message}")
-        return Reply(outcome.text, outcome.table)
+        elapsed = time.perf_counter() - started
+        footer = f"Time: {duration(elapsed)}" if self.settings.timer else None
+        return Reply(outcome.text, outcome.table, footer=footer)
 
     def _execute(self, sql: str) -> Outcome:
         self.bridge.threshold = self.settings.confirm_seconds
         confirm = self.bridge.confirm if self.settings.replay == "confirm" else None
-        started = time.perf_counter()
-        outcome = self._call(
+        return self._call(
             lambda: self.service.execute(
                 sql, replay=self.settings.replay, confirm=confirm, progress=self.bridge.progress
             )
         )
-        if self.settings.timer:
-            self.echo.out(f"Time: {duration(time.perf_counter() - started)}")
-        return outcome
 
     def _guarded(self, action: Callable[[], Reply]) -> Reply | None:
         """Run ``action``, printing what it returns; None after an error or Ctrl-C."""
@@ -110,6 +110,8 @@ class Shell:
             return None
         if reply.text is not None or reply.table is not None:
             self._show(reply.text, reply.table)
+        if reply.footer is not None:
+            self.echo.out(reply.footer)
         return Reply(quit=reply.quit)
 
     def _show(self, text: str | None, table: pa.Table | None) -> None:
