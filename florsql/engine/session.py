@@ -25,6 +25,7 @@ from florsql.errors import PlanError, SqlError
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
+from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 
 __all__ = ["PLAN_CACHE_SIZE", "Engine"]
@@ -120,7 +121,7 @@ class Engine:
             planned = self._plan(stmt, catalog, params)
             self._remember(key, catalog, stmt, planned)
         if stmt.kind == "explain":
-            lines = explain_lines(planned.replay, planned.sql)
+            lines = explain_lines(planned.replay, planned.sql, wide_select(catalog))
             return Result("explain", pa.table({"plan": lines}), planned.sql, planned.replay)
         planned, messages = replay_if_needed(self, stmt, planned, params)
         table, types = self._run(planned.sql, stmt)

@@ -99,8 +99,8 @@ def _version(v: VersionReplay) -> list[str]:
     return lines
 
 
-def explain_lines(plan: ReplayPlan, sql: str) -> list[str]:
-    """The text EXPLAIN shows, one line per item.
+def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[str]:
+    """The text EXPLAIN shows, one line per item (``pivot``: the materialized pivot's SQL).
 
     Example:
         >>> explain_lines(ReplayPlan(), "SELECT 1")[:2]
@@ -130,4 +130,7 @@ def explain_lines(plan: ReplayPlan, sql: str) -> list[str]:
         lines.append(f"  not replayable: {name} for {count} run(s) (their script does not log it)")
     lines.append("DuckDB SQL:")
     lines += ["  " + ln for ln in sql.splitlines()]
+    if pivot is not None and "__flor_wide" in sql:
+        lines.append("__flor_wide, the pivot materialized once per index generation:")
+        lines += ["  " + ln for ln in pivot.splitlines()]
     return lines
