@@ -76,6 +76,9 @@ class Scripted:
         if sql.startswith("SLOW"):
             self.stop.wait(10)
             raise KeyboardInterrupt
+        if sql.startswith("BUSY"):  # Python work that ignores interrupt(), as a replay's wait
+            while True:
+                time.sleep(0.01)
         if sql.startswith("BAD"):
             raise ParseError("syntax error near 'BAD'", sql=sql, line=1, col=1)
         if sql.startswith("HINDSIGHT"):
@@ -174,6 +177,15 @@ def test_ctrl_c_cancels_the_statement_and_keeps_the_session() -> None:
     assert time.perf_counter() - started < 5
     assert service.stop.is_set() and echo.lines[-1] == ("error", "cancelled")
     assert shell.handle("SELECT 1;") and echo.lines[-1][0] == "out"
+
+
+def test_ctrl_c_stops_python_work_in_the_statement_too() -> None:
+    shell, _, echo = _shell()
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    started = time.perf_counter()
+    assert shell.handle("BUSY;")
+    assert time.perf_counter() - started < 3 and echo.lines[-1] == ("error", "cancelled")
+    assert not [t for t in threading.enumerate() if t.name == "florsql-query" and t.is_alive()]
 
 
 def test_schema_cache_refreshes_in_the_background() -> None:

@@ -6,6 +6,7 @@ confirmations and the progress bar. Library errors print in red and the session 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import re
 import threading
@@ -28,6 +29,16 @@ __all__ = ["Cancelled", "Echo", "Shell"]
 T = TypeVar("T")
 CANCEL_WAIT = 10.0
 _SET = re.compile(r"\s*set\b", re.I)
+
+
+def _interrupt_thread(thread: threading.Thread) -> None:
+    """Raise KeyboardInterrupt in ``thread``, as Ctrl-C does in the main thread: the statement
+    (and a replay it started, which cleans up its workers on KeyboardInterrupt) stops at its
+    next Python instruction."""
+    if thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
+        )
 
 
 class Cancelled(Exception):
@@ -145,8 +156,9 @@ class Shell:
                 worker.join(0.05)
                 self._serve()
         except KeyboardInterrupt:
-            self.service.interrupt()
+            self.service.interrupt()  # stops DuckDB
             self.bridge.decline_all()
+            _interrupt_thread(worker)  # stops Python work there, a replay's wait included
             worker.join(CANCEL_WAIT)
             raise Cancelled() from None
         finally:
