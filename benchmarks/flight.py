@@ -110,7 +110,7 @@ def completion_latency(repo: Path) -> tuple[list[float], int]:
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    from florsql.repl.app import SchemaCompleter
+    from florsql.repl.app import SchemaCompleter, settle_heap
     from florsql.repl.backend import open_service
     from florsql.repl.background import SchemaCache
 
@@ -118,6 +118,7 @@ def completion_latency(repo: Path) -> tuple[list[float], int]:
     try:
         cache = SchemaCache(service.schema)
         cache.refresh()
+        settle_heap()  # as the REPL does once it has started
         completer = SchemaCompleter(cache)
         event = CompleteEvent(text_inserted=True)
         times = []

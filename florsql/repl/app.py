@@ -6,6 +6,7 @@ user's data dir (Ctrl-R searches it, suggestions come from it) and reads until `
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "make_session",
     "run_repl",
     "run_script",
+    "settle_heap",
 ]
 
 PROMPT = "florsql> "
@@ -141,6 +143,13 @@ class TerminalEcho:
         return answer.strip().lower() in ("y", "yes")
 
 
+def settle_heap() -> None:
+    """Move what start-up allocated (engine, DuckDB, Arrow modules and objects) out of the garbage
+    collector's reach, so that a full collection never stalls a keystroke for tens of ms."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_repl(
     service: ReplService,
     *,
@@ -156,6 +165,7 @@ def run_repl(
     shell = Shell(service, TerminalEcho(output, input), settings)
     shell.on_change = cache.refresh_async
     cache.refresh_async()
+    settle_heap()
     shell.echo.out(BANNER)
     while True:
         try:
