@@ -2,15 +2,91 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from florsql.engine import Engine
 from florsql.plan.explain import explain_lines, ranges
-from tests.helpers_sql import fixture_history, read_cases, render_plan
+from florsql.plan.replay_plan import ReplayPlan, RunReplay
+from tests.helpers_sql import fixture_history
+
+
+@dataclass(frozen=True)
+class PlanCase:
+    """One case of a ``tests/fixtures/plan/*.sql`` file."""
+
+    title: str
+    sql: str
+    params: list[Any]
+    expected: list[str]
+
+
+def read_cases(path: Path) -> list[PlanCase]:
+    """Cases start at ``-- title:``; then ``-- params: [json]`` (optional), the query, and after
+    ``-- expect`` the expected lines, each behind ``-- ``."""
+    cases: list[PlanCase] = []
+    block: list[str] = []
+    for line in [*path.read_text().splitlines(), "-- title: <end>"]:
+        if line.startswith("-- title:"):
+            if block:
+                cases.append(_case(block))
+            block = [line]
+        elif block:
+            block.append(line)
+    return cases
+
+
+def _case(block: list[str]) -> PlanCase:
+    title = block[0].removeprefix("-- title:").strip()
+    params: list[Any] = []
+    sql: list[str] = []
+    expected: list[str] = []
+    in_expect = False
+    for line in block[1:]:
+        if line.strip() == "-- expect":
+            in_expect = True
+        elif in_expect:
+            if line.startswith("-- "):
+                expected.append(line[3:])
+        elif line.startswith("-- params:"):
+            params = json.loads(line.removeprefix("-- params:"))
+        elif line.strip():
+            sql.append(line)
+    return PlanCase(title, "\n".join(sql).rstrip(";"), params, expected)
+
+
+def render_plan(plan: ReplayPlan) -> list[str]:
+    """The replay set of a :class:`~florsql.plan.replay_plan.ReplayPlan`, as fixture lines."""
+    from florsql.plan.explain import ranges
+
+    lines = []
+    for i, pushed in enumerate(plan.pushed):
+        label = "pushed" if len(plan.pushed) == 1 else f"pushed#{i + 1}"
+        lines.append(f"{label}: {pushed}")
+    if plan.limit_runs is not None:
+        lines.append(f"limit: {', '.join(plan.limit_runs) or '(no runs)'}")
+    for run in plan.runs():
+        per: dict[str, list[int]] = {}
+        inner: dict[str, set[int]] = {}
+        for need in run.needs:
+            for name in need.names:
+                per.setdefault(name, []).append(need.iteration)
+            for r in need.inner:
+                inner.setdefault(r.loop, set()).update(r.iterations)
+        parts = [f"{n} {ranges(v)}" for n, v in sorted(per.items())]
+        parts += [f"{n} top" for n in run.top_level]
+        tail = "".join(f" | {lp} {ranges(sorted(v))}" for lp, v in sorted(inner.items()))
+        lines.append(f"{run.run_id}: {'; '.join(parts)}{tail}")
+    if plan.empty:
+        lines.append("(nothing to replay)")
+    return lines
+
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "plan").glob("*.sql"))
 
@@ -47,7 +123,7 @@ def test_fixture_files_cover_the_required_cases() -> None:
     assert "hindsight column stays residual" in titles
 
 
-def _run(engine: Engine, sql: str, run_id: str):  # type: ignore[no-untyped-def]
+def _run(engine: Engine, sql: str, run_id: str) -> tuple[RunReplay, ReplayPlan]:
     plan = engine.plan(sql).replay
     return next(r for r in plan.runs() if r.run_id == run_id), plan
 
@@ -124,8 +200,6 @@ def test_explain_runs_nothing_and_warns_nothing(engine: Engine) -> None:
 
 
 def test_explain_of_nothing_to_replay() -> None:
-    from florsql.plan.replay_plan import ReplayPlan
-
     assert explain_lines(ReplayPlan(), "SELECT 1")[0].startswith("Replay plan: nothing")
     assert ranges([3, 1, 2, 7]) == "1-3, 7"
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from florsql.plan.bind import Binding
+from florsql.plan.bind import Binding, Reference
 from florsql.plan.catalog import Catalog
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import ReplayPlan
@@ -59,7 +59,7 @@ class PlanState:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def references(self) -> list[Any]:
+    def references(self) -> list[Reference]:
         return self.binding.references if self.binding is not None else []
 
     def hindsight_names(self) -> dict[int, tuple[str, ...]]:
