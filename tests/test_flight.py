@@ -161,12 +161,13 @@ def test_results_stream_as_record_batches(served: dict[str, Any]) -> None:
     from florsql.flight.wire import pack
 
     client = flight.connect(served["uri"])
-    cmd = pb.CommandStatementQuery(query="SELECT range AS i FROM range(200000)")
+    sql = "SELECT range AS i, repeat('x', 100) AS s FROM range(400000)"  # ~45 MB
+    cmd = pb.CommandStatementQuery(query=sql)
     info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(cmd)))
-    assert info.total_records == 200000 and info.schema.names == ["i"]
+    assert info.total_records == 400000 and info.schema.names == ["i", "s"]
     reader = client.do_get(info.endpoints[0].ticket)
     batches = [chunk.data for chunk in reader]
-    assert len(batches) > 1 and sum(b.num_rows for b in batches) == 200000
+    assert len(batches) > 1 and sum(b.num_rows for b in batches) == 400000
     client.close()
 
 

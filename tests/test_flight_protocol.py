@@ -169,7 +169,7 @@ def test_the_one_error_shape() -> None:
 def test_doctests() -> None:
     import doctest
 
-    from florsql.flight import auth, sqlinfo, wire
+    from florsql.flight import auth, server, sqlinfo, wire
 
-    for module in (auth, metadata, sqlinfo, wire):
+    for module in (auth, metadata, server, sqlinfo, wire):
         assert doctest.testmod(module).failed == 0, module.__name__

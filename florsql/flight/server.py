@@ -28,7 +28,10 @@ from florsql.grammar import line_col, parse
 
 __all__ = ["FlorFlightServer", "ServerOptions"]
 
-BATCH_ROWS = 64 * 1024
+#: Record batches on the wire: about this many bytes each (fewer, larger messages stream
+#: faster), never fewer than MIN_BATCH_ROWS rows.
+BATCH_BYTES = 16 << 20
+MIN_BATCH_ROWS = 64 * 1024
 M = TypeVar("M", bound=Message)
 METADATA = (
     pb.CommandGetSqlInfo,
@@ -128,7 +131,7 @@ class FlorFlightServer(flight.FlightServerBase):
             table = self._metadata_table(msg)
         else:
             raise NotImplementedError(f"florsql does not serve {type(msg).__name__}")
-        return flight.RecordBatchStream(table.to_reader(max_chunksize=BATCH_ROWS))
+        return flight.RecordBatchStream(table.to_reader(max_chunksize=batch_rows(table)))
 
     @translated
     def do_put(
@@ -217,6 +220,19 @@ def check_statement(sql: str) -> None:
             line=line,
             col=col,
         )
+
+
+def batch_rows(table: pa.Table) -> int:
+    """Rows per streamed batch for ``table``: about :data:`BATCH_BYTES` each.
+
+    Example:
+        >>> batch_rows(pa.table({"x": list(range(10))}))
+        65536
+        >>> batch_rows(pa.table({"x": pa.array(range(1_000_000), pa.int64())}))
+        1000000
+    """
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    return max(MIN_BATCH_ROWS, min(table.num_rows, BATCH_BYTES // per_row))
 
 
 def parameter_row(params: pa.Table) -> list[object]:
