@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import florsql
+import florsql.errors
 from florsql.engine import Engine, ReplayOutcome
 from florsql.errors import FlorWarning, ParseError, ReplayOffWarning, StoreError
 from florsql.plan.replay_plan import ReplayPlan
@@ -154,3 +155,14 @@ def test_cache_and_live_pivots_agree(repo: Path) -> None:
         plan_sql = eng.plan(sql).sql
     assert cached.equals(live)
     assert "arg_max_null" in plan_sql and "__flor_wide" not in plan_sql
+
+
+def test_dataframe_as_pandas_needs_pandas(repo: Path) -> None:
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(florsql.errors.PlanError, match="pandas"):
+            florsql.dataframe("acc", repo=repo, as_pandas=True)
+    else:
+        frame = florsql.dataframe("acc", repo=repo, as_pandas=True)
+        assert list(frame.columns) == ["projid", "tstamp", "filename", "epoch", "acc"]

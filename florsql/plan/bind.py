@@ -145,7 +145,21 @@ def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
             elif not col.table:
                 _check_unresolved(scope, col, catalog, source)
         _columns_function(scope, refs, log_names)
+        _whole_rows(scope, refs)
     return sorted(refs.values(), key=lambda r: r.ref_id)
+
+
+def _whole_rows(scope: Scope, refs: dict[int, Reference]) -> None:
+    """``SELECT logs FROM logs`` reads the reference's whole row, as a struct: every column."""
+    if not isinstance(scope.expression, exp.Select):
+        return
+    for item in scope.expression.selects:
+        for col in item.find_all(exp.TableColumn, exp.Column):
+            bare = isinstance(col, exp.TableColumn) or not col.text("table")
+            owner = scope.sources.get(col.name) if bare else None
+            ref = refs.get(id(owner)) if isinstance(owner, exp.Table) else None
+            if ref is not None:
+                ref.names = None
 
 
 def _has_star(scope: Scope) -> bool:
