@@ -32,3 +32,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/record_overhead.py
+	$(PY) benchmarks/propagate.py
+	$(PY) benchmarks/query_latency.py
+	$(PY) benchmarks/hindsight.py
+	$(PY) benchmarks/flight.py
