@@ -178,9 +178,20 @@ def test_unwritable_store_loses_nothing_once_writable(tiny_repo: Path) -> None:
 
 
 def test_query_only_script_is_not_a_run(tiny_repo: Path) -> None:
-    write(tiny_repo / "q.py", "import florsql as flor\nprint(flor.__version__)\n")
+    run_script(tiny_repo, "train.py")
+    write(
+        tiny_repo / "q.py",
+        """
+        import florsql as flor
+        with flor.connect(repo=".") as con:
+            cur = con.cursor()
+            cur.execute("SELECT count(*) FROM logs WHERE loss IS NOT NULL")
+            assert cur.fetchone()[0] == 12
+        assert flor.dataframe("loss", repo=".").num_rows == 12
+        """,
+    )
     run_script(tiny_repo, "q.py")
-    assert run_dirs(tiny_repo) == []
+    assert len(run_dirs(tiny_repo)) == 1  # only the training run
 
 
 def test_import_is_light() -> None:
