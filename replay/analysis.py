@@ -22,34 +22,29 @@ class Placement:
     found: set[str] = field(default_factory=set)  # needed names that have a statement
 
 
-def _flor_loop_name(node: ast.AST) -> str | None:
-    """``X`` for ``for ... in flor.loop("X", ...)`` (any alias of the module)."""
-    if not isinstance(node, (ast.For, ast.AsyncFor)):
-        return None
-    call = node.iter
-    if (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and call.func.attr == "loop"
-        and call.args
-        and isinstance(call.args[0], ast.Constant)
-        and isinstance(call.args[0].value, str)
-    ):
-        return call.args[0].value
-    return None
-
-
-def _log_name(node: ast.AST) -> str | None:
+def _call_name(node: ast.AST | None, attr: str) -> str | None:
+    """``X`` for a call ``<module>.<attr>("X", ...)`` (any alias of the module), else None."""
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "log"
+        and node.func.attr == attr
         and node.args
         and isinstance(node.args[0], ast.Constant)
         and isinstance(node.args[0].value, str)
     ):
         return node.args[0].value
     return None
+
+
+def _flor_loop_name(node: ast.AST) -> str | None:
+    """``X`` for ``for ... in flor.loop("X", ...)``."""
+    if not isinstance(node, (ast.For, ast.AsyncFor)):
+        return None
+    return _call_name(node.iter, "loop")
+
+
+def _log_name(node: ast.AST) -> str | None:
+    return _call_name(node, "log")
 
 
 def analyze(source: str, names: set[str]) -> Placement:
