@@ -117,43 +117,37 @@ class Batch:
 
 
 def batch_to_table(batch: Batch) -> pa.Table:
-    """Convert a :class:`Batch` to one Arrow table in :func:`schema`."""
+    """Convert a :class:`Batch` to one Arrow table in :func:`schema` (column-wise: it runs on
+    the writer thread, and per-row work there competes with training for the GIL)."""
     import pyarrow as pa
 
-    cols: dict[str, list[Any]] = {f: [] for f in schema().names}
-    for kind, ctx, parent, name, iteration, value, t in batch.events:
-        _append(cols, kind, None, ctx, parent, name, iteration, value, t)
-    for i, (ctx, name, value) in enumerate(batch.logs):
-        _append(cols, "log", batch.first_seq + i, ctx, None, name, None, value, None)
+    ev, lg = batch.events, batch.logs
+    n_l = len(lg)
+    split = [split_value(v) for v in [e[5] for e in ev] + [x[2] for x in lg]]
+    vtype, v_int, v_float, v_str = (
+        (list(c) for c in zip(*split, strict=True))
+        if split
+        else (
+            [],
+            [],
+            [],
+            [],
+        )
+    )
+    cols = {
+        "kind": [e[0] for e in ev] + ["log"] * n_l,
+        "seq": [None] * len(ev) + list(range(batch.first_seq, batch.first_seq + n_l)),
+        "ctx": [e[1] for e in ev] + [x[0] for x in lg],
+        "parent": [e[2] for e in ev] + [None] * n_l,
+        "name": [e[3] for e in ev] + [x[1] for x in lg],
+        "iteration": [e[4] for e in ev] + [None] * n_l,
+        "vtype": vtype,
+        "v_int": v_int,
+        "v_float": v_float,
+        "v_str": v_str,
+        "t": [e[6] for e in ev] + [None] * n_l,
+    }
     return pa.table(cols, schema=schema())
-
-
-def _append(
-    cols: dict[str, list[Any]],
-    kind: str,
-    seq: int | None,
-    ctx: int,
-    parent: int | None,
-    name: str | None,
-    iteration: int | None,
-    value: Any,
-    t: float | None,
-) -> None:
-    vtype, v_int, v_float, v_str = split_value(value)
-    for key, v in (
-        ("kind", kind),
-        ("seq", seq),
-        ("ctx", ctx),
-        ("parent", parent),
-        ("name", name),
-        ("iteration", iteration),
-        ("vtype", vtype),
-        ("v_int", v_int),
-        ("v_float", v_float),
-        ("v_str", v_str),
-        ("t", t),
-    ):
-        cols[key].append(v)
 
 
 def segment_name(number: int) -> str:
