@@ -26,6 +26,10 @@ class Writer:
     """Writes a run's batches, checkpoints and run.json in the background, in order."""
 
     def __init__(self, run_path: Path, *, first_segment: int = 1) -> None:
+        # pyarrow takes ~0.2 s to import. Paid here, at the run's first record call, and not on
+        # the writer thread during training, where it would hold the GIL against the loop; and
+        # the first flush is then written within milliseconds.
+        _warm_up()
         self.run_path = run_path
         self.segments = run_path / layout.SEGMENTS
         self.checkpoints = run_path / layout.CHECKPOINTS
@@ -39,9 +43,6 @@ class Writer:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="florsql-writer", daemon=True)
         self._thread.start()
-        # pyarrow takes ~0.2 s to import: do it now, off the training thread, so the first
-        # flush is written within milliseconds.
-        self._jobs.put(_warm_up)
 
     # -- called from the training thread -------------------------------------------------------
     def submit_batch(self, batch: Batch) -> None:
