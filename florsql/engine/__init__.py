@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from florsql.engine.hook import Confirm, ReplayExecutor, ReplayOutcome
 from florsql.engine.result import Result
-from florsql.engine.session import Engine
+from florsql.engine.session import Engine, EngineCursor
 
-__all__ = ["Confirm", "Engine", "ReplayExecutor", "ReplayOutcome", "Result"]
+__all__ = ["Confirm", "Engine", "EngineCursor", "ReplayExecutor", "ReplayOutcome", "Result"]

@@ -1,11 +1,17 @@
 """Keeping the catalog, the planner's helper relations and the materialized pivot current.
 
 The pivot of all log records (:func:`florsql.plan.pivot.wide_select`) is materialized once per
-index generation as the temporary table ``__flor_wide``; each query's ``logs`` CTE then filters
-it to its row grain. Measured at 1M records, a query over the materialized pivot costs 1.0-1.2x
-the same query over a hand-built flat table, against 20-30x when every query pivots the log
-records itself. The index is refreshed only when a run folder changed (a cheap ``stat`` pass),
-and the catalog is re-read when the index or a script with runs changed.
+index generation as the table ``flor.main.__flor_wide`` (in the attached in-memory database
+every cursor sees, beside the helper relations of :mod:`florsql.plan.stats`); each query's
+``logs`` CTE then filters it to its row grain. Measured at 1M records, a query over the
+materialized pivot costs 1.0-1.2x the same query over a hand-built flat table, against 20-30x
+when every query pivots the log records itself. The index is refreshed only when a run folder
+changed (a cheap ``stat`` pass), and the catalog is re-read when the index or a script with
+runs changed.
+
+Not thread-safe by itself: the engine calls :meth:`CacheState.current` (which rebuilds) only
+under its write lock, and reads ``catalog`` under its read lock; :meth:`CacheState.stale` only
+looks (``stat`` calls), so it may run anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from florsql.engine.sandbox import HELPERS
 from florsql.plan.catalog import Catalog, build_catalog
 from florsql.plan.pivot import WIDE_TABLE, wide_select
 from florsql.plan.stats import Generation, fingerprint, rebuild_stats
@@ -75,28 +82,38 @@ class CacheState:
     refreshes: int = field(default=0)
     filenames: tuple[str, ...] = ()
 
+    def stale(self) -> bool:
+        """Whether :meth:`current` would refresh or rebuild anything (looks, changes nothing)."""
+        if self.catalog is None or self.generation is None:
+            return True
+        if self.use_cache and not self.wide_built:
+            return True
+        return folder_signature(self.repo) != self.signature or (
+            self._scripts_key() != self.scripts_key
+        )
+
     def current(self, *, force: bool = False) -> Catalog:
         """The catalog for the index as it is now, refreshing what changed."""
+        con = self.box.admin
         signature = folder_signature(self.repo)
         if force or signature != self.signature or self.generation is None:
             self.box.index.refresh()
             self.signature = signature
             self.refreshes += 1
-            generation = fingerprint(self.box.con)
+            generation = fingerprint(con)
             if generation != self.generation:
-                rebuild_stats(self.box.con)
+                self.catalog, self.wide_built, self.generation = None, False, None
+                rebuild_stats(con, schema=f"{HELPERS}.main", index_db=self.box.index_db)
                 self.generation = generation
-                self.catalog = None
-                self.wide_built = False
                 self.filenames = self._filenames()
         key = self._scripts_key()
         if self.catalog is None or key != self.scripts_key:
-            self.catalog = build_catalog(self.box.con, self.repo, self.generation)
+            self.catalog, self.wide_built = None, False  # consistent if building fails
+            self.catalog = build_catalog(con, self.repo, self.generation)
             self.scripts_key = key
         if self.use_cache and not self.wide_built:
-            self.box.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {WIDE_TABLE} AS {wide_select(self.catalog)}"
-            )
+            wide = f"{HELPERS}.main.{WIDE_TABLE}"
+            con.execute(f"CREATE OR REPLACE TABLE {wide} AS {wide_select(self.catalog)}")
             self.wide_built = True
         return self.catalog
 
@@ -108,7 +125,7 @@ class CacheState:
         self.wide_built = False
 
     def _filenames(self) -> tuple[str, ...]:
-        rows = self.box.con.execute(
+        rows = self.box.admin.execute(
             "SELECT DISTINCT filename FROM run_meta WHERE filename IS NOT NULL ORDER BY 1"
         ).fetchall()
         return tuple(r[0] for r in rows)

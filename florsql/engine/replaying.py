@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from florsql.errors import FlorWarning, NondeterminismWarning, ReplayOffWarning, concat_messages
-from florsql.grammar import Statement
 from florsql.plan.explain import human_seconds
 from florsql.plan.planner import PlannedQuery
 from florsql.plan.replay_plan import ReplayPlan
@@ -15,10 +14,16 @@ from florsql.plan.replay_plan import ReplayPlan
 if TYPE_CHECKING:
     from florsql.engine.session import Engine
 
-__all__ = ["Messages", "replay_if_needed", "summary"]
+__all__ = ["Messages", "replay_if_needed", "summary", "wants_replay"]
 
-#: (warning category, message) pairs, in the order they were raised.
-Messages = list[tuple[type[Warning], str]]
+
+class Messages(list[tuple[type[Warning], str]]):
+    """(warning category, message) pairs, in the order they were raised; with ``quiet`` they
+    are only collected (the result carries them), never passed to :func:`warnings.warn`."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        super().__init__()
+        self.quiet = quiet
 
 
 def summary(plan: ReplayPlan) -> str:
@@ -42,19 +47,36 @@ def summary(plan: ReplayPlan) -> str:
 
 def _warn(engine: Engine, messages: Messages, text: str, category: type[Warning]) -> None:
     messages.append((category, text))
-    warnings.warn(text, category, stacklevel=engine.warn_stacklevel)
+    if not messages.quiet:
+        warnings.warn(text, category, stacklevel=engine.warn_stacklevel)
+
+
+def wants_replay(engine: Engine, planned: PlannedQuery, mode: str) -> bool:
+    """Whether :func:`replay_if_needed` may run the executor for ``planned`` (so the caller must
+    hold the engine exclusively): values are missing, replay is on and an executor is there."""
+    return (
+        any(v.runs for v in planned.replay.versions)
+        and mode != "off"
+        and engine.executor is not None
+    )
 
 
 def replay_if_needed(
-    engine: Engine, stmt: Statement, planned: PlannedQuery, params: Sequence[Any]
+    engine: Engine,
+    planned: PlannedQuery,
+    *,
+    mode: str,
+    replan: Callable[[], PlannedQuery],
+    quiet: bool = False,
 ) -> tuple[PlannedQuery, Messages]:
-    """Replay what ``planned`` needs if the settings allow, then re-plan; warn otherwise."""
-    messages: Messages = []
+    """Replay what ``planned`` needs if ``mode`` allows, then ``replan`` (which refreshes the
+    index and plans the statement again); warn otherwise. Runs the executor only when
+    :func:`wants_replay` says so."""
+    messages = Messages(quiet=quiet)
     plan = planned.replay
     if not any(v.runs for v in plan.versions):
         _unplaceable(engine, plan, messages)
         return planned, messages
-    mode = engine.settings["replay"]
     reason = None
     if mode == "off":
         reason = "replay is off"
@@ -74,8 +96,7 @@ def replay_if_needed(
         return planned, messages
     assert engine.executor is not None
     outcome = engine.executor.run(plan, repo=engine.repo)
-    engine.refresh()
-    planned = engine._plan(stmt, engine.catalog(), params)
+    planned = replan()
     if outcome.failures:
         text = concat_messages(list(outcome.failures))
         _warn(

@@ -1,24 +1,36 @@
 """The engine: parse -> bind -> plan -> replay -> rewrite -> DuckDB -> Arrow.
 
 One :class:`Engine` owns a repository's index (one per process, DuckDB's rule) and its
-settings (``replay``). It is not thread-safe: front ends give each thread its own engine, or
-serialize calls.
+settings (``replay``). Threads query it at once through cursors (:meth:`Engine.cursor`): each
+cursor is its own DuckDB connection to the same instance, and all of them read the same helper
+relations and materialized pivot (tables of the attached in-memory database ``flor``, see
+:mod:`florsql.engine.sandbox`).
+
+Concurrency: a read-write lock (:class:`~florsql.engine.rwlock.RWLock`). Queries hold it shared
+while they plan and run; rebuilding the helper relations (a refresh that found new data, a
+changed script) and a replay (the executor, the refresh after it and the query it served) hold
+it exclusively, so a rebuild never races a running query and replays run one at a time. The plan
+cache has its own small lock. :meth:`Engine.execute` without a cursor uses the engine's own
+connection, one statement at a time (it is what the REPL, CLI and DB-API use).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor
-from florsql.engine.replaying import replay_if_needed
+from florsql.engine.replaying import Messages, replay_if_needed, wants_replay
 from florsql.engine.result import Result
+from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
 from florsql.engine.show import show_columns, show_runs
 from florsql.errors import PlanError, SqlError
@@ -28,11 +40,17 @@ from florsql.plan.explain import explain_lines
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 
-__all__ = ["PLAN_CACHE_SIZE", "Engine"]
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["PLAN_CACHE_SIZE", "Engine", "EngineCursor", "RunHook"]
 
 #: Plans kept for repeated statements; a plan is reused only while the catalog it was made
 #: with is current (no new run, replay or code change since).
 PLAN_CACHE_SIZE = 64
+
+#: Called with the SQL DuckDB is about to run for a query (see :attr:`Engine.on_run`).
+RunHook = Callable[[str], None]
 
 
 class Engine:
@@ -46,9 +64,18 @@ class Engine:
         use_cache: read ``logs`` from the materialized pivot (else pivot per query).
         wait: seconds to wait for another process holding the index.
 
+    Attributes:
+        on_run: an observability hook, None by default: called on the querying thread with the
+            SQL DuckDB is about to run, after planning (and after any replay), while the query
+            holds its lock (shared, or exclusive after a replay). For tracing and timing; it
+            must not call back into the engine. An exception it raises fails the query.
+        active: queries running now; ``peak_active``: the most that ever ran at once.
+
     Example:
         >>> with Engine("path/to/repo") as eng:  # doctest: +SKIP
         ...     eng.execute("SELECT run_id, avg(loss) FROM logs GROUP BY ALL").table
+        >>> with eng.cursor() as cur:  # one per thread  # doctest: +SKIP
+        ...     cur.execute("SELECT count(*) FROM logs").table
     """
 
     def __init__(
@@ -65,18 +92,27 @@ class Engine:
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
         self.executor = executor if executor is not None else default_executor()
         self.confirm = confirm
-        self.warn_stacklevel = 4  # warnings point at the caller of execute()
+        self.warn_stacklevel = 5  # warnings point at the caller of execute()
+        self.on_run: RunHook | None = None
+        self.active = 0
+        self.peak_active = 0
         self._box = open_sandbox(self.repo, wait=wait)
         self._cache = CacheState(self._box, self.repo, use_cache=use_cache)
         self._plans: OrderedDict[tuple[str, str], tuple[Catalog, Statement, PlannedQuery]]
         self._plans = OrderedDict()
+        self._rw = RWLock()
+        self._plans_lock = threading.Lock()
+        self._own = threading.Lock()  # the engine's own connection: one statement at a time
+        self._count = threading.Lock()
         self.closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
+        """Close the index; waits for the queries running now (new ones fail)."""
         if not self.closed:
             self.closed = True
-            self._box.close()
+            with self._rw.write():
+                self._box.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -85,16 +121,46 @@ class Engine:
         self.close()
 
     def interrupt(self) -> None:
-        """Cancel the query running now (from another thread, e.g. on Ctrl-C)."""
-        self._box.con.interrupt()
+        """Cancel the queries running now, on every cursor (from another thread, e.g. on
+        Ctrl-C). :meth:`EngineCursor.interrupt` cancels one cursor's only."""
+        self._box.interrupt_all()
+
+    def cursor(self, *, replay: str | None = None, warn: bool = True) -> EngineCursor:
+        """A cursor for one thread: its own DuckDB connection, its own ``replay`` setting
+        (the engine's unless given); cursors of one engine run queries at the same time.
+        With ``warn=False`` its results carry their warnings but none is raised (servers log
+        them; :func:`warnings.catch_warnings` is not safe across threads)."""
+        self._check_open()
+        settings = dict(self.settings)
+        if replay is not None:
+            settings["replay"] = _check_replay(replay)
+        return EngineCursor(self, self._box.cursor(), settings, warn=warn)
+
+    @property
+    def progress(self) -> Callable[[Any], None] | None:
+        """The replay executor's progress callback (None without an executor that reports
+        progress); setting it sets the executor's, e.g. ``florsql.replay.PlanExecutor``'s."""
+        return getattr(self.executor, "progress", None)
+
+    @progress.setter
+    def progress(self, hook: Callable[[Any], None] | None) -> None:
+        if self.executor is not None and hasattr(self.executor, "progress"):
+            self.executor.progress = hook
 
     # -- statements ----------------------------------------------------------------------------
     def catalog(self, *, refresh: bool = False) -> Catalog:
         """The catalog for the index as it is now (refreshing what changed on disk)."""
-        return self._cache.current(force=refresh)
+        self._check_open()
+        with self._reading(force=refresh) as catalog:
+            return catalog
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+    def execute(
+        self, sql: str, params: Sequence[Any] = (), *, cursor: EngineCursor | None = None
+    ) -> Result:
         """Run one florsql statement and return its :class:`Result`.
+
+        Without ``cursor``, on the engine's own connection (one statement at a time, with the
+        engine's settings); with one, on that cursor's connection and settings.
 
         Raises:
             florsql.errors.ParseError: not valid florsql SQL, or not a read.
@@ -102,29 +168,72 @@ class Engine:
             florsql.errors.SqlError: DuckDB failed running it.
         """
         self._check_open()
-        catalog = self.catalog()
+        if cursor is not None:
+            return self._execute(sql, params, cursor.con, cursor.settings, quiet=not cursor.warn)
+        with self._own:
+            return self._execute(sql, params, self._box.con, self.settings)
+
+    def _execute(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        con: duckdb.DuckDBPyConnection,
+        settings: dict[str, str],
+        *,
+        quiet: bool = False,
+    ) -> Result:
         key = (sql, repr(tuple(params)))
-        hit = self._plans.get(key)
-        if hit is not None and hit[0] is catalog:
-            self._plans.move_to_end(key)
-            stmt, planned = hit[1], hit[2]
-        else:
-            stmt = parse(sql)
-            if stmt.kind == "set":
-                self.settings["replay"] = _check_replay(stmt.value or "")
-                return Result.empty("set")
-            if stmt.kind == "show_runs":
-                return Result("show_runs", show_runs(self._box.con))
-            if stmt.kind == "show_columns":
-                table = show_columns(self._box.con, catalog, stmt.table or "", stmt.source)
-                return Result("show_columns", table)
-            planned = self._plan(stmt, catalog, params)
-            self._remember(key, catalog, stmt, planned)
-        if stmt.kind == "explain":
-            lines = explain_lines(planned.replay, planned.sql, wide_select(catalog))
-            return Result("explain", pa.table({"plan": lines}), planned.sql, planned.replay)
-        planned, messages = replay_if_needed(self, stmt, planned, params)
-        table, types = self._run(planned.sql, stmt)
+        with self._reading() as catalog, self._counted():
+            with self._plans_lock:
+                hit = self._plans.get(key)
+                if hit is not None and hit[0] is catalog:
+                    self._plans.move_to_end(key)
+            if hit is not None and hit[0] is catalog:
+                stmt, planned = hit[1], hit[2]
+            else:
+                stmt = parse(sql)
+                if stmt.kind == "set":
+                    settings["replay"] = _check_replay(stmt.value or "")
+                    return Result.empty("set")
+                if stmt.kind == "show_runs":
+                    return Result("show_runs", show_runs(con))
+                if stmt.kind == "show_columns":
+                    table = show_columns(con, catalog, stmt.table or "", stmt.source)
+                    return Result("show_columns", table)
+                planned = self._plan(stmt, catalog, params, con)
+                self._remember(key, catalog, stmt, planned)
+            if stmt.kind == "explain":
+                lines = explain_lines(planned.replay, planned.sql, wide_select(catalog))
+                return Result("explain", pa.table({"plan": lines}), planned.sql, planned.replay)
+            mode = settings["replay"]
+            if not wants_replay(self, planned, mode):
+                planned, messages = replay_if_needed(
+                    self, planned, mode=mode, replan=lambda: planned, quiet=quiet
+                )
+                return self._answer(con, stmt, planned, messages)
+        # A replay: alone (no query runs while the executor writes and the index refreshes).
+        with self._rw.write(), self._counted():
+
+            def replan() -> PlannedQuery:
+                self._refresh()
+                return self._plan(stmt, self._cache.current(), params, con)
+
+            planned = self._plan(stmt, self._cache.current(), params, con)
+            planned, messages = replay_if_needed(
+                self, planned, mode=mode, replan=replan, quiet=quiet
+            )
+            return self._answer(con, stmt, planned, messages)
+
+    def _answer(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        stmt: Statement,
+        planned: PlannedQuery,
+        messages: Messages,
+    ) -> Result:
+        if self.on_run is not None:
+            self.on_run(planned.sql)
+        table, types = self._run(con, planned.sql, stmt)
         return Result(
             kind="select",
             table=table,
@@ -139,9 +248,10 @@ class Engine:
         self, key: tuple[str, str], catalog: Catalog, stmt: Statement, planned: PlannedQuery
     ) -> None:
         """Keep the plan of a repeated statement while the catalog (and so the data) holds."""
-        self._plans[key] = (catalog, stmt, planned)
-        while len(self._plans) > PLAN_CACHE_SIZE:
-            self._plans.popitem(last=False)
+        with self._plans_lock:
+            self._plans[key] = (catalog, stmt, planned)
+            while len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
 
     def plan(self, sql: str, params: Sequence[Any] = ()) -> PlannedQuery:
         """Plan a query (or the query of an EXPLAIN) without running anything."""
@@ -149,15 +259,22 @@ class Engine:
         stmt = parse(sql)
         if stmt.query is None:
             raise PlanError(f"{stmt.kind} has no query to plan", sql=sql)
-        return self._plan(stmt, self.catalog(), params)
+        with self._own, self._reading() as catalog:
+            return self._plan(stmt, catalog, params, self._box.con)
 
-    def _plan(self, stmt: Statement, catalog: Catalog, params: Sequence[Any]) -> PlannedQuery:
+    def _plan(
+        self,
+        stmt: Statement,
+        catalog: Catalog,
+        params: Sequence[Any],
+        con: duckdb.DuckDBPyConnection,
+    ) -> PlannedQuery:
         assert stmt.query is not None
         try:
             return plan_query(
                 stmt.query,
                 catalog=catalog,
-                con=self._box.con,
+                con=con,
                 repo=self.repo,
                 source=stmt.source,
                 params=params,
@@ -170,9 +287,11 @@ class Engine:
                 raise translate_duckdb_error(e, ran="", source=stmt.source) from e
             raise
 
-    def _run(self, sql: str, stmt: Statement) -> tuple[pa.Table, tuple[str, ...]]:
+    def _run(
+        self, con: duckdb.DuckDBPyConnection, sql: str, stmt: Statement
+    ) -> tuple[pa.Table, tuple[str, ...]]:
         try:
-            rel = self._box.con.sql(sql)
+            rel = con.sql(sql)
             return rel.to_arrow_table(), tuple(str(t) for t in rel.types)
         except Exception as e:
             if type(e).__module__.startswith(("duckdb", "_duckdb")):
@@ -182,13 +301,91 @@ class Engine:
             raise
 
     def refresh(self) -> None:
-        """Re-read the store now (new runs, replayed values)."""
+        """Re-read the store now (new runs, replayed values); waits for running queries."""
+        self._check_open()
+        with self._rw.write():
+            self._refresh()
+
+    def _refresh(self) -> None:
         self._cache.invalidate()
         self._cache.current(force=True)
+
+    @contextmanager
+    def _reading(self, *, force: bool = False) -> Iterator[Catalog]:
+        """Hold the lock shared, with the catalog the helper relations were built for;
+        rebuilding first (exclusively) when the store changed."""
+        while True:
+            if force or self._cache.stale():
+                with self._rw.write():
+                    self._check_open()
+                    self._cache.current(force=force)
+                force = False
+            with self._rw.read():
+                self._check_open()
+                catalog = self._cache.catalog
+                if catalog is not None and (self._cache.wide_built or not self._cache.use_cache):
+                    yield catalog
+                    return
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        with self._count:
+            self.active += 1
+            self.peak_active = max(self.peak_active, self.active)
+        try:
+            yield
+        finally:
+            with self._count:
+                self.active -= 1
 
     def _check_open(self) -> None:
         if self.closed:
             raise SqlError("the engine is closed")
+
+
+class EngineCursor:
+    """One thread's connection to an :class:`Engine` (from :meth:`Engine.cursor`).
+
+    Not shared between threads; any number of cursors of one engine run queries at once.
+    ``SET replay = ...`` through a cursor changes that cursor's setting only.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        con: duckdb.DuckDBPyConnection,
+        settings: dict[str, str],
+        *,
+        warn: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.con = con
+        self.settings = settings
+        self.warn = warn
+        self.closed = False
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement on this cursor (see :meth:`Engine.execute`)."""
+        if self.closed:
+            raise SqlError("the cursor is closed")
+        return self.engine.execute(sql, params, cursor=self)
+
+    def interrupt(self) -> None:
+        """Cancel this cursor's running query (from another thread)."""
+        if not self.closed:
+            self.con.interrupt()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if not self.engine.closed:
+                self.engine._box.release(self.con)
+
+    def __enter__(self) -> EngineCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _check_replay(value: str) -> str:

@@ -1,22 +1,22 @@
 """The engine as the Flight server's :class:`~florsql.flight.service.QueryService`.
 
-The engine owns one DuckDB connection and is not thread-safe, so calls into it are serialized
-here; results are materialized Arrow tables, so streaming them to clients (DoGet) runs in
-parallel. The replay setting comes from the server for every request.
+Every request runs on its own engine cursor (:meth:`florsql.engine.Engine.cursor`), so requests
+from several clients plan and run in DuckDB at the same time. What must be exclusive the engine
+makes exclusive itself: rebuilding its helper relations after the store changed, and a replay
+(``--allow-replay``), which runs alone. Results are materialized Arrow tables, so streaming them
+to clients (DoGet) runs in parallel too. The replay setting comes from the server, per request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from florsql.engine import Engine
-from florsql.errors import FlorWarning
 from florsql.flight.service import QueryResult, ReplayMode, TableInfo
 
 __all__ = ["EngineService", "open_service"]
@@ -29,29 +29,27 @@ class EngineService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._lock = threading.Lock()
+        self._tables_lock = threading.Lock()  # the browsing cache only
         self._tables: tuple[object, list[TableInfo]] | None = None
 
     def execute(self, sql: str, params: Sequence[object], *, replay: ReplayMode) -> QueryResult:
-        with self._lock, warnings.catch_warnings():
-            # The result carries its warnings; the server logs them instead of printing.
-            warnings.simplefilter("ignore", FlorWarning)
-            self.engine.settings["replay"] = replay
-            result = self.engine.execute(sql, list(params))
+        # The result carries its warnings; the server logs them instead of raising them.
+        with self.engine.cursor(replay=replay, warn=False) as cursor:
+            result = cursor.execute(sql, list(params))
         for message in result.warnings:
             log.warning("%s", message)
         return QueryResult(result.table, tuple(result.warnings))
 
     def tables(self) -> Sequence[TableInfo]:
         """``logs`` and every metadata relation, typed as a ``SELECT *`` over each returns."""
-        with self._lock:
-            catalog = self.engine.catalog()
-            key = catalog.generation if catalog.generation is not None else catalog
+        catalog = self.engine.catalog()
+        key = catalog.generation if catalog.generation is not None else catalog
+        with self._tables_lock:
             if self._tables is not None and self._tables[0] == key:
                 return self._tables[1]
-            names = ["logs", *catalog.relations]
+        names = ["logs", *catalog.relations]
         infos = [TableInfo(name, self._schema(name)) for name in names]
-        with self._lock:
+        with self._tables_lock:
             self._tables = (key, infos)
         return infos
 

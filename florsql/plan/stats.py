@@ -1,6 +1,9 @@
 """The planner's helper relations, rebuilt when the index changes.
 
-All are temporary objects of the query connection, so the index file never changes for a query:
+They live in ``schema``: by default TEMP objects of the one connection that builds them; the
+engine builds them in an attached in-memory database (``flor.main``, see
+:mod:`florsql.engine.sandbox`) so that every cursor of the instance sees the same ones. Either
+way the index file never changes for a query:
 
 - ``all_log_records``: every log value the query side may read, with a ``source`` column
   (``'record'`` for now; the replay issue unions replayed values here, with provenance).
@@ -37,7 +40,7 @@ __all__ = [
 REPLAY_RECORDS = "replay_log_records"
 LOG_COLUMNS = "run_id, seq, ctx_id, name, vtype, value_int, value_float, value_str"
 
-_REPLAYS_EMPTY = """CREATE OR REPLACE TEMP VIEW replays AS
+_REPLAYS_EMPTY = """CREATE OR REPLACE {kind} {name} AS
 SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR[],
     NULL::VARCHAR, NULL::BIGINT[], NULL::VARCHAR, NULL::TIMESTAMPTZ, NULL::DOUBLE))
     AS r(replay_id, run_id, vid, names, loop_name, iterations, status, started, seconds)
@@ -73,8 +76,11 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> Generation:
     return Generation(int(row[0]), int(row[1]), int(row[2]))
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
+def _tables(con: duckdb.DuckDBPyConnection, database: str | None) -> set[str]:
+    where = "NOT temporary"
+    if database is not None:
+        where += f" AND database_name = {string_literal(database)}"
+    rows = con.execute(f"SELECT table_name FROM duckdb_tables() WHERE {where}").fetchall()
     return {r[0] for r in rows}
 
 
@@ -92,22 +98,35 @@ def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def rebuild_stats(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create every helper relation from the index as it is now."""
-    tables = _tables(con)
-    source = f"SELECT {LOG_COLUMNS}, 'record' AS source FROM log_records"
+def rebuild_stats(
+    con: duckdb.DuckDBPyConnection, *, schema: str | None = None, index_db: str | None = None
+) -> None:
+    """(Re)create every helper relation from the index as it is now.
+
+    Args:
+        con: the connection that builds them; its search path must find ``schema``'s objects
+            unqualified when ``schema`` is given.
+        schema: where they go (``'flor.main'``), or None for TEMP objects of ``con``.
+        index_db: the index's catalog, to name its tables fully (views in another database
+            bind their names when queried, through the querying connection's search path).
+    """
+    tables = _tables(con, index_db)
+    place = "TEMP " if schema is None else ""
+    prefix = "" if schema is None else f"{schema}."
+    src = "" if index_db is None else f"{quote(index_db)}.main."
+    source = f"SELECT {LOG_COLUMNS}, 'record' AS source FROM {src}log_records"
     if REPLAY_RECORDS in tables:
-        source += f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {REPLAY_RECORDS}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW all_log_records AS {source}")
+        source += f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {src}{REPLAY_RECORDS}"
+    con.execute(f"CREATE OR REPLACE {place}VIEW {prefix}all_log_records AS {source}")
     if "replays" not in tables:
-        con.execute(_REPLAYS_EMPTY)
+        con.execute(_REPLAYS_EMPTY.format(kind=f"{place}VIEW", name=f"{prefix}replays"))
     loops = loop_names(con)
     per_loop = "".join(
         f", max(iteration) FILTER (WHERE loop_name = {string_literal(n)}) AS {quote(n)}"
         for n in loops
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __flor_ctx AS
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_ctx AS
         SELECT run_id, ctx_id, string_agg(loop_name, '/' ORDER BY depth) AS chain,
                any_value(loop_name) FILTER (WHERE depth = 0) AS outer_loop,
                any_value(iteration) FILTER (WHERE depth = 0) AS outer_iteration,
@@ -116,27 +135,27 @@ def rebuild_stats(con: duckdb.DuckDBPyConnection) -> None:
         FROM ctx_path GROUP BY run_id, ctx_id"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE __flor_cover AS
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
         SELECT DISTINCT r.run_id, r.name, c.outer_iteration
-        FROM all_log_records r LEFT JOIN __flor_ctx c
+        FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
           ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE __flor_chains AS
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS
         SELECT run_id, chain, outer_loop, outer_iteration, any_value(inner_loop) AS inner_loop,
                count(DISTINCT inner_iteration) AS inner_total
-        FROM __flor_ctx GROUP BY run_id, chain, outer_loop, outer_iteration"""
+        FROM {prefix}__flor_ctx GROUP BY run_id, chain, outer_loop, outer_iteration"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE __flor_times AS
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_times AS
         SELECT o.run_id, o.loop_name, o.iteration, coalesce(any_value(o.seconds), 0) AS seconds,
                coalesce(sum(i.seconds), 0) AS inner_seconds
         FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
         WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE __flor_names AS
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
         SELECT name, list(DISTINCT vtype ORDER BY vtype) AS vtypes, count(*) AS records,
                count(DISTINCT run_id) AS runs
-        FROM all_log_records GROUP BY name"""
+        FROM {prefix}all_log_records GROUP BY name"""
     )
