@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -74,12 +74,19 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, *, warm: bool = True) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.warm = warm and hasattr(os, "fork")
+        self._zygote = _Zygote()
+        # The warm worker ends with this executor (or at exit), never outliving its user.
+        self._finalizer = weakref.finalize(self, self._zygote.close)
+
+    def close(self) -> None:
+        """Stop the warm worker (also done when the executor is collected, and at exit)."""
+        self._finalizer()
 
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
         if not tasks:
             return []
         if self.warm:
-            return _Zygote(tasks, self.workers).run(on_done)
+            return self._zygote.run(tasks, self.workers, on_done)
         with ThreadPoolExecutor(self.workers) as pool:
             futures = [pool.submit(self._cold, t, on_done) for t in tasks]
             return [f.result() for f in futures]
@@ -110,20 +117,26 @@ class LocalExecutor:
 
 
 class _Zygote:
-    """Feeds tasks to one warm worker process, at most ``workers`` running at once."""
+    """One warm worker process, kept across replays (queries) of the executor that owns it.
 
-    def __init__(self, tasks: Sequence[Task], workers: int) -> None:
-        self.tasks = {t.spec.task_id: t for t in tasks}
-        self.workers = workers
-        repo = tasks[0].repo
-        modules: list[str] = []
-        for t in tasks:
-            modules += heavy_imports(t.script.read_text(errors="replace"), repo)
-        self.modules = list(dict.fromkeys(modules))
+    It is started with the heavy modules of the first replay's scripts; later replays send it
+    the modules it lacks (``{"preload": [...]}``) instead of starting anew, so only the first
+    query pays the interpreter start and ``import torch``.
+    """
 
-    def run(self, on_done: OnDone | None) -> list[TaskResult]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "florsql.replay.zygote", ",".join(self.modules)],
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.loaded: set[str] = set()
+
+    def ensure(self, modules: list[str]) -> subprocess.Popen[str]:
+        if self.proc is not None and self.proc.poll() is None:
+            missing = [m for m in modules if m not in self.loaded]
+            if missing:
+                self._send({"preload": missing})
+                self.loaded.update(self._ready())
+            return self.proc
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "florsql.replay.zygote", ",".join(modules)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -131,20 +144,61 @@ class _Zygote:
             start_new_session=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
-        assert proc.stdin is not None and proc.stdout is not None
-        ready = proc.stdout.readline()
-        if not ready:
+        self.loaded = set(self._ready())
+        return self.proc
+
+    def _send(self, msg: dict[str, object]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+
+    def _ready(self) -> list[str]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
             raise ReplayError("the replay worker failed to start")
-        pending = list(self.tasks.values())
+        return list(json.loads(line).get("ready", []))
+
+    def run(self, tasks: Sequence[Task], workers: int, on_done: OnDone | None) -> list[TaskResult]:
+        modules: list[str] = []
+        for t in tasks:
+            modules += heavy_imports(t.script.read_text(errors="replace"), t.repo)
+        proc = self.ensure(list(dict.fromkeys(modules)))
+        assert proc.stdout is not None
+        by_id = {t.spec.task_id: t for t in tasks}
+        pending = list(tasks)
         started: dict[str, float] = {}
         results: list[TaskResult] = []
-        lock = threading.Lock()
+        finished = False
+        try:
+            for _ in range(min(workers, len(pending))):
+                self._submit(pending.pop(0), started)
+            while len(results) < len(tasks):
+                line = proc.stdout.readline()
+                if not line:
+                    raise ReplayError("the replay worker died")
+                msg = json.loads(line)
+                task = by_id[msg["id"]]
+                result = collect(
+                    task, int(msg["returncode"]), time.perf_counter() - started[msg["id"]]
+                )
+                results.append(result)
+                if on_done:
+                    on_done(result)
+                if pending:
+                    self._submit(pending.pop(0), started)
+            finished = True
+        finally:
+            if not finished:  # Ctrl-C or an error here: stop every task of this replay now
+                self.kill()
+        order = list(by_id)
+        return sorted(results, key=lambda r: order.index(r.task_id))
 
-        def submit() -> None:
-            task = pending.pop(0)
-            task.log_path.parent.mkdir(parents=True, exist_ok=True)
-            started[task.spec.task_id] = time.perf_counter()
-            msg = {
+    def _submit(self, task: Task, started: dict[str, float]) -> None:
+        task.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started[task.spec.task_id] = time.perf_counter()
+        self._send(
+            {
                 "id": task.spec.task_id,
                 "script": str(task.script),
                 "cwd": str(task.cwd),
@@ -152,37 +206,24 @@ class _Zygote:
                 "env": _env(task),
                 "log": str(task.log_path),
             }
-            proc.stdin.write(json.dumps(msg) + "\n")  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
+        )
 
-        finished = False
-        try:
-            for _ in range(min(self.workers, len(pending))):
-                submit()
-            while len(results) < len(self.tasks):
-                line = proc.stdout.readline()
-                if not line:
-                    raise ReplayError("the replay worker died")
-                msg = json.loads(line)
-                task = self.tasks[msg["id"]]
-                seconds = time.perf_counter() - started[msg["id"]]
-                result = collect(task, int(msg["returncode"]), seconds)
-                with lock:
-                    results.append(result)
-                if on_done:
-                    on_done(result)
-                if pending:
-                    submit()
-            finished = True
-        finally:
-            if finished:
-                proc.stdin.write(json.dumps({"quit": True}) + "\n")
-                proc.stdin.close()
-                proc.wait(timeout=60)
-            else:  # Ctrl-C or an error here: stop every task of this replay now
-                _kill_group(proc)
-        order = list(self.tasks)
-        return sorted(results, key=lambda r: order.index(r.task_id))
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                self._send({"quit": True})
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            _kill_group(self.proc)
+        self.proc = None
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

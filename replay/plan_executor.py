@@ -57,6 +57,12 @@ class PlanExecutor:
         self.fail = fail
         self.last: ReplayReport | None = None
 
+    def close(self) -> None:
+        """Stop the executor's warm worker, if it has one."""
+        close = getattr(self.executor, "close", None)
+        if callable(close):
+            close()
+
     def run(self, plan: ReplayPlan, *, repo: Path) -> Outcome:
         repo = Path(repo)
         requests = [request_for(repo, run) for run in plan.runs()]

@@ -26,10 +26,14 @@ import signal
 import sys
 from typing import Any
 
+#: Heavy modules their parents import lazily, on first use: preloaded along with the parent.
+#: torch's optimizers import torch._dynamo at construction (1-2 s here, measured).
+COMPANIONS = {"torch": ("torch._dynamo",)}
+
 
 def preload(modules: list[str]) -> list[str]:
     loaded = []
-    for name in modules:
+    for name in [m for base in modules for m in (base, *COMPANIONS.get(base, ()))]:
         try:
             importlib.import_module(name)
             loaded.append(name)
@@ -90,6 +94,9 @@ def serve(modules: list[str]) -> None:
                     task = json.loads(line)
                     if task.get("quit"):
                         quitting = True
+                        continue
+                    if "preload" in task:
+                        print(json.dumps({"ready": preload(task["preload"])}), flush=True)
                         continue
                     pid = os.fork()
                     if pid == 0:

@@ -113,6 +113,9 @@ class Engine:
             self.closed = True
             with self._rw.write():
                 self._box.close()
+            stop = getattr(self.executor, "close", None)
+            if callable(stop):
+                stop()  # the replay executor's warm worker, if any
 
     def __enter__(self) -> Engine:
         return self
