@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 from florsql.errors import ReplayError
@@ -82,6 +84,24 @@ class LocalExecutor:
         """Stop the warm worker (also done when the executor is collected, and at exit)."""
         self._finalizer()
 
+    def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
+        """Start the warm worker now, in the background, with these scripts' heavy imports,
+        so a replay later (a REPL's first hindsight query) finds it ready."""
+        if not self.warm:
+            return
+        modules: list[str] = []
+        for script in scripts:
+            with contextlib.suppress(OSError):
+                modules += heavy_imports(script.read_text(errors="replace"), repo)
+        if modules:
+            threading.Thread(
+                target=self._prewarm, args=(list(dict.fromkeys(modules)),), daemon=True
+            ).start()
+
+    def _prewarm(self, modules: list[str]) -> None:
+        with contextlib.suppress(Exception):  # a failed prewarm only means a colder replay
+            self._zygote.ensure(modules)
+
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
         if not tasks:
             return []
@@ -127,8 +147,13 @@ class _Zygote:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.loaded: set[str] = set()
+        self.lock = threading.Lock()  # a prewarm thread and a replay may both start it
 
     def ensure(self, modules: list[str]) -> subprocess.Popen[str]:
+        with self.lock:
+            return self._ensure(modules)
+
+    def _ensure(self, modules: list[str]) -> subprocess.Popen[str]:
         if self.proc is not None and self.proc.poll() is None:
             missing = [m for m in modules if m not in self.loaded]
             if missing:

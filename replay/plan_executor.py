@@ -57,6 +57,12 @@ class PlanExecutor:
         self.fail = fail
         self.last: ReplayReport | None = None
 
+    def prewarm(self, repo: Path) -> None:
+        """Warm the workers up for this repository's scripts (those of its recent runs)."""
+        prewarm = getattr(self.executor, "prewarm", None)
+        if callable(prewarm):
+            prewarm(recent_scripts(Path(repo)), Path(repo))
+
     def close(self) -> None:
         """Stop the executor's warm worker, if it has one."""
         close = getattr(self.executor, "close", None)
@@ -134,6 +140,20 @@ def outer_iterations(repo: Path, run_id: str, loop: str) -> int | None:
 
 def recorded_names(repo: Path, run_id: str) -> set[str]:
     return {str(r["name"]) for r in _log_rows(repo, run_id) if r["kind"] == "log"}
+
+
+def recent_scripts(repo: Path, runs: int = 20) -> list[Path]:
+    """Today's version of the scripts of the ``runs`` most recent runs."""
+    root = layout.runs_dir(repo)
+    if not root.is_dir():
+        return []
+    names: set[str] = set()
+    for run in sorted(root.iterdir(), reverse=True)[:runs]:
+        try:
+            names.add(str(layout.read_json(run / layout.RUN_JSON)["filename"]))
+        except (OSError, KeyError, ValueError):
+            continue
+    return [repo / n for n in sorted(names) if (repo / n).is_file()]
 
 
 def default_executor() -> PlanExecutor:

@@ -105,6 +105,7 @@ class Engine:
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
         self.closed = False
+        self._prewarmed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -155,7 +156,18 @@ class Engine:
         """The catalog for the index as it is now (refreshing what changed on disk)."""
         self._check_open()
         with self._reading(force=refresh) as catalog:
+            self._prewarm(catalog)
             return catalog
+
+    def _prewarm(self, catalog: Catalog) -> None:
+        """Start replay workers early (while the user types) once some hindsight column
+        exists: a session that never can replay never starts them."""
+        if self._prewarmed or self.settings["replay"] == "off" or not catalog.hindsight_names():
+            return
+        self._prewarmed = True
+        prewarm = getattr(self.executor, "prewarm", None)
+        if callable(prewarm):
+            prewarm(self.repo)
 
     def execute(
         self, sql: str, params: Sequence[Any] = (), *, cursor: EngineCursor | None = None
