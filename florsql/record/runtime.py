@@ -229,6 +229,9 @@ class Run:
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
         for name, obj in objs.items():
             ckpt.check_registrable(name, obj)
+        # The first capture and serialization carry one-time costs (torch.save's machinery):
+        # pay them here, before the loop, not inside its first iteration.
+        ckpt.serialize(ckpt.capture({}))
         return _Scope(dict(objs), len(self.frames))
 
     # -- durability ----------------------------------------------------------------------------
@@ -248,6 +251,8 @@ class Run:
         self.doc["error"] = error
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
+        self.writer.drain()
+        self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
         self.writer.drain()
         self.finished = True

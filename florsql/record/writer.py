@@ -38,6 +38,7 @@ class Writer:
         self.run_json: dict[str, Any] | None = None
         self._run_json_written = True
         self.pending_checkpoints = 0
+        self.cpu_seconds = 0.0  # CPU this thread spent writing: recording's background cost
         self.last_write_seconds = 0.0
         self._warned = False
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -78,7 +79,9 @@ class Writer:
             job = self._jobs.get()
             if job is None:
                 return
+            t0 = time.thread_time()
             job()
+            self.cpu_seconds += time.thread_time() - t0
 
     def _run_inline(self) -> None:
         # At interpreter teardown the daemon thread may be gone: finish the queue here.
