@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("florsql.engine")
-
 from florsql.cli import main
 from tests.test_flight_support import recorded_repo
 

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
 import pytest
 
-pytest.importorskip("florsql.engine")
-adbc = pytest.importorskip("adbc_driver_flightsql.dbapi")
-
-from tests.test_flight_support import TOKEN, in_process, recorded_repo, running_server  # noqa: E402
+from tests.test_flight_support import TOKEN, in_process, recorded_repo, running_server
 
 PLAIN = "SELECT run_id, lr, epoch, step, loss FROM logs ORDER BY ALL"
 PARAMS = "SELECT lr, epoch, avg(loss) AS loss FROM logs WHERE lr > ? AND epoch >= ? GROUP BY ALL ORDER BY ALL"  # noqa: E501

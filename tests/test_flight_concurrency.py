@@ -7,13 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
-import pytest
 
-pytest.importorskip("florsql.engine")
-adbc = pytest.importorskip("adbc_driver_flightsql.dbapi")
-
-from tests.test_flight_support import recorded_repo, running_server  # noqa: E402
+from tests.test_flight_support import recorded_repo, running_server
 
 WAIT = 30.0
 #: A query that takes a measurable time in DuckDB (a cross join over `range`) and reads logs.

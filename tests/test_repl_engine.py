@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("florsql.engine")
-
 from florsql.repl.backend import open_service
 from florsql.repl.service import ReplayEstimate
 from tests.test_flight_support import recorded_repo

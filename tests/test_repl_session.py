@@ -8,12 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+import pexpect
 
-pytest.importorskip("florsql.engine")
-pexpect = pytest.importorskip("pexpect")
-
-from tests.test_flight_support import recorded_repo  # noqa: E402
+from tests.test_flight_support import recorded_repo
 
 SLOW = "SELECT sum(hash(a.range + b.range)) FROM range(1000000) a, range(1000000) b;"
 
