@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -71,3 +72,19 @@ def running_server(
         server.shutdown()
         thread.join(10)
         service.close()
+
+
+def same_table(got: pa.Table, want: pa.Table) -> bool:
+    """Equal schemas and values, floats to 1e-12: DuckDB's parallel aggregates (avg, sum) may
+    add in a different order from one execution to the next, moving the last bits."""
+    if got.schema != want.schema or got.num_rows != want.num_rows:
+        return False
+    for a, b in zip(got.to_pylist(), want.to_pylist(), strict=True):
+        for key, x in a.items():
+            y = b[key]
+            if isinstance(x, float) and isinstance(y, float):
+                if not math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15):
+                    return False
+            elif x != y:
+                return False
+    return True
