@@ -357,10 +357,14 @@ def measure(
 ) -> Measured:
     repo = fresh_copy(history, where)
     executor = PlanExecutor(LocalExecutor(workers, warm=warm))
+    cpu0 = cpu_seconds()
     with Engine(repo, replay="auto", executor=executor) as eng:
         estimate = eng.plan(work.sql).replay.cost.seconds
         with timed() as t:
             table = eng.execute(work.sql).table
+    # Closing the engine stops the warm worker, which reaps its forked tasks: only now do their
+    # CPU seconds reach this process's RUSAGE_CHILDREN.
+    t.cpu = cpu_seconds() - cpu0
     report = executor.last
     assert report is not None, "nothing was replayed"
     got = table_values(table, (work.name,))
