@@ -85,6 +85,37 @@ def test_kill_9_of_the_query_leaves_nothing_half_visible(tmp_path: Path) -> None
     assert len(table) == 24 and all(r["w2"] == 2 * r["w"] for r in table)
 
 
+def test_ctrl_c_stops_the_replay_and_its_workers(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
+    for run in range(4):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    write(
+        repo / "train.py",
+        SLOW.replace(
+            'flor.log("w", state["w"])',
+            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
+        ),
+    )
+    write(tmp_path / "query.py", QUERY)
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "query.py"), str(repo)],
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not _done(repo) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _done(repo), "no replay task finished"
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    finished = len(_done(repo))
+    time.sleep(2.0)
+    assert len(_done(repo)) == finished < 4, "replay tasks went on after Ctrl-C"
+
+
 def test_nondeterministic_old_code_is_reported(tmp_path: Path) -> None:
     script = """
 import time
