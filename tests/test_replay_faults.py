@@ -44,48 +44,9 @@ def _done(repo: Path) -> list[Path]:
     return sorted(replays_dir(repo).glob("*/*/done.json"))
 
 
-def test_kill_9_of_the_query_leaves_nothing_half_visible(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
-    for run in range(4):
-        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
-    write(
-        repo / "train.py",
-        SLOW.replace(
-            'flor.log("w", state["w"])',
-            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
-        ),
-    )
-    write(tmp_path / "query.py", QUERY)
-    proc = subprocess.Popen(
-        [sys.executable, str(tmp_path / "query.py"), str(repo)],
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not _done(repo) and time.time() < deadline:
-        time.sleep(0.05)
-    assert _done(repo), "no replay task finished"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    time.sleep(1.0)
-    finished = len(_done(repo))
-    time.sleep(2.0)
-    assert len(_done(repo)) == finished, "replay tasks went on after the query died"
-    assert finished < 4
-    with Engine(repo, replay="off") as eng, pytest.warns(Warning):
-        rows = eng.execute("SELECT run, epoch, w2 FROM logs WHERE w2 IS NOT NULL").table
-    runs_with_values = set(rows.column("run").to_pylist())
-    assert len(runs_with_values) == finished  # whole tasks only: every epoch or none
-    assert rows.num_rows == 6 * finished
-    # The same query later replays only what is missing.
-    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(2))) as eng:
-        table = eng.execute("SELECT run, epoch, w, w2 FROM logs").table.to_pylist()
-    assert len(_done(repo)) == 4
-    assert len(table) == 24 and all(r["w2"] == 2 * r["w"] for r in table)
-
-
-def test_ctrl_c_stops_the_replay_and_its_workers(tmp_path: Path) -> None:
+def _replaying_query(tmp_path: Path) -> tuple[Path, subprocess.Popen[str]]:
+    """Four recorded runs, a new statement in today's script, and a query process replaying
+    them one task at a time, returned once its first task has finished."""
     repo = make_repo(tmp_path / "r", {"train.py": SLOW})
     for run in range(4):
         run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
@@ -108,6 +69,32 @@ def test_ctrl_c_stops_the_replay_and_its_workers(tmp_path: Path) -> None:
     while not _done(repo) and time.time() < deadline:
         time.sleep(0.05)
     assert _done(repo), "no replay task finished"
+    return repo, proc
+
+
+def test_kill_9_of_the_query_leaves_nothing_half_visible(tmp_path: Path) -> None:
+    repo, proc = _replaying_query(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    time.sleep(1.0)
+    finished = len(_done(repo))
+    time.sleep(2.0)
+    assert len(_done(repo)) == finished, "replay tasks went on after the query died"
+    assert finished < 4
+    with Engine(repo, replay="off") as eng, pytest.warns(Warning):
+        rows = eng.execute("SELECT run, epoch, w2 FROM logs WHERE w2 IS NOT NULL").table
+    runs_with_values = set(rows.column("run").to_pylist())
+    assert len(runs_with_values) == finished  # whole tasks only: every epoch or none
+    assert rows.num_rows == 6 * finished
+    # The same query later replays only what is missing.
+    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(2))) as eng:
+        table = eng.execute("SELECT run, epoch, w, w2 FROM logs").table.to_pylist()
+    assert len(_done(repo)) == 4
+    assert len(table) == 24 and all(r["w2"] == 2 * r["w"] for r in table)
+
+
+def test_ctrl_c_stops_the_replay_and_its_workers(tmp_path: Path) -> None:
+    repo, proc = _replaying_query(tmp_path)
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
