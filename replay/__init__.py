@@ -1,7 +1,7 @@
 """Replay: re-execute just enough of old runs to compute values they never logged.
 
-The scheduler turns per-run requests into tasks (chunks of outer iterations that start at
-checkpoints), prepares isolated worktrees of each version with the new statements placed, and
+The planner's tasks (:mod:`florsql.plan.tasks`: per run, the outer iterations each worker runs,
+their modes and checkpoints) are executed as given: this package prepares isolated worktrees of each version with the new statements placed, and
 runs the tasks on an :class:`Executor` (a local process pool by default; Ray with
 ``florsql[ray]``). Results land under ``.florsql/replays/`` and become visible to the index only
 once a task's ``done.json`` marker is written.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from florsql.replay.executors import Executor, LocalExecutor, RayExecutor
 from florsql.replay.plan_executor import PlanExecutor, default_executor
 from florsql.replay.scheduler import Patch, Progress, ReplayReport, default_patcher, run_replay
-from florsql.replay.tasks import RunRequest, Task, TaskResult, split
+from florsql.replay.tasks import RunRequest, Task, TaskResult
 
 __all__ = [
     "Executor",
@@ -28,5 +28,4 @@ __all__ = [
     "default_executor",
     "default_patcher",
     "run_replay",
-    "split",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +30,36 @@ def _by_path(folder: Path, kind: str) -> dict[tuple[str, str], Any]:
     }
 
 
-def compare_task(repo: Path, task: Path) -> list[str]:
-    """One message for the first replayed value that differs from its record, if any."""
+@dataclass(frozen=True)
+class Verification:
+    """What comparing a task's run of the old code's own statements with the recording found:
+    how many values were compared, and the first difference (None: none)."""
+
+    checked: int
+    mismatch: str | None
+
+
+def compare_task(repo: Path, task: Path) -> Verification:
+    """Compare the recorded names a replay task computed (``check`` rows) with the records."""
     if not (task / DONE).exists():
-        return []
+        return Verification(0, None)
     checks = _by_path(task, "check")
     if not checks:
-        return []
+        return Verification(0, None)
     run_id = layout.read_json(task / DONE)["run_id"]
     recorded = _by_path(layout.run_dir(repo, run_id), "log")
+    compared = 0
     for (path, name), value in sorted(checks.items()):
-        if (path, name) in recorded and not _same(recorded[(path, name)], value):
-            return [
-                f"run {run_id}: {name} at {path or 'top level'} was {recorded[(path, name)]!r} "
-                f"when recorded and {value!r} in replay (the old code is not deterministic)"
-            ]
-    return []
+        if (path, name) not in recorded:
+            continue
+        compared += 1
+        if not _same(recorded[(path, name)], value):
+            return Verification(
+                compared,
+                f"run {run_id}: {name} at {path or 'top level'} was "
+                f"{recorded[(path, name)]!r} when recorded and {value!r} in replay",
+            )
+    return Verification(compared, None)
 
 
 def _same(a: Any, b: Any) -> bool:

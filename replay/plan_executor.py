@@ -14,23 +14,23 @@ from pathlib import Path
 
 from florsql.errors import ReplayError
 from florsql.plan.replay_plan import ReplayPlan, RunReplay
-from florsql.replay.determinism import compare_task
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.scheduler import Patcher, Progress, ReplayReport, default_patcher, run_replay
 from florsql.replay.tasks import RunRequest
 from florsql.store import layout
-from florsql.store.replays import replays_dir
 from florsql.store.segments import list_segments, read_segments
 
 
 class Outcome:
     """What the engine's hook expects back (duck-typed against ``ReplayOutcome``)."""
 
-    def __init__(self, report: ReplayReport, nondeterministic: list[str]) -> None:
+    def __init__(self, report: ReplayReport) -> None:
         self.report = report
         self.tasks = len(report.results)
         self.failures = tuple(f"{r.task_id}: {r.error}" for r in report.failures)
-        self.nondeterministic = tuple(nondeterministic)
+        self.nondeterministic = tuple(report.nondeterministic)
+        self.rejected = tuple(report.rejected)
+        self.unverified = tuple(dict.fromkeys(report.unverified))
 
 
 class PlanExecutor:
@@ -81,15 +81,11 @@ class PlanExecutor:
             fail=self.fail,
         )
         self.last = report
-        folder = replays_dir(repo) / report.replay_id
-        odd = [
-            msg for r in report.results if r.ok for msg in compare_task(repo, folder / r.task_id)
-        ]
         if self.fail and report.unplaced and not report.results:
             raise ReplayError(
                 "no statement could be placed into the old versions:\n" + "\n".join(report.unplaced)
             )
-        return Outcome(report, odd)
+        return Outcome(report)
 
 
 def request_for(repo: Path, run: RunReplay) -> RunRequest:
@@ -120,6 +116,7 @@ def request_for(repo: Path, run: RunReplay) -> RunRequest:
         total=total,
         iteration_seconds=run.seconds / n,
         compare=sorted(recorded - set(run.names)),
+        chunks=run.chunks,
     )
 
 

@@ -8,19 +8,20 @@ chunks that start at checkpoints, and the executor runs them in isolated worktre
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from florsql.errors import ReplayError, concat_messages
-from florsql.replay.analysis import analyze
+from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
-from florsql.replay.tasks import RunRequest, Task, TaskResult, split
+from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import prepare
 from florsql.store import layout
-from florsql.store.replays import ReplaySpec, read_manifest, replays_dir
+from florsql.store.replays import DONE, REJECTED, ReplaySpec, replays_dir
 from florsql.versions import file_at
 
 
@@ -57,6 +58,9 @@ class ReplayReport:
     skipped_runs: int = 0  # runs whose values were all there already
     seconds: float = 0.0
     estimate: float = 0.0
+    nondeterministic: list[str] = field(default_factory=list)  # full tasks that disagree
+    rejected: list[str] = field(default_factory=list)  # rest tasks redone in full
+    unverified: list[str] = field(default_factory=list)  # runs of tasks with nothing to compare
 
     @property
     def failures(self) -> list[TaskResult]:
@@ -116,6 +120,7 @@ def run_replay(
     if progress:
         progress(Progress(0, len(tasks), 0, total_iters, 0.0, report.estimate or None))
     report.results = executor.run(tasks, on_done)
+    _verify(repo, tasks, report, executor, on_done)
     report.seconds = time.perf_counter() - t0
     if fail and report.failures:
         raise ReplayError(_failure_text(report, tasks))
@@ -150,24 +155,20 @@ def _plan_tasks(
 def _run_tasks(
     repo: Path, req: RunRequest, names: list[str], patch: Patch, parts: int, replay_id: str
 ) -> list[Task]:
+    """One task per planned chunk of ``req``, with the planner's steps, as given."""
+    del parts  # the planner cut the chunks already
+    if not req.chunks:
+        raise ReplayError(f"run {req.run_id}: the request carries no planned tasks")
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
-    where = analyze(source, set(names))
-    if where.found != set(names):
-        # A statement placed in another file (a helper module): the safe answer.
-        where.need_start = where.after_loop = True
     run_dir = layout.run_dir(repo, req.run_id)
-    manifest = read_manifest(run_dir)
-    loop = req.loop or (where.outer_loops[0] if where.outer_loops else None)
-    iters = req.iterations if req.iterations is not None else list(range(req.total or 0))
-    chunks = split(iters, set(manifest), parts) if iters else []
-    if not chunks and where.after_loop:
-        chunks = [[]]
     tree = prepare(repo, req.vid, patch.files)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     out = []
-    for k, chunk in enumerate(chunks):
+    for k, chunk in enumerate(req.chunks):
         task_id = f"{req.run_id}-{k}"
-        last = k == len(chunks) - 1
+        stored: list[int] | None = list(chunk.iterations)
+        if chunk.kind == "all":
+            stored = None
         spec = ReplaySpec(
             replay_id=replay_id,
             task_id=task_id,
@@ -176,22 +177,102 @@ def _run_tasks(
             run_dir=str(run_dir),
             out_dir=str(replays_dir(repo) / replay_id / task_id),
             names=names,
-            loop=loop,
-            iterations=chunk,
-            need_start=where.need_start,
-            after_loop=where.after_loop and last,
+            loop=chunk.loop or req.loop,
+            iterations=stored,
+            after_loop=chunk.to_end,
             total=req.total,
-            inner=req.inner,
+            inner=req.inner if stored is not None else {},
             compare=req.compare,
             source_hash=digest,
+            steps=[[s.iteration, s.mode, s.restore] for s in chunk.steps],
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)
-        est = (len(chunk) + 1) * req.iteration_seconds
+        fallback = None
+        if chunk.fallback is not None:
+            fallback = [[s.iteration, s.mode, s.restore] for s in chunk.fallback]
         out.append(
-            Task(spec, spec_path, repo, tree / req.filename, tree / req.cwd, req.argv[1:], est)
+            Task(
+                spec,
+                spec_path,
+                repo,
+                tree / req.filename,
+                tree / req.cwd,
+                req.argv[1:],
+                chunk.seconds,
+                fallback,
+            )
         )
     return out
+
+
+def _verify(
+    repo: Path,
+    tasks: list[Task],
+    report: ReplayReport,
+    executor: Executor,
+    on_done: Callable[[TaskResult], None],
+) -> None:
+    """Compare each finished task's run of the old code's own statements with the recording.
+
+    A ``rest`` task that disagrees is discarded (its ``done.json`` renamed away, so nothing of
+    it is ingested) and run again with every step in full; a full task that disagrees keeps
+    its values, marked, and the query warns. Each task's outcome is written into its
+    ``done.json`` (``checked``: values compared; ``mismatch``: the first difference).
+    """
+    by_id = {t.spec.task_id: t for t in tasks}
+    redo: list[Task] = []
+    for result in report.results:
+        task = by_id.get(result.task_id)
+        if task is None or not result.ok:
+            continue
+        folder = Path(task.spec.out_dir)
+        check = compare_task(repo, folder)
+        has_rest = any(step[1] == "rest" for step in task.spec.steps)
+        if check.mismatch is not None and has_rest and task.fallback is not None:
+            os.replace(folder / DONE, folder / REJECTED)
+            report.rejected.append(f"{task.spec.task_id}: {check.mismatch}")
+            redo.append(_full_task(task))
+            continue
+        _mark(folder, check)
+        if check.mismatch is not None:
+            report.nondeterministic.append(check.mismatch)
+        elif check.checked == 0:
+            report.unverified.append(task.spec.run_id)
+    if not redo:
+        return
+    results = executor.run(redo, on_done)
+    report.results += results
+    for task, result in zip(redo, results, strict=True):
+        if not result.ok:
+            continue
+        folder = Path(task.spec.out_dir)
+        check = compare_task(repo, folder)
+        _mark(folder, check)
+        if check.mismatch is not None:
+            report.nondeterministic.append(check.mismatch)
+        elif check.checked == 0:
+            report.unverified.append(task.spec.run_id)
+
+
+def _full_task(task: Task) -> Task:
+    """The same task with the planner's fallback steps (no ``rest`` step), in a new folder."""
+    assert task.fallback is not None
+    spec = replace(
+        task.spec,
+        task_id=task.spec.task_id + "-full",
+        out_dir=task.spec.out_dir + "-full",
+        steps=task.fallback,
+    )
+    spec_path = task.spec_path.with_name(f"{spec.task_id}.spec.json")
+    spec.write(spec_path)
+    return replace(task, spec=spec, spec_path=spec_path, fallback=None)
+
+
+def _mark(folder: Path, check: Verification) -> None:
+    done = layout.read_json(folder / DONE)
+    done.update(checked=check.checked, mismatch=check.mismatch)
+    layout.atomic_write_json(folder / DONE, done)
 
 
 def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:

@@ -7,7 +7,9 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from florsql.plan.replay_plan import Chunk
 from florsql.store.replays import ReplaySpec
 
 
@@ -27,6 +29,7 @@ class RunRequest:
     total: int | None = None  # how many outer iterations the run recorded
     iteration_seconds: float = 0.0  # recorded mean wall time of one outer iteration
     compare: list[str] = field(default_factory=list)
+    chunks: tuple[Chunk, ...] = ()  # the planner's tasks for this run, run as given
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Task:
     cwd: Path
     argv: list[str]
     estimate: float = 0.0
+    fallback: list[list[Any]] | None = None  # steps to run instead if verification fails
 
     @property
     def log_path(self) -> Path:
@@ -55,43 +59,6 @@ class TaskResult:
     error: str | None = None
     iteration: int | None = None
     traceback: str | None = None
-
-
-def split(iterations: list[int], checkpoints: set[int], parts: int) -> list[list[int]]:
-    """Cut sorted ``iterations`` into up to ``parts`` contiguous chunks, each starting right
-    after a checkpointed iteration where possible (checkpoint-based parallelism).
-
-    Example:
-        >>> split([0, 1, 2, 3, 4, 5, 6, 7], {1, 3, 5}, 2)
-        [[0, 1, 2, 3], [4, 5, 6, 7]]
-        >>> split([4, 5], set(), 4)
-        [[4, 5]]
-    """
-    its = sorted(iterations)
-    if parts <= 1 or len(its) < 2:
-        return [its] if its else []
-    # A chunk can start at i only if the state before i comes from a checkpoint (i-1 has one),
-    # otherwise it would re-run everything before it anyway.
-    starts = [i for i in its[1:] if (i - 1) in checkpoints]
-    if not starts:
-        return [its]
-    size = len(its) / parts
-    cuts: list[int] = []
-    for k in range(1, parts):
-        target = its[min(len(its) - 1, round(k * size))]
-        best = min(starts, key=lambda s: abs(s - target))
-        if best not in cuts:
-            cuts.append(best)
-    cuts.sort()
-    chunks: list[list[int]] = []
-    cur: list[int] = []
-    for i in its:
-        if i in cuts and cur:
-            chunks.append(cur)
-            cur = []
-        cur.append(i)
-    chunks.append(cur)
-    return chunks
 
 
 def heavy_imports(source: str, repo: Path) -> list[str]:

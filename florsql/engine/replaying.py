@@ -6,7 +6,13 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from florsql.errors import FlorWarning, NondeterminismWarning, ReplayOffWarning, concat_messages
+from florsql.errors import (
+    FlorWarning,
+    NondeterminismWarning,
+    ReplayOffWarning,
+    UnverifiedWarning,
+    concat_messages,
+)
 from florsql.plan.explain import human_seconds
 from florsql.plan.planner import PlannedQuery
 from florsql.plan.replay_plan import ReplayPlan
@@ -112,6 +118,26 @@ def replay_if_needed(
             messages,
             f"replayed values differ from the recorded ones:\n{text}",
             NondeterminismWarning,
+        )
+    rejected = tuple(getattr(outcome, "rejected", ()))
+    if rejected:
+        text = concat_messages(list(rejected))
+        _warn(
+            engine,
+            messages,
+            f"{len(rejected)} replay task(s) skipped an inner loop and disagreed with the "
+            f"recording; their values were discarded and recomputed in full:\n{text}",
+            NondeterminismWarning,
+        )
+    unverified = tuple(getattr(outcome, "unverified", ()))
+    if unverified:
+        _warn(
+            engine,
+            messages,
+            f"{len(unverified)} run(s) replayed with no recorded value to compare against "
+            f"(unverified): {', '.join(unverified[:5])}"
+            + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else ""),
+            UnverifiedWarning,
         )
     if any(v.runs for v in planned.replay.versions) and not outcome.failures:
         _warn(

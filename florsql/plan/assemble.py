@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from florsql.errors import FlorError
+from florsql.plan.patched import Patched, patched_script
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
-from florsql.plan.schedule import load_facts, plan_run
+from florsql.plan.tasks import load_facts, plan_run
 from florsql.plan.state import NeedRow, PlanState
 
 __all__ = ["assemble"]
@@ -21,9 +23,13 @@ def assemble(state: PlanState) -> None:
         by_run[need.run_id].append(need)
     facts = load_facts(state, sorted(by_run)) if by_run else {}
     per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
+    patched: dict[tuple[str, str, tuple[str, ...]], Patched | None] = {}
     for run_id, needs in by_run.items():
-        code = state.catalog.scripts.get(needs[0].filename)
-        run = plan_run(run_id, needs, code, facts[run_id])
+        first = needs[0]
+        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})))
+        if wanted not in patched:
+            patched[wanted] = _patched(state, *wanted)
+        run = plan_run(run_id, needs, patched[wanted], facts[run_id])
         per_version[(run.vid, run.filename)].append(run)
     versions = []
     for key in sorted(set(per_version) | set(state.unplaceable)):
@@ -44,6 +50,15 @@ def assemble(state: PlanState) -> None:
 
 
 _NONE = Relaxed(None, exact=False)
+
+
+def _patched(state: PlanState, vid: str, filename: str, names: tuple[str, ...]) -> Patched | None:
+    """The patched script's analysis; None (replay the whole run) when propagation fails."""
+    try:
+        return patched_script(state.repo, vid, filename, names)
+    except FlorError as e:
+        state.notes.append(f"version {vid[:12]} of {filename}: {e}; the whole run replays")
+        return None
 
 
 def _lacking(state: PlanState, name: str) -> int:

@@ -63,6 +63,26 @@ def _chunk(c: Chunk) -> str:
     return f"{what} {where}, ~{human_seconds(c.seconds)}"
 
 
+def step_lines(c: Chunk) -> list[str]:
+    """The chunk's steps, consecutive iterations with the same mode and reason on one line.
+
+    Example:
+        >>> from florsql.plan.replay_plan import Step
+        >>> steps = (Step(3, "rest", 3, "rest: running captured"),
+        ...          Step(4, "full", None, "full: leads on"), Step(5, "full", None, "full: leads on"))
+        >>> step_lines(Chunk("iterations", "epoch", (3, 5), 3, None, False, 1.0, steps))
+        ['epoch 3 rest: running captured', 'epoch 4-5 full: leads on']
+    """
+    groups: list[tuple[list[int], str]] = []
+    for s in c.steps:
+        why = s.why if s.why.startswith(s.mode) else f"{s.mode}: {s.why}"
+        if groups and groups[-1][1] == why and groups[-1][0][-1] + 1 == s.iteration:
+            groups[-1][0].append(s.iteration)
+        else:
+            groups.append(([s.iteration], why))
+    return [f"{c.loop} {ranges(its)} {why}" for its, why in groups]
+
+
 def _run(r: RunReplay) -> list[str]:
     per_loop: dict[str, list[int]] = {}
     for need in r.needs:
@@ -76,7 +96,13 @@ def _run(r: RunReplay) -> list[str]:
         lines.append(
             f"      only {inner.loop} {ranges(inner.iterations)} in {len(restricted)} iteration(s)"
         )
-    lines += [f"      task: {_chunk(c)}" for c in r.chunks]
+    for c in r.chunks:
+        lines.append(f"      task: {_chunk(c)}")
+        lines += [f"        {line}" for line in step_lines(c)]
+        if c.to_end:
+            lines.append("        then the code after the loop")
+        if c.fallback is not None:
+            lines.append("        if verification fails: every step in full")
     return lines
 
 

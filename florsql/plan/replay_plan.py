@@ -19,10 +19,12 @@ __all__ = [
     "IterationNeed",
     "ReplayPlan",
     "RunReplay",
+    "Step",
     "VersionReplay",
 ]
 
 ChunkKind = Literal["iterations", "head", "tail", "all"]
+StepMode = Literal["full", "rest"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,27 @@ class IterationNeed:
 
 
 @dataclass(frozen=True)
+class Step:
+    """How one outer iteration runs in a replay task (design section 6).
+
+    Attributes:
+        iteration: the outer iteration.
+        mode: ``full`` (inner loops too) or ``rest`` (restore the checkpoint taken as the
+            first inner loop exited, with the locals saved beside it, skip that loop, run the
+            rest of the body).
+        restore: the checkpoint restored first: for ``rest`` the iteration's own ``after:``
+            checkpoint, for ``full`` an ``end`` checkpoint of the iteration before; None: the
+            state comes from the steps before in the same task (or the top of the script).
+        why: the reason for the mode, in words (EXPLAIN prints it).
+    """
+
+    iteration: int
+    mode: StepMode
+    restore: int | None
+    why: str
+
+
+@dataclass(frozen=True)
 class Chunk:
     """One replay task: a stretch of one run, executed by one worker.
 
@@ -79,6 +102,10 @@ class Chunk:
         checkpoint: what to restore first; None means run from the top of the script.
         to_end: keep going after the loop to the end of the script (a needed statement there).
         seconds: the estimated wall time of this chunk.
+        steps: every outer iteration the worker runs, in order, with its mode: the worker runs
+            exactly these.
+        fallback: the same needed iterations with no ``rest`` step, run instead when the old
+            code's own recorded values disagree with a ``rest`` replay (verification).
     """
 
     kind: ChunkKind
@@ -88,6 +115,8 @@ class Chunk:
     checkpoint: CheckpointRef | None
     to_end: bool
     seconds: float
+    steps: tuple[Step, ...] = ()
+    fallback: tuple[Step, ...] | None = None
 
 
 @dataclass(frozen=True)

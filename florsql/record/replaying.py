@@ -14,13 +14,13 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from florsql.record import checkpoint as ckpt
-from florsql.record.schedule import Step, schedule
+from florsql.record import frame_state
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout
@@ -28,6 +28,12 @@ from florsql.store.replays import DONE, FAILED, ReplaySpec, read_manifest
 from florsql.store.segments import Batch
 
 ENV = "FLORSQL_REPLAY"
+
+
+@dataclass(frozen=True)
+class _Step:
+    mode: str  # "full" or "rest"
+    restore: int | None
 
 
 class ReplayRun:
@@ -43,7 +49,7 @@ class ReplayRun:
         self.compare = set(spec.compare) - self.names
         self.needed = set(spec.iterations) if spec.iterations is not None else None
         self.manifest = read_manifest(self.run_dir)
-        self.plan = self._plan()
+        self.plan = {int(it): _Step(str(mode), restore) for it, mode, restore in spec.steps}
         self.writer = Writer(self.out)
         self.batch = Batch()
         self.seq = 0
@@ -54,21 +60,13 @@ class ReplayRun:
         self.objs: dict[str, Any] = {}
         self.scopes: list[Any] = []
         self.outer: int | None = None
-        self.step: Step | None = None
+        self.step: _Step | None = None
+        self.outer_frame: FrameType | None = None
         self.restored = True
         self.warned: set[str] = set()
         self.finished = False
         self.started = time.time()
-
-    def _plan(self) -> dict[int, Step]:
-        spec = self.spec
-        if spec.iterations is None:
-            needed = list(range(spec.total)) if spec.total is not None else []
-        else:
-            needed = list(spec.iterations)
-        positions = {i: pos for i, (pos, _) in self.manifest.items()}
-        end = (spec.total - 1) if spec.after_loop and spec.total else None
-        return schedule(needed, positions, need_start=spec.need_start, end=end)
+        self.ran: dict[str, list[int]] = {"full": [], "rest": []}
 
     # -- record API ----------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
@@ -83,13 +81,11 @@ class ReplayRun:
         if name in self.names:
             if self._storing():
                 self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
-        elif name in self.compare and self._storing() and self._inner_ran():
+        elif name in self.compare and self.restored:
+            # Verification: the old code's own statements, wherever they ran on true state.
             v = normalize(name, value, self.warned)
             self.batch.events.append(("check", self.ctx, None, name, None, v, None))
         return value
-
-    def _inner_ran(self) -> bool:
-        return self.step is not None and self.step.mode == "full"
 
     def _storing(self) -> bool:
         if not self.restored:
@@ -104,6 +100,7 @@ class ReplayRun:
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not self.frames and name == self.spec.loop:
+            self.outer_frame = frame_state.user_frame()
             return self._outer(name, iterable)
         if (
             len(self.frames) == 1
@@ -112,7 +109,7 @@ class ReplayRun:
             and self.step.mode == "rest"
             and not self.restored
         ):
-            return self._skipped(name)
+            return self._skipped(name, frame_state.user_frame())
         return self._plain(name, iterable)
 
     def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
@@ -146,11 +143,11 @@ class ReplayRun:
         finally:
             self.frames.pop()
 
-    def _skipped(self, name: str) -> Iterator[Any]:
-        # The inner loop of a "rest" iteration: its effect comes from the checkpoint taken as
-        # it exited in the recording.
-        assert self.outer is not None
-        self._restore(self.outer)
+    def _skipped(self, name: str, frame: FrameType | None) -> Iterator[Any]:
+        # The first inner loop of a "rest" iteration: its effect, on the registered objects
+        # and on the locals it changes, comes from the checkpoint taken as it exited.
+        assert self.outer is not None and self.step is not None
+        self._restore(self.outer, inner_frame=frame)
         self.restored = True
         return
         yield  # a generator that yields nothing
@@ -161,10 +158,11 @@ class ReplayRun:
         try:
             for j, item in _pick(iterable, sorted(self.plan)):
                 step = self.plan[j]
-                if step.restore_before is not None:
-                    self._restore(step.restore_before)
+                if step.mode == "full" and step.restore is not None:
+                    self._restore(step.restore)
                 self.outer, self.step = j, step
                 self.restored = step.mode != "rest"
+                self.ran[step.mode].append(j)
                 parent, ctx = self._enter(name, j, item)
                 t0 = time.perf_counter()
                 yield item
@@ -180,12 +178,21 @@ class ReplayRun:
             self.finish()
             _stop()
 
-    def _restore(self, iteration: int) -> None:
+    def _restore(self, iteration: int, inner_frame: FrameType | None = None) -> None:
         if iteration not in self.manifest:
             raise RuntimeError(f"the run has no checkpoint at {self.spec.loop} {iteration}")
         payload = ckpt.load(self.run_dir / layout.CHECKPOINTS / self.manifest[iteration][1])
         missing = set(payload["states"]) | set(payload["pickled"])
         ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
+        saved = payload.get("locals") or {}
+        if self.outer_frame is not None:
+            frame_state.restore(
+                self.outer_frame, frame_state.Capture.from_payload(saved.get("outer")), self.objs
+            )
+        if inner_frame is not None and inner_frame is not self.outer_frame:
+            frame_state.restore(
+                inner_frame, frame_state.Capture.from_payload(saved.get("inner")), self.objs
+            )
 
     # -- ending --------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -215,6 +222,7 @@ class ReplayRun:
             "seconds": time.time() - self.started,
             "logs": self.seq,
             "pid": os.getpid(),
+            "ran": self.ran,
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
 

@@ -17,17 +17,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any
+from types import CodeType, FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
+from florsql.record import frame_state
 from florsql.record.args import coerce, scan_argv
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout
 from florsql.store.segments import Batch
+
+if TYPE_CHECKING:
+    from florsql.code.effects import LoopFacts
 
 #: Minimum seconds between flushes at outermost-iteration ends (0: flush at every one).
 FLUSH_INTERVAL = float(os.environ.get("FLORSQL_FLUSH_INTERVAL", "0.1"))
@@ -45,6 +49,8 @@ class _Frame:
     checkpoint_scope: _Scope | None = None
     iteration: int = -1
     inner_checkpoint_taken: bool = False
+    user: FrameType | None = None  # the script's frame that runs this loop
+    facts: LoopFacts | None = None  # what the loop changes (florsql.code.effects)
 
 
 @dataclass
@@ -91,6 +97,8 @@ class Run:
         self.writer = Writer(self.path)
         self.finished = False
         self.last_flush = 0.0
+        self.refused: dict[CodeType, dict[str, str]] = {}  # locals that could not be saved
+        self.sources: dict[str, Any] = {}  # file -> ScriptFacts, parsed once
         self.doc: dict[str, Any] = {
             "run_id": self.run_id,
             "projid": repo.name,
@@ -164,7 +172,24 @@ class Run:
         scope = self.scopes[-1] if self.scopes else None
         owns_scope = scope is not None and scope.depth == len(self.frames)
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)
+        if self.scopes:  # only checkpointed loops save locals
+            frame.user = frame_state.user_frame()
+            frame.facts = self._facts(frame.user, name)
         return self._iterate(frame, iter(iterable))
+
+    def _facts(self, user: FrameType | None, name: str) -> LoopFacts | None:
+        if user is None:
+            return None
+        from florsql.code.effects import analyze_source, loop_at
+
+        filename = user.f_code.co_filename
+        facts = self.sources.get(filename)
+        if facts is None:
+            import linecache
+
+            facts = analyze_source("".join(linecache.getlines(filename)))
+            self.sources[filename] = facts
+        return loop_at(facts, name, user.f_lineno)
 
     def _iterate(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
         parent = self.ctx
@@ -213,18 +238,51 @@ class Run:
             # Design section 6: the checkpoint sits where the first inner loop exits, so code
             # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
             outer.inner_checkpoint_taken = True
-            self._checkpoint(scope, outer, f"after:{frame.name}")
+            self._checkpoint(scope, outer, f"after:{frame.name}", inner=frame)
 
-    def _checkpoint(self, scope: _Scope, frame: _Frame, position: str) -> None:
+    def _checkpoint(
+        self, scope: _Scope, frame: _Frame, position: str, inner: _Frame | None = None
+    ) -> None:
         if not scope.policy.due(frame.iteration):
             return
         if self.writer.pending_checkpoints > 1 and scope.policy.fixed is None:
             return  # the writer is behind: skip rather than pile copies up in memory
         t0 = time.perf_counter()
         payload = ckpt.capture(scope.objs)
+        captures = self._capture_locals(scope, frame, inner)
+        payload["locals"] = {role: c.payload() for role, c in captures.items()}
         copy_s = time.perf_counter() - t0
         scope.policy.taken(frame.iteration, copy_s, self.writer.last_write_seconds)
-        self.writer.submit_checkpoint(payload, frame.name, frame.iteration, position, copy_s)
+        extra = {
+            "restores": {role: c.restores() for role, c in captures.items()},
+            "misses": {role: c.missed for role, c in captures.items() if c.missed},
+        }
+        self.writer.submit_checkpoint(
+            payload, frame.name, frame.iteration, position, copy_s, extra=extra
+        )
+
+    def _capture_locals(
+        self, scope: _Scope, outer: _Frame, inner: _Frame | None
+    ) -> dict[str, frame_state.Capture]:
+        """Save what the loops change besides the registered objects (design section 6)."""
+        registered = {id(o): name for name, o in scope.objs.items()}
+        wanted: list[tuple[str, _Frame]] = [("outer", outer)]
+        if inner is not None and inner.user is not None and inner.user is not outer.user:
+            wanted.append(("inner", inner))
+        out: dict[str, frame_state.Capture] = {}
+        for role, fr in wanted:
+            if fr.user is None or fr.facts is None:
+                out[role] = frame_state.Capture(missed={"*": "the loop's source was not found"})
+                continue
+            names = set(fr.facts.changed)
+            if role == "outer" and inner is not None and inner.user is outer.user:
+                if inner.facts is None:
+                    out[role] = frame_state.Capture(missed={"*": "the loop's source was not found"})
+                    continue
+                names |= inner.facts.changed
+            refused = self.refused.setdefault(fr.user.f_code, {})
+            out[role] = frame_state.capture(fr.user.f_locals, names, registered, refused)
+        return out
 
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
         for name, obj in objs.items():

@@ -50,10 +50,20 @@ class Writer:
         self._jobs.put(lambda: self._write_batch(batch))
 
     def submit_checkpoint(
-        self, payload: dict[str, Any], loop: str, iteration: int, position: str, copy_s: float
+        self,
+        payload: dict[str, Any],
+        loop: str,
+        iteration: int,
+        position: str,
+        copy_s: float,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """Write a checkpoint and its manifest line (``extra``: more fields for the line)."""
         self.pending_checkpoints += 1
-        self._jobs.put(lambda: self._write_checkpoint(payload, loop, iteration, position, copy_s))
+        self._jobs.put(
+            lambda: self._write_checkpoint(payload, loop, iteration, position, copy_s, extra)
+        )
 
     def submit_run_json(self, doc: dict[str, Any]) -> None:
         snapshot = json.loads(json.dumps(doc, default=str))
@@ -107,7 +117,13 @@ class Writer:
             self.next_segment += 1
 
     def _write_checkpoint(
-        self, payload: dict[str, Any], loop: str, iteration: int, position: str, copy_s: float
+        self,
+        payload: dict[str, Any],
+        loop: str,
+        iteration: int,
+        position: str,
+        copy_s: float,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         try:
             t0 = time.perf_counter()
@@ -120,7 +136,7 @@ class Writer:
             self.last_write_seconds = write_s
             rec = ckpt.CheckpointRecord(loop, iteration, position, name, len(data), copy_s, write_s)
             with open(self.checkpoints / layout.MANIFEST, "a", encoding="utf-8") as f:
-                f.write(json.dumps(asdict(rec)) + "\n")
+                f.write(json.dumps({**asdict(rec), **(extra or {})}) + "\n")
         except Exception as e:
             self._warn(e)
         finally:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from florsql.store import layout
 
 SPEC = "spec.json"
 DONE = "done.json"
 FAILED = "failed.json"
+#: A finished task whose values verification discarded (a ``rest`` replay that disagreed with
+#: the recording); it is never ingested.
+REJECTED = "rejected.json"
 
 
 def replays_dir(repo: Path) -> Path:
@@ -34,13 +38,14 @@ class ReplaySpec:
     out_dir: str
     names: list[str]
     loop: str | None = None
-    iterations: list[int] | None = None  # needed outer iterations; None: all of them
-    need_start: bool = True
-    after_loop: bool = False
+    iterations: list[int] | None = None  # outer iterations whose values are stored; None: all
+    after_loop: bool = False  # go on past the loop to the end of the script
     total: int | None = None  # recorded number of outer iterations
     inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
-    compare: list[str] = field(default_factory=list)
+    compare: list[str] = field(default_factory=list)  # recorded names: verification
     source_hash: str = ""
+    #: The planner's steps, run exactly: ``[iteration, "full"|"rest", restore or None]``.
+    steps: list[list[Any]] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:
@@ -53,16 +58,25 @@ class ReplaySpec:
 
 def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
     """iteration -> (position, file) of a run's checkpoints (a line cut by a kill is skipped)."""
+    return {it: (r["position"], r["file"]) for it, r in manifest_records(run_dir).items()}
+
+
+def manifest_records(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """iteration -> the manifest line of each of a run's checkpoints: position, file, bytes,
+    and (runs recorded since locals are saved) ``restores``: the locals it puts back, per frame
+    (``outer``/``inner``), and ``misses``: those it could not save, with the reason."""
     path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
-    out: dict[int, tuple[str, str]] = {}
-    if not path.exists():
+    out: dict[int, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        out[int(r["iteration"])] = (r["position"], r["file"])
+            out[int(r["iteration"])] = dict(r, position=str(r["position"]), file=str(r["file"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a line cut short by a kill: that checkpoint is not trusted
     return out
 
 

@@ -1,0 +1,1 @@
+"""Static facts about training scripts (standard library only: recording processes use it)."""

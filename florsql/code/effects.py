@@ -1,0 +1,490 @@
+"""What each ``flor.loop`` of a script changes and what the code around it reads.
+
+Skipping an inner loop (replay's "rest" mode) or starting an outer iteration from a checkpoint is
+sound only when every value the code that then runs reads is either restored or untouched. The
+Flor paper's SkipBlock memoizes a loop's side-effect set for that reason; this module computes
+it statically, with the standard library's ``ast`` only (a recording process uses it, so it must
+stay light):
+
+- ``changed``: every name the loop binds or rebinds in its own scope (assignment, augmented
+  assignment, the loop targets, ``with ... as``, walrus, ``except ... as``, imports, ``del``) and
+  every name whose object it may mutate (a method call, an attribute or subscript store, an
+  argument to a function that is not a known-pure builtin, the iterable of a nested loop);
+- ``live_in``: names the body may read before assigning them in the same iteration (a value
+  carried from one iteration to the next when the loop also changes it);
+- ``read_after``: names the code after the loop may read (to the end of its scope) before
+  assigning them.
+
+Everything is an over-approximation: a name too many makes replay run more, never wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "loop_at"]
+
+#: Names bound to the record API's module in scripts (``import florsql as flor``...).
+FLOR_MODULES = frozenset({"flor", "florsql", "flordb"})
+
+#: Builtins that never mutate their arguments: a name passed to them is only read.
+PURE_CALLS = frozenset(
+    {
+        "abs", "all", "any", "bool", "callable", "dict", "divmod", "enumerate", "filter",
+        "float", "format", "frozenset", "getattr", "hasattr", "hash", "id", "int",
+        "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "print",
+        "range", "repr", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "type",
+        "zip",
+    }
+)  # fmt: skip
+
+#: Method names that only read their object (``loss.item()``, ``x.size(0)``...).
+PURE_METHODS = frozenset(
+    {
+        "item", "size", "dim", "numel", "tolist", "numpy", "detach", "cpu", "clone", "keys",
+        "values", "items", "get", "count", "index", "format", "startswith", "endswith",
+        "argmax", "argmin", "mean", "sum", "max", "min", "std", "var", "norm", "eq", "ne",
+        "float", "double", "long", "int", "view", "reshape", "flatten", "squeeze",
+        "unsqueeze", "to", "type", "copy", "abs", "sqrt", "exp", "log", "pow", "isnan",
+        "isinf", "all", "any", "t", "transpose", "permute", "contiguous", "state_dict",
+        "parameters", "named_parameters", "buffers", "children", "modules", "split",
+        "chunk", "unbind", "lower", "upper", "strip", "join", "replace", "isdigit", "le", "lt",
+        "ge", "gt", "round", "floor", "ceil", "sign", "softmax", "log_softmax", "sigmoid",
+        "tanh", "relu", "matmul", "mm", "add", "sub", "mul", "div", "neg", "float16",
+        "bfloat16", "half", "bool", "nonzero", "topk", "sort", "argsort", "cumsum", "prod",
+        "expand", "repeat", "narrow", "select", "gather", "masked_fill", "where", "clamp",
+        "allclose", "equal", "tolist",
+    }
+)  # fmt: skip
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+@dataclass(frozen=True)
+class LoopFacts:
+    """One ``for ... in flor.loop("name", ...)`` statement.
+
+    Attributes:
+        name: the loop's name.
+        line: the ``for`` statement's first line; ``call_line`` the ``flor.loop(...)`` call's.
+        end_line: its last line.
+        scope: ``"<module>"`` or the name of the function it sits in.
+        parent: the line of the ``flor.loop`` around it in the same scope, if any.
+        targets: names the ``for`` target binds.
+        changed, live_in, read_after: see the module docstring.
+    """
+
+    name: str
+    line: int
+    call_line: int
+    end_line: int
+    scope: str
+    parent: int | None
+    targets: frozenset[str]
+    changed: frozenset[str]
+    live_in: frozenset[str]
+    read_after: frozenset[str]
+
+    @property
+    def carried(self) -> frozenset[str]:
+        """Names one iteration hands to the next (changed here, read before assigned)."""
+        return (self.changed & self.live_in) - self.targets
+
+
+@dataclass(frozen=True)
+class ScriptFacts:
+    """Every ``flor.loop`` of one source file."""
+
+    loops: tuple[LoopFacts, ...]
+
+    def named(self, name: str) -> list[LoopFacts]:
+        return [lp for lp in self.loops if lp.name == name]
+
+    def outermost(self) -> list[LoopFacts]:
+        return [lp for lp in self.loops if lp.parent is None]
+
+    def children(self, loop: LoopFacts) -> list[LoopFacts]:
+        return [lp for lp in self.loops if lp.parent == loop.line]
+
+
+def loop_at(facts: ScriptFacts, name: str, line: int) -> LoopFacts | None:
+    """The loop ``name`` whose ``for`` header or ``flor.loop`` call is at ``line``."""
+    for lp in facts.loops:
+        if lp.name == name and (lp.call_line == line or lp.line <= line <= lp.end_line):
+            if lp.call_line == line or lp.line == line:
+                return lp
+    candidates = [lp for lp in facts.named(name) if lp.line <= line <= lp.end_line]
+    return min(candidates, key=lambda lp: lp.end_line - lp.line, default=None)
+
+
+@lru_cache(maxsize=64)
+def analyze_source(source: str) -> ScriptFacts:
+    """The :class:`ScriptFacts` of a script's text (empty when it does not parse).
+
+    Example:
+        >>> src = '''
+        ... import florsql as flor
+        ... step_count = 0
+        ... for epoch in flor.loop("epoch", range(3)):
+        ...     running = 0.0
+        ...     for x in flor.loop("step", data):
+        ...         loss = f(x)
+        ...         running += loss
+        ...         step_count += 1
+        ...     flor.log("avg", running / len(data))
+        ... flor.log("steps", step_count)
+        ... '''
+        >>> facts = analyze_source(src)
+        >>> step = facts.named("step")[0]
+        >>> sorted(step.changed), sorted(step.read_after & step.changed)
+        (['data', 'f', 'loss', 'running', 'step_count', 'x'], ['data', 'f', 'running', 'step_count'])
+        >>> sorted(facts.named("epoch")[0].carried)
+        ['data', 'step_count']
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return ScriptFacts(())
+    finder = _Finder(_flor_aliases(tree))
+    finder.scope(tree.body, "<module>")
+    return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
+
+
+def _flor_aliases(tree: ast.Module) -> tuple[frozenset[str], frozenset[str]]:
+    """(names bound to the flor module, names bound to its ``loop`` function)."""
+    mods: set[str] = set()
+    loops: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in FLOR_MODULES:
+                    mods.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module in FLOR_MODULES:
+            for a in node.names:
+                if a.name in ("loop", "*"):
+                    loops.add(a.asname or "loop")
+    return frozenset(mods or {"flor"}), frozenset(loops)
+
+
+class _Finder:
+    def __init__(self, aliases: tuple[frozenset[str], frozenset[str]]) -> None:
+        self.modules, self.loop_names = aliases
+        self.found: list[LoopFacts] = []
+
+    def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
+        """``(name, call)`` when ``node`` contains ``flor.loop("name", ...)``."""
+        for sub in ast.walk(node):
+            if not isinstance(sub, ast.Call) or not sub.args:
+                continue
+            func = sub.func
+            is_loop = (
+                isinstance(func, ast.Attribute)
+                and func.attr == "loop"
+                and isinstance(func.value, ast.Name)
+                and func.value.id in self.modules
+            ) or (isinstance(func, ast.Name) and func.id in self.loop_names)
+            first = sub.args[0]
+            if is_loop and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                return first.value, sub
+        return None
+
+    def scope(self, body: list[ast.stmt], name: str) -> None:
+        """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
+        self._walk(body, name, parent=None, after=[])
+        for node in _own_nodes(body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.scope(node.body, node.name)
+            elif isinstance(node, ast.ClassDef):
+                self.scope(node.body, node.name)
+
+    def _walk(
+        self, body: list[ast.stmt], scope: str, parent: int | None, after: list[list[ast.stmt]]
+    ) -> None:
+        """Visit the statements of ``body``; ``after`` holds the statement lists that follow
+        ``body`` in the same scope (innermost first), for ``read_after``."""
+        for i, stmt in enumerate(body):
+            rest = [body[i + 1 :], *after]
+            if isinstance(stmt, (ast.For, ast.AsyncFor)):
+                found = self.loop_call(stmt.iter)
+                if found is not None:
+                    facts = self._facts(stmt, found, scope, parent, rest)
+                    self.found.append(facts)
+                    # After an inner loop come the rest of this body, the next iteration of
+                    # this loop (its back edge), then what follows this loop.
+                    self._walk(stmt.body, scope, stmt.lineno, [stmt.body, *rest])
+                    self._walk(stmt.orelse, scope, parent, rest)
+                    continue
+            for block in _blocks(stmt):
+                self._walk(block, scope, parent, rest)
+
+    def _facts(
+        self,
+        node: ast.For | ast.AsyncFor,
+        found: tuple[str, ast.Call],
+        scope: str,
+        parent: int | None,
+        rest: list[list[ast.stmt]],
+    ) -> LoopFacts:
+        targets = frozenset(_stored_names(node.target))
+        changed = set(targets) | _changed(node.body)
+        call = found[1]
+        for a in call.args[1:]:
+            changed |= _iterated(a)  # iterating may advance the object's own state
+        live_in = _reads_before_defs(node.body, set(targets))
+        after = [s for block in rest for s in block]
+        return LoopFacts(
+            name=found[0],
+            line=node.lineno,
+            call_line=call.lineno,
+            end_line=node.end_lineno or node.lineno,
+            scope=scope,
+            parent=parent,
+            targets=targets,
+            changed=frozenset(changed - self.modules - self.loop_names),
+            live_in=frozenset(live_in),
+            read_after=frozenset(_reads_before_defs(after, set())),
+        )
+
+
+def _blocks(stmt: ast.stmt) -> Iterator[list[ast.stmt]]:
+    """The statement lists nested in a compound statement of the same scope."""
+    for field in ("body", "orelse", "finalbody"):
+        value = getattr(stmt, field, None)
+        if isinstance(value, list) and not isinstance(stmt, _SCOPES):
+            yield value
+    for handler in getattr(stmt, "handlers", []) or []:
+        yield handler.body
+    for case in getattr(stmt, "cases", []) or []:
+        yield case.body
+
+
+def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Nodes of ``body`` that belong to its scope (not inside a nested def, class or lambda);
+    a nested def or class itself is yielded."""
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (*_SCOPES, *_COMPREHENSIONS)):
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _stored_names(target: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _root(node: ast.AST) -> str | None:
+    """``a`` for ``a``, ``a.b.c``, ``a[i].b``, ``a.m()``..."""
+    while True:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+            node = node.value
+        elif isinstance(node, ast.Call):
+            node = node.func
+        else:
+            return None
+
+
+def _changed(body: list[ast.stmt]) -> set[str]:
+    """Names ``body`` binds, and roots of objects it may mutate, in its own scope."""
+    out: set[str] = set()
+    for node in _own_nodes(body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            out.add(node.id)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            root = _root(node)
+            if root:
+                out.add(root)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            out.add(node.name)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            out |= _iterated(node.iter)  # iterating may advance the object's own state
+        elif isinstance(node, _COMPREHENSIONS):
+            local = {n for g in node.generators for n in _stored_names(g.target)}
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.comprehension):
+                    out |= _iterated(sub.iter)
+                elif isinstance(sub, ast.Call):
+                    out.update(_call_mutates(sub))
+                elif isinstance(sub, ast.NamedExpr):
+                    out.add(sub.target.id)
+            out -= local
+        elif isinstance(node, ast.Call):
+            out.update(_call_mutates(node))
+        elif isinstance(node, ast.NamedExpr):
+            out.add(node.target.id)
+    return out
+
+
+def _iterated(node: ast.AST) -> set[str]:
+    """Names whose objects iterating ``node`` may advance: ``loader`` in ``loader``,
+    ``enumerate(loader)``, ``tqdm(loader)``; not the result of a call (``range(n)``)."""
+    if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
+        root = _root(node)
+        return {root} if root else set()
+    if isinstance(node, ast.Call):
+        out = set()
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if isinstance(arg, (ast.Name, ast.Attribute, ast.Subscript, ast.Call, ast.Starred)):
+                out |= _iterated(arg)
+        return out
+    return set()
+
+
+def _call_mutates(call: ast.Call) -> set[str]:
+    out: set[str] = set()
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        root = _root(func.value)
+        if root and func.attr not in PURE_METHODS:
+            out.add(root)
+    pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
+    if isinstance(func, ast.Name) and not pure:
+        out.add(func.id)  # calling an object (a module's forward, a closure) may change it
+    if not pure:
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            if isinstance(arg, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
+                root = _root(arg)
+                if root:
+                    out.add(root)
+    return out
+
+
+def _loads(node: ast.AST) -> set[str]:
+    """Names read by an expression or simple statement (inside lambdas and comprehensions
+    too: they read the enclosing scope)."""
+    local = {
+        name
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.comprehension)
+        for name in _stored_names(sub.target)
+    }
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return names - local
+
+
+def _reads_before_defs(body: Iterable[ast.stmt], defined: set[str]) -> set[str]:
+    """Names ``body`` may read before a definite assignment in it (given ``defined``)."""
+    reads: set[str] = set()
+    _flow(list(body), set(defined), reads)
+    return reads
+
+
+def _flow(body: list[ast.stmt], defined: set[str], reads: set[str]) -> set[str]:
+    """Walk ``body`` in order, adding to ``reads``; returns the names definitely assigned."""
+    for stmt in body:
+        _stmt_flow(stmt, defined, reads)
+    return defined
+
+
+def _read(node: ast.AST | None, defined: set[str], reads: set[str]) -> None:
+    if node is not None:
+        reads.update(_loads(node) - defined)
+
+
+def _stmt_flow(stmt: ast.stmt, defined: set[str], reads: set[str]) -> None:
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        # A nested def reads the enclosing scope when called: count its free reads now.
+        for d in [*stmt.decorator_list, *getattr(stmt, "bases", [])]:
+            _read(d, defined, reads)
+        reads.update(_loads(stmt) - defined - _changed(stmt.body) - _args(stmt))
+        defined.add(stmt.name)
+    elif isinstance(stmt, ast.Assign):
+        _read(stmt.value, defined, reads)
+        for t in stmt.targets:
+            _read_target(t, defined, reads)
+        for t in stmt.targets:
+            defined.update(n for n in _bare_names(t))
+    elif isinstance(stmt, ast.AnnAssign):
+        _read(stmt.value, defined, reads)
+        _read_target(stmt.target, defined, reads)
+        if stmt.value is not None:
+            defined.update(_bare_names(stmt.target))
+    elif isinstance(stmt, ast.AugAssign):
+        _read(stmt.value, defined, reads)
+        reads.update(_loads_of_target(stmt.target) - defined)
+        if isinstance(stmt.target, ast.Name) and stmt.target.id not in defined:
+            reads.add(stmt.target.id)
+    elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+        _read(stmt.iter, defined, reads)
+        inner = set(defined) | _stored_names(stmt.target)
+        _flow(stmt.body, inner, reads)
+        _flow(stmt.orelse, set(defined), reads)
+    elif isinstance(stmt, ast.While):
+        _read(stmt.test, defined, reads)
+        _flow(stmt.body, set(defined), reads)
+        _flow(stmt.orelse, set(defined), reads)
+    elif isinstance(stmt, ast.If):
+        _read(stmt.test, defined, reads)
+        a = _flow(stmt.body, set(defined), reads)
+        b = _flow(stmt.orelse, set(defined), reads)
+        defined |= a & b
+    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+        for item in stmt.items:
+            _read(item.context_expr, defined, reads)
+            if item.optional_vars is not None:
+                defined.update(_bare_names(item.optional_vars))
+        _flow(stmt.body, defined, reads)
+    elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+        body_defs = _flow(getattr(stmt, "body", []), set(defined), reads)
+        for handler in getattr(stmt, "handlers", []):
+            _read(handler.type, defined, reads)
+            scope = set(defined) | ({handler.name} if handler.name else set())
+            _flow(handler.body, scope, reads)
+        _flow(getattr(stmt, "orelse", []), set(body_defs), reads)
+        _flow(getattr(stmt, "finalbody", []), defined, reads)
+    elif isinstance(stmt, ast.Match):
+        _read(stmt.subject, defined, reads)
+        for case in stmt.cases:
+            _read(case.guard, defined, reads)
+            _flow(case.body, set(defined), reads)
+    elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        defined.update((a.asname or a.name).split(".")[0] for a in stmt.names if a.name != "*")
+    else:
+        _read(stmt, defined, reads)
+
+
+def _args(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> set[str]:
+    if isinstance(fn, ast.ClassDef):
+        return set()
+    a = fn.args
+    every = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+    return {x.arg for x in every if x is not None}
+
+
+def _bare_names(target: ast.AST) -> set[str]:
+    """Names a target assigns as a whole (``a``, ``a, b``), not through ``a.x``/``a[i]``."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return {n for elt in target.elts for n in _bare_names(elt)}
+    if isinstance(target, ast.Starred):
+        return _bare_names(target.value)
+    return set()
+
+
+def _loads_of_target(target: ast.AST) -> set[str]:
+    """Names an assignment target reads (``a`` in ``a.x = ...``, ``i`` in ``b[i] = ...``)."""
+    if isinstance(target, ast.Name):
+        return set()
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return {n for elt in target.elts for n in _loads_of_target(elt)}
+    if isinstance(target, ast.Starred):
+        return _loads_of_target(target.value)
+    return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _read_target(target: ast.AST, defined: set[str], reads: set[str]) -> None:
+    reads.update(_loads_of_target(target) - defined)

@@ -1,0 +1,243 @@
+"""The one analysis of a patched old script that replay planning needs.
+
+For a (version, script, hindsight names): propagate today's statements into that version (cached
+by :mod:`florsql.propagate`), then read the patched script with :mod:`florsql.code.effects`:
+where each needed statement sits relative to the ``flor.loop``\\ s, and what each loop changes and
+reads. The replay planner decides from this, per outer iteration, whether skipping the inner loop
+("rest") or starting from a checkpoint is sound; EXPLAIN prints the same decisions, and the
+executor runs them as given.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from florsql.code.effects import LoopFacts, ScriptFacts, analyze_source
+
+__all__ = ["Patched", "analyze_patched", "patched_script"]
+
+#: Names no script binds: a loop cannot change them.
+_BUILTINS = frozenset(dir(builtins))
+
+
+@dataclass(frozen=True)
+class Patched:
+    """Where the needed statements of one patched script sit, and its loops' facts.
+
+    Attributes:
+        outer: the outermost ``flor.loop`` (None: the script has none).
+        first_inner: the first inner loop of ``outer`` (the one an ``after:`` checkpoint skips).
+        need_start: a needed statement sits before or inside ``first_inner`` (the iteration
+            must run from its start).
+        in_rest: a needed statement sits after ``first_inner`` in the outer body.
+        head: a needed statement runs before the outer loop.
+        after_loop: a needed statement runs after the outer loop.
+        unknown: a needed statement sits where its loop context cannot be told (a helper
+            function without its own loop, another file): the whole run replays.
+        registered: names given to ``flor.checkpointing`` (restored by any checkpoint).
+        failed: names propagation could not place, with the reason.
+        files: the patched files (path -> text) to write over the version's tree.
+    """
+
+    outer: LoopFacts | None = None
+    first_inner: LoopFacts | None = None
+    need_start: bool = False
+    in_rest: bool = False
+    head: bool = False
+    after_loop: bool = False
+    unknown: bool = False
+    registered: frozenset[str] = frozenset()
+    failed: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def rest_needs(self, fresh: bool) -> frozenset[str]:
+        """Names that must be restored to skip ``first_inner`` and run the rest of the body;
+        ``fresh``: the iteration does not follow one that ran in the same task."""
+        if self.first_inner is None:
+            return frozenset()
+        inner = self.first_inner
+        need = set(inner.changed & inner.read_after)
+        if fresh and self.outer is not None:
+            need |= self.outer.changed & (self.outer.live_in | inner.read_after)
+            need -= self.outer.targets
+        return frozenset(need - self.registered - _BUILTINS)
+
+    def start_needs(self, to_end: bool) -> frozenset[str]:
+        """Names that must be restored to start the next outer iteration from an ``end``
+        checkpoint (``to_end``: the task goes on past the loop)."""
+        if self.outer is None:
+            return frozenset()
+        need = set(self.outer.carried)
+        if to_end:
+            need |= self.outer.changed & self.outer.read_after
+        return frozenset(need - self.outer.targets - self.registered - _BUILTINS)
+
+
+def patched_script(repo: Path, vid: str, filename: str, names: tuple[str, ...]) -> Patched:
+    """Propagate ``names`` into version ``vid`` and analyse its ``filename``."""
+    import florsql.propagate as propagate
+    from florsql.versions import file_at
+
+    result = propagate.for_version(repo, vid, names=names)
+    files = {path: r.source for path, r in result.files.items() if r.placed}
+    failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
+    for name in result.unplaced:
+        failed.setdefault(name, "no file of this version can take it")
+    try:
+        source = files.get(filename) or file_at(repo, vid, filename)
+    except Exception:  # the script is not in that version: nothing can be placed
+        source = ""
+    wanted = tuple(n for n in names if n not in failed)
+    found = analyze_patched(source, wanted)
+    return Patched(
+        outer=found.outer,
+        first_inner=found.first_inner,
+        need_start=found.need_start,
+        in_rest=found.in_rest,
+        head=found.head,
+        after_loop=found.after_loop,
+        unknown=found.unknown,
+        registered=found.registered,
+        failed=failed,
+        files=files,
+    )
+
+
+@lru_cache(maxsize=128)
+def analyze_patched(source: str, names: tuple[str, ...]) -> Patched:
+    """Classify the ``flor.log`` statements of ``names`` in ``source``.
+
+    Example:
+        >>> src = '''
+        ... import florsql as flor
+        ... with flor.checkpointing(model=net):
+        ...     for e in flor.loop("epoch", range(3)):
+        ...         for s in flor.loop("step", range(4)):
+        ...             flor.log("loss", 1)
+        ...         flor.log("acc", 2)
+        ... flor.log("final", 3)
+        ... '''
+        >>> p = analyze_patched(src, ("acc",))
+        >>> p.outer.name, p.first_inner.name, p.need_start, p.in_rest, p.after_loop
+        ('epoch', 'step', False, True, False)
+        >>> q = analyze_patched(src, ("loss", "final"))
+        >>> q.need_start, q.after_loop, sorted(q.registered)
+        (True, True, ['net'])
+    """
+    facts = analyze_source(source)
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return Patched(unknown=bool(names))
+    outer_loops = facts.outermost()
+    module_outer = [lp for lp in outer_loops if lp.scope == "<module>"]
+    candidates = module_outer or outer_loops
+    outer = candidates[0] if candidates else None
+    inner = _first_inner(facts, outer)
+    flags = {"need_start": False, "in_rest": False, "head": False, "after": False, "unknown": False}
+    found: set[str] = set()
+    for call, scope in _log_calls(tree, set(names)):
+        found.add(call.args[0].value)  # type: ignore[attr-defined]
+        _classify(call.lineno, scope, facts, outer, inner, flags)
+    if set(names) - found:
+        flags["unknown"] = True  # a statement in another file: the safe answer
+    if flags["unknown"]:
+        flags["need_start"] = flags["after"] = True
+    return Patched(
+        outer=outer,
+        first_inner=inner,
+        need_start=flags["need_start"],
+        in_rest=flags["in_rest"],
+        head=flags["head"],
+        after_loop=flags["after"],
+        unknown=flags["unknown"],
+        registered=_registered(tree),
+    )
+
+
+def _first_inner(facts: ScriptFacts, outer: LoopFacts | None) -> LoopFacts | None:
+    """The first flor loop run inside ``outer``: in its body, or in a function it calls."""
+    if outer is None:
+        return None
+    children = facts.children(outer)
+    if children:
+        return children[0]
+    others = [lp for lp in facts.loops if lp.parent is None and lp is not outer]
+    nested = [lp for lp in others if lp.scope != outer.scope]
+    return nested[0] if nested else None
+
+
+def _classify(
+    line: int,
+    scope: str,
+    facts: ScriptFacts,
+    outer: LoopFacts | None,
+    inner: LoopFacts | None,
+    flags: dict[str, bool],
+) -> None:
+    def inside(lp: LoopFacts | None) -> bool:
+        return lp is not None and lp.scope == scope and lp.line <= line <= lp.end_line
+
+    if outer is not None and inside(outer):
+        if inner is not None and inner.scope == scope and line > inner.end_line:
+            flags["in_rest"] = True
+        else:
+            flags["need_start"] = True
+        return
+    if inner is not None and inner.scope == scope and inner.scope != (outer and outer.scope):
+        # in the helper function that owns the inner loop
+        if line > inner.end_line:
+            flags["in_rest"] = True
+        else:
+            flags["need_start"] = True
+        return
+    if outer is None or scope != outer.scope:
+        flags["unknown"] = True  # a function called from who knows where: the safe answer
+        return
+    if line < outer.line:
+        flags["head"] = True
+    else:
+        flags["after"] = True
+
+
+def _log_calls(tree: ast.Module, names: set[str]) -> list[tuple[ast.Call, str]]:
+    """``flor.log("<name>", ...)`` calls of ``names``, with the name of their scope."""
+    out: list[tuple[ast.Call, str]] = []
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, child.name)
+                continue
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, (ast.Attribute, ast.Name))
+                and (getattr(child.func, "attr", None) or getattr(child.func, "id", None))
+                == "log"
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and child.args[0].value in names
+            ):
+                out.append((child, scope))
+            visit(child, scope)
+
+    visit(tree, "<module>")
+    return out
+
+
+def _registered(tree: ast.Module) -> frozenset[str]:
+    """Names passed to ``flor.checkpointing(...)``: restored by every checkpoint."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Attribute, ast.Name))
+            and (getattr(node.func, "attr", None) or getattr(node.func, "id", None))
+            == "checkpointing"
+        ):
+            out.update(k.value.id for k in node.keywords if isinstance(k.value, ast.Name))
+    return frozenset(out)

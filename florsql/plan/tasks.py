@@ -1,0 +1,405 @@
+"""Replay tasks: the one physical plan of what each worker runs (design sections 5 and 6).
+
+Per run, every outer iteration a worker executes gets a :class:`Step`: ``rest`` (restore the
+checkpoint taken as the first inner loop exited, with the locals saved beside it, skip that loop,
+run the rest of the body) or ``full``, and the checkpoint it starts from. A mode or a start is
+chosen only when it is sound for the patched script (:mod:`florsql.plan.patched`): every local
+the code that then runs reads is restored by that checkpoint or untouched by what is skipped.
+Otherwise the iteration runs in full, or the task starts earlier (from the top when no
+checkpoint will do). Steps are cut into tasks at sound starting points, so one run replays on
+several workers. Costs come from the recorded iteration times, the checkpoint sizes, and a fixed
+start-up per task. EXPLAIN prints these tasks; the executor runs them as given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from florsql.plan.patched import Patched
+from florsql.plan.replay_plan import (
+    CheckpointRef,
+    Chunk,
+    ChunkKind,
+    InnerRestriction,
+    IterationNeed,
+    RunReplay,
+    Step,
+)
+from florsql.plan.replay_set import ANY_CHAIN
+from florsql.plan.state import NeedRow, PlanState
+from florsql.store import layout
+from florsql.store.replays import manifest_records
+
+__all__ = [
+    "RESTORE_BYTES_PER_S",
+    "TASK_OVERHEAD_S",
+    "RunFacts",
+    "load_facts",
+    "plan_run",
+    "plan_steps",
+]
+
+TASK_OVERHEAD_S = 2.0  # a worker process: start, imports, worktree checkout
+RESTORE_BYTES_PER_S = 200e6
+
+
+@dataclass
+class RunFacts:
+    """What the store recorded about one run's timing and checkpoints.
+
+    ``restores`` holds, per loop and checkpointed iteration, the locals that checkpoint puts
+    back (empty for runs recorded before locals were saved).
+    """
+
+    seconds: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    checkpoints: dict[str, dict[int, CheckpointRef]] = field(default_factory=dict)
+    restores: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+    total: float = 0.0
+
+    def loop_seconds(self, loop: str) -> float:
+        return sum(s for s, _ in self.seconds.get(loop, {}).values())
+
+    def non_loop(self) -> float:
+        """Time outside every outer loop (set-up before, evaluation after), at least 0."""
+        return max(0.0, self.total - sum(self.loop_seconds(lp) for lp in self.seconds))
+
+    def reached(self, loop: str) -> int:
+        """How many iterations of outer loop ``loop`` the run began."""
+        its = self.seconds.get(loop, {})
+        return max(its) + 1 if its else 0
+
+
+def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
+    """Iteration times, inner-loop times and checkpoints of ``run_ids``."""
+    facts: dict[str, RunFacts] = defaultdict(RunFacts)
+    con = state.con
+    rows = con.execute(
+        """SELECT run_id, loop_name, iteration, seconds, inner_seconds FROM __flor_times
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
+        [run_ids],
+    ).fetchall()
+    for run_id, loop, it, sec, inner in rows:
+        facts[run_id].seconds.setdefault(loop, {})[int(it)] = (float(sec), float(inner))
+    rows = con.execute(
+        """SELECT run_id, loop_name, iteration, position, file, bytes FROM checkpoints
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
+        [run_ids],
+    ).fetchall()
+    for run_id, loop, it, pos, file, size in rows:
+        ref = CheckpointRef(loop, int(it), pos, file, int(size or 0))
+        facts[run_id].checkpoints.setdefault(loop, {})[int(it)] = ref
+    rows = con.execute(
+        """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0) FROM run_meta
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
+        [run_ids],
+    ).fetchall()
+    for run_id, total in rows:
+        facts[run_id].total = float(total)
+    for run_id in run_ids:
+        for it, rec in manifest_records(layout.run_dir(state.repo, run_id)).items():
+            names: set[str] = set()
+            for frame_names in (rec.get("restores") or {}).values():
+                names.update(frame_names)
+            facts[run_id].restores.setdefault(str(rec.get("loop")), {})[it] = frozenset(names)
+    return facts
+
+
+def plan_run(
+    run_id: str,
+    needs: list[NeedRow],
+    patched: Patched | None,
+    facts: RunFacts,
+    *,
+    parts: int | None = None,
+) -> RunReplay:
+    """The :class:`RunReplay` of one run from its rows of the replay set."""
+    names = tuple(sorted({n.name for n in needs}))
+    loop_needs = [n for n in needs if n.outer_iteration is not None]
+    top = [n for n in needs if n.outer_iteration is None]
+    iteration_needs = _iteration_needs(loop_needs)
+    top_level = tuple(sorted({n.name for n in top}))
+    unknown = any(n.chain == ANY_CHAIN for n in needs) or patched is None or patched.unknown
+    used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
+    inner_name = patched.first_inner.name if patched and patched.first_inner else None
+    skip = () if unknown or inner_name is None or inner_name in used_loops else (inner_name,)
+    parts = parts or max(1, os.cpu_count() or 1)
+    if unknown:
+        chunks = [_whole_run(iteration_needs, facts, patched)]
+    else:
+        assert patched is not None
+        chunks = []
+        loop = patched.outer.name if patched.outer else None
+        loops = {n.loop for n in iteration_needs} | ({loop} if loop else set())
+        to_end = bool(top_level) and patched.after_loop
+        for lp in sorted(loops):
+            its = [n.iteration for n in iteration_needs if n.loop == lp]
+            end = to_end and lp == loop
+            if its or end:
+                chunks += _loop_chunks(lp, its, end, patched, facts, parts)
+        if top_level and patched.head:
+            chunks.append(_head_chunk(facts))
+    first = needs[0]
+    return RunReplay(
+        run_id=run_id,
+        vid=first.vid,
+        filename=first.filename,
+        names=names,
+        needs=tuple(iteration_needs),
+        top_level=top_level,
+        skip_inner=skip,
+        chunks=tuple(chunks),
+        seconds=round(sum(c.seconds for c in chunks), 3),
+    )
+
+
+def _iteration_needs(rows: list[NeedRow]) -> list[IterationNeed]:
+    grouped: dict[tuple[str, int], list[NeedRow]] = defaultdict(list)
+    for row in rows:
+        assert row.outer_loop is not None and row.outer_iteration is not None
+        grouped[(row.outer_loop, row.outer_iteration)].append(row)
+    out = []
+    for (loop, it), group in sorted(grouped.items()):
+        inner: dict[str, set[int]] = {}
+        for r in group:
+            restricted = r.inner_loop and r.inner_iterations
+            if restricted and len(r.inner_iterations) < r.inner_total:
+                inner.setdefault(r.inner_loop or "", set()).update(r.inner_iterations)
+            elif r.inner_loop:
+                inner[r.inner_loop] = set()  # some name needs every inner iteration
+        restrictions = tuple(
+            InnerRestriction(lp, tuple(sorted(v))) for lp, v in sorted(inner.items()) if v
+        )
+        names = tuple(sorted({r.name for r in group}))
+        loops = tuple(sorted({r.inner_loop for r in group if r.inner_loop}))
+        out.append(IterationNeed(loop, it, names, loops, restrictions))
+    return out
+
+
+# -- steps -------------------------------------------------------------------------------------
+class _Stepper:
+    """Builds the steps of one run's outer loop, needed iteration by needed iteration."""
+
+    def __init__(self, loop: str, patched: Patched, facts: RunFacts, allow_rest: bool) -> None:
+        self.ckpts = facts.checkpoints.get(loop, {})
+        self.restores = facts.restores.get(loop, {})
+        self.p = patched
+        self.allow_rest = allow_rest and patched.first_inner is not None
+        inner = patched.first_inner
+        self.after = f"after:{inner.name}" if inner is not None else None
+        self.steps: dict[int, Step] = {}
+        self.starts: set[int] = set()  # iterations where a task may begin (a sound start)
+        self.restore_before: dict[int, int] = {}
+
+    def _missing(self, k: int, need: frozenset[str]) -> list[str]:
+        return sorted(need - self.restores.get(k, frozenset()))
+
+    def rest_why(self, j: int, fresh: bool) -> tuple[bool, str]:
+        """Whether iteration ``j`` may skip its first inner loop, and why (not)."""
+        if not self.allow_rest:
+            return False, "no rest mode"
+        ref = self.ckpts.get(j)
+        if ref is None or ref.position != self.after:
+            return False, f"no {self.after} checkpoint"
+        need = self.p.rest_needs(fresh)
+        missing = self._missing(j, need)
+        if missing:
+            return False, f"reads {', '.join(missing[:4])}, not captured"
+        shown = sorted(need)
+        restored = f"{', '.join(shown[:4])} captured" if shown else "nothing else to restore"
+        return True, restored
+
+    def _add(self, j: int, mode: str, why: str) -> None:
+        restore = j if mode == "rest" else self.restore_before.get(j)
+        self.steps[j] = Step(j, "rest" if mode == "rest" else "full", restore, why)
+
+    def need(self, j: int, *, statement_needs_start: bool) -> None:
+        """Make iteration ``j`` run its statements in its true state."""
+        if j in self.steps:
+            return
+        if not statement_needs_start:
+            fresh = (j - 1) not in self.steps
+            ok, why = self.rest_why(j, fresh=fresh)
+            if ok:
+                self._add(j, "rest", f"rest: {why}")
+                if fresh:
+                    self.starts.add(j)
+                return
+            if fresh:
+                self.reach_start(j)
+                ok, why2 = self.rest_why(j, fresh=False)
+                if ok and j not in self.restore_before:
+                    self._add(j, "rest", f"rest: {why2}")
+                    return
+            self._add(j, "full", f"full: {why}")
+            return
+        self.reach_start(j)
+        self._add(j, "full", "full: a needed statement is in or before the inner loop")
+
+    def reach_start(self, j: int) -> None:
+        """Steps so that iteration ``j`` starts from its true state."""
+        if j == 0:
+            self.starts.add(0)
+            return
+        if (j - 1) in self.steps:
+            return
+        reason = "no checkpoint before it"
+        for k in range(j - 1, -1, -1):
+            if k in self.steps:
+                self._lead_in(k + 1, j, "full: leads to the next needed iteration")
+                return
+            ref = self.ckpts.get(k)
+            if ref is None:
+                continue
+            if ref.position.startswith("after:"):
+                ok, why = self.rest_why(k, fresh=True)
+                if ok:
+                    self._add(k, "rest", f"rest: starts here; {why}")
+                    self.starts.add(k)
+                    self._lead_in(k + 1, j, "full: leads to the next needed iteration")
+                    return
+                reason = f"checkpoint {k}: {why}"
+            else:
+                missing = self._missing(k, self.p.start_needs(to_end=False))
+                if not missing:
+                    self.restore_before[k + 1] = k
+                    self.starts.add(k + 1)
+                    if k + 1 < j:
+                        self._add(k + 1, "full", f"full: starts from checkpoint {k}")
+                    self._lead_in(k + 2, j, "full: leads to the next needed iteration")
+                    return
+                reason = f"checkpoint {k}: carried {', '.join(missing[:4])} not captured"
+        self.starts.add(0)
+        self._lead_in(0, j, f"full: from the top ({reason})")
+
+    def _lead_in(self, first: int, stop: int, why: str) -> None:
+        for m in range(first, stop):
+            if m not in self.steps:
+                self._add(m, "full", why)
+
+    def reach_end(self, last: int) -> None:
+        """Make the state at the end of iteration ``last`` true (statements after the loop)."""
+        if last in self.steps:
+            return
+        self.need(last, statement_needs_start=False)
+
+
+def plan_steps(
+    loop: str,
+    iterations: list[int],
+    patched: Patched,
+    facts: RunFacts,
+    *,
+    to_end: bool,
+    allow_rest: bool = True,
+) -> tuple[list[Step], set[int]]:
+    """Every step that makes ``iterations`` (and, ``to_end``, the loop's end) true, in order,
+    and the iterations where a task may start."""
+    st = _Stepper(loop, patched, facts, allow_rest)
+    reached = facts.reached(loop)
+    needs_start = patched.need_start
+    for j in sorted(set(iterations)):
+        if reached and j >= reached:
+            continue  # runs end where they ended: never past the last iteration begun
+        st.need(j, statement_needs_start=needs_start)
+    if to_end and reached:
+        st.reach_end(reached - 1)
+    return [st.steps[k] for k in sorted(st.steps)], st.starts
+
+
+def _loop_chunks(
+    loop: str,
+    iterations: list[int],
+    to_end: bool,
+    patched: Patched,
+    facts: RunFacts,
+    parts: int,
+) -> list[Chunk]:
+    steps, starts = plan_steps(loop, iterations, patched, facts, to_end=to_end)
+    if not steps:
+        return []
+    times = facts.seconds.get(loop, {})
+    ckpts = facts.checkpoints.get(loop, {})
+    cost = {s.iteration: _step_seconds(s, times, ckpts) for s in steps}
+    groups = _cut(steps, starts, cost, parts)
+    wanted = set(iterations)
+    chunks = []
+    for g, group in enumerate(groups):
+        its = tuple(s.iteration for s in group if s.iteration in wanted)
+        last = g == len(groups) - 1
+        end = to_end and last
+        fallback, _ = plan_steps(loop, list(its), patched, facts, to_end=end, allow_rest=False)
+        first = group[0]
+        ckpt = ckpts.get(first.restore) if first.restore is not None else None
+        seconds = TASK_OVERHEAD_S + sum(cost[s.iteration] for s in group)
+        kind: ChunkKind = "iterations" if its else "tail"
+        has_rest = any(s.mode == "rest" for s in group)
+        chunks.append(
+            Chunk(
+                kind,
+                loop,
+                its,
+                first.iteration,
+                ckpt,
+                end,
+                round(seconds, 3),
+                tuple(group),
+                tuple(fallback) if has_rest else None,
+            )
+        )
+    return chunks
+
+
+def _cut(
+    steps: list[Step], starts: set[int], cost: dict[int, float], parts: int
+) -> list[list[Step]]:
+    """Cut ``steps`` into at most ``parts`` tasks, only where a task may start, balancing the
+    estimated seconds (a new task pays :data:`TASK_OVERHEAD_S`)."""
+    segments: list[list[Step]] = []
+    for i, s in enumerate(steps):
+        if i == 0 or (s.iteration in starts and s.restore is not None):
+            segments.append([s])
+        else:
+            segments[-1].append(s)
+    if parts <= 1 or len(segments) == 1:
+        return [[s for seg in segments for s in seg]]
+    total = sum(cost.values())
+    target = max(total / parts, TASK_OVERHEAD_S)
+    groups: list[list[Step]] = [[]]
+    acc = 0.0
+    for seg in segments:
+        seg_cost = sum(cost[s.iteration] for s in seg)
+        if groups[-1] and acc + seg_cost > target and len(groups) < parts:
+            groups.append([])
+            acc = 0.0
+        groups[-1] += seg
+        acc += seg_cost
+    return groups
+
+
+def _step_seconds(
+    step: Step, times: dict[int, tuple[float, float]], ckpts: dict[int, CheckpointRef]
+) -> float:
+    sec, inner = times.get(step.iteration, (0.0, 0.0))
+    restore = ckpts.get(step.restore) if step.restore is not None else None
+    load = restore.bytes / RESTORE_BYTES_PER_S if restore is not None else 0.0
+    if step.mode == "rest":
+        return max(0.0, sec - inner) + load
+    return sec + load
+
+
+def _head_chunk(facts: RunFacts) -> Chunk:
+    seconds = TASK_OVERHEAD_S + facts.non_loop() / 2
+    return Chunk("head", None, (), None, None, False, round(seconds, 3))
+
+
+def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | None) -> Chunk:
+    loop = patched.outer.name if patched is not None and patched.outer is not None else None
+    loop = loop or next(iter(facts.seconds), None)
+    reached = facts.reached(loop) if loop else 0
+    steps = tuple(Step(i, "full", None, "full: the whole run") for i in range(reached))
+    its = tuple(sorted({n.iteration for n in needs if n.loop == loop})) or tuple(range(reached))
+    return Chunk(
+        "all", loop, its, 0, None, True, round(TASK_OVERHEAD_S + facts.total, 3), steps, None
+    )
