@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from florsql.errors import ReplayError, concat_messages
+from florsql.plan.tasks import chunks_from_files
 from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult
@@ -156,15 +157,18 @@ def _run_tasks(
     repo: Path, req: RunRequest, names: list[str], patch: Patch, parts: int, replay_id: str
 ) -> list[Task]:
     """One task per planned chunk of ``req``, with the planner's steps, as given."""
-    del parts  # the planner cut the chunks already
-    if not req.chunks:
-        raise ReplayError(f"run {req.run_id}: the request carries no planned tasks")
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
+    chunks = req.chunks
+    if not chunks:  # a caller that named the iterations itself: plan them from the files
+        total = req.total if req.total is not None else len(req.iterations or [])
+        chunks = chunks_from_files(
+            repo, req.run_id, source, tuple(names), req.iterations, total=total, parts=parts
+        )
     run_dir = layout.run_dir(repo, req.run_id)
     tree = prepare(repo, req.vid, patch.files)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     out = []
-    for k, chunk in enumerate(req.chunks):
+    for k, chunk in enumerate(chunks):
         task_id = f"{req.run_id}-{k}"
         stored: list[int] | None = list(chunk.iterations)
         if chunk.kind == "all":

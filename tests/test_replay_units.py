@@ -1,4 +1,4 @@
-"""Pure parts of replay: the schedule, statement placement analysis, chunking."""
+"""Pure parts of replay: loop effects, statement placement, the planner's steps and tasks."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import importlib
 
 import pytest
 
-from florsql.record.schedule import Step, schedule
-from florsql.replay.analysis import analyze
-from florsql.replay.tasks import split
+from florsql.code.effects import analyze_source
+from florsql.plan.patched import Patched, analyze_patched
+from florsql.plan.replay_plan import CheckpointRef, Step
+from florsql.plan.tasks import RunFacts, plan_steps
 
 DOCTESTED = [
     "florsql.errors",
     "florsql.record.args",
     "florsql.record.policy",
-    "florsql.record.schedule",
-    "florsql.replay.analysis",
-    "florsql.replay.tasks",
+    "florsql.code.effects",
+    "florsql.plan.patched",
+    "florsql.plan.explain",
 ]
 
 
@@ -27,38 +28,6 @@ def test_doctests(module: str) -> None:
     assert result.failed == 0 and result.attempted > 0
 
 
-AFTER = {i: "after:step" for i in range(10)}
-
-
-def test_rest_mode_needs_the_iterations_own_checkpoint() -> None:
-    assert schedule([3, 7], AFTER, need_start=False) == {3: Step("rest"), 7: Step("rest")}
-    sparse = {0: "after:step", 4: "after:step"}
-    assert schedule([6], sparse, need_start=False) == {
-        4: Step("rest"),
-        5: Step("full"),
-        6: Step("full"),
-    }
-
-
-def test_start_state_runs_forward_from_the_nearest_checkpoint() -> None:
-    assert schedule([0], AFTER, need_start=True) == {0: Step("full")}
-    assert schedule([5, 6], AFTER, need_start=True) == {
-        4: Step("rest"),
-        5: Step("full"),
-        6: Step("full"),
-    }
-    assert schedule([2], {}, need_start=True) == {0: Step("full"), 1: Step("full"), 2: Step("full")}
-
-
-def test_end_state_for_statements_after_the_loop() -> None:
-    assert schedule([], {7: "after:step"}, need_start=False, end=9) == {
-        7: Step("rest"),
-        8: Step("full"),
-        9: Step("full"),
-    }
-    assert schedule([], {8: "end"}, need_start=False, end=9) == {9: Step("full", restore_before=8)}
-
-
 SCRIPT = """
 import florsql as flor
 flor.log("setup", 1)
@@ -66,39 +35,229 @@ flor.log("setup", 1)
 def helper(x):
     flor.log("in_helper", x)
 
-for epoch in flor.loop("epoch", range(3)):
-    flor.log("before", epoch)
-    for step in flor.loop("step", range(2)):
-        flor.log("inside", step)
-    flor.log("after", epoch)
-    for v in flor.loop("val", range(2)):
-        flor.log("in_second_inner", v)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(3)):
+        flor.log("before", epoch)
+        for step in flor.loop("step", range(2)):
+            flor.log("inside", step)
+        flor.log("after", epoch)
+        for v in flor.loop("val", range(2)):
+            flor.log("in_second_inner", v)
 flor.log("final", 0)
 """
 
 
 @pytest.mark.parametrize(
-    ("names", "need_start", "after_loop"),
+    ("names", "need_start", "in_rest", "after_loop", "head"),
     [
-        ({"after"}, False, False),
-        ({"in_second_inner"}, True, False),
-        ({"before"}, True, False),
-        ({"inside"}, True, False),
-        ({"in_helper"}, True, False),
-        ({"final"}, False, True),
-        ({"setup"}, False, False),
-        ({"after", "final"}, False, True),
+        (("after",), False, True, False, False),
+        (("in_second_inner",), False, True, False, False),
+        (("before",), True, False, False, False),
+        (("inside",), True, False, False, False),
+        (("in_helper",), True, False, True, False),  # a helper: the safe answer
+        (("final",), False, False, True, False),
+        (("setup",), False, False, False, True),
+        (("after", "final"), False, True, True, False),
+        (("not_here",), True, False, True, False),  # in another file: the safe answer
     ],
 )
-def test_analyze_placement(names: set[str], need_start: bool, after_loop: bool) -> None:
-    got = analyze(SCRIPT, names)
-    assert (got.need_start, got.after_loop, got.found) == (need_start, after_loop, names)
-    assert got.outer_loops == ["epoch"]
+def test_statement_placement(
+    names: tuple[str, ...], need_start: bool, in_rest: bool, after_loop: bool, head: bool
+) -> None:
+    got = analyze_patched(SCRIPT, names)
+    assert (got.need_start, got.in_rest, got.after_loop, got.head) == (
+        need_start,
+        in_rest,
+        after_loop,
+        head,
+    )
+    assert got.outer is not None and got.outer.name == "epoch"
+    assert got.first_inner is not None and got.first_inner.name == "step"
+    assert got.registered == {"net", "opt"}
 
 
-def test_split_starts_chunks_after_checkpoints() -> None:
-    its = list(range(10))
-    assert split(its, set(range(10)), 2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
-    assert split(its, {2}, 3) == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]
-    assert split([1, 5, 9], set(), 2) == [[1, 5, 9]]
-    assert split([], {1}, 2) == []
+def _loop(src: str, name: str):  # type: ignore[no-untyped-def]
+    (found,) = analyze_source(src).named(name)
+    return found
+
+
+PATTERNS = {
+    "accumulators": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    running, seen = 0.0, 0
+    for x, y in flor.loop("step", loader):
+        loss = step(x, y)
+        running += loss.item() * len(y)
+        seen += len(y)
+    flor.log("epoch_loss", running / seen)
+""",
+        {"running", "seen"},
+        set(),
+    ),
+    "loop variable after the loop": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        loss = step(x, y)
+    flor.log("last", loss.item())
+""",
+        {"loss"},
+        set(),
+    ),
+    "global step carried across epochs": (
+        """
+global_step = 0
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        global_step += 1
+    flor.log("gs", global_step)
+flor.log("final", global_step)
+""",
+        {"global_step"},
+        {"global_step"},
+    ),
+    "best so far": (
+        """
+best = 0.0
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        train(x, y)
+    acc = evaluate()
+    if acc > best:
+        best = acc
+    flor.log("best", best)
+""",
+        set(),
+        {"best"},
+    ),
+    "history list mutated": (
+        """
+history = []
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        history.append(step(x, y))
+    flor.log("n", len(history))
+""",
+        {"history"},
+        {"history"},
+    ),
+    "ema updated through a function": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        update_ema(ema, model)
+    flor.log("ema", ema_value(ema))
+""",
+        {"ema"},
+        set(),
+    ),
+}
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_loop_effects_of_training_patterns(pattern: str) -> None:
+    src, after_inner, carried = PATTERNS[pattern]
+    step = _loop(src, "step")
+    epoch = _loop(src, "epoch")
+    # every name the code after the step loop reads that the loop changes must be restored
+    assert after_inner <= (step.changed & step.read_after)
+    assert carried <= epoch.carried
+    assert "epoch" not in epoch.carried
+
+
+def test_comprehension_locals_are_not_changed_names() -> None:
+    src = """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        total = sum(v * 2 for v in x)
+    flor.log("t", total)
+"""
+    step = _loop(src, "step")
+    assert "v" not in step.changed and "total" in step.changed
+
+
+# -- the planner's steps -----------------------------------------------------------------------
+def _facts(n: int, after: dict[int, set[str]], end: dict[int, set[str]] | None = None) -> RunFacts:
+    facts = RunFacts()
+    facts.seconds["epoch"] = {i: (1.0, 0.8) for i in range(n)}
+    for i, names in after.items():
+        facts.checkpoints.setdefault("epoch", {})[i] = CheckpointRef(
+            "epoch", i, "after:step", f"e{i}", 100
+        )
+        facts.restores.setdefault("epoch", {})[i] = frozenset(names)
+    for i, names in (end or {}).items():
+        facts.checkpoints.setdefault("epoch", {})[i] = CheckpointRef("epoch", i, "end", f"e{i}", 1)
+        facts.restores.setdefault("epoch", {})[i] = frozenset(names)
+    return facts
+
+
+ACC = PATTERNS["accumulators"][0]
+
+
+def _patched(src: str, *names: str) -> Patched:
+    return analyze_patched("import florsql as flor\n" + src, names)
+
+
+def _modes(steps: list[Step]) -> list[tuple[int, str, int | None]]:
+    return [(s.iteration, s.mode, s.restore) for s in steps]
+
+
+def test_rest_only_when_what_the_rest_reads_is_captured() -> None:
+    p = _patched(ACC, "epoch_loss")
+    captured = {"running", "seen", "loss", "x", "y", "loader", "epoch", "step"}
+    steps, starts = plan_steps(
+        "epoch", [2, 5], p, _facts(8, dict.fromkeys(range(8), captured)), to_end=False
+    )
+    assert _modes(steps) == [(2, "rest", 2), (5, "rest", 5)]
+    assert starts == {2, 5}
+    # an old run saved no locals: every needed iteration runs in full, from the top
+    steps, _ = plan_steps("epoch", [2], p, _facts(8, dict.fromkeys(range(8), set())), to_end=False)
+    assert _modes(steps) == [(0, "full", None), (1, "full", None), (2, "full", None)]
+    assert "not captured" in steps[-1].why
+
+
+def test_start_needs_loop_carried_state() -> None:
+    src = PATTERNS["global step carried across epochs"][0]
+    p = _patched(src, "gs")
+    no_gs = {"x", "y", "batches", "epoch"}
+    steps, _ = plan_steps("epoch", [4], p, _facts(6, dict.fromkeys(range(6), no_gs)), to_end=False)
+    assert steps[0].iteration == 0 and all(s.mode == "full" for s in steps)
+    with_gs = no_gs | {"global_step"}
+    steps, _ = plan_steps(
+        "epoch", [4], p, _facts(6, dict.fromkeys(range(6), with_gs)), to_end=False
+    )
+    assert _modes(steps) == [(4, "rest", 4)]
+
+
+def test_statements_in_the_inner_loop_run_full_from_the_nearest_sound_start() -> None:
+    src = ACC.replace("seen += len(y)", "seen += len(y)\n        flor.log('b', seen)")
+    p = _patched(src, "b")
+    all_names = {"running", "seen", "loss", "x", "y", "loader", "epoch", "step"}
+    facts = _facts(8, {1: all_names, 4: all_names})
+    steps, starts = plan_steps("epoch", [6], p, facts, to_end=False)
+    assert _modes(steps) == [(4, "rest", 4), (5, "full", None), (6, "full", None)]
+    assert starts == {4}
+
+
+def test_end_checkpoints_restore_before_the_next_iteration() -> None:
+    src = PATTERNS["global step carried across epochs"][0]
+    p = _patched(src, "gs")
+    facts = _facts(6, {}, end={2: {"global_step", "x", "y", "batches", "epoch"}})
+    steps, _ = plan_steps("epoch", [4], p, facts, to_end=False)
+    assert _modes(steps) == [(3, "full", 2), (4, "full", None)]
+
+
+def test_runs_end_where_they_ended() -> None:
+    p = _patched(PATTERNS["global step carried across epochs"][0], "final")
+    facts = _facts(3, dict.fromkeys(range(3), {"global_step", "x", "y", "batches", "epoch"}))
+    steps, _ = plan_steps("epoch", [7], p, facts, to_end=True)
+    assert [s.iteration for s in steps] == [2]  # never past the last iteration begun
+
+
+def test_fallback_has_no_rest_step() -> None:
+    p = _patched(ACC, "epoch_loss")
+    captured = {"running", "seen", "loss", "x", "y", "loader", "epoch", "step"}
+    facts = _facts(5, dict.fromkeys(range(5), captured))
+    steps, _ = plan_steps("epoch", [3], p, facts, to_end=False, allow_rest=False)
+    assert _modes(steps) == [(i, "full", None) for i in range(4)]

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from florsql.store.replays import DONE, FAILED, ReplaySpec
+from florsql.plan.patched import analyze_patched
+from florsql.plan.replay_plan import CheckpointRef
+from florsql.plan.tasks import RunFacts, plan_steps
+from florsql.store.replays import DONE, FAILED, ReplaySpec, manifest_records
 from florsql.store.segments import join_value, list_segments, read_segments
 from tests.helpers import make_repo, run_dirs, run_script, script_env, write
 from tests.replay_scripts import OLD, PATCHED
@@ -45,6 +48,21 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Key, 
     return repo, _values(run_dirs(oracle)[0])
 
 
+def _steps(repo: Path, names: list[str], iters: list[int], to_end: bool = False) -> list[list]:
+    """The planner's steps for this run (its checkpoints and saved locals), as the engine's."""
+    run = run_dirs(repo)[0]
+    facts = RunFacts()
+    facts.seconds["epoch"] = {i: (1.0, 0.5) for i in range(6)}
+    for it, rec in manifest_records(run).items():
+        ref = CheckpointRef("epoch", it, rec["position"], rec["file"], rec["bytes"])
+        facts.checkpoints.setdefault("epoch", {})[it] = ref
+        names_restored = {n for frame in rec.get("restores", {}).values() for n in frame}
+        facts.restores.setdefault("epoch", {})[it] = frozenset(names_restored)
+    patched = analyze_patched(PATCHED, tuple(names))
+    steps, _ = plan_steps("epoch", iters, patched, facts, to_end=to_end)
+    return [[s.iteration, s.mode, s.restore] for s in steps]
+
+
 def _replay(repo: Path, task: str, **kw: object) -> Path:
     run = run_dirs(repo)[0]
     out = repo.parent / "out" / task
@@ -75,11 +93,11 @@ def _replay(repo: Path, task: str, **kw: object) -> Path:
 
 
 CASES = {
-    "epoch-level after the inner loop, from checkpoints": (["wnorm"], [3, 4], False),
-    "epoch-level, an epoch without its own checkpoint": (["wnorm"], [1, 5], False),
-    "step-level inside the inner loop": (["grad_norm"], [3], True),
-    "step-level, two chunks": (["grad_norm"], [0, 4, 5], True),
-    "before the inner loop": (["lr_now"], [2, 3], True),
+    "epoch-level after the inner loop, from checkpoints": (["wnorm"], [3, 4], "rest"),
+    "epoch-level, an epoch without its own checkpoint": (["wnorm"], [1, 5], "full"),
+    "step-level inside the inner loop": (["grad_norm"], [3], "full"),
+    "step-level, two chunks": (["grad_norm"], [0, 4, 5], "full"),
+    "before the inner loop": (["lr_now"], [2, 3], "full"),
 }
 
 
@@ -88,26 +106,31 @@ def test_replayed_values_equal_a_full_rerun(
     recorded: tuple[Path, dict[Key, object]], case: str
 ) -> None:
     repo, oracle = recorded
-    names, iters, need_start = CASES[case]
+    names, iters, mode = CASES[case]
+    steps = _steps(repo, names, iters)
+    modes = {m for it, m, _ in steps if it in iters}
+    assert mode in modes and (mode == "rest" or modes == {"full"})
     out = _replay(
         repo,
         case.replace(" ", "_").replace(",", ""),
         names=names,
         iterations=iters,
-        need_start=need_start,
-        compare=["loss"],
+        steps=steps,
+        compare=["loss", "acc"],
     )
     got = _values(out)
     want = {k: v for k, v in oracle.items() if k[0] in names and k[1] in iters}
     assert want and got == want
     checks = _values(out, ("check",))
+    assert checks  # the old code's own statements ran too: verification has values
     for key, value in checks.items():
-        assert oracle[key] == value  # the determinism check agrees where the inner loop ran
+        assert oracle[key] == value
 
 
 def test_after_the_loop_statement_runs_to_the_end(recorded: tuple[Path, dict[Key, object]]) -> None:
     repo, oracle = recorded
-    out = _replay(repo, "after", names=["final_w"], iterations=[], after_loop=True)
+    steps = _steps(repo, ["final_w"], [], to_end=True)
+    out = _replay(repo, "after", names=["final_w"], iterations=[], after_loop=True, steps=steps)
     assert _values(out) == {("final_w", None, None): oracle[("final_w", None, None)]}
 
 
@@ -125,7 +148,7 @@ def test_old_code_after_the_needed_iterations_never_runs(recorded: tuple[Path, d
         names=["wnorm"],
         loop="epoch",
         iterations=[2],
-        need_start=False,
+        steps=_steps(repo, ["wnorm"], [2]),
         total=6,
     )
     spec.write(repo.parent / "side.json")
@@ -157,7 +180,7 @@ def test_a_failing_replay_writes_its_failure_marker(recorded: tuple[Path, dict])
         names=["wnorm"],
         loop="epoch",
         iterations=[4],
-        need_start=False,
+        steps=_steps(repo, ["wnorm"], [4]),
         total=6,
     )
     spec.write(repo.parent / "bad.json")

@@ -56,7 +56,7 @@ PURE_METHODS = frozenset(
         "tanh", "relu", "matmul", "mm", "add", "sub", "mul", "div", "neg", "float16",
         "bfloat16", "half", "bool", "nonzero", "topk", "sort", "argsort", "cumsum", "prod",
         "expand", "repeat", "narrow", "select", "gather", "masked_fill", "where", "clamp",
-        "allclose", "equal", "tolist",
+        "allclose", "equal",
     }
 )  # fmt: skip
 
@@ -143,7 +143,7 @@ def analyze_source(source: str) -> ScriptFacts:
         >>> sorted(step.changed), sorted(step.read_after & step.changed)
         (['data', 'f', 'loss', 'running', 'step_count', 'x'], ['data', 'f', 'running', 'step_count'])
         >>> sorted(facts.named("epoch")[0].carried)
-        ['data', 'step_count']
+        ['data', 'f', 'step_count']
     """
     try:
         tree = ast.parse(source)
@@ -196,9 +196,9 @@ class _Finder:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
         self._walk(body, name, parent=None, after=[])
         for node in _own_nodes(body):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.scope(node.body, node.name)
-            elif isinstance(node, ast.ClassDef):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or isinstance(
+                node, ast.ClassDef
+            ):
                 self.scope(node.body, node.name)
 
     def _walk(
@@ -371,7 +371,9 @@ def _loads(node: ast.AST) -> set[str]:
         if isinstance(sub, ast.comprehension)
         for name in _stored_names(sub.target)
     }
-    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    names = {
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
     return names - local
 
 

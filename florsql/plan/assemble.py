@@ -9,8 +9,8 @@ from florsql.plan.patched import Patched, patched_script
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
-from florsql.plan.tasks import load_facts, plan_run
 from florsql.plan.state import NeedRow, PlanState
+from florsql.plan.tasks import load_facts, plan_run
 
 __all__ = ["assemble"]
 

@@ -216,8 +216,7 @@ def _log_calls(tree: ast.Module, names: set[str]) -> list[tuple[ast.Call, str]]:
             if (
                 isinstance(child, ast.Call)
                 and isinstance(child.func, (ast.Attribute, ast.Name))
-                and (getattr(child.func, "attr", None) or getattr(child.func, "id", None))
-                == "log"
+                and (getattr(child.func, "attr", None) or getattr(child.func, "id", None)) == "log"
                 and child.args
                 and isinstance(child.args[0], ast.Constant)
                 and child.args[0].value in names

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from florsql.plan.patched import Patched
+from florsql.plan.patched import Patched, analyze_patched
 from florsql.plan.replay_plan import (
     CheckpointRef,
     Chunk,
@@ -36,6 +37,7 @@ __all__ = [
     "RESTORE_BYTES_PER_S",
     "TASK_OVERHEAD_S",
     "RunFacts",
+    "chunks_from_files",
     "load_facts",
     "plan_run",
     "plan_steps",
@@ -403,3 +405,37 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     return Chunk(
         "all", loop, its, 0, None, True, round(TASK_OVERHEAD_S + facts.total, 3), steps, None
     )
+
+
+def chunks_from_files(
+    repo: Path,
+    run_id: str,
+    source: str,
+    names: tuple[str, ...],
+    iterations: list[int] | None,
+    *,
+    total: int,
+    parts: int = 1,
+) -> tuple[Chunk, ...]:
+    """The tasks of one run planned from its files alone (no index): for callers of
+    :func:`florsql.replay.run_replay` that name the iterations themselves. ``source`` is the
+    patched script; iteration times are taken as equal."""
+    patched = analyze_patched(source, names)
+    facts = RunFacts()
+    loop = patched.outer.name if patched.outer is not None else None
+    if loop is None:
+        return (_head_chunk(facts),) if names else ()
+    facts.seconds[loop] = {i: (1.0, 0.5) for i in range(total)}
+    for it, rec in manifest_records(layout.run_dir(repo, run_id)).items():
+        ref = CheckpointRef(loop, it, rec["position"], rec["file"], int(rec.get("bytes", 0)))
+        facts.checkpoints.setdefault(loop, {})[it] = ref
+        restored = {n for frame in (rec.get("restores") or {}).values() for n in frame}
+        facts.restores.setdefault(loop, {})[it] = frozenset(restored)
+    if patched.unknown or iterations is None:
+        its = list(range(total)) if iterations is None else iterations
+        needs = [IterationNeed(loop, i, names) for i in its]
+        return (_whole_run(needs, facts, patched),)
+    chunks = _loop_chunks(loop, iterations, patched.after_loop, patched, facts, parts)
+    if patched.head:
+        chunks.append(_head_chunk(facts))
+    return tuple(chunks)
