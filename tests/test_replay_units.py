@@ -212,7 +212,8 @@ def test_rest_only_when_what_the_rest_reads_is_captured() -> None:
     assert _modes(steps) == [(2, "rest", 2), (5, "rest", 5)]
     assert starts == {2, 5}
     # an old run saved no locals: every needed iteration runs in full, from the top
-    steps, _ = plan_steps("epoch", [2], p, _facts(8, dict.fromkeys(range(8), set())), to_end=False)
+    nothing: dict[int, set[str]] = {key: set() for key in range(8)}
+    steps, _ = plan_steps("epoch", [2], p, _facts(8, nothing), to_end=False)
     assert _modes(steps) == [(0, "full", None), (1, "full", None), (2, "full", None)]
     assert "not captured" in steps[-1].why
 
@@ -250,7 +251,7 @@ def test_end_checkpoints_restore_before_the_next_iteration() -> None:
 
 def test_runs_end_where_they_ended() -> None:
     p = _patched(PATTERNS["global step carried across epochs"][0], "final")
-    facts = _facts(3, dict.fromkeys(range(3), {"global_step", "x", "y", "batches", "epoch"}))
+    facts = _facts(3, {key: {"global_step", "x", "y", "batches", "epoch"} for key in range(3)})
     steps, _ = plan_steps("epoch", [7], p, facts, to_end=True)
     assert [s.iteration for s in steps] == [2]  # never past the last iteration begun
 

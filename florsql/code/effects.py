@@ -114,9 +114,8 @@ class ScriptFacts:
 def loop_at(facts: ScriptFacts, name: str, line: int) -> LoopFacts | None:
     """The loop ``name`` whose ``for`` header or ``flor.loop`` call is at ``line``."""
     for lp in facts.loops:
-        if lp.name == name and (lp.call_line == line or lp.line <= line <= lp.end_line):
-            if lp.call_line == line or lp.line == line:
-                return lp
+        if lp.name == name and line in (lp.call_line, lp.line):
+            return lp
     candidates = [lp for lp in facts.named(name) if lp.line <= line <= lp.end_line]
     return min(candidates, key=lambda lp: lp.end_line - lp.line, default=None)
 
@@ -140,8 +139,10 @@ def analyze_source(source: str) -> ScriptFacts:
         ... '''
         >>> facts = analyze_source(src)
         >>> step = facts.named("step")[0]
-        >>> sorted(step.changed), sorted(step.read_after & step.changed)
-        (['data', 'f', 'loss', 'running', 'step_count', 'x'], ['data', 'f', 'running', 'step_count'])
+        >>> sorted(step.changed)
+        ['data', 'f', 'loss', 'running', 'step_count', 'x']
+        >>> sorted(step.read_after & step.changed)
+        ['data', 'f', 'running', 'step_count']
         >>> sorted(facts.named("epoch")[0].carried)
         ['data', 'f', 'step_count']
     """
@@ -196,9 +197,7 @@ class _Finder:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
         self._walk(body, name, parent=None, after=[])
         for node in _own_nodes(body):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or isinstance(
-                node, ast.ClassDef
-            ):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.scope(node.body, node.name)
 
     def _walk(

@@ -68,8 +68,9 @@ def step_lines(c: Chunk) -> list[str]:
 
     Example:
         >>> from florsql.plan.replay_plan import Step
+        >>> lead = "full: leads on"
         >>> steps = (Step(3, "rest", 3, "rest: running captured"),
-        ...          Step(4, "full", None, "full: leads on"), Step(5, "full", None, "full: leads on"))
+        ...          Step(4, "full", None, lead), Step(5, "full", None, lead))
         >>> step_lines(Chunk("iterations", "epoch", (3, 5), 3, None, False, 1.0, steps))
         ['epoch 3 rest: running captured', 'epoch 4-5 full: leads on']
     """
