@@ -3,8 +3,9 @@
 The planner's tasks (:mod:`florsql.plan.tasks`: per run, the outer iterations each worker runs,
 their modes and checkpoints) are executed as given: this package prepares isolated worktrees of
 each version with the new statements placed, runs the tasks on an :class:`Executor` (a local
-process pool by default; Ray with ``florsql[ray]``), and verifies them against the recording. Results land under ``.florsql/replays/`` and become
-visible to the index only once a task's ``done.json`` marker is written.
+process pool by default; Ray with ``florsql[ray]``), and verifies them against the recording.
+Results land under ``.florsql/replays/`` and become visible to the index only once a task's
+``done.json`` marker is written.
 """
 
 from __future__ import annotations
