@@ -133,7 +133,9 @@ def test_chunk_starts_from_the_nearest_checkpoint_before_it(engine: Engine) -> N
     (chunk,) = run.chunks
     assert chunk.kind == "iterations" and chunk.iterations == (2, 3)
     assert chunk.checkpoint is not None and chunk.checkpoint.iteration == 1
-    assert chunk.checkpoint.position == "after:step" and chunk.start == 2
+    # the task starts with the rest of epoch 1 (its after:step checkpoint), then runs 2 and 3
+    assert chunk.checkpoint.position == "after:step" and chunk.start == 1
+    assert [(s.iteration, s.mode) for s in chunk.steps] == [(1, "rest"), (2, "full"), (3, "full")]
     # start-up 2 + rest of epoch 1 after its steps (10 - 3*3) + epochs 2, 3 (restores ~0 s)
     assert chunk.seconds == pytest.approx(2 + 1 + 20, abs=0.01)
     assert run.skip_inner == ()  # grad sits in the step loop
@@ -150,11 +152,13 @@ def test_epoch_level_names_skip_the_inner_loop(engine: Engine) -> None:
     run, plan = _run(engine, "SELECT val FROM logs WHERE epoch IN (1, 3)", "r1")
     assert run.skip_inner == ("step",)
     assert all(n.inner_loops == () for n in run.needs)
-    # a checkpoint lies in the gap 1..3: two tasks, each restoring the iteration before it
+    # each needed epoch has its own after:step checkpoint, and the rest of the body reads
+    # nothing the step loop changes: two independent rest steps, one task each
     assert [c.iterations for c in run.chunks] == [(1,), (3,)]
-    assert [c.checkpoint.iteration for c in run.chunks if c.checkpoint] == [0, 2]
+    assert [c.checkpoint.iteration for c in run.chunks if c.checkpoint] == [1, 3]
+    assert {s.mode for c in run.chunks for s in c.steps} == {"rest"}
     # each needed epoch restores its own after:step checkpoint instead of running its steps
-    assert run.chunks[0].seconds == pytest.approx(2 + 1 + 1, abs=0.01)
+    assert run.chunks[0].seconds == pytest.approx(2 + 1, abs=0.01)  # start-up + rest of epoch 1
     assert plan.versions[0].skip_inner == ("step",)
 
 

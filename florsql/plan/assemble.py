@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from florsql.errors import FlorError
-from florsql.plan.patched import Patched, patched_script
+from florsql.plan.patched import Patched, analyze_patched, patched_script
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
@@ -53,12 +53,18 @@ _NONE = Relaxed(None, exact=False)
 
 
 def _patched(state: PlanState, vid: str, filename: str, names: tuple[str, ...]) -> Patched | None:
-    """The patched script's analysis; None (replay the whole run) when propagation fails."""
+    """The patched script's analysis. When the version cannot be read (its snapshot is gone),
+    today's script stands in, with a note: the replay itself will then fail and say why."""
     try:
         return patched_script(state.repo, vid, filename, names)
     except FlorError as e:
-        state.notes.append(f"version {vid[:12]} of {filename}: {e}; the whole run replays")
-        return None
+        try:
+            today = (state.repo / filename).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            state.notes.append(f"version {vid[:12]} of {filename}: {e}; the whole run replays")
+            return None
+        state.notes.append(f"version {vid[:12]} of {filename}: {e}; planned on today's code")
+        return analyze_patched(today, names)
 
 
 def _lacking(state: PlanState, name: str) -> int:

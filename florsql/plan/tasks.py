@@ -225,8 +225,8 @@ class _Stepper:
             ok, why = self.rest_why(j, fresh=fresh)
             if ok:
                 self._add(j, "rest", f"rest: {why}")
-                if fresh:
-                    self.starts.add(j)
+                if fresh or self.rest_why(j, fresh=True)[0]:
+                    self.starts.add(j)  # a task may begin here: the cut points of parallelism
                 return
             if fresh:
                 self.reach_start(j)
