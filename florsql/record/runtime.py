@@ -25,7 +25,7 @@ from florsql.record import checkpoint as ckpt
 from florsql.record.args import coerce, scan_argv
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
-from florsql.record.writer import Writer
+from florsql.record.writer import EXIT_TIMEOUT, Writer
 from florsql.store import layout
 from florsql.store.segments import Batch
 
@@ -90,6 +90,7 @@ class Run:
         self.cli = scan_argv(argv[1:])
         self.writer = Writer(self.path)
         self.finished = False
+        self.drained = True  # False once a bounded wait left the writer behind
         self.last_flush = 0.0
         self.doc: dict[str, Any] = {
             "run_id": self.run_id,
@@ -246,15 +247,17 @@ class Run:
         self.writer.submit_batch(batch)
 
     def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
+        """Flush and mark the run ``status``. Every wait on the writer is bounded (see
+        :meth:`Writer.drain`); ``self.drained`` says whether the writer kept up."""
         self.flush()
         self.doc["status"] = status
         self.doc["error"] = error
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
-        self.writer.drain()
+        drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
-        self.writer.drain()
+        self.drained = drained and self.writer.drain()
         self.finished = True
 
 
@@ -318,12 +321,27 @@ class Lifecycle:
             raise KeyboardInterrupt
 
     def at_exit(self) -> None:
-        if self.run.finished and self.killed_by is None and self.error is None:
-            return
+        """Flush and mark the run, waiting on the writer at most ``FLORSQL_EXIT_TIMEOUT``
+        seconds without progress; one line on stderr says what could not be written."""
+        run = self.run
         if self.killed_by:
-            self.run.commit("killed", {"type": "signal", "message": self.killed_by})
+            run.commit("killed", {"type": "signal", "message": self.killed_by})
         elif self.error:
-            self.run.commit("failed", self.error)
-        else:
-            self.run.commit("finished")
-        self.run.writer.stop()
+            run.commit("failed", self.error)
+        elif not run.finished:
+            run.commit("finished")
+        else:  # flor.commit() ran: write what was logged after it
+            run.flush()
+        drained = run.drained and run.writer.stop()
+        missing = run.writer.unwritten()
+        if missing:
+            why = (
+                f"the writer made no progress for {EXIT_TIMEOUT:g} s (FLORSQL_EXIT_TIMEOUT)"
+                if not drained
+                else (run.writer.last_error or "the write failed")
+            )
+            print(
+                f"florsql: {missing} of run {run.run_id} not written to {run.path}: {why}",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -141,7 +141,7 @@ def ingest_segments(con: duckdb.DuckDBPyConnection, files: list[RunFiles]) -> tu
 def _insert_new_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """INSERT INTO loops SELECT run_id, ctx, parent, name, iteration, vtype, v_int, v_float,
-               v_str, t, NULL FROM new_rows WHERE kind = 'loop'"""
+               v_str, t, seconds FROM new_rows WHERE kind = 'loop'"""
     )
     con.execute(
         """UPDATE loops SET seconds = e.t FROM (SELECT run_id, ctx, t FROM new_rows
