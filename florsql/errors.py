@@ -99,6 +99,10 @@ class NondeterminismWarning(FlorWarning):
     """A replayed value differs from the value the run recorded."""
 
 
+class DataChangedWarning(FlorWarning):
+    """A replay read data files (from paths git ignores) that differ from what the run read."""
+
+
 def format_position(sql: str, line: int, col: int, context: int = 40) -> str:
     """Render the line of ``sql`` at 1-based ``line`` with a caret under 1-based ``col``.
 

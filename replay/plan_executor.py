@@ -31,6 +31,10 @@ class Outcome:
         self.tasks = len(report.results)
         self.failures = tuple(f"{r.task_id}: {r.error}" for r in report.failures)
         self.nondeterministic = tuple(nondeterministic)
+        self.data_changed = tuple(
+            f"run {run_id}: {', '.join(files)}"
+            for run_id, files in sorted(report.data_changed.items())
+        )
 
 
 class PlanExecutor:

@@ -20,6 +20,7 @@ from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult, split
 from florsql.replay.worktree import prepare
 from florsql.store import layout
+from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import ReplaySpec, read_manifest, replays_dir
 from florsql.versions import file_at
 
@@ -55,6 +56,7 @@ class ReplayReport:
     results: list[TaskResult] = field(default_factory=list)
     unplaced: list[str] = field(default_factory=list)  # "vid: name: reason"
     skipped_runs: int = 0  # runs whose values were all there already
+    data_changed: dict[str, list[str]] = field(default_factory=dict)  # run -> "path (changed)"
     seconds: float = 0.0
     estimate: float = 0.0
 
@@ -143,12 +145,31 @@ def _plan_tasks(
         names = [n for n in req.names if n not in patch.failed]
         if not names:
             continue
-        tasks += _run_tasks(repo, req, names, patch, parts, replay_id)
+        changed = data_changes(repo, req.run_id)
+        if changed:
+            report.data_changed[req.run_id] = changed
+        tasks += _run_tasks(repo, req, names, patch, parts, replay_id, changed)
     return tasks
 
 
+def data_changes(repo: Path, run_id: str) -> list[str]:
+    """``"path (changed)"`` / ``"path (missing)"`` for each file the run read from an ignored
+    path (its data) that differs today; replayed values of the run then rest on other data."""
+    try:
+        doc = layout.read_json(layout.run_dir(repo, run_id) / layout.RUN_JSON)
+    except (OSError, ValueError):
+        return []
+    return [f"{path} ({how})" for path, how in compare_inputs(repo, recorded_inputs(doc))]
+
+
 def _run_tasks(
-    repo: Path, req: RunRequest, names: list[str], patch: Patch, parts: int, replay_id: str
+    repo: Path,
+    req: RunRequest,
+    names: list[str],
+    patch: Patch,
+    parts: int,
+    replay_id: str,
+    data_changed: list[str],
 ) -> list[Task]:
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
     where = analyze(source, set(names))
@@ -184,6 +205,7 @@ def _run_tasks(
             inner=req.inner,
             compare=req.compare,
             source_hash=digest,
+            data_changed=data_changed,
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)

@@ -6,7 +6,13 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from florsql.errors import FlorWarning, NondeterminismWarning, ReplayOffWarning, concat_messages
+from florsql.errors import (
+    DataChangedWarning,
+    FlorWarning,
+    NondeterminismWarning,
+    ReplayOffWarning,
+    concat_messages,
+)
 from florsql.plan.explain import human_seconds
 from florsql.plan.planner import PlannedQuery
 from florsql.plan.replay_plan import ReplayPlan
@@ -112,6 +118,15 @@ def replay_if_needed(
             messages,
             f"replayed values differ from the recorded ones:\n{text}",
             NondeterminismWarning,
+        )
+    changed = tuple(getattr(outcome, "data_changed", ()))
+    if changed:
+        _warn(
+            engine,
+            messages,
+            "replayed with data that differs from what the runs read (their values are marked "
+            "in replays.data_changed):\n" + concat_messages(list(changed)),
+            DataChangedWarning,
         )
     if any(v.runs for v in planned.replay.versions) and not outcome.failures:
         _warn(

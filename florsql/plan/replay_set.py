@@ -1,7 +1,8 @@
 """The replay set: which (run, outer iteration) must compute which hindsight names.
 
-Computed in DuckDB. For each hindsight name a reference reads, and each script whose current code
-logs it: the runs of that script (any version) are matched with the loop contexts they recorded
+Computed in DuckDB. For each hindsight name a reference reads, and each file whose current code
+logs it: the runs that executed that file (as their script or an imported module, any version)
+are matched with the loop contexts they recorded
 whose chain equals the statement's chain (``epoch/step``; the top level for a statement outside
 loops; every context when the chain is unknown). The reference's pushed predicate is evaluated
 on those contexts exactly as ``logs`` would evaluate it (same column names and types), and
@@ -27,10 +28,10 @@ __all__ = ["ANY_CHAIN", "replay_set"]
 ANY_CHAIN = "*"
 
 _LACK = """
-WITH need(__name, __file, __want) AS (VALUES {values}),
+WITH need(__name, __src, __want) AS (VALUES {values}),
 lack AS (
-    SELECT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
-    FROM need n JOIN run_meta m ON m.filename = n.__file
+    SELECT DISTINCT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
+    FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE m.status IS DISTINCT FROM 'running'{limit}
 ),"""
 
@@ -158,7 +159,8 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
 
 
 def _find_unplaceable(state: PlanState) -> None:
-    """Names whose loop chain a lacking run never recorded: no context to compute them in."""
+    """Names whose loop chain a lacking run never recorded: no context to compute them in
+    (keyed by the run's version and main script)."""
     needed_runs = {(n.name, n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
@@ -167,13 +169,14 @@ def _find_unplaceable(state: PlanState) -> None:
             if not chains:
                 continue
             rows = state.con.execute(
-                """SELECT m.vid, m.run_id FROM run_meta m WHERE m.filename = ?
+                """SELECT m.vid, m.run_id, m.filename FROM run_meta m
+                   WHERE list_contains(m.files, ?)
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                                    AND v.name = ?)""",
                 [filename, sorted(chains), name],
             ).fetchall()
-            for vid, run_id in rows:
+            for vid, run_id, script in rows:
                 if (name, run_id) not in needed_runs:
-                    state.unplaceable.setdefault((vid, filename), set()).add(name)
+                    state.unplaceable.setdefault((vid, script), set()).add(name)

@@ -254,11 +254,39 @@ class Run:
         self.doc["error"] = error
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
+        self.writer.submit_job(self._describe_files)
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
         self.drained = drained and self.writer.drain()
         self.finished = True
+
+    def _describe_files(self) -> None:
+        """On the writer thread at commit: the repository files the run imported (``files``)
+        and the ignored files it read, fingerprinted (``inputs``, ``data_fingerprint``)."""
+        from florsql.record.inputs import imported_files, record_inputs
+        from florsql.record.watch import WATCH
+        from florsql.store.fingerprints import InputFile, combined_digest
+        from florsql.versions import files_at
+
+        main = self.doc["filename"]
+        try:
+            in_version = set(files_at(self.repo, self.doc["vid"]))
+            files = imported_files(self.repo, main)
+            self.doc["files"] = [f for f in files if f in in_version or f == main]
+            inputs = record_inputs(self.repo, WATCH)
+            self.doc["inputs"] = inputs
+            self.doc["data_fingerprint"] = combined_digest(InputFile.from_json(i) for i in inputs)
+        except Exception as e:  # never fail a run over its description
+            if "files" not in self.warned:
+                self.warned.add("files")
+                warnings.warn(
+                    f"florsql could not list the files this run imported or read ({e}); "
+                    "hindsight statements in imported modules and data checks are unavailable "
+                    "for it",
+                    RecordWarning,
+                    stacklevel=2,
+                )
 
 
 def _relative(script: Path | None, repo: Path) -> str:

@@ -83,6 +83,10 @@ class Writer:
         self.pending_checkpoints += 1
         self._jobs.put(lambda: self._write_checkpoint(payload, loop, iteration, position, copy_s))
 
+    def submit_job(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer thread, after everything submitted before it."""
+        self._jobs.put(job)
+
     def submit_run_json(self, doc: dict[str, Any]) -> None:
         snapshot = json.loads(json.dumps(doc, default=str))
         self._run_json_submitted += 1

@@ -41,6 +41,7 @@ class ReplaySpec:
     inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
     compare: list[str] = field(default_factory=list)
     source_hash: str = ""
+    data_changed: list[str] = field(default_factory=list)  # inputs that differ today
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:
