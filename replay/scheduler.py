@@ -224,6 +224,8 @@ def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:
         where = f" at {spec.loop} {r.iteration}" if r.iteration is not None else ""
         tail = (r.traceback or "").strip().splitlines()[-1:] or [""]
         lines.append(f"run {spec.run_id} (version {spec.vid[:12]}){where}: {r.error} {tail[0]}")
+        if spec.data_changed:  # the likely reason: the data the run read is not there as it was
+            lines.append(f"  data differs from the recording: {', '.join(spec.data_changed)}")
     ok = len(report.results) - len(report.failures)
     return (
         f"{len(report.failures)} of {len(report.results)} replay tasks failed "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from florsql.engine.session import Engine
-from florsql.errors import DataChangedWarning
+from florsql.errors import DataChangedWarning, FlorError
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.fingerprints import (
     FULL_HASH_BYTES,
@@ -33,9 +33,9 @@ with open("out/preds.txt", "w") as f:
     f.write("written by the run: an output, not an input")
 print(open("out/preds.txt").read())
 scale = flor.arg("scale", 1.0)
-w = 0.0
 with flor.checkpointing():
     for epoch in flor.loop("epoch", range(3)):
+        w = float(epoch)
         for x in flor.loop("step", rows):
             w += scale * x
             flor.log("w", w)
@@ -52,7 +52,7 @@ def repo(tmp_path: Path) -> Path:
     (repo / "out").mkdir()
     run_script(repo, "train.py")
     # Today's code logs a new name: a hindsight query replays the run.
-    write(repo / "train.py", TRAIN + "        flor.log('w2', w * 2)\n")
+    write(repo / "train.py", TRAIN + "            flor.log('w2', w * 2)\n")
     return repo
 
 
@@ -88,6 +88,7 @@ def test_unchanged_data_replays_without_warning(repo: Path) -> None:
     assert marks and all(m["data_changed"] == [] for m in marks)
 
 
+@pytest.mark.filterwarnings("ignore::florsql.errors.NondeterminismWarning")  # other data
 def test_changed_data_warns_naming_the_file_and_marks_the_values(repo: Path) -> None:
     write(repo / "data/train.csv", "x\n1.0\n2.0\n30.0\n")
     with _engine(repo) as eng:
@@ -97,9 +98,10 @@ def test_changed_data_warns_naming_the_file_and_marks_the_values(repo: Path) -> 
     assert marks and all(m["data_changed"] == ["data/train.csv (changed)"] for m in marks)
 
 
-def test_missing_data_warns(repo: Path) -> None:
+def test_missing_data_is_named_in_the_failure(repo: Path) -> None:
+    """The old code cannot run without its data: the failure says which file is gone."""
     (repo / "data/train.csv").rename(repo / "data/moved.csv")
-    missing = pytest.warns(DataChangedWarning, match=r"data/train\.csv \(missing\)")
+    missing = pytest.raises(FlorError, match=r"data/train\.csv \(missing\)")
     with _engine(repo) as eng, missing:
         eng.execute("SELECT w2 FROM logs")
 
