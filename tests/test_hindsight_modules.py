@@ -16,6 +16,7 @@ import pytest
 import florsql
 from florsql.engine.session import Engine
 from florsql.errors import PlanError
+from florsql.propagate import propagate
 from florsql.replay import LocalExecutor, PlanExecutor
 from tests.helpers import git, make_repo, run_dirs, run_script, write
 
@@ -35,9 +36,6 @@ flor.log("final", net.weight.sum().item())
 """
 
 STEPS = """
-import florsql as flor
-
-
 def batch_loss(net, x, y):
     out = net(x)
     return ((out - y) ** 2).mean()
@@ -77,7 +75,8 @@ def with_b0(trainer: str) -> str:
 
 
 def with_out_mean(steps: str) -> str:
-    return steps.replace(
+    """Today's helper module logs too, so it now imports florsql (its old versions do not)."""
+    return "import florsql as flor\n\n" + steps.replace(
         "    out = net(x)\n",
         '    out = net(x)\n    flor.log("out_mean", out.mean().item())\n',
     )
@@ -216,3 +215,14 @@ def test_runs_recorded_before_files_were_listed_use_their_script(history: Path) 
     unknown = pytest.raises(PlanError, match="Unknown column 'b0'")
     with Engine(history, replay="off") as eng, unknown:
         eng.execute("SELECT b0 FROM logs")
+
+
+def test_propagation_adds_the_flor_import_to_a_module_that_had_none() -> None:
+    old = '"""Steps."""\nfrom __future__ import annotations\n' + STEPS
+    result = propagate(with_out_mean(STEPS), old)
+    assert not result.failed
+    lines = result.source.splitlines()
+    assert lines[:3] == ['"""Steps."""', "from __future__ import annotations", ""]
+    assert "import florsql as flor" in lines
+    assert lines.index("import florsql as flor") < lines.index("def batch_loss(net, x, y):")
+    compile(result.source, "steps.py", "exec")
