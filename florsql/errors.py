@@ -103,6 +103,10 @@ class UnverifiedWarning(FlorWarning):
     """A replay task had no recorded value to compare its replay with."""
 
 
+class DataChangedWarning(FlorWarning):
+    """A replay read data files (from paths git ignores) that differ from what the run read."""
+
+
 def format_position(sql: str, line: int, col: int, context: int = 40) -> str:
     """Render the line of ``sql`` at 1-based ``line`` with a caret under 1-based ``col``.
 

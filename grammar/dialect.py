@@ -175,12 +175,13 @@ class Florsql(DuckDB):
     """The florsql dialect: DuckDB plus EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay.
 
     ``EXPLAIN`` is an ordinary word to this tokenizer (DuckDB's swallows the rest of the
-    statement as text), so the statement after it is parsed into a real tree.
+    statement as text), so the statement after it is parsed into a real tree. ``?::`` is a
+    parameter and a cast, as in DuckDB (``?::VARCHAR``), not sqlglot's ``?::`` operator.
     """
 
     class Tokenizer(DuckDB.Tokenizer):
         KEYWORDS: ClassVar[dict[str, TokenType]] = {
-            k: v for k, v in DuckDB.Tokenizer.KEYWORDS.items() if k != "EXPLAIN"
+            k: v for k, v in DuckDB.Tokenizer.KEYWORDS.items() if k not in ("EXPLAIN", "?::")
         }
 
     Parser = FlorsqlParser

@@ -2,7 +2,7 @@
 
 ``florsql.engine`` calls ``run(plan, repo=...)`` once per query, then refreshes its index. This
 adapter turns each planned run into a :class:`RunRequest` (its recorded argv and working
-folder, needed outer iterations, inner-loop filters, how many outer iterations it recorded),
+folder, needed outer iterations, how many outer iterations it recorded),
 runs them through :func:`run_replay`, and checks replayed values of recorded names against the
 records (nondeterminism).
 """
@@ -31,6 +31,10 @@ class Outcome:
         self.nondeterministic = tuple(report.nondeterministic)
         self.rejected = tuple(report.rejected)
         self.unverified = tuple(dict.fromkeys(report.unverified))
+        self.data_changed = tuple(
+            f"run {run_id}: {', '.join(files)}"
+            for run_id, files in sorted(report.data_changed.items())
+        )
 
 
 class PlanExecutor:
@@ -96,10 +100,6 @@ def request_for(repo: Path, run: RunReplay) -> RunRequest:
     iterations: list[int] | None = sorted({n.iteration for n in run.needs})
     if "all" in kinds:
         iterations = None
-    inner: dict[str, set[int]] = {}
-    for need in run.needs:
-        for r in need.inner:
-            inner.setdefault(r.loop, set()).update(r.iterations)
     total = outer_iterations(repo, run.run_id, loop) if loop else None
     n = max(1, len(iterations or []) or (total or 1))
     recorded = recorded_names(repo, run.run_id)
@@ -109,7 +109,7 @@ def request_for(repo: Path, run: RunReplay) -> RunRequest:
         filename=run.filename,
         names=sorted(set(run.names) | set(run.top_level)),
         iterations=iterations,
-        inner={k: sorted(v) for k, v in inner.items()} if iterations is not None else {},
+        inner={},  # a replayed outer iteration stores every inner iteration (coverage grain)
         cwd=doc.get("cwd") or ".",
         argv=list(doc.get("argv") or [run.filename]),
         loop=loop,

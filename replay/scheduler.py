@@ -22,6 +22,7 @@ from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import prepare
 from florsql.store import layout
+from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import DONE, REJECTED, ReplaySpec, replays_dir
 from florsql.versions import file_at
 
@@ -57,6 +58,7 @@ class ReplayReport:
     results: list[TaskResult] = field(default_factory=list)
     unplaced: list[str] = field(default_factory=list)  # "vid: name: reason"
     skipped_runs: int = 0  # runs whose values were all there already
+    data_changed: dict[str, list[str]] = field(default_factory=dict)  # run -> "path (changed)"
     seconds: float = 0.0
     estimate: float = 0.0
     nondeterministic: list[str] = field(default_factory=list)  # full tasks that disagree
@@ -149,12 +151,31 @@ def _plan_tasks(
         names = [n for n in req.names if n not in patch.failed]
         if not names:
             continue
-        tasks += _run_tasks(repo, req, names, patch, parts, replay_id)
+        changed = data_changes(repo, req.run_id)
+        if changed:
+            report.data_changed[req.run_id] = changed
+        tasks += _run_tasks(repo, req, names, patch, parts, replay_id, changed)
     return tasks
 
 
+def data_changes(repo: Path, run_id: str) -> list[str]:
+    """``"path (changed)"`` / ``"path (missing)"`` for each file the run read from an ignored
+    path (its data) that differs today; replayed values of the run then rest on other data."""
+    try:
+        doc = layout.read_json(layout.run_dir(repo, run_id) / layout.RUN_JSON)
+    except (OSError, ValueError):
+        return []
+    return [f"{path} ({how})" for path, how in compare_inputs(repo, recorded_inputs(doc))]
+
+
 def _run_tasks(
-    repo: Path, req: RunRequest, names: list[str], patch: Patch, parts: int, replay_id: str
+    repo: Path,
+    req: RunRequest,
+    names: list[str],
+    patch: Patch,
+    parts: int,
+    replay_id: str,
+    data_changed: list[str],
 ) -> list[Task]:
     """One task per planned chunk of ``req``, with the planner's steps, as given."""
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
@@ -189,6 +210,7 @@ def _run_tasks(
             compare=req.compare,
             source_hash=digest,
             steps=[[s.iteration, s.mode, s.restore] for s in chunk.steps],
+            data_changed=data_changed,
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)
@@ -287,6 +309,8 @@ def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:
         where = f" at {spec.loop} {r.iteration}" if r.iteration is not None else ""
         tail = (r.traceback or "").strip().splitlines()[-1:] or [""]
         lines.append(f"run {spec.run_id} (version {spec.vid[:12]}){where}: {r.error} {tail[0]}")
+        if spec.data_changed:  # the likely reason: the data the run read is not there as it was
+            lines.append(f"  data differs from the recording: {', '.join(spec.data_changed)}")
     ok = len(report.results) - len(report.failures)
     return (
         f"{len(report.failures)} of {len(report.results)} replay tasks failed "

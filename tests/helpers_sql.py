@@ -14,10 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
 from florsql.store.segments import split_value, write_segment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -120,8 +123,6 @@ class RunBuilder:
         """Write run.json and the segments (``segment_size`` events each; 0: one segment)."""
         import pyarrow as pa
 
-        from florsql.store.segments import schema
-
         folder = layout.run_dir(repo, self.run_id)
         (folder / layout.SEGMENTS).mkdir(parents=True, exist_ok=True)
         doc = run_doc(
@@ -130,7 +131,7 @@ class RunBuilder:
         layout.atomic_write_json(folder / layout.RUN_JSON, doc)
         size = segment_size or max(1, len(self.events))
         for n, start in enumerate(range(0, len(self.events), size), start=1):
-            cols: dict[str, list[Any]] = {f: [] for f in schema().names}
+            cols: dict[str, list[Any]] = {f: [] for f in first_format_schema().names}
             for ev in self.events[start : start + size]:
                 vtype, v_int, v_float, v_str = split_value(ev.get("value"))
                 row = {
@@ -148,7 +149,7 @@ class RunBuilder:
                 }
                 for k, v in row.items():
                     cols[k].append(v)
-            write_segment(folder / layout.SEGMENTS, n, pa.table(cols, schema=schema()))
+            write_segment(folder / layout.SEGMENTS, n, pa.table(cols, schema=first_format_schema()))
         return folder
 
 
@@ -169,8 +170,6 @@ def write_bulk_run(
     """Write a regular run (``epochs`` x ``steps``, float logs) with numpy; returns log records."""
     import numpy as np
     import pyarrow as pa
-
-    from florsql.store.segments import schema
 
     rng = np.random.default_rng(seed)
     folder = layout.run_dir(repo, run_id)
@@ -206,10 +205,20 @@ def write_bulk_run(
             + [0.01 * steps + 0.1]
             + [None] * n_logs,
         }
-        kinds.append(pa.table(cols, schema=schema()))
+        kinds.append(pa.table(cols, schema=first_format_schema()))
         write_segment(folder / layout.SEGMENTS, e + 1, kinds[-1])
         kinds.clear()
     return seq_total
+
+
+def first_format_schema() -> pa.Schema:
+    """Segments as florsql first wrote them (an ``end`` row per iteration, no ``seconds``):
+    the fixtures keep the reader of that format exercised."""
+    import pyarrow as pa
+
+    from florsql.store.segments import schema
+
+    return pa.schema([f for f in schema() if f.name != "seconds"])
 
 
 def write_json(path: Path, obj: Any) -> None:

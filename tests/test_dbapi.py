@@ -13,6 +13,7 @@ import florsql
 import florsql.errors as ferrors
 from florsql import dbapi
 from florsql.errors import ReplayOffWarning
+from tests.helpers import make_repo, run_script, write
 from tests.helpers_sql import fixture_history
 
 
@@ -99,6 +100,7 @@ def test_errors_map_to_pep249_and_florsql_classes(con: dbapi.Connection) -> None
 
 def test_warnings_reach_the_caller(con: dbapi.Connection) -> None:
     cur = con.cursor()
+    cur.execute("SET replay = 'off'")
     with pytest.warns(ReplayOffWarning, match="replay is off") as caught:
         cur.execute("SELECT val FROM logs")
     assert caught[0].filename == __file__
@@ -156,3 +158,27 @@ def test_type_constructors() -> None:
     assert isinstance(dbapi.TimestampFromTicks(0), datetime.datetime)
     assert dbapi.Binary(b"x") == b"x"
     assert dbapi.NUMBER == "DECIMAL(18,3)" and dbapi.ROWID != "VARCHAR"
+
+
+TINY = """
+import florsql as flor
+state = {"w": flor.arg("lr", 0.1)}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(2)):
+            state["w"] += 1
+        flor.log("w", state["w"])
+"""
+
+
+def test_connect_replays_hindsight_columns_by_default(tmp_path: Path) -> None:
+    """``florsql.connect(repo)`` is ``replay = 'auto'`` (docs/interfaces.md): a query naming a
+    hindsight column computes it."""
+    repo = make_repo(tmp_path / "t", {"train.py": TINY})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", TINY + '        flor.log("w2", state["w"] * 2)\n')
+    with florsql.connect(repo) as con:
+        assert con.replay == "auto"
+        cur = con.execute("SELECT epoch, w, w2 FROM logs ORDER BY epoch")
+        rows = cur.fetchall()
+    assert rows == [(0, 2.1, 4.2), (1, 4.1, 8.2), (2, 6.1, 12.2)]

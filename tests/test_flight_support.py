@@ -44,7 +44,7 @@ def in_process(repo: Path, queries: Sequence[tuple[str, Sequence[object]]]) -> l
                 return [engine.execute(sql, list(params)).table for sql, params in queries]
         import florsql
 
-        with florsql.connect(repo=str(repo)) as con:
+        with florsql.connect(repo=str(repo), replay="off") as con:  # as the server: off
             out = []
             for sql, params in queries:
                 cur = con.cursor()

@@ -190,7 +190,7 @@ def test_explain_shows_plan_cost_and_sql(engine: Engine) -> None:
     assert text.startswith("Replay plan: 2 run(s), 8 outer iteration(s), 2 task(s)")
     assert "pushed into the replay set (logs): lr >= 0.2" in text
     assert "version v2 train.py: 2 run(s)" in text
-    assert "statement: grad (line 9, in epoch/step)" in text
+    assert "statement: grad (train.py line 9, in epoch/step)" in text
     assert "task: epoch 0-3 from the top of the script" in text
     assert "inner loops skipped: none" in text
     assert "DuckDB SQL:" in text and "__flor_logs_1 AS logs" in text

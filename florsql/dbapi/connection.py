@@ -89,7 +89,7 @@ class Connection:
 def connect(
     repo: Path | str = ".",
     *,
-    replay: str = "off",
+    replay: str = "auto",
     executor: ReplayExecutor | None = None,
     confirm: Confirm | None = None,
     wait: float = 0.0,
@@ -98,7 +98,8 @@ def connect(
 
     Args:
         repo: the git repository (its ``.florsql`` folder holds the runs).
-        replay: ``"off"``, ``"auto"`` or ``"confirm"`` (``SET replay`` changes it later).
+        replay: ``"auto"`` (the default: a query naming a hindsight column computes it),
+            ``"confirm"`` or ``"off"`` (``SET replay`` changes it later).
         executor: runs replays (default: the one ``florsql.replay`` provides, if any).
         confirm: asked before replaying when ``replay = 'confirm'``.
         wait: seconds to wait while another process holds the index.

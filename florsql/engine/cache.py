@@ -126,12 +126,12 @@ class CacheState:
 
     def _filenames(self) -> tuple[str, ...]:
         rows = self.box.admin.execute(
-            "SELECT DISTINCT filename FROM run_meta WHERE filename IS NOT NULL ORDER BY 1"
+            "SELECT DISTINCT unnest(files) FROM run_meta WHERE files IS NOT NULL ORDER BY 1"
         ).fetchall()
         return tuple(r[0] for r in rows)
 
     def _scripts_key(self) -> tuple[tuple[str, int, int], ...]:
-        """Size and mtime of each script with runs: its log statements may have changed."""
+        """Size and mtime of each file some run executed: its log statements may have changed."""
         out = []
         for name in self.filenames:
             try:

@@ -27,11 +27,13 @@ class ReplayOutcome:
         tasks: how many chunks ran.
         failures: one message per failed task (its values stay NULL).
         nondeterministic: one message per recorded value a replay reproduced differently.
+        data_changed: one message per replayed run whose data files differ today.
     """
 
     tasks: int = 0
     failures: tuple[str, ...] = ()
     nondeterministic: tuple[str, ...] = ()
+    data_changed: tuple[str, ...] = ()
 
 
 class Outcome(Protocol):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from florsql.errors import (
+    DataChangedWarning,
     FlorWarning,
     NondeterminismWarning,
     ReplayOffWarning,
@@ -138,6 +139,15 @@ def replay_if_needed(
             f"(unverified): {', '.join(unverified[:5])}"
             + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else ""),
             UnverifiedWarning,
+        )
+    changed = tuple(getattr(outcome, "data_changed", ()))
+    if changed:
+        _warn(
+            engine,
+            messages,
+            "replayed with data that differs from what the runs read (their values are marked "
+            "in replays.data_changed):\n" + concat_messages(list(changed)),
+            DataChangedWarning,
         )
     if any(v.runs for v in planned.replay.versions) and not outcome.failures:
         _warn(

@@ -22,6 +22,7 @@ def assemble(state: PlanState) -> None:
     for need in state.needs:
         by_run[need.run_id].append(need)
     facts = load_facts(state, sorted(by_run)) if by_run else {}
+    files = _run_files(state, sorted(by_run))
     per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
     patched: dict[tuple[str, str, tuple[str, ...]], Patched | None] = {}
     for run_id, needs in by_run.items():
@@ -35,7 +36,8 @@ def assemble(state: PlanState) -> None:
     for key in sorted(set(per_version) | set(state.unplaceable)):
         vid, filename = key
         runs = tuple(sorted(per_version.get(key, []), key=lambda r: r.run_id))
-        versions.append(_version(state, vid, filename, runs))
+        run_files = sorted({f for r in runs for f in files.get(r.run_id, [])} | {filename})
+        versions.append(_version(state, vid, filename, runs, run_files))
     state.plan = ReplayPlan(
         names=tuple(referenced),
         versions=tuple(v for v in versions if v.runs or v.unplaceable),
@@ -72,14 +74,26 @@ def _lacking(state: PlanState, name: str) -> int:
     return column.lacking_runs if column is not None else 0
 
 
+def _run_files(state: PlanState, run_ids: list[str]) -> dict[str, list[str]]:
+    """The repository files each run executed (main script first)."""
+    if not run_ids:
+        return {}
+    rows = state.con.execute(
+        "SELECT run_id, files FROM run_meta WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [run_ids],
+    ).fetchall()
+    return {run_id: list(files or []) for run_id, files in rows}
+
+
 def _version(
-    state: PlanState, vid: str, filename: str, runs: tuple[RunReplay, ...]
+    state: PlanState, vid: str, filename: str, runs: tuple[RunReplay, ...], files: list[str]
 ) -> VersionReplay:
-    code = state.catalog.scripts.get(filename)
+    # The main script's statements first, then those of the modules the runs imported.
+    code = state.catalog.code_of([filename, *(f for f in files if f != filename)])
     names = tuple(sorted({n for r in runs for n in r.names}))
-    statements: tuple[tuple[str, int, tuple[str, ...] | None], ...] = ()
+    statements: tuple[tuple[str, int, tuple[str, ...] | None, str], ...] = ()
     if code is not None:
-        statements = tuple((s.name, s.line, s.chain) for s in code.sites if s.name in names)
+        statements = tuple((s.name, s.line, s.chain, s.file) for s in code.sites if s.name in names)
     skip = set.intersection(*(set(r.skip_inner) for r in runs)) if runs else set()
     unplaceable = tuple(sorted(state.unplaceable.get((vid, filename), set())))
     return VersionReplay(
@@ -114,7 +128,7 @@ def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], 
            CROSS JOIN run_meta m
            WHERE NOT EXISTS (SELECT 1 FROM __flor_cover v
                              WHERE v.run_id = m.run_id AND v.name = n.name)
-             AND NOT list_contains(?, m.filename || '|' || n.name)
+             AND NOT list_has_any(?, list_transform(m.files, lambda f: f || '|' || n.name))
            GROUP BY n.name ORDER BY n.name""",
         [names, [f"{f}|{n}" for f, c in state.catalog.scripts.items() for n in c.names()]],
     ).fetchall()

@@ -3,7 +3,8 @@
 ``logs`` has, in this order: the run metadata columns, one column per loop (its iteration index,
 NULL outside that loop), one per arg (constant within a run), and one per log name: every name
 some run logged, plus every **hindsight** name, a ``flor.log("<name>", ...)`` in the current
-working-tree version of a script that has runs, which some of those runs never logged.
+working-tree version of a file some run executed (its main script or a repository module it
+imported, ``run_meta.files``), which some of those runs never logged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlglot.schema import MappingSchema
 
-from florsql.plan.hindsight import ScriptCode, scan_script
+from florsql.plan.hindsight import ScriptCode, merge_code, scan_script
 from florsql.plan.stats import Generation, loop_names, string_literal
 from florsql.store.schema import RUN_CORE, RUN_EXTRA
 
@@ -26,7 +27,16 @@ __all__ = ["META_COLUMNS", "RELATIONS", "Catalog", "LogsColumn", "build_catalog"
 
 META_COLUMNS = ("projid", "run_id", "tstamp", "vid", "filename")
 #: Relations a query may read besides ``logs``.
-RELATIONS = ("runs", "args", "versions", "loops", "checkpoints", "replays", "log_records")
+RELATIONS = (
+    "runs",
+    "args",
+    "versions",
+    "loops",
+    "checkpoints",
+    "replays",
+    "log_records",
+    "data_inputs",
+)
 Kind = Literal["meta", "loop", "arg", "log"]
 
 
@@ -83,7 +93,7 @@ class Catalog:
 
     columns: tuple[LogsColumn, ...]
     relations: dict[str, dict[str, str]]
-    scripts: dict[str, ScriptCode]
+    scripts: dict[str, ScriptCode]  # every file some run executed that logs something now
     generation: Generation | None = None
     nullable_logs: frozenset[str] = frozenset()  # names some run logged as None
     _by_name: dict[str, LogsColumn] = field(default_factory=dict, compare=False, repr=False)
@@ -101,6 +111,10 @@ class Catalog:
     @property
     def loops(self) -> tuple[str, ...]:
         return self.names("loop")
+
+    def code_of(self, files: tuple[str, ...] | list[str]) -> ScriptCode | None:
+        """The log statements of ``files`` (a run's files) as one :class:`ScriptCode`."""
+        return merge_code([self.scripts[f] for f in files if f in self.scripts])
 
     def hindsight_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.hindsight)
@@ -170,7 +184,7 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
 
 def _scripts(con: duckdb.DuckDBPyConnection, repo: Path) -> dict[str, ScriptCode]:
     rows = con.execute(
-        "SELECT DISTINCT filename FROM run_meta WHERE filename IS NOT NULL ORDER BY 1"
+        "SELECT DISTINCT unnest(files) AS f FROM run_meta WHERE files IS NOT NULL ORDER BY 1"
     ).fetchall()
     out = {}
     for (filename,) in rows:
@@ -201,15 +215,15 @@ def _log_columns(
 
 
 def _lacking(con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]) -> dict[str, int]:
-    """Per name in current code: how many runs of the scripts that log it have no value."""
+    """Per name in current code: how many runs that executed a file logging it have no value."""
     pairs = [(f, n) for f, code in scripts.items() for n in code.names()]
     if not pairs:
         return {}
     values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)
     rows = con.execute(
-        f"""SELECT c.name, count(m.run_id) FILTER (WHERE NOT EXISTS (
+        f"""SELECT c.name, count(DISTINCT m.run_id) FILTER (WHERE NOT EXISTS (
                 SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id AND v.name = c.name))
             FROM (VALUES {values}) AS c(filename, name)
-            JOIN run_meta m ON m.filename = c.filename GROUP BY c.name"""
+            JOIN run_meta m ON list_contains(m.files, c.filename) GROUP BY c.name"""
     ).fetchall()
     return {name: int(n) for name, n in rows}

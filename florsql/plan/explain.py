@@ -111,9 +111,9 @@ def _version(v: VersionReplay) -> list[str]:
     lines = [
         f"  version {v.vid[:12]} {v.filename}: {len(v.runs)} run(s), ~{human_seconds(v.seconds)}"
     ]
-    for name, line, chain in v.statements:
+    for name, line, chain, file in v.statements:
         where = "/".join(chain) if chain else ("outside loops" if chain == () else "unknown loop")
-        lines.append(f"    statement: {name} (line {line}, in {where})")
+        lines.append(f"    statement: {name} ({file} line {line}, in {where})")
     lines.append(f"    inner loops skipped: {', '.join(v.skip_inner) or 'none'}")
     if v.unplaceable:
         lines.append(

@@ -17,7 +17,7 @@ from typing import Literal
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-__all__ = ["LogSite", "ScriptCode", "scan_script", "scan_source"]
+__all__ = ["LogSite", "ScriptCode", "merge_code", "scan_script", "scan_source"]
 
 FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
 Where = Literal["head", "loop", "tail", "unknown"]
@@ -34,12 +34,14 @@ class LogSite:
             None when unknown (a helper function whose call sites are not found).
         where: ``"loop"`` inside a loop, ``"head"`` before the first top-level loop,
             ``"tail"`` after it, ``"unknown"`` when the chain is unknown.
+        file: the repository-relative file the statement is in.
     """
 
     name: str
     line: int
     chain: tuple[str, ...] | None
     where: Where
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,27 @@ class ScriptCode:
     def inner_loops(self) -> tuple[str, ...]:
         """Loop names nested inside another flor.loop."""
         return tuple(dict.fromkeys(c[-1] for c in self.loops if len(c) > 1))
+
+
+def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
+    """The statements and loops of several files (one run's) as one :class:`ScriptCode`.
+
+    Example:
+        >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\n", "a.py")
+        >>> b = scan_source("import florsql as flor\nflor.log('y', 2)\n", "b.py")
+        >>> [(s.name, s.file) for s in merge_code([a, b]).sites]
+        [('x', 'a.py'), ('y', 'b.py')]
+    """
+    if not codes:
+        return None
+    if len(codes) == 1:
+        return codes[0]
+    loops = {c for code in codes for c in code.loops}
+    return ScriptCode(
+        filename=codes[0].filename,
+        sites=tuple(s for code in codes for s in code.sites),
+        loops=tuple(sorted(loops, key=lambda c: (len(c), c))),
+    )
 
 
 def scan_script(repo: Path, filename: str) -> ScriptCode | None:
@@ -231,7 +254,7 @@ class _Finder(cst.CSTVisitor):
                 if chain == ():
                     first = self.first_loop_line
                     where = "head" if first is not None and top_line < first else "tail"
-                sites.append(LogSite(raw.name, raw.line, chain, where))
+                sites.append(LogSite(raw.name, raw.line, chain, where, filename))
                 if chain is not None:
                     self.chains.update(chain[: i + 1] for i in range(len(chain)))
         loops = tuple(sorted(self.chains, key=lambda c: (len(c), c)))

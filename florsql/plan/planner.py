@@ -3,8 +3,8 @@
 Like sqlglot's optimizer, planning is an ordered tuple of rules, one module each, applied to a
 shared :class:`~florsql.plan.state.PlanState`:
 
-1. :func:`~florsql.plan.planner.bind_parameters`: ``?`` values into the tree (so they restrict
-   the replay set like literals);
+1. :func:`~florsql.plan.params.bind_parameters`: ``?`` values into the tree, by their place in
+   the text (so they restrict the replay set like literals);
 2. :func:`~florsql.plan.bind.bind`: every ``logs`` reference and its columns; unknown columns;
 3. :func:`~florsql.plan.pushdown.pushdown`: the WHERE part each reference can push;
 4. :func:`~florsql.plan.limit.limit_cut`: ORDER BY <run column> LIMIT n, when safe;
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from florsql.errors import PlanError
 from florsql.plan.assemble import assemble
 from florsql.plan.bind import bind_query
 from florsql.plan.catalog import Catalog
 from florsql.plan.limit import limit_cut
+from florsql.plan.params import bind_parameters
 from florsql.plan.pushdown import pushdown
 from florsql.plan.replay_plan import ReplayPlan
 from florsql.plan.replay_set import replay_set
@@ -39,21 +39,6 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["RULES", "PlannedQuery", "bind", "bind_parameters", "plan_query"]
-
-
-def bind_parameters(state: PlanState) -> None:
-    """Rule: replace the ``?`` placeholders by the given values, in text order."""
-    count = sum(1 for p in state.tree.find_all(exp.Placeholder) if p.this is None)
-    if count != len(state.params):
-        raise PlanError(
-            f"the query has {count} parameter(s) (?), {len(state.params)} value(s) given",
-            sql=state.source,
-        )
-    if count:
-        try:
-            state.tree = exp.replace_placeholders(state.tree, *state.params)
-        except ValueError as e:
-            raise PlanError(f"cannot use a parameter value: {e}", sql=state.source) from e
 
 
 def bind(state: PlanState) -> None:

@@ -149,8 +149,9 @@ class RunReplay:
 class VersionReplay:
     """The runs of one code version (and script) to replay, with what the version cannot take.
 
-    ``statements`` are ``(name, line, chain)`` of the log statements in the current code that
-    the propagation step places into this version; ``unplaceable`` are names whose loop context
+    ``statements`` are ``(name, line, chain, file)`` of the log statements in the current code
+    (the main script's or an imported module's) that the propagation step places into this
+    version; ``unplaceable`` are names whose loop context
     this version never recorded (their values stay NULL, with a warning).
     """
 
@@ -158,7 +159,7 @@ class VersionReplay:
     filename: str
     runs: tuple[RunReplay, ...]
     names: tuple[str, ...]
-    statements: tuple[tuple[str, int, tuple[str, ...] | None], ...]
+    statements: tuple[tuple[str, int, tuple[str, ...] | None, str], ...]
     skip_inner: tuple[str, ...]
     unplaceable: tuple[str, ...] = ()
 

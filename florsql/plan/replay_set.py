@@ -1,13 +1,16 @@
 """The replay set: which (run, outer iteration) must compute which hindsight names.
 
-Computed in DuckDB. For each hindsight name a reference reads, and each script whose current code
-logs it: the runs of that script (any version) are matched with the loop contexts they recorded
+Computed in DuckDB. For each hindsight name a reference reads, and each file whose current code
+logs it: the runs that executed that file (as their script or an imported module, any version)
+are matched with the loop contexts they recorded
 whose chain equals the statement's chain (``epoch/step``; the top level for a statement outside
 loops; every context when the chain is unknown). The reference's pushed predicate is evaluated
 on those contexts exactly as ``logs`` would evaluate it (same column names and types), and
-contexts whose outer iteration already has a value of the name (recorded or replayed) are
-dropped. What remains is grouped by outer iteration, with the inner iterations kept when a
-predicate restricts them.
+contexts whose outer iteration is already covered for the name (a recorded value, or a replay
+task that computed that outer iteration) are dropped. What remains is grouped by outer
+iteration: the grain of coverage. A replayed outer iteration stores the name in every one of its
+inner iterations (an inner-loop predicate selects outer iterations, it never narrows what a
+replay stores), so a later, wider query finds nothing half-computed.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ __all__ = ["ANY_CHAIN", "replay_set"]
 ANY_CHAIN = "*"
 
 _LACK = """
-WITH need(__name, __file, __want) AS (VALUES {values}),
+WITH need(__name, __src, __want) AS (VALUES {values}),
 lack AS (
-    SELECT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
-    FROM need n JOIN run_meta m ON m.filename = n.__file
+    SELECT DISTINCT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
+    FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE m.status IS DISTINCT FROM 'running'{limit}
 ),"""
 
@@ -66,11 +69,8 @@ needed AS (
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
-       n.__chain, any_value(n.__inner_loop),
-       list(DISTINCT n.__inner_it ORDER BY n.__inner_it) FILTER (WHERE n.__inner_it IS NOT NULL),
-       any_value(t.inner_total)
-FROM needed n LEFT JOIN __flor_chains t
-  ON t.run_id = n.run_id AND t.chain = n.__chain AND t.outer_iteration = n.__outer_it
+       n.__chain, any_value(n.__inner_loop)
+FROM needed n
 GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
 """
 
@@ -96,11 +96,10 @@ def replay_set(state: PlanState) -> None:
                 outer_iteration=row[5],
                 chain=row[6],
                 inner_loop=row[7],
-                inner_iterations=tuple(row[8] or ()),
-                inner_total=int(row[9] or 0),
+                inner_iterations=(),  # every inner iteration: coverage is per outer iteration
+                inner_total=0,
             )
-            key = (need.name, need.run_id, need.outer_iteration, need.chain)
-            merged[key] = _merge(merged.get(key), need)
+            merged[(need.name, need.run_id, need.outer_iteration, need.chain)] = need
     state.needs = sorted(
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
@@ -159,18 +158,9 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
     )
 
 
-def _merge(old: NeedRow | None, new: NeedRow) -> NeedRow:
-    if old is None:
-        return new
-    if not old.inner_iterations or not new.inner_iterations:
-        inner: tuple[int, ...] = ()
-    else:
-        inner = tuple(sorted(set(old.inner_iterations) | set(new.inner_iterations)))
-    return NeedRow(**{**new.__dict__, "inner_iterations": inner})
-
-
 def _find_unplaceable(state: PlanState) -> None:
-    """Names whose loop chain a lacking run never recorded: no context to compute them in."""
+    """Names whose loop chain a lacking run never recorded: no context to compute them in
+    (keyed by the run's version and main script)."""
     needed_runs = {(n.name, n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
@@ -179,13 +169,14 @@ def _find_unplaceable(state: PlanState) -> None:
             if not chains:
                 continue
             rows = state.con.execute(
-                """SELECT m.vid, m.run_id FROM run_meta m WHERE m.filename = ?
+                """SELECT m.vid, m.run_id, m.filename FROM run_meta m
+                   WHERE list_contains(m.files, ?)
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                                    AND v.name = ?)""",
                 [filename, sorted(chains), name],
             ).fetchall()
-            for vid, run_id in rows:
+            for vid, run_id, script in rows:
                 if (name, run_id) not in needed_runs:
-                    state.unplaceable.setdefault((vid, filename), set()).add(name)
+                    state.unplaceable.setdefault((vid, script), set()).add(name)

@@ -13,7 +13,10 @@ way the index file never changes for a query:
   that loop's iteration (the loop columns of ``logs``).
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
 - ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
-- ``__flor_cover``: which (run, name, outermost iteration) have a value: what replay may skip.
+- ``__flor_cover``: which (run, name, outermost iteration) are known: a recorded or replayed
+  value there, or a finished replay task that computed the name in that outer iteration (even
+  if the statement logged nothing there); the outer iteration is NULL for the top level (a
+  value outside every loop, or a task that ran to the end of the script). What replay skips.
 - ``__flor_names``: per log name, its value types and record count (the column types of ``logs``).
 """
 
@@ -134,11 +137,19 @@ def rebuild_stats(
                any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
         FROM ctx_path GROUP BY run_id, ctx_id"""
     )
+    tasks = ""
+    if "replays" in tables:
+        tasks = f"""
+        UNION SELECT run_id, name, unnest(iterations) AS outer_iteration
+        FROM (SELECT run_id, unnest(names) AS name, iterations FROM {src}replays
+              WHERE status = 'done')
+        UNION SELECT run_id, unnest(names) AS name, NULL::BIGINT AS outer_iteration
+        FROM {src}replays WHERE status = 'done' AND to_end"""
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
         SELECT DISTINCT r.run_id, r.name, c.outer_iteration
         FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
-          ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
+          ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}"""
     )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS

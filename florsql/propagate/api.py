@@ -28,7 +28,7 @@ from florsql.propagate.model import Failure, Placement, Propagation
 from florsql.propagate.rename import call_renames, infer_renames
 from florsql.propagate.safety import Bindings, free_names
 from florsql.propagate.slice import alignment, carried
-from florsql.propagate.source import Block, SourceFile, analyze
+from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,23 @@ class _Session:
     old: SourceFile
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
     bindings: Bindings = field(default_factory=Bindings)
+
+    @cached_property
+    def flor_import(self) -> Insertion | None:
+        """The new file's ``import florsql as flor``, to add when the old file imports no flor
+        module (a helper module that never logged before): placed after the docstring and
+        ``from __future__`` imports."""
+        if _imports_flor(self.old.tree) is not None:
+            return None
+        found = _imports_flor(self.new.tree)
+        if found is None:
+            return None
+        line = _import_line(self.old.tree, len(self.old.lines))
+        return Insertion(line, found + newline_of(self.old), (-1, -1))
+
+    def added_alias(self, name: str) -> bool:
+        """Whether ``name`` is bound by :attr:`flor_import`."""
+        return self.flor_import is not None and name in self.new.aliases
 
     @property
     def new_helpers(self) -> Helpers:
@@ -222,6 +239,8 @@ def _unbound(
         line = block.insert_line(slot)
         for name in names:
             old_name = renames.get(name, session.alias.get(name, name))
+            if session.added_alias(old_name):
+                continue
             if not session.bindings.is_bound(block, line, old_name):
                 missing.append(_Unbound(name, line))
     return missing
@@ -240,6 +259,8 @@ def _apply(
             code = statement_code(session.new, stmt)
             text = render(code, indent, newline_of(old), {**session.alias, **plan.renames})
             insertions.append(Insertion(plan.spot.block.insert_line(slot), text, _order(stmt)))
+    if insertions and session.flor_import is not None:
+        insertions.append(session.flor_import)
     patched, lines = splice(old, insertions)
     placed = [
         Placement(
@@ -253,6 +274,33 @@ def _apply(
         for plan in plans
     ]
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _imports_flor(tree: ast.Module) -> str | None:
+    """The top-level ``import florsql [as flor]`` of a file, as code, if it has one."""
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in FLOR_MODULES:
+                    return f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
+    return None
+
+
+def _import_line(tree: ast.Module, n_lines: int) -> int:
+    """The 1-based line before which an import goes: after a docstring and ``__future__``."""
+    after = 0
+    for k, node in enumerate(tree.body):
+        docstring = (
+            k == 0
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        )
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (docstring or future):
+            return node.lineno
+        after = node.end_lineno or node.lineno
+    return min(after + 1, n_lines + 1)
 
 
 def _order(stmt: ast.stmt) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from florsql.propagate.model import Propagation
 from florsql.propagate.source import analyze
 
 #: Bump when a change to propagation changes its results: old cache entries stop matching.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def digest(*parts: str) -> str:

@@ -15,6 +15,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+# Installs the audit hook that notes which files this process opens (data fingerprints):
+# from import on, so that data a script loads before its first record call is seen.
+from florsql.record import watch as _watch  # noqa: F401
+
 if TYPE_CHECKING:  # the runtime loads at a script's first record call, keeping import light
     from pathlib import Path
 

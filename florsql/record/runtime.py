@@ -26,7 +26,7 @@ from florsql.record import frame_state
 from florsql.record.args import coerce, scan_argv
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
-from florsql.record.writer import Writer
+from florsql.record.writer import EXIT_TIMEOUT, Writer
 from florsql.store import layout
 from florsql.store.segments import Batch
 
@@ -96,6 +96,7 @@ class Run:
         self.cli = scan_argv(argv[1:])
         self.writer = Writer(self.path)
         self.finished = False
+        self.drained = True  # False once a bounded wait left the writer behind
         self.last_flush = 0.0
         self.refused: dict[CodeType, dict[str, str]] = {}  # locals that could not be saved
         self.sources: dict[str, Any] = {}  # file -> ScriptFacts, parsed once
@@ -304,16 +305,46 @@ class Run:
         self.writer.submit_batch(batch)
 
     def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
+        """Flush and mark the run ``status``. Every wait on the writer is bounded (see
+        :meth:`Writer.drain`); ``self.drained`` says whether the writer kept up."""
         self.flush()
         self.doc["status"] = status
         self.doc["error"] = error
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
-        self.writer.drain()
+        self.writer.submit_job(self._describe_files)
+        drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
-        self.writer.drain()
+        self.drained = drained and self.writer.drain()
         self.finished = True
+
+    def _describe_files(self) -> None:
+        """On the writer thread at commit: the repository files the run imported (``files``)
+        and the ignored files it read, fingerprinted (``inputs``, ``data_fingerprint``)."""
+        from florsql.record.inputs import imported_files, record_inputs
+        from florsql.record.watch import WATCH
+        from florsql.store.fingerprints import InputFile, combined_digest
+        from florsql.versions import files_at
+
+        main = self.doc["filename"]
+        try:
+            in_version = set(files_at(self.repo, self.doc["vid"]))
+            files = imported_files(self.repo, main)
+            self.doc["files"] = [f for f in files if f in in_version or f == main]
+            inputs = record_inputs(self.repo, WATCH)
+            self.doc["inputs"] = inputs
+            self.doc["data_fingerprint"] = combined_digest(InputFile.from_json(i) for i in inputs)
+        except Exception as e:  # never fail a run over its description
+            if "files" not in self.warned:
+                self.warned.add("files")
+                warnings.warn(
+                    f"florsql could not list the files this run imported or read ({e}); "
+                    "hindsight statements in imported modules and data checks are unavailable "
+                    "for it",
+                    RecordWarning,
+                    stacklevel=2,
+                )
 
 
 def _relative(script: Path | None, repo: Path) -> str:
@@ -376,12 +407,27 @@ class Lifecycle:
             raise KeyboardInterrupt
 
     def at_exit(self) -> None:
-        if self.run.finished and self.killed_by is None and self.error is None:
-            return
+        """Flush and mark the run, waiting on the writer at most ``FLORSQL_EXIT_TIMEOUT``
+        seconds without progress; one line on stderr says what could not be written."""
+        run = self.run
         if self.killed_by:
-            self.run.commit("killed", {"type": "signal", "message": self.killed_by})
+            run.commit("killed", {"type": "signal", "message": self.killed_by})
         elif self.error:
-            self.run.commit("failed", self.error)
-        else:
-            self.run.commit("finished")
-        self.run.writer.stop()
+            run.commit("failed", self.error)
+        elif not run.finished:
+            run.commit("finished")
+        else:  # flor.commit() ran: write what was logged after it
+            run.flush()
+        drained = run.drained and run.writer.stop()
+        missing = run.writer.unwritten()
+        if missing:
+            why = (
+                f"the writer made no progress for {EXIT_TIMEOUT:g} s (FLORSQL_EXIT_TIMEOUT)"
+                if not drained
+                else (run.writer.last_error or "the write failed")
+            )
+            print(
+                f"florsql: {missing} of run {run.run_id} not written to {run.path}: {why}",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -2,11 +2,17 @@
 
 Jobs run in order on one daemon thread. A failed write warns once and is retried at the next
 flush, so a store that becomes writable again loses nothing; training never dies of it.
+
+Everything the writer needs is imported and exercised when it starts (the run's first record
+call), so nothing is imported lazily at interpreter exit, when imports that start threads fail.
+Waits on the writer are bounded: :meth:`Writer.drain` gives up once the writer has finished no
+job for ``FLORSQL_EXIT_TIMEOUT`` seconds, and :meth:`Writer.unwritten` says what is left.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -14,12 +20,26 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from florsql.errors import RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.store import layout
-from florsql.store.segments import Batch, batch_to_table, write_segment
+from florsql.store.segments import write_segment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Seconds a wait on the writer (at commit, at exit) lasts without the writer finishing a job.
+EXIT_TIMEOUT = float(os.environ.get("FLORSQL_EXIT_TIMEOUT", "30"))
+
+
+class Rows(Protocol):
+    """One flush's rows: :class:`~florsql.store.rows.Columns` or a replay's ``Batch``."""
+
+    @property
+    def log_count(self) -> int: ...
+    def to_table(self) -> pa.Table: ...
 
 
 class Writer:
@@ -34,19 +54,27 @@ class Writer:
         self.segments = run_path / layout.SEGMENTS
         self.checkpoints = run_path / layout.CHECKPOINTS
         self.next_segment = first_segment
-        self.pending: list[Batch] = []
+        self.pending: list[Rows] = []
         self.run_json: dict[str, Any] | None = None
-        self._run_json_written = True
+        self._run_json_submitted = 0  # run.json versions handed over (training thread)
+        self._run_json_number = 0  # the version in self.run_json
+        self._run_json_written = 0  # the latest version on disk
         self.pending_checkpoints = 0
         self.cpu_seconds = 0.0  # CPU this thread spent writing: recording's background cost
         self.last_write_seconds = 0.0
         self._warned = False
+        self.last_error: str | None = None
+        self.jobs_done = 0
+        self.logs_submitted = 0
+        self.logs_written = 0
+        self.checkpoints_lost = 0
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="florsql-writer", daemon=True)
         self._thread.start()
 
     # -- called from the training thread -------------------------------------------------------
-    def submit_batch(self, batch: Batch) -> None:
+    def submit_batch(self, batch: Rows) -> None:
+        self.logs_submitted += batch.log_count
         self._jobs.put(lambda: self._write_batch(batch))
 
     def submit_checkpoint(
@@ -65,23 +93,58 @@ class Writer:
             lambda: self._write_checkpoint(payload, loop, iteration, position, copy_s, extra)
         )
 
+    def submit_job(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer thread, after everything submitted before it."""
+        self._jobs.put(job)
+
     def submit_run_json(self, doc: dict[str, Any]) -> None:
         snapshot = json.loads(json.dumps(doc, default=str))
-        self._jobs.put(lambda: self._write_run_json(snapshot))
+        self._run_json_submitted += 1
+        number = self._run_json_submitted
+        self._jobs.put(lambda: self._write_run_json(snapshot, number))
 
-    def drain(self, timeout: float = 60.0) -> bool:
-        """Wait until every job submitted so far is done."""
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every job submitted so far is done; False if the writer made no
+        progress for ``timeout`` seconds (default ``FLORSQL_EXIT_TIMEOUT``) and was left."""
+        limit = EXIT_TIMEOUT if timeout is None else timeout
         if not self._thread.is_alive():
             self._run_inline()
             return True
         done = threading.Event()
         self._jobs.put(done.set)
-        return done.wait(timeout)
+        seen, deadline = self.jobs_done, time.monotonic() + limit
+        while not done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if not self._thread.is_alive():
+                self._run_inline()
+                return True
+            if self.jobs_done != seen:
+                seen, deadline = self.jobs_done, time.monotonic() + limit
+            elif time.monotonic() >= deadline:
+                return False
+        return True
 
-    def stop(self, timeout: float = 60.0) -> None:
-        self.drain(timeout)
+    def stop(self, timeout: float | None = None) -> bool:
+        """Finish every job and end the thread; False if it was left (see :meth:`drain`)."""
+        if not self.drain(timeout):
+            return False
         self._jobs.put(None)
-        self._thread.join(timeout)
+        self._thread.join(1.0)
+        return True
+
+    def unwritten(self) -> str | None:
+        """What submitted so far is not on disk, in words; None when everything is."""
+        parts = []
+        logs = self.logs_submitted - self.logs_written
+        if logs or self.pending:
+            parts.append(f"{logs} logged values")
+        lost = self.checkpoints_lost + self.pending_checkpoints
+        if lost:
+            parts.append(f"{lost} checkpoint{'s' if lost != 1 else ''}")
+        if self._run_json_written < self._run_json_submitted:
+            parts.append("the latest run.json")
+        if not parts:
+            return None
+        return ", ".join(parts)
 
     # -- the writer thread ---------------------------------------------------------------------
     def _work(self) -> None:
@@ -90,31 +153,42 @@ class Writer:
             if job is None:
                 return
             t0 = time.thread_time()
-            job()
+            try:
+                job()
+            except Exception as e:  # a bug in a job must not end the thread: later jobs still run
+                self._warn(e)
             self.cpu_seconds += time.thread_time() - t0
+            self.jobs_done += 1
 
     def _run_inline(self) -> None:
-        # At interpreter teardown the daemon thread may be gone: finish the queue here.
+        # The thread is gone (it cannot be at a normal exit; this is a last resort): finish the
+        # queue on the calling thread.
         while True:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
             if job is not None:
-                job()
+                try:
+                    job()
+                except Exception as e:
+                    self._warn(e)
+                self.jobs_done += 1
 
-    def _write_batch(self, batch: Batch) -> None:
+    def _write_batch(self, batch: Rows) -> None:
         self.pending.append(batch)
-        if not self._run_json_written and self.run_json is not None:
-            self._run_json_written = self._guard(self._write_run_json_now)
+        if self._run_json_written < self._run_json_number and self._guard(self._write_run_json_now):
+            self._run_json_written = self._run_json_number
         while self.pending:
             head = self.pending[0]
-            if not self._guard(
-                write_segment, self.segments, self.next_segment, batch_to_table(head)
-            ):
+            if not self._guard(self._write_rows, head):
                 return  # keep it for the next flush
             self.pending.pop(0)
             self.next_segment += 1
+            self.logs_written += head.log_count
+
+    def _write_rows(self, rows: Rows) -> None:
+        write_segment(self.segments, self.next_segment, rows.to_table())
 
     def _write_checkpoint(
         self,
@@ -138,13 +212,15 @@ class Writer:
             with open(self.checkpoints / layout.MANIFEST, "a", encoding="utf-8") as f:
                 f.write(json.dumps({**asdict(rec), **(extra or {})}) + "\n")
         except Exception as e:
+            self.checkpoints_lost += 1
             self._warn(e)
         finally:
             self.pending_checkpoints -= 1
 
-    def _write_run_json(self, doc: dict[str, Any]) -> None:
-        self.run_json = doc
-        self._run_json_written = self._guard(self._write_run_json_now)
+    def _write_run_json(self, doc: dict[str, Any], number: int) -> None:
+        self.run_json, self._run_json_number = doc, number
+        if self._guard(self._write_run_json_now):
+            self._run_json_written = number
 
     def _write_run_json_now(self) -> None:
         self.run_path.mkdir(parents=True, exist_ok=True)
@@ -159,6 +235,7 @@ class Writer:
             return False
 
     def _warn(self, e: Exception) -> None:
+        self.last_error = f"{type(e).__name__}: {e}"
         if not self._warned:
             self._warned = True
             warnings.warn(
@@ -170,8 +247,24 @@ class Writer:
 
 
 def _warm_up() -> None:
-    import pyarrow
-    import pyarrow.ipc  # noqa: F401
+    """Import and run the conversion and the IPC writer once, on a tiny table in memory."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    from florsql.store.rows import Columns, NameTable
+    from florsql.store.segments import Tagged
+
+    cols = Columns(NameTable())
+    row = cols.loop(1, 0, cols.names.key("warm"), 0, 0, 0.0)
+    cols.loop_s[row] = 0.0
+    for value in (0.5, 1, None, True, "s", Tagged("json", "[]"), 2**70):
+        cols.log(1, cols.names.key("warm"), value)
+    cols.ends.append((1, 0.0))
+    cols.checks.append((1, "warm", 0.5))
+    table = cols.to_table()
+    sink = pa.BufferOutputStream()
+    with pyarrow.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
 
 
 def _safe(name: str) -> str:

@@ -63,7 +63,7 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
     con.execute("DELETE FROM run_meta WHERE run_id = ?", [f.run_id])
     con.execute(
         "INSERT INTO run_meta VALUES (?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "?::TIMESTAMPTZ)",
+        "?::TIMESTAMPTZ, ?, ?)",
         [
             f.run_id,
             doc.get("projid"),
@@ -81,12 +81,31 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
             doc.get("pid"),
             doc.get("pid_start"),
             doc.get("ended"),
+            run_files(doc),
+            doc.get("data_fingerprint"),
         ],
     )
+    con.execute("DELETE FROM data_inputs WHERE run_id = ?", [f.run_id])
+    inputs = [
+        (f.run_id, i["path"], i["bytes"], i["mtime_ns"] / 1e9, i["hash"])
+        for i in doc.get("inputs") or []
+        if isinstance(i, dict) and {"path", "bytes", "mtime_ns", "hash"} <= i.keys()
+    ]
+    if inputs:
+        con.executemany("INSERT INTO data_inputs VALUES (?, ?, ?, to_timestamp(?), ?)", inputs)
     con.execute("DELETE FROM args WHERE run_id = ?", [f.run_id])
     rows = [(f.run_id, name, *split_value(v)) for name, v in (doc.get("args") or {}).items()]
     if rows:
         con.executemany("INSERT INTO args VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def run_files(doc: dict[str, Any]) -> list[str]:
+    """The repository files a run executed: its ``files`` (main script and imported modules);
+    runs recorded before florsql listed them have their main script only."""
+    files = doc.get("files")
+    if isinstance(files, list) and files:
+        return [str(f) for f in files]
+    return [str(doc["filename"])] if doc.get("filename") else []
 
 
 def load_manifest(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
@@ -141,7 +160,7 @@ def ingest_segments(con: duckdb.DuckDBPyConnection, files: list[RunFiles]) -> tu
 def _insert_new_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """INSERT INTO loops SELECT run_id, ctx, parent, name, iteration, vtype, v_int, v_float,
-               v_str, t, NULL FROM new_rows WHERE kind = 'loop'"""
+               v_str, t, seconds FROM new_rows WHERE kind = 'loop'"""
     )
     con.execute(
         """UPDATE loops SET seconds = e.t FROM (SELECT run_id, ctx, t FROM new_rows

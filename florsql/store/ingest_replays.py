@@ -23,7 +23,8 @@ REPLAY_SQL = """
 CREATE TABLE IF NOT EXISTS replays (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
     loop_name VARCHAR, iterations BIGINT[], status VARCHAR, started TIMESTAMPTZ,
-    seconds DOUBLE, source_hash VARCHAR, logs BIGINT, PRIMARY KEY (replay_id, task_id)
+    seconds DOUBLE, source_hash VARCHAR, logs BIGINT, to_end BOOLEAN, data_changed VARCHAR[],
+    PRIMARY KEY (replay_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS replay_log_records (
     run_id VARCHAR, seq BIGINT, ctx_id BIGINT, name VARCHAR, vtype VARCHAR,
@@ -55,7 +56,8 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
             finally:
                 con.unregister("task_rows")
         con.execute(
-            "INSERT INTO replays VALUES (?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?)",
+            "INSERT INTO replays VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
             [
                 replay_id,
                 task_id,
@@ -68,6 +70,8 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
                 done.get("seconds"),
                 done.get("source_hash", ""),
                 done.get("logs", 0),
+                bool(done.get("after_loop")),
+                list(done.get("data_changed") or []),
             ],
         )
         count += 1

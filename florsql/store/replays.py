@@ -44,6 +44,7 @@ class ReplaySpec:
     inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
     compare: list[str] = field(default_factory=list)  # recorded names: verification
     source_hash: str = ""
+    data_changed: list[str] = field(default_factory=list)  # inputs that differ today
     #: The planner's steps, run exactly: ``[iteration, "full"|"rest", restore or None]``.
     steps: list[list[Any]] = field(default_factory=list)
 

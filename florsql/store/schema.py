@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -15,7 +15,10 @@ CREATE TABLE IF NOT EXISTS run_meta (
     run_id VARCHAR PRIMARY KEY, projid VARCHAR, tstamp TIMESTAMPTZ, vid VARCHAR,
     head VARCHAR, dirty BOOLEAN, filename VARCHAR, status VARCHAR, error VARCHAR,
     argv VARCHAR[], python VARCHAR, torch VARCHAR, host VARCHAR, pid BIGINT,
-    pid_start VARCHAR, ended TIMESTAMPTZ
+    pid_start VARCHAR, ended TIMESTAMPTZ, files VARCHAR[], data_fingerprint VARCHAR
+);
+CREATE TABLE IF NOT EXISTS data_inputs (
+    run_id VARCHAR, path VARCHAR, bytes BIGINT, mtime TIMESTAMPTZ, hash VARCHAR
 );
 CREATE TABLE IF NOT EXISTS args (
     run_id VARCHAR, name VARCHAR, vtype VARCHAR,
@@ -44,7 +47,18 @@ CREATE TABLE IF NOT EXISTS ingested (
 
 #: Columns of ``runs`` before the per-arg columns, and those after (skipped on a name clash).
 RUN_CORE = ("run_id", "projid", "tstamp", "vid", "filename", "status")
-RUN_EXTRA = ("head", "dirty", "argv", "python", "torch", "host", "ended", "error")
+RUN_EXTRA = (
+    "head",
+    "dirty",
+    "argv",
+    "python",
+    "torch",
+    "host",
+    "ended",
+    "error",
+    "files",
+    "data_fingerprint",
+)
 
 
 def quote(name: str) -> str:

@@ -6,11 +6,16 @@ leaves at most a stray temporary file (ignored by readers).
 
 Row kinds:
 
-- ``loop``: an iteration began. ``ctx`` is its context id, ``parent`` the enclosing context
+- ``loop``: one iteration. ``ctx`` is its context id, ``parent`` the enclosing context
   (0 at top level), ``name`` the loop name, ``iteration`` the 0-based index, the value columns the
-  item when it is a scalar, ``t`` the wall-clock start (epoch seconds).
-- ``end``: iteration ``ctx`` ended; ``t`` is its duration in seconds.
+  item when it is a scalar, ``t`` the wall-clock start (epoch seconds), ``seconds`` its duration
+  (null while it had not ended when its row was written).
+- ``end``: iteration ``ctx`` ended after its ``loop`` row was written; ``t`` is its duration.
+  Segments written before the ``seconds`` column existed have one of these for every iteration.
 - ``log``: ``flor.log(name, value)`` in context ``ctx``; ``seq`` orders logs within the run.
+- ``check`` (replays only): a replayed value of a name the run recorded, for comparison.
+
+Segments without a ``seconds`` column (the first format) are read as if it were null.
 
 pyarrow is imported lazily: in a recording process only the background writer thread needs it.
 """
@@ -67,6 +72,7 @@ def schema() -> pa.Schema:
             ("v_float", pa.float64()),
             ("v_str", pa.string()),
             ("t", pa.float64()),
+            ("seconds", pa.float64()),
         ]
     )
 
@@ -106,7 +112,8 @@ def join_value(vtype: str, v_int: int | None, v_float: float | None, v_str: str 
 
 @dataclass
 class Batch:
-    """Rows gathered on the training thread between two flushes."""
+    """Rows as tuples, as a replay worker gathers them (a recording run uses the column-wise
+    :class:`florsql.store.rows.Columns`)."""
 
     events: list[tuple[Any, ...]] = field(default_factory=list)
     logs: list[tuple[int, str, Any]] = field(default_factory=list)
@@ -115,39 +122,33 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.events or self.logs)
 
+    @property
+    def log_count(self) -> int:
+        return len(self.logs)
+
+    def to_table(self) -> pa.Table:
+        return batch_to_table(self)
+
 
 def batch_to_table(batch: Batch) -> pa.Table:
-    """Convert a :class:`Batch` to one Arrow table in :func:`schema` (column-wise: it runs on
-    the writer thread, and per-row work there competes with training for the GIL)."""
-    import pyarrow as pa
+    """Convert a :class:`Batch` to one Arrow table in :func:`schema` (never through
+    ``pa.array``, which imports pandas where it is installed: see ``florsql.store.rows``)."""
+    from florsql.store.rows import Columns, NameTable
 
-    ev, lg = batch.events, batch.logs
-    n_l = len(lg)
-    split = [split_value(v) for v in [e[5] for e in ev] + [x[2] for x in lg]]
-    vtype, v_int, v_float, v_str = (
-        (list(c) for c in zip(*split, strict=True))
-        if split
-        else (
-            [],
-            [],
-            [],
-            [],
-        )
-    )
-    cols = {
-        "kind": [e[0] for e in ev] + ["log"] * n_l,
-        "seq": [None] * len(ev) + list(range(batch.first_seq, batch.first_seq + n_l)),
-        "ctx": [e[1] for e in ev] + [x[0] for x in lg],
-        "parent": [e[2] for e in ev] + [None] * n_l,
-        "name": [e[3] for e in ev] + [x[1] for x in lg],
-        "iteration": [e[4] for e in ev] + [None] * n_l,
-        "vtype": vtype,
-        "v_int": v_int,
-        "v_float": v_float,
-        "v_str": v_str,
-        "t": [e[6] for e in ev] + [None] * n_l,
-    }
-    return pa.table(cols, schema=schema())
+    cols = Columns(NameTable(), first_seq=batch.first_seq)
+    rows: dict[int, int] = {}
+    for kind, ctx, parent, name, iteration, value, t in batch.events:
+        if kind == "loop":
+            rows[ctx] = cols.loop(ctx, parent, cols.names.key(name), iteration, value, t)
+        elif kind == "end" and ctx in rows:
+            cols.loop_s[rows[ctx]] = t
+        elif kind == "end":
+            cols.ends.append((ctx, t))
+        elif kind == "check":
+            cols.checks.append((ctx, name, value))
+    for ctx, name, value in batch.logs:
+        cols.log(ctx, cols.names.key(name), value)
+    return cols.to_table()
 
 
 def segment_name(number: int) -> str:
@@ -182,10 +183,14 @@ def list_segments(folder: Path) -> list[Path]:
 
 
 def read_segment(path: Path) -> pa.Table:
+    """One segment's rows in :func:`schema` (a first-format segment gains a null ``seconds``)."""
     import pyarrow as pa
 
     with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).read_all()
+        table = pa.ipc.open_file(source).read_all()
+    if "seconds" not in table.column_names:
+        table = table.append_column("seconds", pa.nulls(table.num_rows, pa.float64()))
+    return table.select(schema().names)
 
 
 def read_segments(paths: Sequence[Path] | Iterable[Path]) -> pa.Table:

@@ -1,0 +1,151 @@
+"""Parameters: each ``?`` takes the value at its place in the query *text*, as an exact literal.
+
+The values are written into the tree before planning, so a parameter restricts the replay set
+as a literal would. Placeholders are matched to values by where they start in the text (the
+parser records it), not by tree order: sqlglot keeps ``LIMIT`` before ``WHERE`` and a ``WITH``
+after the body, and a DB-API client counts ``?`` left to right.
+
+Each value becomes a literal of its own SQL type, never rounded and never re-read as something
+else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
+included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` an integer literal (numpy
+integers their own width: ``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
+``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL``, ``str`` a ``VARCHAR``, ``bytes`` a
+``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
+``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists
+and tuples become lists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from typing import Any
+
+from sqlglot import exp
+
+from florsql.errors import PlanError
+from florsql.plan.state import PlanState
+
+__all__ = ["bind_parameters", "placeholders", "sql_literal"]
+
+_NUMPY_INTS = {
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "UTINYINT",
+    "uint16": "USMALLINT",
+    "uint32": "UINTEGER",
+    "uint64": "UBIGINT",
+}
+_NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
+_HUGEINT = 2**127
+
+
+def placeholders(tree: exp.Expr) -> list[exp.Placeholder]:
+    """The unnamed ``?`` placeholders of ``tree``, in the order they appear in the text."""
+    holes = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
+    return sorted(holes, key=lambda p: p.meta.get("start", 0) if p.meta else 0)
+
+
+def bind_parameters(state: PlanState) -> None:
+    """Rule: replace the ``?`` placeholders by the given values, in text order."""
+    holes = placeholders(state.tree)
+    if len(holes) != len(state.params):
+        raise PlanError(
+            f"the query has {len(holes)} parameter(s) (?), {len(state.params)} value(s) given",
+            sql=state.source,
+        )
+    for number, (hole, value) in enumerate(zip(holes, state.params, strict=True), start=1):
+        try:
+            literal = sql_literal(value)
+        except (TypeError, ValueError) as e:
+            raise PlanError(f"parameter {number}: {e}", sql=state.source) from None
+        if hole is state.tree:
+            state.tree = literal
+        else:
+            hole.replace(literal)
+
+
+def sql_literal(value: Any) -> exp.Expr:
+    """``value`` as a SQL literal of its exact type.
+
+    Raises:
+        TypeError: a value of a type florsql cannot bind.
+        ValueError: an integer beyond the SQL integer types.
+
+    Example:
+        >>> sql_literal(0.1).sql(dialect="duckdb")
+        "CAST('0.1' AS DOUBLE)"
+        >>> sql_literal(float("nan")).sql(dialect="duckdb")
+        "CAST('nan' AS DOUBLE)"
+        >>> sql_literal(-float("inf")).sql(dialect="duckdb")
+        "CAST('-inf' AS DOUBLE)"
+        >>> sql_literal(True).sql(dialect="duckdb"), sql_literal(3).sql(dialect="duckdb")
+        ('TRUE', '3')
+    """
+    numpy_type = _numpy_type(value)
+    if numpy_type is not None:
+        return numpy_type
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return _integer(value)
+    if isinstance(value, float):
+        return _typed(repr(value), "DOUBLE")
+    if isinstance(value, decimal.Decimal):
+        return _decimal(value)
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return exp.convert(bytes(value))
+    if isinstance(value, datetime.timedelta):
+        micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        return _typed(f"{micros} microseconds", "INTERVAL")
+    if isinstance(value, uuid.UUID):
+        return _typed(str(value), "UUID")
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return exp.convert(value)
+    if isinstance(value, list | tuple):
+        return exp.Array(expressions=[sql_literal(v) for v in value])
+    raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _typed(text: str, sql_type: str) -> exp.Expr:
+    return exp.cast(exp.Literal.string(text), sql_type, dialect="duckdb")
+
+
+def _integer(value: int) -> exp.Expr:
+    if not -_HUGEINT <= value < _HUGEINT:
+        raise ValueError(
+            f"the integer {value} is beyond SQL's integer types (HUGEINT holds up to 2**127 - 1);"
+            " pass it as a float or a Decimal"
+        )
+    return exp.Literal.number(value)
+
+
+def _decimal(value: decimal.Decimal) -> exp.Expr:
+    if not value.is_finite():
+        return _typed(str(float(value)), "DOUBLE")
+    return exp.Literal.number(format(value, "f"))
+
+
+def _numpy_type(value: Any) -> exp.Expr | None:
+    """numpy scalars (without importing numpy): bound as their own SQL type."""
+    kind = type(value)
+    if not kind.__module__.startswith("numpy") or not hasattr(value, "item"):
+        return None
+    name = getattr(getattr(value, "dtype", None), "name", "")
+    if name == "bool":
+        return exp.Boolean(this=bool(value))
+    if name in _NUMPY_INTS:
+        return _typed(str(int(value)), _NUMPY_INTS[name])
+    if name in _NUMPY_FLOATS:
+        return _typed(repr(float(value)), _NUMPY_FLOATS[name])
+    item = value.item()
+    if type(item) is kind:  # no Python equivalent (longdouble, complex...)
+        raise TypeError(f"cannot bind a value of type numpy.{kind.__name__}")
+    return sql_literal(item)

@@ -1,0 +1,58 @@
+"""What a recording run executed and read: the repository modules it imported, and the files
+it read from paths git ignores (data), fingerprinted at commit
+(see :mod:`florsql.store.fingerprints`).
+
+The audit hook of :mod:`.watch` only collects paths; everything here runs once, at commit, on
+the writer thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from florsql.record.watch import OpenWatch
+from florsql.store.fingerprints import candidates, fingerprint
+
+__all__ = ["imported_files", "record_inputs"]
+
+
+def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
+    """The run.json form of what ``watch`` saw: the ignored files read, fingerprinted."""
+    from florsql.versions.git import run_git
+
+    read, written = watch.snapshot()
+    paths = candidates(repo, read, written)
+    if not paths:
+        return []
+    out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(paths), check=False)
+    ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
+    return [asdict(i) for i in fingerprint(repo, [p for p in paths if p in ignored])]
+
+
+def _z(paths: list[str]) -> bytes:
+    return b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+
+
+def imported_files(repo: Path, main: str | None) -> list[str]:
+    """Repository-relative paths of the Python files this process imported from the
+    repository (its ``sys.modules`` now), the main script first."""
+    root = os.path.realpath(repo)
+    found: list[str] = [main] if main and main.endswith(".py") else []
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        real = os.path.realpath(file)
+        if not real.startswith(root + os.sep):
+            continue
+        rel = os.path.relpath(real, root).replace(os.sep, "/")
+        parts = rel.split("/")
+        if parts[0] in (".git", ".florsql") or "site-packages" in parts:
+            continue
+        if rel not in found:
+            found.append(rel)
+    return found[:1] + sorted(found[1:])

@@ -1,0 +1,177 @@
+"""Fingerprints of the files a run read from outside git (data), and comparing them later.
+
+A recorded input is its repository-relative path, size, modification time and a content hash:
+sha256 of the whole file up to :data:`FULL_HASH_BYTES`, of its size and evenly spaced samples
+above. A run's ``data_fingerprint`` is one digest over (path, size, hash) of all its inputs.
+Replay compares each input with the file as it is today (:func:`compare_inputs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FULL_HASH_BYTES",
+    "InputFile",
+    "candidates",
+    "combined_digest",
+    "compare_inputs",
+    "file_hash",
+    "fingerprint",
+    "recorded_inputs",
+]
+
+#: Files up to this size are hashed whole; larger ones by samples.
+FULL_HASH_BYTES = 1 << 20
+_SAMPLES = 64
+_SAMPLE_BYTES = 16 << 10
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file a run read from an ignored path, as it was at the run's commit.
+
+    Attributes:
+        path: POSIX path relative to the repository root.
+        bytes: its size.
+        mtime_ns: its modification time.
+        hash: ``sha256:<hex>`` of the content, or ``sampled:<hex>`` of samples and size.
+    """
+
+    path: str
+    bytes: int
+    mtime_ns: int
+    hash: str
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> InputFile:
+        return cls(str(doc["path"]), int(doc["bytes"]), int(doc["mtime_ns"]), str(doc["hash"]))
+
+
+def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
+    """Repository-relative paths of regular files read (never written) that may be data.
+
+    Python's own files (sources, bytecode, extension modules, anything under ``sys.prefix`` or a
+    ``site-packages``), git's metadata and florsql's store are never data.
+    """
+    root = os.path.realpath(repo)
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    out = []
+    for path in sorted(read - written):
+        real = os.path.realpath(path)
+        if real in written or not real.startswith(root + os.sep):
+            continue
+        if any(real.startswith(p + os.sep) for p in prefixes if p != root):
+            continue
+        rel = os.path.relpath(real, root).replace(os.sep, "/")
+        parts = rel.split("/")
+        if parts[0] in (".git", ".florsql") or "__pycache__" in parts:
+            continue
+        if "site-packages" in parts or "dist-packages" in parts:
+            continue
+        if rel.endswith((".py", ".pyc", ".pyo", ".so", ".pyd", ".pth")):
+            continue
+        if os.path.isfile(real):
+            out.append(rel)
+    return out
+
+
+def file_hash(path: Path, size: int | None = None) -> str:
+    """``sha256:<hex>`` of a file up to :data:`FULL_HASH_BYTES`; above, ``sampled:<hex>`` of
+    its size and 64 evenly spaced 16 KiB samples (first and last bytes included).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+        ...     _ = f.write(b"a,b\\n1,2\\n")
+        >>> file_hash(Path(f.name))[:15]
+        'sha256:5e4ac3a9'
+    """
+    size = path.stat().st_size if size is None else size
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(1 << 16), b""):
+                h.update(block)
+            return f"sha256:{h.hexdigest()}"
+        h.update(str(size).encode())
+        last = size - _SAMPLE_BYTES
+        for k in range(_SAMPLES):
+            f.seek(last * k // (_SAMPLES - 1))
+            h.update(f.read(_SAMPLE_BYTES))
+    return f"sampled:{h.hexdigest()}"
+
+
+def fingerprint(repo: Path, paths: Iterable[str]) -> list[InputFile]:
+    """Size, modification time and hash of each of ``paths`` (relative to ``repo``) now;
+    files that vanished meanwhile are left out."""
+    out = []
+    for rel in paths:
+        p = repo / rel
+        try:
+            st = p.stat()
+            out.append(InputFile(rel, st.st_size, st.st_mtime_ns, file_hash(p, st.st_size)))
+        except OSError:
+            continue
+    return out
+
+
+def combined_digest(inputs: Iterable[InputFile]) -> str | None:
+    """One stable digest over (path, size, hash) of every input; None when there are none.
+    Modification times are left out: copying data unchanged keeps the fingerprint.
+
+    Example:
+        >>> combined_digest([]) is None
+        True
+        >>> len(combined_digest([InputFile("data/a.csv", 3, 0, "sha256:00")]) or "")
+        16
+    """
+    items = sorted((i.path, i.bytes, i.hash) for i in inputs)
+    if not items:
+        return None
+    h = hashlib.sha256()
+    for path, size, digest in items:
+        h.update(f"{path}\0{size}\0{digest}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def compare_inputs(repo: Path, recorded: Iterable[InputFile]) -> list[tuple[str, str]]:
+    """(path, "changed" or "missing") for each recorded input that differs today.
+
+    Size and modification time unchanged count as unchanged; otherwise the content hash
+    decides (a file copied back unchanged is not a change).
+    """
+    out = []
+    for inp in recorded:
+        p = Path(repo) / inp.path
+        try:
+            st = p.stat()
+        except OSError:
+            out.append((inp.path, "missing"))
+            continue
+        if st.st_size == inp.bytes and st.st_mtime_ns == inp.mtime_ns:
+            continue
+        try:
+            same = st.st_size == inp.bytes and file_hash(p, st.st_size) == inp.hash
+        except OSError:
+            same = False
+        if not same:
+            out.append((inp.path, "changed"))
+    return out
+
+
+def recorded_inputs(doc: dict[str, Any]) -> list[InputFile]:
+    """The inputs a run.json lists (none for runs recorded before florsql fingerprinted data)."""
+    out = []
+    for item in doc.get("inputs") or []:
+        try:
+            out.append(InputFile.from_json(item))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out

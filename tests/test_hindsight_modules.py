@@ -1,0 +1,228 @@
+"""Hindsight anywhere in the code a run executed: statements added to imported modules.
+
+The usual layout: ``main.py`` calls ``fit()`` from ``trainer.py``, where the loops are, and a
+helper of a subpackage computes the loss. Runs of two code versions are recorded; then today's
+``trainer.py`` and ``pkg/steps.py`` gain log statements. Their values, asked through the engine
+and the DB-API, must equal a full recording of the hand-patched old versions (the oracle).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import florsql
+from florsql.engine.session import Engine
+from florsql.errors import PlanError
+from florsql.propagate import propagate
+from florsql.replay import LocalExecutor, PlanExecutor
+from tests.helpers import git, make_repo, run_dirs, run_script, write
+
+MAIN = """
+import torch
+import florsql as flor
+from trainer import fit
+
+torch.manual_seed(0)
+lr = flor.arg("lr", 0.1)
+net = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(net.parameters(), lr=lr)
+g = torch.Generator().manual_seed(1)
+data = [(torch.randn(4, 3, generator=g), torch.randn(4, 1, generator=g)) for _ in range(3)]
+fit(net, opt, flor.arg("epochs", 3), data)
+flor.log("final", net.weight.sum().item())
+"""
+
+STEPS = """
+def batch_loss(net, x, y):
+    out = net(x)
+    return ((out - y) ** 2).mean()
+"""
+
+TRAINER_V1 = """
+import florsql as flor
+from pkg.steps import batch_loss
+
+
+def fit(net, opt, epochs, data):
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for step in flor.loop("step", range(len(data))):
+                x, y = data[step]
+                opt.zero_grad()
+                loss = batch_loss(net, x, y)
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+            flor.log("wnorm", net.weight.norm().item())
+"""
+
+# Version 2 clips gradients: another code version of the same file.
+TRAINER_V2 = TRAINER_V1.replace(
+    "                opt.step()\n",
+    "                torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
+    "                opt.step()\n",
+).replace("import florsql as flor\n", "import torch\n\nimport florsql as flor\n", 1)
+
+B0 = '                flor.log("b0", net.weight.grad.norm().item())\n'
+BACKWARD = "                loss.backward()\n"
+
+
+def with_b0(trainer: str) -> str:
+    return trainer.replace(BACKWARD, BACKWARD + B0)
+
+
+def with_out_mean(steps: str) -> str:
+    """Today's helper module logs too, so it now imports florsql (its old versions do not)."""
+    return "import florsql as flor\n\n" + steps.replace(
+        "    out = net(x)\n",
+        '    out = net(x)\n    flor.log("out_mean", out.mean().item())\n',
+    )
+
+
+UNUSED = """
+import florsql as flor
+
+flor.log("u", 1)
+"""
+
+FILES = {
+    "main.py": MAIN,
+    "pkg/__init__.py": "",
+    "pkg/steps.py": STEPS,
+    "unused.py": UNUSED,
+}
+
+Key = tuple[float, str, int | None, int | None]
+
+
+def _values(repo: Path, names: tuple[str, ...]) -> dict[Key, object]:
+    cols = ", ".join(names)
+    with Engine(repo, replay="off") as eng:
+        rows = eng.execute(f"SELECT lr, epoch, step, {cols} FROM logs").table.to_pylist()
+    return {
+        (r["lr"], n, r["epoch"], r["step"]): r[n] for r in rows for n in names if r[n] is not None
+    }
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[Key, object]:
+    """Full recordings of each old version with today's statements placed by hand."""
+    out: dict[Key, object] = {}
+    for lr, trainer in (("0.1", TRAINER_V1), ("0.05", TRAINER_V2)):
+        files = {
+            **FILES,
+            "trainer.py": with_b0(trainer),
+            "pkg/steps.py": with_out_mean(STEPS),
+        }
+        repo = make_repo(tmp_path_factory.mktemp("oracle") / f"o{lr}", files)
+        run_script(repo, "main.py", "--lr", lr)
+        out.update(_values(repo, ("b0", "out_mean", "loss")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of each version, recorded before the statements existed (a pristine copy)."""
+    repo = make_repo(tmp_path_factory.mktemp("h") / "h", {**FILES, "trainer.py": TRAINER_V1})
+    run_script(repo, "main.py", "--lr", "0.1", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "trainer.py", TRAINER_V2)
+    git(repo, "commit", "-qam", "clip gradients")
+    run_script(repo, "main.py", "--lr", "0.05", FLORSQL_CHECKPOINT_PERIOD="1")
+    return repo
+
+
+@pytest.fixture
+def history(recorded: Path, tmp_path: Path) -> Path:
+    """A copy of the recorded history whose working tree has today's statements."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(recorded, repo, symlinks=True)
+    write(repo / "trainer.py", with_b0(TRAINER_V2))
+    write(repo / "pkg/steps.py", with_out_mean(STEPS))
+    return repo
+
+
+def _engine(repo: Path) -> Engine:
+    return Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(2)))
+
+
+def test_runs_list_the_repository_files_they_imported(recorded: Path) -> None:
+    for run in run_dirs(recorded):
+        doc = json.loads((run / "run.json").read_text())
+        assert doc["files"] == ["main.py", "pkg/__init__.py", "pkg/steps.py", "trainer.py"]
+    with Engine(recorded, replay="off") as eng:
+        rows = eng.execute("SELECT DISTINCT files FROM runs").table.to_pylist()
+    assert rows == [{"files": ["main.py", "pkg/__init__.py", "pkg/steps.py", "trainer.py"]}]
+
+
+def test_statement_in_imported_module_equals_full_rerun(
+    history: Path, oracle: dict[Key, object]
+) -> None:
+    before = (history / "trainer.py").read_text()
+    with _engine(history) as eng:
+        text = "\n".join(
+            eng.execute("EXPLAIN SELECT b0 FROM logs").table.column("plan").to_pylist()
+        )
+        assert "statement: b0 (trainer.py line" in text
+        rows = eng.execute(
+            "SELECT lr, epoch, step, b0 FROM logs WHERE b0 IS NOT NULL ORDER BY lr, epoch, step"
+        ).table.to_pylist()
+    assert len(rows) == 2 * 3 * 3
+    for r in rows:
+        assert r["b0"] == oracle[(r["lr"], "b0", r["epoch"], r["step"])]
+    # The user's files are untouched: the patched versions lived in worktrees.
+    assert (history / "trainer.py").read_text() == before
+
+
+def test_statement_in_subpackage_helper_through_dbapi(
+    history: Path, oracle: dict[Key, object]
+) -> None:
+    executor = PlanExecutor(LocalExecutor(2))
+    with florsql.connect(history, replay="auto", executor=executor) as con:
+        cur = con.execute(
+            "SELECT lr, epoch, step, out_mean FROM logs WHERE lr = ? AND out_mean IS NOT NULL",
+            [0.05],
+        )
+        rows = cur.fetchall()
+        cur = con.execute("EXPLAIN SELECT out_mean FROM logs")
+        text = "\n".join(r[0] for r in cur.fetchall())
+    assert "statement: out_mean (pkg/steps.py line" in text
+    assert len(rows) == 3 * 3
+    for lr, epoch, step, value in rows:
+        assert value == oracle[(lr, "out_mean", epoch, step)]
+
+
+def test_module_the_run_did_not_import_is_not_a_column(history: Path) -> None:
+    with Engine(history, replay="off") as eng:
+        with pytest.raises(PlanError, match="Unknown column 'u'"):
+            eng.execute("SELECT u FROM logs")
+        cols = eng.execute("SHOW COLUMNS FROM logs").table.to_pylist()
+    hindsight = {c["column_name"]: c["in_current_code"] for c in cols if c["hindsight"]}
+    assert hindsight == {"b0": ["trainer.py"], "out_mean": ["pkg/steps.py"]}
+
+
+def test_runs_recorded_before_files_were_listed_use_their_script(history: Path) -> None:
+    """A run.json without ``files`` (older florsql) offers only its main script's statements."""
+    for run in run_dirs(history):
+        path = run / "run.json"
+        doc = json.loads(path.read_text())
+        del doc["files"]
+        path.write_text(json.dumps(doc))
+    unknown = pytest.raises(PlanError, match="Unknown column 'b0'")
+    with Engine(history, replay="off") as eng, unknown:
+        eng.execute("SELECT b0 FROM logs")
+
+
+def test_propagation_adds_the_flor_import_to_a_module_that_had_none() -> None:
+    old = '"""Steps."""\nfrom __future__ import annotations\n' + STEPS
+    result = propagate(with_out_mean(STEPS), old)
+    assert not result.failed
+    lines = result.source.splitlines()
+    assert lines[:3] == ['"""Steps."""', "from __future__ import annotations", ""]
+    assert "import florsql as flor" in lines
+    assert lines.index("import florsql as flor") < lines.index("def batch_loss(net, x, y):")
+    compile(result.source, "steps.py", "exec")
