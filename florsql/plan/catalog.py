@@ -215,14 +215,16 @@ def _log_columns(
 
 
 def _lacking(con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]) -> dict[str, int]:
-    """Per name in current code: how many runs that executed a file logging it have no value."""
+    """Per name in current code: how many runs that executed a file logging it never recorded
+    it. Replayed values do not count: a run whose replay covered some iterations still lacks
+    the others, and the replay set (per outer iteration) decides what is left to compute."""
     pairs = [(f, n) for f, code in scripts.items() for n in code.names()]
     if not pairs:
         return {}
     values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)
     rows = con.execute(
         f"""SELECT c.name, count(DISTINCT m.run_id) FILTER (WHERE NOT EXISTS (
-                SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id AND v.name = c.name))
+                SELECT 1 FROM log_records v WHERE v.run_id = m.run_id AND v.name = c.name))
             FROM (VALUES {values}) AS c(filename, name)
             JOIN run_meta m ON list_contains(m.files, c.filename) GROUP BY c.name"""
     ).fetchall()

@@ -27,11 +27,20 @@ import io
 import pickle
 import sys
 import types
-from collections.abc import Iterable
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_BYTES", "Capture", "capture", "restore", "user_frame", "write_locals"]
+__all__ = [
+    "MAX_BYTES",
+    "Capture",
+    "capture",
+    "frame_values",
+    "restore",
+    "user_frame",
+    "write_locals",
+]
 
 #: A local whose pickled snapshot is larger than this is not saved (a data set, a cache).
 MAX_BYTES = 16 * 1024 * 1024
@@ -67,12 +76,12 @@ class Capture:
 
 
 def capture(
-    values: dict[str, Any],
+    values: Mapping[str, Any],
     names: Iterable[str],
     registered: dict[int, str],
     refused: dict[str, str],
 ) -> Capture:
-    """Save ``names`` of a frame's ``values`` (its ``f_locals``).
+    """Save ``names`` of a frame's ``values`` (:func:`frame_values`).
 
     ``registered`` maps the ids of the objects given to ``flor.checkpointing`` to their names
     (saved by the checkpoint itself); ``refused`` remembers names that could not be saved
@@ -185,15 +194,27 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
     """Put ``cap`` back into ``frame`` (``objs``: the replay's registered objects by name)."""
     if not cap.saved:
         return
-    current = frame.f_locals
+    current = frame_values(frame)
+    code = frame.f_code
+    own = {*code.co_varnames, *code.co_cellvars, *code.co_freevars}
+    optimized = bool(code.co_flags & _CO_OPTIMIZED)
     rebind: dict[str, Any] = {}
     for name, (kind, data) in cap.saved.items():
         cur = current.get(name)
         new = _restored(kind, data, cur, objs)
-        if new is not _IN_PLACE:
+        if new is _IN_PLACE:
+            continue
+        if optimized and name not in own:
+            frame.f_globals[name] = new  # a module global the function's loop changed
+        else:
             rebind[name] = new
     if rebind:
         write_locals(frame, rebind)
+
+
+def frame_values(frame: types.FrameType) -> ChainMap[str, Any]:
+    """What a name means in ``frame``: its locals, then its module's globals."""
+    return ChainMap(frame.f_locals, frame.f_globals)
 
 
 _IN_PLACE = object()

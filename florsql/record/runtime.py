@@ -282,7 +282,8 @@ class Run:
                     continue
                 names |= inner.facts.changed
             refused = self.refused.setdefault(fr.user.f_code, {})
-            out[role] = frame_state.capture(fr.user.f_locals, names, registered, refused)
+            values = frame_state.frame_values(fr.user)
+            out[role] = frame_state.capture(values, names, registered, refused)
         return out
 
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
