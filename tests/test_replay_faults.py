@@ -122,5 +122,7 @@ with flor.checkpointing(state=state):
         Engine(repo, replay="auto", executor=executor) as eng,
         pytest.warns(NondeterminismWarning, match="clock"),
     ):
-        rows = eng.execute("SELECT epoch, step, w_now FROM logs WHERE epoch = 1").table
+        rows = eng.execute(
+            "SELECT epoch, step, w_now FROM logs WHERE epoch = 1 ORDER BY step"
+        ).table
     assert rows.column("w_now").to_pylist() == [4, 5, 6]
