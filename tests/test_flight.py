@@ -78,7 +78,7 @@ def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
         logs_schema = conn.adbc_get_table_schema("logs")
         types = conn.adbc_get_table_types()
     assert info["vendor_name"] == "florsql" and info["vendor_arrow_version"] == pa.__version__
-    assert [c["catalog_name"] for c in objects] == [""]
+    assert [c["catalog_name"] for c in objects] == ["florsql"]
     (schema,) = objects[0]["catalog_db_schemas"]
     tables = {t["table_name"]: t for t in schema["db_schema_tables"]}
     assert schema["db_schema_name"] == "main"

@@ -16,7 +16,9 @@ connection, one statement at a time (it is what the REPL, CLI and DB-API use).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +35,7 @@ from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
 from florsql.engine.show import show_columns, show_runs
-from florsql.errors import PlanError, SqlError
+from florsql.errors import DamagedFileWarning, PlanError, SqlError
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
@@ -184,9 +186,30 @@ class Engine:
         """
         self._check_open()
         if cursor is not None:
-            return self._execute(sql, params, cursor.con, cursor.settings, quiet=not cursor.warn)
+            quiet = not cursor.warn
+            result = self._execute(sql, params, cursor.con, cursor.settings, quiet=quiet)
+            return self._with_damage(result, quiet=quiet)
         with self._own:
-            return self._execute(sql, params, self._box.con, self.settings)
+            result = self._execute(sql, params, self._box.con, self.settings)
+        return self._with_damage(result, quiet=False)
+
+    def _with_damage(self, result: Result, *, quiet: bool) -> Result:
+        """Add a warning per damaged store file the refreshes met since the last statement
+        (each file once per index): the answer came from the rest."""
+        damage = self._cache.take_damage()
+        if not damage:
+            return result
+        records: list[tuple[type[Warning], str]] = []
+        for text, path, skipped in damage:
+            records.append((DamagedFileWarning, text))
+            if not quiet:
+                warning = DamagedFileWarning(text, path, skipped)
+                warnings.warn(warning, stacklevel=self.warn_stacklevel - 2)
+        return dataclasses.replace(
+            result,
+            warnings=(*(t for _, t in records), *result.warnings),
+            warning_records=(*records, *result.warning_records),
+        )
 
     def _execute(
         self,

@@ -1,7 +1,8 @@
 """The catalog commands BI tools call, with exactly the result schemas of the Flight SQL spec.
 
-florsql has one database: no catalog (``GetCatalogs`` answers no rows) and one schema, ``main``
-(DuckDB's name for it), whose tables are ``logs`` and the metadata relations.
+florsql has one database: one catalog, ``florsql`` (:data:`florsql.grammar.CATALOG_NAME`, what
+``current_database()`` and ``information_schema`` say too), and one schema, ``main`` (DuckDB's name
+for it), whose tables are ``logs`` and the metadata relations.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pyarrow as pa
 
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight.service import TableInfo
+from florsql.grammar import CATALOG_NAME, SCHEMA_NAME
 
 __all__ = [
     "CATALOGS_SCHEMA",
@@ -27,7 +29,7 @@ __all__ = [
     "tables",
 ]
 
-SCHEMA = "main"
+SCHEMA = SCHEMA_NAME
 CATALOGS_SCHEMA = pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
 DB_SCHEMAS_SCHEMA = pa.schema(
     [pa.field("catalog_name", pa.utf8()), pa.field("db_schema_name", pa.utf8(), nullable=False)]
@@ -68,12 +70,11 @@ def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
 
 
 def catalogs() -> pa.Table:
-    return CATALOGS_SCHEMA.empty_table()
+    return pa.Table.from_pydict({"catalog_name": [CATALOG_NAME]}, schema=CATALOGS_SCHEMA)
 
 
 def _catalog_matches(catalog: str | None) -> bool:
-    # An empty string asks for objects without a catalog, as all of florsql's are.
-    return catalog is None or catalog == ""
+    return catalog is None or catalog == CATALOG_NAME
 
 
 def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
@@ -81,7 +82,8 @@ def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
     pattern = cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
     names = [SCHEMA] if _catalog_matches(catalog) and like(pattern, SCHEMA) else []
     return pa.Table.from_pydict(
-        {"catalog_name": [None] * len(names), "db_schema_name": names}, schema=DB_SCHEMAS_SCHEMA
+        {"catalog_name": [CATALOG_NAME] * len(names), "db_schema_name": names},
+        schema=DB_SCHEMAS_SCHEMA,
     )
 
 
@@ -103,10 +105,10 @@ def _wanted(cmd: pb.CommandGetTables, info: TableInfo) -> bool:
 
 
 def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:
-    """Rows ordered by table name (catalog NULL, schema ``main``), schemas IPC-serialized."""
+    """Rows ordered by table name (catalog ``florsql``, schema ``main``), schemas IPC-serialized."""
     found = sorted((t for t in infos if _wanted(cmd, t)), key=lambda t: (t.name, t.table_type))
     data: dict[str, list[object]] = {
-        "catalog_name": [None] * len(found),
+        "catalog_name": [CATALOG_NAME] * len(found),
         "db_schema_name": [SCHEMA] * len(found),
         "table_name": [t.name for t in found],
         "table_type": [t.table_type for t in found],

@@ -53,17 +53,23 @@ class ReplaySpec:
 
 
 def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
-    """iteration -> (position, file) of a run's checkpoints (a line cut by a kill is skipped)."""
+    """iteration -> (position, file) of a run's checkpoints. A line that is not a checkpoint
+    entry (cut by a kill, or damaged) is skipped, as an unreadable manifest is; the index
+    reports the damage (:func:`florsql.store.ingest.load_manifest`)."""
     path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
     out: dict[int, tuple[str, str]] = {}
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, ValueError):
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             r = json.loads(line)
-        except json.JSONDecodeError:
+            iteration, position, file = r["iteration"], r["position"], r["file"]
+        except (ValueError, TypeError, KeyError):
             continue
-        out[int(r["iteration"])] = (r["position"], r["file"])
+        if type(iteration) is int and isinstance(position, str) and isinstance(file, str):
+            out[iteration] = (position, file)
     return out
 
 
