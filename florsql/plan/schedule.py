@@ -5,7 +5,7 @@ the nearest checkpoint before its first iteration (from the top of the script wh
 none); a gap between needed iterations starts a new chunk when a checkpoint lies in the gap,
 else the chunk runs through it. Inside a chunk, an iteration whose needed statements sit in no
 inner loop skips its inner loops by restoring that iteration's ``after:<inner>`` checkpoint
-(design section 6). Costs come from the recorded iteration times (``loops.seconds``), the
+(see docs/record.md). Costs come from the recorded iteration times (``loops.seconds``), the
 checkpoint sizes, and a fixed start-up per task.
 """
 

@@ -5,9 +5,9 @@ engine builds them in an attached in-memory database (``flor.main``, see
 :mod:`florsql.engine.sandbox`) so that every cursor of the instance sees the same ones. Either
 way the index file never changes for a query:
 
-- ``all_log_records``: every log value the query side may read, with a ``source`` column
-  (``'record'`` for now; the replay issue unions replayed values here, with provenance).
-- ``replays``: the replays run so far (empty until the store keeps them).
+- ``all_log_records``: every log value the query side may read, with a ``source`` column:
+  ``'record'`` for the values runs recorded, ``'replay'`` for those replays computed.
+- ``replays``: the replays run so far (an empty relation before the first one).
 - ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
   and iteration, the loop and iteration one level in, and one column per loop name holding
   that loop's iteration (the loop columns of ``logs``).

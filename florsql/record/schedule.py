@@ -1,4 +1,4 @@
-"""Which outer iterations a replay runs, and how (design section 6).
+"""Which outer iterations a replay runs, and how (from which checkpoint, skipping what).
 
 Pure functions: given the iterations a query needs, the checkpoints a run took, and where the
 needed statements sit, decide per outer iteration whether it runs in full (inner loops too) or
