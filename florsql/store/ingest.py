@@ -264,17 +264,17 @@ def load_manifest(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -
     if not _changed(con, f.run_id, layout.MANIFEST, f.manifest):
         return
     try:
-        lines = f.manifest.read_bytes().decode("utf-8").splitlines(keepends=True)
-    except (OSError, ValueError) as error:
+        lines = f.manifest.read_bytes().splitlines(keepends=True)
+    except OSError as error:
         con.execute("DELETE FROM checkpoints WHERE run_id = ?", [f.run_id])
         damage.report(f.manifest, f"run {f.run_id}'s checkpoints", describe_error(error))
         return
     rows, bad = [], 0
     for n, line in enumerate(lines):
         try:
-            rows.append((f.run_id, *manifest_entry(line)))
-        except ValueError:
-            if n == len(lines) - 1 and not line.endswith("\n"):
+            rows.append((f.run_id, *manifest_entry(line.decode("utf-8"))))
+        except ValueError:  # not UTF-8, not JSON, not an entry
+            if n == len(lines) - 1 and not line.endswith(b"\n"):
                 continue  # the last line cut short by a kill: its checkpoint is not trusted
             bad += 1
     con.execute("DELETE FROM checkpoints WHERE run_id = ?", [f.run_id])

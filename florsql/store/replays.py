@@ -59,12 +59,12 @@ def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
     path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
     out: dict[int, tuple[str, str]] = {}
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, ValueError):
+        lines = path.read_bytes().splitlines()
+    except OSError:
         return out
-    for line in text.splitlines():
+    for line in lines:
         try:
-            r = json.loads(line)
+            r = json.loads(line.decode("utf-8"))
             iteration, position, file = r["iteration"], r["position"], r["file"]
         except (ValueError, TypeError, KeyError):
             continue
