@@ -70,7 +70,8 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
     """Tag the ``logs`` tables of ``tree`` and work out each reference's columns.
 
     Raises:
-        PlanError: a column no relation in its scope has (with a "did you mean").
+        PlanError: a column no relation in its scope has (with a "did you mean"), or an
+            unqualified column two relations of its scope have (naming both).
     """
     for i, table in enumerate(t for t in tree.find_all(exp.Table) if is_logs_table(t)):
         table.meta[REF_KEY] = i
@@ -212,17 +213,38 @@ def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: s
     pool: list[str] = []
     s: Scope | None = scope
     while s is not None:
-        for src in s.sources.values():
-            if isinstance(src, exp.Table) and REF_KEY in src.meta:
-                pool += catalog.names()
-            elif (
-                isinstance(src, exp.Table) and not src.text("db") and src.name in catalog.relations
-            ):
-                pool += list(catalog.relations[src.name])
-            else:
+        having: list[tuple[str, exp.Table]] = []
+        for alias, src in s.sources.items():
+            columns = _known_columns(src, catalog)
+            if columns is None:
                 return  # a derived table, table function or unknown relation: DuckDB decides
+            pool += columns
+            if isinstance(src, exp.Table) and col.name in columns:
+                having.append((alias, src))
+        if len(having) > 1:
+            _ambiguous(col, having, source)
         s = s.parent
     _unknown(col, pool, catalog, source)
+
+
+def _known_columns(src: exp.Expr | Scope, catalog: Catalog) -> list[str] | None:
+    """The columns of a ``logs`` reference or a florsql relation; None for any other source."""
+    if isinstance(src, exp.Table) and REF_KEY in src.meta:
+        return list(catalog.names())
+    if isinstance(src, exp.Table) and not src.text("db") and src.name in catalog.relations:
+        return list(catalog.relations[src.name])
+    return None
+
+
+def _ambiguous(col: exp.Column, sources: list[tuple[str, exp.Table]], source: str) -> None:
+    """A column more than one source of its scope has: name them and how to qualify it."""
+    named = [alias if alias == t.name else f"{alias} ({t.name})" for alias, t in sources]
+    which = f"{named[0]} and {named[1]} both" if len(named) == 2 else f"{', '.join(named)} all"
+    qualified = " or ".join(f"{alias}.{col.name}" for alias, _ in sources)
+    pos = node_position(col, source) or (None, None)
+    line, column = pos if pos != (None, None) else _find(col.name, source)
+    message = f"Ambiguous column '{col.name}': {which} have it; write {qualified}"
+    raise PlanError(message, sql=source, line=line, col=column)
 
 
 def _unknown_qualified(error: SqlglotError, tree: exp.Expr, catalog: Catalog, source: str) -> None:
