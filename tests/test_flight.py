@@ -95,7 +95,7 @@ def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
     columns = [c["column_name"] for c in tables["logs"]["table_columns"]]
     assert columns[:5] == ["projid", "run_id", "tstamp", "vid", "filename"] and "w2" in columns
     assert logs_schema == served["expected"][2].schema
-    assert types == ["TABLE"]
+    assert types == ["table"]
 
 
 def test_hindsight_columns_are_null_without_allow_replay(served: dict[str, Any]) -> None:

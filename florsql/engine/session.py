@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
@@ -65,6 +66,8 @@ class Engine:
         confirm: asked before replaying when ``replay = 'confirm'``.
         use_cache: read ``logs`` from the materialized pivot (else pivot per query).
         wait: seconds to wait for another process holding the index.
+        duckdb_settings: DuckDB settings for the instance (``memory_limit``, ``threads``),
+            applied before the configuration is locked.
 
     Attributes:
         on_run: an observability hook, None by default: called on the querying thread with the
@@ -89,6 +92,7 @@ class Engine:
         confirm: Confirm | None = None,
         use_cache: bool = True,
         wait: float = 0.0,
+        duckdb_settings: dict[str, str] | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
@@ -98,7 +102,7 @@ class Engine:
         self.on_run: RunHook | None = None
         self.active = 0
         self.peak_active = 0
-        self._box = open_sandbox(self.repo, wait=wait)
+        self._box = open_sandbox(self.repo, wait=wait, settings=duckdb_settings)
         self._cache = CacheState(self._box, self.repo, use_cache=use_cache)
         self._plans: OrderedDict[tuple[str, str], tuple[Catalog, Statement, PlannedQuery]]
         self._plans = OrderedDict()
@@ -291,6 +295,23 @@ class Engine:
             while len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
 
+    def describe(self, sql: str, *, cursor: EngineCursor) -> Result:
+        """The columns a statement would answer, as an empty table and DuckDB's type names:
+        a query is planned (``?`` parameters as NULL) and DuckDB binds it under ``LIMIT 0``,
+        so nothing is replayed and no row is computed. Other statements (SHOW, EXPLAIN) run,
+        as they are cheap."""
+        self._check_open()
+        stmt = parse(sql)
+        if stmt.kind != "select" or stmt.query is None:
+            return self.execute(sql, cursor=cursor)
+        nulls = [None] * sum(1 for p in stmt.query.find_all(exp.Placeholder) if p.this is None)
+        with self._reading() as catalog, self._counted():
+            planned = self._plan(stmt, catalog, nulls, cursor.con)
+            table, types = self._run(
+                cursor.con, f"SELECT * FROM ({planned.sql}) AS __flor_describe LIMIT 0", stmt
+            )
+        return Result("select", table, planned.sql, planned.replay, types=types)
+
     def plan(self, sql: str, params: Sequence[Any] = ()) -> PlannedQuery:
         """Plan a query (or the query of an EXPLAIN) without running anything."""
         self._check_open()
@@ -407,6 +428,12 @@ class EngineCursor:
         if self.closed:
             raise SqlError("the cursor is closed")
         return self.engine.execute(sql, params, cursor=self)
+
+    def describe(self, sql: str) -> Result:
+        """The columns ``sql`` would answer, planned and not run (see :meth:`Engine.describe`)."""
+        if self.closed:
+            raise SqlError("the cursor is closed")
+        return self.engine.describe(sql, cursor=self)
 
     def interrupt(self) -> None:
         """Cancel this cursor's running query (from another thread)."""

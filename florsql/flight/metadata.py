@@ -2,7 +2,10 @@
 
 florsql has one database: one catalog, ``florsql`` (:data:`florsql.grammar.CATALOG_NAME`, what
 ``current_database()`` and ``information_schema`` say too), and one schema, ``main`` (DuckDB's name
-for it), whose tables are ``logs`` and the metadata relations.
+for it), whose tables are ``logs`` and the metadata relations, of type ``table``. It has no keys:
+``GetPrimaryKeys``, ``GetExportedKeys``, ``GetImportedKeys`` and ``GetCrossReference`` answer no
+rows, with the spec's schemas. Table schemas carry the Flight SQL column metadata
+(:mod:`florsql.flight.xdbc`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from florsql.flight import flight_sql_pb2 as pb
+from florsql.flight import xdbc
 from florsql.flight.service import TableInfo
 from florsql.grammar import CATALOG_NAME, SCHEMA_NAME
 
 __all__ = [
     "CATALOGS_SCHEMA",
     "DB_SCHEMAS_SCHEMA",
+    "FOREIGN_KEYS_SCHEMA",
+    "PRIMARY_KEYS_SCHEMA",
     "TABLES_SCHEMA",
     "TABLES_SCHEMA_WITH_SCHEMA",
     "TABLE_TYPES_SCHEMA",
@@ -27,6 +33,7 @@ __all__ = [
     "like",
     "table_types",
     "tables",
+    "xdbc_type_info",
 ]
 
 SCHEMA = SCHEMA_NAME
@@ -115,7 +122,10 @@ def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:
     }
     if not cmd.include_schema:
         return pa.Table.from_pydict(data, schema=TABLES_SCHEMA)
-    data["table_schema"] = [t.schema.serialize().to_pybytes() for t in found]
+    data["table_schema"] = [
+        xdbc.annotate(t.schema, t.types, table=t.name, db_schema=SCHEMA).serialize().to_pybytes()
+        for t in found
+    ]
     return pa.Table.from_pydict(data, schema=TABLES_SCHEMA_WITH_SCHEMA)
 
 
@@ -129,4 +139,46 @@ def result_schema(cmd: object) -> pa.Schema:
         return TABLES_SCHEMA_WITH_SCHEMA if cmd.include_schema else TABLES_SCHEMA
     if isinstance(cmd, pb.CommandGetTableTypes):
         return TABLE_TYPES_SCHEMA
+    if isinstance(cmd, pb.CommandGetXdbcTypeInfo):
+        return xdbc.XDBC_TYPE_INFO_SCHEMA
+    if isinstance(cmd, pb.CommandGetPrimaryKeys):
+        return PRIMARY_KEYS_SCHEMA
+    if isinstance(cmd, pb.CommandGetExportedKeys | pb.CommandGetImportedKeys):
+        return FOREIGN_KEYS_SCHEMA
+    if isinstance(cmd, pb.CommandGetCrossReference):
+        return FOREIGN_KEYS_SCHEMA
     raise TypeError(f"not a metadata command: {type(cmd).__name__}")
+
+
+PRIMARY_KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("catalog_name", pa.utf8()),
+        pa.field("db_schema_name", pa.utf8()),
+        pa.field("table_name", pa.utf8(), nullable=False),
+        pa.field("column_name", pa.utf8(), nullable=False),
+        pa.field("key_name", pa.utf8()),
+        pa.field("key_sequence", pa.int32(), nullable=False),
+    ]
+)
+#: GetExportedKeys, GetImportedKeys and GetCrossReference share it.
+FOREIGN_KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("pk_catalog_name", pa.utf8()),
+        pa.field("pk_db_schema_name", pa.utf8()),
+        pa.field("pk_table_name", pa.utf8(), nullable=False),
+        pa.field("pk_column_name", pa.utf8(), nullable=False),
+        pa.field("fk_catalog_name", pa.utf8()),
+        pa.field("fk_db_schema_name", pa.utf8()),
+        pa.field("fk_table_name", pa.utf8(), nullable=False),
+        pa.field("fk_column_name", pa.utf8(), nullable=False),
+        pa.field("key_sequence", pa.int32(), nullable=False),
+        pa.field("fk_key_name", pa.utf8()),
+        pa.field("pk_key_name", pa.utf8()),
+        pa.field("update_rule", pa.uint8(), nullable=False),
+        pa.field("delete_rule", pa.uint8(), nullable=False),
+    ]
+)
+
+
+def xdbc_type_info(cmd: pb.CommandGetXdbcTypeInfo) -> pa.Table:
+    return xdbc.xdbc_type_info(cmd.data_type if cmd.HasField("data_type") else None)
