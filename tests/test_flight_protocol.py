@@ -143,7 +143,9 @@ def test_only_loopback_may_go_without_a_token() -> None:
 
 
 def test_off_loopback_tls_is_required_unless_insecure_is_said() -> None:
-    with pytest.raises(FlorError, match=r"refusing to serve on 10\.1\.2\.3 without TLS.*--insecure"):
+    with pytest.raises(
+        FlorError, match=r"refusing to serve on 10\.1\.2\.3 without TLS.*--insecure"
+    ):
         check_binding("10.1.2.3", "t")
     with pytest.raises(FlorError, match="must not be empty"):
         check_binding("127.0.0.1", " ")

@@ -29,7 +29,7 @@ from florsql.flight.limits import Limits, QueryCancelled, Watchdog, check_sql
 from florsql.flight.params import parameter_schema
 from florsql.flight.service import QueryControl, QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
-from florsql.flight.wire import pack, translated, unpack
+from florsql.flight.wire import describe, pack, translated, unpack
 from florsql.flight.xdbc import annotate
 from florsql.grammar import line_col, parse
 
@@ -167,10 +167,21 @@ class FlorFlightServer(flight.FlightServerBase):
         ticket = pack(pb.TicketStatementQuery(statement_handle=handle))
         return self._info(descriptor, ticket, result)
 
-    @translated
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
+        try:
+            return self._get_schema(descriptor)
+        except Exception as error:
+            # pyarrow passes a Flight error raised in get_schema on as a Python exception
+            # (with its traceback, which `florsql serve` keeps out): send the one-line message
+            # as the exception's whole text. gRPC status UNKNOWN, UNIMPLEMENTED as elsewhere.
+            if isinstance(error, NotImplementedError):
+                raise NotImplementedError(describe(error)) from None
+            text = str(error) if isinstance(error, flight.FlightError) else describe(error)
+            raise RuntimeError(text.split("\n")[0]) from None
+
+    def _get_schema(self, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         cmd = unpack(descriptor.command)
         if isinstance(cmd, METADATA):
             return flight.SchemaResult(self._metadata_schema(cmd))
