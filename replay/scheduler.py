@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from florsql.errors import ReplayError, concat_messages
@@ -174,8 +174,13 @@ def _run_tasks(
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
     where = analyze(source, set(names))
     if where.found != set(names):
-        # A statement placed in another file (a helper module): the safe answer.
+        # A statement placed in another file (a helper module): the safe answer. The loops
+        # around it and the locals they carry (a counter in trainer.fit) are not analysed here,
+        # so no iteration may start from a checkpoint: the whole run replays in one task from
+        # the top of the script, every iteration in full.
         where.need_start = where.after_loop = True
+        parts = 1
+        req = replace(req, iterations=None, inner={})
     run_dir = layout.run_dir(repo, req.run_id)
     manifest = read_manifest(run_dir)
     loop = req.loop or (where.outer_loops[0] if where.outer_loops else None)

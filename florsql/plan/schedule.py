@@ -82,6 +82,14 @@ def plan_run(
     """The :class:`RunReplay` of one run from its rows of the replay set."""
     names = tuple(sorted({n.name for n in needs}))
     unknown = any(n.chain == ANY_CHAIN for n in needs) or code is None
+    # A statement in another file than the run's script, or whose loops are unknown: the
+    # executor replays the whole run from the top (replay/scheduler.py), and so says the plan.
+    main = needs[0].filename
+    unknown = unknown or any(
+        s.chain is None or (s.file and s.file != main)
+        for n in names
+        for s in (code.sites_of(n) if code is not None else ())
+    )
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
     skip = (
         ()
