@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.generator import Generator
 
 from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, SetReplay, ShowColumns, ShowRuns
@@ -125,14 +128,26 @@ def resolve_function(func: exp.Func, sql: str | None = None) -> tuple[str | None
         ('write_log', 'write_log')
         ('epoch_ms', 'epoch_ms')
     """
+    cached = func.meta.get(_RESOLVED)
+    if isinstance(cached, tuple) and cached[0] == sql:
+        return cached[1], cached[2]
+    written, emitted = _resolve(func, sql)
+    func.meta[_RESOLVED] = (sql, written, emitted)
+    return written, emitted
+
+
+_RESOLVED = "florsql_resolved"
+
+
+def _resolve(func: exp.Func, sql: str | None) -> tuple[str | None, str | None]:
+    """What :func:`resolve_function` computes, uncached."""
     written = _anonymous_name(func)
     start, end = func.meta.get("start"), func.meta.get("end")
     if sql is not None and isinstance(start, int) and isinstance(end, int):
         written = _unquote(sql[start : end + 1]) or written
-    try:
-        emitted_sql = func.sql(dialect="duckdb")
-    except Exception:  # sqlglot cannot write it for DuckDB: nothing DuckDB could run
-        return written, written
+    emitted_sql = _duckdb_call(func)
+    if emitted_sql is None:  # sqlglot cannot write it for DuckDB: refused under its class name
+        return written, written or f"<{type(func).__name__.lower()}>"
     call = _CALL.match(emitted_sql)
     if call:
         quoted, bare = call.groups()
@@ -142,6 +157,42 @@ def resolve_function(func: exp.Func, sql: str | None = None) -> tuple[str | None
     else:
         emitted = None
     return written, emitted
+
+
+_LOCAL = threading.local()
+
+
+def _generator() -> Generator:
+    """A DuckDB SQL generator for this thread (making one per call costs more than the call)."""
+    gen: Generator | None = getattr(_LOCAL, "generator", None)
+    if gen is None:
+        gen = _LOCAL.generator = Dialect.get_or_raise("duckdb").generator()
+    return gen
+
+
+_LEAVES = (exp.Literal, exp.Identifier, exp.DataType, exp.Var, exp.Star, exp.Null, exp.Boolean)
+
+
+def _duckdb_call(func: exp.Func) -> str | None:
+    """The DuckDB SQL sqlglot writes for ``func``, its nested expressions stubbed out (each is
+    checked on its own; writing every subtree again would make the check quadratic)."""
+
+    def stub(value: object) -> object:
+        if isinstance(value, _LEAVES) or not isinstance(value, exp.Expr):
+            return value.copy() if isinstance(value, exp.Expr) else value
+        return exp.column("_")
+
+    try:
+        args = {
+            k: [stub(v) for v in value] if isinstance(value, list) else stub(value)
+            for k, value in func.args.items()
+        }
+        return _generator().sql(type(func)(**args))
+    except Exception:  # a form that needs its real arguments: write it whole
+        try:
+            return func.sql(dialect="duckdb")
+        except Exception:
+            return None
 
 
 def _allowed(name: str) -> bool:
