@@ -122,11 +122,11 @@ def resolve_function(func: exp.Func, sql: str | None = None) -> tuple[str | None
     Example:
         >>> import sqlglot
         >>> sql = 'SELECT "Current_Setting"(1), main.write_log(2), epoch_ms(3)'
-        >>> for f in sqlglot.parse_one(sql, read="duckdb").selects:
+        >>> for f in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Func):
         ...     print(resolve_function(f, sql))
         ('current_setting', 'current_setting')
-        ('write_log', 'write_log')
         ('epoch_ms', 'epoch_ms')
+        ('write_log', 'write_log')
     """
     cached = func.meta.get(_RESOLVED)
     if isinstance(cached, tuple) and cached[0] == sql:
