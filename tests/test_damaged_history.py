@@ -292,3 +292,39 @@ def test_kill_9_at_random_points_plus_damage(tiny_repo: Path, seed: int) -> None
         assert r["status"] == want, r
     assert len(statuses) == 4
     assert _store_bytes(tiny_repo) == before
+
+
+def _set(path: Path, **fields: Any) -> None:
+    doc = json.loads(path.read_text())
+    doc.update(fields)
+    path.write_text(json.dumps(doc))
+
+
+#: Well-formed JSON whose values DuckDB could not take: each would once have failed the whole
+#: refresh (and every query) inside DuckDB's transaction.
+TYPED = {
+    "tstamp is not a time": lambda r: _set(r / "runs/r2/run.json", tstamp="yesterday"),
+    "pid past BIGINT": lambda r: _set(r / "runs/r2/run.json", pid=2**70),
+    "args is a list": lambda r: _set(r / "runs/r2/run.json", args=[1, 2]),
+    "host is a number": lambda r: _set(r / "runs/r2/run.json", host=7),
+    "run.json is a list": lambda r: (r / "runs/r2/run.json").write_text("[1, 2]"),
+    "iteration past BIGINT": lambda r: (r / "runs/r2/checkpoints/manifest.jsonl").write_text(
+        '{"loop": "epoch", "iteration": 1e400, "position": "end", "file": "f", "bytes": 1}\n'
+        + json.dumps(
+            {"loop": "epoch", "iteration": 2**64, "position": "end", "file": "f", "bytes": 1}
+        )
+        + "\n"
+    ),
+    "done started is NaN": lambda r: (_replay_task(r.parent, "rp", "t", "r4") / DONE).write_text(
+        '{"run_id": "r4", "vid": "v2", "names": ["summary"], "started": NaN}'
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TYPED))
+def test_values_duckdb_cannot_take_are_damage_too(tmp_path: Path, kind: str) -> None:
+    repo = fixture_history(tmp_path / "repo")
+    TYPED[kind](layout.store_dir(repo))
+    rows, caught = _rows(repo, "SELECT run_id, count(loss) AS n FROM logs GROUP BY ALL")
+    assert [r["run_id"] for r in rows] == ["r1", "r2", "r3"]
+    assert len(caught) == 1, [str(w.message) for w in caught]

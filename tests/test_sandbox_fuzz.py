@@ -246,6 +246,18 @@ def test_information_schema_lists_florsqls_relations_only(engine: Engine) -> Non
         )
     schemata = engine.execute("SELECT * FROM information_schema.schemata").table.to_pylist()
     assert schemata == [{"catalog_name": CATALOG_NAME, "schema_name": "main"}]
+    # Flight SQL's GetTables browses the same relations with the same columns
+    from florsql.flight.backend import EngineService
+
+    flight = {t.name: t.schema.names for t in EngineService(engine).tables()}
+    assert sorted(flight) == sorted(names)
+    for name, cols in flight.items():
+        listed = engine.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [name],
+        ).table.column(0)
+        assert listed.to_pylist() == cols, name
 
 
 def test_version_and_catalog_name_are_florsqls(engine: Engine) -> None:

@@ -12,6 +12,7 @@ the store.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,16 @@ class Damage:
     def clear(self, path: Path) -> None:
         """``path`` reads fine now (a rewritten run.json): forget that it was damaged."""
         self.con.execute("DELETE FROM damaged WHERE path = ?", [self.relative(path)])
+
+
+def is_int64(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool) DuckDB's BIGINT holds."""
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def is_epoch_seconds(value: object) -> bool:
+    """Whether ``value`` is a number of seconds DuckDB's ``to_timestamp`` takes."""
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e11  # type: ignore[arg-type]
 
 
 def describe_error(error: BaseException) -> str:
@@ -206,8 +217,8 @@ def _data_input(entry: object) -> bool:
         return False
     return (
         isinstance(entry["path"], str)
-        and type(entry["bytes"]) is int
-        and type(entry["mtime_ns"]) in (int, float)
+        and is_int64(entry["bytes"])
+        and is_epoch_seconds(entry["mtime_ns"] / 1e9 if is_int64(entry["mtime_ns"]) else None)
         and isinstance(entry["hash"], str)
     )
 
@@ -247,7 +258,7 @@ def read_run_doc(path: Path) -> dict[str, Any]:
                 raise ValueError(f"{key} is {type(value).__name__}, not a timestamp")
             doc[key] = datetime.fromisoformat(value).isoformat()
     pid = doc.get("pid")
-    if pid is not None and (type(pid) is not int or not 0 <= pid < 2**63):
+    if pid is not None and not (is_int64(pid) and pid >= 0):
         raise ValueError(f"pid is {pid!r}, not a process id")
     if doc.get("pid_start") is not None:
         doc["pid_start"] = str(doc["pid_start"])
@@ -297,7 +308,7 @@ def manifest_entry(line: str) -> tuple[Any, ...]:
     loop, iteration, position, file, size = (r.get(k) for k in _MANIFEST_KEYS)
     if not (isinstance(loop, str) and isinstance(position, str) and isinstance(file, str)):
         raise ValueError("loop, position and file must be text")
-    if type(iteration) is not int or type(size) is not int:
+    if not (is_int64(iteration) and is_int64(size)):
         raise ValueError("iteration and bytes must be integers")
     extra = [r.get(k) for k in ("copy_seconds", "write_seconds")]
     if any(x is not None and type(x) not in (int, float) for x in extra):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
-from florsql.store.ingest import Damage, describe_error
+from florsql.store.ingest import Damage, describe_error, is_epoch_seconds, is_int64
 from florsql.store.replays import DONE, finished_tasks
 from florsql.store.segments import list_segments, read_checked_segment
 
@@ -115,13 +115,13 @@ def _read_done(path: Path) -> dict[str, Any]:
         raise ValueError("names is not a list of text")
     iterations = done.get("iterations")
     if iterations is not None and (
-        not isinstance(iterations, list) or not all(type(i) is int for i in iterations)
+        not isinstance(iterations, list) or not all(is_int64(i) for i in iterations)
     ):
         raise ValueError("iterations is not a list of integers")
     for key in ("started", "seconds"):
-        if done.get(key) is not None and type(done[key]) not in (int, float):
-            raise ValueError(f"{key} is not a number")
-    if done.get("logs") is not None and type(done["logs"]) is not int:
+        if done.get(key) is not None and not is_epoch_seconds(done[key]):
+            raise ValueError(f"{key} is not a number of seconds")
+    if done.get("logs") is not None and not is_int64(done["logs"]):
         raise ValueError("logs is not an integer")
     if done.get("loop") is not None and not isinstance(done["loop"], str):
         raise ValueError("loop is not text")
