@@ -11,6 +11,11 @@ In a training script::
                 flor.log("loss", train_step(x, y))
 
 Importing florsql is light: the query side (duckdb, sqlglot) and torch load only when used.
+
+``florsql`` is also a PEP 249 module: ``connect``, ``apilevel``, ``threadsafety``,
+``paramstyle``, the exception classes (``Error``, ``ProgrammingError``...) and the type objects
+and constructors (``STRING``, ``NUMBER``, ``Date``, ``Binary``...) are its attributes, loaded
+on first use from :mod:`florsql.dbapi`.
 """
 
 from __future__ import annotations
@@ -20,16 +25,46 @@ from typing import Any
 from florsql.errors import FlorError
 from florsql.record.api import arg, checkpointing, commit, log, loop
 
+#: PEP 249 names served by :mod:`florsql.dbapi` (``connect`` among them).
+DBAPI_NAMES = (
+    "connect",
+    "apilevel",
+    "threadsafety",
+    "paramstyle",
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "Date",
+    "Time",
+    "Timestamp",
+    "DateFromTicks",
+    "TimeFromTicks",
+    "TimestampFromTicks",
+    "Binary",
+    "STRING",
+    "BINARY",
+    "NUMBER",
+    "DATETIME",
+    "ROWID",
+)
+
 __all__ = [
     "FlorError",
     "__version__",
     "arg",
     "checkpointing",
     "commit",
-    "connect",
     "dataframe",
     "log",
     "loop",
+    *DBAPI_NAMES,
 ]
 
 __version__ = "0.1.0"
@@ -37,10 +72,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     # The query side is heavy (duckdb, sqlglot): load it only when a script asks for it.
-    if name == "connect":
-        from florsql.dbapi import connect
+    if name in DBAPI_NAMES:
+        from florsql import dbapi
 
-        return connect
+        return getattr(dbapi, name)
     if name == "dataframe":
         from florsql.engine.frame import dataframe
 

@@ -234,6 +234,25 @@ def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> Non
     click.echo(version_diff(_repo(repo), vid, file), nl=False)
 
 
+@dataclass(frozen=True)
+class _ServeDefaults:
+    """The defaults of `florsql serve`'s limits: florsql.flight.limits.Limits's (a test
+    checks), written out so that the command line starts without importing pyarrow."""
+
+    query_timeout: float = 300.0
+    max_concurrent: int = 8
+    queue_timeout: float = 30.0
+    max_pending_results: int = 64
+    max_pending_bytes: int = 1 << 30
+    max_sql_length: int = 100_000
+    max_parse_depth: int = 64
+    memory_limit: str = "4GB"
+    threads: int = 4
+
+
+_LIMITS = _ServeDefaults()
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
@@ -253,10 +272,104 @@ def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> Non
     is_flag=True,
     help="Compute hindsight values by replaying (otherwise they are NULL).",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate (chain): serve grpc+tls:// (required off loopback unless --insecure).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plain gRPC off loopback: the token crosses the network in clear.",
+)
+@click.option(
+    "--query-timeout",
+    default=_LIMITS.query_timeout,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a query may run before it is cancelled (a replay too); 0: no limit.",
+)
+@click.option(
+    "--max-concurrent-queries",
+    default=_LIMITS.max_concurrent,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Queries running at once; others wait for a slot.",
+)
+@click.option(
+    "--queue-timeout",
+    default=_LIMITS.queue_timeout,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a query waits for a slot before it is refused (UNAVAILABLE).",
+)
+@click.option(
+    "--max-pending-results",
+    default=_LIMITS.max_pending_results,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Results kept awaiting download; the oldest is dropped beyond it.",
+)
+@click.option(
+    "--max-pending-bytes",
+    default=_LIMITS.max_pending_bytes,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Bytes of results kept awaiting download; the oldest are dropped beyond it.",
+)
+@click.option(
+    "--max-sql-length",
+    default=_LIMITS.max_sql_length,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Longest statement accepted, in characters.",
+)
+@click.option(
+    "--max-parse-depth",
+    default=_LIMITS.max_parse_depth,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Deepest parenthesis nesting accepted.",
+)
+@click.option(
+    "--memory-limit",
+    default=_LIMITS.memory_limit,
+    show_default=True,
+    help="DuckDB's memory_limit (e.g. 2GB, 512MB).",
+)
+@click.option(
+    "--threads",
+    default=_LIMITS.threads,
+    show_default=True,
+    type=click.IntRange(1),
+    help="DuckDB's threads.",
+)
 @_common
 @_friendly
 def serve(
-    host: str, port: int, token: str | None, allow_replay: bool, repo: Path | None, debug: bool
+    host: str,
+    port: int,
+    token: str | None,
+    allow_replay: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    insecure: bool,
+    query_timeout: float,
+    max_concurrent_queries: int,
+    queue_timeout: float,
+    max_pending_results: int,
+    max_pending_bytes: int,
+    max_sql_length: int,
+    max_parse_depth: int,
+    memory_limit: str,
+    threads: int,
+    repo: Path | None,
+    debug: bool,
 ) -> None:
     """Serve the history over Arrow Flight SQL (read-only) for BI tools and ADBC/JDBC.
 
@@ -268,13 +381,37 @@ def serve(
     from florsql.flight import FlorFlightServer, ServerOptions
     from florsql.flight.auth import check_binding
     from florsql.flight.backend import open_service
+    from florsql.flight.limits import Limits
 
-    check_binding(host, token)
-    service = open_service(_repo(repo))
-    options = ServerOptions(host, port, token, allow_replay)
-    server = FlorFlightServer(service, options)
+    limits = Limits(
+        query_timeout=query_timeout,
+        max_concurrent=max_concurrent_queries,
+        queue_timeout=queue_timeout,
+        max_pending_results=max_pending_results,
+        max_pending_bytes=max_pending_bytes,
+        max_sql_length=max_sql_length,
+        max_parse_depth=max_parse_depth,
+        memory_limit=memory_limit,
+        threads=threads,
+    )
+    check_binding(host, token, tls=tls_cert is not None, insecure=insecure)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if not debug:
+        # pyarrow appends a handler's Python traceback to an UNIMPLEMENTED error's detail;
+        # clients get the one-line message only.
+        sys.tracebacklimit = 0
+    service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings())
+    options = ServerOptions(
+        host, port, token, allow_replay, limits, tls_cert, tls_key, insecure=insecure
+    )
+    try:
+        server = FlorFlightServer(service, options)
+    except BaseException:
+        service.close()
+        raise
     replay = "hindsight values replayed" if allow_replay else "hindsight values NULL"
-    where = ServerOptions(host, server.port).location
+    where = ServerOptions(host, server.port, tls_cert=tls_cert).location
     click.echo(f"florsql Flight SQL on {where} (read-only, {replay}); Ctrl-C stops", err=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: cleanly
     try:

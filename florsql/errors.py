@@ -7,6 +7,7 @@ carries structured fields besides its message.
 from __future__ import annotations
 
 __all__ = [
+    "DamagedFileWarning",
     "FlorError",
     "FlorWarning",
     "NondeterminismWarning",
@@ -93,6 +94,20 @@ class ReplayOffWarning(FlorWarning):
 
 class StoreWarning(FlorWarning):
     """The index was rebuilt or a run folder could not be read."""
+
+
+class DamagedFileWarning(StoreWarning):
+    """A file of the store could not be read: what it held is skipped, the rest answers.
+
+    Attributes:
+        path: the file, relative to the repository (``.florsql/runs/<id>/segments/...``).
+        skipped: what was left out because of it.
+    """
+
+    def __init__(self, message: str, path: str = "", skipped: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.skipped = skipped
 
 
 class NondeterminismWarning(FlorWarning):

@@ -7,16 +7,27 @@
 from __future__ import annotations
 
 from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.functions import (
+    ALLOWED_FUNCTIONS,
+    ALLOWED_TABLE_FUNCTIONS,
+    CATALOG_NAME,
+    FLORSQL_FUNCTIONS,
+    SCHEMA_NAME,
+)
 from florsql.grammar.parse import Statement, StatementKind, parse, parse_many
 from florsql.grammar.positions import line_col, node_position
-from florsql.grammar.refusals import ALLOWED_TABLE_FUNCTIONS, REFUSED_FUNCTIONS, REFUSED_PREFIXES
-from florsql.grammar.safety import REPLAY_VALUES, check_read_only
+from florsql.grammar.refusals import REFUSED_FUNCTIONS, REFUSED_PREFIXES
+from florsql.grammar.safety import REPLAY_VALUES, check_read_only, resolve_function
 
 __all__ = [
+    "ALLOWED_FUNCTIONS",
     "ALLOWED_TABLE_FUNCTIONS",
+    "CATALOG_NAME",
+    "FLORSQL_FUNCTIONS",
     "REFUSED_FUNCTIONS",
     "REFUSED_PREFIXES",
     "REPLAY_VALUES",
+    "SCHEMA_NAME",
     "Explain",
     "Florsql",
     "SetReplay",
@@ -29,4 +40,5 @@ __all__ = [
     "node_position",
     "parse",
     "parse_many",
+    "resolve_function",
 ]

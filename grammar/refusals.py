@@ -1,8 +1,10 @@
-"""What florsql refuses, as data: statement classes, command keywords and functions.
+"""What florsql refuses, as data: statement classes, command keywords, and why functions are.
 
 florsql answers questions about recorded runs; a query may only read florsql's own relations.
-Everything here would write, change the DuckDB engine florsql runs on, or read something other
-than those relations (files, the network, other databases, settings, secrets, the environment).
+Every statement here would write, change the DuckDB engine florsql runs on, or read something
+other than those relations (files, the network, other databases, settings, secrets, the
+environment). Functions are allowed by a list (:mod:`florsql.grammar.functions`); the tables of
+functions here only explain, in the refusal's message, why well-known ones are not on it.
 :mod:`florsql.grammar.safety` applies these tables; the tests walk every entry.
 """
 
@@ -14,7 +16,6 @@ from types import MappingProxyType
 from sqlglot import exp
 
 __all__ = [
-    "ALLOWED_TABLE_FUNCTIONS",
     "REFUSED_COMMANDS",
     "REFUSED_FUNCTIONS",
     "REFUSED_PREFIXES",
@@ -114,8 +115,7 @@ _SQL = "runs SQL given as text"
 _SETTINGS = "reads DuckDB's settings, secrets or catalog"
 _STATE = "changes DuckDB's state"
 
-#: Functions refused anywhere in a query (a scalar call, a table function, a lambda body...):
-#: lower-case name -> what it does.
+#: Why well-known functions are not on the allow-list: lower-case name -> what it does.
 REFUSED_FUNCTIONS: Mapping[str, str] = MappingProxyType(
     {
         **dict.fromkeys(
@@ -177,6 +177,8 @@ REFUSED_FUNCTIONS: Mapping[str, str] = MappingProxyType(
                 "duckdb_extensions",
                 "which_secret",
                 "pragma_table_info",
+                "getvariable",
+                "in_search_path",
             ),
             _SETTINGS,
         ),
@@ -191,6 +193,9 @@ REFUSED_FUNCTIONS: Mapping[str, str] = MappingProxyType(
                 "checkpoint",
                 "force_checkpoint",
                 "nextval",
+                "currval",
+                "setval",
+                "setseed",
                 "add_grammar_extension",
                 "remove_grammar_extension",
             ),
@@ -199,7 +204,7 @@ REFUSED_FUNCTIONS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-#: Name prefixes refused the same way: every DuckDB function named so reads outside florsql.
+#: The same by name prefix: every DuckDB function named so reads outside florsql.
 REFUSED_PREFIXES: Mapping[str, str] = MappingProxyType(
     {
         "read_": _FILE,
@@ -213,8 +218,7 @@ REFUSED_PREFIXES: Mapping[str, str] = MappingProxyType(
         "mysql_": _OTHER_DB,
         "duckdb_": _SETTINGS,
         "pragma_": _SETTINGS,
+        "pg_": _SETTINGS,
+        "has_": _SETTINGS,
     }
 )
-
-#: The only table functions a query may call in FROM: they compute rows, they read nothing.
-ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})

@@ -1,24 +1,37 @@
 """Read-only validation: refuse every statement and function that is not a plain read.
 
-Two kinds of rule, applied to every node of the tree however deeply nested (CTEs, subqueries,
+Three kinds of rule, applied to every node of the tree however deeply nested (CTEs, subqueries,
 joins, LATERAL, set operations, function arguments, lambda bodies):
 
-* a deny list (:mod:`florsql.grammar.refusals`) of statement classes and of functions that read
-  files, the network, other databases, settings or the environment, or that run SQL from text;
-* structural rules that need no list: a table function in FROM must be one of
-  ``range``/``generate_series``/``unnest``, and a table name must be a plain name, never a string
-  (``FROM 'data.csv'``), a path-like quoted name (``FROM "data.csv"``) or a parameter.
+* statements: a deny list (:mod:`florsql.grammar.refusals`) of statement classes and commands;
+* functions: an allow-list (:mod:`florsql.grammar.functions`). Every call is resolved to the
+  name as written (quotes removed, any schema or ``x.`` method receiver set aside) and to the
+  name DuckDB will run (the call sqlglot generates for DuckDB); both must be on the list;
+* structural rules: a table function in FROM must be one of ``range``/``generate_series``/
+  ``unnest``, and a table name must be a plain name, never a string (``FROM 'data.csv'``), a
+  path-like quoted name (``FROM "data.csv"``) or a parameter.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+import threading
+
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.generator import Generator
 
 from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.functions import (
+    ALLOWED_FUNCTIONS,
+    ALLOWED_TABLE_FUNCTIONS,
+    FLORSQL_FUNCTIONS,
+    SYNTAX,
+)
 from florsql.grammar.positions import line_col, node_offset
 from florsql.grammar.refusals import (
-    ALLOWED_TABLE_FUNCTIONS,
     REFUSED_COMMANDS,
     REFUSED_FUNCTIONS,
     REFUSED_PREFIXES,
@@ -33,6 +46,7 @@ __all__ = [
     "check_read_only",
     "function_names",
     "is_query",
+    "resolve_function",
 ]
 
 REPLAY_VALUES = ("auto", "confirm", "off")
@@ -69,15 +83,125 @@ def function_names(func: exp.Func) -> set[str]:
     """The lower-case names a function node answers to: as written, and its sqlglot aliases."""
     anonymous = isinstance(func, (exp.Anonymous, exp.AnonymousAggFunc))
     names = set() if anonymous else {alias.lower() for alias in func.sql_names()}
-    written = func.args.get("this")
-    if isinstance(written, str):
-        names.add(written.lower())
+    written = _anonymous_name(func)
+    if written:
+        names.add(written)
     return names
 
 
-def _display_name(func: exp.Func) -> str:
+def _anonymous_name(func: exp.Func) -> str | None:
     written = func.args.get("this")
-    return written.lower() if isinstance(written, str) else func.sql_names()[0].lower()
+    if isinstance(written, str):
+        return written.lower()
+    if isinstance(func, (exp.Anonymous, exp.AnonymousAggFunc)) and isinstance(
+        written, exp.Identifier
+    ):
+        return written.name.lower()  # a quoted name: "current_setting"(...)
+    return None
+
+
+_CALL = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))\s*\(')
+_KEYWORD = re.compile(r"[A-Za-z_]+")
+
+
+def _unquote(text: str) -> str | None:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('""', '"').lower()
+    return text.lower() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", text) else None
+
+
+def resolve_function(func: exp.Func, sql: str | None = None) -> tuple[str | None, str | None]:
+    """(the name as written, the name DuckDB will run) of a call, lower-case.
+
+    The name as written comes from the source text (quotes removed; a schema or the receiver
+    of ``x.f()`` set aside); None where the node has no name in the text (``CURRENT_DATE``,
+    ``[1, 2]``). The name DuckDB runs is the call sqlglot generates for DuckDB; None where
+    that is syntax rather than a call by name (``x ->> '$.a'``, ``CASE ...``).
+
+    Example:
+        >>> import sqlglot
+        >>> sql = 'SELECT "Current_Setting"(1), main.write_log(2), epoch_ms(3)'
+        >>> for f in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Func):
+        ...     print(resolve_function(f, sql))
+        ('current_setting', 'current_setting')
+        ('epoch_ms', 'epoch_ms')
+        ('write_log', 'write_log')
+    """
+    cached = func.meta.get(_RESOLVED)
+    if isinstance(cached, tuple) and cached[0] == sql:
+        return cached[1], cached[2]
+    written, emitted = _resolve(func, sql)
+    func.meta[_RESOLVED] = (sql, written, emitted)
+    return written, emitted
+
+
+_RESOLVED = "florsql_resolved"
+
+
+def _resolve(func: exp.Func, sql: str | None) -> tuple[str | None, str | None]:
+    """What :func:`resolve_function` computes, uncached."""
+    written = _anonymous_name(func)
+    start, end = func.meta.get("start"), func.meta.get("end")
+    if sql is not None and isinstance(start, int) and isinstance(end, int):
+        written = _unquote(sql[start : end + 1]) or written
+    emitted_sql = _duckdb_call(func)
+    if emitted_sql is None:  # sqlglot cannot write it for DuckDB: refused under its class name
+        return written, written or f"<{type(func).__name__.lower()}>"
+    call = _CALL.match(emitted_sql)
+    if call:
+        quoted, bare = call.groups()
+        emitted = quoted.replace('""', '"').lower() if quoted else bare.lower()
+    elif _KEYWORD.fullmatch(emitted_sql.strip()):
+        emitted = emitted_sql.strip().lower()  # a bare keyword: CURRENT_CATALOG
+    else:
+        emitted = None
+    return written, emitted
+
+
+_LOCAL = threading.local()
+
+
+def _generator() -> Generator:
+    """A DuckDB SQL generator for this thread (making one per call costs more than the call)."""
+    gen: Generator | None = getattr(_LOCAL, "generator", None)
+    if gen is None:
+        gen = _LOCAL.generator = Dialect.get_or_raise("duckdb").generator()
+    return gen
+
+
+_LEAVES = (exp.Literal, exp.Identifier, exp.DataType, exp.Var, exp.Star, exp.Null, exp.Boolean)
+
+
+def _duckdb_call(func: exp.Func) -> str | None:
+    """The DuckDB SQL sqlglot writes for ``func``, its nested expressions stubbed out (each is
+    checked on its own; writing every subtree again would make the check quadratic)."""
+
+    def stub(value: object) -> object:
+        if isinstance(value, _LEAVES) or not isinstance(value, exp.Expr):
+            return value.copy() if isinstance(value, exp.Expr) else value
+        return exp.column("_")
+
+    try:
+        args = {
+            k: [stub(v) for v in value] if isinstance(value, list) else stub(value)
+            for k, value in func.args.items()
+        }
+        return _generator().sql(type(func)(**args))
+    except Exception:  # a form that needs its real arguments: write it whole
+        try:
+            return func.sql(dialect="duckdb")
+        except Exception:
+            return None
+
+
+def _allowed(name: str) -> bool:
+    return name in ALLOWED_FUNCTIONS or name in SYNTAX or name in FLORSQL_FUNCTIONS
+
+
+def _display_name(func: exp.Func, sql: str | None = None) -> str:
+    written, emitted = resolve_function(func, sql)
+    return written or emitted or func.sql_names()[0].lower()
 
 
 def check_read_only(tree: exp.Expr, sql: str, offset: int = 0) -> None:
@@ -89,7 +213,7 @@ def check_read_only(tree: exp.Expr, sql: str, offset: int = 0) -> None:
     try:
         _check_root(tree)
         for node in tree.walk(bfs=False):
-            _check_node(node)
+            _check_node(node, sql)
     except _Refused as refusal:
         start = node_offset(refusal.node) if refusal.node is not None else None
         line, col = line_col(sql, offset if start is None else start)
@@ -177,41 +301,61 @@ def _set_message(node: exp.Set) -> str:
     return SET_REFUSED
 
 
-def _check_node(node: exp.Expr) -> None:
+def _check_node(node: exp.Expr, sql: str) -> None:
     if node.parent is not None and (
         isinstance(node, (exp.Command, exp.Set)) or _statement_rule(node) is not None
     ):
         _check_statement(node, at=node)
     if isinstance(node, exp.Func):
-        _check_function(node)
+        _check_function(node, sql)
     elif isinstance(node, exp.Table):
         _check_table(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         raise _Refused(f"only ? parameters are supported, not ${node.this}", node)
 
 
-def _function_refusal(func: exp.Func) -> str | None:
-    for name in sorted(function_names(func)):
+def _function_refusal(func: exp.Func, sql: str) -> tuple[str, str | None] | None:
+    """(name, why or None) if ``func`` is refused: the name as written or the name DuckDB would
+    run is not on the allow-list (a sqlglot alias of the node's own class counts as written).
+    ``why`` is the reason for a well-known refused function."""
+    written, emitted = resolve_function(func, sql)
+    aliases = set() if _anonymous_name(func) else {a.lower() for a in func.sql_names()}
+    for name in (written, emitted):
+        if name is None or _allowed(name) or (name is written and name in aliases):
+            continue
         why = REFUSED_FUNCTIONS.get(name) or next(
             (why for prefix, why in REFUSED_PREFIXES.items() if name.startswith(prefix)), None
         )
-        if why:
-            return f"function {name} {why} and is not allowed in florsql queries"
+        return name, why
     return None
 
 
-def _check_function(func: exp.Func) -> None:
-    message = _function_refusal(func)
-    if message:
-        raise _Refused(message, func)
+def _function_message(name: str, why: str | None) -> str:
+    if why:
+        return f"function {name} {why} and is not allowed in florsql queries"
+    close = difflib.get_close_matches(name, sorted(ALLOWED_FUNCTIONS), n=1, cutoff=0.75)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return (
+        f"function {name} is not one of the functions florsql allows in queries "
+        f"(florsql.grammar.ALLOWED_FUNCTIONS).{hint}"
+    )
+
+
+def _check_function(func: exp.Func, sql: str) -> None:
+    refused = _function_refusal(func, sql)
+    if refused is not None and refused[1] is not None:
+        raise _Refused(_function_message(*refused), func)  # a well-known one says why
     parent = func.parent
     in_from = isinstance(parent, (exp.From, exp.Join, exp.Lateral, exp.Table, exp.Subquery))
-    if in_from and func.arg_key == "this" and not function_names(func) & ALLOWED_TABLE_FUNCTIONS:
+    names = function_names(func) | set(resolve_function(func, sql)) - {None}
+    if in_from and func.arg_key == "this" and not names & ALLOWED_TABLE_FUNCTIONS:
         raise _Refused(
-            f"table function {_display_name(func)} is not allowed in florsql queries; FROM "
+            f"table function {_display_name(func, sql)} is not allowed in florsql queries; FROM "
             "takes florsql's relations, subqueries, and range, generate_series or unnest",
             func,
         )
+    if refused is not None:
+        raise _Refused(_function_message(*refused), func)
 
 
 def _check_table(table: exp.Table) -> None:

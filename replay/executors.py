@@ -84,6 +84,12 @@ class LocalExecutor:
         """Stop the warm worker (also done when the executor is collected, and at exit)."""
         self._finalizer()
 
+    def interrupt(self) -> None:
+        """Stop the running replay's tasks now, from another thread (Ctrl-C, a server's
+        timeout): the warm worker and every task it forked are killed, so no task finishes
+        afterwards; the replay fails, and the next one starts a new warm worker."""
+        self._zygote.kill()
+
     def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
         """Start the warm worker now, in the background, with these scripts' heavy imports,
         so a replay later (a REPL's first hindsight query) finds it ready."""

@@ -67,6 +67,12 @@ class PlanExecutor:
         if callable(prewarm):
             prewarm(recent_scripts(Path(repo)), Path(repo))
 
+    def interrupt(self) -> None:
+        """Stop the running replay's tasks now (from another thread), if the executor can."""
+        interrupt = getattr(self.executor, "interrupt", None)
+        if callable(interrupt):
+            interrupt()
+
     def close(self) -> None:
         """Stop the executor's warm worker, if it has one."""
         close = getattr(self.executor, "close", None)

@@ -1,4 +1,4 @@
-"""From "these runs lack these values" to finished replay tasks (design section 5, stage 5).
+"""From "these runs lack these values" to finished replay tasks.
 
 For each run: the new statements are propagated into its version, the patched script is
 analysed for where they sit, iterations already replayed are dropped, the rest is cut into

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+from filelock import FileLock
+
 import florsql
 from florsql.dbapi import Connection
 from florsql.replay import LocalExecutor, PlanExecutor
@@ -221,10 +224,30 @@ def diff_rows(got: list[Row], want: list[Row], limit: int = 8) -> str:
     return "\n".join(lines)
 
 
-def copy_history(rec: Recorded, dest: Path) -> Recorded:
-    """A copy of the history (its store too), so a test starts from what was recorded."""
-    shutil.copytree(rec.history, dest, symlinks=True)
-    return Recorded(dest, rec.oracle)
+def copy_recorded(rec: Recorded, dest: Path) -> Recorded:
+    """A copy of both repositories (stores too): a test starts from what was recorded, and
+    test processes never share an index."""
+    shutil.copytree(rec.history, dest / "history", symlinks=True)
+    shutil.copytree(rec.oracle, dest / "oracle", symlinks=True)
+    return Recorded(dest / "history", dest / "oracle")
+
+
+def shared_dir(
+    factory: pytest.TempPathFactory, worker_id: str, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder built once per test session, also across pytest-xdist workers: the first
+    process to ask builds it under a file lock, the others wait for it and reuse it. Treat it
+    as read-only (copy what a test changes)."""
+    base = factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # the session's folder under xdist
+    path = root / f"shared-{name}"
+    with FileLock(str(path) + ".lock"):
+        if not (path / ".built").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            build(path)
+            (path / ".built").touch()
+    return path
 
 
 class KeptWorkers(LocalExecutor):

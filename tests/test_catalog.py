@@ -140,6 +140,53 @@ def test_unknown_columns_have_positions_and_suggestions(
     assert str(info.value).splitlines()[-1].endswith("^")
 
 
+AMBIGUOUS = [
+    (
+        "SELECT lr FROM logs JOIN runs USING (run_id)",
+        "Ambiguous column 'lr': logs and runs both have it; write logs.lr or runs.lr",
+        1,
+        8,
+    ),
+    (
+        "SELECT logs.run_id FROM logs, runs WHERE\n  lr > 0",
+        "Ambiguous column 'lr': logs and runs both have it; write logs.lr or runs.lr",
+        2,
+        3,
+    ),
+    (
+        "SELECT a.run_id FROM logs a JOIN logs b USING (run_id) WHERE epoch = 1",
+        "Ambiguous column 'epoch': a (logs) and b (logs) both have it; write a.epoch or b.epoch",
+        1,
+        62,
+    ),
+    (
+        "SELECT (SELECT status) FROM runs r, runs s",
+        "Ambiguous column 'status': r (runs) and s (runs) both have it; write r.status or s.status",
+        1,
+        16,
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "message", "line", "col"), AMBIGUOUS)
+def test_ambiguous_columns_name_every_source(
+    engine: Engine, sql: str, message: str, line: int, col: int
+) -> None:
+    with pytest.raises(PlanError) as info:
+        engine.execute(sql)
+    assert info.value.message == message
+    assert (info.value.line, info.value.col) == (line, col)
+
+
+def test_qualified_or_using_columns_are_not_ambiguous(engine: Engine) -> None:
+    for sql in (
+        "SELECT run_id, logs.lr, runs.lr FROM logs JOIN runs USING (run_id)",
+        "SELECT status FROM logs JOIN runs USING (run_id)",
+        "SELECT lr FROM logs JOIN (SELECT run_id FROM runs) r USING (run_id)",
+    ):
+        engine.execute(sql)
+
+
 def test_aliases_lambdas_and_rows_are_not_unknown(engine: Engine) -> None:
     for sql in (
         "SELECT loss AS l2 FROM logs ORDER BY l2 LIMIT 1",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,32 @@ def test_module_globals() -> None:
     assert issubclass(dbapi.Error, ferrors.FlorError)
     assert issubclass(dbapi.ProgrammingError, dbapi.DatabaseError)
     assert issubclass(dbapi.DataError, dbapi.DatabaseError)
+
+
+def test_pep249_names_on_the_top_level_module_load_lazily() -> None:
+    """PEP 249 puts its globals, exceptions and types on the module that has ``connect``."""
+    for name in florsql.DBAPI_NAMES:
+        assert getattr(florsql, name) is getattr(dbapi, name), name
+        assert name in florsql.__all__
+    assert (florsql.apilevel, florsql.threadsafety, florsql.paramstyle) == ("2.0", 1, "qmark")
+    assert florsql.Date(2026, 1, 2) == datetime.date(2026, 1, 2)
+    assert florsql.STRING == "VARCHAR" and florsql.NUMBER == "DOUBLE"
+    assert issubclass(florsql.ProgrammingError, florsql.Error)
+    assert issubclass(florsql.Error, florsql.FlorError)
+    code = (
+        "import sys, florsql\n"
+        "names = [getattr(florsql, n) for n in florsql.DBAPI_NAMES if n != 'connect']\n"
+        "try:\n"
+        "    raise florsql.ProgrammingError('x')\n"
+        "except florsql.Error:\n"
+        "    pass\n"
+        "heavy = ('duckdb', 'sqlglot', 'pyarrow', 'ray', 'torch', 'libcst')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        florsql.nope  # noqa: B018
 
 
 def test_fetching(con: dbapi.Connection) -> None:

@@ -166,3 +166,11 @@ def test_dataframe_as_pandas_needs_pandas(repo: Path) -> None:
     else:
         frame = florsql.dataframe("acc", repo=repo, as_pandas=True)
         assert list(frame.columns) == ["projid", "tstamp", "filename", "epoch", "acc"]
+
+
+def test_parameters_bind_in_text_order_where_before_limit(repo: Path) -> None:
+    # SQLAlchemy sends `... WHERE x >= ? LIMIT ?`; sqlglot's tree puts LIMIT first.
+    sql = "SELECT x FROM (VALUES (1), (2), (3)) AS t(x) WHERE x >= ? ORDER BY x LIMIT ?"
+    with Engine(repo) as engine:
+        assert engine.execute(sql, [2, 1]).table.column("x").to_pylist() == [2]
+        assert engine.execute(sql, [1, 2]).table.column("x").to_pylist() == [1, 2]

@@ -78,7 +78,7 @@ def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
         logs_schema = conn.adbc_get_table_schema("logs")
         types = conn.adbc_get_table_types()
     assert info["vendor_name"] == "florsql" and info["vendor_arrow_version"] == pa.__version__
-    assert [c["catalog_name"] for c in objects] == [""]
+    assert [c["catalog_name"] for c in objects] == ["florsql"]
     (schema,) = objects[0]["catalog_db_schemas"]
     tables = {t["table_name"]: t for t in schema["db_schema_tables"]}
     assert schema["db_schema_name"] == "main"
@@ -95,7 +95,7 @@ def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
     columns = [c["column_name"] for c in tables["logs"]["table_columns"]]
     assert columns[:5] == ["projid", "run_id", "tstamp", "vid", "filename"] and "w2" in columns
     assert logs_schema == served["expected"][2].schema
-    assert types == ["TABLE"]
+    assert types == ["table"]
 
 
 def test_hindsight_columns_are_null_without_allow_replay(served: dict[str, Any]) -> None:

@@ -75,7 +75,8 @@ INFOS = [TableInfo("logs", pa.schema([("loss", pa.float64())])), TableInfo("runs
         ({"table_name_filter_pattern": "r_ns"}, ["runs"]),
         ({"db_schema_filter_pattern": "main"}, ["logs", "runs"]),
         ({"db_schema_filter_pattern": "public"}, []),
-        ({"catalog": ""}, ["logs", "runs"]),
+        ({"catalog": "florsql"}, ["logs", "runs"]),
+        ({"catalog": ""}, []),
         ({"catalog": "other"}, []),
         ({"table_types": ["VIEW"]}, []),
     ],
@@ -100,9 +101,9 @@ def test_messages_round_trip_with_spec_type_urls() -> None:
     assert wrapper.type_url == "type.googleapis.com/arrow.flight.protocol.sql.CommandGetTables"
     assert unpack(raw) == pb.CommandGetTables(include_schema=True)
     other = any_pb2.Any(
-        type_url="type.googleapis.com/arrow.flight.protocol.sql.CommandGetCrossReference"
+        type_url="type.googleapis.com/arrow.flight.protocol.sql.CommandStatementSubstraitPlan"
     )
-    with pytest.raises(NotImplementedError, match="CommandGetCrossReference"):
+    with pytest.raises(NotImplementedError, match="CommandStatementSubstraitPlan"):
         unpack(other.SerializeToString())
 
 
@@ -135,9 +136,17 @@ def test_only_loopback_may_go_without_a_token() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
     check_binding("127.0.0.1", None)
-    check_binding("0.0.0.0", "t")
+    check_binding("0.0.0.0", "t", tls=True)
+    check_binding("0.0.0.0", "t", insecure=True)
     with pytest.raises(FlorError, match=r"refusing to serve on 0\.0\.0\.0 without a token"):
-        check_binding("0.0.0.0", None)
+        check_binding("0.0.0.0", None, tls=True)
+
+
+def test_off_loopback_tls_is_required_unless_insecure_is_said() -> None:
+    with pytest.raises(
+        FlorError, match=r"refusing to serve on 10\.1\.2\.3 without TLS.*--insecure"
+    ):
+        check_binding("10.1.2.3", "t")
     with pytest.raises(FlorError, match="must not be empty"):
         check_binding("127.0.0.1", " ")
 

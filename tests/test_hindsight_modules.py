@@ -226,3 +226,51 @@ def test_propagation_adds_the_flor_import_to_a_module_that_had_none() -> None:
     assert "import florsql as flor" in lines
     assert lines.index("import florsql as flor") < lines.index("def batch_loss(net, x, y):")
     compile(result.source, "steps.py", "exec")
+
+
+PLAIN_MAIN = """
+import florsql as flor
+from trainer import fit
+
+with flor.checkpointing():
+    final = fit(flor.arg("epochs", 3))
+flor.log("final", final)
+"""
+
+PLAIN_TRAINER = """
+import florsql as flor
+
+
+def fit(epochs):
+    w = 0.0  # carried across epochs in a plain local of the helper: never checkpointed
+    for e in flor.loop("epoch", range(epochs)):
+        for s in flor.loop("step", range(3)):
+            w += 0.1 * (s + 1)
+            flor.log("loss", w)
+        flor.log("w", w)
+    return w
+"""
+
+
+def test_state_carried_in_an_imported_helper_is_replayed_from_the_top(tmp_path: Path) -> None:
+    """A restricted query must not start the helper's loop from a checkpoint that lacks ``w``."""
+    patched = PLAIN_TRAINER.replace(
+        '            flor.log("loss", w)\n',
+        '            flor.log("loss", w)\n            flor.log("b0", w * 10)\n',
+    )
+    oracle_repo = make_repo(tmp_path / "o", {"main.py": PLAIN_MAIN, "trainer.py": patched})
+    run_script(oracle_repo, "main.py")
+    with Engine(oracle_repo, replay="off") as eng:
+        want = eng.execute("SELECT epoch, step, b0 FROM logs WHERE epoch = 1 AND b0 IS NOT NULL")
+    repo = make_repo(tmp_path / "r", {"main.py": PLAIN_MAIN, "trainer.py": PLAIN_TRAINER})
+    run_script(repo, "main.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "trainer.py", patched)
+    with _engine(repo) as eng:
+        plan = eng.execute("EXPLAIN SELECT b0 FROM logs WHERE epoch = 1").table
+        got = eng.execute("SELECT epoch, step, b0 FROM logs WHERE epoch = 1 AND b0 IS NOT NULL")
+    assert "from the top of the script" in "\n".join(plan.column("plan").to_pylist())
+    key = sorted
+    assert key(got.table.to_pylist(), key=lambda r: r["step"]) == key(
+        want.table.to_pylist(), key=lambda r: r["step"]
+    )
+    assert got.table.num_rows == 3

@@ -11,7 +11,7 @@ replay starts from a checkpoint), then the wider ones that replay the rest.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,10 @@ from tests.helpers_replay import (
     Mismatches,
     Recorded,
     Recorder,
-    copy_history,
+    copy_recorded,
     hindsight_names,
     record_pair,
+    shared_dir,
 )
 
 PREAMBLE = """
@@ -55,7 +56,6 @@ class Pattern:
     period: int = 1
     old_query: str = "SELECT seed, epoch, step, loss FROM logs"
     first: int = 2  # the partial queries ask for epoch >= first
-    notes: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -63,33 +63,6 @@ class Pattern:
 
 
 PATTERNS = [
-    Pattern(
-        "best_so_far_across_epochs",
-        """
-best, best_epoch, patience = float("inf"), -1, 0
-with flor.checkpointing(model=net, optimizer=opt):
-    for epoch in flor.loop("epoch", range(epochs)):
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            flor.log("loss", loss.item())
-        with torch.no_grad():
-            val = loss_fn(net(XV), YV).item()
-        if val < best:
-            best, best_epoch, patience = val, epoch, 0
-        else:
-            patience += 1
-        flor.log("val", val)
-        flor.log("best", best)  # hindsight
-        flor.log("best_epoch", best_epoch)  # hindsight
-        flor.log("patience", patience)  # hindsight
-flor.log("final_best", best)  # hindsight
-""",
-        {"epoch": ["best", "best_epoch", "patience"], "": ["final_best"]},
-        period=2,
-    ),
     Pattern(
         "dropout_in_evaluation",
         """
@@ -155,35 +128,37 @@ def queries(p: Pattern) -> tuple[list[str], list[str]]:
 
 
 class Histories:
-    """Recorded pairs per pattern, each recorded once per test process (on first use)."""
+    """Each pattern's recorded pair, recorded once per session (shared by xdist workers)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.recorder = Recorder(root / "logs")
+    def __init__(self, factory: pytest.TempPathFactory, worker_id: str) -> None:
+        self.factory = factory
+        self.worker_id = worker_id
+        self._recorder: Recorder | None = None
         self.workers = KeptWorkers(2)
-        self.done: dict[str, Recorded | BaseException] = {}
 
-    def get(self, p: Pattern) -> Recorded:
-        if p.name not in self.done:
+    def get(self, p: Pattern, dest: Path) -> Recorded:
+        """A private copy of ``p``'s history and oracle in ``dest``."""
+
+        def build(path: Path) -> None:
+            if self._recorder is None:
+                self._recorder = Recorder(self.factory.mktemp("runlogs"))
             runs = [("--seed", str(s)) for s in p.seeds]
-            try:
-                self.done[p.name] = record_pair(
-                    self.recorder, self.root / p.name, p.text, runs, period=p.period
-                )
-            except BaseException as e:
-                self.done[p.name] = e
-        got = self.done[p.name]
-        if isinstance(got, BaseException):
-            raise got
-        return got
+            record_pair(self._recorder, path, p.text, runs, period=p.period)
+
+        path = shared_dir(self.factory, self.worker_id, f"corpus-{p.name}", build)
+        return copy_recorded(Recorded(path / "history", path / "oracle"), dest)
+
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()
+        self.workers.shutdown()
 
 
 @pytest.fixture(scope="module")
-def histories(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Histories]:
-    h = Histories(tmp_path_factory.mktemp("corpus"))
+def histories(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Histories]:
+    h = Histories(tmp_path_factory, worker_id)
     yield h
-    h.recorder.close()
-    h.workers.shutdown()
+    h.close()
 
 
 @pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.name)
@@ -191,7 +166,7 @@ def test_fresh_store_replays_like_a_full_rerun(
     pattern: Pattern, histories: Histories, tmp_path: Path
 ) -> None:
     """Wide queries on a fresh store replay from the top (or checkpoints) what they need."""
-    rec = copy_history(histories.get(pattern), tmp_path / "history")
+    rec = histories.get(pattern, tmp_path)
     found = Mismatches()
     with found.session(rec, "fresh", histories.workers) as check:
         check(pattern.old_query)  # the hand-patched statements change nothing logged before

@@ -22,13 +22,14 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 import florsql
 from florsql.dbapi import Connection
+from florsql.replay import PlanExecutor
 from tests.helpers import git, make_repo, write
 from tests.helpers_replay import (
     Job,
@@ -38,6 +39,7 @@ from tests.helpers_replay import (
     normalize,
     old_source,
     patched_source,
+    shared_dir,
 )
 
 TEMPLATE = """
@@ -98,11 +100,10 @@ class History:
     scratch: Path
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    root = tmp_path_factory.mktemp("differential")
+def build_history(root: Path) -> None:
+    """Record the versions (``history``) and the patched versions (``oracle``), save the
+    oracle's wide table (``wide.parquet``), and replay everything in a copy (``full``)."""
     recorder = Recorder(root / "logs")
-    workers = KeptWorkers(2)
     try:
         repo = make_repo(root / "history")
         oracle_repo = make_repo(root / "oracle")
@@ -121,27 +122,36 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         git(oracle_repo, "add", "-A")
         git(oracle_repo, "commit", "-q", "-m", "patched versions")
         recorder.run([oracle_chain])
-        write(repo / "train.py", patched_source(version_text(*VERSIONS[-1][0])))
-        with florsql.connect(oracle_repo, replay="off") as con:
-            table = con.execute(f"SELECT {COLUMNS} FROM logs").fetch_arrow_table()
-        oracle = duckdb.connect()
-        oracle.register("wide_arrow", table)
-        oracle.execute("CREATE TABLE wide AS SELECT * FROM wide_arrow")
-        full_repo = root / "full"
-        shutil.copytree(repo, full_repo, symlinks=True)
-        full = florsql.connect(full_repo, replay="auto", executor=_executor(workers))
-        fetch(full, "SELECT * FROM logs")  # replays every hindsight value of every run
-        yield History(repo, full, oracle, workers, root / "scratch")
-        full.close()
     finally:
         recorder.close()
-        workers.shutdown()
+    write(repo / "train.py", patched_source(version_text(*VERSIONS[-1][0])))
+    with florsql.connect(oracle_repo, replay="off") as con:
+        table = con.execute(f"SELECT {COLUMNS} FROM logs").fetch_arrow_table()
+    pq.write_table(table, root / "wide.parquet")
+    shutil.copytree(repo, root / "full", symlinks=True)
+    with florsql.connect(root / "full", replay="auto") as full:
+        fetch(full, "SELECT * FROM logs")  # replays every hindsight value of every run
 
 
-def _executor(workers: KeptWorkers) -> Any:
-    from florsql.replay import PlanExecutor
-
+def _executor(workers: KeptWorkers) -> PlanExecutor:
     return PlanExecutor(workers)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[History]:
+    shared = shared_dir(tmp_path_factory, worker_id, "differential", build_history)
+    mine = tmp_path_factory.mktemp("differential")
+    shutil.copytree(shared / "full", mine / "full", symlinks=True)
+    oracle = duckdb.connect()
+    oracle.execute(
+        "CREATE TABLE wide AS SELECT * FROM read_parquet(?)", [str(shared / "wide.parquet")]
+    )
+    workers = KeptWorkers(2)
+    try:
+        with florsql.connect(mine / "full", replay="auto", executor=_executor(workers)) as full:
+            yield History(shared / "history", full, oracle, workers, mine / "scratch")
+    finally:
+        workers.shutdown()
 
 
 def test_replaying_everything_equals_the_full_reruns(history: History) -> None:

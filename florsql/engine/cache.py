@@ -17,6 +17,7 @@ looks (``stat`` calls), so it may run anywhere.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +82,15 @@ class CacheState:
     wide_built: bool = False
     refreshes: int = field(default=0)
     filenames: tuple[str, ...] = ()
+    #: damaged store files met by refreshes, not yet reported: (message, path, what skipped)
+    damage: list[tuple[str, str, str]] = field(default_factory=list)
+    _damage_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_damage(self) -> list[tuple[str, str, str]]:
+        """The damaged files met since the last call (each file once per index)."""
+        with self._damage_lock:
+            taken, self.damage = self.damage, []
+        return taken
 
     def stale(self) -> bool:
         """Whether :meth:`current` would refresh or rebuild anything (looks, changes nothing)."""
@@ -97,7 +107,12 @@ class CacheState:
         con = self.box.admin
         signature = folder_signature(self.repo)
         if force or signature != self.signature or self.generation is None:
-            self.box.index.refresh()
+            stats = self.box.index.refresh()
+            with self._damage_lock:
+                self.damage += [
+                    (text, d[0], d[1])
+                    for text, d in zip(stats.damage_messages(), stats.damaged, strict=True)
+                ]
             self.signature = signature
             self.refreshes += 1
             generation = fingerprint(con)

@@ -1,7 +1,9 @@
 """The replay hook: how the engine hands a :class:`ReplayPlan` to whoever executes replays.
 
-The replay issue plugs an executor in here; until then (or with ``replay = 'off'``) hindsight
-cells are NULL and a :class:`~florsql.errors.ReplayOffWarning` says what replay would compute.
+The engine hands each plan to an executor: by default the one :mod:`florsql.replay` provides
+(:func:`default_executor`, a ``PlanExecutor``). With ``replay = 'off'``, or without an executor,
+hindsight cells are NULL and a :class:`~florsql.errors.ReplayOffWarning` says what replay would
+compute.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class ReplayExecutor(Protocol):
 
 
 def default_executor() -> ReplayExecutor | None:
-    """The executor ``florsql.replay`` provides, if it provides one (None until it does)."""
+    """The executor ``florsql.replay`` provides (None where it provides none)."""
     try:
         import florsql.replay as replay
     except ImportError:

@@ -92,8 +92,13 @@ class Sandbox:
             self.index.close()
 
 
-def open_sandbox(repo: Path | str, *, wait: float = 0.0) -> Sandbox:
+def open_sandbox(
+    repo: Path | str, *, wait: float = 0.0, settings: dict[str, str] | None = None
+) -> Sandbox:
     """Open ``repo``'s index and query connections that cannot read or write files.
+
+    ``settings`` (e.g. ``{"memory_limit": "2GB", "threads": "4"}``) are set on the instance
+    before its configuration is locked.
 
     Example:
         >>> box = open_sandbox(repo)  # doctest: +SKIP
@@ -108,6 +113,8 @@ def open_sandbox(repo: Path | str, *, wait: float = 0.0) -> Sandbox:
         index_db = str(row[0])
         for statement in (*SETUP, *LOCKDOWN):
             index.con.execute(statement)
+        for name, value in (settings or {}).items():
+            index.con.execute(f"SET GLOBAL {name} = ?", [value])
         index.con.execute("SET lock_configuration = true")
         box = Sandbox(index=index, con=index.con, admin=index.con, index_db=index_db)
         box.con = box.cursor()

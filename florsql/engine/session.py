@@ -16,7 +16,9 @@ connection, one statement at a time (it is what the REPL, CLI and DB-API use).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
@@ -33,7 +36,7 @@ from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
 from florsql.engine.show import show_columns, show_runs
-from florsql.errors import PlanError, SqlError
+from florsql.errors import DamagedFileWarning, PlanError, SqlError
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
@@ -63,6 +66,8 @@ class Engine:
         confirm: asked before replaying when ``replay = 'confirm'``.
         use_cache: read ``logs`` from the materialized pivot (else pivot per query).
         wait: seconds to wait for another process holding the index.
+        duckdb_settings: DuckDB settings for the instance (``memory_limit``, ``threads``),
+            applied before the configuration is locked.
 
     Attributes:
         on_run: an observability hook, None by default: called on the querying thread with the
@@ -87,6 +92,7 @@ class Engine:
         confirm: Confirm | None = None,
         use_cache: bool = True,
         wait: float = 0.0,
+        duckdb_settings: dict[str, str] | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
@@ -96,7 +102,7 @@ class Engine:
         self.on_run: RunHook | None = None
         self.active = 0
         self.peak_active = 0
-        self._box = open_sandbox(self.repo, wait=wait)
+        self._box = open_sandbox(self.repo, wait=wait, settings=duckdb_settings)
         self._cache = CacheState(self._box, self.repo, use_cache=use_cache)
         self._plans: OrderedDict[tuple[str, str], tuple[Catalog, Statement, PlannedQuery]]
         self._plans = OrderedDict()
@@ -184,9 +190,30 @@ class Engine:
         """
         self._check_open()
         if cursor is not None:
-            return self._execute(sql, params, cursor.con, cursor.settings, quiet=not cursor.warn)
+            quiet = not cursor.warn
+            result = self._execute(sql, params, cursor.con, cursor.settings, quiet=quiet)
+            return self._with_damage(result, quiet=quiet)
         with self._own:
-            return self._execute(sql, params, self._box.con, self.settings)
+            result = self._execute(sql, params, self._box.con, self.settings)
+        return self._with_damage(result, quiet=False)
+
+    def _with_damage(self, result: Result, *, quiet: bool) -> Result:
+        """Add a warning per damaged store file the refreshes met since the last statement
+        (each file once per index): the answer came from the rest."""
+        damage = self._cache.take_damage()
+        if not damage:
+            return result
+        records: list[tuple[type[Warning], str]] = []
+        for text, path, skipped in damage:
+            records.append((DamagedFileWarning, text))
+            if not quiet:
+                warning = DamagedFileWarning(text, path, skipped)
+                warnings.warn(warning, stacklevel=self.warn_stacklevel - 2)
+        return dataclasses.replace(
+            result,
+            warnings=(*(t for _, t in records), *result.warnings),
+            warning_records=(*records, *result.warning_records),
+        )
 
     def _execute(
         self,
@@ -267,6 +294,23 @@ class Engine:
             self._plans[key] = (catalog, stmt, planned)
             while len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
+
+    def describe(self, sql: str, *, cursor: EngineCursor) -> Result:
+        """The columns a statement would answer, as an empty table and DuckDB's type names:
+        a query is planned (``?`` parameters as NULL) and DuckDB binds it under ``LIMIT 0``,
+        so nothing is replayed and no row is computed. Other statements (SHOW, EXPLAIN) run,
+        as they are cheap."""
+        self._check_open()
+        stmt = parse(sql)
+        if stmt.kind != "select" or stmt.query is None:
+            return self.execute(sql, cursor=cursor)
+        nulls = [None] * sum(1 for p in stmt.query.find_all(exp.Placeholder) if p.this is None)
+        with self._reading() as catalog, self._counted():
+            planned = self._plan(stmt, catalog, nulls, cursor.con)
+            table, types = self._run(
+                cursor.con, f"SELECT * FROM ({planned.sql}) AS __flor_describe LIMIT 0", stmt
+            )
+        return Result("select", table, planned.sql, planned.replay, types=types)
 
     def plan(self, sql: str, params: Sequence[Any] = ()) -> PlannedQuery:
         """Plan a query (or the query of an EXPLAIN) without running anything."""
@@ -384,6 +428,12 @@ class EngineCursor:
         if self.closed:
             raise SqlError("the cursor is closed")
         return self.engine.execute(sql, params, cursor=self)
+
+    def describe(self, sql: str) -> Result:
+        """The columns ``sql`` would answer, planned and not run (see :meth:`Engine.describe`)."""
+        if self.closed:
+            raise SqlError("the cursor is closed")
+        return self.engine.describe(sql, cursor=self)
 
     def interrupt(self) -> None:
         """Cancel this cursor's running query (from another thread)."""

@@ -57,17 +57,17 @@ def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
             FROM ctx_path) p JOIN run_meta m USING (run_id)
         UNION ALL SELECT a.name, m.vid, m.run_id FROM args a JOIN run_meta m USING (run_id)
     ),
-    per AS (SELECT name, list(DISTINCT vid ORDER BY vid) AS versions,
-                   count(DISTINCT run_id) AS runs FROM have GROUP BY name),
-    scripts AS (SELECT name, list(DISTINCT filename ORDER BY filename) AS f FROM code
-                WHERE name IS NOT NULL GROUP BY name)
+    per AS (SELECT lower(name) AS name, list(DISTINCT vid ORDER BY vid) AS versions,
+                   count(DISTINCT run_id) AS runs FROM have GROUP BY lower(name)),
+    scripts AS (SELECT lower(name) AS name, list(DISTINCT filename ORDER BY filename) AS f
+                FROM code WHERE name IS NOT NULL GROUP BY lower(name))
     SELECT c.column_name, c.column_type, c.kind, c.hindsight,
            CASE WHEN c.kind = 'meta' THEN (SELECT list(DISTINCT vid ORDER BY vid) FROM run_meta)
                 ELSE coalesce(p.versions, []) END AS versions,
            CASE WHEN c.kind = 'meta' THEN (SELECT count(*) FROM run_meta)
                 ELSE coalesce(p.runs, 0) END AS runs_with,
            c.runs_lacking, coalesce(s.f, []) AS in_current_code
-    FROM cols c LEFT JOIN per p ON p.name = c.column_name AND c.kind <> 'meta'
-    LEFT JOIN scripts s ON s.name = c.column_name
+    FROM cols c LEFT JOIN per p ON p.name = lower(c.column_name) AND c.kind <> 'meta'
+    LEFT JOIN scripts s ON s.name = lower(c.column_name)
     ORDER BY c.pos"""
     return con.sql(sql).to_arrow_table()

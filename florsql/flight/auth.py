@@ -31,15 +31,26 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
-def check_binding(host: str, token: str | None) -> None:
-    """Refuse to serve beyond this machine without a token."""
+def check_binding(
+    host: str, token: str | None, *, tls: bool = False, insecure: bool = False
+) -> None:
+    """Refuse to serve beyond this machine without a token, or without TLS unless the user
+    said ``--insecure`` (the token would cross the network in clear)."""
     if token is not None and not token.strip():
         raise FlorError("the --token must not be empty")
-    if token is None and not is_loopback(host):
+    if is_loopback(host):
+        return
+    if token is None:
         raise FlorError(
             f"refusing to serve on {host} without a token: anyone who can reach it could read "
             "your runs; pass --token TOKEN (clients send 'authorization: Bearer TOKEN') "
             "or bind to 127.0.0.1"
+        )
+    if not tls and not insecure:
+        raise FlorError(
+            f"refusing to serve on {host} without TLS: the token would cross the network in "
+            "clear; pass --tls-cert CERT.pem --tls-key KEY.pem, or --insecure on a network "
+            "you trust"
         )
 
 

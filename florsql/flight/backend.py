@@ -14,10 +14,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-
 from florsql.engine import Engine
-from florsql.flight.service import QueryResult, ReplayMode, TableInfo
+from florsql.flight.service import QueryControl, QueryResult, ReplayMode, TableInfo
 
 __all__ = ["EngineService", "open_service"]
 
@@ -32,34 +30,63 @@ class EngineService:
         self._tables_lock = threading.Lock()  # the browsing cache only
         self._tables: tuple[object, list[TableInfo]] | None = None
 
-    def execute(self, sql: str, params: Sequence[object], *, replay: ReplayMode) -> QueryResult:
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[object],
+        *,
+        replay: ReplayMode,
+        control: QueryControl | None = None,
+    ) -> QueryResult:
         # The result carries its warnings; the server logs them instead of raising them.
         with self.engine.cursor(replay=replay, warn=False) as cursor:
+            if control is not None:
+                control.on_cancel(cursor.interrupt)
+                if replay != "off":
+                    control.on_cancel(self._stop_replay)
             result = cursor.execute(sql, list(params))
         for message in result.warnings:
             log.warning("%s", message)
-        return QueryResult(result.table, tuple(result.warnings))
+        return QueryResult(result.table, tuple(result.warnings), result.types)
+
+    def _stop_replay(self) -> None:
+        # Replays run one at a time (the engine holds its write lock), so the executor's
+        # running tasks are this query's.
+        stop = getattr(self.engine.executor, "interrupt", None)
+        if callable(stop):
+            stop()
+
+    def describe(self, sql: str) -> QueryResult:
+        with self.engine.cursor(replay="off", warn=False) as cursor:
+            result = cursor.describe(sql)
+        return QueryResult(result.table.schema.empty_table(), (), result.types)
 
     def tables(self) -> Sequence[TableInfo]:
-        """``logs`` and every metadata relation, typed as a ``SELECT *`` over each returns."""
+        """``logs`` and every metadata relation, typed as a ``SELECT *`` over each returns.
+
+        Cached while the engine's catalog is the same object: the engine builds a new one when
+        the store changes and when a script with runs changes (a new ``flor.log`` there is a
+        new hindsight column), so browsing sees what queries see.
+        """
         catalog = self.engine.catalog()
-        key = catalog.generation if catalog.generation is not None else catalog
         with self._tables_lock:
-            if self._tables is not None and self._tables[0] == key:
+            if self._tables is not None and self._tables[0] is catalog:
                 return self._tables[1]
         names = ["logs", *catalog.relations]
-        infos = [TableInfo(name, self._schema(name)) for name in names]
+        infos = []
+        for name in names:
+            described = self.describe(f"SELECT * FROM {name}")
+            infos.append(TableInfo(name, described.table.schema, types=described.types))
         with self._tables_lock:
-            self._tables = (key, infos)
+            self._tables = (catalog, infos)
         return infos
-
-    def _schema(self, relation: str) -> pa.Schema:
-        return self.execute(f"SELECT * FROM {relation} LIMIT 0", (), replay="off").table.schema
 
     def close(self) -> None:
         self.engine.close()
 
 
-def open_service(repo: Path | str, *, wait: float = 0.0) -> EngineService:
+def open_service(
+    repo: Path | str, *, wait: float = 0.0, duckdb_settings: dict[str, str] | None = None
+) -> EngineService:
     """An engine over ``repo``'s store, for :class:`~florsql.flight.server.FlorFlightServer`."""
-    return EngineService(Engine(repo, replay="off", wait=wait))
+    return EngineService(Engine(repo, replay="off", wait=wait, duckdb_settings=duckdb_settings))

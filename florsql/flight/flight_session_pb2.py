@@ -27,17 +27,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#florsql/flight/flight_session.proto\x12\x15\x61rrow.flight.protocol\"\x15\n\x13\x43loseSessionRequest\"\x9d\x01\n\x12\x43loseSessionResult\x12@\n\x06status\x18\x01 \x01(\x0e\x32\x30.arrow.flight.protocol.CloseSessionResult.Status\"E\n\x06Status\x12\x0f\n\x0bUNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x0b\n\x07\x43LOSING\x10\x02\x12\x11\n\rNOT_CLOSEABLE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#florsql/flight/flight_session.proto\x12\x15\x61rrow.flight.protocol\"\x15\n\x13\x43loseSessionRequest\"\x9d\x01\n\x12\x43loseSessionResult\x12@\n\x06status\x18\x01 \x01(\x0e\x32\x30.arrow.flight.protocol.CloseSessionResult.Status\"E\n\x06Status\x12\x0f\n\x0bUNSPECIFIED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\x12\x0b\n\x07\x43LOSING\x10\x02\x12\x11\n\rNOT_CLOSEABLE\x10\x03\"\xfc\x01\n\x12SessionOptionValue\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x02 \x01(\x08H\x00\x12\x15\n\x0bint64_value\x18\x03 \x01(\x10H\x00\x12\x16\n\x0c\x64ouble_value\x18\x04 \x01(\x01H\x00\x12V\n\x11string_list_value\x18\x05 \x01(\x0b\x32\x39.arrow.flight.protocol.SessionOptionValue.StringListValueH\x00\x1a!\n\x0fStringListValue\x12\x0e\n\x06values\x18\x01 \x03(\tB\x0e\n\x0coption_value\"\xda\x01\n\x18SetSessionOptionsRequest\x12\\\n\x0fsession_options\x18\x01 \x03(\x0b\x32\x43.arrow.flight.protocol.SetSessionOptionsRequest.SessionOptionsEntry\x1a`\n\x13SessionOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x38\n\x05value\x18\x02 \x01(\x0b\x32).arrow.flight.protocol.SessionOptionValue:\x02\x38\x01\"\xec\x02\n\x17SetSessionOptionsResult\x12J\n\x06\x65rrors\x18\x01 \x03(\x0b\x32:.arrow.flight.protocol.SetSessionOptionsResult.ErrorsEntry\x1aQ\n\x05\x45rror\x12H\n\x05value\x18\x01 \x01(\x0e\x32\x39.arrow.flight.protocol.SetSessionOptionsResult.ErrorValue\x1a\x63\n\x0b\x45rrorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x43\n\x05value\x18\x02 \x01(\x0b\x32\x34.arrow.flight.protocol.SetSessionOptionsResult.Error:\x02\x38\x01\"M\n\nErrorValue\x12\x0f\n\x0bUNSPECIFIED\x10\x00\x12\x10\n\x0cINVALID_NAME\x10\x01\x12\x11\n\rINVALID_VALUE\x10\x02\x12\t\n\x05\x45RROR\x10\x03\"\x1a\n\x18GetSessionOptionsRequest\"\xd8\x01\n\x17GetSessionOptionsResult\x12[\n\x0fsession_options\x18\x01 \x03(\x0b\x32\x42.arrow.flight.protocol.GetSessionOptionsResult.SessionOptionsEntry\x1a`\n\x13SessionOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x38\n\x05value\x18\x02 \x01(\x0b\x32).arrow.flight.protocol.SessionOptionValue:\x02\x38\x01\"\'\n\x17\x43\x61ncelFlightInfoRequest\x12\x0c\n\x04info\x18\x01 \x01(\x0c\"M\n\x16\x43\x61ncelFlightInfoResult\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.arrow.flight.protocol.CancelStatus*\x8b\x01\n\x0c\x43\x61ncelStatus\x12\x1d\n\x19\x43\x41NCEL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NCEL_STATUS_CANCELLED\x10\x01\x12\x1c\n\x18\x43\x41NCEL_STATUS_CANCELLING\x10\x02\x12!\n\x1d\x43\x41NCEL_STATUS_NOT_CANCELLABLE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'florsql.flight.flight_session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SETSESSIONOPTIONSREQUEST_SESSIONOPTIONSENTRY']._loaded_options = None
+  _globals['_SETSESSIONOPTIONSREQUEST_SESSIONOPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORSENTRY']._loaded_options = None
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORSENTRY']._serialized_options = b'8\001'
+  _globals['_GETSESSIONOPTIONSRESULT_SESSIONOPTIONSENTRY']._loaded_options = None
+  _globals['_GETSESSIONOPTIONSRESULT_SESSIONOPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_CANCELSTATUS']._serialized_start=1456
+  _globals['_CANCELSTATUS']._serialized_end=1595
   _globals['_CLOSESESSIONREQUEST']._serialized_start=62
   _globals['_CLOSESESSIONREQUEST']._serialized_end=83
   _globals['_CLOSESESSIONRESULT']._serialized_start=86
   _globals['_CLOSESESSIONRESULT']._serialized_end=243
   _globals['_CLOSESESSIONRESULT_STATUS']._serialized_start=174
   _globals['_CLOSESESSIONRESULT_STATUS']._serialized_end=243
+  _globals['_SESSIONOPTIONVALUE']._serialized_start=246
+  _globals['_SESSIONOPTIONVALUE']._serialized_end=498
+  _globals['_SESSIONOPTIONVALUE_STRINGLISTVALUE']._serialized_start=449
+  _globals['_SESSIONOPTIONVALUE_STRINGLISTVALUE']._serialized_end=482
+  _globals['_SETSESSIONOPTIONSREQUEST']._serialized_start=501
+  _globals['_SETSESSIONOPTIONSREQUEST']._serialized_end=719
+  _globals['_SETSESSIONOPTIONSREQUEST_SESSIONOPTIONSENTRY']._serialized_start=623
+  _globals['_SETSESSIONOPTIONSREQUEST_SESSIONOPTIONSENTRY']._serialized_end=719
+  _globals['_SETSESSIONOPTIONSRESULT']._serialized_start=722
+  _globals['_SETSESSIONOPTIONSRESULT']._serialized_end=1086
+  _globals['_SETSESSIONOPTIONSRESULT_ERROR']._serialized_start=825
+  _globals['_SETSESSIONOPTIONSRESULT_ERROR']._serialized_end=906
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORSENTRY']._serialized_start=908
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORSENTRY']._serialized_end=1007
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORVALUE']._serialized_start=1009
+  _globals['_SETSESSIONOPTIONSRESULT_ERRORVALUE']._serialized_end=1086
+  _globals['_GETSESSIONOPTIONSREQUEST']._serialized_start=1088
+  _globals['_GETSESSIONOPTIONSREQUEST']._serialized_end=1114
+  _globals['_GETSESSIONOPTIONSRESULT']._serialized_start=1117
+  _globals['_GETSESSIONOPTIONSRESULT']._serialized_end=1333
+  _globals['_GETSESSIONOPTIONSRESULT_SESSIONOPTIONSENTRY']._serialized_start=623
+  _globals['_GETSESSIONOPTIONSRESULT_SESSIONOPTIONSENTRY']._serialized_end=719
+  _globals['_CANCELFLIGHTINFOREQUEST']._serialized_start=1335
+  _globals['_CANCELFLIGHTINFOREQUEST']._serialized_end=1374
+  _globals['_CANCELFLIGHTINFORESULT']._serialized_start=1376
+  _globals['_CANCELFLIGHTINFORESULT']._serialized_end=1453
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lorsql/flight/flight_sql.proto\x12\x19\x61rrow.flight.protocol.sql\"!\n\x11\x43ommandGetSqlInfo\x12\x0c\n\x04info\x18\x01 \x03(\r\"\x14\n\x12\x43ommandGetCatalogs\"{\n\x13\x43ommandGetDbSchemas\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12%\n\x18\x64\x62_schema_filter_pattern\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_catalogB\x1b\n\x19_db_schema_filter_pattern\"\xeb\x01\n\x10\x43ommandGetTables\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12%\n\x18\x64\x62_schema_filter_pattern\x18\x02 \x01(\tH\x01\x88\x01\x01\x12&\n\x19table_name_filter_pattern\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x0btable_types\x18\x04 \x03(\t\x12\x16\n\x0einclude_schema\x18\x05 \x01(\x08\x42\n\n\x08_catalogB\x1b\n\x19_db_schema_filter_patternB\x1c\n\x1a_table_name_filter_pattern\"\x16\n\x14\x43ommandGetTableTypes\">\n\x16\x43ommandGetXdbcTypeInfo\x12\x16\n\tdata_type\x18\x01 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_data_type\"n\n\x15\x43ommandGetPrimaryKeys\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tdb_schema\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05table\x18\x03 \x01(\tB\n\n\x08_catalogB\x0c\n\n_db_schema\"V\n\x15\x43ommandStatementQuery\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"W\n\x16\x43ommandStatementUpdate\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"0\n\x14TicketStatementQuery\x12\x18\n\x10statement_handle\x18\x01 \x01(\x0c\"e\n$ActionCreatePreparedStatementRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"z\n#ActionCreatePreparedStatementResult\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\x12\x16\n\x0e\x64\x61taset_schema\x18\x02 \x01(\x0c\x12\x18\n\x10parameter_schema\x18\x03 \x01(\x0c\"H\n#ActionClosePreparedStatementRequest\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\"B\n\x1d\x43ommandPreparedStatementQuery\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\"C\n\x1e\x43ommandPreparedStatementUpdate\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\")\n\x11\x44oPutUpdateResult\x12\x14\n\x0crecord_count\x18\x01 \x01(\x03\"d\n\x1c\x44oPutPreparedStatementResult\x12&\n\x19prepared_statement_handle\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x42\x1c\n\x1a_prepared_statement_handleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lorsql/flight/flight_sql.proto\x12\x19\x61rrow.flight.protocol.sql\"!\n\x11\x43ommandGetSqlInfo\x12\x0c\n\x04info\x18\x01 \x03(\r\"\x14\n\x12\x43ommandGetCatalogs\"{\n\x13\x43ommandGetDbSchemas\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12%\n\x18\x64\x62_schema_filter_pattern\x18\x02 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_catalogB\x1b\n\x19_db_schema_filter_pattern\"\xeb\x01\n\x10\x43ommandGetTables\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12%\n\x18\x64\x62_schema_filter_pattern\x18\x02 \x01(\tH\x01\x88\x01\x01\x12&\n\x19table_name_filter_pattern\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x0btable_types\x18\x04 \x03(\t\x12\x16\n\x0einclude_schema\x18\x05 \x01(\x08\x42\n\n\x08_catalogB\x1b\n\x19_db_schema_filter_patternB\x1c\n\x1a_table_name_filter_pattern\"\x16\n\x14\x43ommandGetTableTypes\">\n\x16\x43ommandGetXdbcTypeInfo\x12\x16\n\tdata_type\x18\x01 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_data_type\"n\n\x15\x43ommandGetPrimaryKeys\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tdb_schema\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05table\x18\x03 \x01(\tB\n\n\x08_catalogB\x0c\n\n_db_schema\"o\n\x16\x43ommandGetExportedKeys\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tdb_schema\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05table\x18\x03 \x01(\tB\n\n\x08_catalogB\x0c\n\n_db_schema\"o\n\x16\x43ommandGetImportedKeys\x12\x14\n\x07\x63\x61talog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tdb_schema\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05table\x18\x03 \x01(\tB\n\n\x08_catalogB\x0c\n\n_db_schema\"\xe6\x01\n\x18\x43ommandGetCrossReference\x12\x17\n\npk_catalog\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0cpk_db_schema\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08pk_table\x18\x03 \x01(\t\x12\x17\n\nfk_catalog\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x19\n\x0c\x66k_db_schema\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x08\x66k_table\x18\x06 \x01(\tB\r\n\x0b_pk_catalogB\x0f\n\r_pk_db_schemaB\r\n\x0b_fk_catalogB\x0f\n\r_fk_db_schema\"V\n\x15\x43ommandStatementQuery\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"W\n\x16\x43ommandStatementUpdate\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"0\n\x14TicketStatementQuery\x12\x18\n\x10statement_handle\x18\x01 \x01(\x0c\"e\n$ActionCreatePreparedStatementRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x1b\n\x0etransaction_id\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\x11\n\x0f_transaction_id\"z\n#ActionCreatePreparedStatementResult\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\x12\x16\n\x0e\x64\x61taset_schema\x18\x02 \x01(\x0c\x12\x18\n\x10parameter_schema\x18\x03 \x01(\x0c\"H\n#ActionClosePreparedStatementRequest\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\"B\n\x1d\x43ommandPreparedStatementQuery\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\"C\n\x1e\x43ommandPreparedStatementUpdate\x12!\n\x19prepared_statement_handle\x18\x01 \x01(\x0c\")\n\x11\x44oPutUpdateResult\x12\x14\n\x0crecord_count\x18\x01 \x01(\x03\"d\n\x1c\x44oPutPreparedStatementResult\x12&\n\x19prepared_statement_handle\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x42\x1c\n\x1a_prepared_statement_handle\"(\n\x18\x41\x63tionCancelQueryRequest\x12\x0c\n\x04info\x18\x01 \x01(\x0c\"\xf8\x01\n\x17\x41\x63tionCancelQueryResult\x12O\n\x06result\x18\x01 \x01(\x0e\x32?.arrow.flight.protocol.sql.ActionCancelQueryResult.CancelResult\"\x8b\x01\n\x0c\x43\x61ncelResult\x12\x1d\n\x19\x43\x41NCEL_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NCEL_RESULT_CANCELLED\x10\x01\x12\x1c\n\x18\x43\x41NCEL_RESULT_CANCELLING\x10\x02\x12!\n\x1d\x43\x41NCEL_RESULT_NOT_CANCELLABLE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,24 +48,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDGETXDBCTYPEINFO']._serialized_end=568
   _globals['_COMMANDGETPRIMARYKEYS']._serialized_start=570
   _globals['_COMMANDGETPRIMARYKEYS']._serialized_end=680
-  _globals['_COMMANDSTATEMENTQUERY']._serialized_start=682
-  _globals['_COMMANDSTATEMENTQUERY']._serialized_end=768
-  _globals['_COMMANDSTATEMENTUPDATE']._serialized_start=770
-  _globals['_COMMANDSTATEMENTUPDATE']._serialized_end=857
-  _globals['_TICKETSTATEMENTQUERY']._serialized_start=859
-  _globals['_TICKETSTATEMENTQUERY']._serialized_end=907
-  _globals['_ACTIONCREATEPREPAREDSTATEMENTREQUEST']._serialized_start=909
-  _globals['_ACTIONCREATEPREPAREDSTATEMENTREQUEST']._serialized_end=1010
-  _globals['_ACTIONCREATEPREPAREDSTATEMENTRESULT']._serialized_start=1012
-  _globals['_ACTIONCREATEPREPAREDSTATEMENTRESULT']._serialized_end=1134
-  _globals['_ACTIONCLOSEPREPAREDSTATEMENTREQUEST']._serialized_start=1136
-  _globals['_ACTIONCLOSEPREPAREDSTATEMENTREQUEST']._serialized_end=1208
-  _globals['_COMMANDPREPAREDSTATEMENTQUERY']._serialized_start=1210
-  _globals['_COMMANDPREPAREDSTATEMENTQUERY']._serialized_end=1276
-  _globals['_COMMANDPREPAREDSTATEMENTUPDATE']._serialized_start=1278
-  _globals['_COMMANDPREPAREDSTATEMENTUPDATE']._serialized_end=1345
-  _globals['_DOPUTUPDATERESULT']._serialized_start=1347
-  _globals['_DOPUTUPDATERESULT']._serialized_end=1388
-  _globals['_DOPUTPREPAREDSTATEMENTRESULT']._serialized_start=1390
-  _globals['_DOPUTPREPAREDSTATEMENTRESULT']._serialized_end=1490
+  _globals['_COMMANDGETEXPORTEDKEYS']._serialized_start=682
+  _globals['_COMMANDGETEXPORTEDKEYS']._serialized_end=793
+  _globals['_COMMANDGETIMPORTEDKEYS']._serialized_start=795
+  _globals['_COMMANDGETIMPORTEDKEYS']._serialized_end=906
+  _globals['_COMMANDGETCROSSREFERENCE']._serialized_start=909
+  _globals['_COMMANDGETCROSSREFERENCE']._serialized_end=1139
+  _globals['_COMMANDSTATEMENTQUERY']._serialized_start=1141
+  _globals['_COMMANDSTATEMENTQUERY']._serialized_end=1227
+  _globals['_COMMANDSTATEMENTUPDATE']._serialized_start=1229
+  _globals['_COMMANDSTATEMENTUPDATE']._serialized_end=1316
+  _globals['_TICKETSTATEMENTQUERY']._serialized_start=1318
+  _globals['_TICKETSTATEMENTQUERY']._serialized_end=1366
+  _globals['_ACTIONCREATEPREPAREDSTATEMENTREQUEST']._serialized_start=1368
+  _globals['_ACTIONCREATEPREPAREDSTATEMENTREQUEST']._serialized_end=1469
+  _globals['_ACTIONCREATEPREPAREDSTATEMENTRESULT']._serialized_start=1471
+  _globals['_ACTIONCREATEPREPAREDSTATEMENTRESULT']._serialized_end=1593
+  _globals['_ACTIONCLOSEPREPAREDSTATEMENTREQUEST']._serialized_start=1595
+  _globals['_ACTIONCLOSEPREPAREDSTATEMENTREQUEST']._serialized_end=1667
+  _globals['_COMMANDPREPAREDSTATEMENTQUERY']._serialized_start=1669
+  _globals['_COMMANDPREPAREDSTATEMENTQUERY']._serialized_end=1735
+  _globals['_COMMANDPREPAREDSTATEMENTUPDATE']._serialized_start=1737
+  _globals['_COMMANDPREPAREDSTATEMENTUPDATE']._serialized_end=1804
+  _globals['_DOPUTUPDATERESULT']._serialized_start=1806
+  _globals['_DOPUTUPDATERESULT']._serialized_end=1847
+  _globals['_DOPUTPREPAREDSTATEMENTRESULT']._serialized_start=1849
+  _globals['_DOPUTPREPAREDSTATEMENTRESULT']._serialized_end=1949
+  _globals['_ACTIONCANCELQUERYREQUEST']._serialized_start=1951
+  _globals['_ACTIONCANCELQUERYREQUEST']._serialized_end=1991
+  _globals['_ACTIONCANCELQUERYRESULT']._serialized_start=1994
+  _globals['_ACTIONCANCELQUERYRESULT']._serialized_end=2242
+  _globals['_ACTIONCANCELQUERYRESULT_CANCELRESULT']._serialized_start=2103
+  _globals['_ACTIONCANCELQUERYRESULT_CANCELRESULT']._serialized_end=2242
 # @@protoc_insertion_point(module_scope)

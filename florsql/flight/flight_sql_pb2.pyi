@@ -2,10 +2,11 @@
 # mypy: ignore-errors
 # fmt: off
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -60,6 +61,42 @@ class CommandGetPrimaryKeys(_message.Message):
     db_schema: str
     table: str
     def __init__(self, catalog: _Optional[str] = ..., db_schema: _Optional[str] = ..., table: _Optional[str] = ...) -> None: ...
+
+class CommandGetExportedKeys(_message.Message):
+    __slots__ = ("catalog", "db_schema", "table")
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    DB_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    catalog: str
+    db_schema: str
+    table: str
+    def __init__(self, catalog: _Optional[str] = ..., db_schema: _Optional[str] = ..., table: _Optional[str] = ...) -> None: ...
+
+class CommandGetImportedKeys(_message.Message):
+    __slots__ = ("catalog", "db_schema", "table")
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    DB_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    catalog: str
+    db_schema: str
+    table: str
+    def __init__(self, catalog: _Optional[str] = ..., db_schema: _Optional[str] = ..., table: _Optional[str] = ...) -> None: ...
+
+class CommandGetCrossReference(_message.Message):
+    __slots__ = ("pk_catalog", "pk_db_schema", "pk_table", "fk_catalog", "fk_db_schema", "fk_table")
+    PK_CATALOG_FIELD_NUMBER: _ClassVar[int]
+    PK_DB_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PK_TABLE_FIELD_NUMBER: _ClassVar[int]
+    FK_CATALOG_FIELD_NUMBER: _ClassVar[int]
+    FK_DB_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FK_TABLE_FIELD_NUMBER: _ClassVar[int]
+    pk_catalog: str
+    pk_db_schema: str
+    pk_table: str
+    fk_catalog: str
+    fk_db_schema: str
+    fk_table: str
+    def __init__(self, pk_catalog: _Optional[str] = ..., pk_db_schema: _Optional[str] = ..., pk_table: _Optional[str] = ..., fk_catalog: _Optional[str] = ..., fk_db_schema: _Optional[str] = ..., fk_table: _Optional[str] = ...) -> None: ...
 
 class CommandStatementQuery(_message.Message):
     __slots__ = ("query", "transaction_id")
@@ -130,3 +167,25 @@ class DoPutPreparedStatementResult(_message.Message):
     PREPARED_STATEMENT_HANDLE_FIELD_NUMBER: _ClassVar[int]
     prepared_statement_handle: bytes
     def __init__(self, prepared_statement_handle: _Optional[bytes] = ...) -> None: ...
+
+class ActionCancelQueryRequest(_message.Message):
+    __slots__ = ("info",)
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    info: bytes
+    def __init__(self, info: _Optional[bytes] = ...) -> None: ...
+
+class ActionCancelQueryResult(_message.Message):
+    __slots__ = ("result",)
+    class CancelResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CANCEL_RESULT_UNSPECIFIED: _ClassVar[ActionCancelQueryResult.CancelResult]
+        CANCEL_RESULT_CANCELLED: _ClassVar[ActionCancelQueryResult.CancelResult]
+        CANCEL_RESULT_CANCELLING: _ClassVar[ActionCancelQueryResult.CancelResult]
+        CANCEL_RESULT_NOT_CANCELLABLE: _ClassVar[ActionCancelQueryResult.CancelResult]
+    CANCEL_RESULT_UNSPECIFIED: ActionCancelQueryResult.CancelResult
+    CANCEL_RESULT_CANCELLED: ActionCancelQueryResult.CancelResult
+    CANCEL_RESULT_CANCELLING: ActionCancelQueryResult.CancelResult
+    CANCEL_RESULT_NOT_CANCELLABLE: ActionCancelQueryResult.CancelResult
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: ActionCancelQueryResult.CancelResult
+    def __init__(self, result: _Optional[_Union[ActionCancelQueryResult.CancelResult, str]] = ...) -> None: ...

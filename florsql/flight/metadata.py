@@ -1,7 +1,11 @@
 """The catalog commands BI tools call, with exactly the result schemas of the Flight SQL spec.
 
-florsql has one database: no catalog (``GetCatalogs`` answers no rows) and one schema, ``main``
-(DuckDB's name for it), whose tables are ``logs`` and the metadata relations.
+florsql has one database: one catalog, ``florsql`` (:data:`florsql.grammar.CATALOG_NAME`, what
+``current_database()`` and ``information_schema`` say too), and one schema, ``main`` (DuckDB's name
+for it), whose tables are ``logs`` and the metadata relations, of type ``table``. It has no keys:
+``GetPrimaryKeys``, ``GetExportedKeys``, ``GetImportedKeys`` and ``GetCrossReference`` answer no
+rows, with the spec's schemas. Table schemas carry the Flight SQL column metadata
+(:mod:`florsql.flight.xdbc`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from florsql.flight import flight_sql_pb2 as pb
+from florsql.flight import xdbc
 from florsql.flight.service import TableInfo
+from florsql.grammar import CATALOG_NAME, SCHEMA_NAME
 
 __all__ = [
     "CATALOGS_SCHEMA",
     "DB_SCHEMAS_SCHEMA",
+    "FOREIGN_KEYS_SCHEMA",
+    "PRIMARY_KEYS_SCHEMA",
     "TABLES_SCHEMA",
     "TABLES_SCHEMA_WITH_SCHEMA",
     "TABLE_TYPES_SCHEMA",
@@ -25,9 +33,10 @@ __all__ = [
     "like",
     "table_types",
     "tables",
+    "xdbc_type_info",
 ]
 
-SCHEMA = "main"
+SCHEMA = SCHEMA_NAME
 CATALOGS_SCHEMA = pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
 DB_SCHEMAS_SCHEMA = pa.schema(
     [pa.field("catalog_name", pa.utf8()), pa.field("db_schema_name", pa.utf8(), nullable=False)]
@@ -68,12 +77,11 @@ def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
 
 
 def catalogs() -> pa.Table:
-    return CATALOGS_SCHEMA.empty_table()
+    return pa.Table.from_pydict({"catalog_name": [CATALOG_NAME]}, schema=CATALOGS_SCHEMA)
 
 
 def _catalog_matches(catalog: str | None) -> bool:
-    # An empty string asks for objects without a catalog, as all of florsql's are.
-    return catalog is None or catalog == ""
+    return catalog is None or catalog == CATALOG_NAME
 
 
 def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
@@ -81,7 +89,8 @@ def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
     pattern = cmd.db_schema_filter_pattern if cmd.HasField("db_schema_filter_pattern") else None
     names = [SCHEMA] if _catalog_matches(catalog) and like(pattern, SCHEMA) else []
     return pa.Table.from_pydict(
-        {"catalog_name": [None] * len(names), "db_schema_name": names}, schema=DB_SCHEMAS_SCHEMA
+        {"catalog_name": [CATALOG_NAME] * len(names), "db_schema_name": names},
+        schema=DB_SCHEMAS_SCHEMA,
     )
 
 
@@ -103,17 +112,20 @@ def _wanted(cmd: pb.CommandGetTables, info: TableInfo) -> bool:
 
 
 def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:
-    """Rows ordered by table name (catalog NULL, schema ``main``), schemas IPC-serialized."""
+    """Rows ordered by table name (catalog ``florsql``, schema ``main``), schemas IPC-serialized."""
     found = sorted((t for t in infos if _wanted(cmd, t)), key=lambda t: (t.name, t.table_type))
     data: dict[str, list[object]] = {
-        "catalog_name": [None] * len(found),
+        "catalog_name": [CATALOG_NAME] * len(found),
         "db_schema_name": [SCHEMA] * len(found),
         "table_name": [t.name for t in found],
         "table_type": [t.table_type for t in found],
     }
     if not cmd.include_schema:
         return pa.Table.from_pydict(data, schema=TABLES_SCHEMA)
-    data["table_schema"] = [t.schema.serialize().to_pybytes() for t in found]
+    data["table_schema"] = [
+        xdbc.annotate(t.schema, t.types, table=t.name, db_schema=SCHEMA).serialize().to_pybytes()
+        for t in found
+    ]
     return pa.Table.from_pydict(data, schema=TABLES_SCHEMA_WITH_SCHEMA)
 
 
@@ -127,4 +139,46 @@ def result_schema(cmd: object) -> pa.Schema:
         return TABLES_SCHEMA_WITH_SCHEMA if cmd.include_schema else TABLES_SCHEMA
     if isinstance(cmd, pb.CommandGetTableTypes):
         return TABLE_TYPES_SCHEMA
+    if isinstance(cmd, pb.CommandGetXdbcTypeInfo):
+        return xdbc.XDBC_TYPE_INFO_SCHEMA
+    if isinstance(cmd, pb.CommandGetPrimaryKeys):
+        return PRIMARY_KEYS_SCHEMA
+    if isinstance(cmd, pb.CommandGetExportedKeys | pb.CommandGetImportedKeys):
+        return FOREIGN_KEYS_SCHEMA
+    if isinstance(cmd, pb.CommandGetCrossReference):
+        return FOREIGN_KEYS_SCHEMA
     raise TypeError(f"not a metadata command: {type(cmd).__name__}")
+
+
+PRIMARY_KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("catalog_name", pa.utf8()),
+        pa.field("db_schema_name", pa.utf8()),
+        pa.field("table_name", pa.utf8(), nullable=False),
+        pa.field("column_name", pa.utf8(), nullable=False),
+        pa.field("key_name", pa.utf8()),
+        pa.field("key_sequence", pa.int32(), nullable=False),
+    ]
+)
+#: GetExportedKeys, GetImportedKeys and GetCrossReference share it.
+FOREIGN_KEYS_SCHEMA = pa.schema(
+    [
+        pa.field("pk_catalog_name", pa.utf8()),
+        pa.field("pk_db_schema_name", pa.utf8()),
+        pa.field("pk_table_name", pa.utf8(), nullable=False),
+        pa.field("pk_column_name", pa.utf8(), nullable=False),
+        pa.field("fk_catalog_name", pa.utf8()),
+        pa.field("fk_db_schema_name", pa.utf8()),
+        pa.field("fk_table_name", pa.utf8(), nullable=False),
+        pa.field("fk_column_name", pa.utf8(), nullable=False),
+        pa.field("key_sequence", pa.int32(), nullable=False),
+        pa.field("fk_key_name", pa.utf8()),
+        pa.field("pk_key_name", pa.utf8()),
+        pa.field("update_rule", pa.uint8(), nullable=False),
+        pa.field("delete_rule", pa.uint8(), nullable=False),
+    ]
+)
+
+
+def xdbc_type_info(cmd: pb.CommandGetXdbcTypeInfo) -> pa.Table:
+    return xdbc.xdbc_type_info(cmd.data_type if cmd.HasField("data_type") else None)

@@ -2,31 +2,40 @@
 
 Every request runs on its own engine cursor, so clients query at once. A query runs at
 ``GetFlightInfo`` (its schema goes in the FlightInfo); the client's ``DoGet`` streams the result
-as record batches. Metadata commands are answered at ``DoGet`` from the ticket alone.
+as record batches. ``CreatePreparedStatement`` and ``GetSchema`` plan a query without running it.
+Metadata commands are answered at ``DoGet`` from the ticket alone. The limits of
+:mod:`florsql.flight.limits` bound what one client can take.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf.message import Message
 
-from florsql.errors import SqlError
+from florsql.errors import FlorError, SqlError
 from florsql.flight import flight_session_pb2 as session_pb
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
 from florsql.flight.auth import BearerTokenFactory, check_binding
 from florsql.flight.handles import Handles
-from florsql.flight.service import QueryResult, QueryService, ReplayMode
+from florsql.flight.limits import Limits, QueryCancelled, Watchdog, check_sql
+from florsql.flight.params import parameter_schema
+from florsql.flight.service import QueryControl, QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
-from florsql.flight.wire import pack, translated, unpack
+from florsql.flight.wire import describe, pack, translated, unpack
+from florsql.flight.xdbc import annotate
 from florsql.grammar import line_col, parse
 
 __all__ = ["FlorFlightServer", "ServerOptions"]
+
+log = logging.getLogger("florsql.flight")
 
 #: Record batches on the wire: about this many bytes each (fewer, larger messages stream
 #: faster), never fewer than MIN_BATCH_ROWS rows.
@@ -39,6 +48,11 @@ METADATA = (
     pb.CommandGetDbSchemas,
     pb.CommandGetTables,
     pb.CommandGetTableTypes,
+    pb.CommandGetXdbcTypeInfo,
+    pb.CommandGetPrimaryKeys,
+    pb.CommandGetExportedKeys,
+    pb.CommandGetImportedKeys,
+    pb.CommandGetCrossReference,
 )
 READ_ONLY = "florsql is read-only: updates are not allowed (use the record API to write)"
 
@@ -51,11 +65,31 @@ class ServerOptions:
     port: int = 8815
     token: str | None = None
     allow_replay: bool = False
+    limits: Limits = field(default_factory=Limits)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def location(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"grpc+tcp://{host}:{self.port}"
+        return f"{'grpc+tls' if self.tls else 'grpc+tcp'}://{host}:{self.port}"
+
+
+def _certificates(options: ServerOptions) -> list[flight.CertKeyPair]:
+    if options.tls_cert is None and options.tls_key is None:
+        return []
+    if options.tls_cert is None or options.tls_key is None:
+        raise FlorError("TLS needs both --tls-cert and --tls-key")
+    try:
+        cert, key = Path(options.tls_cert).read_bytes(), Path(options.tls_key).read_bytes()
+    except OSError as e:
+        raise FlorError(f"cannot read the TLS certificate or key {e.filename}: {e.strerror}") from e
+    return [flight.CertKeyPair(cert, key)]
 
 
 class FlorFlightServer(flight.FlightServerBase):
@@ -63,26 +97,53 @@ class FlorFlightServer(flight.FlightServerBase):
 
     def __init__(self, service: QueryService, options: ServerOptions | None = None) -> None:
         options = options or ServerOptions()
-        check_binding(options.host, options.token)
+        check_binding(options.host, options.token, tls=options.tls, insecure=options.insecure)
         middleware = {"auth": BearerTokenFactory(options.token)} if options.token else {}
-        super().__init__(options.location, middleware=middleware)
+        super().__init__(
+            options.location, middleware=middleware, tls_certificates=_certificates(options)
+        )
         self.service = service
         self.options = options
-        self.handles = Handles()
+        self.limits = options.limits
+        self.handles = Handles(
+            max_results=self.limits.max_pending_results,
+            max_bytes=self.limits.max_pending_bytes,
+        )
+        self.watchdog = Watchdog(self.limits)
         self.replay: ReplayMode = "auto" if options.allow_replay else "off"
+
+    def shutdown(self) -> None:
+        self.watchdog.stop()
+        super().shutdown()
 
     # -- queries -------------------------------------------------------------------------
 
-    def _run(self, sql: str, params: Sequence[object]) -> QueryResult:
+    def _run(
+        self, context: flight.ServerCallContext, sql: str, params: Sequence[object]
+    ) -> QueryResult:
+        check_sql(sql, self.limits)
         check_statement(sql)
-        return self.service.execute(sql, params, replay=self.replay)
+        with self.watchdog.admit(gone=context.is_cancelled) as control:
+            try:
+                result = self.service.execute(sql, params, replay=self.replay, control=control)
+            except Exception as error:
+                raise _cancelled(control) or error from None
+            if control.reason is not None:
+                raise QueryCancelled(control.reason)
+            return result
+
+    def _describe(self, sql: str) -> QueryResult:
+        check_sql(sql, self.limits)
+        check_statement(sql)
+        return self.service.describe(sql)
 
     def _info(
         self, descriptor: flight.FlightDescriptor, ticket: bytes, result: QueryResult
     ) -> flight.FlightInfo:
         table = result.table
         endpoint = flight.FlightEndpoint(ticket, [])
-        return flight.FlightInfo(table.schema, descriptor, [endpoint], table.num_rows, table.nbytes)
+        schema = annotate(table.schema, result.types)
+        return flight.FlightInfo(schema, descriptor, [endpoint], table.num_rows, table.nbytes)
 
     @translated
     def get_flight_info(
@@ -90,11 +151,11 @@ class FlorFlightServer(flight.FlightServerBase):
     ) -> flight.FlightInfo:
         cmd = unpack(descriptor.command)
         if isinstance(cmd, pb.CommandStatementQuery):
-            result = self._run(cmd.query, [])
+            result = self._run(context, cmd.query, [])
             handle = self.handles.park(result)
         elif isinstance(cmd, pb.CommandPreparedStatementQuery):
             prepared = self.handles.prepared(cmd.prepared_statement_handle)
-            result = self._run(prepared.sql, prepared.params)
+            result = self._run(context, prepared.sql, prepared.params)
             handle = self.handles.park(result, owner=cmd.prepared_statement_handle)
         elif isinstance(cmd, METADATA):
             schema = self._metadata_schema(cmd)
@@ -106,19 +167,32 @@ class FlorFlightServer(flight.FlightServerBase):
         ticket = pack(pb.TicketStatementQuery(statement_handle=handle))
         return self._info(descriptor, ticket, result)
 
-    @translated
     def get_schema(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
+        try:
+            return self._get_schema(descriptor)
+        except Exception as error:
+            # pyarrow passes a Flight error raised in get_schema on as a Python exception
+            # (with its traceback, which `florsql serve` keeps out): send the one-line message
+            # as the exception's whole text. gRPC status UNKNOWN, UNIMPLEMENTED as elsewhere.
+            if isinstance(error, NotImplementedError):
+                raise NotImplementedError(describe(error)) from None
+            text = str(error) if isinstance(error, flight.FlightError) else describe(error)
+            raise RuntimeError(text.split("\n")[0]) from None
+
+    def _get_schema(self, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         cmd = unpack(descriptor.command)
         if isinstance(cmd, METADATA):
             return flight.SchemaResult(self._metadata_schema(cmd))
         if isinstance(cmd, pb.CommandStatementQuery):
-            return flight.SchemaResult(self._run(cmd.query, []).table.schema)
-        if isinstance(cmd, pb.CommandPreparedStatementQuery):
-            prepared = self.handles.prepared(cmd.prepared_statement_handle)
-            return flight.SchemaResult(self._run(prepared.sql, prepared.params).table.schema)
-        raise NotImplementedError(f"florsql does not serve {type(cmd).__name__}")
+            sql = cmd.query
+        elif isinstance(cmd, pb.CommandPreparedStatementQuery):
+            sql = self.handles.prepared(cmd.prepared_statement_handle).sql
+        else:
+            raise NotImplementedError(f"florsql does not serve {type(cmd).__name__}")
+        described = self._describe(sql)
+        return flight.SchemaResult(annotate(described.table.schema, described.types))
 
     @translated
     def do_get(
@@ -157,8 +231,12 @@ class FlorFlightServer(flight.FlightServerBase):
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [
-            ("CreatePreparedStatement", "prepare a read-only query"),
+            ("CreatePreparedStatement", "prepare a read-only query (planned, not run)"),
             ("ClosePreparedStatement", "release a prepared statement"),
+            ("CancelFlightInfo", "drop a result that will not be fetched"),
+            ("CancelQuery", "drop a result that will not be fetched (deprecated form)"),
+            ("GetSessionOptions", "the server's settings (read-only)"),
+            ("SetSessionOptions", "refused: the server's settings are fixed when it starts"),
             ("CloseSession", "end the client's session (florsql keeps no session state)"),
         ]
 
@@ -167,20 +245,100 @@ class FlorFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[flight.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        if action.type == "CreatePreparedStatement":
+        kind = action.type
+        if kind == "CreatePreparedStatement":
             request = _expect(unpack(body), pb.ActionCreatePreparedStatementRequest)
-            check_statement(request.query)
+            described = self._describe(request.query)
             handle = self.handles.prepare(request.query)
-            result = pb.ActionCreatePreparedStatementResult(prepared_statement_handle=handle)
+            result = pb.ActionCreatePreparedStatementResult(
+                prepared_statement_handle=handle,
+                dataset_schema=annotate(described.table.schema, described.types)
+                .serialize()
+                .to_pybytes(),
+                parameter_schema=self._parameter_schema(request.query).serialize().to_pybytes(),
+            )
             return iter([flight.Result(pack(result))])
-        if action.type == "ClosePreparedStatement":
-            request = _expect(unpack(body), pb.ActionClosePreparedStatementRequest)
-            self.handles.close(request.prepared_statement_handle)
+        if kind == "ClosePreparedStatement":
+            request_close = _expect(unpack(body), pb.ActionClosePreparedStatementRequest)
+            self.handles.close(request_close.prepared_statement_handle)
             return iter([])
-        if action.type == "CloseSession":
+        if kind == "CloseSession":
             closed = session_pb.CloseSessionResult(status=session_pb.CloseSessionResult.CLOSED)
             return iter([flight.Result(pack(closed))])
-        raise NotImplementedError(f"florsql does not serve the action {action.type!r}")
+        if kind == "CancelFlightInfo":
+            info = session_pb.CancelFlightInfoRequest.FromString(body).info
+            status = (
+                session_pb.CANCEL_STATUS_CANCELLED
+                if self._cancel(info)
+                else session_pb.CANCEL_STATUS_NOT_CANCELLABLE
+            )
+            done = session_pb.CancelFlightInfoResult(status=status)  # bare: a plain Flight action
+            return iter([flight.Result(done.SerializeToString())])
+        if kind == "CancelQuery":
+            request_cancel = _expect(unpack(body), pb.ActionCancelQueryRequest)
+            answer = pb.ActionCancelQueryResult(
+                result=pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED
+                if self._cancel(request_cancel.info)
+                else pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
+            )
+            return iter([flight.Result(pack(answer))])
+        if kind == "GetSessionOptions":
+            options = session_pb.GetSessionOptionsResult()
+            for name, value in self._session_options().items():
+                if isinstance(value, str):
+                    options.session_options[name].string_value = value
+                else:
+                    options.session_options[name].double_value = float(value)
+            return iter([flight.Result(options.SerializeToString())])
+        if kind == "SetSessionOptions":
+            wanted = session_pb.SetSessionOptionsRequest.FromString(body)
+            known = self._session_options()
+            answer_set = session_pb.SetSessionOptionsResult()
+            for name in wanted.session_options:
+                error = answer_set.errors[name]
+                error.value = (
+                    session_pb.SetSessionOptionsResult.ERROR  # fixed when the server starts
+                    if name in known
+                    else session_pb.SetSessionOptionsResult.INVALID_NAME
+                )
+            return iter([flight.Result(answer_set.SerializeToString())])
+        raise NotImplementedError(f"florsql does not serve the action {kind!r}")
+
+    def _cancel(self, serialized_info: bytes) -> bool:
+        """Drop the parked results of a FlightInfo. A query still running is cancelled by
+        cancelling its GetFlightInfo call (the server notices the call went away)."""
+        try:
+            info = flight.FlightInfo.deserialize(serialized_info)
+        except Exception as e:
+            raise ValueError("CancelFlightInfo needs the FlightInfo of a query") from e
+        found = False
+        for endpoint in info.endpoints:
+            try:
+                ticket = unpack(endpoint.ticket.ticket)
+            except (NotImplementedError, ValueError):
+                continue
+            if isinstance(ticket, pb.TicketStatementQuery):
+                found = self.handles.cancel(ticket.statement_handle) or found
+        return found
+
+    def _session_options(self) -> dict[str, str | float]:
+        limits = self.limits
+        return {
+            "replay": self.replay,
+            "query_timeout": limits.query_timeout,
+            "max_concurrent_queries": limits.max_concurrent,
+            "max_pending_results": limits.max_pending_results,
+            "max_pending_bytes": limits.max_pending_bytes,
+            "max_sql_length": limits.max_sql_length,
+            "memory_limit": limits.memory_limit,
+            "threads": limits.threads,
+        }
+
+    def _parameter_schema(self, sql: str) -> pa.Schema:
+        stmt = parse(sql)
+        if stmt.query is None:
+            return pa.schema([])
+        return parameter_schema(stmt.query, {t.name: t.schema for t in self.service.tables()})
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -198,13 +356,20 @@ class FlorFlightServer(flight.FlightServerBase):
             return metadata.db_schemas(cmd)
         if isinstance(cmd, pb.CommandGetTables):
             return metadata.tables(cmd, self.service.tables())
-        assert isinstance(cmd, pb.CommandGetTableTypes)
-        return metadata.table_types(self.service.tables())
+        if isinstance(cmd, pb.CommandGetXdbcTypeInfo):
+            return metadata.xdbc_type_info(cmd)
+        if isinstance(cmd, pb.CommandGetTableTypes):
+            return metadata.table_types(self.service.tables())
+        return metadata.result_schema(cmd).empty_table()  # no keys: florsql has no constraints
+
+
+def _cancelled(control: QueryControl) -> QueryCancelled | None:
+    return QueryCancelled(control.reason) if control.reason is not None else None
 
 
 def _expect(msg: Message, cls: type[M]) -> M:
     if not isinstance(msg, cls):
-        raise ValueError(f"expected {cls.DESCRIPTOR.name}, got {type(msg).__name__}")
+        raise ValueError(f"expected {cls.__name__}, got {type(msg).__name__}")
     return msg
 
 

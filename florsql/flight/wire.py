@@ -6,7 +6,9 @@ Every error a request meets leaves the server as a Flight error whose message is
     florsql ParseError: syntax error near 'FORM': unexpected token (line 1, column 10)
 
 with gRPC status ``UNKNOWN`` (Flight's "failed"; ADBC raises ``OperationalError``) for errors of
-the request, ``INTERNAL`` for a bug, ``UNAUTHENTICATED`` for a missing or wrong token. The same
+the request, ``UNIMPLEMENTED`` for a command or action florsql does not serve, ``UNAVAILABLE``
+when the server is busy (:class:`florsql.flight.limits.ServerBusy`), ``INTERNAL`` for a bug,
+``UNAUTHENTICATED`` for a missing or wrong token. The same
 fields travel as JSON in the error's ``extra_info`` for clients that want them structured.
 pyarrow's own ``ArrowInvalid`` would give ``INVALID_ARGUMENT`` but appends the server's Python
 traceback to the message, so it is never used.
@@ -42,6 +44,10 @@ KNOWN: dict[str, type[Message]] = {
         pb.CommandGetTableTypes,
         pb.CommandGetXdbcTypeInfo,
         pb.CommandGetPrimaryKeys,
+        pb.CommandGetExportedKeys,
+        pb.CommandGetImportedKeys,
+        pb.CommandGetCrossReference,
+        pb.ActionCancelQueryRequest,
         pb.CommandStatementQuery,
         pb.CommandStatementUpdate,
         pb.TicketStatementQuery,
@@ -124,7 +130,12 @@ def to_flight_error(error: Exception) -> Exception:
     """The exception a handler raises so pyarrow sends ``error`` in the one shape."""
     if isinstance(error, flight.FlightError):
         return error
-    if isinstance(error, FlorError | ValueError | NotImplementedError):
+    if isinstance(error, NotImplementedError):
+        # pyarrow sends a Python NotImplementedError as gRPC UNIMPLEMENTED (no Flight error
+        # class maps to it); `florsql serve` keeps the Python traceback pyarrow would add to
+        # its detail out (sys.tracebacklimit = 0).
+        return NotImplementedError(describe(error))
+    if isinstance(error, FlorError | ValueError):
         return flight.FlightServerError(describe(error), extra_info=details(error))
     return flight.FlightInternalError(describe(error), extra_info=details(error))
 

@@ -127,9 +127,9 @@ def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], 
         """SELECT n.name, count(*) FROM (SELECT unnest(?::VARCHAR[]) AS name) n
            CROSS JOIN run_meta m
            WHERE NOT EXISTS (SELECT 1 FROM __flor_cover v
-                             WHERE v.run_id = m.run_id AND v.name = n.name)
-             AND NOT list_has_any(?, list_transform(m.files, lambda f: f || '|' || n.name))
+                             WHERE v.run_id = m.run_id AND v.name = lower(n.name))
+             AND NOT list_has_any(?, list_transform(m.files, lambda f: f || '|' || lower(n.name)))
            GROUP BY n.name ORDER BY n.name""",
-        [names, [f"{f}|{n}" for f, c in state.catalog.scripts.items() for n in c.names()]],
+        [names, [f"{f}|{n.lower()}" for f, c in state.catalog.scripts.items() for n in c.names()]],
     ).fetchall()
     return tuple((name, int(count)) for name, count in rows if count)

@@ -70,7 +70,8 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
     """Tag the ``logs`` tables of ``tree`` and work out each reference's columns.
 
     Raises:
-        PlanError: a column no relation in its scope has (with a "did you mean").
+        PlanError: a column no relation in its scope has (with a "did you mean"), or an
+            unqualified column two relations of its scope have (naming both).
     """
     for i, table in enumerate(t for t in tree.find_all(exp.Table) if is_logs_table(t)):
         table.meta[REF_KEY] = i
@@ -111,7 +112,8 @@ def _fallback(tree: exp.Expr, catalog: Catalog) -> Binding:
     """Name-based analysis: every ``logs`` table uses the log names written anywhere."""
     if any(cte.alias_or_name.lower() == "logs" for cte in tree.find_all(exp.CTE)):
         raise PlanError("florsql cannot analyse this query with a CTE named logs; rename the CTE")
-    written = {c.name for c in tree.find_all(exp.Column)} & set(catalog.names("log"))
+    written = {catalog.canonical(c.name) for c in tree.find_all(exp.Column)}
+    written &= set(catalog.names("log"))
     refs = []
     for table in tree.find_all(exp.Table):
         if REF_KEY in table.meta:
@@ -129,7 +131,6 @@ def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
                 refs[id(src)] = ref
                 if src.args.get("pivots") or _has_star(scope):
                     ref.names = None
-    logs_cols = set(catalog.names())
     log_names = set(catalog.names("log"))
     for scope in scopes:
         for col in scope.columns:
@@ -137,11 +138,13 @@ def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
             found = refs.get(id(owner)) if isinstance(owner, exp.Table) else None
             if found is not None:
                 ref = found
-                if col.name not in logs_cols:
+                column = catalog.column(col.name)  # names ignore case, as in DuckDB
+                if column is None:
                     _unknown(col, catalog.names(), catalog, source)
-                ref.columns.add(col.name)
-                if col.name in log_names and ref.names is not None:
-                    ref.names.add(col.name)
+                    continue
+                ref.columns.add(column.name)
+                if column.kind == "log" and ref.names is not None:
+                    ref.names.add(column.name)
             elif not col.table:
                 _check_unresolved(scope, col, catalog, source)
         _columns_function(scope, refs, log_names)
@@ -206,23 +209,44 @@ def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: s
     if not isinstance(expression, exp.Select) or not scope.sources:
         return
     own = _projection_of(col, expression)
-    aliases = {s.alias_or_name for s in expression.selects if s is not own}
-    if col.name in aliases or col.name in scope.sources:
+    aliases = {s.alias_or_name.lower() for s in expression.selects if s is not own}
+    if col.name.lower() in aliases or col.name in scope.sources:
         return  # a select alias (qualify aliases every projection: not its own) or a row
     pool: list[str] = []
     s: Scope | None = scope
     while s is not None:
-        for src in s.sources.values():
-            if isinstance(src, exp.Table) and REF_KEY in src.meta:
-                pool += catalog.names()
-            elif (
-                isinstance(src, exp.Table) and not src.text("db") and src.name in catalog.relations
-            ):
-                pool += list(catalog.relations[src.name])
-            else:
+        having: list[tuple[str, exp.Table]] = []
+        for alias, src in s.sources.items():
+            columns = _known_columns(src, catalog)
+            if columns is None:
                 return  # a derived table, table function or unknown relation: DuckDB decides
+            pool += columns
+            if isinstance(src, exp.Table) and col.name.lower() in {c.lower() for c in columns}:
+                having.append((alias, src))
+        if len(having) > 1:
+            _ambiguous(col, having, source)
         s = s.parent
     _unknown(col, pool, catalog, source)
+
+
+def _known_columns(src: exp.Expr | Scope, catalog: Catalog) -> list[str] | None:
+    """The columns of a ``logs`` reference or a florsql relation; None for any other source."""
+    if isinstance(src, exp.Table) and REF_KEY in src.meta:
+        return list(catalog.names())
+    if isinstance(src, exp.Table) and not src.text("db") and src.name in catalog.relations:
+        return list(catalog.relations[src.name])
+    return None
+
+
+def _ambiguous(col: exp.Column, sources: list[tuple[str, exp.Table]], source: str) -> None:
+    """A column more than one source of its scope has: name them and how to qualify it."""
+    named = [alias if alias == t.name else f"{alias} ({t.name})" for alias, t in sources]
+    which = f"{named[0]} and {named[1]} both" if len(named) == 2 else f"{', '.join(named)} all"
+    qualified = " or ".join(f"{alias}.{col.name}" for alias, _ in sources)
+    pos = node_position(col, source) or (None, None)
+    line, column = pos if pos != (None, None) else _find(col.name, source)
+    message = f"Ambiguous column '{col.name}': {which} have it; write {qualified}"
+    raise PlanError(message, sql=source, line=line, col=column)
 
 
 def _unknown_qualified(error: SqlglotError, tree: exp.Expr, catalog: Catalog, source: str) -> None:
@@ -232,7 +256,7 @@ def _unknown_qualified(error: SqlglotError, tree: exp.Expr, catalog: Catalog, so
         return
     name = found.group(1).strip('"')
     for col in tree.find_all(exp.Column):
-        if col.name != name or not col.table:
+        if col.name.lower() != name.lower() or not col.table:
             continue
         pool: list[str] = []
         for table in tree.find_all(exp.Table):

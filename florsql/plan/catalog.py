@@ -51,6 +51,8 @@ class LogsColumn:
         hindsight: for a log, whether some runs of a script whose current code logs it lack it.
         recorded_runs: how many runs have a value (recorded or replayed).
         lacking_runs: how many runs of scripts that log it now have no value.
+        spellings: for a log, every spelling runs recorded it under (names ignore case: ``loss``
+            and ``Loss`` are one column, ``name`` the spelling of the earliest run).
     """
 
     name: str
@@ -59,6 +61,7 @@ class LogsColumn:
     hindsight: bool = False
     recorded_runs: int = 0
     lacking_runs: int = 0
+    spellings: tuple[str, ...] = ()
 
     @property
     def run_level(self) -> bool:
@@ -100,10 +103,16 @@ class Catalog:
     _memo: dict[str, MappingSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_name.update({c.name: c for c in self.columns})
+        self._by_name.update({c.name.lower(): c for c in self.columns})
 
     def column(self, name: str) -> LogsColumn | None:
-        return self._by_name.get(name)
+        """The column called ``name``, in any case (``valacc`` finds ``valAcc``)."""
+        return self._by_name.get(name.lower())
+
+    def canonical(self, name: str) -> str:
+        """The spelling of the column ``name`` names (in any case); ``name`` if none does."""
+        column = self.column(name)
+        return column.name if column is not None else name
 
     def names(self, *kinds: Kind) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if not kinds or c.kind in kinds)
@@ -137,7 +146,7 @@ class Catalog:
             >>> Catalog((LogsColumn("grad_norm", "log", "DOUBLE"),), {}, {}).suggest("gradnorm")
             " Did you mean 'grad_norm'?"
         """
-        pool = list(candidates if candidates is not None else self._by_name)
+        pool = list(candidates if candidates is not None else self.names())
         close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
         if not close:
             lower = {p.lower(): p for p in pool}
@@ -159,14 +168,14 @@ def build_catalog(
     runs = relations["runs"]
     cols: list[LogsColumn] = [LogsColumn(n, "meta", runs.get(n, "VARCHAR")) for n in META_COLUMNS]
     cols += [LogsColumn(n, "loop", "BIGINT") for n in loop_names(con)]
-    arg_names = {r[0] for r in con.execute("SELECT DISTINCT name FROM args").fetchall()}
+    arg_names = {r[0] for r in con.execute("SELECT DISTINCT lower(name) FROM args").fetchall()}
     skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
-    cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n not in skip]
+    cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n.lower() not in skip]
     scripts = _scripts(con, repo)
     cols += _log_columns(con, scripts)
     unique: dict[str, LogsColumn] = {}
     for c in cols:  # a name used twice (a log named like an arg of other runs): first kind wins
-        unique.setdefault(c.name, c)
+        unique.setdefault(c.name.lower(), c)  # names ignore case, as SQL identifiers do
     nullable = con.execute("SELECT name FROM __flor_names WHERE list_contains(vtypes, 'null')")
     return Catalog(
         columns=tuple(unique.values()),
@@ -198,19 +207,25 @@ def _log_columns(
     con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]
 ) -> list[LogsColumn]:
     stats = {
-        name: (list(vtypes), runs)
-        for name, vtypes, runs in con.execute(
-            "SELECT name, vtypes, runs FROM __flor_names"
+        name.lower(): (name, list(vtypes), runs, tuple(spellings))
+        for name, vtypes, runs, spellings in con.execute(
+            "SELECT name, vtypes, runs, spellings FROM __flor_names"
         ).fetchall()
     }
-    lacking = _lacking(con, scripts)
-    names = sorted(set(stats) | set(lacking))
+    spelled: dict[str, str] = {}  # a name only code has: spelled as the first script has it
+    for filename in sorted(scripts):
+        for name in scripts[filename].names():
+            spelled.setdefault(name.lower(), name)
+    lacking: dict[str, tuple[str, int]] = {}  # lower name -> (spelling in code, runs lacking)
+    for name, n in _lacking(con, scripts).items():
+        before = lacking.get(name.lower(), (name, 0))[1]
+        lacking[name.lower()] = (spelled.get(name.lower(), name), before + n)
     out = []
-    for name in names:
-        vtypes, runs = stats.get(name, ([], 0))
-        sql_type = log_type(vtypes)
-        missing = lacking.get(name, 0)
-        out.append(LogsColumn(name, "log", sql_type, missing > 0, runs, missing))
+    for key in sorted(set(stats) | set(lacking)):
+        name, vtypes, runs, spellings = stats[key] if key in stats else (lacking[key][0], [], 0, ())
+        missing = lacking.get(key, (name, 0))[1]
+        column = LogsColumn(name, "log", log_type(vtypes), missing > 0, runs, missing, spellings)
+        out.append(column)
     return out
 
 
@@ -224,7 +239,8 @@ def _lacking(con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]) -> 
     values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)
     rows = con.execute(
         f"""SELECT c.name, count(DISTINCT m.run_id) FILTER (WHERE NOT EXISTS (
-                SELECT 1 FROM log_records v WHERE v.run_id = m.run_id AND v.name = c.name))
+                SELECT 1 FROM log_records v WHERE v.run_id = m.run_id
+                AND lower(v.name) = lower(c.name)))
             FROM (VALUES {values}) AS c(filename, name)
             JOIN run_meta m ON list_contains(m.files, c.filename) GROUP BY c.name"""
     ).fetchall()

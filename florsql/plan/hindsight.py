@@ -57,7 +57,7 @@ class ScriptCode:
         return tuple(dict.fromkeys(s.name for s in self.sites))
 
     def sites_of(self, name: str) -> tuple[LogSite, ...]:
-        return tuple(s for s in self.sites if s.name == name)
+        return tuple(s for s in self.sites if s.name.lower() == name.lower())  # names ignore case
 
     def inner_loops(self) -> tuple[str, ...]:
         """Loop names nested inside another flor.loop."""

@@ -2,7 +2,8 @@
 
 Applies only where it is provably safe: a plain SELECT over one ``logs`` reference (no join,
 grouping, DISTINCT, window, QUALIFY or set operation), its WHERE pushed down exactly (no
-residual predicate), ordered first by a run-level column, with a constant LIMIT (and OFFSET).
+residual predicate), ordered first by a run-level column, with a constant LIMIT (and OFFSET)
+that counts rows (``LIMIT n%``, ``n PERCENT`` and ``WITH TIES`` do not: they are never cut).
 Runs are walked in that order; a run's *sure* rows are the rows it already has (recorded values)
 that pass the WHERE, which will be in the answer whatever replay adds. Once n + offset sure rows
 are reached, the runs tied with the last one are kept and every later run is cut: their rows all
@@ -103,10 +104,25 @@ def _applicable(state: PlanState) -> tuple[int, exp.Ordered] | None:
 
 
 def _constant(node: exp.Expr | None) -> int | None:
-    value = node.args.get("expression") if node is not None else None
-    if isinstance(value, exp.Literal) and value.is_int:
+    """The row count of a ``LIMIT``/``OFFSET`` given as a constant; None for anything else.
+
+    ``LIMIT n%`` (``n PERCENT``) and ``WITH TIES`` do not count rows: never a constant.
+    """
+    if node is None:
+        return None
+    options = node.args.get("limit_options")
+    if options is not None and (options.args.get("percent") or options.args.get("with_ties")):
+        return None
+    value = node.args.get("expression")
+    if isinstance(value, exp.Cast) and value.to.is_type(*exp.DataType.INTEGER_TYPES):
+        value = value.this  # a bound numpy integer: CAST('3' AS BIGINT)
+    if isinstance(value, exp.Literal) and _is_int(value.name):
         return int(value.name)
     return None
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
 
 
 def _run_level(state: PlanState, col: exp.Column) -> bool:

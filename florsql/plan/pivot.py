@@ -6,7 +6,9 @@ The pivot is a conditional aggregation with an explicit column list, one
 Measured against DuckDB's ``PIVOT ... ON name IN (...) USING arg_max(...)`` at 1M records the two
 take the same time within noise; the conditional form types each column on its own (``PIVOT``
 takes one value expression for all names), so it is the one used. Where a name was logged
-several times in one context, the last value (largest ``seq``) wins, ``None`` included.
+several times in one context, the last value (largest ``seq``) wins, ``None`` included. A
+column gathers every spelling of its name (``loss`` and ``Loss`` are one column: SQL names ignore
+case), so no value of either spelling is lost.
 
 Row grain: a row per (run, context) where at least one of the log names the query references
 was logged (:func:`grain_predicate`).
@@ -73,6 +75,15 @@ def _presence(catalog: Catalog) -> list[str]:
     return [n for n in _logged(catalog) if n in catalog.nullable_logs]
 
 
+def _spelled(catalog: Catalog, names: Iterable[str]) -> str:
+    """``name IN (...)`` over every spelling runs recorded these names under."""
+    spellings: list[str] = []
+    for name in names:
+        col = catalog.column(name)
+        spellings += (col.spellings if col is not None else ()) or (name,)
+    return f"name IN ({', '.join(map(string_literal, dict.fromkeys(spellings)))})"
+
+
 def _aggregates(catalog: Catalog) -> list[str]:
     out = []
     for name in _valued(catalog):
@@ -80,11 +91,11 @@ def _aggregates(catalog: Catalog) -> list[str]:
         assert col is not None
         out.append(
             f"arg_max_null({value_expr(col.sql_type)}, seq) "
-            f"FILTER (WHERE name = {string_literal(name)}) AS {quote(name)}"
+            f"FILTER (WHERE {_spelled(catalog, [name])}) AS {quote(name)}"
         )
     for name in _presence(catalog):
-        lit = string_literal(name)
-        out.append(f"bool_or(true) FILTER (WHERE name = {lit}) AS {presence_column(name)}")
+        where = _spelled(catalog, [name])
+        out.append(f"bool_or(true) FILTER (WHERE {where}) AS {presence_column(name)}")
     return out
 
 
@@ -154,5 +165,5 @@ def logs_live(catalog: Catalog, names: Sequence[str] | None) -> str:
         having = "false"
     elif grain != "true":
         chosen = [n for n in (names or ()) if n in set(_logged(catalog))]
-        having = f"bool_or(name IN ({', '.join(map(string_literal, chosen))}))"
+        having = f"bool_or({_spelled(catalog, chosen)})"
     return f"SELECT {_projection(catalog, 'w')} FROM ({wide_select(catalog, having)}) w"

@@ -5,6 +5,8 @@ shared :class:`~florsql.plan.state.PlanState`:
 
 1. :func:`~florsql.plan.params.bind_parameters`: ``?`` values into the tree, by their place in
    the text (so they restrict the replay set like literals);
+   :func:`~florsql.plan.system.system_relations`: only florsql's relations; its answers for
+   ``information_schema``, ``version()``, ``current_database()``;
 2. :func:`~florsql.plan.bind.bind`: every ``logs`` reference and its columns; unknown columns;
 3. :func:`~florsql.plan.pushdown.pushdown`: the WHERE part each reference can push;
 4. :func:`~florsql.plan.limit.limit_cut`: ORDER BY <run column> LIMIT n, when safe;
@@ -34,6 +36,7 @@ from florsql.plan.replay_plan import ReplayPlan
 from florsql.plan.replay_set import replay_set
 from florsql.plan.rewrite import rewrite
 from florsql.plan.state import PlanState
+from florsql.plan.system import system_relations
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,6 +52,7 @@ def bind(state: PlanState) -> None:
 Rule = Callable[[PlanState], None]
 RULES: tuple[Rule, ...] = (
     bind_parameters,
+    system_relations,
     bind,
     pushdown,
     limit_cut,

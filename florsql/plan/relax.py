@@ -1,11 +1,12 @@
 """Relaxing a WHERE clause to the part the replay set can use.
 
 Every maximal boolean atom (anything that is not AND, OR, NOT or parentheses) that the planner
-cannot evaluate before replay (it reads a log column, another table, a subquery, a random
-function...) is replaced by TRUE where it appears un-negated and by FALSE under a NOT. AND and OR
-are monotone and NOT antitone in SQL's three-valued logic (FALSE < NULL < TRUE), so the relaxed
-predicate is TRUE wherever the original is: it never drops a row the query could keep. It is
-*exact* when no atom was replaced.
+cannot evaluate before replay (it reads a log column, another table, a subquery, or calls a
+volatile function such as ``now()`` or ``random()``, see :mod:`florsql.plan.volatile`) is
+replaced by TRUE where it appears un-negated and by FALSE under a NOT. AND and OR are monotone
+and NOT antitone in SQL's three-valued logic (FALSE < NULL < TRUE), so the relaxed predicate is
+TRUE wherever the original is: it never drops a row the query could keep. It is *exact* when no
+atom was replaced.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-__all__ = ["Relaxed", "relax"]
+from florsql.plan.volatile import is_volatile
 
-#: Functions whose value differs between evaluations: never pushed.
-VOLATILE = frozenset(
-    {"random", "rand", "uuid", "gen_random_uuid", "uuidv4", "uuidv7", "setseed", "nextval"}
-)
+__all__ = ["Relaxed", "relax"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +87,8 @@ def _pushable(node: exp.Expr, usable: Callable[[exp.Column], bool]) -> bool:
             return False
         if isinstance(sub, exp.AggFunc | exp.Window):
             return False
-        if isinstance(sub, exp.Func) and _func_name(sub) in VOLATILE:
+        if isinstance(sub, exp.Func) and is_volatile(sub):
             return False
         if isinstance(sub, exp.Column) and not usable(sub):
             return False
     return True
-
-
-def _func_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return node.name.lower()
-    return node.sql_name().lower()

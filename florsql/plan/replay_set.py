@@ -65,7 +65,7 @@ logs AS (
 ),
 needed AS (
     SELECT * FROM logs WHERE ({predicate}) AND NOT EXISTS (
-        SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id AND v.name = logs.__name
+        SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id AND v.name = lower(logs.__name)
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
@@ -112,9 +112,9 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
         for name in names:
             for site in code.sites_of(name):
                 want = ANY_CHAIN if site.chain is None else "/".join(site.chain)
-                row = (
-                    f"({string_literal(name)}, {string_literal(filename)}, {string_literal(want)})"
-                )
+                # The script's own spelling: its replay logs the name as its code spells it.
+                row = f"({string_literal(site.name)}, {string_literal(filename)}, "
+                row += f"{string_literal(want)})"
                 if row not in values:
                     values.append(row)
     return values
@@ -127,8 +127,8 @@ def _reads_inner_loop(state: PlanState, ref_id: int) -> bool:
         return False
     outer = outer_loops(state.con)
     loops = set(state.catalog.loops)
-    names = {c.name for c in relaxed.expression.find_all(exp.Column)}
-    return any(n in loops and n not in outer for n in names)
+    names = {c.name.lower() for c in relaxed.expression.find_all(exp.Column)}
+    return any(n in {loop.lower() for loop in loops} and n not in outer for n in names)
 
 
 def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool) -> str:
@@ -143,9 +143,9 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
     else:
         outer = outer_loops(state.con)
         loop_cols = "".join(
-            f", CASE WHEN c.outer_loop = {string_literal(n)} THEN c.outer_iteration END"
-            f" AS {quote(n)}"
-            if n in outer
+            f", CASE WHEN lower(c.outer_loop) = {string_literal(n.lower())}"
+            f" THEN c.outer_iteration END AS {quote(n)}"
+            if n.lower() in outer
             else f", NULL::BIGINT AS {quote(n)}"
             for n in catalog.loops
         )
@@ -161,7 +161,7 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
 def _find_unplaceable(state: PlanState) -> None:
     """Names whose loop chain a lacking run never recorded: no context to compute them in
     (keyed by the run's version and main script)."""
-    needed_runs = {(n.name, n.run_id) for n in state.needs}
+    needed_runs = {(n.name.lower(), n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
         for name in referenced:
@@ -174,9 +174,9 @@ def _find_unplaceable(state: PlanState) -> None:
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
-                                   AND v.name = ?)""",
+                                   AND v.name = lower(?))""",
                 [filename, sorted(chains), name],
             ).fetchall()
             for vid, run_id, script in rows:
-                if (name, run_id) not in needed_runs:
+                if (name.lower(), run_id) not in needed_runs:
                     state.unplaceable.setdefault((vid, script), set()).add(name)

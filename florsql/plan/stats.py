@@ -5,19 +5,22 @@ engine builds them in an attached in-memory database (``flor.main``, see
 :mod:`florsql.engine.sandbox`) so that every cursor of the instance sees the same ones. Either
 way the index file never changes for a query:
 
-- ``all_log_records``: every log value the query side may read, with a ``source`` column
-  (``'record'`` for now; the replay issue unions replayed values here, with provenance).
-- ``replays``: the replays run so far (empty until the store keeps them).
+- ``all_log_records``: every log value the query side may read, with a ``source`` column:
+  ``'record'`` for the values runs recorded, ``'replay'`` for those replays computed.
+- ``replays``: the replays run so far (an empty relation before the first one).
 - ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
   and iteration, the loop and iteration one level in, and one column per loop name holding
   that loop's iteration (the loop columns of ``logs``).
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
 - ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
-- ``__flor_cover``: which (run, name, outermost iteration) are known: a recorded or replayed
-  value there, or a finished replay task that computed the name in that outer iteration (even
-  if the statement logged nothing there); the outer iteration is NULL for the top level (a
-  value outside every loop, or a task that ran to the end of the script). What replay skips.
-- ``__flor_names``: per log name, its value types and record count (the column types of ``logs``).
+- ``__flor_cover``: which (run, name in lower case, outermost iteration) are known: a recorded
+  or replayed value there, or a finished replay task that computed the name in that outer
+  iteration (even if the statement logged nothing there); the outer iteration is NULL for the
+  top level (a value outside every loop, or a task that ran to the end of the script). What
+  replay skips.
+- ``__flor_names``: per log name, its value types and record count (the column types of
+  ``logs``). Names that differ only in case are one name (``spellings`` lists how runs wrote
+  it), spelled as the earliest run spelled it (run ids sort by start time).
 """
 
 from __future__ import annotations
@@ -88,15 +91,22 @@ def _tables(con: duckdb.DuckDBPyConnection, database: str | None) -> set[str]:
 
 
 def outer_loops(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Loop names never nested in another loop."""
-    rows = con.execute("SELECT loop_name FROM ctx_path GROUP BY 1 HAVING max(depth) = 0")
-    return {r[0] for r in rows.fetchall()}
+    """Loop names never nested in another loop, in lower case (names ignore case)."""
+    rows = con.execute(
+        "SELECT lower(loop_name) FROM ctx_path GROUP BY 1 HAVING max(depth) = 0"
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Loop names, outermost first (by their smallest depth, then name)."""
+    """Loop names, outermost first (by their smallest depth, then name).
+
+    Names that differ only in case are one loop, spelled as the earliest run spelled it (run
+    ids sort by start time).
+    """
     rows = con.execute(
-        "SELECT loop_name FROM ctx_path GROUP BY loop_name ORDER BY min(depth), loop_name"
+        """SELECT arg_min(loop_name, run_id) AS loop_name FROM ctx_path
+           GROUP BY lower(loop_name) ORDER BY min(depth), lower(loop_name)"""
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -125,7 +135,8 @@ def rebuild_stats(
         con.execute(_REPLAYS_EMPTY.format(kind=f"{place}VIEW", name=f"{prefix}replays"))
     loops = loop_names(con)
     per_loop = "".join(
-        f", max(iteration) FILTER (WHERE loop_name = {string_literal(n)}) AS {quote(n)}"
+        f", max(iteration) FILTER (WHERE lower(loop_name) = {string_literal(n.lower())})"
+        f" AS {quote(n)}"
         for n in loops
     )
     con.execute(
@@ -140,14 +151,14 @@ def rebuild_stats(
     tasks = ""
     if "replays" in tables:
         tasks = f"""
-        UNION SELECT run_id, name, unnest(iterations) AS outer_iteration
+        UNION SELECT run_id, lower(name), unnest(iterations) AS outer_iteration
         FROM (SELECT run_id, unnest(names) AS name, iterations FROM {src}replays
               WHERE status = 'done')
-        UNION SELECT run_id, unnest(names) AS name, NULL::BIGINT AS outer_iteration
+        UNION SELECT run_id, lower(unnest(names)) AS name, NULL::BIGINT AS outer_iteration
         FROM {src}replays WHERE status = 'done' AND to_end"""
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
-        SELECT DISTINCT r.run_id, r.name, c.outer_iteration
+        SELECT DISTINCT r.run_id, lower(r.name) AS name, c.outer_iteration
         FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
           ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}"""
     )
@@ -166,7 +177,8 @@ def rebuild_stats(
     )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
-        SELECT name, list(DISTINCT vtype ORDER BY vtype) AS vtypes, count(*) AS records,
+        SELECT arg_min(name, run_id) AS name, list(DISTINCT name ORDER BY name) AS spellings,
+               list(DISTINCT vtype ORDER BY vtype) AS vtypes, count(*) AS records,
                count(DISTINCT run_id) AS runs
-        FROM {prefix}all_log_records GROUP BY name"""
+        FROM {prefix}all_log_records GROUP BY lower(name)"""
     )

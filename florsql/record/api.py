@@ -1,5 +1,5 @@
 """The record API: ``flor.arg``, ``flor.log``, ``flor.loop``, ``flor.checkpointing``,
-``flor.commit`` (FlorDB-compatible names; design section 2).
+``flor.commit`` (FlorDB-compatible names).
 
 A run begins at a script's first record call. Everything here is cheap on the hot path: a log
 call appends one tuple to a list; segments, checkpoints and run.json are written by a background

@@ -1,4 +1,4 @@
-"""Replay mode of the record API (design sections 2 and 6).
+"""Replay mode of the record API: the same calls, restoring and skipping what replay needs.
 
 A replay worker runs a patched old script with ``FLORSQL_REPLAY=<spec.json>`` in its
 environment. ``flor.arg`` then returns the run's recorded values, ``flor.loop`` yields only the

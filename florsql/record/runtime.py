@@ -236,7 +236,7 @@ class Run:
         outer = self.frames[-1]
         scope = outer.checkpoint_scope
         if scope is not None and not outer.inner_checkpoint_taken:
-            # Design section 6: the checkpoint sits where the first inner loop exits, so code
+            # The checkpoint sits where the first inner loop exits, so code
             # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
             outer.inner_checkpoint_taken = True
             self._checkpoint(scope, outer, f"after:{frame.name}", inner=frame)

@@ -33,13 +33,21 @@ class OpenWatch:
         self._raw: set[tuple[str, bool]] = set()  # as given, to skip repeated opens cheaply
 
     def install(self) -> None:
-        sys.addaudithook(self._hook)
+        # A plain function, not a bound method: it runs for every audit event of the process
+        # (a few per training step with torch), so the common case is one comparison.
+        opened = self._opened
+
+        def hook(event: str, args: tuple[Any, ...]) -> None:
+            if event == "open":
+                opened(args)
+
+        sys.addaudithook(hook)
 
     def stop(self) -> None:
         self.active = False
 
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event != "open" or not self.active:
+    def _opened(self, args: tuple[Any, ...]) -> None:
+        if not self.active:
             return
         try:
             path, mode, flags = args

@@ -85,7 +85,12 @@ class EngineReplService:
         return Schema(relations)
 
     def interrupt(self) -> None:
-        self.engine.interrupt()
+        self.engine.interrupt()  # DuckDB, on every cursor
+        # A replay's tasks too: the worker thread waits on them, and would see Ctrl-C only
+        # when the next one finished.
+        stop = getattr(self.engine.executor, "interrupt", None)
+        if callable(stop):
+            stop()
 
     def close(self) -> None:
         self.engine.close()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from florsql.repl.service import ReplayEstimate, ReplayProgress, Schema
 
-__all__ = ["Bridge", "Question", "SchemaCache"]
+__all__ = ["Bridge", "Question", "SchemaCache", "Ticked"]
 
 
 @dataclass
@@ -23,14 +24,29 @@ class Question:
     answered: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(frozen=True)
+class Ticked:
+    """A replay's last report, with its clock advanced to now."""
+
+    tasks_done: int
+    tasks_total: int
+    iterations_done: int
+    iterations_total: int
+    elapsed: float
+    eta: float | None
+
+
 class Bridge:
     """The hooks handed to the engine (``confirm``, ``progress``) and their main-thread side."""
 
-    def __init__(self, threshold: float = 10.0) -> None:
+    def __init__(
+        self, threshold: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.threshold = threshold
         self.questions: queue.Queue[Question] = queue.Queue()
-        self._progress: ReplayProgress | None = None
-        self._shown: ReplayProgress | None = None
+        self.clock = clock
+        self._progress: tuple[ReplayProgress, float] | None = None
+        self._shown: tuple[int, float] | None = None
 
     # worker side
     def confirm(self, estimate: ReplayEstimate) -> bool:
@@ -43,7 +59,7 @@ class Bridge:
         return question.answer
 
     def progress(self, progress: ReplayProgress) -> None:
-        self._progress = progress
+        self._progress = (progress, self.clock())  # one assignment: the main thread reads it
 
     # main-thread side
     def next_question(self) -> Question | None:
@@ -53,12 +69,27 @@ class Bridge:
             return None
 
     def new_progress(self) -> ReplayProgress | None:
-        """The progress to draw, if it changed since the last call."""
+        """The progress to draw, if it changed since the last call. The replay reports when a
+        task finishes; between reports the clock goes on (elapsed up, time left down), so the
+        line is redrawn every tenth of a second."""
         latest = self._progress
-        if latest is None or latest is self._shown:
+        if latest is None:
             return None
-        self._shown = latest
-        return latest
+        progress, at = latest
+        since = max(0.0, self.clock() - at)
+        key = (id(progress), round(progress.elapsed + since, 1))
+        if key == self._shown:
+            return None
+        self._shown = key
+        eta = None if progress.eta is None else max(0.0, progress.eta - since)
+        return Ticked(
+            progress.tasks_done,
+            progress.tasks_total,
+            progress.iterations_done,
+            progress.iterations_total,
+            progress.elapsed + since,
+            eta,
+        )
 
     def decline_all(self) -> None:
         """Answer every waiting question "no" (the user pressed Ctrl-C)."""

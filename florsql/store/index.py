@@ -4,6 +4,10 @@ One process owns ``index.duckdb`` at a time (DuckDB allows nothing else), guarde
 file; a second opener gets a :class:`~florsql.errors.StoreError` or waits. :meth:`Index.refresh`
 ingests only what changed since the last refresh (new segments, a rewritten run.json, a longer
 checkpoint manifest) and is idempotent. Deleting the file and refreshing gives the same tables.
+
+A refresh never fails on a damaged file of the store and never changes one: it skips what cannot
+be read and returns each newly met damaged file in :attr:`RefreshStats.damaged` (see
+:mod:`florsql.store.ingest`); the engine turns them into warnings.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from florsql.errors import StoreError, StoreWarning
 from florsql.store import layout
-from florsql.store.ingest import RunFiles, ingest_run_json, ingest_segments, load_manifest
+from florsql.store.ingest import (
+    DAMAGE_SQL,
+    Damage,
+    RunFiles,
+    ingest_run_json,
+    ingest_segments,
+    load_manifest,
+)
 from florsql.store.ingest_replays import REPLAY_SQL, ingest_replays
 from florsql.store.schema import SCHEMA_SQL, SCHEMA_VERSION, define_views
 
@@ -33,6 +44,23 @@ class RefreshStats:
     new_segments: int
     new_rows: int
     replay_tasks: int = 0
+    #: (path relative to the repo, what was skipped, why) per damaged file met for the first
+    #: time by this index.
+    damaged: tuple[tuple[str, str, str], ...] = ()
+
+    def damage_messages(self) -> list[str]:
+        """One message per damaged file, naming it and what was skipped."""
+        return [damage_message(*d) for d in self.damaged]
+
+
+def damage_message(path: str, skipped: str, reason: str) -> str:
+    """The warning text for one damaged file.
+
+    Example:
+        >>> damage_message("r1/02.arrow", "its rows", "ArrowInvalid: ...")
+        'cannot read r1/02.arrow (ArrowInvalid: ...); skipped: its rows; the file is left as it is'
+    """
+    return f"cannot read {path} ({reason}); skipped: {skipped}; the file is left as it is"
 
 
 class Index:
@@ -92,20 +120,27 @@ class Index:
         runs_root = layout.runs_dir(self.repo)
         folders = sorted(p for p in runs_root.iterdir() if p.is_dir()) if runs_root.is_dir() else []
         files = [f for f in map(RunFiles.scan, folders) if f is not None]
+        damage = Damage(self.con, self.repo)
         self.con.execute("BEGIN TRANSACTION")
         try:
             for f in files:
-                ingest_run_json(self.con, f)
-                load_manifest(self.con, f)
-            segs, rows = ingest_segments(self.con, files)
-            tasks = ingest_replays(self.con, self.repo)
+                ingest_run_json(self.con, f, damage)
+                load_manifest(self.con, f, damage)
+            segs, rows = ingest_segments(self.con, files, damage)
+            tasks = ingest_replays(self.con, self.repo, damage)
             _mark_dead_runs(self.con)
             define_views(self.con)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        return RefreshStats(runs=len(files), new_segments=segs, new_rows=rows, replay_tasks=tasks)
+        return RefreshStats(
+            runs=len(files),
+            new_segments=segs,
+            new_rows=rows,
+            replay_tasks=tasks,
+            damaged=tuple(damage.notes),
+        )
 
 
 def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
@@ -125,6 +160,7 @@ def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(db_path))
     con.execute(SCHEMA_SQL)
     con.execute(REPLAY_SQL)
+    con.execute(DAMAGE_SQL)
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     define_views(con)
     return con

@@ -1,17 +1,90 @@
-"""Reading run folders into the index, incrementally: each source is ingested once per change."""
+"""Reading run folders into the index, incrementally: each source is ingested once per change.
+
+A damaged history costs only the damaged files. A file that cannot be read (a truncated or
+garbage segment, a ``run.json`` that is not a run's identity, a checkpoint manifest with lines
+that are not checkpoints) is skipped, the rest is ingested, and :class:`Damage` notes it once:
+the index remembers it in table ``damaged`` (so later refreshes skip it silently; a rebuilt index
+notes it again, once). A run whose ``run.json`` is missing or unreadable but whose segments
+remain is kept, with status ``damaged``. Nothing here ever writes, moves or deletes a file of
+the store.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
-from florsql.store.segments import list_segments, read_segment, split_value
+from florsql.store.segments import list_segments, read_checked_segment, split_value
 
 if TYPE_CHECKING:
     import duckdb
+
+DAMAGE_SQL = """
+CREATE TABLE IF NOT EXISTS damaged (path VARCHAR PRIMARY KEY, skipped VARCHAR, reason VARCHAR);
+"""
+
+#: The status a run gets when its run.json is missing or unreadable but its segments remain.
+DAMAGED = "damaged"
+
+
+@dataclass
+class Damage:
+    """The damaged files met by one refresh, each noted once per index.
+
+    Attributes:
+        notes: (path relative to the repo, what was skipped, why) of files damaged and not
+            noted before by this index, in the order they were met.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    repo: Path
+    notes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def relative(self, path: Path) -> str:
+        try:
+            return Path(path).relative_to(self.repo).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
+
+    def known(self, path: Path) -> bool:
+        """Whether ``path`` was found damaged before (it is skipped without reading it)."""
+        row = self.con.execute(
+            "SELECT 1 FROM damaged WHERE path = ?", [self.relative(path)]
+        ).fetchone()
+        return row is not None
+
+    def report(self, path: Path, skipped: str, reason: str) -> None:
+        """Note ``path`` as damaged (once: a path already noted is not noted again)."""
+        if self.known(path):
+            return
+        rel = self.relative(path)
+        self.con.execute("INSERT INTO damaged VALUES (?, ?, ?)", [rel, skipped, reason])
+        self.notes.append((rel, skipped, reason))
+
+    def clear(self, path: Path) -> None:
+        """``path`` reads fine now (a rewritten run.json): forget that it was damaged."""
+        self.con.execute("DELETE FROM damaged WHERE path = ?", [self.relative(path)])
+
+
+def is_int64(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool) DuckDB's BIGINT holds."""
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def is_epoch_seconds(value: object) -> bool:
+    """Whether ``value`` is a number of seconds DuckDB's ``to_timestamp`` takes."""
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e11  # type: ignore[arg-type]
+
+
+def describe_error(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -27,13 +100,17 @@ class RunFiles:
     @classmethod
     def scan(cls, path: Path) -> RunFiles | None:
         run_json = path / layout.RUN_JSON
-        if not run_json.exists():
+        try:
+            segments = tuple(list_segments(path / layout.SEGMENTS))
+        except OSError:
+            segments = ()
+        if not segments and not run_json.exists():
             return None  # a run that died before writing its identity holds nothing
         return cls(
             run_id=path.name,
             path=path,
             run_json=run_json,
-            segments=tuple(list_segments(path / layout.SEGMENTS)),
+            segments=segments,
             manifest=path / layout.CHECKPOINTS / layout.MANIFEST,
         )
 
@@ -55,11 +132,36 @@ def _changed(con: duckdb.DuckDBPyConnection, run_id: str, source: str, path: Pat
     return True
 
 
-def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
+def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> None:
+    if not f.run_json.exists():
+        # segments without an identity: shown as a damaged run, not dropped
+        con.execute("DELETE FROM ingested WHERE run_id = ? AND source = ?", [f.run_id, "run.json"])
+        if con.execute("SELECT 1 FROM run_meta WHERE run_id = ?", [f.run_id]).fetchone() is None:
+            _insert_damaged_run(con, f.run_id)
+        damage.report(
+            f.run_json,
+            f"run {f.run_id}'s identity, args and version (the run is shown with status "
+            f"'{DAMAGED}')",
+            "it is missing but the run's segments remain",
+        )
+        return
     if not _changed(con, f.run_id, layout.RUN_JSON, f.run_json):
         return
-    doc = layout.read_json(f.run_json)
-    error = json.dumps(doc["error"]) if doc.get("error") else None
+    try:
+        doc = read_run_doc(f.run_json)
+    except (OSError, ValueError) as error:
+        for table in ("run_meta", "args", "data_inputs"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [f.run_id])
+        _insert_damaged_run(con, f.run_id)
+        damage.report(
+            f.run_json,
+            f"run {f.run_id}'s identity, args and version (the run is shown with status "
+            f"'{DAMAGED}')",
+            describe_error(error),
+        )
+        return
+    damage.clear(f.run_json)
+    failure = json.dumps(doc["error"]) if doc.get("error") else None
     con.execute("DELETE FROM run_meta WHERE run_id = ?", [f.run_id])
     con.execute(
         "INSERT INTO run_meta VALUES (?, ?, ?::TIMESTAMPTZ, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -73,8 +175,8 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
             doc.get("dirty"),
             doc.get("filename"),
             doc.get("status"),
-            error,
-            [str(a) for a in doc.get("argv", [])],
+            failure,
+            [str(a) for a in doc.get("argv") or []],
             doc.get("python"),
             doc.get("torch"),
             doc.get("host"),
@@ -89,7 +191,7 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
     inputs = [
         (f.run_id, i["path"], i["bytes"], i["mtime_ns"] / 1e9, i["hash"])
         for i in doc.get("inputs") or []
-        if isinstance(i, dict) and {"path", "bytes", "mtime_ns", "hash"} <= i.keys()
+        if _data_input(i)
     ]
     if inputs:
         con.executemany("INSERT INTO data_inputs VALUES (?, ?, ?, to_timestamp(?), ?)", inputs)
@@ -108,25 +210,120 @@ def run_files(doc: dict[str, Any]) -> list[str]:
     return [str(doc["filename"])] if doc.get("filename") else []
 
 
-def load_manifest(con: duckdb.DuckDBPyConnection, f: RunFiles) -> None:
+def _data_input(entry: object) -> bool:
+    """Whether ``entry`` of run.json's ``inputs`` is a data file's fingerprint (others are
+    skipped: a wrong type would fail the whole refresh in DuckDB)."""
+    if not isinstance(entry, dict) or not {"path", "bytes", "mtime_ns", "hash"} <= entry.keys():
+        return False
+    return (
+        isinstance(entry["path"], str)
+        and is_int64(entry["bytes"])
+        and is_epoch_seconds(entry["mtime_ns"] / 1e9 if is_int64(entry["mtime_ns"]) else None)
+        and isinstance(entry["hash"], str)
+    )
+
+
+def _insert_damaged_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    con.execute("INSERT INTO run_meta (run_id, status) VALUES (?, ?)", [run_id, DAMAGED])
+
+
+_TEXT_FIELDS = (
+    "projid",
+    "vid",
+    "head",
+    "filename",
+    "status",
+    "python",
+    "torch",
+    "host",
+    "data_fingerprint",
+)
+
+
+def read_run_doc(path: Path) -> dict[str, Any]:
+    """A run.json document, checked field by field (ValueError names what is wrong).
+
+    Timestamps come back in the ISO form DuckDB reads.
+    """
+    doc = layout.read_json(path)  # OSError, or ValueError (JSONDecodeError, UnicodeDecodeError)
+    if not isinstance(doc, dict):
+        raise ValueError(f"not a JSON object but {type(doc).__name__}")
+    for key in _TEXT_FIELDS:
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise ValueError(f"{key} is {type(doc[key]).__name__}, not text")
+    for key in ("tstamp", "ended"):
+        value = doc.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ValueError(f"{key} is {type(value).__name__}, not a timestamp")
+            doc[key] = datetime.fromisoformat(value).isoformat()
+    pid = doc.get("pid")
+    if pid is not None and not (is_int64(pid) and pid >= 0):
+        raise ValueError(f"pid is {pid!r}, not a process id")
+    if doc.get("pid_start") is not None:
+        doc["pid_start"] = str(doc["pid_start"])
+    if doc.get("dirty") is not None and not isinstance(doc["dirty"], bool):
+        raise ValueError(f"dirty is {doc['dirty']!r}, not true or false")
+    if doc.get("args") is not None and not isinstance(doc["args"], dict):
+        raise ValueError("args is not an object")
+    if doc.get("argv") is not None and not isinstance(doc["argv"], list):
+        raise ValueError("argv is not a list")
+    return doc
+
+
+def load_manifest(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> None:
     if not _changed(con, f.run_id, layout.MANIFEST, f.manifest):
         return
-    rows = []
-    for line in f.manifest.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = f.manifest.read_bytes().splitlines(keepends=True)
+    except OSError as error:
+        con.execute("DELETE FROM checkpoints WHERE run_id = ?", [f.run_id])
+        damage.report(f.manifest, f"run {f.run_id}'s checkpoints", describe_error(error))
+        return
+    rows, bad = [], 0
+    for n, line in enumerate(lines):
         try:
-            r: dict[str, Any] = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill: its checkpoint is not trusted
-        keys = ("loop", "iteration", "position", "file", "bytes")
-        keys2 = ("copy_seconds", "write_seconds")
-        rows.append((f.run_id, *(r[k] for k in keys), *(r.get(k) for k in keys2)))
+            rows.append((f.run_id, *manifest_entry(line.decode("utf-8"))))
+        except ValueError:  # not UTF-8, not JSON, not an entry
+            if n == len(lines) - 1 and not line.endswith(b"\n"):
+                continue  # the last line cut short by a kill: its checkpoint is not trusted
+            bad += 1
     con.execute("DELETE FROM checkpoints WHERE run_id = ?", [f.run_id])
     if rows:
         con.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if bad:
+        damage.report(
+            f.manifest,
+            f"{bad} of its {len(lines)} lines (checkpoints of run {f.run_id})",
+            "lines that are not checkpoint entries",
+        )
 
 
-def ingest_segments(con: duckdb.DuckDBPyConnection, files: list[RunFiles]) -> tuple[int, int]:
-    """Load every segment not yet ingested; returns (segments, rows)."""
+def manifest_entry(line: str) -> tuple[Any, ...]:
+    """(loop, iteration, position, file, bytes, copy_seconds, write_seconds) of one manifest
+    line; ValueError if it is not a checkpoint entry."""
+    r = json.loads(line)
+    if not isinstance(r, dict):
+        raise ValueError("not an object")
+    loop, iteration, position, file, size = (r.get(k) for k in _MANIFEST_KEYS)
+    if not (isinstance(loop, str) and isinstance(position, str) and isinstance(file, str)):
+        raise ValueError("loop, position and file must be text")
+    if not (is_int64(iteration) and is_int64(size)):
+        raise ValueError("iteration and bytes must be integers")
+    extra = [r.get(k) for k in ("copy_seconds", "write_seconds")]
+    if any(x is not None and type(x) not in (int, float) for x in extra):
+        raise ValueError("seconds must be numbers")
+    return (loop, iteration, position, file, size, *extra)
+
+
+_MANIFEST_KEYS = ("loop", "iteration", "position", "file", "bytes")
+
+
+def ingest_segments(
+    con: duckdb.DuckDBPyConnection, files: list[RunFiles], damage: Damage
+) -> tuple[int, int]:
+    """Load every segment not yet ingested; returns (segments, rows). An unreadable segment is
+    skipped (noted in ``damage``) and the run's other segments are loaded."""
     import pyarrow as pa
 
     done = {
@@ -140,11 +337,16 @@ def ingest_segments(con: duckdb.DuckDBPyConnection, files: list[RunFiles]) -> tu
     for f in files:
         for seg in f.segments:
             key = "seg:" + seg.name
-            if (f.run_id, key) in done:
+            if (f.run_id, key) in done or damage.known(seg):
                 continue
-            t = read_segment(seg)
+            try:
+                st = os.stat(seg)
+                t = read_checked_segment(seg)
+            except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+                damage.report(seg, f"its rows of run {f.run_id}", describe_error(error))
+                continue
             tables.append(t.append_column("run_id", pa.array([f.run_id] * t.num_rows)))
-            marks.append((f.run_id, key, seg.stat().st_mtime_ns, seg.stat().st_size))
+            marks.append((f.run_id, key, st.st_mtime_ns, st.st_size))
     if not tables:
         return 0, 0
     new = pa.concat_tables(tables)

@@ -4,17 +4,22 @@ A replay task records loop contexts of its own; a context is the same as the run
 of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
 epoch 3, step 5. Recorded values are never overwritten: replayed ones sit in their own tables
 with their provenance (replay id, task, version, patched-source hash).
+
+A task whose ``done.json`` or one of whose segments cannot be read is skipped whole (noted once
+in the refresh's :class:`~florsql.store.ingest.Damage`): its values stay missing, as if it never
+ran, so a later query may replay them again. No file is ever changed.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
+from florsql.store.ingest import Damage, describe_error, is_epoch_seconds, is_int64
 from florsql.store.replays import DONE, finished_tasks
-from florsql.store.segments import list_segments, read_segment
+from florsql.store.segments import list_segments, read_checked_segment
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,7 +42,7 @@ CREATE TABLE IF NOT EXISTS replay_checks (
 """
 
 
-def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
+def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -> int:
     """Ingest every finished replay task not yet in the index; returns how many."""
     import pyarrow as pa
 
@@ -47,35 +52,87 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
         replay_id, task_id = folder.parent.name, folder.name
         if (replay_id, task_id) in seen:
             continue
-        done = json.loads((folder / DONE).read_text())
-        tables = [read_segment(p) for p in list_segments(folder / layout.SEGMENTS)]
-        if tables:
-            con.register("task_rows", pa.concat_tables(tables))
+        skipped = f"the values of replay {replay_id} task {task_id}"
+        done_path = folder / DONE
+        try:
+            segments = list_segments(folder / layout.SEGMENTS)
+        except OSError:
+            segments = []
+        if any(damage.known(p) for p in (done_path, *segments)):
+            continue
+        try:
+            done = _read_done(done_path)
+        except (OSError, ValueError) as error:
+            damage.report(done_path, skipped, describe_error(error))
+            continue
+        tables = []
+        for path in segments:
             try:
-                _insert(con, replay_id, task_id, done["run_id"])
-            finally:
-                con.unregister("task_rows")
-        con.execute(
-            "INSERT INTO replays VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
-            [
-                replay_id,
-                task_id,
-                done["run_id"],
-                done["vid"],
-                done["names"],
-                done.get("loop"),
-                done.get("iterations"),
-                done.get("started", 0.0),
-                done.get("seconds"),
-                done.get("source_hash", ""),
-                done.get("logs", 0),
-                bool(done.get("after_loop")),
-                list(done.get("data_changed") or []),
-            ],
-        )
-        count += 1
+                tables.append(read_checked_segment(path))
+            except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+                damage.report(path, skipped, describe_error(error))
+                break
+        else:
+            if tables:
+                con.register("task_rows", pa.concat_tables(tables))
+                try:
+                    _insert(con, replay_id, task_id, done["run_id"])
+                finally:
+                    con.unregister("task_rows")
+            con.execute(
+                "INSERT INTO replays VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
+                [
+                    replay_id,
+                    task_id,
+                    done["run_id"],
+                    done["vid"],
+                    done["names"],
+                    done.get("loop"),
+                    done.get("iterations"),
+                    done.get("started", 0.0),
+                    done.get("seconds"),
+                    done.get("source_hash", ""),
+                    done.get("logs", 0),
+                    bool(done.get("after_loop")),
+                    list(done.get("data_changed") or []),
+                ],
+            )
+            count += 1
     return count
+
+
+def _read_done(path: Path) -> dict[str, Any]:
+    """A task's done marker, checked (ValueError names what is wrong)."""
+    done = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(done, dict):
+        raise ValueError("not a JSON object")
+    for key in ("run_id", "vid"):
+        if not isinstance(done.get(key), str):
+            raise ValueError(f"{key} is missing or not text")
+    names = done.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("names is not a list of text")
+    iterations = done.get("iterations")
+    if iterations is not None and (
+        not isinstance(iterations, list) or not all(is_int64(i) for i in iterations)
+    ):
+        raise ValueError("iterations is not a list of integers")
+    for key in ("started", "seconds"):
+        if done.get(key) is not None and not is_epoch_seconds(done[key]):
+            raise ValueError(f"{key} is not a number of seconds")
+    if done.get("logs") is not None and not is_int64(done["logs"]):
+        raise ValueError("logs is not an integer")
+    if done.get("loop") is not None and not isinstance(done["loop"], str):
+        raise ValueError("loop is not text")
+    if not isinstance(done.get("source_hash", ""), str):
+        raise ValueError("source_hash is not text")
+    changed = done.get("data_changed")
+    if changed is not None and (
+        not isinstance(changed, list) or not all(isinstance(c, str) for c in changed)
+    ):
+        raise ValueError("data_changed is not a list of text")
+    return done
 
 
 def _insert(con: duckdb.DuckDBPyConnection, replay_id: str, task_id: str, run_id: str) -> None:

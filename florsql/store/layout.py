@@ -1,4 +1,4 @@
-"""Where things live under ``<repo>/.florsql`` (design section 3), and atomic file writes.
+"""Where things live under ``<repo>/.florsql`` (docs/record.md), and atomic file writes.
 
 Imports only the standard library: the record path uses it at a run's first call.
 """

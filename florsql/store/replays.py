@@ -65,19 +65,21 @@ def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
 def manifest_records(run_dir: Path) -> dict[int, dict[str, Any]]:
     """iteration -> the manifest line of each of a run's checkpoints: position, file, bytes,
     and (runs recorded since locals are saved) ``restores``: the locals it puts back, per frame
-    (``outer``/``inner``), and ``misses``: those it could not save, with the reason."""
+    (``outer``/``inner``), and ``misses``: those it could not save, with the reason. A line that
+    is not a checkpoint entry (cut by a kill, or damaged) is skipped, as an unreadable manifest
+    is; the index reports the damage (:func:`florsql.store.ingest.load_manifest`)."""
     path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
     out: dict[int, dict[str, Any]] = {}
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        lines = path.read_bytes().splitlines()
+    except OSError:
         return out
-    for line in text.splitlines():
+    for line in lines:
         try:
-            r = json.loads(line)
+            r = json.loads(line.decode("utf-8"))
             out[int(r["iteration"])] = dict(r, position=str(r["position"]), file=str(r["file"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a line cut short by a kill: that checkpoint is not trusted
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
     return out
 
 

@@ -67,24 +67,29 @@ def quote(name: str) -> str:
 
 
 def arg_column_sql(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    """(name, SQL expression over ``args``) per arg, typed by the vtypes it has across runs."""
+    """(name, SQL expression over ``args``) per arg, typed by the vtypes it has across runs.
+
+    Names that differ only in case are one arg (SQL names ignore case), spelled as the earliest
+    run spelled it (run ids sort by start time); each run's value is kept, whatever its spelling.
+    """
     rows = con.execute(
-        "SELECT name, list(DISTINCT vtype ORDER BY vtype) FROM args GROUP BY name ORDER BY name"
+        """SELECT arg_min(name, run_id), list(DISTINCT vtype ORDER BY vtype) FROM args
+           GROUP BY lower(name) ORDER BY lower(name)"""
     ).fetchall()
     out = []
     for name, vtypes in rows:
         kinds = set(vtypes) - {"null"}
-        lit = "'" + name.replace("'", "''") + "'"
+        where = "WHERE lower(name) = '" + name.lower().replace("'", "''") + "'"
         if kinds <= {"bool"}:
-            expr = f"bool_or(value_int::BOOLEAN) FILTER (WHERE name = {lit})"
+            expr = f"bool_or(value_int::BOOLEAN) FILTER ({where})"
         elif kinds <= {"int"}:
-            expr = f"max(value_int) FILTER (WHERE name = {lit})"
+            expr = f"max(value_int) FILTER ({where})"
         elif kinds <= {"int", "float", "bool"}:
-            expr = f"max(coalesce(value_float, value_int::DOUBLE)) FILTER (WHERE name = {lit})"
+            expr = f"max(coalesce(value_float, value_int::DOUBLE)) FILTER ({where})"
         else:
             expr = (
                 "max(coalesce(value_str, value_int::VARCHAR, value_float::VARCHAR)) "
-                f"FILTER (WHERE name = {lit})"
+                f"FILTER ({where})"
             )
         out.append((name, expr))
     return out
@@ -93,7 +98,7 @@ def arg_column_sql(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 def define_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create ``runs`` (one column per arg) and ``versions`` over the current args."""
     args = arg_column_sql(con)
-    arg_names = {n for n, _ in args}
+    arg_names = {n.lower() for n, _ in args}
     core = ", ".join(f"m.{c}" for c in RUN_CORE)
     extra = "".join(f", m.{c}" for c in RUN_EXTRA if c not in arg_names)
     if args:

@@ -193,6 +193,16 @@ def read_segment(path: Path) -> pa.Table:
     return table.select(schema().names)
 
 
+def read_checked_segment(path: Path) -> pa.Table:
+    """Read a segment and check it is one: its columns cast to :func:`schema`'s.
+
+    Raises:
+        OSError, ValueError (``pyarrow.ArrowInvalid``), KeyError or ``pyarrow.ArrowException``:
+            the file is truncated, garbage, or an Arrow file of other columns.
+    """
+    return read_segment(path).cast(schema())
+
+
 def read_segments(paths: Sequence[Path] | Iterable[Path]) -> pa.Table:
     import pyarrow as pa
 

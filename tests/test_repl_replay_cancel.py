@@ -1,0 +1,140 @@
+"""Ctrl-C in the shell while a query replays (``.replay auto``): the replay's workers stop at
+once (no task finishes afterwards) and, while it ran, the progress line's clock went on."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from florsql.engine import Engine
+from florsql.repl.backend import EngineReplService
+from florsql.repl.background import Bridge
+from florsql.repl.dotcommands import Settings
+from florsql.repl.shell import Shell
+from florsql.replay import LocalExecutor, PlanExecutor
+from florsql.store.replays import replays_dir
+from tests.helpers import make_repo, run_script, write
+
+#: Three recorded runs of this; each replay task takes at least 2.4 s (6 epochs, 0.4 s each).
+SLOW = """
+import time
+import florsql as flor
+run = flor.arg("run", 0)
+state = {"w": float(run)}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(6)):
+        for step in flor.loop("step", range(2)):
+            state["w"] += 0.5
+        time.sleep(0.4)
+        flor.log("w", state["w"])
+"""
+RUNS = 3
+ELAPSED = re.compile(r" (\d+)/(\d+) tasks, .* ([\d.]+)s elapsed")
+
+
+def _done(repo: Path) -> list[Path]:
+    return sorted(replays_dir(repo).glob("*/*/done.json"))
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of group ``pgid`` remains."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+class CtrlCAfterFirstTask:
+    """The terminal: records what the shell says; "presses Ctrl-C" (raises KeyboardInterrupt
+    where the shell's main thread draws the progress line) once a task has finished."""
+
+    def __init__(self, executor: LocalExecutor, repo: Path) -> None:
+        self.executor = executor
+        self.repo = repo
+        self.done_at_ctrl_c: int | None = None
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.worker_group: int | None = None
+
+    def out(self, text: str) -> None:
+        self.lines.append(text)
+
+    def warn(self, text: str) -> None:
+        self.lines.append(text)
+
+    def error(self, text: str) -> None:
+        self.errors.append(text)
+
+    def status(self, line: str | None) -> None:
+        if line is None:
+            return
+        self.lines.append(line)
+        found = ELAPSED.search(line)
+        if found and int(found.group(1)) >= 1 and self.worker_group is None:
+            proc = self.executor._zygote.proc
+            assert proc is not None
+            self.worker_group = proc.pid  # the warm worker leads its process group
+            self.done_at_ctrl_c = len(_done(self.repo))
+            raise KeyboardInterrupt
+
+    def ask(self, question: str) -> bool:
+        return True
+
+
+def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
+    for run in range(RUNS):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    write(
+        repo / "train.py",
+        SLOW.replace(
+            'flor.log("w", state["w"])',
+            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
+        ),
+    )
+    local = LocalExecutor(1)
+    engine = Engine(repo, replay="auto", executor=PlanExecutor(local))
+    echo = CtrlCAfterFirstTask(local, repo)
+    shell = Shell(EngineReplService(engine), echo, Settings(replay="auto"))
+    try:
+        assert shell.handle("SELECT run, epoch, w2 FROM logs;")
+        assert echo.errors == ["cancelled"] and echo.worker_group is not None
+        # Every process of the replay is gone: nothing can finish a task from now on.
+        assert not _group_alive(echo.worker_group)
+        # The task running at Ctrl-C (2.4 s long, started when the first ended) never ended.
+        finished = len(_done(repo))
+        assert finished == echo.done_at_ctrl_c < RUNS
+        # The session goes on, and the cancelled replay left nothing half-visible.
+        assert shell.handle("SELECT count(*) AS n FROM runs;")
+        assert len(_done(repo)) == finished
+    finally:
+        engine.close()
+    # While the first task ran, the line's clock went on (it only reports when a task ends).
+    first_task = [float(m.group(3)) for m in map(ELAPSED.search, echo.lines) if m and m[1] == "0"]
+    assert first_task and max(first_task) > 0.0
+
+
+def test_the_progress_clock_ticks_between_reports() -> None:
+    from florsql.replay.scheduler import Progress
+
+    now = [100.0]
+    bridge = Bridge(clock=lambda: now[0])
+    bridge.progress(Progress(0, 4, 0, 24, 0.0, 20.0))
+    first = bridge.new_progress()
+    assert first is not None and (first.elapsed, first.eta) == (0.0, 20.0)
+    assert bridge.new_progress() is None  # nothing changed
+    now[0] += 6.0
+    later = bridge.new_progress()
+    assert later is not None and (later.elapsed, later.eta) == (6.0, 14.0)
+    assert later.tasks_done == 0 and later.tasks_total == 4
+    now[0] += 30.0
+    overdue = bridge.new_progress()
+    assert overdue is not None and overdue.eta == 0.0
