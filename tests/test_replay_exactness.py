@@ -14,7 +14,7 @@ import pytest
 
 import florsql
 from florsql.errors import NondeterminismWarning
-from tests.helpers_replay import Recorder, copy_history, fetch, query, record_pair
+from tests.helpers_replay import Recorder, copy_recorded, fetch, query, record_pair
 
 PREAMBLE = """
 import torch
@@ -121,7 +121,7 @@ def test_runs_recorded_without_saved_locals_replay_in_full(
     recorder: Recorder, tmp_path: Path
 ) -> None:
     rec = record_pair(recorder, tmp_path / "a", IN_A_FUNCTION, [["--seed", "2"]])
-    old = copy_history(rec, tmp_path / "b")
+    old = copy_recorded(rec, tmp_path / "b")
     for manifest in (old.history / ".florsql" / "runs").glob("*/checkpoints/manifest.jsonl"):
         lines = [json.loads(x) for x in manifest.read_text().splitlines()]
         manifest.write_text("".join(json.dumps({**d, "restores": {}}) + "\n" for d in lines))
