@@ -111,14 +111,6 @@ def replay_if_needed(
             f"{len(outcome.failures)} replay task(s) failed; NULL:\n{text}",
             FlorWarning,
         )
-    if outcome.nondeterministic:
-        text = concat_messages(list(outcome.nondeterministic))
-        _warn(
-            engine,
-            messages,
-            f"replayed values differ from the recorded ones:\n{text}",
-            NondeterminismWarning,
-        )
     changed = tuple(getattr(outcome, "data_changed", ()))
     if changed:
         _warn(
@@ -127,6 +119,15 @@ def replay_if_needed(
             "replayed with data that differs from what the runs read (their values are marked "
             "in replays.data_changed):\n" + concat_messages(list(changed)),
             DataChangedWarning,
+        )
+    if outcome.nondeterministic:
+        text = concat_messages(list(outcome.nondeterministic))
+        why = " (the data changed: see the data warning)" if changed else ""
+        _warn(
+            engine,
+            messages,
+            f"replayed values differ from the recorded ones{why}:\n{text}",
+            NondeterminismWarning,
         )
     if any(v.runs for v in planned.replay.versions) and not outcome.failures:
         _warn(

@@ -300,10 +300,13 @@ class Run:
         try:
             in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
-            self.doc["files"] = [f for f in files if f in in_version or f == main]
             inputs = record_inputs(self.repo, WATCH)
-            self.doc["inputs"] = inputs
-            self.doc["data_fingerprint"] = combined_digest(InputFile.from_json(i) for i in inputs)
+            # One update at the end: the training thread may be serializing the doc meanwhile.
+            self.doc.update(
+                files=[f for f in files if f in in_version or f == main],
+                inputs=inputs,
+                data_fingerprint=combined_digest(InputFile.from_json(i) for i in inputs),
+            )
         except Exception as e:  # never fail a run over its description
             if "files" not in self.warned:
                 self.warned.add("files")
