@@ -36,3 +36,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/query_latency.py
 	$(PY) benchmarks/hindsight.py
 	$(PY) benchmarks/flight.py
+	$(PY) benchmarks/flight_load.py
