@@ -53,6 +53,10 @@ check("query: with a LIMIT as SQL Lab adds", lambda: rows(
     "SELECT run_id, epoch, loss FROM logs LIMIT 5"))
 check("inspector: get_table_names", lambda: sa.inspect(engine).get_table_names())
 check("inspector: get_columns(logs)", lambda: sa.inspect(engine).get_columns("logs")[:3])
+# The package's entry point names the same dialect `datafusion` (no import needed).
+plain = sa.create_engine(url.replace("datafusion+flightsql://", "datafusion://"))
+check("datafusion:// URL: SELECT 1", lambda: [tuple(r) for r in plain.connect().execute(
+    sa.text("SELECT 1"))])
 """
 
 CORE = ("connection test: SELECT 1", "query: count runs", "query: SQL Lab aggregate")
