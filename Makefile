@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench install
+.PHONY: test lint typecheck pytest demo bench install bi-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,3 +36,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/query_latency.py
 	$(PY) benchmarks/hindsight.py
 	$(PY) benchmarks/flight.py
+	$(PY) benchmarks/flight_load.py
+
+# Superset's Flight SQL dialect (flightsql-dbapi, SQLAlchemy < 2) against `florsql serve`, in its own
+# virtualenv (.venv-bi); not part of `make test`.
+bi-check: $(STAMP)
+	$(PY) benchmarks/bi_check.py

@@ -1,17 +1,28 @@
-"""Recording overhead: one training loop run plain and instrumented, alternating.
+"""Recording overhead: one training loop run plain and recorded, in interleaved pairs.
 
-Prints overhead %, microseconds per ``flor.log`` call, checkpoint cost per epoch and the time of
-``import florsql``. Goals (issue 2): overhead <= 1%, <= 2 us per log call, import <= 50 ms.
-For reference, FlorDB 4.0.1 measured on these machines: ~0.2 ms per log call at 10k calls,
-3 ms at 100 calls, and 0.5 s to import.
+The script logs 3 values per step of a small MLP (a step well under 0.5 ms), in the environment
+users have: pandas and polars installed (the dev extras). Each pair runs the plain script, then
+the recorded one, in the same run of this benchmark; the overhead is the median over the pairs
+of (recorded - plain) / plain loop time. Also printed: the training thread's own CPU time (so
+the slowdown the loop feels is told apart from the writer thread's work), florsql's own cost
+(log and loop calls, checkpoint copies, the writer's CPU), whether the recorded process ever
+imported pandas, microseconds per ``flor.log`` call, checkpoint cost and the time of
+``import florsql``. Goals (issue 12): overhead <= 1% (median of 5 interleaved pairs), <= 2 us
+per log call, import <= 50 ms. For reference, FlorDB 4.0.1 measured on these machines: ~0.2 ms
+per log call at 10k calls, 3 ms at 100 calls, 0.5 s to import, +15% on this kind of script.
 
-    python benchmarks/record_overhead.py [--repeats 5] [--epochs 10] [--steps 400]
+    python benchmarks/record_overhead.py [--pairs 5] [--epochs 20] [--steps 400] [--src DIR]
+
+``--src DIR`` records with the florsql package found in DIR (an older checkout, say) instead of
+the installed one: the before/after figures of a change come from one machine and one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +58,7 @@ x, y = torch.randn(64, 128), torch.randint(0, 10, (64,))
 loss_fn = nn.CrossEntropyLoss()
 t0 = time.perf_counter()
 c0 = time.process_time()
+th0 = time.thread_time()
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
         for step in flor.loop("step", range(steps)):
@@ -60,7 +72,9 @@ with flor.checkpointing(model=net, optimizer=opt):
             flor.log("step_in_epoch", step)
 flor.commit()
 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-print(json.dumps({{"seconds": seconds, "cpu": cpu, "start_ms": start_ms}}))
+thread = time.thread_time() - th0
+out = {{"seconds": seconds, "cpu": cpu, "thread": thread, "start_ms": start_ms}}
+print(json.dumps({{**out, "pandas": "pandas" in sys.modules}}))
 """
 
 MICRO = """
@@ -87,16 +101,26 @@ print(json.dumps(us))
 """
 
 
-def _run(repo: Path, script: str, *args: str) -> dict[str, float]:
+def _run(repo: Path, script: str, *args: str, src: str | None = None) -> dict[str, float]:
+    env = {"FLORSQL_CHECKPOINT_PERIOD": "1", "PATH": "/usr/bin:/bin"}
+    if src:
+        env["PYTHONPATH"] = src
     out = subprocess.run(
         [sys.executable, script, *args],
         cwd=repo,
         capture_output=True,
         text=True,
         check=True,
-        env={"FLORSQL_CHECKPOINT_PERIOD": "1", "PATH": "/usr/bin:/bin"},
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _installed(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _writer_cpu(repo: Path) -> float:
@@ -107,12 +131,13 @@ def _writer_cpu(repo: Path) -> float:
     )
 
 
-def _import_ms(repeats: int) -> float:
+def _import_ms(repeats: int, src: str | None) -> float:
     code = "import time; t = time.perf_counter(); import florsql; print(time.perf_counter() - t)"
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     times = [
         float(
             subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
             ).stdout
         )
         for _ in range(repeats)
@@ -122,10 +147,12 @@ def _import_ms(repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--src", help="record with the florsql package in this folder")
     ns = ap.parse_args()
+    src = os.path.abspath(ns.src) if ns.src else None
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
         subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -133,16 +160,11 @@ def main() -> None:
             textwrap.dedent(TRAIN.format(epochs=ns.epochs, steps=ns.steps))
         )
         (repo / "micro.py").write_text(MICRO)
-        plain, instr, start, plain_cpu, instr_cpu = [], [], [], [], []
-        for _ in range(ns.repeats):  # alternate so drift hits both sides alike
-            out = _run(repo, "train.py", "plain")
-            plain.append(out["seconds"])
-            plain_cpu.append(out["cpu"])
-            out = _run(repo, "train.py", "flor")
-            instr.append(out["seconds"])
-            instr_cpu.append(out["cpu"])
-            start.append(out["start_ms"])
-        micros = [_run(repo, "micro.py") for _ in range(3)]
+        plain, instr = [], []
+        for _ in range(ns.pairs):  # interleaved: drift and other load hit both sides alike
+            plain.append(_run(repo, "train.py", "plain"))
+            instr.append(_run(repo, "train.py", "flor", src=src))
+        micros = [_run(repo, "micro.py", src=src) for _ in range(3)]
         micro = statistics.median(m["per_call_us"] for m in micros)
         per_iter = statistics.median(m["per_iter_us"] for m in micros)
         from florsql.store.index import Index
@@ -154,35 +176,60 @@ def main() -> None:
                 "SELECT avg(copy_seconds) * 1000, avg(write_seconds) * 1000, count(*) "
                 "FROM checkpoints WHERE loop_name = 'epoch'"
             ).fetchall()[0]
-        import_ms = _import_ms(7)
-    p, i = statistics.median(plain), statistics.median(instr)
+        import_ms = _import_ms(7, src)
+
+    def pct(key: str) -> float:
+        return statistics.median(
+            (i[key] - p[key]) / p[key] * 100 for p, i in zip(plain, instr, strict=True)
+        )
+
+    def med(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    p, i = med(plain, "seconds"), med(instr, "seconds")
     calls = ns.epochs * ns.steps * 3
+    step_ms = p / (ns.epochs * ns.steps) * 1000
     print(
-        f"training loop: {ns.epochs} epochs x {ns.steps} steps, {calls} flor.log calls, "
-        f"per-epoch checkpoints of a 35k-parameter MLP + SGD momentum; median of {ns.repeats}"
+        f"training loop: {ns.epochs} epochs x {ns.steps} steps of {step_ms:.3f} ms, 3 flor.log "
+        f"calls a step ({calls} in all), per-epoch checkpoints of a 35k-parameter MLP + SGD "
+        f"momentum; median of {ns.pairs} interleaved plain/recorded pairs"
     )
-    print(f"{'':28}{'plain':>10}{'florsql':>10}{'goal':>10}")
-    print(f"{'loop seconds':28}{p:10.3f}{i:10.3f}")
-    print(f"{'overhead % (wall)':28}{'':10}{(i - p) / p * 100:10.2f}{'<= 1':>10}")
-    pc, ic = statistics.median(plain_cpu), statistics.median(instr_cpu)
-    print(f"{'loop CPU seconds':28}{pc:10.3f}{ic:10.3f}")
-    print(f"{'overhead % (CPU, all threads)':28}{'':10}{(ic - pc) / pc * 100:10.2f}{'<= 1':>10}")
-    spread = (max(plain) - min(plain)) / p * 100
-    print(f"{'plain run-to-run spread %':28}{spread:10.1f}  (the noise floor of this machine)")
-    print(f"{'us per flor.log (200k calls)':28}{'':10}{micro:10.3f}{'<= 2':>10}")
-    print(f"{'us per flor.loop iteration':28}{'':10}{per_iter:10.3f}")
-    print(f"{'writer thread CPU s / run':28}{'':10}{writer_cpu:10.3f}")
+    print(
+        f"environment: pandas {_installed('pandas')}, polars {_installed('polars')}, "
+        f"pyarrow {_installed('pyarrow')}; florsql from {src or 'the installed package'}"
+    )
+    print(f"{'':32}{'plain':>10}{'florsql':>10}{'goal':>10}")
+    print(f"{'loop seconds':32}{p:10.3f}{i:10.3f}")
+    print(f"{'overhead % (wall)':32}{'':10}{pct('seconds'):10.2f}{'<= 1':>10}")
+    th_p, th_i = med(plain, "thread"), med(instr, "thread")
+    print(f"{'training thread CPU seconds':32}{th_p:10.3f}{th_i:10.3f}")
+    print(f"{'overhead % (training thread CPU)':32}{'':10}{pct('thread'):10.2f}")
+    pc, ic = med(plain, "cpu"), med(instr, "cpu")
+    print(f"{'process CPU seconds':32}{pc:10.3f}{ic:10.3f}")
+    print(f"{'overhead % (CPU, all threads)':32}{'':10}{pct('cpu'):10.2f}")
+    pairs = sorted(
+        (x["seconds"] - y["seconds"]) / y["seconds"] * 100
+        for y, x in zip(plain, instr, strict=True)
+    )
+    print(f"{'pair overheads % (sorted)':32}{'':10}  {', '.join(f'{v:.2f}' for v in pairs)}")
+    spread = (max(r["seconds"] for r in plain) - min(r["seconds"] for r in plain)) / p * 100
+    print(f"{'plain run-to-run spread %':32}{spread:10.1f}  (the noise floor of this machine)")
+    imported = sum(bool(r.get("pandas")) for r in instr)
+    print(f"{'recorded runs importing pandas':32}{'':10}{imported:10d}{'0':>10}")
+    print(f"{'us per flor.log (200k calls)':32}{'':10}{micro:10.3f}{'<= 2':>10}")
+    print(f"{'us per flor.loop iteration':32}{'':10}{per_iter:10.3f}")
+    print(f"{'writer thread CPU s / run':32}{'':10}{writer_cpu:10.3f}")
     iters = ns.epochs * (ns.steps + 1)
     own = (calls * micro + iters * per_iter) / 1e6 + ns.epochs * copy_ms / 1000 + writer_cpu
     print(
-        f"{'florsql own cost % (sum)':28}{'':10}{own / p * 100:10.2f}{'<= 1':>10}"
+        f"{'florsql own cost % (sum)':32}{'':10}{own / p * 100:10.2f}{'<= 1':>10}"
         "  (training-thread calls + copies + writer CPU, over the plain loop time)"
     )
-    print(f"{'checkpoint copy ms / epoch':28}{'':10}{copy_ms:10.3f}")
-    print(f"{'checkpoint write ms / epoch':28}{'':10}{write_ms:10.3f}{'(background)':>14}")
-    print(f"{'checkpoints taken':28}{'':10}{n / ns.repeats:10.1f}")
-    print(f"{'import florsql ms':28}{'':10}{import_ms:10.1f}{'<= 50':>10}")
-    print(f"{'first record call ms':28}{'':10}{statistics.median(start):10.1f}")
+    print(f"{'checkpoint copy ms / epoch':32}{'':10}{copy_ms:10.3f}")
+    print(f"{'checkpoint write ms / epoch':32}{'':10}{write_ms:10.3f}{'(background)':>14}")
+    print(f"{'checkpoints taken':32}{'':10}{n / ns.pairs:10.1f}")
+    print(f"{'import florsql ms':32}{'':10}{import_ms:10.1f}{'<= 50':>10}")
+    print(f"{'first record call ms':32}{'':10}{med(instr, 'start_ms'):10.1f}")
     print("FlorDB 4.0.1 reference (measured here earlier): 200 us/log at 10k calls, import 500 ms")
 
 

@@ -21,6 +21,7 @@ from florsql.store.fingerprints import (
     combined_digest,
     compare_inputs,
     file_hash,
+    fingerprint,
 )
 from tests.helpers import make_repo, run_dirs, run_script, write
 
@@ -140,3 +141,14 @@ print(sorted(heavy), os.devnull in WATCH.read)
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.split() == ["[]", "True"]
+
+
+def test_hashing_reads_a_bounded_amount(tmp_path: Path) -> None:
+    """Past the byte budget files keep size and mtime only, and are compared by those."""
+    for k in range(3):
+        (tmp_path / f"f{k}.bin").write_bytes(bytes([k]) * 1000)
+    got = fingerprint(tmp_path, ["f0.bin", "f1.bin", "f2.bin"], budget=2000)
+    assert [i.hash.split(":")[0] for i in got] == ["sha256", "sha256", "stat"]
+    assert compare_inputs(tmp_path, got) == []
+    os.utime(tmp_path / "f2.bin", ns=(1, 1))
+    assert compare_inputs(tmp_path, got) == [("f2.bin", "changed")]

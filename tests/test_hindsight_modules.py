@@ -274,3 +274,31 @@ def test_state_carried_in_an_imported_helper_is_replayed_from_the_top(tmp_path: 
         want.table.to_pylist(), key=lambda r: r["step"]
     )
     assert got.table.num_rows == 3
+
+
+def test_module_column_only_for_runs_that_imported_it(tmp_path: Path) -> None:
+    """``extra.py`` is in both versions, imported only by the second: its new statement is a
+    hindsight column of the second version's run alone."""
+    extra = "def note(x):\n    return x + 1\n"
+    main_v1 = "import florsql as flor\n\nfor e in flor.loop('epoch', range(2)):\n    v = e * 3\n"
+    main_v2 = "import extra\n" + main_v1 + "    flor.log('n', extra.note(v))\n"
+    repo = make_repo(tmp_path / "r", {"main.py": main_v1, "extra.py": extra})
+    run_script(repo, "main.py")
+    write(repo / "main.py", main_v2)
+    git(repo, "commit", "-qam", "v2 imports extra")
+    run_script(repo, "main.py")
+    write(
+        repo / "extra.py",
+        "import florsql as flor\n\n\n"
+        + extra.replace("    return", "    flor.log('e0', x * 2)\n    return"),
+    )
+    with _engine(repo) as eng:
+        files = eng.execute("SELECT files FROM runs ORDER BY tstamp").table.to_pylist()
+        cols = eng.execute("SHOW COLUMNS FROM logs").table.to_pylist()
+        rows = eng.execute("SELECT run_id, epoch, e0 FROM logs WHERE e0 IS NOT NULL").table
+        runs = eng.execute("SELECT run_id FROM runs ORDER BY tstamp").table.to_pylist()
+    assert [f["files"] for f in files] == [["main.py"], ["main.py", "extra.py"]]
+    (e0,) = [c for c in cols if c["column_name"] == "e0"]
+    assert e0["hindsight"] and e0["runs_lacking"] == 1 and e0["in_current_code"] == ["extra.py"]
+    assert set(rows.column("run_id").to_pylist()) == {runs[1]["run_id"]}
+    assert sorted((r["epoch"], r["e0"]) for r in rows.to_pylist()) == [(0, 0), (1, 6)]

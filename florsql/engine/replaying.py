@@ -112,12 +112,22 @@ def replay_if_needed(
             f"{len(outcome.failures)} replay task(s) failed; NULL:\n{text}",
             FlorWarning,
         )
+    changed = tuple(getattr(outcome, "data_changed", ()))
+    if changed:
+        _warn(
+            engine,
+            messages,
+            "replayed with data that differs from what the runs read (their values are marked "
+            "in replays.data_changed):\n" + concat_messages(list(changed)),
+            DataChangedWarning,
+        )
+    why = " (the data changed: see the data warning)" if changed else ""
     if outcome.nondeterministic:
         text = concat_messages(list(outcome.nondeterministic))
         _warn(
             engine,
             messages,
-            f"replayed values differ from the recorded ones:\n{text}",
+            f"replayed values differ from the recorded ones{why}:\n{text}",
             NondeterminismWarning,
         )
     rejected = tuple(getattr(outcome, "rejected", ()))
@@ -127,7 +137,7 @@ def replay_if_needed(
             engine,
             messages,
             f"{len(rejected)} replay task(s) skipped an inner loop and disagreed with the "
-            f"recording; their values were discarded and recomputed in full:\n{text}",
+            f"recording{why}; their values were discarded and recomputed in full:\n{text}",
             NondeterminismWarning,
         )
     unverified = tuple(getattr(outcome, "unverified", ()))
@@ -139,15 +149,6 @@ def replay_if_needed(
             f"(unverified): {', '.join(unverified[:5])}"
             + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else ""),
             UnverifiedWarning,
-        )
-    changed = tuple(getattr(outcome, "data_changed", ()))
-    if changed:
-        _warn(
-            engine,
-            messages,
-            "replayed with data that differs from what the runs read (their values are marked "
-            "in replays.data_changed):\n" + concat_messages(list(changed)),
-            DataChangedWarning,
         )
     if any(v.runs for v in planned.replay.versions) and not outcome.failures:
         _warn(

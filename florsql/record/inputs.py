@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from florsql.record.watch import OpenWatch
-from florsql.store.fingerprints import candidates, fingerprint
+from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint
 
 __all__ = ["imported_files", "record_inputs"]
 
@@ -30,7 +30,8 @@ def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
         return []
     out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(paths), check=False)
     ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
-    return [asdict(i) for i in fingerprint(repo, [p for p in paths if p in ignored])]
+    kept = [p for p in paths if p in ignored][:MAX_INPUTS]
+    return [asdict(i) for i in fingerprint(repo, kept)]
 
 
 def _z(paths: list[str]) -> bytes:

@@ -24,11 +24,15 @@ from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
 from florsql.record.args import coerce, scan_argv
+from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
+from florsql.record.watch import WATCH
 from florsql.record.writer import EXIT_TIMEOUT, Writer
-from florsql.store import layout
-from florsql.store.segments import Batch
+from florsql.store import layout, rundoc
+from florsql.store.fingerprints import InputFile, combined_digest
+from florsql.store.rows import Columns, NameTable
+from florsql.versions import files_at
 
 if TYPE_CHECKING:
     from florsql.code.effects import LoopFacts
@@ -84,7 +88,9 @@ class Run:
                 stacklevel=4,
             )
         snap = snapshot(repo)
-        self.batch = Batch()
+        self.names = NameTable()
+        self.rows = Columns(self.names)  # what the next flush hands to the writer
+        self.log_keys: dict[str, int] = {}  # log name -> its key in self.names
         self.seq = 0
         self.ctx = 0
         self.next_ctx = 1
@@ -113,6 +119,8 @@ class Run:
             "argv": argv,
             "python": platform.python_version(),
             "torch": _torch_version(),
+            rundoc.TORCH_THREADS: None,
+            rundoc.TORCH_INTEROP_THREADS: None,
             "host": platform.node(),
             "pid": os.getpid(),
             "pid_start": layout.process_start(os.getpid()),
@@ -122,6 +130,7 @@ class Run:
             "args": self.args,
             "florsql": "0.1.0",
         }
+        self._note_torch_threads()
         self.writer.submit_run_json(self.doc)
         self.writer.drain()
 
@@ -137,16 +146,17 @@ class Run:
         return value
 
     def log(self, name: str, value: Any) -> Any:
-        if name not in self.log_names:
-            self._first_log(name)
+        key = self.log_keys.get(name)
+        if key is None:
+            key = self._first_log(name)
         t = type(value)
         if t is float or t is int:
-            self.batch.logs.append((self.ctx, name, value))
+            self.rows.log(self.ctx, key, value)
         else:
-            self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
+            self.rows.log(self.ctx, key, normalize(name, value, self.warned))
         return value
 
-    def _first_log(self, name: str) -> None:
+    def _first_log(self, name: str) -> int:
         if not isinstance(name, str) or not name:
             raise RecordError(f"flor.log needs a non-empty string name, got {name!r}")
         if name in self.args:
@@ -156,6 +166,8 @@ class Run:
         if self._is_loop(name):
             raise RecordError(f"{name!r} names a flor.loop; pick another log name")
         self.log_names.add(name)
+        key = self.log_keys[name] = self.names.key(name)
+        return key
 
     def _is_loop(self, name: str) -> bool:
         return any(f.name == name for f in self.frames)
@@ -195,7 +207,7 @@ class Run:
     def _iterate(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
         parent = self.ctx
         self.frames.append(frame)
-        events = self.batch.events
+        key = self.names.key(frame.name)
         try:
             for i, item in enumerate(items):
                 ctx = self.next_ctx
@@ -203,12 +215,15 @@ class Run:
                 self.ctx = ctx
                 frame.iteration = i
                 frame.inner_checkpoint_taken = False
-                events = self.batch.events
-                events.append(("loop", ctx, parent, frame.name, i, _scalar(item), time.time()))
+                rows = self.rows
+                row = rows.loop(ctx, parent, key, i, item, time.time())
                 t0 = time.perf_counter()
                 yield item
                 elapsed = time.perf_counter() - t0
-                self.batch.events.append(("end", ctx, None, None, None, None, elapsed))
+                if self.rows is rows:  # one row per iteration: its duration goes in place
+                    rows.loop_s[row] = elapsed
+                else:  # flushed meanwhile (flor.commit() inside the loop)
+                    self.rows.ends.append((ctx, elapsed))
                 self.ctx = parent
                 self._after_iteration(frame, elapsed)
         finally:
@@ -297,13 +312,28 @@ class Run:
     # -- durability ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Hand the buffered rows to the writer (called at every outermost iteration's end)."""
-        batch = self.batch
-        if not batch:
+        rows = self.rows
+        if not rows:
             return
-        self.batch = Batch(first_seq=self.seq + len(batch.logs))
-        batch.first_seq = self.seq
-        self.seq += len(batch.logs)
-        self.writer.submit_batch(batch)
+        rows.first_seq = self.seq
+        self.seq += rows.log_count
+        self.rows = Columns(self.names, first_seq=self.seq)
+        self.writer.submit_batch(rows)
+        if self._note_torch_threads():
+            self.writer.submit_run_json(self.doc)
+
+    def _note_torch_threads(self) -> bool:
+        """Put torch's thread counts in the run's document (only where the script imported
+        torch: florsql never does); True if they changed. Replay runs with the same counts."""
+        counts = _torch_threads()
+        if counts is None:
+            return False
+        keys = (rundoc.TORCH_THREADS, rundoc.TORCH_INTEROP_THREADS)
+        if (self.doc[keys[0]], self.doc[keys[1]]) == counts:
+            return False
+        self.doc[keys[0]], self.doc[keys[1]] = counts
+        self.doc["torch"] = self.doc["torch"] or _torch_version()
+        return True
 
     def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
         """Flush and mark the run ``status``. Every wait on the writer is bounded (see
@@ -313,6 +343,7 @@ class Run:
         self.doc["error"] = error
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
+        self._note_torch_threads()
         self.writer.submit_job(self._describe_files)
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
@@ -322,20 +353,19 @@ class Run:
 
     def _describe_files(self) -> None:
         """On the writer thread at commit: the repository files the run imported (``files``)
-        and the ignored files it read, fingerprinted (``inputs``, ``data_fingerprint``)."""
-        from florsql.record.inputs import imported_files, record_inputs
-        from florsql.record.watch import WATCH
-        from florsql.store.fingerprints import InputFile, combined_digest
-        from florsql.versions import files_at
-
+        and the ignored files it read, fingerprinted (``inputs``, ``data_fingerprint``).
+        Its modules are imported with this one: nothing is imported at interpreter exit."""
         main = self.doc["filename"]
         try:
             in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
-            self.doc["files"] = [f for f in files if f in in_version or f == main]
             inputs = record_inputs(self.repo, WATCH)
-            self.doc["inputs"] = inputs
-            self.doc["data_fingerprint"] = combined_digest(InputFile.from_json(i) for i in inputs)
+            # One update at the end: the training thread may be serializing the doc meanwhile.
+            self.doc.update(
+                files=[f for f in files if f in in_version or f == main],
+                inputs=inputs,
+                data_fingerprint=combined_digest(InputFile.from_json(i) for i in inputs),
+            )
         except Exception as e:  # never fail a run over its description
             if "files" not in self.warned:
                 self.warned.add("files")
@@ -357,8 +387,12 @@ def _relative(script: Path | None, repo: Path) -> str:
         return str(script)
 
 
-def _scalar(item: Any) -> Any:
-    return item if type(item) in (int, float, str, bool) else None
+def _torch_threads() -> tuple[int, int] | None:
+    torch = sys.modules.get("torch")
+    try:
+        return int(torch.get_num_threads()), int(torch.get_num_interop_threads())  # type: ignore[union-attr]
+    except Exception:  # no torch, or one still being imported
+        return None
 
 
 def _torch_version() -> str | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 __all__ = [
     "FULL_HASH_BYTES",
+    "HASH_BUDGET_BYTES",
+    "MAX_INPUTS",
     "InputFile",
     "candidates",
     "combined_digest",
@@ -29,6 +31,10 @@ __all__ = [
 
 #: Files up to this size are hashed whole; larger ones by samples.
 FULL_HASH_BYTES = 1 << 20
+#: Content bytes read for hashing at one commit, in all files together.
+HASH_BUDGET_BYTES = 64 << 20
+#: At most this many inputs are listed in run.json (the audit hook keeps 50,000 paths at most).
+MAX_INPUTS = 10_000
 _SAMPLES = 64
 _SAMPLE_BYTES = 16 << 10
 
@@ -108,15 +114,28 @@ def file_hash(path: Path, size: int | None = None) -> str:
     return f"sampled:{h.hexdigest()}"
 
 
-def fingerprint(repo: Path, paths: Iterable[str]) -> list[InputFile]:
+def fingerprint(
+    repo: Path, paths: Iterable[str], budget: int = HASH_BUDGET_BYTES
+) -> list[InputFile]:
     """Size, modification time and hash of each of ``paths`` (relative to ``repo``) now;
-    files that vanished meanwhile are left out."""
+    files that vanished meanwhile are left out.
+
+    Content hashing reads at most ``budget`` bytes in all (a data set of a million images is
+    not read at a run's exit): files beyond it get ``stat:<mtime_ns>`` instead of a content
+    hash, and are compared by size and modification time only.
+    """
     out = []
     for rel in paths:
         p = repo / rel
         try:
             st = p.stat()
-            out.append(InputFile(rel, st.st_size, st.st_mtime_ns, file_hash(p, st.st_size)))
+            cost = st.st_size if st.st_size <= FULL_HASH_BYTES else _SAMPLES * _SAMPLE_BYTES
+            if cost <= budget:
+                budget -= cost
+                digest = file_hash(p, st.st_size)
+            else:
+                digest = f"stat:{st.st_mtime_ns}"
+            out.append(InputFile(rel, st.st_size, st.st_mtime_ns, digest))
         except OSError:
             continue
     return out
@@ -158,7 +177,11 @@ def compare_inputs(repo: Path, recorded: Iterable[InputFile]) -> list[tuple[str,
         if st.st_size == inp.bytes and st.st_mtime_ns == inp.mtime_ns:
             continue
         try:
-            same = st.st_size == inp.bytes and file_hash(p, st.st_size) == inp.hash
+            same = (
+                st.st_size == inp.bytes
+                and not inp.hash.startswith("stat:")
+                and file_hash(p, st.st_size) == inp.hash
+            )
         except OSError:
             same = False
         if not same:
