@@ -262,3 +262,21 @@ def test_fallback_has_no_rest_step() -> None:
     facts = _facts(5, dict.fromkeys(range(5), captured))
     steps, _ = plan_steps("epoch", [3], p, facts, to_end=False, allow_rest=False)
     assert _modes(steps) == [(i, "full", None) for i in range(4)]
+
+
+def test_gradients_read_after_the_inner_loop_forbid_rest_mode() -> None:
+    src = """
+for epoch in flor.loop("epoch", range(3)):
+    opt.zero_grad()
+    for i in flor.loop("step", batches):
+        loss = step(i)
+        loss.backward()
+    flor.log("pending", float(net[0].weight.grad.abs().sum()))
+"""
+    p = _patched(src, "pending")
+    everything = {"opt", "batches", "loss", "step", "i", "epoch", "net", "float"}
+    steps, _ = plan_steps(
+        "epoch", [2], p, _facts(3, dict.fromkeys(range(3), everything)), to_end=False
+    )
+    assert all(s.mode == "full" for s in steps)
+    assert ".grad" in steps[-1].why

@@ -76,6 +76,8 @@ class LoopFacts:
         parent: the line of the ``flor.loop`` around it in the same scope, if any.
         targets: names the ``for`` target binds.
         changed, live_in, read_after: see the module docstring.
+        grads_after: the code after the loop reads a parameter's ``.grad``: gradients are in
+            no ``state_dict``, so a checkpoint cannot stand in for the loop.
     """
 
     name: str
@@ -88,6 +90,7 @@ class LoopFacts:
     changed: frozenset[str]
     live_in: frozenset[str]
     read_after: frozenset[str]
+    grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
 
     @property
     def carried(self) -> frozenset[str]:
@@ -246,6 +249,11 @@ class _Finder:
             changed=frozenset(changed - self.modules - self.loop_names),
             live_in=frozenset(live_in),
             read_after=frozenset(_reads_before_defs(after, set())),
+            grads_after=any(
+                isinstance(n, ast.Attribute) and n.attr == "grad" and isinstance(n.ctx, ast.Load)
+                for stmt in after
+                for n in ast.walk(stmt)
+            ),
         )
 
 

@@ -204,6 +204,8 @@ class _Stepper:
         ref = self.ckpts.get(j)
         if ref is None or ref.position != self.after:
             return False, f"no {self.after} checkpoint"
+        if self.p.first_inner is not None and self.p.first_inner.grads_after:
+            return False, "reads .grad after the loop (gradients are not checkpointed)"
         need = self.p.rest_needs(fresh)
         missing = self._missing(j, need)
         if missing:
