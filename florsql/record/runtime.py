@@ -150,7 +150,12 @@ class Run:
         if key is None:
             key = self._first_log(name)
         t = type(value)
-        if t is float or t is int:
+        if t is float:  # Columns.log's first case, inlined: the common one, and the hot path
+            rows = self.rows
+            rows.log_f.append(value)
+            rows.log_ctx.append(self.ctx)
+            rows.log_key.append(key)
+        elif t is int:
             self.rows.log(self.ctx, key, value)
         else:
             self.rows.log(self.ctx, key, normalize(name, value, self.warned))

@@ -40,6 +40,7 @@ class NameTable:
     def __init__(self) -> None:
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
+        self._arrow: pa.Array | None = None  # the names as Arrow, built on the writer thread
 
     def key(self, name: str) -> int:
         """``name``'s id shifted past the two value-store bits."""
@@ -48,6 +49,13 @@ class NameTable:
             nid = self.ids[name] = len(self.names)
             self.names.append(name)
         return nid << 2
+
+    def arrow(self) -> pa.Array:
+        """The names as an Arrow string array (rebuilt only when names were added)."""
+        count = len(self.names)
+        if self._arrow is None or len(self._arrow) != count:
+            self._arrow = _strings(self.names[:count])
+        return self._arrow
 
 
 class Columns:
@@ -137,7 +145,7 @@ class Columns:
         from florsql.store.segments import schema
 
         sch = schema()
-        names = _strings(list(self.names.names))
+        names = self.names.arrow()
         batches = []
         if self.loop_ctx:
             batches.append(self._loop_batch(sch, names))
@@ -228,6 +236,15 @@ class Columns:
         )
 
 
+_VTYPES_ARROW: list[pa.Array] = []
+
+
+def _vtypes() -> pa.Array:
+    if not _VTYPES_ARROW:
+        _VTYPES_ARROW.append(_strings(_VTYPES))
+    return _VTYPES_ARROW[0]
+
+
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
 def _batch(sch: pa.Schema, n: int, **cols: pa.Array) -> pa.RecordBatch:
     import pyarrow as pa
@@ -256,7 +273,7 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
 
     encoded = [b"" if v is None else v.encode("utf-8", "backslashreplace") for v in values]
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, encoded), np.int32, len(encoded)), out=offsets[1:])
     bitmap = None
     if any(v is None for v in values):
         valid = np.array([v is not None for v in values], dtype=bool)
@@ -303,7 +320,7 @@ def _values(
             text_at.append(pos)
             texts.append(s)
     return (
-        _strings(_VTYPES).take(_prim(vtype)),
+        _vtypes().take(_prim(vtype)),
         _prim(v_int, is_i),
         _prim(v_float, is_f),
         _sparse_strings(n, text_at, texts),
