@@ -206,6 +206,8 @@ def main() -> None:
         f"environment: pandas {_installed('pandas')}, polars {_installed('polars')}, "
         f"pyarrow {_installed('pyarrow')}; florsql from {src or 'the installed package'}"
     )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
     print(f"{'':32}{'plain':>10}{'florsql':>10}{'goal':>10}")
     print(f"{'loop seconds':32}{p:10.3f}{i:10.3f}")
     print(f"{'overhead % (wall)':32}{'':10}{pct('seconds'):10.2f}{'<= 1':>10}")

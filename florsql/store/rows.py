@@ -84,11 +84,11 @@ class Columns:
         self.checks: list[tuple[int, str, Any]] = []
 
     def __bool__(self) -> bool:
-        return bool(self.log_ctx or self.loop_ctx or self.ends or self.checks)
+        return bool(self.log_key or self.loop_s or self.ends or self.checks)
 
     @property
     def log_count(self) -> int:
-        return len(self.log_ctx)
+        return len(self.log_key)
 
     # -- the training thread -------------------------------------------------------------------
     def log(self, ctx: int, key: int, value: Any) -> None:
@@ -160,38 +160,40 @@ class Columns:
     def _loop_batch(self, sch: pa.Schema, names: pa.Array) -> pa.RecordBatch:
         import numpy as np
 
-        n = len(self.loop_ctx)
-        keys = np.frombuffer(self.loop_key, dtype=np.int64)
+        # A row is whole once its last column (loop_s) has it: a flush from a signal handler
+        # can land between two appends of one row, whose other columns are then one longer.
+        n = len(self.loop_s)
+        keys = _ints(self.loop_key, n)
         vt, vi, vf, vs = _values(keys, self.loop_f, self.loop_i, self.loop_o)
         secs = np.frombuffer(self.loop_s, dtype=np.float64)
         return _batch(
             sch,
             n,
             kind=_repeat("loop", n),
-            ctx=_prim(np.frombuffer(self.loop_ctx, dtype=np.int64)),
-            parent=_prim(np.frombuffer(self.loop_parent, dtype=np.int64)),
+            ctx=_prim(_ints(self.loop_ctx, n)),
+            parent=_prim(_ints(self.loop_parent, n)),
             name=names.take(_prim(keys >> 2)),
-            iteration=_prim(np.frombuffer(self.loop_iter, dtype=np.int64)),
+            iteration=_prim(_ints(self.loop_iter, n)),
             vtype=vt,
             v_int=vi,
             v_float=vf,
             v_str=vs,
-            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)),
+            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)[:n]),
             seconds=_prim(secs, ~np.isnan(secs)),
         )
 
     def _log_batch(self, sch: pa.Schema, names: pa.Array) -> pa.RecordBatch:
         import numpy as np
 
-        n = len(self.log_ctx)
-        keys = np.frombuffer(self.log_key, dtype=np.int64)
+        n = len(self.log_key)  # the last column a log row is appended to (see _loop_batch)
+        keys = _ints(self.log_key, n)
         vt, vi, vf, vs = _values(keys, self.log_f, self.log_i, self.log_o)
         return _batch(
             sch,
             n,
             kind=_repeat("log", n),
             seq=_prim(np.arange(self.first_seq, self.first_seq + n, dtype=np.int64)),
-            ctx=_prim(np.frombuffer(self.log_ctx, dtype=np.int64)),
+            ctx=_prim(_ints(self.log_ctx, n)),
             name=names.take(_prim(keys >> 2)),
             vtype=vt,
             v_int=vi,
@@ -246,6 +248,12 @@ def _vtypes() -> pa.Array:
 
 
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
+def _ints(column: array[int], n: int) -> np.ndarray:
+    import numpy as np
+
+    return np.frombuffer(column, dtype=np.int64)[:n]
+
+
 def _batch(sch: pa.Schema, n: int, **cols: pa.Array) -> pa.RecordBatch:
     import pyarrow as pa
 
@@ -303,13 +311,13 @@ def _values(
     code = keys & 3
     is_f, is_i, is_o = code == FLOAT, code == INT, code == OTHER
     v_float = np.zeros(n, dtype=np.float64)
-    v_float[is_f] = np.frombuffer(floats, dtype=np.float64)
+    v_float[is_f] = np.frombuffer(floats, dtype=np.float64)[: int(is_f.sum())]
     v_int = np.zeros(n, dtype=np.int64)
-    v_int[is_i] = np.frombuffer(ints, dtype=np.int64)
+    v_int[is_i] = np.frombuffer(ints, dtype=np.int64)[: int(is_i.sum())]
     vtype = np.array([0, 1, 0, 2], dtype=np.int64)[code]  # float, int, (other), null
     text_at: list[int] = []
     texts: list[str] = []
-    for pos, value in zip(np.flatnonzero(is_o).tolist(), others, strict=True):
+    for pos, value in zip(np.flatnonzero(is_o).tolist(), others, strict=False):
         kind, i, f, s = split_value(value)
         vtype[pos] = _VTYPE_INDEX[kind]
         if i is not None:
