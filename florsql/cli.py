@@ -26,6 +26,7 @@ CONFIRM_SECONDS = 10.0
 class CliState:
     repo: Path | None = None
     debug: bool = False
+    wait: float = 0.0
 
 
 def _message(error: FlorError) -> str:
@@ -53,10 +54,27 @@ def _friendly(fn: F) -> F:
 
 _repo_option = click.option(
     "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The git repository (default: the one around the current directory).",
 )
 _debug_option = click.option("--debug", is_flag=True, help="Show tracebacks.")
+
+
+def _set_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    state = ctx.find_object(CliState)
+    if value is not None and state is not None:
+        state.wait = value
+
+
+_wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=None,
+    expose_value=False,
+    callback=_set_wait,
+    metavar="SECONDS",
+    help="Seconds to wait for another process using the repository's index (default: 0).",
+)
 _format_option = click.option(
     "--format",
     "fmt",
@@ -68,8 +86,13 @@ _format_option = click.option(
 
 
 def _common(fn: F) -> F:
-    """``--repo`` and ``--debug`` on a subcommand too (they may also go before it)."""
-    return _repo_option(_debug_option(fn))
+    """``--repo``, ``--debug`` and ``--wait`` on a subcommand too (they may also go before it)."""
+    return _repo_option(_debug_option(_wait_option(fn)))
+
+
+def _wait() -> float:
+    state = click.get_current_context().find_object(CliState) or CliState()
+    return state.wait
 
 
 def _repo(repo: Path | None) -> Path:
@@ -83,9 +106,16 @@ def _repo(repo: Path | None) -> Path:
 @click.group(name="florsql", invoke_without_command=True)
 @_repo_option
 @_debug_option
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Seconds to wait for another process using the repository's index (default: 0).",
+)
 @click.version_option(package_name="florsql")
 @click.pass_context
-def main(ctx: click.Context, repo: Path | None, debug: bool) -> None:
+def main(ctx: click.Context, repo: Path | None, debug: bool, wait: float) -> None:
     """SQL over the history of your training runs; with no command, an interactive shell.
 
     \b
@@ -94,7 +124,7 @@ def main(ctx: click.Context, repo: Path | None, debug: bool) -> None:
         florsql < report.sql         # statements and dot-commands from a file
         florsql query "SELECT run_id, avg(loss) FROM logs GROUP BY ALL"
     """
-    ctx.obj = CliState(repo, debug)
+    ctx.obj = CliState(repo, debug, wait)
     if ctx.invoked_subcommand is None:
         _friendly(_shell)()
 
@@ -104,7 +134,7 @@ def _shell() -> None:
     from florsql.repl import run_repl, run_script
     from florsql.repl.backend import open_service
 
-    service = open_service(_repo(None))
+    service = open_service(_repo(None), wait=_wait())
     try:
         if sys.stdin.isatty():
             run_repl(service)
@@ -152,7 +182,7 @@ def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> No
     from florsql.repl.backend import open_service
     from florsql.repl.render import render
 
-    service = open_service(_repo(repo))
+    service = open_service(_repo(repo), wait=_wait())
     try:
         outcome = service.execute(
             sql,
@@ -185,7 +215,7 @@ def explain(sql: str, repo: Path | None, debug: bool) -> None:
     """
     from florsql.repl.backend import open_service
 
-    service = open_service(_repo(repo))
+    service = open_service(_repo(repo), wait=_wait())
     try:
         click.echo(service.explain(sql))
     finally:
@@ -206,7 +236,7 @@ def runs(fmt: str, repo: Path | None, debug: bool) -> None:
     from florsql.repl.backend import open_service
     from florsql.repl.render import render
 
-    service = open_service(_repo(repo))
+    service = open_service(_repo(repo), wait=_wait())
     try:
         outcome = service.execute("SHOW RUNS", replay="off")
     finally:
@@ -401,7 +431,7 @@ def serve(
         # pyarrow appends a handler's Python traceback to an UNIMPLEMENTED error's detail;
         # clients get the one-line message only.
         sys.tracebacklimit = 0
-    service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings())
+    service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings(), wait=_wait())
     options = ServerOptions(
         host, port, token, allow_replay, limits, tls_cert, tls_key, insecure=insecure
     )

@@ -86,7 +86,7 @@ def parse(sql: str) -> Statement:
     if len(statements) > 1:
         line, col = line_col(sql, statements[1].offset)
         raise ParseError(
-            f"expected one statement, got {len(statements)}; use parse_many for a script",
+            f"expected one statement, got {len(statements)}: run them one at a time",
             sql=sql,
             line=line,
             col=col,

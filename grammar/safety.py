@@ -187,7 +187,9 @@ def _duckdb_call(func: exp.Func) -> str | None:
             k: [stub(v) for v in value] if isinstance(value, list) else stub(value)
             for k, value in func.args.items()
         }
-        return _generator().sql(type(func)(**args))
+        gen = _generator()
+        gen.unsupported_messages = []  # as generate() does: nothing piles up across calls
+        return gen.sql(type(func)(**args))
     except Exception:  # a form that needs its real arguments: write it whole
         try:
             return func.sql(dialect="duckdb")

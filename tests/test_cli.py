@@ -170,6 +170,8 @@ def test_query_help_exactly() -> None:
         "  --repo DIRECTORY             The git repository (default: the one around the\n"
         "                               current directory).\n"
         "  --debug                      Show tracebacks.\n"
+        "  --wait SECONDS               Seconds to wait for another process using the\n"
+        "                               repository's index (default: 0).  [x>=0]\n"
         "  --help                       Show this message and exit.\n"
     )
 

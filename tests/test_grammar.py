@@ -210,7 +210,7 @@ def test_parse_takes_one_statement() -> None:
     with pytest.raises(ParseError) as info:
         parse("SELECT 1;\n SELECT 2")
     error = info.value
-    assert error.message == "expected one statement, got 2; use parse_many for a script"
+    assert error.message == "expected one statement, got 2: run them one at a time"
     assert (error.line, error.col) == (2, 2)
 
 

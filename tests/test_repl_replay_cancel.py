@@ -138,3 +138,40 @@ def test_the_progress_clock_ticks_between_reports() -> None:
     now[0] += 30.0
     overdue = bridge.new_progress()
     assert overdue is not None and overdue.eta == 0.0
+
+
+def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(tmp_path: Path) -> None:
+    import adbc_driver_flightsql.dbapi as adbc
+    import pytest
+
+    from florsql.flight.backend import EngineService
+    from florsql.flight.limits import Limits
+    from tests.test_flight_clients import serving
+
+    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
+    for run in range(RUNS):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    write(
+        repo / "train.py",
+        SLOW.replace(
+            'flor.log("w", state["w"])',
+            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
+        ),
+    )
+    local = LocalExecutor(1)
+    service = EngineService(Engine(repo, replay="off", executor=PlanExecutor(local)))
+    try:
+        # Three tasks of 2.4 s each, one at a time: the replay runs past a 3 s limit.
+        with serving(service, allow_replay=True, limits=Limits(query_timeout=3.0)) as server:
+            uri = f"grpc://127.0.0.1:{server.port}"
+            with adbc.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+                with pytest.raises(adbc.OperationalError, match="longer than the server's limit"):
+                    cur.execute("SELECT run, epoch, w2 FROM logs")
+                finished = len(_done(repo))
+                proc = local._zygote.proc
+                assert proc is None  # the warm worker and its tasks were killed
+                cur.execute("SELECT count(*) FROM runs")
+                assert cur.fetchall() == [(RUNS,)]
+            assert finished < RUNS and len(_done(repo)) == finished
+    finally:
+        service.close()

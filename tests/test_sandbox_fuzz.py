@@ -293,3 +293,10 @@ def test_no_answer_names_the_index_path(engine: Engine, tmp_path: Path) -> None:
     ):
         text = str(engine.execute(sql).table.to_pylist())
         assert store not in text and "index" not in text.replace("ctx_path", ""), sql
+
+
+@pytest.mark.parametrize("view", ["tables", "columns", "schemata"])
+def test_show_columns_of_information_schema(engine: Engine, view: str) -> None:
+    shown = engine.execute(f"SHOW COLUMNS FROM information_schema.{view}").table
+    rows = engine.execute(f"SELECT * FROM information_schema.{view} LIMIT 0").table
+    assert shown.column("column_name").to_pylist() == rows.schema.names

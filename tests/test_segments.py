@@ -195,3 +195,62 @@ def test_torch_thread_counts_are_recorded_only_where_torch_is_imported(tmp_path:
     assert threads is not None and (threads.intra_op, threads.inter_op) == (1, 3)
     assert torch_threads(docs["without.py"]) is None
     assert docs["without.py"]["torch_num_threads"] is None
+
+
+def test_a_row_cut_short_by_a_signal_handler_flush_is_left_out() -> None:
+    """A flush from a signal handler can run between two appends of one row: the rows whose
+    last column is written are whole, and only they are converted."""
+    names = NameTable()
+    cols = Columns(names)
+    key = names.key("loss")
+    row = cols.loop(1, 0, names.key("epoch"), 0, 0, 5.0)
+    cols.loop_s[row] = 0.25
+    cols.log(1, key, 0.5)
+    cols.log(1, key, 3)
+    cols.log_f.append(0.75)  # a float log interrupted after its value...
+    cols.log_ctx.append(1)  # ...and its context, before its key
+    cols.loop_i.append(1)  # a loop row interrupted after its item
+    cols.loop_ctx.append(2)
+    assert cols.log_count == 2
+    rows = cols.to_table().to_pylist()
+    assert [(r["kind"], r["v_int"], r["v_float"], r["seconds"]) for r in rows] == [
+        ("loop", 0, None, 0.25),
+        ("log", None, 0.5, None),
+        ("log", 3, None, None),
+    ]
+
+
+def test_logs_from_other_threads_are_all_kept(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p")
+    write(
+        repo / "threads.py",
+        """
+        import threading
+        import florsql as flor
+        flor.log("start", 0)
+        def work(k):
+            for i in range(2000):
+                flor.log("t", k * 10_000 + i)
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for epoch in flor.loop("epoch", range(20)):
+            for step in flor.loop("step", range(50)):
+                flor.log("m", epoch + step / 100)
+        for t in threads:
+            t.join()
+        """,
+    )
+    run_script(repo, "threads.py", FLORSQL_FLUSH_INTERVAL="0")
+    with Index.open(repo) as ix:
+        ix.refresh()
+        got = ix.con.sql(
+            "SELECT name, vtype, list(coalesce(value_int::DOUBLE, value_float) ORDER BY seq) "
+            "FROM log_records GROUP BY ALL ORDER BY name"
+        ).fetchall()
+        seqs = ix.con.sql("SELECT count(*), count(DISTINCT seq) FROM log_records").fetchall()
+    by_name = {name: (vtype, values) for name, vtype, values in got}
+    assert by_name["m"] == ("float", [e + s / 100 for e in range(20) for s in range(50)])
+    assert by_name["t"][0] == "int"
+    assert sorted(by_name["t"][1]) == sorted(k * 10_000 + i for k in range(3) for i in range(2000))
+    assert seqs == [(1 + 1000 + 6000, 1 + 1000 + 6000)]

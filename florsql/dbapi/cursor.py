@@ -190,8 +190,10 @@ class Cursor:
 def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
     if parameters is None:
         return ()
+    message = "florsql takes qmark parameters: pass a sequence of values for the ? placeholders"
     if isinstance(parameters, Mapping | str | bytes):
-        raise ProgrammingError(
-            "florsql takes qmark parameters: pass a sequence of values for the ? placeholders"
-        )
-    return tuple(parameters)
+        raise ProgrammingError(message)
+    try:
+        return tuple(parameters)
+    except TypeError:
+        raise ProgrammingError(f"{message}, not a {type(parameters).__name__}") from None

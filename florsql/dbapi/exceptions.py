@@ -132,6 +132,8 @@ def _duckdb_class(cause: BaseException | None) -> type[Error]:
     for duck, ours in pairs:
         if isinstance(cause, duck):
             return ours
+    if cause is not None and not type(cause).__module__.startswith(("duckdb", "_duckdb")):
+        return QueryInternalError  # florsql failed in a way it did not foresee
     return QueryError
 
 

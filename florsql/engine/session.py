@@ -36,7 +36,7 @@ from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
 from florsql.engine.show import show_columns, show_runs
-from florsql.errors import DamagedFileWarning, PlanError, SqlError
+from florsql.errors import DamagedFileWarning, FlorError, PlanError, SqlError, StoreError
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
@@ -95,6 +95,9 @@ class Engine:
         duckdb_settings: dict[str, str] | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
+        if not self.repo.is_dir():  # never create a store (and its parents) where none can be
+            what = "is not a folder" if self.repo.exists() else "does not exist"
+            raise StoreError(f"{repo} {what}: pass the path of your project's git repository")
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
         self.executor = executor if executor is not None else default_executor()
         self.confirm = confirm
@@ -191,9 +194,10 @@ class Engine:
         self._check_open()
         if cursor is not None:
             quiet = not cursor.warn
-            result = self._execute(sql, params, cursor.con, cursor.settings, quiet=quiet)
+            with _unforeseen(sql):
+                result = self._execute(sql, params, cursor.con, cursor.settings, quiet=quiet)
             return self._with_damage(result, quiet=quiet)
-        with self._own:
+        with self._own, _unforeseen(sql):
             result = self._execute(sql, params, self._box.con, self.settings)
         return self._with_damage(result, quiet=False)
 
@@ -451,6 +455,22 @@ class EngineCursor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _unforeseen(sql: str) -> Iterator[None]:
+    """An error florsql did not foresee still reaches users as a florsql error (its cause kept;
+    the DB-API raises it as ``InternalError``), never as a bare traceback of an internal part."""
+    try:
+        yield
+    except (FlorError, Warning):
+        raise
+    except Exception as e:
+        message = (
+            f"florsql failed on this query ({type(e).__name__}: {e}); this is a florsql bug: "
+            "please report it with the query"
+        )
+        raise SqlError(message, sql=sql) from e
 
 
 def _check_replay(value: str) -> str:

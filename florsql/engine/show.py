@@ -9,6 +9,7 @@ import pyarrow as pa
 from florsql.errors import PlanError
 from florsql.plan.catalog import RELATIONS, Catalog
 from florsql.plan.stats import string_literal
+from florsql.plan.system import INFORMATION_SCHEMA, information_schema_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,7 +26,11 @@ def show_columns(
     con: duckdb.DuckDBPyConnection, catalog: Catalog, table: str, source: str
 ) -> pa.Table:
     """The columns of ``table``; for ``logs`` also their kind and which versions have them."""
-    name = table.split(".")[-1].strip('"').lower()
+    parts = [p.strip('"').lower() for p in table.split(".")]
+    name = parts[-1]
+    if len(parts) >= 2 and parts[-2] == "information_schema" and name in INFORMATION_SCHEMA:
+        view = information_schema_sql(name, catalog)
+        return con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {view})").to_arrow_table()
     if name == "logs":
         return _logs_columns(con, catalog)
     if name not in (*RELATIONS, "ctx_path"):

@@ -9,6 +9,7 @@ to clients (DoGet) runs in parallel too. The replay setting comes from the serve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ from florsql.flight.service import QueryControl, QueryResult, ReplayMode, TableI
 __all__ = ["EngineService", "open_service"]
 
 log = logging.getLogger("florsql.flight")
+
+#: Seconds between attempts to stop a cancelled statement, until it returns.
+STOP_RETRY = 0.1
 
 
 class EngineService:
@@ -39,12 +43,27 @@ class EngineService:
         control: QueryControl | None = None,
     ) -> QueryResult:
         # The result carries its warnings; the server logs them instead of raising them.
+        finished = threading.Event()
         with self.engine.cursor(replay=replay, warn=False) as cursor:
+
+            def stop() -> None:
+                # Until the statement returns: an interrupt that comes before DuckDB runs the
+                # query, or before a replay's workers start, would otherwise be lost.
+                while not finished.is_set():
+                    with contextlib.suppress(Exception):  # the statement may end meanwhile
+                        cursor.interrupt()
+                        if replay != "off":
+                            self._stop_replay()
+                    finished.wait(STOP_RETRY)
+
             if control is not None:
-                control.on_cancel(cursor.interrupt)
-                if replay != "off":
-                    control.on_cancel(self._stop_replay)
-            result = cursor.execute(sql, list(params))
+                control.on_cancel(
+                    lambda: threading.Thread(target=stop, name="florsql-stop", daemon=True).start()
+                )
+            try:
+                result = cursor.execute(sql, list(params))
+            finally:
+                finished.set()
         for message in result.warnings:
             log.warning("%s", message)
         return QueryResult(result.table, tuple(result.warnings), result.types)

@@ -66,8 +66,8 @@ def server_info() -> dict[int, InfoValue]:
         SERVER_SQL: True,
         SERVER_SUBSTRAIT: False,
         SERVER_TRANSACTION: Int32(TRANSACTION_NONE),
-        SERVER_CANCEL: False,
-        STATEMENT_TIMEOUT: Int32(0),
+        SERVER_CANCEL: True,  # CancelFlightInfo, CancelQuery; a running call: cancel it
+        STATEMENT_TIMEOUT: Int32(600_000),  # prepared statements unused this long (ms) expire
         TRANSACTION_TIMEOUT: Int32(0),
         DDL_CATALOG: False,
         DDL_SCHEMA: False,

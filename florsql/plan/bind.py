@@ -94,7 +94,18 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
         _unknown_qualified(e, tree, catalog, source)
         return _fallback(tree, catalog)
     qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
-    return Binding(refs, qualified, exact=True)
+    return Binding(refs + _unscoped(tree, refs), qualified, exact=True)
+
+
+def _unscoped(tree: exp.Expr, refs: list[Reference]) -> list[Reference]:
+    """``logs`` read outside every query (``PIVOT logs ON ...``): all of its columns."""
+    seen = {r.ref_id for r in refs}
+    out = []
+    for table in tree.find_all(exp.Table):
+        ref_id = table.meta.get(REF_KEY)
+        if ref_id is not None and ref_id not in seen:
+            out.append(Reference(ref_id, table.alias_or_name, None, table=table))
+    return out
 
 
 def _inner_queries(tree: exp.Expr) -> list[exp.Query]:

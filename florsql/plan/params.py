@@ -103,8 +103,8 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, bytes | bytearray | memoryview):
         return exp.convert(bytes(value))
     if isinstance(value, datetime.timedelta):
-        micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-        return _typed(f"{micros} microseconds", "INTERVAL")
+        micros = value.seconds * 1_000_000 + value.microseconds
+        return _typed(f"{value.days} days {micros} microseconds", "INTERVAL")
     if isinstance(value, uuid.UUID):
         return _typed(str(value), "UUID")
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):

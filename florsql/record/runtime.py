@@ -13,10 +13,12 @@ import threading
 import time
 import traceback
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from threading import get_ident
 from types import CodeType, FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,8 @@ class Run:
         self.names = NameTable()
         self.rows = Columns(self.names)  # what the next flush hands to the writer
         self.log_keys: dict[str, int] = {}  # log name -> its key in self.names
+        self.owner = get_ident()  # the training thread: the one that appends to self.rows
+        self.foreign: deque[tuple[int, int, Any]] = deque()  # logs from other threads
         self.seq = 0
         self.ctx = 0
         self.next_ctx = 1
@@ -150,7 +154,17 @@ class Run:
         if key is None:
             key = self._first_log(name)
         t = type(value)
-        if t is float or t is int:
+        if get_ident() != self.owner:
+            # Another thread: one atomic append to a queue the next flush drains, never the
+            # columns, whose appends the training thread makes several at a time.
+            stored = value if t is float or t is int else normalize(name, value, self.warned)
+            self.foreign.append((self.ctx, key, stored))
+        elif t is float:  # Columns.log's first case, inlined: the common one, and the hot path
+            rows = self.rows
+            rows.log_f.append(value)
+            rows.log_ctx.append(self.ctx)
+            rows.log_key.append(key)
+        elif t is int:
             self.rows.log(self.ctx, key, value)
         else:
             self.rows.log(self.ctx, key, normalize(name, value, self.warned))
@@ -313,6 +327,9 @@ class Run:
     def flush(self) -> None:
         """Hand the buffered rows to the writer (called at every outermost iteration's end)."""
         rows = self.rows
+        foreign = self.foreign
+        while foreign:
+            rows.log(*foreign.popleft())
         if not rows:
             return
         rows.first_seq = self.seq

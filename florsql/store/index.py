@@ -93,7 +93,8 @@ class Index:
             owner = _read_owner(store)
             raise StoreError(
                 f"the florsql index of {repo} is in use by another process{owner}; close that "
-                f"REPL, server or script, or open with wait=SECONDS to wait for it"
+                "REPL, server or script, or wait for it: `florsql --wait SECONDS ...` on the "
+                "command line, florsql.connect(..., wait=SECONDS) in Python"
             ) from None
         try:
             (store / "index.owner").write_text(str(os.getpid()))

@@ -40,6 +40,7 @@ class NameTable:
     def __init__(self) -> None:
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
+        self._arrow: pa.Array | None = None  # the names as Arrow, built on the writer thread
 
     def key(self, name: str) -> int:
         """``name``'s id shifted past the two value-store bits."""
@@ -48,6 +49,13 @@ class NameTable:
             nid = self.ids[name] = len(self.names)
             self.names.append(name)
         return nid << 2
+
+    def arrow(self) -> pa.Array:
+        """The names as an Arrow string array (rebuilt only when names were added)."""
+        count = len(self.names)
+        if self._arrow is None or len(self._arrow) != count:
+            self._arrow = _strings(self.names[:count])
+        return self._arrow
 
 
 class Columns:
@@ -76,11 +84,11 @@ class Columns:
         self.checks: list[tuple[int, str, Any]] = []
 
     def __bool__(self) -> bool:
-        return bool(self.log_ctx or self.loop_ctx or self.ends or self.checks)
+        return bool(self.log_key or self.loop_s or self.ends or self.checks)
 
     @property
     def log_count(self) -> int:
-        return len(self.log_ctx)
+        return len(self.log_key)
 
     # -- the training thread -------------------------------------------------------------------
     def log(self, ctx: int, key: int, value: Any) -> None:
@@ -137,7 +145,7 @@ class Columns:
         from florsql.store.segments import schema
 
         sch = schema()
-        names = _strings(list(self.names.names))
+        names = self.names.arrow()
         batches = []
         if self.loop_ctx:
             batches.append(self._loop_batch(sch, names))
@@ -152,38 +160,40 @@ class Columns:
     def _loop_batch(self, sch: pa.Schema, names: pa.Array) -> pa.RecordBatch:
         import numpy as np
 
-        n = len(self.loop_ctx)
-        keys = np.frombuffer(self.loop_key, dtype=np.int64)
+        # A row is whole once its last column (loop_s) has it: a flush from a signal handler
+        # can land between two appends of one row, whose other columns are then one longer.
+        n = len(self.loop_s)
+        keys = _ints(self.loop_key, n)
         vt, vi, vf, vs = _values(keys, self.loop_f, self.loop_i, self.loop_o)
         secs = np.frombuffer(self.loop_s, dtype=np.float64)
         return _batch(
             sch,
             n,
             kind=_repeat("loop", n),
-            ctx=_prim(np.frombuffer(self.loop_ctx, dtype=np.int64)),
-            parent=_prim(np.frombuffer(self.loop_parent, dtype=np.int64)),
+            ctx=_prim(_ints(self.loop_ctx, n)),
+            parent=_prim(_ints(self.loop_parent, n)),
             name=names.take(_prim(keys >> 2)),
-            iteration=_prim(np.frombuffer(self.loop_iter, dtype=np.int64)),
+            iteration=_prim(_ints(self.loop_iter, n)),
             vtype=vt,
             v_int=vi,
             v_float=vf,
             v_str=vs,
-            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)),
+            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)[:n]),
             seconds=_prim(secs, ~np.isnan(secs)),
         )
 
     def _log_batch(self, sch: pa.Schema, names: pa.Array) -> pa.RecordBatch:
         import numpy as np
 
-        n = len(self.log_ctx)
-        keys = np.frombuffer(self.log_key, dtype=np.int64)
+        n = len(self.log_key)  # the last column a log row is appended to (see _loop_batch)
+        keys = _ints(self.log_key, n)
         vt, vi, vf, vs = _values(keys, self.log_f, self.log_i, self.log_o)
         return _batch(
             sch,
             n,
             kind=_repeat("log", n),
             seq=_prim(np.arange(self.first_seq, self.first_seq + n, dtype=np.int64)),
-            ctx=_prim(np.frombuffer(self.log_ctx, dtype=np.int64)),
+            ctx=_prim(_ints(self.log_ctx, n)),
             name=names.take(_prim(keys >> 2)),
             vtype=vt,
             v_int=vi,
@@ -228,7 +238,22 @@ class Columns:
         )
 
 
+_VTYPES_ARROW: list[pa.Array] = []
+
+
+def _vtypes() -> pa.Array:
+    if not _VTYPES_ARROW:
+        _VTYPES_ARROW.append(_strings(_VTYPES))
+    return _VTYPES_ARROW[0]
+
+
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
+def _ints(column: array[int], n: int) -> np.ndarray:
+    import numpy as np
+
+    return np.frombuffer(column, dtype=np.int64)[:n]
+
+
 def _batch(sch: pa.Schema, n: int, **cols: pa.Array) -> pa.RecordBatch:
     import pyarrow as pa
 
@@ -256,7 +281,7 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
 
     encoded = [b"" if v is None else v.encode("utf-8", "backslashreplace") for v in values]
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, encoded), np.int32, len(encoded)), out=offsets[1:])
     bitmap = None
     if any(v is None for v in values):
         valid = np.array([v is not None for v in values], dtype=bool)
@@ -286,13 +311,13 @@ def _values(
     code = keys & 3
     is_f, is_i, is_o = code == FLOAT, code == INT, code == OTHER
     v_float = np.zeros(n, dtype=np.float64)
-    v_float[is_f] = np.frombuffer(floats, dtype=np.float64)
+    v_float[is_f] = np.frombuffer(floats, dtype=np.float64)[: int(is_f.sum())]
     v_int = np.zeros(n, dtype=np.int64)
-    v_int[is_i] = np.frombuffer(ints, dtype=np.int64)
+    v_int[is_i] = np.frombuffer(ints, dtype=np.int64)[: int(is_i.sum())]
     vtype = np.array([0, 1, 0, 2], dtype=np.int64)[code]  # float, int, (other), null
     text_at: list[int] = []
     texts: list[str] = []
-    for pos, value in zip(np.flatnonzero(is_o).tolist(), others, strict=True):
+    for pos, value in zip(np.flatnonzero(is_o).tolist(), others, strict=False):
         kind, i, f, s = split_value(value)
         vtype[pos] = _VTYPE_INDEX[kind]
         if i is not None:
@@ -303,7 +328,7 @@ def _values(
             text_at.append(pos)
             texts.append(s)
     return (
-        _strings(_VTYPES).take(_prim(vtype)),
+        _vtypes().take(_prim(vtype)),
         _prim(v_int, is_i),
         _prim(v_float, is_f),
         _sparse_strings(n, text_at, texts),

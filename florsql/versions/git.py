@@ -58,6 +58,11 @@ def run_git(
 def find_repo_root(start: Path) -> Path:
     """The top of the git work tree containing ``start``, or a :class:`VersionError` saying how
     to make one."""
+    if not start.exists():
+        raise VersionError(
+            f"{start} does not exist: pass the path of your project's git repository "
+            "(repo=PATH, or --repo PATH on the command line)"
+        )
     start = start if start.is_dir() else start.parent
     try:
         proc = subprocess.run(

@@ -1,0 +1,172 @@
+"""Odd inputs, as a stranger types them, through every front end: a florsql error, never a trace.
+
+Through the DB-API, click's CliRunner and the real ``florsql`` command in a subprocess: each
+error is a ``florsql.Error`` (or a one-line ``Error:`` from the command) whose message says what
+to do, names no internal API, and no path is created by asking.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import florsql
+from florsql.cli import main
+from florsql.engine import Engine
+from tests.helpers import git
+from tests.helpers_sql import fixture_history
+
+INTERNAL = ("parse_many", "sqlglot", "Traceback", "duckdb.", "_duckdb", "<class")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = fixture_history(tmp_path_factory.mktemp("odd") / "repo")
+    git(path, "init", "-q")
+    return path
+
+
+@pytest.fixture
+def cur(repo: Path) -> Iterator[florsql.dbapi.Cursor]:
+    with florsql.connect(repo, replay="off") as con:
+        yield con.cursor()
+
+
+ODD: list[tuple[str, Any, type[Exception], str]] = [
+    ("", [], florsql.ProgrammingError, "empty query"),
+    ("   \n", [], florsql.ProgrammingError, "empty query"),
+    ("-- only a comment", [], florsql.ProgrammingError, "empty query"),
+    ("/* c */ ;", [], florsql.ProgrammingError, "empty query"),
+    ("SELECT 1; SELECT 2", [], florsql.ProgrammingError, "run them one at a time"),
+    ("SELECT 'abc", [], florsql.ProgrammingError, "unterminated string literal"),
+    ('SELECT "abc', [], florsql.ProgrammingError, "unterminated quoted identifier"),
+    ("SELECT ?", [], florsql.ProgrammingError, "1 parameter(s) (?), 0 value(s) given"),
+    ("SELECT 1", [1], florsql.ProgrammingError, "0 parameter(s) (?), 1 value(s) given"),
+    ("SELECT ?", [10**40], florsql.ProgrammingError, "beyond SQL's integer types"),
+    ("SELECT ?", [object()], florsql.ProgrammingError, "cannot bind a value of type object"),
+    ("SELECT 1", 5, florsql.ProgrammingError, "pass a sequence of values"),
+    ("SELECT 1", {"a": 1}, florsql.ProgrammingError, "pass a sequence of values"),
+    ("SELECT 9223372036854775807 + 1", [], florsql.DataError, "Overflow"),
+    ("SELECT 1 LIMIT 1e400", [], florsql.DataError, "out of range"),
+    ("SELECT * FROM nowhere", [], florsql.ProgrammingError, "Unknown relation 'nowhere'"),
+]
+
+
+@pytest.mark.parametrize(("sql", "params", "kind", "says"), ODD)
+def test_odd_inputs_through_the_dbapi(
+    cur: florsql.dbapi.Cursor, sql: str, params: Any, kind: type[Exception], says: str
+) -> None:
+    with pytest.raises(kind) as info:
+        cur.execute(sql, params)
+    assert isinstance(info.value, florsql.Error)
+    assert says in str(info.value)
+    assert not any(word in str(info.value) for word in INTERNAL), str(info.value)
+
+
+def test_odd_values_that_do_bind(cur: florsql.dbapi.Cursor) -> None:
+    longest = datetime.timedelta.max
+    ((got,),) = cur.execute("SELECT ?", [longest]).fetchall()  # an Arrow month-day-nano
+    micros = longest.seconds * 1_000_000 + longest.microseconds
+    assert (got.months, got.days, got.nanoseconds) == (0, longest.days, micros * 1000)
+    assert cur.execute("SELECT ?::VARCHAR", [float("-inf")]).fetchall() == [("-inf",)]
+
+
+def test_a_top_level_pivot_over_logs_reads_logs(cur: florsql.dbapi.Cursor) -> None:
+    """``PIVOT logs ...`` (no SELECT around it) used to fail: "Table with name logs does not
+    exist!"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cur.execute("PIVOT logs ON epoch IN (0, 3) USING max(acc) GROUP BY run_id")
+        rows = cur.fetchall()
+    assert sorted(rows)[:3] == [("r1", 0.0, 0.75), ("r2", 0.0, 0.75), ("r3", 0.0, 0.75)]
+
+
+def test_an_error_florsql_did_not_foresee_is_still_a_florsql_error(repo: Path) -> None:
+    """The engine's observability hook is user code: what it raises fails the query as a
+    florsql error (PEP 249 InternalError), its cause kept."""
+    with florsql.connect(repo, replay="off") as con:
+
+        def broken(sql: str) -> None:
+            raise RuntimeError("hook broke")
+
+        con._engine().on_run = broken
+        with pytest.raises(florsql.InternalError, match="RuntimeError: hook broke") as info:
+            con.cursor().execute("SELECT 1")
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert "please report it" in str(info.value)
+
+
+def test_a_missing_repository_is_said_and_never_created(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(florsql.OperationalError, match="does not exist"):
+        florsql.connect(missing)
+    assert not (tmp_path / "no").exists()
+    result = CliRunner().invoke(main, ["--repo", str(missing), "query", "SELECT 1"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(main, ["query", "SELECT 1", "--repo", str(missing)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_cli_errors_are_one_line_without_internal_names(repo: Path) -> None:
+    for sql, says in (
+        ("SELECT 1; SELECT 2", "expected one statement, got 2: run them one at a time"),
+        ("", "empty query|needs a query"),
+        ("SELECT 'abc", "unterminated string literal"),
+        ("SELECT ?", "1 parameter(s) (?), 0 value(s) given"),
+    ):
+        for command in ("query", "explain"):
+            result = CliRunner().invoke(main, ["--repo", str(repo), command, sql])
+            assert result.exit_code == 1, result.output
+            assert result.output.startswith("Error: "), result.output
+            assert any(part in result.output for part in says.split("|")), result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+            assert not any(word in result.output for word in INTERNAL)
+
+
+def _florsql(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from florsql.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_the_real_command(repo: Path, tmp_path: Path) -> None:
+    done = _florsql("--repo", str(tmp_path / "missing"), "query", "SELECT 1", cwd=tmp_path)
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = _florsql("query", "SELECT 1", cwd=tmp_path)  # not in a git repository
+    assert done.returncode == 1 and "is not inside a git repository" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = _florsql("--repo", str(repo), "query", "SELECT 1; SELECT 2", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: expected one statement, got 2: run them one at a time (line 1, column 11)"
+    ]
+
+
+def test_the_index_in_use_hint_names_an_option_that_exists(repo: Path, tmp_path: Path) -> None:
+    with Engine(repo):  # this process holds the index
+        done = _florsql("--repo", str(repo), "query", "SELECT 1", cwd=tmp_path)
+        assert done.returncode == 1 and "in use by another process" in done.stderr
+        assert "florsql --wait SECONDS" in done.stderr and "Traceback" not in done.stderr
+        for args in (["--wait", "0.1", "query", "SELECT 1"], ["query", "SELECT 1", "--wait", "0"]):
+            done = _florsql("--repo", str(repo), *args, cwd=tmp_path)
+            assert done.returncode == 1 and "in use by another process" in done.stderr, done.stderr
+        with pytest.raises(florsql.OperationalError, match=r"wait=SECONDS"):
+            florsql.connect(repo, wait=0.05)
