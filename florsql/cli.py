@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from florsql.errors import FlorError, SqlError
+from florsql.errors import FlorError, ReplayError, SqlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONFIRM_SECONDS = 10.0
@@ -33,6 +33,8 @@ def _message(error: FlorError) -> str:
     if isinstance(error, SqlError):
         where = f" (line {error.line}, column {error.col})" if error.line and error.col else ""
         return f"{error.message}{where}"
+    if isinstance(error, ReplayError):
+        return str(error)  # every failed task with its reason, in full
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 

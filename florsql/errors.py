@@ -17,6 +17,7 @@ __all__ = [
     "RecordError",
     "RecordWarning",
     "ReplayError",
+    "ReplayFailedWarning",
     "ReplayOffWarning",
     "SqlError",
     "StoreError",
@@ -90,6 +91,10 @@ class RecordWarning(FlorWarning):
 
 class ReplayOffWarning(FlorWarning):
     """Hindsight values were not computed because replay is off."""
+
+
+class ReplayFailedWarning(FlorWarning):
+    """A replay task failed: the values it was to compute are NULL; the message says why."""
 
 
 class StoreWarning(FlorWarning):

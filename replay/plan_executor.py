@@ -16,18 +16,25 @@ from florsql.errors import ReplayError
 from florsql.plan.replay_plan import ReplayPlan, RunReplay
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.scheduler import Patcher, Progress, ReplayReport, default_patcher, run_replay
-from florsql.replay.tasks import RunRequest
+from florsql.replay.tasks import RunRequest, TaskResult
 from florsql.store import layout
+from florsql.store.replays import describe_failure
 from florsql.store.segments import list_segments, read_segments
 
 
 class Outcome:
-    """What the engine's hook expects back (duck-typed against ``ReplayOutcome``)."""
+    """What the engine's hook expects back (duck-typed against ``ReplayOutcome``).
 
-    def __init__(self, report: ReplayReport) -> None:
+    ``failures`` holds each failed task's full reason (run, version, iteration, exception, line,
+    traceback tail); ``failed_ids`` the same tasks as ``<replay_id>/<task_id>``.
+    """
+
+    def __init__(self, report: ReplayReport, specs: dict[str, RunReplay]) -> None:
         self.report = report
         self.tasks = len(report.results)
-        self.failures = tuple(f"{r.task_id}: {r.error}" for r in report.failures)
+        failed = report.failures
+        self.failures = tuple(_reason(r, specs.get(r.task_id)) for r in failed)
+        self.failed_ids = tuple(f"{report.replay_id}/{r.task_id}" for r in failed)
         self.nondeterministic = tuple(report.nondeterministic)
         self.rejected = tuple(report.rejected)
         self.unverified = tuple(dict.fromkeys(report.unverified))
@@ -37,13 +44,25 @@ class Outcome:
         )
 
 
+def _reason(result: TaskResult, run: RunReplay | None) -> str:
+    return describe_failure(
+        run_id=run.run_id if run else result.task_id,
+        vid=run.vid if run else "?",
+        loop=next((c.loop for c in run.chunks if c.loop), None) if run else None,
+        iteration=result.iteration,
+        error=result.error,
+        traceback=result.traceback,
+    )
+
+
 class PlanExecutor:
     """Runs replay plans on an :class:`Executor` (local processes by default).
 
     Attributes:
         progress: called with :class:`Progress` as tasks finish (front ends draw a bar).
-        fail: raise :class:`ReplayError` when a task fails (the default: the query fails, every
-            finished task's values are kept); False leaves failed values NULL.
+        fail: raise :class:`ReplayError` when a task fails (the query fails, every finished
+            task's values are kept); False, the default, leaves the failed task's values NULL
+            and reports it in the outcome (the engine warns with the full reason).
         last: the report of the last replay (tasks, seconds, estimate).
     """
 
@@ -53,7 +72,7 @@ class PlanExecutor:
         *,
         patcher: Patcher | None = None,
         progress: Callable[[Progress], None] | None = None,
-        fail: bool = True,
+        fail: bool = False,
     ) -> None:
         self.executor = executor or LocalExecutor()
         self.patcher = patcher
@@ -91,11 +110,17 @@ class PlanExecutor:
             fail=self.fail,
         )
         self.last = report
-        if self.fail and report.unplaced and not report.results:
+        if report.unplaced and not report.results:
             raise ReplayError(
                 "no statement could be placed into the old versions:\n" + "\n".join(report.unplaced)
             )
-        return Outcome(report)
+        by_task = {
+            r.task_id: run
+            for r in report.results
+            for run in plan.runs()
+            if r.task_id.startswith(f"{run.run_id}-")
+        }
+        return Outcome(report, by_task)
 
 
 def request_for(repo: Path, run: RunReplay) -> RunRequest:

@@ -7,7 +7,6 @@ chunks that start at checkpoints, and the executor runs them in isolated worktre
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import time
@@ -23,7 +22,7 @@ from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import prepare
 from florsql.store import layout
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
-from florsql.store.replays import DONE, REJECTED, ReplaySpec, replays_dir
+from florsql.store.replays import DONE, REJECTED, ReplaySpec, patched_hash, replays_dir
 from florsql.versions import file_at
 
 
@@ -187,7 +186,7 @@ def _run_tasks(
         )
     run_dir = layout.run_dir(repo, req.run_id)
     tree = prepare(repo, req.vid, patch.files)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    digest = patched_hash(source, patch.files)
     out = []
     for k, chunk in enumerate(chunks):
         task_id = f"{req.run_id}-{k}"

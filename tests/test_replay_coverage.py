@@ -7,15 +7,18 @@ the hand-patched old version (the oracle).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from florsql.engine.session import Engine
+from florsql.errors import ReplayFailedWarning
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, run_script, write
+from tests.helpers import make_repo, run_script, script_env, write
 from tests.replay_scripts import OLD, PATCHED
 
 Rows = list[dict[str, Any]]
@@ -81,6 +84,11 @@ def test_partial_then_wider_query_replays_the_rest(history: Path, oracle_repo: P
     assert _tasks(history) == first  # epoch 1 was replayed whole the first time
     # Asked again, nothing is replayed.
     assert _query(history, wide) == rows and _tasks(history) == first
+    # Another epoch of the same run (which has values of the name now) is replayed.
+    other = "epoch = 2"
+    rows = _query(history, other)
+    assert rows == _oracle(oracle_repo, other)
+    assert len([r for r in rows if r["grad_norm"] is not None]) == 6
 
 
 @pytest.mark.parametrize("names", ["grad_norm, wnorm", "wnorm, grad_norm"])
@@ -122,3 +130,76 @@ def test_a_statement_that_logs_nothing_is_not_replayed_again(tmp_path: Path) -> 
         assert eng.execute("SELECT epoch, even FROM logs").table.num_rows >= 2
         assert eng.plan("SELECT epoch, even FROM logs").replay.empty
     assert _tasks(repo) == n
+
+
+FAILING = """
+import florsql as flor
+state = {"w": 0.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(4)):
+        for step in flor.loop("step", range(2)):
+            state["w"] += 1
+        flor.log("w", state["w"])
+"""
+
+
+def _failed_markers(repo: Path) -> int:
+    return len(list(replays_dir(repo).glob("*/*/failed.json")))
+
+
+def test_a_failed_task_is_remembered_until_the_statement_changes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "f", {"train.py": FAILING})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    # Today's statement divides by zero at epoch 2, whatever replays it.
+    write(repo / "train.py", FAILING + '        flor.log("inv", 1 / (2 - epoch))\n')
+    sql = "SELECT epoch, w, inv FROM logs ORDER BY epoch"
+    executor = PlanExecutor(LocalExecutor(1))
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        with pytest.warns(ReplayFailedWarning) as caught:
+            rows = eng.execute(sql).table.to_pylist()
+        text = "\n".join(str(w.message) for w in caught)
+        # The full reason: exception, line, iteration.
+        assert "ZeroDivisionError: division by zero" in text and "at epoch 2" in text
+        assert 'train.py line 8: flor.log("inv", 1 / (2 - epoch))' in text
+        assert [r["inv"] for r in rows] == [None] * 4  # the one task failed: nothing kept
+        assert _failed_markers(repo) == 1
+        # The next query retries only what the failure does not explain (epochs 0 and 1,
+        # which come before the failing iteration) and answers NULL + the reason for the rest.
+        with pytest.warns(ReplayFailedWarning, match="at epoch 2"):
+            rows = eng.execute(sql).table.to_pylist()
+        assert [r["inv"] for r in rows] == [0.5, 1.0, None, None]
+        done = _tasks(repo)
+        # From now on nothing is replayed: the failure is remembered (and survives restarts).
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        plan = eng.plan(sql).replay
+        assert plan.empty and [f.iterations for f in plan.failures] == [(2, 3)]
+        with pytest.warns(ReplayFailedWarning, match="ZeroDivisionError"):
+            assert [r["inv"] for r in eng.execute(sql).table.to_pylist()][2:] == [None, None]
+    assert _failed_markers(repo) == 1 and _tasks(repo) == done
+    # The CLI prints the reason in full, without --debug.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from florsql.cli import main; main()",
+            "query",
+            sql,
+            "--replay",
+            "auto",
+            "--repo",
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ZeroDivisionError: division by zero" in proc.stderr
+    assert "at epoch 2" in proc.stderr and "train.py line 8" in proc.stderr
+    assert _failed_markers(repo) == 1
+    # Fixing the statement changes the patched source: the failed iterations are retried.
+    write(repo / "train.py", FAILING + '        flor.log("inv", 1 / (2.5 - epoch))\n')
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        rows = eng.execute(sql).table.to_pylist()
+    assert [r["inv"] for r in rows][2:] == [2.0, -2.0]

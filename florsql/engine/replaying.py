@@ -10,11 +10,12 @@ from florsql.errors import (
     DataChangedWarning,
     FlorWarning,
     NondeterminismWarning,
+    ReplayFailedWarning,
     ReplayOffWarning,
     UnverifiedWarning,
     concat_messages,
 )
-from florsql.plan.explain import human_seconds
+from florsql.plan.explain import human_seconds, ranges
 from florsql.plan.planner import PlannedQuery
 from florsql.plan.replay_plan import ReplayPlan
 
@@ -83,6 +84,7 @@ def replay_if_needed(
     plan = planned.replay
     if not any(v.runs for v in plan.versions):
         _unplaceable(engine, plan, messages)
+        _failed(engine, plan, messages)
         return planned, messages
     reason = None
     if mode == "off":
@@ -100,17 +102,21 @@ def replay_if_needed(
             ReplayOffWarning,
         )
         _unplaceable(engine, plan, messages)
+        _failed(engine, plan, messages)
         return planned, messages
     assert engine.executor is not None
     outcome = engine.executor.run(plan, repo=engine.repo)
     planned = replan()
-    if outcome.failures:
-        text = concat_messages(list(outcome.failures))
+    remembered = {f"{f.replay_id}/{f.task_id}" for f in planned.replay.failures}
+    ids = tuple(getattr(outcome, "failed_ids", ())) or (None,) * len(outcome.failures)
+    fresh = [m for m, i in zip(outcome.failures, ids, strict=False) if i not in remembered]
+    if fresh:
+        text = concat_messages(fresh)
         _warn(
             engine,
             messages,
-            f"{len(outcome.failures)} replay task(s) failed; NULL:\n{text}",
-            FlorWarning,
+            f"{len(fresh)} replay task(s) failed; their values are NULL:\n{text}",
+            ReplayFailedWarning,
         )
     changed = tuple(getattr(outcome, "data_changed", ()))
     if changed:
@@ -155,6 +161,7 @@ def replay_if_needed(
             engine, messages, f"still missing after replay: {summary(planned.replay)}", FlorWarning
         )
     _unplaceable(engine, planned.replay, messages)
+    _failed(engine, planned.replay, messages)
     return planned, messages
 
 
@@ -168,3 +175,20 @@ def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
                 f"{', '.join(v.unplaceable)} (it never ran that loop); NULL",
                 FlorWarning,
             )
+
+
+def _failed(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    """One warning per failed task the plan leaves out, with its full reason."""
+    for f in plan.failures:
+        its = [i for i in f.iterations if i is not None]
+        where = f"outer iteration(s) {ranges(its)}" if its else ""
+        if None in f.iterations:
+            where += (" and " if where else "") + "the top level"
+        _warn(
+            engine,
+            messages,
+            f"{', '.join(f.names)} of run {f.run_id} ({where}): NULL, replay task "
+            f"{f.replay_id}/{f.task_id} failed with this code; it is tried again once the "
+            f"patched code changes (fix the statement):\n{f.reason}",
+            ReplayFailedWarning,
+        )

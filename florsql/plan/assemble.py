@@ -48,6 +48,7 @@ def assemble(state: PlanState) -> None:
         lacking=tuple((n, _lacking(state, n)) for n in referenced),
         unreplayable=_unreplayable(state, referenced),
         notes=tuple(state.notes),
+        failures=tuple(state.failures),
     )
 
 

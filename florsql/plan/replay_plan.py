@@ -17,6 +17,7 @@ __all__ = [
     "Cost",
     "InnerRestriction",
     "IterationNeed",
+    "RememberedFailure",
     "ReplayPlan",
     "RunReplay",
     "Step",
@@ -169,6 +170,26 @@ class VersionReplay:
 
 
 @dataclass(frozen=True)
+class RememberedFailure:
+    """A replay task that failed before with the same patched source: not planned again.
+
+    Attributes:
+        replay_id, task_id: the failed task (``.florsql/replays/<replay_id>/<task_id>/``).
+        run_id: its run.
+        names: the query's names it leaves NULL.
+        iterations: the query's outer iterations it leaves NULL (None: the top level).
+        reason: run, version, iteration, exception, line and the traceback's tail.
+    """
+
+    replay_id: str
+    task_id: str
+    run_id: str
+    names: tuple[str, ...]
+    iterations: tuple[int | None, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Cost:
     """The estimate: recorded iteration times, checkpoint sizes and a per-task start-up."""
 
@@ -195,6 +216,8 @@ class ReplayPlan:
         unreplayable: per name, how many runs lack it with no statement to replay (their script
             does not log it now).
         notes: plain-language remarks (a pushdown skipped and why...).
+        failures: tasks that failed before with today's patched source: what they leave NULL
+            and why (they are retried once the patched source changes).
     """
 
     names: tuple[str, ...] = ()
@@ -206,6 +229,7 @@ class ReplayPlan:
     lacking: tuple[tuple[str, int], ...] = ()
     unreplayable: tuple[tuple[str, int], ...] = ()
     notes: tuple[str, ...] = ()
+    failures: tuple[RememberedFailure, ...] = ()
 
     @property
     def empty(self) -> bool:

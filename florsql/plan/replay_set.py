@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from florsql.errors import FlorError
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
+from florsql.plan.replay_plan import RememberedFailure
 from florsql.plan.state import NeedRow, PlanState
 from florsql.plan.stats import outer_loops, string_literal
+from florsql.store.replays import describe_failure, patched_hash
 from florsql.store.schema import quote
 
 __all__ = ["ANY_CHAIN", "replay_set"]
@@ -100,9 +103,10 @@ def replay_set(state: PlanState) -> None:
                 inner_total=0,
             )
             merged[(need.name, need.run_id, need.outer_iteration, need.chain)] = need
-    state.needs = sorted(
+    needs = sorted(
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
+    state.needs = _without_remembered_failures(state, needs)
     _find_unplaceable(state)
 
 
@@ -180,3 +184,79 @@ def _find_unplaceable(state: PlanState) -> None:
             for vid, run_id, script in rows:
                 if (name.lower(), run_id) not in needed_runs:
                     state.unplaceable.setdefault((vid, script), set()).add(name)
+
+
+_FAILURES = """
+SELECT f.replay_id, f.task_id, f.run_id, f.vid, m.filename, f.names, f.loop_name, f.iterations,
+       f.to_end, f.iteration, f.error, f.traceback, f.source_hash
+FROM replay_failures f JOIN run_meta m ON m.run_id = f.run_id
+WHERE f.run_id IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY f.failed, f.replay_id, f.task_id
+"""
+
+Key = tuple[str, str, int | None]
+
+
+def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list[NeedRow]:
+    """``needs`` less what a task failed to compute before with the same patched source; those
+    go to ``state.failures``. A task that failed at outer iteration *k* blocks its iterations
+    from *k* on (the earlier ones only lacked a finished task) and, when it ran to the end of
+    the script or failed outside the loop, the top level."""
+    runs = sorted({n.run_id for n in needs})
+    rows = state.con.execute(_FAILURES, [runs]).fetchall() if runs else []
+    if not rows:
+        return needs
+    current: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+    blocked: dict[Key, tuple[str, str, str]] = {}
+    for replay_id, task_id, run_id, vid, filename, names, loop, its, to_end, at, err, tb, h in rows:
+        key = (vid, filename, tuple(sorted(names)))
+        if key not in current:
+            current[key] = _patched_hash(state, vid, filename, list(key[2]))
+        if current[key] != h:
+            continue  # the patched source changed (a fixed statement): try again
+        reason = describe_failure(
+            run_id=run_id, vid=vid, loop=loop, iteration=at, error=err, traceback=tb
+        )
+        failed = (replay_id, task_id, reason)
+        for name in names:
+            for i in its or ():
+                if at is None or i >= at:
+                    blocked.setdefault((run_id, name, i), failed)
+            if to_end or at is None:
+                blocked.setdefault((run_id, name, None), failed)
+    kept: list[NeedRow] = []
+    hit: dict[tuple[str, str, str], list[NeedRow]] = {}
+    for need in needs:
+        task = blocked.get((need.run_id, need.name, need.outer_iteration))
+        if task is None:
+            kept.append(need)
+        else:
+            hit.setdefault(task, []).append(need)
+    for (replay_id, task_id, reason), rows_hit in hit.items():
+        state.failures.append(
+            RememberedFailure(
+                replay_id=replay_id,
+                task_id=task_id,
+                run_id=rows_hit[0].run_id,
+                names=tuple(sorted({n.name for n in rows_hit})),
+                iterations=tuple(
+                    sorted({n.outer_iteration for n in rows_hit}, key=lambda i: (i is not None, i))
+                ),
+                reason=reason,
+            )
+        )
+    return kept
+
+
+def _patched_hash(state: PlanState, vid: str, filename: str, names: list[str]) -> str | None:
+    """The hash a replay of version ``vid`` with ``names`` would record for the code it runs
+    today (as :func:`florsql.replay.scheduler.default_patcher` patches it); None if unknown."""
+    import florsql.propagate as propagate
+    from florsql.versions import file_at
+
+    try:
+        result = propagate.for_version(state.repo, vid, names=names)
+        files = {path: r.source for path, r in result.files.items() if r.placed}
+        return patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
+    except (FlorError, OSError):
+        return None

@@ -12,7 +12,7 @@ from sqlglot import exp
 from florsql.plan.bind import Binding, Reference
 from florsql.plan.catalog import Catalog
 from florsql.plan.relax import Relaxed
-from florsql.plan.replay_plan import ReplayPlan
+from florsql.plan.replay_plan import RememberedFailure, ReplayPlan
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,6 +53,7 @@ class PlanState:
     limit_runs: set[str] | None = None
     needs: list[NeedRow] = field(default_factory=list)
     unplaceable: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    failures: list[RememberedFailure] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
     ctes: dict[int, str] = field(default_factory=dict)
     sql: str = ""

@@ -60,6 +60,7 @@ class Generation:
     sources: int
     mtime_sum: int
     size_sum: int
+    replays: int = 0  # replay tasks ingested, finished or failed (another process's too)
 
 
 def string_literal(text: str) -> str:
@@ -73,13 +74,15 @@ def string_literal(text: str) -> str:
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection) -> Generation:
-    """What the index holds now, in three numbers (cheap: one scan of ``ingested``)."""
+    """What the index holds now, in four numbers (cheap: one scan of ``ingested``, and the
+    replay tasks' counts)."""
     row = con.execute(
         "SELECT count(*), coalesce(sum(mtime_ns), 0)::HUGEINT::VARCHAR, "
-        "coalesce(sum(size), 0)::HUGEINT::VARCHAR FROM ingested"
+        "coalesce(sum(size), 0)::HUGEINT::VARCHAR, "
+        "(SELECT count(*) FROM replays) + (SELECT count(*) FROM replay_failures) FROM ingested"
     ).fetchone()
     assert row is not None
-    return Generation(int(row[0]), int(row[1]), int(row[2]))
+    return Generation(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def _tables(con: duckdb.DuckDBPyConnection, database: str | None) -> set[str]:
@@ -151,16 +154,19 @@ def rebuild_stats(
     tasks = ""
     if "replays" in tables:
         tasks = f"""
-        UNION SELECT run_id, lower(name), unnest(iterations) AS outer_iteration
-        FROM (SELECT run_id, unnest(names) AS name, iterations FROM {src}replays
-              WHERE status = 'done')
-        UNION SELECT run_id, lower(unnest(names)) AS name, NULL::BIGINT AS outer_iteration
-        FROM {src}replays WHERE status = 'done' AND to_end"""
+            UNION ALL SELECT run_id, lower(name), unnest(iterations), false
+            FROM (SELECT run_id, unnest(names) AS name, iterations FROM {src}replays
+                  WHERE status = 'done')
+            UNION ALL SELECT run_id, lower(unnest(names)), NULL::BIGINT, false
+            FROM {src}replays WHERE status = 'done' AND to_end"""
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
-        SELECT DISTINCT r.run_id, lower(r.name) AS name, c.outer_iteration
-        FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
-          ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}"""
+        SELECT run_id, name, outer_iteration, bool_or(recorded) AS recorded FROM (
+            SELECT r.run_id, lower(r.name) AS name, c.outer_iteration,
+                   r.source = 'record' AS recorded
+            FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
+              ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
+        ) GROUP BY run_id, name, outer_iteration"""
     )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS

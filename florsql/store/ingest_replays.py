@@ -3,7 +3,9 @@
 A replay task records loop contexts of its own; a context is the same as the run's when its path
 of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
 epoch 3, step 5. Recorded values are never overwritten: replayed ones sit in their own tables
-with their provenance (replay id, task, version, patched-source hash).
+with their provenance (replay id, task, version, patched-source hash). A task whose script
+raised becomes a row of ``replay_failures`` (what it was to compute, where and why it failed, the
+patched source's hash): the planner does not plan it again while that hash is current.
 
 A task whose ``done.json`` or one of whose segments cannot be read is skipped whole (noted once
 in the refresh's :class:`~florsql.store.ingest.Damage`): its values stay missing, as if it never
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
 from florsql.store.ingest import Damage, describe_error, is_epoch_seconds, is_int64
-from florsql.store.replays import DONE, finished_tasks
+from florsql.store.replays import DONE, FAILED, failed_tasks, finished_tasks, spec_path
 from florsql.store.segments import list_segments, read_checked_segment
 
 if TYPE_CHECKING:
@@ -34,6 +36,11 @@ CREATE TABLE IF NOT EXISTS replays (
 CREATE TABLE IF NOT EXISTS replay_log_records (
     run_id VARCHAR, seq BIGINT, ctx_id BIGINT, name VARCHAR, vtype VARCHAR,
     value_int BIGINT, value_float DOUBLE, value_str VARCHAR, replay_id VARCHAR, task_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS replay_failures (
+    replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
+    loop_name VARCHAR, iterations BIGINT[], to_end BOOLEAN, iteration BIGINT, error VARCHAR,
+    traceback VARCHAR, source_hash VARCHAR, failed TIMESTAMPTZ, PRIMARY KEY (replay_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS replay_checks (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT,
@@ -99,6 +106,42 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                 ],
             )
             count += 1
+
+    return count + _ingest_failures(con, repo)
+
+
+def _ingest_failures(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
+    seen = set(con.execute("SELECT replay_id, task_id FROM replay_failures").fetchall())
+    count = 0
+    for folder in failed_tasks(repo):
+        replay_id, task_id = folder.parent.name, folder.name
+        if (replay_id, task_id) in seen or not spec_path(folder).exists():
+            continue
+        try:
+            info = json.loads((folder / FAILED).read_text())
+            spec = json.loads(spec_path(folder).read_text())
+        except (OSError, ValueError):
+            continue  # written atomically; an unreadable one is not a remembered failure
+        con.execute(
+            "INSERT INTO replay_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "to_timestamp(?))",
+            [
+                replay_id,
+                task_id,
+                spec["run_id"],
+                spec["vid"],
+                spec["names"],
+                spec.get("loop"),
+                spec.get("iterations") or [],
+                bool(spec.get("after_loop")),
+                info.get("iteration"),
+                info.get("error"),
+                info.get("traceback"),
+                spec.get("source_hash", ""),
+                (folder / FAILED).stat().st_mtime,
+            ],
+        )
+        count += 1
     return count
 
 

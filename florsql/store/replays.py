@@ -1,13 +1,18 @@
 """Replay results on disk: task specs, done/failed markers, and where they live.
 
-``.florsql/replays/<replay_id>/<task_id>/`` holds a task's ``spec.json``, its ``segments/`` (the
-same Arrow format as a run's) and, once it finished, ``done.json`` written atomically last: a
-task without it is invisible to the index, whatever else it left behind.
+``.florsql/replays/<replay_id>/<task_id>/`` holds a task's ``segments/`` (the same Arrow format
+as a run's) and, once it finished, ``done.json`` written atomically last: a task without it is
+invisible to the index, whatever else it left behind. A task whose script raised writes
+``failed.json`` instead (the error, the outer iteration, the traceback's tail); with its spec
+(``<replay_id>/<task_id>.spec.json``) it becomes a row of the index's ``replay_failures``: the
+failure is remembered until the patched source changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,3 +94,72 @@ def finished_tasks(repo: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p.parent for p in root.glob(f"*/*/{DONE}"))
+
+
+def failed_tasks(repo: Path) -> list[Path]:
+    """Task folders with a failure marker and no done marker, in a stable order."""
+    root = replays_dir(repo)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.glob(f"*/*/{FAILED}") if not (p.parent / DONE).exists())
+
+
+def spec_path(task_dir: Path) -> Path:
+    """Where the scheduler wrote the spec of the task whose output folder is ``task_dir``."""
+    return task_dir.parent / f"{task_dir.name}.spec.json"
+
+
+def source_hash(source: str) -> str:
+    """A short hash of one text."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def patched_hash(script: str, files: dict[str, str]) -> str:
+    """The hash a replay task records of the code it runs (``ReplaySpec.source_hash``): the
+    patched main script and every patched file of the version (path and text)."""
+    parts = [script, *(f"{path}\0{files[path]}" for path in sorted(files))]
+    return source_hash("\0\0".join(parts))
+
+
+_FRAME = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>\S+))?')
+
+
+def describe_failure(
+    *,
+    run_id: str,
+    vid: str,
+    loop: str | None,
+    iteration: int | None,
+    error: str | None,
+    traceback: str | None,
+) -> str:
+    r"""The full reason a replay task failed: run, version, iteration, exception, line, and the
+    traceback's tail (indented).
+
+    Example:
+        >>> tb = 'Traceback:\n  File "/r/.florsql/worktrees/ab-cd/train.py", line 9, in <module>'
+        >>> tb += "\n    flor.log('x', 1 / 0)\nZeroDivisionError: division by zero\n"
+        >>> print(describe_failure(run_id="r1", vid="abcdef", loop="epoch", iteration=0,
+        ...                        error="ZeroDivisionError: division by zero", traceback=tb))
+        run r1 (version abcdef) at epoch 0: ZeroDivisionError: division by zero (train.py line 9: flor.log('x', 1 / 0))
+            Traceback:
+              File "/r/.florsql/worktrees/ab-cd/train.py", line 9, in <module>
+                flor.log('x', 1 / 0)
+            ZeroDivisionError: division by zero
+    """  # noqa: E501
+    where = f" at {loop} {iteration}" if loop and iteration is not None else ""
+    text = f"run {run_id} (version {vid[:12]}){where}: {error or 'failed'}"
+    lines = (traceback or "").rstrip().splitlines()
+    frames = [(k, m) for k, line in enumerate(lines) if (m := _FRAME.search(line))]
+    if frames:
+        k, m = frames[-1]
+        file = m["file"]
+        if "/worktrees/" in file:
+            file = file.split("/worktrees/", 1)[1].split("/", 1)[-1]
+        code = (
+            lines[k + 1].strip() if k + 1 < len(lines) and not _FRAME.search(lines[k + 1]) else ""
+        )
+        text += f" ({file} line {m['line']}{': ' + code if code else ''})"
+    if lines:
+        text += "\n" + "\n".join("    " + line for line in lines)
+    return text
