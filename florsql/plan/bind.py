@@ -103,6 +103,8 @@ def _unscoped(tree: exp.Expr, refs: list[Reference]) -> list[Reference]:
     out = []
     for table in tree.find_all(exp.Table):
         ref_id = table.meta.get(REF_KEY)
+        if table.find_ancestor(exp.Query) is not None:
+            continue  # inside a query: scoped (or a user CTE named logs that shadows it)
         if ref_id is not None and ref_id not in seen:
             out.append(Reference(ref_id, table.alias_or_name, None, table=table))
     return out
