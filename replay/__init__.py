@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from florsql.replay.executors import Executor, LocalExecutor, RayExecutor
 from florsql.replay.plan_executor import PlanExecutor, default_executor
-from florsql.replay.scheduler import Patch, Progress, ReplayReport, default_patcher, run_replay
+from florsql.replay.runner import Patch, Progress, ReplayReport, default_patcher, run_replay
 from florsql.replay.tasks import RunRequest, Task, TaskResult
 
 __all__ = [

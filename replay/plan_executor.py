@@ -15,7 +15,7 @@ from pathlib import Path
 from florsql.errors import ReplayError
 from florsql.plan.replay_plan import ReplayPlan, RunReplay
 from florsql.replay.executors import Executor, LocalExecutor
-from florsql.replay.scheduler import Patcher, Progress, ReplayReport, default_patcher, run_replay
+from florsql.replay.runner import Patcher, Progress, ReplayReport, default_patcher, run_replay
 from florsql.replay.tasks import RunRequest, TaskResult
 from florsql.store import layout
 from florsql.store.replays import describe_failure

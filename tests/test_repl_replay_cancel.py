@@ -123,7 +123,7 @@ def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path) -> None:
 
 
 def test_the_progress_clock_ticks_between_reports() -> None:
-    from florsql.replay.scheduler import Progress
+    from florsql.replay.runner import Progress
 
     now = [100.0]
     bridge = Bridge(clock=lambda: now[0])

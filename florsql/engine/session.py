@@ -31,7 +31,7 @@ from sqlglot import exp
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor
-from florsql.engine.replaying import Messages, replay_if_needed, wants_replay
+from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox

@@ -250,7 +250,7 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
 
 def _patched_hash(state: PlanState, vid: str, filename: str, names: list[str]) -> str | None:
     """The hash a replay of version ``vid`` with ``names`` would record for the code it runs
-    today (as :func:`florsql.replay.scheduler.default_patcher` patches it); None if unknown."""
+    today (as :func:`florsql.replay.runner.default_patcher` patches it); None if unknown."""
     import florsql.propagate as propagate
     from florsql.versions import file_at
 

@@ -48,7 +48,7 @@ def _start() -> Recorder:
     global _run, _lifecycle
     with _start_lock:
         if _run is None and os.environ.get("FLORSQL_REPLAY"):
-            from florsql.record.replaying import ReplayRun, ReplaySpec, install_hooks
+            from florsql.record.replay_mode import ReplayRun, ReplaySpec, install_hooks
 
             replay = ReplayRun(ReplaySpec.read(os.environ["FLORSQL_REPLAY"]))
             install_hooks(replay)

@@ -1,4 +1,4 @@
-"""The replay scheduler end to end: real worktrees, real worker processes, real index."""
+"""The replay runner end to end: real worktrees, real worker processes, real index."""
 
 from __future__ import annotations
 
