@@ -64,6 +64,231 @@ class Pattern:
 
 PATTERNS = [
     Pattern(
+        "accumulators_after_loop",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        running, seen = 0.0, 0
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            x, y = X[idx], Y[idx]
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running += loss.item() * len(y)
+            seen += len(y)
+            flor.log("loss", loss.item())
+            flor.log("seen_so_far", seen)  # hindsight
+        flor.log("epoch_loss", running / seen)  # hindsight
+        flor.log("seen", seen)  # hindsight
+""",
+        {"epoch": ["epoch_loss", "seen"], "epoch, step": ["seen_so_far"]},
+        seeds=(0, 1),
+    ),
+    Pattern(
+        "loop_variable_after_loop",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            out = net(X[idx])
+            loss = loss_fn(out, Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("logit_mean", float(out.mean()))  # hindsight
+        flor.log("last_loss", loss.item())  # hindsight
+        flor.log("last_first_idx", int(idx[0]))  # hindsight
+""",
+        {"epoch": ["last_loss", "last_first_idx"], "epoch, step": ["logit_mean"]},
+    ),
+    Pattern(
+        "global_step_across_epochs",
+        """
+global_step = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            global_step += 1
+            flor.log("loss", loss.item())
+            flor.log("gs", global_step)  # hindsight
+        flor.log("global_step", global_step)  # hindsight
+flor.log("total_steps", global_step)  # hindsight
+""",
+        {"epoch": ["global_step"], "epoch, step": ["gs"], "": ["total_steps"]},
+        seeds=(0, 1),
+        period=2,
+    ),
+    Pattern(
+        "best_so_far_across_epochs",
+        """
+YV = 1 - YV  # flipped labels: validation loss rises, so the best stays early and patience grows
+best, best_epoch, patience = float("inf"), -1, 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if val < best:
+            best, best_epoch, patience = val, epoch, 0
+        else:
+            patience += 1
+        flor.log("val", val)
+        flor.log("best", best)  # hindsight
+        flor.log("best_epoch", best_epoch)  # hindsight
+        flor.log("patience", patience)  # hindsight
+flor.log("final_best", best)  # hindsight
+""",
+        {"epoch": ["best", "best_epoch", "patience"], "": ["final_best"]},
+        period=2,
+    ),
+    Pattern(
+        "validation_second_inner_loop",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        correct, vloss = 0, 0.0
+        with torch.no_grad():
+            for vidx in flor.loop("vstep", torch.arange(len(XV)).split(8)):
+                out = net(XV[vidx])
+                vloss += loss_fn(out, YV[vidx]).item()
+                correct += int((out.argmax(1) == YV[vidx]).sum())
+                flor.log("vbatch_loss", loss_fn(out, YV[vidx]).item())  # hindsight
+        flor.log("val_acc", correct / len(XV))  # hindsight
+        flor.log("val_loss", vloss)  # hindsight
+        flor.log("after_train_loss", loss.item())  # hindsight
+""",
+        {"epoch": ["val_acc", "val_loss", "after_train_loss"], "epoch, vstep": ["vbatch_loss"]},
+    ),
+    Pattern(
+        "gradient_accumulation",
+        """
+k = 3
+updates = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        opt.zero_grad()
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(6))):
+            loss = loss_fn(net(X[idx]), Y[idx]) / k
+            loss.backward()
+            flor.log("loss", loss.item())
+            if (i + 1) % k == 0:
+                flor.log("gnorm", float(net[0].weight.grad.norm()))  # hindsight
+                opt.step()
+                opt.zero_grad()
+                updates += 1
+        flor.log("updates", updates)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["updates", "w_sum"], "epoch, step": ["gnorm"]},
+    ),
+    Pattern(
+        "break_and_continue",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        used = 0
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(6))):
+            if i % 3 == 1:
+                continue
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            used += 1
+            flor.log("loss", loss.item())
+            flor.log("used_so_far", used)  # hindsight
+            if i >= 3 + epoch:
+                break
+        flor.log("stopped_at", i)  # hindsight
+        flor.log("used", used)  # hindsight
+""",
+        {"epoch": ["stopped_at", "used"], "epoch, step": ["used_so_far"]},
+    ),
+    Pattern(
+        "helper_function_owns_inner_loop",
+        """
+def train_epoch(epoch):
+    total, n = 0.0, 0
+    for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+        loss = loss_fn(net(X[idx]), Y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        n += 1
+        flor.log("loss", loss.item())
+        flor.log("sq_loss", loss.item() ** 2)  # hindsight
+    return total / n
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        avg = train_epoch(epoch)
+        flor.log("avg_loss", avg)  # hindsight
+""",
+        {"epoch": ["avg_loss"], "epoch, step": ["sq_loss"]},
+    ),
+    Pattern(
+        "ema_of_weights",
+        """
+ema = [p.detach().clone() for p in net.parameters()]
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for e, p in zip(ema, net.parameters()):
+                    e.mul_(0.9).add_(p.detach(), alpha=0.1)
+            flor.log("loss", loss.item())
+            flor.log("ema_step", float(ema[0].sum()))  # hindsight
+        flor.log("ema_norm", float(sum(e.norm() for e in ema)))  # hindsight
+""",
+        {"epoch": ["ema_norm"], "epoch, step": ["ema_step"]},
+        period=2,
+    ),
+    Pattern(
+        "reduce_lr_on_plateau",
+        """
+sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+with flor.checkpointing(model=net, optimizer=opt, scheduler=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        running = 0.0
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            flor.log("loss", loss.item())
+            flor.log("lr_in_step", opt.param_groups[0]["lr"])  # hindsight
+        sched.step(running)
+        flor.log("lr", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("plateau_best", float(sched.best))  # hindsight
+""",
+        {"epoch": ["lr", "plateau_best"], "epoch, step": ["lr_in_step"]},
+        seeds=(0, 1),
+    ),
+    Pattern(
         "dropout_in_evaluation",
         """
 net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2))
@@ -84,6 +309,33 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("noisy_sum", float(noisy.sum()))  # hindsight
 """,
         {"epoch": ["noisy_sum"], "epoch, step": ["zeros"]},
+    ),
+    Pattern(
+        "generator_loader_own_rng",
+        """
+g = torch.Generator().manual_seed(seed + 7)
+
+
+def batches(bs):
+    perm = torch.randperm(len(X), generator=g)
+    for i in range(0, len(X), bs):
+        idx = perm[i : i + bs]
+        yield X[idx], Y[idx]
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", batches(12)):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("y_sum", int(y.sum()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["y_sum"]},
+        period=2,
     ),
     Pattern(
         "step_lr_after_inner_loop",
@@ -171,5 +423,20 @@ def test_fresh_store_replays_like_a_full_rerun(
     with found.session(rec, "fresh", histories.workers) as check:
         check(pattern.old_query)  # the hand-patched statements change nothing logged before
         for sql in queries(pattern)[1]:
+            check(sql)
+    found.assert_none()
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.name)
+def test_partial_then_wider_replays_like_a_full_rerun(
+    pattern: Pattern, histories: Histories, tmp_path: Path
+) -> None:
+    """Partial queries first (replay starts from a checkpoint), then wider ones replay the
+    rest."""
+    rec = histories.get(pattern, tmp_path)
+    found = Mismatches()
+    with found.session(rec, "partial, then wider", histories.workers) as check:
+        partial, wide = queries(pattern)
+        for sql in partial + wide:
             check(sql)
     found.assert_none()

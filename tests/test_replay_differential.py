@@ -19,13 +19,17 @@ Floats are compared exactly: replay must reproduce the re-run bit for bit.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import florsql
 from florsql.dbapi import Connection
@@ -35,6 +39,7 @@ from tests.helpers_replay import (
     Job,
     KeptWorkers,
     Recorder,
+    Row,
     fetch,
     normalize,
     old_source,
@@ -159,3 +164,203 @@ def test_replaying_everything_equals_the_full_reruns(history: History) -> None:
     want = normalize(history.oracle.execute(f"SELECT {COLUMNS} FROM wide").fetchall())
     assert len(want) == 6 * 4 * (4 + 1)  # runs x epochs x (steps + the epoch's own row)
     assert got == want
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pred:
+    sql: str
+    params: tuple[Any, ...] = ()
+    names: frozenset[str] = frozenset()  # log names it reads
+
+
+@dataclass(frozen=True)
+class Query:
+    """A florsql query with ``{logs}`` where the relation goes: ``logs`` for florsql, the
+    oracle's wide table at this reference's grain for DuckDB."""
+
+    template: str
+    params: tuple[Any, ...]
+    names: frozenset[str]  # log names the reference names: its grain
+    ordered: bool = False  # compare row order too (ORDER BY ... LIMIT)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def florsql(self) -> str:
+        return self.template.format(logs="logs")
+
+    def duckdb(self) -> str:
+        grain = " OR ".join(f"{n} IS NOT NULL" for n in sorted(self.names))
+        return self.template.format(logs=f"(SELECT * FROM wide WHERE {grain})")
+
+    def __repr__(self) -> str:
+        return f"Query({self.florsql()!r}, {list(self.params)!r})"
+
+
+def _in(col: str, values: Sequence[Any]) -> str:
+    return f"{col} IN ({', '.join(map(str, values))})"
+
+
+LRS = st.sampled_from([0.1, 0.2, 0.3])
+SEEDS = st.integers(0, 5)
+EPOCHS = st.integers(0, 3)
+STEPS = st.integers(0, 3)
+
+
+def _atom(col: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[Pred]:
+    return st.one_of(
+        values.map(lambda v: Pred(f"{col} = {v}")),
+        values.map(lambda v: Pred(f"{col} = ?", (v,))),
+        st.tuples(values, st.sampled_from(["<", "<=", ">", ">="])).map(
+            lambda t: Pred(f"{col} {t[1]} ?", (t[0],))
+        ),
+        st.lists(values, min_size=1, max_size=3, unique=True).map(lambda vs: Pred(_in(col, vs))),
+        st.tuples(values, values).map(lambda t: Pred(f"{col} BETWEEN {min(t)} AND {max(t)}")),
+    )
+
+
+atoms = st.one_of(
+    _atom("lr", LRS),
+    _atom("seed", SEEDS),
+    _atom("epoch", EPOCHS),
+    _atom("epoch", EPOCHS),
+    _atom("step", STEPS),
+    st.just(Pred("acc > 0.7", names=frozenset({"acc"}))),
+    st.just(Pred("wnorm > 4.5", names=frozenset({"wnorm"}))),
+)
+
+
+def _and(a: Pred, b: Pred) -> Pred:
+    return Pred(f"({a.sql} AND {b.sql})", a.params + b.params, a.names | b.names)
+
+
+def _or(a: Pred, b: Pred) -> Pred:
+    return Pred(f"({a.sql} OR {b.sql})", a.params + b.params, a.names | b.names)
+
+
+def _not(a: Pred) -> Pred:
+    return Pred(f"NOT ({a.sql})", a.params, a.names)
+
+
+preds = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda t: _and(*t)),
+        st.tuples(inner, inner).map(lambda t: _or(*t)),
+        inner.map(_not),
+    ),
+    max_leaves=4,
+)
+hindsight = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True).filter(
+    lambda ns: bool({"gnorm", "wnorm"} & set(ns))
+)
+
+
+@st.composite
+def query(draw: st.DrawFn, where: Pred | None = None) -> Query:
+    names = draw(hindsight)
+    pred = where if where is not None else draw(preds)
+    grain = frozenset(names) | pred.names
+    shape = draw(st.sampled_from(["select", "limit", "aggregate", "cte"]))
+    cols = ", ".join(names)
+    if shape == "select":
+        sql = f"SELECT seed, lr, epoch, step, {cols} FROM {{logs}} WHERE {pred.sql}"
+        return Query(sql, pred.params, grain)
+    if shape == "limit":
+        n = draw(st.integers(1, 12))
+        sql = (
+            f"SELECT seed, epoch, step, {cols} FROM {{logs}} WHERE {pred.sql} "
+            f"ORDER BY seed, epoch DESC, step LIMIT ?"
+        )
+        return Query(sql, (*pred.params, n), grain, ordered=True)
+    name = next(n for n in names if n in ("gnorm", "wnorm"))
+    if shape == "aggregate":
+        sql = (
+            f"SELECT seed, count(*), min({name}), max({name}), count({name}) FROM {{logs}} "
+            f"WHERE {pred.sql} GROUP BY seed"
+        )
+        return Query(sql, pred.params, frozenset({name}) | pred.names)
+    k = draw(EPOCHS)
+    sql = (
+        f"WITH t AS (SELECT seed, epoch, step, {cols} FROM {{logs}} WHERE {pred.sql}) "
+        f"SELECT seed, epoch, max({name}), count(*) FROM t WHERE epoch >= {k} "
+        f"GROUP BY seed, epoch"
+    )
+    return Query(sql, pred.params, grain)
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> list[Query]:
+    """One to three queries; a later one often widens an earlier one's predicate."""
+    first = draw(preds)
+    out = [draw(query(first))]
+    for _ in range(draw(st.integers(0, 2))):
+        if draw(st.booleans()):
+            wider = _or(first, draw(preds))
+            out.append(draw(query(wider)))
+            first = wider
+        else:
+            out.append(draw(query()))
+    return out
+
+
+def _answer(rows: list[Row] | list[tuple[Any, ...]], q: Query) -> list[Row]:
+    return [tuple(r) for r in rows] if q.ordered else normalize(rows)
+
+
+#: The issue's reproductions: a partial query, then a wider one (coverage must follow what was
+#: stored), and step restrictions that differ per epoch.
+PARTIAL_THEN_WIDER = [
+    Query(
+        "SELECT seed, epoch, step, gnorm FROM {logs} WHERE seed = ? AND epoch = 1 AND step < 2",
+        (0,),
+        frozenset({"gnorm"}),
+    ),
+    Query(
+        "SELECT seed, epoch, step, gnorm FROM {logs} WHERE seed = ? AND epoch = 1",
+        (0,),
+        frozenset({"gnorm"}),
+    ),
+]
+OR_ACROSS_EPOCHS = [
+    Query(
+        "SELECT seed, epoch, step, gnorm, wnorm FROM {logs} "
+        "WHERE seed = 3 AND ((epoch = 3 AND step < 2) OR epoch = 2)",
+        (),
+        frozenset({"gnorm", "wnorm"}),
+    ),
+    Query(
+        "SELECT seed, epoch, step, gnorm FROM {logs} WHERE seed = 3 AND epoch >= 2",
+        (),
+        frozenset({"gnorm"}),
+    ),
+]
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(seq=sequences())
+@example(seq=PARTIAL_THEN_WIDER)
+@example(seq=OR_ACROSS_EPOCHS)
+def test_queries_equal_replaying_everything_and_the_full_reruns(
+    history: History, seq: list[Query]
+) -> None:
+    history.scratch.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=history.scratch))
+    try:
+        repo = tmp / "history"
+        shutil.copytree(history.repo, repo, symlinks=True)
+        with florsql.connect(repo, replay="auto", executor=_executor(history.workers)) as con:
+            for i, q in enumerate(seq):
+                got, notes = fetch(con, q.florsql(), q.params, ordered=q.ordered)
+                full = history.full.execute(q.florsql(), list(q.params)).fetchall()
+                want = history.oracle.execute(q.duckdb(), list(q.params)).fetchall()
+                where = f"query {i + 1} of {len(seq)}: {q!r}"
+                assert _answer(full, q) == _answer(want, q), f"replaying everything, {where}"
+                assert got == _answer(want, q), f"incremental replay, {where}; warnings {notes}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
