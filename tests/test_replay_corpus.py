@@ -199,6 +199,24 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["updates", "w_sum"], "epoch, step": ["gnorm"]},
     ),
     Pattern(
+        "gradients_read_after_loop",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        opt.zero_grad()
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(6))):
+            loss = loss_fn(net(X[idx]), Y[idx]) / 3
+            loss.backward()
+            flor.log("loss", loss.item())
+            if (i + 1) % 3 == 0:
+                opt.step()
+                opt.zero_grad()
+        # the gradient the last two batches left behind: not part of any state_dict
+        flor.log("pending_grad", float(net[0].weight.grad.abs().sum()))  # hindsight
+""",
+        {"epoch": ["pending_grad"]},
+    ),
+    Pattern(
         "break_and_continue",
         """
 with flor.checkpointing(model=net, optimizer=opt):
