@@ -1,11 +1,15 @@
 """Ctrl-C in the shell while a query replays (``.replay auto``): the replay's workers stop at
-once (no task finishes afterwards) and, while it ran, the progress line's clock went on."""
+once (no task finishes afterwards) and, while it ran, the progress line's clock went on. The
+Flight server's query timeout stops a replay the same way."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
+
+import pytest
 
 from florsql.engine import Engine
 from florsql.repl.backend import EngineReplService
@@ -89,8 +93,11 @@ class CtrlCAfterFirstTask:
         return True
 
 
-def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three recorded runs of SLOW, and today's script logging ``w2`` too (each test replays
+    a copy)."""
+    repo = make_repo(tmp_path_factory.mktemp("slow") / "r", {"train.py": SLOW})
     for run in range(RUNS):
         run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
     write(
@@ -100,6 +107,12 @@ def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path) -> None:
             'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
         ),
     )
+    return repo
+
+
+def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path, recorded: Path) -> None:
+    repo = tmp_path / "r"
+    shutil.copytree(recorded, repo)
     local = LocalExecutor(1)
     engine = Engine(repo, replay="auto", executor=PlanExecutor(local))
     echo = CtrlCAfterFirstTask(local, repo)
@@ -140,24 +153,17 @@ def test_the_progress_clock_ticks_between_reports() -> None:
     assert overdue is not None and overdue.eta == 0.0
 
 
-def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(tmp_path: Path) -> None:
+def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(
+    tmp_path: Path, recorded: Path
+) -> None:
     import adbc_driver_flightsql.dbapi as adbc
-    import pytest
 
     from florsql.flight.backend import EngineService
     from florsql.flight.limits import Limits
     from tests.test_flight_clients import serving
 
-    repo = make_repo(tmp_path / "r", {"train.py": SLOW})
-    for run in range(RUNS):
-        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
-    write(
-        repo / "train.py",
-        SLOW.replace(
-            'flor.log("w", state["w"])',
-            'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)',
-        ),
-    )
+    repo = tmp_path / "r"
+    shutil.copytree(recorded, repo)
     local = LocalExecutor(1)
     service = EngineService(Engine(repo, replay="off", executor=PlanExecutor(local)))
     try:
