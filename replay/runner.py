@@ -182,7 +182,14 @@ def _run_tasks(
     if not chunks:  # a caller that named the iterations itself: plan them from the files
         total = req.total if req.total is not None else len(req.iterations or [])
         chunks = chunks_from_files(
-            repo, req.run_id, source, tuple(names), req.iterations, total=total, parts=parts
+            repo,
+            req.run_id,
+            source,
+            tuple(names),
+            req.iterations,
+            total=total,
+            parts=parts,
+            loop=req.loop,
         )
     run_dir = layout.run_dir(repo, req.run_id)
     tree = prepare(repo, req.vid, patch.files)

@@ -86,6 +86,44 @@ with flor.checkpointing(model=net, optimizer=opt):
 )
 
 
+#: A trainer class, as many codebases have: the state lives on ``self``.
+TRAINER_CLASS = (
+    PREAMBLE
+    + """
+class Trainer:
+    def __init__(self):
+        self.model, self.opt = net, opt
+        self.batches = [(X[i:i + 12], Y[i:i + 12]) for i in range(0, 36, 12)]
+        self.step_count = 0
+        self.history = []
+
+    def train_epoch(self):
+        total = 0.0
+        for x, y in flor.loop("step", self.batches):
+            loss = loss_fn(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.step_count += 1
+            total += loss.item()
+        flor.log("last_loss", loss.item())  # hindsight
+        return total / len(self.batches)
+
+    def fit(self):
+        with flor.checkpointing(model=self.model, optimizer=self.opt):
+            for epoch in flor.loop("epoch", range(4)):
+                avg = self.train_epoch()
+                self.history.append(avg)
+                flor.log("avg", avg)
+                flor.log("steps", self.step_count)  # hindsight
+                flor.log("best", min(self.history))  # hindsight
+
+
+Trainer().fit()
+"""
+)
+
+
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
     rec = Recorder(tmp_path_factory.mktemp("logs"))
@@ -141,3 +179,14 @@ def test_a_rest_replay_that_disagrees_is_redone_in_full(recorder: Recorder, tmp_
     assert any("recomputed in full" in n and "n at epoch=2" in n for n in warned), notes
     rejected = list((rec.history / ".florsql" / "replays").glob("*/*/rejected.json"))
     assert len(rejected) == 1  # the rest task's values never reached the index
+
+
+def test_a_trainer_class_replays_like_a_full_rerun(recorder: Recorder, tmp_path: Path) -> None:
+    rec = record_pair(recorder, tmp_path, TRAINER_CLASS, [["--seed", "4"]])
+    epoch_sql = "SELECT epoch, steps, best FROM logs WHERE steps IS NOT NULL"
+    assert "rest: " in _explain(rec.history, epoch_sql + " AND epoch = 3")
+    want = query(rec.oracle, epoch_sql, replay="off")
+    assert query(rec.history, epoch_sql + " AND epoch >= 2") == [r for r in want if r[0] >= 2]
+    assert query(rec.history, epoch_sql) == want
+    last = "SELECT epoch, last_loss FROM logs WHERE last_loss IS NOT NULL"
+    assert query(rec.history, last) == query(rec.oracle, last, replay="off")

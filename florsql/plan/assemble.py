@@ -24,10 +24,11 @@ def assemble(state: PlanState) -> None:
     facts = load_facts(state, sorted(by_run)) if by_run else {}
     files = _run_files(state, sorted(by_run))
     per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
-    patched: dict[tuple[str, str, tuple[str, ...]], Patched | None] = {}
+    patched: dict[tuple[str, str, tuple[str, ...], str | None], Patched | None] = {}
     for run_id, needs in by_run.items():
         first = needs[0]
-        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})))
+        outer = next((n.outer_loop for n in needs if n.outer_loop), None)
+        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer)
         if wanted not in patched:
             patched[wanted] = _patched(state, *wanted)
         run = plan_run(run_id, needs, patched[wanted], facts[run_id])
@@ -55,11 +56,13 @@ def assemble(state: PlanState) -> None:
 _NONE = Relaxed(None, exact=False)
 
 
-def _patched(state: PlanState, vid: str, filename: str, names: tuple[str, ...]) -> Patched | None:
+def _patched(
+    state: PlanState, vid: str, filename: str, names: tuple[str, ...], outer: str | None
+) -> Patched | None:
     """The patched script's analysis. When the version cannot be read (its snapshot is gone),
     today's script stands in, with a note: the replay itself will then fail and say why."""
     try:
-        return patched_script(state.repo, vid, filename, names)
+        return patched_script(state.repo, vid, filename, names, outer)
     except FlorError as e:
         try:
             today = (state.repo / filename).read_text(encoding="utf-8")
@@ -67,7 +70,7 @@ def _patched(state: PlanState, vid: str, filename: str, names: tuple[str, ...]) 
             state.notes.append(f"version {vid[:12]} of {filename}: {e}; the whole run replays")
             return None
         state.notes.append(f"version {vid[:12]} of {filename}: {e}; planned on today's code")
-        return analyze_patched(today, names)
+        return analyze_patched(today, names, outer)
 
 
 def _lacking(state: PlanState, name: str) -> int:

@@ -241,10 +241,13 @@ class _Finder(cst.CSTVisitor):
             line = self.get_metadata(PositionProvider, node).start.line
             fn = self.functions[-1] if self.functions else None
             self.sites.append(_RawSite(name, line, tuple(self.loops), fn))
-        elif isinstance(node.func, cst.Name):
+        elif isinstance(node.func, (cst.Name, cst.Attribute)):
+            # ``fit()`` or a method, ``self.train_epoch()``: matched by name (a name shared
+            # by two functions gives both their call sites: more replay, never less)
+            callee = node.func.value if isinstance(node.func, cst.Name) else node.func.attr.value
             fn = self.functions[-1] if self.functions else None
             line = self.get_metadata(PositionProvider, node).start.line
-            self.calls.setdefault(node.func.value, []).append((tuple(self.loops), fn, line))
+            self.calls.setdefault(callee, []).append((tuple(self.loops), fn, line))
 
     def result(self, filename: str) -> ScriptCode:
         sites = []

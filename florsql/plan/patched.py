@@ -77,8 +77,11 @@ class Patched:
         return frozenset(need - self.outer.targets - self.registered - _BUILTINS)
 
 
-def patched_script(repo: Path, vid: str, filename: str, names: tuple[str, ...]) -> Patched:
-    """Propagate ``names`` into version ``vid`` and analyse its ``filename``."""
+def patched_script(
+    repo: Path, vid: str, filename: str, names: tuple[str, ...], outer: str | None = None
+) -> Patched:
+    """Propagate ``names`` into version ``vid`` and analyse its ``filename`` (``outer``: the
+    run's recorded outermost loop, when known)."""
     import florsql.propagate as propagate
     from florsql.versions import file_at
 
@@ -92,7 +95,7 @@ def patched_script(repo: Path, vid: str, filename: str, names: tuple[str, ...]) 
     except Exception:  # the script is not in that version: nothing can be placed
         source = ""
     wanted = tuple(n for n in names if n not in failed)
-    found = analyze_patched(source, wanted)
+    found = analyze_patched(source, wanted, outer)
     return Patched(
         outer=found.outer,
         first_inner=found.first_inner,
@@ -108,8 +111,10 @@ def patched_script(repo: Path, vid: str, filename: str, names: tuple[str, ...]) 
 
 
 @lru_cache(maxsize=128)
-def analyze_patched(source: str, names: tuple[str, ...]) -> Patched:
-    """Classify the ``flor.log`` statements of ``names`` in ``source``.
+def analyze_patched(source: str, names: tuple[str, ...], outer_name: str | None = None) -> Patched:
+    """Classify the ``flor.log`` statements of ``names`` in ``source``; ``outer_name`` is the
+    outermost loop the run recorded (else the first one that holds another, or a module-level
+    one, is taken).
 
     Example:
         >>> src = '''
@@ -133,10 +138,7 @@ def analyze_patched(source: str, names: tuple[str, ...]) -> Patched:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return Patched(unknown=bool(names))
-    outer_loops = facts.outermost()
-    module_outer = [lp for lp in outer_loops if lp.scope == "<module>"]
-    candidates = module_outer or outer_loops
-    outer = candidates[0] if candidates else None
+    outer = _outer_loop(facts, outer_name)
     inner = _first_inner(facts, outer)
     flags = {"need_start": False, "in_rest": False, "head": False, "after": False, "unknown": False}
     found: set[str] = set()
@@ -159,6 +161,15 @@ def analyze_patched(source: str, names: tuple[str, ...]) -> Patched:
     )
 
 
+def _outer_loop(facts: ScriptFacts, name: str | None) -> LoopFacts | None:
+    outermost = facts.outermost()
+    named = [lp for lp in outermost if lp.name == name]
+    with_inner = [lp for lp in outermost if facts.children(lp)]
+    module = [lp for lp in outermost if lp.scope == "<module>"]
+    candidates = named or with_inner or module or outermost
+    return candidates[0] if candidates else None
+
+
 def _first_inner(facts: ScriptFacts, outer: LoopFacts | None) -> LoopFacts | None:
     """The first flor loop run inside ``outer``: in its body, or in a function it calls."""
     if outer is None:
@@ -167,7 +178,7 @@ def _first_inner(facts: ScriptFacts, outer: LoopFacts | None) -> LoopFacts | Non
     if children:
         return children[0]
     others = [lp for lp in facts.loops if lp.parent is None and lp is not outer]
-    nested = [lp for lp in others if lp.scope != outer.scope]
+    nested = [lp for lp in others if lp.scope != outer.scope]  # in a function the body calls
     return nested[0] if nested else None
 
 

@@ -69,7 +69,7 @@ class IterationNeed:
 
 @dataclass(frozen=True)
 class Step:
-    """How one outer iteration runs in a replay task (design section 6).
+    """How one outer iteration runs in a replay task (docs/replay.md, "Modes").
 
     Attributes:
         iteration: the outer iteration.

@@ -1,4 +1,4 @@
-"""Replay tasks: the one physical plan of what each worker runs (design sections 5 and 6).
+"""Replay tasks: the one physical plan of what each worker runs (docs/replay.md).
 
 Per run, every outer iteration a worker executes gets a :class:`Step`: ``rest`` (restore the
 checkpoint taken as the first inner loop exited, with the locals saved beside it, skip that loop,
@@ -418,11 +418,12 @@ def chunks_from_files(
     *,
     total: int,
     parts: int = 1,
+    loop: str | None = None,
 ) -> tuple[Chunk, ...]:
     """The tasks of one run planned from its files alone (no index): for callers of
     :func:`florsql.replay.run_replay` that name the iterations themselves. ``source`` is the
     patched script; iteration times are taken as equal."""
-    patched = analyze_patched(source, names)
+    patched = analyze_patched(source, names, loop)
     facts = RunFacts()
     loop = patched.outer.name if patched.outer is not None else None
     if loop is None:
