@@ -152,3 +152,19 @@ def test_hashing_reads_a_bounded_amount(tmp_path: Path) -> None:
     assert compare_inputs(tmp_path, got) == []
     os.utime(tmp_path / "f2.bin", ns=(1, 1))
     assert compare_inputs(tmp_path, got) == [("f2.bin", "changed")]
+
+
+def test_data_behind_a_symlinked_folder(tmp_path: Path) -> None:
+    """``data`` a symlink to a data disk outside the repository: its files are inputs."""
+    disk = tmp_path / "disk"
+    write(disk / "train.csv", DATA)
+    reader = "import florsql as flor\nflor.log('n', len(open('data/train.csv').read()))\n"
+    repo = make_repo(tmp_path / "s", {"train.py": reader, ".gitignore": "data\n"})
+    (repo / "data").symlink_to(disk, target_is_directory=True)
+    run_script(repo, "train.py")
+    (run,) = run_dirs(repo)
+    doc = json.loads((run / "run.json").read_text())
+    assert [i["path"] for i in doc["inputs"]] == ["data/train.csv"]
+    write(disk / "train.csv", DATA + "4.0\n")
+    (inp,) = doc["inputs"]
+    assert compare_inputs(repo, [InputFile.from_json(inp)]) == [("data/train.csv", "changed")]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from florsql.record.watch import OpenWatch
-from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint
+from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint, git_path
 
 __all__ = ["imported_files", "record_inputs"]
 
@@ -28,9 +28,11 @@ def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
     paths = candidates(repo, read, written)
     if not paths:
         return []
-    out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(paths), check=False)
+    asked = {p: git_path(repo, p) for p in paths}
+    queries = sorted(set(asked.values()))
+    out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(queries), check=False)
     ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
-    kept = [p for p in paths if p in ignored][:MAX_INPUTS]
+    kept = [p for p in paths if asked[p] in ignored][:MAX_INPUTS]
     return [asdict(i) for i in fingerprint(repo, kept)]
 
 
