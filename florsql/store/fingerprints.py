@@ -27,6 +27,7 @@ __all__ = [
     "file_hash",
     "fingerprint",
     "git_path",
+    "inside",
     "recorded_inputs",
 ]
 
@@ -75,10 +76,10 @@ def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
     written_real = {os.path.realpath(w) for w in written}
     out = []
     for path in sorted(read - written):
-        rel = _inside(path, roots)
+        rel = inside(path, roots)
         real = os.path.realpath(path)
         if rel is None:
-            rel = _inside(real, roots)
+            rel = inside(real, roots)
         if rel is None or real in written_real:
             continue
         if any(real.startswith(p + os.sep) for p in prefixes):
@@ -95,7 +96,8 @@ def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _inside(path: str, roots: list[str]) -> str | None:
+def inside(path: str, roots: list[str]) -> str | None:
+    """``path`` relative to the first of ``roots`` it lies under (POSIX form), else None."""
     for root in roots:
         if path.startswith(root + os.sep):
             return os.path.relpath(path, root).replace(os.sep, "/")
