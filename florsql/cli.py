@@ -90,9 +90,8 @@ _format_option = click.option(
 
 _executor_option = click.option(
     "--executor",
-    metavar="local|ray|ray://HOST:PORT",
-    help="Where replays run: processes here (default), the Ray cluster in RAY_ADDRESS (else a "
-    "local one), or the Ray cluster at that client address (as SET executor).",
+    metavar="EXECUTOR",
+    help="Where replays run: local (default), ray, ray://HOST:PORT.",
 )
 
 
@@ -160,7 +159,12 @@ def main(
 @_common
 @_friendly
 def shell(executor: str | None, repo: Path | None, debug: bool) -> None:
-    """The interactive shell (what ``florsql`` alone starts); with input piped in, a script."""
+    """The interactive shell (what `florsql` alone starts); with input piped in, a script.
+
+    \b
+    Example:
+        florsql shell --executor ray
+    """
     _shell(repo, executor)
 
 
