@@ -18,6 +18,8 @@ way the index file never changes for a query:
   iteration (even if the statement logged nothing there); the outer iteration is NULL for the
   top level (a value outside every loop, or a task that ran to the end of the script). What
   replay skips.
+- ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
+  or was killed in them; also an outer loop left by ``break``).
 - ``__flor_names``: per log name, its value types and record count (the column types of
   ``logs``). Names that differ only in case are one name (``spellings`` lists how runs wrote
   it), spelled as the earliest run spelled it (run ids sort by start time).
@@ -180,6 +182,11 @@ def rebuild_stats(
                coalesce(sum(i.seconds), 0) AS inner_seconds
         FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
         WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
+        SELECT run_id, loop_name, iteration FROM loops
+        WHERE parent_ctx = 0 AND seconds IS NULL"""
     )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
