@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/propagate.py
 	$(PY) benchmarks/query_latency.py
 	$(PY) benchmarks/hindsight.py
+	$(PY) benchmarks/ray_executor.py
 	$(PY) benchmarks/flight.py
 	$(PY) benchmarks/flight_load.py
 

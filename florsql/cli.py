@@ -27,6 +27,7 @@ class CliState:
     repo: Path | None = None
     debug: bool = False
     wait: float = 0.0
+    executor: str | None = None
 
 
 def _message(error: FlorError) -> str:
@@ -87,6 +88,25 @@ _format_option = click.option(
 )
 
 
+_executor_option = click.option(
+    "--executor",
+    metavar="EXECUTOR",
+    help="Where replays run: local (default), ray, ray://HOST:PORT.",
+)
+
+
+def _use_executor(service: Any, executor: str | None) -> None:
+    """Apply ``--executor`` (the subcommand's, else the group's) to a service's engine."""
+    state = click.get_current_context().find_object(CliState) or CliState()
+    chosen = executor or state.executor
+    if chosen:
+        try:
+            service.engine.set_executor(chosen)
+        except BaseException:
+            service.close()
+            raise
+
+
 def _common(fn: F) -> F:
     """``--repo``, ``--debug`` and ``--wait`` on a subcommand too (they may also go before it)."""
     return _repo_option(_debug_option(_wait_option(fn)))
@@ -115,9 +135,12 @@ def _repo(repo: Path | None) -> Path:
     metavar="SECONDS",
     help="Seconds to wait for another process using the repository's index (default: 0).",
 )
+@_executor_option
 @click.version_option(package_name="florsql")
 @click.pass_context
-def main(ctx: click.Context, repo: Path | None, debug: bool, wait: float) -> None:
+def main(
+    ctx: click.Context, repo: Path | None, debug: bool, wait: float, executor: str | None
+) -> None:
     """SQL over the history of your training runs; with no command, an interactive shell.
 
     \b
@@ -126,17 +149,32 @@ def main(ctx: click.Context, repo: Path | None, debug: bool, wait: float) -> Non
         florsql < report.sql         # statements and dot-commands from a file
         florsql query "SELECT run_id, avg(loss) FROM logs GROUP BY ALL"
     """
-    ctx.obj = CliState(repo, debug, wait)
+    ctx.obj = CliState(repo, debug, wait, executor)
     if ctx.invoked_subcommand is None:
         _friendly(_shell)()
 
 
-def _shell() -> None:
+@main.command()
+@_executor_option
+@_common
+@_friendly
+def shell(executor: str | None, repo: Path | None, debug: bool) -> None:
+    """The interactive shell (what `florsql` alone starts); with input piped in, a script.
+
+    \b
+    Example:
+        florsql shell --executor ray
+    """
+    _shell(repo, executor)
+
+
+def _shell(repo: Path | None = None, executor: str | None = None) -> None:
     """The shell on a terminal; with input piped in, run it as a script."""
     from florsql.repl import run_repl, run_script
     from florsql.repl.backend import open_service
 
-    service = open_service(_repo(None), wait=_wait())
+    service = open_service(_repo(repo), wait=_wait())
+    _use_executor(service, executor)
     try:
         if sys.stdin.isatty():
             run_repl(service)
@@ -172,9 +210,12 @@ def _progress_bar(progress: Any) -> None:
     show_default=True,
     help="Compute hindsight values: always, after asking (long replays), never.",
 )
+@_executor_option
 @_common
 @_friendly
-def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> None:
+def query(
+    sql: str, fmt: str, replay: str, executor: str | None, repo: Path | None, debug: bool
+) -> None:
     """Run one SQL statement and print its rows.
 
     \b
@@ -185,6 +226,7 @@ def query(sql: str, fmt: str, replay: str, repo: Path | None, debug: bool) -> No
     from florsql.repl.render import render
 
     service = open_service(_repo(repo), wait=_wait())
+    _use_executor(service, executor)
     try:
         outcome = service.execute(
             sql,
@@ -381,6 +423,7 @@ _LIMITS = _ServeDefaults()
     type=click.IntRange(1),
     help="DuckDB's threads.",
 )
+@_executor_option
 @_common
 @_friendly
 def serve(
@@ -400,6 +443,7 @@ def serve(
     max_parse_depth: int,
     memory_limit: str,
     threads: int,
+    executor: str | None,
     repo: Path | None,
     debug: bool,
 ) -> None:
@@ -434,6 +478,7 @@ def serve(
         # clients get the one-line message only.
         sys.tracebacklimit = 0
     service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings(), wait=_wait())
+    _use_executor(service, executor)
     options = ServerOptions(
         host, port, token, allow_replay, limits, tls_cert, tls_key, insecure=insecure
     )

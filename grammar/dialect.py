@@ -41,9 +41,10 @@ class ShowColumns(exp.Expression):
 
 
 class SetReplay(exp.Expression):
-    """``SET replay = <value>``; ``this`` is a string literal holding the value as written."""
+    """``SET replay = <value>`` (or ``SET executor = <value>``: ``setting`` is then the string
+    ``executor``); ``this`` is a string literal holding the value as written."""
 
-    arg_types: ClassVar[dict[str, bool]] = {"this": True}
+    arg_types: ClassVar[dict[str, bool]] = {"this": True, "setting": False}
 
 
 # Statements sqlglot mis-parses as expressions (CHECKPOINT becomes a column) or cannot parse
@@ -51,6 +52,13 @@ class SetReplay(exp.Expression):
 COMMAND_KEYWORDS = frozenset(
     {"ABORT", "CHECKPOINT", "DEALLOCATE", "END", "EXPORT", "IMPORT", "START", "UNLISTEN"}
 )
+
+
+#: florsql's own settings, and the message when one is given no value.
+_SETTINGS = {
+    "replay": "SET replay needs a value: 'auto', 'confirm' or 'off'",
+    "executor": "SET executor needs a value: 'local', 'ray' or 'ray://HOST:PORT'",
+}
 
 
 def _token_upper(token: Token | None) -> str:
@@ -127,7 +135,8 @@ class FlorsqlParser(DuckDBParser):
 
     def _parse_florsql_set(self) -> exp.Expr:
         start = self._prev
-        if _token_upper(self._curr) != "REPLAY":
+        setting = _token_upper(self._curr).lower()
+        if setting not in _SETTINGS:
             return self._parse_set()
         index = self._index
         self._advance()
@@ -135,15 +144,17 @@ class FlorsqlParser(DuckDBParser):
             if self._curr:
                 self._retreat(index)
                 return self._parse_set()
-            self.raise_error("SET replay needs a value: 'auto', 'confirm' or 'off'", start)
+            self.raise_error(_SETTINGS[setting], start)
         value = self._curr
         if not value:
-            self.raise_error("SET replay needs a value: 'auto', 'confirm' or 'off'", start)
+            self.raise_error(_SETTINGS[setting], start)
         self._advance()
         if self._curr:  # more after the value (a list of settings, or junk): not ours
             self._retreat(index)
             return self._parse_set()
         literal = self.expression(exp.Literal.string(value.text), value)
+        if setting == "executor":
+            return self.expression(SetReplay(this=literal, setting="executor"), start)
         return self.expression(SetReplay(this=literal), start)
 
     def raise_error(self, message: str, token: Token = SENTINEL_NONE) -> None:
@@ -167,7 +178,9 @@ class FlorsqlGenerator(DuckDBGenerator):
         ),
         ShowRuns: lambda self, e: "SHOW RUNS",
         ShowColumns: lambda self, e: f"SHOW COLUMNS FROM {self.sql(e, 'this')}",
-        SetReplay: lambda self, e: f"SET replay = {self.sql(e, 'this')}",
+        SetReplay: lambda self, e: (
+            f"SET {e.args.get('setting') or 'replay'} = {self.sql(e, 'this')}"
+        ),
     }
 
 

@@ -39,7 +39,7 @@ class Statement:
         offset: where ``sql`` starts in ``source`` (0-based).
         query: for ``select`` the tree itself, for ``explain`` the query explained; else None.
         table: for ``show_columns``, the table name as written (``"logs"``, ``"main.logs"``).
-        setting: for ``set``, the setting name (always ``"replay"``).
+        setting: for ``set``, the setting name (``"replay"`` or ``"executor"``).
         value: for ``set``, the value, lower-case: ``"auto"``, ``"confirm"`` or ``"off"``.
         param_count: how many ``?`` parameters the statement takes (bound positionally).
     """
@@ -75,10 +75,10 @@ def parse(sql: str) -> Statement:
         ('select', 1)
         >>> parse("SET replay TO off").value
         'off'
-        >>> parse("SET threads = 4")
+        >>> parse("SET threads = 4")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        florsql.errors.ParseError: SET of DuckDB options is not allowed; florsql settings: replay
+        florsql.errors.ParseError: SET of DuckDB options is not allowed; florsql settings: ...
           1 | SET threads = 4
             | ^
     """
@@ -164,6 +164,7 @@ def _classify(tree: exp.Expr, source: str, start: int, end: int) -> Statement:
     kind: StatementKind = "select"
     query: exp.Expr | None = tree
     table = value = None
+    setting = "replay"
     if isinstance(tree, Explain):
         kind, query = "explain", tree.this
     elif isinstance(tree, ShowRuns):
@@ -172,6 +173,9 @@ def _classify(tree: exp.Expr, source: str, start: int, end: int) -> Statement:
         kind, query, table = "show_columns", None, tree.this.sql(dialect="duckdb")
     elif isinstance(tree, SetReplay):
         kind, query, value = "set", None, tree.this.name.lower()
+        setting = str(tree.args.get("setting") or "replay")
+        if setting == "executor":  # an address keeps its case
+            value = tree.this.name.strip()
     return Statement(
         kind=kind,
         tree=tree,
@@ -180,7 +184,7 @@ def _classify(tree: exp.Expr, source: str, start: int, end: int) -> Statement:
         offset=start,
         query=query,
         table=table,
-        setting="replay" if kind == "set" else None,
+        setting=setting if kind == "set" else None,
         value=value,
         param_count=sum(1 for p in tree.find_all(exp.Placeholder) if p.this is None),
     )

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 REPLAY_VALUES = ("auto", "confirm", "off")
-SET_REFUSED = "SET of DuckDB options is not allowed; florsql settings: replay"
+SET_REFUSED = "SET of DuckDB options is not allowed; florsql settings: replay, executor"
 _PATH_CHARS = frozenset("./\\:*?~")
 _FLORSQL_STATEMENTS = (Explain, ShowRuns, ShowColumns, SetReplay)
 _FLORSQL_KEYWORDS: dict[type[exp.Expr], str] = {
@@ -237,7 +237,7 @@ def _check_root(tree: exp.Expr) -> None:
         if not is_query(inner):
             _check_statement(inner, at=inner)
             raise _Refused(f"EXPLAIN takes a query (SELECT ...), not {_keyword(inner)}", inner)
-    elif isinstance(tree, SetReplay):
+    elif isinstance(tree, SetReplay) and not tree.args.get("setting"):  # executor: the engine
         value = tree.this.name.lower()
         if value not in REPLAY_VALUES:
             raise _Refused(

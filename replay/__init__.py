@@ -10,8 +10,9 @@ Results land under ``.florsql/replays/`` and become visible to the index only on
 
 from __future__ import annotations
 
-from florsql.replay.executors import Executor, LocalExecutor, RayExecutor
-from florsql.replay.plan_executor import PlanExecutor, default_executor
+from florsql.replay.executors import Executor, LocalExecutor
+from florsql.replay.plan_executor import PlanExecutor, default_executor, executor_for
+from florsql.replay.remote import RayExecutor, parse_executor
 from florsql.replay.runner import Patch, Progress, ReplayReport, default_patcher, run_replay
 from florsql.replay.tasks import RunRequest, Task, TaskResult
 
@@ -28,5 +29,7 @@ __all__ = [
     "TaskResult",
     "default_executor",
     "default_patcher",
+    "executor_for",
+    "parse_executor",
     "run_replay",
 ]

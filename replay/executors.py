@@ -1,4 +1,5 @@
-"""Executors run replay tasks: a local process pool (default) or Ray (``florsql[ray]``)."""
+"""Executors run replay tasks: a local process pool (default) or Ray (``florsql[ray]``,
+:mod:`florsql.replay.remote`)."""
 
 from __future__ import annotations
 
@@ -263,65 +264,3 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
-
-class RayExecutor:
-    """Tasks as Ray remote functions (``pip install 'florsql[ray]'``).
-
-    Every node must see the repository at the same path (a shared filesystem), as the tasks
-    read their worktree and write their results there. Connects to ``address`` (default: a
-    running cluster, else a local one with ``workers`` CPUs).
-    """
-
-    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError as e:
-            raise ReplayError("the ray executor needs Ray: pip install 'florsql[ray]'") from e
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address)
-            else:
-                ray.init(num_cpus=self.workers, include_dashboard=False)
-        self._ray = ray
-
-    def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
-        ray = self._ray
-        remote = ray.remote(num_cpus=1)(_run_remote)
-        refs = {
-            remote.remote(
-                sys.executable, str(t.script), t.argv, str(t.cwd), _env(t), str(t.log_path)
-            ): t
-            for t in tasks
-        }
-        results: dict[str, TaskResult] = {}
-        waiting = list(refs)
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            for ref in done:
-                task = refs[ref]
-                code, seconds = ray.get(ref)
-                result = collect(task, code, seconds)
-                results[task.spec.task_id] = result
-                if on_done:
-                    on_done(result)
-        return [results[t.spec.task_id] for t in tasks]
-
-
-def _run_remote(
-    python: str, script: str, argv: list[str], cwd: str, env: dict[str, str], log: str
-) -> tuple[int, float]:
-    """Runs on a Ray worker: the driver's environment is not inherited, so pass it here."""
-    t0 = time.perf_counter()
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.run(
-            [python, script, *argv],
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
-        )
-    return proc.returncode, time.perf_counter() - t0

@@ -187,3 +187,14 @@ def recent_scripts(repo: Path, runs: int = 20) -> list[Path]:
 def default_executor() -> PlanExecutor:
     """What ``florsql.engine`` uses when replay is on: local processes, one per core."""
     return PlanExecutor()
+
+
+def executor_for(value: str) -> PlanExecutor:
+    """The engine's executor for a ``SET executor`` / ``--executor`` value: ``'local'``,
+    ``'ray'`` or ``'ray://HOST:PORT'`` (:func:`florsql.replay.remote.parse_executor`)."""
+    from florsql.replay.remote import RayExecutor, parse_executor
+
+    kind, address = parse_executor(value)
+    if kind == "local":
+        return PlanExecutor()
+    return PlanExecutor(RayExecutor(address=address))

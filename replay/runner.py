@@ -233,6 +233,8 @@ def _run_tasks(
                 req.argv[1:],
                 chunk.seconds,
                 fallback,
+                tree,
+                dict(patch.files),
             )
         )
     return out

@@ -44,6 +44,8 @@ class Task:
     argv: list[str]
     estimate: float = 0.0
     fallback: list[list[Any]] | None = None  # steps to run instead if verification fails
+    tree: Path | None = None  # the worktree (version's files + patches) script and cwd are in
+    patches: dict[str, str] = field(default_factory=dict)  # path -> patched source (Ray ships)
 
     @property
     def log_path(self) -> Path:

@@ -148,7 +148,15 @@ def test_demo_hands_its_arguments_to_the_demo(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    assert main.commands.keys() == {"query", "explain", "runs", "propagate", "serve", "demo"}
+    assert main.commands.keys() == {
+        "query",
+        "explain",
+        "runs",
+        "propagate",
+        "serve",
+        "demo",
+        "shell",
+    }
     for args in ([], *([name] for name in main.commands)):
         code, out, _ = _run(*args, "--help")
         assert code == 0 and "Example:" in out and "\n      florsql" in out, args
@@ -167,6 +175,8 @@ def test_query_help_exactly() -> None:
         "  --format [table|csv|json]    How to print the rows.  [default: table]\n"
         "  --replay [auto|confirm|off]  Compute hindsight values: always, after asking\n"
         "                               (long replays), never.  [default: confirm]\n"
+        "  --executor EXECUTOR          Where replays run: local (default), ray,\n"
+        "                               ray://HOST:PORT.\n"
         "  --repo DIRECTORY             The git repository (default: the one around the\n"
         "                               current directory).\n"
         "  --debug                      Show tracebacks.\n"

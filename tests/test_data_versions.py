@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from florsql.engine.session import Engine
-from florsql.errors import DataChangedWarning, FlorError
+from florsql.errors import DataChangedWarning, FlorWarning, ReplayFailedWarning
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.fingerprints import (
     FULL_HASH_BYTES,
@@ -99,12 +99,17 @@ def test_changed_data_warns_naming_the_file_and_marks_the_values(repo: Path) -> 
     assert marks and all(m["data_changed"] == ["data/train.csv (changed)"] for m in marks)
 
 
-def test_missing_data_is_named_in_the_failure(repo: Path) -> None:
-    """The old code cannot run without its data: the failure says which file is gone."""
+def test_missing_data_is_named_with_the_failure(repo: Path) -> None:
+    """The old code cannot run without its data: the task fails (NULLs) and the query's
+    warnings say which file is gone."""
     (repo / "data/train.csv").rename(repo / "data/moved.csv")
-    missing = pytest.raises(FlorError, match=r"data/train\.csv \(missing\)")
-    with _engine(repo) as eng, missing:
-        eng.execute("SELECT w2 FROM logs")
+    with _engine(repo) as eng, pytest.warns(FlorWarning) as caught:
+        rows = eng.execute("SELECT w2 FROM logs").table
+    assert rows.column("w2").null_count == rows.num_rows
+    data = [str(w.message) for w in caught if issubclass(w.category, DataChangedWarning)]
+    assert len(data) == 1 and "data/train.csv (missing)" in data[0]
+    failed = [str(w.message) for w in caught if issubclass(w.category, ReplayFailedWarning)]
+    assert failed and "No such file or directory" in failed[0]
 
 
 def test_large_files_get_a_sampled_hash(tmp_path: Path) -> None:
@@ -152,3 +157,19 @@ def test_hashing_reads_a_bounded_amount(tmp_path: Path) -> None:
     assert compare_inputs(tmp_path, got) == []
     os.utime(tmp_path / "f2.bin", ns=(1, 1))
     assert compare_inputs(tmp_path, got) == [("f2.bin", "changed")]
+
+
+def test_data_behind_a_symlinked_folder(tmp_path: Path) -> None:
+    """``data`` a symlink to a data disk outside the repository: its files are inputs."""
+    disk = tmp_path / "disk"
+    write(disk / "train.csv", DATA)
+    reader = "import florsql as flor\nflor.log('n', len(open('data/train.csv').read()))\n"
+    repo = make_repo(tmp_path / "s", {"train.py": reader, ".gitignore": "data\n"})
+    (repo / "data").symlink_to(disk, target_is_directory=True)
+    run_script(repo, "train.py")
+    (run,) = run_dirs(repo)
+    doc = json.loads((run / "run.json").read_text())
+    assert [i["path"] for i in doc["inputs"]] == ["data/train.csv"]
+    write(disk / "train.csv", DATA + "4.0\n")
+    (inp,) = doc["inputs"]
+    assert compare_inputs(repo, [InputFile.from_json(inp)]) == [("data/train.csv", "changed")]

@@ -170,3 +170,15 @@ def test_the_index_in_use_hint_names_an_option_that_exists(repo: Path, tmp_path:
             assert done.returncode == 1 and "in use by another process" in done.stderr, done.stderr
         with pytest.raises(florsql.OperationalError, match=r"wait=SECONDS"):
             florsql.connect(repo, wait=0.05)
+
+
+def test_the_shell_reports_each_error_and_goes_on(repo: Path) -> None:
+    script = ";;\n-- a comment\nSELECT ?;\nSELECT 1 AS one;\n.nope\nSELECT 1; SELECT 'abc\n"
+    result = CliRunner().invoke(main, ["--repo", str(repo)], input=script)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "one\n---\n  1\n(1 row)" in result.stdout
+    for says in ("1 parameter(s) (?), 0 value(s) given", "unknown command .nope",
+                 "unterminated string literal"):  # fmt: skip
+        assert says in result.stderr, result.stderr
+    assert not any(word in result.stderr for word in INTERNAL)

@@ -20,7 +20,7 @@ ENGINE = "it changes the DuckDB engine florsql runs on"
 CATALOG = "florsql queries see only florsql's own relations"
 TRANSACTIONS = "florsql runs each query in its own read-only transaction"
 DYNAMIC = "florsql runs only the statement it is given"
-SET_REFUSED = "SET of DuckDB options is not allowed; florsql settings: replay"
+SET_REFUSED = "SET of DuckDB options is not allowed; florsql settings: replay, executor"
 SHOW_HINT = "is not supported in florsql; use SHOW RUNS or SHOW COLUMNS FROM <table>"
 
 

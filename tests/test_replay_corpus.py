@@ -356,6 +356,60 @@ with flor.checkpointing(model=net, optimizer=opt):
         period=2,
     ),
     Pattern(
+        "history_list_and_metrics_dict",
+        """
+history = []
+metrics = {"seen": 0, "sum": 0.0}
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            metrics["seen"] += len(idx)
+            metrics["sum"] += loss.item() * len(idx)
+            flor.log("loss", loss.item())
+            flor.log("running_mean", metrics["sum"] / metrics["seen"])  # hindsight
+        history.append(metrics["sum"] / metrics["seen"])
+        flor.log("hist_len", len(history))  # hindsight
+        flor.log("hist_min", min(history))  # hindsight
+        flor.log("seen_total", metrics["seen"])  # hindsight
+""",
+        {"epoch": ["hist_len", "hist_min", "seen_total"], "epoch, step": ["running_mean"]},
+        period=2,
+    ),
+    Pattern(
+        "trainer_class_attributes",
+        """
+class Trainer:
+    def __init__(self):
+        self.global_step = 0
+        self.best = float("inf")
+
+    def fit_epoch(self):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.global_step += 1
+            self.best = min(self.best, loss.item())
+            flor.log("loss", loss.item())
+            flor.log("trainer_step", self.global_step)  # hindsight
+
+
+trainer = Trainer()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        trainer.fit_epoch()
+        flor.log("trainer_steps", trainer.global_step)  # hindsight
+        flor.log("trainer_best", trainer.best)  # hindsight
+""",
+        {"epoch": ["trainer_steps", "trainer_best"], "epoch, step": ["trainer_step"]},
+        period=2,
+    ),
+    Pattern(
         "step_lr_after_inner_loop",
         """
 sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)

@@ -7,15 +7,20 @@ the hand-patched old version (the oracle).
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from florsql.engine.session import Engine
-from florsql.errors import ReplayFailedWarning
+from florsql.errors import FlorWarning, ReplayFailedWarning
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
 from tests.helpers import make_repo, run_script, script_env, write
@@ -203,3 +208,99 @@ def test_a_failed_task_is_remembered_until_the_statement_changes(tmp_path: Path)
     with Engine(repo, replay="auto", executor=executor) as eng:
         rows = eng.execute(sql).table.to_pylist()
     assert [r["inv"] for r in rows][2:] == [2.0, -2.0]
+
+
+ENDING = """
+import sys
+from pathlib import Path
+import florsql as flor
+fail_at = flor.arg("fail_at", -1)
+block_at = flor.arg("block_at", -1)
+state = {"w": 0.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(6)):
+        if epoch == block_at:
+            Path("blocked").write_text(str(epoch))
+            sys.stdin.read()  # waits here until the test kills the run
+        for step in flor.loop("step", range(2)):
+            state["w"] += 1
+        if epoch == fail_at:
+            raise RuntimeError("diverged")
+        flor.log("w", state["w"])
+flor.log("final", state["w"])
+"""
+
+
+def _segments(repo: Path, argv_has: str) -> int:
+    """How many whole segment files the run whose argv holds ``argv_has`` wrote so far (with
+    ``FLORSQL_FLUSH_INTERVAL=0``, one per finished outer iteration)."""
+    for run in (repo / ".florsql" / "runs").iterdir():
+        try:
+            doc = json.loads((run / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if argv_has in doc.get("argv", []):
+            return len([p for p in (run / "segments").glob("*.arrow") if p.name[0] != "."])
+    return 0
+
+
+def test_replay_never_goes_past_where_a_run_ended(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "k", {"train.py": ENDING})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")  # finished
+    proc = run_script(repo, "train.py", "--fail_at", "3", check=False)  # failed in epoch 3
+    assert proc.returncode != 0 and "diverged" in proc.stderr
+    # A run killed (SIGKILL) in epoch 4, once epochs 0-3 are on disk.
+    killed = subprocess.Popen(
+        [sys.executable, "train.py", "--block_at", "4"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=script_env(FLORSQL_CHECKPOINT_PERIOD="1", FLORSQL_FLUSH_INTERVAL="0"),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (repo / "blocked").exists() and _segments(repo, "--block_at") >= 4:
+            break  # epochs 0-3 are on disk, and the run waits in epoch 4
+        time.sleep(0.05)
+    else:
+        killed.kill()
+        raise AssertionError("the run never reached epoch 4")
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    # Today's code logs two more names: one in the loop, one after it.
+    write(
+        repo / "train.py",
+        ENDING.replace(
+            '        flor.log("w", state["w"])\n',
+            '        flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)\n',
+        )
+        + 'flor.log("final2", state["w"] * 2)\n',
+    )
+    sql = (
+        "SELECT CASE WHEN fail_at = 3 THEN 'failed' WHEN block_at = 4 THEN 'killed' "
+        "ELSE 'finished' END AS status, epoch, w, w2, final, final2 FROM logs "
+        "ORDER BY status, epoch NULLS LAST"
+    )
+    with _engine(repo) as eng:
+        with pytest.warns(FlorWarning) as caught:
+            rows = eng.execute(sql).table.to_pylist()
+        text = "\n".join(str(w.message) for w in caught)
+        assert "failed during epoch 3" in text
+        assert re.search(r"killed (during epoch 4|after epoch 3)", text), text
+        assert not any(issubclass(w.category, ReplayFailedWarning) for w in caught)
+        by = {(r["status"], r["epoch"]): r for r in rows}
+        for status, last in (("finished", 5), ("failed", 2), ("killed", 3)):
+            for e in range(last + 1):
+                assert by[(status, e)]["w2"] == 2 * by[(status, e)]["w"]
+        # Nothing past where a run ended: no epoch it never finished, no value after its loop.
+        assert ("failed", 3) not in by and ("killed", 4) not in by
+        assert by[("finished", None)]["final2"] == 24.0
+        assert all(r["final2"] is None for r in rows if r["status"] != "finished")
+        # Asked again: nothing new to replay, and the same reasons.
+        plan = eng.plan(sql).replay
+        ended = eng.execute("SELECT run_id FROM runs WHERE status <> 'finished'").table
+        assert plan.empty
+        assert {u.run_id for u in plan.unreached} == set(ended.column("run_id").to_pylist())
+        explain = "\n".join(eng.execute(f"EXPLAIN {sql}").table.column("plan").to_pylist())
+        assert "not replayed, the run ended" in explain and "failed during epoch 3" in explain

@@ -90,7 +90,7 @@ def connect(
     repo: Path | str = ".",
     *,
     replay: str = "auto",
-    executor: ReplayExecutor | None = None,
+    executor: ReplayExecutor | str | None = None,
     confirm: Confirm | None = None,
     wait: float = 0.0,
 ) -> Connection:
@@ -100,7 +100,8 @@ def connect(
         repo: the git repository (its ``.florsql`` folder holds the runs).
         replay: ``"auto"`` (the default: a query naming a hindsight column computes it),
             ``"confirm"`` or ``"off"`` (``SET replay`` changes it later).
-        executor: runs replays (default: the one ``florsql.replay`` provides, if any).
+        executor: runs replays (default: the one ``florsql.replay`` provides, if any), or
+            ``'local'``, ``'ray'``, ``'ray://HOST:PORT'`` as ``SET executor`` takes.
         confirm: asked before replaying when ``replay = 'confirm'``.
         wait: seconds to wait while another process holds the index.
 

@@ -15,7 +15,14 @@ from typing import Protocol, runtime_checkable
 
 from florsql.plan.replay_plan import ReplayPlan
 
-__all__ = ["Confirm", "Outcome", "ReplayExecutor", "ReplayOutcome", "default_executor"]
+__all__ = [
+    "Confirm",
+    "Outcome",
+    "ReplayExecutor",
+    "ReplayOutcome",
+    "default_executor",
+    "executor_from",
+]
 
 #: Asked before replaying when ``replay = 'confirm'``: True to go ahead.
 Confirm = Callable[[ReplayPlan], bool]
@@ -79,3 +86,26 @@ def default_executor() -> ReplayExecutor | None:
     factory = getattr(replay, "default_executor", None)
     executor = factory() if callable(factory) else None
     return executor if isinstance(executor, ReplayExecutor) else None
+
+
+def executor_from(value: str) -> ReplayExecutor:
+    """The executor a ``SET executor`` / ``--executor`` value names: ``'local'``, ``'ray'`` or
+    ``'ray://HOST:PORT'``.
+
+    Raises:
+        florsql.errors.PlanError: any other value (the message lists the accepted ones).
+        florsql.errors.ReplayError: Ray is not installed, or its cluster cannot be reached.
+    """
+    from florsql.errors import PlanError, ReplayError
+
+    try:
+        import florsql.replay as replay
+    except ImportError as e:
+        raise ReplayError("no replay executor is installed") from e
+    try:
+        replay.parse_executor(value)
+    except ReplayError as e:
+        raise PlanError(str(e)) from None
+    executor = replay.executor_for(value)
+    assert isinstance(executor, ReplayExecutor)
+    return executor

@@ -85,6 +85,7 @@ def replay_if_needed(
     if not any(v.runs for v in plan.versions):
         _unplaceable(engine, plan, messages)
         _failed(engine, plan, messages)
+        _unreached(engine, plan, messages)
         return planned, messages
     reason = None
     if mode == "off":
@@ -103,6 +104,7 @@ def replay_if_needed(
         )
         _unplaceable(engine, plan, messages)
         _failed(engine, plan, messages)
+        _unreached(engine, plan, messages)
         return planned, messages
     assert engine.executor is not None
     outcome = engine.executor.run(plan, repo=engine.repo)
@@ -162,6 +164,7 @@ def replay_if_needed(
         )
     _unplaceable(engine, planned.replay, messages)
     _failed(engine, planned.replay, messages)
+    _unreached(engine, planned.replay, messages)
     return planned, messages
 
 
@@ -191,4 +194,16 @@ def _failed(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             f"{f.replay_id}/{f.task_id} failed with this code; it is tried again once the "
             f"patched code changes (fix the statement):\n{f.reason}",
             ReplayFailedWarning,
+        )
+
+
+def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    """One warning per failed or killed run whose unreached values the query asked for."""
+    for u in plan.unreached:
+        _warn(
+            engine,
+            messages,
+            f"{', '.join(u.names)} of run {u.run_id}: NULL where the run never got: it was "
+            f"{u.reason}; replay never goes past where a run ended",
+            FlorWarning,
         )

@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
-from florsql.engine.hook import Confirm, ReplayExecutor, default_executor
+from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
 from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
@@ -62,7 +62,8 @@ class Engine:
     Args:
         repo: the git repository whose ``.florsql`` store to read.
         replay: ``"off"`` (hindsight cells NULL, with a warning), ``"auto"`` or ``"confirm"``.
-        executor: runs replays; by default the one ``florsql.replay`` provides, if any.
+        executor: runs replays; by default the one ``florsql.replay`` provides, if any; or
+            ``'local'``, ``'ray'``, ``'ray://HOST:PORT'`` (as ``SET executor``).
         confirm: asked before replaying when ``replay = 'confirm'``.
         use_cache: read ``logs`` from the materialized pivot (else pivot per query).
         wait: seconds to wait for another process holding the index.
@@ -88,7 +89,7 @@ class Engine:
         repo: Path | str = ".",
         *,
         replay: str = "off",
-        executor: ReplayExecutor | None = None,
+        executor: ReplayExecutor | str | None = None,
         confirm: Confirm | None = None,
         use_cache: bool = True,
         wait: float = 0.0,
@@ -99,6 +100,8 @@ class Engine:
             what = "is not a folder" if self.repo.exists() else "does not exist"
             raise StoreError(f"{repo} {what}: pass the path of your project's git repository")
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
+        if isinstance(executor, str):
+            executor = executor_from(executor)
         self.executor = executor if executor is not None else default_executor()
         self.confirm = confirm
         self.warn_stacklevel = 5  # warnings point at the caller of execute()
@@ -126,6 +129,19 @@ class Engine:
             stop = getattr(self.executor, "close", None)
             if callable(stop):
                 stop()  # the replay executor's warm worker, if any
+
+    def set_executor(self, value: str) -> None:
+        """Replay on ``'local'`` processes, ``'ray'`` or ``'ray://HOST:PORT'`` from now on, for
+        every cursor of this engine (``SET executor``); the previous executor is closed.
+
+        Raises:
+            florsql.errors.PlanError: an unknown value; ReplayError: Ray missing or unreachable.
+        """
+        new = executor_from(value)
+        old, self.executor = self.executor, new
+        stop = getattr(old, "close", None)
+        if callable(stop) and old is not new:
+            stop()
 
     def __enter__(self) -> Engine:
         return self
@@ -238,6 +254,9 @@ class Engine:
                 stmt, planned = hit[1], hit[2]
             else:
                 stmt = parse(sql)
+                if stmt.kind == "set" and stmt.setting == "executor":
+                    self.set_executor(stmt.value or "")
+                    return Result.empty("set")
                 if stmt.kind == "set":
                     settings["replay"] = _check_replay(stmt.value or "")
                     return Result.empty("set")

@@ -50,6 +50,7 @@ def assemble(state: PlanState) -> None:
         unreplayable=_unreplayable(state, referenced),
         notes=tuple(state.notes),
         failures=tuple(state.failures),
+        unreached=tuple(state.unreached),
     )
 
 

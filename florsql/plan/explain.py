@@ -155,6 +155,13 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         lines += _version(v)
     for name, count in plan.unreplayable:
         lines.append(f"  not replayable: {name} for {count} run(s) (their script does not log it)")
+    for f in plan.failures:
+        first = f.reason.splitlines()[0] if f.reason else ""
+        lines.append(f"  not replayed, failed before: {', '.join(f.names)}: {first}")
+    for u in plan.unreached:
+        lines.append(
+            f"  not replayed, the run ended: {', '.join(u.names)} of run {u.run_id} ({u.reason})"
+        )
     lines.append("DuckDB SQL:")
     lines += ["  " + ln for ln in sql.splitlines()]
     if pivot is not None and "__flor_wide" in sql:

@@ -21,6 +21,7 @@ __all__ = [
     "ReplayPlan",
     "RunReplay",
     "Step",
+    "Unreached",
     "VersionReplay",
 ]
 
@@ -190,6 +191,19 @@ class RememberedFailure:
 
 
 @dataclass(frozen=True)
+class Unreached:
+    """A run that failed or was killed: the query's values it never reached stay NULL.
+
+    ``names`` are the names left NULL in outer iterations it never finished or after its loop;
+    ``reason`` says where it ended (``"killed during epoch 7"``).
+    """
+
+    run_id: str
+    names: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Cost:
     """The estimate: recorded iteration times, checkpoint sizes and a per-task start-up."""
 
@@ -218,6 +232,8 @@ class ReplayPlan:
         notes: plain-language remarks (a pushdown skipped and why...).
         failures: tasks that failed before with today's patched source: what they leave NULL
             and why (they are retried once the patched source changes).
+        unreached: runs that failed or were killed, with the needed names they leave NULL:
+            replay never runs past where a run ended.
     """
 
     names: tuple[str, ...] = ()
@@ -230,6 +246,7 @@ class ReplayPlan:
     unreplayable: tuple[tuple[str, int], ...] = ()
     notes: tuple[str, ...] = ()
     failures: tuple[RememberedFailure, ...] = ()
+    unreached: tuple[Unreached, ...] = ()
 
     @property
     def empty(self) -> bool:

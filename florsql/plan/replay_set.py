@@ -20,7 +20,7 @@ from sqlglot import exp
 from florsql.errors import FlorError
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
-from florsql.plan.replay_plan import RememberedFailure
+from florsql.plan.replay_plan import RememberedFailure, Unreached
 from florsql.plan.state import NeedRow, PlanState
 from florsql.plan.stats import outer_loops, string_literal
 from florsql.store.replays import describe_failure, patched_hash
@@ -31,9 +31,10 @@ __all__ = ["ANY_CHAIN", "replay_set"]
 ANY_CHAIN = "*"
 
 _LACK = """
-WITH need(__name, __src, __want) AS (VALUES {values}),
+WITH need(__name, __src, __want, __tail) AS (VALUES {values}),
 lack AS (
-    SELECT DISTINCT n.__name, n.__want, m.run_id, m.vid AS __vid, m.filename AS __file
+    SELECT DISTINCT n.__name, n.__want, n.__tail, m.run_id, m.vid AS __vid, m.filename AS __file,
+           m.status IN ('killed', 'failed') AS __ended
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE m.status IS DISTINCT FROM 'running'{limit}
 ),"""
@@ -64,7 +65,15 @@ cand AS (
 
 _NEEDED = """
 logs AS (
-    SELECT {run_cols}, cand.* EXCLUDE (run_id) FROM cand JOIN runs r ON r.run_id = cand.run_id
+    SELECT {run_cols}, cand.* EXCLUDE (run_id),
+           CASE WHEN NOT cand.__ended THEN true
+                WHEN cand.__outer_it IS NOT NULL THEN NOT EXISTS (
+                    SELECT 1 FROM __flor_open o WHERE o.run_id = cand.run_id
+                    AND o.loop_name = cand.__outer_loop AND o.iteration = cand.__outer_it)
+                ELSE NOT cand.__tail AND EXISTS (
+                    SELECT 1 FROM __flor_chains c WHERE c.run_id = cand.run_id)
+           END AS __reached
+    FROM cand JOIN runs r ON r.run_id = cand.run_id
 ),
 needed AS (
     SELECT * FROM logs WHERE ({predicate}) AND NOT EXISTS (
@@ -72,7 +81,7 @@ needed AS (
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
-       n.__chain, any_value(n.__inner_loop)
+       n.__chain, any_value(n.__inner_loop), bool_and(n.__reached)
 FROM needed n
 GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
 """
@@ -81,6 +90,7 @@ GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
 def replay_set(state: PlanState) -> None:
     """Rule: fill ``state.needs`` (and ``state.unplaceable``) from the index."""
     merged: dict[tuple[str, str, int | None, str], NeedRow] = {}
+    unreached: dict[str, set[str]] = {}
     for ref_id, names in state.hindsight_names().items():
         predicate = predicate_sql(state.pushed.get(ref_id) or Relaxed(None, exact=False))
         if predicate == "false":
@@ -102,11 +112,15 @@ def replay_set(state: PlanState) -> None:
                 inner_iterations=(),  # every inner iteration: coverage is per outer iteration
                 inner_total=0,
             )
+            if not row[8]:
+                unreached.setdefault(need.run_id, set()).add(need.name)
+                continue
             merged[(need.name, need.run_id, need.outer_iteration, need.chain)] = need
     needs = sorted(
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
     state.needs = _without_remembered_failures(state, needs)
+    state.unreached = _ended_runs(state, unreached)
     _find_unplaceable(state)
 
 
@@ -117,8 +131,10 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
             for site in code.sites_of(name):
                 want = ANY_CHAIN if site.chain is None else "/".join(site.chain)
                 # The script's own spelling: its replay logs the name as its code spells it.
+                # After the loops (or unknown): a run that ended early never got there.
+                tail = site.chain is None or (site.chain == () and site.where != "head")
                 row = f"({string_literal(site.name)}, {string_literal(filename)}, "
-                row += f"{string_literal(want)})"
+                row += f"{string_literal(want)}, {str(tail).lower()})"
                 if row not in values:
                     values.append(row)
     return values
@@ -260,3 +276,31 @@ def _patched_hash(state: PlanState, vid: str, filename: str, names: list[str]) -
         return patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
     except (FlorError, OSError):
         return None
+
+
+_ENDED = """
+SELECT m.run_id, m.status, any_value(l.loop_name),
+       min(l.iteration) FILTER (WHERE l.seconds IS NULL),
+       max(l.iteration) FILTER (WHERE l.seconds IS NOT NULL)
+FROM run_meta m LEFT JOIN loops l ON l.run_id = m.run_id AND l.parent_ctx = 0
+WHERE m.run_id IN (SELECT unnest(?::VARCHAR[]))
+GROUP BY m.run_id, m.status ORDER BY m.run_id
+"""
+
+
+def _ended_runs(state: PlanState, unreached: dict[str, set[str]]) -> list[Unreached]:
+    """Why each run that failed or was killed leaves some needed values NULL: where it ended."""
+    if not unreached:
+        return []
+    out = []
+    for run_id, status, loop, open_at, last in state.con.execute(
+        _ENDED, [sorted(unreached)]
+    ).fetchall():
+        if open_at is not None:
+            where = f"{status} during {loop} {open_at}"
+        elif last is not None:
+            where = f"{status} after {loop} {last}, its last recorded iteration"
+        else:
+            where = f"{status} before its first loop"
+        out.append(Unreached(run_id, tuple(sorted(unreached[run_id])), where))
+    return out

@@ -12,7 +12,7 @@ from sqlglot import exp
 from florsql.plan.bind import Binding, Reference
 from florsql.plan.catalog import Catalog
 from florsql.plan.relax import Relaxed
-from florsql.plan.replay_plan import RememberedFailure, ReplayPlan
+from florsql.plan.replay_plan import RememberedFailure, ReplayPlan, Unreached
 
 if TYPE_CHECKING:
     import duckdb
@@ -54,6 +54,7 @@ class PlanState:
     needs: list[NeedRow] = field(default_factory=list)
     unplaceable: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
+    unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
     ctes: dict[int, str] = field(default_factory=dict)
     sql: str = ""

@@ -18,6 +18,8 @@ way the index file never changes for a query:
   iteration (even if the statement logged nothing there); the outer iteration is NULL for the
   top level (a value outside every loop, or a task that ran to the end of the script). What
   replay skips.
+- ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
+  or was killed in them; also an outer loop left by ``break``).
 - ``__flor_names``: per log name, its value types and record count (the column types of
   ``logs``). Names that differ only in case are one name (``spellings`` lists how runs wrote
   it), spelled as the earliest run spelled it (run ids sort by start time).
@@ -182,9 +184,19 @@ def rebuild_stats(
         WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
     )
     con.execute(
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
+        SELECT run_id, loop_name, iteration FROM loops
+        WHERE parent_ctx = 0 AND seconds IS NULL"""
+    )
+    con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
-        SELECT arg_min(name, run_id) AS name, list(DISTINCT name ORDER BY name) AS spellings,
-               list(DISTINCT vtype ORDER BY vtype) AS vtypes, count(*) AS records,
-               count(DISTINCT run_id) AS runs
-        FROM {prefix}all_log_records GROUP BY lower(name)"""
+        WITH per AS (  -- per spelling first: folding case over every record costs twice
+            SELECT name, min(run_id) AS first_run, list(DISTINCT vtype) AS vtypes,
+                   count(*) AS records, list(DISTINCT run_id) AS run_ids
+            FROM {prefix}all_log_records GROUP BY name)
+        SELECT arg_min(name, first_run) AS name, list(name ORDER BY name) AS spellings,
+               list_sort(list_distinct(flatten(list(vtypes)))) AS vtypes,
+               sum(records)::BIGINT AS records,
+               len(list_distinct(flatten(list(run_ids)))) AS runs
+        FROM per GROUP BY lower(name)"""
     )

@@ -59,6 +59,8 @@ class RunFacts:
     checkpoints: dict[str, dict[int, CheckpointRef]] = field(default_factory=dict)
     restores: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
     total: float = 0.0
+    ended: bool = False  # the run failed or was killed: nothing after where it stopped runs
+    unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
 
     def loop_seconds(self, loop: str) -> float:
         return sum(s for s, _ in self.seconds.get(loop, {}).values())
@@ -68,9 +70,13 @@ class RunFacts:
         return max(0.0, self.total - sum(self.loop_seconds(lp) for lp in self.seconds))
 
     def reached(self, loop: str) -> int:
-        """How many iterations of outer loop ``loop`` the run began."""
+        """How many iterations of outer loop ``loop`` the run began (for a run that failed or
+        was killed: finished, since the one it stopped in is not replayed)."""
         its = self.seconds.get(loop, {})
-        return max(its) + 1 if its else 0
+        began = max(its) + 1 if its else 0
+        if self.ended and loop in self.unfinished:
+            return min(began, self.unfinished[loop])
+        return began
 
 
 def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
@@ -93,12 +99,21 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
         ref = CheckpointRef(loop, int(it), pos, file, int(size or 0))
         facts[run_id].checkpoints.setdefault(loop, {})[int(it)] = ref
     rows = con.execute(
-        """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0) FROM run_meta
+        """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0),
+                  status IN ('killed', 'failed') FROM run_meta
            WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
-    for run_id, total in rows:
+    for run_id, total, ended in rows:
         facts[run_id].total = float(total)
+        facts[run_id].ended = bool(ended)
+    rows = con.execute(
+        """SELECT run_id, loop_name, min(iteration) FROM __flor_open
+           WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id, loop_name""",
+        [run_ids],
+    ).fetchall()
+    for run_id, loop, it in rows:
+        facts[run_id].unfinished[loop] = int(it)
     for run_id in run_ids:
         for it, rec in manifest_records(layout.run_dir(state.repo, run_id)).items():
             names: set[str] = set()
@@ -134,7 +149,7 @@ def plan_run(
         chunks = []
         loop = patched.outer.name if patched.outer else None
         loops = {n.loop for n in iteration_needs} | ({loop} if loop else set())
-        to_end = bool(top_level) and patched.after_loop
+        to_end = bool(top_level) and patched.after_loop and not facts.ended
         for lp in sorted(loops):
             its = [n.iteration for n in iteration_needs if n.loop == lp]
             end = to_end and lp == loop
@@ -404,8 +419,10 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     reached = facts.reached(loop) if loop else 0
     steps = tuple(Step(i, "full", None, "full: the whole run") for i in range(reached))
     its = tuple(sorted({n.iteration for n in needs if n.loop == loop})) or tuple(range(reached))
+    its = tuple(i for i in its if i < reached) if facts.ended else its
+    to_end = not facts.ended  # a run that failed or was killed never got past its loop
     return Chunk(
-        "all", loop, its, 0, None, True, round(TASK_OVERHEAD_S + facts.total, 3), steps, None
+        "all", loop, its, 0, None, to_end, round(TASK_OVERHEAD_S + facts.total, 3), steps, None
     )
 
 

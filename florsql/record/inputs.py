@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from florsql.record.watch import OpenWatch
-from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint
+from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint, git_path, inside
 
 __all__ = ["imported_files", "record_inputs"]
 
@@ -28,9 +28,11 @@ def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
     paths = candidates(repo, read, written)
     if not paths:
         return []
-    out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(paths), check=False)
+    asked = {p: git_path(repo, p) for p in paths}
+    queries = sorted(set(asked.values()))
+    out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(queries), check=False)
     ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
-    kept = [p for p in paths if p in ignored][:MAX_INPUTS]
+    kept = [p for p in paths if asked[p] in ignored][:MAX_INPUTS]
     return [asdict(i) for i in fingerprint(repo, kept)]
 
 
@@ -40,17 +42,24 @@ def _z(paths: list[str]) -> bytes:
 
 def imported_files(repo: Path, main: str | None) -> list[str]:
     """Repository-relative paths of the Python files this process imported from the
-    repository (its ``sys.modules`` now), the main script first."""
-    root = os.path.realpath(repo)
+    repository (its ``sys.modules`` now), the main script first.
+
+    Only absolute ``__file__`` paths under the root count (torch's ``_ops``-like pseudo-modules
+    carry relative ones), compared as strings: no file system call per module.
+    """
+    roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
+    starts = tuple(r + os.sep for r in roots)
     found: list[str] = [main] if main and main.endswith(".py") else []
     for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or not file.endswith(".py"):
+        try:
+            file = getattr(module, "__file__", None)
+        except Exception:  # a lazy module object may raise on any attribute
             continue
-        real = os.path.realpath(file)
-        if not real.startswith(root + os.sep):
+        if not isinstance(file, str) or not file.startswith(starts) or not file.endswith(".py"):
             continue
-        rel = os.path.relpath(real, root).replace(os.sep, "/")
+        rel = inside(os.path.normpath(file), roots)
+        if rel is None:
+            continue
         parts = rel.split("/")
         if parts[0] in (".git", ".florsql") or "site-packages" in parts:
             continue

@@ -26,6 +26,8 @@ __all__ = [
     "compare_inputs",
     "file_hash",
     "fingerprint",
+    "git_path",
+    "inside",
     "recorded_inputs",
 ]
 
@@ -63,19 +65,25 @@ class InputFile:
 def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
     """Repository-relative paths of regular files read (never written) that may be data.
 
-    Python's own files (sources, bytecode, extension modules, anything under ``sys.prefix`` or a
-    ``site-packages``), git's metadata and florsql's store are never data.
+    A path counts as inside the repository as it was opened (``data/x.csv`` where ``data`` is a
+    symlink to a data disk is inside) or once resolved. Python's own files (sources, bytecode,
+    extension modules, anything under ``sys.prefix`` or a ``site-packages``), git's metadata and
+    florsql's store are never data.
     """
-    root = os.path.realpath(repo)
+    roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    prefixes -= set(roots)
+    written_real = {os.path.realpath(w) for w in written}
     out = []
     for path in sorted(read - written):
+        rel = inside(path, roots)
         real = os.path.realpath(path)
-        if real in written or not real.startswith(root + os.sep):
+        if rel is None:
+            rel = inside(real, roots)
+        if rel is None or real in written_real:
             continue
-        if any(real.startswith(p + os.sep) for p in prefixes if p != root):
+        if any(real.startswith(p + os.sep) for p in prefixes):
             continue
-        rel = os.path.relpath(real, root).replace(os.sep, "/")
         parts = rel.split("/")
         if parts[0] in (".git", ".florsql") or "__pycache__" in parts:
             continue
@@ -85,7 +93,25 @@ def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
             continue
         if os.path.isfile(real):
             out.append(rel)
-    return out
+    return sorted(set(out))
+
+
+def inside(path: str, roots: list[str]) -> str | None:
+    """``path`` relative to the first of ``roots`` it lies under (POSIX form), else None."""
+    for root in roots:
+        if path.startswith(root + os.sep):
+            return os.path.relpath(path, root).replace(os.sep, "/")
+    return None
+
+
+def git_path(repo: Path, rel: str) -> str:
+    """The part of ``rel`` git can be asked about: up to its first symlinked folder, if any
+    (git refuses paths beyond a symbolic link; a ``data`` symlink is what is ignored)."""
+    parts = rel.split("/")
+    for k in range(1, len(parts)):
+        if (repo / "/".join(parts[:k])).is_symlink():
+            return "/".join(parts[:k])
+    return rel
 
 
 def file_hash(path: Path, size: int | None = None) -> str:
