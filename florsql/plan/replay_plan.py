@@ -70,7 +70,7 @@ class IterationNeed:
 
 @dataclass(frozen=True)
 class Step:
-    """How one outer iteration runs in a replay task (design section 6).
+    """How one outer iteration runs in a replay task (see docs/record.md, checkpoints).
 
     Attributes:
         iteration: the outer iteration.

@@ -1,4 +1,4 @@
-"""Replay tasks: the one physical plan of what each worker runs (design sections 5 and 6).
+"""Replay tasks: the one physical plan of what each worker runs.
 
 Per run, every outer iteration a worker executes gets a :class:`Step`: ``rest`` (restore the
 checkpoint taken as the first inner loop exited, with the locals saved beside it, skip that loop,

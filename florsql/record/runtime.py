@@ -294,7 +294,7 @@ class Run:
     def _capture_locals(
         self, scope: _Scope, outer: _Frame, inner: _Frame | None
     ) -> dict[str, frame_state.Capture]:
-        """Save what the loops change besides the registered objects (design section 6)."""
+        """Save what the loops change besides the registered objects."""
         registered = {id(o): name for name, o in scope.objs.items()}
         wanted: list[tuple[str, _Frame]] = [("outer", outer)]
         if inner is not None and inner.user is not None and inner.user is not outer.user:
