@@ -56,6 +56,7 @@ class Pattern:
     period: int = 1
     old_query: str = "SELECT seed, epoch, step, loss FROM logs"
     first: int = 2  # the partial queries ask for epoch >= first
+    bug: str | None = None  # a known replay bug this pattern shows (strict xfail until fixed)
 
     @property
     def text(self) -> str:
@@ -410,6 +411,31 @@ with flor.checkpointing(model=net, optimizer=opt):
         period=2,
     ),
     Pattern(
+        "early_stopping_breaks_outer_loop",
+        """
+YV = 1 - YV  # flipped labels: validation loss rises, so patience runs out
+best, bad = float("inf"), 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs + 2)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        bad = 0 if val < best else bad + 1
+        best = min(best, val)
+        flor.log("bad_epochs", bad)  # hindsight
+        if bad >= 3:
+            break
+flor.log("stopped_epoch", epoch)  # hindsight
+flor.log("stop_best", best)  # hindsight
+""",
+        {"epoch": ["bad_epochs"], "": ["stopped_epoch", "stop_best"]},
+    ),
+    Pattern(
         "step_lr_after_inner_loop",
         """
 sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
@@ -430,6 +456,14 @@ flor.log("final_w", float(net[0].weight.sum()))  # hindsight
         {"epoch": ["lr_after", "w_norm"], "epoch, step": ["lr_step"], "": ["final_w"]},
         period=2,
     ),
+]
+
+
+CASES = [
+    pytest.param(
+        p, id=p.name, marks=[pytest.mark.xfail(strict=True, reason=p.bug)] if p.bug else []
+    )
+    for p in PATTERNS
 ]
 
 
@@ -485,7 +519,7 @@ def histories(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Itera
     h.close()
 
 
-@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.name)
+@pytest.mark.parametrize("pattern", CASES)
 def test_fresh_store_replays_like_a_full_rerun(
     pattern: Pattern, histories: Histories, tmp_path: Path
 ) -> None:
@@ -499,7 +533,7 @@ def test_fresh_store_replays_like_a_full_rerun(
     found.assert_none()
 
 
-@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.name)
+@pytest.mark.parametrize("pattern", CASES)
 def test_partial_then_wider_replays_like_a_full_rerun(
     pattern: Pattern, histories: Histories, tmp_path: Path
 ) -> None:

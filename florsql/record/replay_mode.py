@@ -138,7 +138,12 @@ class ReplayRun:
             for i, item in enumerate(iterable):
                 parent, ctx = self._enter(name, i, item)
                 t0 = time.perf_counter()
-                yield item
+                try:
+                    yield item
+                except GeneratorExit:  # ``break``: what follows the loop is outside it
+                    self.ctx = parent
+                    self.iters.pop(name, None)
+                    raise
                 self._leave(name, parent, ctx, t0)
         finally:
             self.frames.pop()
@@ -165,7 +170,17 @@ class ReplayRun:
                 self.ran[step.mode].append(j)
                 parent, ctx = self._enter(name, j, item)
                 t0 = time.perf_counter()
-                yield item
+                try:
+                    yield item
+                except GeneratorExit:  # ``break`` (early stopping): the code after the loop
+                    self.ctx = parent  # runs outside every iteration, on true state
+                    self.iters.pop(name, None)
+                    self.outer, self.step, self.restored = None, None, True
+                    self.flush()
+                    if not self.spec.after_loop:
+                        self.finish()
+                        _stop()
+                    raise
                 self._leave(name, parent, ctx, t0)
                 self.outer, self.step, self.restored = None, None, True
                 self.flush()
