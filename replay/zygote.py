@@ -9,7 +9,8 @@ The zygote leads its own process group. If its stdin closes without a ``{"quit":
 first, the query process is gone, and the zygote kills the group: no orphaned task finishes
 behind a dead query.
 
-Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log"}``; stdout
+Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log", "threads"}``
+(``threads``: torch's ``[intra_op, inter_op]`` counts to set before the script runs); stdout
 ``{"id", "returncode"}`` as each child ends. A first stdout line ``{"ready": [...]}`` lists the
 modules preloaded.
 """
@@ -54,6 +55,9 @@ def _child(task: dict[str, Any]) -> None:
         sys.stdin = open(os.devnull)  # noqa: SIM115
         sys.argv = [task["script"], *task["argv"]]
         sys.path[0] = os.path.dirname(os.path.abspath(task["script"]))
+        from florsql.record.replay_mode import set_torch_threads
+
+        set_torch_threads(task.get("threads"))
         try:
             runpy.run_path(task["script"], run_name="__main__")
             code = 0
