@@ -30,14 +30,22 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(PY) -m florsql.demo
 
+# Every benchmark writes its figures to benchmarks/results/<name>.json; report.py assembles
+# benchmarks/report.md (a table against the goals and FlorDB 4.0.1) and its PNG plots.
+# `make bench BENCH=--quick` runs each with small sizes.
+BENCH ?=
 bench: $(STAMP)
-	$(PY) benchmarks/record_overhead.py
-	$(PY) benchmarks/propagate.py
-	$(PY) benchmarks/query_latency.py
-	$(PY) benchmarks/hindsight.py
+	$(PY) -m pip install -q -e '.[bench]'
+	rm -rf benchmarks/results
+	$(PY) benchmarks/record_overhead.py $(BENCH)
+	$(PY) benchmarks/propagate.py $(BENCH)
+	$(PY) benchmarks/query_latency.py $(BENCH)
+	$(PY) benchmarks/hindsight.py $(BENCH)
+	$(PY) benchmarks/threads.py $(BENCH)
 	$(PY) benchmarks/ray_executor.py
-	$(PY) benchmarks/flight.py
-	$(PY) benchmarks/flight_load.py
+	$(PY) benchmarks/flight.py $(BENCH)
+	$(PY) benchmarks/flight_load.py $(BENCH)
+	$(PY) benchmarks/report.py
 
 # Superset's Flight SQL dialect (flightsql-dbapi, SQLAlchemy < 2) against `florsql serve`, in its own
 # virtualenv (.venv-bi); not part of `make test`.

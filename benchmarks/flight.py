@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, write
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -136,7 +140,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="100k rows, one repeat")
     ns = parser.parse_args()
+    if ns.quick:
+        ns.rows, ns.repeats = 100_000, 1
     os.environ.setdefault("PYTHONHASHSEED", "0")
     with tempfile.TemporaryDirectory(prefix="florsql-bench-") as tmp:
         repo, wide = Path(tmp) / "history", Path(tmp) / "wide"
@@ -165,6 +172,14 @@ def main() -> None:
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
     for row in (header, tuple("-" * w for w in widths), *table):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    write(
+        "flight",
+        [
+            Row(f"Flight / in-process rows/s ({rows:,} rows)", ratio * 100, "%", 50, ">="),
+            Row("completion per keystroke p95", p95, "ms", 50, "<="),
+        ],
+        quick=ns.quick,
+    )
 
 
 if __name__ == "__main__":

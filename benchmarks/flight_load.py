@@ -33,6 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, write
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -232,7 +236,10 @@ def main() -> None:
     parser.add_argument("--long-sql-kb", type=int, default=2048)
     parser.add_argument("--src", type=Path, help="serve with the florsql of this checkout")
     parser.add_argument("serve_args", nargs="*", help="after --: options of florsql serve")
+    parser.add_argument("--quick", action="store_true", help="10 s, 500k rows per large result")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rows = 10.0, 500_000
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "proj"
         record_history(repo)
@@ -257,8 +264,11 @@ def main() -> None:
         f"florsql serve ({source}), 16 clients, {args.seconds:g} s, {args.rows} rows per large "
         f"result, {args.long_sql_kb} KB long statement"
     )
-    for key, value in summary(tally, rss).items():
+    figures = summary(tally, rss)
+    for key, value in figures.items():
         print(f"  {key}: {value}")
+    numeric = [(k, v) for k, v in figures.items() if isinstance(v, int | float)]
+    write("flight_load", [Row(k, float(v)) for k, v in numeric], quick=args.quick)
     if tally.unclear:
         print("  unclear outcomes, first few:")
         for line in tally.unclear:

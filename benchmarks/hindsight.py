@@ -46,6 +46,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, Series, write  # noqa: E402
 
 from florsql.engine.session import Engine  # noqa: E402
 from florsql.replay import LocalExecutor, PlanExecutor  # noqa: E402
@@ -359,7 +362,7 @@ def measure(
     executor = PlanExecutor(LocalExecutor(workers, warm=warm))
     cpu0 = cpu_seconds()
     with Engine(repo, replay="auto", executor=executor) as eng:
-        estimate = eng.plan(work.sql).replay.cost.seconds
+        estimate = eng.plan(work.sql).replay.cost.wall
         with timed() as t:
             table = eng.execute(work.sql).table
     # Closing the engine stops the warm worker, which reaps its forked tasks: only now do their
@@ -534,6 +537,63 @@ def measure_all(
     return out
 
 
+def epochs_sweep(
+    history: Path, where: Path, sizes: Sizes, oracle: Values, quick: bool
+) -> list[tuple[int, Measured]]:
+    """The epoch-level statement over the last k epochs of every run, for several k."""
+    e = sizes.epochs
+    ks = sorted({1, e} if quick else {1, max(1, e // 4), max(1, e // 2), e})
+    out = []
+    for k in ks:
+        work = Work(
+            f"epoch-level, last {k} of {e} epochs",
+            f"SELECT lr, epoch, wnorm FROM logs WHERE epoch >= {e - k}",
+            "wnorm",
+            lambda key, first=e - k: (key[2] or 0) >= first,
+        )
+        m = measure(history, where, work, oracle, WORKERS)
+        print(f"  {m.label}: {m.seconds:.1f} s, values equal: {_yes(m.equal)}", flush=True)
+        out.append((k, m))
+    return out
+
+
+def write_results(
+    m: dict[str, Measured],
+    sweep: list[tuple[int, Measured]],
+    rerun: Recording,
+    sizes: Sizes,
+    fdb: FlorDB,
+    quick: bool,
+) -> None:
+    """This run's figures for benchmarks/report.md."""
+    full, a, b, k, e = rerun.total, m["a"], m["b"], sizes.k, sizes.epochs
+    rows = [
+        Row("(a) epoch-level, all runs: full re-run / query (first query)", full / a.seconds,
+            "x", 8, ">=", note="goal >= 20x with a warm service"),
+        Row(f"(b) step-level, last {k} of {e} epochs: query / full re-run", b.seconds / full,
+            "x", 1.2 * k / e, "<="),
+        Row("(c) epoch-level: 1 worker / 2 workers", m["a1"].seconds / a.seconds, "x"),
+        Row("(c) warm worker instead of cold, per task (s saved)", m["a_cold"].task - a.task, "s"),
+    ]  # fmt: skip
+    if fdb.time is not None:
+        d = m["d"]
+        rows.append(Row("(d) epoch-level, runs of v2: query s", d.seconds, "s",
+                        flordb=fdb.time.wall, flordb_goal=10))  # fmt: skip
+    for key, r in m.items():
+        if r.replay:
+            rows.append(Row(f"(e) EXPLAIN / actual replay, {key}", r.estimate / r.replay, "x",
+                            1.5, "<="))  # fmt: skip
+    series = [
+        Series("replay_vs_epochs", "epoch-level statement, 2 workers",
+               [float(k) for k, _ in sweep], [r.seconds for _, r in sweep]),
+        Series("replay_vs_workers", "epoch-level, all runs",
+               [1.0, float(WORKERS)], [m["a1"].seconds, a.seconds]),
+        Series("replay_vs_workers", f"step-level, last {k} of {e}",
+               [1.0, float(WORKERS)], [m["b1"].seconds, b.seconds]),
+    ]  # fmt: skip
+    write("hindsight", rows, series, quick=quick)
+
+
 def startup_costs() -> tuple[float, float]:
     """Seconds a fresh interpreter takes to import torch, then torch._dynamo (which
     torch.optim imports when the first optimizer is built)."""
@@ -599,7 +659,7 @@ def print_table(m: dict[str, Measured], rerun: Recording, fdb: FlorDB) -> None:
         print(_line(row))
     print("  task s: mean wall time of one task; query s: what the user waits (replay included);")
     print("  cpu s: CPU time of the query and its workers; replay s: the executor's wall time;")
-    print("  EXPLAIN s: EXPLAIN's estimate, which is the work of all tasks summed, not wall time")
+    print("  EXPLAIN s: EXPLAIN's estimate of the replay's wall time (start-ups, tasks at once)")
 
 
 def goal_lines(m: dict[str, Measured], rerun: Recording, sizes: Sizes, fdb: FlorDB) -> list[str]:
@@ -720,10 +780,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  full re-runs of the hand-patched old versions", flush=True)
     rerun, oracle = full_rerun(where, sizes)
     measured = measure_all(hist.repo, where, sizes, oracle, ns.quick)
+    sweep = epochs_sweep(hist.repo, where, sizes, oracle, ns.quick)
     fdb = FlorDB(notes=["FlorDB skipped (--no-flordb)"])
     if not ns.no_flordb:
         fdb = flordb_compare(where, sizes, oracle)
     equal = report(sizes, hist, rerun, measured, fdb)
+    equal = equal and all(r.equal for _, r in sweep)
+    write_results(measured, sweep, rerun, sizes, fdb, ns.quick)
     load = os.getloadavg()[0]
     print(f"({time.perf_counter() - t0:.0f} s in all; load average at the end {load:.1f})")
     if ns.dir is None:

@@ -28,6 +28,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, write
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -393,7 +397,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--no-flordb", action="store_true", help="skip the FlorDB comparison")
+    parser.add_argument("--quick", action="store_true", help="20 versions")
     args = parser.parse_args()
+    if args.quick:
+        args.versions = 20
     rng = random.Random(42)
     new = latest_script()
     olds = [old_version(new, rng) for _ in range(args.versions)]
@@ -412,13 +419,27 @@ def main() -> None:
     print(f"placement accuracy on the {len(olds)} versions: {good}/{total}")
     ours = florsql_golden()
     print(f"florsql golden-set accuracy: {sum(ours)}/{len(ours)} cases")
-    if args.no_flordb:
-        return
-    python = ensure_flordb()
+    rows = [
+        Row(f"{len(olds)} versions, 2 processes, s", two, "s", 2.0 * len(olds) / 100, "<="),
+        Row("cached 2nd pass, s", cached, "s", 0.1, "<="),
+        Row("placement accuracy %", 100 * good / max(1, total), "%"),
+    ]
+    python = None if args.no_flordb else ensure_flordb()
     if python is None:
+        rows.append(Row("golden-set accuracy %", 100 * sum(ours) / len(ours), "%"))
+        write("propagate", rows, quick=args.quick)
         return
     theirs = flordb_golden(python)
     count = {v: sum(r["verdict"] == v for r in theirs) for v in VERDICTS}
+    rows.append(
+        Row(
+            "golden-set accuracy %",
+            100 * sum(ours) / len(ours),
+            "%",
+            flordb=100 * count["same"] / max(1, len(theirs)),
+        )
+    )
+    write("propagate", rows, quick=args.quick)
     print(f"FlorDB 4.0.1 golden-set accuracy: {count['same']}/{len(theirs)} cases; otherwise")
     print(f"  {count['crashes']} patched files crash when run, {count['differs']} run but differ")
     print(f"  from the golden file, {count['refused']} left alone where florsql places:")

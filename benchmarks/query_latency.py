@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100k,1m", help="comma list of 100k, 1m, 10m")
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--keep", type=Path, help="generate under this folder and keep it")
+    parser.add_argument("--quick", action="store_true", help="100k rows, 3 repetitions")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.reps = "100k", 3
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:

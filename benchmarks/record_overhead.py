@@ -30,6 +30,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, Series, write
+
 TRAIN = """
 import json, sys, time
 import torch
@@ -159,7 +163,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--src", help="record with the florsql package in this folder")
+    ap.add_argument("--quick", action="store_true", help="3 pairs of 5 epochs (under a minute)")
     ns = ap.parse_args()
+    if ns.quick:
+        ns.pairs, ns.epochs = 3, 5
     src = os.path.abspath(ns.src) if ns.src else None
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
@@ -241,6 +248,21 @@ def main() -> None:
     print(f"{'import florsql ms':32}{'':10}{import_ms:10.1f}{'<= 50':>10}")
     print(f"{'first record call ms':32}{'':10}{med(instr, 'start_ms'):10.1f}")
     print("FlorDB 4.0.1 reference (measured here earlier): 200 us/log at 10k calls, import 500 ms")
+    rate = [calls / y["seconds"] for y in plain]
+    pairs_ = zip(plain, instr, strict=True)
+    over = [(x["seconds"] - y["seconds"]) / y["seconds"] * 100 for y, x in pairs_]
+    write(
+        "record_overhead",
+        [
+            Row("overhead % (wall), median of pairs", pct("seconds"), "%", 1, "<="),
+            Row("overhead % (training thread CPU)", pct("thread"), "%"),
+            Row("us per flor.log", micro, "us", 2, "<="),
+            Row("import florsql ms", import_ms, "ms", 50, "<="),
+            Row("recorded runs importing pandas", imported, "", 0, "<="),
+        ],
+        [Series("overhead_vs_logs", "3 logs a step, each pair", rate, over)],
+        quick=ns.quick,
+    )
 
 
 if __name__ == "__main__":

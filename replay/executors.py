@@ -32,7 +32,17 @@ class Executor(Protocol):
 
 
 def _env(task: Task) -> dict[str, str]:
-    return {"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"}
+    env = {"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"}
+    if task.spec.torch_threads:  # a fresh interpreter's torch takes its intra-op count from here
+        env["OMP_NUM_THREADS"] = str(task.spec.torch_threads[0])
+    return env
+
+
+def at_once(tasks: Sequence[Task], workers: int) -> int:
+    """How many of ``tasks`` to run at once: at most ``workers``, and never more torch threads
+    than cores (cores // the most threads a task uses, at least 1)."""
+    threads = max((t.threads for t in tasks), default=1)
+    return max(1, min(workers, (os.cpu_count() or 1) // threads))
 
 
 def collect(task: Task, returncode: int, seconds: float) -> TaskResult:
@@ -109,12 +119,19 @@ class LocalExecutor:
         with contextlib.suppress(Exception):  # a failed prewarm only means a colder replay
             self._zygote.ensure(modules)
 
+    @property
+    def running(self) -> bool:
+        """Whether the warm worker is already up (a replay now pays no interpreter start)."""
+        proc = self._zygote.proc
+        return self.warm and proc is not None and proc.poll() is None
+
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
         if not tasks:
             return []
+        slots = at_once(tasks, self.workers)
         if self.warm:
-            return self._zygote.run(tasks, self.workers, on_done)
-        with ThreadPoolExecutor(self.workers) as pool:
+            return self._zygote.run(tasks, slots, on_done)
+        with ThreadPoolExecutor(slots) as pool:
             futures = [pool.submit(self._cold, t, on_done) for t in tasks]
             return [f.result() for f in futures]
 
@@ -237,6 +254,7 @@ class _Zygote:
                 "argv": task.argv,
                 "env": _env(task),
                 "log": str(task.log_path),
+                "threads": task.spec.torch_threads,
             }
         )
 

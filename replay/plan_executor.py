@@ -86,6 +86,18 @@ class PlanExecutor:
         if callable(prewarm):
             prewarm(recent_scripts(Path(repo)), Path(repo))
 
+    def capacity(self) -> dict[str, object]:
+        """What the plan's wall-time estimate needs of the executor: ``workers`` (tasks at
+        once, at most), ``forks`` (tasks fork from a warm worker) and ``warm`` (it already
+        runs, so a replay pays no interpreter start)."""
+        ex = self.executor
+        forks = bool(getattr(ex, "warm", False))
+        return {
+            "workers": getattr(ex, "workers", None),
+            "forks": forks,
+            "warm": bool(getattr(ex, "running", False)),
+        }
+
     def interrupt(self) -> None:
         """Stop the running replay's tasks now (from another thread), if the executor can."""
         interrupt = getattr(self.executor, "interrupt", None)

@@ -20,7 +20,7 @@ from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import prepare
-from florsql.store import layout
+from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import DONE, REJECTED, ReplaySpec, patched_hash, replays_dir
 from florsql.versions import file_at
@@ -192,6 +192,7 @@ def _run_tasks(
             loop=req.loop,
         )
     run_dir = layout.run_dir(repo, req.run_id)
+    threads = _recorded_threads(run_dir)
     tree = prepare(repo, req.vid, patch.files)
     digest = patched_hash(source, patch.files)
     out = []
@@ -217,6 +218,7 @@ def _run_tasks(
             source_hash=digest,
             steps=[[s.iteration, s.mode, s.restore] for s in chunk.steps],
             data_changed=data_changed,
+            torch_threads=threads,
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)
@@ -238,6 +240,15 @@ def _run_tasks(
             )
         )
     return out
+
+
+def _recorded_threads(run_dir: Path) -> list[int] | None:
+    """torch's thread counts the run recorded (None: unknown, or a script without torch)."""
+    try:
+        counts = rundoc.torch_threads(layout.read_json(run_dir / layout.RUN_JSON))
+    except (OSError, ValueError):
+        return None
+    return [counts.intra_op, counts.inter_op] if counts else None
 
 
 def _verify(

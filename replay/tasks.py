@@ -51,6 +51,12 @@ class Task:
     def log_path(self) -> Path:
         return Path(self.spec.out_dir) / "worker.log"
 
+    @property
+    def threads(self) -> int:
+        """torch's intra-op threads the task uses: the run's recorded count (1 if unknown)."""
+        counts = self.spec.torch_threads
+        return max(1, int(counts[0])) if counts else 1
+
 
 @dataclass
 class TaskResult:

@@ -9,7 +9,8 @@ The zygote leads its own process group. If its stdin closes without a ``{"quit":
 first, the query process is gone, and the zygote kills the group: no orphaned task finishes
 behind a dead query.
 
-Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log"}``; stdout
+Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log", "threads"}``
+(``threads``: torch's ``[intra_op, inter_op]`` counts to set before the script runs); stdout
 ``{"id", "returncode"}`` as each child ends. A first stdout line ``{"ready": [...]}`` lists the
 modules preloaded.
 """
@@ -17,6 +18,7 @@ modules preloaded.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import json
 import os
@@ -31,6 +33,12 @@ from typing import Any
 COMPANIONS = {"torch": ("torch._dynamo",)}
 
 
+#: florsql's own replay worker (the record API in replay mode, the segment writer, pyarrow):
+#: the same for every version, so imported once here instead of in every task. Nothing in them
+#: reads the task's environment at import (``FLORSQL_REPLAY`` is read at the first record call).
+WORKER_MODULES = ("florsql.record.api", "florsql.record.replay_mode")
+
+
 def preload(modules: list[str]) -> list[str]:
     loaded = []
     for name in [m for base in modules for m in (base, *COMPANIONS.get(base, ()))]:
@@ -40,6 +48,19 @@ def preload(modules: list[str]) -> list[str]:
         except Exception:
             continue
     return loaded
+
+
+def _set_threads(counts: list[int] | None) -> None:
+    """Give the task's torch the run's recorded ``[intra_op, inter_op]`` thread counts before the
+    script runs: torch is preloaded here and has run nothing yet, so a forked child may still
+    set both (the worker, :func:`florsql.record.replay_mode.set_torch_threads`, checks again)."""
+    torch = sys.modules.get("torch")
+    if not counts or torch is None:
+        return
+    torch.set_num_threads(int(counts[0]))
+    if torch.get_num_interop_threads() != int(counts[1]):
+        with contextlib.suppress(RuntimeError):  # torch's inter-op pool already started
+            torch.set_num_interop_threads(int(counts[1]))
 
 
 def _child(task: dict[str, Any]) -> None:
@@ -54,6 +75,7 @@ def _child(task: dict[str, Any]) -> None:
         sys.stdin = open(os.devnull)  # noqa: SIM115
         sys.argv = [task["script"], *task["argv"]]
         sys.path[0] = os.path.dirname(os.path.abspath(task["script"]))
+        _set_threads(task.get("threads"))
         try:
             runpy.run_path(task["script"], run_name="__main__")
             code = 0
@@ -70,6 +92,7 @@ def _child(task: dict[str, Any]) -> None:
 
 
 def serve(modules: list[str]) -> None:
+    preload(list(WORKER_MODULES))
     ready = preload(modules)
     print(json.dumps({"ready": ready}), flush=True)
     children: dict[int, str] = {}

@@ -14,6 +14,7 @@ import pytest
 from florsql.engine import Engine
 from florsql.plan.explain import explain_lines, ranges
 from florsql.plan.replay_plan import ReplayPlan, RunReplay
+from florsql.plan.tasks import TASK_OVERHEAD_S
 from tests.helpers_sql import fixture_history
 
 
@@ -136,8 +137,8 @@ def test_chunk_starts_from_the_nearest_checkpoint_before_it(engine: Engine) -> N
     # the task starts with the rest of epoch 1 (its after:step checkpoint), then runs 2 and 3
     assert chunk.checkpoint.position == "after:step" and chunk.start == 1
     assert [(s.iteration, s.mode) for s in chunk.steps] == [(1, "rest"), (2, "full"), (3, "full")]
-    # start-up 2 + rest of epoch 1 after its steps (10 - 3*3) + epochs 2, 3 (restores ~0 s)
-    assert chunk.seconds == pytest.approx(2 + 1 + 20, abs=0.01)
+    # start-up + rest of epoch 1 after its steps (10 - 3*3) + epochs 2, 3 (restores ~0 s)
+    assert chunk.seconds == pytest.approx(TASK_OVERHEAD_S + 1 + 20, abs=0.01)
     assert run.skip_inner == ()  # grad sits in the step loop
 
 
@@ -145,7 +146,7 @@ def test_without_checkpoints_a_chunk_runs_from_the_top(engine: Engine) -> None:
     run, _ = _run(engine, "SELECT grad FROM logs WHERE epoch >= 2", "r3")
     (chunk,) = run.chunks
     assert chunk.checkpoint is None and chunk.start == 0 and chunk.iterations == (2, 3)
-    assert chunk.seconds == pytest.approx(2 + 4 * 10)
+    assert chunk.seconds == pytest.approx(TASK_OVERHEAD_S + 4 * 10)
 
 
 def test_epoch_level_names_skip_the_inner_loop(engine: Engine) -> None:
@@ -158,7 +159,8 @@ def test_epoch_level_names_skip_the_inner_loop(engine: Engine) -> None:
     assert [c.checkpoint.iteration for c in run.chunks if c.checkpoint] == [1, 3]
     assert {s.mode for c in run.chunks for s in c.steps} == {"rest"}
     # each needed epoch restores its own after:step checkpoint instead of running its steps
-    assert run.chunks[0].seconds == pytest.approx(2 + 1, abs=0.01)  # start-up + rest of epoch 1
+    # start-up + rest of epoch 1
+    assert run.chunks[0].seconds == pytest.approx(TASK_OVERHEAD_S + 1, abs=0.01)
     assert plan.versions[0].skip_inner == ("step",)
 
 

@@ -42,6 +42,8 @@ from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
+from florsql.plan.replay_plan import ReplayPlan
+from florsql.plan.tasks import with_executor
 
 if TYPE_CHECKING:
     import duckdb
@@ -268,8 +270,9 @@ class Engine:
                 planned = self._plan(stmt, catalog, params, con)
                 self._remember(key, catalog, stmt, planned)
             if stmt.kind == "explain":
-                lines = explain_lines(planned.replay, planned.sql, wide_select(catalog))
-                return Result("explain", pa.table({"plan": lines}), planned.sql, planned.replay)
+                replay = self._costed(planned.replay)
+                lines = explain_lines(replay, planned.sql, wide_select(catalog))
+                return Result("explain", pa.table({"plan": lines}), planned.sql, replay)
             mode = settings["replay"]
             if not wants_replay(self, planned, mode):
                 planned, messages = replay_if_needed(
@@ -342,7 +345,24 @@ class Engine:
         if stmt.query is None:
             raise PlanError(f"{stmt.kind} has no query to plan", sql=sql)
         with self._own, self._reading() as catalog:
-            return self._plan(stmt, catalog, params, self._box.con)
+            planned = self._plan(stmt, catalog, params, self._box.con)
+        return dataclasses.replace(planned, replay=self._costed(planned.replay))
+
+    def _costed(self, plan: ReplayPlan) -> ReplayPlan:
+        """``plan`` with its wall time for this engine's executor, as it is now: whether its
+        warm worker already runs, and how many workers it allows (executors that say)."""
+        describe = getattr(self.executor, "capacity", None)
+        if plan.empty or not callable(describe):
+            return plan
+        cap = describe()
+        if not isinstance(cap, dict):
+            return plan
+        return with_executor(
+            plan,
+            warm=cap.get("warm"),
+            workers=cap.get("workers"),
+            forks=bool(cap.get("forks", True)),
+        )
 
     def _plan(
         self,

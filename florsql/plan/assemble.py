@@ -10,7 +10,7 @@ from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
 from florsql.plan.state import NeedRow, PlanState
-from florsql.plan.tasks import load_facts, plan_run
+from florsql.plan.tasks import load_facts, plan_cost, plan_run
 
 __all__ = ["assemble"]
 
@@ -113,15 +113,7 @@ def _version(
 
 
 def _cost(versions: list[VersionReplay]) -> Cost:
-    runs = [r for v in versions for r in v.runs]
-    chunks = [c for r in runs for c in r.chunks]
-    return Cost(
-        seconds=round(sum(c.seconds for c in chunks), 3),
-        tasks=len(chunks),
-        runs=len(runs),
-        iterations=sum(len(r.needs) for r in runs),
-        checkpoint_bytes=sum(c.checkpoint.bytes for c in chunks if c.checkpoint is not None),
-    )
+    return plan_cost([r for v in versions for r in v.runs])
 
 
 def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], ...]:

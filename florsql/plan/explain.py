@@ -143,6 +143,12 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
             f"task(s), est. {human_seconds(c.seconds)} of work, "
             f"{human_bytes(c.checkpoint_bytes)} of checkpoints restored"
         )
+        threads = f"{c.threads} thread{'s' * (c.threads != 1)} each"
+        start = "warm worker running" if c.warm else "warm worker start included"
+        lines.append(
+            f"  est. wall time {human_seconds(c.wall)}: {c.at_once} task(s) at once "
+            f"({threads}, {c.cores} core{'s' * (c.cores != 1)}); {start}"
+        )
     if plan.names:
         lacking = ", ".join(f"{n} ({k} run(s) lack it)" for n, k in plan.lacking)
         lines.append(f"  hindsight columns: {lacking}")

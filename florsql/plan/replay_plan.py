@@ -134,6 +134,8 @@ class RunReplay:
             of their outer iteration instead of run, where one exists.
         chunks: the tasks, each from its nearest checkpoint.
         seconds: estimated total work (sum of the chunks).
+        threads: torch's intra-op thread count the run recorded (None: not recorded): its
+            tasks replay with the same counts, and at most cores // threads run at once.
     """
 
     run_id: str
@@ -145,6 +147,7 @@ class RunReplay:
     skip_inner: tuple[str, ...]
     chunks: tuple[Chunk, ...]
     seconds: float
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,13 +208,31 @@ class Unreached:
 
 @dataclass(frozen=True)
 class Cost:
-    """The estimate: recorded iteration times, checkpoint sizes and a per-task start-up."""
+    """The estimate: recorded iteration times, checkpoint sizes and a per-task start-up.
+
+    Attributes:
+        seconds: the work, summed over the tasks (each with its start-up in a warm worker).
+        wall: the estimated elapsed time: the tasks scheduled ``at_once`` at a time, plus the
+            replay's fixed cost and, unless ``warm``, the warm worker's start.
+        at_once: tasks run at once: cores // threads, at least 1 (and at most the executor's
+            workers, once the engine knows its executor).
+        threads: torch's intra-op threads per task (the most any replayed run recorded; 1 when
+            none recorded them).
+        cores: the cores counted.
+        warm: whether the warm worker is already running (None: not known when planning;
+            the estimate then counts its start).
+    """
 
     seconds: float
     tasks: int
     runs: int
     iterations: int
     checkpoint_bytes: int
+    wall: float = 0.0
+    at_once: int = 1
+    threads: int = 1
+    cores: int = 1
+    warm: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,17 @@ the code that then runs reads is restored by that checkpoint or untouched by wha
 Otherwise the iteration runs in full, or the task starts earlier (from the top when no
 checkpoint will do). Steps are cut into tasks at sound starting points, so one run replays on
 several workers. Costs come from the recorded iteration times, the checkpoint sizes, and a fixed
-start-up per task. EXPLAIN prints these tasks; the executor runs them as given.
+start-up per task; the plan's wall time (:func:`plan_cost`) schedules the tasks as the local
+executor runs them, cores // threads at once, plus the replay's fixed cost and the warm worker's
+start when it is not running. EXPLAIN prints these tasks; the executor runs them as given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from florsql.plan.patched import Patched, analyze_patched
@@ -23,27 +26,42 @@ from florsql.plan.replay_plan import (
     CheckpointRef,
     Chunk,
     ChunkKind,
+    Cost,
     InnerRestriction,
     IterationNeed,
+    ReplayPlan,
     RunReplay,
     Step,
 )
 from florsql.plan.replay_set import ANY_CHAIN
 from florsql.plan.state import NeedRow, PlanState
-from florsql.store import layout
+from florsql.store import layout, rundoc
 from florsql.store.replays import manifest_records
 
 __all__ = [
+    "REPLAY_FIXED_S",
     "RESTORE_BYTES_PER_S",
     "TASK_OVERHEAD_S",
+    "WORKER_START_S",
     "RunFacts",
     "chunks_from_files",
     "load_facts",
+    "plan_cost",
     "plan_run",
     "plan_steps",
+    "with_executor",
 ]
 
-TASK_OVERHEAD_S = 2.0  # a worker process: start, imports, worktree checkout
+#: A task forked from the warm worker: fork, runpy of the script's module-level code (its own
+#: modules, data set-up), reading the spec and the checkpoint manifest, writing the results.
+TASK_OVERHEAD_S = 0.6
+#: Starting the warm worker: an interpreter and the scripts' heavy imports (torch and
+#: torch._dynamo). Paid once per replay when it is not running, by every task without one.
+WORKER_START_S = 2.0
+#: Per replay, whatever the tasks: propagation, worktrees, task specs, the index refresh.
+REPLAY_FIXED_S = 0.5
+#: A run is cut into tasks of at least this much estimated work (each task pays a start-up).
+MIN_TASK_S = 2.0
 RESTORE_BYTES_PER_S = 200e6
 
 
@@ -61,6 +79,7 @@ class RunFacts:
     total: float = 0.0
     ended: bool = False  # the run failed or was killed: nothing after where it stopped runs
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
+    threads: int | None = None  # torch's intra-op threads while recording (None: unknown)
 
     def loop_seconds(self, loop: str) -> float:
         return sum(s for s, _ in self.seconds.get(loop, {}).values())
@@ -115,6 +134,10 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
     for run_id, loop, it in rows:
         facts[run_id].unfinished[loop] = int(it)
     for run_id in run_ids:
+        with contextlib.suppress(OSError, ValueError):
+            doc = layout.read_json(layout.run_dir(state.repo, run_id) / layout.RUN_JSON)
+            counts = rundoc.torch_threads(doc)
+            facts[run_id].threads = counts.intra_op if counts else None
         for it, rec in manifest_records(layout.run_dir(state.repo, run_id)).items():
             names: set[str] = set()
             for frame_names in (rec.get("restores") or {}).values():
@@ -141,7 +164,7 @@ def plan_run(
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
     inner_name = patched.first_inner.name if patched and patched.first_inner else None
     skip = () if unknown or inner_name is None or inner_name in used_loops else (inner_name,)
-    parts = parts or max(1, os.cpu_count() or 1)
+    parts = parts or at_once(facts.threads)
     if unknown:
         chunks = [_whole_run(iteration_needs, facts, patched)]
     else:
@@ -168,6 +191,7 @@ def plan_run(
         skip_inner=skip,
         chunks=tuple(chunks),
         seconds=round(sum(c.seconds for c in chunks), 3),
+        threads=facts.threads,
     )
 
 
@@ -374,7 +398,7 @@ def _cut(
     steps: list[Step], starts: set[int], cost: dict[int, float], parts: int
 ) -> list[list[Step]]:
     """Cut ``steps`` into at most ``parts`` tasks, only where a task may start, balancing the
-    estimated seconds (a new task pays :data:`TASK_OVERHEAD_S`)."""
+    estimated seconds (a new task pays a start-up: none shorter than :data:`MIN_TASK_S`)."""
     segments: list[list[Step]] = []
     for i, s in enumerate(steps):
         if i == 0 or (s.iteration in starts and s.restore is not None):
@@ -384,7 +408,7 @@ def _cut(
     if parts <= 1 or len(segments) == 1:
         return [[s for seg in segments for s in seg]]
     total = sum(cost.values())
-    target = max(total / parts, TASK_OVERHEAD_S)
+    target = max(total / parts, MIN_TASK_S)
     groups: list[list[Step]] = [[]]
     acc = 0.0
     for seg in segments:
@@ -459,3 +483,82 @@ def chunks_from_files(
     if patched.head:
         chunks.append(_head_chunk(facts))
     return tuple(chunks)
+
+
+# -- the plan's cost ---------------------------------------------------------------------------
+def at_once(threads: int | None, cores: int | None = None) -> int:
+    """How many tasks of ``threads`` torch threads each run at once on ``cores`` (default: this
+    machine's): never more threads than cores, at least one task.
+
+    Example:
+        >>> at_once(1, 2), at_once(2, 2), at_once(8, 2), at_once(None, 4)
+        (2, 1, 1, 4)
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, threads or 1))
+
+
+def schedule(seconds: list[float], slots: int) -> float:
+    """Elapsed time of tasks taken in order, each by the first free of ``slots`` workers (what
+    the local executor does).
+
+    Example:
+        >>> schedule([2.0, 1.0, 1.0], 2), schedule([2.0, 1.0, 1.0], 1)
+        (2.0, 4.0)
+    """
+    free = [0.0] * max(1, slots)
+    for s in seconds:
+        k = free.index(min(free))
+        free[k] += s
+    return max(free)
+
+
+def plan_cost(
+    runs: list[RunReplay],
+    *,
+    warm: bool | None = None,
+    workers: int | None = None,
+    cores: int | None = None,
+    forks: bool = True,
+) -> Cost:
+    """The cost of replaying ``runs``: the work, and the wall time with every start-up cost.
+
+    ``warm``: whether the warm worker already runs (True) or must start first (False; None:
+    not known when planning, counted as False). ``forks=False``: the executor starts an
+    interpreter per task (no warm worker): every task pays :data:`WORKER_START_S`.
+    ``workers``: the executor's limit on tasks at once.
+    """
+    chunks = [c for r in runs for c in r.chunks]
+    threads = max((r.threads or 1 for r in runs), default=1)
+    cores = cores or os.cpu_count() or 1
+    slots = at_once(threads, cores)
+    if workers:
+        slots = min(slots, workers)
+    per_task = 0.0 if forks else WORKER_START_S
+    wall = REPLAY_FIXED_S + schedule([c.seconds + per_task for c in chunks], slots)
+    if forks and not warm:
+        wall += WORKER_START_S
+    return Cost(
+        seconds=round(sum(c.seconds for c in chunks), 3),
+        tasks=len(chunks),
+        runs=len(runs),
+        iterations=sum(len(r.needs) for r in runs),
+        checkpoint_bytes=sum(c.checkpoint.bytes for c in chunks if c.checkpoint is not None),
+        wall=round(wall, 3) if chunks else 0.0,
+        at_once=slots,
+        threads=threads,
+        cores=cores,
+        warm=warm,
+    )
+
+
+def with_executor(
+    plan: ReplayPlan, *, warm: bool | None, workers: int | None, forks: bool = True
+) -> ReplayPlan:
+    """``plan`` with its wall time for the executor that will run it: whether its warm worker
+    already runs, whether it forks tasks from one at all, and how many workers it allows."""
+    if plan.empty:
+        return plan
+    runs = list(plan.runs())
+    cost = plan_cost(runs, warm=warm, workers=workers, cores=plan.cost.cores, forks=forks)
+    return replace(plan, cost=cost)

@@ -9,6 +9,7 @@ flushes, writes its ``done.json`` marker and exits, so later side effects of old
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -36,11 +37,27 @@ class _Step:
     restore: int | None
 
 
+def set_torch_threads(counts: list[int] | None) -> None:
+    """Give the worker's torch the run's recorded ``[intra_op, inter_op]`` thread counts, where
+    the script imported torch (the warm worker preloads it and has run nothing yet, so a forked
+    task may still set both; a fresh interpreter got its intra-op count from OMP_NUM_THREADS).
+    An inter-op count that can no longer be set is left: verification reports any difference."""
+    torch = sys.modules.get("torch")
+    if not counts or torch is None:
+        return
+    if torch.get_num_threads() != int(counts[0]):
+        torch.set_num_threads(int(counts[0]))
+    if torch.get_num_interop_threads() != int(counts[1]):
+        with contextlib.suppress(RuntimeError):  # torch's pool already started
+            torch.set_num_interop_threads(int(counts[1]))
+
+
 class ReplayRun:
     """The record API's state in a replay worker."""
 
     def __init__(self, spec: ReplaySpec) -> None:
         self.spec = spec
+        set_torch_threads(spec.torch_threads)
         self.out = Path(spec.out_dir)
         self.run_dir = Path(spec.run_dir)
         doc = layout.read_json(self.run_dir / layout.RUN_JSON)

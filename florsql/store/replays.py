@@ -52,6 +52,8 @@ class ReplaySpec:
     data_changed: list[str] = field(default_factory=list)  # inputs that differ today
     #: The planner's steps, run exactly: ``[iteration, "full"|"rest", restore or None]``.
     steps: list[list[Any]] = field(default_factory=list)
+    #: torch's ``[intra_op, inter_op]`` thread counts the run recorded: the task uses the same.
+    torch_threads: list[int] | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:
