@@ -251,7 +251,9 @@ class _Finder:
             read_after=frozenset(_reads_before_defs(after, set())),
             grads_after=any(
                 isinstance(n, ast.Attribute) and n.attr == "grad" and isinstance(n.ctx, ast.Load)
-                for stmt in after
+                for block in rest
+                if not any(node is sub for stmt in block for sub in ast.walk(stmt))  # back edge
+                for stmt in block
                 for n in ast.walk(stmt)
             ),
         )

@@ -104,6 +104,11 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
 
 
 def _restore_in_place(obj: Any, saved: Any) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        with torch.no_grad():
+            obj.copy_(saved)  # a registered plain tensor changed in place (``w += 1``)
+        return
     if isinstance(obj, dict):
         obj.clear()
         obj.update(saved)

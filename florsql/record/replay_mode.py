@@ -84,6 +84,7 @@ class ReplayRun:
         self.finished = False
         self.started = time.time()
         self.ran: dict[str, list[int]] = {"full": [], "rest": []}
+        self.left_at: int | None = None
 
     # -- record API ----------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
@@ -189,14 +190,15 @@ class ReplayRun:
                 t0 = time.perf_counter()
                 try:
                     yield item
-                except GeneratorExit:  # ``break`` (early stopping): the code after the loop
-                    self.ctx = parent  # runs outside every iteration, on true state
+                except GeneratorExit:
+                    # ``break`` (early stopping), or an exception leaving the loop: what runs
+                    # next is outside every iteration, on true state. (The two cannot be told
+                    # apart here, so the worker does not stop: an exception must reach the
+                    # failure hook, and after a ``break`` the code after the loop runs on.)
+                    self.ctx = parent
                     self.iters.pop(name, None)
+                    self.left_at = j  # where a failure happened, for its marker
                     self.outer, self.step, self.restored = None, None, True
-                    self.flush()
-                    if not self.spec.after_loop:
-                        self.finish()
-                        _stop()
                     raise
                 self._leave(name, parent, ctx, t0)
                 self.outer, self.step, self.restored = None, None, True
@@ -264,7 +266,7 @@ class ReplayRun:
             "task_id": self.spec.task_id,
             "run_id": self.spec.run_id,
             "vid": self.spec.vid,
-            "iteration": self.outer,
+            "iteration": self.outer if self.outer is not None else self.left_at,
             "loop": self.spec.loop,
             "error": f"{kind.__name__}: {exc}",
             "traceback": tail,
