@@ -34,6 +34,14 @@ def _wait_for_epochs(proc: subprocess.Popen[str], n: int) -> None:
         assert line, "the script ended early"
 
 
+def _wait_for_segments(repo: Path, n: int, timeout: float = 60.0) -> None:
+    """Until ``n`` segment files of the run are in place (an event, polled; a hang guard)."""
+    deadline = time.monotonic() + timeout
+    while len(list(repo.glob(".florsql/runs/*/segments/*.arrow"))) < n:
+        assert time.monotonic() < deadline, f"{n} segment files never appeared"
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("kill_after", [1, 2, 5])
 def test_kill_9_keeps_every_finished_iteration(tiny_repo: Path, kill_after: int) -> None:
     write(tiny_repo / "slow.py", SLOW)
@@ -45,7 +53,9 @@ def test_kill_9_keeps_every_finished_iteration(tiny_repo: Path, kill_after: int)
         env=script_env(),
     )
     _wait_for_epochs(proc, kill_after + 1)
-    time.sleep(0.02)  # the writer thread writes the handed-over segment within milliseconds
+    # Each finished epoch (0.15 s apart, over the 0.1 s flush interval) is one segment file,
+    # renamed into place by the writer thread: kill once the first kill_after are there.
+    _wait_for_segments(tiny_repo, kill_after)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     with Index.open(tiny_repo) as ix:

@@ -378,9 +378,11 @@ def check_statement(sql: str) -> None:
     stmt = parse(sql)
     if stmt.kind == "set":
         line, col = line_col(sql, stmt.offset)
+        what = "SET executor" if "executor" in sql.lower() else "SET replay"
         raise SqlError(
-            "SET replay is not available over Flight SQL: the server decides "
-            "(start it with `florsql serve --allow-replay` to compute hindsight values)",
+            f"{what} is not available over Flight SQL: the server decides "
+            "(start it with `florsql serve --allow-replay [--executor ...]` to compute "
+            "hindsight values)",
             sql=sql,
             line=line,
             col=col,
