@@ -50,6 +50,10 @@ def test_a_terminal_session(tmp_path: Path) -> None:
         child.expect("florsql>")
         child.send("SELECT 'half typed")
         child.sendintr()  # at the prompt, Ctrl-C drops the line
+        # A redraw of the half-typed line also shows the prompt: sync on what only a dropped
+        # line gives (a garbled line would answer with an error, not this row).
+        child.send("SELECT 'after' AS s;\r")
+        child.expect(r"after\s+\(1 row\)")
         child.expect("florsql>")
         child.sendeof()
         child.expect(pexpect.EOF)
