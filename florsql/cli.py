@@ -504,6 +504,65 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+@main.group(name="replay-service")
+def replay_service() -> None:
+    """The repository's warm replay service: replays fork from it, from any process.
+
+    \b
+    The first query that replays starts it; it exits after FLORSQL_REPLAY_SERVICE_IDLE
+    seconds (default 600) without work. FLORSQL_REPLAY_SERVICE=0 keeps replays in-process.
+    Example:
+        florsql replay-service status
+        florsql replay-service stop
+    """
+
+
+@replay_service.command(name="status")
+@_common
+@_friendly
+def replay_service_status(repo: Path | None, debug: bool) -> None:
+    """Whether the service runs, and what it holds: pid, uptime, modules, tasks."""
+    from florsql.replay import service
+    from florsql.store import layout
+
+    root = _repo(repo)
+    info = service.status(layout.store_dir(root))
+    if info is None:
+        click.echo(f"no replay service runs for {root}")
+        return
+    idle = float(info["idle_timeout"]) - float(info["idle_for"])
+    lines = [
+        f"replay service for {info['repository']}",
+        f"  pid           {info['pid']}",
+        f"  socket        {layout.store_dir(root) / service.SOCKET}",
+        f"  up for        {float(info['uptime']):.0f} s",
+        f"  idle exit in  {max(0.0, idle):.0f} s (after {float(info['idle_timeout']):.0f} s idle)",
+        f"  tasks         {info['tasks_run']} run, {info['running']} running",
+        f"  clients       {info['clients'] - 1} other connected",
+        f"  preloaded     {', '.join(info['loaded']) or '-'}",
+        f"  python        {info['python']}",
+    ]
+    if info.get("stopping"):
+        lines.append("  stopping: finishing its running tasks")
+    click.echo("\n".join(lines))
+
+
+@replay_service.command(name="stop")
+@_common
+@_friendly
+def replay_service_stop(repo: Path | None, debug: bool) -> None:
+    """Stop the service (its running tasks finish first); the next replay starts a new one."""
+    from florsql.replay import service
+    from florsql.store import layout
+
+    root = _repo(repo)
+    pid = service.stop(layout.store_dir(root))
+    if pid is None:
+        click.echo(f"no replay service runs for {root}")
+    else:
+        click.echo(f"stopped the replay service (pid {pid})")
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def demo(args: tuple[str, ...]) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from florsql.errors import ReplayError
+from florsql.replay import service as replay_service
 from florsql.replay.tasks import Task, TaskResult, heavy_imports
+from florsql.store import layout
 from florsql.store.replays import DONE, FAILED
 
 OnDone = Callable[[TaskResult], None]
@@ -81,13 +83,20 @@ class LocalExecutor:
     """A local pool: ``workers`` processes at once (default: the machine's cores).
 
     With ``warm=True`` tasks fork from a warm worker that has already imported the scripts'
-    heavy modules (torch, numpy...), instead of starting an interpreter each.
+    heavy modules (torch, numpy...), instead of starting an interpreter each. That worker is
+    the repository's replay service (:mod:`florsql.replay.service`), shared by every process
+    that queries the repository and kept after the query, unless ``service=False`` (or
+    ``FLORSQL_REPLAY_SERVICE=0``): then this executor keeps a private one, which ends with it.
     """
 
-    def __init__(self, workers: int | None = None, *, warm: bool = True) -> None:
+    def __init__(
+        self, workers: int | None = None, *, warm: bool = True, service: bool | None = None
+    ) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.warm = warm and hasattr(os, "fork")
+        self.service = self.warm and (replay_service.enabled() if service is None else service)
         self._zygote = _Zygote()
+        self._shared = _Shared()
         # The warm worker ends with this executor (or at exit), never outliving its user.
         self._finalizer = weakref.finalize(self, self._zygote.close)
 
@@ -97,8 +106,10 @@ class LocalExecutor:
 
     def interrupt(self) -> None:
         """Stop the running replay's tasks now, from another thread (Ctrl-C, a server's
-        timeout): the warm worker and every task it forked are killed, so no task finishes
-        afterwards; the replay fails, and the next one starts a new warm worker."""
+        timeout): every task it started is killed, so no task finishes afterwards, and the
+        replay fails. A private warm worker is killed too (the next replay starts a new one);
+        the shared service stays."""
+        self._shared.kill()
         self._zygote.kill()
 
     def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
@@ -110,25 +121,43 @@ class LocalExecutor:
         for script in scripts:
             with contextlib.suppress(OSError):
                 modules += heavy_imports(script.read_text(errors="replace"), repo)
-        if modules:
+        self._shared.store = layout.store_dir(repo)
+        if modules or self.service:
             threading.Thread(
-                target=self._prewarm, args=(list(dict.fromkeys(modules)),), daemon=True
+                target=self._prewarm,
+                args=(list(dict.fromkeys(modules)), layout.store_dir(repo)),
+                daemon=True,
             ).start()
 
-    def _prewarm(self, modules: list[str]) -> None:
+    def _prewarm(self, modules: list[str], store: Path) -> None:
         with contextlib.suppress(Exception):  # a failed prewarm only means a colder replay
+            if self.service:
+                try:
+                    self._shared.prewarm(store, modules)
+                    return
+                except replay_service.ServiceUnavailable:
+                    self.service = False
             self._zygote.ensure(modules)
 
     @property
     def running(self) -> bool:
         """Whether the warm worker is already up (a replay now pays no interpreter start)."""
+        if not self.warm:
+            return False
+        if self.service and self._shared.alive():
+            return True
         proc = self._zygote.proc
-        return self.warm and proc is not None and proc.poll() is None
+        return proc is not None and proc.poll() is None
 
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
         if not tasks:
             return []
         slots = at_once(tasks, self.workers)
+        if self.warm and self.service:
+            try:
+                return self._shared.run(tasks, slots, on_done)
+            except replay_service.ServiceUnavailable:
+                self.service = False  # nothing ran: replay with a private warm worker
         if self.warm:
             return self._zygote.run(tasks, slots, on_done)
         with ThreadPoolExecutor(slots) as pool:
@@ -209,10 +238,7 @@ class _Zygote:
         return list(json.loads(line).get("ready", []))
 
     def run(self, tasks: Sequence[Task], workers: int, on_done: OnDone | None) -> list[TaskResult]:
-        modules: list[str] = []
-        for t in tasks:
-            modules += heavy_imports(t.script.read_text(errors="replace"), t.repo)
-        proc = self.ensure(list(dict.fromkeys(modules)))
+        proc = self.ensure(_heavy(tasks))
         assert proc.stdout is not None
         by_id = {t.spec.task_id: t for t in tasks}
         pending = list(tasks)
@@ -246,17 +272,7 @@ class _Zygote:
     def _submit(self, task: Task, started: dict[str, float]) -> None:
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
         started[task.spec.task_id] = time.perf_counter()
-        self._send(
-            {
-                "id": task.spec.task_id,
-                "script": str(task.script),
-                "cwd": str(task.cwd),
-                "argv": task.argv,
-                "env": _env(task),
-                "log": str(task.log_path),
-                "threads": task.spec.torch_threads,
-            }
-        )
+        self._send(_message(task))
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -274,6 +290,149 @@ class _Zygote:
         if self.proc is not None:
             _kill_group(self.proc)
         self.proc = None
+
+
+def _heavy(tasks: Sequence[Task]) -> list[str]:
+    modules: list[str] = []
+    for t in tasks:
+        modules += heavy_imports(t.script.read_text(errors="replace"), t.repo)
+    return list(dict.fromkeys(modules))
+
+
+def _message(task: Task) -> dict[str, object]:
+    """A task as the warm worker takes it (:mod:`florsql.replay.zygote`)."""
+    return {
+        "id": task.spec.task_id,
+        "script": str(task.script),
+        "cwd": str(task.cwd),
+        "argv": task.argv,
+        "env": _env(task),
+        "log": str(task.log_path),
+        "threads": task.spec.torch_threads,
+    }
+
+
+class _Shared:
+    """Tasks forked by the repository's replay service, over one connection per replay."""
+
+    def __init__(self) -> None:
+        self.store: Path | None = None
+        self.pid: int | None = None  # the service's, as last seen
+        self.conn: replay_service.Connection | None = None
+        self.started: dict[str, int] = {}  # task id -> its pid (its process group)
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        """Whether the service of the last repository seen runs now (no connection made)."""
+        if self.store is None:
+            return False
+        try:
+            pid = int(json.loads((self.store / replay_service.STATE).read_text())["pid"])
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    def _connect(self, store: Path, modules: list[str]) -> replay_service.Connection:
+        self.store = store
+        conn = replay_service.connect(store)
+        assert conn is not None
+        try:
+            self.pid = int(conn.info["pid"])
+            missing = [m for m in modules if m not in conn.info.get("loaded", [])]
+            if missing:
+                conn.ask({"preload": missing})
+        except (OSError, ConnectionError, ValueError, KeyError) as e:
+            conn.close()
+            raise replay_service.ServiceUnavailable(str(e)) from e
+        return conn
+
+    def prewarm(self, store: Path, modules: list[str]) -> None:
+        with self.lock:
+            self._connect(store, modules).close()
+
+    def run(self, tasks: Sequence[Task], workers: int, on_done: OnDone | None) -> list[TaskResult]:
+        store = layout.store_dir(tasks[0].repo)
+        with self.lock:
+            conn = self._connect(store, _heavy(tasks))
+        self.conn = conn
+        self.started = {}
+        by_id = {t.spec.task_id: t for t in tasks}
+        pending = list(tasks)
+        begun: dict[str, float] = {}
+        results: list[TaskResult] = []
+        finished = False
+        environ = dict(os.environ)
+        try:
+            for _ in range(min(workers, len(pending))):
+                self._submit(conn, pending.pop(0), begun, environ)
+            while len(results) < len(tasks):
+                try:
+                    msg = conn.receive()
+                except (OSError, ConnectionError, ValueError) as e:
+                    raise ReplayError(f"the replay service stopped during the replay: {e}") from e
+                if "started" in msg:
+                    self.started[str(msg["started"])] = int(msg["pid"])
+                    continue
+                if "refused" in msg:
+                    raise ReplayError(str(msg["refused"]))
+                if "returncode" not in msg:
+                    continue
+                task = by_id[msg["id"]]
+                self.started.pop(task.spec.task_id, None)
+                result = collect(
+                    task, int(msg["returncode"]), time.perf_counter() - begun[msg["id"]]
+                )
+                results.append(result)
+                if on_done:
+                    on_done(result)
+                if pending:
+                    self._submit(conn, pending.pop(0), begun, environ)
+            finished = True
+        finally:
+            if not finished:  # Ctrl-C or an error here: stop every task of this replay now
+                self.kill()
+            conn.close()
+            self.conn = None
+        order = list(by_id)
+        return sorted(results, key=lambda r: order.index(r.task_id))
+
+    @staticmethod
+    def _submit(
+        conn: replay_service.Connection,
+        task: Task,
+        begun: dict[str, float],
+        environ: dict[str, str],
+    ) -> None:
+        task.log_path.parent.mkdir(parents=True, exist_ok=True)
+        begun[task.spec.task_id] = time.perf_counter()
+        conn.send({**_message(task), "environ": environ})
+
+    def kill(self) -> None:
+        """Kill this replay's running tasks (each its own process group) and wait until they
+        are gone, then drop the connection (the service kills anything it started since)."""
+        import signal
+
+        pids = list(self.started.values())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if _exists(p)]
+            if pids:
+                time.sleep(0.005)
+        if self.conn is not None:
+            self.conn.shutdown()
+
+
+def _exists(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

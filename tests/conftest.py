@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_repo
+from tests.helpers import make_repo, stop_replay_services
+
+# A replay service a test leaves behind (and every one its subprocesses start) exits after a
+# minute idle, not ten: the suite starts hundreds. `_no_lingering_services` stops them sooner.
+os.environ.setdefault("FLORSQL_REPLAY_SERVICE_IDLE", "60")
 
 TINY = """
 import random
@@ -26,3 +32,10 @@ flor.log("done", "yes")
 def tiny_repo(tmp_path: Path) -> Path:
     """A temp git repo with a short pure-python training script, committed."""
     return make_repo(tmp_path / "proj", {"train.py": TINY})
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_services(tmp_path: Path) -> Iterator[None]:
+    """Stop the replay services of the repositories a test made under its ``tmp_path``."""
+    yield
+    stop_replay_services(tmp_path)

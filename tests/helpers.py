@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +69,37 @@ def run_script(
 def run_dirs(repo: Path) -> list[Path]:
     root = repo / ".florsql" / "runs"
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def stop_replay_services(root: Path) -> list[int]:
+    """Stop (SIGTERM) every replay service of a repository up to three folders below ``root``
+    and wait until each has exited; returns their pids."""
+    pids = []
+    for depth in ("*", "*/*", "*/*/*"):
+        for state in root.glob(f"{depth}/.florsql/replay-service.json"):
+            try:
+                pid = int(json.loads(state.read_text())["pid"])
+                os.kill(pid, signal.SIGTERM)
+            except (OSError, ValueError, KeyError):
+                continue
+            pids.append(pid)
+    for pid in pids:
+        wait_gone(pid)
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 60.0) -> None:
+    """Until ``pid`` has exited (an event, polled; the timeout only guards a hang)."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        time.sleep(0.01)

@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "flight",
         "dbapi",
         "demo",
+        "replay",  # `florsql replay-service status|stop`
     },
     "demo": {"engine", "store", "versions", "dbapi", "plan", "replay"},
     "package": {"record", "dbapi", "engine"},

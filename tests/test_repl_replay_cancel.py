@@ -17,7 +17,8 @@ from florsql.repl.backend import EngineReplService
 from florsql.repl.background import Bridge
 from florsql.repl.dotcommands import Settings
 from florsql.repl.shell import Shell
-from florsql.replay import LocalExecutor, PlanExecutor
+from florsql.replay import LocalExecutor, PlanExecutor, service
+from florsql.store import layout
 from florsql.store.replays import replays_dir
 from tests.helpers import make_repo, run_script, write
 
@@ -40,6 +41,14 @@ ELAPSED = re.compile(r" (\d+)/(\d+) tasks, .* ([\d.]+)s elapsed")
 
 def _done(repo: Path) -> list[Path]:
     return sorted(replays_dir(repo).glob("*/*/done.json"))
+
+
+def _task_pids(repo: Path) -> list[int]:
+    """Every task the repository's replay service forked (each leads its process group)."""
+    log = layout.store_dir(repo) / service.LOG
+    if not log.exists():
+        return []
+    return [int(x.split(": pid ")[1]) for x in log.read_text().splitlines() if ": pid " in x]
 
 
 def _wait_gone(pgid: int, timeout: float = 20.0) -> None:
@@ -91,10 +100,10 @@ class CtrlCAfterFirstTask:
             return
         self.lines.append(line)
         found = ELAPSED.search(line)
-        if found and int(found.group(1)) >= 1 and self.worker_group is None:
+        if found and int(found.group(1)) >= 1 and self.done_at_ctrl_c is None:
             proc = self.executor._zygote.proc
-            assert proc is not None
-            self.worker_group = proc.pid  # the warm worker leads its process group
+            if proc is not None:  # a private warm worker leads its tasks' process group
+                self.worker_group = proc.pid
             self.done_at_ctrl_c = len(_done(self.repo))
             raise KeyboardInterrupt
 
@@ -128,10 +137,13 @@ def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path, recorded: Path
     shell = Shell(EngineReplService(engine), echo, Settings(replay="auto"))
     try:
         assert shell.handle("SELECT run, epoch, w2 FROM logs;")
-        assert echo.errors == ["cancelled"] and echo.worker_group is not None
+        assert echo.errors == ["cancelled"] and echo.done_at_ctrl_c is not None
         # Every process of the replay is gone: nothing can finish a task from now on. (They
         # were sent SIGKILL; the kernel may take a moment to end a process that has it.)
-        _wait_gone(echo.worker_group)
+        if echo.worker_group is not None:
+            _wait_gone(echo.worker_group)
+        for pid in _task_pids(repo):  # forked by the repository's replay service
+            _wait_gone(pid)
         # The task running at Ctrl-C (2.4 s long, started when the first ended) never ended.
         finished = len(_done(repo))
         assert finished == echo.done_at_ctrl_c < RUNS
@@ -184,8 +196,9 @@ def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(
                 with pytest.raises(adbc.OperationalError, match="longer than the server's limit"):
                     cur.execute("SELECT run, epoch, w2 FROM logs")
                 finished = len(_done(repo))
-                proc = local._zygote.proc
-                assert proc is None  # the warm worker and its tasks were killed
+                assert local._zygote.proc is None  # no private warm worker, or it was killed
+                for pid in _task_pids(repo):  # the tasks the replay service forked
+                    _wait_gone(pid)
                 cur.execute("SELECT count(*) FROM runs")
                 assert cur.fetchall() == [(RUNS,)]
             assert finished < RUNS and len(_done(repo)) == finished

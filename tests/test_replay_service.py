@@ -1,0 +1,212 @@
+"""The warm replay service (issue 12, item 1): one per repository, shared by every process that
+queries it, replaced when killed or stale, gone when idle or stopped.
+
+Queries run as one-shot ``florsql query`` processes, as users run them; the service's log names
+the pid each task was forked as, and ``/proc`` says whose child it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from florsql.replay import service
+from florsql.store import layout
+from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+
+SCRIPT = """
+import random
+import florsql as flor
+run = flor.arg("run", 0)
+random.seed(run)
+state = {"w": float(run)}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(3)):
+            state["w"] += random.random()
+        flor.log("w", state["w"])
+"""
+NEW = 'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)'
+NEW3 = NEW + '\n        flor.log("w3", state["w"] * 3)'
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Two recorded runs; today's script logs ``w2`` too."""
+    repo = make_repo(tmp_path / "r", {"train.py": SCRIPT})
+    for run in range(2):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', NEW))
+    return repo
+
+
+def florsql(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``florsql ARGS`` in its own process, in ``repo``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from florsql.cli import main; main()", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=script_env(**env),
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"florsql {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def query(repo: Path, sql: str, **env: str) -> list[dict[str, object]]:
+    out = florsql(repo, "query", "--format", "json", sql, **env).stdout
+    rows = json.loads(out)
+    assert isinstance(rows, list)
+    return rows
+
+
+def state(repo: Path) -> dict[str, object]:
+    doc = json.loads((layout.store_dir(repo) / service.STATE).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def forked(repo: Path) -> list[tuple[str, int]]:
+    """(task id, pid) of every task forked, from the service log (of every service this
+    repository had)."""
+    found = []
+    for line in (layout.store_dir(repo) / service.LOG).read_text().splitlines():
+        if line.startswith("task "):
+            task, pid = line[5:].split(": pid ")
+            found.append((task, int(pid)))
+    return found
+
+
+def check_values(rows: list[dict[str, object]], name: str, factor: int) -> None:
+    assert rows and all(r[name] is not None for r in rows)
+    for r in rows:
+        assert r[name] == pytest.approx(factor * float(str(r["w"])), abs=0)
+
+
+def test_two_processes_share_one_service(repo: Path) -> None:
+    first = query(repo, "SELECT run, epoch, w, w2 FROM logs ORDER BY run, epoch")
+    assert len(first) == 6
+    check_values(first, "w2", 2)
+    pid = int(str(state(repo)["pid"]))
+    assert pid_alive(pid), "the service should outlive the query that started it"
+    tasks = forked(repo)
+    assert tasks
+    # A second process, a new statement: its tasks fork from the same service.
+    write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', NEW3))
+    second = query(repo, "SELECT run, epoch, w, w3 FROM logs ORDER BY run, epoch")
+    check_values(second, "w3", 3)
+    assert int(str(state(repo)["pid"])) == pid
+    assert len(forked(repo)) > len(tasks), "the second query replayed nothing"
+    status = florsql(repo, "replay-service", "status").stdout
+    assert f"pid           {pid}" in status
+    assert f"tasks         {len(forked(repo))} run, 0 running" in status
+    # Every task process was the service's child (it is gone now; its log line says so).
+    log = (layout.store_dir(repo) / service.LOG).read_text()
+    assert log.count("listening") == 1
+
+
+def test_task_parent_is_the_service(repo: Path) -> None:
+    """While a task runs, its parent is the service (not the query process)."""
+    script = SCRIPT.replace(
+        'flor.log("w", state["w"])',
+        NEW + '\n        flor.log("parent", __import__("os").getppid())',
+    )
+    write(repo / "train.py", script)
+    rows = query(repo, "SELECT run, epoch, parent FROM logs WHERE parent IS NOT NULL")
+    pid = int(str(state(repo)["pid"]))
+    assert rows and {r["parent"] for r in rows} == {pid}
+
+
+def test_a_killed_service_is_replaced(repo: Path) -> None:
+    query(repo, "SELECT run, epoch, w2 FROM logs WHERE run = 0")
+    old = int(str(state(repo)["pid"]))
+    os.kill(old, signal.SIGKILL)
+    wait_gone(old)
+    sock = layout.store_dir(repo) / service.SOCKET
+    assert sock.exists(), "a killed service leaves its socket behind (stale)"
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 1")
+    check_values(rows, "w2", 2)
+    new = int(str(state(repo)["pid"]))
+    assert new != old and pid_alive(new)
+
+
+def test_a_stale_socket_is_replaced(repo: Path) -> None:
+    """A socket file nobody listens on (e.g. left by a crash before a reboot)."""
+    store = layout.store_dir(repo)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(store / service.SOCKET))
+    stale.close()  # the file stays, connecting to it is refused
+    (store / service.STATE).write_text(json.dumps({"pid": 999999999}))
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs")
+    check_values(rows, "w2", 2)
+    assert pid_alive(int(str(state(repo)["pid"])))
+
+
+def test_idle_exit(repo: Path) -> None:
+    query(repo, "SELECT run, epoch, w2 FROM logs WHERE run = 0", FLORSQL_REPLAY_SERVICE_IDLE="1")
+    pid = int(str(state(repo)["pid"]))
+    wait_gone(pid)  # after a second without work
+    store = layout.store_dir(repo)
+    assert not (store / service.SOCKET).exists() and not (store / service.STATE).exists()
+    assert "no replay service runs" in florsql(repo, "replay-service", "status").stdout
+
+
+def test_stop(repo: Path) -> None:
+    assert "no replay service runs" in florsql(repo, "replay-service", "stop").stdout
+    query(repo, "SELECT run, epoch, w2 FROM logs WHERE run = 0")
+    pid = int(str(state(repo)["pid"]))
+    out = florsql(repo, "replay-service", "stop").stdout
+    assert f"stopped the replay service (pid {pid})" in out
+    wait_gone(pid)
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs")  # a new one starts
+    check_values(rows, "w2", 2)
+
+
+def test_the_service_ends_with_its_repository(repo: Path) -> None:
+    query(repo, "SELECT run, epoch, w2 FROM logs WHERE run = 0")
+    pid = int(str(state(repo)["pid"]))
+    (layout.store_dir(repo) / service.SOCKET).unlink()  # as `rm -rf repo` does
+    wait_gone(pid)
+
+
+def test_concurrent_starts_make_one_service(repo: Path) -> None:
+    store = layout.store_dir(repo)
+    code = (
+        "import sys; from pathlib import Path; from florsql.replay import service; "
+        "c = service.connect(Path(sys.argv[1])); print(c.info['pid'])"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(store)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    pids = {int(p.communicate(timeout=120)[0]) for p in procs}
+    assert len(pids) == 1
+
+
+def test_refuses_tasks_outside_its_repository(repo: Path, tmp_path: Path) -> None:
+    conn = service.connect(layout.store_dir(repo))
+    assert conn is not None
+    try:
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        conn.send({"id": "x", "script": "x.py", "cwd": str(outside), "argv": [], "env": {}})
+        reply = conn.receive()
+        assert reply["id"] == "x" and "serves only" in str(reply["refused"])
+    finally:
+        conn.close()
+
+
+def test_off_keeps_replays_in_process(repo: Path) -> None:
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs", FLORSQL_REPLAY_SERVICE="0")
+    check_values(rows, "w2", 2)
+    assert not (layout.store_dir(repo) / service.STATE).exists()
