@@ -506,11 +506,13 @@ def _stop(signum: int, frame: object) -> None:
 
 @main.group(name="replay-service")
 def replay_service() -> None:
-    """The repository's warm replay service: replays fork from it, from any process.
+    """The repository's warm replay service: replay tasks fork from it, from any process.
+
+    The first query that replays starts it; it exits after FLORSQL_REPLAY_SERVICE_IDLE
+    seconds (default 600) without work. FLORSQL_REPLAY_SERVICE=0 keeps each query's replay
+    workers its own.
 
     \b
-    The first query that replays starts it; it exits after FLORSQL_REPLAY_SERVICE_IDLE
-    seconds (default 600) without work. FLORSQL_REPLAY_SERVICE=0 keeps replays in-process.
     Example:
         florsql replay-service status
         florsql replay-service stop
@@ -521,7 +523,12 @@ def replay_service() -> None:
 @_common
 @_friendly
 def replay_service_status(repo: Path | None, debug: bool) -> None:
-    """Whether the service runs, and what it holds: pid, uptime, modules, tasks."""
+    """Whether the service runs, and what it holds: pid, uptime, modules, tasks.
+
+    \b
+    Example:
+        florsql replay-service status --repo ~/projects/mnist
+    """
     from florsql.replay import service
     from florsql.store import layout
 
@@ -551,7 +558,12 @@ def replay_service_status(repo: Path | None, debug: bool) -> None:
 @_common
 @_friendly
 def replay_service_stop(repo: Path | None, debug: bool) -> None:
-    """Stop the service (its running tasks finish first); the next replay starts a new one."""
+    """Stop the service (its running tasks finish first); the next replay starts a new one.
+
+    \b
+    Example:
+        florsql replay-service stop
+    """
     from florsql.replay import service
     from florsql.store import layout
 

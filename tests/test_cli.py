@@ -156,8 +156,10 @@ def test_every_command_has_help_with_an_example() -> None:
         "serve",
         "demo",
         "shell",
+        "replay-service",
     }
-    for args in ([], *([name] for name in main.commands)):
+    subcommands = [["replay-service", "status"], ["replay-service", "stop"]]
+    for args in ([], *([name] for name in main.commands), *subcommands):
         code, out, _ = _run(*args, "--help")
         assert code == 0 and "Example:" in out and "\n      florsql" in out, args
 

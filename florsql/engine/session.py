@@ -183,13 +183,14 @@ class Engine:
         """The catalog for the index as it is now (refreshing what changed on disk)."""
         self._check_open()
         with self._reading(force=refresh) as catalog:
-            self._prewarm(catalog)
+            self._prewarm(catalog, self.settings["replay"])
             return catalog
 
-    def _prewarm(self, catalog: Catalog) -> None:
-        """Start replay workers early (while the user types) once some hindsight column
-        exists: a session that never can replay never starts them."""
-        if self._prewarmed or self.settings["replay"] == "off" or not catalog.hindsight_names():
+    def _prewarm(self, catalog: Catalog, mode: str) -> None:
+        """Start replay workers early (while the user types, or while a query is planned and
+        its statements propagated) once some hindsight column exists: a session that never
+        can replay never starts them."""
+        if self._prewarmed or mode == "off" or not catalog.hindsight_names():
             return
         self._prewarmed = True
         prewarm = getattr(self.executor, "prewarm", None)
@@ -267,6 +268,8 @@ class Engine:
                 if stmt.kind == "show_columns":
                     table = show_columns(con, catalog, stmt.table or "", stmt.source)
                     return Result("show_columns", table)
+                if stmt.kind == "select" and _may_need(stmt, catalog):
+                    self._prewarm(catalog, settings["replay"])  # overlaps the planning
                 planned = self._plan(stmt, catalog, params, con)
                 self._remember(key, catalog, stmt, planned)
             if stmt.kind == "explain":
@@ -510,6 +513,17 @@ def _unforeseen(sql: str) -> Iterator[None]:
             "please report it with the query"
         )
         raise SqlError(message, sql=sql) from e
+
+
+def _may_need(stmt: Statement, catalog: Catalog) -> bool:
+    """Whether a statement names a hindsight column (or reads every column with ``*``)."""
+    hindsight = {n.lower() for n in catalog.hindsight_names()}
+    if not hindsight or stmt.query is None:
+        return False
+    for node in stmt.query.find_all(exp.Column, exp.Star):
+        if isinstance(node, exp.Star) or node.name.lower() in hindsight:
+            return True
+    return False
 
 
 def _check_replay(value: str) -> str:
