@@ -320,6 +320,12 @@ def works(sizes: Sizes) -> dict[str, Work]:
             "grad_norm",
             lambda k: (k[2] or 0) >= first,
         ),
+        "warmup": Work(
+            "step-level, epoch 0 of one run (a first query)",
+            f"SELECT lr, epoch, step, grad_norm FROM logs WHERE epoch = 0 AND lr = {v2[0]}",
+            "grad_norm",
+            lambda k: k[0] == v2[0] and k[2] == 0,
+        ),
         "v2": Work(
             "epoch-level, runs of v2",
             f"SELECT lr, epoch, wnorm FROM logs WHERE lr IN ({in_v2})",
@@ -341,6 +347,7 @@ class Measured:
     tasks: int
     task: float  # mean seconds of one task (fork or interpreter start to done)
     equal: bool
+    fixed: float = 0.0  # query start to the first task running, plus last task end to answer
 
 
 def fresh_copy(history: Path, where: Path) -> Path:
@@ -355,16 +362,48 @@ def fresh_copy(history: Path, where: Path) -> Path:
     return dst
 
 
+def fixed_cost(repo: Path, start: float, end: float) -> float:
+    """Seconds of a query (``start`` to ``end``, wall clock) outside its tasks: from the start
+    to the first task running (its record runtime started), plus from the last task's end to
+    the answer. Read from the tasks' ``done.json`` of replays that ended after ``start``."""
+    spans = []
+    for done in layout.store_dir(repo).glob("replays/*/*/done.json"):
+        doc = json.loads(done.read_text())
+        begin = float(doc.get("started", 0))
+        if begin >= start:
+            spans.append((begin, begin + float(doc.get("seconds", 0))))
+    if not spans:
+        return float("nan")
+    return (min(b for b, _ in spans) - start) + (end - max(e for _, e in spans))
+
+
 def measure(
-    history: Path, where: Path, work: Work, oracle: Values, workers: int, warm: bool = True
+    history: Path,
+    where: Path,
+    work: Work,
+    oracle: Values,
+    workers: int,
+    warm: bool = True,
+    *,
+    service: bool = False,
+    warmup: Work | None = None,
 ) -> Measured:
+    """``work`` on a fresh copy of the history, on ``workers`` workers: warm (forked from a
+    zygote) or cold (an interpreter per task). ``service``: the zygote is the repository's
+    replay service, started by this query (cold), or by ``warmup``, a query answered first
+    (warm). Without it the executor keeps a private zygote, whose tasks' CPU time is counted
+    (a service's children are not this process's)."""
     repo = fresh_copy(history, where)
-    executor = PlanExecutor(LocalExecutor(workers, warm=warm))
+    executor = PlanExecutor(LocalExecutor(workers, warm=warm, service=service))
     cpu0 = cpu_seconds()
     with Engine(repo, replay="auto", executor=executor) as eng:
+        if warmup is not None:
+            eng.execute(warmup.sql)
         estimate = eng.plan(work.sql).replay.cost.wall
+        began = time.time()
         with timed() as t:
             table = eng.execute(work.sql).table
+        fixed = fixed_cost(repo, began, time.time())
     # Closing the engine stops the warm worker, which reaps its forked tasks: only now do their
     # CPU seconds reach this process's RUSAGE_CHILDREN.
     t.cpu = cpu_seconds() - cpu0
@@ -372,12 +411,14 @@ def measure(
     assert report is not None, "nothing was replayed"
     got = table_values(table, (work.name,))
     start = "warm" if warm else "cold"
+    if service:
+        start = "service, warm" if warmup else "service, cold"
     label = f"{work.label}, {workers} worker{'s' * (workers > 1)} {start}"
-    shutil.rmtree(repo.parent, ignore_errors=True)
+    shutil.rmtree(repo.parent, ignore_errors=True)  # its service, if any, exits with it
     equal = got == work.expected(oracle)
     n = len(report.results)
     task = sum(r.seconds for r in report.results) / max(1, n)
-    return Measured(label, t.wall, t.cpu, report.seconds, estimate, n, task, equal)
+    return Measured(label, t.wall, t.cpu, report.seconds, estimate, n, task, equal, fixed)
 
 
 # -- FlorDB 4.0.1, by subprocess from its own venv ------------------------------------------------
@@ -510,8 +551,12 @@ def flordb_two_versions(where: Path, python: Path) -> str:
 
 # -- the run and the report -----------------------------------------------------------------------
 
-#: key -> (section, work, workers, warm): every florsql configuration measured, in table order.
-CONFIGS = {
+#: key -> (section, work, workers, warm[, service]): every florsql configuration measured, in
+#: table order. service "cold": the query starts the repository's replay service; "warm": a
+#: query before it (step-level, one epoch of one run) did, as a user's second query finds it.
+CONFIGS: dict[str, tuple[str, str, int, bool] | tuple[str, str, int, bool, str]] = {
+    "a_svc_cold": ("a", "epoch", WORKERS, True, "cold"),
+    "a_svc_warm": ("a", "epoch", WORKERS, True, "warm"),
     "a": ("a", "epoch", WORKERS, True),
     "b": ("b", "step", WORKERS, True),
     "a1": ("c", "epoch", 1, True),
@@ -528,10 +573,13 @@ def measure_all(
 ) -> dict[str, Measured]:
     todo = works(sizes)
     out: dict[str, Measured] = {}
-    for key, (_, work, workers, warm) in CONFIGS.items():
+    for key, (_, work, workers, warm, *svc) in CONFIGS.items():
         if quick and key == "d1":
             continue  # only informative; --quick stays under 2 minutes
-        m = measure(history, where, todo[work], oracle, workers, warm)
+        warmup = todo["warmup"] if svc == ["warm"] else None
+        m = measure(
+            history, where, todo[work], oracle, workers, warm, service=bool(svc), warmup=warmup
+        )
         print(f"  {m.label}: {m.seconds:.1f} s, values equal: {_yes(m.equal)}", flush=True)
         out[key] = m
     return out
@@ -567,9 +615,16 @@ def write_results(
 ) -> None:
     """This run's figures for benchmarks/report.md."""
     full, a, b, k, e = rerun.total, m["a"], m["b"], sizes.k, sizes.epochs
+    cold, hot = m["a_svc_cold"], m["a_svc_warm"]
     rows = [
-        Row("(a) epoch-level, all runs: full re-run / query (first query)", full / a.seconds,
-            "x", 8, ">=", note="goal >= 20x with a warm service"),
+        Row("(a) epoch-level, all runs: full re-run / query, service cold (first query)",
+            full / cold.seconds, "x", 8, ">="),
+        Row("(a) epoch-level, all runs: full re-run / query, service warm",
+            full / hot.seconds, "x", 20, ">="),
+        Row("(a) fixed cost, in-process engine, service cold", cold.fixed, "s", 1.5, "<="),
+        Row("(a) fixed cost, in-process engine, service warm", hot.fixed, "s", 0.3, "<="),
+        Row("(a) epoch-level, all runs: full re-run / query, private warm worker",
+            full / a.seconds, "x"),
         Row(f"(b) step-level, last {k} of {e} epochs: query / full re-run", b.seconds / full,
             "x", 1.2 * k / e, "<="),
         Row("(c) epoch-level: 1 worker / 2 workers", m["a1"].seconds / a.seconds, "x"),
@@ -622,6 +677,7 @@ COLUMNS = (
     ("query s", 7),
     ("cpu s", 6),
     ("replay s", 8),
+    ("fixed s", 7),
     ("EXPLAIN s", 9),
     ("est/act", 7),
     ("values equal", 12),
@@ -636,12 +692,12 @@ def _line(cells: Sequence[str]) -> str:
 def table_rows(m: dict[str, Measured], rerun: Recording, fdb: FlorDB) -> list[list[str]]:
     n = len(rerun.run_seconds)
     full = f"full re-run, {n} runs, {WORKERS} at once"
-    rows = [[full, "-", "-", f"{rerun.total:.2f}", f"{rerun.cpu:.1f}", "", "", "", "(oracle)"]]
+    rows = [[full, "-", "-", f"{rerun.total:.2f}", f"{rerun.cpu:.1f}", "", "", "", "", "(oracle)"]]
     rows += [_measured_row(key, r) for key, r in m.items()]
     if fdb.time is not None:
         label = f"(d) FlorDB 4.0.1 replay, {fdb.runs} run(s) of v2"
         wall, cpu = f"{fdb.time.wall:.2f}", f"{fdb.time.cpu:.1f}"
-        rows.append([label, "-", "-", wall, cpu, "", "", "", _yes(fdb.equal)])
+        rows.append([label, "-", "-", wall, cpu, "", "", "", "", _yes(fdb.equal)])
     return rows
 
 
@@ -649,6 +705,7 @@ def _measured_row(key: str, r: Measured) -> list[str]:
     ratio = f"{r.estimate / r.replay:.2f}" if r.replay else "-"
     label = f"({CONFIGS[key][0]}) {r.label}"
     times = [f"{r.task:.2f}", f"{r.seconds:.2f}", f"{r.cpu:.1f}", f"{r.replay:.2f}"]
+    times.append(f"{r.fixed:.2f}")
     return [label, str(r.tasks), *times, f"{r.estimate:.2f}", ratio, _yes(r.equal)]
 
 
@@ -659,16 +716,25 @@ def print_table(m: dict[str, Measured], rerun: Recording, fdb: FlorDB) -> None:
         print(_line(row))
     print("  task s: mean wall time of one task; query s: what the user waits (replay included);")
     print("  cpu s: CPU time of the query and its workers; replay s: the executor's wall time;")
+    print("  fixed s: query start to the first task running, plus the last task's end to the")
+    print("  answer; cpu s misses the tasks of a replay service (not this process's children);")
     print("  EXPLAIN s: EXPLAIN's estimate of the replay's wall time (start-ups, tasks at once)")
 
 
 def goal_lines(m: dict[str, Measured], rerun: Recording, sizes: Sizes, fdb: FlorDB) -> list[str]:
     full, a, b, k, e = rerun.total, m["a"], m["b"], sizes.k, sizes.epochs
     bound = 1.2 * k / e
+    cold, hot = m["a_svc_cold"], m["a_svc_warm"]
     lines = [
-        f"(a) epoch-level, all runs: full re-run {full:.1f} s / query {a.seconds:.2f} s = "
-        f"{full / a.seconds:.1f}x faster (goal >= 20x): {_met(full / a.seconds >= 20)}; "
-        f"in CPU time {rerun.cpu / a.cpu:.1f}x",
+        f"(a) epoch-level, all runs, replay service cold (the first query of the day): "
+        f"{full / cold.seconds:.1f}x faster (goal >= 8x): {_met(full / cold.seconds >= 8)}; "
+        f"fixed cost {cold.fixed:.2f} s (goal <= 1.5 s): {_met(cold.fixed <= 1.5)}",
+        f"(a) epoch-level, all runs, replay service warm (a second query): "
+        f"{full / hot.seconds:.1f}x faster (goal >= 20x): {_met(full / hot.seconds >= 20)}; "
+        f"fixed cost {hot.fixed:.2f} s (goal <= 0.3 s): {_met(hot.fixed <= 0.3)}",
+        f"(a) epoch-level, all runs, a private warm worker: full re-run {full:.1f} s / query "
+        f"{a.seconds:.2f} s = {full / a.seconds:.1f}x faster; in CPU time "
+        f"{rerun.cpu / a.cpu:.1f}x",
         f"(b) step-level, last {k} of {e} epochs: query {b.seconds:.2f} s = "
         f"{b.seconds / full:.2f} of the full re-run (goal <= 1.2 x {k}/{e} = {bound:.2f}, both "
         f"on {WORKERS} workers): {_met(b.seconds / full <= bound)}; in CPU time "

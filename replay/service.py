@@ -75,9 +75,8 @@ def enabled() -> bool:
 
 def identity() -> dict[str, str]:
     """What a client and a service must share: the interpreter and this florsql's source."""
-    import florsql
-
-    return {"python": sys.executable, "florsql": str(Path(florsql.__file__).resolve().parent)}
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {"python": sys.executable, "florsql": package}
 
 
 # -- the client side ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,17 @@ def git(repo: Path, *args: str) -> str:
         ["git", "-C", str(repo), *args], capture_output=True, check=True, text=True
     )
     return out.stdout
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    """``shutil.copytree(src, dst, symlinks=True)``, leaving out socket files (a replay
+    service's ``.florsql/replay.sock``, which copytree cannot copy)."""
+
+    def sockets(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(folder, n)).st_mode)]
+
+    shutil.copytree(src, dst, symlinks=True, ignore=sockets)
+    return dst
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None, commit: bool = True) -> Path:

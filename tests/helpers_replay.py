@@ -30,7 +30,7 @@ from filelock import FileLock
 import florsql
 from florsql.dbapi import Connection
 from florsql.replay import LocalExecutor, PlanExecutor
-from tests.helpers import make_repo, script_env, write
+from tests.helpers import copy_repo, make_repo, script_env, write
 
 MARK = "# hindsight"
 
@@ -227,8 +227,8 @@ def diff_rows(got: list[Row], want: list[Row], limit: int = 8) -> str:
 def copy_recorded(rec: Recorded, dest: Path) -> Recorded:
     """A copy of both repositories (stores too): a test starts from what was recorded, and
     test processes never share an index."""
-    shutil.copytree(rec.history, dest / "history", symlinks=True)
-    shutil.copytree(rec.oracle, dest / "oracle", symlinks=True)
+    copy_repo(rec.history, dest / "history")
+    copy_repo(rec.oracle, dest / "oracle")
     return Recorded(dest / "history", dest / "oracle")
 
 

@@ -18,7 +18,7 @@ from florsql.engine.session import Engine
 from florsql.errors import PlanError
 from florsql.propagate import propagate
 from florsql.replay import LocalExecutor, PlanExecutor
-from tests.helpers import git, make_repo, run_dirs, run_script, write
+from tests.helpers import copy_repo, git, make_repo, run_dirs, run_script, write
 
 MAIN = """
 import torch
@@ -137,10 +137,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def history(recorded: Path, tmp_path: Path) -> Path:
     """A copy of the recorded history whose working tree has today's statements."""
-    import shutil
 
     repo = tmp_path / "repo"
-    shutil.copytree(recorded, repo, symlinks=True)
+    copy_repo(recorded, repo)
     write(repo / "trainer.py", with_b0(TRAINER_V2))
     write(repo / "pkg/steps.py", with_out_mean(STEPS))
     return repo

@@ -30,7 +30,7 @@ from florsql.errors import PlanError
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.replay.remote import RayExecutor, parse_executor
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, run_script, write
+from tests.helpers import copy_repo, make_repo, run_script, write
 from tests.replay_scripts import OLD, PATCHED
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -126,7 +126,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         run_script(repo, "train.py", "--lr", lr, FLORSQL_CHECKPOINT_PERIOD="2")
     write(repo / "train.py", PATCHED)  # today's code: new statements, no new run
     local = hidden / "local"
-    shutil.copytree(repo, local, symlinks=True)
+    copy_repo(repo, local)
     empty = base / "empty"
     empty.mkdir()
     # Short temporary folders: Ray's socket paths must stay under the OS limit.
@@ -228,7 +228,7 @@ def test_ray_values_equal_the_local_executor(
 def test_cli_query_with_executor_ray(cluster: Cluster, tmp_path: Path) -> None:
     """``florsql query --executor ray`` with the cluster in RAY_ADDRESS, a fresh copy."""
     repo = cluster.hidden / "cli"
-    shutil.copytree(cluster.local_repo, repo, symlinks=True)
+    copy_repo(cluster.local_repo, repo)
     shutil.rmtree(replays_dir(repo), ignore_errors=True)
     for p in (repo / ".florsql").glob("index.*"):
         p.unlink()

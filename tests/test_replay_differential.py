@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import florsql
 from florsql.dbapi import Connection
 from florsql.replay import PlanExecutor
-from tests.helpers import git, make_repo, write
+from tests.helpers import copy_repo, git, make_repo, write
 from tests.helpers_replay import (
     Job,
     KeptWorkers,
@@ -133,7 +133,7 @@ def build_history(root: Path) -> None:
     with florsql.connect(oracle_repo, replay="off") as con:
         table = con.execute(f"SELECT {COLUMNS} FROM logs").fetch_arrow_table()
     pq.write_table(table, root / "wide.parquet")
-    shutil.copytree(repo, root / "full", symlinks=True)
+    copy_repo(repo, root / "full")
     with florsql.connect(root / "full", replay="auto") as full:
         fetch(full, "SELECT * FROM logs")  # replays every hindsight value of every run
 
@@ -146,7 +146,7 @@ def _executor(workers: KeptWorkers) -> PlanExecutor:
 def history(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[History]:
     shared = shared_dir(tmp_path_factory, worker_id, "differential", build_history)
     mine = tmp_path_factory.mktemp("differential")
-    shutil.copytree(shared / "full", mine / "full", symlinks=True)
+    copy_repo(shared / "full", mine / "full")
     oracle = duckdb.connect()
     oracle.execute(
         "CREATE TABLE wide AS SELECT * FROM read_parquet(?)", [str(shared / "wide.parquet")]
@@ -353,7 +353,7 @@ def test_queries_equal_replaying_everything_and_the_full_reruns(
     tmp = Path(tempfile.mkdtemp(dir=history.scratch))
     try:
         repo = tmp / "history"
-        shutil.copytree(history.repo, repo, symlinks=True)
+        copy_repo(history.repo, repo)
         with florsql.connect(repo, replay="auto", executor=_executor(history.workers)) as con:
             for i, q in enumerate(seq):
                 got, notes = fetch(con, q.florsql(), q.params, ordered=q.ordered)

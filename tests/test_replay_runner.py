@@ -10,7 +10,7 @@ import pytest
 from florsql.errors import ReplayError
 from florsql.replay import LocalExecutor, Patch, Progress, RunRequest, run_replay
 from florsql.store.index import Index
-from tests.helpers import git, make_repo, run_dirs, run_script, write
+from tests.helpers import copy_repo, git, make_repo, run_dirs, run_script, write
 from tests.replay_scripts import OLD, PATCHED
 
 Values = dict[tuple[float, str, int | None, int | None], object]
@@ -70,7 +70,7 @@ def _fresh_copy(history: tuple[Path, Values], tmp_path: Path) -> Path:
     import shutil
 
     repo = tmp_path / "repo"
-    shutil.copytree(history[0], repo, symlinks=True)
+    copy_repo(history[0], repo)
     shutil.rmtree(repo / ".florsql" / "index.duckdb", ignore_errors=True)
     for p in (repo / ".florsql").glob("index.*"):
         p.unlink()

@@ -17,7 +17,7 @@ import pytest
 from florsql.engine import Engine
 from florsql.plan.tasks import at_once
 from florsql.replay import LocalExecutor, PlanExecutor
-from tests.helpers import make_repo, run_dirs, run_script, write
+from tests.helpers import copy_repo, make_repo, run_dirs, run_script, write
 
 OLD = """
 import os
@@ -61,9 +61,8 @@ def _recorded(repo: Path) -> tuple[int, int]:
 
 
 def _copy(history: Path, dest: Path) -> Path:
-    import shutil
 
-    shutil.copytree(history, dest, symlinks=True)
+    copy_repo(history, dest)
     return dest
 
 
