@@ -41,6 +41,7 @@ def test_report_has_every_figure_against_its_goal(
         ],
         [results.Series("replay_vs_workers", "epoch-level", [1, 2], [3.0, 2.0])],
         quick=True,
+        extra={"task_phases": {"a": {"start": 0.01, "load": 0.025, "restores": 4.0}}},
     )
     results.write("record_overhead", [results.Row("overhead %", 0.5, "%", 1, "<=")])
     out = tmp_path / "out" / "report.md"
@@ -53,6 +54,9 @@ def test_report_has_every_figure_against_its_goal(
     assert "| 1 s | FlorDB / this >= 10x | yes | 12 s | 12x |" in rows[2]
     assert "| record_overhead | overhead % | 0.5% | <= 1% | yes |" in text
     assert "`hindsight` (quick)" in text
+    assert "Replay task phases, `hindsight`" in text
+    assert "| configuration | start | load | restores |" in text
+    assert "| a | 0.01 | 0.025 | 4 |" in text
     if importlib.util.find_spec("matplotlib") is not None:  # the bench extra
         assert (out.parent / "replay_vs_workers.png").is_file()
         assert "![replay_vs_workers](replay_vs_workers.png)" in text
