@@ -74,9 +74,13 @@ def phase_tables(docs: list[dict[str, Any]]) -> list[str]:
         lines.append("| configuration | " + " | ".join(cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
         for key, p in phases.items():
-            cells = [f"{p[c]:.3g}" if c in p else "" for c in cols]
+            cells = [_phase(c, p[c]) if c in p else "" for c in cols]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _phase(column: str, value: float) -> str:
+    return f"{value:g}" if column == "restores" else f"{value:.3f}"
 
 
 def plots(docs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
