@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/query_latency.py $(BENCH)
 	$(PY) benchmarks/hindsight.py $(BENCH)
 	$(PY) benchmarks/threads.py $(BENCH)
-	$(PY) benchmarks/ray_executor.py
+	$(PY) benchmarks/ray_executor.py $(BENCH)
 	$(PY) benchmarks/flight.py $(BENCH)
 	$(PY) benchmarks/flight_load.py $(BENCH)
 	$(PY) benchmarks/report.py

@@ -53,7 +53,7 @@ from results import Row, Series, write  # noqa: E402
 from florsql.engine.session import Engine  # noqa: E402
 from florsql.replay import LocalExecutor, PlanExecutor  # noqa: E402
 from florsql.store import layout  # noqa: E402
-from florsql.store.replays import read_manifest  # noqa: E402
+from florsql.store.replays import DONE, read_manifest, replays_dir  # noqa: E402
 
 FLORDB_VENV = Path("/tmp/flordb-venv")
 WORKERS = 2
@@ -348,6 +348,31 @@ class Measured:
     task: float  # mean seconds of one task (fork or interpreter start to done)
     equal: bool
     fixed: float = 0.0  # query start to the first task running, plus last task end to answer
+    phases: dict[str, float] = field(default_factory=dict)  # mean seconds per task, per phase
+
+
+#: The phases of a replay task's time, as its worker records them in done.json ("timings"; see
+#: florsql/record/replay_mode.py, Phases), and "exit": from done.json to the executor seeing
+#: the task end (handing the task over, the process's exit, noticing it, reading its markers).
+PHASES = ("start", "setup", "module", "load", "restore", "loop", "after", "write", "other")
+
+
+def task_phases(repo: Path, seconds: dict[str, float]) -> dict[str, float]:
+    """Mean seconds per task of each phase, from the tasks' done.json (``seconds``: each task's
+    wall time as the executor saw it, by task id)."""
+    sums: dict[str, float] = dict.fromkeys((*PHASES, "restores"), 0.0)
+    n = 0
+    for path in replays_dir(repo).glob(f"*/*/{DONE}"):
+        doc = json.loads(path.read_text())
+        timings = doc.get("timings")
+        if not timings:
+            continue
+        n += 1
+        for key in (*PHASES, "restores"):
+            sums[key] += float(timings.get(key, 0.0))
+        if doc["task_id"] in seconds:  # the executor's clock starts at submission
+            sums["other"] += max(0.0, seconds[doc["task_id"]] - float(timings["total"]))
+    return {k: v / n for k, v in sums.items()} if n else {}
 
 
 def fresh_copy(history: Path, where: Path) -> Path:
@@ -414,11 +439,14 @@ def measure(
     if service:
         start = "service, warm" if warmup else "service, cold"
     label = f"{work.label}, {workers} worker{'s' * (workers > 1)} {start}"
-    shutil.rmtree(repo.parent, ignore_errors=True)  # its service, if any, exits with it
     equal = got == work.expected(oracle)
     n = len(report.results)
     task = sum(r.seconds for r in report.results) / max(1, n)
-    return Measured(label, t.wall, t.cpu, report.seconds, estimate, n, task, equal, fixed)
+    phases = task_phases(repo, {r.task_id: r.seconds for r in report.results})
+    shutil.rmtree(repo.parent, ignore_errors=True)  # its service, if any, exits with it
+    return Measured(
+        label, t.wall, t.cpu, report.seconds, estimate, n, task, equal, fixed=fixed, phases=phases
+    )
 
 
 # -- FlorDB 4.0.1, by subprocess from its own venv ------------------------------------------------
@@ -646,7 +674,8 @@ def write_results(
         Series("replay_vs_workers", f"step-level, last {k} of {e}",
                [1.0, float(WORKERS)], [m["b1"].seconds, b.seconds]),
     ]  # fmt: skip
-    write("hindsight", rows, series, quick=quick)
+    phases = {key: r.phases for key, r in m.items() if r.phases}
+    write("hindsight", rows, series, quick=quick, extra={"task_phases": phases})
 
 
 def startup_costs() -> tuple[float, float]:
@@ -719,6 +748,22 @@ def print_table(m: dict[str, Measured], rerun: Recording, fdb: FlorDB) -> None:
     print("  fixed s: query start to the first task running, plus the last task's end to the")
     print("  answer; cpu s misses the tasks of a replay service (not this process's children);")
     print("  EXPLAIN s: EXPLAIN's estimate of the replay's wall time (start-ups, tasks at once)")
+
+
+def print_phases(m: dict[str, Measured]) -> None:
+    """Where a replay task's time goes: the mean per task of each phase, per configuration."""
+    print("where a task's time goes (mean s per task, from the tasks' done.json):")
+    cols = (*PHASES, "restores")
+    print("  " + "configuration".ljust(8) + "".join(f" {c:>8}" for c in cols))
+    for key, r in m.items():
+        if r.phases:
+            cells = "".join(f" {r.phases.get(c, 0.0):8.3f}" for c in cols)
+            print("  " + f"({key})".ljust(8) + cells)
+    print("  start: fork (warm) or interpreter start and the imports before florsql's (cold) to")
+    print("  the script; setup: the worker's own start; module: the script's module-level code")
+    print("  to its outer loop; load/restore: reading checkpoints / putting them back (restores:")
+    print("  how many); loop: the iterations run; after: code after the loop; write: the last")
+    print("  flush; other: the executor's time around the task (hand-over, exit, reaping)")
 
 
 def goal_lines(m: dict[str, Measured], rerun: Recording, sizes: Sizes, fdb: FlorDB) -> list[str]:
@@ -820,6 +865,7 @@ def report(
     print()
     print_setup(hist, rerun, sizes)
     print_table(m, rerun, fdb)
+    print_phases(m)
     print("goals:")
     for line in goal_lines(m, rerun, sizes, fdb):
         print("  " + line)

@@ -38,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import Row, write  # noqa: E402
+
 from florsql.engine import Engine  # noqa: E402
 from florsql.engine.frame import dataframe  # noqa: E402
 from tests.helpers_sql import write_bulk_run  # noqa: E402
@@ -163,7 +165,10 @@ def time_flordb(python: Path, repo: Path, reps: int) -> tuple[float, float, int]
     return float(p50), float(p95), int(n)
 
 
-def bench_size(label: str, root: Path, reps: int, flordb: Path | None) -> list[str]:
+def bench_size(
+    label: str, root: Path, reps: int, flordb: Path | None, rows: list[Row]
+) -> list[str]:
+    """Print lines for one history size; its figures are appended to ``rows``."""
     import duckdb
 
     runs, epochs, steps = SIZES[label]
@@ -177,7 +182,9 @@ def bench_size(label: str, root: Path, reps: int, flordb: Path | None) -> list[s
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         eng.execute(QUERIES["a filter+agg/epoch"][0])
-        lines.append(f"   cold (refresh + stats + pivot): {time.perf_counter() - t0:.2f}s")
+        cold = time.perf_counter() - t0
+        lines.append(f"   cold (refresh + stats + pivot): {cold:.2f}s")
+        rows.append(Row(f"{label}: first query (refresh + stats + pivot)", cold, "s"))
         flat = duckdb.connect()
         flat.register("wide", eng.execute("SELECT * FROM logs").table)
         flat.execute("CREATE TABLE flat AS SELECT * FROM wide")
@@ -193,14 +200,19 @@ def bench_size(label: str, root: Path, reps: int, flordb: Path | None) -> list[s
                 f"   ratio {p50 / f50:4.2f}   (new text each time: p50 {fresh:6.1f} ms,"
                 f" ratio {fresh / f50:4.2f})"
             )
+            note = f"p50 {p50:.1f} ms, floor {f50:.1f} ms; planned afresh: {fresh / f50:.2f}x"
+            rows.append(Row(f"{label}: ({name}) p50 / flat DuckDB floor", p50 / f50, "x",
+                            note=note))  # fmt: skip
         p50, p95 = timed(lambda: eng.execute(f"{HINDSIGHT} -- {next(counter)}"), reps)
         lines.append(
             f"   {'d EXPLAIN hindsight':24s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
             "   (new text each time: planned afresh)"
         )
+        rows.append(Row(f"{label}: (d) EXPLAIN of a hindsight query, p50", p50, "ms"))
         names = ("loss", "grad_norm", "lr_now")
         p50, p95 = timed(lambda: dataframe(*names, engine=eng), max(3, reps // 3))
         line = f"   {'e dataframe 3 names':24s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+        fl50: float | None = None
         if flordb is None:
             line += "   FlorDB 4.0.1: not installed"
         elif label == "10m":
@@ -211,6 +223,7 @@ def bench_size(label: str, root: Path, reps: int, flordb: Path | None) -> list[s
             fl50, _, n = time_flordb(flordb, repo, 3 if label == "100k" else 1)
             line += f"   FlorDB {fl50:8.1f} ms ({n:,} rows vs {n_ours:,})  ratio {p50 / fl50:5.3f}"
         lines.append(line)
+        rows.append(Row(f"{label}: (e) dataframe of 3 names, p50", p50, "ms", flordb=fl50))
     return lines
 
 
@@ -231,12 +244,18 @@ def main(argv: list[str] | None = None) -> None:
     flordb = flordb_python()
     missing = "not available (pip install flordb==4.0.1 into /tmp/flordb-venv)"
     print(f"florsql query latency ({os.cpu_count()} cores); FlorDB 4.0.1: {flordb or missing}")
+    print(f"load average: {os.getloadavg()[0]:.1f}")
+    rows: list[Row] = []
     try:
         for label in sizes:
-            print("\n".join(bench_size(label, root, args.reps, flordb)), flush=True)
+            print("\n".join(bench_size(label, root, args.reps, flordb, rows)), flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+    notes = "no goal in an issue: ratios to the same query over a flat DuckDB table (the floor)"
+    if flordb is None:
+        notes += "; FlorDB 4.0.1 not installed"
+    write("query_latency", rows, quick=args.quick, notes=notes)
 
 
 if __name__ == "__main__":

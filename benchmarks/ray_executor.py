@@ -15,14 +15,17 @@ statement (warm). Printed: wall time per query, tasks, the per-task
 overhead ``(ray - local) / tasks``, the ratio ray/local against the goal (<= 1.3x), the bytes
 shipped (version tarball once per vid, checkpoint bytes per task), and whether the values equal.
 
-Run: ``.venv/bin/python benchmarks/ray_executor.py [--runs 4] [--epochs 8]`` (about 3 minutes on
-2 loaded cores, most of it starting Ray).
+Run: ``.venv/bin/python benchmarks/ray_executor.py [--runs 4] [--epochs 8] [--quick]`` (about 3
+minutes on 2 loaded cores, most of it starting Ray; ``--quick``: 2 runs x 4 epochs). The figures
+go to ``benchmarks/results/ray_executor.json``; without Ray (``pip install 'florsql[ray]'``) the
+file has no rows, only a note saying so.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -35,6 +38,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Row, write  # noqa: E402
 
 from florsql.engine.session import Engine  # noqa: E402
 from florsql.replay import LocalExecutor, PlanExecutor, RayExecutor  # noqa: E402
@@ -198,12 +204,29 @@ def shipped(repo: Path) -> tuple[int, int, int]:
     return tasks, len(tar), ckpt
 
 
+def unavailable() -> str | None:
+    """Why this benchmark cannot run here, or None."""
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'florsql[ray]'): no figures"
+    if not Path(RAY).exists():
+        return "no `ray` command beside this Python (its venv's bin): no figures"
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="2 runs x 4 epochs")
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.epochs = 2, 4
+    reason = unavailable()
+    if reason is not None:
+        print(reason)
+        write("ray_executor", [], quick=args.quick, notes=reason)
+        return
     base = args.dir or Path(tempfile.mkdtemp(prefix="florsql-ray-bench-"))
     hide = base / "repos"
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
@@ -215,9 +238,16 @@ def main() -> None:
     temp_dirs = [tempfile.mkdtemp(prefix="frbh"), tempfile.mkdtemp(prefix="frbw")]
     results: dict[str, list[float]] = {}
     values: dict[str, list[Any]] = {}
+    hidden = False
     try:
         t0 = time.perf_counter()
-        gcs, hidden = start_cluster(hide, temp_dirs)
+        try:
+            gcs, hidden = start_cluster(hide, temp_dirs)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            note = f"the two-node Ray cluster did not start ({e}): no figures"
+            print(note)
+            write("ray_executor", [], quick=args.quick, notes=note)
+            raise SystemExit(1) from None
         seen = "hidden from" if hidden else "visible to"
         print(f"two-node cluster up in {time.perf_counter() - t0:.1f} s (repositories {seen} "
               "the worker node)")  # fmt: skip
@@ -244,16 +274,28 @@ def main() -> None:
     per_query = tasks / len(STMTS)
     print(f"\n{'query':<22}{'local s':>10}{'ray s':>10}{'ratio':>8}{'goal':>7}"
           f"{'overhead/task':>15}")  # fmt: skip
+    rows: list[Row] = []
     for k, label in enumerate(["first (cold workers)", "second (warm)"]):
         lo, ra = results["local"][k], results["ray"][k]
         over = (ra - lo) / per_query
         print(f"{label:<22}{lo:>10.2f}{ra:>10.2f}{ra / lo:>7.2f}x{GOAL:>6.1f}x{over:>13.3f} s")
+        note = f"local {lo:.2f} s, Ray {ra:.2f} s, {per_query:.0f} tasks"
+        rows.append(Row(f"Ray / local, {label} query", ra / lo, "x", GOAL, "<=", note=note))
+        rows.append(Row(f"Ray per-task overhead, {label} query", over, "s"))
     print(f"\ntasks per query: {per_query:.0f}; version tarball: {tar_bytes / 1024:.0f} KiB, put "
           f"once per vid per replay; checkpoints restored: {ckpt_bytes / max(tasks, 1) / 1024:.1f}"
           " KiB per task")  # fmt: skip
     same = all(values[f"local-{n}"] == values[f"ray-{n}"] for n in STMTS)
     filled = all(any(r[n] is not None for r in values[f"ray-{n}"]) for n in STMTS)
     print(f"values equal: {'yes' if same and filled else 'no'}")
+    rows.append(Row("checkpoint bytes shipped per task", ckpt_bytes / max(tasks, 1) / 1024, "KiB"))
+    rows.append(Row("version tarball, put once per vid", tar_bytes / 1024, "KiB"))
+    where = "hidden from" if hidden else "visible to (not root, or no unshare)"
+    notes = (
+        f"{args.runs} runs x {args.epochs} epochs; repositories {where} the worker node; "
+        f"values equal: {'yes' if same and filled else 'NO'}"
+    )
+    write("ray_executor", rows, quick=args.quick, notes=notes)
     if args.dir is None:
         shutil.rmtree(base, ignore_errors=True)
     if not (same and filled):

@@ -62,6 +62,27 @@ def table(docs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def phase_tables(docs: list[dict[str, Any]]) -> list[str]:
+    """Where a replay task's time goes: each benchmark's ``task_phases`` (mean s per task)."""
+    lines: list[str] = []
+    for doc in docs:
+        phases = (doc.get("extra") or {}).get("task_phases") or {}
+        if not phases:
+            continue
+        cols = list(dict.fromkeys(c for p in phases.values() for c in p))
+        lines += ["", f"Replay task phases, `{doc['benchmark']}` (mean seconds per task):", ""]
+        lines.append("| configuration | " + " | ".join(cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for key, p in phases.items():
+            cells = [_phase(c, p[c]) if c in p else "" for c in cols]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _phase(column: str, value: float) -> str:
+    return f"{value:g}" if column == "restores" else f"{value:.3f}"
+
+
 def plots(docs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     """One PNG per plot that has a series; none without matplotlib."""
     try:
@@ -111,7 +132,7 @@ def render(docs: list[dict[str, Any]], out: Path) -> str:
                 f"- `{d['benchmark']}` ({mode}): {d.get('when', '?')}, {d.get('cores', '?')} "
                 f"cores, load average {d.get('load', '?')}{note}"
             )
-        lines += ["", *table(docs)]
+        lines += ["", *table(docs), *phase_tables(docs)]
     for png in pngs:
         lines += ["", f"![{png.stem}]({png.name})"]
     text = "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,8 +77,11 @@ def write(
     *,
     quick: bool = False,
     notes: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``<name>.json`` with this run's figures; returns its path."""
+    """Write ``<name>.json`` with this run's figures; returns its path. ``extra``: more of the
+    run's measurements, kept as they are (e.g. hindsight's ``task_phases``: where a replay
+    task's time goes, which the report shows as a table of its own)."""
     out = folder()
     out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -89,6 +93,7 @@ def write(
         "notes": notes,
         "rows": [asdict(r) for r in rows],
         "series": [asdict(s) for s in series],
+        "extra": extra or {},
     }
     path = out / f"{name}.json"
     tmp = path.with_suffix(".tmp")

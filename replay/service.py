@@ -505,6 +505,7 @@ class Service:
             why = "it is stopping" if self.stopping else f"it serves only {self.root}"
             self._reply(client, {"id": task["id"], "refused": f"the replay service refused: {why}"})
             return
+        received = time.time()
         pid = os.fork()
         if pid == 0:
             try:
@@ -526,7 +527,7 @@ class Service:
                     os.environ.clear()
                     os.environ.update(environ)
             finally:
-                zygote._child(task)  # never returns
+                zygote._child(task, received)  # never returns
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.setpgid(pid, pid)  # also here: a kill right after the fork finds the group
         print(f"task {task['id']}: pid {pid}", flush=True)

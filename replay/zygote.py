@@ -26,6 +26,7 @@ import runpy
 import select
 import signal
 import sys
+import time
 from typing import Any
 
 #: Heavy modules their parents import lazily, on first use: preloaded along with the parent.
@@ -39,6 +40,11 @@ COMPANIONS = {"torch": ("torch._dynamo",)}
 WORKER_MODULES = ("florsql.record.api", "florsql.record.replay_mode")
 
 
+#: ``"<task line read>,<script started>"`` (``time.time()``), set in each forked task for the
+#: replay worker's phase timings (:mod:`florsql.record.replay_mode`).
+TASK_TIMES = "FLORSQL_TASK_TIMES"
+
+
 def preload(modules: list[str]) -> list[str]:
     loaded = []
     for name in [m for base in modules for m in (base, *COMPANIONS.get(base, ()))]:
@@ -47,7 +53,17 @@ def preload(modules: list[str]) -> list[str]:
             loaded.append(name)
         except Exception:
             continue
+    _warm_worker()
     return loaded
+
+
+def _warm_worker() -> None:
+    """The replay worker's first-use costs (its writer's first Arrow write, torch's first
+    checkpoint load: ~60 ms per task, measured), paid here once instead of in every task."""
+    with contextlib.suppress(Exception):  # only a slower task if it fails
+        # By name, as the worker modules are preloaded: the zygote runs the record side's
+        # code for its tasks but does not depend on it (docs/architecture.md's layers).
+        importlib.import_module("florsql.record.replay_mode").warm_up()
 
 
 def _set_threads(counts: list[int] | None) -> None:
@@ -63,8 +79,8 @@ def _set_threads(counts: list[int] | None) -> None:
             torch.set_num_interop_threads(int(counts[1]))
 
 
-def _child(task: dict[str, Any]) -> None:
-    """Runs in the forked child; never returns."""
+def _child(task: dict[str, Any], received: float) -> None:
+    """Runs in the forked child; never returns. ``received``: when the zygote read the task."""
     code = 1
     try:
         os.chdir(task["cwd"])
@@ -76,6 +92,9 @@ def _child(task: dict[str, Any]) -> None:
         sys.argv = [task["script"], *task["argv"]]
         sys.path[0] = os.path.dirname(os.path.abspath(task["script"]))
         _set_threads(task.get("threads"))
+        # The worker's phase timings (done.json) start from here: the task line read, then
+        # the fork and the set-up above, until the script's first line.
+        os.environ[TASK_TIMES] = f"{received!r},{time.time()!r}"
         try:
             runpy.run_path(task["script"], run_name="__main__")
             code = 0
@@ -96,6 +115,9 @@ def serve(modules: list[str]) -> None:
     ready = preload(modules)
     print(json.dumps({"ready": ready}), flush=True)
     children: dict[int, str] = {}
+    # pid -> a pidfd of each child (Linux): select() wakes the moment a task ends, instead of
+    # polling for it (up to 20 ms late per task, measured in the tasks' "other" time).
+    watched: dict[int, int] = {}
     buffer = b""
     stdin_open = True
     quitting = False
@@ -103,8 +125,9 @@ def serve(modules: list[str]) -> None:
         if stdin_open:
             # Raw reads, not sys.stdin: a buffered reader can swallow a second task line that
             # select() then never reports.
-            readable, _, _ = select.select([0], [], [], 0.02)
-            if readable:
+            timeout = None if len(watched) == len(children) else 0.02
+            readable, _, _ = select.select([0, *watched.values()], [], [], timeout)
+            if 0 in readable:
                 chunk = os.read(0, 65536)
                 if not chunk and not quitting:
                     # The query process died (kill -9, crash): end every task now, so nothing
@@ -121,18 +144,23 @@ def serve(modules: list[str]) -> None:
                     if "preload" in task:
                         print(json.dumps({"ready": preload(task["preload"])}), flush=True)
                         continue
+                    received = time.time()
                     pid = os.fork()
                     if pid == 0:
-                        _child(task)
+                        _child(task, received)
                     children[pid] = task["id"]
-        _reap(children, block=not stdin_open)
+                    with contextlib.suppress(AttributeError, OSError):  # no pidfds: poll
+                        watched[pid] = os.pidfd_open(pid)
+        _reap(children, watched, block=not stdin_open)
 
 
-def _reap(children: dict[int, str], block: bool) -> None:
+def _reap(children: dict[int, str], watched: dict[int, int], block: bool) -> None:
     while children:
         pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
         if pid == 0:
             return
+        if pid in watched:
+            os.close(watched.pop(pid))
         task_id = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         print(json.dumps({"id": task_id, "returncode": code}), flush=True)

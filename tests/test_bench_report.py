@@ -41,6 +41,7 @@ def test_report_has_every_figure_against_its_goal(
         ],
         [results.Series("replay_vs_workers", "epoch-level", [1, 2], [3.0, 2.0])],
         quick=True,
+        extra={"task_phases": {"a": {"start": 0.01, "load": 0.025, "restores": 4.0}}},
     )
     results.write("record_overhead", [results.Row("overhead %", 0.5, "%", 1, "<=")])
     out = tmp_path / "out" / "report.md"
@@ -53,6 +54,9 @@ def test_report_has_every_figure_against_its_goal(
     assert "| 1 s | FlorDB / this >= 10x | yes | 12 s | 12x |" in rows[2]
     assert "| record_overhead | overhead % | 0.5% | <= 1% | yes |" in text
     assert "`hindsight` (quick)" in text
+    assert "Replay task phases, `hindsight`" in text
+    assert "| configuration | start | load | restores |" in text
+    assert "| a | 0.010 | 0.025 | 4 |" in text
     if importlib.util.find_spec("matplotlib") is not None:  # the bench extra
         assert (out.parent / "replay_vs_workers.png").is_file()
         assert "![replay_vs_workers](replay_vs_workers.png)" in text
@@ -63,3 +67,25 @@ def test_report_without_results_says_so(tmp_path: Path) -> None:
     out = tmp_path / "report.md"
     assert report.main(["--results", str(tmp_path / "none"), "--out", str(out)]) == 0
     assert "No benchmark results found" in out.read_text()
+
+
+def test_every_benchmark_of_make_bench_writes_its_figures() -> None:
+    """`make bench` runs each script, then report.py: each must hand its figures to
+    results.write (a script that only prints would be missing from the report)."""
+    import ast
+    import re
+
+    makefile = (BENCH.parent / "Makefile").read_text()
+    recipe = makefile.split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    scripts = re.findall(r"benchmarks/(\w+)\.py", recipe)
+    assert "record_overhead" in scripts and "ray_executor" in scripts
+    for name in (s for s in scripts if s != "report"):
+        tree = ast.parse((BENCH / f"{name}.py").read_text())
+        calls = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "write"
+        ]
+        assert any(
+            isinstance(c.args[0], ast.Constant) and c.args[0].value == name for c in calls
+        ), f"{name}.py never calls write({name!r}, ...)"

@@ -195,3 +195,55 @@ def test_a_failing_replay_writes_its_failure_marker(recorded: tuple[Path, dict])
     marker = json.loads((out / FAILED).read_text())
     assert marker["iteration"] == 4 and "ZeroDivisionError" in marker["error"]
     assert not (out / DONE).exists()
+
+
+#: The phases a task's done.json times (seconds), as florsql.record.replay_mode.Phases says.
+PHASES = ("start", "setup", "module", "load", "restore", "loop", "after", "write")
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh interpreter", "warm worker"])
+def test_done_marker_carries_the_tasks_phase_timings(
+    recorded: tuple[Path, dict[Key, object]], warm: bool
+) -> None:
+    """done.json says where the task's time went; both ways a task starts (a fresh interpreter,
+    or a fork of the warm worker) fill every phase, and the replay's values are unchanged."""
+    from florsql.replay.executors import LocalExecutor
+    from florsql.replay.tasks import Task
+
+    repo, oracle = recorded
+    run = run_dirs(repo)[0]
+    name = f"timed_{'warm' if warm else 'cold'}"
+    out = repo.parent / "out" / name
+    steps = _steps(repo, ["wnorm"], [3, 4])
+    spec = ReplaySpec(
+        replay_id="r",
+        task_id=name,
+        run_id=run.name,
+        vid="v",
+        run_dir=str(run),
+        out_dir=str(out),
+        names=["wnorm"],
+        loop="epoch",
+        iterations=[3, 4],
+        steps=steps,
+        total=6,
+    )
+    spec_path = repo.parent / f"{name}.json"
+    spec.write(spec_path)
+    task = Task(spec, spec_path, repo, repo / "patched.py", repo, ["--lr", "0.2"])
+    executor = LocalExecutor(1, warm=warm)
+    try:
+        [result] = executor.run([task])
+    finally:
+        executor.close()
+    assert result.ok, result
+    assert _values(out) == {k: v for k, v in oracle.items() if k[0] == "wnorm" and k[1] in (3, 4)}
+    timings = json.loads((out / DONE).read_text())["timings"]
+    assert set(timings) == {*PHASES, "total", "restores"}
+    # One checkpoint load per restore the plan asked for, and no more.
+    assert timings["restores"] == sum(1 for _, mode, restore in steps if restore is not None)
+    assert timings["restores"] >= 1
+    assert all(isinstance(timings[p], float) and timings[p] >= 0 for p in (*PHASES, "total"))
+    assert timings["start"] > 0 and timings["module"] > 0 and timings["load"] > 0
+    # The phases are consecutive pieces of the task's time (rounded to the microsecond).
+    assert sum(timings[p] for p in PHASES) <= timings["total"] + 1e-4

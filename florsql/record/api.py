@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # the runtime loads at a script's first record call, keeping 
     from florsql.record.runtime import Lifecycle
 
 T = TypeVar("T")
+
+#: When this process imported florsql: a fresh replay worker's script start (its phase timings).
+IMPORTED = time.time()
 
 
 class Recorder(Protocol):

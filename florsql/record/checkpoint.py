@@ -137,7 +137,11 @@ def serialize(payload: dict[str, Any]) -> bytes:
 
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint file; torch files load with ``weights_only=True`` first."""
-    data = Path(path).read_bytes()
+    return load_bytes(Path(path).read_bytes(), path)
+
+
+def load_bytes(data: bytes, path: Path | str) -> dict[str, Any]:
+    """A checkpoint from its bytes (``path``: where they came from, for the error)."""
     if data[:2] == b"PK":  # torch's zip format
         import torch
 

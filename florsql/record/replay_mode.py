@@ -52,10 +52,92 @@ def set_torch_threads(counts: list[int] | None) -> None:
             torch.set_num_interop_threads(int(counts[1]))
 
 
+def warm_up() -> None:
+    """Do once in a warm worker (:mod:`florsql.replay.zygote`), before it forks tasks, what every
+    task's worker would otherwise do first: the segment writer's first Arrow conversion and IPC
+    write, and, where torch is loaded, a first checkpoint load (torch's safe unpickler)."""
+    from florsql.record.writer import warm_up as warm_writer
+
+    warm_writer()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        payload = ckpt.capture({})
+        payload["states"]["warm"] = {"weight": torch.zeros(2)}
+        ckpt.load_bytes(ckpt.serialize(payload), "warm-up")
+
+
+class Phases:
+    """Where a replay task's time goes (seconds, in its ``done.json`` as ``"timings"``).
+
+    ``start``: from the task's process start (the fork, or a fresh interpreter's exec) to the
+    script's first line (a fresh interpreter: to ``import florsql``, the script's imports before
+    it included); ``module``: the script's module-level code until the outer ``flor.loop``, less
+    ``setup`` (this worker's own start: the spec, the run's files, the segment writer);
+    ``load``: reading checkpoints (``restores`` of them); ``restore``: putting their state into
+    the registered objects and locals; ``loop``: the iterations run, less ``load`` and
+    ``restore``; ``after``: the script after the loop (``after_loop`` tasks); ``write``: the last
+    flush and the writer's end, before ``done.json``; ``total``: process start to ``done.json``.
+    """
+
+    def __init__(self) -> None:
+        self.process, self.script = _task_start()
+        self.created = time.time()
+        self.setup = 0.0
+        self.loop_in: float | None = None  # the outer loop's first call
+        self.loop_out: float | None = None  # the outer loop's end
+        self.load = 0.0
+        self.restore = 0.0
+        self.restores = 0
+
+    def done(self, write: float) -> dict[str, Any]:
+        now = time.time()
+        loop_in = self.loop_in if self.loop_in is not None else now
+        loop_out = self.loop_out if self.loop_out is not None else now - write
+        out = {
+            "start": self.script - self.process,
+            "setup": self.setup,
+            "module": loop_in - self.script - self.setup,
+            "load": self.load,
+            "restore": self.restore,
+            "loop": loop_out - loop_in - self.load - self.restore,
+            "after": max(0.0, now - write - loop_out),
+            "write": write,
+            "total": now - self.process,
+        }
+        timings: dict[str, Any] = {k: round(max(0.0, v), 6) for k, v in out.items()}
+        timings["restores"] = self.restores
+        return timings
+
+
+def _task_start() -> tuple[float, float]:
+    """(process start, script start) of this task, as ``time.time()``: a forked task's come from
+    the warm worker (``FLORSQL_TASK_TIMES``); a fresh interpreter's from /proc (Linux) and from
+    when the script imported florsql."""
+    from florsql.record import api
+
+    times = os.environ.get("FLORSQL_TASK_TIMES", "")
+    with contextlib.suppress(ValueError):
+        received, script = (float(t) for t in times.split(","))
+        return received, script
+    return _process_start(api.IMPORTED), api.IMPORTED
+
+
+def _process_start(fallback: float) -> float:
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return fallback
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 class ReplayRun:
     """The record API's state in a replay worker."""
 
     def __init__(self, spec: ReplaySpec) -> None:
+        self.phases = Phases()
         self.spec = spec
         set_torch_threads(spec.torch_threads)
         self.out = Path(spec.out_dir)
@@ -85,6 +167,7 @@ class ReplayRun:
         self.started = time.time()
         self.ran: dict[str, list[int]] = {"full": [], "rest": []}
         self.left_at: int | None = None
+        self.phases.setup = time.time() - self.phases.created
 
     # -- record API ----------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
@@ -118,6 +201,8 @@ class ReplayRun:
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not self.frames and name == self.spec.loop:
+            if self.phases.loop_in is None:
+                self.phases.loop_in = time.time()
             self.outer_frame = frame_state.user_frame()
             return self._outer(name, iterable)
         if (
@@ -204,10 +289,13 @@ class ReplayRun:
                 self.outer, self.step, self.restored = None, None, True
                 self.flush()
                 if j == last and not self.spec.after_loop:
+                    self.phases.loop_out = time.time()
                     self.finish()
                     _stop()
         finally:
             self.frames.pop()
+        if self.phases.loop_out is None:
+            self.phases.loop_out = time.time()
         if not self.spec.after_loop:
             self.finish()
             _stop()
@@ -215,7 +303,9 @@ class ReplayRun:
     def _restore(self, iteration: int, inner_frame: FrameType | None = None) -> None:
         if iteration not in self.manifest:
             raise RuntimeError(f"the run has no checkpoint at {self.spec.loop} {iteration}")
+        t0 = time.time()
         payload = ckpt.load(self.run_dir / layout.CHECKPOINTS / self.manifest[iteration][1])
+        t1 = time.time()
         missing = set(payload["states"]) | set(payload["pickled"])
         ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
         saved = payload.get("locals") or {}
@@ -227,6 +317,9 @@ class ReplayRun:
             frame_state.restore(
                 inner_frame, frame_state.Capture.from_payload(saved.get("inner")), self.objs
             )
+        self.phases.load += t1 - t0
+        self.phases.restore += time.time() - t1
+        self.phases.restores += 1
 
     # -- ending --------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -247,6 +340,7 @@ class ReplayRun:
         if self.finished:
             return
         self.finished = True
+        t0 = time.time()
         self.flush()
         self.writer.stop()
         marker = {
@@ -257,6 +351,7 @@ class ReplayRun:
             "logs": self.seq,
             "pid": os.getpid(),
             "ran": self.ran,
+            "timings": self.phases.done(time.time() - t0),
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
 
