@@ -200,6 +200,17 @@ def _progress_bar(progress: Any) -> None:
     click.echo("\r\033[K" + progress_line(progress), err=True, nl=False)
 
 
+def _start_replay_service(root: Path, sql: str) -> None:
+    """A query of ``logs`` may replay: start the repository's replay service now, in the
+    background, so that its imports (torch...) overlap this process's own and the planning."""
+    if "logs" not in sql.lower() or not (root / ".florsql" / "runs").is_dir():
+        return
+
+    from florsql.replay import service  # the standard library only: light
+
+    service.start_soon(root / ".florsql")
+
+
 @main.command()
 @click.argument("sql")
 @_format_option
@@ -222,10 +233,14 @@ def query(
     Example:
         florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv
     """
+    root = _repo(repo)
+    state = click.get_current_context().find_object(CliState) or CliState()
+    if replay != "off" and (executor or state.executor or "local") == "local":
+        _start_replay_service(root, sql)
     from florsql.repl.backend import open_service
     from florsql.repl.render import render
 
-    service = open_service(_repo(repo), wait=_wait())
+    service = open_service(root, wait=_wait())
     _use_executor(service, executor)
     try:
         outcome = service.execute(

@@ -10,11 +10,35 @@ Results land under ``.florsql/replays/`` and become visible to the index only on
 
 from __future__ import annotations
 
-from florsql.replay.executors import Executor, LocalExecutor
-from florsql.replay.plan_executor import PlanExecutor, default_executor, executor_for
-from florsql.replay.remote import RayExecutor, parse_executor
-from florsql.replay.runner import Patch, Progress, ReplayReport, default_patcher, run_replay
-from florsql.replay.tasks import RunRequest, Task, TaskResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from florsql.replay.executors import Executor, LocalExecutor
+    from florsql.replay.plan_executor import PlanExecutor, default_executor, executor_for
+    from florsql.replay.remote import RayExecutor, parse_executor
+    from florsql.replay.runner import Patch, Progress, ReplayReport, default_patcher, run_replay
+    from florsql.replay.tasks import RunRequest, Task, TaskResult
+
+#: Where each public name lives: loaded on first use, so that ``florsql.replay.service`` (the
+#: standard library only) can be imported by a process about to replay without the rest.
+_WHERE = {
+    "Executor": "florsql.replay.executors",
+    "LocalExecutor": "florsql.replay.executors",
+    "PlanExecutor": "florsql.replay.plan_executor",
+    "default_executor": "florsql.replay.plan_executor",
+    "executor_for": "florsql.replay.plan_executor",
+    "RayExecutor": "florsql.replay.remote",
+    "parse_executor": "florsql.replay.remote",
+    "Patch": "florsql.replay.runner",
+    "Progress": "florsql.replay.runner",
+    "ReplayReport": "florsql.replay.runner",
+    "default_patcher": "florsql.replay.runner",
+    "run_replay": "florsql.replay.runner",
+    "RunRequest": "florsql.replay.tasks",
+    "Task": "florsql.replay.tasks",
+    "TaskResult": "florsql.replay.tasks",
+}
 
 __all__ = [
     "Executor",
@@ -33,3 +57,9 @@ __all__ = [
     "parse_executor",
     "run_replay",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'florsql.replay' has no attribute {name!r}")

@@ -10,8 +10,8 @@ REPL, notebooks and the Flight server all fork their tasks from the same warm pr
   ``.florsql/replay-service.log``. It runs as the user who started it and forks only tasks
   whose working folder lies inside its repository.
 * **Lifetime.** The first replay that needs it starts it (:func:`connect`); it exits after
-  ``FLORSQL_REPLAY_SERVICE_IDLE`` seconds (default 600) without a task or a preload (a status
-  request does not count), when its
+  ``FLORSQL_REPLAY_SERVICE_IDLE`` seconds (default 600) without a task, a preload or a new client
+  (a status request does not count), when its
   socket file is removed or replaced (its repository deleted), or on ``stop``. A stale
   socket (a killed service) is noticed at connect, and a new service replaces it; two
   processes starting one at once meet on a lock file, so only one starts.
@@ -243,6 +243,22 @@ def _start(store: Path) -> None:
         raise OSError(f"the replay service did not start: {msg.get('error') or tail.strip()}")
 
 
+def start_soon(store: Path) -> None:
+    """Start ``store``'s service in the background (a daemon thread) unless one runs: a
+    process that will likely replay calls this first thing, so the service's imports overlap
+    its own. Failures are silent (the replay starts one, or replays without it)."""
+    import threading
+
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            conn = connect(store)
+            if conn is not None:
+                conn.close()
+
+    if enabled() and (Path(store) / "runs").is_dir():
+        threading.Thread(target=start, name="florsql-replay-service-start", daemon=True).start()
+
+
 def status(store: Path) -> dict[str, Any] | None:
     """The live service's status (pid, uptime, idle timeout, modules, tasks), or None."""
     conn = _try_connect(Path(store))
@@ -374,7 +390,15 @@ class Service:
     def serve(self) -> None:
         from florsql.replay import zygote
 
+        t0 = time.perf_counter()
         self.loaded = zygote.preload(list(zygote.WORKER_MODULES))
+        # What the scripts of the repository's recent runs import (torch...): loaded before the
+        # first request is read, so a service started early (a CLI query, the REPL's start)
+        # is ready by the time its tasks come.
+        self.loaded += [m for m in zygote.preload(self._recent_imports()) if m not in self.loaded]
+        took = time.perf_counter() - t0
+        self.last = time.monotonic()  # idle from now: the imports were work
+        print(f"{time.strftime('%H:%M:%S')} ready in {took:.2f} s: {', '.join(self.loaded)}", flush=True)
         while True:
             timeout = 1.0
             for key, _ in self.selector.select(timeout):
@@ -390,6 +414,19 @@ class Service:
             if self._should_exit():
                 break
         self._release()
+
+    def _recent_imports(self) -> list[str]:
+        try:
+            from florsql.replay.plan_executor import recent_scripts
+            from florsql.replay.tasks import heavy_imports
+
+            repo = Path(self.root)
+            modules: list[str] = []
+            for script in recent_scripts(repo):
+                modules += heavy_imports(script.read_text(errors="replace"), repo)
+            return list(dict.fromkeys(modules))
+        except Exception:  # only a colder first task
+            return []
 
     def _should_exit(self) -> bool:
         if self.owner:
@@ -459,6 +496,7 @@ class Service:
         from florsql.replay import zygote
 
         if "hello" in msg:
+            self.last = time.monotonic()  # a client about to send work
             self._reply(client, {"pid": os.getpid(), "identity": identity(), "loaded": self.loaded})
         elif "preload" in msg:
             self.last = time.monotonic()
@@ -574,18 +612,21 @@ def main(store: Path | str) -> None:
         pid = None
         with contextlib.suppress(OSError, ValueError, KeyError):
             pid = json.loads(Path(STATE).read_text())["pid"]
-        out.write(json.dumps({"running": pid}) + "\n")
-        out.close()
+        with contextlib.suppress(OSError):
+            out.write(json.dumps({"running": pid}) + "\n")
+            out.close()
         return
     service = Service(store, lock_fd)
     try:
         service.bind()
     except OSError as e:
-        out.write(json.dumps({"error": f"cannot listen on {store / SOCKET}: {e}"}) + "\n")
-        out.close()
+        with contextlib.suppress(OSError):
+            out.write(json.dumps({"error": f"cannot listen on {store / SOCKET}: {e}"}) + "\n")
+            out.close()
         return
-    out.write(json.dumps({"listening": os.getpid()}) + "\n")
-    out.close()
+    with contextlib.suppress(OSError):  # the starter may be gone (it exited meanwhile)
+        out.write(json.dumps({"listening": os.getpid()}) + "\n")
+        out.close()
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: listening", flush=True)
     try:
         service.serve()

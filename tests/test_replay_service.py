@@ -19,7 +19,7 @@ import pytest
 
 from florsql.replay import service
 from florsql.store import layout
-from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+from tests.helpers import copy_repo, make_repo, pid_alive, run_script, script_env, wait_gone, write
 
 SCRIPT = """
 import random
@@ -150,10 +150,21 @@ def test_a_stale_socket_is_replaced(repo: Path) -> None:
     assert pid_alive(int(str(state(repo)["pid"])))
 
 
+def listening(repo: Path) -> list[int]:
+    """The pid of every service this repository had, from their log, in start order."""
+    log = (layout.store_dir(repo) / service.LOG).read_text()
+    return [int(x.split(" pid ")[1].split(":")[0]) for x in log.splitlines() if "listening" in x]
+
+
 def test_idle_exit(repo: Path) -> None:
     query(repo, "SELECT run, epoch, w2 FROM logs WHERE run = 0", FLORSQL_REPLAY_SERVICE_IDLE="1")
-    pid = int(str(state(repo)["pid"]))
-    wait_gone(pid)  # after a second without work
+    # (The state file may be gone already. With so short a timeout, the service the query
+    # started at its beginning may also have timed out before the replay, which started
+    # another: every one of them exits.)
+    pids = listening(repo)
+    assert pids
+    for pid in pids:
+        wait_gone(pid)  # after a second without work
     store = layout.store_dir(repo)
     assert not (store / service.SOCKET).exists() and not (store / service.STATE).exists()
     assert "no replay service runs" in florsql(repo, "replay-service", "status").stdout
@@ -210,3 +221,13 @@ def test_off_keeps_replays_in_process(repo: Path) -> None:
     rows = query(repo, "SELECT run, epoch, w, w2 FROM logs", FLORSQL_REPLAY_SERVICE="0")
     check_values(rows, "w2", 2)
     assert not (layout.store_dir(repo) / service.STATE).exists()
+
+
+def test_a_deep_repository_path(repo: Path, tmp_path: Path) -> None:
+    """A socket path may have 107 bytes; repositories lie deeper than that."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "r"
+    copy_repo(repo, deep)
+    assert len(str(layout.store_dir(deep) / service.SOCKET)) > 120
+    rows = query(deep, "SELECT run, epoch, w, w2 FROM logs")
+    check_values(rows, "w2", 2)
+    assert pid_alive(int(str(state(deep)["pid"])))
