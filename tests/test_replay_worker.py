@@ -247,3 +247,5 @@ def test_done_marker_carries_the_tasks_phase_timings(
     assert timings["start"] > 0 and timings["module"] > 0 and timings["load"] > 0
     # The phases are consecutive pieces of the task's time (rounded to the microsecond).
     assert sum(timings[p] for p in PHASES) <= timings["total"] + 1e-4
+    # Its rows leave in one segment at the end, not one per iteration (invisible until done).
+    assert len(list_segments(out / "segments")) == 1
