@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -54,6 +55,9 @@ def preload(modules: list[str]) -> list[str]:
         except Exception:
             continue
     _warm_worker()
+    # What is loaded now moves to the permanent generation: the garbage collections of a task
+    # forked later never walk (and so never copy-on-write copy) its pages.
+    gc.freeze()
     return loaded
 
 
@@ -79,8 +83,11 @@ def _set_threads(counts: list[int] | None) -> None:
             torch.set_num_interop_threads(int(counts[1]))
 
 
-def _child(task: dict[str, Any], received: float) -> None:
-    """Runs in the forked child; never returns. ``received``: when the zygote read the task."""
+def _child(task: dict[str, Any], received: float | None = None) -> None:
+    """Runs in the forked child; never returns. ``received``: when the zygote read the task
+    (``time.time()``; default: now), where the task's phase timings start."""
+    if received is None:
+        received = time.time()
     code = 1
     try:
         os.chdir(task["cwd"])

@@ -14,7 +14,14 @@ from florsql.plan.replay_plan import CheckpointRef
 from florsql.plan.tasks import RunFacts, plan_steps
 from florsql.store.replays import DONE, FAILED, ReplaySpec, manifest_records
 from florsql.store.segments import join_value, list_segments, read_segments
-from tests.helpers import make_repo, run_dirs, run_script, script_env, write
+from tests.helpers import (
+    make_repo,
+    run_dirs,
+    run_script,
+    script_env,
+    stop_replay_services,
+    write,
+)
 from tests.replay_scripts import OLD, PATCHED
 
 Key = tuple[str, int | None, int | None]
@@ -201,18 +208,19 @@ def test_a_failing_replay_writes_its_failure_marker(recorded: tuple[Path, dict])
 PHASES = ("start", "setup", "module", "load", "restore", "loop", "after", "write")
 
 
-@pytest.mark.parametrize("warm", [False, True], ids=["fresh interpreter", "warm worker"])
+@pytest.mark.parametrize("start", ["fresh interpreter", "private zygote", "replay service"])
 def test_done_marker_carries_the_tasks_phase_timings(
-    recorded: tuple[Path, dict[Key, object]], warm: bool
+    recorded: tuple[Path, dict[Key, object]], start: str
 ) -> None:
-    """done.json says where the task's time went; both ways a task starts (a fresh interpreter,
-    or a fork of the warm worker) fill every phase, and the replay's values are unchanged."""
+    """done.json says where the task's time went; every way a task starts (a fresh
+    interpreter, or a fork of a warm worker: the executor's own or the repository's service)
+    fills every phase, and the replay's values are unchanged."""
     from florsql.replay.executors import LocalExecutor
     from florsql.replay.tasks import Task
 
     repo, oracle = recorded
     run = run_dirs(repo)[0]
-    name = f"timed_{'warm' if warm else 'cold'}"
+    name = "timed_" + start.split()[-1]
     out = repo.parent / "out" / name
     steps = _steps(repo, ["wnorm"], [3, 4])
     spec = ReplaySpec(
@@ -231,12 +239,15 @@ def test_done_marker_carries_the_tasks_phase_timings(
     spec_path = repo.parent / f"{name}.json"
     spec.write(spec_path)
     task = Task(spec, spec_path, repo, repo / "patched.py", repo, ["--lr", "0.2"])
-    executor = LocalExecutor(1, warm=warm)
+    warm, service = start != "fresh interpreter", start == "replay service"
+    executor = LocalExecutor(1, warm=warm, service=service)
     try:
         [result] = executor.run([task])
     finally:
         executor.close()
+        stopped = stop_replay_services(repo.parent)
     assert result.ok, result
+    assert bool(stopped) == service  # the task ran where the case says
     assert _values(out) == {k: v for k, v in oracle.items() if k[0] == "wnorm" and k[1] in (3, 4)}
     timings = json.loads((out / DONE).read_text())["timings"]
     assert set(timings) == {*PHASES, "total", "restores"}
@@ -247,3 +258,5 @@ def test_done_marker_carries_the_tasks_phase_timings(
     assert timings["start"] > 0 and timings["module"] > 0 and timings["load"] > 0
     # The phases are consecutive pieces of the task's time (rounded to the microsecond).
     assert sum(timings[p] for p in PHASES) <= timings["total"] + 1e-4
+    # Its rows leave in one segment at the end, not one per iteration (invisible until done).
+    assert len(list_segments(out / "segments")) == 1

@@ -30,6 +30,12 @@ from florsql.store.segments import Batch
 
 ENV = "FLORSQL_REPLAY"
 
+#: Rows a worker gathers before it hands them to the writer, between outer iterations. A task's
+#: values are invisible until its done.json, so flushing every iteration bought nothing but a
+#: segment file (an Arrow conversion and a write, and a file for the index to read) per
+#: iteration; now most tasks write one segment, at their end.
+FLUSH_ROWS = 50_000
+
 
 @dataclass(frozen=True)
 class _Step:
@@ -55,7 +61,7 @@ def set_torch_threads(counts: list[int] | None) -> None:
 def warm_up() -> None:
     """Do once in a warm worker (:mod:`florsql.replay.zygote`), before it forks tasks, what every
     task's worker would otherwise do first: the segment writer's first Arrow conversion and IPC
-    write, and, where torch is loaded, a first checkpoint load (torch's safe unpickler)."""
+    write, and, where torch is loaded, a first checkpoint load."""
     from florsql.record.writer import warm_up as warm_writer
 
     warm_writer()
@@ -287,7 +293,8 @@ class ReplayRun:
                     raise
                 self._leave(name, parent, ctx, t0)
                 self.outer, self.step, self.restored = None, None, True
-                self.flush()
+                if len(self.batch.events) + len(self.batch.logs) >= FLUSH_ROWS:
+                    self.flush()
                 if j == last and not self.spec.after_loop:
                     self.phases.loop_out = time.time()
                     self.finish()
