@@ -323,15 +323,16 @@ class _Shared:
         self.lock = threading.Lock()
 
     def alive(self) -> bool:
-        """Whether the service of the last repository seen runs now (no connection made)."""
+        """Whether the service of the last repository seen runs now, its imports done (read
+        from its state file: no connection made)."""
         if self.store is None:
             return False
         try:
-            pid = int(json.loads((self.store / replay_service.STATE).read_text())["pid"])
-            os.kill(pid, 0)
+            doc = json.loads((self.store / replay_service.STATE).read_text())
+            os.kill(int(doc["pid"]), 0)
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        return True
+        return bool(doc.get("ready"))
 
     def _connect(self, store: Path, modules: list[str]) -> replay_service.Connection:
         self.store = store

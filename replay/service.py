@@ -340,9 +340,10 @@ class Service:
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
         self._write_state()
 
-    def _write_state(self) -> None:
+    def _write_state(self, ready: bool = False) -> None:
         doc = {
             "pid": os.getpid(),
+            "ready": ready,  # its imports done: a replay now pays none of them
             "started": self.started,
             "idle_timeout": self.idle,
             **identity(),
@@ -398,6 +399,8 @@ class Service:
         self.loaded += [m for m in zygote.preload(self._recent_imports()) if m not in self.loaded]
         took = time.perf_counter() - t0
         self.last = time.monotonic()  # idle from now: the imports were work
+        if self._ours():
+            self._write_state(ready=True)
         print(f"{time.strftime('%H:%M:%S')} ready in {took:.2f} s: {', '.join(self.loaded)}", flush=True)
         while True:
             timeout = 1.0

@@ -54,10 +54,12 @@ __all__ = [
 
 #: A task forked from the warm worker: fork, runpy of the script's module-level code (its own
 #: modules, data set-up), reading the spec and the checkpoint manifest, writing the results.
-TASK_OVERHEAD_S = 0.6
-#: Starting the warm worker: an interpreter and the scripts' heavy imports (torch and
-#: torch._dynamo). Paid once per replay when it is not running, by every task without one.
-WORKER_START_S = 2.0
+#: Measured from done.json's timings (benchmarks/hindsight.py): 0.07 s a task, less its loop.
+TASK_OVERHEAD_S = 0.15
+#: Starting the warm worker (the replay service): an interpreter, florsql's worker modules and
+#: the scripts' heavy imports (torch 1.0 s and torch._dynamo 1.05 s here). Paid once per
+#: replay when it is not running, by every task without one.
+WORKER_START_S = 2.5
 #: Per replay, whatever the tasks: propagation, worktrees, task specs, the index refresh.
 REPLAY_FIXED_S = 0.5
 #: A run is cut into tasks of at least this much estimated work (each task pays a start-up).
