@@ -134,7 +134,8 @@ def in_process(
 
 
 def marginal(history: Path, where: Path, shape: Shape) -> tuple[float, float]:
-    """(seconds a replayed epoch adds to a task, the recorded seconds of an epoch), on one
+    """(seconds a replayed epoch adds to a task, the recorded seconds of an epoch: the mean
+    of its outer iterations in ``loops``), on one
     worker with a warm service: a task of every epoch of one run minus a task of one epoch of
     another, per epoch."""
     repo = hs.fresh_copy(history, where)
@@ -145,8 +146,14 @@ def marginal(history: Path, where: Path, shape: Shape) -> tuple[float, float]:
         eng.execute(f"SELECT wnorm FROM logs WHERE lr = {lr0} AND epoch = 1")
         assert executor.last is not None
         one = executor.last.results[0].seconds
-        plan = eng.plan(f"SELECT wnorm FROM logs WHERE lr = {lr1}").replay
-        recorded = sum(r.seconds for r in plan.runs()) / shape.epochs
+        recorded = (
+            eng.execute(
+                "SELECT avg(seconds) FROM loops WHERE parent_ctx = 0 AND run_id IN "
+                f"(SELECT DISTINCT run_id FROM logs WHERE lr = {lr1})"
+            )
+            .table.column(0)[0]
+            .as_py()
+        )
         eng.execute(f"SELECT wnorm FROM logs WHERE lr = {lr1}")
         assert executor.last is not None and len(executor.last.results) == 1
         every = executor.last.results[0].seconds
