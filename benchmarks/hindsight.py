@@ -592,6 +592,7 @@ CONFIGS: dict[str, tuple[str, str, int, bool] | tuple[str, str, int, bool, str]]
     "b1": ("c", "step", 1, True),
     "b_cold": ("c", "step", WORKERS, False),
     "d": ("d", "v2", WORKERS, True),
+    "d_svc_warm": ("d", "v2", WORKERS, True, "warm"),
     "d1": ("d", "v2", 1, True),
 }
 
@@ -659,9 +660,11 @@ def write_results(
         Row("(c) warm worker instead of cold, per task (s saved)", m["a_cold"].task - a.task, "s"),
     ]  # fmt: skip
     if fdb.time is not None:
-        d = m["d"]
-        rows.append(Row("(d) epoch-level, runs of v2: query s", d.seconds, "s",
-                        flordb=fdb.time.wall, flordb_goal=10))  # fmt: skip
+        d, dw = m["d"], m["d_svc_warm"]
+        rows.append(Row("(d) epoch-level, runs of v2: query s (its own warm worker)", d.seconds,
+                        "s", flordb=fdb.time.wall, flordb_goal=10))  # fmt: skip
+        rows.append(Row("(d) epoch-level, runs of v2: query s (replay service warm)",
+                        dw.seconds, "s", flordb=fdb.time.wall, flordb_goal=10))  # fmt: skip
     for key, r in m.items():
         if r.replay:
             rows.append(Row(f"(e) EXPLAIN / actual replay, {key}", r.estimate / r.replay, "x",
@@ -793,10 +796,12 @@ def goal_lines(m: dict[str, Measured], rerun: Recording, sizes: Sizes, fdb: Flor
     if fdb.time is not None:
         d, t = m["d"], fdb.time
         one = f"; florsql on 1 worker: {t.wall / m['d1'].seconds:.1f}x" if "d1" in m else ""
+        dw = m["d_svc_warm"]
         lines.append(
             f"(d) FlorDB {t.wall:.1f} s / florsql {d.seconds:.2f} s = {t.wall / d.seconds:.1f}x "
             f"(goal >= 10x): {_met(t.wall / d.seconds >= 10)}{one}; in CPU time "
-            f"{t.cpu / d.cpu:.1f}x"
+            f"{t.cpu / d.cpu:.1f}x; with the replay service warm {dw.seconds:.2f} s = "
+            f"{t.wall / dw.seconds:.1f}x: {_met(t.wall / dw.seconds >= 10)}"
         )
     ratios = [r.estimate / r.replay for r in m.values() if r.replay]
     lines.append(

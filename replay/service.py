@@ -401,7 +401,8 @@ class Service:
         self.last = time.monotonic()  # idle from now: the imports were work
         if self._ours():
             self._write_state(ready=True)
-        print(f"{time.strftime('%H:%M:%S')} ready in {took:.2f} s: {', '.join(self.loaded)}", flush=True)
+        now = time.strftime("%H:%M:%S")
+        print(f"{now} ready in {took:.2f} s: {', '.join(self.loaded)}", flush=True)
         while True:
             timeout = 1.0
             for key, _ in self.selector.select(timeout):

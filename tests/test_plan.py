@@ -137,8 +137,9 @@ def test_chunk_starts_from_the_nearest_checkpoint_before_it(engine: Engine) -> N
     # the task starts with the rest of epoch 1 (its after:step checkpoint), then runs 2 and 3
     assert chunk.checkpoint.position == "after:step" and chunk.start == 1
     assert [(s.iteration, s.mode) for s in chunk.steps] == [(1, "rest"), (2, "full"), (3, "full")]
-    # start-up + rest of epoch 1 after its steps (10 - 3*3) + epochs 2, 3 (restores ~0 s)
-    assert chunk.seconds == pytest.approx(TASK_OVERHEAD_S + 1 + 20, abs=0.01)
+    # start-up + rest of epoch 1 after its steps (10 - 3*3) + epochs 2, 3 (restores ~0 s),
+    # less the checkpoints' own recorded copy and write (a replay takes none): a little
+    assert TASK_OVERHEAD_S + 1 + 20 - 0.3 < chunk.seconds <= TASK_OVERHEAD_S + 1 + 20 + 0.01
     assert run.skip_inner == ()  # grad sits in the step loop
 
 
@@ -154,13 +155,15 @@ def test_epoch_level_names_skip_the_inner_loop(engine: Engine) -> None:
     assert run.skip_inner == ("step",)
     assert all(n.inner_loops == () for n in run.needs)
     # each needed epoch has its own after:step checkpoint, and the rest of the body reads
-    # nothing the step loop changes: two independent rest steps, one task each
-    assert [c.iterations for c in run.chunks] == [(1,), (3,)]
-    assert [c.checkpoint.iteration for c in run.chunks if c.checkpoint] == [1, 3]
-    assert {s.mode for c in run.chunks for s in c.steps} == {"rest"}
-    # each needed epoch restores its own after:step checkpoint instead of running its steps
-    # start-up + rest of epoch 1
-    assert run.chunks[0].seconds == pytest.approx(TASK_OVERHEAD_S + 1, abs=0.01)
+    # nothing the step loop changes: two independent rest steps (in one task or two, as the
+    # estimate of each compares with MIN_TASK_S)
+    steps = [s for c in run.chunks for s in c.steps]
+    assert [(s.iteration, s.mode, s.restore) for s in steps] == [(1, "rest", 1), (3, "rest", 3)]
+    assert run.chunks[0].checkpoint is not None and run.chunks[0].checkpoint.iteration == 1
+    # each needed epoch restores its own after:step checkpoint instead of running its steps:
+    # start-up + the rest of each (10 - 3*3), less its checkpoint's own recorded copy and write
+    rest = sum(c.seconds - TASK_OVERHEAD_S for c in run.chunks)
+    assert 2 - 0.3 < rest <= 2 + 0.01
     assert plan.versions[0].skip_inner == ("step",)
 
 

@@ -54,17 +54,18 @@ __all__ = [
 
 #: A task forked from the warm worker: fork, runpy of the script's module-level code (its own
 #: modules, data set-up), reading the spec and the checkpoint manifest, writing the results.
-#: Measured from done.json's timings (benchmarks/hindsight.py): 0.07 s a task, less its loop.
-TASK_OVERHEAD_S = 0.15
+#: Measured from done.json's timings (benchmarks/hindsight.py): 0.04-0.07 s a task, less its
+#: loop and checkpoint loads.
+TASK_OVERHEAD_S = 0.08
 #: Starting the warm worker (the replay service): an interpreter, florsql's worker modules and
 #: the scripts' heavy imports (torch 1.0 s and torch._dynamo 1.05 s here). Paid once per
 #: replay when it is not running, by every task without one.
-WORKER_START_S = 2.5
+WORKER_START_S = 2.2
 #: Per replay, whatever the tasks: propagation, worktrees, task specs, the index refresh.
-REPLAY_FIXED_S = 0.5
+REPLAY_FIXED_S = 0.3
 #: A run is cut into tasks of at least this much estimated work (each task pays a start-up).
 MIN_TASK_S = 2.0
-RESTORE_BYTES_PER_S = 200e6
+RESTORE_BYTES_PER_S = 400e6  # read and restored, measured: 1.25 MB in 3.3 ms
 
 
 @dataclass
@@ -78,6 +79,10 @@ class RunFacts:
     seconds: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
     checkpoints: dict[str, dict[int, CheckpointRef]] = field(default_factory=dict)
     restores: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+    #: per loop and iteration, florsql's own seconds inside the recorded iteration time: the
+    #: checkpoint's copy (training thread) and write (writer thread, sharing the GIL). A
+    #: replay takes no checkpoint, so its estimate leaves them out.
+    recording: dict[str, dict[int, float]] = field(default_factory=dict)
     total: float = 0.0
     ended: bool = False  # the run failed or was killed: nothing after where it stopped runs
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
@@ -112,13 +117,15 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
     for run_id, loop, it, sec, inner in rows:
         facts[run_id].seconds.setdefault(loop, {})[int(it)] = (float(sec), float(inner))
     rows = con.execute(
-        """SELECT run_id, loop_name, iteration, position, file, bytes FROM checkpoints
+        """SELECT run_id, loop_name, iteration, position, file, bytes,
+                  coalesce(copy_seconds, 0) + coalesce(write_seconds, 0) FROM checkpoints
            WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
-    for run_id, loop, it, pos, file, size in rows:
+    for run_id, loop, it, pos, file, size, own in rows:
         ref = CheckpointRef(loop, int(it), pos, file, int(size or 0))
         facts[run_id].checkpoints.setdefault(loop, {})[int(it)] = ref
+        facts[run_id].recording.setdefault(loop, {})[int(it)] = float(own or 0.0)
     rows = con.execute(
         """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0),
                   status IN ('killed', 'failed') FROM run_meta
@@ -366,7 +373,8 @@ def _loop_chunks(
         return []
     times = facts.seconds.get(loop, {})
     ckpts = facts.checkpoints.get(loop, {})
-    cost = {s.iteration: _step_seconds(s, times, ckpts) for s in steps}
+    own = facts.recording.get(loop, {})
+    cost = {s.iteration: _step_seconds(s, times, ckpts, own) for s in steps}
     groups = _cut(steps, starts, cost, parts)
     wanted = set(iterations)
     chunks = []
@@ -424,14 +432,20 @@ def _cut(
 
 
 def _step_seconds(
-    step: Step, times: dict[int, tuple[float, float]], ckpts: dict[int, CheckpointRef]
+    step: Step,
+    times: dict[int, tuple[float, float]],
+    ckpts: dict[int, CheckpointRef],
+    own: dict[int, float] | None = None,
 ) -> float:
+    """An iteration's replay seconds: as recorded, less florsql's own checkpoint work in it
+    (``own``), less the inner loops in rest mode, plus reading the checkpoint it restores."""
     sec, inner = times.get(step.iteration, (0.0, 0.0))
+    mine = (own or {}).get(step.iteration, 0.0)
     restore = ckpts.get(step.restore) if step.restore is not None else None
     load = restore.bytes / RESTORE_BYTES_PER_S if restore is not None else 0.0
     if step.mode == "rest":
-        return max(0.0, sec - inner) + load
-    return sec + load
+        return max(0.0, sec - inner - mine) + load
+    return max(inner, sec - mine) + load
 
 
 def _head_chunk(facts: RunFacts) -> Chunk:
