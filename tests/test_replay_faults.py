@@ -13,9 +13,10 @@ import pytest
 
 from florsql.engine.session import Engine
 from florsql.errors import NondeterminismWarning
-from florsql.replay import LocalExecutor, PlanExecutor
+from florsql.replay import LocalExecutor, PlanExecutor, service
+from florsql.store import layout
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, run_script, script_env, write
+from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
 
 SLOW = """
 import time
@@ -38,6 +39,24 @@ with Engine(sys.argv[1], replay="auto", executor=PlanExecutor(LocalExecutor(1)))
     eng.execute("SELECT run, epoch, w2 FROM logs")
 print("finished")
 """
+
+
+def _task_pids(repo: Path) -> list[int]:
+    """Every task the repository's replay service forked, from its log."""
+    log = layout.store_dir(repo) / service.LOG
+    if not log.exists():
+        return []
+    return [int(x.split(": pid ")[1]) for x in log.read_text().splitlines() if ": pid " in x]
+
+
+def _running_tasks(repo: Path) -> list[int]:
+    return [pid for pid in _task_pids(repo) if pid_alive(pid)]
+
+
+def _wait_tasks_gone(repo: Path) -> None:
+    assert _task_pids(repo), "the replay ran no task through the replay service"
+    for pid in _task_pids(repo):
+        wait_gone(pid)
 
 
 def _done(repo: Path) -> list[Path]:
@@ -76,10 +95,11 @@ def test_kill_9_of_the_query_leaves_nothing_half_visible(tmp_path: Path) -> None
     repo, proc = _replaying_query(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    time.sleep(1.0)
+    # The replay service saw the connection close and killed the query's tasks: once every
+    # task process it forked is gone, nothing can finish a task any more.
+    _wait_tasks_gone(repo)
     finished = len(_done(repo))
-    time.sleep(2.0)
-    assert len(_done(repo)) == finished, "replay tasks went on after the query died"
+    assert not _running_tasks(repo), "replay tasks went on after the query died"
     assert finished < 4
     with Engine(repo, replay="off") as eng, pytest.warns(Warning):
         rows = eng.execute("SELECT run, epoch, w2 FROM logs WHERE w2 IS NOT NULL").table
@@ -98,9 +118,9 @@ def test_ctrl_c_stops_the_replay_and_its_workers(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    _wait_tasks_gone(repo)  # the query killed them before it exited; no sleep needed
     finished = len(_done(repo))
-    time.sleep(2.0)
-    assert len(_done(repo)) == finished < 4, "replay tasks went on after Ctrl-C"
+    assert finished < 4 and not _running_tasks(repo), "replay tasks went on after Ctrl-C"
 
 
 def test_nondeterministic_old_code_is_reported(tmp_path: Path) -> None:
