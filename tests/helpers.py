@@ -116,3 +116,24 @@ def wait_gone(pid: int, timeout: float = 60.0) -> None:
     while pid_alive(pid):
         assert time.monotonic() < deadline, f"process {pid} still runs"
         time.sleep(0.01)
+
+
+def service_tasks(repo: Path) -> list[tuple[str, int]]:
+    """(task id, pid) of every replay task the repository's replay service forked, from its log
+    (every service the repository had; none when no service ran)."""
+    from florsql.replay.service import LOG
+    from florsql.store import layout
+
+    log = layout.store_dir(repo) / LOG
+    if not log.exists():
+        return []
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("task ") and ": pid " in line:
+            task, pid = line[5:].split(": pid ")
+            found.append((task, int(pid)))
+    return found
+
+
+def service_task_pids(repo: Path) -> list[int]:
+    return [pid for _, pid in service_tasks(repo)]

@@ -17,10 +17,9 @@ from florsql.repl.backend import EngineReplService
 from florsql.repl.background import Bridge
 from florsql.repl.dotcommands import Settings
 from florsql.repl.shell import Shell
-from florsql.replay import LocalExecutor, PlanExecutor, service
-from florsql.store import layout
+from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, run_script, write
+from tests.helpers import make_repo, run_script, service_task_pids, write
 
 #: Three recorded runs of this; each replay task takes at least 2.4 s (6 epochs, 0.4 s each).
 SLOW = """
@@ -41,14 +40,6 @@ ELAPSED = re.compile(r" (\d+)/(\d+) tasks, .* ([\d.]+)s elapsed")
 
 def _done(repo: Path) -> list[Path]:
     return sorted(replays_dir(repo).glob("*/*/done.json"))
-
-
-def _task_pids(repo: Path) -> list[int]:
-    """Every task the repository's replay service forked (each leads its process group)."""
-    log = layout.store_dir(repo) / service.LOG
-    if not log.exists():
-        return []
-    return [int(x.split(": pid ")[1]) for x in log.read_text().splitlines() if ": pid " in x]
 
 
 def _wait_gone(pgid: int, timeout: float = 20.0) -> None:
@@ -142,7 +133,7 @@ def test_ctrl_c_during_a_replay_stops_its_workers(tmp_path: Path, recorded: Path
         # were sent SIGKILL; the kernel may take a moment to end a process that has it.)
         if echo.worker_group is not None:
             _wait_gone(echo.worker_group)
-        for pid in _task_pids(repo):  # forked by the repository's replay service
+        for pid in service_task_pids(repo):  # forked by the repository's replay service
             _wait_gone(pid)
         # The task running at Ctrl-C (2.4 s long, started when the first ended) never ended.
         finished = len(_done(repo))
@@ -197,7 +188,7 @@ def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(
                     cur.execute("SELECT run, epoch, w2 FROM logs")
                 finished = len(_done(repo))
                 assert local._zygote.proc is None  # no private warm worker, or it was killed
-                for pid in _task_pids(repo):  # the tasks the replay service forked
+                for pid in service_task_pids(repo):  # the tasks the replay service forked
                     _wait_gone(pid)
                 cur.execute("SELECT count(*) FROM runs")
                 assert cur.fetchall() == [(RUNS,)]

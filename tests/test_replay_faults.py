@@ -13,10 +13,17 @@ import pytest
 
 from florsql.engine.session import Engine
 from florsql.errors import NondeterminismWarning
-from florsql.replay import LocalExecutor, PlanExecutor, service
-from florsql.store import layout
+from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+from tests.helpers import (
+    make_repo,
+    pid_alive,
+    run_script,
+    script_env,
+    service_task_pids,
+    wait_gone,
+    write,
+)
 
 SLOW = """
 import time
@@ -41,21 +48,13 @@ print("finished")
 """
 
 
-def _task_pids(repo: Path) -> list[int]:
-    """Every task the repository's replay service forked, from its log."""
-    log = layout.store_dir(repo) / service.LOG
-    if not log.exists():
-        return []
-    return [int(x.split(": pid ")[1]) for x in log.read_text().splitlines() if ": pid " in x]
-
-
 def _running_tasks(repo: Path) -> list[int]:
-    return [pid for pid in _task_pids(repo) if pid_alive(pid)]
+    return [pid for pid in service_task_pids(repo) if pid_alive(pid)]
 
 
 def _wait_tasks_gone(repo: Path) -> None:
-    assert _task_pids(repo), "the replay ran no task through the replay service"
-    for pid in _task_pids(repo):
+    assert service_task_pids(repo), "the replay ran no task through the replay service"
+    for pid in service_task_pids(repo):
         wait_gone(pid)
 
 

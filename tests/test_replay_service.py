@@ -19,7 +19,16 @@ import pytest
 
 from florsql.replay import service
 from florsql.store import layout
-from tests.helpers import copy_repo, make_repo, pid_alive, run_script, script_env, wait_gone, write
+from tests.helpers import (
+    copy_repo,
+    make_repo,
+    pid_alive,
+    run_script,
+    script_env,
+    service_tasks,
+    wait_gone,
+    write,
+)
 
 SCRIPT = """
 import random
@@ -74,17 +83,6 @@ def state(repo: Path) -> dict[str, object]:
     return doc
 
 
-def forked(repo: Path) -> list[tuple[str, int]]:
-    """(task id, pid) of every task forked, from the service log (of every service this
-    repository had)."""
-    found = []
-    for line in (layout.store_dir(repo) / service.LOG).read_text().splitlines():
-        if line.startswith("task "):
-            task, pid = line[5:].split(": pid ")
-            found.append((task, int(pid)))
-    return found
-
-
 def check_values(rows: list[dict[str, object]], name: str, factor: int) -> None:
     assert rows and all(r[name] is not None for r in rows)
     for r in rows:
@@ -97,17 +95,17 @@ def test_two_processes_share_one_service(repo: Path) -> None:
     check_values(first, "w2", 2)
     pid = int(str(state(repo)["pid"]))
     assert pid_alive(pid), "the service should outlive the query that started it"
-    tasks = forked(repo)
+    tasks = service_tasks(repo)
     assert tasks
     # A second process, a new statement: its tasks fork from the same service.
     write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', NEW3))
     second = query(repo, "SELECT run, epoch, w, w3 FROM logs ORDER BY run, epoch")
     check_values(second, "w3", 3)
     assert int(str(state(repo)["pid"])) == pid
-    assert len(forked(repo)) > len(tasks), "the second query replayed nothing"
+    assert len(service_tasks(repo)) > len(tasks), "the second query replayed nothing"
     status = florsql(repo, "replay-service", "status").stdout
     assert f"pid           {pid}" in status
-    assert f"tasks         {len(forked(repo))} run, 0 running" in status
+    assert f"tasks         {len(service_tasks(repo))} run, 0 running" in status
     # Every task process was the service's child (it is gone now; its log line says so).
     log = (layout.store_dir(repo) / service.LOG).read_text()
     assert log.count("listening") == 1
