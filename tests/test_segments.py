@@ -81,7 +81,7 @@ def test_columns_equal_the_row_by_row_oracle(
     loops: list[tuple[Any, ...]], logs: list[tuple[Any, ...]], first: int
 ) -> None:
     names = NameTable()
-    cols = Columns(names, first_seq=first)
+    cols = Columns(names, first_seq=first, clock_offset=0.0)
     for ctx, parent, name, it, item, t, secs in loops:
         row = cols.loop(ctx, parent, names.key(name), it, item, t)
         if secs is not None:
@@ -201,7 +201,7 @@ def test_a_row_cut_short_by_a_signal_handler_flush_is_left_out() -> None:
     """A flush from a signal handler can run between two appends of one row: the rows whose
     last column is written are whole, and only they are converted."""
     names = NameTable()
-    cols = Columns(names)
+    cols = Columns(names, clock_offset=0.0)
     key = names.key("loss")
     row = cols.loop(1, 0, names.key("epoch"), 0, 0, 5.0)
     cols.loop_s[row] = 0.25

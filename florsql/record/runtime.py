@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
-from florsql.record import frame_state
+from florsql.record import frame_state, segment_writer
 from florsql.record.args import coerce, scan_argv
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
@@ -104,7 +104,7 @@ class Run:
         self.args: dict[str, Any] = {}
         self.warned: set[str] = set()
         self.cli = scan_argv(argv[1:])
-        self.writer = Writer(self.path)
+        self.writer = Writer(self.path, process=segment_writer.ENABLED)
         self.finished = False
         self.drained = True  # False once a bounded wait left the writer behind
         self.last_flush = 0.0
@@ -219,27 +219,37 @@ class Run:
         return loop_at(facts, name, user.f_lineno)
 
     def _iterate(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
+        # The hot path of recording: it runs once per step, between steps whose work has
+        # pushed florsql's data out of the CPU's caches, so each attribute, append and clock
+        # read costs far more here than in a tight loop (benchmarks/record_overhead.py). One
+        # clock read starts an iteration (its wall time is derived from it at conversion), and
+        # a loop that checkpoints nothing and is not outermost skips the after-iteration hook.
         parent = self.ctx
         self.frames.append(frame)
         key = self.names.key(frame.name)
+        clock = time.perf_counter
+        hooked = frame.checkpoint_scope is not None or frame.depth == 0
         try:
-            for i, item in enumerate(items):
+            i = -1
+            for item in items:
+                i += 1
                 ctx = self.next_ctx
-                self.next_ctx += 1
+                self.next_ctx = ctx + 1
                 self.ctx = ctx
                 frame.iteration = i
-                frame.inner_checkpoint_taken = False
                 rows = self.rows
-                row = rows.loop(ctx, parent, key, i, item, time.time())
-                t0 = time.perf_counter()
+                t0 = clock()
+                row = rows.loop(ctx, parent, key, i, item, t0)
                 yield item
-                elapsed = time.perf_counter() - t0
+                elapsed = clock() - t0
                 if self.rows is rows:  # one row per iteration: its duration goes in place
                     rows.loop_s[row] = elapsed
                 else:  # flushed meanwhile (flor.commit() inside the loop)
                     self.rows.ends.append((ctx, elapsed))
                 self.ctx = parent
-                self._after_iteration(frame, elapsed)
+                if hooked:
+                    self._after_iteration(frame, elapsed)
+                    frame.inner_checkpoint_taken = False  # for the next iteration
         finally:
             self.frames.pop()
             self.ctx = parent

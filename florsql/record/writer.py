@@ -11,6 +11,7 @@ job for ``FLORSQL_EXIT_TIMEOUT`` seconds, and :meth:`Writer.unwritten` says what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from florsql.errors import RecordWarning
 from florsql.record import checkpoint as ckpt
+from florsql.record.segment_writer import SegmentProcess, SegmentProcessError
 from florsql.store import layout
 from florsql.store.segments import write_segment
 
@@ -45,11 +47,18 @@ class Rows(Protocol):
 class Writer:
     """Writes a run's batches, checkpoints and run.json in the background, in order."""
 
-    def __init__(self, run_path: Path, *, first_segment: int = 1) -> None:
-        # pyarrow takes ~0.2 s to import. Paid here, at the run's first record call, and not on
-        # the writer thread during training, where it would hold the GIL against the loop; and
-        # the first flush is then written within milliseconds.
-        warm_up()
+    def __init__(self, run_path: Path, *, first_segment: int = 1, process: bool = False) -> None:
+        """``process``: convert and write segments in a segment writer process (see
+        :mod:`.segment_writer`), where it can start; else on this writer's thread."""
+        self._segments_process: SegmentProcess | None = None
+        if process:
+            with contextlib.suppress(OSError):  # else no process can start: this thread converts
+                self._segments_process = SegmentProcess()
+        if self._segments_process is None:
+            # pyarrow takes ~0.2 s to import. Paid here, at the run's first record call, and not
+            # on the writer thread during training, where it would hold the GIL against the
+            # loop; and the first flush is then written within milliseconds.
+            warm_up()
         self.run_path = run_path
         self.segments = run_path / layout.SEGMENTS
         self.checkpoints = run_path / layout.CHECKPOINTS
@@ -60,7 +69,7 @@ class Writer:
         self._run_json_number = 0  # the version in self.run_json
         self._run_json_written = 0  # the latest version on disk
         self.pending_checkpoints = 0
-        self.cpu_seconds = 0.0  # CPU this thread spent writing: recording's background cost
+        self._thread_cpu = 0.0  # CPU this thread spent writing
         self.last_write_seconds = 0.0
         self._warned = False
         self.last_error: str | None = None
@@ -129,7 +138,16 @@ class Writer:
             return False
         self._jobs.put(None)
         self._thread.join(1.0)
+        if self._segments_process is not None:
+            self._segments_process.close()
         return True
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds spent writing, this thread's and the segment writer process's: recording's
+        background cost."""
+        proc = self._segments_process
+        return self._thread_cpu + (proc.cpu_seconds if proc is not None else 0.0)
 
     def unwritten(self) -> str | None:
         """What submitted so far is not on disk, in words; None when everything is."""
@@ -157,7 +175,7 @@ class Writer:
                 job()
             except Exception as e:  # a bug in a job must not end the thread: later jobs still run
                 self._warn(e)
-            self.cpu_seconds += time.thread_time() - t0
+            self._thread_cpu += time.thread_time() - t0
             self.jobs_done += 1
 
     def _run_inline(self) -> None:
@@ -188,6 +206,17 @@ class Writer:
             self.logs_written += head.log_count
 
     def _write_rows(self, rows: Rows) -> None:
+        proc = self._segments_process
+        if proc is not None:
+            try:
+                proc.write(self.segments, self.next_segment, rows)
+                return
+            except SegmentProcessError:
+                # It died (killed from outside): this thread converts from now on.
+                self._segments_process = None
+                self._thread_cpu += proc.cpu_seconds
+                proc.close(0.1)
+                warm_up()
         write_segment(self.segments, self.next_segment, rows.to_table())
 
     def _write_checkpoint(

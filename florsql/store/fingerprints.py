@@ -73,11 +73,12 @@ def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
     roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     prefixes -= set(roots)
-    written_real = {os.path.realpath(w) for w in written}
+    dirs: dict[str, str] = {}  # a folder's resolved path: a process reads thousands of files
+    written_real = {_realpath(w, dirs) for w in written}  # from a few hundred folders
     out = []
     for path in sorted(read - written):
         rel = inside(path, roots)
-        real = os.path.realpath(path)
+        real = _realpath(path, dirs)
         if rel is None:
             rel = inside(real, roots)
         if rel is None or real in written_real:
@@ -94,6 +95,21 @@ def candidates(repo: Path, read: set[str], written: set[str]) -> list[str]:
         if os.path.isfile(real):
             out.append(rel)
     return sorted(set(out))
+
+
+def _realpath(path: str, dirs: dict[str, str]) -> str:
+    """``os.path.realpath(path)`` for an absolute ``path``, each folder resolved once
+    (``dirs`` caches them: a process reads thousands of files from a few hundred folders), so
+    a path costs one ``lstat`` instead of one per component."""
+    folder, name = os.path.split(path)
+    if not name or name in (".", "..") or not folder.startswith(os.sep):
+        return os.path.realpath(path)
+    real_folder = dirs.get(folder)
+    if real_folder is None:
+        real_folder = folder if folder == os.sep else _realpath(folder, dirs)
+        dirs[folder] = real_folder
+    joined = os.path.join(real_folder, name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def inside(path: str, roots: list[str]) -> str | None:

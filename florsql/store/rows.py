@@ -19,6 +19,7 @@ record API stores (``*_o``: bool, str, :class:`~florsql.store.segments.Tagged`, 
 from __future__ import annotations
 
 import math
+import time
 from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,11 @@ class NameTable:
         self.ids: dict[str, int] = {}
         self._arrow: pa.Array | None = None  # the names as Arrow, built on the writer thread
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to the segment writer process: the Arrow cache stays behind (and the process
+        # that pickles need not have imported pyarrow).
+        return {"names": list(self.names), "ids": dict(self.ids), "_arrow": None}
+
     def key(self, name: str) -> int:
         """``name``'s id shifted past the two value-store bits."""
         nid = self.ids.get(name)
@@ -61,7 +67,9 @@ class NameTable:
 class Columns:
     """Rows of one flush: loop iterations (one row each), log values, and rare extras."""
 
-    def __init__(self, names: NameTable, first_seq: int = 0) -> None:
+    def __init__(
+        self, names: NameTable, first_seq: int = 0, clock_offset: float | None = None
+    ) -> None:
         self.names = names
         self.first_seq = first_seq
         self.log_ctx = array("q")
@@ -73,7 +81,13 @@ class Columns:
         self.loop_parent = array("q")
         self.loop_key = array("q")
         self.loop_iter = array("q")
-        self.loop_t = array("d")
+        self.loop_t = array("d")  # time.perf_counter() at the iteration's start
+        #: Added to ``loop_t`` for wall-clock seconds since the epoch: sampled when the rows
+        #: start (every flush), so perf_counter's drift from the wall clock never accumulates.
+        #: 0.0 where the caller appends wall-clock times already.
+        self.clock_offset = (
+            time.time() - time.perf_counter() if clock_offset is None else clock_offset
+        )
         self.loop_s = array("d")  # NaN until the iteration ends
         self.loop_f = array("d")
         self.loop_i = array("q")
@@ -112,7 +126,8 @@ class Columns:
         self.log_key.append(key)
 
     def loop(self, ctx: int, parent: int, key: int, iteration: int, item: Any, t: float) -> int:
-        """Append an iteration's row (its item kept where it is a scalar); returns the row."""
+        """Append an iteration's row (its item kept where it is a scalar); returns the row.
+        ``t`` is the iteration's start as ``time.perf_counter()`` (see ``clock_offset``)."""
         row = len(self.loop_ctx)
         kind = type(item)
         if kind is int:
@@ -178,7 +193,7 @@ class Columns:
             v_int=vi,
             v_float=vf,
             v_str=vs,
-            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)[:n]),
+            t=_prim(np.frombuffer(self.loop_t, dtype=np.float64)[:n] + self.clock_offset),
             seconds=_prim(secs, ~np.isnan(secs)),
         )
 

@@ -135,7 +135,7 @@ def batch_to_table(batch: Batch) -> pa.Table:
     ``pa.array``, which imports pandas where it is installed: see ``florsql.store.rows``)."""
     from florsql.store.rows import Columns, NameTable
 
-    cols = Columns(NameTable(), first_seq=batch.first_seq)
+    cols = Columns(NameTable(), first_seq=batch.first_seq, clock_offset=0.0)
     rows: dict[int, int] = {}
     for kind, ctx, parent, name, iteration, value, t in batch.events:
         if kind == "loop":
