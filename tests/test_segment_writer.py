@@ -161,11 +161,13 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
     write(
         repo / "train.py",
         """
-        import os, time
+        import glob, os, time
         import florsql as flor
         for epoch in flor.loop("epoch", range(10**6)):
             flor.log("loss", 0.5 * epoch)
-            if epoch == 3:
+            if epoch == 3:  # once epochs 0-2 are on disk (one segment each, see the env)
+                while len(glob.glob(".florsql/runs/*/segments/*.arrow")) < 3:
+                    time.sleep(0.01)
                 me = os.getpid()
                 kids = open(f"/proc/{me}/task/{me}/children").read().split()
                 with open("ready.tmp", "w") as f:
@@ -175,7 +177,10 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
         """,
     )
     proc = subprocess.Popen(
-        [sys.executable, "train.py"], cwd=repo, env=script_env(), start_new_session=True
+        [sys.executable, "train.py"],
+        cwd=repo,
+        env=script_env(FLORSQL_FLUSH_INTERVAL="0"),
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -193,4 +198,5 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
             proc.kill()
     logs, loops = _records(repo)
     values = [float(v) for _, _, v in logs]
+    assert len(values) >= 3 and len(loops) >= 3
     assert values == [0.5 * e for e in range(len(values))]  # a prefix, in order, no gap
