@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import platform
 import secrets
@@ -13,8 +14,9 @@ import threading
 import time
 import traceback
 import warnings
+from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +61,39 @@ class _Frame:
     facts: LoopFacts | None = None  # what the loop changes (florsql.code.effects)
 
 
+#: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
+#: gives them the row-at-a-time path of outer loops: the oracle of tests/test_record_rows.py.
+_BULK_INNER_ROWS = os.environ.get("FLORSQL_BULK_INNER_ROWS", "1") != "0"
+
+#: Loop items stored in a loop row's value columns (exact types, as ``Columns.loop`` takes them).
+_SCALARS = frozenset({int, float, str, bool})
+
+
+class _InnerRun:
+    """One run of an inner loop whose rows :meth:`Run._materialize` builds in bulk."""
+
+    __slots__ = ("cursor", "done", "ends", "frame", "jumps", "key", "open", "parent", "range",
+                 "scalars", "t0")  # fmt: skip
+
+    def __init__(
+        self, frame: _Frame, parent: int, key: int, first_ctx: int, t0: float, ranged: range | None
+    ) -> None:
+        self.frame = frame
+        self.parent = parent
+        self.key = key
+        self.t0 = t0  # perf_counter at the loop's start: the first iteration's start
+        self.range = ranged  # the items, where they are a range
+        self.ends = array("d")  # perf_counter at each iteration's end
+        self.jumps: dict[int, int] = {}  # iteration -> its context, where not the previous + 1
+        self.scalars: dict[int, Any] = {}  # iteration -> its item, where a scalar (no range)
+        self.done = 0  # iterations whose rows are built
+        self.cursor = first_ctx  # the context of iteration ``done`` unless it jumped
+        self.open: tuple[int, int] | None = None  # (iteration, ctx) built without duration
+
+    def start_of(self, j: int) -> float:
+        return self.t0 if j == 0 else self.ends[j - 1]
+
+
 @dataclass
 class _Scope:
     """An active ``flor.checkpointing`` block."""
@@ -99,6 +134,7 @@ class Run:
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[_Frame] = []
+        self.inner_runs: list[_InnerRun] = []  # inner loops running, rows not all built yet
         self.scopes: list[_Scope] = []
         self.log_names: set[str] = set()
         self.args: dict[str, Any] = {}
@@ -202,7 +238,7 @@ class Run:
         if self.scopes:  # only checkpointed loops save locals
             frame.user = frame_state.user_frame()
             frame.facts = self._facts(frame.user, name)
-        return self._iterate(frame, iter(iterable))
+        return self._iterate(frame, iterable)
 
     def _facts(self, user: FrameType | None, name: str) -> LoopFacts | None:
         if user is None:
@@ -218,17 +254,20 @@ class Run:
             self.sources[filename] = facts
         return loop_at(facts, name, user.f_lineno)
 
-    def _iterate(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
-        # The hot path of recording: it runs once per step, between steps whose work has
-        # pushed florsql's data out of the CPU's caches, so each attribute, append and clock
-        # read costs far more here than in a tight loop (benchmarks/record_overhead.py). One
-        # clock read starts an iteration (its wall time is derived from it at conversion), and
-        # a loop that checkpoints nothing and is not outermost skips the after-iteration hook.
+    def _iterate(self, frame: _Frame, iterable: Iterable[Any]) -> Iterator[Any]:
+        items = iter(iterable)  # a TypeError here, at the flor.loop call, not at its first step
+        if frame.checkpoint_scope is None and frame.depth > 0 and _BULK_INNER_ROWS:
+            ranged = iterable if type(iterable) is range else None
+            return self._iterate_inner(frame, items, ranged)
+        return self._iterate_hooked(frame, items)
+
+    def _iterate_hooked(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
+        """An outermost loop, or one that checkpoints: a row per iteration as it starts, and the
+        after-iteration hook (checkpoints, flushes) as it ends."""
         parent = self.ctx
         self.frames.append(frame)
         key = self.names.key(frame.name)
         clock = time.perf_counter
-        hooked = frame.checkpoint_scope is not None or frame.depth == 0
         try:
             i = -1
             for item in items:
@@ -247,13 +286,101 @@ class Run:
                 else:  # flushed meanwhile (flor.commit() inside the loop)
                     self.rows.ends.append((ctx, elapsed))
                 self.ctx = parent
-                if hooked:
-                    self._after_iteration(frame, elapsed)
-                    frame.inner_checkpoint_taken = False  # for the next iteration
+                self._after_iteration(frame, elapsed)
+                frame.inner_checkpoint_taken = False  # for the next iteration
         finally:
             self.frames.pop()
             self.ctx = parent
             self._after_inner_loop(frame)
+
+    def _iterate_inner(
+        self, frame: _Frame, items: Iterator[Any], ranged: range | None
+    ) -> Iterator[Any]:
+        """An inner loop without checkpoints: the hot path of recording, once per step.
+
+        It runs between steps whose work has pushed florsql's data out of the CPU's caches, so
+        every attribute, append and clock read costs many times what it costs in a tight loop
+        (benchmarks/record_overhead.py). So an iteration only takes its context and, as it
+        ends, appends one clock reading; its row (context, parent, name, iteration, item, start
+        and duration) is built from those by :meth:`_materialize`, in bulk, when the loop ends
+        and before every flush, so a flush still carries the row of every iteration begun. An
+        iteration's time runs from the previous one's end (the loop's start for the first), so
+        it includes fetching its item.
+        """
+        parent = self.ctx
+        self.frames.append(frame)
+        clock = time.perf_counter
+        run = _InnerRun(frame, parent, self.names.key(frame.name), self.next_ctx, clock(), ranged)
+        self.inner_runs.append(run)
+        ends, jumps, scalars = run.ends, run.jumps, run.scalars
+        computed = ranged is not None
+        try:
+            i = -1
+            want = run.cursor
+            for item in items:
+                i += 1
+                ctx = self.next_ctx
+                self.next_ctx = ctx + 1
+                self.ctx = ctx
+                frame.iteration = i
+                if ctx != want:  # a nested loop took the contexts in between
+                    jumps[i] = ctx
+                want = ctx + 1
+                if not computed and type(item) in _SCALARS:
+                    scalars[i] = item
+                yield item
+                ends.append(clock())
+                self.ctx = parent
+        finally:
+            # An iteration left by break, return or an exception keeps no duration, as on the
+            # hooked path.
+            self.inner_runs.remove(run)
+            self._materialize(run)
+            self.frames.pop()
+            self.ctx = parent
+            self._after_inner_loop(frame)
+
+    def _materialize(self, run: _InnerRun) -> None:
+        """Append to ``self.rows`` the rows of ``run``'s iterations begun since the last call.
+
+        An iteration still running gets its row with no duration; the duration follows in an
+        ``end`` row once it is known (as a flush in the middle of an iteration does on the
+        hooked path)."""
+        rows = self.rows
+        ends = run.ends
+        if run.open is not None and run.open[0] < len(ends):
+            j, ctx = run.open
+            rows.ends.append((ctx, ends[j] - run.start_of(j)))
+            run.open = None
+        done, started = run.done, run.frame.iteration + 1
+        if started <= done:
+            return
+        jumps = run.jumps
+        if not jumps or max(jumps) < done:  # contexts in a row: the common, leaf loop
+            ctxs: Sequence[int] = range(run.cursor, run.cursor + started - done)
+            cursor = run.cursor + started - done
+        else:
+            ctxs, cursor = [], run.cursor
+            for j in range(done, started):
+                ctx = jumps.get(j, cursor)
+                ctxs.append(ctx)
+                cursor = ctx + 1
+        finished = min(len(ends), started)
+        starts = (
+            ends[done - 1 : started - 1] if done else array("d", [run.t0]) + ends[: started - 1]
+        )
+        seconds = array("d", [e - t for t, e in zip(starts, ends[done:finished], strict=False)])
+        seconds.extend([math.nan] * (started - finished))
+        if run.range is not None:
+            items: Sequence[Any] | None = run.range[done:started]
+        elif run.scalars:
+            items = [run.scalars.get(j) for j in range(done, started)]
+        else:
+            items = None
+        rows.loop_span(ctxs, run.parent, run.key, done, items, starts, seconds)
+        run.done, run.cursor = started, cursor
+        if finished < started:
+            run.open = (started - 1, ctxs[-1])
 
     def _after_iteration(self, frame: _Frame, elapsed: float) -> None:
         scope = frame.checkpoint_scope
@@ -336,6 +463,8 @@ class Run:
     # -- durability ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Hand the buffered rows to the writer (called at every outermost iteration's end)."""
+        for run in self.inner_runs:  # outermost first: a row for every iteration begun
+            self._materialize(run)
         rows = self.rows
         foreign = self.foreign
         while foreign:

@@ -152,6 +152,38 @@ class Columns:
         self.loop_s.append(math.nan)
         return row
 
+    def loop_span(
+        self,
+        ctxs: Sequence[int],
+        parent: int,
+        key: int,
+        first: int,
+        items: Sequence[Any] | None,
+        t: Sequence[float],
+        seconds: Sequence[float],
+    ) -> None:
+        """Append the rows of iterations ``first``, ``first + 1``, ... of one loop run at once:
+        ``items`` their items (a ``range``, a list with None where an item is no scalar, or None
+        for no scalar item at all), ``t`` their starts (``time.perf_counter()``) and ``seconds``
+        their durations (NaN where not known yet)."""
+        n = len(ctxs)
+        if type(items) is range and n and _fits_int64(items):
+            self.loop_i.extend(items)
+            keys = [key | INT] * n
+        elif items is None:
+            keys = [key | NULL] * n
+        else:  # items of several kinds: a row at a time
+            for j in range(n):
+                row = self.loop(ctxs[j], parent, key, first + j, items[j], t[j])
+                self.loop_s[row] = seconds[j]
+            return
+        self.loop_ctx.extend(ctxs)
+        self.loop_parent.extend([parent] * n)
+        self.loop_key.extend(keys)
+        self.loop_iter.extend(range(first, first + n))
+        self.loop_t.extend(t)
+        self.loop_s.extend(seconds)  # last: a row is whole once it has this column
+
     # -- the writer thread ---------------------------------------------------------------------
     def to_table(self) -> pa.Table:
         """The rows as one Arrow table in :func:`~florsql.store.segments.schema`."""
@@ -263,6 +295,11 @@ def _vtypes() -> pa.Array:
 
 
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
+def _fits_int64(items: range) -> bool:
+    lo, hi = min(items[0], items[-1]), max(items[0], items[-1])
+    return lo >= -(2**63) and hi < 2**63
+
+
 def _ints(column: array[int], n: int) -> np.ndarray:
     import numpy as np
 
