@@ -81,7 +81,7 @@ flor.commit()
 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 thread = time.thread_time() - th0
 out = {{"seconds": seconds, "cpu": cpu, "thread": thread, "start_ms": start_ms}}
-print(json.dumps({{**out, "pandas": "pandas" in sys.modules}}))
+print(json.dumps({{**out, "pandas": "pandas" in sys.modules, "pyarrow": "pyarrow" in sys.modules}}))
 """
 
 #: The log calls of one step: the first 3 are the headline script's; more are extra metrics.
@@ -274,6 +274,11 @@ def main() -> None:
     print(f"{'plain run-to-run spread %':32}{spread:10.1f}  (the noise floor of this machine)")
     imported = sum(bool(r.get("pandas")) for r in instr)
     print(f"{'recorded runs importing pandas':32}{'':10}{imported:10d}{'0':>10}")
+    with_arrow = sum(bool(r.get("pyarrow")) for r in instr)
+    print(
+        f"{'recorded runs importing pyarrow':32}{'':10}{with_arrow:10d}"
+        "  (the segment writer process converts)"
+    )
     print(f"{'us per flor.log (min of blocks)':32}{'':10}{micro:10.3f}{'<= 2':>10}")
     print(f"{'us per flor.loop iteration':32}{'':10}{per_iter:10.3f}")
     print(f"{'writer thread CPU s / run':32}{'':10}{writer_cpu:10.3f}")
