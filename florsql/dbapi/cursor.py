@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, wrap_error
+from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, QueryDataError, wrap_error
+from florsql.engine.pyvalues import InexactValueError, python_columns
 from florsql.errors import FlorError
 
 if TYPE_CHECKING:
@@ -145,7 +146,10 @@ class Cursor:
 
     def _load(self, table: pa.Table) -> None:
         chunk = table.slice(self._pos, _BATCH)
-        columns = [c.to_pylist() for c in chunk.columns]
+        try:
+            columns = python_columns(chunk)
+        except InexactValueError as e:
+            raise QueryDataError(e.message, sql=self._result.sql if self._result else None) from e
         self._rows = list(zip(*columns, strict=True)) if columns else [()] * chunk.num_rows
         self._rows_start = self._pos
 
