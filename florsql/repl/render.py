@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
 
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 NULL = "NULL"
+_OFFSET_HOUR = re.compile(r"([+-]\d\d):00$")
 
 
 def cell(value: object) -> str:
@@ -45,8 +47,13 @@ def cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, datetime | time):
+        text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+        return _OFFSET_HOUR.sub(r"\1", text)  # +00:00 as DuckDB writes it: +00
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")  # str() writes 1E-9
     if isinstance(value, bytes):
         return _blob(value)
     if isinstance(value, list | tuple):
@@ -142,7 +149,7 @@ def _json(value: object) -> str:
     if isinstance(value, float):
         return json.dumps(value) if math.isfinite(value) else "null"
     if isinstance(value, Decimal):
-        return str(value) if value.is_finite() else "null"
+        return format(value, "f") if value.is_finite() else "null"
     if isinstance(value, datetime | date | time):
         return json.dumps(value.isoformat())
     if isinstance(value, bytes):
