@@ -82,6 +82,12 @@ class FlorsqlParser(DuckDBParser):
     }
     SHOW_TRIE: ClassVar[dict] = new_trie(key.split(" ") for key in SHOW_PARSERS)
 
+    NO_PAREN_FUNCTION_PARSERS: ClassVar[dict[str, Any]] = {
+        **DuckDBParser.NO_PAREN_FUNCTION_PARSERS,
+        # `@x` is DuckDB's abs(x); marked so an unknown `x` there can say it is no parameter.
+        "@": lambda self: self._parse_at_sign(),
+    }
+
     def _warn_unsupported(self) -> None:
         """Stay quiet: florsql refuses every ``Command`` with its own message."""
 
@@ -91,6 +97,11 @@ class FlorsqlParser(DuckDBParser):
         if ident is not None:
             ident.meta["string_literal"] = True
         return ident
+
+    def _parse_at_sign(self) -> exp.Abs:
+        node = exp.Abs(this=self._parse_bitwise())
+        node.meta["at_sign"] = True
+        return node
 
     def _parse_interval_span(
         self, this: exp.Expr, parse_function_unit: bool = True

@@ -10,6 +10,7 @@ import pyarrow as pa
 from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, QueryDataError, wrap_error
 from florsql.engine.pyvalues import InexactValueError, python_columns
 from florsql.errors import FlorError
+from florsql.grammar.placeholders import ACCEPTED
 
 if TYPE_CHECKING:
     from florsql.dbapi.connection import Connection
@@ -194,8 +195,11 @@ class Cursor:
 def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
     if parameters is None:
         return ()
-    message = "florsql takes qmark parameters: pass a sequence of values for the ? placeholders"
-    if isinstance(parameters, Mapping | str | bytes):
+    message = f"{ACCEPTED} (a list or tuple)"
+    if isinstance(parameters, Mapping):
+        names = ", ".join(map(str, list(parameters)[:3]))
+        raise ProgrammingError(f"named parameters ({names}) are not supported: {message}")
+    if isinstance(parameters, str | bytes):
         raise ProgrammingError(message)
     try:
         return tuple(parameters)
