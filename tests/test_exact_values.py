@@ -299,3 +299,26 @@ def test_random_big_numbers_come_back_exact(
     assert [type(v) for v in row or ()] == [int, int, int, decimal.Decimal]
     oracle = duckdb.connect().execute(sql).fetchone()
     assert oracle is not None and row == (int(oracle[0]), *oracle[1:])
+
+
+def test_the_shell_prints_every_digit(repo: Path) -> None:
+    """The REPL (its script mode: statements piped in) renders through the same conversion."""
+    big = 12345678901234567890123456789012345678901
+    script = (
+        f"SELECT {big} AS big, 340282366920938463463374607431768211455::UHUGEINT AS u;\n"
+        ".mode line\n"
+        f"SELECT INTERVAL '14 months' AS i, {NANOS} AS n, 'infinity'::DATE AS d;\n"
+    )
+    result = CliRunner().invoke(main, ["--repo", str(repo)], input=script)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "                                      big                                        u\n"
+        "-----------------------------------------  ---------------------------------------\n"
+        f"{big}  340282366920938463463374607431768211455\n"
+        "(1 row)\n"
+        "i = 1 year 2 months\n"
+        "n = 2024-01-02 03:04:05.123456789\n"
+        "d = infinity\n"
+        "\n"
+        "(1 row)\n"
+    )
