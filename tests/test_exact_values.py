@@ -322,3 +322,19 @@ def test_the_shell_prints_every_digit(repo: Path) -> None:
         "\n"
         "(1 row)\n"
     )
+
+
+def test_nested_values_over_many_rows_fetched_in_batches(con: dbapi.Connection) -> None:
+    """The DB-API converts 1024 rows at a time: slices of nested columns stay aligned."""
+    sql = (
+        "SELECT i, [i::HUGEINT, NULL, (i * 7)::UHUGEINT]::HUGEINT[] AS l,"
+        " CASE WHEN i % 5 = 0 THEN NULL ELSE MAP {'k': i::UHUGEINT} END AS m,"
+        f" {{'u': i::UHUGEINT + {2**128 - 10_000}::UHUGEINT, 'e': []::BIT[]}} AS s,"
+        " [i::HUGEINT, 2]::HUGEINT[2] AS a,"
+        " CASE WHEN i % 3 = 0 THEN [] ELSE [TIMETZ '01:02:03+01'] END AS t"
+        " FROM range(2500) AS r(i) ORDER BY i"
+    )
+    want = duckdb.connect().execute(sql).fetchall()
+    cur = con.execute(sql)
+    got = cur.fetchmany(7) + cur.fetchmany(1500) + cur.fetchall()
+    assert _same(got, want)

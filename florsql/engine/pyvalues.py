@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -110,25 +111,24 @@ def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
             one = pa.array([member], member.type)
             out.append(_values(one, kids[scalar.type_code], text)[0])
         return out
-    if t.id == "map":
-        keys = _values(arr.keys, kids[0], text)
-        items = _values(arr.items, kids[1], text)
-        offsets = arr.offsets.to_pylist()
-        return [
-            dict(zip(keys[a:b], items[a:b], strict=True)) if ok else None
-            for a, b, ok in zip(offsets, offsets[1:], valid, strict=False)
-        ]
     if t.id == "array":
         size = arr.type.list_size
         flat = _values(arr.values.slice(arr.offset * size, len(arr) * size), kids[0], text)
         return [
             tuple(flat[i * size : (i + 1) * size]) if ok else None for i, ok in enumerate(valid)
         ]
-    values = _values(arr.values, kids[0], text)
-    offsets = arr.offsets.to_pylist()
-    return [
-        values[a:b] if ok else None for a, b, ok in zip(offsets, offsets[1:], valid, strict=False)
-    ]
+    offsets = arr.offsets.to_pylist()  # into the whole child, also for a slice
+    first, last = (offsets[0], offsets[-1]) if offsets else (0, 0)
+    spans = [(a - first, b - first) for a, b in itertools.pairwise(offsets)]
+    if t.id == "map":
+        keys = _values(arr.keys.slice(first, last - first), kids[0], text)
+        items = _values(arr.items.slice(first, last - first), kids[1], text)
+        return [
+            dict(zip(keys[a:b], items[a:b], strict=True)) if ok else None
+            for (a, b), ok in zip(spans, valid, strict=True)
+        ]
+    values = _values(arr.values.slice(first, last - first), kids[0], text)
+    return [values[a:b] if ok else None for (a, b), ok in zip(spans, valid, strict=True)]
 
 
 # -- leaves -------------------------------------------------------------------------------------
