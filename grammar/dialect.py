@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError
+from sqlglot.expressions.builders import INTERVAL_STRING_RE
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.parser import SENTINEL_NONE
 from sqlglot.parsers.duckdb import DuckDBParser
@@ -81,6 +82,12 @@ class FlorsqlParser(DuckDBParser):
     }
     SHOW_TRIE: ClassVar[dict] = new_trie(key.split(" ") for key in SHOW_PARSERS)
 
+    NO_PAREN_FUNCTION_PARSERS: ClassVar[dict[str, Any]] = {
+        **DuckDBParser.NO_PAREN_FUNCTION_PARSERS,
+        # `@x` is DuckDB's abs(x); marked so an unknown `x` there can say it is no parameter.
+        "@": lambda self: self._parse_at_sign(),
+    }
+
     def _warn_unsupported(self) -> None:
         """Stay quiet: florsql refuses every ``Command`` with its own message."""
 
@@ -90,6 +97,26 @@ class FlorsqlParser(DuckDBParser):
         if ident is not None:
             ident.meta["string_literal"] = True
         return ident
+
+    def _parse_at_sign(self) -> exp.Abs:
+        node = exp.Abs(this=self._parse_bitwise())
+        node.meta["at_sign"] = True
+        return node
+
+    def _parse_interval_span(
+        self, this: exp.Expr, parse_function_unit: bool = True
+    ) -> exp.Interval:
+        # sqlglot reads INTERVAL '3 days 04:05:06' as INTERVAL '3' DAYS, dropping the rest of
+        # the string: keep such a string whole (DuckDB parses it), without a unit.
+        interval = super()._parse_interval_span(this, parse_function_unit)
+        if this is not None and this.is_string:
+            parts = INTERVAL_STRING_RE.findall(this.name)
+            whole = " ".join(this.name.split()).lower()
+            if len(parts) == 1 and whole != f"{parts[0][0]} {parts[0][1]}".lower():
+                interval.set("this", exp.Literal.string(this.name))
+                interval.set("unit", None)
+                interval.set("fraction_in_string", None)
+        return interval
 
     def _parse_placeholder(self) -> exp.Expr | None:
         # sqlglot gives `?` and `$1` no position; errors about them should point at them.

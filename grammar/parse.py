@@ -13,6 +13,7 @@ from sqlglot.tokens import Token, TokenType
 
 from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.placeholders import named_parameter, refusal
 from florsql.grammar.positions import line_col, translate_parse_error, translate_token_error
 from florsql.grammar.safety import NOT_A_STATEMENT, check_read_only
 
@@ -138,6 +139,10 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     try:
         trees = _DIALECT.parser().parse(tokens, source)
     except SqlglotParseError as error:
+        named = named_parameter(tokens, at_sign=True)
+        if named is not None:  # e.g. `SELECT :x`, `lr > %s`: say so, at the placeholder
+            line, col = line_col(source, named[1])
+            raise ParseError(refusal(named[0]), sql=source, line=line, col=col) from None
         first = tokens[0]
         if first.token_type == TokenType.VAR and first.text.upper() not in _STARTS:
             raise _not_a_statement(first, source) from None

@@ -30,6 +30,7 @@ from florsql.grammar.functions import (
     FLORSQL_FUNCTIONS,
     SYNTAX,
 )
+from florsql.grammar.placeholders import refusal as placeholder_refusal
 from florsql.grammar.positions import line_col, node_offset
 from florsql.grammar.refusals import (
     REFUSED_COMMANDS,
@@ -313,7 +314,9 @@ def _check_node(node: exp.Expr, sql: str) -> None:
     elif isinstance(node, exp.Table):
         _check_table(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
-        raise _Refused(f"only ? parameters are supported, not ${node.this}", node)
+        start = node_offset(node)
+        sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
+        raise _Refused(placeholder_refusal(f"{sign}{node.this}"), node)
 
 
 def _function_refusal(func: exp.Func, sql: str) -> tuple[str, str | None] | None:

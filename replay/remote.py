@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from florsql.errors import ReplayError
 from florsql.replay.executors import OnDone, _env, _Zygote, collect
@@ -113,8 +115,11 @@ class RayExecutor:
         self._ray = ray
         self._owns = False
         if not ray.is_initialized():
+            where = address or os.environ.get("RAY_ADDRESS") or ""
+            if where.lower().startswith("ray://"):
+                _probe_client_server(where)
             try:
-                if address or os.environ.get("RAY_ADDRESS"):
+                if where:
                     ray.init(address=address, log_to_driver=False)
                 else:
                     ray.init(
@@ -123,11 +128,7 @@ class RayExecutor:
                         log_to_driver=False,
                     )
             except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError...
-                where = address or os.environ.get("RAY_ADDRESS") or "a local cluster"
-                raise ReplayError(
-                    f"could not connect to Ray at {where}: {e}; check the address and that "
-                    "the cluster runs (ray status)"
-                ) from e
+                raise ReplayError(_connect_error(where or "a local cluster", e)) from e
             self._owns = True
         if workers is None:
             cpus = ray.cluster_resources().get("CPU", 0)
@@ -242,6 +243,50 @@ class RayExecutor:
             )
         unpack(task.spec, outbox, node)
         return collect(task, code, seconds)
+
+
+#: Seconds to wait for a TCP connection to a ``ray://`` address before asking Ray to connect
+#: (Ray Client itself retries for about 30 s before it gives up on an address nothing answers).
+CONNECT_PROBE_SECONDS = float(os.environ.get("FLORSQL_RAY_CONNECT_TIMEOUT", "10"))
+
+
+def _probe_client_server(address: str) -> None:
+    """Fail fast, with florsql's error, when nothing accepts connections at ``ray://HOST:PORT``.
+
+    Raises:
+        ReplayError: the host does not resolve, refuses the connection or does not answer.
+    """
+    parts = urlsplit(address)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port or 10001  # Ray Client's default port
+    except ValueError:
+        raise ReplayError(
+            f"could not connect to Ray at {address}: the port is not a number; use "
+            "'ray://HOST:PORT' (the head's --ray-client-server-port)"
+        ) from None
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_PROBE_SECONDS).close()
+    except OSError as e:
+        why = "it did not answer in time" if isinstance(e, TimeoutError) else str(e)
+        raise ReplayError(
+            f"could not connect to Ray at {address}: no Ray Client server accepts connections "
+            f"at {host}:{port} ({why}); start the head with `ray start --head "
+            "--ray-client-server-port=PORT` and check the address (ray status on the head)"
+        ) from None
+
+
+def _connect_error(where: str, e: BaseException) -> str:
+    """florsql's message for a failed ``ray.init``: Ray's last line, and what to do."""
+    text = f"could not connect to Ray at {where}: {_first_line(e)}"
+    if "Ray client server failed" in str(e) or "Proxy failed to Connect" in str(e):
+        return (
+            f"{text}; the head's Ray Client server could not start a server process for this "
+            "client. If the head's logs/ray_client_server_<port>.err is empty, that process "
+            "crashed while forking: start the head with GRPC_ENABLE_FORK_SUPPORT=0 in its "
+            "environment (docs/replay.md, Ray Client)"
+        )
+    return f"{text}; check the address and that the cluster runs (ray status)"
 
 
 def restored_iterations(steps: Sequence[Sequence[Any]]) -> list[int]:

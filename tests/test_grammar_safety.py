@@ -13,6 +13,7 @@ from florsql.grammar import (
     REFUSED_PREFIXES,
     parse,
 )
+from florsql.grammar.placeholders import refusal as placeholder_refusal
 
 WRITES = "queries may only read; use the record API to write"
 FILES = "it reads or writes files outside florsql's store"
@@ -325,8 +326,9 @@ PATH_TABLE = (
         ('SELECT * FROM "~/x"', PATH_TABLE.format("~/x"), 15),
         ('SELECT * FROM logs, "https://h/x.json"', PATH_TABLE.format("https://h/x.json"), 21),
         ("SELECT * FROM ?", "a parameter cannot stand for a table name", 15),
-        ("SELECT * FROM logs WHERE lr > $1", "only ? parameters are supported, not $1", 31),
-        ("SELECT * FROM logs WHERE lr > $lr", "only ? parameters are supported, not $lr", 31),
+        ("SELECT * FROM logs WHERE lr > $1", placeholder_refusal("$1"), 31),
+        ("SELECT * FROM logs WHERE lr > $lr", placeholder_refusal("$lr"), 31),
+        ("SELECT * FROM logs WHERE lr > :lr", placeholder_refusal(":lr"), 31),
     ],
 )
 def test_tables_must_be_plain_names(sql: str, message: str, col: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -62,6 +63,7 @@ def _ports() -> list[str]:
 @dataclass
 class Cluster:
     gcs: str  # HOST:PORT of the head's GCS
+    client: str  # ray://HOST:PORT of the head's Ray Client server
     hidden: Path  # the folder the worker node cannot see
     ray_repo: Path
     local_repo: Path
@@ -73,15 +75,19 @@ def _env() -> dict[str, str]:
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _kill_tree(marker: str) -> None:
+def _kill_tree(marker: str, gcs_port: int) -> None:
     """Kill the processes this test's cluster started: those whose command line names its
-    temporary folder, and their children (the warm zygotes of Ray workers)."""
+    temporary folder or its GCS address (the Ray Client servers name only that), and their
+    children (the warm zygotes of Ray workers)."""
     import psutil
+
+    def ours(part: str) -> bool:
+        return marker in part or (part.startswith("--address=") and part.endswith(f":{gcs_port}"))
 
     procs: list[Any] = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(marker in part for part in p.info["cmdline"] or []):
+            if any(ours(part) for part in p.info["cmdline"] or []):
                 procs.append(p)
                 procs += p.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -134,13 +140,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     node_tmp = tempfile.mkdtemp(prefix="frw")
     port = _free_port()
     gcs = f"127.0.0.1:{port}"
+    client = f"ray://127.0.0.1:{_free_port()}"
+    # The head's Ray Client server forks a server per client from a process where gRPC runs
+    # threads; with gRPC's fork support on (grpcio's default) the forked child restarts gRPC
+    # threads before its exec and at times dies of SIGSEGV with empty logs. Off on the head.
+    head_env = {**_env(), "GRPC_ENABLE_FORK_SUPPORT": "0"}
     try:
         subprocess.run(
             [RAY, "start", "--head", f"--port={port}", "--num-cpus=1",
              f"--temp-dir={head_tmp}",
              "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-             "--disable-usage-stats", *_ports()],
-            env=_env(), check=True, capture_output=True, timeout=START_TIMEOUT,
+             "--disable-usage-stats", f"--ray-client-server-port={client.rsplit(':', 1)[1]}",
+             *_ports()],
+            env=head_env, check=True, capture_output=True, timeout=START_TIMEOUT,
         )  # fmt: skip
         worker = " ".join(
             [RAY, "start", f"--address={gcs}", "--num-cpus=2",
@@ -160,13 +172,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         ray.init(address=gcs, log_to_driver=False)
         node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and HIDDEN in n["Resources"])
         ray.shutdown()
-        yield Cluster(gcs, hidden, repo, local, node, [head_tmp, node_tmp])
+        yield Cluster(gcs, client, hidden, repo, local, node, [head_tmp, node_tmp])
     finally:
         import ray
 
         ray.shutdown()
         for tmp in (node_tmp, head_tmp):
-            _kill_tree(tmp)
+            _kill_tree(tmp, port)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -225,11 +237,32 @@ def test_ray_values_equal_the_local_executor(
     assert not list(replays_dir(cluster.ray_repo).glob("*/*/failed.json"))
 
 
-def test_cli_query_with_executor_ray(cluster: Cluster) -> None:
-    """``florsql query --executor ray`` with the cluster in RAY_ADDRESS, a fresh copy.
+def test_ray_client_values_equal_the_local_executor(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``executor='ray://HOST:PORT'``: Ray Client, the driver without a raylet of its own; the
+    version tarballs, checkpoints and results travel through the client connection."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("FLORSQL_RAY_RESOURCES", json.dumps({HIDDEN: 1}))
+    repo = cluster.hidden / "client"
+    copy_repo(cluster.local_repo, repo)
+    shutil.rmtree(replays_dir(repo), ignore_errors=True)
+    for p in (repo / ".florsql").glob("index.*"):
+        p.unlink()
+    with florsql.connect(cluster.local_repo, executor=PlanExecutor(LocalExecutor(2))) as con:
+        want = _rows(con)
+    with florsql.connect(repo, executor=cluster.client) as con:
+        got = _rows(con)
+    assert got == want
+    done = sorted(replays_dir(repo).glob("*/*/done.json"))
+    assert done
+    for path in done:
+        assert json.loads(path.read_text())["node"] == cluster.worker_node
 
-    (``ray://HOST:PORT``, Ray Client, is not tested: with ray 2.60 on this machine the client
-    server's per-client process exits at start without a word in its logs.)"""
+
+def test_cli_query_with_executor_ray(cluster: Cluster) -> None:
+    """``florsql query --executor ray`` with the cluster in RAY_ADDRESS, a fresh copy."""
     repo = cluster.hidden / "cli"
     copy_repo(cluster.local_repo, repo)
     shutil.rmtree(replays_dir(repo), ignore_errors=True)
@@ -270,6 +303,21 @@ def test_an_unknown_executor_is_refused_saying_what_is_accepted(
     result = CliRunner().invoke(main, ["--repo", str(tiny_repo), "query", "--executor", value,
                                        "SELECT 1"])  # fmt: skip
     assert result.exit_code == 1 and "unknown executor" in result.output
+
+
+def test_ray_client_at_a_closed_port_fails_fast_with_florsql_error(tiny_repo: Path) -> None:
+    """Nothing listens there: florsql says so at once (Ray Client alone retries for ~30 s)."""
+    address = f"ray://127.0.0.1:{_free_port()}"
+    with pytest.raises(
+        florsql.Error, match=re.escape(f"could not connect to Ray at {address}:")
+    ) as err:
+        florsql.connect(tiny_repo, executor=address)
+    assert "no Ray Client server accepts connections" in str(err.value)
+    with florsql.connect(tiny_repo) as con, pytest.raises(florsql.Error, match="could not conn"):
+        con.execute(f"SET executor = '{address}'")
+    result = CliRunner().invoke(main, ["--repo", str(tiny_repo), "query", "--executor", address,
+                                       "SELECT 1"])  # fmt: skip
+    assert result.exit_code == 1 and "could not connect to Ray" in result.output
 
 
 def test_executor_values() -> None:

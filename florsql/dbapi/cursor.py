@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, wrap_error
+from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, QueryDataError, wrap_error
+from florsql.engine.pyvalues import InexactValueError, python_columns
 from florsql.errors import FlorError
+from florsql.grammar.placeholders import ACCEPTED
 
 if TYPE_CHECKING:
     from florsql.dbapi.connection import Connection
@@ -145,7 +147,10 @@ class Cursor:
 
     def _load(self, table: pa.Table) -> None:
         chunk = table.slice(self._pos, _BATCH)
-        columns = [c.to_pylist() for c in chunk.columns]
+        try:
+            columns = python_columns(chunk)
+        except InexactValueError as e:
+            raise QueryDataError(e.message, sql=self._result.sql if self._result else None) from e
         self._rows = list(zip(*columns, strict=True)) if columns else [()] * chunk.num_rows
         self._rows_start = self._pos
 
@@ -190,8 +195,11 @@ class Cursor:
 def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
     if parameters is None:
         return ()
-    message = "florsql takes qmark parameters: pass a sequence of values for the ? placeholders"
-    if isinstance(parameters, Mapping | str | bytes):
+    message = f"{ACCEPTED} (a list or tuple)"
+    if isinstance(parameters, Mapping):
+        names = ", ".join(map(str, list(parameters)[:3]))
+        raise ProgrammingError(f"named parameters ({names}) are not supported: {message}")
+    if isinstance(parameters, str | bytes):
         raise ProgrammingError(message)
     try:
         return tuple(parameters)

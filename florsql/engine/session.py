@@ -30,6 +30,7 @@ from sqlglot import exp
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
+from florsql.engine.exact import run_exact
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
 from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay
 from florsql.engine.result import Result
@@ -396,8 +397,8 @@ class Engine:
         self, con: duckdb.DuckDBPyConnection, sql: str, stmt: Statement
     ) -> tuple[pa.Table, tuple[str, ...]]:
         try:
-            rel = con.sql(sql)
-            return rel.to_arrow_table(), tuple(str(t) for t in rel.types)
+            table, types = run_exact(con, sql)
+            return table, tuple(str(t) for t in types)
         except Exception as e:
             if type(e).__module__.startswith(("duckdb", "_duckdb")):
                 raise translate_duckdb_error(

@@ -142,8 +142,10 @@ def sql_type(arrow: pa.DataType, name: str | None = None) -> SqlType:
         ('DOUBLE[]', 0)
     """
     if pa.types.is_decimal(arrow):
-        return SqlType(f"DECIMAL({arrow.precision},{arrow.scale})", DECIMAL, arrow.precision,
-                       arrow.scale, 10, False)  # fmt: skip
+        # HUGEINT and UHUGEINT travel as decimal256(39, 0) and keep their own names
+        label = name if name and name.upper() in ("HUGEINT", "UHUGEINT") else None
+        return SqlType(label or f"DECIMAL({arrow.precision},{arrow.scale})", DECIMAL,
+                       arrow.precision, arrow.scale, 10, name == "UHUGEINT")  # fmt: skip
     guess = _arrow_name(arrow)
     known = _BY_NAME.get((name or guess or "").upper())
     if known is not None:

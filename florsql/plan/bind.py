@@ -18,6 +18,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from florsql.errors import PlanError
 from florsql.grammar import line_col, node_position
+from florsql.grammar.placeholders import ACCEPTED
 from florsql.plan.catalog import Catalog
 
 __all__ = ["REF_KEY", "Binding", "Reference", "bind_query", "is_logs_table"]
@@ -296,6 +297,10 @@ def _unknown(
     pos = node_position(col, source) or (None, None)
     line, column = pos if pos != (None, None) else _find(col.name, source)
     hint = catalog.suggest(col.name, list(dict.fromkeys(pool)))
+    if isinstance(col.parent, exp.Abs) and col.parent.meta.get("at_sign"):
+        hint += (
+            f" (@{col.name} is DuckDB's absolute value of {col.name}, not a parameter: {ACCEPTED})"
+        )
     raise PlanError(f"Unknown column '{col.name}'.{hint}", sql=source, line=line, col=column)
 
 

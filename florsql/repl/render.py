@@ -8,11 +8,14 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
 
 import pyarrow as pa
 
+from florsql.engine.exact import TYPE_KEY
+from florsql.engine.pyvalues import python_columns
 from florsql.repl.service import ReplayEstimate, ReplayProgress
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 NULL = "NULL"
+_OFFSET_HOUR = re.compile(r"([+-]\d\d):00$")
 
 
 def cell(value: object) -> str:
@@ -43,13 +47,47 @@ def cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, datetime | time):
+        text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+        return _OFFSET_HOUR.sub(r"\1", text)  # +00:00 as DuckDB writes it: +00
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")  # str() writes 1E-9
+    if isinstance(value, bytes):
+        return _blob(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(cell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)}: {cell(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _key(value: object) -> str:
+    """A struct field's name or a map's key, quoted when text, as DuckDB prints structs."""
+    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else cell(value)
+
+
+def _blob(value: bytes) -> str:
+    """A BLOB as DuckDB prints it: printable ASCII as is, other bytes as ``\\xHH``.
+
+    Example:
+        >>> print(_blob(b"\\xaa\\x00b"))
+        \\xAA\\x00b
+    """
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in value)
+
+
+def _text_columns(table: pa.Table) -> list[list[object]]:
+    """The columns' values for display: exact (big integers, DuckDB's text of intervals,
+    nanosecond timestamps, infinite dates...), see :mod:`florsql.engine.pyvalues`."""
+    return python_columns(table, text=True)
 
 
 def _numeric(field: pa.Field) -> bool:
     t = field.type
+    if (field.metadata or {}).get(TYPE_KEY) == b"BIGNUM":
+        return True
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
@@ -70,7 +108,7 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
     """
     shown = table if limit is None else table.slice(0, limit)
     names = table.column_names
-    columns = [[cell(v) for v in shown.column(i).to_pylist()] for i in range(len(names))]
+    columns = [[cell(v) for v in values] for values in _text_columns(shown)]
     widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns, strict=True)]
     right = [_numeric(f) for f in table.schema]
     heads = [
@@ -96,31 +134,45 @@ def render_csv(table: pa.Table) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.column_names)
     for batch in table.to_batches(max_chunksize=10_000):
-        columns = [c.to_pylist() for c in batch.columns]
+        columns = _text_columns(pa.Table.from_batches([batch]))
         writer.writerows(
             ["" if v is None else cell(v) for v in row] for row in zip(*columns, strict=True)
         )
     return out.getvalue().rstrip("\n")
 
 
-def _json_value(value: object) -> object:
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
+def _json(value: object) -> str:
+    """One value as JSON text. Integers and decimals keep every digit (a DECIMAL is a JSON
+    number written exactly, never a float); NaN and infinities, which JSON lacks, are null."""
+    if value is None or isinstance(value, bool | int | str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return json.dumps(value) if math.isfinite(value) else "null"
     if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return format(value, "f") if value.is_finite() else "null"
+    if isinstance(value, datetime | date | time):
+        return json.dumps(value.isoformat())
     if isinstance(value, bytes):
-        return value.hex()
-    return value
+        return json.dumps(value.hex())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
 
 
 def render_json(table: pa.Table) -> str:
-    """Every row as a JSON object, one per line, inside a JSON array."""
-    rows = [
-        json.dumps({k: _json_value(v) for k, v in row.items()}, default=str)
-        for row in table.to_pylist()
-    ]
+    """Every row as a JSON object, one per line, inside a JSON array.
+
+    Example:
+        >>> print(render_json(pa.table({"x": pa.array([Decimal("0.10")], pa.decimal128(3, 2))})))
+        [
+        {"x": 0.10}
+        ]
+    """
+    columns = _text_columns(table)
+    names = table.column_names
+    rows = [_json(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
     return "[\n" + ",\n".join(rows) + "\n]" if rows else "[]"
 
 
@@ -128,8 +180,10 @@ def render_lines(table: pa.Table, limit: int | None = 100) -> str:
     """One ``column = value`` line per field, a blank line between rows, and the count."""
     shown = table if limit is None else table.slice(0, limit)
     width = max((len(n) for n in table.column_names), default=0)
+    names = table.column_names
     blocks = [
-        "\n".join(f"{k:>{width}} = {cell(v)}" for k, v in row.items()) for row in shown.to_pylist()
+        "\n".join(f"{k:>{width}} = {cell(v)}" for k, v in zip(names, row, strict=True))
+        for row in zip(*_text_columns(shown), strict=True)
     ]
     return "\n\n".join([*blocks, _count(table.num_rows)])
 
