@@ -173,6 +173,10 @@ class Run:
         self._note_torch_threads()
         self.writer.submit_run_json(self.doc)
         self.writer.drain()
+        # The version's file list (two git calls) is read now, on the writer thread, rather
+        # than at commit, where the training thread waits for it.
+        self.version_files: set[str] | None = None
+        self.writer.submit_job(self._list_version_files)
 
     # -- record calls --------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
@@ -507,13 +511,20 @@ class Run:
         self.drained = drained and self.writer.drain()
         self.finished = True
 
+    def _list_version_files(self) -> None:
+        """On the writer thread at the run's start: the paths of the run's code version."""
+        with contextlib.suppress(Exception):  # else read again at commit
+            self.version_files = set(files_at(self.repo, self.doc["vid"]))
+
     def _describe_files(self) -> None:
         """On the writer thread at commit: the repository files the run imported (``files``)
         and the ignored files it read, fingerprinted (``inputs``, ``data_fingerprint``).
         Its modules are imported with this one: nothing is imported at interpreter exit."""
         main = self.doc["filename"]
         try:
-            in_version = set(files_at(self.repo, self.doc["vid"]))
+            in_version = self.version_files
+            if in_version is None:
+                in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
             inputs = record_inputs(self.repo, WATCH)
             # One update at the end: the training thread may be serializing the doc meanwhile.
