@@ -325,21 +325,21 @@ class Run:
                 i += 1
                 ctx = self.next_ctx
                 self.next_ctx = ctx + 1
-                self.ctx = ctx
-                frame.iteration = i
                 if ctx != want:  # a nested loop took the contexts in between
                     jumps[i] = ctx
                 want = ctx + 1
                 if not computed and type(item) in _SCALARS:
                     scalars[i] = item
+                frame.iteration = i  # a flush (a signal's) builds its row from here on
+                self.ctx = ctx
                 yield item
                 ends.append(clock())
                 self.ctx = parent
         finally:
             # An iteration left by break, return or an exception keeps no duration, as on the
             # hooked path.
+            self._materialize(run)  # then out of the list: a flush between finds it built
             self.inner_runs.remove(run)
-            self._materialize(run)
             self.frames.pop()
             self.ctx = parent
             self._after_inner_loop(frame)
