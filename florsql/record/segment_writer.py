@@ -48,6 +48,9 @@ class SegmentProcess:
     """The parent's handle on one segment writer process (used from the writer thread only)."""
 
     def __init__(self) -> None:
+        if not sys.executable or getattr(sys, "frozen", False):
+            # An embedded or frozen interpreter: sys.executable would not run ``-c`` code.
+            raise OSError("no Python interpreter to start the segment writer with")
         root = str(Path(__file__).resolve().parents[2])
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-c", _BOOT, root],

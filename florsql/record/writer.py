@@ -52,7 +52,7 @@ class Writer:
         :mod:`.segment_writer`), where it can start; else on this writer's thread."""
         self._segments_process: SegmentProcess | None = None
         if process:
-            with contextlib.suppress(OSError):  # else no process can start: this thread converts
+            with contextlib.suppress(Exception):  # else none can start: this thread converts
                 self._segments_process = SegmentProcess()
         if self._segments_process is None:
             # pyarrow takes ~0.2 s to import. Paid here, at the run's first record call, and not
