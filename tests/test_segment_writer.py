@@ -205,3 +205,51 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
     values = [float(v) for _, _, v in logs]
     assert len(values) >= 3 and len(loops) >= 3
     assert values == [0.5 * e for e in range(len(values))]  # a prefix, in order, no gap
+
+
+def test_a_forked_process_alive_at_exit_does_not_hold_the_run(tmp_path: Path) -> None:
+    """A process forked from the training process (a data loader's worker, say) and still
+    alive when the script ends: the script exits at once, the run is whole, and the segment
+    writer exits with the run, not with the forked process."""
+    repo = make_repo(tmp_path / "p")
+    write(
+        repo / "train.py",
+        """
+        import json, os, signal, sys
+        import florsql as flor
+        for epoch in flor.loop("epoch", range(3)):
+            flor.log("loss", 0.5 * epoch)
+            if epoch == 1 and os.fork() == 0:  # a worker that outlives the script
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)  # not holding the test's pipes open
+                os.dup2(null, 2)
+                signal.pause()
+                os._exit(0)
+        me = os.getpid()
+        kids = open(f"/proc/{me}/task/{me}/children").read().split()
+        print(json.dumps({p: open(f"/proc/{p}/cmdline").read() for p in kids}))
+        sys.stdout.flush()
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "train.py"],
+        cwd=repo,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and err == ""
+        kids = {int(p): cmd for p, cmd in json.loads(out).items()}
+        (writer,) = (p for p, cmd in kids.items() if "segment_writer" in cmd)
+        (worker,) = (p for p in kids if p != writer)
+        wait_gone(writer)  # with the run, though the forked worker still runs
+        assert pid_alive(worker)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+    logs, _ = _records(repo)
+    assert [float(v) for _, _, v in logs] == [0.0, 0.5, 1.0]
+    assert _status(repo) == "finished"

@@ -17,6 +17,7 @@ request it is writing: a killed training process loses nothing this process was 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -24,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,10 @@ class SegmentProcess:
             close_fds=True,
         )
         self.cpu_seconds = 0.0  # the child's CPU time at its latest reply
+        # A process forked from the training process (a data loader's worker) must not keep
+        # this process's input open, or it would not see the end of its input with the run.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forgotten(ref))
 
     def write(self, folder: Path, number: int, rows: Any) -> None:
         """Write ``rows`` as segment ``number`` of ``folder``; raises ``OSError`` (the child's
@@ -77,17 +83,26 @@ class SegmentProcess:
         if error is not None:
             raise OSError(error)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close the child's input and wait for it to exit (killed after ``timeout``)."""
-        try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+    def close(self) -> None:
+        """Close the child's input: it exits once every request is written, and every one was
+        answered before this is called. Not waited for (a forked grandchild that kept the
+        pipe open would hold the training process's exit)."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        with contextlib.suppress(OSError):
+            self.proc.poll()
+
+
+def _forgotten(ref: weakref.ref[SegmentProcess]) -> None:
+    """In a forked child: close the inherited ends of the pipes (the parent keeps its own)."""
+    proc = ref()
+    if proc is not None:
+        for stream in (proc.proc.stdin, proc.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()  # unbuffered: closes this process's copy of the fd only
 
 
 def _send(stream: Any, data: bytes) -> None:

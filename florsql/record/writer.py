@@ -215,7 +215,7 @@ class Writer:
                 # It died (killed from outside): this thread converts from now on.
                 self._segments_process = None
                 self._thread_cpu += proc.cpu_seconds
-                proc.close(0.1)
+                proc.close()
                 warm_up()
         write_segment(self.segments, self.next_segment, rows.to_table())
 
