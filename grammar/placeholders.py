@@ -78,6 +78,8 @@ def _percent(tokens: list[Token], i: int) -> str | None:
     rest = tokens[i + 1 : i + 5]
     if rest and rest[0].text.lower() == "s" and rest[0].token_type == TokenType.VAR:
         return "%s"
+    if len(rest) < 4:
+        return None
     kinds = [t.token_type for t in rest]
     if kinds == [TokenType.L_PAREN, _any(rest[1]), TokenType.R_PAREN, TokenType.VAR]:
         chain = all(_next_to(a, b) for a, b in zip([tokens[i], *rest], rest, strict=False))

@@ -93,7 +93,10 @@ class RayExecutor:
     Args:
         workers: tasks a run is cut into at most (default: the cluster's CPUs).
         address: ``ray.init`` address (``ray://HOST:PORT``, ``HOST:PORT``); default: the
-            cluster in ``RAY_ADDRESS``, else a local one with ``workers`` CPUs.
+            cluster in ``RAY_ADDRESS``, else a local one with ``workers`` CPUs. A ``ray://``
+            address goes through Ray Client (the head started with
+            ``GRPC_ENABLE_FORK_SUPPORT=0``, docs/replay.md); nothing listening there fails at
+            once.
         resources: custom Ray resources each task asks for (to place tasks on some nodes);
             default: the JSON object in ``FLORSQL_RAY_RESOURCES``, if set.
         warm: fork tasks from a zygote kept warm in each Ray worker process.

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import florsql
 from florsql import dbapi
 from florsql.cli import main
+from florsql.engine.exact import run_exact
 from florsql.errors import FlorError
 from florsql.flight.backend import open_service
 from florsql.repl.render import render
@@ -216,8 +217,6 @@ def test_cli_prints_duckdbs_text_of_every_value(repo: Path) -> None:
 
 def test_table_mode_shows_exact_numbers_right_aligned() -> None:
     con = duckdb.connect()
-    from florsql.engine.exact import run_exact
-
     table, _ = run_exact(
         con, "SELECT 12345678901234567890123456789012345678901 AS big, 1.10::DECIMAL(3,2) AS d"
     )
@@ -269,6 +268,14 @@ def test_flight_sql_sends_the_documented_arrow_types(repo: Path) -> None:
                     assert field.type == arrow, expr
                     assert table.column("v").to_pylist() == [value], expr
                     assert field.metadata[b"ARROW:FLIGHT:SQL:TYPE_NAME"] == name.encode()
+                duck = duckdb.connect()
+                for expr in EXPRESSIONS:  # every other type arrives as the engine made it
+                    cur.execute(f"SELECT {expr} AS v")
+                    got = cur.fetch_arrow_table().column("v").combine_chunks()
+                    want = run_exact(duck, f"SELECT {expr} AS v")[0].column("v").combine_chunks()
+                    assert got.type == want.type, expr
+                    nan = pa.types.is_floating(got.type) and str(got) == str(want)  # NaN != NaN
+                    assert got.equals(want) or nan, expr
                 cur.execute(f"SELECT 'infinity'::DATE AS d, {NANOS} AS n")
                 table = cur.fetch_arrow_table()
                 assert table.column("d").cast(pa.int32()).to_pylist() == [2**31 - 1]

@@ -84,3 +84,13 @@ def test_a_mapping_of_parameters_is_refused_by_name(con: dbapi.Connection) -> No
 def test_slices_and_struct_keys_are_no_placeholders(con: dbapi.Connection) -> None:
     row = con.execute("SELECT [1, 2, 3][2:3] AS s, {'a': 1} AS t").fetchone()
     assert row == ([2, 3], {"a": 1})
+
+
+@pytest.mark.parametrize("sql", ["%0", "%", "SELECT %(", "SELECT %(x", "SELECT %(x)", ":", "$"])
+def test_cut_short_placeholders_are_syntax_errors(sql: str) -> None:
+    """Found by tests/test_grammar_hypothesis.py: `%0` raised an IndexError."""
+    from florsql.errors import ParseError
+    from florsql.grammar import parse
+
+    with pytest.raises(ParseError):
+        parse(sql)

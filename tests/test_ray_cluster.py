@@ -29,7 +29,7 @@ import florsql
 from florsql.cli import main
 from florsql.errors import PlanError
 from florsql.replay import LocalExecutor, PlanExecutor
-from florsql.replay.remote import RayExecutor, parse_executor
+from florsql.replay.remote import RayExecutor, _connect_error, parse_executor
 from florsql.store.replays import replays_dir
 from tests.helpers import copy_repo, make_repo, run_script, write
 from tests.replay_scripts import OLD, PATCHED
@@ -318,6 +318,20 @@ def test_ray_client_at_a_closed_port_fails_fast_with_florsql_error(tiny_repo: Pa
     result = CliRunner().invoke(main, ["--repo", str(tiny_repo), "query", "--executor", address,
                                        "SELECT 1"])  # fmt: skip
     assert result.exit_code == 1 and "could not connect to Ray" in result.output
+
+
+def test_a_client_server_that_cannot_start_its_server_is_explained() -> None:
+    """The last line of Ray's error, and what to do on the head (the crash is a race, so this
+    checks the message on the text Ray gives, from the head's log of such a failure)."""
+    ray_error = ConnectionError(
+        "Traceback (most recent call last):\n  ...\nRuntimeError: Starting Ray client server "
+        "failed. See ray_client_server_23000.err for detailed logs.\n"
+    )
+    text = _connect_error("ray://head:10001", ray_error)
+    assert text.startswith("could not connect to Ray at ray://head:10001: RuntimeError: Start")
+    assert "GRPC_ENABLE_FORK_SUPPORT=0" in text and "Traceback" not in text
+    other = _connect_error("head:6379", ConnectionError("timed out"))
+    assert "GRPC" not in other and "ray status" in other
 
 
 def test_executor_values() -> None:
