@@ -507,6 +507,7 @@ class Run:
         self.writer.submit_job(self._describe_files)
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
+        self.doc["writer_start_cpu_seconds"] = round(self.writer.start_cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
         self.drained = drained and self.writer.drain()
         self.finished = True

@@ -7,8 +7,9 @@ pickled :class:`~florsql.store.rows.Columns` (its typed arrays pickle as raw byt
 for the reply, so segments are written in order and a reply means the file is on disk.
 
 The protocol, both ways: an 8-byte little-endian length, then that many bytes of pickle. A
-request is ``(folder, number, rows)``; a reply is ``(error or None, cpu_seconds)``, where
-``cpu_seconds`` is this process's CPU time so far (the run's ``writer_cpu_seconds`` counts it).
+request is ``(folder, number, rows)``; a reply is ``(error or None, cpu_seconds, start_cpu)``:
+this process's CPU time spent on requests so far (the run's ``writer_cpu_seconds`` counts it),
+and its start-up's (importing pyarrow: ``writer_start_cpu_seconds``, paid once per run).
 
 The process ignores SIGINT and SIGTERM (a Ctrl-C or ``kill`` of the process group reaches the
 training process, which flushes through this one) and exits when its input closes, after the
@@ -62,7 +63,8 @@ class SegmentProcess:
             bufsize=0,
             close_fds=True,
         )
-        self.cpu_seconds = 0.0  # the child's CPU time at its latest reply
+        self.cpu_seconds = 0.0  # the child's CPU time on requests, at its latest reply
+        self.start_cpu_seconds = 0.0  # the child's start-up CPU time
         # A process forked from the training process (a data loader's worker) must not keep
         # this process's input open, or it would not see the end of its input with the run.
         ref = weakref.ref(self)
@@ -79,7 +81,7 @@ class SegmentProcess:
             raise SegmentProcessError(f"the segment writer process stopped ({e})") from e
         if reply is None:
             raise SegmentProcessError("the segment writer process stopped")
-        error, self.cpu_seconds = pickle.loads(reply)
+        error, self.cpu_seconds, self.start_cpu_seconds = pickle.loads(reply)
         if error is not None:
             raise OSError(error)
 
@@ -145,6 +147,7 @@ def main() -> None:
     from florsql.store.segments import write_segment
 
     warm_up()
+    start_cpu = time.process_time()
     stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
     stdout = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
     while True:
@@ -160,7 +163,7 @@ def main() -> None:
             write_segment(Path(folder), number, rows.to_table())
         except Exception as e:  # reported to the parent, which warns and retries
             error = f"{type(e).__name__}: {e}"
-        _send(stdout, pickle.dumps((error, time.process_time())))
+        _send(stdout, pickle.dumps((error, time.process_time() - start_cpu, start_cpu)))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class Writer:
         self._run_json_written = 0  # the latest version on disk
         self.pending_checkpoints = 0
         self._thread_cpu = 0.0  # CPU this thread spent writing
+        self._start_cpu = 0.0  # a segment writer process's start-up, once it is gone
         self.last_write_seconds = 0.0
         self._warned = False
         self.last_error: str | None = None
@@ -149,6 +150,12 @@ class Writer:
         proc = self._segments_process
         return self._thread_cpu + (proc.cpu_seconds if proc is not None else 0.0)
 
+    @property
+    def start_cpu_seconds(self) -> float:
+        """CPU seconds the segment writer process took to start (0.0 without one)."""
+        proc = self._segments_process
+        return proc.start_cpu_seconds if proc is not None else self._start_cpu
+
     def unwritten(self) -> str | None:
         """What submitted so far is not on disk, in words; None when everything is."""
         parts = []
@@ -215,6 +222,7 @@ class Writer:
                 # It died (killed from outside): this thread converts from now on.
                 self._segments_process = None
                 self._thread_cpu += proc.cpu_seconds
+                self._start_cpu = proc.start_cpu_seconds
                 proc.close()
                 warm_up()
         write_segment(self.segments, self.next_segment, rows.to_table())
