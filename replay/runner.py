@@ -104,9 +104,9 @@ def run_replay(
     executor = executor or LocalExecutor()
     replay_id = replay_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
     report = ReplayReport(replay_id)
+    t0 = time.perf_counter()  # the replay's time includes its worktrees, patches and specs
     tasks = _plan_tasks(repo, requests, patcher, executor.workers, replay_id, report)
     report.estimate = sum(t.estimate for t in tasks)
-    t0 = time.perf_counter()
     by_id = {t.spec.task_id: t for t in tasks}
     total_iters = sum(len(t.spec.iterations or []) for t in tasks)
     finished: list[TaskResult] = []

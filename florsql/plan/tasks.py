@@ -61,8 +61,9 @@ TASK_OVERHEAD_S = 0.08
 #: the scripts' heavy imports (torch 1.0 s and torch._dynamo 1.05 s here). Paid once per
 #: replay when it is not running, by every task without one.
 WORKER_START_S = 2.2
-#: Per replay, whatever the tasks: propagation, worktrees, task specs, the index refresh.
-REPLAY_FIXED_S = 0.3
+#: Per replay, whatever the tasks: worktrees, patched files, task specs, verification (the
+#: replay report's seconds include them), measured 0.1-0.2 s (benchmarks/hindsight.py).
+REPLAY_FIXED_S = 0.2
 #: A run is cut into tasks of at least this much estimated work (each task pays a start-up).
 MIN_TASK_S = 2.0
 #: Checkpoint bytes read and restored per second: a 2.4 MB checkpoint (an MLP and its SGD
