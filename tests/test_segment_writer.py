@@ -75,6 +75,20 @@ def _status(repo: Path) -> str:
     return str(json.loads((run / "run.json").read_text())["status"])
 
 
+def _start(repo: Path, **env: str) -> subprocess.Popen[str]:
+    """``python train.py`` in ``repo``, in a session of its own (its process group is the test's
+    to signal), its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "train.py"],
+        cwd=repo,
+        env=script_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def test_values_equal_those_written_in_process(tmp_path: Path) -> None:
     """Differential: the same script recorded with the writer process and without it stores
     the same rows; the training process never imports pyarrow or numpy, and the child exits
@@ -131,15 +145,7 @@ def test_ctrl_c_to_the_process_group_keeps_every_value(tmp_path: Path) -> None:
                 time.sleep(0.01)
         """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "train.py"],
-        cwd=repo,
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start(repo)
     try:
         deadline = time.monotonic() + 120
         while not (repo / "ready").exists():
@@ -181,12 +187,7 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
             time.sleep(0.01)
         """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "train.py"],
-        cwd=repo,
-        env=script_env(FLORSQL_FLUSH_INTERVAL="0"),
-        start_new_session=True,
-    )
+    proc = _start(repo, FLORSQL_FLUSH_INTERVAL="0")
     try:
         deadline = time.monotonic() + 120
         while not (repo / "ready").exists():
@@ -196,7 +197,7 @@ def test_training_process_killed_leaves_no_writer_behind(tmp_path: Path) -> None
         (child,) = (int(p) for p in (repo / "ready").read_text().split())
         assert pid_alive(child)
         proc.kill()
-        proc.wait(60)
+        proc.communicate(timeout=60)  # reaps it and closes the pipes
         wait_gone(child)
     finally:
         if proc.poll() is None:
@@ -231,15 +232,7 @@ def test_a_forked_process_alive_at_exit_does_not_hold_the_run(tmp_path: Path) ->
         sys.stdout.flush()
         """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "train.py"],
-        cwd=repo,
-        env=script_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start(repo)
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and err == ""
