@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import pytest
 
 from florsql.engine import Engine
 from florsql.errors import PlanError, SqlError
+from florsql.plan import hindsight
 from florsql.plan.catalog import log_type
 from florsql.plan.hindsight import scan_source
 from florsql.store.segments import Tagged
@@ -228,3 +232,48 @@ def test_metadata_relations_are_queryable(engine: Engine) -> None:
     assert n == 8
     shown = engine.execute("SHOW RUNS").table.column("run_id").to_pylist()
     assert shown == ["r1", "r2", "r3", "r4"]
+
+
+def _hindsight_names(repo: Path) -> set[str]:
+    with Engine(repo) as eng:
+        return {c.name for c in eng.catalog().columns if c.kind == "log" and c.hindsight}
+
+
+def test_scans_are_cached_on_disk_per_content(tmp_path: Path) -> None:
+    """A new process querying an unchanged script reads its scan from ``.florsql/cache/scan``
+    and never imports libcst; an edited script is scanned again; a damaged cache entry is
+    scanned again (never trusted)."""
+    repo = fixture_history(tmp_path / "repo")
+    assert _hindsight_names(repo) == {"grad", "pre", "summary", "val"}
+    cached = sorted((repo / ".florsql" / "cache" / "scan").glob("*.json"))
+    assert len(cached) == 2  # train.py and eval.py
+    probe = (
+        "import sys; from florsql.engine import Engine\n"
+        "with Engine(sys.argv[1]) as eng:\n"
+        "    names = sorted(c.name for c in eng.catalog().columns if c.hindsight)\n"
+        "print(names, 'libcst' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(repo)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['grad', 'pre', 'summary', 'val'] False"
+
+    train = repo / "train.py"
+    train.write_text(train.read_text() + 'flor.log("after_all", 1)\n')
+    assert _hindsight_names(repo) == {"after_all", "grad", "pre", "summary", "val"}
+
+    for entry in (repo / ".florsql" / "cache" / "scan").glob("*.json"):
+        entry.write_text('{"filename": "train.py", "sites": [["x"')  # torn or damaged
+    hindsight._scan_cached.cache_clear()
+    assert _hindsight_names(repo) == {"after_all", "grad", "pre", "summary", "val"}
+
+
+def test_cached_scan_equals_a_fresh_scan(tmp_path: Path) -> None:
+    """What the disk cache stores and reads back is the scan itself (chains None and (),
+    every kind of site)."""
+    src = (Path(__file__).parent / "test_catalog.py").read_text()
+    start = src.index('src = """') + len('src = """')
+    code = scan_source(src[start : src.index('"""', start)], "s.py")
+    assert code is not None and any(s.chain is None for s in code.sites)
+    assert hindsight._decode(json.loads(json.dumps(hindsight._encode(code)))) == code
+    assert hindsight._decode(hindsight._encode(None)) is None

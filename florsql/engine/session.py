@@ -290,7 +290,9 @@ class Engine:
                 self._refresh()
                 return self._plan(stmt, self._cache.current(), params, con)
 
-            planned = self._plan(stmt, self._cache.current(), params, con)
+            current = self._cache.current()
+            if current is not catalog:  # the store changed since: plan against what is there
+                planned = self._plan(stmt, current, params, con)
             planned, messages = replay_if_needed(
                 self, planned, mode=mode, replan=replan, quiet=quiet
             )

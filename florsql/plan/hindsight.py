@@ -9,13 +9,15 @@ sites; a statement whose chain cannot be known gets ``chain=None`` (replay then 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from florsql.store import layout
 
 __all__ = ["LogSite", "ScriptCode", "merge_code", "scan_script", "scan_source"]
 
@@ -88,7 +90,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 def scan_script(repo: Path, filename: str) -> ScriptCode | None:
     """The log statements of ``repo/filename`` as it is now (None if missing or unparsable).
 
-    Cached per file size and modification time, so repeated queries parse a file once.
+    Cached in memory per file size and modification time, and on disk under
+    ``.florsql/cache/scan/`` per file content and scanner code, so a process that queries an
+    unchanged script neither parses it nor imports libcst.
 
     Example:
         >>> code = scan_script(Path("."), "examples/train.py")  # doctest: +SKIP
@@ -100,17 +104,85 @@ def scan_script(repo: Path, filename: str) -> ScriptCode | None:
         st = path.stat()
     except OSError:
         return None
-    return _scan_cached(str(path), filename, st.st_mtime_ns, st.st_size)
+    store = str(layout.store_dir(repo))
+    return _scan_cached(str(path), store, filename, st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=256)
-def _scan_cached(path: str, filename: str, mtime_ns: int, size: int) -> ScriptCode | None:
+def _scan_cached(
+    path: str, store: str, filename: str, mtime_ns: int, size: int
+) -> ScriptCode | None:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    return scan_source(text, filename)
+    key = hashlib.sha256(_scanner_key() + filename.encode() + b"\0" + data).hexdigest()
+    where = Path(store) / SCAN_CACHE / f"{key}.json"
+    try:
+        return _decode(json.loads(where.read_bytes()))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # not cached yet (or unreadable): scan it
+    code = scan_source(text, filename)
+    _store_scan(where, code)
+    return code
+
+
+SCAN_CACHE = "cache/scan"
+SCAN_CACHE_FILES = 512  # the newest kept; each is a few hundred bytes
+
+
+@lru_cache(maxsize=1)
+def _scanner_key() -> bytes:
+    """The scanner's own code: a cached scan is only used by the code that made it."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in ("hindsight.py", "scan_code.py"):
+        try:
+            digest.update((here / name).read_bytes())
+        except OSError:  # no source (a frozen install): a per-process key, no reuse
+            digest.update(os.urandom(16))
+    return digest.digest()
+
+
+def _encode(code: ScriptCode | None) -> Any:
+    if code is None:
+        return None
+    sites = [[s.name, s.line, s.chain, s.where, s.file] for s in code.sites]
+    return {"filename": code.filename, "sites": sites, "loops": code.loops}
+
+
+def _decode(doc: Any) -> ScriptCode | None:
+    if doc is None:
+        return None
+    sites = tuple(
+        LogSite(str(n), int(line), None if c is None else tuple(map(str, c)), w, str(f))
+        for n, line, c, w, f in doc["sites"]
+    )
+    loops = tuple(tuple(map(str, c)) for c in doc["loops"])
+    return ScriptCode(filename=str(doc["filename"]), sites=sites, loops=loops)
+
+
+def _store_scan(where: Path, code: ScriptCode | None) -> None:
+    """Best effort: a store that cannot be written (read-only, absent) only loses the cache."""
+    if not where.parent.parent.parent.is_dir():  # no .florsql/ here: nothing to cache in
+        return
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        layout.write_bytes_atomic(where, json.dumps(_encode(code)).encode())
+        kept = sorted(where.parent.glob("*.json"), key=_mtime, reverse=True)
+        for old in kept[SCAN_CACHE_FILES:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
@@ -122,176 +194,6 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         >>> [(s.name, s.chain, s.where) for s in scan_source(src).sites]
         [('acc', ('epoch',), 'loop')]
     """
-    try:
-        module = cst.parse_module(text)
-    except (cst.ParserSyntaxError, RecursionError):
-        return None
-    finder = _Finder(_aliases(module))
-    MetadataWrapper(module, unsafe_skip_copy=True).visit(finder)
-    return finder.result(filename)
+    from florsql.plan.scan_code import scan_text  # libcst: only when a file is parsed
 
-
-def _aliases(module: cst.Module) -> tuple[frozenset[str], dict[str, str]]:
-    """(names bound to the flor module, {name bound to florsql.log/loop: "log"/"loop"})."""
-    mods: set[str] = set()
-    direct: dict[str, str] = {}
-    for node in _walk_imports(module):
-        if isinstance(node, cst.Import):
-            for a in node.names:
-                top = cst.helpers.get_full_name_for_node(a.name) or ""
-                if top in FLOR_MODULES:
-                    mods.add(a.evaluated_alias or top)
-        elif isinstance(node.module, cst.Name) and node.module.value in FLOR_MODULES:
-            if isinstance(node.names, cst.ImportStar):
-                direct.update({"log": "log", "loop": "loop"})
-                continue
-            for a in node.names:
-                name = cst.helpers.get_full_name_for_node(a.name) or ""
-                if name in ("log", "loop"):
-                    direct[a.evaluated_alias or name] = name
-    return frozenset(mods or {"flor"}), direct
-
-
-def _walk_imports(module: cst.Module) -> list[cst.Import | cst.ImportFrom]:
-    found: list[cst.Import | cst.ImportFrom] = []
-
-    class _V(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
-            found.append(node)
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            found.append(node)
-
-    module.visit(_V())
-    return found
-
-
-_CallSite = tuple[tuple[str, ...], str | None, int]  # (loop chain, enclosing def, line)
-
-
-@dataclass
-class _RawSite:
-    name: str
-    line: int
-    chain: tuple[str, ...]
-    function: str | None  # the innermost enclosing def, if any
-
-
-class _Finder(cst.CSTVisitor):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, aliases: tuple[frozenset[str], dict[str, str]]) -> None:
-        super().__init__()
-        self.modules, self.direct = aliases
-        self.loops: list[str] = []
-        self.functions: list[str] = []
-        self.sites: list[_RawSite] = []
-        self.chains: set[tuple[str, ...]] = set()
-        self.calls: dict[str, list[_CallSite]] = {}
-        self.first_loop_line: int | None = None
-
-    def _flor_call(self, node: cst.Call, attr: str) -> str | None:
-        """The literal first argument of ``flor.<attr>(...)``, else None."""
-        func = node.func
-        ok = (
-            isinstance(func, cst.Attribute)
-            and func.attr.value == attr
-            and isinstance(func.value, cst.Name)
-            and func.value.value in self.modules
-        ) or (isinstance(func, cst.Name) and self.direct.get(func.value) == attr)
-        if not ok or not node.args:
-            return None
-        arg = node.args[0].value
-        if isinstance(arg, cst.SimpleString):
-            value = arg.evaluated_value
-            return value if isinstance(value, str) else None
-        return None
-
-    def _loop_name(self, node: cst.For) -> str | None:
-        for call in _calls_in(node.iter):
-            name = self._flor_call(call, "loop")
-            if name is not None:
-                return name
-        return None
-
-    def visit_For(self, node: cst.For) -> bool:
-        name = self._loop_name(node)
-        if name is None:
-            return True
-        if not self.loops and not self.functions and self.first_loop_line is None:
-            self.first_loop_line = self.get_metadata(PositionProvider, node).start.line
-        node.iter.visit(self)
-        self.loops.append(name)
-        self.chains.add(tuple(self.loops))
-        node.body.visit(self)
-        self.loops.pop()
-        if node.orelse is not None:
-            node.orelse.visit(self)
-        return False
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.functions.append(node.name.value)
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self.functions.pop()
-
-    def visit_Call(self, node: cst.Call) -> None:
-        name = self._flor_call(node, "log")
-        if name is not None:
-            line = self.get_metadata(PositionProvider, node).start.line
-            fn = self.functions[-1] if self.functions else None
-            self.sites.append(_RawSite(name, line, tuple(self.loops), fn))
-        elif isinstance(node.func, (cst.Name, cst.Attribute)):
-            # ``fit()`` or a method, ``self.train_epoch()``: matched by name (a name shared
-            # by two functions gives both their call sites: more replay, never less)
-            callee = node.func.value if isinstance(node.func, cst.Name) else node.func.attr.value
-            fn = self.functions[-1] if self.functions else None
-            line = self.get_metadata(PositionProvider, node).start.line
-            self.calls.setdefault(callee, []).append((tuple(self.loops), fn, line))
-
-    def result(self, filename: str) -> ScriptCode:
-        sites = []
-        for raw in self.sites:
-            for chain, top_line in _resolve(raw.function, raw.chain, raw.line, self.calls, 0):
-                where: Where = "loop" if chain is not None else "unknown"
-                if chain == ():
-                    first = self.first_loop_line
-                    where = "head" if first is not None and top_line < first else "tail"
-                sites.append(LogSite(raw.name, raw.line, chain, where, filename))
-                if chain is not None:
-                    self.chains.update(chain[: i + 1] for i in range(len(chain)))
-        loops = tuple(sorted(self.chains, key=lambda c: (len(c), c)))
-        return ScriptCode(filename=filename, sites=tuple(dict.fromkeys(sites)), loops=loops)
-
-
-def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class _V(cst.CSTVisitor):
-        def visit_Call(self, n: cst.Call) -> None:
-            found.append(n)
-
-    node.visit(_V())
-    return found
-
-
-def _resolve(
-    function: str | None,
-    chain: tuple[str, ...],
-    line: int,
-    calls: dict[str, list[_CallSite]],
-    depth: int,
-) -> list[tuple[tuple[str, ...] | None, int]]:
-    """(full chain, line of the top-level statement) of a site, through its function's callers."""
-    if function is None:
-        return [(chain, line)]
-    sites = calls.get(function, [])
-    if not sites or depth > 3:
-        return [(None, line)]  # a function never called here (or too deep): context unknown
-    out: list[tuple[tuple[str, ...] | None, int]] = []
-    for outer, caller, call_line in sites:
-        for full, top in _resolve(caller, outer, call_line, calls, depth + 1):
-            item = (None if full is None else full + chain, top)
-            if item not in out:
-                out.append(item)
-    return out
+    return scan_text(text, filename)
