@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import random
 from pathlib import Path
@@ -91,6 +92,36 @@ def test_restored_state_reproduces_the_next_step_bit_for_bit(
         expected = torch.load(out / f"{epoch}.pt", weights_only=True)
         for k, v in net.state_dict().items():
             assert torch.equal(v, expected[k]), (epoch, k)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_replay_never_writes_into_the_checkpoint_it_loaded(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    """Loads map the file privately: a replay's in-place updates of restored tensors (the
+    optimizer's momentum buffers, the weights) stay in memory, even where the script made
+    torch's default map shared."""
+    out = tmp_path / "out"
+    out.mkdir()
+    write(tiny_repo / "ck.py", SCRIPT)
+    run_script(tiny_repo, "ck.py", str(out), FLORSQL_CHECKPOINT_PERIOD="1")
+    files = sorted((run_dirs(tiny_repo)[0] / "checkpoints").glob("*.pt"))
+    before = {f: f.read_bytes() for f in files}
+    with torch.serialization.set_default_mmap_options(mmap.MAP_SHARED):
+        for f in files:
+            payload = ckpt.load(f)
+            net, opt, sched, counter = _fresh()
+            ckpt.restore(
+                {"model": net, "optimizer": opt, "scheduler": sched, "counter": counter}, payload
+            )
+            for _ in range(2):
+                opt.zero_grad()
+                net(torch.randn(8, 4)).pow(2).mean().backward()
+                opt.step()
+            with torch.no_grad():
+                for t in payload["states"]["model"].values():
+                    t.add_(1.0)
+    assert {f: f.read_bytes() for f in files} == before
 
 
 def test_torch_checkpoints_load_with_weights_only(tiny_repo: Path, tmp_path: Path) -> None:

