@@ -95,9 +95,7 @@ def test_restored_state_reproduces_the_next_step_bit_for_bit(
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
-def test_replay_never_writes_into_the_checkpoint_it_loaded(
-    tiny_repo: Path, tmp_path: Path
-) -> None:
+def test_replay_never_writes_into_the_checkpoint_it_loaded(tiny_repo: Path, tmp_path: Path) -> None:
     """Loads map the file privately: a replay's in-place updates of restored tensors (the
     optimizer's momentum buffers, the weights) stay in memory, even where the script made
     torch's default map shared."""
