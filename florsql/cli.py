@@ -125,7 +125,18 @@ def _repo(repo: Path | None) -> Path:
     return find_repo_root(chosen.resolve() if chosen else Path.cwd())
 
 
-@click.group(name="florsql", invoke_without_command=True)
+class _Main(click.Group):
+    """The ``florsql`` group; remembers the command line it was started with (``argv``: None
+    when called with explicit arguments), which ``florsql query`` hands to the query host."""
+
+    argv: list[str] | None = None
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        self.argv = list(sys.argv[1:]) if args is None else None
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(name="florsql", cls=_Main, invoke_without_command=True)
 @_repo_option
 @_debug_option
 @click.option(
@@ -200,6 +211,19 @@ def _progress_bar(progress: Any) -> None:
     click.echo("\r\033[K" + progress_line(progress), err=True, nl=False)
 
 
+def _in_query_host(root: Path) -> None:
+    """Run this command in the repository's query host, where one runs (florsql.cli_host):
+    exits with the command's status there; returns when there is none to run it."""
+    argv = main.argv if isinstance(main, _Main) else None
+    if argv is None:
+        return
+    from florsql.cli_host import delegate
+
+    code = delegate(root, argv)
+    if code is not None:
+        sys.exit(code)
+
+
 def _start_replay_service(root: Path, sql: str) -> None:
     """A query of ``logs`` may replay: start the repository's replay service now, in the
     background, so that its imports (torch...) overlap this process's own and the planning."""
@@ -234,6 +258,7 @@ def query(
         florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv
     """
     root = _repo(repo)
+    _in_query_host(root)
     state = click.get_current_context().find_object(CliState) or CliState()
     if replay != "off" and (executor or state.executor or "local") == "local":
         _start_replay_service(root, sql)
@@ -562,11 +587,19 @@ def replay_service_status(repo: Path | None, debug: bool) -> None:
         f"  tasks         {info['tasks_run']} run, {info['running']} running",
         f"  clients       {info['clients'] - 1} other connected",
         f"  preloaded     {', '.join(info['loaded']) or '-'}",
+        f"  query host    {_host_line(info)}",
         f"  python        {info['python']}",
     ]
     if info.get("stopping"):
         lines.append("  stopping: finishing its running tasks")
     click.echo("\n".join(lines))
+
+
+def _host_line(info: dict[str, Any]) -> str:
+    pid = info.get("query_host")
+    if pid:
+        return f"pid {pid}, {info.get('query_host_socket', '')}".rstrip(", ")
+    return str(info.get("query_host_state") or "none")
 
 
 @replay_service.command(name="stop")

@@ -57,6 +57,8 @@ DEFAULT_IDLE = 600.0
 START_TIMEOUT = 60.0
 #: How a service is launched (``-m`` would warn: the package already imported this module).
 _LAUNCH = "import sys; from florsql.replay.service import main; main(sys.argv[1])"
+#: The query host (florsql.cli_host), started beside the service after its first tasks.
+_HOST_LAUNCH = "import sys; from florsql.cli_host import main; main(sys.argv[1])"
 
 
 def idle_timeout() -> float:
@@ -318,6 +320,9 @@ class Service:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.wake_r, self.wake_w = os.pipe()
         self.inode: int | None = None
+        self.host: subprocess.Popen[bytes] | None = None
+        self.host_tried = False
+        self.host_state = "not started (starts after the first tasks)"
 
     # setup / teardown
     def bind(self) -> None:
@@ -415,9 +420,30 @@ class Service:
                 else:
                     self._readable(key.data)
             self._reap()
+            self._start_host()
             if self._should_exit():
                 break
         self._release()
+
+    def _start_host(self) -> None:
+        """Once, when the first tasks are done (so its imports never slow a cold query): the
+        query host, whose standard input is a pipe this process holds (it exits when this
+        process does)."""
+        if self.host_tried or self.owner or not self.tasks_run or self.stopping:
+            return
+        self.host_tried = True
+        if os.environ.get("FLORSQL_QUERY_HOST", "1").lower() in ("0", "off", "false", "no"):
+            self.host_state = "off (FLORSQL_QUERY_HOST)"
+            return
+        try:
+            self.host = subprocess.Popen(
+                [sys.executable, "-c", _HOST_LAUNCH, str(self.store)],
+                stdin=subprocess.PIPE,
+                cwd=str(self.store),
+            )
+            self.host_state = "starting"
+        except OSError as e:
+            self.host_state = f"failed to start: {e}"
 
     def _recent_imports(self) -> list[str]:
         try:
@@ -536,8 +562,17 @@ class Service:
             "running": len(self.owner),
             "clients": len(self.clients),
             "stopping": self.stopping,
+            "query_host": self._host_pid(),
+            "query_host_state": self.host_state if self._host_pid() is None else "running",
             **identity(),
         }
+
+    def _host_pid(self) -> int | None:
+        if self.host is None or self.host.poll() is not None:
+            if self.host is not None:
+                self.host_state = f"exited ({self.host.returncode})"
+            return None
+        return self.host.pid
 
     def _fork(self, client: _Client, task: dict[str, Any]) -> None:
         from florsql.replay import zygote
@@ -559,6 +594,9 @@ class Service:
                 for fd in (self.wake_r, self.wake_w, self.lock_fd):
                     with contextlib.suppress(OSError):
                         os.close(fd)
+                if self.host is not None and self.host.stdin is not None:
+                    with contextlib.suppress(OSError):  # the host's end-of-life pipe
+                        os.close(self.host.stdin.fileno())
                 with contextlib.suppress(OSError):
                     self.listener.close()
                 for other in self.clients.values():

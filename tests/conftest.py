@@ -11,6 +11,9 @@ from tests.helpers import make_repo, stop_replay_services
 # A replay service a test leaves behind (and every one its subprocesses start) exits after a
 # minute idle, not ten: the suite starts hundreds. `_no_lingering_services` stops them sooner.
 os.environ.setdefault("FLORSQL_REPLAY_SERVICE_IDLE", "60")
+# Nor does each of them start a query host (florsql/cli_host.py: another process importing
+# DuckDB, pyarrow, sqlglot and libcst, a second of CPU): tests/test_query_host.py turns it on.
+os.environ.setdefault("FLORSQL_QUERY_HOST", "0")
 
 TINY = """
 import random

@@ -40,7 +40,10 @@ ALLOWED: dict[str, set[str]] = {
         "dbapi",
         "demo",
         "replay",  # `florsql replay-service status|stop`
+        "cli_host",
     },
+    # The query host runs `florsql query` commands (florsql/cli_host.py): the CLI's other half.
+    "cli_host": {"cli", "grammar", "plan"},
     "demo": {"engine", "store", "versions", "dbapi", "plan", "replay"},
     "package": {"record", "dbapi", "engine"},
 }

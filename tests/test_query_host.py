@@ -1,0 +1,211 @@
+"""The query host (florsql/cli_host.py): while the replay service runs, one-shot
+``florsql query`` commands run in a forked child of a process that imported the query side
+already, on the command's own standard streams, folder and environment.
+
+Every command here runs as users run it, in its own process; each is compared with the same
+command run in its own process without the host (``FLORSQL_QUERY_HOST=0``). The host's log
+lines (in the service's log) say which commands it ran, and as which pid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from florsql import cli_host
+from florsql.replay import service
+from florsql.store import layout
+from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+
+SCRIPT = """
+import random
+import florsql as flor
+run = flor.arg("run", 0)
+random.seed(run)
+state = {"w": float(run)}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(3)):
+            state["w"] += random.random()
+        flor.log("w", state["w"])
+"""
+ANCHOR = 'flor.log("w", state["w"])'
+ON = {"FLORSQL_QUERY_HOST": "1"}
+OFF = {"FLORSQL_QUERY_HOST": "0"}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Two recorded runs; today's script logs ``w2`` too; a first query replayed it, so the
+    service runs and has started its query host, now listening."""
+    repo = make_repo(tmp_path / "r", {"train.py": SCRIPT})
+    for run in range(2):
+        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+    add(repo, 'flor.log("w2", state["w"] * 2)')
+    first = florsql(repo, "query", "--format", "json", "SELECT run, epoch, w2 FROM logs", **ON)
+    assert first.returncode == 0, first.stderr
+    wait_for_host(repo)
+    return repo
+
+
+def add(repo: Path, *statements: str) -> None:
+    new = "\n        ".join([ANCHOR, *statements])
+    write(repo / "train.py", SCRIPT.replace(ANCHOR, new))
+
+
+def florsql(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from florsql.cli import main; main()", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=script_env(**env),
+        timeout=300,
+    )
+
+
+def host_log(repo: Path) -> list[int]:
+    """The pids of the commands the query host ran, in order."""
+    log = (layout.store_dir(repo) / service.LOG).read_text()
+    return [int(p) for p in re.findall(r"query \d+: pid (\d+)", log)]
+
+
+def host_pid(repo: Path) -> int | None:
+    info = service.status(layout.store_dir(repo))
+    return None if info is None else info.get("query_host")
+
+
+def wait_for_host(repo: Path, timeout: float = 120.0) -> None:
+    """Until the host listens (its socket file is there: an event, polled)."""
+    sock = layout.store_dir(repo) / cli_host.SOCKET
+    deadline = time.monotonic() + timeout
+    while not sock.exists():
+        assert time.monotonic() < deadline, "the query host never listened"
+        time.sleep(0.02)
+
+
+def test_commands_run_in_the_host_and_answer_as_in_their_own_process(repo: Path) -> None:
+    commands = [
+        ("query", "--format", "json", "SELECT run, epoch, w, w2 FROM logs ORDER BY run, epoch"),
+        ("query", "--format", "csv", "SELECT run, count(*) AS n, max(w2) FROM logs GROUP BY ALL"),
+        ("query", "SELECT run, epoch, w2 FROM logs WHERE epoch >= 1 ORDER BY 1, 2"),
+        ("query", "SELECT w22 FROM logs"),  # an error: its message and exit status
+        ("query", "SELECT 1 AS one; SELECT 2"),
+    ]
+    for args in commands:
+        served = len(host_log(repo))
+        there = florsql(repo, *args, **ON)
+        assert len(host_log(repo)) == served + 1, f"{args} did not run in the host"
+        here = florsql(repo, *args, **OFF)
+        assert len(host_log(repo)) == served + 1
+        assert (there.returncode, there.stdout, there.stderr) == (
+            here.returncode,
+            here.stdout,
+            here.stderr,
+        ), args
+    assert florsql(repo, "query", "SELECT w22 FROM logs", **ON).returncode == 1
+
+
+def test_a_replaying_query_in_the_host_equals_a_full_run(repo: Path, tmp_path: Path) -> None:
+    """A new statement: the host's child plans, has the service replay, answers; the values
+    equal the hand-patched script run in full."""
+    add(repo, 'flor.log("w2", state["w"] * 2)', 'flor.log("w3", round(state["w"] ** 2, 9))')
+    served = len(host_log(repo))
+    got = florsql(repo, "query", "--format", "json", "SELECT run, epoch, w3 FROM logs", **ON)
+    assert got.returncode == 0, got.stderr
+    assert len(host_log(repo)) == served + 1
+    oracle = make_repo(tmp_path / "oracle", {"train.py": (repo / "train.py").read_text()})
+    for run in range(2):
+        run_script(oracle, "train.py", "--run", str(run))
+    sql = "SELECT run, epoch, w3 FROM logs ORDER BY run, epoch"
+    there = florsql(repo, "query", "--format", "json", sql, **ON)
+    want = florsql(oracle, "query", "--format", "json", sql, **OFF)
+    assert there.returncode == want.returncode == 0
+    assert there.stdout == want.stdout and '"w3": null' not in there.stdout
+
+
+def test_another_environment_runs_in_its_own_process(repo: Path) -> None:
+    """A FLORSQL_ variable the host was not started with (modules may read it at import):
+    the command runs in its own process, with the same answer."""
+    sql = "SELECT run, epoch, w2 FROM logs ORDER BY 1, 2"
+    served = len(host_log(repo))
+    other = florsql(repo, "query", sql, FLORSQL_SOMETHING_ELSE="1", **ON)
+    assert other.returncode == 0, other.stderr
+    assert len(host_log(repo)) == served
+    assert other.stdout == florsql(repo, "query", sql, **OFF).stdout
+
+
+def test_ctrl_c_reaches_the_command_in_the_host(repo: Path, tmp_path: Path) -> None:
+    """SIGINT to the command's process (a terminal's Ctrl-C) interrupts the command running in
+    the host; it exits as it would alone, and its replay task is killed."""
+    started = tmp_path / "started"
+    never = tmp_path / "never"
+    wait = (
+        f'flor.log("w9", __import__("pathlib").Path({str(started)!r}).touch() or '
+        f'[__import__("time").sleep(0.05) for _ in iter(lambda: '
+        f'__import__("os").path.exists({str(never)!r}), True)])'
+    )
+    add(repo, wait)
+    served = len(host_log(repo))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from florsql.cli import main; main()", "query", "--replay",
+         "auto", "SELECT w9 FROM logs"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=script_env(**ON),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not started.exists():  # the replay task runs the statement: the command is in it
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the replay task never started"
+        time.sleep(0.02)
+    pids = host_log(repo)
+    assert len(pids) == served + 1
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, (out, err)
+    wait_gone(pids[-1])
+    tasks = [int(p) for p in re.findall(r"task \S+: pid (\d+)", log_text(repo))]
+    for pid in tasks:
+        wait_gone(pid)
+
+
+def log_text(repo: Path) -> str:
+    return (layout.store_dir(repo) / service.LOG).read_text()
+
+
+def test_the_host_goes_with_the_service(repo: Path) -> None:
+    pid = host_pid(repo)
+    assert pid is not None and pid_alive(pid)
+    status = florsql(repo, "replay-service", "status", **ON).stdout
+    assert f"query host    pid {pid}" in status
+    assert florsql(repo, "replay-service", "stop", **ON).returncode == 0
+    wait_gone(pid)
+    assert not (layout.store_dir(repo) / cli_host.SOCKET).exists()
+    # No host: commands run in their own process.
+    served = len(host_log(repo))
+    assert florsql(repo, "query", "SELECT count(*) FROM logs", **OFF).returncode == 0
+    again = florsql(repo, "query", "--replay", "off", "SELECT count(*) FROM logs", **ON)
+    assert again.returncode == 0 and len(host_log(repo)) == served
+
+
+def test_a_dead_hosts_socket_is_ignored(repo: Path) -> None:
+    """A host killed with SIGKILL leaves its socket file; commands run in their own process."""
+    pid = host_pid(repo)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    assert (layout.store_dir(repo) / cli_host.SOCKET).exists()
+    sql = "SELECT run, epoch, w2 FROM logs ORDER BY 1, 2"
+    got = florsql(repo, "query", sql, **ON)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == florsql(repo, "query", sql, **OFF).stdout
