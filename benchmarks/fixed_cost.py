@@ -7,7 +7,8 @@ re-runs of the hand-patched runs (the oracle):
 
 1. the baseline: re-running the 4 runs one after another;
 2. one-shot ``florsql query`` processes: the first query (no replay service yet: cold), then a
-   second query for the second statement (the service is warm);
+   second query for the second statement (the service is warm, and its query host listens: the
+   command runs in it, florsql/cli_host.py);
 3. the same two queries in one process (``Engine``), on a fresh copy;
 4. the marginal cost of an epoch: one task replaying 12 epochs of one run minus one task
    replaying 1 epoch of another, per epoch, against the recorded epoch time (goal <= 1/20).
@@ -121,6 +122,15 @@ def one_shot(repo: Path, sql: str, name: str, oracle: hs.Values, label: str) -> 
     return Query(label, seconds, fixed, got == expected(oracle, name))
 
 
+def wait_for_query_host(repo: Path, timeout: float = 60.0) -> bool:
+    """Until the service's query host listens (its socket file appears), at most ``timeout``."""
+    sock = repo / ".florsql" / "query.sock"
+    deadline = time.monotonic() + timeout
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sock.exists()
+
+
 def in_process(
     eng: Engine, repo: Path, sql: str, name: str, oracle: hs.Values, label: str
 ) -> Query:
@@ -184,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     repo = hs.fresh_copy(history, where)
     queries.append(one_shot(repo, FIRST_SQL, "wnorm", oracle, "one-shot, service cold"))
     add_second(repo)
+    # Warm: the service has run its first tasks and started its query host, which the second
+    # one-shot command runs in (florsql/cli_host.py); a user types the next query meanwhile.
+    host = wait_for_query_host(repo)
+    print(f"  query host listening: {'yes' if host else 'no (the command runs alone)'}", flush=True)
     queries.append(one_shot(repo, SECOND_SQL, "bnorm", oracle, "one-shot, second query"))
     shutil.rmtree(repo.parent, ignore_errors=True)
 
