@@ -80,6 +80,11 @@ EXPRESSIONS = [
     "[1::HUGEINT, 2]::HUGEINT[2]",
     "[['infinity'::DATE, NULL]]",
     "{'x': [MAP {1: '10'::BIT}]}",
+    # unnamed structs (TUPLE): a dict of element1... and garbled leaves before
+    "row(340282366920938463463374607431768211455::UHUGEINT, 'a')",
+    "row('10110'::BIT, TIMETZ '01:02:03+05:30', INTERVAL 1 DAY, 'infinity'::DATE)",
+    "[row(1, 'a,b'), NULL]",
+    "{'a': (1, ('x', NULL))}",
     "'nan'::DOUBLE",
     "'inf'::DOUBLE",
     "'-inf'::FLOAT",

@@ -94,6 +94,10 @@ def _nested(value: object, arrow_type: pa.DataType | None) -> str:
             )
             + "}"
         )
+    if isinstance(value, tuple) and arrow_type is not None and pa.types.is_struct(arrow_type):
+        # an unnamed struct (row(1, 'a')), as DuckDB writes it: (1, a), and (1,) for one member
+        items = [_nested(v, f.type) for v, f in zip(value, arrow_type, strict=True)]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, list | tuple):
         inner = _value_type(arrow_type)
         return "[" + ", ".join(_nested(v, inner) for v in value) + "]"
