@@ -313,10 +313,33 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         _check_function(node, sql)
     elif isinstance(node, exp.Table):
         _check_table(node)
+    elif isinstance(node, exp.Fetch):
+        _check_fetch(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         start = node_offset(node)
         sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
         raise _Refused(placeholder_refusal(f"{sign}{node.this}"), node)
+
+
+FETCH_TIES = (
+    "FETCH ... WITH TIES is not supported (DuckDB has no WITH TIES, and LIMIT would drop the "
+    "ties): write QUALIFY rank() OVER (ORDER BY <the ORDER BY>) <= n"
+)
+FETCH_PERCENT = (
+    "FETCH ... PERCENT is not supported (DuckDB has no such form, and LIMIT n would count "
+    "rows): write LIMIT n PERCENT"
+)
+
+
+def _check_fetch(node: exp.Fetch) -> None:
+    """``FETCH FIRST n ROWS ONLY`` is DuckDB's ``LIMIT n``; its ``WITH TIES`` and ``PERCENT``
+    forms have no DuckDB spelling (sqlglot would write ``LIMIT n``: a wrong answer)."""
+    options = node.args.get("limit_options")
+    count = node.args.get("count")
+    if options is not None and options.args.get("with_ties"):
+        raise _Refused(FETCH_TIES, count)
+    if options is not None and options.args.get("percent"):
+        raise _Refused(FETCH_PERCENT, count)
 
 
 def _function_refusal(func: exp.Func, sql: str) -> tuple[str, str | None] | None:

@@ -51,6 +51,89 @@ def test_query_formats_and_repo_before_the_command(repo: Path) -> None:
     assert json.loads(out) == [{"lr": 0.1, "n": 16}, {"lr": 0.2, "n": 16}]
 
 
+def test_json_keeps_every_column_of_a_self_join(repo: Path, tmp_path: Path) -> None:
+    """A self-join's ``a.epoch, b.epoch`` are two columns named ``epoch``: JSON objects cannot
+    hold both under one key, so they are named as DuckDB's own JSON export names them (the
+    oracle: ``COPY ... TO 'x.json'``), never one dropped for the other."""
+    import duckdb
+
+    sql = (
+        "SELECT a.epoch, b.epoch, a.lr, b.lr AS LR, 7 AS epoch_1 FROM logs a JOIN logs b "
+        "ON a.run_id = b.run_id AND a.epoch = b.epoch + 1 WHERE a.lr = 0.1 AND a.step = 0 "
+        "AND b.step = 0 ORDER BY 1"
+    )
+    rows = json.loads(_run("query", sql, "--format", "json", "--repo", str(repo))[1])
+    oracle = duckdb.connect()
+    oracle.execute(
+        "COPY (SELECT 1 AS epoch, 0 AS epoch, 0.1 AS lr, 0.1 AS LR, 7 AS epoch_1) "
+        f"TO '{tmp_path / 'x.json'}'"
+    )
+    names = list(json.loads((tmp_path / "x.json").read_text()))
+    assert [list(r) for r in rows] == [names, names]
+    assert [list(r.values()) for r in rows] == [[1, 0, 0.1, 0.1, 7], [2, 1, 0.1, 0.1, 7]]
+
+
+def test_csv_tells_an_empty_string_from_null(repo: Path, tmp_path: Path) -> None:
+    """NULL is an empty field and the empty string a quoted empty field, as DuckDB writes CSV
+    (the oracle: ``COPY ... TO 'x.csv'``), so a reader gets both back."""
+    import duckdb
+
+    sql = "SELECT '' AS e, NULL::VARCHAR AS n, 'a' AS a, [''] AS l"
+    out = _run("query", sql, "--format", "csv", "--repo", str(repo))[1]
+    oracle = duckdb.connect()
+    oracle.execute(f"COPY ({sql}) TO '{tmp_path / 'x.csv'}'")
+    assert out == (tmp_path / "x.csv").read_text()
+    back = oracle.execute(
+        f"SELECT * FROM read_csv('{tmp_path / 'x.csv'}', all_varchar = true, "
+        "allow_quoted_nulls = false)"
+    )
+    assert back.fetchall() == [("", None, "a", "['']")]
+
+
+#: Nested values whose text needs DuckDB's quoting: a string that reads as NULL, as two items,
+#: as nothing; struct keys and map entries; leaves whose text holds a ':' (times).
+NESTED = [
+    "['a', 'b,c', '', 'NULL', 'null', NULL, ' x', 'y ', 'it''s', 'a\\b', 'p q', '[1]']",
+    "{'k': '', 'it''s': 'x:y', 'n': NULL, 'l': ['=', '{}']}",
+    "MAP {'a b': 'c,d', '': 'NULL', 'k': NULL}",
+    "MAP {1: [2.5, NULL]}",
+    "[[''], NULL, []]",
+    "[TIMESTAMP '2020-01-01 01:02:03', NULL]",
+    "[TIMESTAMPTZ '2020-01-01 01:02:03']",
+    "[DATE '2020-01-01']",
+    "[INTERVAL 1 SECOND, INTERVAL 3 DAY]",
+    "[1.50::DECIMAL(4, 2)]",
+    "[1e20, 0.1, -0.0]",
+    "[true, false]",
+    "[UUID '00000000-0000-0000-0000-000000000001']",
+    "['a\\x00b'::BLOB, 'a,b'::BLOB]",
+    "[{'x': 'a,b', 'y': [' ']}]",
+    "['ü', 'a\nb']",
+    "array_value('x y', '(', 'nUlL')",
+]
+
+
+def test_nested_values_print_as_duckdb_writes_them(repo: Path) -> None:
+    """``florsql query`` prints a list, struct or map as DuckDB's ``CAST(x AS VARCHAR)`` does (the
+    oracle): ``['NULL']`` is not ``[NULL]``, ``['a,b']`` is not ``[a, b]``, ``['']`` is not
+    ``[]``, and a map is ``{k=v}``. Also a list aggregated from the logs."""
+    import csv
+    import io
+
+    import duckdb
+
+    sql = "SELECT " + ", ".join(f"{e} AS c{i}" for i, e in enumerate(NESTED))
+    out = _run("query", sql, "--format", "csv", "--repo", str(repo))[1]
+    _header, row = list(csv.reader(io.StringIO(out)))
+    oracle = duckdb.connect()
+    oracle.execute("SET TimeZone = 'UTC'")
+    want = [oracle.execute(f"SELECT ({e})::VARCHAR").fetchone()[0] for e in NESTED]  # type: ignore[index]
+    assert dict(zip(NESTED, row, strict=True)) == dict(zip(NESTED, want, strict=True))
+    agg = "SELECT list(DISTINCT done) || ['a,b', 'NULL'] AS l FROM logs WHERE done IS NOT NULL"
+    line = _run("query", agg, "--repo", str(repo))[1].splitlines()[2]
+    assert line.rstrip() == "[yes, 'a,b', 'NULL']"
+
+
 def test_hindsight_values_off_warn_on_stderr(repo: Path) -> None:
     sql = "SELECT lr, count(w) AS w, count(w2) AS w2 FROM logs GROUP BY ALL ORDER BY ALL"
     code, out, err = _run("query", sql, "--replay", "off", "--repo", str(repo))

@@ -107,6 +107,26 @@ def test_parameters_and_executemany(con: dbapi.Connection) -> None:
     cur.setoutputsize(10)
 
 
+def test_a_failed_execute_leaves_no_result_of_the_statement_before(
+    con: dbapi.Connection,
+) -> None:
+    """The rows of the previous statement must not answer for one that failed (a loop that
+    catches errors would read them as the failed query's), nor for an executemany given no
+    parameters: like DuckDB's and sqlite3's cursors, no result is left."""
+    cur = con.cursor()
+    cur.execute("SELECT 42 AS answer")
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELECT gradd FROM logs")
+    assert cur.description is None and cur.rowcount == -1
+    with pytest.raises(dbapi.ProgrammingError, match="no result"):
+        cur.fetchall()
+    cur.execute("SELECT 42 AS answer")
+    cur.executemany("SELECT ? AS x", [])
+    assert cur.description is None and cur.rowcount == -1
+    with pytest.raises(dbapi.ProgrammingError, match="no result"):
+        cur.fetchone()
+
+
 def test_errors_map_to_pep249_and_florsql_classes(con: dbapi.Connection) -> None:
     cur = con.cursor()
     with pytest.raises(dbapi.ProgrammingError) as info:

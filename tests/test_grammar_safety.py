@@ -14,6 +14,7 @@ from florsql.grammar import (
     parse,
 )
 from florsql.grammar.placeholders import refusal as placeholder_refusal
+from florsql.grammar.safety import FETCH_PERCENT, FETCH_TIES
 
 WRITES = "queries may only read; use the record API to write"
 FILES = "it reads or writes files outside florsql's store"
@@ -146,6 +147,26 @@ def test_refused_statement(sql: str, message: str) -> None:
 def test_refused_statement_nested(sql: str, message: str, col: int) -> None:
     error = refusal(sql)
     assert (error.message, error.line, error.col) == (message, 1, col)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message", "col"),
+    [
+        ("SELECT lr FROM runs ORDER BY lr FETCH FIRST 2 ROWS WITH TIES", FETCH_TIES, 45),
+        ("FROM (FROM runs ORDER BY lr FETCH NEXT 1 ROW WITH TIES)", FETCH_TIES, 40),
+        ("SELECT lr FROM runs ORDER BY lr FETCH FIRST 50 PERCENT ROWS ONLY", FETCH_PERCENT, 45),
+    ],
+)
+def test_fetch_forms_duckdb_lacks_are_refused(sql: str, message: str, col: int) -> None:
+    """sqlglot writes ``FETCH FIRST n ROWS WITH TIES`` and ``FETCH FIRST n PERCENT ROWS ONLY``
+    for DuckDB as ``LIMIT n``: the ties dropped, a percentage read as a row count. Neither has
+    a DuckDB form, so florsql refuses them and says what to write."""
+    error = refusal(sql)
+    assert (error.message, error.line, error.col) == (message, 1, col)
+    fetch = "SELECT x FROM range(5) t(x) ORDER BY x OFFSET 1 ROW FETCH NEXT 2 ROWS ONLY"
+    assert parse(fetch).duckdb_sql() == (
+        "SELECT x FROM RANGE(0, 5) AS t(x) ORDER BY x LIMIT 2 OFFSET 1"
+    )  # the form DuckDB has: accepted, and it means LIMIT
 
 
 def test_statement_refused_in_a_script_points_at_that_statement() -> None:

@@ -120,7 +120,7 @@ def test_queries_print_tables_and_dot_commands_change_settings(tmp_path: Path) -
     assert shell.handle(".explain SELECT g FROM logs")
     assert echo.lines[-1] == ("out", "Replay plan for SELECT g FROM logs")
     assert shell.handle(".schema logs")
-    assert echo.lines[-1][1].splitlines()[1:3] == ["logs,loss,DOUBLE,", "logs,g,NULL,hindsight"]
+    assert echo.lines[-1][1].splitlines()[1:3] == ['logs,loss,DOUBLE,""', "logs,g,NULL,hindsight"]
     assert not shell.handle(".quit")
 
 

@@ -456,6 +456,86 @@ flor.log("final_w", float(net[0].weight.sum()))  # hindsight
         {"epoch": ["lr_after", "w_norm"], "epoch, step": ["lr_step"], "": ["final_w"]},
         period=2,
     ),
+    Pattern(
+        "set_of_seen_ids",
+        """
+seen_ids = set()  # set.add mutates: the step loop changes seen_ids
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen_ids.add(int(idx[0]) % 7)
+            flor.log("loss", loss.item())
+        flor.log("n_seen", len(seen_ids))  # hindsight
+        flor.log("sum_seen", sum(seen_ids))  # hindsight
+""",
+        {"epoch": ["n_seen", "sum_seen"]},
+    ),
+    Pattern(
+        "helper_and_hook_mutate_globals",
+        """
+stats = {"n": 0, "total": 0.0}
+acts = {}
+
+
+def track(v):
+    stats["n"] += 1
+    stats["total"] += v
+
+
+def keep_hidden(module, inputs, output):  # a forward hook: runs inside net(...)
+    acts["hidden"] = output.detach()
+
+
+net[1].register_forward_hook(keep_hidden)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            track(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("avg_so_far", stats["total"] / stats["n"])  # hindsight
+        flor.log("n_tracked", stats["n"])  # hindsight
+        flor.log("hidden_mean", float(acts["hidden"].mean()))  # hindsight
+""",
+        {"epoch": ["avg_so_far", "n_tracked", "hidden_mean"]},
+        period=2,
+    ),
+    Pattern(
+        "nonlocal_counter_closure",
+        """
+def main():
+    count, total = 0, 0.0
+
+    def bump(v):
+        nonlocal count, total
+        count += 1
+        total += v
+
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bump(loss.item())
+                flor.log("loss", loss.item())
+            flor.log("count", count)  # hindsight
+            flor.log("mean", total / count)  # hindsight
+
+
+main()
+""",
+        {"epoch": ["count", "mean"]},
+        period=2,
+    ),
 ]
 
 

@@ -152,6 +152,96 @@ for epoch in flor.loop("epoch", range(3)):
         {"ema"},
         set(),
     ),
+    "set of seen ids (set.add mutates)": (
+        """
+seen = set()
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        seen.add(x)
+    flor.log("n", len(seen))
+""",
+        {"seen"},
+        {"seen"},
+    ),
+    "global dict mutated by a helper of the script": (
+        """
+stats = {"n": 0}
+
+
+def track(v):
+    inner(v)
+
+
+def inner(v):
+    stats["n"] += v
+
+
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        track(x)
+    flor.log("n", stats["n"])
+""",
+        {"stats"},
+        {"stats"},
+    ),
+    "global counter rebound by a helper method": (
+        """
+gs = 0
+
+
+class T:
+    def bump(self):
+        global gs
+        gs += 1
+
+
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        t.bump()
+    report()
+
+
+def report():
+    flor.log("gs", gs)
+""",
+        {"gs"},
+        {"gs"},
+    ),
+    "nonlocal counter of a closure": (
+        """
+def main():
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+
+    for epoch in flor.loop("epoch", range(3)):
+        for x, y in flor.loop("step", batches):
+            bump()
+        flor.log("count", count)
+""",
+        {"count"},
+        {"count"},
+    ),
+    "a forward hook (an escaping function) mutates a global": (
+        """
+acts = {}
+
+
+def hook(module, inputs, output):
+    acts["h"] = output
+
+
+net.register_forward_hook(hook)
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        net(x)
+    flor.log("h", acts["h"])
+""",
+        {"acts"},
+        {"acts"},
+    ),
 }
 
 

@@ -15,13 +15,20 @@ stay light):
 - ``read_after``: names the code after the loop may read (to the end of its scope) before
   assigning them.
 
+Functions of the same file are followed: a call ``track(v)`` (or ``obj.track(v)``) to a function
+defined in the file changes what that function may bind or mutate outside itself (``global`` and
+``nonlocal`` names, objects it reaches through free names: ``stats["n"] += 1``), transitively,
+and reads its free names. A function that escapes (passed as a callback, stored: a forward hook)
+may run at any call, so what it changes counts as changed by every loop.
+
 Everything is an over-approximation: a name too many makes replay run more, never wrong.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,7 +48,9 @@ PURE_CALLS = frozenset(
     }
 )  # fmt: skip
 
-#: Method names that only read their object (``loss.item()``, ``x.size(0)``...).
+#: Method names that only read their object (``loss.item()``, ``x.size(0)``...). A name that
+#: also mutates a common object is left out: ``add`` (``set.add``, while ``Tensor.add`` is pure)
+#: and ``sort`` (``list.sort``): a name too many only saves more.
 PURE_METHODS = frozenset(
     {
         "item", "size", "dim", "numel", "tolist", "numpy", "detach", "cpu", "clone", "keys",
@@ -53,8 +62,8 @@ PURE_METHODS = frozenset(
         "parameters", "named_parameters", "buffers", "children", "modules", "split",
         "chunk", "unbind", "lower", "upper", "strip", "join", "replace", "isdigit", "le", "lt",
         "ge", "gt", "round", "floor", "ceil", "sign", "softmax", "log_softmax", "sigmoid",
-        "tanh", "relu", "matmul", "mm", "add", "sub", "mul", "div", "neg", "float16",
-        "bfloat16", "half", "bool", "nonzero", "topk", "sort", "argsort", "cumsum", "prod",
+        "tanh", "relu", "matmul", "mm", "sub", "mul", "div", "neg", "float16",
+        "bfloat16", "half", "bool", "nonzero", "topk", "argsort", "cumsum", "prod",
         "expand", "repeat", "narrow", "select", "gather", "masked_fill", "where", "clamp",
         "allclose", "equal",
     }
@@ -62,6 +71,18 @@ PURE_METHODS = frozenset(
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What calling a function of the script may do outside its own locals."""
+
+    mutates: frozenset[str] = frozenset()  # names it may bind or whose objects it may mutate
+    reads: frozenset[str] = frozenset()  # free names it may read
+
+
+#: The script's functions by name (a method by its attribute name), while it is analysed.
+_CALLEES: ContextVar[Mapping[str, _Summary] | None] = ContextVar("_CALLEES", default=None)
 
 
 @dataclass(frozen=True)
@@ -153,9 +174,77 @@ def analyze_source(source: str) -> ScriptFacts:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return ScriptFacts(())
-    finder = _Finder(_flor_aliases(tree))
-    finder.scope(tree.body, "<module>")
+    callees, escaped = _summaries(tree)
+    token = _CALLEES.set(callees)
+    try:
+        finder = _Finder(_flor_aliases(tree), escaped)
+        finder.scope(tree.body, "<module>")
+    finally:
+        _CALLEES.reset(token)
     return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
+
+
+def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
+    """The :class:`_Summary` of every function of ``tree`` by name (functions sharing a name
+    are merged), computed to a fixed point over the calls between them; and the merged summary
+    of the functions that escape (used other than by calling them by name)."""
+    defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    called = {
+        id(c.func) for c in ast.walk(tree) if isinstance(c, ast.Call)
+    }  # a name in a call's function position is a call, not an escape
+    loaded = {
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in called
+    }
+    out: dict[str, _Summary] = {}
+    for _ in range(20):
+        token = _CALLEES.set(out)
+        try:
+            new: dict[str, _Summary] = {}
+            for fn in defs:
+                one = _summary(fn)
+                old = new.get(fn.name)
+                if old is not None:
+                    one = _Summary(old.mutates | one.mutates, old.reads | one.reads)
+                new[fn.name] = one
+        finally:
+            _CALLEES.reset(token)
+        if new == out:
+            break
+        out = new
+    escaped = _Summary(
+        frozenset(n for name, s in out.items() if name in loaded for n in s.mutates),
+        frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
+    )
+    return out, escaped
+
+
+def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Summary:
+    declared = {
+        name
+        for node in _own_nodes(fn.body)
+        if isinstance(node, (ast.Global, ast.Nonlocal))
+        for name in node.names
+    }
+    bound = {
+        node.id
+        for node in _own_nodes(fn.body)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))
+    }
+    for node in _own_nodes(fn.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    local = (_args(fn) | bound) - declared
+    mutates = _changed(fn.body) - local
+    reads = set()
+    for stmt in fn.body:
+        reads |= _loads(stmt)
+    return _Summary(frozenset(mutates), frozenset(reads - local))
 
 
 def _flor_aliases(tree: ast.Module) -> tuple[frozenset[str], frozenset[str]]:
@@ -175,8 +264,11 @@ def _flor_aliases(tree: ast.Module) -> tuple[frozenset[str], frozenset[str]]:
 
 
 class _Finder:
-    def __init__(self, aliases: tuple[frozenset[str], frozenset[str]]) -> None:
+    def __init__(
+        self, aliases: tuple[frozenset[str], frozenset[str]], escaped: _Summary = _Summary()
+    ) -> None:
         self.modules, self.loop_names = aliases
+        self.escaped = escaped
         self.found: list[LoopFacts] = []
 
     def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
@@ -232,11 +324,12 @@ class _Finder:
         rest: list[list[ast.stmt]],
     ) -> LoopFacts:
         targets = frozenset(_stored_names(node.target))
-        changed = set(targets) | _changed(node.body)
+        # A function that escaped (a hook, a callback) may run at any call the body makes.
+        changed = set(targets) | _changed(node.body) | self.escaped.mutates
         call = found[1]
         for a in call.args[1:]:
             changed |= _iterated(a)  # iterating may advance the object's own state
-        live_in = _reads_before_defs(node.body, set(targets))
+        live_in = _reads_before_defs(node.body, set(targets)) | self.escaped.reads
         after = [s for block in rest for s in block]
         return LoopFacts(
             name=found[0],
@@ -248,7 +341,7 @@ class _Finder:
             targets=targets,
             changed=frozenset(changed - self.modules - self.loop_names),
             live_in=frozenset(live_in),
-            read_after=frozenset(_reads_before_defs(after, set())),
+            read_after=frozenset(_reads_before_defs(after, set()) | self.escaped.reads),
             grads_after=any(
                 isinstance(n, ast.Attribute) and n.attr == "grad" and isinstance(n.ctx, ast.Load)
                 for block in rest
@@ -355,6 +448,9 @@ def _iterated(node: ast.AST) -> set[str]:
 def _call_mutates(call: ast.Call) -> set[str]:
     out: set[str] = set()
     func = call.func
+    callee = _callee(call)
+    if callee is not None:
+        out |= callee.mutates  # what a function of the script changes outside itself
     if isinstance(func, ast.Attribute):
         root = _root(func.value)
         if root and func.attr not in PURE_METHODS:
@@ -371,18 +467,37 @@ def _call_mutates(call: ast.Call) -> set[str]:
     return out
 
 
+def _callee(call: ast.Call) -> _Summary | None:
+    """The summary of the script's function ``call`` may call (by name or method name)."""
+    callees = _CALLEES.get()
+    if not callees:
+        return None
+    func = call.func
+    if isinstance(func, ast.Name):
+        return callees.get(func.id)
+    if isinstance(func, ast.Attribute):
+        return callees.get(func.attr)
+    return None
+
+
 def _loads(node: ast.AST) -> set[str]:
     """Names read by an expression or simple statement (inside lambdas and comprehensions
-    too: they read the enclosing scope)."""
+    too: they read the enclosing scope), and the free names of the script's functions it
+    calls."""
     local = {
         name
         for sub in ast.walk(node)
         if isinstance(sub, ast.comprehension)
         for name in _stored_names(sub.target)
     }
-    names = {
-        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-    }
+    names: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif isinstance(n, ast.Call):
+            callee = _callee(n)
+            if callee is not None:
+                names |= callee.reads
     return names - local
 
 

@@ -95,6 +95,7 @@ class Cursor:
     def execute(self, operation: str, parameters: Sequence[Any] | None = None) -> Cursor:
         """Run one statement; ``?`` placeholders take ``parameters`` in order."""
         self._check()
+        self._clear()  # a failed statement leaves no result (not the previous one's)
         params = _params(parameters)
         try:
             result = self.connection._engine().execute(operation, params)
@@ -104,10 +105,19 @@ class Cursor:
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Sequence[Any]]) -> Cursor:
-        """Run ``operation`` once per parameter sequence; the last result stays readable."""
+        """Run ``operation`` once per parameter sequence; the last result stays readable (none
+        when ``seq_of_parameters`` is empty)."""
+        self._check()
+        self._clear()
         for parameters in seq_of_parameters:
             self.execute(operation, parameters)
         return self
+
+    def _clear(self) -> None:
+        self._result, self._table = None, None
+        self._pos = 0
+        self._rows, self._rows_start = [], 0
+        self.messages = []
 
     def _set(self, result: Result) -> None:
         self._result = result

@@ -11,8 +11,8 @@ DuckDB 2 exports most types to their natural Arrow type, exactly. A few it does 
 - ``TIME WITH TIME ZONE`` as a plain ``time64``, without its offset.
 
 Every query florsql runs goes through :func:`run_exact`: those columns (also inside lists,
-structs, maps, unions and arrays) are cast to ``VARCHAR`` in DuckDB, and ``HUGEINT`` and
-``UHUGEINT`` then become Arrow ``decimal256(39, 0)``. So the Arrow types are:
+structs, unnamed structs, maps, unions and arrays) are cast to ``VARCHAR`` in DuckDB, and
+``HUGEINT`` and ``UHUGEINT`` then become Arrow ``decimal256(39, 0)``. So the Arrow types are:
 
 ============================  =================================================
 DuckDB                        Arrow
@@ -72,11 +72,15 @@ def wire_sql_type(t: DuckDBPyType) -> str | None:
         if key is None and value is None:
             return None
         return f"MAP({key or kids[0]}, {value or kids[1]})"
-    if t.id in ("struct", "union"):
+    if t.id in ("struct", "union", "tuple"):
         named = members(t)
         wired = [wire_sql_type(c) for _, c in named]
         if all(w is None for w in wired):
             return None
+        if t.id == "tuple":  # an unnamed struct (row(1, 'a')): its members have no names
+            return (
+                f"TUPLE({', '.join(str(w or c) for (_, c), w in zip(named, wired, strict=True))})"
+            )
         inner = ", ".join(f"{_quote(n)} {w or c}" for (n, c), w in zip(named, wired, strict=True))
         return f"{t.id.upper()}({inner})"
     return None
@@ -84,8 +88,9 @@ def wire_sql_type(t: DuckDBPyType) -> str | None:
 
 def members(t: DuckDBPyType) -> list[tuple[str, DuckDBPyType]]:
     """The named types nested in ``t``: a list's or array's ``child``, a map's ``key`` and
-    ``value``, a struct's fields, a union's members (without its tag)."""
-    if t.id not in ("list", "array", "map", "struct", "union"):
+    ``value``, a struct's fields (an unnamed struct's, ``TUPLE``, named ``''``), a union's
+    members (without its tag)."""
+    if t.id not in ("list", "array", "map", "struct", "union", "tuple"):
         return []
     named = [(n, c) for n, c in t.children if isinstance(c, DuckDBPyType)]  # not an ARRAY size
     return named[1:] if t.id == "union" else named

@@ -6,8 +6,8 @@ Two uses: the DB-API hands out ``python_columns(table)``; the shell and ``florsq
 ``python_columns(table, text=True)``. The differences from ``pyarrow``'s ``to_pylist``:
 
 - ``HUGEINT``, ``UHUGEINT`` and ``BIGNUM`` are ``int``; ``UUID`` is ``uuid.UUID``; ``TIME WITH
-  TIME ZONE`` is a ``datetime.time`` with its offset; a ``MAP`` is a ``dict``; an ``ARRAY`` a
-  ``tuple`` (all as DuckDB's API gives them).
+  TIME ZONE`` is a ``datetime.time`` with its offset; a ``MAP`` is a ``dict``; an ``ARRAY`` and
+  an unnamed struct (``TUPLE``: ``row(1, 'a')``) a ``tuple`` (all as DuckDB's API gives them).
 - ``TIME '24:00:00'`` is the string ``'24:00:00'`` (DuckDB's API), not midnight.
 - ``infinity``/``-infinity`` dates and timestamps are ``date.max``/``date.min`` (and the
   ``datetime`` ones), as DuckDB's API gives them; in text, ``infinity``/``-infinity``. A date or
@@ -44,10 +44,10 @@ _TS_INF = 2**63 - 1
 _DAY_US = 86_400_000_000
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _TIMESTAMPS = ("timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms")
-_NESTED = ("list", "array", "map", "struct", "union")
+_NESTED = ("list", "array", "map", "struct", "union", "tuple")
 _SPECIAL = frozenset(
     {"bignum", "hugeint", "uhugeint", "uuid", "time with time zone", "time", "date",
-     "interval", "timestamp_ns", "map", "array", *_TIMESTAMPS}
+     "interval", "timestamp_ns", "map", "array", "tuple", *_TIMESTAMPS}
 )  # fmt: skip
 
 
@@ -95,9 +95,12 @@ def _values(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
 def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
     kids = children(t)
     valid = arr.is_valid().to_pylist()
-    if t.id == "struct":
-        names = [n for n, _ in members(t)]
+    if t.id in ("struct", "tuple"):
         fields = [_values(f, k, text) for f, k in zip(arr.flatten(), kids, strict=True)]
+        if t.id == "tuple":  # an unnamed struct (row(1, 'a')): a tuple, as in DuckDB's API
+            members_ = zip(*fields, strict=True)
+            return [tuple(v) if ok else None for v, ok in zip(members_, valid, strict=True)]
+        names = [n for n, _ in members(t)]
         rows = [dict(zip(names, vals, strict=True)) for vals in zip(*fields, strict=True)]
         return [r if ok else None for r, ok in zip(rows, valid, strict=True)]
     if t.id == "union":

@@ -11,6 +11,7 @@ import math
 import re
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
@@ -28,21 +29,29 @@ __all__ = [
     "render_json",
     "render_lines",
     "render_table",
+    "unique_names",
 ]
 
 NULL = "NULL"
 _OFFSET_HOUR = re.compile(r"([+-]\d\d):00$")
 
 
-def cell(value: object) -> str:
-    """One value as the table shows it.
+def cell(value: object, arrow_type: pa.DataType | None = None) -> str:
+    """One value as the table shows it: DuckDB's text of it (``CAST(x AS VARCHAR)``).
+
+    ``arrow_type`` (the column's) tells a ``MAP`` (``{k=v}``) from a ``STRUCT`` (``{'k': v}``);
+    without it a ``dict`` is a struct.
 
     Example:
         >>> cell(None), cell(0.1 + 0.2), cell(3.0), cell(True), cell([1, 2])
         ('NULL', '0.30000000000000004', '3.0', 'true', '[1, 2]')
+        >>> cell(["a", "b,c", "", "NULL", None])
+        "[a, 'b,c', '', 'NULL', NULL]"
     """
     if value is None:
         return NULL
+    if isinstance(value, list | tuple | dict):
+        return _nested(value, arrow_type)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -56,16 +65,82 @@ def cell(value: object) -> str:
         return format(value, "f")  # str() writes 1E-9
     if isinstance(value, bytes):
         return _blob(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(cell(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)}: {cell(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
-def _key(value: object) -> str:
-    """A struct field's name or a map's key, quoted when text, as DuckDB prints structs."""
-    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else cell(value)
+#: Characters that make DuckDB quote a value's text inside a list, struct or map.
+_QUOTE_CHARS = frozenset("\"'(),:=[]{}\\")
+_SPACES = " \t\n\v\f\r"
+
+
+def _nested(value: object, arrow_type: pa.DataType | None) -> str:
+    """A value inside a list, struct or map, as DuckDB writes it there: NULL spelled out,
+    scalars quoted where their text would be ambiguous (see :func:`_inner`)."""
+    if value is None:
+        return NULL
+    if isinstance(value, dict):
+        if arrow_type is not None and pa.types.is_map(arrow_type):
+            key_t, item_t = arrow_type.key_type, arrow_type.item_type
+            return (
+                "{"
+                + ", ".join(f"{_nested(k, key_t)}={_nested(v, item_t)}" for k, v in value.items())
+                + "}"
+            )
+        types = _member_types(arrow_type)
+        return (
+            "{"
+            + ", ".join(
+                f"{_quoted(str(k))}: {_nested(v, types.get(str(k)))}" for k, v in value.items()
+            )
+            + "}"
+        )
+    if isinstance(value, tuple) and arrow_type is not None and pa.types.is_struct(arrow_type):
+        # an unnamed struct (row(1, 'a')), as DuckDB writes it: (1, a), and (1,) for one member
+        items = [_nested(v, f.type) for v, f in zip(value, arrow_type, strict=True)]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, list | tuple):
+        inner = _value_type(arrow_type)
+        return "[" + ", ".join(_nested(v, inner) for v in value) + "]"
+    return _inner(cell(value))
+
+
+def _inner(text: str) -> str:
+    """A scalar's text inside a nested value: quoted (``'`` and ``\\`` escaped with ``\\``)
+    when it is empty, starts or ends with white space, reads ``null`` in any case, or holds
+    a character of ``"'(),:=[]{}\\``, as DuckDB's cast to VARCHAR does.
+
+    Example:
+        >>> _inner("a b"), _inner(" a"), _inner("it's"), _inner("null"), _inner("12:00:00")
+        ('a b', "' a'", "'it\\\\'s'", "'null'", "'12:00:00'")
+    """
+    plain = (
+        text != ""
+        and text[0] not in _SPACES
+        and text[-1] not in _SPACES
+        and text.lower() != "null"
+        and not any(c in _QUOTE_CHARS for c in text)
+    )
+    return text if plain else _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _value_type(arrow_type: pa.DataType | None) -> pa.DataType | None:
+    if arrow_type is not None and (
+        pa.types.is_list(arrow_type)
+        or pa.types.is_large_list(arrow_type)
+        or pa.types.is_fixed_size_list(arrow_type)
+    ):
+        return arrow_type.value_type
+    return None
+
+
+def _member_types(arrow_type: pa.DataType | None) -> dict[str, pa.DataType]:
+    if arrow_type is None or not pa.types.is_struct(arrow_type):
+        return {}
+    return {f.name: f.type for f in arrow_type}
 
 
 def _blob(value: bytes) -> str:
@@ -108,7 +183,10 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
     """
     shown = table if limit is None else table.slice(0, limit)
     names = table.column_names
-    columns = [[cell(v) for v in values] for values in _text_columns(shown)]
+    columns = [
+        [cell(v, f.type) for v in values]
+        for values, f in zip(_text_columns(shown), shown.schema, strict=True)
+    ]
     widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns, strict=True)]
     right = [_numeric(f) for f in table.schema]
     heads = [
@@ -129,16 +207,40 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
 
 
 def render_csv(table: pa.Table) -> str:
-    """Every row as CSV with a header; NULL is an empty field."""
+    """Every row as CSV with a header, as DuckDB's ``COPY ... TO 'x.csv'`` writes it: NULL is
+    an empty field, the empty string a quoted one (``""``), so a reader tells them apart.
+
+    Example:
+        >>> print(render_csv(pa.table({"s": ["", None, "a,b"], "n": [1, None, 2]})))
+        s,n
+        "",1
+        ,
+        "a,b",2
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(table.column_names)
     for batch in table.to_batches(max_chunksize=10_000):
         columns = _text_columns(pa.Table.from_batches([batch]))
-        writer.writerows(
-            ["" if v is None else cell(v) for v in row] for row in zip(*columns, strict=True)
-        )
+        types = [f.type for f in batch.schema]
+        for row in zip(*columns, strict=True):
+            texts = [None if v is None else cell(v, t) for v, t in zip(row, types, strict=True)]
+            out.write(_csv_line(writer, out, texts))
     return out.getvalue().rstrip("\n")
+
+
+_EMPTY = "\x00florsql-empty\x00"  # stands for an empty string while the csv module writes
+
+
+def _csv_line(writer: Any, out: io.StringIO, texts: list[str | None]) -> str:
+    """One CSV line: the csv module writes '' and None alike, so an empty string is written as
+    a placeholder and turned into ``""`` (NULL stays an empty field)."""
+    mark = out.tell()
+    writer.writerow([_EMPTY if t == "" else ("" if t is None else t) for t in texts])
+    line = out.getvalue()[mark:]
+    out.seek(mark)
+    out.truncate()
+    return line.replace(_EMPTY, '""')
 
 
 def _json(value: object) -> str:
@@ -162,7 +264,9 @@ def _json(value: object) -> str:
 
 
 def render_json(table: pa.Table) -> str:
-    """Every row as a JSON object, one per line, inside a JSON array.
+    """Every row as a JSON object, one per line, inside a JSON array. Columns that share a name
+    (a self-join's ``a.epoch, b.epoch``) get the names DuckDB's own JSON export gives them
+    (:func:`unique_names`), so none is lost.
 
     Example:
         >>> print(render_json(pa.table({"x": pa.array([Decimal("0.10")], pa.decimal128(3, 2))})))
@@ -171,9 +275,33 @@ def render_json(table: pa.Table) -> str:
         ]
     """
     columns = _text_columns(table)
-    names = table.column_names
+    names = unique_names(table.column_names)
     rows = [_json(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
     return "[\n" + ",\n".join(rows) + "\n]" if rows else "[]"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as DuckDB makes them for a JSON or CSV export: a name seen
+    before (in any case) gets ``_1``, ``_2``... (the first suffix not taken).
+
+    Example:
+        >>> unique_names(["a", "a", "A", "a_1", "b"])
+        ['a', 'a_1', 'A_2', 'a_1_1', 'b']
+    """
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    out = []
+    for name in names:
+        key = name.lower()
+        if key in seen:
+            n = counts.get(key, 0) + 1
+            while f"{key}_{n}" in seen:
+                n += 1
+            counts[key] = n
+            name = f"{name}_{n}"
+        seen.add(name.lower())
+        out.append(name)
+    return out
 
 
 def render_lines(table: pa.Table, limit: int | None = 100) -> str:
@@ -181,8 +309,9 @@ def render_lines(table: pa.Table, limit: int | None = 100) -> str:
     shown = table if limit is None else table.slice(0, limit)
     width = max((len(n) for n in table.column_names), default=0)
     names = table.column_names
+    types = [f.type for f in shown.schema]
     blocks = [
-        "\n".join(f"{k:>{width}} = {cell(v)}" for k, v in zip(names, row, strict=True))
+        "\n".join(f"{k:>{width}} = {cell(v, t)}" for k, v, t in zip(names, row, types, strict=True))
         for row in zip(*_text_columns(shown), strict=True)
     ]
     return "\n\n".join([*blocks, _count(table.num_rows)])
