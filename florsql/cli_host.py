@@ -379,9 +379,11 @@ def main(store: Path | str) -> None:
     service holds): import, listen, serve until the service goes."""
     store = Path(store).resolve()
     os.chdir(store)
+    import gc
     import importlib
 
     t0 = time.perf_counter()
+    gc.disable()  # as the replay service's preload: no collections walking a growing heap
     for name in _MODULES:
         try:
             importlib.import_module(name)
@@ -391,6 +393,8 @@ def main(store: Path | str) -> None:
         _warm()
     except Exception as e:
         print(f"query host: warm-up failed: {e}", flush=True)
+    gc.enable()
+    gc.freeze()  # the children's collections never walk (nor copy) the host's objects
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
     host = Host(store)
     try:
