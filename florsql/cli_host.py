@@ -86,7 +86,10 @@ def _identity() -> dict[str, Any]:
     flags = {n: getattr(sys.flags, n) for n in dir(sys.flags) if not n.startswith(("_", "n_"))}
     flags.pop("hash_randomization", None)  # the service's PYTHONHASHSEED: compared apart
     flags = {k: v for k, v in flags.items() if not callable(v)}
-    return {"python": sys.executable, "florsql": package, "flags": flags}
+    import florsql
+
+    version = florsql.__version__
+    return {"python": sys.executable, "florsql": package, "version": version, "flags": flags}
 
 
 def _env_key(env: dict[str, str]) -> dict[str, str]:
@@ -335,6 +338,7 @@ def _child(
         sys.argv = ["florsql", *argv]
         sys.path[:] = [str(p) for p in request.get("path") or sys.path]
         conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        _end_with(conn)
         from florsql.cli import main
 
         try:
@@ -356,6 +360,21 @@ def _child(
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
         os._exit(code)
+
+
+def _end_with(conn: socket.socket) -> None:
+    """End this child if the command's process goes without waiting for it (``kill -9``): the
+    command must not run on unobserved, as it would not alone. (Its replay tasks end with it:
+    the replay service kills the tasks of a connection that closes.)"""
+    import threading
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(64):
+                pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="florsql-query-host-client", daemon=True).start()
 
 
 def _stdio(setups: list[Any]) -> None:

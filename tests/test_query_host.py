@@ -142,9 +142,10 @@ def test_another_environment_runs_in_its_own_process(repo: Path) -> None:
     assert other.stdout == florsql(repo, "query", sql, **OFF).stdout
 
 
-def test_ctrl_c_reaches_the_command_in_the_host(repo: Path, tmp_path: Path) -> None:
-    """SIGINT to the command's process (a terminal's Ctrl-C) interrupts the command running in
-    the host; it exits as it would alone, and its replay task is killed."""
+def start_blocked(repo: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A command in the host whose replay task runs a statement that never returns: the
+    command's process, and the pid of the host's child running the command, once the task
+    runs."""
     started = tmp_path / "started"
     never = tmp_path / "never"
     wait = (
@@ -170,13 +171,33 @@ def test_ctrl_c_reaches_the_command_in_the_host(repo: Path, tmp_path: Path) -> N
         time.sleep(0.02)
     pids = host_log(repo)
     assert len(pids) == served + 1
+    return proc, pids[-1]
+
+
+def wait_tasks_gone(repo: Path) -> None:
+    for pid in [int(p) for p in re.findall(r"task \S+: pid (\d+)", log_text(repo))]:
+        wait_gone(pid)
+
+
+def test_ctrl_c_reaches_the_command_in_the_host(repo: Path, tmp_path: Path) -> None:
+    """SIGINT to the command's process (a terminal's Ctrl-C) interrupts the command running in
+    the host; it exits as it would alone, and its replay task is killed."""
+    proc, child = start_blocked(repo, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0, (out, err)
-    wait_gone(pids[-1])
-    tasks = [int(p) for p in re.findall(r"task \S+: pid (\d+)", log_text(repo))]
-    for pid in tasks:
-        wait_gone(pid)
+    wait_gone(child)
+    wait_tasks_gone(repo)
+
+
+def test_a_killed_command_takes_its_child_in_the_host_along(repo: Path, tmp_path: Path) -> None:
+    """``kill -9`` of the command's process (nothing to forward): the host's child running the
+    command ends too, and with it its replay task."""
+    proc, child = start_blocked(repo, tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    wait_gone(child)
+    wait_tasks_gone(repo)
 
 
 def log_text(repo: Path) -> str:
