@@ -1,0 +1,46 @@
+"""Questions a newcomer asks, answered exactly: florsql's answer against DuckDB's over the same
+rows materialized as a plain table (the oracle), and the names runs may share across scripts."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from florsql.engine import Engine
+from tests.helpers_sql import BASE_TIME, RunBuilder
+
+
+def _shared_names_history(repo: Path) -> Path:
+    """``a.py`` takes an arg ``x`` and loops over ``step``; ``b.py`` logs values named ``x`` and
+    ``step`` (a run cannot log its own arg's name, but another script's runs can)."""
+    a = RunBuilder("r1", {"x": 5}, filename="a.py", tstamp=BASE_TIME)
+    with a.loop("step", 0):
+        a.log("acc", 0.5)
+    a.write(repo)
+    b = RunBuilder("r2", {}, filename="b.py", tstamp=BASE_TIME.replace(hour=1))
+    with b.loop("epoch", 0):
+        b.log("x", 100)
+        b.log("step", 7)
+    b.write(repo)
+    return repo
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a log name that is an arg (or a loop) of other scripts' runs: logs keeps only the "
+    "arg/loop column, so the logged values read as NULL (they are in log_records)",
+)
+def test_a_log_named_like_another_scripts_arg_keeps_its_values(tmp_path: Path) -> None:
+    repo = _shared_names_history(tmp_path / "repo")
+    with Engine(repo) as eng, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = eng.execute("SELECT run_id, x, step FROM logs ORDER BY run_id").table.to_pylist()
+        records = eng.execute("SELECT name, value_int FROM log_records ORDER BY name").table
+    assert records.to_pylist() == [
+        {"name": "acc", "value_int": None},
+        {"name": "step", "value_int": 7},
+        {"name": "x", "value_int": 100},
+    ]
+    assert {"run_id": "r2", "x": 100, "step": 7} in rows
