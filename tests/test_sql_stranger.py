@@ -44,3 +44,20 @@ def test_a_log_named_like_another_scripts_arg_keeps_its_values(tmp_path: Path) -
         {"name": "x", "value_int": 100},
     ]
     assert {"run_id": "r2", "x": 100, "step": 7} in rows
+
+
+def test_show_columns_counts_replayed_runs_as_having_the_column(tmp_path: Path) -> None:
+    """After a replay computed ``w2`` for both runs, SHOW COLUMNS said ``runs_with`` 2 and
+    ``runs_lacking`` 2 (of 2 runs): the lacking count ignored replayed values. Now a run lacks a
+    column when it has no value of it, recorded or replayed; the column stays a hindsight one."""
+    import florsql
+    from tests.test_flight_support import recorded_repo
+
+    repo = recorded_repo(tmp_path / "proj")
+    with florsql.connect(repo, replay="auto") as con:
+        before = {r[0]: r for r in con.execute("SHOW COLUMNS FROM logs").fetchall()}
+        assert before["w2"][3:7] == (True, [], 0, 2)  # hindsight, versions, with, lacking
+        assert con.execute("SELECT count(w2) FROM logs").fetchall() == [(6,)]
+        after = {r[0]: r for r in con.execute("SHOW COLUMNS FROM logs").fetchall()}
+    assert after["w2"][3] is True and after["w2"][5:7] == (2, 0)
+    assert after["loss"][5:7] == (2, 0)
