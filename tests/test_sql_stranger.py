@@ -59,5 +59,11 @@ def test_show_columns_counts_replayed_runs_as_having_the_column(tmp_path: Path) 
         assert before["w2"][3:7] == (True, [], 0, 2)  # hindsight, versions, with, lacking
         assert con.execute("SELECT count(w2) FROM logs").fetchall() == [(6,)]
         after = {r[0]: r for r in con.execute("SHOW COLUMNS FROM logs").fetchall()}
+        plan = [r[0] for r in con.execute("EXPLAIN SELECT w2 FROM logs").fetchall()]
+    # EXPLAIN counts the runs that did not record it (it said they "lack it", replayed or not)
+    assert plan[:2] == [
+        "Replay plan: nothing to replay (every value the query reads exists)",
+        "  hindsight columns: w2 (2 run(s) did not record it)",
+    ]
     assert after["w2"][3] is True and after["w2"][5:7] == (2, 0)
     assert after["loss"][5:7] == (2, 0)
