@@ -62,6 +62,14 @@ def test_dataframe_of_epoch_names_drops_unused_loops(repo: Path) -> None:
     assert args.column("lr").to_pylist() == [0.1, 0.2, 0.3, None]
 
 
+def test_dataframe_of_a_name_given_twice_or_a_fixed_column(repo: Path) -> None:
+    """A name given twice (in any case), or one of the columns every frame has (``tstamp``),
+    is one column: a KeyError from pyarrow escaped before."""
+    frame = florsql.dataframe("acc", "ACC", "tstamp", "acc", repo=repo)
+    assert frame.column_names == ["projid", "tstamp", "filename", "epoch", "acc"]
+    assert frame == florsql.dataframe("acc", repo=repo)
+
+
 def test_replay_off_warns_with_what_replay_would_compute(repo: Path) -> None:
     with Engine(repo) as eng, pytest.warns(ReplayOffWarning) as caught:
         result = eng.execute("SELECT epoch, val FROM logs WHERE lr = 0.1")

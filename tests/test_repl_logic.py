@@ -62,6 +62,30 @@ def test_split_statements_keeps_quoted_semicolons() -> None:
     assert split_statements(text) == ["SHOW RUNS", "SELECT 'a;b' AS x", "SELECT 2"]
 
 
+def test_split_statements_knows_duckdbs_other_quotes_and_nested_comments() -> None:
+    """Dollar quotes, ``E'...'`` escapes and nested block comments hold ``;`` too (DuckDB's
+    lexer): before, ``$$x;y$$`` was cut in two and ``E'a\\';b'`` swallowed the rest of the
+    input as an open string."""
+    text = (
+        "SELECT $$x;y$$ AS d; SELECT $t$a;$$b$t$;\n"
+        "SELECT E'a\\';b' AS e; SELECT e'\\\\'; SELECT 'c\\'; SELECT x$y$;\n"
+        "/* one /* nested; */ still; */ SELECT 3 AS three"
+    )
+    assert split_statements(text) == [
+        "SELECT $$x;y$$ AS d",
+        "SELECT $t$a;$$b$t$",
+        "SELECT E'a\\';b' AS e",
+        "SELECT e'\\\\'",
+        "SELECT 'c\\'",
+        "SELECT x$y$",
+        "/* one /* nested; */ still; */ SELECT 3 AS three",
+    ]
+    assert not is_complete("SELECT $$a;")
+    assert not is_complete("SELECT E'a\\';")
+    assert not is_complete("SELECT 1; /* a /* b */ ;")
+    assert is_complete("SELECT $tag$;$tag$;")
+
+
 def test_every_documented_dot_command_is_registered() -> None:
     wanted = {".help", ".tables", ".schema", ".runs", ".explain", ".mode", ".timer", ".replay"}
     assert wanted | {".output", ".quit"} <= set(REGISTRY)

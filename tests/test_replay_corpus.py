@@ -536,6 +536,78 @@ main()
         {"epoch": ["count", "mean"]},
         period=2,
     ),
+    Pattern(
+        "exception_ends_inner_loop",
+        """
+class Diverged(Exception):
+    pass
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        outcome = "ok"
+        try:
+            for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(12))):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+                if epoch == 1 and i == 2:
+                    raise Diverged(i)
+        except Diverged as e:
+            outcome = "diverged"
+            flor.log("diverged_at", e.args[0])  # hindsight
+        flor.log("outcome", outcome)  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["diverged_at", "outcome", "w"]},
+    ),
+    Pattern(
+        "for_else_after_break",
+        """
+completed = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(12))):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            if epoch % 2 == 1 and i == 1:
+                break
+        else:
+            completed += 1
+        flor.log("completed", completed)  # hindsight
+""",
+        {"epoch": ["completed"]},
+    ),
+    Pattern(
+        "exception_leaves_outer_loop_caught",
+        """
+class Stop(Exception):
+    pass
+
+
+try:
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(12))):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+                if epoch == 2 and i == 1:
+                    raise Stop()
+            flor.log("w", float(net[0].weight.sum()))  # hindsight
+except Stop:
+    pass
+flor.log("final_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w"], "": ["final_w"]},
+    ),
 ]
 
 

@@ -370,3 +370,91 @@ for epoch in flor.loop("epoch", range(3)):
     )
     assert all(s.mode == "full" for s in steps)
     assert ".grad" in steps[-1].why
+
+
+LEFT_EARLY = {
+    # (script, rest mode allowed where the step loop was left early)
+    "break only": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for i in flor.loop("step", batches):
+        loss = step(i)
+        if loss < 0.1:
+            break
+    flor.log("last", loss)
+""",
+        True,
+    ),
+    "for-else": (
+        """
+done = 0
+for epoch in flor.loop("epoch", range(3)):
+    for i in flor.loop("step", batches):
+        loss = step(i)
+        if loss < 0.1:
+            break
+    else:
+        done += 1
+    flor.log("done", done)
+""",
+        False,
+    ),
+    "try around the loop": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    how = "ok"
+    try:
+        for i in flor.loop("step", batches):
+            loss = step(i)
+    except ValueError:
+        how = "diverged"
+    flor.log("how", how)
+""",
+        False,
+    ),
+    "suppress around the loop": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    with contextlib.suppress(ValueError):
+        for i in flor.loop("step", batches):
+            loss = step(i)
+    flor.log("last", loss)
+""",
+        False,
+    ),
+    "return from inside the loop": (
+        """
+def main():
+    for epoch in flor.loop("epoch", range(3)):
+        for i in flor.loop("step", batches):
+            loss = step(i)
+            if loss < 0.1:
+                return
+        flor.log("last", loss)
+""",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("pattern", list(LEFT_EARLY))
+def test_an_inner_loop_left_early_skips_only_where_break_is_all_it_can_be(pattern: str) -> None:
+    """A checkpoint taken as the step loop was left early (manifest ``left``) allows rest mode
+    only where the code after the loop runs as after a loop that ran out."""
+    src, allowed = LEFT_EARLY[pattern]
+    name = src.split('flor.log("', 1)[1].split('"', 1)[0]
+    p = _patched(src, name)
+    everything = {"batches", "loss", "step", "i", "epoch", "done", "how", "contextlib"}
+    facts = _facts(3, dict.fromkeys(range(3), everything))
+    steps, _ = plan_steps("epoch", [1, 2], p, facts, to_end=False)
+    assert [s.mode for s in steps] == ["rest", "rest"]  # ran out: rest mode everywhere
+    facts.left["epoch"] = {1}
+    steps, _ = plan_steps("epoch", [1, 2], p, facts, to_end=False)
+    mode = {s.iteration: s for s in steps}
+    assert (mode[1].mode, mode[2].mode) == (("rest", "rest") if allowed else ("full", "rest"))
+    if not allowed:
+        assert "left early" in mode[1].why
+    # an exception that also left the outer iteration: it never ended, never skipped
+    facts.unfinished["epoch"] = 1
+    steps, _ = plan_steps("epoch", [1], p, facts, to_end=False)
+    assert steps[-1].mode == "full"

@@ -99,6 +99,11 @@ class LoopFacts:
         changed, live_in, read_after: see the module docstring.
         grads_after: the code after the loop reads a parameter's ``.grad``: gradients are in
             no ``state_dict``, so a checkpoint cannot stand in for the loop.
+        left_safely: when the loop is left before its iterable runs out, the code after it runs
+            as after a loop that ran out: it has no ``else``, no ``return`` or ``yield`` in its
+            body, and no ``try`` with handlers (or ``contextlib.suppress``) around it in its
+            scope; so a loop left early was left by ``break`` (or an exception that also left
+            the outer iteration).
     """
 
     name: str
@@ -112,6 +117,7 @@ class LoopFacts:
     live_in: frozenset[str]
     read_after: frozenset[str]
     grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
+    left_safely: bool = True
 
     @property
     def carried(self) -> frozenset[str]:
@@ -290,30 +296,36 @@ class _Finder:
 
     def scope(self, body: list[ast.stmt], name: str) -> None:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
-        self._walk(body, name, parent=None, after=[])
+        self._walk(body, name, parent=None, after=[], guarded=False)
         for node in _own_nodes(body):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.scope(node.body, node.name)
 
     def _walk(
-        self, body: list[ast.stmt], scope: str, parent: int | None, after: list[list[ast.stmt]]
+        self,
+        body: list[ast.stmt],
+        scope: str,
+        parent: int | None,
+        after: list[list[ast.stmt]],
+        guarded: bool,
     ) -> None:
         """Visit the statements of ``body``; ``after`` holds the statement lists that follow
-        ``body`` in the same scope (innermost first), for ``read_after``."""
+        ``body`` in the same scope (innermost first), for ``read_after``; ``guarded``: a
+        handler of the same scope may catch what ``body`` raises."""
         for i, stmt in enumerate(body):
             rest = [body[i + 1 :], *after]
             if isinstance(stmt, (ast.For, ast.AsyncFor)):
                 found = self.loop_call(stmt.iter)
                 if found is not None:
-                    facts = self._facts(stmt, found, scope, parent, rest)
+                    facts = self._facts(stmt, found, scope, parent, rest, guarded)
                     self.found.append(facts)
                     # After an inner loop come the rest of this body, the next iteration of
                     # this loop (its back edge), then what follows this loop.
-                    self._walk(stmt.body, scope, stmt.lineno, [stmt.body, *rest])
-                    self._walk(stmt.orelse, scope, parent, rest)
+                    self._walk(stmt.body, scope, stmt.lineno, [stmt.body, *rest], guarded)
+                    self._walk(stmt.orelse, scope, parent, rest, guarded)
                     continue
             for block in _blocks(stmt):
-                self._walk(block, scope, parent, rest)
+                self._walk(block, scope, parent, rest, guarded or _catches(stmt, block))
 
     def _facts(
         self,
@@ -322,6 +334,7 @@ class _Finder:
         scope: str,
         parent: int | None,
         rest: list[list[ast.stmt]],
+        guarded: bool = False,
     ) -> LoopFacts:
         targets = frozenset(_stored_names(node.target))
         # A function that escaped (a hook, a callback) may run at any call the body makes.
@@ -349,7 +362,28 @@ class _Finder:
                 for stmt in block
                 for n in ast.walk(stmt)
             ),
+            left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
         )
+
+
+def _catches(stmt: ast.stmt, block: list[ast.stmt]) -> bool:
+    """Whether ``stmt`` may catch an exception raised in its ``block``: the body of a ``try``
+    with handlers, or of ``with contextlib.suppress(...)``."""
+    if isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
+        return block is getattr(stmt, "body", None) and bool(getattr(stmt, "handlers", []))
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        for item in stmt.items:
+            call = item.context_expr
+            func = call.func if isinstance(call, ast.Call) else call
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "suppress":
+                return True
+    return False
+
+
+def _leaves_scope(body: list[ast.stmt]) -> bool:
+    """``body`` has a ``return``, ``yield`` or ``yield from`` of its own scope."""
+    return any(isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) for n in _own_nodes(body))
 
 
 def _blocks(stmt: ast.stmt) -> Iterator[list[ast.stmt]]:

@@ -1,7 +1,8 @@
 """``flor.dataframe(*names)``: the FlorDB-style pivot of chosen names, as Arrow or pandas.
 
 Columns, as FlorDB's ``flor.dataframe``: ``projid``, ``tstamp``, ``filename``, the loop columns
-that apply to the chosen names, then the names in the order given. One row per run and loop
+that apply to the chosen names, then the names in the order given (a name given twice, in any
+case, or one of the first three, is not repeated). One row per run and loop
 context where a chosen log name was logged (args are repeated on each row); with only args
 chosen, one row per run. Rows are ordered by ``tstamp`` and then by the loop columns.
 """
@@ -75,6 +76,9 @@ def _pivot(eng: Any, names: list[str]) -> Any:
     if unknown:
         hint = catalog.suggest(unknown[0])
         raise PlanError(f"Unknown name '{unknown[0]}'.{hint}")
+    # a name given twice (in any case) or a column every frame has is one column
+    fixed = {"projid", "tstamp", "filename"}
+    names = [n for n in dict.fromkeys(catalog.canonical(n) for n in names) if n not in fixed]
     kinds = {n: catalog.column(n).kind for n in names}
     logs = any(k == "log" for k in kinds.values())
     if not logs and any(k == "loop" for k in kinds.values()):

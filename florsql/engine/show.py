@@ -64,6 +64,12 @@ def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
     ),
     per AS (SELECT lower(name) AS name, list(DISTINCT vid ORDER BY vid) AS versions,
                    count(DISTINCT run_id) AS runs FROM have GROUP BY lower(name)),
+    lacking AS (
+        SELECT lower(c.name) AS name, count(DISTINCT m.run_id) AS runs
+        FROM code c JOIN run_meta m ON list_contains(m.files, c.filename)
+        WHERE c.name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM __flor_cover v
+            WHERE v.run_id = m.run_id AND lower(v.name) = lower(c.name))
+        GROUP BY lower(c.name)),
     scripts AS (SELECT lower(name) AS name, list(DISTINCT filename ORDER BY filename) AS f
                 FROM code WHERE name IS NOT NULL GROUP BY lower(name))
     SELECT c.column_name, c.column_type, c.kind, c.hindsight,
@@ -71,8 +77,11 @@ def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
                 ELSE coalesce(p.versions, []) END AS versions,
            CASE WHEN c.kind = 'meta' THEN (SELECT count(*) FROM run_meta)
                 ELSE coalesce(p.runs, 0) END AS runs_with,
-           c.runs_lacking, coalesce(s.f, []) AS in_current_code
+           CASE WHEN c.kind = 'log' THEN coalesce(l.runs, 0) ELSE c.runs_lacking END
+               AS runs_lacking,
+           coalesce(s.f, []) AS in_current_code
     FROM cols c LEFT JOIN per p ON p.name = lower(c.column_name) AND c.kind <> 'meta'
     LEFT JOIN scripts s ON s.name = lower(c.column_name)
+    LEFT JOIN lacking l ON l.name = lower(c.column_name)
     ORDER BY c.pos"""
     return con.sql(sql).to_arrow_table()

@@ -150,7 +150,7 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
             f"({threads}, {c.cores} core{'s' * (c.cores != 1)}); {start}"
         )
     if plan.names:
-        lacking = ", ".join(f"{n} ({k} run(s) lack it)" for n, k in plan.lacking)
+        lacking = ", ".join(f"{n} ({k} run(s) did not record it)" for n, k in plan.lacking)
         lines.append(f"  hindsight columns: {lacking}")
     for i, (pushed, residual) in enumerate(zip(plan.pushed, plan.residual, strict=False)):
         tail = "; other predicates stay in DuckDB" if residual else ""

@@ -89,6 +89,9 @@ class RunFacts:
     total: float = 0.0
     ended: bool = False  # the run failed or was killed: nothing after where it stopped runs
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
+    #: loop -> iterations whose ``after:`` checkpoint was taken as the inner loop was left before
+    #: it ran out (break, return or an exception; runs recorded before this was kept: none)
+    left: dict[str, set[int]] = field(default_factory=dict)
     threads: int | None = None  # torch's intra-op threads while recording (None: unknown)
 
     def loop_seconds(self, loop: str) -> float:
@@ -155,6 +158,8 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
             for frame_names in (rec.get("restores") or {}).values():
                 names.update(frame_names)
             facts[run_id].restores.setdefault(str(rec.get("loop")), {})[it] = frozenset(names)
+            if rec.get("left"):
+                facts[run_id].left.setdefault(str(rec.get("loop")), set()).add(it)
     return facts
 
 
@@ -237,6 +242,8 @@ class _Stepper:
     def __init__(self, loop: str, patched: Patched, facts: RunFacts, allow_rest: bool) -> None:
         self.ckpts = facts.checkpoints.get(loop, {})
         self.restores = facts.restores.get(loop, {})
+        self.left = facts.left.get(loop, set())
+        self.open_from = facts.unfinished.get(loop)  # the first iteration that never ended
         self.p = patched
         self.allow_rest = allow_rest and patched.first_inner is not None
         inner = patched.first_inner
@@ -257,6 +264,11 @@ class _Stepper:
             return False, f"no {self.after} checkpoint"
         if self.p.first_inner is not None and self.p.first_inner.grads_after:
             return False, "reads .grad after the loop (gradients are not checkpointed)"
+        if j in self.left and not self._left_like_break(j):
+            return False, (
+                f"its {self.p.first_inner.name if self.p.first_inner else 'inner'} loop was left"
+                " early (break, return or an exception), and skipping it may take another path"
+            )
         need = self.p.rest_needs(fresh)
         missing = self._missing(j, need)
         if missing:
@@ -264,6 +276,19 @@ class _Stepper:
         shown = sorted(need)
         restored = f"{', '.join(shown[:4])} captured" if shown else "nothing else to restore"
         return True, restored
+
+    def _left_like_break(self, j: int) -> bool:
+        """Whether the inner loop that was left early in iteration ``j`` can only have been
+        left by ``break``: then the code after it runs as after a loop that ran out, as in
+        rest mode. An exception that left the outer iteration too left it unended."""
+        inner, outer = self.p.first_inner, self.p.outer
+        return (
+            inner is not None
+            and outer is not None
+            and inner.left_safely
+            and inner.scope == outer.scope
+            and (self.open_from is None or j < self.open_from)
+        )
 
     def _add(self, j: int, mode: str, why: str) -> None:
         restore = j if mode == "rest" else self.restore_before.get(j)
@@ -494,6 +519,8 @@ def chunks_from_files(
         facts.checkpoints.setdefault(loop, {})[it] = ref
         restored = {n for frame in (rec.get("restores") or {}).values() for n in frame}
         facts.restores.setdefault(loop, {})[it] = frozenset(restored)
+        if rec.get("left"):
+            facts.left.setdefault(loop, set()).add(it)
     if patched.unknown or iterations is None:
         its = list(range(total)) if iterations is None else iterations
         needs = [IterationNeed(loop, i, names) for i in its]

@@ -272,6 +272,7 @@ class Run:
         self.frames.append(frame)
         key = self.names.key(frame.name)
         clock = time.perf_counter
+        exhausted = False  # False in ``finally``: left by break, return or an exception
         try:
             i = -1
             for item in items:
@@ -292,10 +293,11 @@ class Run:
                 self.ctx = parent
                 self._after_iteration(frame, elapsed)
                 frame.inner_checkpoint_taken = False  # for the next iteration
+            exhausted = True
         finally:
             self.frames.pop()
             self.ctx = parent
-            self._after_inner_loop(frame)
+            self._after_inner_loop(frame, left=not exhausted)
 
     def _iterate_inner(
         self, frame: _Frame, items: Iterator[Any], ranged: range | None
@@ -318,6 +320,7 @@ class Run:
         self.inner_runs.append(run)
         ends, jumps, scalars = run.ends, run.jumps, run.scalars
         computed = ranged is not None
+        exhausted = False  # False in ``finally``: left by break, return or an exception
         try:
             i = -1
             want = run.cursor
@@ -335,6 +338,7 @@ class Run:
                 yield item
                 ends.append(clock())
                 self.ctx = parent
+            exhausted = True
         finally:
             # An iteration left by break, return or an exception keeps no duration, as on the
             # hooked path.
@@ -342,7 +346,7 @@ class Run:
             self.inner_runs.remove(run)
             self.frames.pop()
             self.ctx = parent
-            self._after_inner_loop(frame)
+            self._after_inner_loop(frame, left=not exhausted)
 
     def _materialize(self, run: _InnerRun) -> None:
         """Append to ``self.rows`` the rows of ``run``'s iterations begun since the last call.
@@ -400,7 +404,7 @@ class Run:
                 self.last_flush = now
                 self.flush()
 
-    def _after_inner_loop(self, frame: _Frame) -> None:
+    def _after_inner_loop(self, frame: _Frame, left: bool = False) -> None:
         if not self.frames:
             return
         outer = self.frames[-1]
@@ -408,11 +412,18 @@ class Run:
         if scope is not None and not outer.inner_checkpoint_taken:
             # The checkpoint sits where the first inner loop exits, so code
             # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
+            # ``left``: the loop did not run out (break, return or an exception left it), so
+            # skipping it in replay may not take the same path on (docs/replay.md).
             outer.inner_checkpoint_taken = True
-            self._checkpoint(scope, outer, f"after:{frame.name}", inner=frame)
+            self._checkpoint(scope, outer, f"after:{frame.name}", inner=frame, left=left)
 
     def _checkpoint(
-        self, scope: _Scope, frame: _Frame, position: str, inner: _Frame | None = None
+        self,
+        scope: _Scope,
+        frame: _Frame,
+        position: str,
+        inner: _Frame | None = None,
+        left: bool = False,
     ) -> None:
         if not scope.policy.due(frame.iteration):
             return
@@ -424,10 +435,12 @@ class Run:
         payload["locals"] = {role: c.payload() for role, c in captures.items()}
         copy_s = time.perf_counter() - t0
         scope.policy.taken(frame.iteration, copy_s, self.writer.last_write_seconds)
-        extra = {
+        extra: dict[str, Any] = {
             "restores": {role: c.restores() for role, c in captures.items()},
             "misses": {role: c.missed for role, c in captures.items() if c.missed},
         }
+        if left:
+            extra["left"] = True
         self.writer.submit_checkpoint(
             payload, frame.name, frame.iteration, position, copy_s, extra=extra
         )

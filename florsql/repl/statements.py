@@ -6,6 +6,8 @@ Pure functions over text, shared by the prompt (Enter submits or breaks the line
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["is_complete", "is_dot_command", "split_statements"]
 
 
@@ -19,19 +21,41 @@ def is_dot_command(text: str) -> bool:
     return text.lstrip().startswith(".")
 
 
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _word_char(text: str, i: int) -> bool:
+    return i >= 0 and (text[i].isalnum() or text[i] == "_")
+
+
 def _scan(text: str) -> tuple[list[int], str | None]:
-    """Offsets of the ``;`` that end statements, and the construct still open at the end."""
+    """Offsets of the ``;`` that end statements, and the construct still open at the end.
+
+    DuckDB's lexical rules: ``'...'`` and ``"..."`` (a doubled quote stays inside), ``E'...'``
+    (a backslash escapes the next character), dollar quotes ``$$...$$`` and ``$tag$...$tag$``,
+    ``--`` line comments and ``/* */`` block comments, which nest.
+
+    Example:
+        >>> _scan("SELECT $$a;b$$; SELECT E'x\\\\';y'; /* /* ; */ ; */ SELECT 1;")
+        ([14, 31, 57], None)
+    """
     ends: list[int] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
         if ch in "'\"":
-            close = text.find(ch, i + 1)
-            while close != -1 and text[close + 1 : close + 2] == ch:  # doubled quote
-                close = text.find(ch, close + 2)
+            escapes = ch == "'" and i > 0 and text[i - 1] in "eE" and not _word_char(text, i - 2)
+            close = _close_quote(text, i, escapes)
             if close == -1:
                 return ends, ch
             i = close + 1
+            continue
+        dollar = _DOLLAR.match(text, i) if ch == "$" and not _word_char(text, i - 1) else None
+        if dollar is not None:
+            close = text.find(dollar.group(0), dollar.end())
+            if close == -1:
+                return ends, dollar.group(0)
+            i = close + len(dollar.group(0))
             continue
         if text.startswith("--", i):
             eol = text.find("\n", i)
@@ -40,15 +64,46 @@ def _scan(text: str) -> tuple[list[int], str | None]:
             i = eol + 1
             continue
         if text.startswith("/*", i):
-            close = text.find("*/", i + 2)
+            close = _close_comment(text, i)
             if close == -1:
                 return ends, "/*"
-            i = close + 2
+            i = close
             continue
         if ch == ";":
             ends.append(i)
         i += 1
     return ends, None
+
+
+def _close_quote(text: str, start: int, escapes: bool) -> int:
+    """The offset of the quote that closes the one at ``start``, or -1."""
+    quote, i = text[start], start + 1
+    while i < len(text):
+        if escapes and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            if text[i + 1 : i + 2] == quote:  # doubled quote
+                i += 2
+                continue
+            return i
+        i += 1
+    return -1
+
+
+def _close_comment(text: str, start: int) -> int:
+    """The offset just past the ``*/`` that closes the (nesting) comment at ``start``, or -1."""
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return -1
 
 
 def is_complete(text: str) -> bool:
@@ -80,10 +135,10 @@ def _scan_blank(rest: str) -> bool:
             eol = rest.find("\n", i)
             i = len(rest) if eol == -1 else eol + 1
         elif rest.startswith("/*", i):
-            close = rest.find("*/", i + 2)
+            close = _close_comment(rest, i)
             if close == -1:
                 return False
-            i = close + 2
+            i = close
         else:
             return False
     return True
