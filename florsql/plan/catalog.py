@@ -23,7 +23,16 @@ from florsql.store.schema import RUN_CORE, RUN_EXTRA
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["META_COLUMNS", "RELATIONS", "Catalog", "LogsColumn", "build_catalog", "log_type"]
+__all__ = [
+    "META_COLUMNS",
+    "RELATIONS",
+    "Catalog",
+    "LogsColumn",
+    "build_catalog",
+    "common_type",
+    "log_type",
+    "shared_column",
+]
 
 META_COLUMNS = ("projid", "run_id", "tstamp", "vid", "filename")
 #: Relations a query may read besides ``logs``.
@@ -53,6 +62,9 @@ class LogsColumn:
         lacking_runs: how many runs of scripts that log it now have no value.
         spellings: for a log, every spelling runs recorded it under (names ignore case: ``loss``
             and ``Loss`` are one column, ``name`` the spelling of the earliest run).
+        shared: the other kinds the name also has in other scripts' runs, with their types: a
+            loop or arg ``x`` of one script and a log ``x`` of another (a run cannot log its own
+            arg's or loop's name) are one column holding both (:func:`shared_column`).
     """
 
     name: str
@@ -62,11 +74,59 @@ class LogsColumn:
     recorded_runs: int = 0
     lacking_runs: int = 0
     spellings: tuple[str, ...] = ()
+    shared: tuple[tuple[Kind, str], ...] = ()
 
     @property
     def run_level(self) -> bool:
-        """Constant within a run: metadata and args."""
-        return self.kind in ("meta", "arg")
+        """Constant within a run: metadata and args (not an arg other runs log)."""
+        return self.kind in ("meta", "arg") and not self.shared
+
+
+_INTEGERS = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+_NUMBERS = _INTEGERS | {"FLOAT", "DOUBLE", "BOOLEAN"}
+
+
+def common_type(types: list[str] | tuple[str, ...]) -> str:
+    """One SQL type holding values of ``types`` exactly where it can, as :func:`log_type` does.
+
+    Example:
+        >>> common_type(["BIGINT", "INTEGER"]), common_type(["DOUBLE", "BIGINT", "NULL"])
+        ('BIGINT', 'DOUBLE')
+        >>> common_type(["VARCHAR", "BIGINT"]), common_type(["BOOLEAN"]), common_type(["NULL"])
+        ('VARCHAR', 'BOOLEAN', 'NULL')
+    """
+    kinds = set(types) - {"NULL"}
+    if not kinds:
+        return "NULL"
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds <= _INTEGERS:
+        return "BIGINT"
+    if kinds <= _NUMBERS:
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def shared_column(first: LogsColumn, others: list[LogsColumn]) -> LogsColumn:
+    """The column of a name that is a loop or arg of some runs and an arg or log of others: the
+    first kind names it, the others' values fill the rows where it has none, in one type."""
+    shared = tuple((o.kind, o.sql_type) for o in others)
+    spellings = next((o.spellings for o in others if o.kind == "log"), first.spellings)
+    sql_type = common_type([first.sql_type, *(t for _, t in shared)])
+    if sql_type == "NULL":
+        sql_type = "VARCHAR"  # an arg or loop has values: never an untyped NULL
+    return LogsColumn(
+        first.name,
+        first.kind,
+        sql_type,
+        first.hindsight,
+        first.recorded_runs,
+        first.lacking_runs,
+        spellings,
+        shared,
+    )
 
 
 def log_type(vtypes: list[str] | tuple[str, ...]) -> str:
@@ -174,8 +234,15 @@ def build_catalog(
     scripts = _scripts(con, repo)
     cols += _log_columns(con, scripts)
     unique: dict[str, LogsColumn] = {}
-    for c in cols:  # a name used twice (a log named like an arg of other runs): first kind wins
-        unique.setdefault(c.name.lower(), c)  # names ignore case, as SQL identifiers do
+    shadowed: dict[str, list[LogsColumn]] = {}
+    for c in cols:  # names ignore case, as SQL identifiers do
+        key = c.name.lower()
+        if key not in unique:
+            unique[key] = c
+        elif unique[key].kind != "meta" and c.sql_type != "NULL":  # (a run may not log these)
+            shadowed.setdefault(key, []).append(c)  # a log named like another script's arg
+    for key, others in shadowed.items():
+        unique[key] = shared_column(unique[key], others)
     nullable = con.execute("SELECT name FROM __flor_names WHERE list_contains(vtypes, 'null')")
     return Catalog(
         columns=tuple(unique.values()),

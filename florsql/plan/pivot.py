@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from florsql.plan.catalog import Catalog
+from florsql.plan.catalog import Catalog, LogsColumn
 from florsql.plan.stats import string_literal
 from florsql.store.schema import quote
 
@@ -93,6 +93,13 @@ def _aggregates(catalog: Catalog) -> list[str]:
             f"arg_max_null({value_expr(col.sql_type)}, seq) "
             f"FILTER (WHERE {_spelled(catalog, [name])}) AS {quote(name)}"
         )
+    for col in catalog.columns:  # a log named like another script's arg or loop
+        for kind, sql_type in col.shared:
+            if kind == "log":
+                out.append(
+                    f"arg_max_null({value_expr(sql_type)}, seq) "
+                    f"FILTER (WHERE {_spelled(catalog, [col.name])}) AS {quote(col.name)}"
+                )
     for name in _presence(catalog):
         where = _spelled(catalog, [name])
         out.append(f"bool_or(true) FILTER (WHERE {where}) AS {presence_column(name)}")
@@ -102,8 +109,8 @@ def _aggregates(catalog: Catalog) -> list[str]:
 def wide_select(catalog: Catalog, having: str | None = None) -> str:
     """The full pivot: every column of ``logs`` that has values, plus hidden helper columns."""
     outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
-    outer += [f"c.{quote(n)}" for n in catalog.names("loop")]
-    outer += [f"r.{quote(n)}" for n in catalog.names("arg")]
+    outer += [_source(c) for c in catalog.columns if c.kind == "loop"]
+    outer += [_source(c) for c in catalog.columns if c.kind == "arg"]
     outer += [f"p.{quote(n)}" for n in _valued(catalog)]
     outer += [f"p.{presence_column(n)}" for n in _presence(catalog)]
     outer.append(f"p.ctx_id AS {CTX_COLUMN}")
@@ -115,6 +122,20 @@ def wide_select(catalog: Catalog, having: str | None = None) -> str:
         f"JOIN runs r ON r.run_id = p.run_id\n"
         f"LEFT JOIN __flor_ctx c ON c.run_id = p.run_id AND c.ctx_id = p.ctx_id"
     )
+
+
+_SOURCES = {"loop": "c", "arg": "r", "log": "p"}
+
+
+def _source(col: LogsColumn) -> str:
+    """A loop or arg column of the pivot; one some runs have as another kind (an arg ``x`` of
+    ``a.py``, a log ``x`` of ``b.py``) takes each row's value from whichever has one."""
+    own = f"{_SOURCES[col.kind]}.{quote(col.name)}"
+    if not col.shared:
+        return own
+    parts = [own, *(f"{_SOURCES[k]}.{quote(col.name)}" for k, _ in col.shared)]
+    cast = ", ".join(f"CAST({p} AS {col.sql_type})" for p in parts)
+    return f"coalesce({cast}) AS {quote(col.name)}"
 
 
 def _projection(catalog: Catalog, source: str) -> str:

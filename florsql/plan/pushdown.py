@@ -70,7 +70,9 @@ def _usable(ref: Reference, scope: Scope, state: PlanState) -> Callable[[exp.Col
         if _owner(scope, col.table) is not ref.table:
             return False
         column = catalog.column(col.name)
-        return column is not None and column.kind in ("meta", "arg", "loop")
+        if column is None or column.shared:  # a log of some runs: not known before replay
+            return False
+        return column.kind in ("meta", "arg", "loop")
 
     return usable
 
