@@ -297,9 +297,11 @@ def explain(sql: str, repo: Path | None, debug: bool) -> None:
     Example:
         florsql explain "SELECT run_id, avg(grad_norm) FROM logs WHERE epoch >= 8 GROUP BY ALL"
     """
+    root = _repo(repo)
+    _in_query_host(root)
     from florsql.repl.backend import open_service
 
-    service = open_service(_repo(repo), wait=_wait())
+    service = open_service(root, wait=_wait())
     try:
         click.echo(service.explain(sql))
     finally:
@@ -317,10 +319,12 @@ def runs(fmt: str, repo: Path | None, debug: bool) -> None:
     Example:
         florsql runs --format csv
     """
+    root = _repo(repo)
+    _in_query_host(root)
     from florsql.repl.backend import open_service
     from florsql.repl.render import render
 
-    service = open_service(_repo(repo), wait=_wait())
+    service = open_service(root, wait=_wait())
     try:
         outcome = service.execute("SHOW RUNS", replay="off")
     finally:
@@ -343,9 +347,11 @@ def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> Non
     Example:
         florsql propagate --version 3f2a9c1 train.py
     """
+    root = _repo(repo)
+    _in_query_host(root)
     from florsql.propagate import version_diff
 
-    click.echo(version_diff(_repo(repo), vid, file), nl=False)
+    click.echo(version_diff(root, vid, file), nl=False)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ lines (in the service's log) say which commands it ran, and as which pid.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -71,6 +72,12 @@ def florsql(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+def git_head(repo: Path) -> str:
+    """The version the runs recorded (the repository's only commit holds train.py)."""
+    runs = sorted((repo / ".florsql" / "runs").iterdir())
+    return str(json.loads((runs[0] / "run.json").read_text())["vid"])
+
+
 def host_log(repo: Path) -> list[int]:
     """The pids of the commands the query host ran, in order."""
     log = (layout.store_dir(repo) / service.LOG).read_text()
@@ -98,6 +105,9 @@ def test_commands_run_in_the_host_and_answer_as_in_their_own_process(repo: Path)
         ("query", "SELECT run, epoch, w2 FROM logs WHERE epoch >= 1 ORDER BY 1, 2"),
         ("query", "SELECT w22 FROM logs"),  # an error: its message and exit status
         ("query", "SELECT 1 AS one; SELECT 2"),
+        ("explain", "SELECT run, epoch, w2 FROM logs WHERE epoch = 2"),
+        ("runs", "--format", "csv"),
+        ("propagate", "--version", git_head(repo), "train.py"),
     ]
     for args in commands:
         served = len(host_log(repo))
