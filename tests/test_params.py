@@ -99,6 +99,24 @@ def test_values_bind_as_their_own_type(
     assert got == [{"t": sql_type, "v": shown}]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["1", "-0", "1E+2", "0E+3", "1.0E+1", "12345678901234567890123456789012345678", "0.5",
+     "10.50", "-1.5E-3", "0E-2", "0.000", "-12.345"],
+)  # fmt: skip
+def test_decimals_bind_as_duckdbs_api_binds_them(engine: Engine, text: str) -> None:
+    """A Decimal is a DECIMAL of its own digits, as DuckDB's Python API binds it (the oracle):
+    an integral one (``Decimal('1')``) was an INTEGER (or a HUGEINT) before, and came back as
+    an ``int``."""
+    import duckdb
+
+    value = decimal.Decimal(text)
+    sql = "SELECT ? AS v, typeof(?) AS t"
+    want = duckdb.connect().execute(sql, [value, value]).fetchall()
+    got = [tuple(r.values()) for r in rows(engine, sql, [value, value])]
+    assert got == want and type(got[0][0]) is decimal.Decimal
+
+
 def test_floats_bind_exactly(engine: Engine) -> None:
     values = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, np.float32(1 / 3)]
     got = rows(engine, "SELECT " + ", ".join(f"? AS c{i}" for i in range(len(values))), values)

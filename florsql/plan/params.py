@@ -9,10 +9,10 @@ Each value becomes a literal of its own SQL type, never rounded and never re-rea
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
 included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` an integer literal (numpy
 integers their own width: ``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
-``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL``, ``str`` a ``VARCHAR``, ``bytes`` a
-``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
-``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists
-and tuples become lists.
+``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a
+``VARCHAR``, ``bytes`` a ``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP``
+(``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a
+``UUID``, ``None`` a ``NULL``; lists and tuples become lists.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ _NUMPY_INTS = {
 }
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
+_DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
 
 
 def placeholders(tree: exp.Expr) -> list[exp.Placeholder]:
@@ -128,9 +129,25 @@ def _integer(value: int) -> exp.Expr:
 
 
 def _decimal(value: decimal.Decimal) -> exp.Expr:
+    """A ``DECIMAL(p, s)`` of the value's own digits, as DuckDB's Python API types it
+    (``Decimal('1')`` is ``DECIMAL(1,0)``, ``Decimal('0.05')`` ``DECIMAL(3,2)``); past 38 digits,
+    where no DECIMAL holds it, the exact numeric literal.
+
+    Example:
+        >>> [_decimal(decimal.Decimal(t)).sql(dialect="duckdb") for t in ("1E+2", "-0.05")]
+        ["CAST('100' AS DECIMAL(3, 0))", "CAST('-0.05' AS DECIMAL(3, 2))"]
+    """
     if not value.is_finite():
         return _typed(str(float(value)), "DOUBLE")
-    return exp.Literal.number(format(value, "f"))
+    text = format(value, "f")
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    scale = max(0, -exponent)
+    width = len(digits) + max(0, exponent)
+    width = scale + 1 if scale > len(digits) else max(width, scale)
+    if width > _DECIMAL_WIDTH:
+        return exp.Literal.number(text)
+    return _typed(text, f"DECIMAL({width}, {scale})")
 
 
 def _numpy_type(value: Any) -> exp.Expr | None:
