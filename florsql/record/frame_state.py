@@ -17,7 +17,8 @@ How each value is saved:
 - modules, functions, classes, progress bars, loggers and writers: nothing (code, or output
   only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
-  references; containers and plain objects are restored in place, so aliases stay aliases.
+  references; containers and plain objects are restored in place, down to what they hold (a
+  meter in a dict, a module's parameters), so aliases stay aliases.
 """
 
 from __future__ import annotations
@@ -253,19 +254,51 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
     return saved
 
 
-def _fill(cur: Any, saved: Any) -> bool:
-    """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot."""
+def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
+    """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot.
+
+    What ``cur`` holds is filled in place too, wherever the same place holds an object of the
+    same kind: a meter in a dict (``meters["loss"]`` that is also ``train_meter``), a plain
+    object in a list, a module's parameters (the optimizer holds them)."""
+    seen = set() if seen is None else seen
+    if id(cur) in seen:
+        return True
+    seen.add(id(cur))
     if isinstance(cur, list):
-        cur[:] = saved
-    elif isinstance(cur, (dict, set)):
+        cur[:] = [_merged(c, v, seen) for c, v in zip(cur, saved, strict=False)] + list(
+            saved[len(cur) :]
+        )
+    elif isinstance(cur, dict):
+        merged = {k: _merged(cur[k], v, seen) if k in cur else v for k, v in saved.items()}
+        cur.clear()
+        cur.update(merged)
+    elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
-        cur.__dict__.clear()
-        cur.__dict__.update(saved.__dict__)
+        own = cur.__dict__
+        merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
+        own.clear()
+        own.update(merged)
     else:
         return False
     return True
+
+
+def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:
+    """``cur`` filled with ``saved`` where it can be (it keeps its identity), else ``saved``."""
+    if cur is saved or type(cur) is not type(saved) or isinstance(cur, _IMMUTABLE):
+        return saved
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(cur, torch.Tensor):
+        # Parameters are copied into (a module's, an optimizer's references stay true); other
+        # tensors are replaced: one may be a view whose base the loop has since moved on from.
+        if isinstance(cur, torch.nn.Parameter) and cur.shape == saved.shape:
+            with torch.no_grad():
+                cur.copy_(saved)
+            return cur
+        return saved
+    return cur if _fill(cur, saved, seen) else saved
 
 
 def write_locals(frame: types.FrameType, values: dict[str, Any]) -> None:
