@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -27,7 +28,7 @@ from sqlglot import exp
 from florsql.errors import PlanError
 from florsql.plan.state import PlanState
 
-__all__ = ["bind_parameters", "placeholders", "sql_literal"]
+__all__ = ["TypedValue", "bind_parameters", "placeholders", "sql_literal"]
 
 _NUMPY_INTS = {
     "int8": "TINYINT",
@@ -42,6 +43,15 @@ _NUMPY_INTS = {
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
 _DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
+
+
+@dataclass(frozen=True)
+class TypedValue:
+    """A value as DuckDB's text of a SQL type: what a client sends that no Python value holds
+    exactly (an Arrow interval with months, a timestamp with nanoseconds)."""
+
+    text: str
+    sql_type: str
 
 
 def placeholders(tree: exp.Expr) -> list[exp.Placeholder]:
@@ -91,6 +101,8 @@ def sql_literal(value: Any) -> exp.Expr:
         return numpy_type
     if value is None:
         return exp.Null()
+    if isinstance(value, TypedValue):
+        return _typed(value.text, value.sql_type)
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, int):
