@@ -43,6 +43,7 @@ _NUMPY_INTS = {
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
 _DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
+_EPOCH = datetime.datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,16 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, bytes | bytearray | memoryview):
         return exp.convert(bytes(value))
     if isinstance(value, datetime.timedelta):
+        if getattr(value, "nanoseconds", 0):  # pandas.Timedelta
+            raise ValueError(f"the interval {value} has nanoseconds; DuckDB's INTERVAL holds µs")
         micros = value.seconds * 1_000_000 + value.microseconds
         return _typed(f"{value.days} days {micros} microseconds", "INTERVAL")
     if isinstance(value, uuid.UUID):
         return _typed(str(value), "UUID")
+    if isinstance(value, datetime.datetime) and getattr(value, "nanosecond", 0) != 0:
+        if value.tzinfo is not None:  # pandas.Timestamp: DuckDB has no zoned nanoseconds
+            raise ValueError(f"the timestamp {value} has nanoseconds and a time zone")
+        return _typed(value.isoformat(sep=" ", timespec="nanoseconds"), "TIMESTAMP_NS")
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return exp.convert(value)
     if isinstance(value, list | tuple):
@@ -162,6 +169,33 @@ def _decimal(value: decimal.Decimal) -> exp.Expr:
     return _typed(text, f"DECIMAL({width}, {scale})")
 
 
+def _numpy_time(value: Any, name: str) -> exp.Expr:
+    """A ``numpy.datetime64``/``timedelta64``: ``item()`` gives a plain integer for nanoseconds
+    (and months or years of a timedelta), which would bind as a number."""
+    unit = name.split("[", 1)[1].rstrip("]") if "[" in name else ""
+    item = value.item()
+    if item is None:  # NaT
+        return exp.Null()
+    if not isinstance(item, int):
+        return sql_literal(item)  # a date, datetime or timedelta: exact
+    if name.startswith("timedelta64") and unit in ("Y", "M"):
+        return _typed(f"{item} {'years' if unit == 'Y' else 'months'}", "INTERVAL")
+    if unit == "ns" and name.startswith("datetime64"):
+        return _nanos_timestamp(item)
+    if unit == "ns" and item % 1000 == 0:
+        return _typed(f"{item // 1000} microseconds", "INTERVAL")
+    raise ValueError(f"a numpy.{name} below the microsecond has no exact SQL value here")
+
+
+def _nanos_timestamp(nanos: int) -> exp.Expr:
+    """A naive timestamp given in nanoseconds since the epoch, as exact as DuckDB holds it."""
+    micros, rest = divmod(nanos, 1000)
+    when = _EPOCH + datetime.timedelta(microseconds=micros)
+    if rest == 0:
+        return exp.convert(when)
+    return _typed(when.isoformat(sep=" ", timespec="microseconds") + f"{rest:03d}", "TIMESTAMP_NS")
+
+
 def _numpy_type(value: Any) -> exp.Expr | None:
     """numpy scalars (without importing numpy): bound as their own SQL type."""
     kind = type(value)
@@ -174,6 +208,8 @@ def _numpy_type(value: Any) -> exp.Expr | None:
         return _typed(str(int(value)), _NUMPY_INTS[name])
     if name in _NUMPY_FLOATS:
         return _typed(repr(float(value)), _NUMPY_FLOATS[name])
+    if name.startswith(("datetime64", "timedelta64")):
+        return _numpy_time(value, name)
     item = value.item()
     if type(item) is kind:  # no Python equivalent (longdouble, complex...)
         raise TypeError(f"cannot bind a value of type numpy.{kind.__name__}")
