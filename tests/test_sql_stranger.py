@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import florsql
 from florsql.engine import Engine
 from florsql.repl.render import render
 from tests.helpers_sql import BASE_TIME, RunBuilder, fixture_history
@@ -88,6 +89,8 @@ def test_a_name_that_is_an_arg_or_loop_of_some_runs_and_a_log_of_others(
         assert plan.replay.replay_set() == {"r2": {"h": (0, 1)}}
         args = rows("SELECT run_id, x, epoch FROM runs ORDER BY run_id")
         assert args == [("r1", 5, None), ("r2", None, None), ("r3", None, 42)]
+        frame = florsql.dataframe("x", engine=eng)  # rows per context: b.py logged x twice
+        assert frame.column("x").to_pylist() == [5, 100, 101, None]
 
 
 def test_show_columns_counts_replayed_runs_as_having_the_column(tmp_path: Path) -> None:
