@@ -7,6 +7,7 @@ import pickle
 import random
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -227,3 +228,26 @@ def test_restored_locals_keep_the_aliases_inside_containers() -> None:
     assert holder[0] is ema and ema.weight is weight
     assert ema_opt.param_groups[0]["params"][0] is weight
     assert torch.equal(weight.detach(), want)
+
+
+class Tally:
+    """Class attributes used as counters (the script's own class: its data is saved)."""
+
+    n = 0
+    items: ClassVar[list[int]] = []
+
+    def bump(self) -> None:
+        Tally.n += 1
+
+
+def test_restored_locals_bring_back_a_script_class_s_attributes() -> None:
+    Tally.n, Tally.items[:] = 3, [1, 2]
+    items = Tally.items
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["Tally"], {}, {})
+    assert cap.saved["Tally"][0] == "class" and set(cap.saved["Tally"][1]) == {"n", "items"}
+    Tally().bump()
+    Tally.items.append(9)
+    frame_state.restore(frame, cap, {})
+    assert (Tally.n, Tally.items) == (3, [1, 2]) and Tally.items is items
+    assert callable(Tally.bump)  # methods are code: untouched

@@ -637,6 +637,34 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["meter_avg", "meter_n"]},
         period=2,
     ),
+    Pattern(
+        "class_attribute_counters",
+        """
+class Stats:
+    steps = 0
+    seen = []
+
+
+def bump():
+    Stats.steps += 1
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bump()
+            Stats.seen.append(int(idx[0]))
+            flor.log("loss", loss.item())
+        flor.log("class_steps", Stats.steps)  # hindsight
+        flor.log("class_seen", sum(Stats.seen))  # hindsight
+""",
+        {"epoch": ["class_steps", "class_seen"]},
+        period=2,
+    ),
 ]
 
 

@@ -14,8 +14,9 @@ How each value is saved:
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state;
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
   loaders that shuffle with their own generator: the generators' states;
-- modules, functions, classes, progress bars, loggers and writers: nothing (code, or output
-  only: they never feed a logged value back);
+- classes the script defines: their data attributes (``Stats.steps``), each pickled;
+- modules, functions, other classes, progress bars, loggers and writers: nothing (code, or
+  output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects are restored in place, down to what they hold (a
   meter in a dict, a module's parameters), so aliases stay aliases.
@@ -96,15 +97,39 @@ def capture(
             out.missed[name] = refused[name]
             continue
         value = values[name]
-        if id(value) in registered or _stateless(value):
+        script_class = isinstance(value, type) and value.__module__ == values.get("__name__")
+        if id(value) in registered or (_stateless(value) and not script_class):
             out.kept.append(name)
             continue
         try:
+            if script_class:
+                out.saved[name] = ("class", _class_state(value, registered))
+                continue
             out.saved[name] = _save(value, registered)
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
             refused[name] = reason
             out.missed[name] = reason
+    return out
+
+
+#: Class attributes that are caches of the interpreter, never a script's state.
+_CLASS_CACHES = frozenset({"_abc_impl"})
+
+
+def _class_state(cls: type, registered: dict[int, str]) -> dict[str, bytes]:
+    """The data attributes of a class the script defines (``Stats.steps += 1``), each
+    pickled: methods, properties and other descriptors, nested classes and dunders are code."""
+    out: dict[str, bytes] = {}
+    for attr, v in vars(cls).items():
+        if attr in _CLASS_CACHES or (attr.startswith("__") and attr.endswith("__")):
+            continue
+        if isinstance(v, (type, staticmethod, classmethod)) or hasattr(type(v), "__get__"):
+            continue
+        data = _dumps(v, registered)
+        if len(data) > MAX_BYTES:
+            raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        out[attr] = data
     return out
 
 
@@ -244,6 +269,15 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
         return _IN_PLACE
     if kind == "state":
         cur.load_state_dict(data)
+        return _IN_PLACE
+    if kind == "class":
+        seen: set[int] = set()
+        for attr, blob in data.items():
+            new = _Unpickler(io.BytesIO(blob), objs).load()
+            old = cur.__dict__.get(attr)
+            merged = new if old is None else _merged(old, new, seen)
+            if merged is not old:
+                setattr(cur, attr, merged)
         return _IN_PLACE
     if kind == "numpy_generator":
         cur.bit_generator.state = pickle.loads(data)
