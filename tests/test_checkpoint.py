@@ -5,13 +5,16 @@ from __future__ import annotations
 import mmap
 import pickle
 import random
+import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 from florsql.record import checkpoint as ckpt
+from florsql.record import frame_state
 from florsql.record.policy import CheckpointPolicy
 from florsql.store.index import Index
 from tests.helpers import run_dirs, run_script, write
@@ -194,3 +197,57 @@ def test_rng_roundtrip_in_process() -> None:
     random.random(), np.random.rand(), torch.rand(3)
     ckpt.restore({}, state)
     assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == a
+
+
+class Meter:
+    """An average meter, as training code keeps them (pickled with a checkpoint's locals)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+
+def test_restored_locals_keep_the_aliases_inside_containers() -> None:
+    """A saved dict, list or object is refilled in place down to what it holds: the meter in
+    ``meters`` stays ``train_meter``, an unregistered module keeps the parameters its
+    optimizer steps."""
+    train_meter = Meter()
+    meters = {"loss": train_meter}
+    ema = torch.nn.Linear(2, 2)
+    holder = [ema]
+    ema_opt = torch.optim.SGD(ema.parameters(), lr=0.1)
+    weight = ema.weight
+    train_meter.total, train_meter.count = 3.5, 7
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["meters", "holder"], {}, {})
+    want = weight.detach().clone()
+    train_meter.total, train_meter.count = 0.0, 0
+    with torch.no_grad():
+        weight.add_(1.0)
+    frame_state.restore(frame, cap, {})
+    assert meters["loss"] is train_meter and (train_meter.total, train_meter.count) == (3.5, 7)
+    assert holder[0] is ema and ema.weight is weight
+    assert ema_opt.param_groups[0]["params"][0] is weight
+    assert torch.equal(weight.detach(), want)
+
+
+class Tally:
+    """Class attributes used as counters (the script's own class: its data is saved)."""
+
+    n = 0
+    items: ClassVar[list[int]] = []
+
+    def bump(self) -> None:
+        Tally.n += 1
+
+
+def test_restored_locals_bring_back_a_script_class_s_attributes() -> None:
+    Tally.n, Tally.items[:] = 3, [1, 2]
+    items = Tally.items
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["Tally"], {}, {})
+    assert cap.saved["Tally"][0] == "class" and set(cap.saved["Tally"][1]) == {"n", "items"}
+    Tally().bump()
+    Tally.items.append(9)
+    frame_state.restore(frame, cap, {})
+    assert (Tally.n, Tally.items) == (3, [1, 2]) and Tally.items is items
+    assert callable(Tally.bump)  # methods are code: untouched

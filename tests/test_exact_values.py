@@ -52,6 +52,7 @@ EXPRESSIONS = [
     "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::UUID",
     "'10110'::BIT",  # DuckDB's internal bytes before
     "'\\xAA\\x00b'::BLOB",
+    "'q''\"\\x5C'::BLOB",  # quotes and the backslash print as \x27, \x22, \x5C
     "TIME '12:34:56.123456'",
     "TIME '24:00:00'",  # midnight before
     "TIMETZ '12:34:56.123456+05:30'",  # offset lost before

@@ -143,6 +143,37 @@ def test_a_parameter_used_nowhere_typed_is_null(served: dict[str, Any]) -> None:
     assert params == pa.schema([("parameter_1", pa.null())])
 
 
+def _bound(cur: Any, sql: str, value: pa.Array) -> list[tuple[Any, ...]]:
+    cur.execute(sql, pa.record_batch([value], names=["p"]))
+    return [tuple(r) for r in cur.fetchall()]
+
+
+def test_bound_arrow_values_keep_their_type(served: dict[str, Any]) -> None:
+    """A parameter an ADBC client binds is read as its Arrow type: an interval with months was
+    a Python tuple before, bound as the list [1, 2, 3000]; a timestamp's nanoseconds were
+    dropped. DuckDB's own reading of the same value is the oracle."""
+    import duckdb
+
+    oracle = duckdb.connect()
+    values = [
+        pa.array([pa.scalar((1, 2, 3000), pa.month_day_nano_interval())]),
+        pa.array([-90], pa.duration("s")),
+        pa.array([1], pa.timestamp("ns")),
+        pa.array([[pa.scalar((0, 1, 0), pa.month_day_nano_interval())]]),
+    ]
+    with _connect(served["uri"]) as conn, conn.cursor() as cur:
+        for value in values:
+            oracle.register("bound", pa.table({"p": value}))
+            want = oracle.execute("SELECT CAST(p AS VARCHAR) AS v FROM bound").fetchall()
+            assert _bound(cur, "SELECT CAST(? AS VARCHAR) AS v", value) == want, value.type
+        for bad, message in [
+            (pa.array([pa.scalar((0, 0, 1), pa.month_day_nano_interval())]), "nanoseconds"),
+            (pa.array([[("a", 1)]], pa.map_(pa.string(), pa.int64())), "MAP parameter"),
+        ]:
+            with pytest.raises(adbc.Error, match=message):
+                _bound(cur, "SELECT ? AS v", bad)
+
+
 def test_prepare_plans_without_running(served: dict[str, Any]) -> None:
     # Running it would fail (run ids are not numbers); planning it does not.
     sql = "SELECT CAST(run_id AS INTEGER) AS n FROM runs"

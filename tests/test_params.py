@@ -99,6 +99,62 @@ def test_values_bind_as_their_own_type(
     assert got == [{"t": sql_type, "v": shown}]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["1", "-0", "1E+2", "0E+3", "1.0E+1", "12345678901234567890123456789012345678", "0.5",
+     "10.50", "-1.5E-3", "0E-2", "0.000", "-12.345"],
+)  # fmt: skip
+def test_decimals_bind_as_duckdbs_api_binds_them(engine: Engine, text: str) -> None:
+    """A Decimal is a DECIMAL of its own digits, as DuckDB's Python API binds it (the oracle):
+    an integral one (``Decimal('1')``) was an INTEGER (or a HUGEINT) before, and came back as
+    an ``int``."""
+    import duckdb
+
+    value = decimal.Decimal(text)
+    sql = "SELECT ? AS v, typeof(?) AS t"
+    want = duckdb.connect().execute(sql, [value, value]).fetchall()
+    got = [tuple(r.values()) for r in rows(engine, sql, [value, value])]
+    assert got == want and type(got[0][0]) is decimal.Decimal
+
+
+NS_2020, NS_1969 = "2020-01-01 00:00:00.000000001", "1969-12-31 23:59:59.999999999"
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        (np.datetime64("2020-01-01T00:00:00.000000001"), f"TIMESTAMP_NS '{NS_2020}'"),
+        (np.datetime64("1969-12-31T23:59:59.999999999"), f"TIMESTAMP_NS '{NS_1969}'"),
+        (np.datetime64("2020-01-01T00:00:00.000001000"), "TIMESTAMP '2020-01-01 00:00:00.000001'"),
+        (np.datetime64("NaT"), "NULL"),
+        (np.timedelta64(5000, "ns"), "INTERVAL 5 MICROSECONDS"),
+        (np.timedelta64(3, "M"), "INTERVAL 3 MONTHS"),
+        (np.timedelta64(2, "Y"), "INTERVAL 2 YEARS"),
+    ],
+)  # fmt: skip
+def test_numpy_times_bind_as_times_not_numbers(engine: Engine, value: Any, literal: str) -> None:
+    """``item()`` of a nanosecond datetime64 (or a timedelta64 of ns, months or years) is a
+    plain integer: it bound as a BIGINT (DuckDB's own API does the same). The oracle is
+    DuckDB's reading of the literal the value stands for."""
+    import duckdb
+
+    sql = "SELECT CAST(? AS VARCHAR) AS v, typeof(?) AS t"
+    want = duckdb.connect().execute(f"SELECT CAST({literal} AS VARCHAR), typeof({literal})")
+    assert [tuple(r.values()) for r in rows(engine, sql, [value, value])] == want.fetchall()
+
+
+def test_times_below_the_microsecond_bind_exactly_or_are_refused(engine: Engine) -> None:
+    import pandas as pd
+
+    got = rows(
+        engine, "SELECT CAST(? AS VARCHAR) AS v", [pd.Timestamp("2020-01-01 00:00:00.000000001")]
+    )
+    assert got == [{"v": "2020-01-01 00:00:00.000000001"}]  # was cut to the microsecond
+    for value in (np.timedelta64(5, "ns"), pd.Timedelta(1, "ns"), pd.Timestamp(1, tz="UTC")):
+        with pytest.raises(PlanError, match=r"parameter 1: .*(nanoseconds|microsecond)"):
+            rows(engine, "SELECT ?", [value])
+
+
 def test_floats_bind_exactly(engine: Engine) -> None:
     values = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, np.float32(1 / 3)]
     got = rows(engine, "SELECT " + ", ".join(f"? AS c{i}" for i in range(len(values))), values)

@@ -608,6 +608,63 @@ flor.log("final_w", float(net[0].weight.sum()))  # hindsight
 """,
         {"epoch": ["w"], "": ["final_w"]},
     ),
+    Pattern(
+        "meter_aliased_in_a_dict",
+        """
+class AverageMeter:
+    def __init__(self):
+        self.sum, self.count = 0.0, 0
+
+    def update(self, v, n=1):
+        self.sum += v * n
+        self.count += n
+
+
+train_meter = AverageMeter()
+meters = {"loss": train_meter}  # the loop updates meters["loss"]; the log reads train_meter
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            meters["loss"].update(loss.item(), len(idx))
+            flor.log("loss", loss.item())
+        flor.log("meter_avg", train_meter.sum / train_meter.count)  # hindsight
+        flor.log("meter_n", train_meter.count)  # hindsight
+""",
+        {"epoch": ["meter_avg", "meter_n"]},
+        period=2,
+    ),
+    Pattern(
+        "class_attribute_counters",
+        """
+class Stats:
+    steps = 0
+    seen = []
+
+
+def bump():
+    Stats.steps += 1
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bump()
+            Stats.seen.append(int(idx[0]))
+            flor.log("loss", loss.item())
+        flor.log("class_steps", Stats.steps)  # hindsight
+        flor.log("class_seen", sum(Stats.seen))  # hindsight
+""",
+        {"epoch": ["class_steps", "class_seen"]},
+        period=2,
+    ),
 ]
 
 

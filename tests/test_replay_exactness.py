@@ -59,17 +59,16 @@ main()
 """
 )
 
-#: State florsql does not save: a class attribute changed inside a function the loop calls
-#: (classes count as code, never saved).
+#: State florsql does not save: an attribute of a function the loop calls (functions count as
+#: code, never saved).
 HIDDEN_STATE = (
     PREAMBLE
     + """
-class Counter:
-    n = 0
-
-
 def bump():
-    Counter.n += 1
+    bump.n += 1
+
+
+bump.n = 0
 
 
 with flor.checkpointing(model=net, optimizer=opt):
@@ -80,8 +79,8 @@ with flor.checkpointing(model=net, optimizer=opt):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        flor.log("n", Counter.n)
-        flor.log("m", Counter.n * 10 + float(net[0].weight.sum()))  # hindsight
+        flor.log("n", bump.n)
+        flor.log("m", bump.n * 10 + float(net[0].weight.sum()))  # hindsight
 """
 )
 

@@ -3,13 +3,21 @@ rows materialized as a plain table (the oracle), and the names runs may share ac
 
 from __future__ import annotations
 
+import csv
+import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import florsql
 from florsql.engine import Engine
-from tests.helpers_sql import BASE_TIME, RunBuilder
+from florsql.repl.render import render
+from tests.helpers_sql import BASE_TIME, RunBuilder, fixture_history
 
 
 def _shared_names_history(repo: Path) -> Path:
@@ -81,6 +89,8 @@ def test_a_name_that_is_an_arg_or_loop_of_some_runs_and_a_log_of_others(
         assert plan.replay.replay_set() == {"r2": {"h": (0, 1)}}
         args = rows("SELECT run_id, x, epoch FROM runs ORDER BY run_id")
         assert args == [("r1", 5, None), ("r2", None, None), ("r3", None, 42)]
+        frame = florsql.dataframe("x", engine=eng)  # rows per context: b.py logged x twice
+        assert frame.column("x").to_pylist() == [5, 100, 101, None]
 
 
 def test_show_columns_counts_replayed_runs_as_having_the_column(tmp_path: Path) -> None:
@@ -104,3 +114,54 @@ def test_show_columns_counts_replayed_runs_as_having_the_column(tmp_path: Path) 
     ]
     assert after["w2"][3] is True and after["w2"][5:7] == (2, 0)
     assert after["loss"][5:7] == (2, 0)
+
+
+# -- the shell's text of any value: DuckDB's CAST(... AS VARCHAR) ------------------------------
+
+_CHARS = st.sampled_from([*"ab ,'\"()[]{}:=\\\t\nNUL-é_.0", "null", "NULL"])
+_LEAVES = st.one_of(
+    st.lists(_CHARS, max_size=6).map(lambda cs: "'" + "".join(cs).replace("'", "''") + "'"),
+    st.integers(-5, 5).map(str),
+    st.just("NULL"),
+    st.floats(-1e20, 1e20, allow_nan=False).map(lambda f: f"{f!r}::DOUBLE"),
+    st.sampled_from(
+        ["TIMESTAMP '2020-01-01 01:02:03'", "DATE '2020-01-02'", "INTERVAL 3 DAY", "true",
+         "'x''\"'::BLOB", "1.50::DECIMAL(4,2)", "TIMESTAMPTZ '2020-01-01 01:02:03+02'"]
+    ),
+)  # fmt: skip
+
+
+def _nest(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    items = st.lists(children, min_size=1, max_size=3)
+    return st.one_of(
+        st.lists(children, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        items.map(lambda xs: "{" + ", ".join(f"'k{i}': {x}" for i, x in enumerate(xs)) + "}"),
+        items.map(lambda xs: "row(" + ", ".join(xs) + ")"),
+        items.map(lambda xs: "MAP {" + ", ".join(f"{i}: {x}" for i, x in enumerate(xs)) + "}"),
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with Engine(fixture_history(tmp_path_factory.mktemp("text") / "repo")) as eng:
+        yield eng
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expr=st.recursive(_LEAVES, _nest, max_leaves=6))
+def test_the_shell_prints_any_value_as_duckdb_writes_it(engine: Engine, expr: str) -> None:
+    """Lists, structs, unnamed structs and maps of strings that need quoting (``'NULL'``,
+    ``'a,b'``, ``''``, ``' x'``), quotes in BLOBs, times: what ``florsql query`` and the shell
+    print (CSV here, so each cell is whole) equals DuckDB's own text of the value."""
+    oracle = duckdb.connect()
+    oracle.execute("SET TimeZone = 'UTC'")
+    try:
+        row = oracle.execute(f"SELECT ({expr})::VARCHAR").fetchone()
+    except duckdb.Error:
+        return  # not a value DuckDB builds (a list of mixed types...)
+    assert row is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = engine.execute(f"SELECT {expr} AS v").table
+    printed = list(csv.reader(io.StringIO(render(table, "csv"))))[1][0]
+    assert printed == ("" if row[0] is None else row[0])

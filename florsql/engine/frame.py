@@ -80,7 +80,8 @@ def _pivot(eng: Any, names: list[str]) -> Any:
     fixed = {"projid", "tstamp", "filename"}
     names = [n for n in dict.fromkeys(catalog.canonical(n) for n in names) if n not in fixed]
     kinds = {n: catalog.column(n).kind for n in names}
-    logs = any(k == "log" for k in kinds.values())
+    # a name some runs log (also one that is another script's arg) picks rows per context
+    logs = any(k == "log" or "log" in dict(catalog.column(n).shared) for n, k in kinds.items())
     if not logs and any(k == "loop" for k in kinds.values()):
         logs = True
     loops = [lp for lp in catalog.loops if lp not in names]

@@ -26,7 +26,7 @@ from florsql.flight import metadata
 from florsql.flight.auth import BearerTokenFactory, check_binding
 from florsql.flight.handles import Handles
 from florsql.flight.limits import Limits, QueryCancelled, Watchdog, check_sql
-from florsql.flight.params import parameter_schema
+from florsql.flight.params import parameter_schema, parameter_value
 from florsql.flight.service import QueryControl, QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
 from florsql.flight.wire import describe, pack, translated, unpack
@@ -403,9 +403,12 @@ def batch_rows(table: pa.Table) -> int:
 
 
 def parameter_row(params: pa.Table) -> list[object]:
-    """The values of the one parameter set a client bound (none for an empty batch)."""
+    """The values of the one parameter set a client bound (none for an empty batch), each as
+    exact as its Arrow type (:func:`florsql.flight.params.parameter_value`)."""
     if params.num_rows > 1:
         raise ValueError(f"florsql runs one parameter set per query; got {params.num_rows}")
     if params.num_rows == 0:
         return []
-    return [column[0].as_py() for column in params.columns]
+    return [
+        parameter_value(column[0], number) for number, column in enumerate(params.columns, start=1)
+    ]

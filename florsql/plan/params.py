@@ -9,10 +9,10 @@ Each value becomes a literal of its own SQL type, never rounded and never re-rea
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
 included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` an integer literal (numpy
 integers their own width: ``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
-``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL``, ``str`` a ``VARCHAR``, ``bytes`` a
-``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
-``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists
-and tuples become lists.
+``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a
+``VARCHAR``, ``bytes`` a ``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP``
+(``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a
+``UUID``, ``None`` a ``NULL``; lists and tuples become lists.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -27,7 +28,7 @@ from sqlglot import exp
 from florsql.errors import PlanError
 from florsql.plan.state import PlanState
 
-__all__ = ["bind_parameters", "placeholders", "sql_literal"]
+__all__ = ["TypedValue", "bind_parameters", "placeholders", "sql_literal"]
 
 _NUMPY_INTS = {
     "int8": "TINYINT",
@@ -41,6 +42,17 @@ _NUMPY_INTS = {
 }
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
+_DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class TypedValue:
+    """A value as DuckDB's text of a SQL type: what a client sends that no Python value holds
+    exactly (an Arrow interval with months, a timestamp with nanoseconds)."""
+
+    text: str
+    sql_type: str
 
 
 def placeholders(tree: exp.Expr) -> list[exp.Placeholder]:
@@ -90,6 +102,8 @@ def sql_literal(value: Any) -> exp.Expr:
         return numpy_type
     if value is None:
         return exp.Null()
+    if isinstance(value, TypedValue):
+        return _typed(value.text, value.sql_type)
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, int):
@@ -103,10 +117,16 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, bytes | bytearray | memoryview):
         return exp.convert(bytes(value))
     if isinstance(value, datetime.timedelta):
+        if getattr(value, "nanoseconds", 0):  # pandas.Timedelta
+            raise ValueError(f"the interval {value} has nanoseconds; DuckDB's INTERVAL holds µs")
         micros = value.seconds * 1_000_000 + value.microseconds
         return _typed(f"{value.days} days {micros} microseconds", "INTERVAL")
     if isinstance(value, uuid.UUID):
         return _typed(str(value), "UUID")
+    if isinstance(value, datetime.datetime) and getattr(value, "nanosecond", 0) != 0:
+        if value.tzinfo is not None:  # pandas.Timestamp: DuckDB has no zoned nanoseconds
+            raise ValueError(f"the timestamp {value} has nanoseconds and a time zone")
+        return _typed(value.isoformat(sep=" ", timespec="nanoseconds"), "TIMESTAMP_NS")
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return exp.convert(value)
     if isinstance(value, list | tuple):
@@ -128,9 +148,52 @@ def _integer(value: int) -> exp.Expr:
 
 
 def _decimal(value: decimal.Decimal) -> exp.Expr:
+    """A ``DECIMAL(p, s)`` of the value's own digits, as DuckDB's Python API types it
+    (``Decimal('1')`` is ``DECIMAL(1,0)``, ``Decimal('0.05')`` ``DECIMAL(3,2)``); past 38 digits,
+    where no DECIMAL holds it, the exact numeric literal.
+
+    Example:
+        >>> [_decimal(decimal.Decimal(t)).sql(dialect="duckdb") for t in ("1E+2", "-0.05")]
+        ["CAST('100' AS DECIMAL(3, 0))", "CAST('-0.05' AS DECIMAL(3, 2))"]
+    """
     if not value.is_finite():
         return _typed(str(float(value)), "DOUBLE")
-    return exp.Literal.number(format(value, "f"))
+    text = format(value, "f")
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    scale = max(0, -exponent)
+    width = len(digits) + max(0, exponent)
+    width = scale + 1 if scale > len(digits) else max(width, scale)
+    if width > _DECIMAL_WIDTH:
+        return exp.Literal.number(text)
+    return _typed(text, f"DECIMAL({width}, {scale})")
+
+
+def _numpy_time(value: Any, name: str) -> exp.Expr:
+    """A ``numpy.datetime64``/``timedelta64``: ``item()`` gives a plain integer for nanoseconds
+    (and months or years of a timedelta), which would bind as a number."""
+    unit = name.split("[", 1)[1].rstrip("]") if "[" in name else ""
+    item = value.item()
+    if item is None:  # NaT
+        return exp.Null()
+    if not isinstance(item, int):
+        return sql_literal(item)  # a date, datetime or timedelta: exact
+    if name.startswith("timedelta64") and unit in ("Y", "M"):
+        return _typed(f"{item} {'years' if unit == 'Y' else 'months'}", "INTERVAL")
+    if unit == "ns" and name.startswith("datetime64"):
+        return _nanos_timestamp(item)
+    if unit == "ns" and item % 1000 == 0:
+        return _typed(f"{item // 1000} microseconds", "INTERVAL")
+    raise ValueError(f"a numpy.{name} below the microsecond has no exact SQL value here")
+
+
+def _nanos_timestamp(nanos: int) -> exp.Expr:
+    """A naive timestamp given in nanoseconds since the epoch, as exact as DuckDB holds it."""
+    micros, rest = divmod(nanos, 1000)
+    when = _EPOCH + datetime.timedelta(microseconds=micros)
+    if rest == 0:
+        return exp.convert(when)
+    return _typed(when.isoformat(sep=" ", timespec="microseconds") + f"{rest:03d}", "TIMESTAMP_NS")
 
 
 def _numpy_type(value: Any) -> exp.Expr | None:
@@ -145,6 +208,8 @@ def _numpy_type(value: Any) -> exp.Expr | None:
         return _typed(str(int(value)), _NUMPY_INTS[name])
     if name in _NUMPY_FLOATS:
         return _typed(repr(float(value)), _NUMPY_FLOATS[name])
+    if name.startswith(("datetime64", "timedelta64")):
+        return _numpy_time(value, name)
     item = value.item()
     if type(item) is kind:  # no Python equivalent (longdouble, complex...)
         raise TypeError(f"cannot bind a value of type numpy.{kind.__name__}")

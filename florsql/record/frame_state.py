@@ -14,10 +14,12 @@ How each value is saved:
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state;
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
   loaders that shuffle with their own generator: the generators' states;
-- modules, functions, classes, progress bars, loggers and writers: nothing (code, or output
-  only: they never feed a logged value back);
+- classes the script defines: their data attributes (``Stats.steps``), each pickled;
+- modules, functions, other classes, progress bars, loggers and writers: nothing (code, or
+  output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
-  references; containers and plain objects are restored in place, so aliases stay aliases.
+  references; containers and plain objects are restored in place, down to what they hold (a
+  meter in a dict, a module's parameters), so aliases stay aliases.
 """
 
 from __future__ import annotations
@@ -95,15 +97,39 @@ def capture(
             out.missed[name] = refused[name]
             continue
         value = values[name]
-        if id(value) in registered or _stateless(value):
+        script_class = isinstance(value, type) and value.__module__ == values.get("__name__")
+        if id(value) in registered or (_stateless(value) and not script_class):
             out.kept.append(name)
             continue
         try:
+            if script_class:
+                out.saved[name] = ("class", _class_state(value, registered))
+                continue
             out.saved[name] = _save(value, registered)
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
             refused[name] = reason
             out.missed[name] = reason
+    return out
+
+
+#: Class attributes that are caches of the interpreter, never a script's state.
+_CLASS_CACHES = frozenset({"_abc_impl"})
+
+
+def _class_state(cls: type, registered: dict[int, str]) -> dict[str, bytes]:
+    """The data attributes of a class the script defines (``Stats.steps += 1``), each
+    pickled: methods, properties and other descriptors, nested classes and dunders are code."""
+    out: dict[str, bytes] = {}
+    for attr, v in vars(cls).items():
+        if attr in _CLASS_CACHES or (attr.startswith("__") and attr.endswith("__")):
+            continue
+        if isinstance(v, (type, staticmethod, classmethod)) or hasattr(type(v), "__get__"):
+            continue
+        data = _dumps(v, registered)
+        if len(data) > MAX_BYTES:
+            raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        out[attr] = data
     return out
 
 
@@ -244,6 +270,15 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
     if kind == "state":
         cur.load_state_dict(data)
         return _IN_PLACE
+    if kind == "class":
+        seen: set[int] = set()
+        for attr, blob in data.items():
+            new = _Unpickler(io.BytesIO(blob), objs).load()
+            old = cur.__dict__.get(attr)
+            merged = new if old is None else _merged(old, new, seen)
+            if merged is not old:
+                setattr(cur, attr, merged)
+        return _IN_PLACE
     if kind == "numpy_generator":
         cur.bit_generator.state = pickle.loads(data)
         return _IN_PLACE
@@ -253,19 +288,51 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
     return saved
 
 
-def _fill(cur: Any, saved: Any) -> bool:
-    """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot."""
+def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
+    """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot.
+
+    What ``cur`` holds is filled in place too, wherever the same place holds an object of the
+    same kind: a meter in a dict (``meters["loss"]`` that is also ``train_meter``), a plain
+    object in a list, a module's parameters (the optimizer holds them)."""
+    seen = set() if seen is None else seen
+    if id(cur) in seen:
+        return True
+    seen.add(id(cur))
     if isinstance(cur, list):
-        cur[:] = saved
-    elif isinstance(cur, (dict, set)):
+        cur[:] = [_merged(c, v, seen) for c, v in zip(cur, saved, strict=False)] + list(
+            saved[len(cur) :]
+        )
+    elif isinstance(cur, dict):
+        merged = {k: _merged(cur[k], v, seen) if k in cur else v for k, v in saved.items()}
+        cur.clear()
+        cur.update(merged)
+    elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
-        cur.__dict__.clear()
-        cur.__dict__.update(saved.__dict__)
+        own = cur.__dict__
+        merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
+        own.clear()
+        own.update(merged)
     else:
         return False
     return True
+
+
+def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:
+    """``cur`` filled with ``saved`` where it can be (it keeps its identity), else ``saved``."""
+    if cur is saved or type(cur) is not type(saved) or isinstance(cur, _IMMUTABLE):
+        return saved
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(cur, torch.Tensor):
+        # Parameters are copied into (a module's, an optimizer's references stay true); other
+        # tensors are replaced: one may be a view whose base the loop has since moved on from.
+        if isinstance(cur, torch.nn.Parameter) and cur.shape == saved.shape:
+            with torch.no_grad():
+                cur.copy_(saved)
+            return cur
+        return saved
+    return cur if _fill(cur, saved, seen) else saved
 
 
 def write_locals(frame: types.FrameType, values: dict[str, Any]) -> None:

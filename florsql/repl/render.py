@@ -144,13 +144,20 @@ def _member_types(arrow_type: pa.DataType | None) -> dict[str, pa.DataType]:
 
 
 def _blob(value: bytes) -> str:
-    """A BLOB as DuckDB prints it: printable ASCII as is, other bytes as ``\\xHH``.
+    """A BLOB as DuckDB prints it: printable ASCII as is, other bytes (and the backslash and
+    both quotes) as ``\\xHH``.
 
     Example:
-        >>> print(_blob(b"\\xaa\\x00b"))
-        \\xAA\\x00b
+        >>> print(_blob(b"\\xaa\\x00b'"))
+        \\xAA\\x00b\\x27
     """
-    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in value)
+    plain = range(32, 127)
+    return "".join(
+        chr(b) if b in plain and b not in _BLOB_ESCAPED else f"\\x{b:02X}" for b in value
+    )
+
+
+_BLOB_ESCAPED = frozenset(b"\\'\"")
 
 
 def _text_columns(table: pa.Table) -> list[list[object]]:
