@@ -10,7 +10,7 @@ import pytest
 from florsql.engine.session import Engine
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
-from tests.helpers import git, make_repo, run_script, write
+from tests.helpers import copy_repo, git, make_repo, run_script, write
 from tests.replay_scripts import OLD, PATCHED
 
 Oracle = dict[tuple[float, str, int | None, int | None], object]
@@ -97,3 +97,53 @@ def test_replay_off_warns_and_leaves_nulls(history: Path) -> None:
     # The planner gives no row where no value exists yet (row grain follows logged values).
     assert all(r["wnorm"] is None for r in rows)
     assert _tasks(history) == 0
+
+
+HELPER_RELATIONS = (
+    "__flor_ctx",
+    "__flor_cover",
+    "__flor_chains",
+    "__flor_times",
+    "__flor_open",
+    "__flor_names",
+)
+
+
+def _helpers(eng: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """Every helper relation's rows, sorted (the engine's own, as its queries read them)."""
+    eng.catalog()  # current
+    con = eng._cache.box.admin
+    return {
+        name: sorted(con.execute(f"SELECT * FROM flor.main.{name}").fetchall(), key=repr)
+        for name in HELPER_RELATIONS
+    }
+
+
+def _rebuilt(repo: Path, where: Path) -> dict[str, list[tuple[object, ...]]]:
+    """The helper relations a fresh engine builds in full, on a copy of ``repo`` whose index is
+    rebuilt from the store's files."""
+    copy = copy_repo(repo, where)
+    for name in ("index.duckdb", "index.duckdb.wal"):
+        (copy / ".florsql" / name).unlink(missing_ok=True)
+    with Engine(copy, replay="off") as fresh:
+        return _helpers(fresh)
+
+
+def test_helper_relations_after_replays_equal_a_full_rebuild(history: Path, tmp_path: Path) -> None:
+    """After a replay only replayed values are new, and the engine rebuilds only the relations
+    that read them; what it then holds equals a full rebuild. A new recorded run after that
+    rebuilds everything (also compared)."""
+    with _engine(history) as eng:
+        before = _helpers(eng)
+        eng.execute("SELECT lr, epoch, wnorm FROM logs WHERE epoch >= 3")
+        eng.execute("SELECT lr, epoch, step, grad_norm FROM logs WHERE epoch = 1")
+        after = _helpers(eng)
+    assert after["__flor_cover"] != before["__flor_cover"]  # the replays are in
+    assert _rebuilt(history, tmp_path / "a") == after
+    with _engine(history) as eng:
+        _helpers(eng)
+        run_script(history, "train.py", "--lr", "0.2", FLORSQL_CHECKPOINT_PERIOD="2")
+        eng.execute("SELECT lr, epoch, wnorm FROM logs WHERE epoch = 0")  # replays the new run
+        grown = _helpers(eng)
+    assert grown["__flor_ctx"] != after["__flor_ctx"]  # the new run's contexts
+    assert _rebuilt(history, tmp_path / "b") == grown

@@ -117,7 +117,11 @@ def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def rebuild_stats(
-    con: duckdb.DuckDBPyConnection, *, schema: str | None = None, index_db: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    *,
+    schema: str | None = None,
+    index_db: str | None = None,
+    replays_only: bool = False,
 ) -> None:
     """(Re)create every helper relation from the index as it is now.
 
@@ -127,6 +131,10 @@ def rebuild_stats(
         schema: where they go (``'flor.main'``), or None for TEMP objects of ``con``.
         index_db: the index's catalog, to name its tables fully (views in another database
             bind their names when queried, through the querying connection's search path).
+        replays_only: only replayed values changed since the last full rebuild (the recorded
+            sources are the same): the relations of the recorded loops (``__flor_ctx``,
+            ``__flor_chains``, ``__flor_times``, ``__flor_open``), each the size of every run's
+            loop contexts, are kept; those that read replayed values are rebuilt.
     """
     tables = _tables(con, index_db)
     place = "TEMP " if schema is None else ""
@@ -138,21 +146,22 @@ def rebuild_stats(
     con.execute(f"CREATE OR REPLACE {place}VIEW {prefix}all_log_records AS {source}")
     if "replays" not in tables:
         con.execute(_REPLAYS_EMPTY.format(kind=f"{place}VIEW", name=f"{prefix}replays"))
-    loops = loop_names(con)
-    per_loop = "".join(
-        f", max(iteration) FILTER (WHERE lower(loop_name) = {string_literal(n.lower())})"
-        f" AS {quote(n)}"
-        for n in loops
-    )
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_ctx AS
-        SELECT run_id, ctx_id, string_agg(loop_name, '/' ORDER BY depth) AS chain,
-               any_value(loop_name) FILTER (WHERE depth = 0) AS outer_loop,
-               any_value(iteration) FILTER (WHERE depth = 0) AS outer_iteration,
-               any_value(loop_name) FILTER (WHERE depth = 1) AS inner_loop,
-               any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
-        FROM ctx_path GROUP BY run_id, ctx_id"""
-    )
+    if not replays_only:  # the recorded loops' contexts
+        loops = loop_names(con)
+        per_loop = "".join(
+            f", max(iteration) FILTER (WHERE lower(loop_name) = {string_literal(n.lower())})"
+            f" AS {quote(n)}"
+            for n in loops
+        )
+        con.execute(
+            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_ctx AS
+            SELECT run_id, ctx_id, string_agg(loop_name, '/' ORDER BY depth) AS chain,
+                   any_value(loop_name) FILTER (WHERE depth = 0) AS outer_loop,
+                   any_value(iteration) FILTER (WHERE depth = 0) AS outer_iteration,
+                   any_value(loop_name) FILTER (WHERE depth = 1) AS inner_loop,
+                   any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
+            FROM ctx_path GROUP BY run_id, ctx_id"""
+        )
     tasks = ""
     if "replays" in tables:
         tasks = f"""
@@ -170,24 +179,25 @@ def rebuild_stats(
               ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
         ) GROUP BY run_id, name, outer_iteration"""
     )
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS
-        SELECT run_id, chain, outer_loop, outer_iteration, any_value(inner_loop) AS inner_loop,
-               count(DISTINCT inner_iteration) AS inner_total
-        FROM {prefix}__flor_ctx GROUP BY run_id, chain, outer_loop, outer_iteration"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_times AS
-        SELECT o.run_id, o.loop_name, o.iteration, coalesce(any_value(o.seconds), 0) AS seconds,
-               coalesce(sum(i.seconds), 0) AS inner_seconds
-        FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
-        WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
-        SELECT run_id, loop_name, iteration FROM loops
-        WHERE parent_ctx = 0 AND seconds IS NULL"""
-    )
+    if not replays_only:  # the recorded loops' chains, times and open iterations
+        con.execute(
+            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS
+            SELECT run_id, chain, outer_loop, outer_iteration, any_value(inner_loop) AS inner_loop,
+                   count(DISTINCT inner_iteration) AS inner_total
+            FROM {prefix}__flor_ctx GROUP BY run_id, chain, outer_loop, outer_iteration"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_times AS
+            SELECT o.run_id, o.loop_name, o.iteration, coalesce(any_value(o.seconds), 0) AS seconds,
+                   coalesce(sum(i.seconds), 0) AS inner_seconds
+            FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
+            WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
+            SELECT run_id, loop_name, iteration FROM loops
+            WHERE parent_ctx = 0 AND seconds IS NULL"""
+        )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
         WITH per AS (  -- per spelling first: folding case over every record costs twice
