@@ -112,7 +112,8 @@ class PlanExecutor:
 
     def run(self, plan: ReplayPlan, *, repo: Path) -> Outcome:
         repo = Path(repo)
-        requests = [request_for(repo, run) for run in plan.runs()]
+        prints = dict(plan.fingerprints)
+        requests = [request_for(repo, run, prints) for run in plan.runs()]
         report = run_replay(
             repo,
             requests,
@@ -135,8 +136,11 @@ class PlanExecutor:
         return Outcome(report, by_task)
 
 
-def request_for(repo: Path, run: RunReplay) -> RunRequest:
-    """The scheduler's request for one planned run."""
+def request_for(
+    repo: Path, run: RunReplay, fingerprints: dict[str, str] | None = None
+) -> RunRequest:
+    """The scheduler's request for one planned run (``fingerprints``: the plan's, per name in
+    lower case)."""
     doc = layout.read_json(layout.run_dir(repo, run.run_id) / layout.RUN_JSON)
     loop = next((c.loop for c in run.chunks if c.loop), None)
     kinds = {c.kind for c in run.chunks}
@@ -146,11 +150,13 @@ def request_for(repo: Path, run: RunReplay) -> RunRequest:
     total = outer_iterations(repo, run.run_id, loop) if loop else None
     n = max(1, len(iterations or []) or (total or 1))
     recorded = recorded_names(repo, run.run_id)
+    names = sorted(set(run.names) | set(run.top_level))
+    prints = fingerprints or {}
     return RunRequest(
         run_id=run.run_id,
         vid=run.vid,
         filename=run.filename,
-        names=sorted(set(run.names) | set(run.top_level)),
+        names=names,
         iterations=iterations,
         inner={},  # a replayed outer iteration stores every inner iteration (coverage grain)
         cwd=doc.get("cwd") or ".",
@@ -160,6 +166,7 @@ def request_for(repo: Path, run: RunReplay) -> RunRequest:
         iteration_seconds=run.seconds / n,
         compare=sorted(recorded - set(run.names)),
         chunks=run.chunks,
+        fingerprints={n.lower(): prints[n.lower()] for n in names if n.lower() in prints},
     )
 
 

@@ -219,6 +219,11 @@ def _run_tasks(
             steps=[[s.iteration, s.mode, s.restore] for s in chunk.steps],
             data_changed=data_changed,
             torch_threads=threads,
+            fingerprints={
+                n.lower(): req.fingerprints[n.lower()]
+                for n in names
+                if n.lower() in req.fingerprints
+            },
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)

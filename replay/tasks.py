@@ -30,6 +30,9 @@ class RunRequest:
     iteration_seconds: float = 0.0  # recorded mean wall time of one outer iteration
     compare: list[str] = field(default_factory=list)
     chunks: tuple[Chunk, ...] = ()  # the planner's tasks for this run, run as given
+    #: per name (lower case): the fingerprint of today's statements for it (the planner's);
+    #: the task records it, and its values count only while it is current
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

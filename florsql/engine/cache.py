@@ -7,7 +7,10 @@ every cursor sees, beside the helper relations of :mod:`florsql.plan.stats`); ea
 materialized pivot costs 1.0-1.2x the same query over a hand-built flat table, against 20-30x
 when every query pivots the log records itself. The index is refreshed only when a run folder
 changed (a cheap ``stat`` pass), and the catalog is re-read when the index or a script with
-runs changed.
+runs changed. The helper relations depend on the scripts too: a replayed value counts only
+while today's statements for its name have the fingerprint its replay recorded
+(docs/replay.md), so when an edit changes a fingerprint, the relations that say which replayed
+values count (``__flor_cover``, ``__flor_names``) are rebuilt, and the pivot with them.
 
 Not thread-safe by itself: the engine calls :meth:`CacheState.current` (which rebuilds) only
 under its write lock, and reads ``catalog`` under its read lock; :meth:`CacheState.stale` only
@@ -23,9 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from florsql.engine.sandbox import HELPERS
-from florsql.plan.catalog import Catalog, build_catalog
+from florsql.plan.catalog import Catalog, build_catalog, scan_scripts
+from florsql.plan.hindsight import statement_fingerprints
 from florsql.plan.pivot import WIDE_TABLE, wide_select
-from florsql.plan.stats import Generation, fingerprint, rebuild_stats
+from florsql.plan.stats import Generation, fingerprint, rebuild_code_stats, rebuild_stats
 from florsql.store import layout
 from florsql.store.replays import replays_dir
 
@@ -77,10 +81,13 @@ class CacheState:
     use_cache: bool = True
     signature: Signature | None = None
     generation: Generation | None = None
-    #: What the helper relations were last built from (kept by :meth:`invalidate`: they stay)
+    #: What the helper relations were last built from in full (kept by :meth:`invalidate`:
+    #: they stay built)
     built: Generation | None = None
     scripts_key: tuple[tuple[str, int, int], ...] = ()
     catalog: Catalog | None = None
+    #: today's statement fingerprints the helper relations were built with (None: not built)
+    fingerprints: dict[str, str] | None = None
     wide_built: bool = False
     refreshes: int = field(default=0)
     filenames: tuple[str, ...] = ()
@@ -120,24 +127,38 @@ class CacheState:
             generation = fingerprint(con)
             if generation != self.generation:
                 self.catalog, self.wide_built, self.generation = None, False, None
+                self.fingerprints = None
+                self.filenames = self._filenames()
+                self.generation = generation
+        key = self._scripts_key()
+        if self.catalog is None or key != self.scripts_key or self.fingerprints is None:
+            self.catalog, self.wide_built = None, False  # consistent if building fails
+            helpers = f"{HELPERS}.main"
+            scripts = scan_scripts(con, self.repo)
+            prints = statement_fingerprints(scripts.values())
+            if self.fingerprints is None:
                 # Only replayed values new (a replay's refresh, the common case): the relations
                 # of the recorded loops, the size of every run's contexts, stay as they are.
-                was, self.built = self.built, None
-                recorded = (generation.sources, generation.mtime_sum, generation.size_sum)
-                same = was is not None and (was.sources, was.mtime_sum, was.size_sum) == recorded
+                was, now, self.built = self.built, self.generation, None
+                same = (
+                    was is not None
+                    and now is not None
+                    and (was.sources, was.mtime_sum, was.size_sum)
+                    == (now.sources, now.mtime_sum, now.size_sum)
+                )
                 rebuild_stats(
                     con,
-                    schema=f"{HELPERS}.main",
+                    schema=helpers,
                     index_db=self.box.index_db,
+                    fingerprints=prints,
                     replays_only=same,
                 )
-                self.built = generation
-                self.generation = generation
-                self.filenames = self._filenames()
-        key = self._scripts_key()
-        if self.catalog is None or key != self.scripts_key:
-            self.catalog, self.wide_built = None, False  # consistent if building fails
-            self.catalog = build_catalog(con, self.repo, self.generation)
+                self.built = now
+            elif prints != self.fingerprints:  # a statement changed: which replays count
+                self.fingerprints = None  # consistent if rebuilding fails
+                rebuild_code_stats(con, prints, schema=helpers, index_db=self.box.index_db)
+            self.fingerprints = prints
+            self.catalog = build_catalog(con, self.repo, self.generation, scripts)
             self.scripts_key = key
         if self.use_cache and not self.wide_built:
             wide = f"{HELPERS}.main.{WIDE_TABLE}"
@@ -150,6 +171,7 @@ class CacheState:
         self.signature = None
         self.generation = None
         self.catalog = None
+        self.fingerprints = None
         self.wide_built = False
 
     def _filenames(self) -> tuple[str, ...]:

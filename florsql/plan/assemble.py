@@ -51,6 +51,13 @@ def assemble(state: PlanState) -> None:
         notes=tuple(state.notes),
         failures=tuple(state.failures),
         unreached=tuple(state.unreached),
+        fingerprints=tuple(
+            (key, state.catalog.fingerprint(key))
+            for key in sorted(
+                {n.lower() for v in versions for r in v.runs for n in r.names}
+                | {n.lower() for v in versions for r in v.runs for n in r.top_level}
+            )
+        ),
     )
 
 

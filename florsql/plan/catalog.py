@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlglot.schema import MappingSchema
 
-from florsql.plan.hindsight import ScriptCode, merge_code, scan_script
+from florsql.plan.hindsight import ScriptCode, merge_code, scan_script, statement_fingerprints
 from florsql.plan.stats import Generation, loop_names, string_literal
 from florsql.store.schema import RUN_CORE, RUN_EXTRA
 
@@ -31,6 +31,7 @@ __all__ = [
     "build_catalog",
     "common_type",
     "log_type",
+    "scan_scripts",
     "shared_column",
 ]
 
@@ -159,6 +160,10 @@ class Catalog:
     scripts: dict[str, ScriptCode]  # every file some run executed that logs something now
     generation: Generation | None = None
     nullable_logs: frozenset[str] = frozenset()  # names some run logged as None
+    #: Per log name in today's code (lower case): the fingerprint of its statements
+    #: (:func:`florsql.plan.hindsight.statement_fingerprints`); replayed values count only
+    #: where a replay computed the name with this fingerprint.
+    fingerprints: dict[str, str] = field(default_factory=dict, compare=False)
     _by_name: dict[str, LogsColumn] = field(default_factory=dict, compare=False, repr=False)
     _memo: dict[str, MappingSchema] = field(default_factory=dict, compare=False, repr=False)
 
@@ -184,6 +189,10 @@ class Catalog:
     def code_of(self, files: tuple[str, ...] | list[str]) -> ScriptCode | None:
         """The log statements of ``files`` (a run's files) as one :class:`ScriptCode`."""
         return merge_code([self.scripts[f] for f in files if f in self.scripts])
+
+    def fingerprint(self, name: str) -> str:
+        """The fingerprint of today's statements for ``name`` (``""`` if none logs it)."""
+        return self.fingerprints.get(name.lower(), "")
 
     def hindsight_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.hindsight)
@@ -215,9 +224,13 @@ class Catalog:
 
 
 def build_catalog(
-    con: duckdb.DuckDBPyConnection, repo: Path, generation: Generation | None = None
+    con: duckdb.DuckDBPyConnection,
+    repo: Path,
+    generation: Generation | None = None,
+    scripts: dict[str, ScriptCode] | None = None,
 ) -> Catalog:
-    """Read the catalog from the index (helper relations built) and the working tree.
+    """Read the catalog from the index (helper relations built) and the working tree
+    (``scripts``: :func:`scan_scripts`, when the caller scanned it already).
 
     Example:
         >>> cat = build_catalog(con, repo)  # doctest: +SKIP
@@ -231,7 +244,7 @@ def build_catalog(
     arg_names = {r[0] for r in con.execute("SELECT DISTINCT lower(name) FROM args").fetchall()}
     skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
     cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n.lower() not in skip]
-    scripts = _scripts(con, repo)
+    scripts = scan_scripts(con, repo) if scripts is None else scripts
     cols += _log_columns(con, scripts)
     unique: dict[str, LogsColumn] = {}
     shadowed: dict[str, list[LogsColumn]] = {}
@@ -250,6 +263,7 @@ def build_catalog(
         scripts=scripts,
         generation=generation,
         nullable_logs=frozenset(r[0] for r in nullable.fetchall()),
+        fingerprints=statement_fingerprints(scripts.values()),
     )
 
 
@@ -258,7 +272,8 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def _scripts(con: duckdb.DuckDBPyConnection, repo: Path) -> dict[str, ScriptCode]:
+def scan_scripts(con: duckdb.DuckDBPyConnection, repo: Path) -> dict[str, ScriptCode]:
+    """Today's log statements of every file some run executed that logs something now."""
     rows = con.execute(
         "SELECT DISTINCT unnest(files) AS f FROM run_meta WHERE files IS NOT NULL ORDER BY 1"
     ).fetchall()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,9 @@ class ScriptCode:
     filename: str
     sites: tuple[LogSite, ...]
     loops: tuple[tuple[str, ...], ...]  # every flor.loop chain in the file, e.g. ("epoch", "step")
+    #: ``(file, name in lower case, key)`` of each log statement, in source order: what
+    #: identifies the statement and its placement (:mod:`florsql.propagate.identity`).
+    keys: tuple[tuple[str, str, str], ...] = ()
 
     def names(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance."""
@@ -84,7 +88,30 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
         filename=codes[0].filename,
         sites=tuple(s for code in codes for s in code.sites),
         loops=tuple(sorted(loops, key=lambda c: (len(c), c))),
+        keys=tuple(k for code in codes for k in code.keys),
     )
+
+
+def statement_fingerprints(codes: Iterable[ScriptCode]) -> dict[str, str]:
+    """Per log name (lower case): a fingerprint of today's statements for it in ``codes`` (every
+    file some run executed): the keys of each of its statements, with their files. A replayed
+    value of a name counts only while the replay's fingerprint for it is this one.
+
+    Example:
+        >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
+        >>> b = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 3)\n", "a.py")
+        >>> fa, fb = statement_fingerprints([a]), statement_fingerprints([b])
+        >>> sorted(fa), fa["x"] == fb["x"], fa["y"] == fb["y"]
+        (['x', 'y'], True, False)
+    """
+    per: dict[str, list[str]] = {}
+    for code in sorted(codes, key=lambda c: c.filename):
+        for file, name, key in code.keys:
+            per.setdefault(name, []).append(f"{file}\0{key}")
+    return {
+        name: hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:32]
+        for name, parts in per.items()
+    }
 
 
 def scan_script(repo: Path, filename: str) -> ScriptCode | None:
@@ -130,6 +157,8 @@ def _scan_cached(
 
 
 SCAN_CACHE = "cache/scan"
+#: The modules of :mod:`florsql.propagate` that statement keys are computed with.
+_KEY_MODULES = ("identity", "cache", "find", "helpers", "normalize", "slice", "source")
 SCAN_CACHE_FILES = 512  # the newest kept; each is a few hundred bytes
 
 
@@ -138,9 +167,14 @@ def _scanner_key() -> bytes:
     """The scanner's own code: a cached scan is only used by the code that made it."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in ("hindsight.py", "scan_code.py"):
+    propagate = here.parent / "propagate"
+    for path in (
+        here / "hindsight.py",
+        here / "scan_code.py",
+        *(propagate / f"{m}.py" for m in _KEY_MODULES),
+    ):
         try:
-            digest.update((here / name).read_bytes())
+            digest.update(path.read_bytes())
         except OSError:  # no source (a frozen install): a per-process key, no reuse
             digest.update(os.urandom(16))
     return digest.digest()
@@ -150,7 +184,8 @@ def _encode(code: ScriptCode | None) -> Any:
     if code is None:
         return None
     sites = [[s.name, s.line, s.chain, s.where, s.file] for s in code.sites]
-    return {"filename": code.filename, "sites": sites, "loops": code.loops}
+    keys = [list(k) for k in code.keys]
+    return {"filename": code.filename, "sites": sites, "loops": code.loops, "keys": keys}
 
 
 def _decode(doc: Any) -> ScriptCode | None:
@@ -161,7 +196,8 @@ def _decode(doc: Any) -> ScriptCode | None:
         for n, line, c, w, f in doc["sites"]
     )
     loops = tuple(tuple(map(str, c)) for c in doc["loops"])
-    return ScriptCode(filename=str(doc["filename"]), sites=sites, loops=loops)
+    keys = tuple((str(f), str(n), str(k)) for f, n, k in doc["keys"])
+    return ScriptCode(filename=str(doc["filename"]), sites=sites, loops=loops, keys=keys)
 
 
 def _store_scan(where: Path, code: ScriptCode | None) -> None:
@@ -195,5 +231,9 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         [('acc', ('epoch',), 'loop')]
     """
     from florsql.plan.scan_code import scan_text  # libcst: only when a file is parsed
+    from florsql.propagate.identity import statement_keys
 
-    return scan_text(text, filename)
+    code = scan_text(text, filename)
+    if code is None:
+        return None
+    return replace(code, keys=tuple((filename, n, k) for n, k in statement_keys(text)))

@@ -255,6 +255,8 @@ class ReplayPlan:
             and why (they are retried once the patched source changes).
         unreached: runs that failed or were killed, with the needed names they leave NULL:
             replay never runs past where a run ended.
+        fingerprints: per name to replay (lower case), the fingerprint of today's statements
+            for it: each task records it, and its values count only while it is current.
     """
 
     names: tuple[str, ...] = ()
@@ -268,6 +270,7 @@ class ReplayPlan:
     notes: tuple[str, ...] = ()
     failures: tuple[RememberedFailure, ...] = ()
     unreached: tuple[Unreached, ...] = ()
+    fingerprints: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:

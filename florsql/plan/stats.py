@@ -6,7 +6,12 @@ engine builds them in an attached in-memory database (``flor.main``, see
 way the index file never changes for a query:
 
 - ``all_log_records``: every log value the query side may read, with a ``source`` column:
-  ``'record'`` for the values runs recorded, ``'replay'`` for those replays computed.
+  ``'record'`` for the values runs recorded, ``'replay'`` for those replays computed with
+  today's statement for their name (``__flor_valid``).
+- ``__flor_current``: today's statement fingerprint per log name (lower case), from the caller
+  (:attr:`florsql.plan.catalog.Catalog.fingerprints`).
+- ``__flor_valid``: per finished replay task, the names it computed with today's fingerprint:
+  the replayed values, and the task coverage, that count (docs/replay.md).
 - ``replays``: the replays run so far (an empty relation before the first one).
 - ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
   and iteration, the loop and iteration one level in, and one column per loop name holding
@@ -14,10 +19,10 @@ way the index file never changes for a query:
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
 - ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
 - ``__flor_cover``: which (run, name in lower case, outermost iteration) are known: a recorded
-  or replayed value there, or a finished replay task that computed the name in that outer
-  iteration (even if the statement logged nothing there); the outer iteration is NULL for the
-  top level (a value outside every loop, or a task that ran to the end of the script). What
-  replay skips.
+  or (counted) replayed value there, or a finished replay task that computed the name in that
+  outer iteration with today's statement (even if the statement logged nothing there); the
+  outer iteration is NULL for the top level (a value outside every loop, or a task that ran to
+  the end of the script). What replay skips.
 - ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
   or was killed in them; also an outer loop left by ``break``).
 - ``__flor_names``: per log name, its value types and record count (the column types of
@@ -27,6 +32,7 @@ way the index file never changes for a query:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,12 +46,16 @@ __all__ = [
     "fingerprint",
     "loop_names",
     "outer_loops",
+    "rebuild_code_stats",
     "rebuild_stats",
     "string_literal",
 ]
 
 #: The columns replayed values will add: a store table of this name is unioned in when present.
 REPLAY_RECORDS = "replay_log_records"
+#: Per finished replay task and name: the fingerprint of the statements that computed it.
+REPLAY_NAMES = "replay_names"
+VALID = "__flor_valid"
 LOG_COLUMNS = "run_id, seq, ctx_id, name, vtype, value_int, value_float, value_str"
 
 _REPLAYS_EMPTY = """CREATE OR REPLACE {kind} {name} AS
@@ -121,6 +131,7 @@ def rebuild_stats(
     *,
     schema: str | None = None,
     index_db: str | None = None,
+    fingerprints: Mapping[str, str] | None = None,
     replays_only: bool = False,
 ) -> None:
     """(Re)create every helper relation from the index as it is now.
@@ -131,6 +142,10 @@ def rebuild_stats(
         schema: where they go (``'flor.main'``), or None for TEMP objects of ``con``.
         index_db: the index's catalog, to name its tables fully (views in another database
             bind their names when queried, through the querying connection's search path).
+        fingerprints: today's statement fingerprint per log name in lower case
+            (:attr:`florsql.plan.catalog.Catalog.fingerprints`): a replayed value counts only
+            where its task computed the name with this fingerprint. None: no replayed value
+            counts.
         replays_only: only replayed values changed since the last full rebuild (the recorded
             sources are the same): the relations of the recorded loops (``__flor_ctx``,
             ``__flor_chains``, ``__flor_times``, ``__flor_open``), each the size of every run's
@@ -142,7 +157,12 @@ def rebuild_stats(
     src = "" if index_db is None else f"{quote(index_db)}.main."
     source = f"SELECT {LOG_COLUMNS}, 'record' AS source FROM {src}log_records"
     if REPLAY_RECORDS in tables:
-        source += f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {src}{REPLAY_RECORDS}"
+        source += (
+            f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {src}{REPLAY_RECORDS} r"
+            f" WHERE EXISTS (SELECT 1 FROM {prefix}{VALID} v WHERE v.replay_id = r.replay_id"
+            " AND v.task_id = r.task_id AND v.name = lower(r.name))"
+        )
+    _current_tables(con, fingerprints or {}, tables, place, prefix, src)
     con.execute(f"CREATE OR REPLACE {place}VIEW {prefix}all_log_records AS {source}")
     if "replays" not in tables:
         con.execute(_REPLAYS_EMPTY.format(kind=f"{place}VIEW", name=f"{prefix}replays"))
@@ -162,23 +182,7 @@ def rebuild_stats(
                    any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
             FROM ctx_path GROUP BY run_id, ctx_id"""
         )
-    tasks = ""
-    if "replays" in tables:
-        tasks = f"""
-            UNION ALL SELECT run_id, lower(name), unnest(iterations), false
-            FROM (SELECT run_id, unnest(names) AS name, iterations FROM {src}replays
-                  WHERE status = 'done')
-            UNION ALL SELECT run_id, lower(unnest(names)), NULL::BIGINT, false
-            FROM {src}replays WHERE status = 'done' AND to_end"""
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
-        SELECT run_id, name, outer_iteration, bool_or(recorded) AS recorded FROM (
-            SELECT r.run_id, lower(r.name) AS name, c.outer_iteration,
-                   r.source = 'record' AS recorded
-            FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
-              ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
-        ) GROUP BY run_id, name, outer_iteration"""
-    )
+    _code_tables(con, tables, place, prefix, src)
     if not replays_only:  # the recorded loops' chains, times and open iterations
         con.execute(
             f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS
@@ -198,6 +202,81 @@ def rebuild_stats(
             SELECT run_id, loop_name, iteration FROM loops
             WHERE parent_ctx = 0 AND seconds IS NULL"""
         )
+
+
+def rebuild_code_stats(
+    con: duckdb.DuckDBPyConnection,
+    fingerprints: Mapping[str, str],
+    *,
+    schema: str | None = None,
+    index_db: str | None = None,
+) -> None:
+    """Rebuild only what depends on today's statements (:func:`rebuild_stats` built the rest
+    for the same index): which replayed values count, ``__flor_cover`` and ``__flor_names``."""
+    tables = _tables(con, index_db)
+    place = "TEMP " if schema is None else ""
+    prefix = "" if schema is None else f"{schema}."
+    src = "" if index_db is None else f"{quote(index_db)}.main."
+    _current_tables(con, fingerprints, tables, place, prefix, src)
+    _code_tables(con, tables, place, prefix, src)
+
+
+def _current_tables(
+    con: duckdb.DuckDBPyConnection,
+    fingerprints: Mapping[str, str],
+    tables: set[str],
+    place: str,
+    prefix: str,
+    src: str,
+) -> None:
+    """``__flor_current`` (today's fingerprint per name) and ``__flor_valid`` (the finished
+    replay tasks' names computed with it: the replayed values that count)."""
+    rows = ", ".join(
+        f"({string_literal(n.lower())}, {string_literal(f)})"
+        for n, f in sorted(fingerprints.items())
+    )
+    body = (
+        f"SELECT * FROM (VALUES {rows}) AS t(name, fingerprint)"
+        if rows
+        else ("SELECT NULL::VARCHAR AS name, NULL::VARCHAR AS fingerprint WHERE false")
+    )
+    con.execute(f"CREATE OR REPLACE {place}TABLE {prefix}__flor_current AS {body}")
+    valid = "SELECT NULL::VARCHAR AS replay_id, NULL::VARCHAR AS task_id, NULL::VARCHAR AS name"
+    valid += " WHERE false"
+    if REPLAY_NAMES in tables and "replays" in tables:
+        valid = f"""SELECT DISTINCT n.replay_id, n.task_id, n.name
+            FROM {src}{REPLAY_NAMES} n
+            JOIN {prefix}__flor_current c ON c.name = n.name AND c.fingerprint = n.fingerprint
+            JOIN {src}replays r ON r.replay_id = n.replay_id AND r.task_id = n.task_id
+            WHERE r.status = 'done'"""
+    con.execute(f"CREATE OR REPLACE {place}TABLE {prefix}{VALID} AS {valid}")
+
+
+def _code_tables(
+    con: duckdb.DuckDBPyConnection, tables: set[str], place: str, prefix: str, src: str
+) -> None:
+    tasks = ""
+    if "replays" in tables:
+        counted = (
+            f"EXISTS (SELECT 1 FROM {prefix}{VALID} v WHERE v.replay_id = t.replay_id"
+            " AND v.task_id = t.task_id AND v.name = lower(t.name))"
+        )
+        tasks = f"""
+            UNION ALL SELECT run_id, lower(name), unnest(iterations), false
+            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, iterations
+                  FROM {src}replays WHERE status = 'done') t WHERE {counted}
+            UNION ALL SELECT run_id, lower(name), NULL::BIGINT, false
+            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
+                  FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
+    con.execute(
+        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
+        SELECT run_id, name, outer_iteration, bool_or(recorded) AS recorded FROM (
+            SELECT r.run_id, lower(r.name) AS name, c.outer_iteration,
+                   r.source = 'record' AS recorded
+            FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
+              ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
+        ) GROUP BY run_id, name, outer_iteration"""
+    )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
         WITH per AS (  -- per spelling first: folding case over every record costs twice

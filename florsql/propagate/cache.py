@@ -1,12 +1,14 @@
 """Caching propagation results: an in-process LRU, optionally backed by JSON files on disk.
 
 A result is a function of the old text and of the new version's log statements with what
-surrounds them (their code, scope chains and blocks): :func:`statements_key` hashes the latter,
-so an unrelated edit elsewhere in the latest file keeps the cache warm.
+surrounds them (their code, the statements that may travel with them, scope chains and
+blocks): :func:`statements_key` hashes the latter, so an unrelated edit elsewhere in the latest
+file keeps the cache warm.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -19,6 +21,7 @@ from pathlib import Path
 from florsql.propagate.find import find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.model import Propagation
+from florsql.propagate.slice import may_carry
 from florsql.propagate.source import analyze
 
 #: Bump when a change to propagation changes its results: old cache entries stop matching.
@@ -48,10 +51,14 @@ def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
         return digest("unparsable", new_source)
     helpers = helpers_of(new)
     parts = [CACHE_VERSION, repr(names), repr(sorted(new.aliases))]
-    for log in find_logs(new):
+    logs = find_logs(new)
+    placed = frozenset(id(s.stmt) for s in logs)
+    for log in logs:
         chains = [" > ".join(f"{f.kind}:{f.key}" for f in c) for c in helpers.variants(log.block)]
         parts += [log.label, str(log.index), *chains, *log.block.norms]
         parts += [new.lines[n - 1] for n in range(log.line, (log.stmt.end_lineno or log.line) + 1)]
+        # The statements that may travel with it, exactly: normal forms hide their constants.
+        parts += [ast.dump(s) for s in may_carry(log.block, log.index, placed)]
     return digest(*parts)
 
 

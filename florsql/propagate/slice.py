@@ -78,3 +78,22 @@ def carried(
             chosen.append(k)
             needed |= reads(stmt)
     return chosen[::-1]
+
+
+def may_carry(block: Block, index: int, skip: frozenset[int] | set[int]) -> list[ast.stmt]:
+    """Every statement :func:`carried` may carry with statement ``index`` into some old version
+    (it carries those the old block lacks): a superset, found from the new block alone.
+    ``skip`` holds ids of statements never carried (log statements)."""
+    needed = set(reads(block.stmts[index]))
+    chosen: list[ast.stmt] = []
+    for k in range(index - 1, -1, -1):
+        stmt = block.stmts[k]
+        if id(stmt) in skip or is_compound(stmt):
+            continue
+        names = assigned(stmt)
+        if not names & needed:
+            continue
+        needed -= names
+        chosen.append(stmt)
+        needed |= reads(stmt)
+    return chosen[::-1]

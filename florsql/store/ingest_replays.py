@@ -3,9 +3,12 @@
 A replay task records loop contexts of its own; a context is the same as the run's when its path
 of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
 epoch 3, step 5. Recorded values are never overwritten: replayed ones sit in their own tables
-with their provenance (replay id, task, version, patched-source hash). A task whose script
-raised becomes a row of ``replay_failures`` (what it was to compute, where and why it failed, the
-patched source's hash): the planner does not plan it again while that hash is current.
+with their provenance (replay id, task, version, patched-source hash), and ``replay_names``
+holds, per task and name, the fingerprint of the statements that computed it (the planner
+serves a replayed value only while today's code has that fingerprint for its name). A task whose
+script raised becomes a row of ``replay_failures`` (what it was to compute, where and why it
+failed, the patched source's hash): the planner does not plan it again while that hash is
+current.
 
 A task whose ``done.json`` or one of whose segments cannot be read is skipped whole (noted once
 in the refresh's :class:`~florsql.store.ingest.Damage`): its values stay missing, as if it never
@@ -41,6 +44,9 @@ CREATE TABLE IF NOT EXISTS replay_failures (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
     loop_name VARCHAR, iterations BIGINT[], to_end BOOLEAN, iteration BIGINT, error VARCHAR,
     traceback VARCHAR, source_hash VARCHAR, failed TIMESTAMPTZ, PRIMARY KEY (replay_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS replay_names (
+    replay_id VARCHAR, task_id VARCHAR, name VARCHAR, fingerprint VARCHAR
 );
 CREATE TABLE IF NOT EXISTS replay_checks (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, ctx_id BIGINT,
@@ -105,6 +111,10 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                     list(done.get("data_changed") or []),
                 ],
             )
+            prints = done.get("fingerprints") or {}
+            rows = [[replay_id, task_id, n.lower(), prints[n]] for n in sorted(prints)]
+            if rows:
+                con.executemany("INSERT INTO replay_names VALUES (?, ?, ?, ?)", rows)
             count += 1
 
     return count + _ingest_failures(con, repo)
@@ -170,6 +180,12 @@ def _read_done(path: Path) -> dict[str, Any]:
         raise ValueError("loop is not text")
     if not isinstance(done.get("source_hash", ""), str):
         raise ValueError("source_hash is not text")
+    prints = done.get("fingerprints")
+    if prints is not None and (
+        not isinstance(prints, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in prints.items())
+    ):
+        raise ValueError("fingerprints is not an object of text")
     changed = done.get("data_changed")
     if changed is not None and (
         not isinstance(changed, list) or not all(isinstance(c, str) for c in changed)

@@ -54,6 +54,11 @@ class ReplaySpec:
     steps: list[list[Any]] = field(default_factory=list)
     #: torch's ``[intra_op, inter_op]`` thread counts the run recorded: the task uses the same.
     torch_threads: list[int] | None = None
+    #: Per name in lower case: the fingerprint of today's statements for it, from the planner
+    #: (:attr:`florsql.plan.catalog.Catalog.fingerprints`); the task's values of a name are
+    #: served only while today's code has the same one. Empty: never served (a direct
+    #: :func:`florsql.replay.run_replay` call that gave none).
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:

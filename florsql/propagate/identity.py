@@ -1,0 +1,69 @@
+"""What identifies a log name's statements in the latest code: one key per statement.
+
+A replayed value is only as current as the statement that computed it. The planner serves a
+replayed value of a name only while the latest code still has, for that name, the statements
+the replay ran, placed the same way; :func:`statement_keys` gives each ``flor.log`` statement
+a key that changes when what propagation places for it may change (docs/replay.md):
+
+- the statement itself, as code (``ast.dump``: formatting and comments do not count, constants
+  do), and the flor aliases of the file;
+- the statements that may travel with it (:func:`florsql.propagate.slice.carried` chooses
+  among them per old version): every simple statement of its block before it that assigns a
+  name it reads, directly or through another such statement, as code;
+- where it sits: the scope chains of its block (through helper call sites, as propagation
+  sees them) and the normal forms of the other statements of its block, before and after it.
+  Other ``flor.log`` statements are left out of that context: propagation skips the statements
+  it places (adding a second new statement beside the first leaves the first's key alone),
+  while a log statement the old version already has is an anchor there; editing or moving only
+  such a neighbour is the one change that may move a placement without changing the key.
+
+Edits in other blocks or files leave the key alone. Only :mod:`ast` is used.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from florsql.propagate.cache import CACHE_VERSION, digest
+from florsql.propagate.find import LogStatement, find_logs
+from florsql.propagate.helpers import helpers_of
+from florsql.propagate.slice import may_carry
+from florsql.propagate.source import SourceFile, analyze
+
+__all__ = ["KEY_VERSION", "statement_keys"]
+
+#: Bump when what a key covers changes: every replayed value is then computed again.
+KEY_VERSION = "1"
+
+
+def statement_keys(new_source: str) -> list[tuple[str, str]]:
+    """``(name in lower case, key)`` of each literal-named ``flor.log`` statement of
+    ``new_source``, in source order (``[]`` when it does not parse).
+
+    Example:
+        >>> src = "import florsql as flor\\nfor e in flor.loop('epoch', range(2)):\\n"
+        >>> a = statement_keys(src + "    flor.log('a', e)\\n")
+        >>> b = statement_keys(src + "    flor.log('a', e)  # same\\n    flor.log('b', 1)\\n")
+        >>> c = statement_keys(src + "    flor.log('a', e + 1)\\n")
+        >>> a[0] == b[0], a[0] == c[0], [n for n, _ in b]
+        (True, False, ['a', 'b'])
+    """
+    try:
+        src = analyze(new_source)
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    logs = find_logs(src)
+    placed = {id(s.stmt) for s in logs}
+    return [(log.name.lower(), _key(src, log, placed)) for log in logs if log.name is not None]
+
+
+def _key(src: SourceFile, log: LogStatement, placed: set[int]) -> str:
+    block = log.block
+    chains = [" > ".join(f"{f.kind}:{f.key}" for f in c) for c in helpers_of(src).variants(block)]
+    keep = [k for k, s in enumerate(block.stmts) if id(s) not in placed]
+    before = [block.norms[k] for k in keep if k < log.index]
+    after = [block.norms[k] for k in keep if k > log.index]
+    parts = [KEY_VERSION, CACHE_VERSION, log.label, repr(sorted(src.aliases))]
+    parts += ["chains", *chains, "before", *before, "after", *after, "code"]
+    parts += [ast.dump(s) for s in (*may_carry(block, log.index, placed), log.stmt)]
+    return digest(*parts)
