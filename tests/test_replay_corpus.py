@@ -665,6 +665,35 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["class_steps", "class_seen"]},
         period=2,
     ),
+    Pattern(
+        "progress_wrapper_left_by_break",
+        """
+class Progress:  # what tqdm does: it holds the flor.loop it wraps, past a break
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        pbar = Progress(flor.loop("step", torch.randperm(len(X)).split(12)))
+        for i, idx in enumerate(pbar):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            if i == 2:
+                break
+        flor.log("pbar_n", pbar.n)  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["pbar_n", "w"]},
+    ),
 ]
 
 

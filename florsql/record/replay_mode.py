@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,6 +162,7 @@ class ReplayRun:
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[str] = []
+        self.gens: dict[str, weakref.ref[Iterator[Any]]] = {}  # inner loops' generators
         self.iters: dict[str, int] = {}
         self.objs: dict[str, Any] = {}
         self.scopes: list[Any] = []
@@ -219,7 +221,22 @@ class ReplayRun:
             and not self.restored
         ):
             return self._skipped(name, frame_state.user_frame())
-        return self._plain(name, iterable)
+        gen = self._plain(name, iterable)
+        self.gens[name] = weakref.ref(gen)
+        return gen
+
+    def _close_stale(self) -> None:
+        """Close the inner loops still open as an outer iteration ends (a wrapper that holds
+        the ``flor.loop`` outlived a ``break``), as the recording does: they ended in it."""
+        while len(self.frames) > 1:
+            top = self.frames[-1]
+            ref = self.gens.get(top)
+            gen = ref() if ref is not None else None
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+            if len(self.frames) > 1 and self.frames[-1] == top:
+                self.frames.pop()
 
     def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
         self.objs.update(objs)
@@ -281,7 +298,9 @@ class ReplayRun:
                 t0 = time.perf_counter()
                 try:
                     yield item
+                    self._close_stale()
                 except GeneratorExit:
+                    self._close_stale()
                     # ``break`` (early stopping), or an exception leaving the loop: what runs
                     # next is outside every iteration, on true state. (The two cannot be told
                     # apart here, so the worker does not stop: an exception must reach the

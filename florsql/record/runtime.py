@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,6 +60,9 @@ class _Frame:
     inner_checkpoint_taken: bool = False
     user: FrameType | None = None  # the script's frame that runs this loop
     facts: LoopFacts | None = None  # what the loop changes (florsql.code.effects)
+    #: the loop's generator (weakly: a break must still close it when the script drops it)
+    gen: weakref.ref[Iterator[Any]] | None = None
+    stale: bool = False  # closed by florsql after it was left unclosed (see _close_stale)
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -260,10 +264,34 @@ class Run:
 
     def _iterate(self, frame: _Frame, iterable: Iterable[Any]) -> Iterator[Any]:
         items = iter(iterable)  # a TypeError here, at the flor.loop call, not at its first step
+        gen: Iterator[Any]
         if frame.checkpoint_scope is None and frame.depth > 0 and _BULK_INNER_ROWS:
             ranged = iterable if type(iterable) is range else None
-            return self._iterate_inner(frame, items, ranged)
-        return self._iterate_hooked(frame, items)
+            gen = self._iterate_inner(frame, items, ranged)
+        else:
+            gen = self._iterate_hooked(frame, items)
+        frame.gen = weakref.ref(gen)
+        return gen
+
+    def _close_stale(self, frame: _Frame) -> None:
+        """Close the loops still open above ``frame`` as one of its iterations ends: they were
+        left without being closed (a wrapper that holds the ``flor.loop``, as a progress bar
+        kept in a variable does, outlived a ``break``), so they ended in that iteration. Their
+        exit took no ``after:`` checkpoint (its place is not known); the iteration then takes
+        its ``end`` checkpoint."""
+        while self.frames and self.frames[-1] is not frame:
+            top = self.frames[-1]
+            top.stale = True
+            gen = top.gen() if top.gen is not None else None
+            try:
+                if gen is not None:
+                    close = getattr(gen, "close", None)
+                    if close is not None:
+                        close()  # its finally: rows, frames, context
+            except Exception:
+                pass
+            if self.frames and self.frames[-1] is top:
+                self.frames.pop()
 
     def _iterate_hooked(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
         """An outermost loop, or one that checkpoints: a row per iteration as it starts, and the
@@ -285,6 +313,8 @@ class Run:
                 t0 = clock()
                 row = rows.loop(ctx, parent, key, i, item, t0)
                 yield item
+                if self.frames[-1] is not frame:
+                    self._close_stale(frame)
                 elapsed = clock() - t0
                 if self.rows is rows:  # one row per iteration: its duration goes in place
                     rows.loop_s[row] = elapsed
@@ -295,6 +325,8 @@ class Run:
                 frame.inner_checkpoint_taken = False  # for the next iteration
             exhausted = True
         finally:
+            if self.frames and self.frames[-1] is not frame:
+                self._close_stale(frame)
             self.frames.pop()
             self.ctx = parent
             self._after_inner_loop(frame, left=not exhausted)
@@ -409,7 +441,7 @@ class Run:
             return
         outer = self.frames[-1]
         scope = outer.checkpoint_scope
-        if scope is not None and not outer.inner_checkpoint_taken:
+        if scope is not None and not outer.inner_checkpoint_taken and not frame.stale:
             # The checkpoint sits where the first inner loop exits, so code
             # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
             # ``left``: the loop did not run out (break, return or an exception left it), so
