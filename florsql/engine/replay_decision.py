@@ -175,7 +175,8 @@ def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
                 engine,
                 messages,
                 f"version {v.vid[:12]} of {v.filename} cannot compute "
-                f"{', '.join(v.unplaceable)} (it never ran that loop); NULL",
+                f"{', '.join(v.unplaceable)} (no run of it recorded that loop: the code never "
+                "reached it, or the run was killed or failed before); NULL",
                 FlorWarning,
             )
 

@@ -117,7 +117,8 @@ def _version(v: VersionReplay) -> list[str]:
     lines.append(f"    inner loops skipped: {', '.join(v.skip_inner) or 'none'}")
     if v.unplaceable:
         lines.append(
-            f"    cannot place: {', '.join(v.unplaceable)} (this version never ran that loop; NULL)"
+            f"    cannot place: {', '.join(v.unplaceable)} (no run of this version recorded that "
+            "loop: the code never reached it, or the run was killed or failed before; NULL)"
         )
     for r in v.runs[:RUNS_SHOWN]:
         lines += _run(r)
