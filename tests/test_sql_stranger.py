@@ -165,3 +165,82 @@ def test_the_shell_prints_any_value_as_duckdb_writes_it(engine: Engine, expr: st
         table = engine.execute(f"SELECT {expr} AS v").table
     printed = list(csv.reader(io.StringIO(render(table, "csv"))))[1][0]
     assert printed == ("" if row[0] is None else row[0])
+
+
+def test_a_new_log_named_like_another_scripts_arg_is_a_hindsight_column(tmp_path: Path) -> None:
+    """``a.py`` takes an arg ``k``; today's ``b.py`` gains ``flor.log("k", ...)``, which its run
+    never recorded. Before, the arg column hid the new statement: nothing was replayed and
+    b.py's rows read NULL without a word. Now the column is also a hindsight one, and b.py's run
+    is in the replay set (a.py's, whose value is its arg, is not)."""
+    repo = tmp_path / "repo"
+    a = RunBuilder("r1", {"k": 3}, filename="a.py", tstamp=BASE_TIME)
+    with a.loop("epoch", 0):
+        a.log("acc", 0.5)
+    a.write(repo)
+    b = RunBuilder("r2", {}, filename="b.py", tstamp=BASE_TIME.replace(hour=1))
+    for epoch in range(2):
+        with b.loop("epoch", epoch):
+            b.log("acc", 0.1 * epoch)
+    b.write(repo)
+    (repo / "b.py").write_text(
+        "import florsql as flor\n\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    flor.log("acc", 0.1 * epoch)\n'
+        '    flor.log("k", epoch * 10)\n'
+    )
+    with Engine(repo, replay="off") as eng:
+        plan = eng.plan("SELECT run_id, epoch, k FROM logs")
+        assert plan.replay.replay_set() == {"r2": {"k": (0, 1)}}
+        shown = {
+            c["column_name"]: c for c in eng.execute("SHOW COLUMNS FROM logs").table.to_pylist()
+        }
+        assert shown["k"]["hindsight"] is True
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = eng.execute("SELECT run_id, epoch, k FROM logs ORDER BY ALL").table.to_pylist()
+        assert [(r["run_id"], r["k"]) for r in rows] == [("r1", 3), ("r2", None), ("r2", None)]
+        assert any("replay is off" in str(w.message) for w in caught)  # said, not silent
+
+
+A_SCRIPT = """
+import florsql as flor
+k = flor.arg("k", 3)
+for epoch in flor.loop("epoch", range(2)):
+    flor.log("acc", 0.5 * k)
+"""
+B_SCRIPT = """
+import random
+import florsql as flor
+random.seed(7)
+state = {"w": 0.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(3)):
+            state["w"] += random.random()
+        flor.log("acc", state["w"])
+"""
+
+
+def test_a_new_log_named_like_another_scripts_arg_replays_exactly(tmp_path: Path) -> None:
+    """End to end, with real runs: b.py's new ``k`` statement is replayed for b.py's run and
+    equals a full run of the patched b.py; a.py's rows keep their arg."""
+    from tests.helpers import make_repo, run_script, write
+
+    new = 'flor.log("acc", state["w"])\n        flor.log("k", round(state["w"] * 10, 9))'
+    repo = make_repo(tmp_path / "r", {"a.py": A_SCRIPT, "b.py": B_SCRIPT})
+    run_script(repo, "a.py", "--k", "4")
+    run_script(repo, "b.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "b.py", B_SCRIPT.replace('flor.log("acc", state["w"])', new))
+    oracle = make_repo(tmp_path / "o", {"b.py": (repo / "b.py").read_text()})
+    run_script(oracle, "b.py")
+    sql = "SELECT filename, epoch, k FROM logs WHERE step IS NULL ORDER BY ALL"
+    with Engine(oracle, replay="off") as eng:
+        want = eng.execute(sql).table.to_pylist()
+    with Engine(repo, replay="auto") as eng, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = eng.execute(sql).table.to_pylist()
+    assert [r for r in got if r["filename"] == "a.py"] == [
+        {"filename": "a.py", "epoch": e, "k": 4} for e in range(2)
+    ]
+    assert [r for r in got if r["filename"] == "b.py"] == want
+    assert all(r["k"] is not None for r in want)

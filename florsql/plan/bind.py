@@ -157,7 +157,8 @@ def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
                     _unknown(col, catalog.names(), catalog, source)
                     continue
                 ref.columns.add(column.name)
-                if column.kind == "log" and ref.names is not None:
+                logged = column.kind == "log" or any(k == "log" for k, _ in column.shared)
+                if logged and ref.names is not None:  # (a log of some runs, an arg of others)
                     ref.names.add(column.name)
             elif not col.table:
                 _check_unresolved(scope, col, catalog, source)

@@ -118,13 +118,14 @@ def shared_column(first: LogsColumn, others: list[LogsColumn]) -> LogsColumn:
     sql_type = common_type([first.sql_type, *(t for _, t in shared)])
     if sql_type == "NULL":
         sql_type = "VARCHAR"  # an arg or loop has values: never an untyped NULL
+    logs = [o for o in others if o.kind == "log"]
     return LogsColumn(
         first.name,
         first.kind,
         sql_type,
-        first.hindsight,
-        first.recorded_runs,
-        first.lacking_runs,
+        first.hindsight or any(o.hindsight for o in logs),  # the log's runs lacking it replay
+        first.recorded_runs + sum(o.recorded_runs for o in logs),
+        first.lacking_runs + sum(o.lacking_runs for o in logs),
         spellings,
         shared,
     )
@@ -252,8 +253,10 @@ def build_catalog(
         key = c.name.lower()
         if key not in unique:
             unique[key] = c
-        elif unique[key].kind != "meta" and c.sql_type != "NULL":  # (a run may not log these)
-            shadowed.setdefault(key, []).append(c)  # a log named like another script's arg
+        elif unique[key].kind != "meta" and (c.sql_type != "NULL" or c.hindsight):
+            # a log named like another script's arg (a run may not log these): also one that
+            # only today's code has (a hindsight log), whose runs must replay it
+            shadowed.setdefault(key, []).append(c)
     for key, others in shadowed.items():
         unique[key] = shared_column(unique[key], others)
     nullable = con.execute("SELECT name FROM __flor_names WHERE list_contains(vtypes, 'null')")
