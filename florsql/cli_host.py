@@ -108,8 +108,10 @@ def delegate(root: Path, argv: list[str]) -> int | None:
     store = Path(root) / ".florsql"
     if not (store / SOCKET).exists():
         return None
+    from florsql.replay.service import dial  # the standard library only: light
+
     try:
-        sock = _dial(store)
+        sock = dial(store, SOCKET)
     except OSError:
         return None  # a stale socket (a host that died): run here
     with sock:
@@ -187,24 +189,6 @@ def _wait(reader: Any, pid: int) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _dial(store: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        path = str(store / SOCKET)
-        if len(os.fsencode(path)) < 100:
-            sock.connect(path)
-        else:  # a deep repository: through the folder's descriptor (socket paths are short)
-            fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                sock.connect(f"/proc/self/fd/{fd}/{SOCKET}")
-            finally:
-                os.close(fd)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 # -- the host's side ------------------------------------------------------------------------------

@@ -97,17 +97,18 @@ def _dir_fd(store: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _dial(store: Path) -> socket.socket:
-    """Connect to ``store``'s socket. The path goes through ``/proc/self/fd`` so that a deep
-    repository (beyond the 107 bytes a socket path may have) works too."""
+def dial(store: Path, name: str = SOCKET) -> socket.socket:
+    """Connect to the socket ``name`` in ``store`` (the service's, or the query host's). The
+    path goes through ``/proc/self/fd`` so that a deep repository (beyond the 107 bytes a
+    socket path may have) works too."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        path = str(store / SOCKET)
+        path = str(store / name)
         if len(os.fsencode(path)) < 100:
             sock.connect(path)
         else:
             with _dir_fd(store) as fd:
-                sock.connect(f"/proc/self/fd/{fd}/{SOCKET}")
+                sock.connect(f"/proc/self/fd/{fd}/{name}")
     except OSError:
         sock.close()
         raise
@@ -152,7 +153,7 @@ class Connection:
 
 def _try_connect(store: Path) -> Connection | None:
     try:
-        sock = _dial(store)
+        sock = dial(store)
     except (FileNotFoundError, ConnectionRefusedError):
         return None  # none yet, or a stale socket of a dead service
     except OSError as e:

@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "cli_host",
     },
     # The query host runs `florsql query` commands (florsql/cli_host.py): the CLI's other half.
-    "cli_host": {"cli", "grammar", "plan", "package"},  # package: florsql.__version__
+    "cli_host": {"cli", "grammar", "plan", "package", "replay"},  # package: florsql.__version__
     "demo": {"engine", "store", "versions", "dbapi", "plan", "replay"},
     "package": {"record", "dbapi", "engine"},
 }

@@ -24,19 +24,8 @@ from florsql import cli_host
 from florsql.replay import service
 from florsql.store import layout
 from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+from tests.test_replay_service import SCRIPT  # two runs' script, as the service's tests
 
-SCRIPT = """
-import random
-import florsql as flor
-run = flor.arg("run", 0)
-random.seed(run)
-state = {"w": float(run)}
-with flor.checkpointing(state=state):
-    for epoch in flor.loop("epoch", range(3)):
-        for step in flor.loop("step", range(3)):
-            state["w"] += random.random()
-        flor.log("w", state["w"])
-"""
 ANCHOR = 'flor.log("w", state["w"])'
 ON = {"FLORSQL_QUERY_HOST": "1"}
 OFF = {"FLORSQL_QUERY_HOST": "0"}
