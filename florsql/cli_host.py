@@ -50,6 +50,7 @@ _MODULES = (
     "florsql.repl.render",
     "florsql.engine.session",
     "florsql.plan.scan_code",
+    "florsql.plan.scan_ast",
     "florsql.propagate",
     "florsql.replay",
     "florsql.replay.service",

@@ -171,6 +171,7 @@ def _scanner_key() -> bytes:
     for path in (
         here / "hindsight.py",
         here / "scan_code.py",
+        here / "scan_ast.py",
         *(propagate / f"{m}.py" for m in _KEY_MODULES),
     ):
         try:
@@ -230,10 +231,16 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         >>> [(s.name, s.chain, s.where) for s in scan_source(src).sites]
         [('acc', ('epoch',), 'loop')]
     """
-    from florsql.plan.scan_code import scan_text  # libcst: only when a file is parsed
+    from florsql.plan.scan_ast import scan_ast
     from florsql.propagate.identity import statement_keys
 
-    code = scan_text(text, filename)
+    try:
+        code = scan_ast(text, filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # Syntax newer than this interpreter's, say: libcst's own parser may still read it.
+        from florsql.plan.scan_code import scan_text
+
+        code = scan_text(text, filename)
     if code is None:
         return None
     return replace(code, keys=tuple((filename, n, k) for n, k in statement_keys(text)))

@@ -1,16 +1,15 @@
-"""The libcst scanner behind :func:`florsql.plan.hindsight.scan_source`.
-
-Kept apart so a query over an unchanged script (its scan cached on disk) never imports libcst.
+"""The libcst scanner: :func:`florsql.plan.hindsight.scan_source` scans with :mod:`ast`
+(:mod:`florsql.plan.scan_ast`), and with this only a file :mod:`ast` cannot parse. It is also
+the reference the ast scanner is tested against (tests/test_scan_ast.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from florsql.plan.hindsight import FLOR_MODULES, LogSite, ScriptCode, Where
+from florsql.plan.hindsight import FLOR_MODULES, ScriptCode
+from florsql.plan.scan_ast import CallSite, RawSite, finish
 
 __all__ = ["scan_text"]
 
@@ -61,17 +60,6 @@ def _walk_imports(module: cst.Module) -> list[cst.Import | cst.ImportFrom]:
     return found
 
 
-_CallSite = tuple[tuple[str, ...], str | None, int]  # (loop chain, enclosing def, line)
-
-
-@dataclass
-class _RawSite:
-    name: str
-    line: int
-    chain: tuple[str, ...]
-    function: str | None  # the innermost enclosing def, if any
-
-
 class _Finder(cst.CSTVisitor):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
@@ -80,9 +68,9 @@ class _Finder(cst.CSTVisitor):
         self.modules, self.direct = aliases
         self.loops: list[str] = []
         self.functions: list[str] = []
-        self.sites: list[_RawSite] = []
+        self.sites: list[RawSite] = []
         self.chains: set[tuple[str, ...]] = set()
-        self.calls: dict[str, list[_CallSite]] = {}
+        self.calls: dict[str, list[CallSite]] = {}
         self.first_loop_line: int | None = None
 
     def _flor_call(self, node: cst.Call, attr: str) -> str | None:
@@ -135,7 +123,7 @@ class _Finder(cst.CSTVisitor):
         if name is not None:
             line = self.get_metadata(PositionProvider, node).start.line
             fn = self.functions[-1] if self.functions else None
-            self.sites.append(_RawSite(name, line, tuple(self.loops), fn))
+            self.sites.append(RawSite(name, line, tuple(self.loops), fn))
         elif isinstance(node.func, (cst.Name, cst.Attribute)):
             # ``fit()`` or a method, ``self.train_epoch()``: matched by name (a name shared
             # by two functions gives both their call sites: more replay, never less)
@@ -145,18 +133,7 @@ class _Finder(cst.CSTVisitor):
             self.calls.setdefault(callee, []).append((tuple(self.loops), fn, line))
 
     def result(self, filename: str) -> ScriptCode:
-        sites = []
-        for raw in self.sites:
-            for chain, top_line in _resolve(raw.function, raw.chain, raw.line, self.calls, 0):
-                where: Where = "loop" if chain is not None else "unknown"
-                if chain == ():
-                    first = self.first_loop_line
-                    where = "head" if first is not None and top_line < first else "tail"
-                sites.append(LogSite(raw.name, raw.line, chain, where, filename))
-                if chain is not None:
-                    self.chains.update(chain[: i + 1] for i in range(len(chain)))
-        loops = tuple(sorted(self.chains, key=lambda c: (len(c), c)))
-        return ScriptCode(filename=filename, sites=tuple(dict.fromkeys(sites)), loops=loops)
+        return finish(filename, self.sites, self.calls, self.chains, self.first_loop_line)
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
@@ -168,25 +145,3 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
 
     node.visit(_V())
     return found
-
-
-def _resolve(
-    function: str | None,
-    chain: tuple[str, ...],
-    line: int,
-    calls: dict[str, list[_CallSite]],
-    depth: int,
-) -> list[tuple[tuple[str, ...] | None, int]]:
-    """(full chain, line of the top-level statement) of a site, through its function's callers."""
-    if function is None:
-        return [(chain, line)]
-    sites = calls.get(function, [])
-    if not sites or depth > 3:
-        return [(None, line)]  # a function never called here (or too deep): context unknown
-    out: list[tuple[tuple[str, ...] | None, int]] = []
-    for outer, caller, call_line in sites:
-        for full, top in _resolve(caller, outer, call_line, calls, depth + 1):
-            item = (None if full is None else full + chain, top)
-            if item not in out:
-                out.append(item)
-    return out

@@ -3,14 +3,26 @@
 :func:`propagate` does one file; :func:`for_version` does every changed file of a recorded
 version, cached; :func:`render_diff` and :func:`version_diff` show the patched files as a
 unified diff (what ``florsql propagate --version VID [FILE]`` prints).
+
+Its names load on first use: the planner computes statement keys with the ast-only modules
+(:mod:`.identity`) and a query that places nothing never imports libcst.
 """
 
 from __future__ import annotations
 
-from florsql.propagate.api import propagate
-from florsql.propagate.cache import PropagationCache
-from florsql.propagate.model import Failure, Placement, PlacementError, Propagation
-from florsql.propagate.version import VersionPropagation, for_version, render_diff, version_diff
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from florsql.propagate.api import propagate
+    from florsql.propagate.cache import PropagationCache
+    from florsql.propagate.model import Failure, Placement, PlacementError, Propagation
+    from florsql.propagate.version import (
+        VersionPropagation,
+        for_version,
+        render_diff,
+        version_diff,
+    )
 
 __all__ = [
     "Failure",
@@ -24,3 +36,25 @@ __all__ = [
     "render_diff",
     "version_diff",
 ]
+
+_WHERE = {
+    "propagate": "api",
+    "PropagationCache": "cache",
+    "Failure": "model",
+    "Placement": "model",
+    "PlacementError": "model",
+    "Propagation": "model",
+    "VersionPropagation": "version",
+    "for_version": "version",
+    "render_diff": "version",
+    "version_diff": "version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
