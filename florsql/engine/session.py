@@ -45,6 +45,7 @@ from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
 from florsql.plan.tasks import with_executor
+from florsql.store.rows import strings_array
 
 if TYPE_CHECKING:
     import duckdb
@@ -276,7 +277,8 @@ class Engine:
             if stmt.kind == "explain":
                 replay = self._costed(planned.replay)
                 lines = explain_lines(replay, planned.sql, wide_select(catalog))
-                return Result("explain", pa.table({"plan": lines}), planned.sql, replay)
+                plan = pa.table({"plan": strings_array(lines)})  # not pa.array: no pandas import
+                return Result("explain", plan, planned.sql, replay)
             mode = settings["replay"]
             if not wants_replay(self, planned, mode):
                 planned, messages = replay_if_needed(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from florsql.store import layout
+from florsql.store.rows import repeat_string
 from florsql.store.segments import list_segments, read_checked_segment, split_value
 
 if TYPE_CHECKING:
@@ -345,7 +346,7 @@ def ingest_segments(
             except (OSError, ValueError, KeyError, pa.ArrowException) as error:
                 damage.report(seg, f"its rows of run {f.run_id}", describe_error(error))
                 continue
-            tables.append(t.append_column("run_id", pa.array([f.run_id] * t.num_rows)))
+            tables.append(t.append_column("run_id", repeat_string(f.run_id, t.num_rows)))
             marks.append((f.run_id, key, st.st_mtime_ns, st.st_size))
     if not tables:
         return 0, 0

@@ -60,7 +60,7 @@ class NameTable:
         """The names as an Arrow string array (rebuilt only when names were added)."""
         count = len(self.names)
         if self._arrow is None or len(self._arrow) != count:
-            self._arrow = _strings(self.names[:count])
+            self._arrow = strings_array(self.names[:count])
         return self._arrow
 
 
@@ -216,7 +216,7 @@ class Columns:
         return _batch(
             sch,
             n,
-            kind=_repeat("loop", n),
+            kind=repeat_string("loop", n),
             ctx=_prim(_ints(self.loop_ctx, n)),
             parent=_prim(_ints(self.loop_parent, n)),
             name=names.take(_prim(keys >> 2)),
@@ -238,7 +238,7 @@ class Columns:
         return _batch(
             sch,
             n,
-            kind=_repeat("log", n),
+            kind=repeat_string("log", n),
             seq=_prim(np.arange(self.first_seq, self.first_seq + n, dtype=np.int64)),
             ctx=_prim(_ints(self.log_ctx, n)),
             name=names.take(_prim(keys >> 2)),
@@ -255,9 +255,9 @@ class Columns:
         return _batch(
             sch,
             n,
-            kind=_repeat("end", n),
+            kind=repeat_string("end", n),
             ctx=_prim(np.array([c for c, _ in self.ends], dtype=np.int64)),
-            vtype=_repeat("null", n),
+            vtype=repeat_string("null", n),
             t=_prim(np.array([s for _, s in self.ends], dtype=np.float64)),
         )
 
@@ -275,9 +275,9 @@ class Columns:
         return _batch(
             sch,
             n,
-            kind=_repeat("check", n),
+            kind=repeat_string("check", n),
             ctx=_prim(np.frombuffer(values.log_ctx, dtype=np.int64)),
-            name=_strings(local.names).take(_prim(karr >> 2)),
+            name=strings_array(local.names).take(_prim(karr >> 2)),
             vtype=vt,
             v_int=vi,
             v_float=vf,
@@ -290,7 +290,7 @@ _VTYPES_ARROW: list[pa.Array] = []
 
 def _vtypes() -> pa.Array:
     if not _VTYPES_ARROW:
-        _VTYPES_ARROW.append(_strings(_VTYPES))
+        _VTYPES_ARROW.append(strings_array(_VTYPES))
     return _VTYPES_ARROW[0]
 
 
@@ -326,7 +326,7 @@ def _prim(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(values)])
 
 
-def _strings(values: Sequence[str | None]) -> pa.Array:
+def strings_array(values: Sequence[str | None]) -> pa.Array:
     """A string array from Python strings (None: null)."""
     import numpy as np
     import pyarrow as pa
@@ -342,7 +342,8 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(values), [bitmap, pa.py_buffer(offsets), data])
 
 
-def _repeat(text: str, n: int) -> pa.Array:
+def repeat_string(text: str, n: int) -> pa.Array:
+    """A string array of ``text`` ``n`` times (built from buffers: no pandas import)."""
     import numpy as np
     import pyarrow as pa
 
