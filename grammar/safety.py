@@ -397,6 +397,15 @@ def _check_table(table: exp.Table) -> None:
                 "may only read florsql's relations",
                 part,
             )
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.columns and not alias.name:
+        # ``FROM show(1)``: sqlglot reads a call of a name it takes for a keyword as the table
+        # ``show`` with the column list ``(1)``; DuckDB runs it as a table function
+        raise _Refused(
+            f"table function {table.name} is not allowed in florsql queries; FROM takes "
+            "florsql's relations, subqueries, and range, generate_series or unnest",
+            table,
+        )
     if isinstance(name, exp.Identifier) and _PATH_CHARS & set(name.name):
         raise _Refused(
             f'table name "{name.name}" looks like a file path, which DuckDB would read; '

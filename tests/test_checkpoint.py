@@ -7,7 +7,7 @@ import pickle
 import random
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -251,3 +251,25 @@ def test_restored_locals_bring_back_a_script_class_s_attributes() -> None:
     frame_state.restore(frame, cap, {})
     assert (Tally.n, Tally.items) == (3, [1, 2]) and Tally.items is items
     assert callable(Tally.bump)  # methods are code: untouched
+
+
+def tally_fn() -> None:
+    """A function whose attributes hold state (``tally_fn.n += 1``)."""
+
+
+def test_restored_locals_bring_back_a_script_function_s_attributes() -> None:
+    f: Any = tally_fn
+    f.n, f.calls = 3, [1, 2]
+    calls = f.calls
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["tally_fn"], {}, {})
+    assert cap.saved["tally_fn"][0] == "function" and set(cap.saved["tally_fn"][1]) == {
+        "n",
+        "calls",
+    }
+    f.n += 1
+    f.calls.append(9)
+    f.later = "set after the checkpoint"
+    frame_state.restore(frame, cap, {})
+    assert (f.n, f.calls) == (3, [1, 2]) and f.calls is calls
+    assert not hasattr(f, "later") and f.__doc__ and tally_fn is f

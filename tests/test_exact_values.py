@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import florsql
 from florsql import dbapi
 from florsql.cli import main
-from florsql.engine.exact import run_exact
+from florsql.engine.exact import run_exact, type_name
 from florsql.errors import FlorError
 from florsql.flight.backend import open_service
 from florsql.repl.render import render
@@ -148,7 +148,7 @@ def test_db_api_values_equal_duckdbs_own(con: dbapi.Connection, expr: str) -> No
     want, types = _oracle(sql)
     got = [row[0] for row in con.execute(sql).fetchall()]
     assert _same(got, want), (expr, types, got, want)
-    assert con.execute(sql).description[0][1] == types[0].strip('"')
+    assert con.execute(sql).description[0][1] == type_name(duckdb.sqltype(types[0]))
 
 
 def test_the_issues_bignum_is_an_int_everywhere(con: dbapi.Connection, repo: Path) -> None:

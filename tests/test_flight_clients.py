@@ -289,6 +289,39 @@ def test_get_objects_reports_xdbc_type_names(served: dict[str, Any]) -> None:
     assert schema.field("loss").metadata[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == b"logs"
 
 
+def test_browsing_filters_ignore_case_as_sql_names_do(served: dict[str, Any]) -> None:
+    """``SELECT * FROM LOGS`` and ``FROM Main.Runs`` read ``logs`` and ``runs``, but GetTables
+    compared its name and schema patterns case-sensitively: ADBC's ``adbc_get_objects`` with
+    ``LOGS`` or ``MAIN`` found nothing. Now patterns, the catalog and the table types (``TABLE``,
+    JDBC's spelling) ignore case; the names answered are the tables' own."""
+
+    def tables(conn: adbc.Connection, **filters: Any) -> list[str]:
+        objects = conn.adbc_get_objects(depth="tables", **filters).read_all().to_pylist()
+        return [
+            t["table_name"]
+            for c in objects
+            for s in c["catalog_db_schemas"] or ()
+            for t in s["db_schema_tables"] or ()
+        ]
+
+    with _connect(served["uri"]) as conn, conn.cursor() as cur:
+        every = tables(conn)
+        assert "logs" in every and "runs" in every
+        assert tables(conn, table_name_filter="LOGS") == ["logs"]
+        assert tables(conn, table_name_filter="Log%") == ["log_records", "logs"]
+        assert tables(conn, db_schema_filter="MAIN", table_name_filter="RUNS") == ["runs"]
+        assert tables(conn, catalog_filter="FLORSQL", table_name_filter="r_NS") == ["runs"]
+        assert tables(conn, db_schema_filter="public") == []
+        assert tables(conn, table_types_filter=["TABLE"]) == every
+        cur.execute("SELECT count(*) FROM FLORSQL.MAIN.LOGS")
+        assert cur.fetchall()[0][0] > 0  # as SQL reads them
+    client = _flight(served)
+    cmd = pb.CommandGetTables(catalog="FloRSQL", table_name_filter_pattern="LOGS")
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(cmd)))
+    got = client.do_get(info.endpoints[0].ticket).read_all()
+    assert got.column("table_name").to_pylist() == ["logs"]
+
+
 def test_result_schemas_carry_type_names(served: dict[str, Any]) -> None:
     client = _flight(served)
     cmd = pb.CommandStatementQuery(query="SELECT run_id, 1.5::DECIMAL(10,2) AS d FROM runs")

@@ -79,6 +79,11 @@ INFOS = [TableInfo("logs", pa.schema([("loss", pa.float64())])), TableInfo("runs
         ({"catalog": ""}, []),
         ({"catalog": "other"}, []),
         ({"table_types": ["VIEW"]}, []),
+        ({"table_name_filter_pattern": "LOGS"}, ["logs"]),  # names ignore case, as in SQL
+        ({"table_name_filter_pattern": "R_NS"}, ["runs"]),
+        ({"db_schema_filter_pattern": "MAIN"}, ["logs", "runs"]),
+        ({"catalog": "FLORSQL"}, ["logs", "runs"]),
+        ({"table_types": ["TABLE"]}, ["logs", "runs"]),
     ],
 )
 def test_get_tables_filters(kwargs: dict[str, object], names: list[str]) -> None:

@@ -666,6 +666,37 @@ with flor.checkpointing(model=net, optimizer=opt):
         period=2,
     ),
     Pattern(
+        "function_attribute_counters",
+        """
+def bump():
+    bump.n += 1
+
+
+bump.n = 0
+
+
+def track(v):
+    track.calls.append(v)
+
+
+track.calls = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bump()
+            track(int(idx[0]))
+            flor.log("loss", loss.item())
+        flor.log("fn_n", bump.n)  # hindsight
+        flor.log("fn_calls", sum(track.calls))  # hindsight
+""",
+        {"epoch": ["fn_n", "fn_calls"]},
+        period=2,
+    ),
+    Pattern(
         "progress_wrapper_left_by_break",
         """
 class Progress:  # what tqdm does: it holds the flor.loop it wraps, past a break

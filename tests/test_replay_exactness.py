@@ -59,30 +59,26 @@ main()
 """
 )
 
-#: State florsql does not save: an attribute of a function the loop calls (functions count as
-#: code, never saved).
+#: State florsql does not save: a global of another module of the repository, changed by the
+#: loop through that module's function (modules count as code, never saved).
 HIDDEN_STATE = (
     PREAMBLE
     + """
-def bump():
-    bump.n += 1
-
-
-bump.n = 0
-
+import counter
 
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(4)):
         for i in flor.loop("step", range(3)):
-            bump()
+            counter.bump()
             loss = loss_fn(net(X), Y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        flor.log("n", bump.n)
-        flor.log("m", bump.n * 10 + float(net[0].weight.sum()))  # hindsight
+        flor.log("n", counter.n)
+        flor.log("m", counter.n * 10 + float(net[0].weight.sum()))  # hindsight
 """
 )
+HIDDEN_MODULE = {"counter.py": "n = 0\n\n\ndef bump():\n    global n\n    n += 1\n"}
 
 
 #: A trainer class, as many codebases have: the state lives on ``self``.
@@ -168,7 +164,7 @@ def test_runs_recorded_without_saved_locals_replay_in_full(
 
 
 def test_a_rest_replay_that_disagrees_is_redone_in_full(recorder: Recorder, tmp_path: Path) -> None:
-    rec = record_pair(recorder, tmp_path, HIDDEN_STATE, [["--seed", "3"]])
+    rec = record_pair(recorder, tmp_path, HIDDEN_STATE, [["--seed", "3"]], extra=HIDDEN_MODULE)
     sql = "SELECT epoch, m FROM logs WHERE m IS NOT NULL"
     assert "rest: " in _explain(rec.history, sql + " AND epoch = 2")
     with florsql.connect(rec.history, replay="auto") as con:

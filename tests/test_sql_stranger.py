@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wcwidth import wcswidth, wcwidth
 
 import florsql
 from florsql.engine import Engine
@@ -165,6 +168,76 @@ def test_the_shell_prints_any_value_as_duckdb_writes_it(engine: Engine, expr: st
         table = engine.execute(f"SELECT {expr} AS v").table
     printed = list(csv.reader(io.StringIO(render(table, "csv"))))[1][0]
     assert printed == ("" if row[0] is None else row[0])
+
+
+#: Pieces of text that break a table line or its alignment, or that read like the table's own
+#: marks (NULL, padding, the E'...' of an escaped cell), besides plain ones.
+_PIECES = [*"ab '\\\",E", "\n", "\t", "\r", "\x1b", "\x7f", "\x85", "\u2028", "\u202e", "日本",
+           "e\u0301", "NULL", "null", "E'"]  # fmt: skip
+_TEXTS = st.one_of(st.none(), st.lists(st.sampled_from(_PIECES), max_size=6).map("".join))
+
+
+def _cut(line: str, start: int, end: int) -> str:
+    """The characters of ``line`` between terminal columns ``start`` and ``end``."""
+    out, at = [], 0
+    for ch in line:
+        width = max(wcwidth(ch), 0)
+        if start <= at < end or (at == end and width == 0 and out):
+            out.append(ch)
+        at += width
+    return "".join(out)
+
+
+def _read_cell(text: str) -> str | None:
+    """A cell's value back from its printed text, with DuckDB reading an ``E'...'`` literal."""
+    if text == "NULL":
+        return None
+    if text.startswith("E'"):
+        row = duckdb.execute(f"SELECT {text}").fetchone()
+        assert row is not None
+        return str(row[0])
+    return text
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=st.lists(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=3).map("".join),
+                   min_size=2, max_size=2, unique=True),
+    rows=st.lists(st.tuples(_TEXTS, _TEXTS, st.none() | st.integers(-(10**6), 10**6)),
+                  max_size=5),
+)  # fmt: skip
+def test_the_table_mode_prints_one_aligned_line_per_row_that_reads_back(
+    names: list[str], rows: list[tuple[str | None, str | None, int | None]]
+) -> None:
+    """A value holding a newline broke its row across lines; a tab, a wide or combining
+    character or a bidirectional control shifted the columns after it; the string 'NULL', the
+    empty string and padding-like spaces read like NULL or nothing. Now each row is one line,
+    every cell starts at its column's offset (in terminal columns), and each printed cell reads
+    back as the value: ``NULL`` is NULL, an ``E'...'`` cell is the DuckDB literal of the value."""
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    table = pa.table(
+        {
+            names[0]: pa.array(columns[0], pa.string()),
+            names[1]: pa.array(columns[1], pa.string()),
+            "n": pa.array(columns[2], pa.int64()),
+        }
+    )
+    printed = render(table, "table", limit=None)
+    lines = printed.split("\n")
+    assert len(lines) == len(rows) + 3  # header, rule, one line per row, the count
+    assert lines[-1] == f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
+    spans = [(m.start(), m.end()) for m in re.finditer("-+", lines[1])]
+    assert len(spans) == 3
+    for number, line in enumerate([lines[0], *lines[2:-1]]):
+        assert wcswidth(line) <= len(lines[1])  # -1 (a control character) included
+        cells = [_cut(line, a, b).strip(" ") for a, b in spans]
+        want = [*names, "n"] if number == 0 else list(rows[number - 1])
+        if number == 0:
+            assert [_read_cell(c) for c in cells] == want
+            continue
+        got = [_read_cell(c) for c in cells]
+        assert got[:2] == want[:2]
+        assert got[2] == (None if want[2] is None else str(want[2]))
 
 
 def test_a_new_log_named_like_another_scripts_arg_is_a_hindsight_column(tmp_path: Path) -> None:

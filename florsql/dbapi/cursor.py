@@ -75,7 +75,7 @@ class Cursor:
         fields = self._table.schema
         out = []
         for i, f in enumerate(fields):
-            code = types[i].strip('"') if i < len(types) else arrow_type_name(f.type)
+            code = types[i] if i < len(types) else arrow_type_name(f.type)
             out.append((f.name, code, None, None, None, None, True))
         return out
 

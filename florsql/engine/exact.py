@@ -30,11 +30,21 @@ Each field carries its DuckDB type in the metadata key ``florsql.type``, which
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
-__all__ = ["TYPE_KEY", "children", "members", "run_exact", "wire_sql_type"]
+__all__ = [
+    "TYPE_KEY",
+    "children",
+    "members",
+    "parse_type",
+    "run_exact",
+    "type_name",
+    "wire_sql_type",
+]
 
 #: The Arrow field metadata key holding the column's DuckDB type.
 TYPE_KEY = b"florsql.type"
@@ -137,6 +147,36 @@ def _arrow_target(arrow: pa.DataType, t: DuckDBPyType) -> pa.DataType:
     return arrow  # a union holding a HUGEINT keeps it as text (pyarrow cannot cast unions)
 
 
+_NULL_TYPE = re.compile(r'"NULL"(?=$|[\[,)])')
+
+
+def type_name(t: DuckDBPyType) -> str:
+    """DuckDB's name of ``t``, with its untyped NULL written ``NULL`` as florsql states it
+    everywhere (``SHOW COLUMNS``, ``information_schema``, the DB-API, Flight SQL's
+    ``TYPE_NAME``): DuckDB's ``str`` quotes it (``"NULL"``, ``"NULL"[]``) like an identifier.
+
+    Example:
+        >>> type_name(duckdb.sqltype("INTEGER[]"))
+        'INTEGER[]'
+        >>> [type_name(t) for t in duckdb.sql("SELECT NULL, [NULL], {'NULL': NULL}").types]
+        ['NULL', 'NULL[]', 'STRUCT("NULL" NULL)']
+    """
+    return _NULL_TYPE.sub("NULL", str(t))
+
+
+_BARE_NULL = re.compile(r'(?<![\w"])NULL(?=$|[\[,)])')
+
+
+def parse_type(name: str) -> DuckDBPyType:
+    """The DuckDB type :func:`type_name` (or DuckDB) names.
+
+    Example:
+        >>> str(parse_type('STRUCT("NULL" NULL[], b INTEGER)'))
+        'STRUCT("NULL" "NULL"[], b INTEGER)'
+    """
+    return duckdb.sqltype(_BARE_NULL.sub('"NULL"', name))
+
+
 def run_exact(
     con: duckdb.DuckDBPyConnection, sql: str
 ) -> tuple[pa.Table, tuple[DuckDBPyType, ...]]:
@@ -163,7 +203,7 @@ def run_exact(
                         i, table.field(i).with_type(target), column.cast(target)
                     )
     fields = [
-        f.with_metadata({**(f.metadata or {}), TYPE_KEY: str(t).encode()})
+        f.with_metadata({**(f.metadata or {}), TYPE_KEY: type_name(t).encode()})
         for f, t in zip(table.schema, types, strict=True)
     ]
     schema = pa.schema(fields, metadata=table.schema.metadata)

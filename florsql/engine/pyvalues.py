@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
-from florsql.engine.exact import TYPE_KEY, children, members
+from florsql.engine.exact import TYPE_KEY, children, members, parse_type
 from florsql.errors import SqlError
 
 __all__ = ["InexactValueError", "interval_text", "python_columns"]
@@ -57,7 +57,7 @@ class InexactValueError(SqlError):
 
 @functools.lru_cache(maxsize=256)
 def _parse(name: str) -> DuckDBPyType:
-    return duckdb.sqltype(name)
+    return parse_type(name)
 
 
 def _special(t: DuckDBPyType) -> bool:

@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
-from florsql.engine.exact import run_exact
+from florsql.engine.exact import run_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
 from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay
 from florsql.engine.result import Result
@@ -402,7 +402,7 @@ class Engine:
     ) -> tuple[pa.Table, tuple[str, ...]]:
         try:
             table, types = run_exact(con, sql)
-            return table, tuple(str(t) for t in types)
+            return table, tuple(type_name(t) for t in types)
         except Exception as e:
             if type(e).__module__.startswith(("duckdb", "_duckdb")):
                 raise translate_duckdb_error(

@@ -56,11 +56,15 @@ TABLE_TYPES_SCHEMA = pa.schema([pa.field("table_type", pa.utf8(), nullable=False
 
 
 def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
-    """SQL LIKE as the spec's filter patterns use it: ``%`` any run, ``_`` one character.
+    """SQL LIKE as the spec's filter patterns use it: ``%`` any run, ``_`` one character,
+    ignoring case as florsql's SQL names do (``FROM LOGS`` reads ``logs``, so ``LOGS`` and
+    ``Lo%`` find it too).
 
     Example:
         >>> like("lo%", "logs"), like("l_gs", "logs"), like("runs", "logs"), like(None, "x")
         (True, True, False, True)
+        >>> like("LOGS", "logs"), like("Lo%", "logs")
+        (True, True)
     """
     if pattern is None:
         return True
@@ -73,7 +77,7 @@ def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
             continue
         out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
         i += 1
-    return re.fullmatch("".join(out), name, flags=re.DOTALL) is not None
+    return re.fullmatch("".join(out), name, flags=re.DOTALL | re.IGNORECASE) is not None
 
 
 def catalogs() -> pa.Table:
@@ -81,7 +85,9 @@ def catalogs() -> pa.Table:
 
 
 def _catalog_matches(catalog: str | None) -> bool:
-    return catalog is None or catalog == CATALOG_NAME
+    """The spec's ``catalog`` is a name, not a pattern (``""``: tables without one); it ignores
+    case as SQL does (``FLORSQL.main.logs`` reads ``logs``)."""
+    return catalog is None or catalog.lower() == CATALOG_NAME.lower()
 
 
 def db_schemas(cmd: pb.CommandGetDbSchemas) -> pa.Table:
@@ -108,7 +114,8 @@ def _wanted(cmd: pb.CommandGetTables, info: TableInfo) -> bool:
         cmd.table_name_filter_pattern, info.name
     ):
         return False
-    return not cmd.table_types or info.table_type in cmd.table_types
+    # ``TABLE`` (JDBC's and ODBC's spelling) finds the ``table`` tables
+    return not cmd.table_types or info.table_type.lower() in {t.lower() for t in cmd.table_types}
 
 
 def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:

@@ -62,8 +62,14 @@ def florsql_version() -> str:
 
 
 def user_relations(catalog: Catalog) -> dict[str, dict[str, str]]:
-    """Every relation a query may read, with its columns and types, ``logs`` first."""
-    logs = {c.name: (c.sql_type if c.sql_type != "NULL" else "VARCHAR") for c in catalog.columns}
+    """Every relation a query may read, with its columns and types, ``logs`` first.
+
+    A log column nothing has a value of yet (a hindsight name no replay computed, a name only
+    ever logged as ``None``) is ``NULL``: what a query over it returns (DuckDB's untyped NULL,
+    which any expression accepts). A replay that computes values gives it their type, in the
+    catalog every front end reads from then on.
+    """
+    logs = {c.name: c.sql_type for c in catalog.columns}
     return {"logs": logs, **catalog.relations}
 
 

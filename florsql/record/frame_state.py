@@ -15,7 +15,9 @@ How each value is saved:
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
   loaders that shuffle with their own generator: the generators' states;
 - classes the script defines: their data attributes (``Stats.steps``), each pickled;
-- modules, functions, other classes, progress bars, loggers and writers: nothing (code, or
+- functions the script defines: their attributes (``bump.n += 1``, ``track.calls.append(v)``),
+  each pickled; restored in place, and an attribute set after the checkpoint is removed;
+- modules, other functions, other classes, progress bars, loggers and writers: nothing (code, or
   output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects are restored in place, down to what they hold (a
@@ -97,13 +99,20 @@ def capture(
             out.missed[name] = refused[name]
             continue
         value = values[name]
-        script_class = isinstance(value, type) and value.__module__ == values.get("__name__")
-        if id(value) in registered or (_stateless(value) and not script_class):
+        module = values.get("__name__")
+        script_class = isinstance(value, type) and value.__module__ == module
+        script_function = isinstance(value, types.FunctionType) and value.__module__ == module
+        if id(value) in registered or (
+            _stateless(value) and not script_class and not script_function
+        ):
             out.kept.append(name)
             continue
         try:
             if script_class:
                 out.saved[name] = ("class", _class_state(value, registered))
+                continue
+            if script_function:
+                out.saved[name] = ("function", _function_state(value, registered))
                 continue
             out.saved[name] = _save(value, registered)
         except Exception as e:  # whatever a user object raises when pickled
@@ -125,6 +134,20 @@ def _class_state(cls: type, registered: dict[int, str]) -> dict[str, bytes]:
         if attr in _CLASS_CACHES or (attr.startswith("__") and attr.endswith("__")):
             continue
         if isinstance(v, (type, staticmethod, classmethod)) or hasattr(type(v), "__get__"):
+            continue
+        data = _dumps(v, registered)
+        if len(data) > MAX_BYTES:
+            raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        out[attr] = data
+    return out
+
+
+def _function_state(fn: types.FunctionType, registered: dict[int, str]) -> dict[str, bytes]:
+    """The attributes of a function the script defines (``bump.n += 1``), each pickled; the
+    dunders ``functools.wraps`` sets (``__wrapped__``...) are code."""
+    out: dict[str, bytes] = {}
+    for attr, v in vars(fn).items():
+        if attr.startswith("__") and attr.endswith("__"):
             continue
         data = _dumps(v, registered)
         if len(data) > MAX_BYTES:
@@ -270,7 +293,11 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
     if kind == "state":
         cur.load_state_dict(data)
         return _IN_PLACE
-    if kind == "class":
+    if kind == "class" or kind == "function":
+        if kind == "function":
+            for attr in [a for a in cur.__dict__ if a not in data]:
+                if not (attr.startswith("__") and attr.endswith("__")):
+                    delattr(cur, attr)  # set after the checkpoint was taken
         seen: set[int] = set()
         for attr, blob in data.items():
             new = _Unpickler(io.BytesIO(blob), objs).load()

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+from wcwidth import wcswidth
 
 from florsql.engine.exact import TYPE_KEY
 from florsql.engine.pyvalues import python_columns
@@ -22,6 +23,8 @@ from florsql.repl.service import ReplayEstimate, ReplayProgress
 __all__ = [
     "cell",
     "confirm_text",
+    "display",
+    "display_width",
     "duration",
     "progress_line",
     "render",
@@ -160,6 +163,68 @@ def _blob(value: bytes) -> str:
 _BLOB_ESCAPED = frozenset(b"\\'\"")
 
 
+#: Characters that would break a table's line or alignment: C0 and C1 controls (newline, tab,
+#: carriage return, escape...), the line and paragraph separators, and the bidirectional
+#: controls (which reorder the rest of the line on a terminal).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def display(text: str) -> str:
+    r"""``text`` (a cell's, a column name) as the table and line modes show it: on one line, so
+    that it cannot break a row or the alignment, and unambiguously.
+
+    Text shows as it is, unless it would be unclear: it holds a character of :data:`_UNSAFE`,
+    is empty, starts or ends with a space (the padding would hide it), reads ``NULL`` in any
+    case (the NULL cell reads so), or starts with ``E'``. Then it shows as a DuckDB escape
+    string literal, ``E'...'``, with ``\\``, ``\'``, ``\n``, ``\t``, ``\r`` and other such
+    characters as the ``\xHH`` escapes of their UTF-8 bytes: the literal reads back as the
+    same text in a query (a NUL byte excepted: DuckDB takes none in a literal).
+
+    Example:
+        >>> display("loss"), display("a\nb\tc"), display("it's\n"), display("")
+        ('loss', "E'a\\nb\\tc'", "E'it\\'s\\n'", "E''")
+        >>> display("NULL"), display(" x"), display("E'x'"), display("C:\\dir")
+        ("E'NULL'", "E' x'", "E'E\\'x\\''", 'C:\\dir')
+    """
+    plain = (
+        text != ""
+        and text[0] != " "
+        and text[-1] != " "
+        and text.upper() != NULL
+        and not text.startswith("E'")
+        and _UNSAFE.search(text) is None
+    )
+    if plain:
+        return text
+    out = []
+    for ch in text:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif _UNSAFE.match(ch):
+            out.append("".join(f"\\x{b:02X}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "E'" + "".join(out) + "'"
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes (wide East Asian characters two, combining
+    marks none), for text :func:`display` made safe.
+
+    Example:
+        >>> display_width("abc"), display_width("日本"), display_width("e\u0301")
+        (3, 4, 1)
+    """
+    width = wcswidth(text)
+    return width if width >= 0 else len(text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def _text_columns(table: pa.Table) -> list[list[object]]:
     """The columns' values for display: exact (big integers, DuckDB's text of intervals,
     nanosecond timestamps, infinite dates...), see :mod:`florsql.engine.pyvalues`."""
@@ -189,23 +254,21 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
         (2 rows)
     """
     shown = table if limit is None else table.slice(0, limit)
-    names = table.column_names
+    names = [display(n) for n in table.column_names]
     columns = [
-        [cell(v, f.type) for v in values]
+        [NULL if v is None else display(cell(v, f.type)) for v in values]
         for values, f in zip(_text_columns(shown), shown.schema, strict=True)
     ]
-    widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns, strict=True)]
-    right = [_numeric(f) for f in table.schema]
-    heads = [
-        n.rjust(w) if num else n.ljust(w) for n, w, num in zip(names, widths, right, strict=True)
+    widths = [
+        max([display_width(n), *map(display_width, col)])
+        for n, col in zip(names, columns, strict=True)
     ]
+    right = [_numeric(f) for f in table.schema]
+    heads = [_pad(n, w, num) for n, w, num in zip(names, widths, right, strict=True)]
     lines = ["  ".join(heads).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for r in range(shown.num_rows):
-        parts = [
-            col[r].rjust(w) if num else col[r].ljust(w)
-            for col, w, num in zip(columns, widths, right, strict=True)
-        ]
+        parts = [_pad(col[r], w, num) for col, w, num in zip(columns, widths, right, strict=True)]
         lines.append("  ".join(parts).rstrip())
     footer = _count(table.num_rows)
     if shown.num_rows < table.num_rows:
@@ -314,11 +377,14 @@ def unique_names(names: list[str]) -> list[str]:
 def render_lines(table: pa.Table, limit: int | None = 100) -> str:
     """One ``column = value`` line per field, a blank line between rows, and the count."""
     shown = table if limit is None else table.slice(0, limit)
-    width = max((len(n) for n in table.column_names), default=0)
-    names = table.column_names
+    names = [display(n) for n in table.column_names]
+    width = max(map(display_width, names), default=0)
     types = [f.type for f in shown.schema]
     blocks = [
-        "\n".join(f"{k:>{width}} = {cell(v, t)}" for k, v, t in zip(names, row, types, strict=True))
+        "\n".join(
+            f"{_pad(k, width, True)} = {NULL if v is None else display(cell(v, t))}"
+            for k, v, t in zip(names, row, types, strict=True)
+        )
         for row in zip(*_text_columns(shown), strict=True)
     ]
     return "\n\n".join([*blocks, _count(table.num_rows)])
