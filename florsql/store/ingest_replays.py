@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from florsql.store import layout
 from florsql.store.ingest import Damage, describe_error, is_epoch_seconds, is_int64
 from florsql.store.replays import DONE, FAILED, failed_tasks, finished_tasks, spec_path
+from florsql.store.rows import ordinals, repeat_string
 from florsql.store.segments import list_segments, read_checked_segment
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
     import pyarrow as pa
 
     seen = {(r, t) for r, t in con.execute("SELECT replay_id, task_id FROM replays").fetchall()}
-    count = 0
+    # Every new task's rows go in at once: a handful of statements per refresh, not per task
+    # (each costs milliseconds; a query replaying 40 runs ingests 40 tasks as it answers).
+    batch: list[pa.Table] = []
+    finished: list[tuple[str, str, dict[str, Any]]] = []
     for folder in finished_tasks(repo):
         replay_id, task_id = folder.parent.name, folder.name
         if (replay_id, task_id) in seen:
@@ -86,15 +90,29 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                 damage.report(path, skipped, describe_error(error))
                 break
         else:
-            if tables:
-                con.register("task_rows", pa.concat_tables(tables))
-                try:
-                    _insert(con, replay_id, task_id, done["run_id"])
-                finally:
-                    con.unregister("task_rows")
-            con.execute(
-                "INSERT INTO replays VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
+            for table in tables:
+                n = table.num_rows
+                for column, value in (
+                    ("replay_id", replay_id),
+                    ("task_id", task_id),
+                    ("run_id", done["run_id"]),
+                ):
+                    table = table.append_column(column, repeat_string(value, n))
+                batch.append(table)
+            finished.append((replay_id, task_id, done))
+    if batch:
+        rows = pa.concat_tables(batch)
+        rows = rows.append_column("ord", ordinals(rows.num_rows))  # the tasks' own row order
+        con.register("task_rows", rows)
+        try:
+            _insert(con)
+        finally:
+            con.unregister("task_rows")
+    if finished:
+        con.executemany(
+            "INSERT INTO replays VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
+            [
                 [
                     replay_id,
                     task_id,
@@ -109,13 +127,19 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                     done.get("logs", 0),
                     bool(done.get("after_loop")),
                     list(done.get("data_changed") or []),
-                ],
-            )
-            prints = done.get("fingerprints") or {}
-            rows = [[replay_id, task_id, n.lower(), prints[n]] for n in sorted(prints)]
-            if rows:
-                con.executemany("INSERT INTO replay_names VALUES (?, ?, ?, ?)", rows)
-            count += 1
+                ]
+                for replay_id, task_id, done in finished
+            ],
+        )
+        names = [
+            [replay_id, task_id, n.lower(), prints[n]]
+            for replay_id, task_id, done in finished
+            for prints in [done.get("fingerprints") or {}]
+            for n in sorted(prints)
+        ]
+        if names:
+            con.executemany("INSERT INTO replay_names VALUES (?, ?, ?, ?)", names)
+    count = len(finished)
 
     return count + _ingest_failures(con, repo)
 
@@ -194,36 +218,44 @@ def _read_done(path: Path) -> dict[str, Any]:
     return done
 
 
-def _insert(con: duckdb.DuckDBPyConnection, replay_id: str, task_id: str, run_id: str) -> None:
+def _insert(con: duckdb.DuckDBPyConnection) -> None:
+    """Map the rows of ``task_rows`` (every new task's, tagged with its replay, task and run)
+    to their runs' recorded contexts, by loop path, and insert them."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE task_ctx AS
-        WITH RECURSIVE p(ctx, anc, loop_name, iteration, hops) AS (
-            SELECT ctx, parent, name, iteration, 0 FROM task_rows WHERE kind = 'loop'
+        WITH RECURSIVE p(replay_id, task_id, ctx, anc, loop_name, iteration, hops) AS (
+            SELECT replay_id, task_id, ctx, parent, name, iteration, 0
+            FROM task_rows WHERE kind = 'loop'
             UNION ALL
-            SELECT p.ctx, l.parent, l.name, l.iteration, p.hops + 1
-            FROM p JOIN task_rows l ON l.kind = 'loop' AND l.ctx = p.anc
+            SELECT p.replay_id, p.task_id, p.ctx, l.parent, l.name, l.iteration, p.hops + 1
+            FROM p JOIN task_rows l ON l.kind = 'loop' AND l.replay_id = p.replay_id
+                AND l.task_id = p.task_id AND l.ctx = p.anc
         )
-        SELECT ctx, string_agg(loop_name || '=' || iteration, '/' ORDER BY hops DESC) AS key
-        FROM p GROUP BY ctx"""
+        SELECT replay_id, task_id, ctx,
+               string_agg(loop_name || '=' || iteration, '/' ORDER BY hops DESC) AS key
+        FROM p GROUP BY replay_id, task_id, ctx"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE run_ctx AS
-        SELECT ctx_id, string_agg(loop_name || '=' || iteration, '/' ORDER BY depth) AS key
-        FROM ctx_path WHERE run_id = ? GROUP BY ctx_id""",
-        [run_id],
+        SELECT run_id, key, min(ctx_id) AS ctx_id FROM (
+            SELECT run_id, ctx_id,
+                   string_agg(loop_name || '=' || iteration, '/' ORDER BY depth) AS key
+            FROM ctx_path WHERE run_id IN (SELECT DISTINCT run_id FROM task_rows)
+            GROUP BY run_id, ctx_id)
+        GROUP BY run_id, key"""
     )
     mapped = """FROM task_rows t
-        LEFT JOIN task_ctx k ON k.ctx = t.ctx
-        LEFT JOIN (SELECT key, min(ctx_id) AS ctx_id FROM run_ctx GROUP BY key) r ON r.key = k.key
-        WHERE t.kind = '{kind}' AND (t.ctx = 0 OR r.ctx_id IS NOT NULL)"""
+        LEFT JOIN task_ctx k ON k.replay_id = t.replay_id AND k.task_id = t.task_id
+            AND k.ctx = t.ctx
+        LEFT JOIN run_ctx r ON r.run_id = t.run_id AND r.key = k.key
+        WHERE t.kind = '{kind}' AND (t.ctx = 0 OR r.ctx_id IS NOT NULL) ORDER BY t.ord"""
     con.execute(
-        f"""INSERT INTO replay_log_records SELECT ?, t.seq,
+        f"""INSERT INTO replay_log_records SELECT t.run_id, t.seq,
             CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id END, t.name, t.vtype, t.v_int, t.v_float,
-            t.v_str, ?, ? {mapped.format(kind="log")}""",
-        [run_id, replay_id, task_id],
+            t.v_str, t.replay_id, t.task_id {mapped.format(kind="log")}"""
     )
     con.execute(
-        f"""INSERT INTO replay_checks SELECT ?, ?, ?, CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id
-            END, t.name, t.vtype, t.v_int, t.v_float, t.v_str {mapped.format(kind="check")}""",
-        [replay_id, task_id, run_id],
+        f"""INSERT INTO replay_checks SELECT t.replay_id, t.task_id, t.run_id,
+            CASE WHEN t.ctx = 0 THEN 0 ELSE r.ctx_id END, t.name, t.vtype, t.v_int,
+            t.v_float, t.v_str {mapped.format(kind="check")}"""
     )

@@ -342,6 +342,13 @@ def strings_array(values: Sequence[str | None]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(values), [bitmap, pa.py_buffer(offsets), data])
 
 
+def ordinals(n: int) -> pa.Array:
+    """The int64 array ``0 .. n-1`` (built from a buffer: no pandas import)."""
+    import numpy as np
+
+    return _prim(np.arange(n, dtype=np.int64))
+
+
 def repeat_string(text: str, n: int) -> pa.Array:
     """A string array of ``text`` ``n`` times (built from buffers: no pandas import)."""
     import numpy as np
