@@ -211,8 +211,8 @@ def test_the_table_mode_prints_one_aligned_line_per_row_that_reads_back(
     names: list[str], rows: list[tuple[str | None, str | None, int | None]]
 ) -> None:
     """A value holding a newline broke its row across lines; a tab, a wide or combining
-    character or a bidirectional control shifted the columns after it; the string 'NULL', the
-    empty string and padding-like spaces read like NULL or nothing. Now each row is one line,
+    character or a bidirectional control shifted the columns after it; the string 'NULL' read
+    like NULL and edge spaces like padding. Now each row is one line,
     every cell starts at its column's offset (in terminal columns), and each printed cell reads
     back as the value: ``NULL`` is NULL, an ``E'...'`` cell is the DuckDB literal of the value."""
     columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
