@@ -154,9 +154,72 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     tree = trees[0] if trees else None
     if tree is None:  # sqlglot returns nothing for a statement that starts with ELSE
         raise _not_a_statement(tokens[0], source)
+    _check_clause_order(tokens, source)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
+
+
+#: The clauses of a SELECT in the order DuckDB's grammar takes them (LIMIT, OFFSET and FETCH in
+#: either order); sqlglot takes them in any order (``... ORDER BY x WHERE y``, ``LIMIT 5 ORDER
+#: BY loss``) and answers as if written in this one.
+_CLAUSE_RANK = {
+    TokenType.WHERE: 1,
+    TokenType.GROUP_BY: 2,
+    TokenType.HAVING: 3,
+    TokenType.WINDOW: 4,
+    TokenType.QUALIFY: 5,
+    TokenType.ORDER_BY: 6,
+    TokenType.LIMIT: 7,
+    TokenType.OFFSET: 7,
+    TokenType.FETCH: 7,
+}
+_CLAUSE_RESET = frozenset(
+    {TokenType.SELECT, TokenType.FROM, TokenType.UNION, TokenType.INTERSECT, TokenType.EXCEPT}
+)
+_OPENS = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE})
+_CLOSES = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
+
+
+def _check_clause_order(tokens: list[Token], source: str) -> None:
+    """Refuse a clause written after one DuckDB's grammar wants after it, at its keyword, as
+    DuckDB does (a syntax error), rather than answer the query sqlglot reorders it into.
+
+    Example:
+        >>> parse("SELECT run_id FROM runs LIMIT 5 ORDER BY lr")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        florsql.errors.ParseError: syntax error near 'ORDER BY': ORDER BY cannot follow LIMIT; ...
+          1 | SELECT run_id FROM runs LIMIT 5 ORDER BY lr
+            |                                 ^
+    """
+    seen: list[Token | None] = [None]  # the last clause keyword per nesting level
+    previous: Token | None = None
+    for token in tokens:
+        kind = token.token_type
+        if kind in _OPENS:
+            seen.append(None)
+        elif kind in _CLOSES:
+            if len(seen) > 1:
+                seen.pop()
+        elif kind in _CLAUSE_RESET:
+            seen[-1] = None
+        elif kind in _CLAUSE_RANK and not (
+            previous is not None and previous.token_type in (TokenType.ALIAS, TokenType.DOT)
+        ):  # ``AS limit``, ``t.offset``: a name, not a clause
+            last = seen[-1]
+            if last is not None and _CLAUSE_RANK[last.token_type] > _CLAUSE_RANK[kind]:
+                line, col = line_col(source, token.start)
+                raise ParseError(
+                    f"syntax error near {token.text!r}: {token.text.upper()} cannot follow "
+                    f"{last.text.upper()}; a SELECT's clauses go WHERE, GROUP BY, HAVING, "
+                    "WINDOW, QUALIFY, ORDER BY, LIMIT/OFFSET",
+                    sql=source,
+                    line=line,
+                    col=col,
+                )
+            seen[-1] = token
+        previous = token
 
 
 def _not_a_statement(first: Token, source: str) -> ParseError:

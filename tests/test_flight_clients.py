@@ -322,6 +322,20 @@ def test_browsing_filters_ignore_case_as_sql_names_do(served: dict[str, Any]) ->
     assert got.column("table_name").to_pylist() == ["logs"]
 
 
+def test_adbc_executemany_of_a_query_says_what_to_do(served: dict[str, Any]) -> None:
+    """ADBC's ``executemany`` runs a prepared SELECT as an update; the answer was only "updates
+    are not allowed", which read as if the SELECT wrote. Now it says to run execute() per row,
+    and the cursor still answers queries after it."""
+    with _connect(served["uri"]) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc.Error, match=r"executemany\(\) sends its parameter rows"):
+            cur.executemany("SELECT count(*) FROM runs WHERE lr > ?", [[0.1], [0.15]])
+        got = []
+        for lr in (0.05, 0.15):
+            cur.execute("SELECT count(*) FROM runs WHERE lr > ?", [lr])
+            got.append(cur.fetchall()[0][0])
+        assert got == [2, 1]
+
+
 def test_result_schemas_carry_type_names(served: dict[str, Any]) -> None:
     client = _flight(served)
     cmd = pb.CommandStatementQuery(query="SELECT run_id, 1.5::DECIMAL(10,2) AS d FROM runs")

@@ -20,6 +20,7 @@ from wcwidth import wcswidth, wcwidth
 import florsql
 from florsql.engine import Engine
 from florsql.repl.render import render
+from tests.helpers import make_repo
 from tests.helpers_sql import BASE_TIME, RunBuilder, fixture_history
 
 
@@ -210,8 +211,8 @@ def test_the_table_mode_prints_one_aligned_line_per_row_that_reads_back(
     names: list[str], rows: list[tuple[str | None, str | None, int | None]]
 ) -> None:
     """A value holding a newline broke its row across lines; a tab, a wide or combining
-    character or a bidirectional control shifted the columns after it; the string 'NULL', the
-    empty string and padding-like spaces read like NULL or nothing. Now each row is one line,
+    character or a bidirectional control shifted the columns after it; the string 'NULL' read
+    like NULL and edge spaces like padding. Now each row is one line,
     every cell starts at its column's offset (in terminal columns), and each printed cell reads
     back as the value: ``NULL`` is NULL, an ``E'...'`` cell is the DuckDB literal of the value."""
     columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
@@ -297,7 +298,7 @@ with flor.checkpointing(state=state):
 def test_a_new_log_named_like_another_scripts_arg_replays_exactly(tmp_path: Path) -> None:
     """End to end, with real runs: b.py's new ``k`` statement is replayed for b.py's run and
     equals a full run of the patched b.py; a.py's rows keep their arg."""
-    from tests.helpers import make_repo, run_script, write
+    from tests.helpers import run_script, write
 
     new = 'flor.log("acc", state["w"])\n        flor.log("k", round(state["w"] * 10, 9))'
     repo = make_repo(tmp_path / "r", {"a.py": A_SCRIPT, "b.py": B_SCRIPT})
@@ -317,3 +318,91 @@ def test_a_new_log_named_like_another_scripts_arg_replays_exactly(tmp_path: Path
     ]
     assert [r for r in got if r["filename"] == "b.py"] == want
     assert all(r["k"] is not None for r in want)
+
+
+_CLAUSE_ORDERS = [
+    ("SELECT run_id FROM runs ORDER BY lr WHERE lr > 0", "WHERE cannot follow ORDER BY"),
+    ("SELECT run_id FROM runs LIMIT 1 WHERE lr > 0", "WHERE cannot follow LIMIT"),
+    ("SELECT lr FROM runs HAVING count(*) > 0 GROUP BY lr", "GROUP BY cannot follow HAVING"),
+    ("SELECT lr FROM runs LIMIT 1 ORDER BY lr", "ORDER BY cannot follow LIMIT"),
+    ("SELECT lr FROM runs GROUP BY lr WHERE lr > 0", "WHERE cannot follow GROUP BY"),
+    ("SELECT lr FROM runs QUALIFY true WHERE lr > 0", "WHERE cannot follow QUALIFY"),
+    ("SELECT lr FROM runs UNION SELECT 1 ORDER BY 1 WHERE true", "WHERE cannot follow ORDER BY"),
+    ("SELECT lr FROM runs OFFSET 0 LIMIT 1", None),
+    ("FROM runs SELECT lr WHERE lr > 0", None),
+    ("SELECT 1 AS limit, 2 AS where FROM runs WHERE lr > 0 ORDER BY 1", None),
+    ("SELECT list(lr ORDER BY lr) FILTER (WHERE lr > 0) FROM runs WHERE lr > 0 GROUP BY run_id "
+     "ORDER BY 1 LIMIT 1", None),
+    ("WITH a AS (SELECT lr FROM runs ORDER BY lr LIMIT 3) SELECT * FROM a WHERE lr > 0", None),
+    ("SELECT lr FROM runs WHERE lr > 0 ORDER BY lr OFFSET 1 ROWS FETCH FIRST 1 ROWS ONLY", None),
+    ("SELECT lr FROM runs WHERE lr IN (SELECT 1 LIMIT 1) GROUP BY lr HAVING true", None),
+    ("SELECT sum(lr) OVER (ORDER BY lr) FROM runs WHERE lr > 0 QUALIFY true", None),
+    ("SELECT lr FROM runs GROUP BY lr UNION ALL SELECT 2 WHERE true ORDER BY 1", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "refused"), _CLAUSE_ORDERS)
+def test_clauses_out_of_order_are_a_syntax_error_as_in_duckdb(
+    sql: str, refused: str | None
+) -> None:
+    """sqlglot takes a SELECT's clauses in any order: ``LIMIT 1 ORDER BY lr`` answered the
+    sorted first row, ``HAVING ... GROUP BY`` grouped, where DuckDB answers a syntax error. Now
+    florsql refuses exactly what DuckDB's parser refuses (DuckDB is the oracle), at the keyword."""
+    from florsql.errors import ParseError
+    from florsql.grammar import parse
+
+    oracle = duckdb.connect()
+    oracle.execute("CREATE TABLE runs AS SELECT 0.1 AS lr, 'r1' AS run_id")
+    try:
+        oracle.execute(sql)
+        duck_refused = False
+    except duckdb.ParserException:
+        duck_refused = True
+    assert duck_refused == (refused is not None)
+    if refused is None:
+        assert parse(sql).kind == "select"
+        return
+    with pytest.raises(ParseError, match=refused) as info:
+        parse(sql)
+    keyword = refused.split(" cannot")[0]
+    assert info.value.col == sql.rindex(keyword) + 1  # at the misplaced keyword (1-based)
+
+
+def test_dbapi_refuses_a_set_of_parameters_and_has_callproc_and_nextset(tmp_path: Path) -> None:
+    """A set bound its values in iteration order (``{0.1, 0.2}`` could bind 0.2 to the first
+    ``?``); ``callproc`` and ``nextset`` (optional in PEP 249) were missing attributes. Now a set
+    is refused as the string is, ``callproc`` raises ``NotSupportedError`` and ``nextset``
+    answers None (one result set per statement) or, without a result, ``ProgrammingError``."""
+    repo = _shared_names_history(make_repo(tmp_path / "repo"))
+    with florsql.connect(repo, replay="off") as con, con.cursor() as cur:
+        with pytest.raises(florsql.ProgrammingError, match="a set has no order"):
+            cur.execute("SELECT ? < ?", {0.1, 0.2})
+        with pytest.raises(florsql.ProgrammingError, match="execute a query first"):
+            cur.nextset()
+        assert cur.execute("SELECT 1").nextset() is None
+        assert cur.fetchall() == [(1,)]
+        with pytest.raises(florsql.NotSupportedError, match="no stored procedures"):
+            cur.callproc("train")
+
+
+def test_connect_in_a_subfolder_reads_the_repositorys_runs_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    """``florsql.connect()`` in a notebook under ``project/notebooks`` made an empty store there
+    (``notebooks/.florsql``) and answered no rows, where ``florsql query`` in the same folder
+    reads the project's; a folder in no git repository got a store too. Now the DB-API (and
+    every front end opening an engine) reads the store of the folder when it has one, else the
+    git repository's around it, and refuses a folder in none, creating nothing."""
+    repo = _shared_names_history(make_repo(tmp_path / "repo"))
+    notebooks = repo / "notebooks"
+    notebooks.mkdir()
+    with florsql.connect(notebooks, replay="off") as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(3,)]
+    assert not (notebooks / ".florsql").exists()
+    frame = florsql.dataframe("acc", repo=notebooks)
+    assert frame.column("acc").to_pylist() == [0.5, None, None, 0.25]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(florsql.Error, match="not inside a git repository"):
+        florsql.connect(outside)
+    assert list(outside.iterdir()) == []

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from florsql.dbapi.exceptions import InterfaceError, ProgrammingError, QueryDataError, wrap_error
+from florsql.dbapi.exceptions import (
+    InterfaceError,
+    NotSupportedError,
+    ProgrammingError,
+    QueryDataError,
+    wrap_error,
+)
 from florsql.engine.pyvalues import InexactValueError, python_columns
 from florsql.errors import FlorError
 from florsql.grammar.placeholders import ACCEPTED
@@ -186,6 +193,17 @@ class Cursor:
     def setoutputsize(self, size: int, column: int | None = None) -> None:
         """Accepted and ignored (PEP 249 allows it)."""
 
+    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
+        """florsql has no stored procedures (PEP 249 makes the method optional)."""
+        self._check()
+        raise NotSupportedError(
+            f"florsql has no stored procedures ({procname!r}): run a query with execute()"
+        )
+
+    def nextset(self) -> None:
+        """None: a statement answers one result set (PEP 249's answer when there is no next)."""
+        self._readable()
+
     def close(self) -> None:
         self.closed = True
         self._table = None
@@ -211,6 +229,8 @@ def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
         raise ProgrammingError(f"named parameters ({names}) are not supported: {message}")
     if isinstance(parameters, str | bytes):
         raise ProgrammingError(message)
+    if isinstance(parameters, AbstractSet):  # {0.1, 0.2} would bind in whatever order it iterates
+        raise ProgrammingError(f"{message}, not a {type(parameters).__name__}: a set has no order")
     try:
         return tuple(parameters)
     except TypeError:

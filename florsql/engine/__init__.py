@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from florsql.engine.hook import Confirm, ReplayExecutor, ReplayOutcome
 from florsql.engine.result import Result
-from florsql.engine.session import Engine, EngineCursor
+from florsql.engine.session import Engine, EngineCursor, store_root
 
-__all__ = ["Confirm", "Engine", "EngineCursor", "ReplayExecutor", "ReplayOutcome", "Result"]
+__all__ = [
+    "Confirm",
+    "Engine",
+    "EngineCursor",
+    "ReplayExecutor",
+    "ReplayOutcome",
+    "Result",
+    "store_root",
+]

@@ -45,6 +45,7 @@ from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
 from florsql.plan.tasks import with_executor
+from florsql.store.layout import store_dir
 from florsql.store.rows import strings_array
 
 if TYPE_CHECKING:
@@ -58,6 +59,33 @@ PLAN_CACHE_SIZE = 64
 
 #: Called with the SQL DuckDB is about to run for a query (see :attr:`Engine.on_run`).
 RunHook = Callable[[str], None]
+
+
+def store_root(repo: Path | str) -> Path:
+    """The folder whose store (``.florsql``) a front end opened on ``repo`` reads: ``repo``
+    itself when it holds one, else the top of the git work tree around it (so a notebook in
+    ``project/notebooks`` reads the project's runs, as ``florsql query`` there does). Nothing is
+    created outside a git repository: a folder in none, holding no store, is refused.
+
+    Example:
+        >>> store_root("project/notebooks")  # doctest: +SKIP
+        PosixPath('/home/me/project')
+    """
+    path = Path(repo).resolve()
+    if not path.is_dir():  # never create a store (and its parents) where none can be
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise StoreError(f"{repo} {what}: pass the path of your project's git repository")
+    if store_dir(path).is_dir():
+        return path
+    from florsql.versions import find_repo_root
+
+    try:
+        return find_repo_root(path)
+    except FlorError as e:
+        raise StoreError(
+            f"{repo} holds no florsql store (.florsql) and is not inside a git repository: "
+            "pass the path of your project's git repository (where your runs were recorded)"
+        ) from e
 
 
 class Engine:
@@ -99,10 +127,7 @@ class Engine:
         wait: float = 0.0,
         duckdb_settings: dict[str, str] | None = None,
     ) -> None:
-        self.repo = Path(repo).resolve()
-        if not self.repo.is_dir():  # never create a store (and its parents) where none can be
-            what = "is not a folder" if self.repo.exists() else "does not exist"
-            raise StoreError(f"{repo} {what}: pass the path of your project's git repository")
+        self.repo = store_root(repo)
         self.settings: dict[str, str] = {"replay": _check_replay(replay)}
         if isinstance(executor, str):
             executor = executor_from(executor)

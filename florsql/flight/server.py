@@ -223,7 +223,14 @@ class FlorFlightServer(flight.FlightServerBase):
             # Unlike commands and action results, this result travels bare, not in an Any.
             writer.write(pa.py_buffer(done.SerializeToString()))
             return
-        if isinstance(cmd, pb.CommandStatementUpdate | pb.CommandPreparedStatementUpdate):
+        if isinstance(cmd, pb.CommandPreparedStatementUpdate):
+            # ADBC's executemany() binds its parameter rows to a prepared statement and runs it
+            # as an update, whatever the statement: a SELECT too
+            raise SqlError(
+                f"{READ_ONLY}; a prepared query runs once per execute(): executemany() sends its "
+                "parameter rows as an update, so run the query with execute() for each row"
+            )
+        if isinstance(cmd, pb.CommandStatementUpdate):
             raise SqlError(READ_ONLY)
         raise NotImplementedError(f"florsql does not serve {type(cmd).__name__}")
 

@@ -175,21 +175,21 @@ def display(text: str) -> str:
     that it cannot break a row or the alignment, and unambiguously.
 
     Text shows as it is, unless it would be unclear: it holds a character of :data:`_UNSAFE`,
-    is empty, starts or ends with a space (the padding would hide it), reads ``NULL`` in any
-    case (the NULL cell reads so), or starts with ``E'``. Then it shows as a DuckDB escape
+    starts or ends with a space (the padding would hide it), reads ``NULL`` in any case (the
+    NULL cell reads so), or starts with ``E'``. (The empty string is an empty cell: NULL is
+    never one.) Then it shows as a DuckDB escape
     string literal, ``E'...'``, with ``\\``, ``\'``, ``\n``, ``\t``, ``\r`` and other such
     characters as the ``\xHH`` escapes of their UTF-8 bytes: the literal reads back as the
     same text in a query (a NUL byte excepted: DuckDB takes none in a literal).
 
     Example:
         >>> display("loss"), display("a\nb\tc"), display("it's\n"), display("")
-        ('loss', "E'a\\nb\\tc'", "E'it\\'s\\n'", "E''")
+        ('loss', "E'a\\nb\\tc'", "E'it\\'s\\n'", '')
         >>> display("NULL"), display(" x"), display("E'x'"), display("C:\\dir")
         ("E'NULL'", "E' x'", "E'E\\'x\\''", 'C:\\dir')
     """
-    plain = (
-        text != ""
-        and text[0] != " "
+    plain = text == "" or (
+        text[0] != " "
         and text[-1] != " "
         and text.upper() != NULL
         and not text.startswith("E'")
