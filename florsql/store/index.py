@@ -124,13 +124,15 @@ class Index:
         damage = Damage(self.con, self.repo)
         self.con.execute("BEGIN TRANSACTION")
         try:
+            runs_changed = False
             for f in files:
-                ingest_run_json(self.con, f, damage)
+                runs_changed |= ingest_run_json(self.con, f, damage)
                 load_manifest(self.con, f, damage)
             segs, rows = ingest_segments(self.con, files, damage)
             tasks = ingest_replays(self.con, self.repo, damage)
             _mark_dead_runs(self.con)
-            define_views(self.con)
+            if runs_changed:  # new args may be new columns of ``runs``; else they stand
+                define_views(self.con)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")

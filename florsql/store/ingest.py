@@ -133,7 +133,9 @@ def _changed(con: duckdb.DuckDBPyConnection, run_id: str, source: str, path: Pat
     return True
 
 
-def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> None:
+def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> bool:
+    """Ingest a run's run.json if it changed; False when it was already ingested as it is
+    (nothing written: the ``runs`` view's arg columns stay as they are)."""
     if not f.run_json.exists():
         # segments without an identity: shown as a damaged run, not dropped
         con.execute("DELETE FROM ingested WHERE run_id = ? AND source = ?", [f.run_id, "run.json"])
@@ -145,9 +147,9 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage)
             f"'{DAMAGED}')",
             "it is missing but the run's segments remain",
         )
-        return
+        return True
     if not _changed(con, f.run_id, layout.RUN_JSON, f.run_json):
-        return
+        return False
     try:
         doc = read_run_doc(f.run_json)
     except (OSError, ValueError) as error:
@@ -160,7 +162,7 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage)
             f"'{DAMAGED}')",
             describe_error(error),
         )
-        return
+        return True
     damage.clear(f.run_json)
     failure = json.dumps(doc["error"]) if doc.get("error") else None
     con.execute("DELETE FROM run_meta WHERE run_id = ?", [f.run_id])
@@ -200,6 +202,7 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage)
     rows = [(f.run_id, name, *split_value(v)) for name, v in (doc.get("args") or {}).items()]
     if rows:
         con.executemany("INSERT INTO args VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return True
 
 
 def run_files(doc: dict[str, Any]) -> list[str]:
