@@ -129,23 +129,38 @@ def test_large_files_get_a_sampled_hash(tmp_path: Path) -> None:
     assert compare_inputs(tmp_path, [same]) == []
 
 
-def test_audit_hook_never_breaks_opens_and_import_stays_light(tmp_path: Path) -> None:
-    """Opens of every kind go through the hook unharmed; the hook imports nothing heavy."""
+def test_the_open_watch_never_breaks_opens_and_import_stays_light(tmp_path: Path) -> None:
+    """Opens of every kind go through the wrapped ``open``/``os.open`` unharmed and are seen;
+    ``open`` still looks like itself; the watch imports nothing heavy."""
     code = """
-import os, sys
+import inspect, io, os, pathlib, pickle, sys
 import florsql
 from florsql.record.watch import WATCH
 open(os.devnull).close()
 fd = os.open(os.devnull, os.O_RDONLY); os.close(fd)
 os.close(os.open(os.fsencode(os.devnull), os.O_RDONLY))
 with open(0, closefd=False): pass
+pathlib.Path("a.txt").write_text("x")
+pathlib.Path("a.txt").read_text()
+with open(file=pathlib.Path("b.bin"), mode="wb", buffering=0) as f: f.write(b"y")
+dfd = os.open(".", os.O_RDONLY)
+os.close(os.open("a.txt", os.O_RDONLY, dir_fd=dfd)); os.close(dfd)
+try:
+    open("missing.txt")
+except FileNotFoundError:
+    pass
 heavy = {"hashlib", "duckdb", "pyarrow", "torch", "sqlglot"} & set(sys.modules)
-print(sorted(heavy), os.devnull in WATCH.read)
+here = os.getcwd()
+print(sorted(heavy), os.devnull in WATCH.read, os.path.join(here, "a.txt") in WATCH.read,
+      os.path.join(here, "a.txt") in WATCH.written, os.path.join(here, "b.bin") in WATCH.written,
+      os.path.join(here, "b.bin") in WATCH.read, open is io.open,
+      pickle.loads(pickle.dumps(open)) is open, "buffering" in str(inspect.signature(open)),
+      open.__name__, os.open.__name__)
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
-    assert out.stdout.split() == ["[]", "True"]
+    assert out.stdout.split() == ["[]", *["True"] * 4, "False", *["True"] * 3, "open", "open"]
 
 
 def test_hashing_reads_a_bounded_amount(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-# Installs the audit hook that notes which files this process opens (data fingerprints):
+# Wraps open() and os.open() to note which files this process opens (data fingerprints):
 # from import on, so that data a script loads before its first record call is seen.
 from florsql.record import watch as _watch  # noqa: F401
 

@@ -2,7 +2,7 @@
 it read from paths git ignores (data), fingerprinted at commit
 (see :mod:`florsql.store.fingerprints`).
 
-The audit hook of :mod:`.watch` only collects paths; everything here runs once, at commit, on
+The open watch of :mod:`.watch` only collects paths; everything here runs once, at commit, on
 the writer thread.
 """
 

@@ -35,7 +35,7 @@ __all__ = [
 FULL_HASH_BYTES = 1 << 20
 #: Content bytes read for hashing at one commit, in all files together.
 HASH_BUDGET_BYTES = 64 << 20
-#: At most this many inputs are listed in run.json (the audit hook keeps 50,000 paths at most).
+#: At most this many inputs are listed in run.json (the open watch keeps 50,000 paths at most).
 MAX_INPUTS = 10_000
 _SAMPLES = 64
 _SAMPLE_BYTES = 16 << 10
