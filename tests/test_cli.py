@@ -275,7 +275,8 @@ def test_the_shell_takes_a_format_to_start_in(repo: Path) -> None:
     """``florsql shell --format csv < report.sql`` printed aligned tables: the shell had no
     --format (only ``.mode``, a line of the script). Now it starts in the format given; ``.mode``
     still changes it."""
-    script = "SELECT lr, count(*) AS n FROM logs GROUP BY ALL ORDER BY ALL;\n.mode line\nSELECT 1 AS a;\n"
+    script = "SELECT lr, count(*) AS n FROM logs GROUP BY ALL ORDER BY ALL;\n"
+    script += ".mode line\nSELECT 1 AS a;\n"
     result = CliRunner().invoke(
         main, ["shell", "--format", "csv", "--repo", str(repo)], input=script
     )
