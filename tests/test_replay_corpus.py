@@ -725,6 +725,68 @@ with flor.checkpointing(model=net, optimizer=opt):
 """,
         {"epoch": ["pbar_n", "w"]},
     ),
+    Pattern(
+        "progress_wrapper_then_validation_loop",
+        """
+class Progress:
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        pbar = Progress(flor.loop("step", torch.randperm(len(X)).split(12)))
+        for i, idx in enumerate(pbar):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            if i == 1 + epoch % 2:
+                break
+        with torch.no_grad():
+            for vidx in flor.loop("vstep", torch.arange(len(XV)).split(8)):
+                out = net(XV[vidx])
+                flor.log("vloss", loss_fn(out, YV[vidx]).item())  # hindsight
+        flor.log("pbar_n", pbar.n)  # hindsight
+""",
+        {"epoch, vstep": ["vloss"], "epoch": ["pbar_n"]},
+    ),
+    Pattern(
+        "progress_wrapper_on_the_outer_loop_left_by_break",
+        """
+class Progress:
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    pbar = Progress(flor.loop("epoch", range(epochs)))
+    for epoch in pbar:
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+        if epoch == epochs - 2:
+            break
+flor.log("final_w", float(net[0].weight.sum()))  # hindsight
+flor.log("epochs_seen", pbar.n)  # hindsight
+""",
+        {"epoch": ["w"], "": ["final_w", "epochs_seen"]},
+    ),
 ]
 
 

@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "loop_at"]
+__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "for_statements", "loop_at"]
 
 #: Names bound to the record API's module in scripts (``import florsql as flor``...).
 FLOR_MODULES = frozenset({"flor", "florsql", "flordb"})
@@ -276,6 +276,9 @@ class _Finder:
         self.modules, self.loop_names = aliases
         self.escaped = escaped
         self.found: list[LoopFacts] = []
+        #: names bound in the scope being walked to a wrapper of a ``flor.loop`` call
+        #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates them
+        self.wrapped: dict[str, tuple[str, ast.Call]] = {}
 
     def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
         """``(name, call)`` when ``node`` contains ``flor.loop("name", ...)``."""
@@ -296,6 +299,7 @@ class _Finder:
 
     def scope(self, body: list[ast.stmt], name: str) -> None:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
+        self.wrapped = {}
         self._walk(body, name, parent=None, after=[], guarded=False)
         for node in _own_nodes(body):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -314,8 +318,19 @@ class _Finder:
         handler of the same scope may catch what ``body`` raises."""
         for i, stmt in enumerate(body):
             rest = [body[i + 1 :], *after]
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    call = self.loop_call(stmt.value)
+                    if call is not None:
+                        self.wrapped[target.id] = call
+                    else:
+                        self.wrapped.pop(target.id, None)
             if isinstance(stmt, (ast.For, ast.AsyncFor)):
                 found = self.loop_call(stmt.iter)
+                if found is None:  # ``for x in enumerate(pbar)``, pbar wrapping a flor.loop
+                    held = [self.wrapped[n] for n in _iterated(stmt.iter) if n in self.wrapped]
+                    found = held[0] if len(held) == 1 else None
                 if found is not None:
                     facts = self._facts(stmt, found, scope, parent, rest, guarded)
                     self.found.append(facts)
@@ -342,6 +357,7 @@ class _Finder:
         call = found[1]
         for a in call.args[1:]:
             changed |= _iterated(a)  # iterating may advance the object's own state
+        changed |= _iterated(node.iter)  # a wrapper of the flor.loop (a progress bar) too
         live_in = _reads_before_defs(node.body, set(targets)) | self.escaped.reads
         after = [s for block in rest for s in block]
         return LoopFacts(
@@ -648,3 +664,27 @@ def _loads_of_target(target: ast.AST) -> set[str]:
 
 def _read_target(target: ast.AST, defined: set[str], reads: set[str]) -> None:
     reads.update(_loads_of_target(target) - defined)
+
+
+@lru_cache(maxsize=64)
+def for_statements(source: str) -> tuple[tuple[int, int, int], ...]:
+    """Every ``for`` statement of a script as ``(first line, last header line, last line)``
+    (empty when it does not parse): where a loop's header and body lie, so the recording can
+    tell that the code running in a frame has left the ``for`` that iterates a ``flor.loop``.
+
+    Example:
+        >>> for_statements("for x in (\\n  data\\n):\\n    pass\\nz = 1\\n")
+        ((1, 3, 4),)
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return ()
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            end = node.end_lineno or node.lineno
+            # The body's first line may share the header's (``for x in y: f(x)``).
+            header = max(node.iter.end_lineno or 0, node.body[0].lineno - 1, node.lineno)
+            out.append((node.lineno, header, end))
+    return tuple(sorted(out))
