@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ with flor.checkpointing(state=state):
 """
 NEW = 'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)'
 NEW3 = NEW + '\n        flor.log("w3", state["w"] * 3)'
+IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
 
 
 @pytest.fixture
@@ -229,3 +231,36 @@ def test_a_deep_repository_path(repo: Path, tmp_path: Path) -> None:
     rows = query(deep, "SELECT run, epoch, w, w2 FROM logs")
     check_values(rows, "w2", 2)
     assert pid_alive(int(str(state(deep)["pid"])))
+
+
+def test_an_upgrade_in_place_replaces_the_service(repo: Path, tmp_path: Path) -> None:
+    """florsql upgraded (same path, new code: a new task spec field) while its service runs:
+    the next query replaces the service rather than hand it tasks it cannot read."""
+    source = Path(service.__file__).parent.parent  # the florsql package
+    site = tmp_path / "site"
+    shutil.copytree(source, site / "florsql", symlinks=True, ignore=IGNORE_CACHES)
+    for link in (site / "florsql").iterdir():  # a package folder kept beside it (a symlink)
+        if link.is_symlink():
+            target = (source / os.readlink(link)).resolve()
+            shutil.copytree(
+                target,
+                site / os.readlink(link).split("/")[-1],
+                dirs_exist_ok=True,
+                ignore=IGNORE_CACHES,
+            )
+    env = {"PYTHONPATH": str(site)}
+    first = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 0", **env)
+    check_values(first, "w2", 2)
+    old = int(str(state(repo)["pid"]))
+    assert str(state(repo)["florsql"]) == str(site / "florsql")
+    # The upgrade: the task spec gains a field (the old service's tasks could not read it).
+    spec = site / "florsql" / "store" / "replays.py"
+    text = spec.read_text()
+    anchor = "    fingerprints: dict[str, str] = field(default_factory=dict)\n"
+    assert anchor in text
+    spec.write_text(text.replace(anchor, anchor + "    upgraded: bool = True\n"))
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 1", **env)
+    check_values(rows, "w2", 2)
+    new = int(str(state(repo)["pid"]))
+    assert new != old and pid_alive(new)
+    wait_gone(old)  # told to stop, it had nothing left to run
