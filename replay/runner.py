@@ -42,8 +42,9 @@ class Patch:
         if self.read is None or not sources:
             return True  # a caller's own patcher, or a request without sources: as given
         return all(
-            sources.get(path, digest) == digest if path not in self.files else
-            sources.get(path) == digest
+            sources.get(path, digest) == digest
+            if path not in self.files
+            else sources.get(path) == digest
             for path, digest in self.read.items()
         )
 

@@ -92,7 +92,8 @@ def _source_digest(package: str) -> str:
                 path = os.path.join(folder, name)
                 with contextlib.suppress(OSError):
                     st = os.stat(path)
-                    found.append(f"{os.path.relpath(path, package)}\0{st.st_size}\0{st.st_mtime_ns}")
+                    where = os.path.relpath(path, package)
+                    found.append(f"{where}\0{st.st_size}\0{st.st_mtime_ns}")
     digest.update("\n".join(sorted(found)).encode())
     return digest.hexdigest()[:32]
 
