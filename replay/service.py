@@ -76,14 +76,11 @@ def enabled() -> bool:
 
 
 def _source_digest(package: str) -> str:
-    """A digest of florsql's version and of its source files (path, size, modification time),
-    taken as this module is imported: the code this process runs. An upgrade in place (same
-    path, other files) changes it."""
+    """A digest of florsql's source files (path, size, modification time; ``__init__.py``
+    holds the version): an upgrade in place (same path, other files) changes it."""
     import hashlib
 
-    import florsql
-
-    digest = hashlib.sha256(str(getattr(florsql, "__version__", "")).encode())
+    digest = hashlib.sha256()
     found = []
     for folder, dirs, files in os.walk(package, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -99,8 +96,14 @@ def _source_digest(package: str) -> str:
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: This process's florsql code (see :func:`_source_digest`).
+#: This process's florsql code (see :func:`_source_digest`), taken as it imports this module.
 SOURCE = _source_digest(_PACKAGE)
+
+
+def outdated() -> bool:
+    """Whether florsql's files changed since this process imported it (upgraded in place
+    meanwhile): its code is then the old one, and it leaves a newer service alone."""
+    return _source_digest(_PACKAGE) != SOURCE
 
 
 def identity() -> dict[str, str]:
@@ -211,6 +214,9 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
     conn = _try_connect(store)
     if conn is not None and conn.info.get("identity") == identity():
         return conn
+    if conn is not None and outdated():
+        conn.close()  # this process runs florsql's old code: the service is not the one to go
+        raise ServiceUnavailable("florsql was upgraded since this process imported it")
     if conn is not None:  # another interpreter's service: let it wind down, start ours
         with contextlib.suppress(OSError, ValueError, ConnectionError):
             conn.ask({"stop": True})

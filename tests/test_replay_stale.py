@@ -300,10 +300,10 @@ for epoch in flor.loop("epoch", range(3)):
 """
 
 
-def _key(text: str, name: str = "g") -> str:
+def _key(text: str, name: str = "g", recorded: frozenset[str] = frozenset()) -> str:
     code = scan_source(text, "t.py")
     assert code is not None
-    return statement_fingerprints([code])[name]
+    return statement_fingerprints([code], recorded)[name]
 
 
 def test_what_changes_a_statement_key() -> None:
@@ -326,6 +326,13 @@ def test_what_changes_a_statement_key() -> None:
     ]
     for text in changed:
         assert _key(text) != base, text
+    # A neighbour of another name counts once some run recorded it (an anchor): where it sits.
+    h = frozenset({"h"})
+    beside = LOOP.replace('flor.log("g", g)', 'flor.log("g", g)\n    flor.log("h", 1)')
+    before = LOOP.replace("    g = x + 1\n", '    flor.log("h", 1)\n    g = x + 1\n')
+    assert _key(beside, recorded=h) != base
+    assert _key(before, recorded=h) not in (base, _key(beside, recorded=h))
+    assert _key(beside, recorded=frozenset({"other"})) == base
     assert statement_keys("def broken(:\n") == []
 
 

@@ -34,7 +34,7 @@ class VersionPropagation:
     files: Mapping[str, Propagation] = field(default_factory=dict)
     unplaced: tuple[str, ...] = ()  # names asked for that no file of this version can take
     #: path -> sha256 of the latest text each propagation read (what it placed is from these)
-    read: Mapping[str, str] = field(default_factory=dict)
+    read: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def failure_messages(self) -> list[str]:
         """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
