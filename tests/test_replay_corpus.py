@@ -787,6 +787,139 @@ flor.log("epochs_seen", pbar.n)  # hindsight
 """,
         {"epoch": ["w"], "": ["final_w", "epochs_seen"]},
     ),
+    Pattern(
+        "closure_dataclass_and_random_instance",
+        """
+import copy
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    lr: float = 0.2
+    seen: int = 0
+
+
+cfg = Config()
+rng = random.Random(seed)
+hist = []
+record = lambda v: hist.append(v)  # a lambda closing over a list: not a def
+scale = __import__("functools").partial(pow, 2.0)  # a partial of a builtin: picklable
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            cfg.seen += len(idx)
+            record(scale(-loss.item()) + rng.random())
+            flor.log("loss", loss.item())
+        cfg.lr *= 0.9
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr
+        flor.log("hist_sum", sum(hist))  # hindsight
+        flor.log("hist_n", len(hist))  # hindsight
+        flor.log("cfg_seen", cfg.seen)  # hindsight
+        flor.log("rng_next", copy.deepcopy(rng).random())  # hindsight (a copy: only reads)
+""",
+        {"epoch": ["hist_sum", "hist_n", "cfg_seen", "rng_next"]},
+        period=2,
+    ),
+    Pattern(
+        "warmup_from_global_counter_and_reseeded_dropout",
+        """
+import copy
+import itertools
+
+net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+noise = itertools.cycle([0.0, 0.01, -0.02])
+gstep, warm = 0, 6
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        torch.manual_seed(100 + epoch)  # re-seeded per epoch: dropout masks
+        for idx, eps in zip(flor.loop("step", torch.randperm(len(X)).split(12)), noise):
+            lr = 0.2 * min(1.0, (gstep + 1) / warm)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = loss_fn(net(X[idx] + eps), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            gstep += 1
+            flor.log("loss", loss.item())
+            flor.log("lr_step", lr)  # hindsight
+        flor.log("gstep", gstep)  # hindsight
+        flor.log("next_eps", next(copy.deepcopy(noise)))  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["gstep", "next_eps", "w"], "epoch, step": ["lr_step"]},
+        period=2,
+    ),
+    Pattern(
+        "generator_pipeline_and_patience",
+        """
+def batches():
+    perm_seed = 0
+    while True:
+        g = torch.Generator().manual_seed(perm_seed)
+        for idx in torch.randperm(len(X), generator=g).split(12):
+            yield idx
+        perm_seed += 1
+
+
+stream = batches()  # one generator across epochs: its position is state
+YV = 1 - YV
+best, bad, stopped = float("inf"), 0, -1
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs + 2)):
+        for step in flor.loop("step", range(3)):
+            idx = next(stream)
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if val < best - 1e-4:
+            best, bad = val, 0
+        else:
+            bad += 1
+        flor.log("val", val)
+        flor.log("bad", bad)  # hindsight
+        flor.log("last_idx", int(idx[0]))  # hindsight
+        if bad >= 2:
+            stopped = epoch
+            break
+flor.log("stopped", stopped)  # hindsight
+flor.log("best", best)  # hindsight
+""",
+        {"epoch": ["bad", "last_idx"], "": ["stopped", "best"]},
+    ),
+    Pattern(
+        "lambda_hook_and_lambda_closure",
+        """
+acts, hist = {}, []
+net[1].register_forward_hook(lambda m, i, o: acts.update(relu=float(o.mean())))
+record = lambda v: hist.append(v)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            record(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("relu_mean", acts["relu"])  # hindsight
+        flor.log("hist_sum", sum(hist))  # hindsight
+""",
+        {"epoch": ["relu_mean", "hist_sum"]},
+        period=2,
+    ),
 ]
 
 

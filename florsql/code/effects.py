@@ -18,8 +18,10 @@ stay light):
 Functions of the same file are followed: a call ``track(v)`` (or ``obj.track(v)``) to a function
 defined in the file changes what that function may bind or mutate outside itself (``global`` and
 ``nonlocal`` names, objects it reaches through free names: ``stats["n"] += 1``), transitively,
-and reads its free names. A function that escapes (passed as a callback, stored: a forward hook)
-may run at any call, so what it changes counts as changed by every loop.
+and reads its free names. A lambda counts as a function: named by the name it is assigned to
+(``record = lambda v: hist.append(v)``), else escaping. A function that escapes (passed as a
+callback, stored: a forward hook) may run at any call, so what it changes counts as changed by
+every loop.
 
 Everything is an over-approximation: a name too many makes replay run more, never wrong.
 """
@@ -195,6 +197,8 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
     are merged), computed to a fixed point over the calls between them; and the merged summary
     of the functions that escape (used other than by calling them by name)."""
     defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    lambdas, anonymous = _lambdas(tree)
+    defs += lambdas
     called = {
         id(c.func) for c in ast.walk(tree) if isinstance(c, ast.Call)
     }  # a name in a call's function position is a call, not an escape
@@ -219,11 +223,38 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         if new == out:
             break
         out = new
+    loaded |= anonymous  # a lambda passed on (a hook, a callback) runs where it is called
     escaped = _Summary(
         frozenset(n for name, s in out.items() if name in loaded for n in s.mutates),
         frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
     )
     return out, escaped
+
+
+def _lambdas(tree: ast.Module) -> tuple[list[ast.FunctionDef], set[str]]:
+    """Every lambda of ``tree`` as a function (``return body``): named by the name it is
+    assigned to (``record = lambda v: hist.append(v)``), else by its place, then listed among
+    the names of the functions that escape (passed to a call: a hook, a key function)."""
+    named = {
+        id(n.value): n.targets[0].id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        and len(n.targets) == 1
+        and isinstance(n.targets[0], ast.Name)
+        and isinstance(n.value, ast.Lambda)
+    }
+    out: list[ast.FunctionDef] = []
+    anonymous: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Lambda):
+            name = named.get(id(n)) or f"<lambda {n.lineno}:{n.col_offset}>"
+            if id(n) not in named:
+                anonymous.add(name)
+            fn = ast.FunctionDef(
+                name=name, args=n.args, body=[ast.Return(n.body)], decorator_list=[], returns=None
+            )
+            out.append(ast.copy_location(fn, n))
+    return out, anonymous
 
 
 def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Summary:
