@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from threading import get_ident
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -168,6 +169,7 @@ class ReplayRun:
         #: (florsql.record.consumer): its name and its consumer
         self.watched: tuple[str, Consumer] | None = None
         self.consumers: dict[str, Consumer] = {}
+        self.thread = get_ident()  # the script's thread
         self.iters: dict[str, int] = {}
         self.objs: dict[str, Any] = {}
         self.scopes: list[Any] = []
@@ -192,8 +194,8 @@ class ReplayRun:
         return value
 
     def log(self, name: str, value: Any) -> Any:
-        if self.watched is not None and self.watched[1].left():
-            self._close_left()
+        if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
+            self._close_left()  # only the script's thread: it is the one iterating
         if name in self.names:
             if self._storing():
                 self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
@@ -215,8 +217,8 @@ class ReplayRun:
         )
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
-        if self.watched is not None and self.watched[1].left():
-            self._close_left()
+        if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
+            self._close_left()  # only the script's thread: it is the one iterating
         if not self.frames and name == self.spec.loop:
             if self.phases.loop_in is None:
                 self.phases.loop_in = time.time()

@@ -205,8 +205,8 @@ class Run:
         return value
 
     def log(self, name: str, value: Any) -> Any:
-        if self.watched is not None and self.watched[1].left():
-            self._close_left()
+        if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
+            self._close_left()  # only the training thread: it is the one iterating
         key = self.log_keys.get(name)
         if key is None:
             key = self._first_log(name)
@@ -246,8 +246,8 @@ class Run:
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not isinstance(name, str) or not name:
             raise RecordError(f"flor.loop needs a non-empty string name, got {name!r}")
-        if self.watched is not None and self.watched[1].left():
-            self._close_left()
+        if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
+            self._close_left()  # only the training thread: it is the one iterating
         if self._is_loop(name):
             raise RecordError(
                 f"flor.loop({name!r}) is nested inside another flor.loop({name!r}); "
