@@ -802,7 +802,7 @@ class Config:
 
 
 cfg = Config()
-rng = random.Random(seed)
+rng = random.Random(seed)  # the statement reads a copy: it must not draw
 hist = []
 record = lambda v: hist.append(v)  # a lambda closing over a list: not a def
 scale = __import__("functools").partial(pow, 2.0)  # a partial of a builtin: picklable
@@ -822,7 +822,7 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("hist_sum", sum(hist))  # hindsight
         flor.log("hist_n", len(hist))  # hindsight
         flor.log("cfg_seen", cfg.seen)  # hindsight
-        flor.log("rng_next", copy.deepcopy(rng).random())  # hindsight (a copy: only reads)
+        flor.log("rng_next", copy.deepcopy(rng).random())  # hindsight
 """,
         {"epoch": ["hist_sum", "hist_n", "cfg_seen", "rng_next"]},
         period=2,

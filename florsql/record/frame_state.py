@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import io
 import pickle
+import random
 import sys
 import types
 from collections import ChainMap
@@ -336,6 +337,10 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
     elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
+    elif isinstance(cur, random.Random):
+        # Its state is the C generator's, not its __dict__ (filling that restored nothing).
+        cur.setstate(saved.getstate())
+        cur.__dict__.update(saved.__dict__)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
         own = cur.__dict__
         merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
