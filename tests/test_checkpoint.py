@@ -289,3 +289,23 @@ def test_restored_locals_bring_back_a_random_instance_s_state() -> None:
         rng.random()
     frame_state.restore(frame, cap, {})
     assert alias[0] is rng and rng.random() == want.random()
+
+
+class Slotted:
+    __slots__ = ("n", "total")
+
+    def __init__(self) -> None:
+        self.total, self.n = 0.0, 0
+
+
+def test_restored_locals_refill_an_object_with_slots_in_place() -> None:
+    """An object with ``__slots__`` (no ``__dict__``) inside a dict is refilled slot by slot,
+    so a name that aliases it sees the restored values."""
+    meter = Slotted()
+    meters = {"train": meter}
+    meter.total, meter.n = 1.5, 2
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["meters"], {}, {})
+    meter.total, meter.n = 9.0, 7
+    frame_state.restore(frame, cap, {})
+    assert meters["train"] is meter and (meter.total, meter.n) == (1.5, 2)

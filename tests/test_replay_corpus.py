@@ -920,6 +920,50 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["relu_mean", "hist_sum"]},
         period=2,
     ),
+    Pattern(
+        "deque_counter_slots_defaultdict_tensor",
+        """
+import itertools
+from collections import defaultdict, deque
+
+
+class Meter:
+    __slots__ = ("total", "n")
+
+    def __init__(self):
+        self.total, self.n = 0.0, 0
+
+
+meter = Meter()
+meters = {"train": meter}  # the loop updates meters["train"]; the log reads meter
+window = deque(maxlen=3)
+ids = itertools.count()
+counts = defaultdict(int)
+acc = torch.zeros(())
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            m = meters["train"]
+            m.total += loss.item()
+            m.n += 1
+            window.append(loss.item())
+            counts[int(Y[idx].sum()) % 3] += 1
+            acc += loss.detach()
+            last_id = next(ids)
+            flor.log("loss", loss.item())
+        flor.log("meter_avg", meter.total / meter.n)  # hindsight
+        flor.log("window", sum(window))  # hindsight
+        flor.log("last_id", last_id)  # hindsight
+        flor.log("counts", sorted(counts.items()))  # hindsight
+        flor.log("acc", float(acc))  # hindsight
+""",
+        {"epoch": ["meter_avg", "window", "last_id", "counts", "acc"]},
+        period=2,
+    ),
 ]
 
 

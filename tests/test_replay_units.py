@@ -266,6 +266,21 @@ for epoch in flor.loop("epoch", range(3)):
         {"acts"},
         {"acts"},
     ),
+    "a meter mutated through an alias read from a dict": (
+        """
+meter = Meter()
+meters = {"train": meter}
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        m = meters["train"]
+        m.total += step(x, y)
+        for other in meters.values():
+            other.n += 1
+    flor.log("avg", meter.total / meter.n)
+""",
+        {"meters"},
+        {"meters"},
+    ),
     "a wrapper of the flor.loop in a variable (a progress bar)": (
         """
 for epoch in flor.loop("epoch", range(3)):

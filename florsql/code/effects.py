@@ -475,9 +475,30 @@ def _root(node: ast.AST) -> str | None:
 
 
 def _changed(body: list[ast.stmt]) -> set[str]:
-    """Names ``body`` binds, and roots of objects it may mutate, in its own scope."""
+    """Names ``body`` binds, and roots of objects it may mutate, in its own scope.
+
+    A name bound to a part of another object (``m = meters["train"]``, ``m = self.meter``,
+    ``for m in meters.values()``) is an alias: mutating it (``m.total += v``) mutates that
+    object too, so its root counts as changed."""
     out: set[str] = set()
+    mutated: set[str] = set()  # roots of objects mutated in place (not only rebound)
+    aliases: list[tuple[str, str]] = []  # (name, root of the object it was bound to part of)
     for node in _own_nodes(body):
+        if isinstance(node, ast.Assign):
+            source = _alias_root(node.value)
+            if source:
+                aliases += [(t.id, source) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            iterable = node.iter
+            if (
+                isinstance(iterable, ast.Call)
+                and isinstance(iterable.func, ast.Attribute)
+                and iterable.func.attr in ("values", "items")
+            ):
+                iterable = iterable.func.value
+            source = _alias_root(iterable)
+            if source:
+                aliases += [(n, source) for n in _stored_names(node.target)]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -488,6 +509,7 @@ def _changed(body: list[ast.stmt]) -> set[str]:
             root = _root(node)
             if root:
                 out.add(root)
+                mutated.add(root)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             out.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
         elif isinstance(node, ast.ExceptHandler) and node.name:
@@ -505,10 +527,28 @@ def _changed(body: list[ast.stmt]) -> set[str]:
                     out.add(sub.target.id)
             out -= local
         elif isinstance(node, ast.Call):
-            out.update(_call_mutates(node))
+            found = _call_mutates(node)
+            out.update(found)
+            mutated.update(found)
         elif isinstance(node, ast.NamedExpr):
             out.add(node.target.id)
+    grown = True
+    while grown:  # aliases of aliases
+        grown = False
+        for name, source in aliases:
+            if name in mutated and source not in mutated:
+                mutated.add(source)
+                out.add(source)
+                grown = True
     return out
+
+
+def _alias_root(node: ast.AST) -> str | None:
+    """The root of an expression that names (a part of) an existing object: ``meter``,
+    ``self.meter``, ``meters["train"]``; not a call's result."""
+    if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
+        return _root(node)
+    return None
 
 
 def _iterated(node: ast.AST) -> set[str]:

@@ -341,6 +341,14 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
         # Its state is the C generator's, not its __dict__ (filling that restored nothing).
         cur.setstate(saved.getstate())
         cur.__dict__.update(saved.__dict__)
+    elif _slots(type(cur)) and not hasattr(cur, "__dict__"):
+        for name in _slots(type(cur)):  # an object with __slots__: filled slot by slot
+            if hasattr(saved, name):
+                old = getattr(cur, name, None)
+                new = getattr(saved, name)
+                setattr(cur, name, new if old is None else _merged(old, new, seen))
+            elif hasattr(cur, name):
+                delattr(cur, name)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
         own = cur.__dict__
         merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
@@ -349,6 +357,17 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
     else:
         return False
     return True
+
+
+def _slots(cls: type) -> list[str]:
+    """The slot names ``cls`` and its bases declare (``__dict__``/``__weakref__`` aside)."""
+    out: list[str] = []
+    for base in cls.__mro__:
+        declared = base.__dict__.get("__slots__", ())
+        for name in [declared] if isinstance(declared, str) else declared:
+            if name not in ("__dict__", "__weakref__") and name not in out:
+                out.append(name)
+    return out
 
 
 def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:
