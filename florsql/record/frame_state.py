@@ -20,8 +20,9 @@ How each value is saved:
 - modules, other functions, other classes, progress bars, loggers and writers: nothing (code, or
   output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
-  references; containers and plain objects are restored in place, down to what they hold (a
-  meter in a dict, a module's parameters), so aliases stay aliases.
+  references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
+  state) are restored in place, down to what they hold (a meter in a dict, a module's
+  parameters), so aliases stay aliases.
 """
 
 from __future__ import annotations
