@@ -167,29 +167,39 @@ def main(
 
 @main.command()
 @_executor_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "line"]),
+    default="table",
+    show_default=True,
+    help="How results print at first (.mode changes it).",
+)
 @_common
 @_friendly
-def shell(executor: str | None, repo: Path | None, debug: bool) -> None:
+def shell(executor: str | None, fmt: str, repo: Path | None, debug: bool) -> None:
     """The interactive shell (what `florsql` alone starts); with input piped in, a script.
 
     \b
     Example:
         florsql shell --executor ray
+        florsql shell --format csv < report.sql > report.csv
     """
-    _shell(repo, executor)
+    _shell(repo, executor, fmt)
 
 
-def _shell(repo: Path | None = None, executor: str | None = None) -> None:
+def _shell(repo: Path | None = None, executor: str | None = None, fmt: str = "table") -> None:
     """The shell on a terminal; with input piped in, run it as a script."""
-    from florsql.repl import run_repl, run_script
+    from florsql.repl import Settings, run_repl, run_script
     from florsql.repl.backend import open_service
 
     service = open_service(_repo(repo), wait=_wait())
     _use_executor(service, executor)
+    settings = Settings(mode=fmt)
     try:
         if sys.stdin.isatty():
-            run_repl(service)
-        elif not run_script(service, sys.stdin.read()):
+            run_repl(service, settings=settings)
+        elif not run_script(service, sys.stdin.read(), settings):
             sys.exit(1)
     finally:
         service.close()

@@ -91,9 +91,16 @@ def _identity() -> dict[str, Any]:
     flags.pop("hash_randomization", None)  # the service's PYTHONHASHSEED: compared apart
     flags = {k: v for k, v in flags.items() if not callable(v)}
     import florsql
+    from florsql.replay.service import SOURCE
 
     version = florsql.__version__
-    return {"python": sys.executable, "florsql": package, "version": version, "flags": flags}
+    return {
+        "python": sys.executable,
+        "florsql": package,
+        "version": version,
+        "source": SOURCE,
+        "flags": flags,
+    }
 
 
 def _env_key(env: dict[str, str]) -> dict[str, str]:

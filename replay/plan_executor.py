@@ -113,7 +113,7 @@ class PlanExecutor:
     def run(self, plan: ReplayPlan, *, repo: Path) -> Outcome:
         repo = Path(repo)
         prints = dict(plan.fingerprints)
-        requests = [request_for(repo, run, prints) for run in plan.runs()]
+        requests = [request_for(repo, run, prints, dict(plan.sources)) for run in plan.runs()]
         report = run_replay(
             repo,
             requests,
@@ -137,10 +137,13 @@ class PlanExecutor:
 
 
 def request_for(
-    repo: Path, run: RunReplay, fingerprints: dict[str, str] | None = None
+    repo: Path,
+    run: RunReplay,
+    fingerprints: dict[str, str] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> RunRequest:
     """The scheduler's request for one planned run (``fingerprints``: the plan's, per name in
-    lower case)."""
+    lower case; ``sources``: the digests of the texts they were computed from)."""
     doc = layout.read_json(layout.run_dir(repo, run.run_id) / layout.RUN_JSON)
     loop = next((c.loop for c in run.chunks if c.loop), None)
     kinds = {c.kind for c in run.chunks}
@@ -167,6 +170,7 @@ def request_for(
         compare=sorted(recorded - set(run.names)),
         chunks=run.chunks,
         fingerprints={n.lower(): prints[n.lower()] for n in names if n.lower() in prints},
+        sources=dict(sources or {}),
     )
 
 

@@ -32,6 +32,21 @@ class Patch:
 
     files: dict[str, str]
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
+    #: path -> sha256 of today's text the statements were placed from (None: not known)
+    read: dict[str, str] | None = None
+
+    def planned(self, sources: dict[str, str]) -> bool:
+        """Whether the statements were placed from the texts the planner fingerprinted
+        (``sources``: path -> digest): a file edited since (or one the plan did not see that
+        took a statement) means the code replayed is not the code planned."""
+        if self.read is None or not sources:
+            return True  # a caller's own patcher, or a request without sources: as given
+        return all(
+            sources.get(path, digest) == digest
+            if path not in self.files
+            else sources.get(path) == digest
+            for path, digest in self.read.items()
+        )
 
 
 Patcher = Callable[[str, list[str]], Patch]
@@ -79,7 +94,7 @@ def default_patcher(repo: Path) -> Patcher:
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
         for name in result.unplaced:
             failed.setdefault(name, "no file of this version can take it")
-        return Patch(files, failed)
+        return Patch(files, failed, dict(result.read))
 
     return patch
 
@@ -195,6 +210,9 @@ def _run_tasks(
     threads = _recorded_threads(run_dir)
     tree = prepare(repo, req.vid, patch.files)
     digest = patched_hash(source, patch.files)
+    # Placed from texts other than the ones the plan fingerprinted (the script was edited
+    # while the query ran): the values are recorded without a fingerprint, never served.
+    current = patch.planned(req.sources)
     out = []
     for k, chunk in enumerate(chunks):
         task_id = f"{req.run_id}-{k}"
@@ -222,7 +240,7 @@ def _run_tasks(
             fingerprints={
                 n.lower(): req.fingerprints[n.lower()]
                 for n in names
-                if n.lower() in req.fingerprints
+                if n.lower() in req.fingerprints and current
             },
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"

@@ -75,10 +75,42 @@ def enabled() -> bool:
     return os.environ.get("FLORSQL_REPLAY_SERVICE", "1").lower() not in ("0", "off", "false", "no")
 
 
+def _source_digest(package: str) -> str:
+    """A digest of florsql's source files (path, size, modification time; ``__init__.py``
+    holds the version): an upgrade in place (same path, other files) changes it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    found = []
+    for folder, dirs, files in os.walk(package, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    where = os.path.relpath(path, package)
+                    found.append(f"{where}\0{st.st_size}\0{st.st_mtime_ns}")
+    digest.update("\n".join(sorted(found)).encode())
+    return digest.hexdigest()[:32]
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: This process's florsql code (see :func:`_source_digest`), taken as it imports this module.
+SOURCE = _source_digest(_PACKAGE)
+
+
+def outdated() -> bool:
+    """Whether florsql's files changed since this process imported it (upgraded in place
+    meanwhile): its code is then the old one, and it leaves a newer service alone."""
+    return _source_digest(_PACKAGE) != SOURCE
+
+
 def identity() -> dict[str, str]:
-    """What a client and a service must share: the interpreter and this florsql's source."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {"python": sys.executable, "florsql": package}
+    """What a client and a service must share: the interpreter, this florsql's path, and its
+    code (a service started before florsql was upgraded in place runs the old code: a client
+    of the new one replaces it rather than send it tasks it cannot read)."""
+    return {"python": sys.executable, "florsql": _PACKAGE, "source": SOURCE}
 
 
 # -- the client side ---------------------------------------------------------------------------
@@ -182,6 +214,9 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
     conn = _try_connect(store)
     if conn is not None and conn.info.get("identity") == identity():
         return conn
+    if conn is not None and outdated():
+        conn.close()  # this process runs florsql's old code: the service is not the one to go
+        raise ServiceUnavailable("florsql was upgraded since this process imported it")
     if conn is not None:  # another interpreter's service: let it wind down, start ours
         with contextlib.suppress(OSError, ValueError, ConnectionError):
             conn.ask({"stop": True})
@@ -193,6 +228,8 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
             conn = _try_connect(store)  # started by another process while we waited
             if conn is None or conn.info.get("identity") != identity():
                 if conn is not None:
+                    with contextlib.suppress(OSError, ValueError, ConnectionError):
+                        conn.ask({"stop": True})  # it let go of the socket before answering
                     conn.close()
                 _start(store)
                 conn = _try_connect(store)
@@ -200,6 +237,9 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
         raise ServiceUnavailable(f"cannot start the replay service: {e}") from e
     if conn is None:
         raise ServiceUnavailable("the replay service started but does not answer")
+    if conn.info.get("identity") != identity():
+        conn.close()  # another code's service still holds the repository: do without it
+        raise ServiceUnavailable("another florsql's replay service still serves the repository")
     return conn
 
 
@@ -538,8 +578,8 @@ class Service:
             self._reply(client, self._status())
         elif "stop" in msg:
             self.stopping = True
+            self._release()  # first: a client that reads the answer may start a new one
             self._reply(client, {"stopping": os.getpid(), "running": len(self.owner)})
-            self._release()
         elif "cancel" in msg:
             for pid in client.tasks:
                 with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -33,6 +33,8 @@ class RunRequest:
     #: per name (lower case): the fingerprint of today's statements for it (the planner's);
     #: the task records it, and its values count only while it is current
     fingerprints: dict[str, str] = field(default_factory=dict)
+    #: per file: the digest of the text the fingerprints were computed from (the planner's)
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -273,3 +273,39 @@ def test_restored_locals_bring_back_a_script_function_s_attributes() -> None:
     frame_state.restore(frame, cap, {})
     assert (f.n, f.calls) == (3, [1, 2]) and f.calls is calls
     assert not hasattr(f, "later") and f.__doc__ and tally_fn is f
+
+
+def test_restored_locals_bring_back_a_random_instance_s_state() -> None:
+    """random.Random keeps its state in C, not in its __dict__: filling the __dict__ in place
+    restored nothing (a replayed draw repeated the generator's first values)."""
+    rng = random.Random(3)
+    rng.random()
+    alias = [rng]
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["rng"], {}, {})
+    want = random.Random()
+    want.setstate(rng.getstate())
+    for _ in range(5):
+        rng.random()
+    frame_state.restore(frame, cap, {})
+    assert alias[0] is rng and rng.random() == want.random()
+
+
+class Slotted:
+    __slots__ = ("n", "total")
+
+    def __init__(self) -> None:
+        self.total, self.n = 0.0, 0
+
+
+def test_restored_locals_refill_an_object_with_slots_in_place() -> None:
+    """An object with ``__slots__`` (no ``__dict__``) inside a dict is refilled slot by slot,
+    so a name that aliases it sees the restored values."""
+    meter = Slotted()
+    meters = {"train": meter}
+    meter.total, meter.n = 1.5, 2
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["meters"], {}, {})
+    meter.total, meter.n = 9.0, 7
+    frame_state.restore(frame, cap, {})
+    assert meters["train"] is meter and (meter.total, meter.n) == (1.5, 2)

@@ -271,6 +271,21 @@ def test_query_help_exactly() -> None:
     )
 
 
+def test_the_shell_takes_a_format_to_start_in(repo: Path) -> None:
+    """``florsql shell --format csv < report.sql`` printed aligned tables: the shell had no
+    --format (only ``.mode``, a line of the script). Now it starts in the format given; ``.mode``
+    still changes it."""
+    script = "SELECT lr, count(*) AS n FROM logs GROUP BY ALL ORDER BY ALL;\n"
+    script += ".mode line\nSELECT 1 AS a;\n"
+    result = CliRunner().invoke(
+        main, ["shell", "--format", "csv", "--repo", str(repo)], input=script
+    )
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == "lr,n\n0.1,16\n0.2,16\na = 1\n\n(1 row)\n"
+    bad = CliRunner().invoke(main, ["shell", "--format", "xml", "--repo", str(repo)], input="")
+    assert bad.exit_code == 2 and "'xml' is not one of" in bad.stderr
+
+
 def test_piped_input_runs_as_a_script(repo: Path) -> None:
     script = (
         "SELECT lr, count(*) AS n FROM logs\n  GROUP BY ALL ORDER BY ALL;\n"

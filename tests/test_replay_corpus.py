@@ -725,6 +725,245 @@ with flor.checkpointing(model=net, optimizer=opt):
 """,
         {"epoch": ["pbar_n", "w"]},
     ),
+    Pattern(
+        "progress_wrapper_then_validation_loop",
+        """
+class Progress:
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        pbar = Progress(flor.loop("step", torch.randperm(len(X)).split(12)))
+        for i, idx in enumerate(pbar):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            if i == 1 + epoch % 2:
+                break
+        with torch.no_grad():
+            for vidx in flor.loop("vstep", torch.arange(len(XV)).split(8)):
+                out = net(XV[vidx])
+                flor.log("vloss", loss_fn(out, YV[vidx]).item())  # hindsight
+        flor.log("pbar_n", pbar.n)  # hindsight
+""",
+        {"epoch, vstep": ["vloss"], "epoch": ["pbar_n"]},
+    ),
+    Pattern(
+        "progress_wrapper_on_the_outer_loop_left_by_break",
+        """
+class Progress:
+    def __init__(self, it):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    pbar = Progress(flor.loop("epoch", range(epochs)))
+    for epoch in pbar:
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+        if epoch == epochs - 2:
+            break
+flor.log("final_w", float(net[0].weight.sum()))  # hindsight
+flor.log("epochs_seen", pbar.n)  # hindsight
+""",
+        {"epoch": ["w"], "": ["final_w", "epochs_seen"]},
+    ),
+    Pattern(
+        "closure_dataclass_and_random_instance",
+        """
+import copy
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    lr: float = 0.2
+    seen: int = 0
+
+
+cfg = Config()
+rng = random.Random(seed)  # the statement reads a copy: it must not draw
+hist = []
+record = lambda v: hist.append(v)  # a lambda closing over a list: not a def
+scale = __import__("functools").partial(pow, 2.0)  # a partial of a builtin: picklable
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            cfg.seen += len(idx)
+            record(scale(-loss.item()) + rng.random())
+            flor.log("loss", loss.item())
+        cfg.lr *= 0.9
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr
+        flor.log("hist_sum", sum(hist))  # hindsight
+        flor.log("hist_n", len(hist))  # hindsight
+        flor.log("cfg_seen", cfg.seen)  # hindsight
+        flor.log("rng_next", copy.deepcopy(rng).random())  # hindsight
+""",
+        {"epoch": ["hist_sum", "hist_n", "cfg_seen", "rng_next"]},
+        period=2,
+    ),
+    Pattern(
+        "warmup_from_global_counter_and_reseeded_dropout",
+        """
+import copy
+import itertools
+
+net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+noise = itertools.cycle([0.0, 0.01, -0.02])
+gstep, warm = 0, 6
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        torch.manual_seed(100 + epoch)  # re-seeded per epoch: dropout masks
+        for idx, eps in zip(flor.loop("step", torch.randperm(len(X)).split(12)), noise):
+            lr = 0.2 * min(1.0, (gstep + 1) / warm)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = loss_fn(net(X[idx] + eps), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            gstep += 1
+            flor.log("loss", loss.item())
+            flor.log("lr_step", lr)  # hindsight
+        flor.log("gstep", gstep)  # hindsight
+        flor.log("next_eps", next(copy.deepcopy(noise)))  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["gstep", "next_eps", "w"], "epoch, step": ["lr_step"]},
+        period=2,
+    ),
+    Pattern(
+        "generator_pipeline_and_patience",
+        """
+def batches():
+    perm_seed = 0
+    while True:
+        g = torch.Generator().manual_seed(perm_seed)
+        for idx in torch.randperm(len(X), generator=g).split(12):
+            yield idx
+        perm_seed += 1
+
+
+stream = batches()  # one generator across epochs: its position is state
+YV = 1 - YV
+best, bad, stopped = float("inf"), 0, -1
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs + 2)):
+        for step in flor.loop("step", range(3)):
+            idx = next(stream)
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if val < best - 1e-4:
+            best, bad = val, 0
+        else:
+            bad += 1
+        flor.log("val", val)
+        flor.log("bad", bad)  # hindsight
+        flor.log("last_idx", int(idx[0]))  # hindsight
+        if bad >= 2:
+            stopped = epoch
+            break
+flor.log("stopped", stopped)  # hindsight
+flor.log("best", best)  # hindsight
+""",
+        {"epoch": ["bad", "last_idx"], "": ["stopped", "best"]},
+    ),
+    Pattern(
+        "lambda_hook_and_lambda_closure",
+        """
+acts, hist = {}, []
+net[1].register_forward_hook(lambda m, i, o: acts.update(relu=float(o.mean())))
+record = lambda v: hist.append(v)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            record(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("relu_mean", acts["relu"])  # hindsight
+        flor.log("hist_sum", sum(hist))  # hindsight
+""",
+        {"epoch": ["relu_mean", "hist_sum"]},
+        period=2,
+    ),
+    Pattern(
+        "deque_counter_slots_defaultdict_tensor",
+        """
+import itertools
+from collections import defaultdict, deque
+
+
+class Meter:
+    __slots__ = ("total", "n")
+
+    def __init__(self):
+        self.total, self.n = 0.0, 0
+
+
+meter = Meter()
+meters = {"train": meter}  # the loop updates meters["train"]; the log reads meter
+window = deque(maxlen=3)
+ids = itertools.count()
+counts = defaultdict(int)
+acc = torch.zeros(())
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            m = meters["train"]
+            m.total += loss.item()
+            m.n += 1
+            window.append(loss.item())
+            counts[int(Y[idx].sum()) % 3] += 1
+            acc += loss.detach()
+            last_id = next(ids)
+            flor.log("loss", loss.item())
+        flor.log("meter_avg", meter.total / meter.n)  # hindsight
+        flor.log("window", sum(window))  # hindsight
+        flor.log("last_id", last_id)  # hindsight
+        flor.log("counts", sorted(counts.items()))  # hindsight
+        flor.log("acc", float(acc))  # hindsight
+""",
+        {"epoch": ["meter_avg", "window", "last_id", "counts", "acc"]},
+        period=2,
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,20 @@ with flor.checkpointing(state=state):
 """
 NEW = 'flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)'
 NEW3 = NEW + '\n        flor.log("w3", state["w"] * 3)'
+IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
+#: Imports the service module, says so, waits for a line, then connects to the service.
+NOTEBOOK = """
+import sys
+from pathlib import Path
+from florsql.replay import service
+print("imported", flush=True)
+sys.stdin.readline()
+try:
+    service.connect(Path(sys.argv[1]))
+    print("connected")
+except service.ServiceUnavailable as e:
+    print(f"unavailable: {e}")
+"""
 
 
 @pytest.fixture
@@ -229,3 +244,51 @@ def test_a_deep_repository_path(repo: Path, tmp_path: Path) -> None:
     rows = query(deep, "SELECT run, epoch, w, w2 FROM logs")
     check_values(rows, "w2", 2)
     assert pid_alive(int(str(state(deep)["pid"])))
+
+
+def test_an_upgrade_in_place_replaces_the_service(repo: Path, tmp_path: Path) -> None:
+    """florsql upgraded (same path, new code: a new task spec field) while its service runs:
+    the next query replaces the service rather than hand it tasks it cannot read."""
+    source = Path(service.__file__).parent.parent  # the florsql package
+    site = tmp_path / "site"
+    shutil.copytree(source, site / "florsql", symlinks=True, ignore=IGNORE_CACHES)
+    for link in (site / "florsql").iterdir():  # a package folder kept beside it (a symlink)
+        if link.is_symlink():
+            target = (source / os.readlink(link)).resolve()
+            shutil.copytree(
+                target,
+                site / os.readlink(link).split("/")[-1],
+                dirs_exist_ok=True,
+                ignore=IGNORE_CACHES,
+            )
+    env = {"PYTHONPATH": str(site)}
+    first = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 0", **env)
+    check_values(first, "w2", 2)
+    old = int(str(state(repo)["pid"]))
+    assert str(state(repo)["florsql"]) == str(site / "florsql")
+    # A long-lived process (a notebook) that imported florsql before the upgrade.
+    notebook = subprocess.Popen(
+        [sys.executable, "-c", NOTEBOOK, str(layout.store_dir(repo))],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=script_env(**env),
+    )
+    assert notebook.stdin is not None and notebook.stdout is not None
+    assert notebook.stdout.readline().strip() == "imported"
+    # The upgrade: the task spec gains a field (the old service's tasks could not read it).
+    spec = site / "florsql" / "store" / "replays.py"
+    text = spec.read_text()
+    anchor = "    fingerprints: dict[str, str] = field(default_factory=dict)\n"
+    assert anchor in text
+    spec.write_text(text.replace(anchor, anchor + "    upgraded: bool = True\n"))
+    rows = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 1", **env)
+    check_values(rows, "w2", 2)
+    new = int(str(state(repo)["pid"]))
+    assert new != old and pid_alive(new)
+    wait_gone(old)  # told to stop, it had nothing left to run
+    # The notebook's florsql is the old code now: it does without the service, never stops it.
+    out, _ = notebook.communicate("go\n", timeout=120)
+    assert out.strip() == "unavailable: florsql was upgraded since this process imported it"
+    assert int(str(state(repo)["pid"])) == new and pid_alive(new)

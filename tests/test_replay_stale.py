@@ -19,6 +19,7 @@ from florsql.engine.session import Engine
 from florsql.plan.hindsight import scan_source, statement_fingerprints
 from florsql.propagate.identity import statement_keys
 from florsql.replay import LocalExecutor, PlanExecutor
+from florsql.replay.runner import Patch, default_patcher
 from florsql.store import layout
 from florsql.store.replays import replays_dir
 from tests.helpers import copy_repo, make_repo, run_script, script_env, write
@@ -299,10 +300,10 @@ for epoch in flor.loop("epoch", range(3)):
 """
 
 
-def _key(text: str, name: str = "g") -> str:
+def _key(text: str, name: str = "g", recorded: frozenset[str] = frozenset()) -> str:
     code = scan_source(text, "t.py")
     assert code is not None
-    return statement_fingerprints([code])[name]
+    return statement_fingerprints([code], recorded)[name]
 
 
 def test_what_changes_a_statement_key() -> None:
@@ -325,4 +326,60 @@ def test_what_changes_a_statement_key() -> None:
     ]
     for text in changed:
         assert _key(text) != base, text
+    # A neighbour of another name counts once some run recorded it (an anchor): where it sits.
+    h = frozenset({"h"})
+    beside = LOOP.replace('flor.log("g", g)', 'flor.log("g", g)\n    flor.log("h", 1)')
+    before = LOOP.replace("    g = x + 1\n", '    flor.log("h", 1)\n    g = x + 1\n')
+    assert _key(beside, recorded=h) != base
+    assert _key(before, recorded=h) not in (base, _key(beside, recorded=h))
+    assert _key(beside, recorded=frozenset({"other"})) == base
     assert statement_keys("def broken(:\n") == []
+
+
+def test_moving_a_recorded_neighbour_that_anchors_the_statement(
+    plain: Path, tmp_path: Path
+) -> None:
+    """``flor.log("w", w)`` is in the old version: propagation places ``h`` by it. Moving only
+    that neighbour moves ``h`` across ``shrink`` in the old version, so ``h`` replays again
+    (its fingerprint covers the recorded neighbours beside it; before, the values of the first
+    placement were served)."""
+    repo = copy_repo(plain, tmp_path / "p")
+    old = '    w = util.shrink(w)\n    flor.log("w", w)\n'
+    assert old in SCRIPT
+    # h is written after the neighbour: placed after it in the old version, after shrink.
+    after = '    flor.log("w", w)\n    flor.log("h", w)\n    w = util.shrink(w)\n'
+    # the neighbour moved below shrink (h's own block context is the same): h before shrink.
+    before = '    flor.log("h", w)\n    w = util.shrink(w)\n    flor.log("w", w)\n'
+    write(repo / "train.py", SCRIPT.replace(old, after))
+    with _engine(repo) as eng:
+        assert all(h == w for w, h in _ws(eng, "h"))
+        write(repo / "train.py", SCRIPT.replace(old, before))
+        assert NOTHING not in _explain(eng, "SELECT seed, epoch, h FROM logs")
+        assert all(h * 0.9 == w for w, h in _ws(eng, "h"))
+
+
+def test_an_edit_while_the_replay_runs_is_never_served(plain: Path, tmp_path: Path) -> None:
+    """The user edits the statement after the query planned (fingerprint of ``w * 2``) and
+    before propagation read the file (placing ``w * 3``): those values carry no fingerprint.
+    Editing back to ``w * 2`` replays again; before, the ``w * 3`` values, recorded under the
+    planned fingerprint, were served as ``w * 2``'s."""
+    repo = copy_repo(plain, tmp_path / "p")
+    planned, edited = _script('flor.log("w2", w * 2)'), _script('flor.log("w2", w * 3)')
+    write(repo / "train.py", planned)
+    place = default_patcher(repo)
+    edits = []
+
+    def edit_then_place(vid: str, names: list[str]) -> Patch:
+        if not edits:  # the user's edit lands between planning and propagation, once
+            edits.append(vid)
+            write(repo / "train.py", edited)
+        return place(vid, names)
+
+    executor = PlanExecutor(LocalExecutor(2), patcher=edit_then_place)
+    sql = "SELECT w, w2 FROM logs WHERE w IS NOT NULL ORDER BY seed, epoch"
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        rows = eng.execute(sql).table.to_pylist()
+        assert edits and not any(r["w2"] is not None and r["w2"] != r["w"] * 3 for r in rows)
+        write(repo / "train.py", planned)
+        assert NOTHING not in _explain(eng, sql)
+        assert all(v == w * 2 for w, v in _ws(eng, "w2"))

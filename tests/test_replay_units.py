@@ -242,6 +242,56 @@ for epoch in flor.loop("epoch", range(3)):
         {"acts"},
         {"acts"},
     ),
+    "a lambda bound to a name appends to a list it closes over": (
+        """
+hist = []
+record = lambda v: hist.append(v)
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        record(step(x, y))
+    flor.log("n", len(hist))
+""",
+        {"hist"},
+        {"hist"},
+    ),
+    "a lambda forward hook (escaping, unnamed) mutates a global": (
+        """
+acts = {}
+net.register_forward_hook(lambda m, i, o: acts.update(h=o))
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        loss = net(x)
+    flor.log("h", acts["h"])
+""",
+        {"acts"},
+        {"acts"},
+    ),
+    "a meter mutated through an alias read from a dict": (
+        """
+meter = Meter()
+meters = {"train": meter}
+for epoch in flor.loop("epoch", range(3)):
+    for x, y in flor.loop("step", batches):
+        m = meters["train"]
+        m.total += step(x, y)
+        for other in meters.values():
+            other.n += 1
+    flor.log("avg", meter.total / meter.n)
+""",
+        {"meters"},
+        {"meters"},
+    ),
+    "a wrapper of the flor.loop in a variable (a progress bar)": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    pbar = tqdm(flor.loop("step", batches))
+    for i, (x, y) in enumerate(pbar):
+        seen = i
+    flor.log("n", pbar.n + seen)
+""",
+        {"pbar", "seen"},
+        set(),
+    ),
 }
 
 

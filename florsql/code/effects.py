@@ -18,8 +18,10 @@ stay light):
 Functions of the same file are followed: a call ``track(v)`` (or ``obj.track(v)``) to a function
 defined in the file changes what that function may bind or mutate outside itself (``global`` and
 ``nonlocal`` names, objects it reaches through free names: ``stats["n"] += 1``), transitively,
-and reads its free names. A function that escapes (passed as a callback, stored: a forward hook)
-may run at any call, so what it changes counts as changed by every loop.
+and reads its free names. A lambda counts as a function: named by the name it is assigned to
+(``record = lambda v: hist.append(v)``), else escaping. A function that escapes (passed as a
+callback, stored: a forward hook) may run at any call, so what it changes counts as changed by
+every loop.
 
 Everything is an over-approximation: a name too many makes replay run more, never wrong.
 """
@@ -32,7 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "loop_at"]
+__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "for_statements", "loop_at"]
 
 #: Names bound to the record API's module in scripts (``import florsql as flor``...).
 FLOR_MODULES = frozenset({"flor", "florsql", "flordb"})
@@ -195,6 +197,8 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
     are merged), computed to a fixed point over the calls between them; and the merged summary
     of the functions that escape (used other than by calling them by name)."""
     defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    lambdas, anonymous = _lambdas(tree)
+    defs += lambdas
     called = {
         id(c.func) for c in ast.walk(tree) if isinstance(c, ast.Call)
     }  # a name in a call's function position is a call, not an escape
@@ -219,11 +223,38 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         if new == out:
             break
         out = new
+    loaded |= anonymous  # a lambda passed on (a hook, a callback) runs where it is called
     escaped = _Summary(
         frozenset(n for name, s in out.items() if name in loaded for n in s.mutates),
         frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
     )
     return out, escaped
+
+
+def _lambdas(tree: ast.Module) -> tuple[list[ast.FunctionDef], set[str]]:
+    """Every lambda of ``tree`` as a function (``return body``): named by the name it is
+    assigned to (``record = lambda v: hist.append(v)``), else by its place, then listed among
+    the names of the functions that escape (passed to a call: a hook, a key function)."""
+    named = {
+        id(n.value): n.targets[0].id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        and len(n.targets) == 1
+        and isinstance(n.targets[0], ast.Name)
+        and isinstance(n.value, ast.Lambda)
+    }
+    out: list[ast.FunctionDef] = []
+    anonymous: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Lambda):
+            name = named.get(id(n)) or f"<lambda {n.lineno}:{n.col_offset}>"
+            if id(n) not in named:
+                anonymous.add(name)
+            fn = ast.FunctionDef(
+                name=name, args=n.args, body=[ast.Return(n.body)], decorator_list=[], returns=None
+            )
+            out.append(ast.copy_location(fn, n))
+    return out, anonymous
 
 
 def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Summary:
@@ -276,6 +307,9 @@ class _Finder:
         self.modules, self.loop_names = aliases
         self.escaped = escaped
         self.found: list[LoopFacts] = []
+        #: names bound in the scope being walked to a wrapper of a ``flor.loop`` call
+        #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates them
+        self.wrapped: dict[str, tuple[str, ast.Call]] = {}
 
     def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
         """``(name, call)`` when ``node`` contains ``flor.loop("name", ...)``."""
@@ -296,6 +330,7 @@ class _Finder:
 
     def scope(self, body: list[ast.stmt], name: str) -> None:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
+        self.wrapped = {}
         self._walk(body, name, parent=None, after=[], guarded=False)
         for node in _own_nodes(body):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -314,8 +349,19 @@ class _Finder:
         handler of the same scope may catch what ``body`` raises."""
         for i, stmt in enumerate(body):
             rest = [body[i + 1 :], *after]
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    call = self.loop_call(stmt.value)
+                    if call is not None:
+                        self.wrapped[target.id] = call
+                    else:
+                        self.wrapped.pop(target.id, None)
             if isinstance(stmt, (ast.For, ast.AsyncFor)):
                 found = self.loop_call(stmt.iter)
+                if found is None:  # ``for x in enumerate(pbar)``, pbar wrapping a flor.loop
+                    held = [self.wrapped[n] for n in _iterated(stmt.iter) if n in self.wrapped]
+                    found = held[0] if len(held) == 1 else None
                 if found is not None:
                     facts = self._facts(stmt, found, scope, parent, rest, guarded)
                     self.found.append(facts)
@@ -342,6 +388,7 @@ class _Finder:
         call = found[1]
         for a in call.args[1:]:
             changed |= _iterated(a)  # iterating may advance the object's own state
+        changed |= _iterated(node.iter)  # a wrapper of the flor.loop (a progress bar) too
         live_in = _reads_before_defs(node.body, set(targets)) | self.escaped.reads
         after = [s for block in rest for s in block]
         return LoopFacts(
@@ -428,9 +475,30 @@ def _root(node: ast.AST) -> str | None:
 
 
 def _changed(body: list[ast.stmt]) -> set[str]:
-    """Names ``body`` binds, and roots of objects it may mutate, in its own scope."""
+    """Names ``body`` binds, and roots of objects it may mutate, in its own scope.
+
+    A name bound to a part of another object (``m = meters["train"]``, ``m = self.meter``,
+    ``for m in meters.values()``) is an alias: mutating it (``m.total += v``) mutates that
+    object too, so its root counts as changed."""
     out: set[str] = set()
+    mutated: set[str] = set()  # roots of objects mutated in place (not only rebound)
+    aliases: list[tuple[str, str]] = []  # (name, root of the object it was bound to part of)
     for node in _own_nodes(body):
+        if isinstance(node, ast.Assign):
+            source = _alias_root(node.value)
+            if source:
+                aliases += [(t.id, source) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            iterable = node.iter
+            if (
+                isinstance(iterable, ast.Call)
+                and isinstance(iterable.func, ast.Attribute)
+                and iterable.func.attr in ("values", "items")
+            ):
+                iterable = iterable.func.value
+            source = _alias_root(iterable)
+            if source:
+                aliases += [(n, source) for n in _stored_names(node.target)]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -441,6 +509,7 @@ def _changed(body: list[ast.stmt]) -> set[str]:
             root = _root(node)
             if root:
                 out.add(root)
+                mutated.add(root)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             out.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
         elif isinstance(node, ast.ExceptHandler) and node.name:
@@ -458,10 +527,28 @@ def _changed(body: list[ast.stmt]) -> set[str]:
                     out.add(sub.target.id)
             out -= local
         elif isinstance(node, ast.Call):
-            out.update(_call_mutates(node))
+            found = _call_mutates(node)
+            out.update(found)
+            mutated.update(found)
         elif isinstance(node, ast.NamedExpr):
             out.add(node.target.id)
+    grown = True
+    while grown:  # aliases of aliases
+        grown = False
+        for name, source in aliases:
+            if name in mutated and source not in mutated:
+                mutated.add(source)
+                out.add(source)
+                grown = True
     return out
+
+
+def _alias_root(node: ast.AST) -> str | None:
+    """The root of an expression that names (a part of) an existing object: ``meter``,
+    ``self.meter``, ``meters["train"]``; not a call's result."""
+    if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
+        return _root(node)
+    return None
 
 
 def _iterated(node: ast.AST) -> set[str]:
@@ -648,3 +735,27 @@ def _loads_of_target(target: ast.AST) -> set[str]:
 
 def _read_target(target: ast.AST, defined: set[str], reads: set[str]) -> None:
     reads.update(_loads_of_target(target) - defined)
+
+
+@lru_cache(maxsize=64)
+def for_statements(source: str) -> tuple[tuple[int, int, int], ...]:
+    """Every ``for`` statement of a script as ``(first line, last header line, last line)``
+    (empty when it does not parse): where a loop's header and body lie, so the recording can
+    tell that the code running in a frame has left the ``for`` that iterates a ``flor.loop``.
+
+    Example:
+        >>> for_statements("for x in (\\n  data\\n):\\n    pass\\nz = 1\\n")
+        ((1, 3, 4),)
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return ()
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            end = node.end_lineno or node.lineno
+            # The body's first line may share the header's (``for x in y: f(x)``).
+            header = max(node.iter.end_lineno or 0, node.body[0].lineno - 1, node.lineno)
+            out.append((node.lineno, header, end))
+    return tuple(sorted(out))

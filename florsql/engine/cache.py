@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from florsql.engine.sandbox import HELPERS
-from florsql.plan.catalog import Catalog, build_catalog, scan_scripts
+from florsql.plan.catalog import Catalog, build_catalog, recorded_anchors, scan_scripts
 from florsql.plan.hindsight import statement_fingerprints
 from florsql.plan.pivot import WIDE_TABLE, wide_select
 from florsql.plan.stats import Generation, fingerprint, rebuild_code_stats, rebuild_stats
@@ -135,7 +135,7 @@ class CacheState:
             self.catalog, self.wide_built = None, False  # consistent if building fails
             helpers = f"{HELPERS}.main"
             scripts = scan_scripts(con, self.repo)
-            prints = statement_fingerprints(scripts.values())
+            prints = statement_fingerprints(scripts.values(), recorded_anchors(con, scripts))
             if self.fingerprints is None:
                 # Only replayed values new (a replay's refresh, the common case): the relations
                 # of the recorded loops, the size of every run's contexts, stay as they are.

@@ -58,6 +58,7 @@ def assemble(state: PlanState) -> None:
                 | {n.lower() for v in versions for r in v.runs for n in r.top_level}
             )
         ),
+        sources=tuple(sorted((f, code.digest) for f, code in state.catalog.scripts.items())),
     )
 
 

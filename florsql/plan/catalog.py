@@ -266,8 +266,25 @@ def build_catalog(
         scripts=scripts,
         generation=generation,
         nullable_logs=frozenset(r[0] for r in nullable.fetchall()),
-        fingerprints=statement_fingerprints(scripts.values()),
+        fingerprints=statement_fingerprints(scripts.values(), recorded_anchors(con, scripts)),
     )
+
+
+def recorded_anchors(
+    con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]
+) -> frozenset[str]:
+    """The names (lower case) of the log statements beside today's statements of other names
+    that some run recorded: anchors where an old version logs them, so part of the
+    fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`)."""
+    names = sorted({other for code in scripts.values() for _, _, other, _ in code.anchors})
+    if not names:
+        return frozenset()
+    values = ", ".join(f"({string_literal(n)})" for n in names)
+    rows = con.execute(
+        f"""SELECT c.name FROM (VALUES {values}) AS c(name) WHERE EXISTS (
+                SELECT 1 FROM log_records v WHERE lower(v.name) = c.name)"""
+    ).fetchall()
+    return frozenset(str(r[0]) for r in rows)
 
 
 def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:

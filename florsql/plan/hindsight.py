@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +57,11 @@ class ScriptCode:
     #: ``(file, name in lower case, key)`` of each log statement, in source order: what
     #: identifies the statement and its placement (:mod:`florsql.propagate.identity`).
     keys: tuple[tuple[str, str, str], ...] = ()
+    #: ``(file, name, neighbour's name, anchor key)``: the other names' log statements beside
+    #: each statement (:func:`florsql.propagate.identity.statement_anchors`).
+    anchors: tuple[tuple[str, str, str, str], ...] = ()
+    #: sha256 of the text scanned: a replay checks that propagation read this same text
+    digest: str = ""
 
     def names(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance."""
@@ -89,13 +94,19 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
         sites=tuple(s for code in codes for s in code.sites),
         loops=tuple(sorted(loops, key=lambda c: (len(c), c))),
         keys=tuple(k for code in codes for k in code.keys),
+        anchors=tuple(a for code in codes for a in code.anchors),
     )
 
 
-def statement_fingerprints(codes: Iterable[ScriptCode]) -> dict[str, str]:
+def statement_fingerprints(
+    codes: Iterable[ScriptCode], recorded: Collection[str] | None = None
+) -> dict[str, str]:
     """Per log name (lower case): a fingerprint of today's statements for it in ``codes`` (every
-    file some run executed): the keys of each of its statements, with their files. A replayed
-    value of a name counts only while the replay's fingerprint for it is this one.
+    file some run executed): the keys of each of its statements, with their files, and the
+    anchor keys of the log statements of other names beside them that some run recorded
+    (``recorded``, lower case; None: every neighbour): an old version that logs such a name
+    places the statement by it. A replayed value of a name counts only while the replay's
+    fingerprint for it is this one.
 
     Example:
         >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
@@ -108,6 +119,9 @@ def statement_fingerprints(codes: Iterable[ScriptCode]) -> dict[str, str]:
     for code in sorted(codes, key=lambda c: c.filename):
         for file, name, key in code.keys:
             per.setdefault(name, []).append(f"{file}\0{key}")
+        for file, name, other, key in code.anchors:
+            if name in per and (recorded is None or other in recorded):
+                per[name].append(f"{file}\0anchor\0{key}")
     return {
         name: hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:32]
         for name, parts in per.items()
@@ -186,7 +200,15 @@ def _encode(code: ScriptCode | None) -> Any:
         return None
     sites = [[s.name, s.line, s.chain, s.where, s.file] for s in code.sites]
     keys = [list(k) for k in code.keys]
-    return {"filename": code.filename, "sites": sites, "loops": code.loops, "keys": keys}
+    anchors = [list(a) for a in code.anchors]
+    return {
+        "filename": code.filename,
+        "sites": sites,
+        "loops": code.loops,
+        "keys": keys,
+        "anchors": anchors,
+        "digest": code.digest,
+    }
 
 
 def _decode(doc: Any) -> ScriptCode | None:
@@ -198,7 +220,15 @@ def _decode(doc: Any) -> ScriptCode | None:
     )
     loops = tuple(tuple(map(str, c)) for c in doc["loops"])
     keys = tuple((str(f), str(n), str(k)) for f, n, k in doc["keys"])
-    return ScriptCode(filename=str(doc["filename"]), sites=sites, loops=loops, keys=keys)
+    anchors = tuple((str(f), str(n), str(o), str(k)) for f, n, o, k in doc["anchors"])
+    return ScriptCode(
+        filename=str(doc["filename"]),
+        sites=sites,
+        loops=loops,
+        keys=keys,
+        anchors=anchors,
+        digest=str(doc["digest"]),
+    )
 
 
 def _store_scan(where: Path, code: ScriptCode | None) -> None:
@@ -232,7 +262,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         [('acc', ('epoch',), 'loop')]
     """
     from florsql.plan.scan_ast import scan_ast
-    from florsql.propagate.identity import statement_keys
+    from florsql.propagate.identity import statement_anchors, statement_keys
 
     try:
         code = scan_ast(text, filename)
@@ -243,4 +273,14 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         code = scan_text(text, filename)
     if code is None:
         return None
-    return replace(code, keys=tuple((filename, n, k) for n, k in statement_keys(text)))
+    return replace(
+        code,
+        keys=tuple((filename, n, k) for n, k in statement_keys(text)),
+        anchors=tuple((filename, n, o, k) for n, o, k in statement_anchors(text)),
+        digest=text_digest(text),
+    )
+
+
+def text_digest(text: str) -> str:
+    """The sha256 of a script's text, as :attr:`ScriptCode.digest` has it."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

@@ -257,6 +257,9 @@ class ReplayPlan:
             replay never runs past where a run ended.
         fingerprints: per name to replay (lower case), the fingerprint of today's statements
             for it: each task records it, and its values count only while it is current.
+        sources: per file the fingerprints were computed from, the digest of its text: a
+            task whose propagation read another text records no fingerprint (its values never
+            count: the code changed while the query ran).
     """
 
     names: tuple[str, ...] = ()
@@ -271,6 +274,7 @@ class ReplayPlan:
     failures: tuple[RememberedFailure, ...] = ()
     unreached: tuple[Unreached, ...] = ()
     fingerprints: tuple[tuple[str, str], ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:

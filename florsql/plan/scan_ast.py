@@ -129,6 +129,9 @@ class _Scanner:
         self.calls: list[tuple[_Order, str, CallSite]] = []
         self.chains: set[tuple[str, ...]] = set()
         self.top_loops: list[int] = []  # lines of the flor loops outside every loop and def
+        #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
+        #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
+        self.wrapped: dict[tuple[str | None, str], str] = {}
 
     def block(self, stmts: list[ast.stmt], chain: tuple[str, ...], fn: str | None) -> None:
         for stmt in stmts:
@@ -137,6 +140,13 @@ class _Scanner:
     def node(self, node: ast.AST, chain: tuple[str, ...], fn: str | None, depth: int) -> None:
         if isinstance(node, (ast.For, ast.AsyncFor)):
             name = self._loop_name(node.iter)
+            if name is None:  # ``for x in enumerate(pbar)``, pbar wrapping a flor.loop
+                held = {
+                    self.wrapped[(fn, n.id)]
+                    for n in ast.walk(node.iter)
+                    if isinstance(n, ast.Name) and (fn, n.id) in self.wrapped
+                }
+                name = held.pop() if len(held) == 1 else None
             if name is not None:
                 if not chain and fn is None:
                     self.top_loops.append(node.lineno)
@@ -150,6 +160,16 @@ class _Scanner:
             fn = node.name  # its decorators, defaults and annotations count as inside it
         elif isinstance(node, ast.Call):
             self._call(node, chain, fn, depth)
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            wraps = self._loop_name(node.value)
+            if wraps is not None:
+                self.wrapped[(fn, node.targets[0].id)] = wraps
+            else:
+                self.wrapped.pop((fn, node.targets[0].id), None)
         for child in ast.iter_child_nodes(node):
             self.node(child, chain, fn, depth + 1)
 

@@ -72,6 +72,9 @@ class _Finder(cst.CSTVisitor):
         self.chains: set[tuple[str, ...]] = set()
         self.calls: dict[str, list[CallSite]] = {}
         self.first_loop_line: int | None = None
+        #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
+        #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
+        self.wrapped: dict[tuple[str | None, str], str] = {}
 
     def _flor_call(self, node: cst.Call, attr: str) -> str | None:
         """The literal first argument of ``flor.<attr>(...)``, else None."""
@@ -91,11 +94,32 @@ class _Finder(cst.CSTVisitor):
         return None
 
     def _loop_name(self, node: cst.For) -> str | None:
-        for call in _calls_in(node.iter):
+        name = self._loop_in(node.iter)
+        if name is not None:
+            return name
+        fn = self.functions[-1] if self.functions else None
+        held = {
+            self.wrapped[(fn, n.value)]
+            for n in _names_in(node.iter)
+            if (fn, n.value) in self.wrapped
+        }  # ``for x in enumerate(pbar)``
+        return held.pop() if len(held) == 1 else None
+
+    def _loop_in(self, node: cst.CSTNode) -> str | None:
+        for call in _calls_in(node):
             name = self._flor_call(call, "loop")
             if name is not None:
                 return name
         return None
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+            key = (self.functions[-1] if self.functions else None, node.targets[0].target.value)
+            name = self._loop_in(node.value)
+            if name is not None:
+                self.wrapped[key] = name
+            else:
+                self.wrapped.pop(key, None)
 
     def visit_For(self, node: cst.For) -> bool:
         name = self._loop_name(node)
@@ -134,6 +158,17 @@ class _Finder(cst.CSTVisitor):
 
     def result(self, filename: str) -> ScriptCode:
         return finish(filename, self.sites, self.calls, self.chains, self.first_loop_line)
+
+
+def _names_in(node: cst.CSTNode) -> list[cst.Name]:
+    found: list[cst.Name] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Name(self, n: cst.Name) -> None:
+            found.append(n)
+
+    node.visit(_V())
+    return found
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:

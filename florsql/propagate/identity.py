@@ -14,8 +14,12 @@ a key that changes when what propagation places for it may change (docs/replay.m
   sees them) and the normal forms of the other statements of its block, before and after it.
   Other ``flor.log`` statements are left out of that context: propagation skips the statements
   it places (adding a second new statement beside the first leaves the first's key alone),
-  while a log statement the old version already has is an anchor there; editing or moving only
-  such a neighbour is the one change that may move a placement without changing the key.
+  while a log statement the old version already has is an anchor there. So each neighbour
+  log statement of the block gets an *anchor key* of its own (:func:`statement_anchors`: its
+  code, where it sits among the block's other statements, and on which side of the statement);
+  the planner folds in the anchor keys of the neighbours whose names some run recorded
+  (:func:`florsql.plan.hindsight.statement_fingerprints`): editing or moving such a neighbour
+  replays the name again, adding a new one does not.
 
 Edits in other blocks or files leave the key alone. Only :mod:`ast` is used.
 """
@@ -30,7 +34,7 @@ from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
 from florsql.propagate.source import SourceFile, analyze
 
-__all__ = ["KEY_VERSION", "statement_keys"]
+__all__ = ["KEY_VERSION", "statement_anchors", "statement_keys"]
 
 #: Bump when what a key covers changes: every replayed value is then computed again.
 KEY_VERSION = "1"
@@ -55,6 +59,39 @@ def statement_keys(new_source: str) -> list[tuple[str, str]]:
     logs = find_logs(src)
     placed = {id(s.stmt) for s in logs}
     return [(log.name.lower(), _key(src, log, placed)) for log in logs if log.name is not None]
+
+
+def statement_anchors(new_source: str) -> list[tuple[str, str, str]]:
+    """``(name, neighbour's name, anchor key)``, names in lower case, for each literal-named
+    ``flor.log`` statement of ``new_source`` and each other literal-named log statement of its
+    block (another name's): what moves the statement's placement in an old version that logs
+    the neighbour already (``[]`` when it does not parse).
+
+    Example:
+        >>> src = "import florsql as flor\\nfor e in flor.loop('epoch', range(2)):\\n"
+        >>> a = statement_anchors(src + "    flor.log('a',e)\\n    x = e\\n    flor.log('l',x)\\n")
+        >>> b = statement_anchors(src + "    flor.log('a',e)\\n    flor.log('l',x)\\n    x = e\\n")
+        >>> [(n, m) for n, m, _ in a], a[0] == b[0]
+        ([('a', 'l'), ('l', 'a')], False)
+    """
+    try:
+        src = analyze(new_source)
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    found = find_logs(src)
+    placed = {id(s.stmt) for s in found}
+    named = [(log.name.lower(), log) for log in found if log.name is not None]
+    out = []
+    for name, log in named:
+        for other_name, other in named:
+            if other.block is not log.block or other_name == name:
+                continue
+            block = other.block
+            slot = sum(1 for s in block.stmts[: other.index] if id(s) not in placed)
+            side = "before" if other.index < log.index else "after"
+            key = digest(KEY_VERSION, "anchor", side, str(slot), ast.dump(other.stmt))
+            out.append((name, other_name, key))
+    return out
 
 
 def _key(src: SourceFile, log: LogStatement, placed: set[int]) -> str:

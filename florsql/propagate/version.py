@@ -7,6 +7,7 @@ The unit is one file at one version: a statement added to ``trainer.py`` goes in
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class VersionPropagation:
     vid: str
     files: Mapping[str, Propagation] = field(default_factory=dict)
     unplaced: tuple[str, ...] = ()  # names asked for that no file of this version can take
+    #: path -> sha256 of the latest text each propagation read (what it placed is from these)
+    read: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def failure_messages(self) -> list[str]:
         """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
@@ -143,8 +146,11 @@ def for_version(
     sha, paths = _listing(repo, vid)
     files: dict[str, Propagation] = {}
     seen: set[str] = set()
+    read: dict[str, str] = {}
     for path in paths:
         new = _latest(repo, path)
+        if new is not None:
+            read[path] = hashlib.sha256(new.encode("utf-8", "surrogateescape")).hexdigest()
         here = None if new is None else _names_here(new, wanted)
         seen.update(here or [])
         if new is None or here == []:
@@ -157,7 +163,7 @@ def for_version(
         if result.placed or result.failed:
             files[path] = result
     unplaced = tuple(n for n in wanted or [] if n not in seen)
-    return VersionPropagation(sha, files, unplaced)
+    return VersionPropagation(sha, files, unplaced, read)
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:

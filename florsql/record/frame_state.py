@@ -20,8 +20,9 @@ How each value is saved:
 - modules, other functions, other classes, progress bars, loggers and writers: nothing (code, or
   output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
-  references; containers and plain objects are restored in place, down to what they hold (a
-  meter in a dict, a module's parameters), so aliases stay aliases.
+  references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
+  state) are restored in place, down to what they hold (a meter in a dict, a module's
+  parameters), so aliases stay aliases.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import io
 import pickle
+import random
 import sys
 import types
 from collections import ChainMap
@@ -336,6 +338,18 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
     elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
+    elif isinstance(cur, random.Random):
+        # Its state is the C generator's, not its __dict__ (filling that restored nothing).
+        cur.setstate(saved.getstate())
+        cur.__dict__.update(saved.__dict__)
+    elif _slots(type(cur)) and not hasattr(cur, "__dict__"):
+        for name in _slots(type(cur)):  # an object with __slots__: filled slot by slot
+            if hasattr(saved, name):
+                old = getattr(cur, name, None)
+                new = getattr(saved, name)
+                setattr(cur, name, new if old is None else _merged(old, new, seen))
+            elif hasattr(cur, name):
+                delattr(cur, name)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
         own = cur.__dict__
         merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
@@ -344,6 +358,17 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
     else:
         return False
     return True
+
+
+def _slots(cls: type) -> list[str]:
+    """The slot names ``cls`` and its bases declare (``__dict__``/``__weakref__`` aside)."""
+    out: list[str] = []
+    for base in cls.__mro__:
+        declared = base.__dict__.get("__slots__", ())
+        for name in [declared] if isinstance(declared, str) else declared:
+            if name not in ("__dict__", "__weakref__") and name not in out:
+                out.append(name)
+    return out
 
 
 def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:

@@ -18,11 +18,13 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from threading import get_ident
 from types import FrameType, TracebackType
 from typing import Any
 
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
+from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout
@@ -163,6 +165,11 @@ class ReplayRun:
         self.next_ctx = 1
         self.frames: list[str] = []
         self.gens: dict[str, weakref.ref[Iterator[Any]]] = {}  # inner loops' generators
+        #: the innermost inner loop iterated through a wrapper kept open, as in the recording
+        #: (florsql.record.consumer): its name and its consumer
+        self.watched: tuple[str, Consumer] | None = None
+        self.consumers: dict[str, Consumer] = {}
+        self.thread = get_ident()  # the script's thread
         self.iters: dict[str, int] = {}
         self.objs: dict[str, Any] = {}
         self.scopes: list[Any] = []
@@ -187,6 +194,8 @@ class ReplayRun:
         return value
 
     def log(self, name: str, value: Any) -> Any:
+        if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
+            self._close_left()  # only the script's thread: it is the one iterating
         if name in self.names:
             if self._storing():
                 self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
@@ -208,11 +217,16 @@ class ReplayRun:
         )
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
+            self._close_left()  # only the script's thread: it is the one iterating
         if not self.frames and name == self.spec.loop:
             if self.phases.loop_in is None:
                 self.phases.loop_in = time.time()
             self.outer_frame = frame_state.user_frame()
-            return self._outer(name, iterable)
+            line = self.outer_frame.f_lineno if self.outer_frame is not None else 0
+            outer = self._outer(name, iterable, line)
+            self.gens[name] = weakref.ref(outer)
+            return outer
         if (
             len(self.frames) == 1
             and self.frames[0] == self.spec.loop
@@ -220,10 +234,46 @@ class ReplayRun:
             and self.step.mode == "rest"
             and not self.restored
         ):
+            position = self.manifest.get(self.outer, ("", ""))[0] if self.outer is not None else ""
+            if position != f"after:{name}":
+                # The plan skips the loop the checkpoint was taken after; another loop met
+                # first would run on state that is not the run's.
+                raise RuntimeError(
+                    f"rest mode met flor.loop({name!r}) first, but the checkpoint of "
+                    f"{self.spec.loop} {self.outer} was taken at {position or 'no position'}"
+                )
             return self._skipped(name, frame_state.user_frame())
-        gen = self._plain(name, iterable)
+        owner = frame_state.user_frame()
+        gen = self._plain(name, iterable, owner, owner.f_lineno if owner is not None else 0)
         self.gens[name] = weakref.ref(gen)
         return gen
+
+    def _unwatch(self, name: str) -> None:
+        """As an inner loop ends: watch the next watched loop below it, if any."""
+        self.consumers.pop(name, None)
+        if self.watched is not None and self.watched[0] == name:
+            self.watched = None
+            for below in reversed(self.frames):
+                if below in self.consumers and below != name:
+                    self.watched = (below, self.consumers[below])
+                    break
+
+    def _close_left(self) -> None:
+        """The script left the ``for`` that iterated the watched loop through a wrapper that
+        keeps it open: close it (and what is open inside it) now, as the recording does."""
+        assert self.watched is not None
+        name = self.watched[0]
+        while name in self.frames:
+            top = self.frames[-1]
+            ref = self.gens.get(top)
+            gen = ref() if ref is not None else None
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+            if self.frames and self.frames[-1] == top:
+                self.frames.pop()
+            self._unwatch(top)
+        self._unwatch(name)
 
     def _close_stale(self) -> None:
         """Close the inner loops still open as an outer iteration ends (a wrapper that holds
@@ -237,6 +287,7 @@ class ReplayRun:
                 close()
             if len(self.frames) > 1 and self.frames[-1] == top:
                 self.frames.pop()
+            self._unwatch(top)
 
     def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
         self.objs.update(objs)
@@ -258,8 +309,14 @@ class ReplayRun:
         self.ctx = parent
         self.iters.pop(name, None)
 
-    def _plain(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+    def _plain(
+        self, name: str, iterable: Iterable[Any], owner: FrameType | None, call_line: int
+    ) -> Iterator[Any]:
         self.frames.append(name)
+        found = consumer_of(owner, call_line, sys._getframe())
+        if found is not None:
+            self.consumers[name] = found
+            self.watched = (name, found)
         try:
             for i, item in enumerate(iterable):
                 parent, ctx = self._enter(name, i, item)
@@ -273,6 +330,7 @@ class ReplayRun:
                 self._leave(name, parent, ctx, t0)
         finally:
             self.frames.pop()
+            self._unwatch(name)
 
     def _skipped(self, name: str, frame: FrameType | None) -> Iterator[Any]:
         # The first inner loop of a "rest" iteration: its effect, on the registered objects
@@ -283,8 +341,12 @@ class ReplayRun:
         return
         yield  # a generator that yields nothing
 
-    def _outer(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+    def _outer(self, name: str, iterable: Iterable[Any], call_line: int) -> Iterator[Any]:
         self.frames.append(name)
+        found = consumer_of(self.outer_frame, call_line, sys._getframe())
+        if found is not None:
+            self.consumers[name] = found
+            self.watched = (name, found)
         last = max(self.plan, default=-1)
         try:
             for j, item in _pick(iterable, sorted(self.plan)):
@@ -320,6 +382,7 @@ class ReplayRun:
                     _stop()
         finally:
             self.frames.pop()
+            self._unwatch(name)
         if self.phases.loop_out is None:
             self.phases.loop_out = time.time()
         if not self.spec.after_loop:

@@ -29,6 +29,7 @@ from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, segment_writer
 from florsql.record.args import coerce, scan_argv
+from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
@@ -58,11 +59,19 @@ class _Frame:
     checkpoint_scope: _Scope | None = None
     iteration: int = -1
     inner_checkpoint_taken: bool = False
+    #: an inner loop of this iteration was closed stale: no later one takes the ``after:``
+    #: checkpoint (replay skips the first inner loop it meets; that one had none)
+    inner_left_stale: bool = False
     user: FrameType | None = None  # the script's frame that runs this loop
     facts: LoopFacts | None = None  # what the loop changes (florsql.code.effects)
     #: the loop's generator (weakly: a break must still close it when the script drops it)
     gen: weakref.ref[Iterator[Any]] | None = None
     stale: bool = False  # closed by florsql after it was left unclosed (see _close_stale)
+    #: the frame that called ``flor.loop``, and the line it called it from
+    owner: FrameType | None = None
+    call_line: int = 0
+    #: the ``for`` that iterates it through a wrapper (florsql.record.consumer)
+    consumer: Consumer | None = None
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -138,6 +147,8 @@ class Run:
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[_Frame] = []
+        #: the innermost loop iterated through a wrapper kept open (florsql.record.consumer)
+        self.watched: tuple[_Frame, Consumer] | None = None
         self.inner_runs: list[_InnerRun] = []  # inner loops running, rows not all built yet
         self.scopes: list[_Scope] = []
         self.log_names: set[str] = set()
@@ -194,6 +205,8 @@ class Run:
         return value
 
     def log(self, name: str, value: Any) -> Any:
+        if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
+            self._close_left()  # only the training thread: it is the one iterating
         key = self.log_keys.get(name)
         if key is None:
             key = self._first_log(name)
@@ -233,6 +246,8 @@ class Run:
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not isinstance(name, str) or not name:
             raise RecordError(f"flor.loop needs a non-empty string name, got {name!r}")
+        if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
+            self._close_left()  # only the training thread: it is the one iterating
         if self._is_loop(name):
             raise RecordError(
                 f"flor.loop({name!r}) is nested inside another flor.loop({name!r}); "
@@ -243,8 +258,10 @@ class Run:
         scope = self.scopes[-1] if self.scopes else None
         owns_scope = scope is not None and scope.depth == len(self.frames)
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)
+        frame.owner = frame_state.user_frame()
+        frame.call_line = frame.owner.f_lineno if frame.owner is not None else 0
         if self.scopes:  # only checkpointed loops save locals
-            frame.user = frame_state.user_frame()
+            frame.user = frame.owner
             frame.facts = self._facts(frame.user, name)
         return self._iterate(frame, iterable)
 
@@ -273,13 +290,40 @@ class Run:
         frame.gen = weakref.ref(gen)
         return gen
 
-    def _close_stale(self, frame: _Frame) -> None:
-        """Close the loops still open above ``frame`` as one of its iterations ends: they were
-        left without being closed (a wrapper that holds the ``flor.loop``, as a progress bar
-        kept in a variable does, outlived a ``break``), so they ended in that iteration. Their
-        exit took no ``after:`` checkpoint (its place is not known); the iteration then takes
-        its ``end`` checkpoint."""
-        while self.frames and self.frames[-1] is not frame:
+    def _watch(self, frame: _Frame, gen_frame: FrameType) -> None:
+        """As a loop's generator first runs: watch it when a wrapper the script keeps iterates
+        it (florsql.record.consumer)."""
+        frame.consumer = consumer_of(frame.owner, frame.call_line, gen_frame)
+        if frame.consumer is not None:
+            self.watched = (frame, frame.consumer)
+
+    def _unwatch(self, frame: _Frame) -> None:
+        """As a loop ends: watch the next watched loop below it, if any."""
+        if self.watched is not None and self.watched[0] is frame:
+            self.watched = None
+            for f in reversed(self.frames):
+                if f.consumer is not None and f is not frame:
+                    self.watched = (f, f.consumer)
+                    break
+
+    def _close_left(self) -> None:
+        """The script left the ``for`` that iterated the watched loop through a wrapper that
+        keeps it open (``pbar = tqdm(flor.loop(...))``, then ``break``): close it (and what
+        is open inside it) now, so what follows lands where a plain ``break`` puts it."""
+        assert self.watched is not None
+        frame = self.watched[0]
+        if any(f is frame for f in self.frames):
+            self._close_stale(frame, keep=False)
+        self._unwatch(frame)
+
+    def _close_stale(self, frame: _Frame, keep: bool = True) -> None:
+        """Close the loops still open above ``frame`` (and ``frame`` too unless ``keep``) as
+        one of its iterations ends: they were left without being closed (a wrapper that holds
+        the ``flor.loop``, as a progress bar kept in a variable does, outlived a ``break``), so
+        they ended in that iteration. Their exit took no ``after:`` checkpoint (its place is
+        not known); the iteration then takes its ``end`` checkpoint."""
+        depth = next(i for i, f in enumerate(self.frames) if f is frame) + (1 if keep else 0)
+        while len(self.frames) > depth:
             top = self.frames[-1]
             top.stale = True
             gen = top.gen() if top.gen is not None else None
@@ -292,12 +336,14 @@ class Run:
                 pass
             if self.frames and self.frames[-1] is top:
                 self.frames.pop()
+                self._unwatch(top)
 
     def _iterate_hooked(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
         """An outermost loop, or one that checkpoints: a row per iteration as it starts, and the
         after-iteration hook (checkpoints, flushes) as it ends."""
         parent = self.ctx
         self.frames.append(frame)
+        self._watch(frame, sys._getframe())
         key = self.names.key(frame.name)
         clock = time.perf_counter
         exhausted = False  # False in ``finally``: left by break, return or an exception
@@ -323,11 +369,13 @@ class Run:
                 self.ctx = parent
                 self._after_iteration(frame, elapsed)
                 frame.inner_checkpoint_taken = False  # for the next iteration
+                frame.inner_left_stale = False
             exhausted = True
         finally:
             if self.frames and self.frames[-1] is not frame:
                 self._close_stale(frame)
             self.frames.pop()
+            self._unwatch(frame)
             self.ctx = parent
             self._after_inner_loop(frame, left=not exhausted)
 
@@ -347,6 +395,7 @@ class Run:
         """
         parent = self.ctx
         self.frames.append(frame)
+        self._watch(frame, sys._getframe())
         clock = time.perf_counter
         run = _InnerRun(frame, parent, self.names.key(frame.name), self.next_ctx, clock(), ranged)
         self.inner_runs.append(run)
@@ -377,6 +426,7 @@ class Run:
             self._materialize(run)  # then out of the list: a flush between finds it built
             self.inner_runs.remove(run)
             self.frames.pop()
+            self._unwatch(frame)
             self.ctx = parent
             self._after_inner_loop(frame, left=not exhausted)
 
@@ -441,7 +491,14 @@ class Run:
             return
         outer = self.frames[-1]
         scope = outer.checkpoint_scope
-        if scope is not None and not outer.inner_checkpoint_taken and not frame.stale:
+        if frame.stale:
+            outer.inner_left_stale = True
+        if (
+            scope is not None
+            and not outer.inner_checkpoint_taken
+            and not frame.stale
+            and not outer.inner_left_stale
+        ):
             # The checkpoint sits where the first inner loop exits, so code
             # after it (scheduler steps, evaluation) re-runs once on restored state in replay.
             # ``left``: the loop did not run out (break, return or an exception left it), so

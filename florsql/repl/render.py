@@ -170,14 +170,14 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u
 _SHORT_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
-def display(text: str) -> str:
+def display(text: str, *, name: bool = False) -> str:
     r"""``text`` (a cell's, a column name) as the table and line modes show it: on one line, so
     that it cannot break a row or the alignment, and unambiguously.
 
     Text shows as it is, unless it would be unclear: it holds a character of :data:`_UNSAFE`,
     starts or ends with a space (the padding would hide it), reads ``NULL`` in any case (the
-    NULL cell reads so), or starts with ``E'``. (The empty string is an empty cell: NULL is
-    never one.) Then it shows as a DuckDB escape
+    NULL cell reads so; not for a column ``name``, which is never NULL), or starts with ``E'``.
+    (The empty string is an empty cell: NULL is never one.) Then it shows as a DuckDB escape
     string literal, ``E'...'``, with ``\\``, ``\'``, ``\n``, ``\t``, ``\r`` and other such
     characters as the ``\xHH`` escapes of their UTF-8 bytes: the literal reads back as the
     same text in a query (a NUL byte excepted: DuckDB takes none in a literal).
@@ -191,7 +191,7 @@ def display(text: str) -> str:
     plain = text == "" or (
         text[0] != " "
         and text[-1] != " "
-        and text.upper() != NULL
+        and (name or text.upper() != NULL)
         and not text.startswith("E'")
         and _UNSAFE.search(text) is None
     )
@@ -254,7 +254,7 @@ def render_table(table: pa.Table, limit: int | None = 100) -> str:
         (2 rows)
     """
     shown = table if limit is None else table.slice(0, limit)
-    names = [display(n) for n in table.column_names]
+    names = [display(n, name=True) for n in table.column_names]
     columns = [
         [NULL if v is None else display(cell(v, f.type)) for v in values]
         for values, f in zip(_text_columns(shown), shown.schema, strict=True)
@@ -377,7 +377,7 @@ def unique_names(names: list[str]) -> list[str]:
 def render_lines(table: pa.Table, limit: int | None = 100) -> str:
     """One ``column = value`` line per field, a blank line between rows, and the count."""
     shown = table if limit is None else table.slice(0, limit)
-    names = [display(n) for n in table.column_names]
+    names = [display(n, name=True) for n in table.column_names]
     width = max(map(display_width, names), default=0)
     types = [f.type for f in shown.schema]
     blocks = [
