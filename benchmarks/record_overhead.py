@@ -133,6 +133,53 @@ print(json.dumps(us))
 """
 
 
+#: florsql's per-step cost where it runs, between training steps (their work evicts florsql's
+#: code and data from the CPU caches, so a call costs several times its tight-loop time): one
+#: recorded process runs blocks of steps plain, with a flor.loop, with 3 flor.log calls, and with
+#: both, in turn; the median block of each against the plain ones. Unlike the pairs of
+#: processes above it is not moved by one process's luck with the machine (memory layout, the
+#: other core's load), so it is the steadier reading of what the calls themselves cost.
+BLOCKS = """
+import json, statistics, time
+import torch
+from torch import nn
+import florsql as flor
+torch.manual_seed(0)
+torch.set_num_threads(1)
+net = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 10))
+opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(64, 128), torch.randint(0, 10, (64,))
+loss_fn = nn.CrossEntropyLoss()
+flor.arg("blocks", 1)
+def step():
+    out = net(x); loss = loss_fn(out, y); opt.zero_grad(); loss.backward(); opt.step()
+    return loss
+N, KINDS = 300, ("plain", "loop", "logs", "both")
+res = {k: [] for k in KINDS}
+for block in flor.loop("block", range(48)):
+    kind = KINDS[block % 4]
+    t = time.thread_time()
+    if kind == "plain":
+        for s in range(N):
+            loss = step(); loss.item(); 0.01; s
+    elif kind == "loop":
+        for s in flor.loop("step", range(N)):
+            loss = step(); loss.item(); 0.01; s
+    elif kind == "logs":
+        for s in range(N):
+            loss = step()
+            flor.log("loss", loss.item()); flor.log("lr", 0.01); flor.log("step_in_epoch", s)
+    else:
+        for s in flor.loop("step2", range(N)):
+            loss = step()
+            flor.log("loss", loss.item()); flor.log("lr", 0.01); flor.log("step_in_epoch", s)
+    res[kind].append((time.thread_time() - t) / N * 1e6)
+plain = statistics.median(res["plain"][2:])
+extra = {k: statistics.median(res[k][2:]) - plain for k in KINDS[1:]}
+print(json.dumps({"step_us": plain, **extra}))
+"""
+
+
 def _run(repo: Path, script: str, *args: str, src: str | None = None) -> dict[str, float]:
     env = {"FLORSQL_CHECKPOINT_PERIOD": "1", "PATH": "/usr/bin:/bin"}
     if src:
@@ -195,6 +242,7 @@ def main() -> None:
         subprocess.run(["git", "init", "-q", str(repo)], check=True)
         (repo / "train.py").write_text(train_source(ns.epochs, ns.steps))
         (repo / "micro.py").write_text(MICRO)
+        (repo / "blocks.py").write_text(BLOCKS)
         plain, instr = [], []
         for _ in range(ns.pairs):  # interleaved: drift and other load hit both sides alike
             plain.append(_run(repo, "train.py", "plain"))
@@ -219,6 +267,8 @@ def main() -> None:
         micros = [_run(repo, "micro.py", src=src) for _ in range(3)]
         micro = statistics.median(m["per_call_us"] for m in micros)
         per_iter = statistics.median(m["per_iter_us"] for m in micros)
+        blocks = [_run(repo, "blocks.py", src=src) for _ in range(3)]
+        block = {k: statistics.median(b[k] for b in blocks) for k in blocks[0]}
         from florsql.store.index import Index
 
         with Index.open(repo) as ix:
@@ -281,6 +331,12 @@ def main() -> None:
     )
     print(f"{'us per flor.log (min of blocks)':32}{'':10}{micro:10.3f}{'<= 2':>10}")
     print(f"{'us per flor.loop iteration':32}{'':10}{per_iter:10.3f}")
+    both_pct = block["both"] / block["step_us"] * 100
+    print(
+        f"{'between steps, us a step':32}{'':10}{block['both']:10.2f}  (in-process blocks: "
+        f"flor.loop {block['loop']:.2f} + 3 logs {block['logs']:.2f}; {both_pct:.2f}% of a "
+        f"{block['step_us']:.0f} us step)"
+    )
     print(f"{'writer CPU s / run':32}{'':10}{writer_cpu:10.3f}  (thread + segment writer)")
     print(
         f"{'segment writer start-up CPU s':32}{'':10}{writer_start:10.3f}"
@@ -311,6 +367,12 @@ def main() -> None:
         Row("overhead % (wall), median of pairs", pct("seconds"), "%", 1, "<="),
         Row("overhead % (training thread CPU)", pct("thread"), "%"),
         Row("us per flor.log", micro, "us", 2, "<="),
+        Row(
+            "us a step for flor.loop + 3 flor.log, between torch steps",
+            block["both"],
+            "us",
+            note=f"{both_pct:.2f}% of the step; in-process blocks, median of 3 processes",
+        ),
         Row("import florsql ms", import_ms, "ms", 50, "<="),
         Row("recorded runs importing pandas", imported, "", 0, "<="),
     ]
