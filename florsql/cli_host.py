@@ -75,9 +75,6 @@ def _warm() -> None:
     parse("SELECT a, count(*) FROM logs WHERE b = ? AND c IN (1, 2) GROUP BY ALL ORDER BY 1")
     src = "import florsql as flor\nfor e in flor.loop('epoch', range(2)):\n    flor.log('x', e)\n"
     scan_source(src, "warm.py")
-    from florsql.propagate import propagate
-
-    propagate(src.replace("'x', e", "'x', e)\n    flor.log('y', e"), src)  # libcst's paths
 
 
 def enabled() -> bool:
