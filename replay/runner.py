@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from florsql.errors import ReplayError, concat_messages
+from florsql.plan.patched import unplaced_reason
 from florsql.plan.tasks import chunks_from_files
 from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
@@ -23,7 +24,7 @@ from florsql.replay.worktree import prepare
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import DONE, REJECTED, ReplaySpec, patched_hash, replays_dir
-from florsql.versions import file_at
+from florsql.versions import file_at, files_at
 
 
 @dataclass
@@ -92,8 +93,10 @@ def default_patcher(repo: Path) -> Patcher:
         result = propagate.for_version(repo, vid, names=names)
         files = {path: r.source for path, r in result.files.items() if r.placed}
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
-        for name in result.unplaced:
-            failed.setdefault(name, "no file of this version can take it")
+        if result.unplaced:
+            py = [p for p in files_at(repo, vid) if p.endswith(".py")]
+            for name in result.unplaced:
+                failed.setdefault(name, unplaced_reason(repo, py, name))
         return Patch(files, failed, dict(result.read))
 
     return patch

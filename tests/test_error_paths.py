@@ -184,3 +184,35 @@ def test_the_shell_reports_each_error_and_goes_on(repo: Path) -> None:
                  "unterminated string literal"):  # fmt: skip
         assert says in result.stderr, result.stderr
     assert not any(word in result.stderr for word in INTERNAL)
+
+
+DIRECT = """
+import florsql
+from florsql import log as L, loop
+
+w = 1.0
+for epoch in loop("epoch", range(3)):
+    w = w * 0.5 + epoch
+    L("w", w)
+"""
+
+
+def test_a_statement_written_with_an_imported_log_function_says_how_to_write_it(
+    tmp_path: Path,
+) -> None:
+    """``from florsql import log as L`` then a new ``L("w2", ...)``: the column is found but
+    propagation places only module calls; the error says so and how to write it (it said
+    "no file of this version can take it"), and the module form then replays."""
+    from tests.helpers import make_repo, run_script
+
+    repo = make_repo(tmp_path / "p", {"train.py": DIRECT})
+    run_script(repo, "train.py")
+    (repo / "train.py").write_text(DIRECT + '    L("w2", w * 2)\n')
+    with pytest.raises(florsql.Error) as err, florsql.connect(repo) as con:
+        con.execute("SELECT epoch, w2 FROM logs ORDER BY epoch").fetchall()
+    assert "from florsql import log" in str(err.value)
+    assert 'florsql.log("w2", ...)' in str(err.value)
+    (repo / "train.py").write_text(DIRECT + '    florsql.log("w2", w * 2)\n')
+    with florsql.connect(repo) as con:
+        rows = con.execute("SELECT epoch, w, w2 FROM logs ORDER BY epoch").fetchall()
+    assert [r[2] for r in rows] == [r[1] * 2 for r in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -77,6 +78,33 @@ class Patched:
         return frozenset(need - self.outer.targets - self.registered - _BUILTINS)
 
 
+def unplaced_reason(repo: Path, filenames: Iterable[str], name: str) -> str:
+    """Why no file of a version took ``name``: most often, today's statement (in one of
+    ``filenames``) is a call of a function imported from florsql (``from florsql import log``),
+    which is found as a column but which propagation, placing ``<module>.log(...)`` calls,
+    does not see."""
+    from florsql.plan.hindsight import scan_source
+    from florsql.propagate.find import find_logs
+    from florsql.propagate.source import analyze
+
+    for filename in filenames:
+        try:
+            text = (repo / filename).read_text(encoding="utf-8")
+            scanned = scan_source(text, filename)
+            placeable = {s.name for s in find_logs(analyze(text)) if s.name is not None}
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
+            continue
+        if scanned is None or name not in scanned.names() or name in placeable:
+            continue
+        return (
+            f"today's statement is a call of a function imported from florsql (`from florsql "
+            f"import log`); florsql places only module calls: write it "
+            f'`florsql.log("{name}", ...)` (with `import florsql`, or `flor.log` with '
+            f"`import florsql as flor`) and query again"
+        )
+    return "no file of this version can take it"
+
+
 def patched_script(
     repo: Path, vid: str, filename: str, names: tuple[str, ...], outer: str | None = None
 ) -> Patched:
@@ -89,7 +117,7 @@ def patched_script(
     files = {path: r.source for path, r in result.files.items() if r.placed}
     failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
     for name in result.unplaced:
-        failed.setdefault(name, "no file of this version can take it")
+        failed.setdefault(name, unplaced_reason(repo, [filename], name))
     try:
         source = files.get(filename) or file_at(repo, vid, filename)
     except Exception:  # the script is not in that version: nothing can be placed
