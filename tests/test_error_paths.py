@@ -216,3 +216,23 @@ def test_a_statement_written_with_an_imported_log_function_says_how_to_write_it(
     with florsql.connect(repo) as con:
         rows = con.execute("SELECT epoch, w, w2 FROM logs ORDER BY epoch").fetchall()
     assert [r[2] for r in rows] == [r[1] * 2 for r in rows]
+
+
+def test_a_statement_naming_its_value_first_is_a_hindsight_column(tmp_path: Path) -> None:
+    """``florsql.log(value=v, name="w2")`` logs ``w2`` when it runs, so it is a hindsight
+    statement too: older runs replay it. The scanner read the first argument in source order
+    (the value) and missed it: once a run of today's code had logged w2, the older run's w2
+    was NULL without a word."""
+    from tests.helpers import make_repo, run_script
+
+    repo = make_repo(tmp_path / "p", {"train.py": DIRECT})
+    run_script(repo, "train.py")
+    (repo / "train.py").write_text(DIRECT + '    florsql.log(value=w * 2, name="w2")\n')
+    git(repo, "commit", "-qam", "w2")
+    run_script(repo, "train.py")
+    with florsql.connect(repo) as con:
+        rows = con.execute(
+            "SELECT run_id, epoch, w, w2 FROM logs ORDER BY run_id, epoch"
+        ).fetchall()
+    assert len(rows) == 6
+    assert [r[3] for r in rows] == [r[2] * 2 for r in rows]

@@ -204,7 +204,7 @@ def test_the_odd_forms_by_hand() -> None:
             flor.log("a" "b", 1)  # two literals: not a literal name
             flor.log(f"c", 1)
             flor.log(name, 1)
-            flor.log(value=2, name="d")  # the first argument is the value
+            flor.log(value=2, name="d")  # keywords: the name is name=, as when it runs
             flor.log(name="e", value=2)
             flor.log(
                 "f",
@@ -219,7 +219,7 @@ def test_the_odd_forms_by_hand() -> None:
     got = scan_ast(text, "s.py")
     assert got == scan_text(text, "s.py")
     assert got is not None
-    assert [s.name for s in got.sites] == ["e", "f", "g", "ünï", "h"]
+    assert [s.name for s in got.sites] == ["d", "e", "f", "g", "ünï", "h"]
     assert {s.chain for s in got.sites} == {("epoch",)}
 
 

@@ -9,8 +9,9 @@ cannot parse (newer syntax than this interpreter's) is scanned with libcst.
 What counts, as in the libcst scanner:
 
 - a log site is a call ``flor.log("<name>", ...)`` (or of a name imported from florsql) whose
-  first argument, positional or keyword, is one plain string literal (not implicitly
-  concatenated, not an f-string);
+  name argument, as the call binds it (the first positional argument, else ``name=``: so
+  ``flor.log(value=v, name="x")`` logs ``x``, as it does when it runs), is one plain string
+  literal (not implicitly concatenated, not an f-string);
 - its chain is the ``flor.loop`` loops around it; a loop is a ``for`` whose iterable contains a
   ``flor.loop("<name>", ...)`` call (the first such call in source order names it);
 - inside a function (its decorators, defaults and annotations included), a site takes the chains
@@ -245,17 +246,12 @@ def _segment(line: str, start: int, end: int | None) -> str:
 
 
 def _first_argument(node: ast.Call) -> ast.expr | None:
-    """The value of the call's first argument in source order, positional (``*x`` gives
-    ``x``) or keyword (``name=...``, ``**kw``)."""
-    candidates: list[tuple[tuple[int, int], ast.expr]] = []
-    for a in node.args:
-        value = a.value if isinstance(a, ast.Starred) else a
-        candidates.append(((a.lineno, a.col_offset), value))
-    for k in node.keywords:
-        candidates.append(((k.lineno, k.col_offset), k.value))
-    if not candidates:
-        return None
-    return min(candidates, key=lambda c: c[0])[1]
+    """The name parameter's argument, as the call binds it: the first positional argument (a
+    ``*x`` there: unknown), else the ``name=`` keyword."""
+    if node.args:
+        first = node.args[0]
+        return None if isinstance(first, ast.Starred) else first
+    return next((k.value for k in node.keywords if k.arg == "name"), None)
 
 
 def _walk(node: ast.AST, depth: int) -> list[tuple[int, ast.AST]]:

@@ -77,7 +77,7 @@ class _Finder(cst.CSTVisitor):
         self.wrapped: dict[tuple[str | None, str], str] = {}
 
     def _flor_call(self, node: cst.Call, attr: str) -> str | None:
-        """The literal first argument of ``flor.<attr>(...)``, else None."""
+        """The literal name argument of ``flor.<attr>(...)``, else None."""
         func = node.func
         ok = (
             isinstance(func, cst.Attribute)
@@ -85,9 +85,19 @@ class _Finder(cst.CSTVisitor):
             and isinstance(func.value, cst.Name)
             and func.value.value in self.modules
         ) or (isinstance(func, cst.Name) and self.direct.get(func.value) == attr)
-        if not ok or not node.args:
+        if not ok:
             return None
-        arg = node.args[0].value
+        # The name parameter, as the call binds it: the first positional argument, else name=.
+        positional = [a for a in node.args if a.keyword is None]
+        if positional:
+            if positional[0].star:
+                return None
+            arg = positional[0].value
+        else:
+            named = [a for a in node.args if a.keyword is not None and a.keyword.value == "name"]
+            if not named:
+                return None
+            arg = named[0].value
         if isinstance(arg, cst.SimpleString):
             value = arg.evaluated_value
             return value if isinstance(value, str) else None
