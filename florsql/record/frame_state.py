@@ -137,10 +137,7 @@ def _class_state(cls: type, registered: dict[int, str]) -> dict[str, bytes]:
             continue
         if isinstance(v, (type, staticmethod, classmethod)) or hasattr(type(v), "__get__"):
             continue
-        data = _dumps(v, registered)
-        if len(data) > MAX_BYTES:
-            raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
-        out[attr] = data
+        out[attr] = _dumps_bounded(attr, v, registered)
     return out
 
 
@@ -151,11 +148,16 @@ def _function_state(fn: types.FunctionType, registered: dict[int, str]) -> dict[
     for attr, v in vars(fn).items():
         if attr.startswith("__") and attr.endswith("__"):
             continue
-        data = _dumps(v, registered)
-        if len(data) > MAX_BYTES:
-            raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
-        out[attr] = data
+        out[attr] = _dumps_bounded(attr, v, registered)
     return out
+
+
+def _dumps_bounded(attr: str, value: Any, registered: dict[int, str]) -> bytes:
+    """``value`` pickled, or :class:`_TooLarge` past ``MAX_BYTES``."""
+    data = _dumps(value, registered)
+    if len(data) > MAX_BYTES:
+        raise _TooLarge(f"{attr} larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return data
 
 
 def _stateless(value: Any) -> bool:

@@ -264,30 +264,27 @@ class ReplayRun:
         assert self.watched is not None
         name = self.watched[0]
         while name in self.frames:
-            top = self.frames[-1]
-            ref = self.gens.get(top)
-            gen = ref() if ref is not None else None
-            close = getattr(gen, "close", None)
-            if close is not None:
-                close()
-            if self.frames and self.frames[-1] == top:
-                self.frames.pop()
-            self._unwatch(top)
+            self._close_top(0)
         self._unwatch(name)
 
     def _close_stale(self) -> None:
         """Close the inner loops still open as an outer iteration ends (a wrapper that holds
         the ``flor.loop`` outlived a ``break``), as the recording does: they ended in it."""
         while len(self.frames) > 1:
-            top = self.frames[-1]
-            ref = self.gens.get(top)
-            gen = ref() if ref is not None else None
-            close = getattr(gen, "close", None)
-            if close is not None:
-                close()
-            if len(self.frames) > 1 and self.frames[-1] == top:
-                self.frames.pop()
-            self._unwatch(top)
+            self._close_top(1)
+
+    def _close_top(self, keep: int) -> None:
+        """Close the innermost open loop's generator (its ``finally`` pops its frame), and pop
+        the frame if it did not, while more than ``keep`` frames are open."""
+        top = self.frames[-1]
+        ref = self.gens.get(top)
+        gen = ref() if ref is not None else None
+        close = getattr(gen, "close", None)
+        if close is not None:
+            close()
+        if len(self.frames) > keep and self.frames[-1] == top:
+            self.frames.pop()
+        self._unwatch(top)
 
     def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
         self.objs.update(objs)
