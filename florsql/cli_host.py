@@ -63,6 +63,7 @@ _MODULES = (
     "florsql.store.fingerprints",
     "pyarrow.compute",
     "libcst.native",
+    "filelock",  # the index's lock
 )
 
 

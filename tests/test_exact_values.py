@@ -341,3 +341,21 @@ def test_nested_values_over_many_rows_fetched_in_batches(con: dbapi.Connection) 
     cur = con.execute(sql)
     got = cur.fetchmany(7) + cur.fetchmany(1500) + cur.fetchall()
     assert _same(got, want)
+
+
+def test_parse_type_reads_every_type_name_as_duckdb_does() -> None:
+    """The plain types come from a table (no DuckDB connection needed); every name, plain or
+    not, parses to the type DuckDB parses it to."""
+    from florsql.engine.exact import _BARE_NULL, parse_type
+
+    con = duckdb.connect()
+    names = [
+        "BIGINT", "DOUBLE", "VARCHAR", "BOOLEAN", "NULL", "NULL[]", "TIMESTAMP WITH TIME ZONE",
+        "TIME WITH TIME ZONE", "UUID", "BLOB", "HUGEINT", "UHUGEINT", "DECIMAL(18,3)",
+        "DOUBLE[]", 'STRUCT("NULL" NULL, b INTEGER)', "MAP(VARCHAR, BIGINT)", "INTEGER[3]",
+        "TIMESTAMP_NS", "INTERVAL", "DATE", "BIT",
+    ]  # fmt: skip
+    for name in names:
+        expected = con.sqltype(_BARE_NULL.sub('"NULL"', name))  # bare NULL: the NULL type
+        got = parse_type(name)
+        assert got == expected and str(got) == str(expected), name

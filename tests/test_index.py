@@ -82,3 +82,22 @@ def test_corrupt_index_is_rebuilt(tiny_repo: Path) -> None:
     with pytest.warns(Warning, match="rebuilding"):
         after = _answers(tiny_repo)
     assert after == before
+
+
+def test_an_index_made_by_other_schema_code_is_brought_up_to_date(tiny_repo: Path) -> None:
+    """Opening an index made by this very code runs no DDL; one made by other code (an older
+    florsql with the same schema version) gets this code's tables and views, with its data;
+    one of another schema version is rebuilt from the run files."""
+    run_script(tiny_repo, "train.py")
+    before = _answers(tiny_repo)
+    with Index.open(tiny_repo) as ix:
+        ix.con.execute("DROP VIEW versions")
+        ix.con.execute("UPDATE meta SET value = 'older code' WHERE key = 'ddl'")
+    assert _answers(tiny_repo) == before  # the view is back
+    with Index.open(tiny_repo) as ix:
+        ix.con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        ix.con.execute("DELETE FROM log_records")
+    assert _answers(tiny_repo) == before  # rebuilt: the rows are back
+    with Index.open(tiny_repo) as ix:
+        ix.con.execute("UPDATE meta SET value = 'not a number' WHERE key = 'schema_version'")
+    assert _answers(tiny_repo) == before

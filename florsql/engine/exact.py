@@ -30,6 +30,7 @@ Each field carries its DuckDB type in the metadata key ``florsql.type``, which
 
 from __future__ import annotations
 
+import functools
 import re
 
 import duckdb
@@ -174,7 +175,20 @@ def parse_type(name: str) -> DuckDBPyType:
         >>> str(parse_type('STRUCT("NULL" NULL[], b INTEGER)'))
         'STRUCT("NULL" "NULL"[], b INTEGER)'
     """
-    return duckdb.sqltype(_BARE_NULL.sub('"NULL"', name))
+    spelled = _BARE_NULL.sub('"NULL"', name)
+    simple = _simple_types().get(spelled)
+    # ``duckdb.sqltype`` starts DuckDB's default connection at its first call (~20 ms of a
+    # one-shot query's rendering, measured); the plain types need none.
+    return simple if simple is not None else duckdb.sqltype(spelled)
+
+
+@functools.cache
+def _simple_types() -> dict[str, DuckDBPyType]:
+    """The types without parameters or children, by the name DuckDB gives them."""
+    from duckdb import sqltypes
+
+    found = (getattr(sqltypes, n) for n in dir(sqltypes) if n.isupper())
+    return {str(t): t for t in found if isinstance(t, DuckDBPyType)}
 
 
 def run_exact(
