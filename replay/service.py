@@ -360,6 +360,9 @@ class Service:
         self.selector = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.wake_r, self.wake_w = os.pipe()
+        # Tasks write their pid here once their done.json is written, just before they exit:
+        # the client hears of it without waiting for the exit (see replay_mode.DONE_FD).
+        self.done_r, self.done_w = os.pipe()
         self.inode: int | None = None
         self.host: subprocess.Popen[bytes] | None = None
         self.host_tried = False
@@ -384,6 +387,8 @@ class Service:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._terminate)
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        os.set_blocking(self.done_r, False)
+        self.selector.register(self.done_r, selectors.EVENT_READ, "done")
         self._write_state()
 
     def _write_state(self, ready: bool = False) -> None:
@@ -458,6 +463,8 @@ class Service:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(self.wake_r, 512):
                             pass
+                elif key.data == "done":
+                    self._finished()
                 else:
                     self._readable(key.data)
             self._reap()
@@ -632,7 +639,7 @@ class Service:
                 for sig in (signal.SIGCHLD, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)
                 self.selector.close()
-                for fd in (self.wake_r, self.wake_w, self.lock_fd):
+                for fd in (self.wake_r, self.wake_w, self.lock_fd, self.done_r):
                     with contextlib.suppress(OSError):
                         os.close(fd)
                 if self.host is not None and self.host.stdin is not None:
@@ -647,6 +654,7 @@ class Service:
                 if isinstance(environ, dict):
                     os.environ.clear()
                     os.environ.update(environ)
+                os.environ[zygote.DONE_FD] = str(self.done_w)
             finally:
                 zygote._child(task, received)  # never returns
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -657,6 +665,23 @@ class Service:
         self.owner[pid] = client
         self.tasks_run += 1
         self._reply(client, {"started": task["id"], "pid": pid})
+
+    def _finished(self) -> None:
+        """Tasks that wrote their done.json and are exiting (their pids on the done pipe): their
+        clients hear of them now, with exit status 0 (a task writes its pid only right before
+        ``os._exit(0)``); the exit itself is reaped later, and not reported again."""
+        data = b""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while chunk := os.read(self.done_r, 4096):
+                data += chunk
+        for token in data.split():
+            pid = int(token) if token.isdigit() else -1
+            client = self.owner.get(pid)
+            if client is None:
+                continue
+            task_id = client.tasks.pop(pid, None)
+            if task_id is not None and client.sock.fileno() in self.clients:
+                self._reply(client, {"id": task_id, "returncode": 0})
 
     def _reap(self) -> None:
         while self.owner:

@@ -292,3 +292,55 @@ def test_an_upgrade_in_place_replaces_the_service(repo: Path, tmp_path: Path) ->
     out, _ = notebook.communicate("go\n", timeout=120)
     assert out.strip() == "unavailable: florsql was upgraded since this process imported it"
     assert int(str(state(repo)["pid"])) == new and pid_alive(new)
+
+
+#: A task that says it is done on the service's done pipe (as a finished replay task does just
+#: before it exits), then stays alive until the test lets it go.
+HOLD = """
+import os, sys, time
+from pathlib import Path
+Path(sys.argv[1]).write_text(str(os.getpid()))
+os.write(int(os.environ["FLORSQL_TASK_DONE_FD"]), f"{os.getpid()}\\n".encode())
+release = Path(sys.argv[2])
+while not release.exists():
+    time.sleep(0.01)
+"""
+
+
+def test_a_task_that_says_it_is_done_is_reported_before_it_exits(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The client hears of a finished task without waiting for its exit, and only once: the
+    later exit of the same process is not reported again."""
+    write(repo / "hold.py", HOLD)
+    alive, release = tmp_path / "alive", tmp_path / "release"
+    conn = service.connect(layout.store_dir(repo))
+    assert conn is not None
+    try:
+        task = {
+            "id": "t1",
+            "script": str(repo / "hold.py"),
+            "cwd": str(repo),
+            "argv": [str(alive), str(release)],
+            "env": {},
+            "log": str(tmp_path / "t1.log"),
+        }
+        conn.send(task)
+        assert conn.receive()["started"] == "t1"
+        assert conn.receive() == {"id": "t1", "returncode": 0}
+        pid = int(alive.read_text()) if alive.exists() else None
+        # reported while the task still runs (it waits for the release file)
+        assert pid is not None and pid_alive(pid)
+        release.write_text("go")
+        wait_gone(pid)
+        conn.send({"status": True})
+        assert "pid" in conn.receive()  # the status answer: no second report of t1 came first
+    finally:
+        conn.close()
+
+
+def test_the_done_pipe_has_one_name_on_both_sides() -> None:
+    from florsql.record import replay_mode
+    from florsql.replay import zygote
+
+    assert replay_mode.DONE_FD == zygote.DONE_FD
