@@ -105,9 +105,10 @@ def add_second(repo: Path) -> None:
 
 
 def one_shot(repo: Path, sql: str, name: str, oracle: hs.Values, label: str) -> Query:
-    """``florsql query`` in a new process, timed from before its start to its exit."""
+    """``florsql query`` in a new process (the console script's code), timed from before its
+    start to its exit."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    cmd = [sys.executable, "-c", "from florsql.cli import main; main()", "query", "--format"]
+    cmd = [sys.executable, "-c", "from florsql.entry import main; main()", "query", "--format"]
     began = time.time()
     t0 = time.perf_counter()
     proc = subprocess.run([*cmd, "json", sql], cwd=repo, env=env, capture_output=True, text=True)

@@ -44,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     },
     # The query host runs `florsql query` commands (florsql/cli_host.py): the CLI's other half.
     "cli_host": {"cli", "grammar", "plan", "package", "replay"},  # package: florsql.__version__
+    # The command's entry point: a one-shot query goes to the query host, the rest to the CLI.
+    "entry": {"cli", "cli_host"},
     "demo": {"engine", "store", "versions", "dbapi", "plan", "replay"},
     "package": {"record", "dbapi", "engine"},
 }

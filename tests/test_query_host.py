@@ -229,3 +229,53 @@ def test_a_dead_hosts_socket_is_ignored(repo: Path) -> None:
     got = florsql(repo, "query", sql, **ON)
     assert got.returncode == 0, got.stderr
     assert got.stdout == florsql(repo, "query", sql, **OFF).stdout
+
+
+#: The ``florsql`` console script's code, noting which modules its process imported.
+ENTRY = (
+    "import atexit, os, sys\n"
+    "out = os.environ['CLIENT_MODULES']\n"
+    "atexit.register(lambda: open(out, 'w').write(' '.join(sys.modules)))\n"
+    "from florsql.entry import main\n"
+    "main()\n"
+)
+
+
+def test_the_command_hands_a_query_to_the_host_before_loading_the_cli(
+    repo: Path, tmp_path: Path
+) -> None:
+    """``florsql query`` (the console script, florsql.entry) goes to the host without importing
+    the CLI; the answer, error and exit status are the full CLI's. ``--repo`` and other commands
+    take the CLI's own path."""
+    modules = tmp_path / "modules"
+
+    def entry(*args: str, cwd: Path = repo) -> subprocess.CompletedProcess[str]:
+        env = script_env(**ON, CLIENT_MODULES=str(modules))
+        return subprocess.run(
+            [sys.executable, "-c", ENTRY, *args], cwd=cwd, capture_output=True, text=True,
+            env=env, timeout=300,
+        )  # fmt: skip
+
+    sub = repo / "sub"
+    sub.mkdir()
+    for args, where in [
+        (("query", "--format", "json", "SELECT run, epoch, w, w2 FROM logs ORDER BY 1, 2"), repo),
+        (("query", "SELECT w22 FROM logs"), repo),  # an error
+        (("explain", "SELECT run, w2 FROM logs WHERE epoch = 2"), sub),  # from a subfolder
+    ]:
+        served = len(host_log(repo))
+        there = entry(*args, cwd=where)
+        assert len(host_log(repo)) == served + 1, f"{args} did not run in the host"
+        assert "click" not in modules.read_text().split(), "the CLI was imported"
+        here = florsql(repo, *args, **OFF)
+        assert (there.returncode, there.stdout, there.stderr) == (
+            here.returncode,
+            here.stdout,
+            here.stderr,
+        ), args
+    served = len(host_log(repo))
+    other = entry("query", "--repo", str(repo), "SELECT count(*) AS n FROM logs")
+    assert other.returncode == 0 and '"n"' not in other.stderr
+    assert "click" in modules.read_text().split()  # the CLI's path (it may delegate itself)
+    assert entry("--help").returncode == 0 and "query" in entry("--help").stdout
+    assert len(host_log(repo)) >= served
