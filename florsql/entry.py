@@ -48,9 +48,9 @@ def _in_query_host(argv: list[str]) -> int | None:
     root = _work_tree(Path.cwd())
     if root is None or not (root / ".florsql" / "query.sock").exists():
         return None
-    from florsql import cli_host
+    from florsql.cli_host import delegate
 
-    return cli_host.delegate(root, argv)
+    return delegate(root, argv)
 
 
 def _work_tree(start: Path) -> Path | None:
