@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -400,7 +400,15 @@ _LIMITS = _ServeDefaults()
 @click.option(
     "--allow-replay",
     is_flag=True,
-    help="Compute hindsight values by replaying (otherwise they are NULL).",
+    help="Compute hindsight values by replaying (the same as --replay auto).",
+)
+@click.option(
+    "--replay",
+    "replay_mode",
+    type=click.Choice(["auto", "off", "error"]),
+    default=None,
+    help="Hindsight values never computed: auto replays them; off answers them NULL (each "
+    "result's schema metadata florsql.warnings says so); error (the default) refuses the query.",
 )
 @click.option(
     "--tls-cert",
@@ -487,6 +495,7 @@ def serve(
     port: int,
     token: str | None,
     allow_replay: bool,
+    replay_mode: Literal["auto", "off", "error"] | None,
     tls_cert: Path | None,
     tls_key: Path | None,
     insecure: bool,
@@ -535,15 +544,29 @@ def serve(
         sys.tracebacklimit = 0
     service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings(), wait=_wait())
     _use_executor(service, executor)
+    if allow_replay and replay_mode not in (None, "auto"):
+        raise click.UsageError(f"--allow-replay contradicts --replay {replay_mode}")
     options = ServerOptions(
-        host, port, token, allow_replay, limits, tls_cert, tls_key, insecure=insecure
+        host,
+        port,
+        token,
+        allow_replay,
+        limits,
+        tls_cert,
+        tls_key,
+        insecure=insecure,
+        replay=replay_mode,
     )
     try:
         server = FlorFlightServer(service, options)
     except BaseException:
         service.close()
         raise
-    replay = "hindsight values replayed" if allow_replay else "hindsight values NULL"
+    replay = {
+        "auto": "hindsight values replayed",
+        "off": "hindsight values never computed answer NULL",
+        "error": "queries needing a replay refused",
+    }[options.replay_mode]
     where = ServerOptions(host, server.port, tls_cert=tls_cert).location
     click.echo(f"florsql Flight SQL on {where} (read-only, {replay}); Ctrl-C stops", err=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: cleanly
