@@ -255,8 +255,13 @@ def test_query_help_exactly() -> None:
         "\n"
         "  Example:\n"
         '      florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv\n'
+        '      florsql query "SELECT * FROM logs WHERE lr >= ? AND run_id IN ?" -p 0.01 -p '
+        "'[\"r1\"]'\n"
         "\n"
         "Options:\n"
+        "  -p, --param VALUE            The value of the next ? (repeat, in order): JSON\n"
+        '                               (1, 0.5, true, null, "1", [1, 2]), else the text\n'
+        "                               as written.\n"
         "  --format [table|csv|json]    How to print the rows.  [default: table]\n"
         "  --replay [auto|confirm|off]  Compute hindsight values: always, after asking\n"
         "                               (long replays), never.  [default: confirm]\n"
