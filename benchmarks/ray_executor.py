@@ -24,6 +24,7 @@ file has no rows, only a note saying so.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -140,7 +141,8 @@ def start_cluster(hide: Path, temp_dirs: list[str]) -> tuple[str, bool]:
               "--node-ip-address=127.0.0.1", "--disable-usage-stats", *agent_ports()]  # fmt: skip
     hidden = os.geteuid() == 0 and shutil.which("unshare") is not None
     if hidden:
-        empty = Path(tempfile.mkdtemp(prefix="frempty"))
+        empty = Path(head) / "empty"  # removed with the cluster's folders (stop_cluster)
+        empty.mkdir()
         script = f"mount --bind {empty} {hide} && exec {' '.join(worker)}"
         cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         subprocess.run(cmd, env=env(), check=True, capture_output=True)
@@ -228,6 +230,8 @@ def main() -> None:
         write("ray_executor", [], quick=args.quick, notes=reason)
         return
     base = args.dir or Path(tempfile.mkdtemp(prefix="florsql-ray-bench-"))
+    if args.dir is None:  # also when the cluster does not start or a query fails
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
     hide = base / "repos"
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     t0 = time.perf_counter()
@@ -296,8 +300,6 @@ def main() -> None:
         f"values equal: {'yes' if same and filled else 'NO'}"
     )
     write("ray_executor", rows, quick=args.quick, notes=notes)
-    if args.dir is None:
-        shutil.rmtree(base, ignore_errors=True)
     if not (same and filled):
         sys.exit(1)
 

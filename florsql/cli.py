@@ -7,12 +7,13 @@ Thin: each command makes one library call and prints. Errors print one line and 
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -245,8 +246,33 @@ def _start_replay_service(root: Path, sql: str) -> None:
     service.start_soon(root / ".florsql")
 
 
+def param_value(text: str) -> object:
+    """A ``--param`` value: a JSON text is that value (a number, ``true``/``false``, ``null``,
+    a ``"quoted string"``, a list), anything else the string as written.
+
+    Example:
+        >>> [param_value(t) for t in ["1", "0.5", "true", "null", "abc", '"1"', "[1, 2]"]]
+        [1, 0.5, True, None, 'abc', '1', [1, 2]]
+        >>> param_value("2020-01-01"), param_value("1e400"), param_value("NaN")
+        ('2020-01-01', inf, nan)
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 @main.command()
 @click.argument("sql")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="VALUE",
+    help='The value of the next ? (repeat, in order): JSON (1, 0.5, true, null, "1", [1, 2]), '
+    "else the text as written.",
+)
 @_format_option
 @click.option(
     "--replay",
@@ -259,13 +285,20 @@ def _start_replay_service(root: Path, sql: str) -> None:
 @_common
 @_friendly
 def query(
-    sql: str, fmt: str, replay: str, executor: str | None, repo: Path | None, debug: bool
+    sql: str,
+    params: tuple[str, ...],
+    fmt: str,
+    replay: str,
+    executor: str | None,
+    repo: Path | None,
+    debug: bool,
 ) -> None:
     """Run one SQL statement and print its rows.
 
     \b
     Example:
         florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv
+        florsql query "SELECT * FROM logs WHERE lr >= ? AND run_id IN ?" -p 0.01 -p '["r1"]'
     """
     root = _repo(repo)
     _in_query_host(root)
@@ -273,7 +306,7 @@ def query(
     if replay != "off" and (executor or state.executor or "local") == "local":
         _start_replay_service(root, sql)
     from florsql.repl.backend import open_service
-    from florsql.repl.render import render
+    from florsql.repl.render import render_outcome
 
     service = open_service(root, wait=_wait())
     _use_executor(service, executor)
@@ -283,6 +316,7 @@ def query(
             replay=replay,  # type: ignore[arg-type]
             confirm=_confirm_at_terminal,
             progress=_progress_bar if sys.stderr.isatty() else None,
+            params=[param_value(p) for p in params],
         )
     finally:
         service.close()
@@ -290,10 +324,9 @@ def query(
             click.echo("\r\033[K", err=True, nl=False)
     for message in outcome.warnings:
         click.echo(f"warning: {message}", err=True)
-    if outcome.text is not None:
-        click.echo(outcome.text)
-    if outcome.table is not None:
-        click.echo(render(outcome.table, fmt, limit=None))
+    text = render_outcome(outcome, fmt, limit=None)
+    if text is not None:
+        click.echo(text)
 
 
 @main.command()
@@ -400,7 +433,15 @@ _LIMITS = _ServeDefaults()
 @click.option(
     "--allow-replay",
     is_flag=True,
-    help="Compute hindsight values by replaying (otherwise they are NULL).",
+    help="Compute hindsight values by replaying (the same as --replay auto).",
+)
+@click.option(
+    "--replay",
+    "replay_mode",
+    type=click.Choice(["auto", "off", "error"]),
+    default=None,
+    help="Hindsight values never computed: auto replays them; off answers them NULL (each "
+    "result's schema metadata florsql.warnings says so); error (the default) refuses the query.",
 )
 @click.option(
     "--tls-cert",
@@ -487,6 +528,7 @@ def serve(
     port: int,
     token: str | None,
     allow_replay: bool,
+    replay_mode: Literal["auto", "off", "error"] | None,
     tls_cert: Path | None,
     tls_key: Path | None,
     insecure: bool,
@@ -535,15 +577,29 @@ def serve(
         sys.tracebacklimit = 0
     service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings(), wait=_wait())
     _use_executor(service, executor)
+    if allow_replay and replay_mode not in (None, "auto"):
+        raise click.UsageError(f"--allow-replay contradicts --replay {replay_mode}")
     options = ServerOptions(
-        host, port, token, allow_replay, limits, tls_cert, tls_key, insecure=insecure
+        host,
+        port,
+        token,
+        allow_replay,
+        limits,
+        tls_cert,
+        tls_key,
+        insecure=insecure,
+        replay=replay_mode,
     )
     try:
         server = FlorFlightServer(service, options)
     except BaseException:
         service.close()
         raise
-    replay = "hindsight values replayed" if allow_replay else "hindsight values NULL"
+    replay = {
+        "auto": "hindsight values replayed",
+        "off": "hindsight values never computed answer NULL",
+        "error": "queries needing a replay refused",
+    }[options.replay_mode]
     where = ServerOptions(host, server.port, tls_cert=tls_cert).location
     click.echo(f"florsql Flight SQL on {where} (read-only, {replay}); Ctrl-C stops", err=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: cleanly

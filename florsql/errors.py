@@ -18,6 +18,7 @@ __all__ = [
     "RecordWarning",
     "ReplayError",
     "ReplayFailedWarning",
+    "ReplayNeededError",
     "ReplayOffWarning",
     "SqlError",
     "StoreError",
@@ -79,6 +80,11 @@ class ParseError(SqlError):
 
 class PlanError(SqlError):
     """The query parses but cannot be bound or planned (unknown column, bad relation...)."""
+
+
+class ReplayNeededError(SqlError):
+    """The query needs hindsight values that were never computed, and the front end answers
+    no query with them missing (a Flight SQL server started without ``--allow-replay``)."""
 
 
 class FlorWarning(UserWarning):

@@ -49,7 +49,7 @@ def _in_process(repo: Path) -> dict[str, dict[str, dict[str, str]]]:
 def _over_flight(repo: Path) -> dict[str, dict[str, dict[str, str]]]:
     out: dict[str, dict[str, dict[str, str]]] = {"get_objects": {}, "table schema": {}}
     out["query schema"] = {}
-    with running_server(repo) as server, warnings.catch_warnings():
+    with running_server(repo, replay="off") as server, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         uri = f"grpc://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
         with adbc.connect(uri, autocommit=True) as con, con.cursor() as cur:

@@ -255,8 +255,13 @@ def test_query_help_exactly() -> None:
         "\n"
         "  Example:\n"
         '      florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv\n'
+        '      florsql query "SELECT * FROM logs WHERE lr >= ? AND run_id IN ?" -p 0.01 -p '
+        "'[\"r1\"]'\n"
         "\n"
         "Options:\n"
+        "  -p, --param VALUE            The value of the next ? (repeat, in order): JSON\n"
+        '                               (1, 0.5, true, null, "1", [1, 2]), else the text\n'
+        "                               as written.\n"
         "  --format [table|csv|json]    How to print the rows.  [default: table]\n"
         "  --replay [auto|confirm|off]  Compute hindsight values: always, after asking\n"
         "                               (long replays), never.  [default: confirm]\n"
@@ -298,3 +303,19 @@ def test_piped_input_runs_as_a_script(repo: Path) -> None:
     failed = CliRunner().invoke(main, ["--repo", str(repo)], input="SELECT los FROM logs;\n")
     assert failed.exit_code == 1
     assert failed.stderr.startswith("Unknown column 'los'. Did you mean 'loss'?")
+
+
+def test_the_shell_prints_explain_in_its_mode(repo: Path) -> None:
+    """EXPLAIN in the shell's csv mode printed its plain lines; now a ``plan`` column."""
+    import csv
+    import io
+
+    def shell(mode: str) -> str:
+        sql = "EXPLAIN SELECT avg(loss) FROM logs;\n"
+        result = CliRunner().invoke(main, ["shell", "--format", mode, "--repo", str(repo)], sql)
+        assert (result.exit_code, result.stderr) == (0, "")
+        return result.stdout
+
+    lines = shell("table").splitlines()
+    assert lines[0] == "Replay plan: nothing to replay (every value the query reads exists)"
+    assert list(csv.reader(io.StringIO(shell("csv")))) == [["plan"], *[[x] for x in lines]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,9 +99,37 @@ def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
     assert types == ["table"]
 
 
-def test_hindsight_columns_are_null_without_allow_replay(served: dict[str, Any]) -> None:
-    table = _fetch(served["uri"], "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
+def test_a_query_needing_a_replay_is_refused_without_allow_replay(
+    served: dict[str, Any],
+) -> None:
+    """The client is told, in the one error shape, rather than given NULLs without a word."""
+    with pytest.raises(adbc.OperationalError) as caught:
+        _fetch(served["uri"], "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
+    message = str(caught.value)
+    assert message.startswith(
+        "UNKNOWN: [FlightSQL] florsql ReplayNeededError: the query needs hindsight values "
+        "that were never computed (w2 for 2 run(s); "
+    ), message
+    assert "started with `florsql serve --allow-replay` (compute them) or `--replay off`" in (
+        message
+    )
+    # Recorded columns, and the schema of a query with hindsight ones, still answer.
+    assert _fetch(served["uri"], "SELECT count(w) AS n FROM logs").column("n").to_pylist() == [6]
+    with _connect(served["uri"]) as conn, conn.cursor() as cur:
+        assert "w2" in cur.adbc_execute_schema("SELECT w2 FROM logs").names
+
+
+def test_replay_off_answers_null_and_says_so_in_the_schema(tmp_path: Path) -> None:
+    repo = recorded_repo(tmp_path / "proj")
+    with running_server(repo, replay="off") as server:
+        table = _fetch(_uri(server), "SELECT run_id, epoch, w, w2 FROM logs ORDER BY ALL")
+        plain = _fetch(_uri(server), "SELECT run_id, w FROM logs")
     assert table.num_rows == 6 and table.column("w2").null_count == 6
+    (warning,) = json.loads(table.schema.metadata[b"florsql.warnings"])
+    assert warning.startswith(
+        "replay is off: hindsight values not computed (NULL): w2 for 2 run(s)"
+    ), warning
+    assert plain.schema.metadata is None or b"florsql.warnings" not in plain.schema.metadata
 
 
 ERROR_SHAPE = (

@@ -70,7 +70,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             dbapi_frame = pd.read_sql(LOSSES, con, params=[0.15])
     service = open_service(repo)
     try:
-        with serving(service) as server:
+        # As a BI deployment that browses whole tables runs it: hindsight cells never
+        # computed answer NULL, and each result's schema metadata says so.
+        with serving(service, replay="off") as server:
             yield {
                 "repo": repo,
                 "edited": where / "edited",
@@ -293,7 +295,9 @@ def test_browsing_filters_ignore_case_as_sql_names_do(served: dict[str, Any]) ->
     """``SELECT * FROM LOGS`` and ``FROM Main.Runs`` read ``logs`` and ``runs``, but GetTables
     compared its name and schema patterns case-sensitively: ADBC's ``adbc_get_objects`` with
     ``LOGS`` or ``MAIN`` found nothing. Now patterns, the catalog and the table types (``TABLE``,
-    JDBC's spelling) ignore case; the names answered are the tables' own."""
+    JDBC's spelling) ignore case. The names answered are the tables' own, except for a filter
+    naming one table exactly in another case: that answers the name as asked, which ADBC's
+    ``adbc_get_table_schema("LOGS")`` needs (its driver compares the answered name exactly)."""
 
     def tables(conn: adbc.Connection, **filters: Any) -> list[str]:
         objects = conn.adbc_get_objects(depth="tables", **filters).read_all().to_pylist()
@@ -307,9 +311,10 @@ def test_browsing_filters_ignore_case_as_sql_names_do(served: dict[str, Any]) ->
     with _connect(served["uri"]) as conn, conn.cursor() as cur:
         every = tables(conn)
         assert "logs" in every and "runs" in every
-        assert tables(conn, table_name_filter="LOGS") == ["logs"]
+        assert tables(conn, table_name_filter="LOGS") == ["LOGS"]
         assert tables(conn, table_name_filter="Log%") == ["log_records", "logs"]
-        assert tables(conn, db_schema_filter="MAIN", table_name_filter="RUNS") == ["runs"]
+        assert tables(conn, table_name_filter="log_records") == ["log_records"]
+        assert tables(conn, db_schema_filter="MAIN", table_name_filter="RUNS") == ["RUNS"]
         assert tables(conn, catalog_filter="FLORSQL", table_name_filter="r_NS") == ["runs"]
         assert tables(conn, db_schema_filter="public") == []
         assert tables(conn, table_types_filter=["TABLE"]) == every
@@ -319,7 +324,23 @@ def test_browsing_filters_ignore_case_as_sql_names_do(served: dict[str, Any]) ->
     cmd = pb.CommandGetTables(catalog="FloRSQL", table_name_filter_pattern="LOGS")
     info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(cmd)))
     got = client.do_get(info.endpoints[0].ticket).read_all()
-    assert got.column("table_name").to_pylist() == ["logs"]
+    assert got.column("table_name").to_pylist() == ["LOGS"]
+
+
+def test_adbc_get_table_schema_ignores_case_as_sql_does(served: dict[str, Any]) -> None:
+    """``adbc_get_table_schema("LOGS")`` failed NOT_FOUND although ``FROM LOGS`` reads logs."""
+    with _connect(served["uri"]) as conn:
+        own = conn.adbc_get_table_schema("logs")
+        for asked in ("LOGS", "Logs", "Log_Records"):
+            schema = conn.adbc_get_table_schema(asked)
+            assert (
+                schema.remove_metadata()
+                == (
+                    own if asked.lower() == "logs" else conn.adbc_get_table_schema("log_records")
+                ).remove_metadata()
+            )
+        with pytest.raises(adbc.Error, match="NOT_FOUND"):
+            conn.adbc_get_table_schema("Lo%")
 
 
 def test_adbc_executemany_of_a_query_says_what_to_do(served: dict[str, Any]) -> None:

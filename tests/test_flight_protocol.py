@@ -79,7 +79,8 @@ INFOS = [TableInfo("logs", pa.schema([("loss", pa.float64())])), TableInfo("runs
         ({"catalog": ""}, []),
         ({"catalog": "other"}, []),
         ({"table_types": ["VIEW"]}, []),
-        ({"table_name_filter_pattern": "LOGS"}, ["logs"]),  # names ignore case, as in SQL
+        ({"table_name_filter_pattern": "LOGS"}, ["LOGS"]),  # ignoring case, named as asked
+        ({"table_name_filter_pattern": "LO%"}, ["logs"]),  # a wildcard: own names
         ({"table_name_filter_pattern": "R_NS"}, ["runs"]),
         ({"db_schema_filter_pattern": "MAIN"}, ["logs", "runs"]),
         ({"catalog": "FLORSQL"}, ["logs", "runs"]),

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 
@@ -55,14 +56,18 @@ def in_process(repo: Path, queries: Sequence[tuple[str, Sequence[object]]]) -> l
 
 @contextmanager
 def running_server(
-    repo: Path, *, token: str | None = None, allow_replay: bool = False
+    repo: Path,
+    *,
+    token: str | None = None,
+    allow_replay: bool = False,
+    replay: Literal["auto", "off", "error"] | None = None,
 ) -> Iterator[object]:
     """A Flight SQL server on a free loopback port, over the engine."""
     from florsql.flight import FlorFlightServer, ServerOptions
     from florsql.flight.backend import open_service
 
     service = open_service(repo)
-    options = ServerOptions("127.0.0.1", 0, token, allow_replay)
+    options = ServerOptions("127.0.0.1", 0, token, allow_replay, replay=replay)
     server = FlorFlightServer(service, options)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()

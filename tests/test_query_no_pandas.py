@@ -31,6 +31,8 @@ with florsql.connect(sys.argv[1]) as con:
         ("params", "SELECT count(*) FROM logs WHERE lr = ? AND epoch < ?", (0.1, 2)),
         ("list_param", "SELECT ?::DOUBLE[]", ([0.5, 1.5],)),
         ("show", "SHOW COLUMNS FROM logs", None),
+        ("union", "SELECT [union_value(k := 1::HUGEINT), union_value(s := 'x'), NULL]"
+         "::UNION(k HUGEINT, s VARCHAR)[] AS u FROM range(2)", None),
         ("schema", "SELECT column_name FROM information_schema.columns", None),
     ]:
         cur.execute(sql, params) if params else cur.execute(sql)
@@ -60,5 +62,6 @@ def test_queries_never_import_pandas(tmp_path: Path) -> None:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["ingest"] == [[16]] or out["ingest"][0][0] > 0
     assert [e for e, _ in out["hindsight"]] == [0, 1, 2]
+    assert out["union"] == [[[1, "x", None]], [[1, "x", None]]]
     imported = [k[: -len("_pandas")] for k, v in out.items() if k.endswith("_pandas") and v]
     assert imported == []

@@ -104,15 +104,7 @@ def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
         rows = [dict(zip(names, vals, strict=True)) for vals in zip(*fields, strict=True)]
         return [r if ok else None for r, ok in zip(rows, valid, strict=True)]
     if t.id == "union":
-        out: list[Any] = []
-        for scalar in arr:
-            member = scalar.value
-            if member is None or not member.is_valid:
-                out.append(None)
-                continue
-            one = pa.array([member], member.type)
-            out.append(_values(one, kids[scalar.type_code], text)[0])
-        return out
+        return _union(arr, kids, text)
     if t.id == "array":
         size = arr.type.list_size
         flat = _values(arr.values.slice(arr.offset * size, len(arr) * size), kids[0], text)
@@ -131,6 +123,24 @@ def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
         ]
     values = _values(arr.values.slice(first, last - first), kids[0], text)
     return [values[a:b] if ok else None for (a, b), ok in zip(spans, valid, strict=True)]
+
+
+def _union(arr: pa.Array, kids: list[DuckDBPyType], text: bool) -> list[Any]:
+    """Each row's value from its member's child array, converted a child at a time (no
+    ``pa.array`` of Python objects: that imports pandas where it is installed)."""
+    import numpy as np
+
+    position = {code: i for i, code in enumerate(arr.type.type_codes)}
+    # From the buffers: pyarrow's type_codes and offsets properties ignore a slice's offset.
+    span = slice(arr.offset, arr.offset + len(arr))
+    buffers = arr.buffers()
+    codes = np.frombuffer(buffers[1], dtype=np.int8)[span].tolist()
+    if arr.type.mode == "dense":
+        offsets = np.frombuffer(buffers[2], dtype=np.int32)[span].tolist()
+    else:
+        offsets = list(range(len(arr)))  # field() of a sparse union is sliced already
+    children = [_values(arr.field(i), kids[i], text) for i in range(arr.type.num_fields)]
+    return [children[position[c]][o] for c, o in zip(codes, offsets, strict=True)]
 
 
 # -- leaves -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from florsql.errors import (
     FlorWarning,
     NondeterminismWarning,
     ReplayFailedWarning,
+    ReplayNeededError,
     ReplayOffWarning,
     UnverifiedWarning,
     concat_messages,
@@ -64,7 +65,7 @@ def wants_replay(engine: Engine, planned: PlannedQuery, mode: str) -> bool:
     hold the engine exclusively): values are missing, replay is on and an executor is there."""
     return (
         any(v.runs for v in planned.replay.versions)
-        and mode != "off"
+        and mode not in ("off", "error")
         and engine.executor is not None
     )
 
@@ -87,6 +88,10 @@ def replay_if_needed(
         _failed(engine, plan, messages)
         _unreached(engine, plan, messages)
         return planned, messages
+    if mode == "error":
+        raise ReplayNeededError(
+            f"the query needs hindsight values that were never computed ({summary(plan)})"
+        )
     reason = None
     if mode == "off":
         reason = "replay is off"

@@ -191,7 +191,7 @@ class Engine:
         self._check_open()
         settings = dict(self.settings)
         if replay is not None:
-            settings["replay"] = _check_replay(replay)
+            settings["replay"] = _check_replay(replay, (*REPLAY_VALUES, "error"))
         return EngineCursor(self, self._box.cursor(), settings, warn=warn)
 
     @property
@@ -217,7 +217,7 @@ class Engine:
         """Start replay workers early (while the user types, or while a query is planned and
         its statements propagated) once some hindsight column exists: a session that never
         can replay never starts them."""
-        if self._prewarmed or mode == "off" or not catalog.hindsight_names():
+        if self._prewarmed or mode in ("off", "error") or not catalog.hindsight_names():
             return
         self._prewarmed = True
         prewarm = getattr(self.executor, "prewarm", None)
@@ -556,8 +556,10 @@ def _may_need(stmt: Statement, catalog: Catalog) -> bool:
     return False
 
 
-def _check_replay(value: str) -> str:
+def _check_replay(value: str, allowed: tuple[str, ...] = REPLAY_VALUES) -> str:
+    """``value`` as a replay mode. ``error`` (answer no query whose hindsight values are
+    missing) is a server's choice, not one a client can ``SET``."""
     value = value.lower()
-    if value not in REPLAY_VALUES:
+    if value not in allowed:
         raise PlanError(f"replay must be one of {', '.join(REPLAY_VALUES)}, not {value!r}")
     return value

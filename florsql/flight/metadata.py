@@ -80,6 +80,33 @@ def like(pattern: str | None, name: str, escape: str = "\\") -> bool:
     return re.fullmatch("".join(out), name, flags=re.DOTALL | re.IGNORECASE) is not None
 
 
+def exact_name(pattern: str | None, name: str, escape: str = "\\") -> str:
+    """``pattern`` as written when it spells ``name`` in another case, with ``_`` read as
+    itself and no ``%`` (a client asking for one table by name); else ``name``.
+
+    Example:
+        >>> exact_name("LOGS", "logs"), exact_name("Log_Records", "log_records")
+        ('LOGS', 'Log_Records')
+        >>> exact_name("Lo%", "logs"), exact_name("l_gs", "logs"), exact_name(None, "logs")
+        ('logs', 'logs', 'logs')
+    """
+    if pattern is None:
+        return name
+    literal, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == escape and i + 1 < len(pattern):
+            literal.append(pattern[i + 1])
+            i += 2
+            continue
+        if ch == "%":
+            return name
+        literal.append(ch)
+        i += 1
+    spelled = "".join(literal)
+    return spelled if spelled.lower() == name.lower() else name
+
+
 def catalogs() -> pa.Table:
     return pa.Table.from_pydict({"catalog_name": [CATALOG_NAME]}, schema=CATALOGS_SCHEMA)
 
@@ -119,19 +146,27 @@ def _wanted(cmd: pb.CommandGetTables, info: TableInfo) -> bool:
 
 
 def tables(cmd: pb.CommandGetTables, infos: Sequence[TableInfo]) -> pa.Table:
-    """Rows ordered by table name (catalog ``florsql``, schema ``main``), schemas IPC-serialized."""
+    """Rows ordered by table name (catalog ``florsql``, schema ``main``), schemas IPC-serialized.
+
+    A filter that names one table exactly in another case (``LOGS``) answers that table under
+    the name as asked: ADBC's Flight SQL driver looks a table's schema up with GetTables and
+    keeps only the rows whose name equals the one asked, exactly (``adbc_get_table_schema``).
+    A pattern with a wildcard (``Lo%``) answers the tables' own names.
+    """
     found = sorted((t for t in infos if _wanted(cmd, t)), key=lambda t: (t.name, t.table_type))
+    pattern = cmd.table_name_filter_pattern if cmd.HasField("table_name_filter_pattern") else None
+    names = [exact_name(pattern, t.name) for t in found]
     data: dict[str, list[object]] = {
         "catalog_name": [CATALOG_NAME] * len(found),
         "db_schema_name": [SCHEMA] * len(found),
-        "table_name": [t.name for t in found],
+        "table_name": list(names),
         "table_type": [t.table_type for t in found],
     }
     if not cmd.include_schema:
         return pa.Table.from_pydict(data, schema=TABLES_SCHEMA)
     data["table_schema"] = [
-        xdbc.annotate(t.schema, t.types, table=t.name, db_schema=SCHEMA).serialize().to_pybytes()
-        for t in found
+        xdbc.annotate(t.schema, t.types, table=name, db_schema=SCHEMA).serialize().to_pybytes()
+        for t, name in zip(found, names, strict=True)
     ]
     return pa.Table.from_pydict(data, schema=TABLES_SCHEMA_WITH_SCHEMA)
 

@@ -9,6 +9,8 @@ Metadata commands are answered at ``DoGet`` from the ticket alone. The limits of
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf.message import Message
 
-from florsql.errors import FlorError, SqlError
+from florsql.errors import FlorError, ReplayNeededError, SqlError
 from florsql.flight import flight_session_pb2 as session_pb
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
@@ -54,6 +56,14 @@ METADATA = (
     pb.CommandGetImportedKeys,
     pb.CommandGetCrossReference,
 )
+REPLAY_NEEDED = (
+    "this server does not replay: ask only for recorded columns, or have it started with "
+    "`florsql serve --allow-replay` (compute them) or `--replay off` (answer them as NULL)"
+)
+#: The schema metadata key of a result's warnings (a JSON list of strings), on the schema of
+#: the FlightInfo and of the streamed batches: how a client learns that cells are NULL because
+#: their values were not computed, that a replay failed, or that replayed values differ.
+WARNINGS_KEY = b"florsql.warnings"
 READ_ONLY = "florsql is read-only: updates are not allowed (use the record API to write)"
 
 
@@ -69,6 +79,16 @@ class ServerOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
+    #: ``off``: answer missing hindsight values as NULL (each result says so in its schema's
+    #: ``florsql.warnings``); ``error`` refuses such a query; ``auto`` replays. Unset: ``auto``
+    #: with ``allow_replay``, else ``error``.
+    replay: ReplayMode | None = None
+
+    @property
+    def replay_mode(self) -> ReplayMode:
+        if self.replay is not None:
+            return self.replay
+        return "auto" if self.allow_replay else "error"
 
     @property
     def tls(self) -> bool:
@@ -110,7 +130,7 @@ class FlorFlightServer(flight.FlightServerBase):
             max_bytes=self.limits.max_pending_bytes,
         )
         self.watchdog = Watchdog(self.limits)
-        self.replay: ReplayMode = "auto" if options.allow_replay else "off"
+        self.replay: ReplayMode = options.replay_mode
 
     def shutdown(self) -> None:
         self.watchdog.stop()
@@ -126,11 +146,13 @@ class FlorFlightServer(flight.FlightServerBase):
         with self.watchdog.admit(gone=context.is_cancelled) as control:
             try:
                 result = self.service.execute(sql, params, replay=self.replay, control=control)
+            except ReplayNeededError as error:
+                raise ReplayNeededError(f"{error.message}; {REPLAY_NEEDED}") from None
             except Exception as error:
                 raise _cancelled(control) or error from None
             if control.reason is not None:
                 raise QueryCancelled(control.reason)
-            return result
+            return with_warnings(result)
 
     def _describe(self, sql: str) -> QueryResult:
         check_sql(sql, self.limits)
@@ -394,6 +416,16 @@ def check_statement(sql: str) -> None:
             line=line,
             col=col,
         )
+
+
+def with_warnings(result: QueryResult) -> QueryResult:
+    """``result`` with its warnings in its table's schema metadata (:data:`WARNINGS_KEY`)."""
+    if not result.warnings:
+        return result
+    metadata = dict(result.table.schema.metadata or {})
+    metadata[WARNINGS_KEY] = json.dumps(list(result.warnings)).encode()
+    table = result.table.replace_schema_metadata(metadata)
+    return dataclasses.replace(result, table=table)
 
 
 def batch_rows(table: pa.Table) -> int:

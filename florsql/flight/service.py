@@ -17,7 +17,7 @@ import pyarrow as pa
 
 __all__ = ["QueryControl", "QueryResult", "QueryService", "ReplayMode", "TableInfo"]
 
-ReplayMode = Literal["auto", "confirm", "off"]
+ReplayMode = Literal["auto", "confirm", "off", "error"]
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from florsql.engine import Engine
 from florsql.errors import FlorWarning
 from florsql.plan.explain import explain_lines
 from florsql.plan.replay_plan import ReplayPlan
+from florsql.repl.render import render_outcome
 from florsql.repl.service import (
     Column,
     ConfirmHook,
@@ -50,17 +52,18 @@ class EngineReplService:
         replay: ReplayMode,
         confirm: ConfirmHook | None = None,
         progress: ProgressHook | None = None,
+        params: Sequence[object] = (),
     ) -> Outcome:
         with self._lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", FlorWarning)  # the outcome carries them
             self.engine.settings["replay"] = replay
             self.engine.confirm = (lambda plan: confirm(estimate(plan))) if confirm else None
             self._wire_progress(progress)
-            result = self.engine.execute(sql)
+            result = self.engine.execute(sql, params)
         if result.kind == "set":
             return Outcome(text=f"replay = {self.engine.settings['replay']}")
         if result.kind == "explain":
-            return Outcome(text="\n".join(map(str, result.table.column(0).to_pylist())))
+            return Outcome(table=result.table, plan=True)
         return Outcome(table=result.table, warnings=tuple(result.warnings))
 
     def _wire_progress(self, progress: ProgressHook | None) -> None:
@@ -73,7 +76,7 @@ class EngineReplService:
 
     def explain(self, sql: str) -> str:
         outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off")
-        return outcome.text or ""
+        return render_outcome(outcome, "table") or ""
 
     def schema(self) -> Schema:
         with self._lock:

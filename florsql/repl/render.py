@@ -18,7 +18,7 @@ from wcwidth import wcswidth
 
 from florsql.engine.exact import TYPE_KEY
 from florsql.engine.pyvalues import python_columns
-from florsql.repl.service import ReplayEstimate, ReplayProgress
+from florsql.repl.service import Outcome, ReplayEstimate, ReplayProgress
 
 __all__ = [
     "cell",
@@ -399,6 +399,18 @@ def render(table: pa.Table, mode: str, limit: int | None = 100) -> str:
     if mode == "line":
         return render_lines(table, limit)
     return render_table(table, limit)
+
+
+def render_outcome(outcome: Outcome, mode: str, limit: int | None = 100) -> str | None:
+    """What a statement's :class:`Outcome` prints in ``mode`` (None: nothing): its text, then
+    its table. An EXPLAIN's plan is its lines in the table and line modes, a ``plan`` column
+    in csv and json."""
+    pieces = [outcome.text] if outcome.text else []
+    if outcome.table is not None and outcome.plan and mode in ("table", "line"):
+        pieces.extend(str(line) for line in outcome.table.column(0).to_pylist())
+    elif outcome.table is not None:
+        pieces.append(render(outcome.table, mode, limit))
+    return "\n".join(pieces) if pieces else None
 
 
 # -- replay progress and confirmation ---------------------------------------------------------

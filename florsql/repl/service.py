@@ -7,7 +7,7 @@ nothing) and ``progress`` (tasks, iterations, ETA).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -92,6 +92,9 @@ class Outcome:
     table: pa.Table | None = None
     text: str | None = None
     warnings: tuple[str, ...] = ()
+    #: ``table`` is an EXPLAIN's plan (one ``plan`` column, a line a row): printed as its lines
+    #: in the table and line modes, as any table in csv and json.
+    plan: bool = False
 
 
 class ReplService(Protocol):
@@ -108,9 +111,11 @@ class ReplService(Protocol):
         replay: ReplayMode,
         confirm: ConfirmHook | None = None,
         progress: ProgressHook | None = None,
+        params: Sequence[object] = (),
     ) -> Outcome:
-        """Run one statement; raise a ``FlorError`` on failure, ``KeyboardInterrupt`` if
-        interrupted, and return ``Outcome(text=...)`` when ``confirm`` declined."""
+        """Run one statement with its ``?`` parameters bound; raise a ``FlorError`` on
+        failure, ``KeyboardInterrupt`` if interrupted, and return ``Outcome(text=...)`` when
+        ``confirm`` declined."""
         ...
 
     def explain(self, sql: str) -> str:

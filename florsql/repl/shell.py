@@ -20,7 +20,7 @@ from florsql.errors import FlorError
 from florsql.grammar import parse
 from florsql.repl.background import Bridge
 from florsql.repl.dotcommands import DotContext, Reply, Settings, run_dot
-from florsql.repl.render import confirm_text, duration, progress_line, render
+from florsql.repl.render import confirm_text, duration, progress_line, render, render_outcome
 from florsql.repl.service import REPLAY_MODES, Outcome, ReplService
 from florsql.repl.statements import is_dot_command, split_statements
 
@@ -95,6 +95,8 @@ class Shell:
             self.echo.warn(f"warning: {message}")
         elapsed = time.perf_counter() - started
         footer = f"Time: {duration(elapsed)}" if self.settings.timer else None
+        if outcome.plan:  # EXPLAIN: its lines, or a `plan` column in csv and json
+            return Reply(render_outcome(outcome, self.settings.mode, None), footer=footer)
         return Reply(outcome.text, outcome.table, footer=footer)
 
     def _execute(self, sql: str) -> Outcome:
