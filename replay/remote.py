@@ -30,6 +30,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,6 +151,11 @@ class RayExecutor:
             options["resources"] = dict(resources)
         self._remote = ray.remote(_run_task).options(**options)
         self._inflight: list[Any] = []
+        # Kept across queries in Ray's object store: a version's tarball (a commit's files never
+        # change) and recent checkpoints (a checkpoint file is written once), up to KEEP_BYTES.
+        self._trees: dict[tuple[str, str], Any] = {}
+        self._kept: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
+        self._kept_bytes = 0
 
     def close(self) -> None:
         """Disconnect from Ray if this executor connected (a local cluster it started stops)."""
@@ -173,7 +179,10 @@ class RayExecutor:
         for task in tasks:
             vid = task.spec.vid
             if vid not in trees:
-                trees[vid] = ray.put(run_git(task.repo, "archive", "--format=tar", vid))
+                key = (str(task.repo), vid)
+                if key not in self._trees:
+                    self._trees[key] = ray.put(run_git(task.repo, "archive", "--format=tar", vid))
+                trees[vid] = self._trees[key]
             ship = self._shipment(task, blobs)
             refs[self._remote.remote(trees[vid], ship)] = (task, time.perf_counter())
         self._inflight = list(refs)
@@ -210,10 +219,7 @@ class RayExecutor:
             if iteration not in entries:
                 continue  # the worker says which checkpoint is missing
             name = entries[iteration][1]
-            key = (str(run_dir), name)
-            if key not in blobs:
-                blobs[key] = ray.put((run_dir / layout.CHECKPOINTS / name).read_bytes())
-            checkpoints[name] = blobs[key]
+            checkpoints[name] = self._checkpoint(run_dir, name)
         data: dict[str, Any] = {}
         doc = json.loads(run_files[layout.RUN_JSON])
         for item in recorded_inputs(doc):
@@ -236,6 +242,23 @@ class RayExecutor:
             warm=self.warm,
         )
 
+    def _checkpoint(self, run_dir: Path, name: str) -> Any:
+        """The object reference of a checkpoint file, put once and kept for later queries
+        while the kept checkpoints add up to at most :data:`KEEP_BYTES` (oldest use dropped)."""
+        key = (str(run_dir), name)
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+            return kept[0]
+        blob = (run_dir / layout.CHECKPOINTS / name).read_bytes()
+        ref = self._ray.put(blob)
+        self._kept[key] = (ref, len(blob))
+        self._kept_bytes += len(blob)
+        while self._kept_bytes > KEEP_BYTES and len(self._kept) > 1:
+            _, (_, size) = self._kept.popitem(last=False)
+            self._kept_bytes -= size
+        return ref
+
     def _receive(self, task: Task, ref: Any, t0: float) -> TaskResult:
         seconds = time.perf_counter() - t0
         try:
@@ -247,6 +270,10 @@ class RayExecutor:
         unpack(task.spec, outbox, node)
         return collect(task, code, seconds)
 
+
+#: Bytes of checkpoints an executor keeps in Ray's object store between queries
+#: (``FLORSQL_RAY_KEEP_MB``, default 256): a repeated or widened query ships none of them again.
+KEEP_BYTES = int(float(os.environ.get("FLORSQL_RAY_KEEP_MB", "256")) * (1 << 20))
 
 #: Seconds to wait for a TCP connection to a ``ray://`` address before asking Ray to connect
 #: (Ray Client itself retries for about 30 s before it gives up on an address nothing answers).
