@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from florsql.errors import FlorError, ReplayError, SqlError
+from florsql.errors import FlorError, ReplayError, SqlError, VersionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONFIRM_SECONDS = 10.0
@@ -123,7 +123,14 @@ def _repo(repo: Path | None) -> Path:
 
     state = click.get_current_context().find_object(CliState) or CliState()
     chosen = repo or state.repo
-    return find_repo_root(chosen.resolve() if chosen else Path.cwd())
+    try:
+        start = chosen.resolve() if chosen else Path.cwd()
+    except FileNotFoundError:
+        raise VersionError(
+            "the current folder no longer exists (deleted or moved): cd into your project's "
+            "folder, or pass --repo PATH"
+        ) from None
+    return find_repo_root(start)
 
 
 class _Main(click.Group):

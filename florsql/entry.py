@@ -45,8 +45,11 @@ def _in_query_host(argv: list[str]) -> int | None:
         return None
     if any(v in os.environ for v in _GIT_VARIABLES):
         return None
-    root = _work_tree(Path.cwd())
-    if root is None or not (root / ".florsql" / "query.sock").exists():
+    try:
+        root = _work_tree(Path.cwd())
+        if root is None or not (root / ".florsql" / "query.sock").exists():
+            return None
+    except OSError:  # no working folder, an unreadable parent: the CLI says what is wrong
         return None
     from florsql.cli_host import delegate
 

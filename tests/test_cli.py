@@ -319,3 +319,23 @@ def test_the_shell_prints_explain_in_its_mode(repo: Path) -> None:
     lines = shell("table").splitlines()
     assert lines[0] == "Replay plan: nothing to replay (every value the query reads exists)"
     assert list(csv.reader(io.StringIO(shell("csv")))) == [["plan"], *[[x] for x in lines]]
+
+
+@pytest.mark.parametrize("entry", ["florsql.entry", "florsql.cli"])
+def test_a_deleted_working_folder_is_one_clear_line(tmp_path: Path, entry: str) -> None:
+    """Run from a folder deleted since the shell entered it: an error that says what to do,
+    not a traceback (the console script's shortcut and the CLI alike)."""
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    code = f"from {entry} import main; main()"
+    script = (
+        f'mkdir "{gone}" && cd "{gone}" && rmdir "{gone}" && exec "$0" -c "$1" query "SELECT 1"'
+    )
+    proc = subprocess.run(
+        ["sh", "-c", script, sys.executable, code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "current folder no longer exists" in proc.stderr and "--repo" in proc.stderr
