@@ -154,6 +154,7 @@ def test_replay_off_answers_null_and_says_so_in_the_schema(tmp_path: Path) -> No
     assert warning.startswith(
         "replay is off: hindsight values not computed (NULL): w2 for 2 run(s)"
     ), warning
+    assert warning.endswith("; a server started with --allow-replay computes them"), warning
     assert plain.schema.metadata is None or b"florsql.warnings" not in plain.schema.metadata
 
 
