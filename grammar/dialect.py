@@ -88,6 +88,17 @@ class FlorsqlParser(DuckDBParser):
         "@": lambda self: self._parse_at_sign(),
     }
 
+    def _parse_simplified_pivot(  # type: ignore[override]
+        self, is_unpivot: bool | None = None
+    ) -> exp.Expr:
+        # DuckDB's PIVOT/UNPIVOT statement takes ORDER BY, LIMIT and OFFSET after its GROUP BY;
+        # sqlglot stops before them. Such a statement is the same query as a SELECT over it.
+        pivot = super()._parse_simplified_pivot(is_unpivot)
+        if not self._match_set((TokenType.ORDER_BY, TokenType.LIMIT, TokenType.OFFSET), False):
+            return pivot
+        select = exp.select("*").from_(exp.Subquery(this=pivot), copy=False)
+        return self._parse_query_modifiers(select)
+
     def _warn_unsupported(self) -> None:
         """Stay quiet: florsql refuses every ``Command`` with its own message."""
 

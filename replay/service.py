@@ -76,8 +76,12 @@ def enabled() -> bool:
 
 
 def _source_digest(package: str) -> str:
-    """A digest of florsql's source files (path, size, modification time; ``__init__.py``
-    holds the version): an upgrade in place (same path, other files) changes it."""
+    """A digest of florsql's source files (path, size, modification and change times, inode;
+    ``__init__.py`` holds the version): an upgrade in place (same path, other files) changes
+    it, also one that keeps a file's size and modification time (a wheel's files carry their
+    archive's times): writing a file sets its change time, which no installer can set back, and
+    replacing it gives another inode. One ``stat`` a file, as cheap as size and time alone
+    (reading every file would cost each one-shot command ~5 ms more)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -90,7 +94,9 @@ def _source_digest(package: str) -> str:
                 with contextlib.suppress(OSError):
                     st = os.stat(path)
                     where = os.path.relpath(path, package)
-                    found.append(f"{where}\0{st.st_size}\0{st.st_mtime_ns}")
+                    found.append(
+                        f"{where}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
+                    )
     digest.update("\n".join(sorted(found)).encode())
     return digest.hexdigest()[:32]
 

@@ -230,6 +230,37 @@ def test_restored_locals_keep_the_aliases_inside_containers() -> None:
     assert torch.equal(weight.detach(), want)
 
 
+def test_a_container_entry_the_loop_replaced_is_not_refilled_into_its_old_alias() -> None:
+    """``meters["train"]`` replaced by a new meter while ``first`` still holds the old one: a
+    replay starts where ``meters["train"] is first`` again, and refilling that entry in place
+    gave ``first`` the new meter's state."""
+    first = Meter()
+    meters = {"train": first}
+    first.total, first.count = 1.5, 3
+    meters["train"] = Meter()  # as the loop leaves it: first keeps its state
+    meters["train"].total, meters["train"].count = 2.5, 5
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["meters"], {}, {})
+    first = Meter()  # the replay's start: the script's own code made the alias again
+    meters = {"train": first}
+    frame_state.restore(frame, cap, {})
+    assert (meters["train"].total, meters["train"].count) == (2.5, 5)
+    assert (first.total, first.count) == (1.5, 3) and meters["train"] is not first
+
+
+def test_two_places_that_held_one_object_hold_one_after_restore() -> None:
+    """Saved under two names (``m = meters["train"]`` in the loop), one object stays one."""
+    m = Meter()
+    meters = {"train": m}
+    m.total = 4.0
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["meters", "m"], {}, {})
+    m = Meter()
+    meters = {"train": Meter()}  # the replay's objects: not aliased yet
+    frame_state.restore(frame, cap, {})
+    assert meters["train"] is m and m.total == 4.0
+
+
 class Tally:
     """Class attributes used as counters (the script's own class: its data is saved)."""
 
@@ -273,6 +304,22 @@ def test_restored_locals_bring_back_a_script_function_s_attributes() -> None:
     frame_state.restore(frame, cap, {})
     assert (f.n, f.calls) == (3, [1, 2]) and f.calls is calls
     assert not hasattr(f, "later") and f.__doc__ and tally_fn is f
+
+
+def test_a_function_defined_inside_the_loop_is_missed_not_saved() -> None:
+    """An LBFGS closure is defined in the step loop: saved by its attributes, a replay that
+    starts from the checkpoint has no such function to fill (it failed with AttributeError)."""
+    here = sys._getframe()
+
+    def closure() -> int:
+        return 1
+
+    line = closure.__code__.co_firstlineno
+    span = (here.f_code.co_filename, line - 1, line + 2)
+    values = frame_state.frame_values(here)
+    cap = frame_state.capture(values, ["closure", "tally_fn"], {}, {}, span)
+    assert "closure" in cap.missed and "closure" not in cap.restores()
+    assert cap.saved["tally_fn"][0] == "function"  # defined elsewhere: saved as before
 
 
 def test_restored_locals_bring_back_a_random_instance_s_state() -> None:

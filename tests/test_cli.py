@@ -210,6 +210,13 @@ def test_serve_refuses_other_addresses_without_a_token(repo: Path) -> None:
     )
 
 
+def test_serve_takes_one_replay_mode(repo: Path) -> None:
+    code, _, err = _run("serve", "--allow-replay", "--replay", "off", "--repo", str(repo))
+    assert code == 2 and "--allow-replay contradicts --replay off" in err
+    code, _, err = _run("serve", "--replay", "confirm", "--repo", str(repo))
+    assert code == 2 and "'confirm' is not one of 'auto', 'off', 'error'" in err
+
+
 def test_propagate_prints_the_patched_old_version(repo: Path) -> None:
     vid = json.loads(next((repo / ".florsql" / "runs").glob("*/run.json")).read_text())["vid"]
     code, out, _ = _run("propagate", "--version", vid[:10], "train.py", "--repo", str(repo))

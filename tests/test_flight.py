@@ -72,6 +72,31 @@ def test_a_parameterized_query_binds_through_doput(served: dict[str, Any]) -> No
     assert same_table(table, served["expected"][1])
 
 
+def test_parameters_keep_their_arrow_types(served: dict[str, Any]) -> None:
+    """An ``int64`` parameter (ADBC's type for a Python int) bound as an INTEGER literal when
+    its value fit one, so ``? * ?`` overflowed INT32 where the client's BIGINTs do not. Each
+    fixed-width number is now its Arrow type's DuckDB type, also inside a list."""
+    sql = "SELECT ? * ? AS p, typeof(?) AS t, ? AS l"
+    table = _fetch(served["uri"], sql, (2**31 - 1, 2, 1, [1, 2]))
+    assert table.to_pylist() == [{"p": 4294967294, "t": "BIGINT", "l": [1, 2]}]
+    assert table.schema.field("l").type == pa.list_(pa.int64())
+    batch = pa.record_batch(
+        [
+            pa.array([1], pa.int8()),
+            pa.array([2**64 - 1], pa.uint64()),
+            pa.array([0.1], pa.float32()),
+        ],
+        names=["a", "b", "c"],
+    )
+    with _connect(served["uri"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT typeof(?) AS a, ? AS b, ? AS c", batch)
+        got = cur.fetch_arrow_table()
+    assert got.column("a").to_pylist() == ["TINYINT"]
+    assert got.column("b").to_pylist() == [2**64 - 1] and got.schema.field("b").type == pa.uint64()
+    assert got.schema.field("c").type == pa.float32()
+    assert got.column("c").to_pylist() == pa.array([0.1], pa.float32()).to_pylist()
+
+
 def test_metadata_for_bi_tools(served: dict[str, Any]) -> None:
     with _connect(served["uri"]) as conn:
         info = conn.adbc_get_info()
@@ -129,6 +154,7 @@ def test_replay_off_answers_null_and_says_so_in_the_schema(tmp_path: Path) -> No
     assert warning.startswith(
         "replay is off: hindsight values not computed (NULL): w2 for 2 run(s)"
     ), warning
+    assert warning.endswith("; a server started with --allow-replay computes them"), warning
     assert plain.schema.metadata is None or b"florsql.warnings" not in plain.schema.metadata
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from florsql.errors import FlorError, ParseError, StoreError
+from florsql.errors import FlorError, ParseError, PlanError, StoreError
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
 from florsql.flight.auth import check_binding, is_loopback
@@ -134,7 +134,7 @@ def test_handles_bind_take_once_close_and_expire() -> None:
 def test_parameters_come_one_row_at_a_time() -> None:
     assert parameter_row(pa.table({"a": [0.1], "b": ["x"]})) == [0.1, "x"]
     assert parameter_row(pa.table({})) == []
-    with pytest.raises(ValueError, match="one parameter set"):
+    with pytest.raises(PlanError, match="one parameter set per query; got 2 rows of parameters: "):
         parameter_row(pa.table({"a": [1, 2]}))
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,41 @@ def test_replay_never_goes_past_where_a_run_ended(tmp_path: Path) -> None:
         assert {u.run_id for u in plan.unreached} == set(ended.column("run_id").to_pylist())
         explain = "\n".join(eng.execute(f"EXPLAIN {sql}").table.column("plan").to_pylist())
         assert "not replayed, the run ended" in explain and "failed during epoch 3" in explain
+
+
+def test_a_run_killed_between_coalesced_flushes_replays_what_it_recorded(tmp_path: Path) -> None:
+    """With the default flush interval (0.1 s), outer iterations that end within it share a
+    flush: a run killed while it waits in epoch 4 has only the epochs flushed before on disk
+    (here at least epoch 0: the first iteration always flushes). Replay computes exactly those
+    epochs, and the warning names the last one; nothing of the unflushed epochs is invented."""
+    repo = make_repo(tmp_path / "k", {"train.py": ENDING})
+    killed = subprocess.Popen(
+        [sys.executable, "train.py", "--block_at", "4"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=script_env(FLORSQL_CHECKPOINT_PERIOD="1"),
+    )
+    deadline = time.time() + 120
+    while not (repo / "blocked").exists() or _segments(repo, "--block_at") < 1:
+        assert time.time() < deadline, "the run never reached epoch 4"
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    write(
+        repo / "train.py",
+        ENDING.replace(
+            '        flor.log("w", state["w"])\n',
+            '        flor.log("w", state["w"])\n        flor.log("w2", state["w"] * 2)\n',
+        ),
+    )
+    with _engine(repo) as eng, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = eng.execute("SELECT epoch, w, w2 FROM logs ORDER BY epoch").table.to_pylist()
+        status = eng.execute("SELECT status FROM runs").table.column("status").to_pylist()
+    recorded = [r["epoch"] for r in rows]
+    assert status == ["killed"]
+    assert recorded == list(range(len(recorded))) and 1 <= len(recorded) <= 4
+    assert all(r["w2"] == 2 * r["w"] for r in rows), rows
+    assert not [w for w in caught if issubclass(w.category, FlorWarning)]

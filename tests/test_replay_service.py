@@ -278,11 +278,19 @@ def test_an_upgrade_in_place_replaces_the_service(repo: Path, tmp_path: Path) ->
     assert notebook.stdin is not None and notebook.stdout is not None
     assert notebook.stdout.readline().strip() == "imported"
     # The upgrade: the task spec gains a field (the old service's tasks could not read it).
+    # It keeps the file's size and modification time (an installer may: a wheel's files carry
+    # their archive's times), which the service's identity once rested on.
     spec = site / "florsql" / "store" / "replays.py"
     text = spec.read_text()
+    before = spec.stat()
     anchor = "    fingerprints: dict[str, str] = field(default_factory=dict)\n"
-    assert anchor in text
-    spec.write_text(text.replace(anchor, anchor + "    upgraded: bool = True\n"))
+    extra = "    upgraded: bool = True\n"
+    first = text.split("\n", 1)[0]  # the docstring's first line, shortened by as much
+    assert anchor in text and first.startswith('"""') and len(first) > len(extra) + 3
+    spec.write_text(text.replace(anchor, anchor + extra).replace(first, first[: -len(extra)], 1))
+    os.utime(spec, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = spec.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     rows = query(repo, "SELECT run, epoch, w, w2 FROM logs WHERE run = 1", **env)
     check_values(rows, "w2", 2)
     new = int(str(state(repo)["pid"]))
@@ -344,3 +352,24 @@ def test_the_done_pipe_has_one_name_on_both_sides() -> None:
     from florsql.replay import zygote
 
     assert replay_mode.DONE_FD == zygote.DONE_FD
+
+
+def test_the_source_digest_sees_a_rewrite_that_keeps_size_and_time(tmp_path: Path) -> None:
+    """Same size, same modification time, other code: another digest."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    mod = pkg / "mod.py"
+    mod.write_text("A = 1\n")
+    before = mod.stat()
+    digest = service._source_digest(str(pkg))
+    assert service._source_digest(str(pkg)) == digest  # stable while nothing changes
+    # The kernel stamps files from a coarse clock (a tick of a few ms): wait until a write is
+    # stamped later than the first one (an event: a probe file's change time).
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    while probe.stat().st_ctime_ns <= before.st_ctime_ns:
+        probe.write_text("")
+    mod.write_text("A = 2\n")
+    os.utime(mod, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (mod.stat().st_size, mod.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert service._source_digest(str(pkg)) != digest

@@ -317,6 +317,23 @@ for epoch in flor.loop("epoch", range(3)):
     assert "v" not in step.changed and "total" in step.changed
 
 
+def test_a_builtin_that_iterates_its_argument_changes_it() -> None:
+    """``list(sampler)`` draws from the sampler's own generator: the outer loop changes the
+    sampler (it was read as a pure builtin's argument, so replay from a checkpoint started the
+    sampler's generator over)."""
+    src = """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        n = len(x)
+    order = list(vsampler)
+    best = max(scores)
+    k = len(history)
+    flor.log("v", order[0])
+"""
+    epoch = _loop(src, "epoch")
+    assert {"vsampler", "scores"} <= epoch.changed and "history" not in epoch.changed
+
+
 # -- the planner's steps -----------------------------------------------------------------------
 def _facts(n: int, after: dict[int, set[str]], end: dict[int, set[str]] | None = None) -> RunFacts:
     facts = RunFacts()

@@ -407,3 +407,37 @@ def test_connect_in_a_subfolder_reads_the_repositorys_runs_and_creates_nothing(
     with pytest.raises(florsql.Error, match="not inside a git repository"):
         florsql.connect(outside)
     assert list(outside.iterdir()) == []
+
+
+#: (florsql's query, the rows of ``logs`` it reads: the oracle runs the query over them).
+PIVOTS = [
+    ("PIVOT (SELECT run_id, epoch, acc FROM logs) ON epoch USING first(acc) ORDER BY run_id "
+     "LIMIT 2", "SELECT run_id, epoch, acc FROM logs"),
+    ("UNPIVOT (SELECT run_id, epoch, acc FROM logs WHERE acc > 0) ON acc INTO NAME k VALUE v "
+     "ORDER BY ALL LIMIT 3 OFFSET 1", "SELECT run_id, epoch, acc FROM logs"),
+    ("WITH p AS (PIVOT (SELECT run_id, epoch, acc FROM logs) ON epoch USING count(*)) "
+     "SELECT * FROM p ORDER BY ALL", "SELECT run_id, epoch, acc FROM logs"),
+    ("SELECT * FROM (PIVOT (SELECT run_id, epoch, loss FROM logs) ON epoch USING sum(loss)) "
+     "ORDER BY 1", "SELECT run_id, epoch, loss FROM logs"),
+    ("SELECT * FROM (PIVOT logs ON epoch USING count(*) GROUP BY run_id) ORDER BY 1",
+     "SELECT * FROM logs"),
+    ("WITH p AS (PIVOT logs ON epoch USING max(acc) GROUP BY run_id) SELECT * FROM p "
+     "ORDER BY ALL", "SELECT * FROM logs"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "rows"), PIVOTS)
+def test_pivot_statements_nest_and_take_order_by_as_in_duckdb(
+    engine: Engine, sql: str, rows: str
+) -> None:
+    """``PIVOT ... ORDER BY`` was a syntax error (DuckDB's PIVOT statement takes ORDER BY,
+    LIMIT and OFFSET); ``PIVOT logs`` nested in a CTE failed (no table logs), and ``ORDER BY 1``
+    over a subquery PIVOT was an internal error. Each answers as DuckDB does over the rows the
+    statement reads, nested or not."""
+    oracle = duckdb.connect()
+    oracle.register("rows", engine.execute(rows).table)
+    oracle.execute("CREATE TABLE logs AS SELECT * FROM rows")
+    want = oracle.sql(sql).to_arrow_table()
+    got = engine.execute(sql).table
+    assert got.column_names == want.column_names
+    assert got.to_pylist() == want.to_pylist()

@@ -50,6 +50,17 @@ PURE_CALLS = frozenset(
     }
 )  # fmt: skip
 
+#: The builtins of ``PURE_CALLS`` that iterate an argument: ``list(sampler)``,
+#: ``sum(stream)`` or ``next(iter(loader))`` advance an iterator or draw from a sampler's own
+#: generator, so a name passed to them may change (a list passed to them does not: one more
+#: name saved).
+ITERATING_CALLS = frozenset(
+    {
+        "all", "any", "dict", "enumerate", "filter", "frozenset", "iter", "list", "map", "max",
+        "min", "reversed", "set", "sorted", "sum", "tuple", "zip",
+    }
+)  # fmt: skip
+
 #: Method names that only read their object (``loss.item()``, ``x.size(0)``...). A name that
 #: also mutates a common object is left out: ``add`` (``set.add``, while ``Tensor.add`` is pure)
 #: and ``sort`` (``list.sort``): a name too many only saves more.
@@ -579,6 +590,9 @@ def _call_mutates(call: ast.Call) -> set[str]:
     pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
     if isinstance(func, ast.Name) and not pure:
         out.add(func.id)  # calling an object (a module's forward, a closure) may change it
+    if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
+        for arg in call.args:
+            out |= _iterated(arg)
     if not pure:
         for arg in [*call.args, *(k.value for k in call.keywords)]:
             if isinstance(arg, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):

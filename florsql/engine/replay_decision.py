@@ -23,7 +23,10 @@ from florsql.plan.replay_plan import ReplayPlan
 if TYPE_CHECKING:
     from florsql.engine.session import Engine
 
-__all__ = ["Messages", "replay_if_needed", "summary", "wants_replay"]
+__all__ = ["SET_REPLAY_HINT", "Messages", "replay_if_needed", "summary", "wants_replay"]
+
+#: How the replay-off warning says to compute the values (a server says its own way).
+SET_REPLAY_HINT = "SET replay = 'auto' to compute them"
 
 
 class Messages(list[tuple[type[Warning], str]]):
@@ -103,8 +106,7 @@ def replay_if_needed(
         _warn(
             engine,
             messages,
-            f"{reason}: hindsight values not computed (NULL): {summary(plan)}; "
-            "SET replay = 'auto' to compute them",
+            f"{reason}: hindsight values not computed (NULL): {summary(plan)}; {SET_REPLAY_HINT}",
             ReplayOffWarning,
         )
         _unplaceable(engine, plan, messages)

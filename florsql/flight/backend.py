@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from florsql.engine import Engine
+from florsql.engine.replay_decision import SET_REPLAY_HINT
 from florsql.flight.service import QueryControl, QueryResult, ReplayMode, TableInfo
 
 __all__ = ["EngineService", "open_service"]
 
 log = logging.getLogger("florsql.flight")
 
+SERVER_HINT = "a server started with --allow-replay computes them"
 #: Seconds between attempts to stop a cancelled statement, until it returns.
 STOP_RETRY = 0.1
 
@@ -64,9 +66,11 @@ class EngineService:
                 result = cursor.execute(sql, list(params))
             finally:
                 finished.set()
-        for message in result.warnings:
+        # Clients cannot SET replay here: the server's operator decides.
+        messages = tuple(m.replace(SET_REPLAY_HINT, SERVER_HINT) for m in result.warnings)
+        for message in messages:
             log.warning("%s", message)
-        return QueryResult(result.table, tuple(result.warnings), result.types)
+        return QueryResult(result.table, messages, result.types)
 
     def _stop_replay(self) -> None:
         # Replays run one at a time (the engine holds its write lock), so the executor's

@@ -17,6 +17,21 @@ from florsql.plan.params import TypedValue
 __all__ = ["parameter_schema", "parameter_value"]
 
 _NANOS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+#: Arrow's fixed-width numbers, as the DuckDB types that hold them: an ``int64`` parameter is a
+#: ``BIGINT`` even when its value would fit an ``INTEGER`` literal (``? * ?`` must not overflow
+#: where the client's own type does not).
+_NUMBERS = {
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "UTINYINT",
+    "uint16": "USMALLINT",
+    "uint32": "UINTEGER",
+    "uint64": "UBIGINT",
+    "halffloat": "FLOAT",
+    "float": "FLOAT",
+}
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
@@ -33,6 +48,8 @@ def parameter_value(scalar: pa.Scalar, number: int) -> object:
         TypedValue(text='1 months 2 days 3 microseconds', sql_type='INTERVAL')
         >>> parameter_value(pa.scalar(1, pa.timestamp("ns")), 1)
         TypedValue(text='1970-01-01 00:00:00.000000001', sql_type='TIMESTAMP_NS')
+        >>> parameter_value(pa.scalar(7, pa.int64()), 1)
+        TypedValue(text='7', sql_type='BIGINT')
     """
     t = scalar.type
     if not scalar.is_valid:
@@ -60,6 +77,8 @@ def parameter_value(scalar: pa.Scalar, number: int) -> object:
                         "members as separate parameters")  # fmt: skip
     if isinstance(scalar, pa.ListScalar | pa.LargeListScalar | pa.FixedSizeListScalar):
         return [parameter_value(item, number) for item in scalar.values]
+    if str(t) in _NUMBERS:
+        return TypedValue(repr(scalar.as_py()), _NUMBERS[str(t)])
     return scalar.as_py()
 
 

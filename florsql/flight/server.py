@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf.message import Message
 
-from florsql.errors import FlorError, ReplayNeededError, SqlError
+from florsql.errors import FlorError, PlanError, ReplayNeededError, SqlError
 from florsql.flight import flight_session_pb2 as session_pb
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import metadata
@@ -445,7 +445,10 @@ def parameter_row(params: pa.Table) -> list[object]:
     """The values of the one parameter set a client bound (none for an empty batch), each as
     exact as its Arrow type (:func:`florsql.flight.params.parameter_value`)."""
     if params.num_rows > 1:
-        raise ValueError(f"florsql runs one parameter set per query; got {params.num_rows}")
+        raise PlanError(
+            f"florsql runs one parameter set per query; got {params.num_rows} rows of "
+            "parameters: execute the query once per row"
+        )
     if params.num_rows == 0:
         return []
     return [

@@ -77,6 +77,7 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
     for i, table in enumerate(t for t in tree.find_all(exp.Table) if is_logs_table(t)):
         table.meta[REF_KEY] = i
     roots = [tree] if isinstance(tree, exp.Query) else _inner_queries(tree)
+    roots += _pivoted_queries(tree)
     refs: list[Reference] = []
     copies = []
     try:
@@ -94,20 +95,43 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
     except SqlglotError as e:
         _unknown_qualified(e, tree, catalog, source)
         return _fallback(tree, catalog)
+    except AssertionError:
+        # sqlglot asserts on shapes it cannot qualify, e.g. `ORDER BY 1` over a `*` it cannot
+        # expand (`SELECT * FROM (PIVOT logs ...) ORDER BY 1`): analyse by names instead.
+        return _fallback(tree, catalog)
     qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
     return Binding(refs + _unscoped(tree, refs), qualified, exact=True)
 
 
 def _unscoped(tree: exp.Expr, refs: list[Reference]) -> list[Reference]:
-    """``logs`` read outside every query (``PIVOT logs ON ...``): all of its columns."""
+    """``logs`` read where no scope reaches (``PIVOT logs ON ...``, at the top or nested in a
+    CTE or subquery, where sqlglot cannot traverse): all of its columns."""
     seen = {r.ref_id for r in refs}
+    shadowed = any(cte.alias_or_name.lower() == "logs" for cte in tree.find_all(exp.CTE))
     out = []
     for table in tree.find_all(exp.Table):
         ref_id = table.meta.get(REF_KEY)
-        if table.find_ancestor(exp.Query) is not None:
-            continue  # inside a query: scoped (or a user CTE named logs that shadows it)
+        if shadowed and table.find_ancestor(exp.Query) is not None:
+            continue  # inside a query where a user CTE named logs may shadow it
         if ref_id is not None and ref_id not in seen:
             out.append(Reference(ref_id, table.alias_or_name, None, table=table))
+    return out
+
+
+def _pivoted_queries(tree: exp.Expr) -> list[exp.Query]:
+    """The queries a ``PIVOT``/``UNPIVOT`` statement reads where it is nested in a query (a CTE,
+    a subquery): sqlglot's scopes do not reach into them, so each is analysed on its own."""
+    out: list[exp.Query] = []
+    for pivot in tree.find_all(exp.Pivot):
+        source = pivot.this
+        if not isinstance(source, exp.Expr) or pivot.find_ancestor(exp.Query) is None:
+            continue
+        for query in source.find_all(exp.Query):
+            parent = query.parent
+            while parent is not None and parent is not pivot and not isinstance(parent, exp.Query):
+                parent = parent.parent
+            if parent is pivot:
+                out.append(query)
     return out
 
 

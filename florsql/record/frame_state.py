@@ -22,7 +22,11 @@ How each value is saved:
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
-  parameters), so aliases stay aliases.
+  parameters), so aliases stay aliases;
+- the recording's identity of each mutable object in a pickled local (memo index -> ``id``),
+  and each unchanged name that holds an object of a kind found inside a saved value: restore
+  fills a current object from one recorded object only, so a container entry the loop replaced
+  is not refilled into the name that still holds the old entry.
 """
 
 from __future__ import annotations
@@ -66,19 +70,25 @@ class Capture:
     saved: dict[str, tuple[str, Any]] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     missed: dict[str, str] = field(default_factory=dict)
+    #: per pickled name: the pickle's memo index -> the object's id while recording, for the
+    #: mutable objects in it; restore tells apart two places that held one object (an alias)
+    #: from two that held distinct ones (a container entry the loop replaced)
+    ids: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def restores(self) -> list[str]:
         """Names a restore of this capture makes true."""
         return sorted(set(self.saved) | set(self.kept))
 
     def payload(self) -> dict[str, Any]:
-        return {"saved": self.saved, "kept": self.kept, "missed": self.missed}
+        return {"saved": self.saved, "kept": self.kept, "missed": self.missed, "ids": self.ids}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any] | None) -> Capture:
         if not data:
             return cls()
-        return cls(dict(data["saved"]), list(data["kept"]), dict(data["missed"]))
+        return cls(
+            dict(data["saved"]), list(data["kept"]), dict(data["missed"]), dict(data.get("ids", {}))
+        )
 
 
 def capture(
@@ -86,14 +96,19 @@ def capture(
     names: Iterable[str],
     registered: dict[int, str],
     refused: dict[str, str],
+    loop_span: tuple[str, int, int] | None = None,
 ) -> Capture:
     """Save ``names`` of a frame's ``values`` (:func:`frame_values`).
 
     ``registered`` maps the ids of the objects given to ``flor.checkpointing`` to their names
     (saved by the checkpoint itself); ``refused`` remembers names that could not be saved
     before, so a large or unpicklable object costs one attempt per run, not one per checkpoint.
+    ``loop_span`` (file, first and last line of the loops captured): a function whose ``def``
+    lies there is a new object each time the loop runs it (an LBFGS closure); a replay that
+    skips the loop cannot make it, so it is missed, not saved.
     """
     out = Capture()
+    kinds: set[type] = set()  # of the mutable objects inside saved values
     for name in sorted(set(names)):
         if name not in values:
             continue  # not bound at this point: nothing to restore
@@ -109,6 +124,9 @@ def capture(
         ):
             out.kept.append(name)
             continue
+        if script_function and _defined_in(value, loop_span):
+            out.missed[name] = "a function defined inside the loop: replay cannot recreate it"
+            continue
         try:
             if script_class:
                 out.saved[name] = ("class", _class_state(value, registered))
@@ -116,12 +134,47 @@ def capture(
             if script_function:
                 out.saved[name] = ("function", _function_state(value, registered))
                 continue
-            out.saved[name] = _save(value, registered)
+            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds)
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
             refused[name] = reason
             out.missed[name] = reason
+    _capture_aliases(out, values, registered, refused, kinds)
+    out.ids = {name: ids for name, ids in out.ids.items() if ids}
     return out
+
+
+def _capture_aliases(
+    out: Capture,
+    values: Mapping[str, Any],
+    registered: dict[int, str],
+    refused: dict[str, str],
+    kinds: set[type],
+) -> None:
+    """Also save each name the loop does not change that holds an object of a kind found inside
+    a saved value (``first_meter`` beside ``meters = {"train": first_meter}``): the loop may
+    have changed that object through the container, then put another one there; a restore that
+    refilled the container's entry in place would then refill ``first_meter`` with the new
+    entry's state. Saved, with the ids, restore gives each its own."""
+    if not kinds:
+        return
+    for name in sorted(set(values)):
+        if name in out.saved or name in out.kept or name in out.missed or name.startswith("__"):
+            continue
+        value = values[name]
+        if type(value) not in kinds or id(value) in registered or name in refused:
+            continue
+        try:
+            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), set())
+        except Exception as e:  # whatever a user object raises when pickled
+            refused[name] = out.missed[name] = _reason(e)
+
+
+def _defined_in(fn: types.FunctionType, span: tuple[str, int, int] | None) -> bool:
+    if span is None:
+        return False
+    code = fn.__code__
+    return code.co_filename == span[0] and span[1] <= code.co_firstlineno <= span[2]
 
 
 #: Class attributes that are caches of the interpreter, never a script's state.
@@ -176,7 +229,9 @@ class _TooLarge(Exception):
     pass
 
 
-def _save(value: Any, registered: dict[int, str]) -> tuple[str, Any]:
+def _save(
+    value: Any, registered: dict[int, str], ids: dict[int, int], kinds: set[type]
+) -> tuple[str, Any]:
     if isinstance(value, _IMMUTABLE) or (
         isinstance(value, tuple) and all(isinstance(v, _IMMUTABLE) for v in value)
     ):
@@ -198,7 +253,7 @@ def _save(value: Any, registered: dict[int, str]) -> tuple[str, Any]:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.random.Generator):
         return "numpy_generator", pickle.dumps(value.bit_generator.state)
-    data = _dumps(value, registered)
+    data = _dumps(value, registered, ids, kinds)
     if len(data) > MAX_BYTES:
         raise _TooLarge(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
     return "pickle", data
@@ -236,10 +291,35 @@ class _Unpickler(pickle.Unpickler):
         return self.objs[pid]
 
 
-def _dumps(value: Any, registered: dict[int, str]) -> bytes:
+def _dumps(
+    value: Any,
+    registered: dict[int, str],
+    ids: dict[int, int] | None = None,
+    kinds: set[type] | None = None,
+) -> bytes:
+    """``value`` pickled; ``ids`` gets the memo index -> id of each mutable object in it, and
+    ``kinds`` the types of those below its top."""
     buf = io.BytesIO()
-    _Pickler(buf, registered).dump(value)
+    pickler = _Pickler(buf, registered)
+    pickler.dump(value)
+    if ids is not None and kinds is not None:
+        memo = pickler.memo.copy()
+        # an object's own __dict__ is pickled as its state: not a dict the script holds
+        states = {id(o.__dict__) for _, o in memo.values() if hasattr(o, "__dict__")}
+        for oid, (index, obj) in memo.items():
+            if _mutable(obj):
+                ids[index] = oid
+                if obj is not value and oid not in states:
+                    kinds.add(type(obj))
     return buf.getvalue()
+
+
+def _mutable(obj: Any) -> bool:
+    """An object restore may fill in place (a container, a plain object)."""
+    if isinstance(obj, (*_IMMUTABLE, tuple, *_CODE)):
+        return False
+    torch = sys.modules.get("torch")
+    return not (torch is not None and isinstance(obj, torch.Tensor))
 
 
 # -- restoring ---------------------------------------------------------------------------------
@@ -252,9 +332,10 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
     own = {*code.co_varnames, *code.co_cellvars, *code.co_freevars}
     optimized = bool(code.co_flags & _CO_OPTIMIZED)
     rebind: dict[str, Any] = {}
+    merge = _Merge()
     for name, (kind, data) in cap.saved.items():
         cur = current.get(name)
-        new = _restored(kind, data, cur, objs)
+        new = _restored(kind, data, cur, objs, merge, cap.ids.get(name))
         if new is _IN_PLACE:
             continue
         if optimized and name not in own:
@@ -273,7 +354,66 @@ def frame_values(frame: types.FrameType) -> ChainMap[str, Any]:
 _IN_PLACE = object()
 
 
-def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
+class _Merge:
+    """One restore's bookkeeping: which current object stands for which recorded object.
+
+    ``rid`` maps the id of each unpickled object to its id while recording (where the capture
+    kept it); ``placed`` maps a recorded id to the object that now stands for it (a current one
+    filled in place, or the unpickled one); ``owner`` maps a current object's id to the recorded
+    id it was filled from. Two places that held one object while recording get one object; a
+    current object is never filled from two recorded ones (the second place gets its own)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()  # filled objects, where no ids were recorded
+        self.rid: dict[int, int] = {}
+        self.placed: dict[int, Any] = {}
+        self.owner: dict[int, int] = {}
+        self.keep: list[Any] = []  # the unpickled objects: their ids stay theirs
+
+    def load(self, data: bytes, objs: dict[str, Any], ids: dict[int, int] | None) -> Any:
+        unpickler = _Unpickler(io.BytesIO(data), objs)
+        saved = unpickler.load()
+        if ids:
+            for index, obj in unpickler.memo.copy().items():
+                if index in ids:
+                    self.rid[id(obj)] = ids[index]
+                    self.keep.append(obj)
+        return saved
+
+    def adopt(self, saved: Any) -> Any:
+        """``saved`` made live as it is, each object in it replaced by the one already standing
+        for the same recorded object."""
+        rid = self.rid.get(id(saved))
+        if rid is None:
+            return saved
+        if rid in self.placed:
+            return self.placed[rid]
+        self.placed[rid] = saved
+        self.owner[id(saved)] = rid
+        if isinstance(saved, list):
+            saved[:] = [self.adopt(v) for v in saved]
+        elif isinstance(saved, dict):
+            for k, v in list(saved.items()):
+                saved[k] = self.adopt(v)
+        elif _slots(type(saved)) and not hasattr(saved, "__dict__"):
+            for name in _slots(type(saved)):
+                if hasattr(saved, name):
+                    setattr(saved, name, self.adopt(getattr(saved, name)))
+        elif hasattr(saved, "__dict__") and not isinstance(saved, type):
+            own = saved.__dict__
+            for k, v in list(own.items()):
+                own[k] = self.adopt(v)
+        return saved
+
+
+def _restored(
+    kind: str,
+    data: Any,
+    cur: Any,
+    objs: dict[str, Any],
+    merge: _Merge,
+    ids: dict[int, int] | None = None,
+) -> Any:
     if kind == "value" or kind == "tensor":
         return data
     if kind == "parameter":
@@ -302,39 +442,39 @@ def _restored(kind: str, data: Any, cur: Any, objs: dict[str, Any]) -> Any:
             for attr in [a for a in cur.__dict__ if a not in data]:
                 if not (attr.startswith("__") and attr.endswith("__")):
                     delattr(cur, attr)  # set after the checkpoint was taken
-        seen: set[int] = set()
         for attr, blob in data.items():
             new = _Unpickler(io.BytesIO(blob), objs).load()
             old = cur.__dict__.get(attr)
-            merged = new if old is None else _merged(old, new, seen)
+            merged = new if old is None else _merged(old, new, merge)
             if merged is not old:
                 setattr(cur, attr, merged)
         return _IN_PLACE
     if kind == "numpy_generator":
         cur.bit_generator.state = pickle.loads(data)
         return _IN_PLACE
-    saved = _Unpickler(io.BytesIO(data), objs).load()
-    if cur is not None and type(cur) is type(saved) and _fill(cur, saved):
-        return _IN_PLACE
-    return saved
+    saved = merge.load(data, objs, ids)
+    new = _merged(cur, saved, merge) if cur is not None else merge.adopt(saved)
+    return _IN_PLACE if new is cur else new
 
 
-def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
+def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
     """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot.
 
     What ``cur`` holds is filled in place too, wherever the same place holds an object of the
     same kind: a meter in a dict (``meters["loss"]`` that is also ``train_meter``), a plain
     object in a list, a module's parameters (the optimizer holds them)."""
-    seen = set() if seen is None else seen
-    if id(cur) in seen:
-        return True
-    seen.add(id(cur))
+    if merge.rid.get(id(saved)) is None:
+        if id(cur) in merge.seen:
+            return True
+        merge.seen.add(id(cur))
     if isinstance(cur, list):
-        cur[:] = [_merged(c, v, seen) for c, v in zip(cur, saved, strict=False)] + list(
-            saved[len(cur) :]
-        )
+        cur[:] = [_merged(c, v, merge) for c, v in zip(cur, saved, strict=False)] + [
+            merge.adopt(v) for v in saved[len(cur) :]
+        ]
     elif isinstance(cur, dict):
-        merged = {k: _merged(cur[k], v, seen) if k in cur else v for k, v in saved.items()}
+        merged = {
+            k: _merged(cur[k], v, merge) if k in cur else merge.adopt(v) for k, v in saved.items()
+        }
         cur.clear()
         cur.update(merged)
     elif isinstance(cur, set):
@@ -349,12 +489,15 @@ def _fill(cur: Any, saved: Any, seen: set[int] | None = None) -> bool:
             if hasattr(saved, name):
                 old = getattr(cur, name, None)
                 new = getattr(saved, name)
-                setattr(cur, name, new if old is None else _merged(old, new, seen))
+                setattr(cur, name, merge.adopt(new) if old is None else _merged(old, new, merge))
             elif hasattr(cur, name):
                 delattr(cur, name)
     elif hasattr(cur, "__dict__") and not isinstance(cur, type):
         own = cur.__dict__
-        merged = {k: _merged(own[k], v, seen) if k in own else v for k, v in saved.__dict__.items()}
+        merged = {
+            k: _merged(own[k], v, merge) if k in own else merge.adopt(v)
+            for k, v in saved.__dict__.items()
+        }
         own.clear()
         own.update(merged)
     else:
@@ -373,10 +516,14 @@ def _slots(cls: type) -> list[str]:
     return out
 
 
-def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:
-    """``cur`` filled with ``saved`` where it can be (it keeps its identity), else ``saved``."""
+def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
+    """``cur`` filled with ``saved`` where it can be (it keeps its identity), else ``saved``;
+    where the recording held one object at two places, the object already standing for it."""
+    rid = merge.rid.get(id(saved))
+    if rid is not None and rid in merge.placed:
+        return merge.placed[rid]
     if cur is saved or type(cur) is not type(saved) or isinstance(cur, _IMMUTABLE):
-        return saved
+        return merge.adopt(saved)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(cur, torch.Tensor):
         # Parameters are copied into (a module's, an optimizer's references stay true); other
@@ -386,7 +533,18 @@ def _merged(cur: Any, saved: Any, seen: set[int]) -> Any:
                 cur.copy_(saved)
             return cur
         return saved
-    return cur if _fill(cur, saved, seen) else saved
+    if rid is not None:
+        if merge.owner.get(id(cur), rid) != rid or not _fillable(cur):
+            return merge.adopt(saved)  # cur stands for another recorded object already
+        merge.placed[rid] = cur
+        merge.owner[id(cur)] = rid
+    return cur if _fill(cur, saved, merge) else merge.adopt(saved)
+
+
+def _fillable(cur: Any) -> bool:
+    return isinstance(cur, (list, dict, set, random.Random)) or (
+        hasattr(cur, "__dict__") or bool(_slots(type(cur)))
+    )
 
 
 def write_locals(frame: types.FrameType, values: dict[str, Any]) -> None:

@@ -548,6 +548,7 @@ class Run:
                 out[role] = frame_state.Capture(missed={"*": "the loop's source was not found"})
                 continue
             names = set(fr.facts.changed)
+            span = (fr.user.f_code.co_filename, fr.facts.line, fr.facts.end_line)
             if role == "outer" and inner is not None and inner.user is outer.user:
                 if inner.facts is None:
                     out[role] = frame_state.Capture(missed={"*": "the loop's source was not found"})
@@ -555,7 +556,7 @@ class Run:
                 names |= inner.facts.changed
             refused = self.refused.setdefault(fr.user.f_code, {})
             values = frame_state.frame_values(fr.user)
-            out[role] = frame_state.capture(values, names, registered, refused)
+            out[role] = frame_state.capture(values, names, registered, refused, span)
         return out
 
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
