@@ -236,3 +236,49 @@ def test_a_statement_naming_its_value_first_is_a_hindsight_column(tmp_path: Path
         ).fetchall()
     assert len(rows) == 6
     assert [r[3] for r in rows] == [r[2] * 2 for r in rows]
+
+
+BRANCHED = """
+import florsql as flor
+
+w = 1.0
+with flor.checkpointing(state={}):
+    for epoch in flor.loop("epoch", range(4)):
+        w = w * 0.5 + epoch
+        flor.log("w", w)
+"""
+#: Today's code: one statement the old version can take, one inside a new ``if`` block.
+BRANCHED_NEW = BRANCHED + (
+    '        flor.log("w2", w * 2)\n'
+    "        if epoch % 2 == 0:  # a block the old version lacks\n"
+    '            flor.log("w3", w * 3)\n'
+)
+
+
+def test_a_statement_propagation_cannot_place_is_said_with_its_reason(tmp_path: Path) -> None:
+    """A new statement inside a block the old version lacks cannot be placed. EXPLAIN says so
+    and plans no task for it; a query that also reads a placeable statement gets that one's
+    values (equal to a full run of today's code) and a warning naming the reason, not a bare
+    "still missing after replay" after replaying for nothing; a query of it alone is an error
+    with the reason."""
+    from tests.helpers import make_repo, run_script
+
+    repo = make_repo(tmp_path / "p", {"train.py": BRANCHED})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    (repo / "train.py").write_text(BRANCHED_NEW)
+    why = "no block matching if epoch % 2 == 0 inside flor.loop('epoch')"
+    with florsql.connect(repo) as con:
+        plan = "\n".join(r[0] for r in con.execute("EXPLAIN SELECT w2, w3 FROM logs").fetchall())
+        assert f"cannot place: w3 ({why}" in plan
+        assert "statement: w2" in plan and "statement: w3" not in plan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = con.execute("SELECT epoch, w, w2, w3 FROM logs ORDER BY epoch").fetchall()
+        texts = [str(c.message) for c in caught]
+    assert [r[2] for r in rows] == [r[1] * 2 for r in rows] and len(rows) == 4
+    assert all(r[3] is None for r in rows)
+    assert any("cannot compute w3" in t and why in t for t in texts), texts
+    assert not any("still missing after replay" in t for t in texts), texts
+    with pytest.raises(florsql.Error) as err, florsql.connect(repo) as con:
+        con.execute("SELECT epoch, w3 FROM logs").fetchall()
+    assert why in str(err.value) and "w3" in str(err.value)

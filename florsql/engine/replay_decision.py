@@ -10,6 +10,7 @@ from florsql.errors import (
     DataChangedWarning,
     FlorWarning,
     NondeterminismWarning,
+    ReplayError,
     ReplayFailedWarning,
     ReplayNeededError,
     ReplayOffWarning,
@@ -18,7 +19,7 @@ from florsql.errors import (
 )
 from florsql.plan.explain import human_seconds, ranges
 from florsql.plan.planner import PlannedQuery
-from florsql.plan.replay_plan import ReplayPlan
+from florsql.plan.replay_plan import ReplayPlan, VersionReplay
 
 if TYPE_CHECKING:
     from florsql.engine.session import Engine
@@ -87,6 +88,13 @@ def replay_if_needed(
     messages = Messages(quiet=quiet)
     plan = planned.replay
     if not any(v.runs for v in plan.versions):
+        unplaced = [u for v in plan.versions for u in _unplaced_lines(v)]
+        if unplaced and mode not in ("off", "error") and engine.executor is not None:
+            # Nothing to replay and statements that cannot be placed: as the replay would
+            # have said, an error naming each and why.
+            raise ReplayError(
+                "no statement could be placed into the old versions:\n" + "\n".join(unplaced)
+            )
         _unplaceable(engine, plan, messages)
         _failed(engine, plan, messages)
         _unreached(engine, plan, messages)
@@ -175,8 +183,20 @@ def replay_if_needed(
     return planned, messages
 
 
+def _unplaced_lines(v: VersionReplay) -> list[str]:
+    return [f"{v.vid[:12]}: {name}: {why}" for name, why in v.unplaced]
+
+
 def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
     for v in plan.versions:
+        for name, why in v.unplaced:
+            _warn(
+                engine,
+                messages,
+                f"version {v.vid[:12]} of {v.filename} cannot compute {name}: today's statement "
+                f"cannot be placed into it ({why}); NULL",
+                FlorWarning,
+            )
         if v.unplaceable:
             _warn(
                 engine,

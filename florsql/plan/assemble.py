@@ -31,17 +31,26 @@ def assemble(state: PlanState) -> None:
         wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer)
         if wanted not in patched:
             patched[wanted] = _patched(state, *wanted)
+        found = patched[wanted]
+        failed = found.failed if found is not None else {}
+        if failed:  # statements propagation cannot place here: no task computes them
+            state.unplaced.setdefault((first.vid, first.filename), {}).update(
+                {n: failed[n] for n in wanted[2] if n in failed}
+            )
+            needs = [n for n in needs if n.name not in failed]
+            if not needs:
+                continue
         run = plan_run(run_id, needs, patched[wanted], facts[run_id])
         per_version[(run.vid, run.filename)].append(run)
     versions = []
-    for key in sorted(set(per_version) | set(state.unplaceable)):
+    for key in sorted(set(per_version) | set(state.unplaceable) | set(state.unplaced)):
         vid, filename = key
         runs = tuple(sorted(per_version.get(key, []), key=lambda r: r.run_id))
         run_files = sorted({f for r in runs for f in files.get(r.run_id, [])} | {filename})
         versions.append(_version(state, vid, filename, runs, run_files))
     state.plan = ReplayPlan(
         names=tuple(referenced),
-        versions=tuple(v for v in versions if v.runs or v.unplaceable),
+        versions=tuple(v for v in versions if v.runs or v.unplaceable or v.unplaced),
         cost=_cost(versions),
         pushed=tuple(predicate_sql(state.pushed.get(r.ref_id, _NONE)) for r in state.references),
         residual=tuple(not state.pushed.get(r.ref_id, _NONE).exact for r in state.references),
@@ -109,6 +118,7 @@ def _version(
         statements = tuple((s.name, s.line, s.chain, s.file) for s in code.sites if s.name in names)
     skip = set.intersection(*(set(r.skip_inner) for r in runs)) if runs else set()
     unplaceable = tuple(sorted(state.unplaceable.get((vid, filename), set())))
+    unplaced = tuple(sorted(state.unplaced.get((vid, filename), {}).items()))
     return VersionReplay(
         vid=vid,
         filename=filename,
@@ -117,6 +127,7 @@ def _version(
         statements=statements,
         skip_inner=tuple(sorted(skip)),
         unplaceable=unplaceable,
+        unplaced=unplaced,
     )
 
 

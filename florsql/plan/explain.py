@@ -120,6 +120,8 @@ def _version(v: VersionReplay) -> list[str]:
             f"    cannot place: {', '.join(v.unplaceable)} (no run of this version recorded that "
             "loop: the code never reached it, or the run was killed or failed before; NULL)"
         )
+    for name, why in v.unplaced:
+        lines.append(f"    cannot place: {name} ({why}); NULL")
     for r in v.runs[:RUNS_SHOWN]:
         lines += _run(r)
     if len(v.runs) > RUNS_SHOWN:

@@ -157,7 +157,10 @@ class VersionReplay:
     ``statements`` are ``(name, line, chain, file)`` of the log statements in the current code
     (the main script's or an imported module's) that the propagation step places into this
     version; ``unplaceable`` are names whose loop context
-    this version never recorded (their values stay NULL, with a warning).
+    this version never recorded (their values stay NULL, with a warning); ``unplaced`` are
+    ``(name, reason)`` of statements propagation cannot place into this version (a statement
+    inside a block the version lacks...): no task computes them, their values stay NULL, and
+    the reason is said.
     """
 
     vid: str
@@ -167,6 +170,7 @@ class VersionReplay:
     statements: tuple[tuple[str, int, tuple[str, ...] | None, str], ...]
     skip_inner: tuple[str, ...]
     unplaceable: tuple[str, ...] = ()
+    unplaced: tuple[tuple[str, str], ...] = ()
 
     @property
     def seconds(self) -> float:

@@ -53,6 +53,8 @@ class PlanState:
     limit_runs: set[str] | None = None
     needs: list[NeedRow] = field(default_factory=list)
     unplaceable: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: (vid, script) -> {name: why propagation cannot place it there}
+    unplaced: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
     unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
