@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import florsql
-
 from tests.helpers_replay import Mismatches, hindsight_names
 from tests.test_replay_corpus import PREAMBLE, Histories, Pattern, histories, queries
 
@@ -453,6 +452,29 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["last_val"]},
         period=2,
         seeds=(0, 1),
+    ),
+    Pattern(
+        "list_fetched_with_get_then_appended",
+        """
+history = {"train": [], "seen": {}}
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tr = history.get("train")
+            tr.append(loss.item())
+            seen = history.get("seen", {})
+            seen[int(idx[0]) % 5] = epoch
+            flor.log("loss", loss.item())
+        flor.log("n_train", len(history["train"]))  # hindsight
+        flor.log("train_sum", sum(history["train"]))  # hindsight
+        flor.log("seen", sorted(history["seen"].items()))  # hindsight
+""",
+        {"epoch": ["n_train", "train_sum", "seen"]},
+        period=2,
     ),
 ]
 
