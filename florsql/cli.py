@@ -576,6 +576,8 @@ def serve(
         threads=threads,
     )
     check_binding(host, token, tls=tls_cert is not None, insecure=insecure)
+    if allow_replay and replay_mode not in (None, "auto"):
+        raise click.UsageError(f"--allow-replay contradicts --replay {replay_mode}")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if not debug:
@@ -584,8 +586,6 @@ def serve(
         sys.tracebacklimit = 0
     service = open_service(_repo(repo), duckdb_settings=limits.duckdb_settings(), wait=_wait())
     _use_executor(service, executor)
-    if allow_replay and replay_mode not in (None, "auto"):
-        raise click.UsageError(f"--allow-replay contradicts --replay {replay_mode}")
     options = ServerOptions(
         host,
         port,

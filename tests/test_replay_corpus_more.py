@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import florsql
 from tests.helpers_replay import Mismatches, hindsight_names
 from tests.test_replay_corpus import PREAMBLE, Histories, Pattern, histories, queries
 
@@ -298,6 +299,183 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["meter_sum", "meter_n", "entry_n"]},
         period=2,
     ),
+    Pattern(
+        "grad_scaler_and_bf16_autocast_unregistered",
+        """
+scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            flor.log("loss", loss.item())
+            flor.log("scale_in_step", scaler.get_scale())  # hindsight
+        flor.log("scale", scaler.get_scale())  # hindsight
+""",
+        {"epoch": ["scale"], "epoch, step": ["scale_in_step"]},
+        period=2,
+    ),
+    Pattern(
+        "plateau_stepped_per_step_on_a_metric",
+        """
+sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.7, patience=1)
+with flor.checkpointing(model=net, optimizer=opt):  # the scheduler is not registered
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("bad_epochs", sched.num_bad_epochs)  # hindsight
+        flor.log("lr", opt.param_groups[0]["lr"])  # hindsight
+""",
+        {"epoch": ["bad_epochs", "lr"]},
+    ),
+    Pattern(
+        "statement_in_a_helper_called_in_the_step_loop",
+        """
+def grad_stats(model):
+    total = 0.0
+    for p in model.parameters():
+        total += float(p.grad.abs().sum())
+    flor.log("grad_abs", total)  # hindsight
+    return total
+
+
+norms = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            norms.append(grad_stats(net))
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("norm_sum", sum(norms))  # hindsight
+""",
+        {"epoch": ["norm_sum"], "epoch, step": ["grad_abs"]},
+        period=2,
+    ),
+    Pattern(
+        "outer_range_starts_late_and_numpy_global_shuffle",
+        """
+import numpy as np
+
+np.random.seed(seed)
+start = 1
+order = np.arange(len(X))
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(start, epochs + start)):
+        np.random.shuffle(order)
+        for idx in flor.loop("step", torch.from_numpy(order.copy()).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("first", int(order[0]))  # hindsight
+        flor.log("np_draw", float(np.random.default_rng(int(order[1])).random()))  # hindsight
+""",
+        {"epoch": ["first", "np_draw"]},
+        period=2,
+    ),
+    Pattern(
+        "three_nested_loops_micro_batches",
+        """
+micro_seen = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            opt.zero_grad()
+            for m in flor.loop("micro", idx.split(4)):
+                loss = loss_fn(net(X[m]), Y[m]) / 3
+                loss.backward()
+                micro_seen += len(m)
+                flor.log("micro_loss", loss.item())  # hindsight
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("micro_seen", micro_seen)  # hindsight
+""",
+        {"epoch": ["micro_seen"], "epoch, step, micro": ["micro_loss"]},
+        period=2,
+    ),
+    Pattern(
+        "best_state_dict_kept_in_memory_then_loaded",
+        """
+import copy
+
+best_val, best_state = float("inf"), None
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if epoch % 2 == 1 or val < best_val:
+            best_val, best_state = val, copy.deepcopy(net.state_dict())
+        flor.log("best_w", float(best_state["0.weight"].sum()))  # hindsight
+net.load_state_dict(best_state)
+final_val = loss_fn(net(XV), YV).item()
+flor.log("final_val", final_val)  # hindsight
+""",
+        {"epoch": ["best_w"], "": ["final_val"]},
+        period=2,
+    ),
+    Pattern(
+        "evaluation_every_other_epoch_value_carried",
+        """
+val = None
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        if epoch % 2 == 0:
+            with torch.no_grad():
+                val = loss_fn(net(XV), YV).item()
+        flor.log("last_val", val)  # hindsight
+""",
+        {"epoch": ["last_val"]},
+        period=2,
+        seeds=(0, 1),
+    ),
+    Pattern(
+        "list_fetched_with_get_then_appended",
+        """
+history = {"train": [], "seen": {}}
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tr = history.get("train")
+            tr.append(loss.item())
+            seen = history.get("seen", {})
+            seen[int(idx[0]) % 5] = epoch
+            flor.log("loss", loss.item())
+        flor.log("n_train", len(history["train"]))  # hindsight
+        flor.log("train_sum", sum(history["train"]))  # hindsight
+        flor.log("seen", sorted(history["seen"].items()))  # hindsight
+""",
+        {"epoch": ["n_train", "train_sum", "seen"]},
+        period=2,
+    ),
 ]
 
 CASES = [pytest.param(p, id=p.name) for p in PATTERNS]
@@ -321,4 +499,23 @@ def test_replays_like_a_full_rerun(pattern: Pattern, histories: Histories, tmp_p
         partial, wide = queries(pattern)
         for sql in partial + wide:
             check(sql)
+    found.assert_none()
+
+
+def test_arg_predicates_push_down_and_stay_exact(histories: Histories, tmp_path: Path) -> None:
+    """Predicates on an arg (``seed``) and loop columns restrict the replay to some runs and
+    iterations: the rows are the oracle's, and EXPLAIN plans only the runs the predicate keeps."""
+    pattern = next(p for p in PATTERNS if p.name == "one_cycle_lr_per_step")
+    rec = histories.get(pattern, tmp_path)
+    with florsql.connect(rec.history, replay="off") as con:
+        plan = "\n".join(
+            str(r[0]) for r in con.execute("EXPLAIN SELECT lr FROM logs WHERE seed = 1").fetchall()
+        )
+    assert plan.count("    run ") == 1, plan  # one of the two runs
+    found = Mismatches()
+    with found.session(rec, "args pushed down", histories.workers) as check:
+        check("SELECT seed, epoch, step, lr FROM logs WHERE seed = 1 AND epoch >= 3")
+        check("SELECT seed, epoch, mom FROM logs WHERE seed + 0 = 0 AND epoch BETWEEN 1 AND 2")
+        check("SELECT seed, epoch, step, lr FROM logs WHERE seed = ? AND step = 1", (0,))
+        check("SELECT seed, epoch, step, lr, mom FROM logs")
     found.assert_none()

@@ -334,6 +334,28 @@ for epoch in flor.loop("epoch", range(3)):
     assert {"vsampler", "scores"} <= epoch.changed and "history" not in epoch.changed
 
 
+def test_a_part_fetched_by_get_is_an_alias() -> None:
+    """``tr = history.get("train"); tr.append(v)`` changes ``history`` (it did not: replay
+    skipped the loop and left ``history["train"]`` as the replay had it)."""
+    src = """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        tr = history.get("train")
+        tr.append(x)
+        m = getattr(trainer, "meter")
+        m.n += 1
+        c = cache.get("k")
+        a, b = meters["train"], meters["val"]
+        a.n += 1
+        v: Meter = vmeters["val"]
+        v.update(x)
+    flor.log("n", len(history["train"]))
+"""
+    step = _loop(src, "step")
+    assert {"history", "trainer", "tr", "m", "meters", "vmeters"} <= step.changed
+    assert "cache" not in step.changed
+
+
 # -- the planner's steps -----------------------------------------------------------------------
 def _facts(n: int, after: dict[int, set[str]], end: dict[int, set[str]] | None = None) -> RunFacts:
     facts = RunFacts()

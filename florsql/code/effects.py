@@ -495,10 +495,10 @@ def _changed(body: list[ast.stmt]) -> set[str]:
     mutated: set[str] = set()  # roots of objects mutated in place (not only rebound)
     aliases: list[tuple[str, str]] = []  # (name, root of the object it was bound to part of)
     for node in _own_nodes(body):
-        if isinstance(node, ast.Assign):
-            source = _alias_root(node.value)
-            if source:
-                aliases += [(t.id, source) for t in node.targets if isinstance(t, ast.Name)]
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                aliases += _aliased(target, node.value)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
             iterable = node.iter
             if (
@@ -554,11 +554,33 @@ def _changed(body: list[ast.stmt]) -> set[str]:
     return out
 
 
+def _aliased(target: ast.AST, value: ast.AST) -> list[tuple[str, str]]:
+    """(name, root) for each name ``target = value`` binds to a part of an existing object,
+    element by element for tuples (``tr, va = meters["train"], meters["val"]``)."""
+    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
+        if len(target.elts) == len(value.elts):
+            return [p for t, v in zip(target.elts, value.elts, strict=True) for p in _aliased(t, v)]
+        return []
+    source = _alias_root(value)
+    return [(target.id, source)] if source and isinstance(target, ast.Name) else []
+
+
+#: Methods that return a part of their object (``tr = history.get("train")``).
+_PART_METHODS = frozenset({"get", "setdefault", "__getitem__"})
+
+
 def _alias_root(node: ast.AST) -> str | None:
     """The root of an expression that names (a part of) an existing object: ``meter``,
-    ``self.meter``, ``meters["train"]``; not a call's result."""
+    ``self.meter``, ``meters["train"]``, ``history.get("train")``, ``getattr(self, "m")``;
+    not another call's result."""
     if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
         return _root(node)
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in _PART_METHODS:
+            return _alias_root(func.value)
+        if isinstance(func, ast.Name) and func.id == "getattr" and node.args:
+            return _alias_root(node.args[0])
     return None
 
 

@@ -100,6 +100,10 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
         # expand (`SELECT * FROM (PIVOT logs ...) ORDER BY 1`): analyse by names instead.
         return _fallback(tree, catalog)
     qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
+    once: dict[int, Reference] = {}
+    for ref in refs:  # a pivoted query the outer scopes reached too: once
+        once.setdefault(ref.ref_id, ref)
+    refs = list(once.values())
     return Binding(refs + _unscoped(tree, refs), qualified, exact=True)
 
 
