@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from florsql.store.segments import split_value
@@ -340,6 +340,13 @@ def strings_array(values: Sequence[str | None]) -> pa.Array:
         bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
     data = pa.py_buffer(b"".join(encoded))
     return pa.Array.from_buffers(pa.string(), len(values), [bitmap, pa.py_buffer(offsets), data])
+
+
+def int64_array(values: Iterable[int]) -> pa.Array:
+    """An int64 array of Python ints (built from a buffer: no pandas import)."""
+    import numpy as np
+
+    return _prim(np.fromiter(values, dtype=np.int64))
 
 
 def ordinals(n: int) -> pa.Array:
