@@ -154,9 +154,10 @@ def request_for(
     iterations: list[int] | None = sorted({n.iteration for n in run.needs})
     if "all" in kinds:
         iterations = None
-    total = outer_iterations(repo, run.run_id, loop) if loop else None
+    table = _segments(repo, run.run_id)  # read once for both
+    total = outer_iterations(repo, run.run_id, loop, table=table) if loop else None
     n = max(1, len(iterations or []) or (total or 1))
-    recorded = recorded_names(repo, run.run_id)
+    recorded = recorded_names(repo, run.run_id, table=table)
     names = sorted(set(run.names) | set(run.top_level))
     prints = fingerprints or {}
     return RunRequest(
@@ -182,13 +183,16 @@ def _segments(repo: Path, run_id: str) -> pa.Table:
     return read_segments(list_segments(layout.run_dir(repo, run_id) / layout.SEGMENTS))
 
 
-def outer_iterations(repo: Path, run_id: str, loop: str) -> int | None:
-    """How many iterations of its top-level loop ``loop`` a run recorded."""
+def outer_iterations(
+    repo: Path, run_id: str, loop: str, *, table: pa.Table | None = None
+) -> int | None:
+    """How many iterations of its top-level loop ``loop`` a run recorded (``table``: its
+    segments, when read already)."""
     import pyarrow.compute as pc
 
     from florsql.store.rows import int64_array, strings_array
 
-    table = _segments(repo, run_id)
+    table = _segments(repo, run_id) if table is None else table
     top = pc.and_(
         pc.is_in(table["kind"], value_set=strings_array(["loop"])),
         pc.and_(
@@ -200,13 +204,14 @@ def outer_iterations(repo: Path, run_id: str, loop: str) -> int | None:
     return int(pc.max(its).as_py()) + 1 if len(its) else None
 
 
-def recorded_names(repo: Path, run_id: str) -> set[str]:
-    """The names a run logged (columnar: a run of 50k rows took 0.1 s as Python rows)."""
+def recorded_names(repo: Path, run_id: str, *, table: pa.Table | None = None) -> set[str]:
+    """The names a run logged (columnar: a run of 50k rows took 0.1 s as Python rows;
+    ``table``: its segments, when read already)."""
     import pyarrow.compute as pc
 
     from florsql.store.rows import strings_array
 
-    table = _segments(repo, run_id)
+    table = _segments(repo, run_id) if table is None else table
     logs = table.filter(pc.is_in(table["kind"], value_set=strings_array(["log"])))
     return {str(n) for n in pc.unique(logs["name"]).to_pylist()}
 
