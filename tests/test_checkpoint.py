@@ -261,6 +261,34 @@ def test_two_places_that_held_one_object_hold_one_after_restore() -> None:
     assert meters["train"] is m and m.total == 4.0
 
 
+class Tracked:
+    """A meter with an update method (bound to a name before the loop)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+        self.seen: list[int] = []
+
+    def update(self, v: float) -> None:
+        self.total += v
+        self.count += 1
+
+
+def test_a_bound_method_restores_its_object() -> None:
+    """``upd = meter.update`` before the loop, ``upd(v)`` in it: the loop changes ``upd``, a
+    bound method, which was taken for code (saved nothing: a replay's meter started empty)."""
+    meter = Tracked()
+    upd = meter.update
+    add = meter.seen.append
+    upd(2.0)
+    add(7)
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["upd", "add"], {}, {})
+    meter.total, meter.count, meter.seen[:] = 0.0, 0, []
+    frame_state.restore(frame, cap, {})
+    assert (meter.total, meter.count, meter.seen) == (2.0, 1, [7])
+    assert upd.__self__ is meter and add.__self__ is meter.seen
+
+
 class Tally:
     """Class attributes used as counters (the script's own class: its data is saved)."""
 

@@ -476,6 +476,46 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["n_train", "train_sum", "seen"]},
         period=2,
     ),
+    Pattern(
+        "generator_counts_into_a_global_and_a_bound_method_updates",
+        """
+class Meter:
+    def __init__(self):
+        self.sum, self.n = 0.0, 0
+
+    def update(self, v):
+        self.sum += v
+        self.n += 1
+
+
+n_batches = 0
+
+
+def batches():
+    global n_batches
+    for idx in torch.randperm(len(X)).split(12):
+        n_batches += 1
+        yield idx
+
+
+meter = Meter()
+upd = meter.update  # the loop calls the bound method: it changes meter
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", batches()):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            upd(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("n_batches", n_batches)  # hindsight
+        flor.log("meter_n", meter.n)  # hindsight
+        flor.log("meter_sum", meter.sum)  # hindsight
+""",
+        {"epoch": ["n_batches", "meter_n", "meter_sum"]},
+        period=2,
+    ),
 ]
 
 CASES = [pytest.param(p, id=p.name) for p in PATTERNS]

@@ -17,6 +17,8 @@ How each value is saved:
 - classes the script defines: their data attributes (``Stats.steps``), each pickled;
 - functions the script defines: their attributes (``bump.n += 1``, ``track.calls.append(v)``),
   each pickled; restored in place, and an attribute set after the checkpoint is removed;
+- bound methods (``upd = meter.update``, ``add = hist.append``): the object they are bound to,
+  as that object would be saved, refilled in place;
 - modules, other functions, other classes, progress bars, loggers and writers: nothing (code, or
   output only: they never feed a logged value back);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
@@ -119,6 +121,16 @@ def capture(
         module = values.get("__name__")
         script_class = isinstance(value, type) and value.__module__ == module
         script_function = isinstance(value, types.FunctionType) and value.__module__ == module
+        owner = _bound_self(value)
+        if owner is not None and id(owner) not in registered and not _stateless(owner):
+            try:  # a bound method (upd = meter.update): its object is the state
+                out.saved[name] = (
+                    "method_self",
+                    _save(owner, registered, out.ids.setdefault(name, {}), kinds),
+                )
+            except Exception as e:  # whatever a user object raises when pickled
+                refused[name] = out.missed[name] = _reason(e)
+            continue
         if id(value) in registered or (
             _stateless(value) and not script_class and not script_function
         ):
@@ -168,6 +180,17 @@ def _capture_aliases(
             out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), set())
         except Exception as e:  # whatever a user object raises when pickled
             refused[name] = out.missed[name] = _reason(e)
+
+
+def _bound_self(value: Any) -> Any:
+    """The object a bound method is bound to (``meter`` of ``meter.update``, ``hist`` of
+    ``hist.append``), else None (functions, a module's builtins, class methods)."""
+    if not isinstance(value, (types.MethodType, types.BuiltinMethodType)):
+        return None
+    owner = getattr(value, "__self__", None)
+    if owner is None or isinstance(owner, (type, types.ModuleType)):
+        return None
+    return owner
 
 
 def _defined_in(fn: types.FunctionType, span: tuple[str, int, int] | None) -> bool:
@@ -452,6 +475,16 @@ def _restored(
     if kind == "numpy_generator":
         cur.bit_generator.state = pickle.loads(data)
         return _IN_PLACE
+    if kind == "method_self":
+        owner = _bound_self(cur)
+        if owner is None:
+            return _IN_PLACE  # not a bound method here: nothing to fill
+        new = _restored(data[0], data[1], owner, objs, merge, ids)
+        if new is _IN_PLACE:
+            return _IN_PLACE
+        if isinstance(cur, types.MethodType):
+            return types.MethodType(cur.__func__, new)
+        return getattr(new, cur.__name__)
     saved = merge.load(data, objs, ids)
     new = _merged(cur, saved, merge) if cur is not None else merge.adopt(saved)
     return _IN_PLACE if new is cur else new
