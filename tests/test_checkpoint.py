@@ -384,3 +384,16 @@ def test_restored_locals_refill_an_object_with_slots_in_place() -> None:
     meter.total, meter.n = 9.0, 7
     frame_state.restore(frame, cap, {})
     assert meters["train"] is meter and (meter.total, meter.n) == (1.5, 2)
+
+
+def test_immutable_objects_in_checkpointing_restore_as_themselves() -> None:
+    """``flor.checkpointing(model=m, scheduler=None)`` (a run without a scheduler): replay
+    failed with 'cannot restore a NoneType in place'. An immutable object cannot have
+    changed; a tuple's mutable parts are refilled."""
+    history: list[int] = [1]
+    objs: dict[str, Any] = {"scheduler": None, "steps": 3, "pair": ("a", history)}
+    payload = ckpt.capture(objs)
+    history.append(2)
+    ckpt.restore(objs, payload, rng=False)
+    assert objs["scheduler"] is None and objs["steps"] == 3
+    assert objs["pair"][1] is history and history == [1]

@@ -104,7 +104,18 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
         restore_rng(payload["rng"])
 
 
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset, range)
+
+
 def _restore_in_place(obj: Any, saved: Any) -> None:
+    if isinstance(obj, _IMMUTABLE):
+        # ``flor.checkpointing(model=m, scheduler=None)``: the object registered is the one
+        # still there, and it cannot have changed; nothing to restore.
+        return
+    if type(obj) is tuple and type(saved) is tuple and len(obj) == len(saved):
+        for item, was in zip(obj, saved, strict=True):  # a tuple's parts may be mutable
+            _restore_in_place(item, was)
+        return
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.Tensor):
         with torch.no_grad():
