@@ -29,6 +29,8 @@ __all__ = [
     "logs_live",
     "presence_column",
     "value_expr",
+    "wide_columns",
+    "wide_delta",
     "wide_select",
 ]
 
@@ -84,44 +86,97 @@ def _spelled(catalog: Catalog, names: Iterable[str]) -> str:
     return f"name IN ({', '.join(map(string_literal, dict.fromkeys(spellings)))})"
 
 
-def _aggregates(catalog: Catalog) -> list[str]:
+def _aggregates(catalog: Catalog) -> list[tuple[str, str]]:
     out = []
     for name in _valued(catalog):
         col = catalog.column(name)
         assert col is not None
         out.append(
-            f"arg_max_null({value_expr(col.sql_type)}, seq) "
-            f"FILTER (WHERE {_spelled(catalog, [name])}) AS {quote(name)}"
+            (
+                name,
+                f"arg_max_null({value_expr(col.sql_type)}, seq) "
+                f"FILTER (WHERE {_spelled(catalog, [name])})",
+            )
         )
     for col in catalog.columns:  # a log named like another script's arg or loop
         for kind, sql_type in col.shared:
             if kind == "log":
                 out.append(
-                    f"arg_max_null({value_expr(sql_type)}, seq) "
-                    f"FILTER (WHERE {_spelled(catalog, [col.name])}) AS {quote(col.name)}"
+                    (
+                        col.name,
+                        f"arg_max_null({value_expr(sql_type)}, seq) "
+                        f"FILTER (WHERE {_spelled(catalog, [col.name])})",
+                    )
                 )
     for name in _presence(catalog):
         where = _spelled(catalog, [name])
-        out.append(f"bool_or(true) FILTER (WHERE {where}) AS {presence_column(name)}")
+        out.append((f"__has:{name}", f"bool_or(true) FILTER (WHERE {where})"))
     return out
 
 
-def wide_select(catalog: Catalog, having: str | None = None) -> str:
-    """The full pivot: every column of ``logs`` that has values, plus hidden helper columns."""
+def wide_select(catalog: Catalog, having: str | None = None, contexts: str | None = None) -> str:
+    """The full pivot: every column of ``logs`` that has values, plus hidden helper columns.
+
+    ``contexts``: a relation of ``(run_id, ctx_id)``; only those contexts' rows (the refresh
+    after a replay re-pivots the contexts it gave values, :func:`wide_delta`).
+    """
+    outer, inner = wide_columns(catalog)
+    having_sql = f" HAVING {having}" if having else ""
+    where = (
+        f"\n      WHERE (run_id, ctx_id) IN (SELECT run_id, ctx_id FROM {contexts})"
+        if contexts
+        else ""
+    )
+    inner_sql = ", ".join(["run_id", "ctx_id", *(f"{e} AS {quote(a)}" for a, e in inner)])
+    return (
+        f"SELECT {', '.join(outer)}\n"
+        f"FROM (SELECT {inner_sql}\n      FROM all_log_records{where}"
+        f" GROUP BY run_id, ctx_id{having_sql}) p\n"
+        f"JOIN runs r ON r.run_id = p.run_id\n"
+        f"LEFT JOIN __flor_ctx c ON c.run_id = p.run_id AND c.ctx_id = p.ctx_id"
+    )
+
+
+def wide_columns(catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
+    """The pivot's output expressions, and its aggregates as (column, expression) pairs."""
     outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
     outer += [_source(c) for c in catalog.columns if c.kind == "loop"]
     outer += [_source(c) for c in catalog.columns if c.kind == "arg"]
     outer += [f"p.{quote(n)}" for n in _valued(catalog)]
     outer += [f"p.{presence_column(n)}" for n in _presence(catalog)]
     outer.append(f"p.ctx_id AS {CTX_COLUMN}")
-    inner = ", ".join(["run_id", "ctx_id", *_aggregates(catalog)])
-    having_sql = f" HAVING {having}" if having else ""
-    return (
-        f"SELECT {', '.join(outer)}\n"
-        f"FROM (SELECT {inner}\n      FROM all_log_records GROUP BY run_id, ctx_id{having_sql}) p\n"
-        f"JOIN runs r ON r.run_id = p.run_id\n"
-        f"LEFT JOIN __flor_ctx c ON c.run_id = p.run_id AND c.ctx_id = p.ctx_id"
-    )
+    return outer, _aggregates(catalog)
+
+
+def wide_delta(before: Catalog, after: Catalog) -> list[str] | None:
+    """The columns the pivot of ``after`` adds to the pivot of ``before``, when re-pivoting
+    only the contexts that gained values makes the same table as a full pivot; else None.
+
+    That holds when every column of ``before`` is computed the same way in ``after`` and each
+    added column is an aggregate of a name no column of ``before`` reads (a name only new
+    values carry): a context without new values has none of its records, so the added column
+    is NULL there, as the full pivot makes it (``FILTER`` over no row). A name that gained a
+    spelling, a type, or a presence column (a None among its new values) changes what its
+    columns hold in contexts the replay did not touch: None.
+    """
+    outer_b, inner_b = wide_columns(before)
+    outer_a, inner_a = wide_columns(after)
+    if not set(outer_b) <= set(outer_a) or not set(inner_b) <= set(inner_a):
+        return None
+    read = {_logged_name(a) for a, _ in inner_b}
+    added = [a for a, e in inner_a if (a, e) not in set(inner_b)]
+    if any(_logged_name(a) in read for a in added):
+        return None
+    if sorted(o for o in outer_a if o not in set(outer_b)) != sorted(
+        f"p.{quote(a)}" for a in added
+    ):
+        return None  # a column that is not one of the added aggregates (a loop, an arg)
+    return added
+
+
+def _logged_name(column: str) -> str:
+    """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``)."""
+    return column.removeprefix("__has:").lower()
 
 
 _SOURCES = {"loop": "c", "arg": "r", "log": "p"}
