@@ -11,7 +11,8 @@ runs changed. The helper relations depend on the scripts too: a replayed value c
 while today's statements for its name have the fingerprint its replay recorded
 (docs/replay.md), so when an edit changes a fingerprint, the relations that say which replayed
 values count (``__flor_cover``, ``__flor_names``) are rebuilt, and the pivot with them. When
-only counted replayed values changed, the pivot is updated in place (:meth:`CacheState._update_wide`).
+only counted replayed values changed, the pivot is updated in place
+(:meth:`CacheState._update_wide`).
 
 Not thread-safe by itself: the engine calls :meth:`CacheState.current` (which rebuilds) only
 under its write lock, and reads ``catalog`` under its read lock; :meth:`CacheState.stale` only
