@@ -230,3 +230,20 @@ def test_connect_replays_hindsight_columns_by_default(tmp_path: Path) -> None:
         cur = con.execute("SELECT epoch, w, w2 FROM logs ORDER BY epoch")
         rows = cur.fetchall()
     assert rows == [(0, 2.1, 4.2), (1, 4.1, 8.2), (2, 6.1, 12.2)]
+
+
+def test_fetchmany_refuses_a_negative_size(con: dbapi.Connection) -> None:
+    """PEP 249 leaves a negative size undefined and the drivers disagree: sqlite3 answers every
+    row, DuckDB's Python API refuses it (a TypeError), florsql answered [] (a `while rows :=
+    cur.fetchmany(n)` loop then read nothing, silently). It is refused, and 0 answers []."""
+    cur = con.execute("SELECT epoch FROM logs WHERE run_id = 'r2' AND acc IS NOT NULL ORDER BY 1")
+    with pytest.raises(dbapi.ProgrammingError, match=r"fetchmany\(-1\).*fetchall\(\)"):
+        cur.fetchmany(-1)
+    assert cur.fetchmany(0) == []
+    cur.arraysize = -2
+    with pytest.raises(dbapi.ProgrammingError, match=r"arraysize is -2"):
+        cur.fetchmany()
+    with pytest.raises(dbapi.ProgrammingError, match="a whole number"):
+        cur.fetchmany(1.5)  # type: ignore[arg-type]
+    cur.arraysize = 1
+    assert cur.fetchall() == [(0,), (1,), (2,), (3,)]  # nothing was consumed by the refusals

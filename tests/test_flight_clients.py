@@ -253,6 +253,35 @@ def test_cancel_flight_info_drops_the_waiting_result(served: dict[str, Any]) -> 
         client.do_get(info.endpoints[0].ticket).read_all()
 
 
+@pytest.mark.parametrize(
+    ("action", "body", "says"),
+    [
+        ("CancelFlightInfo", b"\xff\x01garbage", "not a CancelFlightInfoRequest"),
+        ("CancelFlightInfo", b"", "no FlightInfo"),
+        (
+            "CancelFlightInfo",
+            session_pb.CancelFlightInfoRequest(info=b"nonsense").SerializeToString(),
+            "its info is not a serialized FlightInfo",
+        ),
+        ("CancelQuery", b"\xff\x01garbage", "not a protobuf Any"),
+        ("CreatePreparedStatement", b"", "holds no message"),
+        ("ClosePreparedStatement", pack(pb.CommandStatementQuery(query="SELECT 1")), "expected"),
+        ("SetSessionOptions", b"\xff\x01garbage", "not a SetSessionOptionsRequest"),
+    ],
+)
+def test_a_malformed_request_is_an_invalid_argument(
+    served: dict[str, Any], action: str, body: bytes, says: str
+) -> None:
+    """A request whose body is not what the action takes is the client's mistake: gRPC
+    INVALID_ARGUMENT (pyarrow raises ArrowInvalid) saying what is wrong, not
+    'florsql ValueError' (UNKNOWN) or an internal error (a protobuf DecodeError)."""
+    with pytest.raises(pa.ArrowInvalid, match=f"florsql MalformedRequest: {action}: .*{says}"):
+        list(_flight(served).do_action(flight.Action(action, body)))
+    cmd = flight.FlightDescriptor.for_command(b"\xff\x01garbage")
+    with pytest.raises(pa.ArrowInvalid, match=r"MalformedRequest: .*not a protobuf Any"):
+        _flight(served).get_flight_info(cmd)
+
+
 def test_adbc_cancel_stops_the_query_in_duckdb(served: dict[str, Any]) -> None:
     watchdog = served["server"].watchdog
     failed: list[BaseException] = []

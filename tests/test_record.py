@@ -133,6 +133,15 @@ def test_unsupported_value_is_stored_as_repr_with_one_warning(tiny_repo: Path) -
         ("import threading\nflor.checkpointing(lock=threading.Lock()).__enter__()", "cannot be"),
         ('flor.log("run_id", 1)', "metadata column"),
         ('flor.arg("epochs", 3)', "is not an integer"),
+        # Names differing only in case are one column in queries: one value hid the other.
+        ('flor.log("loss", 1)\nflor.log("Loss", 2)', "already has the log name 'loss'"),
+        ('flor.arg("lr", 0.1)\nflor.log("LR", 1)', "already has the arg name 'lr'"),
+        ('flor.arg("lr", 0.1)\nflor.arg("Lr", 1)', "already has the arg name 'lr'"),
+        ('flor.log("lr", 1)\nflor.arg("LR", 0.1)', "already has the log name 'lr'"),
+        ('for e in flor.loop("epoch", range(2)):\n    flor.log("Epoch", 1)', "flor.loop name"),
+        ('flor.log("epoch", 1)\nfor e in flor.loop("Epoch", [1]):\n    pass', "'epoch'"),
+        ('for e in flor.loop("e", [1]):\n    for f in flor.loop("E", [1]):\n        pass', "'e'"),
+        ('flor.log("Run_ID", 1)', "metadata name 'run_id'"),
     ],
 )
 def test_misuse_raises_clear_error_at_the_call(tiny_repo: Path, body: str, message: str) -> None:

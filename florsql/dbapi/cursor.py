@@ -141,6 +141,14 @@ class Cursor:
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         table = self._readable()
         n = self.arraysize if size is None else size
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ProgrammingError(f"fetchmany() takes a whole number of rows, not {n!r}")
+        if n < 0:
+            # PEP 249 leaves it undefined; sqlite3 answers every row, DuckDB refuses: refused.
+            asked = f"fetchmany({n})" if size is not None else f"fetchmany(): arraysize is {n}"
+            raise ProgrammingError(
+                f"{asked}: the number of rows must be 0 or more; use fetchall() for every row"
+            )
         out: list[tuple[Any, ...]] = []
         while len(out) < n and self._pos < table.num_rows:
             if self._pos >= self._rows_start + len(self._rows):

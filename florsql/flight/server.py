@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from florsql.errors import FlorError, PlanError, ReplayNeededError, SqlError
 from florsql.flight import flight_session_pb2 as session_pb
@@ -31,7 +31,7 @@ from florsql.flight.limits import Limits, QueryCancelled, Watchdog, check_sql
 from florsql.flight.params import parameter_schema, parameter_value
 from florsql.flight.service import QueryControl, QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
-from florsql.flight.wire import describe, pack, translated, unpack
+from florsql.flight.wire import MalformedRequest, describe, pack, translated, unpack
 from florsql.flight.xdbc import annotate
 from florsql.grammar import line_col, parse
 
@@ -200,6 +200,8 @@ class FlorFlightServer(flight.FlightServerBase):
             # as the exception's whole text. gRPC status UNKNOWN, UNIMPLEMENTED as elsewhere.
             if isinstance(error, NotImplementedError):
                 raise NotImplementedError(describe(error)) from None
+            if isinstance(error, MalformedRequest):
+                raise pa.ArrowInvalid(describe(error)) from None  # INVALID_ARGUMENT
             text = str(error) if isinstance(error, flight.FlightError) else describe(error)
             raise RuntimeError(text.split("\n")[0]) from None
 
@@ -274,7 +276,12 @@ class FlorFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[flight.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        kind = action.type
+        try:
+            return self._action(action.type, body)
+        except MalformedRequest as error:
+            raise MalformedRequest(f"{action.type}: {error}") from None
+
+    def _action(self, kind: str, body: bytes) -> Iterator[flight.Result]:
         if kind == "CreatePreparedStatement":
             request = _expect(unpack(body), pb.ActionCreatePreparedStatementRequest)
             described = self._describe(request.query)
@@ -295,7 +302,9 @@ class FlorFlightServer(flight.FlightServerBase):
             closed = session_pb.CloseSessionResult(status=session_pb.CloseSessionResult.CLOSED)
             return iter([flight.Result(pack(closed))])
         if kind == "CancelFlightInfo":
-            info = session_pb.CancelFlightInfoRequest.FromString(body).info
+            info = _parse(session_pb.CancelFlightInfoRequest, body).info
+            if not info:
+                raise MalformedRequest("the request holds no FlightInfo (its info is empty)")
             status = (
                 session_pb.CANCEL_STATUS_CANCELLED
                 if self._cancel(info)
@@ -320,7 +329,7 @@ class FlorFlightServer(flight.FlightServerBase):
                     options.session_options[name].double_value = float(value)
             return iter([flight.Result(options.SerializeToString())])
         if kind == "SetSessionOptions":
-            wanted = session_pb.SetSessionOptionsRequest.FromString(body)
+            wanted = _parse(session_pb.SetSessionOptionsRequest, body)
             known = self._session_options()
             answer_set = session_pb.SetSessionOptionsResult()
             for name in wanted.session_options:
@@ -339,12 +348,15 @@ class FlorFlightServer(flight.FlightServerBase):
         try:
             info = flight.FlightInfo.deserialize(serialized_info)
         except Exception as e:
-            raise ValueError("CancelFlightInfo needs the FlightInfo of a query") from e
+            raise MalformedRequest(
+                "its info is not a serialized FlightInfo (send the FlightInfo that "
+                "GetFlightInfo answered for the query)"
+            ) from e
         found = False
         for endpoint in info.endpoints:
             try:
                 ticket = unpack(endpoint.ticket.ticket)
-            except (NotImplementedError, ValueError):
+            except (NotImplementedError, MalformedRequest):
                 continue
             if isinstance(ticket, pb.TicketStatementQuery):
                 found = self.handles.cancel(ticket.statement_handle) or found
@@ -398,8 +410,16 @@ def _cancelled(control: QueryControl) -> QueryCancelled | None:
 
 def _expect(msg: Message, cls: type[M]) -> M:
     if not isinstance(msg, cls):
-        raise ValueError(f"expected {cls.__name__}, got {type(msg).__name__}")
+        raise MalformedRequest(f"expected {cls.__name__}, got {type(msg).__name__}")
     return msg
+
+
+def _parse(cls: type[M], body: bytes) -> M:
+    """A bare (not ``Any``-wrapped) request message, as Flight's own actions send them."""
+    try:
+        return cls.FromString(body)
+    except DecodeError as e:
+        raise MalformedRequest(f"the request body is not a {cls.__name__}") from e
 
 
 def check_statement(sql: str) -> None:

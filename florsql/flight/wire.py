@@ -6,12 +6,15 @@ Every error a request meets leaves the server as a Flight error whose message is
     florsql ParseError: syntax error near 'FORM': unexpected token (line 1, column 10)
 
 with gRPC status ``UNKNOWN`` (Flight's "failed"; ADBC raises ``OperationalError``) for errors of
-the request, ``UNIMPLEMENTED`` for a command or action florsql does not serve, ``UNAVAILABLE``
-when the server is busy (:class:`florsql.flight.limits.ServerBusy`), ``INTERNAL`` for a bug,
-``UNAUTHENTICATED`` for a missing or wrong token. The same
+the request, ``INVALID_ARGUMENT`` for a request whose bytes are not the message it must hold
+(:class:`MalformedRequest`; pyarrow raises ``ArrowInvalid``), ``UNIMPLEMENTED`` for a command or
+action florsql does not serve, ``UNAVAILABLE`` when the server is busy
+(:class:`florsql.flight.limits.ServerBusy`), ``INTERNAL`` for a bug, ``UNAUTHENTICATED`` for a
+missing or wrong token. The same
 fields travel as JSON in the error's ``extra_info`` for clients that want them structured.
-pyarrow's own ``ArrowInvalid`` would give ``INVALID_ARGUMENT`` but appends the server's Python
-traceback to the message, so it is never used.
+pyarrow's ``ArrowInvalid`` gives ``INVALID_ARGUMENT`` but carries no ``extra_info`` and appends
+the server's Python traceback to its detail (``florsql serve`` keeps that out, as for
+``UNIMPLEMENTED``), so it is used for malformed requests only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import pyarrow as pa
 import pyarrow.flight as flight
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
@@ -29,7 +33,16 @@ from florsql.errors import FlorError, SqlError
 from florsql.flight import flight_session_pb2 as session_pb
 from florsql.flight import flight_sql_pb2 as pb
 
-__all__ = ["KNOWN", "describe", "details", "pack", "to_flight_error", "translated", "unpack"]
+__all__ = [
+    "KNOWN",
+    "MalformedRequest",
+    "describe",
+    "details",
+    "pack",
+    "to_flight_error",
+    "translated",
+    "unpack",
+]
 
 TYPE_PREFIX = "type.googleapis.com/"
 
@@ -60,6 +73,11 @@ KNOWN: dict[str, type[Message]] = {
 }
 
 
+class MalformedRequest(FlorError):
+    """A request whose bytes are not the message it must hold: the client's mistake (gRPC
+    ``INVALID_ARGUMENT``). The message says which request and what is wrong."""
+
+
 def pack(message: Message) -> bytes:
     """``message`` wrapped in an ``Any`` and serialized.
 
@@ -77,7 +95,7 @@ def unpack(data: bytes) -> Message:
 
     Raises:
         NotImplementedError: a message type florsql does not serve (gRPC UNIMPLEMENTED).
-        ValueError: bytes that are not an ``Any``.
+        MalformedRequest: bytes that are not an ``Any``, or an empty one.
 
     Example:
         >>> unpack(pack(pb.CommandStatementQuery(query="SHOW RUNS"))).query
@@ -87,8 +105,12 @@ def unpack(data: bytes) -> Message:
     try:
         wrapper.ParseFromString(data)
     except DecodeError as e:
-        raise ValueError("a Flight SQL command must be a protobuf Any") from e
+        raise MalformedRequest(
+            "the request is not a protobuf Any holding a Flight SQL message"
+        ) from e
     name = wrapper.type_url.rpartition("/")[2]
+    if not name:
+        raise MalformedRequest("the request holds no message (an empty protobuf Any)")
     cls = KNOWN.get(name)
     if cls is None:
         raise NotImplementedError(f"florsql does not serve {name or 'this request'}")
@@ -130,6 +152,8 @@ def to_flight_error(error: Exception) -> Exception:
     """The exception a handler raises so pyarrow sends ``error`` in the one shape."""
     if isinstance(error, flight.FlightError):
         return error
+    if isinstance(error, MalformedRequest):
+        return pa.ArrowInvalid(describe(error))  # INVALID_ARGUMENT
     if isinstance(error, NotImplementedError):
         # pyarrow sends a Python NotImplementedError as gRPC UNIMPLEMENTED (no Flight error
         # class maps to it); `florsql serve` keeps the Python traceback pyarrow would add to

@@ -199,6 +199,7 @@ class Run:
             return self.args[name]
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
+        self._check_case(name, "flor.arg")
         value = coerce(name, self.cli[name], default) if name in self.cli else default
         self.args[name] = normalize(name, value, self.warned)
         self.writer.submit_run_json(self.doc)
@@ -236,12 +237,28 @@ class Run:
             raise RecordError(f"{name!r} is a run metadata column; pick another log name")
         if self._is_loop(name):
             raise RecordError(f"{name!r} names a flor.loop; pick another log name")
+        self._check_case(name, "flor.log")
         self.log_names.add(name)
         key = self.log_keys[name] = self.names.key(name)
         return key
 
     def _is_loop(self, name: str) -> bool:
         return any(f.name == name for f in self.frames)
+
+    def _check_case(self, name: str, call: str) -> None:
+        """Refuse a new name that differs only in case from a name of this run: queries read
+        names ignoring case (as DuckDB), so the two would be one column and one value would
+        hide the other (``loss`` and ``Loss`` logged in one context: only the last is read)."""
+        folded = name.lower()
+        used = [("log", n) for n in self.log_names] + [("arg", n) for n in self.args]
+        used += [("flor.loop", f.name) for f in self.frames] + [("metadata", n) for n in RESERVED]
+        for kind, other in used:
+            if other != name and other.lower() == folded:
+                raise RecordError(
+                    f"{call}({name!r}): this run already has the {kind} name {other!r}, which "
+                    "differs only in case; queries read names ignoring case, so the two would "
+                    "be one column: pick another name, or spell it the same"
+                )
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not isinstance(name, str) or not name:
@@ -255,6 +272,7 @@ class Run:
             )
         if name in self.log_names or name in self.args or name in RESERVED:
             raise RecordError(f"{name!r} is already used as a log, arg or metadata name")
+        self._check_case(name, "flor.loop")
         scope = self.scopes[-1] if self.scopes else None
         owns_scope = scope is not None and scope.depth == len(self.frames)
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)
