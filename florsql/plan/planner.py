@@ -128,7 +128,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
     """The log names ``tree`` reaches only through ``*`` in its top-level select list.
 
     Only a plain SELECT whose every star (``*``, ``l.*``, ``* EXCLUDE``...) is an item of its own
-    select list (``count(*)`` aside) qualifies: a star in a subquery or CTE feeds a computation.
+    select list (``count(*)`` aside) qualifies: a star in a subquery or CTE feeds a computation,
+    as does grouping, ``DISTINCT``, ``QUALIFY`` or an ``ORDER BY`` other than by named columns.
     A name written anywhere (any identifier: a column, ``USING``, an alias) is not star-only, nor
     is any name where ``COLUMNS(...)`` or a ``PIVOT`` picks columns.
 
@@ -140,6 +141,11 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
     """
     if not isinstance(tree, exp.Select) or tree.find(exp.Pivot, exp.Columns) is not None:
         return frozenset()
+    if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
+        return frozenset()  # grouping or deduplicating on what * expands to computes on it
+    order = tree.args.get("order")
+    if order is not None and not all(isinstance(o.this, exp.Column) for o in order.expressions):
+        return frozenset()  # ORDER BY 12, ORDER BY ALL: may sort by a column * brought
     items = set(map(id, tree.expressions))
     stars = 0
     for star in tree.find_all(exp.Star):
