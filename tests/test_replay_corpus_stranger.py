@@ -24,7 +24,7 @@ from tests.helpers_replay import (
     record_pair,
     shared_dir,
 )
-from tests.test_replay_corpus import Pattern, queries
+from tests.test_replay_corpus import PREAMBLE, Pattern, queries
 
 
 @dataclass
@@ -286,6 +286,78 @@ def train_step(net, opt, loss_fn, x, y):
         partial=("SELECT seed, epoch, step, gnorm FROM logs WHERE epoch = 2 AND step >= 2",),
     ),
     Case(
+        "warmup_closure_made_by_a_helper_module",
+        """
+from schedules import make_warmup
+
+next_lr = make_warmup(0.2, 10)  # a closure: its step count lives in a cell
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            for g in opt.param_groups:
+                g["lr"] = next_lr()
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("lr_step", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["lr_step"]},
+        extra={
+            "schedules.py": """
+def make_warmup(base, steps):
+    t = 0
+
+    def next_lr():
+        nonlocal t
+        t += 1
+        return base * min(1.0, t / steps)
+
+    return next_lr
+
+"""
+        },
+        period=2,
+    ),
+    Case(
+        "meter_closures_made_by_a_helper_module",
+        """
+import meters
+
+record, summary = meters.make_meter()  # closures sharing cells: only new statements read them
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            record(loss.item())
+            flor.log("loss", loss.item())
+        flor.log("meter_n", summary()[0])  # hindsight
+        flor.log("meter_total", summary()[1])  # hindsight
+""",
+        {"epoch": ["meter_n", "meter_total"]},
+        extra={
+            "meters.py": """
+def make_meter():
+    total, n = 0.0, 0
+
+    def record(v):
+        nonlocal total, n
+        total += v
+        n += 1
+
+    def summary():
+        return (n, total)
+
+    return record, summary
+"""
+        },
+    ),
+    Case(
         "early_stopping_with_patience_inside_main",
         """
 YV = 1 - YV  # validation loss rises: patience runs out
@@ -400,3 +472,99 @@ def test_fresh_store_replays_like_a_full_rerun(
         for sql in queries(pattern)[1]:
             check(sql)
     found.assert_none()
+
+
+KILLED = """
+import os
+import sys
+
+running = 0.0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(12))):
+            if os.environ.get("KILL_AT") == f"{epoch},{i}":
+                print("waiting", flush=True)
+                sys.stdin.readline()  # the test kills the process here (SIGKILL)
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            flor.log("loss", loss.item())
+            flor.log("running_step", running)  # hindsight
+        flor.log("running", running)  # hindsight
+flor.log("final", running)  # hindsight
+"""
+
+
+def test_a_run_killed_mid_epoch_replays_what_it_ended_and_says_what_it_never_got(
+    tmp_path: Path,
+) -> None:
+    """A run SIGKILLed at epoch 2, step 2 (every record flushed at once): hindsight values of
+    the epochs it ended equal a re-run of the patched version killed at the same place; the
+    epoch it died in and the statement after the loop are NULL, with a warning saying so."""
+    import florsql
+    from tests.helpers import make_repo, write
+    from tests.helpers_replay import fetch, old_source, patched_source
+
+    text = PREAMBLE + KILLED
+    history = make_repo(tmp_path / "history", {"train.py": old_source(text)})
+    oracle = make_repo(tmp_path / "oracle", {"train.py": patched_source(text)})
+    env = {"KILL_AT": "2,2", "FLORSQL_FLUSH_INTERVAL": "0", "FLORSQL_CHECKPOINT_PERIOD": "1"}
+    for repo in (history, oracle):
+        _kill_when_flushed(repo, env, rows=8)
+    write(history / "train.py", patched_source(text))
+    sqls = [
+        "SELECT epoch, step, running_step FROM logs WHERE epoch = 1 AND step >= 2",
+        "SELECT epoch, running FROM logs WHERE epoch >= 1",
+        "SELECT epoch, step, running_step FROM logs",
+        "SELECT epoch, running FROM logs",
+    ]
+    with (
+        florsql.connect(history, replay="auto") as con,
+        florsql.connect(oracle, replay="off") as ora,
+    ):
+        for sql in sqls:
+            got, notes = fetch(con, sql)
+            want, _ = fetch(ora, sql)
+            ended = [r for r in want if r[0] < 2]
+            assert [r for r in got if r[0] < 2] == ended, sql
+            assert all(r[-1] is None for r in got if r[0] >= 2), (sql, got)
+            assert len(got) == len(want), (sql, got, want)  # the rows are there, NULL
+        final, notes = fetch(con, "SELECT final FROM logs WHERE final IS NOT NULL")
+        assert final == [] and fetch(ora, "SELECT final FROM logs")[0] == []
+        assert any("killed" in n and "final" in n for n in notes), notes
+
+
+def _kill_when_flushed(repo: Path, env: dict[str, str], rows: int) -> None:
+    """Run ``train.py`` until it waits at ``KILL_AT``, wait until ``rows`` loss values are on
+    disk (a kill may lose what the writer had not yet written: see the report in
+    docs/record.md), then SIGKILL it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import florsql
+    from tests.helpers import script_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--seed", "1"],
+        cwd=repo,
+        env=script_env(**env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 120
+        while True:
+            with florsql.connect(repo, replay="off") as con:
+                n = con.execute("SELECT count(loss) FROM logs").fetchall()[0][0]
+            if n >= rows or time.monotonic() > deadline:
+                break
+        assert n == rows, n
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)

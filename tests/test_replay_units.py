@@ -583,6 +583,10 @@ MODULE_STATE = {
         "class Net:\n    def forward(self, x):\n        self.calls = 1\n        return x\n",
         [],
     ),
+    "closure list": (
+        "def make():\n    hist = []\n    def rec(v):\n        hist.append(v)\n    return rec\n",
+        ["rec: closure hist"],
+    ),
     "does not parse": ("def (:\n", ["<does not parse>"]),
 }
 
@@ -623,5 +627,14 @@ for epoch in flor.loop("epoch", range(4)):
     # the script storing into a module it imported is state no checkpoint saves either
     stores = src.replace("step(i)", "helpers.LAST = i")
     assert module_names(stores, "train.py", {"helpers.py": "LAST = 0\n"}) == {"helpers", "step"}
+    # names made from them are state of theirs too (closures a module's factory returned)
+    made = src.replace("import helpers\n", "import helpers\nrec, get = helpers.make()\nx = rec\n")
+    assert module_names(made, "train.py", {"helpers.py": stateful}) == {
+        "helpers",
+        "step",
+        "rec",
+        "get",
+        "x",
+    }
     # modules of a script in a folder are imported by their path from there
     assert module_names(src, "src/train.py", {"src/helpers.py": stateful}) == {"helpers", "step"}

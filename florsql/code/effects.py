@@ -29,6 +29,7 @@ Everything is an over-approximation: a name too many makes replay run more, neve
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -211,6 +212,9 @@ def analyze_source(source: str) -> ScriptFacts:
     return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
 
 
+#: Names every module has (a closure's free name is none of them).
+_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__"}
+
 #: Methods of output-only objects (a module's ``logger``, a file): calling them changes no value.
 _SINK_METHODS = frozenset(
     {"debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write", "flush"}
@@ -262,7 +266,7 @@ def module_state(source: str) -> frozenset[str]:
     out: set[str] = set()
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            out |= _function_state(fn, data, code, own)
+            out |= _function_state(fn, data, code, own, imported)
     return frozenset(out)
 
 
@@ -286,9 +290,15 @@ def _constant(node: ast.expr) -> bool:
 
 
 def _function_state(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, data: set[str], code: set[str], own: set[str]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    data: set[str],
+    code: set[str],
+    own: set[str],
+    imported: set[str],
 ) -> set[str]:
-    """The module-level state one function of a module may change (:func:`module_state`)."""
+    """The module-level state one function of a module may change (:func:`module_state`),
+    and the state of the closure it is (an object of an enclosing function it mutates)."""
+    enclosing = _BUILTIN_NAMES | data | code | imported
     declared: set[str] = set()
     out: set[str] = set()
     for node in _own_nodes(fn.body):
@@ -315,6 +325,8 @@ def _function_state(
             root = _root(node)
             if root is not None and root not in local and root in data | code | declared:
                 out.add(root)
+            elif root is not None and root not in local | enclosing:
+                out.add(f"{fn.name}: closure {root}")
             elif (
                 root == "type"
                 or "'__class__'" in ast.dump(node)
@@ -328,6 +340,8 @@ def _function_state(
                 quiet = func.attr in PURE_METHODS or func.attr in _SINK_METHODS
                 if root is not None and root not in local and root in data | declared and not quiet:
                     out.add(root)
+                elif root is not None and root not in local | enclosing and not quiet:
+                    out.add(f"{fn.name}: closure {root}")
             elif isinstance(func, ast.Name) and func.id in own:
                 for arg in [*node.args, *(k.value for k in node.keywords)]:
                     root = _root(arg)

@@ -189,8 +189,34 @@ def module_names(source: str, filename: str, modules: dict[str, str | None]) -> 
         return frozenset()
     stateful = any(text is None or module_state(text) for text in modules.values())
     if stateful or _stores_into(source, local):
-        return local
+        return _derived(source, local)
     return frozenset()
+
+
+def _derived(source: str, names: frozenset[str]) -> frozenset[str]:
+    """``names`` and the names ``source`` assigns from expressions reading them, to a fixed
+    point (``record, summary = meters.make_meter()``: closures whose cells the module's code
+    changes, which the recording lists as code)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return names
+    assigns = [
+        (n.targets if isinstance(n, ast.Assign) else [n.target], n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None
+    ]
+    out = set(names)
+    grown = True
+    while grown:
+        grown = False
+        for targets, value in assigns:
+            if any(isinstance(v, ast.Name) and v.id in out for v in ast.walk(value)):
+                new = {t.id for tg in targets for t in ast.walk(tg) if isinstance(t, ast.Name)}
+                if not new <= out:
+                    out |= new
+                    grown = True
+    return frozenset(out)
 
 
 def _stores_into(source: str, names: frozenset[str]) -> bool:
