@@ -315,6 +315,8 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         _check_table(node)
     elif isinstance(node, exp.Fetch):
         _check_fetch(node)
+    elif isinstance(node, exp.SetOperation):
+        _check_set_operands(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         start = node_offset(node)
         sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
@@ -329,6 +331,27 @@ FETCH_PERCENT = (
     "FETCH ... PERCENT is not supported (DuckDB has no such form, and LIMIT n would count "
     "rows): write LIMIT n PERCENT"
 )
+
+
+SET_OPERAND_LIMIT = (
+    "LIMIT or OFFSET before UNION, EXCEPT or INTERSECT is ambiguous (DuckDB refuses it): put "
+    "the SELECT it belongs to in parentheses, (SELECT ... LIMIT n) UNION ..., or write it after "
+    "the last SELECT to cut the whole result"
+)
+
+
+def _check_set_operands(node: exp.SetOperation) -> None:
+    """An operand of a set operation, not in parentheses, with its own LIMIT or OFFSET: sqlglot
+    keeps it on that operand (``SELECT 1 UNION ALL SELECT 2 LIMIT 1 UNION ALL SELECT 3`` answered
+    1, 2, 3); DuckDB has no reading of it."""
+    for side in ("this", "expression"):
+        operand = node.args.get(side)
+        if isinstance(operand, exp.Select):
+            for arg in ("limit", "offset", "fetch"):
+                clause = operand.args.get(arg)
+                if clause is not None:
+                    target = clause.args.get("expression") or clause.args.get("count") or clause
+                    raise _Refused(SET_OPERAND_LIMIT, target)
 
 
 def _check_fetch(node: exp.Fetch) -> None:

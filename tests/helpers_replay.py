@@ -170,9 +170,11 @@ def record_pair(
     outer iterations) and the patched one in ``root/oracle``, each repo's runs in order, then
     write today's version into the history's working tree (no new run). ``extra`` files are
     committed in both repos."""
-    files = dict(extra or {})
-    history = make_repo(root / "history", {**files, script: old_source(text)})
-    oracle = make_repo(root / "oracle", {**files, script: patched_source(text)})
+    files = dict(extra or {})  # ``# hindsight`` lines in them are today's additions too
+    old = {name: old_source(t) for name, t in files.items()}
+    patched = {name: patched_source(t) for name, t in files.items()}
+    history = make_repo(root / "history", {**old, script: old_source(text)})
+    oracle = make_repo(root / "oracle", {**patched, script: patched_source(text)})
     ck = {"FLORSQL_CHECKPOINT_PERIOD": str(period)}
     recorder.run(
         [
@@ -180,6 +182,8 @@ def record_pair(
             [Job(oracle, script, tuple(argv)) for argv in runs],
         ]
     )
+    for name, t in patched.items():
+        write(history / name, t)
     write(history / script, patched_source(text))
     return Recorded(history, oracle)
 

@@ -397,3 +397,57 @@ def test_immutable_objects_in_checkpointing_restore_as_themselves() -> None:
     ckpt.restore(objs, payload, rng=False)
     assert objs["scheduler"] is None and objs["steps"] == 3
     assert objs["pair"][1] is history and history == [1]
+
+
+def test_a_state_dict_keeps_its_containers_kinds() -> None:
+    """An object's state_dict holding a Counter, a defaultdict, a namedtuple or a list subclass
+    is copied as those kinds (a Counter came back counting its (key, value) pairs, silently; a
+    defaultdict raised TypeError on the training thread and killed the run)."""
+    from collections import Counter, OrderedDict, defaultdict, namedtuple
+
+    Span = namedtuple("Span", "lo hi")
+
+    class Tags(list[str]):
+        pass
+
+    class Tracker:
+        def __init__(self) -> None:
+            self.counts: Counter[int] = Counter({1: 3, 0: 2})
+            self.by_label: defaultdict[int, list[float]] = defaultdict(list, {1: [0.5]})
+            self.span = Span(0.1, torch.tensor(0.9))
+            self.tags = Tags(["a"])
+            self.sum = torch.ones(2)
+
+        def state_dict(self) -> dict[str, Any]:
+            return OrderedDict(
+                counts=self.counts,
+                by_label=self.by_label,
+                span=self.span,
+                tags=self.tags,
+                sum=self.sum,
+            )
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.__dict__.update(state)
+
+    tracker = Tracker()
+    payload = ckpt.capture({"tracker": tracker})
+    tracker.by_label[1].append(2.0)  # training goes on mutating what the state_dict held
+    tracker.sum.add_(1)
+    tracker.counts[1] += 1
+    state = payload["states"]["tracker"]
+    assert type(state["counts"]) is Counter and state["counts"] == Counter({1: 3, 0: 2})
+    assert type(state["by_label"]) is defaultdict and state["by_label"].default_factory is list
+    assert state["by_label"] == {1: [0.5]} and state["by_label"][7] == []
+    assert type(state["span"]) is Span and state["span"].lo == 0.1
+    assert float(state["span"].hi) == pytest.approx(0.9)
+    assert type(state["tags"]) is Tags and state["tags"] == ["a"]
+    assert state["sum"].tolist() == [1.0, 1.0]
+
+
+def test_a_module_state_dict_keeps_its_metadata() -> None:
+    """The copy of a module's state_dict keeps ``_metadata`` (per-submodule versions that
+    ``load_state_dict`` reads to convert old layouts)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    state = ckpt.capture({"net": net})["states"]["net"]
+    assert state._metadata == net.state_dict()._metadata

@@ -247,3 +247,13 @@ def test_fetchmany_refuses_a_negative_size(con: dbapi.Connection) -> None:
         cur.fetchmany(1.5)  # type: ignore[arg-type]
     cur.arraysize = 1
     assert cur.fetchall() == [(0,), (1,), (2,), (3,)]  # nothing was consumed by the refusals
+
+
+def test_binary_parameters_are_refused_as_bytes_are(con: dbapi.Connection) -> None:
+    """A bytearray or memoryview given as the parameters bound each byte as an integer
+    (`SELECT ?, ?` with bytearray(b'ab') answered 97, 98), where bytes are refused: a value
+    meant for one `?` must be in the list."""
+    for params in (bytearray(b"ab"), memoryview(b"ab")):
+        with pytest.raises(dbapi.ProgrammingError, match=r"\(a list or tuple\)"):
+            con.execute("SELECT ? AS a, ? AS b", params)  # type: ignore[arg-type]
+    assert con.execute("SELECT ? AS a", [bytearray(b"ab")]).fetchall() == [(b"ab",)]

@@ -144,6 +144,55 @@ def test_a_query_needing_a_replay_is_refused_without_allow_replay(
         assert "w2" in cur.adbc_execute_schema("SELECT w2 FROM logs").names
 
 
+#: What BI tools send to preview a table: Superset's SQL Lab (its select_star), DBeaver's data
+#: tab (the rows are capped by the JDBC driver, not in the SQL), a hand-written look.
+PREVIEWS = [
+    "SELECT * \nFROM main.logs\nLIMIT 100",
+    "SELECT * FROM florsql.main.logs",
+    "SELECT l.* FROM logs AS l WHERE epoch >= 1 ORDER BY run_id, epoch LIMIT 5",
+    "SELECT * EXCLUDE (tstamp) FROM logs",
+]
+
+
+@pytest.mark.parametrize("sql", PREVIEWS)
+def test_a_preview_answers_hindsight_columns_it_did_not_name_as_null(
+    served: dict[str, Any], sql: str
+) -> None:
+    """A server that does not replay (the default) answers a `SELECT *` preview: the hindsight
+    columns it reaches only through `*` are NULL (their advertised type), and the result's
+    `florsql.warnings` says so and how to get them. It refused the whole preview before."""
+    table = _fetch(served["uri"], sql)
+    assert table.num_rows > 0 and table.column("w2").null_count == table.num_rows
+    assert table.column("w").null_count < table.num_rows  # recorded values answer
+    (warning,) = json.loads(table.schema.metadata[b"florsql.warnings"])
+    assert warning.startswith(
+        "this server does not replay: hindsight values never computed are NULL: w2 for "
+    ), warning
+    assert "name the column" in warning and "--allow-replay" in warning, warning
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT *, w2 FROM logs",
+        "SELECT * FROM logs WHERE w2 > 0",
+        "SELECT * FROM logs ORDER BY w2",
+        "SELECT count(*) FROM (SELECT * FROM logs)",
+        "SELECT * FROM (SELECT * FROM logs) LIMIT 3",
+        "SELECT * FROM logs WHERE epoch IN (SELECT epoch FROM logs WHERE w2 > 0)",
+        "SELECT * FROM logs ORDER BY 9 DESC LIMIT 2",  # by position: may be w2
+        "SELECT * FROM logs ORDER BY ALL",
+        "SELECT DISTINCT * FROM logs",
+        "SELECT * FROM logs GROUP BY ALL",
+    ],
+)
+def test_a_query_naming_or_computing_on_a_hindsight_column_is_still_refused(
+    served: dict[str, Any], sql: str
+) -> None:
+    with pytest.raises(adbc.OperationalError, match="florsql ReplayNeededError"):
+        _fetch(served["uri"], sql)
+
+
 def test_replay_off_answers_null_and_says_so_in_the_schema(tmp_path: Path) -> None:
     repo = recorded_repo(tmp_path / "proj")
     with running_server(repo, replay="off") as server:

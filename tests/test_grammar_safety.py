@@ -14,7 +14,7 @@ from florsql.grammar import (
     parse,
 )
 from florsql.grammar.placeholders import refusal as placeholder_refusal
-from florsql.grammar.safety import FETCH_PERCENT, FETCH_TIES
+from florsql.grammar.safety import FETCH_PERCENT, FETCH_TIES, SET_OPERAND_LIMIT
 
 WRITES = "queries may only read; use the record API to write"
 FILES = "it reads or writes files outside florsql's store"
@@ -167,6 +167,32 @@ def test_fetch_forms_duckdb_lacks_are_refused(sql: str, message: str, col: int) 
     assert parse(fetch).duckdb_sql() == (
         "SELECT x FROM RANGE(0, 5) AS t(x) ORDER BY x LIMIT 2 OFFSET 1"
     )  # the form DuckDB has: accepted, and it means LIMIT
+
+
+@pytest.mark.parametrize(
+    ("sql", "col"),
+    [
+        ("SELECT 1 AS a UNION ALL SELECT 2 LIMIT 1 UNION ALL SELECT 3", 40),
+        ("SELECT lr FROM runs LIMIT 1 UNION ALL SELECT 9", 27),
+        ("SELECT 1 UNION ALL SELECT 2 OFFSET 1 UNION SELECT 5", 36),
+        ("SELECT 1 LIMIT 1 EXCEPT SELECT 2", 16),
+        ("FROM (SELECT 1 LIMIT 1 INTERSECT SELECT 1)", 22),
+    ],
+)
+def test_limit_inside_a_set_operation_is_refused(sql: str, col: int) -> None:
+    """DuckDB refuses LIMIT or OFFSET on an operand of UNION/EXCEPT/INTERSECT that is not in
+    parentheses; sqlglot read it as the operand's own, so `SELECT 1 UNION ALL SELECT 2 LIMIT 1
+    UNION ALL SELECT 3` answered 1, 2, 3 where a reader expects the LIMIT to cut what comes
+    before it. Refused, saying how to write either meaning."""
+    error = refusal(sql)
+    assert (error.message, error.line, error.col) == (SET_OPERAND_LIMIT, 1, col)
+    for fine in (
+        "(SELECT 1 LIMIT 1) UNION ALL SELECT 2",
+        "SELECT 1 UNION ALL (SELECT 2 LIMIT 0)",
+        "SELECT 1 UNION ALL SELECT 2 ORDER BY 1 LIMIT 1 OFFSET 1",
+        "WITH t AS (SELECT 1 UNION SELECT 2 LIMIT 1) SELECT * FROM t",
+    ):
+        parse(fine)
 
 
 def test_statement_refused_in_a_script_points_at_that_statement() -> None:

@@ -547,3 +547,94 @@ def test_an_inner_loop_left_early_skips_only_where_break_is_all_it_can_be(patter
     facts.unfinished["epoch"] = 1
     steps, _ = plan_steps("epoch", [1], p, facts, to_end=False)
     assert steps[-1].mode == "full"
+
+
+MODULE_STATE = {
+    "global rebound": ("n = 0\ndef bump():\n    global n\n    n += 1\n", ["n"]),
+    "dict item": ('CALLS = {"n": 0}\ndef step():\n    CALLS["n"] += 1\n', ["CALLS"]),
+    "list appended": ("HIST = []\ndef note(v):\n    HIST.append(v)\n", ["HIST"]),
+    "object updated": ("_m = Meter()\ndef note(v):\n    _m.update(v)\n", ["_m"]),
+    "passed to own function": (
+        "C = {}\ndef put(d, v):\n    d[v] = 1\ndef note(v):\n    put(C, v)\n",
+        ["C"],
+    ),
+    "class attribute": (
+        "class Meter:\n    n = 0\n    def add(self):\n        Meter.n += 1\n",
+        ["Meter"],
+    ),
+    "type(self) attribute": (
+        "class M:\n    n = 0\n    def add(self):\n        type(self).n += 1\n",
+        ["add: class attribute"],
+    ),
+    "classmethod": (
+        "class M:\n    n = 0\n    @classmethod\n    def add(cls):\n        cls.n += 1\n",
+        ["add: class attribute"],
+    ),
+    "closure": (
+        "def counter():\n    n = 0\n    def bump():\n        nonlocal n\n        n += 1\n"
+        "        return n\n    return bump\n",
+        ["bump: nonlocal n", "n"],
+    ),
+    "pure functions": (
+        "import torch\nimport logging\nLIMIT = 3\nSCALE = (1.0, 2.0)\nlog = logging.getLogger()\n"
+        "def step(net, opt, x, out):\n    loss = net(x).sum() * LIMIT\n    opt.step()\n"
+        "    out.append(loss)\n    log.info('loss %s', loss)\n    torch.manual_seed(1)\n"
+        "    return loss\n"
+        "class Net:\n    def forward(self, x):\n        self.calls = 1\n        return x\n",
+        [],
+    ),
+    "closure list": (
+        "def make():\n    hist = []\n    def rec(v):\n        hist.append(v)\n    return rec\n",
+        ["rec: closure hist"],
+    ),
+    "does not parse": ("def (:\n", ["<does not parse>"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODULE_STATE))
+def test_what_a_repository_module_keeps_of_its_own(case: str) -> None:
+    """State a module's functions keep in the module itself, which no checkpoint saves."""
+    from florsql.code.effects import module_state
+
+    source, want = MODULE_STATE[case]
+    assert sorted(module_state(source)) == want
+
+
+def test_a_loop_that_calls_a_stateful_module_is_never_skipped_nor_started_late() -> None:
+    """A loop that calls into a repository module keeping state of its own changes what no
+    checkpoint restores (the recording lists the module and its functions as code, restored):
+    no rest mode after it, no start at a checkpoint past it; from the top instead."""
+    from florsql.plan.patched import module_names
+
+    src = """
+import helpers
+from helpers import step
+for epoch in flor.loop("epoch", range(4)):
+    for i in flor.loop("step", range(3)):
+        step(i)
+    flor.log("calls", helpers.CALLS["n"])
+"""
+    stateful = 'CALLS = {"n": 0}\ndef step(i):\n    CALLS["n"] += 1\n'
+    hidden = module_names(src, "train.py", {"helpers.py": stateful})
+    assert hidden == {"helpers", "step"}
+    p = analyze_patched("import florsql as flor\n" + src, ("calls",), None, hidden)
+    listed = {"helpers", "step", "i", "epoch"}  # what the recording lists as restored
+    steps, _ = plan_steps("epoch", [2], p, _facts(4, dict.fromkeys(range(4), listed)), to_end=False)
+    assert _modes(steps) == [(0, "full", None), (1, "full", None), (2, "full", None)]
+    assert "helpers (module state)" in steps[-1].why
+    # a module that only computes keeps the checkpoints usable
+    assert module_names(src, "train.py", {"helpers.py": "def step(i):\n    return i\n"}) == set()
+    # the script storing into a module it imported is state no checkpoint saves either
+    stores = src.replace("step(i)", "helpers.LAST = i")
+    assert module_names(stores, "train.py", {"helpers.py": "LAST = 0\n"}) == {"helpers", "step"}
+    # names made from them are state of theirs too (closures a module's factory returned)
+    made = src.replace("import helpers\n", "import helpers\nrec, get = helpers.make()\nx = rec\n")
+    assert module_names(made, "train.py", {"helpers.py": stateful}) == {
+        "helpers",
+        "step",
+        "rec",
+        "get",
+        "x",
+    }
+    # modules of a script in a folder are imported by their path from there
+    assert module_names(src, "src/train.py", {"src/helpers.py": stateful}) == {"helpers", "step"}

@@ -441,3 +441,19 @@ def test_pivot_statements_nest_and_take_order_by_as_in_duckdb(
     got = engine.execute(sql).table
     assert got.column_names == want.column_names
     assert got.to_pylist() == want.to_pylist()
+
+
+def test_columns_qualified_by_schema_and_catalog_read_logs(tmp_path: Path) -> None:
+    """DuckDB reads `main.logs.epoch` and `florsql.main.logs.epoch` for a table named in FROM
+    as `main.logs` / `florsql.main.logs`; florsql read the table but failed the column
+    (`Referenced table "main" not found`)."""
+    with Engine(fixture_history(tmp_path / "repo")) as eng, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = eng.execute("SELECT epoch, acc FROM logs WHERE epoch = 1 ORDER BY ALL").table
+        for sql in (
+            "SELECT main.logs.epoch, acc FROM main.logs WHERE main.logs.epoch = 1 ORDER BY ALL",
+            "SELECT epoch, florsql.main.logs.acc FROM florsql.main.logs "
+            "WHERE florsql.main.logs.epoch = 1 ORDER BY ALL",
+            "SELECT Main.LOGS.epoch, acc FROM main.logs WHERE logs.epoch = 1 ORDER BY ALL",
+        ):
+            assert eng.execute(sql).table.to_pylist() == want.to_pylist(), sql

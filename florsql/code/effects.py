@@ -29,12 +29,21 @@ Everything is an over-approximation: a name too many makes replay run more, neve
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["LoopFacts", "ScriptFacts", "analyze_source", "for_statements", "loop_at"]
+__all__ = [
+    "LoopFacts",
+    "ScriptFacts",
+    "analyze_source",
+    "for_statements",
+    "imported_names",
+    "loop_at",
+    "module_state",
+]
 
 #: Names bound to the record API's module in scripts (``import florsql as flor``...).
 FLOR_MODULES = frozenset({"flor", "florsql", "flordb"})
@@ -201,6 +210,174 @@ def analyze_source(source: str) -> ScriptFacts:
     finally:
         _CALLEES.reset(token)
     return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
+
+
+#: Names every module has (a closure's free name is none of them).
+_BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__"}
+
+#: Methods of output-only objects (a module's ``logger``, a file): calling them changes no value.
+_SINK_METHODS = frozenset(
+    {"debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write", "flush"}
+)
+
+
+def module_state(source: str) -> frozenset[str]:
+    r"""What the functions of a module a script imports (a file of the repository) may change
+    in that module itself, which no checkpoint saves: a module-level name a function rebinds
+    (``global n``), a mutable module-level object one mutates (``CALLS["n"] += 1``,
+    ``_meter.update(v)``, ``HIST.append(v)``), an attribute stored on a module-level class or
+    function (``Meter.count += 1``, ``type(self).count += 1``, ``cls.n += 1`` in a
+    ``classmethod``), a closure's ``nonlocal`` cell. Empty when the module keeps no state of
+    its own (functions that only compute, or change the objects passed to them). A module that
+    does not parse counts as keeping state.
+
+    Over-approximation, like the rest of this module: a name too many makes replay run from the
+    top of the script, never wrong.
+
+    Example:
+        >>> src = 'CALLS = {"n": 0}\nLIMIT = 3\ndef step(x):\n    CALLS["n"] += 1\n'
+        >>> src += "    return x * LIMIT\ndef pure(x, out):\n    out.append(x)\n"
+        >>> sorted(module_state(src))
+        ['CALLS']
+        >>> sorted(module_state("def pure(x, out):\n    out.append(x)\n    return x + 1\n"))
+        []
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset({"<does not parse>"})
+    imported: set[str] = set()
+    data: set[str] = set()
+    code: set[str] = set()
+    for node in _own_nodes(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            code.add(node.name)
+        elif (
+            isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+            and node.value
+            and not _constant(node.value)
+        ):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            data.update(n for t in targets for n in _stored_names(t))
+    data -= imported
+    own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    out: set[str] = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out |= _function_state(fn, data, code, own, imported)
+    return frozenset(out)
+
+
+def _constant(node: ast.expr) -> bool:
+    """An expression of constants only (``3``, ``-1.5``, ``("a", 2)``, ``2 ** 10``)."""
+    return all(
+        isinstance(
+            n,
+            (
+                ast.Constant,
+                ast.Tuple,
+                ast.UnaryOp,
+                ast.BinOp,
+                ast.operator,
+                ast.unaryop,
+                ast.expr_context,
+            ),
+        )
+        for n in ast.walk(node)
+    )
+
+
+def _function_state(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    data: set[str],
+    code: set[str],
+    own: set[str],
+    imported: set[str],
+) -> set[str]:
+    """The module-level state one function of a module may change (:func:`module_state`),
+    and the state of the closure it is (an object of an enclosing function it mutates)."""
+    enclosing = _BUILTIN_NAMES | data | code | imported
+    declared: set[str] = set()
+    out: set[str] = set()
+    for node in _own_nodes(fn.body):
+        if isinstance(node, ast.Global):
+            declared.update(node.names)
+        elif isinstance(node, ast.Nonlocal):
+            declared.update(node.names)
+            out.update(f"{fn.name}: nonlocal {n}" for n in node.names)
+    stored = {
+        n.id
+        for n in _own_nodes(fn.body)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))
+    }
+    out |= stored & declared  # a global (or a closure's cell) rebound
+    local = (_args(fn) | stored) - declared
+    is_classmethod = any(
+        isinstance(d, ast.Name) and d.id == "classmethod" for d in fn.decorator_list
+    )
+    first = fn.args.args[0].arg if fn.args.args else None
+    for node in _own_nodes(fn.body):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            root = _root(node)
+            if root is not None and root not in local and root in data | code | declared:
+                out.add(root)
+            elif root is not None and root not in local | enclosing:
+                out.add(f"{fn.name}: closure {root}")
+            elif (
+                root == "type"
+                or "'__class__'" in ast.dump(node)
+                or (is_classmethod and root == first)
+            ):
+                out.add(f"{fn.name}: class attribute")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute):
+                root = _root(func.value)
+                quiet = func.attr in PURE_METHODS or func.attr in _SINK_METHODS
+                if root is not None and root not in local and root in data | declared and not quiet:
+                    out.add(root)
+                elif root is not None and root not in local | enclosing and not quiet:
+                    out.add(f"{fn.name}: closure {root}")
+            elif isinstance(func, ast.Name) and func.id in own:
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    root = _root(arg)
+                    if root is not None and root not in local and root in data | declared:
+                        out.add(root)
+    return out
+
+
+def imported_names(source: str, modules: Iterable[str]) -> frozenset[str]:
+    r"""Names ``source`` binds (in any scope) by importing one of ``modules`` (top-level module
+    or package names: ``helpers`` covers ``import helpers``, ``import helpers.io as hio``,
+    ``from helpers import step``), or by a relative import (``from . import steps``).
+
+    Example:
+        >>> src = "import torch, helpers\nimport pkg.steps as st\n"
+        >>> src += "from pkg.io import load, save as keep\nfrom . import local\n"
+        >>> src += "def main():\n    from helpers import CALLS\n"
+        >>> sorted(imported_names(src, ["helpers", "pkg"]))
+        ['CALLS', 'helpers', 'keep', 'load', 'local', 'st']
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    wanted = set(modules)
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in wanted:
+                    out.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (
+            node.level or (node.module or "").split(".")[0] in wanted
+        ):
+            out.update(a.asname or a.name for a in node.names if a.name != "*")
+    return frozenset(out)
 
 
 def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:

@@ -235,7 +235,7 @@ def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
     if isinstance(parameters, Mapping):
         names = ", ".join(map(str, list(parameters)[:3]))
         raise ProgrammingError(f"named parameters ({names}) are not supported: {message}")
-    if isinstance(parameters, str | bytes):
+    if isinstance(parameters, str | bytes | bytearray | memoryview):
         raise ProgrammingError(message)
     if isinstance(parameters, AbstractSet):  # {0.1, 0.2} would bind in whatever order it iterates
         raise ProgrammingError(f"{message}, not a {type(parameters).__name__}: a set has no order")

@@ -24,10 +24,19 @@ from florsql.plan.replay_plan import ReplayPlan, VersionReplay
 if TYPE_CHECKING:
     from florsql.engine.session import Engine
 
-__all__ = ["SET_REPLAY_HINT", "Messages", "replay_if_needed", "summary", "wants_replay"]
+__all__ = [
+    "REFUSED_HERE",
+    "SET_REPLAY_HINT",
+    "Messages",
+    "replay_if_needed",
+    "summary",
+    "wants_replay",
+]
 
 #: How the replay-off warning says to compute the values (a server says its own way).
 SET_REPLAY_HINT = "SET replay = 'auto' to compute them"
+#: How the warning of replay 'error' begins (a server says its own way).
+REFUSED_HERE = "replay is refused here"
 
 
 class Messages(list[tuple[type[Warning], str]]):
@@ -95,6 +104,22 @@ def replay_if_needed(
             raise ReplayError(
                 "no statement could be placed into the old versions:\n" + "\n".join(unplaced)
             )
+        _unplaceable(engine, plan, messages)
+        _failed(engine, plan, messages)
+        _unreached(engine, plan, messages)
+        return planned, messages
+    needed = {name for run in plan.runs() for name in run.names}
+    if mode == "error" and needed <= planned.star_only:
+        # A preview (SELECT * ... LIMIT n): it named none of them, so NULL cells say what they
+        # are (the columns' advertised type is NULL too), and the warning says why.
+        _warn(
+            engine,
+            messages,
+            f"{REFUSED_HERE}: hindsight values never computed are NULL: {summary(plan)}; the "
+            "query reaches them only through * (rows only they would make are absent): name "
+            "the column to be told instead (such a query is refused); " + SET_REPLAY_HINT,
+            ReplayOffWarning,
+        )
         _unplaceable(engine, plan, messages)
         _failed(engine, plan, messages)
         _unreached(engine, plan, messages)

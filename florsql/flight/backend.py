@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from florsql.engine import Engine
-from florsql.engine.replay_decision import SET_REPLAY_HINT
+from florsql.engine.replay_decision import REFUSED_HERE, SET_REPLAY_HINT
 from florsql.flight.service import QueryControl, QueryResult, ReplayMode, TableInfo
 
 __all__ = ["EngineService", "open_service"]
@@ -67,7 +67,12 @@ class EngineService:
             finally:
                 finished.set()
         # Clients cannot SET replay here: the server's operator decides.
-        messages = tuple(m.replace(SET_REPLAY_HINT, SERVER_HINT) for m in result.warnings)
+        messages = tuple(
+            m.replace(SET_REPLAY_HINT, SERVER_HINT).replace(
+                REFUSED_HERE, "this server does not replay"
+            )
+            for m in result.warnings
+        )
         for message in messages:
             log.warning("%s", message)
         return QueryResult(result.table, messages, result.types)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from florsql.errors import FlorError
-from florsql.plan.patched import Patched, analyze_patched, patched_script
+from florsql.plan.patched import Patched, analyze_patched, module_names, patched_script
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
@@ -24,11 +24,14 @@ def assemble(state: PlanState) -> None:
     facts = load_facts(state, sorted(by_run)) if by_run else {}
     files = _run_files(state, sorted(by_run))
     per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
-    patched: dict[tuple[str, str, tuple[str, ...], str | None], Patched | None] = {}
+    patched: dict[
+        tuple[str, str, tuple[str, ...], str | None, tuple[str, ...]], Patched | None
+    ] = {}
     for run_id, needs in by_run.items():
         first = needs[0]
         outer = next((n.outer_loop for n in needs if n.outer_loop), None)
-        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer)
+        modules = tuple(f for f in files.get(run_id, []) if f != first.filename)
+        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer, modules)
         if wanted not in patched:
             patched[wanted] = _patched(state, *wanted)
         found = patched[wanted]
@@ -75,12 +78,18 @@ _NONE = Relaxed(None, exact=False)
 
 
 def _patched(
-    state: PlanState, vid: str, filename: str, names: tuple[str, ...], outer: str | None
+    state: PlanState,
+    vid: str,
+    filename: str,
+    names: tuple[str, ...],
+    outer: str | None,
+    modules: tuple[str, ...],
 ) -> Patched | None:
-    """The patched script's analysis. When the version cannot be read (its snapshot is gone),
-    today's script stands in, with a note: the replay itself will then fail and say why."""
+    """The patched script's analysis (``modules``: the other repository files the run
+    imported). When the version cannot be read (its snapshot is gone), today's script stands
+    in, with a note: the replay itself will then fail and say why."""
     try:
-        return patched_script(state.repo, vid, filename, names, outer)
+        return patched_script(state.repo, vid, filename, names, outer, modules)
     except FlorError as e:
         try:
             today = (state.repo / filename).read_text(encoding="utf-8")
@@ -88,7 +97,13 @@ def _patched(
             state.notes.append(f"version {vid[:12]} of {filename}: {e}; the whole run replays")
             return None
         state.notes.append(f"version {vid[:12]} of {filename}: {e}; planned on today's code")
-        return analyze_patched(today, names, outer)
+        texts: dict[str, str | None] = {}
+        for path in modules:
+            try:
+                texts[path] = (state.repo / path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                texts[path] = None
+        return analyze_patched(today, names, outer, module_names(today, filename, texts))
 
 
 def _lacking(state: PlanState, name: str) -> int:

@@ -13,13 +13,19 @@ from __future__ import annotations
 import ast
 import builtins
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from florsql.code.effects import LoopFacts, ScriptFacts, analyze_source
+from florsql.code.effects import (
+    LoopFacts,
+    ScriptFacts,
+    analyze_source,
+    imported_names,
+    module_state,
+)
 
-__all__ = ["Patched", "analyze_patched", "patched_script"]
+__all__ = ["Patched", "analyze_patched", "module_names", "patched_script"]
 
 #: Names no script binds: a loop cannot change them.
 _BUILTINS = frozenset(dir(builtins))
@@ -42,6 +48,10 @@ class Patched:
         registered: names given to ``flor.checkpointing`` (restored by any checkpoint).
         failed: names propagation could not place, with the reason.
         files: the patched files (path -> text) to write over the version's tree.
+        unsaved: names bound by importing the repository's own modules when those modules keep
+            state of their own (:func:`florsql.code.effects.module_state`) or the script stores
+            into them: no checkpoint saves a module, so a loop that calls into them changes
+            what no restore brings back (replay runs those loops).
     """
 
     outer: LoopFacts | None = None
@@ -54,6 +64,7 @@ class Patched:
     registered: frozenset[str] = frozenset()
     failed: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    unsaved: frozenset[str] = frozenset()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -106,10 +117,16 @@ def unplaced_reason(repo: Path, filenames: Iterable[str], name: str) -> str:
 
 
 def patched_script(
-    repo: Path, vid: str, filename: str, names: tuple[str, ...], outer: str | None = None
+    repo: Path,
+    vid: str,
+    filename: str,
+    names: tuple[str, ...],
+    outer: str | None = None,
+    modules: tuple[str, ...] = (),
 ) -> Patched:
     """Propagate ``names`` into version ``vid`` and analyse its ``filename`` (``outer``: the
-    run's recorded outermost loop, when known)."""
+    run's recorded outermost loop, when known; ``modules``: the other repository files the run
+    imported)."""
     import florsql.propagate as propagate
     from florsql.versions import file_at
 
@@ -123,7 +140,13 @@ def patched_script(
     except Exception:  # the script is not in that version: nothing can be placed
         source = ""
     wanted = tuple(n for n in names if n not in failed)
-    found = analyze_patched(source, wanted, outer)
+    texts: dict[str, str | None] = {}
+    for path in modules:
+        try:
+            texts[path] = files.get(path) or file_at(repo, vid, path)
+        except Exception:  # not readable at that version: taken as keeping state
+            texts[path] = None
+    found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     return Patched(
         outer=found.outer,
         first_inner=found.first_inner,
@@ -135,14 +158,97 @@ def patched_script(
         registered=found.registered,
         failed=failed,
         files=files,
+        unsaved=found.unsaved,
     )
 
 
+def module_names(source: str, filename: str, modules: dict[str, str | None]) -> frozenset[str]:
+    r"""The names ``source`` (the run's script, ``filename``) binds by importing the repository
+    files ``modules`` (path -> text at the run's version; None: unreadable), when one of those
+    modules keeps state of its own, or the script stores into what it imported
+    (``config.lr = ...``): state a checkpoint never saves (:attr:`Patched.unsaved`). Empty when
+    the modules only compute.
+
+    Example:
+        >>> src = "import helpers\nfor e in flor.loop('epoch', range(2)):\n    helpers.step()\n"
+        >>> sorted(module_names(src, "train.py", {"helpers.py": "N = [0]\ndef step():\n"
+        ...                                       "    N.append(1)\n"}))
+        ['helpers']
+        >>> sorted(module_names(src, "train.py", {"helpers.py": "def step():\n    return 1\n"}))
+        []
+    """
+    if not modules:
+        return frozenset()
+    folder = filename.rsplit("/", 1)[0] + "/" if "/" in filename else ""
+    tops = set()
+    for path in modules:
+        for rel in (path, path[len(folder) :] if folder and path.startswith(folder) else path):
+            tops.add(rel.split("/", 1)[0].removesuffix(".py"))
+    local = imported_names(source, tops)
+    if not local:
+        return frozenset()
+    stateful = any(text is None or module_state(text) for text in modules.values())
+    if stateful or _stores_into(source, local):
+        return _derived(source, local)
+    return frozenset()
+
+
+def _derived(source: str, names: frozenset[str]) -> frozenset[str]:
+    """``names`` and the names ``source`` assigns from expressions reading them, to a fixed
+    point (``record, summary = meters.make_meter()``: closures whose cells the module's code
+    changes, which the recording lists as code)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return names
+    assigns = [
+        (n.targets if isinstance(n, ast.Assign) else [n.target], n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None
+    ]
+    out = set(names)
+    grown = True
+    while grown:
+        grown = False
+        for targets, value in assigns:
+            if any(isinstance(v, ast.Name) and v.id in out for v in ast.walk(value)):
+                new = {t.id for tg in targets for t in ast.walk(tg) if isinstance(t, ast.Name)}
+                if not new <= out:
+                    out |= new
+                    grown = True
+    return frozenset(out)
+
+
+def _stores_into(source: str, names: frozenset[str]) -> bool:
+    """Whether ``source`` stores an attribute or item into an object bound to ``names``
+    (``config.lr = 0.1``, ``helpers.CALLS["n"] += 1``)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            root: ast.AST = node
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in names:
+                return True
+    return False
+
+
 @lru_cache(maxsize=128)
-def analyze_patched(source: str, names: tuple[str, ...], outer_name: str | None = None) -> Patched:
+def analyze_patched(
+    source: str,
+    names: tuple[str, ...],
+    outer_name: str | None = None,
+    unsaved: frozenset[str] = frozenset(),
+) -> Patched:
     """Classify the ``flor.log`` statements of ``names`` in ``source``; ``outer_name`` is the
     outermost loop the run recorded (else the first one that holds another, or a module-level
-    one, is taken).
+    one, is taken). ``unsaved``: names bound to state no checkpoint saves
+    (:func:`module_names`): a loop that changes one of them changes all of them.
 
     Example:
         >>> src = '''
@@ -162,6 +268,13 @@ def analyze_patched(source: str, names: tuple[str, ...], outer_name: str | None 
         (True, True, ['net'])
     """
     facts = analyze_source(source)
+    if unsaved:  # a call into a stateful module may change any of its state
+        facts = ScriptFacts(
+            tuple(
+                replace(lp, changed=lp.changed | unsaved) if lp.changed & unsaved else lp
+                for lp in facts.loops
+            )
+        )
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
@@ -186,6 +299,7 @@ def analyze_patched(source: str, names: tuple[str, ...], outer_name: str | None 
         after_loop=flags["after"],
         unknown=flags["unknown"],
         registered=_registered(tree),
+        unsaved=unsaved,
     )
 
 

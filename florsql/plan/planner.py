@@ -71,12 +71,15 @@ class PlannedQuery:
         replay: what replay would compute for this query.
         ctes: the body of each ``logs`` CTE, by reference number.
         exact: whether the query was analysed by scope (False: by column names only).
+        star_only: the log names the query reaches only through ``*`` in its top-level select
+            list (a preview): it names them nowhere, filters, orders or computes nothing on them.
     """
 
     sql: str
     replay: ReplayPlan
     ctes: dict[int, str]
     exact: bool
+    star_only: frozenset[str] = frozenset()
 
 
 def plan_query(
@@ -112,4 +115,47 @@ def plan_query(
     for rule in rules:
         rule(state)
     exact = state.binding.exact if state.binding is not None else False
-    return PlannedQuery(sql=state.sql, replay=state.plan, ctes=dict(state.ctes), exact=exact)
+    return PlannedQuery(
+        sql=state.sql,
+        replay=state.plan,
+        ctes=dict(state.ctes),
+        exact=exact,
+        star_only=star_only(tree, catalog),
+    )
+
+
+def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
+    """The log names ``tree`` reaches only through ``*`` in its top-level select list.
+
+    Only a plain SELECT whose every star (``*``, ``l.*``, ``* EXCLUDE``...) is an item of its own
+    select list (``count(*)`` aside) qualifies: a star in a subquery or CTE feeds a computation,
+    as does grouping, ``DISTINCT``, ``QUALIFY`` or an ``ORDER BY`` other than by named columns.
+    A name written anywhere (any identifier: a column, ``USING``, an alias) is not star-only, nor
+    is any name where ``COLUMNS(...)`` or a ``PIVOT`` picks columns.
+
+    Example:
+        >>> from florsql.grammar import parse
+        >>> cat = Catalog.for_names(["loss", "w2"])  # doctest: +SKIP
+        >>> sorted(star_only(parse("SELECT * FROM logs LIMIT 5").query, cat))  # doctest: +SKIP
+        ['loss', 'w2']
+    """
+    if not isinstance(tree, exp.Select) or tree.find(exp.Pivot, exp.Columns) is not None:
+        return frozenset()
+    if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
+        return frozenset()  # grouping or deduplicating on what * expands to computes on it
+    order = tree.args.get("order")
+    if order is not None and not all(isinstance(o.this, exp.Column) for o in order.expressions):
+        return frozenset()  # ORDER BY 12, ORDER BY ALL: may sort by a column * brought
+    items = set(map(id, tree.expressions))
+    stars = 0
+    for star in tree.find_all(exp.Star):
+        if isinstance(star.parent, exp.AggFunc):
+            continue  # count(*)
+        item = star.parent if isinstance(star.parent, exp.Column) else star
+        if id(item) not in items:
+            return frozenset()
+        stars += 1
+    if not stars:
+        return frozenset()
+    written = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+    return frozenset(n for n in catalog.names("log") if n.lower() not in written)

@@ -35,14 +35,22 @@ def rewrite(state: PlanState) -> None:
             bodies.append((name, body))
             state.ctes[ref.ref_id] = body
         target[ref.ref_id] = names[grain]
+    unaliased: set[str] = set()
     for table in list(state.tree.find_all(exp.Table)):
         ref_id = table.meta.get(REF_KEY)
         if ref_id in target:
             alias = table.alias or table.name
             table.set("db", None)
+            table.set("catalog", None)
             table.set("this", exp.to_identifier(target[ref_id]))
             if not table.alias:
                 table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+                unaliased.add(alias.lower())
+    for column in state.tree.find_all(exp.Column):
+        # `main.logs.epoch`, `florsql.main.logs.epoch`: the table is now the CTE aliased logs
+        if column.args.get("db") is not None and column.table.lower() in unaliased:
+            column.set("db", None)
+            column.set("catalog", None)
     state.sql = with_ctes(state.tree, bodies)
 
 

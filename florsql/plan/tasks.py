@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from florsql.plan.patched import Patched, analyze_patched
+from florsql.plan.patched import Patched, analyze_patched, module_names
 from florsql.plan.replay_plan import (
     CheckpointRef,
     Chunk,
@@ -253,7 +253,10 @@ class _Stepper:
         self.restore_before: dict[int, int] = {}
 
     def _missing(self, k: int, need: frozenset[str]) -> list[str]:
-        return sorted(need - self.restores.get(k, frozenset()))
+        """Names of ``need`` checkpoint ``k`` does not restore (state in a repository module
+        never is: the recording lists a module as code)."""
+        restored = self.restores.get(k, frozenset()) - self.p.unsaved
+        return sorted(f"{n} (module state)" if n in self.p.unsaved else n for n in need - restored)
 
     def rest_why(self, j: int, fresh: bool) -> tuple[bool, str]:
         """Whether iteration ``j`` may skip its first inner loop, and why (not)."""
@@ -508,7 +511,7 @@ def chunks_from_files(
     """The tasks of one run planned from its files alone (no index): for callers of
     :func:`florsql.replay.run_replay` that name the iterations themselves. ``source`` is the
     patched script; iteration times are taken as equal."""
-    patched = analyze_patched(source, names, loop)
+    patched = analyze_patched(source, names, loop, _module_names(repo, run_id, source))
     facts = RunFacts()
     loop = patched.outer.name if patched.outer is not None else None
     if loop is None:
@@ -529,6 +532,28 @@ def chunks_from_files(
     if patched.head:
         chunks.append(_head_chunk(facts))
     return tuple(chunks)
+
+
+def _module_names(repo: Path, run_id: str, source: str) -> frozenset[str]:
+    """:attr:`Patched.unsaved` of a run from its ``run.json`` (the files it imported, at its
+    version): state in the repository's modules that no checkpoint saves."""
+    import json
+
+    from florsql.versions import file_at
+
+    try:
+        doc = json.loads((layout.run_dir(repo, run_id) / "run.json").read_text(encoding="utf-8"))
+        filename, vid, files = str(doc["filename"]), str(doc["vid"]), list(doc.get("files") or [])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+    texts: dict[str, str | None] = {}
+    for path in files:
+        if path != filename:
+            try:
+                texts[path] = file_at(repo, vid, path)
+            except Exception:  # not readable at that version: taken as keeping state
+                texts[path] = None
+    return module_names(source, filename, texts)
 
 
 # -- the plan's cost ---------------------------------------------------------------------------

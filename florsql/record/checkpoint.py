@@ -11,6 +11,7 @@ import io
 import pickle
 import random
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,13 +200,34 @@ def _checked(payload: Any, path: Path | str) -> dict[str, Any]:
 
 
 def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return type(value)((k, _deep_copy(v)) for k, v in value.items())
-    if isinstance(value, list):
+    """A copy of a state_dict that training cannot change: containers rebuilt as their own
+    kinds (a ``Counter``, a ``defaultdict`` with its factory, a namedtuple, a subclass with its
+    attributes; a module's ``OrderedDict`` with its ``_metadata``), tensors detached and cloned,
+    anything else deep-copied."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if kind is OrderedDict:
+        out = OrderedDict((k, _deep_copy(v)) for k, v in value.items())
+        if value.__dict__:  # torch's state_dict keeps each submodule's version in _metadata
+            out.__dict__.update(copy.deepcopy(value.__dict__))
+        return out
+    if kind is list:
         return [_deep_copy(v) for v in value]
-    if isinstance(value, tuple):
+    if kind is tuple:
         return tuple(_deep_copy(v) for v in value)
-    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return kind(*(_deep_copy(v) for v in value))
+    if isinstance(value, dict):  # Counter, defaultdict...: same kind, factory and attributes
+        copied = copy.copy(value)
+        for k, v in value.items():
+            dict.__setitem__(copied, k, _deep_copy(v))
+        return copied
+    if isinstance(value, list):
+        items = copy.copy(value)
+        list.__setitem__(items, slice(None), [_deep_copy(v) for v in value])
+        return items
+    if kind.__module__.startswith("torch") and hasattr(value, "detach"):
         detached = value.detach()
         if detached.is_cpu:  # clone: the same copy as .to("cpu", copy=True), 7 us against 45
             return detached.clone()  # a tensor (measured; a checkpoint copies every tensor)
