@@ -358,6 +358,50 @@ def make_meter():
         },
     ),
     Case(
+        "a_buffer_kept_in_a_module_changed_in_place",
+        """
+import buffers
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            buffers.EMA.mul_(0.9).add_(0.1 * net[0].weight.detach())  # in place, in the module
+            flor.log("loss", loss.item())
+        flor.log("ema", float(buffers.EMA.sum()))  # hindsight
+""",
+        {"epoch": ["ema"]},
+        extra={
+            "buffers.py": """
+import torch
+
+EMA = torch.zeros(8, 6)
+"""
+        },
+    ),
+    Case(
+        "class_counters_of_another_module",
+        """
+from buffers import Stats
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            Stats.steps += 1
+            flor.log("loss", loss.item())
+        flor.log("steps", Stats.steps)  # hindsight
+""",
+        {"epoch": ["steps"]},
+        extra={"buffers.py": "class Stats:\n    steps = 0\n"},
+    ),
+    Case(
         "early_stopping_with_patience_inside_main",
         """
 YV = 1 - YV  # validation loss rises: patience runs out

@@ -636,5 +636,13 @@ for epoch in flor.loop("epoch", range(4)):
         "get",
         "x",
     }
+    # so is a method mutating what a module holds, or a class attribute of another module
+    buf = src.replace("step(i)", "helpers.EMA.mul_(0.9).add_(i)")
+    assert module_names(buf, "train.py", {"helpers.py": "EMA = zeros(3)\n"}) == {"helpers", "step"}
+    cls = "from helpers import Stats\nfor e in flor.loop('epoch', range(2)):\n    Stats.n += 1\n"
+    assert module_names(cls, "train.py", {"helpers.py": "class Stats:\n    n = 0\n"}) == {"Stats"}
+    # reading a module's constants, passing them to calls, logging through its logger: no state
+    reads = src.replace("step(i)", "f(x, p=helpers.P)\n        helpers.LOG.info(helpers.P.get(1))")
+    assert module_names(reads, "train.py", {"helpers.py": "P = {}\nLOG = getLogger()\n"}) == set()
     # modules of a script in a folder are imported by their path from there
     assert module_names(src, "src/train.py", {"src/helpers.py": stateful}) == {"helpers", "step"}

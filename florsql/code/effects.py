@@ -216,7 +216,7 @@ def analyze_source(source: str) -> ScriptFacts:
 _BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__"}
 
 #: Methods of output-only objects (a module's ``logger``, a file): calling them changes no value.
-_SINK_METHODS = frozenset(
+SINK_METHODS = frozenset(
     {"debug", "info", "warning", "warn", "error", "exception", "critical", "log", "write", "flush"}
 )
 
@@ -337,7 +337,7 @@ def _function_state(
             func = node.func
             if isinstance(func, ast.Attribute):
                 root = _root(func.value)
-                quiet = func.attr in PURE_METHODS or func.attr in _SINK_METHODS
+                quiet = func.attr in PURE_METHODS or func.attr in SINK_METHODS
                 if root is not None and root not in local and root in data | declared and not quiet:
                     out.add(root)
                 elif root is not None and root not in local | enclosing and not quiet:

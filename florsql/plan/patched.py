@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from florsql.code.effects import (
+    PURE_METHODS,
+    SINK_METHODS,
     LoopFacts,
     ScriptFacts,
     analyze_source,
@@ -220,20 +222,34 @@ def _derived(source: str, names: frozenset[str]) -> frozenset[str]:
 
 
 def _stores_into(source: str, names: frozenset[str]) -> bool:
-    """Whether ``source`` stores an attribute or item into an object bound to ``names``
-    (``config.lr = 0.1``, ``helpers.CALLS["n"] += 1``)."""
+    """Whether ``source`` changes an object a module it imported holds: stores an attribute or
+    item into it (``config.lr = 0.1``, ``helpers.CALLS["n"] += 1``) or calls a method that may
+    mutate it (``buffers.EMA.mul_(0.9)``). ``names``: the names bound by importing the modules.
+    Passing it to a function (``init.zeros_(buffers.W)``) is not seen: module constants are
+    passed to calls everywhere (``F.dropout(x, p=cfg.DROPOUT)``)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return True
+
+    def part_of(node: ast.AST) -> bool:  # a.b, a[i], a.b[i].c with a in names
+        if not isinstance(node, (ast.Attribute, ast.Subscript)):
+            return False
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in names
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
             node.ctx, (ast.Store, ast.Del)
         ):
-            root: ast.AST = node
-            while isinstance(root, (ast.Attribute, ast.Subscript)):
-                root = root.value
-            if isinstance(root, ast.Name) and root.id in names:
+            if part_of(node):
+                return True
+        elif isinstance(node, ast.Call):
+            func = node.func
+            method = func if isinstance(func, ast.Attribute) else None
+            quiet = method is None or method.attr in PURE_METHODS or method.attr in SINK_METHODS
+            if method is not None and not quiet and part_of(method.value):
                 return True
     return False
 
