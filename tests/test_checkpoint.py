@@ -451,3 +451,30 @@ def test_a_module_state_dict_keeps_its_metadata() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     state = ckpt.capture({"net": net})["states"]["net"]
     assert state._metadata == net.state_dict()._metadata
+
+
+def test_a_module_s_attributes_and_non_persistent_buffers_come_back(tmp_path: Path) -> None:
+    """What a module's state_dict leaves out (a plain attribute the loop counts in, a
+    non-persistent buffer, the training flag) is saved beside it and restored in place; the
+    file still loads with weights_only=True (a replay read the fresh module's 0, silently)."""
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(2, 2)
+            self.register_buffer("seen", torch.zeros(()), persistent=False)
+
+    net = Net()
+    net.global_step = 7
+    net.body.history = [1.5, {"k": torch.ones(2)}]
+    net.eval()
+    net.seen += 5
+    path = tmp_path / "c.pt"
+    path.write_bytes(ckpt.serialize(ckpt.capture({"net": net})))
+    torch.load(path, weights_only=True)
+    fresh = Net()
+    seen = fresh.seen
+    ckpt.restore({"net": fresh}, ckpt.load(path), rng=False)
+    assert fresh.global_step == 7 and not fresh.training and not fresh.body.training
+    assert fresh.body.history[0] == 1.5 and fresh.body.history[1]["k"].tolist() == [1.0, 1.0]
+    assert float(fresh.seen) == 5.0 and fresh.seen is seen

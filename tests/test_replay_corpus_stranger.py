@@ -402,6 +402,37 @@ with flor.checkpointing(model=net, optimizer=opt):
         extra={"buffers.py": "class Stats:\n    steps = 0\n"},
     ),
     Case(
+        "counters_stashed_on_the_registered_model",
+        """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+        self.register_buffer("seen_rows", torch.zeros(()), persistent=False)
+
+    def forward(self, x):
+        self.seen_rows += len(x)  # a buffer left out of the state_dict
+        return self.body(x)
+
+
+net = Net()
+opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+net.global_step = 0  # a plain attribute: no state_dict has it
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            net.global_step += 1
+            flor.log("loss", loss.item())
+        flor.log("model_steps", net.global_step)  # hindsight
+        flor.log("seen_rows", float(net.seen_rows))  # hindsight
+""",
+        {"epoch": ["model_steps", "seen_rows"]},
+    ),
+    Case(
         "early_stopping_with_patience_inside_main",
         """
 YV = 1 - YV  # validation loss rises: patience runs out

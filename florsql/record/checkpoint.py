@@ -52,12 +52,78 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     """Copy the state of ``objs`` and the RNGs, detached from anything training mutates next."""
     states: dict[str, Any] = {}
     pickled: dict[str, bytes] = {}
+    extras: dict[str, Any] = {}
     for name, obj in objs.items():
         if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
             states[name] = _deep_copy(obj.state_dict())
+            extra = _module_extras(obj)
+            if extra:
+                extras[name] = extra
         else:
             pickled[name] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return {"format": FORMAT, "states": states, "pickled": pickled, "rng": capture_rng()}
+    payload = {"format": FORMAT, "states": states, "pickled": pickled, "rng": capture_rng()}
+    if extras:
+        payload["extras"] = extras
+    return payload
+
+
+def _module_extras(obj: Any) -> dict[str, Any]:
+    """What a torch module's ``state_dict`` leaves out, per submodule (by its name in
+    ``named_modules``): its ``training`` flag, its non-persistent buffers, and its plain data
+    attributes (``net.global_step = 0``, then ``net.global_step += 1`` in the loop: numbers,
+    strings, tensors, and lists, tuples and dicts of them). Code reading them after a restore
+    read the replay process's fresh values (0), silently. Empty for anything else."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.nn.Module):
+        return {}
+    out: dict[str, Any] = {}
+    for prefix, module in obj.named_modules():
+        attrs = {
+            k: _deep_copy(v)
+            for k, v in vars(module).items()
+            if not k.startswith("_") and k != "training" and _plain(v, torch)
+        }
+        non_persistent: set[str] = getattr(module, "_non_persistent_buffers_set", set())
+        buffers = {
+            k: b.detach().clone()
+            for k, b in module._buffers.items()
+            if k in non_persistent and b is not None
+        }
+        out[prefix] = {"training": module.training, "attrs": attrs, "buffers": buffers}
+    return out
+
+
+def _plain(value: Any, torch: Any, depth: int = 0) -> bool:
+    """A value a checkpoint keeps loadable with ``weights_only=True`` (and cheap to copy)."""
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return True
+    if isinstance(value, torch.Tensor):
+        return not isinstance(value, torch.nn.Parameter)
+    if depth < 3 and type(value) in (list, tuple):
+        return all(_plain(v, torch, depth + 1) for v in value)
+    if depth < 3 and type(value) is dict:
+        return all(
+            isinstance(k, (str, int)) and _plain(v, torch, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
+def _restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
+    modules = dict(obj.named_modules())
+    for prefix, saved in extras.items():
+        module = modules.get(prefix)
+        if module is None:
+            continue
+        module.training = saved["training"]
+        for k, v in saved["attrs"].items():
+            setattr(module, k, _deep_copy(v))
+        for k, v in saved["buffers"].items():
+            current = module._buffers.get(k)
+            if current is not None and current.shape == v.shape and current.dtype == v.dtype:
+                with sys.modules["torch"].no_grad():
+                    current.copy_(v)  # in place: code may hold the buffer itself
+            else:
+                module._buffers[k] = v.clone()
 
 
 def capture_rng() -> dict[str, Any]:
@@ -97,6 +163,8 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
     for name, obj in objs.items():
         if name in payload["states"]:
             obj.load_state_dict(payload["states"][name])
+            if name in payload.get("extras", {}):
+                _restore_module_extras(obj, payload["extras"][name])
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:
