@@ -433,6 +433,34 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["model_steps", "seen_rows"]},
     ),
     Case(
+        "unregistered_ema_model_counting_its_updates",
+        """
+import copy
+
+ema = copy.deepcopy(net)  # not given to flor.checkpointing: saved with the loop's locals
+ema.updates = 0
+ema.register_buffer("decay_sum", torch.zeros(()), persistent=False)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), net.parameters()):
+                    pe.mul_(0.9).add_(0.1 * p)
+                ema.decay_sum += 0.9
+            ema.updates += 1
+            flor.log("loss", loss.item())
+        flor.log("ema_updates", ema.updates)  # hindsight
+        flor.log("ema_decay_sum", float(ema.decay_sum))  # hindsight
+        flor.log("ema_w", float(ema[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["ema_updates", "ema_decay_sum", "ema_w"]},
+        period=2,
+    ),
+    Case(
         "early_stopping_with_patience_inside_main",
         """
 YV = 1 - YV  # validation loss rises: patience runs out

@@ -56,7 +56,7 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     for name, obj in objs.items():
         if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
             states[name] = _deep_copy(obj.state_dict())
-            extra = _module_extras(obj)
+            extra = module_extras(obj)
             if extra:
                 extras[name] = extra
         else:
@@ -67,7 +67,7 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _module_extras(obj: Any) -> dict[str, Any]:
+def module_extras(obj: Any) -> dict[str, Any]:
     """What a torch module's ``state_dict`` leaves out, per submodule (by its name in
     ``named_modules``): its ``training`` flag, its non-persistent buffers, and its plain data
     attributes (``net.global_step = 0``, then ``net.global_step += 1`` in the loop: numbers,
@@ -108,7 +108,8 @@ def _plain(value: Any, torch: Any, depth: int = 0) -> bool:
     return False
 
 
-def _restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
+def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
+    """Put :func:`module_extras` back into ``obj`` (buffers in place)."""
     modules = dict(obj.named_modules())
     for prefix, saved in extras.items():
         module = modules.get(prefix)
@@ -164,7 +165,7 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
         if name in payload["states"]:
             obj.load_state_dict(payload["states"][name])
             if name in payload.get("extras", {}):
-                _restore_module_extras(obj, payload["extras"][name])
+                restore_module_extras(obj, payload["extras"][name])
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:

@@ -11,7 +11,8 @@ How each value is saved:
 
 - immutable values (numbers, strings, tuples of them): as they are;
 - tensors: a detached copy; ``nn.Parameter``\\ s are copied back in place;
-- objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state;
+- objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state (a
+  torch module also what its state_dict leaves out: plain attributes, non-persistent buffers);
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
   loaders that shuffle with their own generator: the generators' states;
 - classes the script defines: their data attributes (``Stats.steps``), each pickled;
@@ -270,8 +271,11 @@ def _save(
         if loader is not None:
             return "loader", loader
     if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
-        from florsql.record.checkpoint import _deep_copy
+        from florsql.record.checkpoint import _deep_copy, module_extras
 
+        extras = module_extras(value)  # a torch module: what its state_dict leaves out too
+        if extras:
+            return "module_state", {"state": _deep_copy(value.state_dict()), "extras": extras}
         return "state", _deep_copy(value.state_dict())
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.random.Generator):
@@ -459,6 +463,12 @@ def _restored(
         return _IN_PLACE
     if kind == "state":
         cur.load_state_dict(data)
+        return _IN_PLACE
+    if kind == "module_state":
+        from florsql.record.checkpoint import restore_module_extras
+
+        cur.load_state_dict(data["state"])
+        restore_module_extras(cur, data["extras"])
         return _IN_PLACE
     if kind == "class" or kind == "function":
         if kind == "function":
