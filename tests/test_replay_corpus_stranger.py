@@ -255,7 +255,7 @@ with flor.checkpointing(model=net, optimizer=opt, tracker=tracker):
         "statement_in_an_imported_module_called_in_the_step_loop",
         """
 import helpers
-from helpers import train_step
+from helpers import *  # noqa: F403 (a stranger's star import; train_step comes from it)
 
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):

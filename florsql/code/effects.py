@@ -361,6 +361,8 @@ def imported_names(source: str, modules: Iterable[str]) -> frozenset[str]:
         >>> src += "def main():\n    from helpers import CALLS\n"
         >>> sorted(imported_names(src, ["helpers", "pkg"]))
         ['CALLS', 'helpers', 'keep', 'load', 'local', 'st']
+        >>> sorted(imported_names("from helpers import *\nx = step(len(y))\n", ["helpers"]))
+        ['step', 'y']
     """
     try:
         tree = ast.parse(source)
@@ -377,7 +379,25 @@ def imported_names(source: str, modules: Iterable[str]) -> frozenset[str]:
             node.level or (node.module or "").split(".")[0] in wanted
         ):
             out.update(a.asname or a.name for a in node.names if a.name != "*")
+            if any(a.name == "*" for a in node.names):  # any name the script does not bind
+                out |= _free_names(tree)
     return frozenset(out)
+
+
+def _free_names(tree: ast.Module) -> set[str]:
+    """Names ``tree`` reads but never binds, builtins left out (what a star import may bind)."""
+    loaded: set[str] = set()
+    bound: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            (loaded if isinstance(n.ctx, ast.Load) else bound).add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names)
+    return loaded - bound - _BUILTIN_NAMES
 
 
 def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
