@@ -129,7 +129,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
 
     Only a plain SELECT whose every star (``*``, ``l.*``, ``* EXCLUDE``...) is an item of its own
     select list (``count(*)`` aside) qualifies: a star in a subquery or CTE feeds a computation,
-    as does grouping, ``DISTINCT``, ``QUALIFY`` or an ``ORDER BY`` other than by named columns.
+    as does grouping, ``DISTINCT``, ``QUALIFY``, a window or aggregate in the select list, or an
+    ``ORDER BY`` other than by named columns.
     A name written anywhere (any identifier: a column, ``USING``, an alias) is not star-only, nor
     is any name where ``COLUMNS(...)`` or a ``PIVOT`` picks columns.
 
@@ -143,6 +144,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
         return frozenset()
     if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
         return frozenset()  # grouping or deduplicating on what * expands to computes on it
+    if any(item.find(exp.Window, exp.AggFunc) for item in tree.expressions):
+        return frozenset()  # count(*) OVER (): counts the rows, which hindsight names may make
     order = tree.args.get("order")
     if order is not None and not all(isinstance(o.this, exp.Column) for o in order.expressions):
         return frozenset()  # ORDER BY 12, ORDER BY ALL: may sort by a column * brought
