@@ -5,9 +5,10 @@ through a pipe."""
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -199,6 +200,20 @@ def _ctrl_c_once_running(echo: Recorder) -> None:
     threading.Thread(target=press, daemon=True).start()
 
 
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Ctrl-C as a terminal's shell starts Python: ``_thread.interrupt_main`` raises
+    KeyboardInterrupt only under Python's own SIGINT handler (it does nothing under SIG_IGN or
+    SIG_DFL), and a pytest worker may have had its handler changed by an earlier test (both
+    Ctrl-C tests once hung there, in a loaded full-suite run, never alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_cancels_the_statement_and_keeps_the_session() -> None:
     shell, service, echo = _shell()
     _ctrl_c_once_running(echo)
@@ -207,6 +222,7 @@ def test_ctrl_c_cancels_the_statement_and_keeps_the_session() -> None:
     assert shell.handle("SELECT 1;") and echo.lines[-1][0] == "out"
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_stops_python_work_in_the_statement_too() -> None:
     shell, _, echo = _shell()
     _ctrl_c_once_running(echo)
