@@ -472,6 +472,38 @@ with flor.checkpointing(model=net, optimizer=opt):
         period=2,
     ),
     Case(
+        "pretrain_then_finetune_two_outer_loops",
+        """
+steps = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            flor.log("loss", loss.item())
+        flor.log("pre_steps", steps)  # hindsight
+for g in opt.param_groups:
+    g["lr"] = 0.05
+with flor.checkpointing(model=net, optimizer=opt):
+    for ft in flor.loop("ft_epoch", range(3)):
+        for idx in flor.loop("ft_step", torch.randperm(len(XV)).split(4)):
+            loss = loss_fn(net(XV[idx]), YV[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+            flor.log("ft_loss", loss.item())
+        flor.log("ft_steps", steps)  # hindsight
+        flor.log("ft_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["pre_steps"], "ft_epoch": ["ft_steps", "ft_w"]},
+        partial=("SELECT seed, ft_epoch, ft_steps, ft_w FROM logs WHERE ft_epoch >= 1",),
+        fresh=True,
+    ),
+    Case(
         "early_stopping_with_patience_inside_main",
         """
 YV = 1 - YV  # validation loss rises: patience runs out
