@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from florsql.store.index import Index
 from tests.helpers import make_repo, pid_alive, run_dirs, run_script, script_env, wait_gone, write
@@ -246,3 +248,45 @@ def test_a_forked_process_alive_at_exit_does_not_hold_the_run(tmp_path: Path) ->
     logs, _ = _records(repo)
     assert [float(v) for _, _, v in logs] == [0.0, 0.5, 1.0]
     assert _status(repo) == "finished"
+
+
+class _SlowToSave:
+    """Pickles only once ``gate`` is set: a checkpoint whose write takes long."""
+
+    gate = threading.Event()
+    saving = threading.Event()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _SlowToSave.saving.set()
+        assert _SlowToSave.gate.wait(60)
+        return (int, (0,))
+
+
+def test_a_flush_is_not_held_behind_a_checkpoint_being_written(tmp_path: Path) -> None:
+    """A batch of rows reaches the disk while a checkpoint submitted before it is still being
+    written: a kill right after an outermost iteration's flush lost its rows while the writer
+    was busy with a checkpoint (4 or 0 of 8 rows of two ended epochs, killed at epoch 2)."""
+    from florsql.record.writer import Writer
+    from florsql.store.rows import Columns, NameTable
+
+    for process in (True, False):  # via the segment writer process, and on the thread
+        run = tmp_path / f"run-{process}"
+        writer = Writer(run, process=process)
+        _SlowToSave.gate.clear()
+        _SlowToSave.saving.clear()
+        writer.submit_checkpoint({"states": {}, "pickled": {"x": _SlowToSave()}}, "epoch", 1,
+                                 "end", 0.0)  # fmt: skip
+        assert _SlowToSave.saving.wait(60)  # the checkpoint thread is inside the write
+        names = NameTable()
+        rows = Columns(names, clock_offset=0.0)
+        rows.log(1, names.key("loss"), 0.5)
+        before = set(run.glob("segments/*"))
+        writer.submit_batch(rows)
+        deadline = time.monotonic() + 60
+        while not set(run.glob("segments/*")) - before:  # the segment file appears
+            assert time.monotonic() < deadline, "the rows waited behind the checkpoint"
+            time.sleep(0.01)
+        assert not _SlowToSave.gate.is_set() and writer.pending_checkpoints == 1
+        _SlowToSave.gate.set()
+        assert writer.stop(60)
+        assert writer.pending_checkpoints == 0 and writer.unwritten() is None
