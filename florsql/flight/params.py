@@ -12,7 +12,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from florsql.errors import PlanError
-from florsql.plan.params import TypedValue
+from florsql.plan.params import INT_TYPES, TypedValue
 
 __all__ = ["parameter_schema", "parameter_value"]
 
@@ -20,18 +20,7 @@ _NANOS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 #: Arrow's fixed-width numbers, as the DuckDB types that hold them: an ``int64`` parameter is a
 #: ``BIGINT`` even when its value would fit an ``INTEGER`` literal (``? * ?`` must not overflow
 #: where the client's own type does not).
-_NUMBERS = {
-    "int8": "TINYINT",
-    "int16": "SMALLINT",
-    "int32": "INTEGER",
-    "int64": "BIGINT",
-    "uint8": "UTINYINT",
-    "uint16": "USMALLINT",
-    "uint32": "UINTEGER",
-    "uint64": "UBIGINT",
-    "halffloat": "FLOAT",
-    "float": "FLOAT",
-}
+_NUMBERS = {**INT_TYPES, "halffloat": "FLOAT", "float": "FLOAT"}
 _EPOCH = dt.datetime(1970, 1, 1)
 
 

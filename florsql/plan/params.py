@@ -28,9 +28,11 @@ from sqlglot import exp
 from florsql.errors import PlanError
 from florsql.plan.state import PlanState
 
-__all__ = ["TypedValue", "bind_parameters", "placeholders", "sql_literal"]
+__all__ = ["INT_TYPES", "TypedValue", "bind_parameters", "placeholders", "sql_literal"]
 
-_NUMPY_INTS = {
+#: Fixed-width integer type names (numpy's dtypes, Arrow's types) as the DuckDB types that hold
+#: them.
+INT_TYPES = {
     "int8": "TINYINT",
     "int16": "SMALLINT",
     "int32": "INTEGER",
@@ -204,8 +206,8 @@ def _numpy_type(value: Any) -> exp.Expr | None:
     name = getattr(getattr(value, "dtype", None), "name", "")
     if name == "bool":
         return exp.Boolean(this=bool(value))
-    if name in _NUMPY_INTS:
-        return _typed(str(int(value)), _NUMPY_INTS[name])
+    if name in INT_TYPES:
+        return _typed(str(int(value)), INT_TYPES[name])
     if name in _NUMPY_FLOATS:
         return _typed(repr(float(value)), _NUMPY_FLOATS[name])
     if name.startswith(("datetime64", "timedelta64")):
