@@ -184,8 +184,11 @@ class Watchdog:
                     elif _safe(r.gone):
                         due.append((r.control, "the client cancelled the query or went away"))
             for control, reason in due:
-                if control.cancel(reason):
-                    with self._lock:
+                # Counted under the lock the query's exit takes: one waiting for the query to
+                # end (wait_running) then sees the count (it read 0 once, in a loaded CI run).
+                # The cancel hooks only start a thread: nothing waits on this lock meanwhile.
+                with self._lock:
+                    if control.cancel(reason):
                         self.cancelled += 1
 
     def _timeout_message(self) -> str:
