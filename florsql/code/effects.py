@@ -221,6 +221,55 @@ SINK_METHODS = frozenset(
 )
 
 
+def value_reads(source: str) -> frozenset[str]:
+    r"""Names the script reads as a value somewhere: every load of a name but those that only
+    drive an object's output, i.e. iterating it (``for x in pbar``, ``enumerate(pbar)``) and
+    calling one of its methods as a statement (``pbar.set_postfix(...)``, ``pbar.update(1)``).
+    A progress bar used only so never feeds a logged value; ``flor.log("n", pbar.n)`` reads it.
+    Everything, when the source does not parse.
+
+    Example:
+        >>> src = "pbar = tqdm(xs)\nfor x in enumerate(pbar):\n    pbar.set_postfix(a=x)\n"
+        >>> sorted(value_reads(src))
+        ['enumerate', 'tqdm', 'x', 'xs']
+        >>> sorted(value_reads(src + "flor.log('n', pbar.n)\n"))
+        ['enumerate', 'pbar', 'tqdm', 'x', 'xs']
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset({"*"})
+    quiet: set[int] = set()  # ids of the Name nodes loaded in an output-only place
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            for it in _iteration_operands(node.iter):
+                quiet.add(id(it))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                quiet.add(id(func.value))
+        elif isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Name):
+            quiet.add(id(node.context_expr))
+    return frozenset(
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in quiet
+    )
+
+
+def _iteration_operands(node: ast.expr) -> list[ast.Name]:
+    """The names a ``for`` iterates: ``xs`` of ``xs``, ``enumerate(xs)``, ``zip(xs, ys)``."""
+    if isinstance(node, ast.Name):
+        return [node]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("enumerate", "zip", "iter", "reversed")
+    ):
+        return [n for a in node.args for n in _iteration_operands(a)]
+    return []
+
+
 def module_state(source: str) -> frozenset[str]:
     r"""What the functions of a module a script imports (a file of the repository) may change
     in that module itself, which no checkpoint saves: a module-level name a function rebinds

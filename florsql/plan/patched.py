@@ -25,6 +25,7 @@ from florsql.code.effects import (
     analyze_source,
     imported_names,
     module_state,
+    value_reads,
 )
 
 __all__ = ["Patched", "analyze_patched", "module_names", "patched_script"]
@@ -67,6 +68,9 @@ class Patched:
     failed: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     unsaved: frozenset[str] = frozenset()
+    #: names the patched script reads as a value (``florsql.code.effects.value_reads``): a
+    #: progress bar only iterated and told to print is not among them
+    value_read: frozenset[str] = frozenset({"*"})
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -161,6 +165,7 @@ def patched_script(
         failed=failed,
         files=files,
         unsaved=found.unsaved,
+        value_read=found.value_read,
     )
 
 
@@ -316,6 +321,7 @@ def analyze_patched(
         unknown=flags["unknown"],
         registered=_registered(tree),
         unsaved=unsaved,
+        value_read=value_reads(source),
     )
 
 

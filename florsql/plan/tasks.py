@@ -20,6 +20,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from florsql.plan.patched import Patched, analyze_patched, module_names
 from florsql.plan.replay_plan import (
@@ -82,6 +83,10 @@ class RunFacts:
     seconds: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
     checkpoints: dict[str, dict[int, CheckpointRef]] = field(default_factory=dict)
     restores: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+    #: per loop and checkpointed iteration, the output-only objects (progress bars) that were
+    #: iterating the loop as the checkpoint was taken: nothing restores them, and they matter
+    #: only where the patched code reads them as a value (florsql.record.frame_state)
+    busy: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
     #: per loop and iteration, florsql's own seconds inside the recorded iteration time: the
     #: checkpoint's copy (training thread) and write (writer thread, sharing the GIL). A
     #: replay takes no checkpoint, so its estimate leaves them out.
@@ -158,9 +163,16 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
             for frame_names in (rec.get("restores") or {}).values():
                 names.update(frame_names)
             facts[run_id].restores.setdefault(str(rec.get("loop")), {})[it] = frozenset(names)
+            _note_busy(facts[run_id], str(rec.get("loop")), it, rec)
             if rec.get("left"):
                 facts[run_id].left.setdefault(str(rec.get("loop")), set()).add(it)
     return facts
+
+
+def _note_busy(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> None:
+    names = {n for frame in (rec.get("busy") or {}).values() for n in frame}
+    if names:
+        facts.busy.setdefault(loop, {})[it] = frozenset(names)
 
 
 def plan_run(
@@ -242,6 +254,7 @@ class _Stepper:
     def __init__(self, loop: str, patched: Patched, facts: RunFacts, allow_rest: bool) -> None:
         self.ckpts = facts.checkpoints.get(loop, {})
         self.restores = facts.restores.get(loop, {})
+        self.busy = facts.busy.get(loop, {})
         self.left = facts.left.get(loop, set())
         self.open_from = facts.unfinished.get(loop)  # the first iteration that never ended
         self.p = patched
@@ -255,8 +268,18 @@ class _Stepper:
     def _missing(self, k: int, need: frozenset[str]) -> list[str]:
         """Names of ``need`` checkpoint ``k`` does not restore (state in a repository module
         never is: the recording lists a module as code)."""
-        restored = self.restores.get(k, frozenset()) - self.p.unsaved
-        return sorted(f"{n} (module state)" if n in self.p.unsaved else n for n in need - restored)
+        # A progress bar iterating the loop as the checkpoint was taken is restored by nothing;
+        # it stands for itself unless the patched code reads it as a value (pbar.n).
+        busy = self.busy.get(k, frozenset())
+        restored = (self.restores.get(k, frozenset()) | (busy - self.p.value_read)) - self.p.unsaved
+        return sorted(
+            f"{n} (module state)"
+            if n in self.p.unsaved
+            else f"{n} (iterating the loop at the checkpoint)"
+            if n in busy
+            else n
+            for n in need - restored
+        )
 
     def rest_why(self, j: int, fresh: bool) -> tuple[bool, str]:
         """Whether iteration ``j`` may skip its first inner loop, and why (not)."""
@@ -522,6 +545,7 @@ def chunks_from_files(
         facts.checkpoints.setdefault(loop, {})[it] = ref
         restored = {n for frame in (rec.get("restores") or {}).values() for n in frame}
         facts.restores.setdefault(loop, {})[it] = frozenset(restored)
+        _note_busy(facts, loop, it, rec)
         if rec.get("left"):
             facts.left.setdefault(loop, set()).add(it)
     if patched.unknown or iterations is None:

@@ -20,8 +20,12 @@ How each value is saved:
   each pickled; restored in place, and an attribute set after the checkpoint is removed;
 - bound methods (``upd = meter.update``, ``add = hist.append``): the object they are bound to,
   as that object would be saved, refilled in place;
-- modules, other functions, other classes, progress bars, loggers and writers: nothing (code, or
-  output only: they never feed a logged value back);
+- modules, other functions and other classes: nothing (code);
+- progress bars, loggers and writers (output-only objects: tqdm, logging, TensorBoard, wandb,
+  files): their plain data attributes (numbers, strings, flags), restored in place onto the
+  object of the same class the name holds then: code after a loop reads them (``pbar.n``, the
+  count a ``tqdm`` bar reached), while the rest (a file, a lock, a thread) is not state a logged
+  value can come from;
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import os
 import pickle
 import random
 import sys
@@ -73,6 +78,12 @@ class Capture:
     saved: dict[str, tuple[str, Any]] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     missed: dict[str, str] = field(default_factory=dict)
+    #: output-only objects iterating the loop as the checkpoint was taken (``for x in pbar``,
+    #: ``pbar = tqdm(flor.loop(...))``): the count a bar holds is written as its iteration
+    #: ends, after the checkpoint, and a replay that skips the loop leaves it at 0. Nothing is
+    #: restored; the planner takes them as restored only where the patched code never reads
+    #: them as a value (``pbar.set_postfix(...)``, not ``flor.log("n", pbar.n)``).
+    busy: list[str] = field(default_factory=list)
     #: per pickled name: the pickle's memo index -> the object's id while recording, for the
     #: mutable objects in it; restore tells apart two places that held one object (an alias)
     #: from two that held distinct ones (a container entry the loop replaced)
@@ -83,14 +94,21 @@ class Capture:
         return sorted(set(self.saved) | set(self.kept))
 
     def payload(self) -> dict[str, Any]:
-        return {"saved": self.saved, "kept": self.kept, "missed": self.missed, "ids": self.ids}
+        out = {"saved": self.saved, "kept": self.kept, "missed": self.missed, "ids": self.ids}
+        if self.busy:
+            out["busy"] = self.busy
+        return out
 
     @classmethod
     def from_payload(cls, data: dict[str, Any] | None) -> Capture:
         if not data:
             return cls()
         return cls(
-            dict(data["saved"]), list(data["kept"]), dict(data["missed"]), dict(data.get("ids", {}))
+            saved=dict(data["saved"]),
+            kept=list(data["kept"]),
+            missed=dict(data["missed"]),
+            busy=list(data.get("busy", [])),
+            ids=dict(data.get("ids", {})),
         )
 
 
@@ -100,6 +118,7 @@ def capture(
     registered: dict[int, str],
     refused: dict[str, str],
     loop_span: tuple[str, int, int] | None = None,
+    busy: frozenset[int] = frozenset(),
 ) -> Capture:
     """Save ``names`` of a frame's ``values`` (:func:`frame_values`).
 
@@ -108,7 +127,8 @@ def capture(
     before, so a large or unpicklable object costs one attempt per run, not one per checkpoint.
     ``loop_span`` (file, first and last line of the loops captured): a function whose ``def``
     lies there is a new object each time the loop runs it (an LBFGS closure); a replay that
-    skips the loop cannot make it, so it is missed, not saved.
+    skips the loop cannot make it, so it is missed, not saved. ``busy``: the ids of the objects
+    whose methods run between the script's frame and the loop (:func:`busy_objects`).
     """
     out = Capture()
     kinds: set[type] = set()  # of the mutable objects inside saved values
@@ -119,11 +139,14 @@ def capture(
             out.missed[name] = refused[name]
             continue
         value = values[name]
+        if id(value) in busy and _sink(value):
+            out.busy.append(name)
+            continue
         module = values.get("__name__")
         script_class = isinstance(value, type) and value.__module__ == module
         script_function = isinstance(value, types.FunctionType) and value.__module__ == module
         owner = _bound_self(value)
-        if owner is not None and id(owner) not in registered and not _stateless(owner):
+        if owner is not None and id(owner) not in registered and not isinstance(owner, _CODE):
             try:  # a bound method (upd = meter.update): its object is the state
                 out.saved[name] = (
                     "method_self",
@@ -133,7 +156,7 @@ def capture(
                 refused[name] = out.missed[name] = _reason(e)
             continue
         if id(value) in registered or (
-            _stateless(value) and not script_class and not script_function
+            isinstance(value, _CODE) and not script_class and not script_function
         ):
             out.kept.append(name)
             continue
@@ -172,7 +195,9 @@ def _capture_aliases(
     if not kinds:
         return
     for name in sorted(set(values)):
-        if name in out.saved or name in out.kept or name in out.missed or name.startswith("__"):
+        if name in out.saved or name in out.kept or name in out.missed or name in out.busy:
+            continue
+        if name.startswith("__"):
             continue
         value = values[name]
         if type(value) not in kinds or id(value) in registered or name in refused:
@@ -181,6 +206,25 @@ def _capture_aliases(
             out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), set())
         except Exception as e:  # whatever a user object raises when pickled
             refused[name] = out.missed[name] = _reason(e)
+
+
+def busy_objects(script_frame: types.FrameType | None) -> frozenset[int]:
+    """The ids of the objects whose methods run between ``script_frame`` (the script's frame
+    of the loop being checkpointed) and the caller: a wrapper iterating a ``flor.loop`` (a
+    progress bar's ``__iter__``) is mid-iteration while the loop's checkpoint is taken."""
+    out: set[int] = set()
+    f: types.FrameType | None = sys._getframe(1)
+    while f is not None and f is not script_frame:
+        if not f.f_code.co_filename.startswith(_PACKAGE):
+            obj = f.f_locals.get("self")
+            if obj is not None:
+                out.add(id(obj))
+        f = f.f_back
+    return frozenset(out) if f is script_frame else frozenset()
+
+
+#: florsql's own source folder: its frames (the loop's generator, the checkpoint) are not a wrapper.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _bound_self(value: Any) -> Any:
@@ -237,11 +281,32 @@ def _dumps_bounded(attr: str, value: Any, registered: dict[int, str]) -> bytes:
     return data
 
 
-def _stateless(value: Any) -> bool:
-    if isinstance(value, _CODE):
-        return True
+def _sink(value: Any) -> bool:
+    """An output-only object (a progress bar, a logger, a writer), by its class's module."""
     module = type(value).__module__ or ""
     return any(module == m or module.startswith(m + ".") for m in _SINK_MODULES)
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _sink_state(value: Any) -> dict[str, Any]:
+    """What an output-only object holds that code may read back: its plain data attributes
+    (``pbar.n``, ``pbar.total``, a logger's ``level``), by its class."""
+    attrs = getattr(value, "__dict__", None)
+    plain = {}
+    if isinstance(attrs, dict):
+        for attr, v in attrs.items():
+            if isinstance(attr, str) and not attr.startswith("__") and _plain_value(v):
+                plain[attr] = v
+    return {"type": _type_name(value), "attrs": plain}
+
+
+def _plain_value(v: Any) -> bool:
+    return isinstance(v, _IMMUTABLE) or (
+        isinstance(v, tuple) and all(isinstance(x, _IMMUTABLE) for x in v)
+    )
 
 
 def _reason(e: Exception) -> str:
@@ -256,10 +321,10 @@ class _TooLarge(Exception):
 def _save(
     value: Any, registered: dict[int, str], ids: dict[int, int], kinds: set[type]
 ) -> tuple[str, Any]:
-    if isinstance(value, _IMMUTABLE) or (
-        isinstance(value, tuple) and all(isinstance(v, _IMMUTABLE) for v in value)
-    ):
+    if _plain_value(value):
         return "value", value
+    if _sink(value):
+        return "sink", _sink_state(value)
     torch = sys.modules.get("torch")
     if torch is not None:
         if isinstance(value, torch.Tensor):
@@ -484,6 +549,13 @@ def _restored(
         return _IN_PLACE
     if kind == "numpy_generator":
         cur.bit_generator.state = pickle.loads(data)
+        return _IN_PLACE
+    if kind == "sink":
+        # In place, and only onto an object of the recorded class (a bar made again by the
+        # replayed code before the loop it counts): its count and settings as they were.
+        attrs = getattr(cur, "__dict__", None)
+        if isinstance(attrs, dict) and _type_name(cur) == data["type"]:
+            attrs.update(data["attrs"])
         return _IN_PLACE
     if kind == "method_self":
         owner = _bound_self(cur)

@@ -546,6 +546,9 @@ class Run:
             "restores": {role: c.restores() for role, c in captures.items()},
             "misses": {role: c.missed for role, c in captures.items() if c.missed},
         }
+        busy = {role: c.busy for role, c in captures.items() if c.busy}
+        if busy:
+            extra["busy"] = busy
         if left:
             extra["left"] = True
         self.writer.submit_checkpoint(
@@ -574,7 +577,8 @@ class Run:
                 names |= inner.facts.changed
             refused = self.refused.setdefault(fr.user.f_code, {})
             values = frame_state.frame_values(fr.user)
-            out[role] = frame_state.capture(values, names, registered, refused, span)
+            busy = frame_state.busy_objects(fr.user)
+            out[role] = frame_state.capture(values, names, registered, refused, span, busy)
         return out
 
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
