@@ -60,3 +60,60 @@ def test_a_parameter_alone_as_an_order_or_group_item_is_refused_as_duckdb_does(
         "SELECT run_id, sum(lr) OVER (ORDER BY ?) FROM runs ORDER BY lr * ? DESC", [1, 1]
     ).table.to_pylist()
     assert [r["run_id"] for r in rows] == ["r3", "r2", "r1", "r4"]  # r4 (eval.py): no lr
+
+
+@pytest.mark.parametrize(
+    ("sql", "name", "hint"),
+    [
+        ("SELECT opt FROM runs GROUP BY opt HAVING zz > 1", "zz", ""),
+        ("SELECT lr, avg(loss) AS m FROM logs GROUP BY lr HAVING mm > 1", "mm", ""),
+        ("SELECT lr, count(*) FROM logs GROUP BY lr QUALIFY zz > 1", "zz", ""),
+        (
+            "SELECT run_id, epoch FROM logs QUALIFY row_number() OVER "
+            "(PARTITION BY run_id ORDER BY los) = 1",
+            "los",
+            " Did you mean 'loss'?",
+        ),
+    ],
+)
+def test_an_unknown_name_in_having_or_qualify_is_an_unknown_column(
+    engine: Engine, sql: str, name: str, hint: str
+) -> None:
+    """sqlglot leaves unqualified HAVING and QUALIFY names out of a scope's columns (they may be
+    select aliases), so a misspelt one reached DuckDB, which answered 'column "zz" must appear in
+    the GROUP BY clause or be used in an aggregate function' (or, for QUALIFY, 'can't find in
+    alias map'): the unknown-column error, with its suggestion and position, as in WHERE."""
+    with pytest.raises(florsql.errors.PlanError) as err:
+        engine.execute(sql)
+    assert str(err.value).splitlines()[0] == f"Unknown column '{name}'.{hint}"
+    assert err.value.col == sql.index(name) + 1
+
+
+def test_having_and_qualify_still_read_aliases_lambdas_and_outer_names(engine: Engine) -> None:
+    """What HAVING and QUALIFY may name without a table: a select alias (in any case), a lambda's
+    variable, a column of the FROM; the answers equal DuckDB's over the same rows (each
+    reference's grain: every context where it names no log column, else where ``loss`` was)."""
+    oracle = duckdb.connect()
+    oracle.register("every", engine.execute("SELECT run_id, lr, epoch FROM logs").table)
+    oracle.register("losses", engine.execute("SELECT run_id, lr, epoch, loss FROM logs").table)
+    for sql, flat in (
+        (
+            'SELECT lr, sum(epoch) AS "Total" FROM logs GROUP BY lr HAVING total > 3 ORDER BY lr',
+            "every",
+        ),
+        (
+            "SELECT lr FROM logs GROUP BY lr "
+            "HAVING len(list_filter(list(epoch), lambda y: y > 2)) > 0 "
+            "ORDER BY lr",
+            "every",
+        ),
+        ("SELECT lr AS x FROM logs GROUP BY x HAVING X > 0.1 ORDER BY x", "every"),
+        (
+            "SELECT run_id, epoch, loss AS l FROM logs QUALIFY L = max(loss) OVER "
+            "(PARTITION BY run_id) ORDER BY ALL",
+            "losses",
+        ),
+    ):
+        got = engine.execute(sql).table.to_pylist()
+        want = oracle.sql(sql.replace("FROM logs", f"FROM {flat}")).to_arrow_table().to_pylist()
+        assert got == want
