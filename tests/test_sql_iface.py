@@ -117,3 +117,23 @@ def test_having_and_qualify_still_read_aliases_lambdas_and_outer_names(engine: E
         got = engine.execute(sql).table.to_pylist()
         want = oracle.sql(sql.replace("FROM logs", f"FROM {flat}")).to_arrow_table().to_pylist()
         assert got == want
+
+
+def test_a_second_connection_in_the_same_process_says_so(tmp_path: Path) -> None:
+    """A notebook that runs ``florsql.connect()`` twice was told the index 'is in use by another
+    process (pid N)', N being its own pid, and to wait for it (only another thread could close
+    it). It is told the index is open in this process, and how to read through that connection."""
+    repo = fixture_history(tmp_path / "repo")
+    first = florsql.connect(repo=repo)
+    try:
+        for wait in (0.0, 1.0):
+            with pytest.raises(florsql.OperationalError) as err:
+                florsql.connect(repo=repo, wait=wait)
+            assert "already open in this process" in str(err.value)
+            assert "another process" not in str(err.value)
+        table = florsql.dataframe("loss", repo=repo, engine=first.engine)
+        assert table.num_rows == first.execute("SELECT count(loss) FROM logs").fetchone()[0]
+    finally:
+        first.close()
+    with florsql.connect(repo=repo) as again:  # closed: free again
+        assert again.execute("SELECT count(*) FROM runs").fetchone() == (4,)
