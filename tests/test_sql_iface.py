@@ -137,3 +137,21 @@ def test_a_second_connection_in_the_same_process_says_so(tmp_path: Path) -> None
         first.close()
     with florsql.connect(repo=repo) as again:  # closed: free again
         assert again.execute("SELECT count(*) FROM runs").fetchone() == (4,)
+
+
+def test_dataframe_of_a_loop_name_keeps_loop_order_and_sorts_by_every_loop(engine: Engine) -> None:
+    """``flor.dataframe("epoch")`` put ``step`` before ``epoch`` and sorted by ``step`` alone
+    (epoch 3 before epoch 0 within a run): a loop name chosen is its loop column, in loop order,
+    and rows are sorted by every loop, as for any other names."""
+    table = florsql.dataframe("epoch", engine=engine)
+    assert table.column_names == ["projid", "tstamp", "filename", "epoch", "step"]
+    oracle = duckdb.connect()
+    every = "SELECT projid, tstamp, filename, run_id, epoch, step FROM logs"  # every context
+    oracle.register("flat", engine.execute(every).table)
+    want = oracle.sql(
+        "SELECT projid, tstamp, filename, epoch, step FROM flat "
+        "ORDER BY tstamp, run_id, epoch, step"
+    ).to_arrow_table()
+    assert table.to_pylist() == want.to_pylist()
+    loss = florsql.dataframe("loss", "EPOCH", "lr", engine=engine)
+    assert loss.column_names == ["projid", "tstamp", "filename", "epoch", "step", "loss", "lr"]

@@ -1,8 +1,9 @@
 """``flor.dataframe(*names)``: the FlorDB-style pivot of chosen names, as Arrow or pandas.
 
 Columns, as FlorDB's ``flor.dataframe``: ``projid``, ``tstamp``, ``filename``, the loop columns
-that apply to the chosen names, then the names in the order given (a name given twice, in any
-case, or one of the first three, is not repeated). One row per run and loop
+that apply to the chosen names (a loop name chosen is its loop column, in loop order), then the
+other names in the order given (a name given twice, in any case, or one of the first three, is
+not repeated). One row per run and loop
 context where a chosen log name was logged (args are repeated on each row); with only args
 chosen, one row per run. Rows are ordered by ``tstamp`` and then by the loop columns.
 """
@@ -84,9 +85,14 @@ def _pivot(eng: Any, names: list[str]) -> Any:
     logs = any(k == "log" or "log" in dict(catalog.column(n).shared) for n, k in kinds.items())
     if not logs and any(k == "loop" for k in kinds.values()):
         logs = True
-    loops = [lp for lp in catalog.loops if lp not in names]
+    # a loop name chosen is its loop column, in loop order (rows are ordered by every loop)
+    chosen_loops = {n for n, k in kinds.items() if k == "loop"}
+    loops = list(catalog.loops)
+    names = [n for n in names if n not in chosen_loops]
     table = eng.execute(dataframe_sql(loops, names, logs=logs)).table
     keep = [
-        c for c in table.column_names if c not in loops or table.column(c).null_count < len(table)
+        c
+        for c in table.column_names
+        if c not in loops or c in chosen_loops or table.column(c).null_count < len(table)
     ]
     return table.select(keep)
