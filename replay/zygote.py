@@ -51,6 +51,9 @@ TASK_TIMES = "FLORSQL_TASK_TIMES"
 #: the layering), so its query hears of it without waiting for the exit of a process with
 #: torch mapped (10-40 ms per wave of tasks, measured).
 DONE_FD = "FLORSQL_TASK_DONE_FD"
+#: Names of environment variables a task must not have (its run found them unset),
+#: comma-separated, in the task's environment (``florsql.replay.executors.task_environ``).
+UNSET = "FLORSQL_REPLAY_UNSET"
 
 
 def preload(modules: list[str]) -> list[str]:
@@ -110,6 +113,12 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
     try:
         os.chdir(task["cwd"])
         os.environ.update(task["env"])
+        for name in os.environ.pop(UNSET, "").split(","):  # variables its run found unset
+            if name:
+                os.environ.pop(name, None)
+        watch = sys.modules.get("florsql.record.watch")
+        if watch is not None:  # the environment set above is the script's, not set by it
+            watch.ENV_WATCH.reset()
         log = os.open(task["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

@@ -15,9 +15,11 @@ script's first record call is seen too), and ``import florsql`` stays light.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from typing import Any
 
-__all__ = ["WATCH", "OpenWatch"]
+__all__ = ["ENV_WATCH", "WATCH", "EnvWatch", "OpenWatch"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -100,6 +102,148 @@ class OpenWatch:
         return set(self.read), set(self.written)
 
 
-#: This process's watch.
+class EnvWatch:
+    """Remembers the environment variables code of the repository reads through
+    ``os.environ`` (``os.environ[k]``, ``.get``, ``in``, ``os.getenv``): per name, the value
+    the first such read saw (None: not set). A replay sets them so again: a run trained with
+    ``AUX_W=0.5 python train.py`` replays with ``AUX_W=0.5`` whatever the querying shell has.
+
+    Installed by giving ``os.environ`` a subclass of its own class (the same object, so every
+    reference to it sees the change). A read counts where the first frame outside ``os`` and
+    ``collections.abc`` runs a file of the repository (:meth:`snapshot` filters by path), so
+    torch's and other libraries' own reads are left out, and where that line read at most
+    ``BULK`` names (more: a copy of the whole environment, for a subprocess). Names the
+    script set before it read them, ``FLORSQL_*`` (florsql's own settings) and names that
+    look like secrets (``KEY``, ``TOKEN``, ``SECRET``, ``PASSWORD``...: never written down)
+    are left out too. Not seen: reads before ``import florsql``, and reads from C
+    (``getenv``).
+    """
+
+    #: At most this many names are kept.
+    LIMIT = 1000
+    #: A line that read more names than this copied the environment (``dict(os.environ)``,
+    #: ``{**os.environ}`` for a subprocess): its reads do not count.
+    BULK = 8
+
+    def __init__(self) -> None:
+        self.active = True
+        #: name -> (value at the first read, (file, line) of the code that read it)
+        self.seen: dict[str, tuple[str | None, set[tuple[str, int]]]] = {}
+        #: (file, line) -> the names read there (up to ``BULK`` + 1)
+        self.per_site: dict[tuple[str, int], set[str]] = {}
+        self.set_first: set[str] = set()
+
+    def install(self) -> None:
+        environ = os.environ
+        cls = type(environ)
+        if getattr(cls, "__florsql_watch__", False):
+            return
+        watch = self
+
+        class _Environ(cls):  # type: ignore[valid-type,misc]
+            __florsql_watch__ = True
+
+            def __getitem__(self, key: Any) -> Any:
+                try:
+                    value = super().__getitem__(key)
+                except KeyError:
+                    watch.read(key, None)
+                    raise
+                watch.read(key, value)
+                return value
+
+            def __contains__(self, key: Any) -> bool:
+                try:
+                    self[key]
+                except KeyError:
+                    return False
+                return True
+
+            def __setitem__(self, key: Any, value: Any) -> None:
+                watch.wrote(key)
+                super().__setitem__(key, value)
+
+            def __delitem__(self, key: Any) -> None:
+                watch.wrote(key)
+                super().__delitem__(key)
+
+        _Environ.__name__ = _Environ.__qualname__ = cls.__name__
+        _Environ.__module__ = cls.__module__
+        try:
+            environ.__class__ = _Environ
+        except TypeError:
+            return  # not a plain os._Environ (replaced by someone): left alone
+
+    def stop(self) -> None:
+        self.active = False
+
+    def reset(self) -> None:
+        """Forget every read and write: a process forked to run a script
+        (:mod:`florsql.replay.zygote`) starts as a fresh interpreter would."""
+        self.seen.clear()
+        self.set_first.clear()
+        self.per_site.clear()
+
+    def read(self, key: Any, value: str | None) -> None:
+        if not self.active or not isinstance(key, str) or key.startswith("FLORSQL_"):
+            return
+        try:
+            if key in self.set_first:
+                return
+            entry = self.seen.get(key)
+            if entry is None and len(self.seen) >= self.LIMIT:
+                return
+            frame = sys._getframe(2)
+            while frame is not None and frame.f_code.co_filename in _PLUMBING:
+                frame = frame.f_back  # type: ignore[assignment]
+            where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("", 0)
+            if where[0] and not where[0].startswith("<") and not os.path.isabs(where[0]):
+                where = (os.path.abspath(where[0]), where[1])  # ``python train.py``: cwd-relative
+            if entry is None:
+                entry = self.seen[key] = (value, set())
+            if len(entry[1]) < 8:
+                entry[1].add(where)
+            names = self.per_site.setdefault(where, set())
+            if len(names) <= self.BULK:
+                names.add(key)
+        except Exception:
+            return
+
+    def wrote(self, key: Any) -> None:
+        if self.active and isinstance(key, str) and key not in self.seen:
+            self.set_first.add(key)
+
+    def snapshot(self, root: str) -> dict[str, str | None]:
+        """name -> value (None: unset) of the variables code under ``root`` read."""
+        prefix = os.path.join(os.path.normpath(root), "")
+        out: dict[str, str | None] = {}
+        for key, (value, sites) in list(self.seen.items()):
+            if _SECRET.search(key):
+                continue
+            for f, line in sites:
+                bulk = len(self.per_site.get((f, line), ())) > self.BULK
+                if not bulk and os.path.isabs(f) and os.path.normpath(f).startswith(prefix):
+                    out[key] = value
+                    break
+        return dict(sorted(out.items()))
+
+
+#: Names never written down (their values are secrets): a replay leaves them as they are.
+_SECRET = re.compile(r"(?i)key|token|secret|passw|credential|auth|cookie|session")
+
+#: Files whose frames stand between a read of ``os.environ`` and the code that asked.
+_PLUMBING = frozenset(
+    {
+        __file__,
+        os.__file__,
+        "<frozen os>",
+        "<frozen _collections_abc>",
+        getattr(sys.modules.get("_collections_abc"), "__file__", "") or "<frozen os>",
+    }
+)
+
+#: This process's watches.
 WATCH = OpenWatch()
 WATCH.install()
+ENV_WATCH = EnvWatch()
+ENV_WATCH.install()
