@@ -4,6 +4,8 @@ Each answer is compared with DuckDB's over the same rows (the oracle) where ther
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 import florsql
 from florsql.engine import Engine
+from tests.helpers import script_env
 from tests.helpers_sql import fixture_history
 
 
@@ -155,3 +158,36 @@ def test_dataframe_of_a_loop_name_keeps_loop_order_and_sorts_by_every_loop(engin
     assert table.to_pylist() == want.to_pylist()
     loss = florsql.dataframe("loss", "EPOCH", "lr", engine=engine)
     assert loss.column_names == ["projid", "tstamp", "filename", "epoch", "step", "loss", "lr"]
+
+
+def test_florsql_explain_takes_parameters_as_florsql_query_does(tmp_path: Path) -> None:
+    """``florsql explain`` had no ``-p``: a query with ``?`` could not be explained from the
+    command line ('the query has 1 parameter(s) (?), 0 value(s) given', and ``-p`` was 'No such
+    option'). It takes ``-p VALUE`` as ``florsql query`` does, and prints the plan the DB-API's
+    ``EXPLAIN`` gives for the same values."""
+    repo = fixture_history(tmp_path / "repo")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)  # the command needs one
+    sql = "SELECT run_id, grad FROM logs WHERE lr >= ?"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from florsql.cli import main; main()",
+            "explain",
+            sql,
+            "-p",
+            "0.2",
+            "--repo",
+            str(repo),
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=script_env(FLORSQL_REPLAY_SERVICE="0", FLORSQL_QUERY_HOST="0"),
+        timeout=300,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    with florsql.connect(repo=repo) as con:
+        lines = [row[0] for row in con.execute(f"EXPLAIN {sql}", [0.2]).fetchall()]
+    assert done.stdout.splitlines() == lines
+    assert "  pushed into the replay set (logs): lr >= CAST('0.2' AS DOUBLE)" in lines
