@@ -191,3 +191,22 @@ def test_florsql_explain_takes_parameters_as_florsql_query_does(tmp_path: Path) 
         lines = [row[0] for row in con.execute(f"EXPLAIN {sql}", [0.2]).fetchall()]
     assert done.stdout.splitlines() == lines
     assert "  pushed into the replay set (logs): lr >= CAST('0.2' AS DOUBLE)" in lines
+
+
+def test_show_statements_describe_their_columns_with_duckdbs_types(tmp_path: Path) -> None:
+    """``SHOW RUNS`` gave ``tstamp`` and ``ended`` the DB-API type ``TIMESTAMP`` while their
+    values are zoned (``SELECT * FROM runs`` says ``TIMESTAMP WITH TIME ZONE``): the SHOW
+    statements run as queries, so ``description`` (and Flight SQL's ``TYPE_NAME``) gives
+    DuckDB's types, the ones the same SELECT gives."""
+    with florsql.connect(repo=fixture_history(tmp_path / "repo")) as con:
+        cur = con.cursor()
+        for show, select in (
+            ("SHOW RUNS", "SELECT * FROM runs ORDER BY tstamp, run_id"),
+            ("SHOW COLUMNS FROM runs", "SELECT column_name, column_type FROM (DESCRIBE runs)"),
+        ):
+            shown = (cur.execute(show).description, cur.fetchall())
+            assert shown == (cur.execute(select).description, cur.fetchall())
+        types = dict(d[:2] for d in cur.execute("SHOW RUNS").description or ())
+        assert types["tstamp"] == types["ended"] == "TIMESTAMP WITH TIME ZONE"
+        kinds = dict(d[:2] for d in cur.execute("SHOW COLUMNS FROM logs").description or ())
+        assert kinds["hindsight"] == "BOOLEAN" and kinds["versions"] == "VARCHAR[]"

@@ -36,7 +36,7 @@ from florsql.engine.replay_decision import Messages, replay_if_needed, wants_rep
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
-from florsql.engine.show import show_columns, show_runs
+from florsql.engine.show import SHOW_RUNS_SQL, show_columns_sql
 from florsql.errors import DamagedFileWarning, FlorError, PlanError, SqlError, StoreError
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
@@ -290,11 +290,13 @@ class Engine:
                 if stmt.kind == "set":
                     settings["replay"] = _check_replay(stmt.value or "")
                     return Result.empty("set")
-                if stmt.kind == "show_runs":
-                    return Result("show_runs", show_runs(con))
+                if stmt.kind == "show_runs":  # run as a query: its types are DuckDB's
+                    table, types = self._run(con, SHOW_RUNS_SQL, stmt)
+                    return Result("show_runs", table, types=types)
                 if stmt.kind == "show_columns":
-                    table = show_columns(con, catalog, stmt.table or "", stmt.source)
-                    return Result("show_columns", table)
+                    sql = show_columns_sql(catalog, stmt.table or "", stmt.source)
+                    table, types = self._run(con, sql, stmt)
+                    return Result("show_columns", table, types=types)
                 if stmt.kind == "select" and _may_need(stmt, catalog):
                     self._prewarm(catalog, settings["replay"])  # overlaps the planning
                 planned = self._plan(stmt, catalog, params, con)
