@@ -132,7 +132,7 @@ def test_a_second_connection_in_the_same_process_says_so(tmp_path: Path) -> None
         for wait in (0.0, 1.0):
             with pytest.raises(florsql.OperationalError) as err:
                 florsql.connect(repo=repo, wait=wait)
-            assert "already open in this process" in str(err.value)
+            assert "already in use in this process" in str(err.value)
             assert "another process" not in str(err.value)
         table = florsql.dataframe("loss", repo=repo, engine=first.engine)
         assert table.num_rows == first.execute("SELECT count(loss) FROM logs").fetchone()[0]

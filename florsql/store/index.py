@@ -90,7 +90,7 @@ class Index:
         if not _acquire(lock, wait):
             if _owner_pid(store) == os.getpid():
                 raise StoreError(
-                    f"the florsql index of {repo} is already open in this process (a "
+                    f"the florsql index of {repo} is already in use in this process (a "
                     "florsql.connect(), Engine or flor.dataframe() call not closed yet): use "
                     "that connection (it makes any number of cursors; flor.dataframe(..., "
                     "engine=con.engine) reads through it), or close it first (con.close(), or "
