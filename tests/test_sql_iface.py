@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 import florsql
 from florsql.engine import Engine
 from tests.helpers import script_env
-from tests.helpers_sql import fixture_history
+from tests.helpers_sql import RunBuilder, fixture_history
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +211,32 @@ def test_show_statements_describe_their_columns_with_duckdbs_types(tmp_path: Pat
         assert types["tstamp"] == types["ended"] == "TIMESTAMP WITH TIME ZONE"
         kinds = dict(d[:2] for d in cur.execute("SHOW COLUMNS FROM logs").description or ())
         assert kinds["hindsight"] == "BOOLEAN" and kinds["versions"] == "VARCHAR[]"
+
+
+def test_names_with_edge_spaces_and_quotes_are_columns_select_star_included(
+    tmp_path: Path,
+) -> None:
+    """A run logged ``" pad "`` (the record API takes it): sqlglot read the catalog's names as
+    SQL, so ``pad`` was the column qualify knew, ``SELECT " pad "`` answered 'Unknown column ' pad
+    '. Did you mean ' pad '?' and every ``SELECT *`` of the repository failed. Names keep their
+    spaces and quotes; the answers equal DuckDB's over the run's flat rows."""
+    names = [" pad ", 'a"b', "Val Loss", "x.y", "order", "ünï"]
+    b = RunBuilder("r1", {"lr": 0.1})
+    for epoch in range(3):
+        with b.loop("epoch", epoch):
+            for i, name in enumerate(names):
+                b.log(name, epoch * 10 + i)
+    b.write(tmp_path / "repo")
+    oracle = duckdb.connect()
+    oracle.register("flat", pa.Table.from_pylist(b.rows))
+    quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+    with Engine(tmp_path / "repo") as eng:
+        star = eng.execute("SELECT * FROM logs ORDER BY epoch").table
+        assert star.column_names[-len(names) :] == sorted(names, key=str.lower)
+        for sql in (
+            f"SELECT epoch, {quoted} FROM logs ORDER BY epoch",
+            'SELECT l." pad " + l."a""b" AS s FROM logs l WHERE " pad " > 0 ORDER BY s',
+        ):
+            got = eng.execute(sql).table.to_pylist()
+            want = oracle.sql(sql.replace("FROM logs", "FROM flat")).to_arrow_table()
+            assert got == want.to_pylist()
