@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 import florsql
+from florsql.dbapi.exceptions import wrap_error
 from florsql.engine import Engine
 from tests.helpers import script_env
 from tests.helpers_sql import RunBuilder, fixture_history
@@ -240,3 +243,85 @@ def test_names_with_edge_spaces_and_quotes_are_columns_select_star_included(
             got = eng.execute(sql).table.to_pylist()
             want = oracle.sql(sql.replace("FROM logs", "FROM flat")).to_arrow_table()
             assert got == want.to_pylist()
+
+
+CTRL_C = """
+import linecache, os, signal, sys, threading, time
+import florsql
+
+con = florsql.connect(repo=sys.argv[1])
+main = threading.main_thread().ident
+
+
+def in_duckdb():  # the main thread is in DuckDB's call that runs the query
+    frame = sys._current_frames().get(main)
+    top = frame
+    while frame is not None:
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if frame.f_code.co_name == "run_exact" and "to_arrow_table" in line:
+            return "duckdb" in top.f_code.co_filename
+        frame = frame.f_back
+    return False
+
+
+def press_ctrl_c():
+    while not in_duckdb():
+        time.sleep(0.005)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=press_ctrl_c, daemon=True).start()
+try:
+    con.execute("SELECT count(*) FROM range(2000000000) a(i) WHERE i % 7 = 3")
+    print("answered")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+except Exception as e:
+    print(type(e).__name__, e)
+print(con.execute("SELECT count(*) FROM runs").fetchone())
+"""
+
+
+def test_ctrl_c_stops_a_db_api_query_as_python_code_stops(tmp_path: Path) -> None:
+    """Ctrl-C while a DB-API query ran over the repository's index file went unnoticed until
+    DuckDB finished (about 20 s for this query), then raised ``QueryInternalError`` 'florsql
+    failed on this query (RuntimeError: Query interrupted); this is a florsql bug'. It stops
+    DuckDB at once and raises ``KeyboardInterrupt``, and the connection answers the next query.
+    (``Engine.interrupt()`` from another thread raises ``florsql.OperationalError``.)"""
+    repo = fixture_history(tmp_path / "repo")
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C)
+    done = subprocess.run(
+        [sys.executable, str(script), str(repo)],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=600,
+    )
+    assert done.stdout.splitlines() == ["KeyboardInterrupt", "(4,)"], done.stdout + done.stderr
+
+
+def test_an_interrupted_query_is_an_operational_error_not_a_florsql_bug(engine: Engine) -> None:
+    """``Engine.interrupt()`` from another thread made DuckDB raise a plain ``RuntimeError``,
+    which florsql reported as its own bug (``InternalError``). It is
+    ``florsql.errors.QueryInterrupted``, a ``florsql.OperationalError`` in the DB-API."""
+    running = threading.Event()  # set while the query is answered
+    engine.on_run = lambda sql: running.set()
+
+    def interrupt_until_answered() -> None:
+        running.wait()
+        while running.is_set():  # an interrupt before DuckDB starts the query is lost: again
+            engine.interrupt()
+            time.sleep(0.05)
+
+    helper = threading.Thread(target=interrupt_until_answered, daemon=True)
+    helper.start()
+    try:
+        with pytest.raises(florsql.errors.QueryInterrupted) as err:
+            engine.execute("SELECT count(*) FROM range(2000000000) a(i) WHERE i % 7 = 3")
+    finally:
+        engine.on_run = None
+        running.clear()
+        helper.join()
+    assert isinstance(wrap_error(err.value), florsql.OperationalError)
+    assert engine.execute("SELECT count(*) FROM runs").table.to_pylist() == [{"count_star()": 4}]
