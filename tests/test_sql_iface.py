@@ -325,3 +325,21 @@ def test_an_interrupted_query_is_an_operational_error_not_a_florsql_bug(engine: 
         helper.join()
     assert isinstance(wrap_error(err.value), florsql.OperationalError)
     assert engine.execute("SELECT count(*) FROM runs").table.to_pylist() == [{"count_star()": 4}]
+
+
+def test_mysql_limit_offset_comma_means_what_mysql_and_sqlite_mean(engine: Engine) -> None:
+    """``LIMIT a, b`` (refused by DuckDB and PostgreSQL) is MySQL's and SQLite's ``LIMIT b
+    OFFSET a``, with literals and with parameters, and a replay-set cut keeps that meaning."""
+    for sql, params in (
+        ("SELECT run_id, epoch FROM logs WHERE acc IS NOT NULL ORDER BY lr, epoch LIMIT 5, 3", []),
+        (
+            "SELECT run_id, epoch FROM logs WHERE acc IS NOT NULL ORDER BY lr, epoch LIMIT ?, ?",
+            [5, 3],
+        ),
+    ):
+        want = engine.execute(
+            sql.replace("LIMIT 5, 3", "LIMIT 3 OFFSET 5").replace("LIMIT ?, ?", "LIMIT 3 OFFSET 5"),
+            [],
+        ).table.to_pylist()
+        assert engine.execute(sql, params).table.to_pylist() == want
+        assert [(r["run_id"], r["epoch"]) for r in want] == [("r2", 1), ("r2", 2), ("r2", 3)]
