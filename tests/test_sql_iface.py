@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -343,3 +344,21 @@ def test_mysql_limit_offset_comma_means_what_mysql_and_sqlite_mean(engine: Engin
         ).table.to_pylist()
         assert engine.execute(sql, params).table.to_pylist() == want
         assert [(r["run_id"], r["epoch"]) for r in want] == [("r2", 1), ("r2", 2), ("r2", 3)]
+
+
+def test_an_empty_log_name_in_todays_code_is_no_column(tmp_path: Path) -> None:
+    """``flor.log("", x)`` in the working tree (refused when it runs) became a hindsight column
+    named ``""``, and every query naming ``logs`` failed with DuckDB's 'zero-length delimited
+    identifier': the whole history unreadable because of one unfinished edit."""
+    repo = fixture_history(tmp_path / "repo")
+    script = repo / "train.py"
+    with Engine(repo) as eng:
+        count = "SELECT count(*) AS n FROM logs"
+        before = eng.execute(count).table.to_pylist()
+        script.write_text(script.read_text() + 'flor.log("", 2.0)\n')  # read on the next query
+        names = [r["column_name"] for r in eng.execute("SHOW COLUMNS FROM logs").table.to_pylist()]
+        assert "" not in names
+        assert eng.execute(count).table.to_pylist() == before
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", florsql.errors.ReplayOffWarning)
+            assert eng.execute("SELECT * FROM logs").table.num_rows == before[0]["n"]

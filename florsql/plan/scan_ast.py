@@ -212,7 +212,9 @@ class _Scanner:
         if not ok:
             return None
         first = _first_argument(node)
-        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
+            # (an empty name is refused when the call runs: no column; as a quoted identifier
+            # it made every query over the repository fail, 'zero-length delimited identifier')
             return first.value if self._one_literal(first) else None
         return None
 

@@ -101,7 +101,7 @@ class _Finder(cst.CSTVisitor):
             arg = named[0].value
         if isinstance(arg, cst.SimpleString):
             value = arg.evaluated_value
-            return value if isinstance(value, str) else None
+            return value if isinstance(value, str) and value else None  # "" is refused
         return None
 
     def _loop_name(self, node: cst.For) -> str | None:
