@@ -362,3 +362,23 @@ def test_an_empty_log_name_in_todays_code_is_no_column(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", florsql.errors.ReplayOffWarning)
             assert eng.execute("SELECT * FROM logs").table.num_rows == before[0]["n"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "at"),
+    [
+        ("SELECT l.lr FROM logs AS l ORDER BY logs.lr", "logs.lr"),
+        ("SELECT lr FROM logs AS l WHERE LOGS.epoch = 1", "LOGS.epoch"),
+        ('SELECT lr FROM logs AS l WHERE "logs".epoch = 1', '"logs".epoch'),
+        ("SELECT lr FROM logs AS l GROUP BY lr HAVING max(m.epoch) > 1", "m.epoch"),
+    ],
+)
+def test_a_qualifier_no_table_has_is_pointed_at_where_it_qualifies(
+    engine: Engine, sql: str, at: str
+) -> None:
+    """'Referenced table "logs" not found' for ``logs.lr`` where the FROM calls it ``l``: the
+    caret pointed at the first ``logs`` of the text, the one in FROM, which is right; it points
+    at the qualifier that names no table."""
+    with pytest.raises(florsql.errors.SqlError, match="Referenced table") as err:
+        engine.execute(sql)
+    assert err.value.col == sql.index(at) + 1
