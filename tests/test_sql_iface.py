@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from sqlglot import exp
 
 import florsql
 from florsql.dbapi.exceptions import wrap_error
@@ -382,3 +383,29 @@ def test_a_qualifier_no_table_has_is_pointed_at_where_it_qualifies(
     with pytest.raises(florsql.errors.SqlError, match="Referenced table") as err:
         engine.execute(sql)
     assert err.value.col == sql.index(at) + 1
+
+
+def test_the_shell_completes_names_that_need_quotes_quoted() -> None:
+    """Tab after ``SELECT my`` inserted ``my name`` (read as ``my AS name``), after ``SELECT a``
+    the log ``a.b`` (a column b of a table a), after ``SELECT ord`` the keyword ``order``: names
+    that are not plain or are reserved words (DuckDB's list) are inserted quoted, and a quote
+    typed already is not doubled. The completed statements parse and name those columns."""
+    from florsql.grammar import parse
+    from florsql.repl.completion import suggest
+    from florsql.repl.service import Column, Schema
+
+    names = ("loss", "my name", "a.b", "order", 'x"y')
+    schema = Schema({"logs": tuple(Column(n, "DOUBLE") for n in names)})
+    for before, name in (
+        ("SELECT my", "my name"),
+        ('SELECT "my', "my name"),
+        ("SELECT a", "a.b"),
+        ("SELECT ord", "order"),
+        ("SELECT x", 'x"y'),
+        ("SELECT lo", "loss"),
+        ("SELECT logs.or", "order"),
+    ):
+        first = suggest(before, schema)[0]
+        done = before[: len(before) - first.replace] + first.text
+        tree = parse(f"{done} FROM logs").tree
+        assert [c.name for c in tree.find_all(exp.Column)] == [name], (before, done)
