@@ -140,7 +140,7 @@ def test_a_second_connection_in_the_same_process_says_so(tmp_path: Path) -> None
                 florsql.connect(repo=repo, wait=wait)
             assert "already in use in this process" in str(err.value)
             assert "another process" not in str(err.value)
-        table = florsql.dataframe("loss", repo=repo, engine=first.engine)
+        table = florsql.dataframe("loss", repo=repo, engine=first)
         assert table.num_rows == first.execute("SELECT count(loss) FROM logs").fetchone()[0]
     finally:
         first.close()

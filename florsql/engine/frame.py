@@ -44,7 +44,8 @@ def dataframe(
         names: arg and log names, in the column order wanted.
         repo: the repository (ignored when ``engine`` is given).
         as_pandas: return a pandas DataFrame (pandas must be installed).
-        engine: an open :class:`~florsql.engine.session.Engine` to use.
+        engine: an open :class:`~florsql.engine.session.Engine` to use, or an open
+            ``florsql.connect()`` connection (its engine).
 
     Example:
         >>> import florsql as flor
@@ -57,6 +58,10 @@ def dataframe(
     if not names:
         raise PlanError("flor.dataframe needs at least one name")
     own = engine is None
+    if engine is not None and not hasattr(engine, "catalog"):
+        engine = getattr(engine, "engine", engine)  # a florsql.connect() connection: its engine
+        if engine is None:
+            raise PlanError("flor.dataframe: the connection given as engine= is closed")
     eng = Engine(repo) if own else engine
     try:
         table = _pivot(eng, list(names))

@@ -93,7 +93,7 @@ class Index:
                     f"the florsql index of {repo} is already in use in this process (a "
                     "florsql.connect(), Engine or flor.dataframe() call not closed yet): use "
                     "that connection (it makes any number of cursors; flor.dataframe(..., "
-                    "engine=con.engine) reads through it), or close it first (con.close(), or "
+                    "engine=con) reads through it), or close it first (con.close(), or "
                     "`with florsql.connect(...) as con:`); florsql.connect(..., wait=SECONDS) "
                     "waits for another thread to close it"
                 )
