@@ -409,3 +409,26 @@ def test_the_shell_completes_names_that_need_quotes_quoted() -> None:
         done = before[: len(before) - first.replace] + first.text
         tree = parse(f"{done} FROM logs").tree
         assert [c.name for c in tree.find_all(exp.Column)] == [name], (before, done)
+
+
+def test_dataframe_of_a_hindsight_name_says_how_to_compute_it_and_can(tmp_path: Path) -> None:
+    """``flor.dataframe("w2")`` of a name today's code logs but no run recorded answered NULLs
+    with a warning ending 'SET replay = 'auto' to compute them', which a dataframe caller cannot
+    do. The warning names ``flor.dataframe(..., replay='auto')``, which replays the old runs;
+    its values equal what the DB-API (replay on) answers."""
+    from tests.test_flight_support import recorded_repo
+
+    repo = recorded_repo(tmp_path / "proj")
+    with pytest.warns(florsql.errors.ReplayOffWarning) as caught:
+        off = florsql.dataframe("w2", repo=repo)
+    assert off.column("w2").null_count == off.num_rows
+    text = " ".join(str(w.message) for w in caught)
+    assert "flor.dataframe(..., replay='auto') computes them" in text and "SET replay" not in text
+    with warnings.catch_warnings():  # the tiny script's old runs replay a little differently
+        warnings.simplefilter("ignore", florsql.errors.NondeterminismWarning)
+        on = florsql.dataframe("w2", repo=repo, replay="auto")
+        with florsql.connect(repo=repo) as con:
+            want = con.execute(
+                "SELECT w2 FROM logs WHERE w2 IS NOT NULL ORDER BY tstamp, run_id, epoch"
+            ).fetchall()
+    assert [(v,) for v in on.column("w2").to_pylist()] == want and want

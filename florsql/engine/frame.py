@@ -10,13 +10,18 @@ chosen, one row per run. Rows are ordered by ``tstamp`` and then by the loop col
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from florsql.engine.replay_decision import SET_REPLAY_HINT
 from florsql.errors import PlanError
 from florsql.store.schema import quote
 
 __all__ = ["dataframe", "dataframe_sql"]
+
+#: What the replay-off warning tells a ``flor.dataframe`` caller, who has no ``SET``.
+DATAFRAME_HINT = "flor.dataframe(..., replay='auto') computes them"
 
 
 def dataframe_sql(loops: list[str], names: list[str], *, logs: bool) -> str:
@@ -36,7 +41,11 @@ def dataframe_sql(loops: list[str], names: list[str], *, logs: bool) -> str:
 
 
 def dataframe(
-    *names: str, repo: Path | str = ".", as_pandas: bool = False, engine: Any = None
+    *names: str,
+    repo: Path | str = ".",
+    as_pandas: bool = False,
+    engine: Any = None,
+    replay: str | None = None,
 ) -> Any:
     """The pivot of ``names`` (args and log names) over every run, FlorDB-compatible.
 
@@ -46,6 +55,9 @@ def dataframe(
         as_pandas: return a pandas DataFrame (pandas must be installed).
         engine: an open :class:`~florsql.engine.session.Engine` to use, or an open
             ``florsql.connect()`` connection (its engine).
+        replay: ``"auto"`` computes hindsight values never recorded (replaying old runs);
+            ``"off"`` leaves them NULL with a warning; None: the engine's setting (``"off"``
+            for the engine ``dataframe`` opens itself, the connection's for ``engine=con``).
 
     Example:
         >>> import florsql as flor
@@ -64,7 +76,7 @@ def dataframe(
             raise PlanError("flor.dataframe: the connection given as engine= is closed")
     eng = Engine(repo) if own else engine
     try:
-        table = _pivot(eng, list(names))
+        table = _pivot(eng, list(names), replay)
     finally:
         if own:
             eng.close()
@@ -76,7 +88,7 @@ def dataframe(
     return table
 
 
-def _pivot(eng: Any, names: list[str]) -> Any:
+def _pivot(eng: Any, names: list[str], replay: str | None) -> Any:
     catalog = eng.catalog()
     unknown = [n for n in names if catalog.column(n) is None]
     if unknown:
@@ -94,7 +106,11 @@ def _pivot(eng: Any, names: list[str]) -> Any:
     chosen_loops = {n for n, k in kinds.items() if k == "loop"}
     loops = list(catalog.loops)
     names = [n for n in names if n not in chosen_loops]
-    table = eng.execute(dataframe_sql(loops, names, logs=logs)).table
+    with eng.cursor(replay=replay, warn=False) as cursor:
+        result = cursor.execute(dataframe_sql(loops, names, logs=logs))
+    for category, message in result.warning_records:  # the hint a dataframe user can follow
+        warnings.warn(message.replace(SET_REPLAY_HINT, DATAFRAME_HINT), category, stacklevel=3)
+    table = result.table
     keep = [
         c
         for c in table.column_names
