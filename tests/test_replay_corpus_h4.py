@@ -409,6 +409,193 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["w_sum", "aux_w"]},
         env={"AUX_W": "0.5"},
     ),
+    Case(
+        "a_generator_object_sliced_per_epoch",
+        """
+import itertools
+
+
+def stream(seed):
+    g = torch.Generator().manual_seed(seed)
+    served = 0
+    while True:
+        for idx in torch.randperm(len(X), generator=g).split(12):
+            served += 1
+            yield served, idx
+
+
+batches = stream(seed + 7)  # a generator object: it cannot be pickled
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for served, idx in flor.loop("step", itertools.islice(batches, 3)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("idx0", int(idx[0]))  # hindsight
+        flor.log("served", served)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["served", "w_sum"], "epoch, step": ["idx0"]},
+        period=2,
+    ),
+    Case(
+        "dataloader_with_a_persistent_worker_process",
+        """
+from torch.utils.data import DataLoader, TensorDataset
+
+loader = DataLoader(
+    TensorDataset(X, Y), batch_size=12, shuffle=True, num_workers=1, persistent_workers=True
+)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            x = x + 0.01 * torch.randn_like(x)
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("y_sum", int(y.sum()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["y_sum"]},
+        period=2,
+    ),
+    Case(
+        "lambda_and_sequential_schedulers_unregistered",
+        """
+warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 5))
+decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
+sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, decay], milestones=[5])
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            flor.log("loss", loss.item())
+            flor.log("lr", sched.get_last_lr()[0])  # hindsight
+        flor.log("last_epoch", sched.last_epoch)  # hindsight
+        flor.log("decay_lr", decay.get_last_lr()[0])  # hindsight
+""",
+        {"epoch": ["last_epoch", "decay_lr"], "epoch, step": ["lr"]},
+        period=2,
+    ),
+    Case(
+        "continue_skips_the_step_loop_in_some_epochs",
+        """
+loss = None
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs + 2)):
+        flor.log("prev_loss", None if loss is None else loss.item())  # hindsight
+        if epoch % 3 == 1:
+            flor.log("skipped", epoch)  # hindsight
+            continue
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("last_loss", loss.item())  # hindsight
+""",
+        {"epoch": ["prev_loss", "skipped", "last_loss"]},
+        period=2,
+    ),
+    Case(
+        "statement_in_the_else_of_the_outer_loop_and_rng_reads",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("rng_sum", int(torch.get_rng_state().sum()))  # hindsight
+        flor.log("seed0", torch.initial_seed())  # hindsight
+    else:
+        finished = True
+        flor.log("done_w", float(net[0].weight.sum()))  # hindsight
+flor.log("rng_end", int(torch.get_rng_state()[:64].sum()))  # hindsight
+""",
+        {"epoch": ["rng_sum", "seed0"], "": ["done_w", "rng_end"]},
+        seeds=(0, 1),
+        period=2,
+    ),
+    Case(
+        "late_binding_closures_collected_in_a_list",
+        """
+probes = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        probes.append(lambda e=epoch: e * 10 + len(probes))  # early-bound default
+        probes.append(lambda: epoch)  # late-bound: reads epoch when called
+        flor.log("probe_vals", [p() for p in probes])  # hindsight
+        flor.log("n_probes", len(probes))  # hindsight
+""",
+        {"epoch": ["probe_vals", "n_probes"]},
+        period=2,
+    ),
+    Case(
+        "vocabulary_dict_growing_and_a_module_dict_registered",
+        """
+heads = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 2)})
+opt = torch.optim.SGD(list(net.parameters()) + list(heads.parameters()), lr=0.1)
+vocab = {}
+with flor.checkpointing(model=net, heads=heads, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            key = "ab"[int(idx[0]) % 2]
+            vocab.setdefault(f"tok{int(idx[0]) % 7}", len(vocab))
+            loss = loss_fn(heads[key](net(X[idx])), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("vocab", sorted(vocab.items()))  # hindsight
+        flor.log("head_a", float(heads["a"].weight.sum()))  # hindsight
+""",
+        {"epoch": ["vocab", "head_a"]},
+        seeds=(0, 1),
+        period=2,
+    ),
+    Case(
+        "while_step_budget_reenters_the_step_loop",
+        """
+budget, gstep, passes = 10, 0, 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        seen = 0
+        while seen < budget:  # the step loop runs again until the epoch's budget is spent
+            passes += 1
+            for idx in flor.loop("step", torch.randperm(len(X)).split(16)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                seen += 1
+                gstep += 1
+                flor.log("loss", loss.item())
+                flor.log("gstep", gstep)  # hindsight
+                if seen >= budget:
+                    break
+        flor.log("passes", passes)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["passes", "w_sum"], "epoch, step": ["gstep"]},
+    ),
 ]
 
 CASES = [
