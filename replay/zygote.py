@@ -119,6 +119,10 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
         watch = sys.modules.get("florsql.record.watch")
         if watch is not None:  # the environment set above is the script's, not set by it
             watch.ENV_WATCH.reset()
+            watch.WATCH.started_ns = time.time_ns()  # the run starts now
+        spec = os.environ.get("FLORSQL_REPLAY")
+        if spec:  # the worker keeps its writes out of the user's files from here on
+            importlib.import_module("florsql.record.replay_mode").guard_spec(spec)
         log = os.open(task["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

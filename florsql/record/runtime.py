@@ -659,7 +659,7 @@ class Run:
             if in_version is None:
                 in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
-            inputs = record_inputs(self.repo, WATCH)
+            inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns)
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(
                 files=[f for f in files if f in in_version or f == main],

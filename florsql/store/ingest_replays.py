@@ -3,11 +3,12 @@
 A replay task records loop contexts of its own; a context is the same as the run's when its path
 of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
 epoch 3, step 5; where a loop was entered again under one parent (a ``while`` around the step
-loop), the k-th context of a path lands on the run's k-th. Recorded values are never overwritten: replayed ones sit in their own tables
-with their provenance (replay id, task, version, patched-source hash), and ``replay_names``
-holds, per task and name, the fingerprint of the statements that computed it (the planner
-serves a replayed value only while today's code has that fingerprint for its name). A task whose
-script raised becomes a row of ``replay_failures`` (what it was to compute, where and why it
+loop), the k-th context of a path lands on the run's k-th. Recorded values are never
+overwritten: replayed ones sit in their own tables with their provenance (replay id, task,
+version, patched-source hash), and ``replay_names`` holds, per task and name, the fingerprint of
+the statements that computed it (the planner serves a replayed value only while today's code has
+that fingerprint for its name). A task whose script raised becomes a row of ``replay_failures``
+(what it was to compute, where and why it
 failed, the patched source's hash): the planner does not plan it again while that hash is
 current.
 
