@@ -916,3 +916,78 @@ def test_a_run_that_crashed_then_a_later_run(h4: H4Histories, tmp_path: Path) ->
             assert all(r[-1] is None for r in crashed), (sql, crashed)
             assert not [r for r in got if r not in want and r not in crashed], (sql, got, want)
         assert any("failed" in n for n in notes), notes
+
+
+RESUMED = """
+import os
+
+resume = flor.arg("resume", "")
+start = 0
+if resume and os.path.exists(resume):
+    ck = torch.load(resume)
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    start = ck["epoch"] + 1
+os.makedirs("ckpt", exist_ok=True)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(start, start + epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("gn", float(net[0].weight.grad.norm()))  # hindsight
+        state = {"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch}
+        torch.save(state, "ckpt/last.pt")
+        with open("ckpt/history.txt", "a") as f:
+            f.write(f"{epoch}\\n")
+        flor.log("start", start)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+"""
+
+
+def test_a_run_resumed_from_the_checkpoint_file_another_run_saved(
+    h4: H4Histories, tmp_path: Path
+) -> None:
+    """Run 1 saves ``ckpt/last.pt`` (an ignored folder) every epoch and appends to a history
+    file; run 2 resumes from it, ``range(start, ...)``, and saves over it. Replaying run 1
+    runs its ``torch.save`` and its appends again: they go to the task's private copies
+    (before, they overwrote the user's newest checkpoint with a replayed older one, and a task
+    replaying run 2 at the same time read it half-written: EOFError). The user's files stay
+    byte for byte as they were; run 1's values are the re-run's. Run 2 read a file that it
+    then overwrote (``torch.save``, which the open watch does not see): what it read is not
+    known, and every replay of it says so (DataChangedWarning)."""
+    import florsql
+    from tests.helpers_replay import fetch, record_pair
+    from tests.test_replay_corpus import PREAMBLE
+
+    if h4._recorder is None:
+        h4._recorder = Recorder(h4.factory.mktemp("runlogs"))
+    runs = [("--seed", "0"), ("--seed", "0", "--resume", "ckpt/last.pt")]
+    rec = record_pair(
+        h4._recorder, tmp_path, PREAMBLE + RESUMED, runs, period=2, extra={".gitignore": "ckpt/\n"}
+    )
+    before = {p.name: p.read_bytes() for p in (rec.history / "ckpt").iterdir()}
+    assert set(before) == {"last.pt", "history.txt"}
+    sqls = [
+        "SELECT resume, epoch, start, w_sum FROM logs WHERE epoch >= 1",
+        "SELECT resume, epoch, step, gn FROM logs WHERE epoch = 2",
+        "SELECT resume, epoch, start, w_sum FROM logs",
+        "SELECT resume, epoch, step, gn FROM logs",
+    ]
+    warned: list[str] = []
+    with (
+        florsql.connect(rec.history, replay="auto", executor=None) as con,
+        florsql.connect(rec.oracle, replay="off") as ora,
+    ):
+        for sql in sqls:
+            got, notes = fetch(con, sql)
+            want, _ = fetch(ora, sql)
+            assert len(got) == len(want), (sql, got, want)
+            assert [r for r in got if r[0] == ""] == [r for r in want if r[0] == ""], sql
+            warned += notes
+    assert any("DataChangedWarning" in n and "ckpt/last.pt" in n for n in warned), warned
+    after = {p.name: p.read_bytes() for p in (rec.history / "ckpt").iterdir()}
+    assert after == before
+    assert not list(rec.history.glob(".florsql/replays/*/*/files"))  # private copies dropped
