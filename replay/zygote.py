@@ -102,6 +102,17 @@ def _set_threads(counts: list[int] | None) -> None:
     if torch.get_num_interop_threads() != int(counts[1]):
         with contextlib.suppress(RuntimeError):  # torch's inter-op pool already started
             torch.set_num_interop_threads(int(counts[1]))
+    real = torch.set_num_interop_threads
+
+    def set_num_interop_threads(n: int) -> None:
+        # The script pinning the count it ran with (``torch.set_num_interop_threads(1)`` at
+        # its top, as recorded): torch allows one call per process, and this one made it
+        # already; the same count again is a no-op, another one still raises.
+        if int(n) != torch.get_num_interop_threads():
+            real(n)
+
+    set_num_interop_threads.__doc__ = real.__doc__
+    setattr(torch, "set_num_interop_threads", set_num_interop_threads)  # noqa: B010
 
 
 def _child(task: dict[str, Any], received: float | None = None) -> None:
