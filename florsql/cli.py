@@ -269,9 +269,7 @@ def param_value(text: str) -> object:
         return text
 
 
-@main.command()
-@click.argument("sql")
-@click.option(
+_param_option = click.option(
     "--param",
     "-p",
     "params",
@@ -280,6 +278,11 @@ def param_value(text: str) -> object:
     help='The value of the next ? (repeat, in order): JSON (1, 0.5, true, null, "1", [1, 2]), '
     "else the text as written.",
 )
+
+
+@main.command()
+@click.argument("sql")
+@_param_option
 @_format_option
 @click.option(
     "--replay",
@@ -338,14 +341,16 @@ def query(
 
 @main.command()
 @click.argument("sql")
+@_param_option
 @_common
 @_friendly
-def explain(sql: str, repo: Path | None, debug: bool) -> None:
+def explain(sql: str, params: tuple[str, ...], repo: Path | None, debug: bool) -> None:
     """Show what a query would replay and its cost; runs nothing.
 
     \b
     Example:
         florsql explain "SELECT run_id, avg(grad_norm) FROM logs WHERE epoch >= 8 GROUP BY ALL"
+        florsql explain "SELECT run_id, grad_norm FROM logs WHERE lr >= ?" -p 0.01
     """
     root = _repo(repo)
     _in_query_host(root)
@@ -353,7 +358,7 @@ def explain(sql: str, repo: Path | None, debug: bool) -> None:
 
     service = open_service(root, wait=_wait())
     try:
-        click.echo(service.explain(sql))
+        click.echo(service.explain(sql, [param_value(p) for p in params]))
     finally:
         service.close()
 

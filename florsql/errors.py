@@ -82,6 +82,12 @@ class PlanError(SqlError):
     """The query parses but cannot be bound or planned (unknown column, bad relation...)."""
 
 
+class QueryInterrupted(SqlError):
+    """DuckDB stopped the query on request (``Engine.interrupt()``, a cursor's ``interrupt()``,
+    a cancelled Flight SQL call). Ctrl-C in the thread that runs the query raises
+    ``KeyboardInterrupt`` instead, as Python does."""
+
+
 class ReplayNeededError(SqlError):
     """The query needs hindsight values that were never computed, and the front end answers
     no query with them missing (a Flight SQL server started without ``--allow-replay``)."""

@@ -321,6 +321,41 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         start = node_offset(node)
         sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
         raise _Refused(placeholder_refusal(f"{sign}{node.this}"), node)
+    elif isinstance(node, exp.Placeholder):
+        clause = _item_clause(node)
+        if clause is not None:
+            raise _Refused(POSITIONAL_PARAMETER.format(clause=clause), node)
+
+
+POSITIONAL_PARAMETER = (
+    "a parameter cannot stand alone as an item of {clause} (DuckDB refuses it; florsql binds "
+    "? as a value, and a number there would name a column by its position): write the column, "
+    "or its position, in the SQL text, or use ? inside an expression"
+)
+
+
+def _item_clause(node: exp.Placeholder) -> str | None:
+    """The clause (``ORDER BY``, ``GROUP BY``, ``DISTINCT ON``) whose item ``node`` is, alone
+    (in parentheses or not): there a bound integer is a column position, which DuckDB refuses
+    to take from a parameter, so binding it as a literal would answer another question."""
+    child: exp.Expr = node
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        child, parent = parent, parent.parent
+    if isinstance(parent, exp.Ordered):
+        order = parent.parent
+        if isinstance(order, exp.Order) and isinstance(order.parent, exp.Query):
+            return "ORDER BY"
+        return None
+    while isinstance(parent, (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple)):
+        child, parent = parent, parent.parent
+        while isinstance(parent, exp.Paren):
+            child, parent = parent, parent.parent
+    if isinstance(parent, exp.Group):
+        return "GROUP BY"
+    if isinstance(parent, exp.Distinct) and child.arg_key == "on":
+        return "DISTINCT ON"
+    return None
 
 
 FETCH_TIES = (

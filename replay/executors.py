@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +19,7 @@ from typing import Protocol
 from florsql.errors import ReplayError
 from florsql.replay import service as replay_service
 from florsql.replay.tasks import Task, TaskResult, heavy_imports
+from florsql.replay.zygote import UNSET
 from florsql.store import layout
 from florsql.store.replays import DONE, FAILED
 
@@ -34,10 +35,30 @@ class Executor(Protocol):
 
 
 def _env(task: Task) -> dict[str, str]:
-    env = {"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"}
+    """What a task's environment adds: the variables its run's code read, as it read them,
+    then florsql's own (``UNSET`` names those to remove)."""
+    env = {k: v for k, v in task.spec.environ.items() if v is not None}
+    unset = sorted(k for k, v in task.spec.environ.items() if v is None)
+    if unset:
+        env[UNSET] = ",".join(unset)
+    env.update({"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"})
     if task.spec.torch_threads:  # a fresh interpreter's torch takes its intra-op count from here
         env["OMP_NUM_THREADS"] = str(task.spec.torch_threads[0])
     return env
+
+
+def task_environ(task: Task, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with the task's variables set and those its run found unset removed."""
+    env = {**base, **_env(task)}
+    unset_names(env)
+    return env
+
+
+def unset_names(env: MutableMapping[str, str]) -> None:
+    """Remove from ``env`` the names its ``UNSET`` entry lists (and that entry)."""
+    for name in env.pop(UNSET, "").split(","):
+        if name:
+            env.pop(name, None)
 
 
 def at_once(tasks: Sequence[Task], workers: int) -> int:
@@ -175,7 +196,7 @@ class LocalExecutor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **_env(task)},
+                env=task_environ(task, os.environ),
                 start_new_session=True,
             )
             try:

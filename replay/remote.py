@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from florsql.errors import ReplayError
-from florsql.replay.executors import OnDone, _env, _Zygote, collect
+from florsql.replay.executors import OnDone, _Zygote, collect, task_environ
 from florsql.replay.tasks import Task, TaskResult
 from florsql.store import layout
 from florsql.store.fingerprints import recorded_inputs
@@ -410,7 +410,7 @@ def _run_worker(task: Task, warm: bool) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **_env(task)},
+            env=task_environ(task, os.environ),
             check=False,
         ).returncode
 

@@ -211,6 +211,7 @@ def _run_tasks(
         )
     run_dir = layout.run_dir(repo, req.run_id)
     threads = _recorded_threads(run_dir)
+    environ = _recorded_environ(run_dir)
     tree = prepare(repo, req.vid, patch.files)
     digest = patched_hash(source, patch.files)
     # Placed from texts other than the ones the plan fingerprinted (the script was edited
@@ -240,6 +241,7 @@ def _run_tasks(
             steps=[[s.iteration, s.mode, s.restore] for s in chunk.steps],
             data_changed=data_changed,
             torch_threads=threads,
+            environ=environ,
             fingerprints={
                 n.lower(): req.fingerprints[n.lower()]
                 for n in names
@@ -266,6 +268,14 @@ def _run_tasks(
             )
         )
     return out
+
+
+def _recorded_environ(run_dir: Path) -> dict[str, str | None]:
+    """The environment variables the run's code read (empty: none, or an older run)."""
+    try:
+        return rundoc.environ(layout.read_json(run_dir / layout.RUN_JSON))
+    except (OSError, ValueError):
+        return {}
 
 
 def _recorded_threads(run_dir: Path) -> list[int] | None:

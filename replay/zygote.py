@@ -51,6 +51,9 @@ TASK_TIMES = "FLORSQL_TASK_TIMES"
 #: the layering), so its query hears of it without waiting for the exit of a process with
 #: torch mapped (10-40 ms per wave of tasks, measured).
 DONE_FD = "FLORSQL_TASK_DONE_FD"
+#: Names of environment variables a task must not have (its run found them unset),
+#: comma-separated, in the task's environment (``florsql.replay.executors.task_environ``).
+UNSET = "FLORSQL_REPLAY_UNSET"
 
 
 def preload(modules: list[str]) -> list[str]:
@@ -99,6 +102,17 @@ def _set_threads(counts: list[int] | None) -> None:
     if torch.get_num_interop_threads() != int(counts[1]):
         with contextlib.suppress(RuntimeError):  # torch's inter-op pool already started
             torch.set_num_interop_threads(int(counts[1]))
+    real = torch.set_num_interop_threads
+
+    def set_num_interop_threads(n: int) -> None:
+        # The script pinning the count it ran with (``torch.set_num_interop_threads(1)`` at
+        # its top, as recorded): torch allows one call per process, and this one made it
+        # already; the same count again is a no-op, another one still raises.
+        if int(n) != torch.get_num_interop_threads():
+            real(n)
+
+    set_num_interop_threads.__doc__ = real.__doc__
+    setattr(torch, "set_num_interop_threads", set_num_interop_threads)  # noqa: B010
 
 
 def _child(task: dict[str, Any], received: float | None = None) -> None:
@@ -110,6 +124,16 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
     try:
         os.chdir(task["cwd"])
         os.environ.update(task["env"])
+        for name in os.environ.pop(UNSET, "").split(","):  # variables its run found unset
+            if name:
+                os.environ.pop(name, None)
+        watch = sys.modules.get("florsql.record.watch")
+        if watch is not None:  # the environment set above is the script's, not set by it
+            watch.ENV_WATCH.reset()
+            watch.WATCH.started_ns = time.time_ns()  # the run starts now
+        spec = os.environ.get("FLORSQL_REPLAY")
+        if spec:  # the worker keeps its writes out of the user's files from here on
+            importlib.import_module("florsql.record.replay_mode").guard_spec(spec)
         log = os.open(task["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

@@ -165,21 +165,23 @@ def record_pair(
     period: int = 1,
     script: str = "train.py",
     extra: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Recorded:
     """Record the old version of ``text`` in ``root/history`` (checkpoints every ``period``
     outer iterations) and the patched one in ``root/oracle``, each repo's runs in order, then
     write today's version into the history's working tree (no new run). ``extra`` files are
-    committed in both repos."""
+    committed in both repos; ``env`` is added to both recordings' environment (not to the
+    queries': a user who trained with a variable set queries without it)."""
     files = dict(extra or {})  # ``# hindsight`` lines in them are today's additions too
     old = {name: old_source(t) for name, t in files.items()}
     patched = {name: patched_source(t) for name, t in files.items()}
     history = make_repo(root / "history", {**old, script: old_source(text)})
     oracle = make_repo(root / "oracle", {**patched, script: patched_source(text)})
-    ck = {"FLORSQL_CHECKPOINT_PERIOD": str(period)}
+    ck = {**(env or {}), "FLORSQL_CHECKPOINT_PERIOD": str(period)}
     recorder.run(
         [
             [Job(history, script, tuple(argv), ck) for argv in runs],
-            [Job(oracle, script, tuple(argv)) for argv in runs],
+            [Job(oracle, script, tuple(argv), dict(env or {})) for argv in runs],
         ]
     )
     for name, t in patched.items():

@@ -41,6 +41,8 @@ def arrow_type_name(t: pa.DataType) -> str:
         (pa.types.is_list, "VARCHAR[]"),
         (pa.types.is_null, "NULL"),
     )
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        return "TIMESTAMP WITH TIME ZONE"
     for check, name in checks:
         if check(t):
             return name

@@ -153,6 +153,8 @@ def wrap_error(error: BaseException) -> Error:
             kind = ParseError
         elif isinstance(error, errors.PlanError):
             kind = PlanError
+        elif isinstance(error, errors.QueryInterrupted):
+            kind = QueryOperationalError
         else:
             kind = _duckdb_class(error.__cause__)
         made = kind(error.message, sql=error.sql, line=error.line, col=error.col)  # type: ignore[call-arg]

@@ -20,6 +20,7 @@ _LINE = re.compile(r"LINE (\d+): (.*)\n( *)\^", re.S)
 _QUOTED = re.compile(r'"([^"\n]+)"')
 _NAMED = re.compile(r"with name ([\w.]+) does not exist")
 _TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\w+|\S")
+_QUALIFIER = re.compile(r'Referenced table "([^"]+)" not found')
 _KIND = re.compile(r"^([A-Z][A-Za-z ]*Error): ")
 _MAX_LINES = 6
 
@@ -37,6 +38,12 @@ def translate_duckdb_error(error: Exception, *, ran: str, source: str, offset: i
     text = _INTERNAL.sub("logs", raw)
     message = _clean(text)
     quoted = _quoted_token(text)
+    qualifier = _QUALIFIER.search(text.splitlines()[0] if text else "")
+    if qualifier is not None:  # `x.lr` with no table x in scope: point at `x.`, not at a name
+        found = _locate_qualifier(qualifier.group(1), source, offset)  # the FROM also spells
+        if found is not None:
+            line, col = line_col(source, found)
+            return SqlError(message, sql=source, line=line, col=col)
     for token in [*_caret_tokens(raw), *([quoted] if quoted else [])]:
         found = _locate(token, source, offset)
         if found is not None:
@@ -80,6 +87,13 @@ def _quoted_token(text: str) -> str | None:
     first = text.splitlines()[0] if text else ""
     m = _QUOTED.search(first) or _NAMED.search(first)
     return m.group(1) if m else None
+
+
+def _locate_qualifier(name: str, source: str, offset: int) -> int | None:
+    """Where ``name`` qualifies a column (``name.x``, ``"name".x``) in ``source``."""
+    spelled = rf'(?:"{re.escape(name)}"|{re.escape(name)})'
+    m = re.search(rf'(?<![\w."]){spelled}\s*\.\s*["\w*]', source[offset:], re.IGNORECASE)
+    return offset + m.start() if m else None
 
 
 def _locate(token: str, source: str, offset: int) -> int | None:

@@ -1,21 +1,27 @@
 """``flor.dataframe(*names)``: the FlorDB-style pivot of chosen names, as Arrow or pandas.
 
 Columns, as FlorDB's ``flor.dataframe``: ``projid``, ``tstamp``, ``filename``, the loop columns
-that apply to the chosen names, then the names in the order given (a name given twice, in any
-case, or one of the first three, is not repeated). One row per run and loop
+that apply to the chosen names (a loop name chosen is its loop column, in loop order), then the
+other names in the order given (a name given twice, in any case, or one of the first three, is
+not repeated). One row per run and loop
 context where a chosen log name was logged (args are repeated on each row); with only args
 chosen, one row per run. Rows are ordered by ``tstamp`` and then by the loop columns.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from florsql.engine.replay_decision import SET_REPLAY_HINT
 from florsql.errors import PlanError
 from florsql.store.schema import quote
 
 __all__ = ["dataframe", "dataframe_sql"]
+
+#: What the replay-off warning tells a ``flor.dataframe`` caller, who has no ``SET``.
+DATAFRAME_HINT = "flor.dataframe(..., replay='auto') computes them"
 
 
 def dataframe_sql(loops: list[str], names: list[str], *, logs: bool) -> str:
@@ -35,7 +41,11 @@ def dataframe_sql(loops: list[str], names: list[str], *, logs: bool) -> str:
 
 
 def dataframe(
-    *names: str, repo: Path | str = ".", as_pandas: bool = False, engine: Any = None
+    *names: str,
+    repo: Path | str = ".",
+    as_pandas: bool = False,
+    engine: Any = None,
+    replay: str | None = None,
 ) -> Any:
     """The pivot of ``names`` (args and log names) over every run, FlorDB-compatible.
 
@@ -43,7 +53,11 @@ def dataframe(
         names: arg and log names, in the column order wanted.
         repo: the repository (ignored when ``engine`` is given).
         as_pandas: return a pandas DataFrame (pandas must be installed).
-        engine: an open :class:`~florsql.engine.session.Engine` to use.
+        engine: an open :class:`~florsql.engine.session.Engine` to use, or an open
+            ``florsql.connect()`` connection (its engine).
+        replay: ``"auto"`` computes hindsight values never recorded (replaying old runs);
+            ``"off"`` leaves them NULL with a warning; None: the engine's setting (``"off"``
+            for the engine ``dataframe`` opens itself, the connection's for ``engine=con``).
 
     Example:
         >>> import florsql as flor
@@ -56,9 +70,13 @@ def dataframe(
     if not names:
         raise PlanError("flor.dataframe needs at least one name")
     own = engine is None
+    if engine is not None and not hasattr(engine, "catalog"):
+        engine = getattr(engine, "engine", engine)  # a florsql.connect() connection: its engine
+        if engine is None:
+            raise PlanError("flor.dataframe: the connection given as engine= is closed")
     eng = Engine(repo) if own else engine
     try:
-        table = _pivot(eng, list(names))
+        table = _pivot(eng, list(names), replay)
     finally:
         if own:
             eng.close()
@@ -70,7 +88,7 @@ def dataframe(
     return table
 
 
-def _pivot(eng: Any, names: list[str]) -> Any:
+def _pivot(eng: Any, names: list[str], replay: str | None) -> Any:
     catalog = eng.catalog()
     unknown = [n for n in names if catalog.column(n) is None]
     if unknown:
@@ -84,9 +102,18 @@ def _pivot(eng: Any, names: list[str]) -> Any:
     logs = any(k == "log" or "log" in dict(catalog.column(n).shared) for n, k in kinds.items())
     if not logs and any(k == "loop" for k in kinds.values()):
         logs = True
-    loops = [lp for lp in catalog.loops if lp not in names]
-    table = eng.execute(dataframe_sql(loops, names, logs=logs)).table
+    # a loop name chosen is its loop column, in loop order (rows are ordered by every loop)
+    chosen_loops = {n for n, k in kinds.items() if k == "loop"}
+    loops = list(catalog.loops)
+    names = [n for n in names if n not in chosen_loops]
+    with eng.cursor(replay=replay, warn=False) as cursor:
+        result = cursor.execute(dataframe_sql(loops, names, logs=logs))
+    for category, message in result.warning_records:  # the hint a dataframe user can follow
+        warnings.warn(message.replace(SET_REPLAY_HINT, DATAFRAME_HINT), category, stacklevel=3)
+    table = result.table
     keep = [
-        c for c in table.column_names if c not in loops or table.column(c).null_count < len(table)
+        c
+        for c in table.column_names
+        if c not in loops or c in chosen_loops or table.column(c).null_count < len(table)
     ]
     return table.select(keep)

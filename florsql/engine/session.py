@@ -17,6 +17,7 @@ connection, one statement at a time (it is what the REPL, CLI and DB-API use).
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import warnings
 from collections import OrderedDict
@@ -36,8 +37,15 @@ from florsql.engine.replay_decision import Messages, replay_if_needed, wants_rep
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
-from florsql.engine.show import show_columns, show_runs
-from florsql.errors import DamagedFileWarning, FlorError, PlanError, SqlError, StoreError
+from florsql.engine.show import SHOW_RUNS_SQL, show_columns_sql
+from florsql.errors import (
+    DamagedFileWarning,
+    FlorError,
+    PlanError,
+    QueryInterrupted,
+    SqlError,
+    StoreError,
+)
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
@@ -290,11 +298,13 @@ class Engine:
                 if stmt.kind == "set":
                     settings["replay"] = _check_replay(stmt.value or "")
                     return Result.empty("set")
-                if stmt.kind == "show_runs":
-                    return Result("show_runs", show_runs(con))
+                if stmt.kind == "show_runs":  # run as a query: its types are DuckDB's
+                    table, types = self._run(con, SHOW_RUNS_SQL, stmt)
+                    return Result("show_runs", table, types=types)
                 if stmt.kind == "show_columns":
-                    table = show_columns(con, catalog, stmt.table or "", stmt.source)
-                    return Result("show_columns", table)
+                    sql = show_columns_sql(catalog, stmt.table or "", stmt.source)
+                    table, types = self._run(con, sql, stmt)
+                    return Result("show_columns", table, types=types)
                 if stmt.kind == "select" and _may_need(stmt, catalog):
                     self._prewarm(catalog, settings["replay"])  # overlaps the planning
                 planned = self._plan(stmt, catalog, params, con)
@@ -425,15 +435,27 @@ class Engine:
     def _run(
         self, con: duckdb.DuckDBPyConnection, sql: str, stmt: Statement
     ) -> tuple[pa.Table, tuple[str, ...]]:
+        pressed: list[bool] = []
         try:
-            table, types = run_exact(con, sql)
-            return table, tuple(type_name(t) for t in types)
+            with _ctrl_c_interrupts(con, pressed):
+                table, types = run_exact(con, sql)
         except Exception as e:
+            if pressed:
+                raise KeyboardInterrupt from None
+            if _interrupted(e):
+                raise QueryInterrupted(
+                    "the query was interrupted (Engine.interrupt(), a cursor's interrupt() or a "
+                    "cancelled call); run it again to answer it",
+                    sql=stmt.source,
+                ) from e
             if type(e).__module__.startswith(("duckdb", "_duckdb")):
                 raise translate_duckdb_error(
                     e, ran=sql, source=stmt.source, offset=stmt.offset
                 ) from e
             raise
+        if pressed:  # Ctrl-C came as the query ended
+            raise KeyboardInterrupt
+        return table, tuple(type_name(t) for t in types)
 
     def refresh(self) -> None:
         """Re-read the store now (new runs, replayed values); waits for running queries."""
@@ -563,3 +585,38 @@ def _check_replay(value: str, allowed: tuple[str, ...] = REPLAY_VALUES) -> str:
     if value not in allowed:
         raise PlanError(f"replay must be one of {', '.join(REPLAY_VALUES)}, not {value!r}")
     return value
+
+
+def _interrupted(error: Exception) -> bool:
+    """DuckDB's answer to an interrupt: ``InterruptException``, or (DuckDB 2.0 fetching Arrow) a
+    plain ``RuntimeError('Query interrupted')``."""
+    import duckdb
+
+    if isinstance(error, duckdb.InterruptException):
+        return True
+    return type(error) is RuntimeError and str(error).startswith("Query interrupted")
+
+
+@contextmanager
+def _ctrl_c_interrupts(con: duckdb.DuckDBPyConnection, pressed: list[bool]) -> Iterator[None]:
+    """While DuckDB runs a query of the main thread, Ctrl-C (SIGINT) interrupts it at once and
+    notes it in ``pressed`` (the caller raises ``KeyboardInterrupt``). DuckDB's own check waits
+    for a query over a database file to end: a 20 s query went on for 20 s after Ctrl-C, then
+    failed as 'Query interrupted', which the DB-API called a florsql bug. Only where Python's
+    default handler is installed: a front end with its own (the shell, the server) keeps it."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        pressed.append(True)
+        con.interrupt()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import pyarrow as pa
-
 from florsql.errors import PlanError
 from florsql.plan.catalog import RELATIONS, Catalog
 from florsql.plan.stats import string_literal
 from florsql.plan.system import INFORMATION_SCHEMA, information_schema_sql
 
-if TYPE_CHECKING:
-    import duckdb
+__all__ = ["SHOW_RUNS_SQL", "show_columns_sql"]
 
-__all__ = ["show_columns", "show_runs"]
-
-
-def show_runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every run, oldest first: the ``runs`` relation."""
-    return con.sql("SELECT * FROM runs ORDER BY tstamp, run_id").to_arrow_table()
+#: ``SHOW RUNS``: every run, oldest first: the ``runs`` relation.
+SHOW_RUNS_SQL = "SELECT * FROM runs ORDER BY tstamp, run_id"
 
 
-def show_columns(
-    con: duckdb.DuckDBPyConnection, catalog: Catalog, table: str, source: str
-) -> pa.Table:
-    """The columns of ``table``; for ``logs`` also their kind and which versions have them."""
+def show_columns_sql(catalog: Catalog, table: str, source: str) -> str:
+    """The query answering ``SHOW COLUMNS FROM table``; for ``logs`` also each column's kind
+    and which versions have it. The engine runs it as any query, so its result's types are
+    DuckDB's (the DB-API's ``description``, Flight SQL's ``TYPE_NAME``)."""
     parts = [p.strip('"').lower() for p in table.split(".")]
     name = parts[-1]
     if len(parts) >= 2 and parts[-2] == "information_schema" and name in INFORMATION_SCHEMA:
         view = information_schema_sql(name, catalog)
-        return con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {view})").to_arrow_table()
+        return f"SELECT column_name, column_type FROM (DESCRIBE {view})"
     if name == "logs":
-        return _logs_columns(con, catalog)
+        return _logs_columns(catalog)
     if name not in (*RELATIONS, "ctx_path"):
         hint = catalog.suggest(name, ["logs", *RELATIONS])
         raise PlanError(f"Unknown relation '{table}'.{hint}", sql=source)
-    return con.sql(f"SELECT column_name, column_type FROM (DESCRIBE {name})").to_arrow_table()
+    return f"SELECT column_name, column_type FROM (DESCRIBE {name})"
 
 
-def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
+def _logs_columns(catalog: Catalog) -> str:
     rows = ", ".join(
         f"({i}, {string_literal(c.name)}, {string_literal(c.sql_type)}, "
         f"{string_literal(c.kind)}, {str(c.hindsight).lower()}, {c.lacking_runs})"
@@ -84,4 +75,4 @@ def _logs_columns(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> pa.Table:
     LEFT JOIN scripts s ON s.name = lower(c.column_name)
     LEFT JOIN lacking l ON l.name = lower(c.column_name)
     ORDER BY c.pos"""
-    return con.sql(sql).to_arrow_table()
+    return sql

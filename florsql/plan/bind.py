@@ -190,9 +190,43 @@ def _analyse(root: exp.Expr, catalog: Catalog, source: str) -> list[Reference]:
                     ref.names.add(column.name)
             elif not col.table:
                 _check_unresolved(scope, col, catalog, source)
+        for col in _alias_clause_columns(scope):
+            _check_unresolved(scope, col, catalog, source)
         _columns_function(scope, refs, log_names)
         _whole_rows(scope, refs)
     return sorted(refs.values(), key=lambda r: r.ref_id)
+
+
+def _alias_clause_columns(scope: Scope) -> list[exp.Column]:
+    """Unqualified names of ``HAVING`` and ``QUALIFY`` that qualify left unplaced: sqlglot's
+    ``scope.columns`` leaves every one out (it may be a select alias), so an unknown name reached
+    DuckDB, whose message misleads (``HAVING zz > 1``: 'column "zz" must appear in the GROUP BY
+    clause')."""
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return []
+    listed = {id(c) for c in scope.columns}
+    found = []
+    for key in ("having", "qualify"):
+        clause = select.args.get(key)
+        if clause is None:
+            continue
+        for col in clause.find_all(exp.Column):
+            if col.table or id(col) in listed or col.find_ancestor(exp.Select) is not select:
+                continue
+            if isinstance(col.this, exp.Star) or _lambda_variable(col):
+                continue
+            found.append(col)
+    return found
+
+
+def _lambda_variable(col: exp.Column) -> bool:
+    lam = col.find_ancestor(exp.Lambda)
+    while lam is not None:
+        if any(p.name.lower() == col.name.lower() for p in lam.expressions):
+            return True
+        lam = lam.find_ancestor(exp.Lambda)
+    return False
 
 
 def _whole_rows(scope: Scope, refs: dict[int, Reference]) -> None:

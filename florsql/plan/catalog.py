@@ -206,7 +206,14 @@ class Catalog:
     def sqlglot_schema(self) -> MappingSchema:
         """:meth:`schema` as a sqlglot schema, built once (normalizing it costs milliseconds)."""
         if "schema" not in self._memo:
-            self._memo["schema"] = MappingSchema(self.schema(), dialect="duckdb")
+            # sqlglot reads each key as SQL: quoted, a name keeps its spaces and quotes
+            # (`" pad "` unquoted read as `pad`, and `SELECT *` over it failed)
+            quoted: dict[str, object] = {
+                table: {_quoted(c): t for c, t in cols.items()}
+                for table, cols in self.schema().items()
+                if isinstance(cols, dict)
+            }
+            self._memo["schema"] = MappingSchema(quoted, dialect="duckdb")
         return self._memo["schema"]
 
     def suggest(self, name: str, candidates: list[str] | tuple[str, ...] | None = None) -> str:
@@ -222,6 +229,10 @@ class Catalog:
             lower = {p.lower(): p for p in pool}
             close = [lower[name.lower()]] if name.lower() in lower else []
         return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def build_catalog(

@@ -15,7 +15,8 @@ What counts, as in the libcst scanner:
 - its chain is the ``flor.loop`` loops around it; a loop is a ``for`` whose iterable contains a
   ``flor.loop("<name>", ...)`` call (the first such call in source order names it);
 - inside a function (its decorators, defaults and annotations included), a site takes the chains
-  of the function's call sites, matched by name, up to 4 calls deep.
+  of the function's call sites, matched by name, up to 4 calls deep; a ``def`` inside a loop
+  adds nothing of that loop itself (its call sites' chains hold it).
 """
 
 from __future__ import annotations
@@ -159,6 +160,10 @@ class _Scanner:
                 return
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             fn = node.name  # its decorators, defaults and annotations count as inside it
+            # A body runs where the function is called, not where the ``def`` is: a function
+            # defined in a loop's body takes its call sites' chains, as any other (they hold
+            # that loop already).
+            chain = ()
         elif isinstance(node, ast.Call):
             self._call(node, chain, fn, depth)
         elif (
@@ -207,7 +212,9 @@ class _Scanner:
         if not ok:
             return None
         first = _first_argument(node)
-        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
+            # (an empty name is refused when the call runs: no column; as a quoted identifier
+            # it made every query over the repository fail, 'zero-length delimited identifier')
             return first.value if self._one_literal(first) else None
         return None
 

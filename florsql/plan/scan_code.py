@@ -67,6 +67,7 @@ class _Finder(cst.CSTVisitor):
         super().__init__()
         self.modules, self.direct = aliases
         self.loops: list[str] = []
+        self.outer_loops: list[list[str]] = []  # the loops around each def being visited
         self.functions: list[str] = []
         self.sites: list[RawSite] = []
         self.chains: set[tuple[str, ...]] = set()
@@ -100,7 +101,7 @@ class _Finder(cst.CSTVisitor):
             arg = named[0].value
         if isinstance(arg, cst.SimpleString):
             value = arg.evaluated_value
-            return value if isinstance(value, str) else None
+            return value if isinstance(value, str) and value else None  # "" is refused
         return None
 
     def _loop_name(self, node: cst.For) -> str | None:
@@ -148,9 +149,13 @@ class _Finder(cst.CSTVisitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions.append(node.name.value)
+        # its body runs where it is called: the call sites' chains hold the loops around a def
+        self.outer_loops.append(self.loops)
+        self.loops = []
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.functions.pop()
+        self.loops = self.outer_loops.pop()
 
     def visit_Call(self, node: cst.Call) -> None:
         name = self._flor_call(node, "log")

@@ -20,8 +20,11 @@ from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint, git_
 __all__ = ["imported_files", "record_inputs"]
 
 
-def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
-    """The run.json form of what ``watch`` saw: the ignored files read, fingerprinted."""
+def record_inputs(
+    repo: Path, watch: OpenWatch, since_ns: int | None = None
+) -> list[dict[str, Any]]:
+    """The run.json form of what ``watch`` saw: the ignored files read, fingerprinted (those
+    modified at or after ``since_ns``, the run's start, marked: see ``fingerprint``)."""
     from florsql.versions.git import run_git
 
     read, written = watch.snapshot()
@@ -33,7 +36,7 @@ def record_inputs(repo: Path, watch: OpenWatch) -> list[dict[str, Any]]:
     out = run_git(repo, "check-ignore", "-z", "--stdin", input=_z(queries), check=False)
     ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
     kept = [p for p in paths if asked[p] in ignored][:MAX_INPUTS]
-    return [asdict(i) for i in fingerprint(repo, kept)]
+    return [asdict(i) for i in fingerprint(repo, kept, since_ns=since_ns)]
 
 
 def _z(paths: list[str]) -> bytes:

@@ -142,12 +142,47 @@ def _process_start(fallback: float) -> float:
     return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def guard_files(spec: ReplaySpec) -> None:
+    """Keep this worker's writes out of the user's repository and the shared worktree
+    (:class:`florsql.record.watch.WriteSandbox`): private copies under the task's folder,
+    removed when it ends. Called as the task starts (the warm worker's child, before the
+    script runs) and again, doing nothing, when the record API starts."""
+    from florsql.record.watch import WATCH, WriteSandbox
+
+    if WATCH.sandbox is not None:
+        return
+    store = Path(spec.run_dir).parent.parent  # <repo>/.florsql/runs/<run_id>
+    if store.name != layout.STORE_DIRNAME:
+        return  # materialized elsewhere (a Ray node's temporary folder): nothing of the user's
+    repo = store.parent
+    sandbox = WriteSandbox(
+        [str(repo), str(store / "worktrees")],
+        [str(store), spec.out_dir, spec.run_dir],  # the task's own results, the run's files
+        str(Path(spec.out_dir) / "files"),
+    )
+    sandbox.install()
+    WATCH.sandbox = sandbox
+
+
+def guard_spec(path: str) -> None:
+    """:func:`guard_files` for the spec at ``path`` (the warm worker's child, by name)."""
+    guard_files(ReplaySpec.read(path))
+
+
+def drop_private_files(spec: ReplaySpec) -> None:
+    """Remove the task's private copies of the files it wrote."""
+    import shutil
+
+    shutil.rmtree(Path(spec.out_dir) / "files", ignore_errors=True)
+
+
 class ReplayRun:
     """The record API's state in a replay worker."""
 
     def __init__(self, spec: ReplaySpec) -> None:
         self.phases = Phases()
         self.spec = spec
+        guard_files(spec)
         set_torch_threads(spec.torch_threads)
         self.out = Path(spec.out_dir)
         self.run_dir = Path(spec.run_dir)
@@ -440,6 +475,7 @@ class ReplayRun:
             "timings": self.phases.done(time.time() - t0),
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
+        drop_private_files(self.spec)
 
     def fail(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         tail = "".join(traceback.format_exception(kind, exc, tb)[-4:])[-3000:]
@@ -454,6 +490,7 @@ class ReplayRun:
         }
         self.out.mkdir(parents=True, exist_ok=True)
         layout.atomic_write_json(self.out / FAILED, marker)
+        drop_private_files(self.spec)
 
 
 def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any]]:

@@ -33,7 +33,7 @@ from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
-from florsql.record.watch import WATCH
+from florsql.record.watch import ENV_WATCH, WATCH
 from florsql.record.writer import EXIT_TIMEOUT, Writer
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import InputFile, combined_digest
@@ -604,8 +604,18 @@ class Run:
         self.seq += rows.log_count
         self.rows = Columns(self.names, first_seq=self.seq)
         self.writer.submit_batch(rows)
-        if self._note_torch_threads():
+        if self._note_torch_threads() | self._note_environ():
             self.writer.submit_run_json(self.doc)
+
+    def _note_environ(self) -> bool:
+        """Put the environment variables the repository's code read in the run's document
+        (``environ``: name -> value, null where unset); True if they changed. Replay sets them
+        so (docs/replay.md)."""
+        seen = ENV_WATCH.snapshot(str(self.repo))
+        if seen == self.doc.get(rundoc.ENVIRON, {}):
+            return False
+        self.doc[rundoc.ENVIRON] = seen
+        return True
 
     def _note_torch_threads(self) -> bool:
         """Put torch's thread counts in the run's document (only where the script imported
@@ -629,6 +639,7 @@ class Run:
         self.doc["ended"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self.doc["torch"] = self.doc["torch"] or _torch_version()
         self._note_torch_threads()
+        self._note_environ()
         self.writer.submit_job(self._describe_files)
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
@@ -652,7 +663,7 @@ class Run:
             if in_version is None:
                 in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
-            inputs = record_inputs(self.repo, WATCH)
+            inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns)
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(
                 files=[f for f in files if f in in_version or f == main],

@@ -15,9 +15,12 @@ script's first record call is seen too), and ``import florsql`` stays light.
 from __future__ import annotations
 
 import os
+import re
+import sys
+import time
 from typing import Any
 
-__all__ = ["WATCH", "OpenWatch"]
+__all__ = ["ENV_WATCH", "WATCH", "EnvWatch", "OpenWatch", "WriteSandbox"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -37,6 +40,13 @@ class OpenWatch:
         self.written: set[str] = set()
         self.active = True
         self._raw: set[tuple[str, bool]] = set()  # as given, to skip repeated opens cheaply
+        #: When the watch was installed (as the record API was imported; a forked worker sets
+        #: it again): files modified since changed while the run ran
+        #: (``florsql.store.fingerprints.DURING``).
+        self.started_ns = time.time_ns()
+        #: In a replay worker: where a path opened is really read or written
+        #: (:class:`WriteSandbox`); None elsewhere.
+        self.sandbox: WriteSandbox | None = None
 
     def install(self) -> None:
         """Wrap ``open`` (``builtins.open`` and ``io.open``, one function) and ``os.open``.
@@ -54,13 +64,18 @@ class OpenWatch:
             return  # installed already (a reloaded module)
         real_open, real_os_open = io.open, os.open
         opened = self._opened
+        watch = self
 
         def open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
             opened((file, mode, None))
+            if watch.sandbox is not None:
+                file = watch.sandbox.path(file, writing=any(c in mode for c in "wax+"))
             return real_open(file, mode, *args, **kwargs)
 
         def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
             opened((path, None, flags))
+            if watch.sandbox is not None:
+                path = watch.sandbox.path(path, writing=bool(flags & _WRITE_FLAGS))
             return real_os_open(path, flags, *args, **kwargs)
 
         for wrapper, real in ((open, real_open), (os_open, real_os_open)):
@@ -100,6 +115,239 @@ class OpenWatch:
         return set(self.read), set(self.written)
 
 
-#: This process's watch.
+class EnvWatch:
+    """Remembers the environment variables code of the repository reads through
+    ``os.environ`` (``os.environ[k]``, ``.get``, ``in``, ``os.getenv``): per name, the value
+    the first such read saw (None: not set). A replay sets them so again: a run trained with
+    ``AUX_W=0.5 python train.py`` replays with ``AUX_W=0.5`` whatever the querying shell has.
+
+    Installed by giving ``os.environ`` a subclass of its own class (the same object, so every
+    reference to it sees the change). A read counts where the first frame outside ``os`` and
+    ``collections.abc`` runs a file of the repository (:meth:`snapshot` filters by path), so
+    torch's and other libraries' own reads are left out, and where that line read at most
+    ``BULK`` names (more: a copy of the whole environment, for a subprocess). Names the
+    script set before it read them, ``FLORSQL_*`` (florsql's own settings) and names that
+    look like secrets (``KEY``, ``TOKEN``, ``SECRET``, ``PASSWORD``...: never written down)
+    are left out too. Not seen: reads before ``import florsql``, and reads from C
+    (``getenv``).
+    """
+
+    #: At most this many names are kept.
+    LIMIT = 1000
+    #: A line that read more names than this copied the environment (``dict(os.environ)``,
+    #: ``{**os.environ}`` for a subprocess): its reads do not count.
+    BULK = 8
+
+    def __init__(self) -> None:
+        self.active = True
+        #: name -> (value at the first read, (file, line) of the code that read it)
+        self.seen: dict[str, tuple[str | None, set[tuple[str, int]]]] = {}
+        #: (file, line) -> the names read there (up to ``BULK`` + 1)
+        self.per_site: dict[tuple[str, int], set[str]] = {}
+        self.set_first: set[str] = set()
+
+    def install(self) -> None:
+        environ = os.environ
+        cls = type(environ)
+        if getattr(cls, "__florsql_watch__", False):
+            return
+        watch = self
+
+        class _Environ(cls):  # type: ignore[valid-type,misc]
+            __florsql_watch__ = True
+
+            def __getitem__(self, key: Any) -> Any:
+                try:
+                    value = super().__getitem__(key)
+                except KeyError:
+                    watch.read(key, None)
+                    raise
+                watch.read(key, value)
+                return value
+
+            def __contains__(self, key: Any) -> bool:
+                try:
+                    self[key]
+                except KeyError:
+                    return False
+                return True
+
+            def __setitem__(self, key: Any, value: Any) -> None:
+                watch.wrote(key)
+                super().__setitem__(key, value)
+
+            def __delitem__(self, key: Any) -> None:
+                watch.wrote(key)
+                super().__delitem__(key)
+
+        _Environ.__name__ = _Environ.__qualname__ = cls.__name__
+        _Environ.__module__ = cls.__module__
+        try:
+            environ.__class__ = _Environ
+        except TypeError:
+            return  # not a plain os._Environ (replaced by someone): left alone
+
+    def stop(self) -> None:
+        self.active = False
+
+    def reset(self) -> None:
+        """Forget every read and write: a process forked to run a script
+        (:mod:`florsql.replay.zygote`) starts as a fresh interpreter would."""
+        self.seen.clear()
+        self.set_first.clear()
+        self.per_site.clear()
+
+    def read(self, key: Any, value: str | None) -> None:
+        if not self.active or not isinstance(key, str) or key.startswith("FLORSQL_"):
+            return
+        try:
+            if key in self.set_first:
+                return
+            entry = self.seen.get(key)
+            if entry is None and len(self.seen) >= self.LIMIT:
+                return
+            frame = sys._getframe(2)
+            while frame is not None and frame.f_code.co_filename in _PLUMBING:
+                frame = frame.f_back  # type: ignore[assignment]
+            where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("", 0)
+            if where[0] and not where[0].startswith("<") and not os.path.isabs(where[0]):
+                where = (os.path.abspath(where[0]), where[1])  # ``python train.py``: cwd-relative
+            if entry is None:
+                entry = self.seen[key] = (value, set())
+            if len(entry[1]) < 8:
+                entry[1].add(where)
+            names = self.per_site.setdefault(where, set())
+            if len(names) <= self.BULK:
+                names.add(key)
+        except Exception:
+            return
+
+    def wrote(self, key: Any) -> None:
+        if self.active and isinstance(key, str) and key not in self.seen:
+            self.set_first.add(key)
+
+    def snapshot(self, root: str) -> dict[str, str | None]:
+        """name -> value (None: unset) of the variables code under ``root`` read."""
+        prefix = os.path.join(os.path.normpath(root), "")
+        out: dict[str, str | None] = {}
+        for key, (value, sites) in list(self.seen.items()):
+            if _SECRET.search(key):
+                continue
+            for f, line in sites:
+                bulk = len(self.per_site.get((f, line), ())) > self.BULK
+                if not bulk and os.path.isabs(f) and os.path.normpath(f).startswith(prefix):
+                    out[key] = value
+                    break
+        return dict(sorted(out.items()))
+
+
+#: Names never written down (their values are secrets): a replay leaves them as they are.
+_SECRET = re.compile(r"(?i)key|token|secret|passw|credential|auth|cookie|session")
+
+#: Files whose frames stand between a read of ``os.environ`` and the code that asked.
+_PLUMBING = frozenset(
+    {
+        __file__,
+        os.__file__,
+        "<frozen os>",
+        "<frozen _collections_abc>",
+        getattr(sys.modules.get("_collections_abc"), "__file__", "") or "<frozen os>",
+    }
+)
+
+
+class WriteSandbox:
+    """Keeps a replay worker's writes out of the user's files.
+
+    A replay runs old code in a worktree whose ignored top-level paths (``data/``,
+    ``checkpoints/``) are symlinks to the user's (docs/replay.md); old code that saves a
+    checkpoint each epoch would overwrite the user's newest one with a replayed, older state
+    (losing it), and a task replaying another run that reads that file (a run resumed from it)
+    would read what a replay wrote. So, in a replay worker, a file under ``roots`` (the
+    repository and the worktree, less florsql's store) opened for writing is written to a
+    private copy under ``private`` instead (copied first where the mode keeps the old content:
+    append, ``r+``); the task's later opens of that path read its copy. ``os.rename``,
+    ``os.replace``, ``os.remove`` and ``os.unlink`` of such paths act on the copies, never on
+    the user's file; ``torch.save`` to a path is redirected too (torch writes it from C++).
+    Not covered: other writers that open files outside Python (h5py, safetensors), and other
+    ways to change a file (``shutil.rmtree``, ``os.truncate``).
+    """
+
+    def __init__(self, roots: list[str], exclude: list[str], private: str) -> None:
+        self.roots = [os.path.join(os.path.realpath(r), "") for r in roots]
+        self.exclude = [os.path.join(os.path.realpath(r), "") for r in exclude]
+        self.private = private
+        self.moved: dict[str, str] = {}  # a real path -> its private copy
+
+    def _inside(self, real: str) -> bool:
+        """Under a root, unless a longer excluded folder holds it (the worktrees lie in the
+        store, which is excluded)."""
+        root = max((len(r) for r in self.roots if real.startswith(r)), default=-1)
+        return root > max((len(e) for e in self.exclude if real.startswith(e)), default=-1)
+
+    def path(self, file: Any, writing: bool, keep: bool = True) -> Any:
+        """Where to open ``file``: its private copy when it has one or is written now."""
+        if isinstance(file, int):
+            return file
+        try:
+            real = os.path.realpath(os.fsdecode(os.fspath(file)))
+        except TypeError:
+            return file
+        hit = self.moved.get(real)
+        if hit is not None:
+            return hit
+        if not writing or not self._inside(real):
+            return file
+        root = max((r for r in self.roots if real.startswith(r)), key=len)
+        private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
+        os.makedirs(os.path.dirname(private), exist_ok=True)
+        if keep and os.path.isfile(real):
+            import shutil
+
+            shutil.copyfile(real, private)  # append and r+ see the old content
+        self.moved[real] = private
+        return private
+
+    def install(self) -> None:
+        """Wrap ``os.rename``/``os.replace``/``os.remove``/``os.unlink`` and, where torch is
+        loaded, ``torch.save``, to act on private copies."""
+        sandbox = self
+        for name in ("rename", "replace"):
+            real_move = getattr(os, name)
+
+            def move(src: Any, dst: Any, *args: Any, _real: Any = real_move, **kw: Any) -> Any:
+                src = sandbox.path(src, writing=True)  # the user's file stays: moved is a copy
+                return _real(src, sandbox.path(dst, writing=True, keep=False), *args, **kw)
+
+            setattr(os, name, move)
+        for name in ("remove", "unlink"):
+            real_rm = getattr(os, name)
+
+            def remove(path: Any, *args: Any, _real: Any = real_rm, **kw: Any) -> Any:
+                private = sandbox.path(path, writing=True, keep=False)
+                if private is not path and not os.path.lexists(private):
+                    return None  # the user's file: it stays, as if removed for this task
+                return _real(private, *args, **kw)
+
+            setattr(os, name, remove)
+        torch = sys.modules.get("torch")
+        if torch is not None and hasattr(torch, "save"):
+            real_save = torch.save
+
+            def save(obj: Any, f: Any, *args: Any, **kw: Any) -> Any:
+                if isinstance(f, (str, bytes, os.PathLike)):
+                    f = sandbox.path(f, writing=True, keep=False)
+                return real_save(obj, f, *args, **kw)
+
+            save.__wrapped__ = real_save  # type: ignore[attr-defined]
+            setattr(torch, "save", save)  # noqa: B010 (torch is a module found at run time)
+            serialization = sys.modules.get("torch.serialization")
+            if serialization is not None:
+                setattr(serialization, "save", save)  # noqa: B010
+
+
+#: This process's watches.
 WATCH = OpenWatch()
 WATCH.install()
+ENV_WATCH = EnvWatch()
+ENV_WATCH.install()

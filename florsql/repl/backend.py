@@ -74,8 +74,8 @@ class EngineReplService:
                 target.progress = progress
                 return
 
-    def explain(self, sql: str) -> str:
-        outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off")
+    def explain(self, sql: str, params: Sequence[object] = ()) -> str:
+        outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off", params=params)
         return render_outcome(outcome, "table") or ""
 
     def schema(self) -> Schema:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from florsql.repl.dotcommands import REGISTRY
 from florsql.repl.service import Schema
 
-__all__ = ["FUNCTIONS", "KEYWORDS", "Suggestion", "suggest"]
+__all__ = ["FUNCTIONS", "KEYWORDS", "RESERVED", "Suggestion", "identifier", "suggest"]
 
 KEYWORDS = (
     "SELECT", "FROM", "WHERE", "GROUP BY", "GROUP BY ALL", "ORDER BY", "ORDER BY ALL", "HAVING",
@@ -30,6 +30,37 @@ FUNCTIONS = (
     "quantile_cont", "stddev", "list", "string_agg", "round", "abs", "coalesce", "row_number",
     "rank", "lag", "lead", "epoch", "date_trunc", "strftime",
 )  # fmt: skip
+
+#: DuckDB's reserved keywords (``duckdb_keywords()``, category ``reserved``): a column named one
+#: must be quoted.
+RESERVED = frozenset(
+    {
+        "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both",
+        "case", "cast", "check", "collate", "column", "constraint", "create", "default",
+        "deferrable", "desc", "describe", "distinct", "do", "else", "end", "except", "false",
+        "fetch", "for", "foreign", "from", "group", "having", "in", "initially", "intersect",
+        "into", "lambda", "lateral", "leading", "limit", "not", "null", "offset", "on", "only",
+        "or", "order", "pivot", "pivot_longer", "pivot_wider", "placing", "primary", "qualify",
+        "references", "returning", "select", "show", "some", "summarize", "symmetric", "table",
+        "then", "to", "trailing", "true", "union", "unique", "unpivot", "using", "variadic",
+        "when", "where", "window", "with",
+    }
+)  # fmt: skip
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def identifier(name: str) -> str:
+    """``name`` as it must be written in SQL: quoted when it is not a plain name or is a
+    reserved keyword (a log named ``my name``, ``a.b`` or ``order``).
+
+    Example:
+        >>> [identifier(n) for n in ("loss", "my name", "order", 'a"b')]
+        ['loss', '"my name"', '"order"', '"a""b"']
+    """
+    if _PLAIN.fullmatch(name) and name.lower() not in RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
 
 _WORD = re.compile(r"[A-Za-z_][\w$]*\.?[\w$]*$")
 _RELATION_BEFORE = re.compile(r"\b(FROM|JOIN|TABLE|COLUMNS\s+FROM)\s+([\w.]*)$", re.I)
@@ -124,15 +155,28 @@ def suggest(before: str, schema: Schema) -> list[Suggestion]:
     if dot_sep:
         relation = _sources(before).get(qualifier.lower(), qualifier.lower())
         cols = ((c.name, _column_meta(c.sql_type, c.hindsight)) for c in schema.columns(relation))
-        return [Suggestion(t, m, len(partial)) for t, m in _ranked(partial, cols)]
+        return [_column(t, m, partial, before) for t, m in _ranked(partial, cols)]
     if not word:
         return []
     read = set(_sources(before).values()) or {"logs"}
     columns = [c for rel in schema.relations if rel in read for c in schema.columns(rel)]
+    names = {c.name for c in columns}
     items: list[tuple[str, str]] = [
         (c.name, _column_meta(c.sql_type, c.hindsight)) for c in columns
     ]
     items += [(k, "keyword") for k in KEYWORDS]
     items += [(f, "function") for f in FUNCTIONS]
     items += [(r, "relation") for r in schema.relations]
-    return [Suggestion(t, m, len(word)) for t, m in _ranked(word, items)]
+    return [
+        _column(t, m, word, before) if t in names else Suggestion(t, m, len(word))
+        for t, m in _ranked(word, items)
+    ]
+
+
+def _column(name: str, meta: str, word: str, before: str) -> Suggestion:
+    """A column, written as SQL must spell it; an opening quote typed already is replaced."""
+    text = identifier(name)
+    if text == name:
+        return Suggestion(text, meta, len(word))
+    opened = before[: len(before) - len(word)].endswith('"')
+    return Suggestion(text, meta, len(word) + opened)

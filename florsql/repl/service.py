@@ -118,8 +118,9 @@ class ReplService(Protocol):
         ``confirm`` declined."""
         ...
 
-    def explain(self, sql: str) -> str:
-        """The replay plan and cost of a query, as text. Runs nothing."""
+    def explain(self, sql: str, params: Sequence[object] = ()) -> str:
+        """The replay plan and cost of a query (its ``?`` bound to ``params``), as text. Runs
+        nothing."""
         ...
 
     def schema(self) -> Schema:

@@ -156,11 +156,18 @@ def file_hash(path: Path, size: int | None = None) -> str:
     return f"sampled:{h.hexdigest()}"
 
 
+#: The hash of an input modified after its run started (by the run itself, through a writer
+#: the open watch does not see, as ``torch.save``, or by another process): what the run read
+#: is not known, so a replay always reports it changed.
+DURING = "during:"
+
+
 def fingerprint(
-    repo: Path, paths: Iterable[str], budget: int = HASH_BUDGET_BYTES
+    repo: Path, paths: Iterable[str], budget: int = HASH_BUDGET_BYTES, since_ns: int | None = None
 ) -> list[InputFile]:
     """Size, modification time and hash of each of ``paths`` (relative to ``repo``) now;
-    files that vanished meanwhile are left out.
+    files that vanished meanwhile are left out. A file modified at or after ``since_ns`` (the
+    run's start) gets ``during:<mtime_ns>``: its content now may not be what the run read.
 
     Content hashing reads at most ``budget`` bytes in all (a data set of a million images is
     not read at a run's exit): files beyond it get ``stat:<mtime_ns>`` instead of a content
@@ -172,7 +179,9 @@ def fingerprint(
         try:
             st = p.stat()
             cost = st.st_size if st.st_size <= FULL_HASH_BYTES else _SAMPLES * _SAMPLE_BYTES
-            if cost <= budget:
+            if since_ns is not None and st.st_mtime_ns >= since_ns:
+                digest = f"{DURING}{st.st_mtime_ns}"
+            elif cost <= budget:
                 budget -= cost
                 digest = file_hash(p, st.st_size)
             else:
@@ -203,7 +212,8 @@ def combined_digest(inputs: Iterable[InputFile]) -> str | None:
 
 
 def compare_inputs(repo: Path, recorded: Iterable[InputFile]) -> list[tuple[str, str]]:
-    """(path, "changed" or "missing") for each recorded input that differs today.
+    """(path, "changed" or "missing") for each recorded input that differs today; an input
+    its run modified (``during:``) is always reported.
 
     Size and modification time unchanged count as unchanged; otherwise the content hash
     decides (a file copied back unchanged is not a change).
@@ -215,6 +225,9 @@ def compare_inputs(repo: Path, recorded: Iterable[InputFile]) -> list[tuple[str,
             st = p.stat()
         except OSError:
             out.append((inp.path, "missing"))
+            continue
+        if inp.hash.startswith(DURING):
+            out.append((inp.path, "changed while its run ran: what it read is not known"))
             continue
         if st.st_size == inp.bytes and st.st_mtime_ns == inp.mtime_ns:
             continue

@@ -81,21 +81,28 @@ class Index:
     def open(cls, repo: Path | str, *, wait: float = 0.0, path: Path | None = None) -> Index:
         """Open (creating if needed) the index of ``repo``; ``wait`` seconds for another owner."""
         import duckdb
-        from filelock import FileLock, Timeout
+        from filelock import FileLock
 
         repo = Path(repo)
         store = layout.ensure_store(repo)
         db_path = path or store / layout.INDEX_FILE
         lock = FileLock(str(store / layout.INDEX_LOCK))
-        try:
-            lock.acquire(timeout=wait)
-        except Timeout:
+        if not _acquire(lock, wait):
+            if _owner_pid(store) == os.getpid():
+                raise StoreError(
+                    f"the florsql index of {repo} is already in use in this process (a "
+                    "florsql.connect(), Engine or flor.dataframe() call not closed yet): use "
+                    "that connection (it makes any number of cursors; flor.dataframe(..., "
+                    "engine=con) reads through it), or close it first (con.close(), or "
+                    "`with florsql.connect(...) as con:`); florsql.connect(..., wait=SECONDS) "
+                    "waits for another thread to close it"
+                )
             owner = _read_owner(store)
             raise StoreError(
-                f"the florsql index of {repo} is in use by another process{owner}; close that "
-                "REPL, server or script, or wait for it: `florsql --wait SECONDS ...` on the "
-                "command line, florsql.connect(..., wait=SECONDS) in Python"
-            ) from None
+                f"the florsql index of {repo} is in use by another process{owner}; close "
+                "that REPL, server or script, or wait for it: `florsql --wait SECONDS ...` "
+                "on the command line, florsql.connect(..., wait=SECONDS) in Python"
+            )
         try:
             (store / "index.owner").write_text(str(os.getpid()))
             con = _connect(duckdb, db_path)
@@ -230,6 +237,23 @@ def _remove(db_path: Path) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+def _acquire(lock: Any, timeout: float) -> bool:
+    from filelock import Timeout
+
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        return False
+    return True
+
+
+def _owner_pid(store: Path) -> int | None:
+    try:
+        return int((store / "index.owner").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _read_owner(store: Path) -> str:

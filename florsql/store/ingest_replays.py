@@ -2,11 +2,13 @@
 
 A replay task records loop contexts of its own; a context is the same as the run's when its path
 of (loop, iteration) pairs is, so ``epoch=3/step=5`` in the replay lands on the run's row for
-epoch 3, step 5. Recorded values are never overwritten: replayed ones sit in their own tables
-with their provenance (replay id, task, version, patched-source hash), and ``replay_names``
-holds, per task and name, the fingerprint of the statements that computed it (the planner
-serves a replayed value only while today's code has that fingerprint for its name). A task whose
-script raised becomes a row of ``replay_failures`` (what it was to compute, where and why it
+epoch 3, step 5; where a loop was entered again under one parent (a ``while`` around the step
+loop), the k-th context of a path lands on the run's k-th. Recorded values are never
+overwritten: replayed ones sit in their own tables with their provenance (replay id, task,
+version, patched-source hash), and ``replay_names`` holds, per task and name, the fingerprint of
+the statements that computed it (the planner serves a replayed value only while today's code has
+that fingerprint for its name). A task whose script raised becomes a row of ``replay_failures``
+(what it was to compute, where and why it
 failed, the patched source's hash): the planner does not plan it again while that hash is
 current.
 
@@ -224,21 +226,39 @@ def _insert(con: duckdb.DuckDBPyConnection) -> None:
     # Each task context maps to the run's context with the same loop path, matched level by
     # level from the top through ``loops`` (parent, name, iteration): only the paths the tasks
     # ran are looked at. (Keying every context of the runs by its path string cost 0.33 s per
-    # refresh for runs of 50k contexts, measured, on the query's path after each replay.) Where
-    # the run has the same path twice, the smallest context id stands, as before.
+    # refresh for runs of 50k contexts, measured, on the query's path after each replay.) A
+    # loop entered again under one parent (``while seen < budget: for b in flor.loop("step",
+    # ...)``) gives one path several contexts: the k-th of the task's maps to the k-th of the
+    # run's (``occ``, in creation order). Before, every one mapped to the first: the values of
+    # the later passes landed on the first pass's rows (wrong values) and the others stayed
+    # NULL. (A rest task skips the first pass only, so its later passes are off by one; it
+    # stores no values there: a statement in that loop runs the iteration in full.)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE task_map AS
-        WITH RECURSIVE m(replay_id, task_id, ctx, run_ctx) AS (
+        WITH RECURSIVE
+        lo AS (
+            SELECT l.run_id, l.parent_ctx, l.loop_name, l.iteration, l.ctx_id,
+                row_number() OVER (PARTITION BY l.run_id, l.parent_ctx, l.loop_name, l.iteration
+                                   ORDER BY l.ctx_id) AS occ
+            FROM loops l WHERE l.run_id IN (SELECT DISTINCT run_id FROM task_rows)
+        ),
+        tl AS (
+            SELECT t.replay_id, t.task_id, t.run_id, t.parent, t.name, t.iteration, t.ctx,
+                row_number() OVER (PARTITION BY t.replay_id, t.task_id, t.parent, t.name,
+                                   t.iteration ORDER BY t.ctx) AS occ
+            FROM task_rows t WHERE t.kind = 'loop'
+        ),
+        m(replay_id, task_id, ctx, run_ctx) AS (
             SELECT t.replay_id, t.task_id, t.ctx, l.ctx_id
-            FROM task_rows t JOIN loops l ON l.run_id = t.run_id AND l.parent_ctx = 0
-                AND l.loop_name = t.name AND l.iteration = t.iteration
-            WHERE t.kind = 'loop' AND t.parent = 0
+            FROM tl t JOIN lo l ON l.run_id = t.run_id AND l.parent_ctx = 0
+                AND l.loop_name = t.name AND l.iteration = t.iteration AND l.occ = t.occ
+            WHERE t.parent = 0
             UNION
             SELECT t.replay_id, t.task_id, t.ctx, l.ctx_id
-            FROM m JOIN task_rows t ON t.kind = 'loop' AND t.replay_id = m.replay_id
+            FROM m JOIN tl t ON t.replay_id = m.replay_id
                 AND t.task_id = m.task_id AND t.parent = m.ctx
-            JOIN loops l ON l.run_id = t.run_id AND l.parent_ctx = m.run_ctx
-                AND l.loop_name = t.name AND l.iteration = t.iteration
+            JOIN lo l ON l.run_id = t.run_id AND l.parent_ctx = m.run_ctx
+                AND l.loop_name = t.name AND l.iteration = t.iteration AND l.occ = t.occ
         )
         SELECT replay_id, task_id, ctx, min(run_ctx) AS ctx_id FROM m
         GROUP BY replay_id, task_id, ctx"""

@@ -54,6 +54,9 @@ class ReplaySpec:
     steps: list[list[Any]] = field(default_factory=list)
     #: torch's ``[intra_op, inter_op]`` thread counts the run recorded: the task uses the same.
     torch_threads: list[int] | None = None
+    #: The environment variables the run's code read, as it read them (None: unset): the task
+    #: runs with them (docs/replay.md, "The environment").
+    environ: dict[str, str | None] = field(default_factory=dict)
     #: Per name in lower case: the fingerprint of today's statements for it, from the planner
     #: (:attr:`florsql.plan.catalog.Catalog.fingerprints`); the task's values of a name are
     #: served only while today's code has the same one. Empty: never served (a direct

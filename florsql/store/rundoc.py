@@ -10,6 +10,9 @@ from typing import Any
 #: ``torch.get_num_interop_threads()`` returned them in the recording process.
 TORCH_THREADS = "torch_num_threads"
 TORCH_INTEROP_THREADS = "torch_num_interop_threads"
+#: run.json key of the environment variables the repository's code read: name -> value, or
+#: null where the variable was unset (``florsql.record.watch.EnvWatch``).
+ENVIRON = "environ"
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,23 @@ def torch_threads(doc: Mapping[str, Any]) -> TorchThreads | None:
     if not isinstance(intra, int) or not isinstance(inter, int):
         return None
     return TorchThreads(intra, inter)
+
+
+def environ(doc: Mapping[str, Any]) -> dict[str, str | None]:
+    """The environment variables a run's code read, as it read them (None: unset); empty for
+    runs recorded before florsql kept them.
+
+    Example:
+        >>> environ({"environ": {"AUX_W": "0.5", "NO_AMP": None}})
+        {'AUX_W': '0.5', 'NO_AMP': None}
+        >>> environ({})
+        {}
+    """
+    raw = doc.get(ENVIRON)
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): (v if isinstance(v, str) else None)
+        for k, v in raw.items()
+        if isinstance(k, str) and (v is None or isinstance(v, str))
+    }
