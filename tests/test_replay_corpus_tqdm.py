@@ -8,14 +8,20 @@ step loop, not restore it). Same harness and oracle as tests/test_replay_corpus_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers_replay import Mismatches, hindsight_names
-from tests.test_replay_corpus import queries
-from tests.test_replay_corpus_stranger import Case, StrangerHistories
+from tests import test_replay_corpus_stranger as corpus
+from tests.helpers_replay import hindsight_names
+from tests.test_replay_corpus_stranger import (
+    Case,
+    StrangerHistories,
+    check_fresh,
+    check_partial_then_wider,
+)
+
+stranger = corpus.stranger  # the recorded histories, once per session (the same fixture)
 
 PATTERNS = [
     Case(
@@ -111,36 +117,15 @@ def test_tqdm_corpus_is_consistent() -> None:
         assert declared == sorted(hindsight_names(p.text)), p.name
 
 
-@pytest.fixture(scope="module")
-def histories(
-    tmp_path_factory: pytest.TempPathFactory, worker_id: str
-) -> Iterator[StrangerHistories]:
-    h = StrangerHistories(tmp_path_factory, worker_id)
-    yield h
-    h.close()
-
-
 @pytest.mark.parametrize("pattern", CASES)
 def test_tqdm_partial_then_wider_replays_like_a_full_rerun(
-    pattern: Case, histories: StrangerHistories, tmp_path: Path
+    pattern: Case, stranger: StrangerHistories, tmp_path: Path
 ) -> None:
-    rec = histories.get(pattern, tmp_path)
-    found = Mismatches()
-    with found.session(rec, "old, partial, then wider", histories.workers) as check:
-        check(pattern.old_query)
-        partial, wide = queries(pattern)
-        for sql in (*pattern.partial, *partial, *wide):
-            check(sql)
-    found.assert_none()
+    check_partial_then_wider(pattern, stranger, tmp_path)
 
 
 @pytest.mark.parametrize("pattern", FRESH)
 def test_tqdm_fresh_store_replays_like_a_full_rerun(
-    pattern: Case, histories: StrangerHistories, tmp_path: Path
+    pattern: Case, stranger: StrangerHistories, tmp_path: Path
 ) -> None:
-    rec = histories.get(pattern, tmp_path)
-    found = Mismatches()
-    with found.session(rec, "fresh", histories.workers) as check:
-        for sql in queries(pattern)[1]:
-            check(sql)
-    found.assert_none()
+    check_fresh(pattern, stranger, tmp_path)
