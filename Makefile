@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench install bi-check
+.PHONY: test test-slow test-all lint typecheck pytest demo bench install bi-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,12 @@ pytest: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 test: lint typecheck pytest
+
+# The tests `make test` leaves out (marked slow: more replay-corpus patterns); CI runs them after it.
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m slow
+
+test-all: test test-slow
 
 demo: $(STAMP)
 	$(PY) -m florsql.demo

@@ -34,6 +34,25 @@ from tests.helpers import copy_repo, make_repo, script_env, write
 
 MARK = "# hindsight"
 
+
+def corpus_params(patterns: Iterable[Any], default: Iterable[str]) -> list[Any]:
+    """pytest params for a corpus's patterns (``name``, ``bug``): a pattern with a known ``bug``
+    is a strict xfail; one not named in ``default`` is marked ``slow``. The default run
+    (``make test``) keeps one pattern per bug a corpus found and a few more; ``make test-all``
+    (and CI, after ``make test``) runs every pattern."""
+    keep = set(default)
+    params, names = [], set()
+    for p in patterns:
+        names.add(p.name)
+        marks = [pytest.mark.xfail(strict=True, reason=p.bug)] if getattr(p, "bug", None) else []
+        if p.name not in keep:
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(p, id=p.name, marks=marks))
+    unknown = keep - names
+    assert not unknown, f"default names no pattern: {sorted(unknown)}"
+    return params
+
+
 Row = tuple[Any, ...]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import florsql
-from tests.helpers_replay import Mismatches, hindsight_names
+from tests.helpers_replay import Mismatches, corpus_params, hindsight_names
 from tests.test_replay_corpus import PREAMBLE, Histories, Pattern, histories, queries
 
 __all__ = ["histories"]
@@ -518,7 +518,18 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
 ]
 
-CASES = [pytest.param(p, id=p.name) for p in PATTERNS]
+#: the default run's patterns (``make test``): each one a bug was found and fixed with; the
+#: others run in ``make test-all`` (CI runs both)
+CASES = corpus_params(
+    PATTERNS,
+    (
+        "lbfgs_closure",
+        "dataloader_shuffle_generator_and_sampler",
+        "list_fetched_with_get_then_appended",
+        "generator_counts_into_a_global_and_a_bound_method_updates",
+        "three_nested_loops_micro_batches",
+    ),
+)
 
 
 def test_more_corpus_is_consistent() -> None:

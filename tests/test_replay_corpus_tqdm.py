@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_replay_corpus_stranger as corpus
-from tests.helpers_replay import hindsight_names
+from tests.helpers_replay import corpus_params, hindsight_names
 from tests.test_replay_corpus_stranger import (
     Case,
     StrangerHistories,
@@ -107,8 +107,10 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
 ]
 
-CASES = [pytest.param(p, id=p.name) for p in PATTERNS]
-FRESH = [pytest.param(p, id=p.name) for p in PATTERNS if p.fresh]
+#: the default run (``make test``): the pattern the bug was found with (``pbar.n`` read after the
+#: step loop); the others run in ``make test-all`` (CI runs both)
+CASES = corpus_params(PATTERNS, ("flor_loop_around_trange_and_a_manual_bar",))
+FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())
 
 
 def test_tqdm_corpus_is_consistent() -> None:
