@@ -478,3 +478,38 @@ def test_a_module_s_attributes_and_non_persistent_buffers_come_back(tmp_path: Pa
     assert fresh.global_step == 7 and not fresh.training and not fresh.body.training
     assert fresh.body.history[0] == 1.5 and fresh.body.history[1]["k"].tolist() == [1.0, 1.0]
     assert float(fresh.seen) == 5.0 and fresh.seen is seen
+
+
+class _Wrapper:
+    """Counts in a local its generator writes back when the loop ends (as tqdm does)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.caps: list[frame_state.Capture] = []
+
+    def wrap(self, it: Any) -> Any:
+        n = self.n
+        for x in it:
+            yield x
+            n += 1
+        self.n = n
+
+
+def test_an_object_iterating_the_loop_as_the_checkpoint_is_taken_is_a_miss() -> None:
+    """``for x in progress.wrap(flor.loop(...))``: ``progress`` is mid-iteration when the loop's
+    checkpoint is taken (its count is still in the generator's local), so it is not saved: a
+    restore would land after the generator read it (replay answered 0 for 12, silently)."""
+    progress, meter = _Wrapper(), Meter()
+    script = sys._getframe()
+
+    def loop() -> Any:  # stands for flor.loop's generator: the checkpoint at its end
+        yield from range(3)
+        busy = frame_state.busy_objects(script)
+        values = frame_state.frame_values(script)
+        progress.caps.append(frame_state.capture(values, ["progress", "meter"], {}, {}, None, busy))
+
+    for _ in progress.wrap(loop()):
+        meter.count += 1
+    (cap,) = progress.caps
+    assert progress.n == 3 and "progress" in cap.missed and "meter" in cap.saved
+    assert cap.missed["progress"] == frame_state.BUSY_REASON

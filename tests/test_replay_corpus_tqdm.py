@@ -2,9 +2,11 @@
 replayed and compared with a full re-run of the hand-patched old version: a bar around the
 epoch ``flor.loop`` and another around the step loop (``leave=False``, ``set_postfix``), a bar
 kept in a variable past an early-stopping ``break``, ``enumerate(tqdm(flor.loop(...)))``,
-``flor.loop`` around ``trange``, and a manual ``with tqdm(total=...)`` bar whose count a new
-statement reads after the step loop (a tqdm object cannot be checkpointed: replay must run that
-step loop, not restore it). Same harness and oracle as tests/test_replay_corpus_stranger.py."""
+``flor.loop`` around ``trange``, a manual ``with tqdm(total=...)`` bar whose count a new
+statement reads after the step loop (a bar iterating the loop as the checkpoint is taken is
+mid-iteration: replay must run that step loop, not restore it), and custom wrappers (a
+generator method that writes its count back when the loop ends, the iterator protocol).
+Same harness and oracle as tests/test_replay_corpus_stranger.py."""
 
 from __future__ import annotations
 
@@ -105,11 +107,150 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["examples", "w_sum"], "epoch, step": ["seen"]},
         period=2,
     ),
+    Case(
+        "custom_wrappers_that_write_after_their_loop_ends",
+        """
+class Timed:  # a generator __iter__: appends after each yield, sets total when the loop ends
+    def __init__(self, it):
+        self.it, self.marks, self.total = it, [], None
+
+    def __iter__(self):
+        for x in self.it:
+            k = len(self.marks)
+            yield x
+            self.marks.append(k)
+        self.total = len(self.marks)
+
+
+class Counted:  # the iterator protocol: counts in __next__, notes the end on StopIteration
+    def __init__(self, it):
+        self.it, self.n, self.ended_at = iter(it), 0, -1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            x = next(self.it)
+        except StopIteration:
+            self.ended_at = self.n
+            raise
+        self.n += 1
+        return x
+
+
+class Progress:  # holds no iterator: its wrap() generator iterates the loop given to it,
+    def __init__(self):  # counting in a local it writes back when the loop ends (as tqdm does)
+        self.n, self.starts, self.closed, self.passes = 0, 0, False, []
+
+    def wrap(self, it):
+        self.closed = False
+        self.starts += 1
+        n = self.n
+        for x in it:
+            yield x
+            n += 1
+        self.n = n
+        self.closed = True
+        self.passes.append(self.n)
+
+
+progress = Progress()
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in progress.wrap(flor.loop("step", torch.randperm(len(X)).split(12))):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("progress_closed", progress.closed)  # hindsight
+        flor.log("progress_passes", list(progress.passes))  # hindsight
+        flor.log("progress_starts", progress.starts)  # hindsight
+        timed = Timed(flor.loop("val", XV.split(4)))
+        for xb in timed:
+            with torch.no_grad():
+                flor.log("v", float(net(xb).sum()))
+        counted = Counted(flor.loop("val2", XV.split(8)))
+        for xb in counted:
+            with torch.no_grad():
+                flor.log("v", float(net(xb).sum()))
+        flor.log("timed_total", timed.total)  # hindsight
+        flor.log("timed_marks", len(timed.marks))  # hindsight
+        flor.log("counted_end", counted.ended_at)  # hindsight
+""",
+        {
+            "epoch": [
+                "progress_closed",
+                "progress_passes",
+                "progress_starts",
+                "timed_total",
+                "timed_marks",
+                "counted_end",
+            ]
+        },
+        old_query="SELECT seed, epoch, step, loss, val, val2, v FROM logs",
+        fresh=True,
+    ),
+    Case(
+        "a_generator_function_and_a_class_wrapping_the_step_loop",
+        """
+seen_total, batches_seen = 0, []
+
+
+def counting(it):  # a generator function: adds to a global when the loop ends
+    global seen_total
+    n = 0
+    for x in it:
+        yield x
+        n += 1
+    seen_total += n
+    batches_seen.append(n)
+
+
+class Window:  # a class whose instances count into the class when their loop ends
+    total = 0
+
+    def __init__(self, it):
+        self.it = it
+
+    def __iter__(self):
+        n = 0
+        for x in self.it:
+            yield x
+            n += 1
+        Window.total += n
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in counting(Window(flor.loop("step", torch.randperm(len(X)).split(12)))):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("seen_total", seen_total)  # hindsight
+        flor.log("batches_seen", len(batches_seen))  # hindsight
+        flor.log("window_total", Window.total)  # hindsight
+""",
+        {"epoch": ["seen_total", "batches_seen", "window_total"]},
+        period=2,
+    ),
 ]
 
-#: the default run (``make test``): the pattern the bug was found with (``pbar.n`` read after the
-#: step loop); the others run in ``make test-all`` (CI runs both)
-CASES = corpus_params(PATTERNS, ("flor_loop_around_trange_and_a_manual_bar",))
+#: the default run (``make test``): the patterns bugs were found with (``pbar.n`` read after the
+#: step loop; a wrapper's count written back when its loop ends); the others run in
+#: ``make test-all`` (CI runs both)
+CASES = corpus_params(
+    PATTERNS,
+    (
+        "flor_loop_around_trange_and_a_manual_bar",
+        "custom_wrappers_that_write_after_their_loop_ends",
+        "a_generator_function_and_a_class_wrapping_the_step_loop",
+    ),
+)
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from florsql.engine.session import Engine
+from florsql.plan import hindsight
 from florsql.plan.hindsight import scan_source, statement_fingerprints
 from florsql.propagate.identity import statement_keys
 from florsql.replay import LocalExecutor, PlanExecutor
@@ -285,6 +286,27 @@ def test_replays_without_a_fingerprint_are_computed_again(plain: Path, tmp_path:
         n = _tasks(repo)
         assert all(v == w * 2 for w, v in _ws(eng, "w2"))
         assert _tasks(repo) > n
+
+
+def test_values_replayed_under_older_replay_rules_are_computed_again(
+    plain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that fixes what replay computes bumps ``REPLAY_RULES``: the values replayed
+    before it stop counting, as an edited statement's do (a since-fixed bug's values were
+    served from the store forever)."""
+    repo = copy_repo(plain, tmp_path / "p")
+    write(repo / "train.py", _script('flor.log("w2", w * 2)'))
+    sql = "SELECT seed, epoch, w2 FROM logs"
+    with _engine(repo) as eng:
+        _ws(eng, "w2")
+        assert NOTHING in _explain(eng, sql)
+    n = _tasks(repo)
+    monkeypatch.setattr(hindsight, "REPLAY_RULES", hindsight.REPLAY_RULES + 1)
+    with _engine(repo) as eng:
+        assert NOTHING not in _explain(eng, sql)
+        assert all(v == w * 2 for w, v in _ws(eng, "w2"))
+        assert _tasks(repo) > n
+        assert NOTHING in _explain(eng, sql)
 
 
 # -- the keys themselves ----------------------------------------------------------------------

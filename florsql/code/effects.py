@@ -140,6 +140,10 @@ class LoopFacts:
     read_after: frozenset[str]
     grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
     left_safely: bool = True
+    #: objects whose method the ``flor.loop`` call is passed through in the ``for`` header
+    #: (``progress`` of ``for x in progress.wrap(flor.loop(...))``): their generator is
+    #: suspended inside the loop as its checkpoint is taken, so no checkpoint restores them
+    wrappers: frozenset[str] = frozenset()
 
     @property
     def carried(self) -> frozenset[str]:
@@ -206,6 +210,7 @@ def analyze_source(source: str) -> ScriptFacts:
     token = _CALLEES.set(callees)
     try:
         finder = _Finder(_flor_aliases(tree), escaped)
+        finder.classes = frozenset(n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef))
         finder.scope(tree.body, "<module>")
     finally:
         _CALLEES.reset(token)
@@ -567,6 +572,8 @@ class _Finder:
         #: names bound in the scope being walked to a wrapper of a ``flor.loop`` call
         #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates them
         self.wrapped: dict[str, tuple[str, ast.Call]] = {}
+        self.wrapped_values: dict[str, ast.expr] = {}  # and the values they were bound to
+        self.classes: frozenset[str] = frozenset()  # the classes the script defines
 
     def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
         """``(name, call)`` when ``node`` contains ``flor.loop("name", ...)``."""
@@ -587,7 +594,7 @@ class _Finder:
 
     def scope(self, body: list[ast.stmt], name: str) -> None:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
-        self.wrapped = {}
+        self.wrapped, self.wrapped_values = {}, {}
         self._walk(body, name, parent=None, after=[], guarded=False)
         for node in _own_nodes(body):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -612,8 +619,10 @@ class _Finder:
                     call = self.loop_call(stmt.value)
                     if call is not None:
                         self.wrapped[target.id] = call
+                        self.wrapped_values[target.id] = stmt.value
                     else:
                         self.wrapped.pop(target.id, None)
+                        self.wrapped_values.pop(target.id, None)
             if isinstance(stmt, (ast.For, ast.AsyncFor)):
                 found = self.loop_call(stmt.iter)
                 if found is None:  # ``for x in enumerate(pbar)``, pbar wrapping a flor.loop
@@ -646,6 +655,13 @@ class _Finder:
         for a in call.args[1:]:
             changed |= _iterated(a)  # iterating may advance the object's own state
         changed |= _iterated(node.iter)  # a wrapper of the flor.loop (a progress bar) too
+        for sub in ast.walk(node.iter):  # progress.wrap(flor.loop(...)): a method makes the
+            if isinstance(sub, ast.Call) and sub is not call:  # iterator, and it runs with
+                changed |= _call_mutates(sub)  # the loop (its object's state changes)
+        wrappers = _wrappers(node.iter, call, self.classes)
+        for held in _iterated(node.iter):  # timed = Timed(flor.loop(...)); for x in timed
+            if held in self.wrapped_values:
+                wrappers |= {held} | _wrappers(self.wrapped_values[held], call, self.classes)
         live_in = _reads_before_defs(node.body, set(targets)) | self.escaped.reads
         after = [s for block in rest for s in block]
         return LoopFacts(
@@ -667,6 +683,7 @@ class _Finder:
                 for n in ast.walk(stmt)
             ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
+            wrappers=frozenset(wrappers - self.modules - self.loop_names),
         )
 
 
@@ -828,6 +845,48 @@ def _alias_root(node: ast.AST) -> str | None:
         if isinstance(func, ast.Name) and func.id == "getattr" and node.args:
             return _alias_root(node.args[0])
     return None
+
+
+def _wrappers(node: ast.AST, call: ast.Call, classes: frozenset[str]) -> set[str]:
+    """What the callables ``call`` (the ``flor.loop(...)``) is passed through in ``node`` (a
+    ``for`` header, or the value a name iterated there was bound to) may change as the loop
+    ends, after its checkpoint is taken: ``progress`` of ``progress.wrap(flor.loop(...))``, the
+    globals a generator function of the script changes (``counting(flor.loop(...))``), and a
+    class of the script with what its ``__iter__``/``__next__`` change (``Window(...)``)."""
+    out: set[str] = set()
+    callees = _CALLEES.get() or {}
+
+    def changes(name: str) -> frozenset[str]:
+        summary = callees.get(name)
+        return summary.mutates if summary is not None else frozenset()
+
+    def visit(n: ast.AST) -> bool:  # whether ``call`` is inside ``n``
+        if n is call:
+            return True
+        inside = False
+        for child in ast.iter_child_nodes(n):
+            inside = visit(child) or inside
+        func = n.func if isinstance(n, ast.Call) else None
+        if not inside or func is None or _contains(func, call):
+            return inside
+        if isinstance(func, ast.Attribute) and func.attr not in PURE_METHODS:
+            root = _root(func.value)
+            if root:
+                out.add(root)
+            out.update(changes(func.attr))
+        elif isinstance(func, ast.Name):
+            out.update(changes(func.id))  # a generator function of the script
+            if func.id in classes:
+                out.add(func.id)
+                out.update(changes("__iter__") | changes("__next__"))
+        return inside
+
+    visit(node)
+    return out
+
+
+def _contains(node: ast.AST, target: ast.AST) -> bool:
+    return any(n is target for n in ast.walk(node))
 
 
 def _iterated(node: ast.AST) -> set[str]:

@@ -98,6 +98,15 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
     )
 
 
+#: The version of replay's rules (what the planner restores, what recording captures). Bumped
+#: by a fix that changes what replay computes for some script: every statement fingerprint
+#: includes it, so values replayed under older rules stop counting and are computed again
+#: (an upgrade never keeps serving a value a since-fixed bug computed). 2: wrappers of a loop
+#: that write as it ends (``progress.wrap(flor.loop(...))``, a generator function adding to a
+#: global) are restored by no checkpoint.
+REPLAY_RULES = 2
+
+
 def statement_fingerprints(
     codes: Iterable[ScriptCode], recorded: Collection[str] | None = None
 ) -> dict[str, str]:
@@ -122,8 +131,9 @@ def statement_fingerprints(
         for file, name, other, key in code.anchors:
             if name in per and (recorded is None or other in recorded):
                 per[name].append(f"{file}\0anchor\0{key}")
+    rules = f"rules {REPLAY_RULES}"
     return {
-        name: hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:32]
+        name: hashlib.sha256("\0\0".join([rules, *parts]).encode()).hexdigest()[:32]
         for name, parts in per.items()
     }
 

@@ -272,11 +272,17 @@ class _Stepper:
         # it stands for itself unless the patched code reads it as a value (pbar.n).
         busy = self.busy.get(k, frozenset())
         restored = (self.restores.get(k, frozenset()) | (busy - self.p.value_read)) - self.p.unsaved
+        # An object whose method iterates the loop (progress.wrap(flor.loop(...))) was saved
+        # mid-iteration by runs recorded before such objects were noted: restored by nothing.
+        wrappers = self.p.first_inner.wrappers if self.p.first_inner is not None else frozenset()
+        restored -= wrappers
         return sorted(
             f"{n} (module state)"
             if n in self.p.unsaved
             else f"{n} (iterating the loop at the checkpoint)"
             if n in busy
+            else f"{n} (changed by the loop's wrapper as the loop ends)"
+            if n in wrappers
             else n
             for n in need - restored
         )
