@@ -238,6 +238,51 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["seen_total", "batches_seen", "window_total"]},
         period=2,
     ),
+    Case(
+        "context_managers_around_the_step_loop_read_state_on_entry",
+        """
+from contextlib import contextmanager
+
+stats = {"steps": 0, "per_epoch": []}
+
+
+@contextmanager
+def counting_steps(d):  # reads the count on entry, writes the epoch's share on exit
+    start = d["steps"]
+    yield
+    d["per_epoch"].append(d["steps"] - start)
+
+
+class Section:  # the same as a class
+    def __init__(self):
+        self.entered_at, self.spans = 0, []
+
+    def __enter__(self):
+        self.entered_at = stats["steps"]
+        return self
+
+    def __exit__(self, *exc):
+        self.spans.append(stats["steps"] - self.entered_at)
+        return False
+
+
+section = Section()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        with counting_steps(stats), section:
+            for idx in flor.loop("step", torch.randperm(len(X)).split(12 if epoch % 2 else 16)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                stats["steps"] += 1
+                flor.log("loss", loss.item())
+        flor.log("per_epoch", list(stats["per_epoch"]))  # hindsight
+        flor.log("spans", list(section.spans))  # hindsight
+""",
+        {"epoch": ["per_epoch", "spans"]},
+        period=2,
+    ),
 ]
 
 #: the default run (``make test``): the patterns bugs were found with (``pbar.n`` read after the
@@ -249,6 +294,7 @@ CASES = corpus_params(
         "flor_loop_around_trange_and_a_manual_bar",
         "custom_wrappers_that_write_after_their_loop_ends",
         "a_generator_function_and_a_class_wrapping_the_step_loop",
+        "context_managers_around_the_step_loop_read_state_on_entry",
     ),
 )
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())

@@ -709,3 +709,31 @@ for epoch in flor.loop("epoch", range(8)):
     assert _loop(src, "step").wrappers == {"seen", "sizes", "Window"}
     assert _loop(src, "val").wrappers == {"w", "Window"}
     assert _loop(src.replace("counting(Window(", "tqdm(zip("), "step").wrappers == frozenset()
+
+
+def test_a_context_manager_around_the_skipped_loop_needs_the_previous_iteration() -> None:
+    """``with counting_steps(stats):`` around the step loop reads ``stats`` on entry into its
+    generator's locals and appends on exit: a task starting at iteration ``j`` in rest mode
+    entered it on the state before the restore (replay answered 10 for 3, silently). Known
+    stateless context managers (``torch.no_grad()``, ``tqdm``, ``open``) keep rest mode."""
+    src = """
+for epoch in flor.loop("epoch", range(8)):
+    with counting_steps(stats), torch.no_grad(), tqdm(total=4) as bar:
+        for x in flor.loop("step", data):
+            stats["steps"] += 1
+    flor.log("per_epoch", list(stats["per_epoch"]))
+"""
+    assert _loop(src, "step").entered == ("counting_steps(stats)",)
+    assert _loop(src, "epoch").entered == ()
+    p = _patched(src, "per_epoch")
+    captured = {"stats", "x", "data", "epoch", "step", "bar", "torch", "tqdm", "counting_steps"}
+    facts = _facts(8, dict.fromkeys(range(8), captured))
+    steps, _ = plan_steps("epoch", [5], p, facts, to_end=False)
+    assert _modes(steps) == [(0, "full", None)] + [(k, "full", None) for k in range(1, 5)] + [
+        (5, "rest", 5)
+    ]
+    assert "`with counting_steps(stats)` around the loop" in steps[0].why
+    plain = _patched(src.replace("counting_steps(stats), ", ""), "per_epoch")
+    assert plain.first_inner is not None and plain.first_inner.entered == ()
+    steps, _ = plan_steps("epoch", [5], plain, facts, to_end=False)
+    assert _modes(steps) == [(5, "rest", 5)]

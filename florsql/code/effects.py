@@ -32,7 +32,7 @@ import ast
 import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 __all__ = [
@@ -144,6 +144,12 @@ class LoopFacts:
     #: (``progress`` of ``for x in progress.wrap(flor.loop(...))``): their generator is
     #: suspended inside the loop as its checkpoint is taken, so no checkpoint restores them
     wrappers: frozenset[str] = frozenset()
+    #: the context managers of the ``with`` statements around the loop inside its parent loop's
+    #: body (as source text), other than ones known to keep no state (``torch.no_grad()``,
+    #: ``tqdm(...)``, ``open(...)``): their ``__enter__`` ran before the loop's checkpoint and
+    #: their ``__exit__`` runs after it, with what the entry kept where no checkpoint sees it
+    #: (``start = d["steps"]`` in a ``@contextmanager`` generator)
+    entered: tuple[str, ...] = ()
 
     @property
     def carried(self) -> frozenset[str]:
@@ -607,6 +613,7 @@ class _Finder:
         parent: int | None,
         after: list[list[ast.stmt]],
         guarded: bool,
+        withs: tuple[ast.withitem, ...] = (),
     ) -> None:
         """Visit the statements of ``body``; ``after`` holds the statement lists that follow
         ``body`` in the same scope (innermost first), for ``read_after``; ``guarded``: a
@@ -630,14 +637,18 @@ class _Finder:
                     found = held[0] if len(held) == 1 else None
                 if found is not None:
                     facts = self._facts(stmt, found, scope, parent, rest, guarded)
+                    if parent is not None:
+                        facts = replace(facts, entered=_stateful_items(withs, self.modules))
                     self.found.append(facts)
                     # After an inner loop come the rest of this body, the next iteration of
                     # this loop (its back edge), then what follows this loop.
                     self._walk(stmt.body, scope, stmt.lineno, [stmt.body, *rest], guarded)
-                    self._walk(stmt.orelse, scope, parent, rest, guarded)
+                    self._walk(stmt.orelse, scope, parent, rest, guarded, withs)
                     continue
+            # a with statement's one block is its body: the loops inside it are entered with it
+            inner = (*withs, *stmt.items) if isinstance(stmt, (ast.With, ast.AsyncWith)) else withs
             for block in _blocks(stmt):
-                self._walk(block, scope, parent, rest, guarded or _catches(stmt, block))
+                self._walk(block, scope, parent, rest, guarded or _catches(stmt, block), inner)
 
     def _facts(
         self,
@@ -845,6 +856,31 @@ def _alias_root(node: ast.AST) -> str | None:
         if isinstance(func, ast.Name) and func.id == "getattr" and node.args:
             return _alias_root(node.args[0])
     return None
+
+
+#: Context managers known to keep no state between entry and exit that a value depends on,
+#: by the root name of their call (``torch.no_grad()``, ``tqdm(total=n)``, ``open(path)``).
+STATELESS_CONTEXTS = frozenset(
+    {
+        "torch", "tqdm", "trange", "open", "contextlib", "warnings", "nullcontext", "suppress",
+        "redirect_stdout", "redirect_stderr", "catch_warnings", "no_grad", "enable_grad",
+        "inference_mode", "autocast", "set_grad_enabled", "np", "numpy", "wandb", "mlflow",
+        "logging", "os", "time", "threading",
+    }
+)  # fmt: skip
+
+
+def _stateful_items(items: tuple[ast.withitem, ...], flor: frozenset[str]) -> tuple[str, ...]:
+    """The context managers of ``items`` not known to be stateless (``flor``: the names of
+    florsql's module, whose ``checkpointing`` keeps none), as source text."""
+    out = []
+    for item in items:
+        expr = item.context_expr
+        root = _root(expr)
+        if root in STATELESS_CONTEXTS or root in flor:
+            continue
+        out.append(ast.unparse(expr))
+    return tuple(out)
 
 
 def _wrappers(node: ast.AST, call: ast.Call, classes: frozenset[str]) -> set[str]:

@@ -103,8 +103,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: includes it, so values replayed under older rules stop counting and are computed again
 #: (an upgrade never keeps serving a value a since-fixed bug computed). 2: wrappers of a loop
 #: that write as it ends (``progress.wrap(flor.loop(...))``, a generator function adding to a
-#: global) are restored by no checkpoint.
-REPLAY_RULES = 2
+#: global) are restored by no checkpoint. 3: a ``with`` around the skipped loop whose
+#: ``__enter__`` keeps state (``start = d["steps"]`` in a ``@contextmanager``) needs the
+#: previous iteration replayed.
+REPLAY_RULES = 3
 
 
 def statement_fingerprints(

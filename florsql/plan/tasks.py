@@ -301,6 +301,12 @@ class _Stepper:
                 f"its {self.p.first_inner.name if self.p.first_inner else 'inner'} loop was left"
                 " early (break, return or an exception), and skipping it may take another path"
             )
+        entered = self.p.first_inner.entered if self.p.first_inner is not None else ()
+        if fresh and entered:  # its __enter__ would run on the state before the restore
+            return False, (
+                f"`with {entered[0]}` around the loop keeps what it read on entry, and only "
+                "the previous iteration gives it that state"
+            )
         need = self.p.rest_needs(fresh)
         missing = self._missing(j, need)
         if missing:
