@@ -154,6 +154,32 @@ def test_loop_without_inner_loop_checkpoints_at_iteration_end(tiny_repo: Path) -
     assert pickle.loads(payload["pickled"]["state"]) == {"w": 3.0}
 
 
+def test_a_loop_made_before_checkpointing_and_run_inside_it_checkpoints(tiny_repo: Path) -> None:
+    """``bar = wrap(flor.loop("epoch", ...))`` before ``with flor.checkpointing(...)``, iterated
+    inside it, as a progress bar often is: it took no checkpoint at all (every replay ran from
+    the top of the script)."""
+    write(
+        tiny_repo / "late.py",
+        """
+        import florsql as flor
+        def wrap(it):
+            yield from it
+        state = {"w": 0.0}
+        epochs = wrap(flor.loop("epoch", range(3)))
+        with flor.checkpointing(state=state):
+            for epoch in epochs:
+                for step in flor.loop("step", range(2)):
+                    state["w"] += 0.5
+                flor.log("w", state["w"])
+        """,
+    )
+    run_script(tiny_repo, "late.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    run = run_dirs(tiny_repo)[0]
+    files = sorted((run / "checkpoints").glob("*.pkl"))
+    assert [f.name for f in files] == [f"epoch-00000{i}.pkl" for i in range(3)]
+    assert pickle.loads(ckpt.load(files[1])["pickled"]["state"]) == {"w": 2.0}
+
+
 def test_adaptive_period_keeps_cost_under_budget(tiny_repo: Path) -> None:
     write(
         tiny_repo / "fast.py",

@@ -283,6 +283,42 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["per_epoch", "spans"]},
         period=2,
     ),
+    Case(
+        "wrappers_of_the_outer_loop_made_before_checkpointing_read_after_it",
+        """
+from tqdm import tqdm
+
+
+class Progress:  # counts in its generator's local, writes back when the loop ends
+    def __init__(self):
+        self.n, self.total = 0, None
+
+    def wrap(self, it):
+        n = self.n
+        for x in it:
+            yield x
+            n += 1
+        self.n = n
+        self.total = n
+
+
+progress = Progress()
+bar = tqdm(progress.wrap(flor.loop("epoch", range(epochs))), leave=False)  # before the with
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in bar:
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        bar.set_description(f"loss {loss.item():.3f}")
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+flor.log("epochs_done", progress.total)  # hindsight
+flor.log("bar_n", bar.n)  # hindsight
+""",
+        {"epoch": ["w_sum"], "": ["epochs_done", "bar_n"]},
+    ),
 ]
 
 #: the default run (``make test``): the patterns bugs were found with (``pbar.n`` read after the
@@ -295,6 +331,7 @@ CASES = corpus_params(
         "custom_wrappers_that_write_after_their_loop_ends",
         "a_generator_function_and_a_class_wrapping_the_step_loop",
         "context_managers_around_the_step_loop_read_state_on_entry",
+        "wrappers_of_the_outer_loop_made_before_checkpointing_read_after_it",
     ),
 )
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())

@@ -737,3 +737,23 @@ for epoch in flor.loop("epoch", range(8)):
     assert plain.first_inner is not None and plain.first_inner.entered == ()
     steps, _ = plan_steps("epoch", [5], plain, facts, to_end=False)
     assert _modes(steps) == [(5, "rest", 5)]
+
+
+def test_a_wrapper_of_the_outer_loop_read_as_a_value_replays_every_iteration() -> None:
+    """``bar = tqdm(flor.loop("epoch", ...))`` counts the iterations it sees: a replay that
+    starts from a checkpoint shows it only those (bar.n answered 1 for 4, silently). Read as
+    a value, the whole run replays; only told to print, nothing changes."""
+    src = """
+bar = tqdm(progress.wrap(flor.loop("epoch", range(4))))
+for epoch in bar:
+    for x in flor.loop("step", data):
+        n = len(x)
+    bar.set_description(str(n))
+    flor.log("w", n)
+flor.log("bar_n", bar.n)
+"""
+    p = _patched(src, "bar_n", "w")
+    assert p.outer is not None and p.outer.wrappers == {"bar", "progress"}
+    assert p.unknown and "reads bar, which a wrapper of the epoch loop" in p.whole_why
+    quiet = _patched(src.replace('flor.log("bar_n", bar.n)\n', ""), "w")
+    assert not quiet.unknown

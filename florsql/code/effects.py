@@ -261,11 +261,26 @@ def value_reads(source: str) -> frozenset[str]:
                 quiet.add(id(func.value))
         elif isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Name):
             quiet.add(id(node.context_expr))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            # progress.wrap(flor.loop(...)): wrapping a loop reads nothing of the wrapper
+            func = node.func
+            if isinstance(func.value, ast.Name) and any(_is_loop_call(a) for a in node.args):
+                quiet.add(id(func.value))
     return frozenset(
         n.id
         for n in ast.walk(tree)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in quiet
     )
+
+
+def _is_loop_call(node: ast.expr) -> bool:
+    """``flor.loop("name", ...)`` (any module alias) or ``loop("name", ...)``."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return False
+    func, first = node.func, node.args[0]
+    named = isinstance(func, ast.Attribute) and func.attr == "loop"
+    named = named or (isinstance(func, ast.Name) and func.id == "loop")
+    return named and isinstance(first, ast.Constant) and isinstance(first.value, str)
 
 
 def _iteration_operands(node: ast.expr) -> list[ast.Name]:

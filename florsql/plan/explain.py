@@ -55,7 +55,7 @@ def _chunk(c: Chunk) -> str:
     elif c.kind == "tail":
         what = f"{c.loop or 'loop'} {c.start}.. to the end of the script"
     elif c.kind == "all":
-        what = "the whole run (a statement's loop context is unknown)"
+        what = "the whole run"
     else:
         what = f"{c.loop} {ranges(c.iterations)}"
         if c.start is not None and c.iterations and c.start < c.iterations[0]:

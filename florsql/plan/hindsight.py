@@ -105,7 +105,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: that write as it ends (``progress.wrap(flor.loop(...))``, a generator function adding to a
 #: global) are restored by no checkpoint. 3: a ``with`` around the skipped loop whose
 #: ``__enter__`` keeps state (``start = d["steps"]`` in a ``@contextmanager``) needs the
-#: previous iteration replayed.
+#: previous iteration replayed; a wrapper of the outer loop read as a value replays the whole
+#: run.
 REPLAY_RULES = 3
 
 

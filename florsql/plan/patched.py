@@ -71,6 +71,8 @@ class Patched:
     #: names the patched script reads as a value (``florsql.code.effects.value_reads``): a
     #: progress bar only iterated and told to print is not among them
     value_read: frozenset[str] = frozenset({"*"})
+    #: why the whole run replays from the top, where :attr:`unknown`
+    whole_why: str = "a statement's loop context is unknown"
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -166,6 +168,7 @@ def patched_script(
         files=files,
         unsaved=found.unsaved,
         value_read=found.value_read,
+        whole_why=found.whole_why,
     )
 
 
@@ -309,6 +312,19 @@ def analyze_patched(
         _classify(call.lineno, scope, facts, outer, inner, flags)
     if set(names) - found:
         flags["unknown"] = True  # a statement in another file: the safe answer
+    value_read = value_reads(source)
+    whole_why = Patched.whole_why
+    if outer is not None and outer.wrappers and names:
+        # A wrapper of the outer loop (bar = tqdm(flor.loop("epoch", ...)), a generator
+        # counting in its locals) sees only the iterations a replay runs: where the script
+        # reads it as a value (bar.n), every iteration must run, from the top.
+        read = sorted(outer.wrappers if "*" in value_read else outer.wrappers & value_read)
+        if read:
+            flags["unknown"] = True
+            whole_why = (
+                f"reads {', '.join(read[:3])}, which a wrapper of the {outer.name} loop changes "
+                "as it iterates: every iteration must run"
+            )
     if flags["unknown"]:
         flags["need_start"] = flags["after"] = True
     return Patched(
@@ -321,7 +337,8 @@ def analyze_patched(
         unknown=flags["unknown"],
         registered=_registered(tree),
         unsaved=unsaved,
-        value_read=value_reads(source),
+        value_read=value_read,
+        whole_why=whole_why,
     )
 
 

@@ -96,7 +96,8 @@ class Chunk:
     Attributes:
         kind: ``iterations`` (outer iterations ``first..last``), ``head`` (the code before the
             first loop only), ``tail`` (from the last checkpoint to the end of the script) or
-            ``all`` (the whole run: a statement whose loop context is unknown).
+            ``all`` (the whole run: a statement whose loop context is unknown, or a wrapper of
+            the outer loop read as a value; the steps say which).
         loop: the outermost loop (None for ``head``/``all`` without loops).
         iterations: the needed outer iterations in this chunk, ascending.
         start: the first outer iteration the worker executes (before ``iterations[0]`` when

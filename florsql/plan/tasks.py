@@ -523,7 +523,8 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     loop = patched.outer.name if patched is not None and patched.outer is not None else None
     loop = loop or next(iter(facts.seconds), None)
     reached = facts.reached(loop) if loop else 0
-    steps = tuple(Step(i, "full", None, "full: the whole run") for i in range(reached))
+    why = f"full: the whole run ({patched.whole_why if patched is not None else 'no analysis'})"
+    steps = tuple(Step(i, "full", None, why) for i in range(reached))
     its = tuple(sorted({n.iteration for n in needs if n.loop == loop})) or tuple(range(reached))
     its = tuple(i for i in its if i < reached) if facts.ended else its
     to_end = not facts.ended  # a run that failed or was killed never got past its loop

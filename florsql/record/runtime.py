@@ -360,6 +360,15 @@ class Run:
         """An outermost loop, or one that checkpoints: a row per iteration as it starts, and the
         after-iteration hook (checkpoints, flushes) as it ends."""
         parent = self.ctx
+        if frame.checkpoint_scope is None and self.scopes and frame.depth == len(self.frames):
+            # Called before ``flor.checkpointing`` was entered, run inside it (``bar =
+            # tqdm(flor.loop("epoch", ...))``, then ``with flor.checkpointing(...): for e in
+            # bar``): it checkpoints as a loop called inside would (it took none before).
+            scope = self.scopes[-1]
+            if scope.depth == frame.depth:
+                frame.checkpoint_scope = scope
+                frame.user = frame.owner
+                frame.facts = self._facts(frame.user, frame.name)
         self.frames.append(frame)
         self._watch(frame, sys._getframe())
         key = self.names.key(frame.name)
