@@ -757,3 +757,30 @@ flor.log("bar_n", bar.n)
     assert p.unknown and "reads bar, which a wrapper of the epoch loop" in p.whole_why
     quiet = _patched(src.replace('flor.log("bar_n", bar.n)\n', ""), "w")
     assert not quiet.unknown
+
+
+def test_a_progress_bar_held_around_the_skipped_loop_keeps_rest_mode_unless_read() -> None:
+    """``pbar = tqdm(flor.loop("step", ...))`` closed or told to print after the loop: a run
+    that noted the bar busy replays in rest mode; one recorded before bars were noted (it
+    listed the bar as kept) runs the loop, as it does wherever ``pbar.n`` is read."""
+    src = """
+for epoch in flor.loop("epoch", range(8)):
+    pbar = tqdm(flor.loop("step", data))
+    for x in pbar:
+        n = len(x)
+    pbar.close()
+    flor.log("n", n)
+"""
+    p = _patched(src, "n")
+    assert p.first_inner is not None and p.first_inner.wrappers == {"pbar"}
+    captured = {"n", "x", "data", "epoch", "step", "tqdm"}
+    noted = _facts(8, dict.fromkeys(range(8), captured))
+    noted.busy["epoch"] = dict.fromkeys(range(8), frozenset({"pbar"}))
+    steps, _ = plan_steps("epoch", [5], p, noted, to_end=False)
+    assert _modes(steps) == [(5, "rest", 5)]
+    old = _facts(8, dict.fromkeys(range(8), captured | {"pbar"}))  # "kept", never saved
+    steps, _ = plan_steps("epoch", [5], p, old, to_end=False)
+    assert steps[-1].mode == "full" and "pbar (changed by the loop's wrapper" in steps[-1].why
+    read = _patched(src.replace('flor.log("n", n)', 'flor.log("n", pbar.n)'), "n")
+    steps, _ = plan_steps("epoch", [5], read, noted, to_end=False)
+    assert steps[-1].mode == "full" and "pbar (iterating the loop" in steps[-1].why

@@ -275,6 +275,8 @@ class _Stepper:
         # An object whose method iterates the loop (progress.wrap(flor.loop(...))) was saved
         # mid-iteration by runs recorded before such objects were noted: restored by nothing.
         wrappers = self.p.first_inner.wrappers if self.p.first_inner is not None else frozenset()
+        # (a progress bar noted busy is output only: it stands for itself unless read, above)
+        wrappers -= busy - self.p.value_read
         restored -= wrappers
         return sorted(
             f"{n} (module state)"
