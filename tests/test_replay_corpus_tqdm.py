@@ -319,11 +319,46 @@ flor.log("bar_n", bar.n)  # hindsight
 """,
         {"epoch": ["w_sum"], "": ["epochs_done", "bar_n"]},
     ),
+    Case(
+        "context_managers_around_a_helper_that_owns_the_step_loop",
+        """
+from contextlib import contextmanager
+
+stats = {"steps": 0, "per_epoch": [], "calls": []}
+
+
+@contextmanager
+def counting(d, key):  # reads the count on entry, writes the share on exit
+    start = d["steps"]
+    yield
+    d[key].append(d["steps"] - start)
+
+
+def train_epoch(epoch):
+    with counting(stats, "per_epoch"):  # inside the helper
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12 if epoch % 2 else 16)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            stats["steps"] += 1
+            flor.log("loss", loss.item())
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        with counting(stats, "calls"):  # around the call
+            train_epoch(epoch)
+        flor.log("per_epoch", list(stats["per_epoch"]))  # hindsight
+        flor.log("calls", list(stats["calls"]))  # hindsight
+""",
+        {"epoch": ["per_epoch", "calls"]},
+    ),
 ]
 
 #: the default run (``make test``): the patterns bugs were found with (``pbar.n`` read after the
-#: step loop; a wrapper's count written back when its loop ends); the others run in
-#: ``make test-all`` (CI runs both)
+#: step loop, wrappers writing as their loop ends, context managers keeping state from entry);
+#: the others run in ``make test-all`` (CI runs both)
 CASES = corpus_params(
     PATTERNS,
     (
@@ -332,6 +367,7 @@ CASES = corpus_params(
         "a_generator_function_and_a_class_wrapping_the_step_loop",
         "context_managers_around_the_step_loop_read_state_on_entry",
         "wrappers_of_the_outer_loop_made_before_checkpointing_read_after_it",
+        "context_managers_around_a_helper_that_owns_the_step_loop",
     ),
 )
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())

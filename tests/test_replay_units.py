@@ -784,3 +784,22 @@ for epoch in flor.loop("epoch", range(8)):
     read = _patched(src.replace('flor.log("n", n)', 'flor.log("n", pbar.n)'), "n")
     steps, _ = plan_steps("epoch", [5], read, noted, to_end=False)
     assert steps[-1].mode == "full" and "pbar (iterating the loop" in steps[-1].why
+
+
+def test_a_context_manager_around_a_helper_that_owns_the_skipped_loop() -> None:
+    """The step loop in a helper, entered inside a ``with`` there or around its call: a task
+    starting there in rest mode entered it on unrestored state (replay answered 7 for 4)."""
+    src = """
+def train_epoch():
+    with counting(stats):
+        for x in flor.loop("step", data):
+            stats["steps"] += 1
+for epoch in flor.loop("epoch", range(8)):
+    with counting(calls), torch.no_grad():
+        train_epoch()
+    flor.log("n", stats["steps"])
+"""
+    assert _loop(src, "step").entered == ("counting(stats)",)
+    assert _loop(src, "epoch").body_withs == ("counting(calls)",)
+    plain = src.replace("    with counting(stats):\n        for", "    if True:\n        for")
+    assert _loop(plain, "step").entered == ()

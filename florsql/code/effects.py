@@ -150,6 +150,9 @@ class LoopFacts:
     #: their ``__exit__`` runs after it, with what the entry kept where no checkpoint sees it
     #: (``start = d["steps"]`` in a ``@contextmanager`` generator)
     entered: tuple[str, ...] = ()
+    #: the same for every ``with`` in the loop's body (around a call of a function that runs
+    #: the inner loop: ``with counting_steps(stats): train_epoch()``)
+    body_withs: tuple[str, ...] = ()
 
     @property
     def carried(self) -> frozenset[str]:
@@ -652,7 +655,8 @@ class _Finder:
                     found = held[0] if len(held) == 1 else None
                 if found is not None:
                     facts = self._facts(stmt, found, scope, parent, rest, guarded)
-                    if parent is not None:
+                    # (in a function, the loops it runs are entered with each call)
+                    if parent is not None or scope != "<module>":
                         facts = replace(facts, entered=_stateful_items(withs, self.modules))
                     self.found.append(facts)
                     # After an inner loop come the rest of this body, the next iteration of
@@ -710,6 +714,15 @@ class _Finder:
             ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
             wrappers=frozenset(wrappers - self.modules - self.loop_names),
+            body_withs=_stateful_items(
+                tuple(
+                    item
+                    for n in _own_nodes(node.body)
+                    if isinstance(n, (ast.With, ast.AsyncWith))
+                    for item in n.items
+                ),
+                self.modules,
+            ),
         )
 
 

@@ -303,7 +303,10 @@ class _Stepper:
                 f"its {self.p.first_inner.name if self.p.first_inner else 'inner'} loop was left"
                 " early (break, return or an exception), and skipping it may take another path"
             )
-        entered = self.p.first_inner.entered if self.p.first_inner is not None else ()
+        inner, outer = self.p.first_inner, self.p.outer
+        entered = inner.entered if inner is not None else ()
+        if inner is not None and outer is not None and inner.scope != outer.scope:
+            entered += outer.body_withs  # a with around the call of the function with the loop
         if fresh and entered:  # its __enter__ would run on the state before the restore
             return False, (
                 f"`with {entered[0]}` around the loop keeps what it read on entry, and only "
