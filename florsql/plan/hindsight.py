@@ -106,8 +106,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: global) are restored by no checkpoint. 3: a ``with`` around the skipped loop whose
 #: ``__enter__`` keeps state (``start = d["steps"]`` in a ``@contextmanager``) needs the
 #: previous iteration replayed; a wrapper of the outer loop read as a value replays the whole
-#: run.
-REPLAY_RULES = 3
+#: run. 4: the same ``with`` rule for a loop in a function the outer loop calls.
+REPLAY_RULES = 4
 
 
 def statement_fingerprints(
