@@ -254,6 +254,7 @@ def value_reads(source: str) -> frozenset[str]:
     except (SyntaxError, ValueError, RecursionError):
         return frozenset({"*"})
     quiet: set[int] = set()  # ids of the Name nodes loaded in an output-only place
+    loops = _Finder(_flor_aliases(tree))  # to tell the flor.loop(...) calls
     for node in ast.walk(tree):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             for it in _iteration_operands(node.iter):
@@ -267,23 +268,13 @@ def value_reads(source: str) -> frozenset[str]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             # progress.wrap(flor.loop(...)): wrapping a loop reads nothing of the wrapper
             func = node.func
-            if isinstance(func.value, ast.Name) and any(_is_loop_call(a) for a in node.args):
+            if isinstance(func.value, ast.Name) and any(loops.loop_call(a) for a in node.args):
                 quiet.add(id(func.value))
     return frozenset(
         n.id
         for n in ast.walk(tree)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in quiet
     )
-
-
-def _is_loop_call(node: ast.expr) -> bool:
-    """``flor.loop("name", ...)`` (any module alias) or ``loop("name", ...)``."""
-    if not isinstance(node, ast.Call) or not node.args:
-        return False
-    func, first = node.func, node.args[0]
-    named = isinstance(func, ast.Attribute) and func.attr == "loop"
-    named = named or (isinstance(func, ast.Name) and func.id == "loop")
-    return named and isinstance(first, ast.Constant) and isinstance(first.value, str)
 
 
 def _iteration_operands(node: ast.expr) -> list[ast.Name]:
