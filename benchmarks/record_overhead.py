@@ -135,10 +135,13 @@ print(json.dumps(us))
 
 #: florsql's per-step cost where it runs, between training steps (their work evicts florsql's
 #: code and data from the CPU caches, so a call costs several times its tight-loop time): one
-#: recorded process runs blocks of steps plain, with a flor.loop, with 3 flor.log calls, and with
-#: both, in turn; the median block of each against the plain ones. Unlike the pairs of
-#: processes above it is not moved by one process's luck with the machine (memory layout, the
-#: other core's load), so it is the steadier reading of what the calls themselves cost.
+#: recorded process runs blocks of steps plain, with a flor.loop, with 3 flor.log calls, with
+#: both, and with the floor, in turn; the median block of each against the plain ones. Unlike
+#: the pairs of processes above it is not moved by one process's luck with the machine (memory
+#: layout, the other core's load), so it is the steadier reading of what the calls cost.
+#: The floor is the least any Python-level record API costs there: a generator that yields the
+#: items it is given, and 3 calls of a function that appends the value to an array and returns
+#: it (no name, no context, no clock).
 BLOCKS = """
 import json, statistics, time
 import torch
@@ -154,10 +157,18 @@ flor.arg("blocks", 1)
 def step():
     out = net(x); loss = loss_fn(out, y); opt.zero_grad(); loss.backward(); opt.step()
     return loss
-N, KINDS = 300, ("plain", "loop", "logs", "both")
+from array import array
+kept = array("d")
+def floor_log(name, value):
+    kept.append(value)
+    return value
+def floor_loop(items):
+    for item in items:
+        yield item
+N, KINDS = 300, ("plain", "loop", "logs", "both", "floor")
 res = {k: [] for k in KINDS}
-for block in flor.loop("block", range(48)):
-    kind = KINDS[block % 4]
+for block in flor.loop("block", range(60)):
+    kind = KINDS[block % len(KINDS)]
     t = time.thread_time()
     if kind == "plain":
         for s in range(N):
@@ -169,10 +180,14 @@ for block in flor.loop("block", range(48)):
         for s in range(N):
             loss = step()
             flor.log("loss", loss.item()); flor.log("lr", 0.01); flor.log("step_in_epoch", s)
-    else:
+    elif kind == "both":
         for s in flor.loop("step2", range(N)):
             loss = step()
             flor.log("loss", loss.item()); flor.log("lr", 0.01); flor.log("step_in_epoch", s)
+    else:
+        for s in floor_loop(range(N)):
+            loss = step()
+            floor_log("loss", loss.item()); floor_log("lr", 0.01); floor_log("step_in_epoch", s)
     res[kind].append((time.thread_time() - t) / N * 1e6)
 plain = statistics.median(res["plain"][2:])
 extra = {k: statistics.median(res[k][2:]) - plain for k in KINDS[1:]}
@@ -337,6 +352,12 @@ def main() -> None:
         f"flor.loop {block['loop']:.2f} + 3 logs {block['logs']:.2f}; {both_pct:.2f}% of a "
         f"{block['step_us']:.0f} us step)"
     )
+    floor_pct = block["floor"] / block["step_us"] * 100
+    print(
+        f"{'floor between steps, us a step':32}{'':10}{block['floor']:10.2f}  (a bare generator "
+        f"and 3 calls of a bare function: {floor_pct:.2f}% of the step, the least a Python-level "
+        "API costs here)"
+    )
     print(f"{'writer CPU s / run':32}{'':10}{writer_cpu:10.3f}  (thread + segment writer)")
     print(
         f"{'segment writer start-up CPU s':32}{'':10}{writer_start:10.3f}"
@@ -372,6 +393,12 @@ def main() -> None:
             block["both"],
             "us",
             note=f"{both_pct:.2f}% of the step; in-process blocks, median of 3 processes",
+        ),
+        Row(
+            "floor: a bare generator + 3 calls of a bare function, between torch steps",
+            block["floor"],
+            "us",
+            note=f"{floor_pct:.2f}% of the step: the least any Python-level record API costs",
         ),
         Row("import florsql ms", import_ms, "ms", 50, "<="),
         Row("recorded runs importing pandas", imported, "", 0, "<="),
