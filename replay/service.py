@@ -55,6 +55,11 @@ LOG = "replay-service.log"
 DEFAULT_IDLE = 600.0
 #: How long a starting process waits for a new service to listen (its own imports are light).
 START_TIMEOUT = 60.0
+#: Seconds the service stays idle after its first tasks before it starts the query host: the
+#: host's imports (about 0.7 s of CPU) then do not slow the tasks of a query sent right after
+#: the first one (a notebook's next cell, a script's second query). They did: tasks forked
+#: meanwhile took 2.3x as long (0.28 s against 0.12 s, benchmarks/hindsight.py).
+HOST_DELAY_S = 2.0
 #: How a service is launched (``-m`` would warn: the package already imported this module).
 _LAUNCH = "import sys; from florsql.replay.service import main; main(sys.argv[1])"
 #: The query host (florsql.cli_host), started beside the service after its first tasks.
@@ -372,7 +377,7 @@ class Service:
         self.inode: int | None = None
         self.host: subprocess.Popen[bytes] | None = None
         self.host_tried = False
-        self.host_state = "not started (starts after the first tasks)"
+        self.host_state = "not started (starts once idle after the first tasks)"
 
     # setup / teardown
     def bind(self) -> None:
@@ -480,10 +485,12 @@ class Service:
         self._release()
 
     def _start_host(self) -> None:
-        """Once, when the first tasks are done (so its imports never slow a cold query): the
-        query host, whose standard input is a pipe this process holds (it exits when this
-        process does)."""
+        """Once, when the first tasks are done and nothing came for :data:`HOST_DELAY_S` (so its
+        imports never slow a cold query, nor one sent right after it): the query host, whose
+        standard input is a pipe this process holds (it exits when this process does)."""
         if self.host_tried or self.owner or not self.tasks_run or self.stopping:
+            return
+        if time.monotonic() - self.last < HOST_DELAY_S:
             return
         self.host_tried = True
         if os.environ.get("FLORSQL_QUERY_HOST", "1").lower() in ("0", "off", "false", "no"):
