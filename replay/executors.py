@@ -133,6 +133,12 @@ class LocalExecutor:
         self._shared.kill()
         self._zygote.kill()
 
+    def note_repository(self, repo: Path) -> None:
+        """The repository the next replays are for, so :attr:`running` can tell a service
+        that runs already (started by another process) before this executor ran anything."""
+        if self.warm and self._shared.store is None:
+            self._shared.store = layout.store_dir(repo)
+
     def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
         """Start the warm worker now, in the background, with these scripts' heavy imports,
         so a replay later (a REPL's first hindsight query) finds it ready."""

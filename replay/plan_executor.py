@@ -90,6 +90,14 @@ class PlanExecutor:
         if callable(prewarm):
             prewarm(recent_scripts(Path(repo)), Path(repo))
 
+    def note_repository(self, repo: Path) -> None:
+        """The repository the next plans are for: :meth:`capacity` then sees its replay
+        service running even where another process started it and this executor ran nothing
+        yet (a one-shot ``florsql explain``)."""
+        note = getattr(self.executor, "note_repository", None)
+        if callable(note):
+            note(Path(repo))
+
     def capacity(self) -> dict[str, object]:
         """What the plan's wall-time estimate needs of the executor: ``workers`` (tasks at
         once, at most), ``forks`` (tasks fork from a warm worker) and ``warm`` (it already

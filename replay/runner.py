@@ -247,6 +247,7 @@ def _run_tasks(
                 for n in names
                 if n.lower() in req.fingerprints and current
             },
+            estimate=round(chunk.seconds, 4),
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)

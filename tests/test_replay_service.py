@@ -373,3 +373,54 @@ def test_the_source_digest_sees_a_rewrite_that_keeps_size_and_time(tmp_path: Pat
     os.utime(mod, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (mod.stat().st_size, mod.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert service._source_digest(str(pkg)) != digest
+
+
+def test_explain_in_a_new_process_counts_the_running_service_as_warm(repo: Path) -> None:
+    """A one-shot ``florsql explain`` (its executor ran nothing yet) sees the service another
+    process started: its estimate adds no worker start (it added 2.2 s, for a replay that
+    then took a fraction of a second). With the service stopped, the start is counted."""
+    query(repo, "SELECT run, epoch, w2 FROM logs")
+    pid = int(str(state(repo)["pid"]))
+    write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', NEW3))
+    out = florsql(repo, "explain", "SELECT run, epoch, w3 FROM logs").stdout
+    assert "warm worker running" in out, out
+    florsql(repo, "replay-service", "stop")
+    wait_gone(pid)
+    out = florsql(repo, "explain", "SELECT run, epoch, w3 FROM logs").stdout
+    assert "warm worker start included" in out, out
+
+
+def test_estimates_follow_what_the_repositorys_tasks_took(repo: Path) -> None:
+    """Each task keeps the planner's estimate beside the time it took (done.json, the index);
+    once 3 tasks have both, a plan's task estimates are scaled by the median ratio of the
+    two, and EXPLAIN says so. With fewer, nothing is scaled."""
+    from florsql.engine.session import Engine
+
+    def ratios() -> list[float]:
+        out = []
+        for done in layout.store_dir(repo).glob("replays/*/*/done.json"):
+            doc = json.loads(done.read_text())
+            assert doc["estimate"] > 0, "a task's done.json keeps the planner's estimate"
+            out.append(doc["timings"]["total"] / doc["estimate"])
+        return sorted(out)
+
+    with Engine(repo, replay="auto") as eng:
+        eng.execute("SELECT run, epoch, w2 FROM logs")  # 2 runs: 2 tasks, too few
+        assert len(ratios()) == 2
+        write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', NEW3))
+        cost = eng.plan("SELECT run, epoch, w3 FROM logs").replay.cost
+        assert (cost.scale, cost.scaled_from) == (1.0, 0)
+        eng.execute("SELECT run, epoch, w3 FROM logs")
+        seen = ratios()
+        assert len(seen) == 4
+        four = NEW3 + '\n        flor.log("w4", state["w"] * 4)'
+        write(repo / "train.py", SCRIPT.replace('flor.log("w", state["w"])', four))
+        plan = eng.plan("SELECT run, epoch, w4 FROM logs").replay
+        median = (seen[1] + seen[2]) / 2
+        assert plan.cost.scaled_from == 4
+        assert plan.cost.scale == pytest.approx(min(3.0, max(1 / 3, median)), abs=1e-3)
+        text = "\n".join(
+            r["plan"]
+            for r in eng.execute("EXPLAIN SELECT run, epoch, w4 FROM logs").table.to_pylist()
+        )
+        assert f"task estimates x{plan.cost.scale:g}: the median of what the last 4" in text

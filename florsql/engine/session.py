@@ -52,7 +52,7 @@ from florsql.plan.explain import explain_lines
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
-from florsql.plan.tasks import with_executor
+from florsql.plan.tasks import calibration, with_executor
 from florsql.store.layout import store_dir
 from florsql.store.rows import strings_array
 
@@ -310,7 +310,7 @@ class Engine:
                 planned = self._plan(stmt, catalog, params, con)
                 self._remember(key, catalog, stmt, planned)
             if stmt.kind == "explain":
-                replay = self._costed(planned.replay)
+                replay = self._costed(planned.replay, con)
                 lines = explain_lines(replay, planned.sql, wide_select(catalog))
                 plan = pa.table({"plan": strings_array(lines)})  # not pa.array: no pandas import
                 return Result("explain", plan, planned.sql, replay)
@@ -389,14 +389,20 @@ class Engine:
             raise PlanError(f"{stmt.kind} has no query to plan", sql=sql)
         with self._own, self._reading() as catalog:
             planned = self._plan(stmt, catalog, params, self._box.con)
-        return dataclasses.replace(planned, replay=self._costed(planned.replay))
+            replay = self._costed(planned.replay, self._box.con)
+        return dataclasses.replace(planned, replay=replay)
 
-    def _costed(self, plan: ReplayPlan) -> ReplayPlan:
+    def _costed(self, plan: ReplayPlan, con: duckdb.DuckDBPyConnection) -> ReplayPlan:
         """``plan`` with its wall time for this engine's executor, as it is now: whether its
-        warm worker already runs, and how many workers it allows (executors that say)."""
+        warm worker already runs, and how many workers it allows (executors that say); its
+        tasks' estimates calibrated by how long this repository's recent tasks took against
+        theirs (:func:`florsql.plan.tasks.calibration`)."""
         describe = getattr(self.executor, "capacity", None)
         if plan.empty or not callable(describe):
             return plan
+        note = getattr(self.executor, "note_repository", None)
+        if callable(note):
+            note(self.repo)
         cap = describe()
         if not isinstance(cap, dict):
             return plan
@@ -405,6 +411,7 @@ class Engine:
             warm=cap.get("warm"),
             workers=cap.get("workers"),
             forks=bool(cap.get("forks", True)),
+            scale=calibration(con),
         )
 
     def _plan(

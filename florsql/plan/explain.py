@@ -152,6 +152,11 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
             f"  est. wall time {human_seconds(c.wall)}: {c.at_once} task(s) at once "
             f"({threads}, {c.cores} core{'s' * (c.cores != 1)}); {start}"
         )
+        if c.scaled_from:
+            lines.append(
+                f"  task estimates x{c.scale:g}: the median of what the last {c.scaled_from} "
+                "replay tasks here took against their estimates"
+            )
     if plan.names:
         lacking = ", ".join(f"{n} ({k} run(s) did not record it)" for n, k in plan.lacking)
         lines.append(f"  hindsight columns: {lacking}")

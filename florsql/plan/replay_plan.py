@@ -226,6 +226,9 @@ class Cost:
         cores: the cores counted.
         warm: whether the warm worker is already running (None: not known when planning;
             the estimate then counts its start).
+        scale: what each task's estimate was multiplied by: the median ratio of the time
+            recent tasks of this repository took to their estimates (1.0: none yet).
+        scaled_from: how many recent tasks ``scale`` comes from (0: not calibrated).
     """
 
     seconds: float
@@ -238,6 +241,8 @@ class Cost:
     threads: int = 1
     cores: int = 1
     warm: bool | None = None
+    scale: float = 1.0
+    scaled_from: int = 0
 
 
 @dataclass(frozen=True)

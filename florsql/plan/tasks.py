@@ -20,7 +20,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from florsql.plan.patched import Patched, analyze_patched, module_names
 from florsql.plan.replay_plan import (
@@ -39,12 +39,16 @@ from florsql.plan.state import NeedRow, PlanState
 from florsql.store import layout, rundoc
 from florsql.store.replays import manifest_records
 
+if TYPE_CHECKING:
+    import duckdb
+
 __all__ = [
     "REPLAY_FIXED_S",
     "RESTORE_BYTES_PER_S",
     "TASK_OVERHEAD_S",
     "WORKER_START_S",
     "RunFacts",
+    "calibration",
     "chunks_from_files",
     "load_facts",
     "plan_cost",
@@ -626,6 +630,39 @@ def schedule(seconds: list[float], slots: int) -> float:
     return max(free)
 
 
+#: Calibration (:func:`calibration`): at most this many recent tasks, at least this many, and
+#: the bounds of the factor (a task estimated under this is left out: its time is noise).
+CALIBRATION_TASKS = 20
+CALIBRATION_MIN_TASKS = 3
+CALIBRATION_BOUNDS = (1 / 3, 3.0)
+CALIBRATION_MIN_ESTIMATE_S = 0.05
+
+
+def calibration(con: duckdb.DuckDBPyConnection) -> tuple[float, int]:
+    """``(factor, tasks)``: the median, over this repository's most recent replay tasks that
+    carry an estimate, of the wall time each took (fork to exit, its ``done.json`` timings)
+    divided by the planner's estimate for it; ``(1.0, 0)`` with fewer than
+    :data:`CALIBRATION_MIN_TASKS` of them. The estimates come from recorded iteration times
+    and constants measured on a quiet machine; a busier or slower machine than the recording's,
+    or a warm worker quicker than the constants, shows in these ratios, and the next estimate
+    follows them (clamped to :data:`CALIBRATION_BOUNDS`)."""
+    try:
+        rows = con.execute(
+            "SELECT task_seconds / estimate FROM replays WHERE estimate >= ? AND "
+            "task_seconds > 0 ORDER BY started DESC, replay_id DESC, task_id LIMIT ?",
+            [CALIBRATION_MIN_ESTIMATE_S, CALIBRATION_TASKS],
+        ).fetchall()
+    except Exception:  # an index without the columns (opened read-only, older): no calibration
+        return 1.0, 0
+    ratios = sorted(float(r[0]) for r in rows if r[0] is not None)
+    if len(ratios) < CALIBRATION_MIN_TASKS:
+        return 1.0, 0
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    low, high = CALIBRATION_BOUNDS
+    return round(min(high, max(low, median)), 3), len(ratios)
+
+
 def plan_cost(
     runs: list[RunReplay],
     *,
@@ -633,13 +670,15 @@ def plan_cost(
     workers: int | None = None,
     cores: int | None = None,
     forks: bool = True,
+    scale: tuple[float, int] = (1.0, 0),
 ) -> Cost:
     """The cost of replaying ``runs``: the work, and the wall time with every start-up cost.
 
     ``warm``: whether the warm worker already runs (True) or must start first (False; None:
     not known when planning, counted as False). ``forks=False``: the executor starts an
     interpreter per task (no warm worker): every task pays :data:`WORKER_START_S`.
-    ``workers``: the executor's limit on tasks at once.
+    ``workers``: the executor's limit on tasks at once. ``scale``: ``(factor, tasks)`` of
+    :func:`calibration`; each task's estimate is multiplied by the factor.
     """
     chunks = [c for r in runs for c in r.chunks]
     threads = max((r.threads or 1 for r in runs), default=1)
@@ -647,12 +686,15 @@ def plan_cost(
     slots = at_once(threads, cores)
     if workers:
         slots = min(slots, workers)
+    factor, scaled_from = scale
     per_task = 0.0 if forks else WORKER_START_S
-    wall = REPLAY_FIXED_S + schedule([c.seconds + per_task for c in chunks], slots)
+    wall = REPLAY_FIXED_S + schedule([c.seconds * factor + per_task for c in chunks], slots)
     if forks and not warm:
         wall += WORKER_START_S
     return Cost(
-        seconds=round(sum(c.seconds for c in chunks), 3),
+        scale=factor,
+        scaled_from=scaled_from,
+        seconds=round(sum(c.seconds for c in chunks) * factor, 3),
         tasks=len(chunks),
         runs=len(runs),
         iterations=sum(len(r.needs) for r in runs),
@@ -666,12 +708,20 @@ def plan_cost(
 
 
 def with_executor(
-    plan: ReplayPlan, *, warm: bool | None, workers: int | None, forks: bool = True
+    plan: ReplayPlan,
+    *,
+    warm: bool | None,
+    workers: int | None,
+    forks: bool = True,
+    scale: tuple[float, int] = (1.0, 0),
 ) -> ReplayPlan:
     """``plan`` with its wall time for the executor that will run it: whether its warm worker
-    already runs, whether it forks tasks from one at all, and how many workers it allows."""
+    already runs, whether it forks tasks from one at all, and how many workers it allows;
+    ``scale``: the :func:`calibration` of its tasks' estimates."""
     if plan.empty:
         return plan
     runs = list(plan.runs())
-    cost = plan_cost(runs, warm=warm, workers=workers, cores=plan.cost.cores, forks=forks)
+    cost = plan_cost(
+        runs, warm=warm, workers=workers, cores=plan.cost.cores, forks=forks, scale=scale
+    )
     return replace(plan, cost=cost)

@@ -20,6 +20,7 @@ ran, so a later query may replay them again. No file is ever changed.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS replays (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
     loop_name VARCHAR, iterations BIGINT[], status VARCHAR, started TIMESTAMPTZ,
     seconds DOUBLE, source_hash VARCHAR, logs BIGINT, to_end BOOLEAN, data_changed VARCHAR[],
+    estimate DOUBLE, task_seconds DOUBLE,
     PRIMARY KEY (replay_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS replay_log_records (
@@ -113,7 +115,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
     if finished:
         con.executemany(
             "INSERT INTO replays VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)",
             [
                 [
                     replay_id,
@@ -129,6 +131,8 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                     done.get("logs", 0),
                     bool(done.get("after_loop")),
                     list(done.get("data_changed") or []),
+                    _number(done.get("estimate")),
+                    _number((done.get("timings") or {}).get("total")),
                 ]
                 for replay_id, task_id, done in finished
             ],
@@ -218,6 +222,14 @@ def _read_done(path: Path) -> dict[str, Any]:
     ):
         raise ValueError("data_changed is not a list of text")
     return done
+
+
+def _number(value: Any) -> float | None:
+    """A finite number of ``done.json`` as a float; None for anything else (an older task)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _insert(con: duckdb.DuckDBPyConnection) -> None:

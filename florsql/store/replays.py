@@ -62,6 +62,10 @@ class ReplaySpec:
     #: served only while today's code has the same one. Empty: never served (a direct
     #: :func:`florsql.replay.run_replay` call that gave none).
     fingerprints: dict[str, str] = field(default_factory=dict)
+    #: The planner's estimate of this task's wall time in seconds (0.0: none). Kept in
+    #: ``done.json`` and the index beside the time the task took: later estimates are
+    #: calibrated against them (:func:`florsql.plan.tasks.calibration`).
+    estimate: float = 0.0
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:
