@@ -539,3 +539,72 @@ def test_an_object_iterating_the_loop_as_the_checkpoint_is_taken_is_a_miss() -> 
     (cap,) = progress.caps
     assert progress.n == 3 and "progress" in cap.missed and "meter" in cap.saved
     assert cap.missed["progress"] == frame_state.BUSY_REASON
+
+
+HOOKED = """
+import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+calls = [0]
+
+
+def count(module, inputs, output):
+    calls[0] += 1
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        if epoch == 1:
+            net[0].register_forward_hook(count)
+        for step in flor.loop("step", range(3)):
+            loss = nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("calls", calls[0])  # hindsight
+"""
+
+
+def test_a_checkpoint_whose_model_was_hooked_since_the_start_is_refused_loudly(
+    tmp_path: Path,
+) -> None:
+    """A hook registered at epoch 1 is in no state_dict: a task restoring a later checkpoint
+    into the model the script's start makes ran without it, silently (``calls`` stayed 6 in
+    epoch 3, for 7, 8, 9). Now the task refuses that checkpoint: no value comes back, and
+    a warning says why. (A submodule swapped during the run is refused the same way.)"""
+    import warnings
+
+    import florsql
+    from florsql.errors import ReplayFailedWarning
+    from tests.helpers import make_repo
+    from tests.helpers_replay import old_source, patched_source
+
+    repo = make_repo(tmp_path / "r", {"train.py": old_source(HOOKED)})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", patched_source(HOOKED))
+    with florsql.connect(repo, replay="auto") as con, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rows = con.execute("SELECT epoch, step, calls FROM logs WHERE epoch = 3").fetchall()
+    assert all(calls is None for *_, calls in rows), rows  # no value rather than a wrong one
+    failed = [str(w.message) for w in seen if issubclass(w.category, ReplayFailedWarning)]
+    assert failed and "hook" in failed[0], failed
+
+
+def test_frozen_parameters_are_restored_with_the_registered_model() -> None:
+    """``requires_grad`` is in no state_dict: a layer frozen during the run came back
+    trainable in a replay that restored a later checkpoint (it trained, silently)."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    net[0].requires_grad_(False)
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert [p.requires_grad for p in fresh.parameters()] == [False, False, True, True]
+    net[0].requires_grad_(True)  # unfrozen again later: restored trainable
+    ckpt.restore({"net": fresh}, ckpt.capture({"net": net}), rng=False)
+    assert all(p.requires_grad for p in fresh.parameters())

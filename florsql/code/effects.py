@@ -975,6 +975,13 @@ def _call_mutates(call: ast.Call) -> set[str]:
     if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
         for arg in call.args:
             out |= _iterated(arg)
+    if isinstance(func, ast.Name) and func.id == "print":
+        # ``print(..., file=logf)`` writes to ``logf``: its position (``logf.tell()``), an
+        # ``io.StringIO``'s contents (``buf.getvalue()``)
+        for k in call.keywords:
+            root = _root(k.value) if k.arg == "file" else None
+            if root:
+                out.add(root)
     if not pure:
         for arg in [*call.args, *(k.value for k in call.keywords)]:
             if isinstance(arg, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):

@@ -106,8 +106,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: global) are restored by no checkpoint. 3: a ``with`` around the skipped loop whose
 #: ``__enter__`` keeps state (``start = d["steps"]`` in a ``@contextmanager``) needs the
 #: previous iteration replayed; a wrapper of the outer loop read as a value replays the whole
-#: run. 4: the same ``with`` rule for a loop in a function the outer loop calls.
-REPLAY_RULES = 4
+#: run. 4: the same ``with`` rule for a loop in a function the outer loop calls. 5: a registered
+#: module's ``requires_grad`` flags are restored; ``print(..., file=f)`` changes ``f``; an
+#: ``io.StringIO`` is saved and refilled, an open file is restored by nothing where its state
+#: is read (``f.tell()``); a checkpoint whose module was swapped or hooked since the script's
+#: start is refused (loud), not restored.
+REPLAY_RULES = 5
 
 
 def statement_fingerprints(

@@ -69,10 +69,12 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
 
 def module_extras(obj: Any) -> dict[str, Any]:
     """What a torch module's ``state_dict`` leaves out, per submodule (by its name in
-    ``named_modules``): its ``training`` flag, its non-persistent buffers, and its plain data
+    ``named_modules``): its ``training`` flag, its non-persistent buffers, its plain data
     attributes (``net.global_step = 0``, then ``net.global_step += 1`` in the loop: numbers,
-    strings, tensors, and lists, tuples and dicts of them). Code reading them after a restore
-    read the replay process's fresh values (0), silently. Empty for anything else."""
+    strings, tensors, and lists, tuples and dicts of them) and which of its parameters need no
+    gradient (``net[0].requires_grad_(False)`` at epoch 1: a task starting at epoch 2 trained
+    the frozen layer, silently). Code reading them after a restore read the replay process's
+    fresh values (0), silently. Empty for anything else."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(obj, torch.nn.Module):
         return {}
@@ -89,8 +91,61 @@ def module_extras(obj: Any) -> dict[str, Any]:
             for k, b in module._buffers.items()
             if k in non_persistent and b is not None
         }
-        out[prefix] = {"training": module.training, "attrs": attrs, "buffers": buffers}
+        frozen = [k for k, p in module._parameters.items() if p is not None and not p.requires_grad]
+        out[prefix] = {
+            "training": module.training,
+            "attrs": attrs,
+            "buffers": buffers,
+            "frozen": frozen,  # always there: a checkpoint without it predates it
+            "type": _type_name(module),
+            "hooks": _hooks(module),
+        }
     return out
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+#: The hook dicts of a torch module that change what its forward and backward compute.
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
+def _hooks(module: Any) -> list[str]:
+    """The hooks on ``module`` by their functions' names, sorted (a multiset)."""
+    out = []
+    for attr in _HOOK_DICTS:
+        for hook in (getattr(module, attr, None) or {}).values():
+            func = getattr(hook, "func", hook)  # a functools.partial: its function
+            name = getattr(func, "__qualname__", None) or type(func).__qualname__
+            out.append(f"{attr}:{getattr(func, '__module__', '')}.{name}")
+    return sorted(out)
+
+
+def _structure_differs(prefix: str, module: Any, saved: dict[str, Any]) -> str | None:
+    """Why ``module`` (the replay's, as the script's start made it) cannot take the state saved
+    from the recording's ``prefix`` submodule, or None. A submodule replaced during the run
+    (``net[1] = nn.LeakyReLU()``: the same state_dict) or a hook registered during it (it
+    counted, or changed the output) is not in the checkpoint: a replay from it computed with
+    the start's module, silently."""
+    where = f"the registered model's {prefix or 'top module'}"
+    if module is None:
+        return f"{where} is not in the replay's model (added or renamed during the run)"
+    if "type" in saved and saved["type"] != _type_name(module):
+        return (
+            f"{where} was a {saved['type']} at this checkpoint and is a {_type_name(module)} "
+            "where the script starts (replaced during the run)"
+        )
+    if "hooks" in saved:
+        now = list(_hooks(module))
+        for hook in saved["hooks"]:
+            if hook not in now:
+                return (
+                    f"{where} had a hook ({hook.split(':', 1)[1]}) at this checkpoint that the "
+                    "script's start does not register (registered during the run)"
+                )
+            now.remove(hook)
+    return None
 
 
 def _plain(value: Any, torch: Any, depth: int = 0) -> bool:
@@ -113,9 +168,19 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
     modules = dict(obj.named_modules())
     for prefix, saved in extras.items():
         module = modules.get(prefix)
-        if module is None:
-            continue
+        why = _structure_differs(prefix, module, saved)
+        if why is not None:
+            raise StoreError(
+                f"cannot restore this checkpoint: {why}; its state is not in the checkpoint, "
+                "so the values that need it stay NULL"
+            )
+        assert module is not None
         module.training = saved["training"]
+        if "frozen" in saved:  # an older checkpoint did not keep it: left as it is
+            frozen = set(saved["frozen"])
+            for k, param in module._parameters.items():
+                if param is not None and param.requires_grad == (k in frozen):
+                    param.requires_grad_(k not in frozen)
         for k, v in saved["attrs"].items():
             setattr(module, k, _deep_copy(v))
         for k, v in saved["buffers"].items():

@@ -21,11 +21,15 @@ How each value is saved:
 - bound methods (``upd = meter.update``, ``add = hist.append``): the object they are bound to,
   as that object would be saved, refilled in place;
 - modules, other functions and other classes: nothing (code);
-- progress bars, loggers and writers (output-only objects: tqdm, logging, TensorBoard, wandb,
-  files): their plain data attributes (numbers, strings, flags), restored in place onto the
-  object of the same class the name holds then: code after a loop reads them (``pbar.n``, the
-  count a ``tqdm`` bar reached), while the rest (a file, a lock, a thread) is not state a logged
-  value can come from;
+- progress bars, loggers and writers (output-only objects: tqdm, logging, TensorBoard, wandb):
+  their plain data attributes (numbers, strings, flags), restored in place onto the object of
+  the same class the name holds then: code after a loop reads them (``pbar.n``, the count a
+  ``tqdm`` bar reached), while the rest (a lock, a thread) is not state a logged value can
+  come from;
+- open files: nothing (their position and contents are the OS's); noted ``busy``, so the
+  planner takes them as restored only where the patched code never reads them as a value
+  (``f.write(...)``, not ``f.tell()``). In-memory files (``io.StringIO``, ``io.BytesIO``) are
+  saved and refilled, contents and position;
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
@@ -139,7 +143,7 @@ def capture(
             out.missed[name] = refused[name]
             continue
         value = values[name]
-        if id(value) in busy and _sink(value):
+        if (id(value) in busy and _sink(value)) or _open_file(value):
             out.busy.append(name)
             continue
         if id(value) in busy and id(value) not in registered:
@@ -292,9 +296,24 @@ def _dumps_bounded(attr: str, value: Any, registered: dict[int, str]) -> bytes:
 
 
 def _sink(value: Any) -> bool:
-    """An output-only object (a progress bar, a logger, a writer), by its class's module."""
+    """An output-only object (a progress bar, a logger, a writer), by its class's module. Not
+    an in-memory buffer (``io.StringIO``, ``io.BytesIO``): what was written to it is read back
+    (``buf.getvalue()``), so it is saved and refilled like any object."""
+    if isinstance(value, _BUFFERS):
+        return False
     module = type(value).__module__ or ""
     return any(module == m or module.startswith(m + ".") for m in _SINK_MODULES)
+
+
+#: In-memory files: state (contents, position) a checkpoint saves and a restore refills.
+_BUFFERS = (io.StringIO, io.BytesIO)
+
+
+def _open_file(value: Any) -> bool:
+    """A file object on an OS file (``logf = open(...)``): its position and contents are not
+    saved, so it counts as restored only where the patched code never reads it as a value
+    (``logf.write(...)``, not ``flor.log("pos", logf.tell())``): it is noted ``busy``."""
+    return isinstance(value, io.IOBase) and not isinstance(value, _BUFFERS)
 
 
 def _type_name(value: Any) -> str:
@@ -536,6 +555,18 @@ def _restored(
                 obj = getattr(obj, part)
             obj.set_state(state)
         return _IN_PLACE
+    if kind in ("state", "module_state") and not hasattr(cur, "load_state_dict"):
+        # Saved by its state_dict, which only an object of its kind can take back: the name
+        # held something else where the script starts (``teacher = None``, then a
+        # ``copy.deepcopy(net)`` during the run). It cannot be remade from its state.
+        from florsql.errors import StoreError
+
+        raise StoreError(
+            "cannot restore this checkpoint: a name held an object saved by its state_dict() "
+            f"at it ({kind}), and holds a {type(cur).__name__} where the script starts (the "
+            "object was made during the run), which cannot take that state; the values that "
+            "need it stay NULL"
+        )
     if kind == "state":
         cur.load_state_dict(data)
         return _IN_PLACE
@@ -609,6 +640,10 @@ def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
         # Its state is the C generator's, not its __dict__ (filling that restored nothing).
         cur.setstate(saved.getstate())
         cur.__dict__.update(saved.__dict__)
+    elif isinstance(cur, _BUFFERS) and type(cur) is type(saved):
+        # Contents and position are the C object's, not its __dict__ (as for a Random).
+        buffer: Any = cur
+        buffer.__setstate__(saved.__getstate__())
     elif _slots(type(cur)) and not hasattr(cur, "__dict__"):
         for name in _slots(type(cur)):  # an object with __slots__: filled slot by slot
             if hasattr(saved, name):
