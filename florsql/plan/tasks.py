@@ -63,12 +63,16 @@ __all__ = [
 #: loop and checkpoint loads.
 TASK_OVERHEAD_S = 0.08
 #: Starting the warm worker (the replay service): an interpreter, florsql's worker modules and
-#: the scripts' heavy imports (torch 1.0 s and torch._dynamo 1.05 s here). Paid once per
-#: replay when it is not running, by every task without one.
-WORKER_START_S = 2.2
+#: the scripts' heavy imports. Measured on these machines (2 cores; benchmarks/hindsight.py):
+#: torch 0.78 s and torch._dynamo 0.75 s on 2026-12-01, 1.0 s and 1.05 s on an older one (this
+#: was 2.2 then, and EXPLAIN read 1.7-1.9x the replays that started a worker on the newer).
+#: Paid once per replay when it is not running, by every task without one.
+WORKER_START_S = 1.6
 #: Per replay, whatever the tasks: worktrees, patched files, task specs, verification (the
-#: replay report's seconds include them), measured 0.1-0.2 s (benchmarks/hindsight.py).
-REPLAY_FIXED_S = 0.2
+#: replay report's seconds include them): 0.03-0.05 s with a warm worker and its worktrees made
+#: (benchmarks/hindsight.py, 2026-12-01; it was 0.1-0.2 s before worktrees were reused), where
+#: 0.2 s made EXPLAIN read 2-2.5x the smallest replays.
+REPLAY_FIXED_S = 0.05
 #: A run is cut into tasks of at least this much estimated work (each task pays a start-up).
 MIN_TASK_S = 2.0
 #: Checkpoint bytes read and restored per second: a 2.4 MB checkpoint (an MLP and its SGD
