@@ -168,6 +168,8 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
     modules = dict(obj.named_modules())
     for prefix, saved in extras.items():
         module = modules.get(prefix)
+        if module is None and "type" not in saved:
+            continue  # an older checkpoint (no structure kept): as it was restored then
         why = _structure_differs(prefix, module, saved)
         if why is not None:
             raise StoreError(
