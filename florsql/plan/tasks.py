@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -658,13 +659,11 @@ def calibration(con: duckdb.DuckDBPyConnection) -> tuple[float, int]:
         ).fetchall()
     except Exception:  # an index without the columns (opened read-only, older): no calibration
         return 1.0, 0
-    ratios = sorted(float(r[0]) for r in rows if r[0] is not None)
+    ratios = [float(r[0]) for r in rows if r[0] is not None]
     if len(ratios) < CALIBRATION_MIN_TASKS:
         return 1.0, 0
-    mid = len(ratios) // 2
-    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
     low, high = CALIBRATION_BOUNDS
-    return round(min(high, max(low, median)), 3), len(ratios)
+    return round(min(high, max(low, statistics.median(ratios))), 3), len(ratios)
 
 
 def plan_cost(
