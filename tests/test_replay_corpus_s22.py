@@ -2317,10 +2317,6 @@ BUGS = {
     "second pass's checkpoints overwrite the first's (epoch-000000.pt), rows go missing",
     "min_the_same_outer_loop_run_twice": "checkpoints of both passes share file names: replay "
     "gives the second pass's values only",
-    "pretrain_and_finetune_share_the_step_loop_name": "g logged in both outer loops: after a "
-    "ft_epoch = 2 query, ft_epoch 0-1 count as covered and are never replayed (NULL, no warning)",
-    "min_one_name_logged_in_two_outer_loops": "w logged in two outer loops: after WHERE ft_epoch "
-    "= 2, ft_epoch 0 and 1 are never replayed (missing rows, no warning)",
     "a_property_that_counts_its_reads": "reading warm.lr (a property that advances warm.t) is "
     "taken as a read: warm is not in the change set (warm_t 0, 0, 8, 8 vs 4, 8, 12, 16)",
 }
@@ -2340,13 +2336,13 @@ DEFAULT = (
     "min_forward_hook_registered_at_epoch_one",
     "heapq_top_k_and_ordered_dict_lru",
     "dataclass_train_state_mutated_by_helpers",
+    "min_one_name_logged_in_two_outer_loops",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)
 FRESH_PASSES = {
     "teacher_copied_every_other_epoch_starts_as_none",
     "best_state_dict_kept_without_a_copy_aliases_the_live_weights",
-    "pretrain_and_finetune_share_the_step_loop_name",
 }
 FRESH = corpus_params(
     [replace(p, bug=None) if p.name in FRESH_PASSES else p for p in PATTERNS if p.fresh],

@@ -78,6 +78,7 @@ logs AS (
 needed AS (
     SELECT * FROM logs WHERE ({predicate}) AND NOT EXISTS (
         SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id AND v.name = lower(logs.__name)
+        AND v.outer_loop IS NOT DISTINCT FROM logs.__outer_loop
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
@@ -210,7 +211,7 @@ WHERE f.run_id IN (SELECT unnest(?::VARCHAR[]))
 ORDER BY f.failed, f.replay_id, f.task_id
 """
 
-Key = tuple[str, str, int | None]
+Key = tuple[str, str, str | None, int | None]
 
 
 def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list[NeedRow]:
@@ -237,13 +238,13 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
         for name in names:
             for i in its or ():
                 if at is None or i >= at:
-                    blocked.setdefault((run_id, name, i), failed)
+                    blocked.setdefault((run_id, name, loop, i), failed)
             if to_end or at is None:
-                blocked.setdefault((run_id, name, None), failed)
+                blocked.setdefault((run_id, name, None, None), failed)
     kept: list[NeedRow] = []
     hit: dict[tuple[str, str, str], list[NeedRow]] = {}
     for need in needs:
-        task = blocked.get((need.run_id, need.name, need.outer_iteration))
+        task = blocked.get((need.run_id, need.name, need.outer_loop, need.outer_iteration))
         if task is None:
             kept.append(need)
         else:

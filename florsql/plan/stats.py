@@ -18,10 +18,11 @@ way the index file never changes for a query:
   that loop's iteration (the loop columns of ``logs``).
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
 - ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
-- ``__flor_cover``: which (run, name in lower case, outermost iteration) are known: a recorded
-  or (counted) replayed value there, or a finished replay task that computed the name in that
-  outer iteration with today's statement (even if the statement logged nothing there); the
-  outer iteration is NULL for the top level (a value outside every loop, or a task that ran to
+- ``__flor_cover``: which (run, name in lower case, outermost loop and iteration) are known: a
+  recorded or (counted) replayed value there, or a finished replay task that computed the name
+  in that outer iteration with today's statement (even if the statement logged nothing there);
+  keyed by the loop too, as one name may be logged under two outer loops (pretraining and
+  fine-tuning); the outer loop and iteration are NULL for the top level (a value outside every loop, or a task that ran to
   the end of the script). What replay skips.
 - ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
   or was killed in them; also an outer loop left by ``break``).
@@ -262,20 +263,20 @@ def _code_tables(
             " AND v.task_id = t.task_id AND v.name = lower(t.name))"
         )
         tasks = f"""
-            UNION ALL SELECT run_id, lower(name), unnest(iterations), false
-            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, iterations
+            UNION ALL SELECT run_id, lower(name), loop_name, unnest(iterations), false
+            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, loop_name, iterations
                   FROM {src}replays WHERE status = 'done') t WHERE {counted}
-            UNION ALL SELECT run_id, lower(name), NULL::BIGINT, false
+            UNION ALL SELECT run_id, lower(name), NULL::VARCHAR, NULL::BIGINT, false
             FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
                   FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
-        SELECT run_id, name, outer_iteration, bool_or(recorded) AS recorded FROM (
-            SELECT r.run_id, lower(r.name) AS name, c.outer_iteration,
+        SELECT run_id, name, outer_loop, outer_iteration, bool_or(recorded) AS recorded FROM (
+            SELECT r.run_id, lower(r.name) AS name, c.outer_loop, c.outer_iteration,
                    r.source = 'record' AS recorded
             FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
               ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
-        ) GROUP BY run_id, name, outer_iteration"""
+        ) GROUP BY run_id, name, outer_loop, outer_iteration"""
     )
     con.execute(
         f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
