@@ -2313,10 +2313,6 @@ BUGS = {
     "__enter__/__exit__ change is not in the change set (sections 0, 0, 8, 8 vs 4, 8, 12, 16)",
     "a_global_written_through_globals": "globals()['last_loss'] = ... is not seen as changing "
     "last_loss: rest mode reads a stale value",
-    "one_fit_function_called_for_two_phases": "the outer loop entered twice in one run: the "
-    "second pass's checkpoints overwrite the first's (epoch-000000.pt), rows go missing",
-    "min_the_same_outer_loop_run_twice": "checkpoints of both passes share file names: replay "
-    "gives the second pass's values only",
     "a_property_that_counts_its_reads": "reading warm.lr (a property that advances warm.t) is "
     "taken as a read: warm is not in the change set (warm_t 0, 0, 8, 8 vs 4, 8, 12, 16)",
 }
@@ -2337,6 +2333,7 @@ DEFAULT = (
     "heapq_top_k_and_ordered_dict_lru",
     "dataclass_train_state_mutated_by_helpers",
     "min_one_name_logged_in_two_outer_loops",
+    "min_the_same_outer_loop_run_twice",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)

@@ -17,7 +17,9 @@ way the index file never changes for a query:
   and iteration, the loop and iteration one level in, and one column per loop name holding
   that loop's iteration (the loop columns of ``logs``).
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
-- ``__flor_times``: per (run, outer iteration): its seconds and its inner loops' seconds.
+- ``__flor_times``: per (run, outer iteration): its seconds, its inner loops' seconds, and
+  how many times the run began it (``entries``: more than 1 where the script entered the same
+  outer loop twice, ``fit(2); fit(2)``).
 - ``__flor_cover``: which (run, name in lower case, outermost loop and iteration) are known: a
   recorded or (counted) replayed value there, or a finished replay task that computed the name
   in that outer iteration with today's statement (even if the statement logged nothing there);
@@ -194,7 +196,8 @@ def rebuild_stats(
         con.execute(
             f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_times AS
             SELECT o.run_id, o.loop_name, o.iteration, coalesce(any_value(o.seconds), 0) AS seconds,
-                   coalesce(sum(i.seconds), 0) AS inner_seconds
+                   coalesce(sum(i.seconds), 0) AS inner_seconds,
+                   count(DISTINCT o.ctx_id) AS entries
             FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
             WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
         )

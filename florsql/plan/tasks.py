@@ -107,6 +107,10 @@ class RunFacts:
     #: it ran out (break, return or an exception; runs recorded before this was kept: none)
     left: dict[str, set[int]] = field(default_factory=dict)
     threads: int | None = None  # torch's intra-op threads while recording (None: unknown)
+    #: outer loops the run entered more than once (``fit(2); fit(2)``), and how many times: an
+    #: iteration number then names one iteration of each pass, and its checkpoint file holds
+    #: the last pass's, so only a replay of the whole run is exact
+    reentered: dict[str, int] = field(default_factory=dict)
 
     def loop_seconds(self, loop: str) -> float:
         return sum(s for s, _ in self.seconds.get(loop, {}).values())
@@ -130,12 +134,14 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
     facts: dict[str, RunFacts] = defaultdict(RunFacts)
     con = state.con
     rows = con.execute(
-        """SELECT run_id, loop_name, iteration, seconds, inner_seconds FROM __flor_times
+        """SELECT run_id, loop_name, iteration, seconds, inner_seconds, entries FROM __flor_times
            WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
-    for run_id, loop, it, sec, inner in rows:
+    for run_id, loop, it, sec, inner, entries in rows:
         facts[run_id].seconds.setdefault(loop, {})[int(it)] = (float(sec), float(inner))
+        if entries > 1:
+            facts[run_id].reentered[loop] = max(facts[run_id].reentered.get(loop, 0), entries)
     rows = con.execute(
         """SELECT run_id, loop_name, iteration, position, file, bytes,
                   coalesce(copy_seconds, 0) + coalesce(write_seconds, 0) FROM checkpoints
@@ -199,6 +205,7 @@ def plan_run(
     iteration_needs = _iteration_needs(loop_needs)
     top_level = tuple(sorted({n.name for n in top}))
     unknown = any(n.chain == ANY_CHAIN for n in needs) or patched is None or patched.unknown
+    unknown = unknown or bool(facts.reentered)
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
     inner_name = patched.first_inner.name if patched and patched.first_inner else None
     skip = () if unknown or inner_name is None or inner_name in used_loops else (inner_name,)
@@ -537,7 +544,11 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     loop = patched.outer.name if patched is not None and patched.outer is not None else None
     loop = loop or next(iter(facts.seconds), None)
     reached = facts.reached(loop) if loop else 0
-    why = f"full: the whole run ({patched.whole_why if patched is not None else 'no analysis'})"
+    if facts.reentered:
+        entered = ", ".join(f"{lp} {n} times" for lp, n in sorted(facts.reentered.items()))
+        why = f"full: the whole run (the run entered its outer loop more than once: {entered})"
+    else:
+        why = f"full: the whole run ({patched.whole_why if patched is not None else 'no analysis'})"
     steps = tuple(Step(i, "full", None, why) for i in range(reached))
     its = tuple(sorted({n.iteration for n in needs if n.loop == loop})) or tuple(range(reached))
     its = tuple(i for i in its if i < reached) if facts.ended else its
