@@ -2260,10 +2260,6 @@ BUGS = {
     "lru_cache_statistics_read_after_the_step_loop": "an lru_cache's statistics/cache are neither "
     "saved nor seen as changed: rest mode skips the loop and reads an empty cache (hits 0)",
     "min_lru_cache_hits": "lru_cache state is not saved: hits 0 instead of 3, 7, 11, 15",
-    "tensor_accumulated_in_place_while_a_dict_holds_it": "a tensor changed in place (total += x, "
-    "count.add_(1)) is restored by replacing the name, so a dict holding the same tensor keeps 0",
-    "min_tensor_accumulator_aliased_in_a_dict": "stats['total'] reads 0.0: the restored tensor "
-    "replaces `total` instead of being copied into the object the dict holds",
     "param_group_added_mid_training": "ValueError: loaded state dict has a different number of "
     "parameter groups (a task starting after the add_param_group)",
     "min_add_param_group_at_epoch_one": "ValueError restoring the optimizer: different number of "
@@ -2334,6 +2330,7 @@ DEFAULT = (
     "dataclass_train_state_mutated_by_helpers",
     "min_one_name_logged_in_two_outer_loops",
     "min_the_same_outer_loop_run_twice",
+    "min_tensor_accumulator_aliased_in_a_dict",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)

@@ -110,8 +110,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: module's ``requires_grad`` flags are restored; ``print(..., file=f)`` changes ``f``; an
 #: ``io.StringIO`` is saved and refilled, an open file is restored by nothing where its state
 #: is read (``f.tell()``); a checkpoint whose module was swapped or hooked since the script's
-#: start is refused (loud), not restored.
-REPLAY_RULES = 5
+#: start is refused (loud), not restored. 6: a run that entered its outer loop more than once
+#: replays whole; a tensor a name has held since the loop began is restored in place (runs
+#: recorded from now on), so a dict holding it too stays true.
+REPLAY_RULES = 6
 
 
 def statement_fingerprints(

@@ -64,7 +64,62 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     payload = {"format": FORMAT, "states": states, "pickled": pickled, "rng": capture_rng()}
     if extras:
         payload["extras"] = extras
+    loose = _loose_parameters(objs)
+    if loose:
+        payload["loose"] = loose
     return payload
+
+
+def _loose_parameters(objs: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per registered optimizer: the values of the parameters it trains that no registered
+    module (or registered tensor) holds, as ``[group, position, tensor]``.
+
+    An optimizer's ``state_dict`` keeps its buffers (momentum), not the parameters it updates:
+    those are the model's. Tensors made by hand (``w = torch.zeros(6, 2,
+    requires_grad=True)``, handed to ``SGD([w])``) or a model left out of
+    ``flor.checkpointing(optimizer=opt)`` were restored by nothing, and a replay from the
+    checkpoint computed with their values at the script's start, silently."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    optimizers = {n: o for n, o in objs.items() if isinstance(o, torch.optim.Optimizer)}
+    if not optimizers:
+        return {}
+    held: set[int] = set()
+    for obj in objs.values():
+        if isinstance(obj, torch.nn.Module):
+            held.update(id(p) for p in obj.parameters())
+        elif isinstance(obj, torch.Tensor):
+            held.add(id(obj))
+    out: dict[str, list[Any]] = {}
+    for name, opt in optimizers.items():
+        rows = [
+            [g, i, p.detach().to("cpu", copy=True)]
+            for g, group in enumerate(opt.param_groups)
+            for i, p in enumerate(group["params"])
+            if id(p) not in held
+        ]
+        if rows:
+            out[name] = rows
+    return out
+
+
+def _restore_loose(name: str, opt: Any, rows: list[Any]) -> None:
+    """Copy :func:`_loose_parameters`' values into ``opt``'s parameters, in place."""
+    torch = sys.modules["torch"]
+    for g, i, value in rows:
+        try:
+            param = opt.param_groups[g]["params"][i]
+        except (IndexError, KeyError):
+            param = None
+        if param is None or param.shape != value.shape:
+            raise StoreError(
+                f"cannot restore this checkpoint: {name!r}'s parameter {i} of group {g} "
+                "is not in the replay's optimizer as the checkpoint saved it (its parameters "
+                "changed during the run); the values that need it stay NULL"
+            )
+        with torch.no_grad():
+            param.copy_(value)
 
 
 def module_extras(obj: Any) -> dict[str, Any]:
@@ -233,6 +288,8 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
             obj.load_state_dict(payload["states"][name])
             if name in payload.get("extras", {}):
                 restore_module_extras(obj, payload["extras"][name])
+            if name in payload.get("loose", {}):
+                _restore_loose(name, obj, payload["loose"][name])
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:

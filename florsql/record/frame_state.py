@@ -10,7 +10,9 @@ listed with a reason; the replay planner then runs the loop (or starts earlier) 
 How each value is saved:
 
 - immutable values (numbers, strings, tuples of them): as they are;
-- tensors: a detached copy; ``nn.Parameter``\\ s are copied back in place;
+- tensors: a detached copy (a leaf that requires grad still does); ``nn.Parameter``\\ s are
+  copied back in place, and so is a tensor the name has held since the loop began (changed in
+  place only, ``total += x``): a dict or an optimizer that holds the same tensor stays true;
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state (a
   torch module also what its state_dict leaves out: plain attributes, non-persistent buffers);
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
@@ -42,6 +44,7 @@ How each value is saved:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import os
@@ -49,6 +52,7 @@ import pickle
 import random
 import sys
 import types
+import weakref
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +127,7 @@ def capture(
     refused: dict[str, str],
     loop_span: tuple[str, int, int] | None = None,
     busy: frozenset[int] = frozenset(),
+    born: Mapping[str, weakref.ref[Any]] | None = None,
 ) -> Capture:
     """Save ``names`` of a frame's ``values`` (:func:`frame_values`).
 
@@ -133,6 +138,10 @@ def capture(
     lies there is a new object each time the loop runs it (an LBFGS closure); a replay that
     skips the loop cannot make it, so it is missed, not saved. ``busy``: the ids of the objects
     whose methods run between the script's frame and the loop (:func:`busy_objects`).
+    ``born`` (:func:`tensors_held`): the tensors the names held as the loop began; a name that
+    still holds its tensor was changed in place only (``total += x``), so restore copies into
+    the tensor the name holds then, which keeps the places that share it (``stats["total"]``,
+    an optimizer's parameter list) true.
     """
     out = Capture()
     kinds: set[type] = set()  # of the mutable objects inside saved values
@@ -181,12 +190,30 @@ def capture(
                 out.saved[name] = ("function", _function_state(value, registered))
                 continue
             out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds)
+            ref = born.get(name) if born else None
+            if out.saved[name][0] == "tensor" and ref is not None and ref() is value:
+                out.saved[name] = ("tensor_in_place", out.saved[name][1])
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
             refused[name] = reason
             out.missed[name] = reason
     _capture_aliases(out, values, registered, refused, kinds)
     out.ids = {name: ids for name, ids in out.ids.items() if ids}
+    return out
+
+
+def tensors_held(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, weakref.ref[Any]]:
+    """The tensors ``names`` hold in ``values`` now (weakly), for :func:`capture`'s ``born``:
+    taken as a loop begins, once per loop (a few names: what the loop changes)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    out: dict[str, weakref.ref[Any]] = {}
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+            with contextlib.suppress(TypeError):
+                out[name] = weakref.ref(value)
     return out
 
 
@@ -358,7 +385,10 @@ def _save(
     if torch is not None:
         if isinstance(value, torch.Tensor):
             kind = "parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
-            return kind, value.detach().to("cpu", copy=True)
+            copy = value.detach().to("cpu", copy=True)
+            if value.requires_grad and value.is_leaf:
+                copy.requires_grad_(True)  # a tensor the script trains by hand (w -= lr * w.grad)
+            return kind, copy
         if isinstance(value, torch.Generator):
             return "torch_generator", value.get_state().clone()
         loader = _loader_generators(value, torch)
@@ -537,6 +567,10 @@ def _restored(
 ) -> Any:
     if kind == "value" or kind == "tensor":
         return data
+    if kind == "tensor_in_place":
+        # The name held the tensor it held as the loop began (changed in place only, as by
+        # ``total += x``): copied into the tensor it holds now, so what shares it stays true.
+        return _copied_into(cur, data)
     if kind == "parameter":
         import torch
 
@@ -611,6 +645,18 @@ def _restored(
     saved = merge.load(data, objs, ids)
     new = _merged(cur, saved, merge) if cur is not None else merge.adopt(saved)
     return _IN_PLACE if new is cur else new
+
+
+def _copied_into(cur: Any, data: Any) -> Any:
+    """``data`` copied into the tensor ``cur`` (:data:`_IN_PLACE`) where it has the same shape
+    and dtype, else ``data`` itself."""
+    import torch
+
+    if isinstance(cur, torch.Tensor) and cur.shape == data.shape and cur.dtype == data.dtype:
+        with torch.no_grad():
+            cur.copy_(data)
+        return _IN_PLACE
+    return data
 
 
 def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:

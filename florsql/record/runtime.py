@@ -72,6 +72,9 @@ class _Frame:
     call_line: int = 0
     #: the ``for`` that iterates it through a wrapper (florsql.record.consumer)
     consumer: Consumer | None = None
+    #: the tensors the names the loop changes held as it began (weakly): one that still holds
+    #: it at a checkpoint was changed in place only, and is restored in place (aliases kept)
+    born: dict[str, weakref.ref[Any]] = field(default_factory=dict)
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -281,6 +284,10 @@ class Run:
         if self.scopes:  # only checkpointed loops save locals
             frame.user = frame.owner
             frame.facts = self._facts(frame.user, name)
+            if frame.facts is not None and frame.user is not None:
+                frame.born = frame_state.tensors_held(
+                    frame_state.frame_values(frame.user), frame.facts.changed
+                )
         return self._iterate(frame, iterable)
 
     def _facts(self, user: FrameType | None, name: str) -> LoopFacts | None:
@@ -587,7 +594,9 @@ class Run:
             refused = self.refused.setdefault(fr.user.f_code, {})
             values = frame_state.frame_values(fr.user)
             busy = frame_state.busy_objects(fr.user)
-            out[role] = frame_state.capture(values, names, registered, refused, span, busy)
+            out[role] = frame_state.capture(
+                values, names, registered, refused, span, busy, born=fr.born
+            )
         return out
 
     def checkpointing(self, objs: dict[str, Any]) -> _Scope:
