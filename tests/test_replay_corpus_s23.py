@@ -182,7 +182,9 @@ DEFAULT = (
     "hand_written_sgd_on_a_leaf_tensor",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
-FRESH = corpus_params([p for p in PATTERNS if p.fresh], [p.name for p in PATTERNS if p.fresh and p.name in DEFAULT])
+FRESH = corpus_params(
+    [p for p in PATTERNS if p.fresh], [p.name for p in PATTERNS if p.fresh and p.name in DEFAULT]
+)
 
 
 def test_s23_corpus_is_consistent() -> None:

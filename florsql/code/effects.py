@@ -108,6 +108,24 @@ _CALLEES: ContextVar[Mapping[str, _Summary] | None] = ContextVar("_CALLEES", def
 
 
 @dataclass(frozen=True)
+class _Hidden:
+    """Where the script's own classes change an object on what reads like a read."""
+
+    #: attribute names of the script's properties whose getter changes its object
+    #: (``warm.lr`` advancing ``warm.t``)
+    properties: frozenset[str] = frozenset()
+    #: names bound to an instance of a script class whose ``__getitem__`` changes its object
+    #: (``ds = CachedSet(...)``, then ``ds[i]`` fills its cache)
+    subscripted: frozenset[str] = frozenset()
+
+
+_HIDDEN: ContextVar[_Hidden] = ContextVar("_HIDDEN", default=_Hidden())  # noqa: B039 (frozen)
+
+#: Decorators that make a method run on an attribute read.
+_PROPERTY_DECORATORS = frozenset({"property", "cached_property"})
+
+
+@dataclass(frozen=True)
 class LoopFacts:
     """One ``for ... in flor.loop("name", ...)`` statement.
 
@@ -215,15 +233,58 @@ def analyze_source(source: str) -> ScriptFacts:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return ScriptFacts(())
-    callees, escaped = _summaries(tree)
-    token = _CALLEES.set(callees)
+    hidden = _HIDDEN.set(_hidden_state(tree))
     try:
-        finder = _Finder(_flor_aliases(tree), escaped)
-        finder.classes = frozenset(n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef))
-        finder.scope(tree.body, "<module>")
+        callees, escaped = _summaries(tree)
+        token = _CALLEES.set(callees)
+        try:
+            finder = _Finder(_flor_aliases(tree), escaped)
+            finder.classes = frozenset(
+                n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+            )
+            finder.scope(tree.body, "<module>")
+        finally:
+            _CALLEES.reset(token)
     finally:
-        _CALLEES.reset(token)
+        _HIDDEN.reset(hidden)
     return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
+
+
+def _hidden_state(tree: ast.Module) -> _Hidden:
+    """The script's properties and ``__getitem__`` methods that change their object, and the
+    names bound to instances of the classes with such a ``__getitem__``."""
+    properties: set[str] = set()
+    caching: set[str] = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for fn in cls.body:
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not fn.args.args:
+                continue
+            decorators = {
+                _root(d) if isinstance(d, ast.Name) else getattr(d, "attr", None)
+                for d in fn.decorator_list
+            }
+            is_property = bool(decorators & _PROPERTY_DECORATORS)
+            if not is_property and fn.name != "__getitem__":
+                continue
+            # a cached_property stores its value in the object: a change too
+            changes = "cached_property" in decorators or fn.args.args[0].arg in _changed(fn.body)
+            if changes and is_property:
+                properties.add(fn.name)
+            elif changes:
+                caching.add(cls.name)
+    subscripted: set[str] = set()
+    if caching:
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, (ast.Assign, ast.AnnAssign))
+                and isinstance(node.value, ast.Call)
+                and _root(node.value.func) in caching
+            ):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                subscripted.update(r for t in targets if (r := _root(t)) is not None)
+    return _Hidden(frozenset(properties), frozenset(subscripted))
 
 
 #: Names every module has (a closure's free name is none of them).
@@ -800,8 +861,7 @@ def _changed(body: list[ast.stmt]) -> set[str]:
                 and iterable.func.attr in ("values", "items")
             ):
                 iterable = iterable.func.value
-            source = _alias_root(iterable)
-            if source:
+            for source in _part_roots(iterable):
                 aliases += [(n, source) for n in _stored_names(node.target)]
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
@@ -810,10 +870,25 @@ def _changed(body: list[ast.stmt]) -> set[str]:
         elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
             node.ctx, (ast.Store, ast.Del)
         ):
+            named = _globals_key(node)
+            if named:
+                out.add(named)  # globals()["last_loss"] = v binds the global
             root = _root(node)
             if root:
                 out.add(root)
                 mutated.add(root)
+            reached = _reached_through_calls(node.value)
+            out |= reached
+            mutated |= reached
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, ast.Load):
+            hidden = _HIDDEN.get()
+            if (isinstance(node, ast.Attribute) and node.attr in hidden.properties) or (
+                isinstance(node, ast.Subscript) and _root(node.value) in hidden.subscripted
+            ):
+                root = _root(node)  # a read that runs a getter changing its object
+                if root:
+                    out.add(root)
+                    mutated.add(root)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             out.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
         elif isinstance(node, ast.ExceptHandler) and node.name:
@@ -822,20 +897,33 @@ def _changed(body: list[ast.stmt]) -> set[str]:
             out |= _iterated(node.iter)  # iterating may advance the object's own state
         elif isinstance(node, _COMPREHENSIONS):
             local = {n for g in node.generators for n in _stored_names(g.target)}
+            inside: set[str] = set()
             for sub in ast.walk(node):
                 if isinstance(sub, ast.comprehension):
                     out |= _iterated(sub.iter)
                 elif isinstance(sub, ast.Call):
-                    out.update(_call_mutates(sub))
+                    inside.update(_call_mutates(sub))
                 elif isinstance(sub, ast.NamedExpr):
                     out.add(sub.target.id)
-            out -= local
+            for g in node.generators:  # [m.update() for m in [meters["grad"]]]
+                if _stored_names(g.target) & inside:
+                    parts = _part_roots(g.iter)
+                    out |= parts
+                    mutated |= parts
+            out |= inside - local
         elif isinstance(node, ast.Call):
             found = _call_mutates(node)
             out.update(found)
             mutated.update(found)
         elif isinstance(node, ast.NamedExpr):
             out.add(node.target.id)
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:  # ``with section:`` runs its __enter__ and __exit__
+                expr = item.context_expr
+                root = None if isinstance(expr, ast.Call) else _root(expr)
+                if root and root not in STATELESS_CONTEXTS:
+                    out.add(root)
+                    mutated.add(root)
     grown = True
     while grown:  # aliases of aliases
         grown = False
@@ -845,6 +933,51 @@ def _changed(body: list[ast.stmt]) -> set[str]:
                 out.add(source)
                 grown = True
     return out
+
+
+def _globals_key(node: ast.AST) -> str | None:
+    """``x`` for ``globals()["x"]``."""
+    if (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "globals"
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    ):
+        return node.slice.value
+    return None
+
+
+def _reached_through_calls(node: ast.AST) -> set[str]:
+    """The free names of the script's functions whose result an expression reaches into
+    (``meter("train")`` in ``meter("train").update(v)``): the object returned may be one any
+    of them holds (``return meters[name]``), so changing it changes them."""
+    out: set[str] = set()
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred, ast.Call)):
+        if isinstance(node, ast.Call):
+            callee = _callee(node) if isinstance(node.func, ast.Name) else None
+            if callee is not None:
+                out |= callee.reads
+            node = node.func
+        else:
+            node = node.value
+    return out
+
+
+def _part_roots(node: ast.AST) -> set[str]:
+    """The roots of the objects iterating ``node`` may give: ``meters`` for ``meters``,
+    ``meters.values()``, ``[meters["train"], meters["val"]]``."""
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return {r for e in node.elts for r in _part_roots(e)}
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("values", "items")
+    ):
+        return _part_roots(node.func.value)
+    root = _alias_root(node)
+    return {root} if root else set()
 
 
 def _aliased(target: ast.AST, value: ast.AST) -> list[tuple[str, str]]:
@@ -969,6 +1102,7 @@ def _call_mutates(call: ast.Call) -> set[str]:
         root = _root(func.value)
         if root and func.attr not in PURE_METHODS:
             out.add(root)
+            out |= _reached_through_calls(func.value)
     pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
     if isinstance(func, ast.Name) and not pure:
         out.add(func.id)  # calling an object (a module's forward, a closure) may change it

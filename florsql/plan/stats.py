@@ -24,8 +24,8 @@ way the index file never changes for a query:
   recorded or (counted) replayed value there, or a finished replay task that computed the name
   in that outer iteration with today's statement (even if the statement logged nothing there);
   keyed by the loop too, as one name may be logged under two outer loops (pretraining and
-  fine-tuning); the outer loop and iteration are NULL for the top level (a value outside every loop, or a task that ran to
-  the end of the script). What replay skips.
+  fine-tuning); the outer loop and iteration are NULL for the top level (a value outside
+  every loop, or a task that ran to the end of the script). What replay skips.
 - ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
   or was killed in them; also an outer loop left by ``break``).
 - ``__flor_names``: per log name, its value types and record count (the column types of
