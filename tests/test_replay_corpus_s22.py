@@ -2272,10 +2272,6 @@ BUGS = {
     "scheduler_created_lazily_after_warmup": MADE_DURING_THE_RUN,
     "walrus_in_a_comprehension_binds_the_last_grad_max": "propagation: unbound name 'gmax' (a "
     "walrus in a comprehension binds in the enclosing scope): NULL",
-    "meters_reached_through_an_accessor_function": "a meter reached through meter('train') is not "
-    "in the change set: rest mode reads a stale meter (ZeroDivisionError on a fresh store)",
-    "min_meter_reached_through_a_function": "meter('train').update() not seen as changing meters: "
-    "n 0, 0, 8, 8 instead of 4, 8, 12, 16",
     "pruned_at_epoch_two_then_fine_tuned": "RuntimeError loading the state_dict: prune's "
     "weight_orig/weight_mask into an unpruned model",
     "a_generator_helper_owns_the_step_loop_and_yields_losses": "rest mode skips the step loop "
@@ -2303,14 +2299,6 @@ BUGS = {
     "def is not carried",
     "a_new_no_grad_block_around_todays_statement": "limitation (documented): no block matching "
     "with torch.no_grad()",
-    "a_dataset_caching_items_in_getitem": "ds[b] (a subscript load) runs a __getitem__ that "
-    "caches: ds is not in the change set, rest mode reads a stale cache",
-    "a_step_counter_kept_by_a_with_statement": "`with section:` inside the step loop: what "
-    "__enter__/__exit__ change is not in the change set (sections 0, 0, 8, 8 vs 4, 8, 12, 16)",
-    "a_global_written_through_globals": "globals()['last_loss'] = ... is not seen as changing "
-    "last_loss: rest mode reads a stale value",
-    "a_property_that_counts_its_reads": "reading warm.lr (a property that advances warm.t) is "
-    "taken as a read: warm is not in the change set (warm_t 0, 0, 8, 8 vs 4, 8, 12, 16)",
 }
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)
@@ -2331,6 +2319,8 @@ DEFAULT = (
     "min_one_name_logged_in_two_outer_loops",
     "min_the_same_outer_loop_run_twice",
     "min_tensor_accumulator_aliased_in_a_dict",
+    "min_meter_reached_through_a_function",
+    "a_step_counter_kept_by_a_with_statement",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)

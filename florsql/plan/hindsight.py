@@ -112,7 +112,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: is read (``f.tell()``); a checkpoint whose module was swapped or hooked since the script's
 #: start is refused (loud), not restored. 6: a run that entered its outer loop more than once
 #: replays whole; a tensor a name has held since the loop began is restored in place (runs
-#: recorded from now on), so a dict holding it too stays true.
+#: recorded from now on), so a dict holding it too stays true; change sets also hold what a
+#: ``with`` item, a script property or caching ``__getitem__``, ``globals()[...]`` and a method
+#: called on a script function's result change.
 REPLAY_RULES = 6
 
 
