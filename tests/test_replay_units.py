@@ -803,3 +803,96 @@ for epoch in flor.loop("epoch", range(8)):
     assert _loop(src, "epoch").body_withs == ("counting(calls)",)
     plain = src.replace("    with counting(stats):\n        for", "    if True:\n        for")
     assert _loop(plain, "step").entered == ()
+
+
+HIDDEN_CHANGES = {
+    "a method on what a function of the script returns": (
+        """
+meters = {"train": Meter()}
+def meter(name):
+    return meters[name]
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        meter("train").update(x)
+""",
+        {"meters"},
+        set(),
+    ),
+    "a comprehension over a list of parts": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        [m.update(1.0) for m in [meters["grad"], extra]]
+""",
+        {"meters", "extra"},
+        set(),
+    ),
+    "a with statement on an object": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        with section:
+            y = x
+        with lock_free:
+            z = x
+""",
+        {"section", "lock_free"},
+        set(),
+    ),
+    "a property whose getter changes its object": (
+        """
+class Warmup:
+    @property
+    def lr(self):
+        self.t += 1
+        return self.t
+    @property
+    def base(self):
+        return 0.1
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        a = warm.lr
+        b = other.base
+""",
+        {"warm"},
+        {"other"},
+    ),
+    "a __getitem__ that caches": (
+        """
+class Cached:
+    def __getitem__(self, i):
+        self.cache[i] = i
+        return i
+class Plain:
+    def __getitem__(self, i):
+        return i
+ds = Cached()
+plain = Plain()
+for epoch in flor.loop("epoch", range(3)):
+    for b in flor.loop("step", range(4)):
+        x = ds[b]
+        y = plain[b]
+""",
+        {"ds"},
+        {"plain"},
+    ),
+    "a global bound through globals()": (
+        """
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        globals()["last"] = x
+""",
+        {"last"},
+        set(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HIDDEN_CHANGES))
+def test_what_reads_like_a_read_but_runs_code_that_changes_an_object(case: str) -> None:
+    """The change set holds objects changed by code a statement runs without a call or a store
+    in sight (s22 B-F: each made rest mode read a stale object, silently); and only those."""
+    src, changed, unchanged = HIDDEN_CHANGES[case]
+    step = _loop(src, "step")
+    assert changed <= step.changed, sorted(step.changed)
+    assert not (unchanged & step.changed), sorted(step.changed)

@@ -9,7 +9,10 @@ stay light):
 - ``changed``: every name the loop binds or rebinds in its own scope (assignment, augmented
   assignment, the loop targets, ``with ... as``, walrus, ``except ... as``, imports, ``del``) and
   every name whose object it may mutate (a method call, an attribute or subscript store, an
-  argument to a function that is not a known-pure builtin, the iterable of a nested loop);
+  argument to a function that is not a known-pure builtin, the iterable of a nested loop), or
+  may change by running code on what reads like a read (a ``with`` item's ``__enter__`` and
+  ``__exit__``, a script ``@property`` or caching ``__getitem__`` that changes its object, a
+  ``globals()["name"]`` store, a method called on what a script function returns);
 - ``live_in``: names the body may read before assigning them in the same iteration (a value
   carried from one iteration to the next when the loop also changes it);
 - ``read_after``: names the code after the loop may read (to the end of its scope) before
