@@ -287,7 +287,7 @@ def table_values(table: object, names: Sequence[str]) -> Values:
 
 def checkpoint_counts(repo: Path) -> list[int]:
     runs = sorted(p for p in layout.runs_dir(repo).iterdir() if p.is_dir())
-    return [len(read_manifest(run)) for run in runs]
+    return [len(read_manifest(run, "epoch")) for run in runs]
 
 
 # -- florsql measurements -------------------------------------------------------------------------

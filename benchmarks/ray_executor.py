@@ -196,7 +196,7 @@ def shipped(repo: Path) -> tuple[int, int, int]:
         spec = ReplaySpec.read(spec_path)
         tasks += 1
         run_dir = Path(spec.run_dir)
-        manifest = read_manifest(run_dir)
+        manifest = read_manifest(run_dir, spec.loop)
         for it in restored_iterations(spec.steps):
             if it in manifest:
                 ckpt += (run_dir / "checkpoints" / manifest[it][1]).stat().st_size

@@ -213,7 +213,7 @@ class RayExecutor:
         manifest = run_dir / layout.CHECKPOINTS / layout.MANIFEST
         if manifest.exists():
             run_files[f"{layout.CHECKPOINTS}/{layout.MANIFEST}"] = manifest.read_bytes()
-        entries = read_manifest(run_dir)
+        entries = read_manifest(run_dir, spec.loop)
         checkpoints: dict[str, Any] = {}
         for iteration in restored_iterations(spec.steps):
             if iteration not in entries:

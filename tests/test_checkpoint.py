@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mmap
 import pickle
 import random
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from florsql.errors import StoreError
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
 from florsql.record.policy import CheckpointPolicy
@@ -571,13 +573,14 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 
 
-def test_a_checkpoint_whose_model_was_hooked_since_the_start_is_refused_loudly(
+def test_a_checkpoint_whose_model_was_hooked_since_the_start_is_never_a_start(
     tmp_path: Path,
 ) -> None:
     """A hook registered at epoch 1 is in no state_dict: a task restoring a later checkpoint
     into the model the script's start makes ran without it, silently (``calls`` stayed 6 in
-    epoch 3, for 7, 8, 9). Now the task refuses that checkpoint: no value comes back, and
-    a warning says why. (A submodule swapped during the run is refused the same way.)"""
+    epoch 3, for 7, 8, 9); then (REPLAY_RULES 5) the task refused it, values NULL. Now the
+    recording marks such checkpoints (their structure differs from the block's start), the
+    planner starts from none of them, and the values are exact."""
     import warnings
 
     import florsql
@@ -587,13 +590,29 @@ def test_a_checkpoint_whose_model_was_hooked_since_the_start_is_refused_loudly(
 
     repo = make_repo(tmp_path / "r", {"train.py": old_source(HOOKED)})
     run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    manifest = next((repo / ".florsql" / "runs").iterdir()) / "checkpoints" / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    marked = {r["iteration"]: r.get("unsound") for r in lines if r["loop"] == "epoch"}
+    assert marked[0] is None and all("hook" in marked[i] for i in (1, 2, 3)), marked
     write(repo / "train.py", patched_source(HOOKED))
+    sql = "SELECT epoch, step, calls FROM logs WHERE epoch = 3 ORDER BY step"
     with florsql.connect(repo, replay="auto") as con, warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        rows = con.execute("SELECT epoch, step, calls FROM logs WHERE epoch = 3").fetchall()
-    assert all(calls is None for *_, calls in rows), rows  # no value rather than a wrong one
-    failed = [str(w.message) for w in seen if issubclass(w.category, ReplayFailedWarning)]
-    assert failed and "hook" in failed[0], failed
+        plan = "\n".join(r[0] for r in con.execute("EXPLAIN " + sql).fetchall())
+        rows = con.execute(sql).fetchall()
+    assert "from checkpoint epoch 0 " in plan, plan  # the last one taken before the hook
+    assert [calls for *_, calls in rows] == [7, 8, 9], rows
+    assert not [w for w in seen if issubclass(w.category, ReplayFailedWarning)]
+
+
+def test_restoring_a_hooked_checkpoint_into_an_unhooked_model_raises() -> None:
+    """The guard for checkpoints recorded before they were marked: loud, never silent."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    net[0].register_forward_hook(lambda *_: None)
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    with pytest.raises(StoreError, match="hook"):
+        ckpt.restore({"net": fresh}, payload, rng=False)
 
 
 def test_frozen_parameters_are_restored_with_the_registered_model() -> None:

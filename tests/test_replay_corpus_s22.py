@@ -2161,6 +2161,9 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
     Case(
         "min_state_dict_of_a_plain_object_leaves_a_field_out",
+    "min_add_param_group_at_epoch_one",
+    "min_module_assigned_over_none_in_the_loop",
+    "activation_swapped_in_the_registered_model_at_epoch_one",
         """
 class Tracker:
     def __init__(self):
@@ -2240,59 +2243,13 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
 ]
 
-#: a bug whose values were wrong without a word, and are NULL with a warning since REPLAY_RULES 5
-#: (a hook registered, or a submodule swapped, in an epoch before the task's checkpoint: the task
-#: refuses that checkpoint); exact values need a replay from the run's start
-LOUD = (
-    "loud, not exact: the task refuses a checkpoint whose registered model was hooked or swapped "
-    "since the script's start (NULL and a warning; before: the start's model, silently)"
-)
-#: a module or scheduler a name gets during the run (``teacher = None``, then a deepcopy):
-#: restoring it by its state needs an object of its kind there; a clear StoreError since
-#: REPLAY_RULES 5 (an AttributeError from florsql before), values NULL with a warning
-MADE_DURING_THE_RUN = (
-    "loud: an object saved by its state_dict() into a name that holds None where the script "
-    "starts (made during the run) cannot be restored; exact values need a replay from the start"
-)
 #: known replay bugs these patterns show (each a strict xfail until fixed); the values replay
 #: gives are in the report that found them
 BUGS = {
-    "lru_cache_statistics_read_after_the_step_loop": "an lru_cache's statistics/cache are neither "
-    "saved nor seen as changed: rest mode skips the loop and reads an empty cache (hits 0)",
-    "min_lru_cache_hits": "lru_cache state is not saved: hits 0 instead of 3, 7, 11, 15",
-    "param_group_added_mid_training": "ValueError: loaded state dict has a different number of "
-    "parameter groups (a task starting after the add_param_group)",
-    "min_add_param_group_at_epoch_one": "ValueError restoring the optimizer: different number of "
-    "parameter groups",
-    "forward_hook_registered_at_epoch_one_counts_calls": LOUD,
-    "min_forward_hook_registered_at_epoch_one": LOUD,
-    "activation_hook_registered_late_fills_a_dict": LOUD,
-    "teacher_copied_every_other_epoch_starts_as_none": MADE_DURING_THE_RUN,
-    "min_module_assigned_over_none_in_the_loop": MADE_DURING_THE_RUN,
-    "scheduler_created_lazily_after_warmup": MADE_DURING_THE_RUN,
-    "walrus_in_a_comprehension_binds_the_last_grad_max": "propagation: unbound name 'gmax' (a "
-    "walrus in a comprehension binds in the enclosing scope): NULL",
-    "pruned_at_epoch_two_then_fine_tuned": "RuntimeError loading the state_dict: prune's "
-    "weight_orig/weight_mask into an unpruned model",
-    "a_generator_helper_owns_the_step_loop_and_yields_losses": "rest mode skips the step loop "
-    "inside a generator: list(run_epoch()) is empty (ZeroDivisionError in the starting iteration)",
-    "a_generator_helper_owns_the_step_loop_losses_kept_across_epochs": "rest mode skips the step "
-    "loop inside a generator: the starting iteration adds no losses (n_all 8, 12, not 12, 16)",
-    "best_state_dict_kept_without_a_copy_aliases_the_live_weights": "a state_dict() kept without a "
-    "copy is restored as copies, no longer the live parameters",
-    "min_state_dict_alias_assigned_in_the_loop": "snap = net.state_dict() restored as copies: "
-    "snap_w stays at the checkpoint's weights",
     "names_made_with_f_strings_per_param_group": "PlanError: Unknown column 'lr0' (names made by "
     "f-strings are not known to the catalog)",
-    "epoch_list_extended_while_it_is_iterated": "the outer loop's list grows in epoch 1; replay "
-    "never runs the appended iteration (epoch 3 row missing)",
     "statement_before_the_step_loop_reads_the_previous_epoch": "ReplayError: unbound name 'loss' "
     "(bound by the previous iteration's step loop)",
-    "custom_stopper_whose_state_dict_leaves_out_its_history": "an unregistered object with a "
-    "state_dict() is restored by it alone: fields it leaves out (history) stay empty",
-    "min_state_dict_of_a_plain_object_leaves_a_field_out": "restored through its own "
-    "state_dict() only: n_seen 0 instead of 4, 8, 12, 16",
-    "activation_swapped_in_the_registered_model_at_epoch_one": LOUD,
     "a_new_import_added_today": "limitation (docs/propagate.md): unbound name 'math': a new "
     "module-level import is not carried",
     "a_new_helper_function_added_today": "limitation: unbound name 'accuracy': a new helper "
@@ -2321,13 +2278,18 @@ DEFAULT = (
     "min_tensor_accumulator_aliased_in_a_dict",
     "min_meter_reached_through_a_function",
     "a_step_counter_kept_by_a_with_statement",
+    "min_lru_cache_hits",
+    "min_state_dict_alias_assigned_in_the_loop",
+    "min_state_dict_of_a_plain_object_leaves_a_field_out",
+    "min_add_param_group_at_epoch_one",
+    "min_module_assigned_over_none_in_the_loop",
+    "activation_swapped_in_the_registered_model_at_epoch_one",
+    "a_generator_helper_owns_the_step_loop_and_yields_losses",
+    "epoch_list_extended_while_it_is_iterated",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)
-FRESH_PASSES = {
-    "teacher_copied_every_other_epoch_starts_as_none",
-    "best_state_dict_kept_without_a_copy_aliases_the_live_weights",
-}
+FRESH_PASSES: set[str] = set()
 FRESH = corpus_params(
     [replace(p, bug=None) if p.name in FRESH_PASSES else p for p in PATTERNS if p.fresh],
     [p.name for p in PATTERNS if p.fresh and p.name in DEFAULT],

@@ -65,6 +65,33 @@ with flor.checkpointing(optimizer=opt):
         {"epoch": ["w0", "val"]},
     ),
     Case(
+        "two_checkpointed_phases_each_with_its_own_epochs",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+ft_opt = torch.optim.SGD(net.parameters(), lr=0.05)
+with flor.checkpointing(model=net, optimizer=ft_opt):
+    for ft in flor.loop("ft_epoch", range(3)):
+        for idx in flor.loop("ft_step", torch.randperm(len(XV)).split(4)):
+            loss = loss_fn(net(XV[idx]), YV[idx])
+            ft_opt.zero_grad()
+            loss.backward()
+            ft_opt.step()
+            flor.log("ft_loss", loss.item())
+        flor.log("ft_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w"], "ft_epoch": ["ft_w"]},
+        old_query="SELECT seed, epoch, ft_epoch, loss, ft_loss FROM logs",
+        fresh=True,
+    ),
+    Case(
         "hand_written_sgd_on_a_leaf_tensor",
         """
 w = (torch.randn(6, 2) * 0.1).requires_grad_()

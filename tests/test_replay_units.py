@@ -428,6 +428,28 @@ def test_end_checkpoints_restore_before_the_next_iteration() -> None:
     assert _modes(steps) == [(3, "full", 2), (4, "full", None)]
 
 
+def test_a_checkpoint_marked_unsound_is_never_a_start() -> None:
+    """A checkpoint whose objects a replay cannot take (a hook registered, a submodule swapped,
+    a parameter group added during the run, marked by the recording) starts no task: the
+    nearest sound checkpoint before it does, or the top."""
+    p = _patched(ACC, "epoch_loss")
+    captured = {"running", "seen", "loss", "x", "y", "loader", "epoch", "step"}
+    facts = _facts(8, dict.fromkeys(range(8), captured))
+    facts.unsound["epoch"] = {i: "net.0 got a hook during the run" for i in range(3, 8)}
+    steps, starts = plan_steps("epoch", [5], p, facts, to_end=False)
+    assert _modes(steps) == [
+        (2, "rest", 2),
+        (3, "full", None),
+        (4, "full", None),
+        (5, "full", None),
+    ]
+    assert starts == {2}
+    facts.unsound["epoch"] = {i: "net.0 got a hook during the run" for i in range(8)}
+    steps, _ = plan_steps("epoch", [2], p, facts, to_end=False)
+    assert _modes(steps) == [(0, "full", None), (1, "full", None), (2, "full", None)]
+    assert "got a hook during the run" in steps[-1].why
+
+
 def test_runs_end_where_they_ended() -> None:
     p = _patched(PATTERNS["global step carried across epochs"][0], "final")
     facts = _facts(3, {key: {"global_step", "x", "y", "batches", "epoch"} for key in range(3)})

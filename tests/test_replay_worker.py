@@ -60,7 +60,7 @@ def _steps(repo: Path, names: list[str], iters: list[int], to_end: bool = False)
     run = run_dirs(repo)[0]
     facts = RunFacts()
     facts.seconds["epoch"] = {i: (1.0, 0.5) for i in range(6)}
-    for it, rec in manifest_records(run).items():
+    for it, rec in manifest_records(run, "epoch").items():
         ref = CheckpointRef("epoch", it, rec["position"], rec["file"], rec["bytes"])
         facts.checkpoints.setdefault("epoch", {})[it] = ref
         names_restored = {n for frame in rec.get("restores", {}).values() for n in frame}

@@ -174,6 +174,9 @@ class LoopFacts:
     #: the same for every ``with`` in the loop's body (around a call of a function that runs
     #: the inner loop: ``with counting_steps(stats): train_epoch()``)
     body_withs: tuple[str, ...] = ()
+    #: the body yields (a generator function owns the loop, ``list(run_epoch())`` consumes it):
+    #: what it yields goes to its consumer, which no checkpoint of the loop holds
+    yields: bool = False
 
     @property
     def carried(self) -> frozenset[str]:
@@ -302,16 +305,17 @@ SINK_METHODS = frozenset(
 def value_reads(source: str) -> frozenset[str]:
     r"""Names the script reads as a value somewhere: every load of a name but those that only
     drive an object's output, i.e. iterating it (``for x in pbar``, ``enumerate(pbar)``) and
-    calling one of its methods as a statement (``pbar.set_postfix(...)``, ``pbar.update(1)``).
+    calling one of its methods as a statement (``pbar.set_postfix(...)``, ``pbar.update(1)``),
+    and calling it by name (``mask(n)``: an ``lru_cache`` helper's statistics are not read).
     A progress bar used only so never feeds a logged value; ``flor.log("n", pbar.n)`` reads it.
     Everything, when the source does not parse.
 
     Example:
         >>> src = "pbar = tqdm(xs)\nfor x in enumerate(pbar):\n    pbar.set_postfix(a=x)\n"
         >>> sorted(value_reads(src))
-        ['enumerate', 'tqdm', 'x', 'xs']
+        ['x', 'xs']
         >>> sorted(value_reads(src + "flor.log('n', pbar.n)\n"))
-        ['enumerate', 'pbar', 'tqdm', 'x', 'xs']
+        ['pbar', 'x', 'xs']
     """
     try:
         tree = ast.parse(source)
@@ -329,6 +333,8 @@ def value_reads(source: str) -> frozenset[str]:
                 quiet.add(id(func.value))
         elif isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Name):
             quiet.add(id(node.context_expr))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            quiet.add(id(node.func))  # calling a function (an lru_cache helper) reads no state
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             # progress.wrap(flor.loop(...)): wrapping a loop reads nothing of the wrapper
             func = node.func
@@ -768,6 +774,7 @@ class _Finder:
                 for n in ast.walk(stmt)
             ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
+            yields=any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node.body)),
             wrappers=frozenset(wrappers - self.modules - self.loop_names),
             body_withs=_stateful_items(
                 tuple(

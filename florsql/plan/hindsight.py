@@ -114,7 +114,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: replays whole; a tensor a name has held since the loop began is restored in place (runs
 #: recorded from now on), so a dict holding it too stays true; change sets also hold what a
 #: ``with`` item, a script property or caching ``__getitem__``, ``globals()[...]`` and a method
-#: called on a script function's result change.
+#: called on a script function's result change; the first inner loop of a generator is never
+#: skipped; checkpoints marked unsound start no task; each outer loop reads its own manifest
+#: lines (two checkpointed loops had their iteration numbers mixed).
 REPLAY_RULES = 6
 
 

@@ -38,7 +38,7 @@ from florsql.plan.replay_plan import (
 from florsql.plan.replay_set import ANY_CHAIN
 from florsql.plan.state import NeedRow, PlanState
 from florsql.store import layout, rundoc
-from florsql.store.replays import manifest_records
+from florsql.store.replays import manifest_by_loop, manifest_records
 
 if TYPE_CHECKING:
     import duckdb
@@ -106,6 +106,10 @@ class RunFacts:
     #: loop -> iterations whose ``after:`` checkpoint was taken as the inner loop was left before
     #: it ran out (break, return or an exception; runs recorded before this was kept: none)
     left: dict[str, set[int]] = field(default_factory=dict)
+    #: loop -> iteration -> why its checkpoint cannot be put into objects made as the script
+    #: starts (a hook registered, a submodule swapped, a parameter group added, an object made
+    #: during the run): no task starts from it (runs recorded before this was kept: none)
+    unsound: dict[str, dict[int, str]] = field(default_factory=dict)
     threads: int | None = None  # torch's intra-op threads while recording (None: unknown)
     #: outer loops the run entered more than once (``fit(2); fit(2)``), and how many times: an
     #: iteration number then names one iteration of each pass, and its checkpoint file holds
@@ -173,15 +177,24 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
             doc = layout.read_json(layout.run_dir(state.repo, run_id) / layout.RUN_JSON)
             counts = rundoc.torch_threads(doc)
             facts[run_id].threads = counts.intra_op if counts else None
-        for it, rec in manifest_records(layout.run_dir(state.repo, run_id)).items():
-            names: set[str] = set()
-            for frame_names in (rec.get("restores") or {}).values():
-                names.update(frame_names)
-            facts[run_id].restores.setdefault(str(rec.get("loop")), {})[it] = frozenset(names)
-            _note_busy(facts[run_id], str(rec.get("loop")), it, rec)
-            if rec.get("left"):
-                facts[run_id].left.setdefault(str(rec.get("loop")), set()).add(it)
+        for loop, recs in manifest_by_loop(layout.run_dir(state.repo, run_id)).items():
+            for it, rec in recs.items():
+                _note_record(facts[run_id], loop, it, rec)
     return facts
+
+
+def _note_record(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> None:
+    """What one checkpoint's manifest line says beyond its file: the locals it restores, the
+    objects noted busy, whether its inner loop was left early, why it cannot be restored."""
+    names: set[str] = set()
+    for frame_names in (rec.get("restores") or {}).values():
+        names.update(frame_names)
+    facts.restores.setdefault(loop, {})[it] = frozenset(names)
+    _note_busy(facts, loop, it, rec)
+    if rec.get("left"):
+        facts.left.setdefault(loop, set()).add(it)
+    if rec.get("unsound"):
+        facts.unsound.setdefault(loop, {})[it] = str(rec["unsound"])
 
 
 def _note_busy(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> None:
@@ -272,6 +285,7 @@ class _Stepper:
         self.restores = facts.restores.get(loop, {})
         self.busy = facts.busy.get(loop, {})
         self.left = facts.left.get(loop, set())
+        self.unsound = facts.unsound.get(loop, {})
         self.open_from = facts.unfinished.get(loop)  # the first iteration that never ended
         self.p = patched
         self.allow_rest = allow_rest and patched.first_inner is not None
@@ -297,7 +311,7 @@ class _Stepper:
         return sorted(
             f"{n} (module state)"
             if n in self.p.unsaved
-            else f"{n} (iterating the loop at the checkpoint)"
+            else f"{n} (restored by no checkpoint: a progress bar, an open file, an lru_cache)"
             if n in busy
             else f"{n} (changed by the loop's wrapper as the loop ends)"
             if n in wrappers
@@ -312,8 +326,15 @@ class _Stepper:
         ref = self.ckpts.get(j)
         if ref is None or ref.position != self.after:
             return False, f"no {self.after} checkpoint"
+        if j in self.unsound:
+            return False, f"its checkpoint cannot be restored: {self.unsound[j]}"
         if self.p.first_inner is not None and self.p.first_inner.grads_after:
             return False, "reads .grad after the loop (gradients are not checkpointed)"
+        if self.p.first_inner is not None and self.p.first_inner.yields:
+            return False, (
+                f"its {self.p.first_inner.name} loop yields (a generator owns it): what it "
+                "yields goes to a consumer no checkpoint holds"
+            )
         if j in self.left and not self._left_like_break(j):
             return False, (
                 f"its {self.p.first_inner.name if self.p.first_inner else 'inner'} loop was left"
@@ -399,6 +420,8 @@ class _Stepper:
                     self._lead_in(k + 1, j, "full: leads to the next needed iteration")
                     return
                 reason = f"checkpoint {k}: {why}"
+            elif k in self.unsound:
+                reason = f"checkpoint {k} cannot be restored: {self.unsound[k]}"
             else:
                 missing = self._missing(k, self.p.start_needs(to_end=False))
                 if not missing:
@@ -578,14 +601,10 @@ def chunks_from_files(
     if loop is None:
         return (_head_chunk(facts),) if names else ()
     facts.seconds[loop] = {i: (1.0, 0.5) for i in range(total)}
-    for it, rec in manifest_records(layout.run_dir(repo, run_id)).items():
+    for it, rec in manifest_records(layout.run_dir(repo, run_id), loop).items():
         ref = CheckpointRef(loop, it, rec["position"], rec["file"], int(rec.get("bytes", 0)))
         facts.checkpoints.setdefault(loop, {})[it] = ref
-        restored = {n for frame in (rec.get("restores") or {}).values() for n in frame}
-        facts.restores.setdefault(loop, {})[it] = frozenset(restored)
-        _note_busy(facts, loop, it, rec)
-        if rec.get("left"):
-            facts.left.setdefault(loop, set()).add(it)
+        _note_record(facts, loop, it, rec)
     if patched.unknown or iterations is None:
         its = list(range(total)) if iterations is None else iterations
         needs = [IterationNeed(loop, i, names) for i in its]

@@ -122,6 +122,9 @@ class _Binder(ast.NodeVisitor):
         self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
     ) -> None:
         self.visit(node.generators[0].iter)
+        for sub in ast.walk(node):  # a walrus in a comprehension binds in this scope
+            if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+                self.bind(sub.target.id, sub.lineno)
 
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
 

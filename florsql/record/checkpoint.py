@@ -158,6 +158,63 @@ def module_extras(obj: Any) -> dict[str, Any]:
     return out
 
 
+def structure(objs: dict[str, Any]) -> dict[str, Any]:
+    """What a replay's objects must match for a checkpoint of ``objs`` to be put back into them:
+    per torch module, each submodule's class, hooks, parameter and buffer names; per optimizer,
+    its parameter groups' sizes. Compared with the same at the ``flor.checkpointing`` block's
+    start (:func:`structure_change`): a replay builds its objects as the script's start does."""
+    torch = sys.modules.get("torch")
+    out: dict[str, Any] = {}
+    if torch is None:
+        return out
+    for name, obj in objs.items():
+        if isinstance(obj, torch.nn.Module):
+            out[name] = [
+                (
+                    prefix,
+                    _type_name(m),
+                    _hooks(m),
+                    [k for k, p in m._parameters.items() if p is not None],
+                    [k for k, b in m._buffers.items() if b is not None],
+                )
+                for prefix, m in obj.named_modules()
+            ]
+        elif isinstance(obj, torch.optim.Optimizer):
+            out[name] = [len(g["params"]) for g in obj.param_groups]
+    return out
+
+
+def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Why a checkpoint taken with structure ``now`` cannot be put into objects made as at the
+    block's start (``start``), or None."""
+    for name, was in start.items():
+        cur = now.get(name)
+        if cur == was:
+            continue
+        if cur is None or not isinstance(was, list) or not was or not isinstance(was[0], tuple):
+            if isinstance(was, list) and isinstance(cur, list):
+                return (
+                    f"{name!r} has parameter groups of sizes {cur}, {was} where the block "
+                    "starts (add_param_group during the run)"
+                )
+            return f"{name!r} changed its kind during the run"
+        before = {m[0]: m for m in was}
+        for prefix, kind, hooks, params, buffers in cur:
+            where = f"{name}{'.' + prefix if prefix else ''}"
+            old = before.pop(prefix, None)
+            if old is None:
+                return f"{where} was added during the run"
+            if old[1] != kind:
+                return f"{where} became a {kind.rsplit('.', 1)[-1]} during the run"
+            if old[2] != hooks:
+                return f"{where} got a hook during the run"
+            if old[3] != params or old[4] != buffers:
+                return f"{where}'s parameters or buffers changed during the run (pruning)"
+        if before:
+            return f"{name}.{next(iter(before))} was removed during the run"
+    return None
+
+
 def _type_name(value: Any) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 

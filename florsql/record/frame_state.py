@@ -10,11 +10,16 @@ listed with a reason; the replay planner then runs the loop (or starts earlier) 
 How each value is saved:
 
 - immutable values (numbers, strings, tuples of them): as they are;
-- tensors: a detached copy (a leaf that requires grad still does); ``nn.Parameter``\\ s are
-  copied back in place, and so is a tensor the name has held since the loop began (changed in
-  place only, ``total += x``): a dict or an optimizer that holds the same tensor stays true;
+- tensors: a detached copy (a leaf that requires grad still does), but a registered module's
+  tensor or a view of its data (``snap = net.state_dict()``: no copy, the live weights), here
+  or inside a pickled value, is a reference to it, the same view of the replay's module;
+  ``nn.Parameter``\\ s are copied back in place, and so is a tensor the name has held since the
+  loop began (changed in place only, ``total += x``): a dict or an optimizer that holds the
+  same tensor stays true;
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state (a
   torch module also what its state_dict leaves out: plain attributes, non-persistent buffers);
+  an object of a class the script defines (not a torch module, optimizer or scheduler) is
+  pickled whole where it pickles, as its own ``state_dict`` may leave fields out;
 - random generators (``torch.Generator``, numpy ``Generator``, ``random.Random``) and data
   loaders that shuffle with their own generator: the generators' states;
 - classes the script defines: their data attributes (``Stats.steps``), each pickled;
@@ -22,7 +27,10 @@ How each value is saved:
   each pickled; restored in place, and an attribute set after the checkpoint is removed;
 - bound methods (``upd = meter.update``, ``add = hist.append``): the object they are bound to,
   as that object would be saved, refilled in place;
-- modules, other functions and other classes: nothing (code);
+- modules, other functions and other classes: nothing (code); a ``functools.lru_cache``
+  function that was called: noted ``busy`` (no API puts its entries and statistics back), so
+  the planner takes it as restored only where the patched code never reads it as a value
+  (``ones(2)`` is a call, ``ones.cache_info()`` a read);
 - progress bars, loggers and writers (output-only objects: tqdm, logging, TensorBoard, wandb):
   their plain data attributes (numbers, strings, flags), restored in place onto the object of
   the same class the name holds then: code after a loop reads them (``pbar.n``, the count a
@@ -55,6 +63,7 @@ import types
 import weakref
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +105,10 @@ class Capture:
     #: mutable objects in it; restore tells apart two places that held one object (an alias)
     #: from two that held distinct ones (a container entry the loop replaced)
     ids: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: names saved by their state_dict whose object the loop made (``teacher = None`` as it
+    #: began, a ``copy.deepcopy(net)`` since): only an object of the kind takes that state, so a
+    #: replay that starts as the script does cannot restore them (not in the payload)
+    made: list[str] = field(default_factory=list)
 
     def restores(self) -> list[str]:
         """Names a restore of this capture makes true."""
@@ -128,6 +141,8 @@ def capture(
     loop_span: tuple[str, int, int] | None = None,
     busy: frozenset[int] = frozenset(),
     born: Mapping[str, weakref.ref[Any]] | None = None,
+    views: dict[tuple[Any, ...], tuple[str, str, int]] | None = None,
+    kinds: Mapping[str, type] | None = None,
 ) -> Capture:
     """Save ``names`` of a frame's ``values`` (:func:`frame_values`).
 
@@ -141,8 +156,34 @@ def capture(
     ``born`` (:func:`tensors_held`): the tensors the names held as the loop began; a name that
     still holds its tensor was changed in place only (``total += x``), so restore copies into
     the tensor the name holds then, which keeps the places that share it (``stats["total"]``,
-    an optimizer's parameter list) true.
+    an optimizer's parameter list) true. ``views`` (:func:`registered_views`): a tensor of a
+    registered module, or a view of its data, inside a pickled value is saved as a reference.
+    ``kinds`` (:func:`held_at_start`): a name saved by its ``state_dict`` that held no object of
+    its class as the loop began was made during the run (``Capture.made``).
     """
+    token = _VIEWS.set(views or None)
+    try:
+        out = _capture(values, names, registered, refused, loop_span, busy, born)
+    finally:
+        _VIEWS.reset(token)
+    if kinds is not None:
+        out.made = sorted(
+            name
+            for name, (kind, _) in out.saved.items()
+            if kind in ("state", "module_state") and kinds.get(name) is not type(values[name])
+        )
+    return out
+
+
+def _capture(
+    values: Mapping[str, Any],
+    names: Iterable[str],
+    registered: dict[int, str],
+    refused: dict[str, str],
+    loop_span: tuple[str, int, int] | None,
+    busy: frozenset[int],
+    born: Mapping[str, weakref.ref[Any]] | None,
+) -> Capture:
     out = Capture()
     kinds: set[type] = set()  # of the mutable objects inside saved values
     for name in sorted(set(names)):
@@ -169,7 +210,7 @@ def capture(
             try:  # a bound method (upd = meter.update): its object is the state
                 out.saved[name] = (
                     "method_self",
-                    _save(owner, registered, out.ids.setdefault(name, {}), kinds),
+                    _save(owner, registered, out.ids.setdefault(name, {}), kinds, module),
                 )
             except Exception as e:  # whatever a user object raises when pickled
                 refused[name] = out.missed[name] = _reason(e)
@@ -178,6 +219,12 @@ def capture(
             isinstance(value, _CODE) and not script_class and not script_function
         ):
             out.kept.append(name)
+            continue
+        if _used_cache(value):
+            # Restored by nothing: the replay's function stands for it (a pure cached helper,
+            # a causal mask, gives the same values), unless the patched code reads it as a
+            # value (``ones.cache_info().hits``): the planner then runs the loop.
+            out.busy.append(name)
             continue
         if script_function and _defined_in(value, loop_span):
             out.missed[name] = "a function defined inside the loop: replay cannot recreate it"
@@ -189,7 +236,7 @@ def capture(
             if script_function:
                 out.saved[name] = ("function", _function_state(value, registered))
                 continue
-            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds)
+            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds, module)
             ref = born.get(name) if born else None
             if out.saved[name][0] == "tensor" and ref is not None and ref() is value:
                 out.saved[name] = ("tensor_in_place", out.saved[name][1])
@@ -202,19 +249,26 @@ def capture(
     return out
 
 
-def tensors_held(values: Mapping[str, Any], names: Iterable[str]) -> dict[str, weakref.ref[Any]]:
-    """The tensors ``names`` hold in ``values`` now (weakly), for :func:`capture`'s ``born``:
-    taken as a loop begins, once per loop (a few names: what the loop changes)."""
+def held_at_start(
+    values: Mapping[str, Any], names: Iterable[str]
+) -> tuple[dict[str, weakref.ref[Any]], dict[str, type]]:
+    """What ``names`` hold in ``values`` now, for :func:`capture`'s ``born`` (the tensors,
+    weakly) and ``kinds`` (the classes of the bound ones): taken as a loop begins, once per
+    loop (a few names: what the loop changes)."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return {}
-    out: dict[str, weakref.ref[Any]] = {}
+    born: dict[str, weakref.ref[Any]] = {}
+    kinds: dict[str, type] = {}
     for name in names:
-        value = values.get(name)
-        if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+        if name not in values:
+            continue
+        value = values[name]
+        kinds[name] = type(value)
+        if torch is None or not isinstance(value, torch.Tensor):
+            continue
+        if not isinstance(value, torch.nn.Parameter):
             with contextlib.suppress(TypeError):
-                out[name] = weakref.ref(value)
-    return out
+                born[name] = weakref.ref(value)
+    return born, kinds
 
 
 def _capture_aliases(
@@ -240,9 +294,24 @@ def _capture_aliases(
         if type(value) not in kinds or id(value) in registered or name in refused:
             continue
         try:
-            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), set())
+            script = values.get("__name__")
+            out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), set(), script)
         except Exception as e:  # whatever a user object raises when pickled
             refused[name] = out.missed[name] = _reason(e)
+
+
+def _used_cache(value: Any) -> bool:
+    """A ``functools.lru_cache`` (or ``cache``) function that has been called: what its cache
+    holds (a random mask made once) and its statistics (``cache_info().hits``) are state no
+    API can restore."""
+    info = getattr(value, "cache_info", None)
+    if not callable(info) or not hasattr(value, "cache_clear") or isinstance(value, type):
+        return False
+    try:
+        stats = info()
+        return bool(stats.hits or stats.misses or stats.currsize)
+    except Exception:  # not the functools kind after all
+        return False
 
 
 #: Why an object iterating the loop as its checkpoint is taken is not saved (EXPLAIN shows it).
@@ -375,8 +444,13 @@ class _TooLarge(Exception):
 
 
 def _save(
-    value: Any, registered: dict[int, str], ids: dict[int, int], kinds: set[type]
+    value: Any,
+    registered: dict[int, str],
+    ids: dict[int, int],
+    kinds: set[type],
+    script: str | None = None,
 ) -> tuple[str, Any]:
+    """``(kind, data)`` for one value (``script``: the script module's ``__name__``)."""
     if _plain_value(value):
         return "value", value
     if _sink(value):
@@ -384,6 +458,10 @@ def _save(
     torch = sys.modules.get("torch")
     if torch is not None:
         if isinstance(value, torch.Tensor):
+            views = _VIEWS.get()
+            hit = views.get(_where(value)) if views and value.numel() else None
+            if hit is not None and not isinstance(value, torch.nn.Parameter):
+                return "view", [hit[0], hit[1]]  # a view of a registered module's tensor
             kind = "parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
             copy = value.detach().to("cpu", copy=True)
             if value.requires_grad and value.is_leaf:
@@ -395,6 +473,15 @@ def _save(
         if loader is not None:
             return "loader", loader
     if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
+        if script is not None and type(value).__module__ == script and not _torch_kind(value):
+            # A class the script defines: its own state_dict() may leave fields out (a stopper
+            # keeping only ``best`` of its history), so the whole object is saved, as any
+            # other; by its state_dict() only where it does not pickle.
+            with contextlib.suppress(Exception):
+                data = _dumps(value, registered, ids, kinds)
+                if len(data) <= MAX_BYTES:
+                    return "pickle", data
+            ids.clear()
         from florsql.record.checkpoint import _deep_copy, module_extras
 
         extras = module_extras(value)  # a torch module: what its state_dict leaves out too
@@ -408,6 +495,16 @@ def _save(
     if len(data) > MAX_BYTES:
         raise _TooLarge(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
     return "pickle", data
+
+
+def _torch_kind(value: Any) -> bool:
+    """A torch module, optimizer or scheduler (a script's subclass too): saved by its
+    state_dict, loaded in place (an optimizer holds the module's parameters)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    return isinstance(value, kinds)
 
 
 def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
@@ -424,21 +521,68 @@ def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
     return states
 
 
+#: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) by
+#: where their data lies, ``(data_ptr, dtype, shape, stride) -> (name, key, id)``
+_VIEWS: ContextVar[dict[tuple[Any, ...], tuple[str, str, int]] | None] = ContextVar(
+    "_VIEWS", default=None
+)
+
+
+def registered_views(objs: Mapping[str, Any]) -> dict[tuple[Any, ...], tuple[str, str, int]]:
+    """The tensors of the registered torch modules by where their data lies, for
+    :func:`capture`: a local holding one of them, or a view of one (``snap = net.state_dict()``,
+    no copy: its tensors are the live weights), is saved as a reference to it, not a copy."""
+    torch = sys.modules.get("torch")
+    out: dict[tuple[Any, ...], tuple[str, str, int]] = {}
+    if torch is None:
+        return out
+    for name, obj in objs.items():
+        if not isinstance(obj, torch.nn.Module):
+            continue
+        for key, t in obj.state_dict(keep_vars=True).items():
+            if isinstance(t, torch.Tensor) and t.numel():
+                out.setdefault(_where(t), (name, key, id(t)))
+    return out
+
+
+def _where(t: Any) -> tuple[Any, ...]:
+    return (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), t.device)
+
+
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, registered: dict[int, str]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.registered = registered
+        self.views = _VIEWS.get()
+        self.torch = sys.modules.get("torch") if self.views else None
 
-    def persistent_id(self, obj: Any) -> str | None:
-        return self.registered.get(id(obj))
+    def persistent_id(self, obj: Any) -> Any:
+        found = self.registered.get(id(obj))
+        if found is not None or self.torch is None or not isinstance(obj, self.torch.Tensor):
+            return found
+        assert self.views is not None
+        if not obj.numel() or obj.is_sparse:
+            return None
+        hit = self.views.get(_where(obj))
+        if hit is None:
+            return None
+        name, key, tid = hit
+        return ("view", name, key, tid == id(obj))  # the tensor itself, or a view of its data
 
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, objs: dict[str, Any]) -> None:
         super().__init__(file)
         self.objs = objs
+        self.states: dict[str, dict[str, Any]] = {}
 
     def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and pid and pid[0] == "view":
+            _, name, key, same = pid
+            if name not in self.states:
+                self.states[name] = self.objs[name].state_dict(keep_vars=True)
+            tensor = self.states[name][key]
+            return tensor if same else tensor.detach()
         return self.objs[pid]
 
 
@@ -567,6 +711,13 @@ def _restored(
 ) -> Any:
     if kind == "value" or kind == "tensor":
         return data
+    if kind == "view":
+        # A view of a registered module's tensor (``w = net.state_dict()["0.weight"]``): the
+        # same view of the replay's module, restored before the locals.
+        name, key = data
+        if name in objs:
+            return objs[name].state_dict(keep_vars=True)[key].detach()
+        return cur
     if kind == "tensor_in_place":
         # The name held the tensor it held as the loop began (changed in place only, as by
         # ``total += x``): copied into the tensor it holds now, so what shares it stays true.

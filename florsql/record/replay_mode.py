@@ -191,7 +191,7 @@ class ReplayRun:
         self.names = set(spec.names)
         self.compare = set(spec.compare) - self.names
         self.needed = set(spec.iterations) if spec.iterations is not None else None
-        self.manifest = read_manifest(self.run_dir)
+        self.manifest = read_manifest(self.run_dir, spec.loop)
         self.plan = {int(it): _Step(str(mode), restore) for it, mode, restore in spec.steps}
         self.writer = Writer(self.out)
         self.batch = Batch()
@@ -461,6 +461,21 @@ class ReplayRun:
         if self.finished:
             return
         self.finished = True
+        unreached = sorted(set(self.plan) - set(self.ran["full"]) - set(self.ran["rest"]))
+        if unreached:
+            # The run reached these iterations and this replay did not (its loop's iterable
+            # ended sooner, or the script left the loop sooner): their values would be missing
+            # without a word. A failed task says so, and its values stay NULL with a warning.
+            error = RuntimeError(
+                f"the replay never reached {self.spec.loop} "
+                f"{', '.join(map(str, unreached[:5]))}{' ...' if len(unreached) > 5 else ''}, "
+                "which the run reached: the loop's iterable or the script's path differs "
+                "from the recording's"
+            )
+            self.left_at = unreached[0]
+            self.fail(RuntimeError, error, None)
+            self.writer.stop()
+            return
         t0 = time.time()
         self.flush()
         self.writer.stop()
@@ -496,9 +511,8 @@ class ReplayRun:
 def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any]]:
     """(index, item) for the wanted indices; sequences are indexed, not walked."""
     if isinstance(iterable, (Sequence, range)) and not isinstance(iterable, (str, bytes)):
-        n = len(iterable)
         for j in wanted:
-            if j < n:
+            if j < len(iterable):  # each time: the body may extend the list (plan.append(...))
                 yield j, iterable[j]
         return
     wanted_set = set(wanted)

@@ -75,6 +75,8 @@ class _Frame:
     #: the tensors the names the loop changes held as it began (weakly): one that still holds
     #: it at a checkpoint was changed in place only, and is restored in place (aliases kept)
     born: dict[str, weakref.ref[Any]] = field(default_factory=dict)
+    #: the classes of what those names held as the loop began (a name not bound then: absent)
+    kinds: dict[str, type] = field(default_factory=dict)
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -117,6 +119,8 @@ class _Scope:
     objs: dict[str, Any]
     depth: int
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    #: the registered objects' structure as the block starts (florsql.record.checkpoint)
+    structure: dict[str, Any] = field(default_factory=dict)
 
 
 class Run:
@@ -285,7 +289,7 @@ class Run:
             frame.user = frame.owner
             frame.facts = self._facts(frame.user, name)
             if frame.facts is not None and frame.user is not None:
-                frame.born = frame_state.tensors_held(
+                frame.born, frame.kinds = frame_state.held_at_start(
                     frame_state.frame_values(frame.user), frame.facts.changed
                 )
         return self._iterate(frame, iterable)
@@ -565,6 +569,17 @@ class Run:
         busy = {role: c.busy for role, c in captures.items() if c.busy}
         if busy:
             extra["busy"] = busy
+        # A checkpoint a replay that starts as the script starts cannot be put back into: the
+        # planner starts from an earlier one, or the top (docs/replay.md).
+        unsound = ckpt.structure_change(scope.structure, ckpt.structure(scope.objs))
+        made = [n for c in captures.values() for n in c.made]
+        if unsound is None and made:
+            unsound = (
+                f"{made[0]} was made during the run (saved by its state_dict, which only an "
+                "object of its kind takes)"
+            )
+        if unsound is not None:
+            extra["unsound"] = unsound
         if left:
             extra["left"] = True
         self.writer.submit_checkpoint(
@@ -576,6 +591,7 @@ class Run:
     ) -> dict[str, frame_state.Capture]:
         """Save what the loops change besides the registered objects (docs/replay.md)."""
         registered = {id(o): name for name, o in scope.objs.items()}
+        views = frame_state.registered_views(scope.objs)
         wanted: list[tuple[str, _Frame]] = [("outer", outer)]
         if inner is not None and inner.user is not None and inner.user is not outer.user:
             wanted.append(("inner", inner))
@@ -595,7 +611,15 @@ class Run:
             values = frame_state.frame_values(fr.user)
             busy = frame_state.busy_objects(fr.user)
             out[role] = frame_state.capture(
-                values, names, registered, refused, span, busy, born=fr.born
+                values,
+                names,
+                registered,
+                refused,
+                span,
+                busy,
+                born=fr.born,
+                views=views,
+                kinds=fr.kinds,
             )
         return out
 
@@ -605,7 +629,7 @@ class Run:
         # The first capture and serialization carry one-time costs (torch.save's machinery):
         # pay them here, before the loop, not inside its first iteration.
         ckpt.serialize(ckpt.capture({}))
-        return _Scope(dict(objs), len(self.frames))
+        return _Scope(dict(objs), len(self.frames), structure=ckpt.structure(objs))
 
     # -- durability ----------------------------------------------------------------------------
     def flush(self) -> None:

@@ -76,19 +76,27 @@ class ReplaySpec:
         layout.atomic_write_json(path, asdict(self))
 
 
-def read_manifest(run_dir: Path) -> dict[int, tuple[str, str]]:
-    """iteration -> (position, file) of a run's checkpoints (a line cut by a kill is skipped)."""
-    return {it: (r["position"], r["file"]) for it, r in manifest_records(run_dir).items()}
+def read_manifest(run_dir: Path, loop: str | None) -> dict[int, tuple[str, str]]:
+    """iteration -> (position, file) of a run's checkpoints of outer loop ``loop`` (a line cut
+    by a kill is skipped)."""
+    return {it: (r["position"], r["file"]) for it, r in manifest_records(run_dir, loop).items()}
 
 
-def manifest_records(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """iteration -> the manifest line of each of a run's checkpoints: position, file, bytes,
-    and (runs recorded since locals are saved) ``restores``: the locals it puts back, per frame
-    (``outer``/``inner``), and ``misses``: those it could not save, with the reason. A line that
-    is not a checkpoint entry (cut by a kill, or damaged) is skipped, as an unreadable manifest
-    is; the index reports the damage (:func:`florsql.store.ingest.load_manifest`)."""
+def manifest_records(run_dir: Path, loop: str | None) -> dict[int, dict[str, Any]]:
+    """iteration -> the manifest line of each checkpoint of a run's outer loop ``loop``:
+    position, file, bytes, and (runs recorded since locals are saved) ``restores``: the locals
+    it puts back, per frame (``outer``/``inner``), and ``misses``: those it could not save, with
+    the reason. Per loop: a run with two checkpointed outer loops (pretraining, then
+    fine-tuning) has an iteration 0 in each. A line that is not a checkpoint entry (cut by a
+    kill, or damaged) is skipped, as an unreadable manifest is; the index reports the damage
+    (:func:`florsql.store.ingest.load_manifest`)."""
+    return manifest_by_loop(run_dir).get(str(loop), {})
+
+
+def manifest_by_loop(run_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """loop -> :func:`manifest_records` of that loop."""
     path = run_dir / layout.CHECKPOINTS / layout.MANIFEST
-    out: dict[int, dict[str, Any]] = {}
+    out: dict[str, dict[int, dict[str, Any]]] = {}
     try:
         lines = path.read_bytes().splitlines()
     except OSError:
@@ -96,7 +104,8 @@ def manifest_records(run_dir: Path) -> dict[int, dict[str, Any]]:
     for line in lines:
         try:
             r = json.loads(line.decode("utf-8"))
-            out[int(r["iteration"])] = dict(r, position=str(r["position"]), file=str(r["file"]))
+            rec = dict(r, position=str(r["position"]), file=str(r["file"]))
+            out.setdefault(str(r["loop"]), {})[int(r["iteration"])] = rec
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
     return out
