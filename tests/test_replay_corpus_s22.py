@@ -2161,9 +2161,9 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
     Case(
         "min_state_dict_of_a_plain_object_leaves_a_field_out",
-    "min_add_param_group_at_epoch_one",
-    "min_module_assigned_over_none_in_the_loop",
-    "activation_swapped_in_the_registered_model_at_epoch_one",
+        "min_add_param_group_at_epoch_one",
+        "min_module_assigned_over_none_in_the_loop",
+        "activation_swapped_in_the_registered_model_at_epoch_one",
         """
 class Tracker:
     def __init__(self):
@@ -2248,8 +2248,6 @@ with flor.checkpointing(model=net, optimizer=opt):
 BUGS = {
     "names_made_with_f_strings_per_param_group": "PlanError: Unknown column 'lr0' (names made by "
     "f-strings are not known to the catalog)",
-    "statement_before_the_step_loop_reads_the_previous_epoch": "ReplayError: unbound name 'loss' "
-    "(bound by the previous iteration's step loop)",
     "a_new_import_added_today": "limitation (docs/propagate.md): unbound name 'math': a new "
     "module-level import is not carried",
     "a_new_helper_function_added_today": "limitation: unbound name 'accuracy': a new helper "

@@ -450,6 +450,26 @@ def test_a_checkpoint_marked_unsound_is_never_a_start() -> None:
     assert "got a hook during the run" in steps[-1].why
 
 
+def test_a_statement_before_the_inner_loop_reading_the_previous_iteration_starts_no_rest() -> None:
+    """Today's statement before the step loop reads ``loss`` of the previous epoch: a task
+    that starts an iteration in rest mode runs it before its restore, on fresh state (a
+    NameError, or a stale value), so no task starts in rest mode there."""
+    src = """
+for epoch in flor.loop("epoch", range(8)):
+    flor.log("prev", loss if epoch > 0 else None)
+    for x in flor.loop("step", data):
+        loss = f(x)
+    flor.log("last", loss)
+"""
+    p = _patched(src, "prev")
+    assert p.pre_carried == {"loss"}
+    facts = _facts(8, {k: {"loss", "x", "data", "f", "epoch"} for k in range(8)})
+    steps, _ = plan_steps("epoch", [5], p, facts, to_end=False)
+    assert steps[0].iteration == 0 and all(s.mode == "full" for s in steps), _modes(steps)
+    assert "carried from the previous iteration" in steps[0].why
+    assert not _patched(src, "last").pre_carried  # after the inner loop: rest as before
+
+
 def test_runs_end_where_they_ended() -> None:
     p = _patched(PATTERNS["global step carried across epochs"][0], "final")
     facts = _facts(3, {key: {"global_step", "x", "y", "batches", "epoch"} for key in range(3)})
@@ -805,7 +825,7 @@ for epoch in flor.loop("epoch", range(8)):
     assert steps[-1].mode == "full" and "pbar (changed by the loop's wrapper" in steps[-1].why
     read = _patched(src.replace('flor.log("n", n)', 'flor.log("n", pbar.n)'), "n")
     steps, _ = plan_steps("epoch", [5], read, noted, to_end=False)
-    assert steps[-1].mode == "full" and "pbar (iterating the loop" in steps[-1].why
+    assert steps[-1].mode == "full" and "pbar (restored by no checkpoint" in steps[-1].why
 
 
 def test_a_context_manager_around_a_helper_that_owns_the_skipped_loop() -> None:

@@ -73,6 +73,11 @@ class Patched:
     value_read: frozenset[str] = frozenset({"*"})
     #: why the whole run replays from the top, where :attr:`unknown`
     whole_why: str = "a statement's loop context is unknown"
+    #: names today's statements before ``first_inner`` (in the outer body) read that the outer
+    #: loop carries from one iteration to the next (``loss.item() if epoch > 0``, before the
+    #: step loop): an iteration a task starts at in rest mode runs those statements before its
+    #: restore, on the task's fresh state (unbound there), so no task starts in rest mode
+    pre_carried: frozenset[str] = frozenset()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -155,21 +160,7 @@ def patched_script(
         except Exception:  # not readable at that version: taken as keeping state
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
-    return Patched(
-        outer=found.outer,
-        first_inner=found.first_inner,
-        need_start=found.need_start,
-        in_rest=found.in_rest,
-        head=found.head,
-        after_loop=found.after_loop,
-        unknown=found.unknown,
-        registered=found.registered,
-        failed=failed,
-        files=files,
-        unsaved=found.unsaved,
-        value_read=found.value_read,
-        whole_why=found.whole_why,
-    )
+    return replace(found, failed=failed, files=files)
 
 
 def module_names(source: str, filename: str, modules: dict[str, str | None]) -> frozenset[str]:
@@ -307,9 +298,18 @@ def analyze_patched(
     inner = _first_inner(facts, outer)
     flags = {"need_start": False, "in_rest": False, "head": False, "after": False, "unknown": False}
     found: set[str] = set()
+    pre_carried: set[str] = set()
     for call, scope in _log_calls(tree, set(names)):
         found.add(call.args[0].value)  # type: ignore[attr-defined]
         _classify(call.lineno, scope, facts, outer, inner, flags)
+        if (
+            outer is not None
+            and inner is not None
+            and scope == outer.scope == inner.scope
+            and outer.line < call.lineno < inner.line
+        ):
+            loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+            pre_carried |= loads & outer.changed - outer.targets
     if set(names) - found:
         flags["unknown"] = True  # a statement in another file: the safe answer
     value_read = value_reads(source)
@@ -339,6 +339,7 @@ def analyze_patched(
         unsaved=unsaved,
         value_read=value_read,
         whole_why=whole_why,
+        pre_carried=frozenset(pre_carried - _registered(tree) - _BUILTINS),
     )
 
 

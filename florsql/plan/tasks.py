@@ -344,6 +344,12 @@ class _Stepper:
         entered = inner.entered if inner is not None else ()
         if inner is not None and outer is not None and inner.scope != outer.scope:
             entered += outer.body_withs  # a with around the call of the function with the loop
+        if fresh and self.p.pre_carried:
+            carried = ", ".join(sorted(self.p.pre_carried)[:3])
+            return False, (
+                f"today's statement before the {inner.name if inner else 'inner'} loop reads "
+                f"{carried}, carried from the previous iteration: only that iteration gives it"
+            )
         if fresh and entered:  # its __enter__ would run on the state before the restore
             return False, (
                 f"`with {entered[0]}` around the loop keeps what it read on entry, and only "

@@ -173,6 +173,22 @@ class Bindings:
             self._scopes[id(node)] = scope
         return self._scopes[id(node)]
 
+    def _loops_around(self, scope: ast.AST, line: int) -> list[tuple[int, int]]:
+        """The line spans of the ``for``/``while`` loops of ``scope`` (not of the functions
+        inside it) whose body holds ``line``."""
+        out = []
+        stack = list(getattr(scope, "body", []))
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            if isinstance(node, (ast.For, ast.AsyncFor, ast.While)) and node.body:
+                lo, hi = node.body[0].lineno, node.end_lineno or node.lineno
+                if lo <= line <= hi:
+                    out.append((node.lineno, hi))
+            stack.extend(ast.iter_child_nodes(node))
+        return out
+
     def is_bound(self, block: Block, line: int, name: str) -> bool:
         """Whether ``name`` is bound on reaching 1-based ``line`` of ``block``."""
         if name in _BUILTINS:
@@ -181,6 +197,13 @@ class Bindings:
         if name in innermost.declared_global:
             return name in self._scope(block.scopes[0]).lines
         if name in innermost.lines:
-            return any(n < line for n in innermost.lines[name])
+            bound = innermost.lines[name]
+            if any(n < line for n in bound):
+                return True
+            # bound later in a loop around the line: bound there from the loop's previous
+            # iteration on (``flor.log("prev", loss.item() if epoch > 0 else None)`` before
+            # the step loop that binds ``loss``), as Python has it
+            loops = self._loops_around(block.scopes[-1], line)
+            return any(lo <= n <= hi for lo, hi in loops for n in bound)
         outer = [s for s in block.scopes[:-1] if not isinstance(s, ast.ClassDef)]
         return any(name in self._scope(s).lines for s in outer)
