@@ -473,10 +473,20 @@ def _save(
         if loader is not None:
             return "loader", loader
     if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
-        if script is not None and type(value).__module__ == script and not _torch_kind(value):
+        if (
+            script is not None
+            and type(value).__module__ == script
+            and not _torch_kind(value)
+            and not any(
+                _torch_kind(v) and id(v) not in registered
+                for v in getattr(value, "__dict__", {}).values()
+            )
+        ):
             # A class the script defines: its own state_dict() may leave fields out (a stopper
             # keeping only ``best`` of its history), so the whole object is saved, as any
-            # other; by its state_dict() only where it does not pickle.
+            # other; by its state_dict() only where it does not pickle, or where it holds a
+            # torch module or optimizer of its own (their state_dict puts them back in place,
+            # an optimizer's state keyed by the replay's parameters).
             with contextlib.suppress(Exception):
                 data = _dumps(value, registered, ids, kinds)
                 if len(data) <= MAX_BYTES:
