@@ -627,3 +627,104 @@ def test_frozen_parameters_are_restored_with_the_registered_model() -> None:
     net[0].requires_grad_(True)  # unfrozen again later: restored trainable
     ckpt.restore({"net": fresh}, ckpt.capture({"net": net}), rng=False)
     assert all(p.requires_grad for p in fresh.parameters())
+
+
+class PartialStopper:
+    """Its own state_dict keeps ``best`` only (a common shortcut)."""
+
+    def __init__(self) -> None:
+        self.best, self.history = float("inf"), []  # type: ignore[var-annotated]
+
+    def state_dict(self) -> dict[str, float]:
+        return {"best": self.best}
+
+    def load_state_dict(self, d: dict[str, float]) -> None:
+        self.best = d["best"]
+
+
+def test_a_tensor_changed_in_place_since_the_loop_began_is_restored_in_place() -> None:
+    """``total += x`` with ``stats = {"total": total}``: the restore copies into the tensor the
+    name holds, so the dict sees it (it was rebound, and the dict kept 0: s22 G)."""
+    total = torch.zeros(())
+    stats = {"total": total}
+    frame = sys._getframe()
+    born, kinds = frame_state.held_at_start(frame_state.frame_values(frame), ["total"])
+    total += 2.5
+    values = frame_state.frame_values(frame)
+    cap = frame_state.capture(values, ["total"], {}, {}, born=born, kinds=kinds)
+    assert cap.saved["total"][0] == "tensor_in_place"
+    total.zero_()
+    frame_state.restore(frame, cap, {})
+    assert stats["total"] is total and float(stats["total"]) == 2.5
+
+
+def test_a_tensor_the_loop_rebound_is_replaced_and_what_kept_the_first_keeps_it() -> None:
+    total = torch.zeros(())
+    first = total
+    frame = sys._getframe()
+    born, _ = frame_state.held_at_start(frame_state.frame_values(frame), ["total"])
+    total = total + 2.5
+    cap = frame_state.capture(frame_state.frame_values(frame), ["total"], {}, {}, born=born)
+    assert cap.saved["total"][0] == "tensor"
+    restored = frame_state._restored(*cap.saved["total"], first, {}, frame_state._Merge())
+    assert float(restored) == 2.5 and float(first) == 0.0
+
+
+def test_a_state_dict_kept_without_a_copy_is_restored_as_the_live_weights() -> None:
+    """``snap = net.state_dict()`` holds views of the live weights: saved as references to the
+    registered module's tensors, restored as the same views of the replay's module (it was
+    restored as copies, frozen at the checkpoint: s22 H)."""
+    net = torch.nn.Linear(2, 2)
+    snap = net.state_dict()
+    frame = sys._getframe()
+    views = frame_state.registered_views({"model": net})
+    values = frame_state.frame_values(frame)
+    cap = frame_state.capture(values, ["snap"], {id(net): "model"}, {}, views=views)
+    replayed = torch.nn.Linear(2, 2)
+    new = frame_state._restored(*cap.saved["snap"], None, {"model": replayed}, frame_state._Merge())
+    assert new["weight"].data_ptr() == replayed.weight.data_ptr()
+    with torch.no_grad():
+        replayed.weight.add_(1.0)
+    assert torch.equal(new["weight"], replayed.weight.detach())
+    del snap
+
+
+def test_an_object_of_a_script_class_is_saved_whole_not_by_its_partial_state_dict() -> None:
+    stopper = PartialStopper()
+    stopper.best, stopper.history = 0.5, [0.9, 0.5]
+    frame = sys._getframe()
+    cap = frame_state.capture(frame_state.frame_values(frame), ["stopper"], {}, {})
+    assert cap.saved["stopper"][0] == "pickle"
+    stopper.best, stopper.history = float("inf"), []
+    frame_state.restore(frame, cap, {})
+    assert (stopper.best, stopper.history) == (0.5, [0.9, 0.5])
+
+
+def test_a_called_lru_cache_function_is_noted_busy() -> None:
+    """Its entries and statistics cannot be put back: the planner takes it as restored only
+    where the patched code reads it as a value (``ones.cache_info().hits``)."""
+    import functools
+
+    @functools.cache
+    def ones(n: int) -> torch.Tensor:
+        return torch.ones(n)
+
+    fresh = frame_state.capture({"ones": ones}, ["ones"], {}, {})
+    assert "ones" not in fresh.busy
+    ones(2)
+    cap = frame_state.capture({"ones": ones}, ["ones"], {}, {})
+    assert cap.busy == ["ones"] and "ones" not in cap.saved
+
+
+def test_structure_changes_are_named() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    opt = torch.optim.SGD(net[0].parameters(), lr=0.1)
+    start = ckpt.structure({"net": net, "opt": opt})
+    assert ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})) is None
+    net[1] = torch.nn.Tanh()
+    assert "became a Tanh" in str(ckpt.structure_change(start, ckpt.structure({"net": net})))
+    net[1] = torch.nn.ReLU()
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    assert "parameter groups" in str(
+        ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt}))
+    )

@@ -238,8 +238,9 @@ def _capture(
                 continue
             out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds, module)
             ref = born.get(name) if born else None
-            if out.saved[name][0] == "tensor" and ref is not None and ref() is value:
-                out.saved[name] = ("tensor_in_place", out.saved[name][1])
+            kind = out.saved[name][0]
+            if kind in ("tensor", "tensor_at") and ref is not None and ref() is value:
+                out.saved[name] = (f"{kind}_in_place", out.saved[name][1])
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
             refused[name] = reason
@@ -466,6 +467,8 @@ def _save(
             copy = value.detach().to("cpu", copy=True)
             if value.requires_grad and value.is_leaf:
                 copy.requires_grad_(True)  # a tensor the script trains by hand (w -= lr * w.grad)
+            if kind == "tensor" and value.device.type != "cpu":
+                return "tensor_at", [copy, str(value.device)]  # put back where it was
             return kind, copy
         if isinstance(value, torch.Generator):
             return "torch_generator", value.get_state().clone()
@@ -728,10 +731,23 @@ def _restored(
         if name in objs:
             return objs[name].state_dict(keep_vars=True)[key].detach()
         return cur
+    if kind == "tensor_at":
+        # A tensor on an accelerator (``total = torch.zeros((), device="cuda")``): saved on the
+        # CPU, put back on its device (a CPU accumulator met the loss on the GPU: an error).
+        tensor, device = data
+        try:
+            moved = tensor.to(device)
+        except (RuntimeError, AssertionError):  # that device is not here: left on the CPU
+            moved = tensor
+        if tensor.requires_grad and not moved.is_leaf:
+            moved = moved.detach().requires_grad_(True)
+        return moved
     if kind == "tensor_in_place":
         # The name held the tensor it held as the loop began (changed in place only, as by
         # ``total += x``): copied into the tensor it holds now, so what shares it stays true.
         return _copied_into(cur, data)
+    if kind == "tensor_at_in_place":
+        return _copied_into(cur, data[0])
     if kind == "parameter":
         import torch
 
