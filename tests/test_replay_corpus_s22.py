@@ -2161,9 +2161,6 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
     Case(
         "min_state_dict_of_a_plain_object_leaves_a_field_out",
-        "min_add_param_group_at_epoch_one",
-        "min_module_assigned_over_none_in_the_loop",
-        "activation_swapped_in_the_registered_model_at_epoch_one",
         """
 class Tracker:
     def __init__(self):

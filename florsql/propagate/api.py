@@ -180,10 +180,10 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
         if problem:
             return Failure(target.label, target.line, problem)
     renames: dict[str, str] = {}
-    missing = _unbound(stmts, slots, spot.block, session, renames)
+    missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
     if missing:
         renames = _evidenced_renames(target, spot.block, pairs, missing, session)
-        missing = _unbound(stmts, slots, spot.block, session, renames)
+        missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(target.label, target.line, reason)
@@ -229,19 +229,29 @@ def _unbound(
     stmts: tuple[ast.stmt, ...],
     slots: tuple[int, ...],
     block: Block,
+    new_block: Block,
     session: _Session,
     renames: dict[str, str],
 ) -> list[_Unbound]:
-    """The names read that are not bound where they would be read (after ``renames``)."""
+    """The names read that are not bound where they would be read (after ``renames``). A name
+    the old loop binds only later in its body counts as bound (from the previous iteration)
+    only where today's statement reads it so too: unbound before it in the new version
+    (``flor.log("prev", loss if epoch > 0 else None)`` above the step loop), never where the
+    new version binds it first in the same iteration (that value is this iteration's)."""
     codes = tuple(statement_code(session.new, s) for s in stmts)
     missing = []
-    for names, slot in zip(free_names(codes), slots, strict=True):
+    for names, slot, stmt in zip(free_names(codes), slots, stmts, strict=True):
         line = block.insert_line(slot)
         for name in names:
             old_name = renames.get(name, session.alias.get(name, name))
             if session.added_alias(old_name):
                 continue
-            if not session.bindings.is_bound(block, line, old_name):
+            if session.bindings.is_bound(block, line, old_name):
+                continue
+            carried = session.bindings.is_bound(
+                block, line, old_name, carried=True
+            ) and not session.bindings.is_bound(new_block, stmt.lineno, name)
+            if not carried:
                 missing.append(_Unbound(name, line))
     return missing
 

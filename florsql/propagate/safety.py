@@ -189,8 +189,10 @@ class Bindings:
             stack.extend(ast.iter_child_nodes(node))
         return out
 
-    def is_bound(self, block: Block, line: int, name: str) -> bool:
-        """Whether ``name`` is bound on reaching 1-based ``line`` of ``block``."""
+    def is_bound(self, block: Block, line: int, name: str, *, carried: bool = False) -> bool:
+        """Whether ``name`` is bound on reaching 1-based ``line`` of ``block``; ``carried``:
+        also where a loop around the line binds it later in its body (bound there from the
+        loop's second iteration on, with the previous iteration's value)."""
         if name in _BUILTINS:
             return True
         innermost = self._scope(block.scopes[-1])
@@ -200,9 +202,8 @@ class Bindings:
             bound = innermost.lines[name]
             if any(n < line for n in bound):
                 return True
-            # bound later in a loop around the line: bound there from the loop's previous
-            # iteration on (``flor.log("prev", loss.item() if epoch > 0 else None)`` before
-            # the step loop that binds ``loss``), as Python has it
+            if not carried:
+                return False
             loops = self._loops_around(block.scopes[-1], line)
             return any(lo <= n <= hi for lo, hi in loops for n in bound)
         outer = [s for s in block.scopes[:-1] if not isinstance(s, ast.ClassDef)]
