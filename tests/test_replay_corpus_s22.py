@@ -2272,15 +2272,11 @@ DEFAULT = (
     "min_the_same_outer_loop_run_twice",
     "min_tensor_accumulator_aliased_in_a_dict",
     "min_meter_reached_through_a_function",
-    "a_step_counter_kept_by_a_with_statement",
     "min_lru_cache_hits",
     "min_state_dict_alias_assigned_in_the_loop",
     "min_state_dict_of_a_plain_object_leaves_a_field_out",
     "min_add_param_group_at_epoch_one",
-    "min_module_assigned_over_none_in_the_loop",
-    "activation_swapped_in_the_registered_model_at_epoch_one",
     "a_generator_helper_owns_the_step_loop_and_yields_losses",
-    "epoch_list_extended_while_it_is_iterated",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)
