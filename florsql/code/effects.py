@@ -35,7 +35,7 @@ import ast
 import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 __all__ = [
@@ -120,6 +120,10 @@ class _Hidden:
     #: names bound to an instance of a script class whose ``__getitem__`` changes its object
     #: (``ds = CachedSet(...)``, then ``ds[i]`` fills its cache)
     subscripted: frozenset[str] = frozenset()
+    #: names bound to a call given such an instance, or one whose ``__iter__``/``__next__``
+    #: changes it (``loader = DataLoader(ds, sampler=sampler)``): iterating the name runs
+    #: their methods, so it changes them too
+    feeds: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 _HIDDEN: ContextVar[_Hidden] = ContextVar("_HIDDEN", default=_Hidden())  # noqa: B039 (frozen)
@@ -261,6 +265,7 @@ def _hidden_state(tree: ast.Module) -> _Hidden:
     names bound to instances of the classes with such a ``__getitem__``."""
     properties: set[str] = set()
     caching: set[str] = set()
+    iterated: set[str] = set()
     for cls in ast.walk(tree):
         if not isinstance(cls, ast.ClassDef):
             continue
@@ -272,25 +277,43 @@ def _hidden_state(tree: ast.Module) -> _Hidden:
                 for d in fn.decorator_list
             }
             is_property = bool(decorators & _PROPERTY_DECORATORS)
-            if not is_property and fn.name != "__getitem__":
+            iterating = fn.name in ("__iter__", "__next__")
+            if not is_property and fn.name != "__getitem__" and not iterating:
                 continue
             # a cached_property stores its value in the object: a change too
             changes = "cached_property" in decorators or fn.args.args[0].arg in _changed(fn.body)
             if changes and is_property:
                 properties.add(fn.name)
+            elif changes and iterating:
+                iterated.add(cls.name)
             elif changes:
                 caching.add(cls.name)
     subscripted: set[str] = set()
-    if caching:
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, (ast.Assign, ast.AnnAssign))
-                and isinstance(node.value, ast.Call)
-                and _root(node.value.func) in caching
-            ):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                subscripted.update(r for t in targets if (r := _root(t)) is not None)
-    return _Hidden(frozenset(properties), frozenset(subscripted))
+    instances: set[str] = set()  # of a class that changes as something reads or iterates it
+    bound: list[tuple[list[ast.expr], ast.Call]] = [
+        (node.targets if isinstance(node, ast.Assign) else [node.target], node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call)
+    ]
+    for targets, call in bound:
+        cls_name = _root(call.func)
+        if cls_name in caching or cls_name in iterated:
+            names = {r for t in targets if (r := _root(t)) is not None}
+            instances |= names
+            if cls_name in caching:
+                subscripted |= names
+    feeds: dict[str, frozenset[str]] = {}
+    if instances:
+        for targets, call in bound:
+            given = {
+                a.id
+                for a in [*call.args, *(k.value for k in call.keywords)]
+                if isinstance(a, ast.Name) and a.id in instances
+            }
+            for t in targets:
+                if given and (r := _root(t)) is not None:
+                    feeds[r] = feeds.get(r, frozenset()) | given
+    return _Hidden(frozenset(properties), frozenset(subscripted), feeds)
 
 
 #: Names every module has (a closure's free name is none of them).
@@ -810,8 +833,8 @@ def _leaves_scope(body: list[ast.stmt]) -> bool:
 
 def _blocks(stmt: ast.stmt) -> Iterator[list[ast.stmt]]:
     """The statement lists nested in a compound statement of the same scope."""
-    for field in ("body", "orelse", "finalbody"):
-        value = getattr(stmt, field, None)
+    for attr in ("body", "orelse", "finalbody"):
+        value = getattr(stmt, attr, None)
         if isinstance(value, list) and not isinstance(stmt, _SCOPES):
             yield value
     for handler in getattr(stmt, "handlers", []) or []:
@@ -1092,7 +1115,10 @@ def _iterated(node: ast.AST) -> set[str]:
     ``enumerate(loader)``, ``tqdm(loader)``; not the result of a call (``range(n)``)."""
     if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
         root = _root(node)
-        return {root} if root else set()
+        if not root:
+            return set()
+        # a DataLoader iterates the dataset and sampler it was given: their methods run
+        return {root} | _HIDDEN.get().feeds.get(root, frozenset())
     if isinstance(node, ast.Call):
         out = set()
         for arg in [*node.args, *(k.value for k in node.keywords)]:
@@ -1136,16 +1162,29 @@ def _call_mutates(call: ast.Call) -> set[str]:
 
 
 def _callee(call: ast.Call) -> _Summary | None:
-    """The summary of the script's function ``call`` may call (by name or method name)."""
+    """The summary of the script's function ``call`` may call (by name or method name); for a
+    call of anything else (an object: ``net(x)``, ``self.head(h)``), what the script's
+    ``__call__`` and ``forward`` methods do (a module's forward counting into a global or a
+    class attribute runs through ``nn.Module.__call__``)."""
     callees = _CALLEES.get()
     if not callees:
         return None
     func = call.func
+    found = None
     if isinstance(func, ast.Name):
-        return callees.get(func.id)
-    if isinstance(func, ast.Attribute):
-        return callees.get(func.attr)
-    return None
+        if func.id in PURE_CALLS:
+            return None
+        found = callees.get(func.id)
+    elif isinstance(func, ast.Attribute):
+        found = callees.get(func.attr)
+    if found is not None:
+        return found
+    runs = [callees[m] for m in ("__call__", "forward") if m in callees]
+    if not runs:
+        return None
+    return _Summary(
+        frozenset().union(*(r.mutates for r in runs)), frozenset().union(*(r.reads for r in runs))
+    )
 
 
 def _loads(node: ast.AST) -> set[str]:

@@ -116,7 +116,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: ``with`` item, a script property or caching ``__getitem__``, ``globals()[...]`` and a method
 #: called on a script function's result change; the first inner loop of a generator is never
 #: skipped; checkpoints marked unsound start no task; each outer loop reads its own manifest
-#: lines (two checkpointed loops had their iteration numbers mixed).
+#: lines (two checkpointed loops had their iteration numbers mixed); a DataLoader's script
+#: dataset or sampler that changes as it is read is in the change set, so is what a module's
+#: forward changes; registered generators, deques, Random and containers are refilled in
+#: place; optimizers' and modules' container attributes are kept; numpy arrays and tensors in
+#: containers keep their aliases.
 REPLAY_RULES = 6
 
 

@@ -6,6 +6,8 @@ happens on the run's background writer. torch is used only where the script impo
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import io
 import pickle
@@ -67,6 +69,18 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     loose = _loose_parameters(objs)
     if loose:
         payload["loose"] = loose
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # an optimizer's state_dict holds its buffers and groups, not what the script set on
+        # it (``opt.steps_taken += 1``)
+        kept = {
+            name: _attributes(o, torch, skip=("defaults", "state", "param_groups"))
+            for name, o in objs.items()
+            if isinstance(o, torch.optim.Optimizer)
+        }
+        kept = {name: v for name, v in kept.items() if v[0] or v[1]}
+        if kept:
+            payload["optimizer_attrs"] = {n: list(v) for n, v in kept.items()}
     return payload
 
 
@@ -135,11 +149,7 @@ def module_extras(obj: Any) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for prefix, module in obj.named_modules():
-        attrs = {
-            k: _deep_copy(v)
-            for k, v in vars(module).items()
-            if not k.startswith("_") and k != "training" and _plain(v, torch)
-        }
+        attrs, pickled = _attributes(module, torch, skip=("training",))
         non_persistent: set[str] = getattr(module, "_non_persistent_buffers_set", set())
         buffers = {
             k: b.detach().clone()
@@ -150,6 +160,7 @@ def module_extras(obj: Any) -> dict[str, Any]:
         out[prefix] = {
             "training": module.training,
             "attrs": attrs,
+            "pickled": pickled,
             "buffers": buffers,
             "frozen": frozen,  # always there: a checkpoint without it predates it
             "type": _type_name(module),
@@ -213,6 +224,51 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
         if before:
             return f"{name}.{next(iter(before))} was removed during the run"
     return None
+
+
+#: Containers an object's attribute may hold beyond plain values (``net.seen = set()``,
+#: ``net.label_counts = Counter()``): pickled beside the checkpoint's tensors. Other objects
+#: (a config, a tokenizer) are left out: shared by many submodules, costly to copy each time.
+_CONTAINERS = (
+    set,
+    frozenset,
+    list,
+    tuple,
+    dict,
+    collections.Counter,
+    collections.defaultdict,
+    collections.OrderedDict,
+    collections.deque,
+)
+
+
+def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """An object's own data attributes (not ``_private`` ones): plain values as they are,
+    containers of other values pickled (bytes, so the file stays loadable with
+    ``weights_only=True``); what does not pickle is left out."""
+    attrs: dict[str, Any] = {}
+    pickled: dict[str, bytes] = {}
+    for k, v in vars(obj).items():
+        if k.startswith("_") or k in skip:
+            continue
+        if _plain(v, torch):
+            attrs[k] = _deep_copy(v)
+        elif type(v) in _CONTAINERS:
+            with contextlib.suppress(Exception):  # whatever a user's object raises
+                pickled[k] = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+    return attrs, pickled
+
+
+def _put_attributes(obj: Any, attrs: dict[str, Any], pickled: dict[str, bytes]) -> None:
+    from florsql.record import frame_state
+
+    for k, v in attrs.items():
+        setattr(obj, k, _deep_copy(v))
+    for k, blob in pickled.items():
+        saved = pickle.loads(blob)
+        cur = getattr(obj, k, None)
+        if not frame_state.fill_in_place(cur, saved):  # in place where it can: aliases hold
+            setattr(obj, k, saved)
 
 
 def _type_name(value: Any) -> str:
@@ -295,8 +351,7 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
             for k, param in module._parameters.items():
                 if param is not None and param.requires_grad == (k in frozen):
                     param.requires_grad_(k not in frozen)
-        for k, v in saved["attrs"].items():
-            setattr(module, k, _deep_copy(v))
+        _put_attributes(module, saved["attrs"], saved.get("pickled") or {})
         for k, v in saved["buffers"].items():
             current = module._buffers.get(k)
             if current is not None and current.shape == v.shape and current.dtype == v.dtype:
@@ -347,6 +402,8 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 restore_module_extras(obj, payload["extras"][name])
             if name in payload.get("loose", {}):
                 _restore_loose(name, obj, payload["loose"][name])
+            if name in payload.get("optimizer_attrs", {}):
+                _put_attributes(obj, *payload["optimizer_attrs"][name])
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:
@@ -372,19 +429,21 @@ def _restore_in_place(obj: Any, saved: Any) -> None:
         with torch.no_grad():
             obj.copy_(saved)  # a registered plain tensor changed in place (``w += 1``)
         return
-    if isinstance(obj, dict):
-        obj.clear()
-        obj.update(saved)
-    elif isinstance(obj, list):
-        obj[:] = saved
-    elif isinstance(obj, set):
-        obj.clear()
-        obj.update(saved)
-    elif hasattr(obj, "__dict__"):
-        obj.__dict__.clear()
-        obj.__dict__.update(saved.__dict__)
-    else:
-        raise StoreError(f"cannot restore a {type(obj).__name__} in place")
+    if torch is not None and isinstance(obj, torch.Generator):
+        obj.set_state(saved.get_state())  # a registered generator: its state is the C one's
+        return
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.random.Generator):
+        obj.bit_generator.state = saved.bit_generator.state
+        return
+    from florsql.record import frame_state
+
+    # In place down to what it holds, as a local is: a list in a registered dict that a name
+    # also holds stays that name's list (dict.update put the unpickled lists in, silently
+    # parting them); a deque and a random.Random are refilled too.
+    if frame_state.fill_in_place(obj, saved):
+        return
+    raise StoreError(f"cannot restore a {type(obj).__name__} in place")
 
 
 def serialize(payload: dict[str, Any]) -> bytes:

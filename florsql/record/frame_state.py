@@ -52,6 +52,7 @@ How each value is saved:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import io
@@ -162,10 +163,12 @@ def capture(
     its class as the loop began was made during the run (``Capture.made``).
     """
     token = _VIEWS.set(views or None)
+    tensors = _TENSORS.set(set())
     try:
         out = _capture(values, names, registered, refused, loop_span, busy, born)
     finally:
         _VIEWS.reset(token)
+        _TENSORS.reset(tensors)
     if kinds is not None:
         out.made = sorted(
             name
@@ -239,7 +242,7 @@ def _capture(
             out.saved[name] = _save(value, registered, out.ids.setdefault(name, {}), kinds, module)
             ref = born.get(name) if born else None
             kind = out.saved[name][0]
-            if kind in ("tensor", "tensor_at") and ref is not None and ref() is value:
+            if kind in ("tensor", "tensor_at", "pickle") and ref is not None and ref() is value:
                 out.saved[name] = (f"{kind}_in_place", out.saved[name][1])
         except Exception as e:  # whatever a user object raises when pickled
             reason = _reason(e)
@@ -264,6 +267,10 @@ def held_at_start(
             continue
         value = values[name]
         kinds[name] = type(value)
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.ndarray) and value.base is None:
+            born[name] = weakref.ref(value)  # an array changed in place (conf[i, j] += 1)
+            continue
         if torch is None or not isinstance(value, torch.Tensor):
             continue
         if not isinstance(value, torch.nn.Parameter):
@@ -284,7 +291,8 @@ def _capture_aliases(
     have changed that object through the container, then put another one there; a restore that
     refilled the container's entry in place would then refill ``first_meter`` with the new
     entry's state. Saved, with the ids, restore gives each its own."""
-    if not kinds:
+    inside = _TENSORS.get() or set()
+    if not kinds and not inside:
         return
     for name in sorted(set(values)):
         if name in out.saved or name in out.kept or name in out.missed or name in out.busy:
@@ -292,7 +300,15 @@ def _capture_aliases(
         if name.startswith("__"):
             continue
         value = values[name]
-        if type(value) not in kinds or id(value) in registered or name in refused:
+        if id(value) in registered or name in refused:
+            continue
+        if id(value) in inside:
+            # the very tensor a saved container holds (``ema = kept[0]``): pickled, so the
+            # restore gives this name the tensor it puts in the container
+            ids = out.ids.setdefault(name, {})
+            out.saved[name] = ("pickle", _dumps(value, registered, ids, set()))
+            continue
+        if type(value) not in kinds:
             continue
         try:
             script = values.get("__name__")
@@ -614,12 +630,24 @@ def _dumps(
         memo = pickler.memo.copy()
         # an object's own __dict__ is pickled as its state: not a dict the script holds
         states = {id(o.__dict__) for _, o in memo.values() if hasattr(o, "__dict__")}
+        torch = sys.modules.get("torch")
+        inside = _TENSORS.get()
         for oid, (index, obj) in memo.items():
             if _mutable(obj):
                 ids[index] = oid
                 if obj is not value and oid not in states:
                     kinds.add(type(obj))
+            elif torch is not None and isinstance(obj, torch.Tensor):
+                # a tensor inside a container (``kept = [ema]``): another name may hold it
+                # (``ema``), and both must get one tensor back
+                ids[index] = oid
+                if inside is not None and obj is not value:
+                    inside.add(oid)
     return buf.getvalue()
+
+
+#: While :func:`capture` runs: the ids of the tensors found inside pickled values.
+_TENSORS: ContextVar[set[int] | None] = ContextVar("_TENSORS", default=None)
 
 
 def _mutable(obj: Any) -> bool:
@@ -748,6 +776,23 @@ def _restored(
         return _copied_into(cur, data)
     if kind == "tensor_at_in_place":
         return _copied_into(cur, data[0])
+    if kind == "pickle_in_place":
+        # A numpy array the name has held since the loop began (``conf[i, j] += 1``): copied
+        # into the array it holds now, so a dict holding it too stays true.
+        saved = merge.load(data, objs, ids)
+        np = sys.modules.get("numpy")
+        if (
+            np is not None
+            and isinstance(cur, np.ndarray)
+            and isinstance(saved, np.ndarray)
+            and cur.shape == saved.shape
+            and cur.dtype == saved.dtype
+            and cur.flags.writeable
+        ):
+            np.copyto(cur, saved)
+            return _IN_PLACE
+        new = _merged(cur, saved, merge) if cur is not None else merge.adopt(saved)
+        return _IN_PLACE if new is cur else new
     if kind == "parameter":
         import torch
 
@@ -836,6 +881,14 @@ def _copied_into(cur: Any, data: Any) -> Any:
     return data
 
 
+def fill_in_place(cur: Any, saved: Any) -> bool:
+    """Refill ``cur`` with ``saved`` (an unpickled copy of it), keeping ``cur`` and, wherever
+    it can, what ``cur`` holds; False when ``cur`` cannot be refilled (the caller decides)."""
+    if type(cur) is not type(saved) or not _fillable(cur):
+        return False
+    return _fill(cur, saved, _Merge())
+
+
 def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
     """Copy ``saved`` into ``cur`` in place (keeping aliases); False when it cannot.
 
@@ -859,6 +912,12 @@ def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
     elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
+    elif isinstance(cur, collections.deque):
+        if cur.maxlen != saved.maxlen:
+            return False  # fixed when it was made
+        items = [_merged(c, v, merge) for c, v in zip(cur, saved, strict=False)]
+        cur.clear()
+        cur.extend(items + [merge.adopt(v) for v in list(saved)[len(items) :]])
     elif isinstance(cur, random.Random):
         # Its state is the C generator's, not its __dict__ (filling that restored nothing).
         cur.setstate(saved.getstate())
@@ -914,8 +973,12 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
         if isinstance(cur, torch.nn.Parameter) and cur.shape == saved.shape:
             with torch.no_grad():
                 cur.copy_(saved)
-            return cur
-        return saved
+            new = cur
+        else:
+            new = saved
+        if rid is not None:
+            merge.placed[rid] = new  # another place that held it gets this one
+        return new
     if rid is not None:
         if merge.owner.get(id(cur), rid) != rid or not _fillable(cur):
             return merge.adopt(saved)  # cur stands for another recorded object already
@@ -925,7 +988,7 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
 
 
 def _fillable(cur: Any) -> bool:
-    return isinstance(cur, (list, dict, set, random.Random)) or (
+    return isinstance(cur, (list, dict, set, collections.deque, random.Random)) or (
         hasattr(cur, "__dict__") or bool(_slots(type(cur)))
     )
 
