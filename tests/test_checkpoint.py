@@ -803,10 +803,9 @@ def test_a_tensor_in_a_saved_list_that_a_name_holds_too_comes_back_as_one_tensor
     cap = frame_state.capture(frame_state.frame_values(frame), ["kept"], {}, {})
     assert "ema" in cap.saved  # the alias is saved too
     merge = frame_state._Merge()
-    new_kept = frame_state._restored(
-        *cap.saved["kept"], [torch.zeros(())], {}, merge, cap.ids["kept"]
-    )
+    replay_kept = [torch.zeros(())]  # what the replay holds at the restore
+    new_kept = frame_state._restored(*cap.saved["kept"], replay_kept, {}, merge, cap.ids["kept"])
     new_ema = frame_state._restored(*cap.saved["ema"], torch.zeros(()), {}, merge, cap.ids["ema"])
-    target = kept if new_kept is frame_state._IN_PLACE else new_kept
+    target = replay_kept if new_kept is frame_state._IN_PLACE else new_kept
     assert float(ema) == 2.0 and new_ema is not frame_state._IN_PLACE
     assert new_ema is target[0] and float(new_ema) == 2.0  # one tensor, as recorded
