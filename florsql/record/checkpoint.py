@@ -242,6 +242,10 @@ _CONTAINERS = (
 )
 
 
+#: An attribute pickled larger than this is left out (a data set kept on the module).
+_MAX_ATTRIBUTE_BYTES = 16 * 1024 * 1024
+
+
 def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """An object's own data attributes (not ``_private`` ones): plain values as they are,
     containers of other values pickled (bytes, so the file stays loadable with
@@ -253,10 +257,20 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
             continue
         if _plain(v, torch):
             attrs[k] = _deep_copy(v)
-        elif type(v) in _CONTAINERS:
+        elif type(v) in _CONTAINERS or _numpy_value(v):
+            if getattr(v, "nbytes", 0) > _MAX_ATTRIBUTE_BYTES:
+                continue  # a data array kept on the module, not training state
             with contextlib.suppress(Exception):  # whatever a user's object raises
-                pickled[k] = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+                data = pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL)
+                if len(data) <= _MAX_ATTRIBUTE_BYTES:
+                    pickled[k] = data
     return attrs, pickled
+
+
+def _numpy_value(v: Any) -> bool:
+    """A numpy scalar or array (``net.best = np.float32(0.5)``)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(v, (np.generic, np.ndarray))
 
 
 def _put_attributes(obj: Any, attrs: dict[str, Any], pickled: dict[str, bytes]) -> None:

@@ -52,6 +52,7 @@ How each value is saved:
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
 import ctypes
@@ -884,7 +885,15 @@ def _copied_into(cur: Any, data: Any) -> Any:
 def fill_in_place(cur: Any, saved: Any) -> bool:
     """Refill ``cur`` with ``saved`` (an unpickled copy of it), keeping ``cur`` and, wherever
     it can, what ``cur`` holds; False when ``cur`` cannot be refilled (the caller decides)."""
-    if type(cur) is not type(saved) or not _fillable(cur):
+    if type(cur) is not type(saved):
+        return False
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(cur, np.ndarray):
+        if cur.shape != saved.shape or cur.dtype != saved.dtype or not cur.flags.writeable:
+            return False
+        np.copyto(cur, saved)  # a registered array changed in place
+        return True
+    if not _fillable(cur):
         return False
     return _fill(cur, saved, _Merge())
 
@@ -912,6 +921,10 @@ def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
     elif isinstance(cur, set):
         cur.clear()
         cur.update(saved)
+    elif isinstance(cur, (bytearray, array.array)):
+        if isinstance(cur, array.array) and cur.typecode != saved.typecode:
+            return False
+        cur[:] = saved  # a buffer of values: refilled, its holders keep it
     elif isinstance(cur, collections.deque):
         if cur.maxlen != saved.maxlen:
             return False  # fixed when it was made
@@ -988,9 +1001,9 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
 
 
 def _fillable(cur: Any) -> bool:
-    return isinstance(cur, (list, dict, set, collections.deque, random.Random)) or (
-        hasattr(cur, "__dict__") or bool(_slots(type(cur)))
-    )
+    return isinstance(
+        cur, (list, dict, set, bytearray, array.array, collections.deque, random.Random)
+    ) or (hasattr(cur, "__dict__") or bool(_slots(type(cur))))
 
 
 def write_locals(frame: types.FrameType, values: dict[str, Any]) -> None:
