@@ -1172,9 +1172,9 @@ def _callee(call: ast.Call) -> _Summary | None:
     func = call.func
     found = None
     if isinstance(func, ast.Name):
-        if func.id in PURE_CALLS:
+        found = callees.get(func.id)  # the script's own function first, whatever its name
+        if found is None and func.id in PURE_CALLS:
             return None
-        found = callees.get(func.id)
     elif isinstance(func, ast.Attribute):
         found = callees.get(func.attr)
     if found is not None:
