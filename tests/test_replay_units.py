@@ -468,6 +468,11 @@ for epoch in flor.loop("epoch", range(8)):
     assert steps[0].iteration == 0 and all(s.mode == "full" for s in steps), _modes(steps)
     assert "carried from the previous iteration" in steps[0].why
     assert not _patched(src, "last").pre_carried  # after the inner loop: rest as before
+    fresh_value = src.replace(
+        'flor.log("prev", loss if epoch > 0 else None)',
+        'lr = 0.1 * 0.9 ** epoch\n    flor.log("lr", lr)',
+    )
+    assert not _patched(fresh_value, "lr").pre_carried  # assigned just above: this iteration's
 
 
 def test_runs_end_where_they_ended() -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "imported_names",
     "loop_at",
     "module_state",
+    "reads_before_assigned",
 ]
 
 #: Names bound to the record API's module in scripts (``import florsql as flor``...).
@@ -1206,6 +1207,12 @@ def _loads(node: ast.AST) -> set[str]:
             if callee is not None:
                 names |= callee.reads
     return names - local
+
+
+def reads_before_assigned(body: Iterable[ast.stmt], defined: set[str]) -> set[str]:
+    """Names ``body`` may read before a definite assignment in it (``defined``: already
+    assigned): what it reads from before it."""
+    return _reads_before_defs(body, defined)
 
 
 def _reads_before_defs(body: Iterable[ast.stmt], defined: set[str]) -> set[str]:

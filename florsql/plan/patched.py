@@ -25,6 +25,7 @@ from florsql.code.effects import (
     analyze_source,
     imported_names,
     module_state,
+    reads_before_assigned,
     value_reads,
 )
 
@@ -308,8 +309,7 @@ def analyze_patched(
             and scope == outer.scope == inner.scope
             and outer.line < call.lineno < inner.line
         ):
-            loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
-            pre_carried |= loads & outer.changed - outer.targets
+            pre_carried |= _carried_into(tree, outer, call)
     if set(names) - found:
         flags["unknown"] = True  # a statement in another file: the safe answer
     value_read = value_reads(source)
@@ -341,6 +341,31 @@ def analyze_patched(
         whole_why=whole_why,
         pre_carried=frozenset(pre_carried - _registered(tree) - _BUILTINS),
     )
+
+
+def _carried_into(tree: ast.Module, outer: LoopFacts, call: ast.Call) -> set[str]:
+    """Names ``call`` (in ``outer``'s body, before its first inner loop) reads that hold, where
+    it runs, what the previous iteration left: changed by the loop and not assigned before it
+    in the same iteration (``loss`` of the step loop below; not ``lr = base * 0.9 ** epoch``
+    just above)."""
+    loop = next(
+        (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.For, ast.AsyncFor)) and n.lineno == outer.line
+        ),
+        None,
+    )
+    if loop is None:
+        return set()
+    prefix = []
+    for stmt in loop.body:
+        prefix.append(stmt)
+        if stmt.lineno <= call.lineno <= (stmt.end_lineno or stmt.lineno):
+            break
+    loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+    live = reads_before_assigned(prefix, set(outer.targets))
+    return loads & live & outer.changed - outer.targets
 
 
 def _outer_loop(facts: ScriptFacts, name: str | None) -> LoopFacts | None:
