@@ -92,6 +92,36 @@ with flor.checkpointing(model=net, optimizer=ft_opt):
         fresh=True,
     ),
     Case(
+        "metric_module_made_at_the_top_of_each_epoch",
+        """
+class Counted(nn.Module):  # a torchmetrics-style metric: a module with state in buffers
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("correct", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros(()))
+
+    def update(self, logits, y):
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        acc = Counted()
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            logits = net(X[idx])
+            loss = loss_fn(logits, Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            acc.update(logits.detach(), Y[idx])
+            flor.log("loss", loss.item())
+        flor.log("train_acc", float(acc.correct / acc.seen))  # hindsight
+""",
+        {"epoch": ["train_acc"]},
+        fresh=True,
+    ),
+    Case(
         "hand_written_sgd_on_a_leaf_tensor",
         """
 w = (torch.randn(6, 2) * 0.1).requires_grad_()

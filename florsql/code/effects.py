@@ -182,6 +182,10 @@ class LoopFacts:
     #: the body yields (a generator function owns the loop, ``list(run_epoch())`` consumes it):
     #: what it yields goes to its consumer, which no checkpoint of the loop holds
     yields: bool = False
+    #: names the body definitely assigns before the statement holding its first flor loop
+    #: (``metric = Accuracy()`` at the top of each epoch): what they hold there comes from the
+    #: iteration itself, not from the previous one
+    before_inner: frozenset[str] = frozenset()
 
     @property
     def carried(self) -> frozenset[str]:
@@ -754,6 +758,20 @@ class _Finder:
             for block in _blocks(stmt):
                 self._walk(block, scope, parent, rest, guarded or _catches(stmt, block), inner)
 
+    def _before_inner(self, node: ast.For | ast.AsyncFor) -> frozenset[str]:
+        """Names ``node``'s body definitely assigns before its first statement that holds a
+        flor loop (empty when none does: nothing is known to be assigned before it)."""
+        prefix: list[ast.stmt] = []
+        for stmt in node.body:
+            if any(
+                isinstance(n, (ast.For, ast.AsyncFor)) and self.loop_call(n.iter) is not None
+                for n in _own_nodes([stmt])
+            ):
+                assigned = _flow(prefix, set(), set())
+                return frozenset(assigned - _stored_names(node.target))
+            prefix.append(stmt)
+        return frozenset()
+
     def _facts(
         self,
         node: ast.For | ast.AsyncFor,
@@ -799,6 +817,7 @@ class _Finder:
             ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
             yields=any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node.body)),
+            before_inner=self._before_inner(node),
             wrappers=frozenset(wrappers - self.modules - self.loop_names),
             body_withs=_stateful_items(
                 tuple(

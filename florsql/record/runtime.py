@@ -77,6 +77,10 @@ class _Frame:
     born: dict[str, weakref.ref[Any]] = field(default_factory=dict)
     #: the classes of what those names held as the loop began (a name not bound then: absent)
     kinds: dict[str, type] = field(default_factory=dict)
+    #: the classes of what the names this loop's body assigns before its inner loop held as
+    #: that inner loop began, this iteration (``metric = Accuracy()`` each epoch): a replay
+    #: restoring there holds an object of that class too
+    inner_kinds: dict[str, type] = field(default_factory=dict)
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -289,9 +293,13 @@ class Run:
             frame.user = frame.owner
             frame.facts = self._facts(frame.user, name)
             if frame.facts is not None and frame.user is not None:
-                frame.born, frame.kinds = frame_state.held_at_start(
-                    frame_state.frame_values(frame.user), frame.facts.changed
-                )
+                values = frame_state.frame_values(frame.user)
+                frame.born, frame.kinds = frame_state.held_at_start(values, frame.facts.changed)
+                parent = self.frames[-1] if self.frames else None
+                if parent is not None and parent.user is frame.user and parent.facts is not None:
+                    parent.inner_kinds = {
+                        n: type(values[n]) for n in parent.facts.before_inner if n in values
+                    }
         return self._iterate(frame, iterable)
 
     def _facts(self, user: FrameType | None, name: str) -> LoopFacts | None:
@@ -619,7 +627,7 @@ class Run:
                 busy,
                 born=fr.born,
                 views=views,
-                kinds=fr.kinds,
+                kinds={**fr.kinds, **fr.inner_kinds},
             )
         return out
 
