@@ -677,7 +677,7 @@ def test_a_state_dict_kept_without_a_copy_is_restored_as_the_live_weights() -> N
     net = torch.nn.Linear(2, 2)
     snap = net.state_dict()
     frame = sys._getframe()
-    views = frame_state.registered_views({"model": net})
+    views = frame_state.RegisteredViews({"model": net})
     values = frame_state.frame_values(frame)
     cap = frame_state.capture(values, ["snap"], {id(net): "model"}, {}, views=views)
     replayed = torch.nn.Linear(2, 2)

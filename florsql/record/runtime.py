@@ -599,7 +599,7 @@ class Run:
     ) -> dict[str, frame_state.Capture]:
         """Save what the loops change besides the registered objects (docs/replay.md)."""
         registered = {id(o): name for name, o in scope.objs.items()}
-        views = frame_state.registered_views(scope.objs)
+        views = frame_state.RegisteredViews(scope.objs)
         wanted: list[tuple[str, _Frame]] = [("outer", outer)]
         if inner is not None and inner.user is not None and inner.user is not outer.user:
             wanted.append(("inner", inner))
