@@ -90,15 +90,23 @@ def replay_if_needed(
     mode: str,
     replan: Callable[[], PlannedQuery],
     quiet: bool = False,
+    known: Callable[[list[str]], set[str]] | None = None,
 ) -> tuple[PlannedQuery, Messages]:
     """Replay what ``planned`` needs if ``mode`` allows, then ``replan`` (which refreshes the
     index and plans the statement again); warn otherwise. Runs the executor only when
-    :func:`wants_replay` says so."""
+    :func:`wants_replay` says so. ``known``: of some names, those (in lower case) with a
+    recorded or replayed value somewhere."""
     messages = Messages(quiet=quiet)
     plan = planned.replay
     if not any(v.runs for v in plan.versions):
         unplaced = [u for v in plan.versions for u in _unplaced_lines(v)]
-        if unplaced and mode not in ("off", "error") and engine.executor is not None:
+        names = sorted({name for v in plan.versions for name, _ in v.unplaced})
+        # An error only where the statement has no value anywhere: where other runs recorded
+        # or replayed it (another version records it, or took it), the answer is theirs, with
+        # the warning for the versions that cannot (as when those were still being replayed).
+        valued = known(names) if known is not None and names else set()
+        alone = not any(n.lower() in valued for n in names)
+        if unplaced and alone and mode not in ("off", "error") and engine.executor is not None:
             # Nothing to replay and statements that cannot be placed: as the replay would
             # have said, an error naming each and why.
             raise ReplayError(

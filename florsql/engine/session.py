@@ -317,7 +317,12 @@ class Engine:
             mode = settings["replay"]
             if not wants_replay(self, planned, mode):
                 planned, messages = replay_if_needed(
-                    self, planned, mode=mode, replan=lambda: planned, quiet=quiet
+                    self,
+                    planned,
+                    mode=mode,
+                    replan=lambda: planned,
+                    quiet=quiet,
+                    known=lambda names: _valued(con, names),
                 )
                 return self._answer(con, stmt, planned, messages)
         # A replay: alone (no query runs while the executor writes and the index refreshes).
@@ -331,7 +336,12 @@ class Engine:
             if current is not catalog:  # the store changed since: plan against what is there
                 planned = self._plan(stmt, current, params, con)
             planned, messages = replay_if_needed(
-                self, planned, mode=mode, replan=replan, quiet=quiet
+                self,
+                planned,
+                mode=mode,
+                replan=replan,
+                quiet=quiet,
+                known=lambda names: _valued(con, names),
             )
             return self._answer(con, stmt, planned, messages)
 
@@ -505,6 +515,15 @@ class Engine:
     def _check_open(self) -> None:
         if self.closed:
             raise SqlError("the engine is closed")
+
+
+def _valued(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[str]:
+    """Of ``names``, those (in lower case) with a recorded or counted replayed value."""
+    rows = con.execute(
+        "SELECT DISTINCT name FROM __flor_cover WHERE list_contains(?, name)",
+        [[n.lower() for n in names]],
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 class EngineCursor:

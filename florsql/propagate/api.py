@@ -27,7 +27,7 @@ from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
 from florsql.propagate.rename import call_renames, infer_renames
 from florsql.propagate.safety import Bindings, free_names
-from florsql.propagate.slice import alignment, carried
+from florsql.propagate.slice import Uncarried, alignment, carried
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
 
 
@@ -170,9 +170,18 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
         return Failure(target.label, target.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
     pairs = alignment(target.block, spot.block, session.skip)
-    slice_idx = carried(
-        target.block, target.index, spot.block, session.old.text, session.skip, pairs
-    )
+    try:
+        slice_idx = carried(
+            target.block,
+            target.index,
+            spot.block,
+            session.old.text,
+            session.skip,
+            pairs,
+            session.new.text,
+        )
+    except Uncarried as why:
+        return Failure(target.label, target.line, str(why))
     slots = (*_slice_slots(target.block, slice_idx, spot.block, slot, session), slot)
     stmts = (*(target.block.stmts[k] for k in slice_idx), target.stmt)
     for s in sorted(set(slots)):

@@ -45,39 +45,111 @@ def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
     return {keep[i]: j for i, j in pairs.items()}
 
 
-def moved(stmt: ast.stmt, norm: str, old: Block, old_text: str) -> bool:
-    """Whether the old version has ``stmt`` elsewhere: in the block, or verbatim in the file."""
+class Uncarried(Exception):
+    """Today's statement reads a name that new code it cannot take along changes: placing it
+    alone would read the old version's value, silently wrong."""
+
+
+def moved(
+    stmt: ast.stmt,
+    norm: str,
+    old: Block,
+    old_text: str,
+    paired: frozenset[int] = frozenset(),
+    new_text: str | None = None,
+) -> bool:
+    """Whether the old version has ``stmt`` elsewhere: in the block (a similar statement
+    assigning the same names that no other new statement stands for: ``paired`` holds the old
+    statements aligned with one), or verbatim in the file (moved there, not added: the new
+    file, ``new_text``, has it no more often than the old)."""
     names = assigned(stmt)
     if any(
         similarity(norm, other_norm) and assigned(other) == names
-        for other, other_norm in zip(old.stmts, old.norms, strict=True)
+        for j, (other, other_norm) in enumerate(zip(old.stmts, old.norms, strict=True))
+        if j not in paired
     ):
         return True
-    return ast.unparse(stmt) in old_text
+    text = ast.unparse(stmt)
+    if text not in old_text:
+        return False
+    return new_text is None or new_text.count(text) <= old_text.count(text)
+
+
+def _flor_calls(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` holds a ``log``/``loop``/``checkpointing`` call (florsql's)."""
+    names = ("log", "loop", "checkpointing")
+    for n in ast.walk(stmt):
+        if isinstance(n, ast.Call):
+            func = n.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in names:
+                return True
+    return False
 
 
 def carried(
-    block: Block, index: int, old: Block, old_text: str, skip: frozenset[int], pairs: dict[int, int]
+    block: Block,
+    index: int,
+    old: Block,
+    old_text: str,
+    skip: frozenset[int],
+    pairs: dict[int, int],
+    new_text: str | None = None,
 ) -> list[int]:
     """Indices (ascending) of the statements of ``block`` that travel with statement ``index``.
 
     ``skip`` holds ids of statements never carried (the other log statements being placed);
-    ``pairs`` is the :func:`alignment` of ``block`` with ``old``.
+    ``pairs`` is the :func:`alignment` of ``block`` with ``old``. A new compound statement
+    (``if val < best: best = val``) travels whole, unless it holds florsql calls. Raises
+    :class:`Uncarried` where a needed name is changed by new code inside a compound statement
+    the old block has too (``total += loss`` added inside the step loop): that code cannot
+    travel, and the statement alone would read the old version's value.
     """
     needed = set(reads(block.stmts[index]))
     chosen: list[int] = []
+    paired = frozenset(pairs.values())
     for k in range(index - 1, -1, -1):
         stmt = block.stmts[k]
-        if id(stmt) in skip or is_compound(stmt):
+        if id(stmt) in skip:
             continue
         names = assigned(stmt)
         if not names & needed:
             continue
+        if is_compound(stmt):
+            if k in pairs:
+                new = names - assigned(old.stmts[pairs[k]]) - _targets(stmt)
+                if new & needed:
+                    raise Uncarried(
+                        f"it reads {sorted(new & needed)[0]}, which today's code changes inside "
+                        f"a block the old version has (line {stmt.lineno}), where propagation "
+                        "does not place code"
+                    )
+            elif _flor_calls(stmt):
+                raise Uncarried(
+                    f"it reads {sorted(names & needed)[0]}, which a new block holding florsql "
+                    f"calls changes (line {stmt.lineno})"
+                )
+            elif not moved(stmt, block.norms[k], old, old_text, paired, new_text):
+                chosen.append(k)  # it may not run its branch: what comes before still counts
+                needed |= reads(stmt)
+            continue
         needed -= names
-        if k not in pairs and not moved(stmt, block.norms[k], old, old_text):
+        if k not in pairs and not moved(stmt, block.norms[k], old, old_text, paired, new_text):
             chosen.append(k)
             needed |= reads(stmt)
     return chosen[::-1]
+
+
+def _targets(stmt: ast.stmt) -> frozenset[str]:
+    """The names a ``for``/``with`` header binds (the loop variable, ``as`` names)."""
+    out: set[str] = set()
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        out |= {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)}
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        for item in stmt.items:
+            if item.optional_vars is not None:
+                out |= {n.id for n in ast.walk(item.optional_vars) if isinstance(n, ast.Name)}
+    return frozenset(out)
 
 
 def may_carry(block: Block, index: int, skip: frozenset[int] | set[int]) -> list[ast.stmt]:
@@ -88,10 +160,15 @@ def may_carry(block: Block, index: int, skip: frozenset[int] | set[int]) -> list
     chosen: list[ast.stmt] = []
     for k in range(index - 1, -1, -1):
         stmt = block.stmts[k]
-        if id(stmt) in skip or is_compound(stmt):
+        if id(stmt) in skip:
             continue
         names = assigned(stmt)
         if not names & needed:
+            continue
+        if is_compound(stmt):
+            if not _flor_calls(stmt):
+                chosen.append(stmt)
+                needed |= reads(stmt)
             continue
         needed -= names
         chosen.append(stmt)
