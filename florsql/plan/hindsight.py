@@ -120,7 +120,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: dataset or sampler that changes as it is read is in the change set, so is what a module's
 #: forward changes; registered generators, deques, Random and containers are refilled in
 #: place; optimizers' and modules' container attributes are kept; numpy arrays and tensors in
-#: containers keep their aliases.
+#: containers keep their aliases; propagation carries new compound statements, refuses an
+#: update inside an old block, and counts a verbatim or similar statement as present only
+#: when no other new statement stands for it.
 REPLAY_RULES = 6
 
 
