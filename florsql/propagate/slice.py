@@ -26,10 +26,20 @@ def assigned(stmt: ast.stmt) -> frozenset[str]:
 
 
 def reads(stmt: ast.stmt) -> frozenset[str]:
-    """Names ``stmt`` reads (an augmented assignment reads its target too)."""
+    """Names ``stmt`` reads from outside it (an augmented assignment reads its target too; a
+    comprehension's or lambda's own variables are not read from outside: ``p`` in
+    ``sum(p.norm() for p in net.parameters())``)."""
     names = {
         n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     }
+    own: set[str] = set()
+    for n in ast.walk(stmt):
+        if isinstance(n, ast.comprehension):
+            own |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+        elif isinstance(n, ast.Lambda):
+            a = n.args
+            own |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
+    names -= own
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         names.add(stmt.target.id)
     return frozenset(names)
