@@ -244,3 +244,58 @@ def test_multiline_statement_keeps_its_shape() -> None:
 )
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+
+
+def test_a_comprehension_variable_is_not_a_name_the_statement_reads() -> None:
+    """``flor.log("wnorm", sum(p.norm() for p in ps))`` reads ``ps``, not ``p``: a new
+    ``for p in ...`` inside the step loop must not refuse it (it did, briefly, as "reads p,
+    which today's code changes inside a block the old version has")."""
+    old = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+    )
+    new = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+        "        for p in [y]:\n"
+        '            flor.log("p", p)\n'
+        '    flor.log("total", sum(p * 2 for p in [epoch, 1]))\n'
+    )
+    r = propagate(new, old, ["total"])
+    assert not r.failed and 'flor.log("total", sum(p * 2 for p in [epoch, 1]))' in r.source
+
+
+def test_an_update_inside_an_old_block_refuses_the_statement_with_the_reason() -> None:
+    old = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+    )
+    new = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        "    total = 0\n"
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+        "        total += y\n"
+        '    flor.log("total", total)\n'
+    )
+    r = propagate(new, old, ["total"])
+    assert not r.placed and "changes inside a block the old version has" in r.failed[0].reason
+
+
+def test_a_new_if_that_updates_the_value_travels_whole() -> None:
+    old = (
+        "import florsql as flor\n"
+        "best = 99.0\n"
+        'for epoch in flor.loop("epoch", range(3)):\n'
+        "    val = 5.0 - epoch\n"
+    )
+    new = old + "    if val < best:\n        best = val\n" + '    flor.log("best", best)\n'
+    r = propagate(new, old, ["best"])
+    assert not r.failed and "    if val < best:\n        best = val\n" in r.source
