@@ -793,16 +793,7 @@ def _restored(
         # A numpy array the name has held since the loop began (``conf[i, j] += 1``): copied
         # into the array it holds now, so a dict holding it too stays true.
         saved = merge.load(data, objs, ids)
-        np = sys.modules.get("numpy")
-        if (
-            np is not None
-            and isinstance(cur, np.ndarray)
-            and isinstance(saved, np.ndarray)
-            and cur.shape == saved.shape
-            and cur.dtype == saved.dtype
-            and cur.flags.writeable
-        ):
-            np.copyto(cur, saved)
+        if fill_in_place(cur, saved):
             return _IN_PLACE
         new = _merged(cur, saved, merge) if cur is not None else merge.adopt(saved)
         return _IN_PLACE if new is cur else new
