@@ -200,9 +200,9 @@ def test_no_rename_without_a_matching_assignment() -> None:
 
 
 def test_raise_for_failures() -> None:
-    case = CASES / "unbound_loop_variable"
+    case = CASES / "bound_after"
     result = propagate((case / "new.py").read_text(), (case / "old.py").read_text())
-    with pytest.raises(PlacementError, match="unbound name 'epoch'") as info:
+    with pytest.raises(PlacementError, match="unbound name 'gw'") as info:
         result.raise_for_failures("train.py")
     assert info.value.failures == list(result.failed) and info.value.path == "train.py"
 

@@ -25,7 +25,7 @@ from florsql.propagate.insert import (
 )
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
-from florsql.propagate.rename import call_renames, infer_renames
+from florsql.propagate.rename import call_renames, infer_renames, loop_target_renames
 from florsql.propagate.safety import Bindings, free_names
 from florsql.propagate.slice import Uncarried, alignment, carried
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
@@ -188,14 +188,32 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
         problem = slot_problem(session.old, spot.block, s)
         if problem:
             return Failure(target.label, target.line, problem)
-    renames: dict[str, str] = {}
+    codes = tuple(statement_code(session.new, s) for s in stmts)
+    read = list(dict.fromkeys(n for names in free_names(codes) for n in names))
+    # what binds a name where today's statement reads it decides what it stands for in the old
+    # version, even where the old version binds that name too (to something else, maybe)
+    renames = infer_renames(target.block, target.index, spot.block, pairs, read)
+    looped, problems = loop_target_renames(
+        target.block,
+        target.stmt.lineno,
+        spot.block,
+        spot.block.insert_line(slot),
+        [n for n in read if n not in renames],
+        session.bindings,
+    )
+    if problems:
+        return Failure(target.label, target.line, next(iter(problems.values())))
+    renames.update(looped)
     missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
     if missing:
-        renames = _evidenced_renames(target, spot.block, pairs, missing, session)
+        renames.update(_call_renames(spot.block, missing, session))
         missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(target.label, target.line, reason)
+    clash = _clash(read, renames)
+    if clash:
+        return Failure(target.label, target.line, clash)
     return _Plan(target, Spot(spot.block, slot), stmts, slots, renames)
 
 
@@ -211,21 +229,25 @@ def _slice_slots(
     return tuple(slots)
 
 
-def _evidenced_renames(
-    target: LogStatement,
-    old: Block,
-    pairs: dict[int, int],
-    missing: list[_Unbound],
-    session: _Session,
-) -> dict[str, str]:
-    """Old names for the unbound ones: from aligned assignments, else from a helper's call."""
-    names = [m.name for m in missing]
-    renames = infer_renames(target.block, target.index, old, pairs, names)
+def _clash(read: list[str], renames: dict[str, str]) -> str | None:
+    """Two names read that would become one old name (``i`` renamed to ``j`` while ``j`` is
+    read too, as another value): the statement cannot be written in the old version."""
+    seen: dict[str, str] = {}
+    for name in read:
+        old = renames.get(name, name)
+        if old in seen:
+            a, b = sorted((seen[old], name))
+            return f"{a!r} and {b!r} would both be {old!r} in the old version (renamed)"
+        seen[old] = name
+    return None
+
+
+def _call_renames(old: Block, missing: list[_Unbound], session: _Session) -> dict[str, str]:
+    """Old names for the unbound ones from a helper's single call site."""
     helper = session.old_helpers.enclosing_call(old)
-    if helper is not None:
-        rest = [n for n in names if n not in renames]
-        renames.update(call_renames(helper[0], helper[1], rest))
-    return renames
+    if helper is None:
+        return {}
+    return call_renames(helper[0], helper[1], [m.name for m in missing])
 
 
 @dataclass(frozen=True)

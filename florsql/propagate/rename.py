@@ -19,8 +19,9 @@ import ast
 from collections.abc import Iterable
 
 from florsql.propagate.normalize import strip_literals
+from florsql.propagate.safety import Bindings
 from florsql.propagate.slice import assigned
-from florsql.propagate.source import Block
+from florsql.propagate.source import Block, Frame
 
 
 def _targets(stmt: ast.stmt) -> tuple[list[ast.expr], ast.expr] | None:
@@ -88,3 +89,104 @@ def call_renames(
         if kw.arg is not None and isinstance(kw.value, ast.Name):
             passed[kw.value.id] = kw.arg
     return {n: passed[n] for n in names if passed.get(n, n) != n}
+
+
+def _at_position(new: ast.expr, old: ast.expr, name: str) -> str | None:
+    """The name ``old`` binds where ``new`` binds ``name`` (targets of the same shape), if any.
+
+    Example:
+        >>> _at_position(ast.parse("i, x").body[0].value, ast.parse("j, x").body[0].value, "i")
+        'j'
+    """
+    if isinstance(new, ast.Name):
+        return old.id if new.id == name and isinstance(old, ast.Name) else None
+    if isinstance(new, ast.Tuple | ast.List) and isinstance(old, ast.Tuple | ast.List):
+        if len(new.elts) != len(old.elts):
+            return None
+        found = (_at_position(a, b, name) for a, b in zip(new.elts, old.elts, strict=True))
+        return next((f for f in found if f is not None), None)
+    return None
+
+
+Loop = tuple[Frame, ast.For | ast.AsyncFor]
+
+
+def _loops(block: Block) -> list[Loop]:
+    """The ``for`` loops around ``block`` (flor loops and others), outermost first."""
+    return [
+        (f, f.node)
+        for f in block.chain
+        if f.kind in ("loop", "for") and isinstance(f.node, ast.For | ast.AsyncFor)
+    ]
+
+
+def _old_loop(loop: Loop, new: Block, old: Block) -> Loop | None:
+    """The loop around ``old`` that stands for ``loop`` around ``new``: a flor loop by its
+    name; another ``for`` by its place among the ``for`` loops, where both have as many."""
+    frame = loop[0]
+    olds = _loops(old)
+    if frame.kind == "loop":
+        return next((o for o in olds if o[0].kind == "loop" and o[0].name == frame.name), None)
+    news = [n for n in _loops(new) if n[0].kind == "for"]
+    fors = [o for o in olds if o[0].kind == "for"]
+    return fors[news.index(loop)] if len(news) == len(fors) else None
+
+
+def loop_target_renames(
+    new: Block, line: int, old: Block, old_line: int, names: Iterable[str], bindings: Bindings
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Evidence from the loops around both places: a name that, where the new version reads it
+    at ``line``, still holds what a loop around it binds (``for i, idx in
+    enumerate(flor.loop("step", ...))``) stands in the old version for what the same loop binds
+    at the same place (``for j, idx in ...``), whatever else the old file calls ``i``.
+
+    Returns the renames, and the names whose loop has no counterpart in the old version that
+    binds them (new ``for i, x in enumerate(...)``, old ``for x in ...``) with why, unless the
+    old loop's body binds the name itself before ``old_line``.
+    """
+    renames: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for name in names:
+        reach = bindings.reaching(new, line, name)
+        if reach is None:
+            continue
+        loop = next(
+            (
+                (f, node)
+                for f, node in reversed(_loops(new))
+                if node.target.lineno <= reach <= (node.target.end_lineno or reach)
+                and name in assigned(node.target)
+            ),
+            None,
+        )
+        other = None if loop is None else _old_loop(loop, new, old)
+        if loop is None or other is None:
+            continue
+        new_target, old_target = loop[1].target, other[1].target
+        if not _in_scope(old_target, old, bindings):
+            continue  # the old loop is in another scope (a helper): other rules decide
+        counterpart = _at_position(new_target, old_target, name)
+        if counterpart is None:
+            reach_old = bindings.reaching(old, old_line, name)
+            if reach_old is None or not other[1].body[0].lineno <= reach_old < old_line:
+                problems[name] = (
+                    f"{name!r} comes from the loop over {loop[0].label} in the new version "
+                    f"(for {_shown(new_target)} in ...), and the old version's loop "
+                    f"binds nothing in its place (for {_shown(old_target)} in ...)"
+                )
+        elif counterpart != name:
+            renames[name] = counterpart
+    return renames, problems
+
+
+def _shown(target: ast.expr) -> str:
+    """A loop target as written after ``for``: ``i, x`` rather than ``(i, x)``."""
+    if isinstance(target, ast.Tuple) and target.elts:
+        return ", ".join(ast.unparse(e) for e in target.elts)
+    return ast.unparse(target)
+
+
+def _in_scope(target: ast.expr, block: Block, bindings: Bindings) -> bool:
+    """Whether ``block``'s own scope binds the names of loop target ``target``."""
+    names = assigned(target)
+    return bool(names) and all(target.lineno in bindings.lines_of(block, n) for n in names)

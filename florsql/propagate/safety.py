@@ -189,6 +189,16 @@ class Bindings:
             stack.extend(ast.iter_child_nodes(node))
         return out
 
+    def lines_of(self, block: Block, name: str) -> list[int]:
+        """The lines where ``block``'s own scope binds ``name``."""
+        return list(self._scope(block.scopes[-1]).lines.get(name, ()))
+
+    def reaching(self, block: Block, line: int, name: str) -> int | None:
+        """The last line before ``line`` where ``block``'s own scope binds ``name`` (0 for a
+        parameter), or None where only an outer scope does, or nothing."""
+        before = [n for n in self._scope(block.scopes[-1]).lines.get(name, ()) if n < line]
+        return max(before) if before else None
+
     def is_bound(self, block: Block, line: int, name: str, *, carried: bool = False) -> bool:
         """Whether ``name`` is bound on reaching 1-based ``line`` of ``block``; ``carried``:
         also where a loop around the line binds it later in its body (bound there from the

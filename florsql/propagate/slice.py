@@ -18,8 +18,9 @@ from florsql.propagate.normalize import is_compound, similarity
 from florsql.propagate.source import Block
 
 
-def assigned(stmt: ast.stmt) -> frozenset[str]:
-    """Names ``stmt`` binds by assignment (targets, walrus, augmented assignment)."""
+def assigned(stmt: ast.AST) -> frozenset[str]:
+    """Names ``stmt`` (or a target) binds by assignment (targets, walrus, augmented
+    assignment)."""
     return frozenset(
         n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
     )

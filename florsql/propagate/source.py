@@ -203,7 +203,7 @@ def _bodies(stmt: ast.stmt, aliases: frozenset[str]) -> list[Body]:
         if isinstance(stmt, ast.For | ast.AsyncFor):
             name = flor_call_name(stmt.iter, aliases, "loop")
         kind = {ast.While: "while", ast.If: "if"}.get(type(stmt), "for")
-        first = Frame("loop", name) if name else Frame(kind, node=stmt)
+        first = Frame("loop", name, node=stmt) if name else Frame(kind, node=stmt)
         return [(stmt.body, first), (stmt.orelse, Frame("else", node=stmt, parent=first))]
     if isinstance(stmt, ast.With | ast.AsyncWith):
         return [(stmt.body, Frame("with", node=stmt))]
