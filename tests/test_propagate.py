@@ -269,12 +269,15 @@ def test_a_comprehension_variable_is_not_a_name_the_statement_reads() -> None:
     assert not r.failed and 'flor.log("total", sum(p * 2 for p in [epoch, 1]))' in r.source
 
 
-def test_an_update_inside_an_old_block_refuses_the_statement_with_the_reason() -> None:
+def test_an_update_inside_an_old_block_travels_into_that_block() -> None:
+    """``total = 0`` before the step loop, ``total += y`` inside it, the log after it: all three
+    go in, each into its own block (the update after its neighbour ``y = x * 2``)."""
     old = (
         "import florsql as flor\n"
         'for epoch in flor.loop("epoch", range(2)):\n'
         '    for x in flor.loop("step", [1, 2]):\n'
         "        y = x * 2\n"
+        "        z = y + 1  # kept\n"
     )
     new = (
         "import florsql as flor\n"
@@ -282,6 +285,85 @@ def test_an_update_inside_an_old_block_refuses_the_statement_with_the_reason() -
         "    total = 0\n"
         '    for x in flor.loop("step", [1, 2]):\n'
         "        y = x * 2\n"
+        "        total += y\n"
+        "        z = y + 1\n"
+        '    flor.log("total", total)\n'
+    )
+    r = propagate(new, old, ["total"])
+    assert not r.failed, r.failed
+    assert r.source == (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        "    total = 0\n"
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+        "        total += y\n"
+        "        z = y + 1  # kept\n"
+        '    flor.log("total", total)\n'
+    )
+    assert r.placed[0].carried == ("total = 0", "total += y")
+    again = propagate(new, r.source, ["total"])
+    assert again.source == r.source and not again.placed
+
+
+def test_an_update_nested_two_blocks_deep_travels_with_what_it_reads() -> None:
+    """The update sits in a new ``if`` inside the old step loop, and reads a new name of the
+    epoch body: the ``if`` travels whole into the step loop, ``scale`` into the epoch body."""
+    old = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2, 3]):\n'
+        "        y = x * 2\n"
+    )
+    new = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        "    total = 0\n"
+        "    scale = 10 ** epoch\n"
+        '    for x in flor.loop("step", [1, 2, 3]):\n'
+        "        y = x * 2\n"
+        "        if x % 2:\n"
+        "            total += y * scale\n"
+        '    flor.log("odd_total", total)\n'
+    )
+    r = propagate(new, old, ["odd_total"])
+    assert not r.failed, r.failed
+    assert r.placed[0].carried == (
+        "total = 0",
+        "scale = 10 ** epoch",
+        "if x % 2:\n            total += y * scale",
+    )
+    env: dict[str, object] = {}
+    logged: list[tuple[str, object]] = []
+    shim = type(
+        "flor",
+        (),
+        {
+            "loop": staticmethod(lambda n, it: it),
+            "log": staticmethod(lambda n, v: logged.append((n, v))),
+        },
+    )
+    exec(r.source.replace("import florsql as flor\n", ""), {"flor": shim}, env)
+    assert logged == [("odd_total", 8), ("odd_total", 80)]
+
+
+def test_an_update_inside_a_block_of_another_shape_is_refused_with_the_reason() -> None:
+    """The update sits in the step loop's ``else:``, which the old loop lacks: refused, never
+    placed without it (the log alone would read the old version's total)."""
+    old = (
+        "import florsql as flor\n"
+        "total = 0\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+    )
+    new = (
+        "import florsql as flor\n"
+        "total = 0\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        y = x * 2\n"
+        "    else:\n"
         "        total += y\n"
         '    flor.log("total", total)\n'
     )
@@ -299,3 +381,98 @@ def test_a_new_if_that_updates_the_value_travels_whole() -> None:
     new = old + "    if val < best:\n        best = val\n" + '    flor.log("best", best)\n'
     r = propagate(new, old, ["best"])
     assert not r.failed and "    if val < best:\n        best = val\n" in r.source
+
+
+def test_a_carried_statement_never_overwrites_what_the_old_version_binds_otherwise() -> None:
+    """The new version computes ``scale`` per epoch and logs it; the old version has a
+    ``scale = 2.0`` of its own that its training reads. Carrying ``scale = 10 ** epoch`` there
+    would change the old run's own values: refused, with the reason."""
+    old = (
+        "import florsql as flor\n"
+        "scale = 2.0\n"
+        'for epoch in flor.loop("epoch", range(3)):\n'
+        "    w = scale * epoch\n"
+        '    flor.log("w", w)\n'
+    )
+    new = (
+        "import florsql as flor\n"
+        'for epoch in flor.loop("epoch", range(3)):\n'
+        "    w = 2.0 * epoch\n"
+        '    flor.log("w", w)\n'
+        "    scale = 10**epoch\n"
+        '    flor.log("scale", scale)\n'
+    )
+    r = propagate(new, old, ["scale"])
+    assert not r.placed, r.source
+    assert "would change 'scale', which the old version binds otherwise (at line 2" in str(
+        r.failed[0]
+    )
+
+
+def test_a_new_block_around_the_log_travels_whole() -> None:
+    """``with torch.no_grad():`` added around today's evaluation: the block goes in whole (its
+    own ``v = ...`` included), after its neighbour; a block around a log the old version has
+    stays refused."""
+    old = (
+        "import florsql as flor\n"
+        "import torch\n"
+        'for epoch in flor.loop("epoch", range(3)):\n'
+        '    for x in flor.loop("step", [1, 2]):\n'
+        "        loss = x * 2\n"
+        '        flor.log("loss", loss)\n'
+        "    print(epoch)\n"
+    )
+    new = old + (
+        "    with torch.no_grad():  # today's evaluation\n"
+        "        v = loss * 3\n"
+        '        flor.log("val", v)\n'
+        '        flor.log("val2", v + 1)\n'
+    )
+    r = propagate(new, old, ["val2"])
+    assert not r.failed and r.source == new, r.source
+    (placed,) = r.placed
+    assert placed.new_line == placed.old_line == 11
+    assert placed.scope == ("flor.loop('epoch')", "with torch.no_grad()")
+    assert not propagate(new, r.source).placed  # idempotent: both names are logged now
+    moved = old.replace('        flor.log("loss", loss)\n', "") + (
+        "    with torch.no_grad():\n"
+        '        flor.log("loss", loss)\n'
+        '        flor.log("val", loss * 3)\n'
+    )
+    r = propagate(moved, old, ["val"])
+    assert not r.placed and "no block matching" in r.failed[0].reason
+
+
+def test_a_new_import_and_helper_travel_to_the_module_for_a_module_level_loop() -> None:
+    old = (
+        "import florsql as flor\n"
+        "import torch\n"
+        "\n"
+        "net = torch.nn.Linear(2, 2)\n"
+        "with flor.checkpointing(model=net):\n"
+        '    for epoch in flor.loop("epoch", range(3)):\n'
+        '        flor.log("w", float(net.weight.sum()))\n'
+    )
+    new = (
+        "import florsql as flor\n"
+        "import math\n"
+        "import torch\n"
+        "\n"
+        "\n"
+        "def norm(m):\n"
+        "    total = sum(float(p.norm()) for p in m.parameters())\n"
+        "    return math.sqrt(total)\n"
+        "\n"
+        "\n"
+        "net = torch.nn.Linear(2, 2)\n"
+        "with flor.checkpointing(model=net):\n"
+        '    for epoch in flor.loop("epoch", range(3)):\n'
+        '        flor.log("w", float(net.weight.sum()))\n'
+        '        flor.log("norm", norm(net))\n'
+    )
+    r = propagate(new, old, ["norm"])
+    assert not r.failed, r.failed
+    assert r.placed[0].carried[0] == "import math"
+    assert r.placed[0].carried[1].startswith("def norm(m):")
+    assert compile(r.source, "patched", "exec")
+    assert r.source.index("import math") < r.source.index("def norm") < r.source.index("net =")

@@ -2245,12 +2245,6 @@ with flor.checkpointing(model=net, optimizer=opt):
 BUGS = {
     "names_made_with_f_strings_per_param_group": "PlanError: Unknown column 'lr0' (names made by "
     "f-strings are not known to the catalog)",
-    "a_new_import_added_today": "limitation (docs/propagate.md): unbound name 'math': a new "
-    "module-level import is not carried",
-    "a_new_helper_function_added_today": "limitation: unbound name 'accuracy': a new helper "
-    "def is not carried",
-    "a_new_no_grad_block_around_todays_statement": "limitation (documented): no block matching "
-    "with torch.no_grad()",
 }
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)

@@ -25,10 +25,22 @@ from florsql.propagate.insert import (
 )
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
+from florsql.propagate.normalize import normalize
 from florsql.propagate.rename import call_renames, infer_renames, loop_target_renames
 from florsql.propagate.safety import Bindings, free_names
-from florsql.propagate.slice import Uncarried, alignment, carried
+from florsql.propagate.slice import Nested, Uncarried, alignment, assigned, carried, moved
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One statement that travels: from ``new`` (a block of the new file) into ``old`` at
+    ``slot``."""
+
+    stmt: ast.stmt
+    new: Block
+    old: Block
+    slot: int
 
 
 @dataclass(frozen=True)
@@ -37,9 +49,9 @@ class _Plan:
 
     target: LogStatement
     spot: Spot
-    stmts: tuple[ast.stmt, ...]  # carried statements, then the log statement
-    slots: tuple[int, ...]
+    items: tuple[_Item, ...]  # carried statements in source order, then the log statement
     renames: dict[str, str]  # new name -> old name, inferred from aligned assignments
+    log: ast.stmt  # the log statement (inside the last item, where that is a new block)
 
 
 @dataclass
@@ -160,18 +172,34 @@ def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]
     return failures
 
 
-def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
+def _plan(
+    target: LogStatement, session: _Session, log: LogStatement | None = None
+) -> _Plan | Failure:
+    """The way ``target`` goes into the old version, or why none. ``log``: the log statement
+    itself, where ``target`` is a new compound statement around it (``with torch.no_grad():``)
+    that travels whole."""
+    log = log or target
     if target.name is None:
-        return Failure(target.label, target.line, "the log name is not a string literal")
+        return Failure(log.label, log.line, "the log name is not a string literal")
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     spot = locate(chains, before, after, session.old_helpers)
     if isinstance(spot, Miss):
-        return Failure(target.label, target.line, spot.reason)
+        lifted = _lift(target, session)
+        if lifted is not None:  # the block around it is new: it travels whole, or says why not
+            plan = _plan(lifted, session, log)
+            if isinstance(plan, _Plan) or "no block matching" not in plan.reason:
+                return plan
+        return Failure(log.label, log.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
     pairs = alignment(target.block, spot.block, session.skip)
+    if target is not log and (
+        target.index in pairs
+        or moved(target.stmt, target.block.norms[target.index], spot.block, session.old.text)
+    ):
+        return Failure(log.label, log.line, "the old version has the block around it elsewhere")
     try:
-        slice_idx = carried(
+        found = carried(
             target.block,
             target.index,
             spot.block,
@@ -179,42 +207,139 @@ def _plan(target: LogStatement, session: _Session) -> _Plan | Failure:
             session.skip,
             pairs,
             session.new.text,
+            files=(session.new, session.old),
         )
     except Uncarried as why:
-        return Failure(target.label, target.line, str(why))
-    slots = (*_slice_slots(target.block, slice_idx, spot.block, slot, session), slot)
-    stmts = (*(target.block.stmts[k] for k in slice_idx), target.stmt)
-    for s in sorted(set(slots)):
-        problem = slot_problem(session.old, spot.block, s)
+        return Failure(log.label, log.line, str(why))
+    slots = _slice_slots(target.block, found.indices, spot.block, slot, session)
+    items = [
+        _Item(target.block.stmts[k], target.block, spot.block, s)
+        for k, s in zip(found.indices, slots, strict=True)
+    ]
+    for nest in found.nested:
+        placed = _nested_items(nest, session)
+        if isinstance(placed, str):
+            return Failure(log.label, log.line, placed)
+        items += placed
+    items.sort(key=lambda it: _order(it.stmt))
+    items.append(_Item(target.stmt, target.block, spot.block, slot))
+    for it in items:
+        problem = slot_problem(session.old, it.old, it.slot)
         if problem:
-            return Failure(target.label, target.line, problem)
-    codes = tuple(statement_code(session.new, s) for s in stmts)
-    read = list(dict.fromkeys(n for names in free_names(codes) for n in names))
-    # what binds a name where today's statement reads it decides what it stands for in the old
-    # version, even where the old version binds that name too (to something else, maybe)
-    renames = infer_renames(target.block, target.index, spot.block, pairs, read)
-    looped, problems = loop_target_renames(
-        target.block,
-        target.stmt.lineno,
-        spot.block,
-        spot.block.insert_line(slot),
-        [n for n in read if n not in renames],
-        session.bindings,
-    )
-    if problems:
-        return Failure(target.label, target.line, next(iter(problems.values())))
-    renames.update(looped)
-    missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
+            return Failure(log.label, log.line, problem)
+    renames = _renames(target, spot, slot, pairs, items, session)
+    if isinstance(renames, str):
+        return Failure(log.label, log.line, renames)
+    missing = _unbound(items, session, renames)
     if missing:
         renames.update(_call_renames(spot.block, missing, session))
-        missing = _unbound(stmts, slots, spot.block, target.block, session, renames)
+        missing = _unbound(items, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
-        return Failure(target.label, target.line, reason)
-    clash = _clash(read, renames)
+        return Failure(log.label, log.line, reason)
+    named = [n for names in _read(items, session) for n in names]
+    travelling = items if target is not log else items[:-1]  # a new block binds, too
+    named += [n for it in travelling for n in sorted(_binds(it.stmt))]
+    clash = _clash(list(dict.fromkeys(named)), renames) or _overwrites(travelling, session, renames)
     if clash:
-        return Failure(target.label, target.line, clash)
-    return _Plan(target, Spot(spot.block, slot), stmts, slots, renames)
+        return Failure(log.label, log.line, clash)
+    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+
+
+def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
+    """The new compound statement around ``target`` (a ``with``/``if``/``try`` block the old
+    version lacks), standing for it: it travels whole, if the florsql calls in it are only log
+    statements the old version lacks. None where the block is a function, class or flor loop,
+    or holds other florsql calls."""
+    frame = target.block.chain[-1] if target.block.chain else None
+    if frame is None or frame.hard or id(target.block) not in session.new.parents:
+        return None
+    parent, at = session.new.parents[id(target.block)]
+    stmt = parent.stmts[at]
+    have = logged_names(session.old)
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if not (isinstance(owner, ast.Name) and owner.id in session.new.aliases):
+                continue
+            if node.func.attr != "log":
+                return None
+            first = node.args[0] if node.args else None
+            if not (isinstance(first, ast.Constant) and first.value not in have):
+                return None
+    return LogStatement(target.name, target.name_code, stmt, parent, at)
+
+
+def _read(items: list[_Item], session: _Session) -> list[list[str]]:
+    """For each travelling statement, the outside names it reads (in source order)."""
+    codes = tuple(statement_code(session.new, it.stmt) for it in items)
+    return [list(names) for names in free_names(codes)]
+
+
+def _renames(
+    target: LogStatement,
+    spot: Spot,
+    slot: int,
+    pairs: dict[int, int],
+    items: list[_Item],
+    session: _Session,
+) -> dict[str, str] | str:
+    """What binds each name where a travelling statement reads it decides what it stands for
+    in the old version, even where the old version binds that name too (to something else,
+    maybe). Statements of the log statement's block are read from its place; statements
+    carried into an inner block from their own. A reason where two places disagree."""
+    groups: dict[int, tuple[Block, Block, int, int, dict[int, int], list[str]]] = {}
+    for it, names in zip(items, _read(items, session), strict=True):
+        if it.new is target.block:
+            key, index, line = -1, target.index, spot.block.insert_line(slot)
+            group_pairs = pairs
+        else:
+            index = session.new.home(it.stmt)[1]
+            key, line = id(it.stmt), it.old.insert_line(it.slot)
+            group_pairs = alignment(it.new, it.old, session.skip)
+        entry = groups.setdefault(key, (it.new, it.old, index, line, group_pairs, []))
+        entry[5].extend(n for n in names if n not in entry[5])
+    renames: dict[str, str] = {}
+    for new_block, old_block, index, line, group_pairs, read in groups.values():
+        found = infer_renames(new_block, index, old_block, group_pairs, read)
+        looped, problems = loop_target_renames(
+            new_block,
+            new_block.stmts[index].lineno,
+            old_block,
+            line,
+            [n for n in read if n not in found],
+            session.bindings,
+        )
+        if problems:
+            return next(iter(problems.values()))
+        for name, old_name in {**found, **looped}.items():
+            if renames.setdefault(name, old_name) != old_name:
+                return (
+                    f"{name!r} stands for {renames[name]!r} in one place and {old_name!r} in "
+                    "another of the old version"
+                )
+    return renames
+
+
+def _nested_items(nest: Nested, session: _Session) -> list[_Item] | str:
+    """Slots in ``nest.old`` for the statements carried into it, from their own neighbours
+    (in order, each after the one before), or why there is none."""
+    items: list[_Item] = []
+    for k in nest.indices:
+        choice = choose_slot(*session.context(nest.new, k), nest.old.norms)
+        if choice.slot is not None:
+            slot = adjust_slot(nest.old, choice.slot)
+        elif nest.limit is not None:  # before the statement that holds the log statement
+            slot = nest.limit
+        else:
+            code = statement_code(session.new, nest.new.stmts[k])
+            where = " > ".join(f.label for f in nest.old.chain) or "the module"
+            return f"no place for the carried {code!r} inside {where} of the old version"
+        slot = max(slot, items[-1].slot if items else 0)
+        if nest.limit is not None:
+            slot = min(slot, nest.limit)
+        items.append(_Item(nest.new.stmts[k], nest.new, nest.old, slot))
+    return items
 
 
 def _slice_slots(
@@ -242,6 +367,57 @@ def _clash(read: list[str], renames: dict[str, str]) -> str | None:
     return None
 
 
+def _binds(stmt: ast.stmt) -> frozenset[str]:
+    """Names a carried statement binds for what follows it: not the variables of the loops and
+    comprehensions inside it (``for p in net.parameters(): total += p.norm()`` binds total)."""
+    loops = {
+        n.id
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension)
+        for n in ast.walk(node.target)
+        if isinstance(n, ast.Name)
+    }
+    return assigned(stmt) - loops
+
+
+def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+    """One of ``items`` (carried statements) that would assign a name the old version binds in
+    that scope in a way the new version does not: running it there would change what the old
+    code computes (``scale = 10 ** epoch`` carried where the old code has a ``scale = 2.0`` of
+    its own that the new version dropped). Where each old binding of the name is one the new
+    version has too (``best = 99.0``, and the new ``if val < best: best = val`` travels), it is
+    today's program the carried statement completes."""
+    for it in items:
+        for name in sorted(_binds(it.stmt)):
+            old_name = renames.get(name, name)
+            if old_name != name:
+                continue  # the old name stands for the new one, on evidence
+            old_binds = _binding_forms(session.old, session.bindings, it.old, name)
+            new_binds = _binding_forms(session.new, session.bindings, it.new, name)
+            extra = sorted(
+                (line, form) for form, line in old_binds.items() if form not in new_binds
+            )
+            if extra:
+                code = statement_code(session.new, it.stmt).splitlines()[0]
+                where = "as a parameter" if extra[0][0] == 0 else at_line(extra[0][0])
+                return (
+                    f"carrying {code!r} would change {name!r}, which the old version binds "
+                    f"otherwise ({where})"
+                )
+    return None
+
+
+def _binding_forms(src: SourceFile, bindings: Bindings, block: Block, name: str) -> dict[str, int]:
+    """How ``block``'s scope binds ``name``: each binding statement's normal form, with its
+    first line (``"<parameter>"``: 0)."""
+    forms: dict[str, int] = {}
+    for line in bindings.lines_of(block, name):
+        stmt = src.deepest.get(line)
+        form = "<parameter>" if line == 0 or stmt is None else normalize(stmt)
+        forms.setdefault(form, line)
+    return forms
+
+
 def _call_renames(old: Block, missing: list[_Unbound], session: _Session) -> dict[str, str]:
     """Old names for the unbound ones from a helper's single call site."""
     helper = session.old_helpers.enclosing_call(old)
@@ -256,32 +432,24 @@ class _Unbound:
     line: int
 
 
-def _unbound(
-    stmts: tuple[ast.stmt, ...],
-    slots: tuple[int, ...],
-    block: Block,
-    new_block: Block,
-    session: _Session,
-    renames: dict[str, str],
-) -> list[_Unbound]:
+def _unbound(items: list[_Item], session: _Session, renames: dict[str, str]) -> list[_Unbound]:
     """The names read that are not bound where they would be read (after ``renames``). A name
     the old loop binds only later in its body counts as bound (from the previous iteration)
     only where today's statement reads it so too: unbound before it in the new version
     (``flor.log("prev", loss if epoch > 0 else None)`` above the step loop), never where the
     new version binds it first in the same iteration (that value is this iteration's)."""
-    codes = tuple(statement_code(session.new, s) for s in stmts)
     missing = []
-    for names, slot, stmt in zip(free_names(codes), slots, stmts, strict=True):
-        line = block.insert_line(slot)
+    for names, it in zip(_read(items, session), items, strict=True):
+        line = it.old.insert_line(it.slot)
         for name in names:
             old_name = renames.get(name, session.alias.get(name, name))
             if session.added_alias(old_name):
                 continue
-            if session.bindings.is_bound(block, line, old_name):
+            if session.bindings.is_bound(it.old, line, old_name):
                 continue
             carried = session.bindings.is_bound(
-                block, line, old_name, carried=True
-            ) and not session.bindings.is_bound(new_block, stmt.lineno, name)
+                it.old, line, old_name, carried=True
+            ) and not session.bindings.is_bound(it.new, it.stmt.lineno, name)
             if not carried:
                 missing.append(_Unbound(name, line))
     return missing
@@ -292,29 +460,39 @@ def _apply(
 ) -> Propagation:
     old, insertions, seen = session.old, [], set()
     for plan in plans:
-        indent = indent_of(old, plan.spot.block)
-        for stmt, slot in zip(plan.stmts, plan.slots, strict=True):
-            if _order(stmt) in seen:  # a statement carried by two log statements goes in once
+        for it in plan.items:
+            if _order(it.stmt) in seen:  # a statement carried by two log statements goes in once
                 continue
-            seen.add(_order(stmt))
-            code = statement_code(session.new, stmt)
+            seen.add(_order(it.stmt))
+            code = statement_code(session.new, it.stmt)
+            indent = indent_of(old, it.old)
             text = render(code, indent, newline_of(old), {**session.alias, **plan.renames})
-            insertions.append(Insertion(plan.spot.block.insert_line(slot), text, _order(stmt)))
+            insertions.append(Insertion(it.old.insert_line(it.slot), text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
     patched, lines = splice(old, insertions)
     placed = [
         Placement(
             name=plan.target.label,
-            new_line=plan.target.line,
-            old_line=lines[_order(plan.target.stmt)],
-            scope=tuple(f.label for f in plan.spot.block.chain),
-            carried=tuple(statement_code(session.new, s) for s in plan.stmts[:-1]),
+            new_line=plan.log.lineno,
+            old_line=lines[_order(plan.target.stmt)] + plan.log.lineno - plan.target.line,
+            scope=_scope(plan, session),
+            carried=tuple(statement_code(session.new, it.stmt) for it in plan.items[:-1]),
             renamed=dict(sorted(plan.renames.items())),
         )
         for plan in plans
     ]
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _scope(plan: _Plan, session: _Session) -> tuple[str, ...]:
+    """The scopes around the placed log statement: the old block's, then those of the new
+    blocks that travelled around it."""
+    labels = [f.label for f in plan.spot.block.chain]
+    if plan.log is not plan.target.stmt:
+        block = session.new.home(plan.log)[0]
+        labels += [f.label for f in block.chain[len(plan.target.block.chain) :]]
+    return tuple(labels)
 
 
 def _imports_flor(tree: ast.Module) -> str | None:

@@ -22,10 +22,10 @@ from florsql.propagate.find import find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.model import Propagation
 from florsql.propagate.slice import may_carry
-from florsql.propagate.source import analyze
+from florsql.propagate.source import Block, SourceFile, analyze
 
 #: Bump when a change to propagation changes its results: old cache entries stop matching.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 def digest(*parts: str) -> str:
@@ -58,8 +58,21 @@ def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
         parts += [log.label, str(log.index), *chains, *log.block.norms]
         parts += [new.lines[n - 1] for n in range(log.line, (log.stmt.end_lineno or log.line) + 1)]
         # The statements that may travel with it, exactly: normal forms hide their constants.
-        parts += [ast.dump(s) for s in may_carry(log.block, log.index, placed)]
+        carry = may_carry(log.block, log.index, placed, new)
+        parts += [ast.dump(s) for s in carry]
+        parts += nested_context(new, log.block, carry)
     return digest(*parts)
+
+
+def nested_context(src: SourceFile, block: Block, carry: list[ast.stmt]) -> list[str]:
+    """The normal forms of the blocks, other than ``block``, that hold statements of ``carry``
+    (an update inside the step loop travels by its neighbours there)."""
+    homes: dict[int, Block] = {}
+    for stmt in carry:
+        home = src.home(stmt)[0]
+        if home is not block:
+            homes.setdefault(id(home), home)
+    return [n for home in homes.values() for n in ("nested", *home.norms)]
 
 
 class PropagationCache:

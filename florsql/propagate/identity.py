@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ast
 
-from florsql.propagate.cache import CACHE_VERSION, digest
+from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
@@ -102,5 +102,7 @@ def _key(src: SourceFile, log: LogStatement, placed: set[int]) -> str:
     after = [block.norms[k] for k in keep if k > log.index]
     parts = [KEY_VERSION, CACHE_VERSION, log.label, repr(sorted(src.aliases))]
     parts += ["chains", *chains, "before", *before, "after", *after, "code"]
-    parts += [ast.dump(s) for s in (*may_carry(block, log.index, placed), log.stmt)]
+    carry = may_carry(block, log.index, placed, src)
+    parts += [ast.dump(s) for s in (*carry, log.stmt)]
+    parts += nested_context(src, block, carry)
     return digest(*parts)

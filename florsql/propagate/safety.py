@@ -65,20 +65,49 @@ def free_names(codes: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     for scope in {s for s in scopes.values() if s is not None}:
         for access in scope.accesses:
             k = owner(access.node)
-            if k < len(found) and not _resolved(access.referents, k, owner):
+            if k < len(found) and not _resolved(
+                access.referents, k, owner, isinstance(module.body[k], cst.BaseCompoundStatement)
+            ):
                 name = get_full_name_for_node(access.node) or ""
                 found[k][name.split(".")[0]] = None
+    for k, stmt in enumerate(module.body):  # ``x += 1`` reads x, which libcst records not
+        for node in _aug_targets(stmt):
+            where = scopes.get(node)
+            if isinstance(where, GlobalScope) and not any(
+                isinstance(a, Assignment) and owner(a.node) < k for a in where[node.value]
+            ):
+                found[k][node.value] = None
     return tuple(tuple(sorted(names, key=list(names).index)) for names in found)
 
 
+def _aug_targets(stmt: cst.CSTNode) -> list[cst.Name]:
+    """The plain names augmented assignments inside ``stmt`` update."""
+    out: list[cst.Name] = []
+
+    class _Aug(cst.CSTVisitor):
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if isinstance(node.target, cst.Name):
+                out.append(node.target)
+
+    stmt.visit(_Aug())
+    return out
+
+
 def _resolved(
-    referents: Collection[BaseAssignment], k: int, owner: Callable[[cst.CSTNode], int]
+    referents: Collection[BaseAssignment],
+    k: int,
+    owner: Callable[[cst.CSTNode], int],
+    compound: bool = False,
 ) -> bool:
-    """Bound inside the slice: a builtin, a comprehension or lambda, or an earlier statement."""
+    """Bound inside the slice: a builtin, a comprehension or lambda, an earlier statement, or
+    (``compound``) the same compound statement (``with torch.no_grad(): v = ...;
+    flor.log("v", v)`` travelling whole)."""
     for ref in referents:
         if isinstance(ref, BuiltinAssignment) or not isinstance(ref.scope, GlobalScope):
             return True
-        if isinstance(ref, Assignment) and owner(ref.node) < k:
+        if isinstance(ref, Assignment) and (
+            owner(ref.node) < k or (compound and owner(ref.node) == k)
+        ):
             return True
     return False
 

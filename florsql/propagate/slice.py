@@ -12,24 +12,39 @@ same names) or that appears verbatim anywhere in the old file: carrying it would
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 
 from florsql.propagate.align import align_pairs
 from florsql.propagate.normalize import is_compound, similarity
-from florsql.propagate.source import Block
+from florsql.propagate.source import Block, SourceFile
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def assigned(stmt: ast.AST) -> frozenset[str]:
     """Names ``stmt`` (or a target) binds by assignment (targets, walrus, augmented
-    assignment)."""
-    return frozenset(
-        n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-    )
+    assignment), import, ``def`` or ``class``; a function's or class's body binds its own."""
+    out: set[str] = set()
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            out.add(node.name)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out |= {a.asname or a.name.split(".")[0] for a in node.names if a.name != "*"}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        stack.extend(ast.iter_child_nodes(node))
+    return frozenset(out)
 
 
 def reads(stmt: ast.stmt) -> frozenset[str]:
     """Names ``stmt`` reads from outside it (an augmented assignment reads its target too; a
     comprehension's or lambda's own variables are not read from outside: ``p`` in
-    ``sum(p.norm() for p in net.parameters())``)."""
+    ``sum(p.norm() for p in net.parameters())``; nor are a function's parameters and locals)."""
     names = {
         n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     }
@@ -37,9 +52,16 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
     for n in ast.walk(stmt):
         if isinstance(n, ast.comprehension):
             own |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
-        elif isinstance(n, ast.Lambda):
+        elif isinstance(n, ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef):
             a = n.args
             own |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
+        if isinstance(n, _SCOPES):
+            own |= {
+                t.id
+                for b in n.body
+                for t in ast.walk(b)
+                if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)
+            }
     names -= own
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         names.add(stmt.target.id)
@@ -98,6 +120,28 @@ def _flor_calls(stmt: ast.stmt) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Nested:
+    """Statements carried into another block than the log statement's: into a block inside a
+    compound statement both versions have (the update ``total += loss.item()`` added inside
+    the step loop, placed in the old step loop), or into an enclosing block of the same
+    function (``running = 0.0`` before the epoch loop)."""
+
+    new: Block  # the new version's block
+    old: Block  # its counterpart in the old version
+    indices: tuple[int, ...]  # statements of ``new`` that travel into ``old`` (ascending)
+    limit: int | None = None  # the last old slot they may take (before the enclosing statement)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What travels with a log statement: statements of its own block, and statements for
+    blocks inside compound statements before it that both versions have."""
+
+    indices: list[int]
+    nested: tuple[Nested, ...] = ()
+
+
 def carried(
     block: Block,
     index: int,
@@ -106,22 +150,59 @@ def carried(
     skip: frozenset[int],
     pairs: dict[int, int],
     new_text: str | None = None,
-) -> list[int]:
-    """Indices (ascending) of the statements of ``block`` that travel with statement ``index``.
+    files: tuple[SourceFile, SourceFile] | None = None,
+) -> Slice:
+    """What travels with statement ``index`` of ``block`` (indices ascending).
 
     ``skip`` holds ids of statements never carried (the other log statements being placed);
     ``pairs`` is the :func:`alignment` of ``block`` with ``old``. A new compound statement
-    (``if val < best: best = val``) travels whole, unless it holds florsql calls. Raises
-    :class:`Uncarried` where a needed name is changed by new code inside a compound statement
-    the old block has too (``total += loss`` added inside the step loop): that code cannot
-    travel, and the statement alone would read the old version's value.
+    (``if val < best: best = val``) travels whole, unless it holds florsql calls. Where a needed
+    name is changed by new code inside a compound statement the old block has too (``total +=
+    loss.item()`` added inside the step loop), that code travels into the old compound
+    statement's matching block, found from ``files`` (the new and the old file); without them,
+    or where the two compound statements differ in shape, :class:`Uncarried` is raised: the
+    statement alone would read the old version's value.
     """
-    needed = set(reads(block.stmts[index]))
+    ctx = _Context(old_text, skip, new_text, files)
+    chosen, nested, needed = _carry(block, index, set(reads(block.stmts[index])), old, pairs, ctx)
+    if files is None:
+        return Slice(chosen, nested)
+    new_file, old_file = files
+    up: list[Nested] = []
+    while needed and id(block) in new_file.parents and id(old) in old_file.parents:
+        (parent, at), (old_parent, old_at) = new_file.parents[id(block)], old_file.parents[id(old)]
+        head = parent.stmts[at]
+        if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            break  # another scope: what it reads from there is bound there or nowhere
+        needed -= _targets(head)
+        pairs = alignment(parent, old_parent, skip)
+        got, deeper, needed = _carry(parent, at, needed, old_parent, pairs, ctx)
+        if got:
+            up.insert(0, Nested(parent, old_parent, tuple(got), limit=old_at))
+        up[:0] = deeper
+        block, old = parent, old_parent
+    return Slice(chosen, (*up, *nested))
+
+
+@dataclass(frozen=True)
+class _Context:
+    old_text: str
+    skip: frozenset[int]
+    new_text: str | None
+    files: tuple[SourceFile, SourceFile] | None
+
+
+def _carry(
+    block: Block, end: int, needed: set[str], old: Block, pairs: dict[int, int], ctx: _Context
+) -> tuple[list[int], tuple[Nested, ...], set[str]]:
+    """The slice of ``block[:end]`` for ``needed``: indices, nested placements, and the names
+    still needed on entering the block."""
     chosen: list[int] = []
+    nested: list[Nested] = []
     paired = frozenset(pairs.values())
-    for k in range(index - 1, -1, -1):
+    for k in range(end - 1, -1, -1):
         stmt = block.stmts[k]
-        if id(stmt) in skip:
+        if id(stmt) in ctx.skip:
             continue
         names = assigned(stmt)
         if not names & needed:
@@ -130,25 +211,72 @@ def carried(
             if k in pairs:
                 new = names - assigned(old.stmts[pairs[k]]) - _targets(stmt)
                 if new & needed:
-                    raise Uncarried(
-                        f"it reads {sorted(new & needed)[0]}, which today's code changes inside "
-                        f"a block the old version has (line {stmt.lineno}), where propagation "
-                        "does not place code"
-                    )
+                    inside, outside = _into(stmt, old.stmts[pairs[k]], set(new & needed), ctx)
+                    nested = [*inside, *nested]
+                    needed |= outside - _targets(stmt)
             elif _flor_calls(stmt):
                 raise Uncarried(
                     f"it reads {sorted(names & needed)[0]}, which a new block holding florsql "
                     f"calls changes (line {stmt.lineno})"
                 )
-            elif not moved(stmt, block.norms[k], old, old_text, paired, new_text):
+            elif not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
                 chosen.append(k)  # it may not run its branch: what comes before still counts
                 needed |= reads(stmt)
             continue
         needed -= names
-        if k not in pairs and not moved(stmt, block.norms[k], old, old_text, paired, new_text):
+        if k not in pairs and not moved(
+            stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text
+        ):
             chosen.append(k)
             needed |= reads(stmt)
-    return chosen[::-1]
+    return chosen[::-1], tuple(nested), needed
+
+
+def _bodies_of(stmt: ast.stmt) -> list[list[ast.stmt]]:
+    """The statement lists of a compound statement, in a fixed order (for pairing)."""
+    if isinstance(stmt, ast.Try | ast.TryStar):
+        return [stmt.body, *(h.body for h in stmt.handlers), stmt.orelse, stmt.finalbody]
+    if isinstance(stmt, ast.Match):
+        return [c.body for c in stmt.cases]
+    return [getattr(stmt, "body", []), getattr(stmt, "orelse", [])]
+
+
+def _into(
+    new: ast.stmt, old: ast.stmt, names: set[str], ctx: _Context
+) -> tuple[list[Nested], set[str]]:
+    """Carry what assigns ``names`` inside ``new`` into ``old``, its counterpart: placements
+    per inner block, and the names those statements need from before the compound one."""
+
+    def refuse() -> Uncarried:
+        return Uncarried(
+            f"it reads {sorted(names)[0]}, which today's code changes inside a block the old "
+            f"version has (line {new.lineno}), in a shape the old block does not have"
+        )
+
+    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
+    if ctx.files is None or type(new) is not type(old) or len(new_bodies) != len(old_bodies):
+        raise refuse()
+    new_file, old_file = ctx.files
+    placements: list[Nested] = []
+    outside: set[str] = set()
+    for body, other in zip(new_bodies, old_bodies, strict=True):
+        inner = {n for s in body for n in assigned(s)} & names
+        if not inner:
+            continue
+        if not other:
+            raise refuse()
+        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
+        pairs = alignment(new_block, old_block, ctx.skip)
+        chosen, deeper, need = _carry(
+            new_block, len(new_block.stmts), set(inner), old_block, pairs, ctx
+        )
+        if chosen:
+            placements.append(Nested(new_block, old_block, tuple(chosen)))
+        placements.extend(deeper)
+        outside |= need
+    if not placements:
+        raise refuse()
+    return placements, outside
 
 
 def _targets(stmt: ast.stmt) -> frozenset[str]:
@@ -163,14 +291,31 @@ def _targets(stmt: ast.stmt) -> frozenset[str]:
     return frozenset(out)
 
 
-def may_carry(block: Block, index: int, skip: frozenset[int] | set[int]) -> list[ast.stmt]:
+def may_carry(
+    block: Block, index: int, skip: frozenset[int] | set[int], src: SourceFile | None = None
+) -> list[ast.stmt]:
     """Every statement :func:`carried` may carry with statement ``index`` into some old version
-    (it carries those the old block lacks): a superset, found from the new block alone.
-    ``skip`` holds ids of statements never carried (log statements)."""
-    needed = set(reads(block.stmts[index]))
+    (it carries those the old block lacks): a superset, found from the new file alone, in
+    source order. ``skip`` holds ids of statements never carried (log statements). Inside a
+    compound statement holding florsql calls (the step loop), the statements that assign a
+    needed name count (``total += loss.item()``), with what they need there; with ``src``, so
+    do those of the enclosing blocks of the same function (``running = 0.0`` before the loop)."""
+    chosen, needed = _may_carry(block.stmts[:index], set(reads(block.stmts[index])), skip)
+    while src is not None and needed and id(block) in src.parents:
+        block, at = src.parents[id(block)]
+        head = block.stmts[at]
+        if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            break
+        more, needed = _may_carry(block.stmts[:at], needed - _targets(head), skip)
+        chosen[:0] = more
+    return chosen
+
+
+def _may_carry(
+    stmts: list[ast.stmt], needed: set[str], skip: frozenset[int] | set[int]
+) -> tuple[list[ast.stmt], set[str]]:
     chosen: list[ast.stmt] = []
-    for k in range(index - 1, -1, -1):
-        stmt = block.stmts[k]
+    for stmt in reversed(stmts):
         if id(stmt) in skip:
             continue
         names = assigned(stmt)
@@ -180,8 +325,13 @@ def may_carry(block: Block, index: int, skip: frozenset[int] | set[int]) -> list
             if not _flor_calls(stmt):
                 chosen.append(stmt)
                 needed |= reads(stmt)
+                continue
+            for body in _bodies_of(stmt):
+                inside, more = _may_carry(body, set(names & needed), skip)
+                chosen.extend(reversed(inside))
+                needed |= more - _targets(stmt)
             continue
         needed -= names
         chosen.append(stmt)
         needed |= reads(stmt)
-    return chosen[::-1]
+    return chosen[::-1], needed

@@ -143,6 +143,32 @@ class SourceFile:
         return self.homes[id(stmt)]
 
     @cached_property
+    def parents(self) -> dict[int, tuple[Block, int]]:
+        """id(block) -> the block holding the compound statement it is a body of, and that
+        statement's index there (module-level blocks have none)."""
+        out: dict[int, tuple[Block, int]] = {}
+        for block in self.blocks:
+            if block.stmts:
+                owner = self.deepest_owner(block.stmts[0])
+                if owner is not None:
+                    out[id(block)] = self.homes[id(owner)]
+        return out
+
+    def deepest_owner(self, stmt: ast.stmt) -> ast.stmt | None:
+        """The compound statement whose body (or ``else``, handler...) holds ``stmt``."""
+        return self._owners.get(id(stmt))
+
+    @cached_property
+    def _owners(self) -> dict[int, ast.stmt]:
+        found: dict[int, ast.stmt] = {}
+        for block in self.blocks:
+            for stmt in block.stmts:
+                for body, _ in _bodies(stmt, self.aliases):
+                    for inner in body:
+                        found[id(inner)] = stmt
+        return found
+
+    @cached_property
     def deepest(self) -> dict[int, ast.stmt]:
         """The innermost statement on each 1-based line (blocks come outermost first)."""
         found: dict[int, ast.stmt] = {}
