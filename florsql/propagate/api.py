@@ -96,9 +96,17 @@ class _Session:
         (alias,) = self.old.aliases
         return {a: alias for a in self.new.aliases if a not in self.old.aliases}
 
-    def context(self, block: Block, index: int) -> tuple[list[str], list[str]]:
-        """Normal forms of the neighbours before and after statement ``index``."""
-        keep = [k for k, s in enumerate(block.stmts) if id(s) not in self.skip or k == index]
+    def context(
+        self, block: Block, index: int, travelling: frozenset[int] = frozenset()
+    ) -> tuple[list[str], list[str]]:
+        """Normal forms of the neighbours before and after statement ``index``, leaving out the
+        log statements being placed and the ``travelling`` statements (ids): new code anchors
+        nothing in the old version (``h += (a + a) % 97`` reads like ``a = (a + a) % 97``)."""
+        keep = [
+            k
+            for k, s in enumerate(block.stmts)
+            if (id(s) not in self.skip and id(s) not in travelling) or k == index
+        ]
         before = [block.norms[k] for k in keep if k < index]
         after = [block.norms[k] for k in keep if k > index]
         return before, after
@@ -211,13 +219,33 @@ def _plan(
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
-    slots = _slice_slots(target.block, found.indices, spot.block, slot, session)
+    travelling = frozenset(
+        [id(target.block.stmts[k]) for k in (*found.indices, *found.after)]
+        + [id(n.new.stmts[k]) for n in found.nested for k in n.indices]
+        + [id(st) for k, st in enumerate(target.block.stmts) if k not in pairs]
+    )
+    if travelling - {id(target.stmt)} & {id(s) for s in target.block.stmts}:
+        # its place by the statements both versions have: new code (another statement's
+        # slice, too) anchors nothing (``h += (a + a) % 97`` reads like ``a = (a + a) % 97``)
+        again = choose_slot(
+            *session.context(target.block, target.index, travelling), spot.block.norms
+        )
+        if again.slot is not None:
+            slot = adjust_slot(spot.block, again.slot)
+        elif again.tied:
+            lines = ", ".join(str(spot.block.insert_line(t)) for t in again.tied)
+            reason = f"ambiguous: {len(again.tied)} equally good places (lines {lines})"
+            return Failure(log.label, log.line, reason)
+    slots = _slice_slots(target.block, found.indices, spot.block, slot, session, travelling)
     items = [
         _Item(target.block.stmts[k], target.block, spot.block, s)
         for k, s in zip(found.indices, slots, strict=True)
     ]
-    for nest in found.nested:
-        placed = _nested_items(nest, session)
+    nests = list(found.nested)
+    if found.after:  # the loop's tail, after the log statement
+        nests.append(Nested(target.block, spot.block, tuple(found.after), floor=slot))
+    for nest in nests:
+        placed = _nested_items(nest, session, travelling)
         if isinstance(placed, str):
             return Failure(log.label, log.line, placed)
         items += placed
@@ -238,9 +266,9 @@ def _plan(
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
     named = [n for names in _read(items, session) for n in names]
-    travelling = items if target is not log else items[:-1]  # a new block binds, too
-    named += [n for it in travelling for n in sorted(_binds(it.stmt))]
-    clash = _clash(list(dict.fromkeys(named)), renames) or _overwrites(travelling, session, renames)
+    binding = items if target is not log else items[:-1]  # a new block binds, too
+    named += [n for it in binding for n in sorted(_binds(it.stmt))]
+    clash = _clash(list(dict.fromkeys(named)), renames) or _overwrites(binding, session, renames)
     if clash:
         return Failure(log.label, log.line, clash)
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
@@ -321,21 +349,27 @@ def _renames(
     return renames
 
 
-def _nested_items(nest: Nested, session: _Session) -> list[_Item] | str:
+def _nested_items(
+    nest: Nested, session: _Session, travelling: frozenset[int] = frozenset()
+) -> list[_Item] | str:
     """Slots in ``nest.old`` for the statements carried into it, from their own neighbours
     (in order, each after the one before), or why there is none."""
+    pairs = alignment(nest.new, nest.old, session.skip)
+    travelling |= {id(st) for k, st in enumerate(nest.new.stmts) if k not in pairs}
     items: list[_Item] = []
     for k in nest.indices:
-        choice = choose_slot(*session.context(nest.new, k), nest.old.norms)
+        choice = choose_slot(*session.context(nest.new, k, travelling), nest.old.norms)
         if choice.slot is not None:
             slot = adjust_slot(nest.old, choice.slot)
         elif nest.limit is not None:  # before the statement that holds the log statement
             slot = nest.limit
+        elif nest.floor is not None:  # after it
+            slot = nest.floor
         else:
             code = statement_code(session.new, nest.new.stmts[k])
             where = " > ".join(f.label for f in nest.old.chain) or "the module"
             return f"no place for the carried {code!r} inside {where} of the old version"
-        slot = max(slot, items[-1].slot if items else 0)
+        slot = max(slot, items[-1].slot if items else 0, nest.floor or 0)
         if nest.limit is not None:
             slot = min(slot, nest.limit)
         items.append(_Item(nest.new.stmts[k], nest.new, nest.old, slot))
@@ -343,12 +377,17 @@ def _nested_items(nest: Nested, session: _Session) -> list[_Item] | str:
 
 
 def _slice_slots(
-    block: Block, indices: list[int], old: Block, last: int, session: _Session
+    block: Block,
+    indices: list[int],
+    old: Block,
+    last: int,
+    session: _Session,
+    travelling: frozenset[int] = frozenset(),
 ) -> tuple[int, ...]:
     """Old slots for the carried statements: their own context, never after the log statement."""
     slots: list[int] = []
     for k in indices:
-        choice = choose_slot(*session.context(block, k), old.norms)
+        choice = choose_slot(*session.context(block, k, travelling), old.norms)
         slot = adjust_slot(old, choice.slot) if choice.slot is not None else last
         slots.append(min(max(slot, slots[-1] if slots else 0), last))
     return tuple(slots)

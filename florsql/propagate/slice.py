@@ -12,7 +12,7 @@ same names) or that appears verbatim anywhere in the old file: carrying it would
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from florsql.propagate.align import align_pairs
 from florsql.propagate.normalize import is_compound, similarity
@@ -131,6 +131,7 @@ class Nested:
     old: Block  # its counterpart in the old version
     indices: tuple[int, ...]  # statements of ``new`` that travel into ``old`` (ascending)
     limit: int | None = None  # the last old slot they may take (before the enclosing statement)
+    floor: int | None = None  # the first (after it: a loop's tail, for the next iteration)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ class Slice:
 
     indices: list[int]
     nested: tuple[Nested, ...] = ()
+    #: statements of the log statement's block after it, where that block is a loop body: the
+    #: previous iteration ran them before it (``flor.log("h", h)`` above a new ``h += x``)
+    after: list[int] = field(default_factory=list)
 
 
 def carried(
@@ -164,24 +168,51 @@ def carried(
     statement alone would read the old version's value.
     """
     ctx = _Context(old_text, skip, new_text, files)
-    chosen, nested, needed = _carry(block, index, set(reads(block.stmts[index])), old, pairs, ctx)
+    needed = set(reads(block.stmts[index]))
+    chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
     new_file, old_file = files
+    after: list[int] = []
+    if _loop_body(block, new_file):  # the previous iteration's tail runs before it, too
+        after, deeper, more = _carry(
+            block, index + 1, len(block.stmts), set(needed), old, pairs, ctx
+        )
+        nested = (*nested, *deeper)
+        needed |= more
     up: list[Nested] = []
     while needed and id(block) in new_file.parents and id(old) in old_file.parents:
         (parent, at), (old_parent, old_at) = new_file.parents[id(block)], old_file.parents[id(old)]
         head = parent.stmts[at]
-        if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        if isinstance(head, _SCOPES) or isinstance(old_parent.stmts[old_at], _SCOPES):
             break  # another scope: what it reads from there is bound there or nowhere
         needed -= _targets(head)
         pairs = alignment(parent, old_parent, skip)
-        got, deeper, needed = _carry(parent, at, needed, old_parent, pairs, ctx)
+        got, deeper, entry = _carry(parent, 0, at, set(needed), old_parent, pairs, ctx)
         if got:
             up.insert(0, Nested(parent, old_parent, tuple(got), limit=old_at))
         up[:0] = deeper
+        if _loop_body(parent, new_file):
+            tail, deeper, more = _carry(
+                parent, at + 1, len(parent.stmts), set(entry), old_parent, pairs, ctx
+            )
+            if tail:
+                up.append(Nested(parent, old_parent, tuple(tail), floor=old_at + 1))
+            up += deeper
+            entry |= more
+        needed = entry
         block, old = parent, old_parent
-    return Slice(chosen, (*up, *nested))
+    return Slice(chosen, (*up, *nested), after)
+
+
+def _loop_body(block: Block, src: SourceFile) -> bool:
+    """Whether ``block`` is the body of a ``for``/``while`` loop (its tail runs, in the
+    previous iteration, before its head)."""
+    if id(block) not in src.parents:
+        return False
+    parent, at = src.parents[id(block)]
+    head = parent.stmts[at]
+    return isinstance(head, ast.For | ast.AsyncFor | ast.While) and head.body is block.stmts
 
 
 @dataclass(frozen=True)
@@ -193,14 +224,20 @@ class _Context:
 
 
 def _carry(
-    block: Block, end: int, needed: set[str], old: Block, pairs: dict[int, int], ctx: _Context
+    block: Block,
+    start: int,
+    end: int,
+    needed: set[str],
+    old: Block,
+    pairs: dict[int, int],
+    ctx: _Context,
 ) -> tuple[list[int], tuple[Nested, ...], set[str]]:
-    """The slice of ``block[:end]`` for ``needed``: indices, nested placements, and the names
-    still needed on entering the block."""
+    """The slice of ``block[start:end]`` for ``needed``: indices, nested placements, and the
+    names still needed before ``start``."""
     chosen: list[int] = []
     nested: list[Nested] = []
     paired = frozenset(pairs.values())
-    for k in range(end - 1, -1, -1):
+    for k in range(end - 1, start - 1, -1):
         stmt = block.stmts[k]
         if id(stmt) in ctx.skip:
             continue
@@ -268,7 +305,7 @@ def _into(
         new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
         pairs = alignment(new_block, old_block, ctx.skip)
         chosen, deeper, need = _carry(
-            new_block, len(new_block.stmts), set(inner), old_block, pairs, ctx
+            new_block, 0, len(new_block.stmts), set(inner), old_block, pairs, ctx
         )
         if chosen:
             placements.append(Nested(new_block, old_block, tuple(chosen)))
@@ -301,10 +338,17 @@ def may_carry(
     needed name count (``total += loss.item()``), with what they need there; with ``src``, so
     do those of the enclosing blocks of the same function (``running = 0.0`` before the loop)."""
     chosen, needed = _may_carry(block.stmts[:index], set(reads(block.stmts[index])), skip)
-    while src is not None and needed and id(block) in src.parents:
+    at = index
+    while src is not None:
+        if _loop_body(block, src):
+            tail, also = _may_carry(block.stmts[at + 1 :], set(needed), skip)
+            chosen += tail
+            needed |= also
+        if not needed or id(block) not in src.parents:
+            break
         block, at = src.parents[id(block)]
         head = block.stmts[at]
-        if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        if isinstance(head, _SCOPES):
             break
         more, needed = _may_carry(block.stmts[:at], needed - _targets(head), skip)
         chosen[:0] = more
