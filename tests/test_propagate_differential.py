@@ -155,3 +155,36 @@ def test_a_placed_statement_logs_what_todays_version_logs(p: Program) -> None:
     assert {f.name for f in result.failed} | placed == {
         n for n, _ in want if not n.startswith("old_")
     } | {f.name for f in result.failed}
+
+
+RENAMABLE = ("a", "b", "epoch", "step")
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(programs(), st.sets(st.sampled_from(RENAMABLE), min_size=1), st.booleans())
+def test_a_name_the_old_version_calls_otherwise_is_never_read_from_a_decoy(
+    p: Program, renamed: set[str], decoys: bool
+) -> None:
+    """The old version calls some of today's variables (or loop counters) otherwise (``a`` was
+    ``a_old``), and may bind today's names to unrelated values (``a = 999`` at the top):
+    a placed statement must read the old counterpart, else fail; never the decoy."""
+    import re
+
+    new = p.text(today=True)
+    old = p.text(today=False)
+    for name in renamed:
+        old = re.sub(rf"\b{name}\b", f"{name}_old", old)
+    if decoys:
+        top = "".join(f"{name} = 999\n" for name in sorted(renamed))
+        old = old.replace("import contextlib\n", "import contextlib\n" + top, 1)
+    want = run(new)
+    result = propagate(new, old)
+    got = run(result.source)
+    for name in {pl.name for pl in result.placed}:
+        assert [v for n, v in got if n == name] == [v for n, v in want if n == name], (
+            f"{name} placed wrong\n--- today\n{new}\n--- patched old\n{result.source}"
+        )

@@ -26,7 +26,12 @@ from florsql.propagate.insert import (
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
 from florsql.propagate.normalize import normalize
-from florsql.propagate.rename import call_renames, infer_renames, loop_target_renames
+from florsql.propagate.rename import (
+    binding_counterpart,
+    call_renames,
+    infer_renames,
+    loop_target_renames,
+)
 from florsql.propagate.safety import Bindings, free_names
 from florsql.propagate.slice import Nested, Uncarried, alignment, assigned, carried, moved
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
@@ -268,7 +273,11 @@ def _plan(
     named = [n for names in _read(items, session) for n in names]
     binding = items if target is not log else items[:-1]  # a new block binds, too
     named += [n for it in binding for n in sorted(_binds(it.stmt))]
-    clash = _clash(list(dict.fromkeys(named)), renames) or _overwrites(binding, session, renames)
+    clash = (
+        _clash(list(dict.fromkeys(named)), renames)
+        or _overwrites(binding, session, renames)
+        or _decoy(items, session, renames)
+    )
     if clash:
         return Failure(log.label, log.line, clash)
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
@@ -329,7 +338,7 @@ def _renames(
         entry[5].extend(n for n in names if n not in entry[5])
     renames: dict[str, str] = {}
     for new_block, old_block, index, line, group_pairs, read in groups.values():
-        found = infer_renames(new_block, index, old_block, group_pairs, read)
+        found = infer_renames(new_block, index, old_block, group_pairs, read, session.bindings)
         looped, problems = loop_target_renames(
             new_block,
             new_block.stmts[index].lineno,
@@ -404,6 +413,43 @@ def _clash(read: list[str], renames: dict[str, str]) -> str | None:
             return f"{a!r} and {b!r} would both be {old!r} in the old version (renamed)"
         seen[old] = name
     return None
+
+
+def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+    """A name read that today's code binds, in a block around the statement, by a statement
+    the old version has with another name in that place (``a, b, c = 1, 2, 3`` was ``a_old,
+    b, c = 1, 2, 3``): today's ``a`` was ``a_old``, so the old version's own ``a``, if any, is
+    something else, and reading it would be silently wrong. (Where a value showed the rename
+    up to constants, it was inferred before this, and the name is not looked at again.)"""
+    for names, it in zip(_read(items, session), items, strict=True):
+        wanted = [n for n in names if n not in renames and n not in session.alias]
+        new_block, old_block = it.new, it.old
+        while wanted:
+            pairs = alignment(new_block, old_block, session.skip)
+            for k, j in pairs.items():
+                stmt, other = new_block.stmts[k], old_block.stmts[j]
+                for name in wanted:
+                    was = binding_counterpart(stmt, other, name)
+                    if was is not None and was != name:
+                        return (
+                            f"{name!r} is what the old version calls {was!r} "
+                            f"({at_line(other.lineno)}), and its own {name!r} would be another "
+                            "value"
+                        )
+            if id(new_block) not in session.new.parents or id(old_block) not in session.old.parents:
+                break
+            (new_block, at), (old_block, old_at) = (
+                session.new.parents[id(new_block)],
+                session.old.parents[id(old_block)],
+            )
+            if isinstance(new_block.stmts[at], _SCOPES) or isinstance(
+                old_block.stmts[old_at], _SCOPES
+            ):
+                break
+    return None
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _binds(stmt: ast.stmt) -> frozenset[str]:

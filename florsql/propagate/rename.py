@@ -60,21 +60,40 @@ def counterpart_names(new: ast.stmt, old: ast.stmt) -> dict[str, str]:
 
 
 def infer_renames(
-    block: Block, index: int, old: Block, pairs: dict[int, int], names: Iterable[str]
+    block: Block,
+    index: int,
+    old: Block,
+    pairs: dict[int, int],
+    names: Iterable[str],
+    bindings: Bindings | None = None,
 ) -> dict[str, str]:
     """Old names for ``names`` read at statement ``index`` of ``block``, where evidence allows.
 
-    ``pairs`` aligns ``block`` (new index -> old index) with the ``old`` block.
+    ``pairs`` aligns ``block`` (new index -> old index) with the ``old`` block. A value made of
+    constants only (``h = 0`` and ``b = 999``) is no evidence, and neither is an old name that
+    today's code still binds in that scope (with ``bindings``): the old ``b`` is then today's
+    ``b``, not a former name of ``h``.
     """
     renames = {}
     for name in names:
         k = next((k for k in range(index - 1, -1, -1) if name in assigned(block.stmts[k])), None)
         if k is None or k not in pairs:
             continue
-        mapping = counterpart_names(block.stmts[k], old.stmts[pairs[k]])
-        if mapping.get(name, name) != name:
-            renames[name] = mapping[name]
+        stmt = block.stmts[k]
+        mapping = counterpart_names(stmt, old.stmts[pairs[k]])
+        was = mapping.get(name, name)
+        if was == name or not _names_in_value(stmt):
+            continue
+        if bindings is not None and bindings.lines_of(block, was):
+            continue
+        renames[name] = was
     return renames
+
+
+def _names_in_value(stmt: ast.stmt) -> bool:
+    """Whether an assignment's value reads a name (it is not made of constants only)."""
+    value = getattr(stmt, "value", None)
+    return value is not None and any(isinstance(n, ast.Name) for n in ast.walk(value))
 
 
 def call_renames(
@@ -190,3 +209,27 @@ def _in_scope(target: ast.expr, block: Block, bindings: Bindings) -> bool:
     """Whether ``block``'s own scope binds the names of loop target ``target``."""
     names = assigned(target)
     return bool(names) and all(target.lineno in bindings.lines_of(block, n) for n in names)
+
+
+def _binding_target(stmt: ast.stmt) -> ast.expr | None:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        return stmt.targets[0]
+    if isinstance(stmt, ast.AugAssign | ast.AnnAssign | ast.For | ast.AsyncFor):
+        return stmt.target
+    return None
+
+
+def binding_counterpart(new: ast.stmt, old: ast.stmt, name: str) -> str | None:
+    """What ``old`` binds where ``new`` binds ``name`` (two aligned statements with targets of
+    the same shape: ``a, b = ...`` and ``a_old, b = ...`` give ``a_old``), or None where that
+    cannot be told.
+
+    Example:
+        >>> s = lambda code: ast.parse(code).body[0]
+        >>> binding_counterpart(s("a, b = 1, 2"), s("x, b = 1, 2"), "a")
+        'x'
+    """
+    pn, po = _binding_target(new), _binding_target(old)
+    if pn is None or po is None or type(new) is not type(old):
+        return None
+    return _at_position(pn, po, name)
