@@ -177,7 +177,7 @@ def test_a_name_the_old_version_calls_otherwise_is_never_read_from_a_decoy(
     new = p.text(today=True)
     old = p.text(today=False)
     for name in renamed:
-        old = re.sub(rf"\b{name}\b", f"{name}_old", old)
+        old = re.sub(rf"(?<![\w\"]){name}\b(?!\")", f"{name}_old", old)
     if decoys:
         top = "".join(f"{name} = 999\n" for name in sorted(renamed))
         old = old.replace("import contextlib\n", "import contextlib\n" + top, 1)

@@ -33,7 +33,15 @@ from florsql.propagate.rename import (
     loop_target_renames,
 )
 from florsql.propagate.safety import Bindings, free_names
-from florsql.propagate.slice import Nested, Uncarried, alignment, assigned, carried, moved
+from florsql.propagate.slice import (
+    Nested,
+    Uncarried,
+    alignment,
+    assigned,
+    carried,
+    moved,
+    reads,
+)
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
 
 
@@ -67,6 +75,7 @@ class _Session:
     old: SourceFile
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
     bindings: Bindings = field(default_factory=Bindings)
+    _scope_names: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @cached_property
     def flor_import(self) -> Insertion | None:
@@ -80,6 +89,16 @@ class _Session:
             return None
         line = _import_line(self.old.tree, len(self.old.lines))
         return Insertion(line, found + newline_of(self.old), (-1, -1))
+
+    def new_scope_names(self, block: Block) -> frozenset[str]:
+        """Every name today's file binds in ``block``'s scope or the scopes around it."""
+        key = id(block.scopes[-1])
+        if key not in self._scope_names:
+            names: set[str] = set()
+            for scope in block.scopes:
+                names |= set(self.bindings.names_of(scope))
+            self._scope_names[key] = frozenset(names)
+        return self._scope_names[key]
 
     def added_alias(self, name: str) -> bool:
         """Whether ``name`` is bound by :attr:`flor_import`."""
@@ -224,16 +243,17 @@ def _plan(
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
-    travelling = frozenset(
+    moving = frozenset(
         [id(target.block.stmts[k]) for k in (*found.indices, *found.after)]
         + [id(n.new.stmts[k]) for n in found.nested for k in n.indices]
-        + [id(st) for k, st in enumerate(target.block.stmts) if k not in pairs]
     )
-    if travelling - {id(target.stmt)} & {id(s) for s in target.block.stmts}:
+    unpaired = frozenset(id(st) for k, st in enumerate(target.block.stmts) if k not in pairs)
+    unsure = ""
+    if (moving | unpaired) - {id(target.stmt)} & {id(s) for s in target.block.stmts}:
         # its place by the statements both versions have: new code (another statement's
         # slice, too) anchors nothing (``h += (a + a) % 97`` reads like ``a = (a + a) % 97``)
         again = choose_slot(
-            *session.context(target.block, target.index, travelling), spot.block.norms
+            *session.context(target.block, target.index, moving | unpaired), spot.block.norms
         )
         if again.slot is not None:
             slot = adjust_slot(spot.block, again.slot)
@@ -241,7 +261,14 @@ def _plan(
             lines = ", ".join(str(spot.block.insert_line(t)) for t in again.tied)
             reason = f"ambiguous: {len(again.tied)} equally good places (lines {lines})"
             return Failure(log.label, log.line, reason)
-    slots = _slice_slots(target.block, found.indices, spot.block, slot, session, travelling)
+        gap = _in_gap(target.block, target.index, spot.block, pairs, moving, slot, session)
+        if isinstance(gap, str):
+            unsure = gap  # said after the unbound names, which say more
+        elif gap != slot:
+            slot = adjust_slot(spot.block, gap)
+    slots = _slice_slots(target.block, found.indices, spot.block, slot, session, moving, pairs)
+    if isinstance(slots, str):
+        return Failure(log.label, log.line, slots)
     items = [
         _Item(target.block.stmts[k], target.block, spot.block, s)
         for k, s in zip(found.indices, slots, strict=True)
@@ -250,7 +277,7 @@ def _plan(
     if found.after:  # the loop's tail, after the log statement
         nests.append(Nested(target.block, spot.block, tuple(found.after), floor=slot))
     for nest in nests:
-        placed = _nested_items(nest, session, travelling)
+        placed = _nested_items(nest, session, moving)
         if isinstance(placed, str):
             return Failure(log.label, log.line, placed)
         items += placed
@@ -270,6 +297,8 @@ def _plan(
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
+    if unsure:
+        return Failure(log.label, log.line, unsure)
     named = [n for names in _read(items, session) for n in names]
     binding = items if target is not log else items[:-1]  # a new block binds, too
     named += [n for it in binding for n in sorted(_binds(it.stmt))]
@@ -359,15 +388,15 @@ def _renames(
 
 
 def _nested_items(
-    nest: Nested, session: _Session, travelling: frozenset[int] = frozenset()
+    nest: Nested, session: _Session, moving: frozenset[int] = frozenset()
 ) -> list[_Item] | str:
     """Slots in ``nest.old`` for the statements carried into it, from their own neighbours
     (in order, each after the one before), or why there is none."""
     pairs = alignment(nest.new, nest.old, session.skip)
-    travelling |= {id(st) for k, st in enumerate(nest.new.stmts) if k not in pairs}
+    unpaired = {id(st) for k, st in enumerate(nest.new.stmts) if k not in pairs}
     items: list[_Item] = []
     for k in nest.indices:
-        choice = choose_slot(*session.context(nest.new, k, travelling), nest.old.norms)
+        choice = choose_slot(*session.context(nest.new, k, moving | unpaired), nest.old.norms)
         if choice.slot is not None:
             slot = adjust_slot(nest.old, choice.slot)
         elif nest.limit is not None:  # before the statement that holds the log statement
@@ -378,7 +407,10 @@ def _nested_items(
             code = statement_code(session.new, nest.new.stmts[k])
             where = " > ".join(f.label for f in nest.old.chain) or "the module"
             return f"no place for the carried {code!r} inside {where} of the old version"
-        slot = max(slot, items[-1].slot if items else 0, nest.floor or 0)
+        gap = _in_gap(nest.new, k, nest.old, pairs, moving, slot, session)
+        if isinstance(gap, str):
+            return gap
+        slot = max(gap, items[-1].slot if items else 0, nest.floor or 0)
         if nest.limit is not None:
             slot = min(slot, nest.limit)
         items.append(_Item(nest.new.stmts[k], nest.new, nest.old, slot))
@@ -391,15 +423,77 @@ def _slice_slots(
     old: Block,
     last: int,
     session: _Session,
-    travelling: frozenset[int] = frozenset(),
-) -> tuple[int, ...]:
-    """Old slots for the carried statements: their own context, never after the log statement."""
+    moving: frozenset[int],
+    pairs: dict[int, int],
+) -> tuple[int, ...] | str:
+    """Old slots for the carried statements: their own context, never after the log statement
+    (or why a place cannot be told)."""
+    unpaired = {id(st) for k, st in enumerate(block.stmts) if k not in pairs}
     slots: list[int] = []
     for k in indices:
-        choice = choose_slot(*session.context(block, k, travelling), old.norms)
+        choice = choose_slot(*session.context(block, k, moving | unpaired), old.norms)
         slot = adjust_slot(old, choice.slot) if choice.slot is not None else last
-        slots.append(min(max(slot, slots[-1] if slots else 0), last))
+        gap = _in_gap(block, k, old, pairs, moving, slot, session)
+        if isinstance(gap, str):
+            return gap
+        slots.append(min(max(gap, slots[-1] if slots else 0), last))
     return tuple(slots)
+
+
+def _in_gap(
+    block: Block,
+    k: int,
+    old: Block,
+    pairs: dict[int, int],
+    moving: frozenset[int],
+    slot: int,
+    session: _Session,
+) -> int | str:
+    """``slot`` for new statement ``k`` of ``block``, checked against the old statements
+    between its neighbours that both versions have (the *gap*). Those old statements have no
+    counterpart by similarity; where one of them assigns what the statement reads (or touches
+    what it assigns), the place inside the gap matters. The new block then has, between the
+    same neighbours, statements other than travelling ones: as many as the gap, they stand for
+    it one to one (a variable renamed everywhere: ``a = (a * a) % 97`` was ``a_old = (a_old *
+    a_old) % 97``), and the slot is found by counting; otherwise it cannot be told, and the
+    reason says so. Where nothing in the gap touches the statement's names, ``slot`` stands."""
+    before = [i for i in range(k) if i in pairs]
+    after = [i for i in range(k + 1, len(block.stmts)) if i in pairs]
+    lo = pairs[before[-1]] + 1 if before else 0
+    hi = pairs[after[0]] if after else len(old.stmts)
+    if lo >= hi or not lo <= slot <= hi:
+        return slot
+    mine = block.stmts[k]
+    reads_mine, binds_mine = reads(mine), assigned(mine)
+    scope = session.new_scope_names(block)
+
+    def touches(o: ast.stmt) -> bool:  # a name today's code lacks may be one it renamed
+        return bool(
+            _binds(o) & (reads_mine | binds_mine) or reads(o) & binds_mine or _binds(o) - scope
+        )
+
+    touching = [o for o in old.stmts[lo:hi] if touches(o)]
+    if not touching:
+        return slot
+    new_lo = before[-1] + 1 if before else 0
+    new_hi = after[0] if after else len(block.stmts)
+
+    def others(span: range) -> int:
+        return sum(
+            1
+            for i in span
+            if id(block.stmts[i]) not in moving and id(block.stmts[i]) not in session.skip
+        )
+
+    n_before, n_after = others(range(new_lo, k)), others(range(k + 1, new_hi))
+    if n_before + n_after == hi - lo:
+        return lo + n_before
+    names = sorted(set().union(*(_binds(o) for o in touching)))
+    what = f" ({', '.join(names[:3])})" if names else ""
+    return (
+        f"cannot tell its place among old statements that today's code lacks or rewrote"
+        f"{what}, {at_line(old.stmts[lo].lineno)}"
+    )
 
 
 def _clash(read: list[str], renames: dict[str, str]) -> str | None:

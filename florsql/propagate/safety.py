@@ -218,6 +218,10 @@ class Bindings:
             stack.extend(ast.iter_child_nodes(node))
         return out
 
+    def names_of(self, scope: ast.AST) -> list[str]:
+        """Every name ``scope`` (a module, function or class node) binds itself."""
+        return list(self._scope(scope).lines)
+
     def lines_of(self, block: Block, name: str) -> list[int]:
         """The lines where ``block``'s own scope binds ``name``."""
         return list(self._scope(block.scopes[-1]).lines.get(name, ()))
