@@ -476,3 +476,46 @@ def test_a_new_import_and_helper_travel_to_the_module_for_a_module_level_loop() 
     assert r.placed[0].carried[1].startswith("def norm(m):")
     assert compile(r.source, "patched", "exec")
     assert r.source.index("import math") < r.source.index("def norm") < r.source.index("net =")
+
+
+def test_module_definitions_travel_for_a_statement_inside_a_function() -> None:
+    """Today's statement inside ``main()`` calls a new helper that uses a new import and a new
+    constant: the three go to the old module (never into ``main()``); a new module-level
+    statement that calls something (``SEED = random.random()``) does not travel."""
+    old = (
+        "import florsql as flor\n"
+        "import torch\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    net = torch.nn.Linear(2, 2)\n"
+        '    for epoch in flor.loop("epoch", range(3)):\n'
+        '        flor.log("w", float(net.weight.sum()))\n'
+        "\n"
+        "\n"
+        'if __name__ == "__main__":\n'
+        "    main()\n"
+    )
+    new = (
+        old.replace("import torch\n", "import math\nimport torch\n\nEPS = 1e-6\n\n")
+        .replace(
+            "\n\ndef main():\n",
+            "\n\ndef norm(m):\n    return math.sqrt(sum(float(p.norm()) for p in "
+            "m.parameters()) + EPS)\n\n\ndef main():\n",
+        )
+        .replace(
+            '        flor.log("w", float(net.weight.sum()))\n',
+            '        flor.log("w", float(net.weight.sum()))\n        flor.log("norm", norm(net))\n',
+        )
+    )
+    r = propagate(new, old, ["norm"])
+    assert not r.failed, r.failed
+    assert r.placed[0].carried[:2] == ("import math", "EPS = 1e-6")
+    assert r.source.index("def norm") < r.source.index("def main")
+    env: dict[str, object] = {"__name__": "patched"}
+    exec(compile(r.source, "patched", "exec"), env)  # defines, does not run main()
+    assert callable(env["norm"])
+
+    calls = new.replace("EPS = 1e-6\n", "EPS = float(len(str(math.pi))) * 1e-6\n")
+    r = propagate(calls, old, ["norm"])
+    assert not r.placed and "unbound name 'EPS'" in r.failed[0].reason

@@ -185,7 +185,14 @@ def carried(
         (parent, at), (old_parent, old_at) = new_file.parents[id(block)], old_file.parents[id(old)]
         head = parent.stmts[at]
         if isinstance(head, _SCOPES) or isinstance(old_parent.stmts[old_at], _SCOPES):
-            break  # another scope: what it reads from there is bound there or nowhere
+            # another scope: from there only the module's definitions travel (a new import
+            # or helper that today's statement inside ``main()`` uses)
+            if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
+                needed -= _parameters(head)
+            module = _module_definitions(needed, ctx, new_file, old_file)
+            if module is not None:
+                up.insert(0, module)
+            break
         needed -= _targets(head)
         pairs = alignment(parent, old_parent, skip)
         got, deeper, entry = _carry(parent, 0, at, set(needed), old_parent, pairs, ctx)
@@ -203,6 +210,48 @@ def carried(
         needed = entry
         block, old = parent, old_parent
     return Slice(chosen, (*up, *nested), after)
+
+
+def _parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    a = fn.args
+    return {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
+
+
+def _definition(stmt: ast.stmt) -> bool:
+    """An import, a ``def`` or ``class``, or an assignment calling nothing: module-level code
+    whose only effect is the names it binds."""
+    if isinstance(stmt, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef):
+        return True
+    if isinstance(stmt, ast.ClassDef):
+        return True
+    if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+        return not any(isinstance(n, ast.Call) for n in ast.walk(stmt.value))
+    return False
+
+
+def _module_definitions(
+    needed: set[str], ctx: _Context, new_file: SourceFile, old_file: SourceFile
+) -> Nested | None:
+    """Today's module-level definitions of ``needed`` names that the old module lacks (and
+    those they read in turn), for a statement inside a function."""
+    if not needed or not new_file.blocks or not old_file.blocks:
+        return None
+    block, old = new_file.blocks[0], old_file.blocks[0]
+    pairs = alignment(block, old, ctx.skip)
+    paired = frozenset(pairs.values())
+    chosen: list[int] = []
+    for k in range(len(block.stmts) - 1, -1, -1):
+        stmt = block.stmts[k]
+        names = assigned(stmt)
+        if not names & needed or not _definition(stmt) or _flor_calls(stmt):
+            continue
+        if k in pairs or moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
+            needed -= names
+            continue
+        chosen.append(k)
+        needed -= names
+        needed |= reads(stmt)
+    return Nested(block, old, tuple(chosen[::-1])) if chosen else None
 
 
 def _loop_body(block: Block, src: SourceFile) -> bool:
