@@ -331,7 +331,7 @@ def test_an_update_nested_two_blocks_deep_travels_with_what_it_reads() -> None:
     assert r.placed[0].carried == (
         "total = 0",
         "scale = 10 ** epoch",
-        "if x % 2:\n            total += y * scale",
+        "if x % 2:\n    total += y * scale",
     )
     env: dict[str, object] = {}
     logged: list[tuple[str, object]] = []

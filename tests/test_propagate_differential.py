@@ -35,9 +35,11 @@ class Program:
     lines: dict[str, list[tuple[str, bool]]] = field(
         default_factory=lambda: {level: [] for level in LEVELS}
     )
+    in_function: bool = False  # the whole program in ``def main():``, called at the end
 
     def text(self, today: bool) -> str:
-        out = ["import florsql as flor", "import contextlib", "a, b, c = 1, 2, 3"]
+        head = ["import florsql as flor", "import contextlib"]
+        out = ["a, b, c = 1, 2, 3"]
         out += [c for c, h in self.lines["module"] if today or not h]
         out.append('for epoch in flor.loop("epoch", range(3)):')
         body = [c for c, h in self.lines["pre"] if today or not h]
@@ -48,7 +50,10 @@ class Program:
         out += [
             "    " + line for c, h in self.lines["post"] if today or not h for line in c.split("\n")
         ]
-        return "\n".join(out) + "\n"
+        if self.in_function:
+            body = [line for c in out for line in c.split("\n")]
+            out = ["def main():", *("    " + line for line in body), "main()"]
+        return "\n".join([*head, *out]) + "\n"
 
 
 def _expr(draw: st.DrawFn, names: list[str], level: str) -> str:
@@ -65,7 +70,7 @@ def _expr(draw: st.DrawFn, names: list[str], level: str) -> str:
 
 @st.composite
 def programs(draw: st.DrawFn) -> Program:
-    p = Program()
+    p = Program(in_function=draw(st.booleans()))
     # the old code: updates of a, b, c at every level (these values differ per place)
     for level in LEVELS:
         for _ in range(draw(st.integers(0, 3))):

@@ -30,13 +30,17 @@ class Insertion:
 
 
 def statement_code(src: SourceFile, stmt: ast.stmt) -> str:
-    """The exact source of ``stmt`` (no indentation, trailing comment kept, no newline)."""
+    """The exact source of ``stmt``, trailing comment kept, no newline, its own indentation
+    taken off every line that has it (a compound statement's ``else:`` and body lines too)."""
     first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
     end_col = stmt.end_col_offset or 0
     raw = [line.encode() for line in src.lines[first : last + 1]]
     tail = raw[-1][end_col:].decode().rstrip("\r\n")
     raw[-1] = raw[-1][:end_col]
+    prefix = raw[0][: stmt.col_offset]
     raw[0] = raw[0][stmt.col_offset :]
+    if prefix and not prefix.strip():
+        raw[1:] = [r[len(prefix) :] if r.startswith(prefix) else r for r in raw[1:]]
     code = b"".join(raw).decode()
     return code + (tail if tail.lstrip().startswith("#") else "")
 
@@ -70,9 +74,11 @@ def _render(code: str, renames: tuple[tuple[str, str], ...]) -> str:
 
 
 def render(code: str, indent: str, newline: str, renames: Mapping[str, str]) -> str:
-    """``code`` as lines of a block indented by ``indent`` (continuation lines untouched)."""
+    """``code`` (from :func:`statement_code`) as lines of a block indented by ``indent``."""
     text = _render(code, tuple(sorted(renames.items())))
-    return indent + newline.join(text.splitlines()) + newline
+    return newline.join(indent + line if line.strip() else line for line in text.splitlines()) + (
+        newline
+    )
 
 
 def _standalone(src: SourceFile, stmt: ast.stmt) -> bool:
