@@ -547,16 +547,16 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _binds(stmt: ast.stmt) -> frozenset[str]:
-    """Names a carried statement binds for what follows it: not the variables of the loops and
-    comprehensions inside it (``for p in net.parameters(): total += p.norm()`` binds total)."""
-    loops = {
+    """Names a carried statement binds for what follows it (a ``for`` loop's variable too, which
+    outlives the loop), not the variables of comprehensions inside it."""
+    own = {
         n.id
         for node in ast.walk(stmt)
-        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension)
+        if isinstance(node, ast.comprehension)
         for n in ast.walk(node.target)
         if isinstance(n, ast.Name)
     }
-    return assigned(stmt) - loops
+    return assigned(stmt) - own
 
 
 def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
@@ -571,6 +571,17 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
             old_name = renames.get(name, name)
             if old_name != name:
                 continue  # the old name stands for the new one, on evidence
+            if name in session.bindings.loads(it.old) and session.bindings.loads_outside_loops(
+                it.old, name
+            ):
+                # the old code reads it: changing it would change the old run itself, and its
+                # checkpoints would no longer be that run's (``tot = 0.0`` carried before the
+                # step loop where the old version sums over the whole run)
+                code = statement_code(session.new, it.stmt).splitlines()[0]
+                return (
+                    f"carrying {code!r} would change {name!r}, which the old version's own code "
+                    "reads: the old run would not be the one recorded"
+                )
             old_binds = _binding_forms(session.old, session.bindings, it.old, name)
             new_binds = _binding_forms(session.new, session.bindings, it.new, name)
             extra = sorted(

@@ -187,6 +187,7 @@ class Bindings:
 
     def __init__(self) -> None:
         self._scopes: dict[int, _Scope] = {}
+        self._loads: dict[int, frozenset[str]] = {}
 
     def _scope(self, node: ast.AST) -> _Scope:
         if id(node) not in self._scopes:
@@ -217,6 +218,61 @@ class Bindings:
                     out.append((node.lineno, hi))
             stack.extend(ast.iter_child_nodes(node))
         return out
+
+    def loads(self, block: Block) -> frozenset[str]:
+        """Names read in ``block``'s own scope, nested code included; for the module, anywhere
+        in the file (a function reads the module's names too)."""
+        scope = block.scopes[-1]
+        key = -id(scope)
+        if key not in self._loads:
+            root = block.scopes[0] if isinstance(scope, ast.Module) else scope
+            self._loads[key] = frozenset(
+                n.id
+                for n in ast.walk(root)
+                if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store)
+            ) | frozenset(
+                n.target.id
+                for n in ast.walk(root)
+                if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
+            )
+        return self._loads[key]
+
+    def loads_outside_loops(self, block: Block, name: str) -> bool:
+        """Whether ``block``'s scope (the file, for the module) reads ``name`` anywhere but
+        inside a ``for`` loop or comprehension that binds it itself (``for p in ...: p.grad``
+        reads its own ``p``, whatever came before)."""
+        scope = block.scopes[-1]
+        root = block.scopes[0] if isinstance(scope, ast.Module) else scope
+
+        def visit(node: ast.AST, shadowed: bool) -> bool:
+            if isinstance(node, ast.Name) and node.id == name:
+                return not shadowed and not isinstance(node.ctx, ast.Store)
+            if isinstance(node, ast.For | ast.AsyncFor):
+                own = name in {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+                if visit(node.iter, shadowed):
+                    return True
+                return any(visit(c, shadowed or own) for c in [*node.body, *node.orelse])
+            if isinstance(node, ast.comprehension):
+                return visit(node.iter, shadowed) or any(visit(c, shadowed) for c in node.ifs)
+            if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+                own = any(
+                    name in {n.id for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+                    for g in node.generators
+                )
+                parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+                return any(visit(g, shadowed) for g in node.generators) or any(
+                    visit(p, shadowed or own) for p in parts
+                )
+            if (
+                isinstance(node, ast.AugAssign)
+                and isinstance(node.target, ast.Name)
+                and node.target.id == name
+                and not shadowed
+            ):
+                return True
+            return any(visit(c, shadowed) for c in ast.iter_child_nodes(node))
+
+        return visit(root, False)
 
     def names_of(self, scope: ast.AST) -> list[str]:
         """Every name ``scope`` (a module, function or class node) binds itself."""
