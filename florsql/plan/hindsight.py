@@ -123,7 +123,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: containers keep their aliases; propagation carries new compound statements, refuses an
 #: update inside an old block, and counts a verbatim or similar statement as present only
 #: when no other new statement stands for it.
-REPLAY_RULES = 6
+#: 7 (session 24): propagation carries code into other blocks (updates inside the step loop,
+#: initialisers above, the loop's tail, the module's definitions), lifts new blocks, renames by
+#: what binds a name (loop targets), refuses decoys and code that changes what the old code
+#: reads; names today's carried code changes are never restored from a checkpoint.
+REPLAY_RULES = 7
 
 
 def statement_fingerprints(

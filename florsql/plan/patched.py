@@ -79,6 +79,10 @@ class Patched:
     #: step loop): an iteration a task starts at in rest mode runs those statements before its
     #: restore, on the task's fresh state (unbound there), so no task starts in rest mode
     pre_carried: frozenset[str] = frozenset()
+    #: the old version's names today's carried code assigns or changes: what a checkpoint of
+    #: the old run holds for them is the old code's value, never restored in their place
+    #: (``tot = 0.0`` carried before the step loop of a version that never read its ``tot``)
+    stale: frozenset[str] = frozenset()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -161,7 +165,8 @@ def patched_script(
         except Exception:  # not readable at that version: taken as keeping state
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
-    return replace(found, failed=failed, files=files)
+    stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
+    return replace(found, failed=failed, files=files, stale=stale)
 
 
 def module_names(source: str, filename: str, modules: dict[str, str | None]) -> frozenset[str]:

@@ -302,6 +302,7 @@ class _Stepper:
         # it stands for itself unless the patched code reads it as a value (pbar.n).
         busy = self.busy.get(k, frozenset())
         restored = (self.restores.get(k, frozenset()) | (busy - self.p.value_read)) - self.p.unsaved
+        restored -= self.p.stale  # the old run's value, not today's code's
         # An object whose method iterates the loop (progress.wrap(flor.loop(...))) was saved
         # mid-iteration by runs recorded before such objects were noted: restored by nothing.
         wrappers = self.p.first_inner.wrappers if self.p.first_inner is not None else frozenset()
@@ -315,6 +316,8 @@ class _Stepper:
             if n in busy
             else f"{n} (changed by the loop's wrapper as the loop ends)"
             if n in wrappers
+            else f"{n} (today's code changes it: a checkpoint holds the old run's value)"
+            if n in self.p.stale
             else n
             for n in need - restored
         )

@@ -669,10 +669,20 @@ def _apply(
             scope=_scope(plan, session),
             carried=tuple(statement_code(session.new, it.stmt) for it in plan.items[:-1]),
             renamed=dict(sorted(plan.renames.items())),
+            binds=_placed_binds(plan),
         )
         for plan in plans
     ]
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _placed_binds(plan: _Plan) -> tuple[str, ...]:
+    """The old names what travelled for ``plan`` assigns or changes (the log statement's own
+    walrus too)."""
+    names: set[str] = set()
+    for it in plan.items:
+        names |= _binds(it.stmt)
+    return tuple(sorted({plan.renames.get(n, n) for n in names}))
 
 
 def _scope(plan: _Plan, session: _Session) -> tuple[str, ...]:

@@ -14,7 +14,9 @@ class Placement:
 
     ``new_line`` is its line in the new version, ``old_line`` its line in the patched old text,
     ``scope`` the chain of scopes around it there (outermost first), ``carried`` the code of the
-    statements that travelled with it, ``renamed`` the variables it reads under their old names.
+    statements that travelled with it, ``renamed`` the variables it reads under their old names,
+    ``binds`` the old version's names that what travelled assigns or changes (a checkpoint of
+    the old run holds them as the old code left them: replay never restores them).
     """
 
     name: str
@@ -23,6 +25,7 @@ class Placement:
     scope: tuple[str, ...]
     carried: tuple[str, ...] = ()
     renamed: dict[str, str] = field(default_factory=dict, hash=False)
+    binds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,14 @@ class Propagation:
             original=data["original"],
             source=data["source"] if data["source"] is not None else data["original"],
             placed=tuple(
-                Placement(**{**p, "scope": tuple(p["scope"]), "carried": tuple(p["carried"])})
+                Placement(
+                    **{
+                        **p,
+                        "scope": tuple(p["scope"]),
+                        "carried": tuple(p["carried"]),
+                        "binds": tuple(p.get("binds", ())),
+                    }
+                )
                 for p in data["placed"]
             ),
             failed=tuple(Failure(**f) for f in data["failed"]),
