@@ -68,6 +68,134 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
     return frozenset(names)
 
 
+def _path(node: ast.AST) -> str | None:
+    """``a`` for a name, ``a.b`` for an attribute of one (``a.b.c[i]`` too): what a slice
+    tracks."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        if isinstance(node.value, ast.Name):
+            return f"{node.value.id}.{node.attr}"
+        return _path(node.value)
+    if isinstance(node, ast.Subscript | ast.Starred):
+        return _path(node.value)
+    return None
+
+
+def _root(path: str) -> str:
+    return path.split(".", 1)[0]
+
+
+def _walk_code(stmt: ast.AST) -> list[ast.AST]:
+    """The nodes of ``stmt`` that run with it: not the bodies of functions, classes and
+    lambdas it defines."""
+    out: list[ast.AST] = []
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, (*_SCOPES, ast.Lambda)) and node is not stmt:
+            continue
+        if isinstance(node, _SCOPES):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def read_paths(stmt: ast.stmt) -> frozenset[str]:
+    """What ``stmt`` reads from outside it, as slices track it: ``self.ep_loss`` rather than
+    all of ``self`` where a name is only read through one attribute; plain names otherwise."""
+    names = set(reads(stmt))
+    through: dict[str, set[str]] = {}
+    bare: set[str] = set()
+    for node in ast.walk(stmt):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and isinstance(node.value.ctx, ast.Load)
+        ):
+            through.setdefault(node.value.id, set()).add(f"{node.value.id}.{node.attr}")
+    attribute_bases = {id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(stmt):
+        if (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and id(node) not in attribute_bases
+        ):
+            bare.add(node.id)
+    out = {n for n in names if n in bare or n not in through}
+    for name, paths in through.items():
+        if name in names:
+            out |= paths
+    if isinstance(stmt, ast.AugAssign):
+        target = _path(stmt.target)
+        if target is not None:
+            out.add(target)
+    return frozenset(out)
+
+
+def changes(
+    stmt: ast.stmt, fresh: frozenset[str] | None = None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """What ``stmt`` changes, as ``(kills, updates)``: names it binds and attributes it sets
+    (``self.ep_loss = 0.0``) replace what was there; stores through a subscript
+    (``correct[c] += 1``), augmented attributes and method calls made as statements
+    (``losses.append(x)``, ``gsum.add_(g)``) change it in place. A method call counts only on a
+    name of ``fresh`` (names the old version never binds; None: any), so today's ``net.train()``
+    is not taken as part of what an old ``net`` is."""
+    kills = set(assigned(stmt))
+    updates: set[str] = set()
+    for node in _walk_code(stmt):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for sub in ast.walk(t):
+                    if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store):
+                        p = _path(sub)
+                        if p is not None:
+                            (kills if isinstance(sub.value, ast.Name) else updates).add(p)
+                    elif isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Store):
+                        p = _path(sub)
+                        if p is not None:
+                            updates.add(p)
+        elif isinstance(node, ast.AugAssign) and not isinstance(node.target, ast.Name):
+            p = _path(node.target)
+            if p is not None:
+                updates.add(p)
+        elif isinstance(node, ast.Delete):
+            for t in node.targets:
+                p = _path(t)
+                if p is not None and not isinstance(t, ast.Name):
+                    updates.add(p)
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+        ):
+            p = _path(node.value.func.value)
+            if p is not None and (fresh is None or _root(p) in fresh):
+                updates.add(p)
+    return frozenset(kills), frozenset(updates)
+
+
+def relevant(kills: frozenset[str], updates: frozenset[str], needed: set[str]) -> bool:
+    """Whether a statement with these changes touches one of ``needed`` (names and paths)."""
+    for k in kills:
+        if k in needed or any(n.startswith(k + ".") for n in needed):
+            return True
+    for u in updates:
+        if u in needed or _root(u) in needed or any(n.startswith(u + ".") for n in needed):
+            return True
+    return False
+
+
+def kill(needed: set[str], kills: frozenset[str]) -> None:
+    """Take from ``needed`` what ``kills`` replaces (a name takes its attributes along)."""
+    for n in list(needed):
+        if n in kills or _root(n) in kills:
+            needed.discard(n)
+
+
 def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
     """Statements of ``block`` (index) that align with one of ``old`` (its index).
 
@@ -167,8 +295,9 @@ def carried(
     or where the two compound statements differ in shape, :class:`Uncarried` is raised: the
     statement alone would read the old version's value.
     """
-    ctx = _Context(old_text, skip, new_text, files)
-    needed = set(reads(block.stmts[index]))
+    fresh = None if files is None else files[0].bound_names - files[1].bound_names
+    ctx = _Context(old_text, skip, new_text, files, fresh)
+    needed = set(read_paths(block.stmts[index]))
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
@@ -188,12 +317,12 @@ def carried(
             # another scope: from there only the module's definitions travel (a new import
             # or helper that today's statement inside ``main()`` uses)
             if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
-                needed -= _parameters(head)
+                needed -= {n for n in needed if _root(n) in _parameters(head)}
             module = _module_definitions(needed, ctx, new_file, old_file)
             if module is not None:
                 up.insert(0, module)
             break
-        needed -= _targets(head)
+        needed -= {n for n in needed if _root(n) in _targets(head)}
         pairs = alignment(parent, old_parent, skip)
         got, deeper, entry = _carry(parent, 0, at, set(needed), old_parent, pairs, ctx)
         if got:
@@ -243,14 +372,13 @@ def _module_definitions(
     for k in range(len(block.stmts) - 1, -1, -1):
         stmt = block.stmts[k]
         names = assigned(stmt)
-        if not names & needed or not _definition(stmt) or _flor_calls(stmt):
+        if not relevant(names, frozenset(), needed) or not _definition(stmt) or _flor_calls(stmt):
             continue
+        kill(needed, names)
         if k in pairs or moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
-            needed -= names
             continue
         chosen.append(k)
-        needed -= names
-        needed |= reads(stmt)
+        needed |= read_paths(stmt)
     return Nested(block, old, tuple(chosen[::-1])) if chosen else None
 
 
@@ -270,6 +398,7 @@ class _Context:
     skip: frozenset[int]
     new_text: str | None
     files: tuple[SourceFile, SourceFile] | None
+    fresh: frozenset[str] | None = None  # names today's file binds and the old one never does
 
 
 def _carry(
@@ -281,8 +410,8 @@ def _carry(
     pairs: dict[int, int],
     ctx: _Context,
 ) -> tuple[list[int], tuple[Nested, ...], set[str]]:
-    """The slice of ``block[start:end]`` for ``needed``: indices, nested placements, and the
-    names still needed before ``start``."""
+    """The slice of ``block[start:end]`` for ``needed`` (names and ``a.b`` paths): indices,
+    nested placements, and what is still needed before ``start``."""
     chosen: list[int] = []
     nested: list[Nested] = []
     paired = frozenset(pairs.values())
@@ -290,31 +419,39 @@ def _carry(
         stmt = block.stmts[k]
         if id(stmt) in ctx.skip:
             continue
-        names = assigned(stmt)
-        if not names & needed:
+        kills, updates = changes(stmt, ctx.fresh)
+        if not relevant(kills, updates, needed):
             continue
         if is_compound(stmt):
             if k in pairs:
-                new = names - assigned(old.stmts[pairs[k]]) - _targets(stmt)
-                if new & needed:
-                    inside, outside = _into(stmt, old.stmts[pairs[k]], set(new & needed), ctx)
+                other = old.stmts[pairs[k]]
+                old_kills, old_updates = changes(other, ctx.fresh)
+                targets = _targets(stmt)
+                new_kills = kills - old_kills - targets
+                new_updates = updates - old_updates
+                if relevant(new_kills, new_updates, needed):
+                    want = {n for n in needed if relevant(new_kills, new_updates, {n})}
+                    inside, outside = _into(stmt, other, want, ctx)
                     nested = [*inside, *nested]
-                    needed |= outside - _targets(stmt)
+                    needed |= {n for n in outside if _root(n) not in targets}
             elif _flor_calls(stmt):
+                touched = sorted(n for n in needed if relevant(kills, updates, {n}))
                 raise Uncarried(
-                    f"it reads {sorted(names & needed)[0]}, which a new block holding florsql "
-                    f"calls changes (line {stmt.lineno})"
+                    f"it reads {touched[0]}, which a new block holding florsql calls changes "
+                    f"(line {stmt.lineno})"
                 )
             elif not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
                 chosen.append(k)  # it may not run its branch: what comes before still counts
-                needed |= reads(stmt)
+                needed |= read_paths(stmt)
             continue
-        needed -= names
         if k not in pairs and not moved(
             stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text
         ):
+            kill(needed, kills)
             chosen.append(k)
-            needed |= reads(stmt)
+            needed |= read_paths(stmt)
+        else:
+            kill(needed, kills)
     return chosen[::-1], tuple(nested), needed
 
 
@@ -345,8 +482,10 @@ def _into(
     new_file, old_file = ctx.files
     placements: list[Nested] = []
     outside: set[str] = set()
-    for body, other in zip(new_bodies, old_bodies, strict=True):
-        inner = {n for s in body for n in assigned(s)} & names
+    want = set(names)
+    # later blocks first: what a loop's ``else:`` (or a ``finally:``) needs, its body gives
+    for body, other in reversed(list(zip(new_bodies, old_bodies, strict=True))):
+        inner = {n for n in want if any(relevant(*changes(s, ctx.fresh), {n}) for s in body)}
         if not inner:
             continue
         if not other:
@@ -360,6 +499,7 @@ def _into(
             placements.append(Nested(new_block, old_block, tuple(chosen)))
         placements.extend(deeper)
         outside |= need
+        want |= need
     if not placements:
         raise refuse()
     return placements, outside
@@ -386,7 +526,7 @@ def may_carry(
     compound statement holding florsql calls (the step loop), the statements that assign a
     needed name count (``total += loss.item()``), with what they need there; with ``src``, so
     do those of the enclosing blocks of the same function (``running = 0.0`` before the loop)."""
-    chosen, needed = _may_carry(block.stmts[:index], set(reads(block.stmts[index])), skip)
+    chosen, needed = _may_carry(block.stmts[:index], set(read_paths(block.stmts[index])), skip)
     at = index
     while src is not None:
         if _loop_body(block, src):
@@ -399,7 +539,9 @@ def may_carry(
         head = block.stmts[at]
         if isinstance(head, _SCOPES):
             break
-        more, needed = _may_carry(block.stmts[:at], needed - _targets(head), skip)
+        more, needed = _may_carry(
+            block.stmts[:at], {n for n in needed if _root(n) not in _targets(head)}, skip
+        )
         chosen[:0] = more
     return chosen
 
@@ -411,20 +553,23 @@ def _may_carry(
     for stmt in reversed(stmts):
         if id(stmt) in skip:
             continue
-        names = assigned(stmt)
-        if not names & needed:
+        kills, updates = changes(stmt)
+        if not relevant(kills, updates, needed):
             continue
         if is_compound(stmt):
             if not _flor_calls(stmt):
                 chosen.append(stmt)
-                needed |= reads(stmt)
+                needed |= read_paths(stmt)
                 continue
-            for body in _bodies_of(stmt):
-                inside, more = _may_carry(body, set(names & needed), skip)
+            want = {n for n in needed if relevant(kills, updates, {n})}
+            for body in reversed(_bodies_of(stmt)):
+                inside, more = _may_carry(body, set(want), skip)
                 chosen.extend(reversed(inside))
-                needed |= more - _targets(stmt)
+                more = {n for n in more if _root(n) not in _targets(stmt)}
+                needed |= more
+                want |= more
             continue
-        needed -= names
+        kill(needed, kills)
         chosen.append(stmt)
-        needed |= reads(stmt)
+        needed |= read_paths(stmt)
     return chosen[::-1], needed

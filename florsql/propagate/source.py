@@ -143,6 +143,28 @@ class SourceFile:
         return self.homes[id(stmt)]
 
     @cached_property
+    def bound_names(self) -> frozenset[str]:
+        """Every name the file binds anywhere (assignments, loop targets, imports, defs)."""
+        out: set[str] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                out.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                out.add(node.name)
+                a = node.args if not isinstance(node, ast.ClassDef) else None
+                if a is not None:
+                    out |= {
+                        x.arg
+                        for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+                        if x
+                    }
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                out |= {a.asname or a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.arg):
+                out.add(node.arg)
+        return frozenset(out)
+
+    @cached_property
     def parents(self) -> dict[int, tuple[Block, int]]:
         """id(block) -> the block holding the compound statement it is a body of, and that
         statement's index there (module-level blocks have none)."""
