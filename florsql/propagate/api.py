@@ -39,7 +39,6 @@ from florsql.propagate.slice import (
     alignment,
     assigned,
     carried,
-    moved,
     reads,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
@@ -226,8 +225,8 @@ def _plan(
     slot = adjust_slot(spot.block, spot.slot)
     pairs = alignment(target.block, spot.block, session.skip)
     if target is not log and (
-        target.index in pairs
-        or moved(target.stmt, target.block.norms[target.index], spot.block, session.old.text)
+        (target.index in pairs and type(spot.block.stmts[pairs[target.index]]) is type(target.stmt))
+        or ast.unparse(target.stmt) in session.old.text
     ):
         return Failure(log.label, log.line, "the old version has the block around it elsewhere")
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from florsql.propagate.align import align_pairs
 from florsql.propagate.normalize import is_compound, similarity
@@ -295,7 +296,12 @@ def carried(
     or where the two compound statements differ in shape, :class:`Uncarried` is raised: the
     statement alone would read the old version's value.
     """
-    fresh = None if files is None else files[0].bound_names - files[1].bound_names
+    origin = block
+    fresh = (
+        None
+        if files is None
+        else files[0].bound_names - files[1].bound_names - files[0].imported_names
+    )
     ctx = _Context(old_text, skip, new_text, files, fresh)
     needed = set(read_paths(block.stmts[index]))
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
@@ -338,7 +344,49 @@ def carried(
             entry |= more
         needed = entry
         block, old = parent, old_parent
+    travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
+    travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
+    _helpers_change(travelling, ctx)
     return Slice(chosen, (*up, *nested), after)
+
+
+def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
+    """Raise :class:`Uncarried` where today's code changes a module-level name the slice reads
+    from inside a function (``global tot; tot += ...`` or ``stats["sum"] += ...`` in the
+    ``train_step`` the step loop calls): propagation places no code into a function the log
+    statement is not in, and the statement alone would read the old version's value."""
+    if ctx.files is None:
+        return
+    roots = {_root(n) for s in stmts for n in read_paths(s)}
+    for name, fn, stmt in _global_changes(ctx.files[0], ctx.fresh):
+        if name in roots and ast.unparse(stmt) not in ctx.old_text:
+            raise Uncarried(
+                f"it reads {name}, which today's code changes inside {fn}() (line "
+                f"{stmt.lineno}), where propagation does not place code"
+            )
+
+
+@lru_cache(maxsize=32)
+def _global_changes(
+    src: SourceFile, fresh: frozenset[str] | None
+) -> tuple[tuple[str, str, ast.stmt], ...]:
+    """``(name, function, statement)`` for each statement of a function of ``src`` that changes
+    a name from outside the function (declared ``global``, or changed in place)."""
+    out = []
+    for fn in ast.walk(src.tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        declared = {n for node in ast.walk(fn) if isinstance(node, ast.Global) for n in node.names}
+        local = (_parameters(fn) | {n for s in fn.body for n in assigned(s)}) - declared
+        for stmt in ast.walk(fn):
+            if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
+                continue
+            kills, updates = changes(stmt, fresh)
+            for name in sorted(
+                {k for k in kills if k in declared} | {_root(u) for u in updates} - local
+            ):
+                out.append((name, fn.name, stmt))
+    return tuple(out)
 
 
 def _parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:

@@ -165,6 +165,16 @@ class SourceFile:
         return frozenset(out)
 
     @cached_property
+    def imported_names(self) -> frozenset[str]:
+        """Names the file binds by importing (modules: calling a function of one changes no
+        name of the file), the flor aliases too."""
+        out = set(self.aliases)
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                out |= {a.asname or a.name.split(".")[0] for a in node.names}
+        return frozenset(out)
+
+    @cached_property
     def parents(self) -> dict[int, tuple[Block, int]]:
         """id(block) -> the block holding the compound statement it is a body of, and that
         statement's index there (module-level blocks have none)."""
