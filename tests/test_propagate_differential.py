@@ -83,11 +83,13 @@ def programs(draw: st.DrawFn) -> Program:
     # the log statement (after it in a loop: the next iteration's log reads it)
     for k in range(draw(st.integers(1, 3))):
         h = f"h{k}"
+        kind = draw(st.sampled_from(["int", "int", "list", "slots"]))  # changed in place too
         init_level = draw(st.sampled_from(["module", "pre"]))
-        _insert(draw, p, init_level, f"{h} = {draw(st.integers(0, 5))}")
+        init = {"int": f"{draw(st.integers(0, 5))}", "list": "[]", "slots": "[0, 0]"}[kind]
+        _insert(draw, p, init_level, f"{h} = {init}")
         order = LEVELS.index(init_level)
         log_level = draw(st.sampled_from([lv for lv in LEVELS[order:] if lv != "module"]))
-        log = f'flor.log("{h}", {h})'
+        log = f'flor.log("{h}", {h if kind == "int" else f"sum({h})"})'
         wrap = draw(st.sampled_from(["", "", "", "if", "with"]))
         if wrap == "if":  # a new block around today's statement
             log = f"if epoch % 2 == 0:\n    {log}"
@@ -96,12 +98,21 @@ def programs(draw: st.DrawFn) -> Program:
         _insert(draw, p, log_level, log, after_of=f"{h} =" if log_level == init_level else None)
         for _ in range(draw(st.integers(0, 3))):
             level = draw(st.sampled_from(LEVELS[order:]))
-            update = f"{h} += {_expr(draw, [*OLD_VARS, h], level)}"
+            value = _expr(draw, [*OLD_VARS, h] if kind == "int" else list(OLD_VARS), level)
+            update = {
+                "int": f"{h} += {value}",
+                "list": f"{h}.append({value})",
+                "slots": f"{h}[{_slot_index(level)} % 2] += {value}",
+            }[kind]
             if draw(st.integers(0, 3)) == 0:  # inside a new if
                 cond = f"{draw(st.sampled_from(OLD_VARS))} % 2 == 0"
                 update = f"if {cond}:\n    {update}"
             _insert(draw, p, level, update, after_of=f"{h} =" if level == init_level else None)
     return p
+
+
+def _slot_index(level: str) -> str:
+    return {"step": "step", "module": "0"}.get(level, "epoch")
 
 
 def _insert(

@@ -568,19 +568,19 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
     for it in items:
         for name in sorted(_binds(it.stmt)):
             old_name = renames.get(name, name)
-            if old_name != name:
-                continue  # the old name stands for the new one, on evidence
-            if name in session.bindings.loads(it.old) and session.bindings.loads_outside_loops(
-                it.old, name
+            if old_name in session.bindings.loads(it.old) and session.bindings.loads_outside_loops(
+                it.old, old_name
             ):
                 # the old code reads it: changing it would change the old run itself, and its
                 # checkpoints would no longer be that run's (``tot = 0.0`` carried before the
                 # step loop where the old version sums over the whole run)
                 code = statement_code(session.new, it.stmt).splitlines()[0]
                 return (
-                    f"carrying {code!r} would change {name!r}, which the old version's own code "
-                    "reads: the old run would not be the one recorded"
+                    f"carrying {code!r} would change {old_name!r}, which the old version's own "
+                    "code reads: the old run would not be the one recorded"
                 )
+            if old_name != name:
+                continue  # the old name stands for the new one, on evidence
             old_binds = _binding_forms(session.old, session.bindings, it.old, name)
             new_binds = _binding_forms(session.new, session.bindings, it.new, name)
             extra = sorted(
