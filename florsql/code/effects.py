@@ -796,7 +796,8 @@ class _Finder:
             if held in self.wrapped_values:
                 wrappers |= {held} | _wrappers(self.wrapped_values[held], call, self.classes)
         live_in = _reads_before_defs(node.body, set(targets)) | self.escaped.reads
-        after = [s for block in rest for s in block]
+        # a loop's ``else:`` runs after it (a skipped loop ends normally, so it runs then too)
+        after = [*node.orelse, *(s for block in rest for s in block)]
         return LoopFacts(
             name=found[0],
             line=node.lineno,
