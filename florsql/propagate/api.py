@@ -463,7 +463,10 @@ def _in_gap(
     if lo >= hi or not lo <= slot <= hi:
         return slot
     mine = block.stmts[k]
-    reads_mine, binds_mine = reads(mine), assigned(mine)
+    # the old names of what it reads, where evidence renames them (``out`` was ``logits``)
+    named = infer_renames(block, k, old, pairs, reads(mine), session.bindings)
+    reads_mine = frozenset(named.get(n, n) for n in reads(mine))
+    binds_mine = assigned(mine)
     scope = session.new_scope_names(block)
 
     def touches(o: ast.stmt) -> bool:  # a name today's code lacks may be one it renamed
@@ -471,11 +474,15 @@ def _in_gap(
             _binds(o) & (reads_mine | binds_mine) or reads(o) & binds_mine or _binds(o) - scope
         )
 
-    touching = [o for o in old.stmts[lo:hi] if touches(o)]
+    touching = [j for j in range(lo, hi) if touches(old.stmts[j])]
     if not touching:
         return slot
     new_lo = before[-1] + 1 if before else 0
     new_hi = after[0] if after else len(block.stmts)
+    ordered = _ordered_in_gap(block, k, (new_lo, new_hi), old, touching, named, mine)
+    if ordered is not None:
+        first, last = ordered
+        return min(max(slot, first), last) if first <= last else _unsure(old, touching)
 
     def others(span: range) -> int:
         return sum(
@@ -487,12 +494,62 @@ def _in_gap(
     n_before, n_after = others(range(new_lo, k)), others(range(k + 1, new_hi))
     if n_before + n_after == hi - lo:
         return lo + n_before
-    names = sorted(set().union(*(_binds(o) for o in touching)))
+    return _unsure(old, touching)
+
+
+def _unsure(old: Block, touching: list[int]) -> str:
+    names = sorted(set().union(*(_binds(old.stmts[j]) for j in touching)))
     what = f" ({', '.join(names[:3])})" if names else ""
     return (
         f"cannot tell its place among old statements that today's code lacks or rewrote"
-        f"{what}, {at_line(old.stmts[lo].lineno)}"
+        f"{what}, {at_line(old.stmts[touching[0]].lineno)}"
     )
+
+
+def _ordered_in_gap(
+    block: Block,
+    k: int,
+    span: tuple[int, int],
+    old: Block,
+    touching: list[int],
+    named: dict[str, str],
+    mine: ast.stmt,
+) -> tuple[int, int] | None:
+    """Where statement ``k`` may go among the old gap statements ``touching`` (old indices),
+    by the order of the names they share in today's block (between ``span``): an old statement
+    that assigns a name the statement reads comes before it if today's block assigns that name
+    before it (``loss = train_step(idx)`` was inlined into ``loss = loss_fn(...)``), after it
+    if today's block assigns it after; one that reads or assigns what the statement assigns,
+    likewise. Names are compared as the old version calls them (``named``). ``(first, last)``
+    slot bounds, or None where a name gives no order."""
+
+    def binds(st: ast.stmt) -> set[str]:
+        return {named.get(n, n) for n in _binds(st)}
+
+    def uses(st: ast.stmt) -> set[str]:
+        return {named.get(n, n) for n in reads(st)} | binds(st)
+
+    reads_mine, binds_mine = {named.get(n, n) for n in reads(mine)}, binds(mine)
+    first, last = 0, len(old.stmts)
+    sides_of = (range(span[0], k), range(k + 1, span[1]))
+    for j in touching:
+        o = old.stmts[j]
+        by_binding, by_use = _binds(o) & reads_mine, (reads(o) | _binds(o)) & binds_mine
+        if not by_binding and not by_use:
+            return None  # a name today's code lacks: no order to read
+        sides = {
+            side
+            for side, lines in enumerate(sides_of)
+            for i in lines
+            if by_binding & binds(block.stmts[i]) or by_use & uses(block.stmts[i])
+        }
+        if len(sides) != 1:
+            return None
+        if sides == {0}:
+            first = max(first, j + 1)
+        else:
+            last = min(last, j)
+    return first, last
 
 
 def _clash(read: list[str], renames: dict[str, str]) -> str | None:
@@ -513,9 +570,12 @@ def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> st
     the old version has with another name in that place (``a, b, c = 1, 2, 3`` was ``a_old,
     b, c = 1, 2, 3``): today's ``a`` was ``a_old``, so the old version's own ``a``, if any, is
     something else, and reading it would be silently wrong. (Where a value showed the rename
-    up to constants, it was inferred before this, and the name is not looked at again.)"""
+    up to constants, it was inferred before this, and the name is not looked at again.) A
+    name a carried statement binds is looked at too: binding today's ``a`` in the old version
+    is a second ``a_old`` (an old statement rewritten beyond recognition, not new code)."""
     for names, it in zip(_read(items, session), items, strict=True):
-        wanted = [n for n in names if n not in renames and n not in session.alias]
+        names = [*names, *sorted(_binds(it.stmt))]
+        wanted = [n for n in dict.fromkeys(names) if n not in renames and n not in session.alias]
         new_block, old_block = it.new, it.old
         while wanted:
             pairs = alignment(new_block, old_block, session.skip)
