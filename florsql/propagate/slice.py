@@ -115,7 +115,9 @@ def read_paths(stmt: ast.stmt) -> frozenset[str]:
             and isinstance(node.value, ast.Name)
             and isinstance(node.value.ctx, ast.Load)
         ):
-            through.setdefault(node.value.id, set()).add(f"{node.value.id}.{node.attr}")
+            paths = through.setdefault(node.value.id, set())
+            if not isinstance(node.ctx, ast.Store | ast.Del):  # ``self.x = 0`` reads no self.x
+                paths.add(f"{node.value.id}.{node.attr}")
     attribute_bases = {id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
     for node in ast.walk(stmt):
         if (
@@ -323,7 +325,11 @@ def carried(
             # another scope: from there only the module's definitions travel (a new import
             # or helper that today's statement inside ``main()`` uses)
             if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
-                needed -= {n for n in needed if _root(n) in _parameters(head)}
+                params = _parameters(head)
+                carried_stmts = [origin.stmts[k] for k in (*chosen, *after)]
+                carried_stmts += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
+                _set_up_elsewhere(needed, params, head, carried_stmts, ctx)
+                needed -= {n for n in needed if _root(n) in params}
             module = _module_definitions(needed, ctx, new_file, old_file)
             if module is not None:
                 up.insert(0, module)
@@ -387,6 +393,34 @@ def _global_changes(
             ):
                 out.append((name, fn.name, stmt))
     return tuple(out)
+
+
+def _set_up_elsewhere(
+    needed: set[str],
+    params: set[str],
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    carried_stmts: list[ast.stmt],
+    ctx: _Context,
+) -> None:
+    """Raise :class:`Uncarried` where the slice changes an attribute of a parameter in place
+    (``self.seen += len(idx)``) that nothing carried sets up and the old file never sets: today
+    it starts elsewhere (``__init__``), where propagation places no code, and the old version
+    would fail on it."""
+    if ctx.files is None:
+        return
+    updated = {u for st in carried_stmts for u in changes(st, ctx.fresh)[1]}
+    old_attributes = ctx.files[1].stored_attributes
+    for path in sorted(needed):
+        if (
+            "." in path
+            and _root(path) in params
+            and path in updated
+            and path.split(".", 1)[1] not in old_attributes
+        ):
+            raise Uncarried(
+                f"it reads {path}, which today's code sets up outside {fn.name}() and "
+                "changes in it: propagation places no code where it starts"
+            )
 
 
 def _parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:

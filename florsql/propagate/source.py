@@ -165,6 +165,15 @@ class SourceFile:
         return frozenset(out)
 
     @cached_property
+    def stored_attributes(self) -> frozenset[str]:
+        """Every attribute name the file sets somewhere (``self.seen = 0`` gives ``seen``)."""
+        return frozenset(
+            n.attr
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+        )
+
+    @cached_property
     def imported_names(self) -> frozenset[str]:
         """Names the file binds by importing (modules: calling a function of one changes no
         name of the file), the flor aliases too."""
