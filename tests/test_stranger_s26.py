@@ -1915,7 +1915,6 @@ DEFAULT = [
     "mean-loss-sum-and-count",
     "running-sum-across-epochs-initialised-in-the-with",
     "no-grad-evaluation-after-the-step-loop",
-    "mean-loss-over-three-versions",
     "old-step-loop-binds-the-accumulators-name-for-another-purpose",
     "old-sums-over-the-run-today-resets-per-epoch",  # refused: today's reset changes A's tot
 ]
