@@ -166,7 +166,43 @@ def patched_script(
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
-    return replace(found, failed=failed, files=files, stale=stale)
+    found = replace(found, failed=failed, files=files, stale=stale)
+    held = _parameters_of(source) & stale
+    if held and wanted:
+        # today's code changes an object through a parameter (``self.ep_loss = 0.0`` in a
+        # method): which of the script's objects that is, no analysis here tells, and a
+        # checkpoint of the old run restores it as the old code left it
+        shown = ", ".join(sorted(held)[:2])
+        found = replace(
+            found,
+            unknown=True,
+            need_start=True,
+            after_loop=True,
+            whole_why=f"today's code changes an object through {shown} (a parameter), which a "
+            "checkpoint of the old run holds as the old code left it",
+        )
+    return found
+
+
+def _parameters_of(source: str) -> frozenset[str]:
+    """Every parameter name of the functions of ``source``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    return frozenset(
+        a.arg
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for a in [
+            *n.args.posonlyargs,
+            *n.args.args,
+            *n.args.kwonlyargs,
+            n.args.vararg,
+            n.args.kwarg,
+        ]
+        if a is not None
+    )
 
 
 def module_names(source: str, filename: str, modules: dict[str, str | None]) -> frozenset[str]:

@@ -39,6 +39,7 @@ from florsql.propagate.slice import (
     alignment,
     assigned,
     carried,
+    changes,
     reads,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
@@ -741,7 +742,11 @@ def _placed_binds(plan: _Plan) -> tuple[str, ...]:
     names: set[str] = set()
     for it in plan.items:
         names |= _binds(it.stmt)
-    return tuple(sorted({plan.renames.get(n, n) for n in names}))
+        kills, updates = changes(it.stmt)
+        # an object changed through an attribute or a subscript (``self.ep_loss = 0.0``,
+        # ``stats["sum"] += x``): its name, as what a checkpoint restores
+        names |= {p.split(".", 1)[0] for p in (*kills, *updates) if "." in p} | set(updates)
+    return tuple(sorted({plan.renames.get(n.split(".", 1)[0], n.split(".", 1)[0]) for n in names}))
 
 
 def _scope(plan: _Plan, session: _Session) -> tuple[str, ...]:
