@@ -167,7 +167,9 @@ def patched_script(
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
     found = replace(found, failed=failed, files=files, stale=stale)
-    held = _parameters_of(source) & stale
+    held = _parameters_of(source) & _objects_changed(
+        [code for r in result.files.values() for p in r.placed for code in p.carried]
+    )
     if held and wanted:
         # today's code changes an object through a parameter (``self.ep_loss = 0.0`` in a
         # method): which of the script's objects that is, no analysis here tells, and a
@@ -182,6 +184,23 @@ def patched_script(
             "checkpoint of the old run holds as the old code left it",
         )
     return found
+
+
+def _objects_changed(codes: list[str]) -> frozenset[str]:
+    """The names whose objects the carried ``codes`` change through an attribute or a
+    subscript (``self`` for ``self.ep_loss += x``)."""
+    from florsql.propagate.slice import changes
+
+    out: set[str] = set()
+    for code in codes:
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError):
+            continue
+        for stmt in tree.body:
+            kills, updates = changes(stmt)
+            out |= {p.split(".", 1)[0] for p in (*kills, *updates) if "." in p} | set(updates)
+    return frozenset(out)
 
 
 def _parameters_of(source: str) -> frozenset[str]:
