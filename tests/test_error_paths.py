@@ -247,16 +247,19 @@ with flor.checkpointing(state={}):
         w = w * 0.5 + epoch
         flor.log("w", w)
 """
-#: Today's code: one statement the old version can take, one inside a new ``if`` block.
+#: Today's code: one statement the old version can take, one inside a new ``if`` block that
+#: also holds a log statement the old version has (such a block cannot travel whole).
 BRANCHED_NEW = BRANCHED + (
     '        flor.log("w2", w * 2)\n'
     "        if epoch % 2 == 0:  # a block the old version lacks\n"
     '            flor.log("w3", w * 3)\n'
+    '            flor.log("w", w)\n'
 )
 
 
 def test_a_statement_propagation_cannot_place_is_said_with_its_reason(tmp_path: Path) -> None:
-    """A new statement inside a block the old version lacks cannot be placed. EXPLAIN says so
+    """A new statement inside a block the old version lacks, where that block cannot travel
+    whole (it holds a log statement the old version has), cannot be placed. EXPLAIN says so
     and plans no task for it; a query that also reads a placeable statement gets that one's
     values (equal to a full run of today's code) and a warning naming the reason, not a bare
     "still missing after replay" after replaying for nothing; a query of it alone is an error

@@ -629,8 +629,11 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
     for it in items:
         for name in sorted(_binds(it.stmt)):
             old_name = renames.get(name, name)
-            if old_name in session.bindings.loads(it.old) and session.bindings.loads_outside_loops(
-                it.old, old_name
+            line = it.old.insert_line(it.slot)
+            if (
+                old_name in session.bindings.loads(it.old)
+                and session.bindings.loads_outside_loops(it.old, old_name)
+                and session.bindings.read_after(it.old, line, old_name)
             ):
                 # the old code reads it: changing it would change the old run itself, and its
                 # checkpoints would no longer be that run's (``tot = 0.0`` carried before the

@@ -65,12 +65,20 @@ def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
 
 
 def nested_context(src: SourceFile, block: Block, carry: list[ast.stmt]) -> list[str]:
-    """The normal forms of the blocks, other than ``block``, that hold statements of ``carry``
-    (an update inside the step loop travels by its neighbours there)."""
+    """The normal forms of the blocks inside ``block``'s statements that hold statements of
+    ``carry`` (an update inside the step loop travels by its neighbours there). The blocks
+    around ``block`` are left out: a statement carried up there goes where the names it shares
+    with old code put it, and an unrelated edit up there (a ``print`` at the top of the
+    script) must not replay every statement below it."""
+    around: set[int] = set()
+    up = block
+    while id(up) in src.parents:
+        up = src.parents[id(up)][0]
+        around.add(id(up))
     homes: dict[int, Block] = {}
     for stmt in carry:
         home = src.home(stmt)[0]
-        if home is not block:
+        if home is not block and id(home) not in around:
             homes.setdefault(id(home), home)
     return [n for home in homes.values() for n in ("nested", *home.norms)]
 

@@ -182,6 +182,13 @@ class _Binder(ast.NodeVisitor):
     visit_MatchStar = visit_MatchAs
 
 
+def _assigned_here(stmt: ast.stmt) -> set[str]:
+    """Names a simple statement binds (its targets)."""
+    return {
+        n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+
+
 class Bindings:
     """Answers "is this name bound at this line of the old version?" (memoized per scope)."""
 
@@ -236,6 +243,57 @@ class Bindings:
                 if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
             )
         return self._loads[key]
+
+    def read_after(self, block: Block, line: int, name: str) -> bool:
+        """Whether ``block``'s scope may read ``name`` once it has run 1-based ``line``: a read
+        on a later line, or anywhere in a loop around ``line`` (its next iteration), or, for a
+        module name, in any function (it may be called later)."""
+        scope = block.scopes[-1]
+        module = isinstance(scope, ast.Module)
+        root = block.scopes[0] if module else scope
+        loops: list[ast.For | ast.AsyncFor | ast.While] = []
+        for frame in block.chain:  # the loops around the block, in its own scope
+            if frame.kind in ("def", "class"):
+                loops = []
+            elif isinstance(frame.node, ast.For | ast.AsyncFor | ast.While):
+                loops.append(frame.node)
+
+        def next_iteration(at: int) -> bool:
+            """A read at line ``at`` (before ``line``) reached again by a loop around both,
+            unless a plain statement of that loop's body assigns the name before it."""
+            for loop in loops:
+                if not loop.lineno <= at <= (loop.end_lineno or loop.lineno):
+                    continue
+                for stmt in loop.body:
+                    if stmt.lineno <= at <= (stmt.end_lineno or stmt.lineno):
+                        return True  # reached before any plain assignment of it
+                    if not hasattr(stmt, "body") and name in _assigned_here(stmt):
+                        break
+            return False
+
+        def live(at: int, nested: bool) -> bool:
+            return nested or at >= line or next_iteration(at)
+
+        def visit(node: ast.AST, nested: bool) -> bool:
+            if (
+                isinstance(node, ast.Name)
+                and node.id == name
+                and not isinstance(node.ctx, ast.Store)
+            ):
+                return live(node.lineno, nested)
+            if (
+                isinstance(node, ast.AugAssign)
+                and isinstance(node.target, ast.Name)
+                and node.target.id == name
+                and live(node.lineno, nested)
+            ):
+                return True
+            inner = nested or (
+                module and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            )
+            return any(visit(c, inner) for c in ast.iter_child_nodes(node))
+
+        return visit(root, False)
 
     def loads_outside_loops(self, block: Block, name: str) -> bool:
         """Whether ``block``'s scope (the file, for the module) reads ``name`` anywhere but

@@ -306,6 +306,8 @@ def carried(
     )
     ctx = _Context(old_text, skip, new_text, files, fresh)
     needed = set(read_paths(block.stmts[index]))
+    if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
+        needed = {n for n in needed if _root(n) not in files[0].aliases}
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
@@ -365,7 +367,7 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
         return
     roots = {_root(n) for s in stmts for n in read_paths(s)}
     for name, fn, stmt in _global_changes(ctx.files[0], ctx.fresh):
-        if name in roots and ast.unparse(stmt) not in ctx.old_text:
+        if name in roots and ast.unparse(stmt) not in ctx.files[1].unparsed:
             raise Uncarried(
                 f"it reads {name}, which today's code changes inside {fn}() (line "
                 f"{stmt.lineno}), where propagation does not place code"
@@ -608,7 +610,10 @@ def may_carry(
     compound statement holding florsql calls (the step loop), the statements that assign a
     needed name count (``total += loss.item()``), with what they need there; with ``src``, so
     do those of the enclosing blocks of the same function (``running = 0.0`` before the loop)."""
-    chosen, needed = _may_carry(block.stmts[:index], set(read_paths(block.stmts[index])), skip)
+    first = set(read_paths(block.stmts[index]))
+    if src is not None:  # the flor module travels by its own rule
+        first = {n for n in first if _root(n) not in src.aliases}
+    chosen, needed = _may_carry(block.stmts[:index], first, skip)
     at = index
     while src is not None:
         if _loop_body(block, src):

@@ -165,6 +165,16 @@ class SourceFile:
         return frozenset(out)
 
     @cached_property
+    def unparsed(self) -> frozenset[str]:
+        """Every simple statement of the file as :func:`ast.unparse` writes it (formatting and
+        quotes made alike)."""
+        return frozenset(
+            ast.unparse(n)
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.stmt) and not hasattr(n, "body")
+        )
+
+    @cached_property
     def stored_attributes(self) -> frozenset[str]:
         """Every attribute name the file sets somewhere (``self.seen = 0`` gives ``seen``)."""
         return frozenset(
