@@ -8,8 +8,12 @@ a key that changes when what propagation places for it may change (docs/replay.m
 - the statement itself, as code (``ast.dump``: formatting and comments do not count, constants
   do), and the flor aliases of the file;
 - the statements that may travel with it (:func:`florsql.propagate.slice.carried` chooses
-  among them per old version): every simple statement of its block before it that assigns a
-  name it reads, directly or through another such statement, as code;
+  among them per old version): every statement before it that assigns or changes in place a
+  name it reads, directly or through another such statement, as code: in its block, inside the
+  compound statements before it (``total += x`` in the step loop), in its loop's tail, and up
+  through the blocks around it in the same function;
+- the normal forms of the blocks inside its block that hold such statements (an update travels
+  by its neighbours in the step loop); not those of the blocks around it;
 - where it sits: the scope chains of its block (through helper call sites, as propagation
   sees them) and the normal forms of the other statements of its block, before and after it.
   Other ``flor.log`` statements are left out of that context: propagation skips the statements
