@@ -148,7 +148,7 @@ def run(source: str) -> list[tuple[str, Any]]:
 
 
 @settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -177,7 +177,7 @@ RENAMABLE = ("a", "b", "epoch", "step")
 
 
 @settings(
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -1913,9 +1913,7 @@ P.append(
 
 DEFAULT = [
     "mean-loss-sum-and-count",
-    "running-sum-across-epochs-initialised-in-the-with",
     "no-grad-evaluation-after-the-step-loop",
-    "old-step-loop-binds-the-accumulators-name-for-another-purpose",
     "old-sums-over-the-run-today-resets-per-epoch",  # refused: today's reset changes A's tot
 ]
 
