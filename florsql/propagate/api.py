@@ -76,6 +76,7 @@ class _Session:
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
     bindings: Bindings = field(default_factory=Bindings)
     _scope_names: dict[int, frozenset[str]] = field(default_factory=dict)
+    _aligned: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
 
     @cached_property
     def flor_import(self) -> Insertion | None:
@@ -89,6 +90,13 @@ class _Session:
             return None
         line = _import_line(self.old.tree, len(self.old.lines))
         return Insertion(line, found + newline_of(self.old), (-1, -1))
+
+    def align(self, new: Block, old: Block) -> dict[int, int]:
+        """:func:`alignment` of two blocks, computed once per call of :func:`propagate`."""
+        key = (id(new), id(old))
+        if key not in self._aligned:
+            self._aligned[key] = alignment(new, old, self.skip)
+        return self._aligned[key]
 
     def new_scope_names(self, block: Block) -> frozenset[str]:
         """Every name today's file binds in ``block``'s scope or the scopes around it."""
@@ -224,7 +232,7 @@ def _plan(
                 return plan
         return Failure(log.label, log.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
-    pairs = alignment(target.block, spot.block, session.skip)
+    pairs = session.align(target.block, spot.block)
     if target is not log and (
         (target.index in pairs and type(spot.block.stmts[pairs[target.index]]) is type(target.stmt))
         or ast.unparse(target.stmt) in session.old.text
@@ -362,7 +370,7 @@ def _renames(
         else:
             index = session.new.home(it.stmt)[1]
             key, line = id(it.stmt), it.old.insert_line(it.slot)
-            group_pairs = alignment(it.new, it.old, session.skip)
+            group_pairs = session.align(it.new, it.old)
         entry = groups.setdefault(key, (it.new, it.old, index, line, group_pairs, []))
         entry[5].extend(n for n in names if n not in entry[5])
     renames: dict[str, str] = {}
@@ -392,7 +400,7 @@ def _nested_items(
 ) -> list[_Item] | str:
     """Slots in ``nest.old`` for the statements carried into it, from their own neighbours
     (in order, each after the one before), or why there is none."""
-    pairs = alignment(nest.new, nest.old, session.skip)
+    pairs = session.align(nest.new, nest.old)
     unpaired = {id(st) for k, st in enumerate(nest.new.stmts) if k not in pairs}
     items: list[_Item] = []
     for k in nest.indices:
@@ -579,7 +587,7 @@ def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> st
         wanted = [n for n in dict.fromkeys(names) if n not in renames and n not in session.alias]
         new_block, old_block = it.new, it.old
         while wanted:
-            pairs = alignment(new_block, old_block, session.skip)
+            pairs = session.align(new_block, old_block)
             for k, j in pairs.items():
                 stmt, other = new_block.stmts[k], old_block.stmts[j]
                 for name in wanted:
