@@ -167,14 +167,16 @@ def test_a_failed_task_is_remembered_until_the_statement_changes(tmp_path: Path)
         # The full reason: exception, line, iteration.
         assert "ZeroDivisionError: division by zero" in text and "at epoch 2" in text
         assert 'train.py line 8: flor.log("inv", 1 / (2 - epoch))' in text
-        assert [r["inv"] for r in rows] == [None] * 4  # the one task failed: nothing kept
+        # The one task failed; the same query then replays what the failure does not explain
+        # (epochs 0 and 1, before the failing iteration), in a second round, and answers NULL
+        # and the reason for the rest.
+        assert [r["inv"] for r in rows] == [0.5, 1.0, None, None]
         assert _failed_markers(repo) == 1
-        # The next query retries only what the failure does not explain (epochs 0 and 1,
-        # which come before the failing iteration) and answers NULL + the reason for the rest.
+        done = _tasks(repo)
         with pytest.warns(ReplayFailedWarning, match="at epoch 2"):
             rows = eng.execute(sql).table.to_pylist()
         assert [r["inv"] for r in rows] == [0.5, 1.0, None, None]
-        done = _tasks(repo)
+        assert _tasks(repo) == done
         # From now on nothing is replayed: the failure is remembered (and survives restarts).
     with Engine(repo, replay="auto", executor=executor) as eng:
         plan = eng.plan(sql).replay
@@ -209,6 +211,119 @@ def test_a_failed_task_is_remembered_until_the_statement_changes(tmp_path: Path)
     with Engine(repo, replay="auto", executor=executor) as eng:
         rows = eng.execute(sql).table.to_pylist()
     assert [r["inv"] for r in rows][2:] == [2.0, -2.0]
+
+
+TWO_LOOPS = """
+import florsql as flor
+state = {"w": 0.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(4)):
+        for step in flor.loop("step", range(2)):
+            state["w"] += 1 + epoch
+        flor.log("w", state["w"])
+"""
+
+
+def _statement_failure(tmp_path: Path, today: str, oracle_today: str) -> tuple[Rows, Rows, str]:
+    """A run of TWO_LOOPS; today's code adds ``today`` (two statements, one of them raising at
+    epoch 2). Returns the rows of one query (epoch, w, ok, bad) and of the oracle (a full
+    re-run of the old version with ``oracle_today`` only: what does not raise), and the
+    warnings' text."""
+    repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", TWO_LOOPS + today)
+    oracle = make_repo(tmp_path / "o", {"train.py": TWO_LOOPS + oracle_today})
+    run_script(oracle, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    sql = "SELECT epoch, w, ok, bad FROM logs WHERE step IS NULL ORDER BY epoch"
+    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(1))) as eng:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = eng.execute(sql).table.to_pylist()
+        again = eng.plan(sql).replay
+        assert again.empty, again.replay_set()  # nothing left to try until the code changes
+    with Engine(oracle, replay="off") as eng:
+        want = eng.execute(sql.replace(", bad", "")).table.to_pylist()
+    return rows, want, "\n".join(str(w.message) for w in caught)
+
+
+def test_a_failing_statement_leaves_the_others_of_its_task_exact(tmp_path: Path) -> None:
+    """Two new statements in one task, one raising at epoch 2: the other's values are
+    computed (exactly: a full re-run with it alone), the failing one's up to the failure, and
+    the warning names only the failing one."""
+    rows, want, text = _statement_failure(
+        tmp_path,
+        '        flor.log("ok", state["w"] * 2)\n        flor.log("bad", 1 / (2 - epoch))\n',
+        '        flor.log("ok", state["w"] * 2)\n',
+    )
+    assert [r["ok"] for r in rows] == [r["ok"] for r in want] == [4.0, 12.0, 24.0, 40.0]
+    assert [r["bad"] for r in rows] == [0.5, 1.0, None, None]
+    assert "bad of run" in text and "ZeroDivisionError" in text
+    assert "ok of run" not in text and "ok," not in text
+
+
+def test_a_failing_carried_statement_blames_the_statement_it_was_carried_for(
+    tmp_path: Path,
+) -> None:
+    """The statement that raises is code carried for one of today's statements (a slice's
+    update in the step loop): that statement is to blame, the other goes on."""
+    today = '        flor.log("ok", state["w"] * 2)\n        flor.log("bad", acc)\n'
+    history_today = TWO_LOOPS.replace(
+        "        for step in",
+        "        acc = 0.0\n        for step in",
+    ).replace(
+        '            state["w"] += 1 + epoch\n',
+        '            state["w"] += 1 + epoch\n            acc += 1 / (2 - epoch)\n',
+    )
+    repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", history_today + today)
+    sql = "SELECT epoch, w, ok, bad FROM logs WHERE step IS NULL ORDER BY epoch"
+    executor = PlanExecutor(LocalExecutor(1))
+    with (
+        Engine(repo, replay="auto", executor=executor) as eng,
+        pytest.warns(ReplayFailedWarning) as caught,
+    ):
+        rows = eng.execute(sql).table.to_pylist()
+    text = "\n".join(str(w.message) for w in caught)
+    assert [r["ok"] for r in rows] == [4.0, 12.0, 24.0, 40.0]
+    assert [r["bad"] for r in rows] == [1.0, 2.0, None, None]
+    assert "acc += 1 / (2 - epoch)" in text and "ok of run" not in text
+
+
+def test_a_failure_in_the_old_code_blames_no_statement(tmp_path: Path) -> None:
+    """Old code that raises in replay (here: a file outside the repository that appeared after
+    the recording) is no statement's fault: every statement of the task stays NULL from
+    there, as before."""
+    flag = tmp_path / "flag"
+    script = TWO_LOOPS.replace(
+        '        flor.log("w", state["w"])\n',
+        '        flor.log("w", state["w"])\n'
+        f"        if epoch == 2 and __import__('os').path.exists({str(flag)!r}):\n"
+        '            raise RuntimeError("the flag is up")\n',
+    )
+    repo = make_repo(tmp_path / "h", {"train.py": script})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    flag.write_text("up")
+    today = '        flor.log("ok", state["w"] * 2)\n        flor.log("two", state["w"] * 3)\n'
+    write(
+        repo / "train.py", script.replace("        if epoch == 2", today + "        if epoch == 2")
+    )
+    sql = "SELECT epoch, w, ok, two FROM logs WHERE step IS NULL ORDER BY epoch"
+    executor = PlanExecutor(LocalExecutor(1))
+    with (
+        Engine(repo, replay="auto", executor=executor) as eng,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        rows = eng.execute(sql).table.to_pylist()
+    assert [(r["ok"], r["two"]) for r in rows] == [
+        (4.0, 6.0),
+        (12.0, 18.0),
+        (None, None),
+        (None, None),
+    ]
+    text = "\n".join(str(w.message) for w in caught if w.category is ReplayFailedWarning)
+    assert "ok, two of run" in text and "the flag is up" in text
 
 
 ENDING = """

@@ -62,9 +62,12 @@ class Outcome(Protocol):
 class ReplayExecutor(Protocol):
     """Runs a plan's chunks and writes their values where the index ingests them.
 
-    The engine calls ``run`` at most once per query, then refreshes the index (the executor's
+    The engine calls ``run`` once per query, then refreshes the index (the executor's
     output must be visible to :meth:`florsql.store.index.Index.refresh`) and re-plans: what is
-    still missing afterwards is reported, never replayed twice in one query.
+    still missing afterwards is reported, never replayed twice in one query. The one exception:
+    where a task failed in some of its statements (its frames tell which), the re-plan holds
+    the others, and ``run`` is called again for them, without the failed ones (at most
+    ``florsql.engine.replay_decision.MAX_ROUNDS`` calls in all).
 
     Example:
         >>> class Recorder:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from florsql.errors import (
     DataChangedWarning,
@@ -157,6 +158,20 @@ def replay_if_needed(
     assert engine.executor is not None
     outcome = engine.executor.run(plan, repo=engine.repo)
     planned = replan()
+    outcomes = [outcome]
+    # A failed task whose frames show which statements raised blocks only those: the others
+    # are planned again (florsql.plan.replay_set), and computed now, in tasks without them.
+    first = plan
+    while (
+        len(outcomes) < MAX_ROUNDS
+        and any(o.failures for o in outcomes)
+        and _retry(first, plan, planned.replay)
+    ):
+        plan = planned.replay
+        outcome = engine.executor.run(plan, repo=engine.repo)
+        planned = replan()
+        outcomes.append(outcome)
+    outcome = _merged(outcomes) if len(outcomes) > 1 else outcome
     remembered = {f"{f.replay_id}/{f.task_id}" for f in planned.replay.failures}
     ids = tuple(getattr(outcome, "failed_ids", ())) or (None,) * len(outcome.failures)
     fresh = [m for m, i in zip(outcome.failures, ids, strict=False) if i not in remembered]
@@ -214,6 +229,55 @@ def replay_if_needed(
     _failed(engine, planned.replay, messages)
     _unreached(engine, planned.replay, messages)
     return planned, messages
+
+
+#: Rounds of replay one query runs at most: all its tasks; then, where a task failed in some
+#: of its statements, the others without them; then the blamed statements' earlier iterations
+#: on their own.
+MAX_ROUNDS = 3
+
+
+def _retry(first: ReplayPlan, before: ReplayPlan, after: ReplayPlan) -> bool:
+    """Whether the plan made after a round of replay (``before``) is a retry of part of the
+    query's ``first`` plan: it has tasks, every (run, name) of them was in ``first``, and it
+    is not ``before`` again."""
+    if not any(v.runs for v in after.versions):
+        return False
+    pairs = {(r.run_id, n) for r in first.runs() for n in r.names}
+    again = {(r.run_id, n) for r in after.runs() for n in r.names}
+    return again <= pairs and after.replay_set() != before.replay_set()
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """The outcomes of a query's rounds of replay, as one."""
+
+    tasks: int
+    failures: tuple[str, ...]
+    failed_ids: tuple[str | None, ...]
+    nondeterministic: tuple[str, ...]
+    data_changed: tuple[str, ...]
+    rejected: tuple[str, ...]
+    unverified: tuple[str, ...]
+
+
+def _merged(outcomes: list[Any]) -> _Merged:
+    def every(attr: str) -> tuple[Any, ...]:
+        return tuple(x for o in outcomes for x in getattr(o, attr, ()))
+
+    ids: list[str | None] = []
+    for o in outcomes:
+        got = tuple(getattr(o, "failed_ids", ()))
+        ids += got if got else [None] * len(o.failures)
+    return _Merged(
+        tasks=sum(o.tasks for o in outcomes),
+        failures=every("failures"),
+        failed_ids=tuple(ids),
+        nondeterministic=tuple(dict.fromkeys(every("nondeterministic"))),
+        data_changed=tuple(dict.fromkeys(every("data_changed"))),
+        rejected=every("rejected"),
+        unverified=tuple(dict.fromkeys(every("unverified"))),
+    )
 
 
 def _unplaced_lines(v: VersionReplay) -> list[str]:

@@ -15,9 +15,12 @@ replay stores), so a later, wider query finds nothing half-computed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlglot import exp
 
 from florsql.errors import FlorError
+from florsql.plan.blame import blame
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import RememberedFailure, Unreached
@@ -205,7 +208,7 @@ def _find_unplaceable(state: PlanState) -> None:
 
 _FAILURES = """
 SELECT f.replay_id, f.task_id, f.run_id, f.vid, m.filename, f.names, f.loop_name, f.iterations,
-       f.to_end, f.iteration, f.error, f.traceback, f.source_hash
+       f.to_end, f.iteration, f.error, f.traceback, f.source_hash, f.frames
 FROM replay_failures f JOIN run_meta m ON m.run_id = f.run_id
 WHERE f.run_id IN (SELECT unnest(?::VARCHAR[]))
 ORDER BY f.failed, f.replay_id, f.task_id
@@ -218,29 +221,51 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
     """``needs`` less what a task failed to compute before with the same patched source; those
     go to ``state.failures``. A task that failed at outer iteration *k* blocks its iterations
     from *k* on (the earlier ones only lacked a finished task) and, when it ran to the end of
-    the script or failed outside the loop, the top level."""
+    the script or failed outside the loop, the top level.
+
+    Where the task's frames show which of its statements raised (:mod:`florsql.plan.blame`),
+    only those names are blocked: the others are planned again, in tasks without the blamed
+    statements. Until the others are computed, a blamed name's earlier iterations of that run
+    are held back too (planned together they would run its statement into the failure again);
+    the next round of the query (or the next query) computes them on their own."""
+    import json
+
     runs = sorted({n.run_id for n in needs})
     rows = state.con.execute(_FAILURES, [runs]).fetchall() if runs else []
     if not rows:
         return needs
-    current: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+    current: dict[tuple[str, str, tuple[str, ...]], tuple[str | None, dict[str, Any]]] = {}
     blocked: dict[Key, tuple[str, str, str]] = {}
-    for replay_id, task_id, run_id, vid, filename, names, loop, its, to_end, at, err, tb, h in rows:
+    #: (run, blamed name) -> (the failure's other names, the failed task)
+    held: dict[tuple[str, str], tuple[set[str], tuple[str, str, str]]] = {}
+    for row in rows:
+        replay_id, task_id, run_id, vid, filename, names, loop, its, to_end, at, err, tb = row[:12]
+        h, frames = row[12], row[13]
         key = (vid, filename, tuple(sorted(names)))
         if key not in current:
-            current[key] = _patched_hash(state, vid, filename, list(key[2]))
-        if current[key] != h:
+            current[key] = _patched(state, vid, filename, list(key[2]))
+        now, files = current[key]
+        if now != h:
             continue  # the patched source changed (a fixed statement): try again
         reason = describe_failure(
             run_id=run_id, vid=vid, loop=loop, iteration=at, error=err, traceback=tb
         )
         failed = (replay_id, task_id, reason)
-        for name in names:
+        culprits: tuple[str, ...] | None = None
+        if len(names) > 1 and frames:
+            try:
+                culprits = blame(files, json.loads(frames), names)
+            except (ValueError, TypeError):
+                culprits = None
+        for name in culprits or names:
             for i in its or ():
                 if at is None or i >= at:
                     blocked.setdefault((run_id, name, loop, i), failed)
             if to_end or at is None:
                 blocked.setdefault((run_id, name, None, None), failed)
+            if culprits:
+                others = {n.lower() for n in names} - {c.lower() for c in culprits}
+                held.setdefault((run_id, name.lower()), (set(), failed))[0].update(others)
     kept: list[NeedRow] = []
     hit: dict[tuple[str, str, str], list[NeedRow]] = {}
     for need in needs:
@@ -249,6 +274,16 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
             kept.append(need)
         else:
             hit.setdefault(task, []).append(need)
+    if held:
+        wanted = {(n.run_id, n.name.lower()) for n in kept}
+        still = []
+        for need in kept:
+            hold = held.get((need.run_id, need.name.lower()))
+            if hold is not None and any((need.run_id, o) in wanted for o in hold[0]):
+                hit.setdefault(hold[1], []).append(need)
+            else:
+                still.append(need)
+        kept = still
     for (replay_id, task_id, reason), rows_hit in hit.items():
         state.failures.append(
             RememberedFailure(
@@ -265,18 +300,22 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
     return kept
 
 
-def _patched_hash(state: PlanState, vid: str, filename: str, names: list[str]) -> str | None:
+def _patched(
+    state: PlanState, vid: str, filename: str, names: list[str]
+) -> tuple[str | None, dict[str, Any]]:
     """The hash a replay of version ``vid`` with ``names`` would record for the code it runs
-    today (as :func:`florsql.replay.runner.default_patcher` patches it); None if unknown."""
+    today (as :func:`florsql.replay.runner.default_patcher` patches it; None if unknown), and
+    the propagation per file it comes from."""
     import florsql.propagate as propagate
     from florsql.versions import file_at
 
     try:
         result = propagate.for_version(state.repo, vid, names=names)
         files = {path: r.source for path, r in result.files.items() if r.placed}
-        return patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
+        digest = patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
+        return digest, dict(result.files)
     except (FlorError, OSError):
-        return None
+        return None, {}
 
 
 _ENDED = """

@@ -502,10 +502,22 @@ class ReplayRun:
             "loop": self.spec.loop,
             "error": f"{kind.__name__}: {exc}",
             "traceback": tail,
+            # Where it raised, outermost first: the planner tells from them whether one of
+            # today's statements raised (florsql.plan.blame), so that the others go on.
+            "frames": _frames(tb),
         }
         self.out.mkdir(parents=True, exist_ok=True)
         layout.atomic_write_json(self.out / FAILED, marker)
         drop_private_files(self.spec)
+
+
+#: Frames a failure marker keeps (the innermost ones).
+MAX_FRAMES = 200
+
+
+def _frames(tb: TracebackType | None) -> list[list[Any]]:
+    """``[file, line, the line's text]`` per frame of ``tb``, outermost first."""
+    return [[f.filename, f.lineno, f.line or ""] for f in traceback.extract_tb(tb)[-MAX_FRAMES:]]
 
 
 def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any]]:

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS replay_log_records (
 CREATE TABLE IF NOT EXISTS replay_failures (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
     loop_name VARCHAR, iterations BIGINT[], to_end BOOLEAN, iteration BIGINT, error VARCHAR,
-    traceback VARCHAR, source_hash VARCHAR, failed TIMESTAMPTZ, PRIMARY KEY (replay_id, task_id)
+    traceback VARCHAR, source_hash VARCHAR, failed TIMESTAMPTZ, frames VARCHAR,
+    PRIMARY KEY (replay_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS replay_names (
     replay_id VARCHAR, task_id VARCHAR, name VARCHAR, fingerprint VARCHAR
@@ -164,7 +165,7 @@ def _ingest_failures(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
             continue  # written atomically; an unreadable one is not a remembered failure
         con.execute(
             "INSERT INTO replay_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "to_timestamp(?))",
+            "to_timestamp(?), ?)",
             [
                 replay_id,
                 task_id,
@@ -179,6 +180,7 @@ def _ingest_failures(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
                 info.get("traceback"),
                 spec.get("source_hash", ""),
                 (folder / FAILED).stat().st_mtime,
+                json.dumps(info.get("frames") or []),
             ],
         )
         count += 1
