@@ -119,3 +119,20 @@ def test_doctests() -> None:
     import florsql.plan.blame as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_two_statements_in_one_new_block() -> None:
+    """A new block holding two statements: a line of one blames that one; the block's own
+    line blames both."""
+    new = OLD.replace(
+        '    flor.log("loss", loss)\n',
+        '    flor.log("loss", loss)\n'
+        "    with torch.no_grad():\n"
+        '        flor.log("a", float(net.weight.sum()))\n'
+        '        flor.log("b", 1 / epoch)\n',
+    )
+    prop = propagate(new, OLD, ("a", "b"))
+    assert not prop.failed, prop.failed
+    files, lines = {"train.py": prop}, prop.source.splitlines()
+    assert blame(files, [_frame(lines, 'flor.log("b", 1 / epoch)')], ("a", "b")) == ("b",)
+    assert blame(files, [_frame(lines, "with torch.no_grad():")], ("a", "b")) == ("a", "b")

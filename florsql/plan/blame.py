@@ -71,6 +71,21 @@ def statement_lines(prop: Propagation) -> dict[str, set[int]]:
     return out
 
 
+def _own_lines(prop: Propagation) -> dict[str, set[int]]:
+    """Per placed name, the lines of its log statement alone (no block around it)."""
+    try:
+        tree = ast.parse(prop.source)
+    except SyntaxError:
+        return {p.name: {p.old_line} for p in prop.placed}
+    ends = {s.lineno: s.end_lineno or s.lineno for s in _statements(tree)}
+    out: dict[str, set[int]] = {}
+    for p in prop.placed:
+        out.setdefault(p.name, set()).update(
+            range(p.old_line, ends.get(p.old_line, p.old_line) + 1)
+        )
+    return out
+
+
 def _carried_by(prop: Propagation, text: str) -> set[str]:
     """The names whose carried code has a line reading ``text`` (stripped)."""
     return {
@@ -114,7 +129,10 @@ def blame(
             return None  # not the text placed there: another file of that name, or stale
         if line not in inserted_lines(prop.original, prop.source):
             continue  # the old code this statement called raised: look further out
-        own = {n for n, span in statement_lines(prop).items() if line in span}
+        # The statement on that line; else the new block lifted around statements (all of
+        # them, when it holds several); else code carried for some.
+        own = {n for n, span in _own_lines(prop).items() if line in span}
+        own = own or {n for n, span in statement_lines(prop).items() if line in span}
         culprits = own or _carried_by(prop, lines[line - 1].strip())
         found = tuple(sorted({wanted[n.lower()] for n in culprits if n.lower() in wanted}))
         return found or None
