@@ -169,10 +169,13 @@ def marginal(history: Path, where: Path, shape: Shape) -> tuple[float, float, fl
         # The floor: a replayed epoch skips its inner loop (restoring the checkpoint taken
         # after it) but runs the rest of the epoch's code as recorded (here the batch order's
         # randperm, the scheduler step and the evaluation forward pass), and the statement.
+        # (Less the checkpoint's copy, which the recording took there and a replay does not.)
         outside = (
             eng.execute(
                 "SELECT avg(e.seconds - (SELECT sum(s.seconds) FROM loops s WHERE s.run_id = "
-                "e.run_id AND s.parent_ctx = e.ctx_id)) FROM loops e WHERE e.parent_ctx = 0 "
+                "e.run_id AND s.parent_ctx = e.ctx_id) - coalesce((SELECT sum(c.copy_seconds) "
+                "FROM checkpoints c WHERE c.run_id = e.run_id AND c.loop_name = e.loop_name "
+                "AND c.iteration = e.iteration), 0)) FROM loops e WHERE e.parent_ctx = 0 "
                 f"AND e.run_id IN (SELECT DISTINCT run_id FROM logs WHERE lr = {lr1})"
             )
             .table.column(0)[0]

@@ -668,7 +668,7 @@ def write_results(
     for key, r in m.items():
         if r.replay:
             rows.append(Row(f"(e) EXPLAIN / actual replay, {key}", r.estimate / r.replay, "x",
-                            1.5, "<="))  # fmt: skip
+                            1.5, "within"))  # fmt: skip
     series = [
         Series("replay_vs_epochs", "epoch-level statement, 2 workers",
                [float(k) for k, _ in sweep], [r.seconds for _, r in sweep]),

@@ -49,6 +49,8 @@ def table(docs: list[dict[str, Any]]) -> list[str]:
         for raw in doc["rows"]:
             r = Row(**raw)
             goal = f"{r.op} {_num(r.goal, r.unit)}" if r.goal is not None else ""
+            if r.op == "within" and r.goal is not None:
+                goal = f"{_num(1 / r.goal, r.unit)} to {_num(r.goal, r.unit)}"
             if r.flordb_goal is not None:
                 goal = f"FlorDB / this >= {r.flordb_goal:g}x"
             met = {True: "yes", False: "**no**", None: ""}[r.met]

@@ -42,7 +42,7 @@ class Row:
     value: float
     unit: str = ""
     goal: float | None = None
-    op: str = ">="  # ">=" or "<="
+    op: str = ">="  # ">=", "<=", or "within" (goal / x <= value <= goal x: an estimate)
     flordb: float | None = None  # FlorDB 4.0.1's figure for the same thing, same run
     note: str = ""
     flordb_goal: float | None = None  # goal on flordb / value (how many times faster)
@@ -53,6 +53,8 @@ class Row:
             return self.flordb / self.value >= self.flordb_goal
         if self.goal is None:
             return None
+        if self.op == "within":
+            return 1 / self.goal <= self.value <= self.goal
         return self.value >= self.goal if self.op == ">=" else self.value <= self.goal
 
 

@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 float(r["estimate"]) / float(r["replay"]),  # type: ignore[arg-type]
                 "x",
                 1.5,
-                "<=",
+                "within",
             )
             for r in rows
         ),

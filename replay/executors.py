@@ -18,6 +18,7 @@ from typing import Protocol
 
 from florsql.errors import ReplayError
 from florsql.replay import service as replay_service
+from florsql.replay import timings
 from florsql.replay.tasks import Task, TaskResult, heavy_imports
 from florsql.replay.zygote import UNSET
 from florsql.store import layout
@@ -240,6 +241,7 @@ class _Zygote:
                 self._send({"preload": missing})
                 self.loaded.update(self._ready())
             return self.proc
+        t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "florsql.replay.zygote", ",".join(modules)],
             stdin=subprocess.PIPE,
@@ -250,6 +252,7 @@ class _Zygote:
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         self.loaded = set(self._ready())
+        timings.note("worker_start", time.perf_counter() - t0)  # EXPLAIN's next cold start
         return self.proc
 
     def _send(self, msg: dict[str, object]) -> None:

@@ -100,14 +100,19 @@ class PlanExecutor:
 
     def capacity(self) -> dict[str, object]:
         """What the plan's wall-time estimate needs of the executor: ``workers`` (tasks at
-        once, at most), ``forks`` (tasks fork from a warm worker) and ``warm`` (it already
-        runs, so a replay pays no interpreter start)."""
+        once, at most), ``forks`` (tasks fork from a warm worker), ``warm`` (it already
+        runs, so a replay pays no interpreter start) and ``start_s`` (a local warm worker's
+        start measured on this machine, :mod:`florsql.replay.timings`; None: not known)."""
         ex = self.executor
         forks = bool(getattr(ex, "warm", False))
+        from florsql.replay import timings
+
         return {
             "workers": getattr(ex, "workers", None),
             "forks": forks,
             "warm": bool(getattr(ex, "running", False)),
+            # how long a warm worker took to start on this machine lately (None: not known)
+            "start_s": timings.recent("worker_start") if isinstance(ex, LocalExecutor) else None,
         }
 
     def interrupt(self) -> None:

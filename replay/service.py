@@ -460,6 +460,9 @@ class Service:
         # is ready by the time its tasks come.
         self.loaded += [m for m in zygote.preload(self._recent_imports()) if m not in self.loaded]
         took = time.perf_counter() - t0
+        from florsql.replay import timings
+
+        timings.note("worker_start", took)  # EXPLAIN's estimate of the next cold start
         self.last = time.monotonic()  # idle from now: the imports were work
         if self._ours():
             self._write_state(ready=True)

@@ -14,6 +14,9 @@ os.environ.setdefault("FLORSQL_REPLAY_SERVICE_IDLE", "60")
 # Nor does each of them start a query host (florsql/cli_host.py: another process importing
 # DuckDB, pyarrow, sqlglot and libcst, a second of CPU): tests/test_query_host.py turns it on.
 os.environ.setdefault("FLORSQL_QUERY_HOST", "0")
+# Nor do they write this machine's replay timings into the user's cache (florsql.replay.timings:
+# EXPLAIN's estimates would then depend on earlier tests); tests/test_timings.py turns it on.
+os.environ.setdefault("FLORSQL_TIMINGS", "off")
 
 TINY = """
 import random

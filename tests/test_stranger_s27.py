@@ -66,7 +66,9 @@ def narrow_then_wide(col: str, grain: str = "epoch") -> list[str]:
     ]
 
 
-GRAD_ACCUM = HEAD + """
+GRAD_ACCUM = (
+    HEAD
+    + """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
 opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.01)
 loss_fn = nn.CrossEntropyLoss()
@@ -87,8 +89,11 @@ with flor.checkpointing(model=net, optimizer=opt):
             flor.log("loss", loss.item() * accum)
         flor.log("gsum", gsum)  # hindsight
 """
+)
 
-STEP_SCHEDULE = HEAD + """
+STEP_SCHEDULE = (
+    HEAD
+    + """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
 opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
 total = epochs * 6
@@ -106,8 +111,11 @@ with flor.checkpointing(model=net, optimizer=opt, sched=sched):
             flor.log("lr_now", sched.get_last_lr()[0])  # hindsight
         flor.log("wn", float(net[2].weight.norm()))  # hindsight
 """
+)
 
-EMA = HEAD + """
+EMA = (
+    HEAD
+    + """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
 ema = copy.deepcopy(net)
 for p in ema.parameters():
@@ -130,8 +138,11 @@ with flor.checkpointing(model=net, optimizer=opt):
             flor.log("ema_acc", float((ema(XV).argmax(1) == YV).float().mean()))  # hindsight
             flor.log("ema_norm", float(ema[0].weight.norm()))  # hindsight
 """
+)
 
-DROPOUT_EARLY_STOP = HEAD + """
+DROPOUT_EARLY_STOP = (
+    HEAD
+    + """
 net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
 opt = torch.optim.Adam(net.parameters(), lr=0.02)
 loss_fn = nn.CrossEntropyLoss()
@@ -158,8 +169,11 @@ with flor.checkpointing(model=net, optimizer=opt):
         if bad >= PATIENCE:
             break
 """
+)
 
-PER_CLASS = HEAD + """
+PER_CLASS = (
+    HEAD
+    + """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
 opt = torch.optim.SGD(net.parameters(), lr=0.1)
 loss_fn = nn.CrossEntropyLoss()
@@ -183,10 +197,11 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("acc_c0", hits[0] / max(seen[0], 1))  # hindsight
         flor.log("acc_c1", hits[1] / max(seen[1], 1))  # hindsight
 """
+)
 
 
 class Meter:
-    SOURCE = '''
+    SOURCE = """
 class Meter:
     def __init__(self):
         self.total, self.n = 0.0, 0
@@ -198,10 +213,13 @@ class Meter:
     @property
     def avg(self):
         return self.total / max(self.n, 1)
-'''
+"""
 
 
-METER = HEAD + Meter.SOURCE + """
+METER = (
+    HEAD
+    + Meter.SOURCE
+    + """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
 opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.5)
 loss_fn = nn.CrossEntropyLoss()
@@ -219,6 +237,7 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("train_loss", meter.avg)  # hindsight
         flor.log("seen", meter.n)  # hindsight
 """
+)
 
 RUNS = (("--seed", "0"), ("--seed", "1"))
 RUNS2 = (("--seed", "2"), ("--seed", "1", "--epochs", "3"))

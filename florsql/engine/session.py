@@ -52,7 +52,7 @@ from florsql.plan.explain import explain_lines
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
-from florsql.plan.tasks import calibration, with_executor
+from florsql.plan.tasks import CALIBRATION_BOUNDS, calibration, with_executor
 from florsql.store.layout import store_dir
 from florsql.store.rows import strings_array
 
@@ -155,6 +155,8 @@ class Engine:
         self._count = threading.Lock()
         self.closed = False
         self._prewarmed = False
+        #: the calibration last written to this machine's timings (florsql.replay.timings)
+        self._factor_noted: tuple[float, int] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -416,12 +418,28 @@ class Engine:
         cap = describe()
         if not isinstance(cap, dict):
             return plan
+        from florsql.replay import timings
+
+        scale = calibration(con)
+        machine = False
+        if scale[1]:
+            if scale != self._factor_noted:  # new tasks here: this machine's factor too
+                self._factor_noted = scale
+                timings.note("task_factor", scale[0])
+        else:
+            recent = timings.recent("task_factor")
+            if recent is not None:
+                low, high = CALIBRATION_BOUNDS
+                scale, machine = (round(min(high, max(low, recent)), 3), 0), True
+        start = cap.get("start_s")
         return with_executor(
             plan,
             warm=cap.get("warm"),
             workers=cap.get("workers"),
             forks=bool(cap.get("forks", True)),
-            scale=calibration(con),
+            scale=scale,
+            start=float(start) if isinstance(start, (int, float)) else None,
+            machine_scale=machine,
         )
 
     def _plan(

@@ -148,6 +148,9 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         )
         threads = f"{c.threads} thread{'s' * (c.threads != 1)} each"
         start = "warm worker running" if c.warm else "warm worker start included"
+        if c.start:
+            how = "measured on this machine" if c.start_measured else "not yet measured here"
+            start += f" ({human_seconds(c.start)}, {how})"
         lines.append(
             f"  est. wall time {human_seconds(c.wall)}: {c.at_once} task(s) at once "
             f"({threads}, {c.cores} core{'s' * (c.cores != 1)}); {start}"
@@ -156,6 +159,11 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
             lines.append(
                 f"  task estimates x{c.scale:g}: the median of what the last {c.scaled_from} "
                 "replay tasks here took against their estimates"
+            )
+        elif c.machine_scale:
+            lines.append(
+                f"  task estimates x{c.scale:g}: what recent replays on this machine took "
+                "against their estimates (too few replay tasks here yet)"
             )
     if plan.names:
         lacking = ", ".join(f"{n} ({k} run(s) did not record it)" for n, k in plan.lacking)

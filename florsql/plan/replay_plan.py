@@ -228,7 +228,13 @@ class Cost:
             the estimate then counts its start).
         scale: what each task's estimate was multiplied by: the median ratio of the time
             recent tasks of this repository took to their estimates (1.0: none yet).
-        scaled_from: how many recent tasks ``scale`` comes from (0: not calibrated).
+        scaled_from: how many recent tasks ``scale`` comes from (0: not calibrated from
+            this repository's).
+        machine_scale: ``scale`` comes from this machine's recent replays (of any repository:
+            :mod:`florsql.replay.timings`), this repository having too few of its own.
+        start: the warm worker's start counted in ``wall`` (0.0: none counted).
+        start_measured: ``start`` is the median of this machine's recent warm worker starts,
+            not the constant (:data:`florsql.plan.tasks.WORKER_START_S`).
     """
 
     seconds: float
@@ -243,6 +249,9 @@ class Cost:
     warm: bool | None = None
     scale: float = 1.0
     scaled_from: int = 0
+    machine_scale: bool = False
+    start: float = 0.0
+    start_measured: bool = False
 
 
 @dataclass(frozen=True)

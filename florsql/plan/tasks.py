@@ -713,14 +713,18 @@ def plan_cost(
     cores: int | None = None,
     forks: bool = True,
     scale: tuple[float, int] = (1.0, 0),
+    start: float | None = None,
+    machine_scale: bool = False,
 ) -> Cost:
     """The cost of replaying ``runs``: the work, and the wall time with every start-up cost.
 
     ``warm``: whether the warm worker already runs (True) or must start first (False; None:
     not known when planning, counted as False). ``forks=False``: the executor starts an
-    interpreter per task (no warm worker): every task pays :data:`WORKER_START_S`.
+    interpreter per task (no warm worker): every task pays the worker start.
     ``workers``: the executor's limit on tasks at once. ``scale``: ``(factor, tasks)`` of
-    :func:`calibration`; each task's estimate is multiplied by the factor.
+    :func:`calibration`; each task's estimate is multiplied by the factor (``machine_scale``:
+    the factor is this machine's, see :mod:`florsql.replay.timings`). ``start``: the worker
+    start measured on this machine (None: :data:`WORKER_START_S`).
     """
     chunks = [c for r in runs for c in r.chunks]
     threads = max((r.threads or 1 for r in runs), default=1)
@@ -729,11 +733,17 @@ def plan_cost(
     if workers:
         slots = min(slots, workers)
     factor, scaled_from = scale
-    per_task = 0.0 if forks else WORKER_START_S
+    start_s = WORKER_START_S if start is None or start <= 0 else start
+    per_task = 0.0 if forks else start_s
     wall = REPLAY_FIXED_S + schedule([c.seconds * factor + per_task for c in chunks], slots)
+    counted = 0.0 if forks else start_s
     if forks and not warm:
-        wall += WORKER_START_S
+        wall += start_s
+        counted = start_s
     return Cost(
+        machine_scale=machine_scale,
+        start=round(counted, 3),
+        start_measured=counted > 0 and start is not None and start > 0,
         scale=factor,
         scaled_from=scaled_from,
         seconds=round(sum(c.seconds for c in chunks) * factor, 3),
@@ -756,14 +766,24 @@ def with_executor(
     workers: int | None,
     forks: bool = True,
     scale: tuple[float, int] = (1.0, 0),
+    start: float | None = None,
+    machine_scale: bool = False,
 ) -> ReplayPlan:
     """``plan`` with its wall time for the executor that will run it: whether its warm worker
     already runs, whether it forks tasks from one at all, and how many workers it allows;
-    ``scale``: the :func:`calibration` of its tasks' estimates."""
+    ``scale``: the :func:`calibration` of its tasks' estimates (``machine_scale``: this
+    machine's); ``start``: its warm worker's start measured on this machine, if known."""
     if plan.empty:
         return plan
     runs = list(plan.runs())
     cost = plan_cost(
-        runs, warm=warm, workers=workers, cores=plan.cost.cores, forks=forks, scale=scale
+        runs,
+        warm=warm,
+        workers=workers,
+        cores=plan.cost.cores,
+        forks=forks,
+        scale=scale,
+        start=start,
+        machine_scale=machine_scale,
     )
     return replace(plan, cost=cost)
