@@ -892,6 +892,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    from florsql.replay import timings
+
+    start, factor = timings.recent("worker_start"), timings.recent("task_factor")
+    print(
+        f"  this machine's replay timings as the run begins ({timings.path()}): warm worker "
+        f"start {'not yet measured' if start is None else f'{start:.2f} s'}, task factor "
+        f"{'none yet' if factor is None else f'{factor:.2f}'} (EXPLAIN's estimates use them)",
+        flush=True,
+    )
     print("  recording the history (old runs of v1 and v2)", flush=True)
     hist = record_history(where, sizes, ns.checkpoint_period)
     print("  full re-runs of the hand-patched old versions", flush=True)

@@ -140,6 +140,8 @@ class PlanExecutor:
             fail=self.fail,
         )
         self.last = report
+        if isinstance(self.executor, LocalExecutor):
+            _note_task_factor(repo, report)
         if report.unplaced and not report.results:
             raise ReplayError(
                 "no statement could be placed into the old versions:\n" + "\n".join(report.unplaced)
@@ -151,6 +153,37 @@ class PlanExecutor:
             if r.task_id.startswith(f"{run.run_id}-")
         }
         return Outcome(report, by_task)
+
+
+def _note_task_factor(repo: Path, report: ReplayReport) -> None:
+    """Write down for this machine (:mod:`florsql.replay.timings`) the median ratio of the
+    time this replay's finished tasks took (their ``done.json`` timings) to their estimates:
+    EXPLAIN scales a repository's first estimates by it, before the repository has tasks of
+    its own to calibrate from (:func:`florsql.plan.tasks.calibration` takes the same ratio)."""
+    import json
+    import statistics
+
+    from florsql.plan.tasks import CALIBRATION_MIN_ESTIMATE_S
+    from florsql.replay import timings
+    from florsql.store.replays import DONE, replays_dir
+
+    folder = replays_dir(repo) / report.replay_id
+    ratios = []
+    for result in report.results:
+        if not result.ok:
+            continue
+        try:
+            done = json.loads((folder / result.task_id / DONE).read_text())
+        except (OSError, ValueError):
+            continue
+        estimate = done.get("estimate")
+        took = (done.get("timings") or {}).get("total")
+        if not (isinstance(estimate, (int, float)) and isinstance(took, (int, float))):
+            continue
+        if estimate >= CALIBRATION_MIN_ESTIMATE_S and took > 0:
+            ratios.append(took / estimate)
+    if ratios:
+        timings.note("task_factor", statistics.median(ratios))
 
 
 def request_for(

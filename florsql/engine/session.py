@@ -155,8 +155,6 @@ class Engine:
         self._count = threading.Lock()
         self.closed = False
         self._prewarmed = False
-        #: the calibration last written to this machine's timings (florsql.replay.timings)
-        self._factor_noted: tuple[float, int] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -422,11 +420,7 @@ class Engine:
 
         scale = calibration(con)
         machine = False
-        if scale[1]:
-            if scale != self._factor_noted:  # new tasks here: this machine's factor too
-                self._factor_noted = scale
-                timings.note("task_factor", scale[0])
-        else:
+        if not scale[1]:  # too few tasks here: this machine's recent replays say
             recent = timings.recent("task_factor")
             if recent is not None:
                 low, high = CALIBRATION_BOUNDS
