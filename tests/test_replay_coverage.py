@@ -261,6 +261,35 @@ def test_a_failing_statement_leaves_the_others_of_its_task_exact(tmp_path: Path)
     assert "ok of run" not in text and "ok," not in text
 
 
+def test_two_statements_failing_at_other_epochs_leave_the_rest_exact(tmp_path: Path) -> None:
+    """Three statements in one task, two raising (at epochs 1 and 3): the good one is exact,
+    each failing one keeps its values before its failure, and every NULL left has a warning
+    naming its statement (one query, several rounds)."""
+    today = (
+        '        flor.log("ok", state["w"] * 2)\n'
+        '        flor.log("ratio", 1 / (3 - epoch))\n'
+        '        flor.log("attr", state.missing if epoch > 0 else 0.0)\n'
+    )
+    repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", TWO_LOOPS + today)
+    sql = "SELECT epoch, w, ok, ratio, attr FROM logs WHERE step IS NULL ORDER BY epoch"
+    executor = PlanExecutor(LocalExecutor(1))
+    with (
+        Engine(repo, replay="auto", executor=executor) as eng,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        rows = eng.execute(sql).table.to_pylist()
+    assert [r["ok"] for r in rows] == [4.0, 12.0, 24.0, 40.0]
+    assert [r["ratio"] for r in rows] == [1 / 3, 0.5, 1.0, None]
+    assert [r["attr"] for r in rows] == [0.0, None, None, None]
+    text = "\n".join(str(w.message) for w in caught)
+    assert "ratio of run" in text and "ZeroDivisionError" in text
+    assert "attr of run" in text and "AttributeError" in text
+    assert "ok of run" not in text
+
+
 def test_a_failing_carried_statement_blames_the_statement_it_was_carried_for(
     tmp_path: Path,
 ) -> None:

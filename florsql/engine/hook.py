@@ -67,7 +67,8 @@ class ReplayExecutor(Protocol):
     still missing afterwards is reported, never replayed twice in one query. The one exception:
     where a task failed in some of its statements (its frames tell which), the re-plan holds
     the others, and ``run`` is called again for them, without the failed ones (at most
-    ``florsql.engine.replay_decision.MAX_ROUNDS`` calls in all).
+    ``florsql.engine.replay_decision.MAX_ROUNDS`` calls in all; what is still missing then is
+    said in a warning).
 
     Example:
         >>> class Recorder:

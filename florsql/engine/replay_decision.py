@@ -221,9 +221,17 @@ def replay_if_needed(
             + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else ""),
             UnverifiedWarning,
         )
-    if any(v.runs for v in planned.replay.versions) and not outcome.failures:
+    if any(v.runs for v in planned.replay.versions):
+        # Never NULL without a word: what is left after the last round (a failed statement's
+        # iterations before its failure, held back while others ran) is said, and the next
+        # query computes it.
+        rounds = f" ({len(outcomes)} rounds)" if len(outcomes) > 1 else ""
         _warn(
-            engine, messages, f"still missing after replay: {summary(planned.replay)}", FlorWarning
+            engine,
+            messages,
+            f"still missing after replay{rounds}: {summary(planned.replay)}; the next query "
+            "replays them",
+            FlorWarning,
         )
     _unplaceable(engine, planned.replay, messages)
     _failed(engine, planned.replay, messages)
@@ -233,8 +241,9 @@ def replay_if_needed(
 
 #: Rounds of replay one query runs at most: all its tasks; then, where a task failed in some
 #: of its statements, the others without them; then the blamed statements' earlier iterations
-#: on their own.
-MAX_ROUNDS = 3
+#: on their own (one more round per statement that failed at another iteration). What is left
+#: after the last round is said in a warning and replayed by the next query.
+MAX_ROUNDS = 5
 
 
 def _retry(first: ReplayPlan, before: ReplayPlan, after: ReplayPlan) -> bool:
