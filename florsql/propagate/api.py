@@ -42,7 +42,7 @@ from florsql.propagate.slice import (
     changes,
     reads,
 )
-from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, analyze
+from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,11 @@ def propagate(new_source: str, old_source: str, names: Iterable[str] | None = No
         >>> result.placed[0].scope
         ("flor.loop('step')",)
     """
+    with _gc_paused():  # the trees' many objects make collections, not the work, the cost
+        return _propagate(new_source, old_source, names)
+
+
+def _propagate(new_source: str, old_source: str, names: Iterable[str] | None) -> Propagation:
     try:
         new = analyze(new_source)
     except SyntaxError as e:

@@ -381,7 +381,7 @@ def _global_changes(
     """``(name, function, statement)`` for each statement of a function of ``src`` that changes
     a name from outside the function (declared ``global``, or changed in place)."""
     out = []
-    for fn in ast.walk(src.tree):
+    for fn in src.nodes:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         declared = {n for node in ast.walk(fn) if isinstance(node, ast.Global) for n in node.names}

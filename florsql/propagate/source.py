@@ -21,6 +21,7 @@ from functools import cached_property, lru_cache
 from florsql.propagate.normalize import header, normalize, normalize_header
 
 FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 HARD_KINDS = frozenset({"def", "class", "loop"})
 _NEWLINE = re.compile(r"\n")
 _COMPOUND = (
@@ -143,25 +144,27 @@ class SourceFile:
         return self.homes[id(stmt)]
 
     @cached_property
+    def nodes(self) -> tuple[ast.AST, ...]:
+        """Every node of the tree in :func:`ast.walk` order, walked once (several questions
+        below scan the whole file, and a walk costs more than the scans)."""
+        return walk(self.tree)
+
+    @cached_property
     def bound_names(self) -> frozenset[str]:
         """Every name the file binds anywhere (assignments, loop targets, imports, defs)."""
         out: set[str] = set()
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                out.add(node.id)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                out.add(node.name)
-                a = node.args if not isinstance(node, ast.ClassDef) else None
-                if a is not None:
-                    out |= {
-                        x.arg
-                        for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
-                        if x
-                    }
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                out |= {a.asname or a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.arg):
-                out.add(node.arg)
+        store, defs, imports = ast.Store, _DEFS, (ast.Import, ast.ImportFrom)
+        for node in self.nodes:  # exact types: ast's node classes are never subclassed
+            kind = type(node)
+            if kind is ast.Name:
+                if type(node.ctx) is store:  # type: ignore[attr-defined]
+                    out.add(node.id)  # type: ignore[attr-defined]
+            elif kind is ast.arg:
+                out.add(node.arg)  # type: ignore[attr-defined]
+            elif kind in defs:
+                out.add(node.name)  # type: ignore[attr-defined]
+            elif kind in imports:
+                out |= {a.asname or a.name.split(".")[0] for a in node.names}  # type: ignore[attr-defined]
         return frozenset(out)
 
     @cached_property
@@ -169,9 +172,7 @@ class SourceFile:
         """Every simple statement of the file as :func:`ast.unparse` writes it (formatting and
         quotes made alike)."""
         return frozenset(
-            ast.unparse(n)
-            for n in ast.walk(self.tree)
-            if isinstance(n, ast.stmt) and not hasattr(n, "body")
+            ast.unparse(n) for n in self.nodes if isinstance(n, ast.stmt) and not hasattr(n, "body")
         )
 
     @cached_property
@@ -179,7 +180,7 @@ class SourceFile:
         """Every attribute name the file sets somewhere (``self.seen = 0`` gives ``seen``)."""
         return frozenset(
             n.attr
-            for n in ast.walk(self.tree)
+            for n in self.nodes
             if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
         )
 
@@ -188,7 +189,7 @@ class SourceFile:
         """Names the file binds by importing (modules: calling a function of one changes no
         name of the file), the flor aliases too."""
         out = set(self.aliases)
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 out |= {a.asname or a.name.split(".")[0] for a in node.names}
         return frozenset(out)
@@ -313,6 +314,28 @@ def _collect(
         for body, frame in _bodies(stmt, src.aliases):
             if body:
                 _collect(src, body, (*chain, frame), inner)
+
+
+def walk(tree: ast.AST) -> tuple[ast.AST, ...]:
+    """The nodes of ``tree`` in :func:`ast.walk`'s order (breadth first), as a tuple, in about
+    half its time (no generator per node).
+
+    >>> [type(n).__name__ for n in walk(ast.parse("x = f(1)"))]
+    ['Module', 'Assign', 'Name', 'Call', 'Store', 'Name', 'Constant', 'Load']
+    """
+    out: list[ast.AST] = [tree]
+    append, extend, AST = out.append, out.extend, ast.AST
+    i = 0
+    while i < len(out):
+        node = out[i]
+        i += 1
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, AST):
+                append(value)
+            elif isinstance(value, list):
+                extend(v for v in value if isinstance(v, AST))
+    return tuple(out)
 
 
 @contextmanager
