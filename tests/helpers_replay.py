@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -56,9 +57,22 @@ def corpus_params(patterns: Iterable[Any], default: Iterable[str]) -> list[Any]:
 Row = tuple[Any, ...]
 
 
+#: ``NEW  # hindsight: OLD``: today's line NEW stands where the recorded runs had OLD (a log
+#: statement wrapped around old code: ``acc += flor.log("l", x)  # hindsight: acc += x``).
+REPLACED = re.compile(r"\s*# hindsight: (.*)$")
+
+
 def old_source(text: str) -> str:
-    """The script as the recorded runs ran it: without the ``# hindsight`` lines."""
-    return "".join(line for line in text.splitlines(True) if not line.rstrip().endswith(MARK))
+    """The script as the recorded runs ran it: without the ``# hindsight`` lines, and with the
+    old code of the ``# hindsight: OLD`` lines."""
+    out = []
+    for line in text.splitlines(True):
+        if line.rstrip().endswith(MARK):
+            continue
+        if m := REPLACED.search(line):
+            line = line[: len(line) - len(line.lstrip())] + m.group(1).rstrip() + "\n"
+        out.append(line)
+    return "".join(out)
 
 
 def patched_source(text: str) -> str:
@@ -67,6 +81,8 @@ def patched_source(text: str) -> str:
     for line in text.splitlines(True):
         if line.rstrip().endswith(MARK):
             line = line.rstrip()[: -len(MARK)].rstrip() + "\n"
+        elif m := REPLACED.search(line):
+            line = line[: m.start()] + "\n"
         out.append(line)
     return "".join(out)
 
@@ -75,7 +91,7 @@ def hindsight_names(text: str) -> list[str]:
     """The names of the ``flor.log`` calls on ``# hindsight`` lines."""
     names = []
     for line in text.splitlines():
-        if line.rstrip().endswith(MARK) and 'flor.log("' in line:
+        if (line.rstrip().endswith(MARK) or REPLACED.search(line)) and 'flor.log("' in line:
             names.append(line.split('flor.log("', 1)[1].split('"', 1)[0])
     return names
 

@@ -127,7 +127,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: initialisers above, the loop's tail, the module's definitions), lifts new blocks, renames by
 #: what binds a name (loop targets), refuses decoys and code that changes what the old code
 #: reads; names today's carried code changes are never restored from a checkpoint.
-REPLAY_RULES = 7
+#: 8 (session 26): a log statement that wraps code the old version runs (``acc +=
+#: flor.log("l", loss.item())``, ``flor.log("gn", clip_grad_norm_(...))``) replaces that old
+#: statement; before, it went in beside it and the code ran twice.
+REPLAY_RULES = 8
 
 
 def statement_fingerprints(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ from florsql.propagate.insert import (
     render,
     slot_problem,
     splice,
+    standalone,
     statement_code,
 )
 from florsql.propagate.match import Miss, Spot, locate
 from florsql.propagate.model import Failure, Placement, Propagation
-from florsql.propagate.normalize import normalize
+from florsql.propagate.normalize import is_compound, normalize, strip_literals
 from florsql.propagate.rename import (
     binding_counterpart,
     call_renames,
@@ -65,6 +67,7 @@ class _Plan:
     items: tuple[_Item, ...]  # carried statements in source order, then the log statement
     renames: dict[str, str]  # new name -> old name, inferred from aligned assignments
     log: ast.stmt  # the log statement (inside the last item, where that is a new block)
+    twin: ast.stmt | None = None  # the old statement the log statement replaces (_twin)
 
 
 @dataclass
@@ -312,17 +315,149 @@ def _plan(
         return Failure(log.label, log.line, reason)
     if unsure:
         return Failure(log.label, log.line, unsure)
+    twin = _twin(log.stmt, spot.block, slot, renames, session) if target is log else None
+    if isinstance(twin, str):
+        return Failure(log.label, log.line, twin)
     named = [n for names in _read(items, session) for n in names]
     binding = items if target is not log else items[:-1]  # a new block binds, too
     named += [n for it in binding for n in sorted(_binds(it.stmt))]
+    # the log statement's own bindings (``acc += flor.log("l", x)``, a walrus) change the old
+    # run as carried code would, save those of the old statement it stands in for
+    own = _binds(log.stmt) - (_binds(twin) if twin is not None else frozenset())
     clash = (
         _clash(list(dict.fromkeys(named)), renames)
         or _overwrites(binding, session, renames)
+        or (target is log and bool(own) and _overwrites(items[-1:], session, renames, own))
         or _decoy(items, session, renames)
     )
     if clash:
         return Failure(log.label, log.line, clash)
-    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+    if twin is not None:  # it goes where its twin was
+        items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin))
+    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt, twin)
+
+
+def _stands_for(mine: ast.stmt, old: ast.stmt, aliases: frozenset[str]) -> bool:
+    """Whether new statement ``mine`` is old statement ``old`` with logging added (the
+    relation :func:`_twin` decides on, before renames)."""
+    if is_compound(old):
+        return False
+    bare = _unlogged(mine, aliases)
+    if bare is None:
+        return False
+    if ast.unparse(old) == ast.unparse(bare):
+        return True
+    if isinstance(old, ast.Expr) and isinstance(old.value, ast.Call):
+        code = ast.unparse(old.value)
+        return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast.walk(mine))
+    return False
+
+
+def _unlogged(stmt: ast.stmt, aliases: frozenset[str]) -> ast.stmt | None:
+    """``stmt`` as it runs without logging: each florsql log call replaced by the value it logs
+    (``flor.log`` returns it), a walrus by its value. None where that is a bare value with no
+    call in it (``flor.log("x", x)``: running it again changes nothing).
+
+    Example:
+        >>> tree = ast.parse('acc += flor.log("l", loss.item())').body[0]
+        >>> ast.unparse(_unlogged(tree, frozenset({"flor"})))
+        'acc += loss.item()'
+        >>> _unlogged(ast.parse('flor.log("x", (y := x))').body[0], frozenset({"flor"}))
+    """
+
+    class Unlog(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            self.generic_visit(node)
+            f = node.func
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr == "log"
+                and isinstance(f.value, ast.Name)
+                and f.value.id in aliases
+            ):
+                value = node.args[1] if len(node.args) > 1 else None
+                value = value or next((k.value for k in node.keywords if k.arg == "value"), None)
+                return value if value is not None else node
+            return node
+
+        def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
+            self.generic_visit(node)
+            return node.value
+
+    bare = Unlog().visit(copy.deepcopy(stmt))
+    impure = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
+    if isinstance(bare, ast.Expr) and not any(isinstance(n, impure) for n in ast.walk(bare)):
+        return None
+    return bare  # type: ignore[no-any-return]
+
+
+class _Renamer(ast.NodeTransformer):
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.Name(self.names.get(node.id, node.id), node.ctx)
+
+
+def _twin(
+    log: ast.stmt, block: Block, slot: int, renames: dict[str, str], session: _Session
+) -> ast.stmt | str | None:
+    """The old statement that today's log statement stands in for, where it would go: the
+    log statement logging aside (``acc += loss.item()`` for ``acc += flor.log("l",
+    loss.item())``), or an old call statement whose call the log statement makes
+    (``clip_grad_norm_(ps, 1.0)`` for ``flor.log("gn", float(clip_grad_norm_(ps, 1.0)))``). The
+    log statement replaces it: inserted beside it, that code would run twice. None where there
+    is none (new code); why not, where it is not exact: the old version runs that code
+    elsewhere or with other constants."""
+    bare = _unlogged(log, session.new.aliases)
+    if bare is None:
+        return None
+    rename = _Renamer({**session.alias, **renames})
+    bare = rename.visit(bare)
+    made = rename.visit(copy.deepcopy(log))
+    code, form = ast.unparse(bare), normalize(bare)
+    calls = {ast.unparse(n) for n in ast.walk(made) if isinstance(n, ast.Call)}
+    call_forms = {strip_literals(c) for c in calls}
+
+    def relation(j: int) -> str:
+        old = block.stmts[j]
+        if is_compound(old):
+            return ""
+        called = isinstance(old, ast.Expr) and isinstance(old.value, ast.Call)
+        if ast.unparse(old) == code or (called and ast.unparse(old.value) in calls):
+            return "same"
+        if block.norms[j] == form or (called and block.norms[j] in call_forms):
+            return "like"
+        return ""
+
+    near = {j: relation(j) for j in (slot - 1, slot) if 0 <= j < len(block.stmts)}
+    same = [j for j, r in near.items() if r == "same"]
+    if len(same) > 1 or (not same and "like" in near.values()):
+        j = same[0] if same else next(j for j, r in near.items() if r == "like")
+        why = "twice in a row" if same else "otherwise (other constants)"
+        where = at_line(block.stmts[j].lineno)
+        return (
+            f"it logs the value of code the old version runs {why} {where}: neither replacing "
+            "nor running it twice keeps the old run"
+        )
+    if not same:
+        elsewhere = [j for j in range(len(block.stmts)) if j not in near and relation(j)]
+        if elsewhere:
+            return (
+                "it logs the value of code the old version runs elsewhere "
+                f"({at_line(block.stmts[elsewhere[0]].lineno)}): placed here, that code would "
+                "run twice"
+            )
+        return None
+    stmts, j = block.stmts, same[0]
+    twin = stmts[j]
+    if (
+        not standalone(session.old, twin)
+        or (j > 0 and stmts[j - 1].end_lineno == twin.lineno)
+        or (j + 1 < len(stmts) and stmts[j + 1].lineno == twin.end_lineno)
+    ):
+        return f"it would replace a statement joined to others by ';' {at_line(twin.lineno)}"
+    return twin
 
 
 def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
@@ -477,6 +612,9 @@ def _in_gap(
     if lo >= hi or not lo <= slot <= hi:
         return slot
     mine = block.stmts[k]
+    for j in range(lo, hi):  # the old statement it stands for is its place (_twin)
+        if _stands_for(mine, old.stmts[j], session.new.aliases):
+            return j
     # the old names of what it reads, where evidence renames them (``out`` was ``logits``)
     named = infer_renames(block, k, old, pairs, reads(mine), session.bindings)
     reads_mine = frozenset(named.get(n, n) for n in reads(mine))
@@ -632,7 +770,12 @@ def _binds(stmt: ast.stmt) -> frozenset[str]:
     return assigned(stmt) - own
 
 
-def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+def _overwrites(
+    items: list[_Item],
+    session: _Session,
+    renames: dict[str, str],
+    only: frozenset[str] | None = None,
+) -> str | None:
     """One of ``items`` (carried statements) that would assign a name the old version binds in
     that scope in a way the new version does not: running it there would change what the old
     code computes (``scale = 10 ** epoch`` carried where the old code has a ``scale = 2.0`` of
@@ -640,7 +783,7 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
     version has too (``best = 99.0``, and the new ``if val < best: best = val`` travels), it is
     today's program the carried statement completes."""
     for it in items:
-        for name in sorted(_binds(it.stmt)):
+        for name in sorted(_binds(it.stmt) if only is None else only):
             old_name = renames.get(name, name)
             line = it.old.insert_line(it.slot)
             if (
@@ -725,6 +868,7 @@ def _apply(
     session: _Session, plans: list[_Plan], failed: list[Failure], skipped: tuple[str, ...]
 ) -> Propagation:
     old, insertions, seen = session.old, [], set()
+    removed: set[int] = set()
     for plan in plans:
         for it in plan.items:
             if _order(it.stmt) in seen:  # a statement carried by two log statements goes in once
@@ -733,10 +877,17 @@ def _apply(
             code = statement_code(session.new, it.stmt)
             indent = indent_of(old, it.old)
             text = render(code, indent, newline_of(old), {**session.alias, **plan.renames})
-            insertions.append(Insertion(it.old.insert_line(it.slot), text, _order(it.stmt)))
+            line = it.old.insert_line(it.slot)
+            if it.stmt is plan.log and plan.twin is not None:
+                twin = plan.twin
+                line = twin.lineno
+                last = twin.end_lineno or twin.lineno
+                removed.update(range(line, last + 1))
+                text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
+            insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
-    patched, lines = splice(old, insertions)
+    patched, lines = splice(old, insertions, frozenset(removed))
     placed = [
         Placement(
             name=plan.target.label,
@@ -752,11 +903,25 @@ def _apply(
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
 
 
+def _keep_comment(text: str, line: str, end_col: int) -> str:
+    """``text`` (a rendered statement) with the trailing comment of the old statement it
+    replaces, which ends at ``end_col`` of ``line``, where it has none of its own."""
+    tail = line.encode()[end_col:].decode().rstrip("\r\n")
+    body = text.rstrip("\r\n")
+    if not tail.lstrip().startswith("#") or "#" in body.splitlines()[-1]:
+        return text
+    return body + tail + text[len(body) :]
+
+
 def _placed_binds(plan: _Plan) -> tuple[str, ...]:
     """The old names what travelled for ``plan`` assigns or changes (the log statement's own
-    walrus too)."""
+    walrus too), less what a replaced statement changed already (the old run's checkpoints
+    hold those as this code leaves them)."""
     names: set[str] = set()
     for it in plan.items:
+        if it.stmt is plan.log and plan.twin is not None:
+            names |= _binds(it.stmt) - _binds(plan.twin)
+            continue
         names |= _binds(it.stmt)
         kills, updates = changes(it.stmt)
         # an object changed through an attribute or a subscript (``self.ep_loss = 0.0``,

@@ -81,13 +81,13 @@ def render(code: str, indent: str, newline: str, renames: Mapping[str, str]) -> 
     )
 
 
-def _standalone(src: SourceFile, stmt: ast.stmt) -> bool:
+def standalone(src: SourceFile, stmt: ast.stmt) -> bool:
     return not src.lines[stmt.lineno - 1].encode()[: stmt.col_offset].strip()
 
 
 def indent_of(src: SourceFile, block: Block) -> str:
     """The indentation of the block's statements."""
-    stmt = next((s for s in block.stmts if _standalone(src, s)), block.stmts[0])
+    stmt = next((s for s in block.stmts if standalone(src, s)), block.stmts[0])
     line = src.lines[stmt.lineno - 1]
     return line[: len(line) - len(line.lstrip(" \t"))]
 
@@ -121,7 +121,7 @@ def at_line(line: int) -> str:
 def slot_problem(src: SourceFile, block: Block, slot: int) -> str | None:
     """Why a statement cannot go at ``slot`` of ``block``, or None."""
     stmts = block.stmts
-    if not _standalone(src, stmts[0]):
+    if not standalone(src, stmts[0]):
         return f"cannot insert into the one-line block {at_line(stmts[0].lineno)}"
     if slot > 0 and isinstance(stmts[slot - 1], _TERMINAL):
         word = type(stmts[slot - 1]).__name__.lower()
@@ -131,18 +131,24 @@ def slot_problem(src: SourceFile, block: Block, slot: int) -> str | None:
     return None
 
 
-def splice(src: SourceFile, insertions: list[Insertion]) -> tuple[str, dict[tuple[int, int], int]]:
-    """The old text with the insertions, and each insertion's first line in the result."""
+def splice(
+    src: SourceFile, insertions: list[Insertion], removed: frozenset[int] = frozenset()
+) -> tuple[str, dict[tuple[int, int], int]]:
+    """The old text with the insertions, less the 1-based old lines in ``removed`` (statements
+    a log statement replaces), and each insertion's first line in the result."""
     out: list[str] = []
     placed: dict[tuple[int, int], int] = {}
-    cursor = 0
     newline = newline_of(src)
-    for ins in sorted(insertions, key=lambda i: (i.line, i.order)):
-        out.extend(src.lines[cursor : ins.line - 1])
-        cursor = max(cursor, ins.line - 1)
-        if out and not out[-1].endswith(("\n", "\r")):
-            out[-1] += newline
-        placed[ins.order] = len(out) + 1
-        out.extend(ins.text.splitlines(keepends=True))
-    out.extend(src.lines[cursor:])
+    pending = sorted(insertions, key=lambda i: (i.line, i.order))
+    k = 0
+    for number in range(1, len(src.lines) + 2):
+        while k < len(pending) and pending[k].line <= number:
+            ins = pending[k]
+            k += 1
+            if out and not out[-1].endswith(("\n", "\r")):
+                out[-1] += newline
+            placed[ins.order] = len(out) + 1
+            out.extend(ins.text.splitlines(keepends=True))
+        if number <= len(src.lines) and number not in removed:
+            out.append(src.lines[number - 1])
     return "".join(out), placed

@@ -1,0 +1,218 @@
+"""Stranger sweep s28: a log statement wrapped around code the old version already runs.
+
+``flor.log`` returns the value it logs, so a user adds a hindsight value by wrapping an existing
+line: ``flor.log("gn", float(clip_grad_norm_(ps, 0.5)))`` where the recorded runs called
+``clip_grad_norm_(ps, 0.5)`` alone, ``running += flor.log("bl", loss.item())`` where they had
+``running += loss.item()``, ``loss = flor.log("tl", loss_fn(net(xb), yb))`` through a dropout
+model. Until session 26, propagation inserted such a line beside the old one, so the old code
+ran twice in replay (gradients clipped twice, a second dropout mask drawn, the sum doubled) and
+every value after it was wrong without a word. The line now replaces the old one
+(``florsql.propagate.api._twin``); where that is not exact (other constants, the same code
+elsewhere in the block) the statement is refused with the reason.
+
+Lines written ``NEW  # hindsight: OLD`` (tests/helpers_replay.py) are today's line NEW where the
+recorded runs had OLD. The oracle records the hand-patched sequence; every query must answer
+what it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from florsql.propagate import propagate
+from tests.helpers_replay import Recorder, corpus_params, old_source, patched_source
+from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
+    Compare,
+    Version,
+    record_versions,
+    recorder,
+    workers,
+)
+
+HEAD = """
+import torch
+from torch import nn
+import florsql as flor
+
+torch.set_num_threads(1)
+seed = flor.arg("seed", 0)
+epochs = flor.arg("epochs", 4)
+torch.manual_seed(seed)
+X = torch.randn(48, 6)
+Y = (X[:, :2].sum(dim=1) > 0).long()
+XV = torch.randn(16, 6)
+YV = (XV[:, :2].sum(dim=1) > 0).long()
+cg = torch.nn.utils.clip_grad_norm_
+"""
+
+CLIP_AND_SUM = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+ps = list(net.parameters())
+opt = torch.optim.SGD(ps, lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        running = 0.0
+        for i in flor.loop("step", range(0, 48, 8)):
+            opt.zero_grad()
+            loss = loss_fn(net(X[i : i + 8]), Y[i : i + 8])
+            loss.backward()
+            flor.log("gn", float(cg(ps, 0.5)))  # hindsight: cg(ps, 0.5)
+            opt.step()
+            running += flor.log("bl", loss.item())  # hindsight: running += loss.item()
+        flor.log("running", running)
+"""
+)
+
+DROPOUT_LOSS = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+opt = torch.optim.Adam(net.parameters(), lr=LR)
+loss_fn = nn.CrossEntropyLoss()
+best = 0.0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(48).split(12)):
+            xb, yb = X[idx], Y[idx]
+            loss = flor.log("tl", loss_fn(net(xb), yb))  # hindsight: loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(XV).argmax(1) == YV).float().mean())
+        best = flor.log("best", max(best, acc))  # hindsight: best = max(best, acc)
+        flor.log("acc", acc)
+"""
+)
+
+RUNS = (("--seed", "0"), ("--seed", "1"))
+RUNS2 = (("--seed", "2"), ("--seed", "1", "--epochs", "3"))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    versions: Sequence[Version]
+    sqls: Sequence[str]
+
+
+def two(text: str, a: str, b: str) -> list[Version]:
+    return [
+        ({"train.py": text.replace("LR", a)}, RUNS),
+        ({"train.py": text.replace("LR", b)}, RUNS2),
+    ]
+
+
+def narrow_then_wide(col: str, grain: str = "epoch") -> list[str]:
+    return [
+        f"SELECT seed, {grain}, {col} FROM logs WHERE epoch = 1 AND seed = 1",
+        f"SELECT seed, {grain}, {col} FROM logs WHERE epoch >= 1",
+        f"SELECT seed, {grain}, {col} FROM logs",
+        f"SELECT seed, count({col}), round(sum({col}), 6) FROM logs GROUP BY seed",
+    ]
+
+
+PATTERNS = [
+    Pattern(
+        "clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",
+        two(CLIP_AND_SUM, "0.1", "0.05"),
+        [*narrow_then_wide("gn", "step"), *narrow_then_wide("bl", "step"),
+         "SELECT seed, epoch, running FROM logs WHERE running IS NOT NULL"],
+    ),
+    Pattern(
+        "loss_through_dropout_and_best_so_far_assigned_through_flor_log",
+        two(DROPOUT_LOSS, "0.01", "0.02"),
+        [*narrow_then_wide("tl", "step"), *narrow_then_wide("best"),
+         "SELECT seed, epoch, acc, best FROM logs WHERE best IS NOT NULL"],
+    ),
+]  # fmt: skip
+
+DEFAULT = ("clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",)
+
+
+@pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
+def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
+    history, oracle = record_versions(recorder, tmp_path, p.versions)
+    c = Compare(history, oracle)
+    try:
+        for sql in p.sqls:
+            c(sql)
+    finally:
+        c.close()
+    c.assert_none()
+
+
+@pytest.mark.parametrize("text", [CLIP_AND_SUM, DROPOUT_LOSS], ids=["clip", "dropout"])
+def test_the_wrapping_line_replaces_the_old_one(text: str) -> None:
+    """Propagated into the recorded version, today's script is today's script: each wrapped
+    line stands where its old line stood (nothing runs twice), comments kept."""
+    today, old = patched_source(text), old_source(text)
+    result = propagate(today, old)
+    assert not result.failed
+    assert result.source == today
+    assert {p.name for p in result.placed} == (
+        {"gn", "bl"} if text is CLIP_AND_SUM else {"tl", "best"}
+    )
+
+
+OLD = """import florsql as flor
+from lib import f, opt
+acc = 0.0
+for epoch in flor.loop("epoch", range(3)):
+    for step in flor.loop("step", range(4)):
+        loss = f(step)
+        opt.step(1)  # update
+        acc += loss.item()
+    flor.log("acc", acc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("old_line", "new_line", "reason"),
+    [
+        # the same call with another constant: replacing changes the old run, adding runs it twice
+        (
+            "        opt.step(1)  # update\n",
+            '        flor.log("s", opt.step(2))\n',
+            "other constants",
+        ),
+        # today's code calls it a second time, after the old line: the old run would change
+        (
+            "        acc += loss.item()\n",
+            '        acc += loss.item()\n        flor.log("x", 1)\n'
+            '        flor.log("s", opt.step(1))\n',
+            "elsewhere",
+        ),
+    ],
+    ids=["other-constants", "elsewhere"],
+)
+def test_a_wrapping_line_that_is_not_exact_is_refused_with_the_reason(
+    old_line: str, new_line: str, reason: str
+) -> None:
+    result = propagate(OLD.replace(old_line, new_line), OLD, ["s"])
+    assert not result.placed
+    assert reason in result.failed[0].reason
+    assert result.source == OLD
+
+
+def test_the_replaced_line_keeps_its_comment() -> None:
+    new = OLD.replace("        opt.step(1)  # update\n", '        flor.log("s", opt.step(1))\n')
+    result = propagate(new, OLD, ["s"])
+    assert result.source == new.replace("opt.step(1))\n", "opt.step(1))  # update\n")
+
+
+def test_a_log_statement_that_rebinds_a_name_the_old_code_reads_is_refused() -> None:
+    """``acc = flor.log("a2", loss.item() * 2)`` is new code, not the old ``acc += ...``: put in,
+    it would change the ``acc`` the old run records."""
+    new = OLD.replace("        acc += loss.item()\n", "        acc += loss.item()\n"
+                      '        acc = flor.log("a2", loss.item() * 2)\n')  # fmt: skip
+    result = propagate(new, OLD, ["a2"])
+    assert not result.placed and "acc" in result.failed[0].reason
