@@ -93,6 +93,27 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 )
 
+# the gradient norm as most write it: the clipping line bound to a name, logged after
+CARRIED_NORM = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(16)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            norm = cg(net.parameters(), 0.3).item()  # hindsight: cg(net.parameters(), 0.3)
+            flor.log("norm", norm)  # hindsight
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("wn", float(net[0].weight.norm()))
+"""
+)
+
 RUNS = (("--seed", "0"), ("--seed", "1"))
 RUNS2 = (("--seed", "2"), ("--seed", "1", "--epochs", "3"))
 
@@ -135,6 +156,14 @@ PATTERNS = [
     ),
 ]  # fmt: skip
 
+PATTERNS.append(
+    Pattern(
+        "clip_grad_norm_bound_to_a_name_and_logged_after",
+        two(CARRIED_NORM, "0.2", "0.1"),
+        [*narrow_then_wide("norm", "step"), "SELECT seed, epoch, wn FROM logs"],
+    )
+)
+
 DEFAULT = ("clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",)
 
 
@@ -150,17 +179,46 @@ def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noq
     c.assert_none()
 
 
-@pytest.mark.parametrize("text", [CLIP_AND_SUM, DROPOUT_LOSS], ids=["clip", "dropout"])
-def test_the_wrapping_line_replaces_the_old_one(text: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (CLIP_AND_SUM, {"gn", "bl"}),
+        (DROPOUT_LOSS, {"tl", "best"}),
+        (CARRIED_NORM, {"norm"}),
+    ],
+    ids=["clip", "dropout", "carried"],
+)
+def test_the_wrapping_line_replaces_the_old_one(text: str, names: set[str]) -> None:
     """Propagated into the recorded version, today's script is today's script: each wrapped
     line stands where its old line stood (nothing runs twice), comments kept."""
     today, old = patched_source(text), old_source(text)
     result = propagate(today, old)
     assert not result.failed
     assert result.source == today
-    assert {p.name for p in result.placed} == (
-        {"gn", "bl"} if text is CLIP_AND_SUM else {"tl", "best"}
-    )
+    assert {p.name for p in result.placed} == names
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "gn = opt.step(1)",
+        "gn = float(opt.step(1))",
+        "gn = opt.step(1).item()",
+        'gn = flor.log("gn", opt.step(1))',
+        'flor.log("gn", float(opt.step(1)))',
+    ],
+)
+def test_every_way_of_naming_an_old_call_replaces_it(line: str) -> None:
+    new = OLD.replace("        opt.step(1)  # update\n", f"        {line}\n")
+    if "flor.log" not in line:
+        new = new.replace(
+            "        acc += loss.item()\n",
+            '        acc += loss.item()\n        flor.log("gn", gn)\n',
+        )
+    result = propagate(new, OLD, ["gn"])
+    assert not result.failed
+    assert result.source.count("opt.step(1)") == 1
+    assert f"        {line}  # update\n" in result.source
 
 
 OLD = """import florsql as flor

@@ -56,6 +56,7 @@ class _Item:
     new: Block
     old: Block
     slot: int
+    twin: ast.stmt | None = None  # the old statement it replaces there (_twin), at ``slot``
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,6 @@ class _Plan:
     items: tuple[_Item, ...]  # carried statements in source order, then the log statement
     renames: dict[str, str]  # new name -> old name, inferred from aligned assignments
     log: ast.stmt  # the log statement (inside the last item, where that is a new block)
-    twin: ast.stmt | None = None  # the old statement the log statement replaces (_twin)
 
 
 @dataclass
@@ -310,6 +310,14 @@ def _plan(
     if missing:
         renames.update(_call_renames(spot.block, missing, session))
         missing = _unbound(items, session, renames)
+    if missing and target is log:
+        # ``gn = clip_grad_norm_(...)`` today where the old code only called it: that line
+        # stands in for the old one, which it replaces
+        extra = _carried_twins(target, spot.block, pairs, missing, session, renames)
+        if extra:
+            carried_items = sorted([*items[:-1], *extra], key=lambda it: _order(it.stmt))
+            items = [*carried_items, items[-1]]
+            missing = _unbound(items, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
@@ -318,23 +326,90 @@ def _plan(
     twin = _twin(log.stmt, spot.block, slot, renames, session) if target is log else None
     if isinstance(twin, str):
         return Failure(log.label, log.line, twin)
+    if twin is not None:  # it goes where its twin was
+        items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
+    for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call
+        if it.twin is None and (near := _adjacent_twin(it, renames, session)) is not None:
+            items[k] = _Item(it.stmt, it.new, it.old, it.old.stmts.index(near), near)
     named = [n for names in _read(items, session) for n in names]
     binding = items if target is not log else items[:-1]  # a new block binds, too
-    named += [n for it in binding for n in sorted(_binds(it.stmt))]
+    named += [n for it in binding for n in sorted(_binds(it.stmt) - _twin_binds(it))]
     # the log statement's own bindings (``acc += flor.log("l", x)``, a walrus) change the old
     # run as carried code would, save those of the old statement it stands in for
-    own = _binds(log.stmt) - (_binds(twin) if twin is not None else frozenset())
+    own = target is log and bool(_binds(log.stmt) - _twin_binds(items[-1]))
     clash = (
         _clash(list(dict.fromkeys(named)), renames)
         or _overwrites(binding, session, renames)
-        or (target is log and bool(own) and _overwrites(items[-1:], session, renames, own))
+        or (own and _overwrites(items[-1:], session, renames))
         or _decoy(items, session, renames)
     )
     if clash:
         return Failure(log.label, log.line, clash)
-    if twin is not None:  # it goes where its twin was
-        items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin))
-    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt, twin)
+    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+
+
+def _twin_binds(it: _Item) -> frozenset[str]:
+    return _binds(it.twin) if it.twin is not None else frozenset()
+
+
+def _makes_call_of(stmt: ast.stmt, old: ast.stmt) -> bool:
+    """Whether ``old`` is a bare call statement whose call ``stmt`` makes (verbatim)."""
+    if not (isinstance(old, ast.Expr) and isinstance(old.value, ast.Call)):
+        return False
+    code = ast.unparse(old.value)
+    return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast.walk(stmt))
+
+
+def _adjacent_twin(it: _Item, renames: dict[str, str], session: _Session) -> ast.stmt | None:
+    """The old bare call statement beside carried ``it``'s slot whose call it makes
+    (``gn = float(clip_grad_norm_(ps, 1.0))`` carried beside ``clip_grad_norm_(ps, 1.0)``)."""
+    made = _Renamer({**session.alias, **renames}).visit(copy.deepcopy(it.stmt))
+    for j in (it.slot - 1, it.slot):
+        if 0 <= j < len(it.old.stmts) and _makes_call_of(made, it.old.stmts[j]):
+            old = it.old.stmts[j]
+            return old if _joined(session, it.old, j) is None else None
+    return None
+
+
+def _carried_twins(
+    target: LogStatement,
+    old_block: Block,
+    pairs: dict[int, int],
+    missing: list[_Unbound],
+    session: _Session,
+    renames: dict[str, str],
+) -> list[_Item]:
+    """Statements before ``target`` in its block that bind a name it lacks and stand for the
+    old statement aligned with them, a bare call they make (``gn = clip_grad_norm_(ps, 1.0)``
+    for ``clip_grad_norm_(ps, 1.0)``): each to replace its old statement."""
+    wanted = {m.name for m in missing}
+    block, out = target.block, []
+    rename = _Renamer({**session.alias, **renames})
+    for k in range(target.index - 1, -1, -1):
+        stmt = block.stmts[k]
+        j = pairs.get(k)
+        if j is None or not wanted & _binds(stmt) or is_compound(stmt):
+            continue
+        old = old_block.stmts[j]
+        if (
+            _makes_call_of(rename.visit(copy.deepcopy(stmt)), old)
+            and _joined(session, old_block, j) is None
+        ):
+            wanted -= _binds(stmt)
+            out.append(_Item(stmt, block, old_block, j, old))
+    return out
+
+
+def _joined(session: _Session, block: Block, j: int) -> str | None:
+    """Why old statement ``j`` of ``block`` cannot be replaced by lines, or None."""
+    stmts, twin = block.stmts, block.stmts[j]
+    if (
+        not standalone(session.old, twin)
+        or (j > 0 and stmts[j - 1].end_lineno == twin.lineno)
+        or (j + 1 < len(stmts) and stmts[j + 1].lineno == twin.end_lineno)
+    ):
+        return f"it would replace a statement joined to others by ';' {at_line(twin.lineno)}"
+    return None
 
 
 def _stands_for(mine: ast.stmt, old: ast.stmt, aliases: frozenset[str]) -> bool:
@@ -345,12 +420,7 @@ def _stands_for(mine: ast.stmt, old: ast.stmt, aliases: frozenset[str]) -> bool:
     bare = _unlogged(mine, aliases)
     if bare is None:
         return False
-    if ast.unparse(old) == ast.unparse(bare):
-        return True
-    if isinstance(old, ast.Expr) and isinstance(old.value, ast.Call):
-        code = ast.unparse(old.value)
-        return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast.walk(mine))
-    return False
+    return ast.unparse(old) == ast.unparse(bare) or _makes_call_of(mine, old)
 
 
 def _unlogged(stmt: ast.stmt, aliases: frozenset[str]) -> ast.stmt | None:
@@ -388,7 +458,7 @@ def _unlogged(stmt: ast.stmt, aliases: frozenset[str]) -> ast.stmt | None:
     impure = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
     if isinstance(bare, ast.Expr) and not any(isinstance(n, impure) for n in ast.walk(bare)):
         return None
-    return bare  # type: ignore[no-any-return]
+    return bare
 
 
 class _Renamer(ast.NodeTransformer):
@@ -424,7 +494,7 @@ def _twin(
         if is_compound(old):
             return ""
         called = isinstance(old, ast.Expr) and isinstance(old.value, ast.Call)
-        if ast.unparse(old) == code or (called and ast.unparse(old.value) in calls):
+        if ast.unparse(old) == code or _makes_call_of(made, old):
             return "same"
         if block.norms[j] == form or (called and block.norms[j] in call_forms):
             return "like"
@@ -449,15 +519,7 @@ def _twin(
                 "run twice"
             )
         return None
-    stmts, j = block.stmts, same[0]
-    twin = stmts[j]
-    if (
-        not standalone(session.old, twin)
-        or (j > 0 and stmts[j - 1].end_lineno == twin.lineno)
-        or (j + 1 < len(stmts) and stmts[j + 1].lineno == twin.end_lineno)
-    ):
-        return f"it would replace a statement joined to others by ';' {at_line(twin.lineno)}"
-    return twin
+    return _joined(session, block, same[0]) or block.stmts[same[0]]
 
 
 def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
@@ -783,7 +845,7 @@ def _overwrites(
     version has too (``best = 99.0``, and the new ``if val < best: best = val`` travels), it is
     today's program the carried statement completes."""
     for it in items:
-        for name in sorted(_binds(it.stmt) if only is None else only):
+        for name in sorted((_binds(it.stmt) - _twin_binds(it)) if only is None else only):
             old_name = renames.get(name, name)
             line = it.old.insert_line(it.slot)
             if (
@@ -878,8 +940,8 @@ def _apply(
             indent = indent_of(old, it.old)
             text = render(code, indent, newline_of(old), {**session.alias, **plan.renames})
             line = it.old.insert_line(it.slot)
-            if it.stmt is plan.log and plan.twin is not None:
-                twin = plan.twin
+            if it.twin is not None:
+                twin = it.twin
                 line = twin.lineno
                 last = twin.end_lineno or twin.lineno
                 removed.update(range(line, last + 1))
@@ -919,8 +981,8 @@ def _placed_binds(plan: _Plan) -> tuple[str, ...]:
     hold those as this code leaves them)."""
     names: set[str] = set()
     for it in plan.items:
-        if it.stmt is plan.log and plan.twin is not None:
-            names |= _binds(it.stmt) - _binds(plan.twin)
+        if it.twin is not None:
+            names |= _binds(it.stmt) - _binds(it.twin)
             continue
         names |= _binds(it.stmt)
         kills, updates = changes(it.stmt)
