@@ -27,7 +27,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The tests `make test` leaves out (marked slow: more replay-corpus patterns); CI runs them after it.
+# The tests `make test` leaves out (marked slow: more corpus patterns, heavier cases); CI runs them after it.
 test-slow: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m slow
 

@@ -129,6 +129,7 @@ def _rebuilt(repo: Path, where: Path) -> dict[str, list[tuple[object, ...]]]:
         return _helpers(fresh)
 
 
+@pytest.mark.slow
 def test_helper_relations_after_replays_equal_a_full_rebuild(history: Path, tmp_path: Path) -> None:
     """After a replay only replayed values are new, and the engine rebuilds only the relations
     that read them; what it then holds equals a full rebuild. A new recorded run after that

@@ -130,6 +130,7 @@ def test_a_replaying_query_in_the_host_equals_a_full_run(repo: Path, tmp_path: P
     assert there.stdout == want.stdout and '"w3": null' not in there.stdout
 
 
+@pytest.mark.slow
 def test_another_environment_runs_in_its_own_process(repo: Path) -> None:
     """A FLORSQL_ variable the host was not started with (modules may read it at import):
     the command runs in its own process, with the same answer."""
@@ -178,6 +179,7 @@ def wait_tasks_gone(repo: Path) -> None:
         wait_gone(pid)
 
 
+@pytest.mark.slow
 def test_ctrl_c_reaches_the_command_in_the_host(repo: Path, tmp_path: Path) -> None:
     """SIGINT to the command's process (a terminal's Ctrl-C) interrupts the command running in
     the host; it exits as it would alone, and its replay task is killed."""
@@ -203,6 +205,7 @@ def log_text(repo: Path) -> str:
     return (layout.store_dir(repo) / service.LOG).read_text()
 
 
+@pytest.mark.slow
 def test_the_host_goes_with_the_service(repo: Path) -> None:
     pid = host_pid(repo)
     assert pid is not None and pid_alive(pid)

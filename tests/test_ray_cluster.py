@@ -36,6 +36,10 @@ from tests.replay_scripts import OLD, PATCHED
 
 RAY = str(Path(sys.executable).with_name("ray"))
 FLORSQL = str(Path(sys.executable).with_name("florsql"))
+# A two-node cluster takes a minute on 2 cores: CI runs these in `make test-slow`; the default
+# run keeps tests/test_replay_runner.py's local Ray executor.
+pytestmark = pytest.mark.slow
+
 HIDDEN = "florsql_hidden_node"  # the custom resource only the worker node has
 START_TIMEOUT = 240.0  # a hang guard for a loaded machine, not an expectation
 

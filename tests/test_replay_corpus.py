@@ -972,21 +972,9 @@ with flor.checkpointing(model=net, optimizer=opt):
 #: others run in ``make test-all`` (CI runs both)
 DEFAULT = (
     "set_of_seen_ids",
-    "helper_and_hook_mutate_globals",
-    "nonlocal_counter_closure",
     "exception_ends_inner_loop",
-    "for_else_after_break",
-    "exception_leaves_outer_loop_caught",
-    "meter_aliased_in_a_dict",
-    "class_attribute_counters",
-    "function_attribute_counters",
-    "progress_wrapper_left_by_break",
     "progress_wrapper_then_validation_loop",
-    "progress_wrapper_on_the_outer_loop_left_by_break",
-    "closure_dataclass_and_random_instance",
     "warmup_from_global_counter_and_reseeded_dropout",
-    "generator_pipeline_and_patience",
-    "lambda_hook_and_lambda_closure",
     "deque_counter_slots_defaultdict_tensor",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
@@ -995,8 +983,6 @@ FRESH = corpus_params(
     PATTERNS,
     (
         "accumulators_after_loop",
-        "break_and_continue",
-        "exception_ends_inner_loop",
         "generator_pipeline_and_patience",
     ),
 )

@@ -604,11 +604,8 @@ with flor.checkpointing(model=net, optimizer=opt):
 CASES = corpus_params(
     PATTERNS,
     (
-        "statements_in_functions_defined_in_the_loop_body",
-        "config_read_from_the_environment",
         "while_step_budget_reenters_the_step_loop",
         "clip_grad_norm_returned_and_read_after_the_loop",
-        "curriculum_grows_the_dataset_and_rebuilds_the_loader",
     ),
 )
 

@@ -523,10 +523,7 @@ with flor.checkpointing(model=net, optimizer=opt):
 CASES = corpus_params(
     PATTERNS,
     (
-        "lbfgs_closure",
         "dataloader_shuffle_generator_and_sampler",
-        "list_fetched_with_get_then_appended",
-        "generator_counts_into_a_global_and_a_bound_method_updates",
         "three_nested_loops_micro_batches",
     ),
 )

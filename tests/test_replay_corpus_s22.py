@@ -2254,22 +2254,8 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 #: more; every other runs with ``make test-slow`` (each pattern costs 5-8 s)
 DEFAULT = (
     "min_requires_grad_cleared_at_epoch_one",
-    "only_the_epoch_loop_is_flor_and_a_layer_is_frozen_at_epoch_one",
-    "min_file_written_with_write",
     "a_text_log_file_written_each_step",
-    "min_string_buffer_written",
-    "lines_printed_to_a_string_buffer_and_an_aliased_history",
-    "min_forward_hook_registered_at_epoch_one",
-    "heapq_top_k_and_ordered_dict_lru",
-    "dataclass_train_state_mutated_by_helpers",
-    "min_one_name_logged_in_two_outer_loops",
     "min_the_same_outer_loop_run_twice",
-    "min_tensor_accumulator_aliased_in_a_dict",
-    "min_meter_reached_through_a_function",
-    "min_lru_cache_hits",
-    "min_state_dict_alias_assigned_in_the_loop",
-    "min_state_dict_of_a_plain_object_leaves_a_field_out",
-    "min_add_param_group_at_epoch_one",
     "a_generator_helper_owns_the_step_loop_and_yields_losses",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)

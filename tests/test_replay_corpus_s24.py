@@ -1536,14 +1536,7 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 #: the default run (``make test``); every other pattern runs with ``make test-slow``
 DEFAULT = (
     "outer_loop_enumerated_from_one",
-    "outer_loop_zipped_with_a_list_of_learning_rates",
-    "min_dataset_counting_in_getitem_behind_a_dataloader",
-    "min_numpy_array_changed_in_place_while_a_dict_holds_it",
     "min_tensor_in_a_list_changed_in_place_while_a_name_holds_it",
-    "min_plain_attribute_on_the_registered_optimizer",
-    "min_python_random_instance_registered",
-    "min_global_counted_in_a_modules_forward",
-    "min_set_attribute_on_the_registered_model",
     "min_torch_generator_registered",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)

@@ -553,16 +553,12 @@ CASES = corpus_params(
     PATTERNS,
     (
         "statement_in_an_imported_module_called_in_the_step_loop",
-        "meter_closures_made_by_a_helper_module",
-        "a_buffer_kept_in_a_module_changed_in_place",
-        "class_counters_of_another_module",
-        "counters_stashed_on_the_registered_model",
         "unregistered_ema_model_counting_its_updates",
     ),
 )
 FRESH = corpus_params(
     [p for p in PATTERNS if p.fresh],
-    ("grad_accumulation_across_epoch_boundaries", "early_stopping_with_patience_inside_main"),
+    ("grad_accumulation_across_epoch_boundaries",),
 )
 
 

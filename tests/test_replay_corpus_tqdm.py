@@ -363,10 +363,6 @@ CASES = corpus_params(
     PATTERNS,
     (
         "flor_loop_around_trange_and_a_manual_bar",
-        "custom_wrappers_that_write_after_their_loop_ends",
-        "a_generator_function_and_a_class_wrapping_the_step_loop",
-        "context_managers_around_the_step_loop_read_state_on_entry",
-        "wrappers_of_the_outer_loop_made_before_checkpointing_read_after_it",
         "context_managers_around_a_helper_that_owns_the_step_loop",
     ),
 )

@@ -97,7 +97,9 @@ def test_partial_then_wider_query_replays_the_rest(history: Path, oracle_repo: P
     assert len([r for r in rows if r["grad_norm"] is not None]) == 6
 
 
-@pytest.mark.parametrize("names", ["grad_norm, wnorm", "wnorm, grad_norm"])
+@pytest.mark.parametrize(
+    "names", ["grad_norm, wnorm", pytest.param("wnorm, grad_norm", marks=pytest.mark.slow)]
+)
 def test_step_restrictions_apply_per_outer_iteration(
     history: Path, oracle_repo: Path, names: str
 ) -> None:

@@ -338,6 +338,7 @@ OR_ACROSS_EPOCHS = [
 ]
 
 
+@pytest.mark.slow  # 100 s here: CI runs it (make test-slow); replaying everything stays default
 @settings(
     max_examples=10,
     deadline=None,

@@ -79,7 +79,11 @@ def _fresh_copy(history: tuple[Path, Values], tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("names", "iterations"),
-    [(["wnorm"], [1, 3, 4]), (["grad_norm"], [4, 5]), (["lr_now", "final_w"], None)],
+    [
+        (["wnorm"], [1, 3, 4]),
+        pytest.param(["grad_norm"], [4, 5], marks=pytest.mark.slow),
+        pytest.param(["lr_now", "final_w"], None, marks=pytest.mark.slow),
+    ],
 )
 def test_replayed_values_equal_the_oracle(
     history: tuple[Path, Values], tmp_path: Path, names: list[str], iterations: list[int] | None

@@ -108,7 +108,9 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=() if i < 2 else pytest.mark.slow) for i, c in enumerate(CASES)]
+)
 def test_replayed_values_equal_a_full_rerun(
     recorded: tuple[Path, dict[Key, object]], case: str
 ) -> None:

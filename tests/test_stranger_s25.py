@@ -189,6 +189,7 @@ with flor.checkpointing(model=net, optimizer=optimizer):
 )
 
 
+@pytest.mark.slow
 def test_two_versions_renamed_variable_other_optimizer_and_an_extra_metric(
     recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -287,6 +288,7 @@ RUNNING_A = (
 )
 
 
+@pytest.mark.slow
 def test_a_running_sum_over_every_epoch_added_in_the_newer_version(
     recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -408,7 +410,13 @@ with flor.checkpointing(model=net, optimizer=opt):
 GN_C = GN_B.replace("weight_decay=wd)", "weight_decay=wd, momentum=0.9)")
 
 
-@pytest.mark.parametrize("commit", [True, False], ids=["commits", "dirty-edits"])
+@pytest.mark.parametrize(
+    "commit",
+    [
+        pytest.param(True, id="commits"),
+        pytest.param(False, id="dirty-edits", marks=pytest.mark.slow),
+    ],
+)
 def test_a_metric_recorded_since_version_b_replayed_for_version_a(
     recorder: Recorder, tmp_path: Path, commit: bool
 ) -> None:
@@ -674,6 +682,7 @@ with flor.checkpointing(model=net, optimizer=opt):
 )
 
 
+@pytest.mark.slow
 def test_one_name_at_two_grains_and_statements_in_plain_loops_and_with_blocks(
     recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -835,9 +844,14 @@ def fresh(rec: tuple[Path, Path], dest: Path) -> tuple[Path, Path]:
     "sql",
     [
         "SELECT seed, lr, epoch, step, gnorm FROM logs WHERE epoch >= 1",
-        "SELECT seed, epoch, w_norm, steps FROM logs WHERE epoch = 2",
-        "SELECT seed, lr, epoch, w_norm, steps FROM logs",
-        "SELECT seed, epoch, step, loss, gnorm FROM logs",
+        *(
+            pytest.param(q, marks=pytest.mark.slow)
+            for q in (
+                "SELECT seed, epoch, w_norm, steps FROM logs WHERE epoch = 2",
+                "SELECT seed, lr, epoch, w_norm, steps FROM logs",
+                "SELECT seed, epoch, step, loss, gnorm FROM logs",
+            )
+        ),
     ],
 )
 def test_project_main_argparse_and_a_trainer_class_in_a_module(
@@ -909,6 +923,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_a_flat_script_then_main_and_a_run_epoch_helper(recorder: Recorder, tmp_path: Path) -> None:
     """A: a flat script; B: the same training in main() with the step loop in run_epoch().
     Today's statements (in run_epoch's step loop, and in main's epoch loop) go into each
@@ -1315,7 +1330,14 @@ SQLS: list[tuple[str, tuple[Any, ...], bool]] = [
 ]
 
 
-@pytest.mark.parametrize("sql,params,ordered", SQLS, ids=[str(i) for i in range(len(SQLS))])
+@pytest.mark.parametrize(
+    "sql,params,ordered",
+    # every third query in the default run, all of them in the slow run
+    [
+        pytest.param(*q, id=str(i), marks=() if i % 3 == 0 else pytest.mark.slow)
+        for i, q in enumerate(SQLS)
+    ],
+)
 def test_sql_over_hindsight_columns_on_a_fresh_store(
     sqlrec: tuple[Path, Path], tmp_path: Path, sql: str, params: tuple[Any, ...], ordered: bool
 ) -> None:
@@ -1400,6 +1422,7 @@ def test_a_killed_run_of_the_newer_version_beside_finished_runs_of_the_older(
     c.assert_none()
 
 
+@pytest.mark.slow
 def test_a_killed_run_of_the_older_version_checkpointed_every_two_epochs(
     recorder: Recorder, tmp_path: Path
 ) -> None:

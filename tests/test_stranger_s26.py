@@ -1912,8 +1912,6 @@ P.append(
 # -------------------------------------------------------------------------------------------------
 
 DEFAULT = [
-    "mean-loss-sum-and-count",
-    "no-grad-evaluation-after-the-step-loop",
     "old-sums-over-the-run-today-resets-per-epoch",  # refused: today's reset changes A's tot
 ]
 
