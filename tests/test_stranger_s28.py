@@ -274,3 +274,13 @@ def test_a_log_statement_that_rebinds_a_name_the_old_code_reads_is_refused() -> 
                       '        acc = flor.log("a2", loss.item() * 2)\n')  # fmt: skip
     result = propagate(new, OLD, ["a2"])
     assert not result.placed and "acc" in result.failed[0].reason
+
+
+def test_a_wrapped_line_in_a_new_block_is_refused_not_run_twice() -> None:
+    new = OLD.replace(
+        "        opt.step(1)  # update\n",
+        '        if step % 2 == 0:\n            flor.log("s", opt.step(1))\n',
+    )
+    result = propagate(new, OLD, ["s"])
+    assert not result.placed and "new block" in result.failed[0].reason
+    assert result.source == OLD

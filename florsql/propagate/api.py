@@ -323,9 +323,16 @@ def _plan(
         return Failure(log.label, log.line, reason)
     if unsure:
         return Failure(log.label, log.line, unsure)
-    twin = _twin(log.stmt, spot.block, slot, renames, session) if target is log else None
+    twin = _twin(log.stmt, spot.block, slot, renames, session)
     if isinstance(twin, str):
         return Failure(log.label, log.line, twin)
+    if twin is not None and target is not log:  # a new block around it would run it twice
+        return Failure(
+            log.label,
+            log.line,
+            f"it logs the value of code the old version runs {at_line(twin.lineno)}, from a new "
+            f"block around it: the block cannot replace that line; log it outside the block",
+        )
     if twin is not None:  # it goes where its twin was
         items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
     for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call

@@ -317,24 +317,32 @@ def _collect(
 
 
 def walk(tree: ast.AST) -> tuple[ast.AST, ...]:
-    """The nodes of ``tree`` in :func:`ast.walk`'s order (breadth first), as a tuple, in about
-    half its time (no generator per node).
+    """The nodes of ``tree`` in :func:`ast.walk`'s order (breadth first) less the expression
+    contexts (``Load``, ``Store``: shared leaves, a third of the nodes, which a node's ``ctx``
+    gives), as a tuple, in about a third of :func:`ast.walk`'s time.
 
     >>> [type(n).__name__ for n in walk(ast.parse("x = f(1)"))]
-    ['Module', 'Assign', 'Name', 'Call', 'Store', 'Name', 'Constant', 'Load']
+    ['Module', 'Assign', 'Name', 'Call', 'Name', 'Constant']
     """
     out: list[ast.AST] = [tree]
-    append, extend, AST = out.append, out.extend, ast.AST
+    append, AST = out.append, ast.AST
+    fields: dict[type, tuple[str, ...]] = {}
     i = 0
     while i < len(out):
         node = out[i]
         i += 1
-        for name in node._fields:
+        kind = type(node)
+        names = fields.get(kind)
+        if names is None:
+            names = fields[kind] = tuple(f for f in kind._fields if f != "ctx")
+        for name in names:
             value = getattr(node, name, None)
-            if isinstance(value, AST):
+            if isinstance(value, list):
+                for v in value:
+                    if isinstance(v, AST):
+                        append(v)
+            elif isinstance(value, AST):
                 append(value)
-            elif isinstance(value, list):
-                extend(v for v in value if isinstance(v, AST))
     return tuple(out)
 
 
