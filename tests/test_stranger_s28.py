@@ -237,11 +237,9 @@ for epoch in flor.loop("epoch", range(3)):
     ("old_line", "new_line", "reason"),
     [
         # the same call with another constant: replacing changes the old run, adding runs it twice
-        (
-            "        opt.step(1)  # update\n",
-            '        flor.log("s", opt.step(2))\n',
-            "other constants",
-        ),
+        ("        opt.step(1)  # update\n", '        flor.log("s", opt.step(2))\n', "arguments"),
+        # the same function, its argument passed by keyword
+        ("        opt.step(1)  # update\n", '        flor.log("s", opt.step(n=1))\n', "arguments"),
         # today's code calls it a second time, after the old line: the old run would change
         (
             "        acc += loss.item()\n",
@@ -250,7 +248,7 @@ for epoch in flor.loop("epoch", range(3)):
             "elsewhere",
         ),
     ],
-    ids=["other-constants", "elsewhere"],
+    ids=["other-constants", "other-arguments", "elsewhere"],
 )
 def test_a_wrapping_line_that_is_not_exact_is_refused_with_the_reason(
     old_line: str, new_line: str, reason: str

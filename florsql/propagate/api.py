@@ -495,6 +495,17 @@ def _twin(
     code, form = ast.unparse(bare), normalize(bare)
     calls = {ast.unparse(n) for n in ast.walk(made) if isinstance(n, ast.Call)}
     call_forms = {strip_literals(c) for c in calls}
+    flor = session.old.aliases | session.new.aliases
+    callees = {  # what it calls, florsql's own calls aside (old log statements are bare calls)
+        ast.unparse(n.func)
+        for n in ast.walk(made)
+        if isinstance(n, ast.Call)
+        and not (
+            isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Name)
+            and n.func.value.id in flor
+        )
+    }
 
     def relation(j: int) -> str:
         old = block.stmts[j]
@@ -505,13 +516,15 @@ def _twin(
             return "same"
         if block.norms[j] == form or (called and block.norms[j] in call_forms):
             return "like"
+        if called and ast.unparse(old.value.func) in callees:  # type: ignore[attr-defined]
+            return "like"  # the same function, other arguments: ``opt.step(2)``
         return ""
 
     near = {j: relation(j) for j in (slot - 1, slot) if 0 <= j < len(block.stmts)}
     same = [j for j, r in near.items() if r == "same"]
     if len(same) > 1 or (not same and "like" in near.values()):
         j = same[0] if same else next(j for j, r in near.items() if r == "like")
-        why = "twice in a row" if same else "otherwise (other constants)"
+        why = "twice in a row" if same else "otherwise (other arguments)"
         where = at_line(block.stmts[j].lineno)
         return (
             f"it logs the value of code the old version runs {why} {where}: neither replacing "
