@@ -240,9 +240,10 @@ for epoch in flor.loop("epoch", range(3)):
         ("        opt.step(1)  # update\n", '        flor.log("s", opt.step(2))\n', "arguments"),
         # the same function, its argument passed by keyword
         ("        opt.step(1)  # update\n", '        flor.log("s", opt.step(n=1))\n', "arguments"),
-        # today's code calls it a second time, after the old line: the old run would change
+        # today's code moved the call after the sum, into the log statement: replacing would
+        # move the old run's call, adding it would run it twice
         (
-            "        acc += loss.item()\n",
+            "        opt.step(1)  # update\n        acc += loss.item()\n",
             '        acc += loss.item()\n        flor.log("x", 1)\n'
             '        flor.log("s", opt.step(1))\n',
             "elsewhere",
@@ -272,6 +273,20 @@ def test_a_log_statement_that_rebinds_a_name_the_old_code_reads_is_refused() -> 
                       '        acc = flor.log("a2", loss.item() * 2)\n')  # fmt: skip
     result = propagate(new, OLD, ["a2"])
     assert not result.placed and "acc" in result.failed[0].reason
+
+
+def test_a_call_today_makes_twice_goes_in_as_today_has_it() -> None:
+    """Where today's code keeps the old line and makes its call again in the log statement,
+    it runs twice today too: the statement goes in beside it (tests/test_replay_corpus_h4.py,
+    ``report("end", net)`` kept and ``flor.log("total", report("again", net))`` added, replays
+    exactly so)."""
+    new = OLD.replace(
+        "        opt.step(1)  # update\n",
+        '        opt.step(1)  # update\n        flor.log("s", opt.step(2))\n',
+    )
+    result = propagate(new, OLD, ["s"])
+    assert not result.failed
+    assert result.source == new
 
 
 def test_a_wrapped_line_in_a_new_block_is_refused_not_run_twice() -> None:

@@ -323,7 +323,8 @@ def _plan(
         return Failure(log.label, log.line, reason)
     if unsure:
         return Failure(log.label, log.line, unsure)
-    twin = _twin(log.stmt, spot.block, slot, renames, session)
+    kept = _kept(target.block, spot.block, target.stmt, session)
+    twin = _twin(log.stmt, spot.block, slot, renames, session, kept)
     if isinstance(twin, str):
         return Failure(log.label, log.line, twin)
     if twin is not None and target is not log:  # a new block around it would run it twice
@@ -355,6 +356,14 @@ def _plan(
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
 
 
+def _kept(new: Block, old: Block, mine: ast.stmt, session: _Session) -> frozenset[int]:
+    """The statements of ``old`` that today's code keeps: aligned with a statement of ``new``
+    other than ``mine``. A call there is today's too: a new statement that makes it again
+    runs it twice today as well (``report("end", net)`` kept, ``flor.log("total",
+    report("again", net))`` added), so it is no twin of ``mine``."""
+    return frozenset(j for k, j in session.align(new, old).items() if new.stmts[k] is not mine)
+
+
 def _twin_binds(it: _Item) -> frozenset[str]:
     return _binds(it.twin) if it.twin is not None else frozenset()
 
@@ -371,8 +380,9 @@ def _adjacent_twin(it: _Item, renames: dict[str, str], session: _Session) -> ast
     """The old bare call statement beside carried ``it``'s slot whose call it makes
     (``gn = float(clip_grad_norm_(ps, 1.0))`` carried beside ``clip_grad_norm_(ps, 1.0)``)."""
     made = _Renamer({**session.alias, **renames}).visit(copy.deepcopy(it.stmt))
+    kept = _kept(it.new, it.old, it.stmt, session)
     for j in (it.slot - 1, it.slot):
-        if 0 <= j < len(it.old.stmts) and _makes_call_of(made, it.old.stmts[j]):
+        if 0 <= j < len(it.old.stmts) and j not in kept and _makes_call_of(made, it.old.stmts[j]):
             old = it.old.stmts[j]
             return old if _joined(session, it.old, j) is None else None
     return None
@@ -477,7 +487,12 @@ class _Renamer(ast.NodeTransformer):
 
 
 def _twin(
-    log: ast.stmt, block: Block, slot: int, renames: dict[str, str], session: _Session
+    log: ast.stmt,
+    block: Block,
+    slot: int,
+    renames: dict[str, str],
+    session: _Session,
+    kept: frozenset[int] = frozenset(),
 ) -> ast.stmt | str | None:
     """The old statement that today's log statement stands in for, where it would go: the
     log statement logging aside (``acc += loss.item()`` for ``acc += flor.log("l",
@@ -485,7 +500,8 @@ def _twin(
     (``clip_grad_norm_(ps, 1.0)`` for ``flor.log("gn", float(clip_grad_norm_(ps, 1.0)))``). The
     log statement replaces it: inserted beside it, that code would run twice. None where there
     is none (new code); why not, where it is not exact: the old version runs that code
-    elsewhere or with other constants."""
+    elsewhere or with other arguments. Old statements in ``kept`` (today's code has them too)
+    are never twins."""
     bare = _unlogged(log, session.new.aliases)
     if bare is None:
         return None
@@ -509,7 +525,7 @@ def _twin(
 
     def relation(j: int) -> str:
         old = block.stmts[j]
-        if is_compound(old):
+        if is_compound(old) or j in kept:  # today's code runs a kept statement itself
             return ""
         called = isinstance(old, ast.Expr) and isinstance(old.value, ast.Call)
         if ast.unparse(old) == code or _makes_call_of(made, old):
