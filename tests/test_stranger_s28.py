@@ -16,8 +16,6 @@ what it answers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,22 +29,10 @@ from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
     recorder,
     workers,
 )
+from tests.test_stranger_s27 import HEAD as S27_HEAD
+from tests.test_stranger_s27 import RUNS, RUNS2, Pattern, narrow_then_wide
 
-HEAD = """
-import torch
-from torch import nn
-import florsql as flor
-
-torch.set_num_threads(1)
-seed = flor.arg("seed", 0)
-epochs = flor.arg("epochs", 4)
-torch.manual_seed(seed)
-X = torch.randn(48, 6)
-Y = (X[:, :2].sum(dim=1) > 0).long()
-XV = torch.randn(16, 6)
-YV = (XV[:, :2].sum(dim=1) > 0).long()
-cg = torch.nn.utils.clip_grad_norm_
-"""
+HEAD = S27_HEAD + "cg = torch.nn.utils.clip_grad_norm_\n"
 
 CLIP_AND_SUM = (
     HEAD
@@ -114,30 +100,11 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 )
 
-RUNS = (("--seed", "0"), ("--seed", "1"))
-RUNS2 = (("--seed", "2"), ("--seed", "1", "--epochs", "3"))
-
-
-@dataclass(frozen=True)
-class Pattern:
-    name: str
-    versions: Sequence[Version]
-    sqls: Sequence[str]
-
 
 def two(text: str, a: str, b: str) -> list[Version]:
     return [
         ({"train.py": text.replace("LR", a)}, RUNS),
         ({"train.py": text.replace("LR", b)}, RUNS2),
-    ]
-
-
-def narrow_then_wide(col: str, grain: str = "epoch") -> list[str]:
-    return [
-        f"SELECT seed, {grain}, {col} FROM logs WHERE epoch = 1 AND seed = 1",
-        f"SELECT seed, {grain}, {col} FROM logs WHERE epoch >= 1",
-        f"SELECT seed, {grain}, {col} FROM logs",
-        f"SELECT seed, count({col}), round(sum({col}), 6) FROM logs GROUP BY seed",
     ]
 
 
