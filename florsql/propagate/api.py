@@ -868,12 +868,7 @@ def _binds(stmt: ast.stmt) -> frozenset[str]:
     return assigned(stmt) - own
 
 
-def _overwrites(
-    items: list[_Item],
-    session: _Session,
-    renames: dict[str, str],
-    only: frozenset[str] | None = None,
-) -> str | None:
+def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
     """One of ``items`` (carried statements) that would assign a name the old version binds in
     that scope in a way the new version does not: running it there would change what the old
     code computes (``scale = 10 ** epoch`` carried where the old code has a ``scale = 2.0`` of
@@ -881,7 +876,7 @@ def _overwrites(
     version has too (``best = 99.0``, and the new ``if val < best: best = val`` travels), it is
     today's program the carried statement completes."""
     for it in items:
-        for name in sorted((_binds(it.stmt) - _twin_binds(it)) if only is None else only):
+        for name in sorted(_binds(it.stmt) - _twin_binds(it)):
             old_name = renames.get(name, name)
             line = it.old.insert_line(it.slot)
             if (
