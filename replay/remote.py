@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from florsql.errors import ReplayError
 from florsql.replay.executors import OnDone, _Zygote, collect, task_environ
-from florsql.replay.tasks import Task, TaskResult
+from florsql.replay.tasks import Task, TaskResult, heavy_imports
 from florsql.store import layout
 from florsql.store.fingerprints import recorded_inputs
 from florsql.store.replays import DONE, ReplaySpec, read_manifest
@@ -150,6 +150,14 @@ class RayExecutor:
         if resources:
             options["resources"] = dict(resources)
         self._remote = ray.remote(_run_task).options(**options)
+        # One warm-up task per worker slot, spread over the nodes (:meth:`prewarm`).
+        self._warm_up = ray.remote(_warm_up).options(**options, scheduling_strategy="SPREAD")
+        #: The warm-up tasks of :meth:`prewarm` (None: not asked for yet); each returns the
+        #: node it ran on and its zygote's pid.
+        self.warming: list[Any] | None = None
+        #: Per task of the last :meth:`run`: (node, pid of the zygote it forked from; None: it
+        #: ran in a fresh interpreter).
+        self.forked_from: dict[str, tuple[str, int | None]] = {}
         self._inflight: list[Any] = []
         # Kept across queries in Ray's object store: a version's tarball (a commit's files never
         # change) and recent checkpoints (a checkpoint file is written once), up to KEEP_BYTES.
@@ -162,6 +170,25 @@ class RayExecutor:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns = False
+
+    def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
+        """Start the zygotes of the cluster's worker processes now, with these scripts' heavy
+        imports (``torch``), while the query is still being planned: one warm-up task per
+        worker slot (:attr:`workers`), spread over the nodes, each starting the zygote of the
+        Ray worker process it runs in, which that process's later tasks fork from. Returns at
+        once; a replay planned meanwhile queues behind the warm-ups (it would pay the same
+        imports itself). Once per executor: Ray keeps its worker processes between queries."""
+        if not self.warm or self.warming is not None:
+            return
+        modules: list[str] = []
+        for script in scripts:
+            with contextlib.suppress(OSError):
+                modules += heavy_imports(script.read_text(errors="replace"), repo)
+        wanted = list(dict.fromkeys(modules))
+        try:
+            self.warming = [self._warm_up.remote(wanted) for _ in range(self.workers)]
+        except Exception:  # a warm-up that cannot be submitted only means a colder replay
+            self.warming = []
 
     def interrupt(self) -> None:
         """Cancel the running replay's tasks (their worker processes are killed)."""
@@ -186,6 +213,7 @@ class RayExecutor:
             ship = self._shipment(task, blobs)
             refs[self._remote.remote(trees[vid], ship)] = (task, time.perf_counter())
         self._inflight = list(refs)
+        self.forked_from = {}
         results: dict[str, TaskResult] = {}
         waiting = list(refs)
         try:
@@ -262,11 +290,12 @@ class RayExecutor:
     def _receive(self, task: Task, ref: Any, t0: float) -> TaskResult:
         seconds = time.perf_counter() - t0
         try:
-            code, outbox, node = self._ray.get(ref)
+            code, outbox, node, zygote = self._ray.get(ref)
         except Exception as e:  # the task never ran its worker: a node lost, a Ray error
             return TaskResult(
                 task.spec.task_id, False, -1, seconds, f"the Ray task failed: {_first_line(e)}"
             )
+        self.forked_from[task.spec.task_id] = (node, zygote)
         unpack(task.spec, outbox, node)
         return collect(task, code, seconds)
 
@@ -360,8 +389,22 @@ def _first_line(e: BaseException) -> str:
 _ZYGOTE: _Zygote | None = None
 
 
-def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str]:
-    """Runs on a Ray node: materialize the task, run its worker, return its output folder."""
+def _warm_up(modules: list[str]) -> tuple[str, int | None]:
+    """Runs on a Ray node: start this worker process's zygote with ``modules`` (its later
+    tasks fork from it at once); the node's id and the zygote's pid."""
+    import ray
+
+    global _ZYGOTE
+    if _ZYGOTE is None:
+        _ZYGOTE = _Zygote()
+    proc = _ZYGOTE.ensure(modules)
+    return ray.get_runtime_context().get_node_id(), proc.pid
+
+
+def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str, int | None]:
+    """Runs on a Ray node: materialize the task, run its worker; return its exit status, its
+    output folder (a tarball), the node's id and the pid of the zygote it forked from (None:
+    a fresh interpreter)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
@@ -385,12 +428,13 @@ def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str]:
         out.mkdir(parents=True)
         task = Task(spec, spec_path, tree, tree / ship.script, tree / ship.cwd, ship.argv)
         code = _run_worker(task, ship.warm)
+        zygote = _ZYGOTE.proc.pid if ship.warm and _ZYGOTE and _ZYGOTE.proc else None
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for path in sorted(out.rglob("*")):
                 if path.is_file():
                     tar.add(path, path.relative_to(out).as_posix())
-        return code, buf.getvalue(), node
+        return code, buf.getvalue(), node, zygote
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -214,12 +214,19 @@ def test_ray_executor_gives_the_same_values(
     repo = _fresh_copy(history, tmp_path)
     try:
         executor = RayExecutor(2)
+        # Warmed up while a query would be planned: the tasks fork from those zygotes.
+        executor.prewarm([repo / "train.py"], repo)
+        assert executor.warming is not None and len(executor.warming) == 2
+        warm = {pid for _, pid in ray.get(executor.warming)}
+        executor.prewarm([repo / "train.py"], repo)  # once per executor
         report = run_replay(
             repo, _requests(repo, ["wnorm"], [1, 4]), patcher=_hand_patched, executor=executor
         )
     finally:
         ray.shutdown()
     assert report.results and not report.failures
+    assert len(warm) == 2 and None not in warm
+    assert {pid for _, pid in executor.forked_from.values()} <= warm
     got = _values(repo, "replay_log_records")
     want = {k: v for k, v in history[1].items() if k[1] == "wnorm" and k[2] in (1, 4)}
     assert got == want

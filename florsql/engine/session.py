@@ -176,6 +176,7 @@ class Engine:
         """
         new = executor_from(value)
         old, self.executor = self.executor, new
+        self._prewarmed = False  # the next query that may replay warms the new one up
         stop = getattr(old, "close", None)
         if callable(stop) and old is not new:
             stop()
