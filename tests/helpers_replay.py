@@ -10,6 +10,8 @@ its value there, floats bit for bit (the scripts pin ``torch.set_num_threads(1)`
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import json
 import math
@@ -17,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -189,6 +192,40 @@ class Recorder:
             self._proc.stdin.write(json.dumps({"quit": True}) + "\n")
             self._proc.stdin.close()
         self._proc.wait(timeout=60)
+
+
+_SHARED: Recorder | None = None
+
+
+def shared_recorder() -> Recorder:
+    """This test process's :class:`Recorder` (one per xdist worker), started on first use and
+    closed at exit: for fixtures that need recorded runs, not a test of how a fresh
+    interpreter records (those use :func:`tests.helpers.run_script`)."""
+    global _SHARED
+    if _SHARED is None:
+        logs = Path(tempfile.mkdtemp(prefix="florsql-runlogs-"))
+        _SHARED = Recorder(logs)
+        atexit.register(_close_shared, logs)
+    return _SHARED
+
+
+def _close_shared(logs: Path) -> None:
+    if _SHARED is not None:
+        with contextlib.suppress(Exception):
+            _SHARED.close()
+    shutil.rmtree(logs, ignore_errors=True)
+
+
+def warm_script(repo: Path, script: str, *args: str, **env: str) -> None:
+    """``python script args...`` in ``repo`` with ``env`` added, as :func:`run_script` runs it
+    (a failed run raises with its output), forked from the shared warm interpreter."""
+    shared_recorder().run([[Job(repo, script, tuple(args), dict(env))]])
+
+
+def warm_runs(*chains: Sequence[Job]) -> None:
+    """Each chain's runs in order, chains side by side, forked from the shared warm
+    interpreter (a failed run raises with its output)."""
+    shared_recorder().run(list(chains))
 
 
 def record_pair(

@@ -18,7 +18,8 @@ from florsql.engine.session import Engine
 from florsql.errors import PlanError
 from florsql.propagate import propagate
 from florsql.replay import LocalExecutor, PlanExecutor
-from tests.helpers import copy_repo, git, make_repo, run_dirs, run_script, write
+from tests.helpers import copy_repo, git, make_repo, run_dirs, write
+from tests.helpers_replay import warm_script
 
 MAIN = """
 import torch
@@ -118,7 +119,7 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[Key, object]:
             "pkg/steps.py": with_out_mean(STEPS),
         }
         repo = make_repo(tmp_path_factory.mktemp("oracle") / f"o{lr}", files)
-        run_script(repo, "main.py", "--lr", lr)
+        warm_script(repo, "main.py", "--lr", lr)
         out.update(_values(repo, ("b0", "out_mean", "loss")))
     return out
 
@@ -127,10 +128,10 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[Key, object]:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run of each version, recorded before the statements existed (a pristine copy)."""
     repo = make_repo(tmp_path_factory.mktemp("h") / "h", {**FILES, "trainer.py": TRAINER_V1})
-    run_script(repo, "main.py", "--lr", "0.1", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "main.py", "--lr", "0.1", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "trainer.py", TRAINER_V2)
     git(repo, "commit", "-qam", "clip gradients")
-    run_script(repo, "main.py", "--lr", "0.05", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "main.py", "--lr", "0.05", FLORSQL_CHECKPOINT_PERIOD="1")
     return repo
 
 
@@ -258,11 +259,11 @@ def test_state_carried_in_an_imported_helper_is_replayed_from_the_top(tmp_path: 
         '            flor.log("loss", w)\n            flor.log("b0", w * 10)\n',
     )
     oracle_repo = make_repo(tmp_path / "o", {"main.py": PLAIN_MAIN, "trainer.py": patched})
-    run_script(oracle_repo, "main.py")
+    warm_script(oracle_repo, "main.py")
     with Engine(oracle_repo, replay="off") as eng:
         want = eng.execute("SELECT epoch, step, b0 FROM logs WHERE epoch = 1 AND b0 IS NOT NULL")
     repo = make_repo(tmp_path / "r", {"main.py": PLAIN_MAIN, "trainer.py": PLAIN_TRAINER})
-    run_script(repo, "main.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "main.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "trainer.py", patched)
     with _engine(repo) as eng:
         plan = eng.execute("EXPLAIN SELECT b0 FROM logs WHERE epoch = 1").table
@@ -282,10 +283,10 @@ def test_module_column_only_for_runs_that_imported_it(tmp_path: Path) -> None:
     main_v1 = "import florsql as flor\n\nfor e in flor.loop('epoch', range(2)):\n    v = e * 3\n"
     main_v2 = "import extra\n" + main_v1 + "    flor.log('n', extra.note(v))\n"
     repo = make_repo(tmp_path / "r", {"main.py": main_v1, "extra.py": extra})
-    run_script(repo, "main.py")
+    warm_script(repo, "main.py")
     write(repo / "main.py", main_v2)
     git(repo, "commit", "-qam", "v2 imports extra")
-    run_script(repo, "main.py")
+    warm_script(repo, "main.py")
     write(
         repo / "extra.py",
         "import florsql as flor\n\n\n"

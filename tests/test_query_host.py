@@ -23,7 +23,8 @@ import pytest
 from florsql import cli_host
 from florsql.replay import service
 from florsql.store import layout
-from tests.helpers import make_repo, pid_alive, run_script, script_env, wait_gone, write
+from tests.helpers import make_repo, pid_alive, script_env, wait_gone, write
+from tests.helpers_replay import warm_script
 from tests.test_replay_service import SCRIPT  # two runs' script, as the service's tests
 
 ANCHOR = 'flor.log("w", state["w"])'
@@ -37,7 +38,7 @@ def repo(tmp_path: Path) -> Path:
     service runs and has started its query host, now listening."""
     repo = make_repo(tmp_path / "r", {"train.py": SCRIPT})
     for run in range(2):
-        run_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
+        warm_script(repo, "train.py", "--run", str(run), FLORSQL_CHECKPOINT_PERIOD="1")
     add(repo, 'flor.log("w2", state["w"] * 2)')
     first = florsql(repo, "query", "--format", "json", "SELECT run, epoch, w2 FROM logs", **ON)
     assert first.returncode == 0, first.stderr
@@ -122,7 +123,7 @@ def test_a_replaying_query_in_the_host_equals_a_full_run(repo: Path, tmp_path: P
     assert len(host_log(repo)) == served + 1
     oracle = make_repo(tmp_path / "oracle", {"train.py": (repo / "train.py").read_text()})
     for run in range(2):
-        run_script(oracle, "train.py", "--run", str(run))
+        warm_script(oracle, "train.py", "--run", str(run))
     sql = "SELECT run, epoch, w3 FROM logs ORDER BY run, epoch"
     there = florsql(repo, "query", "--format", "json", sql, **ON)
     want = florsql(oracle, "query", "--format", "json", sql, **OFF)

@@ -24,7 +24,8 @@ from florsql.engine.session import Engine
 from florsql.errors import FlorWarning, ReplayFailedWarning
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
-from tests.helpers import make_repo, run_script, script_env, write
+from tests.helpers import copy_repo, make_repo, run_script, script_env, write
+from tests.helpers_replay import warm_script
 from tests.replay_scripts import OLD, PATCHED
 
 Rows = list[dict[str, Any]]
@@ -34,16 +35,23 @@ Rows = list[dict[str, Any]]
 def oracle_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A full re-run of the hand-patched old version: every value recorded."""
     repo = make_repo(tmp_path_factory.mktemp("oracle") / "o", {"train.py": PATCHED})
-    run_script(repo, "train.py", "--lr", "0.3")
+    warm_script(repo, "train.py", "--lr", "0.3")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two recorded runs of OLD (recorded once per module)."""
+    repo = make_repo(tmp_path_factory.mktemp("coverage") / "h", {"train.py": OLD})
+    for lr in ("0.1", "0.3"):
+        warm_script(repo, "train.py", "--lr", lr, FLORSQL_CHECKPOINT_PERIOD="2")
     return repo
 
 
 @pytest.fixture
-def history(tmp_path: Path) -> Path:
-    """Two recorded runs of OLD; then the user edits train.py (no new run)."""
-    repo = make_repo(tmp_path / "h", {"train.py": OLD})
-    for lr in ("0.1", "0.3"):
-        run_script(repo, "train.py", "--lr", lr, FLORSQL_CHECKPOINT_PERIOD="2")
+def history(recorded: Path, tmp_path: Path) -> Path:
+    """A copy of the two recorded runs of OLD; then the user edits train.py (no new run)."""
+    repo = copy_repo(recorded, tmp_path / "h")
     write(repo / "train.py", PATCHED)
     return repo
 
@@ -127,7 +135,7 @@ def test_a_statement_that_logs_nothing_is_not_replayed_again(tmp_path: Path) -> 
     """Coverage comes from the tasks that ran, not only from values: a statement that logged
     nothing in an iteration (an ``if``) is known to be NULL there."""
     repo = make_repo(tmp_path / "s", {"train.py": SPARSE})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", SPARSE + '            flor.log("even", state["w"] * 10)\n')
     sql = "SELECT epoch, even FROM logs WHERE step IS NULL ORDER BY epoch"
     with _engine(repo) as eng:
@@ -157,7 +165,7 @@ def _failed_markers(repo: Path) -> int:
 
 def test_a_failed_task_is_remembered_until_the_statement_changes(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "f", {"train.py": FAILING})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     # Today's statement divides by zero at epoch 2, whatever replays it.
     write(repo / "train.py", FAILING + '        flor.log("inv", 1 / (2 - epoch))\n')
     sql = "SELECT epoch, w, inv FROM logs ORDER BY epoch"
@@ -232,10 +240,10 @@ def _statement_failure(tmp_path: Path, today: str, oracle_today: str) -> tuple[R
     re-run of the old version with ``oracle_today`` only: what does not raise), and the
     warnings' text."""
     repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", TWO_LOOPS + today)
     oracle = make_repo(tmp_path / "o", {"train.py": TWO_LOOPS + oracle_today})
-    run_script(oracle, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(oracle, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     sql = "SELECT epoch, w, ok, bad FROM logs WHERE step IS NULL ORDER BY epoch"
     with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(1))) as eng:
         with warnings.catch_warnings(record=True) as caught:
@@ -273,7 +281,7 @@ def test_two_statements_failing_at_other_epochs_leave_the_rest_exact(tmp_path: P
         '        flor.log("attr", state.missing if epoch > 0 else 0.0)\n'
     )
     repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", TWO_LOOPS + today)
     sql = "SELECT epoch, w, ok, ratio, attr FROM logs WHERE step IS NULL ORDER BY epoch"
     executor = PlanExecutor(LocalExecutor(1))
@@ -306,7 +314,7 @@ def test_a_failing_carried_statement_blames_the_statement_it_was_carried_for(
         '            state["w"] += 1 + epoch\n            acc += 1 / (2 - epoch)\n',
     )
     repo = make_repo(tmp_path / "h", {"train.py": TWO_LOOPS})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", history_today + today)
     sql = "SELECT epoch, w, ok, bad FROM logs WHERE step IS NULL ORDER BY epoch"
     executor = PlanExecutor(LocalExecutor(1))
@@ -333,7 +341,7 @@ def test_a_failure_in_the_old_code_blames_no_statement(tmp_path: Path) -> None:
         '            raise RuntimeError("the flag is up")\n',
     )
     repo = make_repo(tmp_path / "h", {"train.py": script})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     flag.write_text("up")
     today = '        flor.log("ok", state["w"] * 2)\n        flor.log("two", state["w"] * 3)\n'
     write(
@@ -393,7 +401,7 @@ def _segments(repo: Path, argv_has: str) -> int:
 
 def test_replay_never_goes_past_where_a_run_ended(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "k", {"train.py": ENDING})
-    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")  # finished
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")  # finished
     proc = run_script(repo, "train.py", "--fail_at", "3", check=False)  # failed in epoch 3
     assert proc.returncode != 0 and "diverged" in proc.stderr
     # A run killed (SIGKILL) in epoch 4, once epochs 0-3 are on disk.

@@ -10,7 +10,8 @@ import pytest
 from florsql.errors import ReplayError
 from florsql.replay import LocalExecutor, Patch, Progress, RunRequest, run_replay
 from florsql.store.index import Index
-from tests.helpers import copy_repo, git, make_repo, run_dirs, run_script, write
+from tests.helpers import copy_repo, git, make_repo, run_dirs, write
+from tests.helpers_replay import Job, warm_runs
 from tests.replay_scripts import OLD, PATCHED
 
 Values = dict[tuple[float, str, int | None, int | None], object]
@@ -59,9 +60,11 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Values]:
     base = tmp_path_factory.mktemp("sched")
     repo = make_repo(base / "repo", {"train.py": OLD, ".gitignore": "data/\n"})
     oracle = make_repo(base / "oracle", {"train.py": PATCHED})
-    for lr in ("0.1", "0.3"):
-        run_script(repo, "train.py", "--lr", lr, FLORSQL_CHECKPOINT_PERIOD="2")
-        run_script(oracle, "train.py", "--lr", lr)
+    ck = {"FLORSQL_CHECKPOINT_PERIOD": "2"}
+    warm_runs(
+        [Job(repo, "train.py", ("--lr", lr), ck) for lr in ("0.1", "0.3")],
+        [Job(oracle, "train.py", ("--lr", lr)) for lr in ("0.1", "0.3")],
+    )
     return repo, _values(oracle, "log_records")
 
 

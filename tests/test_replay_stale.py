@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,8 @@ from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.replay.runner import Patch, default_patcher
 from florsql.store import layout
 from florsql.store.replays import replays_dir
-from tests.helpers import copy_repo, make_repo, run_script, script_env, write
+from tests.helpers import copy_repo, make_repo, script_env, write
+from tests.helpers_replay import Job, warm_runs, warm_script
 from tests.replay_scripts import OLD
 
 # -- the issue's scenario, on the torch script of the differential tests ----------------------
@@ -43,13 +43,8 @@ Rows = list[tuple[float, int, float]]
 
 def _record(repo: Path, **env: str) -> None:
     """Two runs (lr 0.1 and 0.3, 4 epochs), side by side."""
-    with ThreadPoolExecutor(2) as pool:
-        runs = [
-            pool.submit(run_script, repo, "train.py", "--lr", lr, "--epochs", "4", **env)
-            for lr in ("0.1", "0.3")
-        ]
-        for run in runs:
-            run.result()
+    argvs = [("--lr", lr, "--epochs", "4") for lr in ("0.1", "0.3")]
+    warm_runs(*[[Job(repo, "train.py", argv, env)] for argv in argvs])
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +177,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("stale-plain") / "p", {"train.py": SCRIPT, "util.py": UTIL}
     )
     for seed in ("0", "1"):
-        run_script(repo, "train.py", "--seed", seed)
+        warm_script(repo, "train.py", "--seed", seed)
     return repo
 
 

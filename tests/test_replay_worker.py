@@ -17,11 +17,11 @@ from florsql.store.segments import join_value, list_segments, read_segments
 from tests.helpers import (
     make_repo,
     run_dirs,
-    run_script,
     script_env,
     stop_replay_services,
     write,
 )
+from tests.helpers_replay import warm_script
 from tests.replay_scripts import OLD, PATCHED
 
 Key = tuple[str, int | None, int | None]
@@ -48,9 +48,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Key, 
     """One recorded run of OLD (checkpoints every 2 epochs), and the oracle's full re-run."""
     base = tmp_path_factory.mktemp("replay")
     repo = make_repo(base / "old", {"train.py": OLD})
-    run_script(repo, "train.py", "--lr", "0.2", FLORSQL_CHECKPOINT_PERIOD="2")
+    warm_script(repo, "train.py", "--lr", "0.2", FLORSQL_CHECKPOINT_PERIOD="2")
     oracle = make_repo(base / "oracle", {"train.py": PATCHED})
-    run_script(oracle, "train.py", "--lr", "0.2")
+    warm_script(oracle, "train.py", "--lr", "0.2")
     write(repo / "patched.py", PATCHED)
     return repo, _values(run_dirs(oracle)[0])
 

@@ -47,6 +47,7 @@ def _parses(text: str) -> bool:
     return True
 
 
+@pytest.mark.slow  # every script of the repository: 25 s; the generated ones stay default
 def test_the_ast_scanner_agrees_with_libcst_on_every_script_here() -> None:
     scripts = [(w, t) for w, t in _scripts() if _parses(t)]
     assert len(scripts) > 150  # the corpus is really there

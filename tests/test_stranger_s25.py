@@ -1334,7 +1334,7 @@ SQLS: list[tuple[str, tuple[Any, ...], bool]] = [
     "sql,params,ordered",
     # every third query in the default run, all of them in the slow run
     [
-        pytest.param(*q, id=str(i), marks=() if i % 3 == 0 else pytest.mark.slow)
+        pytest.param(*q, id=str(i), marks=() if i % 6 == 0 else pytest.mark.slow)
         for i, q in enumerate(SQLS)
     ],
 )
