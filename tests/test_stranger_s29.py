@@ -1,0 +1,528 @@
+"""Stranger sweep s29: training scripts shaped as people write them that the earlier sweeps did
+not write down: the loops inside ``def train(cfg)`` called under ``if __name__ == "__main__":``
+with a ``random_split`` of a ``TensorDataset`` behind a shuffling ``DataLoader``; a GRU trained
+by truncated back-propagation with its hidden state carried across steps; augmentation drawn
+from a legacy ``numpy.random.RandomState``, a ``random.Random`` and the global ``random``;
+k-fold cross-validation (a ``fold`` loop around the checkpointed ``epoch`` loop, the model
+rebuilt per fold); ``ReduceLROnPlateau`` on a validation loss with early stopping and the best
+weights restored for a run-level value; a Trainer class whose step helper is a closure over the
+epoch; lines reordered and renamed between versions; a ``return`` wrapped in ``flor.log``.
+
+Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
+hand-patched). Queries are asked as a user would: a narrow one first, then wider, then
+aggregates, self-joins, windows, ``ORDER BY ... LIMIT`` and ``?`` parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers_replay import Recorder, corpus_params
+from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
+    Compare,
+    Version,
+    record_versions,
+    recorder,
+    workers,
+)
+from tests.test_stranger_s27 import HEAD as S27_HEAD
+from tests.test_stranger_s27 import RUNS, RUNS2, narrow_then_wide
+
+HEAD = S27_HEAD + "import random\nimport numpy as np\n"
+
+Query = str | tuple[str, Sequence[Any], bool]  # sql, or (sql, params, ordered)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    versions: Sequence[Version]
+    sqls: Sequence[Query]
+    bug: str | None = None
+
+
+def edit(text: str, *pairs: tuple[str, str]) -> str:
+    """``text`` with each anchor (which must occur exactly once) replaced."""
+    for old, new in pairs:
+        assert text.count(old) == 1, (old, text.count(old))
+        text = text.replace(old, new)
+    return text
+
+
+def two(a: str, b: str) -> list[Version]:
+    return [({"train.py": a}, RUNS), ({"train.py": b}, RUNS2)]
+
+
+# --- 1. def train(cfg) under a main guard; random_split + shuffling DataLoader ---------------
+
+TRAIN_FN = (
+    HEAD
+    + """
+from types import SimpleNamespace
+from torch.utils.data import DataLoader, TensorDataset, random_split
+
+
+def train(cfg):
+    g = torch.Generator().manual_seed(cfg.seed)
+    tr, va = random_split(TensorDataset(X, Y), [36, 12], generator=g)
+    loader = DataLoader(tr, batch_size=cfg.bs, shuffle=True, generator=g, drop_last=DROP)
+    xv = torch.stack([va[i][0] for i in range(len(va))])
+    yv = torch.stack([va[i][1] for i in range(len(va))])
+    net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    with flor.checkpointing(model=net, optimizer=opt, sched=sched):
+        for epoch in flor.loop("epoch", range(cfg.epochs)):
+            net.train()
+            for xb, yb in flor.loop("step", loader):
+                loss = loss_fn(net(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+                flor.log("bsum", float(xb.sum()))  # hindsight
+            sched.step()
+            net.eval()
+            with torch.no_grad():
+                pv = net(xv)
+            flor.log("val_acc", float((pv.argmax(1) == yv).float().mean()))  # hindsight
+            flor.log("lr", sched.get_last_lr()[0])  # hindsight
+    return net
+
+
+if __name__ == "__main__":
+    cfg = SimpleNamespace(seed=seed, epochs=epochs, bs=flor.arg("bs", 8), lr=LRATE)
+    model = train(cfg)
+    flor.log("final_w", float(model[0].weight.sum()))  # hindsight
+"""
+)
+
+# --- 2. GRU, truncated BPTT: hidden state carried across steps, detached -------------------
+
+GRU = (
+    HEAD
+    + """
+S = torch.randn(4, 96, 3)
+T = S.cumsum(1)[:, :, :1] * 0.1
+rnn = nn.GRU(3, 8, batch_first=True)
+head = nn.Linear(8, 1)
+opt = torch.optim.Adam(list(rnn.parameters()) + list(head.parameters()), lr=LR)
+mse = nn.MSELoss()
+INIT_OUTER
+with flor.checkpointing(rnn=rnn, head=head, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        INIT_INNER
+        for t in flor.loop("step", range(0, 96, 16)):
+            out, h = rnn(S[:, t : t + 16], h)
+            loss = mse(head(out), T[:, t : t + 16])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            h = h.detach()
+            flor.log("loss", loss.item())
+            flor.log("hn", float(h.norm()))  # hindsight
+        flor.log("h_end", float(h.abs().mean()))  # hindsight
+        flor.log("w_ih", float(rnn.weight_ih_l0.sum()))  # hindsight
+"""
+)
+
+GRU_RESET = ("", "h = torch.zeros(1, 4, 8)")
+
+
+def decay(f: str) -> tuple[str, str]:
+    return ("h = torch.zeros(1, 4, 8)", f"h = h * {f}")
+
+
+def gru(lr: str, init: tuple[str, str]) -> str:
+    return edit(GRU, ("LR", lr), ("INIT_OUTER", init[0]), ("INIT_INNER", init[1]))
+
+
+GRU_SQLS = [
+    *narrow_then_wide("h_end"),
+    *narrow_then_wide("hn", "step"),
+    "SELECT seed, epoch, w_ih FROM logs WHERE w_ih IS NOT NULL",
+]
+
+# --- 3. augmentation from RandomState, random.Random and the global random ----------------
+
+AUGMENT = (
+    HEAD
+    + """
+rs = np.random.RandomState(seed)
+rnd = random.Random(seed)
+random.seed(seed)
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        order = rs.permutation(48)
+        for i in flor.loop("step", range(0, 48, 8)):
+            idx = torch.from_numpy(order[i : i + 8].copy())
+            xb, yb = X[idx], Y[idx]
+            flipped = rnd.random() < 0.5
+            if flipped:
+                xb, yb = -xb, 1 - yb
+            scale = float(rs.uniform(0.8, 1.2))
+            xb = xb * scale + random.gauss(0.0, 0.05)
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("scale", scale)  # hindsight
+            flor.log("flipped", int(flipped))  # hindsight
+        flor.log("rs_pos", int(rs.get_state()[2]))  # hindsight
+        flor.log("rnd_pos", rnd.getstate()[1][-1])  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+"""
+)
+
+# --- 4. k-fold: a fold loop around the checkpointed epoch loop, model rebuilt per fold -----
+
+KFOLD = (
+    HEAD
+    + """
+folds = torch.arange(48).chunk(3)
+loss_fn = nn.CrossEntropyLoss()
+for fold in flor.loop("fold", range(3)):
+    vi = folds[fold]
+    ti = torch.cat([f for k, f in enumerate(folds) if k != fold])
+    net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for idx in flor.loop("step", ti[torch.randperm(len(ti))].split(8)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+                flor.log("gn", float(net[0].weight.grad.norm()))  # hindsight
+            with torch.no_grad():
+                out = net(X[vi])
+                flor.log("val", float(loss_fn(out, Y[vi])))
+                flor.log("vacc", float((out.argmax(1) == Y[vi]).float().mean()))  # hindsight
+    flor.log("fold_w", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+# --- 5. ReduceLROnPlateau on val loss, early stopping, best weights restored ---------------
+
+PLATEAU = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+opt = torch.optim.AdamW(net.parameters(), lr=0.05, weight_decay=0.01)
+sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+loss_fn = nn.CrossEntropyLoss()
+best, bad, best_state = float("inf"), 0, None
+with flor.checkpointing(model=net, optimizer=opt, sched=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        net.eval()
+        with torch.no_grad():
+            val = float(loss_fn(net(XV), YV))
+        sched.step(val)
+        flor.log("val", val)
+        flor.log("lr", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("bad_epochs", sched.num_bad_epochs)  # hindsight
+        if val < best:
+            best, bad = val, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            bad += 1
+            if bad >= PATIENCE:
+                break
+net.load_state_dict(best_state)
+net.eval()
+with torch.no_grad():
+    pred = net(XV).argmax(1)
+flor.log("final_acc", float((pred == YV).float().mean()))  # hindsight
+flor.log("best", best)  # hindsight
+"""
+)
+
+# --- 6. Trainer class; the step helper is a closure over the epoch's scale ----------------
+
+TRAINER = (
+    HEAD
+    + """
+class Trainer:
+    def __init__(self, net, lr):
+        self.net = net
+        self.opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=4)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.steps = 0
+
+    def train_epoch(self, epoch):
+        scale = 1.0 / (epoch + 1)
+
+        def one_step(idx):
+            loss = self.loss_fn(self.net(X[idx]), Y[idx])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.steps += 1
+            flor.log("scaled", loss.item() * scale)  # hindsight
+            return loss.item()
+
+        total = 0.0
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            total += one_step(idx)
+        return total
+
+    def evaluate(self):
+        self.net.eval()
+        with torch.no_grad():
+            pred = self.net(XV).argmax(1)
+        self.net.train()
+        flor.log("acc0", float((pred[YV == 0] == 0).float().mean()))  # hindsight
+        flor.log("acc1", float((pred[YV == 1] == 1).float().mean()))  # hindsight
+        return float((pred == YV).float().mean())
+
+    def fit(self, epochs):
+        with flor.checkpointing(model=self.net, optimizer=self.opt, sched=self.sched):
+            for epoch in flor.loop("epoch", range(epochs)):
+                tl = self.train_epoch(epoch)
+                self.sched.step()
+                flor.log("train_loss", tl)
+                flor.log("acc", self.evaluate())
+                flor.log("steps", self.steps)  # hindsight
+
+
+Trainer(nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2)), LRATE).fit(epochs)
+"""
+)
+
+# --- 7. lines reordered and renamed between versions -------------------------------------
+
+REORDER_A = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            out = net(X[idx])
+            loss = loss_fn(out, Y[idx])
+            loss.backward()
+            flor.log("gnorm", float(net[0].weight.grad.norm()))  # hindsight
+            flor.log("pmax", float(out.max()))  # hindsight
+            opt.step()
+            opt.zero_grad()
+            flor.log("loss", loss.item())
+        flor.log("wn", float(net[2].weight.norm()))  # hindsight
+"""
+)
+
+REORDER_B = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            opt.zero_grad()
+            logits = net(X[idx])
+            batch_loss = loss_fn(logits, Y[idx])
+            batch_loss.backward()
+            flor.log("gnorm", float(net[0].weight.grad.norm()))  # hindsight
+            flor.log("pmax", float(logits.max()))  # hindsight
+            opt.step()
+            flor.log("loss", batch_loss.item())
+        flor.log("wn", float(net[2].weight.norm()))  # hindsight
+"""
+)
+
+NO_GRAD_WRAP = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR)
+loss_fn = crit = nn.CrossEntropyLoss()
+history = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        net.eval()
+        with torch.no_grad():
+            v = flor.log("val", float(crit(net(XV), YV)))  # hindsight: v = float(crit(net(XV), YV))
+        net.train()
+        history.append(v)
+        flor.log("best_val", min(history))
+"""
+)
+
+# --- 9. a return wrapped in flor.log, in a helper called per epoch --------------------------
+
+RETURN_WRAP = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR)
+loss_fn = crit = nn.CrossEntropyLoss()
+
+
+def evaluate(m):
+    with torch.no_grad():
+        return flor.log("vl", float(crit(m(XV), YV)))  # hindsight: return float(crit(m(XV), YV))
+
+
+history = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        history.append(evaluate(net))
+        flor.log("best_vl", min(history))  # hindsight
+"""
+)
+
+JOINS = [
+    # the step and epoch statements together: a self-join, a CTE, a window, ORDER BY ... LIMIT
+    "SELECT a.seed, a.epoch, a.wn, b.wn FROM logs a JOIN logs b ON a.run_id = b.run_id "
+    "AND a.epoch = b.epoch + 1 WHERE a.wn IS NOT NULL AND b.wn IS NOT NULL",
+    "WITH s AS (SELECT run_id, epoch, max(gnorm) AS g FROM logs GROUP BY run_id, epoch) "
+    "SELECT l.seed, l.epoch, s.g, l.wn FROM logs l JOIN s ON l.run_id = s.run_id "
+    "AND l.epoch = s.epoch WHERE l.wn IS NOT NULL",
+    "SELECT seed, epoch, wn - lag(wn) OVER (PARTITION BY run_id ORDER BY epoch) FROM logs "
+    "WHERE wn IS NOT NULL",
+    ("SELECT seed, epoch, step, gnorm FROM logs WHERE gnorm IS NOT NULL "
+     "ORDER BY gnorm DESC, seed, epoch, step LIMIT 3", (), True),
+    ("SELECT epoch, round(avg(gnorm), 9) FROM logs WHERE seed = ? AND epoch < ? "
+     "GROUP BY epoch ORDER BY epoch", (2, 3), True),
+    "SELECT seed, epoch, max(gnorm), max(wn) FROM logs GROUP BY seed, epoch",
+]  # fmt: skip
+
+PATTERNS = [
+    Pattern(
+        "train_function_under_a_main_guard_random_split_and_a_shuffling_loader",
+        two(
+            edit(TRAIN_FN, ("DROP", "False"), ("LRATE", "0.01")),
+            edit(TRAIN_FN, ("DROP", "True"), ("LRATE", "0.02")),
+        ),
+        [*narrow_then_wide("val_acc"), *narrow_then_wide("bsum", "step"),
+         "SELECT seed, epoch, lr FROM logs WHERE lr IS NOT NULL",
+         "SELECT seed, final_w FROM logs WHERE final_w IS NOT NULL"],
+    ),
+    Pattern(
+        "gru_hidden_state_carried_across_steps_by_truncated_bptt",
+        two(gru("0.01", GRU_RESET), gru("0.02", GRU_RESET)),
+        GRU_SQLS,
+    ),
+    Pattern(
+        "gru_hidden_state_carried_across_epochs_and_decayed",
+        two(gru("0.01", decay("0.5")), gru("0.02", decay("0.25"))),
+        GRU_SQLS,
+    ),
+    Pattern(
+        "gru_hidden_reset_rewritten_as_a_decay_in_the_second_version",
+        two(gru("0.01", GRU_RESET), gru("0.02", decay("0.5"))),
+        GRU_SQLS,
+        bug="needless refusal: h_end (after the step loop, which binds h) is NULL for the first "
+        "version: 'cannot tell its place among old statements that today's code lacks or "
+        "rewrote (h)' (florsql/propagate/api.py _in_gap, from _slice_slots: today's "
+        "`h = h * 0.5` before the step loop is taken as a slice of the statement and the old "
+        "`h = torch.zeros(1, 4, 8)` it rewrote touches h)",
+    ),
+    Pattern(
+        "augmentation_from_a_random_state_a_random_instance_and_the_global_random",
+        two(AUGMENT.replace("LR", "0.1"), AUGMENT.replace("LR", "0.05")),
+        [*narrow_then_wide("w"), *narrow_then_wide("scale", "step"),
+         "SELECT seed, epoch, rs_pos, rnd_pos FROM logs WHERE rs_pos IS NOT NULL",
+         "SELECT seed, epoch, sum(flipped) FROM logs GROUP BY seed, epoch"],
+    ),
+    Pattern(
+        "k_fold_loop_around_the_checkpointed_epoch_loop_model_rebuilt_per_fold",
+        two(KFOLD.replace("LR", "0.1"), KFOLD.replace("LR", "0.05")),
+        ["SELECT seed, fold, epoch, vacc FROM logs WHERE fold = 1 AND epoch = 1 AND seed = 1",
+         "SELECT seed, fold, epoch, vacc FROM logs WHERE fold = 2",
+         "SELECT seed, fold, epoch, vacc FROM logs",
+         "SELECT seed, fold, fold_w FROM logs WHERE fold_w IS NOT NULL",
+         "SELECT seed, fold, epoch, step, gn FROM logs WHERE fold = 2 AND epoch = 1",
+         "SELECT seed, fold, count(gn), round(sum(gn), 6) FROM logs GROUP BY seed, fold"],
+    ),
+    Pattern(
+        "plateau_on_validation_early_stopping_and_best_weights_restored",
+        [({"train.py": PLATEAU.replace("PATIENCE", "2")},
+          (("--seed", "0", "--epochs", "7"), ("--seed", "1", "--epochs", "7"))),
+         ({"train.py": PLATEAU.replace("PATIENCE", "1")},
+          (("--seed", "2", "--epochs", "7"), ("--seed", "1", "--epochs", "5")))],
+        [*narrow_then_wide("lr"), "SELECT seed, epoch, bad_epochs FROM logs",
+         "SELECT seed, final_acc, best FROM logs WHERE final_acc IS NOT NULL",
+         "SELECT seed, max(epoch), min(lr) FROM logs GROUP BY seed"],
+    ),
+    Pattern(
+        "trainer_class_with_a_step_closure_over_the_epoch",
+        two(TRAINER.replace("LRATE", "0.1"), TRAINER.replace("LRATE", "0.05")),
+        [*narrow_then_wide("acc1"), *narrow_then_wide("scaled", "step"),
+         "SELECT seed, epoch, steps, acc0 FROM logs WHERE steps IS NOT NULL"],
+    ),
+    Pattern(
+        "lines_reordered_and_renamed_in_the_second_version",
+        [({"train.py": REORDER_A}, RUNS), ({"train.py": REORDER_B}, (("--seed", "2"),))],
+        [*narrow_then_wide("gnorm", "step"), *JOINS],
+    ),
+    Pattern(
+        "a_return_wrapped_in_flor_log_inside_an_evaluate_helper",
+        two(RETURN_WRAP.replace("LR", "0.1"), RETURN_WRAP.replace("LR", "0.2")),
+        [*narrow_then_wide("vl"), "SELECT seed, epoch, best_vl, vl FROM logs"],
+        bug="needless refusal: a wrapped line alone in its block (`return flor.log(...)` under "
+        "`with torch.no_grad():`) is refused, 'no context: none of the statements around it "
+        "in evaluate() match the old version' (florsql/propagate/match.py locate: the block "
+        "has no other statement; the old line it replaces (_twin) is not used as context)",
+    ),
+    Pattern(
+        "an_assignment_wrapped_in_flor_log_alone_in_a_no_grad_block",
+        two(NO_GRAD_WRAP.replace("LR", "0.1"), NO_GRAD_WRAP.replace("LR", "0.2")),
+        [*narrow_then_wide("val"), "SELECT seed, epoch, best_val, val FROM logs"],
+        bug="needless refusal with a wrong reason: `val = flor.log(\"val\", ...)` alone in "
+        "`with torch.no_grad():` (the old line `val = ...` there) is refused, 'the old version "
+        "has the block around it elsewhere' (florsql/propagate/api.py _plan: no context in "
+        "the one-statement block, so _lift takes the `with` as new; the old one pairs with it)",
+    ),
+]  # fmt: skip
+
+DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
+
+
+@pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
+def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
+    history, oracle = record_versions(recorder, tmp_path, p.versions)
+    c = Compare(history, oracle)
+    try:
+        for q in p.sqls:
+            if isinstance(q, str):
+                c(q)
+            else:
+                sql, params, ordered = q
+                c(sql, params, ordered=ordered)
+    finally:
+        c.close()
+    c.assert_none()
