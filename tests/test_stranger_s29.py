@@ -15,7 +15,7 @@ aggregates, self-joins, windows, ``ORDER BY ... LIMIT`` and ``?`` parameters."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class Pattern:
     versions: Sequence[Version]
     sqls: Sequence[Query]
     bug: str | None = None
+    period: int = 1  # FLORSQL_CHECKPOINT_PERIOD of the recordings
+    commit: bool = True  # False: versions after the first are working-tree edits when run
 
 
 def edit(text: str, *pairs: tuple[str, str]) -> str:
@@ -404,6 +406,65 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 )
 
+# --- 10. Adam's moments read after the step loop; a loader shuffled by the global RNG ------
+
+ADAM_STATE = (
+    HEAD
+    + """
+from torch.utils.data import DataLoader, TensorDataset
+
+net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.25), nn.Linear(16, 2))
+opt = torch.optim.Adam(net.parameters(), lr=LR, betas=(0.9, 0.99))
+loss_fn = nn.CrossEntropyLoss()
+loader = DataLoader(TensorDataset(X, Y), batch_size=BS, shuffle=True)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for xb, yb in flor.loop("step", loader):
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        st = opt.state[net[0].weight]  # hindsight
+        flor.log("m_norm", float(st["exp_avg"].norm()))  # hindsight
+        flor.log("v_max", float(st["exp_avg_sq"].max()))  # hindsight
+        flor.log("adam_t", int(st["step"]))  # hindsight
+        with torch.no_grad():
+            logits = net[3](net[1](net[0](XV)))
+        flor.log("hist", logits.argmax(1).bincount(minlength=2).tolist())  # hindsight
+        flor.log("improved", bool(loss.item() < 0.5))  # hindsight
+        flor.log("phase", "warm" if epoch < 2 else "main")  # hindsight
+"""
+)
+
+# --- 11. a hyperparameter added in the second version, read by today's statement -----------
+
+NEW_ARG_A = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+wd = flor.arg("wd", 0.0)  # hindsight
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        sq = float(sum((p**2).sum() for p in net.parameters()))
+        flor.log("decay_term", wd * sq)  # hindsight
+"""
+)
+
+NEW_ARG_B = edit(
+    NEW_ARG_A,
+    ('wd = flor.arg("wd", 0.0)  # hindsight', 'wd = flor.arg("wd", 0.0)'),
+    ("momentum=0.9)", "momentum=0.9, weight_decay=wd)"),
+)
+
 JOINS = [
     # the step and epoch statements together: a self-join, a CTE, a window, ORDER BY ... LIMIT
     "SELECT a.seed, a.epoch, a.wn, b.wn FROM logs a JOIN logs b ON a.run_id = b.run_id "
@@ -418,6 +479,8 @@ JOINS = [
     ("SELECT epoch, round(avg(gnorm), 9) FROM logs WHERE seed = ? AND epoch < ? "
      "GROUP BY epoch ORDER BY epoch", (2, 3), True),
     "SELECT seed, epoch, max(gnorm), max(wn) FROM logs GROUP BY seed, epoch",
+    "SELECT seed, epoch FROM logs WHERE gnorm > 0.4",
+    "SELECT seed, epoch, pmax FROM logs WHERE pmax > (SELECT avg(pmax) FROM logs)",
 ]  # fmt: skip
 
 PATTERNS = [
@@ -485,6 +548,21 @@ PATTERNS = [
          "SELECT seed, epoch, steps, acc0 FROM logs WHERE steps IS NOT NULL"],
     ),
     Pattern(
+        "train_function_in_three_versions_run_before_committing",
+        [({"train.py": edit(TRAIN_FN, ("DROP", "False"), ("LRATE", "0.01"))}, RUNS),
+         ({"train.py": edit(TRAIN_FN, ("DROP", "True"), ("LRATE", "0.01"))}, (("--seed", "2"),)),
+         ({"train.py": edit(TRAIN_FN, ("DROP", "True"), ("LRATE", "0.03"))},
+          (("--seed", "3", "--bs", "12"),))],
+        [*narrow_then_wide("val_acc"),
+         "SELECT seed FROM runs WHERE EXISTS (SELECT 1 FROM logs l WHERE l.run_id = "
+         "runs.run_id AND l.val_acc > 0.7)",
+         "SELECT DISTINCT seed FROM logs WHERE bsum > 0",
+         ("SELECT seed, epoch, val_acc FROM logs WHERE val_acc IS NOT NULL "
+          "ORDER BY seed, epoch, val_acc LIMIT 6", (), True),
+         "SELECT seed, epoch, step, bsum FROM logs"],
+        commit=False,
+    ),
+    Pattern(
         "lines_reordered_and_renamed_in_the_second_version",
         [({"train.py": REORDER_A}, RUNS), ({"train.py": REORDER_B}, (("--seed", "2"),))],
         [*narrow_then_wide("gnorm", "step"), *JOINS],
@@ -509,12 +587,53 @@ PATTERNS = [
     ),
 ]  # fmt: skip
 
+PATTERNS += [
+    Pattern(
+        "adam_moments_read_after_the_step_loop_and_a_globally_shuffled_loader",
+        two(edit(ADAM_STATE, ("LR", "0.01"), ("BS", "8")),
+            edit(ADAM_STATE, ("LR", "0.02"), ("BS", "12"))),
+        [*narrow_then_wide("m_norm"), "SELECT seed, epoch, adam_t, v_max FROM logs",
+         "SELECT seed, epoch, hist, improved, phase FROM logs WHERE phase IS NOT NULL",
+         "SELECT phase, count(phase), sum(CASE WHEN improved THEN 1 ELSE 0 END) FROM logs "
+         "GROUP BY phase"],
+    ),
+    Pattern(
+        "a_hyperparameter_added_in_the_second_version_read_by_todays_statement",
+        [({"train.py": NEW_ARG_A}, RUNS),
+         ({"train.py": NEW_ARG_B}, (("--seed", "2", "--wd", "0.01"), ("--seed", "1")))],
+        [*narrow_then_wide("decay_term"),
+         "SELECT seed, epoch, decay_term FROM logs WHERE decay_term > 0"],
+    ),
+    Pattern(
+        "the_column_of_an_arg_added_in_the_second_version_for_the_first_versions_runs",
+        [({"train.py": NEW_ARG_A}, RUNS),
+         ({"train.py": NEW_ARG_B}, (("--seed", "2", "--wd", "0.01"), ("--seed", "1")))],
+        ["SELECT seed, wd, max(decay_term) FROM logs GROUP BY seed, wd",
+         "SELECT seed, epoch, decay_term FROM logs WHERE wd = 0.0"],
+        bug="silent gap: replay computes decay_term of the first version's runs with wd's "
+        "default (0.0, as a re-run would: florsql/record/replay_mode.py ReplayRun.arg), but "
+        "their wd column stays NULL (args come from the recording only), so `WHERE wd = 0.0` "
+        "drops them and `GROUP BY wd` puts them under NULL, with no warning; a full re-run "
+        "records wd = 0.0",
+    ),
+]  # fmt: skip
+
+# sparser checkpoints: replay starts further back and runs whole epochs
+PATTERNS += [
+    replace(p, name=f"{p.name}_every_3rd_epoch", period=3)
+    for p in PATTERNS
+    if p.bug is None and p.name.startswith(("train_function", "gru_hidden_state_carried_across_e",
+                                             "augmentation", "k_fold", "plateau", "trainer"))
+]  # fmt: skip
+
 DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
 def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
-    history, oracle = record_versions(recorder, tmp_path, p.versions)
+    history, oracle = record_versions(
+        recorder, tmp_path, p.versions, period=p.period, commit=p.commit
+    )
     c = Compare(history, oracle)
     try:
         for q in p.sqls:
