@@ -465,6 +465,65 @@ NEW_ARG_B = edit(
     ("momentum=0.9)", "momentum=0.9, weight_decay=wd)"),
 )
 
+# --- 12. gradients accumulated across the epoch boundary (a global micro-batch counter) ----
+
+GRAD_CARRY = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+micro = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx]) / 4
+            loss.backward()
+            micro += 1
+            if micro % 4 == 0:
+                opt.step()
+                opt.zero_grad(set_to_none=False)
+            flor.log("loss", loss.item())
+        flor.log("pending", float(net[0].weight.grad.abs().sum()))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+# --- 13. tied weights; per-group learning rates from a LambdaLR with one lambda a group ------
+
+TIED = (
+    HEAD
+    + """
+TOK = torch.randint(0, 10, (48, 5))
+emb = nn.Embedding(10, 8)
+dec = nn.Linear(8, 10, bias=False)
+dec.weight = emb.weight
+body = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+model = nn.ModuleDict({"emb": emb, "body": body, "dec": dec})
+opt = torch.optim.SGD(
+    [{"params": emb.parameters(), "lr": LRATE}, {"params": body.parameters(), "lr": 0.05}],
+    momentum=0.9,
+)
+sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda e: 0.9**e, lambda e: 1.0 / (1 + e)])
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=model, optimizer=opt, sched=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(12)):
+            x = TOK[idx]
+            logits = model["dec"](model["body"](model["emb"](x[:, :-1])))
+            loss = loss_fn(logits.reshape(-1, 10), x[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("tied", bool(dec.weight.data_ptr() == emb.weight.data_ptr()))  # hindsight
+        sched.step()
+        flor.log("lr0", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("lr1", opt.param_groups[1]["lr"])  # hindsight
+        flor.log("dec_w", float(dec.weight.sum()))  # hindsight
+"""
+)
+
 JOINS = [
     # the step and epoch statements together: a self-join, a CTE, a window, ORDER BY ... LIMIT
     "SELECT a.seed, a.epoch, a.wn, b.wn FROM logs a JOIN logs b ON a.run_id = b.run_id "
@@ -624,6 +683,45 @@ PATTERNS += [
     for p in PATTERNS
     if p.bug is None and p.name.startswith(("train_function", "gru_hidden_state_carried_across_e",
                                              "augmentation", "k_fold", "plateau", "trainer"))
+]  # fmt: skip
+
+SHAPES = [
+    # asked on a fresh store, each one replaying only part of what the next needs
+    ("SELECT seed, epoch, wn FROM logs WHERE wn IS NOT NULL ORDER BY seed, epoch LIMIT ?",
+     (3,), True),
+    ("SELECT seed, epoch, step, gnorm FROM logs WHERE seed IN (?, ?) AND step = ?", (0, 2, 1),
+     False),
+    ("SELECT seed, epoch, wn FROM logs WHERE wn IS NOT NULL ORDER BY wn, seed LIMIT 3 OFFSET 2",
+     (), True),
+    "SELECT seed, epoch, step, gnorm FROM logs WHERE gnorm IS NOT NULL "
+    "QUALIFY row_number() OVER (PARTITION BY run_id, epoch ORDER BY gnorm DESC) = 1",
+    "SELECT seed, epoch FROM logs GROUP BY seed, epoch HAVING max(gnorm) > 0.3",
+    "SELECT seed, epoch, step, "
+    "round(sum(gnorm) OVER (PARTITION BY run_id, epoch ORDER BY step), 9) "
+    "FROM logs WHERE gnorm IS NOT NULL",
+    "SELECT seed, epoch, wn AS v FROM logs WHERE wn IS NOT NULL UNION ALL "
+    "SELECT seed, epoch, gnorm FROM logs WHERE gnorm IS NOT NULL AND step = 0",
+    "SELECT seed, epoch, CASE WHEN pmax > 1 THEN 'hi' ELSE 'lo' END, count(*) FROM logs "
+    "WHERE pmax IS NOT NULL GROUP BY ALL",
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "sql_shapes_asked_first_over_reordered_versions",
+        [({"train.py": REORDER_A}, RUNS), ({"train.py": REORDER_B}, (("--seed", "2"),))],
+        SHAPES,
+    ),
+    Pattern(
+        "gradients_accumulated_across_the_epoch_boundary",
+        two(GRAD_CARRY.replace("LR", "0.1"), GRAD_CARRY.replace("LR", "0.05")),
+        [*narrow_then_wide("wn"), *narrow_then_wide("pending")],
+    ),
+    Pattern(
+        "tied_embedding_and_decoder_weights_per_group_lambda_lr",
+        two(TIED.replace("LRATE", "0.1"), TIED.replace("LRATE", "0.2")),
+        [*narrow_then_wide("dec_w"), "SELECT seed, epoch, lr0, lr1 FROM logs",
+         "SELECT seed, epoch, step, tied FROM logs WHERE epoch = 2"],
+    ),
 ]  # fmt: skip
 
 DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
