@@ -630,19 +630,11 @@ PATTERNS = [
         "a_return_wrapped_in_flor_log_inside_an_evaluate_helper",
         two(RETURN_WRAP.replace("LR", "0.1"), RETURN_WRAP.replace("LR", "0.2")),
         [*narrow_then_wide("vl"), "SELECT seed, epoch, best_vl, vl FROM logs"],
-        bug="needless refusal: a wrapped line alone in its block (`return flor.log(...)` under "
-        "`with torch.no_grad():`) is refused, 'no context: none of the statements around it "
-        "in evaluate() match the old version' (florsql/propagate/match.py locate: the block "
-        "has no other statement; the old line it replaces (_twin) is not used as context)",
     ),
     Pattern(
         "an_assignment_wrapped_in_flor_log_alone_in_a_no_grad_block",
         two(NO_GRAD_WRAP.replace("LR", "0.1"), NO_GRAD_WRAP.replace("LR", "0.2")),
         [*narrow_then_wide("val"), "SELECT seed, epoch, best_val, val FROM logs"],
-        bug="needless refusal with a wrong reason: `val = flor.log(\"val\", ...)` alone in "
-        "`with torch.no_grad():` (the old line `val = ...` there) is refused, 'the old version "
-        "has the block around it elsewhere' (florsql/propagate/api.py _plan: no context in "
-        "the one-statement block, so _lift takes the `with` as new; the old one pairs with it)",
     ),
 ]  # fmt: skip
 
@@ -743,3 +735,65 @@ def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noq
     finally:
         c.close()
     c.assert_none()
+
+
+WRAP_OLD = """import florsql as flor
+import torch
+XV = torch.ones(3)
+net = torch.nn.Identity()
+hist = []
+
+
+def evaluate(m):
+    with torch.no_grad():
+        return float(m(XV).sum())
+
+
+for epoch in flor.loop("epoch", range(3)):
+    for t in flor.loop("step", range(4)):
+        flor.log("loss", 1)
+    hist.append(evaluate(net))
+    with torch.no_grad():
+        v = float(net(XV).mean())
+    hist.append(v)
+"""
+
+
+@pytest.mark.parametrize(
+    ("old_line", "new_line"),
+    [
+        ("return float(m(XV).sum())", 'return flor.log("vl", float(m(XV).sum()))'),
+        ("v = float(net(XV).mean())", 'v = flor.log("vl", float(net(XV).mean()))'),
+    ],
+    ids=["return-in-a-helper", "assignment-in-the-epoch-loop"],
+)
+def test_a_wrapped_line_alone_in_its_block_replaces_its_old_line(
+    old_line: str, new_line: str
+) -> None:
+    """A log statement wrapped around the one line of its block (``with torch.no_grad():``)
+    has no neighbours to align: its place is the old line it stands for (before, refused: "no
+    context" in a helper, "the old version has the block around it elsewhere" in a loop)."""
+    from florsql.propagate import propagate
+
+    new = edit(WRAP_OLD, (old_line, new_line))
+    result = propagate(new, WRAP_OLD, ["vl"])
+    assert not result.failed, result.failed
+    assert result.source == new
+
+
+def test_a_wrapped_line_alone_in_its_block_is_refused_where_the_old_line_is_twice() -> None:
+    """Two old blocks of the same chain hold the line it stands for: which one it wraps cannot
+    be told from the block, which has nothing else; refused, never placed twice or guessed."""
+    from florsql.propagate import propagate
+
+    old = edit(WRAP_OLD, ("    hist.append(v)\n", "    hist.append(v)\n    with torch.no_grad():\n"
+                          "        v = float(net(XV).mean())\n"))  # fmt: skip
+    new = edit(
+        old,
+        ("    hist.append(v)\n    with torch.no_grad():\n        v = float(net(XV).mean())\n",
+         "    hist.append(v)\n    with torch.no_grad():\n"
+         '        v = flor.log("vl", float(net(XV).mean()))\n'),
+    )  # fmt: skip
+    result = propagate(new, old, ["vl"])
+    assert not result.placed and result.failed
+    assert result.source == old

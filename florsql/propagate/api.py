@@ -25,7 +25,7 @@ from florsql.propagate.insert import (
     standalone,
     statement_code,
 )
-from florsql.propagate.match import Miss, Spot, locate
+from florsql.propagate.match import Miss, Spot, locate, locate_twin
 from florsql.propagate.model import Failure, Placement, Propagation
 from florsql.propagate.normalize import is_compound, normalize, strip_literals
 from florsql.propagate.rename import (
@@ -232,6 +232,11 @@ def _plan(
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     spot = locate(chains, before, after, session.old_helpers)
+    if isinstance(spot, Miss) and target is log and spot.reason.startswith("no context"):
+        # a wrapped line alone in its block: its place is the old line it stands for
+        aliases = session.new.aliases
+        twin = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
+        spot = twin or spot
     if isinstance(spot, Miss):
         lifted = _lift(target, session)
         if lifted is not None:  # the block around it is new: it travels whole, or says why not

@@ -10,7 +10,8 @@ wins and a tie between different places is an ambiguity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ast
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from florsql.propagate.align import EPS, SlotChoice, choose_slot
@@ -174,6 +175,22 @@ def locate(
         return Miss(f"ambiguous: {len(lines)} equally good places (lines {shown})")
     assert top.choice.slot is not None
     return Spot(top.block, top.choice.slot)
+
+
+def locate_twin(
+    new_chains: list[Chain], helpers: Helpers, stands_for: Callable[[ast.stmt], bool]
+) -> Spot | None:
+    """Where a statement with no context in its block goes (a wrapped line alone there:
+    ``return flor.log("vl", v)`` under ``with torch.no_grad():`` where the old version had
+    ``return v``): at the one old statement it stands for (``stands_for``) among the blocks
+    its chain matches. None where no such statement, or more than one, is found."""
+    found = [
+        (block, j)
+        for block, _ in _candidates(new_chains, helpers)
+        for j, stmt in enumerate(block.stmts)
+        if stands_for(stmt)
+    ]
+    return Spot(*found[0]) if len(found) == 1 else None
 
 
 def _tied_lines(scored: _Scored) -> list[int]:
