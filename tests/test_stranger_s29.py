@@ -524,7 +524,7 @@ with flor.checkpointing(model=model, optimizer=opt, sched=sched):
 """
 )
 
-JOINS = [
+JOINS: list[Query] = [
     # the step and epoch statements together: a self-join, a CTE, a window, ORDER BY ... LIMIT
     "SELECT a.seed, a.epoch, a.wn, b.wn FROM logs a JOIN logs b ON a.run_id = b.run_id "
     "AND a.epoch = b.epoch + 1 WHERE a.wn IS NOT NULL AND b.wn IS NOT NULL",
@@ -677,7 +677,7 @@ PATTERNS += [
                                              "augmentation", "k_fold", "plateau", "trainer"))
 ]  # fmt: skip
 
-SHAPES = [
+SHAPES: list[Query] = [
     # asked on a fresh store, each one replaying only part of what the next needs
     ("SELECT seed, epoch, wn FROM logs WHERE wn IS NOT NULL ORDER BY seed, epoch LIMIT ?",
      (3,), True),

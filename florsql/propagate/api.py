@@ -235,8 +235,8 @@ def _plan(
     if isinstance(spot, Miss) and target is log and spot.reason.startswith("no context"):
         # a wrapped line alone in its block: its place is the old line it stands for
         aliases = session.new.aliases
-        twin = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
-        spot = twin or spot
+        at = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
+        spot = at or spot
     if isinstance(spot, Miss):
         lifted = _lift(target, session)
         if lifted is not None:  # the block around it is new: it travels whole, or says why not
