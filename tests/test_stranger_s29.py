@@ -524,6 +524,112 @@ with flor.checkpointing(model=model, optimizer=opt, sched=sched):
 """
 )
 
+# --- 14. a Lookahead optimizer written in the script (no state_dict), registered -----------
+
+LOOKAHEAD = (
+    HEAD
+    + """
+class Lookahead:
+    def __init__(self, base, k=3, alpha=0.5):
+        self.base, self.k, self.alpha, self.n = base, k, alpha, 0
+        self.params = [p for g in base.param_groups for p in g["params"]]
+        self.slow = [p.detach().clone() for p in self.params]
+
+    def zero_grad(self):
+        self.base.zero_grad()
+
+    def step(self):
+        self.base.step()
+        self.n += 1
+        if self.n % self.k == 0:
+            with torch.no_grad():
+                for s, p in zip(self.slow, self.params):
+                    s.add_(p - s, alpha=self.alpha)
+                    p.copy_(s)
+
+
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = Lookahead(torch.optim.Adam(net.parameters(), lr=LR), k=K)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("w_step", float(net[0].weight.sum()))  # hindsight
+        flor.log("slow_norm", float(opt.slow[0].norm()))  # hindsight
+        flor.log("n", opt.n)  # hindsight
+        flor.log("same", bool(opt.params[0] is net[0].weight))  # hindsight
+"""
+)
+
+# --- 15. a committed data file and a model module both changed in the second version -------
+
+MODULE_TRAIN = """
+import numpy as np
+import torch
+from torch import nn
+import florsql as flor
+from model import Net
+
+torch.set_num_threads(1)
+seed = flor.arg("seed", 0)
+epochs = flor.arg("epochs", 4)
+torch.manual_seed(seed)
+D = torch.tensor(np.loadtxt("data.csv", delimiter=","), dtype=torch.float32)
+X, Y = D[:, :-1], D[:, -1].long()
+net = Net()
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("h_mean", float(net.hidden(X[idx]).mean()))  # hindsight
+        flor.log("fc1", float(net.fc1.weight.norm()))  # hindsight
+"""
+
+MODULE_NET = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, WIDTH)
+        self.fc2 = nn.Linear(WIDTH, 2)
+
+    def hidden(self, x):
+        return ACT(self.fc1(x))
+
+    def forward(self, x):
+        return self.fc2(self.hidden(x))
+"""
+
+
+def module_net(width: str, act: str) -> str:
+    text = MODULE_NET.replace("WIDTH", width).replace("ACT", act)
+    return text.replace("from torch import nn", "import torch\nfrom torch import nn")
+
+
+def data_csv(seed: int, n: int) -> str:
+    import random as _random
+
+    rnd = _random.Random(seed)
+    rows = []
+    for _ in range(n):
+        xs = [round(rnd.uniform(-1, 1), 3) for _ in range(4)]
+        rows.append(",".join(map(str, [*xs, int(xs[0] + xs[1] > 0)])))
+    return "\n".join(rows) + "\n"
+
+
 JOINS: list[Query] = [
     # the step and epoch statements together: a self-join, a CTE, a window, ORDER BY ... LIMIT
     "SELECT a.seed, a.epoch, a.wn, b.wn FROM logs a JOIN logs b ON a.run_id = b.run_id "
@@ -713,6 +819,27 @@ PATTERNS += [
         two(TIED.replace("LRATE", "0.1"), TIED.replace("LRATE", "0.2")),
         [*narrow_then_wide("dec_w"), "SELECT seed, epoch, lr0, lr1 FROM logs",
          "SELECT seed, epoch, step, tied FROM logs WHERE epoch = 2"],
+    ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "lookahead_optimizer_class_of_the_script_registered_without_a_state_dict",
+        two(edit(LOOKAHEAD, ("LR", "0.01"), ("K", "4")),
+            edit(LOOKAHEAD, ("LR", "0.02"), ("K", "5"))),
+        [*narrow_then_wide("slow_norm"), *narrow_then_wide("w_step", "step"),
+         "SELECT seed, epoch, n, same FROM logs"],
+    ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "a_committed_data_file_and_a_model_module_changed_in_the_second_version",
+        [({"train.py": MODULE_TRAIN, "data.csv": data_csv(1, 40),
+           "model.py": module_net("8", "torch.relu")}, RUNS),
+         ({"train.py": MODULE_TRAIN, "data.csv": data_csv(2, 48),
+           "model.py": module_net("12", "torch.tanh")}, RUNS2)],
+        [*narrow_then_wide("fc1"), *narrow_then_wide("h_mean", "step")],
     ),
 ]  # fmt: skip
 
