@@ -843,6 +843,14 @@ PATTERNS += [
     ),
 ]  # fmt: skip
 
+# one checkpoint per run (the first epoch's): every replay runs from there
+PATTERNS += [
+    replace(p, name=f"{p.name}_one_checkpoint", period=10)
+    for p in PATTERNS
+    if p.name.startswith(("lookahead", "gradients_accumulated", "tied", "adam_moments"))
+    and p.period == 1
+]
+
 DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
 
 
