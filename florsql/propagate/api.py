@@ -232,10 +232,13 @@ def _plan(
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     spot = locate(chains, before, after, session.old_helpers)
+    by_twin, no_context = False, ""
     if isinstance(spot, Miss) and target is log and spot.reason.startswith("no context"):
+        no_context = spot.reason
         # a wrapped line alone in its block: its place is the old line it stands for
         aliases = session.new.aliases
         at = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
+        by_twin = at is not None
         spot = at or spot
     if isinstance(spot, Miss):
         lifted = _lift(target, session)
@@ -339,6 +342,10 @@ def _plan(
             f"it logs the value of code the old version runs {at_line(twin.lineno)}, from a new "
             f"block around it: the block cannot replace that line; log it outside the block",
         )
+    if twin is None and by_twin:
+        # placed by the old line it stands for, it must replace that line: beside it, the
+        # line's code would run twice
+        return Failure(log.label, log.line, no_context)
     if twin is not None:  # it goes where its twin was
         items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
     for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call
