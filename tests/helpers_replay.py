@@ -216,15 +216,30 @@ def _close_shared(logs: Path) -> None:
     shutil.rmtree(logs, ignore_errors=True)
 
 
+#: Variables the record side reads once, when the warm interpreter imports it: a forked run
+#: never sees them (record them with :func:`tests.helpers.run_script`).
+READ_AT_IMPORT = frozenset(
+    {
+        "FLORSQL_FLUSH_INTERVAL",
+        "FLORSQL_BULK_INNER_ROWS",
+        "FLORSQL_WRITER_PROCESS",
+        "FLORSQL_EXIT_TIMEOUT",
+    }
+)
+
+
 def warm_script(repo: Path, script: str, *args: str, **env: str) -> None:
     """``python script args...`` in ``repo`` with ``env`` added, as :func:`run_script` runs it
     (a failed run raises with its output), forked from the shared warm interpreter."""
-    shared_recorder().run([[Job(repo, script, tuple(args), dict(env))]])
+    warm_runs([Job(repo, script, tuple(args), dict(env))])
 
 
 def warm_runs(*chains: Sequence[Job]) -> None:
     """Each chain's runs in order, chains side by side, forked from the shared warm
     interpreter (a failed run raises with its output)."""
+    late = sorted({k for chain in chains for job in chain for k in job.env} & READ_AT_IMPORT)
+    if late:
+        raise ValueError(f"{late} are read at import, before a forked run: use run_script")
     shared_recorder().run(list(chains))
 
 
