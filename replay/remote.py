@@ -174,7 +174,8 @@ class RayExecutor:
     def prewarm(self, scripts: Sequence[Path], repo: Path) -> None:
         """Start the zygotes of the cluster's worker processes now, with these scripts' heavy
         imports (``torch``), while the query is still being planned: one warm-up task per
-        worker slot (:attr:`workers`), spread over the nodes, each starting the zygote of the
+        worker slot (:attr:`workers`, at most :data:`PREWARM`: each zygote holds its imports in
+        memory), spread over the nodes, each starting the zygote of the
         Ray worker process it runs in, which that process's later tasks fork from. Returns at
         once; a replay planned meanwhile queues behind the warm-ups (it would pay the same
         imports itself). Once per executor: Ray keeps its worker processes between queries."""
@@ -186,7 +187,8 @@ class RayExecutor:
                 modules += heavy_imports(script.read_text(errors="replace"), repo)
         wanted = list(dict.fromkeys(modules))
         try:
-            self.warming = [self._warm_up.remote(wanted) for _ in range(self.workers)]
+            count = min(self.workers, PREWARM)
+            self.warming = [self._warm_up.remote(wanted) for _ in range(count)]
         except Exception:  # a warm-up that cannot be submitted only means a colder replay
             self.warming = []
 
@@ -303,6 +305,10 @@ class RayExecutor:
 #: Bytes of checkpoints an executor keeps in Ray's object store between queries
 #: (``FLORSQL_RAY_KEEP_MB``, default 256): a repeated or widened query ships none of them again.
 KEEP_BYTES = int(float(os.environ.get("FLORSQL_RAY_KEEP_MB", "256")) * (1 << 20))
+
+#: Warm-up tasks :meth:`RayExecutor.prewarm` starts at most (``FLORSQL_RAY_PREWARM``, default
+#: 16; 0: none): a large cluster's later workers start their zygotes with their first task.
+PREWARM = int(os.environ.get("FLORSQL_RAY_PREWARM", "16"))
 
 #: Seconds to wait for a TCP connection to a ``ray://`` address before asking Ray to connect
 #: (Ray Client itself retries for about 30 s before it gives up on an address nothing answers).
