@@ -131,7 +131,83 @@ PATTERNS.append(
     )
 )
 
-DEFAULT = ("clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",)
+# an old line rewritten to keep its value, read in another block: until session 27 an
+# accumulation beside a new counter, and a name the old version also bound elsewhere, kept
+# the old code's line and read a value nothing had computed (0.0) without a word
+EPOCH_NORMS = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+ps = list(net.parameters())
+opt = torch.optim.SGD(ps, lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+val = 0.0
+
+
+def evaluate(m):
+    with torch.no_grad():
+        return float(loss_fn(m(XV), YV))
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        gsum = 0.0  # hindsight
+        cnt = 0  # hindsight
+        val = evaluate(net)  # hindsight: evaluate(net)
+        for i in flor.loop("step", range(0, 48, 8)):
+            opt.zero_grad()
+            loss = loss_fn(net(X[i : i + 8]), Y[i : i + 8])
+            loss.backward()
+            norm = cg(ps, 0.5).item()  # hindsight: cg(ps, 0.5)
+            gsum += norm  # hindsight
+            cnt += 1  # hindsight
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("last_norm", norm)  # hindsight
+        flor.log("gmean", gsum / cnt)  # hindsight
+        flor.log("val", val)  # hindsight
+"""
+)
+
+ACCUMULATED_CLIP = (
+    HEAD
+    + """
+net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 2))
+ps = list(net.parameters())
+opt = torch.optim.SGD(ps, lr=LR)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        gsum = 0.0  # hindsight
+        cnt = 0  # hindsight
+        for i in flor.loop("step", range(0, 48, 12)):
+            opt.zero_grad()
+            loss_fn(net(X[i : i + 12]), Y[i : i + 12]).backward()
+            gsum += cg(ps, 0.4).item()  # hindsight: cg(ps, 0.4)
+            cnt += 1  # hindsight
+            opt.step()
+        flor.log("gmean", gsum / cnt)  # hindsight
+        flor.log("w", float(net[0].weight.sum()))
+"""
+)
+
+PATTERNS += [
+    Pattern(
+        "an_old_call_rewritten_to_bind_its_value_read_after_the_step_loop",
+        two(EPOCH_NORMS, "0.1", "0.05"),
+        [*narrow_then_wide("last_norm"), *narrow_then_wide("gmean"), *narrow_then_wide("val")],
+    ),
+    Pattern(
+        "an_old_call_rewritten_into_an_accumulation_beside_a_new_counter",
+        two(ACCUMULATED_CLIP, "0.2", "0.1"),
+        [*narrow_then_wide("gmean"), "SELECT seed, epoch, w, gmean FROM logs"],
+    ),
+]
+
+DEFAULT = (
+    "clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",
+    "an_old_call_rewritten_into_an_accumulation_beside_a_new_counter",
+)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))

@@ -267,9 +267,18 @@ def _plan(
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
+    # rewrites of old statements (slice._carry: aligned, so in ``pairs``) replace them where
+    # they are: they neither move nor leave their neighbours' context
+    rewrites = [k for k in found.indices if k in pairs]
+    indices = [k for k in found.indices if k not in pairs]
     moving = frozenset(
-        [id(target.block.stmts[k]) for k in (*found.indices, *found.after)]
-        + [id(n.new.stmts[k]) for n in found.nested for k in n.indices]
+        [id(target.block.stmts[k]) for k in (*indices, *found.after) if k not in pairs]
+        + [
+            id(n.new.stmts[k])
+            for n in found.nested
+            for k in n.indices
+            if k not in session.align(n.new, n.old)
+        ]
     )
     unpaired = frozenset(id(st) for k, st in enumerate(target.block.stmts) if k not in pairs)
     unsure = ""
@@ -290,13 +299,18 @@ def _plan(
             unsure = gap  # said after the unbound names, which say more
         elif gap != slot:
             slot = adjust_slot(spot.block, gap)
-    slots = _slice_slots(target.block, found.indices, spot.block, slot, session, moving, pairs)
+    slots = _slice_slots(target.block, indices, spot.block, slot, session, moving, pairs)
     if isinstance(slots, str):
         return Failure(log.label, log.line, slots)
     items = [
         _Item(target.block.stmts[k], target.block, spot.block, s)
-        for k, s in zip(found.indices, slots, strict=True)
+        for k, s in zip(indices, slots, strict=True)
     ]
+    for k in rewrites:
+        replaced = _rewritten(Nested(target.block, spot.block, (k,)), k, pairs[k], session)
+        if isinstance(replaced, str):
+            return Failure(log.label, log.line, replaced)
+        items.append(_Item(target.block.stmts[k], target.block, spot.block, pairs[k], replaced))
     nests = list(found.nested)
     if found.after:  # the loop's tail, after the log statement
         nests.append(Nested(target.block, spot.block, tuple(found.after), floor=slot))
@@ -654,6 +668,12 @@ def _nested_items(
     unpaired = {id(st) for k, st in enumerate(nest.new.stmts) if k not in pairs}
     items: list[_Item] = []
     for k in nest.indices:
+        if k in pairs:  # a rewrite of the old statement it is aligned with (slice._carry)
+            twin = _rewritten(nest, k, pairs[k], session)
+            if isinstance(twin, str):
+                return twin
+            items.append(_Item(nest.new.stmts[k], nest.new, nest.old, pairs[k], twin))
+            continue
         choice = choose_slot(*session.context(nest.new, k, moving | unpaired), nest.old.norms)
         if choice.slot is not None:
             slot = adjust_slot(nest.old, choice.slot)
@@ -673,6 +693,24 @@ def _nested_items(
             slot = min(slot, nest.limit)
         items.append(_Item(nest.new.stmts[k], nest.new, nest.old, slot))
     return items
+
+
+def _rewritten(nest: Nested, k: int, j: int, session: _Session) -> ast.stmt | str:
+    """The old statement ``j`` of ``nest.old`` that carried statement ``k`` of ``nest.new``
+    replaces: an old bare call statement whose call it makes (``norm = clip_grad_norm_(ps,
+    1.0).item()`` for ``clip_grad_norm_(ps, 1.0)``), on lines of its own; or why not."""
+    stmt, old = nest.new.stmts[k], nest.old.stmts[j]
+    made = _Renamer(dict(session.alias)).visit(copy.deepcopy(stmt))
+    code = statement_code(session.new, stmt)
+    where = " > ".join(f.label for f in nest.old.chain) or "the module"
+    if not _makes_call_of(made, old):
+        return (
+            f"it reads what today's {code!r} binds, a rewrite of the old {ast.unparse(old)!r} "
+            f"inside {where} {at_line(old.lineno)}: florsql replaces an old line only by one "
+            "that makes its call verbatim (`x = f(a)` for `f(a)`)"
+        )
+    joined = _joined(session, nest.old, j)
+    return old if joined is None else joined
 
 
 def _slice_slots(

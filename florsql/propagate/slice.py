@@ -495,7 +495,15 @@ def _carry(
     ctx: _Context,
 ) -> tuple[list[int], tuple[Nested, ...], set[str]]:
     """The slice of ``block[start:end]`` for ``needed`` (names and ``a.b`` paths): indices,
-    nested placements, and what is still needed before ``start``."""
+    nested placements, and what is still needed before ``start``.
+
+    A statement aligned with an old one (``pairs``) is the old version's own code, except where
+    it changes a needed name that the old one does not (``norm = clip_grad_norm_(ps,
+    1.0).item()``, ``gsum += clip_grad_norm_(ps, 1.0).item()`` or ``val = evaluate(net)`` where
+    the old code called ``clip_grad_norm_(ps, 1.0)`` or ``evaluate(net)`` alone): a rewrite. It
+    is carried too (an index in ``pairs``); its placement replaces that old statement or is
+    refused (``florsql.propagate.api._rewritten``). Taken as the old code's, the name would
+    keep whatever value the old version gave it elsewhere."""
     chosen: list[int] = []
     nested: list[Nested] = []
     paired = frozenset(pairs.values())
@@ -528,15 +536,32 @@ def _carry(
                 chosen.append(k)  # it may not run its branch: what comes before still counts
                 needed |= read_paths(stmt)
             continue
-        if k not in pairs and not moved(
-            stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text
-        ):
+        if (
+            k not in pairs
+            and not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text)
+        ) or (k in pairs and _rewrites(kills, updates, old.stmts[pairs[k]], needed, ctx)):
             kill(needed, kills)
             chosen.append(k)
             needed |= read_paths(stmt)
         else:
             kill(needed, kills)
     return chosen[::-1], tuple(nested), needed
+
+
+def _rewrites(
+    kills: frozenset[str],
+    updates: frozenset[str],
+    old: ast.stmt,
+    needed: set[str],
+    ctx: _Context,
+) -> bool:
+    """Whether a statement changing ``kills`` and ``updates`` changes a ``needed`` name that
+    ``old``, the old expression statement aligned with it (a bare call), does not change. An
+    old assignment is not: its name is renamed, or is the old version's own code."""
+    if not isinstance(old, ast.Expr):
+        return False
+    old_kills, old_updates = changes(old, ctx.fresh)
+    return relevant(kills - old_kills, updates - old_updates, needed)
 
 
 def _bodies_of(stmt: ast.stmt) -> list[list[ast.stmt]]:
