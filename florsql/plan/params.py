@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
+from sqlglot.expressions import apply_index_offset
 
 from florsql.errors import PlanError
 from florsql.plan.state import PlanState
@@ -71,15 +72,48 @@ def bind_parameters(state: PlanState) -> None:
             f"the query has {len(holes)} parameter(s) (?), {len(state.params)} value(s) given",
             sql=state.source,
         )
-    for number, (hole, value) in enumerate(zip(holes, state.params, strict=True), start=1):
+    literals = []
+    for number, value in enumerate(state.params, start=1):
         try:
-            literal = sql_literal(value)
+            literals.append(sql_literal(value))
         except (TypeError, ValueError) as e:
             raise PlanError(f"parameter {number}: {e}", sql=state.source) from None
+    brackets = _subscripts_over(holes)
+    for bracket in reversed(brackets):  # each index as written, while the ? are still there
+        bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, 1))
+    if brackets:  # that rewrite copies an index it changes (`?::INT`), ? included
+        holes = placeholders(state.tree)
+    for hole, literal in zip(holes, literals, strict=True):
         if hole is state.tree:
             state.tree = literal
         else:
             hole.replace(literal)
+    for bracket in brackets:  # ... and stored again as the parser stores it, values in
+        for node in bracket.walk():
+            node.type = None
+        bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, -1))
+
+
+def _subscripts_over(holes: list[exp.Placeholder]) -> list[exp.Bracket]:
+    """The subscripts ``x[i]`` with a ``?`` in ``x`` or ``i``, innermost first.
+
+    sqlglot stores DuckDB's 1-based index 0-based when it parses ``x[i]`` with ``x`` a list or
+    of unknown type and ``i`` an integer, and adds the 1 back when it writes the SQL, each time
+    by the types it sees then. A ``?`` has no type at parse time and its value has one after:
+    ``[10, 20][?]`` bound to 1 was written ``[10, 20][2]``, and ``?[1]`` bound to ``'xy'``
+    ``'xy'[0]``. So such an index is taken back to the text's before binding and stored again
+    once the values are in, as parsing the query with the values written in would store it.
+    """
+    found: dict[int, exp.Bracket] = {}
+    for hole in holes:
+        parent = hole.parent
+        while parent is not None:
+            if isinstance(parent, exp.Bracket) and not (
+                parent.args.get("json_access") or parent.args.get("offset")
+            ):
+                found.setdefault(id(parent), parent)
+            parent = parent.parent
+    return sorted(found.values(), key=lambda b: -b.depth)
 
 
 def sql_literal(value: Any) -> exp.Expr:
