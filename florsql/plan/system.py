@@ -151,17 +151,42 @@ def _check_table(table: exp.Table, catalog: Catalog, source: str) -> None:
     if db == "information_schema":
         if name not in INFORMATION_SCHEMA:
             _unknown(table, catalog, source)
-        alias = table.alias_or_name
-        sub = sqlglot.parse_one(information_schema_sql(name, catalog), read="duckdb")
-        table.replace(exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+        _no_time_travel(table, source)
+        alias = table.args.get("alias")  # its column names too: information_schema.tables t(a)
+        sub = exp.Subquery(
+            this=sqlglot.parse_one(information_schema_sql(name, catalog), read="duckdb"),
+            alias=alias.copy() if alias else exp.TableAlias(this=exp.to_identifier(name)),
+        )
+        for arg in ("sample", "pivots"):  # TABLESAMPLE, PIVOT written after the name
+            if table.args.get(arg):
+                sub.set(arg, table.args[arg])
+        table.replace(sub)
         return
     if not db and not cat and name in _cte_names(table):
         return
     if db not in ("", SCHEMA_NAME) or name not in user_relations(catalog):
         _unknown(table, catalog, source)
+    _no_time_travel(table, source)
     if cat or db:  # florsql.main.logs and main.logs are logs
         table.set("catalog", None)
         table.set("db", None)
+
+
+def _no_time_travel(table: exp.Table, source: str) -> None:
+    """``logs AT (VERSION => 1)``: DuckDB refuses time travel on its own tables but ignores the
+    clause on a CTE, the form ``logs`` takes when it runs, so the query answered with today's
+    rows; florsql relations (and its ``information_schema``) have only their current state."""
+    when = table.args.get("when")
+    if when is None:
+        return
+    line, col = node_position(table.this, source) or (None, None)
+    raise PlanError(
+        f"{table.name} has no earlier states to read: AT (...) (time travel) is not supported "
+        "on florsql relations",
+        sql=source,
+        line=line,
+        col=col,
+    )
 
 
 def _unknown(table: exp.Table, catalog: Catalog, source: str) -> None:
