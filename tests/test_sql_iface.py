@@ -259,6 +259,8 @@ def in_duckdb():  # the main thread is in DuckDB's call that runs the query
     frame = sys._current_frames().get(main)
     top = frame
     while frame is not None:
+        if frame.f_lineno is None:  # a frame caught between two lines: look again
+            return False
         line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
         if frame.f_code.co_name == "run_exact" and "to_arrow_table" in line:
             return "duckdb" in top.f_code.co_filename
