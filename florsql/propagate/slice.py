@@ -539,7 +539,7 @@ def _carry(
         if (
             k not in pairs
             and not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text)
-        ) or (k in pairs and _rewrites(kills, updates, old.stmts[pairs[k]], needed, ctx)):
+        ) or (k in pairs and _rewrites(kills, old.stmts[pairs[k]], needed, ctx)):
             kill(needed, kills)
             chosen.append(k)
             needed |= read_paths(stmt)
@@ -550,18 +550,17 @@ def _carry(
 
 def _rewrites(
     kills: frozenset[str],
-    updates: frozenset[str],
     old: ast.stmt,
     needed: set[str],
     ctx: _Context,
 ) -> bool:
-    """Whether a statement changing ``kills`` and ``updates`` changes a ``needed`` name that
-    ``old``, the old expression statement aligned with it (a bare call), does not change. An
-    old assignment is not: its name is renamed, or is the old version's own code."""
+    """Whether a statement binding ``kills`` binds a ``needed`` name that ``old``, the old
+    expression statement aligned with it (a bare call), does not. An old assignment is not: its
+    name is renamed, or is the old version's own code; nor are changes in place
+    (``loss.backward()`` aligned with ``batch_loss.backward()`` is a renamed name's)."""
     if not isinstance(old, ast.Expr):
         return False
-    old_kills, old_updates = changes(old, ctx.fresh)
-    return relevant(kills - old_kills, updates - old_updates, needed)
+    return relevant(kills - changes(old, ctx.fresh)[0], frozenset(), needed)
 
 
 def _bodies_of(stmt: ast.stmt) -> list[list[ast.stmt]]:
