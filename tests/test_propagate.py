@@ -517,3 +517,35 @@ def test_module_definitions_travel_for_a_statement_inside_a_function() -> None:
     calls = new.replace("EPS = 1e-6\n", "EPS = float(len(str(math.pi))) * 1e-6\n")
     r = propagate(calls, old, ["norm"])
     assert not r.placed and "unbound name 'EPS'" in r.failed[0].reason
+
+
+def test_normal_forms_remembered_by_text_equal_the_computed_ones() -> None:
+    """Block.norms remembers one-line statements' normal forms by their text: on every golden
+    case (each file twice, so the second reads what the first remembered), and on files with
+    lines ``str.splitlines`` counts differently (a form feed) or non-ASCII text, the forms
+    equal :func:`normalize`'s."""
+    import ast
+
+    from florsql.propagate.normalize import normalize
+    from florsql.propagate.source import analyze
+
+    texts = [
+        p.read_text()
+        for case in sorted((Path(__file__).parent / "fixtures" / "propagate").iterdir())
+        for p in sorted(case.glob("*.py"))
+    ]
+    texts += [
+        "x = 1\n\x0cy = f(2)  # a form feed starts this line\nz = 'é' + s\n",
+        "a = 'ü'; b = g(3)\nfor i in r:\n    c = h(i, 'ß')\n",
+    ]
+    checked = 0
+    for text in texts * 2:
+        try:
+            src = analyze(text + "\n# another text\n")  # a new SourceFile, norms not cached
+        except SyntaxError:
+            continue
+        for block in src.blocks:
+            assert block.norms == [normalize(s) for s in block.stmts]
+            checked += len(block.stmts)
+    assert checked > 1000
+    assert normalize(ast.parse("y = f(2)").body[0]) == "y = f(N)"

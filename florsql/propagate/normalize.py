@@ -85,6 +85,30 @@ def normalize(stmt: ast.stmt) -> str:
     return strip_literals(ast.unparse(stmt))
 
 
+#: normal forms of one-line statements by their text (a statement's text alone decides its
+#: tree, so its normal form; old versions share most lines, and ``ast.unparse`` is the cost)
+_BY_TEXT: dict[str, str] = {}
+_BY_TEXT_MAX = 65536
+
+
+def normalize_in(stmt: ast.stmt, lines: list[str]) -> str:
+    """:func:`normalize` of ``stmt``, a statement of the file whose lines are ``lines``,
+    remembered by its text when it is one ASCII line (column offsets count UTF-8 bytes)."""
+    if is_compound(stmt) or stmt.end_lineno != stmt.lineno or stmt.end_col_offset is None:
+        return normalize(stmt)
+    line = lines[stmt.lineno - 1] if 0 < stmt.lineno <= len(lines) else ""
+    if not line.isascii():
+        return normalize(stmt)
+    text = line[stmt.col_offset : stmt.end_col_offset]
+    hit = _BY_TEXT.get(text)
+    if hit is None:
+        hit = normalize(stmt)
+        if len(_BY_TEXT) >= _BY_TEXT_MAX:
+            _BY_TEXT.clear()
+        _BY_TEXT[text] = hit
+    return hit
+
+
 @lru_cache(maxsize=16384)
 def _tokens(code: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(code))

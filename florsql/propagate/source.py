@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
-from florsql.propagate.normalize import header, normalize, normalize_header
+from florsql.propagate.normalize import header, normalize, normalize_header, normalize_in
+
+#: characters ``str.splitlines`` breaks lines at that Python's tokenizer does not
+_ODD_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 FLOR_MODULES = frozenset({"florsql", "flordb", "flor"})
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -107,11 +110,15 @@ class Block:
     stmts: list[ast.stmt]
     chain: tuple[Frame, ...]
     scopes: tuple[ast.AST, ...]  # the module, then each enclosing def/class, outermost first
+    #: the file's lines (empty: unknown), to remember normal forms by text
+    lines: list[str] = field(default_factory=list, repr=False)
 
     @cached_property
     def norms(self) -> list[str]:
         """Normal forms of the statements, computed on first use."""
-        return [normalize(s) for s in self.stmts]
+        if not self.lines:
+            return [normalize(s) for s in self.stmts]
+        return [normalize_in(s, self.lines) for s in self.stmts]
 
     def first_line(self, index: int) -> int:
         """1-based first line of statement ``index``, its decorators included."""
@@ -138,6 +145,12 @@ class SourceFile:
     aliases: frozenset[str]
     defs: dict[str, list[ast.stmt]] = field(default_factory=dict)
     homes: dict[int, tuple[Block, int]] = field(default_factory=dict)  # id(stmt) -> (block, i)
+
+    @cached_property
+    def plain_lines(self) -> bool:
+        """Whether ``lines`` are the parser's lines: no character that ``str.splitlines``
+        breaks at and Python does not (form feed, ``\\x1c``, ``\\u2028``, ...)."""
+        return _ODD_BREAKS.search(self.text) is None
 
     def home(self, stmt: ast.stmt) -> tuple[Block, int]:
         """The block holding ``stmt`` and its index there."""
@@ -298,7 +311,7 @@ def _bodies(stmt: ast.stmt, aliases: frozenset[str]) -> list[Body]:
 def _collect(
     src: SourceFile, stmts: list[ast.stmt], chain: tuple[Frame, ...], scopes: tuple[ast.AST, ...]
 ) -> None:
-    block = Block(stmts, chain, scopes)
+    block = Block(stmts, chain, scopes, src.lines if src.plain_lines else [])
     src.blocks.append(block)
     for i, stmt in enumerate(stmts):
         src.homes[id(stmt)] = (block, i)
