@@ -288,10 +288,10 @@ class _Zygote:
                     task, int(msg["returncode"]), time.perf_counter() - started[msg["id"]]
                 )
                 results.append(result)
+                if pending:  # first: on_done may take a while (the task's values checked)
+                    self._submit(pending.pop(0), started)
                 if on_done:
                     on_done(result)
-                if pending:
-                    self._submit(pending.pop(0), started)
             finished = True
         finally:
             if not finished:  # Ctrl-C or an error here: stop every task of this replay now
@@ -415,10 +415,10 @@ class _Shared:
                     task, int(msg["returncode"]), time.perf_counter() - begun[msg["id"]]
                 )
                 results.append(result)
+                if pending:  # first: on_done may take a while (the task's values checked)
+                    self._submit(conn, pending.pop(0), begun, environ)
                 if on_done:
                     on_done(result)
-                if pending:
-                    self._submit(conn, pending.pop(0), begun, environ)
             finished = True
         finally:
             if not finished:  # Ctrl-C or an error here: stop every task of this replay now

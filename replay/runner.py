@@ -7,6 +7,7 @@ chunks that start at checkpoints, and the executor runs them in isolated worktre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -128,9 +129,15 @@ def run_replay(
     by_id = {t.spec.task_id: t for t in tasks}
     total_iters = sum(len(t.spec.iterations or []) for t in tasks)
     finished: list[TaskResult] = []
+    checks: dict[str, Verification] = {}
 
     def on_done(result: TaskResult) -> None:
         finished.append(result)
+        task = by_id.get(result.task_id)
+        if result.ok and task is not None and result.task_id not in checks:
+            # compared now, while the other tasks run, not all after the last one
+            with contextlib.suppress(Exception):  # _verify compares it again then
+                checks[result.task_id] = compare_task(repo, Path(task.spec.out_dir))
         if progress:
             done_iters = sum(len(by_id[r.task_id].spec.iterations or []) for r in finished)
             elapsed = time.perf_counter() - t0
@@ -140,7 +147,7 @@ def run_replay(
     if progress:
         progress(Progress(0, len(tasks), 0, total_iters, 0.0, report.estimate or None))
     report.results = executor.run(tasks, on_done)
-    _verify(repo, tasks, report, executor, on_done)
+    _verify(repo, tasks, report, executor, on_done, checks)
     report.seconds = time.perf_counter() - t0
     if fail and report.failures:
         raise ReplayError(_failure_text(report, tasks))
@@ -294,8 +301,10 @@ def _verify(
     report: ReplayReport,
     executor: Executor,
     on_done: Callable[[TaskResult], None],
+    checks: dict[str, Verification] | None = None,
 ) -> None:
-    """Compare each finished task's run of the old code's own statements with the recording.
+    """Compare each finished task's run of the old code's own statements with the recording
+    (``checks``: the comparisons already made as tasks finished, by task id).
 
     A ``rest`` task that disagrees is discarded (its ``done.json`` renamed away, so nothing of
     it is ingested) and run again with every step in full; a full task that disagrees keeps
@@ -309,7 +318,8 @@ def _verify(
         if task is None or not result.ok:
             continue
         folder = Path(task.spec.out_dir)
-        check = compare_task(repo, folder)
+        known = (checks or {}).get(result.task_id)
+        check = known if known is not None else compare_task(repo, folder)
         has_rest = any(step[1] == "rest" for step in task.spec.steps)
         if check.mismatch is not None and has_rest and task.fallback is not None:
             os.replace(folder / DONE, folder / REJECTED)

@@ -84,9 +84,15 @@ def _replaying_query(tmp_path: Path) -> tuple[Path, subprocess.Popen[str]]:
         text=True,
     )
     deadline = time.time() + 120
-    while not _done(repo) and time.time() < deadline:
+    while not _done(repo) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert _done(repo), "no replay task finished"
+    if not _done(repo):
+        ended = proc.poll() is not None
+        if not ended:
+            proc.kill()
+        out, err = proc.communicate(timeout=30)
+        how = f"exited {proc.returncode}" if ended else "still running after 120 s (killed)"
+        raise AssertionError(f"no replay task finished; the query {how}:\n{out}\n{err[-3000:]}")
     return repo, proc
 
 

@@ -74,6 +74,31 @@ def _full_equals_table(eng: Engine) -> None:
         ).fetchone()
         assert n == 0, f"{n} row(s) of {a} are not in {b}"
     con.execute("DROP TABLE flor.main.__check")
+    _helpers_equal_a_rebuild(eng)
+
+
+def _helpers_equal_a_rebuild(eng: Engine) -> None:
+    """``__flor_cover`` and ``__flor_names`` (updated with a replay's new values, or kept
+    across an edit, :func:`florsql.plan.stats._code_tables_since`) hold what building them from
+    every record holds."""
+    from florsql.plan.stats import _tables, cover_select, names_select
+
+    con = eng._cache.box.admin
+    tables = _tables(con, eng._cache.box.index_db)
+    src = f'"{eng._cache.box.index_db}".main.'
+    checks = {
+        "__flor_cover": cover_select(tables, "flor.main.", src),
+        "__flor_names": names_select("flor.main."),
+    }
+    for table, select in checks.items():
+        con.execute(f"CREATE OR REPLACE TABLE flor.main.__check AS {select}")
+        for a, b in (("__check", table), (table, "__check")):
+            (n,) = con.execute(  # type: ignore[misc]
+                f"SELECT count(*) FROM (SELECT * FROM flor.main.{a} "
+                f"EXCEPT ALL SELECT * FROM flor.main.{b})"
+            ).fetchone()
+            assert n == 0, f"{table}: {n} row(s) of {a} are not in {b}"
+        con.execute("DROP TABLE flor.main.__check")
 
 
 def _as_fresh_engine_answers(eng: Engine, repo: Path, sql: str) -> list[dict[str, object]]:

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from florsql.engine.sandbox import HELPERS
-from florsql.plan.catalog import Catalog, build_catalog, recorded_anchors, scan_scripts
+from florsql.plan.catalog import (
+    Catalog,
+    RecordedMemo,
+    build_catalog,
+    recorded_anchors,
+    scan_scripts,
+)
 from florsql.plan.hindsight import statement_fingerprints
 from florsql.plan.pivot import CTX_COLUMN, WIDE_TABLE, wide_delta, wide_select
 from florsql.plan.stats import (
@@ -112,6 +118,8 @@ class CacheState:
     #: damaged store files met by refreshes, not yet reported: (message, path, what skipped)
     damage: list[tuple[str, str, str]] = field(default_factory=list)
     _damage_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: what the catalog learnt about the recorded runs (kept while they are the same)
+    memo: RecordedMemo = field(default_factory=RecordedMemo)
 
     def take_damage(self) -> list[tuple[str, str, str]]:
         """The damaged files met since the last call (each file once per index)."""
@@ -153,7 +161,8 @@ class CacheState:
             self.catalog, self.wide_built = None, False  # consistent if building fails
             helpers = f"{HELPERS}.main"
             scripts = scan_scripts(con, self.repo)
-            prints = statement_fingerprints(scripts.values(), recorded_anchors(con, scripts))
+            anchors = recorded_anchors(con, scripts, self.memo, self.generation)
+            prints = statement_fingerprints(scripts.values(), anchors)
             # What the pivot table holds, and the replayed values that counted when it was
             # made: if only counted replayed values and the catalog change (a replay's refresh,
             # an edited statement), it is updated, not rebuilt (_update_wide).
@@ -168,7 +177,8 @@ class CacheState:
                     and (was.sources, was.mtime_sum, was.size_sum)
                     == (now.sources, now.mtime_sum, now.size_sum)
                 )
-                if same and base is not None:
+                kept = same and base is not None
+                if kept:
                     self._keep_valid()
                 rebuild_stats(
                     con,
@@ -176,6 +186,7 @@ class CacheState:
                     index_db=self.box.index_db,
                     fingerprints=prints,
                     replays_only=same,
+                    since=f"{helpers}.__flor_valid_was" if kept else None,
                 )
                 self.built = now
                 self._delta_base = base if same else None
@@ -184,10 +195,16 @@ class CacheState:
                     self._keep_valid()
                 if prints != self.fingerprints:  # a statement changed: which replays count
                     self.fingerprints = None  # consistent if rebuilding fails
-                    rebuild_code_stats(con, prints, schema=helpers, index_db=self.box.index_db)
+                    rebuild_code_stats(
+                        con,
+                        prints,
+                        schema=helpers,
+                        index_db=self.box.index_db,
+                        since=f"{helpers}.__flor_valid_was" if base is not None else None,
+                    )
                 self._delta_base = base
             self.fingerprints = prints
-            self.catalog = build_catalog(con, self.repo, self.generation, scripts)
+            self.catalog = build_catalog(con, self.repo, self.generation, scripts, self.memo)
             self.scripts_key = key
         if self.use_cache and not self.wide_built:
             before, self._delta_base = self._delta_base, None

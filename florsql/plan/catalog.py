@@ -10,9 +10,10 @@ imported, ``run_meta.files``), which some of those runs never logged.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlglot.schema import MappingSchema
 
@@ -37,6 +38,8 @@ __all__ = [
 
 META_COLUMNS = ("projid", "run_id", "tstamp", "vid", "filename")
 #: Relations a query may read besides ``logs``.
+_T = TypeVar("_T")
+
 RELATIONS = (
     "runs",
     "args",
@@ -235,29 +238,65 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class RecordedMemo:
+    """Answers about the recorded runs alone (relation shapes, loop and arg names, which runs
+    lack a name, anchors), kept while the recorded sources are the same: a replay's refresh or
+    an edited script changes none of them, and each costs a DuckDB statement (the catalog is
+    read twice around every replay)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int, int] | None = None
+        self.answers: dict[object, Any] = {}
+
+    def get(self, generation: Generation | None, what: object, compute: Callable[[], _T]) -> _T:
+        if generation is None:
+            return compute()
+        key = (generation.sources, generation.mtime_sum, generation.size_sum)
+        if key != self.key:
+            self.key, self.answers = key, {}
+        if what not in self.answers:
+            self.answers[what] = compute()
+        return cast(_T, self.answers[what])
+
+
 def build_catalog(
     con: duckdb.DuckDBPyConnection,
     repo: Path,
     generation: Generation | None = None,
     scripts: dict[str, ScriptCode] | None = None,
+    memo: RecordedMemo | None = None,
 ) -> Catalog:
     """Read the catalog from the index (helper relations built) and the working tree
-    (``scripts``: :func:`scan_scripts`, when the caller scanned it already).
+    (``scripts``: :func:`scan_scripts`, when the caller scanned it already; ``memo``: what
+    an earlier call learnt about the same recorded runs).
 
     Example:
         >>> cat = build_catalog(con, repo)  # doctest: +SKIP
         >>> [c.name for c in cat.columns if c.kind == "loop"]  # doctest: +SKIP
         ['epoch', 'step']
     """
-    relations = {name: _describe(con, name) for name in (*RELATIONS, "ctx_path")}
+    memo = memo or RecordedMemo()
+
+    def recorded(name: str) -> dict[str, str]:  # 'replays' changes shape with the first replay
+        return memo.get(generation, ("describe", name), lambda: _describe(con, name))
+
+    relations = {
+        name: _describe(con, name) if name == "replays" else recorded(name)
+        for name in (*RELATIONS, "ctx_path")
+    }
     runs = relations["runs"]
     cols: list[LogsColumn] = [LogsColumn(n, "meta", runs.get(n, "VARCHAR")) for n in META_COLUMNS]
-    cols += [LogsColumn(n, "loop", "BIGINT") for n in loop_names(con)]
-    arg_names = {r[0] for r in con.execute("SELECT DISTINCT lower(name) FROM args").fetchall()}
+    loops = memo.get(generation, "loops", lambda: loop_names(con))
+    cols += [LogsColumn(n, "loop", "BIGINT") for n in loops]
+    arg_names = memo.get(
+        generation,
+        "args",
+        lambda: {r[0] for r in con.execute("SELECT DISTINCT lower(name) FROM args").fetchall()},
+    )
     skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
     cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n.lower() not in skip]
     scripts = scan_scripts(con, repo) if scripts is None else scripts
-    cols += _log_columns(con, scripts)
+    cols += _log_columns(con, scripts, memo, generation)
     unique: dict[str, LogsColumn] = {}
     shadowed: dict[str, list[LogsColumn]] = {}
     for c in cols:  # names ignore case, as SQL identifiers do
@@ -277,12 +316,17 @@ def build_catalog(
         scripts=scripts,
         generation=generation,
         nullable_logs=frozenset(r[0] for r in nullable.fetchall()),
-        fingerprints=statement_fingerprints(scripts.values(), recorded_anchors(con, scripts)),
+        fingerprints=statement_fingerprints(
+            scripts.values(), recorded_anchors(con, scripts, memo, generation)
+        ),
     )
 
 
 def recorded_anchors(
-    con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]
+    con: duckdb.DuckDBPyConnection,
+    scripts: dict[str, ScriptCode],
+    memo: RecordedMemo | None = None,
+    generation: Generation | None = None,
 ) -> frozenset[str]:
     """The names (lower case) of the log statements beside today's statements of other names
     that some run recorded: anchors where an old version logs them, so part of the
@@ -290,6 +334,12 @@ def recorded_anchors(
     names = sorted({other for code in scripts.values() for _, _, other, _ in code.anchors})
     if not names:
         return frozenset()
+    if memo is not None:
+        return memo.get(generation, ("anchors", tuple(names)), lambda: _anchors(con, names))
+    return _anchors(con, names)
+
+
+def _anchors(con: duckdb.DuckDBPyConnection, names: list[str]) -> frozenset[str]:
     values = ", ".join(f"({string_literal(n)})" for n in names)
     rows = con.execute(
         f"""SELECT c.name FROM (VALUES {values}) AS c(name) WHERE EXISTS (
@@ -317,7 +367,10 @@ def scan_scripts(con: duckdb.DuckDBPyConnection, repo: Path) -> dict[str, Script
 
 
 def _log_columns(
-    con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]
+    con: duckdb.DuckDBPyConnection,
+    scripts: dict[str, ScriptCode],
+    memo: RecordedMemo,
+    generation: Generation | None,
 ) -> list[LogsColumn]:
     stats = {
         name.lower(): (name, list(vtypes), runs, tuple(spellings))
@@ -330,7 +383,8 @@ def _log_columns(
         for name in scripts[filename].names():
             spelled.setdefault(name.lower(), name)
     lacking: dict[str, tuple[str, int]] = {}  # lower name -> (spelling in code, runs lacking)
-    for name, n in _lacking(con, scripts).items():
+    pairs = tuple((f, n) for f, code in scripts.items() for n in code.names())
+    for name, n in memo.get(generation, ("lacking", pairs), lambda: _lacking(con, pairs)).items():
         before = lacking.get(name.lower(), (name, 0))[1]
         lacking[name.lower()] = (spelled.get(name.lower(), name), before + n)
     out = []
@@ -342,11 +396,11 @@ def _log_columns(
     return out
 
 
-def _lacking(con: duckdb.DuckDBPyConnection, scripts: dict[str, ScriptCode]) -> dict[str, int]:
-    """Per name in current code: how many runs that executed a file logging it never recorded
-    it. Replayed values do not count: a run whose replay covered some iterations still lacks
-    the others, and the replay set (per outer iteration) decides what is left to compute."""
-    pairs = [(f, n) for f, code in scripts.items() for n in code.names()]
+def _lacking(con: duckdb.DuckDBPyConnection, pairs: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """Per name in current code (``pairs``: file, name): how many runs that executed a file
+    logging it never recorded it. Replayed values do not count: a run whose replay covered
+    some iterations still lacks the others, and the replay set (per outer iteration) decides
+    what is left to compute."""
     if not pairs:
         return {}
     values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)

@@ -136,6 +136,7 @@ def rebuild_stats(
     index_db: str | None = None,
     fingerprints: Mapping[str, str] | None = None,
     replays_only: bool = False,
+    since: str | None = None,
 ) -> None:
     """(Re)create every helper relation from the index as it is now.
 
@@ -153,6 +154,10 @@ def rebuild_stats(
             sources are the same): the relations of the recorded loops (``__flor_ctx``,
             ``__flor_chains``, ``__flor_times``, ``__flor_open``), each the size of every run's
             loop contexts, are kept; those that read replayed values are rebuilt.
+        since: with ``replays_only``, a table (fully named) of the ``__flor_valid`` rows that
+            ``__flor_cover`` and ``__flor_names`` were last built with: when the counted
+            replayed values only grew, those two are updated with the new ones
+            (:func:`_code_tables_since`) instead of rebuilt from every record.
     """
     tables = _tables(con, index_db)
     place = "TEMP " if schema is None else ""
@@ -185,7 +190,8 @@ def rebuild_stats(
                    any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
             FROM ctx_path GROUP BY run_id, ctx_id"""
         )
-    _code_tables(con, tables, place, prefix, src)
+    if not (replays_only and since and _code_tables_since(con, tables, place, prefix, src, since)):
+        _code_tables(con, tables, place, prefix, src)
     if not replays_only:  # the recorded loops' chains, times and open iterations
         con.execute(
             f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_chains AS
@@ -214,15 +220,21 @@ def rebuild_code_stats(
     *,
     schema: str | None = None,
     index_db: str | None = None,
+    since: str | None = None,
 ) -> None:
     """Rebuild only what depends on today's statements (:func:`rebuild_stats` built the rest
-    for the same index): which replayed values count, ``__flor_cover`` and ``__flor_names``."""
+    for the same index): which replayed values count, ``__flor_cover`` and ``__flor_names``.
+
+    ``since``: as :func:`rebuild_stats`'s; an edit that changes no counted replayed value (a
+    new statement, the common case) then leaves ``__flor_cover`` and ``__flor_names`` as
+    they are."""
     tables = _tables(con, index_db)
     place = "TEMP " if schema is None else ""
     prefix = "" if schema is None else f"{schema}."
     src = "" if index_db is None else f"{quote(index_db)}.main."
     _current_tables(con, fingerprints, tables, place, prefix, src)
-    _code_tables(con, tables, place, prefix, src)
+    if not (since and _code_tables_since(con, tables, place, prefix, src, since)):
+        _code_tables(con, tables, place, prefix, src)
 
 
 def _current_tables(
@@ -256,40 +268,125 @@ def _current_tables(
     con.execute(f"CREATE OR REPLACE {place}TABLE {prefix}{VALID} AS {valid}")
 
 
-def _code_tables(
-    con: duckdb.DuckDBPyConnection, tables: set[str], place: str, prefix: str, src: str
-) -> None:
+def _replayed_cover(prefix: str, src: str, valid: str) -> str:
+    """Rows of ``__flor_cover`` (less ``recorded``) that finished replay tasks add for the
+    (task, name) pairs of ``valid``: their records' contexts, and the iterations (and whole
+    runs, ``to_end``) they computed."""
+    counted = (
+        f"EXISTS (SELECT 1 FROM {valid} v WHERE v.replay_id = t.replay_id"
+        " AND v.task_id = t.task_id AND v.name = lower(t.name))"
+    )
+    return f"""SELECT run_id, lower(name) AS name, loop_name AS outer_loop,
+               unnest(iterations) AS outer_iteration
+        FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, loop_name, iterations
+              FROM {src}replays WHERE status = 'done') t WHERE {counted}
+        UNION ALL SELECT run_id, lower(name), NULL::VARCHAR, NULL::BIGINT
+        FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
+              FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
+
+
+def cover_select(tables: set[str], prefix: str, src: str) -> str:
+    """``__flor_cover``: per run, name (lower case) and outer iteration, whether some record
+    or counted replayed value covers it, and whether a record does."""
     tasks = ""
     if "replays" in tables:
-        counted = (
-            f"EXISTS (SELECT 1 FROM {prefix}{VALID} v WHERE v.replay_id = t.replay_id"
-            " AND v.task_id = t.task_id AND v.name = lower(t.name))"
-        )
         tasks = f"""
-            UNION ALL SELECT run_id, lower(name), loop_name, unnest(iterations), false
-            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, loop_name, iterations
-                  FROM {src}replays WHERE status = 'done') t WHERE {counted}
-            UNION ALL SELECT run_id, lower(name), NULL::VARCHAR, NULL::BIGINT, false
-            FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
-                  FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS
-        SELECT run_id, name, outer_loop, outer_iteration, bool_or(recorded) AS recorded FROM (
+            UNION ALL SELECT *, false FROM ({_replayed_cover(prefix, src, prefix + VALID)})"""
+    return f"""SELECT run_id, name, outer_loop, outer_iteration, bool_or(recorded) AS recorded
+        FROM (
             SELECT r.run_id, lower(r.name) AS name, c.outer_loop, c.outer_iteration,
                    r.source = 'record' AS recorded
             FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
               ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
         ) GROUP BY run_id, name, outer_loop, outer_iteration"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS
-        WITH per AS (  -- per spelling first: folding case over every record costs twice
+
+
+def names_select(prefix: str, only: str = "") -> str:
+    """``__flor_names``: per name (case folded), its first spelling, every spelling, its value
+    types, records and runs. ``only``: a relation of lower-case ``name``s to limit it to."""
+    where = f" WHERE lower(name) IN (SELECT name FROM {only})" if only else ""
+    return f"""WITH per AS (  -- per spelling first: folding case over every record costs twice
             SELECT name, min(run_id) AS first_run, list(DISTINCT vtype) AS vtypes,
                    count(*) AS records, list(DISTINCT run_id) AS run_ids
-            FROM {prefix}all_log_records GROUP BY name)
+            FROM {prefix}all_log_records{where} GROUP BY name)
         SELECT arg_min(name, first_run) AS name, list(name ORDER BY name) AS spellings,
                list_sort(list_distinct(flatten(list(vtypes)))) AS vtypes,
                sum(records)::BIGINT AS records,
                len(list_distinct(flatten(list(run_ids)))) AS runs
         FROM per GROUP BY lower(name)"""
+
+
+def _code_tables(
+    con: duckdb.DuckDBPyConnection, tables: set[str], place: str, prefix: str, src: str
+) -> None:
+    con.execute(
+        f"CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS "
+        f"{cover_select(tables, prefix, src)}"
     )
+    con.execute(f"CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS {names_select(prefix)}")
+
+
+def _code_tables_since(
+    con: duckdb.DuckDBPyConnection,
+    tables: set[str],
+    place: str,
+    prefix: str,
+    src: str,
+    since: str,
+) -> bool:
+    """Bring ``__flor_cover`` and ``__flor_names``, built when ``__flor_valid`` was ``since``,
+    up to date when counted replayed values were only added (a replay's refresh; an edit that
+    adds a statement adds none): the new values' cover rows that are not there yet are
+    inserted (a key already there keeps its ``recorded``: a replayed value never sets it), and
+    the names they carry are summarised again. False (nothing changed: the caller rebuilds)
+    when a value counted before no longer does, or the tables are not there. Measured to
+    equal a full rebuild in tests/test_wide_delta.py."""
+    if "replays" not in tables or REPLAY_RECORDS not in tables:
+        return False
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name IN "
+            "('__flor_cover', '__flor_names')"
+        ).fetchall()
+    }
+    if have != {"__flor_cover", "__flor_names"}:
+        return False
+    gone = con.execute(
+        f"SELECT count(*) FROM (SELECT * FROM {since} EXCEPT SELECT * FROM {prefix}{VALID})"
+    ).fetchone()
+    if gone is None or gone[0]:
+        return False
+    new = f"{prefix}__flor_valid_new"
+    con.execute(
+        f"CREATE OR REPLACE {place}TABLE {new} AS "
+        f"SELECT * FROM {prefix}{VALID} EXCEPT SELECT * FROM {since}"
+    )
+    try:
+        added = con.execute(f"SELECT count(*) FROM {new}").fetchone()
+        if added is None or not added[0]:
+            return True  # the same counted values: the same tables
+        records = f"""SELECT r.run_id, lower(r.name) AS name, c.outer_loop, c.outer_iteration
+            FROM {src}{REPLAY_RECORDS} r
+            JOIN {new} v ON v.replay_id = r.replay_id AND v.task_id = r.task_id
+                        AND v.name = lower(r.name)
+            LEFT JOIN {prefix}__flor_ctx c ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
+        con.execute(
+            f"""INSERT INTO {prefix}__flor_cover
+            SELECT DISTINCT n.run_id, n.name, n.outer_loop, n.outer_iteration, false FROM (
+                {records} UNION ALL {_replayed_cover(prefix, src, new)}) n
+            WHERE NOT EXISTS (SELECT 1 FROM {prefix}__flor_cover o
+                WHERE o.run_id = n.run_id AND o.name = n.name
+                  AND o.outer_loop IS NOT DISTINCT FROM n.outer_loop
+                  AND o.outer_iteration IS NOT DISTINCT FROM n.outer_iteration)"""
+        )
+        names = f"{prefix}__flor_names_new"
+        con.execute(f"CREATE OR REPLACE {place}TABLE {names} AS SELECT DISTINCT name FROM {new}")
+        con.execute(
+            f"DELETE FROM {prefix}__flor_names WHERE lower(name) IN (SELECT name FROM {names})"
+        )
+        con.execute(f"INSERT INTO {prefix}__flor_names {names_select(prefix, names)}")
+        con.execute(f"DROP TABLE IF EXISTS {names}")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {new}")
+    return True
