@@ -237,12 +237,18 @@ class CacheState:
         helpers = f"{HELPERS}.main"
         wide = f"{helpers}.{WIDE_TABLE}"
         src = f"{quote(self.box.index_db)}.main"
-        gone = con.execute(
-            f"SELECT count(*) FROM (SELECT * FROM {helpers}.__flor_valid_was "
-            f"EXCEPT SELECT * FROM {helpers}.{VALID})"
+        counts = con.execute(
+            f"SELECT (SELECT count(*) FROM (SELECT * FROM {helpers}.__flor_valid_was "
+            f"EXCEPT SELECT * FROM {helpers}.{VALID})), "
+            f"(SELECT count(*) FROM (SELECT * FROM {helpers}.{VALID} "
+            f"EXCEPT SELECT * FROM {helpers}.__flor_valid_was))"
         ).fetchone()
-        if gone is None or gone[0]:
+        if counts is None or counts[0]:
             return False  # a replayed value counted before no longer does
+        if not counts[1] and not added:  # the same counted values (an edit adding a statement)
+            con.execute(f"DROP TABLE IF EXISTS {helpers}.__flor_valid_was")
+            self.wide_how = "delta"
+            return True
         tables = {
             r[0]
             for r in con.execute(

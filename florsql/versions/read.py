@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
 
 from florsql.errors import VersionError
@@ -26,7 +28,24 @@ def files_at(repo: Path, vid: str) -> list[str]:
 
 
 def file_at(repo: Path, vid: str, path: str) -> str:
-    """The text of ``path`` at version ``vid``; a :class:`VersionError` if it is not there."""
+    """The text of ``path`` at version ``vid``; a :class:`VersionError` if it is not there.
+
+    A full commit id's files never change: their texts are remembered (two ``git``
+    processes each otherwise, on every query that replays that version)."""
+    if _FULL_ID.fullmatch(vid):
+        return _file_at_commit(str(Path(repo).resolve()), vid, path)
+    return _read(repo, vid, path)
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@lru_cache(maxsize=256)
+def _file_at_commit(repo: str, sha: str, path: str) -> str:
+    return _read(Path(repo), sha, path)  # an error is not remembered: lru_cache keeps returns
+
+
+def _read(repo: Path, vid: str, path: str) -> str:
     sha = resolve_version(repo, vid)
     out = run_git(repo, "cat-file", "blob", f"{sha}:{path}", check=False)
     if not out and path not in files_at(repo, sha):
