@@ -7,6 +7,7 @@ carries structured fields besides its message.
 from __future__ import annotations
 
 __all__ = [
+    "ArgMissingWarning",
     "DamagedFileWarning",
     "FlorError",
     "FlorWarning",
@@ -133,6 +134,12 @@ class NondeterminismWarning(FlorWarning):
 
 class UnverifiedWarning(FlorWarning):
     """A replay task had no recorded value to compare its replay with."""
+
+
+class ArgMissingWarning(FlorWarning):
+    """A query reads an arg that some runs never recorded (their code had none), beside
+    hindsight values: replay computes those runs' values with the arg's default, while their
+    arg column stays NULL. The message names the default to ``coalesce`` with."""
 
 
 class DataChangedWarning(FlorWarning):

@@ -770,8 +770,8 @@ PATTERNS += [
         bug="silent gap: replay computes decay_term of the first version's runs with wd's "
         "default (0.0, as a re-run would: florsql/record/replay_mode.py ReplayRun.arg), but "
         "their wd column stays NULL (args come from the recording only), so `WHERE wd = 0.0` "
-        "drops them and `GROUP BY wd` puts them under NULL, with no warning; a full re-run "
-        "records wd = 0.0",
+        "drops them and `GROUP BY wd` puts them under NULL (an ArgMissingWarning says so and "
+        "names coalesce(wd, 0.0): tests/test_arg_gaps.py); a full re-run records wd = 0.0",
     ),
 ]  # fmt: skip
 

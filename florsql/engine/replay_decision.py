@@ -32,6 +32,7 @@ __all__ = [
     "replay_if_needed",
     "summary",
     "wants_replay",
+    "warn",
 ]
 
 #: How the replay-off warning says to compute the values (a server says its own way).
@@ -72,6 +73,10 @@ def _warn(engine: Engine, messages: Messages, text: str, category: type[Warning]
     messages.append((category, text))
     if not messages.quiet:
         warnings.warn(text, category, stacklevel=engine.warn_stacklevel)
+
+
+#: :func:`_warn` for other modules of the engine (a message beside the replay's)
+warn = _warn
 
 
 def wants_replay(engine: Engine, planned: PlannedQuery, mode: str) -> bool:

@@ -29,16 +29,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
+from florsql.engine.arg_gaps import arg_gaps
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import run_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
-from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay
+from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay, warn
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
 from florsql.engine.show import SHOW_RUNS_SQL, show_columns_sql
 from florsql.errors import (
+    ArgMissingWarning,
     DamagedFileWarning,
     FlorError,
     PlanError,
@@ -355,6 +357,10 @@ class Engine:
     ) -> Result:
         if self.on_run is not None:
             self.on_run(planned.sql)
+        catalog = self._cache.catalog
+        if catalog is not None and stmt.query is not None:
+            for text in arg_gaps(con, catalog, stmt.query, self.repo, stmt.source):
+                warn(self, messages, text, ArgMissingWarning)
         table, types = self._run(con, planned.sql, stmt)
         return Result(
             kind="select",

@@ -1,0 +1,129 @@
+"""A warning where a query reads an arg beside hindsight values and some runs never recorded
+that arg.
+
+A run recorded before today's code gained ``wd = flor.arg("wd", 0.0)`` has no ``wd``: its
+``wd`` column is NULL. When today's statement reads ``wd``, propagation carries the
+``flor.arg`` call into the run's old version, and replay computes the statement with the
+default, as a re-run of the patched version would. The run's ``wd`` column stays as the
+recording has it (NULL), so ``WHERE wd = 0.0`` leaves the run out and ``GROUP BY wd`` puts it
+under NULL. Until replayed args are materialised (docs/replay.md, "Inside a worker"), a query
+that reads such an arg and a hindsight column says so, with the default to ``coalesce`` with.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from florsql.plan.catalog import Catalog
+
+__all__ = ["arg_gaps"]
+
+
+def arg_gaps(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, query: exp.Expr, repo: Path, source: str
+) -> list[str]:
+    """One message per arg the query names, beside a hindsight column it names, that today's
+    scripts read with ``flor.arg`` and some of their runs never recorded (``query``: the
+    statement's query, as planning left it; ``source``: its text)."""
+    args = {c.name.lower(): c.name for c in catalog.columns if c.kind == "arg"}
+    if not args:
+        return []
+    named = {c.name.lower() for c in query.find_all(exp.Column)}
+    if not named & set(args):
+        return []
+    logs = [c for c in catalog.columns if c.kind == "log" and c.name.lower() in named]
+    if not any(c.hindsight for c in logs):
+        return []
+    # an arg read only as ``coalesce(wd, ...)``'s first argument: the user took care of it
+    # (read from the text as written: planning rewrote the tree)
+    try:
+        from florsql.grammar import parse
+
+        written = parse(source).query
+    except Exception:
+        written = None
+    if written is not None:
+        named = {c.name.lower() for c in written.find_all(exp.Column) if not _coalesced(c)}
+    out = []
+    for key in sorted(named & set(args)):
+        defaults: dict[str, str] = {}
+        for filename in sorted(catalog.scripts):
+            default = _arg_default(repo / filename, key)
+            if default is not None:
+                defaults[filename] = default
+        if not defaults:
+            continue
+        rows = con.execute(
+            "SELECT count(*) FROM run_meta m WHERE list_has_any(m.files, ?) AND NOT EXISTS "
+            "(SELECT 1 FROM args a WHERE a.run_id = m.run_id AND lower(a.name) = ?)",
+            [sorted(defaults), key],
+        ).fetchall()  # fetched whole: DuckDB 2 refuses other work beside an open result
+        lacking = int(rows[0][0]) if rows else 0
+        if not lacking:
+            continue
+        name = args[key]
+        values = sorted(set(defaults.values()))
+        where = ", ".join(f"{d} in {f}" for f, d in sorted(defaults.items()))
+        hint = (
+            f"write coalesce({name}, {values[0]}) to count them with that default"
+            if len(values) == 1
+            else f"write coalesce({name}, <its default>) to count them with it"
+        )
+        out.append(
+            f"{lacking} run(s) never recorded arg {name!r} (their code had none): {name} is NULL "
+            f"for them, while values replayed for them with today's statements that read it use "
+            f"today's default ({where}); {hint}"
+        )
+    return out
+
+
+def _coalesced(column: exp.Column) -> bool:
+    parent = column.parent
+    return isinstance(parent, exp.Coalesce) and parent.this is column
+
+
+def _arg_default(path: Path, name: str) -> str | None:
+    """The default of ``flor.arg("<name>", default)`` in ``path`` as written (its source
+    text), when the file calls it; else None."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _defaults(str(path), st.st_mtime_ns, st.st_size).get(name)
+
+
+@lru_cache(maxsize=64)
+def _defaults(path: str, mtime_ns: int, size: int) -> dict[str, str]:
+    """Per arg name (lower case), the default its first ``<module>.arg(...)`` call gives."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, RecursionError, UnicodeDecodeError):
+        return {}
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "arg"
+            and isinstance(node.func.value, ast.Name)
+        ):
+            continue
+        first = node.args[0] if node.args else None
+        if first is None:
+            first = next((k.value for k in node.keywords if k.arg == "name"), None)
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            continue
+        default = node.args[1] if len(node.args) > 1 else None
+        if default is None:
+            default = next((k.value for k in node.keywords if k.arg == "default"), None)
+        if default is not None:
+            out.setdefault(first.value.lower(), ast.unparse(default))
+    return out
