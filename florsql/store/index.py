@@ -27,6 +27,7 @@ from florsql.store.ingest import (
     RunFiles,
     ingest_run_json,
     ingest_segments,
+    ingested_now,
     load_manifest,
 )
 from florsql.store.ingest_replays import REPLAY_SQL, ingest_replays
@@ -132,9 +133,10 @@ class Index:
         self.con.execute("BEGIN TRANSACTION")
         try:
             runs_changed = False
+            seen = ingested_now(self.con)
             for f in files:
-                runs_changed |= ingest_run_json(self.con, f, damage)
-                load_manifest(self.con, f, damage)
+                runs_changed |= ingest_run_json(self.con, f, damage, seen)
+                load_manifest(self.con, f, damage, seen)
             segs, rows = ingest_segments(self.con, files, damage)
             tasks = ingest_replays(self.con, self.repo, damage)
             _mark_dead_runs(self.con)

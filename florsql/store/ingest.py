@@ -53,12 +53,19 @@ class Damage:
         except ValueError:
             return Path(path).as_posix()
 
+    #: the ``damaged`` table's paths, read once (a statement per file asked cost milliseconds
+    #: per run on every refresh), kept in step by :meth:`report` and :meth:`clear`
+    _paths: set[str] | None = None
+
+    def _known_paths(self) -> set[str]:
+        if self._paths is None:
+            rows = self.con.execute("SELECT path FROM damaged").fetchall()
+            self._paths = {r[0] for r in rows}
+        return self._paths
+
     def known(self, path: Path) -> bool:
         """Whether ``path`` was found damaged before (it is skipped without reading it)."""
-        row = self.con.execute(
-            "SELECT 1 FROM damaged WHERE path = ?", [self.relative(path)]
-        ).fetchone()
-        return row is not None
+        return self.relative(path) in self._known_paths()
 
     def report(self, path: Path, skipped: str, reason: str) -> None:
         """Note ``path`` as damaged (once: a path already noted is not noted again)."""
@@ -66,11 +73,14 @@ class Damage:
             return
         rel = self.relative(path)
         self.con.execute("INSERT INTO damaged VALUES (?, ?, ?)", [rel, skipped, reason])
+        self._known_paths().add(rel)
         self.notes.append((rel, skipped, reason))
 
     def clear(self, path: Path) -> None:
         """``path`` reads fine now (a rewritten run.json): forget that it was damaged."""
-        self.con.execute("DELETE FROM damaged WHERE path = ?", [self.relative(path)])
+        rel = self.relative(path)
+        self.con.execute("DELETE FROM damaged WHERE path = ?", [rel])
+        self._known_paths().discard(rel)
 
 
 def is_int64(value: object) -> bool:
@@ -116,16 +126,36 @@ class RunFiles:
         )
 
 
-def _changed(con: duckdb.DuckDBPyConnection, run_id: str, source: str, path: Path) -> bool:
+#: ``ingested`` as a refresh began, by (run id, source): (mtime_ns, size)
+Seen = dict[tuple[str, str], tuple[int, int]]
+
+
+def ingested_now(con: duckdb.DuckDBPyConnection) -> Seen:
+    """The ``ingested`` table in one statement, for a refresh that checks every run's files
+    (one lookup per run and file cost a statement each: milliseconds per run)."""
+    rows = con.execute("SELECT run_id, source, mtime_ns, size FROM ingested").fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def _changed(
+    con: duckdb.DuckDBPyConnection, run_id: str, source: str, path: Path, seen: Seen | None = None
+) -> bool:
     try:
         st = path.stat()
     except OSError:
         return False
-    row = con.execute(
-        "SELECT mtime_ns, size FROM ingested WHERE run_id = ? AND source = ?", [run_id, source]
-    ).fetchone()
-    if row is not None and tuple(row) == (st.st_mtime_ns, st.st_size):
+    if seen is not None:
+        known = seen.get((run_id, source))
+    else:
+        row = con.execute(
+            "SELECT mtime_ns, size FROM ingested WHERE run_id = ? AND source = ?",
+            [run_id, source],
+        ).fetchone()
+        known = None if row is None else (row[0], row[1])
+    if known is not None and tuple(known) == (st.st_mtime_ns, st.st_size):
         return False
+    if seen is not None:
+        seen[(run_id, source)] = (st.st_mtime_ns, st.st_size)
     con.execute(
         "INSERT OR REPLACE INTO ingested VALUES (?, ?, ?, ?)",
         [run_id, source, st.st_mtime_ns, st.st_size],
@@ -133,12 +163,17 @@ def _changed(con: duckdb.DuckDBPyConnection, run_id: str, source: str, path: Pat
     return True
 
 
-def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> bool:
+def ingest_run_json(
+    con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage, seen: Seen | None = None
+) -> bool:
     """Ingest a run's run.json if it changed; False when it was already ingested as it is
-    (nothing written: the ``runs`` view's arg columns stay as they are)."""
+    (nothing written: the ``runs`` view's arg columns stay as they are). ``seen``:
+    :func:`ingested_now` of this refresh."""
     if not f.run_json.exists():
         # segments without an identity: shown as a damaged run, not dropped
         con.execute("DELETE FROM ingested WHERE run_id = ? AND source = ?", [f.run_id, "run.json"])
+        if seen is not None:
+            seen.pop((f.run_id, "run.json"), None)
         if con.execute("SELECT 1 FROM run_meta WHERE run_id = ?", [f.run_id]).fetchone() is None:
             _insert_damaged_run(con, f.run_id)
         damage.report(
@@ -148,7 +183,7 @@ def ingest_run_json(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage)
             "it is missing but the run's segments remain",
         )
         return True
-    if not _changed(con, f.run_id, layout.RUN_JSON, f.run_json):
+    if not _changed(con, f.run_id, layout.RUN_JSON, f.run_json, seen):
         return False
     try:
         doc = read_run_doc(f.run_json)
@@ -275,8 +310,10 @@ def read_run_doc(path: Path) -> dict[str, Any]:
     return doc
 
 
-def load_manifest(con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage) -> None:
-    if not _changed(con, f.run_id, layout.MANIFEST, f.manifest):
+def load_manifest(
+    con: duckdb.DuckDBPyConnection, f: RunFiles, damage: Damage, seen: Seen | None = None
+) -> None:
+    if not _changed(con, f.run_id, layout.MANIFEST, f.manifest, seen):
         return
     try:
         lines = f.manifest.read_bytes().splitlines(keepends=True)
