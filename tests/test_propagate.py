@@ -549,3 +549,73 @@ def test_normal_forms_remembered_by_text_equal_the_computed_ones() -> None:
             checked += len(block.stmts)
     assert checked > 1000
     assert normalize(ast.parse("y = f(2)").body[0]) == "y = f(N)"
+
+
+IN_PLACE_OLD = """import torch
+import florsql as flor
+net = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+for epoch in flor.loop("epoch", range(2)):
+    for x in flor.loop("step", [torch.ones(2)] * 3):
+        loss = net(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        flor.log("loss", loss.item())
+"""
+BACKWARD = "        loss.backward()\n"
+STEP = "        opt.step()\n"
+
+
+@pytest.mark.parametrize(
+    ("anchor", "added", "changed"),
+    [
+        (BACKWARD, "gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
+                   'flor.log("gn", float(gn))', "clip_grad_norm_, which changes 'net'"),
+        (BACKWARD, 'flor.log("gn", float(torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)))',
+         "clip_grad_norm_, which changes 'net'"),
+        (STEP, 'flor.log("w", float(net.weight.data.mul_(1.0).sum()))',
+         "mul_, which changes 'net'"),
+    ],
+    ids=["carried-clip", "clip-in-the-log", "method-on-a-parameter"],
+)  # fmt: skip
+def test_an_in_place_call_the_old_version_never_made_is_refused(
+    anchor: str, added: str, changed: str
+) -> None:
+    """Clipping (or any in-place call on what the old version holds) today's code adds beside
+    its log statement changes the old run: placed, the replay clipped gradients that the
+    recorded run never clipped, from checkpoints of the unclipped run, and an epoch-level value
+    replayed from those checkpoints (no step run) was the recorded run's while a full re-run
+    of the patched version trains otherwise. Refused, with the call named."""
+    lines = "".join(f"        {line}\n" for line in added.splitlines())
+    r = propagate(IN_PLACE_OLD.replace(anchor, anchor + lines), IN_PLACE_OLD)
+    assert not r.placed and len(r.failed) == 1, r
+    assert changed in r.failed[0].reason, r.failed[0].reason
+    assert "the old run would not be the one recorded" in r.failed[0].reason
+
+
+@pytest.mark.parametrize(
+    ("old", "added"),
+    [
+        # a new object changed in place: nothing of the old run
+        (IN_PLACE_OLD, "w = net.weight.detach().clone()\nw.clamp_(0, 1)\n"
+                       'flor.log("w", float(w.sum()))'),
+        (IN_PLACE_OLD, 'flor.log("w", float(torch.zeros(1).add_(net.weight.sum())))'),
+        # the old version clips there too: today's line replaces that call
+        (IN_PLACE_OLD.replace(BACKWARD, BACKWARD + "        torch.nn.utils.clip_grad_norm_("
+                                                "net.parameters(), 0.5)\n"),
+         "gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
+         'flor.log("gn", float(gn))'),
+    ],
+    ids=["a-clone", "a-new-tensor", "the-old-clip-replaced"],
+)  # fmt: skip
+def test_an_in_place_call_on_a_new_object_or_replacing_the_old_call_is_placed(
+    old: str, added: str
+) -> None:
+    anchor = BACKWARD if "clip" in added else STEP
+    lines = "".join(f"        {line}\n" for line in added.splitlines())
+    new = old.replace("        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n", "")
+    new = new.replace(anchor, anchor + lines)
+    r = propagate(new, old)
+    assert r.placed and not r.failed, r.failed
+    assert r.source.count("clip_grad_norm_") == old.count("clip_grad_norm_")

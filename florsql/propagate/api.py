@@ -376,6 +376,7 @@ def _plan(
         or _overwrites(binding, session, renames)
         or (own and _overwrites(items[-1:], session, renames))
         or _decoy(items, session, renames)
+        or _in_place(items, session)
     )
     if clash:
         return Failure(log.label, log.line, clash)
@@ -956,6 +957,67 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
                     f"carrying {code!r} would change {name!r}, which the old version binds "
                     f"otherwise ({where})"
                 )
+    return None
+
+
+def _in_place_reach(node: ast.Call, modules: frozenset[str]) -> list[str]:
+    """The names whose objects an in-place call changes: a method's receiver
+    (``net[0].weight.mul_``, ``t.detach().clamp_``: a view shares its base's storage), or the
+    arguments of a module's function (``torch.nn.utils.clip_grad_norm_(net.parameters())``);
+    nothing for a method of a new object (``torch.zeros(2).add_(x)``)."""
+    func = node.func
+    base: ast.AST = func.value if isinstance(func, ast.Attribute) else func
+    made = False
+    while isinstance(base, ast.Attribute | ast.Subscript | ast.Call):
+        made |= isinstance(base, ast.Call)
+        base = base.func if isinstance(base, ast.Call) else base.value
+    root = base.id if isinstance(base, ast.Name) else None
+    if isinstance(func, ast.Attribute) and root is not None and root not in modules:
+        return [root]
+    if made:
+        return []
+    return [
+        n.id
+        for arg in [*node.args, *(k.value for k in node.keywords)]
+        for n in ast.walk(arg)
+        if isinstance(n, ast.Name)
+    ]
+
+
+def _in_place(items: list[_Item], session: _Session) -> str | None:
+    """A travelling statement that calls an in-place function (PyTorch's trailing underscore:
+    ``clip_grad_norm_(net.parameters(), 1.0)``, ``w.mul_(0.5)``) on what the old version holds,
+    where it replaces no old line that made that call: the replayed run would no longer be the
+    recorded one (gradients clipped that never were), while the checkpoints it starts from are
+    that run's; a value computed from them, and one computed in a full re-run, differ."""
+    modules = frozenset(
+        a.asname or a.name.split(".")[0]
+        for node in session.old.nodes
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for a in node.names
+    )
+    fresh: set[str] = set()
+    for it in items:
+        for node in ast.walk(it.stmt):
+            if not isinstance(node, ast.Call) or it.twin is not None:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if not name.endswith("_") or name.endswith("__"):
+                continue
+            reached = [
+                n
+                for n in dict.fromkeys(_in_place_reach(node, modules))
+                if n not in fresh and n not in session.new.aliases and n not in modules
+            ]
+            if reached:
+                code = statement_code(session.new, it.stmt).splitlines()[0].strip()
+                return (
+                    f"{code!r} calls {name}, which changes {', '.join(map(repr, reached))} in "
+                    "place where the old version did not: the old run would not be the one "
+                    "recorded"
+                )
+        fresh |= _binds(it.stmt)
     return None
 
 
