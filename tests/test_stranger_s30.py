@@ -16,6 +16,7 @@ aggregates."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -737,6 +738,216 @@ with flor.checkpointing(model=net, optimizer=opt):
 )
 
 
+# --- 24. the tutorial's phase loop: one step loop run for train and for val each epoch -----
+
+PHASES = (
+    HEAD
+    + NET
+    + """
+data = {"train": (X, Y), "val": (XV, YV)}
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for phase in ["train", "val"]:
+            net.train(phase == "train")
+            xs, ys = data[phase]
+            running = 0.0
+            for idx in flor.loop("step", torch.randperm(len(xs)).split(8)):
+                with torch.set_grad_enabled(phase == "train"):
+                    loss = loss_fn(net(xs[idx]), ys[idx])
+                    if phase == "train":
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                running += loss.item() * len(idx)
+                flor.log("loss", loss.item())
+                flor.log("n", len(idx))  # hindsight
+            flor.log(phase + "_loss", running / len(xs))
+            flor.log("mean_loss", running / len(xs))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+# --- 25. a sweep in one run: the checkpointed epoch loop in a function called per setting --
+
+SWEEP = (
+    HEAD
+    + """
+def train(lr):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for idx in flor.loop("step", torch.randperm(48).split(8)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+            flor.log("wn", float(net[0].weight.norm()))  # hindsight
+    return net
+
+
+for lr in LRS:
+    model = train(lr)
+    flor.log("final", float(model[2].weight.sum()))  # hindsight
+"""
+)
+
+
+# --- 26. three flor loops deep: micro-batches inside each step ----------------------------
+
+MICRO = (
+    HEAD
+    + NET
+    + """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(12)):
+            opt.zero_grad()
+            total = 0.0
+            for mb in flor.loop("micro", idx.split(SPLIT)):
+                loss = loss_fn(net(X[mb]), Y[mb]) * len(mb) / len(idx)
+                loss.backward()
+                total += loss.item()
+                flor.log("mg", float(net[0].weight.grad.norm()))  # hindsight
+            opt.step()
+            flor.log("loss", total)
+            flor.log("wsum", float(net[0].weight.sum()))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+# --- 27. training inside try/except KeyboardInterrupt, a final value in finally -----------
+
+INTERRUPT = (
+    HEAD
+    + NET
+    + """
+try:
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for idx in flor.loop("step", torch.randperm(48).split(8)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+            flor.log("wn", float(net[0].weight.norm()))  # hindsight
+except KeyboardInterrupt:
+    print("interrupted")
+finally:
+    with torch.no_grad():
+        acc = float((net(XV).argmax(1) == YV).float().mean())
+    flor.log("final_acc", acc)  # hindsight
+"""
+)
+
+# --- 28. a DataLoader with worker processes, shuffled by the global RNG --------------------
+
+WORKERS_LOADER = (
+    HEAD
+    + """
+from torch.utils.data import DataLoader, TensorDataset
+
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+loader = DataLoader(TensorDataset(X, Y), batch_size=8, shuffle=True, num_workers=2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for xb, yb in flor.loop("step", loader):
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("ysum", int(yb.sum()))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+
+# --- 29. Lightning-style callback objects called from the loops ---------------------------
+
+CALLBACKS = (
+    HEAD
+    + """
+class Patience:
+    def __init__(self):
+        self.best = float("inf")
+        self.bad = 0
+        self.seen = 0
+
+    def on_step_end(self, loss):
+        self.seen += 1
+        flor.log("seen", self.seen)  # hindsight
+
+    def on_epoch_end(self, net):
+        with torch.no_grad():
+            val = float(loss_fn(net(XV), YV))
+        if val < self.best:
+            self.best, self.bad = val, 0
+        else:
+            self.bad += 1
+        flor.log("val", val)
+        flor.log("best", self.best)  # hindsight
+        flor.log("bad", self.bad)  # hindsight
+
+
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+callbacks = [Patience()]
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            for cb in callbacks:
+                cb.on_step_end(loss.item())
+        for cb in callbacks:
+            cb.on_epoch_end(net)
+"""
+)
+
+# --- 30. early stopping by an exception raised in the step loop, caught outside ------------
+
+RAISE_STOP = (
+    HEAD
+    + NET
+    + """
+class StopTraining(Exception):
+    pass
+
+
+gstep = 0
+try:
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            for idx in flor.loop("step", torch.randperm(48).split(8)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                gstep += 1
+                flor.log("loss", loss.item())
+                flor.log("g", gstep)  # hindsight
+                if gstep >= MAX:
+                    raise StopTraining()
+            flor.log("wn", float(net[0].weight.norm()))  # hindsight
+except StopTraining:
+    pass
+flor.log("stopped_at", gstep)  # hindsight
+flor.log("final_w", float(net[0].weight.sum()))  # hindsight
+"""
+)
+
+
 QS = ["SELECT seed, epoch, step, loss FROM logs WHERE epoch = 2"]
 
 PATTERNS = [
@@ -900,6 +1111,68 @@ PATTERNS += [
             GEN_STREAM.replace("LR", "0.05").replace("BS", "12")),
         [*narrow_then_wide("wn"), *narrow_then_wide("first", "step")],
     ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "the_tutorials_phase_loop_one_step_loop_for_train_and_val",
+        two(PHASES.replace("LR", "0.1"), PHASES.replace("LR", "0.05")),
+        [*narrow_then_wide("wn"), *narrow_then_wide("n", "step"),
+         "SELECT seed, epoch, mean_loss, train_loss, val_loss FROM logs"],
+    ),
+    Pattern(
+        "a_sweep_in_one_run_the_epoch_loop_in_a_function_called_per_setting",
+        two(SWEEP.replace("LRS", "[0.1, 0.05]"), SWEEP.replace("LRS", "[0.2, 0.02]")),
+        [*narrow_then_wide("wn"), "SELECT seed, final FROM logs WHERE final IS NOT NULL"],
+    ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "three_flor_loops_deep_micro_batches_inside_each_step",
+        two(MICRO.replace("LR", "0.1").replace("SPLIT", "4"),
+            MICRO.replace("LR", "0.05").replace("SPLIT", "6")),
+        [*narrow_then_wide("wn"), *narrow_then_wide("wsum", "step"),
+         "SELECT seed, epoch, step, micro, mg FROM logs WHERE epoch = 2 AND step = 1",
+         "SELECT seed, epoch, count(mg), round(sum(mg), 6) FROM logs GROUP BY seed, epoch"],
+    ),
+    Pattern(
+        "training_inside_try_except_keyboard_interrupt_a_final_value_in_finally",
+        two(INTERRUPT.replace("LR", "0.1"), INTERRUPT.replace("LR", "0.05")),
+        [*narrow_then_wide("wn"), "SELECT seed, final_acc FROM logs WHERE final_acc IS NOT NULL"],
+    ),
+    Pattern(
+        "a_dataloader_with_worker_processes_shuffled_by_the_global_rng",
+        two(WORKERS_LOADER.replace("LR", "0.1"), WORKERS_LOADER.replace("LR", "0.05")),
+        [*narrow_then_wide("wn"), *narrow_then_wide("ysum", "step")],
+    ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "lightning_style_callback_objects_called_from_the_loops",
+        two(CALLBACKS.replace("LR", "0.1"), CALLBACKS.replace("LR", "0.3")),
+        [*narrow_then_wide("bad"), *narrow_then_wide("seen", "step"),
+         "SELECT seed, epoch, best, val FROM logs WHERE best IS NOT NULL"],
+    ),
+    Pattern(
+        "early_stopping_by_an_exception_raised_in_the_step_loop",
+        [({"train.py": RAISE_STOP.replace("LR", "0.1").replace("MAX", "15")}, RUNS),
+         ({"train.py": RAISE_STOP.replace("LR", "0.05").replace("MAX", "9")}, RUNS2)],
+        [*narrow_then_wide("wn"), *narrow_then_wide("g", "step"),
+         "SELECT seed, stopped_at, final_w FROM logs WHERE stopped_at IS NOT NULL"],
+    ),
+]  # fmt: skip
+
+# sparser checkpoints: replay starts further back and runs whole epochs
+PATTERNS += [
+    replace(p, name=f"{p.name}_every_3rd_epoch", period=3)
+    for p in PATTERNS
+    if p.bug is None and p.name.startswith((
+        "continue_skipping", "a_global_step_budget", "batches_drawn_by_next",
+        "a_change_since_the_previous", "a_pretraining_loop", "a_warmup", "the_tutorials_phase",
+        "a_run_long_list", "the_step_body_in_try", "epoch_level_reads",
+    ))
 ]  # fmt: skip
 
 DEFAULT = (
