@@ -948,6 +948,37 @@ flor.log("final_w", float(net[0].weight.sum()))  # hindsight
 )
 
 
+# --- 31. today's validation loop over a DataLoader (its iterator draws a base seed) -------
+
+VAL_LOADER = (
+    HEAD
+    + """
+from torch.utils.data import DataLoader, TensorDataset
+
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.2), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+val_loader = DataLoader(TensorDataset(XV, YV), batch_size=8)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("w", float(net[0].weight.sum()))  # hindsight
+        net.eval()
+        correct = 0  # hindsight
+        with torch.no_grad():  # hindsight
+            for xb, yb in val_loader:  # hindsight
+                correct += int((net(xb).argmax(1) == yb).sum())  # hindsight
+        flor.log("vacc", correct / 16)  # hindsight
+"""
+)
+
+
 QS = ["SELECT seed, epoch, step, loss FROM logs WHERE epoch = 2"]
 
 PATTERNS = [
@@ -1161,6 +1192,31 @@ PATTERNS += [
          ({"train.py": RAISE_STOP.replace("LR", "0.05").replace("MAX", "9")}, RUNS2)],
         [*narrow_then_wide("wn"), *narrow_then_wide("g", "step"),
          "SELECT seed, stopped_at, final_w FROM logs WHERE stopped_at IS NOT NULL"],
+    ),
+]  # fmt: skip
+
+PATTERNS += [
+    Pattern(
+        "todays_validation_loop_over_a_dataloader_draws_from_the_global_rng",
+        two(VAL_LOADER.replace("LR", "0.1"), VAL_LOADER.replace("LR", "0.05")),
+        [*narrow_then_wide("vacc"), *narrow_then_wide("w", "step")],
+        bug="documented limit (docs/replay.md, the contract: today's statements must only "
+        "read), met in its most common form: each iteration of a DataLoader draws its base seed "
+        "from the global torch RNG (torch.utils.data's _BaseDataLoaderIter, shuffle or not), so "
+        "today's validation loop over `val_loader` shifts the next epoch's randperm and dropout "
+        "in a full re-run; replay restores the recorded RNG at each checkpoint, and values of "
+        "tasks that start from a checkpoint follow the recorded run (vacc and w at epoch >= 1 "
+        "differ). The first query warns (NondeterminismWarning: loss at epoch=1/step=0 differs); "
+        "later queries read the stored values with no warning. Propagation does not see that "
+        "iterating an old DataLoader changes state",
+    ),
+    Pattern(
+        "todays_validation_loop_over_a_dataloader_with_its_own_generator",
+        two(VAL_LOADER.replace("LR", "0.1").replace(
+                "batch_size=8)", "batch_size=8, generator=torch.Generator())"),
+            VAL_LOADER.replace("LR", "0.05").replace(
+                "batch_size=8)", "batch_size=8, generator=torch.Generator())")),
+        [*narrow_then_wide("vacc"), *narrow_then_wide("w", "step")],
     ),
 ]  # fmt: skip
 
