@@ -601,13 +601,17 @@ def test_an_in_place_call_the_old_version_never_made_is_refused(
         (IN_PLACE_OLD, "w = net.weight.detach().clone()\nw.clamp_(0, 1)\n"
                        'flor.log("w", float(w.sum()))'),
         (IN_PLACE_OLD, 'flor.log("w", float(torch.zeros(1).add_(net.weight.sum())))'),
+        # a temporary of a carried helper
+        (IN_PLACE_OLD, "def doubled(m):\n    y = m.weight.detach().clone()\n    y.mul_(2)\n"
+                       "    return float(y.sum())\n"
+                       'flor.log("w", doubled(net))'),
         # the old version clips there too: today's line replaces that call
         (IN_PLACE_OLD.replace(BACKWARD, BACKWARD + "        torch.nn.utils.clip_grad_norm_("
                                                 "net.parameters(), 0.5)\n"),
          "gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
          'flor.log("gn", float(gn))'),
     ],
-    ids=["a-clone", "a-new-tensor", "the-old-clip-replaced"],
+    ids=["a-clone", "a-new-tensor", "a-helpers-temporary", "the-old-clip-replaced"],
 )  # fmt: skip
 def test_an_in_place_call_on_a_new_object_or_replacing_the_old_call_is_placed(
     old: str, added: str
@@ -619,3 +623,32 @@ def test_an_in_place_call_on_a_new_object_or_replacing_the_old_call_is_placed(
     r = propagate(new, old)
     assert r.placed and not r.failed, r.failed
     assert r.source.count("clip_grad_norm_") == old.count("clip_grad_norm_")
+
+
+def test_a_flor_loop_whose_iterable_and_target_changed_still_anchors_its_neighbours() -> None:
+    """The step loop went from ``for idx in flor.loop("step", perm.split(8))`` to ``for xb, yb
+    in flor.loop("step", loader)``: the same loop by its name. An epoch-level statement whose
+    only neighbour is that loop was refused before ("no context"), though the loop is its
+    place."""
+    old = (
+        "import torch\n"
+        "import florsql as flor\n"
+        "net = torch.nn.Linear(2, 1)\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for idx in flor.loop("step", torch.randperm(6).split(2)):\n'
+        "        xb = torch.ones(len(idx), 2)\n"
+        '        flor.log("loss", float(net(xb).sum()))\n'
+    )
+    new = (
+        "import torch\n"
+        "import florsql as flor\n"
+        "net = torch.nn.Linear(2, 1)\n"
+        "loader = [(torch.ones(2, 2), None)] * 3\n"
+        'for epoch in flor.loop("epoch", range(2)):\n'
+        '    for i, (xb, _) in enumerate(flor.loop("step", loader)):\n'
+        '        flor.log("loss", float(net(xb).sum()))\n'
+        '    flor.log("wn", float(net.weight.norm()))\n'
+    )
+    r = propagate(new, old, ["wn"])
+    assert not r.failed, r.failed
+    assert r.source == old + '    flor.log("wn", float(net.weight.norm()))\n'

@@ -998,6 +998,16 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
     )
     fresh: set[str] = set()
     for it in items:
+        # names the statement itself assigns (a temporary in a carried helper: ``y =
+        # x.clone(); y.mul_(2)``) hold new objects; loop targets and parameters may not
+        local = {
+            n.id
+            for node in ast.walk(it.stmt)
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            for n in ast.walk(t)
+            if isinstance(n, ast.Name)
+        }
         for node in ast.walk(it.stmt):
             if not isinstance(node, ast.Call) or it.twin is not None:
                 continue
@@ -1008,7 +1018,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
             reached = [
                 n
                 for n in dict.fromkeys(_in_place_reach(node, modules))
-                if n not in fresh and n not in session.new.aliases and n not in modules
+                if n not in fresh | local and n not in session.new.aliases and n not in modules
             ]
             if reached:
                 code = statement_code(session.new, it.stmt).splitlines()[0].strip()

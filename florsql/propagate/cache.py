@@ -25,7 +25,7 @@ from florsql.propagate.slice import may_carry
 from florsql.propagate.source import Block, SourceFile, analyze
 
 #: Bump when a change to propagation changes its results: old cache entries stop matching.
-CACHE_VERSION = "6"
+CACHE_VERSION = "7"
 
 
 def digest(*parts: str) -> str:

@@ -81,6 +81,9 @@ def normalize(stmt: ast.stmt) -> str:
         'lr = N'
     """
     if is_compound(stmt):
+        loop = _flor_loop(stmt)
+        if loop is not None:
+            return loop
         return normalize_header(header(stmt))
     return strip_literals(ast.unparse(stmt))
 
@@ -107,6 +110,32 @@ def normalize_in(stmt: ast.stmt, lines: list[str]) -> str:
             _BY_TEXT.clear()
         _BY_TEXT[text] = hit
     return hit
+
+
+def _flor_loop(stmt: ast.stmt) -> str | None:
+    """``for <alias>.loop('step')`` for a ``for`` over a named ``flor.loop`` (in
+    ``enumerate``, ``zip``... too): a flor loop is the same loop by its name, whatever it
+    iterates and binds, so a step loop that went from ``torch.randperm(48).split(8)`` to a
+    ``DataLoader`` (``for idx`` to ``for xb, yb``) still anchors the statements around it.
+
+    Example:
+        >>> _flor_loop(ast.parse("for i, b in enumerate(flor.loop('step', data)): pass").body[0])
+        "for flor.loop('step')"
+    """
+    if not isinstance(stmt, ast.For | ast.AsyncFor):
+        return None
+    for node in ast.walk(stmt.iter):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "loop"
+            and isinstance(node.func.value, ast.Name)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            return f"for {node.func.value.id}.loop({node.args[0].value!r})"
+    return None
 
 
 @lru_cache(maxsize=16384)
