@@ -10,6 +10,21 @@ renamed between versions; three versions where the middle one dropped a statemen
 restores; a clipping line today's code adds that the old version never ran; a ``for ... else``
 on the step loop; a global-step budget that breaks out of the step loop.
 
+Also: two training phases (pretraining, then fine-tuning) with a value spanning both; a change
+since the previous epoch; a statement before a ``del``; a walrus in a new ``if``; ``elif``
+branches; a warmup setting the learning rate by hand; the tutorial's ``for phase in ["train",
+"val"]`` around one step loop; a sweep calling the checkpointed loop per setting; three flor
+loops deep; ``KeyboardInterrupt`` and an exception that stops training; callback objects; a
+``DataLoader`` with worker processes; a step cap by ``zip``; the step loop's iterable changed
+from a tensor split to a ``DataLoader``.
+
+Found: clipping today's code adds (``gn = clip_grad_norm_(...)`` logged) was carried into a
+version that never clipped (now refused: florsql/propagate/api.py ``_in_place``); an
+epoch-level statement whose only neighbour is a step loop whose iterable changed was refused
+("no context"; now anchored by the loop's name: florsql/propagate/normalize.py); today's
+validation loop over a ``DataLoader`` draws from the global RNG (a documented limit: strict
+xfail).
+
 Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
 hand-patched). Queries are asked as a user would: a narrow one first, then wider, then
 aggregates."""
@@ -979,6 +994,57 @@ with flor.checkpointing(model=net, optimizer=opt):
 )
 
 
+# --- 32. the step loop's iterable changed type between versions --------------------------
+
+ITER_A = (
+    HEAD
+    + NET
+    + """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(8)):
+            xb, yb = X[idx], Y[idx]
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("bsum", float(xb.sum()))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+ITER_B = edit(
+    ITER_A,
+    ('        for idx in flor.loop("step", torch.randperm(48).split(8)):\n'
+     "            xb, yb = X[idx], Y[idx]\n",
+     '        for xb, yb in flor.loop("step", loader):\n'),
+    ("with flor.checkpointing",
+     "from torch.utils.data import DataLoader, TensorDataset\n\n"
+     "loader = DataLoader(TensorDataset(X, Y), batch_size=8, shuffle=True)\n"
+     "with flor.checkpointing"),
+)  # fmt: skip
+
+# --- 33. a step cap by zip(flor.loop(...), range(n)): zip draws one batch too many -------
+
+ZIP_CAP = (
+    HEAD
+    + NET
+    + """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx, _ in zip(flor.loop("step", torch.randperm(48).split(6)), range(CAP)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("first", int(idx[0]))  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+)
+
+
 QS = ["SELECT seed, epoch, step, loss FROM logs WHERE epoch = 2"]
 
 PATTERNS = [
@@ -1220,6 +1286,22 @@ PATTERNS += [
     ),
 ]  # fmt: skip
 
+PATTERNS += [
+    Pattern(
+        "the_step_loops_iterable_changed_type_between_versions",
+        [({"train.py": ITER_A.replace("LR", "0.1")}, RUNS),
+         ({"train.py": ITER_B.replace("LR", "0.05")}, RUNS2)],
+        [*narrow_then_wide("wn"), *narrow_then_wide("bsum", "step")],
+    ),
+    Pattern(
+        "a_step_cap_by_zip_that_draws_one_batch_too_many",
+        two(ZIP_CAP.replace("LR", "0.1").replace("CAP", "5"),
+            ZIP_CAP.replace("LR", "0.05").replace("CAP", "4")),
+        [*narrow_then_wide("wn"), *narrow_then_wide("first", "step"),
+         "SELECT seed, epoch, count(*) FROM logs WHERE loss IS NOT NULL GROUP BY seed, epoch"],
+    ),
+]  # fmt: skip
+
 # sparser checkpoints: replay starts further back and runs whole epochs
 PATTERNS += [
     replace(p, name=f"{p.name}_every_3rd_epoch", period=3)
@@ -1227,7 +1309,7 @@ PATTERNS += [
     if p.bug is None and p.name.startswith((
         "continue_skipping", "a_global_step_budget", "batches_drawn_by_next",
         "a_change_since_the_previous", "a_pretraining_loop", "a_warmup", "the_tutorials_phase",
-        "a_run_long_list", "the_step_body_in_try", "epoch_level_reads",
+        "a_run_long_list", "the_step_body_in_try", "epoch_level_reads", "a_step_cap_by_zip",
     ))
 ]  # fmt: skip
 
