@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,21 @@ with flor.checkpointing(state=state):
             "SELECT epoch, step, w_now FROM logs WHERE epoch = 1 ORDER BY step"
         ).table
     assert rows.column("w_now").to_pylist() == [4, 5, 6]
+    # Every later read of those values says so again (the replay's warning came only once),
+    # in a new engine too; a query that reads no such value does not.
+    with Engine(repo, replay="off") as eng:
+        with pytest.warns(NondeterminismWarning, match=r"values of w_now for 1 run\(s\)"):
+            result = eng.execute("SELECT step, w_now FROM logs WHERE epoch = 1 ORDER BY step")
+        assert result.table.column("w_now").to_pylist() == [4, 5, 6]
+        assert any("disagreed with its recording" in w for w in result.warnings)
+        with pytest.warns(NondeterminismWarning):
+            eng.execute("SELECT * FROM logs WHERE epoch = 1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NondeterminismWarning)
+            eng.execute("SELECT epoch, step, clock FROM logs WHERE epoch = 1")
+        (mismatch,) = (
+            eng.execute("SELECT mismatch FROM replays WHERE mismatch IS NOT NULL")
+            .table.column("mismatch")
+            .to_pylist()
+        )
+        assert "clock" in mismatch

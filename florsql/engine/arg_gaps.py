@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from florsql.plan.catalog import Catalog
 
-__all__ = ["arg_gaps"]
+__all__ = ["arg_gaps", "stored_mismatches"]
 
 
 def arg_gaps(
@@ -127,3 +127,55 @@ def _defaults(path: str, mtime_ns: int, size: int) -> dict[str, str]:
         if default is not None:
             out.setdefault(first.value.lower(), ast.unparse(default))
     return out
+
+
+def stored_mismatches(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    query: exp.Expr,
+    memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] | None = None,
+) -> list[str]:
+    """One message per log name the query reads whose counted replayed values (for some runs)
+    come from replay tasks that disagreed with the recording (``replays.mismatch``): the
+    replay that made them warned once; every later read of them says so too. ``memo``: kept
+    by the caller, the names per catalog (read once per index state, not per query)."""
+    logs = {c.name.lower() for c in catalog.columns if c.kind == "log"}
+    if not logs:
+        return []
+    if any(True for _ in query.find_all(exp.Star)):
+        named = logs
+    else:
+        named = {c.name.lower() for c in query.find_all(exp.Column)} & logs
+    if not named:
+        return []
+    hit = None if memo is None else memo.get(0)
+    if hit is not None and hit[0] is catalog:
+        known = hit[1]
+    else:
+        known = _mismatched(con)
+        if memo is not None:
+            memo[0] = (catalog, known)
+    return [
+        f"the replayed values of {name} for {known[name][0]} run(s) come from replays whose old "
+        f"code disagreed with its recording (e.g. {known[name][1]}); they may not be what the "
+        "old runs computed (replays.mismatch has each one)"
+        for name in sorted(named)
+        if name in known
+    ]
+
+
+def _mismatched(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+    """Per log name (lower case) with counted replayed values from tasks that disagreed: how
+    many runs, and one of the disagreements."""
+    try:
+        rows = con.execute(
+            """SELECT v.name, count(DISTINCT r.run_id), min(r.mismatch)
+               FROM replays r JOIN __flor_valid v
+                 ON v.replay_id = r.replay_id AND v.task_id = r.task_id
+               WHERE r.mismatch IS NOT NULL GROUP BY v.name"""
+        ).fetchall()
+    except Exception as e:  # an index without replays yet (the empty view has no mismatch)
+        if type(e).__module__.startswith(("duckdb", "_duckdb")):
+            return {}
+        raise
+    return {str(n): (int(k), str(m)) for n, k, m in rows}

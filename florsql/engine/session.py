@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
-from florsql.engine.arg_gaps import arg_gaps
+from florsql.engine.arg_gaps import arg_gaps, stored_mismatches
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import run_exact, type_name
@@ -43,6 +43,7 @@ from florsql.errors import (
     ArgMissingWarning,
     DamagedFileWarning,
     FlorError,
+    NondeterminismWarning,
     PlanError,
     QueryInterrupted,
     SqlError,
@@ -153,6 +154,8 @@ class Engine:
         self._plans = OrderedDict()
         self._rw = RWLock()
         self._plans_lock = threading.Lock()
+        #: the log names with values from replays that disagreed, per catalog (stored_mismatches)
+        self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
         self.closed = False
@@ -361,6 +364,9 @@ class Engine:
         if catalog is not None and stmt.query is not None:
             for text in arg_gaps(con, catalog, stmt.query, self.repo, stmt.source):
                 warn(self, messages, text, ArgMissingWarning)
+            if not any(c is NondeterminismWarning for c, _ in messages):  # said it just now
+                for text in stored_mismatches(con, catalog, stmt.query, self._mismatch_memo):
+                    warn(self, messages, text, NondeterminismWarning)
         table, types = self._run(con, planned.sql, stmt)
         return Result(
             kind="select",

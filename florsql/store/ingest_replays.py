@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS replays (
     replay_id VARCHAR, task_id VARCHAR, run_id VARCHAR, vid VARCHAR, names VARCHAR[],
     loop_name VARCHAR, iterations BIGINT[], status VARCHAR, started TIMESTAMPTZ,
     seconds DOUBLE, source_hash VARCHAR, logs BIGINT, to_end BOOLEAN, data_changed VARCHAR[],
-    estimate DOUBLE, task_seconds DOUBLE,
+    estimate DOUBLE, task_seconds DOUBLE, mismatch VARCHAR,
     PRIMARY KEY (replay_id, task_id)
 );
 CREATE TABLE IF NOT EXISTS replay_log_records (
@@ -116,7 +116,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
     if finished:
         con.executemany(
             "INSERT INTO replays VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, 'done', to_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 [
                     replay_id,
@@ -134,6 +134,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                     list(done.get("data_changed") or []),
                     _number(done.get("estimate")),
                     _number((done.get("timings") or {}).get("total")),
+                    done.get("mismatch"),
                 ]
                 for replay_id, task_id, done in finished
             ],
@@ -218,6 +219,8 @@ def _read_done(path: Path) -> dict[str, Any]:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in prints.items())
     ):
         raise ValueError("fingerprints is not an object of text")
+    if done.get("mismatch") is not None and not isinstance(done["mismatch"], str):
+        raise ValueError("mismatch is not text")
     changed = done.get("data_changed")
     if changed is not None and (
         not isinstance(changed, list) or not all(isinstance(c, str) for c in changed)
