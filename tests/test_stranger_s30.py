@@ -1272,8 +1272,9 @@ PATTERNS += [
         "today's validation loop over `val_loader` shifts the next epoch's randperm and dropout "
         "in a full re-run; replay restores the recorded RNG at each checkpoint, and values of "
         "tasks that start from a checkpoint follow the recorded run (vacc and w at epoch >= 1 "
-        "differ). The first query warns (NondeterminismWarning: loss at epoch=1/step=0 differs); "
-        "later queries read the stored values with no warning. Propagation does not see that "
+        "differ). The first query warns (NondeterminismWarning: loss at epoch=1/step=0 differs), "
+        "and since replays.mismatch every later read of those values warns too (before, they "
+        "were read with no warning: tests/test_replay_faults.py). Propagation does not see that "
         "iterating an old DataLoader changes state",
     ),
     Pattern(
