@@ -990,12 +990,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
     where it replaces no old line that made that call: the replayed run would no longer be the
     recorded one (gradients clipped that never were), while the checkpoints it starts from are
     that run's; a value computed from them, and one computed in a full re-run, differ."""
-    modules = frozenset(
-        a.asname or a.name.split(".")[0]
-        for node in session.old.nodes
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for a in node.names
-    )
+    modules = session.old.imported
     fresh: set[str] = set()
     for it in items:
         # names the statement itself assigns (a temporary in a carried helper: ``y =

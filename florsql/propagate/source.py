@@ -147,6 +147,17 @@ class SourceFile:
     homes: dict[int, tuple[Block, int]] = field(default_factory=dict)  # id(stmt) -> (block, i)
 
     @cached_property
+    def imported(self) -> frozenset[str]:
+        """The names the file's imports bind (``torch`` for ``import torch.nn``), anywhere in
+        it: computed once per file (a propagation asks for every statement it places)."""
+        return frozenset(
+            a.asname or a.name.split(".")[0]
+            for node in self.nodes
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for a in node.names
+        )
+
+    @cached_property
     def plain_lines(self) -> bool:
         """Whether ``lines`` are the parser's lines: no character that ``str.splitlines``
         breaks at and Python does not (form feed, ``\\x1c``, ``\\u2028``, ...)."""
