@@ -854,8 +854,9 @@ PATTERNS += [
 DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
 
 
-@pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
-def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
+def run_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
+    """Record ``p``'s versions and its oracle, then ask each of its queries of both: every
+    answer must be the oracle's (the s29 and s30 sweeps)."""
     history, oracle = record_versions(
         recorder, tmp_path, p.versions, period=p.period, commit=p.commit
     )
@@ -870,6 +871,11 @@ def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noq
     finally:
         c.close()
     c.assert_none()
+
+
+@pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
+def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
+    run_pattern(recorder, tmp_path, p)
 
 
 WRAP_OLD = """import florsql as flor

@@ -45,7 +45,7 @@ from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
     workers,
 )
 from tests.test_stranger_s27 import RUNS, RUNS2, narrow_then_wide
-from tests.test_stranger_s29 import HEAD, Pattern, edit, two
+from tests.test_stranger_s29 import HEAD, Pattern, edit, run_pattern, two
 
 NET = """
 net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
@@ -1322,20 +1322,7 @@ DEFAULT = (
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
 def test_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811
-    history, oracle = record_versions(
-        recorder, tmp_path, p.versions, period=p.period, commit=p.commit
-    )
-    c = Compare(history, oracle)
-    try:
-        for q in p.sqls:
-            if isinstance(q, str):
-                c(q)
-            else:
-                sql, params, ordered = q
-                c(sql, params, ordered=ordered)
-    finally:
-        c.close()
-    c.assert_none()
+    run_pattern(recorder, tmp_path, p)
 
 
 # --- propagation: a hook today's code adds is refused ---------------------------------------
