@@ -610,8 +610,12 @@ def test_an_in_place_call_the_old_version_never_made_is_refused(
                                                 "net.parameters(), 0.5)\n"),
          "gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
          'flor.log("gn", float(gn))'),
+        # numpy's scalar types end with an underscore and change nothing (replay corpus h4)
+        (IN_PLACE_OLD.replace("import torch\n", "import numpy as np\nimport torch\n"),
+         'flor.log("np_b", np.bool_(int(x.sum()) % 2))'),
     ],
-    ids=["a-clone", "a-new-tensor", "a-helpers-temporary", "the-old-clip-replaced"],
+    ids=["a-clone", "a-new-tensor", "a-helpers-temporary", "the-old-clip-replaced",
+         "a-numpy-scalar-type"],
 )  # fmt: skip
 def test_an_in_place_call_on_a_new_object_or_replacing_the_old_call_is_placed(
     old: str, added: str

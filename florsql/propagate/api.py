@@ -960,6 +960,13 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
     return None
 
 
+#: names with a trailing underscore that change nothing: numpy's scalar types
+#: (``np.bool_(epoch % 2)`` makes a value)
+_NOT_IN_PLACE = frozenset(
+    {"bool_", "int_", "float_", "complex_", "str_", "bytes_", "object_", "unicode_", "string_"}
+)
+
+
 def _in_place_reach(node: ast.Call, modules: frozenset[str]) -> list[str]:
     """The names whose objects an in-place call changes: a method's receiver
     (``net[0].weight.mul_``, ``t.detach().clamp_``: a view shares its base's storage), or the
@@ -1008,7 +1015,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if not name.endswith("_") or name.endswith("__"):
+            if not name.endswith("_") or name.endswith("__") or name in _NOT_IN_PLACE:
                 continue
             reached = [
                 n
