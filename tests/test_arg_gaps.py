@@ -2,7 +2,7 @@
 values with its default (as a re-run of the patched version would), but their arg column stays
 NULL. Until replayed args are materialised, a query that reads such an arg beside a hindsight
 column warns (ArgMissingWarning) with the default to ``coalesce`` with
-(florsql/engine/arg_gaps.py; the strict xfail in tests/test_stranger_s29.py keeps the gap).
+(florsql/engine/read_warnings.py; the strict xfail in tests/test_stranger_s29.py keeps the gap).
 
 Real recorded runs (two versions, the second adds ``wd``), real replays."""
 

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
-from florsql.engine.arg_gaps import arg_gaps, stored_mismatches
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import run_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
+from florsql.engine.read_warnings import arg_gaps, stored_mismatches
 from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay, warn
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock

@@ -1,5 +1,6 @@
-"""A warning where a query reads an arg beside hindsight values and some runs never recorded
-that arg.
+"""Warnings about what a query reads: an arg, beside hindsight values, that some runs never
+recorded (:func:`arg_gaps`); replayed values from tasks that disagreed with the recording
+(:func:`stored_mismatches`).
 
 A run recorded before today's code gained ``wd = flor.arg("wd", 0.0)`` has no ``wd``: its
 ``wd`` column is NULL. When today's statement reads ``wd``, propagation carries the
