@@ -130,7 +130,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 8 (session 26): a log statement that wraps code the old version runs (``acc +=
 #: flor.log("l", loss.item())``, ``flor.log("gn", clip_grad_norm_(...))``) replaces that old
 #: statement; before, it went in beside it and the code ran twice.
-REPLAY_RULES = 8
+#: 9 (session 31): a statement is no longer placed before an old statement that today's code
+#: dropped or moved and that changes what it reads (``sched.step()`` moved into the step loop:
+#: ``flor.log("lr", sched.get_last_lr()[0])`` read the old run's lr one epoch early); refused.
+REPLAY_RULES = 9
 
 
 def statement_fingerprints(

@@ -282,7 +282,8 @@ def _plan(
     )
     unpaired = frozenset(id(st) for k, st in enumerate(target.block.stmts) if k not in pairs)
     unsure = ""
-    if (moving | unpaired) - {id(target.stmt)} & {id(s) for s in target.block.stmts}:
+    lone = not (moving | unpaired) - {id(target.stmt)} & {id(s) for s in target.block.stmts}
+    if not lone:
         # its place by the statements both versions have: new code (another statement's
         # slice, too) anchors nothing (``h += (a + a) % 97`` reads like ``a = (a + a) % 97``)
         again = choose_slot(
@@ -294,11 +295,14 @@ def _plan(
             lines = ", ".join(str(spot.block.insert_line(t)) for t in again.tied)
             reason = f"ambiguous: {len(again.tied)} equally good places (lines {lines})"
             return Failure(log.label, log.line, reason)
-        gap = _in_gap(target.block, target.index, spot.block, pairs, moving, slot, session)
-        if isinstance(gap, str):
-            unsure = gap  # said after the unbound names, which say more
-        elif gap != slot:
-            slot = adjust_slot(spot.block, gap)
+    # old statements today's code lacks, between its neighbours, may change what it reads
+    # (``sched.step()`` that today's code moved into the step loop): where it goes among them
+    # matters even when nothing else in today's block is new
+    gap = _in_gap(target.block, target.index, spot.block, pairs, moving, slot, session, lone)
+    if isinstance(gap, str):
+        unsure = gap  # said after the unbound names, which say more
+    elif gap != slot:
+        slot = adjust_slot(spot.block, gap)
     slots = _slice_slots(target.block, indices, spot.block, slot, session, moving, pairs)
     if isinstance(slots, str):
         return Failure(log.label, log.line, slots)
@@ -745,6 +749,7 @@ def _in_gap(
     moving: frozenset[int],
     slot: int,
     session: _Session,
+    lone: bool = False,
 ) -> int | str:
     """``slot`` for new statement ``k`` of ``block``, checked against the old statements
     between its neighbours that both versions have (the *gap*). Those old statements have no
@@ -753,7 +758,10 @@ def _in_gap(
     same neighbours, statements other than travelling ones: as many as the gap, they stand for
     it one to one (a variable renamed everywhere: ``a = (a * a) % 97`` was ``a_old = (a_old *
     a_old) % 97``), and the slot is found by counting; otherwise it cannot be told, and the
-    reason says so. Where nothing in the gap touches the statement's names, ``slot`` stands."""
+    reason says so. Where nothing in the gap touches the statement's names, ``slot`` stands.
+    ``lone``: nothing else in today's block is new; the old gap statements are then code
+    today's code dropped or moved, and only those that change what the statement reads (or
+    touch what it assigns) count."""
     before = [i for i in range(k) if i in pairs]
     after = [i for i in range(k + 1, len(block.stmts)) if i in pairs]
     lo = pairs[before[-1]] + 1 if before else 0
@@ -770,9 +778,16 @@ def _in_gap(
     binds_mine = assigned(mine)
     scope = session.new_scope_names(block)
 
-    def touches(o: ast.stmt) -> bool:  # a name today's code lacks may be one it renamed
+    flor = session.old.aliases | session.new.aliases
+
+    def touches(o: ast.stmt) -> bool:
         return bool(
-            _binds(o) & (reads_mine | binds_mine) or reads(o) & binds_mine or _binds(o) - scope
+            _binds(o) & (reads_mine | binds_mine)
+            or reads(o) & binds_mine
+            or (_changed_in_place(o, session.old.imported) - flor) & reads_mine
+            # a name today's code lacks may be one it renamed, where today's block has new
+            # code that may stand for it
+            or (not lone and _binds(o) - scope)
         )
 
     touching = [j for j in range(lo, hi) if touches(old.stmts[j])]
@@ -798,8 +813,30 @@ def _in_gap(
     return _unsure(old, touching)
 
 
+def _changed_in_place(stmt: ast.stmt, modules: frozenset[str]) -> frozenset[str]:
+    """Names whose objects ``stmt`` changes without binding them: a method called as a
+    statement (``sched.step()``, ``recent.append(x)``), an attribute or a subscript stored
+    (``stats["n"] = 0``), an in-place function (``clip_grad_norm_(net.parameters(), 1.0)``).
+    Module names are not counted (``torch.nn.utils.clip_grad_norm_(...)`` changes no
+    ``torch``)."""
+    kills, updates = changes(stmt)
+    out = {u.split(".", 1)[0] for u in updates} | {k.split(".", 1)[0] for k in kills if "." in k}
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name.endswith("_") and not name.endswith("__") and name not in _NOT_IN_PLACE:
+                out |= set(_in_place_reach(node, modules))
+    return frozenset(out - modules)
+
+
 def _unsure(old: Block, touching: list[int]) -> str:
-    names = sorted(set().union(*(_binds(old.stmts[j]) for j in touching)))
+    names = sorted(
+        set().union(
+            *(_binds(old.stmts[j]) for j in touching),
+            *(_changed_in_place(old.stmts[j], frozenset()) for j in touching),
+        )
+    )
     what = f" ({', '.join(names[:3])})" if names else ""
     return (
         f"cannot tell its place among old statements that today's code lacks or rewrote"
