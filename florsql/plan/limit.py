@@ -4,6 +4,11 @@ Applies only where it is provably safe: a plain SELECT over one ``logs`` referen
 grouping, DISTINCT, window, QUALIFY or set operation), its WHERE pushed down exactly (no
 residual predicate), ordered first by a run-level column, with a constant LIMIT (and OFFSET)
 that counts rows (``LIMIT n%``, ``n PERCENT`` and ``WITH TIES`` do not: they are never cut).
+Each row of ``logs`` must give exactly one row of the answer, ranked as the planner ranks it:
+no set-returning call in the select list (``unnest``, ``generate_subscripts``: a row whose list
+is empty gives none, so a run's sure rows may give no row), no sample (``TABLESAMPLE``,
+``USING SAMPLE`` keep rows of any run), no volatile function in the first ORDER BY key (its
+value at planning is not its value when the query runs).
 Runs are walked in that order; a run's *sure* rows are the rows it already has (recorded values)
 that pass the WHERE, which will be in the answer whatever replay adds. Once n + offset sure rows
 are reached, the runs tied with the last one are kept and every later run is cut: their rows all
@@ -12,11 +17,14 @@ sort after at least n rows that are certain to exist. A top-level ``LIMIT 0`` re
 
 from __future__ import annotations
 
+import functools
+
 from sqlglot import exp
 
 from florsql.plan.pivot import WIDE_TABLE, grain_predicate, logs_live
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.state import PlanState
+from florsql.plan.volatile import is_volatile
 from florsql.store.schema import quote
 
 __all__ = ["limit_cut"]
@@ -87,7 +95,9 @@ def _applicable(state: PlanState) -> tuple[int, exp.Ordered] | None:
     for arg in ("group", "having", "qualify", "distinct", "windows"):
         if select.args.get(arg):
             return None
-    if any(select.find(t) for t in (exp.AggFunc, exp.Window, exp.Subquery)):
+    if any(select.find(t) for t in (exp.AggFunc, exp.Window, exp.Subquery, exp.TableSample)):
+        return None
+    if any(_set_returning(f) for f in select.find_all(exp.Func)):
         return None
     n = _constant(select.args.get("limit"))
     offset = select.args.get("offset")
@@ -100,7 +110,32 @@ def _applicable(state: PlanState) -> tuple[int, exp.Ordered] | None:
     # Qualified by the reference: an unqualified name may be a select alias shadowing it.
     if not cols or any(c.table != ref.alias or not _run_level(state, c) for c in cols):
         return None
+    if any(is_volatile(f) for f in first.find_all(exp.Func)):
+        return None
     return n + skip, first
+
+
+@functools.cache
+def set_returning_functions() -> frozenset[str]:
+    """DuckDB's functions that give several rows per row in a select list: ``unnest`` and the
+    macros over it (``generate_subscripts``, ``regexp_split_to_table``).
+
+    Example:
+        >>> sorted(set_returning_functions())
+        ['generate_subscripts', 'regexp_split_to_table', 'unnest']
+    """
+    import duckdb
+
+    query = """SELECT DISTINCT function_name FROM duckdb_functions()
+               WHERE function_type = 'macro' AND lower(macro_definition) LIKE '%unnest(%'"""
+    with duckdb.connect() as con:
+        return frozenset({"unnest", *(row[0].lower() for row in con.execute(query).fetchall())})
+
+
+def _set_returning(node: exp.Func) -> bool:
+    if isinstance(node, exp.Explode | exp.Unnest):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower() in set_returning_functions()
 
 
 def _constant(node: exp.Expr | None) -> int | None:
