@@ -257,9 +257,9 @@ PAIRS: list[tuple[str, str, tuple[Any, ...], bool]] = [
      "FROM {acc} WINDOW w AS (PARTITION BY run_id ORDER BY epoch RANGE BETWEEN UNBOUNDED "
      "PRECEDING AND CURRENT ROW)", (), False),
     ("SELECT run_id, epoch, acc FROM logs QUALIFY row_number() OVER (PARTITION BY run_id ORDER "
-     "BY acc DESC) = 1",
+     "BY acc DESC, epoch) = 1",
      "SELECT run_id, epoch, acc FROM {acc} QUALIFY row_number() OVER (PARTITION BY run_id ORDER "
-     "BY acc DESC) = 1", (), False),
+     "BY acc DESC, epoch) = 1", (), False),
     ("SELECT run_id, epoch, acc, lead(acc, 1, -1) OVER (PARTITION BY run_id ORDER BY epoch) AS "
      "nxt FROM logs WHERE epoch BETWEEN 1 AND 2",
      "SELECT run_id, epoch, acc, lead(acc, 1, -1) OVER (PARTITION BY run_id ORDER BY epoch) AS "
@@ -276,9 +276,9 @@ PAIRS: list[tuple[str, str, tuple[Any, ...], bool]] = [
     ("SELECT opt, LR, count(value), sum(value) FROM logs GROUP BY ALL ORDER BY ALL DESC",
      "SELECT opt, LR, count(value), sum(value) FROM {value} GROUP BY ALL ORDER BY ALL DESC", (),
      True),
-    ("SELECT DISTINCT ON (run_id) run_id, epoch, acc FROM logs ORDER BY run_id, acc DESC",
-     "SELECT DISTINCT ON (run_id) run_id, epoch, acc FROM {acc} ORDER BY run_id, acc DESC", (),
-     True),
+    ("SELECT DISTINCT ON (run_id) run_id, epoch, acc FROM logs ORDER BY run_id, acc DESC, epoch",
+     "SELECT DISTINCT ON (run_id) run_id, epoch, acc FROM {acc} ORDER BY run_id, acc DESC, "
+     "epoch", (), True),
     ('SELECT run_id, epoch, CASE WHEN "order" IS NULL THEN \'none\' WHEN "order" > 1 THEN \'hi\' '
      "ELSE 'lo' END AS k FROM logs WHERE epoch IS NOT NULL AND step IS NULL",
      'SELECT run_id, epoch, CASE WHEN "order" IS NULL THEN \'none\' WHEN "order" > 1 THEN \'hi\' '
@@ -305,9 +305,10 @@ PAIRS: list[tuple[str, str, tuple[Any, ...], bool]] = [
      "SELECT run_id, epoch, acc FROM {acc} WHERE epoch NOT IN (0, NULL)", (), False),
     ("SELECT run_id, epoch, acc FROM logs WHERE epoch IS DISTINCT FROM 1",
      "SELECT run_id, epoch, acc FROM {acc} WHERE epoch IS DISTINCT FROM 1", (), False),
-    # -- LIMIT / OFFSET with ORDER BY, NULLs of LR (b.py's rows) first or last
-    ("SELECT run_id, epoch, acc FROM logs ORDER BY acc DESC, run_id LIMIT 3 OFFSET 1",
-     "SELECT run_id, epoch, acc FROM {acc} ORDER BY acc DESC, run_id LIMIT 3 OFFSET 1", (), True),
+    # -- LIMIT / OFFSET with ORDER BY (every order total: b.py's acc ties), NULLS FIRST / LAST
+    ("SELECT run_id, epoch, acc FROM logs ORDER BY acc DESC, run_id, epoch LIMIT 3 OFFSET 1",
+     "SELECT run_id, epoch, acc FROM {acc} ORDER BY acc DESC, run_id, epoch LIMIT 3 OFFSET 1",
+     (), True),
     ("SELECT run_id, epoch, acc FROM logs ORDER BY LR DESC, epoch LIMIT 2 OFFSET 2",
      "SELECT run_id, epoch, acc FROM {acc} ORDER BY LR DESC, epoch LIMIT 2 OFFSET 2", (), True),
     ("SELECT run_id, epoch, acc FROM logs ORDER BY LR NULLS FIRST, epoch LIMIT 3",
@@ -336,8 +337,8 @@ PAIRS: list[tuple[str, str, tuple[Any, ...], bool]] = [
      "SELECT run_id, -LR AS LR, acc FROM {acc} ORDER BY LR, epoch LIMIT 3", (), True),
     ("SELECT run_id, epoch, acc AS value FROM logs WHERE value > 0.6",
      "SELECT run_id, epoch, acc AS value FROM {acc|value} WHERE value > 0.6", (), False),
-    ("SELECT run_id, epoch, acc AS value FROM logs ORDER BY value DESC, run_id LIMIT 2",
-     "SELECT run_id, epoch, acc AS value FROM {acc} ORDER BY value DESC, run_id LIMIT 2", (),
+    ("SELECT run_id, epoch, acc AS value FROM logs ORDER BY value DESC, run_id, epoch LIMIT 2",
+     "SELECT run_id, epoch, acc AS value FROM {acc} ORDER BY value DESC, run_id, epoch LIMIT 2", (),
      True),
     # -- lr: train.py's arg LR, b.py's log
     ("SELECT run_id, epoch, lr, acc FROM logs WHERE lr > 0.15",
@@ -345,8 +346,8 @@ PAIRS: list[tuple[str, str, tuple[Any, ...], bool]] = [
     ("SELECT run_id, epoch, acc FROM logs ORDER BY LR DESC, run_id, epoch LIMIT 2",
      "SELECT run_id, epoch, acc FROM {acc} ORDER BY LR DESC, run_id, epoch LIMIT 2", (), True),
     # -- ? in every clause, in CTEs and subqueries, repeated, of several types
-    ("SELECT run_id, epoch, acc FROM logs WHERE acc > ? ORDER BY acc DESC LIMIT ? OFFSET ?",
-     "SELECT run_id, epoch, acc FROM {acc} WHERE acc > ? ORDER BY acc DESC LIMIT ? OFFSET ?",
+    ("SELECT run_id, epoch, acc FROM logs WHERE acc > ? ORDER BY acc DESC, epoch LIMIT ? OFFSET ?",
+     "SELECT run_id, epoch, acc FROM {acc} WHERE acc > ? ORDER BY acc DESC, epoch LIMIT ? OFFSET ?",
      (0.5, 2, 1), True),
     ("WITH a AS (SELECT run_id, epoch, acc FROM logs WHERE epoch = ?), b AS (SELECT run_id, acc "
      "FROM logs WHERE epoch = ?) SELECT a.run_id, b.acc - a.acc > ? AS up FROM a JOIN b USING "
@@ -646,3 +647,53 @@ def test_a_plain_order_by_run_column_limit_still_cuts(planner: Engine) -> None:
         ("SELECT lr, acc, val, [1, 2] FROM logs ORDER BY logs.lr DESC LIMIT 1", ("r3",)),
     ]:
         assert planner.plan(sql).replay.limit_runs == kept, sql
+
+
+# -- COLUMNS(...) and whole rows in WHERE: never pushed into the replay set (relax.py) --------
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "NOT (COLUMNS('^(epoch|acc)$') >= 2)",
+        "NOT (COLUMNS(['epoch', 'acc']) >= 2)",
+        "NOT (COLUMNS(c -> c IN ('epoch', 'acc')) >= 2)",
+        "NOT (struct_extract(logs, 'epoch') >= 2 AND struct_extract(logs, 'acc') >= 2)",
+    ],
+)
+def test_columns_and_whole_rows_in_where_are_not_pushed(planner: Engine, where: str) -> None:
+    """``WHERE NOT (COLUMNS('^(epoch|acc)$') >= 2)`` (``NOT (epoch >= 2 AND acc >= 2)``: every
+    epoch, acc being below 1) was pushed as written into the replay set's query, whose rows
+    have ``epoch`` and no ``acc``: there it read ``NOT (epoch >= 2)``, so epochs 2 and 3 were
+    not replayed and their ``val`` answered NULL. Now such an atom is not pushed."""
+    sql = f"SELECT run_id, epoch, val FROM logs WHERE {where}"
+    plan = planner.plan(sql).replay
+    assert plan.pushed == ("true",)
+    assert plan.replay_set()["r1"]["val"] == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("ours", "same"),
+    [
+        ("SELECT run_id, epoch, acc FROM logs WHERE COLUMNS(['acc']) > 0.5",
+         "SELECT run_id, epoch, acc FROM logs WHERE acc > 0.5"),
+        ("SELECT run_id, epoch, acc, val FROM logs l WHERE struct_extract(l, 'acc') > 0.5",
+         "SELECT run_id, epoch, acc, val FROM logs l WHERE l.acc > 0.5"),
+        ("SELECT run_id, COLUMNS(['ACC']) FROM logs WHERE epoch = 1",
+         "SELECT run_id, acc FROM logs WHERE epoch = 1"),
+        ("SELECT run_id, COLUMNS(['acc', 'Loss']) FROM logs WHERE epoch = 1",
+         "SELECT run_id, acc, loss FROM logs WHERE epoch = 1"),
+        ("SELECT run_id, epoch, acc FROM logs WHERE struct_extract(logs, 'loss') > 0.1",
+         "SELECT run_id, epoch, acc FROM logs WHERE loss > 0.1"),
+    ],
+)  # fmt: skip
+def test_columns_and_whole_rows_in_where_answer_as_the_names_written_out(
+    planner: Engine, ours: str, same: str
+) -> None:
+    """``WHERE COLUMNS(['acc']) > 0.5`` failed ('Column "acc" was selected but was not found in
+    the FROM clause', from the replay set's query), so did ``struct_extract(l, 'acc')``
+    ('Referenced column "l" not found'); a whole row read in WHERE did not count for the row
+    grain (only in the select list): ``struct_extract(logs, 'loss')`` kept only ``acc``'s rows;
+    ``COLUMNS(['acc'])`` took the grain of every log name (4 rows an epoch, not 1), where
+    ``COLUMNS('^acc$')`` took ``acc``'s."""
+    assert _sorted(_cells(ask(planner, ours))) == _sorted(_cells(ask(planner, same)))

@@ -230,16 +230,20 @@ def _lambda_variable(col: exp.Column) -> bool:
 
 
 def _whole_rows(scope: Scope, refs: dict[int, Reference]) -> None:
-    """``SELECT logs FROM logs`` reads the reference's whole row, as a struct: every column."""
-    if not isinstance(scope.expression, exp.Select):
+    """``SELECT logs FROM logs`` reads the reference's whole row, as a struct: every column; so
+    does ``WHERE struct_extract(l, 'acc') > 0.5`` (any clause of this SELECT, not a subquery's).
+    """
+    select = scope.expression
+    if not isinstance(select, exp.Select):
         return
-    for item in scope.expression.selects:
-        for col in item.find_all(exp.TableColumn, exp.Column):
-            bare = isinstance(col, exp.TableColumn) or not col.text("table")
-            owner = scope.sources.get(col.name) if bare else None
-            ref = refs.get(id(owner)) if isinstance(owner, exp.Table) else None
-            if ref is not None:
-                ref.names = None
+    for col in select.find_all(exp.TableColumn, exp.Column):
+        if col.find_ancestor(exp.Select) is not select:
+            continue
+        bare = isinstance(col, exp.TableColumn) or not col.text("table")
+        owner = scope.sources.get(col.name) if bare else None
+        ref = refs.get(id(owner)) if isinstance(owner, exp.Table) else None
+        if ref is not None:
+            ref.names = None
 
 
 def _has_star(scope: Scope) -> bool:
@@ -251,7 +255,8 @@ def _has_star(scope: Scope) -> bool:
 
 
 def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[str]) -> None:
-    """``COLUMNS('regex')`` picks log columns by name; other forms pick all of them."""
+    """``COLUMNS('regex')`` and ``COLUMNS(['a', 'b'])`` (names in any case, as DuckDB reads
+    them) pick log columns by name; other forms (a lambda, ``*``) pick all of them."""
     if not isinstance(scope.expression, exp.Select):
         return
     for node in scope.expression.find_all(exp.Columns):
@@ -267,6 +272,11 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
                     ref.names = None
                     continue
                 ref.names |= {n for n in log_names if rx.search(n)}
+            elif isinstance(pattern, exp.Array) and all(
+                isinstance(e, exp.Literal) and e.is_string for e in pattern.expressions
+            ):
+                listed = {e.name.lower() for e in pattern.expressions}
+                ref.names |= {n for n in log_names if n.lower() in listed}
             else:
                 ref.names = None
 

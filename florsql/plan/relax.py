@@ -1,7 +1,8 @@
 """Relaxing a WHERE clause to the part the replay set can use.
 
 Every maximal boolean atom (anything that is not AND, OR, NOT or parentheses) that the planner
-cannot evaluate before replay (it reads a log column, another table, a subquery, or calls a
+cannot evaluate before replay (it reads a log column, another table, a subquery, names columns
+by ``COLUMNS(...)`` or ``*`` or reads a whole row (``struct_extract(l, 'acc')``), or calls a
 volatile function such as ``now()`` or ``random()``, see :mod:`florsql.plan.volatile`) is
 replaced by TRUE where it appears un-negated and by FALSE under a NOT. AND and OR are monotone
 and NOT antitone in SQL's three-valued logic (FALSE < NULL < TRUE), so the relaxed predicate is
@@ -85,6 +86,8 @@ def _pushable(node: exp.Expr, usable: Callable[[exp.Column], bool]) -> bool:
     for sub in node.walk():
         if isinstance(sub, exp.Query | exp.Subquery | exp.Exists | exp.Placeholder):
             return False
+        if isinstance(sub, exp.Columns | exp.Star | exp.TableColumn):
+            return False  # COLUMNS(...), *, a whole row: columns the replay set does not have
         if isinstance(sub, exp.AggFunc | exp.Window):
             return False
         if isinstance(sub, exp.Func) and is_volatile(sub):
