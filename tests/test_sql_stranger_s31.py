@@ -21,7 +21,11 @@ already has, also where a row of ``logs`` does not give one row of the answer: `
 list, a sample (``TABLESAMPLE``, ``USING SAMPLE``) keeps the rows of any run, so the answer
 came from a run left out of the replay, its hindsight cells NULL; a volatile first key
 (``ORDER BY logs.lr * random()``) failed with DuckDB's "ORDER BY window expressions cannot be
-volatile", an error about the planner's own ranking query (florsql/plan/limit.py).
+volatile", an error about the planner's own ranking query (florsql/plan/limit.py). A predicate
+holding ``COLUMNS(['epoch', 'acc'])`` or ``struct_extract(l, 'acc')`` was pushed into the replay
+set's query, which has no log column, and failed there (florsql/plan/relax.py);
+``COLUMNS(['acc'])`` took the row grain of every log name, and a whole row read in WHERE did not
+count for the grain (florsql/plan/bind.py).
 """
 
 from __future__ import annotations
@@ -649,36 +653,43 @@ def test_a_plain_order_by_run_column_limit_still_cuts(planner: Engine) -> None:
         assert planner.plan(sql).replay.limit_runs == kept, sql
 
 
-# -- COLUMNS(...) and whole rows in WHERE: never pushed into the replay set (relax.py) --------
+# -- COLUMNS(...) and whole rows: the replay set and the row grain (relax.py, bind.py) --------
 
 
 @pytest.mark.parametrize(
-    "where",
+    ("where", "expanded"),
     [
-        "NOT (COLUMNS('^(epoch|acc)$') >= 2)",
-        "NOT (COLUMNS(['epoch', 'acc']) >= 2)",
-        "NOT (COLUMNS(c -> c IN ('epoch', 'acc')) >= 2)",
-        "NOT (struct_extract(logs, 'epoch') >= 2 AND struct_extract(logs, 'acc') >= 2)",
+        ("NOT (COLUMNS(['epoch', 'acc']) >= 2)", "NOT (epoch >= 2) AND NOT (acc >= 2)"),
+        ("COLUMNS(['acc']) > 0.5 AND epoch = 1", "acc > 0.5 AND epoch = 1"),
+        ("COLUMNS('^(epoch|acc)$') >= 0.5", "epoch >= 0.5 AND acc >= 0.5"),
+        ("NOT (COLUMNS(c -> c IN ('epoch', 'acc')) >= 2)", "NOT (epoch >= 2) AND NOT (acc >= 2)"),
+        ("struct_extract(l, 'acc') > 0.5", "l.acc > 0.5"),
+        ("struct_extract(l, 'epoch') = 1 AND l.acc > 0", "l.epoch = 1 AND l.acc > 0"),
     ],
 )
-def test_columns_and_whole_rows_in_where_are_not_pushed(planner: Engine, where: str) -> None:
-    """``WHERE NOT (COLUMNS('^(epoch|acc)$') >= 2)`` (``NOT (epoch >= 2 AND acc >= 2)``: every
-    epoch, acc being below 1) was pushed as written into the replay set's query, whose rows
-    have ``epoch`` and no ``acc``: there it read ``NOT (epoch >= 2)``, so epochs 2 and 3 were
-    not replayed and their ``val`` answered NULL. Now such an atom is not pushed."""
-    sql = f"SELECT run_id, epoch, val FROM logs WHERE {where}"
-    plan = planner.plan(sql).replay
-    assert plan.pushed == ("true",)
-    assert plan.replay_set()["r1"]["val"] == (0, 1, 2, 3)
+def test_columns_and_whole_rows_in_where_plan_and_answer_as_written_out(
+    planner: Engine, where: str, expanded: str
+) -> None:
+    """DuckDB repeats a predicate holding ``COLUMNS(...)`` once per column it names, joined by
+    AND. Such a predicate was pushed as written into the replay set's query, whose rows have the
+    loops and args but no log column: ``COLUMNS(['epoch', 'acc'])`` failed there ('Column "acc"
+    was selected but was not found in the FROM clause'), so did ``struct_extract(l, 'acc')``
+    ('Referenced column "l" not found'), before the query ran. (Where it ran, the copies it
+    kept were a subset of the AND: a weaker predicate, never a wrong replay set.) Now an atom
+    holding ``COLUMNS(...)``, ``*`` or a whole row is not pushed: the query answers, and
+    replays at least what the same predicate written out replays."""
+    sql = f"SELECT run_id, epoch, acc, val FROM logs l WHERE {where}"
+    same = f"SELECT run_id, epoch, acc, val FROM logs l WHERE {expanded}"
+    wide, narrow = planner.plan(sql).replay.replay_set(), planner.plan(same).replay.replay_set()
+    for run_id, names in narrow.items():
+        for name, iterations in names.items():
+            assert set(iterations) <= set(wide[run_id][name]), (run_id, name)
+    assert _sorted(_cells(ask(planner, sql))) == _sorted(_cells(ask(planner, same)))
 
 
 @pytest.mark.parametrize(
     ("ours", "same"),
     [
-        ("SELECT run_id, epoch, acc FROM logs WHERE COLUMNS(['acc']) > 0.5",
-         "SELECT run_id, epoch, acc FROM logs WHERE acc > 0.5"),
-        ("SELECT run_id, epoch, acc, val FROM logs l WHERE struct_extract(l, 'acc') > 0.5",
-         "SELECT run_id, epoch, acc, val FROM logs l WHERE l.acc > 0.5"),
         ("SELECT run_id, COLUMNS(['ACC']) FROM logs WHERE epoch = 1",
          "SELECT run_id, acc FROM logs WHERE epoch = 1"),
         ("SELECT run_id, COLUMNS(['acc', 'Loss']) FROM logs WHERE epoch = 1",
@@ -687,13 +698,13 @@ def test_columns_and_whole_rows_in_where_are_not_pushed(planner: Engine, where: 
          "SELECT run_id, epoch, acc FROM logs WHERE loss > 0.1"),
     ],
 )  # fmt: skip
-def test_columns_and_whole_rows_in_where_answer_as_the_names_written_out(
+def test_columns_lists_and_whole_rows_set_the_row_grain(
     planner: Engine, ours: str, same: str
 ) -> None:
-    """``WHERE COLUMNS(['acc']) > 0.5`` failed ('Column "acc" was selected but was not found in
-    the FROM clause', from the replay set's query), so did ``struct_extract(l, 'acc')``
-    ('Referenced column "l" not found'); a whole row read in WHERE did not count for the row
-    grain (only in the select list): ``struct_extract(logs, 'loss')`` kept only ``acc``'s rows;
-    ``COLUMNS(['acc'])`` took the grain of every log name (4 rows an epoch, not 1), where
-    ``COLUMNS('^acc$')`` took ``acc``'s."""
+    """``SELECT run_id, COLUMNS(['acc'])`` took the grain of every log name (4 rows an epoch:
+    the epoch's and its steps', ``acc`` NULL on 3), where ``COLUMNS('^acc$')`` and ``acc`` take
+    ``acc``'s (1); a whole row read outside the select list did not count for the grain:
+    ``WHERE struct_extract(logs, 'loss') > 0.1`` kept only ``acc``'s rows (none). Now a list of
+    names picks those names (in any case, as DuckDB reads it) and a whole row in any clause of
+    the SELECT every log name, as in the select list."""
     assert _sorted(_cells(ask(planner, ours))) == _sorted(_cells(ask(planner, same)))
