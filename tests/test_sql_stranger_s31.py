@@ -50,7 +50,8 @@ from click.testing import CliRunner
 import florsql
 from florsql.engine import Engine
 from florsql.errors import ParseError, PlanError
-from tests.helpers import git
+from tests.helpers import copy_repo, git, make_repo, run_script, write
+from tests.helpers_replay import normalize, old_source, patched_source
 from tests.helpers_sql import BASE_TIME, RunBuilder, fixture_history
 
 #: The log names of train.py and their types in ``logs``.
@@ -708,3 +709,134 @@ def test_columns_lists_and_whole_rows_set_the_row_grain(
     names picks those names (in any case, as DuckDB reads it) and a whole row in any clause of
     the SELECT every log name, as in the select list."""
     assert _sorted(_cells(ask(planner, ours))) == _sorted(_cells(ask(planner, same)))
+
+
+# -- hindsight columns: a history replayed against runs that recorded them (slow) ------------
+
+#: Today's script: keyword and spaced names are hindsight statements (``# hindsight``), at the
+#: step, epoch and top level, with a checkpoint after each epoch's step loop.
+SCRIPT = """
+import florsql as flor
+LR = flor.arg("LR", 0.1)
+Seed = flor.arg("Seed", 0)
+state = {"w": 1.0 + Seed}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(4)):
+        for step in flor.loop("step", range(3)):
+            state["w"] = state["w"] * (1 - LR) + 0.01 * step
+            flor.log("loss", round(state["w"], 6))
+            flor.log("value", step * 10 + epoch + Seed)  # hindsight
+        flor.log("acc", round(1 - state["w"] / 3, 6))
+        flor.log("order", 4 - epoch - Seed)  # hindsight
+        flor.log("Val Loss", round(state["w"] + epoch / 10, 6))  # hindsight
+flor.log("end", round(state["w"] * 10, 6))  # hindsight
+"""
+
+#: Queries over hindsight columns (no metadata column: the two repositories' run ids differ).
+HINDSIGHT = [
+    'WITH a AS (SELECT Seed, epoch, "order" FROM logs WHERE epoch = 0), b AS (SELECT Seed, '
+    'epoch, "order" FROM logs WHERE epoch = 3) SELECT a.Seed, a."order" - b."order" AS d FROM a '
+    "JOIN b USING (Seed)",
+    'SELECT Seed, epoch FROM logs WHERE "order" >= 3 UNION SELECT Seed, epoch FROM logs WHERE '
+    "value > 30",
+    "SELECT Seed, epoch FROM logs WHERE acc > 0.6 INTERSECT SELECT Seed, epoch FROM logs WHERE "
+    '"Val Loss" < 2',
+    "SELECT Seed, epoch FROM logs WHERE acc IS NOT NULL EXCEPT SELECT Seed, epoch FROM logs "
+    'WHERE "order" < 1',
+    "SELECT Seed, epoch, acc FROM logs WHERE (Seed, epoch) IN (SELECT Seed, epoch FROM logs "
+    'WHERE "order" = 1)',
+    "SELECT Seed, epoch, acc, (SELECT max(value) FROM logs m WHERE m.Seed = l.Seed AND m.epoch "
+    "= l.epoch) AS mv FROM logs l WHERE acc IS NOT NULL AND l.epoch = 2",
+    "SELECT Seed, epoch, step, value, sum(value) OVER (PARTITION BY Seed ORDER BY epoch, step "
+    "ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM logs WHERE epoch >= 2",
+    'SELECT Seed, epoch, "Val Loss" FROM logs QUALIFY row_number() OVER (PARTITION BY Seed '
+    'ORDER BY "Val Loss" DESC) = 1',
+    'SELECT Seed, count(*) FILTER (WHERE "order" > 1) AS n, sum(value) FILTER (WHERE step = 2) '
+    "AS s FROM logs GROUP BY ALL",
+    'SELECT DISTINCT ON (Seed) Seed, epoch, "Val Loss" FROM logs ORDER BY Seed, "Val Loss"',
+    'SELECT Seed, epoch, CASE WHEN "order" >= 2 THEN \'early\' WHEN "order" IS NULL THEN '
+    "'none' ELSE 'late' END AS phase FROM logs WHERE step IS NULL",
+    'SELECT Seed, epoch, "order" FROM logs WHERE LR = 0.3 OR epoch = 1 OR "order" = 4',
+    "SELECT Seed, epoch, step, value FROM logs WHERE epoch BETWEEN 1 AND 2 AND step IN (0, 2)",
+    'SELECT Seed, "end", "order" FROM logs WHERE epoch IS NULL OR epoch = 0',
+    'SELECT Seed, epoch, "Val Loss" FROM logs ORDER BY "Val Loss" DESC LIMIT 2 OFFSET 1',
+    'SELECT Seed, epoch, acc, "Val Loss" FROM logs ORDER BY logs.LR DESC, epoch LIMIT 2 OFFSET 3',
+    'SELECT Seed, epoch, -LR AS LR, acc, "order" FROM logs ORDER BY LR, epoch LIMIT 2',
+    'SELECT "lr", "SEED", "Epoch", "ORDER", "val loss" FROM logs WHERE "VAL LOSS" > 1.0',
+    "SELECT * EXCLUDE (projid, run_id, tstamp, vid) FROM logs WHERE epoch = 1 AND step = 1",
+    'SELECT acc AS "order", "order" AS acc FROM logs WHERE "order" > 2',
+    'SELECT Seed, max("order") AS "order" FROM logs GROUP BY Seed HAVING "order" > 1',
+    "SELECT Seed, epoch FROM logs l WHERE EXISTS (SELECT 1 FROM logs m WHERE m.Seed = l.Seed "
+    'AND m."end" > 1) AND acc > 0.85',
+    'SELECT Seed, epoch, "order" FROM logs WHERE "order" IN (SELECT value FROM logs WHERE '
+    "step = 0)",
+    'SELECT Seed, epoch, acc FROM logs WHERE NOT ("order" > 1 OR Seed = 0) AND acc IS NOT NULL',
+    'SELECT LR * 0 AS LR, epoch, "order" FROM logs WHERE LR > 0.15',
+    'SELECT "order" AS epoch, Seed FROM logs WHERE epoch = 3',
+    'SELECT a.Seed, epoch, a.acc, b."order" FROM logs a LEFT JOIN logs b USING (Seed, epoch) '
+    "WHERE epoch = 2 AND a.step IS NULL AND b.step IS NULL",
+    'SELECT b.Seed, epoch, a."order", b."Val Loss" FROM logs a RIGHT JOIN logs b USING (Seed, '
+    "epoch) WHERE epoch = 1 AND b.step IS NULL",
+    'SELECT Seed, epoch, a."order", b.value FROM logs a FULL JOIN logs b USING (Seed, epoch) '
+    "WHERE epoch = 3",
+    "SELECT a.Seed, a.epoch, a.acc FROM logs a ANTI JOIN logs b ON a.Seed = b.Seed AND a.epoch "
+    '= b.epoch AND b."order" > 2 WHERE a.acc IS NOT NULL',
+    'SELECT a.Seed, a.epoch, m.mo FROM logs a, LATERAL (SELECT max(b."order") AS mo FROM logs b '
+    "WHERE b.Seed = a.Seed AND b.epoch <= a.epoch) m WHERE a.acc IS NOT NULL",
+    "SELECT Seed, epoch, sum(value) AS s FROM logs GROUP BY ROLLUP (Seed, epoch)",
+    'SELECT * FROM (PIVOT (SELECT Seed, epoch, "order" FROM logs WHERE "order" IS NOT NULL) ON '
+    'epoch USING first("order"))',
+    "SELECT Seed, epoch, COLUMNS('^(order|Val Loss)$') FROM logs WHERE step IS NULL",
+    "SELECT Seed, epoch, COLUMNS(['ORDER', 'value']) FROM logs WHERE epoch = 2",
+    "SELECT Seed, epoch, \"order\" FROM logs WHERE NOT (COLUMNS('^(epoch|order)$') >= 2) AND "
+    "step IS NULL",
+    "SELECT Seed, epoch, \"order\" FROM logs WHERE COLUMNS(['order']) > 2",
+    'SELECT * EXCLUDE (projid, run_id, tstamp, vid) REPLACE ("order" * 2 AS "order") '
+    "FROM logs WHERE epoch = 1",
+    'SELECT Seed, epoch FROM logs ORDER BY "order" DESC, Seed, epoch LIMIT 3',
+    "SELECT Seed, epoch, unnest(CASE WHEN logs.Seed = 0 THEN [] ELSE [1] END) AS u, acc, "
+    '"order" FROM logs ORDER BY logs.Seed, epoch LIMIT 1',
+    'SELECT Seed, epoch, acc, "order" FROM logs WHERE epoch >= ? AND "order" < ? ORDER BY '
+    "logs.Seed DESC, epoch LIMIT ?",
+]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(history: the old script recorded, today's in the working tree; oracle: today's script
+    recorded with the same args)."""
+    root = tmp_path_factory.mktemp("s31hs")
+    history = make_repo(root / "history", {"train.py": old_source(SCRIPT)})
+    oracle = make_repo(root / "oracle", {"train.py": patched_source(SCRIPT)})
+    for lr, seed in (("0.1", "0"), ("0.2", "1"), ("0.3", "2")):
+        run_script(history, "train.py", "--LR", lr, "--Seed", seed, FLORSQL_CHECKPOINT_PERIOD="1")
+        run_script(oracle, "train.py", "--LR", lr, "--Seed", seed)
+    write(history / "train.py", patched_source(SCRIPT))
+    return history, oracle
+
+
+def _answer(repo: Path, sql: str, replay: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    params = [1, 3, 2] if "?" in sql else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with florsql.connect(repo, replay=replay) as con:
+            cur = con.execute(sql, params)
+            rows = cur.fetchall()
+            return [d[0] for d in cur.description or ()], rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sql", HINDSIGHT, ids=[f"h{i}" for i in range(len(HINDSIGHT))])
+def test_hindsight_columns_answer_as_runs_that_recorded_them(
+    recorded: tuple[Path, Path], tmp_path: Path, sql: str
+) -> None:
+    """Each query on a fresh copy of the history: what it replays must cover every row it can
+    return (a value left out is NULL in the answer, or drops a row a filter on it keeps)."""
+    history, oracle = recorded
+    names, want = _answer(oracle, sql, "off")
+    got_names, got = _answer(copy_repo(history, tmp_path / "history"), sql, "auto")
+    assert want and got_names == names
+    if "LIMIT" in sql:  # a total order: the rows in order
+        assert got == want
+    else:
+        assert normalize(got) == normalize(want)
