@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from florsql.errors import RecordError
-from florsql.record.args import coerce, scan_argv
+from florsql.record.args import coerce, flag_value, scan_argv, scan_flags
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,24 @@ def test_roundtrip_equals_and_space_forms(d: dict[str, int]) -> None:
     kw = ["--kwargs", *[f"{k}={v}" for k, v in d.items()]] if d else []
     want = {k: str(v) for k, v in d.items()}
     assert scan_argv(eq) == scan_argv(sp) == scan_argv(kw) == want
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--debug"], {"debug"}),
+        (["--debug", "--lr", "0.1", "--amp"], {"debug", "amp"}),
+        (["--lr", "0.1", "--shift", "-0.5"], set()),
+        (["--lr=0.1", "--kwargs", "a=1", "--dry"], {"dry"}),
+        (["pos", "--name", "a=b"], set()),
+        ([], set()),
+    ],
+)
+def test_scan_flags(argv: list[str], expected: set[str]) -> None:
+    assert scan_flags(argv) == expected
+
+
+def test_a_bare_flag_is_true_for_a_bool_and_refused_for_others() -> None:
+    assert flag_value("debug", False) is True
+    with pytest.raises(RecordError, match="--lr is given without a value"):
+        flag_value("lr", 0.1)

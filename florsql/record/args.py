@@ -44,6 +44,49 @@ def scan_argv(argv: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def scan_flags(argv: Sequence[str]) -> set[str]:
+    """The names given as ``--name`` with no value (the last token, or one followed by another
+    flag): ``flor.arg(name, False)`` reads such a flag as True, as argparse's ``store_true``
+    does; an arg of another type refuses it (:func:`flag_value`).
+
+    Example:
+        >>> sorted(scan_flags(["--debug", "--lr", "0.1", "--amp"]))
+        ['amp', 'debug']
+    """
+    bare: set[str] = set()
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--kwargs":
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            continue
+        if tok.startswith("--") and len(tok) > 2 and "=" not in tok:
+            if i + 1 < len(argv) and not _is_flag(argv[i + 1]):
+                i += 1  # its value
+            else:
+                bare.add(tok[2:])
+        i += 1
+    return bare
+
+
+def flag_value(name: str, default: Any) -> Any:
+    """The value of ``--name`` given without a value: True for a bool arg, else a clear
+    :class:`RecordError` (before, such an arg took its default, silently)."""
+    if type(default) is bool:
+        return True
+    raise RecordError(
+        f"--{name} is given without a value; flor.arg({name!r}, {default!r}) expects "
+        f"{_article(type(default).__name__)} like its default: write --{name} VALUE or "
+        f"--{name}=VALUE"
+    )
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def _is_flag(tok: str) -> bool:
     if not tok.startswith("-"):
         return False
@@ -77,7 +120,7 @@ def coerce(name: str, text: str, default: Any) -> Any:
     except ValueError:
         expected = {bool: "true/false/1/0", int: "an integer", float: "a number"}[kind]
         raise RecordError(
-            f"--{name} {text!r} is not {expected}; flor.arg({name!r}, {default!r}) expects a "
-            f"{kind.__name__} like its default"
+            f"--{name} {text!r} is not {expected}; flor.arg({name!r}, {default!r}) expects "
+            f"{_article(kind.__name__)} like its default"
         ) from None
     return text
