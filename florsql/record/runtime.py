@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, segment_writer
-from florsql.record.args import coerce, scan_argv
+from florsql.record.args import coerce, flag_value, scan_argv, scan_flags
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
@@ -166,6 +166,7 @@ class Run:
         self.args: dict[str, Any] = {}
         self.warned: set[str] = set()
         self.cli = scan_argv(argv[1:])
+        self.flags = scan_flags(argv[1:])  # ``--name`` given without a value
         self.writer = Writer(self.path, process=segment_writer.ENABLED)
         self.finished = False
         self.drained = True  # False once a bounded wait left the writer behind
@@ -211,7 +212,12 @@ class Run:
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
         self._check_case(name, "flor.arg")
-        value = coerce(name, self.cli[name], default) if name in self.cli else default
+        if name in self.cli:
+            value = coerce(name, self.cli[name], default)
+        elif name in self.flags:
+            value = flag_value(name, default)
+        else:
+            value = default
         self.args[name] = normalize(name, value, self.warned)
         self.writer.submit_run_json(self.doc)
         return value
@@ -762,42 +768,79 @@ class Lifecycle:
         self.run = run
         self.error: dict[str, Any] | None = None
         self.killed_by: str | None = None
+        self.ended = False  # at_exit ran: later record calls are not written (_after_end)
+        self.forked = False  # this process was forked from the recording one (_in_child)
         self._prev_hook = sys.excepthook
         sys.excepthook = self._excepthook
         atexit.register(self.at_exit)
+        # A process forked from this one (a DataLoader worker, a multiprocessing child, os.fork)
+        # must not write this run: its at_exit rewrote run.json and segment numbers the training
+        # process was still writing (a child's sys.exit() replaced a segment of later epochs).
+        os.register_at_fork(after_in_child=self._in_child)
+        # A run started in a multiprocessing child: such a child ends with os._exit, past every
+        # atexit handler, so the run ends where multiprocessing ends the child (all was lost).
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None and mp.parent_process() is not None:
+            from multiprocessing import util
+
+            util.Finalize(None, self._at_child_end, exitpriority=0)
         self._prev_handlers: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
+                # A signal the process ignores stays ignored (a job started with ``&`` by a
+                # non-interactive shell ignores SIGINT): before, a Ctrl-C killed such a run.
                 with contextlib.suppress(ValueError, OSError):
-                    self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+                    if signal.getsignal(sig) is not signal.SIG_IGN:
+                        self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _in_child(self) -> None:
+        """In a process forked from the recording one: its record calls are not recorded."""
+        self.forked = True
+        _disable(self.run, "in a process forked from the one that records the run", self)
+
+    def _at_child_end(self) -> None:
+        """Where multiprocessing ends the child that started this run (its ``finally``: an
+        exception that ends the target is still being raised)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, KeyboardInterrupt):
+            self.killed_by = self.killed_by or "SIGINT"
+        elif isinstance(exc, Exception) and self.error is None:
+            self._excepthook(type(exc), exc, exc.__traceback__, chain=False)
+        self.at_exit()
 
     def _excepthook(
-        self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+        self,
+        kind: type[BaseException],
+        exc: BaseException,
+        tb: TracebackType | None,
+        chain: bool = True,
     ) -> None:
         if isinstance(exc, KeyboardInterrupt):
             self.killed_by = self.killed_by or "SIGINT"
         else:
             tail = "".join(traceback.format_exception(kind, exc, tb)[-3:])
             self.error = {"type": kind.__name__, "message": str(exc), "traceback": tail[-2000:]}
-        self._prev_hook(kind, exc, tb)
+        if chain:
+            self._prev_hook(kind, exc, tb)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         self.killed_by = name
         prev = self._prev_handlers.get(signum)
-        if signum == signal.SIGTERM and prev in (signal.SIG_DFL, None):
+        if prev in (signal.SIG_DFL, None):  # the default action (SIGINT's, when set so)
             self.at_exit()
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if callable(prev):
+        if callable(prev):  # Python's own SIGINT handler raises KeyboardInterrupt
             prev(signum, frame)
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
 
     def at_exit(self) -> None:
         """Flush and mark the run, waiting on the writer at most ``FLORSQL_EXIT_TIMEOUT``
         seconds without progress; one line on stderr says what could not be written."""
+        if self.forked or self.ended:
+            return  # a forked child's copy of the run is not its to write; or it ran already
+        self.ended = True
         run = self.run
         if self.killed_by:
             run.commit("killed", {"type": "signal", "message": self.killed_by})
@@ -820,3 +863,44 @@ class Lifecycle:
                 file=sys.stderr,
                 flush=True,
             )
+        # Record calls after this (an atexit handler registered before the run's first record
+        # call runs after this one) would be kept in memory and never written: say so.
+        _disable(run, "after the run ended (florsql's exit handler already ran)", self)
+
+
+def _disable(run: Run, where: str, lifecycle: Lifecycle) -> None:
+    """Make ``run``'s record calls return what they are given without recording it, with one
+    :class:`RecordWarning` naming ``where`` (instance attributes: the hot path keeps its cost)."""
+    warned: list[bool] = []
+
+    def warn(call: str) -> None:
+        if warned:
+            return
+        warned.append(True)
+        hint = (
+            "log in the process that started it; a DataLoader worker's values can be returned "
+            "with its batch"
+            if lifecycle.forked
+            else "register that atexit handler after the run's first record call (atexit runs "
+            "handlers last-registered first), or log before the script ends"
+        )
+        warnings.warn(
+            f"{call} {where} is not recorded in run {run.run_id}: {hint}",
+            RecordWarning,
+            stacklevel=4,
+        )
+
+    def log(name: str, value: Any) -> Any:
+        warn(f"flor.log({name!r}, ...)")
+        return value
+
+    def loop(name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        warn(f"flor.loop({name!r}, ...)")
+        return iter(iterable)
+
+    def commit(status: str = "finished", error: dict[str, Any] | None = None) -> None:
+        pass
+
+    run.log = log  # type: ignore[method-assign]
+    run.loop = loop  # type: ignore[method-assign]
+    run.commit = commit  # type: ignore[method-assign]
