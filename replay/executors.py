@@ -198,7 +198,7 @@ class LocalExecutor:
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(task.log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, str(task.script), *task.argv],
+                task.command(sys.executable),
                 cwd=task.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -336,6 +336,7 @@ def _message(task: Task) -> dict[str, object]:
         "script": str(task.script),
         "cwd": str(task.cwd),
         "argv": task.argv,
+        "module": task.module,
         "env": _env(task),
         "log": str(task.log_path),
         "threads": task.spec.torch_threads,

@@ -215,6 +215,7 @@ def request_for(
         inner={},  # a replayed outer iteration stores every inner iteration (coverage grain)
         cwd=doc.get("cwd") or ".",
         argv=list(doc.get("argv") or [run.filename]),
+        module=doc.get("module") if isinstance(doc.get("module"), str) else None,
         loop=loop,
         total=total,
         iteration_seconds=run.seconds / n,

@@ -62,6 +62,7 @@ class Shipment:
     checkpoints: dict[str, Any] = field(default_factory=dict)  # file name -> ObjectRef
     data: dict[str, Any] = field(default_factory=dict)  # repo-relative path -> ObjectRef
     warm: bool = True
+    module: str | None = None  # ``python -m module`` (the run's; None: the script by its path)
 
 
 def parse_executor(value: str) -> tuple[str, str | None]:
@@ -270,6 +271,7 @@ class RayExecutor:
             checkpoints=checkpoints,
             data=data,
             warm=self.warm,
+            module=task.module,
         )
 
     def _checkpoint(self, run_dir: Path, name: str) -> Any:
@@ -432,7 +434,15 @@ def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str, int | N
         spec_path = root / "spec.json"
         spec.write(spec_path)
         out.mkdir(parents=True)
-        task = Task(spec, spec_path, tree, tree / ship.script, tree / ship.cwd, ship.argv)
+        task = Task(
+            spec,
+            spec_path,
+            tree,
+            tree / ship.script,
+            tree / ship.cwd,
+            ship.argv,
+            module=ship.module,
+        )
         code = _run_worker(task, ship.warm)
         zygote = _ZYGOTE.proc.pid if ship.warm and _ZYGOTE and _ZYGOTE.proc else None
         buf = io.BytesIO()
@@ -455,7 +465,7 @@ def _run_worker(task: Task, warm: bool) -> int:
         return _ZYGOTE.run([task], 1, None)[0].returncode
     with open(task.log_path, "wb") as log:
         return subprocess.run(
-            [sys.executable, str(task.script), *task.argv],
+            task.command(sys.executable),
             cwd=task.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,

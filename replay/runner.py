@@ -273,6 +273,7 @@ def _run_tasks(
                 fallback,
                 tree,
                 dict(patch.files),
+                module=req.module,
             )
         )
     return out

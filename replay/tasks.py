@@ -25,6 +25,7 @@ class RunRequest:
     inner: dict[str, list[int]] = field(default_factory=dict)
     cwd: str = "."
     argv: list[str] = field(default_factory=list)  # the run's recorded argv (argv[0] = script)
+    module: str | None = None  # ``python -m MODULE``: the module the run was started as
     loop: str | None = None  # the outermost flor.loop; None: found from the code
     total: int | None = None  # how many outer iterations the run recorded
     iteration_seconds: float = 0.0  # recorded mean wall time of one outer iteration
@@ -51,6 +52,14 @@ class Task:
     fallback: list[list[Any]] | None = None  # steps to run instead if verification fails
     tree: Path | None = None  # the worktree (version's files + patches) script and cwd are in
     patches: dict[str, str] = field(default_factory=dict)  # path -> patched source (Ray ships)
+    module: str | None = None  # run as ``python -m module`` from ``cwd`` (as recorded)
+
+    def command(self, python: str) -> list[str]:
+        """The command line that starts this task in a fresh interpreter ``python``: the script
+        by its path, or ``-m module`` for a run started so."""
+        if self.module:
+            return [python, "-m", self.module, *self.argv]
+        return [python, str(self.script), *self.argv]
 
     @property
     def log_path(self) -> Path:

@@ -9,7 +9,7 @@ The zygote leads its own process group. If its stdin closes without a ``{"quit":
 first, the query process is gone, and the zygote kills the group: no orphaned task finishes
 behind a dead query.
 
-Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "env", "log", "threads"}``
+Protocol (JSON lines): stdin ``{"id", "script", "cwd", "argv", "module", "env", "log", "threads"}``
 (``threads``: torch's ``[intra_op, inter_op]`` counts to set before the script runs); stdout
 ``{"id", "returncode"}`` as each child ends. A first stdout line ``{"ready": [...]}`` lists the
 modules preloaded.
@@ -139,13 +139,19 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
         os.dup2(log, 2)
         sys.stdin = open(os.devnull)  # noqa: SIM115
         sys.argv = [task["script"], *task["argv"]]
-        sys.path[0] = os.path.dirname(os.path.abspath(task["script"]))
+        module = task.get("module")
+        # as ``python script`` puts the script's folder first on sys.path, ``python -m``
+        # the folder it ran in
+        sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(task["script"]))
         _set_threads(task.get("threads"))
         # The worker's phase timings (done.json) start from here: the task line read, then
         # the fork and the set-up above, until the script's first line.
         os.environ[TASK_TIMES] = f"{received!r},{time.time()!r}"
         try:
-            runpy.run_path(task["script"], run_name="__main__")
+            if module:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(task["script"], run_name="__main__")
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

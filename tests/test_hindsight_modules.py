@@ -9,6 +9,8 @@ and the DB-API, must equal a full recording of the hand-patched old versions (th
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from florsql.engine.session import Engine
 from florsql.errors import PlanError
 from florsql.propagate import propagate
 from florsql.replay import LocalExecutor, PlanExecutor
-from tests.helpers import copy_repo, git, make_repo, run_dirs, write
+from tests.helpers import copy_repo, git, make_repo, run_dirs, script_env, write
 from tests.helpers_replay import warm_script
 
 MAIN = """
@@ -302,3 +304,70 @@ def test_module_column_only_for_runs_that_imported_it(tmp_path: Path) -> None:
     assert e0["hindsight"] and e0["runs_lacking"] == 1 and e0["in_current_code"] == ["extra.py"]
     assert set(rows.column("run_id").to_pylist()) == {runs[1]["run_id"]}
     assert sorted((r["epoch"], r["e0"]) for r in rows.to_pylist()) == [(0, 0), (1, 6)]
+
+
+# -- runs started as ``python -m pkg.train`` ---------------------------------------------------
+
+PKG_TRAIN = """
+import torch
+import florsql as flor
+from pkg.model import make
+
+torch.manual_seed(0)
+net = make()
+opt = torch.optim.SGD(net.parameters(), lr=flor.arg("lr", 0.1))
+X = torch.randn(24, 4)
+Y = torch.randint(0, 2, (24,))
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(3)):
+        for idx in flor.loop("step", torch.randperm(24).split(8)):
+            loss = torch.nn.functional.cross_entropy(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+"""
+PKG_WN = '        flor.log("wn", net.weight.norm().item())\n'
+PKG_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/model.py": "import torch\n\n\ndef make():\n    return torch.nn.Linear(4, 2)\n",
+    "pkg/__main__.py": "import pkg.train  # noqa: F401\n",
+}
+
+
+def _as_module(repo: Path, module: str, *args: str) -> None:
+    """``python -m module args...`` in ``repo``, as a user starts a training package."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh-interpreter"])
+def test_runs_started_with_python_dash_m_replay_as_modules(tmp_path: Path, warm: bool) -> None:
+    """``python -m pkg.train`` puts the folder it ran in on sys.path (``from pkg.model import``
+    works), where ``python pkg/train.py`` puts ``pkg/``: a replay that ran the file by its path
+    failed with ModuleNotFoundError. run.json records the module; replay runs it as one."""
+    today = PKG_TRAIN.rstrip("\n") + "\n" + PKG_WN
+    runs = (("pkg.train", "--lr", "0.05"), ("pkg", "--lr", "0.2"))
+    oracle = make_repo(tmp_path / "oracle", {**PKG_FILES, "pkg/train.py": today})
+    history = make_repo(tmp_path / "history", {**PKG_FILES, "pkg/train.py": PKG_TRAIN})
+    for module, *args in runs:
+        _as_module(oracle, module, *args)
+        _as_module(history, module, *args)
+    docs = [json.loads((d / "run.json").read_text()) for d in run_dirs(history)]
+    assert sorted(d["module"] for d in docs) == ["pkg.__main__", "pkg.train"]
+    assert {d["filename"] for d in docs} == {"pkg/train.py", "pkg/__main__.py"}
+    write(history / "pkg/train.py", today)
+    sql = "SELECT lr, epoch, wn FROM logs WHERE wn IS NOT NULL ORDER BY lr, epoch"
+    with Engine(oracle, replay="off") as eng:
+        expected = eng.execute(sql).table.to_pylist()
+    executor = PlanExecutor(LocalExecutor(2 if warm else 1, warm=warm))
+    with Engine(history, replay="auto", executor=executor) as eng:
+        got = eng.execute(sql).table.to_pylist()
+    assert len(expected) == 6 and got == expected

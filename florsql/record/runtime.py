@@ -184,6 +184,9 @@ class Run:
             "filename": _relative(script, repo),
             "cwd": _relative(Path.cwd(), repo),
             "argv": argv,
+            # ``python -m pkg.train``: the module it ran as (replay runs it so again: its
+            # ``from pkg import ...`` needs the cwd on sys.path, not the script's folder)
+            "module": _main_module(),
             "python": platform.python_version(),
             "torch": _torch_version(),
             rundoc.TORCH_THREADS: None,
@@ -736,6 +739,14 @@ class Run:
                     RecordWarning,
                     stacklevel=2,
                 )
+
+
+def _main_module() -> str | None:
+    """The module ``__main__`` was run as (``python -m pkg.train``: ``"pkg.train"``); None for
+    a script run by its path (or by ``runpy.run_path``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) and name and name != "__main__" else None
 
 
 def _relative(script: Path | None, repo: Path) -> str:
