@@ -121,3 +121,32 @@ def test_explain_counts_the_measured_worker_start_and_this_machines_factor(
     finally:
         executor.close()
     assert os.path.exists(cache)
+
+
+def test_fresh_interpreter_tasks_calibrate_their_start_not_the_task_factor(
+    cache: Path, tmp_path: Path
+) -> None:
+    """A task that starts an interpreter spends most of its time starting it (and the script's
+    imports): counted in the task factor, one such task against a 0.1 s estimate pushed the
+    factor to its bound and every later estimate on the machine to three times its replay.
+    Its start-up is noted apart (``cold_start``) and counted per task in the next estimate for
+    such an executor; its time is not this repository's calibration either."""
+    sql = "SELECT epoch, w2 FROM logs"
+    repo = _history(tmp_path, "cold")
+    with Engine(repo, replay="auto", executor=PlanExecutor(LocalExecutor(1, warm=False))) as eng:
+        eng.execute(sql)
+        done = [
+            json.loads(p.read_text()) for p in (repo / ".florsql" / "replays").glob("*/*/done.json")
+        ]
+        assert done and all(d["timings"]["forked"] is False for d in done)
+        seconds = eng.execute("SELECT task_seconds FROM replays").table.to_pylist()
+    assert seconds and all(r["task_seconds"] is None for r in seconds)
+    assert timings.recent("task_factor") is None  # nothing forked: no factor
+    cold = timings.recent("cold_start")
+    phases = done[0]["timings"]
+    assert cold == round(phases["start"] + phases["setup"] + phases["module"], 4)
+    again = _history(tmp_path, "cold2")
+    with Engine(again, replay="off", executor=PlanExecutor(LocalExecutor(1, warm=False))) as eng:
+        cost = eng.plan(sql).replay.cost
+        assert (cost.forks, cost.start, cost.start_measured) == (False, round(cold, 3), True)
+        assert "an interpreter per task, its start included in each" in _explain(eng, sql)

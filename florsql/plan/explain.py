@@ -148,6 +148,8 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         )
         threads = f"{c.threads} thread{'s' * (c.threads != 1)} each"
         start = "warm worker running" if c.warm else "warm worker start included"
+        if not c.forks:
+            start = "an interpreter per task, its start included in each"
         if c.start:
             how = "measured on this machine" if c.start_measured else "not yet measured here"
             start += f" ({human_seconds(c.start)}, {how})"

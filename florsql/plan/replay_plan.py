@@ -232,9 +232,12 @@ class Cost:
             this repository's).
         machine_scale: ``scale`` comes from this machine's recent replays (of any repository:
             :mod:`florsql.replay.timings`), this repository having too few of its own.
-        start: the warm worker's start counted in ``wall`` (0.0: none counted).
-        start_measured: ``start`` is the median of this machine's recent warm worker starts,
-            not the constant (:data:`florsql.plan.tasks.WORKER_START_S`).
+        start: the warm worker's start counted in ``wall`` (0.0: none counted); without
+            ``forks``, each task's start (its interpreter, imports and module-level code).
+        start_measured: ``start`` is the median of this machine's recent warm worker starts
+            (without ``forks``: of recent fresh-interpreter tasks' starts), not the constant
+            (:data:`florsql.plan.tasks.WORKER_START_S`).
+        forks: tasks fork from a warm worker (False: each starts an interpreter).
     """
 
     seconds: float
@@ -252,6 +255,7 @@ class Cost:
     machine_scale: bool = False
     start: float = 0.0
     start_measured: bool = False
+    forks: bool = True
 
 
 @dataclass(frozen=True)

@@ -756,6 +756,7 @@ def plan_cost(
         threads=threads,
         cores=cores,
         warm=warm,
+        forks=forks,
     )
 
 

@@ -85,10 +85,14 @@ class Phases:
     ``load``: reading checkpoints (``restores`` of them); ``restore``: putting their state into
     the registered objects and locals; ``loop``: the iterations run, less ``load`` and
     ``restore``; ``after``: the script after the loop (``after_loop`` tasks); ``write``: the last
-    flush and the writer's end, before ``done.json``; ``total``: process start to ``done.json``.
+    flush and the writer's end, before ``done.json``; ``total``: process start to ``done.json``;
+    ``forked``: the task was forked from a warm worker (False: a fresh interpreter, whose
+    ``start`` and ``module`` hold the interpreter's start and the imports: EXPLAIN counts those
+    apart, :func:`florsql.replay.plan_executor.note_timings`).
     """
 
     def __init__(self) -> None:
+        self.forked = bool(os.environ.get("FLORSQL_TASK_TIMES"))
         self.process, self.script = _task_start()
         self.created = time.time()
         self.setup = 0.0
@@ -115,6 +119,7 @@ class Phases:
         }
         timings: dict[str, Any] = {k: round(max(0.0, v), 6) for k, v in out.items()}
         timings["restores"] = self.restores
+        timings["forked"] = self.forked
         return timings
 
 

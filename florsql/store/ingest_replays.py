@@ -133,7 +133,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
                     bool(done.get("after_loop")),
                     list(done.get("data_changed") or []),
                     _number(done.get("estimate")),
-                    _number((done.get("timings") or {}).get("total")),
+                    _work_seconds(done.get("timings")),
                     done.get("mismatch"),
                 ]
                 for replay_id, task_id, done in finished
@@ -227,6 +227,16 @@ def _read_done(path: Path) -> dict[str, Any]:
     ):
         raise ValueError("data_changed is not a list of text")
     return done
+
+
+def _work_seconds(timings: Any) -> float | None:
+    """A task's seconds that its estimate stands for (``replays.task_seconds``, what the
+    planner's calibration divides by the estimate): a forked task's whole time; None for a task
+    that started a fresh interpreter (``"forked": false``), whose time is mostly the
+    interpreter's start and imports, which EXPLAIN counts apart (per task, measured)."""
+    if not isinstance(timings, dict) or timings.get("forked") is False:
+        return None
+    return _number(timings.get("total"))
 
 
 def _number(value: Any) -> float | None:
