@@ -16,10 +16,11 @@ lists, dicts, strings, bools, ``None``, one-element tensors and arrays logged in
 Found (session 31): today's ``flor.log("lr", sched.get_last_lr()[0])`` right after the step
 loop, where today's code steps its scheduler inside the step loop and the older version after
 it, went into the older version before its ``sched.step()``: the learning rate one epoch early,
-silently (now refused: florsql/propagate/api.py ``_in_gap``). Two false refusals, loud, are
-strict xfails: a value the old version threw away (``_``) read after the step loop, and a name
-only the newer version binds (``acc = ...``) where the older logged the expression inline.
-Every other pattern is exact.
+silently (now refused: florsql/propagate/api.py ``_in_gap``). Two false refusals, loud, were
+strict xfails until session 32, and are exact now: a value the old version threw away (``_``)
+read after the step loop (``l, gn, out = ...`` replaces the old ``l, _, out = ...``), and a name
+only the newer version binds (``acc = ...``) where the older logged the expression inline (the
+old line becomes ``acc = flor.log("acc", ...)``). Every other pattern is exact.
 
 Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
 hand-patched; lines ``NEW  # hindsight: OLD`` are today's NEW where the runs had OLD).
@@ -665,14 +666,6 @@ PATTERNS = [
         "the_thrown_away_value_of_the_last_step_read_after_the_step_loop",
         two(kw(TUPLE_LAST, "0.5", CLIP="1.0"), kw(TUPLE_LAST, "0.3", CLIP="0.5")),
         [*narrow_then_wide("last_gn")],
-        bug="false refusal, loud (ReplayError naming last_gn): 'it reads gn, which today's code "
-        "changes inside a block the old version has (line 35), in a shape the old block does "
-        "not have'. The step loop's `l, gn, out = train_step(xb, yb)` aligns with the old `l, "
-        "_, out = ...`; the slicer (florsql/propagate/slice.py _carry/_rewrites) takes only an "
-        "old bare call as rewritten, so nothing is carried into the step loop and _into "
-        "refuses. In the same block (`flor.log('gn', gn)` in the step loop) the name is "
-        "renamed to the old `_` and is exact; a rename through the nested block (gn -> _) "
-        "would be exact here too",
     ),
     Pattern(
         "the_step_loop_inside_a_generator_function_the_epoch_loop_drains",
@@ -702,12 +695,6 @@ PATTERNS = [
         [({"train.py": kw(INLINE_A, "0.1")}, (("--seed", "0"), ("--seed", "1"))),
          ({"train.py": kw(INLINE_B, "0.05")}, (("--seed", "2"), ("--seed", "1", "--epochs", "3")))],
         [*narrow_then_wide("acc_pct"), "SELECT seed, epoch, acc, acc_pct FROM logs"],
-        bug="false refusal, loud (NULL for the older version's runs, a FlorWarning naming "
-        "acc_pct): today's `acc = float(...)` aligns with the old `flor.log('acc', "
-        "float(...))` as its rewrite, and 'florsql replaces an old line only by one that makes "
-        "its call verbatim' (docs/propagate.md, step 10; florsql/propagate/api.py _rewritten). "
-        "Exact would be `acc = flor.log('acc', float(...))` in its place (flor.log returns its "
-        "value), or carrying `acc = ...` before it where the expression is pure",
     ),
     Pattern(
         "lists_dicts_strings_bools_none_tensors_and_arrays_logged_in_hindsight",
@@ -847,13 +834,173 @@ def test_an_old_statement_today_lacks_that_leaves_what_it_reads_is_no_obstacle(m
     assert [p.name for p in r.placed] == ["v"] and not r.failed, r
 
 
-def test_the_thrown_away_value_read_after_the_step_loop_is_refused_loudly() -> None:
-    """Pins the false refusal of ``the_thrown_away_value_of_the_last_step_read_after_the_step_
-    loop`` (a strict xfail above): loud, with the reason, never a value."""
+def test_the_thrown_away_value_read_after_the_step_loop_replaces_the_old_line() -> None:
+    """``the_thrown_away_value_of_the_last_step_read_after_the_step_loop`` at propagate level:
+    today's ``l, gn, out = train_step(xb, yb)`` replaces the old ``l, _, out = ...`` (the old
+    file never reads ``_``; the helper's own ``gn`` is its local), in the step loop, for the
+    statement after it. Until session 32: refused ("it reads gn, which today's code changes
+    inside a block the old version has ...")."""
     from florsql.propagate import propagate
     from tests.helpers_replay import old_source, patched_source
 
     text = kw(TUPLE_LAST, "0.5", CLIP="1.0")
-    r = propagate(patched_source(text), old_source(text), names=["last_gn"])
-    assert not r.placed and len(r.failed) == 1, r
-    assert "it reads gn, which today's code changes inside a block" in r.failed[0].reason
+    old = old_source(text)
+    r = propagate(patched_source(text), old, names=["last_gn", "gn"])
+    assert not r.failed and [p.name for p in r.placed] == ["gn", "last_gn"], r
+    want = old.replace("l, _, out = train_step(xb, yb)", "l, gn, out = train_step(xb, yb)")
+    want = want.replace(
+        '            flor.log("loss", l)\n',
+        '            flor.log("loss", l)\n'
+        '            flor.log("gn", gn)\n'
+        '        flor.log("last_gn", gn)\n',
+    )
+    assert r.source == want
+
+
+DISCARD_OLD = """import florsql as flor
+
+
+def step(x):
+    g = x + 1
+    return x, g, x * 2
+
+
+for epoch in flor.loop("epoch", range(3)):
+    for s in flor.loop("step", range(4)):
+        l, _, out = step(s)
+        flor.log("loss", l)
+READ
+"""
+
+DISCARD_NEW = """import florsql as flor
+
+
+def step(x):
+    g = x + 1
+    return x, g, x * 2
+
+
+for epoch in flor.loop("epoch", range(3)):
+    for s in flor.loop("step", range(4)):
+        l, g, out = step(s)
+        flor.log("loss", l)
+    flor.log("last_g", g)
+READ
+"""
+
+
+@pytest.mark.parametrize(
+    ("read", "placed"),
+    [
+        ("", True),
+        ("print(out)", True),
+        ("print(_)", False),  # the old file reads _: not thrown away
+        ("del _", False),
+        ("print(g)", False),  # the old file reads a module-level g after the place
+        ("print(locals())", False),  # any name may be read
+    ],
+)
+def test_a_name_the_old_version_threw_away_is_bound_by_replacing_its_line(
+    read: str, placed: bool
+) -> None:
+    """Today's ``l, g, out = step(s)`` for the old ``l, _, out = step(s)`` (the same value,
+    the same target but for names the old file never reads) replaces the old line, binding
+    ``g`` for the statement after the step loop; ``step``'s own ``g`` is its local. Where the
+    old file reads the discarded name (or may: ``locals()``), or reads ``g`` afterwards, it is
+    refused, loudly."""
+    from florsql.propagate import propagate
+
+    old = DISCARD_OLD.replace("READ", read)
+    r = propagate(DISCARD_NEW.replace("READ", read), old)
+    if not placed:
+        assert not r.placed and len(r.failed) == 1, r
+        return
+    assert not r.failed, r
+    assert r.source == old.replace("l, _, out", "l, g, out").replace(
+        '        flor.log("loss", l)\n', '        flor.log("loss", l)\n    flor.log("last_g", g)\n'
+    )
+    scope: dict[str, object] = {}
+    logged: list[tuple[str, object]] = []
+
+    class Flor:
+        @staticmethod
+        def loop(name: str, it: object) -> object:
+            return it
+
+        @staticmethod
+        def log(name: str, value: object) -> object:
+            logged.append((name, value))
+            return value
+
+    import sys
+
+    sys.modules["_s31_flor"] = Flor  # type: ignore[assignment]
+    try:
+        exec(r.source.replace("import florsql as flor", "import _s31_flor as flor"), scope)
+    finally:
+        del sys.modules["_s31_flor"]
+    assert [v for n, v in logged if n == "last_g"] == [4, 4, 4]
+
+
+BIND_OLD = """import florsql as flor
+
+
+def ev(n):
+    return n * 0.5
+
+
+for epoch in flor.loop("epoch", range(3)):
+    pv = ev(epoch)
+    OLD_LOG
+    print(epoch)
+"""
+
+
+@pytest.mark.parametrize(
+    ("new", "old_log", "want"),
+    [
+        # aligned with the old log statement, or carried beside it: the old line binds it
+        (
+            "    acc = float(pv + 1)\n    flor.log('acc', acc)\n    flor.log('pct', acc * 100)\n",
+            "flor.log('acc', float(pv + 1))",
+            "    acc = flor.log('acc', float(pv + 1))\n    flor.log('pct', acc * 100)\n",
+        ),
+        (
+            "    acc = float(pv + 1)\n    flor.log('pct', acc * 100)\n",
+            "flor.log('acc', float(pv + 1))  # the accuracy",
+            "    acc = flor.log('acc', float(pv + 1))  # the accuracy\n"
+            "    flor.log('pct', acc * 100)\n",
+        ),
+        # another value logged: the binding is new code
+        (
+            "    acc = float(pv + 1)\n    flor.log('acc', acc)\n    flor.log('pct', acc * 100)\n",
+            "flor.log('acc', float(pv + 2))",
+            "    acc = float(pv + 1)\n    flor.log('acc', float(pv + 2))\n"
+            "    flor.log('pct', acc * 100)\n",
+        ),
+        # today's code computes it twice too
+        (
+            "    acc = float(pv + 1)\n    flor.log('acc', float(pv + 1))\n"
+            "    flor.log('pct', acc * 100)\n",
+            "flor.log('acc', float(pv + 1))",
+            "    acc = float(pv + 1)\n    flor.log('acc', float(pv + 1))\n"
+            "    flor.log('pct', acc * 100)\n",
+        ),
+    ],
+)
+def test_a_name_bound_where_the_old_version_logged_its_value(
+    new: str, old_log: str, want: str
+) -> None:
+    """``acc = EXPR`` today, ``flor.log("acc", EXPR)`` in the old version (``EXPR`` the same,
+    verbatim): flor.log returns the value it logs, so the old line becomes ``acc =
+    flor.log("acc", EXPR)``: ``EXPR`` runs once, as it did, and ``acc`` holds its value
+    (session 32; aligned with the old line, it was refused: "florsql replaces an old line only
+    by one that makes its call verbatim"). Where today's code computes it again when it logs,
+    the binding is carried beside the old line, as a hand-patched version would run it."""
+    from florsql.propagate import propagate
+
+    old = BIND_OLD.replace("OLD_LOG", old_log)
+    today = BIND_OLD.replace("    OLD_LOG\n", new)
+    r = propagate(today, old, names=["pct"])
+    assert [p.name for p in r.placed] == ["pct"] and not r.failed, r
+    assert r.source == BIND_OLD.replace("    OLD_LOG\n", want)

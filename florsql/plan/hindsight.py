@@ -133,7 +133,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 9 (session 31): a statement is no longer placed before an old statement that today's code
 #: dropped or moved and that changes what it reads (``sched.step()`` moved into the step loop:
 #: ``flor.log("lr", sched.get_last_lr()[0])`` read the old run's lr one epoch early); refused.
-REPLAY_RULES = 9
+#: 10 (session 32): values thrown away by the old version (``l, _, out = step()``) and names
+#: bound by an old log statement of their value (``acc = flor.log("acc", EXPR)``) are placed
+#: where they were refused (or ``EXPR`` ran twice).
+REPLAY_RULES = 10
 
 
 def statement_fingerprints(

@@ -42,6 +42,7 @@ from florsql.propagate.slice import (
     assigned,
     carried,
     changes,
+    filled_discards,
     reads,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
@@ -57,6 +58,9 @@ class _Item:
     old: Block
     slot: int
     twin: ast.stmt | None = None  # the old statement it replaces there (_twin), at ``slot``
+    #: where ``twin`` is an old log statement of the value ``stmt`` assigns (``flor.log("acc",
+    #: v)`` for ``acc = v``): the target, put before the old line instead of ``stmt``
+    bind: ast.expr | None = None
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,7 @@ def _plan(
         replaced = _rewritten(Nested(target.block, spot.block, (k,)), k, pairs[k], session)
         if isinstance(replaced, str):
             return Failure(log.label, log.line, replaced)
-        items.append(_Item(target.block.stmts[k], target.block, spot.block, pairs[k], replaced))
+        items.append(replaced)
     nests = list(found.nested)
     if found.after:  # the loop's tail, after the log statement
         nests.append(Nested(target.block, spot.block, tuple(found.after), floor=slot))
@@ -368,7 +372,13 @@ def _plan(
         items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
     for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call
         if it.twin is None and (near := _adjacent_twin(it, renames, session)) is not None:
-            items[k] = _Item(it.stmt, it.new, it.old, it.old.stmts.index(near), near)
+            twin, bind = near
+            items[k] = _Item(it.stmt, it.new, it.old, it.old.stmts.index(twin), twin, bind)
+            if bind is not None and _before_its_binding(items, session):
+                items[k] = it  # what reads it goes before that log line: it stays beside it
+    early = _before_its_binding(items, session)
+    if early:
+        return Failure(log.label, log.line, early)
     named = [n for names in _read(items, session) for n in names]
     binding = items if target is not log else items[:-1]  # a new block binds, too
     named += [n for it in binding for n in sorted(_binds(it.stmt) - _twin_binds(it))]
@@ -385,6 +395,32 @@ def _plan(
     if clash:
         return Failure(log.label, log.line, clash)
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+
+
+def _before_its_binding(items: list[_Item], session: _Session) -> str | None:
+    """Why a travelling statement would read what a rewrite binds on the wrong side of it: a
+    rewrite replaces its old line where that line is (``l, gn, out = step()`` for ``l, _, out
+    = step()``), and a statement of the same block reading what it binds must stay on the
+    side it is on today (after it; before it in a loop body, for the previous iteration's)."""
+    for it in items:
+        if it.twin is None:
+            continue
+        at, bound = it.old.stmts.index(it.twin), _binds(it.stmt)
+        for other in items:
+            if other is it or other.old is not it.old or other.new is not it.new:
+                continue
+            if not reads(other.stmt) & bound:
+                continue
+            where = other.slot if other.twin is None else other.old.stmts.index(other.twin)
+            if (where <= at) != (_order(other.stmt) < _order(it.stmt)):
+                code = statement_code(session.new, it.stmt).splitlines()[0]
+                side = "before" if where <= at else "after"
+                return (
+                    f"it reads what {code!r} binds, which replaces the old line "
+                    f"{at_line(it.twin.lineno)}: its place is {side} that line, not where "
+                    "today's code reads it"
+                )
+    return None
 
 
 def _kept(new: Block, old: Block, mine: ast.stmt, session: _Session) -> frozenset[int]:
@@ -407,16 +443,39 @@ def _makes_call_of(stmt: ast.stmt, old: ast.stmt) -> bool:
     return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast.walk(stmt))
 
 
-def _adjacent_twin(it: _Item, renames: dict[str, str], session: _Session) -> ast.stmt | None:
-    """The old bare call statement beside carried ``it``'s slot whose call it makes
-    (``gn = float(clip_grad_norm_(ps, 1.0))`` carried beside ``clip_grad_norm_(ps, 1.0)``)."""
+def _adjacent_twin(
+    it: _Item, renames: dict[str, str], session: _Session
+) -> tuple[ast.stmt, ast.expr | None] | None:
+    """The old statement beside carried ``it``'s slot that it stands for, with the target to
+    put before it where that is a log statement: a bare call statement whose call it makes
+    (``gn = float(clip_grad_norm_(ps, 1.0))`` carried beside ``clip_grad_norm_(ps, 1.0)``), or
+    a log statement of the value it assigns (``acc = float(v)`` beside ``flor.log("acc",
+    float(v))``, where today's code logs ``acc`` without computing it again: the old line
+    becomes ``acc = flor.log("acc", float(v))``, and ``float(v)`` runs once, as it did)."""
     made = _Renamer({**session.alias, **renames}).visit(copy.deepcopy(it.stmt))
     kept = _kept(it.new, it.old, it.stmt, session)
     for j in (it.slot - 1, it.slot):
-        if 0 <= j < len(it.old.stmts) and j not in kept and _makes_call_of(made, it.old.stmts[j]):
-            old = it.old.stmts[j]
-            return old if _joined(session, it.old, j) is None else None
+        if not 0 <= j < len(it.old.stmts):
+            continue
+        old = it.old.stmts[j]
+        if j not in kept and _makes_call_of(made, old):
+            return (old, None) if _joined(session, it.old, j) is None else None
+        bind = _log_binding(made, old, session.old.aliases)
+        if bind is not None and not _computed_again(it, j, session):
+            return (old, bind.targets[0]) if _joined(session, it.old, j) is None else None
     return None
+
+
+def _computed_again(it: _Item, j: int, session: _Session) -> bool:
+    """Whether today's statements aligned with old statement ``j`` (other than ``it``'s)
+    compute something when they log: ``flor.log("acc", float(v))`` today beside ``acc =
+    float(v)`` runs ``float(v)`` twice, as a hand-patched old version would."""
+    pairs = session.align(it.new, it.old)
+    return any(
+        _unlogged(it.new.stmts[k], session.new.aliases) is not None
+        for k, at in pairs.items()
+        if at == j and it.new.stmts[k] is not it.stmt
+    )
 
 
 def _carried_twins(
@@ -677,7 +736,7 @@ def _nested_items(
             twin = _rewritten(nest, k, pairs[k], session)
             if isinstance(twin, str):
                 return twin
-            items.append(_Item(nest.new.stmts[k], nest.new, nest.old, pairs[k], twin))
+            items.append(twin)
             continue
         choice = choose_slot(*session.context(nest.new, k, moving | unpaired), nest.old.norms)
         if choice.slot is not None:
@@ -700,22 +759,75 @@ def _nested_items(
     return items
 
 
-def _rewritten(nest: Nested, k: int, j: int, session: _Session) -> ast.stmt | str:
-    """The old statement ``j`` of ``nest.old`` that carried statement ``k`` of ``nest.new``
-    replaces: an old bare call statement whose call it makes (``norm = clip_grad_norm_(ps,
-    1.0).item()`` for ``clip_grad_norm_(ps, 1.0)``), on lines of its own; or why not."""
+def _rewritten(nest: Nested, k: int, j: int, session: _Session) -> _Item | str:
+    """Carried statement ``k`` of ``nest.new`` replacing the old statement ``j`` of
+    ``nest.old`` it rewrites (slice._carry), on lines of its own; or why not. The old statement
+    is a bare call statement whose call it makes (``norm = clip_grad_norm_(ps, 1.0).item()``
+    for ``clip_grad_norm_(ps, 1.0)``); the same assignment where the old version threw the
+    value away (``l, gn, out = step()`` for ``l, _, out = step()``); or an old log statement of
+    the value it assigns (``acc = float(v)`` for ``flor.log("acc", float(v))``: the old line
+    stays, binding ``acc`` too, as ``acc = flor.log("acc", float(v))``; flor.log returns the
+    value it logs)."""
     stmt, old = nest.new.stmts[k], nest.old.stmts[j]
     made = _Renamer(dict(session.alias)).visit(copy.deepcopy(stmt))
     code = statement_code(session.new, stmt)
     where = " > ".join(f.label for f in nest.old.chain) or "the module"
-    if not _makes_call_of(made, old):
+    bind = _log_binding(made, old, session.old.aliases)
+    if not (_makes_call_of(made, old) or filled_discards(made, old, session.old) or bind):
         return (
             f"it reads what today's {code!r} binds, a rewrite of the old {ast.unparse(old)!r} "
             f"inside {where} {at_line(old.lineno)}: florsql replaces an old line only by one "
-            "that makes its call verbatim (`x = f(a)` for `f(a)`)"
+            "that makes its call verbatim (`x = f(a)` for `f(a)`), binds what the old one "
+            "threw away (`a, b = f()` for `a, _ = f()`) or assigns the value it logs (`x = "
+            "f(a)` for `flor.log('x', f(a))`)"
         )
     joined = _joined(session, nest.old, j)
-    return old if joined is None else joined
+    if joined is not None:
+        return joined
+    return _Item(stmt, nest.new, nest.old, j, old, bind.targets[0] if bind else None)
+
+
+def _log_binding(made: ast.stmt, old: ast.stmt, aliases: frozenset[str]) -> ast.Assign | None:
+    """``made`` where it assigns, to one target, the value that ``old``, a log statement of
+    the old file (flor ``aliases``), logs verbatim (``acc = float(v)`` and ``flor.log("acc",
+    float(v))``); else None.
+
+    Example:
+        >>> s = lambda code: ast.parse(code).body[0]
+        >>> new = s("acc = float(v)")
+        >>> _log_binding(new, s("flor.log('acc', float(v))"), frozenset({"flor"})) is new
+        True
+        >>> _log_binding(new, s("flor.log('acc', float(w))"), frozenset({"flor"}))
+    """
+    if not (
+        isinstance(made, ast.Assign)
+        and len(made.targets) == 1
+        and isinstance(old, ast.Expr)
+        and isinstance(old.value, ast.Call)
+    ):
+        return None
+    call, func = old.value, old.value.func
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr == "log"
+        and isinstance(func.value, ast.Name)
+        and func.value.id in aliases
+    ):
+        return None
+    given = dict(zip(("name", "value"), call.args, strict=False))
+    for keyword in call.keywords:
+        if keyword.arg is None or keyword.arg in given:
+            return None
+        given[keyword.arg] = keyword.value
+    if (
+        len(call.args) > 2
+        or any(isinstance(a, ast.Starred) for a in call.args)
+        or set(given) != {"name", "value"}
+        or not isinstance(given["name"], ast.Constant)
+        or not isinstance(given["name"].value, str)
+    ):
+        return None
+    return made if ast.unparse(made.value) == ast.unparse(given["value"]) else None
 
 
 def _slice_slots(
@@ -910,7 +1022,10 @@ def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> st
     something else, and reading it would be silently wrong. (Where a value showed the rename
     up to constants, it was inferred before this, and the name is not looked at again.) A
     name a carried statement binds is looked at too: binding today's ``a`` in the old version
-    is a second ``a_old`` (an old statement rewritten beyond recognition, not new code)."""
+    is a second ``a_old`` (an old statement rewritten beyond recognition, not new code). A
+    statement and the old one it replaces (``l, gn, out = step()`` for ``l, _, out = step()``)
+    are not compared: the old one is gone."""
+    replaced = {(id(it.stmt), id(it.twin)) for it in items if it.twin is not None}
     for names, it in zip(_read(items, session), items, strict=True):
         names = [*names, *sorted(_binds(it.stmt))]
         wanted = [n for n in dict.fromkeys(names) if n not in renames and n not in session.alias]
@@ -919,6 +1034,8 @@ def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> st
             pairs = session.align(new_block, old_block)
             for k, j in pairs.items():
                 stmt, other = new_block.stmts[k], old_block.stmts[j]
+                if (id(stmt), id(other)) in replaced:
+                    continue
                 for name in wanted:
                     was = binding_counterpart(stmt, other, name)
                     if was is not None and was != name:
@@ -1137,7 +1254,10 @@ def _apply(
                 line = twin.lineno
                 last = twin.end_lineno or twin.lineno
                 removed.update(range(line, last + 1))
-                text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
+                if it.bind is not None:  # the old line itself, binding the value it logs
+                    text = _bound(old, twin, it.bind, {**session.alias, **plan.renames})
+                else:
+                    text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
@@ -1155,6 +1275,16 @@ def _apply(
         for plan in plans
     ]
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _bound(old: SourceFile, twin: ast.stmt, target: ast.expr, renames: dict[str, str]) -> str:
+    """The old lines of ``twin`` (a log statement) with ``target = `` put before its code:
+    ``acc = flor.log("acc", float(v))``, every other byte as it was."""
+    lines = old.lines[twin.lineno - 1 : twin.end_lineno or twin.lineno]
+    name = ast.unparse(_Renamer(renames).visit(copy.deepcopy(target)))
+    first, at = lines[0].encode(), twin.col_offset
+    lines[0] = (first[:at] + f"{name} = ".encode() + first[at:]).decode()
+    return "".join(lines)
 
 
 def _keep_comment(text: str, line: str, end_col: int) -> str:

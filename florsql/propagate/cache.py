@@ -28,7 +28,12 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 8 (session 31): an old statement today's code dropped or moved, between today's neighbours,
 #: that changes what the statement reads (``sched.step()``) refuses the place (was: placed
 #: before it, silently).
-CACHE_VERSION = "8"
+#: 9 (session 32): a name the old version threw away (``l, _, out = step()``) read by
+#: today's statement is bound by replacing that line (``l, gn, out = step()``; in the same block
+#: it was renamed to ``_``, elsewhere refused); a name today's code assigns where the old
+#: version logged the same value (``acc = EXPR`` for ``flor.log("acc", EXPR)``) is bound by
+#: that old line (``acc = flor.log("acc", EXPR)``; was refused, or ``EXPR`` ran twice).
+CACHE_VERSION = "9"
 
 
 def digest(*parts: str) -> str:

@@ -189,6 +189,62 @@ def _assigned_here(stmt: ast.stmt) -> set[str]:
     }
 
 
+def _evaluated_at_def(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[ast.AST]:
+    """The parts of a function that run where it is defined, in the enclosing scope."""
+    a = fn.args
+    out: list[ast.AST] = [*a.defaults, *(d for d in a.kw_defaults if d is not None)]
+    if not isinstance(fn, ast.Lambda):
+        out += fn.decorator_list
+        out += [
+            x.annotation
+            for x in [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]
+            if x is not None and x.annotation is not None
+        ]
+        out += [fn.returns] if fn.returns is not None else []
+    return out
+
+
+def _binds_locally(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, name: str) -> bool:
+    """Whether ``name`` is a local variable of ``fn`` (a parameter, or bound in its own body)
+    that no ``global``/``nonlocal`` anywhere inside it declares otherwise: its reads there, and
+    in the functions inside it, are never the enclosing scope's. Bindings inside nested
+    functions, classes and comprehensions are not counted (may say no where it is local)."""
+    a = fn.args
+    params = [x.arg for x in [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg] if x]
+    if any(isinstance(n, ast.Global | ast.Nonlocal) and name in n.names for n in ast.walk(fn)):
+        return False
+    if name in params:
+        return True
+    if isinstance(fn, ast.Lambda):
+        return False
+    own = (
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.Lambda,
+        ast.ClassDef,
+        ast.ListComp,
+        ast.SetComp,
+        ast.DictComp,
+        ast.GeneratorExp,
+    )
+    stack: list[ast.AST] = list(fn.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
+            return True
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == name:
+                return True
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any((x.asname or x.name.split(".")[0]) == name for x in node.names):
+                return True
+        elif isinstance(node, ast.ExceptHandler) and node.name == name:
+            return True
+        if not isinstance(node, own):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
 class Bindings:
     """Answers "is this name bound at this line of the old version?" (memoized per scope)."""
 
@@ -288,9 +344,14 @@ class Bindings:
                 and live(node.lineno, nested)
             ):
                 return True
-            inner = nested or (
-                module and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-            )
+            function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+            ) and _binds_locally(node, name):
+                # its own ``name`` (a helper's local ``gn``): only what runs where it is
+                # defined (defaults, decorators, annotations) reads the scope's
+                return any(visit(c, nested) for c in _evaluated_at_def(node))
+            inner = nested or (module and function)
             return any(visit(c, inner) for c in ast.iter_child_nodes(node))
 
         return visit(root, False)

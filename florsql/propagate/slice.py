@@ -558,7 +558,7 @@ def _carry(
         if (
             k not in pairs
             and not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text)
-        ) or (k in pairs and _rewrites(kills, old.stmts[pairs[k]], needed, ctx)):
+        ) or (k in pairs and _rewrites(stmt, kills, old.stmts[pairs[k]], needed, ctx)):
             kill(needed, kills)
             chosen.append(k)
             needed |= read_paths(stmt)
@@ -568,18 +568,71 @@ def _carry(
 
 
 def _rewrites(
+    stmt: ast.stmt,
     kills: frozenset[str],
     old: ast.stmt,
     needed: set[str],
     ctx: _Context,
 ) -> bool:
-    """Whether a statement binding ``kills`` binds a ``needed`` name that ``old``, the old
-    expression statement aligned with it (a bare call), does not. An old assignment is not: its
+    """Whether ``stmt``, binding ``kills``, binds a ``needed`` name that ``old``, the old
+    statement aligned with it, does not: a bare call (``gn = clip(...)`` for ``clip(...)``), or
+    the same assignment where the old version threw that value away (``l, gn, out = step()``
+    for ``l, _, out = step()``: :func:`filled_discards`). Another old assignment is not: its
     name is renamed, or is the old version's own code; nor are changes in place
     (``loss.backward()`` aligned with ``batch_loss.backward()`` is a renamed name's)."""
-    if not isinstance(old, ast.Expr):
+    if isinstance(old, ast.Expr):
+        return relevant(kills - changes(old, ctx.fresh)[0], frozenset(), needed)
+    if ctx.files is None:
         return False
-    return relevant(kills - changes(old, ctx.fresh)[0], frozenset(), needed)
+    return relevant(filled_discards(stmt, old, ctx.files[1]), frozenset(), needed)
+
+
+def filled_discards(new: ast.stmt, old: ast.stmt, old_file: SourceFile) -> frozenset[str]:
+    """The names ``new`` binds where ``old``, the same assignment (one target of the same
+    shape, the same value verbatim), binds a name the old file never reads: ``gn`` in ``l, gn,
+    out = step()`` for ``l, _, out = step()``. Empty where the two differ otherwise (a name
+    the old file reads in a place of the target is a rename, not a value thrown away).
+
+    Example:
+        >>> from florsql.propagate.source import analyze
+        >>> s = lambda code: ast.parse(code).body[0]
+        >>> old = analyze("l, _, out = step()")
+        >>> sorted(filled_discards(s("l, gn, out = step()"), old.tree.body[0], old))
+        ['gn']
+        >>> sorted(filled_discards(s("l, gn, out = step(2)"), old.tree.body[0], old))
+        []
+    """
+    read = old_file.read_names
+    if (
+        read is None
+        or not isinstance(new, ast.Assign)
+        or not isinstance(old, ast.Assign)
+        or len(new.targets) != 1
+        or len(old.targets) != 1
+        or ast.unparse(new.value) != ast.unparse(old.value)
+    ):
+        return frozenset()
+    filled: set[str] = set()
+
+    def pair(a: ast.expr, b: ast.expr) -> bool:
+        if isinstance(a, ast.Name) and isinstance(b, ast.Name):
+            if a.id != b.id:
+                if b.id in read:
+                    return False
+                filled.add(a.id)
+            return True
+        if isinstance(a, ast.Tuple | ast.List) and type(a) is type(b):
+            elts = b.elts
+            return len(a.elts) == len(elts) and all(
+                pair(x, y) for x, y in zip(a.elts, elts, strict=True)
+            )
+        if isinstance(a, ast.Starred) and isinstance(b, ast.Starred):
+            return pair(a.value, b.value)
+        return ast.dump(a) == ast.dump(b)
+
+    if not pair(new.targets[0], old.targets[0]):
+        return frozenset()
+    return frozenset(filled)
 
 
 def _bodies_of(stmt: ast.stmt) -> list[list[ast.stmt]]:

@@ -192,6 +192,23 @@ class SourceFile:
         return frozenset(out)
 
     @cached_property
+    def read_names(self) -> frozenset[str] | None:
+        """Every name the file reads or deletes anywhere, or declares ``global``/``nonlocal``;
+        None where it may read any (a call of ``locals``, ``vars``, ``globals``, ``eval`` or
+        ``exec``). A name it binds and never reads is thrown away (``l, _, out = step()``)."""
+        out: set[str] = set()
+        dynamic = {"locals", "vars", "globals", "eval", "exec"}
+        for node in self.nodes:
+            if isinstance(node, ast.Name):
+                if not isinstance(node.ctx, ast.Store):
+                    if node.id in dynamic:
+                        return None
+                    out.add(node.id)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                out |= set(node.names)
+        return frozenset(out)
+
+    @cached_property
     def unparsed(self) -> frozenset[str]:
         """Every simple statement of the file as :func:`ast.unparse` writes it (formatting and
         quotes made alike)."""
