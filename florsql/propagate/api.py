@@ -340,14 +340,6 @@ def _plan(
     if missing:
         renames.update(_call_renames(spot.block, missing, session))
         missing = _unbound(items, session, renames)
-    if missing and target is log:
-        # ``gn = clip_grad_norm_(...)`` today where the old code only called it: that line
-        # stands in for the old one, which it replaces
-        extra = _carried_twins(target, spot.block, pairs, missing, session, renames)
-        if extra:
-            carried_items = sorted([*items[:-1], *extra], key=lambda it: _order(it.stmt))
-            items = [*carried_items, items[-1]]
-            missing = _unbound(items, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
@@ -476,35 +468,6 @@ def _computed_again(it: _Item, j: int, session: _Session) -> bool:
         for k, at in pairs.items()
         if at == j and it.new.stmts[k] is not it.stmt
     )
-
-
-def _carried_twins(
-    target: LogStatement,
-    old_block: Block,
-    pairs: dict[int, int],
-    missing: list[_Unbound],
-    session: _Session,
-    renames: dict[str, str],
-) -> list[_Item]:
-    """Statements before ``target`` in its block that bind a name it lacks and stand for the
-    old statement aligned with them, a bare call they make (``gn = clip_grad_norm_(ps, 1.0)``
-    for ``clip_grad_norm_(ps, 1.0)``): each to replace its old statement."""
-    wanted = {m.name for m in missing}
-    block, out = target.block, []
-    rename = _Renamer({**session.alias, **renames})
-    for k in range(target.index - 1, -1, -1):
-        stmt = block.stmts[k]
-        j = pairs.get(k)
-        if j is None or not wanted & _binds(stmt) or is_compound(stmt):
-            continue
-        old = old_block.stmts[j]
-        if (
-            _makes_call_of(rename.visit(copy.deepcopy(stmt)), old)
-            and _joined(session, old_block, j) is None
-        ):
-            wanted -= _binds(stmt)
-            out.append(_Item(stmt, block, old_block, j, old))
-    return out
 
 
 def _joined(session: _Session, block: Block, j: int) -> str | None:
