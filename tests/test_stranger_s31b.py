@@ -9,6 +9,15 @@ hindsight column added after the first was computed; runs from an uncommitted wo
 runs with different ``--epochs``; one log name at epoch level in one version and step level in
 another; two scripts in one repository with today's statement in one of them.
 
+Found (session 31, helper h3): no silently wrong value. One false refusal, loud, in three
+shapes (strict xfails, ``RENAME_BUG``): a name the step loop binds or changes (``loss``,
+``opt``), renamed in an old version, read by today's statement after the step loop; the
+renames are inferred only from the log statement's own block. Not a florsql bug but worth
+knowing: a first draft's today's statement ``float(loss_fn(net(X), Y))`` on a model with
+``Dropout`` in training mode drew from the global RNG, so the hand-patched oracle left the
+recorded trajectory while replay (rightly) kept it: values differed, without a warning where
+no old statement after it logged (the documented limit "the new statements must only read").
+
 Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
 hand-patched) and tests/test_stranger_s29.py (``Pattern``, ``run_pattern``). Queries are asked
 as a user would: a narrow one first, then wider, then aggregates, windows, ``ORDER BY ...
@@ -38,7 +47,7 @@ from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
     recorder,
     workers,
 )
-from tests.test_stranger_s29 import Pattern, edit, run_pattern
+from tests.test_stranger_s29 import Pattern, Query, edit, run_pattern
 
 HEAD = """
 import torch
@@ -116,7 +125,8 @@ WIDER = edit(
     base("0.03"),
     (
         "net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))",
-        "net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 2))",
+        "net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), "
+        "nn.Linear(8, 2))",
     ),
 )
 
@@ -125,7 +135,7 @@ R2 = (("--seed", "2"), ("--seed", "1", "--epochs", "3"))
 R3 = (("--seed", "3", "--epochs", "5"),)
 R4 = (("--seed", "4"),)
 
-GROW = [
+GROW: list[Query] = [
     "SELECT seed, epoch, lv FROM logs WHERE epoch = 1 AND seed = 1",
     "SELECT seed, epoch, step, gn FROM logs WHERE epoch = 2",
     "SELECT seed, epoch, lv, w0 FROM logs WHERE epoch >= 1",
@@ -138,14 +148,14 @@ GROW = [
     "WHERE w0 IS NOT NULL",
 ]  # fmt: skip
 
-PERIODIC = [
+PERIODIC: list[Query] = [
     # between checkpoints: epoch 1 (period 2) / epochs 1-2 (period 3)
     "SELECT seed, epoch, step, gn FROM logs WHERE epoch = 1 AND seed = 0 AND step < 2",
     "SELECT seed, epoch, lv FROM logs WHERE epoch IN (1, 2, 3)",
     "SELECT seed, epoch, step, gn FROM logs WHERE epoch = 3 AND seed = 2",
     "SELECT seed, epoch, step, gn FROM logs WHERE seed = 1 OR epoch = 0",
     ("SELECT seed, epoch, step, gn FROM logs WHERE (epochs = ? OR (epoch = 2 AND step = 3)) "
-     "AND step IS NOT NULL ORDER BY seed, epoch, step LIMIT 7", (5,), True),
+     "AND step IS NOT NULL ORDER BY seed, epochs, epoch, step LIMIT 7", (5,), True),
     "SELECT seed, epoch, step, gn FROM logs WHERE gn > 0.5",
     "SELECT seed, epoch, step, gn, w0 FROM logs",
     ("SELECT seed, epoch, w0 FROM logs WHERE w0 IS NOT NULL ORDER BY w0 LIMIT 3", (), True),
@@ -293,7 +303,7 @@ PATTERNS += [
     ),
 ]  # fmt: skip
 
-DEFAULT = ["renamed_in_v2_and_renamed_back_in_v3", "three_versions_checkpoint_every_2nd_epoch"]
+DEFAULT = ["three_versions_checkpoint_every_2nd_epoch"]
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
@@ -342,6 +352,7 @@ def record(
     return history, oracle
 
 
+@pytest.mark.slow
 def test_two_scripts_todays_statement_in_finetune_only(
     recorder: Recorder,  # noqa: F811
     tmp_path: Path,
@@ -495,6 +506,94 @@ def test_todays_statement_edited_between_queries_and_edited_back(
             "SELECT seed, epoch, round(w0, 6), max(gn) OVER (PARTITION BY run_id) FROM logs "
             "WHERE w0 IS NOT NULL"
         )
+    finally:
+        c.close()
+    c.assert_none()
+
+
+KILL = edit(
+    base(),
+    ("import torch\n", "import os\nimport sys\nimport torch\n"),
+    (
+        '        for idx in flor.loop("step", torch.randperm(48).split(8)):\n',
+        '        for i, idx in enumerate(flor.loop("step", torch.randperm(48).split(8))):\n'
+        '            if os.environ.get("KILL_AT") == f"{epoch},{i}":\n'
+        '                print("waiting", flush=True)\n'
+        "                sys.stdin.readline()  # the test kills the process here (SIGKILL)\n",
+    ),
+)
+
+
+def kill_when_flushed(repo: Path, argv: Sequence[str], env: dict[str, str], rows: int) -> None:
+    """tests/test_replay_corpus_stranger.py's ``_kill_when_flushed`` with other args."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import script_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *argv],
+        cwd=repo,
+        env=script_env(**env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 120
+        while True:
+            with florsql.connect(repo, replay="off") as con:
+                n = con.execute("SELECT count(loss) FROM logs").fetchall()[0][0]
+            if n >= rows or time.monotonic() > deadline:
+                break
+        assert n == rows, n
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_killed_run_between_finished_runs_of_three_versions(
+    recorder: Recorder,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """v1's runs finish; v2 (``loss`` renamed) has a run SIGKILLed at epoch 2, step 1 with
+    checkpoints every 2nd epoch (``--epochs 5``); v3 (the name back) runs after it. Queries
+    over every run: the killed run's ended epochs equal the re-run's, the epoch it died in and
+    after are NULL, never invented."""
+    history, oracle = record(recorder, tmp_path, [({"train.py": KILL}, R1)], period=2)
+    v2 = renamed(edit(KILL, ("lr=0.05", "lr=0.04")))
+    v3 = edit(KILL, ("lr=0.05", "lr=0.03"))
+    env = {"KILL_AT": "2,1", "FLORSQL_FLUSH_INTERVAL": "0", "FLORSQL_CHECKPOINT_PERIOD": "2"}
+    for repo, conv in ((history, old_source), (oracle, patched_source)):
+        write(repo / "train.py", conv(v2))
+        git(repo, "commit", "-qam", "v2")
+        kill_when_flushed(
+            repo, ("--seed", "7", "--epochs", "5"), env, rows=48 + 12
+        )  # the epoch it waits in is not flushed
+        write(repo / "train.py", conv(v3))
+        git(repo, "commit", "-qam", "v3")
+    recorder.run(
+        [
+            [Job(history, "train.py", ("--seed", "2"), {"FLORSQL_CHECKPOINT_PERIOD": "2"})],
+            [Job(oracle, "train.py", ("--seed", "2"), {"FLORSQL_CHECKPOINT_PERIOD": "2"})],
+        ]
+    )
+    write(history / "train.py", patched_source(v3))
+    ended = "NOT (seed = 7 AND epoch >= 2)"
+    c = Compare(history, oracle)
+    try:
+        c("SELECT seed, epoch, step, gn FROM logs WHERE seed = 7 AND epoch = 1")
+        c(f"SELECT seed, epoch, lv FROM logs WHERE {ended}")
+        c(f"SELECT seed, epoch, step, loss, gn, w0 FROM logs WHERE {ended}")
+        c(f"SELECT seed, round(avg(gn), 6), max(w0) FROM logs WHERE {ended} GROUP BY seed")
+        died, _ = fetch(c.history, "SELECT gn, lv, w0 FROM logs WHERE seed = 7 AND epoch >= 2")
+        assert all(r == (None, None, None) for r in died), died  # epoch 2 never flushed
+        counts = fetch(c.history, "SELECT seed, count(gn), count(lv) FROM logs GROUP BY seed")[0]
+        assert counts == [(0, 24, 4), (1, 24, 4), (2, 24, 4), (7, 12, 2)], counts
     finally:
         c.close()
     c.assert_none()
