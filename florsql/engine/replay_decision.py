@@ -339,6 +339,15 @@ def _failed(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
 def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
     """One warning per failed or killed run whose unreached values the query asked for."""
     for u in plan.unreached:
+        if u.running:
+            _warn(
+                engine,
+                messages,
+                f"{', '.join(u.names)} of run {u.run_id}: NULL: the run is still running, and "
+                "replay never runs a run before it ends; a query after it ended computes them",
+                FlorWarning,
+            )
+            continue
         _warn(
             engine,
             messages,

@@ -183,6 +183,11 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         first = f.reason.splitlines()[0] if f.reason else ""
         lines.append(f"  not replayed, failed before: {', '.join(f.names)}: {first}")
     for u in plan.unreached:
+        if u.running:
+            lines.append(
+                f"  not replayed, the run is still running: {', '.join(u.names)} of run {u.run_id}"
+            )
+            continue
         lines.append(
             f"  not replayed, the run ended: {', '.join(u.names)} of run {u.run_id} ({u.reason})"
         )

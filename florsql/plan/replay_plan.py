@@ -203,12 +203,16 @@ class Unreached:
     """A run that failed or was killed: the query's values it never reached stay NULL.
 
     ``names`` are the names left NULL in outer iterations it never finished or after its loop;
-    ``reason`` says where it ended (``"killed during epoch 7"``).
+    ``reason`` says where it ended (``"killed during epoch 7"``). ``running``: the run is still
+    recording (its process alive): no replay runs it before it ends, so ``names`` are NULL in the
+    outer iterations it already ended (those it has not ended are not there yet, as for any
+    run that is still going); a query after it ended computes them.
     """
 
     run_id: str
     names: tuple[str, ...]
     reason: str
+    running: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ _LACK = """
 WITH need(__name, __src, __want, __tail) AS (VALUES {values}),
 lack AS (
     SELECT DISTINCT n.__name, n.__want, n.__tail, m.run_id, m.vid AS __vid, m.filename AS __file,
-           m.status IN ('killed', 'failed') AS __ended
+           m.status IN ('killed', 'failed', 'running') AS __ended,
+           m.status IS NOT DISTINCT FROM 'running' AS __running
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
-    WHERE m.status IS DISTINCT FROM 'running'{limit}
+    WHERE true{limit}
 ),"""
 
 #: Contexts one by one: needed when the predicate reads an inner loop's column.
@@ -85,7 +86,7 @@ needed AS (
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
 SELECT n.__name, n.run_id, any_value(n.__vid), n.__file, n.__outer_loop, n.__outer_it,
-       n.__chain, any_value(n.__inner_loop), bool_and(n.__reached)
+       n.__chain, any_value(n.__inner_loop), bool_and(n.__reached), bool_or(n.__running)
 FROM needed n
 GROUP BY n.__name, n.run_id, n.__file, n.__outer_loop, n.__outer_it, n.__chain
 """
@@ -95,6 +96,8 @@ def replay_set(state: PlanState) -> None:
     """Rule: fill ``state.needs`` (and ``state.unplaceable``) from the index."""
     merged: dict[tuple[str, str, int | None, str], NeedRow] = {}
     unreached: dict[str, set[str]] = {}
+    #: runs still recording: what they already got to is left NULL, with a warning
+    running: dict[str, set[str]] = {}
     for ref_id, names in state.hindsight_names().items():
         predicate = predicate_sql(state.pushed.get(ref_id) or Relaxed(None, exact=False))
         if predicate == "false":
@@ -116,6 +119,10 @@ def replay_set(state: PlanState) -> None:
                 inner_iterations=(),  # every inner iteration: coverage is per outer iteration
                 inner_total=0,
             )
+            if row[9]:
+                if row[8]:
+                    running.setdefault(need.run_id, set()).add(need.name)
+                continue
             if not row[8]:
                 unreached.setdefault(need.run_id, set()).add(need.name)
                 continue
@@ -124,7 +131,10 @@ def replay_set(state: PlanState) -> None:
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
     state.needs = _without_remembered_failures(state, needs)
-    state.unreached = _ended_runs(state, unreached)
+    state.unreached = _ended_runs(state, unreached) + [
+        Unreached(run_id, tuple(sorted(names)), "still running", running=True)
+        for run_id, names in sorted(running.items())
+    ]
     _find_unplaceable(state)
 
 
@@ -184,7 +194,8 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
 
 def _find_unplaceable(state: PlanState) -> None:
     """Names whose loop chain a lacking run never recorded: no context to compute them in
-    (keyed by the run's version and main script)."""
+    (keyed by the run's version and main script). A run still recording is not one: it has not
+    got there yet (it read "the run was killed or failed before" of a live run)."""
     needed_runs = {(n.name.lower(), n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
@@ -195,6 +206,7 @@ def _find_unplaceable(state: PlanState) -> None:
             rows = state.con.execute(
                 """SELECT m.vid, m.run_id, m.filename FROM run_meta m
                    WHERE list_contains(m.files, ?)
+                   AND m.status IS DISTINCT FROM 'running'
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
