@@ -204,3 +204,31 @@ def test_a_name_the_old_version_calls_otherwise_is_never_read_from_a_decoy(
         assert [v for n, v in got if n == name] == [v for n, v in want if n == name], (
             f"{name} placed wrong\n--- today\n{new}\n--- patched old\n{result.source}"
         )
+
+
+def test_an_old_name_bound_again_elsewhere_is_a_rename_not_a_value_thrown_away() -> None:
+    """Found by the renames property above (session 29): the old version calls ``b`` ``b_old``
+    and never reads it; today's ``if b % 2 == 0`` in the step loop reads the ``b`` the end of
+    each epoch binds. Taking the old ``a, b_old, c = 1, 2, 3`` for a value thrown away (filling
+    ``b`` from it) left ``b`` at 2 every epoch: h1 read 249 where a re-run logs 98."""
+    import re
+
+    a2 = [("a = (a + a) % 97", False)] * 2
+    p = Program(
+        lines={
+            "module": [("h1 = 0", True), ("h0 = 0", True)],
+            "pre": [('flor.log("h1", h1)', True), ('flor.log("h0", h0)', True), *a2],
+            "step": [("if b % 2 == 0:\n    h1 += (a + a) % 97", True), *a2],
+            "post": [("b = (a + a) % 97", False)],
+        },
+        in_function=False,
+    )
+    new = p.text(today=True)
+    old = re.sub(r"(?<![\w\"])b\b(?!\")", "b_old", p.text(today=False))
+    result = propagate(new, old)
+    want = [v for n, v in run(new) if n == "h1"]
+    if "h1" in {pl.name for pl in result.placed}:
+        assert [v for n, v in run(result.source) if n == "h1"] == want, result.source
+    else:
+        (failure,) = [f for f in result.failed if f.name == "h1"]
+        assert "'b'" in failure.reason

@@ -130,13 +130,16 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 8 (session 26): a log statement that wraps code the old version runs (``acc +=
 #: flor.log("l", loss.item())``, ``flor.log("gn", clip_grad_norm_(...))``) replaces that old
 #: statement; before, it went in beside it and the code ran twice.
-#: 9 (session 31): a statement is no longer placed before an old statement that today's code
+#: 9 (session 29): a statement is no longer placed before an old statement that today's code
 #: dropped or moved and that changes what it reads (``sched.step()`` moved into the step loop:
 #: ``flor.log("lr", sched.get_last_lr()[0])`` read the old run's lr one epoch early); refused.
-#: 10 (session 32): values thrown away by the old version (``l, _, out = step()``) and names
+#: 10 (session 29): values thrown away by the old version (``l, _, out = step()``) and names
 #: bound by an old log statement of their value (``acc = flor.log("acc", EXPR)``) are placed
 #: where they were refused (or ``EXPR`` ran twice).
-REPLAY_RULES = 10
+#: 11 (session 29): an old name bound again elsewhere is a rename, not a value thrown away
+#: (``a, b_old = 1, 2`` ... ``b_old = f(a)``: rule 10 filled today's ``b`` from the first line
+#: and a statement reading ``b`` read 2 every epoch).
+REPLAY_RULES = 11
 
 
 def statement_fingerprints(

@@ -736,7 +736,8 @@ def _rewritten(nest: Nested, k: int, j: int, session: _Session) -> _Item | str:
     code = statement_code(session.new, stmt)
     where = " > ".join(f.label for f in nest.old.chain) or "the module"
     bind = _log_binding(made, old, session.old.aliases)
-    if not (_makes_call_of(made, old) or filled_discards(made, old, session.old) or bind):
+    filled = filled_discards(made, old, session.old)
+    if not (_makes_call_of(made, old) or filled or bind):
         return (
             f"it reads what today's {code!r} binds, a rewrite of the old {ast.unparse(old)!r} "
             f"inside {where} {at_line(old.lineno)}: florsql replaces an old line only by one "

@@ -33,7 +33,7 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: it was renamed to ``_``, elsewhere refused); a name today's code assigns where the old
 #: version logged the same value (``acc = EXPR`` for ``flor.log("acc", EXPR)``) is bound by
 #: that old line (``acc = flor.log("acc", EXPR)``; was refused, or ``EXPR`` ran twice).
-CACHE_VERSION = "9"
+CACHE_VERSION = "10"
 
 
 def digest(*parts: str) -> str:

@@ -593,6 +593,12 @@ def filled_discards(new: ast.stmt, old: ast.stmt, old_file: SourceFile) -> froze
     out = step()`` for ``l, _, out = step()``. Empty where the two differ otherwise (a name
     the old file reads in a place of the target is a rename, not a value thrown away).
 
+    A thrown-away name is one written as a throw-away (``_``, ``_x``) or bound nowhere else in
+    the old file: an old name bound again elsewhere is a rename today's code reads (``a, b_old
+    = 1, 2`` then ``b_old = f(a)`` at the end of each epoch, where today's ``if b % 2 == 0``
+    reads the ``b`` of that later line: filling ``b`` from the first line read 2 every epoch,
+    silently; found by tests/test_propagate_differential.py's renames).
+
     Example:
         >>> from florsql.propagate.source import analyze
         >>> s = lambda code: ast.parse(code).body[0]
@@ -603,6 +609,7 @@ def filled_discards(new: ast.stmt, old: ast.stmt, old_file: SourceFile) -> froze
         []
     """
     read = old_file.read_names
+    old_binds = old_file.binding_counts
     if (
         read is None
         or not isinstance(new, ast.Assign)
@@ -619,6 +626,8 @@ def filled_discards(new: ast.stmt, old: ast.stmt, old_file: SourceFile) -> froze
             if a.id != b.id:
                 if b.id in read:
                     return False
+                if not b.id.startswith("_") and old_binds.get(b.id, 0) != 1:
+                    return False  # bound again elsewhere: a rename, not a throw-away
                 filled.add(a.id)
             return True
         if isinstance(a, ast.Tuple | ast.List) and type(a) is type(b):

@@ -192,6 +192,25 @@ class SourceFile:
         return frozenset(out)
 
     @cached_property
+    def binding_counts(self) -> dict[str, int]:
+        """How many places of the file bind each name (assignment and loop targets, augmented
+        assignments, parameters, definitions, imports)."""
+        out: dict[str, int] = {}
+        for node in self.nodes:
+            names: list[str] = []
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names = [node.id]
+            elif isinstance(node, ast.arg):
+                names = [node.arg]
+            elif isinstance(node, _DEFS):
+                names = [node.name]
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.asname or a.name.split(".")[0] for a in node.names]
+            for name in names:
+                out[name] = out.get(name, 0) + 1
+        return out
+
+    @cached_property
     def read_names(self) -> frozenset[str] | None:
         """Every name the file reads or deletes anywhere, or declares ``global``/``nonlocal``;
         None where it may read any (a call of ``locals``, ``vars``, ``globals``, ``eval`` or
