@@ -139,7 +139,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 11 (session 29): an old name bound again elsewhere is a rename, not a value thrown away
 #: (``a, b_old = 1, 2`` ... ``b_old = f(a)``: rule 10 filled today's ``b`` from the first line
 #: and a statement reading ``b`` read 2 every epoch).
-REPLAY_RULES = 11
+#: 12 (session 29): a name renamed between versions whose bindings are all in blocks both
+#: versions have, statement for statement (``loss`` was ``batch_loss`` in the step loop, ``opt``
+#: was ``optimizer``), read after the step loop, is placed renamed (was refused).
+REPLAY_RULES = 12
 
 
 def statement_fingerprints(

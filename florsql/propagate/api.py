@@ -33,6 +33,7 @@ from florsql.propagate.rename import (
     call_renames,
     infer_renames,
     loop_target_renames,
+    scope_rename,
 )
 from florsql.propagate.safety import Bindings, free_names
 from florsql.propagate.slice import (
@@ -84,6 +85,7 @@ class _Session:
     bindings: Bindings = field(default_factory=Bindings)
     _scope_names: dict[int, frozenset[str]] = field(default_factory=dict)
     _aligned: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
+    _renamed: dict[tuple[int, int, str], str | None] = field(default_factory=dict)
 
     @cached_property
     def flor_import(self) -> Insertion | None:
@@ -104,6 +106,14 @@ class _Session:
         if key not in self._aligned:
             self._aligned[key] = alignment(new, old, self.skip)
         return self._aligned[key]
+
+    def scope_rename(self, new: Block, old: Block, name: str) -> str | None:
+        """:func:`florsql.propagate.rename.scope_rename`, once per call of :func:`propagate`."""
+        key = (id(new), id(old), name)
+        if key not in self._renamed:
+            files = (self.new, self.old)
+            self._renamed[key] = scope_rename(files, (new, old), name, self.align)
+        return self._renamed[key]
 
     def new_scope_names(self, block: Block) -> frozenset[str]:
         """Every name today's file binds in ``block``'s scope or the scopes around it."""
@@ -268,6 +278,7 @@ def _plan(
             pairs,
             session.new.text,
             files=(session.new, session.old),
+            renamed=session.scope_rename,
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
@@ -677,6 +688,11 @@ def _renames(
         )
         if problems:
             return next(iter(problems.values()))
+        for name in read:  # the scope around both places is evidence (bound in a nested block)
+            if name not in found and name not in looped:
+                was = session.scope_rename(new_block, old_block, name)
+                if was is not None:
+                    found[name] = was
         for name, old_name in {**found, **looped}.items():
             if renames.setdefault(name, old_name) != old_name:
                 return (
@@ -850,6 +866,9 @@ def _in_gap(
             return j
     # the old names of what it reads, where evidence renames them (``out`` was ``logits``)
     named = infer_renames(block, k, old, pairs, reads(mine), session.bindings)
+    for name in reads(mine) - named.keys():
+        if (was := session.scope_rename(block, old, name)) is not None:
+            named[name] = was
     reads_mine = frozenset(named.get(n, n) for n in reads(mine))
     binds_mine = assigned(mine)
     scope = session.new_scope_names(block)

@@ -25,15 +25,19 @@ from florsql.propagate.slice import may_carry
 from florsql.propagate.source import Block, SourceFile, analyze
 
 #: Bump when a change to propagation changes its results: old cache entries stop matching.
-#: 8 (session 31): an old statement today's code dropped or moved, between today's neighbours,
+#: 8 (session 29): an old statement today's code dropped or moved, between today's neighbours,
 #: that changes what the statement reads (``sched.step()``) refuses the place (was: placed
 #: before it, silently).
-#: 9 (session 32): a name the old version threw away (``l, _, out = step()``) read by
+#: 9 (session 29): a name the old version threw away (``l, _, out = step()``) read by
 #: today's statement is bound by replacing that line (``l, gn, out = step()``; in the same block
 #: it was renamed to ``_``, elsewhere refused); a name today's code assigns where the old
 #: version logged the same value (``acc = EXPR`` for ``flor.log("acc", EXPR)``) is bound by
 #: that old line (``acc = flor.log("acc", EXPR)``; was refused, or ``EXPR`` ran twice).
-CACHE_VERSION = "10"
+#: 10 (session 29): an old name bound again elsewhere is a rename, not a value thrown away.
+#: 11 (session 29): a name renamed between versions and bound in a nested block both have
+#: (``loss`` was ``batch_loss`` in the step loop), read after it, is renamed by the whole scope's
+#: evidence (``rename.scope_rename``; was refused: "... in a shape the old block does not have").
+CACHE_VERSION = "11"
 
 
 def digest(*parts: str) -> str:

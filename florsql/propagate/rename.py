@@ -1,6 +1,6 @@
 """Renamed variables: the log statement reads ``gw``, the old version called it ``grad_w``.
 
-A rename is inferred only from evidence, of two kinds:
+A rename is inferred only from evidence:
 
 - the new block's last assignment of the name (before the log statement) aligns with an old
   statement that assigns through the same target shape (``gw = ...`` and ``grad_w = ...``, or
@@ -8,7 +8,12 @@ A rename is inferred only from evidence, of two kinds:
   and ``clip(g, 5.0)``, but not ``clip(grads, 1.0)`` and ``clip(raw, 1.0)``);
 - the old place is inside a helper, and the helper's single call site passes the name as an
   argument: ``train_step(w, batch)`` into ``def train_step(weights, rows)`` maps ``w`` to
-  ``weights``.
+  ``weights``;
+- a loop around both places binds it at the same place of its target (``loop_target_renames``);
+- the whole scope around both places (``scope_rename``): every assignment of the name, in
+  nested blocks too, aligned statement for statement with an old one that is the same up to
+  constants with the old name, and no other binding of either (``loss = loss_fn(...)`` in the
+  step loop, ``batch_loss = loss_fn(...)`` in the old one, read after the loop).
 
 Anything less stays an unbound name, a failure.
 """
@@ -16,12 +21,13 @@ Anything less stays an unbound name, a failure.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+import copy
+from collections.abc import Callable, Iterable
 
 from florsql.propagate.normalize import strip_literals
 from florsql.propagate.safety import Bindings
 from florsql.propagate.slice import assigned
-from florsql.propagate.source import Block, Frame
+from florsql.propagate.source import Block, Frame, SourceFile
 
 
 def _targets(stmt: ast.stmt) -> tuple[list[ast.expr], ast.expr] | None:
@@ -233,3 +239,270 @@ def binding_counterpart(new: ast.stmt, old: ast.stmt, name: str) -> str | None:
     if pn is None or po is None or type(new) is not type(old):
         return None
     return _at_position(pn, po, name)
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, name: str, to: str) -> None:
+        self.name, self.to = name, to
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.Name(self.to, node.ctx) if node.id == self.name else node
+
+
+def _text(nodes: list[ast.AST], rename: tuple[str, str] | None = None) -> str:
+    """``nodes`` as source text, constants stripped, ``rename`` (name, to) applied."""
+    if rename is not None:
+        nodes = [_Rename(*rename).visit(copy.deepcopy(n)) for n in nodes]
+    return strip_literals("; ".join(ast.unparse(n) for n in nodes))
+
+
+def _header_parts(stmt: ast.stmt) -> list[ast.AST]:
+    """What a compound statement runs or binds besides its bodies (its header, its handlers'
+    types and names, its cases' patterns and guards)."""
+    out: list[ast.AST] = []
+    for field_name, value in ast.iter_fields(stmt):
+        if field_name in ("handlers", "cases"):
+            for part in value:
+                out += [
+                    n
+                    for n in (
+                        getattr(part, "type", None),
+                        getattr(part, "pattern", None),
+                        getattr(part, "guard", None),
+                    )
+                    if n is not None
+                ]
+        elif field_name not in _BODIES:
+            out += [
+                v for v in (value if isinstance(value, list) else [value]) if isinstance(v, ast.AST)
+            ]
+    return out
+
+
+def _bodies(stmt: ast.stmt) -> list[list[ast.stmt]]:
+    if isinstance(stmt, ast.Try | ast.TryStar):
+        return [stmt.body, *(h.body for h in stmt.handlers), stmt.orelse, stmt.finalbody]
+    if isinstance(stmt, ast.Match):
+        return [c.body for c in stmt.cases]
+    return [getattr(stmt, "body", []), getattr(stmt, "orelse", [])]
+
+
+def _scan(stmts: list[ast.stmt], name: str) -> list[ast.stmt] | None:
+    """The simple statements of a scope (``stmts``, nested blocks included, not nested
+    functions' and classes' bodies) that bind ``name``; None where something else binds or
+    declares it (a loop target, ``with ... as``, ``except ... as``, a match capture, an
+    import, a ``def``/``class``, ``del``, ``global``/``nonlocal``, a walrus in a header)."""
+    found: list[ast.stmt] = []
+    for stmt in stmts:
+        if isinstance(stmt, _SCOPES):
+            if stmt.name == name:
+                return None
+            continue
+        if hasattr(stmt, "body"):
+            for part in _header_parts(stmt):
+                for node in ast.walk(part):
+                    if name in (
+                        getattr(node, "name", None),
+                        getattr(node, "rest", None),
+                    ) or (
+                        isinstance(node, ast.Name)
+                        and node.id == name
+                        and not isinstance(node.ctx, ast.Load)
+                    ):
+                        return None
+            for handler in getattr(stmt, "handlers", []):
+                if handler.name == name:
+                    return None
+            for body in _bodies(stmt):
+                inner = _scan(body, name)
+                if inner is None:
+                    return None
+                found += inner
+            continue
+        if isinstance(stmt, ast.Global | ast.Nonlocal | ast.Delete | ast.Import | ast.ImportFrom):
+            if (
+                name in assigned(stmt)
+                or name in getattr(stmt, "names", ())
+                or any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(stmt))
+            ):
+                return None
+            continue
+        if name in assigned(stmt):
+            if not isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+                return None
+            found.append(stmt)
+    return found
+
+
+def scope_rename(
+    files: tuple[SourceFile, SourceFile],
+    blocks: tuple[Block, Block],
+    name: str,
+    align: Callable[[Block, Block], dict[int, int]],
+) -> str | None:
+    """The old name of ``name``, read in block ``blocks[0]`` of today's file (``files[0]``)
+    and placed into ``blocks[1]`` of the old one, where the whole scope around them (the
+    function, or the module) is evidence of a rename: every statement that binds ``name``
+    there, in nested blocks too, is aligned (through compound statements both versions have,
+    aligned, of the same type and shape, their headers the same up to constants and the rename
+    where they read either name) with an old
+    statement that is the same up to constants with ``name`` written ``was``; the old scope
+    binds ``was`` nowhere else, and ``name`` nowhere; today's file binds ``was`` nowhere. At
+    least one of those statements must compute from a name (``h = 0`` and ``b = 0`` are no
+    evidence), and the old file must read ``was`` (a value it threw away is
+    :func:`florsql.propagate.slice.filled_discards`'s). None where any of that fails.
+
+    Example: ``loss = loss_fn(...)`` in today's step loop, ``batch_loss = loss_fn(...)`` in the
+    old one, and ``flor.log("last", loss.item())`` after the loop: ``loss`` was ``batch_loss``.
+    """
+    new_file, old_file = files
+    if name in old_file.bound_names or old_file.read_names is None:
+        return None
+    roots = _roots(files, blocks, align)
+    if roots is None:
+        return None
+    new_root, old_root = roots
+    if _declared(new_file, name) or _parameter(files, roots, name):
+        return None
+    binds = _scan(new_root.stmts, name)
+    if not binds:
+        return None
+    was: str | None = None
+    matched: list[ast.stmt] = []
+    heads: list[tuple[ast.stmt, ast.stmt]] = []  # the compound statements around them
+    evidence = False
+    for stmt in binds:
+        other = _counterpart(files, roots, stmt, align, heads)
+        if other is None:
+            return None
+        counterpart = binding_counterpart(stmt, other, name)
+        if counterpart is None or counterpart == name or was not in (None, counterpart):
+            return None
+        was = counterpart
+        if _text([stmt], (name, was)) != _text([other]):
+            return None
+        matched.append(other)
+        evidence = evidence or _names_in_value(stmt)
+    if was is None or not evidence or was in new_file.bound_names:
+        return None
+    for head, old_head in heads:  # a header that reads either name reads it the same way
+        new_parts, old_parts = _header_parts(head), _header_parts(old_head)
+        mentions = _mentions(new_parts, name) or _mentions(old_parts, was)
+        if mentions and _text(new_parts, (name, was)) != _text(old_parts):
+            return None
+    if was not in old_file.read_names or _declared(old_file, was):
+        return None
+    if _parameter((old_file, old_file), (old_root, old_root), was):
+        return None
+    old_binds = _scan(old_root.stmts, was)
+    if old_binds is None or {id(s) for s in old_binds} != {id(s) for s in matched}:
+        return None
+    return was
+
+
+def _mentions(nodes: list[ast.AST], name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for x in nodes for n in ast.walk(x))
+
+
+def _declared(file: SourceFile, name: str) -> bool:
+    """Whether ``file`` declares ``name`` ``global`` or ``nonlocal`` anywhere."""
+    return any(isinstance(n, ast.Global | ast.Nonlocal) and name in n.names for n in file.nodes)
+
+
+def _parameter(files: tuple[SourceFile, SourceFile], roots: tuple[Block, Block], name: str) -> bool:
+    """Whether ``roots[0]`` is the body of a function that has a parameter ``name``."""
+    up = files[0].parents.get(id(roots[0]))
+    if up is None:
+        return False
+    head = up[0].stmts[up[1]]
+    if not isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
+        return True
+    a = head.args
+    return name in {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
+
+
+def _roots(
+    files: tuple[SourceFile, SourceFile],
+    blocks: tuple[Block, Block],
+    align: Callable[[Block, Block], dict[int, int]],
+) -> tuple[Block, Block] | None:
+    """The blocks of the scopes around ``blocks`` (a function's body, or the module), where the
+    compound statements around them correspond (aligned, of the same type)."""
+    (new_file, old_file), (new, old) = files, blocks
+    while True:
+        up, old_up = new_file.parents.get(id(new)), old_file.parents.get(id(old))
+        if up is None or old_up is None:
+            if up is not None or old_up is not None:
+                return None
+            return (new, old) if not new.scopes[1:] and not old.scopes[1:] else None
+        head, old_head = up[0].stmts[up[1]], old_up[0].stmts[old_up[1]]
+        if isinstance(head, _SCOPES) or isinstance(old_head, _SCOPES):
+            if not (
+                isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef)
+                and isinstance(old_head, ast.FunctionDef | ast.AsyncFunctionDef)
+                and head.body is new.stmts
+                and old_head.body is old.stmts
+            ):
+                return None
+            return new, old
+        if align(up[0], old_up[0]).get(up[1]) != old_up[1] or type(head) is not type(old_head):
+            return None
+        new, old = up[0], old_up[0]
+
+
+def _counterpart(
+    files: tuple[SourceFile, SourceFile],
+    roots: tuple[Block, Block],
+    stmt: ast.stmt,
+    align: Callable[[Block, Block], dict[int, int]],
+    heads: list[tuple[ast.stmt, ast.stmt]],
+) -> ast.stmt | None:
+    """The old statement ``stmt`` is aligned with, through the compound statements around it
+    (:func:`_old_block`), or None."""
+    new_file = files[0]
+    block, index = new_file.home(stmt)
+    old = _old_block(files, roots, block, align, heads)
+    if old is None:
+        return None
+    at = align(block, old).get(index)
+    return None if at is None else old.stmts[at]
+
+
+def _old_block(
+    files: tuple[SourceFile, SourceFile],
+    roots: tuple[Block, Block],
+    block: Block,
+    align: Callable[[Block, Block], dict[int, int]],
+    heads: list[tuple[ast.stmt, ast.stmt]],
+) -> Block | None:
+    """The old block ``block`` corresponds to, through the compound statements around it
+    (each aligned with an old one of the same type and shape: added to ``heads``), or None."""
+    new_file, old_file = files
+    if block is roots[0]:
+        return roots[1]
+    up = new_file.parents.get(id(block))
+    if up is None:
+        return None
+    parent, at = up
+    head = parent.stmts[at]
+    if isinstance(head, _SCOPES):
+        return None
+    old_parent = _old_block(files, roots, parent, align, heads)
+    if old_parent is None:
+        return None
+    old_at = align(parent, old_parent).get(at)
+    if old_at is None:
+        return None
+    old_head = old_parent.stmts[old_at]
+    bodies, old_bodies = _bodies(head), _bodies(old_head)
+    if type(head) is not type(old_head) or len(bodies) != len(old_bodies):
+        return None
+    heads.append((head, old_head))
+    i = next((i for i, b in enumerate(bodies) if b is block.stmts), None)
+    if i is None or not old_bodies[i]:
+        return None
+    return old_file.home(old_bodies[i][0])[0]

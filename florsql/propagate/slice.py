@@ -12,6 +12,7 @@ same names) or that appears verbatim anywhere in the old file: carrying it would
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -305,6 +306,7 @@ def carried(
     pairs: dict[int, int],
     new_text: str | None = None,
     files: tuple[SourceFile, SourceFile] | None = None,
+    renamed: Callable[[Block, Block, str], str | None] | None = None,
 ) -> Slice:
     """What travels with statement ``index`` of ``block`` (indices ascending).
 
@@ -323,7 +325,7 @@ def carried(
         if files is None
         else files[0].bound_names - files[1].bound_names - files[0].imported_names
     )
-    ctx = _Context(old_text, skip, new_text, files, fresh)
+    ctx = _Context(old_text, skip, new_text, files, fresh, renamed)
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
         needed = {n for n in needed if _root(n) not in files[0].aliases}
@@ -502,6 +504,9 @@ class _Context:
     new_text: str | None
     files: tuple[SourceFile, SourceFile] | None
     fresh: frozenset[str] | None = None  # names today's file binds and the old one never does
+    #: the old name of a name read in a block of today's file placed into one of the old file,
+    #: where the scope around them is evidence (:func:`florsql.propagate.rename.scope_rename`)
+    renamed: Callable[[Block, Block, str], str | None] | None = None
 
 
 def _carry(
@@ -540,6 +545,16 @@ def _carry(
                 targets = _targets(stmt)
                 new_kills = kills - old_kills - targets
                 new_updates = updates - old_updates
+                back = _renamed_back(block, old, new_kills, new_updates, needed, ctx)
+                if back:  # the old code changes them under their old names: compare as today's
+                    fresh = None if ctx.fresh is None else ctx.fresh - frozenset(back.values())
+                    kills, updates = changes(stmt, fresh)
+                    old_kills, old_updates = (
+                        frozenset(_swapped(p, back) for p in paths)
+                        for paths in changes(other, fresh)
+                    )
+                    new_kills = kills - old_kills - targets
+                    new_updates = updates - old_updates
                 if relevant(new_kills, new_updates, needed):
                     want = {n for n in needed if relevant(new_kills, new_updates, {n})}
                     inside, outside = _into(stmt, other, want, ctx)
@@ -565,6 +580,32 @@ def _carry(
         else:
             kill(needed, kills)
     return chosen[::-1], tuple(nested), needed
+
+
+def _renamed_back(
+    block: Block,
+    old: Block,
+    kills: frozenset[str],
+    updates: frozenset[str],
+    needed: set[str],
+    ctx: _Context,
+) -> dict[str, str]:
+    """Old name -> today's, for the needed names that today's compound statement changes and
+    the old one does not, where the old version renamed them (``ctx.renamed``)."""
+    if ctx.renamed is None:
+        return {}
+    back: dict[str, str] = {}
+    for name in sorted({_root(n) for n in needed if relevant(kills, updates, {n})}):
+        was = ctx.renamed(block, old, name)
+        if was is not None:
+            back[was] = name
+    return back
+
+
+def _swapped(path: str, back: dict[str, str]) -> str:
+    """``path`` with its root name replaced as ``back`` says."""
+    root, dot, rest = path.partition(".")
+    return back.get(root, root) + dot + rest
 
 
 def _rewrites(
