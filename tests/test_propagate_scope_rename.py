@@ -1,4 +1,4 @@
-"""Renames through nested blocks (``florsql.propagate.rename.scope_rename``, session 33): a
+"""Renames through nested blocks (``florsql.propagate.rename.scope_rename``, session 29): a
 name today's step loop binds, that the old version called otherwise, read after the loop."""
 
 from __future__ import annotations

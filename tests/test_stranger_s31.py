@@ -13,11 +13,11 @@ returning a tuple; a ``functools.partial`` loss and a lambda regulariser; a name
 even epochs, read every epoch; today's statement reading a name only the newer version binds;
 lists, dicts, strings, bools, ``None``, one-element tensors and arrays logged in hindsight.
 
-Found (session 31): today's ``flor.log("lr", sched.get_last_lr()[0])`` right after the step
+Found (session 29): today's ``flor.log("lr", sched.get_last_lr()[0])`` right after the step
 loop, where today's code steps its scheduler inside the step loop and the older version after
 it, went into the older version before its ``sched.step()``: the learning rate one epoch early,
 silently (now refused: florsql/propagate/api.py ``_in_gap``). Two false refusals, loud, were
-strict xfails until session 32, and are exact now: a value the old version threw away (``_``)
+strict xfails until session 29, and are exact now: a value the old version threw away (``_``)
 read after the step loop (``l, gn, out = ...`` replaces the old ``l, _, out = ...``), and a name
 only the newer version binds (``acc = ...``) where the older logged the expression inline (the
 old line becomes ``acc = flor.log("acc", ...)``). Every other pattern is exact.
@@ -733,7 +733,7 @@ def test_a_scheduler_step_moved_into_the_step_loop_refuses_the_older_version(
     """Version A steps a ``StepLR`` after the step loop; today's version B steps a per-step
     ``LambdaLR`` inside it, and logs ``lr`` right after the step loop. In A, ``lr`` may go
     before or after the old ``sched.step()``: the two places log different values (one epoch
-    apart), and nothing in today's code tells which. Until session 31 it went before, silently
+    apart), and nothing in today's code tells which. Until session 29 it went before, silently
     (0.1 at epoch 0 where the hand-patched A, logging after ``sched.step()``, has 0.07). Now A's
     runs get NULL with a warning naming ``lr``; B's runs, and every other column, are exact."""
     history, oracle = record_versions(recorder, tmp_path, SCHED_MOVED)
@@ -801,7 +801,7 @@ def test_an_old_statement_today_lacks_that_changes_what_the_statement_reads(
     version has a statement today's code lacks there (dropped, or moved into the step loop)
     that changes what today's statement reads: placed before it or after it, the statement
     logs different values, and nothing tells which one a hand-patched old version would have.
-    Refused, naming the line (before session 31: placed right after the step loop, silently)."""
+    Refused, naming the line (before session 29: placed right after the step loop, silently)."""
     from florsql.propagate import propagate
 
     old = GAP_OLD.replace("MID", mid)
@@ -838,7 +838,7 @@ def test_the_thrown_away_value_read_after_the_step_loop_replaces_the_old_line() 
     """``the_thrown_away_value_of_the_last_step_read_after_the_step_loop`` at propagate level:
     today's ``l, gn, out = train_step(xb, yb)`` replaces the old ``l, _, out = ...`` (the old
     file never reads ``_``; the helper's own ``gn`` is its local), in the step loop, for the
-    statement after it. Until session 32: refused ("it reads gn, which today's code changes
+    statement after it. Until session 29: refused ("it reads gn, which today's code changes
     inside a block the old version has ...")."""
     from florsql.propagate import propagate
     from tests.helpers_replay import old_source, patched_source
@@ -994,7 +994,7 @@ def test_a_name_bound_where_the_old_version_logged_its_value(
     """``acc = EXPR`` today, ``flor.log("acc", EXPR)`` in the old version (``EXPR`` the same,
     verbatim): flor.log returns the value it logs, so the old line becomes ``acc =
     flor.log("acc", EXPR)``: ``EXPR`` runs once, as it did, and ``acc`` holds its value
-    (session 32; aligned with the old line, it was refused: "florsql replaces an old line only
+    (session 29; aligned with the old line, it was refused: "florsql replaces an old line only
     by one that makes its call verbatim"). Where today's code computes it again when it logs,
     the binding is carried beside the old line, as a hand-patched version would run it."""
     from florsql.propagate import propagate

@@ -9,7 +9,7 @@ hindsight column added after the first was computed; runs from an uncommitted wo
 runs with different ``--epochs``; one log name at epoch level in one version and step level in
 another; two scripts in one repository with today's statement in one of them.
 
-Found (session 31, helper h3): no silently wrong value. One false refusal, loud, in three
+Found (session 29, helper h3): no silently wrong value. One false refusal, loud, in three
 shapes (``RENAME_BUG``): a name the step loop binds or changes (``loss``, ``opt``), renamed in
 an old version, read by today's statement after the step loop; the renames were inferred only
 from the log statement's own block. Session 33 infers them from the whole scope
@@ -265,7 +265,7 @@ def opt_renamed(text: str) -> str:
     )
 
 
-#: what the first two patterns below were refused for until session 33 (strict xfails then)
+#: what the first two patterns below were refused for until session 29 (strict xfails then)
 RENAME_BUG = (
     "a name the step loop binds, renamed in an old version (loss -> batch_loss, or opt -> "
     "optimizer), read after the step loop: refused loudly (florsql/propagate/slice.py _into: "
