@@ -222,6 +222,31 @@ def test_edit_and_edit_back(plain: Path, tmp_path: Path) -> None:
         assert _tasks(repo) > tripled
 
 
+def test_an_edit_that_keeps_the_files_size_and_mtime(plain: Path, tmp_path: Path) -> None:
+    """``* 2`` edited to ``* 3``, the file's size and modification time kept (two saves in one
+    timestamp tick on a coarse-timestamp filesystem, a file put back by ``cp -p`` or ``rsync
+    -t``): the engine's scripts key and the in-memory scan cache were keyed on (mtime, size),
+    so the same connection, or a new one in the same process, served the ``* 2`` values as
+    the ``* 3`` statement's, with no warning (found by the s31 live sweep). Both are keyed on
+    the file's content now."""
+    import os
+
+    repo = copy_repo(plain, tmp_path / "p")
+    path = repo / "train.py"
+    write(path, _script('flor.log("w2", w * 2)'))
+    with _engine(repo) as eng:
+        assert all(v == w * 2 for w, v in _ws(eng, "w2"))
+        st = path.stat()
+        write(path, _script('flor.log("w2", w * 3)'))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        assert all(v == w * 3 for w, v in _ws(eng, "w2"))
+    write(path, _script('flor.log("w2", w * 4)'))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with _engine(repo) as eng:  # a new engine in the same process: the scan cache
+        assert all(v == w * 4 for w, v in _ws(eng, "w2"))
+
+
 def test_an_edited_statement_that_travels_with_it(plain: Path, tmp_path: Path) -> None:
     """``g = w * 2`` travels into the old version with ``flor.log("g", g)``: editing only it is
     an edit of the statement (and not served from the propagation cache either)."""

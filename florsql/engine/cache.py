@@ -21,6 +21,7 @@ looks (``stat`` calls), so it may run anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class CacheState:
     #: What the helper relations were last built from in full (kept by :meth:`invalidate`:
     #: they stay built)
     built: Generation | None = None
-    scripts_key: tuple[tuple[str, int, int], ...] = ()
+    scripts_key: tuple[tuple[str, str], ...] = ()
     catalog: Catalog | None = None
     #: today's statement fingerprints the helper relations were built with (None: not built)
     fingerprints: dict[str, str] | None = None
@@ -307,13 +308,16 @@ class CacheState:
         ).fetchall()
         return tuple(r[0] for r in rows)
 
-    def _scripts_key(self) -> tuple[tuple[str, int, int], ...]:
-        """Size and mtime of each file some run executed: its log statements may have changed."""
+    def _scripts_key(self) -> tuple[tuple[str, str], ...]:
+        """The content digest of each file some run executed: its log statements may have
+        changed. Not its size and mtime: an edit that keeps both (saved within one timestamp
+        tick, put back by ``cp -p``) kept the old statement's fingerprints, and its replayed
+        values were served as the new statement's. Scripts are small: hashing them is cheap."""
         out = []
         for name in self.filenames:
             try:
-                st = (self.repo / name).stat()
-                out.append((name, st.st_mtime_ns, st.st_size))
+                digest = hashlib.sha256((self.repo / name).read_bytes()).hexdigest()
             except OSError:
-                out.append((name, 0, 0))
+                digest = ""
+            out.append((name, digest))
         return tuple(out)

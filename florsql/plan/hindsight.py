@@ -179,9 +179,11 @@ def statement_fingerprints(
 def scan_script(repo: Path, filename: str) -> ScriptCode | None:
     """The log statements of ``repo/filename`` as it is now (None if missing or unparsable).
 
-    Cached in memory per file size and modification time, and on disk under
-    ``.florsql/cache/scan/`` per file content and scanner code, so a process that queries an
-    unchanged script neither parses it nor imports libcst.
+    Cached in memory and on disk (``.florsql/cache/scan/``, per scanner code too) per file
+    content, so a process that queries an unchanged script neither parses it nor imports
+    libcst. Not per size and modification time: an edit that keeps both (``* 2`` to ``* 3``
+    saved within one timestamp tick, a file put back by ``cp -p`` or ``rsync -t``) served the
+    old statement's scan, so its replayed values as the new statement's, without a word.
 
     Example:
         >>> code = scan_script(Path("."), "examples/train.py")  # doctest: +SKIP
@@ -189,23 +191,37 @@ def scan_script(repo: Path, filename: str) -> ScriptCode | None:
         [('loss', ('epoch', 'step')), ('val_acc', ('epoch',)), ('final_acc', ())]
     """
     path = Path(repo) / filename
-    try:
-        st = path.stat()
-    except OSError:
-        return None
     store = str(layout.store_dir(repo))
-    return _scan_cached(str(path), store, filename, st.st_mtime_ns, st.st_size)
+    for _ in range(3):
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+        try:
+            return _scan_cached(str(path), store, filename, digest)
+        except _Changed:
+            continue  # written again between the two reads: look again
+    return None
+
+
+class _Changed(Exception):
+    """The file changed between hashing it and reading it to scan (not cached)."""
 
 
 @lru_cache(maxsize=256)
-def _scan_cached(
-    path: str, store: str, filename: str, mtime_ns: int, size: int
-) -> ScriptCode | None:
+def _scan_cached(path: str, store: str, filename: str, digest: str) -> ScriptCode | None:
+    """The scan of ``path`` whose content has sha256 ``digest`` (:class:`_Changed` if it has
+    not any more)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise _Changed(path)
+    try:
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         return None
     key = hashlib.sha256(_scanner_key() + filename.encode() + b"\0" + data).hexdigest()
     where = Path(store) / SCAN_CACHE / f"{key}.json"
