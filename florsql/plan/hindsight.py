@@ -142,7 +142,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 12 (session 29): a name renamed between versions whose bindings are all in blocks both
 #: versions have, statement for statement (``loss`` was ``batch_loss`` in the step loop, ``opt``
 #: was ``optimizer``), read after the step loop, is placed renamed (was refused).
-REPLAY_RULES = 12
+#: 13 (session 30): carried code that stores into what the old version holds
+#: (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data *= 0.99``) is refused (was carried:
+#: the replayed runs trained at another rate than the recorded ones, silently).
+REPLAY_RULES = 13
 
 
 def statement_fingerprints(

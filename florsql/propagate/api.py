@@ -394,6 +394,7 @@ def _plan(
         or (own and _overwrites(items[-1:], session, renames))
         or _decoy(items, session, renames)
         or _in_place(items, session)
+        or _stores_into_old(items, session)
     )
     if clash:
         return Failure(log.label, log.line, clash)
@@ -1145,7 +1146,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
             if isinstance(node, ast.Assign | ast.AnnAssign)
             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
             for n in ast.walk(t)
-            if isinstance(n, ast.Name)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
         }
         for node in ast.walk(it.stmt):
             if not isinstance(node, ast.Call) or it.twin is not None:
@@ -1166,6 +1167,135 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
                     "place where the old version did not: the old run would not be the one "
                     "recorded"
                 )
+        fresh |= _binds(it.stmt)
+    return None
+
+
+#: attributes of PyTorch's objects that a plain store changes the training through, even where
+#: today's file stores them itself (``net.training = False``)
+_FRAMEWORK_ATTRS = frozenset(
+    {
+        "training",
+        "data",
+        "grad",
+        "requires_grad",
+        "weight",
+        "bias",
+        "param_groups",
+        "state",
+        "defaults",
+        "lr",
+        "momentum",
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }
+)
+
+
+def _store_chain(target: ast.expr) -> tuple[str | None, ast.expr | None]:
+    """The root name of a stored attribute or subscript target (through calls:
+    ``next(iter(opt.param_groups))["lr"]`` is ``opt``'s), and the first link after it."""
+    node: ast.expr = target
+    first: ast.expr | None = None
+    while True:
+        if isinstance(node, ast.Attribute | ast.Subscript):
+            first, node = node, node.value
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute):
+                first, node = None, func.value
+            elif node.args:
+                first, node = None, node.args[0]
+            else:
+                return None, None
+        else:
+            break
+    return (node.id if isinstance(node, ast.Name) else None), first
+
+
+def _stored(stmt: ast.stmt) -> list[ast.expr]:
+    """The attribute and subscript targets ``stmt`` stores into, deletes, or updates in place
+    (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data = w``), nested blocks included."""
+    out: list[ast.expr] = []
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = list(node.targets)
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):
+            targets = (
+                [node.target]
+                if isinstance(node, ast.For | ast.AsyncFor)
+                else [i.optional_vars for i in node.items if i.optional_vars is not None]
+            )
+        else:
+            continue
+        for t in targets:
+            for sub in ast.walk(t):
+                if isinstance(sub, ast.Attribute | ast.Subscript) and isinstance(
+                    sub.ctx, ast.Store | ast.Del
+                ):
+                    out.append(sub)
+    return out
+
+
+def _new_attribute(first: ast.expr, session: _Session) -> bool:
+    """Whether the first link of a stored path is today's own: an attribute today's file
+    assigns itself (``self.ep_loss = 0.0``) that the old file never names, or a string key the
+    old file never spells (``stats["gn"]``); no old code, and no library code, reads it."""
+    if isinstance(first, ast.Attribute):
+        attr = first.attr
+        if attr in _FRAMEWORK_ATTRS or attr in session.old.identifiers:
+            return False
+        return attr in session.new.stored_attributes
+    if isinstance(first, ast.Subscript):
+        key = first.slice
+        return (
+            isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+            and key.value not in session.old.string_constants
+            and key.value not in session.old.identifiers
+        )
+    return False
+
+
+def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
+    """A travelling statement that stores into what the old version holds, through an
+    attribute or a subscript (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data *=
+    0.99``, ``cfg["lr"] = 0.01``), where it replaces no old line: as with an in-place call
+    (:func:`_in_place`), the replayed run would no longer be the recorded one, and a value
+    computed from its checkpoints and one computed in a full re-run differ. An attribute or key
+    that is today's own (:func:`_new_attribute`) is no obstacle: no old code reads it."""
+    modules = session.old.imported
+    fresh: set[str] = set()
+    for it in items:
+        if it.twin is not None:
+            fresh |= _binds(it.stmt)
+            continue
+        local = {
+            n.id
+            for node in ast.walk(it.stmt)
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            for n in ast.walk(t)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        }
+        for target in _stored(it.stmt):
+            root, first = _store_chain(target)
+            if root is None or root in fresh | local or root in session.new.aliases:
+                continue
+            if root not in modules and root not in session.old.bound_names:
+                continue  # a name the old version never has: an object of today's code
+            if first is not None and _new_attribute(first, session):
+                continue
+            code = statement_code(session.new, it.stmt).splitlines()[0].strip()
+            return (
+                f"{code!r} changes {root!r} in place ({ast.unparse(target)}) where the old "
+                "version did not: the old run would not be the one recorded"
+            )
         fresh |= _binds(it.stmt)
     return None
 

@@ -174,6 +174,31 @@ class SourceFile:
         return walk(self.tree)
 
     @cached_property
+    def identifiers(self) -> frozenset[str]:
+        """Every name and attribute name the file spells (``self.ep_loss``: ``self``,
+        ``ep_loss``), keyword arguments and definitions included."""
+        out: set[str] = set()
+        for node in self.nodes:
+            if isinstance(node, ast.Name):
+                out.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                out.add(node.attr)
+            elif isinstance(node, ast.arg) or (
+                isinstance(node, ast.keyword) and node.arg is not None
+            ):
+                out.add(node.arg)
+            elif isinstance(node, _DEFS):
+                out.add(node.name)  # type: ignore[attr-defined]
+        return frozenset(out)
+
+    @cached_property
+    def string_constants(self) -> frozenset[str]:
+        """Every string constant of the file (a key, a log name, an f-string's parts)."""
+        return frozenset(
+            n.value for n in self.nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        )
+
+    @cached_property
     def bound_names(self) -> frozenset[str]:
         """Every name the file binds anywhere (assignments, loop targets, imports, defs)."""
         out: set[str] = set()

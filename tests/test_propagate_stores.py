@@ -1,0 +1,212 @@
+"""New code that stores into what the old version holds, through an attribute or a subscript.
+
+Found in session 30: today's step loop halves the learning rate (``opt.param_groups[0]["lr"]
+*= 0.5``) and logs it. Propagation carried the halving into every older version with the log
+statement: the replayed runs trained with another learning rate than the ones recorded, from
+checkpoints that were the recorded runs', and the values logged were neither the recorded run's
+learning rate nor what a full re-run of the patched version logs; silently. The same held for
+``net.weight.data *= 0.99`` and for a config key the old code reads (``cfg["lr"] = ...``). Such a
+statement is now refused, as an in-place call is (``clip_grad_norm_``): the column is NULL for
+those versions, with a warning that names the statement. An attribute or a key that is today's
+own (``self.ep_loss = 0.0``, ``stats["gn"] = gn``) is no obstacle: no old code reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from florsql.propagate import propagate
+from tests.helpers_replay import Recorder, fetch
+from tests.test_stranger_s25 import (  # noqa: F401  (fixtures used by name)
+    Compare,
+    record_versions,
+    recorder,
+    workers,
+)
+from tests.test_stranger_s29 import HEAD, two
+
+OLD = """import torch
+import florsql as flor
+
+cfg = {"lr": 0.1, "clip": 1.0}
+stats = {"seen": 0}
+net = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"])
+
+
+class Trainer:
+    def __init__(self, net):
+        self.net = net
+
+    def fit(self):
+        with flor.checkpointing(model=self.net, optimizer=opt):
+            for epoch in flor.loop("epoch", range(4)):
+                for s in flor.loop("step", range(3)):
+                    loss = self.net(torch.ones(2)).sum()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    stats["seen"] += 1
+                    flor.log("loss", loss.item())
+                INNER
+                flor.log("done", epoch)
+
+
+Trainer(net).fit()
+"""
+
+# the same loop at module level
+TOP = (
+    OLD.split("class Trainer")[0]
+    + """self = type("Trainer", (), {})()
+self.net = net
+"""
+    + "\n".join(
+        line[8:]
+        for line in OLD.split("    def fit(self):\n")[1].split("\n\nTrainer(net)")[0].splitlines()
+    )
+    + "\n"
+)
+
+STEP_ANCHOR = '                    flor.log("loss", loss.item())\n'
+
+
+def _new(step: list[str] | str = "", after: str = "", top: bool = False) -> str:
+    """Today's version: ``step`` lines after the step loop's log, ``after`` after the loop."""
+    text, cut = (TOP, 8) if top else (OLD, 0)
+    if step:
+        lines = "".join(f"{' ' * (20 - cut)}{s}\n" for s in step)
+        text = text.replace(STEP_ANCHOR[cut:], STEP_ANCHOR[cut:] + lines)
+    return text.replace("INNER", after or "pass")
+
+
+REFUSED = [
+    # the learning rate changed where the old run never changed it, then logged
+    (['opt.param_groups[0]["lr"] *= 0.5', 'flor.log("lr", opt.param_groups[0]["lr"])'], "", "opt"),
+    ("", 'opt.param_groups[0]["lr"] = 0.01; flor.log("lr", opt.param_groups[0]["lr"])', "opt"),
+    # the model's weights changed through .data
+    (["net.weight.data *= 0.99", 'flor.log("w", net.weight.sum().item())'], "", "net"),
+    (
+        ["self.net.bias.data = self.net.bias.data * 0", 'flor.log("b", float(self.net.bias))'],
+        "",
+        "self",
+    ),
+    # a key the old code reads
+    ("", 'cfg["lr"] = cfg["lr"] / 2; flor.log("lr", cfg["lr"])', "cfg"),
+    # an update inside a new compound statement carried whole
+    (
+        [
+            "if s == 2:\n" + " " * 24 + 'opt.param_groups[0]["lr"] *= 0.5',
+            'flor.log("lr", opt.param_groups[0]["lr"])',
+        ],
+        "",
+        "opt",
+    ),
+    # an attribute a library object has, even where today's file also sets it itself
+    (["net.training = False", 'flor.log("tr", net.training)'], "", "net"),
+]
+
+
+@pytest.mark.parametrize("top", [False, True], ids=["in_a_method", "at_module_level"])
+@pytest.mark.parametrize(("step", "after", "root"), REFUSED)
+def test_a_carried_store_into_an_old_object_is_refused(
+    step: list[str] | str, after: str, root: str, top: bool
+) -> None:
+    step = [s.replace("\n" + " " * 24, "\n" + " " * (16 if top else 24)) for s in step]
+    new = _new(step, after.replace("; ", "\n" + " " * (8 if top else 16)), top)
+    r = propagate(new, _new(top=top))
+    assert not r.placed, r.source
+    assert len(r.failed) == 1, r.failed
+    reason = r.failed[0].reason
+    assert f"changes {root!r} in place" in reason and "would not be the one recorded" in reason, (
+        reason
+    )
+
+
+PLACED = [
+    # an attribute today's code gives the trainer (the old file never names it)
+    (["self.tot = getattr(self, 'tot', 0.0) + loss.item()", 'flor.log("tot", self.tot)'], ""),
+    # a key the old file never spells, in an old dict
+    (['stats["gn"] = float(net.weight.grad.norm())', 'flor.log("gn", stats["gn"])'], ""),
+    # an object today's code makes
+    (['m = {"x": 0}', 'm["x"] += loss.item()', 'flor.log("x", m["x"])'], ""),
+    # the learning rate read, not changed
+    (['flor.log("lr", opt.param_groups[0]["lr"])'], ""),
+]
+
+
+@pytest.mark.parametrize("top", [False, True], ids=["in_a_method", "at_module_level"])
+@pytest.mark.parametrize(("step", "after"), PLACED)
+def test_a_store_into_what_only_today_has_is_placed(step: list[str], after: str, top: bool) -> None:
+    r = propagate(_new(step, after, top), _new(top=top))
+    assert not r.failed, r.failed
+    assert len(r.placed) == 1
+
+
+def test_a_store_the_old_version_makes_too_is_no_obstacle() -> None:
+    """The old version halves the learning rate as well: today's statement reads it after the
+    old halving, which is not carried (it is old code)."""
+    old = _new(['opt.param_groups[0]["lr"] *= 0.5'])
+    new = _new(['opt.param_groups[0]["lr"] *= 0.5', 'flor.log("lr", opt.param_groups[0]["lr"])'])
+    r = propagate(new, old)
+    assert [p.name for p in r.placed] == ["lr"] and not r.failed
+    assert r.placed[0].carried == ()
+
+
+# --- end to end: recorded runs, replay, the oracle ---------------------------------------------
+
+NET = """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(48).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+DECAY        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+"""
+
+A = HEAD + NET.replace("DECAY", "")
+B = HEAD + NET.replace(
+    "DECAY",
+    '            opt.param_groups[0]["lr"] *= 0.9\n'
+    '            flor.log("lr", opt.param_groups[0]["lr"])  # hindsight\n',
+)
+
+
+@pytest.mark.slow
+def test_a_learning_rate_decay_today_is_not_carried_into_a_version_without_it(
+    recorder: Recorder,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Version A trains at a fixed learning rate; version B decays it every step, and today's
+    B logs it. A's runs get NULL for ``lr``, with a warning that names the decay (before session
+    30: the decay was carried into A, whose replayed runs then trained at another rate from A's
+    checkpoints, silently). B's runs, and ``wn`` in every run, equal the hand-patched oracle's."""
+    history, oracle = record_versions(recorder, tmp_path, two(A, B))
+    c = Compare(history, oracle)
+    problems: list[str] = []
+    try:
+        c("SELECT seed, epochs, epoch, wn FROM logs WHERE wn IS NOT NULL")
+        sql = "SELECT seed, epochs, epoch, step, lr FROM logs WHERE step IS NOT NULL"
+        want, _ = fetch(c.oracle, sql)
+        got, notes = fetch(c.history, sql)
+        older = {(0, 4), (1, 4)}  # (seed, epochs) of A's runs
+        assert len(got) == len(want) > 0
+        for row in got:
+            if (row[0], row[1]) in older:
+                if row[-1] is not None:
+                    problems.append(f"want NULL for A's run, got {row}")
+            elif row not in want:
+                problems.append(f"B's row {row} is not the oracle's")
+        if not any("lr" in n and "changes 'opt' in place" in n for n in notes):
+            problems.append(f"NULL without a warning naming the decay: {notes}")
+    finally:
+        c.close()
+    c.items += problems
+    c.assert_none()
