@@ -29,6 +29,9 @@ from tests.test_stranger_s29 import HEAD, two
 OLD = """import torch
 import florsql as flor
 
+import logging
+
+log = logging.getLogger("train")
 cfg = {"lr": 0.1, "clip": 1.0}
 stats = {"seen": 0}
 net = torch.nn.Linear(2, 1)
@@ -72,23 +75,31 @@ self.net = net
 STEP_ANCHOR = '                    flor.log("loss", loss.item())\n'
 
 
-def _new(step: list[str] | str = "", after: str = "", top: bool = False) -> str:
-    """Today's version: ``step`` lines after the step loop's log, ``after`` after the loop."""
+def _indent(code: str, by: int) -> str:
+    """``code`` (lines separated by ``;`` or newlines, nested by 4 spaces) indented ``by``."""
+    lines = [ln for part in code.split("; ") for ln in part.split("\n")]
+    return "".join(f"{' ' * by}{ln}\n" for ln in lines)
+
+
+def _new(step: str = "", after: str = "", top: bool = False) -> str:
+    """Today's version: ``step`` after the step loop's log, ``after`` after the step loop."""
     text, cut = (TOP, 8) if top else (OLD, 0)
     if step:
-        lines = "".join(f"{' ' * (20 - cut)}{s}\n" for s in step)
-        text = text.replace(STEP_ANCHOR[cut:], STEP_ANCHOR[cut:] + lines)
-    return text.replace("INNER", after or "pass")
+        text = text.replace(STEP_ANCHOR[cut:], STEP_ANCHOR[cut:] + _indent(step, 20 - cut))
+    inner = " " * (16 - cut) + "INNER\n"
+    return text.replace(
+        inner, _indent(after, 16 - cut) if after else inner.replace("INNER", "pass")
+    )
 
 
 REFUSED = [
     # the learning rate changed where the old run never changed it, then logged
-    (['opt.param_groups[0]["lr"] *= 0.5', 'flor.log("lr", opt.param_groups[0]["lr"])'], "", "opt"),
+    ('opt.param_groups[0]["lr"] *= 0.5; flor.log("lr", opt.param_groups[0]["lr"])', "", "opt"),
     ("", 'opt.param_groups[0]["lr"] = 0.01; flor.log("lr", opt.param_groups[0]["lr"])', "opt"),
     # the model's weights changed through .data
-    (["net.weight.data *= 0.99", 'flor.log("w", net.weight.sum().item())'], "", "net"),
+    ('net.weight.data *= 0.99; flor.log("w", net.weight.sum().item())', "", "net"),
     (
-        ["self.net.bias.data = self.net.bias.data * 0", 'flor.log("b", float(self.net.bias))'],
+        'self.net.bias.data = self.net.bias.data * 0; flor.log("b", float(self.net.bias))',
         "",
         "self",
     ),
@@ -96,49 +107,66 @@ REFUSED = [
     ("", 'cfg["lr"] = cfg["lr"] / 2; flor.log("lr", cfg["lr"])', "cfg"),
     # an update inside a new compound statement carried whole
     (
-        [
-            "if s == 2:\n" + " " * 24 + 'opt.param_groups[0]["lr"] *= 0.5',
-            'flor.log("lr", opt.param_groups[0]["lr"])',
-        ],
+        'if s == 2:\n    opt.param_groups[0]["lr"] *= 0.5; '
+        'flor.log("lr", opt.param_groups[0]["lr"])',
         "",
         "opt",
     ),
     # an attribute a library object has, even where today's file also sets it itself
-    (["net.training = False", 'flor.log("tr", net.training)'], "", "net"),
+    ('net.training = False; flor.log("tr", net.training)', "", "net"),
+    # through a name today's code binds to a part of an old object
+    ('g = opt.param_groups[0]; g["lr"] *= 0.5; flor.log("lr", g["lr"])', "", "'g', a part"),
+    (
+        "",
+        'for g in opt.param_groups:\n    g["lr"] *= 0.5\n    lr = g["lr"]; flor.log("lr", lr)',
+        "'g', a part",
+    ),
+    # a method of an old object called by a new compound statement that travels whole
+    (
+        "if s == 2:\n    best = loss.item()\n    opt.zero_grad()\nelse:\n    best = 0.0; "
+        'flor.log("best", best)',
+        "",
+        "opt",
+    ),
 ]
 
 
 @pytest.mark.parametrize("top", [False, True], ids=["in_a_method", "at_module_level"])
 @pytest.mark.parametrize(("step", "after", "root"), REFUSED)
 def test_a_carried_store_into_an_old_object_is_refused(
-    step: list[str] | str, after: str, root: str, top: bool
+    step: str, after: str, root: str, top: bool
 ) -> None:
-    step = [s.replace("\n" + " " * 24, "\n" + " " * (16 if top else 24)) for s in step]
-    new = _new(step, after.replace("; ", "\n" + " " * (8 if top else 16)), top)
-    r = propagate(new, _new(top=top))
+    r = propagate(_new(step, after, top), _new(top=top))
     assert not r.placed, r.source
     assert len(r.failed) == 1, r.failed
     reason = r.failed[0].reason
-    assert f"changes {root!r} in place" in reason and "would not be the one recorded" in reason, (
-        reason
-    )
+    want = root if root.startswith("'") else repr(root)
+    assert f"changes {want}" in reason and "would not be the one recorded" in reason, reason
 
 
 PLACED = [
     # an attribute today's code gives the trainer (the old file never names it)
-    (["self.tot = getattr(self, 'tot', 0.0) + loss.item()", 'flor.log("tot", self.tot)'], ""),
+    ("self.tot = getattr(self, 'tot', 0.0) + loss.item(); flor.log(\"tot\", self.tot)", ""),
     # a key the old file never spells, in an old dict
-    (['stats["gn"] = float(net.weight.grad.norm())', 'flor.log("gn", stats["gn"])'], ""),
+    ('stats["gn"] = float(net.weight.grad.norm()); flor.log("gn", stats["gn"])', ""),
     # an object today's code makes
-    (['m = {"x": 0}', 'm["x"] += loss.item()', 'flor.log("x", m["x"])'], ""),
+    ('m = {"x": 0}; m["x"] += loss.item(); flor.log("x", m["x"])', ""),
     # the learning rate read, not changed
-    (['flor.log("lr", opt.param_groups[0]["lr"])'], ""),
+    ('flor.log("lr", opt.param_groups[0]["lr"])', ""),
+    # a new compound statement that travels whole, writing out through a logger
+    (
+        "if s == 2:\n    best = loss.item()\n    log.info(best)\nelse:\n    best = 0.0; "
+        'flor.log("best", best)',
+        "",
+    ),
+    # an object made by today's code, changed by a method
+    ('seen = []; seen.append(loss.item()); flor.log("n", len(seen))', ""),
 ]
 
 
 @pytest.mark.parametrize("top", [False, True], ids=["in_a_method", "at_module_level"])
 @pytest.mark.parametrize(("step", "after"), PLACED)
-def test_a_store_into_what_only_today_has_is_placed(step: list[str], after: str, top: bool) -> None:
+def test_a_store_into_what_only_today_has_is_placed(step: str, after: str, top: bool) -> None:
     r = propagate(_new(step, after, top), _new(top=top))
     assert not r.failed, r.failed
     assert len(r.placed) == 1
@@ -147,8 +175,8 @@ def test_a_store_into_what_only_today_has_is_placed(step: list[str], after: str,
 def test_a_store_the_old_version_makes_too_is_no_obstacle() -> None:
     """The old version halves the learning rate as well: today's statement reads it after the
     old halving, which is not carried (it is old code)."""
-    old = _new(['opt.param_groups[0]["lr"] *= 0.5'])
-    new = _new(['opt.param_groups[0]["lr"] *= 0.5', 'flor.log("lr", opt.param_groups[0]["lr"])'])
+    old = _new('opt.param_groups[0]["lr"] *= 0.5')
+    new = _new('opt.param_groups[0]["lr"] *= 0.5; flor.log("lr", opt.param_groups[0]["lr"])')
     r = propagate(new, old)
     assert [p.name for p in r.placed] == ["lr"] and not r.failed
     assert r.placed[0].carried == ()

@@ -1262,42 +1262,215 @@ def _new_attribute(first: ast.expr, session: _Session) -> bool:
     return False
 
 
+#: methods that only write out what they are given (a logger, a TensorBoard writer, a
+#: progress bar): called by carried code on an old object, they change nothing the run computes
+_OUTPUT_METHODS = frozenset(
+    {
+        "info",
+        "debug",
+        "warning",
+        "warn",
+        "error",
+        "exception",
+        "critical",
+        "print",
+        "write",
+        "flush",
+        "add_scalar",
+        "add_scalars",
+        "add_histogram",
+        "add_text",
+        "add_image",
+        "add_figure",
+        "set_description",
+        "set_description_str",
+        "set_postfix",
+        "set_postfix_str",
+        "refresh",
+        "display",
+    }
+)
+
+#: calls that hand back an object they were given, or one of its parts
+_PASS_THROUGH = frozenset({"next", "iter", "getattr", "vars", "enumerate", "zip", "reversed"})
+
+
+class _Owners:
+    """Which names, as travelling code runs, hold what the old version holds: a name the old
+    version binds, or one that travelling code binds to a part of it (``g =
+    opt.param_groups[0]``, ``for g in opt.param_groups``, ``p = next(net.parameters())``).
+    A name travelling code binds to a value it makes (``m = {}``, ``acc = torch.zeros(3)``) is
+    today's own, and so is a name the old version never binds."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+        self.own: dict[str, bool] = {}  # bound by travelling code: True where today's own
+
+    def old(self, name: str | None) -> bool:
+        if name is None or name in self.session.new.aliases:
+            return False
+        if name in self.own:
+            return not self.own[name]
+        return name in self.session.old.bound_names or name in self.session.old.imported
+
+    def _reaches_old(self, value: ast.expr) -> bool:
+        """Whether ``value`` may be (a part of) an old object rather than a new one."""
+        node = value
+        while True:
+            if isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
+                node = node.value
+            elif isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else None
+                if name in _PASS_THROUGH:
+                    return any(self._reaches_old(a) for a in node.args)
+                if isinstance(func, ast.Attribute) and func.attr in {
+                    "parameters",
+                    "named_parameters",
+                    "modules",
+                    "children",
+                    "named_modules",
+                    "buffers",
+                    "named_buffers",
+                    "state_dict",
+                    "get",
+                    "setdefault",
+                    "values",
+                    "items",
+                    "detach",
+                    "view",
+                    "view_as",
+                    "reshape",
+                    "flatten",
+                    "t",
+                    "T",
+                    "squeeze",
+                    "unsqueeze",
+                    "expand",
+                    "narrow",
+                    "select",
+                    "split",
+                    "chunk",
+                    "unbind",
+                    "transpose",
+                    "permute",
+                    "as_strided",
+                    "data",
+                    "__getitem__",
+                }:
+                    node = func.value
+                    continue
+                return False  # a call makes a value (``torch.zeros(3)``, ``x.clone()``)
+            elif isinstance(node, ast.Name):
+                return self.old(node.id)
+            elif isinstance(node, ast.Tuple | ast.List):
+                return any(self._reaches_old(e) for e in node.elts)
+            elif isinstance(node, ast.IfExp):
+                return self._reaches_old(node.body) or self._reaches_old(node.orelse)
+            else:
+                return False
+
+    def bind(self, stmt: ast.stmt) -> None:
+        """Note what ``stmt`` binds (its nested blocks too), in order."""
+        for node in ast.walk(stmt):
+            pairs: list[tuple[ast.expr, ast.expr | None]] = []
+            if isinstance(node, ast.Assign):
+                pairs = [(t, node.value) for t in node.targets]
+            elif isinstance(node, ast.NamedExpr) or (
+                isinstance(node, ast.AnnAssign) and node.value is not None
+            ):
+                pairs = [(node.target, node.value)]
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                pairs = [(node.target, node.iter)]
+            elif isinstance(node, ast.With | ast.AsyncWith):
+                pairs = [(i.optional_vars, None) for i in node.items if i.optional_vars]
+            for target, value in pairs:
+                old = value is not None and self._reaches_old(value)
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                        self.own[n.id] = not old
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                self.own[node.name] = True
+
+    def root(self, node: ast.expr) -> str | None:
+        """The name a chain of attributes, subscripts and calls starts from."""
+        while True:
+            if isinstance(node, ast.Attribute | ast.Subscript):
+                node = node.value
+            elif isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Attribute):
+                    node = func.value
+                elif isinstance(func, ast.Name) and func.id in _PASS_THROUGH and node.args:
+                    node = node.args[0]
+                else:
+                    return None
+            else:
+                return node.id if isinstance(node, ast.Name) else None
+
+
 def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
-    """A travelling statement that stores into what the old version holds, through an
-    attribute or a subscript (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data *=
-    0.99``, ``cfg["lr"] = 0.01``), where it replaces no old line: as with an in-place call
-    (:func:`_in_place`), the replayed run would no longer be the recorded one, and a value
-    computed from its checkpoints and one computed in a full re-run differ. An attribute or key
-    that is today's own (:func:`_new_attribute`) is no obstacle: no old code reads it."""
-    modules = session.old.imported
-    fresh: set[str] = set()
+    """A travelling statement that changes what the old version holds, where it replaces no
+    old line: a store through an attribute or a subscript (``opt.param_groups[0]["lr"] *=
+    0.5``, ``net.weight.data *= 0.99``, ``cfg["lr"] = 0.01``, through an alias too: ``for g in
+    opt.param_groups: g["lr"] *= 0.5``), or a method called as a statement (``sched.step()``,
+    ``net.eval()``, ``hist.append(v)`` inside a new ``if`` that travels whole). As with an
+    in-place call (:func:`_in_place`), the replayed run would no longer be the recorded one,
+    and a value computed from its checkpoints and one computed in a full re-run differ. An
+    attribute or key that is today's own (:func:`_new_attribute`) is no obstacle, nor is a
+    method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
+    owners = _Owners(session)
     for it in items:
         if it.twin is not None:
-            fresh |= _binds(it.stmt)
+            owners.bind(it.stmt)
             continue
-        local = {
-            n.id
-            for node in ast.walk(it.stmt)
-            if isinstance(node, ast.Assign | ast.AnnAssign)
-            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
-            for n in ast.walk(t)
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-        }
-        for target in _stored(it.stmt):
-            root, first = _store_chain(target)
-            if root is None or root in fresh | local or root in session.new.aliases:
-                continue
-            if root not in modules and root not in session.old.bound_names:
-                continue  # a name the old version never has: an object of today's code
-            if first is not None and _new_attribute(first, session):
-                continue
+        why = _changes_old(it.stmt, owners, session)
+        if why:
             code = statement_code(session.new, it.stmt).splitlines()[0].strip()
             return (
-                f"{code!r} changes {root!r} in place ({ast.unparse(target)}) where the old "
-                "version did not: the old run would not be the one recorded"
+                f"{code!r} changes {why} where the old version did not: the old run would "
+                "not be the one recorded"
             )
-        fresh |= _binds(it.stmt)
+        owners.bind(it.stmt)
     return None
+
+
+def _changes_old(stmt: ast.stmt, owners: _Owners, session: _Session) -> str | None:
+    """What of the old version's ``stmt`` changes (``'opt' in place (...)``), or None."""
+    inner = _Owners(session)
+    inner.own = dict(owners.own)
+    inner.bind(stmt)  # the statement's own bindings (a loop variable over an old list)
+    for target in _stored(stmt):
+        root = inner.root(target)
+        if not (inner.old(root) or owners.old(root)):
+            continue
+        _, first = _store_chain(target)
+        if first is not None and _new_attribute(first, session):
+            continue
+        return f"{_held(root, inner, session)} in place ({ast.unparse(target)})"
+    for node in ast.walk(stmt):
+        if not (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+        ):
+            continue
+        func = node.value.func
+        if func.attr in _OUTPUT_METHODS or (func.attr.endswith("_") and func.attr[-2:] != "__"):
+            continue  # an in-place call: :func:`_in_place` has its own rule
+        root = inner.root(func.value)
+        if root in session.old.imported and root not in inner.own:
+            continue  # a module's function (``torch.save(...)``, ``logging.info(...)``)
+        if inner.old(root) or owners.old(root):
+            return f"{_held(root, inner, session)} ({ast.unparse(node.value)})"
+    return None
+
+
+def _held(root: str | None, owners: _Owners, session: _Session) -> str:
+    """``'g', a part of what the old version holds,`` where travelling code bound ``g``."""
+    if root in owners.own and root not in session.old.bound_names:
+        return f"{root!r}, a part of what the old version holds,"
+    return repr(root)
 
 
 def _binding_forms(src: SourceFile, bindings: Bindings, block: Block, name: str) -> dict[str, int]:

@@ -183,12 +183,10 @@ class SourceFile:
                 out.add(node.id)
             elif isinstance(node, ast.Attribute):
                 out.add(node.attr)
-            elif isinstance(node, ast.arg) or (
-                isinstance(node, ast.keyword) and node.arg is not None
-            ):
+            elif isinstance(node, ast.arg | ast.keyword) and node.arg is not None:
                 out.add(node.arg)
             elif isinstance(node, _DEFS):
-                out.add(node.name)  # type: ignore[attr-defined]
+                out.add(node.name)
         return frozenset(out)
 
     @cached_property
