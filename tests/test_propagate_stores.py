@@ -238,3 +238,75 @@ def test_a_learning_rate_decay_today_is_not_carried_into_a_version_without_it(
         c.close()
     c.items += problems
     c.assert_none()
+
+
+# --- a module's mode switched by new code before today's statement ----------------------------
+
+EVAL_OLD = """import torch
+import florsql as flor
+
+net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 1))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+XV = torch.ones(3, 2)
+
+
+def evaluate(m):
+    with torch.no_grad():
+        return float(m(XV).sum())
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        net.train()
+        for s in flor.loop("step", range(3)):
+            loss = net(torch.ones(2)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        MID
+        print(epoch)
+"""
+
+MODE_REFUSED = [
+    # a whole evaluation block today's code added, in evaluation mode, then back to training
+    "net.eval()\nwith torch.no_grad():\n    val = net(XV).sum().item()\nnet.train()\n"
+    'flor.log("val", val)',
+    'net.eval()\nval = evaluate(net)\nnet.train()\nflor.log("val", val)',
+    'net.train(False)\nflor.log("val", evaluate(net))\nnet.train(True)',
+    'net.eval()\nwith torch.no_grad():\n    out = net[0](XV)\nflor.log("h", float(out.sum()))',
+]
+
+
+@pytest.mark.parametrize("mid", MODE_REFUSED)
+def test_a_mode_switch_today_s_code_added_before_the_statement_is_refused(mid: str) -> None:
+    """Before session 30 the statement went in alone, and computed in training mode (dropout
+    on) where today's code computes in evaluation mode: another value, silently."""
+    new = EVAL_OLD.replace("MID", mid.replace("\n", "\n" + " " * 8))
+    r = propagate(new, EVAL_OLD.replace("        MID\n", ""))
+    assert not r.placed, r.source
+    assert len(r.failed) == 1, r.failed
+    assert "switches to evaluation mode before it" in r.failed[0].reason, r.failed[0].reason
+
+
+MODE_PLACED = [
+    # parameters read, not the forward pass: the mode does not matter
+    'net.eval()\nflor.log("wn", float(net[0].weight.norm()))\nnet.train()',
+    # the old version switches too: nothing new
+    None,
+]
+
+
+@pytest.mark.parametrize("mid", MODE_PLACED)
+def test_a_mode_switch_that_does_not_matter_or_is_old_is_no_obstacle(mid: str | None) -> None:
+    if mid is None:  # the old version has the evaluation block; today's code logs inside it
+        block = "net.eval()\nval = evaluate(net)\nnet.train()"
+        old = EVAL_OLD.replace("MID", block.replace("\n", "\n" + " " * 8))
+        new = old.replace("net.train()\n", 'flor.log("val", val)\n        net.train()\n', 2)
+        new = new.replace('flor.log("val", val)\n        net.train()\n', "net.train()\n", 1)
+    else:
+        new = EVAL_OLD.replace("MID", mid.replace("\n", "\n" + " " * 8))
+        old = EVAL_OLD.replace("        MID\n", "")
+    r = propagate(new, old)
+    assert not r.failed, r.failed
+    assert len(r.placed) == 1

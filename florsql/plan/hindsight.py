@@ -144,7 +144,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: was ``optimizer``), read after the step loop, is placed renamed (was refused).
 #: 13 (session 30): carried code that stores into what the old version holds
 #: (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data *= 0.99``) is refused (was carried:
-#: the replayed runs trained at another rate than the recorded ones, silently).
+#: the replayed runs trained at another rate than the recorded ones, silently), and so is a
+#: method of an old object called by carried code; a statement that runs a module today's code
+#: switches to evaluation mode before it (``net.eval()``) is refused (was placed without the
+#: switch: dropout on, silently).
 REPLAY_RULES = 13
 
 

@@ -39,7 +39,8 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: evidence (``rename.scope_rename``; was refused: "... in a shape the old block does not have").
 #: 12 (session 30): carried stores into an old object (``opt.param_groups[0]["lr"] *= 0.5``)
 #: are refused; a carried change of a module-level name in the log statement's own function is
-#: no longer refused as out of reach.
+#: no longer refused as out of reach; a mode switch today's code added before the statement
+#: (``net.eval()``) refuses a statement that runs that module.
 CACHE_VERSION = "12"
 
 

@@ -329,6 +329,7 @@ def carried(
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
         needed = {n for n in needed if _root(n) not in files[0].aliases}
+    pairs0 = pairs
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
@@ -376,7 +377,99 @@ def carried(
     travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
+    _mode_switch(origin, index, chosen, pairs0)
     return Slice(chosen, (*up, *nested), after)
+
+
+#: methods that switch how a module computes (dropout, batch norm), not what it holds
+_MODES = {"eval": "evaluation", "train": "training"}
+
+#: attributes through which a module's parameters and buffers are read, not its forward run
+_HELD = frozenset(
+    {
+        "weight",
+        "bias",
+        "parameters",
+        "named_parameters",
+        "state_dict",
+        "buffers",
+        "named_buffers",
+        "modules",
+        "children",
+        "named_modules",
+        "named_children",
+        "grad",
+        "data",
+        "training",
+        "running_mean",
+        "running_var",
+    }
+)
+
+
+def _runs_module(stmt: ast.stmt, root: str) -> bool:
+    """Whether ``stmt`` may run the forward pass of what ``root`` holds, where a module's mode
+    matters: calls it or a part of it (``net(x)``, ``self.net(x)``, ``net[0](x)``,
+    ``net.encoder(x)``), or hands it to a function (``evaluate(net)``); reading its parameters
+    (``net[0].weight.norm()``, ``net.parameters()``) does not."""
+    for node in _walk_code(stmt):
+        if not isinstance(node, ast.Call):
+            continue
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            base, held = arg, False
+            while isinstance(base, ast.Attribute | ast.Subscript | ast.Starred):
+                held |= isinstance(base, ast.Attribute) and base.attr in _HELD
+                base = base.value
+            if isinstance(base, ast.Name) and base.id == root and not held:
+                return True
+        func, held = node.func, False
+        while isinstance(func, ast.Attribute | ast.Subscript):
+            held |= isinstance(func, ast.Attribute) and func.attr in _HELD
+            func = func.value
+        if isinstance(func, ast.Name) and func.id == root and not held:
+            if node.func is func or not isinstance(node.func, ast.Attribute):
+                return True
+            if node.func.attr not in _MODES and not node.func.attr.startswith("_"):
+                return True
+    return False
+
+
+def _mode_switch(block: Block, index: int, chosen: list[int], pairs: dict[int, int]) -> None:
+    """Raise :class:`Uncarried` where new code before statement ``index`` of ``block`` switches
+    a module's mode (``net.eval()``, ``net.train(False)``) and the statement, or code carried
+    with it after the switch, reads that module: propagation carries no such call (it would
+    change the old run where the old code never switched back), and placed without it the
+    statement would compute in the mode the old run was in (dropout on, batch statistics of
+    the batch): another value than today's code computes, silently."""
+    for j in range(index):
+        if j in pairs or j in chosen:
+            continue
+        stmt = block.stmts[j]
+        if not (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+            and stmt.value.func.attr in _MODES
+        ):
+            continue
+        base = stmt.value.func.value
+        while isinstance(base, ast.Attribute | ast.Subscript):
+            base = base.value
+        if not isinstance(base, ast.Name):
+            continue
+        later = [block.stmts[k] for k in (*chosen, index) if k > j]
+        if any(_runs_module(s, base.id) for s in later):
+            mode = _MODES[stmt.value.func.attr]
+            if stmt.value.args and not (
+                isinstance(stmt.value.args[0], ast.Constant) and stmt.value.args[0].value
+            ):
+                mode = "evaluation"
+            raise Uncarried(
+                f"it runs {base.id}, which today's code switches to {mode} mode before it "
+                f"({ast.unparse(stmt)}, line {stmt.lineno}): florsql carries no such switch "
+                f"into the old version, and without it the statement would compute in the mode "
+                f"the old run was in there"
+            )
 
 
 def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
