@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,15 +184,38 @@ def list_segments(folder: Path) -> list[Path]:
     )
 
 
+#: Segments read in this process, by path, with the file's identity when read (inode, size,
+#: mtime): a segment is written once, to a temporary name renamed into place, so another file
+#: at that path is another inode. A query reads the same recorded segments several times (the
+#: replay request's loop bounds and names, the verification of each task, the index); they
+#: are memory-mapped, so an entry holds no copy of the rows. Least recently used goes first.
+_READ: OrderedDict[str, tuple[tuple[int, int, int], pa.Table]] = OrderedDict()
+_READ_MAX = 8192
+_READ_LOCK = threading.Lock()
+
+
 def read_segment(path: Path) -> pa.Table:
     """One segment's rows in :func:`schema` (a first-format segment gains a null ``seconds``)."""
     import pyarrow as pa
 
-    with pa.memory_map(str(path)) as source:
+    key = str(path)
+    st = os.stat(key)
+    ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _READ_LOCK:
+        hit = _READ.get(key)
+        if hit is not None and hit[0] == ident:
+            _READ.move_to_end(key)
+            return hit[1]
+    with pa.memory_map(key) as source:
         table = pa.ipc.open_file(source).read_all()
     if "seconds" not in table.column_names:
         table = table.append_column("seconds", pa.nulls(table.num_rows, pa.float64()))
-    return table.select(schema().names)
+    table = table.select(schema().names)
+    with _READ_LOCK:
+        _READ[key] = (ident, table)
+        if len(_READ) > _READ_MAX:
+            _READ.popitem(last=False)
+    return table
 
 
 def read_checked_segment(path: Path) -> pa.Table:
