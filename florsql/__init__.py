@@ -76,6 +76,10 @@ def __getattr__(name: str) -> Any:
         from florsql import dbapi
 
         return getattr(dbapi, name)
+    if name in ("_save_modes", "_restore_modes"):  # hindsight code's mode switches
+        from florsql.record import modes
+
+        return getattr(modes, name[1:])
     if name == "dataframe":
         from florsql.engine.frame import dataframe
 

@@ -268,25 +268,52 @@ with flor.checkpointing(model=net, optimizer=opt):
         print(epoch)
 """
 
-MODE_REFUSED = [
+MODE_CARRIED = [
     # a whole evaluation block today's code added, in evaluation mode, then back to training
     "net.eval()\nwith torch.no_grad():\n    val = net(XV).sum().item()\nnet.train()\n"
     'flor.log("val", val)',
-    'net.eval()\nval = evaluate(net)\nnet.train()\nflor.log("val", val)',
+    # switched back after the statement, or never (the next epoch's net.train() does)
+    'net.eval()\nval = evaluate(net)\nflor.log("val", val)\nnet.train()',
+    'net.eval()\nval = evaluate(net)\nflor.log("val", val)',
     'net.train(False)\nflor.log("val", evaluate(net))\nnet.train(True)',
-    'net.eval()\nwith torch.no_grad():\n    out = net[0](XV)\nflor.log("h", float(out.sum()))',
+    'net.eval()\nwith torch.no_grad():\n    flor.log("h", float(net[0](XV).sum()))\nnet.train()',
 ]
 
 
-@pytest.mark.parametrize("mid", MODE_REFUSED)
-def test_a_mode_switch_today_s_code_added_before_the_statement_is_refused(mid: str) -> None:
+@pytest.mark.parametrize("mid", MODE_CARRIED)
+def test_a_mode_switch_today_s_code_added_travels_between_a_save_and_a_restore(mid: str) -> None:
     """Before session 30 the statement went in alone, and computed in training mode (dropout
-    on) where today's code computes in evaluation mode: another value, silently."""
+    on) where today's code computes in evaluation mode: another value, silently. Now the switch
+    travels with it, after ``flor._save_modes(net)``, and ``flor._restore_modes(net)`` follows
+    the log statement: every submodule's flag as the old run had it, so the old run goes on as
+    recorded (dropout in evaluation mode draws nothing from the RNG)."""
     new = EVAL_OLD.replace("MID", mid.replace("\n", "\n" + " " * 8))
     r = propagate(new, EVAL_OLD.replace("        MID\n", ""))
+    assert not r.failed, r.failed
+    (p,) = r.placed
+    switch = mid.split("\n")[0]
+    assert p.carried[0] == switch
+    tail = r.source.split('flor.log("loss", loss.item())\n')[1]
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    assert lines[:2] == ["flor._save_modes(net)", switch], tail
+    log_at = next(
+        k for k, ln in enumerate(lines) if ln.startswith("flor.log(") or "flor.log(" in ln
+    )
+    assert "flor._restore_modes(net)" in lines[log_at + 1 :][:1], tail
+    assert lines[-1] == "print(epoch)" and "net.train()" not in lines, tail
+
+
+def test_a_mode_switch_apart_from_what_runs_the_module_is_refused() -> None:
+    """The switch and the evaluation would go in at different places, old code between them
+    (here the old step loop): that code would run in evaluation mode. Refused, naming the
+    switch."""
+    new = EVAL_OLD.replace("        net.train()\n", "        net.train()\n        net.eval()\n")
+    new = new.replace("MID", 'flor.log("val", evaluate(net))')
+    r = propagate(new, EVAL_OLD.replace("        MID\n", ""))
     assert not r.placed, r.source
-    assert len(r.failed) == 1, r.failed
-    assert "switches to evaluation mode before it" in r.failed[0].reason, r.failed[0].reason
+    (f,) = r.failed
+    assert "which today's code switches to evaluation mode before it (net.eval()" in f.reason
+    assert "old code running between them" in f.reason, f.reason
 
 
 MODE_PLACED = [
@@ -302,11 +329,79 @@ def test_a_mode_switch_that_does_not_matter_or_is_old_is_no_obstacle(mid: str | 
     if mid is None:  # the old version has the evaluation block; today's code logs inside it
         block = "net.eval()\nval = evaluate(net)\nnet.train()"
         old = EVAL_OLD.replace("MID", block.replace("\n", "\n" + " " * 8))
-        new = old.replace("net.train()\n", 'flor.log("val", val)\n        net.train()\n', 2)
-        new = new.replace('flor.log("val", val)\n        net.train()\n', "net.train()\n", 1)
+        new = old.replace(
+            "val = evaluate(net)\n", 'val = evaluate(net)\n        flor.log("val", val)\n'
+        )
     else:
         new = EVAL_OLD.replace("MID", mid.replace("\n", "\n" + " " * 8))
         old = EVAL_OLD.replace("        MID\n", "")
     r = propagate(new, old)
     assert not r.failed, r.failed
-    assert len(r.placed) == 1
+    (p,) = r.placed
+    assert "_save_modes" not in r.source and p.carried == ()
+
+
+DROPOUT = """
+net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(48).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        net.eval()  # hindsight
+        with torch.no_grad():  # hindsight
+            val = float(loss_fn(net(XV), YV))  # hindsight
+        flor.log("val", val)  # hindsight
+        net.train()  # hindsight
+        print(epoch)
+"""
+
+
+@pytest.mark.slow
+def test_an_evaluation_block_today_s_code_added_replays_in_evaluation_mode(
+    recorder: Recorder,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two versions without any evaluation; today's code evaluates each epoch in evaluation
+    mode (dropout off). ``val`` replays between ``flor._save_modes(net)`` and its restore and
+    equals the hand-patched versions' (before session 30: computed with dropout on, which also
+    drew from the RNG, silently); the old code's own ``loss`` is unchanged."""
+    text = HEAD + DROPOUT
+    history, oracle = record_versions(recorder, tmp_path, two(text, text.replace("0.1", "0.05")))
+    c = Compare(history, oracle)
+    try:
+        c("SELECT seed, epochs, epoch, val FROM logs WHERE epoch = 1")
+        c("SELECT seed, epochs, epoch, val FROM logs WHERE val IS NOT NULL")
+        c("SELECT seed, epochs, epoch, step, loss FROM logs WHERE loss IS NOT NULL")
+    finally:
+        c.close()
+    c.assert_none()
+
+
+def test_the_restore_puts_back_each_submodule_s_own_mode() -> None:
+    """A model trained with its batch norm frozen in evaluation mode keeps it frozen: the
+    restore is every submodule's flag as it was, not ``net.train()``."""
+    import torch
+
+    import florsql as flor
+    from florsql.errors import RecordError
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2), torch.nn.Dropout())
+    net.train()
+    net[1].eval()
+    before = [m.training for m in net.modules()]
+    flor._save_modes(net)
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    flor._restore_modes(net)
+    assert [m.training for m in net.modules()] == before == [True, True, False, True]
+    with pytest.raises(RecordError, match="no mode of this Sequential was saved"):
+        flor._restore_modes(net)
+    with pytest.raises(RecordError, match="neither modules\\(\\) nor a training flag"):
+        flor._save_modes(object())

@@ -146,8 +146,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data *= 0.99``) is refused (was carried:
 #: the replayed runs trained at another rate than the recorded ones, silently), and so is a
 #: method of an old object called by carried code; a statement that runs a module today's code
-#: switches to evaluation mode before it (``net.eval()``) is refused (was placed without the
-#: switch: dropout on, silently).
+#: switches to evaluation mode before it (``net.eval()``) gets the switch, between a save and a
+#: restore of the module's modes (was placed without the switch: dropout on, silently).
 REPLAY_RULES = 13
 
 

@@ -44,6 +44,8 @@ from florsql.propagate.slice import (
     carried,
     changes,
     filled_discards,
+    mode_reason,
+    mode_receiver,
     reads,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
@@ -62,6 +64,9 @@ class _Item:
     #: where ``twin`` is an old log statement of the value ``stmt`` assigns (``flor.log("acc",
     #: v)`` for ``acc = v``): the target, put before the old line instead of ``stmt``
     bind: ast.expr | None = None
+    #: where ``stmt`` switches a module's mode (``net.eval()``): that module (``net``), whose
+    #: modes are saved before it and restored after the log statement
+    mode: ast.expr | None = None
 
 
 @dataclass(frozen=True)
@@ -322,7 +327,13 @@ def _plan(
     if isinstance(slots, str):
         return Failure(log.label, log.line, slots)
     items = [
-        _Item(target.block.stmts[k], target.block, spot.block, s)
+        _Item(
+            target.block.stmts[k],
+            target.block,
+            spot.block,
+            s,
+            mode=mode_receiver(target.block.stmts[k]) if k in found.modes else None,
+        )
         for k, s in zip(indices, slots, strict=True)
     ]
     for k in rewrites:
@@ -374,7 +385,7 @@ def _plan(
     if twin is not None:  # it goes where its twin was
         items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
     for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call
-        if it.twin is None and (near := _adjacent_twin(it, renames, session)) is not None:
+        if it.twin is None and it.mode is None and (near := _adjacent_twin(it, renames, session)):
             twin, bind = near
             items[k] = _Item(it.stmt, it.new, it.old, it.old.stmts.index(twin), twin, bind)
             if bind is not None and _before_its_binding(items, session):
@@ -398,7 +409,30 @@ def _plan(
     )
     if clash:
         return Failure(log.label, log.line, clash)
+    apart = _modes_apart(items)
+    if apart:
+        return Failure(log.label, log.line, apart)
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+
+
+def _modes_apart(items: list[_Item]) -> str | None:
+    """Why a mode switch that travels (``net.eval()``, ``_Item.mode``) cannot: between the save
+    of the module's modes before it and their restore after the log statement, every statement
+    that follows it in today's code must go in at its slot, one after the other, so that no
+    old statement runs in the switched mode (the old run would not be the one recorded)."""
+    for m in items:
+        if m.mode is None:
+            continue
+        for it in items:
+            if _order(it.stmt) <= _order(m.stmt):
+                continue
+            if it.old is not m.old or it.slot != m.slot or it.twin is not None:
+                return mode_reason(
+                    m.stmt,
+                    "the statements after it would go in at other places than the switch, "
+                    "with old code running between them",
+                )
+    return None
 
 
 def _before_its_binding(items: list[_Item], session: _Session) -> str | None:
@@ -1421,7 +1455,7 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
     owners = _Owners(session)
     for it in items:
-        if it.twin is not None:
+        if it.twin is not None or it.mode is not None:  # a mode switch is restored
             owners.bind(it.stmt)
             continue
         why = _changes_old(it.stmt, owners, session)
@@ -1544,6 +1578,12 @@ def _apply(
                     text = _bound(old, twin, it.bind, {**session.alias, **plan.renames})
                 else:
                     text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
+            if it.mode is not None:
+                text = _mode_call("_save_modes", it.mode, plan, session, indent) + text
+            if it is plan.items[-1]:
+                for m in reversed(plan.items[:-1]):
+                    if m.mode is not None:
+                        text += _mode_call("_restore_modes", m.mode, plan, session, indent)
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
@@ -1561,6 +1601,26 @@ def _apply(
         for plan in plans
     ]
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
+
+
+def _mode_call(
+    func: str, receiver: ast.expr, plan: _Plan, session: _Session, indent: str
+) -> str:
+    """``flor._save_modes(net)`` (or ``_restore_modes``) as a line of the old file: through
+    the flor module's name there, or by import where the old file has none."""
+    module = next(
+        (
+            n.value.id
+            for n in ast.walk(plan.log)
+            if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name)
+            and n.value.id in session.new.aliases
+        ),
+        None,
+    )
+    head = module if module is not None else '__import__("florsql")'
+    code = f"{head}.{func}({ast.unparse(receiver)})"
+    return render(code, indent, newline_of(session.old), {**session.alias, **plan.renames})
 
 
 def _bound(old: SourceFile, twin: ast.stmt, target: ast.expr, renames: dict[str, str]) -> str:

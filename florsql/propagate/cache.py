@@ -40,7 +40,8 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 12 (session 30): carried stores into an old object (``opt.param_groups[0]["lr"] *= 0.5``)
 #: are refused; a carried change of a module-level name in the log statement's own function is
 #: no longer refused as out of reach; a mode switch today's code added before the statement
-#: (``net.eval()``) refuses a statement that runs that module.
+#: (``net.eval()``) travels with a statement that runs that module, between
+#: ``flor._save_modes`` and ``flor._restore_modes``.
 CACHE_VERSION = "12"
 
 

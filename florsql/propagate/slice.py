@@ -295,6 +295,10 @@ class Slice:
     #: statements of the log statement's block after it, where that block is a loop body: the
     #: previous iteration ran them before it (``flor.log("h", h)`` above a new ``h += x``)
     after: list[int] = field(default_factory=list)
+    #: statements of ``indices`` that switch a module's mode (``net.eval()``) before code that
+    #: runs it: they travel between a save of the module's modes and their restore after the
+    #: log statement (:func:`_mode_switches`)
+    modes: tuple[int, ...] = ()
 
 
 def carried(
@@ -377,8 +381,10 @@ def carried(
     travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
-    _mode_switch(origin, index, chosen, pairs0)
-    return Slice(chosen, (*up, *nested), after)
+    modes = _mode_switches(origin, index, chosen, pairs0)
+    if modes:
+        chosen = sorted({*chosen, *modes})
+    return Slice(chosen, (*up, *nested), after, modes)
 
 
 #: methods that switch how a module computes (dropout, batch norm), not what it holds
@@ -434,42 +440,65 @@ def _runs_module(stmt: ast.stmt, root: str) -> bool:
     return False
 
 
-def _mode_switch(block: Block, index: int, chosen: list[int], pairs: dict[int, int]) -> None:
-    """Raise :class:`Uncarried` where new code before statement ``index`` of ``block`` switches
-    a module's mode (``net.eval()``, ``net.train(False)``) and the statement, or code carried
-    with it after the switch, reads that module: propagation carries no such call (it would
-    change the old run where the old code never switched back), and placed without it the
-    statement would compute in the mode the old run was in (dropout on, batch statistics of
-    the batch): another value than today's code computes, silently."""
+def _mode_switches(
+    block: Block, index: int, chosen: list[int], pairs: dict[int, int]
+) -> tuple[int, ...]:
+    """New statements before statement ``index`` of ``block`` that switch a module's mode
+    (``net.eval()``, ``net.train(False)``, ``self.net.eval()``) where the statement, or code
+    carried with it after the switch, runs that module (:func:`_runs_module`). Placed without
+    them, the statement would compute in the mode the old run was in there (dropout on, the
+    batch's statistics): another value than today's code computes. They travel, between a save
+    of every submodule's mode and its restore (``api._plan`` checks that nothing of the old
+    version runs in between)."""
+    out = []
     for j in range(index):
         if j in pairs or j in chosen:
             continue
         stmt = block.stmts[j]
-        if not (
-            isinstance(stmt, ast.Expr)
-            and isinstance(stmt.value, ast.Call)
-            and isinstance(stmt.value.func, ast.Attribute)
-            and stmt.value.func.attr in _MODES
-        ):
+        receiver = mode_receiver(stmt)
+        if receiver is None:
             continue
-        base = stmt.value.func.value
+        base = receiver
         while isinstance(base, ast.Attribute | ast.Subscript):
             base = base.value
         if not isinstance(base, ast.Name):
             continue
         later = [block.stmts[k] for k in (*chosen, index) if k > j]
         if any(_runs_module(s, base.id) for s in later):
-            mode = _MODES[stmt.value.func.attr]
-            if stmt.value.args and not (
-                isinstance(stmt.value.args[0], ast.Constant) and stmt.value.args[0].value
-            ):
-                mode = "evaluation"
-            raise Uncarried(
-                f"it runs {base.id}, which today's code switches to {mode} mode before it "
-                f"({ast.unparse(stmt)}, line {stmt.lineno}): florsql carries no such switch "
-                f"into the old version, and without it the statement would compute in the mode "
-                f"the old run was in there"
-            )
+            out.append(j)
+    return tuple(out)
+
+
+def mode_receiver(stmt: ast.stmt) -> ast.expr | None:
+    """What ``stmt`` switches the mode of (``net`` for ``net.eval()``), or None."""
+    if (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and isinstance(stmt.value.func, ast.Attribute)
+        and stmt.value.func.attr in _MODES
+    ):
+        return stmt.value.func.value
+    return None
+
+
+def mode_reason(stmt: ast.stmt, why: str) -> str:
+    """Why a mode switch that today's statement needs cannot travel."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    mode = "evaluation"
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "train"
+        and (not call.args or (isinstance(call.args[0], ast.Constant) and call.args[0].value))
+    ):
+        mode = "training"
+    receiver = mode_receiver(stmt)
+    name = ast.unparse(receiver) if receiver is not None else "a module"
+    return (
+        f"it runs {name}, which today's code switches to {mode} mode before it "
+        f"({ast.unparse(stmt)}, line {stmt.lineno}), and the switch cannot travel with it: "
+        f"{why}"
+    )
 
 
 def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
