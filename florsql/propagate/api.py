@@ -1603,9 +1603,7 @@ def _apply(
     return Propagation(old.text, patched, tuple(placed), tuple(failed), skipped)
 
 
-def _mode_call(
-    func: str, receiver: ast.expr, plan: _Plan, session: _Session, indent: str
-) -> str:
+def _mode_call(func: str, receiver: ast.expr, plan: _Plan, session: _Session, indent: str) -> str:
     """``flor._save_modes(net)`` (or ``_restore_modes``) as a line of the old file: through
     the flor module's name there, or by import where the old file has none."""
     module = next(
