@@ -405,3 +405,27 @@ def test_the_restore_puts_back_each_submodule_s_own_mode() -> None:
         flor._restore_modes(net)
     with pytest.raises(RecordError, match="neither modules\\(\\) nor a training flag"):
         flor._save_modes(object())
+
+
+@pytest.mark.parametrize(
+    "mid",
+    [
+        # the log statement inside the new block
+        "if epoch % 2 == 0:\n    net.eval()\n    with torch.no_grad():\n"
+        '        val = float(net(XV).sum())\n    flor.log("val", val)\n    net.train()',
+        # after it
+        "if epoch % 2 == 0:\n    net.eval()\n    val = evaluate(net)\n    net.train()\n"
+        'else:\n    val = None\nflor.log("val", val)',
+    ],
+)
+def test_a_new_block_that_switches_a_mode_travels_between_a_save_and_a_restore(mid: str) -> None:
+    """A new ``if`` that travels whole (for the ``val`` it binds, or around the log statement)
+    with a mode switch inside: the save goes before the block, the restore after the log
+    statement (before session 30: refused as a method call on an old object)."""
+    new = EVAL_OLD.replace("MID", mid.replace("\n", "\n" + " " * 8))
+    r = propagate(new, EVAL_OLD.replace("        MID\n", ""))
+    assert not r.failed, r.failed
+    tail = r.source.split('flor.log("loss", loss.item())\n')[1]
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    assert lines[0] == "flor._save_modes(net)" and lines[1] == "if epoch % 2 == 0:", tail
+    assert lines[-2:] == ["flor._restore_modes(net)", "print(epoch)"], tail

@@ -64,9 +64,10 @@ class _Item:
     #: where ``twin`` is an old log statement of the value ``stmt`` assigns (``flor.log("acc",
     #: v)`` for ``acc = v``): the target, put before the old line instead of ``stmt``
     bind: ast.expr | None = None
-    #: where ``stmt`` switches a module's mode (``net.eval()``): that module (``net``), whose
-    #: modes are saved before it and restored after the log statement
-    mode: ast.expr | None = None
+    #: the modules whose mode ``stmt`` switches (``net`` for ``net.eval()``, or for a new ``if``
+    #: that travels whole with ``net.eval()`` inside): their modes are saved before it and
+    #: restored after the log statement
+    modes: tuple[ast.expr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ def _plan(
             target.block,
             spot.block,
             s,
-            mode=mode_receiver(target.block.stmts[k]) if k in found.modes else None,
+            modes=_switched(target.block.stmts[k], k in found.modes),
         )
         for k, s in zip(indices, slots, strict=True)
     ]
@@ -350,7 +351,9 @@ def _plan(
             return Failure(log.label, log.line, placed)
         items += placed
     items.sort(key=lambda it: _order(it.stmt))
-    items.append(_Item(target.stmt, target.block, spot.block, slot))
+    # a new block around the log statement, travelling whole, may switch a module's mode
+    modes = _switched(target.stmt, False) if target is not log else ()
+    items.append(_Item(target.stmt, target.block, spot.block, slot, modes=modes))
     for it in items:
         problem = slot_problem(session.old, it.old, it.slot)
         if problem:
@@ -385,7 +388,7 @@ def _plan(
     if twin is not None:  # it goes where its twin was
         items[-1] = _Item(log.stmt, target.block, spot.block, spot.block.stmts.index(twin), twin)
     for k, it in enumerate(items[:-1]):  # carried code that makes an old line's call
-        if it.twin is None and it.mode is None and (near := _adjacent_twin(it, renames, session)):
+        if it.twin is None and not it.modes and (near := _adjacent_twin(it, renames, session)):
             twin, bind = near
             items[k] = _Item(it.stmt, it.new, it.old, it.old.stmts.index(twin), twin, bind)
             if bind is not None and _before_its_binding(items, session):
@@ -415,20 +418,59 @@ def _plan(
     return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
 
 
+def _switches(stmt: ast.stmt) -> list[ast.Expr]:
+    """The mode switches (``net.eval()``, ``self.net.train(False)``) made as statements in
+    ``stmt`` or the blocks inside it, not inside functions it defines."""
+    out = []
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Expr) and mode_receiver(node) is not None:
+            out.append(node)
+        elif not isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+        ):
+            stack.extend(ast.iter_child_nodes(node))
+    out.sort(key=_order)
+    return out
+
+
+def _first_switch(stmt: ast.stmt) -> ast.stmt:
+    found = _switches(stmt)
+    return found[0] if found else stmt
+
+
+def _switched(stmt: ast.stmt, chosen: bool) -> tuple[ast.expr, ...]:
+    """The modules whose modes travelling ``stmt`` switches: a switch the slicer chose for the
+    statements after it (``chosen``), or switches inside a new compound statement that travels
+    whole (``if epoch % 5 == 0: net.eval(); ...``), one per module."""
+    if chosen:
+        receiver = mode_receiver(stmt)
+        return () if receiver is None else (receiver,)
+    if not is_compound(stmt):
+        return ()
+    out: dict[str, ast.expr] = {}
+    for switch in _switches(stmt):
+        receiver = mode_receiver(switch)
+        if receiver is not None:
+            out.setdefault(ast.unparse(receiver), receiver)
+    return tuple(out.values())
+
+
 def _modes_apart(items: list[_Item]) -> str | None:
     """Why a mode switch that travels (``net.eval()``, ``_Item.mode``) cannot: between the save
     of the module's modes before it and their restore after the log statement, every statement
     that follows it in today's code must go in at its slot, one after the other, so that no
     old statement runs in the switched mode (the old run would not be the one recorded)."""
     for m in items:
-        if m.mode is None:
+        if not m.modes:
             continue
         for it in items:
             if _order(it.stmt) <= _order(m.stmt):
                 continue
             if it.old is not m.old or it.slot != m.slot or it.twin is not None:
                 return mode_reason(
-                    m.stmt,
+                    _first_switch(m.stmt),
                     "the statements after it would go in at other places than the switch, "
                     "with old code running between them",
                 )
@@ -1455,10 +1497,10 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
     owners = _Owners(session)
     for it in items:
-        if it.twin is not None or it.mode is not None:  # a mode switch is restored
+        if it.twin is not None:
             owners.bind(it.stmt)
             continue
-        why = _changes_old(it.stmt, owners, session)
+        why = _changes_old(it.stmt, owners, session, it.modes)
         if why:
             code = statement_code(session.new, it.stmt).splitlines()[0].strip()
             return (
@@ -1469,7 +1511,9 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     return None
 
 
-def _changes_old(stmt: ast.stmt, owners: _Owners, session: _Session) -> str | None:
+def _changes_old(
+    stmt: ast.stmt, owners: _Owners, session: _Session, modes: tuple[ast.expr, ...] = ()
+) -> str | None:
     """What of the old version's ``stmt`` changes (``'opt' in place (...)``), or None."""
     inner = _Owners(session)
     inner.own = dict(owners.own)
@@ -1492,6 +1536,8 @@ def _changes_old(stmt: ast.stmt, owners: _Owners, session: _Session) -> str | No
         func = node.value.func
         if func.attr in _OUTPUT_METHODS or (func.attr.endswith("_") and func.attr[-2:] != "__"):
             continue  # an in-place call: :func:`_in_place` has its own rule
+        if node in _switches(stmt) and ast.unparse(func.value) in {ast.unparse(m) for m in modes}:
+            continue  # a mode switch, saved before and restored after (``_Item.modes``)
         root = inner.root(func.value)
         if root in session.old.imported and root not in inner.own:
             continue  # a module's function (``torch.save(...)``, ``logging.info(...)``)
@@ -1578,12 +1624,12 @@ def _apply(
                     text = _bound(old, twin, it.bind, {**session.alias, **plan.renames})
                 else:
                     text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
-            if it.mode is not None:
-                text = _mode_call("_save_modes", it.mode, plan, session, indent) + text
-            if it is plan.items[-1]:
-                for m in reversed(plan.items[:-1]):
-                    if m.mode is not None:
-                        text += _mode_call("_restore_modes", m.mode, plan, session, indent)
+            for mode in it.modes:
+                text = _mode_call("_save_modes", mode, plan, session, indent) + text
+            if it is plan.items[-1]:  # the log statement, or the new block around it
+                for m in reversed(plan.items):
+                    for mode in reversed(m.modes):
+                        text += _mode_call("_restore_modes", mode, plan, session, indent)
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
