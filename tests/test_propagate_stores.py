@@ -429,3 +429,30 @@ def test_a_new_block_that_switches_a_mode_travels_between_a_save_and_a_restore(m
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     assert lines[0] == "flor._save_modes(net)" and lines[1] == "if epoch % 2 == 0:", tail
     assert lines[-2:] == ["flor._restore_modes(net)", "print(epoch)"], tail
+
+
+@pytest.mark.parametrize(
+    ("mid", "reason"),
+    [
+        # the value logged is the previous iteration's, computed after the switch
+        (
+            'net.eval()\nflor.log("h", h)\nh = float(net(XV).sum())\nnet.train()',
+            "code after the log statement travels with it (the loop's tail)",
+        ),
+        (
+            'flor.log("h", h)\nnet.eval()\nh = float(net(XV).sum())\nnet.train()',
+            "changes the mode of 'net' (net.eval())",
+        ),
+    ],
+)
+def test_a_mode_switch_around_a_loop_s_tail_is_refused(mid: str, reason: str) -> None:
+    """Today's statement logs what the end of the previous iteration computed in evaluation
+    mode: that tail travels, and it would run after the restore, or with a switch nothing
+    restores (before session 30 the tail went in without the switch, and computed with
+    dropout on, silently)."""
+    old = EVAL_OLD.replace("XV = torch.ones(3, 2)", "XV = torch.ones(3, 2)\nh = 0.0")
+    new = old.replace("MID", mid.replace("\n", "\n" + " " * 8))
+    r = propagate(new, old.replace("        MID\n", ""))
+    assert not r.placed, r.source
+    (f,) = r.failed
+    assert reason in f.reason, f.reason

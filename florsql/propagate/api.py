@@ -462,9 +462,16 @@ def _modes_apart(items: list[_Item]) -> str | None:
     of the module's modes before it and their restore after the log statement, every statement
     that follows it in today's code must go in at its slot, one after the other, so that no
     old statement runs in the switched mode (the old run would not be the one recorded)."""
+    last = _order(items[-1].stmt)
     for m in items:
         if not m.modes:
             continue
+        if any(_order(it.stmt) > last for it in items):  # a loop's tail, carried
+            return mode_reason(
+                _first_switch(m.stmt),
+                "code after the log statement travels with it (the loop's tail), and would "
+                "run after the restore",
+            )
         for it in items:
             if _order(it.stmt) <= _order(m.stmt):
                 continue
@@ -1542,6 +1549,8 @@ def _changes_old(
         if root in session.old.imported and root not in inner.own:
             continue  # a module's function (``torch.save(...)``, ``logging.info(...)``)
         if inner.old(root) or owners.old(root):
+            if func.attr in ("eval", "train"):
+                return f"the mode of {_held(root, inner, session)} ({ast.unparse(node.value)})"
             return f"{_held(root, inner, session)} ({ast.unparse(node.value)})"
     return None
 

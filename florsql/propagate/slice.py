@@ -381,9 +381,10 @@ def carried(
     travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
-    modes = _mode_switches(origin, index, chosen, pairs0)
+    modes = _mode_switches(origin, index, chosen, pairs0, after)
     if modes:
-        chosen = sorted({*chosen, *modes})
+        chosen = sorted({*chosen, *(j for j in modes if j < index)})
+        after = sorted({*after, *(j for j in modes if j > index)})
     return Slice(chosen, (*up, *nested), after, modes)
 
 
@@ -441,7 +442,7 @@ def _runs_module(stmt: ast.stmt, root: str) -> bool:
 
 
 def _mode_switches(
-    block: Block, index: int, chosen: list[int], pairs: dict[int, int]
+    block: Block, index: int, chosen: list[int], pairs: dict[int, int], after: list[int]
 ) -> tuple[int, ...]:
     """New statements before statement ``index`` of ``block`` that switch a module's mode
     (``net.eval()``, ``net.train(False)``, ``self.net.eval()``) where the statement, or code
@@ -451,8 +452,9 @@ def _mode_switches(
     of every submodule's mode and its restore (``api._plan`` checks that nothing of the old
     version runs in between)."""
     out = []
-    for j in range(index):
-        if j in pairs or j in chosen:
+    travelling = [*chosen, index, *after]  # ``after``: a loop's tail, run before it too
+    for j in range(len(block.stmts)):
+        if j == index or j in pairs or j in travelling:
             continue
         stmt = block.stmts[j]
         receiver = mode_receiver(stmt)
@@ -463,7 +465,7 @@ def _mode_switches(
             base = base.value
         if not isinstance(base, ast.Name):
             continue
-        later = [block.stmts[k] for k in (*chosen, index) if k > j]
+        later = [block.stmts[k] for k in travelling if k > j]
         if any(_runs_module(s, base.id) for s in later):
             out.append(j)
     return tuple(out)
