@@ -456,3 +456,63 @@ def test_a_mode_switch_around_a_loop_s_tail_is_refused(mid: str, reason: str) ->
     assert not r.placed, r.source
     (f,) = r.failed
     assert reason in f.reason, f.reason
+
+
+OUTER_OLD = """import torch
+import florsql as flor
+
+net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 1))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+XV = torch.ones(3, 2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        for s in flor.loop("step", range(3)):
+            loss = net(torch.ones(2)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            v0 = net(XV).mean().item()
+        print(epoch)
+"""
+
+
+def test_a_mode_switch_outside_the_block_the_statement_goes_into_is_refused() -> None:
+    """Today's ``net.eval()`` before an old ``with torch.no_grad():`` block, today's statement
+    inside it: the switch cannot go in without the old ``v0`` computing in evaluation mode too,
+    and without it the statement computes with dropout on (before session 30: placed, silently)."""
+    new = OUTER_OLD.replace(
+        "        with torch.no_grad():\n            v0 = net(XV).mean().item()\n",
+        "        net.eval()\n        with torch.no_grad():\n"
+        "            v0 = net(XV).mean().item()\n"
+        '            flor.log("val", net(XV).sum().item())\n        net.train()\n',
+    )
+    r = propagate(new, OUTER_OLD)
+    assert not r.placed, r.source
+    (f,) = r.failed
+    assert "it is outside the block today's statement goes into" in f.reason, f.reason
+
+
+def test_a_switch_back_to_training_where_the_old_version_never_leaves_it_is_no_obstacle() -> None:
+    """Today's code puts ``net.train()`` at the top of each epoch (it evaluates at the end); the
+    old version never switched a mode, so its modules were always in training mode: a step-level
+    statement that runs ``net`` is placed, without the switch. Where the old version does switch
+    to evaluation somewhere, the same statement is refused."""
+    new = OUTER_OLD.replace(
+        '    for epoch in flor.loop("epoch", range(4)):\n',
+        '    for epoch in flor.loop("epoch", range(4)):\n        net.train()\n',
+    ).replace(
+        '            flor.log("loss", loss.item())\n',
+        '            flor.log("loss", loss.item())\n'
+        '            flor.log("out", net(XV).sum().item())\n',
+    )
+    r = propagate(new, OUTER_OLD)
+    assert not r.failed, r.failed
+    assert "net.train()" not in r.source and "_save_modes" not in r.source
+    old_evals = OUTER_OLD.replace(
+        "        print(epoch)\n", "        net.eval()\n        print(epoch)\n"
+    )
+    new_evals = new.replace("        print(epoch)\n", "        net.eval()\n        print(epoch)\n")
+    r = propagate(new_evals, old_evals)
+    assert not r.placed and "switches to training mode" in r.failed[0].reason, r.failed

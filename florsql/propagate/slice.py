@@ -333,7 +333,7 @@ def carried(
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
         needed = {n for n in needed if _root(n) not in files[0].aliases}
-    pairs0 = pairs
+    pairs0, old0 = pairs, old
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
@@ -381,7 +381,9 @@ def carried(
     travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
-    modes = _mode_switches(origin, index, chosen, pairs0, after)
+    evals = ctx.files is None or switches_to_eval(ctx.files[1])
+    _outer_switch(origin, old0, travelling, ctx, skip, evals)
+    modes = _mode_switches(origin, index, chosen, pairs0, after, evals)
     if modes:
         chosen = sorted({*chosen, *(j for j in modes if j < index)})
         after = sorted({*after, *(j for j in modes if j > index)})
@@ -441,8 +443,45 @@ def _runs_module(stmt: ast.stmt, root: str) -> bool:
     return False
 
 
+def _to_training(stmt: ast.stmt) -> bool:
+    """Whether mode switch ``stmt`` is to training mode (``net.train()``, ``net.train(True)``)."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+        return False
+    if call.func.attr != "train" or len(call.args) > 1:
+        return False
+    args = [*call.args, *(k.value for k in call.keywords if k.arg == "mode")]
+    return not args or (isinstance(args[0], ast.Constant) and args[0].value is True)
+
+
+@lru_cache(maxsize=32)
+def switches_to_eval(src: SourceFile) -> bool:
+    """Whether ``src`` may switch a module out of training mode anywhere (``.eval()``, a
+    ``.train(...)`` not plainly True, a ``training`` attribute set). Where it never does, its
+    modules are always in training mode (``torch.nn.Module``'s default), and today's new
+    ``net.train()`` changes nothing there."""
+    for node in src.nodes:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "eval":
+                return True
+            if node.func.attr == "train" and not _to_training(ast.Expr(node)):
+                return True
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "training"
+            and isinstance(node.ctx, ast.Store)
+        ):
+            return True
+    return False
+
+
 def _mode_switches(
-    block: Block, index: int, chosen: list[int], pairs: dict[int, int], after: list[int]
+    block: Block,
+    index: int,
+    chosen: list[int],
+    pairs: dict[int, int],
+    after: list[int],
+    evals: bool = True,
 ) -> tuple[int, ...]:
     """New statements before statement ``index`` of ``block`` that switch a module's mode
     (``net.eval()``, ``net.train(False)``, ``self.net.eval()``) where the statement, or code
@@ -458,8 +497,8 @@ def _mode_switches(
             continue
         stmt = block.stmts[j]
         receiver = mode_receiver(stmt)
-        if receiver is None:
-            continue
+        if receiver is None or (not evals and _to_training(stmt)):
+            continue  # back to training where the old version never leaves it: no change
         base = receiver
         while isinstance(base, ast.Attribute | ast.Subscript):
             base = base.value
@@ -469,6 +508,45 @@ def _mode_switches(
         if any(_runs_module(s, base.id) for s in later):
             out.append(j)
     return tuple(out)
+
+
+def _outer_switch(
+    block: Block,
+    old: Block,
+    travelling: list[ast.stmt],
+    ctx: _Context,
+    skip: frozenset[int],
+    evals: bool = True,
+) -> None:
+    """Raise :class:`Uncarried` where new code switches a module's mode in a block around
+    ``block`` (the same function), before the statement that holds it, and travelling code
+    runs that module: the switch cannot travel (the old code of the blocks in between would
+    run in the switched mode), and without it the statement computes in the old run's mode."""
+    if ctx.files is None:
+        return
+    new_file, old_file = ctx.files
+    while id(block) in new_file.parents and id(old) in old_file.parents:
+        (parent, at), (old_parent, _) = new_file.parents[id(block)], old_file.parents[id(old)]
+        if isinstance(parent.stmts[at], _SCOPES):
+            return
+        pairs = alignment(parent, old_parent, skip)
+        for j in range(at):
+            stmt = parent.stmts[j]
+            receiver = None if j in pairs else mode_receiver(stmt)
+            if receiver is not None and not evals and _to_training(stmt):
+                continue  # the old version is always in training mode
+            base = receiver
+            while isinstance(base, ast.Attribute | ast.Subscript):
+                base = base.value
+            if isinstance(base, ast.Name) and any(_runs_module(t, base.id) for t in travelling):
+                raise Uncarried(
+                    mode_reason(
+                        stmt,
+                        "it is outside the block today's statement goes into, whose old code "
+                        "would run in the switched mode",
+                    )
+                )
+        block, old = parent, old_parent
 
 
 def mode_receiver(stmt: ast.stmt) -> ast.expr | None:
