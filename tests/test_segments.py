@@ -254,3 +254,20 @@ def test_logs_from_other_threads_are_all_kept(tmp_path: Path) -> None:
     assert by_name["t"][0] == "int"
     assert sorted(by_name["t"][1]) == sorted(k * 10_000 + i for k in range(3) for i in range(2000))
     assert seqs == [(1 + 1000 + 6000, 1 + 1000 + 6000)]
+
+
+def test_a_segment_written_again_at_its_path_is_read_again(tmp_path: Path) -> None:
+    """Segments are read once per process (a query reads the same ones for its replay request,
+    each task's verification and the index), keyed by the file's inode, size and mtime: one
+    written again at the same path (a new file renamed over it) is read anew, never the copy
+    read before."""
+    rows = [
+        {**dict.fromkeys(schema().names), "kind": "log", "ctx": 1, "name": "a", "vtype": "int"},
+    ]
+    table = pa.Table.from_pylist(rows, schema())
+    path = write_segment(tmp_path, 0, table)
+    assert read_segment(path).to_pylist() == table.to_pylist()
+    assert read_segment(path) is read_segment(path)  # the copy read before
+    other = pa.Table.from_pylist([{**rows[0], "name": "b"}], schema())
+    assert write_segment(tmp_path, 0, other) == path
+    assert read_segment(path).to_pylist() == other.to_pylist()
