@@ -441,7 +441,7 @@ def test_a_new_block_that_switches_a_mode_travels_between_a_save_and_a_restore(m
         ),
         (
             'flor.log("h", h)\nnet.eval()\nh = float(net(XV).sum())\nnet.train()',
-            "changes the mode of 'net' (net.eval())",
+            "which today's code switches to evaluation mode before it (net.eval()",
         ),
     ],
 )
@@ -491,7 +491,7 @@ def test_a_mode_switch_outside_the_block_the_statement_goes_into_is_refused() ->
     r = propagate(new, OUTER_OLD)
     assert not r.placed, r.source
     (f,) = r.failed
-    assert "it is outside the block today's statement goes into" in f.reason, f.reason
+    assert "outside the block today's statement goes into" in f.reason, f.reason
 
 
 def test_a_switch_back_to_training_where_the_old_version_never_leaves_it_is_no_obstacle() -> None:

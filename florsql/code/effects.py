@@ -1027,11 +1027,40 @@ def _part_roots(node: ast.AST) -> set[str]:
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr in ("values", "items")
+        and node.func.attr in _PART_ITERATORS
     ):
         return _part_roots(node.func.value)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _PASSING_ITERATORS
+    ):
+        # ``zip(ema.parameters(), net.parameters())``: a target may be a part of either
+        return {r for a in node.args for r in _part_roots(a)}
     root = _alias_root(node)
     return {root} if root else set()
+
+
+#: Methods whose iteration gives parts of their object (a module's parameters and buffers
+#: share its storage: ``for p in ema.parameters(): p.mul_(d)`` changes ``ema``).
+_PART_ITERATORS = frozenset(
+    {
+        "values",
+        "items",
+        "parameters",
+        "named_parameters",
+        "buffers",
+        "named_buffers",
+        "modules",
+        "named_modules",
+        "children",
+        "named_children",
+        "state_dict",
+    }
+)
+
+#: Builtins that iterate what they are given and pass its items on.
+_PASSING_ITERATORS = frozenset({"zip", "enumerate", "reversed", "list", "tuple", "sorted", "iter"})
 
 
 def _aliased(target: ast.AST, value: ast.AST) -> list[tuple[str, str]]:

@@ -148,7 +148,14 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: method of an old object called by carried code; a statement that runs a module today's code
 #: switches to evaluation mode before it (``net.eval()``) gets the switch, between a save and a
 #: restore of the module's modes (was placed without the switch: dropout on, silently).
-REPLAY_RULES = 13
+#: 14 (session 30): a switch to evaluation mode in a block around the statement (``net.eval()``
+#: in the epoch body, today's ``va = ...`` inside the old ``with torch.no_grad():``) refuses
+#: it (was placed: dropout on, silently); today's EMA update over ``zip(ema.parameters(),
+#: net.parameters())`` travels with a statement evaluating ``ema`` (was left behind: the
+#: untrained copy evaluated, silently); a loop changing the parameters an object gives
+#: (``pe.mul_``) changes that object for the replay's plan (a step loop updating an EMA that no
+#: checkpoint held was skipped, and the EMA read as the script made it, silently).
+REPLAY_RULES = 14
 
 
 def statement_fingerprints(

@@ -44,6 +44,7 @@ from florsql.propagate.slice import (
     carried,
     changes,
     filled_discards,
+    loop_parts,
     mode_reason,
     mode_receiver,
     reads,
@@ -1127,6 +1128,10 @@ def _decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> st
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
+def _names_read(expr: ast.expr) -> set[str]:
+    return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
 def _binds(stmt: ast.stmt) -> frozenset[str]:
     """Names a carried statement binds for what follows it (a ``for`` loop's variable too, which
     outlives the loop), not the variables of comprehensions inside it."""
@@ -1231,6 +1236,21 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
             for n in ast.walk(t)
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
         }
+        # a loop target over parts of today's own objects only (``for pe, pn in
+        # zip(ema.parameters(), net.parameters())``: ``pe``, a part of today's ``ema``)
+        for node in ast.walk(it.stmt):
+            if not isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                continue
+            for target, value in loop_parts(node.target, node.iter):
+                names = set() if value is None else _names_read(value)
+                if value is None or (
+                    names
+                    and all(
+                        n in fresh | local or n in modules or n not in session.old.bound_names
+                        for n in names
+                    )
+                ):
+                    local |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
         for node in ast.walk(it.stmt):
             if not isinstance(node, ast.Call) or it.twin is not None:
                 continue
@@ -1464,7 +1484,7 @@ class _Owners:
             ):
                 pairs = [(node.target, node.value)]
             elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                pairs = [(node.target, node.iter)]
+                pairs = loop_parts(node.target, node.iter)
             elif isinstance(node, ast.With | ast.AsyncWith):
                 pairs = [(i.optional_vars, None) for i in node.items if i.optional_vars]
             for target, value in pairs:

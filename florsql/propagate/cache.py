@@ -42,7 +42,11 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: no longer refused as out of reach; a mode switch today's code added before the statement
 #: (``net.eval()``) travels with a statement that runs that module, between
 #: ``flor._save_modes`` and ``flor._restore_modes``.
-CACHE_VERSION = "12"
+#: 13 (session 30): the mode switch is looked for in every block around the statement (up to its
+#: function), through an alias, a loop over ``net.modules()`` and ``net.apply``; a loop over
+#: parts of today's object changing them in place (``for pe, pn in zip(ema.parameters(),
+#: net.parameters()): pe.mul_(d)``) travels with a statement reading that object.
+CACHE_VERSION = "13"
 
 
 def digest(*parts: str) -> str:

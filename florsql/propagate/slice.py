@@ -168,7 +168,8 @@ def changes(
     is not taken as part of what an old ``net`` is."""
     kills = set(assigned(stmt))
     updates: set[str] = set()
-    for node in _walk_code(stmt):
+    nodes = _walk_code(stmt)
+    for node in nodes:
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
@@ -195,10 +196,54 @@ def changes(
             and isinstance(node.value, ast.Call)
             and isinstance(node.value.func, ast.Attribute)
         ):
-            p = _path(node.value.func.value)
+            p = _path(_receiver(node.value.func.value))
             if p is not None and (fresh is None or _root(p) in fresh):
                 updates.add(p)
+    # a loop of the statement over parts of an object, changing them in place (today's EMA:
+    # ``for pe, pn in zip(ema.parameters(), net.parameters()): pe.mul_(d).add_(pn, ...)``),
+    # changes that object: before session 30 only ``pe`` was seen, the update stayed behind,
+    # and ``ema`` was evaluated as it was made, silently
+    parts: dict[str, set[str]] = {}
+    for node in nodes:
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            for target, value in loop_parts(node.target, node.iter):
+                owners = {
+                    n.id
+                    for n in ast.walk(value or ast.Constant(0))
+                    if isinstance(n, ast.Name) and (fresh is None or n.id in fresh)
+                }
+                for part in ast.walk(target):
+                    if isinstance(part, ast.Name):
+                        parts.setdefault(part.id, set()).update(owners)
+    for name in [u for u in updates if _root(u) in parts]:
+        updates.update(parts[_root(name)])
     return frozenset(kills), frozenset(updates)
+
+
+def loop_parts(target: ast.expr, it: ast.expr) -> list[tuple[ast.expr, ast.expr | None]]:
+    """What each part of a loop's target is bound to: element by element through ``zip`` and
+    ``enumerate`` (``for pe, pn in zip(ema.parameters(), net.parameters())``: ``pe`` to a part
+    of ``ema``, ``pn`` of ``net``; the index of ``enumerate`` to a number), else the whole
+    target to the iterable."""
+    if (
+        isinstance(target, ast.Tuple | ast.List)
+        and isinstance(it, ast.Call)
+        and isinstance(it.func, ast.Name)
+        and not it.keywords
+        and not any(isinstance(a, ast.Starred) for a in it.args)
+    ):
+        if it.func.id == "zip" and len(it.args) == len(target.elts):
+            return [p for t, a in zip(target.elts, it.args, strict=True) for p in loop_parts(t, a)]
+        if it.func.id == "enumerate" and len(target.elts) == 2 and len(it.args) == 1:
+            return [(target.elts[0], None), *loop_parts(target.elts[1], it.args[0])]
+    return [(target, it)]
+
+
+def _receiver(node: ast.expr) -> ast.expr:
+    """What a chain of calls is made on: ``pe`` for ``pe.mul_(d).add_(x)``'s ``.add_``."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value
+    return node
 
 
 def relevant(kills: frozenset[str], updates: frozenset[str], needed: set[str]) -> bool:
@@ -323,7 +368,7 @@ def carried(
     or where the two compound statements differ in shape, :class:`Uncarried` is raised: the
     statement alone would read the old version's value.
     """
-    origin = block
+    origin, origin_old = block, old
     fresh = (
         None
         if files is None
@@ -333,7 +378,7 @@ def carried(
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
         needed = {n for n in needed if _root(n) not in files[0].aliases}
-    pairs0, old0 = pairs, old
+    pairs0 = pairs
     chosen, nested, needed = _carry(block, 0, index, needed, old, pairs, ctx)
     if files is None:
         return Slice(chosen, nested)
@@ -382,11 +427,11 @@ def carried(
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
     evals = ctx.files is None or switches_to_eval(ctx.files[1])
-    _outer_switch(origin, old0, travelling, ctx, skip, evals)
     modes = _mode_switches(origin, index, chosen, pairs0, after, evals)
-    if modes:
-        chosen = sorted({*chosen, *(j for j in modes if j < index)})
-        after = sorted({*after, *(j for j in modes if j > index)})
+    chosen = sorted({*chosen, *modes})
+    placed = [(origin, k) for k in (index, *chosen, *after)]
+    placed += [(n.new, k) for n in (*up, *nested) for k in n.indices]
+    _refuse_switches(origin, origin_old, pairs0, placed, files, skip, evals)
     return Slice(chosen, (*up, *nested), after, modes)
 
 
@@ -492,8 +537,8 @@ def _mode_switches(
     version runs in between)."""
     out = []
     travelling = [*chosen, index, *after]  # ``after``: a loop's tail, run before it too
-    for j in range(len(block.stmts)):
-        if j == index or j in pairs or j in travelling:
+    for j in range(index):
+        if j in pairs or j in travelling:
             continue
         stmt = block.stmts[j]
         receiver = mode_receiver(stmt)
@@ -508,45 +553,6 @@ def _mode_switches(
         if any(_runs_module(s, base.id) for s in later):
             out.append(j)
     return tuple(out)
-
-
-def _outer_switch(
-    block: Block,
-    old: Block,
-    travelling: list[ast.stmt],
-    ctx: _Context,
-    skip: frozenset[int],
-    evals: bool = True,
-) -> None:
-    """Raise :class:`Uncarried` where new code switches a module's mode in a block around
-    ``block`` (the same function), before the statement that holds it, and travelling code
-    runs that module: the switch cannot travel (the old code of the blocks in between would
-    run in the switched mode), and without it the statement computes in the old run's mode."""
-    if ctx.files is None:
-        return
-    new_file, old_file = ctx.files
-    while id(block) in new_file.parents and id(old) in old_file.parents:
-        (parent, at), (old_parent, _) = new_file.parents[id(block)], old_file.parents[id(old)]
-        if isinstance(parent.stmts[at], _SCOPES):
-            return
-        pairs = alignment(parent, old_parent, skip)
-        for j in range(at):
-            stmt = parent.stmts[j]
-            receiver = None if j in pairs else mode_receiver(stmt)
-            if receiver is not None and not evals and _to_training(stmt):
-                continue  # the old version is always in training mode
-            base = receiver
-            while isinstance(base, ast.Attribute | ast.Subscript):
-                base = base.value
-            if isinstance(base, ast.Name) and any(_runs_module(t, base.id) for t in travelling):
-                raise Uncarried(
-                    mode_reason(
-                        stmt,
-                        "it is outside the block today's statement goes into, whose old code "
-                        "would run in the switched mode",
-                    )
-                )
-        block, old = parent, old_parent
 
 
 def mode_receiver(stmt: ast.stmt) -> ast.expr | None:
@@ -579,6 +585,177 @@ def mode_reason(stmt: ast.stmt, why: str) -> str:
         f"({ast.unparse(stmt)}, line {stmt.lineno}), and the switch cannot travel with it: "
         f"{why}"
     )
+
+
+def _refuse_switches(
+    origin: Block,
+    old: Block,
+    pairs: dict[int, int],
+    placed: list[tuple[Block, int]],
+    files: tuple[SourceFile, SourceFile] | None,
+    skip: frozenset[int],
+    evals: bool = True,
+) -> None:
+    """Raise :class:`Uncarried` where new code switches a module's mode (``net.eval()``,
+    ``net.train(False)``, ``for m in net.modules(): m.eval()``, ``net.apply(...)``, through an
+    alias ``m = net`` too) before the statement or code carried with it (``placed``: each as
+    its block and index), and that code runs the module: propagation carries no such call (it
+    would change the old run where the old code never switched back), and placed without it
+    the statement would compute in the mode the old run was in (dropout on, batch statistics
+    of the batch): another value than today's code computes, silently.
+
+    The switch may be in the log statement's block or in any block around it up to its
+    function: ``net.eval()`` new in the epoch body, today's ``va = ...`` added inside the old
+    ``with torch.no_grad():`` after it (until session 30 only the statement's own block was
+    looked at, and ``va`` was computed with dropout on, silently)."""
+    levels = [(origin, pairs)]
+    if files is not None:
+        new_file, old_file = files
+        block = origin
+        while id(block) in new_file.parents and id(old) in old_file.parents:
+            (parent, at), (old_parent, old_at) = (
+                new_file.parents[id(block)],
+                old_file.parents[id(old)],
+            )
+            if isinstance(parent.stmts[at], _SCOPES) or isinstance(
+                old_parent.stmts[old_at], _SCOPES
+            ):
+                break
+            levels.append((parent, alignment(parent, old_parent, skip)))
+            block, old = parent, old_parent
+        parents = new_file.parents
+    else:
+        parents = {}
+    # each travelling statement with the (block, index) of it and of the statements around it
+    chains: list[tuple[ast.stmt, set[tuple[int, int]]]] = []
+    travelling: set[int] = set()
+    for blk, k in placed:
+        chain = {(id(blk), k)}
+        up_ = blk
+        while id(up_) in parents:
+            up_, at = parents[id(up_)]
+            chain.add((id(up_), at))
+        chains.append((blk.stmts[k], chain))
+        travelling.add(id(blk.stmts[k]))
+    aliases = _aliases([s for blk, _ in levels for s in blk.stmts])
+    for blk, level_pairs in levels:
+        for j, stmt in enumerate(blk.stmts):
+            if j in level_pairs or id(stmt) in travelling:
+                continue
+            switch = _switch_roots(stmt)
+            if switch is None:
+                continue
+            roots, mode = switch
+            if mode == "training" and not evals:
+                continue  # the old version never leaves training mode: no switch there
+            roots = _with_aliases(roots, aliases)
+            later = [
+                s
+                for s, chain in chains
+                if any((id(blk), p) in chain for p in range(j + 1, len(blk.stmts)))
+            ]
+            hit = next((r for r in sorted(roots) for s in later if _runs_module(s, r)), None)
+            if hit is not None and blk is not origin:
+                raise Uncarried(
+                    f"it runs {hit}, which today's code switches to {mode} mode before it "
+                    f"({_first_line(stmt)}, line {stmt.lineno}), outside the block today's "
+                    "statement goes into: carried, the old code of that block would run in the "
+                    "switched mode, and without it the statement would compute in the mode the "
+                    "old run was in there"
+                )
+            if hit is not None:
+                raise Uncarried(
+                    f"it runs {hit}, which today's code switches to {mode} mode before it "
+                    f"({_first_line(stmt)}, line {stmt.lineno}): florsql carries a switch only "
+                    "as a statement before today's one, of the module it runs (net.eval()), and "
+                    "without it the statement would compute in the mode the old run was in there"
+                )
+
+
+def _first_line(stmt: ast.stmt) -> str:
+    return ast.unparse(stmt).splitlines()[0]
+
+
+def _switch_roots(stmt: ast.stmt) -> tuple[set[str], str] | None:
+    """``(roots, mode)`` where ``stmt`` switches a module's mode: the names whose modules it
+    may switch (the receiver's root, ``net`` for ``net[2].eval()``; where that is a name the
+    statement binds itself, as ``for m in net.modules(): m.eval()`` or ``net.apply(lambda m:
+    m.eval())`` do, also the roots of the other receivers and iterables in it), and the mode
+    ("evaluation" or "training"). None for a statement that switches nothing, or for a
+    definition (a ``def`` runs nothing)."""
+    if isinstance(stmt, _SCOPES):
+        return None
+    mode, roots, bound = None, set(), False
+    for node in ast.walk(stmt):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MODES
+        ):
+            continue
+        base = node.func.value
+        while isinstance(base, ast.Attribute | ast.Subscript):
+            base = base.value
+        if not isinstance(base, ast.Name):
+            bound = True
+            continue
+        roots.add(base.id)
+        this = _MODES[node.func.attr]
+        if node.args and not (isinstance(node.args[0], ast.Constant) and node.args[0].value):
+            this = "evaluation"
+        mode = this if mode in (None, this) else "another"
+    if mode is None and not bound:
+        return None
+    own = {
+        n.id
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)
+    } | {a.arg for n in ast.walk(stmt) if isinstance(n, ast.Lambda) for a in n.args.args}
+    if bound or roots & own:
+        for node in ast.walk(stmt):
+            owner: ast.expr | None = None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = node.func.value
+            elif isinstance(node, ast.For | ast.comprehension):
+                owner = node.iter
+            while isinstance(owner, ast.Attribute | ast.Subscript | ast.Call):
+                owner = owner.func if isinstance(owner, ast.Call) else owner.value
+            if isinstance(owner, ast.Name) and owner.id not in own:
+                roots.add(owner.id)
+            elif isinstance(owner, ast.Tuple | ast.List):
+                roots |= {e.id for e in owner.elts if isinstance(e, ast.Name)}
+    return roots - own, mode or "evaluation"
+
+
+def _aliases(stmts: list[ast.stmt]) -> dict[str, set[str]]:
+    """Names bound to one another by a plain assignment among ``stmts`` (``m = net``, ``model
+    = self.net``), both ways: a switch of one is a switch of the other."""
+    out: dict[str, set[str]] = {}
+    for stmt in stmts:
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            continue
+        base = stmt.value
+        while isinstance(base, ast.Attribute | ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Name):
+            a, b = stmt.targets[0].id, base.id
+            out.setdefault(a, set()).add(b)
+            out.setdefault(b, set()).add(a)
+    return out
+
+
+def _with_aliases(roots: set[str], aliases: dict[str, set[str]]) -> set[str]:
+    out, todo = set(roots), list(roots)
+    while todo:
+        for other in aliases.get(todo.pop(), ()):
+            if other not in out:
+                out.add(other)
+                todo.append(other)
+    return out
 
 
 def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
