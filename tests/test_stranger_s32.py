@@ -24,7 +24,17 @@ Found (session 30):
   ``ema_acc`` was the accuracy of the untrained copy, silently. A loop over parts of an object
   changing them in place now changes that object (``slice.changes``), and a loop target over
   parts of today's own objects only (element by element through ``zip``/``enumerate``) is no
-  old object (``api._in_place``, ``api._Owners``): carried, exact.
+  old object (``api._in_place``, ``api._Owners``): carried, exact. The replay's plan had the
+  same blind spot (florsql/code/effects.py): a step loop updating an EMA through its
+  parameters did not change ``ema``, so a statement reading it skipped the step loop and read
+  the EMA as the script made it, also where the old code kept the EMA itself; fixed.
+- Today's ``evaluate()`` helper (``va = ...; flor.log("va", va); net.train()``), called after
+  the step loop: its body was aligned with the whole old epoch body, its ``net.train()`` (or a
+  first ``net.train(False)``) matched the old ``net.train()`` at the top of the epoch, and
+  ``va`` went before the step loop: the accuracy before each epoch's training (here with a
+  misleading NondeterminismWarning, as its dropout draws changed the replayed training;
+  silent for a model without dropout). Now a helper's statement must go where the helper is
+  called, or is refused saying where it pointed (``api._off_its_call``).
 
 Every other pattern is exact. Harness: tests/test_stranger_s25.py (the oracle records the same
 sequence of versions, hand-patched). Queries are asked as a user would: a narrow one first,
@@ -645,5 +655,112 @@ def test_a_switch_around_the_old_no_grad_block_is_refused_with_its_reason(
         ):
             with pytest.raises(ReplayError, match="va: it runs net, which today's code switches"):
                 fetch(con, sql)
+    finally:
+        con.close()
+
+
+# --- a log statement inside a helper today's code added, called after the step loop -----------
+
+NEW_HELPER = (
+    HEAD
+    + NET
+    + """
+
+def evaluate():  # hindsight
+    va = float((net(XV).argmax(1) == YV).float().mean())  # hindsight
+    flor.log("va", va)  # hindsight
+    net.train()  # hindsight
+
+"""
+    + LOOP
+    + """\
+        net.eval()  # hindsight
+        evaluate()  # hindsight
+        flor.log("wn", float(net[0].weight.norm()))
+"""
+)
+
+HELPER_BODIES = {
+    # its last line matches the old net.train() at the top of the epoch
+    "a_train_call_last": (
+        "def evaluate():\n    va = VA\n    flor.log('va', va)\n    net.train()\n",
+        "net.eval()\nevaluate()",
+    ),
+    # its first line matches the old net.train(): train(False) reads like it
+    "a_train_false_call_first": (
+        "def evaluate():\n    net.train(False)\n    va = VA\n    flor.log('va', va)\n",
+        "evaluate()",
+    ),
+}
+
+
+@pytest.mark.parametrize(("helper", "call"), HELPER_BODIES.values(), ids=HELPER_BODIES.keys())
+def test_a_statement_in_a_new_helper_goes_where_the_helper_is_called(
+    helper: str, call: str
+) -> None:
+    """Today's code adds ``evaluate()`` and calls it after the step loop; its statements were
+    aligned with the whole old epoch body, and an accidental neighbour (its ``net.train()``, or
+    ``net.train(False)``, beside the old ``net.train()`` at the top of the epoch) put ``va``
+    before the step loop: the accuracy before training (until session 30). The place
+    must be where the helper is called; none there: refused, saying where it pointed."""
+    from tests.helpers_replay import old_source, patched_source
+
+    lines = "".join(f"{ln}{H}\n" for ln in helper.replace("VA", VA).splitlines())
+    text = (
+        PROP.replace("ema = copy.deepcopy(net)  # hindsight\n", "")
+        .replace("with flor.checkpointing", f"{lines}\n\nwith flor.checkpointing")
+        .replace("            STEP\n", "")
+        .replace(
+            "        for idx in flor.loop", "        net.train()\n        for idx in flor.loop"
+        )
+        .replace("EPOCH\n", "".join(f"        {ln}{H}\n" for ln in call.splitlines()))
+    )
+    r = propagate(patched_source(text), old_source(text))
+    assert not r.placed, r.source
+    assert r.failed and "it is in evaluate(), which today's code calls" in r.failed[0].reason
+
+
+def test_a_helper_extracted_today_still_takes_its_statement_among_the_inline_lines() -> None:
+    """The case helpers are matched for: the old version has the step inline, today's calls
+    ``train_step(xb, yb)`` in its place; the statement goes among the old inline lines."""
+    old = (
+        PROP.replace("ema = copy.deepcopy(net)  # hindsight\n", "")
+        .replace("            STEP\n", "")
+        .replace("EPOCH\n", "")
+    )
+    new = old.replace(
+        "with flor.checkpointing",
+        "def train_step(xb, yb):\n    loss = loss_fn(net(xb), yb)\n    opt.zero_grad()\n"
+        "    loss.backward()\n    flor.log('gn', float(net[0].weight.grad.norm()))\n"
+        "    opt.step()\n    return loss\n\n\nwith flor.checkpointing",
+    ).replace(
+        "            loss = loss_fn(net(X[idx]), Y[idx])\n            opt.zero_grad()\n"
+        "            loss.backward()\n            opt.step()\n",
+        "            loss = train_step(X[idx], Y[idx])\n",
+    )
+    r = propagate(new, old)
+    assert not r.failed, r.failed
+    lines = r.source.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "'gn'" in ln)
+    assert "loss.backward()" in lines[at - 1] and "opt.step()" in lines[at + 1], r.source
+
+
+@pytest.mark.slow
+def test_a_statement_in_a_new_helper_called_after_the_step_loop_is_refused(
+    recorder: Recorder,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """End to end: ``va`` in today's ``evaluate()`` (called after the step loop, after today's
+    ``net.eval()``) went before the step loop of the recorded versions: the accuracy before
+    each epoch's training, in training mode (its dropout draws changed the replayed training,
+    so a NondeterminismWarning blamed the old code). Now the query fails saying where the
+    helper is called and where its neighbours pointed."""
+    history, _ = record_versions(
+        recorder, tmp_path, two(kw(NEW_HELPER, "0.1"), kw(NEW_HELPER, "0.05"))
+    )
+    con = florsql.connect(history, replay="auto")
+    try:
+        with pytest.raises(ReplayError, match=r"va: it is in evaluate\(\), which today's code"):
+            fetch(con, "SELECT seed, epoch, va FROM logs")
     finally:
         con.close()

@@ -155,7 +155,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: untrained copy evaluated, silently); a loop changing the parameters an object gives
 #: (``pe.mul_``) changes that object for the replay's plan (a step loop updating an EMA that no
 #: checkpoint held was skipped, and the EMA read as the script made it, silently).
-REPLAY_RULES = 14
+#: 15 (session 30): a statement inside a helper today's code added (``evaluate()`` called after
+#: the step loop) is refused where its neighbours point elsewhere in the old block than the call
+#: (was placed by an accidental neighbour, before the step loop: the accuracy before training).
+REPLAY_RULES = 15
 
 
 def statement_fingerprints(

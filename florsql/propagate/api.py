@@ -325,6 +325,9 @@ def _plan(
         unsure = gap  # said after the unbound names, which say more
     elif gap != slot:
         slot = adjust_slot(spot.block, gap)
+    elsewhere = _off_its_call(target.block, spot.block, slot, session)
+    if elsewhere:
+        return Failure(log.label, log.line, elsewhere)
     slots = _slice_slots(target.block, indices, spot.block, slot, session, moving, pairs)
     if isinstance(slots, str):
         return Failure(log.label, log.line, slots)
@@ -483,6 +486,46 @@ def _modes_apart(items: list[_Item]) -> str | None:
                     "with old code running between them",
                 )
     return None
+
+
+def _off_its_call(new: Block, old: Block, slot: int, session: _Session) -> str | None:
+    """Where ``new`` is the body of a helper today's code calls from one place in a loop, and
+    ``old`` is the block around its call site in the old version (the old version has the code
+    inline, or not at all): ``slot`` must lie where that call runs, between the old statements
+    that today's statements around the call stand for. A helper today's code added (``def
+    evaluate(): ...`` called after the step loop) otherwise found its place by an accidental
+    neighbour (its ``net.train()`` beside the old ``net.train()`` at the top of the epoch) and
+    ran before training, silently (until session 30)."""
+    scope = new.scopes[-1] if len(new.scopes) > 1 else None
+    if not isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef) or scope.body is not new.stmts:
+        return None
+    if any(getattr(s, "name", None) == scope.name for s in old.scopes[1:]):
+        return None  # the old version's own helper
+    site = session.new_helpers._call_site(scope.name, scope)
+    if site is None or id(site) not in session.new.homes:
+        return None
+    caller, at = session.new.home(site)
+    # the call may align with an old line it stands for (``l = train_step(xb, yb)`` with the
+    # old inline ``loss = loss_fn(out, yb)``): only its neighbours bound the place
+    pairs = session.align(caller, old)
+    lo = max((j + 1 for k, j in pairs.items() if k < at), default=0)
+    hi = min((j for k, j in pairs.items() if k > at), default=len(old.stmts))
+    if lo <= slot <= hi:
+        return None
+    return (
+        f"it is in {scope.name}(), which today's code calls at line {site.lineno}, where the old "
+        f"version runs {_between(old, lo, hi)}; the statements around it in {scope.name}() "
+        f"point {at_line(old.insert_line(slot))} instead"
+    )
+
+
+def _between(old: Block, lo: int, hi: int) -> str:
+    """The old place between slots ``lo`` and ``hi``, in words."""
+    after = f"after line {old.stmts[lo - 1].end_lineno or old.stmts[lo - 1].lineno}" if lo else ""
+    before = f"before line {old.first_line(hi)}" if hi < len(old.stmts) else ""
+    if after and before:
+        return f"{after} and {before}"
+    return after or before or "anywhere in the block"
 
 
 def _before_its_binding(items: list[_Item], session: _Session) -> str | None:

@@ -46,7 +46,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: function), through an alias, a loop over ``net.modules()`` and ``net.apply``; a loop over
 #: parts of today's object changing them in place (``for pe, pn in zip(ema.parameters(),
 #: net.parameters()): pe.mul_(d)``) travels with a statement reading that object.
-CACHE_VERSION = "13"
+#: 14 (session 30): a statement inside a helper today's code calls from a loop goes where the
+#: helper is called, or is refused (``api._off_its_call``).
+CACHE_VERSION = "14"
 
 
 def digest(*parts: str) -> str:
