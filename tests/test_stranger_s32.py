@@ -36,6 +36,11 @@ Found (session 30):
   silent for a model without dropout). Now a helper's statement must go where the helper is
   called, or is refused saying where it pointed (``api._off_its_call``).
 
+Not fixed (strict xfail): a new ``evaluate(net, ...)`` that switches ``net`` to evaluation
+mode and never back, in a script that never calls ``net.train()``: the patched re-run trains
+every later epoch with dropout off, replay restores the recorded weights; silently different
+(the documented limit "new statements must only read", met through ``model.eval()``).
+
 Every other pattern is exact. Harness: tests/test_stranger_s25.py (the oracle records the same
 sequence of versions, hand-patched). Queries are asked as a user would: a narrow one first,
 then wider, then aggregates."""
@@ -162,6 +167,11 @@ def evaluate(model, loader):  # hindsight
         flor.log("va", va)  # hindsight
         flor.log("wn", float(net[0].weight.norm()))
 """
+)
+
+# the same helper leaving the model in evaluation mode, where neither version switches back
+EVAL_LEFT = EVAL_HELPER.replace("    model.train()  # hindsight\n", "").replace(
+    "        net.train()\n", ""
 )
 
 # --- 4. today's statement inside the old loop over a shuffling validation DataLoader -------
@@ -348,6 +358,20 @@ PATTERNS = [
         "a_new_no_grad_evaluate_helper_returning_a_tuple",
         two(kw(EVAL_HELPER, "0.1"), kw(EVAL_HELPER, "0.05")),
         [*narrow_then_wide("va"), "SELECT seed, epoch, vl, va, wn FROM logs WHERE vl IS NOT NULL"],
+    ),
+    Pattern(
+        "a_new_evaluate_helper_that_leaves_the_model_in_evaluation_mode",
+        two(kw(EVAL_LEFT, "0.1"), kw(EVAL_LEFT, "0.05")),
+        [*narrow_then_wide("va")],
+        bug="today's evaluate(net, ...) switches net to evaluation mode and never back, and "
+        "neither version calls net.train(): in a full re-run of the patched version every "
+        "epoch after the first trains with dropout off, so its weights (and va) leave the "
+        "recorded run's, while replay restores the recorded weights at each epoch's checkpoint "
+        "(rest mode) and logs va of the recorded training, silently. The helper's def and its "
+        "call are carried; no rule sees a mode switch inside a carried function that outlives "
+        "the call (slice._mode_switch looks at switches before the statement, not inside what "
+        "it calls). The documented limit 'new statements must only read' (docs/replay.md), "
+        "met through model.eval()",
     ),
     Pattern(
         "a_statement_inside_the_old_loop_over_a_shuffling_validation_loader",
