@@ -158,7 +158,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 15 (session 30): a statement inside a helper today's code added (``evaluate()`` called after
 #: the step loop) is refused where its neighbours point elsewhere in the old block than the call
 #: (was placed by an accidental neighbour, before the step loop: the accuracy before training).
-REPLAY_RULES = 15
+#: 16 (session 30): carried code that changes training state by other routes is refused (a
+#: learning-rate scheduler made today on an old optimizer, a helper defined today that changes
+#: its argument, ``clip_grad_norm_`` through a list of old parameters: were carried, silently).
+REPLAY_RULES = 16
 
 
 def statement_fingerprints(

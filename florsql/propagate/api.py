@@ -35,7 +35,7 @@ from florsql.propagate.rename import (
     loop_target_renames,
     scope_rename,
 )
-from florsql.propagate.safety import Bindings, free_names
+from florsql.propagate.safety import _BUILTINS, Bindings, free_names
 from florsql.propagate.slice import (
     Nested,
     Uncarried,
@@ -48,6 +48,7 @@ from florsql.propagate.slice import (
     mode_reason,
     mode_receiver,
     reads,
+    setattr_target,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
 
@@ -1267,33 +1268,15 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
     recorded one (gradients clipped that never were), while the checkpoints it starts from are
     that run's; a value computed from them, and one computed in a full re-run, differ."""
     modules = session.old.imported
-    fresh: set[str] = set()
+    # which names hold old objects, or their parts, as the travelling code runs: a list of an
+    # old module's parameters made by carried code (``ps = list(net.parameters())``, ``[p for
+    # p in net.parameters()]``) holds the old parameters (before session 30: taken as today's
+    # own, and ``clip_grad_norm_(ps, 1.0)`` was carried, silently)
+    owners = _Owners(session, elements=True)
     for it in items:
-        # names the statement itself assigns (a temporary in a carried helper: ``y =
-        # x.clone(); y.mul_(2)``) hold new objects; loop targets and parameters may not
-        local = {
-            n.id
-            for node in ast.walk(it.stmt)
-            if isinstance(node, ast.Assign | ast.AnnAssign)
-            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
-            for n in ast.walk(t)
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-        }
-        # a loop target over parts of today's own objects only (``for pe, pn in
-        # zip(ema.parameters(), net.parameters())``: ``pe``, a part of today's ``ema``)
-        for node in ast.walk(it.stmt):
-            if not isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                continue
-            for target, value in loop_parts(node.target, node.iter):
-                names = set() if value is None else _names_read(value)
-                if value is None or (
-                    names
-                    and all(
-                        n in fresh | local or n in modules or n not in session.old.bound_names
-                        for n in names
-                    )
-                ):
-                    local |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        inner = _Owners(session, elements=True)
+        inner.own = dict(owners.own)
+        inner.bind(it.stmt)  # its own bindings (a temporary ``y = x.clone(); y.mul_(2)``)
         for node in ast.walk(it.stmt):
             if not isinstance(node, ast.Call) or it.twin is not None:
                 continue
@@ -1304,16 +1287,18 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
             reached = [
                 n
                 for n in dict.fromkeys(_in_place_reach(node, modules))
-                if n not in fresh | local and n not in session.new.aliases and n not in modules
+                if not inner.own.get(n, n in _BUILTINS and n not in session.old.bound_names)
+                and n not in session.new.aliases
+                and n not in modules
             ]
             if reached:
                 code = statement_code(session.new, it.stmt).splitlines()[0].strip()
                 return (
-                    f"{code!r} calls {name}, which changes {', '.join(map(repr, reached))} in "
-                    "place where the old version did not: the old run would not be the one "
-                    "recorded"
+                    f"{code!r} calls {name}, which changes "
+                    f"{', '.join(_held(n, inner, session) for n in reached)} in place where the "
+                    "old version did not: the old run would not be the one recorded"
                 )
-        fresh |= _binds(it.stmt)
+        owners.bind(it.stmt)
     return None
 
 
@@ -1371,6 +1356,8 @@ def _stored(stmt: ast.stmt) -> list[ast.expr]:
             targets = [node.target]
         elif isinstance(node, ast.Delete):
             targets = list(node.targets)
+        elif (target := setattr_target(node)) is not None:
+            targets = [target]
         elif isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):
             targets = (
                 [node.target]
@@ -1439,6 +1426,8 @@ _OUTPUT_METHODS = frozenset(
 
 #: calls that hand back an object they were given, or one of its parts
 _PASS_THROUGH = frozenset({"next", "iter", "getattr", "vars", "enumerate", "zip", "reversed"})
+#: calls that make a new container of the objects they were given
+_CONTAINERS = frozenset({"list", "tuple", "set", "sorted", "filter", "frozenset"})
 
 
 class _Owners:
@@ -1448,9 +1437,13 @@ class _Owners:
     A name travelling code binds to a value it makes (``m = {}``, ``acc = torch.zeros(3)``) is
     today's own, and so is a name the old version never binds."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: _Session, *, elements: bool = False) -> None:
         self.session = session
         self.own: dict[str, bool] = {}  # bound by travelling code: True where today's own
+        #: whether a container made of old objects counts as old (``list(net.parameters())``,
+        #: ``[p for p in net.parameters()]``): what an in-place function changes is its
+        #: elements, where a store changes the new container itself
+        self.elements = elements
 
     def old(self, name: str | None) -> bool:
         if name is None or name in self.session.new.aliases:
@@ -1468,7 +1461,7 @@ class _Owners:
             elif isinstance(node, ast.Call):
                 func = node.func
                 name = func.id if isinstance(func, ast.Name) else None
-                if name in _PASS_THROUGH:
+                if name in _PASS_THROUGH or (self.elements and name in _CONTAINERS):
                     return any(self._reaches_old(a) for a in node.args)
                 if isinstance(func, ast.Attribute) and func.attr in {
                     "parameters",
@@ -1513,6 +1506,17 @@ class _Owners:
                 return any(self._reaches_old(e) for e in node.elts)
             elif isinstance(node, ast.IfExp):
                 return self._reaches_old(node.body) or self._reaches_old(node.orelse)
+            elif self.elements and isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
+                saved = dict(self.own)
+                for gen in node.generators:  # the comprehension's variables, for its element
+                    old = self._reaches_old(gen.iter)
+                    for n in ast.walk(gen.target):
+                        if isinstance(n, ast.Name):
+                            self.own[n.id] = not old
+                try:
+                    return self._reaches_old(node.elt)
+                finally:
+                    self.own = saved
             else:
                 return False
 
@@ -1566,11 +1570,17 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     attribute or key that is today's own (:func:`_new_attribute`) is no obstacle, nor is a
     method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
     owners = _Owners(session)
+    changers: dict[str, str] = {}
     for it in items:
         if it.twin is not None:
             owners.bind(it.stmt)
             continue
-        why = _changes_old(it.stmt, owners, session, it.modes)
+        for node in ast.walk(it.stmt):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                how = _changes_arguments(node, session, changers)
+                if how:
+                    changers[node.name] = how
+        why = _changes_old(it.stmt, owners, session, it.modes, changers)
         if why:
             code = statement_code(session.new, it.stmt).splitlines()[0].strip()
             return (
@@ -1582,9 +1592,15 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
 
 
 def _changes_old(
-    stmt: ast.stmt, owners: _Owners, session: _Session, modes: tuple[ast.expr, ...] = ()
+    stmt: ast.stmt,
+    owners: _Owners,
+    session: _Session,
+    modes: tuple[ast.expr, ...] = (),
+    changers: dict[str, str] | None = None,
 ) -> str | None:
-    """What of the old version's ``stmt`` changes (``'opt' in place (...)``), or None."""
+    """What of the old version's ``stmt`` changes (``'opt' in place (...)``), or None.
+    ``changers``: functions travelling code defines that change their arguments, with how."""
+    changers = changers or {}
     inner = _Owners(session)
     inner.own = dict(owners.own)
     inner.bind(stmt)  # the statement's own bindings (a loop variable over an old list)
@@ -1615,6 +1631,140 @@ def _changes_old(
             if func.attr in ("eval", "train"):
                 return f"the mode of {_held(root, inner, session)} ({ast.unparse(node.value)})"
             return f"{_held(root, inner, session)} ({ast.unparse(node.value)})"
+    statements = {
+        id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Expr)
+    }  # calls made as statements: the loop above
+    for node in ast.walk(stmt):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func
+        if (
+            isinstance(callee, ast.Attribute)
+            and callee.attr in _MUTATORS
+            and id(node) not in statements
+        ):
+            # its value used (``net2 = net.apply(init)``, ``h = net.register_forward_hook(f)``)
+            root = inner.root(callee.value)
+            if root not in session.old.imported and (inner.old(root) or owners.old(root)):
+                return f"{_held(root, inner, session)} ({ast.unparse(node)})"
+        name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        args = [*node.args, *(k.value for k in node.keywords)]
+        reached = [a for a in args if inner._reaches_old(a) or owners._reaches_old(a)]
+        if not reached:
+            continue
+        if _scheduler(callee):
+            # a learning-rate scheduler made on an old optimizer sets its learning rate (and
+            # ``initial_lr``) as it is made, and each of its steps sets it again
+            return (
+                f"{_held(inner.root(reached[0]), inner, session)} (a learning-rate scheduler "
+                f"made on it, {ast.unparse(node)}, sets its learning rate)"
+            )
+        why = changers.get(name) if isinstance(callee, ast.Name) else None
+        if why is not None:
+            return (
+                f"{_held(inner.root(reached[0]), inner, session)} ({ast.unparse(node)}: "
+                f"today's {name}() changes its argument, {why})"
+            )
+    return None
+
+
+#: methods that change the object they are called on, even where their value is used
+_MUTATORS = frozenset(
+    {
+        "apply",
+        "train",
+        "eval",
+        "step",
+        "zero_grad",
+        "load_state_dict",
+        "add_param_group",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_backward_hook",
+        "register_hook",
+        "register_buffer",
+        "register_parameter",
+        "register_module",
+        "add_module",
+        "reset_parameters",
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "clear",
+        "pop",
+        "popitem",
+        "update",
+        "set_epoch",
+    }
+)
+
+
+def _scheduler(func: ast.expr) -> bool:
+    """Whether ``func`` makes a learning-rate scheduler (``torch.optim.lr_scheduler.LambdaLR``,
+    ``LinearLR``, ``SWALR``, ``OneCycleLR``, ``get_linear_schedule_with_warmup``...)."""
+    chain = []
+    node: ast.expr = func
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        chain.append(node.id)
+    name = chain[0] if chain else ""
+    return (
+        "lr_scheduler" in chain
+        or name in _SCHEDULERS
+        or (name.startswith("get_") and "schedule" in name)  # transformers' helpers
+    )
+
+
+_SCHEDULERS = frozenset(
+    {
+        "LambdaLR",
+        "MultiplicativeLR",
+        "StepLR",
+        "MultiStepLR",
+        "ConstantLR",
+        "LinearLR",
+        "ExponentialLR",
+        "PolynomialLR",
+        "CosineAnnealingLR",
+        "CosineAnnealingWarmRestarts",
+        "CyclicLR",
+        "OneCycleLR",
+        "SequentialLR",
+        "ChainedScheduler",
+        "ReduceLROnPlateau",
+        "SWALR",
+    }
+)
+
+
+def _changes_arguments(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, session: _Session, changers: dict[str, str]
+) -> str | None:
+    """How a function that travelling code defines changes what it is given (``def decay(o):
+    o.param_groups[0]["lr"] *= 0.9``: ``'o.param_groups[0]['lr'] *= 0.9'``), or None: called
+    with an old object, it changes that object (before session 30 such a helper was carried
+    with its call, silently)."""
+    a = fn.args
+    params = [x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x]
+    owners = _Owners(session)
+    owners.own = dict.fromkeys(params, False)  # each may be an old object
+    owners.old = lambda name: name is not None and owners.own.get(name) is False  # type: ignore[method-assign]
+    for stmt in fn.body:
+        if _changes_old(stmt, owners, session, (), changers):
+            return repr(ast.unparse(stmt).splitlines()[0])
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                in_place = name.endswith("_") and name[-2:] != "__" and name not in _NOT_IN_PLACE
+                if in_place and set(_in_place_reach(node, session.old.imported)) & set(params):
+                    return repr(ast.unparse(stmt).splitlines()[0])
+        owners.bind(stmt)
     return None
 
 

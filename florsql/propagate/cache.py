@@ -48,7 +48,11 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: net.parameters()): pe.mul_(d)``) travels with a statement reading that object.
 #: 14 (session 30): a statement inside a helper today's code calls from a loop goes where the
 #: helper is called, or is refused (``api._off_its_call``).
-CACHE_VERSION = "14"
+#: 15 (session 30): carried code that changes training state by other routes is refused: a
+#: learning-rate scheduler made today on an old optimizer, a helper defined today that changes
+#: its argument, ``clip_grad_norm_`` through a list of old parameters, a mutating method used
+#: for its value (``net2 = net.apply(init)``); ``setattr`` is a store.
+CACHE_VERSION = "15"
 
 
 def digest(*parts: str) -> str:

@@ -191,6 +191,10 @@ def changes(
                 p = _path(t)
                 if p is not None and not isinstance(t, ast.Name):
                     updates.add(p)
+        elif (stored := setattr_target(node)) is not None:
+            p = _path(stored)  # ``setattr(opt, "lr_scale", 0.5)`` is ``opt.lr_scale = 0.5``
+            if p is not None:
+                (kills if isinstance(stored.value, ast.Name) else updates).add(p)
         elif (
             isinstance(node, ast.Expr)
             and isinstance(node.value, ast.Call)
@@ -244,6 +248,23 @@ def _receiver(node: ast.expr) -> ast.expr:
     while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         node = node.func.value
     return node
+
+
+def setattr_target(node: ast.AST) -> ast.Attribute | None:
+    """The attribute a ``setattr(obj, "name", value)`` statement stores into, as an
+    ``obj.name`` store target; None for anything else (a computed name too)."""
+    if not (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "setattr"
+        and len(node.value.args) == 3
+    ):
+        return None
+    obj, name, _ = node.value.args
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        return None
+    return ast.Attribute(value=obj, attr=name.value, ctx=ast.Store())
 
 
 def relevant(kills: frozenset[str], updates: frozenset[str], needed: set[str]) -> bool:

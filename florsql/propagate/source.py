@@ -260,11 +260,21 @@ class SourceFile:
 
     @cached_property
     def stored_attributes(self) -> frozenset[str]:
-        """Every attribute name the file sets somewhere (``self.seen = 0`` gives ``seen``)."""
+        """Every attribute name the file sets somewhere (``self.seen = 0`` gives ``seen``;
+        ``setattr(opt, "lr_scale", 0.5)`` gives ``lr_scale``)."""
         return frozenset(
             n.attr
             for n in self.nodes
             if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+        ) | frozenset(
+            n.args[1].value
+            for n in self.nodes
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "setattr"
+            and len(n.args) == 3
+            and isinstance(n.args[1], ast.Constant)
+            and isinstance(n.args[1].value, str)
         )
 
     @cached_property
