@@ -1884,6 +1884,14 @@ def _mode_call(func: str, receiver: ast.expr, plan: _Plan, session: _Session, in
         ),
         None,
     )
+    imported = {
+        (a.asname or a.name): a.name
+        for node in session.new.tree.body
+        if isinstance(node, ast.Import)
+        for a in node.names
+    }
+    if module is None or imported.get(module) != "florsql":  # ``flor`` of another package
+        module = None
     head = module if module is not None else '__import__("florsql")'
     code = f"{head}.{func}({ast.unparse(receiver)})"
     return render(code, indent, newline_of(session.old), {**session.alias, **plan.renames})
