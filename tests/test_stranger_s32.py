@@ -360,20 +360,6 @@ PATTERNS = [
         [*narrow_then_wide("va"), "SELECT seed, epoch, vl, va, wn FROM logs WHERE vl IS NOT NULL"],
     ),
     Pattern(
-        "a_new_evaluate_helper_that_leaves_the_model_in_evaluation_mode",
-        two(kw(EVAL_LEFT, "0.1"), kw(EVAL_LEFT, "0.05")),
-        [*narrow_then_wide("va")],
-        bug="today's evaluate(net, ...) switches net to evaluation mode and never back, and "
-        "neither version calls net.train(): in a full re-run of the patched version every "
-        "epoch after the first trains with dropout off, so its weights (and va) leave the "
-        "recorded run's, while replay restores the recorded weights at each epoch's checkpoint "
-        "(rest mode) and logs va of the recorded training, silently. The helper's def and its "
-        "call are carried; no rule sees a mode switch inside a carried function that outlives "
-        "the call (slice._mode_switch looks at switches before the statement, not inside what "
-        "it calls). The documented limit 'new statements must only read' (docs/replay.md), "
-        "met through model.eval()",
-    ),
-    Pattern(
         "a_statement_inside_the_old_loop_over_a_shuffling_validation_loader",
         two(kw(SHUFFLED_VAL, "0.1"), kw(SHUFFLED_VAL, "0.05")),
         ["SELECT seed, epoch, vb0 FROM logs WHERE epoch = 1 AND seed = 1 AND vb0 IS NOT NULL",
@@ -788,3 +774,22 @@ def test_a_statement_in_a_new_helper_called_after_the_step_loop_is_refused(
             fetch(con, "SELECT seed, epoch, va FROM logs")
     finally:
         con.close()
+
+
+def test_a_new_evaluate_helper_that_leaves_the_model_in_evaluation_mode_is_refused() -> None:
+    """Today's ``evaluate(net, ...)`` switches ``net`` to evaluation mode and never back, and
+    neither version calls ``net.train()``: in a full re-run of the patched version every epoch
+    after the first would train with dropout off, while replay restores the recorded weights
+    at each checkpoint, silently (a strict xfail until the s32b rule for helpers that change
+    their argument was merged). Refused, naming the switch. A helper that switches back before
+    its one return, where the old version never leaves training mode, is placed
+    (``a_new_no_grad_evaluate_helper_returning_a_tuple``)."""
+    from florsql.propagate import propagate
+    from tests.helpers_replay import old_source, patched_source
+
+    text = kw(EVAL_LEFT, "0.1")
+    r = propagate(patched_source(text), old_source(text))
+    assert not r.placed and r.failed
+    assert all(
+        "today's evaluate() changes its argument, 'model.eval()'" in f.reason for f in r.failed
+    )

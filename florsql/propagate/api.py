@@ -49,6 +49,8 @@ from florsql.propagate.slice import (
     mode_receiver,
     reads,
     setattr_target,
+    switches_to_eval,
+    to_training,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
 
@@ -1754,8 +1756,9 @@ def _changes_arguments(
     owners = _Owners(session)
     owners.own = dict.fromkeys(params, False)  # each may be an old object
     owners.old = lambda name: name is not None and owners.own.get(name) is False  # type: ignore[method-assign]
+    restored = _restored_modes(fn, set(params), session)
     for stmt in fn.body:
-        if _changes_old(stmt, owners, session, (), changers):
+        if _changes_old(stmt, owners, session, restored, changers):
             return repr(ast.unparse(stmt).splitlines()[0])
         for node in ast.walk(stmt):
             if isinstance(node, ast.Call):
@@ -1766,6 +1769,50 @@ def _changes_arguments(
                     return repr(ast.unparse(stmt).splitlines()[0])
         owners.bind(stmt)
     return None
+
+
+def _restored_modes(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, params: set[str], session: _Session
+) -> tuple[ast.expr, ...]:
+    """The modules (parameters of ``fn``) whose mode ``fn`` switches and switches back to
+    training before it returns, where that leaves the old run as it was: ``def evaluate(model,
+    ...): model.eval(); ...; model.train(); return vl, va``, called where the old version's
+    modules are always in training mode (it never leaves it: ``slice.switches_to_eval``). The
+    last statements before the one ``return`` at its end switch each of them back; no other
+    ``return`` or ``yield`` leaves it earlier. Empty otherwise: a switch that may outlive the
+    call changes the old run (today's ``evaluate()`` that never switches back trained the
+    patched re-run's later epochs with dropout off)."""
+    switched: dict[str, ast.expr] = {}
+    for stmt in fn.body:
+        for switch in _switches(stmt):
+            receiver = mode_receiver(switch)
+            base = receiver
+            while isinstance(base, ast.Attribute | ast.Subscript):
+                base = base.value
+            if receiver is not None and isinstance(base, ast.Name) and base.id in params:
+                switched.setdefault(ast.unparse(receiver), receiver)
+    if not switched or switches_to_eval(session.old):
+        return ()
+    body = list(fn.body)
+    if body and isinstance(body[-1], ast.Return):
+        body = body[:-1]
+    exits = [
+        n
+        for stmt in body
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Return | ast.Yield | ast.YieldFrom)
+    ]
+    if exits:
+        return ()
+    back: set[str] = set()
+    for stmt in reversed(body):
+        receiver = mode_receiver(stmt)
+        if receiver is None or not to_training(stmt):
+            break
+        back.add(ast.unparse(receiver))
+    if set(switched) <= back:
+        return tuple(switched.values())
+    return ()
 
 
 def _held(root: str | None, owners: _Owners, session: _Session) -> str:

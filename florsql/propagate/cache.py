@@ -51,7 +51,8 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 15 (session 30): carried code that changes training state by other routes is refused: a
 #: learning-rate scheduler made today on an old optimizer, a helper defined today that changes
 #: its argument, ``clip_grad_norm_`` through a list of old parameters, a mutating method used
-#: for its value (``net2 = net.apply(init)``); ``setattr`` is a store.
+#: for its value (``net2 = net.apply(init)``), a helper that leaves its argument in evaluation
+#: mode; ``setattr`` is a store.
 CACHE_VERSION = "15"
 
 

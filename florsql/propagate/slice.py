@@ -509,7 +509,7 @@ def _runs_module(stmt: ast.stmt, root: str) -> bool:
     return False
 
 
-def _to_training(stmt: ast.stmt) -> bool:
+def to_training(stmt: ast.stmt) -> bool:
     """Whether mode switch ``stmt`` is to training mode (``net.train()``, ``net.train(True)``)."""
     call = stmt.value if isinstance(stmt, ast.Expr) else None
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
@@ -530,7 +530,7 @@ def switches_to_eval(src: SourceFile) -> bool:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr == "eval":
                 return True
-            if node.func.attr == "train" and not _to_training(ast.Expr(node)):
+            if node.func.attr == "train" and not to_training(ast.Expr(node)):
                 return True
         elif (
             isinstance(node, ast.Attribute)
@@ -563,7 +563,7 @@ def _mode_switches(
             continue
         stmt = block.stmts[j]
         receiver = mode_receiver(stmt)
-        if receiver is None or (not evals and _to_training(stmt)):
+        if receiver is None or (not evals and to_training(stmt)):
             continue  # back to training where the old version never leaves it: no change
         base = receiver
         while isinstance(base, ast.Attribute | ast.Subscript):
