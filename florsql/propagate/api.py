@@ -465,7 +465,7 @@ def _switched(stmt: ast.stmt, chosen: bool) -> tuple[ast.expr, ...]:
 
 
 def _modes_apart(items: list[_Item]) -> str | None:
-    """Why a mode switch that travels (``net.eval()``, ``_Item.mode``) cannot: between the save
+    """Why a mode switch that travels (``net.eval()``, ``_Item.modes``) cannot: between the save
     of the module's modes before it and their restore after the log statement, every statement
     that follows it in today's code must go in at its slot, one after the other, so that no
     old statement runs in the switched mode (the old run would not be the one recorded)."""
