@@ -36,10 +36,11 @@ Found (session 30):
   silent for a model without dropout). Now a helper's statement must go where the helper is
   called, or is refused saying where it pointed (``api._off_its_call``).
 
-Not fixed (strict xfail): a new ``evaluate(net, ...)`` that switches ``net`` to evaluation
-mode and never back, in a script that never calls ``net.train()``: the patched re-run trains
-every later epoch with dropout off, replay restores the recorded weights; silently different
-(the documented limit "new statements must only read", met through ``model.eval()``).
+A new ``evaluate(net, ...)`` that switches ``net`` to evaluation mode and never back, in a
+script that never calls ``net.train()`` (the patched re-run would train every later epoch with
+dropout off while replay restores the recorded weights: silently different), was a strict xfail
+here; it is refused since the merge with the s32b rule for helpers that change their argument
+(``test_a_new_evaluate_helper_that_leaves_the_model_in_evaluation_mode_is_refused``).
 
 Every other pattern is exact. Harness: tests/test_stranger_s25.py (the oracle records the same
 sequence of versions, hand-patched). Queries are asked as a user would: a narrow one first,

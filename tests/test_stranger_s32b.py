@@ -38,10 +38,11 @@ Found (fixed here, florsql/propagate/api.py, slice.py, source.py):
   ``opt.lr_scale = 0.5`` does; ``setattr(net, "training", False)`` is refused as the store;
 - the in-place refusal named builtins among what it changes (``'net', 'float'``).
 
-Not fixed (xfail): an in-place change through an alias the slicer does not follow (an EMA copy
-updated in ``for pe, p in zip(ema.parameters(), net.parameters()): pe.mul_(...)``, or
-``p = next(iter(net.parameters())); p.data.mul_(0.5)``) is left out of the slice: the log
-statement goes in with what binds the name only, and logs the un-updated copy."""
+Not fixed (strict xfail): an in-place change through an alias the slicer does not follow
+(``p = next(iter(net.parameters())); p.data.mul_(0.5)``) is left out of the slice: the log
+statement goes in with what binds the name only, and logs the un-halved weights. The EMA copy
+updated in ``for pe, p in zip(ema.parameters(), net.parameters()): pe.mul_(...)`` was a second
+such case; the s32 sweep's ``slice.changes`` carries it now."""
 
 from __future__ import annotations
 
