@@ -38,11 +38,14 @@ Found (fixed here, florsql/propagate/api.py, slice.py, source.py):
   ``opt.lr_scale = 0.5`` does; ``setattr(net, "training", False)`` is refused as the store;
 - the in-place refusal named builtins among what it changes (``'net', 'float'``).
 
-Not fixed (strict xfail): an in-place change through an alias the slicer does not follow
-(``p = next(iter(net.parameters())); p.data.mul_(0.5)``) is left out of the slice: the log
-statement goes in with what binds the name only, and logs the un-halved weights. The EMA copy
-updated in ``for pe, p in zip(ema.parameters(), net.parameters()): pe.mul_(...)`` was a second
-such case; the s32 sweep's ``slice.changes`` carries it now."""
+Fixed in session 31 (a strict xfail until then): an in-place change through an alias
+(``p = next(iter(net.parameters())); p.data.mul_(0.5)``, then ``flor.log("p", float(p.sum()))``)
+was left out of the slice, because the log statement was taken to read ``p.sum`` only: the
+statement went in with what binds ``p`` and logged the un-halved weights, silently. A method
+called on a name reads all of it now (``slice.read_paths``), the change travels, and is
+refused as a change of the old ``net``. The EMA copy updated in ``for pe, p in
+zip(ema.parameters(), net.parameters()): pe.mul_(...)`` was a second such case; the s32
+sweep's ``slice.changes`` carries it."""
 
 from __future__ import annotations
 
@@ -289,22 +292,28 @@ def test_today_s_ema_updated_by_hand_travels_with_the_statement() -> None:
     assert any("pe.mul_(0.9)" in c for c in p.carried), p.carried
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="slice.changes/relevant see an in-place call only on a path the log statement "
-    "reads (p.data.mul_ changes 'p.data' where the log reads 'p.sum'): the change is left out "
-    "of the slice, and the log statement goes in with the binding alone, logging the "
-    "un-halved weights, silently. Carried, it would be refused by _in_place (p.data.mul_ on a "
-    "part of net)",
-)
 def test_an_in_place_change_through_an_alias_is_seen_by_the_slice() -> None:
     new = make(
         epoch='p = next(iter(net.parameters()))\np.data.mul_(0.5)\nflor.log("p", float(p.sum()))'
     )
     r = propagate(new, make())
-    assert r.failed or any(len(p.carried) > 2 or "mul_" in "".join(p.carried) for p in r.placed), (
-        r.source
+    assert not r.placed, r.source
+    (f,) = r.failed
+    assert "p.data.mul_(0.5)" in f.reason and "in place" in f.reason, f.reason
+
+
+def test_a_method_of_today_s_own_object_reads_its_in_place_changes() -> None:
+    """The rule that fixed the alias: a log statement calling ``w.norm()`` reads all of ``w``,
+    so today's in-place change of a tensor only today's code binds travels with it, and the
+    value is the one today's code logs."""
+    new = make(
+        epoch="w = net[0].weight.detach().clone()\nw.data.mul_(0.5)\n"
+        'flor.log("w", float(w.norm()))'
     )
+    r = propagate(new, make())
+    assert not r.failed, r.failed
+    (p,) = r.placed
+    assert any("w.data.mul_(0.5)" in c for c in p.carried), p.carried
 
 
 # --- end to end: recorded runs, replay, the oracle ---------------------------------------------

@@ -138,7 +138,20 @@ def read_paths(stmt: ast.stmt) -> frozenset[str]:
             paths = through.setdefault(node.value.id, set())
             if not isinstance(node.ctx, ast.Store | ast.Del):  # ``self.x = 0`` reads no self.x
                 paths.add(f"{node.value.id}.{node.attr}")
-    attribute_bases = {id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
+    # a method called on a name reads all of it (``p.sum()`` reads ``p``, which an in-place
+    # ``p.data.mul_(0.5)`` changes), unlike an attribute read as a value (``self.ep_loss``)
+    called = {
+        id(n.func.value)
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+    }
+    attribute_bases = {
+        id(n.value)
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Attribute) and id(n.value) not in called
+    }
     for node in ast.walk(stmt):
         if (
             isinstance(node, ast.Name)
