@@ -161,7 +161,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 16 (session 30): carried code that changes training state by other routes is refused (a
 #: learning-rate scheduler made today on an old optimizer, a helper defined today that changes
 #: its argument, ``clip_grad_norm_`` through a list of old parameters: were carried, silently).
-REPLAY_RULES = 16
+#: 17 (session 31): an in-place change through an alias of an old object before a statement
+#: calling a method of it (``p.data.mul_(0.5)``, then ``p.sum()``) refuses it (was left out:
+#: the un-halved weights logged, silently).
+REPLAY_RULES = 17
 
 
 def statement_fingerprints(
