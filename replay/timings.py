@@ -12,6 +12,12 @@ They live in one small JSON file per user, ``$XDG_CACHE_HOME/florsql/timings.jso
 (``~/.cache/florsql/timings.json``; ``FLORSQL_TIMINGS`` names another file, ``off`` none),
 keyed by the Python interpreter. It is a cache: unreadable, unwritable or missing, it is
 ignored and the constants apply. Standard library only.
+
+Each measurement is kept as it would have been on an idle machine: divided by the
+:func:`slowdown` of the machine's load when it was taken, and multiplied by the slowdown of
+the load now when it is read. Before session 31 a cold replay on an idle machine was estimated
+from start-ups measured under load the hour before: 3.0 s against the 1.4 s it took, and
+EXPLAIN said 1.6-1.8x the actual time (benchmarks/hindsight.py).
 """
 
 from __future__ import annotations
@@ -48,12 +54,44 @@ def _read(file: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def _load() -> float | None:
+    """The machine's load average over the last minute (None where the system has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return None
+
+
+def slowdown(load: float | None = None, cores: int | None = None) -> float:
+    """How many times longer one process's CPU-bound work takes now than on an idle machine,
+    from the load average: ``(load + 1) / cores`` (the process itself and what already runs,
+    shared among the cores), never below 1. ``load``: the load average over the last minute
+    (the machine's now by default); ``cores``: the CPUs this process may use.
+
+    Example:
+        >>> slowdown(0.2, 2), slowdown(3.0, 2), slowdown(7.0, 4)
+        (1.0, 2.0, 2.0)
+    """
+    if load is None:
+        load = _load()
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    if load is None or not load >= 0:
+        return 1.0
+    return max(1.0, (load + 1.0) / max(1, cores))
+
+
 def note(kind: str, value: float, python: str | None = None) -> None:
     """Remember one measurement of ``kind`` (``worker_start`` seconds, ``task_factor``) for
-    ``python`` (this interpreter by default). Never raises."""
+    ``python`` (this interpreter by default), as it would have been on an idle machine (see
+    :func:`slowdown`). Never raises."""
     file = path()
     if file is None or not (value > 0 and value < 1e6):
         return
+    value = value / slowdown()
     with contextlib.suppress(OSError, ValueError, TypeError):
         file.parent.mkdir(parents=True, exist_ok=True)
         doc = _read(file)
@@ -70,7 +108,8 @@ def note(kind: str, value: float, python: str | None = None) -> None:
 
 
 def recent(kind: str, python: str | None = None) -> float | None:
-    """The median of the recent measurements of ``kind`` for ``python``, or None."""
+    """The median of the recent measurements of ``kind`` for ``python``, at the machine's load
+    now (see :func:`slowdown`), or None."""
     file = path()
     if file is None:
         return None
@@ -78,4 +117,4 @@ def recent(kind: str, python: str | None = None) -> float | None:
     if not isinstance(per, dict):
         return None
     values = [v for v in per.get(python or sys.executable, []) if isinstance(v, (int, float))]
-    return float(statistics.median(values)) if values else None
+    return float(statistics.median(values)) * slowdown() if values else None

@@ -31,6 +31,7 @@ with flor.checkpointing(state=state):
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     file = tmp_path / "cache" / "timings.json"
     monkeypatch.setenv("FLORSQL_TIMINGS", str(file))
+    monkeypatch.setattr(timings, "_load", lambda: 0.0)  # an idle machine, unless a test says
     return file
 
 
@@ -46,6 +47,26 @@ def test_the_median_of_the_newest_measurements(cache: Path) -> None:
     timings.note("worker_start", -1.0)  # nonsense is not kept
     timings.note("worker_start", float("nan"))
     assert timings.recent("worker_start") == 3.0
+
+
+def test_measurements_are_kept_as_on_an_idle_machine_and_read_at_the_load_now(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start-up measured while the machine was busy (load 3 on 2 cores: twice as slow) is
+    kept at its idle time, and read back at the load of the moment: before session 31, start-ups
+    measured under load an hour before made an idle machine's EXPLAIN say 1.6-1.8x the time its
+    cold replay took."""
+    assert timings.slowdown(0.0, 1) == 1.0  # idle
+    monkeypatch.setattr(timings.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(timings, "_load", lambda: 3.0)
+    timings.note("worker_start", 3.0)
+    assert json.loads(cache.read_text())["worker_start"] == {__import__("sys").executable: [1.5]}
+    assert timings.recent("worker_start") == 3.0  # still that busy
+    monkeypatch.setattr(timings, "_load", lambda: 0.1)
+    assert timings.recent("worker_start") == 1.5  # idle now
+    monkeypatch.setattr(timings, "_load", lambda: None)  # a system without a load average
+    assert timings.recent("worker_start") == 1.5
+    assert timings.slowdown(float("nan"), 2) == 1.0
 
 
 def test_a_cache_that_cannot_be_read_or_written_is_ignored(
