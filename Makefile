@@ -22,13 +22,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# Byte-compiled once here, as pip compiles an installed package: where PYTHONDONTWRITEBYTECODE is
+# set (CI machines, containers), every process of the tests and benchmarks would compile
+# florsql's sources again.
+COMPILE := $(PY) -m compileall -q florsql > /dev/null
+
 pytest: $(STAMP)
+	$(COMPILE)
 	$(PY) -m pytest -n 2 -q
 
 test: lint typecheck pytest
 
 # The tests `make test` leaves out (marked slow: more corpus patterns, heavier cases); CI runs them after it.
 test-slow: $(STAMP)
+	$(COMPILE)
 	$(PY) -m pytest -n 2 -q -m slow
 
 test-all: test test-slow
@@ -42,6 +49,7 @@ demo: $(STAMP)
 BENCH ?=
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
+	$(COMPILE)
 	rm -rf benchmarks/results
 	$(PY) benchmarks/record_overhead.py $(BENCH)
 	$(PY) benchmarks/propagate.py $(BENCH)
