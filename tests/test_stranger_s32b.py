@@ -307,8 +307,7 @@ def test_a_method_of_today_s_own_object_reads_its_in_place_changes() -> None:
     so today's in-place change of a tensor only today's code binds travels with it, and the
     value is the one today's code logs."""
     new = make(
-        epoch="w = net[0].weight.detach().clone()\nw.data.mul_(0.5)\n"
-        'flor.log("w", float(w.norm()))'
+        epoch='w = net[0].weight.detach().clone()\nw.data.mul_(0.5)\nflor.log("w", float(w.norm()))'
     )
     r = propagate(new, make())
     assert not r.failed, r.failed
