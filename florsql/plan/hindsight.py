@@ -164,7 +164,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 17 (session 31): an in-place change through an alias of an old object before a statement
 #: calling a method of it (``p.data.mul_(0.5)``, then ``p.sum()``) refuses it (was left out:
 #: the un-halved weights logged, silently).
-REPLAY_RULES = 17
+#: 18 (session 31): a statement reading a name the old code computes running a module that
+#: today's code switches to another mode before it (``net.eval()`` before the old ``va = ...``)
+#: is refused (was placed: the old, dropout-on value logged as today's, silently).
+REPLAY_RULES = 18
 
 
 def statement_fingerprints(

@@ -923,6 +923,8 @@ class _Context:
     #: the old name of a name read in a block of today's file placed into one of the old file,
     #: where the scope around them is evidence (:func:`florsql.propagate.rename.scope_rename`)
     renamed: Callable[[Block, Block, str], str | None] | None = None
+    #: :func:`_switched_roots` of the two files (by id)
+    switched: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 def _carry(
@@ -976,6 +978,8 @@ def _carry(
                     inside, outside = _into(stmt, other, want, ctx)
                     nested = [*inside, *nested]
                     needed |= {n for n in outside if _root(n) not in targets}
+                else:  # the old code inside gives the names: in the mode it ran in there?
+                    _same_modes_inside(stmt, other, needed, ctx)
             elif _flor_calls(stmt):
                 touched = sorted(n for n in needed if relevant(kills, updates, {n}))
                 raise Uncarried(
@@ -994,8 +998,122 @@ def _carry(
             chosen.append(k)
             needed |= read_paths(stmt)
         else:
+            if k in pairs:  # the old version's own code gives the name: in the same mode?
+                _same_modes(block, k, old, pairs[k], needed, ctx)
             kill(needed, kills)
     return chosen[::-1], tuple(nested), needed
+
+
+def _same_modes(
+    block: Block, k: int, old: Block, old_k: int, needed: set[str], ctx: _Context
+) -> None:
+    """Raise :class:`Uncarried` where statement ``k`` of ``block``, the old version's own code
+    (aligned with statement ``old_k`` of ``old``), gives the statement a needed name by running
+    a module that today's code switches to another mode before it than the old version did
+    (``net.eval()`` added before the old ``va = accuracy(net(X), Y)``, or inside the old ``with
+    torch.no_grad():`` around it): placed, today's statement would read the value the old
+    version computed in the old mode (dropout on), not the one today's code computes, silently
+    (until session 31). Modes are followed back through the blocks around the statement up to
+    its function, the last switch of the module before it deciding (none: training mode)."""
+    if ctx.files is None:
+        return
+    stmt = block.stmts[k]
+    kills, updates = changes(stmt, ctx.fresh)
+    if not relevant(kills, updates, needed):
+        return
+    new_file, old_file = ctx.files
+    for root in sorted(_switched_roots(new_file, ctx) | _switched_roots(old_file, ctx)):
+        if not _runs_module(stmt, root):
+            continue
+        today = _mode_at(block, k, new_file, root)
+        before = _mode_at(old, old_k, old_file, root)
+        if today != before:
+            name = sorted(n for n in needed if relevant(kills, updates, {n}))[0]
+            raise Uncarried(
+                f"it reads {name}, which the old version's own code computes running {root} "
+                f"({_first_line(stmt)}, line {stmt.lineno}); today's code runs it in "
+                f"{today} mode there, the old version in {before} mode: placed, the statement "
+                "would log the value the old mode gives, not the one today's code computes "
+                f"(compute the value in the statement itself, right after today's switch of "
+                f"{root} in the same block: the switch then travels with it)"
+            )
+
+
+def _same_modes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Context) -> None:
+    """:func:`_same_modes` for the statements inside ``new``, a compound statement aligned with
+    ``old``, that give a needed name."""
+    if ctx.files is None or type(new) is not type(old):
+        return
+    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
+    if len(new_bodies) != len(old_bodies):
+        return
+    new_file, old_file = ctx.files
+    for body, other in zip(new_bodies, old_bodies, strict=True):
+        if not body or not other:
+            continue
+        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
+        pairs = alignment(new_block, old_block, ctx.skip)
+        for j, stmt in enumerate(new_block.stmts):
+            if j not in pairs or id(stmt) in ctx.skip:
+                continue
+            if is_compound(stmt):
+                if relevant(*changes(stmt, ctx.fresh), needed):
+                    _same_modes_inside(stmt, old_block.stmts[pairs[j]], needed, ctx)
+            else:
+                _same_modes(new_block, j, old_block, pairs[j], needed, ctx)
+
+
+def _switched_roots(src: SourceFile, ctx: _Context) -> frozenset[str]:
+    """The names whose modules some statement of ``src`` switches (``net`` for ``net.eval()``)."""
+    got = ctx.switched.get(id(src))
+    if got is None:
+        roots: set[str] = set()
+        for node in ast.walk(src.tree):
+            if isinstance(node, ast.stmt) and not is_compound(node):
+                switch = _switch_roots(node)
+                if switch is not None:
+                    roots |= switch[0]
+        got = ctx.switched[id(src)] = frozenset(roots)
+    return got
+
+
+def _mode_at(block: Block, k: int, src: SourceFile, root: str) -> str:
+    """The mode ``root``'s module is in when statement ``k`` of ``block`` runs, as the code
+    before it in its function says: the last switch before it, in that block and the blocks
+    around it ("training" where there is none: a module starts in training mode; "another"
+    where branches disagree)."""
+    while True:
+        for stmt in reversed(block.stmts[:k]):
+            mode = _last_mode(stmt, root)
+            if mode is not None:
+                return mode
+        if id(block) not in src.parents:
+            return "training"
+        block, k = src.parents[id(block)]
+        if isinstance(block.stmts[k], _SCOPES):
+            return "training"
+
+
+def _last_mode(stmt: ast.stmt, root: str) -> str | None:
+    """The mode ``stmt`` leaves ``root``'s module in (None: it switches none)."""
+    if isinstance(stmt, _SCOPES):
+        return None
+    if not is_compound(stmt):
+        switch = _switch_roots(stmt)
+        return switch[1] if switch is not None and root in switch[0] else None
+    modes = []
+    for body in _bodies_of(stmt):
+        mode = None
+        for inner in reversed(body):
+            mode = _last_mode(inner, root)
+            if mode is not None:
+                break
+        modes.append(mode)
+    if all(m is None for m in modes):
+        return None
+    if isinstance(stmt, ast.If | ast.Try | ast.TryStar | ast.Match):  # one branch runs
+        return modes[0] if len(set(modes)) == 1 else "another"
+    return next(m for m in reversed(modes) if m is not None)  # a loop's, a with's body
 
 
 def _renamed_back(
