@@ -730,6 +730,30 @@ def test_structure_changes_are_named() -> None:
     )
 
 
+def test_a_model_cast_during_the_run_is_a_structure_change() -> None:
+    """``net.double()`` at a milestone (s34): the later checkpoints hold float64 tensors that
+    ``load_state_dict`` cast into the replay's float32 model, and the replay trained on in
+    float32, silently. They are marked now (the planner starts before the cast)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = ckpt.structure({"net": net})
+    net.double()
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net})))
+    assert "net.0.weight became float64 on cpu" in why and "float32" in why, why
+    net.float()
+    assert ckpt.structure_change(start, ckpt.structure({"net": net})) is None
+
+
+def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
+    """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    with pytest.raises(StoreError, match=r"0.weight was torch.float64 .* is torch.float32"):
+        ckpt.restore({"net": fresh}, payload, rng=False)
+    ckpt.restore({"net": fresh.double()}, payload, rng=False)  # the same dtypes: restored
+    assert torch.equal(fresh[0].weight, net[0].weight)
+
+
 def test_registered_objects_without_a_state_dict_are_refilled_in_place() -> None:
     """A torch or numpy generator, a deque, a random.Random, a dict whose list a name also
     holds: the restore could not take the first three back (StoreError), put a Random's

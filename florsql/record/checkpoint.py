@@ -171,9 +171,12 @@ def module_extras(obj: Any) -> dict[str, Any]:
 
 def structure(objs: dict[str, Any]) -> dict[str, Any]:
     """What a replay's objects must match for a checkpoint of ``objs`` to be put back into them:
-    per torch module, each submodule's class, hooks, parameter and buffer names; per optimizer,
-    its parameter groups' sizes. Compared with the same at the ``flor.checkpointing`` block's
-    start (:func:`structure_change`): a replay builds its objects as the script's start does."""
+    per torch module, each submodule's class, hooks, parameter and buffer names, and their
+    dtypes and devices (``net.double()`` during the run: its later checkpoints hold float64
+    tensors, which ``load_state_dict`` casts into a float32 model made as at the start); per
+    optimizer, its parameter groups' sizes. Compared with the same at the
+    ``flor.checkpointing`` block's start (:func:`structure_change`): a replay builds its objects
+    as the script's start does."""
     torch = sys.modules.get("torch")
     out: dict[str, Any] = {}
     if torch is None:
@@ -187,11 +190,22 @@ def structure(objs: dict[str, Any]) -> dict[str, Any]:
                     _hooks(m),
                     [k for k, p in m._parameters.items() if p is not None],
                     [k for k, b in m._buffers.items() if b is not None],
+                    _kinds(m),
                 )
                 for prefix, m in obj.named_modules()
             ]
         elif isinstance(obj, torch.optim.Optimizer):
             out[name] = [len(g["params"]) for g in obj.param_groups]
+    return out
+
+
+def _kinds(module: Any) -> dict[str, str]:
+    """The dtype and device of each of a module's own parameters and buffers."""
+    out = {}
+    for table in (module._parameters, module._buffers):
+        for k, t in table.items():
+            if t is not None:
+                out[k] = f"{str(t.dtype).removeprefix('torch.')} on {t.device}"
     return out
 
 
@@ -210,7 +224,7 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
                 )
             return f"{name!r} changed its kind during the run"
         before = {m[0]: m for m in was}
-        for prefix, kind, hooks, params, buffers in cur:
+        for prefix, kind, hooks, params, buffers, kinds in cur:
             where = f"{name}{'.' + prefix if prefix else ''}"
             old = before.pop(prefix, None)
             if old is None:
@@ -221,6 +235,14 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
                 return f"{where} got a hook during the run"
             if old[3] != params or old[4] != buffers:
                 return f"{where}'s parameters or buffers changed during the run (pruning)"
+            if old[5] != kinds:
+                k, was, now_ = next(
+                    (k, v, kinds.get(k)) for k, v in old[5].items() if kinds.get(k) != v
+                )
+                return (
+                    f"{where}.{k} became {now_} during the run (it was {was} where the block "
+                    "starts: .double(), .half() or .to())"
+                )
         if before:
             return f"{name}.{next(iter(before))} was removed during the run"
     return None
@@ -411,6 +433,12 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
     """Load a captured payload back into ``objs`` (in place) and, by default, the RNGs."""
     for name, obj in objs.items():
         if name in payload["states"]:
+            why = _dtype_differs(name, obj, payload["states"][name])
+            if why is not None:
+                raise StoreError(
+                    f"cannot restore this checkpoint: {why}; load_state_dict would cast it, so "
+                    "the values that need it stay NULL"
+                )
             obj.load_state_dict(payload["states"][name])
             if name in payload.get("extras", {}):
                 restore_module_extras(obj, payload["extras"][name])
@@ -424,6 +452,26 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
             raise StoreError(f"the checkpoint has no state for {name!r}")
     if rng:
         restore_rng(payload["rng"])
+
+
+def _dtype_differs(name: str, obj: Any, state: Any) -> str | None:
+    """Why a torch module's saved ``state`` is not of the dtypes of ``obj`` (the replay's, as
+    the script's start made it), or None: a model cast during the run (``net.double()`` at a
+    milestone) saved tensors that ``load_state_dict`` casts back, silently. (Checkpoints
+    recorded since the cast is marked are not restored here at all: the guard for older
+    ones.)"""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.nn.Module) or not isinstance(state, dict):
+        return None
+    for k, now in obj.state_dict(keep_vars=True).items():
+        saved = state.get(k)
+        tensors = isinstance(saved, torch.Tensor) and isinstance(now, torch.Tensor)
+        if tensors and saved.dtype != now.dtype:
+            return (
+                f"the registered model {name!r}'s {k} was {saved.dtype} at this checkpoint "
+                f"and is {now.dtype} where the script starts (cast during the run)"
+            )
+    return None
 
 
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset, range)
