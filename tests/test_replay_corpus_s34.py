@@ -472,6 +472,49 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["buf_len", "buf_sum"], "epoch, step": ["batch_len"]},
         seeds=(0, 1),
     ),
+    Case(
+        "fine_tuned_in_double_precision_from_a_milestone",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:
+            net.double()  # the last epochs in float64
+        dtype = next(net.parameters()).dtype
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx].to(dtype)), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("w_step", float(net[0].weight.sum()))  # hindsight
+        flor.log("dtype", str(dtype))  # hindsight
+        flor.log("w_sum", float(net[2].weight.sum()))  # hindsight
+""",
+        {"epoch": ["dtype", "w_sum"], "epoch, step": ["w_step"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "optimizer_switched_from_sgd_to_adam_at_a_milestone",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:
+            opt = torch.optim.Adam(net.parameters(), lr=0.01)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("w_step", float(net[0].weight.sum()))  # hindsight
+        flor.log("opt_kind", type(opt).__name__)  # hindsight
+        flor.log("w_sum", float(net[2].weight.sum()))  # hindsight
+""",
+        {"epoch": ["opt_kind", "w_sum"], "epoch, step": ["w_step"]},
+        first=3,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
