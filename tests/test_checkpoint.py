@@ -743,6 +743,34 @@ def test_a_model_cast_during_the_run_is_a_structure_change() -> None:
     assert ckpt.structure_change(start, ckpt.structure({"net": net})) is None
 
 
+def test_a_layer_replaced_or_a_weight_tied_during_the_run_is_a_structure_change() -> None:
+    """A state_dict keeps values, not which parameters the optimizer holds or which a model
+    shares (s34): a head replaced during the run, the optimizer still holding the old one's
+    parameters, came back from a later checkpoint trained by the optimizer; a weight tied
+    during the run came back untied. Both silently; marked now."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    start = ckpt.structure({"net": net, "opt": opt})
+    old_head = net[2]
+    net[2] = torch.nn.Linear(2, 2)
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "'opt''s parameter 2 is no registered model parameter" in why, why
+    assert "was net.2.weight" in why, why
+    net[2] = old_head
+    assert ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})) is None
+    head_weight = net[2].weight
+    net[2].weight = net[0].weight
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "net.2.weight became net.0.weight during the run (tied)" in why, why
+    net[2].weight = head_weight
+    opt.register_step_post_hook(lambda *_: None)  # in no state_dict either
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "'opt' got a step hook during the run" in why, why
+    # tied where the block starts: the same at every checkpoint, nothing to say
+    tied_start = ckpt.structure({"net": net})
+    assert ckpt.structure_change(tied_start, ckpt.structure({"net": net})) is None
+
+
 def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
     """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
     net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()

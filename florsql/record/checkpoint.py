@@ -196,7 +196,71 @@ def structure(objs: dict[str, Any]) -> dict[str, Any]:
             ]
         elif isinstance(obj, torch.optim.Optimizer):
             out[name] = [len(g["params"]) for g in obj.param_groups]
+    if out:
+        out[LINKS] = _links(objs, torch)
     return out
+
+
+#: The key of :func:`structure` that holds how the registered objects share parameters.
+LINKS = "<links>"
+
+
+def _links(objs: dict[str, Any], torch: Any) -> dict[str, Any]:
+    """How the registered objects share parameters: which name of a registered model each
+    optimizer's parameter is (None: no registered model's), and which parameter names of the
+    models are another's (tied). A state_dict keeps values, not these: a head replaced during
+    the run while the optimizer still held the old one's parameters (``net[2] = nn.Linear(...)``)
+    or a weight tied during it (``dec.weight = enc.weight``) came back, from a later checkpoint,
+    as the script's start made them: the head trained, the weights untied, silently."""
+    first: dict[int, str] = {}
+    tied: list[tuple[str, str]] = []
+    for name, obj in objs.items():
+        if isinstance(obj, torch.nn.Module):
+            for k, p in obj.named_parameters(remove_duplicate=False):
+                where = f"{name}.{k}"
+                was = first.setdefault(id(p), where)
+                if was != where:
+                    tied.append((where, was))
+    optimizers = {n: o for n, o in objs.items() if isinstance(o, torch.optim.Optimizer)}
+    held = {
+        name: [first.get(id(p)) for g in obj.param_groups for p in g["params"]]
+        for name, obj in optimizers.items()
+    }
+    # ``opt.register_step_post_hook(clip)`` at a milestone: in no state_dict either
+    hooks = {name: _optimizer_hooks(obj) for name, obj in optimizers.items()}
+    return {"tied": tied, "held": held, "hooks": hooks}
+
+
+def _optimizer_hooks(opt: Any) -> list[str]:
+    out = []
+    for attr in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks"):
+        for hook in (getattr(opt, attr, None) or {}).values():
+            func = getattr(hook, "func", hook)
+            name = getattr(func, "__qualname__", None) or type(func).__qualname__
+            out.append(f"{attr.removeprefix('_optimizer_')}:{name}")
+    return sorted(out)
+
+
+def _links_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
+    for where, same in now["tied"]:
+        if (where, same) not in start["tied"]:
+            return f"{where} became {same} during the run (tied)"
+    for where, same in start["tied"]:
+        if (where, same) not in now["tied"]:
+            return f"{where} was {same} where the block starts and was untied during the run"
+    for name, was in start.get("hooks", {}).items():
+        if now.get("hooks", {}).get(name, was) != was:
+            return f"{name!r} got a step hook during the run (or lost one)"
+    for name, was in start["held"].items():
+        cur = now["held"].get(name, was)
+        for i, (a, b) in enumerate(zip(was, cur, strict=False)):
+            if a != b:
+                return (
+                    f"{name!r}'s parameter {i} is {b or 'no registered model parameter'} at this "
+                    f"checkpoint and was {a or 'no registered model parameter'} where the block "
+                    "starts (a layer or parameter replaced during the run)"
+                )
+    return None
 
 
 def _kinds(module: Any) -> dict[str, str]:
@@ -216,6 +280,8 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
         cur = now.get(name)
         if cur == was:
             continue
+        if name == LINKS:
+            continue  # after the objects' own changes, which say more
         if cur is None or not isinstance(was, list) or not was or not isinstance(was[0], tuple):
             if isinstance(was, list) and isinstance(cur, list):
                 return (
@@ -236,15 +302,17 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
             if old[3] != params or old[4] != buffers:
                 return f"{where}'s parameters or buffers changed during the run (pruning)"
             if old[5] != kinds:
-                k, was, now_ = next(
+                k, then, now_ = next(
                     (k, v, kinds.get(k)) for k, v in old[5].items() if kinds.get(k) != v
                 )
                 return (
-                    f"{where}.{k} became {now_} during the run (it was {was} where the block "
+                    f"{where}.{k} became {now_} during the run (it was {then} where the block "
                     "starts: .double(), .half() or .to())"
                 )
         if before:
             return f"{name}.{next(iter(before))} was removed during the run"
+    if LINKS in start and LINKS in now:
+        return _links_change(start[LINKS], now[LINKS])
     return None
 
 
