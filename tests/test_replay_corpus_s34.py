@@ -515,6 +515,78 @@ with flor.checkpointing(model=net, optimizer=opt):
         first=3,
         fresh=True,
     ),
+    Case(
+        "classifier_head_replaced_at_a_milestone_optimizer_not_rebuilt",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:
+            net[2] = nn.Linear(8, 2)  # a fresh head (the optimizer still holds the old one's)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("head_step", float(net[2].weight.sum()))  # hindsight
+        flor.log("head_w", float(net[2].weight.sum()))  # hindsight
+        flor.log("body_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["head_w", "body_w"], "epoch, step": ["head_step"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "weight_clipping_as_an_optimizer_step_hook_from_a_milestone",
+        """
+def clip_weights(optimizer, args, kwargs):
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.clamp_(-0.3, 0.3)
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 1:
+            opt.register_step_post_hook(clip_weights)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("w_max", float(net[0].weight.abs().max()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["w_max"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "decoder_weight_tied_to_the_encoder_at_a_milestone",
+        """
+enc = nn.Linear(6, 6)
+dec = nn.Linear(6, 6)
+ae = nn.Sequential(enc, nn.Tanh(), dec)
+opt = torch.optim.SGD(ae.parameters(), lr=0.1)
+with flor.checkpointing(model=ae, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:
+            dec.weight = enc.weight  # tied from here on
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = (ae(X[idx]) - X[idx]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("dec_step", float(dec.weight.sum()))  # hindsight
+        flor.log("tied", int(dec.weight is enc.weight))  # hindsight
+        flor.log("enc_w", float(enc.weight.sum()))  # hindsight
+""",
+        {"epoch": ["tied", "enc_w"], "epoch, step": ["dec_step"]},
+        first=3,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
