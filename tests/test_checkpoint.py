@@ -771,6 +771,27 @@ def test_a_layer_replaced_or_a_weight_tied_during_the_run_is_a_structure_change(
     assert ckpt.structure_change(tied_start, ckpt.structure({"net": net})) is None
 
 
+def test_a_restored_optimizer_keeps_the_parameter_group_dicts_names_hold() -> None:
+    """``group = opt.param_groups[0]`` before the loop, ``group["lr"] *= 0.5`` each epoch:
+    torch's load_state_dict put new group dicts in the optimizer, so after a restore the
+    decay went to a dict the optimizer no longer read, silently (s34)."""
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    opt.param_groups[0]["lr"] = 0.05
+    payload = ckpt.capture({"opt": opt})
+    fresh_net = torch.nn.Linear(2, 2)
+    fresh = torch.optim.SGD(fresh_net.parameters(), lr=0.1, momentum=0.9)
+    groups, group = fresh.param_groups, fresh.param_groups[0]
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    assert fresh.param_groups is groups and fresh.param_groups[0] is group
+    assert group["lr"] == 0.05 and group["params"] == list(fresh_net.parameters())
+    group["lr"] *= 0.5
+    assert fresh.state_dict()["param_groups"][0]["lr"] == 0.025
+    assert fresh.state[fresh_net.weight]["momentum_buffer"] is not None
+
+
 def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
     """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
     net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()

@@ -507,7 +507,7 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                     f"cannot restore this checkpoint: {why}; load_state_dict would cast it, so "
                     "the values that need it stay NULL"
                 )
-            obj.load_state_dict(payload["states"][name])
+            _load_state_dict(obj, payload["states"][name])
             if name in payload.get("extras", {}):
                 restore_module_extras(obj, payload["extras"][name])
             if name in payload.get("loose", {}):
@@ -520,6 +520,29 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
             raise StoreError(f"the checkpoint has no state for {name!r}")
     if rng:
         restore_rng(payload["rng"])
+
+
+def _load_state_dict(obj: Any, state: Any) -> None:
+    """``obj.load_state_dict(state)``; an optimizer keeps its parameter-group dicts (and their
+    list): torch's ``load_state_dict`` puts new ones in their place, so a name the script bound
+    to one before the loop (``group = opt.param_groups[0]``, then ``group["lr"] *= 0.5`` each
+    epoch) changed a dict the optimizer no longer used, after a restore only: the recorded run
+    decayed its learning rate, the replay did not, silently (s34)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        obj.load_state_dict(state)
+        return
+    groups = obj.param_groups
+    kept = list(groups)
+    obj.load_state_dict(state)
+    if len(obj.param_groups) != len(kept):
+        return
+    for old, new in zip(kept, obj.param_groups, strict=True):
+        if old is not new:
+            old.clear()
+            old.update(new)
+    groups[:] = kept
+    obj.param_groups = groups
 
 
 def _dtype_differs(name: str, obj: Any, state: Any) -> str | None:
