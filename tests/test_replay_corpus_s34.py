@@ -587,6 +587,56 @@ with flor.checkpointing(model=ae, optimizer=opt):
         {"epoch": ["tied", "enc_w"], "epoch, step": ["dec_step"]},
         first=3,
     ),
+    Case(
+        "learning_rate_decayed_through_an_alias_of_the_param_group",
+        """
+group = opt.param_groups[0]  # kept before the loop: a hand-written schedule
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("lr_step", opt.param_groups[0]["lr"])  # hindsight
+        group["lr"] *= 0.5
+        group["momentum"] = 0.5
+        flor.log("lr", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("alias_lr", group["lr"])  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["lr", "alias_lr", "w_sum"], "epoch, step": ["lr_step"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "per_parameter_gradient_norm_ema_in_a_defaultdict_keyed_by_parameter",
+        """
+from collections import defaultdict
+
+gn_ema = defaultdict(float)  # adaptive clipping: each parameter's gradient-norm average
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            for p in net.parameters():
+                g = float(p.grad.norm())
+                gn_ema[p] = 0.9 * gn_ema[p] + 0.1 * g
+                if g > 2 * gn_ema[p]:
+                    p.grad.mul_(2 * gn_ema[p] / g)
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("ema0_step", gn_ema[net[0].weight])  # hindsight
+        flor.log("ema0", gn_ema[net[0].weight])  # hindsight
+        flor.log("n_keys", len(gn_ema))  # hindsight
+""",
+        {"epoch": ["ema0", "n_keys"], "epoch, step": ["ema0_step"]},
+        first=3,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
