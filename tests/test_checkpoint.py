@@ -783,13 +783,37 @@ def test_a_restored_optimizer_keeps_the_parameter_group_dicts_names_hold() -> No
     payload = ckpt.capture({"opt": opt})
     fresh_net = torch.nn.Linear(2, 2)
     fresh = torch.optim.SGD(fresh_net.parameters(), lr=0.1, momentum=0.9)
-    groups, group = fresh.param_groups, fresh.param_groups[0]
+    groups, group, state = fresh.param_groups, fresh.param_groups[0], fresh.state
     ckpt.restore({"opt": fresh}, payload, rng=False)
     assert fresh.param_groups is groups and fresh.param_groups[0] is group
+    assert fresh.state is state and float(state[fresh_net.weight]["momentum_buffer"].abs().sum())
     assert group["lr"] == 0.05 and group["params"] == list(fresh_net.parameters())
     group["lr"] *= 0.5
     assert fresh.state_dict()["param_groups"][0]["lr"] == 0.025
     assert fresh.state[fresh_net.weight]["momentum_buffer"] is not None
+
+
+def test_a_config_object_the_model_keeps_is_restored_in_place() -> None:
+    """``net.config.drop *= 0.5`` each epoch, on a config of plain fields the model keeps (as
+    Hugging Face models do): it was left out of the checkpoint, and came back as the script's
+    start made it, silently (s34). One config shared by submodules stays one."""
+    from types import SimpleNamespace
+
+    def make() -> torch.nn.Sequential:
+        config = SimpleNamespace(drop=0.5, name="x", sizes=[2, 3])
+        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        net.config = net[0].config = config
+        return net
+
+    net = make()
+    net.config.drop *= 0.25
+    net.config.sizes.append(4)
+    payload = ckpt.capture({"net": net})
+    fresh = make()
+    config = fresh.config
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert fresh.config is config and fresh[0].config is config
+    assert (config.drop, config.name, config.sizes) == (0.125, "x", [2, 3, 4])
 
 
 def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:

@@ -13,6 +13,7 @@ import io
 import pickle
 import random
 import sys
+import types
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +348,7 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
             continue
         if _plain(v, torch):
             attrs[k] = _deep_copy(v)
-        elif type(v) in _CONTAINERS or _numpy_value(v):
+        elif type(v) in _CONTAINERS or _numpy_value(v) or _plain_object(v, torch):
             if getattr(v, "nbytes", 0) > _MAX_ATTRIBUTE_BYTES:
                 continue  # a data array kept on the module, not training state
             with contextlib.suppress(Exception):  # whatever a user's object raises
@@ -355,6 +356,22 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
                 if len(data) <= _MAX_ATTRIBUTE_BYTES:
                     pickled[k] = data
     return attrs, pickled
+
+
+def _plain_object(v: Any, torch: Any) -> bool:
+    """An object of plain fields only (a config: ``SimpleNamespace``, a dataclass,
+    ``argparse.Namespace``, the script's own small class), as a model keeps one
+    (``self.config``): left out, a field the loop changed (``net.config.drop *= 0.5`` each
+    epoch) came back, from a later checkpoint, as the script's start made it, silently (s34).
+    Not a tokenizer or another object holding more than plain values."""
+    if isinstance(v, (type, types.ModuleType, torch.nn.Module)) or callable(v):
+        return False
+    fields = getattr(v, "__dict__", None)
+    return (
+        isinstance(fields, dict)
+        and bool(fields)
+        and all(isinstance(k, str) and _plain(x, torch, 1) for k, x in fields.items())
+    )
 
 
 def _numpy_value(v: Any) -> bool:
@@ -524,17 +541,23 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
 
 def _load_state_dict(obj: Any, state: Any) -> None:
     """``obj.load_state_dict(state)``; an optimizer keeps its parameter-group dicts (and their
-    list): torch's ``load_state_dict`` puts new ones in their place, so a name the script bound
-    to one before the loop (``group = opt.param_groups[0]``, then ``group["lr"] *= 0.5`` each
-    epoch) changed a dict the optimizer no longer used, after a restore only: the recorded run
-    decayed its learning rate, the replay did not, silently (s34)."""
+    list) and its ``state`` mapping: torch's ``load_state_dict`` puts new ones in their place,
+    so a name the script bound to one before the loop (``group = opt.param_groups[0]``, then
+    ``group["lr"] *= 0.5`` each epoch; ``state = opt.state``, then momentum halved through it)
+    changed what the optimizer no longer used, after a restore only: the recorded run decayed
+    its learning rate, the replay did not, silently (s34)."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(obj, torch.optim.Optimizer):
         obj.load_state_dict(state)
         return
-    groups = obj.param_groups
+    groups, per_param = obj.param_groups, obj.state
     kept = list(groups)
     obj.load_state_dict(state)
+    if obj.state is not per_param:  # ``state = opt.state`` before the loop: the same holds
+        loaded = dict(obj.state)
+        per_param.clear()
+        per_param.update(loaded)
+        obj.state = per_param
     if len(obj.param_groups) != len(kept):
         return
     for old, new in zip(kept, obj.param_groups, strict=True):
