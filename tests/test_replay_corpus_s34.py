@@ -637,6 +637,64 @@ with flor.checkpointing(model=net, optimizer=opt):
         first=3,
         fresh=True,
     ),
+    Case(
+        "dropout_rate_on_a_config_object_of_the_model_annealed_per_epoch",
+        """
+from types import SimpleNamespace
+
+
+class Net(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config  # as Hugging Face models keep theirs
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = nn.functional.dropout(self.body(x), self.config.drop, self.training)
+        return self.head(h)
+
+
+net = Net(SimpleNamespace(drop=0.5, anneal=0.5))
+opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("drop_step", net.config.drop)  # hindsight
+        net.config.drop *= net.config.anneal
+        flor.log("p_drop", net.config.drop)  # hindsight
+        flor.log("w_sum", float(net.head.weight.sum()))  # hindsight
+""",
+        {"epoch": ["p_drop", "w_sum"], "epoch, step": ["drop_step"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "momentum_reset_through_an_alias_of_the_optimizer_state",
+        """
+state = opt.state  # kept before the loop
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        for p in net.parameters():  # a restart: momentum halved
+            state[p]["momentum_buffer"].mul_(0.5)
+        flor.log("buf", float(opt.state[net[0].weight]["momentum_buffer"].sum()))  # hindsight
+        flor.log("alias_buf", float(state[net[0].weight]["momentum_buffer"].sum()))  # hindsight
+""",
+        {"epoch": ["buf", "alias_buf"]},
+        first=3,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
