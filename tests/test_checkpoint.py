@@ -816,6 +816,20 @@ def test_a_config_object_the_model_keeps_is_restored_in_place() -> None:
     assert (config.drop, config.name, config.sizes) == (0.125, "x", [2, 3, 4])
 
 
+def test_attributes_set_on_parameters_are_restored() -> None:
+    """``p.lr_mult = 1.0`` at a milestone, read by the step loop and today's statement: in no
+    state_dict, so a replay from a later checkpoint kept the start's 0.1, silently (s34)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    net[0].weight.lr_mult = 1.0
+    net[0].weight.tags = ["body"]
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    fresh[0].weight.lr_mult = 0.1
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert fresh[0].weight.lr_mult == 1.0 and fresh[0].weight.tags == ["body"]
+    assert not vars(fresh[1].weight)
+
+
 def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
     """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
     net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()

@@ -143,8 +143,9 @@ def module_extras(obj: Any) -> dict[str, Any]:
     attributes (``net.global_step = 0``, then ``net.global_step += 1`` in the loop: numbers,
     strings, tensors, and lists, tuples and dicts of them) and which of its parameters need no
     gradient (``net[0].requires_grad_(False)`` at epoch 1: a task starting at epoch 2 trained
-    the frozen layer, silently). Code reading them after a restore read the replay process's
-    fresh values (0), silently. Empty for anything else."""
+    the frozen layer, silently), and the plain attributes the script set on its parameters
+    (``p.lr_mult = 1.0`` at a milestone: s34). Code reading them after a restore read the
+    replay process's fresh values (0), silently. Empty for anything else."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(obj, torch.nn.Module):
         return {}
@@ -158,12 +159,19 @@ def module_extras(obj: Any) -> dict[str, Any]:
             if k in non_persistent and b is not None
         }
         frozen = [k for k, p in module._parameters.items() if p is not None and not p.requires_grad]
+        # what the script set on a parameter (``p.lr_mult = 0.1``): in no state_dict either
+        tagged = {
+            k: list(_attributes(p, torch))
+            for k, p in module._parameters.items()
+            if p is not None and vars(p)
+        }
         out[prefix] = {
             "training": module.training,
             "attrs": attrs,
             "pickled": pickled,
             "buffers": buffers,
             "frozen": frozen,  # always there: a checkpoint without it predates it
+            "tagged": {k: v for k, v in tagged.items() if v[0] or v[1]},
             "type": _type_name(module),
             "hooks": _hooks(module),
         }
@@ -473,6 +481,10 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
                 if param is not None and param.requires_grad == (k in frozen):
                     param.requires_grad_(k not in frozen)
         _put_attributes(module, saved["attrs"], saved.get("pickled") or {})
+        for k, (attrs, pickled) in (saved.get("tagged") or {}).items():
+            param = module._parameters.get(k)
+            if param is not None:
+                _put_attributes(param, attrs, pickled)
         for k, v in saved["buffers"].items():
             current = module._buffers.get(k)
             if current is not None and current.shape == v.shape and current.dtype == v.dtype:
