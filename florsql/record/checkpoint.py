@@ -591,8 +591,9 @@ def _dtype_differs(name: str, obj: Any, state: Any) -> str | None:
         return None
     for k, now in obj.state_dict(keep_vars=True).items():
         saved = state.get(k)
-        tensors = isinstance(saved, torch.Tensor) and isinstance(now, torch.Tensor)
-        if tensors and saved.dtype != now.dtype:
+        if not isinstance(saved, torch.Tensor) or not isinstance(now, torch.Tensor):
+            continue
+        if saved.dtype != now.dtype:
             return (
                 f"the registered model {name!r}'s {k} was {saved.dtype} at this checkpoint "
                 f"and is {now.dtype} where the script starts (cast during the run)"
