@@ -695,6 +695,62 @@ with flor.checkpointing(model=net, optimizer=opt):
         first=3,
         fresh=True,
     ),
+    Case(
+        "activation_statistics_kept_by_a_callable_hook_object",
+        """
+class ActStats:
+    def __init__(self):
+        self.calls, self.mean, self.peak = 0, 0.0, 0.0
+
+    def __call__(self, module, inputs, output):
+        self.calls += 1
+        self.mean = 0.9 * self.mean + 0.1 * float(output.mean())
+        self.peak = max(self.peak, float(output.abs().max()))
+
+
+stats = ActStats()
+net[1].register_forward_hook(stats)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("act_mean_step", stats.mean)  # hindsight
+        flor.log("calls", stats.calls)  # hindsight
+        flor.log("peak", stats.peak)  # hindsight
+""",
+        {"epoch": ["calls", "peak"], "epoch, step": ["act_mean_step"]},
+        first=3,
+        fresh=True,
+    ),
+    Case(
+        "layerwise_lr_multipliers_kept_on_the_parameters",
+        """
+for p in net[0].parameters():
+    p.lr_mult = 0.1  # a discriminative learning rate, kept on the tensor
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            for p in net.parameters():
+                p.grad.mul_(getattr(p, "lr_mult", 1.0))
+            opt.step()
+            flor.log("loss", loss.item())
+        if epoch == 1:
+            for p in net[0].parameters():
+                p.lr_mult = 1.0  # the body joins in
+        flor.log("mult", net[0].weight.lr_mult)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["mult", "w_sum"]},
+        first=3,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
