@@ -164,7 +164,14 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 17 (session 31): an in-place change through an alias of an old object before a statement
 #: calling a method of it (``p.data.mul_(0.5)``, then ``p.sum()``) refuses it (was left out:
 #: the un-halved weights logged, silently).
-REPLAY_RULES = 17
+#: 18 (session 34): a restored optimizer keeps the parameter-group dicts and the state mapping
+#: the script holds (``group = opt.param_groups[0]``; ``group["lr"] *= 0.5`` decayed a dict the
+#: optimizer no longer read after a restore, silently); a model's config object and its
+#: parameters' attributes are restored (checkpoints recorded since); a script object passed as
+#: a hook that changes itself is changed by every loop (a replay skipping the step loop read the
+#: hook's counts as the script's start made them, silently); a model cast, a layer replaced or a
+#: weight tied during the run marks the later checkpoints unsound (recorded since).
+REPLAY_RULES = 18
 
 
 def statement_fingerprints(
