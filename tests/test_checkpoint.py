@@ -830,6 +830,19 @@ def test_attributes_set_on_parameters_are_restored() -> None:
     assert not vars(fresh[1].weight)
 
 
+def test_an_optimizers_defaults_are_restored() -> None:
+    """``opt.defaults["lr"] = 0.05`` at one epoch, a group added at a later one: the defaults
+    are in no state_dict, so a replay between the two added the group at the start's rate
+    (caught by verification, recomputed in full, with a NondeterminismWarning: s34)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.2, momentum=0.9)
+    opt.defaults["lr"] = 0.05
+    payload = ckpt.capture({"opt": opt})
+    fresh = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.2, momentum=0.9)
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    fresh.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    assert fresh.param_groups[1]["lr"] == 0.05 and fresh.param_groups[1]["momentum"] == 0.9
+
+
 def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
     """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
     net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()

@@ -73,9 +73,11 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         # an optimizer's state_dict holds its buffers and groups, not what the script set on
-        # it (``opt.steps_taken += 1``)
+        # it (``opt.steps_taken += 1``) nor its ``defaults`` (the settings of the groups
+        # ``add_param_group`` adds: ``opt.defaults["lr"] = 0.05`` at one epoch, a group added
+        # at a later one; a replay between the two added it at the start's rate: s34)
         kept = {
-            name: _attributes(o, torch, skip=("defaults", "state", "param_groups"))
+            name: _attributes(o, torch, skip=("state", "param_groups"))
             for name, o in objs.items()
             if isinstance(o, torch.optim.Optimizer)
         }
