@@ -775,6 +775,29 @@ with flor.checkpointing(model=net, optimizer=opt):
         first=3,
         fresh=True,
     ),
+    Case(
+        "optimizer_defaults_changed_then_a_group_added_later",
+        """
+extra = nn.Linear(6, 2)
+with flor.checkpointing(model=net, extra=extra, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 1:
+            opt.defaults["lr"] = 0.05  # for the groups added from here on
+        if epoch == 3:
+            opt.add_param_group({"params": extra.parameters()})
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]) + extra(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("lrs", str([g["lr"] for g in opt.param_groups]))  # hindsight
+        flor.log("extra_w", float(extra.weight.sum()))  # hindsight
+""",
+        {"epoch": ["lrs", "extra_w"]},
+        first=3,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
