@@ -22,7 +22,11 @@ unregistered loss module and the probability of a registered model's dropout ann
 attribute each epoch; a replay buffer (a plain list) filled and sampled across epochs; an
 optimizer switched from SGD to Adam at a milestone; weight clipping as an optimizer step hook
 registered at a milestone; a per-parameter gradient-norm EMA in a ``defaultdict`` keyed by
-the parameters. All of these are exact.
+the parameters; ``opt.defaults["lr"]`` changed at one epoch and a group added at a later one.
+All of these are exact. (The step hook and the changed defaults were exact only because
+verification caught the replayed step losses disagreeing with the recorded ones and recomputed
+in full, under a misleading NondeterminismWarning; the hook is now part of the checkpoint's
+structure and the defaults are saved, so the plan is right from the start.)
 
 Then what a registered model or optimizer holds outside its ``state_dict``, changed during the
 run and read by code a replay runs after restoring a later checkpoint (an epoch-level
