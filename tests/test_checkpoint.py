@@ -730,6 +730,130 @@ def test_structure_changes_are_named() -> None:
     )
 
 
+def test_a_model_cast_during_the_run_is_a_structure_change() -> None:
+    """``net.double()`` at a milestone (s34): the later checkpoints hold float64 tensors that
+    ``load_state_dict`` cast into the replay's float32 model, and the replay trained on in
+    float32, silently. They are marked now (the planner starts before the cast)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = ckpt.structure({"net": net})
+    net.double()
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net})))
+    assert "net.0.weight became float64 on cpu" in why and "float32" in why, why
+    net.float()
+    assert ckpt.structure_change(start, ckpt.structure({"net": net})) is None
+
+
+def test_a_layer_replaced_or_a_weight_tied_during_the_run_is_a_structure_change() -> None:
+    """A state_dict keeps values, not which parameters the optimizer holds or which a model
+    shares (s34): a head replaced during the run, the optimizer still holding the old one's
+    parameters, came back from a later checkpoint trained by the optimizer; a weight tied
+    during the run came back untied. Both silently; marked now."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    start = ckpt.structure({"net": net, "opt": opt})
+    old_head = net[2]
+    net[2] = torch.nn.Linear(2, 2)
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "'opt''s parameter 2 is no registered model parameter" in why, why
+    assert "was net.2.weight" in why, why
+    net[2] = old_head
+    assert ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})) is None
+    head_weight = net[2].weight
+    net[2].weight = net[0].weight
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "net.2.weight became net.0.weight during the run (tied)" in why, why
+    net[2].weight = head_weight
+    opt.register_step_post_hook(lambda *_: None)  # in no state_dict either
+    why = str(ckpt.structure_change(start, ckpt.structure({"net": net, "opt": opt})))
+    assert "'opt' got a step hook during the run" in why, why
+    # tied where the block starts: the same at every checkpoint, nothing to say
+    tied_start = ckpt.structure({"net": net})
+    assert ckpt.structure_change(tied_start, ckpt.structure({"net": net})) is None
+
+
+def test_a_restored_optimizer_keeps_the_parameter_group_dicts_names_hold() -> None:
+    """``group = opt.param_groups[0]`` before the loop, ``group["lr"] *= 0.5`` each epoch:
+    torch's load_state_dict put new group dicts in the optimizer, so after a restore the
+    decay went to a dict the optimizer no longer read, silently (s34)."""
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    opt.param_groups[0]["lr"] = 0.05
+    payload = ckpt.capture({"opt": opt})
+    fresh_net = torch.nn.Linear(2, 2)
+    fresh = torch.optim.SGD(fresh_net.parameters(), lr=0.1, momentum=0.9)
+    groups, group, state = fresh.param_groups, fresh.param_groups[0], fresh.state
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    assert fresh.param_groups is groups and fresh.param_groups[0] is group
+    assert fresh.state is state and float(state[fresh_net.weight]["momentum_buffer"].abs().sum())
+    assert group["lr"] == 0.05 and group["params"] == list(fresh_net.parameters())
+    group["lr"] *= 0.5
+    assert fresh.state_dict()["param_groups"][0]["lr"] == 0.025
+    assert fresh.state[fresh_net.weight]["momentum_buffer"] is not None
+
+
+def test_a_config_object_the_model_keeps_is_restored_in_place() -> None:
+    """``net.config.drop *= 0.5`` each epoch, on a config of plain fields the model keeps (as
+    Hugging Face models do): it was left out of the checkpoint, and came back as the script's
+    start made it, silently (s34). One config shared by submodules stays one."""
+    from types import SimpleNamespace
+
+    def make() -> torch.nn.Sequential:
+        config = SimpleNamespace(drop=0.5, name="x", sizes=[2, 3])
+        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        net.config = net[0].config = config
+        return net
+
+    net = make()
+    net.config.drop *= 0.25
+    net.config.sizes.append(4)
+    payload = ckpt.capture({"net": net})
+    fresh = make()
+    config = fresh.config
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert fresh.config is config and fresh[0].config is config
+    assert (config.drop, config.name, config.sizes) == (0.125, "x", [2, 3, 4])
+
+
+def test_attributes_set_on_parameters_are_restored() -> None:
+    """``p.lr_mult = 1.0`` at a milestone, read by the step loop and today's statement: in no
+    state_dict, so a replay from a later checkpoint kept the start's 0.1, silently (s34)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    net[0].weight.lr_mult = 1.0
+    net[0].weight.tags = ["body"]
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    fresh[0].weight.lr_mult = 0.1
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert fresh[0].weight.lr_mult == 1.0 and fresh[0].weight.tags == ["body"]
+    assert not vars(fresh[1].weight)
+
+
+def test_an_optimizers_defaults_are_restored() -> None:
+    """``opt.defaults["lr"] = 0.05`` at one epoch, a group added at a later one: the defaults
+    are in no state_dict, so a replay between the two added the group at the start's rate
+    (caught by verification, recomputed in full, with a NondeterminismWarning: s34)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.2, momentum=0.9)
+    opt.defaults["lr"] = 0.05
+    payload = ckpt.capture({"opt": opt})
+    fresh = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.2, momentum=0.9)
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    fresh.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    assert fresh.param_groups[1]["lr"] == 0.05 and fresh.param_groups[1]["momentum"] == 0.9
+
+
+def test_restoring_a_cast_checkpoint_into_a_model_of_other_dtypes_raises() -> None:
+    """The guard for checkpoints recorded before the cast was marked: loud, never cast."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)).double()
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    with pytest.raises(StoreError, match=r"0.weight was torch.float64 .* is torch.float32"):
+        ckpt.restore({"net": fresh}, payload, rng=False)
+    ckpt.restore({"net": fresh.double()}, payload, rng=False)  # the same dtypes: restored
+    assert torch.equal(fresh[0].weight, net[0].weight)
+
+
 def test_registered_objects_without_a_state_dict_are_refilled_in_place() -> None:
     """A torch or numpy generator, a deque, a random.Random, a dict whose list a name also
     holds: the restore could not take the first three back (StoreError), put a Random's

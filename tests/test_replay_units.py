@@ -334,6 +334,40 @@ for epoch in flor.loop("epoch", range(3)):
     assert {"vsampler", "scores"} <= epoch.changed and "history" not in epoch.changed
 
 
+def test_a_script_object_passed_as_a_hook_is_changed_by_every_loop() -> None:
+    """``net.register_forward_hook(stats)`` where ``ActStats.__call__`` counts in ``self`` (or
+    a method of it passed on: ``stats.record``): each ``net(x)`` changes ``stats``. It was
+    counted as changed only where it was passed, so a replay skipping the step loop read the
+    start's counts (s34); an instance passed only for a read (``third.peek()``) is not."""
+    src = """
+class ActStats:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, module, inputs, output):
+        self.calls += 1
+
+    def record(self, module, inputs, output):
+        self.calls += 1
+
+    def peek(self):
+        return self.calls
+
+
+stats, other, third = ActStats(), None, ActStats()
+other = ActStats()
+net.register_forward_hook(stats)
+net.register_forward_pre_hook(hook=other.record)
+print(third.peek())
+for epoch in flor.loop("epoch", range(3)):
+    for x in flor.loop("step", data):
+        out = net(x)
+    flor.log("calls", stats.calls + other.calls)
+"""
+    step = _loop(src, "step")
+    assert {"stats", "other"} <= step.changed and "third" not in step.changed
+
+
 def test_a_part_fetched_by_get_is_an_alias() -> None:
     """``tr = history.get("train"); tr.append(v)`` changes ``history`` (it did not: replay
     skipped the loop and left ``history["train"]`` as the replay had it)."""

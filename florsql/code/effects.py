@@ -600,10 +600,63 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         out = new
     loaded |= anonymous  # a lambda passed on (a hook, a callback) runs where it is called
     escaped = _Summary(
-        frozenset(n for name, s in out.items() if name in loaded for n in s.mutates),
+        frozenset(n for name, s in out.items() if name in loaded for n in s.mutates)
+        | _passed_instances(tree),
         frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
     )
     return out, escaped
+
+
+def _passed_instances(tree: ast.Module) -> frozenset[str]:
+    """Names bound to an instance of a script class that are passed to a call as a callable
+    that changes the instance: the instance itself where its ``__call__`` changes ``self``
+    (``net.register_forward_hook(stats)``), or one of such methods (``...(stats.record)``).
+    The call keeps it and runs it later, at any call the loops make (``net(x)`` runs the hook):
+    the loops change the instance. (Counted only where it was passed, the hook's counts came
+    back from no checkpoint and a replay skipping the step loop read the start's: s34.)"""
+    changing: dict[str, set[str]] = {}  # class name -> its methods that change self
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for fn in cls.body:
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or not fn.args.args:
+                continue
+            if fn.args.args[0].arg in _changed(fn.body):
+                changing.setdefault(cls.name, set()).add(fn.name)
+    if not changing:
+        return frozenset()
+    kind: dict[str, str] = {}  # name -> the script class it was bound to an instance of
+    for n in ast.walk(tree):
+        if not isinstance(n, ast.Assign):
+            continue
+        pairs = [(t, n.value) for t in n.targets]
+        for t in n.targets:  # ``a, b = A(), B()``
+            if isinstance(t, ast.Tuple) and isinstance(n.value, ast.Tuple):
+                pairs += list(zip(t.elts, n.value.elts, strict=False))
+        for t, v in pairs:
+            if (
+                isinstance(t, ast.Name)
+                and isinstance(v, ast.Call)
+                and isinstance(v.func, ast.Name)
+                and v.func.id in changing
+            ):
+                kind[t.id] = v.func.id
+    out: set[str] = set()
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            if isinstance(arg, ast.Starred):
+                arg = arg.value
+            if isinstance(arg, ast.Name) and "__call__" in changing.get(kind.get(arg.id, ""), ()):
+                out.add(arg.id)
+            elif (
+                isinstance(arg, ast.Attribute)
+                and isinstance(arg.value, ast.Name)
+                and arg.attr in changing.get(kind.get(arg.value.id, ""), ())
+            ):
+                out.add(arg.value.id)
+    return frozenset(out)
 
 
 def _lambdas(tree: ast.Module) -> tuple[list[ast.FunctionDef], set[str]]:

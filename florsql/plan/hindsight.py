@@ -167,7 +167,14 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 18 (session 31): a statement reading a name the old code computes running a module that
 #: today's code switches to another mode before it (``net.eval()`` before the old ``va = ...``)
 #: is refused (was placed: the old, dropout-on value logged as today's, silently).
-REPLAY_RULES = 18
+#: 19 (session 31, sweep s34): a restored optimizer keeps the parameter-group dicts and the
+#: state mapping the script holds (``group = opt.param_groups[0]``; ``group["lr"] *= 0.5``
+#: decayed a dict the optimizer no longer read after a restore, silently); a model's config
+#: object and its parameters' attributes are restored (checkpoints recorded since); a script
+#: object passed as a hook that changes itself is changed by every loop (a replay skipping the
+#: step loop read the hook's counts as the script's start made them, silently); a model cast, a
+#: layer replaced or a weight tied during the run marks the later checkpoints unsound.
+REPLAY_RULES = 19
 
 
 def statement_fingerprints(

@@ -13,6 +13,7 @@ import io
 import pickle
 import random
 import sys
+import types
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +73,11 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         # an optimizer's state_dict holds its buffers and groups, not what the script set on
-        # it (``opt.steps_taken += 1``)
+        # it (``opt.steps_taken += 1``) nor its ``defaults`` (the settings of the groups
+        # ``add_param_group`` adds: ``opt.defaults["lr"] = 0.05`` at one epoch, a group added
+        # at a later one; a replay between the two added it at the start's rate: s34)
         kept = {
-            name: _attributes(o, torch, skip=("defaults", "state", "param_groups"))
+            name: _attributes(o, torch, skip=("state", "param_groups"))
             for name, o in objs.items()
             if isinstance(o, torch.optim.Optimizer)
         }
@@ -142,8 +145,9 @@ def module_extras(obj: Any) -> dict[str, Any]:
     attributes (``net.global_step = 0``, then ``net.global_step += 1`` in the loop: numbers,
     strings, tensors, and lists, tuples and dicts of them) and which of its parameters need no
     gradient (``net[0].requires_grad_(False)`` at epoch 1: a task starting at epoch 2 trained
-    the frozen layer, silently). Code reading them after a restore read the replay process's
-    fresh values (0), silently. Empty for anything else."""
+    the frozen layer, silently), and the plain attributes the script set on its parameters
+    (``p.lr_mult = 1.0`` at a milestone: s34). Code reading them after a restore read the
+    replay process's fresh values (0), silently. Empty for anything else."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(obj, torch.nn.Module):
         return {}
@@ -157,12 +161,19 @@ def module_extras(obj: Any) -> dict[str, Any]:
             if k in non_persistent and b is not None
         }
         frozen = [k for k, p in module._parameters.items() if p is not None and not p.requires_grad]
+        # what the script set on a parameter (``p.lr_mult = 0.1``): in no state_dict either
+        tagged = {
+            k: list(_attributes(p, torch))
+            for k, p in module._parameters.items()
+            if p is not None and vars(p)
+        }
         out[prefix] = {
             "training": module.training,
             "attrs": attrs,
             "pickled": pickled,
             "buffers": buffers,
             "frozen": frozen,  # always there: a checkpoint without it predates it
+            "tagged": {k: v for k, v in tagged.items() if v[0] or v[1]},
             "type": _type_name(module),
             "hooks": _hooks(module),
         }
@@ -171,9 +182,12 @@ def module_extras(obj: Any) -> dict[str, Any]:
 
 def structure(objs: dict[str, Any]) -> dict[str, Any]:
     """What a replay's objects must match for a checkpoint of ``objs`` to be put back into them:
-    per torch module, each submodule's class, hooks, parameter and buffer names; per optimizer,
-    its parameter groups' sizes. Compared with the same at the ``flor.checkpointing`` block's
-    start (:func:`structure_change`): a replay builds its objects as the script's start does."""
+    per torch module, each submodule's class, hooks, parameter and buffer names, and their
+    dtypes and devices (``net.double()`` during the run: its later checkpoints hold float64
+    tensors, which ``load_state_dict`` casts into a float32 model made as at the start); per
+    optimizer, its parameter groups' sizes. Compared with the same at the
+    ``flor.checkpointing`` block's start (:func:`structure_change`): a replay builds its objects
+    as the script's start does."""
     torch = sys.modules.get("torch")
     out: dict[str, Any] = {}
     if torch is None:
@@ -187,11 +201,86 @@ def structure(objs: dict[str, Any]) -> dict[str, Any]:
                     _hooks(m),
                     [k for k, p in m._parameters.items() if p is not None],
                     [k for k, b in m._buffers.items() if b is not None],
+                    _kinds(m),
                 )
                 for prefix, m in obj.named_modules()
             ]
         elif isinstance(obj, torch.optim.Optimizer):
             out[name] = [len(g["params"]) for g in obj.param_groups]
+    if out:
+        out[LINKS] = _links(objs, torch)
+    return out
+
+
+#: The key of :func:`structure` that holds how the registered objects share parameters.
+LINKS = "<links>"
+
+
+def _links(objs: dict[str, Any], torch: Any) -> dict[str, Any]:
+    """How the registered objects share parameters: which name of a registered model each
+    optimizer's parameter is (None: no registered model's), and which parameter names of the
+    models are another's (tied). A state_dict keeps values, not these: a head replaced during
+    the run while the optimizer still held the old one's parameters (``net[2] = nn.Linear(...)``)
+    or a weight tied during it (``dec.weight = enc.weight``) came back, from a later checkpoint,
+    as the script's start made them: the head trained, the weights untied, silently."""
+    first: dict[int, str] = {}
+    tied: list[tuple[str, str]] = []
+    for name, obj in objs.items():
+        if isinstance(obj, torch.nn.Module):
+            for k, p in obj.named_parameters(remove_duplicate=False):
+                where = f"{name}.{k}"
+                was = first.setdefault(id(p), where)
+                if was != where:
+                    tied.append((where, was))
+    optimizers = {n: o for n, o in objs.items() if isinstance(o, torch.optim.Optimizer)}
+    held = {
+        name: [first.get(id(p)) for g in obj.param_groups for p in g["params"]]
+        for name, obj in optimizers.items()
+    }
+    # ``opt.register_step_post_hook(clip)`` at a milestone: in no state_dict either
+    hooks = {name: _optimizer_hooks(obj) for name, obj in optimizers.items()}
+    return {"tied": tied, "held": held, "hooks": hooks}
+
+
+def _optimizer_hooks(opt: Any) -> list[str]:
+    out = []
+    for attr in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks"):
+        for hook in (getattr(opt, attr, None) or {}).values():
+            func = getattr(hook, "func", hook)
+            name = getattr(func, "__qualname__", None) or type(func).__qualname__
+            out.append(f"{attr.removeprefix('_optimizer_')}:{name}")
+    return sorted(out)
+
+
+def _links_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
+    for where, same in now["tied"]:
+        if (where, same) not in start["tied"]:
+            return f"{where} became {same} during the run (tied)"
+    for where, same in start["tied"]:
+        if (where, same) not in now["tied"]:
+            return f"{where} was {same} where the block starts and was untied during the run"
+    for name, was in start.get("hooks", {}).items():
+        if now.get("hooks", {}).get(name, was) != was:
+            return f"{name!r} got a step hook during the run (or lost one)"
+    for name, was in start["held"].items():
+        cur = now["held"].get(name, was)
+        for i, (a, b) in enumerate(zip(was, cur, strict=False)):
+            if a != b:
+                return (
+                    f"{name!r}'s parameter {i} is {b or 'no registered model parameter'} at this "
+                    f"checkpoint and was {a or 'no registered model parameter'} where the block "
+                    "starts (a layer or parameter replaced during the run)"
+                )
+    return None
+
+
+def _kinds(module: Any) -> dict[str, str]:
+    """The dtype and device of each of a module's own parameters and buffers."""
+    out = {}
+    for table in (module._parameters, module._buffers):
+        for k, t in table.items():
+            if t is not None:
+                out[k] = f"{str(t.dtype).removeprefix('torch.')} on {t.device}"
     return out
 
 
@@ -202,6 +291,8 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
         cur = now.get(name)
         if cur == was:
             continue
+        if name == LINKS:
+            continue  # after the objects' own changes, which say more
         if cur is None or not isinstance(was, list) or not was or not isinstance(was[0], tuple):
             if isinstance(was, list) and isinstance(cur, list):
                 return (
@@ -210,7 +301,7 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
                 )
             return f"{name!r} changed its kind during the run"
         before = {m[0]: m for m in was}
-        for prefix, kind, hooks, params, buffers in cur:
+        for prefix, kind, hooks, params, buffers, kinds in cur:
             where = f"{name}{'.' + prefix if prefix else ''}"
             old = before.pop(prefix, None)
             if old is None:
@@ -221,8 +312,18 @@ def structure_change(start: dict[str, Any], now: dict[str, Any]) -> str | None:
                 return f"{where} got a hook during the run"
             if old[3] != params or old[4] != buffers:
                 return f"{where}'s parameters or buffers changed during the run (pruning)"
+            if old[5] != kinds:
+                k, then, now_ = next(
+                    (k, v, kinds.get(k)) for k, v in old[5].items() if kinds.get(k) != v
+                )
+                return (
+                    f"{where}.{k} became {now_} during the run (it was {then} where the block "
+                    "starts: .double(), .half() or .to())"
+                )
         if before:
             return f"{name}.{next(iter(before))} was removed during the run"
+    if LINKS in start and LINKS in now:
+        return _links_change(start[LINKS], now[LINKS])
     return None
 
 
@@ -257,7 +358,7 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
             continue
         if _plain(v, torch):
             attrs[k] = _deep_copy(v)
-        elif type(v) in _CONTAINERS or _numpy_value(v):
+        elif type(v) in _CONTAINERS or _numpy_value(v) or _plain_object(v, torch):
             if getattr(v, "nbytes", 0) > _MAX_ATTRIBUTE_BYTES:
                 continue  # a data array kept on the module, not training state
             with contextlib.suppress(Exception):  # whatever a user's object raises
@@ -265,6 +366,22 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
                 if len(data) <= _MAX_ATTRIBUTE_BYTES:
                     pickled[k] = data
     return attrs, pickled
+
+
+def _plain_object(v: Any, torch: Any) -> bool:
+    """An object of plain fields only (a config: ``SimpleNamespace``, a dataclass,
+    ``argparse.Namespace``, the script's own small class), as a model keeps one
+    (``self.config``): left out, a field the loop changed (``net.config.drop *= 0.5`` each
+    epoch) came back, from a later checkpoint, as the script's start made it, silently (s34).
+    Not a tokenizer or another object holding more than plain values."""
+    if isinstance(v, (type, types.ModuleType, torch.nn.Module)) or callable(v):
+        return False
+    fields = getattr(v, "__dict__", None)
+    return (
+        isinstance(fields, dict)
+        and bool(fields)
+        and all(isinstance(k, str) and _plain(x, torch, 1) for k, x in fields.items())
+    )
 
 
 def _numpy_value(v: Any) -> bool:
@@ -366,6 +483,10 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
                 if param is not None and param.requires_grad == (k in frozen):
                     param.requires_grad_(k not in frozen)
         _put_attributes(module, saved["attrs"], saved.get("pickled") or {})
+        for k, (attrs, pickled) in (saved.get("tagged") or {}).items():
+            param = module._parameters.get(k)
+            if param is not None:
+                _put_attributes(param, attrs, pickled)
         for k, v in saved["buffers"].items():
             current = module._buffers.get(k)
             if current is not None and current.shape == v.shape and current.dtype == v.dtype:
@@ -411,7 +532,13 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
     """Load a captured payload back into ``objs`` (in place) and, by default, the RNGs."""
     for name, obj in objs.items():
         if name in payload["states"]:
-            obj.load_state_dict(payload["states"][name])
+            why = _dtype_differs(name, obj, payload["states"][name])
+            if why is not None:
+                raise StoreError(
+                    f"cannot restore this checkpoint: {why}; load_state_dict would cast it, so "
+                    "the values that need it stay NULL"
+                )
+            _load_state_dict(obj, payload["states"][name])
             if name in payload.get("extras", {}):
                 restore_module_extras(obj, payload["extras"][name])
             if name in payload.get("loose", {}):
@@ -424,6 +551,56 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
             raise StoreError(f"the checkpoint has no state for {name!r}")
     if rng:
         restore_rng(payload["rng"])
+
+
+def _load_state_dict(obj: Any, state: Any) -> None:
+    """``obj.load_state_dict(state)``; an optimizer keeps its parameter-group dicts (and their
+    list) and its ``state`` mapping: torch's ``load_state_dict`` puts new ones in their place,
+    so a name the script bound to one before the loop (``group = opt.param_groups[0]``, then
+    ``group["lr"] *= 0.5`` each epoch; ``state = opt.state``, then momentum halved through it)
+    changed what the optimizer no longer used, after a restore only: the recorded run decayed
+    its learning rate, the replay did not, silently (s34)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        obj.load_state_dict(state)
+        return
+    groups, per_param = obj.param_groups, obj.state
+    kept = list(groups)
+    obj.load_state_dict(state)
+    if obj.state is not per_param:  # ``state = opt.state`` before the loop: the same holds
+        loaded = dict(obj.state)
+        per_param.clear()
+        per_param.update(loaded)
+        obj.state = per_param
+    if len(obj.param_groups) != len(kept):
+        return
+    for old, new in zip(kept, obj.param_groups, strict=True):
+        if old is not new:
+            old.clear()
+            old.update(new)
+    groups[:] = kept
+    obj.param_groups = groups
+
+
+def _dtype_differs(name: str, obj: Any, state: Any) -> str | None:
+    """Why a torch module's saved ``state`` is not of the dtypes of ``obj`` (the replay's, as
+    the script's start made it), or None: a model cast during the run (``net.double()`` at a
+    milestone) saved tensors that ``load_state_dict`` casts back, silently. (Checkpoints
+    recorded since the cast is marked are not restored here at all: the guard for older
+    ones.)"""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.nn.Module) or not isinstance(state, dict):
+        return None
+    for k, now in obj.state_dict(keep_vars=True).items():
+        saved = state.get(k)
+        if not isinstance(saved, torch.Tensor) or not isinstance(now, torch.Tensor):
+            continue
+        if saved.dtype != now.dtype:
+            return (
+                f"the registered model {name!r}'s {k} was {saved.dtype} at this checkpoint "
+                f"and is {now.dtype} where the script starts (cast during the run)"
+            )
+    return None
 
 
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset, range)
