@@ -218,8 +218,7 @@ def _installed(name: str) -> str:
 
 
 def _writer_cpu(repo: Path, key: str = "writer_cpu_seconds") -> float:
-    """Median CPU seconds the background writer spent per instrumented run (its thread and
-    its segment writer process; ``writer_start_cpu_seconds``: that process's start-up)."""
+    """Median CPU seconds the background writer's threads spent per instrumented run."""
     docs = [json.loads(p.read_text()) for p in (repo / ".florsql" / "runs").glob("*/run.json")]
     return statistics.median(d.get(key, 0.0) for d in docs if d["argv"][1:2] == ["flor"])
 
@@ -289,7 +288,6 @@ def main() -> None:
         with Index.open(repo) as ix:
             ix.refresh()
             writer_cpu = _writer_cpu(repo)
-            writer_start = _writer_cpu(repo, "writer_start_cpu_seconds")
             copy_ms, write_ms, n = ix.con.sql(
                 "SELECT avg(copy_seconds) * 1000, avg(write_seconds) * 1000, count(*) "
                 "FROM checkpoints WHERE loop_name = 'epoch'"
@@ -342,7 +340,7 @@ def main() -> None:
     with_arrow = sum(bool(r.get("pyarrow")) for r in instr)
     print(
         f"{'recorded runs importing pyarrow':32}{'':10}{with_arrow:10d}"
-        "  (the segment writer process converts)"
+        "  (row files: readers convert them)"
     )
     print(f"{'us per flor.log (min of blocks)':32}{'':10}{micro:10.3f}{'<= 2':>10}")
     print(f"{'us per flor.loop iteration':32}{'':10}{per_iter:10.3f}")
@@ -358,11 +356,7 @@ def main() -> None:
         f"and 3 calls of a bare function: {floor_pct:.2f}% of the step, the least a Python-level "
         "API costs here)"
     )
-    print(f"{'writer CPU s / run':32}{'':10}{writer_cpu:10.3f}  (thread + segment writer)")
-    print(
-        f"{'segment writer start-up CPU s':32}{'':10}{writer_start:10.3f}"
-        "  (once per run, on another core; not in the sum below)"
-    )
+    print(f"{'writer CPU s / run':32}{'':10}{writer_cpu:10.3f}  (the writer threads)")
     iters = ns.epochs * (ns.steps + 1)
     own = (calls * micro + iters * per_iter) / 1e6 + ns.epochs * copy_ms / 1000 + writer_cpu
     print(

@@ -222,7 +222,7 @@ READ_AT_IMPORT = frozenset(
     {
         "FLORSQL_FLUSH_INTERVAL",
         "FLORSQL_BULK_INNER_ROWS",
-        "FLORSQL_WRITER_PROCESS",
+        "FLORSQL_ROW_FILES",
         "FLORSQL_EXIT_TIMEOUT",
     }
 )

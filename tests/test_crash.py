@@ -37,7 +37,7 @@ def _wait_for_epochs(proc: subprocess.Popen[str], n: int) -> None:
 def _wait_for_segments(repo: Path, n: int, timeout: float = 60.0) -> None:
     """Until ``n`` segment files of the run are in place (an event, polled; a hang guard)."""
     deadline = time.monotonic() + timeout
-    while len(list(repo.glob(".florsql/runs/*/segments/*.arrow"))) < n:
+    while len(list(repo.glob(".florsql/runs/*/segments/[0-9]*"))) < n:
         assert time.monotonic() < deadline, f"{n} segment files never appeared"
         time.sleep(0.005)
 

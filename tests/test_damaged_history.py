@@ -252,7 +252,7 @@ def _oracle(repo: Path) -> dict[str, tuple[int, int]]:
         for seg in list_segments(folder / layout.SEGMENTS):
             try:
                 t = read_segment(seg).to_pylist()
-            except (pa.ArrowInvalid, OSError, KeyError):
+            except (ValueError, OSError, KeyError):  # pa.ArrowInvalid is a ValueError
                 continue
             values = [r["v_int"] for r in t if r["kind"] == "log" and r["name"] == "v"]
             n, s = n + len(values), s + sum(values)

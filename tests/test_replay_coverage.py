@@ -24,6 +24,7 @@ from florsql.engine.session import Engine
 from florsql.errors import FlorWarning, ReplayFailedWarning
 from florsql.replay import LocalExecutor, PlanExecutor
 from florsql.store.replays import replays_dir
+from florsql.store.segments import list_segments
 from tests.helpers import copy_repo, make_repo, run_script, script_env, write
 from tests.helpers_replay import warm_script
 from tests.replay_scripts import OLD, PATCHED
@@ -395,7 +396,7 @@ def _segments(repo: Path, argv_has: str) -> int:
         except (OSError, ValueError):
             continue
         if argv_has in doc.get("argv", []):
-            return len([p for p in (run / "segments").glob("*.arrow") if p.name[0] != "."])
+            return len(list_segments(run / "segments"))
     return 0
 
 

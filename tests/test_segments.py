@@ -144,9 +144,10 @@ def test_first_format_segments_read_as_the_current_format(tmp_path: Path) -> Non
             if r["kind"] == "loop" and secs is not None:
                 end = dict.fromkeys(r)
                 first.append({**end, "kind": "end", "ctx": r["ctx"], "vtype": "null", "t": secs})
-        seg.unlink()
-        write_segment(seg.parent, int(seg.stem), pa.Table.from_pylist(first, first_format_schema()))
-    assert "seconds" not in pa.ipc.open_file(str(seg)).schema.names
+        seg.unlink()  # a row file (or an Arrow segment): rewritten as a first-format segment
+        table = pa.Table.from_pylist(first, first_format_schema())
+        new = write_segment(seg.parent, int(seg.stem), table)
+    assert "seconds" not in pa.ipc.open_file(str(new)).schema.names
     dumps = []
     for r in (repo, old):
         with Index.open(r) as ix:

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
-from florsql.record import frame_state, segment_writer
+from florsql.record import frame_state
 from florsql.record.args import coerce, flag_value, scan_argv, scan_flags
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
 from florsql.record.watch import ENV_WATCH, WATCH
-from florsql.record.writer import EXIT_TIMEOUT, Writer
+from florsql.record.writer import EXIT_TIMEOUT, ROW_FILES, Writer
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import InputFile, combined_digest
 from florsql.store.rows import Columns, NameTable
@@ -167,7 +167,7 @@ class Run:
         self.warned: set[str] = set()
         self.cli = scan_argv(argv[1:])
         self.flags = scan_flags(argv[1:])  # ``--name`` given without a value
-        self.writer = Writer(self.path, process=segment_writer.ENABLED)
+        self.writer = Writer(self.path, row_files=ROW_FILES)
         self.finished = False
         self.drained = True  # False once a bounded wait left the writer behind
         self.last_flush = 0.0
@@ -703,7 +703,6 @@ class Run:
         self.writer.submit_job(self._describe_files)
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
-        self.doc["writer_start_cpu_seconds"] = round(self.writer.start_cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
         self.drained = drained and self.writer.drain()
         self.finished = True

@@ -11,7 +11,6 @@ job for ``FLORSQL_EXIT_TIMEOUT`` seconds, and :meth:`Writer.unwritten` says what
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -25,12 +24,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from florsql.errors import RecordWarning
 from florsql.record import checkpoint as ckpt
-from florsql.record.segment_writer import SegmentProcess, SegmentProcessError
 from florsql.store import layout
-from florsql.store.segments import write_segment
+from florsql.store.rows import Columns
+from florsql.store.segments import Tagged, write_rows, write_segment
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+#: Set to 0 to write a recording run's rows as Arrow segments, converted on the writer thread
+#: (pyarrow imported at the run's first record call) instead of row files.
+ROW_FILES = os.environ.get("FLORSQL_ROW_FILES", "1") != "0"
 
 #: Seconds a wait on the writer (at commit, at exit) lasts without the writer finishing a job.
 EXIT_TIMEOUT = float(os.environ.get("FLORSQL_EXIT_TIMEOUT", "30"))
@@ -48,14 +51,13 @@ class Writer:
     """Writes a run's batches, checkpoints and run.json in the background: batches and run.json
     in order on one thread, checkpoints and other jobs in order on another."""
 
-    def __init__(self, run_path: Path, *, first_segment: int = 1, process: bool = False) -> None:
-        """``process``: convert and write segments in a segment writer process (see
-        :mod:`.segment_writer`), where it can start; else on this writer's thread."""
-        self._segments_process: SegmentProcess | None = None
-        if process:
-            with contextlib.suppress(Exception):  # else none can start: this thread converts
-                self._segments_process = SegmentProcess()
-        if self._segments_process is None:
+    def __init__(self, run_path: Path, *, first_segment: int = 1, row_files: bool = False) -> None:
+        """``row_files``: write a recording run's rows as row files (:func:`.write_rows`: no
+        pyarrow in this process, no conversion on its GIL); else as Arrow segments."""
+        self._row_files = row_files
+        if row_files:
+            _warm_rows()
+        else:
             # pyarrow takes ~0.2 s to import. Paid here, at the run's first record call, and not
             # on the writer thread during training, where it would hold the GIL against the
             # loop; and the first flush is then written within milliseconds.
@@ -71,7 +73,6 @@ class Writer:
         self._run_json_written = 0  # the latest version on disk
         self.pending_checkpoints = 0
         self._thread_cpu = 0.0  # CPU this thread spent writing
-        self._start_cpu = 0.0  # a segment writer process's start-up, once it is gone
         self.last_write_seconds = 0.0
         self._warned = False
         self.last_error: str | None = None
@@ -80,7 +81,7 @@ class Writer:
         self.logs_written = 0
         self.checkpoints_lost = 0
         # Two threads: logged rows and run.json on one, checkpoints and other jobs on the other,
-        # so a flush reaches the disk (or the segment writer process, which outlives a kill of
+        # so a flush reaches the disk (which outlives a kill of
         # this one) without waiting behind checkpoint writes: a kill right after an outermost
         # iteration's flush lost its rows while a checkpoint was being written (4 or 0 of 8
         # rows of two ended epochs, killed at epoch 2; tests/test_crash.py).
@@ -158,22 +159,12 @@ class Writer:
         self._jobs.put(None)
         self._rows_thread.join(1.0)
         self._thread.join(1.0)
-        if self._segments_process is not None:
-            self._segments_process.close()
         return True
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU seconds spent writing, this thread's and the segment writer process's: recording's
-        background cost."""
-        proc = self._segments_process
-        return self._thread_cpu + (proc.cpu_seconds if proc is not None else 0.0)
-
-    @property
-    def start_cpu_seconds(self) -> float:
-        """CPU seconds the segment writer process took to start (0.0 without one)."""
-        proc = self._segments_process
-        return proc.start_cpu_seconds if proc is not None else self._start_cpu
+        """CPU seconds the writer's threads spent writing: recording's background cost."""
+        return self._thread_cpu
 
     def unwritten(self) -> str | None:
         """What submitted so far is not on disk, in words; None when everything is."""
@@ -234,20 +225,10 @@ class Writer:
             self.logs_written += head.log_count
 
     def _write_rows(self, rows: Rows) -> None:
-        proc = self._segments_process
-        if proc is not None:
-            try:
-                proc.write(self.segments, self.next_segment, rows)
-                return
-            except SegmentProcessError:
-                # It died (killed from outside): this thread converts from now on.
-                self._segments_process = None
-                with self._cpu_lock:
-                    self._thread_cpu += proc.cpu_seconds
-                self._start_cpu = proc.start_cpu_seconds
-                proc.close()
-                warm_up()
-        write_segment(self.segments, self.next_segment, rows.to_table())
+        if self._row_files and isinstance(rows, Columns):
+            write_rows(self.segments, self.next_segment, rows)
+        else:
+            write_segment(self.segments, self.next_segment, rows.to_table())
 
     def _write_checkpoint(
         self,
@@ -326,6 +307,16 @@ def warm_up() -> None:
     sink = pa.BufferOutputStream()
     with pyarrow.ipc.new_file(sink, table.schema) as w:
         w.write_table(table)
+
+
+def _warm_rows() -> None:
+    """Run the row file encoder once on a tiny batch in memory (its imports included), so
+    nothing is imported at interpreter exit."""
+    from florsql.store.rows import NameTable, dump_rows
+
+    cols = Columns(NameTable())
+    cols.log(1, cols.names.key("warm"), Tagged("json", "[]"))
+    dump_rows(cols)
 
 
 def _safe(name: str) -> str:

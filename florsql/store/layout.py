@@ -51,9 +51,13 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+def write_bytes_atomic(
+    path: Path, data: bytes, *, fsync: bool = False, prefix: str | None = None
+) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (named ``prefix``..., a dot-file by
+    default) and rename it into place: a reader sees the whole file or none."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

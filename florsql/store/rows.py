@@ -18,13 +18,17 @@ record API stores (``*_o``: bool, str, :class:`~florsql.store.segments.Tagged`, 
 
 from __future__ import annotations
 
+import json
 import math
+import struct
+import sys
 import time
+import zlib
 from array import array
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from florsql.store.segments import split_value
+from florsql.store.segments import Tagged, split_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -424,3 +428,121 @@ def _sparse_strings(n: int, positions: list[int], texts: list[str]) -> pa.Array:
         pa.py_buffer(b"".join(encoded)),
     ]
     return pa.Array.from_buffers(pa.string(), n, buffers)
+
+
+# -- row files ------------------------------------------------------------------------------------
+#
+# A recording run writes each flush's Columns as a *row file* (``NNNNNN.rows`` beside Arrow
+# segments): its typed arrays as raw bytes after a JSON header. Writing one is a few copies of
+# bytes and a file write (which releases the GIL), so the training process needs neither
+# pyarrow nor a helper process; a reader turns it into the same Arrow table
+# (:meth:`Columns.to_table`) when it reads it (florsql.store.segments.read_segment).
+
+ROWS_MAGIC = b"FLORSQL-ROWS\n"
+ROWS_VERSION = 1
+_HEAD = struct.Struct("<III")  # version, header length, CRC-32 of what follows
+#: The typed columns in the order they are written: each row kind's last-appended column
+#: first (a row is whole once that column has it), so a row appended while the file is being
+#: made (a flush from a signal handler lands between two appends of one row, and the rest of
+#: the row then goes to the flushed Columns) is in every other column too.
+_ARRAYS = (
+    "log_key", "log_ctx", "log_f", "log_i",
+    "loop_s", "loop_ctx", "loop_parent", "loop_key", "loop_iter", "loop_t", "loop_f", "loop_i",
+)  # fmt: skip
+
+
+def _encode(value: Any) -> Any:
+    """A stored value as JSON (str, bool, int of any size, float, None kept as they are)."""
+    if type(value) is Tagged:
+        return {"tagged": [value.vtype, value.text]}
+    if value is None or type(value) in (str, bool, int, float):
+        return value
+    return {"tagged": ["repr", repr(value)]}  # not made by the record API: kept as its repr
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        vtype, text = value["tagged"]
+        if not isinstance(vtype, str) or not isinstance(text, str):
+            raise ValueError("a tagged value that is not two strings")
+        return Tagged(vtype, text)
+    return value
+
+
+def dump_rows(rows: Columns) -> bytes:
+    """``rows`` as the bytes of a row file (called on the writer thread)."""
+    parts = [bytes(getattr(rows, name)) for name in _ARRAYS]  # each copy is atomic (GIL)
+    head = {
+        "byteorder": sys.byteorder,
+        "first_seq": rows.first_seq,
+        "clock_offset": rows.clock_offset,
+        "names": list(rows.names.names),
+        "arrays": [[name, len(part)] for name, part in zip(_ARRAYS, parts, strict=True)],
+        "log_o": [_encode(v) for v in list(rows.log_o)],
+        "loop_o": [_encode(v) for v in list(rows.loop_o)],
+        "ends": [[c, s] for c, s in list(rows.ends)],
+        "checks": [[c, n, _encode(v)] for c, n, v in list(rows.checks)],
+    }
+    text = json.dumps(head, allow_nan=True, separators=(",", ":")).encode("utf-8")
+    crc = zlib.crc32(text)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return b"".join((ROWS_MAGIC, _HEAD.pack(ROWS_VERSION, len(text), crc), text, *parts))
+
+
+def load_rows(data: bytes) -> Columns:
+    """The :class:`Columns` of a row file's bytes.
+
+    Raises:
+        ValueError: not a row file, a newer version, or a truncated or damaged one (every
+            changed byte: the file carries a CRC-32 of its header and columns).
+    """
+    view = memoryview(data)
+    if bytes(view[: len(ROWS_MAGIC)]) != ROWS_MAGIC:
+        raise ValueError("not a florsql row file (no magic bytes)")
+    at = len(ROWS_MAGIC)
+    if len(view) < at + _HEAD.size:
+        raise ValueError("a truncated row file (no header)")
+    version, size, crc = _HEAD.unpack_from(view, at)
+    if version > ROWS_VERSION:
+        raise ValueError(f"a row file of version {version}: upgrade florsql to read it")
+    at += _HEAD.size
+    if zlib.crc32(view[at:]) != crc:
+        raise ValueError("a truncated or damaged row file (its checksum differs)")
+    try:
+        head = json.loads(bytes(view[at : at + size]))
+        names = NameTable()
+        for name in head["names"]:
+            names.key(name)
+        rows = Columns(names, first_seq=int(head["first_seq"]), clock_offset=head["clock_offset"])
+        at += size
+        swap = head["byteorder"] != sys.byteorder
+        for name, nbytes in head["arrays"]:
+            if name not in _ARRAYS or at + nbytes > len(view):
+                raise ValueError(f"a truncated or damaged row file (column {name!r})")
+            column = getattr(rows, name)
+            column.frombytes(view[at : at + nbytes])
+            if swap:
+                column.byteswap()
+            at += nbytes
+        rows.log_o = [_decode(v) for v in head["log_o"]]
+        rows.loop_o = [_decode(v) for v in head["loop_o"]]
+        rows.ends = [(int(c), float(s)) for c, s in head["ends"]]
+        rows.checks = [(int(c), str(n), _decode(v)) for c, n, v in head["checks"]]
+    except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"a damaged row file ({type(e).__name__}: {e})") from e
+    if at != len(view):
+        raise ValueError("a damaged row file (bytes after its columns)")
+    _check_lengths(rows)
+    return rows
+
+
+def _check_lengths(rows: Columns) -> None:
+    """Every column at least as long as its kind's last-appended one: what to_table reads."""
+    for last, others in (
+        ("log_key", ("log_ctx",)),
+        ("loop_s", ("loop_ctx", "loop_parent", "loop_key", "loop_iter", "loop_t")),
+    ):
+        n = len(getattr(rows, last))
+        if any(len(getattr(rows, o)) < n for o in others):
+            raise ValueError(f"a damaged row file (a column shorter than {last})")

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SEGMENT_SUFFIX = ".arrow"
+#: A recording run's segments: its rows as written on the training process's writer thread,
+#: converted to Arrow by the reader (florsql.store.rows.dump_rows).
+ROWS_SUFFIX = ".rows"
+_SUFFIXES = (SEGMENT_SUFFIX, ROWS_SUFFIX)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -175,12 +179,26 @@ def write_segment(folder: Path, number: int, table: pa.Table) -> Path:
     return final
 
 
+def write_rows(folder: Path, number: int, rows: Any) -> Path:
+    """Write a recording run's :class:`~florsql.store.rows.Columns` as row file ``number`` in
+    ``folder`` atomically (no pyarrow: see :func:`florsql.store.rows.dump_rows`)."""
+    from florsql.store import layout
+    from florsql.store.rows import dump_rows
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{number:06d}{ROWS_SUFFIX}"
+    layout.write_bytes_atomic(final, dump_rows(rows), prefix=".seg-")
+    return final
+
+
 def list_segments(folder: Path) -> list[Path]:
-    """Whole segments in ``folder``, in order (temporary files are skipped)."""
+    """Whole segments in ``folder`` (Arrow segments and row files), in order (temporary files
+    are skipped)."""
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.iterdir() if p.name.endswith(SEGMENT_SUFFIX) and p.name[0] != "."
+        (p for p in folder.iterdir() if p.name.endswith(_SUFFIXES) and p.name[0] != "."),
+        key=lambda p: (len(p.stem), p.name),  # by number, past 999999 too
     )
 
 
@@ -206,8 +224,14 @@ def read_segment(path: Path) -> pa.Table:
         if hit is not None and hit[0] == ident:
             _READ.move_to_end(key)
             return hit[1]
-    with pa.memory_map(key) as source:
-        table = pa.ipc.open_file(source).read_all()
+    if key.endswith(ROWS_SUFFIX):
+        from florsql.store.rows import load_rows
+
+        with open(key, "rb") as f:
+            table = load_rows(f.read()).to_table()
+    else:
+        with pa.memory_map(key) as source:
+            table = pa.ipc.open_file(source).read_all()
     if "seconds" not in table.column_names:
         table = table.append_column("seconds", pa.nulls(table.num_rows, pa.float64()))
     table = table.select(schema().names)
