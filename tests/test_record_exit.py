@@ -163,7 +163,7 @@ def test_a_writer_that_cannot_finish_is_left_and_what_is_lost_said(tmp_path: Pat
         """,
     )
     # 5 s, not 1: the timeout also bounds flor.commit()'s wait for "first", which a loaded
-    # machine can stall past 1 s while the segment writer process starts (seen once)
+    # machine can stall past 1 s (seen once, when a segment writer process started there)
     proc = run_script(repo, "stuck.py", check=False, FLORSQL_EXIT_TIMEOUT="5")
     assert proc.returncode == 0
     lines = proc.stderr.splitlines()

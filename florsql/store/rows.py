@@ -48,7 +48,7 @@ class NameTable:
         self._arrow: pa.Array | None = None  # the names as Arrow, built on the writer thread
 
     def __getstate__(self) -> dict[str, Any]:
-        # Pickled to the segment writer process: the Arrow cache stays behind (and the process
+        # Pickled (to another process): the Arrow cache stays behind (and the process
         # that pickles need not have imported pyarrow).
         return {"names": list(self.names), "ids": dict(self.ids), "_arrow": None}
 
