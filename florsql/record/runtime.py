@@ -37,7 +37,7 @@ from florsql.record.watch import ENV_WATCH, WATCH
 from florsql.record.writer import EXIT_TIMEOUT, ROW_FILES, Writer
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import InputFile, combined_digest
-from florsql.store.rows import Columns, NameTable
+from florsql.store.rows import INT, Columns, NameTable
 from florsql.versions import files_at
 
 if TYPE_CHECKING:
@@ -243,8 +243,15 @@ class Run:
             rows.log_f.append(value)
             rows.log_ctx.append(self.ctx)
             rows.log_key.append(key)
-        elif t is int:
-            self.rows.log(self.ctx, key, value)
+        elif t is int:  # Columns.log's int case, inlined too (a step counter, a count)
+            rows = self.rows
+            try:
+                rows.log_i.append(value)
+            except OverflowError:  # past int64: stored as an other value, as Columns.log does
+                rows.log(self.ctx, key, value)
+            else:
+                rows.log_ctx.append(self.ctx)
+                rows.log_key.append(key | INT)
         else:
             self.rows.log(self.ctx, key, normalize(name, value, self.warned))
         return value
