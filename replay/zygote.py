@@ -35,7 +35,7 @@ from typing import Any
 COMPANIONS = {"torch": ("torch._dynamo",)}
 
 
-#: florsql's own replay worker (the record API in replay mode, the segment writer, pyarrow):
+#: florsql's own replay worker (the record API in replay mode, its Arrow writer, pyarrow):
 #: the same for every version, so imported once here instead of in every task. Nothing in them
 #: reads the task's environment at import (``FLORSQL_REPLAY`` is read at the first record call).
 WORKER_MODULES = ("florsql.record.api", "florsql.record.replay_mode")

@@ -63,8 +63,8 @@ def set_torch_threads(counts: list[int] | None) -> None:
 
 def warm_up() -> None:
     """Do once in a warm worker (:mod:`florsql.replay.zygote`), before it forks tasks, what every
-    task's worker would otherwise do first: the segment writer's first Arrow conversion and IPC
-    write, and, where torch is loaded, a first checkpoint load."""
+    task's worker would otherwise do first: its writer's first Arrow conversion and IPC write
+    (replays write Arrow segments), and, where torch is loaded, a first checkpoint load."""
     from florsql.record.writer import warm_up as warm_writer
 
     warm_writer()
@@ -81,7 +81,7 @@ class Phases:
     ``start``: from the task's process start (the fork, or a fresh interpreter's exec) to the
     script's first line (a fresh interpreter: to ``import florsql``, the script's imports before
     it included); ``module``: the script's module-level code until the outer ``flor.loop``, less
-    ``setup`` (this worker's own start: the spec, the run's files, the segment writer);
+    ``setup`` (this worker's own start: the spec, the run's files, its writer);
     ``load``: reading checkpoints (``restores`` of them); ``restore``: putting their state into
     the registered objects and locals; ``loop``: the iterations run, less ``load`` and
     ``restore``; ``after``: the script after the loop (``after_loop`` tasks); ``write``: the last
