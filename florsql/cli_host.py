@@ -89,7 +89,7 @@ def _identity() -> dict[str, Any]:
     flags.pop("hash_randomization", None)  # the service's PYTHONHASHSEED: compared apart
     flags = {k: v for k, v in flags.items() if not callable(v)}
     import florsql
-    from florsql.replay.service import SOURCE
+    from florsql.replay.sockets import SOURCE
 
     version = florsql.__version__
     return {
@@ -117,7 +117,7 @@ def delegate(root: Path, argv: list[str]) -> int | None:
     store = Path(root) / ".florsql"
     if not (store / SOCKET).exists():
         return None
-    from florsql.replay.service import dial  # the standard library only: light
+    from florsql.replay.sockets import dial  # the standard library only: light
 
     try:
         sock = dial(store, SOCKET)

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from florsql.replay import sockets as _sockets
+
 SOCKET = "replay.sock"
 STATE = "replay-service.json"
 LOCK = "replay-service.lock"  # held by the live service for its whole life
@@ -80,35 +82,11 @@ def enabled() -> bool:
     return os.environ.get("FLORSQL_REPLAY_SERVICE", "1").lower() not in ("0", "off", "false", "no")
 
 
-def _source_digest(package: str) -> str:
-    """A digest of florsql's source files (path, size, modification and change times, inode;
-    ``__init__.py`` holds the version): an upgrade in place (same path, other files) changes
-    it, also one that keeps a file's size and modification time (a wheel's files carry their
-    archive's times): writing a file sets its change time, which no installer can set back, and
-    replacing it gives another inode. One ``stat`` a file, as cheap as size and time alone
-    (reading every file would cost each one-shot command ~5 ms more)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    found = []
-    for folder, dirs, files in os.walk(package, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    where = os.path.relpath(path, package)
-                    found.append(
-                        f"{where}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
-                    )
-    digest.update("\n".join(sorted(found)).encode())
-    return digest.hexdigest()[:32]
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: This process's florsql code (see :func:`_source_digest`), taken as it imports this module.
-SOURCE = _source_digest(_PACKAGE)
+_PACKAGE = _sockets.PACKAGE
+#: This process's florsql code (see :func:`florsql.replay.sockets.source_digest`), taken as it
+#: imports this module.
+SOURCE = _sockets.SOURCE
+_source_digest = _sockets.source_digest
 
 
 def outdated() -> bool:
@@ -131,31 +109,9 @@ class ServiceUnavailable(Exception):
     """The service could not be reached or started (the caller falls back to its own worker)."""
 
 
-@contextlib.contextmanager
-def _dir_fd(store: Path) -> Iterator[int]:
-    fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def dial(store: Path, name: str = SOCKET) -> socket.socket:
-    """Connect to the socket ``name`` in ``store`` (the service's, or the query host's). The
-    path goes through ``/proc/self/fd`` so that a deep repository (beyond the 107 bytes a
-    socket path may have) works too."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        path = str(store / name)
-        if len(os.fsencode(path)) < 100:
-            sock.connect(path)
-        else:
-            with _dir_fd(store) as fd:
-                sock.connect(f"/proc/self/fd/{fd}/{name}")
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    """Connect to the socket ``name`` in ``store`` (see :func:`florsql.replay.sockets.dial`)."""
+    return _sockets.dial(store, name)
 
 
 class Connection:

@@ -81,8 +81,8 @@ class Writer:
         self.logs_written = 0
         self.checkpoints_lost = 0
         # Two threads: logged rows and run.json on one, checkpoints and other jobs on the other,
-        # so a flush reaches the disk (which outlives a kill of
-        # this one) without waiting behind checkpoint writes: a kill right after an outermost
+        # so a flush reaches the disk (where it outlives a kill of the process) without waiting
+        # behind checkpoint writes: a kill right after an outermost
         # iteration's flush lost its rows while a checkpoint was being written (4 or 0 of 8
         # rows of two ended epochs, killed at epoch 2; tests/test_crash.py).
         self._cpu_lock = threading.Lock()
