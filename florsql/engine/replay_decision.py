@@ -330,10 +330,26 @@ def _failed(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             engine,
             messages,
             f"{', '.join(f.names)} of run {f.run_id} ({where}): NULL, replay task "
-            f"{f.replay_id}/{f.task_id} failed with this code; it is tried again once the "
-            f"patched code changes (fix the statement):\n{f.reason}",
+            f"{f.replay_id}/{f.task_id} failed with this code{_FAILED_WHERE.get(f.cause, '')}; "
+            f"it is tried again once the patched code changes{_FAILED_HINT.get(f.cause, '')}:"
+            f"\n{f.reason}",
             ReplayFailedWarning,
         )
+
+
+#: What a remembered failure's warning says of where it raised (RememberedFailure.cause).
+_FAILED_WHERE = {
+    "statement": ": today's statement raised",
+    "restore": ": putting the run's checkpoint back raised, before today's statements ran",
+    "old code": ": the version's own code raised with today's statements in place",
+}
+_FAILED_HINT = {
+    "statement": " (fix the statement)",
+    "restore": " (the statement is not at fault: the checkpoint cannot be restored into this "
+    "version's code; the reason below says why)",
+    "old code": " (check what the statements, or the code carried with them, change that the "
+    "old code reads)",
+}
 
 
 def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:

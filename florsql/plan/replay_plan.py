@@ -188,6 +188,9 @@ class RememberedFailure:
         names: the query's names it leaves NULL.
         iterations: the query's outer iterations it leaves NULL (None: the top level).
         reason: run, version, iteration, exception, line and the traceback's tail.
+        cause: where it raised, from its frames: ``"statement"`` (one of today's statements,
+            or code carried for them), ``"restore"`` (putting the run's checkpoint back),
+            ``"old code"`` (the version's own code), or ``""`` (not known: no frames).
     """
 
     replay_id: str
@@ -196,6 +199,7 @@ class RememberedFailure:
     names: tuple[str, ...]
     iterations: tuple[int | None, ...]
     reason: str
+    cause: str = ""
 
 
 @dataclass(frozen=True)

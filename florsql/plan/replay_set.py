@@ -15,6 +15,7 @@ replay stores), so a later, wider query finds nothing half-computed.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlglot import exp
@@ -247,9 +248,9 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
     if not rows:
         return needs
     current: dict[tuple[str, str, tuple[str, ...]], tuple[str | None, dict[str, Any]]] = {}
-    blocked: dict[Key, tuple[str, str, str]] = {}
+    blocked: dict[Key, tuple[str, str, str, str]] = {}
     #: (run, blamed name) -> (the failure's other names, the failed task)
-    held: dict[tuple[str, str], tuple[set[str], tuple[str, str, str]]] = {}
+    held: dict[tuple[str, str], tuple[set[str], tuple[str, str, str, str]]] = {}
     for row in rows:
         replay_id, task_id, run_id, vid, filename, names, loop, its, to_end, at, err, tb = row[:12]
         h, frames = row[12], row[13]
@@ -262,13 +263,19 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
         reason = describe_failure(
             run_id=run_id, vid=vid, loop=loop, iteration=at, error=err, traceback=tb
         )
-        failed = (replay_id, task_id, reason)
         culprits: tuple[str, ...] | None = None
-        if len(names) > 1 and frames:
+        cause = ""
+        if frames:
             try:
-                culprits = blame(files, json.loads(frames), names)
+                listed = json.loads(frames)
+                culprits = blame(files, listed, names)
             except (ValueError, TypeError):
-                culprits = None
+                listed, culprits = None, None
+            if isinstance(listed, list):
+                cause = _cause(listed, culprits)
+        failed = (replay_id, task_id, reason, cause)
+        if len(names) < 2:
+            culprits = None  # a task of one name blocks it whoever raised
         for name in culprits or names:
             for i in its or ():
                 if at is None or i >= at:
@@ -279,7 +286,7 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
                 others = {n.lower() for n in names} - {c.lower() for c in culprits}
                 held.setdefault((run_id, name.lower()), (set(), failed))[0].update(others)
     kept: list[NeedRow] = []
-    hit: dict[tuple[str, str, str], list[NeedRow]] = {}
+    hit: dict[tuple[str, str, str, str], list[NeedRow]] = {}
     for need in needs:
         task = blocked.get((need.run_id, need.name, need.outer_loop, need.outer_iteration))
         if task is None:
@@ -296,7 +303,7 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
             else:
                 still.append(need)
         kept = still
-    for (replay_id, task_id, reason), rows_hit in hit.items():
+    for (replay_id, task_id, reason, cause), rows_hit in hit.items():
         state.failures.append(
             RememberedFailure(
                 replay_id=replay_id,
@@ -307,9 +314,29 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
                     sorted({n.outer_iteration for n in rows_hit}, key=lambda i: (i is not None, i))
                 ),
                 reason=reason,
+                cause=cause,
             )
         )
     return kept
+
+
+#: florsql's modules that put a checkpoint back (registered objects, RNGs, saved locals).
+_RESTORING = tuple(
+    os.sep + os.path.join("florsql", "record", name)
+    for name in ("checkpoint.py", "frame_state.py")
+)
+
+
+def _cause(frames: list[Any], culprits: tuple[str, ...] | None) -> str:
+    """Where a failed task raised (see :class:`RememberedFailure`), from its frames, outermost
+    first, and the statements :func:`blame` found raising (None: not theirs to tell)."""
+    if culprits:
+        return "statement"
+    files = [str(f[0]) for f in frames if isinstance(f, list) and f]
+    if any(f.endswith(_RESTORING) for f in files):
+        return "restore"
+    inner = next((f for f in reversed(files) if os.sep + "florsql" + os.sep not in f), None)
+    return "old code" if inner is not None else ""
 
 
 def _patched(
