@@ -146,19 +146,22 @@ with flor.checkpointing(state=state):
     executor = PlanExecutor(LocalExecutor(1))
     with (
         Engine(repo, replay="auto", executor=executor) as eng,
-        pytest.warns(NondeterminismWarning, match="clock"),
+        pytest.warns(NondeterminismWarning, match="clock") as said,
     ):
         rows = eng.execute(
             "SELECT epoch, step, w_now FROM logs WHERE epoch = 1 ORDER BY step"
         ).table
     assert rows.column("w_now").to_pylist() == [4, 5, 6]
+    # It names what can make a replay depart, not only "nondeterminism".
+    causes = [str(w.message) for w in said if "Causes:" in str(w.message)]
+    assert causes and "not registered in flor.checkpointing" in causes[0], causes
     # Every later read of those values says so again (the replay's warning came only once),
     # in a new engine too; a query that reads no such value does not.
     with Engine(repo, replay="off") as eng:
         with pytest.warns(NondeterminismWarning, match=r"values of w_now for 1 run\(s\)"):
             result = eng.execute("SELECT step, w_now FROM logs WHERE epoch = 1 ORDER BY step")
         assert result.table.column("w_now").to_pylist() == [4, 5, 6]
-        assert any("disagreed with its recording" in w for w in result.warnings)
+        assert any("disagreed with the recording" in w for w in result.warnings)
         with pytest.warns(NondeterminismWarning):
             eng.execute("SELECT * FROM logs WHERE epoch = 1")
         with warnings.catch_warnings():

@@ -157,9 +157,10 @@ def stored_mismatches(
         if memo is not None:
             memo[0] = (catalog, known)
     return [
-        f"the replayed values of {name} for {known[name][0]} run(s) come from replays whose old "
-        f"code disagreed with its recording (e.g. {known[name][1]}); they may not be what the "
-        "old runs computed (replays.mismatch has each one)"
+        f"the replayed values of {name} for {known[name][0]} run(s) come from replays whose "
+        f"old statements disagreed with the recording (e.g. {known[name][1]}); they may not "
+        "be what a run of the patched code logs (replays.mismatch has each one; the warning of "
+        "the query that replayed them says what can cause it)"
         for name in sorted(named)
         if name in known
     ]

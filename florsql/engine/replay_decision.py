@@ -203,7 +203,8 @@ def replay_if_needed(
         _warn(
             engine,
             messages,
-            f"replayed values differ from the recorded ones{why}:\n{text}",
+            f"replayed values differ from the recorded ones{why}; the values replayed with "
+            f"them may not be what a run of the patched code logs. Causes: {_DEPARTED}:\n{text}",
             NondeterminismWarning,
         )
     rejected = tuple(getattr(outcome, "rejected", ()))
@@ -336,6 +337,14 @@ def _failed(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             ReplayFailedWarning,
         )
 
+
+#: Why a replay that ran the old code on the run's state can depart from the recording.
+_DEPARTED = (
+    "state the checkpoints do not hold (an object the loop changes that is not registered in "
+    "flor.checkpointing), today's statements changing the run (a draw from an RNG, an object "
+    "changed), or old code that does not repeat itself (an unseeded RNG, threads, data that "
+    "changed)"
+)
 
 #: What a remembered failure's warning says of where it raised (RememberedFailure.cause).
 _FAILED_WHERE = {
