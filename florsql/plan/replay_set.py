@@ -322,8 +322,7 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
 
 #: florsql's modules that put a checkpoint back (registered objects, RNGs, saved locals).
 _RESTORING = tuple(
-    os.sep + os.path.join("florsql", "record", name)
-    for name in ("checkpoint.py", "frame_state.py")
+    os.sep + os.path.join("florsql", "record", name) for name in ("checkpoint.py", "frame_state.py")
 )
 
 
