@@ -22,6 +22,7 @@ __all__ = [
     "ReplayNeededError",
     "ReplayOffWarning",
     "SqlError",
+    "StatementDrawWarning",
     "StoreError",
     "StoreWarning",
     "VersionError",
@@ -130,6 +131,12 @@ class DamagedFileWarning(StoreWarning):
 
 class NondeterminismWarning(FlorWarning):
     """A replayed value differs from the value the run recorded."""
+
+
+class StatementDrawWarning(FlorWarning):
+    """Today's statements drew from a global RNG in a replay. Replay put the RNG back after
+    each (florsql/record/rng_guard.py): the values are those the statements compute on the
+    recorded runs, while a run of today's script would train differently after its first draw."""
 
 
 class UnverifiedWarning(FlorWarning):

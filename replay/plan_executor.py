@@ -42,6 +42,7 @@ class Outcome:
         self.nondeterministic = tuple(report.nondeterministic)
         self.rejected = tuple(report.rejected)
         self.unverified = tuple(dict.fromkeys(report.unverified))
+        self.drew = dict(sorted(report.drew.items()))
         self.data_changed = tuple(
             f"run {run_id}: {', '.join(files)}"
             for run_id, files in sorted(report.data_changed.items())

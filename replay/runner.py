@@ -80,6 +80,8 @@ class ReplayReport:
     nondeterministic: list[str] = field(default_factory=list)  # full tasks that disagree
     rejected: list[str] = field(default_factory=list)  # rest tasks redone in full
     unverified: list[str] = field(default_factory=list)  # runs of tasks with nothing to compare
+    #: log name -> generators today's statement for it moved in some task (put back there)
+    drew: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[TaskResult]:
@@ -89,10 +91,12 @@ class ReplayReport:
 def default_patcher(repo: Path) -> Patcher:
     """Propagate today's statements with :mod:`florsql.propagate` (cached per version)."""
     import florsql.propagate as propagate
+    from florsql.propagate.model import guarded
 
     def patch(vid: str, names: list[str]) -> Patch:
         result = propagate.for_version(repo, vid, names=names)
-        files = {path: r.source for path, r in result.files.items() if r.placed}
+        # as replays run it: each placed piece between the RNG guard's calls
+        files = {path: guarded(r).source for path, r in result.files.items() if r.placed}
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
         if result.unplaced:
             py = [p for p in files_at(repo, vid) if p.endswith(".py")]
@@ -327,7 +331,7 @@ def _verify(
             report.rejected.append(f"{task.spec.task_id}: {check.mismatch}")
             redo.append(_full_task(task))
             continue
-        _mark(folder, check)
+        _mark(folder, check, report)
         if check.mismatch is not None:
             report.nondeterministic.append(check.mismatch)
         elif check.checked == 0:
@@ -341,7 +345,7 @@ def _verify(
             continue
         folder = Path(task.spec.out_dir)
         check = compare_task(repo, folder)
-        _mark(folder, check)
+        _mark(folder, check, report)
         if check.mismatch is not None:
             report.nondeterministic.append(check.mismatch)
         elif check.checked == 0:
@@ -362,10 +366,13 @@ def _full_task(task: Task) -> Task:
     return replace(task, spec=spec, spec_path=spec_path, fallback=None)
 
 
-def _mark(folder: Path, check: Verification) -> None:
+def _mark(folder: Path, check: Verification, report: ReplayReport) -> None:
     done = layout.read_json(folder / DONE)
     done.update(checked=check.checked, mismatch=check.mismatch)
     layout.atomic_write_json(folder / DONE, done)
+    for name, kinds in (done.get("drew") or {}).items():
+        known = report.drew.setdefault(str(name), [])
+        known.extend(k for k in kinds if k not in known)
 
 
 def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:

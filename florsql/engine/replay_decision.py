@@ -15,6 +15,7 @@ from florsql.errors import (
     ReplayFailedWarning,
     ReplayNeededError,
     ReplayOffWarning,
+    StatementDrawWarning,
     UnverifiedWarning,
     concat_messages,
 )
@@ -217,6 +218,25 @@ def replay_if_needed(
             f"recording{why}; their values were discarded and recomputed in full:\n{text}",
             NondeterminismWarning,
         )
+    drew: dict[str, list[str]] = dict(getattr(outcome, "drew", None) or {})
+    if drew:
+        from florsql.store.replays import RNG_NAMES
+
+        said = "; ".join(
+            f"{name}: {', '.join(RNG_NAMES.get(k, k) for k in kinds)}"
+            for name, kinds in drew.items()
+        )
+        _warn(
+            engine,
+            messages,
+            f"today's statements drew from a global RNG ({said}). Their values are what they "
+            "compute on the recorded runs: replay put each RNG back as it was before the "
+            "statement, so the old code after it ran as recorded. A run of today's script "
+            "draws too, and so trains differently from the recorded runs after its first "
+            "draw; to avoid it, give the statement its own generator (a DataLoader's "
+            "generator=, torch.Generator) or evaluate with the modules in eval mode",
+            StatementDrawWarning,
+        )
     unverified = tuple(getattr(outcome, "unverified", ()))
     if unverified:
         _warn(
@@ -274,6 +294,7 @@ class _Merged:
     data_changed: tuple[str, ...]
     rejected: tuple[str, ...]
     unverified: tuple[str, ...]
+    drew: dict[str, list[str]]
 
 
 def _merged(outcomes: list[Any]) -> _Merged:
@@ -292,7 +313,17 @@ def _merged(outcomes: list[Any]) -> _Merged:
         data_changed=tuple(dict.fromkeys(every("data_changed"))),
         rejected=every("rejected"),
         unverified=tuple(dict.fromkeys(every("unverified"))),
+        drew=_drew(outcomes),
     )
+
+
+def _drew(outcomes: list[Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for o in outcomes:
+        for name, kinds in (getattr(o, "drew", None) or {}).items():
+            known = out.setdefault(name, [])
+            known.extend(k for k in kinds if k not in known)
+    return out
 
 
 def _unplaced_lines(v: VersionReplay) -> list[str]:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from florsql.propagate.model import Propagation
+from florsql.store.replays import strip_guards
 
 
 def inserted_lines(original: str, source: str) -> set[int]:
@@ -133,7 +134,7 @@ def blame(
         # them, when it holds several); else code carried for some.
         own = {n for n, span in _own_lines(prop).items() if line in span}
         own = own or {n for n, span in statement_lines(prop).items() if line in span}
-        culprits = own or _carried_by(prop, lines[line - 1].strip())
+        culprits = own or _carried_by(prop, strip_guards(lines[line - 1]).strip())
         found = tuple(sorted({wanted[n.lower()] for n in culprits if n.lower() in wanted}))
         return found or None
     return None

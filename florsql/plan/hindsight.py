@@ -174,7 +174,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: object passed as a hook that changes itself is changed by every loop (a replay skipping the
 #: step loop read the hook's counts as the script's start made them, silently); a model cast, a
 #: layer replaced or a weight tied during the run marks the later checkpoints unsound.
-REPLAY_RULES = 19
+#: 20 (session 33): today's statements leave the global RNGs of a replay as they found them
+#: (a statement iterating a DataLoader drew torch's base seed: the old code after it, in the rest
+#: of the iteration or the next one in full, left the recorded trajectory, silently).
+REPLAY_RULES = 20
 
 
 def statement_fingerprints(

@@ -345,13 +345,15 @@ def _patched(
     today (as :func:`florsql.replay.runner.default_patcher` patches it; None if unknown), and
     the propagation per file it comes from."""
     import florsql.propagate as propagate
+    from florsql.propagate.model import guarded
     from florsql.versions import file_at
 
     try:
         result = propagate.for_version(state.repo, vid, names=names)
-        files = {path: r.source for path, r in result.files.items() if r.placed}
+        ran = {path: guarded(r) for path, r in result.files.items()}  # as the replay ran it
+        files = {path: r.source for path, r in ran.items() if r.placed}
         digest = patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
-        return digest, dict(result.files)
+        return digest, ran
     except (FlorError, OSError):
         return None, {}
 

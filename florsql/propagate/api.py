@@ -1875,6 +1875,8 @@ def _apply(
 ) -> Propagation:
     old, insertions, seen = session.old, [], set()
     removed: set[int] = set()
+    leads: dict[tuple[int, int], int] = {}  # lines put before an item's statement
+    sizes: dict[tuple[int, int], tuple[int, str]] = {}  # an item's lines, and whose it is
     for plan in plans:
         for it in plan.items:
             if _order(it.stmt) in seen:  # a statement carried by two log statements goes in once
@@ -1893,12 +1895,16 @@ def _apply(
                     text = _bound(old, twin, it.bind, {**session.alias, **plan.renames})
                 else:
                     text = _keep_comment(text, old.lines[last - 1], twin.end_col_offset or 0)
+            lead = 0  # lines put before the statement's own
             for mode in it.modes:
                 text = _mode_call("_save_modes", mode, plan, session, indent) + text
+                lead += 1
             if it is plan.items[-1]:  # the log statement, or the new block around it
                 for m in reversed(plan.items):
                     for mode in reversed(m.modes):
                         text += _mode_call("_restore_modes", mode, plan, session, indent)
+            leads[_order(it.stmt)] = lead
+            sizes[_order(it.stmt)] = (len(text.splitlines()), plan.target.label)
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
@@ -1907,11 +1913,19 @@ def _apply(
         Placement(
             name=plan.target.label,
             new_line=plan.log.lineno,
-            old_line=lines[_order(plan.target.stmt)] + plan.log.lineno - plan.target.line,
+            old_line=lines[_order(plan.target.stmt)]
+            + leads.get(_order(plan.target.stmt), 0)
+            + plan.log.lineno
+            - plan.target.line,
             scope=_scope(plan, session),
             carried=tuple(statement_code(session.new, it.stmt) for it in plan.items[:-1]),
             renamed=dict(sorted(plan.renames.items())),
             binds=_placed_binds(plan),
+            pieces=tuple(
+                (lines[order], lines[order] + size - 1)
+                for order, (size, label) in sorted(sizes.items())
+                if label == plan.target.label and order in lines
+            ),
         )
         for plan in plans
     ]
@@ -1919,8 +1933,13 @@ def _apply(
 
 
 def _mode_call(func: str, receiver: ast.expr, plan: _Plan, session: _Session, indent: str) -> str:
-    """``flor._save_modes(net)`` (or ``_restore_modes``) as a line of the old file: through
-    the flor module's name there, or by import where the old file has none."""
+    """``flor._save_modes(net)`` (or ``_restore_modes``) as a line of the old file."""
+    return _flor_call(func, ast.unparse(receiver), plan, session, indent)
+
+
+def _flor_call(func: str, arg: str, plan: _Plan, session: _Session, indent: str) -> str:
+    """``flor.func(arg)`` as a line of the old file: through the flor module's name there, or
+    by import where the old file has none."""
     module = next(
         (
             n.value.id
@@ -1940,7 +1959,7 @@ def _mode_call(func: str, receiver: ast.expr, plan: _Plan, session: _Session, in
     if module is None or imported.get(module) != "florsql":  # ``flor`` of another package
         module = None
     head = module if module is not None else '__import__("florsql")'
-    code = f"{head}.{func}({ast.unparse(receiver)})"
+    code = f"{head}.{func}({arg})"
     return render(code, indent, newline_of(session.old), {**session.alias, **plan.renames})
 
 

@@ -57,7 +57,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: ``p.data.mul_(0.5)``, which travels, and is refused where ``p`` is part of an old object).
 #: 17 (session 31): a name the old version's own code computes running a module that today's
 #: code switches to another mode before it refuses the statement reading it (``slice._same_modes``).
-CACHE_VERSION = "17"
+#: 18 (session 33): a placement keeps the lines of each piece put into the old file
+#: (``Placement.pieces``), where a replay puts the RNG guard (``model.guarded``); an item's
+#: ``old_line`` no longer counts the ``flor._save_modes`` lines before it.
+CACHE_VERSION = "18"
 
 
 def digest(*parts: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from florsql.errors import PropagateError, concat_messages
@@ -16,7 +16,9 @@ class Placement:
     ``scope`` the chain of scopes around it there (outermost first), ``carried`` the code of the
     statements that travelled with it, ``renamed`` the variables it reads under their old names,
     ``binds`` the old version's names that what travelled assigns or changes (a checkpoint of
-    the old run holds them as the old code left them: replay never restores them).
+    the old run holds them as the old code left them: replay never restores them), ``pieces``
+    the first and last lines of each text put into the old file for it (the statement, the
+    code carried with it), where :func:`guarded` puts the RNG guard.
     """
 
     name: str
@@ -26,6 +28,7 @@ class Placement:
     carried: tuple[str, ...] = ()
     renamed: dict[str, str] = field(default_factory=dict, hash=False)
     binds: tuple[str, ...] = ()
+    pieces: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Propagation:
                         "scope": tuple(p["scope"]),
                         "carried": tuple(p["carried"]),
                         "binds": tuple(p.get("binds", ())),
+                        "pieces": tuple(tuple(x) for x in p.get("pieces", ())),
                     }
                 )
                 for p in data["placed"]
@@ -102,3 +106,103 @@ class Propagation:
             failed=tuple(Failure(**f) for f in data["failed"]),
             skipped=tuple(data["skipped"]),
         )
+
+
+#: The RNG guard's calls as :func:`guarded` writes them (``{}``: begin or end, then the name;
+#: florsql.store.replays.strip_guards takes them out of the lines a message quotes).
+GUARD_CALL = '__import__("florsql")._hindsight_{}({!r})'
+
+
+def guarded(prop: Propagation) -> Propagation:
+    r"""``prop`` as a replay runs it: each piece put into the old file (a placed statement, code
+    carried with it) between ``__import__("florsql")._hindsight_begin(name)`` and
+    ``..._hindsight_end(name)``, which put back the global RNG states it moved
+    (florsql/record/rng_guard.py). A simple statement gets them on its own lines (joined by
+    ``;``: every line keeps its number, so a traceback's line is the one ``florsql propagate``
+    shows); a compound one (a new block carried whole) on lines of their own, before and
+    after it (the placements' ``old_line`` and ``pieces`` move with the lines). Not in what
+    ``florsql propagate`` shows: only replays run it.
+
+    Example:
+        >>> p = Propagation("a = 1\n", "a = 1\nflor.log('x', a)  # why\n",
+        ...                 (Placement("x", 2, 2, (), pieces=((2, 2),)),))
+        >>> print(guarded(p).source, end="")
+        a = 1
+        __import__("florsql")._hindsight_begin('x'); flor.log('x', a); __import__("florsql")._hindsight_end('x')  # why
+        >>> src = "a = 1\nif a:\n    flor.log('x', a)\n"
+        >>> g = guarded(Propagation("a = 1\n", src, (Placement("x", 2, 3, (), pieces=((2, 3),)),)))
+        >>> print(g.source, end="")
+        a = 1
+        __import__("florsql")._hindsight_begin('x')
+        if a:
+            flor.log('x', a)
+        __import__("florsql")._hindsight_end('x')
+        >>> g.placed[0].old_line, g.placed[0].pieces
+        (4, ((3, 4),))
+    """  # noqa: E501
+    import ast
+
+    pieces = sorted({(a, b, p.name) for p in prop.placed for a, b in p.pieces})
+    if not pieces:
+        return prop
+    lines = prop.source.splitlines(keepends=True)
+    try:
+        tree = ast.parse(prop.source)
+    except SyntaxError:
+        return prop
+    starts: dict[int, ast.stmt] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            starts.setdefault(node.lineno, node)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    before: dict[int, list[str]] = {}  # 1-based line -> guard lines put before it
+    joined: dict[int, list[tuple[int, str]]] = {}  # line -> (byte column, text) put in it
+    for first, last, name in pieces:
+        stmt = starts.get(first)
+        if stmt is None or not 0 < first <= last <= len(lines):
+            return prop  # not this text's pieces (a stale cache entry): left unguarded
+        begin, end = GUARD_CALL.format("begin", name), GUARD_CALL.format("end", name)
+        if _simple(stmt) and stmt.end_lineno == last and stmt.end_col_offset is not None:
+            joined.setdefault(first, []).append((stmt.col_offset, begin + "; "))
+            joined.setdefault(last, []).append((stmt.end_col_offset, "; " + end))
+            continue
+        text = lines[first - 1]
+        indent = text[: len(text) - len(text.lstrip(" \t"))]
+        before.setdefault(first, []).append(indent + begin + newline)
+        before.setdefault(last + 1, []).insert(0, indent + end + newline)
+    out: list[str] = []
+    moved: dict[int, int] = {}  # 1-based line -> its line in the guarded text
+    for number in range(1, len(lines) + 2):
+        extra = before.get(number, [])
+        if extra and out and not out[-1].endswith(("\n", "\r")):
+            out[-1] += newline
+        out.extend(extra)
+        if number <= len(lines):
+            line = lines[number - 1]
+            if number in joined:
+                raw = line.encode()
+                for col, text in sorted(joined[number], key=lambda x: -x[0]):  # right first
+                    raw = raw[:col] + text.encode() + raw[col:]
+                line = raw.decode()
+            out.append(line)
+            moved[number] = len(out)
+    placed = tuple(
+        replace(
+            p,
+            old_line=moved.get(p.old_line, p.old_line),
+            pieces=tuple((moved[a], moved[b]) for a, b in p.pieces),
+        )
+        for p in prop.placed
+    )
+    return replace(prop, source="".join(out), placed=placed)
+
+
+def _simple(stmt: object) -> bool:
+    import ast
+
+    compound = (
+        ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try,
+        ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Match,
+    )  # fmt: skip
+    trystar = getattr(ast, "TryStar", None)
+    return not isinstance(stmt, compound) and not (trystar and isinstance(stmt, trystar))

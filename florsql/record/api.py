@@ -126,6 +126,21 @@ def checkpointing(**objs: Any) -> Iterator[None]:
         run.scopes.remove(scope)
 
 
+def _hindsight_begin(name: str) -> None:
+    """Placed by propagation before today's statement for ``name`` (and the code carried with
+    it): in a replay worker, snapshot the global RNGs (florsql/record/rng_guard.py)."""
+    begin = getattr(_run, "hindsight_begin", None)
+    if begin is not None:
+        begin(name)
+
+
+def _hindsight_end(name: str) -> None:
+    """Placed after it: in a replay worker, put back the RNG states it moved."""
+    end = getattr(_run, "hindsight_end", None)
+    if end is not None:
+        end(name)
+
+
 def commit() -> None:
     """Flush everything recorded so far and mark the run finished (also done at exit)."""
     if _run is not None:

@@ -25,6 +25,7 @@ from typing import Any
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
 from florsql.record.consumer import Consumer, consumer_of
+from florsql.record.rng_guard import RngGuard
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout
@@ -222,6 +223,8 @@ class ReplayRun:
         self.started = time.time()
         self.ran: dict[str, list[int]] = {"full": [], "rest": []}
         self.left_at: int | None = None
+        #: today's statements leave the global RNGs as they found them (rng_guard.py)
+        self.rng = RngGuard()
         self.phases.setup = time.time() - self.phases.created
 
     # -- record API ----------------------------------------------------------------------------
@@ -232,6 +235,14 @@ class ReplayRun:
         if type(default) is float and type(value) is int:
             return float(value)
         return value
+
+    def hindsight_begin(self, name: str) -> None:
+        if get_ident() == self.thread:
+            self.rng.begin(name)
+
+    def hindsight_end(self, name: str) -> None:
+        if get_ident() == self.thread:
+            self.rng.end(name)
 
     def log(self, name: str, value: Any) -> Any:
         if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
@@ -493,6 +504,8 @@ class ReplayRun:
             "pid": os.getpid(),
             "ran": self.ran,
             "timings": self.phases.done(time.time() - t0),
+            # today's statements that moved a global RNG (put back): name -> generators
+            "drew": {n: sorted(g) for n, g in sorted(self.rng.moved.items())},
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
         drop_private_files(self.spec)

@@ -147,6 +147,51 @@ def patched_hash(script: str, files: dict[str, str]) -> str:
 _FRAME = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>\S+))?')
 
 
+#: The global generators a replay task's ``done.json`` names under ``drew`` (today's statements
+#: that moved them: florsql/record/rng_guard.py), as the query's warning calls them.
+RNG_NAMES = {
+    "torch": "torch's global generator",
+    "cuda": "torch's CUDA generators",
+    "python": "Python's random module",
+    "numpy": "numpy's global random state",
+}
+
+
+#: The RNG guard's calls in a line of a replayed file (florsql.propagate.model.guarded), with the
+#: "; " that joins each to its statement.
+_GUARD = re.compile(
+    r"""__import__\("florsql"\)\._hindsight_(?:begin|end)\((?:'[^']*'|"[^"]*")\)(?:; )?"""
+    r"""|; (?=__import__\("florsql"\)\._hindsight_end)"""
+)
+
+
+def _without_guards(lines: list[str]) -> list[str]:
+    """A traceback's lines without the RNG guard's calls, and without the caret line under a
+    line they were taken out of (its columns no longer match)."""
+    out: list[str] = []
+    cut = False
+    for line in lines:
+        if cut and line.strip() and set(line.strip()) <= set("~^"):
+            cut = False
+            continue
+        clean = strip_guards(line)
+        cut = clean != line
+        out.append(clean)
+    return out
+
+
+def strip_guards(line: str) -> str:
+    """``line`` of a replayed file without the RNG guard's calls (what ``florsql propagate``
+    shows there).
+
+    Example:
+        >>> g = '__import__("florsql")._hindsight_{}("x")'
+        >>> strip_guards("    " + g.format("begin") + '; flor.log("x", 1); ' + g.format("end"))
+        '    flor.log("x", 1)'
+    """
+    return _GUARD.sub("", line)
+
+
 def describe_failure(
     *,
     run_id: str,
@@ -172,7 +217,7 @@ def describe_failure(
     """  # noqa: E501
     where = f" at {loop} {iteration}" if loop and iteration is not None else ""
     text = f"run {run_id} (version {vid[:12]}){where}: {error or 'failed'}"
-    lines = (traceback or "").rstrip().splitlines()
+    lines = _without_guards((traceback or "").rstrip().splitlines())
     frames = [(k, m) for k, line in enumerate(lines) if (m := _FRAME.search(line))]
     if frames:
         k, m = frames[-1]
