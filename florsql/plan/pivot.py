@@ -12,6 +12,11 @@ case), so no value of either spelling is lost.
 
 Row grain: a row per (run, context) where at least one of the log names the query references
 was logged (:func:`grain_predicate`).
+
+The inner aggregation's columns are its keys (``run_id``, ``ctx_id``) and one per log name,
+named :func:`_inner` (prefixed): a log may have any name, ``ctx_id`` too, and is never taken for
+a key (a log ``ctx_id`` answered the context ids). The loop columns of ``__flor_ctx`` are
+prefixed alike (:func:`florsql.plan.stats.loop_column`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from florsql.plan.catalog import Catalog, LogsColumn
-from florsql.plan.stats import string_literal
+from florsql.plan.stats import loop_column, string_literal
 from florsql.store.schema import quote
 
 __all__ = [
@@ -127,7 +132,7 @@ def wide_select(catalog: Catalog, having: str | None = None, contexts: str | Non
         if contexts
         else ""
     )
-    inner_sql = ", ".join(["run_id", "ctx_id", *(f"{e} AS {quote(a)}" for a, e in inner)])
+    inner_sql = ", ".join(["run_id", "ctx_id", *(f"{e} AS {_inner(a)}" for a, e in inner)])
     return (
         f"SELECT {', '.join(outer)}\n"
         f"FROM (SELECT {inner_sql}\n      FROM all_log_records{where}"
@@ -142,8 +147,8 @@ def wide_columns(catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
     outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
     outer += [_source(c) for c in catalog.columns if c.kind == "loop"]
     outer += [_source(c) for c in catalog.columns if c.kind == "arg"]
-    outer += [f"p.{quote(n)}" for n in _valued(catalog)]
-    outer += [f"p.{presence_column(n)}" for n in _presence(catalog)]
+    outer += [_from_inner(n) for n in _valued(catalog)]
+    outer += [_from_inner(f"__has:{n}") for n in _presence(catalog)]
     outer.append(f"p.ctx_id AS {CTX_COLUMN}")
     return outer, _aggregates(catalog)
 
@@ -167,9 +172,7 @@ def wide_delta(before: Catalog, after: Catalog) -> list[str] | None:
     added = [a for a, e in inner_a if (a, e) not in set(inner_b)]
     if any(_logged_name(a) in read for a in added):
         return None
-    if sorted(o for o in outer_a if o not in set(outer_b)) != sorted(
-        f"p.{quote(a)}" for a in added
-    ):
+    if sorted(o for o in outer_a if o not in set(outer_b)) != sorted(_from_inner(a) for a in added):
         return None  # a column that is not one of the added aggregates (a loop, an arg)
     return added
 
@@ -179,16 +182,31 @@ def _logged_name(column: str) -> str:
     return column.removeprefix("__has:").lower()
 
 
-_SOURCES = {"loop": "c", "arg": "r", "log": "p"}
+def _inner(column: str) -> str:
+    """The name of a log's column (or its presence column) in the pivot's aggregation."""
+    return quote(f"log:{column}")
+
+
+def _from_inner(column: str) -> str:
+    return f"p.{_inner(column)} AS {quote(column)}"
+
+
+def _column_of(kind: str, name: str) -> str:
+    """Where the pivot reads ``name`` of this kind: the loop contexts, the run or its logs."""
+    if kind == "loop":
+        return f"c.{quote(loop_column(name))}"
+    if kind == "log":
+        return f"p.{_inner(name)}"
+    return f"r.{quote(name)}"
 
 
 def _source(col: LogsColumn) -> str:
     """A loop or arg column of the pivot; one some runs have as another kind (an arg ``x`` of
     ``a.py``, a log ``x`` of ``b.py``) takes each row's value from whichever has one."""
-    own = f"{_SOURCES[col.kind]}.{quote(col.name)}"
+    own = _column_of(col.kind, col.name)
     if not col.shared:
-        return own
-    parts = [own, *(f"{_SOURCES[k]}.{quote(col.name)}" for k, _ in col.shared)]
+        return f"{own} AS {quote(col.name)}"
+    parts = [own, *(_column_of(k, col.name) for k, _ in col.shared)]
     cast = ", ".join(f"CAST({p} AS {col.sql_type})" for p in parts)
     return f"coalesce({cast}) AS {quote(col.name)}"
 

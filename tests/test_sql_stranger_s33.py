@@ -1,0 +1,188 @@
+"""Exact-SQL stranger sweep s33: user names that are also the names of florsql's own helper
+columns, answered exactly.
+
+Oracle: DuckDB over a flat table holding the rows of ``logs`` built by hand from the same events
+(:class:`tests.helpers_sql.RunBuilder`); each florsql query is paired with the same question over
+that table. Its row grain is written ``{a|b}`` (the contexts where ``a`` or ``b`` was logged).
+
+Found: the pivot that builds ``logs`` joins the log records grouped by ``(run_id, ctx_id)`` with
+``__flor_ctx``, whose columns are ``run_id``, ``ctx_id``, ``chain``, ``outer_loop``,
+``outer_iteration``, ``inner_loop``, ``inner_iteration`` and one per loop name. A log named
+``ctx_id`` answered the internal context ids instead of its values; a loop named ``chain`` answered
+the text ``'chain'`` (its loop chain) instead of its iteration, and ``WHERE chain = 2`` failed
+with a conversion error; a loop named ``outer_iteration`` nested in another answered the
+outer loop's iteration. The replay set's helpers (``__flor_chains``, ``__flor_cover``) read
+such a loop's column for their own.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from florsql.engine import Engine
+from tests.helpers import git
+from tests.helpers_sql import BASE_TIME, RunBuilder
+
+#: train.py's loops are named like __flor_ctx's own columns; its logs like the pivot's keys.
+TRAIN = """import florsql as flor
+lr = flor.arg("lr", 0)
+for c in flor.loop("chain", range(3)):
+    for i in flor.loop("inner_iteration", range(2)):
+        flor.log("ctx_id", c * 10 + i)
+        flor.log("hs", c + i)
+    flor.log("outer_loop", c)
+    flor.log("hc", c)
+"""
+
+#: b.py's loops are named like __flor_ctx's other columns.
+B = """import florsql as flor
+for k in flor.loop("outer_iteration", range(2)):
+    for j in flor.loop("inner_loop", range(2)):
+        flor.log("val", 7 * k + j)
+"""
+
+COLUMNS = {
+    "run_id": pa.string(),
+    "filename": pa.string(),
+    "chain": pa.int64(),
+    "inner_iteration": pa.int64(),
+    "outer_iteration": pa.int64(),
+    "inner_loop": pa.int64(),
+    "lr": pa.int64(),
+    "ctx_id": pa.int64(),
+    "outer_loop": pa.int64(),
+    "val": pa.int64(),
+}
+LOGS = ("ctx_id", "outer_loop", "val")
+
+
+def _history(repo: Path) -> list[RunBuilder]:
+    """Two runs of train.py (hs, hc: hindsight, not recorded), one of b.py."""
+    repo.mkdir(parents=True)
+    (repo / "train.py").write_text(TRAIN)
+    (repo / "b.py").write_text(B)
+    runs = []
+    for r in range(2):
+        b = RunBuilder(f"r{r}", {"lr": r}, tstamp=BASE_TIME + timedelta(hours=r))
+        for c in range(3):
+            with b.loop("chain", c):
+                for i in range(2):
+                    with b.loop("inner_iteration", i):
+                        b.log("ctx_id", 100 * r + c * 10 + i)
+                b.log("outer_loop", 100 * r + c)
+        b.write(repo)
+        runs.append(b)
+    b = RunBuilder("r2", {}, filename="b.py", tstamp=BASE_TIME + timedelta(hours=3))
+    for k in range(2):
+        with b.loop("outer_iteration", k):
+            for j in range(2):
+                with b.loop("inner_loop", j):
+                    b.log("val", 7 * k + j)
+    b.write(repo)
+    runs.append(b)
+    git(repo, "init", "-q")
+    return runs
+
+
+def _flat(runs: list[RunBuilder]) -> pa.Table:
+    """The rows of ``logs`` by hand."""
+    rows = []
+    for b in runs:
+        for ctx, vals in sorted(b.values.items()):
+            row = {"run_id": b.run_id, "filename": b.filename, **b.ctx_loops[ctx], **b.args}
+            row.update(vals)
+            row.update({f"has_{n}": n in vals for n in LOGS})
+            rows.append(row)
+    schema = pa.schema([*COLUMNS.items(), *((f"has_{n}", pa.bool_()) for n in LOGS)])
+    return pa.table({f.name: [r.get(f.name) for r in rows] for f in schema}, schema=schema)
+
+
+def _expand(sql: str) -> str:
+    """``{a|b}`` -> the rows of ``logs`` at the grain of log names a and b."""
+    cols = ", ".join(COLUMNS)
+
+    def grain(m: re.Match[str]) -> str:
+        names = m.group(1).split("|")
+        return f"(SELECT {cols} FROM flat WHERE {' OR '.join('has_' + n for n in names)})"
+
+    return re.sub(r"\{([^{}]*)\}", grain, sql)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, duckdb.DuckDBPyConnection]:
+    repo = tmp_path_factory.mktemp("s33") / "repo"
+    runs = _history(repo)
+    oracle = duckdb.connect()
+    oracle.register("flat_arrow", _flat(runs))
+    oracle.execute("CREATE TABLE flat AS SELECT * FROM flat_arrow")
+    return repo, oracle
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["pivot", "live"])
+def engine(history: tuple[Path, duckdb.DuckDBPyConnection], request: Any) -> Iterator[Engine]:
+    with Engine(history[0], use_cache=request.param) as eng:
+        yield eng
+
+
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    return sorted(zip(*(c.to_pylist() for c in table.columns), strict=True), key=repr)
+
+
+def ask(engine: Engine, sql: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return engine.execute(sql)
+
+
+HELPER_NAMES = [
+    ("SELECT run_id, chain, inner_iteration, ctx_id FROM logs",
+     "SELECT run_id, chain, inner_iteration, ctx_id FROM {ctx_id}"),
+    ("SELECT run_id, chain, outer_loop FROM logs WHERE chain = 2",
+     "SELECT run_id, chain, outer_loop FROM {outer_loop} WHERE chain = 2"),
+    ("SELECT run_id, outer_iteration, inner_loop, val FROM logs WHERE inner_loop = 1",
+     "SELECT run_id, outer_iteration, inner_loop, val FROM {val} WHERE inner_loop = 1"),
+    ("SELECT filename, count(*), sum(ctx_id), max(chain), max(outer_iteration) FROM logs "
+     "GROUP BY ALL",
+     "SELECT filename, count(*), sum(ctx_id), max(chain), max(outer_iteration) FROM "
+     "{ctx_id} GROUP BY ALL"),
+    ("SELECT filename, count(*), max(chain), max(inner_loop), sum(val) FROM logs "
+     "WHERE val IS NOT NULL OR outer_loop IS NOT NULL GROUP BY ALL",
+     "SELECT filename, count(*), max(chain), max(inner_loop), sum(val) FROM {val|outer_loop} "
+     "WHERE val IS NOT NULL OR outer_loop IS NOT NULL GROUP BY ALL"),
+    ("SELECT run_id, chain, ctx_id FROM logs WHERE inner_iteration = 1 AND chain >= 1",
+     "SELECT run_id, chain, ctx_id FROM {ctx_id} WHERE inner_iteration = 1 AND chain >= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "oracle_sql"), HELPER_NAMES)
+def test_names_of_florsql_helper_columns_answer_their_own_values(
+    engine: Engine,
+    history: tuple[Path, duckdb.DuckDBPyConnection],
+    sql: str,
+    oracle_sql: str,
+) -> None:
+    want = _rows(history[1].sql(_expand(oracle_sql)).to_arrow_table())
+    assert want
+    assert _rows(ask(engine, sql).table) == want
+
+
+def test_the_replay_set_reads_loops_named_like_helper_columns(engine: Engine) -> None:
+    """``chain`` is train.py's outer loop, ``inner_iteration`` its inner one: the hindsight
+    statements replay exactly the outer iterations the predicate selects."""
+    assert ask(engine, "SELECT hc FROM logs WHERE chain = 1").plan.replay_set() == {
+        "r0": {"hc": (1,)},
+        "r1": {"hc": (1,)},
+    }
+    plan = ask(engine, "SELECT hs FROM logs WHERE inner_iteration = 1 AND chain > 0").plan
+    assert plan.replay_set() == {"r0": {"hs": (1, 2)}, "r1": {"hs": (1, 2)}}
+    plan = ask(engine, "SELECT hs FROM logs WHERE lr = 1 AND chain <> 1").plan
+    assert plan.replay_set() == {"r1": {"hs": (0, 2)}}
