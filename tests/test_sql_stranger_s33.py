@@ -186,3 +186,30 @@ def test_the_replay_set_reads_loops_named_like_helper_columns(engine: Engine) ->
     assert plan.replay_set() == {"r0": {"hs": (1, 2)}, "r1": {"hs": (1, 2)}}
     plan = ask(engine, "SELECT hs FROM logs WHERE lr = 1 AND chain <> 1").plan
     assert plan.replay_set() == {"r1": {"hs": (0, 2)}}
+
+
+NAMED_BY_DUCKDB = [
+    "SELECT (SELECT max(chain) FROM logs), (SELECT min(l.chain) FROM logs AS l) AS m",
+    'SELECT EXISTS (FROM logs "L x" WHERE "L x".ctx_id > 100), 1 + (SELECT count(*) FROM logs)',
+    "SELECT chain IN (SELECT chain FROM logs WHERE outer_loop > 100) FROM logs "
+    "WHERE outer_loop IS NOT NULL",
+    "SELECT (SELECT max(chain) FROM LOGS), (SELECT 1 FROM logs LIMIT 1) FROM logs_in_cte",
+]
+
+
+@pytest.mark.parametrize("sql", NAMED_BY_DUCKDB)
+def test_an_expression_reading_logs_is_named_as_duckdb_names_it(
+    engine: Engine, history: tuple[Path, duckdb.DuckDBPyConnection], sql: str
+) -> None:
+    """An unaliased subquery over ``logs`` in the select list was named by the SQL florsql ran:
+    ``(SELECT max(chain) FROM __flor_logs_1 AS logs)``, an internal name in a result's column
+    (the DB-API's ``description``, a DataFrame, the CLI's header)."""
+    oracle = history[1]
+    oracle.execute(f"CREATE OR REPLACE VIEW logs AS SELECT {', '.join(COLUMNS)} FROM flat")
+    sql = "WITH logs_in_cte AS (SELECT 1) " + sql if "logs_in_cte" in sql else sql
+    want = oracle.sql(sql).columns
+    assert ask(engine, sql).table.column_names == want
+    with engine.cursor() as cursor:
+        described = cursor.describe(sql).table
+    assert described.column_names == want
+    assert all(f.metadata for f in described.schema)  # florsql.type kept

@@ -9,15 +9,33 @@ named ``logs`` shadows the relation and is left alone.
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from florsql.plan.bind import REF_KEY
 from florsql.plan.pivot import logs_from_wide, logs_live
 from florsql.plan.state import PlanState
 
-__all__ = ["CTE_PREFIX", "rewrite"]
+__all__ = ["CTE_PREFIX", "public_name", "rewrite"]
 
 CTE_PREFIX = "__flor_logs_"
+_CTE_NAME = re.compile(rf"{CTE_PREFIX}\d+(?: AS (logs)\b)?", re.IGNORECASE)
+
+
+def public_name(column: str) -> str:
+    """A result column's name as DuckDB names it over the user's query: an unaliased expression
+    is named by the SQL that ran, which reads each ``logs`` reference from its CTE.
+
+    Example:
+        >>> public_name("(SELECT max(epoch) FROM __flor_logs_1 AS logs)")
+        '(SELECT max(epoch) FROM logs)'
+        >>> public_name("EXISTS(SELECT * FROM __flor_logs_2 AS l)")
+        'EXISTS(SELECT * FROM logs AS l)'
+    """
+    if CTE_PREFIX not in column:
+        return column
+    return _CTE_NAME.sub(lambda m: m.group(1) or "logs", column)  # FROM LOGS: as written
 
 
 def rewrite(state: PlanState) -> None:
