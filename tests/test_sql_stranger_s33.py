@@ -12,7 +12,14 @@ Found: the pivot that builds ``logs`` joins the log records grouped by ``(run_id
 the text ``'chain'`` (its loop chain) instead of its iteration, and ``WHERE chain = 2`` failed
 with a conversion error; a loop named ``outer_iteration`` nested in another answered the
 outer loop's iteration. The replay set's helpers (``__flor_chains``, ``__flor_cover``) read
-such a loop's column for their own.
+such a loop's column for their own. An unaliased subquery over ``logs`` in the select list was
+named by the internal CTE it read (``(SELECT max(epoch) FROM __flor_logs_1 AS logs)``).
+
+Slow: predicates that must not cut the replay set (OR with a recorded column, an outer join's
+ON, HAVING, a WHERE over a LIMIT or over a window's result, NOT, IS DISTINCT FROM, comparisons
+across types, row IN subquery, ORDER BY a run column LIMIT OFFSET, FILTER) answer over a
+replayed history what runs that recorded everything answer (tests/test_pushdown_shapes.py's
+pair of histories).
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ import pyarrow as pa
 import pytest
 
 from florsql.engine import Engine
-from tests.helpers import git
+from tests.helpers import copy_repo, git, make_repo, run_script, write
+from tests.helpers_replay import old_source, patched_source
 from tests.helpers_sql import BASE_TIME, RunBuilder
+from tests.test_pushdown_shapes import TEXT
+from tests.test_pushdown_shapes import _rows as replay_rows
 
 #: train.py's loops are named like __flor_ctx's own columns; its logs like the pivot's keys.
 TRAIN = """import florsql as flor
@@ -213,3 +223,56 @@ def test_an_expression_reading_logs_is_named_as_duckdb_names_it(
         described = cursor.describe(sql).table
     assert described.column_names == want
     assert all(f.metadata for f in described.schema)  # florsql.type kept
+
+
+# -- hindsight columns: predicates that must not cut the replay ---------------------------------
+
+REPLAYED = [
+    # OR with a recorded log column: no epoch can be left out
+    "SELECT Seed, epoch, hs FROM logs WHERE epoch = 1 OR acc > 0.9",
+    # the predicate on the null-supplying side sits in the ON
+    "SELECT a.Seed, a.epoch, b.hs FROM logs a LEFT JOIN logs b ON a.run_id = b.run_id AND "
+    "b.epoch = a.epoch AND b.epoch > 2 WHERE a.acc IS NOT NULL",
+    # HAVING, a WHERE over a LIMIT, a WHERE over a window's result
+    "SELECT Seed, max(hs), min(hs) FROM logs GROUP BY Seed HAVING max(epoch) > 3",
+    "SELECT * FROM (SELECT Seed, epoch, hs FROM logs WHERE hs IS NOT NULL ORDER BY Seed, epoch "
+    "LIMIT 7) WHERE epoch >= 1",
+    "SELECT * FROM (SELECT Seed, epoch, hs, lead(hs) OVER (PARTITION BY run_id ORDER BY epoch) "
+    "AS nxt FROM logs) WHERE epoch = 2",
+    # NOT over a hindsight atom, IS DISTINCT FROM, comparisons across types
+    "SELECT Seed, epoch, hs FROM logs WHERE NOT (epoch < 3 AND hs > 1) AND epoch IS DISTINCT "
+    "FROM 4",
+    "SELECT Seed, epoch, hs FROM logs WHERE epoch = '2' OR lr = '0.3' OR epoch < 0.5",
+    "SELECT Seed, epoch, step, gstep FROM logs WHERE (epoch, step) IN (SELECT epoch, step FROM "
+    "logs WHERE gstep > 1.5) OR (step = 0) IS NOT TRUE AND epoch = 4",
+    # ORDER BY a run column LIMIT (cuts runs), FILTER, a top-level statement
+    "SELECT Seed, epoch, hs FROM logs ORDER BY lr DESC, epoch LIMIT 3 OFFSET 1",
+    "SELECT Seed, count(*) FILTER (WHERE epoch > 2), avg(hs) FILTER (WHERE epoch < 2) FROM logs "
+    "GROUP BY Seed",
+    "SELECT Seed, hfinal, hs FROM logs WHERE epoch IS NULL OR epoch = 0 AND Seed <> 1",
+]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(history: the old script recorded, today's in the working tree; oracle: today's script
+    recorded with the same args): tests/test_pushdown_shapes.py's pair."""
+    root = tmp_path_factory.mktemp("s33_replay")
+    history = make_repo(root / "history", {"train.py": old_source(TEXT)})
+    oracle = make_repo(root / "oracle", {"train.py": patched_source(TEXT)})
+    for lr, seed in (("0.1", "0"), ("0.2", "1"), ("0.3", "2")):
+        run_script(history, "train.py", "--lr", lr, "--Seed", seed)
+        run_script(oracle, "train.py", "--lr", lr, "--Seed", seed)
+    write(history / "train.py", patched_source(TEXT))
+    return history, oracle
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sql", REPLAYED)
+def test_a_replayed_history_answers_as_runs_that_recorded_everything(
+    recorded: tuple[Path, Path], tmp_path: Path, sql: str
+) -> None:
+    history, oracle = recorded
+    repo = copy_repo(history, tmp_path / "history")
+    want = replay_rows(oracle, sql, "off")
+    assert want and replay_rows(repo, sql, "auto") == want
