@@ -317,6 +317,8 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         _check_fetch(node)
     elif isinstance(node, exp.SetOperation):
         _check_set_operands(node)
+    elif isinstance(node, exp.TableSample):
+        _check_sample(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         start = node_offset(node)
         sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
@@ -325,6 +327,21 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         clause = _item_clause(node)
         if clause is not None:
             raise _Refused(POSITIONAL_PARAMETER.format(clause=clause), node)
+
+
+BERNOULLI_ROWS = (
+    "BERNOULLI sampling takes a percentage, not a row count (DuckDB refuses it; PostgreSQL "
+    "reads BERNOULLI (10) as 10 percent): write bernoulli(10%) or 10 PERCENT (bernoulli) for a "
+    "share of the rows, reservoir(10 ROWS) for a number of them"
+)
+
+
+def _check_sample(node: exp.TableSample) -> None:
+    """Refuse BERNOULLI with a row count, which sqlglot writes as ``RESERVOIR (n ROWS)``."""
+    method = node.args.get("method")
+    name = method.name if isinstance(method, exp.Expr) else str(method or "")
+    if name.upper() == "BERNOULLI" and node.args.get("size") is not None:
+        raise _Refused(BERNOULLI_ROWS, node)
 
 
 POSITIONAL_PARAMETER = (

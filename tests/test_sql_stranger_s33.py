@@ -36,6 +36,7 @@ import pyarrow as pa
 import pytest
 
 from florsql.engine import Engine
+from florsql.errors import ParseError
 from tests.helpers import copy_repo, git, make_repo, run_script, write
 from tests.helpers_replay import old_source, patched_source
 from tests.helpers_sql import BASE_TIME, RunBuilder
@@ -223,6 +224,76 @@ def test_an_expression_reading_logs_is_named_as_duckdb_names_it(
         described = cursor.describe(sql).table
     assert described.column_names == want
     assert all(f.metadata for f in described.schema)  # florsql.type kept
+
+
+# -- samples: what DuckDB refuses is refused, not answered as another question --------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM logs USING SAMPLE ? ROWS",
+        "SELECT count(*) FROM logs USING SAMPLE ? PERCENT (bernoulli)",
+        "SELECT count(*) FROM logs TABLESAMPLE ?%",
+        "SELECT count(*) FROM range(9) TABLESAMPLE ?",
+    ],
+)
+def test_a_parameter_where_duckdb_takes_only_a_constant_is_refused_at_it(
+    engine: Engine, sql: str
+) -> None:
+    """sqlglot read ``USING SAMPLE ? PERCENT (bernoulli)`` without its ``?`` (florsql then said
+    the query had 0 parameters and DuckDB failed on ``USING SAMPLE BERNOULLI ()``), and ``? ROWS``
+    as a sampling method named ``?``."""
+    with pytest.raises(ParseError, match=r"constant") as info:
+        engine.execute(sql, [5])
+    assert info.value.col == sql.index("?") + 1
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "TABLESAMPLE bernoulli(10)",
+        "TABLESAMPLE BERNOULLI (10 ROWS)",
+        "USING SAMPLE 10 (bernoulli, 3)",
+        "USING SAMPLE bernoulli(10) REPEATABLE (3)",
+    ],
+)
+def test_bernoulli_with_a_row_count_is_refused_not_answered_as_reservoir(
+    engine: Engine, sample: str
+) -> None:
+    """DuckDB refuses BERNOULLI with a row count (PostgreSQL reads ``BERNOULLI (10)`` as 10
+    percent); sqlglot wrote it as ``RESERVOIR (10 ROWS)``, so florsql answered 10 rows."""
+    sql = f"SELECT count(*) FROM range(1000) {sample}"
+    with duckdb.connect() as con, pytest.raises(duckdb.Error):
+        con.sql(sql).fetchall()
+    with pytest.raises(ParseError, match="PERCENT"):
+        ask(engine, sql)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "TABLESAMPLE bernoulli(10%) REPEATABLE (3)",
+        "USING SAMPLE 10 PERCENT (bernoulli, 3)",
+        "USING SAMPLE 10 PERCENT (system, 3)",
+        "USING SAMPLE 10 ROWS",
+        "TABLESAMPLE reservoir(10)",
+        "USING SAMPLE 10",
+        "USING SAMPLE reservoir(?) REPEATABLE (?)",
+        "TABLESAMPLE bernoulli(? PERCENT) REPEATABLE (?)",
+    ],
+)
+def test_samples_duckdb_takes_answer_as_duckdb(engine: Engine, sample: str) -> None:
+    """florsql binds each ? as the constant it stands for: ``reservoir(? ROWS)`` is
+    ``reservoir(10 ROWS)``."""
+    sql = f"SELECT count(*) FROM range(100000) {sample}"
+    values = [10, 3][: sql.count("?")]
+    written = sql.replace("?", "{}").format(*values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = engine.execute(sql, values).table.column(0).to_pylist()
+    with duckdb.connect() as con:
+        assert got == [con.sql(written).fetchall()[0][0]]
 
 
 # -- hindsight columns: predicates that must not cut the replay ---------------------------------
