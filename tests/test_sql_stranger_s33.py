@@ -36,7 +36,7 @@ import pyarrow as pa
 import pytest
 
 from florsql.engine import Engine
-from florsql.errors import ParseError
+from florsql.errors import ParseError, PlanError
 from tests.helpers import copy_repo, git, make_repo, run_script, write
 from tests.helpers_replay import old_source, patched_source
 from tests.helpers_sql import BASE_TIME, RunBuilder
@@ -294,6 +294,43 @@ def test_samples_duckdb_takes_answer_as_duckdb(engine: Engine, sample: str) -> N
         got = engine.execute(sql, values).table.column(0).to_pylist()
     with duckdb.connect() as con:
         assert got == [con.sql(written).fetchall()[0][0]]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT run_id, last(outer_loop IGNORE NULLS) FROM logs GROUP BY run_id",
+        "SELECT run_id, last(ctx_id IGNORE NULLS ORDER BY chain) FROM logs GROUP BY run_id",
+        "SELECT any_value(ctx_id RESPECT NULLS) FROM logs",
+        "SELECT sum(ctx_id RESPECT NULLS), min(ctx_id IGNORE NULLS) FROM logs",
+    ],
+)
+def test_what_sqlglot_cannot_write_for_duckdb_is_refused_not_changed(
+    engine: Engine, sql: str
+) -> None:
+    """DuckDB refuses IGNORE NULLS and RESPECT NULLS on an aggregate; sqlglot dropped them
+    (with a log warning), so ``last(x IGNORE NULLS)`` answered ``last(x)``: NULL where the
+    last row's value is NULL, not the last value that is not."""
+    with pytest.raises(PlanError, match="NULLS") as info:
+        ask(engine, sql)
+    assert "DuckDB" in info.value.message
+
+
+def test_what_sqlglot_writes_exactly_for_duckdb_still_answers(
+    engine: Engine, history: tuple[Path, duckdb.DuckDBPyConnection]
+) -> None:
+    """``first(x IGNORE NULLS)`` is written ``any_value(x)``, ``list(x IGNORE NULLS)`` with a
+    FILTER: the same question, so still answered."""
+    sql = (
+        "SELECT run_id, first(outer_loop IGNORE NULLS ORDER BY chain DESC), "
+        "list(outer_loop IGNORE NULLS ORDER BY chain) FROM logs GROUP BY run_id"
+    )
+    oracle = (
+        "SELECT run_id, any_value(outer_loop ORDER BY chain DESC), list(outer_loop ORDER BY "
+        "chain) FILTER (WHERE outer_loop IS NOT NULL) FROM {outer_loop} GROUP BY run_id"
+    )
+    want = _rows(history[1].sql(_expand(oracle)).to_arrow_table())
+    assert _rows(ask(engine, sql).table) == want
 
 
 # -- hindsight columns: predicates that must not cut the replay ---------------------------------
