@@ -23,7 +23,13 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.generator import Generator
 
 from florsql.errors import ParseError
-from florsql.grammar.dialect import Explain, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.dialect import (
+    JSON_PATH_FUNCTIONS,
+    Explain,
+    SetReplay,
+    ShowColumns,
+    ShowRuns,
+)
 from florsql.grammar.functions import (
     ALLOWED_FUNCTIONS,
     ALLOWED_TABLE_FUNCTIONS,
@@ -444,7 +450,20 @@ def _function_message(name: str, why: str | None) -> str:
     )
 
 
+JSON_PATH_STEPS = (
+    "{name} takes the JSON and one path in DuckDB, not PostgreSQL's path steps: write "
+    "{name}(j, '$.a.b') for the value at a.b, or a list of paths, {name}(j, ['$.a', '$.b']), "
+    "for several values"
+)
+
+
 def _check_function(func: exp.Func, sql: str) -> None:
+    if (
+        isinstance(func, exp.Anonymous)
+        and func.name.upper() in JSON_PATH_FUNCTIONS
+        and len(func.expressions) > 2
+    ):
+        raise _Refused(JSON_PATH_STEPS.format(name=func.name.lower()), func)
     refused = _function_refusal(func, sql)
     if refused is not None and refused[1] is not None:
         raise _Refused(_function_message(*refused), func)  # a well-known one says why

@@ -14,6 +14,10 @@ with a conversion error; a loop named ``outer_iteration`` nested in another answ
 outer loop's iteration. The replay set's helpers (``__flor_chains``, ``__flor_cover``) read
 such a loop's column for their own. An unaliased subquery over ``logs`` in the select list was
 named by the internal CTE it read (``(SELECT max(epoch) FROM __flor_logs_1 AS logs)``).
+sqlglot answered other questions than the ones asked: ``TIMESTAMPTZ '...'::DATE`` cast the string
+to a date, then to TIMESTAMPTZ; ``last(x IGNORE NULLS)`` lost IGNORE NULLS; ``json_extract_path(j,
+'a', 'b')`` read two top-level paths; ``TABLESAMPLE bernoulli(10)`` took 10 rows; a ``?`` in
+``USING SAMPLE ? PERCENT (bernoulli)`` was dropped.
 
 Slow: predicates that must not cut the replay set (OR with a recorded column, an outer join's
 ON, HAVING, a WHERE over a LIMIT or over a window's result, NOT, IS DISTINCT FROM, comparisons
@@ -331,6 +335,73 @@ def test_what_sqlglot_writes_exactly_for_duckdb_still_answers(
     )
     want = _rows(history[1].sql(_expand(oracle)).to_arrow_table())
     assert _rows(ask(engine, sql).table) == want
+
+
+J = """'{"a": {"b": [1, 2]}, "c": "x"}'"""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        f"json_extract_path({J}, 'a', 'b')",
+        f"json_extract_path_text({J}, 'a', 'b')",
+        f"json_extract({J}, 'a', 'b')",
+        f"json_extract_string({J}, 'a', 'b', 'c')",
+    ],
+)
+def test_json_extraction_with_path_steps_is_refused(engine: Engine, call: str) -> None:
+    """PostgreSQL's ``json_extract_path(j, 'a', 'b')`` is the value at a.b; DuckDB takes one path
+    and refuses more. sqlglot wrote ``json_extract(j, ['$.a', 'b'])`` (two top-level values,
+    ``[{"b":[1,2]},null]``), and ``json_extract_string(j, 'a', 'b')`` as ``j ->> '$.a'``."""
+    sql = f"SELECT {call}"
+    with pytest.raises(ParseError, match="one path") as info:
+        ask(engine, sql)
+    assert info.value.col == sql.index("json") + 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        f"json_extract_path({J}, '$.a.b')",
+        f"json_extract_path_text({J}, 'c')",
+        f"json_extract({J}, ['$.a', '$.c'])",
+        f"json_extract_string({J}, '$.a.b[1]')",
+        f"{J}::JSON -> 'a'",
+        f"{J}::JSON ->> '$.a.b[0]'",
+    ],
+)
+def test_json_extraction_with_one_path_answers_as_duckdb(engine: Engine, call: str) -> None:
+    sql = f"SELECT {call}"
+    with duckdb.connect() as con:
+        want = con.sql(sql).fetchall()
+    assert _rows(ask(engine, sql).table) == want
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "TIMESTAMPTZ '2026-03-06 23:30:00-05'::DATE",
+        "TIMESTAMP '2026-03-06 23:30:00'::DATE",
+        "DATE '2026-03-06'::VARCHAR",
+        "DATE '2026-03-06'::TIMESTAMP",
+        "TIMESTAMP '2026-03-06 23:30:00'::DATE + 1",
+        "TIME '01:02:03'::VARCHAR || 'x'",
+        "TIMESTAMP '2026-03-06 23:30:00'::DATE::VARCHAR",
+        "- (DATE '2026-03-06'::TIMESTAMP::DATE::VARCHAR)[1:4]::INT",
+        "[DATE '2026-03-06'::VARCHAR, TIMESTAMP '2026-03-06 01:00'::TIME::VARCHAR]",
+    ],
+)
+def test_a_cast_after_a_typed_literal_casts_the_literal(engine: Engine, expression: str) -> None:
+    """DuckDB reads ``TIMESTAMPTZ '...'::DATE`` as the timestamp cast to a date; sqlglot cast the
+    string to a date first and that to TIMESTAMPTZ: ``TIMESTAMPTZ '2026-03-06 23:30:00-05'::DATE``
+    answered the timestamp 2026-03-06 00:00 UTC, not the date 2026-03-07."""
+    sql = f"SELECT {expression} AS v, typeof({expression}) AS t"
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        want = con.sql(sql).fetchall()
+    with engine.cursor() as cursor:
+        got = cursor.execute(sql).table
+    assert _rows(got) == want
 
 
 # -- hindsight columns: predicates that must not cut the replay ---------------------------------
