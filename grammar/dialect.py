@@ -89,6 +89,10 @@ def _one_json_path(name: str, builder: Any) -> Any:
 class FlorsqlParser(DuckDBParser):
     """DuckDB's parser with EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay."""
 
+    # `JSON '...'` is a cast in DuckDB, keeping the text as written; sqlglot made it a json()
+    # call, which answers the text minified.
+    TYPE_LITERAL_PARSERS: ClassVar[dict[Any, Any]] = {}
+
     FUNCTIONS: ClassVar[dict[str, Any]] = {
         **DuckDBParser.FUNCTIONS,
         **{n: _one_json_path(n, DuckDBParser.FUNCTIONS[n]) for n in JSON_PATH_FUNCTIONS},

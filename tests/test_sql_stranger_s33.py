@@ -389,6 +389,8 @@ def test_json_extraction_with_one_path_answers_as_duckdb(engine: Engine, call: s
         "TIMESTAMP '2026-03-06 23:30:00'::DATE::VARCHAR",
         "- (DATE '2026-03-06'::TIMESTAMP::DATE::VARCHAR)[1:4]::INT",
         "[DATE '2026-03-06'::VARCHAR, TIMESTAMP '2026-03-06 01:00'::TIME::VARCHAR]",
+        "JSON '{\"a\":  [1, 2]}'",
+        "JSON '{\"a\":  [1, 2]}'::VARCHAR",
     ],
 )
 def test_a_cast_after_a_typed_literal_casts_the_literal(engine: Engine, expression: str) -> None:
