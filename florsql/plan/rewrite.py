@@ -97,16 +97,21 @@ def duckdb_sql(tree: exp.Expr, *, source: str | None = None) -> str:
         >>> duckdb_sql(parse_one("SELECT last(x IGNORE NULLS) FROM t", read="duckdb"))
         Traceback (most recent call last):
         ...
-        florsql.errors.PlanError: IGNORE NULLS is not supported for non-window functions. ...
+        florsql.errors.PlanError: IGNORE NULLS is not supported for non-window functions: ...
     """
     generator = Dialect.get_or_raise("duckdb").generator(unsupported_level=ErrorLevel.IGNORE)
     sql = generator.generate(tree)
     lost = [m for m in generator.unsupported_messages if not m.startswith(_SAME_IN_DUCKDB)]
     if lost:
+        hint = (
+            " (IGNORE NULLS and RESPECT NULLS belong to window functions; an aggregate leaves "
+            "NULLs out with FILTER (WHERE x IS NOT NULL))"
+            if "NULLS" in lost[0]
+            else ""
+        )
         raise PlanError(
-            f"{lost[0]} florsql runs queries on DuckDB, which has no such form, and will not "
-            "answer another question in its place: write it as DuckDB takes it (an aggregate's "
-            "NULLs: a FILTER (WHERE x IS NOT NULL); IGNORE NULLS belongs to window functions)",
+            f"{lost[0].rstrip('.')}: florsql runs queries on DuckDB, which has no such form, and "
+            f"will not answer another question in its place; write it as DuckDB takes it{hint}",
             sql=source,
         )
     return sql
