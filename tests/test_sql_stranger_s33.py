@@ -457,3 +457,49 @@ def test_a_replayed_history_answers_as_runs_that_recorded_everything(
     repo = copy_repo(history, tmp_path / "history")
     want = replay_rows(oracle, sql, "off")
     assert want and replay_rows(repo, sql, "auto") == want
+
+
+#: Loops named like ``__flor_ctx``'s own columns, recorded and replayed for real.
+HELPER_LOOPS = """
+import florsql as flor
+seed = flor.arg("seed", 0)
+w = 1.0 + seed
+for c in flor.loop("chain", range(4)):
+    for k in flor.loop("ctx_id", range(2)):
+        w = round(w * 0.9 + 0.01 * k, 6)
+        flor.log("outer_iteration", w)
+        flor.log("hk", round(w * 3, 6))  # hindsight
+    flor.log("hc", round(w + c, 6))  # hindsight
+"""
+
+HELPER_LOOP_QUERIES = [
+    "SELECT seed, chain, ctx_id, outer_iteration, hk FROM logs WHERE chain = 2 OR ctx_id = 0 "
+    "AND seed = 1",
+    "SELECT seed, chain, hc FROM logs WHERE ctx_id IS NULL AND chain >= 1",
+]
+
+
+@pytest.fixture(scope="module")
+def helper_loops(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("s33_loops")
+    history = make_repo(root / "history", {"train.py": old_source(HELPER_LOOPS)})
+    oracle = make_repo(root / "oracle", {"train.py": patched_source(HELPER_LOOPS)})
+    for seed in ("0", "1"):
+        run_script(history, "train.py", "--seed", seed)
+        run_script(oracle, "train.py", "--seed", seed)
+    write(history / "train.py", patched_source(HELPER_LOOPS))
+    return history, oracle
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sql", HELPER_LOOP_QUERIES)
+def test_loops_named_like_helper_columns_replay_as_recorded(
+    helper_loops: tuple[Path, Path], tmp_path: Path, sql: str
+) -> None:
+    """The replay set and its coverage read ``__flor_ctx``: a loop named ``chain`` or ``ctx_id``
+    was read for its chain or context id there."""
+    history, oracle = helper_loops
+    repo = copy_repo(history, tmp_path / "history")
+    want = replay_rows(oracle, sql, "off")
+    assert want and replay_rows(repo, sql, "auto") == want
+    assert replay_rows(repo, sql, "off") == want  # replayed once, covered after
