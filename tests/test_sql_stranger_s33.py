@@ -230,6 +230,30 @@ def test_an_expression_reading_logs_is_named_as_duckdb_names_it(
     assert all(f.metadata for f in described.schema)  # florsql.type kept
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["pivot", "live"])
+def test_logs_named_like_the_pivots_hidden_columns(tmp_path: Path, use_cache: bool) -> None:
+    """The materialized pivot keeps hidden columns beside ``logs``'s: ``__ctx`` (the context)
+    and ``__has:<name>`` (a name logged as None there). A log named ``__has:x`` was read as
+    x's presence column: ``SELECT epoch, x FROM logs`` answered no row."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text("import florsql as flor\n")
+    b = RunBuilder("r0", {"lr": 1})
+    for e in range(3):
+        with b.loop("epoch", e):
+            b.log("x", None if e == 1 else e)
+            if e == 2:
+                b.log("__has:x", 0)
+            b.log("__ctx", 100 + e)
+    b.write(repo)
+    git(repo, "init", "-q")
+    with Engine(repo, use_cache=use_cache) as eng:
+        got = ask(eng, "SELECT epoch, x FROM logs ORDER BY epoch").table.to_pylist()
+        assert got == [{"epoch": 0, "x": 0}, {"epoch": 1, "x": None}, {"epoch": 2, "x": 2}]
+        sql = 'SELECT epoch, "__has:x", "__ctx" FROM logs ORDER BY epoch'
+        assert _rows(ask(eng, sql).table) == [(0, None, 100), (1, None, 101), (2, 0, 102)]
+
+
 # -- samples: what DuckDB refuses is refused, not answered as another question --------------
 
 

@@ -21,6 +21,7 @@ prefixed alike (:func:`florsql.plan.stats.loop_column`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from florsql.plan.catalog import Catalog, LogsColumn
@@ -29,7 +30,9 @@ from florsql.store.schema import quote
 
 __all__ = [
     "WIDE_TABLE",
+    "ctx_column",
     "grain_predicate",
+    "hidden_prefix",
     "logs_from_wide",
     "logs_live",
     "presence_column",
@@ -40,7 +43,6 @@ __all__ = [
 ]
 
 WIDE_TABLE = "__flor_wide"
-CTX_COLUMN = "__ctx"
 
 
 def value_expr(sql_type: str) -> str:
@@ -62,9 +64,41 @@ def value_expr(sql_type: str) -> str:
     )
 
 
-def presence_column(name: str) -> str:
-    """The hidden column that says a name was logged where its value may be NULL."""
-    return quote(f"__has:{name}")
+def hidden_prefix(catalog: Catalog) -> str:
+    """The prefix of the pivot's hidden columns: ``__`` and as many more ``_`` as it takes for
+    no column of ``logs`` to start with it, so a log named ``__ctx`` or ``__has:x`` is never
+    taken for one (``__has:x`` was read as x's presence column, keeping no row of x).
+
+    """
+    return _prefix_before(c.name for c in catalog.columns)
+
+
+def _prefix_before(names: Iterable[str]) -> str:
+    """``__``, lengthened until none of ``names`` (in any case) starts with it.
+
+    Example:
+        >>> _prefix_before(["loss", "__ctx"]), _prefix_before(["a"]), _prefix_before(["___x"])
+        ('___', '__', '____')
+    """
+    lowered = [n.lower() for n in names]
+    prefix = "__"
+    while any(n.startswith(prefix) for n in lowered):
+        prefix += "_"
+    return prefix
+
+
+def ctx_column(catalog: Catalog) -> str:
+    """The hidden column of the materialized pivot holding each row's context id (quoted)."""
+    return quote(f"{hidden_prefix(catalog)}ctx")
+
+
+def presence_column(catalog: Catalog, name: str, prefix: str | None = None) -> str:
+    """The hidden column that says a name was logged where its value may be NULL (quoted)."""
+    return quote(_presence_name(prefix or hidden_prefix(catalog), name))
+
+
+def _presence_name(prefix: str, name: str) -> str:
+    return f"{prefix}has:{name}"
 
 
 def _valued(catalog: Catalog) -> list[str]:
@@ -113,9 +147,10 @@ def _aggregates(catalog: Catalog) -> list[tuple[str, str]]:
                         f"FILTER (WHERE {_spelled(catalog, [col.name])})",
                     )
                 )
+    prefix = hidden_prefix(catalog)
     for name in _presence(catalog):
         where = _spelled(catalog, [name])
-        out.append((f"__has:{name}", f"bool_or(true) FILTER (WHERE {where})"))
+        out.append((_presence_name(prefix, name), f"bool_or(true) FILTER (WHERE {where})"))
     return out
 
 
@@ -148,8 +183,9 @@ def wide_columns(catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
     outer += [_source(c) for c in catalog.columns if c.kind == "loop"]
     outer += [_source(c) for c in catalog.columns if c.kind == "arg"]
     outer += [_from_inner(n) for n in _valued(catalog)]
-    outer += [_from_inner(f"__has:{n}") for n in _presence(catalog)]
-    outer.append(f"p.ctx_id AS {CTX_COLUMN}")
+    prefix = hidden_prefix(catalog)
+    outer += [_from_inner(_presence_name(prefix, n)) for n in _presence(catalog)]
+    outer.append(f"p.ctx_id AS {ctx_column(catalog)}")
     return outer, _aggregates(catalog)
 
 
@@ -178,8 +214,12 @@ def wide_delta(before: Catalog, after: Catalog) -> list[str] | None:
 
 
 def _logged_name(column: str) -> str:
-    """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``)."""
-    return column.removeprefix("__has:").lower()
+    """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``; a
+    log named ``__has:x`` is taken to read ``x`` too, which only makes a full rebuild)."""
+    return _PRESENCE.sub("", column).lower()
+
+
+_PRESENCE = re.compile(r"^__+has:")
 
 
 def _inner(column: str) -> str:
@@ -237,8 +277,11 @@ def grain_predicate(catalog: Catalog, names: Iterable[str] | None) -> str:
         return "false"
     if set(present) == set(logged):
         return "true"
+    prefix = hidden_prefix(catalog)
     parts = [
-        f"{presence_column(n)}" if n in catalog.nullable_logs else f"{quote(n)} IS NOT NULL"
+        presence_column(catalog, n, prefix)
+        if n in catalog.nullable_logs
+        else f"{quote(n)} IS NOT NULL"
         for n in present
     ]
     return " OR ".join(parts)
