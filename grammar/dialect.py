@@ -67,8 +67,36 @@ def _token_upper(token: Token | None) -> str:
     return token.text.upper() if token else ""
 
 
+#: DuckDB's JSON extraction calls take the JSON and one path (a text, or a list of paths).
+JSON_PATH_FUNCTIONS = frozenset(
+    {"JSON_EXTRACT", "JSON_EXTRACT_PATH", "JSON_EXTRACT_STRING", "JSON_EXTRACT_PATH_TEXT"}
+)
+
+
+def _one_json_path(name: str, builder: Any) -> Any:
+    """sqlglot reads more paths as PostgreSQL's path steps and writes another call in DuckDB:
+    ``json_extract_path(j, 'a', 'b')`` became two top-level paths, ``json_extract_string(j,
+    'a', 'b')`` lost ``'b'``. Such a call stays as written, for the grammar to refuse."""
+
+    def build(args: list[exp.Expr], dialect: Any) -> exp.Expr:
+        if len(args) > 2:
+            return exp.Anonymous(this=name.lower(), expressions=args)
+        return builder(args, dialect=dialect)
+
+    return build
+
+
 class FlorsqlParser(DuckDBParser):
     """DuckDB's parser with EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay."""
+
+    # `JSON '...'` is a cast in DuckDB, keeping the text as written; sqlglot made it a json()
+    # call, which answers the text minified.
+    TYPE_LITERAL_PARSERS: ClassVar[dict[Any, Any]] = {}
+
+    FUNCTIONS: ClassVar[dict[str, Any]] = {
+        **DuckDBParser.FUNCTIONS,
+        **{n: _one_json_path(n, DuckDBParser.FUNCTIONS[n]) for n in JSON_PATH_FUNCTIONS},
+    }
 
     STATEMENT_PARSERS: ClassVar[dict[TokenType, Any]] = {
         **DuckDBParser.STATEMENT_PARSERS,
@@ -108,6 +136,38 @@ class FlorsqlParser(DuckDBParser):
         if ident is not None:
             ident.meta["string_literal"] = True
         return ident
+
+    def _parse_type(
+        self, parse_interval: bool = True, fallback_to_identifier: bool = False
+    ) -> exp.Expr | None:
+        # A typed literal followed by `::` (`TIMESTAMPTZ '...'::DATE`): DuckDB casts the typed
+        # literal; sqlglot applies the `::` to the string, then the type, answering a TIMESTAMPTZ
+        # (the wrong day, too). The `::` is deferred until the typed literal is built.
+        nxt = self._next
+        typed = (
+            not fallback_to_identifier
+            and self._curr is not None
+            and self._curr.token_type in self.TYPE_TOKENS
+            and self._curr.token_type != TokenType.INTERVAL
+            and nxt is not None
+            and nxt.token_type == TokenType.STRING
+            and self._index + 2 < len(self._tokens)
+            and self._tokens[self._index + 2].token_type == TokenType.DCOLON
+        )
+        if not typed:
+            return super()._parse_type(parse_interval, fallback_to_identifier)
+        self._cast_deferred = True
+        try:
+            this = super()._parse_type(parse_interval, fallback_to_identifier)
+        finally:
+            self._cast_deferred = False
+        return None if this is None else self._parse_column_ops(this)
+
+    def _parse_column_ops(self, this: exp.Expr | None) -> exp.Expr | None:
+        if getattr(self, "_cast_deferred", False) and isinstance(this, exp.Literal):
+            self._cast_deferred = False
+            return this
+        return super()._parse_column_ops(this)
 
     def _parse_at_sign(self) -> exp.Abs:
         node = exp.Abs(this=self._parse_bitwise())

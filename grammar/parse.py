@@ -155,6 +155,7 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     if tree is None:  # sqlglot returns nothing for a statement that starts with ELSE
         raise _not_a_statement(tokens[0], source)
     _check_clause_order(tokens, source)
+    _check_placeholders_kept(tokens, tree, source)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
@@ -220,6 +221,38 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
                 )
             seen[-1] = token
         previous = token
+
+
+#: A ``?`` sqlglot's parser dropped, or read as something else than a value.
+PARAMETER_NOT_A_VALUE = (
+    "a ? parameter cannot stand here: DuckDB takes only a constant in this place (a sample's "
+    "size, written before ROWS, PERCENT or %); write the value in the SQL text, or give the "
+    "sample as reservoir(? ROWS) or bernoulli(? PERCENT)"
+)
+
+
+def _check_placeholders_kept(tokens: list[Token], tree: exp.Expr, source: str) -> None:
+    """Refuse a ``?`` the tree holds no value for, at it: sqlglot drops the ``?`` of ``USING
+    SAMPLE ? PERCENT (bernoulli)`` (florsql then counted 0 parameters) and reads the one of
+    ``USING SAMPLE ? ROWS`` as the sampling method; DuckDB takes only constants there.
+
+    Example:
+        >>> parse("SELECT 1 FROM range(9) USING SAMPLE ? ROWS")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        florsql.errors.ParseError: a ? parameter cannot stand here: DuckDB takes only a ...
+          1 | SELECT 1 FROM range(9) USING SAMPLE ? ROWS
+            |                                     ^
+    """
+    held = {
+        p.meta.get("start")
+        for p in tree.find_all(exp.Placeholder)
+        if p.this is None and not (isinstance(p.parent, exp.TableSample) and p.arg_key == "method")
+    }
+    for token in tokens:
+        if token.token_type == TokenType.PLACEHOLDER and token.start not in held:
+            line, col = line_col(source, token.start)
+            raise ParseError(PARAMETER_NOT_A_VALUE, sql=source, line=line, col=col)
 
 
 def _not_a_statement(first: Token, source: str) -> ParseError:

@@ -23,7 +23,13 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.generator import Generator
 
 from florsql.errors import ParseError
-from florsql.grammar.dialect import Explain, SetReplay, ShowColumns, ShowRuns
+from florsql.grammar.dialect import (
+    JSON_PATH_FUNCTIONS,
+    Explain,
+    SetReplay,
+    ShowColumns,
+    ShowRuns,
+)
 from florsql.grammar.functions import (
     ALLOWED_FUNCTIONS,
     ALLOWED_TABLE_FUNCTIONS,
@@ -317,6 +323,8 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         _check_fetch(node)
     elif isinstance(node, exp.SetOperation):
         _check_set_operands(node)
+    elif isinstance(node, exp.TableSample):
+        _check_sample(node)
     elif isinstance(node, exp.Placeholder) and node.this is not None:
         start = node_offset(node)
         sign = sql[start] if start is not None and sql[start : start + 1] in (":", "$") else "$"
@@ -325,6 +333,21 @@ def _check_node(node: exp.Expr, sql: str) -> None:
         clause = _item_clause(node)
         if clause is not None:
             raise _Refused(POSITIONAL_PARAMETER.format(clause=clause), node)
+
+
+BERNOULLI_ROWS = (
+    "BERNOULLI sampling takes a percentage, not a row count (DuckDB refuses it; PostgreSQL "
+    "reads BERNOULLI (10) as 10 percent): write bernoulli(10%) or 10 PERCENT (bernoulli) for a "
+    "share of the rows, reservoir(10 ROWS) for a number of them"
+)
+
+
+def _check_sample(node: exp.TableSample) -> None:
+    """Refuse BERNOULLI with a row count, which sqlglot writes as ``RESERVOIR (n ROWS)``."""
+    method = node.args.get("method")
+    name = method.name if isinstance(method, exp.Expr) else str(method or "")
+    if name.upper() == "BERNOULLI" and node.args.get("size") is not None:
+        raise _Refused(BERNOULLI_ROWS, node)
 
 
 POSITIONAL_PARAMETER = (
@@ -427,7 +450,20 @@ def _function_message(name: str, why: str | None) -> str:
     )
 
 
+JSON_PATH_STEPS = (
+    "{name} takes the JSON and one path in DuckDB, not PostgreSQL's path steps: write "
+    "{name}(j, '$.a.b') for the value at a.b, or a list of paths, {name}(j, ['$.a', '$.b']), "
+    "for several values"
+)
+
+
 def _check_function(func: exp.Func, sql: str) -> None:
+    if (
+        isinstance(func, exp.Anonymous)
+        and func.name.upper() in JSON_PATH_FUNCTIONS
+        and len(func.expressions) > 2
+    ):
+        raise _Refused(JSON_PATH_STEPS.format(name=func.name.lower()), func)
     refused = _function_refusal(func, sql)
     if refused is not None and refused[1] is not None:
         raise _Refused(_function_message(*refused), func)  # a well-known one says why

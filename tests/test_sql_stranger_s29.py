@@ -132,11 +132,6 @@ def test_date_add_of_a_bound_interval(engine: Engine) -> None:
     assert rows(engine, sql, params) == duckdb.connect().execute(sql, params).fetchall()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unaliased scalar subquery's column name shows the internal CTE "
-    "(__flor_logs_1): the name is DuckDB's text of the rewritten query",
-)
 def test_a_scalar_subquery_column_is_named_as_written(engine: Engine) -> None:
     got = names(engine, "SELECT (SELECT max(epoch) FROM logs)")
     assert got == ["(SELECT max(epoch) FROM logs)"]

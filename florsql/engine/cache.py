@@ -37,7 +37,7 @@ from florsql.plan.catalog import (
     scan_scripts,
 )
 from florsql.plan.hindsight import statement_fingerprints
-from florsql.plan.pivot import CTX_COLUMN, WIDE_TABLE, wide_delta, wide_select
+from florsql.plan.pivot import WIDE_TABLE, ctx_column, wide_delta, wide_select
 from florsql.plan.stats import (
     REPLAY_RECORDS,
     VALID,
@@ -285,7 +285,7 @@ class CacheState:
                 con.execute(f"ALTER TABLE {wide} ADD COLUMN {quote(column)} {sql_type}")
         con.execute(
             f"DELETE FROM {wide} w USING {helpers}.__flor_touched t "
-            f"WHERE w.run_id = t.run_id AND w.{CTX_COLUMN} = t.ctx_id"
+            f"WHERE w.run_id = t.run_id AND w.{ctx_column(self.catalog)} = t.ctx_id"
         )
         con.execute(f"INSERT INTO {wide} BY NAME SELECT * FROM {delta}")
         for table in ("__flor_wide_delta", "__flor_touched", "__flor_valid_was"):

@@ -55,6 +55,7 @@ from florsql.plan.explain import explain_lines
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
+from florsql.plan.rewrite import public_name
 from florsql.plan.tasks import CALIBRATION_BOUNDS, calibration, with_executor
 from florsql.store.layout import store_dir
 from florsql.store.rows import strings_array
@@ -497,6 +498,9 @@ class Engine:
             raise
         if pressed:  # Ctrl-C came as the query ended
             raise KeyboardInterrupt
+        names = [public_name(n) for n in table.column_names]
+        if names != table.column_names:
+            table = table.rename_columns(names)
         return table, tuple(type_name(t) for t in types)
 
     def refresh(self) -> None:

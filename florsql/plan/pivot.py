@@ -12,19 +12,27 @@ case), so no value of either spelling is lost.
 
 Row grain: a row per (run, context) where at least one of the log names the query references
 was logged (:func:`grain_predicate`).
+
+The inner aggregation's columns are its keys (``run_id``, ``ctx_id``) and one per log name,
+named :func:`_inner` (prefixed): a log may have any name, ``ctx_id`` too, and is never taken for
+a key (a log ``ctx_id`` answered the context ids). The loop columns of ``__flor_ctx`` are
+prefixed alike (:func:`florsql.plan.stats.loop_column`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from florsql.plan.catalog import Catalog, LogsColumn
-from florsql.plan.stats import string_literal
+from florsql.plan.stats import loop_column, string_literal
 from florsql.store.schema import quote
 
 __all__ = [
     "WIDE_TABLE",
+    "ctx_column",
     "grain_predicate",
+    "hidden_prefix",
     "logs_from_wide",
     "logs_live",
     "presence_column",
@@ -35,7 +43,6 @@ __all__ = [
 ]
 
 WIDE_TABLE = "__flor_wide"
-CTX_COLUMN = "__ctx"
 
 
 def value_expr(sql_type: str) -> str:
@@ -57,9 +64,41 @@ def value_expr(sql_type: str) -> str:
     )
 
 
-def presence_column(name: str) -> str:
-    """The hidden column that says a name was logged where its value may be NULL."""
-    return quote(f"__has:{name}")
+def hidden_prefix(catalog: Catalog) -> str:
+    """The prefix of the pivot's hidden columns: ``__`` and as many more ``_`` as it takes for
+    no column of ``logs`` to start with it, so a log named ``__ctx`` or ``__has:x`` is never
+    taken for one (``__has:x`` was read as x's presence column, keeping no row of x).
+
+    """
+    return _prefix_before(c.name for c in catalog.columns)
+
+
+def _prefix_before(names: Iterable[str]) -> str:
+    """``__``, lengthened until none of ``names`` (in any case) starts with it.
+
+    Example:
+        >>> _prefix_before(["loss", "__ctx"]), _prefix_before(["a"]), _prefix_before(["___x"])
+        ('___', '__', '____')
+    """
+    lowered = [n.lower() for n in names]
+    prefix = "__"
+    while any(n.startswith(prefix) for n in lowered):
+        prefix += "_"
+    return prefix
+
+
+def ctx_column(catalog: Catalog) -> str:
+    """The hidden column of the materialized pivot holding each row's context id (quoted)."""
+    return quote(f"{hidden_prefix(catalog)}ctx")
+
+
+def presence_column(catalog: Catalog, name: str, prefix: str | None = None) -> str:
+    """The hidden column that says a name was logged where its value may be NULL (quoted)."""
+    return quote(_presence_name(prefix or hidden_prefix(catalog), name))
+
+
+def _presence_name(prefix: str, name: str) -> str:
+    return f"{prefix}has:{name}"
 
 
 def _valued(catalog: Catalog) -> list[str]:
@@ -108,9 +147,10 @@ def _aggregates(catalog: Catalog) -> list[tuple[str, str]]:
                         f"FILTER (WHERE {_spelled(catalog, [col.name])})",
                     )
                 )
+    prefix = hidden_prefix(catalog)
     for name in _presence(catalog):
         where = _spelled(catalog, [name])
-        out.append((f"__has:{name}", f"bool_or(true) FILTER (WHERE {where})"))
+        out.append((_presence_name(prefix, name), f"bool_or(true) FILTER (WHERE {where})"))
     return out
 
 
@@ -127,7 +167,7 @@ def wide_select(catalog: Catalog, having: str | None = None, contexts: str | Non
         if contexts
         else ""
     )
-    inner_sql = ", ".join(["run_id", "ctx_id", *(f"{e} AS {quote(a)}" for a, e in inner)])
+    inner_sql = ", ".join(["run_id", "ctx_id", *(f"{e} AS {_inner(a)}" for a, e in inner)])
     return (
         f"SELECT {', '.join(outer)}\n"
         f"FROM (SELECT {inner_sql}\n      FROM all_log_records{where}"
@@ -142,9 +182,10 @@ def wide_columns(catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
     outer = [f"r.{quote(n)}" for n in catalog.names("meta")]
     outer += [_source(c) for c in catalog.columns if c.kind == "loop"]
     outer += [_source(c) for c in catalog.columns if c.kind == "arg"]
-    outer += [f"p.{quote(n)}" for n in _valued(catalog)]
-    outer += [f"p.{presence_column(n)}" for n in _presence(catalog)]
-    outer.append(f"p.ctx_id AS {CTX_COLUMN}")
+    outer += [_from_inner(n) for n in _valued(catalog)]
+    prefix = hidden_prefix(catalog)
+    outer += [_from_inner(_presence_name(prefix, n)) for n in _presence(catalog)]
+    outer.append(f"p.ctx_id AS {ctx_column(catalog)}")
     return outer, _aggregates(catalog)
 
 
@@ -167,28 +208,45 @@ def wide_delta(before: Catalog, after: Catalog) -> list[str] | None:
     added = [a for a, e in inner_a if (a, e) not in set(inner_b)]
     if any(_logged_name(a) in read for a in added):
         return None
-    if sorted(o for o in outer_a if o not in set(outer_b)) != sorted(
-        f"p.{quote(a)}" for a in added
-    ):
+    if sorted(o for o in outer_a if o not in set(outer_b)) != sorted(_from_inner(a) for a in added):
         return None  # a column that is not one of the added aggregates (a loop, an arg)
     return added
 
 
 def _logged_name(column: str) -> str:
-    """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``)."""
-    return column.removeprefix("__has:").lower()
+    """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``; a
+    log named ``__has:x`` is taken to read ``x`` too, which only makes a full rebuild)."""
+    return _PRESENCE.sub("", column).lower()
 
 
-_SOURCES = {"loop": "c", "arg": "r", "log": "p"}
+_PRESENCE = re.compile(r"^__+has:")
+
+
+def _inner(column: str) -> str:
+    """The name of a log's column (or its presence column) in the pivot's aggregation."""
+    return quote(f"log:{column}")
+
+
+def _from_inner(column: str) -> str:
+    return f"p.{_inner(column)} AS {quote(column)}"
+
+
+def _column_of(kind: str, name: str) -> str:
+    """Where the pivot reads ``name`` of this kind: the loop contexts, the run or its logs."""
+    if kind == "loop":
+        return f"c.{quote(loop_column(name))}"
+    if kind == "log":
+        return f"p.{_inner(name)}"
+    return f"r.{quote(name)}"
 
 
 def _source(col: LogsColumn) -> str:
     """A loop or arg column of the pivot; one some runs have as another kind (an arg ``x`` of
     ``a.py``, a log ``x`` of ``b.py``) takes each row's value from whichever has one."""
-    own = f"{_SOURCES[col.kind]}.{quote(col.name)}"
+    own = _column_of(col.kind, col.name)
     if not col.shared:
-        return own
-    parts = [own, *(f"{_SOURCES[k]}.{quote(col.name)}" for k, _ in col.shared)]
+        return f"{own} AS {quote(col.name)}"
+    parts = [own, *(_column_of(k, col.name) for k, _ in col.shared)]
     cast = ", ".join(f"CAST({p} AS {col.sql_type})" for p in parts)
     return f"coalesce({cast}) AS {quote(col.name)}"
 
@@ -219,8 +277,11 @@ def grain_predicate(catalog: Catalog, names: Iterable[str] | None) -> str:
         return "false"
     if set(present) == set(logged):
         return "true"
+    prefix = hidden_prefix(catalog)
     parts = [
-        f"{presence_column(n)}" if n in catalog.nullable_logs else f"{quote(n)} IS NOT NULL"
+        presence_column(catalog, n, prefix)
+        if n in catalog.nullable_logs
+        else f"{quote(n)} IS NOT NULL"
         for n in present
     ]
     return " OR ".join(parts)

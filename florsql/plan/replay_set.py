@@ -26,7 +26,7 @@ from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import RememberedFailure, Unreached
 from florsql.plan.state import NeedRow, PlanState
-from florsql.plan.stats import outer_loops, string_literal
+from florsql.plan.stats import loop_column, outer_loops, string_literal
 from florsql.store.replays import describe_failure, patched_hash
 from florsql.store.schema import quote
 
@@ -173,7 +173,7 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
         kept = ", ".join(map(string_literal, sorted(state.limit_runs))) or "NULL"
         limit = f" AND m.run_id IN ({kept})"
     if per_context:
-        loop_cols = "".join(f", c.{quote(n)}" for n in catalog.loops)
+        loop_cols = "".join(f", c.{quote(loop_column(n))} AS {quote(n)}" for n in catalog.loops)
         body = _PER_CONTEXT
     else:
         outer = outer_loops(state.con)

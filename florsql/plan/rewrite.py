@@ -9,15 +9,36 @@ named ``logs`` shadows the relation and is left alone.
 
 from __future__ import annotations
 
-from sqlglot import exp
+import re
 
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel
+
+from florsql.errors import PlanError
 from florsql.plan.bind import REF_KEY
 from florsql.plan.pivot import logs_from_wide, logs_live
 from florsql.plan.state import PlanState
 
-__all__ = ["CTE_PREFIX", "rewrite"]
+__all__ = ["CTE_PREFIX", "duckdb_sql", "public_name", "rewrite"]
 
 CTE_PREFIX = "__flor_logs_"
+_CTE_NAME = re.compile(rf"{CTE_PREFIX}\d+(?: AS (logs)\b)?", re.IGNORECASE)
+
+
+def public_name(column: str) -> str:
+    """A result column's name as DuckDB names it over the user's query: an unaliased expression
+    is named by the SQL that ran, which reads each ``logs`` reference from its CTE.
+
+    Example:
+        >>> public_name("(SELECT max(epoch) FROM __flor_logs_1 AS logs)")
+        '(SELECT max(epoch) FROM logs)'
+        >>> public_name("EXISTS(SELECT * FROM __flor_logs_2 AS l)")
+        'EXISTS(SELECT * FROM logs AS l)'
+    """
+    if CTE_PREFIX not in column:
+        return column
+    return _CTE_NAME.sub(lambda m: m.group(1) or "logs", column)  # FROM LOGS: as written
 
 
 def rewrite(state: PlanState) -> None:
@@ -51,20 +72,62 @@ def rewrite(state: PlanState) -> None:
         if column.args.get("db") is not None and column.table.lower() in unaliased:
             column.set("db", None)
             column.set("catalog", None)
-    state.sql = with_ctes(state.tree, bodies)
+    state.sql = with_ctes(state.tree, bodies, source=state.source)
 
 
-def with_ctes(tree: exp.Expr, ctes: list[tuple[str, str]]) -> str:
+#: What sqlglot says it cannot write in DuckDB, yet writes as DuckDB itself answers it: a row
+#: count sampled with SYSTEM (DuckDB samples it as RESERVOIR does).
+_SAME_IN_DUCKDB = ("Sampling method SYSTEM is not supported with a discrete sample count",)
+
+
+def duckdb_sql(tree: exp.Expr, *, source: str | None = None) -> str:
+    """``tree`` as DuckDB SQL, refusing what sqlglot cannot write as written.
+
+    sqlglot writes a form DuckDB lacks as something else and only logs a warning: ``last(x
+    IGNORE NULLS)``, which DuckDB refuses, became ``last(x)`` (NULL where the last row's value
+    is). florsql refuses it instead, with sqlglot's reason.
+
+    Raises:
+        PlanError: sqlglot could not write part of the query for DuckDB.
+
+    Example:
+        >>> from sqlglot import parse_one
+        >>> duckdb_sql(parse_one("SELECT first(x IGNORE NULLS) FROM t", read="duckdb"))
+        'SELECT ANY_VALUE(x) FROM t'
+        >>> duckdb_sql(parse_one("SELECT last(x IGNORE NULLS) FROM t", read="duckdb"))
+        Traceback (most recent call last):
+        ...
+        florsql.errors.PlanError: IGNORE NULLS is not supported for non-window functions: ...
+    """
+    generator = Dialect.get_or_raise("duckdb").generator(unsupported_level=ErrorLevel.IGNORE)
+    sql = generator.generate(tree)
+    lost = [m for m in generator.unsupported_messages if not m.startswith(_SAME_IN_DUCKDB)]
+    if lost:
+        hint = (
+            " (IGNORE NULLS and RESPECT NULLS belong to window functions; an aggregate leaves "
+            "NULLs out with FILTER (WHERE x IS NOT NULL))"
+            if "NULLS" in lost[0]
+            else ""
+        )
+        raise PlanError(
+            f"{lost[0].rstrip('.')}: florsql runs queries on DuckDB, which has no such form, and "
+            f"will not answer another question in its place; write it as DuckDB takes it{hint}",
+            sql=source,
+        )
+    return sql
+
+
+def with_ctes(tree: exp.Expr, ctes: list[tuple[str, str]], *, source: str | None = None) -> str:
     """``tree`` as DuckDB SQL with ``ctes`` (name, body SQL) in front of its own WITH."""
     if not ctes:
-        return tree.sql(dialect="duckdb")
+        return duckdb_sql(tree, source=source)
     ours = [f"{name} AS (\n{body}\n)" for name, body in ctes]
     own = tree.args.get("with_")
     recursive = False
     if isinstance(own, exp.With):
         recursive = bool(own.args.get("recursive"))
-        ours += [cte.sql(dialect="duckdb") for cte in own.expressions]
+        ours += [duckdb_sql(cte, source=source) for cte in own.expressions]
         tree = tree.copy()
         tree.set("with_", None)
     head = "WITH RECURSIVE " if recursive else "WITH "
-    return head + ",\n".join(ours) + "\n" + tree.sql(dialect="duckdb")
+    return head + ",\n".join(ours) + "\n" + duckdb_sql(tree, source=source)

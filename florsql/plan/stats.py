@@ -15,7 +15,8 @@ way the index file never changes for a query:
 - ``replays``: the replays run so far (an empty relation before the first one).
 - ``__flor_ctx``: per (run, loop context): its loop chain (``'epoch/step'``), its outermost loop
   and iteration, the loop and iteration one level in, and one column per loop name holding
-  that loop's iteration (the loop columns of ``logs``).
+  that loop's iteration (the loop columns of ``logs``), named :func:`loop_column` so that no
+  loop's name (a loop named ``chain`` or ``ctx_id``) is taken for one of the others.
 - ``__flor_chains``: per (run, chain, outer iteration): how many inner iterations it ran.
 - ``__flor_times``: per (run, outer iteration): its seconds, its inner loops' seconds, and
   how many times the run began it (``entries``: more than 1 where the script entered the same
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Generation",
     "fingerprint",
+    "loop_column",
     "loop_names",
     "outer_loops",
     "rebuild_code_stats",
@@ -76,6 +78,17 @@ class Generation:
     mtime_sum: int
     size_sum: int
     replays: int = 0  # replay tasks ingested, finished or failed (another process's too)
+
+
+def loop_column(name: str) -> str:
+    """The column of ``__flor_ctx`` holding loop ``name``'s iteration: prefixed, as no column
+    of its own is, so a loop may have any name (``chain``, ``ctx_id``...).
+
+    Example:
+        >>> loop_column("epoch")
+        'loop:epoch'
+    """
+    return f"loop:{name}"
 
 
 def string_literal(text: str) -> str:
@@ -178,7 +191,7 @@ def rebuild_stats(
         loops = loop_names(con)
         per_loop = "".join(
             f", max(iteration) FILTER (WHERE lower(loop_name) = {string_literal(n.lower())})"
-            f" AS {quote(n)}"
+            f" AS {quote(loop_column(n))}"
             for n in loops
         )
         con.execute(
