@@ -174,7 +174,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: object passed as a hook that changes itself is changed by every loop (a replay skipping the
 #: step loop read the hook's counts as the script's start made them, silently); a model cast, a
 #: layer replaced or a weight tied during the run marks the later checkpoints unsound.
-REPLAY_RULES = 19
+#: 20 (session 33, sweep s33): ``flor.arg`` with a list, tuple or dict default gives a replay
+#: the value its run got (was the string ``"Tagged('json', '[16, 8]')"``: ``len(widths)`` 24,
+#: ``betas[0]`` ``'T'``, silently).
+REPLAY_RULES = 20
 
 
 def statement_fingerprints(
