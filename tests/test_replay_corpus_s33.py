@@ -459,3 +459,50 @@ def _kill_when_logged(repo: Path, env: dict[str, str], name: str, rows: int) -> 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
+
+
+NESTED_DATA = """
+import json
+
+import florsql as flor
+from data.prep import scaled
+
+with open("data/raw/stats.json") as f:
+    scale = json.load(f)["scale"]
+w = 0.0
+for epoch in flor.loop("epoch", range(flor.arg("epochs", 3))):
+    for step in flor.loop("step", range(3)):
+        w += scaled(step + 1, scale)
+        flor.log("w", w)
+    flor.log("w_scaled", w / scale)  # hindsight
+"""
+
+
+def test_ignored_data_under_a_tracked_folder_is_reachable_by_a_replay(tmp_path: Path) -> None:
+    """``data/`` is a package the repository tracks (``data/prep.py``) and ``data/raw/`` is
+    ignored (the downloaded files): a replay reads ``data/raw/stats.json`` as the run did.
+    Before, only top-level ignored paths were linked into a replay's worktree: the file was
+    missing there and every value NULL."""
+    import florsql
+    from tests.helpers import make_repo, run_script, write
+    from tests.helpers_replay import fetch, old_source, patched_source
+
+    files = {
+        ".gitignore": "data/raw/\n",
+        "data/__init__.py": "",
+        "data/prep.py": "def scaled(x, s):\n    return x * s\n",
+    }
+    history = make_repo(tmp_path / "history", {**files, "train.py": old_source(NESTED_DATA)})
+    oracle = make_repo(tmp_path / "oracle", {**files, "train.py": patched_source(NESTED_DATA)})
+    for repo in (history, oracle):
+        write(repo / "data" / "raw" / "stats.json", '{"scale": 2.5}')
+        run_script(repo, "train.py")
+    write(history / "train.py", patched_source(NESTED_DATA))
+    sql = "SELECT epoch, w_scaled FROM logs"
+    with (
+        florsql.connect(history, replay="auto") as con,
+        florsql.connect(oracle, replay="off") as ora,
+    ):
+        got, notes = fetch(con, sql)
+        want, _ = fetch(ora, sql)
+    assert got == want and len(want) == 3, (got, want, notes)
