@@ -78,6 +78,30 @@ def evaluate(net, X, Y):
     return float((net(X).argmax(1) == Y).float().mean())
 """
 
+SAMPLING = """
+import random
+
+import numpy as np
+import torch
+
+G = torch.Generator().manual_seed(123)
+ORDER = list(range(48))
+SEEN = np.zeros(48, dtype=np.int64)
+
+
+def jitter(x):
+    return x + 0.05 * torch.randn(x.shape, generator=G)
+
+
+def shuffled():
+    random.shuffle(ORDER)  # in place: each epoch starts from the previous order
+    return ORDER
+
+
+def count(idx):
+    np.add.at(SEEN, idx.numpy(), 1)
+"""
+
 PATTERNS = [
     Case(
         "train_one_epoch_in_an_engine_module_statement_in_the_main_script",
@@ -336,6 +360,60 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("is_tuple", isinstance(betas, tuple))  # hindsight
 """,
         {"epoch": ["depth", "beta1", "flip", "is_tuple"]},
+        fresh=True,
+    ),
+    Case(
+        "module_state_changed_by_library_calls_read_by_todays_statement",
+        """
+import random
+
+import numpy as np
+
+import sampling
+
+random.seed(seed)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        order = torch.tensor(sampling.shuffled())
+        for idx in flor.loop("step", order.split(12)):
+            loss = loss_fn(net(sampling.jitter(X[idx])), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sampling.count(idx)
+            flor.log("loss", loss.item())
+        flor.log("min_seen", int(sampling.SEEN.min()))  # hindsight
+        flor.log("head", sampling.ORDER[0])  # hindsight
+        flor.log("g_state", int(sampling.G.get_state().sum()))  # hindsight
+""",
+        {"epoch": ["min_seen", "head", "g_state"]},
+        extra={"sampling.py": SAMPLING},
+        fresh=True,
+    ),
+    Case(
+        "module_state_imported_by_name_changed_by_library_calls",
+        """
+import random
+
+from sampling import G, ORDER, SEEN, count, jitter, shuffled
+
+random.seed(seed)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        order = torch.tensor(shuffled())
+        for idx in flor.loop("step", order.split(12)):
+            loss = loss_fn(net(jitter(X[idx])), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            count(idx)
+            flor.log("loss", loss.item())
+        flor.log("min_seen", int(SEEN.min()))  # hindsight
+        flor.log("head", ORDER[0])  # hindsight
+        flor.log("g_state", int(G.get_state().sum()))  # hindsight
+""",
+        {"epoch": ["min_seen", "head", "g_state"]},
+        extra={"sampling.py": SAMPLING},
         fresh=True,
     ),
 ]

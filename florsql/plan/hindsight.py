@@ -176,7 +176,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: layer replaced or a weight tied during the run marks the later checkpoints unsound.
 #: 20 (session 33, sweep s33): ``flor.arg`` with a list, tuple or dict default gives a replay
 #: the value its run got (was the string ``"Tagged('json', '[16, 8]')"``: ``len(widths)`` 24,
-#: ``betas[0]`` ``'T'``, silently).
+#: ``betas[0]`` ``'T'``, silently); a repository module whose functions pass its own objects to
+#: library calls (``np.add.at(SEEN, i, 1)``, ``torch.randn(n, generator=G)``) keeps state (the
+#: step loop was skipped and ``SEEN`` read as a fresh import made it, silently).
 REPLAY_RULES = 20
 
 
