@@ -416,6 +416,72 @@ with flor.checkpointing(model=net, optimizer=opt):
         extra={"sampling.py": SAMPLING},
         fresh=True,
     ),
+    Case(
+        "script_helpers_pass_globals_to_library_calls",
+        """
+import random
+
+import numpy as np
+
+random.seed(seed)
+G = torch.Generator().manual_seed(123)
+ORDER = list(range(48))
+SEEN = np.zeros(48, dtype=np.int64)
+
+
+def jitter(x):
+    return x + 0.05 * torch.randn(x.shape, generator=G)
+
+
+def shuffled():
+    random.shuffle(ORDER)
+    return ORDER
+
+
+def count(idx):
+    np.add.at(SEEN, idx.numpy(), 1)
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        order = torch.tensor(shuffled())
+        for idx in flor.loop("step", order.split(12)):
+            loss = loss_fn(net(jitter(X[idx])), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            count(idx)
+            flor.log("loss", loss.item())
+        flor.log("min_seen", int(SEEN.min()))  # hindsight
+        flor.log("head", ORDER[0])  # hindsight
+        flor.log("g_state", int(G.get_state().sum()))  # hindsight
+""",
+        {"epoch": ["min_seen", "head", "g_state"]},
+        fresh=True,
+    ),
+    Case(
+        "one_name_logged_several_times_per_epoch_in_a_plain_for",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            for p in net.parameters():
+                p.grad.clamp_(-0.5, 0.5)
+                flor.log("gnorm", float(p.grad.norm()))  # hindsight
+            opt.step()
+            flor.log("loss", loss.item())
+        wn = 0.0
+        for name, p in net.named_parameters():
+            wn += float(p.norm())
+            flor.log("pnorm", float(p.norm()))  # hindsight
+        flor.log("wn", wn)
+""",
+        {"epoch": ["pnorm"], "epoch, step": ["gnorm"]},
+        partial=("SELECT seed, epoch, step, gnorm FROM logs WHERE epoch = 2 AND step = 1",),
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
