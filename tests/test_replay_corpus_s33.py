@@ -482,6 +482,25 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["pnorm"], "epoch, step": ["gnorm"]},
         partial=("SELECT seed, epoch, step, gnorm FROM logs WHERE epoch = 2 AND step = 1",),
     ),
+    Case(
+        "losses_summed_with_their_graph_over_the_step_loop_backward_after_it",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        total = 0.0
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            total = total + loss * len(idx) / len(X)
+            flor.log("loss", loss.item())
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        flor.log("total", total.item())  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["total", "w"]},
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)

@@ -165,6 +165,10 @@ class LoopFacts:
     live_in: frozenset[str]
     read_after: frozenset[str]
     grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
+    #: code after the loop back-propagates (``total.backward()``, ``torch.autograd.grad``):
+    #: through a graph the loop may have built (losses summed over the step loop, one
+    #: ``backward`` after it), which a checkpoint saves without (tensors are saved detached)
+    backprop_after: bool = False
     left_safely: bool = True
     #: objects whose method the ``flor.loop`` call is passed through in the ``for`` header
     #: (``progress`` of ``for x in progress.wrap(flor.loop(...))``): their generator is
@@ -924,6 +928,13 @@ class _Finder:
                 for stmt in block
                 for n in ast.walk(stmt)
             ),
+            backprop_after=any(
+                _backpropagates(n)
+                for block in rest
+                if not any(node is sub for stmt in block for sub in ast.walk(stmt))  # back edge
+                for stmt in block
+                for n in ast.walk(stmt)
+            ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
             yields=any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node.body)),
             before_inner=self._before_inner(node),
@@ -986,6 +997,16 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
 
 def _stored_names(target: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _backpropagates(node: ast.AST) -> bool:
+    """A call that back-propagates: ``x.backward()``, ``torch.autograd.grad(...)``,
+    ``autograd.backward(...)``, ``scaler.scale(loss).backward()``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name == "backward" or (name == "grad" and "autograd" in ast.dump(func))
 
 
 def _root(node: ast.AST) -> str | None:

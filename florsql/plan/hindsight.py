@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from florsql.store import layout
+from florsql.store.replays import REPLAY_RULES as _STORED_RULES
 
 __all__ = ["LogSite", "ScriptCode", "merge_code", "scan_script", "scan_source"]
 
@@ -178,8 +179,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: the value its run got (was the string ``"Tagged('json', '[16, 8]')"``: ``len(widths)`` 24,
 #: ``betas[0]`` ``'T'``, silently); a repository module whose functions pass its own objects to
 #: library calls (``np.add.at(SEEN, i, 1)``, ``torch.randn(n, generator=G)``) keeps state (the
-#: step loop was skipped and ``SEEN`` read as a fresh import made it, silently).
-REPLAY_RULES = 20
+#: step loop was skipped and ``SEEN`` read as a fresh import made it, silently); a step loop
+#: whose code after it back-propagates is not skipped (losses summed over it with their graph,
+#: ``total.backward()`` after it: the checkpoint's detached ``total`` failed the task, and the
+#: failure was remembered as the statement's). The number lives in florsql.store.replays, where
+#: a failed task's ``source_hash`` includes it: an upgrade retries what the older rules failed.
+REPLAY_RULES = _STORED_RULES
 
 
 def statement_fingerprints(
