@@ -501,6 +501,49 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["total", "w"]},
         fresh=True,
     ),
+    Case(
+        "registered_dict_rebound_to_a_new_dict_at_a_milestone",
+        """
+state = {"w_sum": 0.0, "phase": "warm"}
+with flor.checkpointing(model=net, optimizer=opt, state=state):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            state["w_sum"] += float(net[0].weight.sum())
+            flor.log("loss", loss.item())
+        if epoch == 1:
+            state = {"w_sum": state["w_sum"] * 0.5, "phase": "main"}
+        flor.log("w_sum", state["w_sum"])  # hindsight
+        flor.log("phase", state["phase"])  # hindsight
+""",
+        {"epoch": ["w_sum", "phase"]},
+        fresh=True,
+    ),
+    Case(
+        "one_step_loop_entered_once_per_dataset_in_each_epoch",
+        """
+sets = {"a": (X[:24], Y[:24]), "b": (X[24:], Y[24:])}
+seen = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for name, (xs, ys) in sets.items():
+            for idx in flor.loop("step", torch.randperm(len(xs)).split(8)):
+                loss = loss_fn(net(xs[idx]), ys[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                seen += len(idx)
+                flor.log("loss", loss.item())
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+        flor.log("seen", seen)  # hindsight
+        flor.log("last", loss.item())  # hindsight
+""",
+        {"epoch": ["w", "seen", "last"]},
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
@@ -600,6 +643,7 @@ def _kill_when_logged(repo: Path, env: dict[str, str], name: str, rows: int) -> 
     import signal
     import subprocess
     import sys
+    import time
 
     import florsql
     from tests.helpers import script_env
@@ -614,11 +658,13 @@ def _kill_when_logged(repo: Path, env: dict[str, str], name: str, rows: int) -> 
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 120  # a bound on a wait for files, not a sleep
         while True:
             with florsql.connect(repo, replay="off") as con:
                 n = con.execute(f"SELECT count({name}) FROM logs").fetchall()[0][0]
-            if n >= rows:
+            if n >= rows or time.monotonic() > deadline:
                 break
+        assert n >= rows, n
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
@@ -669,3 +715,58 @@ def test_ignored_data_under_a_tracked_folder_is_reachable_by_a_replay(tmp_path: 
         got, notes = fetch(con, sql)
         want, _ = fetch(ora, sql)
     assert got == want and len(want) == 3, (got, want, notes)
+
+
+KILLED_AFTER_STEPS = """
+import os
+import sys
+
+running = 0.0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            flor.log("loss", loss.item())
+        flor.log("before_kill", running)  # hindsight
+        if os.environ.get("KILL_AT") == str(epoch):
+            print("waiting", flush=True)
+            sys.stdin.readline()  # the test kills the process here (SIGKILL)
+        flor.log("after_kill", float(net[0].weight.sum()))  # hindsight
+"""
+
+
+def test_a_run_killed_after_the_step_loop_of_an_epoch_invents_nothing_past_the_kill(
+    tmp_path: Path,
+) -> None:
+    """A run SIGKILLed in epoch 2 after its step loop (its ``after:step`` checkpoint taken, the
+    epoch never ended): a statement after the kill point has no value at epoch 2, as in a
+    re-run killed there; the epochs it ended are exact."""
+    import florsql
+    from tests.helpers import make_repo, write
+    from tests.helpers_replay import fetch, old_source, patched_source
+    from tests.test_replay_corpus import PREAMBLE
+
+    text = PREAMBLE + KILLED_AFTER_STEPS
+    history = make_repo(tmp_path / "history", {"train.py": old_source(text)})
+    oracle = make_repo(tmp_path / "oracle", {"train.py": patched_source(text)})
+    env = {"KILL_AT": "2", "FLORSQL_FLUSH_INTERVAL": "0", "FLORSQL_CHECKPOINT_PERIOD": "1"}
+    for repo in (history, oracle):
+        _kill_when_logged(repo, env, "loss", 8)
+    write(history / "train.py", patched_source(text))
+    with (
+        florsql.connect(history, replay="auto") as con,
+        florsql.connect(oracle, replay="off") as ora,
+    ):
+        for sql in (
+            "SELECT epoch, after_kill FROM logs WHERE epoch >= 2",
+            "SELECT epoch, before_kill, after_kill FROM logs",
+        ):
+            got, notes = fetch(con, sql)
+            want, _ = fetch(ora, sql)
+            invented = [r for r in got if r not in want and any(v is not None for v in r[1:])]
+            assert not invented, (sql, got, want, notes)
+            assert [r for r in got if r[0] < 2] == [r for r in want if r[0] < 2], sql
