@@ -669,6 +669,24 @@ MODULE_STATE = {
         ["rec: closure hist"],
     ),
     "does not parse": ("def (:\n", ["<does not parse>"]),
+    # passed to a library call that may change it (session 33: was missed)
+    "library calls": (
+        "import random\nimport numpy as np\nimport torch\nG = torch.Generator()\n"
+        "ORDER = list(range(8))\nSEEN = np.zeros(8)\n"
+        "def jitter(x):\n    return x + torch.randn(x.shape, generator=G)\n"
+        "def shuffled():\n    random.shuffle(ORDER)\n    return ORDER\n"
+        "def count(i):\n    np.add.at(SEEN, i, 1)\n",
+        ["G", "ORDER", "SEEN"],
+    ),
+    "inert values passed to calls": (
+        "import os\nimport torch\nfrom pathlib import Path\nDEV = torch.device('cpu')\n"
+        "DT = torch.float32\nROOT = Path('data')\n"
+        "K = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+        "LR = float(os.environ.get('LR', '0.1'))\nW = torch.ones(3)\n"
+        "def f(x):\n    y = torch.zeros(3, device=DEV, dtype=DT).to(K) * LR\n"
+        "    return open(ROOT / 'a.txt'), x.to(DEV).view(W.shape), len(W)\n",
+        [],
+    ),
 }
 
 
