@@ -127,3 +127,19 @@ def test_a_list_arg_is_kept_as_json_text_and_a_second_call_returns_the_value(
     run_script(repo, "train.py")
     (doc,) = [json.loads((d / "run.json").read_text()) for d in run_dirs(repo)]
     assert doc["args"] == {"widths": "[16, 8]"} and doc["arg_tags"] == {"widths": "json"}
+
+
+def test_a_list_arg_recorded_before_arg_tags_shows_as_its_json_text(tmp_path: Path) -> None:
+    import florsql
+    from florsql.store import layout
+
+    script = "import florsql as flor\nw = flor.arg('widths', [16, 8])\nflor.log('n', len(w))\n"
+    repo = make_repo(tmp_path / "r", {"train.py": script})
+    run_script(repo, "train.py")
+    (run,) = run_dirs(repo)
+    doc = json.loads((run / "run.json").read_text())
+    doc["args"] = {"widths": "Tagged('json', '[16, 8]')"}  # as florsql kept it before
+    del doc["arg_tags"]
+    layout.atomic_write_json(run / "run.json", doc)
+    with florsql.connect(repo, replay="off") as con:
+        assert con.execute("SELECT widths, n FROM logs").fetchall() == [("[16, 8]", 2)]
