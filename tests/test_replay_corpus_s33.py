@@ -8,7 +8,8 @@ its steps; a registered ``LambdaLR`` whose lambda reads a dict halved on plateau
 ``flor.checkpointing`` entered inside the epoch loop; early stopping by ``sys.exit``; a
 validation ``flor.loop`` before the training loop; another inner loop on odd epochs; two
 training loops per epoch with a statement between them; the script's helpers passing its
-globals to library calls; one name logged several times per context; a registered dict
+globals to library calls, and a callable augmenter object doing so; one name logged several
+times per context; a registered dict
 rebound at a milestone; one step loop entered once per dataset; runs SIGKILLed after the
 epoch loop and after an epoch's step loop (nothing past the kill is invented).
 
@@ -568,6 +569,39 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("last", loss.item())  # hindsight
 """,
         {"epoch": ["w", "seen", "last"]},
+        fresh=True,
+    ),
+    Case(
+        "a_callable_augmenter_object_draws_from_a_global_generator",
+        """
+import numpy as np
+
+G = torch.Generator().manual_seed(7)
+SEEN = np.zeros(48, dtype=np.int64)
+
+
+class Jitter:
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __call__(self, x, idx):
+        np.add.at(SEEN, idx.numpy(), 1)
+        return x + self.scale * torch.randn(x.shape, generator=G)
+
+
+aug = Jitter(0.05)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(aug(X[idx], idx)), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        flor.log("min_seen", int(SEEN.min()))  # hindsight
+        flor.log("g_state", int(G.get_state().sum()))  # hindsight
+""",
+        {"epoch": ["min_seen", "g_state"]},
         fresh=True,
     ),
 ]
