@@ -165,9 +165,10 @@ class LoopFacts:
     live_in: frozenset[str]
     read_after: frozenset[str]
     grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
-    #: code after the loop back-propagates (``total.backward()``, ``torch.autograd.grad``):
-    #: through a graph the loop may have built (losses summed over the step loop, one
-    #: ``backward`` after it), which a checkpoint saves without (tensors are saved detached)
+    #: code after the loop in the same iteration of its parent back-propagates
+    #: (``total.backward()``, ``torch.autograd.grad``): through a graph the loop may have built
+    #: (losses summed over the step loop, one ``backward`` after it), which a checkpoint saves
+    #: without (tensors are saved detached)
     backprop_after: bool = False
     left_safely: bool = True
     #: objects whose method the ``flor.loop`` call is passed through in the ``for`` header
@@ -930,8 +931,7 @@ class _Finder:
             ),
             backprop_after=any(
                 _backpropagates(n)
-                for block in rest
-                if not any(node is sub for stmt in block for sub in ast.walk(stmt))  # back edge
+                for block in _until_back_edge(rest, node)
                 for stmt in block
                 for n in ast.walk(stmt)
             ),
@@ -997,6 +997,17 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
 
 def _stored_names(target: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _until_back_edge(rest: list[list[ast.stmt]], node: ast.AST) -> list[list[ast.stmt]]:
+    """The blocks of ``rest`` that run after ``node`` in the same iteration of the loop around
+    it: up to the back edge (the first block that holds ``node``), or all of them."""
+    out = []
+    for block in rest:
+        if any(node is sub for stmt in block for sub in ast.walk(stmt)):
+            break
+        out.append(block)
+    return out
 
 
 def _backpropagates(node: ast.AST) -> bool:
