@@ -10,6 +10,7 @@ pruned oldest first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -42,6 +43,7 @@ def prepare(repo: Path, vid: str, patches: dict[str, str]) -> Path:
     tree = worktrees_dir(repo) / f"{vid[:12]}-{patch_hash(patches)[:12]}"
     if (tree / READY).exists():
         os.utime(tree / READY)
+        _link_ignored(repo, tree)  # data ignored since the tree was made (or, before, missed)
         return tree
     tmp = tree.with_name(tree.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -64,15 +66,28 @@ def prepare(repo: Path, vid: str, patches: dict[str, str]) -> Path:
 
 
 def _link_ignored(repo: Path, tree: Path) -> None:
-    """Symlink the user's ignored top-level paths (data folders) into ``tree``."""
+    """Symlink the user's ignored paths (data folders) into ``tree``: each at its shallowest
+    folder the version's files do not hold, so ``data/raw/`` ignored under a tracked ``data/``
+    package is linked as ``data/raw`` (linking only top-level paths left it out)."""
     out = run_git(
         repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
     )
-    tops = {p.split("/")[0] for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
-    for top in sorted(tops - {layout.STORE_DIRNAME, ".git"}):
-        src, dst = repo / top, tree / top
-        if src.exists() and not dst.exists():
-            dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+    paths = {p.rstrip("/") for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
+    for path in sorted(paths):
+        parts = path.split("/")
+        if parts[0] in (layout.STORE_DIRNAME, ".git"):
+            continue
+        for depth in range(1, len(parts) + 1):
+            rel = "/".join(parts[:depth])
+            src, dst = repo / rel, tree / rel
+            if dst.is_symlink() or not src.exists():
+                break  # linked already (a folder above), or gone
+            if not dst.exists():
+                with contextlib.suppress(FileExistsError):  # another task linked it meanwhile
+                    dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+                break
+            if not (dst.is_dir() and src.is_dir()):
+                break  # the version has a file there: it wins
 
 
 def prune(repo: Path, keep: int = KEEP) -> list[Path]:

@@ -498,3 +498,29 @@ def test_a_run_killed_between_coalesced_flushes_replays_what_it_recorded(tmp_pat
     assert recorded == list(range(len(recorded))) and 1 <= len(recorded) <= 4
     assert all(r["w2"] == 2 * r["w"] for r in rows), rows
     assert not [w for w in caught if issubclass(w.category, FlorWarning)]
+
+
+def test_a_failure_remembered_under_older_replay_rules_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed task is remembered by the hash of the code it ran, which includes the version
+    of replay's rules: after an upgrade that plans the task otherwise (a fix), the failure no
+    longer holds the values NULL until the user edits a statement that was never wrong."""
+    from florsql.store import replays as stored
+
+    repo = make_repo(tmp_path / "f", {"train.py": FAILING})
+    warm_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    write(repo / "train.py", FAILING + '        flor.log("inv", 1 / (2 - epoch))\n')
+    sql = "SELECT epoch, w, inv FROM logs ORDER BY epoch"
+    executor = PlanExecutor(LocalExecutor(1))
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        with pytest.warns(ReplayFailedWarning):
+            eng.execute(sql)
+        assert eng.plan(sql).replay.empty  # remembered
+    monkeypatch.setattr(stored, "REPLAY_RULES", stored.REPLAY_RULES + 1)
+    with Engine(repo, replay="auto", executor=executor) as eng:
+        plan = eng.plan(sql).replay
+        assert not plan.empty and not plan.failures  # tried again under the new rules
+        with pytest.warns(ReplayFailedWarning, match="ZeroDivisionError"):
+            eng.execute(sql)
+    assert _failed_markers(repo) == 2

@@ -669,6 +669,24 @@ MODULE_STATE = {
         ["rec: closure hist"],
     ),
     "does not parse": ("def (:\n", ["<does not parse>"]),
+    # passed to a library call that may change it (session 33: was missed)
+    "library calls": (
+        "import random\nimport numpy as np\nimport torch\nG = torch.Generator()\n"
+        "ORDER = list(range(8))\nSEEN = np.zeros(8)\n"
+        "def jitter(x):\n    return x + torch.randn(x.shape, generator=G)\n"
+        "def shuffled():\n    random.shuffle(ORDER)\n    return ORDER\n"
+        "def count(i):\n    np.add.at(SEEN, i, 1)\n",
+        ["G", "ORDER", "SEEN"],
+    ),
+    "inert values passed to calls": (
+        "import os\nimport torch\nfrom pathlib import Path\nDEV = torch.device('cpu')\n"
+        "DT = torch.float32\nROOT = Path('data')\n"
+        "K = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+        "LR = float(os.environ.get('LR', '0.1'))\nW = torch.ones(3)\n"
+        "def f(x):\n    y = torch.zeros(3, device=DEV, dtype=DT).to(K) * LR\n"
+        "    return open(ROOT / 'a.txt'), x.to(DEV).view(W.shape), len(W)\n",
+        [],
+    ),
 }
 
 
@@ -977,3 +995,27 @@ def test_what_reads_like_a_read_but_runs_code_that_changes_an_object(case: str) 
     step = _loop(src, "step")
     assert changed <= step.changed, sorted(step.changed)
     assert not (unchanged & step.changed), sorted(step.changed)
+
+
+@pytest.mark.parametrize(
+    ("after", "want"),
+    [
+        ("    opt.zero_grad()\n    total.backward()\n    opt.step()\n", True),
+        ("    g = torch.autograd.grad(total, list(net.parameters()))\n", True),
+        ("    scaler.scale(total).backward()\n", True),
+        ("    flor.log('t', total.item())\n", False),
+        # after the outer loop: another phase, not this iteration's code
+        ("flor.log('t', 1)\nfor _ in range(2):\n    net(x).sum().backward()\n", False),
+    ],
+)
+def test_backpropagating_after_the_step_loop_is_seen(after: str, want: bool) -> None:
+    """Code after the step loop, in the same epoch, that back-propagates: through a graph the
+    loop may have built, which a checkpoint saves without (session 33)."""
+    from florsql.code.effects import analyze_source
+
+    src = (
+        "import florsql as flor\nfor epoch in flor.loop('epoch', range(2)):\n    total = 0\n"
+        "    for i in flor.loop('step', range(3)):\n        total = total + net(x).sum()\n"
+    )
+    (inner,) = [lp for lp in analyze_source(src + after).loops if lp.name == "step"]
+    assert inner.backprop_after is want

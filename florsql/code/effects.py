@@ -165,6 +165,11 @@ class LoopFacts:
     live_in: frozenset[str]
     read_after: frozenset[str]
     grads_after: bool = False  # code after the loop reads ``.grad`` (not in any state_dict)
+    #: code after the loop in the same iteration of its parent back-propagates
+    #: (``total.backward()``, ``torch.autograd.grad``): through a graph the loop may have built
+    #: (losses summed over the step loop, one ``backward`` after it), which a checkpoint saves
+    #: without (tensors are saved detached)
+    backprop_after: bool = False
     left_safely: bool = True
     #: objects whose method the ``flor.loop`` call is passed through in the ``for`` header
     #: (``progress`` of ``for x in progress.wrap(flor.loop(...))``): their generator is
@@ -408,6 +413,10 @@ def module_state(source: str) -> frozenset[str]:
         ['CALLS']
         >>> sorted(module_state("def pure(x, out):\n    out.append(x)\n    return x + 1\n"))
         []
+        >>> src = "import numpy as np, torch\nSEEN = np.zeros(4)\nDEV = torch.device('cpu')\n"
+        >>> src += "def count(i):\n    np.add.at(SEEN, i, torch.ones(1, device=DEV))\n"
+        >>> sorted(module_state(src))
+        ['SEEN']
     """
     try:
         tree = ast.parse(source)
@@ -415,6 +424,7 @@ def module_state(source: str) -> frozenset[str]:
         return frozenset({"<does not parse>"})
     imported: set[str] = set()
     data: set[str] = set()
+    inert: set[str] = set()  # data no call changes (a device, a path)
     code: set[str] = set()
     for node in _own_nodes(tree.body):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -427,14 +437,43 @@ def module_state(source: str) -> frozenset[str]:
             and not _constant(node.value)
         ):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            data.update(n for t in targets for n in _stored_names(t))
+            names = {n for t in targets for n in _stored_names(t)}
+            data |= names
+            if _inert(node.value):
+                inert |= names
     data -= imported
     own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     out: set[str] = set()
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            out |= _function_state(fn, data, code, own, imported)
+            out |= _function_state(fn, data, code, own, imported, data - inert)
     return frozenset(out)
+
+
+#: Constructors of values no call changes (``DEVICE = torch.device("cpu")``, ``ROOT =
+#: Path("data")``, ``LR = float(os.environ.get("LR", "0.1"))``): a module passing them to calls
+#: keeps no state by it.
+_INERT_CALLS = frozenset(
+    {
+        "device", "dtype", "Path", "PurePath", "int", "float", "str", "bool", "bytes", "tuple",
+        "frozenset", "getenv", "get", "compile", "join", "namedtuple",
+    }
+)  # fmt: skip
+
+
+def _inert(value: ast.expr) -> bool:
+    """A module-level value no call it is passed to changes: a library constant
+    (``torch.float32``), a string or number one of :data:`_INERT_CALLS` makes, a choice
+    between such values (``"cuda" if ... else "cpu"``), an f-string."""
+    if _constant(value) or isinstance(value, (ast.Attribute, ast.JoinedStr)):
+        return True
+    if isinstance(value, ast.IfExp):
+        return _inert(value.body) and _inert(value.orelse)
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        return name in _INERT_CALLS
+    return False
 
 
 def _constant(node: ast.expr) -> bool:
@@ -462,9 +501,14 @@ def _function_state(
     code: set[str],
     own: set[str],
     imported: set[str],
+    passable: set[str],
 ) -> set[str]:
     """The module-level state one function of a module may change (:func:`module_state`),
-    and the state of the closure it is (an object of an enclosing function it mutates)."""
+    and the state of the closure it is (an object of an enclosing function it mutates).
+    ``passable``: the module's data a call it is passed to may change (a library call as much
+    as one of the module's own functions: ``np.add.at(SEEN, i, 1)``, ``random.shuffle(ORDER)``,
+    ``torch.randn(n, generator=G)``; before session 33 only the module's own functions
+    counted, and a replay read such an object as a fresh import made it, silently)."""
     enclosing = _BUILTIN_NAMES | data | code | imported
     declared: set[str] = set()
     out: set[str] = set()
@@ -514,7 +558,23 @@ def _function_state(
                     root = _root(arg)
                     if root is not None and root not in local and root in data | declared:
                         out.add(root)
+            if _may_change_arguments(func, own):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    root = _root(arg)
+                    if root is not None and root not in local and root in passable | declared:
+                        out.add(root)
     return out
+
+
+def _may_change_arguments(func: ast.expr, own: set[str]) -> bool:
+    """Whether a call of ``func`` may change what is passed to it: any call but a pure builtin
+    (``len``, ``float``), a method that only reads (``x.to(DEVICE)``, ``x.view(SHAPE)``), an
+    output method (``log.info(STATS)``), and the module's own functions (followed apart)."""
+    if isinstance(func, ast.Name):
+        return func.id not in PURE_CALLS and func.id not in own
+    if isinstance(func, ast.Attribute):
+        return func.attr not in PURE_METHODS and func.attr not in SINK_METHODS
+    return True
 
 
 def imported_names(source: str, modules: Iterable[str]) -> frozenset[str]:
@@ -869,6 +929,12 @@ class _Finder:
                 for stmt in block
                 for n in ast.walk(stmt)
             ),
+            backprop_after=any(
+                _backpropagates(n)
+                for block in _until_back_edge(rest, node)
+                for stmt in block
+                for n in ast.walk(stmt)
+            ),
             left_safely=not (node.orelse or guarded or _leaves_scope(node.body)),
             yields=any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node.body)),
             before_inner=self._before_inner(node),
@@ -931,6 +997,27 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
 
 def _stored_names(target: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
+
+def _until_back_edge(rest: list[list[ast.stmt]], node: ast.AST) -> list[list[ast.stmt]]:
+    """The blocks of ``rest`` that run after ``node`` in the same iteration of the loop around
+    it: up to the back edge (the first block that holds ``node``), or all of them."""
+    out = []
+    for block in rest:
+        if any(node is sub for stmt in block for sub in ast.walk(stmt)):
+            break
+        out.append(block)
+    return out
+
+
+def _backpropagates(node: ast.AST) -> bool:
+    """A call that back-propagates: ``x.backward()``, ``torch.autograd.grad(...)``,
+    ``autograd.backward(...)``, ``scaler.scale(loss).backward()``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name == "backward" or (name == "grad" and "autograd" in ast.dump(func))
 
 
 def _root(node: ast.AST) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from florsql.store import layout
+from florsql.store.replays import REPLAY_RULES as _STORED_RULES
 
 __all__ = ["LogSite", "ScriptCode", "merge_code", "scan_script", "scan_source"]
 
@@ -174,10 +175,19 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: object passed as a hook that changes itself is changed by every loop (a replay skipping the
 #: step loop read the hook's counts as the script's start made them, silently); a model cast, a
 #: layer replaced or a weight tied during the run marks the later checkpoints unsound.
-#: 20 (session 33): today's statements leave the global RNGs of a replay as they found them
+#: 20 (session 33, sweep s33): ``flor.arg`` with a list, tuple or dict default gives a replay
+#: the value its run got (was the string ``"Tagged('json', '[16, 8]')"``: ``len(widths)`` 24,
+#: ``betas[0]`` ``'T'``, silently); a repository module whose functions pass its own objects to
+#: library calls (``np.add.at(SEEN, i, 1)``, ``torch.randn(n, generator=G)``) keeps state (the
+#: step loop was skipped and ``SEEN`` read as a fresh import made it, silently); a step loop
+#: whose code after it back-propagates is not skipped (losses summed over it with their graph,
+#: ``total.backward()`` after it: the checkpoint's detached ``total`` failed the task, and the
+#: failure was remembered as the statement's). The number lives in florsql.store.replays, where
+#: a failed task's ``source_hash`` includes it: an upgrade retries what the older rules failed.
+#: 21 (session 33): today's statements leave the global RNGs of a replay as they found them
 #: (a statement iterating a DataLoader drew torch's base seed: the old code after it, in the rest
 #: of the iteration or the next one in full, left the recorded trajectory, silently).
-REPLAY_RULES = 20
+REPLAY_RULES = _STORED_RULES
 
 
 def statement_fingerprints(

@@ -333,6 +333,11 @@ class _Stepper:
             return False, f"its checkpoint cannot be restored: {self.unsound[j]}"
         if self.p.first_inner is not None and self.p.first_inner.grads_after:
             return False, "reads .grad after the loop (gradients are not checkpointed)"
+        if self.p.first_inner is not None and self.p.first_inner.backprop_after:
+            return False, (
+                "back-propagates after the loop (through a graph the loop may have built: a "
+                "checkpoint saves its tensors without it)"
+            )
         if self.p.first_inner is not None and self.p.first_inner.yields:
             return False, (
                 f"its {self.p.first_inner.name} loop yields (a generator owns it): what it "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,3 +125,65 @@ def coerce(name: str, text: str, default: Any) -> Any:
             f"{_article(kind.__name__)} like its default"
         ) from None
     return text
+
+
+def stored_arg(value: Any) -> tuple[Any, str | None]:
+    """The form ``run.json`` keeps of an arg's normalized value (florsql.record.values): plain
+    values as they are, a rendered one (a list, tuple or dict as JSON, anything else as its
+    repr) as its text, with the kind of rendering (``"json"``, ``"repr"``; None for plain).
+
+    Example:
+        >>> from florsql.store.segments import Tagged
+        >>> stored_arg(0.1), stored_arg(Tagged("json", "[16, 8]"))
+        ((0.1, None), ('[16, 8]', 'json'))
+    """
+    from florsql.store.segments import Tagged
+
+    if isinstance(value, Tagged):
+        return value.text, value.vtype
+    return value, None
+
+
+#: How runs recorded before ``arg_tags`` stored a rendered arg: the ``Tagged`` object's repr.
+_LEGACY = re.compile(r"^Tagged\('(json|repr)', (.*)\)$", re.S)
+
+
+def replayed_arg(name: str, default: Any, recorded: Any, tag: str | None) -> Any:
+    """The value ``flor.arg(name, default)`` gives in a replay of a run that recorded
+    ``recorded`` (``run.json``'s form, rendered as ``tag``): the value the run itself got.
+
+    Where the run got the default (its stored form is the default's), the default itself: a
+    tuple stays a tuple, a numpy scalar keeps its type. A rendered value that is not the
+    default is rebuilt from its JSON (a tuple default gives a tuple); one kept only as its repr
+    cannot be rebuilt, and the replay fails saying so rather than run on a string.
+
+    Example:
+        >>> replayed_arg("betas", (0.9, 0.99), "[0.9, 0.99]", "json")
+        (0.9, 0.99)
+        >>> replayed_arg("widths", [8, 4], "Tagged('json', '[8, 4]')", None)  # before arg_tags
+        [8, 4]
+        >>> replayed_arg("widths", [8, 4], "[16, 8]", "json"), replayed_arg("lr", 1.0, 2, None)
+        ([16, 8], 2.0)
+    """
+    import ast
+    import json
+
+    from florsql.errors import ReplayError
+    from florsql.record.values import normalize
+
+    mine, mine_tag = stored_arg(normalize(name, default, {name}))
+    if tag is None and isinstance(recorded, str) and (m := _LEGACY.match(recorded)):
+        tag, recorded = m.group(1), ast.literal_eval(m.group(2))
+    if tag == mine_tag and type(recorded) is type(mine) and recorded == mine:
+        return default
+    if tag == "json":
+        value = json.loads(recorded)
+        return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    if tag is not None:
+        raise ReplayError(
+            f"flor.arg({name!r}, ...): the run's value was kept only as its repr "
+            f"({str(recorded)[:80]}), which a replay cannot rebuild"
+        )
+    if type(default) is float and type(recorded) is int:
+        return float(recorded)
+    return recorded

@@ -24,6 +24,7 @@ from typing import Any
 
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
+from florsql.record.args import replayed_arg
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.rng_guard import RngGuard
 from florsql.record.values import normalize
@@ -194,6 +195,7 @@ class ReplayRun:
         self.run_dir = Path(spec.run_dir)
         doc = layout.read_json(self.run_dir / layout.RUN_JSON)
         self.recorded_args: dict[str, Any] = doc.get("args") or {}
+        self.arg_tags: dict[str, str] = doc.get("arg_tags") or {}
         self.names = set(spec.names)
         self.compare = set(spec.compare) - self.names
         self.needed = set(spec.iterations) if spec.iterations is not None else None
@@ -231,10 +233,7 @@ class ReplayRun:
     def arg(self, name: str, default: Any) -> Any:
         if name not in self.recorded_args:
             return default  # an arg the old run did not have takes its default
-        value = self.recorded_args[name]
-        if type(default) is float and type(value) is int:
-            return float(value)
-        return value
+        return replayed_arg(name, default, self.recorded_args[name], self.arg_tags.get(name))
 
     def hindsight_begin(self, name: str) -> None:
         if get_ident() == self.thread:

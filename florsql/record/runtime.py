@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
-from florsql.record.args import coerce, flag_value, scan_argv, scan_flags
+from florsql.record.args import coerce, flag_value, scan_argv, scan_flags, stored_arg
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
 from florsql.record.policy import CheckpointPolicy
@@ -163,7 +163,9 @@ class Run:
         self.inner_runs: list[_InnerRun] = []  # inner loops running, rows not all built yet
         self.scopes: list[_Scope] = []
         self.log_names: set[str] = set()
-        self.args: dict[str, Any] = {}
+        self.args: dict[str, Any] = {}  # as run.json keeps them (florsql.record.args.stored_arg)
+        self.arg_tags: dict[str, str] = {}  # the args run.json keeps rendered: "json" or "repr"
+        self.arg_values: dict[str, Any] = {}  # what flor.arg returned, for a second call
         self.warned: set[str] = set()
         self.cli = scan_argv(argv[1:])
         self.flags = scan_flags(argv[1:])  # ``--name`` given without a value
@@ -198,6 +200,7 @@ class Run:
             "error": None,
             "ended": None,
             "args": self.args,
+            "arg_tags": self.arg_tags,
             "florsql": "0.1.0",
         }
         self._note_torch_threads()
@@ -212,7 +215,7 @@ class Run:
     # -- record calls --------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
         if name in self.args:
-            return self.args[name]
+            return self.arg_values[name]
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
         self._check_case(name, "flor.arg")
@@ -222,7 +225,11 @@ class Run:
             value = flag_value(name, default)
         else:
             value = default
-        self.args[name] = normalize(name, value, self.warned)
+        stored, tag = stored_arg(normalize(name, value, self.warned))
+        if tag is not None:
+            self.arg_tags[name] = tag
+        self.args[name] = stored
+        self.arg_values[name] = value
         self.writer.submit_run_json(self.doc)
         return value
 

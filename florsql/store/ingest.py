@@ -11,9 +11,12 @@ the store.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -234,10 +237,32 @@ def ingest_run_json(
     if inputs:
         con.executemany("INSERT INTO data_inputs VALUES (?, ?, ?, to_timestamp(?), ?)", inputs)
     con.execute("DELETE FROM args WHERE run_id = ?", [f.run_id])
-    rows = [(f.run_id, name, *split_value(v)) for name, v in (doc.get("args") or {}).items()]
+    rows = [
+        (f.run_id, name, *split_value(_arg_text(v))) for name, v in (doc.get("args") or {}).items()
+    ]
     if rows:
         con.executemany("INSERT INTO args VALUES (?, ?, ?, ?, ?, ?)", rows)
     return True
+
+
+#: A list, tuple or dict arg as runs recorded before session 33 kept it: the repr of florsql's
+#: rendered value (``Tagged('json', '[16, 8]')``), shown as its text as newer runs keep it.
+_LEGACY_ARG = re.compile(r"^Tagged\('(?:json|repr)', (.*)\)$", re.S)
+
+
+def _arg_text(value: Any) -> Any:
+    """An arg's value as SQL shows it: ``[16, 8]``, whichever florsql recorded the run.
+
+    Example:
+        >>> _arg_text("Tagged('json', '[16, 8]')"), _arg_text(0.1), _arg_text("adam")
+        ('[16, 8]', 0.1, 'adam')
+    """
+    if isinstance(value, str) and (m := _LEGACY_ARG.match(value)):
+        with contextlib.suppress(ValueError, SyntaxError):
+            text = ast.literal_eval(m.group(1))
+            if isinstance(text, str):
+                return text
+    return value
 
 
 def run_files(doc: dict[str, Any]) -> list[str]:

@@ -137,11 +137,18 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+#: The version of replay's rules (its history: ``florsql.plan.hindsight.REPLAY_RULES``). Part
+#: of :func:`patched_hash`, so a failure remembered under older rules (a task that failed where
+#: a later florsql plans it otherwise) is tried again after an upgrade, not kept NULL.
+REPLAY_RULES = 21
+
+
 def patched_hash(script: str, files: dict[str, str]) -> str:
     """The hash a replay task records of the code it runs (``ReplaySpec.source_hash``): the
-    patched main script and every patched file of the version (path and text)."""
+    patched main script and every patched file of the version (path and text), under these
+    :data:`REPLAY_RULES`."""
     parts = [script, *(f"{path}\0{files[path]}" for path in sorted(files))]
-    return source_hash("\0\0".join(parts))
+    return source_hash("\0\0".join([f"rules {REPLAY_RULES}", *parts]))
 
 
 _FRAME = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>\S+))?')
