@@ -233,8 +233,8 @@ def replay_if_needed(
             "compute on the recorded runs: replay put each RNG back as it was before the "
             "statement, so the old code after it ran as recorded. A run of today's script "
             "draws too, and so trains differently from the recorded runs after its first "
-            "draw; to avoid it, give the statement its own generator (a DataLoader's "
-            "generator=, torch.Generator) or evaluate with the modules in eval mode",
+            "draw; to avoid it, give what the statement draws from a generator of its own (a "
+            "DataLoader's generator=, a torch.Generator; in eval mode dropout draws nothing)",
             StatementDrawWarning,
         )
     unverified = tuple(getattr(outcome, "unverified", ()))
