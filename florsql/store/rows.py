@@ -531,6 +531,8 @@ def load_rows(data: bytes) -> Columns:
     version, size, crc = _HEAD.unpack_from(view, at)
     if version > ROWS_VERSION:
         raise ValueError(f"a row file of version {version}: upgrade florsql to read it")
+    if version < 1:  # the checksum covers what follows the header, not the header itself
+        raise ValueError(f"a damaged row file (version {version})")
     at += _HEAD.size
     if zlib.crc32(view[at:]) != crc:
         raise ValueError("a truncated or damaged row file (its checksum differs)")
