@@ -134,9 +134,9 @@ class NondeterminismWarning(FlorWarning):
 
 
 class StatementDrawWarning(FlorWarning):
-    """Today's statements drew from a global RNG in a replay. Replay put the RNG back after
-    each (florsql/record/rng_guard.py): the values are those the statements compute on the
-    recorded runs, while a run of today's script would train differently after its first draw."""
+    """Today's statements drew from a global RNG in a replay (florsql/record/rng_guard.py): a
+    run of today's script trains differently after its first draw, and a replay that restores
+    a recorded checkpoint after it does not, so values after a draw may differ from such a run."""
 
 
 class UnverifiedWarning(FlorWarning):

@@ -229,12 +229,12 @@ def replay_if_needed(
         _warn(
             engine,
             messages,
-            f"today's statements drew from a global RNG ({said}). Their values are what they "
-            "compute on the recorded runs: replay put each RNG back as it was before the "
-            "statement, so the old code after it ran as recorded. A run of today's script "
-            "draws too, and so trains differently from the recorded runs after its first "
-            "draw; to avoid it, give what the statement draws from a generator of its own (a "
-            "DataLoader's generator=, a torch.Generator; in eval mode dropout draws nothing)",
+            f"today's statements drew from a global RNG ({said}): a run of today's script "
+            "trains differently from the recorded runs after its first draw, while a replay "
+            "that restores a recorded checkpoint after it does not, so values after a draw "
+            "may differ from such a run; to avoid it, give what the statement draws from a "
+            "generator of its own (a DataLoader's generator=, a torch.Generator; in eval mode "
+            "dropout draws nothing)",
             StatementDrawWarning,
         )
     unverified = tuple(getattr(outcome, "unverified", ()))

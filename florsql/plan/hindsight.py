@@ -184,9 +184,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: ``total.backward()`` after it: the checkpoint's detached ``total`` failed the task, and the
 #: failure was remembered as the statement's). The number lives in florsql.store.replays, where
 #: a failed task's ``source_hash`` includes it: an upgrade retries what the older rules failed.
-#: 21 (session 33): today's statements leave the global RNGs of a replay as they found them
-#: (a statement iterating a DataLoader drew torch's base seed: the old code after it, in the rest
-#: of the iteration or the next one in full, left the recorded trajectory, silently).
+#: 21 (session 33): replays run today's statements between ``flor._hindsight_begin`` and
+#: ``_hindsight_end``, which note the global RNGs a statement drew from (a DataLoader's base
+#: seed: silent before), for ``StatementDrawWarning``; values unchanged.
 REPLAY_RULES = _STORED_RULES
 
 

@@ -116,7 +116,7 @@ GUARD_CALL = '__import__("florsql")._hindsight_{}({!r})'
 def guarded(prop: Propagation) -> Propagation:
     r"""``prop`` as a replay runs it: each piece put into the old file (a placed statement, code
     carried with it) between ``__import__("florsql")._hindsight_begin(name)`` and
-    ``..._hindsight_end(name)``, which put back the global RNG states it moved
+    ``..._hindsight_end(name)``, which note the global RNGs it moved
     (florsql/record/rng_guard.py). A simple statement gets them on its own lines (joined by
     ``;``: every line keeps its number, so a traceback's line is the one ``florsql propagate``
     shows); a compound one (a new block carried whole) on lines of their own, before and

@@ -135,7 +135,7 @@ def _hindsight_begin(name: str) -> None:
 
 
 def _hindsight_end(name: str) -> None:
-    """Placed after it: in a replay worker, put back the RNG states it moved."""
+    """Placed after it: in a replay worker, note the global RNGs it moved."""
     end = getattr(_run, "hindsight_end", None)
     if end is not None:
         end(name)

@@ -503,7 +503,7 @@ class ReplayRun:
             "pid": os.getpid(),
             "ran": self.ran,
             "timings": self.phases.done(time.time() - t0),
-            # today's statements that moved a global RNG (put back): name -> generators
+            # today's statements that moved a global RNG: name -> generators
             "drew": {n: sorted(g) for n, g in sorted(self.rng.moved.items())},
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)

@@ -1,16 +1,16 @@
-"""Today's statements in a replay leave the global RNGs as they found them.
+"""Which global RNGs today's statements draw from in a replay.
 
 A hindsight statement that draws from a global RNG (``evaluate(val_loader)``: iterating a torch
 ``DataLoader`` draws its base seed from torch's generator; dropout left on; ``random.random()``)
-would move every later draw of the old code: a replay that runs old code after it (the rest of
-an iteration, the next iteration in full) would leave the recorded trajectory, and its values
-would be neither the recorded run's nor a run of today's script's. So propagation puts
-``flor._hindsight_begin(name)`` before each statement it places (and each piece of code carried with
-one) and ``flor._hindsight_end(name)`` after it; in a replay worker they snapshot the global
-RNGs (Python's ``random``, numpy's legacy global ``RandomState``, torch's CPU generator and, where
-initialised, its CUDA ones), and put back those the statement moved, noting which (the query
-then warns: a run of today's script draws too, so it trains differently from the recorded runs
-after its first draw). In a recording process they do nothing.
+moves every later draw of the old code. A full run of today's script trains differently after
+its first draw; a replay that restores the recorded state at a checkpoint after the statement
+does not. The replay runs the draw as a full run of today's script would (its values equal such
+a run where the replay runs from the top), and says so: a replay runs each placed statement (and
+each piece of code carried with it) between ``flor._hindsight_begin(name)`` and
+``flor._hindsight_end(name)``, which compare the global RNGs (Python's ``random``, numpy's legacy
+global ``RandomState``, torch's CPU generator and, where initialised, its CUDA ones) before and
+after it and note those it moved; the query warns (``StatementDrawWarning``). In a recording
+process they do nothing.
 
 Checking costs: torch's state ~5 us, Python's ~20 us, numpy's ~60 us (copying 624 words each).
 torch's is checked at every execution; Python's and numpy's at the first
@@ -36,7 +36,7 @@ class RngGuard:
         self._saved: dict[str, Any] | None = None
         self._counts: dict[str, int] = {}
         self._watched: set[str] = set()  # names whose statement moved Python's or numpy's
-        #: name -> the generators its statement moved (and that were put back)
+        #: name -> the generators its statement moved
         self.moved: dict[str, set[str]] = {}
 
     def begin(self, name: str) -> None:
@@ -46,7 +46,7 @@ class RngGuard:
         self._saved = _snapshot(full=full)
 
     def end(self, name: str) -> None:
-        """After it: put back what moved, and note it under ``name``."""
+        """After it: note under ``name`` what moved."""
         saved, self._saved = self._saved, None
         self._counts[name] = self._counts.get(name, 0) + 1
         if saved is None:
@@ -77,25 +77,22 @@ def _snapshot(*, full: bool) -> dict[str, Any]:
 
 
 def _restore_moved(saved: dict[str, Any]) -> set[str]:
-    """Put back each generator of ``saved`` whose state changed; the names of those."""
+    """The names of the generators of ``saved`` whose state changed (left as they are)."""
     moved: set[str] = set()
     torch = sys.modules.get("torch")
     if "torch" in saved and torch is not None:
         if not torch.equal(torch.get_rng_state(), saved["torch"]):
-            torch.set_rng_state(saved["torch"])
             moved.add("torch")
         if "cuda" in saved:
             now = torch.cuda.get_rng_state_all()
             if len(now) != len(saved["cuda"]) or not all(
                 torch.equal(a, b) for a, b in zip(now, saved["cuda"], strict=False)
             ):
-                torch.cuda.set_rng_state_all(saved["cuda"])
                 moved.add("cuda")
     if "python" in saved:
         import random
 
         if random.getstate() != saved["python"]:
-            random.setstate(saved["python"])
             moved.add("python")
     if "numpy" in saved:
         np = sys.modules.get("numpy")
@@ -108,6 +105,5 @@ def _restore_moved(saved: dict[str, Any]) -> set[str]:
                 or now[4] != cached
                 or not np.array_equal(now[1], keys)
             ):
-                np.random.set_state(saved["numpy"])
                 moved.add("numpy")
     return moved
