@@ -18,7 +18,7 @@ from typing import Protocol
 
 from florsql.errors import ReplayError
 from florsql.replay import service as replay_service
-from florsql.replay import timings
+from florsql.replay import imports, timings
 from florsql.replay.tasks import Task, TaskResult, heavy_imports
 from florsql.replay.zygote import UNSET
 from florsql.store import layout
@@ -43,6 +43,9 @@ def _env(task: Task) -> dict[str, str]:
     if unset:
         env[UNSET] = ",".join(unset)
     env.update({"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"})
+    if task.tree is not None:  # imports from the user's checkout follow into the worktree
+        roots = {"repo": str(task.repo), "tree": str(task.tree), "path": task.import_path}
+        env[imports.ROOTS] = json.dumps(roots)
     if task.spec.torch_threads:  # a fresh interpreter's torch takes its intra-op count from here
         env["OMP_NUM_THREADS"] = str(task.spec.torch_threads[0])
     return env

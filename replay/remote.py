@@ -63,6 +63,7 @@ class Shipment:
     data: dict[str, Any] = field(default_factory=dict)  # repo-relative path -> ObjectRef
     warm: bool = True
     module: str | None = None  # ``python -m module`` (the run's; None: the script by its path)
+    import_path: list[list[str]] = field(default_factory=list)  # run.json's, inside the repo
 
 
 def parse_executor(value: str) -> tuple[str, str | None]:
@@ -272,6 +273,7 @@ class RayExecutor:
             data=data,
             warm=self.warm,
             module=task.module,
+            import_path=list(task.import_path),
         )
 
     def _checkpoint(self, run_dir: Path, name: str) -> Any:
@@ -441,7 +443,9 @@ def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str, int | N
             tree / ship.script,
             tree / ship.cwd,
             ship.argv,
+            tree=tree,  # no user's checkout here: the run's import path is put back in it
             module=ship.module,
+            import_path=ship.import_path,
         )
         code = _run_worker(task, ship.warm)
         zygote = _ZYGOTE.proc.pid if ship.warm and _ZYGOTE and _ZYGOTE.proc else None

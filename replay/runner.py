@@ -278,9 +278,18 @@ def _run_tasks(
                 tree,
                 dict(patch.files),
                 module=req.module,
+                import_path=_recorded_import_path(run_dir),
             )
         )
     return out
+
+
+def _recorded_import_path(run_dir: Path) -> list[list[str]]:
+    """The run's import path entries inside the repository (empty: none, or an older run)."""
+    try:
+        return rundoc.import_path(layout.read_json(run_dir / layout.RUN_JSON))
+    except (OSError, ValueError):
+        return []
 
 
 def _recorded_environ(run_dir: Path) -> dict[str, str | None]:

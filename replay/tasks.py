@@ -53,13 +53,17 @@ class Task:
     tree: Path | None = None  # the worktree (version's files + patches) script and cwd are in
     patches: dict[str, str] = field(default_factory=dict)  # path -> patched source (Ray ships)
     module: str | None = None  # run as ``python -m module`` from ``cwd`` (as recorded)
+    #: the run's import path entries inside the repository (run.json's ``import_path``)
+    import_path: list[list[str]] = field(default_factory=list)
 
     def command(self, python: str) -> list[str]:
         """The command line that starts this task in a fresh interpreter ``python``: the script
-        by its path, or ``-m module`` for a run started so."""
+        by its path, or ``-m module`` for a run started so, through
+        :mod:`florsql.replay.imports` (imports from the user's checkout follow the worktree)."""
+        launch = [python, "-m", "florsql.replay.imports"]  # follows the worktree first
         if self.module:
-            return [python, "-m", self.module, *self.argv]
-        return [python, str(self.script), *self.argv]
+            return [*launch, "-m", self.module, *self.argv]
+        return [*launch, str(self.script), *self.argv]
 
     @property
     def log_path(self) -> Path:

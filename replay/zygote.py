@@ -143,6 +143,8 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
         # as ``python script`` puts the script's folder first on sys.path, ``python -m``
         # the folder it ran in
         sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(task["script"]))
+        # imports from the user's checkout (PYTHONPATH, an editable install) follow the worktree
+        importlib.import_module("florsql.replay.imports").follow_from_environ()
         _set_threads(task.get("threads"))
         # The worker's phase timings (done.json) start from here: the task line read, then
         # the fork and the set-up above, until the script's first line.

@@ -187,6 +187,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 21 (session 33): replays run today's statements between ``flor._hindsight_begin`` and
 #: ``_hindsight_end``, which note the global RNGs a statement drew from (a DataLoader's base
 #: seed: silent before), for ``StatementDrawWarning``; values unchanged.
+#: 22 (session 34): a replay task imports the version's modules where its run found them
+#: outside the script's folder too: ``PYTHONPATH`` entries, ``.pth`` lines and editable
+#: installs naming the user's checkout follow into the worktree (``florsql.replay.imports``;
+#: was today's ``src/mypkg`` in every version's replay, silently).
 REPLAY_RULES = _STORED_RULES
 
 

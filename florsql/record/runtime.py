@@ -189,6 +189,7 @@ class Run:
             # ``python -m pkg.train``: the module it ran as (replay runs it so again: its
             # ``from pkg import ...`` needs the cwd on sys.path, not the script's folder)
             "module": _main_module(),
+            rundoc.IMPORT_PATH: _import_path(repo),
             "python": platform.python_version(),
             "torch": _torch_version(),
             rundoc.TORCH_THREADS: None,
@@ -779,6 +780,30 @@ def _main_module() -> str | None:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     name = getattr(spec, "name", None)
     return name if isinstance(name, str) and name and name != "__main__" else None
+
+
+def _import_path(repo: Path) -> list[list[str]]:
+    """The import path entries inside the repository besides the script's own folder
+    (``PYTHONPATH=src``, a ``.pth`` line of an editable install), relative to it, each "front"
+    (before the standard library: ``PYTHONPATH``) or "end" (after it): a replay task puts them
+    back in its worktree (``florsql.replay.imports``), wherever the query runs."""
+    root = os.path.realpath(repo)
+    store = os.path.join(root, layout.STORE_DIRNAME)
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    out: list[list[str]] = []
+    where = "front"
+    for entry in sys.path[1:]:
+        if not isinstance(entry, str):
+            continue
+        path = os.path.realpath(entry or os.curdir)
+        if path == stdlib or path.endswith(".zip"):
+            where = "end"
+        inside = path == root or path.startswith(root + os.sep)
+        if inside and not (path == store or path.startswith(store + os.sep)):
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if [rel, where] not in out:
+                out.append([rel, where])
+    return out
 
 
 def _relative(script: Path | None, repo: Path) -> str:

@@ -13,6 +13,11 @@ TORCH_INTEROP_THREADS = "torch_num_interop_threads"
 #: run.json key of the environment variables the repository's code read: name -> value, or
 #: null where the variable was unset (``florsql.record.watch.EnvWatch``).
 ENVIRON = "environ"
+#: run.json key of the import path entries inside the repository besides the script's own
+#: folder (``PYTHONPATH=src``, a ``.pth`` line): ``[[path relative to the repository, "front"
+#: or "end"], ...]``, "front" for those before the standard library (``PYTHONPATH``), "end"
+#: for those after it (``.pth`` lines). A replay task puts them back in its worktree.
+IMPORT_PATH = "import_path"
 
 
 @dataclass(frozen=True)
@@ -57,3 +62,24 @@ def environ(doc: Mapping[str, Any]) -> dict[str, str | None]:
         for k, v in raw.items()
         if isinstance(k, str) and (v is None or isinstance(v, str))
     }
+
+
+def import_path(doc: Mapping[str, Any]) -> list[list[str]]:
+    """The recorded import path entries inside the repository (:data:`IMPORT_PATH`); empty for
+    runs that had none, or were recorded before florsql kept them.
+
+    Example:
+        >>> import_path({"import_path": [["src", "front"], ["lib", "end"], [3, "x"]]})
+        [['src', 'front'], ['lib', 'end']]
+    """
+    raw = doc.get(IMPORT_PATH)
+    if not isinstance(raw, list):
+        return []
+    return [
+        [str(e[0]), str(e[1])]
+        for e in raw
+        if isinstance(e, list)
+        and len(e) == 2
+        and isinstance(e[0], str)
+        and e[1] in ("front", "end")
+    ]

@@ -1,0 +1,156 @@
+"""A replay task imports the version's own code, never the user's checkout of today.
+
+A run's script may import its repository's modules from somewhere other than its own folder:
+a ``src/`` layout on ``PYTHONPATH``, a package installed editable (``pip install -e .``: a
+``.pth`` line naming ``src/`` or the repository, or setuptools' finder with its ``MAPPING`` of
+package names to folders), a ``.pth`` file of the user's. Each names a path in the user's
+checkout. A replay task runs the version's files in a worktree, so such a path would give an
+old version today's code, silently (measured: a v1 replay computed its hindsight value with v2's
+``mypkg``). Before the task's script runs, :func:`follow_worktree` points each of them at the
+same place in the worktree, and forgets modules already imported from the checkout.
+
+Left alone: paths the worktree does not hold as the version's own files (ignored folders, such
+as a ``.venv`` or data inside the repository, which the worktree links to the originals), the
+store (``.florsql/``) and the worktree itself. Standard library only: it runs in every task
+before the script, warm or cold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+
+#: ``{"repo": <repository>, "tree": <worktree>, "path": <run.json's import_path>}`` (JSON) in
+#: a replay task's environment: the task's launcher (:func:`main`; the warm worker's fork)
+#: follows it before the script runs.
+ROOTS = "FLORSQL_REPLAY_ROOTS"
+
+STORE_DIRNAME = ".florsql"  # florsql.store.layout.STORE_DIRNAME (not imported: stdlib only)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class _Mapper:
+    def __init__(self, repo: str, tree: str) -> None:
+        self.tree = os.path.abspath(tree)
+        self.roots = list(dict.fromkeys([os.path.abspath(repo), os.path.realpath(repo)]))
+        self.skip = [self.tree, os.path.realpath(self.tree)]
+        self.skip += [os.path.join(r, STORE_DIRNAME) for r in self.roots]
+
+    def moved(self, path: object) -> str | None:
+        """Where ``path`` (in the user's checkout) is in the worktree; None: leave it."""
+        if not isinstance(path, str) or not path:
+            return None
+        spelled = os.path.abspath(path)
+        if any(_inside(spelled, s) for s in self.skip):
+            return None
+        for candidate in dict.fromkeys([spelled, os.path.realpath(spelled)]):
+            for root in self.roots:
+                if _inside(candidate, root):
+                    return self._in_tree(os.path.relpath(candidate, root))
+        return None
+
+    def _in_tree(self, rel: str) -> str | None:
+        """``rel`` in the worktree when the version holds it as its own (no symlink on the
+        way: a linked ignored folder is the user's, the same either way)."""
+        if rel == ".":
+            return self.tree
+        here = self.tree
+        for part in rel.split(os.sep):
+            here = os.path.join(here, part)
+            if os.path.islink(here):
+                return None
+            if not os.path.exists(here):
+                return None  # not the version's: leave the path as it was
+        return here
+
+
+def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = None) -> list[str]:
+    """Point the import system's paths into ``repo`` (the user's checkout) at ``tree``
+    instead, and put back the entries inside the repository its run had on its import path
+    (``recorded``: ``[[relative path, "front" | "end"], ...]``, run.json's ``import_path``)
+    that this process lacks; returns what was changed (for tests)."""
+    m = _Mapper(repo, tree)
+    changed: list[str] = []
+    for i, entry in enumerate(list(sys.path)):
+        new = m.moved(entry)
+        if new is not None and new != entry:
+            sys.path[i] = new
+            changed.append(f"sys.path {entry} -> {new}")
+    front = 1
+    for rel, where in recorded or ():
+        path = m._in_tree(os.path.normpath(rel))
+        if path is None or path in sys.path:
+            continue
+        if where == "front":  # after the script's folder, in the recorded order
+            sys.path.insert(front, path)
+            front += 1
+        else:
+            sys.path.append(path)
+        changed.append(f"sys.path + {path}")
+    for key in list(sys.path_importer_cache):
+        if m.moved(key) is not None:
+            del sys.path_importer_cache[key]
+    # setuptools' editable installs: a module ``__editable___<dist>_finder`` whose MAPPING
+    # (package -> folder) and NAMESPACES (package -> [folders]) its finder reads at each import
+    for name, module in list(sys.modules.items()):
+        if not (name.startswith("__editable__") and name.endswith("_finder")):
+            continue
+        mapping = getattr(module, "MAPPING", None)
+        if isinstance(mapping, dict):
+            for pkg, folder in list(mapping.items()):
+                new = m.moved(folder)
+                if new is not None:
+                    mapping[pkg] = new
+                    changed.append(f"{name}.MAPPING[{pkg!r}] -> {new}")
+        spaces = getattr(module, "NAMESPACES", None)
+        if isinstance(spaces, dict):
+            for pkg, folders in list(spaces.items()):
+                if isinstance(folders, list):
+                    spaces[pkg] = [m.moved(f) or f for f in folders]
+    # modules imported from the checkout before the script (a warm worker that preloaded one
+    # through a path the planner did not see as the repository's): imported afresh
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if origin and m.moved(origin) is not None:
+            del sys.modules[name]
+            changed.append(f"forgot {name}")
+    return changed
+
+
+def follow_from_environ() -> list[str]:
+    """:func:`follow_worktree` with the roots a replay task's environment names (none: no-op)."""
+    try:
+        roots = json.loads(os.environ.get(ROOTS) or "{}")
+        repo, tree = str(roots["repo"]), str(roots["tree"])
+        recorded = [[str(r), str(w)] for r, w in roots.get("path") or ()]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return follow_worktree(repo, tree, recorded)
+
+
+def main() -> None:
+    """``python -m florsql.replay.imports SCRIPT ARGS...`` (or ``-m MODULE ARGS...``): a replay
+    task in a fresh interpreter, run as ``python SCRIPT`` runs it, after
+    :func:`follow_from_environ`. (The warm worker's fork does the same in
+    :mod:`florsql.replay.zygote`.)"""
+    args = sys.argv[1:]
+    if not args:
+        raise SystemExit("usage: python -m florsql.replay.imports SCRIPT [ARGS...] | -m MODULE")
+    follow_from_environ()
+    if args[0] == "-m" and len(args) > 1:
+        sys.argv = [args[1], *args[2:]]
+        sys.path[0] = os.getcwd()  # as ``python -m`` puts the folder it ran in first
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(args)
+        sys.path[0] = os.path.dirname(os.path.abspath(args[0]))  # as ``python script``
+        runpy.run_path(args[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""A replay imports the version's own modules, wherever its run found them.
+
+Found as a stranger: a ``src/`` layout on ``PYTHONPATH`` (or installed editable, as most
+projects are: ``pip install -e .``) names the user's checkout, so every replay of an old
+version ran today's ``mypkg``: a v1 run's hindsight value was computed with v2's code,
+silently where no recorded value depended on it. Now (``florsql.replay.imports``) a task's
+import path entries, ``.pth`` lines and setuptools' editable finder naming the checkout point
+into the worktree, and the run's own entries inside the repository (run.json's
+``import_path``) are put back when the query's environment lacks them.
+
+Oracle: the value each version's own code gives (``SCALE`` is 1.0 in v1, 10.0 in v2), the
+statement computing ``mypkg.f(1)``; real editable installs (pip, setuptools) into a throwaway
+virtual environment layered on the test interpreter's packages.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from florsql.replay import imports
+from tests.helpers import copy_repo, git, make_repo, script_env, write
+
+TRAIN = """
+import florsql as flor
+import mypkg
+
+tot = 0.0
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(3)):
+        tot += mypkg.f(epoch + 1)
+        flor.log("tot", tot)
+"""
+
+PKG = """
+SCALE = 1.0
+
+
+def f(x):
+    return x * SCALE
+"""
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "mypkg"
+version = "0.1"
+"""
+
+HINDSIGHT = 'flor.log("tot", tot)\n        flor.log("val", mypkg.f(1))'
+
+QUERY = "SELECT tstamp, epoch, tot, val FROM logs ORDER BY tstamp, epoch"
+
+#: Runs the query in the given interpreter and prints its rows as JSON (the executor: "warm",
+#: the replay service's fork; "cold", a fresh interpreter per task).
+ASK = """
+import json, sys
+from florsql.engine.session import Engine
+from florsql.replay import LocalExecutor, PlanExecutor
+repo, how, sql = sys.argv[1:4]
+ex = LocalExecutor(1, warm=how == "warm", service=how == "warm")
+with Engine(repo, replay="auto", executor=PlanExecutor(ex)) as eng:
+    rows = eng.execute(sql).table.to_pylist()
+print(json.dumps([[r["epoch"], r["tot"], r["val"]] for r in rows]))
+"""
+
+EXPECTED = [
+    [0, 1.0, 1.0],
+    [1, 3.0, 1.0],
+    [2, 6.0, 1.0],
+    [0, 10.0, 10.0],
+    [1, 30.0, 10.0],
+    [2, 60.0, 10.0],
+]
+
+
+def _ask(python: str, repo: Path, how: str, **env: str) -> list[list[object]]:
+    script = repo.parent / "ask.py"
+    script.write_text(ASK)
+    proc = subprocess.run(
+        [python, str(script), str(repo), how, QUERY],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in script_env(**env).items() if v != ""},  # "": unset
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _two_versions(repo: Path, run: list[str], pkg: Path, **env: str) -> None:
+    """Record v1 (SCALE 1.0) and v2 (SCALE 10.0), then add today's statement."""
+    for scale in ("1.0", "10.0"):
+        write(pkg, PKG.replace("1.0", scale))
+        git(repo, "commit", "-qam", f"scale {scale}", "--allow-empty")
+        proc = subprocess.run(run, cwd=repo, capture_output=True, text=True, env=script_env(**env))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    script = repo / run[1]
+    write(script, script.read_text().replace('flor.log("tot", tot)', HINDSIGHT))
+
+
+def _venv(tmp_path: Path, project: Path) -> str:
+    """A throwaway virtual environment that sees the test interpreter's packages (florsql,
+    torch) and has ``project`` installed editable by pip; its python."""
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    python = str(env / "bin" / "python")
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(site, "zz_parent.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "-q",
+            "-e",
+            str(project),
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+@pytest.mark.parametrize("how", ["warm", "cold"])
+def test_src_layout_installed_editable(tmp_path: Path, how: str) -> None:
+    """``pip install -e .`` of a src layout: a ``.pth`` line naming ``<repo>/src``."""
+    repo = make_repo(
+        tmp_path / "r",
+        {"train.py": TRAIN, "src/mypkg/__init__.py": PKG, "pyproject.toml": PYPROJECT},
+    )
+    python = _venv(tmp_path, repo)
+    _two_versions(repo, [python, "train.py"], repo / "src/mypkg/__init__.py")
+    assert _ask(python, repo, how) == EXPECTED
+
+
+@pytest.mark.parametrize("how", ["warm", "cold"])
+def test_flat_layout_editable_finder_script_in_a_subfolder(tmp_path: Path, how: str) -> None:
+    """``pip install -e .`` of a flat layout: setuptools' finder maps ``mypkg`` to
+    ``<repo>/mypkg``; the script, in ``scripts/``, finds it only through that finder."""
+    pyproject = PYPROJECT + '\n[tool.setuptools]\npackages = ["mypkg"]\n'
+    repo = make_repo(
+        tmp_path / "r",
+        {"scripts/train.py": TRAIN, "mypkg/__init__.py": PKG, "pyproject.toml": pyproject},
+    )
+    python = _venv(tmp_path, repo)
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys; print([m for m in sys.modules if m.startswith('__editable__')])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mypkg" in probe, probe  # the finder, not a path line
+    _two_versions(repo, [python, "scripts/train.py"], repo / "mypkg/__init__.py")
+    assert _ask(python, repo, how) == EXPECTED
+
+
+@pytest.mark.parametrize("how", ["warm", "cold"])
+def test_pythonpath_src_recorded_then_queried_with_and_without_it(tmp_path: Path, how: str) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN, "src/mypkg/__init__.py": PKG})
+    path = str(repo / "src")
+    _two_versions(
+        repo, [sys.executable, "train.py"], repo / "src/mypkg/__init__.py", PYTHONPATH=path
+    )
+    run_json = next((repo / ".florsql").rglob("run.json"))
+    assert json.loads(run_json.read_text())["import_path"] == [["src", "front"]]
+    other = copy_repo(repo, tmp_path / "r2")  # the same history, nothing replayed yet
+    # queried with the run's PYTHONPATH: it names today's checkout, and is followed
+    assert _ask(sys.executable, repo, how, PYTHONPATH=path) == EXPECTED
+    # and without it (another shell): the run's entry is put back in the worktree
+    assert _ask(sys.executable, other, how, PYTHONPATH="") == EXPECTED
+
+
+def test_follow_worktree_leaves_what_the_version_does_not_hold(tmp_path: Path) -> None:
+    """Linked ignored folders (a ``.venv`` inside the repository), the store, paths outside the
+    repository and paths the version lacks stay as they are; tracked folders move."""
+    repo, tree = tmp_path / "repo", tmp_path / "repo" / ".florsql" / "worktrees" / "t"
+    for d in ("src", "lib/inner", ".venv/site", "gone"):
+        (repo / d).mkdir(parents=True)
+    for d in ("src", "lib/inner"):
+        (tree / d).mkdir(parents=True)
+    (tree / ".venv").symlink_to(repo / ".venv", target_is_directory=True)
+    saved = list(sys.path)
+    try:
+        sys.path[:] = [
+            str(tree),
+            str(repo / "src"),
+            str(repo / "lib" / "inner"),
+            str(repo / ".venv" / "site"),
+            str(repo / "gone"),
+            str(repo / ".florsql" / "x"),
+            str(tmp_path / "elsewhere"),
+            str(repo),
+        ]
+        imports.follow_worktree(str(repo), str(tree), [["src", "front"], ["extra", "end"]])
+        assert sys.path == [
+            str(tree),
+            str(tree / "src"),
+            str(tree / "lib" / "inner"),
+            str(repo / ".venv" / "site"),
+            str(repo / "gone"),
+            str(repo / ".florsql" / "x"),
+            str(tmp_path / "elsewhere"),
+            str(tree),
+        ]
+    finally:
+        sys.path[:] = saved
+
+
+def test_the_launcher_runs_a_script_as_python_does(tmp_path: Path) -> None:
+    """``python -m florsql.replay.imports SCRIPT ARGS``: the script's folder first on the path,
+    its argv, ``__name__ == "__main__"``, its exit status."""
+    write(
+        tmp_path / "d" / "s.py",
+        textwrap.dedent(
+            """
+            import sys, os
+            print(sys.argv, os.path.basename(sys.path[0]), __name__)
+            sys.exit(3)
+            """
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "florsql.replay.imports", str(tmp_path / "d" / "s.py"), "a"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 3
+    assert proc.stdout.split() == [f"['{tmp_path / 'd' / 's.py'}',", "'a']", "d", "__main__"]
