@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import subprocess
 import sys
 
 #: ``{"repo": <repository>, "tree": <worktree>, "path": <run.json's import_path>}`` (JSON) in
@@ -120,6 +121,61 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
             del sys.modules[name]
             changed.append(f"forgot {name}")
     return changed
+
+
+def startup_modules() -> subprocess.Popen[str]:
+    """Start asking a fresh interpreter like this one which modules it has loaded before a
+    script's first line (its ``site``, ``encodings``...); :func:`read_startup` reads the answer.
+    A warm worker asks once, as it starts, for :func:`unshadow`."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def read_startup(proc: subprocess.Popen[str]) -> set[str]:
+    """The top-level names :func:`startup_modules` answered (empty if it failed: then
+    :func:`unshadow` forgets nothing)."""
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        return set()
+    return {m.split(".", 1)[0] for m in out.split()}
+
+
+def unshadow(startup: set[str]) -> list[str]:
+    """Forget the modules this warm worker imported (the standard library's ``profile``,
+    ``statistics``, ``secrets`` among them, which torch's companions import) that a folder
+    ahead of the standard library on the task's path holds a module of the same name, as a
+    fresh interpreter's script would import its own ``profile.py`` there; ``startup``: what a
+    fresh interpreter has loaded before the script (those the script could not shadow either;
+    empty: unknown, nothing forgotten). Returns the names forgotten."""
+    if not startup:
+        return []
+    loaded = {m.split(".", 1)[0] for m in sys.modules} - startup - {"florsql", "__main__"}
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    local: set[str] = set()
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.curdir)
+        if path == stdlib or path.endswith(".zip"):
+            break
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue
+        for n in names:
+            stem = n.split(".", 1)[0]
+            if stem in loaded and (
+                n.endswith((".py", ".so", ".pyd"))
+                or os.path.isfile(os.path.join(path, n, "__init__.py"))
+            ):
+                local.add(stem)
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] in local:
+            del sys.modules[name]
+    return sorted(local)
 
 
 def follow_from_environ() -> list[str]:

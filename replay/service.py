@@ -410,11 +410,15 @@ class Service:
         from florsql.replay import zygote
 
         t0 = time.perf_counter()
+        from florsql.replay import imports
+
+        startup = imports.startup_modules()
         self.loaded = zygote.preload(list(zygote.WORKER_MODULES))
         # What the scripts of the repository's recent runs import (torch...): loaded before the
         # first request is read, so a service started early (a CLI query, the REPL's start)
         # is ready by the time its tasks come.
         self.loaded += [m for m in zygote.preload(self._recent_imports()) if m not in self.loaded]
+        zygote.know_startup(startup)
         took = time.perf_counter() - t0
         from florsql.replay import timings
 

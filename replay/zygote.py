@@ -56,6 +56,21 @@ DONE_FD = "FLORSQL_TASK_DONE_FD"
 UNSET = "FLORSQL_REPLAY_UNSET"
 
 
+#: Top-level modules a fresh interpreter has loaded before a script's first line: the others
+#: this worker imported (the standard library's ``profile``, ``statistics``... that torch's
+#: companions import) give way in a task to a module of the same name its script's folder
+#: holds, as in its run (``florsql.replay.imports.unshadow``). Set by :func:`know_startup`.
+STARTUP: set[str] = set()
+
+
+def know_startup(proc: Any) -> None:
+    """Keep what :func:`florsql.replay.imports.startup_modules` (started as ``proc``) says."""
+    from florsql.replay import imports
+
+    STARTUP.clear()
+    STARTUP.update(imports.read_startup(proc))
+
+
 def preload(modules: list[str]) -> list[str]:
     # No garbage collection while importing: torch and torch._dynamo allocate millions of
     # objects, and the collections that triggers walk the whole growing heap, for almost no
@@ -144,7 +159,9 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
         # the folder it ran in
         sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(task["script"]))
         # imports from the user's checkout (PYTHONPATH, an editable install) follow the worktree
-        importlib.import_module("florsql.replay.imports").follow_from_environ()
+        imports = importlib.import_module("florsql.replay.imports")
+        imports.follow_from_environ()
+        imports.unshadow(STARTUP)  # the script's own profile.py over the worker's import
         _set_threads(task.get("threads"))
         # The worker's phase timings (done.json) start from here: the task line read, then
         # the fork and the set-up above, until the script's first line.
@@ -168,8 +185,10 @@ def _child(task: dict[str, Any], received: float | None = None) -> None:
 
 
 def serve(modules: list[str]) -> None:
+    startup = importlib.import_module("florsql.replay.imports").startup_modules()
     preload(list(WORKER_MODULES))
     ready = preload(modules)
+    know_startup(startup)
     print(json.dumps({"ready": ready}), flush=True)
     children: dict[int, str] = {}
     # pid -> a pidfd of each child (Linux): select() wakes the moment a task ends, instead of

@@ -252,3 +252,65 @@ def test_the_launcher_runs_a_script_as_python_does(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3
     assert proc.stdout.split() == [f"['{tmp_path / 'd' / 's.py'}',", "'a']", "d", "__main__"]
+
+
+SHADOW = """
+import profile as prof  # the repository's own profile.py and statistics.py
+import statistics as st
+
+import torch
+
+import florsql as flor
+
+w = torch.ones(2)
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(2)):
+        w = w * 2
+        flor.log("tag", prof.TAG)
+"""
+
+
+def test_a_module_named_as_one_the_warm_worker_preloaded(tmp_path: Path) -> None:
+    """The warm worker preloads torch and torch._dynamo, which import the standard library's
+    ``profile`` and ``statistics``: a script beside its own ``profile.py`` and
+    ``statistics.py`` got those instead in replay (an AttributeError, the values NULL)."""
+    repo = make_repo(
+        tmp_path / "r",
+        {
+            "train.py": SHADOW,
+            "profile.py": 'TAG = "mine"\n',
+            "statistics.py": "def spread(xs):\n    return max(xs) - min(xs)\n",
+        },
+    )
+    proc = subprocess.run(
+        [sys.executable, "train.py"], cwd=repo, capture_output=True, text=True, env=script_env()
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    write(
+        repo / "train.py",
+        SHADOW.replace(
+            'flor.log("tag", prof.TAG)',
+            'flor.log("tag", prof.TAG)\n'
+            '        flor.log("s", st.spread(w.tolist()) + len(prof.TAG))',
+        ),
+    )
+    script = repo.parent / "ask.py"
+    script.write_text(ASK.replace('r["tot"]', 'r["tag"]').replace('r["val"]', 'r["s"]'))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(repo),
+            "warm",
+            "SELECT epoch, tag, s FROM logs ORDER BY epoch",
+        ],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [
+        [0, "mine", 4.0],
+        [1, "mine", 4.0],
+    ], proc.stderr[-3000:]
