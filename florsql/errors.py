@@ -135,8 +135,8 @@ class NondeterminismWarning(FlorWarning):
 
 class StatementDrawWarning(FlorWarning):
     """Today's statements drew from a global RNG in a replay (florsql/record/rng_guard.py): a
-    run of today's script trains differently after its first draw, and a replay that restores
-    a recorded checkpoint after it does not, so values after a draw may differ from such a run."""
+    run of today's script trains differently after the first draw, and the values are that
+    run's (the run replayed again from its start, with no checkpoint restored: slow)."""
 
 
 class UnverifiedWarning(FlorWarning):

@@ -43,6 +43,7 @@ class Outcome:
         self.rejected = tuple(report.rejected)
         self.unverified = tuple(dict.fromkeys(report.unverified))
         self.drew = dict(sorted(report.drew.items()))
+        self.from_start = tuple(dict.fromkeys(report.from_start))
         self.data_changed = tuple(
             f"run {run_id}: {', '.join(files)}"
             for run_id, files in sorted(report.data_changed.items())

@@ -80,8 +80,11 @@ class ReplayReport:
     nondeterministic: list[str] = field(default_factory=list)  # full tasks that disagree
     rejected: list[str] = field(default_factory=list)  # rest tasks redone in full
     unverified: list[str] = field(default_factory=list)  # runs of tasks with nothing to compare
-    #: log name -> generators today's statement for it moved in some task (put back there)
+    #: log name -> generators today's statement for it moved in some task
     drew: dict[str, list[str]] = field(default_factory=dict)
+    #: runs replayed again from their start because today's statements drew from a global RNG
+    #: in a task that restored a checkpoint after the draw (:func:`_from_the_start`)
+    from_start: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[TaskResult]:
@@ -152,6 +155,7 @@ def run_replay(
         progress(Progress(0, len(tasks), 0, total_iters, 0.0, report.estimate or None))
     report.results = executor.run(tasks, on_done)
     _verify(repo, tasks, report, executor, on_done, checks)
+    _from_the_start(repo, tasks, report, executor, on_done)
     report.seconds = time.perf_counter() - t0
     if fail and report.failures:
         raise ReplayError(_failure_text(report, tasks))
@@ -347,6 +351,12 @@ def _verify(
             report.unverified.append(task.spec.run_id)
     if not redo:
         return
+    # what the set-aside tasks said no longer stands (their departures after the draw were its
+    # doing; their rest tasks' redos are set aside too)
+    again = tuple(f"run {t.spec.run_id}:" for t in redo)
+    report.nondeterministic[:] = [m for m in report.nondeterministic if not m.startswith(again)]
+    ids = tuple(t.spec.run_id for t in redo)
+    report.rejected[:] = [m for m in report.rejected if not m.startswith(ids)]
     results = executor.run(redo, on_done)
     report.results += results
     for task, result in zip(redo, results, strict=True):
@@ -359,6 +369,102 @@ def _verify(
             report.nondeterministic.append(check.mismatch)
         elif check.checked == 0:
             report.unverified.append(task.spec.run_id)
+
+
+def _from_the_start(
+    repo: Path,
+    tasks: list[Task],
+    report: ReplayReport,
+    executor: Executor,
+    on_done: Callable[[TaskResult], None],
+) -> None:
+    """Replay again, from its start with no checkpoint restored, each run whose tasks saw
+    today's statements draw from a global RNG (``drew`` in ``done.json``: a DataLoader's
+    base seed, ``random.random()``) where a task restored a checkpoint after the draw.
+
+    A run of today's script trains on after such a draw with the generator moved (the next
+    shuffle, dropout mask, ``randperm`` differ); a checkpoint restored after it puts the
+    recorded generator back, so those values would follow the recorded run instead, matching
+    neither that run nor a run of today's script. Run from the top in full, the task is a run
+    of today's script (up to the last iteration needed, or to the end), the contract's
+    oracle. Its values replace the tasks' (their ``done.json`` renamed away, as a rejected
+    rest task's); old statements' values after the draw differ from the recording by design
+    there, so its comparison is kept in ``done.json`` but raises no nondeterminism warning.
+    """
+    finished = {r.task_id for r in report.results if r.ok}
+    by_run: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_run.setdefault(t.spec.run_id, []).append(t)
+    redo: list[Task] = []
+    for run_id, group in by_run.items():
+        folders = []  # each task's kept result: its own, or its redo in full
+        for t in group:
+            for folder in (Path(t.spec.out_dir), Path(t.spec.out_dir + "-full")):
+                if (folder / DONE).exists() and folder.name in finished:
+                    folders.append(folder)
+        docs = [layout.read_json(f / DONE) for f in folders]
+        if not any(d.get("drew") for d in docs):
+            continue
+        if len(group) == 1 and _from_top(group[0].spec.steps):
+            continue  # already a run of today's script
+        last = max((int(step[0]) for t in group for step in t.spec.steps), default=-1)
+        if last < 0:
+            continue
+        stored: list[int] | None = []
+        for t in group:
+            if t.spec.iterations is None or stored is None:
+                stored = None
+            else:
+                stored += t.spec.iterations
+        first = group[0]
+        spec = replace(
+            first.spec,
+            task_id=f"{run_id}-start",
+            out_dir=str(Path(first.spec.out_dir).with_name(f"{run_id}-start")),
+            iterations=sorted(set(stored)) if stored is not None else None,
+            after_loop=any(t.spec.after_loop for t in group),
+            inner=first.spec.inner if stored is not None else {},
+            steps=[[i, "full", None] for i in range(last + 1)],
+            estimate=0.0,  # not the planner's: kept out of its calibration
+        )
+        spec_path = first.spec_path.with_name(f"{spec.task_id}.spec.json")
+        spec.write(spec_path)
+        redo.append(replace(first, spec=spec, spec_path=spec_path, fallback=None, estimate=0.0))
+        for folder in folders:
+            os.replace(folder / DONE, folder / REJECTED)
+    if not redo:
+        return
+    # what the set-aside tasks said no longer stands (their departures after the draw were its
+    # doing; their rest tasks' redos are set aside too)
+    again = tuple(f"run {t.spec.run_id}:" for t in redo)
+    report.nondeterministic[:] = [m for m in report.nondeterministic if not m.startswith(again)]
+    ids = tuple(t.spec.run_id for t in redo)
+    report.rejected[:] = [m for m in report.rejected if not m.startswith(ids)]
+    results = executor.run(redo, on_done)
+    report.results += results
+    for task, result in zip(redo, results, strict=True):
+        if not result.ok:
+            continue
+        report.from_start.append(task.spec.run_id)
+        folder = Path(task.spec.out_dir)
+        check = compare_task(repo, folder)
+        done = layout.read_json(folder / DONE)
+        done.update(checked=check.checked, mismatch=None, departed=check.mismatch)
+        layout.atomic_write_json(folder / DONE, done)
+        for name, kinds in (done.get("drew") or {}).items():
+            known = report.drew.setdefault(str(name), [])
+            known.extend(k for k in kinds if k not in known)
+
+
+def _from_top(steps: list[list[object]]) -> bool:
+    """Whether a task's steps run its loop from the first iteration on, every one in full,
+    restoring no checkpoint (a run of today's script up to its last step)."""
+    its = [int(str(s[0])) for s in steps]
+    return (
+        bool(steps)
+        and its == list(range(len(its)))
+        and all(s[1] == "full" and s[2] is None for s in steps)
+    )
 
 
 def _full_task(task: Task) -> Task:

@@ -1266,16 +1266,15 @@ PATTERNS += [
         "todays_validation_loop_over_a_dataloader_draws_from_the_global_rng",
         two(VAL_LOADER.replace("LR", "0.1"), VAL_LOADER.replace("LR", "0.05")),
         [*narrow_then_wide("vacc"), *narrow_then_wide("w", "step")],
-        bug="documented limit (docs/replay.md, the contract: today's statements must only "
-        "read), met in its most common form: each iteration of a DataLoader draws its base seed "
-        "from the global torch RNG (torch.utils.data's _BaseDataLoaderIter, shuffle or not), so "
-        "today's validation loop over `val_loader` shifts the next epoch's randperm and dropout "
-        "in a full re-run; replay restores the recorded RNG at each checkpoint, and values of "
-        "tasks that start from a checkpoint follow the recorded run (vacc and w at epoch >= 1 "
-        "differ). The first query warns (NondeterminismWarning: loss at epoch=1/step=0 differs), "
-        "and since replays.mismatch every later read of those values warns too (before, they "
-        "were read with no warning: tests/test_replay_faults.py). Propagation does not see that "
-        "iterating an old DataLoader changes state",
+        bug="documented limit, narrowed in session 34: each iteration of a DataLoader draws "
+        "its base seed from the global torch RNG, so today's validation loop over `val_loader` "
+        "shifts the next epoch's randperm and dropout in a full re-run. A query asking for "
+        "vacc is now exact (the guard sees the draw and the run is replayed again from its "
+        "start: runner._from_the_start); a query asking only for w (another statement of "
+        "today's, which draws nothing) places only w's statement, so its replay follows the "
+        "recorded run, not today's script with the validation loop in it (w at epoch >= 1 "
+        "differs, silently: those are the recorded run's values; asked together with vacc, "
+        "it is exact)",
     ),
     Pattern(
         "todays_validation_loop_over_a_dataloader_with_its_own_generator",

@@ -226,15 +226,22 @@ def replay_if_needed(
             f"{name}: {', '.join(RNG_NAMES.get(k, k) for k in kinds)}"
             for name, kinds in drew.items()
         )
+        again = tuple(getattr(outcome, "from_start", ()))
+        how = (
+            f"{len(again)} run(s) were replayed again from their start with no checkpoint "
+            "restored (as slow as re-running them), "
+            if again
+            else ""
+        )
         _warn(
             engine,
             messages,
             f"today's statements drew from a global RNG ({said}): a run of today's script "
-            "trains differently from the recorded runs after its first draw, while a replay "
-            "that restores a recorded checkpoint after it does not, so values after a draw "
-            "may differ from such a run; to avoid it, give what the statement draws from a "
-            "generator of its own (a DataLoader's generator=, a torch.Generator; in eval mode "
-            "dropout draws nothing)",
+            "trains differently from the recorded run after the first draw, and the values "
+            f"are that run's: {how}and the recorded values beside them stay the recorded "
+            "run's; to replay from checkpoints instead, give what the statement draws from a "
+            "generator of its own (a DataLoader's generator=torch.Generator(), "
+            "torch.random.fork_rng() around it; in eval mode dropout draws nothing)",
             StatementDrawWarning,
         )
     unverified = tuple(getattr(outcome, "unverified", ()))
@@ -295,6 +302,7 @@ class _Merged:
     rejected: tuple[str, ...]
     unverified: tuple[str, ...]
     drew: dict[str, list[str]]
+    from_start: tuple[str, ...] = ()
 
 
 def _merged(outcomes: list[Any]) -> _Merged:
@@ -314,6 +322,7 @@ def _merged(outcomes: list[Any]) -> _Merged:
         rejected=every("rejected"),
         unverified=tuple(dict.fromkeys(every("unverified"))),
         drew=_drew(outcomes),
+        from_start=tuple(dict.fromkeys(every("from_start"))),
     )
 
 

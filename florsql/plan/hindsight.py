@@ -191,6 +191,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: outside the script's folder too: ``PYTHONPATH`` entries, ``.pth`` lines and editable
 #: installs naming the user's checkout follow into the worktree (``florsql.replay.imports``;
 #: was today's ``src/mypkg`` in every version's replay, silently).
+#: 23 (session 34): a run whose tasks saw today's statements draw from a global RNG, where a
+#: checkpoint was restored after the draw, is replayed again from its start with none restored
+#: (``runner._from_the_start``): the values are a run of today's script's (were the recorded
+#: run's after the draw, matching neither, with a warning); a line wrapping an old one is not
+#: guarded (its draws are the run's own: was a false ``StatementDrawWarning``).
 REPLAY_RULES = _STORED_RULES
 
 

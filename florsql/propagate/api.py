@@ -1876,7 +1876,9 @@ def _apply(
     old, insertions, seen = session.old, [], set()
     removed: set[int] = set()
     leads: dict[tuple[int, int], int] = {}  # lines put before an item's statement
-    sizes: dict[tuple[int, int], tuple[int, str]] = {}  # an item's lines, and whose it is
+    #: an item's lines, whose it is, and whether it stands in an old statement's place (a
+    #: twin: it runs the old code's own call, whose RNG draws the run made too: not guarded)
+    sizes: dict[tuple[int, int], tuple[int, str, bool]] = {}
     for plan in plans:
         for it in plan.items:
             if _order(it.stmt) in seen:  # a statement carried by two log statements goes in once
@@ -1904,7 +1906,11 @@ def _apply(
                     for mode in reversed(m.modes):
                         text += _mode_call("_restore_modes", mode, plan, session, indent)
             leads[_order(it.stmt)] = lead
-            sizes[_order(it.stmt)] = (len(text.splitlines()), plan.target.label)
+            sizes[_order(it.stmt)] = (
+                len(text.splitlines()),
+                plan.target.label,
+                it.twin is not None,
+            )
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
@@ -1923,8 +1929,8 @@ def _apply(
             binds=_placed_binds(plan),
             pieces=tuple(
                 (lines[order], lines[order] + size - 1)
-                for order, (size, label) in sorted(sizes.items())
-                if label == plan.target.label and order in lines
+                for order, (size, label, twin) in sorted(sizes.items())
+                if label == plan.target.label and order in lines and not twin
             ),
         )
         for plan in plans

@@ -60,7 +60,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 18 (session 33): a placement keeps the lines of each piece put into the old file
 #: (``Placement.pieces``), where a replay puts the RNG guard (``model.guarded``); an item's
 #: ``old_line`` no longer counts the ``flor._save_modes`` lines before it.
-CACHE_VERSION = "18"
+#: 19 (session 34): a piece standing in an old statement's place (a twin: ``y = flor.log("y",
+#: net(x))`` where the run had ``y = net(x)``) is not among ``pieces``: its RNG draws are the
+#: run's own (was guarded: a false ``StatementDrawWarning`` through a dropout model).
+CACHE_VERSION = "19"
 
 
 def digest(*parts: str) -> str:
