@@ -351,12 +351,6 @@ def _verify(
             report.unverified.append(task.spec.run_id)
     if not redo:
         return
-    # what the set-aside tasks said no longer stands (their departures after the draw were its
-    # doing; their rest tasks' redos are set aside too)
-    again = tuple(f"run {t.spec.run_id}:" for t in redo)
-    report.nondeterministic[:] = [m for m in report.nondeterministic if not m.startswith(again)]
-    ids = tuple(t.spec.run_id for t in redo)
-    report.rejected[:] = [m for m in report.rejected if not m.startswith(ids)]
     results = executor.run(redo, on_done)
     report.results += results
     for task, result in zip(redo, results, strict=True):
