@@ -76,21 +76,24 @@ def _add(script: str, after: str, lines: str) -> str:
     return script.replace(after, after + lines)
 
 
-def _values(repo: Path, sql: str, replay: str) -> tuple[list[dict[str, Any]], list[Any]]:
+def _values(
+    repo: Path, sql: str, replay: str, workers: int = 1
+) -> tuple[list[dict[str, Any]], list[Any]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Engine(repo, replay=replay, executor=PlanExecutor(LocalExecutor(1))) as eng:
+        executor = PlanExecutor(LocalExecutor(workers))
+        with Engine(repo, replay=replay, executor=executor) as eng:
             rows = eng.execute(sql).table.to_pylist()
     return rows, list(caught)
 
 
 def _case(
-    tmp_path: Path, old: str, today: str, oracle: str, sql: str
+    tmp_path: Path, old: str, today: str, oracle: str, sql: str, workers: int = 1
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
     repo = make_repo(tmp_path / "r", {"train.py": old})
     run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     write(repo / "train.py", today)
-    got, said = _values(repo, sql, "auto")
+    got, said = _values(repo, sql, "auto", workers)
     ref = make_repo(tmp_path / "o", {"train.py": oracle})
     run_script(ref, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     want, _ = _values(ref, sql, "off")
@@ -112,11 +115,12 @@ def _drew(said: list[Any], name: str, generator: str) -> bool:
     )
 
 
-def test_a_validation_metric_over_a_dataloader_epoch_level(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_validation_metric_over_a_dataloader_epoch_level(tmp_path: Path, workers: int) -> None:
     after = '        flor.log("ep_loss", loss.item())\n'
     sql = "SELECT epoch, ep_loss, val_acc FROM logs ORDER BY epoch"
     today = _add(TORCH, after, VAL)
-    got, want, said = _case(tmp_path, TORCH, today, today, sql)
+    got, want, said = _case(tmp_path, TORCH, today, today, sql, workers)
     assert _only(got, "epoch", "val_acc") == _only(want, "epoch", "val_acc") and len(got) == 4
     assert _drew(said, "val_acc", "torch's global generator"), [str(w.message) for w in said]
     assert any("replayed again from their start" in str(w.message) for w in said)
