@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
+from florsql.engine import names as result_names
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import run_exact, type_name
@@ -499,6 +500,8 @@ class Engine:
         if pressed:  # Ctrl-C came as the query ended
             raise KeyboardInterrupt
         names = [public_name(n) for n in table.column_names]
+        if stmt.source:  # unaliased expressions named as DuckDB names the query as written
+            names = result_names.apply(names, result_names.written_names(con, stmt.source))
         if names != table.column_names:
             table = table.rename_columns(names)
         return table, tuple(type_name(t) for t in types)
