@@ -373,8 +373,10 @@ def _from_the_start(
     on_done: Callable[[TaskResult], None],
 ) -> None:
     """Replay again, from its start with no checkpoint restored, each run whose tasks saw
-    today's statements draw from a global RNG (``drew`` in ``done.json``: a DataLoader's
-    base seed, ``random.random()``) where a task restored a checkpoint after the draw.
+    today's statements draw from a global RNG before the outer loop's end (``drew_in_loop`` in
+    ``done.json``: a DataLoader's base seed, ``random.random()``), unless its one task ran
+    from the top already. (A draw after the loop, a final evaluation, shifts nothing a
+    checkpoint puts back.)
 
     A run of today's script trains on after such a draw with the generator moved (the next
     shuffle, dropout mask, ``randperm`` differ); a checkpoint restored after it puts the
@@ -397,7 +399,9 @@ def _from_the_start(
                 if (folder / DONE).exists() and folder.name in finished:
                     folders.append(folder)
         docs = [layout.read_json(f / DONE) for f in folders]
-        if not any(d.get("drew") for d in docs):
+        # a draw after the outer loop ended shifts nothing a checkpoint put back (every
+        # restore is at an iteration of that loop): only draws before its end count
+        if not any(d.get("drew_in_loop", d.get("drew")) for d in docs):
             continue
         if len(group) == 1 and _from_top(group[0].spec.steps):
             continue  # already a run of today's script

@@ -202,3 +202,18 @@ def test_a_line_wrapping_an_old_one_draws_what_the_run_drew(tmp_path: Path) -> N
     got, want, said = _case(tmp_path, DROPOUT, wrapped, wrapped, sql)
     assert got == want and len(got) == 12
     assert not any(issubclass(w.category, StatementDrawWarning) for w in said)
+
+
+def test_a_final_evaluation_after_the_loop_is_not_replayed_from_the_start(
+    tmp_path: Path,
+) -> None:
+    """A draw after the outer loop (a test accuracy over a DataLoader once training ends)
+    shifts nothing a checkpoint puts back: the replay from the last checkpoint is exact, and
+    no run is replayed again from its start."""
+    final = 'flor.log("test_acc", evaluate())\n'
+    today = TORCH + final
+    sql = "SELECT test_acc FROM logs WHERE test_acc IS NOT NULL"
+    got, want, said = _case(tmp_path, TORCH, today, today, sql)
+    assert got == want and len(got) == 1
+    assert _drew(said, "test_acc", "torch")
+    assert not any("replayed again from their start" in str(w.message) for w in said)

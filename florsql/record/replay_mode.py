@@ -227,6 +227,9 @@ class ReplayRun:
         self.left_at: int | None = None
         #: today's statements leave the global RNGs as they found them (rng_guard.py)
         self.rng = RngGuard()
+        #: names whose statement drew before the outer loop ended (a draw after it shifts
+        #: nothing a checkpoint restores: runner._from_the_start)
+        self.drew_in_loop: set[str] = set()
         self.phases.setup = time.time() - self.phases.created
 
     # -- record API ----------------------------------------------------------------------------
@@ -241,7 +244,10 @@ class ReplayRun:
 
     def hindsight_end(self, name: str) -> None:
         if get_ident() == self.thread:
+            before = len(self.rng.moved.get(name, ()))
             self.rng.end(name)
+            if self.phases.loop_out is None and len(self.rng.moved.get(name, ())) > before:
+                self.drew_in_loop.add(name)  # before the outer loop's end: it shifts the run
 
     def log(self, name: str, value: Any) -> Any:
         if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
@@ -505,6 +511,7 @@ class ReplayRun:
             "timings": self.phases.done(time.time() - t0),
             # today's statements that moved a global RNG: name -> generators
             "drew": {n: sorted(g) for n, g in sorted(self.rng.moved.items())},
+            "drew_in_loop": sorted(self.drew_in_loop),
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
         drop_private_files(self.spec)
