@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,14 @@ from sqlglot.expressions import apply_index_offset
 from florsql.errors import PlanError
 from florsql.plan.state import PlanState
 
-__all__ = ["INT_TYPES", "TypedValue", "bind_parameters", "placeholders", "sql_literal"]
+__all__ = [
+    "INT_TYPES",
+    "TypedValue",
+    "bind_parameters",
+    "bound_key",
+    "placeholders",
+    "sql_literal",
+]
 
 #: Fixed-width integer type names (numpy's dtypes, Arrow's types) as the DuckDB types that hold
 #: them.
@@ -92,6 +100,25 @@ def bind_parameters(state: PlanState) -> None:
         for node in bracket.walk():
             node.type = None
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, -1))
+
+
+def bound_key(params: Sequence[Any]) -> tuple[str, ...] | None:
+    """What ``params`` bind to, as the SQL text of each literal: equal keys bind equal queries.
+
+    The key of the engine's plan cache. A value's ``repr`` is not one: a ``memoryview``'s, or a
+    ``datetime``'s with a ``tzinfo`` of a class without its own ``repr``, names only where the
+    object lies in memory, which the next value may reuse holding other bytes or another offset
+    (the cached plan then answered the previous value, silently). None when a value does not
+    bind (planning says why).
+
+    Example:
+        >>> bound_key([memoryview(b"a"), 0.1]) == bound_key([memoryview(b"b"), 0.1])
+        False
+    """
+    try:
+        return tuple(sql_literal(value).sql(dialect="duckdb") for value in params)
+    except (TypeError, ValueError):
+        return None
 
 
 def _subscripts_over(holes: list[exp.Placeholder]) -> list[exp.Bracket]:
