@@ -103,3 +103,18 @@ def test_values_whose_repr_is_an_address_are_not_answered_from_another_values_pl
         got = _ask(con, "SELECT count(DISTINCT run_id) FROM logs WHERE tstamp > ?", [when])
         assert got == [(want,)], hours
         del when
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**31 - 1, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1],
+)
+def test_an_int_parameter_has_the_type_duckdbs_python_api_gives_it(
+    con: dbapi.Connection, value: int
+) -> None:
+    """-2**31 was bound as the literal ``-2147483648``, the negation of a BIGINT, and 2**63 to
+    2**64 - 1 as HUGEINT literals, where DuckDB binds an INTEGER and a UBIGINT: ``bit_count(?)``
+    of -2**31 answered 33 (not 1), ``~?`` of 2**63 -2**63 - 1 (not 2**63 - 1)."""
+    sql = "SELECT ?, typeof(?), bit_count(?), ~?"
+    want = duckdb.connect().execute(sql, [value] * 4).fetchall()
+    assert _ask(con, sql, [value] * 4) == want

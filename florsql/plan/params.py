@@ -7,8 +7,10 @@ after the body, and a DB-API client counts ``?`` left to right.
 
 Each value becomes a literal of its own SQL type, never rounded and never re-read as something
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
-included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` an integer literal (numpy
-integers their own width: ``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
+included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python
+API binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it;
+an integer literal where that is the literal's type) and numpy integers of their own width
+(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
 ``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a
 ``VARCHAR``, ``bytes`` a ``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP``
 (``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a
@@ -53,6 +55,9 @@ INT_TYPES = {
 }
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
+_INT_MIN = -(2**31)  # the one INTEGER whose literal is not one: -(2147483648), a BIGINT
+_BIGINT_END = 2**63
+_UBIGINT_END = 2**64
 _DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
 _EPOCH = datetime.datetime(1970, 1, 1)
 
@@ -207,6 +212,10 @@ def _integer(value: int) -> exp.Expr:
             f"the integer {value} is beyond SQL's integer types (HUGEINT holds up to 2**127 - 1);"
             " pass it as a float or a Decimal"
         )
+    if value == _INT_MIN or _BIGINT_END <= value < _UBIGINT_END:
+        # The literal -2147483648 is the negation of a BIGINT and 2**63 a HUGEINT, where DuckDB's
+        # Python API binds an INTEGER and a UBIGINT (`bit_count(?)`, `~?` answer differently).
+        return _typed(str(value), "INTEGER" if value == _INT_MIN else "UBIGINT")
     return exp.Literal.number(value)
 
 
