@@ -8,6 +8,7 @@ Statements sqlglot cannot scope (a top-level ``PIVOT``) are analysed per inner q
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -320,12 +321,11 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
             if ref.names is None:
                 continue
             if isinstance(pattern, exp.Literal) and pattern.is_string:
-                try:
-                    rx = re.compile(pattern.name)
-                except re.error:
+                matched = regex_matches(pattern.name, log_names)
+                if matched is None:
                     ref.names = None
                     continue
-                ref.names |= {n for n in log_names if rx.search(n)}
+                ref.names |= matched
             elif isinstance(pattern, exp.Array) and all(
                 isinstance(e, exp.Literal) and e.is_string for e in pattern.expressions
             ):
@@ -333,6 +333,39 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
                 ref.names |= {n for n in log_names if n.lower() in listed}
             else:
                 ref.names = None
+
+
+@functools.lru_cache(maxsize=256)
+def _regex_matches(pattern: str, names: frozenset[str]) -> frozenset[str] | None:
+    import duckdb
+
+    try:
+        with duckdb.connect() as con:
+            rows = con.execute(
+                "SELECT n FROM unnest(?::VARCHAR[]) AS u(n) WHERE regexp_matches(n, ?)",
+                [sorted(names), pattern],
+            ).fetchall()
+    except duckdb.Error:
+        return None  # DuckDB refuses the pattern: the query fails there, saying why
+    return frozenset(n for (n,) in rows)
+
+
+def regex_matches(pattern: str, names: set[str] | frozenset[str]) -> set[str] | None:
+    """The ``names`` that ``COLUMNS('pattern')`` picks, as DuckDB matches them (RE2, a match
+    anywhere in the name, case-sensitive); None where DuckDB refuses the pattern.
+
+    Python's ``re`` is another dialect: it read ``'^[[:upper:]]'`` as a set of ``[:uper``
+    followed by ``]`` and matched no name, so the hindsight columns DuckDB's POSIX class picked
+    were neither replayed nor warned about (NULL, silently).
+
+    Example:
+        >>> sorted(regex_matches("^[[:upper:]]", {"Loss", "acc", "VL2"}))
+        ['Loss', 'VL2']
+        >>> regex_matches("(", {"a"}) is None
+        True
+    """
+    found = _regex_matches(pattern, frozenset(names))
+    return None if found is None else set(found)
 
 
 def _resolve(scope: Scope, table: str) -> exp.Expr | Scope | None:
