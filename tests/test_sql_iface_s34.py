@@ -238,3 +238,27 @@ def test_a_star_filtered_by_name_is_replayed_and_refused_by_a_server_that_does_n
         assert _ask(auto, sql + " ORDER BY ALL") == want
         posix = sql.replace("* LIKE 'VL%'", "COLUMNS('^[[:upper:]]L')")
         assert _ask(auto, posix + " ORDER BY ALL") == want
+
+
+def test_a_column_named_by_its_place_is_replayed_and_never_pushed(
+    edited: Path, tmp_path: Path
+) -> None:
+    """DuckDB's ``#n`` is the n-th column of the FROM clause. The analysis saw no column in it:
+    ``SELECT #18 FROM logs`` (``VL2``) answered NULL without a warning, and ``WHERE #8 =
+    'sgd'`` (``Opt``) was pushed into the replay set's query, where the 8th column is another
+    one (there it failed converting 'sgd' to a DOUBLE; where the types agree it picks other
+    runs). In the select's own ORDER BY it is a select item's place and changes nothing."""
+    with florsql.connect(copy_repo(edited, tmp_path / "off"), replay="off") as off:
+        names = [d[0] for d in off.cursor().execute("SELECT * FROM logs LIMIT 0").description]
+        vl2, opt = names.index("VL2") + 1, names.index("Opt") + 1
+        with pytest.warns(ReplayOffWarning, match="VL2"):
+            off.cursor().execute(f"SELECT epoch, #{vl2} FROM logs").fetchall()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a select item's place: no log read, no warning
+            assert _ask(off, "SELECT run_id, lr FROM runs ORDER BY #2 DESC LIMIT 1")[0][1] == 0.2
+    with florsql.connect(copy_repo(edited, tmp_path / "auto")) as auto:
+        pushed = f"SELECT epoch, VL2 FROM logs WHERE #{opt} = 'sgd' AND VL2 IS NOT NULL"
+        assert _ask(auto, pushed + " ORDER BY ALL") == [(e, e * 100) for e in range(3)]
+        placed = f"SELECT epoch, #{vl2} FROM logs WHERE step IS NULL AND epoch IS NOT NULL"
+        want = sorted((e, e * 100) for e in range(3) for _ in RUNS)
+        assert _ask(auto, placed + " ORDER BY ALL") == want

@@ -279,14 +279,30 @@ def _whole_rows(scope: Scope, refs: dict[int, Reference]) -> None:
 
 
 def _has_star(scope: Scope) -> bool:
-    return (
-        any(
-            isinstance(s, exp.Star) or s.is_star or _star_pattern(s)
-            for s in scope.expression.selects
-        )
-        if isinstance(scope.expression, exp.Select)
-        else False
-    )
+    """A ``*`` in the select list, or a column named by its place (``#12``, DuckDB's 12th
+    column of the FROM clause) in a clause where it is one: which log it reads depends on the
+    columns' order, so it counts as reading every one (before, none: a hindsight column it
+    named was NULL without a warning)."""
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return False
+    if any(isinstance(s, exp.Star) or s.is_star or _star_pattern(s) for s in select.selects):
+        return True
+    return any(_reads_a_column(p, select) for p in select.find_all(exp.PositionalColumn))
+
+
+def _reads_a_column(positional: exp.PositionalColumn, select: exp.Select) -> bool:
+    """Whether ``#n`` in ``select`` is a column of its FROM clause. In the SELECT's own
+    ``ORDER BY`` and ``DISTINCT ON`` DuckDB reads it as the n-th item of the select list (as
+    ``ORDER BY n``), which reads nothing more; everywhere else (the select list, WHERE, GROUP
+    BY, a window's ORDER BY) as the n-th column."""
+    if positional.find_ancestor(exp.Select) is not select:
+        return False  # a subquery's: its own scope
+    child: exp.Expr = positional
+    parent = positional.parent
+    while parent is not None and parent is not select:
+        child, parent = parent, parent.parent
+    return child is not select.args.get("order") and child is not select.args.get("distinct")
 
 
 #: ``* LIKE 'w%'``, ``* NOT ILIKE``, ``* GLOB``, ``* SIMILAR TO``: DuckDB's star filtered by name.

@@ -142,6 +142,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
     """
     if not isinstance(tree, exp.Select) or tree.find(exp.Pivot, exp.Columns) is not None:
         return frozenset()
+    if tree.find(exp.PositionalColumn) is not None:
+        return frozenset()  # `#12` names a column by its place: named, not reached through *
     if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
         return frozenset()  # grouping or deduplicating on what * expands to computes on it
     if any(item.find(exp.Window, exp.AggFunc) for item in tree.expressions):
