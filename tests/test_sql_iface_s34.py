@@ -262,3 +262,34 @@ def test_a_column_named_by_its_place_is_replayed_and_never_pushed(
         placed = f"SELECT epoch, #{vl2} FROM logs WHERE step IS NULL AND epoch IS NOT NULL"
         want = sorted((e, e * 100) for e in range(3) for _ in RUNS)
         assert _ask(auto, placed + " ORDER BY ALL") == want
+
+
+def test_a_server_that_does_not_replay_refuses_a_preview_that_computes_on_the_whole_row(
+    edited: Path, tmp_path: Path
+) -> None:
+    """A query whose hindsight columns it reached only through ``*`` is answered as a preview
+    (NULL cells, a warning in the metadata); one that also reads the whole row, where those
+    columns are (``l['VL2']``, ``struct_extract(l, 'VL2')``, ``l::VARCHAR``, ``ORDER BY l``),
+    computed on them and was answered so too: ``WHERE l['VL2'] IS NOT NULL`` gave 0 rows with
+    only the metadata warning, which no dashboard shows. Refused now, as a query naming the
+    column is."""
+    computing = [
+        "SELECT * FROM logs l WHERE l['VL2'] IS NOT NULL LIMIT 5",
+        "SELECT * FROM logs l WHERE struct_extract(l, 'VL2') > 0",
+        "SELECT * FROM logs l WHERE l::VARCHAR LIKE '%VL2: 1%'",
+        "SELECT * FROM logs l ORDER BY l LIMIT 1",
+        "SELECT *, logs AS whole FROM logs LIMIT 1",
+    ]
+    served = copy_repo(edited, tmp_path / "served")
+    with (
+        running_server(served) as server,
+        adbc.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True) as conn,
+    ):
+        for sql in computing:
+            with conn.cursor() as cur, pytest.raises(adbc.OperationalError, match="VL2"):
+                cur.execute(sql)
+        with conn.cursor() as cur:  # a preview still answers, saying what it left NULL
+            cur.execute("SELECT l.* FROM logs l WHERE step IS NULL LIMIT 3")
+            table = cur.fetch_arrow_table()
+        assert table.num_rows == 3 and table.column("VL2").null_count == 3
+        assert b"VL2" in (table.schema.metadata or {})[b"florsql.warnings"]
