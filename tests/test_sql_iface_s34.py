@@ -270,15 +270,16 @@ def test_a_server_that_does_not_replay_refuses_a_preview_that_computes_on_the_wh
     """A query whose hindsight columns it reached only through ``*`` is answered as a preview
     (NULL cells, a warning in the metadata); one that also reads the whole row, where those
     columns are (``l['VL2']``, ``struct_extract(l, 'VL2')``, ``l::VARCHAR``, ``ORDER BY l``),
-    computed on them and was answered so too: ``WHERE l['VL2'] IS NOT NULL`` gave 0 rows with
-    only the metadata warning, which no dashboard shows. Refused now, as a query naming the
-    column is."""
+    or joins on them (``NATURAL JOIN``) computed on them and was answered so too: ``WHERE
+    l['VL2'] IS NOT NULL`` gave 0 rows with only the metadata warning, which no dashboard
+    shows. Refused now, as a query naming the column is."""
     computing = [
         "SELECT * FROM logs l WHERE l['VL2'] IS NOT NULL LIMIT 5",
         "SELECT * FROM logs l WHERE struct_extract(l, 'VL2') > 0",
         "SELECT * FROM logs l WHERE l::VARCHAR LIKE '%VL2: 1%'",
         "SELECT * FROM logs l ORDER BY l LIMIT 1",
         "SELECT *, logs AS whole FROM logs LIMIT 1",
+        "SELECT * FROM logs a NATURAL JOIN logs b LIMIT 5",  # joins on VL2 too
     ]
     served = copy_repo(edited, tmp_path / "served")
     with (

@@ -146,6 +146,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
         return frozenset()  # `#12` names a column by its place: named, not reached through *
     if _whole_row(tree):
         return frozenset()  # l['w2'], struct_extract(l, 'w2'), l::VARCHAR: reads every column
+    if any(j.text("method").upper() == "NATURAL" for j in tree.find_all(exp.Join)):
+        return frozenset()  # joins on every shared name: `logs a NATURAL JOIN logs b` on w2 too
     if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
         return frozenset()  # grouping or deduplicating on what * expands to computes on it
     if any(item.find(exp.Window, exp.AggFunc) for item in tree.expressions):
