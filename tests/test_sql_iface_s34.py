@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import adbc_driver_flightsql.dbapi as adbc
 import duckdb
@@ -294,3 +295,19 @@ def test_a_server_that_does_not_replay_refuses_a_preview_that_computes_on_the_wh
             table = cur.fetch_arrow_table()
         assert table.num_rows == 3 and table.column("VL2").null_count == 3
         assert b"VL2" in (table.schema.metadata or {})[b"florsql.warnings"]
+
+
+def test_an_aware_time_parameter_keeps_its_offset(con: dbapi.Connection) -> None:
+    """sqlglot wrote an aware ``time`` as ``CAST('01:02:03+05:00' AS TIME)``, dropping the
+    offset; DuckDB's Python API binds a ``TIME WITH TIME ZONE``. A zone without a fixed offset
+    (a ``ZoneInfo``: a time has no date to find it on) is refused, naming the parameter."""
+    plus5 = datetime.time(1, 2, 3, tzinfo=datetime.timezone(datetime.timedelta(hours=5)))
+    sql = "SELECT ?, typeof(?), ?::VARCHAR, ? = TIMETZ '01:02:03+05:00', ? = TIME '01:02:03'"
+    assert _ask(con, sql, [plus5] * 5) == duckdb.connect().execute(sql, [plus5] * 5).fetchall()
+    minus = datetime.timezone(-datetime.timedelta(hours=5, minutes=30))  # DuckDB's API fails
+    assert _ask(con, "SELECT ?::VARCHAR", [datetime.time(1, 2, 3, 7, tzinfo=minus)]) == [
+        ("01:02:03.000007-05:30",)
+    ]
+    zoned = datetime.time(1, 2, 3, tzinfo=ZoneInfo("America/New_York"))
+    with pytest.raises(dbapi.ProgrammingError, match=r"parameter 1: .* no fixed offset"):
+        _ask(con, "SELECT ?", [zoned])

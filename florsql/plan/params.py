@@ -10,11 +10,12 @@ else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the in
 included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python
 API binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it;
 an integer literal where that is the literal's type) and numpy integers of their own width
-(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
-``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a
-``VARCHAR``, ``bytes`` a ``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP``
-(``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a
-``UUID``, ``None`` a ``NULL``; lists and tuples become lists.
+(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a
+``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a ``VARCHAR``, ``bytes`` a
+``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
+``TIME`` (``TIMETZ`` when aware: its fixed offset; a zone without one is refused),
+``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples
+become lists.
 """
 
 from __future__ import annotations
@@ -195,11 +196,30 @@ def sql_literal(value: Any) -> exp.Expr:
         if value.tzinfo is not None:  # pandas.Timestamp: DuckDB has no zoned nanoseconds
             raise ValueError(f"the timestamp {value} has nanoseconds and a time zone")
         return _typed(value.isoformat(sep=" ", timespec="nanoseconds"), "TIMESTAMP_NS")
+    if isinstance(value, datetime.time) and value.tzinfo is not None:
+        return _time_with_zone(value)
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return exp.convert(value)
     if isinstance(value, list | tuple):
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _time_with_zone(value: datetime.time) -> exp.Expr:
+    """An aware ``time`` as a ``TIME WITH TIME ZONE`` (DuckDB's Python API binds it so): sqlglot
+    wrote ``CAST('01:02:03+05:00' AS TIME)``, which drops the offset, silently.
+
+    Example:
+        >>> tz = datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))
+        >>> _time_with_zone(datetime.time(1, 2, 3, 7, tzinfo=tz)).sql(dialect="duckdb")
+        "CAST('01:02:03.000007-05:30' AS TIMETZ)"
+    """
+    if value.utcoffset() is None:
+        raise ValueError(
+            f"the time {value} has a time zone ({value.tzinfo}) but no fixed offset: a time has"
+            " no date to find it on; bind a datetime, or a time with datetime.timezone(offset)"
+        )
+    return _typed(value.isoformat(), "TIMETZ")
 
 
 def _typed(text: str, sql_type: str) -> exp.Expr:
