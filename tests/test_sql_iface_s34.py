@@ -311,3 +311,16 @@ def test_an_aware_time_parameter_keeps_its_offset(con: dbapi.Connection) -> None
     zoned = datetime.time(1, 2, 3, tzinfo=ZoneInfo("America/New_York"))
     with pytest.raises(dbapi.ProgrammingError, match=r"parameter 1: .* no fixed offset"):
         _ask(con, "SELECT ?", [zoned])
+
+
+def test_pandas_missing_values_bind_as_null(con: dbapi.Connection) -> None:
+    """``pd.NaT`` (a ``datetime`` whose fields are NaN) was written ``CAST('NaT' AS
+    TIMESTAMP_NS)`` and failed "Could not convert string 'NaT' to INT64"; ``pd.NA`` was refused.
+    DuckDB's Python API binds both as NULL; a frame's ``min()`` of an empty column is ``NaT``."""
+    pd = pytest.importorskip("pandas")
+    since = "coalesce(?, TIMESTAMPTZ '2000-01-01')"
+    sql = f"SELECT ?, typeof(?), count(*) FROM logs WHERE tstamp > {since}"
+    for missing in (pd.NaT, pd.NA):
+        want = duckdb.connect().execute("SELECT ?, typeof(?)", [missing] * 2).fetchall()
+        assert want == [(None, '"NULL"')]
+        assert _ask(con, sql, [missing] * 3) == [(None, '"NULL"', _flat().num_rows)]

@@ -169,7 +169,7 @@ def sql_literal(value: Any) -> exp.Expr:
     numpy_type = _numpy_type(value)
     if numpy_type is not None:
         return numpy_type
-    if value is None:
+    if value is None or _pandas_missing(value):
         return exp.Null()
     if isinstance(value, TypedValue):
         return _typed(value.text, value.sql_type)
@@ -203,6 +203,14 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, list | tuple):
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _pandas_missing(value: Any) -> bool:
+    """``pandas.NaT`` and ``pandas.NA`` (without importing pandas): NULL, as DuckDB's Python API
+    binds them. ``NaT`` is a ``datetime`` whose fields are NaN: it was written ``CAST('NaT' AS
+    TIMESTAMP_NS)`` and failed "Could not convert string 'NaT' to INT64"; ``NA`` was refused."""
+    kind = type(value)
+    return kind.__module__.startswith("pandas") and kind.__name__ in ("NaTType", "NAType")
 
 
 def _time_with_zone(value: datetime.time) -> exp.Expr:
