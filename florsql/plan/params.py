@@ -109,7 +109,9 @@ def bind_parameters(state: PlanState) -> None:
 
 
 def bound_key(params: Sequence[Any]) -> tuple[str, ...] | None:
-    """What ``params`` bind to, as the SQL text of each literal: equal keys bind equal queries.
+    """What ``params`` bind to: equal keys bind equal queries. A value's ``repr`` where that is
+    all of its value (an ``int``, a ``str``, a naive ``datetime``...), else the SQL text of the
+    literal it binds as.
 
     The key of the engine's plan cache. A value's ``repr`` is not one: a ``memoryview``'s, or a
     ``datetime``'s with a ``tzinfo`` of a class without its own ``repr``, names only where the
@@ -122,9 +124,30 @@ def bound_key(params: Sequence[Any]) -> tuple[str, ...] | None:
         False
     """
     try:
-        return tuple(sql_literal(value).sql(dialect="duckdb") for value in params)
+        return tuple(_key(value) for value in params)
     except (TypeError, ValueError):
         return None
+
+
+#: Types whose ``repr`` is their value, all of it: the key of such a value is its repr (cheap;
+#: writing a 10,000-value list as SQL takes half a second).
+_REPR_EXACT: frozenset[type] = frozenset(
+    {int, float, str, bool, bytes, type(None), decimal.Decimal, uuid.UUID, datetime.date,
+     datetime.timedelta}
+)  # fmt: skip
+
+
+def _key(value: Any) -> str:
+    kind = type(value)
+    if kind in _REPR_EXACT:
+        return f"{kind.__name__}:{value!r}"
+    if kind in (datetime.datetime, datetime.time) and (
+        value.tzinfo is None or type(value.tzinfo) is datetime.timezone
+    ):
+        return f"{kind.__name__}:{value!r}"
+    if kind in (list, tuple):
+        return "[" + ",".join(_key(v) for v in value) + "]"
+    return "sql:" + sql_literal(value).sql(dialect="duckdb")
 
 
 def _subscripts_over(holes: list[exp.Placeholder]) -> list[exp.Bracket]:
