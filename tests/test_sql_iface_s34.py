@@ -324,3 +324,24 @@ def test_pandas_missing_values_bind_as_null(con: dbapi.Connection) -> None:
         want = duckdb.connect().execute("SELECT ?, typeof(?)", [missing] * 2).fetchall()
         assert want == [(None, '"NULL"')]
         assert _ask(con, sql, [missing] * 3) == [(None, '"NULL"', _flat().num_rows)]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT DISTINCT ON (+1) epoch, step FROM logs WHERE step IS NOT NULL ORDER BY ALL",
+        "SELECT DISTINCT ON (1) epoch, step FROM logs WHERE step IS NOT NULL ORDER BY ALL",
+        "SELECT count(*) FROM logs WHERE step IS NOT NULL GROUP BY +1",
+        "SELECT epoch, count(*) FROM logs WHERE step IS NOT NULL GROUP BY 1 ORDER BY +1, 1",
+        "SELECT count(*) FROM logs WHERE step IS NOT NULL GROUP BY ROLLUP (+1)",
+    ],
+)
+def test_a_unary_plus_makes_a_position_a_constant_as_in_duckdb(
+    con: dbapi.Connection, query: str
+) -> None:
+    """sqlglot drops the ``+`` of ``+1``: ``DISTINCT ON (+1)`` (a constant to DuckDB: one row)
+    became ``DISTINCT ON (1)`` (a row per epoch), silently; ``GROUP BY +1`` grouped by the
+    count and failed."""
+    oracle = duckdb.connect()
+    oracle.register("logs", _flat())
+    assert _ask(con, query) == oracle.execute(query).fetchall()
