@@ -345,3 +345,24 @@ def test_a_unary_plus_makes_a_position_a_constant_as_in_duckdb(
     oracle = duckdb.connect()
     oracle.register("logs", _flat())
     assert _ask(con, query) == oracle.execute(query).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("query", "value"),
+    [
+        ("SELECT epoch, step FROM logs WHERE step IS NOT NULL ORDER BY -?, 1, 2", -1),
+        ("SELECT DISTINCT ON (-?) epoch, step FROM logs WHERE step IS NOT NULL ORDER BY ALL", -2),
+        ("SELECT DISTINCT ON ((-?)) epoch FROM logs WHERE step IS NOT NULL ORDER BY ALL", -1),
+        ("SELECT count(*) FROM logs WHERE step IS NOT NULL GROUP BY -?", -1),
+        ("SELECT epoch, count(*) FROM logs WHERE step IS NOT NULL GROUP BY 1, -(?) ORDER BY 1", -1),
+    ],
+)
+def test_a_negated_parameter_is_a_constant_where_a_bare_integer_is_a_position(
+    con: dbapi.Connection, query: str, value: int
+) -> None:
+    """``DISTINCT ON (-?)`` bound to -2 was written ``DISTINCT ON (- -2)``, which DuckDB folds
+    into the integer 2, the position of ``step``: a row per step, where DuckDB (given the value
+    as a parameter) reads a constant and keeps one row; ``GROUP BY -?`` grouped by the count."""
+    oracle = duckdb.connect()
+    oracle.register("logs", _flat())
+    assert _ask(con, query, [value]) == oracle.execute(query, [value]).fetchall()

@@ -31,6 +31,7 @@ from sqlglot import exp
 from sqlglot.expressions import apply_index_offset
 
 from florsql.errors import PlanError
+from florsql.grammar.safety import item_clause
 from florsql.plan.state import PlanState
 
 __all__ = [
@@ -97,7 +98,15 @@ def bind_parameters(state: PlanState) -> None:
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, 1))
     if brackets:  # that rewrite copies an index it changes (`?::INT`), ? included
         holes = placeholders(state.tree)
-    for hole, literal in zip(holes, literals, strict=True):
+    for hole, literal, value in zip(holes, literals, state.params, strict=True):
+        bare = isinstance(value, int | str) and not isinstance(value, bool)
+        if bare and item_clause(hole, (exp.Paren, exp.Neg)):
+            # `ORDER BY -?` bound to -1 was `ORDER BY - -1`, which DuckDB folds into the
+            # position 1 (a constant to DuckDB given the parameter): a typed constant instead
+            if isinstance(value, str):
+                literal = _typed(str.__str__(value), "VARCHAR")
+            else:
+                literal = _typed(str(int(value)), _int_type(int(value)))
         if hole is state.tree:
             state.tree = literal
         else:
@@ -234,6 +243,15 @@ def _pandas_missing(value: Any) -> bool:
     TIMESTAMP_NS)`` and failed "Could not convert string 'NaT' to INT64"; ``NA`` was refused."""
     kind = type(value)
     return kind.__module__.startswith("pandas") and kind.__name__ in ("NaTType", "NAType")
+
+
+def _int_type(value: int) -> str:
+    """The type DuckDB's Python API binds an integer as (INTEGER when it fits...)."""
+    if -(2**31) <= value < 2**31:
+        return "INTEGER"
+    if -(2**63) <= value < 2**63:
+        return "BIGINT"
+    return "UBIGINT" if 0 <= value < 2**64 else "HUGEINT"
 
 
 def _time_with_zone(value: datetime.time) -> exp.Expr:
