@@ -16,6 +16,7 @@ now the SQL text of the literals the values bind to (florsql/plan/params.py, ``b
 from __future__ import annotations
 
 import datetime
+import enum
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,3 +367,28 @@ def test_a_negated_parameter_is_a_constant_where_a_bare_integer_is_a_position(
     oracle = duckdb.connect()
     oracle.register("logs", _flat())
     assert _ask(con, query, [value]) == oracle.execute(query, [value]).fetchall()
+
+
+class _Opt(str, enum.Enum):  # noqa: UP042 (the mixin users write; StrEnum binds right)
+    SGD = "sgd"
+
+
+class _Epoch(int, enum.Enum):
+    TWO = 2
+
+
+class _Rate(float, enum.Enum):
+    SLOW = 0.1
+
+
+def test_an_enum_parameter_binds_as_the_value_it_holds(con: dbapi.Connection) -> None:
+    """An enum mixing in ``str``, ``int`` or ``float`` binds as its value, as DuckDB's Python API
+    binds it: ``_Opt.SGD`` was the text ``'_Opt.SGD'`` (so ``Opt = ?`` matched no row, silently),
+    ``_Epoch.TWO`` was written into the SQL as ``_Epoch.TWO`` (a table not found)."""
+    sql = "SELECT count(*) FROM logs WHERE Opt = ? AND epoch = ? AND lr = ?"
+    want = _ask(con, sql, ["sgd", 2, 0.1])
+    assert want == [(sum(1 for r in _flat().to_pylist() if r["Opt"] == "sgd" and r["epoch"] == 2),)]
+    assert _ask(con, sql, [_Opt.SGD, _Epoch.TWO, _Rate.SLOW]) == want
+    enums = [_Opt.SGD, _Epoch.TWO, _Rate.SLOW]
+    typed = "SELECT ?, ?, ?, typeof(?), typeof(?), typeof(?)"
+    assert _ask(con, typed, enums * 2) == duckdb.connect().execute(typed, enums * 2).fetchall()

@@ -203,6 +203,7 @@ def sql_literal(value: Any) -> exp.Expr:
         return numpy_type
     if value is None or _pandas_missing(value):
         return exp.Null()
+    value = _plain(value)
     if isinstance(value, TypedValue):
         return _typed(value.text, value.sql_type)
     if isinstance(value, bool):
@@ -235,6 +236,33 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, list | tuple):
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    """A subclass of ``int``, ``float`` or ``str`` (an ``Enum`` mixing one in, ``StrEnum``...) as
+    the plain value it holds, as DuckDB's Python API binds it. Its ``str``/``repr`` is its own:
+    ``class Color(str, Enum)`` bound as the text ``'Color.RED'`` (not ``'red'``), silently;
+    ``class Num(int, Enum)`` was written ``Num.ONE`` into the SQL (a table ``Num`` not found).
+
+    Example:
+        >>> import enum
+        >>> class Color(str, enum.Enum):
+        ...     RED = "red"
+        >>> _plain(Color.RED), type(_plain(Color.RED)).__name__
+        ('red', 'str')
+    """
+    kind = type(value)
+    if kind in (int, float, str, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value
 
 
 def _pandas_missing(value: Any) -> bool:
