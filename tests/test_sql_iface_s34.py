@@ -5,12 +5,39 @@ case, quoted and unicode text, large integers and booleans.
 Oracle: DuckDB's own Python API, given the same values, over literals or over the rows of
 ``logs`` computed by hand from the script (its values are a function of the loop indices).
 
-Found: the engine's plan cache was keyed by the ``repr`` of the parameters. A ``memoryview``'s
-repr is its address, which the next memoryview reuses holding other bytes, and so is a
-``datetime``'s whose ``tzinfo`` class has no ``repr`` of its own: the second query answered with
-the first one's value (``SELECT ?`` bound to ``memoryview(b'B')`` answered ``b'A'``; a count
-of runs after a time at UTC+1 counted those after the same time at UTC+0), silently. The key is
-now the SQL text of the literals the values bind to (florsql/plan/params.py, ``bound_key``).
+Found (each silently wrong unless said):
+
+- The plan cache was keyed by the ``repr`` of the parameters. A ``memoryview``'s repr is its
+  address, which the next memoryview reuses holding other bytes, and so is a ``datetime``'s
+  whose ``tzinfo`` class has no ``repr``: the second query answered the first one's value. The
+  key is now what the values bind to (florsql/plan/params.py, ``bound_key``).
+- Parameters bound unlike DuckDB's Python API: -2**31 as a BIGINT and 2**63..2**64-1 as a
+  HUGEINT (``bit_count(?)``, ``~?`` answered otherwise); an aware ``time`` lost its offset; an
+  enum mixing in ``str`` bound its name (``'Color.RED'``), one mixing in ``int`` was written
+  into the SQL as ``Num.ONE``; ``pd.NaT`` failed converting 'NaT' to INT64 and ``pd.NA`` was
+  refused (both NULL in DuckDB).
+- ``* LIKE 'VL%'`` (and ``* GLOB``, ``* SIMILAR TO``, negated) is a star to DuckDB but not to
+  the analysis: the hindsight columns it brought were neither replayed nor warned about.
+  ``COLUMNS('regex')`` matched log names with Python's ``re`` (``[[:upper:]]`` matched none).
+  A positional column ``#18`` counted as no column (its hindsight values NULL, no warning) and
+  ``WHERE #8 = 'sgd'`` was pushed into the replay set's query, where #8 is another column.
+- ``SELECT * FROM (PIVOT logs ...) ORDER BY 1``: sqlglot cannot qualify the position over the
+  pivot's ``*``; the analysis fell back to the names written and gave ``logs`` the grain of the
+  USING's log (12 rows of 20).
+- sqlglot drops a unary ``+``: ``DISTINCT ON (+1)`` (DuckDB: a constant, one row) became a
+  position; ``DISTINCT ON (-?)`` bound to -2 was written ``- -2``, which DuckDB folds into the
+  position 2.
+- The Flight server answered as a "preview" (NULL hindsight cells, a metadata warning) queries
+  that compute on those cells through the whole row (``WHERE l['VL2'] IS NOT NULL``: 0 rows) or
+  a NATURAL JOIN.
+
+Tried and already right: cursor.description names and type codes against DuckDB's, rowcount,
+fetchone/fetchmany/fetchall/fetch_arrow_table interleaved, arraysize, executemany, errors after
+close (InterfaceError), ``?`` in strings, comments and dollar quotes, in LIMIT/OFFSET, IN lists
+and ``= ANY(?)``, optional-filter patterns (``? IS NULL OR epoch = ?``), quoted and mixed-case
+names with spaces and dots through the DB-API, ``florsql query`` (table, csv, json), ADBC
+(prepared statements, parameter schemas, Arrow-typed parameters, ``adbc_get_objects``,
+``adbc_get_table_schema``), sqlalchemy-adbc Core selects and pandas/polars readers.
 """
 
 from __future__ import annotations
