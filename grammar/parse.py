@@ -156,6 +156,7 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
         raise _not_a_statement(tokens[0], source)
     _check_clause_order(tokens, source)
     _check_placeholders_kept(tokens, tree, source)
+    _keep_unary_plus(tokens, tree)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
@@ -253,6 +254,45 @@ def _check_placeholders_kept(tokens: list[Token], tree: exp.Expr, source: str) -
         if token.token_type == TokenType.PLACEHOLDER and token.start not in held:
             line, col = line_col(source, token.start)
             raise ParseError(PARAMETER_NOT_A_VALUE, sql=source, line=line, col=col)
+
+
+#: Tokens after which a ``+`` is unary and what follows may be a positional term.
+_BEFORE_TERM = frozenset(
+    {TokenType.ORDER_BY, TokenType.GROUP_BY, TokenType.COMMA, TokenType.L_PAREN}
+)
+#: Where an integer literal names a select item by its place (ORDER BY 1, GROUP BY 1,
+#: DISTINCT ON (1), ROLLUP(1)...).
+_POSITIONAL = (exp.Ordered, exp.Group, exp.Distinct, exp.Rollup, exp.Cube, exp.GroupingSets)
+
+
+def _keep_unary_plus(tokens: list[Token], tree: exp.Expr) -> None:
+    """``+1`` where a bare integer is a position: a constant to DuckDB (``DISTINCT ON (+1)``
+    keeps one row, ``GROUP BY +1`` makes one group, ``ORDER BY +1`` does not sort), but sqlglot
+    drops the ``+``, leaving the position 1 (``DISTINCT ON (+1)`` kept a row per value of the
+    first column, silently). Such a literal becomes ``CAST(1 AS INTEGER)``, DuckDB's constant.
+
+    Example:
+        >>> parse("SELECT DISTINCT ON (+1) a FROM t ORDER BY + 2").tree.sql(dialect="duckdb")
+        'SELECT DISTINCT ON (CAST(1 AS INT)) a FROM t ORDER BY CAST(2 AS INT)'
+    """
+    starts = set()
+    for before, plus, after in zip(tokens, tokens[1:], tokens[2:], strict=False):
+        if (
+            plus.token_type == TokenType.PLUS
+            and before.token_type in _BEFORE_TERM
+            and after.token_type == TokenType.NUMBER
+        ):
+            starts.add(after.start)
+    if not starts:
+        return
+    for literal in list(tree.find_all(exp.Literal)):
+        if not (literal.is_int and (literal.meta or {}).get("start") in starts):
+            continue
+        parent = literal.parent
+        while isinstance(parent, exp.Paren | exp.Tuple):
+            parent = parent.parent
+        if isinstance(parent, _POSITIONAL):
+            literal.replace(exp.cast(literal.copy(), exp.DataType.build("INTEGER")))
 
 
 def _not_a_statement(first: Token, source: str) -> ParseError:

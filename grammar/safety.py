@@ -361,9 +361,16 @@ def _item_clause(node: exp.Placeholder) -> str | None:
     """The clause (``ORDER BY``, ``GROUP BY``, ``DISTINCT ON``) whose item ``node`` is, alone
     (in parentheses or not): there a bound integer is a column position, which DuckDB refuses
     to take from a parameter, so binding it as a literal would answer another question."""
+    return item_clause(node, (exp.Paren,))
+
+
+def item_clause(node: exp.Expr, through: tuple[type[exp.Expr], ...]) -> str | None:
+    """The clause (``ORDER BY``, ``GROUP BY``, ``DISTINCT ON``) whose item ``node`` is, under
+    nothing but ``through`` (parentheses; a minus too for a bound value: DuckDB folds ``- -1``
+    into the integer 1, a position)."""
     child: exp.Expr = node
     parent = node.parent
-    while isinstance(parent, exp.Paren):
+    while isinstance(parent, through):
         child, parent = parent, parent.parent
     if isinstance(parent, exp.Ordered):
         order = parent.parent
@@ -372,7 +379,7 @@ def _item_clause(node: exp.Placeholder) -> str | None:
         return None
     while isinstance(parent, (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple)):
         child, parent = parent, parent.parent
-        while isinstance(parent, exp.Paren):
+        while isinstance(parent, through):
             child, parent = parent, parent.parent
     if isinstance(parent, exp.Group):
         return "GROUP BY"

@@ -53,6 +53,7 @@ from florsql.errors import (
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
+from florsql.plan.params import bound_key
 from florsql.plan.pivot import wide_select
 from florsql.plan.planner import PlannedQuery, plan_query
 from florsql.plan.replay_plan import ReplayPlan
@@ -72,6 +73,8 @@ PLAN_CACHE_SIZE = 64
 
 #: Called with the SQL DuckDB is about to run for a query (see :attr:`Engine.on_run`).
 RunHook = Callable[[str], None]
+#: A statement and the SQL text of the literals its parameters bind to (bound_key).
+PlanKey = tuple[str, tuple[str, ...]]
 
 
 def store_root(repo: Path | str) -> Path:
@@ -152,7 +155,7 @@ class Engine:
         self.peak_active = 0
         self._box = open_sandbox(self.repo, wait=wait, settings=duckdb_settings)
         self._cache = CacheState(self._box, self.repo, use_cache=use_cache)
-        self._plans: OrderedDict[tuple[str, str], tuple[Catalog, Statement, PlannedQuery]]
+        self._plans: OrderedDict[PlanKey, tuple[Catalog, Statement, PlannedQuery]]
         self._plans = OrderedDict()
         self._rw = RWLock()
         self._plans_lock = threading.Lock()
@@ -290,11 +293,12 @@ class Engine:
         *,
         quiet: bool = False,
     ) -> Result:
-        key = (sql, repr(tuple(params)))
+        bound = bound_key(params)  # what the values bind to, not their repr (a memoryview's is
+        key = None if bound is None else (sql, bound)  # its address, reused by the next one)
         with self._reading() as catalog, self._counted():
             with self._plans_lock:
-                hit = self._plans.get(key)
-                if hit is not None and hit[0] is catalog:
+                hit = None if key is None else self._plans.get(key)
+                if key is not None and hit is not None and hit[0] is catalog:
                     self._plans.move_to_end(key)
             if hit is not None and hit[0] is catalog:
                 stmt, planned = hit[1], hit[2]
@@ -316,7 +320,8 @@ class Engine:
                 if stmt.kind == "select" and _may_need(stmt, catalog):
                     self._prewarm(catalog, settings["replay"])  # overlaps the planning
                 planned = self._plan(stmt, catalog, params, con)
-                self._remember(key, catalog, stmt, planned)
+                if key is not None:
+                    self._remember(key, catalog, stmt, planned)
             if stmt.kind == "explain":
                 replay = self._costed(planned.replay, con)
                 lines = explain_lines(replay, planned.sql, wide_select(catalog))
@@ -381,7 +386,7 @@ class Engine:
         )
 
     def _remember(
-        self, key: tuple[str, str], catalog: Catalog, stmt: Statement, planned: PlannedQuery
+        self, key: PlanKey, catalog: Catalog, stmt: Statement, planned: PlannedQuery
     ) -> None:
         """Keep the plan of a repeated statement while the catalog (and so the data) holds."""
         with self._plans_lock:

@@ -8,6 +8,7 @@ Statements sqlglot cannot scope (a top-level ``PIVOT``) are analysed per inner q
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -78,33 +79,64 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
         table.meta[REF_KEY] = i
     roots = [tree] if isinstance(tree, exp.Query) else _inner_queries(tree)
     roots += _pivoted_queries(tree)
-    refs: list[Reference] = []
-    copies = []
+    exact = True
     try:
-        for root in roots:
-            copy = qualify(
-                root.copy(),
-                schema=catalog.sqlglot_schema(),
-                dialect="duckdb",
-                validate_qualify_columns=False,
-                quote_identifiers=False,
-                identify=False,
-            )
-            copies.append(copy)
-            refs += _analyse(copy, catalog, source)
-    except SqlglotError as e:
-        _unknown_qualified(e, tree, catalog, source)
-        return _fallback(tree, catalog)
-    except AssertionError:
-        # sqlglot asserts on shapes it cannot qualify, e.g. `ORDER BY 1` over a `*` it cannot
-        # expand (`SELECT * FROM (PIVOT logs ...) ORDER BY 1`): analyse by names instead.
-        return _fallback(tree, catalog)
+        refs, copies = _analyse_roots(roots, catalog, source)
+    except (SqlglotError, AssertionError) as e:
+        if isinstance(e, SqlglotError):
+            _unknown_qualified(e, tree, catalog, source)
+        # sqlglot cannot qualify a position over a `*` it cannot expand (`SELECT * FROM (PIVOT
+        # logs ...) ORDER BY 1` asserts, `ORDER BY 2` is an "Unknown output column"). A
+        # position names a select item, which names its own columns: analysed without the
+        # positions, the references' columns are the same (before, analysed by the names
+        # written: the pivot's `logs` took the grain of the one log its USING named, and the
+        # answer lost the rows of every other log, silently). Not exact: no rule may read the
+        # ORDER BY or LIMIT of a copy whose positions are gone.
+        exact = False
+        try:
+            refs, copies = _analyse_roots([_without_positions(r) for r in roots], catalog, source)
+        except (SqlglotError, AssertionError):
+            return _fallback(tree, catalog)
+    if not exact:
+        return Binding(refs + _unscoped(tree, refs), None, exact=False)
     qualified = copies[0] if len(copies) == 1 and roots[0] is tree else None
     once: dict[int, Reference] = {}
     for ref in refs:  # a pivoted query the outer scopes reached too: once
         once.setdefault(ref.ref_id, ref)
     refs = list(once.values())
     return Binding(refs + _unscoped(tree, refs), qualified, exact=True)
+
+
+def _analyse_roots(
+    roots: list[exp.Query], catalog: Catalog, source: str
+) -> tuple[list[Reference], list[exp.Expr]]:
+    refs: list[Reference] = []
+    copies: list[exp.Expr] = []
+    for root in roots:
+        copy = qualify(
+            root.copy(),
+            schema=catalog.sqlglot_schema(),
+            dialect="duckdb",
+            validate_qualify_columns=False,
+            quote_identifiers=False,
+            identify=False,
+        )
+        copies.append(copy)
+        refs += _analyse(copy, catalog, source)
+    return refs, copies
+
+
+def _without_positions(root: exp.Query) -> exp.Query:
+    """A copy of ``root`` whose positional ``ORDER BY``/``GROUP BY``/``DISTINCT ON`` terms
+    (``ORDER BY 1``) are ``NULL``: each named a select item, whose columns the analysis sees."""
+    copy = root.copy()
+    for node in list(copy.find_all(exp.Order, exp.Group, exp.Distinct)):
+        terms = node.args.get("on") if isinstance(node, exp.Distinct) else node
+        for term in list(terms.expressions) if isinstance(terms, exp.Expr) else []:
+            target = term.this if isinstance(term, exp.Ordered) else term
+            if isinstance(target, exp.Literal) and target.is_int:
+                target.replace(exp.Null())
+    return copy
 
 
 def _unscoped(tree: exp.Expr, refs: list[Reference]) -> list[Reference]:
@@ -247,10 +279,49 @@ def _whole_rows(scope: Scope, refs: dict[int, Reference]) -> None:
 
 
 def _has_star(scope: Scope) -> bool:
-    return (
-        any(isinstance(s, exp.Star) or s.is_star for s in scope.expression.selects)
-        if isinstance(scope.expression, exp.Select)
-        else False
+    """A ``*`` in the select list, or a column named by its place (``#12``, DuckDB's 12th
+    column of the FROM clause) in a clause where it is one: which log it reads depends on the
+    columns' order, so it counts as reading every one (before, none: a hindsight column it
+    named was NULL without a warning)."""
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return False
+    if any(isinstance(s, exp.Star) or s.is_star or _star_pattern(s) for s in select.selects):
+        return True
+    return any(_reads_a_column(p, select) for p in select.find_all(exp.PositionalColumn))
+
+
+def _reads_a_column(positional: exp.PositionalColumn, select: exp.Select) -> bool:
+    """Whether ``#n`` in ``select`` is a column of its FROM clause. In the SELECT's own
+    ``ORDER BY`` and ``DISTINCT ON`` DuckDB reads it as the n-th item of the select list (as
+    ``ORDER BY n``), which reads nothing more; everywhere else (the select list, WHERE, GROUP
+    BY, a window's ORDER BY) as the n-th column."""
+    if positional.find_ancestor(exp.Select) is not select:
+        return False  # a subquery's: its own scope
+    child: exp.Expr = positional
+    parent = positional.parent
+    while parent is not None and parent is not select:
+        child, parent = parent, parent.parent
+    return child is not select.args.get("order") and child is not select.args.get("distinct")
+
+
+#: ``* LIKE 'w%'``, ``* NOT ILIKE``, ``* GLOB``, ``* SIMILAR TO``: DuckDB's star filtered by name.
+_NAME_FILTERS = (exp.Like, exp.ILike, exp.Glob, exp.SimilarTo, exp.RegexpLike)
+
+
+def _star_pattern(item: exp.Expr) -> bool:
+    """A select item that is a star filtered by a pattern on the names (``* LIKE 'w%'``,
+    ``l.* NOT SIMILAR TO 'w.'``, ``(* GLOB 'w*') AS x``): a ``*``, as DuckDB
+    expands it, though ``is_star`` does not say so (a hindsight column it brought was never
+    computed: NULL without a word)."""
+    node = item
+    while isinstance(node, exp.Alias | exp.Paren | exp.Not | exp.Escape):
+        node = node.this
+    if not isinstance(node, _NAME_FILTERS):
+        return False
+    this = node.this
+    return isinstance(this, exp.Star) or (
+        isinstance(this, exp.Column) and isinstance(this.this, exp.Star)
     )
 
 
@@ -266,12 +337,11 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
             if ref.names is None:
                 continue
             if isinstance(pattern, exp.Literal) and pattern.is_string:
-                try:
-                    rx = re.compile(pattern.name)
-                except re.error:
+                matched = regex_matches(pattern.name, log_names)
+                if matched is None:
                     ref.names = None
                     continue
-                ref.names |= {n for n in log_names if rx.search(n)}
+                ref.names |= matched
             elif isinstance(pattern, exp.Array) and all(
                 isinstance(e, exp.Literal) and e.is_string for e in pattern.expressions
             ):
@@ -279,6 +349,39 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
                 ref.names |= {n for n in log_names if n.lower() in listed}
             else:
                 ref.names = None
+
+
+@functools.lru_cache(maxsize=256)
+def _regex_matches(pattern: str, names: frozenset[str]) -> frozenset[str] | None:
+    import duckdb
+
+    try:
+        with duckdb.connect() as con:
+            rows = con.execute(
+                "SELECT n FROM unnest(?::VARCHAR[]) AS u(n) WHERE regexp_matches(n, ?)",
+                [sorted(names), pattern],
+            ).fetchall()
+    except duckdb.Error:
+        return None  # DuckDB refuses the pattern: the query fails there, saying why
+    return frozenset(n for (n,) in rows)
+
+
+def regex_matches(pattern: str, names: set[str] | frozenset[str]) -> set[str] | None:
+    """The ``names`` that ``COLUMNS('pattern')`` picks, as DuckDB matches them (RE2, a match
+    anywhere in the name, case-sensitive); None where DuckDB refuses the pattern.
+
+    Python's ``re`` is another dialect: it read ``'^[[:upper:]]'`` as a set of ``[:uper``
+    followed by ``]`` and matched no name, so the hindsight columns DuckDB's POSIX class picked
+    were neither replayed nor warned about (NULL, silently).
+
+    Example:
+        >>> sorted(regex_matches("^[[:upper:]]", {"Loss", "acc", "VL2"}))
+        ['Loss', 'VL2']
+        >>> regex_matches("(", {"a"}) is None
+        True
+    """
+    found = _regex_matches(pattern, frozenset(names))
+    return None if found is None else set(found)
 
 
 def _resolve(scope: Scope, table: str) -> exp.Expr | Scope | None:

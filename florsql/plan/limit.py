@@ -112,6 +112,8 @@ def _applicable(state: PlanState) -> tuple[int, exp.Ordered] | None:
         return None
     if any(is_volatile(f) for f in first.find_all(exp.Func)):
         return None
+    if first.find(exp.PositionalColumn) is not None:
+        return None  # `#3`: the 3rd column of logs, another one in the ranking query
     return n + skip, first
 
 

@@ -7,12 +7,15 @@ after the body, and a DB-API client counts ``?`` left to right.
 
 Each value becomes a literal of its own SQL type, never rounded and never re-read as something
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
-included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` an integer literal (numpy
-integers their own width: ``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and
-``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a
-``VARCHAR``, ``bytes`` a ``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP``
-(``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``, ``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a
-``UUID``, ``None`` a ``NULL``; lists and tuples become lists.
+included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python
+API binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it;
+an integer literal where that is the literal's type) and numpy integers of their own width
+(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a
+``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a ``VARCHAR``, ``bytes`` a
+``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
+``TIME`` (``TIMETZ`` when aware: its fixed offset; a zone without one is refused),
+``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples
+become lists.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +31,17 @@ from sqlglot import exp
 from sqlglot.expressions import apply_index_offset
 
 from florsql.errors import PlanError
+from florsql.grammar.safety import item_clause
 from florsql.plan.state import PlanState
 
-__all__ = ["INT_TYPES", "TypedValue", "bind_parameters", "placeholders", "sql_literal"]
+__all__ = [
+    "INT_TYPES",
+    "TypedValue",
+    "bind_parameters",
+    "bound_key",
+    "placeholders",
+    "sql_literal",
+]
 
 #: Fixed-width integer type names (numpy's dtypes, Arrow's types) as the DuckDB types that hold
 #: them.
@@ -45,6 +57,9 @@ INT_TYPES = {
 }
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
+_INT_MIN = -(2**31)  # the one INTEGER whose literal is not one: -(2147483648), a BIGINT
+_BIGINT_END = 2**63
+_UBIGINT_END = 2**64
 _DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
 _EPOCH = datetime.datetime(1970, 1, 1)
 
@@ -83,7 +98,15 @@ def bind_parameters(state: PlanState) -> None:
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, 1))
     if brackets:  # that rewrite copies an index it changes (`?::INT`), ? included
         holes = placeholders(state.tree)
-    for hole, literal in zip(holes, literals, strict=True):
+    for hole, literal, value in zip(holes, literals, state.params, strict=True):
+        bare = isinstance(value, int | str) and not isinstance(value, bool)
+        if bare and item_clause(hole, (exp.Paren, exp.Neg)):
+            # `ORDER BY -?` bound to -1 was `ORDER BY - -1`, which DuckDB folds into the
+            # position 1 (a constant to DuckDB given the parameter): a typed constant instead
+            if isinstance(value, str):
+                literal = _typed(str.__str__(value), "VARCHAR")
+            else:
+                literal = _typed(str(int(value)), _int_type(int(value)))
         if hole is state.tree:
             state.tree = literal
         else:
@@ -92,6 +115,48 @@ def bind_parameters(state: PlanState) -> None:
         for node in bracket.walk():
             node.type = None
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, -1))
+
+
+def bound_key(params: Sequence[Any]) -> tuple[str, ...] | None:
+    """What ``params`` bind to: equal keys bind equal queries. A value's ``repr`` where that is
+    all of its value (an ``int``, a ``str``, a naive ``datetime``...), else the SQL text of the
+    literal it binds as.
+
+    The key of the engine's plan cache. A value's ``repr`` is not one: a ``memoryview``'s, or a
+    ``datetime``'s with a ``tzinfo`` of a class without its own ``repr``, names only where the
+    object lies in memory, which the next value may reuse holding other bytes or another offset
+    (the cached plan then answered the previous value, silently). None when a value does not
+    bind (planning says why).
+
+    Example:
+        >>> bound_key([memoryview(b"a"), 0.1]) == bound_key([memoryview(b"b"), 0.1])
+        False
+    """
+    try:
+        return tuple(_key(value) for value in params)
+    except (TypeError, ValueError):
+        return None
+
+
+#: Types whose ``repr`` is their value, all of it: the key of such a value is its repr (cheap;
+#: writing a 10,000-value list as SQL takes half a second).
+_REPR_EXACT: frozenset[type] = frozenset(
+    {int, float, str, bool, bytes, type(None), decimal.Decimal, uuid.UUID, datetime.date,
+     datetime.timedelta}
+)  # fmt: skip
+
+
+def _key(value: Any) -> str:
+    kind = type(value)
+    if kind in _REPR_EXACT:
+        return f"{kind.__name__}:{value!r}"
+    if kind in (datetime.datetime, datetime.time) and (
+        value.tzinfo is None or type(value.tzinfo) is datetime.timezone
+    ):
+        return f"{kind.__name__}:{value!r}"
+    if kind in (list, tuple):
+        return "[" + ",".join(_key(v) for v in value) + "]"
+    return "sql:" + sql_literal(value).sql(dialect="duckdb")
 
 
 def _subscripts_over(holes: list[exp.Placeholder]) -> list[exp.Bracket]:
@@ -136,8 +201,9 @@ def sql_literal(value: Any) -> exp.Expr:
     numpy_type = _numpy_type(value)
     if numpy_type is not None:
         return numpy_type
-    if value is None:
+    if value is None or _pandas_missing(value):
         return exp.Null()
+    value = _plain(value)
     if isinstance(value, TypedValue):
         return _typed(value.text, value.sql_type)
     if isinstance(value, bool):
@@ -163,11 +229,74 @@ def sql_literal(value: Any) -> exp.Expr:
         if value.tzinfo is not None:  # pandas.Timestamp: DuckDB has no zoned nanoseconds
             raise ValueError(f"the timestamp {value} has nanoseconds and a time zone")
         return _typed(value.isoformat(sep=" ", timespec="nanoseconds"), "TIMESTAMP_NS")
+    if isinstance(value, datetime.time) and value.tzinfo is not None:
+        return _time_with_zone(value)
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return exp.convert(value)
     if isinstance(value, list | tuple):
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    """A subclass of ``int``, ``float`` or ``str`` (an ``Enum`` mixing one in, ``StrEnum``...) as
+    the plain value it holds, as DuckDB's Python API binds it. Its ``str``/``repr`` is its own:
+    ``class Color(str, Enum)`` bound as the text ``'Color.RED'`` (not ``'red'``), silently;
+    ``class Num(int, Enum)`` was written ``Num.ONE`` into the SQL (a table ``Num`` not found).
+
+    Example:
+        >>> import enum
+        >>> class Color(str, enum.Enum):
+        ...     RED = "red"
+        >>> _plain(Color.RED), type(_plain(Color.RED)).__name__
+        ('red', 'str')
+    """
+    kind = type(value)
+    if kind in (int, float, str, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value
+
+
+def _pandas_missing(value: Any) -> bool:
+    """``pandas.NaT`` and ``pandas.NA`` (without importing pandas): NULL, as DuckDB's Python API
+    binds them. ``NaT`` is a ``datetime`` whose fields are NaN: it was written ``CAST('NaT' AS
+    TIMESTAMP_NS)`` and failed "Could not convert string 'NaT' to INT64"; ``NA`` was refused."""
+    kind = type(value)
+    return kind.__module__.startswith("pandas") and kind.__name__ in ("NaTType", "NAType")
+
+
+def _int_type(value: int) -> str:
+    """The type DuckDB's Python API binds an integer as (INTEGER when it fits...)."""
+    if -(2**31) <= value < 2**31:
+        return "INTEGER"
+    if -(2**63) <= value < 2**63:
+        return "BIGINT"
+    return "UBIGINT" if 0 <= value < 2**64 else "HUGEINT"
+
+
+def _time_with_zone(value: datetime.time) -> exp.Expr:
+    """An aware ``time`` as a ``TIME WITH TIME ZONE`` (DuckDB's Python API binds it so): sqlglot
+    wrote ``CAST('01:02:03+05:00' AS TIME)``, which drops the offset, silently.
+
+    Example:
+        >>> tz = datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))
+        >>> _time_with_zone(datetime.time(1, 2, 3, 7, tzinfo=tz)).sql(dialect="duckdb")
+        "CAST('01:02:03.000007-05:30' AS TIMETZ)"
+    """
+    if value.utcoffset() is None:
+        raise ValueError(
+            f"the time {value} has a time zone ({value.tzinfo}) but no fixed offset: a time has"
+            " no date to find it on; bind a datetime, or a time with datetime.timezone(offset)"
+        )
+    return _typed(value.isoformat(), "TIMETZ")
 
 
 def _typed(text: str, sql_type: str) -> exp.Expr:
@@ -180,6 +309,10 @@ def _integer(value: int) -> exp.Expr:
             f"the integer {value} is beyond SQL's integer types (HUGEINT holds up to 2**127 - 1);"
             " pass it as a float or a Decimal"
         )
+    if value == _INT_MIN or _BIGINT_END <= value < _UBIGINT_END:
+        # The literal -2147483648 is the negation of a BIGINT and 2**63 a HUGEINT, where DuckDB's
+        # Python API binds an INTEGER and a UBIGINT (`bit_count(?)`, `~?` answer differently).
+        return _typed(str(value), "INTEGER" if value == _INT_MIN else "UBIGINT")
     return exp.Literal.number(value)
 
 

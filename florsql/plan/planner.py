@@ -142,6 +142,12 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
     """
     if not isinstance(tree, exp.Select) or tree.find(exp.Pivot, exp.Columns) is not None:
         return frozenset()
+    if tree.find(exp.PositionalColumn, exp.TableColumn) is not None:
+        return frozenset()  # `#12` names a column by its place: named, not reached through *
+    if _whole_row(tree):
+        return frozenset()  # l['w2'], struct_extract(l, 'w2'), l::VARCHAR: reads every column
+    if any(j.text("method").upper() == "NATURAL" for j in tree.find_all(exp.Join)):
+        return frozenset()  # joins on every shared name: `logs a NATURAL JOIN logs b` on w2 too
     if any(tree.args.get(arg) for arg in ("group", "having", "qualify", "distinct")):
         return frozenset()  # grouping or deduplicating on what * expands to computes on it
     if any(item.find(exp.Window, exp.AggFunc) for item in tree.expressions):
@@ -162,3 +168,14 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
         return frozenset()
     written = {i.name.lower() for i in tree.find_all(exp.Identifier)}
     return frozenset(n for n in catalog.names("log") if n.lower() not in written)
+
+
+def _whole_row(tree: exp.Expr) -> bool:
+    """Whether ``tree`` reads a relation's whole row: an unqualified name that is the name of
+    a relation it reads (``l`` of ``FROM logs l``, ``logs``), as DuckDB reads it when no column
+    has that name. A hindsight value reached so is computed on (``WHERE l['w2'] > 0`` filtered
+    every row out of a "preview" answered with NULLs), not only shown; a column that has such
+    a name is taken for one too (the query is refused, not previewed)."""
+    sources = {t.alias_or_name.lower() for t in tree.find_all(exp.Table)}
+    sources |= {s.alias.lower() for s in tree.find_all(exp.Subquery) if s.alias}
+    return any(not col.table and col.name.lower() in sources for col in tree.find_all(exp.Column))
