@@ -191,6 +191,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: outside the script's folder too: ``PYTHONPATH`` entries, ``.pth`` lines and editable
 #: installs naming the user's checkout follow into the worktree (``florsql.replay.imports``;
 #: was today's ``src/mypkg`` in every version's replay, silently).
+#: 23 (session 34, sweep s34h1): a ``DataLoader`` with ``persistent_workers`` (and worker
+#: processes) is restored by no checkpoint: its workers keep their RNGs (a dataset's random
+#: augmentation) across epochs, and a replay task starting at a checkpoint started new ones
+#: seeded elsewhere (other batches: per-step values silently wrong where no old statement
+#: depended on them); such runs now replay the step loop from the top.
 REPLAY_RULES = _STORED_RULES
 
 

@@ -1,0 +1,297 @@
+"""Stranger sweep s34 (h1): training scripts laid out as model code bases lay them out, replayed
+and compared with a full re-run of the hand-patched old version (the harness and oracle of
+tests/test_replay_corpus_stranger.py).
+
+``BUGS`` names each failing pattern's bug (a strict xfail until fixed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import test_replay_corpus_stranger as corpus
+from tests.helpers_replay import corpus_params, hindsight_names
+from tests.test_replay_corpus_stranger import (
+    Case,
+    StrangerHistories,
+    check_fresh,
+    check_partial_then_wider,
+)
+
+stranger = corpus.stranger  # the recorded histories, once per session (the same fixture)
+
+NOISY = """
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+
+class Noisy(Dataset):
+    def __len__(self):
+        return len(X)
+
+    def __getitem__(self, i):
+        noise = torch.from_numpy(np.random.normal(0, 0.1, 6).astype("float32"))
+        return X[i] + noise + 0.01 * torch.randn(6), Y[i]
+
+
+def seed_worker(worker_id):
+    np.random.seed(torch.initial_seed() % 2**32)
+
+"""
+
+PATTERNS = [
+    Case(
+        "persistent_loader_workers_draw_augmentation_noise",
+        NOISY
+        + """
+g = torch.Generator().manual_seed(seed)
+loader = DataLoader(
+    Noisy(),
+    batch_size=12,
+    sampler=RandomSampler(range(len(X)), generator=g),
+    num_workers=2,
+    persistent_workers=True,
+    worker_init_fn=seed_worker,
+)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("x_sum", float(x.sum()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["x_sum"]},
+        partial=("SELECT seed, epoch, step, x_sum FROM logs WHERE epoch = 2 AND step >= 2",),
+    ),
+    Case(
+        "persistent_loader_workers_old_code_logs_nothing_the_noise_changes",
+        NOISY
+        + """
+loader = DataLoader(
+    Noisy(), batch_size=12, shuffle=True, num_workers=2, persistent_workers=True,
+    worker_init_fn=seed_worker,
+)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("bs", len(y))
+            flor.log("x_sum", float(x.sum()))  # hindsight
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["x_sum"]},
+        old_query="SELECT seed, epoch, step, bs FROM logs",
+        partial=("SELECT seed, epoch, step, x_sum FROM logs WHERE epoch = 2 AND step >= 2",),
+    ),
+    Case(
+        "loader_workers_restarted_each_epoch_seeded_from_the_loaders_generator",
+        NOISY
+        + """
+loader = DataLoader(
+    Noisy(),
+    batch_size=12,
+    shuffle=True,
+    num_workers=2,
+    worker_init_fn=seed_worker,
+    generator=torch.Generator().manual_seed(seed + 100),
+)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("x_sum", float(x.sum()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["x_sum"]},
+        partial=("SELECT seed, epoch, step, x_sum FROM logs WHERE epoch = 2 AND step >= 2",),
+    ),
+    Case(
+        "step_loop_over_enumerate_of_a_loader_from_a_start_epoch",
+        """
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+start_epoch = flor.arg("start_epoch", 1)
+ds = TensorDataset(X, Y)
+sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=seed)
+loader = DataLoader(ds, batch_size=12, sampler=sampler)
+gstep = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(start_epoch, epochs + 1)):
+        sampler.set_epoch(epoch)
+        for i, (x, y) in flor.loop("step", enumerate(loader)):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            gstep += 1
+            flor.log("loss", loss.item())
+            flor.log("i_gstep", i * 1000 + gstep)  # hindsight
+            flor.log("y0", int(y[0]))  # hindsight
+        flor.log("last_i", i)  # hindsight
+        flor.log("gstep", gstep)  # hindsight
+""",
+        {"epoch": ["last_i", "gstep"], "epoch, step": ["i_gstep", "y0"]},
+        partial=("SELECT seed, epoch, step, y0 FROM logs WHERE epoch = 3 AND step >= 2",),
+        fresh=True,
+    ),
+    Case(
+        "main_with_argparse_defaults_from_flor_arg_and_train_one_epoch_in_the_script",
+        """
+import argparse
+
+
+def train_one_epoch(model, optimizer, epoch, clip):
+    model.train()
+    total, n = 0.0, 0
+    for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+        loss = loss_fn(model(X[idx]), Y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        total += loss.item() * len(idx)
+        n += len(idx)
+        flor.log("loss", loss.item())
+        flor.log("grad_norm", float(norm))  # hindsight
+    flor.log("train_n", n)  # hindsight
+    return total / n
+
+
+@torch.no_grad()
+def evaluate(model):
+    model.eval()
+    return loss_fn(model(XV), YV).item()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=flor.arg("lr", 0.2))
+    parser.add_argument("--clip", type=float, default=flor.arg("clip", 0.5))
+    args, _ = parser.parse_known_args()
+    for g in opt.param_groups:
+        g["lr"] = args.lr
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    best = float("inf")
+    with flor.checkpointing(model=net, optimizer=opt, plateau=plateau):
+        for epoch in flor.loop("epoch", range(epochs)):
+            train_loss = train_one_epoch(net, opt, epoch, args.clip)
+            val = evaluate(net)
+            plateau.step(val)
+            best = min(best, val)
+            flor.log("val", val)
+            flor.log("train_loss", train_loss)  # hindsight
+            flor.log("cur_lr", opt.param_groups[0]["lr"])  # hindsight
+            flor.log("bad_epochs", plateau.num_bad_epochs)  # hindsight
+    flor.log("best", best)  # hindsight
+    flor.log("final_lr", opt.param_groups[0]["lr"])  # hindsight
+
+
+if __name__ == "__main__":
+    main()
+""",
+        {
+            "epoch": ["train_n", "train_loss", "cur_lr", "bad_epochs"],
+            "epoch, step": ["grad_norm"],
+            "": ["best", "final_lr"],
+        },
+        old_query="SELECT seed, epoch, val FROM logs",
+        partial=("SELECT seed, epoch, step, grad_norm FROM logs WHERE epoch = 2 AND step >= 2",),
+        fresh=True,
+    ),
+    Case(
+        "gradient_accumulation_under_a_no_sync_context_of_a_wrapper",
+        """
+import contextlib
+
+
+class Replicated(nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.require_sync = True
+        self.syncs = 0
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        old = self.require_sync
+        self.require_sync = False
+        try:
+            yield
+        finally:
+            self.require_sync = old
+
+    def forward(self, x):
+        if self.require_sync:
+            self.syncs += 1
+        return self.module(x)
+
+
+model = Replicated(net)
+accum = 2
+with flor.checkpointing(model=model, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for i, idx in enumerate(flor.loop("step", torch.randperm(len(X)).split(8))):
+            last = (i + 1) % accum == 0
+            ctx = contextlib.nullcontext() if last else model.no_sync()
+            with ctx:
+                loss = loss_fn(model(X[idx]), Y[idx]) / accum
+                loss.backward()
+            flor.log("loss", loss.item())
+            flor.log("synced", int(model.require_sync))  # hindsight
+            if last:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad()
+                flor.log("clip_norm", float(norm))  # hindsight
+        flor.log("syncs", model.syncs)  # hindsight
+""",
+        {"epoch": ["syncs"], "epoch, step": ["synced", "clip_norm"]},
+        period=2,
+    ),
+]
+
+#: known replay bugs these patterns show (each a strict xfail until fixed)
+BUGS: dict[str, str] = {}
+for _p in PATTERNS:
+    _p.bug = BUGS.get(_p.name)
+assert not set(BUGS) - {p.name for p in PATTERNS}
+
+#: the default run (``make test``): the patterns that found a bug
+DEFAULT = ("persistent_loader_workers_old_code_logs_nothing_the_noise_changes",)
+CASES = corpus_params(PATTERNS, DEFAULT)
+FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())
+
+
+def test_s34h1_corpus_is_consistent() -> None:
+    for p in PATTERNS:
+        text = p.text + "".join(p.extra.values())
+        declared = {n for names in p.levels.values() for n in names}
+        assert declared == set(hindsight_names(text)), p.name
+
+
+@pytest.mark.parametrize("pattern", CASES)
+def test_s34h1_partial_then_wider_replays_like_a_full_rerun(
+    pattern: Case, stranger: StrangerHistories, tmp_path: Path
+) -> None:
+    check_partial_then_wider(pattern, stranger, tmp_path)
+
+
+@pytest.mark.parametrize("pattern", FRESH)
+def test_s34h1_fresh_store_replays_like_a_full_rerun(
+    pattern: Case, stranger: StrangerHistories, tmp_path: Path
+) -> None:
+    check_fresh(pattern, stranger, tmp_path)
