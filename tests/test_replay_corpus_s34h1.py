@@ -271,7 +271,10 @@ for _p in PATTERNS:
 assert not set(BUGS) - {p.name for p in PATTERNS}
 
 #: the default run (``make test``): the patterns that found a bug
-DEFAULT = ("persistent_loader_workers_old_code_logs_nothing_the_noise_changes",)
+DEFAULT = (
+    "persistent_loader_workers_old_code_logs_nothing_the_noise_changes",
+    "main_with_argparse_defaults_from_flor_arg_and_train_one_epoch_in_the_script",
+)
 CASES = corpus_params(PATTERNS, DEFAULT)
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())
 
