@@ -298,3 +298,97 @@ def test_s34h1_fresh_store_replays_like_a_full_rerun(
     pattern: Case, stranger: StrangerHistories, tmp_path: Path
 ) -> None:
     check_fresh(pattern, stranger, tmp_path)
+
+
+# --- a config file tracked in the repository, changed between versions ------------------------
+
+CONFIG_SCRIPT = """
+import json
+import os
+
+import torch
+from torch import nn
+import florsql as flor
+
+torch.set_num_threads(1)
+seed = flor.arg("seed", 0)
+config = flor.arg("config", "configs/base.json")
+with open(config) as f:
+    cfg = json.load(f)
+torch.manual_seed(seed)
+X = torch.randn(48, 6)
+Y = (X[:, :2].sum(dim=1) > 0).long()
+net = nn.Sequential(nn.Linear(6, cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], 2))
+opt = torch.optim.SGD(net.parameters(), lr=cfg["lr"], momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(cfg["epochs"])):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(cfg["bs"])):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("bs", len(idx))  # hindsight
+        flor.log("hidden", cfg["hidden"])  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+flor.log("cfg_lr", cfg["lr"])  # hindsight
+"""
+
+CONFIGS = [
+    '{"hidden": 8, "lr": 0.2, "bs": 12, "epochs": 3}\n',
+    '{"hidden": 6, "lr": 0.1, "bs": 16, "epochs": 3}\n',
+    '{"hidden": 6, "lr": 0.05, "bs": 8, "epochs": 2}\n',
+]
+
+
+@pytest.mark.parametrize(
+    "absolute",
+    [pytest.param(False, id="relative", marks=pytest.mark.slow), pytest.param(True, id="absolute")],
+)
+def test_a_config_file_changed_between_versions_is_read_as_each_version_had_it(
+    tmp_path: Path, absolute: bool
+) -> None:
+    """``configs/base.json``, tracked, changes in each of three versions (the script does
+    not); each run reads it at start, by a relative path or by an absolute one into the
+    checkout (``--config $PWD/configs/base.json``, as a launcher writes it). Each run's
+    hindsight values are its own version's: a re-run of that version, hand-patched."""
+    from tests.helpers import git, make_repo, write
+    from tests.helpers_replay import Job, Recorder, old_source, patched_source
+    from tests.test_stranger_s25 import compare
+
+    history = make_repo(tmp_path / "history")
+    oracle = make_repo(tmp_path / "oracle")
+    recorder = Recorder(tmp_path / "runlogs")
+    try:
+        for i, config in enumerate(CONFIGS):
+            for repo, conv in ((history, old_source), (oracle, patched_source)):
+                write(repo / "train.py", conv(CONFIG_SCRIPT))
+                write(repo / "configs" / "base.json", config)
+                git(repo, "add", "-A")
+                git(repo, "commit", "-q", "-m", f"version {i}")
+
+            def argv(repo: Path, seed: int) -> tuple[str, ...]:
+                path = str(repo / "configs" / "base.json") if absolute else "configs/base.json"
+                return ("--seed", str(seed), "--config", path)
+
+            recorder.run(
+                [
+                    [Job(history, "train.py", argv(history, s), {}) for s in (0, 1)],
+                    [Job(oracle, "train.py", argv(oracle, s), {}) for s in (0, 1)],
+                ]
+            )
+    finally:
+        recorder.close()
+    write(history / "train.py", patched_source(CONFIG_SCRIPT))
+    compare(
+        history,
+        oracle,
+        [
+            "SELECT seed, epoch, step, bs FROM logs WHERE epoch = 1",
+            "SELECT seed, epoch, hidden, w_sum FROM logs WHERE epoch >= 1",
+            "SELECT seed, epoch, step, loss, bs FROM logs",
+            "SELECT seed, epoch, hidden, w_sum FROM logs",
+            "SELECT seed, cfg_lr FROM logs WHERE cfg_lr IS NOT NULL",
+        ],
+    )

@@ -195,7 +195,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: processes) is restored by no checkpoint: its workers keep their RNGs (a dataset's random
 #: augmentation) across epochs, and a replay task starting at a checkpoint started new ones
 #: seeded elsewhere (other batches: per-step values silently wrong where no old statement
-#: depended on them); such runs now replay the step loop from the top.
+#: depended on them); such runs now replay the step loop from the top. A replay task reads a
+#: file of the user's checkout that the version holds, opened by its path there (an absolute
+#: ``--config $PWD/configs/base.json``), from the worktree: it read today's file (an old
+#: version's batch size and learning rate were today's, silently).
 REPLAY_RULES = _STORED_RULES
 
 
