@@ -262,6 +262,98 @@ with flor.checkpointing(model=model, optimizer=opt):
         {"epoch": ["syncs"], "epoch, step": ["synced", "clip_norm"]},
         period=2,
     ),
+    Case(
+        "train_one_epoch_nested_in_main_counts_a_nonlocal_global_step",
+        """
+def main():
+    global_step = 0
+    seen = []
+
+    def train_one_epoch(epoch):
+        nonlocal global_step
+        total = 0.0
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            global_step += 1
+            seen.append(len(idx))
+            total += loss.item()
+            flor.log("loss", loss.item())
+            flor.log("gstep_step", global_step)  # hindsight
+        return total
+
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            total = train_one_epoch(epoch)
+            flor.log("total", total)  # hindsight
+            flor.log("gstep", global_step)  # hindsight
+    flor.log("final_gstep", global_step)  # hindsight
+    flor.log("n_seen", sum(seen))  # hindsight
+    return {"w": float(net[0].weight.sum()), "steps": global_step}
+
+
+if __name__ == "__main__":
+    results = main()
+    flor.log("result_w", results["w"])  # hindsight
+    flor.log("result_steps", results["steps"])  # hindsight
+""",
+        {
+            "epoch": ["total", "gstep"],
+            "epoch, step": ["gstep_step"],
+            "": ["final_gstep", "n_seen", "result_w", "result_steps"],
+        },
+        period=2,
+        fresh=True,
+    ),
+    Case(
+        "iterable_dataset_sharded_across_two_workers_with_a_shuffle_buffer",
+        """
+import math
+import random
+
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+
+class Stream(IterableDataset):
+    def __init__(self, n, seed):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        per = math.ceil(self.n / nw)
+        rng = random.Random(self.seed * 1000 + self.epoch * 10 + wid)
+        buf = []
+        for i in range(wid * per, min(self.n, (wid + 1) * per)):
+            buf.append(i)
+            if len(buf) == 6:
+                yield buf.pop(rng.randrange(len(buf)))
+        rng.shuffle(buf)
+        yield from buf
+
+
+ds = Stream(len(X), seed)
+loader = DataLoader(ds, batch_size=8, num_workers=2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        ds.set_epoch(epoch)
+        for idx in flor.loop("step", loader):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+            flor.log("idx_sum", int(idx.sum()))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"], "epoch, step": ["idx_sum"]},
+        period=2,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
@@ -274,6 +366,7 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 DEFAULT = (
     "persistent_loader_workers_old_code_logs_nothing_the_noise_changes",
     "main_with_argparse_defaults_from_flor_arg_and_train_one_epoch_in_the_script",
+    "train_one_epoch_nested_in_main_counts_a_nonlocal_global_step",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 FRESH = corpus_params([p for p in PATTERNS if p.fresh], ())
