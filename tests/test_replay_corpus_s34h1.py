@@ -354,6 +354,79 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["w_sum"], "epoch, step": ["idx_sum"]},
         period=2,
     ),
+    Case(
+        "persistent_loaders_made_by_a_factory_function",
+        NOISY
+        + """
+
+def make_loaders(batch_size):
+    train = DataLoader(
+        Noisy(), batch_size=batch_size, shuffle=True, num_workers=2,
+        persistent_workers=True, worker_init_fn=seed_worker,
+    )
+    return train, [(XV, YV)]
+
+
+train_loader, val_loader = make_loaders(12)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", train_loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("bs", len(y))
+            flor.log("x_sum", float(x.sum()))  # hindsight
+        with torch.no_grad():
+            val = sum(loss_fn(net(xv), yv).item() for xv, yv in val_loader)
+        flor.log("val_loss", val)  # hindsight
+""",
+        {"epoch": ["val_loss"], "epoch, step": ["x_sum"]},
+        old_query="SELECT seed, epoch, step, bs FROM logs",
+        partial=("SELECT seed, epoch, step, x_sum FROM logs WHERE epoch = 2 AND step >= 2",),
+    ),
+    Case(
+        "early_stopping_on_plateau_best_state_loaded_after_the_loop",
+        """
+import copy
+
+YV = 1 - YV  # validation loss rises after a while: patience runs out
+plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+best_val, best_state, best_epoch, bad = float("inf"), None, -1, 0
+with flor.checkpointing(model=net, optimizer=opt, plateau=plateau):
+    for epoch in flor.loop("epoch", range(epochs + 3)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        net.eval()
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        plateau.step(val)
+        flor.log("val", val)
+        if val < best_val:
+            best_val, best_epoch, bad = val, epoch, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            bad += 1
+        flor.log("lr_now", opt.param_groups[0]["lr"])  # hindsight
+        flor.log("best_epoch", best_epoch)  # hindsight
+        if bad >= 2:
+            break
+net.load_state_dict(best_state)
+with torch.no_grad():
+    test_loss = loss_fn(net(X), Y).item()
+flor.log("test_loss", test_loss)  # hindsight
+flor.log("stopped", epoch)  # hindsight
+""",
+        {"epoch": ["lr_now", "best_epoch"], "": ["test_loss", "stopped"]},
+        old_query="SELECT seed, epoch, val FROM logs",
+        first=1,
+        seeds=(0, 2),
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
