@@ -427,6 +427,63 @@ flor.log("stopped", epoch)  # hindsight
         first=1,
         seeds=(0, 2),
     ),
+    Case(
+        "statements_at_every_grain_in_an_engine_module_and_the_main_script",
+        """
+from engine import evaluate, train_one_epoch
+
+
+def main():
+    history = []
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            total = train_one_epoch(net, opt, loss_fn, X, Y, 1.0)
+            history.append(total)
+            flor.log("val", evaluate(net, XV, YV))
+            flor.log("hist_len", len(history))  # hindsight
+    flor.log("hist_sum", sum(history))  # hindsight
+
+
+if __name__ == "__main__":
+    main()
+""",
+        {"epoch": ["ep_total", "hist_len", "evals"], "epoch, step": ["gn"], "": ["hist_sum"]},
+        extra={
+            "engine.py": """
+import florsql as flor
+import torch
+
+EVALS = [0]
+
+
+def train_one_epoch(net, opt, loss_fn, X, Y, clip):
+    net.train()
+    total = 0.0
+    for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+        loss = loss_fn(net(X[idx]), Y[idx])
+        opt.zero_grad()
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step()
+        total += loss.item()
+        flor.log("loss", loss.item())
+        flor.log("gn", float(gn))  # hindsight
+    flor.log("ep_total", total)  # hindsight
+    return total
+
+
+@torch.no_grad()
+def evaluate(net, X, Y):
+    net.eval()
+    EVALS[0] += 1
+    flor.log("evals", EVALS[0])  # hindsight
+    return float((net(X).argmax(1) == Y).float().mean())
+"""
+        },
+        old_query="SELECT seed, epoch, val FROM logs",
+        partial=("SELECT seed, epoch, step, gn FROM logs WHERE epoch = 2 AND step >= 2",),
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
