@@ -484,6 +484,49 @@ def evaluate(net, X, Y):
         partial=("SELECT seed, epoch, step, gn FROM logs WHERE epoch = 2 AND step >= 2",),
         fresh=True,
     ),
+    Case(
+        "k_fold_cross_validation_a_fresh_model_per_fold",
+        """
+def make_model():
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+folds = torch.arange(len(X)).chunk(3)
+scores = []
+for fold in flor.loop("fold", range(3)):
+    val_idx = folds[fold]
+    tr_idx = torch.cat([f for k, f in enumerate(folds) if k != fold])
+    net = make_model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            perm = tr_idx[torch.randperm(len(tr_idx))]
+            for idx in flor.loop("step", perm.split(8)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                flor.log("loss", loss.item())
+            flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+    with torch.no_grad():
+        acc = float((net(X[val_idx]).argmax(1) == Y[val_idx]).float().mean())
+    scores.append(acc)
+    flor.log("fold_acc", acc)  # hindsight
+    flor.log("n_scores", len(scores))  # hindsight
+flor.log("cv_mean", sum(scores) / len(scores))  # hindsight
+""",
+        {
+            "fold": ["fold_acc", "n_scores"],
+            "fold, epoch": ["w_sum"],
+            "": ["cv_mean"],
+        },
+        old_query="SELECT seed, fold, epoch, step, loss FROM logs",
+        partial=(
+            "SELECT seed, fold, epoch, w_sum FROM logs WHERE fold = 1 AND epoch >= 2",
+            "SELECT seed, fold, fold_acc FROM logs WHERE fold >= 1",
+        ),
+        first=1,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
