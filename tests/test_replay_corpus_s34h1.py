@@ -2,6 +2,35 @@
 and compared with a full re-run of the hand-patched old version (the harness and oracle of
 tests/test_replay_corpus_stranger.py).
 
+Exact already: a ``DataLoader`` whose two worker processes restart each epoch, seeded by a
+``worker_init_fn`` from the loader's own generator; ``flor.loop("step", enumerate(loader))``
+over a ``DistributedSampler`` with ``set_epoch`` from ``range(start_epoch, ...)``; gradient
+accumulation under a DDP-like wrapper's ``no_sync()`` with the clipped norm logged; an
+``IterableDataset`` sharded over two workers with a shuffle buffer; early stopping on a
+``ReduceLROnPlateau`` with a deep-copied best state loaded after the loop; statements at every
+grain in an ``engine.py`` and the main script; k-fold cross validation with a fresh model per
+fold; the best epoch saved to a file per seed and reloaded after the loop, and to one file the
+next run overwrites (exact through verification, which sees the old statement after the load
+disagree and replays from the top, with a DataChangedWarning).
+
+Silently wrong or failing, now fixed:
+
+- a ``DataLoader`` with ``persistent_workers=True``: its workers keep their RNGs (a dataset's
+  random augmentation, a ``worker_init_fn``'s numpy seed) from epoch to epoch, and a task
+  starting at a checkpoint started new ones seeded elsewhere: per-step values silently wrong
+  where no old statement depended on them (else fixed up by verification under a misleading
+  "skipped an inner loop" warning). Now a capture miss, and read from the script for runs
+  recorded before;
+- statements after the epoch loop in ``main()`` with the step loop in a ``train_one_epoch``
+  defined above it: the planner took the step loop for the outer one, planned no task, and the
+  values stayed NULL ("still missing after replay");
+- a statement reading ``nonlocal global_step`` in a ``train_one_epoch`` nested in ``main``:
+  propagation looked the name up among the module's and refused it, failing the query;
+- a config file tracked in the repository, changed between versions, read by an absolute
+  path into the checkout (``--config $PWD/configs/base.json``): every replay read today's file
+  (an old version's batch size and learning rate, silently; a shape mismatch where the width
+  changed).
+
 ``BUGS`` names each failing pattern's bug (a strict xfail until fixed)."""
 
 from __future__ import annotations
@@ -526,6 +555,68 @@ flor.log("cv_mean", sum(scores) / len(scores))  # hindsight
             "SELECT seed, fold, fold_acc FROM logs WHERE fold >= 1",
         ),
         first=1,
+    ),
+    Case(
+        "best_epoch_file_saved_on_disk_reloaded_after_the_loop",
+        """
+import os
+
+os.makedirs("ckpt", exist_ok=True)
+best_val, best_epoch = float("inf"), -1
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if val < best_val:
+            best_val, best_epoch = val, epoch
+            torch.save(net.state_dict(), f"ckpt/seed{seed}_best.pt")
+        flor.log("best_epoch", best_epoch)  # hindsight
+net.load_state_dict(torch.load(f"ckpt/seed{seed}_best.pt"))
+with torch.no_grad():
+    flor.log("test_loss", loss_fn(net(XV), YV).item())
+    flor.log("best_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["best_epoch"], "": ["best_w"]},
+        extra={".gitignore": "ckpt/\n"},
+        seeds=(0, 1),
+        period=2,
+    ),
+    Case(
+        "best_file_shared_by_the_seeds_overwritten_by_the_next_run",
+        """
+YV = 1 - YV  # validation loss rises: the best stays epoch 0's, saved before the next run's
+import os
+
+os.makedirs("ckpt", exist_ok=True)
+best_val = float("inf")
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        with torch.no_grad():
+            val = loss_fn(net(XV), YV).item()
+        if val < best_val:
+            best_val = val
+            torch.save(net.state_dict(), "ckpt/best.pt")
+net.load_state_dict(torch.load("ckpt/best.pt"))
+with torch.no_grad():
+    flor.log("test_loss", loss_fn(net(XV), YV).item())
+    flor.log("best_w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"": ["best_w"]},
+        extra={".gitignore": "ckpt/\n"},
+        seeds=(0, 1),
+        period=2,
     ),
 ]
 
