@@ -618,6 +618,33 @@ with torch.no_grad():
         seeds=(0, 1),
         period=2,
     ),
+    Case(
+        "persistent_validation_loader_iterated_after_the_step_loop",
+        """
+from torch.utils.data import DataLoader, TensorDataset
+
+val_loader = DataLoader(
+    TensorDataset(XV, YV), batch_size=8, num_workers=2, persistent_workers=True
+)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        correct = 0
+        with torch.no_grad():
+            for xv, yv in val_loader:  # its first iteration draws a base seed, once
+                correct += int((net(xv).argmax(1) == yv).sum())
+        flor.log("val_acc", correct / len(XV))  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["val_acc", "w_sum"]},
+        period=2,
+        fresh=True,
+    ),
 ]
 
 #: known replay bugs these patterns show (each a strict xfail until fixed)
