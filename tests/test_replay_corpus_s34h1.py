@@ -9,7 +9,11 @@ accumulation under a DDP-like wrapper's ``no_sync()`` with the clipped norm logg
 ``IterableDataset`` sharded over two workers with a shuffle buffer; early stopping on a
 ``ReduceLROnPlateau`` with a deep-copied best state loaded after the loop; statements at every
 grain in an ``engine.py`` and the main script; k-fold cross validation with a fresh model per
-fold; the best epoch saved to a file per seed and reloaded after the loop, and to one file the
+fold; a registered ``CosineAnnealingWarmRestarts`` stepped fractionally per step under a bf16
+``torch.autocast`` with a registered EMA ``AveragedModel``; a persistent validation loader
+iterated after the step loop (no task starts at a checkpoint since the fix below: its base
+seed is drawn once per run); the best epoch saved to a file per seed and reloaded after the
+loop, and to one file the
 next run overwrites (exact through verification, which sees the old statement after the load
 disagree and replays from the top, with a DataChangedWarning).
 
@@ -644,6 +648,37 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["val_acc", "w_sum"]},
         period=2,
         fresh=True,
+    ),
+    Case(
+        "registered_warm_restarts_stepped_fractionally_bf16_autocast_and_an_ema_model",
+        """
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)
+ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+with flor.checkpointing(model=net, optimizer=opt, sched=sched, ema=ema):
+    for epoch in flor.loop("epoch", range(epochs)):
+        batches = torch.randperm(len(X)).split(12)
+        for i, idx in enumerate(flor.loop("step", batches)):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = net(X[idx])
+            loss = loss_fn(out.float(), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step(epoch + i / len(batches))
+            ema.update_parameters(net)
+            flor.log("loss", loss.item())
+            flor.log("lr_step", sched.get_last_lr()[0])  # hindsight
+            flor.log("out_dtype", str(out.dtype))  # hindsight
+        flor.log("ema_w", float(ema.module[0].weight.sum()))  # hindsight
+        flor.log("n_avg", int(ema.n_averaged))  # hindsight
+with torch.no_grad():
+    val = loss_fn(ema(XV), YV).item()
+flor.log("ema_val", val)  # hindsight
+""",
+        {"epoch": ["ema_w", "n_avg"], "epoch, step": ["lr_step", "out_dtype"], "": ["ema_val"]},
+        period=2,
     ),
 ]
 
