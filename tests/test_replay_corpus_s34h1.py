@@ -811,3 +811,55 @@ def test_a_config_file_changed_between_versions_is_read_as_each_version_had_it(
             "SELECT seed, cfg_lr FROM logs WHERE cfg_lr IS NOT NULL",
         ],
     )
+
+
+GIT_SHA_SCRIPT = """
+import subprocess
+
+import florsql as flor
+
+sha = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+subject = subprocess.check_output(["git", "log", "-1", "--format=%s"], text=True).strip()
+total = 0
+for epoch in flor.loop("epoch", range(3)):
+    total += epoch
+    flor.log("total", total)
+    flor.log("sha", sha[:12])  # hindsight
+    flor.log("subject", subject)  # hindsight
+"""
+
+
+def test_git_in_a_replay_answers_the_commit_the_run_had(tmp_path: Path) -> None:
+    """A script that asks git for its commit (to log it, as many do): today's statement logs
+    it for runs of two older commits. Each run's replay gets its own commit (run.json's
+    ``head``), not the checkout's HEAD of today (before: today's, for every run, silently);
+    the user's repository gets no registered worktree and its status stays clean."""
+    import florsql
+    from tests.helpers import git, make_repo, write
+    from tests.helpers_replay import Job, Recorder, fetch, old_source, patched_source
+
+    repo = make_repo(tmp_path / "repo", {"train.py": old_source(GIT_SHA_SCRIPT)})
+    recorder = Recorder(tmp_path / "runlogs")
+    heads = []
+    try:
+        for i in range(2):
+            if i:
+                write(repo / "train.py", old_source(GIT_SHA_SCRIPT).replace("range(3)", "range(2)"))
+                git(repo, "commit", "-qam", f"version {i}")
+            heads.append(git(repo, "rev-parse", "HEAD").strip())
+            recorder.run([[Job(repo, "train.py", (), {})]])
+    finally:
+        recorder.close()
+    write(repo / "train.py", patched_source(GIT_SHA_SCRIPT))
+    git(repo, "commit", "-qam", "today")
+    today = git(repo, "rev-parse", "HEAD").strip()
+    with florsql.connect(repo, replay="auto") as con:
+        rows, notes = fetch(con, "SELECT tstamp, epoch, sha, subject FROM logs ORDER BY tstamp")
+    by_run: dict[object, set[tuple[str, str]]] = {}
+    for tstamp, _, sha, subject in rows:
+        by_run.setdefault(tstamp, set()).add((sha, subject))
+    got = [by_run[t] for t in sorted(by_run)]
+    assert got == [{(heads[0][:12], "initial")}, {(heads[1][:12], "version 1")}], (got, notes)
+    assert today[:12] not in str(rows)
+    assert git(repo, "worktree", "list").count("\n") <= 1
+    assert git(repo, "status", "--porcelain", "--untracked-files=no").strip() == ""

@@ -198,7 +198,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: depended on them); such runs now replay the step loop from the top. A replay task reads a
 #: file of the user's checkout that the version holds, opened by its path there (an absolute
 #: ``--config $PWD/configs/base.json``), from the worktree: it read today's file (an old
-#: version's batch size and learning rate were today's, silently).
+#: version's batch size and learning rate were today's, silently). git in a replay task
+#: answers for the commit the run's checkout had (``GIT_DIR`` of
+#: ``florsql.replay.worktree.head_gitdir``): ``git rev-parse HEAD`` gave today's HEAD for
+#: every old run, silently.
 REPLAY_RULES = _STORED_RULES
 
 
