@@ -33,7 +33,10 @@ Silently wrong or failing, now fixed:
 - a config file tracked in the repository, changed between versions, read by an absolute
   path into the checkout (``--config $PWD/configs/base.json``): every replay read today's file
   (an old version's batch size and learning rate, silently; a shape mismatch where the width
-  changed).
+  changed);
+- a script that asks git for its commit (``git rev-parse HEAD``, ``git log -1``) to log it:
+  the task's git found the user's repository around the worktree and answered today's HEAD for
+  every old run, silently.
 
 ``BUGS`` names each failing pattern's bug (a strict xfail until fixed)."""
 
