@@ -9,11 +9,12 @@ accumulation under a DDP-like wrapper's ``no_sync()`` with the clipped norm logg
 ``IterableDataset`` sharded over two workers with a shuffle buffer; early stopping on a
 ``ReduceLROnPlateau`` with a deep-copied best state loaded after the loop; statements at every
 grain in an ``engine.py`` and the main script; k-fold cross validation with a fresh model per
-fold; a registered ``CosineAnnealingWarmRestarts`` stepped fractionally per step under a bf16
-``torch.autocast`` with a registered EMA ``AveragedModel``; a persistent validation loader
-iterated after the step loop (no task starts at a checkpoint since the fix below: its base
-seed is drawn once per run); the best epoch saved to a file per seed and reloaded after the
-loop, and to one file the
+fold; pretraining and fine-tuning loops in functions with run-level statements in ``main``
+between and after them (the whole run, from the top); a registered
+``CosineAnnealingWarmRestarts`` stepped fractionally per step under a bf16 ``torch.autocast``
+with a registered EMA ``AveragedModel``; a persistent validation loader iterated after the
+step loop (no task starts at a checkpoint since the fix below: its base seed is drawn once per
+run); the best epoch saved to a file per seed and reloaded after the loop, and to one file the
 next run overwrites (exact through verification, which sees the old statement after the load
 disagree and replays from the top, with a DataChangedWarning).
 
@@ -682,6 +683,51 @@ flor.log("ema_val", val)  # hindsight
 """,
         {"epoch": ["ema_w", "n_avg"], "epoch, step": ["lr_step", "out_dtype"], "": ["ema_val"]},
         period=2,
+    ),
+    Case(
+        "pretrain_and_finetune_functions_then_run_level_statements_in_main",
+        """
+def pretrain(stats):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            stats["pre"] += 1
+            flor.log("loss", loss.item())
+
+
+def finetune(stats):
+    for g in opt.param_groups:
+        g["lr"] = 0.05
+    for ft in flor.loop("ft_epoch", range(2)):
+        for idx in flor.loop("ft_step", torch.randperm(len(XV)).split(4)):
+            loss = loss_fn(net(XV[idx]), YV[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            stats["ft"] += 1
+            flor.log("ft_loss", loss.item())
+
+
+def main():
+    stats = {"pre": 0, "ft": 0}
+    with flor.checkpointing(model=net, optimizer=opt):
+        pretrain(stats)
+    flor.log("after_pre_w", float(net[0].weight.sum()))  # hindsight
+    with flor.checkpointing(model=net, optimizer=opt):
+        finetune(stats)
+    flor.log("steps", stats["pre"] * 100 + stats["ft"])  # hindsight
+    flor.log("final_w", float(net[0].weight.sum()))  # hindsight
+
+
+if __name__ == "__main__":
+    main()
+""",
+        {"": ["after_pre_w", "steps", "final_w"]},
+        period=2,
+        fresh=True,
     ),
 ]
 
