@@ -23,6 +23,7 @@ from florsql.replay.tasks import Task, TaskResult, heavy_imports
 from florsql.replay.zygote import UNSET
 from florsql.store import layout
 from florsql.store.replays import DONE, FAILED
+from florsql.versions.git import REPLAY_GIT
 
 OnDone = Callable[[TaskResult], None]
 
@@ -46,6 +47,10 @@ def _env(task: Task) -> dict[str, str]:
     if task.tree is not None:  # imports from the user's checkout follow into the worktree
         roots = {"repo": str(task.repo), "tree": str(task.tree), "path": task.import_path}
         env[imports.ROOTS] = json.dumps(roots)
+        if task.git_dir is not None:  # git answers for the run's commit, not today's
+            env.update(
+                {"GIT_DIR": str(task.git_dir), "GIT_WORK_TREE": str(task.tree), REPLAY_GIT: "1"}
+            )
     if task.spec.torch_threads:  # a fresh interpreter's torch takes its intra-op count from here
         env["OMP_NUM_THREADS"] = str(task.spec.torch_threads[0])
     return env

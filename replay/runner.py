@@ -21,7 +21,7 @@ from florsql.plan.tasks import chunks_from_files
 from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult
-from florsql.replay.worktree import prepare
+from florsql.replay.worktree import head_gitdir, prepare
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import DONE, REJECTED, ReplaySpec, patched_hash, replays_dir
@@ -228,6 +228,7 @@ def _run_tasks(
     threads = _recorded_threads(run_dir)
     environ = _recorded_environ(run_dir)
     tree = prepare(repo, req.vid, patch.files)
+    git_dir = head_gitdir(repo, _recorded_head(run_dir))
     digest = patched_hash(source, patch.files)
     # Placed from texts other than the ones the plan fingerprinted (the script was edited
     # while the query ran): the values are recorded without a fingerprint, never served.
@@ -283,6 +284,7 @@ def _run_tasks(
                 dict(patch.files),
                 module=req.module,
                 import_path=_recorded_import_path(run_dir),
+                git_dir=git_dir,
             )
         )
     return out
@@ -302,6 +304,15 @@ def _recorded_environ(run_dir: Path) -> dict[str, str | None]:
         return rundoc.environ(layout.read_json(run_dir / layout.RUN_JSON))
     except (OSError, ValueError):
         return {}
+
+
+def _recorded_head(run_dir: Path) -> str | None:
+    """The commit the run's checkout had (run.json's ``head``; None: unknown)."""
+    try:
+        head = layout.read_json(run_dir / layout.RUN_JSON).get("head")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return head if isinstance(head, str) and head else None
 
 
 def _recorded_threads(run_dir: Path) -> list[int] | None:

@@ -55,6 +55,9 @@ class Task:
     module: str | None = None  # run as ``python -m module`` from ``cwd`` (as recorded)
     #: the run's import path entries inside the repository (run.json's ``import_path``)
     import_path: list[list[str]] = field(default_factory=list)
+    #: a git directory whose ``HEAD`` is the commit the run's checkout had
+    #: (:func:`florsql.replay.worktree.head_gitdir`): git in the task answers for the run
+    git_dir: Path | None = None
 
     def command(self, python: str) -> list[str]:
         """The command line that starts this task in a fresh interpreter ``python``: the script

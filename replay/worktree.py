@@ -65,6 +65,41 @@ def prepare(repo: Path, vid: str, patches: dict[str, str]) -> Path:
     return tree
 
 
+def head_gitdir(repo: Path, head: str | None) -> Path | None:
+    """A git directory for replay tasks whose ``HEAD`` is ``head`` (the commit the run's
+    checkout had: run.json's ``head``), sharing the repository's objects and refs through its
+    ``commondir`` file, with an index of that commit; None when ``head`` is unknown or not a
+    commit of the repository. The executors hand it to a task as ``GIT_DIR`` (its worktree as
+    ``GIT_WORK_TREE``), so a script that asks git for its commit (``git rev-parse HEAD``, to
+    log it) gets its run's, not today's: before session 34 a task's git found the user's
+    repository around the worktree and answered today's HEAD for every old run, silently.
+    Nothing of the user's repository changes (no ``git worktree`` is registered)."""
+    if not head or any(c not in "0123456789abcdef" for c in head) or len(head) < 40:
+        return None
+    try:
+        run_git(repo, "cat-file", "-e", f"{head}^{{commit}}")
+        common = run_git(repo, "rev-parse", "--git-common-dir").decode().strip()
+    except Exception:  # not a commit here (rewritten history), or no git: leave git alone
+        return None
+    common_dir = Path(common) if os.path.isabs(common) else (repo / common)
+    gitdir = layout.store_dir(repo) / "replay-git" / head
+    if (gitdir / READY).exists():
+        return gitdir
+    tmp = gitdir.with_name(gitdir.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "HEAD").write_text(head + "\n")
+    (tmp / "commondir").write_text(str(common_dir.resolve()) + "\n")
+    with contextlib.suppress(Exception):  # no index: git status shows every file deleted
+        run_git(repo, "read-tree", head, env={"GIT_DIR": str(tmp)})
+    (tmp / READY).write_text(head)
+    try:
+        os.rename(tmp, gitdir)
+    except OSError:  # made by another process meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return gitdir
+
+
 def _link_ignored(repo: Path, tree: Path) -> None:
     """Symlink the user's ignored paths (data folders) into ``tree``: each at its shallowest
     folder the version's files do not hold, so ``data/raw/`` ignored under a tracked ``data/``

@@ -933,3 +933,26 @@ def test_a_tensor_in_a_saved_list_that_a_name_holds_too_comes_back_as_one_tensor
     target = replay_kept if new_kept is frame_state._IN_PLACE else new_kept
     assert float(ema) == 2.0 and new_ema is not frame_state._IN_PLACE
     assert new_ema is target[0] and float(new_ema) == 2.0  # one tensor, as recorded
+
+
+def test_a_loader_whose_persistent_workers_run_is_missed_not_saved() -> None:
+    """A DataLoader with ``persistent_workers`` whose worker processes were started keeps their
+    RNGs and the dataset's state in them from epoch to epoch: no checkpoint can hold it, so
+    capture notes a miss with the reason (the planner then replays its loop from the top); one
+    without worker processes, or not yet iterated, is saved by its generators' states."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    ds = TensorDataset(torch.arange(8.0))
+    live = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    idle = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    plain = DataLoader(ds, batch_size=4, shuffle=True, generator=torch.Generator())
+    for _ in live:
+        pass
+    for _ in plain:
+        pass
+    names = ["live", "idle", "plain"]
+    cap = frame_state.capture({"live": live, "idle": idle, "plain": plain}, names, {}, {})
+    assert set(cap.missed) == {"live"}
+    assert "persistent worker processes" in cap.missed["live"]
+    assert not cap.missed["live"].startswith("_")  # the reason, not an exception's class
+    assert {"idle", "plain"} <= set(cap.saved)

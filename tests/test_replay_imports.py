@@ -314,3 +314,39 @@ def test_a_module_named_as_one_the_warm_worker_preloaded(tmp_path: Path) -> None
         [0, "mine", 4.0],
         [1, "mine", 4.0],
     ], proc.stderr[-3000:]
+
+
+def test_a_file_of_the_checkout_read_by_its_path_there_is_the_versions(tmp_path: Path) -> None:
+    """In a replay task, a file the worktree holds as the version's own, opened for reading by
+    its path in the user's checkout (``--config /abs/repo/configs/base.json``), is read from
+    the worktree; a file the worktree links to (an ignored folder), one the version lacks, the
+    store and paths outside stay as they are; a write still goes to the private copy."""
+    from florsql.record.watch import WriteSandbox
+
+    repo, tree, private = tmp_path / "repo", tmp_path / "repo/.florsql/worktrees/v1", tmp_path / "p"
+    write(repo / "configs/base.json", "today")
+    write(repo / "data/x.csv", "data")
+    write(repo / "only_today.txt", "new")
+    write(tree / "configs/base.json", "then")
+    (tree / "data").symlink_to(repo / "data")
+    box = WriteSandbox(
+        [str(repo), str(repo / ".florsql/worktrees")],
+        [str(repo / ".florsql")],
+        str(private),
+        (str(repo), str(tree)),
+    )
+    assert box.path(str(repo / "configs/base.json"), writing=False) == str(
+        tree / "configs/base.json"
+    )
+    assert box.path(repo / "configs" / "base.json", writing=False) == str(
+        tree / "configs/base.json"
+    )
+    for same in (repo / "data/x.csv", repo / "only_today.txt", tmp_path / "elsewhere.txt"):
+        assert box.path(str(same), writing=False) == str(same)
+    assert box.path(str(tree / "configs/base.json"), writing=False) == str(
+        tree / "configs/base.json"
+    )
+    written = box.path(str(repo / "configs/base.json"), writing=True)
+    assert str(written).startswith(str(private))
+    assert box.path(str(repo / "configs/base.json"), writing=False) == written  # its copy now
+    assert (repo / "configs/base.json").read_text() == "today"

@@ -10,7 +10,7 @@ from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
 from florsql.plan.state import NeedRow, PlanState
-from florsql.plan.tasks import load_facts, plan_cost, plan_run
+from florsql.plan.tasks import RunFacts, load_facts, plan_cost, plan_run
 
 __all__ = ["assemble"]
 
@@ -30,6 +30,8 @@ def assemble(state: PlanState) -> None:
     for run_id, needs in by_run.items():
         first = needs[0]
         outer = next((n.outer_loop for n in needs if n.outer_loop), None)
+        if outer is None:  # statements outside every loop: the run's own outer loop
+            outer = _recorded_outer(facts.get(run_id))
         modules = tuple(f for f in files.get(run_id, []) if f != first.filename)
         wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer, modules)
         if wanted not in patched:
@@ -75,6 +77,18 @@ def assemble(state: PlanState) -> None:
 
 
 _NONE = Relaxed(None, exact=False)
+
+
+def _recorded_outer(facts: RunFacts | None) -> str | None:
+    """The outer loop a run recorded, where it recorded one only (else None: the script's
+    analysis picks one). A query whose statements all sit outside every loop names none; the
+    script's first outermost loop was taken then, and a script whose step loop sits in a
+    ``train_one_epoch`` defined above ``main`` got that one: the epoch loop in ``main`` was
+    taken for its inner loop, no task was planned, and the values stayed NULL (session 34)."""
+    if facts is None:
+        return None
+    loops = set(facts.seconds) | set(facts.checkpoints)
+    return next(iter(loops)) if len(loops) == 1 else None
 
 
 def _patched(

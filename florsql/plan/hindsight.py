@@ -196,6 +196,17 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: (``runner._from_the_start``): the values are a run of today's script's (were the recorded
 #: run's after the draw, matching neither, with a warning); a line wrapping an old one is not
 #: guarded (its draws are the run's own: was a false ``StatementDrawWarning``).
+#: 24 (session 34, sweep s34h1): a ``DataLoader`` with ``persistent_workers`` (and worker
+#: processes) is restored by no checkpoint: its workers keep their RNGs (a dataset's random
+#: augmentation) across epochs, and a replay task starting at a checkpoint started new ones
+#: seeded elsewhere (other batches: per-step values silently wrong where no old statement
+#: depended on them); such runs now replay the step loop from the top. A replay task reads a
+#: file of the user's checkout that the version holds, opened by its path there (an absolute
+#: ``--config $PWD/configs/base.json``), from the worktree: it read today's file (an old
+#: version's batch size and learning rate were today's, silently). git in a replay task
+#: answers for the commit the run's checkout had (``GIT_DIR`` of
+#: ``florsql.replay.worktree.head_gitdir``): ``git rev-parse HEAD`` gave today's HEAD for
+#: every old run, silently.
 REPLAY_RULES = _STORED_RULES
 
 

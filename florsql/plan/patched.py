@@ -83,6 +83,10 @@ class Patched:
     #: the old run holds for them is the old code's value, never restored in their place
     #: (``tot = 0.0`` carried before the step loop of a version that never read its ``tot``)
     stale: frozenset[str] = frozenset()
+    #: names bound to a ``DataLoader(..., num_workers=n, persistent_workers=True)`` (see
+    #: :func:`persistent_loaders`): its worker processes keep their RNGs and the dataset's
+    #: state from one epoch to the next, which no checkpoint holds
+    workers: frozenset[str] = frozenset()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -400,7 +404,72 @@ def analyze_patched(
         value_read=value_read,
         whole_why=whole_why,
         pre_carried=frozenset(pre_carried - _registered(tree) - _BUILTINS),
+        workers=persistent_loaders(tree),
     )
+
+
+def persistent_loaders(tree: ast.Module) -> frozenset[str]:
+    r"""Names the script binds to a torch ``DataLoader`` whose worker processes persist across
+    epochs (``persistent_workers`` not ``False``, ``num_workers`` not ``0``), directly or from
+    a call to one of the script's functions that makes one (``train_loader, val_loader =
+    make_loaders(cfg)``). Each worker was seeded once, as it started; the random augmentations
+    of the dataset's ``__getitem__`` (or a ``worker_init_fn``'s numpy seed) then draw from its
+    RNGs epoch after epoch, and whatever the dataset keeps lives in the worker. No checkpoint
+    holds that: a replay starting at one starts new workers, seeded from the RNGs as they are
+    there, and gets other batches. (Runs recorded since session 34 also note such a loader as
+    a miss in each checkpoint, however it was made; this covers the earlier ones.)
+
+    Example:
+        >>> src = "dl = DataLoader(ds, num_workers=2, persistent_workers=True)\n"
+        >>> sorted(persistent_loaders(ast.parse(src)))
+        ['dl']
+        >>> src = "dl = DataLoader(ds, num_workers=0, persistent_workers=True)\n"
+        >>> sorted(persistent_loaders(ast.parse(src)))
+        []
+        >>> src = (
+        ...     "def make(bs):\n"
+        ...     "    return DataLoader(ds, bs, num_workers=n, persistent_workers=True), None\n"
+        ...     "tr, va = make(8)\n"
+        ... )
+        >>> sorted(persistent_loaders(ast.parse(src)))
+        ['tr', 'va']
+    """
+    makers = {
+        fn.name
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(isinstance(n, ast.Call) and _persistent_call(n) for n in ast.walk(fn))
+    }
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(
+            node.value, ast.Call
+        ):
+            continue
+        func = node.value.func
+        callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if not _persistent_call(node.value) and callee not in makers:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name):
+                    out.add(n.id)
+    return frozenset(out)
+
+
+def _persistent_call(call: ast.Call) -> bool:
+    """``DataLoader(..., num_workers=n, persistent_workers=p)`` with ``n`` not ``0`` and ``p``
+    not ``False`` (not constants: taken as set)."""
+    func = call.func
+    callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if callee != "DataLoader":
+        return False
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    persistent, workers = kw.get("persistent_workers"), kw.get("num_workers")
+    if persistent is None or (isinstance(persistent, ast.Constant) and not persistent.value):
+        return False
+    return workers is not None and not (isinstance(workers, ast.Constant) and not workers.value)
 
 
 def _carried_into(tree: ast.Module, outer: LoopFacts, call: ast.Call) -> set[str]:

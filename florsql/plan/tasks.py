@@ -303,6 +303,7 @@ class _Stepper:
         busy = self.busy.get(k, frozenset())
         restored = (self.restores.get(k, frozenset()) | (busy - self.p.value_read)) - self.p.unsaved
         restored -= self.p.stale  # the old run's value, not today's code's
+        restored -= self.p.workers  # a DataLoader's persistent worker processes
         # An object whose method iterates the loop (progress.wrap(flor.loop(...))) was saved
         # mid-iteration by runs recorded before such objects were noted: restored by nothing.
         wrappers = self.p.first_inner.wrappers if self.p.first_inner is not None else frozenset()
@@ -318,6 +319,8 @@ class _Stepper:
             if n in wrappers
             else f"{n} (today's code changes it: a checkpoint holds the old run's value)"
             if n in self.p.stale
+            else f"{n} (a DataLoader's persistent worker processes: no checkpoint holds them)"
+            if n in self.p.workers
             else n
             for n in need - restored
         )

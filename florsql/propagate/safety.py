@@ -116,6 +116,8 @@ def _resolved(
 class _Scope:
     lines: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     declared_global: set[str] = field(default_factory=set)
+    #: names a ``nonlocal`` statement gives to an enclosing function's scope
+    declared_nonlocal: set[str] = field(default_factory=set)
 
 
 class _Binder(ast.NodeVisitor):
@@ -169,10 +171,11 @@ class _Binder(ast.NodeVisitor):
             self.bind(node.name, node.lineno)
         self.generic_visit(node)
 
-    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+    def visit_Global(self, node: ast.Global) -> None:
         self.scope.declared_global.update(node.names)
 
-    visit_Nonlocal = visit_Global
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.scope.declared_nonlocal.update(node.names)
 
     def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar) -> None:
         if node.name:
@@ -416,6 +419,11 @@ class Bindings:
         innermost = self._scope(block.scopes[-1])
         if name in innermost.declared_global:
             return name in self._scope(block.scopes[0]).lines
+        if name in innermost.declared_nonlocal:
+            # an enclosing function's (``nonlocal global_step`` in a ``train_one_epoch``
+            # nested in ``main``; was taken for a module global: "unbound name", refused)
+            enclosing = [s for s in block.scopes[1:-1] if not isinstance(s, ast.ClassDef)]
+            return any(name in self._scope(s).lines for s in enclosing)
         if name in innermost.lines:
             bound = innermost.lines[name]
             if any(n < line for n in bound):

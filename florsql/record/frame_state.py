@@ -453,7 +453,7 @@ def _plain_value(v: Any) -> bool:
 
 
 def _reason(e: Exception) -> str:
-    text = f"{type(e).__name__}: {e}"
+    text = str(e) if isinstance(e, _LiveWorkers) else f"{type(e).__name__}: {e}"
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -491,6 +491,11 @@ def _save(
             return "torch_generator", value.get_state().clone()
         loader = _loader_generators(value, torch)
         if loader is not None:
+            if _live_workers(value):
+                raise _LiveWorkers(
+                    "a DataLoader whose persistent worker processes carry state across epochs"
+                    " (their RNGs, what the dataset keeps): no checkpoint holds it"
+                )
             return "loader", loader
     if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
         if (
@@ -535,6 +540,23 @@ def _torch_kind(value: Any) -> bool:
         return False
     kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
     return isinstance(value, kinds)
+
+
+class _LiveWorkers(Exception):
+    pass
+
+
+def _live_workers(loader: Any) -> bool:
+    """A DataLoader with ``persistent_workers`` whose worker processes are running: each keeps
+    its RNGs (seeded once, as they started, then drawn from by random augmentations in the
+    dataset's ``__getitem__``) and whatever the dataset, ``collate_fn`` or ``worker_init_fn``
+    keeps in it from one epoch to the next. A replay that starts at a checkpoint starts new
+    workers, seeded from where the RNGs are then: other batches (session 34)."""
+    return bool(
+        getattr(loader, "persistent_workers", False)
+        and getattr(loader, "num_workers", 0) > 0
+        and getattr(loader, "_iterator", None) is not None
+    )
 
 
 def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:

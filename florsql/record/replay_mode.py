@@ -149,6 +149,19 @@ def _process_start(fallback: float) -> float:
     return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def _version_roots() -> tuple[str, str] | None:
+    """``(repository, worktree)`` from the task's ``FLORSQL_REPLAY_ROOTS`` (None: unnamed)."""
+    import json
+
+    from florsql.replay.imports import ROOTS
+
+    try:
+        roots = json.loads(os.environ.get(ROOTS) or "{}")
+        return str(roots["repo"]), str(roots["tree"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def guard_files(spec: ReplaySpec) -> None:
     """Keep this worker's writes out of the user's repository and the shared worktree
     (:class:`florsql.record.watch.WriteSandbox`): private copies under the task's folder,
@@ -166,6 +179,7 @@ def guard_files(spec: ReplaySpec) -> None:
         [str(repo), str(store / "worktrees")],
         [str(store), spec.out_dir, spec.run_dir],  # the task's own results, the run's files
         str(Path(spec.out_dir) / "files"),
+        _version_roots(),
     )
     sandbox.install()
     WATCH.sandbox = sandbox

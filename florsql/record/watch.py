@@ -291,11 +291,26 @@ class WriteSandbox:
     ways to change a file (``shutil.rmtree``, ``os.truncate``).
     """
 
-    def __init__(self, roots: list[str], exclude: list[str], private: str) -> None:
+    def __init__(
+        self,
+        roots: list[str],
+        exclude: list[str],
+        private: str,
+        version: tuple[str, str] | None = None,
+    ) -> None:
         self.roots = [os.path.join(os.path.realpath(r), "") for r in roots]
         self.exclude = [os.path.join(os.path.realpath(r), "") for r in exclude]
         self.private = private
         self.moved: dict[str, str] = {}  # a real path -> its private copy
+        #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
+        #: the version's own, opened for reading by its path in the checkout (an absolute path:
+        #: ``--config $PWD/configs/base.json``), is read from the worktree (session 34: it was
+        #: today's file, and an old version's replay read today's configuration, silently)
+        self.mapper: Any = None
+        if version is not None:
+            from florsql.replay.imports import _Mapper
+
+            self.mapper = _Mapper(*version)
 
     def _inside(self, real: str) -> bool:
         """Under a root, unless a longer excluded folder holds it (the worktrees lie in the
@@ -314,6 +329,11 @@ class WriteSandbox:
         hit = self.moved.get(real)
         if hit is not None:
             return hit
+        if not writing and self.mapper is not None:
+            tree = self.mapper.moved(os.path.abspath(os.fsdecode(os.fspath(file))))
+            if tree is not None and os.path.isfile(tree):
+                return tree  # the version's own copy of a file of the user's checkout
+            return file
         if not writing or not self._inside(real):
             return file
         root = max((r for r in self.roots if real.startswith(r)), key=len)

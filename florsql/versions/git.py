@@ -26,6 +26,11 @@ _SNAPSHOT_ENV = {
 }
 
 
+#: Set in a replay task whose ``GIT_DIR`` florsql pointed at the run's commit
+#: (:func:`florsql.replay.worktree.head_gitdir`); florsql's own git calls drop those variables.
+REPLAY_GIT = "FLORSQL_REPLAY_GIT"
+
+
 def run_git(
     repo: Path,
     *args: str,
@@ -35,6 +40,9 @@ def run_git(
 ) -> bytes:
     """Run ``git -C repo args...`` and return its stdout; a failure raises :class:`VersionError`."""
     full_env = dict(os.environ)
+    if full_env.pop(REPLAY_GIT, None):  # a replay task's git (head_gitdir): not florsql's own
+        for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+            full_env.pop(name, None)
     # Hooks, pagers and the user's editor never run for florsql's plumbing calls.
     full_env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"})
     if env:
