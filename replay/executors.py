@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from florsql.errors import ReplayError
-from florsql.replay import service as replay_service
 from florsql.replay import imports, timings
+from florsql.replay import service as replay_service
 from florsql.replay.tasks import Task, TaskResult, heavy_imports
 from florsql.replay.zygote import UNSET
 from florsql.store import layout
