@@ -416,6 +416,8 @@ def _from_the_start(
             continue
         if len(group) == 1 and _from_top(group[0].spec.steps):
             continue  # already a run of today's script
+        if len({t.spec.loop for t in group}) > 1:
+            continue  # tasks of two outer loops (a run of phases): left as they are, warned
         last = max((int(step[0]) for t in group for step in t.spec.steps), default=-1)
         if last < 0:
             continue
