@@ -9,7 +9,10 @@ a run where the replay runs from the top), and says so: a replay runs each place
 each piece of code carried with it) between ``flor._hindsight_begin(name)`` and
 ``flor._hindsight_end(name)``, which compare the global RNGs (Python's ``random``, numpy's legacy
 global ``RandomState``, torch's CPU generator and, where initialised, its CUDA ones) before and
-after it and note those it moved; the query warns (``StatementDrawWarning``). In a recording
+after it and note those it moved (``drew``, and ``drew_in_loop`` for draws before the outer
+loop's end, in the task's ``done.json``). A run whose tasks drew before the loop's end is
+replayed again from its start with no checkpoint restored (``runner._from_the_start``), so its
+values are a run of today's script's; the query warns (``StatementDrawWarning``). In a recording
 process they do nothing.
 
 Checking costs: torch's state ~5 us, Python's ~20 us, numpy's ~60 us (copying 624 words each).
