@@ -11,8 +11,9 @@ same place in the worktree, and forgets modules already imported from the checko
 
 Left alone: paths the worktree does not hold as the version's own files (ignored folders, such
 as a ``.venv`` or data inside the repository, which the worktree links to the originals), the
-store (``.florsql/``) and the worktree itself. Standard library only: it runs in every task
-before the script, warm or cold.
+store (``.florsql/``) and the worktree itself. Standard library only (and
+``florsql.store.checkout``, which is too): it runs in every task before the script, warm or
+cold.
 """
 
 from __future__ import annotations
@@ -23,51 +24,9 @@ import runpy
 import subprocess
 import sys
 
-#: ``{"repo": <repository>, "tree": <worktree>, "path": <run.json's import_path>}`` (JSON) in
-#: a replay task's environment: the task's launcher (:func:`main`; the warm worker's fork)
-#: follows it before the script runs.
-ROOTS = "FLORSQL_REPLAY_ROOTS"
+from florsql.store.checkout import ROOTS, CheckoutMapper
 
-STORE_DIRNAME = ".florsql"  # florsql.store.layout.STORE_DIRNAME (not imported: stdlib only)
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-class _Mapper:
-    def __init__(self, repo: str, tree: str) -> None:
-        self.tree = os.path.abspath(tree)
-        self.roots = list(dict.fromkeys([os.path.abspath(repo), os.path.realpath(repo)]))
-        self.skip = [self.tree, os.path.realpath(self.tree)]
-        self.skip += [os.path.join(r, STORE_DIRNAME) for r in self.roots]
-
-    def moved(self, path: object) -> str | None:
-        """Where ``path`` (in the user's checkout) is in the worktree; None: leave it."""
-        if not isinstance(path, str) or not path:
-            return None
-        spelled = os.path.abspath(path)
-        if any(_inside(spelled, s) for s in self.skip):
-            return None
-        for candidate in dict.fromkeys([spelled, os.path.realpath(spelled)]):
-            for root in self.roots:
-                if _inside(candidate, root):
-                    return self._in_tree(os.path.relpath(candidate, root))
-        return None
-
-    def _in_tree(self, rel: str) -> str | None:
-        """``rel`` in the worktree when the version holds it as its own (no symlink on the
-        way: a linked ignored folder is the user's, the same either way)."""
-        if rel == ".":
-            return self.tree
-        here = self.tree
-        for part in rel.split(os.sep):
-            here = os.path.join(here, part)
-            if os.path.islink(here):
-                return None
-            if not os.path.exists(here):
-                return None  # not the version's: leave the path as it was
-        return here
+__all__ = ["ROOTS", "follow_from_environ", "follow_worktree", "main", "unshadow"]
 
 
 def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = None) -> list[str]:
@@ -75,7 +34,7 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
     instead, and put back the entries inside the repository its run had on its import path
     (``recorded``: ``[[relative path, "front" | "end"], ...]``, run.json's ``import_path``)
     that this process lacks; returns what was changed (for tests)."""
-    m = _Mapper(repo, tree)
+    m = CheckoutMapper(repo, tree)
     changed: list[str] = []
     for i, entry in enumerate(list(sys.path)):
         new = m.moved(entry)
@@ -84,7 +43,7 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
             changed.append(f"sys.path {entry} -> {new}")
     front = 1
     for rel, where in recorded or ():
-        path = m._in_tree(os.path.normpath(rel))
+        path = m.in_tree(os.path.normpath(rel))
         if path is None or path in sys.path:
             continue
         if where == "front":  # after the script's folder, in the recorded order

@@ -267,7 +267,7 @@ def test_version_and_catalog_name_are_florsqls(engine: Engine) -> None:
         "SELECT version(), duckdb_version(), current_database(), current_catalog, current_schema()"
     ).table.to_pylist()[0]
     assert row == {
-        "version()": f"florsql {version('florsql')}",
+        '"version"()': f"florsql {version('florsql')}",  # DuckDB's own name for it
         "duckdb_version()": f"v{duckdb.__version__}",
         "current_database()": CATALOG_NAME,
         "current_catalog": CATALOG_NAME,

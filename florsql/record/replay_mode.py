@@ -153,7 +153,7 @@ def _version_roots() -> tuple[str, str] | None:
     """``(repository, worktree)`` from the task's ``FLORSQL_REPLAY_ROOTS`` (None: unnamed)."""
     import json
 
-    from florsql.replay.imports import ROOTS
+    from florsql.store.checkout import ROOTS
 
     try:
         roots = json.loads(os.environ.get(ROOTS) or "{}")

@@ -308,9 +308,9 @@ class WriteSandbox:
         #: today's file, and an old version's replay read today's configuration, silently)
         self.mapper: Any = None
         if version is not None:
-            from florsql.replay.imports import _Mapper
+            from florsql.store.checkout import CheckoutMapper
 
-            self.mapper = _Mapper(*version)
+            self.mapper = CheckoutMapper(*version)
 
     def _inside(self, real: str) -> bool:
         """Under a root, unless a longer excluded folder holds it (the worktrees lie in the
