@@ -45,7 +45,8 @@ def _env(task: Task) -> dict[str, str]:
         env[UNSET] = ",".join(unset)
     env.update({"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"})
     if task.tree is not None:  # imports from the user's checkout follow into the worktree
-        roots = {"repo": str(task.repo), "tree": str(task.tree), "path": task.import_path}
+        checkout = task.checkout or task.repo
+        roots = {"repo": str(checkout), "tree": str(task.tree), "path": task.import_path}
         env[imports.ROOTS] = json.dumps(roots)
         if task.git_dir is not None:  # git answers for the run's commit, not today's
             env.update(

@@ -64,6 +64,9 @@ class Shipment:
     warm: bool = True
     module: str | None = None  # ``python -m module`` (the run's; None: the script by its path)
     import_path: list[list[str]] = field(default_factory=list)  # run.json's, inside the repo
+    #: the driver's repository: a node that sees it too (one machine, a shared filesystem)
+    #: may have import paths or an editable install naming it; they follow the shipped tree
+    checkout: str | None = None
 
 
 def parse_executor(value: str) -> tuple[str, str | None]:
@@ -274,6 +277,7 @@ class RayExecutor:
             warm=self.warm,
             module=task.module,
             import_path=list(task.import_path),
+            checkout=str(task.repo),
         )
 
     def _checkpoint(self, run_dir: Path, name: str) -> Any:
@@ -446,6 +450,7 @@ def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str, int | N
             tree=tree,  # no user's checkout here: the run's import path is put back in it
             module=ship.module,
             import_path=ship.import_path,
+            checkout=Path(ship.checkout) if ship.checkout else None,
         )
         code = _run_worker(task, ship.warm)
         zygote = _ZYGOTE.proc.pid if ship.warm and _ZYGOTE and _ZYGOTE.proc else None

@@ -58,6 +58,10 @@ class Task:
     #: a git directory whose ``HEAD`` is the commit the run's checkout had
     #: (:func:`florsql.replay.worktree.head_gitdir`): git in the task answers for the run
     git_dir: Path | None = None
+    #: the user's checkout whose paths the task's import path and file reads follow into
+    #: ``tree`` (None: ``repo``; a Ray node's task: the driver's repository, which ``repo``,
+    #: the shipped tree there, is not)
+    checkout: Path | None = None
 
     def command(self, python: str) -> list[str]:
         """The command line that starts this task in a fresh interpreter ``python``: the script

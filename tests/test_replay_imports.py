@@ -350,3 +350,47 @@ def test_a_file_of_the_checkout_read_by_its_path_there_is_the_versions(tmp_path:
     assert str(written).startswith(str(private))
     assert box.path(str(repo / "configs/base.json"), writing=False) == written  # its copy now
     assert (repo / "configs/base.json").read_text() == "today"
+
+
+ASK_RAY = """
+import json, sys
+from florsql.engine.session import Engine
+from florsql.replay import PlanExecutor, RayExecutor
+repo, how, sql = sys.argv[1:4]
+ex = RayExecutor(1, warm=how == "warm")  # a local Ray cluster of this process's own
+try:
+    with Engine(repo, replay="auto", executor=PlanExecutor(ex)) as eng:
+        rows = eng.execute(sql).table.to_pylist()
+finally:
+    ex.close()
+print(json.dumps([[r["epoch"], r["tot"], r["val"]] for r in rows]))
+"""
+
+
+@pytest.mark.slow  # a local Ray cluster starts in the query's process
+@pytest.mark.parametrize("how", ["warm", "cold"])
+def test_ray_tasks_import_the_versions_package_not_the_checkouts(tmp_path: Path, how: str) -> None:
+    """The Ray executor ships the version's files to a node; a node that also sees the
+    user's checkout (one machine, or a shared filesystem) has the same editable install, whose
+    finder maps ``mypkg`` to the checkout: it follows the shipped tree, as on the local
+    executor (was: v1's value computed with v2's ``mypkg``)."""
+    pytest.importorskip("ray")
+    pyproject = PYPROJECT + '\n[tool.setuptools]\npackages = ["mypkg"]\n'
+    repo = make_repo(
+        tmp_path / "r",
+        {"scripts/train.py": TRAIN, "mypkg/__init__.py": PKG, "pyproject.toml": pyproject},
+    )
+    python = _venv(tmp_path, repo)
+    _two_versions(repo, [python, "scripts/train.py"], repo / "mypkg/__init__.py")
+    script = repo.parent / "ask_ray.py"
+    script.write_text(ASK_RAY)
+    env = script_env(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run(
+        [python, str(script), str(repo), how, QUERY],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == EXPECTED

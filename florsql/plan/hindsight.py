@@ -207,6 +207,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: answers for the commit the run's checkout had (``GIT_DIR`` of
 #: ``florsql.replay.worktree.head_gitdir``): ``git rev-parse HEAD`` gave today's HEAD for
 #: every old run, silently.
+#: 25 (session 35): a Ray task on a node that also sees the user's checkout (one machine, a
+#: shared filesystem) follows the import paths and editable installs naming the driver's
+#: repository into the shipped tree, as a local task does (rule 22): an editable install's
+#: finder gave a v1 replay v2's ``mypkg``, silently.
 REPLAY_RULES = _STORED_RULES
 
 
