@@ -43,7 +43,8 @@ def _env(task: Task) -> dict[str, str]:
     unset = sorted(k for k, v in task.spec.environ.items() if v is None)
     if unset:
         env[UNSET] = ",".join(unset)
-    env.update({"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": "0"})
+    seed = task.hash_seed or "0"  # the run's, where it was fixed (a warm worker's: 0)
+    env.update({"FLORSQL_REPLAY": str(task.spec_path), "PYTHONHASHSEED": seed})
     if task.tree is not None:  # imports from the user's checkout follow into the worktree
         checkout = task.checkout or task.repo
         roots = {"repo": str(checkout), "tree": str(task.tree), "path": task.import_path}
@@ -189,6 +190,16 @@ class LocalExecutor:
     def run(self, tasks: Sequence[Task], on_done: OnDone | None = None) -> list[TaskResult]:
         if not tasks:
             return []
+        fresh = [t for t in tasks if not t.forks]
+        if self.warm and fresh and len(fresh) < len(tasks):
+            # runs recorded with a PYTHONHASHSEED other than the warm worker's: their tasks
+            # start fresh interpreters with it, after the others (results in the tasks' order)
+            forked = [t for t in tasks if t.forks]
+            done = dict(zip(map(id, forked), self.run(forked, on_done), strict=True))
+            done.update(zip(map(id, fresh), self._run_cold(fresh, on_done), strict=True))
+            return [done[id(t)] for t in tasks]
+        if fresh:
+            return self._run_cold(tasks, on_done)
         slots = at_once(tasks, self.workers)
         if self.warm and self.service:
             try:
@@ -197,7 +208,11 @@ class LocalExecutor:
                 self.service = False  # nothing ran: replay with a private warm worker
         if self.warm:
             return self._zygote.run(tasks, slots, on_done)
-        with ThreadPoolExecutor(slots) as pool:
+        return self._run_cold(tasks, on_done)
+
+    def _run_cold(self, tasks: Sequence[Task], on_done: OnDone | None) -> list[TaskResult]:
+        """Each task in a fresh interpreter, as many at once as the cores allow."""
+        with ThreadPoolExecutor(at_once(tasks, self.workers)) as pool:
             futures = [pool.submit(self._cold, t, on_done) for t in tasks]
             return [f.result() for f in futures]
 

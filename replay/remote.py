@@ -67,6 +67,7 @@ class Shipment:
     #: the driver's repository: a node that sees it too (one machine, a shared filesystem)
     #: may have import paths or an editable install naming it; they follow the shipped tree
     checkout: str | None = None
+    hash_seed: str | None = None  # the run's PYTHONHASHSEED (a task with one starts fresh)
 
 
 def parse_executor(value: str) -> tuple[str, str | None]:
@@ -274,10 +275,11 @@ class RayExecutor:
             run_files=run_files,
             checkpoints=checkpoints,
             data=data,
-            warm=self.warm,
+            warm=self.warm and task.forks,
             module=task.module,
             import_path=list(task.import_path),
             checkout=str(task.repo),
+            hash_seed=task.hash_seed,
         )
 
     def _checkpoint(self, run_dir: Path, name: str) -> Any:
@@ -451,6 +453,7 @@ def _run_task(tree_tar: bytes, ship: Shipment) -> tuple[int, bytes, str, int | N
             module=ship.module,
             import_path=ship.import_path,
             checkout=Path(ship.checkout) if ship.checkout else None,
+            hash_seed=ship.hash_seed,
         )
         code = _run_worker(task, ship.warm)
         zygote = _ZYGOTE.proc.pid if ship.warm and _ZYGOTE and _ZYGOTE.proc else None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from florsql.errors import ReplayError, concat_messages
 from florsql.plan.patched import unplaced_reason
@@ -225,10 +226,13 @@ def _run_tasks(
             loop=req.loop,
         )
     run_dir = layout.run_dir(repo, req.run_id)
-    threads = _recorded_threads(run_dir)
-    environ = _recorded_environ(run_dir)
+    doc = _run_doc(run_dir)
+    counts = rundoc.torch_threads(doc)
+    threads = [counts.intra_op, counts.inter_op] if counts else None
+    environ = rundoc.environ(doc)
     tree = prepare(repo, req.vid, patch.files)
-    git_dir = head_gitdir(repo, _recorded_head(run_dir))
+    head = doc.get("head")
+    git_dir = head_gitdir(repo, head if isinstance(head, str) and head else None)
     digest = patched_hash(source, patch.files)
     # Placed from texts other than the ones the plan fingerprinted (the script was edited
     # while the query ran): the values are recorded without a fingerprint, never served.
@@ -283,45 +287,21 @@ def _run_tasks(
                 tree,
                 dict(patch.files),
                 module=req.module,
-                import_path=_recorded_import_path(run_dir),
+                import_path=rundoc.import_path(doc),
                 git_dir=git_dir,
+                hash_seed=rundoc.hash_seed(doc),
             )
         )
     return out
 
 
-def _recorded_import_path(run_dir: Path) -> list[list[str]]:
-    """The run's import path entries inside the repository (empty: none, or an older run)."""
+def _run_doc(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` (empty where it cannot be read)."""
     try:
-        return rundoc.import_path(layout.read_json(run_dir / layout.RUN_JSON))
-    except (OSError, ValueError):
-        return []
-
-
-def _recorded_environ(run_dir: Path) -> dict[str, str | None]:
-    """The environment variables the run's code read (empty: none, or an older run)."""
-    try:
-        return rundoc.environ(layout.read_json(run_dir / layout.RUN_JSON))
+        doc = layout.read_json(run_dir / layout.RUN_JSON)
     except (OSError, ValueError):
         return {}
-
-
-def _recorded_head(run_dir: Path) -> str | None:
-    """The commit the run's checkout had (run.json's ``head``; None: unknown)."""
-    try:
-        head = layout.read_json(run_dir / layout.RUN_JSON).get("head")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return head if isinstance(head, str) and head else None
-
-
-def _recorded_threads(run_dir: Path) -> list[int] | None:
-    """torch's thread counts the run recorded (None: unknown, or a script without torch)."""
-    try:
-        counts = rundoc.torch_threads(layout.read_json(run_dir / layout.RUN_JSON))
-    except (OSError, ValueError):
-        return None
-    return [counts.intra_op, counts.inter_op] if counts else None
+    return doc if isinstance(doc, dict) else {}
 
 
 def _verify(
@@ -355,9 +335,9 @@ def _verify(
             report.rejected.append(f"{task.spec.task_id}: {check.mismatch}")
             redo.append(_full_task(task))
             continue
-        _mark(folder, check, report)
-        if check.mismatch is not None:
-            report.nondeterministic.append(check.mismatch)
+        mismatch = _mark(folder, check, report)
+        if mismatch is not None:
+            report.nondeterministic.append(mismatch)
         elif check.checked == 0:
             report.unverified.append(task.spec.run_id)
     if not redo:
@@ -369,9 +349,9 @@ def _verify(
             continue
         folder = Path(task.spec.out_dir)
         check = compare_task(repo, folder)
-        _mark(folder, check, report)
-        if check.mismatch is not None:
-            report.nondeterministic.append(check.mismatch)
+        mismatch = _mark(folder, check, report)
+        if mismatch is not None:
+            report.nondeterministic.append(mismatch)
         elif check.checked == 0:
             report.unverified.append(task.spec.run_id)
 
@@ -460,11 +440,12 @@ def _from_the_start(
         folder = Path(task.spec.out_dir)
         check = compare_task(repo, folder)
         done = layout.read_json(folder / DONE)
-        done.update(checked=check.checked, mismatch=None, departed=check.mismatch)
+        reordered = _reordered(done)
+        done.update(checked=check.checked, mismatch=reordered, departed=check.mismatch)
         layout.atomic_write_json(folder / DONE, done)
-        for name, kinds in (done.get("drew") or {}).items():
-            known = report.drew.setdefault(str(name), [])
-            known.extend(k for k in kinds if k not in known)
+        if reordered is not None:
+            report.nondeterministic.append(reordered)
+        _note_draws(done, report)
 
 
 def _from_top(steps: list[list[object]]) -> bool:
@@ -492,13 +473,38 @@ def _full_task(task: Task) -> Task:
     return replace(task, spec=spec, spec_path=spec_path, fallback=None)
 
 
-def _mark(folder: Path, check: Verification, report: ReplayReport) -> None:
+def _mark(folder: Path, check: Verification, report: ReplayReport) -> str | None:
+    """Write a finished task's verification into its ``done.json``; the difference from the
+    recording it found (None: none)."""
     done = layout.read_json(folder / DONE)
-    done.update(checked=check.checked, mismatch=check.mismatch)
+    mismatch = check.mismatch or _reordered(done)
+    done.update(checked=check.checked, mismatch=mismatch)
     layout.atomic_write_json(folder / DONE, done)
+    _note_draws(done, report)
+    return mismatch
+
+
+def _note_draws(done: dict[str, Any], report: ReplayReport) -> None:
+    """Add the generators a task's statements drew from (``drew``) to the report's."""
     for name, kinds in (done.get("drew") or {}).items():
         known = report.drew.setdefault(str(name), [])
         known.extend(k for k in kinds if k not in known)
+
+
+def _reordered(done: dict[str, Any]) -> str | None:
+    """What a task holding the run's strings in another order before its loop means
+    (``reordered`` in its ``done.json``: :mod:`florsql.record.order`); None: it held them in
+    the run's order."""
+    names = [str(n) for n in done.get("reordered") or ()]
+    if not names:
+        return None
+    return (
+        f"run {done.get('run_id')}: {', '.join(names)} held the same strings in another "
+        "order than in the run as its loop started (a set of strings iterates in the order "
+        "of the process's string hashing, random unless PYTHONHASHSEED fixes it; or a folder "
+        "listed in another order); values computed from them are not the run's. Record with "
+        "PYTHONHASHSEED set (e.g. PYTHONHASHSEED=0) to replay such runs exactly"
+    )
 
 
 def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:

@@ -62,6 +62,8 @@ class Task:
     #: ``tree`` (None: ``repo``; a Ray node's task: the driver's repository, which ``repo``,
     #: the shipped tree there, is not)
     checkout: Path | None = None
+    #: the ``PYTHONHASHSEED`` the run hashed strings with (None: random, or not known)
+    hash_seed: str | None = None
 
     def command(self, python: str) -> list[str]:
         """The command line that starts this task in a fresh interpreter ``python``: the script
@@ -71,6 +73,13 @@ class Task:
         if self.module:
             return [*launch, "-m", self.module, *self.argv]
         return [*launch, str(self.script), *self.argv]
+
+    @property
+    def forks(self) -> bool:
+        """Whether a warm worker may run it: a forked child hashes strings as its worker does
+        (``PYTHONHASHSEED=0``); a run recorded with another seed replays in a fresh
+        interpreter started with it (a set of strings iterates in the run's order)."""
+        return self.hash_seed in (None, "0")
 
     @property
     def log_path(self) -> Path:

@@ -211,6 +211,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: shared filesystem) follows the import paths and editable installs naming the driver's
 #: repository into the shipped tree, as a local task does (rule 22): an editable install's
 #: finder gave a v1 replay v2's ``mypkg``, silently.
+#: A run recorded with ``PYTHONHASHSEED`` set replays with that seed (a fresh interpreter
+#: where it is not the warm worker's 0): every replay hashed strings with seed 0, so
+#: ``list(set(text))`` gave another vocabulary order and the values another encoding, silently;
+#: a run with random hashing whose strings come back in another order warns, naming them.
 REPLAY_RULES = _STORED_RULES
 
 

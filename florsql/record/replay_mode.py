@@ -23,13 +23,13 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from florsql.record import checkpoint as ckpt
-from florsql.record import frame_state
+from florsql.record import frame_state, order
 from florsql.record.args import replayed_arg
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.rng_guard import RngGuard
 from florsql.record.values import normalize
 from florsql.record.writer import Writer
-from florsql.store import layout
+from florsql.store import layout, rundoc
 from florsql.store.replays import DONE, FAILED, ReplaySpec, read_manifest
 from florsql.store.segments import Batch
 
@@ -210,6 +210,11 @@ class ReplayRun:
         doc = layout.read_json(self.run_dir / layout.RUN_JSON)
         self.recorded_args: dict[str, Any] = doc.get("args") or {}
         self.arg_tags: dict[str, str] = doc.get("arg_tags") or {}
+        #: the order of strings the run held as its first outer loop started (order.py), and
+        #: the names this replay holds in another order there
+        orders = doc.get(rundoc.ORDERS)
+        self.orders: dict[str, Any] | None = orders if isinstance(orders, dict) else None
+        self.reordered: list[str] = []
         self.names = set(spec.names)
         self.compare = set(spec.compare) - self.names
         self.needed = set(spec.iterations) if spec.iterations is not None else None
@@ -289,6 +294,8 @@ class ReplayRun:
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
             self._close_left()  # only the script's thread: it is the one iterating
+        if not self.frames and self.orders is not None and name == self.orders.get("loop"):
+            self._compare_orders()
         if not self.frames and name == self.spec.loop:
             if self.phases.loop_in is None:
                 self.phases.loop_in = time.time()
@@ -408,6 +415,15 @@ class ReplayRun:
         return
         yield  # a generator that yields nothing
 
+    def _compare_orders(self) -> None:
+        """At the run's first outer loop: the names whose strings this replay holds in
+        another order than the run did (once)."""
+        recorded, self.orders = (self.orders or {}).get("names"), None
+        owner = frame_state.user_frame()
+        if isinstance(recorded, dict) and recorded and owner is not None:
+            with contextlib.suppress(Exception):  # a check, never the replay's failure
+                self.reordered = order.reordered(recorded, frame_state.frame_values(owner))
+
     def _outer(self, name: str, iterable: Iterable[Any], call_line: int) -> Iterator[Any]:
         self.frames.append(name)
         found = consumer_of(self.outer_frame, call_line, sys._getframe())
@@ -526,6 +542,8 @@ class ReplayRun:
             # today's statements that moved a global RNG: name -> generators
             "drew": {n: sorted(g) for n, g in sorted(self.rng.moved.items())},
             "drew_in_loop": sorted(self.drew_in_loop),
+            # names holding the run's strings in another order before its loop (order.py)
+            "reordered": self.reordered,
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
         drop_private_files(self.spec)

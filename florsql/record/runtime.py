@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from florsql.errors import RecordError, RecordWarning
 from florsql.record import checkpoint as ckpt
-from florsql.record import frame_state
+from florsql.record import frame_state, order
 from florsql.record.args import coerce, flag_value, scan_argv, scan_flags, stored_arg
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs
@@ -190,6 +190,7 @@ class Run:
             # ``from pkg import ...`` needs the cwd on sys.path, not the script's folder)
             "module": _main_module(),
             rundoc.IMPORT_PATH: _import_path(repo),
+            rundoc.HASH_SEED: order.hash_seed(),
             "python": platform.python_version(),
             "torch": _torch_version(),
             rundoc.TORCH_THREADS: None,
@@ -314,6 +315,8 @@ class Run:
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)
         frame.owner = frame_state.user_frame()
         frame.call_line = frame.owner.f_lineno if frame.owner is not None else 0
+        if not self.frames and rundoc.ORDERS not in self.doc and frame.owner is not None:
+            self._note_orders(name, frame.owner)
         if self.scopes:  # only checkpointed loops save locals
             frame.user = frame.owner
             frame.facts = self._facts(frame.user, name)
@@ -326,6 +329,17 @@ class Run:
                         n: type(values[n]) for n in parent.facts.before_inner if n in values
                     }
         return self._iterate(frame, iterable)
+
+    def _note_orders(self, name: str, owner: FrameType) -> None:
+        """As the first outer loop starts: the order of the strings the script holds
+        (:mod:`florsql.record.order`), for replays to compare theirs with."""
+        try:
+            found = order.digests(frame_state.frame_values(owner))
+        except Exception:  # never the training's failure
+            found = {}
+        self.doc[rundoc.ORDERS] = {"loop": name, "names": found}
+        if found:
+            self.writer.submit_run_json(self.doc)
 
     def _facts(self, user: FrameType | None, name: str) -> LoopFacts | None:
         if user is None:

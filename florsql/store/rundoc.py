@@ -18,6 +18,13 @@ ENVIRON = "environ"
 #: or "end"], ...]``, "front" for those before the standard library (``PYTHONPATH``), "end"
 #: for those after it (``.pth`` lines). A replay task puts them back in its worktree.
 IMPORT_PATH = "import_path"
+#: run.json key of the ``PYTHONHASHSEED`` the run's interpreter hashed strings with, when it
+#: was fixed (``"0"``, a number; null: random): replay tasks hash with it.
+HASH_SEED = "hash_seed"
+#: run.json key of the order of strings the script held as its first outer loop started:
+#: ``{"loop": name, "names": {name: [digest in order, digest sorted]}}``
+#: (``florsql.record.order``); a replay compares its own there.
+ORDERS = "orders"
 
 
 @dataclass(frozen=True)
@@ -83,3 +90,15 @@ def import_path(doc: Mapping[str, Any]) -> list[list[str]]:
         and isinstance(e[0], str)
         and e[1] in ("front", "end")
     ]
+
+
+def hash_seed(doc: Mapping[str, Any]) -> str | None:
+    """The recorded ``PYTHONHASHSEED`` of a run (:data:`HASH_SEED`): a number as a string, or
+    None where the run's string hashing was random (or it was recorded before florsql kept it).
+
+    Example:
+        >>> hash_seed({"hash_seed": "42"}), hash_seed({"hash_seed": None}), hash_seed({})
+        ('42', None, None)
+    """
+    raw = doc.get(HASH_SEED)
+    return raw if isinstance(raw, str) and raw.isdigit() else None
