@@ -5,8 +5,8 @@ random per process unless ``PYTHONHASHSEED`` fixes it. ``chars = list(set(text))
 ``stoi = {c: i for i, c in enumerate(chars)}`` then map the same text to other indices in each
 process: a replay that restores the run's model weights and encodes its data with another
 ``stoi`` computes its hindsight values on the wrong encoding, silently (measured: a character
-model's hindsight probability of ``e`` after ``h`` came back 0.036, where the run's model gives
-about 0.5). A folder listing in another order does the same.
+model's hindsight probability of ``e`` after ``h`` came back 0.036 to 0.010 over 4 epochs, where a run of
+the patched script gives 0.27 to 0.90). A folder listing in another order does the same.
 
 So a run notes, as its first outer loop starts, a digest of each list, tuple and dict of
 strings its script holds there (the loop's frame and its module): one of the items in their
