@@ -5,8 +5,9 @@ random per process unless ``PYTHONHASHSEED`` fixes it. ``chars = list(set(text))
 ``stoi = {c: i for i, c in enumerate(chars)}`` then map the same text to other indices in each
 process: a replay that restores the run's model weights and encodes its data with another
 ``stoi`` computes its hindsight values on the wrong encoding, silently (measured: a character
-model's hindsight probability of ``e`` after ``h`` came back 0.036 to 0.010 over 4 epochs, where a run of
-the patched script gives 0.27 to 0.90). A folder listing in another order does the same.
+model's hindsight probability of ``e`` after ``h`` came back 0.036 to 0.010 over 4 epochs,
+where a run of the patched script gives 0.27 to 0.90). A folder listing in another order does
+the same.
 
 So a run notes, as its first outer loop starts, a digest of each list, tuple and dict of
 strings its script holds there (the loop's frame and its module): one of the items in their
@@ -31,17 +32,16 @@ LIMIT = 20_000
 
 
 def _digest(items: list[str]) -> str:
-    h = hashlib.blake2b(digest_size=8)
-    for item in items:
-        h.update(item.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return h.hexdigest()
+    data = "\0".join(items).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def _sequences(name: str, value: Any) -> list[tuple[str, list[str]]]:
     """The sequences of strings ``value`` holds in an order: a list's or tuple's items, a
     dict's keys and its values (as ``name.values()``)."""
     kind = type(value)
+    if kind not in (list, tuple, dict) or not 2 <= len(value) <= LIMIT:
+        return []  # (a long dict's keys are not even listed)
     if kind is list or kind is tuple:
         return [(name, value)]
     if kind is dict:
@@ -61,7 +61,7 @@ def digests(values: Mapping[str, Any]) -> dict[str, list[str]]:
         except Exception:  # a proxy that cannot give it: not ours to fail on
             continue
         for key, items in _sequences(name, value):
-            if not 2 <= len(items) <= LIMIT or not all(type(x) is str for x in items):
+            if not all(type(x) is str for x in items):
                 continue
             ordered = list(items)
             ranked = sorted(ordered)
