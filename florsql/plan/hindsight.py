@@ -207,6 +207,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: answers for the commit the run's checkout had (``GIT_DIR`` of
 #: ``florsql.replay.worktree.head_gitdir``): ``git rev-parse HEAD`` gave today's HEAD for
 #: every old run, silently.
+#: 25 (session 35, sweep h3): an optimizer held as an attribute of a checkpointed optimizer
+#: (``self.base_optimizer`` of a sharpness-aware wrapper), registered or in a change set, is
+#: saved by its state_dict and restored in place (checkpoints recorded since): a replay from a
+#: checkpoint stepped it from no momentum (sharpness at epoch 3, step 3: 0.0213, a full re-run
+#: 0.0181, silently; ``KeyError: 'momentum_buffer'`` where today's statement read it); an
+#: optimizer in a change set keeps its parameter-group dicts as a registered one does.
 REPLAY_RULES = _STORED_RULES
 
 

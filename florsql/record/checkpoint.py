@@ -85,7 +85,53 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
         kept = {name: v for name, v in kept.items() if v[0] or v[1]}
         if kept:
             payload["optimizer_attrs"] = {n: list(v) for n, v in kept.items()}
+        registered = {id(o) for o in objs.values()}
+        inner = {name: inner_optimizers(o, registered) for name, o in objs.items()}
+        # always there (empty too): a checkpoint without it predates it (see :func:`restore`)
+        payload["inner"] = {name: v for name, v in inner.items() if v}
     return payload
+
+
+def inner_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+    """The state of the optimizers an optimizer holds as attributes (``self.base_optimizer``
+    of a sharpness-aware or other wrapping optimizer), by attribute name, where not registered
+    themselves: the wrapper's ``state_dict`` is its own ``state`` and groups, and the inner
+    one's (SGD's momentum buffers) is in no checkpoint. A replay from a checkpoint stepped the
+    inner optimizer from no momentum (the weights of every later step differed, silently where
+    nothing recorded read them; ``KeyError: 'momentum_buffer'`` where today's statement read
+    the buffers: s35). Empty for anything else."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        return {}
+    return {
+        k: _deep_copy(v.state_dict())
+        for k, v in vars(obj).items()
+        if isinstance(v, torch.optim.Optimizer) and v is not obj and id(v) not in registered
+    }
+
+
+def _holds_optimizers(obj: Any, objs: dict[str, Any]) -> bool:
+    """Whether ``obj`` is an optimizer holding another, unregistered (for :func:`restore`)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+        return False
+    registered = {id(o) for o in objs.values()}
+    return any(
+        isinstance(v, torch.optim.Optimizer) and v is not obj and id(v) not in registered
+        for v in vars(obj).values()
+    )
+
+
+def restore_inner_optimizers(name: str, obj: Any, inner: dict[str, Any]) -> None:
+    """Load :func:`inner_optimizers`' states back into ``obj``'s optimizers, in place."""
+    for attr, state in inner.items():
+        held = getattr(obj, attr, None)
+        if not hasattr(held, "load_state_dict"):
+            raise StoreError(
+                f"cannot restore this checkpoint: {name!r} held an optimizer as {attr!r} "
+                "and holds none where the script starts; the values that need it stay NULL"
+            )
+        _load_state_dict(held, state)
 
 
 def _loose_parameters(objs: dict[str, Any]) -> dict[str, list[Any]]:
@@ -562,6 +608,14 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 _restore_loose(name, obj, payload["loose"][name])
             if name in payload.get("optimizer_attrs", {}):
                 _put_attributes(obj, *payload["optimizer_attrs"][name])
+            if "inner" in payload:
+                restore_inner_optimizers(name, obj, payload["inner"].get(name) or {})
+            elif _holds_optimizers(obj, objs):
+                raise StoreError(
+                    f"cannot restore this checkpoint: {name!r} holds another optimizer, whose "
+                    "state checkpoints recorded before florsql saved it do not hold; the "
+                    "values that need it stay NULL (record the run again)"
+                )
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:
