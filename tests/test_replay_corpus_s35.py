@@ -180,6 +180,32 @@ with torch.no_grad():
         fresh=True,
     ),
     ArgCase(
+        "per_epoch_weight_files_in_an_ignored_folder_shared_by_the_seeds_averaged_after",
+        """
+import os
+
+os.makedirs("ckpts", exist_ok=True)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+        torch.save(net.state_dict(), f"ckpts/e{epoch}.pt")
+states = [torch.load(f"ckpts/e{e}.pt") for e in range(epochs - 2, epochs)]
+net.load_state_dict({k: sum(s[k] for s in states) / len(states) for k in states[0]})
+with torch.no_grad():
+    avg_out = net(XV)
+    flor.log("avg_val", loss_fn(avg_out, YV).item())  # hindsight
+""",
+        {"": ["avg_val"]},
+        extra={".gitignore": "ckpts/\n"},
+        seeds=(0, 1),
+        fresh=True,
+    ),
+    ArgCase(
         "validation_every_third_global_step_inside_the_step_loop_with_dropout",
         """
 net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2))
@@ -438,11 +464,7 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
 ]
 
-BUGS: dict[str, str] = {
-    "last_two_epochs_weights_saved_to_files_averaged_after_the_loop": (
-        "a run-level statement reading files the skipped epochs wrote: FileNotFoundError"
-    ),
-}
+BUGS: dict[str, str] = {}
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)
 assert not set(BUGS) - {p.name for p in PATTERNS}
@@ -465,7 +487,7 @@ class Histories(corpus.StrangerHistories):
         def build(path: Path) -> None:
             if self._recorder is None:
                 self._recorder = Recorder(self.factory.mktemp("runlogs"))
-            record_pair(self._recorder, path, p.text, p.runs(), period=p.period)
+            record_pair(self._recorder, path, p.text, p.runs(), period=p.period, extra=p.extra)
 
         path = shared_dir(self.factory, self.worker_id, f"s35-{p.name}", build)
         return copy_recorded(Recorded(path / "history", path / "oracle"), dest)
