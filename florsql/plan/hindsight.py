@@ -212,7 +212,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: saved by its state_dict and restored in place (checkpoints recorded since): a replay from a
 #: checkpoint stepped it from no momentum (sharpness at epoch 3, step 3: 0.0213, a full re-run
 #: 0.0181, silently; ``KeyError: 'momentum_buffer'`` where today's statement read it); an
-#: optimizer in a change set keeps its parameter-group dicts as a registered one does.
+#: optimizer in a change set keeps its parameter-group dicts as a registered one does. A task
+#: that restored a checkpoint and reads a file its run wrote while it ran (``during:``), or
+#: finds none, is replayed again from the run's start (weight files of the last epochs averaged
+#: after the loop: NULL with a FileNotFoundError where the folder was not ignored; another
+#: seed's files where it was, 0.2654 for a full re-run's 0.2579, with a data warning only).
 REPLAY_RULES = _STORED_RULES
 
 

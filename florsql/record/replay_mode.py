@@ -181,7 +181,7 @@ def guard_files(spec: ReplaySpec) -> None:
         str(Path(spec.out_dir) / "files"),
         _version_roots(),
     )
-    sandbox.skipped = _written_while_it_ran(spec, repo)
+    sandbox.during = _written_while_it_ran(spec, repo)
     sandbox.install()
     WATCH.sandbox = sandbox
 
@@ -491,6 +491,10 @@ class ReplayRun:
         t1 = time.time()
         missing = set(payload["states"]) | set(payload["pickled"])
         ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
+        from florsql.record.watch import WATCH
+
+        if WATCH.sandbox is not None:  # from here on, what skipped iterations wrote is unknown
+            WATCH.sandbox.skipped = WATCH.sandbox.during
         saved = payload.get("locals") or {}
         if self.outer_frame is not None:
             frame_state.restore(

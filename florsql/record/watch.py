@@ -311,7 +311,9 @@ class WriteSandbox:
         self.private = private
         self.moved: dict[str, str] = {}  # a real path -> its private copy
         #: Real paths of files the run wrote while it ran and read (``during:`` inputs), in a
-        #: task that restores a checkpoint: reading one it did not write itself raises
+        #: task that restores a checkpoint; they go into :attr:`skipped` as it restores one.
+        self.during: set[str] = set()
+        #: Reading one of these that the task did not write itself raises
         #: :class:`SkippedWriteError` (session 35: the skipped epochs' files were read as the
         #: user's folder held them, another seed's, silently but for a data warning)
         self.skipped: set[str] = set()
