@@ -132,6 +132,42 @@ with flor.checkpointing(model=net):
         partial=("SELECT seed, epoch, step, norm FROM logs WHERE epoch = 3 AND step >= 2",),
     ),
     ArgCase(
+        "lightning_style_module_holding_its_optimizer_and_scheduler_registered_alone",
+        """
+
+class Lit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=0.2, momentum=0.9)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, gamma=0.8)
+
+    def forward(self, x):
+        return self.body(x)
+
+    def training_step(self, idx):
+        loss = loss_fn(self(X[idx]), Y[idx])
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+
+model = Lit()
+with flor.checkpointing(model=model):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = model.training_step(idx)
+            flor.log("bs", len(idx))
+            flor.log("w", float(model.body[0].weight.sum()))  # hindsight
+        model.scheduler.step()
+        flor.log("epoch_lr", model.optimizer.param_groups[0]["lr"])  # hindsight
+""",
+        {"epoch": ["epoch_lr"], "epoch, step": ["w"]},
+        old_query="SELECT seed, epoch, step, bs FROM logs",
+        partial=("SELECT seed, epoch, step, w FROM logs WHERE epoch = 3 AND step >= 2",),
+    ),
+    ArgCase(
         "grad_scaler_enabled_on_cpu_growing_every_three_steps_unregistered",
         """
 scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=3)

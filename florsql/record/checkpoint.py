@@ -93,43 +93,55 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
 
 
 def inner_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
-    """The state of the optimizers an optimizer holds as attributes (``self.base_optimizer``
-    of a sharpness-aware or other wrapping optimizer), by attribute name, where not registered
-    themselves: the wrapper's ``state_dict`` is its own ``state`` and groups, and the inner
-    one's (SGD's momentum buffers) is in no checkpoint. A replay from a checkpoint stepped the
-    inner optimizer from no momentum (the weights of every later step differed, silently where
-    nothing recorded read them; ``KeyError: 'momentum_buffer'`` where today's statement read
-    the buffers: s35). Empty for anything else."""
+    """The state of the optimizers and schedulers an optimizer or a torch module holds as
+    attributes (``self.base_optimizer`` of a sharpness-aware wrapper; ``self.optimizer`` and
+    ``self.scheduler`` of a Lightning-style model), by dotted path, where not registered
+    themselves: the holder's ``state_dict`` leaves them out. A replay from a checkpoint stepped
+    them from no momentum and the start's learning rate (silently where nothing recorded read
+    them; ``KeyError: 'momentum_buffer'`` where today's statement read the buffers: s35).
+    Empty for anything else."""
+    return {k: _deep_copy(v.state_dict()) for k, v in _held_optimizers(obj, registered).items()}
+
+
+def _held_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+    """:func:`inner_optimizers`' objects themselves, by dotted path."""
     torch = sys.modules.get("torch")
-    if torch is None or not isinstance(obj, torch.optim.Optimizer):
+    if torch is None:
         return {}
-    return {
-        k: _deep_copy(v.state_dict())
-        for k, v in vars(obj).items()
-        if isinstance(v, torch.optim.Optimizer) and v is not obj and id(v) not in registered
-    }
+    if isinstance(obj, torch.optim.Optimizer):
+        holders: list[tuple[str, Any]] = [("", obj)]
+    elif isinstance(obj, torch.nn.Module):
+        holders = list(obj.named_modules())
+    else:
+        return {}
+    kinds = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    out: dict[str, Any] = {}
+    for prefix, holder in holders:
+        for k, v in vars(holder).items():
+            if isinstance(v, kinds) and v is not obj and id(v) not in registered:
+                out[f"{prefix}.{k}" if prefix else k] = v
+    return out
 
 
 def _holds_optimizers(obj: Any, objs: dict[str, Any]) -> bool:
-    """Whether ``obj`` is an optimizer holding another, unregistered (for :func:`restore`)."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(obj, torch.optim.Optimizer):
-        return False
-    registered = {id(o) for o in objs.values()}
-    return any(
-        isinstance(v, torch.optim.Optimizer) and v is not obj and id(v) not in registered
-        for v in vars(obj).values()
-    )
+    """Whether ``obj`` holds an unregistered optimizer or scheduler (for :func:`restore`)."""
+    return bool(_held_optimizers(obj, {id(o) for o in objs.values()}))
 
 
 def restore_inner_optimizers(name: str, obj: Any, inner: dict[str, Any]) -> None:
     """Load :func:`inner_optimizers`' states back into ``obj``'s optimizers, in place."""
-    for attr, state in inner.items():
-        held = getattr(obj, attr, None)
+    for path, state in inner.items():
+        prefix, _, attr = path.rpartition(".")
+        try:
+            holder = obj.get_submodule(prefix) if prefix else obj
+        except (AttributeError, TypeError):
+            holder = None
+        held = getattr(holder, attr, None)
         if not hasattr(held, "load_state_dict"):
             raise StoreError(
-                f"cannot restore this checkpoint: {name!r} held an optimizer as {attr!r} "
-                "and holds none where the script starts; the values that need it stay NULL"
+                f"cannot restore this checkpoint: {name!r} held an optimizer or a scheduler as "
+                f"{path!r} and holds none where the script starts; the values that need it "
+                "stay NULL"
             )
         _load_state_dict(held, state)
 
