@@ -1,6 +1,32 @@
 """Stranger sweep s35 (h3): training-loop patterns the corpus did not hold yet, replayed and
 compared with a full re-run of the hand-patched old version (the harness and oracle of
-tests/test_replay_corpus_stranger.py).
+tests/test_replay_corpus_stranger.py); runs with their own command lines (``ArgCase.argvs``)
+for predicates on args.
+
+Exact already: an enabled CPU ``GradScaler`` growing every three steps, left out of
+checkpointing; validation every third global step inside the step loop with dropout toggled;
+a registered ``OneCycleLR`` stepped per accumulated step, with ``(i + 1) % accum`` and a
+remainder flush, queried by ``WHERE accum = 3``; an unregistered ``ReduceLROnPlateau`` fed the
+validation loss with early stopping on a dict and a ``break``; a GAN with two registered Adam
+optimizers, the generator stepped every other step under a ``StepLR``; a ``Trainer`` class with
+metrics cleared per epoch and a history never cleared; ``state_dict`` norms with BatchNorm
+buffers under a bf16 ``autocast``; an ``AveragedModel`` with an EMA ``multi_avg_fn`` left out of
+checkpointing; two learning rates in two runs queried by ``WHERE lr > 0.2``.
+
+Silently wrong or failing, now fixed:
+
+- a sharpness-aware (SAM) optimizer registered as ``optimizer=sam``: its ``state_dict`` leaves
+  out ``self.base_optimizer``'s (SGD's momentum), and a task from a checkpoint stepped the
+  base optimizer from no momentum: per-step values silently wrong where no old statement read
+  the weights (sharpness at epoch 3 step 3: 0.0213, a full re-run 0.0181), ``KeyError:
+  'momentum_buffer'`` where today's statement read the buffers (registered or not);
+- a Lightning-style model holding its own ``self.optimizer`` and ``self.scheduler``, registered
+  as ``model=model`` alone: both restored by nothing (the lr at epoch 2: 0.16, a full re-run
+  0.1024; the weights after it, silently);
+- the last two epochs' weight files (``torch.save`` each epoch) averaged after the loop: a
+  folder not ignored failed the task (``FileNotFoundError``: the files of the epochs a task
+  skipped were never written), an ignored one shared by two seeds read the other seed's
+  files (0.2654, a full re-run 0.2579, with only a data warning).
 
 ``BUGS`` names each failing pattern's bug (a strict xfail until fixed)."""
 
