@@ -11,7 +11,9 @@ validation loss with early stopping on a dict and a ``break``; a GAN with two re
 optimizers, the generator stepped every other step under a ``StepLR``; a ``Trainer`` class with
 metrics cleared per epoch and a history never cleared; ``state_dict`` norms with BatchNorm
 buffers under a bf16 ``autocast``; an ``AveragedModel`` with an EMA ``multi_avg_fn`` left out of
-checkpointing; two learning rates in two runs queried by ``WHERE lr > 0.2``.
+checkpointing; two learning rates in two runs queried by ``WHERE lr > 0.2``; a GAN registered as
+``nets=[G, D]`` and ``optimizers={"g": ..., "d": ...}``; a scheduler registered without its
+optimizer.
 
 Silently wrong or failing, now fixed:
 
@@ -190,6 +192,56 @@ with flor.checkpointing(model=model):
         flor.log("epoch_lr", model.optimizer.param_groups[0]["lr"])  # hindsight
 """,
         {"epoch": ["epoch_lr"], "epoch, step": ["w"]},
+        old_query="SELECT seed, epoch, step, bs FROM logs",
+        partial=("SELECT seed, epoch, step, w FROM logs WHERE epoch = 3 AND step >= 2",),
+    ),
+    ArgCase(
+        "generator_and_critic_registered_as_lists_of_modules_and_optimizers",
+        """
+G = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 6))
+D = nn.Sequential(nn.Linear(6, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+opt_g = torch.optim.Adam(G.parameters(), lr=0.01, betas=(0.5, 0.9))
+opt_d = torch.optim.SGD(D.parameters(), lr=0.05, momentum=0.9)
+bce = nn.BCEWithLogitsLoss()
+with flor.checkpointing(nets=[G, D], optimizers={"g": opt_g, "d": opt_d}):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            fake = G(torch.randn(len(idx), 3))
+            d_loss = bce(D(X[idx]), torch.ones(len(idx), 1)) + bce(
+                D(fake.detach()), torch.zeros(len(idx), 1)
+            )
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = bce(D(fake), torch.ones(len(idx), 1))
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+            flor.log("bs", len(idx))
+            flor.log("g_loss", g_loss.item())  # hindsight
+        flor.log("d_w", float(D[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["d_w"], "epoch, step": ["g_loss"]},
+        old_query="SELECT seed, epoch, step, bs FROM logs",
+        partial=("SELECT seed, epoch, step, g_loss FROM logs WHERE epoch = 3 AND step >= 2",),
+    ),
+    ArgCase(
+        "only_the_model_and_the_scheduler_registered_the_optimizer_left_out",
+        """
+sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7)
+with flor.checkpointing(model=net, sched=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("bs", len(idx))
+            flor.log("w", float(net[0].weight.sum()))  # hindsight
+        sched.step()
+        flor.log("lr", opt.param_groups[0]["lr"])  # hindsight
+""",
+        {"epoch": ["lr"], "epoch, step": ["w"]},
         old_query="SELECT seed, epoch, step, bs FROM logs",
         partial=("SELECT seed, epoch, step, w FROM logs WHERE epoch = 3 AND step >= 2",),
     ),
