@@ -13,7 +13,8 @@ metrics cleared per epoch and a history never cleared; ``state_dict`` norms with
 buffers under a bf16 ``autocast``; an ``AveragedModel`` with an EMA ``multi_avg_fn`` left out of
 checkpointing; two learning rates in two runs queried by ``WHERE lr > 0.2``; a GAN registered as
 ``nets=[G, D]`` and ``optimizers={"g": ..., "d": ...}``; a scheduler registered without its
-optimizer.
+optimizer; a ``while`` loop over epochs with a manual counter, the step loop the outermost
+(entered once per epoch).
 
 Silently wrong or failing, now fixed:
 
@@ -626,3 +627,43 @@ def test_s35_fresh_store_replays_like_a_full_rerun(
     pattern: Case, histories: Histories, tmp_path: Path
 ) -> None:
     corpus.check_fresh(pattern, histories, tmp_path)
+
+
+WHILE_EPOCHS = """
+epoch, total = 0, 0.0
+with flor.checkpointing(model=net, optimizer=opt):
+    while epoch < epochs:
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            flor.log("loss", loss.item())
+            flor.log("w", float(net[0].weight.sum()))  # hindsight
+            flor.log("ep_total", epoch * 100 + total)  # hindsight
+        epoch += 1
+flor.log("epochs_run", epoch)  # hindsight
+flor.log("total", total)  # hindsight
+"""
+
+
+def test_s35_a_while_loop_over_epochs_reenters_the_step_loop(
+    histories: Histories, tmp_path: Path
+) -> None:
+    """No ``flor.loop`` over epochs: a ``while`` with a manual counter enters the step loop (the
+    outermost) once per epoch. Per-step and run-level hindsight equal a full re-run's."""
+    from tests.helpers_replay import Mismatches
+    from tests.test_replay_corpus import PREAMBLE
+
+    if histories._recorder is None:
+        histories._recorder = Recorder(histories.factory.mktemp("runlogs"))
+    rec = record_pair(
+        histories._recorder, tmp_path, PREAMBLE + WHILE_EPOCHS, [("--seed", "0"), ("--seed", "1")]
+    )
+    found = Mismatches()
+    with found.session(rec, "while", histories.workers) as check:
+        check("SELECT seed, step, w FROM logs WHERE seed = 1 AND step >= 2")
+        check("SELECT seed, step, loss, w, ep_total FROM logs")
+        check("SELECT seed, epochs_run, total FROM logs WHERE total IS NOT NULL")
+    found.assert_none()
