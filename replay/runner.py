@@ -25,7 +25,7 @@ from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import head_gitdir, prepare
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
-from florsql.store.replays import DONE, REJECTED, ReplaySpec, patched_hash, replays_dir
+from florsql.store.replays import DONE, FAILED, REJECTED, ReplaySpec, patched_hash, replays_dir
 from florsql.versions import file_at, files_at
 
 
@@ -157,6 +157,7 @@ def run_replay(
     report.results = executor.run(tasks, on_done)
     _verify(repo, tasks, report, executor, on_done, checks)
     _from_the_start(repo, tasks, report, executor, on_done)
+    _after_a_missing_file(repo, tasks, report, executor, on_done)
     report.seconds = time.perf_counter() - t0
     if fail and report.failures:
         raise ReplayError(_failure_text(report, tasks))
@@ -446,6 +447,64 @@ def _from_the_start(
         if reordered is not None:
             report.nondeterministic.append(reordered)
         _note_draws(done, report)
+
+
+def _after_a_missing_file(
+    repo: Path,
+    tasks: list[Task],
+    report: ReplayReport,
+    executor: Executor,
+    on_done: Callable[[TaskResult], None],
+) -> None:
+    """Run again, from the run's start with no checkpoint restored, each task that restored a
+    checkpoint and failed on a file it did not find (``FileNotFoundError``) or found written
+    while its run ran (:class:`florsql.record.watch.SkippedWriteError`).
+
+    A run that writes files as its loop goes (``torch.save(net.state_dict(),
+    f"ckpts/e{epoch}.pt")`` each epoch) and reads them later (the last epochs' weights
+    averaged after the loop) reads what iterations a task skipped would have written: no
+    checkpoint holds files, and the worktree has them only where the run's snapshot did. Run
+    in full, each write happens in the task (into its private copies) before the read, as in
+    a run of today's script (s35: the averaged model's loss stayed NULL, the task failing at
+    ``torch.load``). A task that fails again in full fails as it would have."""
+    by_id = {t.spec.task_id: t for t in tasks}
+    redo: list[Task] = []
+    failed: list[TaskResult] = []
+    for result in report.results:
+        task = by_id.get(result.task_id)
+        if result.ok or task is None or _from_top(task.spec.steps):
+            continue
+        if not (result.error or "").startswith(("FileNotFoundError", "SkippedWriteError")):
+            continue
+        last = max((int(step[0]) for step in task.spec.steps), default=-1)
+        if last < 0:
+            continue
+        spec = replace(
+            task.spec,
+            task_id=f"{task.spec.task_id}-start",
+            out_dir=f"{task.spec.out_dir}-start",
+            steps=[[i, "full", None] for i in range(last + 1)],
+            estimate=0.0,  # not the planner's: kept out of its calibration
+        )
+        spec_path = task.spec_path.with_name(f"{spec.task_id}.spec.json")
+        spec.write(spec_path)
+        redo.append(replace(task, spec=spec, spec_path=spec_path, fallback=None, estimate=0.0))
+        failed.append(result)
+    if not redo:
+        return
+    results = executor.run(redo, on_done)
+    for task, old, result in zip(redo, failed, results, strict=True):
+        report.results.append(result)
+        if not result.ok:
+            continue
+        report.results.remove(old)  # its values are the redo's: the failure no longer stands
+        folder = Path(by_id[old.task_id].spec.out_dir)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(folder / FAILED, folder / REJECTED)
+        check = compare_task(repo, Path(task.spec.out_dir))
+        _mark(Path(task.spec.out_dir), check, report)
+        if check.mismatch is not None:
+            report.nondeterministic.append(check.mismatch)
 
 
 def _from_top(steps: list[list[object]]) -> bool:

@@ -956,3 +956,49 @@ def test_a_loader_whose_persistent_workers_run_is_missed_not_saved() -> None:
     assert "persistent worker processes" in cap.missed["live"]
     assert not cap.missed["live"].startswith("_")  # the reason, not an exception's class
     assert {"idle", "plain"} <= set(cap.saved)
+
+
+class _Wrapping(torch.optim.Optimizer):
+    """A sharpness-aware-style wrapper: its own state_dict leaves out its base optimizer's."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {"rho": 0.05})
+        self.base_optimizer = torch.optim.SGD(self.param_groups, lr=0.1, momentum=0.9)
+        self.param_groups = self.base_optimizer.param_groups
+
+    def step(self, closure: Any = None) -> None:
+        self.base_optimizer.step()
+
+
+def _wrapped_steps(net: torch.nn.Module, opt: _Wrapping, n: int) -> None:
+    for _ in range(n):
+        opt.zero_grad()
+        net(torch.ones(2, 3)).sum().backward()
+        opt.step()
+
+
+def test_an_optimizer_held_by_a_registered_optimizer_is_restored_in_place() -> None:
+    """A wrapper's base optimizer (SAM's ``self.base_optimizer``): its momentum is saved and put
+    back into the replay's (was in no checkpoint: a replay stepped it from no momentum, s35);
+    its groups stay the wrapper's; a checkpoint recorded before it was saved is refused."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    opt = _Wrapping(net.parameters())
+    _wrapped_steps(net, opt, 2)
+    payload = ckpt.capture({"model": net, "optimizer": opt})
+    assert set(payload["inner"]["optimizer"]) == {"base_optimizer"}
+    _wrapped_steps(net, opt, 1)
+    want = {k: v.clone() for k, v in net.state_dict().items()}
+
+    torch.manual_seed(0)
+    net2 = torch.nn.Linear(3, 1)
+    opt2 = _Wrapping(net2.parameters())
+    ckpt.restore({"model": net2, "optimizer": opt2}, payload, rng=False)
+    assert opt2.base_optimizer.param_groups is opt2.param_groups
+    _wrapped_steps(net2, opt2, 1)
+    for k, v in net2.state_dict().items():
+        assert torch.equal(v, want[k]), k
+
+    old = {k: v for k, v in payload.items() if k != "inner"}
+    with pytest.raises(StoreError, match="holds another optimizer"):
+        ckpt.restore({"model": net2, "optimizer": opt2}, old, rng=False)

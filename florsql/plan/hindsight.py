@@ -215,6 +215,18 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: where it is not the warm worker's 0): every replay hashed strings with seed 0, so
 #: ``list(set(text))`` gave another vocabulary order and the values another encoding, silently;
 #: a run with random hashing whose strings come back in another order warns, naming them.
+#: Sweep h3: an optimizer or scheduler held as an attribute of a checkpointed
+#: optimizer or module (``self.base_optimizer`` of a sharpness-aware wrapper, a Lightning-style
+#: model's ``self.optimizer`` and ``self.scheduler``), registered or in a change set, is saved
+#: by its state_dict and restored in place (checkpoints recorded since; older ones of such are
+#: refused): a replay from a checkpoint stepped it from no momentum and the start's rate
+#: (sharpness at epoch 3, step 3: 0.0213, a full re-run 0.0181; lr 0.16 for 0.1024, silently;
+#: ``KeyError: 'momentum_buffer'`` where today's statement read it); an optimizer in a change
+#: set keeps its parameter-group dicts as a registered one does. A task
+#: that restored a checkpoint and reads a file its run wrote while it ran (``during:``), or
+#: finds none, is replayed again from the run's start (weight files of the last epochs averaged
+#: after the loop: NULL with a FileNotFoundError where the folder was not ignored; another
+#: seed's files where it was, 0.2654 for a full re-run's 0.2579, with a data warning only).
 REPLAY_RULES = _STORED_RULES
 
 

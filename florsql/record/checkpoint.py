@@ -85,7 +85,65 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
         kept = {name: v for name, v in kept.items() if v[0] or v[1]}
         if kept:
             payload["optimizer_attrs"] = {n: list(v) for n, v in kept.items()}
+        registered = {id(o) for o in objs.values()}
+        inner = {name: inner_optimizers(o, registered) for name, o in objs.items()}
+        # always there (empty too): a checkpoint without it predates it (see :func:`restore`)
+        payload["inner"] = {name: v for name, v in inner.items() if v}
     return payload
+
+
+def inner_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+    """The state of the optimizers and schedulers an optimizer or a torch module holds as
+    attributes (``self.base_optimizer`` of a sharpness-aware wrapper; ``self.optimizer`` and
+    ``self.scheduler`` of a Lightning-style model), by dotted path, where not registered
+    themselves: the holder's ``state_dict`` leaves them out. A replay from a checkpoint stepped
+    them from no momentum and the start's learning rate (silently where nothing recorded read
+    them; ``KeyError: 'momentum_buffer'`` where today's statement read the buffers: s35).
+    Empty for anything else."""
+    return {k: _deep_copy(v.state_dict()) for k, v in _held_optimizers(obj, registered).items()}
+
+
+def _held_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+    """:func:`inner_optimizers`' objects themselves, by dotted path."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    if isinstance(obj, torch.optim.Optimizer):
+        holders: list[tuple[str, Any]] = [("", obj)]
+    elif isinstance(obj, torch.nn.Module):
+        holders = list(obj.named_modules())
+    else:
+        return {}
+    kinds = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    out: dict[str, Any] = {}
+    for prefix, holder in holders:
+        for k, v in vars(holder).items():
+            if isinstance(v, kinds) and v is not obj and id(v) not in registered:
+                out[f"{prefix}.{k}" if prefix else k] = v
+    return out
+
+
+def _holds_optimizers(obj: Any, objs: dict[str, Any]) -> bool:
+    """Whether ``obj`` holds an unregistered optimizer or scheduler (for :func:`restore`)."""
+    return bool(_held_optimizers(obj, {id(o) for o in objs.values()}))
+
+
+def restore_inner_optimizers(name: str, obj: Any, inner: dict[str, Any]) -> None:
+    """Load :func:`inner_optimizers`' states back into ``obj``'s optimizers, in place."""
+    for path, state in inner.items():
+        prefix, _, attr = path.rpartition(".")
+        try:
+            holder = obj.get_submodule(prefix) if prefix else obj
+        except (AttributeError, TypeError):
+            holder = None
+        held = getattr(holder, attr, None)
+        if not hasattr(held, "load_state_dict"):
+            raise StoreError(
+                f"cannot restore this checkpoint: {name!r} held an optimizer or a scheduler as "
+                f"{path!r} and holds none where the script starts; the values that need it "
+                "stay NULL"
+            )
+        _load_state_dict(held, state)
 
 
 def _loose_parameters(objs: dict[str, Any]) -> dict[str, list[Any]]:
@@ -562,6 +620,14 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 _restore_loose(name, obj, payload["loose"][name])
             if name in payload.get("optimizer_attrs", {}):
                 _put_attributes(obj, *payload["optimizer_attrs"][name])
+            if "inner" in payload:
+                restore_inner_optimizers(name, obj, payload["inner"].get(name) or {})
+            elif _holds_optimizers(obj, objs):
+                raise StoreError(
+                    f"cannot restore this checkpoint: {name!r} holds another optimizer, whose "
+                    "state checkpoints recorded before florsql saved it do not hold; the "
+                    "values that need it stay NULL (record the run again)"
+                )
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
         else:

@@ -517,11 +517,15 @@ def _save(
                 if len(data) <= MAX_BYTES:
                     return "pickle", data
             ids.clear()
-        from florsql.record.checkpoint import _deep_copy, module_extras
+        from florsql.record.checkpoint import _deep_copy, inner_optimizers, module_extras
 
         extras = module_extras(value)  # a torch module: what its state_dict leaves out too
-        if extras:
-            return "module_state", {"state": _deep_copy(value.state_dict()), "extras": extras}
+        inner = inner_optimizers(value, set(registered))  # a wrapper's base optimizer: s35
+        if extras or inner:
+            state = {"state": _deep_copy(value.state_dict()), "extras": extras}
+            if inner:
+                state["inner"] = inner
+            return "module_state", state
         return "state", _deep_copy(value.state_dict())
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.random.Generator):
@@ -850,13 +854,21 @@ def _restored(
             "need it stay NULL"
         )
     if kind == "state":
-        cur.load_state_dict(data)
+        from florsql.record.checkpoint import _load_state_dict
+
+        _load_state_dict(cur, data)  # an optimizer keeps its group dicts (aliases hold)
         return _IN_PLACE
     if kind == "module_state":
-        from florsql.record.checkpoint import restore_module_extras
+        from florsql.record.checkpoint import (
+            _load_state_dict,
+            restore_inner_optimizers,
+            restore_module_extras,
+        )
 
-        cur.load_state_dict(data["state"])
-        restore_module_extras(cur, data["extras"])
+        _load_state_dict(cur, data["state"])
+        if data["extras"]:
+            restore_module_extras(cur, data["extras"])
+        restore_inner_optimizers(type(cur).__name__, cur, data.get("inner") or {})
         return _IN_PLACE
     if kind == "class" or kind == "function":
         if kind == "function":

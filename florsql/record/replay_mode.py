@@ -181,8 +181,35 @@ def guard_files(spec: ReplaySpec) -> None:
         str(Path(spec.out_dir) / "files"),
         _version_roots(),
     )
+    sandbox.during = _written_while_it_ran(spec, repo)
     sandbox.install()
     WATCH.sandbox = sandbox
+
+
+def _written_while_it_ran(spec: ReplaySpec, repo: Path) -> set[str]:
+    """Real paths of the files the run read that changed while it ran (``during:`` inputs:
+    it wrote them itself, ``torch.save`` each epoch), where the task skips iterations
+    (restores a checkpoint or runs an iteration's rest): what it would read there is not what
+    the skipped iterations wrote (:class:`florsql.record.watch.SkippedWriteError`)."""
+    from florsql.store.fingerprints import DURING, recorded_inputs
+
+    its = [int(s[0]) for s in spec.steps]
+    if its == list(range(len(its))) and all(s[1] == "full" and s[2] is None for s in spec.steps):
+        return set()  # from the run's start, in full: each write happens before its read
+    try:
+        doc = layout.read_json(Path(spec.run_dir) / layout.RUN_JSON)
+    except (OSError, ValueError):
+        return set()
+    roots = [repo]
+    version = _version_roots()
+    if version is not None:
+        roots.append(Path(version[1]))
+    return {
+        os.path.realpath(root / inp.path)
+        for inp in recorded_inputs(doc)
+        if inp.hash.startswith(DURING)
+        for root in roots
+    }
 
 
 def guard_spec(path: str) -> None:
@@ -480,6 +507,10 @@ class ReplayRun:
         t1 = time.time()
         missing = set(payload["states"]) | set(payload["pickled"])
         ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
+        from florsql.record.watch import WATCH
+
+        if WATCH.sandbox is not None:  # from here on, what skipped iterations wrote is unknown
+            WATCH.sandbox.skipped = WATCH.sandbox.during
         saved = payload.get("locals") or {}
         if self.outer_frame is not None:
             frame_state.restore(

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["ENV_WATCH", "WATCH", "EnvWatch", "OpenWatch", "WriteSandbox"]
+__all__ = ["ENV_WATCH", "WATCH", "EnvWatch", "OpenWatch", "SkippedWriteError", "WriteSandbox"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -274,6 +274,14 @@ _PLUMBING = frozenset(
 )
 
 
+class SkippedWriteError(RuntimeError):
+    """A replay task that restored a checkpoint read a file its run wrote while it ran (the
+    epochs' weight files averaged after the loop): iterations the task skipped would have
+    written it, and the file there now may be another run's (:class:`WriteSandbox`'s
+    ``skipped``). Not an ``OSError``: code that goes on without a file it cannot open does not
+    take it for one. The runner replays the task again from the run's start."""
+
+
 class WriteSandbox:
     """Keeps a replay worker's writes out of the user's files.
 
@@ -302,6 +310,13 @@ class WriteSandbox:
         self.exclude = [os.path.join(os.path.realpath(r), "") for r in exclude]
         self.private = private
         self.moved: dict[str, str] = {}  # a real path -> its private copy
+        #: Real paths of files the run wrote while it ran and read (``during:`` inputs), in a
+        #: task that restores a checkpoint; they go into :attr:`skipped` as it restores one.
+        self.during: set[str] = set()
+        #: Reading one of these that the task did not write itself raises
+        #: :class:`SkippedWriteError` (session 35: the skipped epochs' files were read as the
+        #: user's folder held them, another seed's, silently but for a data warning)
+        self.skipped: set[str] = set()
         #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
         #: the version's own, opened for reading by its path in the checkout (an absolute path:
         #: ``--config $PWD/configs/base.json``), is read from the worktree (session 34: it was
@@ -329,6 +344,11 @@ class WriteSandbox:
         hit = self.moved.get(real)
         if hit is not None:
             return hit
+        if not writing and real in self.skipped:
+            raise SkippedWriteError(
+                f"{os.fsdecode(os.fspath(file))} was written while the run ran, by iterations "
+                "this task skipped (it restored a checkpoint)"
+            )
         if not writing and self.mapper is not None:
             tree = self.mapper.moved(os.path.abspath(os.fsdecode(os.fspath(file))))
             if tree is not None and os.path.isfile(tree):
