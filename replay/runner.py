@@ -502,9 +502,9 @@ def _after_a_missing_file(
         with contextlib.suppress(FileNotFoundError):
             os.replace(folder / FAILED, folder / REJECTED)
         check = compare_task(repo, Path(task.spec.out_dir))
-        _mark(Path(task.spec.out_dir), check, report)
-        if check.mismatch is not None:
-            report.nondeterministic.append(check.mismatch)
+        mismatch = _mark(Path(task.spec.out_dir), check, report)
+        if mismatch is not None:
+            report.nondeterministic.append(mismatch)
 
 
 def _from_top(steps: list[list[object]]) -> bool:
