@@ -15,7 +15,7 @@ from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
 from florsql.grammar.placeholders import named_parameter, refusal
 from florsql.grammar.positions import line_col, translate_parse_error, translate_token_error
-from florsql.grammar.safety import NOT_A_STATEMENT, check_read_only
+from florsql.grammar.safety import NOT_A_STATEMENT, PLUS_PARAMETER, check_read_only
 
 __all__ = ["Statement", "StatementKind", "parse", "parse_many"]
 
@@ -260,6 +260,14 @@ def _check_placeholders_kept(tokens: list[Token], tree: exp.Expr, source: str) -
 _BEFORE_TERM = frozenset(
     {TokenType.ORDER_BY, TokenType.GROUP_BY, TokenType.COMMA, TokenType.L_PAREN}
 )
+#: Tokens after which a ``+`` is surely unary (never the end of an operand).
+_BEFORE_UNARY = _BEFORE_TERM | {
+    TokenType.SELECT, TokenType.DISTINCT, TokenType.WHERE, TokenType.HAVING, TokenType.QUALIFY,
+    TokenType.AND, TokenType.OR, TokenType.NOT, TokenType.WHEN, TokenType.THEN, TokenType.ELSE,
+    TokenType.EQ, TokenType.NEQ, TokenType.LT, TokenType.LTE, TokenType.GT, TokenType.GTE,
+    TokenType.L_BRACKET, TokenType.LIMIT, TokenType.OFFSET, TokenType.STAR, TokenType.SLASH,
+    TokenType.DASH, TokenType.PLUS,
+}  # fmt: skip
 #: Where an integer literal names a select item by its place (ORDER BY 1, GROUP BY 1,
 #: DISTINCT ON (1), ROLLUP(1)...).
 _POSITIONAL = (exp.Ordered, exp.Group, exp.Distinct, exp.Rollup, exp.Cube, exp.GroupingSets)
@@ -270,19 +278,31 @@ def _keep_unary_plus(tokens: list[Token], tree: exp.Expr) -> None:
     keeps one row, ``GROUP BY +1`` makes one group, ``ORDER BY +1`` does not sort), but sqlglot
     drops the ``+``, leaving the position 1 (``DISTINCT ON (+1)`` kept a row per value of the
     first column, silently). Such a literal becomes ``CAST(1 AS INTEGER)``, DuckDB's constant.
+    A ``?`` after a unary plus (anywhere) is marked (``PLUS_PARAMETER``) and bound with its
+    plus: ``ORDER BY +?`` was refused as a parameter standing alone, where DuckDB sorts by the
+    constant, and ``+?`` bound to ``'x'`` answered ``'x'`` where DuckDB refuses ``+`` of text.
 
     Example:
         >>> parse("SELECT DISTINCT ON (+1) a FROM t ORDER BY + 2").tree.sql(dialect="duckdb")
         'SELECT DISTINCT ON (CAST(1 AS INT)) a FROM t ORDER BY CAST(2 AS INT)'
     """
     starts = set()
+    holes = set()
     for before, plus, after in zip(tokens, tokens[1:], tokens[2:], strict=False):
-        if (
-            plus.token_type == TokenType.PLUS
-            and before.token_type in _BEFORE_TERM
-            and after.token_type == TokenType.NUMBER
-        ):
+        if plus.token_type != TokenType.PLUS:
+            continue
+        if after.token_type == TokenType.NUMBER and before.token_type in _BEFORE_TERM:
             starts.add(after.start)
+        elif (
+            after.token_type == TokenType.PLACEHOLDER
+            and after.text == "?"
+            and before.token_type in _BEFORE_UNARY
+        ):
+            holes.add(after.start)
+    if holes:  # `+?`: binding puts the plus back (PLUS_PARAMETER)
+        for hole in tree.find_all(exp.Placeholder):
+            if hole.this is None and (hole.meta or {}).get("start") in holes:
+                hole.meta[PLUS_PARAMETER] = True
     if not starts:
         return
     for literal in list(tree.find_all(exp.Literal)):
