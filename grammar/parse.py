@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -157,6 +158,7 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     _check_clause_order(tokens, source)
     _check_placeholders_kept(tokens, tree, source)
     _keep_unary_plus(tokens, tree)
+    _keep_leading_dot(tokens, tree)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
@@ -313,6 +315,35 @@ def _keep_unary_plus(tokens: list[Token], tree: exp.Expr) -> None:
             parent = parent.parent
         if isinstance(parent, _POSITIONAL):
             literal.replace(exp.cast(literal.copy(), exp.DataType.build("INTEGER")))
+
+
+def _keep_leading_dot(tokens: list[Token], tree: exp.Expr) -> None:
+    """``.5`` as written: sqlglot reads it as ``0.5``, one more digit, which DuckDB types
+    ``DECIMAL(2,1)`` (``.5`` is ``DECIMAL(1,1)``) and, with 38 digits after the point, as a
+    DOUBLE: ``.99999999999999999999999999999999999999`` (a ``DECIMAL(38,38)`` to DuckDB)
+    answered 1.0, silently.
+
+    Example:
+        >>> parse("SELECT .5, 0.5, -.25").tree.sql(dialect="duckdb")
+        'SELECT .5, 0.5, -.25'
+    """
+    digits = {
+        number.text
+        for dot, number in itertools.pairwise(tokens)
+        if dot.token_type == TokenType.DOT
+        and number.token_type == TokenType.NUMBER
+        and number.start == dot.end + 1
+        and number.text.isdigit()
+    }
+    if not digits:
+        return
+    for literal in list(tree.find_all(exp.Literal)):
+        # sqlglot builds this literal from the two tokens, without a position of its own
+        text = literal.this
+        if literal.is_string or "start" in (literal.meta or {}) or not isinstance(text, str):
+            continue
+        if text.startswith("0.") and text[2:] in digits:
+            literal.set("this", text[1:])
 
 
 def _not_a_statement(first: Token, source: str) -> ParseError:

@@ -236,3 +236,26 @@ def test_replay_service_commands_outside_a_git_repository(repo: Path, tmp_path: 
     )
     assert done.returncode == 1 and "is not inside a git repository" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        ".99999999999999999999999999999999999999 * 1, typeof(.123456789012345678901234567890)",
+        ".5, typeof(.5), -.25, typeof(-.25), typeof(.1 + .2), 0.5, typeof(0.5), typeof(00.5)",
+    ],
+)
+def test_a_number_written_with_a_leading_point_keeps_its_digits(
+    con: dbapi.Connection, items: str
+) -> None:
+    """sqlglot reads ``.5`` as ``0.5``: one more digit, so DuckDB typed it ``DECIMAL(2,1)``
+    (``.5`` is ``DECIMAL(1,1)``), and 38 digits after the point no DECIMAL holds: a DOUBLE,
+    ``.999...9`` answered 1.0, silently."""
+    sql = f"SELECT {items}"
+    assert _answer(lambda: con.cursor().execute(sql).fetchall()) == (
+        duckdb.connect().execute(sql).fetchall()
+    )
+    over_logs = "SELECT count(*) FROM logs WHERE lr > .15 AND lr < .99999999999999999999"
+    assert con.cursor().execute(over_logs).fetchall() == [
+        (sum(r["lr"] > 0.15 for r in _flat().to_pylist()),)
+    ]
