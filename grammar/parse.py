@@ -167,12 +167,13 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
 #: The clauses of a SELECT in the order DuckDB's grammar takes them (LIMIT, OFFSET and FETCH in
 #: either order); sqlglot takes them in any order (``... ORDER BY x WHERE y``, ``LIMIT 5 ORDER
 #: BY loss``) and answers as if written in this one.
-_CLAUSE_RANK = {
+_CLAUSE_RANK: dict[TokenType, float] = {
     TokenType.WHERE: 1,
     TokenType.GROUP_BY: 2,
     TokenType.HAVING: 3,
     TokenType.WINDOW: 4,
     TokenType.QUALIFY: 5,
+    TokenType.USING: 5.5,  # USING SAMPLE (a USING of a join is not a clause: see _clause_kind)
     TokenType.ORDER_BY: 6,
     TokenType.LIMIT: 7,
     TokenType.OFFSET: 7,
@@ -199,8 +200,11 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
     """
     seen: list[Token | None] = [None]  # the last clause keyword per nesting level
     previous: Token | None = None
-    for token in tokens:
+    for token, after in itertools.zip_longest(tokens, tokens[1:]):
         kind = token.token_type
+        if kind == TokenType.USING and not (after is not None and after.text.upper() == "SAMPLE"):
+            previous = token
+            continue  # a join's USING (...), not the USING SAMPLE clause
         if kind in _OPENS:
             seen.append(None)
         elif kind in _CLOSES:
@@ -215,15 +219,19 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
             if last is not None and _CLAUSE_RANK[last.token_type] > _CLAUSE_RANK[kind]:
                 line, col = line_col(source, token.start)
                 raise ParseError(
-                    f"syntax error near {token.text!r}: {token.text.upper()} cannot follow "
-                    f"{last.text.upper()}; a SELECT's clauses go WHERE, GROUP BY, HAVING, "
-                    "WINDOW, QUALIFY, ORDER BY, LIMIT/OFFSET",
+                    f"syntax error near {token.text!r}: {_clause_name(token)} cannot follow "
+                    f"{_clause_name(last)}; a SELECT's clauses go WHERE, GROUP BY, HAVING, "
+                    "WINDOW, QUALIFY, USING SAMPLE, ORDER BY, LIMIT/OFFSET",
                     sql=source,
                     line=line,
                     col=col,
                 )
             seen[-1] = token
         previous = token
+
+
+def _clause_name(token: Token) -> str:
+    return "USING SAMPLE" if token.token_type == TokenType.USING else token.text.upper()
 
 
 #: A ``?`` sqlglot's parser dropped, or read as something else than a value.

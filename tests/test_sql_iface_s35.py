@@ -259,3 +259,27 @@ def test_a_number_written_with_a_leading_point_keeps_its_digits(
     assert con.cursor().execute(over_logs).fetchall() == [
         (sum(r["lr"] > 0.15 for r in _flat().to_pylist()),)
     ]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "WHERE x > 0 USING SAMPLE 2 ROWS ORDER BY x",
+        "GROUP BY x USING SAMPLE 2 ROWS ORDER BY x",
+        "WINDOW w AS () USING SAMPLE 100% ORDER BY x",
+        "ORDER BY x LIMIT 3 USING SAMPLE 2 ROWS",
+        "ORDER BY x USING SAMPLE 2 ROWS",
+        "USING SAMPLE 2 ROWS WHERE x > 0",
+        "USING SAMPLE 2 ROWS GROUP BY x",
+    ],
+)
+def test_using_sample_stands_where_duckdb_takes_it(con: dbapi.Connection, tail: str) -> None:
+    """sqlglot moves a ``USING SAMPLE`` written after ORDER BY or LIMIT before them:
+    ``ORDER BY x LIMIT 3 USING SAMPLE 2 ROWS`` (a syntax error to DuckDB) answered a sample of
+    the whole relation, another question than a sample of the first three rows."""
+    sql = f"SELECT count(*) FROM (SELECT x FROM range(5) t(x) {tail})"
+    want = _answer(lambda: duckdb.connect().execute(sql).fetchall())
+    assert _answer(lambda: con.cursor().execute(sql).fetchall()) == want
+    if want == "error":
+        with pytest.raises(dbapi.ProgrammingError, match="USING SAMPLE"):
+            con.cursor().execute(sql)
