@@ -123,6 +123,11 @@ MIXED_LISTS = [
     ("a", b"x"),
     ("a", [1]),  # DuckDB cannot type it
     (None, 1, "b"),
+    # integers only: one CAST of the whole list, of the type DuckDB gives it
+    (2**63, 2**64 - 1, None),
+    (-(2**31), 5),
+    (1, -(2**63) - 1),
+    (2**40, 2**63),
 ]
 
 
@@ -264,8 +269,8 @@ def test_a_number_written_with_a_leading_point_keeps_its_digits(
 @pytest.mark.parametrize(
     "tail",
     [
-        "WHERE x > 0 USING SAMPLE 2 ROWS ORDER BY x",
-        "GROUP BY x USING SAMPLE 2 ROWS ORDER BY x",
+        "WHERE x > 0 USING SAMPLE 100% ORDER BY x",  # (a count of rows: the same every time)
+        "GROUP BY x USING SAMPLE 100% ORDER BY x",
         "WINDOW w AS () USING SAMPLE 100% ORDER BY x",
         "ORDER BY x LIMIT 3 USING SAMPLE 2 ROWS",
         "ORDER BY x USING SAMPLE 2 ROWS",
