@@ -304,3 +304,15 @@ def test_using_sample_stands_where_duckdb_takes_it(con: dbapi.Connection, tail: 
     if want == "error":
         with pytest.raises(dbapi.ProgrammingError, match="USING SAMPLE"):
             con.cursor().execute(sql)
+
+
+def test_a_list_mixing_numpy_and_python_numbers_binds(con: dbapi.Connection) -> None:
+    """Numbers of several types need no DuckDB typing (their list literal types as the API
+    would); only text mixed with other kinds does, and DuckDB's Python API cannot take numpy
+    scalars: ``[np.int64(1), 2]`` was refused for a while in s35."""
+    np = pytest.importorskip("numpy")
+    sql = "SELECT ?, typeof(?)"
+    value = [np.int64(1), 2]
+    assert con.cursor().execute(sql, [value, value]).fetchall() == [([1, 2], "BIGINT[]")]
+    value = [np.float32(0.5), 1]
+    assert con.cursor().execute(sql, [value, value]).fetchall() == [([0.5, 1.0], "FLOAT[]")]

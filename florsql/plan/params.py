@@ -284,7 +284,8 @@ def sql_literal(value: Any) -> exp.Expr:
                 this=exp.Array(expressions=items),
                 to=exp.DataType.build(ints + "[]", dialect="duckdb"),
             )
-        if len(_leaf_kinds(value)) > 1:
+        kinds = _leaf_kinds(value)
+        if _TEXT in kinds and len(kinds) > 1:
             return _mixed_list(value)
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
@@ -313,10 +314,15 @@ def _int_list_type(value: list[Any] | tuple[Any, ...]) -> str | None:
     return None
 
 
+#: The kind of a ``str`` (:func:`_leaf_kinds`).
+_TEXT = "builtins.str"
+
+
 def _leaf_kinds(value: list[Any] | tuple[Any, ...]) -> set[str]:
-    """The kinds of the values in a list and the lists in it (None left out): a list of one
-    kind is typed as DuckDB's Python API types it by its literal; a mix is not (``[1, 'a']``
-    reads 'a' as an INTEGER)."""
+    """The kinds of the values in a list and the lists in it (None left out). A list literal
+    has the type DuckDB's Python API gives the list unless it mixes text with other kinds: a
+    string literal takes the other values' type (``[1, 'a']`` reads 'a' as an INTEGER) where
+    the API makes them all text. (Numbers of several types, integers apart, type alike.)"""
     kinds: set[str] = set()
     for item in value:
         if isinstance(item, list | tuple):
