@@ -316,3 +316,12 @@ def test_a_list_mixing_numpy_and_python_numbers_binds(con: dbapi.Connection) -> 
     assert con.cursor().execute(sql, [value, value]).fetchall() == [([1, 2], "BIGINT[]")]
     value = [np.float32(0.5), 1]
     assert con.cursor().execute(sql, [value, value]).fetchall() == [([0.5, 1.0], "FLOAT[]")]
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "-NaN"])
+def test_a_decimal_that_is_no_number_binds_as_duckdb_binds_it(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, text: str
+) -> None:
+    """``Decimal('NaN')`` was a DOUBLE; DuckDB's Python API binds a FLOAT."""
+    value = decimal.Decimal(text)
+    _same(con, oracle, "SELECT ?::VARCHAR, typeof(?)", [value, value])

@@ -7,18 +7,18 @@ after the body, and a DB-API client counts ``?`` left to right.
 
 Each value becomes a literal of its own SQL type, never rounded and never re-read as something
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
-included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python
-API binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it;
-always written with its type: a bare integer literal is narrowed by DuckDB to the other
-operand's type, so ``20::TINYINT * ?`` bound to 10 overflowed a TINYINT where DuckDB given the
-parameter answers the INTEGER 200) and numpy integers of their own width
-(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a
-``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a ``VARCHAR``, ``bytes`` a
-``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
-``TIME`` (``TIMETZ`` when aware: its fixed offset; a zone without one is refused),
-``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples
-become lists, of the element type DuckDB's Python API gives them (``(1, 'a')`` is the
-``VARCHAR[]`` ``['1', 'a']``; a list DuckDB cannot type is refused with its message).
+included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python API
+binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it; always
+written with its type: a bare integer literal is narrowed by DuckDB to the other operand's type,
+so ``20::TINYINT * ?`` bound to 10 overflowed a TINYINT where DuckDB given the parameter answers
+the INTEGER 200) and numpy integers of their own width (``int64`` is ``BIGINT``, ``uint8``
+``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its
+own digits (NaN and the infinities a ``FLOAT``), ``str`` a ``VARCHAR``, ``bytes`` a ``BLOB``,
+``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``
+(``TIMETZ`` when aware: its fixed offset; a zone without one is refused), ``timedelta`` an
+``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples become lists, of
+the element type DuckDB's Python API gives them (``(1, 'a')`` is the ``VARCHAR[]`` ``['1',
+'a']``; a list DuckDB cannot type is refused with its message).
 """
 
 from __future__ import annotations
@@ -479,8 +479,10 @@ def _decimal(value: decimal.Decimal) -> exp.Expr:
         >>> [_decimal(decimal.Decimal(t)).sql(dialect="duckdb") for t in ("1E+2", "-0.05")]
         ["CAST('100' AS DECIMAL(3, 0))", "CAST('-0.05' AS DECIMAL(3, 2))"]
     """
-    if not value.is_finite():
-        return _typed(str(float(value)), "DOUBLE")
+    if not value.is_finite():  # a FLOAT, as DuckDB's Python API binds it (a signaling NaN fails)
+        if value.is_snan():
+            raise ValueError("a signaling NaN (Decimal('sNaN')) has no SQL value")
+        return _typed(str(float(value)), "FLOAT")
     text = format(value, "f")
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
