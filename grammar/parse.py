@@ -156,6 +156,7 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     if tree is None:  # sqlglot returns nothing for a statement that starts with ELSE
         raise _not_a_statement(tokens[0], source)
     _check_clause_order(tokens, source)
+    _check_string_continuation(tokens, source)
     _check_placeholders_kept(tokens, tree, source)
     _keep_unary_plus(tokens, tree)
     _keep_leading_dot(tokens, tree)
@@ -228,6 +229,46 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
                 )
             seen[-1] = token
         previous = token
+
+
+#: Tokens of quoted text a following ``'...'`` may continue, across a line break.
+_CONTINUED = frozenset(
+    {TokenType.STRING, TokenType.BYTE_STRING, TokenType.NATIONAL_STRING, TokenType.RAW_STRING}
+)
+_TEXTS = _CONTINUED | {
+    TokenType.HEREDOC_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING,
+    TokenType.UNICODE_STRING,
+}  # fmt: skip
+
+
+def _check_string_continuation(tokens: list[Token], source: str) -> None:
+    """Refuse two quoted strings in a row on one line, at the second, as DuckDB does: it
+    continues a string only across a line break (``'a'`` newline ``'b'`` is ``'ab'``), and
+    never after a dollar-quoted one. sqlglot joined any two, so ``Opt IN ('sgd' 'adam')``, a
+    comma missed, matched the text ``'sgdadam'`` (no row) where DuckDB says syntax error.
+
+    Example:
+        >>> parse("SELECT 'a' 'b'")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        florsql.errors.ParseError: syntax error near "'b'": two quoted strings in a row ...
+          1 | SELECT 'a' 'b'
+            |            ^
+    """
+    for first, second in itertools.pairwise(tokens):
+        if first.token_type not in _TEXTS or second.token_type != TokenType.STRING:
+            continue
+        if first.token_type in _CONTINUED and "\n" in source[first.end + 1 : second.start]:
+            continue  # DuckDB's continuation: one string
+        line, col = line_col(source, second.start)
+        raise ParseError(
+            f"syntax error near {source[second.start : second.end + 1]!r}: two quoted strings "
+            "in a row are one string only across a line break (as in DuckDB, and never after "
+            "a $$-quoted one); a comma missing?",
+            sql=source,
+            line=line,
+            col=col,
+        )
 
 
 def _clause_name(token: Token) -> str:

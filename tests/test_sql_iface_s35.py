@@ -325,3 +325,25 @@ def test_a_decimal_that_is_no_number_binds_as_duckdb_binds_it(
     """``Decimal('NaN')`` was a DOUBLE; DuckDB's Python API binds a FLOAT."""
     value = decimal.Decimal(text)
     _same(con, oracle, "SELECT ?::VARCHAR, typeof(?)", [value, value])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM logs WHERE Opt IN ('sgd' 'x')",  # a comma missed
+        "SELECT 'a' 'b'",
+        "SELECT 'a' /* c */ 'b'",
+        "SELECT $$p$$\n'q'",
+        "SELECT 'a'\n'b'",  # DuckDB's continuation, across a line break: one string
+        "SELECT 'a' -- c\n'b'\n  'c'",
+    ],
+)
+def test_two_strings_in_a_row_are_one_only_across_a_line_break(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    """sqlglot joined any two quoted strings: ``Opt IN ('sgd' 'x')`` matched ``'sgdx'`` (no
+    row, silently) where DuckDB answers a syntax error."""
+    _same(con, oracle, sql, None)
+    if _answer(lambda: oracle.execute(sql).fetchall()) == "error":
+        with pytest.raises(dbapi.ProgrammingError, match="syntax error near"):
+            con.cursor().execute(sql)
