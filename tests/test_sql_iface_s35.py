@@ -28,6 +28,11 @@ Found (each silently wrong unless said):
   and ``.99999999999999999999999999999999999999`` (``DECIMAL(38,38)``) became a DOUBLE, 1.0.
 - ``ORDER BY x LIMIT 3 USING SAMPLE 2 ROWS`` (a syntax error to DuckDB) was answered as a sample
   of the whole relation: sqlglot moved the clause before ORDER BY.
+- Two quoted strings in a row were joined on one line: ``Opt IN ('sgd' 'x')``, a comma
+  missed, matched ``'sgdx'`` (no row) where DuckDB answers a syntax error (it continues a
+  string only across a line break).
+- ``Decimal('NaN')`` bound as a DOUBLE, where DuckDB's Python API binds a FLOAT (not silent in
+  value, in type).
 - Not wrong, slow: binding a 20,000-value list took 3 s (a CAST per value after the first fix:
   20 s; now one CAST of the list), 5,000 ``?`` of one IN list 4.5 s (sqlglot's ``replace``
   re-links the whole list per value).
