@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -15,7 +16,7 @@ from florsql.errors import ParseError
 from florsql.grammar.dialect import Explain, Florsql, SetReplay, ShowColumns, ShowRuns
 from florsql.grammar.placeholders import named_parameter, refusal
 from florsql.grammar.positions import line_col, translate_parse_error, translate_token_error
-from florsql.grammar.safety import NOT_A_STATEMENT, check_read_only
+from florsql.grammar.safety import NOT_A_STATEMENT, PLUS_PARAMETER, check_read_only
 
 __all__ = ["Statement", "StatementKind", "parse", "parse_many"]
 
@@ -155,8 +156,10 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
     if tree is None:  # sqlglot returns nothing for a statement that starts with ELSE
         raise _not_a_statement(tokens[0], source)
     _check_clause_order(tokens, source)
+    _check_string_continuation(tokens, source)
     _check_placeholders_kept(tokens, tree, source)
     _keep_unary_plus(tokens, tree)
+    _keep_leading_dot(tokens, tree)
     start = tokens[0].start
     check_read_only(tree, source, start)
     return _classify(tree, source, start, tokens[-1].end + 1)
@@ -165,12 +168,13 @@ def _parse_chunk(tokens: list[Token], source: str) -> Statement:
 #: The clauses of a SELECT in the order DuckDB's grammar takes them (LIMIT, OFFSET and FETCH in
 #: either order); sqlglot takes them in any order (``... ORDER BY x WHERE y``, ``LIMIT 5 ORDER
 #: BY loss``) and answers as if written in this one.
-_CLAUSE_RANK = {
+_CLAUSE_RANK: dict[TokenType, float] = {
     TokenType.WHERE: 1,
     TokenType.GROUP_BY: 2,
     TokenType.HAVING: 3,
     TokenType.WINDOW: 4,
     TokenType.QUALIFY: 5,
+    TokenType.USING: 5.5,  # USING SAMPLE (a USING of a join is not a clause: see _clause_kind)
     TokenType.ORDER_BY: 6,
     TokenType.LIMIT: 7,
     TokenType.OFFSET: 7,
@@ -197,8 +201,11 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
     """
     seen: list[Token | None] = [None]  # the last clause keyword per nesting level
     previous: Token | None = None
-    for token in tokens:
+    for token, after in itertools.zip_longest(tokens, tokens[1:]):
         kind = token.token_type
+        if kind == TokenType.USING and not (after is not None and after.text.upper() == "SAMPLE"):
+            previous = token
+            continue  # a join's USING (...), not the USING SAMPLE clause
         if kind in _OPENS:
             seen.append(None)
         elif kind in _CLOSES:
@@ -213,15 +220,59 @@ def _check_clause_order(tokens: list[Token], source: str) -> None:
             if last is not None and _CLAUSE_RANK[last.token_type] > _CLAUSE_RANK[kind]:
                 line, col = line_col(source, token.start)
                 raise ParseError(
-                    f"syntax error near {token.text!r}: {token.text.upper()} cannot follow "
-                    f"{last.text.upper()}; a SELECT's clauses go WHERE, GROUP BY, HAVING, "
-                    "WINDOW, QUALIFY, ORDER BY, LIMIT/OFFSET",
+                    f"syntax error near {token.text!r}: {_clause_name(token)} cannot follow "
+                    f"{_clause_name(last)}; a SELECT's clauses go WHERE, GROUP BY, HAVING, "
+                    "WINDOW, QUALIFY, USING SAMPLE, ORDER BY, LIMIT/OFFSET",
                     sql=source,
                     line=line,
                     col=col,
                 )
             seen[-1] = token
         previous = token
+
+
+#: Tokens of quoted text a following ``'...'`` may continue, across a line break.
+_CONTINUED = frozenset(
+    {TokenType.STRING, TokenType.BYTE_STRING, TokenType.NATIONAL_STRING, TokenType.RAW_STRING}
+)
+_TEXTS = _CONTINUED | {
+    TokenType.HEREDOC_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING,
+    TokenType.UNICODE_STRING,
+}  # fmt: skip
+
+
+def _check_string_continuation(tokens: list[Token], source: str) -> None:
+    """Refuse two quoted strings in a row on one line, at the second, as DuckDB does: it
+    continues a string only across a line break (``'a'`` newline ``'b'`` is ``'ab'``), and
+    never after a dollar-quoted one. sqlglot joined any two, so ``Opt IN ('sgd' 'adam')``, a
+    comma missed, matched the text ``'sgdadam'`` (no row) where DuckDB says syntax error.
+
+    Example:
+        >>> parse("SELECT 'a' 'b'")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        florsql.errors.ParseError: syntax error near "'b'": two quoted strings in a row ...
+          1 | SELECT 'a' 'b'
+            |            ^
+    """
+    for first, second in itertools.pairwise(tokens):
+        if first.token_type not in _TEXTS or second.token_type != TokenType.STRING:
+            continue
+        if first.token_type in _CONTINUED and "\n" in source[first.end + 1 : second.start]:
+            continue  # DuckDB's continuation: one string
+        line, col = line_col(source, second.start)
+        raise ParseError(
+            f"syntax error near {source[second.start : second.end + 1]!r}: two quoted strings "
+            "in a row are one string only across a line break (as in DuckDB, and never after "
+            "a $$-quoted one); a comma missing?",
+            sql=source,
+            line=line,
+            col=col,
+        )
+
+
+def _clause_name(token: Token) -> str:
+    return "USING SAMPLE" if token.token_type == TokenType.USING else token.text.upper()
 
 
 #: A ``?`` sqlglot's parser dropped, or read as something else than a value.
@@ -260,6 +311,14 @@ def _check_placeholders_kept(tokens: list[Token], tree: exp.Expr, source: str) -
 _BEFORE_TERM = frozenset(
     {TokenType.ORDER_BY, TokenType.GROUP_BY, TokenType.COMMA, TokenType.L_PAREN}
 )
+#: Tokens after which a ``+`` is surely unary (never the end of an operand).
+_BEFORE_UNARY = _BEFORE_TERM | {
+    TokenType.SELECT, TokenType.DISTINCT, TokenType.WHERE, TokenType.HAVING, TokenType.QUALIFY,
+    TokenType.AND, TokenType.OR, TokenType.NOT, TokenType.WHEN, TokenType.THEN, TokenType.ELSE,
+    TokenType.EQ, TokenType.NEQ, TokenType.LT, TokenType.LTE, TokenType.GT, TokenType.GTE,
+    TokenType.L_BRACKET, TokenType.LIMIT, TokenType.OFFSET, TokenType.STAR, TokenType.SLASH,
+    TokenType.DASH, TokenType.PLUS,
+}  # fmt: skip
 #: Where an integer literal names a select item by its place (ORDER BY 1, GROUP BY 1,
 #: DISTINCT ON (1), ROLLUP(1)...).
 _POSITIONAL = (exp.Ordered, exp.Group, exp.Distinct, exp.Rollup, exp.Cube, exp.GroupingSets)
@@ -270,19 +329,31 @@ def _keep_unary_plus(tokens: list[Token], tree: exp.Expr) -> None:
     keeps one row, ``GROUP BY +1`` makes one group, ``ORDER BY +1`` does not sort), but sqlglot
     drops the ``+``, leaving the position 1 (``DISTINCT ON (+1)`` kept a row per value of the
     first column, silently). Such a literal becomes ``CAST(1 AS INTEGER)``, DuckDB's constant.
+    A ``?`` after a unary plus (anywhere) is marked (``PLUS_PARAMETER``) and bound with its
+    plus: ``ORDER BY +?`` was refused as a parameter standing alone, where DuckDB sorts by the
+    constant, and ``+?`` bound to ``'x'`` answered ``'x'`` where DuckDB refuses ``+`` of text.
 
     Example:
         >>> parse("SELECT DISTINCT ON (+1) a FROM t ORDER BY + 2").tree.sql(dialect="duckdb")
         'SELECT DISTINCT ON (CAST(1 AS INT)) a FROM t ORDER BY CAST(2 AS INT)'
     """
     starts = set()
+    holes = set()
     for before, plus, after in zip(tokens, tokens[1:], tokens[2:], strict=False):
-        if (
-            plus.token_type == TokenType.PLUS
-            and before.token_type in _BEFORE_TERM
-            and after.token_type == TokenType.NUMBER
-        ):
+        if plus.token_type != TokenType.PLUS:
+            continue
+        if after.token_type == TokenType.NUMBER and before.token_type in _BEFORE_TERM:
             starts.add(after.start)
+        elif (
+            after.token_type == TokenType.PLACEHOLDER
+            and after.text == "?"
+            and before.token_type in _BEFORE_UNARY
+        ):
+            holes.add(after.start)
+    if holes:  # `+?`: binding puts the plus back (PLUS_PARAMETER)
+        for hole in tree.find_all(exp.Placeholder):
+            if hole.this is None and (hole.meta or {}).get("start") in holes:
+                hole.meta[PLUS_PARAMETER] = True
     if not starts:
         return
     for literal in list(tree.find_all(exp.Literal)):
@@ -293,6 +364,35 @@ def _keep_unary_plus(tokens: list[Token], tree: exp.Expr) -> None:
             parent = parent.parent
         if isinstance(parent, _POSITIONAL):
             literal.replace(exp.cast(literal.copy(), exp.DataType.build("INTEGER")))
+
+
+def _keep_leading_dot(tokens: list[Token], tree: exp.Expr) -> None:
+    """``.5`` as written: sqlglot reads it as ``0.5``, one more digit, which DuckDB types
+    ``DECIMAL(2,1)`` (``.5`` is ``DECIMAL(1,1)``) and, with 38 digits after the point, as a
+    DOUBLE: ``.99999999999999999999999999999999999999`` (a ``DECIMAL(38,38)`` to DuckDB)
+    answered 1.0, silently.
+
+    Example:
+        >>> parse("SELECT .5, 0.5, -.25").tree.sql(dialect="duckdb")
+        'SELECT .5, 0.5, -.25'
+    """
+    digits = {
+        number.text
+        for dot, number in itertools.pairwise(tokens)
+        if dot.token_type == TokenType.DOT
+        and number.token_type == TokenType.NUMBER
+        and number.start == dot.end + 1
+        and number.text.isdigit()
+    }
+    if not digits:
+        return
+    for literal in list(tree.find_all(exp.Literal)):
+        # sqlglot builds this literal from the two tokens, without a position of its own
+        text = literal.this
+        if literal.is_string or "start" in (literal.meta or {}) or not isinstance(text, str):
+            continue
+        if text.startswith("0.") and text[2:] in digits:
+            literal.set("this", text[1:])
 
 
 def _not_a_statement(first: Token, source: str) -> ParseError:

@@ -357,10 +357,18 @@ POSITIONAL_PARAMETER = (
 )
 
 
+#: The key, in a ``?`` placeholder's ``meta``, that marks one written after a unary plus
+#: (``ORDER BY +?``): sqlglot drops the plus, but to DuckDB ``+?`` is an expression, a constant
+#: sort key, not a parameter standing alone; binding writes it as a typed constant.
+PLUS_PARAMETER = "florsql_unary_plus"
+
+
 def _item_clause(node: exp.Placeholder) -> str | None:
     """The clause (``ORDER BY``, ``GROUP BY``, ``DISTINCT ON``) whose item ``node`` is, alone
     (in parentheses or not): there a bound integer is a column position, which DuckDB refuses
     to take from a parameter, so binding it as a literal would answer another question."""
+    if (node.meta or {}).get(PLUS_PARAMETER):
+        return None
     return item_clause(node, (exp.Paren,))
 
 

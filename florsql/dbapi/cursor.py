@@ -172,6 +172,15 @@ class Cursor:
         self._pos = table.num_rows
         return rest
 
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        """The rows not fetched yet as an Arrow C stream (the PyCapsule interface), so Arrow
+        readers take the result with its exact types: ``polars.DataFrame(cur)``,
+        ``pyarrow.table(cur)``. ``polars.read_database(sql, connection=con)`` cannot: it knows
+        florsql as a plain DB-API driver and types each column from its name in
+        ``description`` and its Python values, so an empty result's ``TIMESTAMP WITH TIME
+        ZONE`` column came out of type Null and a ``STRUCT`` column failed to load."""
+        return self.fetch_arrow_table().__arrow_c_stream__(requested_schema)
+
     def _load(self, table: pa.Table) -> None:
         chunk = table.slice(self._pos, _BATCH)
         try:

@@ -7,32 +7,40 @@ after the body, and a DB-API client counts ``?`` left to right.
 
 Each value becomes a literal of its own SQL type, never rounded and never re-read as something
 else: a Python ``float`` (and ``numpy.float64``) is a ``DOUBLE`` (NaN and the infinities
-included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python
-API binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it;
-an integer literal where that is the literal's type) and numpy integers of their own width
-(``int64`` is ``BIGINT``, ``uint8`` ``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a
-``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its own digits, ``str`` a ``VARCHAR``, ``bytes`` a
-``BLOB``, ``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/
-``TIME`` (``TIMETZ`` when aware: its fixed offset; a zone without one is refused),
-``timedelta`` an ``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples
-become lists.
+included), ``numpy.float32``/``float16`` a ``FLOAT``, an ``int`` of the type DuckDB's Python API
+binds it as (``INTEGER``, ``BIGINT``, ``UBIGINT``, ``HUGEINT``: the first that holds it; always
+written with its type: a bare integer literal is narrowed by DuckDB to the other operand's type,
+so ``20::TINYINT * ?`` bound to 10 overflowed a TINYINT where DuckDB given the parameter answers
+the INTEGER 200) and numpy integers of their own width (``int64`` is ``BIGINT``, ``uint8``
+``UTINYINT``...), ``bool`` (and ``numpy.bool_``) a ``BOOLEAN``, ``Decimal`` a ``DECIMAL`` of its
+own digits (NaN and the infinities a ``FLOAT``), ``str`` a ``VARCHAR``, ``bytes`` a ``BLOB``,
+``datetime``/``date``/``time`` a ``TIMESTAMP`` (``TIMESTAMPTZ`` when aware)/``DATE``/``TIME``
+(``TIMETZ`` when aware: its fixed offset; a zone without one is refused), ``timedelta`` an
+``INTERVAL``, ``uuid.UUID`` a ``UUID``, ``None`` a ``NULL``; lists and tuples become lists, of
+the element type DuckDB's Python API gives them (``(1, 'a')`` is the ``VARCHAR[]`` ``['1',
+'a']``; a list DuckDB cannot type is refused with its message).
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import functools
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 from sqlglot.expressions import apply_index_offset
 
 from florsql.errors import PlanError
-from florsql.grammar.safety import item_clause
+from florsql.grammar.safety import PLUS_PARAMETER, item_clause
 from florsql.plan.state import PlanState
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "INT_TYPES",
@@ -57,9 +65,6 @@ INT_TYPES = {
 }
 _NUMPY_FLOATS = {"float16": "FLOAT", "float32": "FLOAT", "float64": "DOUBLE"}
 _HUGEINT = 2**127
-_INT_MIN = -(2**31)  # the one INTEGER whose literal is not one: -(2147483648), a BIGINT
-_BIGINT_END = 2**63
-_UBIGINT_END = 2**64
 _DECIMAL_WIDTH = 38  # DuckDB's widest DECIMAL
 _EPOCH = datetime.datetime(1970, 1, 1)
 
@@ -98,23 +103,59 @@ def bind_parameters(state: PlanState) -> None:
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, 1))
     if brackets:  # that rewrite copies an index it changes (`?::INT`), ? included
         holes = placeholders(state.tree)
+    bound: list[tuple[exp.Expr, exp.Expr]] = []
     for hole, literal, value in zip(holes, literals, state.params, strict=True):
-        bare = isinstance(value, int | str) and not isinstance(value, bool)
-        if bare and item_clause(hole, (exp.Paren, exp.Neg)):
-            # `ORDER BY -?` bound to -1 was `ORDER BY - -1`, which DuckDB folds into the
-            # position 1 (a constant to DuckDB given the parameter): a typed constant instead
-            if isinstance(value, str):
-                literal = _typed(str.__str__(value), "VARCHAR")
-            else:
-                literal = _typed(str(int(value)), _int_type(int(value)))
+        if isinstance(value, str) and item_clause(hole, (exp.Paren, exp.Neg)):
+            # `ORDER BY -?`: a constant to DuckDB given the parameter; a string literal there
+            # would be a column's name (an integer is a typed constant already: `ORDER BY -?`
+            # bound to -1 was `- -1`, which DuckDB folds into the position 1)
+            literal = _typed(str.__str__(value), "VARCHAR")
+        if hole.find_ancestor(exp.TableSample) is not None and _typed_integer(literal):
+            # a sample's size and seed are literals in DuckDB's grammar (no CAST there; DuckDB
+            # takes no parameter there either): the integer as written
+            literal = exp.Literal.number(literal.this.name)
+        if (hole.meta or {}).get(PLUS_PARAMETER):
+            # `+?`: sqlglot dropped the plus, which DuckDB applies (`+?` of 'x' is refused, of
+            # NULL a constant where a bare NULL in ORDER BY is refused): written as its function
+            literal = exp.Anonymous(this=exp.to_identifier("+", quoted=True), expressions=[literal])
         if hole is state.tree:
             state.tree = literal
         else:
-            hole.replace(literal)
+            bound.append((hole, literal))
+    _replace_all(bound)
     for bracket in brackets:  # ... and stored again as the parser stores it, values in
         for node in bracket.walk():
             node.type = None
         bracket.set("expressions", apply_index_offset(bracket.this, bracket.expressions, -1))
+
+
+def _replace_all(pairs: list[tuple[exp.Expr, exp.Expr]]) -> None:
+    """Replace each node by its new one. Those held in one list (the values of an ``IN (?, ?,
+    ...)``) in one step: sqlglot's ``replace`` re-links the whole list each time, and 5,000
+    parameters of one IN list took seconds to bind."""
+    lists: dict[tuple[int, str], tuple[exp.Expr, str, dict[int, exp.Expr]]] = {}
+    for old, new in pairs:
+        parent, key, index = old.parent, old.arg_key, old.index
+        held = parent.args.get(key) if parent is not None and key is not None else None
+        if parent is not None and key is not None and index is not None and isinstance(held, list):
+            lists.setdefault((id(parent), key), (parent, key, {}))[2][index] = new
+        else:
+            old.replace(new)
+    for parent, key, by_index in lists.values():
+        items = list(parent.args[key])
+        for index, new in by_index.items():
+            items[index] = new
+        parent.set(key, items)
+
+
+def _typed_integer(literal: exp.Expr) -> bool:
+    """Whether ``literal`` is an integer written with its type, ``CAST('3' AS INT)``."""
+    return (
+        isinstance(literal, exp.Cast)
+        and literal.to.is_type(*exp.DataType.INTEGER_TYPES)
+        and isinstance(literal.this, exp.Literal)
+        and literal.this.is_string
+    )
 
 
 def bound_key(params: Sequence[Any]) -> tuple[str, ...] | None:
@@ -196,7 +237,9 @@ def sql_literal(value: Any) -> exp.Expr:
         >>> sql_literal(-float("inf")).sql(dialect="duckdb")
         "CAST('-inf' AS DOUBLE)"
         >>> sql_literal(True).sql(dialect="duckdb"), sql_literal(3).sql(dialect="duckdb")
-        ('TRUE', '3')
+        ('TRUE', "CAST('3' AS INT)")
+        >>> sql_literal((1, "a")).sql(dialect="duckdb")
+        "CAST([CAST(CAST('1' AS INT) AS TEXT), CAST('a' AS TEXT)] AS TEXT[])"
     """
     numpy_type = _numpy_type(value)
     if numpy_type is not None:
@@ -234,8 +277,119 @@ def sql_literal(value: Any) -> exp.Expr:
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return exp.convert(value)
     if isinstance(value, list | tuple):
+        ints = _int_list_type(value)
+        if ints is not None:  # one CAST, not one per value (20,000 of them took seconds)
+            items = [exp.Null() if v is None else exp.Literal.number(int(v)) for v in value]
+            return exp.Cast(
+                this=exp.Array(expressions=items),
+                to=exp.DataType.build(ints + "[]", dialect="duckdb"),
+            )
+        kinds = _leaf_kinds(value)
+        if _TEXT in kinds and len(kinds) > 1:
+            return _mixed_list(value)
         return exp.Array(expressions=[sql_literal(v) for v in value])
     raise TypeError(f"cannot bind a value of type {type(value).__name__}")
+
+
+def _int_list_type(value: list[Any] | tuple[Any, ...]) -> str | None:
+    """The type DuckDB's Python API gives the elements of a flat list of integers (and None):
+    the widest of theirs, a HUGEINT where a UBIGINT meets a signed type; None for any other
+    list."""
+    kinds = set()
+    for item in value:
+        if item is None:
+            continue
+        if not isinstance(item, int) or isinstance(item, bool):
+            return None
+        if not -_HUGEINT <= item < _HUGEINT:
+            return None  # the values' own literals say why it does not bind
+        kinds.add(_int_type(int(item)))
+    if not kinds:
+        return None
+    if kinds == {"UBIGINT"}:
+        return "UBIGINT"
+    for widest in ("HUGEINT", "UBIGINT", "BIGINT", "INTEGER"):
+        if widest in kinds:
+            return "HUGEINT" if widest == "UBIGINT" else widest
+    return None
+
+
+#: The kind of a ``str`` (:func:`_leaf_kinds`).
+_TEXT = "builtins.str"
+
+
+def _leaf_kinds(value: list[Any] | tuple[Any, ...]) -> set[str]:
+    """The kinds of the values in a list and the lists in it (None left out). A list literal
+    has the type DuckDB's Python API gives the list unless it mixes text with other kinds: a
+    string literal takes the other values' type (``[1, 'a']`` reads 'a' as an INTEGER) where
+    the API makes them all text. (Numbers of several types, integers apart, type alike.)"""
+    kinds: set[str] = set()
+    for item in value:
+        if isinstance(item, list | tuple):
+            kinds |= _leaf_kinds(item)
+        elif item is not None and not _pandas_missing(item):
+            plain = _plain(item)
+            if isinstance(plain, TypedValue):
+                kinds.add(plain.sql_type)
+            elif isinstance(plain, int) and not isinstance(plain, bool):
+                kinds.add(_int_type(plain))
+            else:
+                kinds.add(f"{type(plain).__module__}.{type(plain).__qualname__}")
+    return kinds
+
+
+_TYPER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _typer() -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    return duckdb.connect()
+
+
+def _mixed_list(value: list[Any] | tuple[Any, ...]) -> exp.Expr:
+    """A list whose values have several kinds, of the type DuckDB's Python API gives it (its
+    values' common type: ``(1, 'a')`` is ``['1', 'a']``, a ``VARCHAR[]``), each value cast to
+    it. Written as literals, ``[1, 'a']`` read 'a' as an INTEGER (an error), ``[1, '2']`` was
+    ``[1, 2]`` where DuckDB given the parameter has ``['1', '2']`` (``x IN ?`` then fails to
+    compare a number with text), silently.
+
+    Raises:
+        ValueError: a list DuckDB cannot type (``['a', [1]]``), with DuckDB's reason.
+    """
+    import duckdb
+
+    if any(isinstance(item, TypedValue) for item in _leaves(value)):
+        raise ValueError("a list mixes values of several types; bind values of one type")
+    with _TYPER_LOCK:
+        try:
+            row = _typer().execute("SELECT typeof($1)", [list(value)]).fetchone()
+        except duckdb.Error as e:
+            reason = str(e).split("\n", 1)[0]
+            raise ValueError(f"DuckDB cannot type this list ({reason})") from None
+    assert row is not None
+    return _cast_items(value, exp.DataType.build(row[0], dialect="duckdb"))
+
+
+def _leaves(value: list[Any] | tuple[Any, ...]) -> Iterator[Any]:
+    for item in value:
+        if isinstance(item, list | tuple):
+            yield from _leaves(item)
+        else:
+            yield item
+
+
+def _cast_items(value: Any, sql_type: exp.DataType) -> exp.Expr:
+    """``value`` cast to ``sql_type``: a list's values each to its element type, as DuckDB's
+    Python API converts them."""
+    if isinstance(value, list | tuple):
+        if not sql_type.is_type(exp.DataType.Type.ARRAY, exp.DataType.Type.LIST):
+            raise ValueError(f"a list where DuckDB types a {sql_type.sql(dialect='duckdb')}")
+        element = sql_type.expressions[0]
+        items = [_cast_items(item, element) for item in value]
+        return exp.Cast(this=exp.Array(expressions=items), to=sql_type.copy())
+    return exp.Cast(this=sql_literal(value), to=sql_type.copy())
 
 
 def _plain(value: Any) -> Any:
@@ -309,11 +463,11 @@ def _integer(value: int) -> exp.Expr:
             f"the integer {value} is beyond SQL's integer types (HUGEINT holds up to 2**127 - 1);"
             " pass it as a float or a Decimal"
         )
-    if value == _INT_MIN or _BIGINT_END <= value < _UBIGINT_END:
-        # The literal -2147483648 is the negation of a BIGINT and 2**63 a HUGEINT, where DuckDB's
-        # Python API binds an INTEGER and a UBIGINT (`bit_count(?)`, `~?` answer differently).
-        return _typed(str(value), "INTEGER" if value == _INT_MIN else "UBIGINT")
-    return exp.Literal.number(value)
+    # Typed, never a bare literal: DuckDB narrows an integer literal to the other operand's type
+    # (`20::TINYINT * 10` is a TINYINT product, which overflows), and reads -2147483648 as the
+    # negation of a BIGINT and 2**63 as a HUGEINT, where its Python API binds the parameter as an
+    # INTEGER, a UBIGINT... (`20::TINYINT * ?` is 200, `bit_count(?)`, `~?` answer otherwise).
+    return _typed(str(value), _int_type(value))
 
 
 def _decimal(value: decimal.Decimal) -> exp.Expr:
@@ -325,8 +479,10 @@ def _decimal(value: decimal.Decimal) -> exp.Expr:
         >>> [_decimal(decimal.Decimal(t)).sql(dialect="duckdb") for t in ("1E+2", "-0.05")]
         ["CAST('100' AS DECIMAL(3, 0))", "CAST('-0.05' AS DECIMAL(3, 2))"]
     """
-    if not value.is_finite():
-        return _typed(str(float(value)), "DOUBLE")
+    if not value.is_finite():  # a FLOAT, as DuckDB's Python API binds it (a signaling NaN fails)
+        if value.is_snan():
+            raise ValueError("a signaling NaN (Decimal('sNaN')) has no SQL value")
+        return _typed(str(float(value)), "FLOAT")
     text = format(value, "f")
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
