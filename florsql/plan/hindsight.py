@@ -207,6 +207,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: answers for the commit the run's checkout had (``GIT_DIR`` of
 #: ``florsql.replay.worktree.head_gitdir``): ``git rev-parse HEAD`` gave today's HEAD for
 #: every old run, silently.
+#: 25 (session 35, h1): the RNG guard's end runs in a ``finally`` around a compound piece (a new
+#: ``if`` carried whole) and a jumping one (``return flor.log(...)``): a piece left through
+#: ``continue``, ``break``, ``return`` or ``raise`` skipped it, so its draw went unnoticed and
+#: the run was not replayed again from its start (values after a restored checkpoint followed
+#: the recorded generator, silently); each name keeps its own snapshots (one piece inside
+#: another's overwrote the outer's).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -36,7 +36,9 @@ class RngGuard:
     """Snapshots of the global RNGs around today's statements, per statement name."""
 
     def __init__(self) -> None:
-        self._saved: dict[str, Any] | None = None
+        #: name -> the snapshots of its pieces begun and not yet ended (innermost last: a
+        #: piece of one name may run inside another's, or call itself)
+        self._saved: dict[str, list[dict[str, Any]]] = {}
         self._counts: dict[str, int] = {}
         self._watched: set[str] = set()  # names whose statement moved Python's or numpy's
         #: name -> the generators its statement moved
@@ -46,14 +48,15 @@ class RngGuard:
         """Before ``name``'s statement (or code carried with it): snapshot the states."""
         n = self._counts.get(name, 0)
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
-        self._saved = _snapshot(full=full)
+        self._saved.setdefault(name, []).append(_snapshot(full=full))
 
     def end(self, name: str) -> None:
         """After it: note under ``name`` what moved."""
-        saved, self._saved = self._saved, None
+        stack = self._saved.get(name)
         self._counts[name] = self._counts.get(name, 0) + 1
-        if saved is None:
+        if not stack:
             return
+        saved = stack.pop()
         moved = _restore_moved(saved)
         if moved:
             self.moved.setdefault(name, set()).update(moved)

@@ -1,0 +1,132 @@
+"""The RNG guard around today's statements where their code leaves early (session 35).
+
+A placed piece that is a compound statement (a new ``if`` around today's statement, carried
+whole) or a simple one that jumps (``return flor.log(...)``) may leave through ``continue``,
+``break``, ``return`` or ``raise``. The guard's end call after it was then skipped, so a draw
+from a global RNG in it went unnoticed: the run was not replayed again from its start, and the
+values after a restored checkpoint followed the recorded run, not today's script (silently).
+Each case compares the hindsight columns with a full run of today's script (the old code
+draws from all three generators, which the checkpoints capture, but logs nothing drawn, so
+verification has nothing to catch: before session 35 the values
+were the recorded generator's, silently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_replay_rng_guard import _add, _case, _drew, _only
+
+SCRIPT = """
+import random
+import numpy as np
+import torch
+import florsql as flor
+random.seed(1); np.random.seed(1); torch.manual_seed(1)
+w = 0.0
+def upd(w, x):
+    return round(w * 0.9 + x * 0.1, 9)
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(4)):
+        jitter = (random.random(), np.random.rand(), torch.rand(1))  # logged by no one
+        for i in flor.loop("step", range(4)):
+            w = upd(w, epoch + i)
+            flor.log("w", w)
+        flor.log("ep_w", w)
+"""
+STEP = '            flor.log("w", w)\n'
+
+CASES = {
+    "continue": (
+        STEP,
+        "            if i == 1:\n"
+        '                flor.log("noise", random.random())\n'
+        "                continue\n",
+    ),
+    "break": (
+        STEP,
+        "            if i == 2:\n"
+        '                flor.log("noise", float(np.random.rand()))\n'
+        "                break\n",
+    ),
+    "with_continue": (
+        STEP,
+        "            with torch.no_grad():\n"
+        '                flor.log("noise", float(torch.rand(1)))\n'
+        "                continue\n",
+    ),
+    "return": (
+        "def upd(w, x):\n",
+        '    if x > 3:\n        flor.log("noise", random.random())\n        return w\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [
+    "continue",
+    pytest.param("break", marks=pytest.mark.slow),
+    pytest.param("with_continue", marks=pytest.mark.slow),
+    pytest.param("return", marks=pytest.mark.slow),
+])  # fmt: skip
+def test_a_draw_in_a_piece_left_early_is_noticed(tmp_path: Path, case: str) -> None:
+    after, lines = CASES[case]
+    today = _add(SCRIPT, after, lines)
+    sql = "SELECT epoch, step, noise, w FROM logs WHERE epoch >= 2 ORDER BY epoch, step"
+    cols = ("epoch", "step", "noise")
+    got, want, said = _case(tmp_path, SCRIPT, today, today, sql)
+    # (rows a ``break`` cut from today's run stay the recorded run's, without noise)
+    got, want = (_only([r for r in rows if r["noise"] is not None], *cols) for rows in (got, want))
+    assert got == want and len(got) >= 2, (got, want)
+    assert _drew(said, "noise", "")
+
+
+def test_the_guard_of_a_jump_or_a_block_ends_in_a_finally() -> None:
+    """``guarded`` keeps a piece's text (a triple-quoted string in it as it was) one level
+    deeper in a ``try`` whose ``finally`` ends the guard; a simple statement that does not
+    jump keeps its line, joined by ``;``."""
+    from florsql.propagate.model import Placement, Propagation, guarded
+
+    old = "import florsql as flor\ndef f(y):\n    return y\n"
+    new = (
+        "import florsql as flor\ndef f(y):\n"
+        "    a = y + 1\n"
+        "    if y:\n"
+        '        flor.log("t", """x\n  y""")\n'
+        '        return flor.log("r", y)\n'
+        '    return flor.log("z", y)\n'
+        "    return y\n"
+    )
+    prop = Propagation(
+        old,
+        new,
+        (
+            Placement("a", 3, 3, (), pieces=((3, 3),)),
+            Placement("t", 5, 5, (), pieces=((4, 7),)),
+            Placement("z", 8, 8, (), pieces=((8, 8),)),
+        ),
+    )
+    g = guarded(prop)
+    begin, end = '__import__("florsql")._hindsight_begin', '__import__("florsql")._hindsight_end'
+    lines = g.source.splitlines()
+    assert lines[2] == f"    {begin}('a'); a = y + 1; {end}('a')"
+    assert lines[3:13] == [
+        f"    {begin}('t')",
+        "    try:",
+        "        if y:",
+        '            flor.log("t", """x',
+        '  y""")',
+        '            return flor.log("r", y)',
+        "    finally:",
+        f"        {end}('t')",
+        f"    {begin}('z')",
+        "    try:",
+    ]
+    assert lines[13:16] == [
+        '        return flor.log("z", y)',
+        "    finally:",
+        f"        {end}('z')",
+    ]
+    assert [p.pieces for p in g.placed] == [((3, 3),), ((6, 9),), ((14, 14),)]
+    compile(g.source, "train.py", "exec")
