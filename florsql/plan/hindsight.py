@@ -212,7 +212,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: ``continue``, ``break``, ``return`` or ``raise`` skipped it, so its draw went unnoticed and
 #: the run was not replayed again from its start (values after a restored checkpoint followed
 #: the recorded generator, silently); each name keeps its own snapshots (one piece inside
-#: another's overwrote the outer's).
+#: another's overwrote the outer's). The guard also compares the generator objects the code's
+#: frame names (a numpy ``Generator``, a ``random.Random``, a ``torch.Generator``): a statement
+#: drawing from one the loop draws from (``rng.normal()``) left the values after a restored
+#: checkpoint on the recorded generator, silently; one today's code made is its own. A piece
+#: before the script's first ``flor`` call was not checked.
 REPLAY_RULES = _STORED_RULES
 
 
