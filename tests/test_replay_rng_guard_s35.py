@@ -243,3 +243,76 @@ def test_a_generator_todays_code_makes_is_its_own(tmp_path: Path) -> None:
     got, want, said = _case(tmp_path, OBJECTS, today, today, sql)
     assert _only(got, "epoch", "vn") == _only(want, "epoch", "vn") and len(got) == 2
     assert not any(issubclass(w.category, StatementDrawWarning) for w in said)
+
+
+CAUGHT = """
+import math
+import random
+import florsql as flor
+random.seed(1)
+w = 0.0
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(4)):
+        jitter = random.random()
+        for i in flor.loop("step", range(3)):
+            w = round(w * 0.9 + (epoch + i) * 0.1, 9)
+            try:
+                flor.log("w", w)
+            except ValueError:
+                pass
+        flor.log("ep_w", w)
+"""
+
+
+@pytest.mark.slow
+def test_a_statement_that_raises_after_drawing_caught_by_the_old_code(tmp_path: Path) -> None:
+    """Today's ``flor.log("noise", random.random() + math.sqrt(-1))`` in the old ``try`` draws,
+    then raises; the old code catches it, so the guard's end never runs. The next begin of
+    that name in the same frame ends it first: the draw counts, and the run is replayed from
+    its start, so ``j`` (the old ``jitter``, drawn at each epoch's start after the statement's
+    draws of the epoch before) is today's script's."""
+    today = _add(
+        _add(CAUGHT, '                flor.log("w", w)\n',
+             '                flor.log("noise", random.random() + math.sqrt(-1))\n'),
+        '        flor.log("ep_w", w)\n',
+        '        flor.log("j", round(jitter, 9))\n',
+    )  # fmt: skip
+    sql = "SELECT epoch, ep_w, j, noise FROM logs WHERE epoch >= 2 ORDER BY epoch"
+    got, want, said = _case(tmp_path, CAUGHT, today, today, sql)
+    assert _only(got, "epoch", "j") == _only(want, "epoch", "j") and len(got) == 2
+    assert _drew(said, "noise", "Python's random module"), [str(w.message) for w in said]
+
+
+def test_the_guard_ends_what_an_exception_left_and_not_a_recursion() -> None:
+    """:class:`RngGuard` in one process, on Python's own generator: a piece begun again in
+    the same frame with no end between (an exception the old code caught) is ended first and
+    its draw counts; a recursion's outer piece stays open until its own end."""
+    import random
+    import sys
+
+    from florsql.record.rng_guard import RngGuard
+
+    guard = RngGuard()
+    here = sys._getframe()
+    guard.begin("a", here)
+    random.random()  # then the statement raised: no end
+    guard.begin("a", here)
+    guard.end("a", here)
+    assert guard.moved == {"a": {"python"}}
+
+    guard = RngGuard()
+
+    def piece(depth: int) -> None:
+        guard.begin("r", sys._getframe())
+        if depth:
+            piece(depth - 1)
+        else:
+            assert guard.moved == {}  # the outer pieces are still open
+        guard.end("r", sys._getframe())
+
+    guard.begin("r", here)
+    random.random()
+    piece(2)
+    assert guard.moved == {}
+    guard.end("r", here)
+    assert guard.moved == {"r": {"python"}}

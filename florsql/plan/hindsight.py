@@ -216,7 +216,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: frame names (a numpy ``Generator``, a ``random.Random``, a ``torch.Generator``): a statement
 #: drawing from one the loop draws from (``rng.normal()``) left the values after a restored
 #: checkpoint on the recorded generator, silently; one today's code made is its own. A piece
-#: before the script's first ``flor`` call was not checked.
+#: before the script's first ``flor`` call was not checked; a statement that raised part-way,
+#: caught by the old code, skipped its end (now the next begin of its name ends it).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -254,7 +254,10 @@ class ReplayRun:
 
     def hindsight_begin(self, name: str, frame: FrameType | None = None) -> None:
         if get_ident() == self.thread:
-            self.rng.begin(name, frame)
+            before = len(self.rng.moved.get(name, ()))
+            self.rng.begin(name, frame)  # ends a piece of ``name`` an exception left first
+            if self.phases.loop_out is None and len(self.rng.moved.get(name, ())) > before:
+                self.drew_in_loop.add(name)
 
     def hindsight_end(self, name: str, frame: FrameType | None = None) -> None:
         if get_ident() == self.thread:

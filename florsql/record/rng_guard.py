@@ -52,9 +52,18 @@ class RngGuard:
     def begin(self, name: str, frame: FrameType | None = None) -> None:
         """Before ``name``'s statement (or code carried with it): snapshot the states, and
         those of the generator objects ``frame`` (the code's) names, where checked fully."""
+        stack = self._saved.get(name)
+        while stack and frame is not None and not _below(stack[-1].get("frame"), frame):
+            # a piece of this name begun and not ended, in this frame or one that has
+            # returned (not a caller of this one, as in a recursion): it raised part-way and
+            # the old code caught the exception. What it drew before the raise is unknown:
+            # what moved since counts as its (a run replayed from its start for nothing, at
+            # worst; its draws went unnoticed before session 35)
+            self.end(name)
         n = self._counts.get(name, 0)
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
         saved = _snapshot(full=full)
+        saved["frame"] = frame
         if full and frame is not None:
             saved["objects"] = {
                 k: v for k, v in _objects(frame).items() if self._own.get(k) is not v[1]
@@ -80,6 +89,19 @@ class RngGuard:
             self.moved.setdefault(name, set()).update(moved)
             if moved - {"torch", "cuda"}:
                 self._watched.add(name)
+
+
+def _below(pending: FrameType | None, frame: FrameType) -> bool:
+    """Whether ``pending`` (the frame a piece was begun in) is a caller of ``frame``: the piece
+    is still running (None: unknown, taken as running)."""
+    if pending is None:
+        return True
+    caller = frame.f_back
+    while caller is not None:
+        if caller is pending:
+            return True
+        caller = caller.f_back
+    return False
 
 
 def _snapshot(*, full: bool) -> dict[str, Any]:
