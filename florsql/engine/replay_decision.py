@@ -236,8 +236,9 @@ def replay_if_needed(
         _warn(
             engine,
             messages,
-            f"today's statements drew from a global RNG ({said}): a run of today's script "
-            "trains differently from the recorded run after the first draw, and the values "
+            f"today's statements drew from a global RNG or a generator of the script ({said}): "
+            "a run of today's script trains differently from the recorded run after the first "
+            "draw, and the values "
             f"are that run's: {how}and the recorded values beside them stay the recorded "
             "run's; to replay from checkpoints instead, give what the statement draws from a "
             "generator of its own (a DataLoader's generator=torch.Generator(), "

@@ -227,6 +227,17 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: finds none, is replayed again from the run's start (weight files of the last epochs averaged
 #: after the loop: NULL with a FileNotFoundError where the folder was not ignored; another
 #: seed's files where it was, 0.2654 for a full re-run's 0.2579, with a data warning only).
+#: Sweep h1: the RNG guard's end runs in a ``finally`` around a compound piece (a new
+#: ``if`` carried whole) and a jumping one (``return flor.log(...)``): a piece left through
+#: ``continue``, ``break``, ``return`` or ``raise`` skipped it, so its draw went unnoticed and
+#: the run was not replayed again from its start (values after a restored checkpoint followed
+#: the recorded generator, silently); each name keeps its own snapshots (one piece inside
+#: another's overwrote the outer's). The guard also compares the generator objects the code's
+#: frame names (a numpy ``Generator``, a ``random.Random``, a ``torch.Generator``): a statement
+#: drawing from one the loop draws from (``rng.normal()``) left the values after a restored
+#: checkpoint on the recorded generator, silently; one today's code made is its own. A piece
+#: before the script's first ``flor`` call was not checked; a statement that raised part-way,
+#: caught by the old code, skipped its end (now the next begin of its name ends it).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -119,8 +119,11 @@ def guarded(prop: Propagation) -> Propagation:
     ``..._hindsight_end(name)``, which note the global RNGs it moved
     (florsql/record/rng_guard.py). A simple statement gets them on its own lines (joined by
     ``;``: every line keeps its number, so a traceback's line is the one ``florsql propagate``
-    shows); a compound one (a new block carried whole) on lines of their own, before and
-    after it (the placements' ``old_line`` and ``pieces`` move with the lines). Not in what
+    shows); a compound one (a new block carried whole), or a simple one that jumps
+    (``return``, ``raise``, ``break``, ``continue``), is put one level deeper in a ``try:``
+    whose ``finally:`` calls the end, so a piece left early (a ``continue`` in a new ``if``)
+    still ends its guard (session 35: the end was skipped, and its draw went unnoticed); the
+    placements' ``old_line`` and ``pieces`` move with the lines. Not in what
     ``florsql propagate`` shows: only replays run it.
 
     Example:
@@ -134,11 +137,13 @@ def guarded(prop: Propagation) -> Propagation:
         >>> print(g.source, end="")
         a = 1
         __import__("florsql")._hindsight_begin('x')
-        if a:
-            flor.log('x', a)
-        __import__("florsql")._hindsight_end('x')
+        try:
+            if a:
+                flor.log('x', a)
+        finally:
+            __import__("florsql")._hindsight_end('x')
         >>> g.placed[0].old_line, g.placed[0].pieces
-        (4, ((3, 4),))
+        (5, ((4, 5),))
     """  # noqa: E501
     import ast
 
@@ -154,22 +159,43 @@ def guarded(prop: Propagation) -> Propagation:
     for node in ast.walk(tree):
         if isinstance(node, ast.stmt):
             starts.setdefault(node.lineno, node)
+    inside = _in_strings(tree)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     before: dict[int, list[str]] = {}  # 1-based line -> guard lines put before it
     joined: dict[int, list[tuple[int, str]]] = {}  # line -> (byte column, text) put in it
+    wrapped: dict[tuple[int, int], list[str]] = {}  # (first, last) -> names, in a try
     for first, last, name in pieces:
         stmt = starts.get(first)
         if stmt is None or not 0 < first <= last <= len(lines):
             return prop  # not this text's pieces (a stale cache entry): left unguarded
         begin, end = GUARD_CALL.format("begin", name), GUARD_CALL.format("end", name)
-        if _simple(stmt) and stmt.end_lineno == last and stmt.end_col_offset is not None:
+        if (
+            _simple(stmt)
+            and not isinstance(stmt, _JUMPS)
+            and stmt.end_lineno == last
+            and stmt.end_col_offset is not None
+        ):
             joined.setdefault(first, []).append((stmt.col_offset, begin + "; "))
             joined.setdefault(last, []).append((stmt.end_col_offset, "; " + end))
             continue
+        wrapped.setdefault((first, last), []).append(name)
+    deeper: dict[int, tuple[str, str]] = {}  # line -> its piece's indentation, one level
+    spans = sorted(wrapped)
+    for (first, last), names in wrapped.items():
+        if any(a <= first and last <= b and (a, b) != (first, last) for a, b in spans):
+            return prop  # nested pieces (never placed so): left unguarded, not half-guarded
         text = lines[first - 1]
         indent = text[: len(text) - len(text.lstrip(" \t"))]
-        before.setdefault(first, []).append(indent + begin + newline)
-        before.setdefault(last + 1, []).insert(0, indent + end + newline)
+        unit = "\t" if "\t" in indent else "    "
+        before.setdefault(first, []).extend(
+            [indent + GUARD_CALL.format("begin", n) + newline for n in names]
+            + [indent + "try:" + newline]
+        )
+        ends = [indent + unit + GUARD_CALL.format("end", n) + newline for n in reversed(names)]
+        before.setdefault(last + 1, [])[:0] = [indent + "finally:" + newline, *ends]
+        for number in range(first, last + 1):
+            if number not in inside and lines[number - 1].strip():
+                deeper[number] = (indent, unit)
     out: list[str] = []
     moved: dict[int, int] = {}  # 1-based line -> its line in the guarded text
     for number in range(1, len(lines) + 2):
@@ -184,6 +210,10 @@ def guarded(prop: Propagation) -> Propagation:
                 for col, text in sorted(joined[number], key=lambda x: -x[0]):  # right first
                     raw = raw[:col] + text.encode() + raw[col:]
                 line = raw.decode()
+            if number in deeper:
+                base, unit = deeper[number]
+                rest = line[len(base) :] if line.startswith(base) else line.lstrip(" \t")
+                line = base + unit + rest
             out.append(line)
             moved[number] = len(out)
     placed = tuple(
@@ -195,6 +225,29 @@ def guarded(prop: Propagation) -> Propagation:
         for p in prop.placed
     )
     return replace(prop, source="".join(out), placed=placed)
+
+
+def _in_strings(tree: object) -> set[int]:
+    """The lines of ``tree``'s source that start inside a string spanning lines (a
+    triple-quoted text): their indentation is the string's, never changed."""
+    import ast
+
+    assert isinstance(tree, ast.AST)
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant | ast.JoinedStr) and node.end_lineno is not None:
+            out.update(range(node.lineno + 1, node.end_lineno + 1))
+    return out
+
+
+def _jumps() -> tuple[type, ...]:
+    import ast
+
+    return (ast.Return, ast.Raise, ast.Break, ast.Continue)
+
+
+#: Simple statements that leave the code after them unrun: guarded in a ``try`` too.
+_JUMPS = _jumps()
 
 
 def _simple(stmt: object) -> bool:

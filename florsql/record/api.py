@@ -128,17 +128,20 @@ def checkpointing(**objs: Any) -> Iterator[None]:
 
 def _hindsight_begin(name: str) -> None:
     """Placed by propagation before today's statement for ``name`` (and the code carried with
-    it): in a replay worker, snapshot the global RNGs (florsql/record/rng_guard.py)."""
-    begin = getattr(_run, "hindsight_begin", None)
+    it): in a replay worker, snapshot the global RNGs (florsql/record/rng_guard.py). A piece
+    before the script's first ``flor`` call (carried code at the top) starts the replay run:
+    it did nothing there before session 35, and its draws went unnoticed."""
+    run = _start() if _run is None and os.environ.get("FLORSQL_REPLAY") else _run
+    begin = getattr(run, "hindsight_begin", None)
     if begin is not None:
-        begin(name)
+        begin(name, sys._getframe(1))  # the code's frame: the generator objects it names
 
 
 def _hindsight_end(name: str) -> None:
     """Placed after it: in a replay worker, note the global RNGs it moved."""
     end = getattr(_run, "hindsight_end", None)
     if end is not None:
-        end(name)
+        end(name, sys._getframe(1))
 
 
 def commit() -> None:

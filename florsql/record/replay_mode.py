@@ -284,14 +284,17 @@ class ReplayRun:
             return default  # an arg the old run did not have takes its default
         return replayed_arg(name, default, self.recorded_args[name], self.arg_tags.get(name))
 
-    def hindsight_begin(self, name: str) -> None:
-        if get_ident() == self.thread:
-            self.rng.begin(name)
-
-    def hindsight_end(self, name: str) -> None:
+    def hindsight_begin(self, name: str, frame: FrameType | None = None) -> None:
         if get_ident() == self.thread:
             before = len(self.rng.moved.get(name, ()))
-            self.rng.end(name)
+            self.rng.begin(name, frame)  # ends a piece of ``name`` an exception left first
+            if self.phases.loop_out is None and len(self.rng.moved.get(name, ())) > before:
+                self.drew_in_loop.add(name)
+
+    def hindsight_end(self, name: str, frame: FrameType | None = None) -> None:
+        if get_ident() == self.thread:
+            before = len(self.rng.moved.get(name, ()))
+            self.rng.end(name, frame)
             if self.phases.loop_out is None and len(self.rng.moved.get(name, ())) > before:
                 self.drew_in_loop.add(name)  # before the outer loop's end: it shifts the run
 

@@ -8,9 +8,10 @@ does not. The replay runs the draw as a full run of today's script would (its va
 a run where the replay runs from the top), and says so: a replay runs each placed statement (and
 each piece of code carried with it) between ``flor._hindsight_begin(name)`` and
 ``flor._hindsight_end(name)``, which compare the global RNGs (Python's ``random``, numpy's legacy
-global ``RandomState``, torch's CPU generator and, where initialised, its CUDA ones) before and
-after it and note those it moved (``drew``, and ``drew_in_loop`` for draws before the outer
-loop's end, in the task's ``done.json``). A run whose tasks drew before the loop's end is
+global ``RandomState``, torch's CPU generator and, where initialised, its CUDA ones; and the
+generator objects the code's frame names, save those today's code made) before and after it
+and note those it moved (``drew``, and ``drew_in_loop`` for draws before the outer loop's end,
+in the task's ``done.json``). A run whose tasks drew before the loop's end is
 replayed again from its start with no checkpoint restored (``runner._from_the_start``), so its
 values are a run of today's script's; the query warns (``StatementDrawWarning``). In a recording
 process they do nothing.
@@ -18,12 +19,14 @@ process they do nothing.
 Checking costs: torch's state ~5 us, Python's ~20 us, numpy's ~60 us (copying 624 words each).
 torch's is checked at every execution; Python's and numpy's at the first
 :data:`FIRST_CHECKS` executions of a statement in a task and every :data:`EVERY` one after,
-and at every execution once one of them moved.
+and at every execution once one of them moved; the generator objects a frame names (a scan
+of its locals and globals, ~35 us for 150 names, before and after) where Python's are.
 """
 
 from __future__ import annotations
 
 import sys
+from types import FrameType
 from typing import Any
 
 #: Executions of a statement in a task whose Python and numpy RNG states are all checked.
@@ -36,29 +39,69 @@ class RngGuard:
     """Snapshots of the global RNGs around today's statements, per statement name."""
 
     def __init__(self) -> None:
-        self._saved: dict[str, Any] | None = None
+        #: name -> the snapshots of its pieces begun and not yet ended (innermost last: a
+        #: piece of one name may run inside another's, or call itself)
+        self._saved: dict[str, list[dict[str, Any]]] = {}
         self._counts: dict[str, int] = {}
         self._watched: set[str] = set()  # names whose statement moved Python's or numpy's
+        #: generator objects today's code made (id -> the object, kept so the id stays its)
+        self._own: dict[int, Any] = {}
         #: name -> the generators its statement moved
         self.moved: dict[str, set[str]] = {}
 
-    def begin(self, name: str) -> None:
-        """Before ``name``'s statement (or code carried with it): snapshot the states."""
+    def begin(self, name: str, frame: FrameType | None = None) -> None:
+        """Before ``name``'s statement (or code carried with it): snapshot the states, and
+        those of the generator objects ``frame`` (the code's) names, where checked fully."""
+        stack = self._saved.get(name)
+        while stack and frame is not None and not _below(stack[-1].get("frame"), frame):
+            # a piece of this name begun and not ended, in this frame or one that has
+            # returned (not a caller of this one, as in a recursion): it raised part-way and
+            # the old code caught the exception. What it drew before the raise is unknown:
+            # what moved since counts as its (a run replayed from its start for nothing, at
+            # worst; its draws went unnoticed before session 35)
+            self.end(name)
         n = self._counts.get(name, 0)
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
-        self._saved = _snapshot(full=full)
+        saved = _snapshot(full=full)
+        saved["frame"] = frame
+        if full and frame is not None:
+            saved["objects"] = {
+                k: v for k, v in _objects(frame).items() if self._own.get(k) is not v[1]
+            }
+        self._saved.setdefault(name, []).append(saved)
 
-    def end(self, name: str) -> None:
-        """After it: note under ``name`` what moved."""
-        saved, self._saved = self._saved, None
+    def end(self, name: str, frame: FrameType | None = None) -> None:
+        """After it: note under ``name`` what moved. A generator object ``frame`` names that
+        was not there at the start (today's code made it: ``vg = torch.Generator()`` carried
+        with the statement) is today's own: its draws shift nothing of the old code's."""
+        stack = self._saved.get(name)
         self._counts[name] = self._counts.get(name, 0) + 1
-        if saved is None:
+        if not stack:
             return
+        saved = stack.pop()
+        if frame is not None and "objects" in saved:
+            before = {id(v[1]) for v in saved["objects"].values()}
+            for key, (_label, obj, _state) in _objects(frame).items():
+                if key not in before and key not in self._own:
+                    self._own[key] = obj
         moved = _restore_moved(saved)
         if moved:
             self.moved.setdefault(name, set()).update(moved)
-            if moved & {"python", "numpy"}:
+            if moved - {"torch", "cuda"}:
                 self._watched.add(name)
+
+
+def _below(pending: FrameType | None, frame: FrameType) -> bool:
+    """Whether ``pending`` (the frame a piece was begun in) is a caller of ``frame``: the piece
+    is still running (None: unknown, taken as running)."""
+    if pending is None:
+        return True
+    caller = frame.f_back
+    while caller is not None:
+        if caller is pending:
+            return True
+        caller = caller.f_back
+    return False
 
 
 def _snapshot(*, full: bool) -> dict[str, Any]:
@@ -109,4 +152,81 @@ def _restore_moved(saved: dict[str, Any]) -> set[str]:
                 or not np.array_equal(now[1], keys)
             ):
                 moved.add("numpy")
+    for label, obj, state in saved.get("objects", {}).values():
+        if not _same(_state_of(obj), state):
+            moved.add(f"{label} (a {type(obj).__name__} of the script)")
     return moved
+
+
+def _generator_types() -> tuple[type, ...]:
+    """The classes of generator objects a script keeps (those of modules it imported)."""
+    import random
+
+    kinds: list[type] = [random.Random]
+    np = sys.modules.get("numpy")
+    if np is not None and hasattr(np, "random"):
+        kinds += [np.random.Generator, np.random.RandomState]
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "Generator"):
+        kinds.append(torch.Generator)
+    return tuple(kinds)
+
+
+#: per set of generator classes: type -> whether it is one of theirs (a scan of a frame's
+#: names looks each value's type up once)
+_KINDS: dict[tuple[type, ...], dict[type, bool]] = {}
+
+
+def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
+    """The generator objects the code of ``frame`` names (its locals, then its globals): per
+    object, its first name there, itself and its state. A statement drawing from one the old
+    code draws from too (``rng.normal()`` where the loop draws ``rng``'s numbers, a
+    ``random.Random(seed)``, a ``DataLoader``'s ``generator=g``) shifts the old code's later
+    draws as a global RNG's draw does (session 35: those went unnoticed)."""
+    kinds = _generator_types()
+    known = _KINDS.setdefault(kinds, {})  # type -> whether it is a generator's (cached)
+    out: dict[int, tuple[str, Any, Any]] = {}
+    scopes = [frame.f_locals]
+    if frame.f_locals is not frame.f_globals:
+        scopes.append(frame.f_globals)
+    for scope in scopes:
+        for key, value in list(scope.items()):
+            cls = type(value)
+            hit = known.get(cls)
+            if hit is None:
+                hit = known[cls] = issubclass(cls, kinds)
+            if hit and id(value) not in out:
+                try:
+                    out[id(value)] = (key, value, _state_of(value))
+                except Exception:  # a generator whose state cannot be read
+                    continue
+    return out
+
+
+def _state_of(obj: Any) -> Any:
+    """A copy of a generator object's state."""
+    import random
+
+    if isinstance(obj, random.Random):
+        return obj.getstate()
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.random.Generator):
+        return obj.bit_generator.state
+    if np is not None and isinstance(obj, np.random.RandomState):
+        return obj.get_state(legacy=False)
+    return obj.get_state()  # a torch.Generator
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two generator states (ints, tuples, dicts, numpy arrays, tensors) are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a).__module__ == "numpy" or type(b).__module__ == "numpy":
+        np = sys.modules["numpy"]
+        return bool(np.array_equal(a, b))
+    if type(a).__name__ == "Tensor":
+        torch = sys.modules["torch"]
+        return bool(torch.equal(a, b))
+    return bool(a == b)
