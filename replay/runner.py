@@ -520,12 +520,17 @@ def _departed(folder: Path, done: dict[str, Any], report: ReplayReport) -> None:
     # a rest task set aside for a difference the draw made (its full redo is this one)
     report.rejected[:] = [m for m in report.rejected if not m.startswith(run_id)]
     mismatch = done.get("mismatch")
-    if mismatch is None:
+    reordered = _reordered(done)  # not the draw's doing: it stays a mismatch
+    if mismatch is None or mismatch == reordered:
         return
-    done.update(mismatch=None, departed=mismatch)
+    done.update(mismatch=reordered, departed=mismatch)
     layout.atomic_write_json(folder / DONE, done)
     run = f"run {run_id}:"
-    report.nondeterministic[:] = [m for m in report.nondeterministic if not m.startswith(run)]
+    report.nondeterministic[:] = [
+        m for m in report.nondeterministic if not m.startswith(run) or m == reordered
+    ]
+    if reordered is not None and reordered not in report.nondeterministic:
+        report.nondeterministic.append(reordered)
 
 
 def _from_top(steps: list[list[object]]) -> bool:
