@@ -252,6 +252,7 @@ def request_for(
         chunks=run.chunks,
         fingerprints={n.lower(): prints[n.lower()] for n in names if n.lower() in prints},
         sources=dict(sources or {}),
+        companions=[c for c in run.companions if c not in names],
     )
 
 

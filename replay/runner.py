@@ -172,16 +172,20 @@ def _plan_tasks(
     replay_id: str,
     report: ReplayReport,
 ) -> list[Task]:
-    patches: dict[tuple[str, tuple[str, ...]], Patch] = {}
+    patches: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Patch] = {}
     parts = max(1, workers // max(1, len(requests)))
     tasks: list[Task] = []
     for req in requests:
-        key = (req.vid, tuple(sorted(req.names)))
+        # today's other statements the version lacks are placed too (run, not stored): the
+        # planner analysed the script with them; their own failures are not the request's
+        companions = sorted(set(req.companions) - set(req.names))
+        key = (req.vid, tuple(sorted(req.names)), tuple(companions))
         if key not in patches:
-            patches[key] = patcher(req.vid, sorted(req.names))
+            patches[key] = patcher(req.vid, sorted(req.names) + companions)
         patch = patches[key]
         for name, reason in patch.failed.items():
-            report.unplaced.append(f"{req.vid[:12]}: {name}: {reason}")
+            if name in req.names:
+                report.unplaced.append(f"{req.vid[:12]}: {name}: {reason}")
         names = [n for n in req.names if n not in patch.failed]
         if not names:
             continue
@@ -216,11 +220,12 @@ def _run_tasks(
     chunks = req.chunks
     if not chunks:  # a caller that named the iterations itself: plan them from the files
         total = req.total if req.total is not None else len(req.iterations or [])
+        placed = [c for c in req.companions if c not in patch.failed and c not in names]
         chunks = chunks_from_files(
             repo,
             req.run_id,
             source,
-            tuple(names),
+            tuple(names + placed),
             req.iterations,
             total=total,
             parts=parts,

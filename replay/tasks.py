@@ -36,6 +36,9 @@ class RunRequest:
     fingerprints: dict[str, str] = field(default_factory=dict)
     #: per file: the digest of the text the fingerprints were computed from (the planner's)
     sources: dict[str, str] = field(default_factory=dict)
+    #: today's other log names placed beside ``names`` where the version lacks them, run but
+    #: not stored (the planner's :attr:`RunReplay.companions`): one may draw from an RNG
+    companions: list[str] = field(default_factory=list)
 
 
 @dataclass

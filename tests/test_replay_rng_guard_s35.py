@@ -138,21 +138,20 @@ def test_the_guard_of_a_jump_or_a_block_ends_in_a_finally() -> None:
     "SELECT epoch, step, w0 FROM logs WHERE epoch >= 2 AND step = 5 ORDER BY epoch, step",
     "SELECT epoch, step, w0, val_acc FROM logs WHERE epoch >= 2 AND step = 5 ORDER BY epoch",
 ])  # fmt: skip
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented limit (docs/replay.md): a replay places only the statements of the "
-    "names the query needs (val_acc is not needed where step = 5: its rows have no step), so "
-    "w0 follows the recorded run, not today's script, whose validation loop over a DataLoader "
-    "draws from torch's generator every epoch (measured: w0 at epoch 2 step 5 -3.783543 "
-    "replayed, -3.77595 in a run of today's script; no warning)",
-)
 def test_a_statement_replayed_without_another_that_draws(tmp_path: Path, sql: str) -> None:
+    """A replay places only the statements of the names the query needs (``val_acc`` is not
+    needed where ``step = 5``: its rows have no step); ``w0`` followed the recorded run, not
+    today's script, whose validation loop over a DataLoader draws from torch's generator
+    every epoch (before session 35's gap-2 fix: ``w0`` at epoch 2 step 5 -3.783543 replayed,
+    -3.77595 in a run of today's script, no warning). Today's other statements the version
+    lacks now run beside it (tests/test_replay_companions.py)."""
     from tests.test_replay_rng_guard import GRAD, TORCH, VAL
 
     today = _add(_add(TORCH, '        flor.log("ep_loss", loss.item())\n', VAL),
                  '            flor.log("loss", loss.item())\n', GRAD)  # fmt: skip
-    got, want, _ = _case(tmp_path, TORCH, today, today, sql)
-    assert _only(got, "epoch", "step", "w0") == _only(want, "epoch", "step", "w0")
+    got, want, said = _case(tmp_path, TORCH, today, today, sql)
+    assert _only(got, "epoch", "step", "w0") == _only(want, "epoch", "step", "w0") and got
+    assert _drew(said, "val_acc", "torch"), [str(w.message) for w in said]
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ def assemble(state: PlanState) -> None:
     files = _run_files(state, sorted(by_run))
     per_version: dict[tuple[str, str], list[RunReplay]] = defaultdict(list)
     patched: dict[
-        tuple[str, str, tuple[str, ...], str | None, tuple[str, ...]], Patched | None
+        tuple[str, str, tuple[str, ...], str | None, tuple[str, ...], tuple[str, ...]],
+        Patched | None,
     ] = {}
     for run_id, needs in by_run.items():
         first = needs[0]
@@ -33,7 +34,9 @@ def assemble(state: PlanState) -> None:
         if outer is None:  # statements outside every loop: the run's own outer loop
             outer = _recorded_outer(facts.get(run_id))
         modules = tuple(f for f in files.get(run_id, []) if f != first.filename)
-        wanted = (first.vid, first.filename, tuple(sorted({n.name for n in needs})), outer, modules)
+        asked = tuple(sorted({n.name for n in needs}))
+        others = _others(state, first.filename, modules, asked)
+        wanted = (first.vid, first.filename, asked, outer, modules, others)
         if wanted not in patched:
             patched[wanted] = _patched(state, *wanted)
         found = patched[wanted]
@@ -45,7 +48,8 @@ def assemble(state: PlanState) -> None:
             needs = [n for n in needs if n.name not in failed]
             if not needs:
                 continue
-        run = plan_run(run_id, needs, patched[wanted], facts[run_id])
+        companions = _companion_chains(state, first.filename, modules, found)
+        run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
         per_version[(run.vid, run.filename)].append(run)
     versions = []
     for key in sorted(set(per_version) | set(state.unplaceable) | set(state.unplaced)):
@@ -91,6 +95,32 @@ def _recorded_outer(facts: RunFacts | None) -> str | None:
     return next(iter(loops)) if len(loops) == 1 else None
 
 
+def _others(
+    state: PlanState, filename: str, modules: tuple[str, ...], asked: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Today's log names in a run's files (``filename``, ``modules``) other than ``asked``:
+    those its version lacks are placed beside the asked ones (companions, run but not stored),
+    since one may draw from an RNG (session 35, gap 2: ``w0`` replayed without today's
+    ``val_acc``, which draws a DataLoader's seed each epoch, followed the recorded run)."""
+    code = state.catalog.code_of([filename, *modules])
+    if code is None:
+        return ()
+    low = {a.lower() for a in asked}
+    return tuple(sorted({n for n in code.names() if n.lower() not in low}))
+
+
+def _companion_chains(
+    state: PlanState, filename: str, modules: tuple[str, ...], found: Patched | None
+) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """``(name, loop chain)`` of each statement of the companions placed in ``found``."""
+    if found is None or not found.companions:
+        return ()
+    code = state.catalog.code_of([filename, *modules])
+    if code is None:
+        return ()
+    return tuple((s.name, s.chain) for n in found.companions for s in code.sites_of(n))
+
+
 def _patched(
     state: PlanState,
     vid: str,
@@ -98,12 +128,14 @@ def _patched(
     names: tuple[str, ...],
     outer: str | None,
     modules: tuple[str, ...],
+    others: tuple[str, ...] = (),
 ) -> Patched | None:
     """The patched script's analysis (``modules``: the other repository files the run
-    imported). When the version cannot be read (its snapshot is gone), today's script stands
+    imported; ``others``: today's other names, placed beside ``names`` where the version lacks
+    them). When the version cannot be read (its snapshot is gone), today's script stands
     in, with a note: the replay itself will then fail and say why."""
     try:
-        return patched_script(state.repo, vid, filename, names, outer, modules)
+        return patched_script(state.repo, vid, filename, names, outer, modules, others)
     except FlorError as e:
         try:
             today = (state.repo / filename).read_text(encoding="utf-8")

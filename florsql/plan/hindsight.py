@@ -248,15 +248,16 @@ def statement_fingerprints(
     file some run executed): the keys of each of its statements, with their files, and the
     anchor keys of the log statements of other names beside them that some run recorded
     (``recorded``, lower case; None: every neighbour): an old version that logs such a name
-    places the statement by it. A replayed value of a name counts only while the replay's
-    fingerprint for it is this one.
+    places the statement by it; and those of every other name's statements in ``codes``: a
+    replay runs the ones its version lacks beside it (one may draw from an RNG). A replayed
+    value of a name counts only while the replay's fingerprint for it is this one.
 
     Example:
         >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
         >>> b = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 3)\n", "a.py")
         >>> fa, fb = statement_fingerprints([a]), statement_fingerprints([b])
         >>> sorted(fa), fa["x"] == fb["x"], fa["y"] == fb["y"]
-        (['x', 'y'], True, False)
+        (['x', 'y'], False, False)
     """
     per: dict[str, list[str]] = {}
     for code in sorted(codes, key=lambda c: c.filename):
@@ -266,9 +267,19 @@ def statement_fingerprints(
             if name in per and (recorded is None or other in recorded):
                 per[name].append(f"{file}\0anchor\0{key}")
     rules = f"rules {REPLAY_RULES}"
-    return {
+    own = {
         name: hashlib.sha256("\0\0".join([rules, *parts]).encode()).hexdigest()[:32]
         for name, parts in per.items()
+    }
+    # A replay of a name also runs today's other statements its version lacks (they may
+    # draw from an RNG, and a run of today's script has their draws: session 35, gap 2), so
+    # its values stand on theirs too: an edited, added or removed statement of another name
+    # computes them again.
+    return {
+        name: hashlib.sha256(
+            "\0\0".join([mine, *(f"{o}\0{own[o]}" for o in sorted(own) if o != name)]).encode()
+        ).hexdigest()[:32]
+        for name, mine in own.items()
     }
 
 

@@ -87,6 +87,10 @@ class Patched:
     #: :func:`persistent_loaders`): its worker processes keep their RNGs and the dataset's
     #: state from one epoch to the next, which no checkpoint holds
     workers: frozenset[str] = frozenset()
+    #: today's other statements the version lacks, placed beside the needed ones and analysed
+    #: with them (run, their values not stored): one may draw from an RNG, and a run of today's
+    #: script has its draws (:func:`patched_script`, ``others``)
+    companions: tuple[str, ...] = ()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -145,23 +149,35 @@ def patched_script(
     names: tuple[str, ...],
     outer: str | None = None,
     modules: tuple[str, ...] = (),
+    others: tuple[str, ...] = (),
 ) -> Patched:
     """Propagate ``names`` into version ``vid`` and analyse its ``filename`` (``outer``: the
     run's recorded outermost loop, when known; ``modules``: the other repository files the run
-    imported)."""
+    imported).
+
+    ``others``: today's other log names in the run's files. Those the version lacks are placed
+    too (:attr:`Patched.companions`) and analysed as needed ones: a replay runs them without
+    storing their values, since one may draw from an RNG and the contract's values are a run
+    of the version with every one of today's statements in it (session 35, gap 2). Their
+    failures are not the needed names' (``failed`` keeps only ``names``')."""
     import florsql.propagate as propagate
     from florsql.versions import file_at
 
-    result = propagate.for_version(repo, vid, names=names)
+    asked = tuple(dict.fromkeys((*names, *(o for o in others if o not in names))))
+    result = propagate.for_version(repo, vid, names=asked)
     files = {path: r.source for path, r in result.files.items() if r.placed}
     failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
     for name in result.unplaced:
-        failed.setdefault(name, unplaced_reason(repo, [filename], name))
+        if name in names:
+            failed.setdefault(name, unplaced_reason(repo, [filename], name))
+    placed = {p.name for r in result.files.values() for p in r.placed}
+    companions = tuple(o for o in asked[len(names) :] if o in placed and o not in failed)
+    failed = {n: why for n, why in failed.items() if n in names}
     try:
         source = files.get(filename) or file_at(repo, vid, filename)
     except Exception:  # the script is not in that version: nothing can be placed
         source = ""
-    wanted = tuple(n for n in names if n not in failed)
+    wanted = tuple(n for n in names if n not in failed) + companions
     texts: dict[str, str | None] = {}
     for path in modules:
         try:
@@ -170,7 +186,7 @@ def patched_script(
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
-    found = replace(found, failed=failed, files=files, stale=stale)
+    found = replace(found, failed=failed, files=files, stale=stale, companions=companions)
     held = _parameters_of(source) & _objects_changed(
         [code for r in result.files.values() for p in r.placed for code in p.carried]
     )

@@ -137,6 +137,9 @@ class RunReplay:
         seconds: estimated total work (sum of the chunks).
         threads: torch's intra-op thread count the run recorded (None: not recorded): its
             tasks replay with the same counts, and at most cores // threads run at once.
+        companions: today's other statements its version lacks, placed and run beside
+            ``names`` without their values stored: one may draw from an RNG, which a run of
+            today's script does (docs/replay.md, "Today's statements that draw").
     """
 
     run_id: str
@@ -149,6 +152,7 @@ class RunReplay:
     chunks: tuple[Chunk, ...]
     seconds: float
     threads: int | None = None
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

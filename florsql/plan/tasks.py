@@ -210,16 +210,23 @@ def plan_run(
     facts: RunFacts,
     *,
     parts: int | None = None,
+    companions: tuple[tuple[str, tuple[str, ...] | None], ...] = (),
 ) -> RunReplay:
-    """The :class:`RunReplay` of one run from its rows of the replay set."""
+    """The :class:`RunReplay` of one run from its rows of the replay set.
+
+    ``companions``: ``(name, loop chain)`` of today's other statements placed beside the
+    needed ones (:attr:`Patched.companions`): they run in the iterations the needed ones run,
+    so the inner loops they sit in are never skipped (a draw there must happen, and be seen).
+    """
     names = tuple(sorted({n.name for n in needs}))
     loop_needs = [n for n in needs if n.outer_iteration is not None]
     top = [n for n in needs if n.outer_iteration is None]
     iteration_needs = _iteration_needs(loop_needs)
     top_level = tuple(sorted({n.name for n in top}))
     unknown = any(n.chain == ANY_CHAIN for n in needs) or patched is None or patched.unknown
-    unknown = unknown or bool(facts.reentered)
+    unknown = unknown or bool(facts.reentered) or any(c is None for _, c in companions)
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
+    used_loops |= {lp for _, chain in companions if chain for lp in chain[1:]}
     inner_name = patched.first_inner.name if patched and patched.first_inner else None
     skip = () if unknown or inner_name is None or inner_name in used_loops else (inner_name,)
     parts = parts or at_once(facts.threads)
@@ -250,6 +257,7 @@ def plan_run(
         chunks=tuple(chunks),
         seconds=round(sum(c.seconds for c in chunks), 3),
         threads=facts.threads,
+        companions=tuple(sorted({name for name, _ in companions} - set(names))),
     )
 
 

@@ -1,0 +1,94 @@
+"""Today's other statements run beside the asked ones (session 35, gap 2).
+
+The contract: a replayed value equals what a full run of the old version with *all* of today's
+new statements in it logs. A statement of today's that draws from an RNG (a validation loop over
+a ``DataLoader``, ``random.random()``) moves what a run of today's script trains on after it, so
+a name asked alone depends on statements it was not asked with. A replay therefore places
+today's other statements the version lacks too (companions: run, their values not stored), the
+planner analyses the script with them (their loops run), a draw among them sends the run to its
+start (``runner._from_the_start``), and a name's fingerprint covers them (a stored value stops
+counting once another statement changes). Each case compares with a full run of today's script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_repo, run_script, write
+from tests.test_replay_rng_guard import (
+    GRAD,
+    NOISE,
+    PYRANDOM,
+    TORCH,
+    VAL,
+    _add,
+    _case,
+    _drew,
+    _only,
+    _values,
+)
+
+EPOCH_END = '        flor.log("ep_w", w)\n'
+STEP_LINE = '            flor.log("w", w)\n'
+W10 = '        flor.log("w10", round(w * 10, 9))\n'
+STEP_NOISE = '            flor.log("sn", random.random())\n'
+
+
+def test_one_drawing_statement_of_two_asked_alone(tmp_path: Path) -> None:
+    """``noise`` (each epoch) and ``sn`` (each step) both draw from Python's generator; asked
+    alone, ``noise`` must follow the run where ``sn`` drew too. Before: ``noise`` was replayed
+    from the run's start with only its own draws (another stream than today's script's)."""
+    today = _add(_add(PYRANDOM, EPOCH_END, NOISE), STEP_LINE, STEP_NOISE)
+    sql = "SELECT epoch, noise FROM logs WHERE epoch >= 2 ORDER BY epoch"
+    got, want, said = _case(tmp_path, PYRANDOM, today, today, sql)
+    assert _only(got, "epoch", "noise") == _only(want, "epoch", "noise") and len(got) == 2
+    assert _drew(said, "sn", "Python's random module"), [str(w.message) for w in said]
+
+
+def test_a_step_level_draw_beside_an_epoch_level_name(tmp_path: Path) -> None:
+    """``w10`` at each epoch's end draws nothing; ``sn`` in the step loop draws. Asked alone,
+    ``w10`` was replayed in rest mode (the step loop skipped, so ``sn`` never ran): the
+    recorded run's values. With ``sn`` analysed beside it the step loop runs, its draw is seen,
+    and the run is replayed from its start."""
+    today = _add(_add(PYRANDOM, EPOCH_END, W10), STEP_LINE, STEP_NOISE)
+    sql = "SELECT epoch, w10 FROM logs WHERE epoch >= 2 ORDER BY epoch"
+    got, want, said = _case(tmp_path, PYRANDOM, today, today, sql)
+    assert _only(got, "epoch", "w10") == _only(want, "epoch", "w10") and len(got) == 2
+    assert _drew(said, "sn", "Python's random module"), [str(w.message) for w in said]
+
+
+@pytest.mark.slow
+def test_a_partial_query_of_a_name_that_draws_nothing(tmp_path: Path) -> None:
+    """``w0`` (a weight sum each step) asked alone, ``WHERE epoch >= 2``, while today's
+    ``val_acc`` (a DataLoader each epoch) draws torch's base seed."""
+    today = _add(_add(TORCH, '        flor.log("ep_loss", loss.item())\n', VAL),
+                 '            flor.log("loss", loss.item())\n', GRAD)  # fmt: skip
+    sql = "SELECT epoch, step, w0 FROM logs WHERE epoch >= 2 ORDER BY epoch, step"
+    got, want, said = _case(tmp_path, TORCH, today, today, sql)
+    cols = ("epoch", "step", "w0")
+    assert _only(got, *cols) == _only(want, *cols) and len(got) == 12
+    assert _drew(said, "val_acc", "torch")
+
+
+@pytest.mark.slow
+def test_stored_values_stop_counting_when_another_statement_changes(tmp_path: Path) -> None:
+    """``w10`` replayed while today's code had no drawing statement; then ``noise`` (drawing)
+    is added: the stored ``w10`` values no longer count, and the ones computed again are a run
+    of the new script's. Removed again, ``w10`` is the first script's again."""
+    quiet = _add(PYRANDOM, EPOCH_END, W10)
+    noisy = _add(quiet, EPOCH_END, NOISE)
+    sql = "SELECT epoch, w10 FROM logs WHERE epoch >= 1 ORDER BY epoch"
+    repo = make_repo(tmp_path / "r", {"train.py": PYRANDOM})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    wants = {}
+    for label, script in (("quiet", quiet), ("noisy", noisy)):
+        ref = make_repo(tmp_path / label, {"train.py": script})
+        run_script(ref, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+        wants[label] = _only(_values(ref, sql, "off")[0], "epoch", "w10")
+    assert wants["quiet"] != wants["noisy"]
+    for label, script in (("quiet", quiet), ("noisy", noisy), ("quiet", quiet)):
+        write(repo / "train.py", script)
+        rows, _ = _values(repo, sql, "auto")
+        assert _only(rows, "epoch", "w10") == wants[label], label
