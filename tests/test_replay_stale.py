@@ -259,20 +259,29 @@ def test_an_edited_statement_that_travels_with_it(plain: Path, tmp_path: Path) -
 
 
 def test_a_second_name_does_not_replay_the_first(plain: Path, tmp_path: Path) -> None:
+    """A second name whose statement surely draws nothing (no call in it or in what may
+    travel with it: ``epoch * 4``) leaves the first's values standing; one that may draw
+    (``w * 4`` may carry ``w = util.shrink(w)``) computes them again, since a replay runs it
+    beside the first and its draws would move a run of today's script (session 35, gap 2)."""
     repo = copy_repo(plain, tmp_path / "p")
     write(repo / "train.py", _script('flor.log("w2", w * 2)'))
     with _engine(repo) as eng:
         assert all(v == w * 2 for w, v in _ws(eng, "w2"))
         before = _specs(repo)
-        write(repo / "train.py", _script('flor.log("w2", w * 2)', 'flor.log("w4", w * 4)'))
+        write(repo / "train.py", _script('flor.log("w2", w * 2)', 'flor.log("e4", epoch * 4)'))
         assert NOTHING in _explain(eng, "SELECT seed, epoch, w2 FROM logs")
-        rows = eng.execute("SELECT w, w2, w4 FROM logs WHERE w IS NOT NULL").table.to_pylist()
-        assert all(r["w2"] == r["w"] * 2 and r["w4"] == r["w"] * 4 for r in rows)
+        sql = "SELECT w, w2, e4, epoch FROM logs WHERE w IS NOT NULL"
+        rows = eng.execute(sql).table.to_pylist()
+        assert all(r["w2"] == r["w"] * 2 and r["e4"] == r["epoch"] * 4 for r in rows)
         new = [names for path, names in _specs(repo).items() if path not in before]
-        assert new and all(names == ["w4"] for names in new), new
+        assert new and all(names == ["e4"] for names in new), new
         # A statement of the second name placed before the first one: still not a change.
-        write(repo / "train.py", _script('flor.log("w4", w * 4)', 'flor.log("w2", w * 2)'))
+        write(repo / "train.py", _script('flor.log("e4", epoch * 4)', 'flor.log("w2", w * 2)'))
         assert NOTHING in _explain(eng, "SELECT seed, epoch, w2 FROM logs")
+        # One that may draw: the first name's values are computed again (the same here).
+        write(repo / "train.py", _script('flor.log("w2", w * 2)', 'flor.log("w4", w * 4)'))
+        assert NOTHING not in _explain(eng, "SELECT seed, epoch, w2 FROM logs")
+        assert all(v == w * 2 for w, v in _ws(eng, "w2"))
 
 
 def test_edits_elsewhere_keep_the_values(plain: Path, tmp_path: Path) -> None:
@@ -352,6 +361,7 @@ def test_what_changes_a_statement_key() -> None:
     base = _key(LOOP)
     same = [
         LOOP.replace('flor.log("g", g)', 'flor.log("g", g)  # note'),
+        # another name's statement that surely draws nothing (no call: session 35, gap 2)
         LOOP.replace('flor.log("g", g)', 'flor.log("g", g)\n    flor.log("h", 1)'),
         LOOP.replace("import florsql as flor", "import florsql as flor\nprint(0)"),
         LOOP.replace("y = step", "y = step * 5"),
@@ -368,6 +378,10 @@ def test_what_changes_a_statement_key() -> None:
     ]
     for text in changed:
         assert _key(text) != base, text
+    # Another name's statement that may draw: a replay of g runs it beside g (session 35).
+    drawing = LOOP.replace('flor.log("g", g)', 'flor.log("g", g)\n    flor.log("h", f(1))')
+    assert _key(drawing) != base
+    assert _key(drawing) != _key(drawing.replace("f(1)", "f(2)"))
     # A neighbour of another name counts once some run recorded it (an anchor): where it sits.
     h = frozenset({"h"})
     beside = LOOP.replace('flor.log("g", g)', 'flor.log("g", g)\n    flor.log("h", 1)')

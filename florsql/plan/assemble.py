@@ -98,15 +98,16 @@ def _recorded_outer(facts: RunFacts | None) -> str | None:
 def _others(
     state: PlanState, filename: str, modules: tuple[str, ...], asked: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Today's log names in a run's files (``filename``, ``modules``) other than ``asked``:
-    those its version lacks are placed beside the asked ones (companions, run but not stored),
-    since one may draw from an RNG (session 35, gap 2: ``w0`` replayed without today's
-    ``val_acc``, which draws a DataLoader's seed each epoch, followed the recorded run)."""
+    """Today's log names in a run's files (``filename``, ``modules``) other than ``asked``
+    whose statements may draw from an RNG (:meth:`ScriptCode.may_draw`): those its version
+    lacks are placed beside the asked ones (companions, run but not stored). Session 35, gap
+    2: ``w0`` replayed without today's ``val_acc``, which draws a DataLoader's seed each epoch,
+    followed the recorded run."""
     code = state.catalog.code_of([filename, *modules])
     if code is None:
         return ()
     low = {a.lower() for a in asked}
-    return tuple(sorted({n for n in code.names() if n.lower() not in low}))
+    return tuple(sorted({n for n in code.may_draw() if n.lower() not in low}))
 
 
 def _companion_chains(

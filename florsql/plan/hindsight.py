@@ -63,6 +63,13 @@ class ScriptCode:
     anchors: tuple[tuple[str, str, str, str], ...] = ()
     #: sha256 of the text scanned: a replay checks that propagation read this same text
     digest: str = ""
+    #: names (lower case) whose every statement here surely draws from no RNG
+    #: (:func:`florsql.propagate.identity.statement_quiet`); every other may draw
+    quiet: frozenset[str] = frozenset()
+
+    def may_draw(self) -> tuple[str, ...]:
+        """Distinct log names, in order of appearance, of which a statement may draw."""
+        return tuple(n for n in self.names() if n.lower() not in self.quiet)
 
     def names(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance."""
@@ -90,12 +97,15 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
     if len(codes) == 1:
         return codes[0]
     loops = {c for code in codes for c in code.loops}
+    # quiet where every file that logs it has it quiet
+    loud = {n.lower() for code in codes for n in code.names() if n.lower() not in code.quiet}
     return ScriptCode(
         filename=codes[0].filename,
         sites=tuple(s for code in codes for s in code.sites),
         loops=tuple(sorted(loops, key=lambda c: (len(c), c))),
         keys=tuple(k for code in codes for k in code.keys),
         anchors=tuple(a for code in codes for a in code.anchors),
+        quiet=frozenset(n for code in codes for n in code.quiet) - loud,
     )
 
 
@@ -238,6 +248,13 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: checkpoint on the recorded generator, silently; one today's code made is its own. A piece
 #: before the script's first ``flor`` call was not checked; a statement that raised part-way,
 #: caught by the old code, skipped its end (now the next begin of its name ends it).
+#: 26 (session 35, gap 2): a replay also places and runs (not storing their values) today's
+#: other statements its version lacks that may draw from an RNG (every one with a call in it,
+#: ``statement_quiet``), the planner analyses the script with them, and a name's fingerprint
+#: covers theirs: ``w0`` asked alone (``WHERE step = 5``) beside today's ``val_acc`` over a
+#: DataLoader followed the recorded run (-3.783543 at epoch 2, step 5, for -3.77595 in a run
+#: of today's script), silently; one of two drawing statements asked alone missed the other's
+#: draws; a stored value stayed served after a drawing statement was added.
 REPLAY_RULES = _STORED_RULES
 
 
@@ -248,17 +265,20 @@ def statement_fingerprints(
     file some run executed): the keys of each of its statements, with their files, and the
     anchor keys of the log statements of other names beside them that some run recorded
     (``recorded``, lower case; None: every neighbour): an old version that logs such a name
-    places the statement by it; and those of every other name's statements in ``codes``: a
-    replay runs the ones its version lacks beside it (one may draw from an RNG). A replayed
-    value of a name counts only while the replay's fingerprint for it is this one.
+    places the statement by it; and those of every other name's statements in ``codes`` that
+    may draw from an RNG (:attr:`ScriptCode.quiet`): a replay runs the ones its version lacks
+    beside it. A replayed value of a name counts only while the replay's fingerprint for it is
+    this one.
 
     Example:
         >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
         >>> b = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 3)\n", "a.py")
-        >>> fa, fb = statement_fingerprints([a]), statement_fingerprints([b])
-        >>> sorted(fa), fa["x"] == fb["x"], fa["y"] == fb["y"]
-        (['x', 'y'], False, False)
+        >>> c = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', f())", "a.py")
+        >>> fa, fb, fc = (statement_fingerprints([s]) for s in (a, b, c))
+        >>> sorted(fa), fa["x"] == fb["x"], fa["y"] == fb["y"], fa["x"] == fc["x"]
+        (['x', 'y'], True, False, False)
     """
+    codes = list(codes)
     per: dict[str, list[str]] = {}
     for code in sorted(codes, key=lambda c: c.filename):
         for file, name, key in code.keys:
@@ -271,13 +291,15 @@ def statement_fingerprints(
         name: hashlib.sha256("\0\0".join([rules, *parts]).encode()).hexdigest()[:32]
         for name, parts in per.items()
     }
-    # A replay of a name also runs today's other statements its version lacks (they may
-    # draw from an RNG, and a run of today's script has their draws: session 35, gap 2), so
-    # its values stand on theirs too: an edited, added or removed statement of another name
-    # computes them again.
+    # A replay of a name also runs today's other statements its version lacks that may draw
+    # from an RNG (a run of today's script has their draws: session 35, gap 2), so its values
+    # stand on theirs too: such a statement edited, added or removed computes them again.
+    loud = {n for code in codes for n in (x.lower() for x in code.names()) if n not in code.quiet}
     return {
         name: hashlib.sha256(
-            "\0\0".join([mine, *(f"{o}\0{own[o]}" for o in sorted(own) if o != name)]).encode()
+            "\0\0".join(
+                [mine, *(f"{o}\0{own[o]}" for o in sorted(own) if o != name and o in loud)]
+            ).encode()
         ).hexdigest()[:32]
         for name, mine in own.items()
     }
@@ -379,6 +401,7 @@ def _encode(code: ScriptCode | None) -> Any:
         "keys": keys,
         "anchors": anchors,
         "digest": code.digest,
+        "quiet": sorted(code.quiet),
     }
 
 
@@ -399,6 +422,7 @@ def _decode(doc: Any) -> ScriptCode | None:
         keys=keys,
         anchors=anchors,
         digest=str(doc["digest"]),
+        quiet=frozenset(map(str, doc.get("quiet") or ())),
     )
 
 
@@ -433,7 +457,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         [('acc', ('epoch',), 'loop')]
     """
     from florsql.plan.scan_ast import scan_ast
-    from florsql.propagate.identity import statement_anchors, statement_keys
+    from florsql.propagate.identity import statement_anchors, statement_keys, statement_quiet
 
     try:
         code = scan_ast(text, filename)
@@ -449,6 +473,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         keys=tuple((filename, n, k) for n, k in statement_keys(text)),
         anchors=tuple((filename, n, o, k) for n, o, k in statement_anchors(text)),
         digest=text_digest(text),
+        quiet=statement_quiet(text),
     )
 
 

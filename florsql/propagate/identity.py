@@ -38,7 +38,7 @@ from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
 from florsql.propagate.source import SourceFile, analyze
 
-__all__ = ["KEY_VERSION", "statement_anchors", "statement_keys"]
+__all__ = ["KEY_VERSION", "statement_anchors", "statement_keys", "statement_quiet"]
 
 #: Bump when what a key covers changes: every replayed value is then computed again.
 KEY_VERSION = "1"
@@ -96,6 +96,72 @@ def statement_anchors(new_source: str) -> list[tuple[str, str, str]]:
             key = digest(KEY_VERSION, "anchor", side, str(slot), ast.dump(other.stmt))
             out.append((name, other_name, key))
     return out
+
+
+def statement_quiet(new_source: str) -> frozenset[str]:
+    """The names (lower case) whose every literal-named ``flor.log`` statement in
+    ``new_source`` surely draws from no RNG: neither it nor what may travel with it calls
+    anything but the ``flor.log`` itself (names, constants, operators, attribute and subscript
+    reads: ``flor.log("w4", w * 4)``), and it sits directly in the module or in the body of a
+    ``for`` over ``flor.loop(...)`` (a new ``if``, ``with`` or helper around it may call).
+    Every other statement may draw: a replay of a name runs such statements of today's that
+    its version lacks beside it (session 35, gap 2), and its fingerprint covers them.
+
+    Example:
+        >>> src = "import florsql as flor\\nfor e in flor.loop('epoch', range(2)):\\n"
+        >>> src += "    flor.log('a', e * 2)\\n    flor.log('b', f(e))\\n"
+        >>> sorted(statement_quiet(src))
+        ['a']
+    """
+    try:
+        src = analyze(new_source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    logs = [log for log in find_logs(src) if log.name is not None]
+    placed = {id(s.stmt) for s in find_logs(src)}
+    bodies = _loop_bodies(src)
+    loud: set[str] = set()
+    for log in logs:
+        name = log.name.lower() if log.name is not None else ""
+        if id(log.block.stmts) not in bodies or not _calls_only_log(
+            (*may_carry(log.block, log.index, placed, src), log.stmt), src.aliases
+        ):
+            loud.add(name)
+    return frozenset(log.name.lower() for log in logs if log.name is not None) - loud
+
+
+def _loop_bodies(src: SourceFile) -> set[int]:
+    """``id`` of the module's statement list and of each ``for`` body over ``flor.loop``."""
+    out = {id(src.tree.body)}
+    for node in ast.walk(src.tree):
+        if isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
+            f = node.iter.func
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr == "loop"
+                and isinstance(f.value, ast.Name)
+                and f.value.id in src.aliases
+            ):
+                out.add(id(node.body))
+    return out
+
+
+def _calls_only_log(stmts: tuple[ast.stmt, ...], aliases: frozenset[str]) -> bool:
+    """Whether the only calls in ``stmts`` are ``<flor alias>.log(...)`` calls."""
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.Lambda):
+                return False
+            if isinstance(node, ast.Call):
+                f = node.func
+                if not (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "log"
+                    and isinstance(f.value, ast.Name)
+                    and f.value.id in aliases
+                ):
+                    return False
+    return True
 
 
 def _key(src: SourceFile, log: LogStatement, placed: set[int]) -> str:
