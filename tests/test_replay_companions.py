@@ -92,3 +92,20 @@ def test_stored_values_stop_counting_when_another_statement_changes(tmp_path: Pa
         write(repo / "train.py", script)
         rows, _ = _values(repo, sql, "auto")
         assert _only(rows, "epoch", "w10") == wants[label], label
+
+
+def test_explain_names_the_companions_and_skips_no_loop_they_sit_in(tmp_path: Path) -> None:
+    """EXPLAIN says what runs beside the asked name; the step loop ``sn`` sits in is not
+    skipped (before: ``rest`` steps, the step loop restored from a checkpoint instead)."""
+    from florsql.engine.session import Engine
+
+    repo = make_repo(tmp_path / "r", {"train.py": PYRANDOM})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    sql = "SELECT epoch, w10 FROM logs WHERE epoch >= 2"
+    for today, companion in ((_add(_add(PYRANDOM, EPOCH_END, W10), STEP_LINE, STEP_NOISE), True),
+                             (_add(PYRANDOM, EPOCH_END, W10), False)):  # fmt: skip
+        write(repo / "train.py", today)
+        with Engine(repo, replay="off") as eng:
+            text = "\n".join(eng.execute(f"EXPLAIN {sql}").table.column("plan").to_pylist())
+        assert ("also runs, values not kept (may draw): sn" in text) is companion, text
+        assert ("inner loops skipped: none" in text) is companion, text

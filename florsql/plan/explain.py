@@ -91,6 +91,8 @@ def _run(r: RunReplay) -> list[str]:
     its = "; ".join(f"{lp} {ranges(v)}" for lp, v in per_loop.items())
     top = f"; outside loops: {', '.join(r.top_level)}" if r.top_level else ""
     lines = [f"    run {r.run_id}: {its or 'no loop iterations'}{top} ({', '.join(r.names)})"]
+    if r.companions:  # today's other statements that may draw: run beside, values not kept
+        lines.append(f"      also runs, values not kept (may draw): {', '.join(r.companions)}")
     restricted = [n for n in r.needs if n.inner]
     if restricted:
         inner = restricted[0].inner[0]
