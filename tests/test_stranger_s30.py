@@ -22,8 +22,9 @@ Found: clipping today's code adds (``gn = clip_grad_norm_(...)`` logged) was car
 version that never clipped (now refused: florsql/propagate/api.py ``_in_place``); an
 epoch-level statement whose only neighbour is a step loop whose iterable changed was refused
 ("no context"; now anchored by the loop's name: florsql/propagate/normalize.py); today's
-validation loop over a ``DataLoader`` draws from the global RNG (a documented limit: strict
-xfail).
+validation loop over a ``DataLoader`` draws from the global RNG (a documented limit, a strict
+xfail until session 35's gap-2 fix: today's other statements that may draw now run beside the
+asked ones, tests/test_replay_companions.py).
 
 Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
 hand-patched). Queries are asked as a user would: a narrow one first, then wider, then
@@ -1266,15 +1267,6 @@ PATTERNS += [
         "todays_validation_loop_over_a_dataloader_draws_from_the_global_rng",
         two(VAL_LOADER.replace("LR", "0.1"), VAL_LOADER.replace("LR", "0.05")),
         [*narrow_then_wide("vacc"), *narrow_then_wide("w", "step")],
-        bug="documented limit, narrowed in session 34: each iteration of a DataLoader draws "
-        "its base seed from the global torch RNG, so today's validation loop over `val_loader` "
-        "shifts the next epoch's randperm and dropout in a full re-run. A query asking for "
-        "vacc is now exact (the guard sees the draw and the run is replayed again from its "
-        "start: runner._from_the_start); a query asking only for w (another statement of "
-        "today's, which draws nothing) places only w's statement, so its replay follows the "
-        "recorded run, not today's script with the validation loop in it (w at epoch >= 1 "
-        "differs, silently: those are the recorded run's values; asked together with vacc, "
-        "it is exact)",
     ),
     Pattern(
         "todays_validation_loop_over_a_dataloader_with_its_own_generator",
