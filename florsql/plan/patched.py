@@ -161,6 +161,7 @@ def patched_script(
     of the version with every one of today's statements in it (session 35, gap 2). Their
     failures are not the needed names' (``failed`` keeps only ``names``')."""
     import florsql.propagate as propagate
+    from florsql.propagate.identity import pieces_quiet
     from florsql.versions import file_at
 
     asked = tuple(dict.fromkeys((*names, *(o for o in others if o not in names))))
@@ -170,7 +171,14 @@ def patched_script(
     for name in result.unplaced:
         if name in names:
             failed.setdefault(name, unplaced_reason(repo, [filename], name))
-    placed = {p.name for r in result.files.values() for p in r.placed}
+    # a companion whose texts placed here (the statement, what travelled with it) surely
+    # draw nothing is left out: it cannot move a run of today's script
+    placed = {
+        p.name
+        for r in result.files.values()
+        for p in r.placed
+        if p.name in names or not pieces_quiet(r.source, p.pieces)
+    }
     companions = tuple(o for o in asked[len(names) :] if o in placed and o not in failed)
     failed = {n: why for n, why in failed.items() if n in names}
     try:

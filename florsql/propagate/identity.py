@@ -38,7 +38,7 @@ from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
 from florsql.propagate.source import SourceFile, analyze
 
-__all__ = ["KEY_VERSION", "statement_anchors", "statement_keys", "statement_quiet"]
+__all__ = ["KEY_VERSION", "pieces_quiet", "statement_anchors", "statement_keys", "statement_quiet"]
 
 #: Bump when what a key covers changes: every replayed value is then computed again.
 KEY_VERSION = "1"
@@ -101,17 +101,20 @@ def statement_anchors(new_source: str) -> list[tuple[str, str, str]]:
 def statement_quiet(new_source: str) -> frozenset[str]:
     """The names (lower case) whose every literal-named ``flor.log`` statement in
     ``new_source`` surely draws from no RNG: neither it nor what may travel with it calls
-    anything but the ``flor.log`` itself (names, constants, operators, attribute and subscript
-    reads: ``flor.log("w4", w * 4)``), and it sits directly in the module or in the body of a
-    ``for`` over ``flor.loop(...)`` (a new ``if``, ``with`` or helper around it may call).
+    anything but the ``flor.log`` itself, value builtins and tensor reads by name (names,
+    constants, operators, attribute and subscript reads: ``flor.log("w4", w * 4)``,
+    ``flor.log("w0", round(float(net[0].weight.sum()), 6))``; :func:`_calls_only_log`), and
+    it sits directly in the module or in the body of a ``for`` over ``flor.loop(...)`` (a new
+    ``if``, ``with`` or helper around it may call).
     Every other statement may draw: a replay of a name runs such statements of today's that
     its version lacks beside it (session 35, gap 2), and its fingerprint covers them.
 
     Example:
         >>> src = "import florsql as flor\\nfor e in flor.loop('epoch', range(2)):\\n"
         >>> src += "    flor.log('a', e * 2)\\n    flor.log('b', f(e))\\n"
+        >>> src += "    flor.log('c', [x for x in e])\\n    flor.log('d', round(e.item(), 3))\\n"
         >>> sorted(statement_quiet(src))
-        ['a']
+        ['a', 'd']
     """
     try:
         src = analyze(new_source)
@@ -130,6 +133,26 @@ def statement_quiet(new_source: str) -> frozenset[str]:
     return frozenset(log.name.lower() for log in logs if log.name is not None) - loud
 
 
+def pieces_quiet(source: str, pieces: tuple[tuple[int, int], ...]) -> bool:
+    """Whether the texts propagation put into ``source`` (a patched old file) for one
+    statement, ``pieces`` (first and last 1-based lines of each: the statement and the code
+    carried with it), surely draw nothing, as :func:`statement_quiet` judges a statement."""
+    import textwrap
+
+    try:
+        aliases = analyze(source).aliases
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    lines = source.splitlines()
+    stmts: list[ast.stmt] = []
+    for first, last in pieces:
+        try:
+            stmts += ast.parse(textwrap.dedent("\n".join(lines[first - 1 : last]))).body
+        except (SyntaxError, ValueError, RecursionError):
+            return False
+    return bool(stmts) and _calls_only_log(tuple(stmts), aliases)
+
+
 def _loop_bodies(src: SourceFile) -> set[int]:
     """``id`` of the module's statement list and of each ``for`` body over ``flor.loop``."""
     out = {id(src.tree.body)}
@@ -146,22 +169,49 @@ def _loop_bodies(src: SourceFile) -> set[int]:
     return out
 
 
+#: Builtins that call at most a dunder method of their argument (``__float__``, ``__round__``),
+#: taken to draw nothing as operators are; not those that iterate (``sum``, ``max``, ``list``:
+#: iterating a ``DataLoader`` draws its base seed).
+DRAWLESS_BUILTINS = frozenset({"abs", "bool", "float", "int", "len", "repr", "round", "str"})
+#: Methods, by name, that read a tensor or an array without drawing (``loss.item()``,
+#: ``net[0].weight.sum()``): a call of a method so named is taken to draw nothing, whatever
+#: its receiver (a method of the user's so named that draws is not seen: documented).
+DRAWLESS_METHODS = frozenset({
+    "abs", "cpu", "detach", "dim", "double", "float", "item", "max", "mean", "min", "norm",
+    "numel", "numpy", "size", "std", "sum", "tolist", "var",
+})  # fmt: skip
+
+
 def _calls_only_log(stmts: tuple[ast.stmt, ...], aliases: frozenset[str]) -> bool:
-    """Whether the only calls in ``stmts`` are ``<flor alias>.log(...)`` calls."""
+    """Whether ``stmts`` surely draw nothing: their only calls are ``<flor alias>.log(...)``
+    and those of :data:`DRAWLESS_BUILTINS` and :data:`DRAWLESS_METHODS`, and they iterate
+    nothing (no comprehension, loop, ``in``, unpacking) and enter no ``with``."""
+    iterating = (
+        ast.comprehension, ast.Starred, ast.For, ast.AsyncFor, ast.While, ast.With,
+        ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.Lambda, ast.Try,
+    )  # fmt: skip
     for stmt in stmts:
         for node in ast.walk(stmt):
-            if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom | ast.Lambda):
+            if isinstance(node, iterating):
                 return False
-            if isinstance(node, ast.Call):
-                f = node.func
-                if not (
-                    isinstance(f, ast.Attribute)
-                    and f.attr == "log"
-                    and isinstance(f.value, ast.Name)
-                    and f.value.id in aliases
-                ):
-                    return False
+            if isinstance(node, ast.Compare) and any(
+                isinstance(op, ast.In | ast.NotIn) for op in node.ops
+            ):
+                return False
+            if isinstance(node, ast.Call) and not _drawless_call(node, aliases):
+                return False
     return True
+
+
+def _drawless_call(node: ast.Call, aliases: frozenset[str]) -> bool:
+    f = node.func
+    if isinstance(f, ast.Name):
+        return f.id in DRAWLESS_BUILTINS
+    if not isinstance(f, ast.Attribute):
+        return False
+    if isinstance(f.value, ast.Name) and f.value.id in aliases:
+        return f.attr == "log"
+    return f.attr in DRAWLESS_METHODS
 
 
 def _key(src: SourceFile, log: LogStatement, placed: set[int]) -> str:
