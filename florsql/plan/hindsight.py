@@ -249,12 +249,13 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: before the script's first ``flor`` call was not checked; a statement that raised part-way,
 #: caught by the old code, skipped its end (now the next begin of its name ends it).
 #: 26 (session 35, gap 2): a replay also places and runs (not storing their values) today's
-#: other statements its version lacks that may draw from an RNG (every one with a call in it,
-#: ``statement_quiet``), the planner analyses the script with them, and a name's fingerprint
-#: covers theirs: ``w0`` asked alone (``WHERE step = 5``) beside today's ``val_acc`` over a
-#: DataLoader followed the recorded run (-3.783543 at epoch 2, step 5, for -3.77595 in a run
-#: of today's script), silently; one of two drawing statements asked alone missed the other's
-#: draws; a stored value stayed served after a drawing statement was added.
+#: other statements its version lacks that may draw from an RNG (all but calls of value
+#: builtins and tensor reads: ``pieces_quiet``, ``statement_quiet``), the planner analyses the
+#: script with them, and a name's fingerprint covers theirs: ``w0`` asked alone (``WHERE
+#: step = 5``) beside today's ``val_acc`` over a DataLoader followed the recorded run
+#: (-3.783543 at epoch 2, step 5, for -3.77595 in a run of today's script), silently; one of
+#: two drawing statements asked alone missed the other's draws; a stored value stayed served
+#: after a drawing statement was added.
 REPLAY_RULES = _STORED_RULES
 
 
