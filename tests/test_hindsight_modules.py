@@ -348,7 +348,9 @@ def _as_module(repo: Path, module: str, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("warm", [True, False], ids=["forked", "fresh-interpreter"])
+@pytest.mark.parametrize(
+    "warm", [pytest.param(True, marks=pytest.mark.slow), False], ids=["forked", "fresh-interpreter"]
+)
 def test_runs_started_with_python_dash_m_replay_as_modules(tmp_path: Path, warm: bool) -> None:
     """``python -m pkg.train`` puts the folder it ran in on sys.path (``from pkg.model import``
     works), where ``python pkg/train.py`` puts ``pkg/``: a replay that ran the file by its path

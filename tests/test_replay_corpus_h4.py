@@ -684,6 +684,7 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 
 
+@pytest.mark.slow
 def test_variables_unset_when_recorded_are_unset_in_replay(
     h4: H4Histories, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2254,9 +2254,7 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 #: more; every other runs with ``make test-slow`` (each pattern costs 5-8 s)
 DEFAULT = (
     "min_requires_grad_cleared_at_epoch_one",
-    "a_text_log_file_written_each_step",
     "min_the_same_outer_loop_run_twice",
-    "a_generator_helper_owns_the_step_loop_and_yields_losses",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 #: fresh-store queries that replay these right (the bug needs a partial query first)

@@ -1535,7 +1535,6 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 
 #: the default run (``make test``); every other pattern runs with ``make test-slow``
 DEFAULT = (
-    "outer_loop_enumerated_from_one",
     "min_tensor_in_a_list_changed_in_place_while_a_name_holds_it",
     "min_torch_generator_registered",
 )

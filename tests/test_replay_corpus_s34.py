@@ -813,14 +813,10 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 #: the default run (``make test``): the patterns that found a bug; every other pattern runs
 #: with ``make test-slow``
 DEFAULT = (
-    "fine_tuned_in_double_precision_from_a_milestone",
-    "classifier_head_replaced_at_a_milestone_optimizer_not_rebuilt",
-    "decoder_weight_tied_to_the_encoder_at_a_milestone",
     "learning_rate_decayed_through_an_alias_of_the_param_group",
     "momentum_reset_through_an_alias_of_the_optimizer_state",
     "dropout_rate_on_a_config_object_of_the_model_annealed_per_epoch",
     "layerwise_lr_multipliers_kept_on_the_parameters",
-    "activation_statistics_kept_by_a_callable_hook_object",
 )
 CASES = corpus_params(PATTERNS, DEFAULT)
 FRESH = corpus_params(

@@ -115,7 +115,9 @@ def _drew(said: list[Any], name: str, generator: str) -> bool:
     )
 
 
-@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+# ~30 s: tests/test_replay_rng_guard_s35.py asks a DataLoader validation in the default run
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_validation_metric_over_a_dataloader_epoch_level(tmp_path: Path, workers: int) -> None:
     after = '        flor.log("ep_loss", loss.item())\n'
     sql = "SELECT epoch, ep_loss, val_acc FROM logs ORDER BY epoch"
@@ -130,6 +132,7 @@ def test_a_validation_metric_over_a_dataloader_epoch_level(tmp_path: Path, worke
     assert _only(other, "val_acc") != _only(got, "val_acc")
 
 
+@pytest.mark.slow
 def test_a_replay_from_the_top_draws_as_todays_script_does(
     tmp_path: Path,
 ) -> None:

@@ -204,10 +204,7 @@ PATTERNS += [
     ),
 ]
 
-DEFAULT = (
-    "clip_grad_norm_and_a_running_sum_wrapped_in_flor_log",
-    "an_old_call_rewritten_into_an_accumulation_beside_a_new_counter",
-)
+DEFAULT = ("an_old_call_rewritten_into_an_accumulation_beside_a_new_counter",)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))

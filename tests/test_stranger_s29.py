@@ -851,7 +851,7 @@ PATTERNS += [
     and p.period == 1
 ]
 
-DEFAULT = ("augmentation_from_a_random_state_a_random_instance_and_the_global_random",)
+DEFAULT: tuple[str, ...] = ()  # every pattern runs in the slow suite (CI runs it)
 
 
 def run_pattern(recorder: Recorder, tmp_path: Path, p: Pattern) -> None:  # noqa: F811

@@ -1305,10 +1305,7 @@ PATTERNS += [
     ))
 ]  # fmt: skip
 
-DEFAULT = (
-    "an_eval_flor_loop_beside_the_step_loop_inside_the_epoch",
-    "the_step_body_in_try_except_finally",
-)
+DEFAULT = ("the_step_body_in_try_except_finally",)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))

@@ -709,10 +709,7 @@ PATTERNS = [
     ),
 ]  # fmt: skip
 
-DEFAULT = (
-    "a_numpy_default_rng_drawing_the_order_and_the_noise",
-    "a_batchnorm_model_left_out_of_flor_checkpointing",
-)
+DEFAULT = ("a_numpy_default_rng_drawing_the_order_and_the_noise",)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))

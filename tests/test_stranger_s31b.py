@@ -450,6 +450,7 @@ GN_NORM = (
 )
 
 
+@pytest.mark.slow
 def test_todays_statement_edited_between_queries_and_edited_back(
     recorder: Recorder,  # noqa: F811
     tmp_path: Path,

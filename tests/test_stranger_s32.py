@@ -404,10 +404,7 @@ PATTERNS = [
     ),
 ]  # fmt: skip
 
-DEFAULT = (
-    "an_ema_of_the_weights_new_today_updated_by_a_zip_over_parameters",
-    "an_ema_the_old_code_updates_by_a_zip_read_by_todays_statement_only",
-)
+DEFAULT = ("an_ema_the_old_code_updates_by_a_zip_read_by_todays_statement_only",)
 
 
 @pytest.mark.parametrize("p", corpus_params(PATTERNS, DEFAULT))
