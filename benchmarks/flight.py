@@ -99,8 +99,8 @@ from florsql.flight.backend import open_service
 class Kept(FlorFlightServer):
     kept = None
 
-    def _run(self, context, sql, params):
-        if self.kept is None:
+    def _run(self, context, sql, params, stream=False):
+        if self.kept is None:  # held whole, handed out again and again
             self.kept = super()._run(context, sql, params)
         return self.kept
 

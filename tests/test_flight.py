@@ -273,10 +273,13 @@ def test_results_stream_as_record_batches(served: dict[str, Any]) -> None:
     sql = "SELECT range AS i, repeat('x', 100) AS s FROM range(400000)"  # ~45 MB
     cmd = pb.CommandStatementQuery(query=sql)
     info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(cmd)))
-    assert info.total_records == 400000 and info.schema.names == ["i", "s"]
+    # computed as DoGet reads them (issue 12): the size is not known at GetFlightInfo
+    assert (info.total_records, info.total_bytes) == (-1, -1) and info.schema.names == ["i", "s"]
     reader = client.do_get(info.endpoints[0].ticket)
     batches = [chunk.data for chunk in reader]
     assert len(batches) > 1 and sum(b.num_rows for b in batches) == 400000
+    assert all(b.schema == info.schema for b in batches)
+    assert [i for b in batches for i in b.column("i").to_pylist()] == list(range(400000))
     client.close()
 
 

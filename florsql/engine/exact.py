@@ -30,8 +30,11 @@ Each field carries its DuckDB type in the metadata key ``florsql.type``, which
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import threading
+from collections.abc import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -39,10 +42,12 @@ from duckdb.sqltypes import DuckDBPyType
 
 __all__ = [
     "TYPE_KEY",
+    "ExactStream",
     "children",
     "members",
     "parse_type",
     "run_exact",
+    "stream_exact",
     "type_name",
     "wire_sql_type",
 ]
@@ -191,6 +196,19 @@ def _simple_types() -> dict[str, DuckDBPyType]:
     return {str(t): t for t in found if isinstance(t, DuckDBPyType)}
 
 
+def _exact_query(sql: str, types: tuple[DuckDBPyType, ...]) -> str | None:
+    """``sql`` with each column whose Arrow export is not exact rewritten (see the module);
+    None when every column's is (``sql`` runs as it is)."""
+    wired = [wire_sql_type(t) for t in types]
+    if all(w is None for w in wired):
+        return None
+    names = [f"c{i}" for i in range(len(types))]
+    select = ", ".join(
+        n if w is None else f"CAST({n} AS {w})" for n, w in zip(names, wired, strict=True)
+    )
+    return f"SELECT {select} FROM ({sql}) AS __flor_exact({', '.join(names)})"
+
+
 def run_exact(
     con: duckdb.DuckDBPyConnection, sql: str
 ) -> tuple[pa.Table, tuple[DuckDBPyType, ...]]:
@@ -198,15 +216,11 @@ def run_exact(
     rel = con.sql(sql)
     types = tuple(rel.types)
     wired = [wire_sql_type(t) for t in types]
-    if all(w is None for w in wired):
+    query = _exact_query(sql, types)
+    if query is None:
         table = rel.to_arrow_table()
     else:
-        names = [f"c{i}" for i in range(len(types))]
-        select = ", ".join(
-            f"{n}" if w is None else f"CAST({n} AS {w})" for n, w in zip(names, wired, strict=True)
-        )
-        aliases = ", ".join(names)
-        table = con.sql(f"SELECT {select} FROM ({sql}) AS __flor_exact({aliases})").to_arrow_table()
+        table = con.sql(query).to_arrow_table()
         table = table.rename_columns(rel.columns)
         for i, t in enumerate(types):
             if wired[i] is not None and _has_decimal(t):
@@ -222,3 +236,175 @@ def run_exact(
     ]
     schema = pa.schema(fields, metadata=table.schema.metadata)
     return pa.Table.from_arrays(table.columns, schema=schema), types
+
+
+#: Rows per batch DuckDB hands a stream (:func:`stream_exact`): its own vector size times 60.
+STREAM_ROWS = 122_880
+
+
+class ExactStream:
+    """The rows of a query as they are computed: ``schema`` (as :func:`run_exact`'s table has
+    it), then its record batches, each read once. Whoever holds it closes it (:meth:`close`),
+    read to the end or not: that stops DuckDB and then runs the hooks given to
+    :meth:`on_close` (the engine's cursor goes back), once. Reading it to its end, or an error
+    while reading, closes it too."""
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+        self.schema = schema
+        self._source = batches  # DuckDB's reader: closed first
+        self._batches = batches
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._done = False
+        self._first: list[pa.RecordBatch | None] | None = None  # from :meth:`prefetch`
+        self.closed = False
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._done:
+                self._hooks.append(hook)
+                return
+        hook()
+
+    def with_metadata(self, metadata: dict[bytes, bytes]) -> ExactStream:
+        """This stream, its schema's metadata replaced (before it is read)."""
+        schema = self.schema.with_metadata(metadata)
+        batches = self._batches
+        self.schema = schema
+        self._batches = (_retag(b, schema) for b in batches)
+        if self._first is not None and self._first[0] is not None:
+            self._first = [_retag(self._first[0], schema)]
+        return self
+
+    def prefetch(self) -> None:
+        """Compute the first batch now (it is kept for the reader): a query that must see
+        every row before its first (an aggregate, a sort) does all its work here, where the
+        caller can time and interrupt it. Errors raise here, and close the stream."""
+        if self._first is not None or self.closed:
+            return
+        try:
+            self._first = [next(iter(self._batches), None)]
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            first, self._first = self._first, None
+            if first is not None:
+                if first[0] is None:
+                    return
+                yield first[0]
+            for batch in self._batches:
+                if self.closed:
+                    return
+                yield batch
+        finally:
+            self.closed = True
+            self._finish()
+
+    def read_all(self) -> pa.Table:
+        """Every batch not read yet, as one table of :attr:`schema`."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def close(self) -> None:
+        """Stop the stream. From another thread while it is being read: it stops after the
+        batch being read, and the hooks run then."""
+        self.closed = True
+        self._finish()
+
+    def _finish(self) -> None:
+        close = getattr(self._source, "close", None)
+        try:
+            if close is not None:
+                close()
+        except ValueError:  # being read on another thread now: that thread finishes
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+
+def _retag(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+
+def stream_exact(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    *,
+    rename: Callable[[list[str]], list[str]] | None = None,
+    translate: Callable[[Exception], Exception] | None = None,
+    batch_rows: int = STREAM_ROWS,
+) -> tuple[ExactStream, tuple[DuckDBPyType, ...]]:
+    """:func:`run_exact` as a stream: the same types and values, batch by batch, computed as
+    they are read (a result of any size in bounded memory). ``rename`` maps DuckDB's column
+    names to the result's (asked before the stream opens, so it may query ``con``);
+    ``translate`` turns an error DuckDB raises while the rows are read into the one to raise.
+
+    Here the query is bound and its schema found (``LIMIT 0``: binding errors raise here) in
+    a transaction of ``con``, which then pins what the rows are read from: they are the data
+    as it was here, however long the stream waits to be read and whatever changes meanwhile.
+    Nothing runs until the first batch is asked for, so a stream never read costs an open
+    transaction, no work. ``con`` runs nothing else until the stream is closed, which ends the
+    transaction.
+
+    Example:
+        >>> con = duckdb.connect()
+        >>> stream, types = stream_exact(con, "SELECT 1::UHUGEINT << 127 AS x FROM range(3)")
+        >>> stream.schema.field("x").type, [str(t) for t in types], stream.read_all().num_rows
+        (Decimal256Type(decimal256(39, 0)), ['UHUGEINT'], 3)
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        rel = con.sql(sql)
+        types = tuple(rel.types)
+        columns = list(rel.columns)
+        names = rename(columns) if rename is not None else columns
+        wired = [wire_sql_type(t) for t in types]
+        query = _exact_query(sql, types) or sql
+        found = con.sql(f"SELECT * FROM ({query}) AS __flor_schema LIMIT 0").to_arrow_table()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")
+        raise
+    targets: list[pa.DataType | None] = []
+    fields = []
+    for i, (f, t) in enumerate(zip(found.schema, types, strict=True)):
+        target = _arrow_target(f.type, t) if wired[i] is not None and _has_decimal(t) else None
+        targets.append(target if target is not None and target != f.type else None)
+        field = pa.field(names[i], targets[-1] or f.type, f.nullable, f.metadata)
+        fields.append(field.with_metadata({**(f.metadata or {}), TYPE_KEY: type_name(t).encode()}))
+    schema = pa.schema(fields, metadata=found.schema.metadata)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        reader = None
+        try:
+            reader = con.sql(query).to_arrow_reader(batch_rows)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                arrays = [
+                    col if target is None else col.cast(target)
+                    for col, target in zip(batch.columns, targets, strict=True)
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        except Exception as e:
+            raise (translate(e) if translate is not None else e) from e
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def end() -> None:
+        with contextlib.suppress(Exception):  # the connection may be closed already
+            con.execute("ROLLBACK")
+
+    stream = ExactStream(schema, batches())
+    stream.on_close(end)
+    return stream, types

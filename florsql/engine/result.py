@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
 from florsql.plan.replay_plan import ReplayPlan
+
+if TYPE_CHECKING:
+    from florsql.engine.exact import ExactStream
 
 __all__ = ["Result", "StatementKind"]
 
@@ -27,6 +30,8 @@ class Result:
         warnings: the message of each warning raised running it (also sent to
             ``warnings.warn``); ``warning_records`` pairs each with its category.
         types: DuckDB type names of the columns, where DuckDB produced the table.
+        stream: a query's rows as they are computed, where the caller asked for a stream
+            (``Engine.execute(..., stream=True)``); ``table`` is then empty, with the schema.
     """
 
     kind: StatementKind
@@ -36,11 +41,13 @@ class Result:
     warnings: tuple[str, ...] = field(default=())
     types: tuple[str, ...] = field(default=())
     warning_records: tuple[tuple[type[Warning], str], ...] = field(default=())
+    stream: ExactStream | None = None
 
     @property
     def rowcount(self) -> int:
-        """Rows returned; -1 for a statement that returns none (``SET``)."""
-        return -1 if self.kind == "set" else self.table.num_rows
+        """Rows returned; -1 for a statement that returns none (``SET``) and for a stream
+        (not known until it is read)."""
+        return -1 if self.kind == "set" or self.stream is not None else self.table.num_rows
 
     @classmethod
     def empty(cls, kind: StatementKind) -> Result:

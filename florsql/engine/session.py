@@ -32,7 +32,7 @@ from sqlglot import exp
 from florsql.engine import names as result_names
 from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
-from florsql.engine.exact import run_exact, type_name
+from florsql.engine.exact import ExactStream, run_exact, stream_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
 from florsql.engine.read_warnings import arg_gaps, stored_mismatches
 from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay, warn
@@ -244,12 +244,23 @@ class Engine:
             prewarm(self.repo)
 
     def execute(
-        self, sql: str, params: Sequence[Any] = (), *, cursor: EngineCursor | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        cursor: EngineCursor | None = None,
+        stream: bool = False,
     ) -> Result:
         """Run one florsql statement and return its :class:`Result`.
 
         Without ``cursor``, on the engine's own connection (one statement at a time, with the
         engine's settings); with one, on that cursor's connection and settings.
+
+        ``stream`` (with a ``cursor`` only): a query's rows are not computed here but as the
+        caller reads :attr:`Result.stream` (its ``table`` is empty, with the schema); planning,
+        replay and warnings happen here as without it. The cursor runs nothing else until the
+        stream is closed (:meth:`florsql.engine.exact.ExactStream.close`). Other statements
+        (SHOW, EXPLAIN, SET) answer as without it.
 
         Raises:
             florsql.errors.ParseError: not valid florsql SQL, or not a read.
@@ -260,7 +271,9 @@ class Engine:
         if cursor is not None:
             quiet = not cursor.warn
             with _unforeseen(sql):
-                result = self._execute(sql, params, cursor.con, cursor.settings, quiet=quiet)
+                result = self._execute(
+                    sql, params, cursor.con, cursor.settings, quiet=quiet, stream=stream
+                )
             return self._with_damage(result, quiet=quiet)
         with self._own, _unforeseen(sql):
             result = self._execute(sql, params, self._box.con, self.settings)
@@ -292,6 +305,7 @@ class Engine:
         settings: dict[str, str],
         *,
         quiet: bool = False,
+        stream: bool = False,
     ) -> Result:
         bound = bound_key(params)  # what the values bind to, not their repr (a memoryview's is
         key = None if bound is None else (sql, bound)  # its address, reused by the next one)
@@ -337,7 +351,7 @@ class Engine:
                     quiet=quiet,
                     known=lambda names: _valued(con, names),
                 )
-                return self._answer(con, stmt, planned, messages)
+                return self._answer(con, stmt, planned, messages, stream=stream)
         # A replay: alone (no query runs while the executor writes and the index refreshes).
         with self._rw.write(), self._counted():
 
@@ -356,7 +370,7 @@ class Engine:
                 quiet=quiet,
                 known=lambda names: _valued(con, names),
             )
-            return self._answer(con, stmt, planned, messages)
+            return self._answer(con, stmt, planned, messages, stream=stream)
 
     def _answer(
         self,
@@ -364,6 +378,8 @@ class Engine:
         stmt: Statement,
         planned: PlannedQuery,
         messages: Messages,
+        *,
+        stream: bool = False,
     ) -> Result:
         if self.on_run is not None:
             self.on_run(planned.sql)
@@ -374,7 +390,12 @@ class Engine:
             if not any(c is NondeterminismWarning for c, _ in messages):  # said it just now
                 for text in stored_mismatches(con, catalog, stmt.query, self._mismatch_memo):
                     warn(self, messages, text, NondeterminismWarning)
-        table, types = self._run(con, planned.sql, stmt)
+        rows = None
+        if stream:
+            rows, types = self._stream(con, planned.sql, stmt)
+            table = rows.schema.empty_table()
+        else:
+            table, types = self._run(con, planned.sql, stmt)
         return Result(
             kind="select",
             table=table,
@@ -383,6 +404,7 @@ class Engine:
             warnings=tuple(text for _, text in messages),
             types=types,
             warning_records=tuple(messages),
+            stream=rows,
         )
 
     def _remember(
@@ -511,6 +533,40 @@ class Engine:
             table = table.rename_columns(names)
         return table, tuple(type_name(t) for t in types)
 
+    def _stream(
+        self, con: duckdb.DuckDBPyConnection, sql: str, stmt: Statement
+    ) -> tuple[ExactStream, tuple[str, ...]]:
+        """:meth:`_run` as a stream (:func:`florsql.engine.exact.stream_exact`): the same
+        names, types and errors, the rows computed as they are read."""
+
+        def translate(e: Exception) -> Exception:
+            if _interrupted(e):
+                return QueryInterrupted(
+                    "the query was interrupted while its rows were read; run it again",
+                    sql=stmt.source,
+                )
+            return translate_duckdb_error(e, ran=sql, source=stmt.source, offset=stmt.offset)
+
+        def rename(columns: list[str]) -> list[str]:
+            names = [public_name(n) for n in columns]
+            if stmt.source:
+                names = result_names.apply(names, result_names.written_names(con, stmt.source))
+            return names
+
+        try:
+            rows, types = stream_exact(con, sql, rename=rename, translate=translate)
+        except Exception as e:
+            if _interrupted(e):
+                raise QueryInterrupted(
+                    "the query was interrupted (Engine.interrupt(), a cursor's interrupt() or a "
+                    "cancelled call); run it again to answer it",
+                    sql=stmt.source,
+                ) from e
+            if type(e).__module__.startswith(("duckdb", "_duckdb")):
+                raise translate(e) from e
+            raise
+        return rows, tuple(type_name(t) for t in types)
+
     def refresh(self) -> None:
         """Re-read the store now (new runs, replayed values); waits for running queries."""
         self._check_open()
@@ -584,11 +640,11 @@ class EngineCursor:
         self.warn = warn
         self.closed = False
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, stream: bool = False) -> Result:
         """Run one statement on this cursor (see :meth:`Engine.execute`)."""
         if self.closed:
             raise SqlError("the cursor is closed")
-        return self.engine.execute(sql, params, cursor=self)
+        return self.engine.execute(sql, params, cursor=self, stream=stream)
 
     def describe(self, sql: str) -> Result:
         """The columns ``sql`` would answer, planned and not run (see :meth:`Engine.describe`)."""

@@ -3,8 +3,9 @@
 Every request runs on its own engine cursor (:meth:`florsql.engine.Engine.cursor`), so requests
 from several clients plan and run in DuckDB at the same time. What must be exclusive the engine
 makes exclusive itself: rebuilding its helper relations after the store changed, and a replay
-(``--allow-replay``), which runs alone. Results are materialized Arrow tables, so streaming them
-to clients (DoGet) runs in parallel too. The replay setting comes from the server, per request.
+(``--allow-replay``), which runs alone. A query's rows are computed as its client reads them
+(DoGet), on the request's cursor, which goes back when the stream is read or dropped. The
+replay setting comes from the server, per request.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ class EngineService:
         *,
         replay: ReplayMode,
         control: QueryControl | None = None,
+        stream: bool = False,
     ) -> QueryResult:
         # The result carries its warnings; the server logs them instead of raising them.
         finished = threading.Event()
-        with self.engine.cursor(replay=replay, warn=False) as cursor:
+        cursor = self.engine.cursor(replay=replay, warn=False)
+        try:
 
             def stop() -> None:
                 # Until the statement returns: an interrupt that comes before DuckDB runs the
@@ -63,9 +66,20 @@ class EngineService:
                     lambda: threading.Thread(target=stop, name="florsql-stop", daemon=True).start()
                 )
             try:
-                result = cursor.execute(sql, list(params))
+                result = cursor.execute(sql, list(params), stream=stream)
+                if result.stream is not None:
+                    # the rows up to the first batch (all of an aggregate's or a sort's work)
+                    # are computed now, under the query's timeout and cancellation
+                    result.stream.prefetch()
             finally:
                 finished.set()
+        except BaseException:
+            cursor.close()
+            raise
+        if result.stream is not None:  # the cursor serves the stream until it is closed
+            result.stream.on_close(cursor.close)
+        else:
+            cursor.close()
         # Clients cannot SET replay here: the server's operator decides.
         messages = tuple(
             m.replace(SET_REPLAY_HINT, SERVER_HINT).replace(
@@ -75,7 +89,7 @@ class EngineService:
         )
         for message in messages:
             log.warning("%s", message)
-        return QueryResult(result.table, messages, result.types)
+        return QueryResult(result.table, messages, result.types, result.stream)
 
     def _stop_replay(self) -> None:
         # Replays run one at a time (the engine holds its write lock), so the executor's

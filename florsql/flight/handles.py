@@ -1,9 +1,11 @@
 """Server-side state behind opaque handles: prepared statements and results awaiting DoGet.
 
-A query runs at GetFlightInfo (the result's schema goes in the FlightInfo); its table waits here
-until the client's DoGet takes it, until it expires, or until newer results push it out: at most
-``max_results`` results and ``max_bytes`` bytes wait at once, and the oldest are dropped first.
-A client whose result was dropped is told so at DoGet. All methods are thread-safe.
+A query is planned (and replayed) at GetFlightInfo (the result's schema goes in the FlightInfo);
+its result waits here until the client's DoGet takes it, until it expires, or until newer
+results push it out: at most ``max_results`` results and ``max_bytes`` bytes wait at once, and
+the oldest are dropped first. A streamed result (rows computed as DoGet reads them) counts
+against ``max_results`` only, and a dropped one stops its DuckDB query and gives its cursor
+back. A client whose result was dropped is told so at DoGet. All methods are thread-safe.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class Handles:
         Raises:
             ResultDropped: the result alone is larger than all results may be together.
         """
-        nbytes = _nbytes(result.table)
+        nbytes = _nbytes(result.table) if result.stream is None else 0
         if nbytes > self.max_bytes:
             raise ResultDropped(
                 f"the result is {_mb(nbytes)}, over the {_mb(self.max_bytes)} the server keeps "
@@ -120,7 +122,7 @@ class Handles:
         with self._lock:
             parked = self._parked.get(handle)
             if parked is not None:
-                self._unpark(handle, None)
+                self._unpark(handle, None, taken=True)
             reason = self._dropped.pop(handle, None)
         if parked is not None:
             return parked.result
@@ -146,9 +148,11 @@ class Handles:
         with self._lock:
             return self._bytes
 
-    def _unpark(self, handle: bytes, reason: str | None) -> None:
+    def _unpark(self, handle: bytes, reason: str | None, *, taken: bool = False) -> None:
         parked = self._parked.pop(handle)
         self._bytes -= parked.nbytes
+        if not taken and parked.result.stream is not None:
+            parked.result.stream.close()  # nobody will read it: stop DuckDB, free the cursor
         if reason is not None:
             self.dropped_count += 1
             self._dropped[handle] = reason

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -31,9 +31,19 @@ from florsql.flight.limits import Limits, QueryCancelled, Watchdog, check_sql
 from florsql.flight.params import parameter_schema, parameter_value
 from florsql.flight.service import QueryControl, QueryResult, QueryService, ReplayMode
 from florsql.flight.sqlinfo import SQL_INFO_SCHEMA, sql_info_table
-from florsql.flight.wire import MalformedRequest, describe, pack, translated, unpack
+from florsql.flight.wire import (
+    MalformedRequest,
+    describe,
+    pack,
+    to_flight_error,
+    translated,
+    unpack,
+)
 from florsql.flight.xdbc import annotate
 from florsql.grammar import line_col, parse
+
+if TYPE_CHECKING:
+    from florsql.engine.exact import ExactStream
 
 __all__ = ["FlorFlightServer", "ServerOptions"]
 
@@ -140,18 +150,27 @@ class FlorFlightServer(flight.FlightServerBase):
     # -- queries -------------------------------------------------------------------------
 
     def _run(
-        self, context: flight.ServerCallContext, sql: str, params: Sequence[object]
+        self,
+        context: flight.ServerCallContext,
+        sql: str,
+        params: Sequence[object],
+        *,
+        stream: bool = False,
     ) -> QueryResult:
         check_sql(sql, self.limits)
         check_statement(sql)
         with self.watchdog.admit(gone=context.is_cancelled) as control:
             try:
-                result = self.service.execute(sql, params, replay=self.replay, control=control)
+                result = self.service.execute(
+                    sql, params, replay=self.replay, control=control, stream=stream
+                )
             except ReplayNeededError as error:
                 raise ReplayNeededError(f"{error.message}; {REPLAY_NEEDED}") from None
             except Exception as error:
                 raise _cancelled(control) or error from None
             if control.reason is not None:
+                if result.stream is not None:
+                    result.stream.close()
                 raise QueryCancelled(control.reason)
             return with_warnings(result)
 
@@ -166,6 +185,8 @@ class FlorFlightServer(flight.FlightServerBase):
         table = result.table
         endpoint = flight.FlightEndpoint(ticket, [])
         schema = annotate(table.schema, result.types)
+        if result.stream is not None:  # computed as DoGet reads it: its size is not known
+            return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
         return flight.FlightInfo(schema, descriptor, [endpoint], table.num_rows, table.nbytes)
 
     @translated
@@ -174,11 +195,11 @@ class FlorFlightServer(flight.FlightServerBase):
     ) -> flight.FlightInfo:
         cmd = unpack(descriptor.command)
         if isinstance(cmd, pb.CommandStatementQuery):
-            result = self._run(context, cmd.query, [])
+            result = self._run(context, cmd.query, [], stream=True)
             handle = self.handles.park(result)
         elif isinstance(cmd, pb.CommandPreparedStatementQuery):
             prepared = self.handles.prepared(cmd.prepared_statement_handle)
-            result = self._run(context, prepared.sql, prepared.params)
+            result = self._run(context, prepared.sql, prepared.params, stream=True)
             handle = self.handles.park(result, owner=cmd.prepared_statement_handle)
         elif isinstance(cmd, METADATA):
             schema = self._metadata_schema(cmd)
@@ -225,7 +246,11 @@ class FlorFlightServer(flight.FlightServerBase):
     ) -> flight.RecordBatchStream:
         msg = unpack(ticket.ticket)
         if isinstance(msg, pb.TicketStatementQuery):
-            table = self.handles.take(msg.statement_handle).table
+            result = self.handles.take(msg.statement_handle)
+            if result.stream is not None:
+                rows = result.stream
+                return flight.GeneratorStream(rows.schema, _wire_stream(rows))
+            table = result.table
         elif isinstance(msg, METADATA):
             table = self._metadata_table(msg)
         else:
@@ -446,7 +471,24 @@ def with_warnings(result: QueryResult) -> QueryResult:
     metadata = dict(result.table.schema.metadata or {})
     metadata[WARNINGS_KEY] = json.dumps(list(result.warnings)).encode()
     table = result.table.replace_schema_metadata(metadata)
-    return dataclasses.replace(result, table=table)
+    stream = result.stream.with_metadata(metadata) if result.stream is not None else None
+    return dataclasses.replace(result, table=table, stream=stream)
+
+
+def _wire_stream(rows: ExactStream, limit: int = BATCH_BYTES) -> Iterator[pa.RecordBatch]:
+    """The batches of ``rows`` as DoGet sends them: each of at most ``limit`` bytes (as
+    :func:`wire_batches` cuts a table); ``rows`` is closed when the client stops reading
+    (DoGet's generator closed) or the rows end."""
+    try:
+        for batch in rows:
+            if batch.num_rows <= 1 or batch.nbytes <= limit:
+                yield batch
+                continue
+            yield from wire_batches(pa.Table.from_batches([batch]), limit)
+    except Exception as error:  # DuckDB failed computing a row: the one shape of errors
+        raise to_flight_error(error) from None
+    finally:
+        rows.close()
 
 
 def wire_batches(table: pa.Table, limit: int = BATCH_BYTES) -> pa.RecordBatchReader:

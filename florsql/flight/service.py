@@ -11,9 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from florsql.engine.exact import ExactStream
 
 __all__ = ["QueryControl", "QueryResult", "QueryService", "ReplayMode", "TableInfo"]
 
@@ -23,11 +26,13 @@ ReplayMode = Literal["auto", "confirm", "off", "error"]
 @dataclass(frozen=True)
 class QueryResult:
     """The answer to one statement: Arrow data, DuckDB's type name of each column (when
-    known) and the warnings raised while computing it."""
+    known) and the warnings raised while computing it. A streamed answer has its rows in
+    ``stream`` (read once, then closed) and an empty ``table`` with the schema."""
 
     table: pa.Table
     warnings: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
+    stream: ExactStream | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,11 @@ class QueryService(Protocol):
         *,
         replay: ReplayMode,
         control: QueryControl | None = None,
+        stream: bool = False,
     ) -> QueryResult:
-        """Run one read-only statement with ``?`` parameters bound; raise a ``FlorError``."""
+        """Run one read-only statement with ``?`` parameters bound; raise a ``FlorError``.
+        ``stream``: a query's rows may come in :attr:`QueryResult.stream`, computed as they
+        are read (planning, replay and warnings happen here all the same)."""
         ...
 
     def describe(self, sql: str) -> QueryResult:
