@@ -256,6 +256,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: (-3.783543 at epoch 2, step 5, for -3.77595 in a run of today's script), silently; one of
 #: two drawing statements asked alone missed the other's draws; a stored value stayed served
 #: after a drawing statement was added.
+#: 27 (session 36, sweep h4): the RNG guard also watches the generator objects the frame's
+#: names hold, up to two attributes or container entries deep (``self.rng`` of a trainer,
+#: ``cfg.rng``, ``rngs["aug"]``, ``self.loader.generator``): a statement drawing from one
+#: the loop draws from went unnoticed, and the values after a restored checkpoint followed
+#: the recorded generator (``d`` 0.1049 for a full re-run's 0.3616, silently).
 REPLAY_RULES = _STORED_RULES
 
 

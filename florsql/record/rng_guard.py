@@ -9,7 +9,7 @@ a run where the replay runs from the top), and says so: a replay runs each place
 each piece of code carried with it) between ``flor._hindsight_begin(name)`` and
 ``flor._hindsight_end(name)``, which compare the global RNGs (Python's ``random``, numpy's legacy
 global ``RandomState``, torch's CPU generator and, where initialised, its CUDA ones; and the
-generator objects the code's frame names, save those today's code made) before and after it
+generator objects the code's frame reaches, save those today's code made) before and after it
 and note those it moved (``drew``, and ``drew_in_loop`` for draws before the outer loop's end,
 in the task's ``done.json``). A run whose tasks drew before the loop's end is
 replayed again from its start with no checkpoint restored (``runner._from_the_start``), so its
@@ -19,13 +19,16 @@ process they do nothing.
 Checking costs: torch's state ~5 us, Python's ~20 us, numpy's ~60 us (copying 624 words each).
 torch's is checked at every execution; Python's and numpy's at the first
 :data:`FIRST_CHECKS` executions of a statement in a task and every :data:`EVERY` one after,
-and at every execution once one of them moved; the generator objects a frame names (a scan
-of its locals and globals, ~35 us for 150 names, before and after) where Python's are.
+and at every execution once one of them moved; the generator objects a frame reaches (a scan
+of its locals and globals and what they hold two levels deep, ~0.2 us per entry: ~95 us for a
+training script's 133 names and ~530 entries past them, before and after) where Python's are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import types
 from types import FrameType
 from typing import Any
 
@@ -68,6 +71,7 @@ class RngGuard:
             saved["objects"] = {
                 k: v for k, v in _objects(frame).items() if self._own.get(k) is not v[1]
             }
+            saved["names"] = _names(frame)
         self._saved.setdefault(name, []).append(saved)
 
     def end(self, name: str, frame: FrameType | None = None) -> None:
@@ -81,14 +85,26 @@ class RngGuard:
         saved = stack.pop()
         if frame is not None and "objects" in saved:
             before = {id(v[1]) for v in saved["objects"].values()}
-            for key, (_label, obj, _state) in _objects(frame).items():
-                if key not in before and key not in self._own:
+            names, now = saved["names"], _names(frame)
+            for key, (label, obj, _state) in _objects(frame).items():
+                root = label.split(".", 1)[0].split("[", 1)[0]
+                if key not in before and key not in self._own and names.get(root) != now.get(root):
+                    # reached through a name today's code bound (a generator held by an
+                    # object the old code held, not seen at the start, is not its own)
                     self._own[key] = obj
         moved = _restore_moved(saved)
         if moved:
             self.moved.setdefault(name, set()).update(moved)
             if moved - {"torch", "cuda"}:
                 self._watched.add(name)
+
+
+def _names(frame: FrameType) -> dict[str, int]:
+    """The names of ``frame`` (its globals, then its locals over them) and what they hold."""
+    out = {k: id(v) for k, v in frame.f_globals.items()}
+    if frame.f_locals is not frame.f_globals:
+        out.update((k, id(v)) for k, v in frame.f_locals.items())
+    return out
 
 
 def _below(pending: FrameType | None, frame: FrameType) -> bool:
@@ -172,35 +188,148 @@ def _generator_types() -> tuple[type, ...]:
     return tuple(kinds)
 
 
-#: per set of generator classes: type -> whether it is one of theirs (a scan of a frame's
-#: names looks each value's type up once)
-_KINDS: dict[tuple[type, ...], dict[type, bool]] = {}
+#: How deep the scan looks past a frame's names: ``self.rng``, ``rngs["aug"]`` (1),
+#: ``self.loader.generator``, ``cfg.rngs["aug"]`` (2).
+DEPTH = 2
+#: A container or an object with more entries than this is not looked into (a dataset's dict).
+MAX_ENTRIES = 256
+#: The most entries one scan looks at past a frame's names (its cost bound: ~0.1 us each).
+BUDGET = 2048
+
+# How the scan treats a value of a type (cached per type): a generator, a container or an
+# object whose entries it looks into, or nothing (numbers, strings, tensors of no attributes,
+# modules, functions, classes of libraries).
+_SKIP, _GEN, _MAP, _SEQ, _ATTRS = range(5)
+
+#: per set of generator classes: type -> how the scan treats its values (each type is looked
+#: up once)
+_KINDS: dict[tuple[type, ...], dict[type, int]] = {}
+_CODE = (
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    property,
+    staticmethod,
+    classmethod,
+)
+_ATOMS = (int, float, complex, str, bytes, bytearray, bool, type(None), range, slice)
+
+
+def _kind(cls: type, kinds: tuple[type, ...]) -> int:
+    if issubclass(cls, kinds):
+        return _GEN
+    if issubclass(cls, _ATOMS) or issubclass(cls, _CODE):
+        return _SKIP
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and issubclass(cls, torch.Tensor):
+        return _SKIP  # (its attributes: grad, names of dimensions)
+    if np is not None and issubclass(cls, np.ndarray | np.generic):
+        return _SKIP
+    if issubclass(cls, dict):
+        return _MAP
+    if issubclass(cls, list | tuple):
+        return _SEQ
+    if issubclass(cls, type):
+        return _ATTRS  # a class: its own attributes, where the script defined it (below)
+    if getattr(cls, "__dictoffset__", 0) and cls.__module__ != "builtins":
+        return _ATTRS
+    return _SKIP
 
 
 def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
-    """The generator objects the code of ``frame`` names (its locals, then its globals): per
-    object, its first name there, itself and its state. A statement drawing from one the old
+    """The generator objects the code of ``frame`` reaches (its locals, then its globals, then
+    what those hold up to :data:`DEPTH` levels: an object's attributes, a dict's values, a
+    list's or a tuple's items; at most :data:`BUDGET` entries, none of a container or an
+    object of more than :data:`MAX_ENTRIES`): per object, a name for it (``rng``,
+    ``self.rng``, ``rngs['aug']``), itself and its state. A statement drawing from one the old
     code draws from too (``rng.normal()`` where the loop draws ``rng``'s numbers, a
-    ``random.Random(seed)``, a ``DataLoader``'s ``generator=g``) shifts the old code's later
-    draws as a global RNG's draw does (session 35: those went unnoticed)."""
+    ``random.Random(seed)``, a ``DataLoader``'s ``generator=g``, a trainer's ``self.rng``)
+    shifts the old code's later draws as a global RNG's draw does (session 35: those went
+    unnoticed; session 36: those held by an attribute or a container did). Modules,
+    functions and classes of other modules are not looked into: a module's generators are its
+    own (``random``'s is the global one, compared as such)."""
     kinds = _generator_types()
-    known = _KINDS.setdefault(kinds, {})  # type -> whether it is a generator's (cached)
+    known = _KINDS.get(kinds)
+    if known is None:
+        known = _KINDS[kinds] = {}
     out: dict[int, tuple[str, Any, Any]] = {}
+    seen: set[int] = set()
+    here = frame.f_globals.get("__name__")
+    level: list[tuple[Any, Any, int]] = []
     scopes = [frame.f_locals]
     if frame.f_locals is not frame.f_globals:
         scopes.append(frame.f_globals)
     for scope in scopes:
-        for key, value in list(scope.items()):
-            cls = type(value)
-            hit = known.get(cls)
-            if hit is None:
-                hit = known[cls] = issubclass(cls, kinds)
-            if hit and id(value) not in out:
-                try:
-                    out[id(value)] = (key, value, _state_of(value))
-                except Exception:  # a generator whose state cannot be read
-                    continue
+        _keep(level, scope.items(), None, 0, known, kinds)
+    budget = BUDGET
+    for depth in range(DEPTH + 1):
+        deeper: list[tuple[Any, Any, int]] = []
+        for label, value, kind in level:
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if kind == _GEN:
+                with contextlib.suppress(Exception):  # a generator whose state cannot be read
+                    out[id(value)] = (_label(label), value, _state_of(value))
+                continue
+            if depth == DEPTH or budget <= 0:
+                continue
+            entries = _entries(value, kind, here)
+            if entries is None or len(entries) > MAX_ENTRIES:
+                continue
+            budget -= len(entries)
+            pairs = enumerate(entries) if kind == _SEQ else entries.items()
+            try:
+                _keep(deeper, pairs, label, kind, known, kinds)
+            except RuntimeError:  # changed by another thread meanwhile
+                continue
+        level = deeper
     return out
+
+
+def _keep(
+    level: list[tuple[Any, Any, int]],
+    pairs: Any,
+    parent: Any,
+    how: int,
+    known: dict[type, int],
+    kinds: tuple[type, ...],
+) -> None:
+    """Add to ``level`` the entries of ``pairs`` (key, value) that are generators or hold
+    something: each with its label (the key under ``parent``, or the name) and its kind."""
+    for key, value in pairs:
+        cls = type(value)
+        kind = known.get(cls)
+        if kind is None:
+            kind = known[cls] = _kind(cls, kinds)
+        if kind:
+            level.append((key if parent is None else (parent, how, key), value, kind))
+
+
+def _label(label: Any) -> str:
+    """A name for what the scan reached (``self.rng``, ``rngs['aug']``), written only for a
+    generator it found."""
+    if isinstance(label, str):
+        return label
+    parent, kind, key = label
+    return f"{_label(parent)}.{key}" if kind == _ATTRS else f"{_label(parent)}[{key!r}]"
+
+
+def _entries(value: Any, kind: int, here: Any) -> Any:
+    """What a container or an object holds (None: nothing to look into)."""
+    if kind != _ATTRS:
+        return value
+    if isinstance(value, type) and value.__module__ != here:
+        return None  # a class of a library: its attributes are code and constants
+    try:
+        held = object.__getattribute__(value, "__dict__")  # never a __getattr__ of the class
+    except Exception:
+        return None
+    return held if isinstance(held, dict | types.MappingProxyType) else None
 
 
 def _state_of(obj: Any) -> Any:
