@@ -8,6 +8,7 @@ hand-patched with today's statements (the contract's oracle), as
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,142 @@ def test_the_guard_scans_attributes_and_containers_to_a_bounded_depth() -> None:
     guard.end("n", here)
     own = set(guard._own)
     assert id(mine.g) in own and id(t.later) not in own
+
+
+# An optimizer or a scheduler no registered optimizer or torch module holds: one reached only
+# through a registered scheduler (``sched.optimizer``), and those a registered plain object
+# (a trainer without ``state_dict``) holds.
+SCHED_HELD = """
+import torch
+from torch import nn
+import florsql as flor
+torch.manual_seed(0)
+X = torch.randn(64, 6); Y = (X.sum(1) > 0).long()
+net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+sched = torch.optim.lr_scheduler.StepLR(
+    torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9), step_size=1, gamma=0.5)
+with flor.checkpointing(model=net, scheduler=sched):
+    for epoch in flor.loop("epoch", range(4)):
+        for i in flor.loop("step", range(4)):
+            xb, yb = X[i * 16:(i + 1) * 16], Y[i * 16:(i + 1) * 16]
+            loss = nn.functional.cross_entropy(net(xb), yb)
+            sched.optimizer.zero_grad(); loss.backward(); sched.optimizer.step()
+        sched.step()
+        flor.log("ep_loss", round(loss.item(), 6))
+"""
+TRAINER_PLAIN = """
+import torch
+from torch import nn
+import florsql as flor
+torch.manual_seed(0)
+X = torch.randn(64, 6); Y = (X.sum(1) > 0).long()
+class Trainer:
+    def __init__(self):
+        self.net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.2, momentum=0.9)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=1, gamma=0.5)
+    def step(self, xb, yb):
+        loss = nn.functional.cross_entropy(self.net(xb), yb)
+        self.opt.zero_grad(); loss.backward(); self.opt.step()
+        return loss
+tr = Trainer()
+with flor.checkpointing(trainer=tr):
+    for epoch in flor.loop("epoch", range(4)):
+        for i in flor.loop("step", range(4)):
+            loss = tr.step(X[i * 16:(i + 1) * 16], Y[i * 16:(i + 1) * 16])
+        tr.sched.step()
+        flor.log("ep_loss", round(loss.item(), 6))
+"""
+TRAINER_SD = TRAINER_PLAIN.replace(
+    "    def step(self, xb, yb):",
+    "    def state_dict(self):\n"
+    '        return {"net": self.net.state_dict()}\n'
+    "    def load_state_dict(self, state):\n"
+    '        self.net.load_state_dict(state["net"])\n'
+    "    def step(self, xb, yb):",
+)
+EP_LOSS = '        flor.log("ep_loss", round(loss.item(), 6))\n'
+HOLDERS = {
+    "scheduler": (SCHED_HELD, "sched.optimizer", "net"),
+    "trainer_with_a_state_dict": (TRAINER_SD, "tr.opt", "tr.net"),
+    "plain_object": (TRAINER_PLAIN, "tr.opt", "tr.net"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(HOLDERS))
+def test_an_optimizer_held_by_a_registered_scheduler_or_plain_object(
+    tmp_path: Path, case: str
+) -> None:
+    old, opt, net = HOLDERS[case]
+    lines = (
+        f'        flor.log("lr", {opt}.param_groups[0]["lr"])\n'
+        f'        flor.log("w0", round(float({net}[0].weight.sum()), 6))\n'
+    )
+    today = _add(old, EP_LOSS, lines)
+    sql = "SELECT epoch, ep_loss, lr, w0 FROM logs WHERE epoch >= 2 ORDER BY epoch"
+    got, want, said = _case(tmp_path, old, today, today, sql)
+    print(case, got, want, [str(w.message) for w in said])
+    assert got == want and len(got) == 2
+
+
+def _sgd_steps(net: Any, opt: Any, sched: Any, n: int) -> None:
+    import torch
+
+    for _ in range(n):
+        opt.zero_grad()
+        net(torch.ones(2, 3)).sum().backward()
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("holder", ["scheduler", "trainer"])
+def test_an_optimizer_held_by_a_registered_scheduler_or_trainer_is_restored(holder: str) -> None:
+    """In one process: a scheduler registered without its optimizer, and a trainer whose own
+    ``state_dict`` keeps only its model's, each saved and restored with the optimizer they hold
+    (momentum and rate). Before session 36 neither was in the checkpoint: the restored
+    optimizer kept its fresh state (no momentum, the start's rate); a checkpoint recorded
+    before it is refused."""
+    import torch
+
+    from florsql.errors import StoreError
+    from florsql.record import checkpoint as ckpt
+
+    class Trainer:
+        def __init__(self, net: Any, opt: Any, sched: Any) -> None:
+            self.net, self.opt, self.sched = net, opt, sched
+
+        def state_dict(self) -> Any:
+            return {"net": self.net.state_dict()}
+
+        def load_state_dict(self, state: Any) -> None:
+            self.net.load_state_dict(state["net"])
+
+    def make() -> tuple[Any, Any, Any, dict[str, Any]]:
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        objs = {"model": net, "scheduler": sched}
+        if holder == "trainer":
+            objs = {"trainer": Trainer(net, opt, sched)}
+        return net, opt, sched, objs
+
+    net, opt, sched, objs = make()
+    _sgd_steps(net, opt, sched, 2)
+    payload = ckpt.capture(objs)
+    _sgd_steps(net, opt, sched, 2)
+    want = {k: v.clone() for k, v in net.state_dict().items()}
+    want_lr = opt.param_groups[0]["lr"]
+
+    net2, opt2, sched2, objs2 = make()
+    ckpt.restore(objs2, payload, rng=False)
+    _sgd_steps(net2, opt2, sched2, 2)
+    assert opt2.param_groups[0]["lr"] == want_lr
+    for k, v in net2.state_dict().items():
+        assert torch.equal(v, want[k]), (k, v, want[k])
+
+    assert payload["inner"] and payload["inner_all"]
+    old = {k: v for k, v in payload.items() if k != "inner_all"}
+    with pytest.raises(StoreError, match="holds another optimizer"):
+        ckpt.restore(objs2, old, rng=False)

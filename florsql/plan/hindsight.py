@@ -260,7 +260,13 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: names hold, up to two attributes or container entries deep (``self.rng`` of a trainer,
 #: ``cfg.rng``, ``rngs["aug"]``, ``self.loader.generator``): a statement drawing from one
 #: the loop draws from went unnoticed, and the values after a restored checkpoint followed
-#: the recorded generator (``d`` 0.1049 for a full re-run's 0.3616, silently).
+#: the recorded generator (``d`` 0.1049 for a full re-run's 0.3616, silently). An
+#: optimizer or scheduler held as an attribute by a registered scheduler (its
+#: ``optimizer``) or by another registered object saved by its ``state_dict`` (a trainer
+#: keeping only its model's) is saved and restored in place as one held by a module is
+#: (checkpoints recorded since; older ones of such holders are refused): a scheduler
+#: registered without its optimizer restored the scheduler alone, and the rate after it was
+#: the start's (lr 0.1 for a full re-run's 0.025, silently).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -65,7 +65,12 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
                 extras[name] = extra
         else:
             pickled[name] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    payload = {"format": FORMAT, "states": states, "pickled": pickled, "rng": capture_rng()}
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "states": states,
+        "pickled": pickled,
+        "rng": capture_rng(),
+    }
     if extras:
         payload["extras"] = extras
     loose = _loose_parameters(objs)
@@ -86,24 +91,32 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
         if kept:
             payload["optimizer_attrs"] = {n: list(v) for n, v in kept.items()}
         registered = {id(o) for o in objs.values()}
-        inner = {name: inner_optimizers(o, registered) for name, o in objs.items()}
+        inner = {name: inner_optimizers(o, registered, wide=True) for name, o in objs.items()}
         # always there (empty too): a checkpoint without it predates it (see :func:`restore`)
         payload["inner"] = {name: v for name, v in inner.items() if v}
+        # and those of schedulers and other objects saved by their state_dict (s36): one
+        # without it predates that
+        payload["inner_all"] = True
     return payload
 
 
-def inner_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+def inner_optimizers(obj: Any, registered: set[int], *, wide: bool = False) -> dict[str, Any]:
     """The state of the optimizers and schedulers an optimizer or a torch module holds as
     attributes (``self.base_optimizer`` of a sharpness-aware wrapper; ``self.optimizer`` and
     ``self.scheduler`` of a Lightning-style model), by dotted path, where not registered
     themselves: the holder's ``state_dict`` leaves them out. A replay from a checkpoint stepped
     them from no momentum and the start's learning rate (silently where nothing recorded read
     them; ``KeyError: 'momentum_buffer'`` where today's statement read the buffers: s35).
+    ``wide`` (an object given to ``flor.checkpointing``): also those held by any other object
+    saved by its ``state_dict``, a scheduler's ``optimizer`` first (s36: a scheduler registered
+    without the optimizer it steps, which no name of the loop held, restored its own state and
+    left the optimizer's rate at the start's: lr 0.1 for a full re-run's 0.025, silently).
     Empty for anything else."""
-    return {k: _deep_copy(v.state_dict()) for k, v in _held_optimizers(obj, registered).items()}
+    held = _held_optimizers(obj, registered, wide=wide)
+    return {k: _deep_copy(v.state_dict()) for k, v in held.items()}
 
 
-def _held_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
+def _held_optimizers(obj: Any, registered: set[int], *, wide: bool = False) -> dict[str, Any]:
     """:func:`inner_optimizers`' objects themselves, by dotted path."""
     torch = sys.modules.get("torch")
     if torch is None:
@@ -112,6 +125,8 @@ def _held_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
         holders: list[tuple[str, Any]] = [("", obj)]
     elif isinstance(obj, torch.nn.Module):
         holders = list(obj.named_modules())
+    elif wide and _by_state_dict(obj) and isinstance(getattr(obj, "__dict__", None), dict):
+        holders = [("", obj)]  # a scheduler, a trainer with a state_dict of its own
     else:
         return {}
     kinds = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
@@ -123,9 +138,13 @@ def _held_optimizers(obj: Any, registered: set[int]) -> dict[str, Any]:
     return out
 
 
-def _holds_optimizers(obj: Any, objs: dict[str, Any]) -> bool:
+def _holds_optimizers(obj: Any, objs: dict[str, Any], *, wide: bool = False) -> bool:
     """Whether ``obj`` holds an unregistered optimizer or scheduler (for :func:`restore`)."""
-    return bool(_held_optimizers(obj, {id(o) for o in objs.values()}))
+    return bool(_held_optimizers(obj, {id(o) for o in objs.values()}, wide=wide))
+
+
+def _by_state_dict(obj: Any) -> bool:
+    return hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")
 
 
 def restore_inner_optimizers(name: str, obj: Any, inner: dict[str, Any]) -> None:
@@ -622,7 +641,11 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 _put_attributes(obj, *payload["optimizer_attrs"][name])
             if "inner" in payload:
                 restore_inner_optimizers(name, obj, payload["inner"].get(name) or {})
-            elif _holds_optimizers(obj, objs):
+            if ("inner" not in payload and _holds_optimizers(obj, objs)) or (
+                not payload.get("inner_all")
+                and not _holds_optimizers(obj, objs)
+                and _holds_optimizers(obj, objs, wide=True)
+            ):
                 raise StoreError(
                     f"cannot restore this checkpoint: {name!r} holds another optimizer, whose "
                     "state checkpoints recorded before florsql saved it do not hold; the "
