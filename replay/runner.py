@@ -467,7 +467,11 @@ def _after_a_missing_file(
 ) -> None:
     """Run again, from the run's start with no checkpoint restored, each task that restored a
     checkpoint and failed on a file it did not find (``FileNotFoundError``) or found written
-    while its run ran (:class:`florsql.record.watch.SkippedWriteError`).
+    while its run ran (:class:`florsql.record.watch.SkippedWriteError`). A file not found is
+    one the skipped iterations would have written only where the run wrote it (its
+    ``outputs``, since session 36); one it never wrote fails a run from the start as well
+    (today's statement's own error: before, such a task ran again from the start for nothing,
+    and its failure was reported twice, the second at the run's first iteration).
 
     A run that writes files as its loop goes (``torch.save(net.state_dict(),
     f"ckpts/e{epoch}.pt")`` each epoch) and reads them later (the last epochs' weights
@@ -485,6 +489,8 @@ def _after_a_missing_file(
             continue
         if not (result.error or "").startswith(("FileNotFoundError", "SkippedWriteError")):
             continue
+        if _not_the_runs(task):
+            continue  # a file the run never wrote: a run from the start fails on it too
         last = max((int(step[0]) for step in task.spec.steps), default=-1)
         if last < 0:
             continue
@@ -514,6 +520,18 @@ def _after_a_missing_file(
         mismatch = _mark(Path(task.spec.out_dir), check, report)
         if mismatch is not None:
             report.nondeterministic.append(mismatch)
+
+
+def _not_the_runs(task: Task) -> bool:
+    """Whether the task failed on a file not found that its run never wrote, or before it
+    skipped any iteration (its worker compared the file with the run's ``outputs``: ``missing``
+    in its ``failed.json``): today's statement's own error, or the old code's, which a run from
+    the start raises too."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        missing = layout.read_json(Path(task.spec.out_dir) / FAILED).get("missing")
+        if isinstance(missing, dict):
+            return missing.get("skipped") is False or missing.get("written_by_run") is False
+    return False
 
 
 def _departed(folder: Path, done: dict[str, Any], report: ReplayReport) -> None:
@@ -583,18 +601,29 @@ def _note_draws(done: dict[str, Any], report: ReplayReport) -> None:
 
 def _reordered(done: dict[str, Any]) -> str | None:
     """What a task holding the run's strings in another order before its loop means
-    (``reordered`` in its ``done.json``: :mod:`florsql.record.order`); None: it held them in
-    the run's order."""
+    (``reordered`` in its ``done.json``: :mod:`florsql.record.order`), and one that read files
+    its run wrote before writing them (``read_outputs``, since session 36: silently before);
+    None: neither."""
     names = [str(n) for n in done.get("reordered") or ()]
-    if not names:
-        return None
-    return (
-        f"run {done.get('run_id')}: {', '.join(names)} held the same strings in another "
-        "order than in the run as its loop started (a set of strings iterates in the order "
-        "of the process's string hashing, random unless PYTHONHASHSEED fixes it; or a folder "
-        "listed in another order); values computed from them are not the run's. Record with "
-        "PYTHONHASHSEED set (e.g. PYTHONHASHSEED=0) to replay such runs exactly"
-    )
+    files = [str(n) for n in done.get("read_outputs") or ()]
+    said = []
+    if names:
+        said.append(
+            f"run {done.get('run_id')}: {', '.join(names)} held the same strings in another "
+            "order than in the run as its loop started (a set of strings iterates in the order "
+            "of the process's string hashing, random unless PYTHONHASHSEED fixes it; or a "
+            "folder listed in another order); values computed from them are not the run's. "
+            "Record with PYTHONHASHSEED set (e.g. PYTHONHASHSEED=0) to replay such runs exactly"
+        )
+    if files:
+        said.append(
+            f"run {done.get('run_id')}: read {', '.join(files[:5])}"
+            f"{' ...' if len(files) > 5 else ''} before writing it, a file the run wrote "
+            "itself: the replay read today's copy, and what the run found there (nothing, or "
+            "what an earlier run left: a run resumed from its own last checkpoint) is not "
+            "known; values computed from it are not the run's"
+        )
+    return "; ".join(said) or None
 
 
 def _failure_text(report: ReplayReport, tasks: list[Task]) -> str:

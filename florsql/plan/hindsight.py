@@ -266,7 +266,15 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: keeping only its model's) is saved and restored in place as one held by a module is
 #: (checkpoints recorded since; older ones of such holders are refused): a scheduler
 #: registered without its optimizer restored the scheduler alone, and the rate after it was
-#: the start's (lr 0.1 for a full re-run's 0.025, silently).
+#: the start's (lr 0.1 for a full re-run's 0.025, silently). A run lists the files it
+#: wrote (``outputs``): from the point a replay task skips iterations, reading one raises
+#: ``SkippedWriteError`` (the run is replayed from its start) until the task writes it anew
+#: (a file written before the loop and in it, read by today's statement, read the task's
+#: pre-loop copy: 0.0 for 0.77241; one only today's statement reads after the loop, another
+#: seed's: 3.532 for 2.120; both silently); a ``FileNotFoundError`` is retried from the start
+#: only for a file the run wrote (today's statement's own was retried, failing twice); a
+#: task that reads an output before writing it (a run resumed from its own ``last.json``)
+#: warns, naming it (silent before).
 REPLAY_RULES = _STORED_RULES
 
 

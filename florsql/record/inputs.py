@@ -17,7 +17,7 @@ from typing import Any
 from florsql.record.watch import OpenWatch
 from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint, git_path, inside
 
-__all__ = ["imported_files", "record_inputs"]
+__all__ = ["imported_files", "record_inputs", "record_outputs"]
 
 
 def record_inputs(
@@ -37,6 +37,22 @@ def record_inputs(
     ignored = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
     kept = [p for p in paths if asked[p] in ignored][:MAX_INPUTS]
     return [asdict(i) for i in fingerprint(repo, kept, since_ns=since_ns)]
+
+
+def record_outputs(repo: Path, watch: OpenWatch) -> list[str] | None:
+    """The run.json form of the files ``watch`` saw written inside ``repo`` (``outputs``):
+    repository-relative paths, sorted; florsql's store and git's metadata aside. None where
+    the list may be incomplete (the watch kept its limit of paths; more than ``MAX_INPUTS``)."""
+    _read, written = watch.snapshot()
+    if len(watch._raw) >= watch.LIMIT:
+        return None
+    roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
+    out: set[str] = set()
+    for path in written:
+        rel = inside(path, roots) or inside(os.path.realpath(path), roots)
+        if rel is not None and rel.split("/", 1)[0] not in (".git", ".florsql"):
+            out.add(rel)
+    return sorted(out) if len(out) <= MAX_INPUTS else None
 
 
 def _z(paths: list[str]) -> bytes:

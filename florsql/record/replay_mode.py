@@ -181,35 +181,40 @@ def guard_files(spec: ReplaySpec) -> None:
         str(Path(spec.out_dir) / "files"),
         _version_roots(),
     )
-    sandbox.during = _written_while_it_ran(spec, repo)
+    sandbox.during, sandbox.outputs = _written_while_it_ran(spec, repo)
     sandbox.install()
     WATCH.sandbox = sandbox
 
 
-def _written_while_it_ran(spec: ReplaySpec, repo: Path) -> set[str]:
+def _written_while_it_ran(spec: ReplaySpec, repo: Path) -> tuple[set[str], dict[str, str] | None]:
     """Real paths of the files the run read that changed while it ran (``during:`` inputs:
-    it wrote them itself, ``torch.save`` each epoch), where the task skips iterations
-    (restores a checkpoint or runs an iteration's rest): what it would read there is not what
-    the skipped iterations wrote (:class:`florsql.record.watch.SkippedWriteError`)."""
+    it wrote them itself, ``torch.save`` each epoch), and of those it wrote (``outputs``, each
+    with its repository-relative path; None where its run.json does not list them). Where the
+    task skips iterations (restores a checkpoint or runs an iteration's rest), what it would
+    read there is not what the skipped iterations wrote
+    (:class:`florsql.record.watch.SkippedWriteError`); an output read before the task wrote
+    it holds today's copy, not what the run found (``read_outputs`` in ``done.json``)."""
     from florsql.store.fingerprints import DURING, recorded_inputs
 
-    its = [int(s[0]) for s in spec.steps]
-    if its == list(range(len(its))) and all(s[1] == "full" and s[2] is None for s in spec.steps):
-        return set()  # from the run's start, in full: each write happens before its read
     try:
         doc = layout.read_json(Path(spec.run_dir) / layout.RUN_JSON)
     except (OSError, ValueError):
-        return set()
+        return set(), None
     roots = [repo]
     version = _version_roots()
     if version is not None:
         roots.append(Path(version[1]))
-    return {
+    during = {
         os.path.realpath(root / inp.path)
         for inp in recorded_inputs(doc)
         if inp.hash.startswith(DURING)
         for root in roots
     }
+    listed = doc.get(rundoc.OUTPUTS)
+    if not isinstance(listed, list):
+        return during, None
+    outputs = {os.path.realpath(root / str(p)): str(p) for p in listed for root in roots}
+    return during, outputs
 
 
 def guard_spec(path: str) -> None:
@@ -462,8 +467,12 @@ class ReplayRun:
             self.watched = (name, found)
         last = max(self.plan, default=-1)
         try:
+            before = -1
             for j, item in _pick(iterable, sorted(self.plan)):
                 step = self.plan[j]
+                if j != before + 1:
+                    _skipping()  # what iterations before j wrote is not this task's
+                before = j
                 if step.mode == "full" and step.restore is not None:
                     self._restore(step.restore)
                 self.outer, self.step = j, step
@@ -510,10 +519,7 @@ class ReplayRun:
         t1 = time.time()
         missing = set(payload["states"]) | set(payload["pickled"])
         ckpt.restore({k: v for k, v in self.objs.items() if k in missing}, payload)
-        from florsql.record.watch import WATCH
-
-        if WATCH.sandbox is not None:  # from here on, what skipped iterations wrote is unknown
-            WATCH.sandbox.skipped = WATCH.sandbox.during
+        _skipping()
         saved = payload.get("locals") or {}
         if self.outer_frame is not None:
             frame_state.restore(
@@ -578,13 +584,15 @@ class ReplayRun:
             "drew_in_loop": sorted(self.drew_in_loop),
             # names holding the run's strings in another order before its loop (order.py)
             "reordered": self.reordered,
+            # files the run wrote that the task read before writing them (today's copies)
+            "read_outputs": _read_outputs(),
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
         drop_private_files(self.spec)
 
     def fail(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         tail = "".join(traceback.format_exception(kind, exc, tb)[-4:])[-3000:]
-        marker = {
+        marker: dict[str, Any] = {
             "task_id": self.spec.task_id,
             "run_id": self.spec.run_id,
             "vid": self.spec.vid,
@@ -596,9 +604,61 @@ class ReplayRun:
             # today's statements raised (florsql.plan.blame), so that the others go on.
             "frames": _frames(tb),
         }
+        missing = _missing_file(kind, exc)
+        if missing is not None:
+            marker["missing"] = missing
+            if missing["skipped"] and missing["written_by_run"]:
+                marker["error"] = (
+                    f"SkippedWriteError: {missing['path']} was written while the run ran, by "
+                    f"iterations this task skipped (it restored a checkpoint), and is not here "
+                    f"({marker['error']})"
+                )
         self.out.mkdir(parents=True, exist_ok=True)
         layout.atomic_write_json(self.out / FAILED, marker)
         drop_private_files(self.spec)
+
+
+def _read_outputs() -> list[str]:
+    """The run's outputs this task read before writing them (:class:`WriteSandbox`'s
+    ``foreign``), repository-relative."""
+    from florsql.record.watch import WATCH
+
+    sandbox = WATCH.sandbox
+    if sandbox is None or not sandbox.outputs:
+        return []
+    return sorted({sandbox.outputs[r] for r in sandbox.foreign if r in sandbox.outputs})
+
+
+def _skipping() -> None:
+    """The task skips iterations (restores a checkpoint; leaves out those before its first):
+    from here on, what they wrote is unknown (the run's ``during:`` inputs and ``outputs``),
+    until the task writes a file anew."""
+    from florsql.record.watch import WATCH
+
+    if WATCH.sandbox is not None:
+        WATCH.sandbox.skipped = WATCH.sandbox.during | set(WATCH.sandbox.outputs or ())
+        WATCH.sandbox.restored = True
+
+
+def _missing_file(kind: type[BaseException], exc: BaseException) -> dict[str, Any] | None:
+    """For a ``FileNotFoundError`` in a replay worker: the file, whether the task had skipped
+    iterations by then (restored a checkpoint, or started past iteration 0) and whether the run
+    wrote it (its ``outputs``; None: unknown, a run whose run.json does not list them). Only a
+    file the run wrote may be missing because the task skipped the iterations that write it:
+    the runner replays such a task again from the run's start, and no other (s36: every
+    ``FileNotFoundError`` in a task that skipped iterations was, today's statement's own too,
+    costing a run from the start that failed as well). None where not known (no file name)."""
+    from florsql.record.watch import WATCH
+
+    sandbox = WATCH.sandbox
+    name = getattr(exc, "filename", None)
+    if not issubclass(kind, FileNotFoundError) or sandbox is None:
+        return None
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return None
+    path = os.fsdecode(os.fspath(name))
+    written = None if sandbox.outputs is None else os.path.realpath(path) in sandbox.outputs
+    return {"path": path, "skipped": sandbox.restored, "written_by_run": written}
 
 
 #: Frames a failure marker keeps (the innermost ones).

@@ -30,7 +30,7 @@ from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, order
 from florsql.record.args import coerce, flag_value, scan_argv, scan_flags, stored_arg
 from florsql.record.consumer import Consumer, consumer_of
-from florsql.record.inputs import imported_files, record_inputs
+from florsql.record.inputs import imported_files, record_inputs, record_outputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
 from florsql.record.watch import ENV_WATCH, WATCH
@@ -135,6 +135,7 @@ class Run:
 
         self.repo = repo
         self.argv = argv
+        WATCH.watch_saves()  # its outputs: torch.save writes past open
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
         self.path = layout.run_dir(repo, self.run_id)
         try:
@@ -315,6 +316,8 @@ class Run:
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)
         frame.owner = frame_state.user_frame()
         frame.call_line = frame.owner.f_lineno if frame.owner is not None else 0
+        if not self.frames:
+            WATCH.watch_saves()  # torch imported after the run's start
         if not self.frames and rundoc.ORDERS not in self.doc and frame.owner is not None:
             self._note_orders(name, frame.owner)
         if self.scopes:  # only checkpointed loops save locals
@@ -770,11 +773,13 @@ class Run:
                 in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
             inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns)
+            outputs = record_outputs(self.repo, WATCH)
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(
                 files=[f for f in files if f in in_version or f == main],
                 inputs=inputs,
                 data_fingerprint=combined_digest(InputFile.from_json(i) for i in inputs),
+                **({rundoc.OUTPUTS: outputs} if outputs is not None else {}),
             )
         except Exception as e:  # never fail a run over its description
             if "files" not in self.warned:

@@ -69,13 +69,20 @@ class OpenWatch:
         def open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
             opened((file, mode, None))
             if watch.sandbox is not None:
-                file = watch.sandbox.path(file, writing=any(c in mode for c in "wax+"))
+                file = watch.sandbox.path(
+                    file, writing=any(c in mode for c in "wax+"), fresh=any(c in mode for c in "wx")
+                )
             return real_open(file, mode, *args, **kwargs)
 
         def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
             opened((path, None, flags))
             if watch.sandbox is not None:
-                path = watch.sandbox.path(path, writing=bool(flags & _WRITE_FLAGS))
+                path = watch.sandbox.path(
+                    path,
+                    writing=bool(flags & _WRITE_FLAGS),
+                    fresh=bool(flags & os.O_TRUNC)
+                    or flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT | os.O_EXCL,
+                )
             return real_os_open(path, flags, *args, **kwargs)
 
         for wrapper, real in ((open, real_open), (os_open, real_os_open)):
@@ -85,6 +92,30 @@ class OpenWatch:
             setattr(wrapper, "__florsql_watch__", True)  # noqa: B010
         builtins.open = io.open = open
         os.open = os_open
+
+    def watch_saves(self) -> None:
+        """Note the paths ``torch.save`` writes too, where torch is loaded (it writes a path
+        from C++, past ``open``): a run's ``outputs`` hold them (s36). Called as a run starts
+        and as its outer loop starts; once."""
+        torch = sys.modules.get("torch")
+        real_save = getattr(torch, "save", None)
+        if real_save is None or getattr(real_save, "__florsql_watch__", False):
+            return
+        opened = self._opened
+
+        def save(obj: Any, f: Any, *args: Any, **kw: Any) -> Any:
+            if isinstance(f, (str, bytes, os.PathLike)):
+                opened((f, "wb", None))
+            return real_save(obj, f, *args, **kw)
+
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(save, attr, getattr(real_save, attr, None))
+        save.__wrapped__ = real_save  # type: ignore[attr-defined]
+        save.__florsql_watch__ = True  # type: ignore[attr-defined]
+        setattr(torch, "save", save)  # noqa: B010 (torch is a module found at run time)
+        serialization = sys.modules.get("torch.serialization")
+        if serialization is not None and getattr(serialization, "save", None) is real_save:
+            setattr(serialization, "save", save)  # noqa: B010
 
     def stop(self) -> None:
         self.active = False
@@ -317,6 +348,16 @@ class WriteSandbox:
         #: :class:`SkippedWriteError` (session 35: the skipped epochs' files were read as the
         #: user's folder held them, another seed's, silently but for a data warning)
         self.skipped: set[str] = set()
+        #: Real paths of the files the run wrote (its ``outputs``), None where its run.json
+        #: does not list them (recorded before session 36, or too many): a file not found
+        #: after a restore is one skipped iterations would have written only if among them
+        self.outputs: dict[str, str] | None = None  # real path -> repository-relative
+        #: Whether the task restored a checkpoint (skipping iterations) yet
+        self.restored = False
+        #: Outputs of the run the task read before it wrote them (real paths): what the run
+        #: found there is not known (a run resumed from its own ``last.pt``), the task read
+        #: today's copy (s36: silently where no old statement's value showed it)
+        self.foreign: set[str] = set()
         #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
         #: the version's own, opened for reading by its path in the checkout (an absolute path:
         #: ``--config $PWD/configs/base.json``), is read from the worktree (session 34: it was
@@ -333,22 +374,32 @@ class WriteSandbox:
         root = max((len(r) for r in self.roots if real.startswith(r)), default=-1)
         return root > max((len(e) for e in self.exclude if real.startswith(e)), default=-1)
 
-    def path(self, file: Any, writing: bool, keep: bool = True) -> Any:
-        """Where to open ``file``: its private copy when it has one or is written now."""
+    def path(self, file: Any, writing: bool, keep: bool = True, fresh: bool = False) -> Any:
+        """Where to open ``file``: its private copy when it has one or is written now.
+        ``fresh``: written from nothing (``"w"`` mode, ``torch.save``), so what it holds is
+        the task's, whatever the skipped iterations wrote."""
         if isinstance(file, int):
             return file
         try:
             real = os.path.realpath(os.fsdecode(os.fspath(file)))
         except TypeError:
             return file
+        if real in self.skipped:
+            if not writing:
+                # also where the task wrote it before it restored (a file written before the
+                # loop, that the skipped iterations wrote again: session 36) or appended to it
+                # since (on top of what it held then)
+                raise SkippedWriteError(
+                    f"{os.fsdecode(os.fspath(file))} was written while the run ran, by "
+                    "iterations this task skipped (it restored a checkpoint)"
+                )
+            if fresh:
+                self.skipped.discard(real)
         hit = self.moved.get(real)
         if hit is not None:
             return hit
-        if not writing and real in self.skipped:
-            raise SkippedWriteError(
-                f"{os.fsdecode(os.fspath(file))} was written while the run ran, by iterations "
-                "this task skipped (it restored a checkpoint)"
-            )
+        if not writing and self.outputs is not None and real in self.outputs:
+            self.foreign.add(real)
         if not writing and self.mapper is not None:
             tree = self.mapper.moved(os.path.abspath(os.fsdecode(os.fspath(file))))
             if tree is not None and os.path.isfile(tree):
@@ -359,12 +410,22 @@ class WriteSandbox:
         root = max((r for r in self.roots if real.startswith(r)), key=len)
         private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
         os.makedirs(os.path.dirname(private), exist_ok=True)
-        if keep and os.path.isfile(real):
+        if keep and not fresh and os.path.isfile(real):
             import shutil
 
+            foreign = set(self.foreign)
             shutil.copyfile(real, private)  # append and r+ see the old content
+            self.foreign = foreign  # (its own read of the file is not the task's)
         self.moved[real] = private
         return private
+
+    @staticmethod
+    def real(file: Any) -> str | None:
+        """The real path of ``file`` (None: a file descriptor, or not a path)."""
+        try:
+            return os.path.realpath(os.fsdecode(os.fspath(file)))
+        except TypeError:
+            return None
 
     def install(self) -> None:
         """Wrap ``os.rename``/``os.replace``/``os.remove``/``os.unlink`` and, where torch is
@@ -374,15 +435,20 @@ class WriteSandbox:
             real_move = getattr(os, name)
 
             def move(src: Any, dst: Any, *args: Any, _real: Any = real_move, **kw: Any) -> Any:
+                stale = sandbox.real(src) in sandbox.skipped  # what it holds comes with it
+                to = sandbox.real(dst)
                 src = sandbox.path(src, writing=True)  # the user's file stays: moved is a copy
-                return _real(src, sandbox.path(dst, writing=True, keep=False), *args, **kw)
+                dst = sandbox.path(dst, writing=True, keep=False, fresh=True)
+                if stale and to is not None:
+                    sandbox.skipped.add(to)
+                return _real(src, dst, *args, **kw)
 
             setattr(os, name, move)
         for name in ("remove", "unlink"):
             real_rm = getattr(os, name)
 
             def remove(path: Any, *args: Any, _real: Any = real_rm, **kw: Any) -> Any:
-                private = sandbox.path(path, writing=True, keep=False)
+                private = sandbox.path(path, writing=True, keep=False, fresh=True)
                 if private is not path and not os.path.lexists(private):
                     return None  # the user's file: it stays, as if removed for this task
                 return _real(private, *args, **kw)
@@ -394,7 +460,7 @@ class WriteSandbox:
 
             def save(obj: Any, f: Any, *args: Any, **kw: Any) -> Any:
                 if isinstance(f, (str, bytes, os.PathLike)):
-                    f = sandbox.path(f, writing=True, keep=False)
+                    f = sandbox.path(f, writing=True, keep=False, fresh=True)
                 return real_save(obj, f, *args, **kw)
 
             save.__wrapped__ = real_save  # type: ignore[attr-defined]

@@ -25,6 +25,12 @@ HASH_SEED = "hash_seed"
 #: ``{"loop": name, "names": {name: [digest in order, digest sorted]}}``
 #: (``florsql.record.order``); a replay compares its own there.
 ORDERS = "orders"
+#: run.json key of the files the run wrote inside the repository (``open`` for writing,
+#: ``os.open`` with write flags, ``torch.save`` to a path): their paths relative to it,
+#: sorted, florsql's store and git's metadata aside; absent where they were not listed
+#: (recorded before session 36, killed before commit, or more than ``MAX_INPUTS``). A replay
+#: task that restored a checkpoint reads none of them unless it wrote it itself.
+OUTPUTS = "outputs"
 
 
 @dataclass(frozen=True)
