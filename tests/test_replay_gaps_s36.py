@@ -7,6 +7,7 @@ hand-patched with today's statements (the contract's oracle), as
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +430,80 @@ def test_a_run_resumed_from_a_file_it_overwrote_later_is_not_silent(tmp_path: Pa
     assert _only(got, "ws")[:3] == _only(got, "ws")[3:] != _only(want, "ws")[3:]
     warned = [str(w.message) for w in said if issubclass(w.category, NondeterminismWarning)]
     assert sum(m.count("read ckpt/last.json before writing it") for m in warned) == 2, warned
+
+
+# Orders the string-order check did not see: held by an object's attributes, by a module of
+# the script's own, or in a set the script iterates (a run with random string hashing).
+ORDERS = """
+import florsql as flor
+import vocab
+text = "hello world, the quick brown fox jumps over the lazy dog. " * 3
+class Tok:
+    def __init__(self, text):
+        self.chars = list(set(text))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+tok = Tok(text)
+letters = set(text)
+members = set(text.split())
+w = 0.0
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(3)):
+        for i in flor.loop("step", range(3)):
+            w = round(w * 0.9 + (epoch + i) * 0.1, 9)
+        flor.log("ep_w", w)
+first = [c for c in letters][0]
+"""
+VOCAB = 'TEXT = "pack my box with five dozen liquor jugs"\nchars = list(set(TEXT))\n'
+
+
+def test_orders_held_by_attributes_modules_and_iterated_sets_are_compared(
+    tmp_path: Path,
+) -> None:
+    """A run with random string hashing holds ``tok.chars``/``tok.stoi`` (a tokenizer
+    object's), ``vocab.chars`` (a module of the repository) and ``letters`` (a set the script
+    iterates) in its process's order; a replay holds them in another, and its values computed
+    from them (``h_id``, the index of ``h``) are not the run's. Before session 36 the check
+    looked at the frame's lists and dicts only: no warning (the replayed ``h_id`` followed the
+    replay's hashing, silently). ``members``, a set only asked for membership, is not
+    compared (its order is no value's)."""
+    from tests.helpers import make_repo, write
+    from tests.test_replay_hash_order import _record
+
+    today = ORDERS.replace(
+        '        flor.log("ep_w", w)\n',
+        '        flor.log("ep_w", w)\n'
+        '        flor.log("h_id", tok.stoi["h"] + 100 * vocab.chars.index("p"))\n',
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": ORDERS, "vocab.py": VOCAB})
+    _record(repo, None)
+    (run,) = (repo / ".florsql" / "runs").iterdir()
+    noted = set(json.loads((run / "run.json").read_text())["orders"]["names"])
+    assert {"tok.chars", "tok.stoi", "vocab.chars", "letters"} <= noted, noted
+    assert "members" not in noted, noted
+    write(repo / "train.py", today)
+    from tests.test_replay_rng_guard import _values
+
+    rows, said = _values(repo, "SELECT epoch, h_id FROM logs ORDER BY epoch", "auto")
+    assert all(r["h_id"] is not None for r in rows) and len(rows) == 3
+    from florsql.errors import NondeterminismWarning
+
+    text = "\n".join(str(w.message) for w in said if issubclass(w.category, NondeterminismWarning))
+    for name in ("tok.chars", "tok.stoi", "vocab.chars", "letters"):
+        assert name in text, text
+
+
+def test_which_sets_the_script_iterates() -> None:
+    """:func:`order.iterated`: a ``for``, a comprehension, ``*``, ``list``/``enumerate``/...
+    and ``str.join`` over a name or an attribute path; not ``sorted``, ``in`` or ``len``."""
+    from florsql.record import order
+
+    src = (
+        "for c in a: pass\n"
+        "x = [c for c in tok.vocab]\n"
+        "y = list(b) + [*c]\n"
+        "z = ''.join(d)\n"
+        "e2 = dict(enumerate(e))\n"
+        "s = sorted(f); t = 'q' in g; n = len(h)\n"
+    )
+    assert order.iterated(src) == {"a", "tok.vocab", "b", "c", "d", "e"}
+    assert order.iterated("def (:") == frozenset()

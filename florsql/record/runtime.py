@@ -336,8 +336,15 @@ class Run:
     def _note_orders(self, name: str, owner: FrameType) -> None:
         """As the first outer loop starts: the order of the strings the script holds
         (:mod:`florsql.record.order`), for replays to compare theirs with."""
+        filename = owner.f_code.co_filename
+
+        def source() -> str:  # the script's text: which of its sets it iterates
+            import linecache
+
+            return "".join(linecache.getlines(filename))
+
         try:
-            found = order.digests(frame_state.frame_values(owner))
+            found = order.digests(frame_state.frame_values(owner), source)
         except Exception:  # never the training's failure
             found = {}
         self.doc[rundoc.ORDERS] = {"loop": name, "names": found}
