@@ -273,7 +273,6 @@ def test_an_optimizer_held_by_a_registered_scheduler_or_trainer_is_restored(hold
 # Files after a restore: a replay task that restored a checkpoint skipped iterations that wrote
 # files; what they wrote is in no checkpoint.
 WRITES = """
-import os
 import florsql as flor
 seed = flor.arg("seed", 0)
 os.makedirs("out", exist_ok=True)
@@ -382,7 +381,6 @@ def test_a_file_the_run_wrote_read_after_a_restore(tmp_path: Path, case: str) ->
 # an ignored folder): what it read is gone once it overwrote it.
 RESUME = """
 import json
-import os
 import florsql as flor
 os.makedirs("ckpt", exist_ok=True)
 w = 0.0
@@ -507,3 +505,76 @@ def test_which_sets_the_script_iterates() -> None:
     )
     assert order.iterated(src) == {"a", "tok.vocab", "b", "c", "d", "e"}
     assert order.iterated("def (:") == frozenset()
+
+
+SANDBOX_CHECK = """
+import os, sys
+import pytest
+from florsql.record.watch import WATCH, SkippedWriteError, WriteSandbox
+
+repo, private = sys.argv[1:3]
+def read(name):
+    with open(os.path.join(repo, "out", name)) as f:
+        return f.read()
+def put(name, text, mode="w"):
+    with open(os.path.join(repo, "out", name), mode) as f:
+        f.write(text)
+real = {n: os.path.realpath(os.path.join(repo, "out", n)) for n in "abcdeft"}
+box = WriteSandbox([repo], [os.path.join(repo, ".florsql")], private)
+box.outputs = {real[n]: "out/" + n for n in "abcdef"}
+box.install()
+WATCH.sandbox = box
+put("a", "mine")  # before the loop: the task's own
+assert read("a") == "mine"
+assert read("e") == "user's"  # a run's output read before any skip
+assert box.foreign == {real["e"]}
+box.skipped = set(box.outputs)  # the task skips iterations (replay_mode._skipping)
+box.restored = True
+for name in "ab":
+    with pytest.raises(SkippedWriteError):
+        read(name)
+put("b", "anew")
+assert read("b") == "anew"
+put("c", "+more", "a")  # the sandbox copies the user's file first: no raise
+with pytest.raises(SkippedWriteError):
+    read("c")
+put("t", "tmp")
+os.replace(os.path.join(repo, "out", "t"), os.path.join(repo, "out", "d"))
+assert read("d") == "tmp"  # the task's own content
+os.replace(os.path.join(repo, "out", "c"), os.path.join(repo, "out", "f"))
+with pytest.raises(SkippedWriteError):  # unknown content moves along
+    read("f")
+assert box.foreign == {real["e"]}
+print("ok")
+"""
+
+
+def test_the_sandbox_after_a_skip(tmp_path: Path) -> None:
+    """:class:`WriteSandbox` once a task skips iterations (``skipped``: the run's outputs):
+    a read of one raises until the task writes it anew (``"w"``), also where it wrote it
+    before the skip; appending keeps it unknown (and the sandbox's own copy of the user's file
+    for the append is no read of the task's: it raised before, sending every run that appends
+    to a log file to a replay from its start); a rename carries what the source held; a run's
+    output read before any skip is noted (``foreign``). In a process of its own (the sandbox
+    wraps ``os.replace``); the user's files stay as they were."""
+    import subprocess
+    import sys
+
+    from tests.helpers import script_env
+
+    repo = tmp_path / "repo"
+    (repo / "out").mkdir(parents=True)
+    for name in "abcde":
+        (repo / "out" / name).write_text("user's")
+    (tmp_path / "check.py").write_text(SANDBOX_CHECK)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "check.py"), str(repo), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert {p.name: p.read_text() for p in (repo / "out").iterdir()} == dict.fromkeys(
+        "abcde", "user's"
+    )

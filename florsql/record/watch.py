@@ -358,6 +358,7 @@ class WriteSandbox:
         #: found there is not known (a run resumed from its own ``last.pt``), the task read
         #: today's copy (s36: silently where no old statement's value showed it)
         self.foreign: set[str] = set()
+        self._copying = False
         #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
         #: the version's own, opened for reading by its path in the checkout (an absolute path:
         #: ``--config $PWD/configs/base.json``), is read from the worktree (session 34: it was
@@ -378,8 +379,8 @@ class WriteSandbox:
         """Where to open ``file``: its private copy when it has one or is written now.
         ``fresh``: written from nothing (``"w"`` mode, ``torch.save``), so what it holds is
         the task's, whatever the skipped iterations wrote."""
-        if isinstance(file, int):
-            return file
+        if isinstance(file, int) or self._copying:
+            return file  # (the sandbox's own copy of a file: as it is)
         try:
             real = os.path.realpath(os.fsdecode(os.fspath(file)))
         except TypeError:
@@ -413,9 +414,11 @@ class WriteSandbox:
         if keep and not fresh and os.path.isfile(real):
             import shutil
 
-            foreign = set(self.foreign)
-            shutil.copyfile(real, private)  # append and r+ see the old content
-            self.foreign = foreign  # (its own read of the file is not the task's)
+            self._copying = True  # (its own read of the file is not the task's)
+            try:
+                shutil.copyfile(real, private)  # append and r+ see the old content
+            finally:
+                self._copying = False
         self.moved[real] = private
         return private
 
