@@ -220,6 +220,13 @@ _ATOMS = (int, float, complex, str, bytes, bytearray, bool, type(None), range, s
 
 
 def _kind(cls: type, kinds: tuple[type, ...]) -> int:
+    try:
+        return _kind_of(cls, kinds)
+    except Exception:  # a class whose subclass checks raise: nothing to look into
+        return _SKIP
+
+
+def _kind_of(cls: type, kinds: tuple[type, ...]) -> int:
     if issubclass(cls, kinds):
         return _GEN
     if issubclass(cls, _ATOMS) or issubclass(cls, _CODE):
@@ -263,8 +270,8 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
     scopes = [frame.f_locals]
     if frame.f_locals is not frame.f_globals:
         scopes.append(frame.f_globals)
-    for scope in scopes:
-        _keep(level, scope.items(), None, 0, known, kinds)
+    for scope in scopes:  # (``__builtins__`` and other dunder names aside)
+        _keep(level, ((k, v) for k, v in scope.items() if k[:2] != "__"), None, 0, known, kinds)
     budget = BUDGET
     for depth in range(DEPTH + 1):
         deeper: list[tuple[Any, Any, int]] = []
@@ -279,11 +286,22 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
             if depth == DEPTH or budget <= 0:
                 continue
             entries = _entries(value, kind, here)
-            if entries is None or len(entries) > MAX_ENTRIES:
+            if entries is None:
                 continue
-            budget -= len(entries)
-            pairs = enumerate(entries) if kind == _SEQ else entries.items()
+            # (a subclass's own len/items/__iter__ are not called: a lazy container loads)
+            if kind == _SEQ:
+                size = list.__len__(entries) if isinstance(entries, list) else len(entries)
+            else:
+                size = dict.__len__(entries) if isinstance(entries, dict) else len(entries)
+            if size > MAX_ENTRIES:
+                continue
+            budget -= size
             try:
+                if kind == _SEQ:
+                    items = list.__iter__(entries) if isinstance(entries, list) else None
+                    pairs: Any = enumerate(items if items is not None else tuple.__iter__(entries))
+                else:
+                    pairs = dict.items(entries) if isinstance(entries, dict) else entries.items()
                 _keep(deeper, pairs, label, kind, known, kinds)
             except RuntimeError:  # changed by another thread meanwhile
                 continue
