@@ -276,6 +276,8 @@ WRITES = """
 import florsql as flor
 seed = flor.arg("seed", 0)
 os.makedirs("out", exist_ok=True)
+with open("out/cfg.txt", "w") as f:  # before the loop only
+    f.write(f"seed {seed}")
 w = float(seed)
 with open("out/w.txt", "w") as f:
     f.write(str(w))
@@ -344,6 +346,7 @@ def test_a_statement_reading_a_file_it_never_wrote_is_not_retried(tmp_path: Path
 @pytest.mark.parametrize("case", [
     "written_before_the_loop",
     pytest.param("another_runs_copy", marks=pytest.mark.slow),
+    pytest.param("written_only_before_the_loop", marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_a_file_the_run_wrote_read_after_a_restore(tmp_path: Path, case: str) -> None:
     """A file the old code writes in its step loop (and, in the first case, before its loop),
@@ -354,22 +357,32 @@ def test_a_file_the_run_wrote_read_after_a_restore(tmp_path: Path, case: str) ->
     of today's script 0.77241), the second the other run's file (``final`` of seed 0:
     3.532166026, seed 5's, for 2.120018343), both silently; now the run lists the files it
     wrote (``outputs``), a read of one after a skip raises ``SkippedWriteError``, and the run
-    is replayed from its start, as a run of today's script."""
+    is replayed from its start, as a run of today's script. A file the run wrote only before
+    its loop (``out/cfg.txt``) is the task's own: read in the loop, it sends nothing to a
+    replay from the start (``loop_outputs``)."""
     from florsql.errors import NondeterminismWarning
 
     if case == "written_before_the_loop":
         today = _add(WRITES, EPOCH, '        flor.log("prev", float(open("out/w.txt").read()))\n')
         sql = "SELECT epoch, prev FROM logs WHERE epoch >= 2 ORDER BY epoch"
         seeds: tuple[int, ...] = (0,)
-    else:
+    elif case == "another_runs_copy":
         today = WRITES_IN_LOOP + 'flor.log("final", float(open("out/w.txt").read()))\n'
         sql = "SELECT seed, final FROM logs WHERE final IS NOT NULL ORDER BY seed"
         seeds = (0, 5)
+    else:
+        today = _add(WRITES, EPOCH, '        flor.log("cfg", open("out/cfg.txt").read())\n')
+        sql = "SELECT epoch, cfg FROM logs WHERE epoch >= 2 ORDER BY epoch"
+        seeds = (0,)
     old = WRITES if case == "written_before_the_loop" else WRITES_IN_LOOP
     assert WRITES_IN_LOOP != WRITES
     got, want, said, repo = _file_case(tmp_path, old, today, sql, seeds)
     assert got == want and len(got) == 2
-    assert [t for t in _tasks(repo) if t.endswith("-start")], _tasks(repo)
+    (doc, *_) = [json.loads(p.read_text()) for p in repo.glob(".florsql/runs/*/run.json")]
+    assert doc["outputs"] == ["out/cfg.txt", "out/w.txt"]
+    assert doc["loop_outputs"] == ["out/w.txt"]
+    starts = [t for t in _tasks(repo) if t.endswith("-start")]
+    assert bool(starts) == (case != "written_only_before_the_loop"), _tasks(repo)
     # (the task from the start writes the file before it reads it: nothing to say; the
     # sandbox's own copy of a file opened to append is not a read of the task's)
     assert not [w for w in said if issubclass(w.category, NondeterminismWarning)], [

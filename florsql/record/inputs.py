@@ -39,20 +39,25 @@ def record_inputs(
     return [asdict(i) for i in fingerprint(repo, kept, since_ns=since_ns)]
 
 
-def record_outputs(repo: Path, watch: OpenWatch) -> list[str] | None:
-    """The run.json form of the files ``watch`` saw written inside ``repo`` (``outputs``):
-    repository-relative paths, sorted; florsql's store and git's metadata aside. None where
-    the list may be incomplete (the watch kept its limit of paths; more than ``MAX_INPUTS``)."""
+def record_outputs(repo: Path, watch: OpenWatch) -> tuple[list[str], list[str]] | None:
+    """The run.json form of the files ``watch`` saw written inside ``repo`` (``outputs``), and
+    of those written while an outer loop ran (``loop_outputs``): repository-relative paths,
+    sorted; florsql's store and git's metadata aside. None where the lists may be incomplete
+    (the watch kept its limit of paths; more than ``MAX_INPUTS``)."""
     _read, written = watch.snapshot()
-    if len(watch._raw) >= watch.LIMIT:
+    written |= set(watch.saved)
+    if len(watch._raw) >= watch.LIMIT or len(watch.saved) >= watch.LIMIT:
         return None
     roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
-    out: set[str] = set()
+    out: dict[str, str] = {}
     for path in written:
         rel = inside(path, roots) or inside(os.path.realpath(path), roots)
         if rel is not None and rel.split("/", 1)[0] not in (".git", ".florsql"):
-            out.add(rel)
-    return sorted(out) if len(out) <= MAX_INPUTS else None
+            out[path] = rel
+    if len(out) > MAX_INPUTS:
+        return None
+    in_loop = {out[p] for p in set(watch.in_loop) if p in out}
+    return sorted(set(out.values())), sorted(in_loop)
 
 
 def _z(paths: list[str]) -> bytes:

@@ -181,25 +181,28 @@ def guard_files(spec: ReplaySpec) -> None:
         str(Path(spec.out_dir) / "files"),
         _version_roots(),
     )
-    sandbox.during, sandbox.outputs = _written_while_it_ran(spec, repo)
+    sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
     sandbox.install()
     WATCH.sandbox = sandbox
 
 
-def _written_while_it_ran(spec: ReplaySpec, repo: Path) -> tuple[set[str], dict[str, str] | None]:
+def _written_while_it_ran(
+    spec: ReplaySpec, repo: Path
+) -> tuple[set[str], dict[str, str] | None, set[str] | None]:
     """Real paths of the files the run read that changed while it ran (``during:`` inputs:
     it wrote them itself, ``torch.save`` each epoch), and of those it wrote (``outputs``, each
     with its repository-relative path; None where its run.json does not list them). Where the
     task skips iterations (restores a checkpoint or runs an iteration's rest), what it would
     read there is not what the skipped iterations wrote
     (:class:`florsql.record.watch.SkippedWriteError`); an output read before the task wrote
-    it holds today's copy, not what the run found (``read_outputs`` in ``done.json``)."""
+    it holds today's copy, not what the run found (``read_outputs`` in ``done.json``). Third,
+    those the run wrote while its outer loop ran (None: not listed)."""
     from florsql.store.fingerprints import DURING, recorded_inputs
 
     try:
         doc = layout.read_json(Path(spec.run_dir) / layout.RUN_JSON)
     except (OSError, ValueError):
-        return set(), None
+        return set(), None, None
     roots = [repo]
     version = _version_roots()
     if version is not None:
@@ -210,11 +213,13 @@ def _written_while_it_ran(spec: ReplaySpec, repo: Path) -> tuple[set[str], dict[
         if inp.hash.startswith(DURING)
         for root in roots
     }
-    listed = doc.get(rundoc.OUTPUTS)
+    listed, looped = doc.get(rundoc.OUTPUTS), doc.get(rundoc.LOOP_OUTPUTS)
     if not isinstance(listed, list):
-        return during, None
+        return during, None, None
     outputs = {os.path.realpath(root / str(p)): str(p) for p in listed for root in roots}
-    return during, outputs
+    if not isinstance(looped, list):
+        return during, outputs, None
+    return during, outputs, {os.path.realpath(root / str(p)) for p in looped for root in roots}
 
 
 def guard_spec(path: str) -> None:
@@ -631,13 +636,15 @@ def _read_outputs() -> list[str]:
 
 def _skipping() -> None:
     """The task skips iterations (restores a checkpoint; leaves out those before its first):
-    from here on, what they wrote is unknown (the run's ``during:`` inputs and ``outputs``),
-    until the task writes a file anew."""
+    from here on, what they wrote is unknown (the run's ``during:`` inputs and the outputs it
+    wrote while its outer loop ran), until the task writes a file anew."""
     from florsql.record.watch import WATCH
 
-    if WATCH.sandbox is not None:
-        WATCH.sandbox.skipped = WATCH.sandbox.during | set(WATCH.sandbox.outputs or ())
-        WATCH.sandbox.restored = True
+    sandbox = WATCH.sandbox
+    if sandbox is not None:
+        looped = sandbox.loop_outputs
+        sandbox.skipped = sandbox.during | set(sandbox.outputs or () if looped is None else looped)
+        sandbox.restored = True
 
 
 def _missing_file(kind: type[BaseException], exc: BaseException) -> dict[str, Any] | None:
@@ -652,6 +659,7 @@ def _missing_file(kind: type[BaseException], exc: BaseException) -> dict[str, An
 
     sandbox = WATCH.sandbox
     name = getattr(exc, "filename", None)
+    # (any output of the run: one written only before or after the loop, the task wrote too)
     if not issubclass(kind, FileNotFoundError) or sandbox is None:
         return None
     if not isinstance(name, (str, bytes, os.PathLike)):

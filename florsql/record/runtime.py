@@ -439,6 +439,9 @@ class Run:
                 frame.facts = self._facts(frame.user, frame.name)
         self.frames.append(frame)
         self._watch(frame, sys._getframe())
+        outer = frame.depth == 0
+        if outer:
+            WATCH.phase = 1  # the files written from here on: ``loop_outputs``
         key = self.names.key(frame.name)
         clock = time.perf_counter
         exhausted = False  # False in ``finally``: left by break, return or an exception
@@ -467,6 +470,8 @@ class Run:
                 frame.inner_left_stale = False
             exhausted = True
         finally:
+            if outer:
+                WATCH.phase = 2
             if self.frames and self.frames[-1] is not frame:
                 self._close_stale(frame)
             self.frames.pop()
@@ -781,12 +786,15 @@ class Run:
             files = imported_files(self.repo, main)
             inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns)
             outputs = record_outputs(self.repo, WATCH)
+            listed = {}
+            if outputs is not None:
+                listed = {rundoc.OUTPUTS: outputs[0], rundoc.LOOP_OUTPUTS: outputs[1]}
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(
                 files=[f for f in files if f in in_version or f == main],
                 inputs=inputs,
                 data_fingerprint=combined_digest(InputFile.from_json(i) for i in inputs),
-                **({rundoc.OUTPUTS: outputs} if outputs is not None else {}),
+                **listed,
             )
         except Exception as e:  # never fail a run over its description
             if "files" not in self.warned:

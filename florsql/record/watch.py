@@ -40,6 +40,14 @@ class OpenWatch:
         self.written: set[str] = set()
         self.active = True
         self._raw: set[tuple[str, bool]] = set()  # as given, to skip repeated opens cheaply
+        #: 1 while a recording run's outer loop runs (0 before, 2 after): set by the run
+        self.phase = 0
+        #: Absolute normalized paths written while an outer loop ran (iterations a replay
+        #: skips may write them; not those written only before or after it)
+        self.in_loop: set[str] = set()
+        self._loop_raw: set[str] = set()
+        #: Absolute normalized paths ``torch.save`` wrote (:meth:`watch_saves`)
+        self.saved: set[str] = set()
         #: When the watch was installed (as the record API was imported; a forked worker sets
         #: it again): files modified since changed while the run ran
         #: (``florsql.store.fingerprints.DURING``).
@@ -101,11 +109,11 @@ class OpenWatch:
         real_save = getattr(torch, "save", None)
         if real_save is None or getattr(real_save, "__florsql_watch__", False):
             return
-        opened = self._opened
+        watch = self
 
         def save(obj: Any, f: Any, *args: Any, **kw: Any) -> Any:
             if isinstance(f, (str, bytes, os.PathLike)):
-                opened((f, "wb", None))
+                watch._note_saved(f)
             return real_save(obj, f, *args, **kw)
 
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
@@ -116,6 +124,23 @@ class OpenWatch:
         serialization = sys.modules.get("torch.serialization")
         if serialization is not None and getattr(serialization, "save", None) is real_save:
             setattr(serialization, "save", save)  # noqa: B010
+
+    def _note_saved(self, file: Any) -> None:
+        """A path ``torch.save`` wrote: an output, kept apart from :attr:`written` (a file the
+        run read and then overwrote by ``torch.save`` stays a ``during:`` input, as before)."""
+        if not self.active:
+            return
+        try:
+            path = os.fsdecode(os.fspath(file))
+            if not os.path.isabs(path):
+                path = os.path.join(os.getcwd(), path)
+            path = os.path.normpath(path)
+            if len(self.saved) < self.LIMIT:
+                self.saved.add(path)
+            if self.phase == 1:
+                self.in_loop.add(path)
+        except Exception:
+            return
 
     def stop(self) -> None:
         self.active = False
@@ -132,12 +157,17 @@ class OpenWatch:
             # os.open gives flags only; open() and io.open_code a mode string.
             writing = bool(flags & _WRITE_FLAGS) if mode is None else any(c in mode for c in "wax+")
             key = (path, writing)
-            if key in self._raw or len(self._raw) >= self.LIMIT:
+            looping = writing and self.phase == 1 and path not in self._loop_raw
+            if (key in self._raw and not looping) or len(self._raw) >= self.LIMIT:
                 return
             self._raw.add(key)
+            raw = path
             if not os.path.isabs(path):  # relative to the cwd of the open, not of the commit
                 path = os.path.join(os.getcwd(), path)
             (self.written if writing else self.read).add(os.path.normpath(path))
+            if looping:
+                self._loop_raw.add(raw)
+                self.in_loop.add(os.path.normpath(path))
         except Exception:
             return
 
@@ -352,6 +382,9 @@ class WriteSandbox:
         #: does not list them (recorded before session 36, or too many): a file not found
         #: after a restore is one skipped iterations would have written only if among them
         self.outputs: dict[str, str] | None = None  # real path -> repository-relative
+        #: Real paths of the outputs the run wrote while its outer loop ran: what skipped
+        #: iterations may have written (None: not listed, taken as all its outputs)
+        self.loop_outputs: set[str] | None = None
         #: Whether the task restored a checkpoint (skipping iterations) yet
         self.restored = False
         #: Outputs of the run the task read before it wrote them (real paths): what the run

@@ -31,6 +31,9 @@ ORDERS = "orders"
 #: (recorded before session 36, killed before commit, or more than ``MAX_INPUTS``). A replay
 #: task that restored a checkpoint reads none of them unless it wrote it itself.
 OUTPUTS = "outputs"
+#: run.json key of those of :data:`OUTPUTS` the run wrote while an outer loop ran (what
+#: iterations a replay skips may have written; those written only before or after it are not)
+LOOP_OUTPUTS = "loop_outputs"
 
 
 @dataclass(frozen=True)
