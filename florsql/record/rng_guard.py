@@ -217,6 +217,7 @@ _CODE = (
     classmethod,
 )
 _ATOMS = (int, float, complex, str, bytes, bytearray, bool, type(None), range, slice)
+_ATOM_SET = frozenset(_ATOMS)
 
 
 def _kind(cls: type, kinds: tuple[type, ...]) -> int:
@@ -295,6 +296,8 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
                 size = dict.__len__(entries) if isinstance(entries, dict) else len(entries)
             if size > MAX_ENTRIES:
                 continue
+            if kind == _SEQ and size > 8 and _numbers(entries):
+                continue  # a list of numbers or strings (a loss history): no generator in it
             budget -= size
             try:
                 if kind == _SEQ:
@@ -302,7 +305,8 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
                     pairs: Any = enumerate(items if items is not None else tuple.__iter__(entries))
                 else:
                     pairs = dict.items(entries) if isinstance(entries, dict) else entries.items()
-                _keep(deeper, pairs, label, kind, known, kinds)
+                # (what the last level holds is looked at only where it is a generator)
+                _keep(deeper, pairs, label, kind, known, kinds, depth + 1 == DEPTH)
             except RuntimeError:  # changed by another thread meanwhile
                 continue
         level = deeper
@@ -316,16 +320,24 @@ def _keep(
     how: int,
     known: dict[type, int],
     kinds: tuple[type, ...],
+    last: bool = False,
 ) -> None:
     """Add to ``level`` the entries of ``pairs`` (key, value) that are generators or hold
-    something: each with its label (the key under ``parent``, or the name) and its kind."""
+    something (``last``: generators only): each with its label (the key under ``parent``, or
+    the name) and its kind."""
     for key, value in pairs:
         cls = type(value)
         kind = known.get(cls)
         if kind is None:
             kind = known[cls] = _kind(cls, kinds)
-        if kind:
+        if kind == _GEN or (kind and not last):
             level.append((key if parent is None else (parent, how, key), value, kind))
+
+
+def _numbers(entries: Any) -> bool:
+    """Whether a list's or a tuple's first and last items are numbers, strings or None."""
+    get = list.__getitem__ if isinstance(entries, list) else tuple.__getitem__
+    return type(get(entries, 0)) in _ATOM_SET and type(get(entries, -1)) in _ATOM_SET
 
 
 def _label(label: Any) -> str:
