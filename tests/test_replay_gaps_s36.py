@@ -273,6 +273,7 @@ def test_an_optimizer_held_by_a_registered_scheduler_or_trainer_is_restored(hold
 # Files after a restore: a replay task that restored a checkpoint skipped iterations that wrote
 # files; what they wrote is in no checkpoint.
 WRITES = """
+import os
 import florsql as flor
 seed = flor.arg("seed", 0)
 os.makedirs("out", exist_ok=True)
@@ -394,6 +395,7 @@ def test_a_file_the_run_wrote_read_after_a_restore(tmp_path: Path, case: str) ->
 # an ignored folder): what it read is gone once it overwrote it.
 RESUME = """
 import json
+import os
 import florsql as flor
 os.makedirs("ckpt", exist_ok=True)
 w = 0.0
