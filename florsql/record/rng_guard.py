@@ -252,9 +252,9 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
     """The generator objects the code of ``frame`` reaches (its locals, then its globals, then
     what those hold up to :data:`DEPTH` levels: an object's attributes, a dict's values, a
     list's or a tuple's items; at most :data:`BUDGET` entries, none of a container or an
-    object of more than :data:`MAX_ENTRIES`, nor of a list of numbers): per object, a name for it (``rng``,
-    ``self.rng``, ``rngs['aug']``), itself and its state. A statement drawing from one the old
-    code draws from too (``rng.normal()`` where the loop draws ``rng``'s numbers, a
+    object of more than :data:`MAX_ENTRIES`, nor of a list of numbers): per object, a name for
+    it (``rng``, ``self.rng``, ``rngs['aug']``), itself and its state. A statement drawing from
+    one the old code draws from too (``rng.normal()`` where the loop draws ``rng``'s numbers, a
     ``random.Random(seed)``, a ``DataLoader``'s ``generator=g``, a trainer's ``self.rng``)
     shifts the old code's later draws as a global RNG's draw does (session 35: those went
     unnoticed; session 36: those held by an attribute or a container did). Modules,
