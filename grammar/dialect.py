@@ -86,6 +86,17 @@ def _one_json_path(name: str, builder: Any) -> Any:
     return build
 
 
+def _struct_pack(args: list[exp.Expr], dialect: Any) -> exp.Expr:
+    """``struct_pack(loss)`` stays a call: sqlglot made it ``{'loss': loss}``, keyed by the name
+    as written where DuckDB keys the field by the column's own name (``Loss``), keyed an
+    expression ``_0`` (DuckDB refuses ``struct_pack(x + 1)``), and wrote such a struct cast to
+    another struct as ``ROW(...)``, cast by place (DuckDB casts by name, refusing names that
+    differ). Only fields all named (``struct_pack(k := x)``) are the struct literal."""
+    if all(isinstance(a, exp.PropertyEQ) for a in args):
+        return exp.Struct.from_arg_list(args)
+    return exp.Anonymous(this="struct_pack", expressions=args)
+
+
 class FlorsqlParser(DuckDBParser):
     """DuckDB's parser with EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay."""
 
@@ -96,6 +107,7 @@ class FlorsqlParser(DuckDBParser):
     FUNCTIONS: ClassVar[dict[str, Any]] = {
         **DuckDBParser.FUNCTIONS,
         **{n: _one_json_path(n, DuckDBParser.FUNCTIONS[n]) for n in JSON_PATH_FUNCTIONS},
+        "STRUCT_PACK": _struct_pack,
     }
 
     STATEMENT_PARSERS: ClassVar[dict[TokenType, Any]] = {

@@ -56,13 +56,13 @@ def _names(con: Any, source: str) -> list[str | None] | None:
     if node.get("type") != "SELECT_NODE":
         return None
     items = node.get("select_list") or []
-    stars = [i for i, e in enumerate(items) if e.get("class") == "STAR"]
+    stars = [i for i, e in enumerate(items) if _has_star(e)]
     if len(stars) > 1:
         return None
     wanted = [
         i
         for i, e in enumerate(items)
-        if not e.get("alias") and e.get("class") not in ("COLUMN_REF", "STAR")
+        if not e.get("alias") and e.get("class") != "COLUMN_REF" and i not in stars
     ]
     if not wanted:
         return [STAR if i in stars else None for i in range(len(items))]
@@ -83,6 +83,18 @@ def _names(con: Any, source: str) -> list[str | None] | None:
             return None
         out[i] = text[len("SELECT ") :]
     return out
+
+
+def _has_star(node: Any) -> bool:
+    """Whether a select item expands to columns DuckDB names one by one: a star, or an
+    expression over one (``* ILIKE 'loss'``, ``COLUMNS('L.*') * 2``), a subquery's aside. Named
+    by its text, such an item that expanded to one column was called ``(* ~~* 'loss')``, where
+    DuckDB calls it ``Loss`` (before s36)."""
+    if isinstance(node, list):
+        return any(_has_star(n) for n in node)
+    if not isinstance(node, dict) or node.get("class") == "SUBQUERY":
+        return False
+    return node.get("class") == "STAR" or any(_has_star(v) for v in node.values())
 
 
 def apply(names: list[str], written: list[str | None] | None) -> list[str]:

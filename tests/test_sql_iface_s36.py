@@ -1,0 +1,113 @@
+"""Query interfaces tried as a stranger would (s36).
+
+Oracle: DuckDB's own Python API over a flat table of the rows of ``logs``
+(``tests.test_sql_iface_s34._flat``, computed by hand from the script), or what PEP 249 and
+Arrow Flight SQL specify.
+
+Found (each silently wrong unless said):
+
+- ``struct_pack(camelcase)`` keyed its field ``camelcase``, as written, where DuckDB keys it by
+  the column's own name, ``CamelCase`` (``to_json`` of it, ``s['CamelCase']`` answered
+  otherwise); sqlglot rewrote the call as the literal ``{'camelcase': camelcase}``. So was
+  ``struct_pack(x + 1)`` (DuckDB refuses it) answered ``{'_0': ...}``, ``struct_pack(COLUMNS(*))``
+  keyed every field ``_0``, and ``struct_pack(a, b)::STRUCT(x INT, y INT)`` written ``ROW(a,
+  b)::...``, cast by place where DuckDB casts a struct by name and refuses names that differ.
+- A select item that expands a star and expanded to one column (``* ILIKE 'camelcase'``,
+  ``* LIKE '%.%'``, ``* SIMILAR TO``, ``* GLOB``, ``t.* ILIKE``, ``COLUMNS('C.*') * 2``) was
+  named by its text, ``(* ~~* 'camelcase')``, where DuckDB names the column ``CamelCase``
+  (``pandas.read_sql`` gave a frame with that column name).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import florsql
+from florsql import dbapi
+from tests.helpers import make_repo, run_script
+from tests.test_sql_iface_s34 import TRAIN, _flat
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("s36") / "proj", {"train.py": TRAIN})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py", "--lr", "0.2", "--Opt", "ad'am", "--flag")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def con(repo: Path) -> Iterator[dbapi.Connection]:
+    with florsql.connect(repo) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def oracle() -> duckdb.DuckDBPyConnection:
+    db = duckdb.connect()
+    db.register("logs", _flat())
+    return db
+
+
+def _answer(run: Any) -> Any:
+    """(names, rows), or the kind of failure: florsql's and DuckDB's error classes differ."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cur = run()
+            return [d[0] for d in cur.description], cur.fetchall()
+    except (duckdb.Error, florsql.Error):
+        return "error"
+
+
+def _same(con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str) -> None:
+    want = _answer(lambda: oracle.execute(sql))
+    got = _answer(lambda: con.cursor().execute(sql))
+    assert got == want, sql
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT struct_pack(camelcase) AS s FROM logs WHERE camelcase IS NOT NULL ORDER BY 1",
+        'SELECT struct_pack("CAMELCASE", logs."a.B") FROM logs WHERE epoch > 0 ORDER BY ALL',
+        "SELECT to_json(struct_pack(camelcase, k := epoch)) FROM logs WHERE ok ORDER BY 1",
+        "SELECT struct_pack(camelcase)['CamelCase'] FROM logs WHERE ok ORDER BY 1",
+        "SELECT struct_pack(camelcase + 1) FROM logs",  # DuckDB refuses it
+        "SELECT struct_pack(camelcase, epoch)::STRUCT(a INT, b INT) FROM logs",  # ditto
+        "SELECT struct_pack(COLUMNS('Camel.*')) FROM logs WHERE ok ORDER BY 1",
+        "SELECT struct_pack(k := camelcase) FROM logs WHERE ok ORDER BY 1",
+    ],
+)
+def test_struct_pack_keys_a_field_by_the_columns_own_name(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    """sqlglot wrote ``struct_pack(camelcase)`` as ``{'camelcase': camelcase}``."""
+    _same(con, oracle, sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * ILIKE 'camelcase' FROM logs WHERE ok ORDER BY 1",
+        "SELECT * LIKE '%.%' FROM logs WHERE step = 1 ORDER BY 1",
+        "SELECT * SIMILAR TO 'C.*' FROM logs WHERE ok ORDER BY 1",
+        "SELECT * GLOB 'Val*' FROM logs WHERE step = 1 ORDER BY 1",
+        "SELECT l.* ILIKE 'camelcase' FROM logs l WHERE ok ORDER BY 1",
+        "SELECT COLUMNS('C.*') * 2 FROM logs WHERE ok ORDER BY 1",
+        "SELECT COLUMNS(lambda c: c = 'CamelCase') + 1 FROM logs WHERE ok ORDER BY 1",
+        "SELECT epoch ** 2, * ILIKE 'camelcase' FROM logs WHERE ok ORDER BY 1",
+        "SELECT max(COLUMNS('C.*')), list(epoch ORDER BY epoch) FROM logs WHERE ok",
+    ],
+)
+def test_a_star_expression_of_one_column_is_named_by_the_column(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    """``SELECT * ILIKE 'camelcase'`` was named ``(* ~~* 'camelcase')`` (DuckDB: CamelCase)."""
+    _same(con, oracle, sql)
