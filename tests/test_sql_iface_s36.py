@@ -15,7 +15,8 @@ Found (each silently wrong unless said):
 - A select item that expands a star and expanded to one column (``* ILIKE 'camelcase'``,
   ``* LIKE '%.%'``, ``* SIMILAR TO``, ``* GLOB``, ``t.* ILIKE``, ``COLUMNS('C.*') * 2``) was
   named by its text, ``(* ~~* 'camelcase')``, where DuckDB names the column ``CamelCase``
-  (``pandas.read_sql`` gave a frame with that column name).
+  (``pandas.read_sql`` gave a frame with that column name). So was an ``unnest`` of a struct of
+  one field (DuckDB names the column by the field: ``unnest({'Val Loss': x})`` is ``Val Loss``).
 """
 
 from __future__ import annotations
@@ -104,10 +105,16 @@ def test_struct_pack_keys_a_field_by_the_columns_own_name(
         "SELECT COLUMNS(lambda c: c = 'CamelCase') + 1 FROM logs WHERE ok ORDER BY 1",
         "SELECT epoch ** 2, * ILIKE 'camelcase' FROM logs WHERE ok ORDER BY 1",
         "SELECT max(COLUMNS('C.*')), list(epoch ORDER BY epoch) FROM logs WHERE ok",
+        "SELECT unnest(struct_pack(camelcase)) FROM logs WHERE ok ORDER BY 1",
+        "SELECT epoch + 1, UNNEST({'Val Loss': \"val loss\"}) FROM logs WHERE step = 1 ORDER BY 2",
+        "SELECT unnest([{'k': camelcase}], recursive := true) FROM logs WHERE ok ORDER BY 1",
+        "SELECT unnest([camelcase]), unnest(struct_pack(big)) FROM logs WHERE ok ORDER BY 1",
+        "SELECT * ILIKE 'camelcase', COLUMNS('big') FROM logs WHERE ok ORDER BY 1",
     ],
 )
-def test_a_star_expression_of_one_column_is_named_by_the_column(
+def test_an_expanding_item_of_one_column_is_named_by_the_column(
     con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str
 ) -> None:
-    """``SELECT * ILIKE 'camelcase'`` was named ``(* ~~* 'camelcase')`` (DuckDB: CamelCase)."""
+    """``SELECT * ILIKE 'camelcase'`` was named ``(* ~~* 'camelcase')`` (DuckDB: CamelCase),
+    ``unnest(struct_pack(camelcase))`` ``unnest(struct_pack(camelcase))``."""
     _same(con, oracle, sql)

@@ -23,6 +23,9 @@ _TEMPLATE: dict[str, Any] | None = None
 #: The place of a star (``*``, ``COLUMNS(...)``) in what :func:`written_names` returns: the
 #: columns it expands to keep florsql's names (:func:`apply`).
 STAR = "\0*"
+#: Before the name of an unaliased ``unnest(x)``: of a struct it expands to the struct's fields,
+#: which keep florsql's names (DuckDB's), else it is named by its text (:func:`apply`).
+UNNEST = "\0unnest:"
 
 
 def written_names(con: Any, source: str) -> list[str | None] | None:
@@ -57,8 +60,6 @@ def _names(con: Any, source: str) -> list[str | None] | None:
         return None
     items = node.get("select_list") or []
     stars = [i for i, e in enumerate(items) if _has_star(e)]
-    if len(stars) > 1:
-        return None
     wanted = [
         i
         for i, e in enumerate(items)
@@ -81,8 +82,12 @@ def _names(con: Any, source: str) -> list[str | None] | None:
     for i, text in zip(wanted, said, strict=True):
         if not isinstance(text, str) or not text.startswith("SELECT "):
             return None
-        out[i] = text[len("SELECT ") :]
+        unnest = items[i].get("class") == "FUNCTION" and items[i].get("function_name") in _UNNESTS
+        out[i] = (UNNEST if unnest else "") + text[len("SELECT ") :]
     return out
+
+
+_UNNESTS = ("unnest", "unlist")
 
 
 def _has_star(node: Any) -> bool:
@@ -99,23 +104,34 @@ def _has_star(node: Any) -> bool:
 
 def apply(names: list[str], written: list[str | None] | None) -> list[str]:
     """``names`` (a result's columns, as florsql named them) with :func:`written_names`'s
-    names put in; a star's columns, between the items before and after it, keep theirs.
+    names put in; the columns of a star, or of an ``unnest`` of a struct, between the items
+    before and after it, keep theirs (as do all when two such items leave their places unknown).
 
     Example:
         >>> apply(["a", "power(x, 2)", "b", "c"], [None, "(x ** 2)", STAR])
         ['a', '(x ** 2)', 'b', 'c']
         >>> apply(["a", "b", "power(x, 2)"], [STAR, "(x ** 2)"])
         ['a', 'b', '(x ** 2)']
+        >>> apply(["Loss", "UNNEST(xs)"], [UNNEST + "unnest(s)", UNNEST + "unlist(xs)"])
+        ['Loss', 'unlist(xs)']
     """
     if written is None:
         return names
-    if STAR in written:
-        k = written.index(STAR)
+    if len(written) != len(names):
+        expanding = [i for i, w in enumerate(written) if w is not None and w.startswith("\0")]
+        if len(expanding) != 1:
+            return names
+        k = expanding[0]
         after = written[k + 1 :]
         if len(names) < k + len(after):
             return names
         middle = names[k : len(names) - len(after)]
         written = [*written[:k], *([None] * len(middle)), *after]
-    if len(written) != len(names):
-        return names
-    return [w if w is not None else n for w, n in zip(written, names, strict=True)]
+    out = []
+    for w, n in zip(written, names, strict=True):
+        if w is not None and w.startswith(UNNEST):
+            text = w[len(UNNEST) :]
+            out.append(text if n.lower().startswith(tuple(f + "(" for f in _UNNESTS)) else n)
+        else:
+            out.append(n if w is None or w == STAR else w)
+    return out
