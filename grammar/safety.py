@@ -442,6 +442,8 @@ def _function_refusal(func: exp.Func, sql: str) -> tuple[str, str | None] | None
     """(name, why or None) if ``func`` is refused: the name as written or the name DuckDB would
     run is not on the allow-list (a sqlglot alias of the node's own class counts as written).
     ``why`` is the reason for a well-known refused function."""
+    if _quantified_list(func):
+        return None
     written, emitted = resolve_function(func, sql)
     aliases = set() if _anonymous_name(func) else {a.lower() for a in func.sql_names()}
     for name in (written, emitted):
@@ -452,6 +454,21 @@ def _function_refusal(func: exp.Func, sql: str) -> tuple[str, str | None] | None
         )
         return name, why
     return None
+
+
+def _quantified_list(func: exp.Func) -> bool:
+    """``x = ALL(list)``, ``x < SOME(list)``: DuckDB compares ``x`` with every (some) element,
+    as ``= ANY(list)``. sqlglot reads ``ALL``/``SOME`` over anything but a subquery as a call of
+    a function ``all``/``some`` and writes it back as written; before s36 it was refused as a
+    function florsql does not allow."""
+    return (
+        isinstance(func, exp.Anonymous)
+        and isinstance(func.this, str)  # "all"(...) is a function call to DuckDB too
+        and func.this.upper() in ("ALL", "SOME")
+        and len(func.expressions) == 1
+        and isinstance(func.parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE))
+        and func.arg_key == "expression"
+    )
 
 
 def _function_message(name: str, why: str | None) -> str:

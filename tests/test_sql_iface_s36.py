@@ -118,3 +118,25 @@ def test_an_expanding_item_of_one_column_is_named_by_the_column(
     """``SELECT * ILIKE 'camelcase'`` was named ``(* ~~* 'camelcase')`` (DuckDB: CamelCase),
     ``unnest(struct_pack(camelcase))`` ``unnest(struct_pack(camelcase))``."""
     _same(con, oracle, sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT count(*) FROM logs WHERE epoch = ALL([1])", []),
+        ("SELECT count(*) FROM logs WHERE epoch < ALL(?)", [[1, 2]]),
+        ('SELECT count(*) FROM logs WHERE "Opt" <> ALL(?)', [["sgd"]]),
+        ("SELECT count(*) FROM logs WHERE epoch = SOME([1, 2])", []),
+        ("SELECT count(*) FROM logs WHERE camelcase >= some(?)", [[1, 2]]),
+        ("SELECT count(*) FROM logs WHERE epoch = ALL([NULL, 1])", []),
+        ("SELECT count(*) FROM logs WHERE epoch = ALL([])", []),
+    ],
+)
+def test_a_comparison_with_all_or_some_of_a_list(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str, params: list[Any]
+) -> None:
+    """``x = ALL(list)`` was refused: "function all is not one of the functions florsql allows"."""
+    want = oracle.execute(sql, params).fetchall()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert con.cursor().execute(sql, params).fetchall() == want, sql
