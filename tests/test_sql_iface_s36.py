@@ -140,3 +140,24 @@ def test_a_comparison_with_all_or_some_of_a_list(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert con.cursor().execute(sql, params).fetchall() == want, sql
+
+
+def test_completion_writes_every_keyword_named_column_so_duckdb_reads_it() -> None:
+    """A log named ``left``, ``by`` or ``join`` (DuckDB's type_function keywords) was completed
+    bare: ``SELECT left FROM logs`` is a syntax error to DuckDB."""
+    from florsql.repl.completion import identifier, suggest
+    from florsql.repl.service import Column, Schema
+
+    db = duckdb.connect()
+    keywords = [k for (k,) in db.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall()]
+    unread = []
+    for k in keywords:
+        quoted = '"' + k + '"'
+        try:
+            db.execute(f"SELECT {identifier(k)}, t.{identifier(k)} FROM (SELECT 1 AS {quoted}) t")
+        except duckdb.Error:
+            unread.append(k)
+    assert unread == []
+    schema = Schema({"logs": (Column("left", "DOUBLE"), Column("by", "BIGINT"))})
+    assert suggest("SELECT lef", schema)[0].text == '"left"'
+    assert [s.text for s in suggest("SELECT logs.b", schema)] == ['"by"']

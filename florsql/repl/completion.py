@@ -31,8 +31,8 @@ FUNCTIONS = (
     "rank", "lag", "lead", "epoch", "date_trunc", "strftime",
 )  # fmt: skip
 
-#: DuckDB's reserved keywords (``duckdb_keywords()``, category ``reserved``): a column named one
-#: must be quoted.
+#: DuckDB's reserved keywords (``duckdb_keywords()``, category ``reserved``) and those of category
+#: ``type_function`` that cannot name a column unquoted: a column named one must be quoted.
 RESERVED = frozenset(
     {
         "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both",
@@ -44,6 +44,12 @@ RESERVED = frozenset(
         "references", "returning", "select", "show", "some", "summarize", "symmetric", "table",
         "then", "to", "trailing", "true", "union", "unique", "unpivot", "using", "variadic",
         "when", "where", "window", "with",
+        # type_function keywords that cannot stand alone as a column (`SELECT left FROM t` is a
+        # syntax error to DuckDB; before s36 completion inserted them bare)
+        "anti", "asof", "at", "authorization", "binary", "by", "collation", "concurrently",
+        "cross", "freeze", "full", "glob", "ilike", "inner", "is", "isnull", "join", "left",
+        "like", "natural", "notnull", "outer", "overlaps", "positional", "right", "semi",
+        "similar", "tablesample", "unpack", "verbose",
     }
 )  # fmt: skip
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
