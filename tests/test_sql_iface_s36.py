@@ -161,3 +161,30 @@ def test_completion_writes_every_keyword_named_column_so_duckdb_reads_it() -> No
     schema = Schema({"logs": (Column("left", "DOUBLE"), Column("by", "BIGINT"))})
     assert suggest("SELECT lef", schema)[0].text == '"left"'
     assert [s.text for s in suggest("SELECT logs.b", schema)] == ['"by"']
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT date_trunc(month, TIMESTAMP '2020-05-17 10:11') FROM (SELECT 'year' AS month)",
+        "SELECT datetrunc(\"day\", DATE '2020-05-17') FROM (SELECT 'month' AS day)",
+        "SELECT date_diff(year, DATE '2020-01-01', DATE '2021-03-01')"
+        " FROM (SELECT 'month' AS year)",
+        "SELECT datediff(u, DATE '2020-01-01', DATE '2021-03-01')"
+        " FROM (VALUES ('day'), ('year')) t(u) ORDER BY 1",
+        "SELECT date_trunc(u, TIMESTAMP '2020-05-17 10:11') FROM (VALUES ('hour'), ('year')) t(u)"
+        " ORDER BY 1",
+        "SELECT date_trunc('week', DATE '2020-05-17'), date_trunc('MS', TIMESTAMP '2020-01-01')",
+        "SELECT date_add(DATE '2020-01-31', 3), typeof(date_add(DATE '2020-01-31', 3))",
+        "SELECT date_add(d, i) FROM (SELECT DATE '2020-01-31' AS d, INTERVAL 1 MONTH AS i)",
+        "SELECT x, log2(x), log10(x) FROM range(1, 300) t(x) ORDER BY 1",
+        "SELECT epoch, log2(camelcase + 5), log10(big) FROM logs WHERE ok ORDER BY ALL",
+    ],
+)
+def test_date_parts_and_logs_are_the_calls_written(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    """sqlglot read ``date_trunc(month, ts)`` as the part 'MONTH' (DuckDB reads the column),
+    wrote ``date_add(d, 3)`` as ``d + INTERVAL 3 DAY`` (a TIMESTAMP; DuckDB: a DATE) and
+    ``log2(x)`` as ``LOG(2, x)`` (``log2(5)``: 2.3219280948873626, DuckDB 2.321928094887362)."""
+    _same(con, oracle, sql)
