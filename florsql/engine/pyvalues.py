@@ -6,7 +6,8 @@ Two uses: the DB-API hands out ``python_columns(table)``; the shell and ``florsq
 ``python_columns(table, text=True)``. The differences from ``pyarrow``'s ``to_pylist``:
 
 - ``HUGEINT``, ``UHUGEINT`` and ``BIGNUM`` are ``int``; ``UUID`` is ``uuid.UUID``; ``TIME WITH
-  TIME ZONE`` is a ``datetime.time`` with its offset; a ``MAP`` is a ``dict``; an ``ARRAY`` and
+  TIME ZONE`` is a ``datetime.time`` with its offset; a ``MAP`` is a ``dict`` (one whose keys
+  are nested, ``{'key': [...], 'value': [...]}``; in text, :class:`MapPairs`); an ``ARRAY`` and
   an unnamed struct (``TUPLE``: ``row(1, 'a')``) a ``tuple`` (all as DuckDB's API gives them).
 - ``TIME '24:00:00'`` is the string ``'24:00:00'`` (DuckDB's API), not midnight.
 - ``infinity``/``-infinity`` dates and timestamps are ``date.max``/``date.min`` (and the
@@ -25,7 +26,7 @@ import datetime as dt
 import functools
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
@@ -35,7 +36,7 @@ from duckdb.sqltypes import DuckDBPyType
 from florsql.engine.exact import TYPE_KEY, children, members, parse_type
 from florsql.errors import SqlError
 
-__all__ = ["InexactValueError", "interval_text", "python_columns"]
+__all__ = ["InexactValueError", "MapPairs", "interval_text", "python_columns"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DATE = dt.date(1970, 1, 1)
@@ -45,10 +46,24 @@ _DAY_US = 86_400_000_000
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _TIMESTAMPS = ("timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms")
 _NESTED = ("list", "array", "map", "struct", "union", "tuple")
+#: Map keys that make DuckDB's API answer {'key': [...], 'value': [...]} (a union's is a dict)
+_NESTED_KEYS = ("list", "array", "map", "struct", "tuple")
 _SPECIAL = frozenset(
     {"bignum", "hugeint", "uhugeint", "uuid", "time with time zone", "time", "date",
      "interval", "timestamp_ns", "map", "array", "tuple", *_TIMESTAMPS}
 )  # fmt: skip
+
+
+class MapPairs(list[tuple[Any, Any]]):
+    """In text (``python_columns(..., text=True)``), a ``MAP`` whose keys are lists, structs or
+    other nested values: its (key, value) pairs, which a ``dict`` cannot hold. Without text
+    such a map is ``{'key': [...], 'value': [...]}``, as DuckDB's API gives it (before s36 both
+    failed with ``TypeError: unhashable type: 'list'``: ``SELECT histogram([1, 2])``).
+    ``key_type`` is the keys' Arrow type (to write them as DuckDB does: ``(1, a)``)."""
+
+    def __init__(self, pairs: Iterable[tuple[Any, Any]], key_type: pa.DataType) -> None:
+        super().__init__(pairs)
+        self.key_type = key_type
 
 
 class InexactValueError(SqlError):
@@ -117,6 +132,18 @@ def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
     if t.id == "map":
         keys = _values(arr.keys.slice(first, last - first), kids[0], text)
         items = _values(arr.items.slice(first, last - first), kids[1], text)
+        if kids[0].id in _NESTED_KEYS:  # keys a dict cannot hold (lists, structs): MapPairs
+            if text:
+                return [
+                    MapPairs(zip(keys[a:b], items[a:b], strict=True), arr.type.key_type)
+                    if ok
+                    else None
+                    for (a, b), ok in zip(spans, valid, strict=True)
+                ]
+            return [
+                {"key": keys[a:b], "value": items[a:b]} if ok else None
+                for (a, b), ok in zip(spans, valid, strict=True)
+            ]
         return [
             dict(zip(keys[a:b], items[a:b], strict=True)) if ok else None
             for (a, b), ok in zip(spans, valid, strict=True)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from wcwidth import wcswidth
 
 from florsql.engine.exact import TYPE_KEY
-from florsql.engine.pyvalues import python_columns
+from florsql.engine.pyvalues import MapPairs, python_columns
 from florsql.repl.service import Outcome, ReplayEstimate, ReplayProgress
 
 __all__ = [
@@ -81,6 +81,9 @@ def _nested(value: object, arrow_type: pa.DataType | None) -> str:
     scalars quoted where their text would be ambiguous (see :func:`_inner`)."""
     if value is None:
         return NULL
+    if isinstance(value, MapPairs):  # a map whose keys are nested: {[1]=2}
+        key_t, item_t = (arrow_type.key_type, arrow_type.item_type) if arrow_type else (None, None)
+        return "{" + ", ".join(f"{_nested(k, key_t)}={_nested(v, item_t)}" for k, v in value) + "}"
     if isinstance(value, dict):
         if arrow_type is not None and pa.types.is_map(arrow_type):
             key_t, item_t = arrow_type.key_type, arrow_type.item_type
@@ -326,6 +329,9 @@ def _json(value: object) -> str:
         return json.dumps(value.isoformat())
     if isinstance(value, bytes):
         return json.dumps(value.hex())
+    if isinstance(value, MapPairs):  # keys as DuckDB's text of them, as to_json writes them
+        pairs = [f"{json.dumps(cell(k, value.key_type))}: {_json(v)}" for k, v in value]
+        return "{" + ", ".join(pairs) + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_json(v) for v in value) + "]"
     if isinstance(value, dict):
