@@ -106,7 +106,8 @@ def test_struct_pack_keys_a_field_by_the_columns_own_name(
         "SELECT epoch ** 2, * ILIKE 'camelcase' FROM logs WHERE ok ORDER BY 1",
         "SELECT max(COLUMNS('C.*')), list(epoch ORDER BY epoch) FROM logs WHERE ok",
         "SELECT unnest(struct_pack(camelcase)) FROM logs WHERE ok ORDER BY 1",
-        "SELECT epoch + 1, UNNEST({'Val Loss': \"val loss\"}) FROM logs WHERE step = 1 ORDER BY ALL",
+        "SELECT epoch + 1, UNNEST({'Val Loss': \"val loss\"}) FROM logs WHERE step = 1"
+        " ORDER BY ALL",
         "SELECT unnest([{'k': camelcase}], recursive := true) FROM logs WHERE ok ORDER BY 1",
         "SELECT unnest([camelcase]), unnest(struct_pack(big)) FROM logs WHERE ok ORDER BY 1",
         "SELECT * ILIKE 'camelcase', COLUMNS('big') FROM logs WHERE ok ORDER BY 1",
@@ -217,3 +218,40 @@ def test_a_map_with_nested_keys_is_fetched_as_duckdb_gives_it(
     assert '"m": {"[1]": 2, "[3]": 4}, "n": {"(1, a)": 1}, "o": {"{\'a\': x y}": [1]}' in (
         as_json.output
     )
+
+
+LONG_INTERVALS = (
+    "SELECT INTERVAL 3000000 HOUR AS a, to_seconds(12345678901::BIGINT) AS b,"
+    " -to_seconds(12345678901::BIGINT) + INTERVAL 3 MONTH AS c, INTERVAL 36 HOUR AS d,"
+    " to_microseconds(9223372036854775) AS e, to_microseconds(-9223372036854776) AS f,"
+    " NULL::INTERVAL AS g"
+)
+
+
+def test_an_interval_past_292_years_of_microseconds_keeps_its_length(
+    con: dbapi.Connection,
+) -> None:
+    """DuckDB's Arrow export writes an interval's microseconds as int64 nanoseconds, which wrap
+    past 292 years: ``INTERVAL 3000000 HOUR`` came out of the DB-API as -88,504 days and some
+    seconds, of ``fetch_arrow_table`` (and Flight) as -7,646,744,073,709,551,616 ns."""
+    sql = LONG_INTERVALS.replace(" + INTERVAL 3 MONTH", "")  # a timedelta holds no months
+    assert con.cursor().execute(sql).fetchall() == duckdb.connect().execute(sql).fetchall()
+    got = con.cursor().execute(LONG_INTERVALS).fetch_arrow_table()
+    db = duckdb.connect()
+    db.register("got", got)
+    names = got.column_names
+    same = ", ".join(f"got.{n} IS NOT DISTINCT FROM want.{n}" for n in names)
+    assert db.execute(f"SELECT {same} FROM got, ({LONG_INTERVALS}) want").fetchall() == [
+        (True,) * len(names)
+    ]
+    assert got.column("d").to_pylist()[0].nanoseconds == 36 * 3600 * 10**9  # as DuckDB has it
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an interval inside a list or struct still wraps: [INTERVAL 3000000 HOUR] is "
+    "[timedelta(days=-88504, seconds=1526, microseconds=290448)] (DuckDB: 125000 days)",
+)
+def test_an_interval_inside_a_list_past_292_years(con: dbapi.Connection) -> None:
+    sql = "SELECT [INTERVAL 3000000 HOUR], {'i': to_seconds(12345678901::BIGINT)}"
+    assert con.cursor().execute(sql).fetchall() == duckdb.connect().execute(sql).fetchall()

@@ -8,7 +8,10 @@ DuckDB 2 exports most types to their natural Arrow type, exactly. A few it does 
 - ``UHUGEINT`` as ``decimal128(38, 0)``, which wraps values past 2**127 to negative numbers, and
   ``HUGEINT`` as ``decimal128(38, 0)`` holding 39-digit values, which Arrow calls invalid;
 - ``BIT`` as binary in DuckDB's internal layout (a padding byte, then the bits);
-- ``TIME WITH TIME ZONE`` as a plain ``time64``, without its offset.
+- ``TIME WITH TIME ZONE`` as a plain ``time64``, without its offset;
+- ``INTERVAL`` with more than 292 years of microseconds as ``month_day_nano`` whose int64
+  nanoseconds wrapped around (a top-level column gets its whole days moved to the days first:
+  :func:`_interval_sql`).
 
 Every query florsql runs goes through :func:`run_exact`: those columns (also inside lists,
 structs, unnamed structs, maps, unions and arrays) are cast to ``VARCHAR`` in DuckDB, and
@@ -100,6 +103,30 @@ def wire_sql_type(t: DuckDBPyType) -> str | None:
         inner = ", ".join(f"{_quote(n)} {w or c}" for (n, c), w in zip(named, wired, strict=True))
         return f"{t.id.upper()}({inner})"
     return None
+
+
+#: Past this many microseconds an INTERVAL's Arrow export (``month_day_nano``: nanoseconds in
+#: an int64) wraps around: ``INTERVAL 3000000 HOUR`` came out as -88,503 days.
+_NANOS_LIMIT = (2**63 - 1) // 1000
+
+
+def _interval_sql(name: str) -> str:
+    """An INTERVAL column whose microseconds Arrow's nanoseconds cannot hold (over 292 years of
+    them: ``to_seconds(12345678901)``, ``INTERVAL 3000000 HOUR``) with its whole days moved from
+    the microseconds to the days: the same length, equal to the original in DuckDB
+    (``INTERVAL 25 HOUR = INTERVAL '1 day 1 hour'``), where DuckDB's own export wrapped it
+    around (before s36 the DB-API, ``fetch_arrow_table`` and Flight answered ``INTERVAL 3000000
+    HOUR`` as -88,503 days, silently). Any other interval is exported as it is. Only a
+    top-level column: an interval inside a list or struct still wraps (docs/interfaces.md)."""
+    micros = (
+        f"(date_part('hour', {name})::HUGEINT * 3600000000"
+        f" + date_part('minute', {name}) * 60000000 + date_part('microseconds', {name}))"
+    )
+    days = f"({micros} // 86400000000)::BIGINT"
+    return (
+        f"CASE WHEN abs({micros}) > {_NANOS_LIMIT} THEN {name} - to_microseconds({days} * "
+        f"86400000000) + to_days({days}) ELSE {name} END"
+    )
 
 
 def members(t: DuckDBPyType) -> list[tuple[str, DuckDBPyType]]:
@@ -200,11 +227,13 @@ def _exact_query(sql: str, types: tuple[DuckDBPyType, ...]) -> str | None:
     """``sql`` with each column whose Arrow export is not exact rewritten (see the module);
     None when every column's is (``sql`` runs as it is)."""
     wired = [wire_sql_type(t) for t in types]
-    if all(w is None for w in wired):
+    intervals = [t.id == "interval" for t in types]
+    if all(w is None for w in wired) and not any(intervals):
         return None
     names = [f"c{i}" for i in range(len(types))]
     select = ", ".join(
-        n if w is None else f"CAST({n} AS {w})" for n, w in zip(names, wired, strict=True)
+        _interval_sql(n) if iv else n if w is None else f"CAST({n} AS {w})"
+        for n, w, iv in zip(names, wired, intervals, strict=True)
     )
     return f"SELECT {select} FROM ({sql}) AS __flor_exact({', '.join(names)})"
 
