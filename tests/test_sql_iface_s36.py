@@ -255,3 +255,18 @@ def test_an_interval_past_292_years_of_microseconds_keeps_its_length(
 def test_an_interval_inside_a_list_past_292_years(con: dbapi.Connection) -> None:
     sql = "SELECT [INTERVAL 3000000 HOUR], {'i': to_seconds(12345678901::BIGINT)}"
     assert con.cursor().execute(sql).fetchall() == duckdb.connect().execute(sql).fetchall()
+
+
+def test_a_variant_is_fetched_as_duckdb_gives_it(
+    con: dbapi.Connection, oracle: duckdb.DuckDBPyConnection
+) -> None:
+    """A VARIANT came out of the DB-API as its encoded bytes, ``{'metadata': b'\\x01\\x00\\x00',
+    'value': b'\\rabc'}`` for ``'abc'::VARIANT`` (DuckDB's API: ``'abc'``)."""
+    _same(
+        con,
+        oracle,
+        "SELECT 'abc'::VARIANT AS v, [1, 2]::VARIANT AS w, {'a': 1.5}::VARIANT AS s,"
+        " NULL::VARIANT AS n, [2.5::VARIANT, 'x'::VARIANT] AS l",
+    )
+    _same(con, oracle, 'SELECT variant_group_array("a.b" ORDER BY "a.b") FROM logs WHERE step = 1')
+    _same(con, oracle, "SELECT msg::VARIANT, epoch FROM logs WHERE ok IS NOT NULL ORDER BY ALL")

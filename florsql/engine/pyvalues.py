@@ -50,7 +50,7 @@ _NESTED = ("list", "array", "map", "struct", "union", "tuple")
 _NESTED_KEYS = ("list", "array", "map", "struct", "tuple")
 _SPECIAL = frozenset(
     {"bignum", "hugeint", "uhugeint", "uuid", "time with time zone", "time", "date",
-     "interval", "timestamp_ns", "map", "array", "tuple", *_TIMESTAMPS}
+     "interval", "timestamp_ns", "map", "array", "tuple", "variant", *_TIMESTAMPS}
 )  # fmt: skip
 
 
@@ -101,10 +101,27 @@ def _values(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
         return arr.to_pylist()
     if t.id in _NESTED:
         return _nested(arr, t, text)
+    if t.id == "variant":
+        return _variant(arr, text)
     if pa.types.is_string(arr.type) and t.id in ("hugeint", "uhugeint"):
         arr = arr.cast(pa.decimal256(39, 0))  # inside a union, these stay text
     convert = _LEAVES[t.id]
     return convert(arr, t, text)
+
+
+_VARIANT = {b"ARROW:extension:name": b"arrow.parquet.variant", b"ARROW:extension:metadata": b""}
+
+
+def _variant(arr: pa.Array, text: bool) -> list[Any]:
+    """A ``VARIANT`` column (Arrow's ``arrow.parquet.variant``: binary metadata and value), read
+    back by DuckDB: the values its API gives (``'abc'``, ``[1, 2]``, ``Decimal('2.5')``), or its
+    text. Before s36 each was a dict of the encoded bytes (``{'metadata': b'...', 'value':
+    b'...'}``)."""
+    table = pa.Table.from_arrays([arr], schema=pa.schema([pa.field("v", arr.type, True, _VARIANT)]))
+    with duckdb.connect() as db:
+        db.register("variants", table)
+        read = "SELECT v::VARCHAR FROM variants" if text else "SELECT v FROM variants"
+        return [v for (v,) in db.execute(read).fetchall()]
 
 
 def _nested(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
