@@ -2,9 +2,10 @@
 
 florsql binds positional ``?`` parameters (DB-API ``qmark``). Other drivers' styles are refused
 by name, at their column: ``:name`` and ``:1`` (``named``/``numeric``, sqlite3, Oracle),
-``$name`` and ``$1`` (DuckDB, PostgreSQL), ``%(name)s`` and ``%s`` (``pyformat``/``format``,
-psycopg). ``@name`` is DuckDB's absolute value (``@x`` is ``abs(x)``), valid SQL, so it is only
-named when the statement fails to parse or names no known column.
+``$name`` and ``$1`` (DuckDB, PostgreSQL), ``?1`` (DuckDB, SQLite; before s36 a syntax error),
+``%(name)s`` and ``%s`` (``pyformat``/``format``, psycopg). ``@name`` is DuckDB's absolute
+value (``@x`` is ``abs(x)``), valid SQL, so it is only named when the statement fails to parse
+or names no known column.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def named_parameter(tokens: list[Token], *, at_sign: bool = False) -> tuple[str,
         elif kind == TokenType.PARAMETER and nxt.token_type in _NAME:
             if tok.text == "$" or at_sign:
                 return f"{tok.text}{nxt.text}", tok.start
+        elif kind == TokenType.PLACEHOLDER and nxt.token_type == TokenType.NUMBER:
+            return f"?{nxt.text}", tok.start  # DuckDB's and SQLite's numbered ?1
         elif kind == TokenType.MOD:
             found = _percent(tokens, i)
             if found is not None:

@@ -270,3 +270,12 @@ def test_a_variant_is_fetched_as_duckdb_gives_it(
     )
     _same(con, oracle, 'SELECT variant_group_array("a.b" ORDER BY "a.b") FROM logs WHERE step = 1')
     _same(con, oracle, "SELECT msg::VARIANT, epoch FROM logs WHERE ok IS NOT NULL ORDER BY ALL")
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT ?1", "SELECT ?2, ?1", "SELECT epoch FROM logs WHERE epoch = ?1 LIMIT ?2"]
+)
+def test_a_numbered_question_mark_is_refused_by_name(con: dbapi.Connection, sql: str) -> None:
+    """``?1`` (DuckDB's and SQLite's numbered parameter) failed "syntax error near '1'"."""
+    with pytest.raises(florsql.ProgrammingError, match=r"the placeholder \?\d is not supported"):
+        con.cursor().execute(sql, [1, 2][: sql.count("?")])
