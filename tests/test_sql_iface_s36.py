@@ -279,3 +279,28 @@ def test_a_numbered_question_mark_is_refused_by_name(con: dbapi.Connection, sql:
     """``?1`` (DuckDB's and SQLite's numbered parameter) failed "syntax error near '1'"."""
     with pytest.raises(florsql.ProgrammingError, match=r"the placeholder \?\d is not supported"):
         con.cursor().execute(sql, [1, 2][: sql.count("?")])
+
+
+TIMES = (
+    "SELECT TIMESTAMP '2020-01-01 01:02:03.5' AS ts, TIMESTAMPTZ '2020-01-01 01:02:03.25-03:30'"
+    " AS tz, TIME '01:02:03.120' AS t, TIMESTAMP '2020-01-01 01:02:03.000001' AS us,"
+    " TIMESTAMP_MS '2020-01-01 01:02:03.5' AS ms, [TIMESTAMP '2020-01-01 00:00:00.1'] AS l,"
+    " TIMESTAMP '2020-01-01 01:02:00' AS whole, '01:02:03.5+01'::TIMETZ AS ttz"
+)
+
+
+def test_florsql_query_writes_a_fraction_of_a_second_as_duckdb_does(tmp_path: Path) -> None:
+    """``--format csv`` and the table wrote ``01:02:03.500000`` where DuckDB's text (and its
+    ``COPY ... TO`` CSV, the documented oracle) is ``01:02:03.5``."""
+    from click.testing import CliRunner
+
+    from florsql.cli import main
+
+    repo = make_repo(tmp_path / "other", {"a.py": "x = 1\n"})
+    out = tmp_path / "want.csv"
+    duckdb.connect().execute(f"COPY ({TIMES}) TO '{out}' (HEADER)")
+    got = CliRunner().invoke(main, ["query", "--repo", str(repo), TIMES, "--format", "csv"])
+    assert got.exit_code == 0, got.output
+    assert got.output == out.read_text()
+    table = CliRunner().invoke(main, ["query", "--repo", str(repo), TIMES])
+    assert "2020-01-01 01:02:03.5  " in table.output and "01:02:03.12  " in table.output

@@ -37,6 +37,9 @@ __all__ = [
 
 NULL = "NULL"
 _OFFSET_HOUR = re.compile(r"([+-]\d\d):00$")
+#: A fraction of a second's trailing zeros, which DuckDB's text leaves out (``03.5``, not
+#: ``03.500000``; before s36 the shell and ``florsql query`` wrote all six digits).
+_FRACTION_ZEROS = re.compile(r"(\.\d*?)0+(?=$|[+-])")
 
 
 def cell(value: object, arrow_type: pa.DataType | None = None) -> str:
@@ -61,6 +64,7 @@ def cell(value: object, arrow_type: pa.DataType | None = None) -> str:
         return repr(value) if math.isfinite(value) else str(value)
     if isinstance(value, datetime | time):
         text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+        text = _FRACTION_ZEROS.sub(r"\1", text)
         return _OFFSET_HOUR.sub(r"\1", text)  # +00:00 as DuckDB writes it: +00
     if isinstance(value, date):
         return value.isoformat()
