@@ -289,6 +289,38 @@ TIMES = (
 )
 
 
+VALUES_CSV = (
+    "SELECT 1e-5::DOUBLE AS a, 1e16::DOUBLE AS b, 0.1::FLOAT AS d, 12345678901234567::DOUBLE AS f,"
+    " 1234567890.0123456789::DECIMAL(38,10) AS i,"
+    " '3f5b1b9e-1b0e-4a7a-8a63-7a8f3c6f0a11'::UUID AS j, 'x'::ENUM('x', 'y') AS k,"
+    " '0101'::BIT AS l, INTERVAL '1 year 2 months 3 days 04:05:06.5' AS m,"
+    " DATE '-0044-03-15' AS n, 'infinity'::DATE AS o, MAP {'a': [1, 2]} AS q,"
+    " {'k': 'it''s', 'n': NULL} AS r, [['a', NULL], []] AS s, '{\"a\": [1, \"x\"]}'::JSON AS t,"
+    " 'line\nbreak, \"q\"' AS v, 170141183460469231731687303715884105727::HUGEINT AS x,"
+    " [1.5::DECIMAL(3,1), NULL] AS z, (1, 'a') AS tup, [1, 2]::INT[2] AS arr, 'NULL' AS sn,"
+    " -0.0::FLOAT AS nzf, 'nan'::FLOAT AS nanf, 1e38::FLOAT AS bigf, -334609.625::FLOAT AS tie,"
+    " [2.5e-7::FLOAT] AS sf, TIME '24:00:00' AS t24, -INTERVAL 90.25 SECOND AS ineg"
+)
+
+
+def test_florsql_query_csv_is_duckdbs_copy_to_csv(tmp_path: Path) -> None:
+    """``--format csv`` wrote a FLOAT as its double (``0.10000000149011612``, DuckDB: ``0.1``)
+    and an interval's fraction of a second with six digits (``04:05:06.500000``, DuckDB:
+    ``04:05:06.5``); DuckDB's ``COPY ... TO`` CSV is the documented oracle."""
+    from click.testing import CliRunner
+
+    from florsql.cli import main
+
+    repo = make_repo(tmp_path / "other", {"a.py": "x = 1\n"})
+    out = tmp_path / "want.csv"
+    duckdb.connect().execute(f"COPY ({VALUES_CSV}) TO '{out}' (HEADER)")
+    got = CliRunner().invoke(main, ["query", "--repo", str(repo), VALUES_CSV, "--format", "csv"])
+    assert got.exit_code == 0, got.output
+    assert got.output == out.read_text()
+    as_json = CliRunner().invoke(main, ["query", "--repo", str(repo), VALUES_CSV, "--format=json"])
+    assert '"d": 0.1,' in as_json.output and '"sf": [2.5e-07]' in as_json.output
+
+
 def test_florsql_query_writes_a_fraction_of_a_second_as_duckdb_does(tmp_path: Path) -> None:
     """``--format csv`` and the table wrote ``01:02:03.500000`` where DuckDB's text (and its
     ``COPY ... TO`` CSV, the documented oracle) is ``01:02:03.5``."""

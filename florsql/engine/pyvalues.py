@@ -50,7 +50,7 @@ _NESTED = ("list", "array", "map", "struct", "union", "tuple")
 _NESTED_KEYS = ("list", "array", "map", "struct", "tuple")
 _SPECIAL = frozenset(
     {"bignum", "hugeint", "uhugeint", "uuid", "time with time zone", "time", "date",
-     "interval", "timestamp_ns", "map", "array", "tuple", "variant", *_TIMESTAMPS}
+     "interval", "timestamp_ns", "map", "array", "tuple", "variant", "float", *_TIMESTAMPS}
 )  # fmt: skip
 
 
@@ -326,7 +326,7 @@ def interval_text(months: int, days: int, micros: int) -> str:
         sign = "-" if micros < 0 else ""
         seconds, frac = divmod(abs(micros), 1_000_000)
         clock = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        parts.append(clock + (f".{frac:06d}" if frac else ""))
+        parts.append(clock + (f".{frac:06d}".rstrip("0") if frac else ""))
     return " ".join(parts)
 
 
@@ -359,7 +359,22 @@ def _duck_text(sql: str, value: int) -> str:
     return str(row[0]) if row else ""
 
 
+def _float(arr: pa.Array, t: DuckDBPyType, text: bool) -> list[Any]:
+    """A ``FLOAT``: the double holding its value; in text, the double of DuckDB's text of it,
+    whose ``repr`` is that text (``0.1``, where the float32's double is 0.10000000149011612,
+    which the shell and ``florsql query`` printed before s36)."""
+    if not text:
+        return arr.to_pylist()
+    with duckdb.connect() as db:
+        db.register("floats", pa.table({"v": arr}))
+        return [None if v is None else float(v) for (v,) in db.execute(_FLOAT_TEXT).fetchall()]
+
+
+_FLOAT_TEXT = "SELECT v::VARCHAR FROM floats"
+
+
 _LEAVES: dict[str, Leaf] = {
+    "float": _float,
     "bignum": _integer,
     "hugeint": _integer,
     "uhugeint": _integer,
