@@ -309,9 +309,12 @@ def query(
     Example:
         florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv
         florsql query "SELECT * FROM logs WHERE lr >= ? AND run_id IN ?" -p 0.01 -p '["r1"]'
+        florsql query - < report.sql      # SQL "-": the statement is read from stdin
     """
     root = _repo(repo)
     _in_query_host(root)
+    if sql == "-":  # no SQL reads `-`; before s36 "syntax error near '-'"
+        sql = sys.stdin.read()
     state = click.get_current_context().find_object(CliState) or CliState()
     if replay != "off" and (executor or state.executor or "local") == "local":
         _start_replay_service(root, sql)

@@ -264,6 +264,7 @@ def test_query_help_exactly() -> None:
         '      florsql query "SELECT run_id, max(val_acc) FROM logs GROUP BY ALL" --format csv\n'
         '      florsql query "SELECT * FROM logs WHERE lr >= ? AND run_id IN ?" -p 0.01 -p '
         "'[\"r1\"]'\n"
+        '      florsql query - < report.sql      # SQL "-": the statement is read from stdin\n'
         "\n"
         "Options:\n"
         "  -p, --param VALUE            The value of the next ? (repeat, in order): JSON\n"

@@ -336,3 +336,15 @@ def test_florsql_query_writes_a_fraction_of_a_second_as_duckdb_does(tmp_path: Pa
     assert got.output == out.read_text()
     table = CliRunner().invoke(main, ["query", "--repo", str(repo), TIMES])
     assert "2020-01-01 01:02:03.5  " in table.output and "01:02:03.12  " in table.output
+
+
+def test_florsql_query_reads_the_statement_from_stdin_given_a_dash(tmp_path: Path) -> None:
+    """``florsql query -`` failed "syntax error near '-'"; it reads the statement from stdin."""
+    from click.testing import CliRunner
+
+    from florsql.cli import main
+
+    repo = make_repo(tmp_path / "other", {"a.py": "x = 1\n"})
+    sql = "SELECT 'a;b' AS x, -- a comment; here\n 2 AS y;\n"
+    got = CliRunner().invoke(main, ["query", "--repo", str(repo), "-", "--format=csv"], input=sql)
+    assert (got.exit_code, got.output) == (0, "x,y\na;b,2\n")
