@@ -17,6 +17,63 @@ Found (each silently wrong unless said):
   named by its text, ``(* ~~* 'camelcase')``, where DuckDB names the column ``CamelCase``
   (``pandas.read_sql`` gave a frame with that column name). So was an ``unnest`` of a struct of
   one field (DuckDB names the column by the field: ``unnest({'Val Loss': x})`` is ``Val Loss``).
+- sqlglot rewrote calls into other questions: ``date_trunc(month, ts)`` (and ``datetrunc``,
+  ``date_diff``, ``datediff``) read the column ``month`` as the part ``'MONTH'`` (another column
+  failed: 'extract specifier "U" not recognized'); ``date_add(d, 3)`` became ``d + INTERVAL 3
+  DAY``, a TIMESTAMP where DuckDB answers a DATE (an INTERVAL column failed); ``log2(x)`` became
+  ``LOG(2, x)``, other last bits (``log2(5)``: 2.3219280948873626, DuckDB 2.321928094887362).
+  They now reach DuckDB as written (``grammar/dialect.py``, ``AS_WRITTEN``).
+- An INTERVAL of more than 292 years of microseconds (``INTERVAL 3000000 HOUR``,
+  ``to_seconds(12345678901)``) wrapped around in DuckDB's Arrow export (int64 nanoseconds): the
+  DB-API answered -88,504 days, ``fetch_arrow_table`` and Flight -7.6e18 ns. A top-level column
+  now has its whole days moved to the days; inside a list or struct it still wraps (strict xfail).
+- A VARIANT came out of the DB-API as its encoded bytes (``{'metadata': b'..', 'value': b'..'}``)
+  where DuckDB's API gives the value (``'abc'``, ``[1, 2]``, ``Decimal('2.5')``).
+- Not silent: a MAP whose keys are nested (``histogram([epoch])``, ``MAP {[1]: 2}``) failed with
+  ``TypeError: unhashable type: 'list'`` in the DB-API and a traceback in ``florsql query``
+  (DuckDB's API: ``{'key': [[1]], 'value': [2]}``); ``x = ALL(list)``/``SOME(list)`` was refused
+  as "function all is not one of the functions florsql allows"; ``?1`` (DuckDB's and SQLite's
+  numbered parameter) was a "syntax error near '1'" (now refused by name, as ``$1``); ``florsql
+  query -`` did not read stdin; shell completion inserted a column named ``left``, ``by``,
+  ``join`` (DuckDB's type_function keywords) unquoted, a syntax error.
+- The shell and ``florsql query`` (table, csv; json for floats) wrote a FLOAT as its double
+  (``0.10000000149011612``; DuckDB ``0.1``) and fractions of a second with six digits
+  (``01:02:03.500000``, in intervals too; DuckDB ``01:02:03.5``): ``--format csv`` now equals
+  DuckDB's ``COPY ... TO`` CSV for every type tried.
+
+Tried and right: ``pandas.read_sql`` with ``params`` and ``read_sql_query`` with ``chunksize``
+(100k rows), ``polars.read_database`` with ``execute_options`` and ``iter_batches``; cursor reuse,
+``executemany``, ``nextset`` (None after a query, ProgrammingError after SET), ``rowcount`` and
+``description`` after SET/EXPLAIN/SHOW RUNS/an error/an empty result, closing a connection twice,
+PEP 249 type objects against every ``description`` type code; threads sharing one connection
+(a cursor each, and one shared cursor: 6x30 queries, every answer right; florsql claims
+``threadsafety = 1``, which holds; level 2 would too, the engine serialises a connection's
+statements). SET/PRAGMA/BEGIN/COMMIT/ATTACH/LOAD/CALL/SUMMARIZE/DESCRIBE and two statements in
+one execute refused clearly; ``SET replay`` spelled every way. Flight SQL through ADBC: parameters
+of every Python type (int as BIGINT, timedelta as a microsecond INTERVAL, as documented),
+prepared statements reused with other parameters, parameter schemas, ``adbc_execute_schema`` and
+its column metadata (IS_CASE_SENSITIVE 1 for VARCHAR), GetInfo, GetObjects with catalog/schema/
+table patterns (``%``, ``_``, an escaped ``_``, any case), table types, GetXdbcTypeInfo with a
+data type filter, GetSqlInfo's values (null ordering, identifier case) against DuckDB, a
+1M-row result (row count, sum, last value), 300k rows through ``fetchall``, a client closing its
+cursor mid-stream,
+``adbc_cancel`` of a running query (CANCELLED in 1.5 s, the server answering next), three
+clients at once, errors as OperationalError with florsql's one line. ``florsql query``: formats,
+exit codes (1 error, 2 bad option), comments and ``;``. The shell through a pipe: ``;`` inside
+strings, E-strings, dollar quotes, comments and nested comments, multi-line statements,
+dot-commands (``.tables``, ``.schema``, ``.mode``, ``.explain``, unknown ones), exit status.
+Names differing only in case are refused by the record API within a run; ``Loss`` is read by
+``loss``, ``"LOSS"``, ``l.Loss``, in USING, NATURAL JOIN, PIVOT/UNPIVOT, EXCLUDE/REPLACE/RENAME,
+``COLUMNS([...])``, ``struct_extract``, QUALIFY, DISTINCT ON; names with dots, spaces and
+unicode likewise. ``?`` in window frames, CASE, IN lists, LIKE ESCAPE, QUALIFY, HAVING, table
+functions, lambdas, list comprehensions, struct and map literals, FETCH, lag/ntile arguments.
+About 280 scalar expressions, 85 aggregate/window/join/set-operation shapes and a fuzz of 3,300
+calls of every allowed function over typed literals against DuckDB. Left as they are (refusals or
+answers where DuckDB refuses, none silent): ``MAP {}::MAP(INT, INT)`` and ``ROW(1, 2) < ROW(1,
+3)`` are syntax errors; ``reduce``/``apply``/``filter`` with a lambda and ``5!`` fail to parse;
+``unlist`` is not allowed; ``initcap``, ``position(a, b)``, ``BETWEEN SYMMETRIC``, ``bool_and``
+of integers and arrow lambdas (``x -> x + 1``, deprecated in DuckDB 2) are answered where DuckDB
+refuses them.
 """
 
 from __future__ import annotations
