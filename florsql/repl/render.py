@@ -295,29 +295,31 @@ def render_csv(table: pa.Table) -> str:
         "a,b",2
     """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.column_names)
+    csv.writer(out, lineterminator="\n").writerow(table.column_names)
+    line = io.StringIO()  # one line at a time (reading back all of `out` per line: n**2)
+    writer = csv.writer(line, lineterminator="\n")
     for batch in table.to_batches(max_chunksize=10_000):
         columns = _text_columns(pa.Table.from_batches([batch]))
         types = [f.type for f in batch.schema]
         for row in zip(*columns, strict=True):
             texts = [None if v is None else cell(v, t) for v, t in zip(row, types, strict=True)]
-            out.write(_csv_line(writer, out, texts))
+            out.write(_csv_line(writer, line, texts))
     return out.getvalue().rstrip("\n")
 
 
 _EMPTY = "\x00florsql-empty\x00"  # stands for an empty string while the csv module writes
 
 
-def _csv_line(writer: Any, out: io.StringIO, texts: list[str | None]) -> str:
-    """One CSV line: the csv module writes '' and None alike, so an empty string is written as
-    a placeholder and turned into ``""`` (NULL stays an empty field)."""
-    mark = out.tell()
+def _csv_line(writer: Any, line: io.StringIO, texts: list[str | None]) -> str:
+    """One CSV line, through ``writer``, which writes into ``line`` (emptied here): the csv
+    module writes '' and None alike, so an empty string is written as a placeholder and turned
+    into ``""`` (NULL stays an empty field). Before s36 the line was read back from the whole
+    output: 30,000 rows took 5.6 s, 300,000 minutes."""
     writer.writerow([_EMPTY if t == "" else ("" if t is None else t) for t in texts])
-    line = out.getvalue()[mark:]
-    out.seek(mark)
-    out.truncate()
-    return line.replace(_EMPTY, '""')
+    text = line.getvalue()
+    line.seek(0)
+    line.truncate()
+    return text.replace(_EMPTY, '""')
 
 
 def _json(value: object) -> str:
