@@ -410,24 +410,17 @@ def test_florsql_query_reads_the_statement_from_stdin_given_a_dash(tmp_path: Pat
     assert (got.exit_code, got.output) == (0, "x,y\na;b,2\n")
 
 
-def test_csv_takes_time_linear_in_the_rows() -> None:
+def test_csv_of_many_rows_is_written_line_by_line() -> None:
     """Each CSV line was read back from the whole output written so far: 10,000 rows took
-    0.86 s, 30,000 5.6 s, 300,000 minutes (``florsql query --format csv``, the shell's csv)."""
-    import time
-
+    0.86 s, 30,000 5.6 s, 300,000 minutes (``florsql query --format csv``, the shell's csv).
+    Now each line is written through a buffer of its own (time linear in the rows; no timed
+    assert here: the brief keeps timings in benchmarks/). Every line is the row's."""
     from florsql.engine.exact import run_exact
     from florsql.repl.render import render_csv
 
     db = duckdb.connect()
-
-    def best(rows: int) -> float:
-        table, _ = run_exact(db, f"SELECT i / 3 AS f, '' AS e, 'a,b' AS s FROM range({rows}) t(i)")
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            render_csv(table)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    small, large = best(8_000), best(32_000)
-    assert large < 8 * small, (small, large)  # 4 times the rows: about 4 times the time, not 16
+    table, _ = run_exact(db, "SELECT i AS n, '' AS e, 'a,b' AS s FROM range(32000) t(i)")
+    lines = render_csv(table).split("\n")
+    assert len(lines) == 32001 and lines[0] == "n,e,s"
+    # an empty string quoted (NULL is bare), as DuckDB's COPY TO csv writes it
+    assert [lines[1], lines[-1]] == ['0,"","a,b"', '31999,"","a,b"']
