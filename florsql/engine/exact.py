@@ -278,8 +278,12 @@ class ExactStream:
     :meth:`on_close` (the engine's cursor goes back), once. Reading it to its end, or an error
     while reading, closes it too."""
 
-    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+    def __init__(
+        self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], empty: pa.Table | None = None
+    ) -> None:
         self.schema = schema
+        #: no rows, this schema (``schema.empty_table()`` cannot make every type: a union)
+        self.empty = empty if empty is not None else schema.empty_table()
         self._source = batches  # DuckDB's reader: closed first
         self._batches = batches
         self._hooks: list[Callable[[], None]] = []
@@ -300,6 +304,7 @@ class ExactStream:
         schema = self.schema.with_metadata(metadata)
         batches = self._batches
         self.schema = schema
+        self.empty = self.empty.replace_schema_metadata(metadata)
         self._batches = (_retag(b, schema) for b in batches)
         if self._first is not None and self._first[0] is not None:
             self._first = [_retag(self._first[0], schema)]
@@ -434,6 +439,10 @@ def stream_exact(
         with contextlib.suppress(Exception):  # the connection may be closed already
             con.execute("ROLLBACK")
 
-    stream = ExactStream(schema, batches())
+    empty = pa.Table.from_arrays(
+        [c if t is None else c.cast(t) for c, t in zip(found.columns, targets, strict=True)],
+        schema=schema,
+    )
+    stream = ExactStream(schema, batches(), empty)
     stream.on_close(end)
     return stream, types

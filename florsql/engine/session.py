@@ -393,7 +393,7 @@ class Engine:
         rows = None
         if stream:
             rows, types = self._stream(con, planned.sql, stmt)
-            table = rows.schema.empty_table()
+            table = rows.empty
         else:
             table, types = self._run(con, planned.sql, stmt)
         return Result(
@@ -513,16 +513,9 @@ class Engine:
         except Exception as e:
             if pressed:
                 raise KeyboardInterrupt from None
-            if _interrupted(e):
-                raise QueryInterrupted(
-                    "the query was interrupted (Engine.interrupt(), a cursor's interrupt() or a "
-                    "cancelled call); run it again to answer it",
-                    sql=stmt.source,
-                ) from e
-            if type(e).__module__.startswith(("duckdb", "_duckdb")):
-                raise translate_duckdb_error(
-                    e, ran=sql, source=stmt.source, offset=stmt.offset
-                ) from e
+            failure = _failure(e, sql, stmt)
+            if failure is not None:
+                raise failure from e
             raise
         if pressed:  # Ctrl-C came as the query ended
             raise KeyboardInterrupt
@@ -556,14 +549,9 @@ class Engine:
         try:
             rows, types = stream_exact(con, sql, rename=rename, translate=translate)
         except Exception as e:
-            if _interrupted(e):
-                raise QueryInterrupted(
-                    "the query was interrupted (Engine.interrupt(), a cursor's interrupt() or a "
-                    "cancelled call); run it again to answer it",
-                    sql=stmt.source,
-                ) from e
-            if type(e).__module__.startswith(("duckdb", "_duckdb")):
-                raise translate(e) from e
+            failure = _failure(e, sql, stmt)
+            if failure is not None:
+                raise failure from e
             raise
         return rows, tuple(type_name(t) for t in types)
 
@@ -704,6 +692,20 @@ def _check_replay(value: str, allowed: tuple[str, ...] = REPLAY_VALUES) -> str:
     if value not in allowed:
         raise PlanError(f"replay must be one of {', '.join(REPLAY_VALUES)}, not {value!r}")
     return value
+
+
+def _failure(error: Exception, sql: str, stmt: Statement) -> Exception | None:
+    """The florsql error to raise for ``error``, raised running ``sql`` for ``stmt`` (None:
+    not DuckDB's; raise it as it is)."""
+    if _interrupted(error):
+        return QueryInterrupted(
+            "the query was interrupted (Engine.interrupt(), a cursor's interrupt() or a "
+            "cancelled call); run it again to answer it",
+            sql=stmt.source,
+        )
+    if type(error).__module__.startswith(("duckdb", "_duckdb")):
+        return translate_duckdb_error(error, ran=sql, source=stmt.source, offset=stmt.offset)
+    return None
 
 
 def _interrupted(error: Exception) -> bool:

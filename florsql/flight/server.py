@@ -249,7 +249,10 @@ class FlorFlightServer(flight.FlightServerBase):
             result = self.handles.take(msg.statement_handle)
             if result.stream is not None:
                 rows = result.stream
-                return flight.GeneratorStream(rows.schema, _wire_stream(rows))
+                # a reader, not a GeneratorStream: that one sends no dictionaries (ENUM columns)
+                # before the first batch, which ADBC's reader refuses
+                reader = pa.RecordBatchReader.from_batches(rows.schema, _wire_stream(rows))
+                return flight.RecordBatchStream(reader)
             table = result.table
         elif isinstance(msg, METADATA):
             table = self._metadata_table(msg)
