@@ -363,38 +363,40 @@ VALUES_CSV = (
 )
 
 
-def test_florsql_query_csv_is_duckdbs_copy_to_csv(tmp_path: Path) -> None:
-    """``--format csv`` wrote a FLOAT as its double (``0.10000000149011612``, DuckDB: ``0.1``)
-    and an interval's fraction of a second with six digits (``04:05:06.500000``, DuckDB:
-    ``04:05:06.5``); DuckDB's ``COPY ... TO`` CSV is the documented oracle."""
+def _csv_is_copy_to(tmp_path: Path, sql: str) -> Any:
+    """Assert ``florsql query --format csv`` of ``sql`` is DuckDB's ``COPY ... TO`` CSV of it
+    (the documented oracle); return a runner of ``florsql query`` of ``sql`` with more options."""
     from click.testing import CliRunner
 
     from florsql.cli import main
 
     repo = make_repo(tmp_path / "other", {"a.py": "x = 1\n"})
     out = tmp_path / "want.csv"
-    duckdb.connect().execute(f"COPY ({VALUES_CSV}) TO '{out}' (HEADER)")
-    got = CliRunner().invoke(main, ["query", "--repo", str(repo), VALUES_CSV, "--format", "csv"])
+    duckdb.connect().execute(f"COPY ({sql}) TO '{out}' (HEADER)")
+
+    def query(*options: str) -> Any:
+        return CliRunner().invoke(main, ["query", "--repo", str(repo), sql, *options])
+
+    got = query("--format", "csv")
     assert got.exit_code == 0, got.output
     assert got.output == out.read_text()
-    as_json = CliRunner().invoke(main, ["query", "--repo", str(repo), VALUES_CSV, "--format=json"])
+    return query
+
+
+def test_florsql_query_csv_is_duckdbs_copy_to_csv(tmp_path: Path) -> None:
+    """``--format csv`` wrote a FLOAT as its double (``0.10000000149011612``, DuckDB: ``0.1``)
+    and an interval's fraction of a second with six digits (``04:05:06.500000``, DuckDB:
+    ``04:05:06.5``); DuckDB's ``COPY ... TO`` CSV is the documented oracle."""
+    query = _csv_is_copy_to(tmp_path, VALUES_CSV)
+    as_json = query("--format=json")
     assert '"d": 0.1,' in as_json.output and '"sf": [2.5e-07]' in as_json.output
 
 
 def test_florsql_query_writes_a_fraction_of_a_second_as_duckdb_does(tmp_path: Path) -> None:
     """``--format csv`` and the table wrote ``01:02:03.500000`` where DuckDB's text (and its
     ``COPY ... TO`` CSV, the documented oracle) is ``01:02:03.5``."""
-    from click.testing import CliRunner
-
-    from florsql.cli import main
-
-    repo = make_repo(tmp_path / "other", {"a.py": "x = 1\n"})
-    out = tmp_path / "want.csv"
-    duckdb.connect().execute(f"COPY ({TIMES}) TO '{out}' (HEADER)")
-    got = CliRunner().invoke(main, ["query", "--repo", str(repo), TIMES, "--format", "csv"])
-    assert got.exit_code == 0, got.output
-    assert got.output == out.read_text()
-    table = CliRunner().invoke(main, ["query", "--repo", str(repo), TIMES])
+    query = _csv_is_copy_to(tmp_path, TIMES)
+    table = query()
     assert "2020-01-01 01:02:03.5  " in table.output and "01:02:03.12  " in table.output
 
 
