@@ -1002,3 +1002,242 @@ def test_an_optimizer_held_by_a_registered_optimizer_is_restored_in_place() -> N
     old = {k: v for k, v in payload.items() if k != "inner"}
     with pytest.raises(StoreError, match="holds another optimizer"):
         ckpt.restore({"model": net2, "optimizer": opt2}, old, rng=False)
+
+
+class _Counting(torch.nn.Module):
+    """A script's module keeping private state (``self._seen``) and generators of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.LSTM(2, 3)  # torch's private attributes (flat weights) stay its
+        self._seen = 0
+        self._history: list[float] = []
+        self.rng = np.random.default_rng(0)
+        self.legacy = np.random.RandomState(0)
+        self.gen = torch.Generator().manual_seed(0)
+        self._py = random.Random(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._seen += len(x)
+        self._history.append(float(self.rng.random()))
+        self.legacy.rand()
+        self._py.random()
+        return self.rnn(x + torch.rand(x.shape, generator=self.gen))[0]
+
+
+def test_a_script_module_s_private_attributes_and_generators_come_back_in_place() -> None:
+    """``self._samples_seen += len(x)`` in a script module's ``forward``, and a mask drawn from
+    its own ``self.rng = np.random.default_rng(seed)`` or ``torch.Generator``: private
+    attributes and generators were left out of the checkpoint, so a replay from a later one
+    read 0 samples seen (a full re-run: 192) and drew from generators as the start made them,
+    silently where no recorded value depended on the draws (s36). Generators are refilled in
+    place; torch's own private attributes are left alone."""
+    net = _Counting()
+    for _ in range(3):
+        net(torch.ones(4, 1, 2))
+    payload = ckpt.load_bytes(ckpt.serialize(ckpt.capture({"net": net})), "t")
+    want = (
+        float(net.rng.random()),
+        float(net.legacy.rand()),
+        net._py.random(),
+        float(torch.rand((), generator=net.gen)),
+    )
+    fresh = _Counting()
+    gens = (fresh.rng, fresh.legacy, fresh._py, fresh.gen)
+    flat = fresh.rnn._flat_weights
+    ckpt.restore({"net": fresh}, payload, rng=False)
+    assert (fresh._seen, len(fresh._history)) == (12, 3)
+    assert (fresh.rng, fresh.legacy, fresh._py, fresh.gen) == gens
+    got = (
+        float(fresh.rng.random()),
+        float(fresh.legacy.rand()),
+        fresh._py.random(),
+        float(torch.rand((), generator=fresh.gen)),
+    )
+    assert got == want
+    assert fresh.rnn._flat_weights is flat
+    assert all(a is b for a, b in zip(flat, fresh.rnn.parameters(), strict=True))
+
+
+def test_a_wrapper_optimizer_sharing_its_base_s_groups_shares_them_after_a_restore() -> None:
+    """timm's ``Lookahead``: ``self.param_groups = base.param_groups`` and a ``load_state_dict``
+    that loads the base's. The restore kept the wrapper's group dicts and left the base new
+    ones: the base stepped its counters in one set while the script read the other
+    (``lookahead_step`` 10 at every later step, a full re-run 11, 12, ...: s36)."""
+
+    class Wrapper(torch.optim.Optimizer):
+        def __init__(self, base: torch.optim.Optimizer) -> None:
+            self._optimizer_step_pre_hooks: dict[int, Any] = {}
+            self._optimizer_step_post_hooks: dict[int, Any] = {}
+            self._base_optimizer = base
+            self.param_groups = base.param_groups
+            self.defaults = base.defaults
+            self.state: Any = {}
+            for group in base.param_groups:
+                group.setdefault("wrapped_steps", 0)
+
+        def step(self, closure: Any = None) -> None:  # type: ignore[override]
+            self._base_optimizer.step(closure)
+            for group in self._base_optimizer.param_groups:
+                group["wrapped_steps"] += 1
+
+        def state_dict(self) -> dict[str, Any]:
+            return self._base_optimizer.state_dict()
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self._base_optimizer.load_state_dict(state_dict)
+            self.param_groups = self._base_optimizer.param_groups
+
+    def make() -> tuple[torch.nn.Linear, Wrapper]:
+        net = torch.nn.Linear(2, 2)
+        return net, Wrapper(torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
+
+    net, opt = make()
+    for _ in range(3):
+        net(torch.ones(1, 2)).sum().backward()
+        opt.step()
+    payload = ckpt.capture({"opt": opt})
+    fresh_net, fresh = make()
+    groups, group = fresh.param_groups, fresh.param_groups[0]
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    base = fresh._base_optimizer
+    assert fresh.param_groups is groups and base.param_groups is groups
+    assert base.param_groups[0] is group and group["wrapped_steps"] == 3
+    fresh_net(torch.ones(1, 2)).sum().backward()
+    fresh.step()
+    assert fresh.param_groups[0]["wrapped_steps"] == 4
+
+
+class _Jitter:
+    """A script's augmenter whose ``state_dict`` keeps its probability only."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.p = 0.5
+        self.rng = random.Random(0)
+        self.applied = 0
+        self.history: list[float] = []
+        self.models = [net]  # the model it trains: the model's to restore, never a copy
+
+    def __call__(self) -> None:
+        if self.rng.random() < self.p:
+            self.applied += 1
+        self.history.append(self.p)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"p": self.p}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.p = state["p"]
+
+
+def test_a_registered_script_object_s_fields_its_state_dict_leaves_out_come_back() -> None:
+    """``flor.checkpointing(..., aug=aug)`` with an augmenter whose ``state_dict`` keeps its
+    probability and not its ``random.Random`` nor its count: a replay from a later checkpoint
+    drew from the start's generator and counted from 0 (``applied`` 0 at every epoch, other
+    step losses, silently: s36). Its data attributes are saved beside its state_dict now."""
+    net = torch.nn.Linear(2, 2)
+    aug = _Jitter(net)
+    for _ in range(7):
+        aug()
+    aug.p = 0.25
+    payload = ckpt.load_bytes(ckpt.serialize(ckpt.capture({"net": net, "aug": aug})), "t")
+    want = aug.rng.random()
+    fresh_net = torch.nn.Linear(2, 2)
+    fresh = _Jitter(fresh_net)
+    rng, history = fresh.rng, fresh.history
+    ckpt.restore({"net": fresh_net, "aug": fresh}, payload, rng=False)
+    assert (fresh.p, fresh.applied, fresh.history) == (0.25, aug.applied, aug.history)
+    assert fresh.rng is rng and fresh.history is history and fresh.rng.random() == want
+    assert fresh.models[0] is fresh_net
+
+
+def test_a_parameter_hooked_during_the_run_is_a_structure_change() -> None:
+    """``p.register_hook(lambda g: g.clamp(-0.05, 0.05))`` after the warm-up epoch: in no
+    state_dict, so a replay from a later checkpoint trained unclamped (the largest gradient
+    0.1178 at epoch 3 for a full re-run's 0.05, silently: s36). Such checkpoints are no start
+    now, as those of a module hooked during the run."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    start = ckpt.structure({"net": net})
+    net[1].weight.register_hook(lambda g: g.clamp(-0.05, 0.05))
+    why = ckpt.structure_change(start, ckpt.structure({"net": net}))
+    assert why is not None and "net.1 got a hook" in why
+    payload = ckpt.capture({"net": net})
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    with pytest.raises(StoreError, match="hook"):
+        ckpt.restore({"net": fresh}, payload, rng=False)
+
+
+def test_a_script_optimizer_s_private_step_count_comes_back() -> None:
+    """A hand-written Adam keeping its bias-correction step count in ``self._t``: left out of
+    the checkpoint, a replay from a later one corrected as at step 1 (``t`` 0 at every epoch
+    for a full re-run's 4, 8, 12, 16; other step losses, silently: s36). torch's own private
+    attributes of an optimizer stay its own."""
+
+    class Counting(torch.optim.SGD):
+        def __init__(self, params: Any) -> None:
+            super().__init__(params, lr=0.1)
+            self._t = 0
+
+        def step(self, closure: Any = None) -> None:  # type: ignore[override]
+            self._t += 1
+            super().step(closure)
+
+    net = torch.nn.Linear(2, 2)
+    opt = Counting(net.parameters())
+    for _ in range(3):
+        net(torch.ones(1, 2)).sum().backward()
+        opt.step()
+    payload = ckpt.load_bytes(ckpt.serialize(ckpt.capture({"opt": opt})), "t")
+    fresh = Counting(torch.nn.Linear(2, 2).parameters())
+    hooks = fresh._optimizer_step_pre_hooks
+    ckpt.restore({"opt": fresh}, payload, rng=False)
+    assert fresh._t == 3 and fresh._optimizer_step_pre_hooks is hooks
+
+
+def test_a_script_objects_fields_and_the_optimizers_it_holds_are_restored_once() -> None:
+    """Both s36 sweeps meet on one object: a registered trainer of the script's whose
+    ``state_dict`` keeps only its model's, holding its optimizer and scheduler (saved by their
+    own ``state_dict``, h4) beside plain fields and a generator (saved as its fields, h3). The
+    optimizer is loaded in place, not replaced by a pickled copy, and the list of models it
+    trains is left to them."""
+
+    class Trainer:
+        def __init__(self, net: torch.nn.Module) -> None:
+            self.net = net
+            self.opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+            self.sched = torch.optim.lr_scheduler.StepLR(self.opt, 1, 0.5)
+            self.count = 0
+            self.rng = random.Random(0)
+            self.models = [net]
+
+        def state_dict(self) -> dict:
+            return {"net": self.net.state_dict()}
+
+        def load_state_dict(self, d: dict) -> None:
+            self.net.load_state_dict(d["net"])
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    t = Trainer(net)
+    for _ in range(3):
+        t.opt.zero_grad()
+        net(torch.ones(4, 2)).sum().backward()
+        t.opt.step()
+        t.sched.step()
+        t.count += 1
+        t.rng.random()
+    payload = ckpt.capture({"trainer": t, "net": net})
+    assert sorted(payload["fields"]["trainer"][0]) == ["count"]
+    assert sorted(payload["fields"]["trainer"][1]) == ["rng"]
+    assert sorted(payload["inner"]["trainer"]) == ["opt", "sched"]
+
+    net2 = torch.nn.Linear(2, 1)
+    t2 = Trainer(net2)
+    opt2, sched2 = t2.opt, t2.sched
+    ckpt.restore({"trainer": t2, "net": net2}, payload)
+    assert t2.opt is opt2 and t2.sched is sched2 and t2.sched.optimizer is opt2
+    assert t2.opt.param_groups[0]["lr"] == t.opt.param_groups[0]["lr"] == 0.1 * 0.5**3
+    buf = t.opt.state[next(iter(net.parameters()))]["momentum_buffer"]
+    assert torch.equal(t2.opt.state[next(iter(net2.parameters()))]["momentum_buffer"], buf)
+    assert t2.count == 3 and t2.rng.getstate() == t.rng.getstate()
+    assert t2.models[0] is net2

@@ -229,7 +229,7 @@ def replay_if_needed(
         again = tuple(getattr(outcome, "from_start", ()))
         how = (
             f"{len(again)} run(s) were replayed again from their start with no checkpoint "
-            "restored (as slow as re-running them), "
+            "restored (as slow as re-running them), and "
             if again
             else ""
         )
@@ -239,7 +239,7 @@ def replay_if_needed(
             f"today's statements drew from a global RNG or a generator of the script ({said}): "
             "a run of today's script trains differently from the recorded run after the first "
             "draw, and the values "
-            f"are that run's: {how}and the recorded values beside them stay the recorded "
+            f"are that run's: {how}the recorded values beside them stay the recorded "
             "run's; to replay from checkpoints instead, give what the statement draws from a "
             "generator of its own (a DataLoader's generator=torch.Generator(), "
             "torch.random.fork_rng() around it; in eval mode dropout draws nothing)",

@@ -275,6 +275,17 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: only for a file the run wrote (today's statement's own was retried, failing twice); a
 #: task that reads an output before writing it (a run resumed from its own ``last.json``)
 #: warns, naming it (silent before).
+#: 28 (session 36, sweep h3; merged in session 37): the RNG guard also walks a torch
+#: model's submodules for generators, once per model (a ``DropPath``'s own
+#: ``torch.Generator`` three modules down, drawn by today's ``net(XV)`` in training mode:
+#: 0.5093 for a run of today's script's 0.5196, under a NondeterminismWarning only). A
+#: restored wrapper optimizer sharing its base optimizer's parameter groups (timm's
+#: ``Lookahead``) shares them again (``lookahead_step`` 10 at every later step, silently).
+#: Checkpoints recorded since also hold a script module's or optimizer's private attributes
+#: (``self._samples_seen``: 0 for a full re-run's 192; a hand-written Adam's ``self._t``;
+#: silently) and any module's generators, the data attributes of a registered script object
+#: beside its partial ``state_dict`` (an augmenter's ``random.Random`` and count), and mark a
+#: parameter hooked during the run (``p.register_hook(clamp)`` after the warm-up) as no start.
 REPLAY_RULES = _STORED_RULES
 
 

@@ -57,12 +57,15 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     states: dict[str, Any] = {}
     pickled: dict[str, bytes] = {}
     extras: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for name, obj in objs.items():
         if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
             states[name] = _deep_copy(obj.state_dict())
             extra = module_extras(obj)
             if extra:
                 extras[name] = extra
+            elif (own := script_fields(obj)) is not None:
+                fields[name] = list(own)
         else:
             pickled[name] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     payload: dict[str, Any] = {
@@ -73,6 +76,8 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
     }
     if extras:
         payload["extras"] = extras
+    if fields:
+        payload["fields"] = fields
     loose = _loose_parameters(objs)
     if loose:
         payload["loose"] = loose
@@ -98,6 +103,37 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
         # without it predates that
         payload["inner_all"] = True
     return payload
+
+
+def script_fields(obj: Any) -> tuple[dict, dict] | None:
+    """The data attributes of a registered object of the script's (not torch's: a module,
+    optimizer or scheduler, a ``GradScaler``), saved beside its own ``state_dict``, which may
+    leave fields out: an augmenter keeping its probability there and not its ``random.Random``
+    nor its count came back, from a later checkpoint, with the start's generator (other draws)
+    and count 0, silently (s36). None where there are none."""
+    torch = sys.modules.get("torch")
+    if type(obj).__module__.split(".", 1)[0] == "torch" or not isinstance(
+        getattr(obj, "__dict__", None), dict
+    ):
+        return None
+    if torch is not None:
+        kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+        if isinstance(obj, kinds):
+            return None
+    attrs, pickled = _attributes(obj, torch)
+    for k in [k for k in pickled if _holds_torch_objects(vars(obj)[k])]:
+        del pickled[k]  # a list of the models it trains: theirs to restore, not copies
+    return (attrs, pickled) if attrs or pickled else None
+
+
+def _holds_torch_objects(value: Any) -> bool:
+    """A container holding a torch module, optimizer or scheduler (one level down)."""
+    torch = sys.modules.get("torch")
+    if torch is None or type(value) not in _CONTAINERS:
+        return False
+    kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    items = value.values() if isinstance(value, dict) else value
+    return any(isinstance(v, kinds) for v in items)
 
 
 def inner_optimizers(obj: Any, registered: set[int], *, wide: bool = False) -> dict[str, Any]:
@@ -426,17 +462,26 @@ _MAX_ATTRIBUTE_BYTES = 16 * 1024 * 1024
 
 
 def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict, dict]:
-    """An object's own data attributes (not ``_private`` ones): plain values as they are,
-    containers of other values pickled (bytes, so the file stays loadable with
-    ``weights_only=True``); what does not pickle is left out."""
+    """An object's own data attributes: plain values as they are, containers of other values
+    and random generators pickled (bytes, so the file stays loadable with
+    ``weights_only=True``); what does not pickle is left out. ``_private`` ones only where the
+    script's own class set them (:func:`_internals`), and only plain values, numpy values and
+    generators: torch's own are its machinery (hooks, flat weights)."""
     attrs: dict[str, Any] = {}
     pickled: dict[str, bytes] = {}
+    internals = _internals(obj, torch)
     for k, v in vars(obj).items():
-        if k.startswith("_") or k in skip:
+        if k in skip:
+            continue
+        if k.startswith("_") and (
+            internals is None
+            or k in internals
+            or not (_plain(v, torch) or _numpy_value(v) or _generator(v))
+        ):
             continue
         if _plain(v, torch):
             attrs[k] = _deep_copy(v)
-        elif type(v) in _CONTAINERS or _numpy_value(v) or _plain_object(v, torch):
+        elif type(v) in _CONTAINERS or _numpy_value(v) or _generator(v) or _plain_object(v, torch):
             if getattr(v, "nbytes", 0) > _MAX_ATTRIBUTE_BYTES:
                 continue  # a data array kept on the module, not training state
             with contextlib.suppress(Exception):  # whatever a user's object raises
@@ -446,13 +491,83 @@ def _attributes(obj: Any, torch: Any, skip: tuple[str, ...] = ()) -> tuple[dict,
     return attrs, pickled
 
 
+#: per torch base class: the private attribute names its ``__init__`` sets (its machinery)
+_BASE_INTERNALS: dict[type, frozenset[str]] = {}
+
+
+def _internals(obj: Any, torch: Any) -> frozenset[str] | None:
+    """The private attribute names of ``obj`` that are torch's (a module's ``_parameters`` and
+    hooks, an optimizer's hook dicts), or None where ``obj``'s class is torch's own: all of its
+    private attributes are then. A private attribute the script's class sets
+    (``self._samples_seen += len(x)`` in its ``forward``) is state like a public one: left
+    out, a replay from a later checkpoint read it as the script's start made it, silently
+    (s36: 0 samples seen where a full re-run logs 192)."""
+    if type(obj).__module__.split(".", 1)[0] == "torch":
+        return None
+    if torch is None:
+        return frozenset()
+    base: type | None = None
+    if isinstance(obj, torch.nn.Module):
+        base = torch.nn.Module
+    elif isinstance(obj, torch.optim.Optimizer):
+        base = torch.optim.Optimizer
+    if base is None:
+        return frozenset()
+    names = _BASE_INTERNALS.get(base)
+    if names is None:
+        if base is torch.nn.Module:
+            names = frozenset(vars(torch.nn.Module()))
+        else:
+            names = frozenset(vars(torch.optim.Optimizer([torch.nn.Parameter(torch.zeros(1))], {})))
+        _BASE_INTERNALS[base] = names
+    return names
+
+
+def _generator(v: Any) -> bool:
+    """A random generator object (``self.rng = np.random.default_rng(seed)``, ``self.gen =
+    torch.Generator()``): its state is the C object's, and a module that draws from it in
+    ``forward`` changes it at every step. Left out, a replay from a checkpoint drew from a
+    generator as the script's start made it: values after it wrong, silently where no
+    recorded value depended on the draws (s36)."""
+    import random
+
+    if isinstance(v, random.Random):
+        return True
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(v, (np.random.Generator, np.random.RandomState)):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(v, torch.Generator)
+
+
+def _refill_generator(cur: Any, saved: Any) -> bool:
+    """Put ``saved``'s state into the generator ``cur`` (in place: code may hold it); False
+    where ``cur`` is no generator of the same kind."""
+    import random
+
+    if type(cur) is not type(saved) or not _generator(cur):
+        return False
+    if isinstance(cur, random.Random):
+        cur.setstate(saved.getstate())
+        return True
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(cur, np.random.Generator):
+        cur.bit_generator.state = saved.bit_generator.state
+    elif np is not None and isinstance(cur, np.random.RandomState):
+        cur.set_state(saved.get_state())
+    else:
+        cur.set_state(saved.get_state())  # a torch.Generator
+    return True
+
+
 def _plain_object(v: Any, torch: Any) -> bool:
     """An object of plain fields only (a config: ``SimpleNamespace``, a dataclass,
     ``argparse.Namespace``, the script's own small class), as a model keeps one
     (``self.config``): left out, a field the loop changed (``net.config.drop *= 0.5`` each
     epoch) came back, from a later checkpoint, as the script's start made it, silently (s34).
     Not a tokenizer or another object holding more than plain values."""
-    if isinstance(v, (type, types.ModuleType, torch.nn.Module)) or callable(v):
+    code = (type, types.ModuleType) if torch is None else (type, types.ModuleType, torch.nn.Module)
+    if isinstance(v, code) or callable(v):
         return False
     fields = getattr(v, "__dict__", None)
     return (
@@ -472,10 +587,19 @@ def _put_attributes(obj: Any, attrs: dict[str, Any], pickled: dict[str, bytes]) 
     from florsql.record import frame_state
 
     for k, v in attrs.items():
-        setattr(obj, k, _deep_copy(v))
+        cur, new = getattr(obj, k, None), _deep_copy(v)
+        if type(cur) is list and type(new) is list:
+            cur[:] = new  # in place: a name the script bound to it before the loop holds it
+        elif type(cur) is dict and type(new) is dict:
+            cur.clear()
+            cur.update(new)
+        else:
+            setattr(obj, k, new)
     for k, blob in pickled.items():
         saved = pickle.loads(blob)
         cur = getattr(obj, k, None)
+        if _refill_generator(cur, saved):
+            continue
         if not frame_state.fill_in_place(cur, saved):  # in place where it can: aliases hold
             setattr(obj, k, saved)
 
@@ -488,15 +612,32 @@ def _type_name(value: Any) -> str:
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
 
 
+#: The hook dicts of a parameter (``p.register_hook(...)``,
+#: ``p.register_post_accumulate_grad_hook(...)``): they change its gradient or act on it.
+_TENSOR_HOOK_DICTS = ("_backward_hooks", "_post_accumulate_grad_hooks")
+
+
 def _hooks(module: Any) -> list[str]:
-    """The hooks on ``module`` by their functions' names, sorted (a multiset)."""
+    """The hooks on ``module`` and on its own parameters by their functions' names, sorted (a
+    multiset). A parameter's hook is in no state_dict either: gradients clamped by
+    ``p.register_hook(lambda g: g.clamp(-0.05, 0.05))`` from epoch 1 on were not clamped in a
+    replay from a later checkpoint (the largest gradient 0.1178 where a full re-run has 0.05,
+    silently: s36)."""
     out = []
     for attr in _HOOK_DICTS:
         for hook in (getattr(module, attr, None) or {}).values():
-            func = getattr(hook, "func", hook)  # a functools.partial: its function
-            name = getattr(func, "__qualname__", None) or type(func).__qualname__
-            out.append(f"{attr}:{getattr(func, '__module__', '')}.{name}")
+            out.append(f"{attr}:{_hook_name(hook)}")
+    for k, param in (getattr(module, "_parameters", None) or {}).items():
+        for attr in _TENSOR_HOOK_DICTS:
+            for hook in (getattr(param, attr, None) or {}).values():
+                out.append(f"{k}.{attr}:{_hook_name(hook)}")
     return sorted(out)
+
+
+def _hook_name(hook: Any) -> str:
+    func = getattr(hook, "func", hook)  # a functools.partial: its function
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', '')}.{name}"
 
 
 def _structure_differs(prefix: str, module: Any, saved: dict[str, Any]) -> str | None:
@@ -529,7 +670,7 @@ def _plain(value: Any, torch: Any, depth: int = 0) -> bool:
     """A value a checkpoint keeps loadable with ``weights_only=True`` (and cheap to copy)."""
     if isinstance(value, (bool, int, float, str, type(None))):
         return True
-    if isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor):
         return not isinstance(value, torch.nn.Parameter)
     if depth < 3 and type(value) in (list, tuple):
         return all(_plain(v, torch, depth + 1) for v in value)
@@ -639,6 +780,8 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 _restore_loose(name, obj, payload["loose"][name])
             if name in payload.get("optimizer_attrs", {}):
                 _put_attributes(obj, *payload["optimizer_attrs"][name])
+            if name in payload.get("fields", {}):
+                _put_attributes(obj, *payload["fields"][name])
             if "inner" in payload:
                 restore_inner_optimizers(name, obj, payload["inner"].get(name) or {})
             if ("inner" not in payload and _holds_optimizers(obj, objs)) or (
@@ -670,22 +813,35 @@ def _load_state_dict(obj: Any, state: Any) -> None:
     if torch is None or not isinstance(obj, torch.optim.Optimizer):
         obj.load_state_dict(state)
         return
-    groups, per_param = obj.param_groups, obj.state
-    kept = list(groups)
+    # and the optimizers it holds: a wrapper sharing its base optimizer's groups (timm's
+    # ``Lookahead``: ``self.param_groups = base.param_groups``, its ``load_state_dict`` the
+    # base's) got new group dicts in the base and kept the old ones itself: the base trained
+    # on one set, the script (a scheduler, a statement) read and set the other (s36)
+    held = [
+        o for o in _held_optimizers(obj, set()).values() if isinstance(o, torch.optim.Optimizer)
+    ]
+    kept = [(o, o.param_groups, list(o.param_groups), o.state) for o in [obj, *held]]
     obj.load_state_dict(state)
-    if obj.state is not per_param:  # ``state = opt.state`` before the loop: the same holds
-        loaded = dict(obj.state)
+    for opt, groups, dicts, per_param in kept:
+        _keep_identity(opt, groups, dicts, per_param)
+
+
+def _keep_identity(opt: Any, groups: list[Any], dicts: list[Any], per_param: Any) -> None:
+    """Put ``opt``'s group dicts (and their list ``groups``) and its ``state`` mapping from
+    before a ``load_state_dict`` back in place, refilled with what it loaded."""
+    if opt.state is not per_param:  # ``state = opt.state`` before the loop: the same holds
+        loaded = dict(opt.state)
         per_param.clear()
         per_param.update(loaded)
-        obj.state = per_param
-    if len(obj.param_groups) != len(kept):
+        opt.state = per_param
+    if len(opt.param_groups) != len(dicts):
         return
-    for old, new in zip(kept, obj.param_groups, strict=True):
+    for old, new in zip(dicts, opt.param_groups, strict=True):
         if old is not new:
             old.clear()
             old.update(new)
-    groups[:] = kept
-    obj.param_groups = groups
+    groups[:] = dicts
+    opt.param_groups = groups
 
 
 def _dtype_differs(name: str, obj: Any, state: Any) -> str | None:

@@ -21,7 +21,9 @@ torch's is checked at every execution; Python's and numpy's at the first
 :data:`FIRST_CHECKS` executions of a statement in a task and every :data:`EVERY` one after,
 and at every execution once one of them moved; the generator objects a frame reaches (a scan
 of its locals and globals and what they hold two levels deep, ~0.2 us per entry: ~95 us for a
-training script's 133 names and ~530 entries past them, before and after) where Python's are.
+training script's 133 names and ~530 entries past them, before and after; a torch model's
+submodules are walked once per model, and after that only the places found are read) where
+Python's are.
 """
 
 from __future__ import annotations
@@ -274,6 +276,8 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
     for scope in scopes:  # (``__builtins__`` and other dunder names aside)
         _keep(level, ((k, v) for k, v in scope.items() if k[:2] != "__"), None, 0, known, kinds)
     budget = BUDGET
+    module = getattr(sys.modules.get("torch"), "nn", None)
+    module = getattr(module, "Module", None)
     for depth in range(DEPTH + 1):
         deeper: list[tuple[Any, Any, int]] = []
         for label, value, kind in level:
@@ -284,6 +288,13 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
                 with contextlib.suppress(Exception):  # a generator whose state cannot be read
                     out[id(value)] = (_label(label), value, _state_of(value))
                 continue
+            if module is not None and kind == _ATTRS and isinstance(value, module):
+                # its submodules' too, at any depth (``net.blocks[2].drop_path.gen`` of a
+                # DropPath: today's ``net(XV)`` in training mode draws from it; s36)
+                for path, gen in _module_generators(value, kinds):
+                    if id(gen) not in out:
+                        with contextlib.suppress(Exception):
+                            out[id(gen)] = (f"{_label(label)}.{path}", gen, _state_of(gen))
             if depth == DEPTH or budget <= 0:
                 continue
             entries = _entries(value, kind, here)
@@ -310,6 +321,39 @@ def _objects(frame: FrameType) -> dict[int, tuple[str, Any, Any]]:
             except RuntimeError:  # changed by another thread meanwhile
                 continue
         level = deeper
+    return out
+
+
+#: id of a torch module -> the module and where its submodules' generators are (the
+#: submodule's dotted path, the submodule, the attribute), found at its first scan: a model
+#: makes its generators in ``__init__``, and walking a large model at every check would cost
+#: more than the rest of the scan
+_MODULES: dict[int, tuple[Any, list[tuple[str, Any, str]]]] = {}
+
+
+def _module_generators(module: Any, kinds: tuple[type, ...]) -> list[tuple[str, Any]]:
+    """The generators ``module``'s submodules hold as attributes (below the two levels the
+    scan reaches: a ``DropPath`` three modules down), by dotted path."""
+    entry = _MODULES.get(id(module))
+    if entry is None or entry[0] is not module:
+        if len(_MODULES) > 256:
+            _MODULES.clear()
+        try:
+            found = [
+                (path, sub, attr)
+                for path, sub in module.named_modules()
+                if path
+                for attr, v in vars(sub).items()
+                if isinstance(v, kinds)
+            ]
+        except Exception:  # a module whose walk raises: its generators are not watched
+            found = []
+        entry = _MODULES[id(module)] = (module, found)
+    out = []
+    for path, sub, attr in entry[1]:
+        gen = vars(sub).get(attr)
+        if isinstance(gen, kinds):
+            out.append((f"{path}.{attr}", gen))
     return out
 
 
