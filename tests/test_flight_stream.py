@@ -124,3 +124,24 @@ def test_an_error_met_while_the_rows_are_read_is_a_clear_error(service: Any) -> 
         assert cur.fetchall() == [(42,)]
         with pytest.raises(adbc.Error, match=r"florsql PlanError: Unknown column 'nope'"):
             cur.execute("SELECT nope FROM logs")  # a binding error still comes at once
+
+
+def test_rows_computed_after_the_first_batch_are_under_the_query_timeout(service: Any) -> None:
+    """A filter whose first batch comes at once (the first 122,880 numbers) and whose next
+    needs the rest of 10^11 numbers: GetFlightInfo answers within the limit, and DoGet's
+    computing is cancelled at the limit with florsql's error (before, rows after the first
+    batch ran with no limit, here for hours, holding a DuckDB cursor and a core). The cursor
+    goes back and the server answers the next query."""
+    sql = "SELECT i FROM range(100000000000) t(i) WHERE i < 200000 OR i % 1000000007 = 999"
+    baseline = _cursors(service)
+    with serving(service, limits=Limits(query_timeout=5)) as server:
+        client = flight.connect(f"grpc://127.0.0.1:{server.port}")
+        info = _info(client, sql)  # binds, and computes the first batch
+        reader = client.do_get(info.endpoints[0].ticket)
+        with pytest.raises(flight.FlightError, match=r"longer than the server's limit of 5 s"):
+            reader.read_all()
+        ticket = _info(client, "SELECT 42 AS x").endpoints[0].ticket
+        assert client.do_get(ticket).read_all().to_pylist() == [{"x": 42}]
+        client.close()
+        assert server.watchdog.wait_running(0, timeout=60)
+    assert _cursors(service) == baseline

@@ -89,7 +89,8 @@ class EngineService:
         )
         for message in messages:
             log.warning("%s", message)
-        return QueryResult(result.table, messages, result.types, result.stream)
+        interrupt = cursor.interrupt if result.stream is not None else None
+        return QueryResult(result.table, messages, result.types, result.stream, interrupt)
 
     def _stop_replay(self) -> None:
         # Replays run one at a time (the engine holds its write lock), so the executor's

@@ -5,7 +5,9 @@
 - at most ``max_concurrent`` queries run at once; others wait up to ``queue_timeout`` seconds
   for a slot, then are refused (gRPC ``UNAVAILABLE``: retry later);
 - a query running longer than ``query_timeout`` is cancelled (DuckDB interrupted, a replay's
-  workers killed), and so is one whose client went away;
+  workers killed), and so is one whose client went away; a streamed result's rows count too:
+  the time DuckDB spends computing them as DoGet reads them, not the time spent waiting for
+  the client to read;
 - results awaiting download are capped (:class:`florsql.flight.handles.Handles`);
 - DuckDB gets ``memory_limit`` and ``threads``.
 """
@@ -142,17 +144,32 @@ class Watchdog:
         control = QueryControl()
         timeout = self.limits.query_timeout
         deadline = time.monotonic() + timeout if timeout > 0 else None
+        try:
+            with self.watch(control, deadline, gone):
+                yield control
+        finally:
+            self._slots.release()
+
+    @contextmanager
+    def watch(
+        self,
+        control: QueryControl,
+        deadline: float | None,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> Iterator[None]:
+        """Cancel ``control`` at ``deadline`` (``time.monotonic()``; None: never) or once
+        ``gone()`` says its client went away, until the block ends. Takes no slot: a streamed
+        result's rows are computed under this, batch by batch, as its client reads them."""
         key = next(self._ids)
         try:
             with self._lock:
                 self._running[key] = _Running(control, deadline, gone)
                 self._lock.notify_all()
-            yield control
+            yield
         finally:
             with self._lock:
                 del self._running[key]
                 self._lock.notify_all()
-            self._slots.release()
 
     def running(self) -> int:
         with self._lock:

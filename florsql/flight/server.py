@@ -9,10 +9,13 @@ Metadata commands are answered at ``DoGet`` from the ticket alone. The limits of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -160,6 +163,7 @@ class FlorFlightServer(flight.FlightServerBase):
         check_sql(sql, self.limits)
         check_statement(sql)
         with self.watchdog.admit(gone=context.is_cancelled) as control:
+            admitted = time.monotonic()
             try:
                 result = self.service.execute(
                     sql, params, replay=self.replay, control=control, stream=stream
@@ -172,6 +176,10 @@ class FlorFlightServer(flight.FlightServerBase):
                 if result.stream is not None:
                     result.stream.close()
                 raise QueryCancelled(control.reason)
+            timeout = self.limits.query_timeout
+            if result.stream is not None and timeout > 0:
+                left = max(0.0, timeout - (time.monotonic() - admitted))
+                result = dataclasses.replace(result, seconds_left=left)
             return with_warnings(result)
 
     def _describe(self, sql: str) -> QueryResult:
@@ -249,9 +257,10 @@ class FlorFlightServer(flight.FlightServerBase):
             result = self.handles.take(msg.statement_handle)
             if result.stream is not None:
                 rows = result.stream
+                pace = _Pace(self.watchdog, context.is_cancelled, result)
                 # a reader, not a GeneratorStream: that one sends no dictionaries (ENUM columns)
                 # before the first batch, which ADBC's reader refuses
-                reader = pa.RecordBatchReader.from_batches(rows.schema, _wire_stream(rows))
+                reader = pa.RecordBatchReader.from_batches(rows.schema, _wire_stream(rows, pace))
                 return flight.RecordBatchStream(reader)
             table = result.table
         elif isinstance(msg, METADATA):
@@ -478,12 +487,61 @@ def with_warnings(result: QueryResult) -> QueryResult:
     return dataclasses.replace(result, table=table, stream=stream)
 
 
-def _wire_stream(rows: ExactStream, limit: int = BATCH_BYTES) -> Iterator[pa.RecordBatch]:
+class _Pace:
+    """The server's limits on computing a streamed result's rows, batch by batch, as DoGet
+    reads them: each batch DuckDB computes runs under the watchdog, cancelled (DuckDB
+    interrupted) once the query's time limit is spent or its client went away. Only the time
+    computing counts, from what GetFlightInfo left (:attr:`QueryResult.seconds_left`): a client
+    reading a large result slowly is not cut off, a filter that matches rarely over a huge
+    input is (before, rows after the first batch ran with no limit)."""
+
+    def __init__(self, watchdog: Watchdog, gone: Callable[[], bool], result: QueryResult) -> None:
+        self.watchdog = watchdog
+        self.gone = gone
+        self.interrupt = result.interrupt
+        self.left = result.seconds_left
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        control = QueryControl()
+        stop = self.interrupt
+        if stop is not None:
+            # the watchdog calls this under its lock: the interrupt runs on its own thread
+            control.on_cancel(
+                lambda: threading.Thread(target=stop, name="florsql-stop", daemon=True).start()
+            )
+        start = time.monotonic()
+        deadline = start + self.left if self.left is not None else None
+        try:
+            with self.watchdog.watch(control, deadline, self.gone):
+                yield
+        except Exception:
+            if control.reason is not None:
+                raise QueryCancelled(control.reason) from None
+            raise
+        finally:
+            if self.left is not None:
+                self.left = max(0.0, self.left - (time.monotonic() - start))
+        if control.reason is not None:  # the batch came; the limit was reached meanwhile
+            raise QueryCancelled(control.reason)
+
+
+def _wire_stream(
+    rows: ExactStream,
+    pace: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    limit: int = BATCH_BYTES,
+) -> Iterator[pa.RecordBatch]:
     """The batches of ``rows`` as DoGet sends them: each of at most ``limit`` bytes (as
-    :func:`wire_batches` cuts a table); ``rows`` is closed when the client stops reading
+    :func:`wire_batches` cuts a table), each computed under ``pace`` (:class:`_Pace`: the
+    query's time limit and cancellation); ``rows`` is closed when the client stops reading
     (DoGet's generator closed) or the rows end."""
     try:
-        for batch in rows:
+        batches = iter(rows)
+        while True:
+            with pace():
+                batch = next(batches, None)
+            if batch is None:
+                return
             if batch.num_rows <= 1 or batch.nbytes <= limit:
                 yield batch
                 continue

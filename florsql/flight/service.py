@@ -33,6 +33,12 @@ class QueryResult:
     warnings: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     stream: ExactStream | None = None
+    #: stops the statement computing ``stream``'s rows, from another thread (DuckDB's
+    #: interrupt of the cursor serving it); None where nothing can stop it
+    interrupt: Callable[[], None] | None = None
+    #: seconds of the query's time limit left for computing ``stream``'s rows after the first
+    #: batch (set by the server; None: no limit)
+    seconds_left: float | None = None
 
 
 @dataclass(frozen=True)
