@@ -6,6 +6,7 @@ errors. Real server, real clients (pyarrow Flight and ADBC), real repositories."
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight.backend import open_service
 from florsql.flight.limits import Limits
+from florsql.flight.server import FlorFlightServer, ServerOptions
 from florsql.flight.wire import pack
 from tests.helpers_sql import write_bulk_run
 from tests.test_flight_clients import serving
@@ -100,9 +102,11 @@ def test_results_never_read_give_their_cursors_back(service: Any) -> None:
         request = pb.ActionCancelQueryRequest(info=infos[3].serialize())
         list(client.do_action(flight.Action("CancelQuery", pack(request))))
         assert _cursors(service) == baseline + 1
-        # a read stopped half-way: the client went away; the cursor goes back with the stream
+        # a read stopped half-way and cancelled: the cursor goes back with the stream (a
+        # client that stops reading and does not cancel: the next test)
         reader = client.do_get(infos[4].endpoints[0].ticket)
         reader.read_chunk()
+        reader.cancel()
         client.close()
     assert _cursors(service) == baseline
 
@@ -145,3 +149,22 @@ def test_rows_computed_after_the_first_batch_are_under_the_query_timeout(service
         client.close()
         assert server.watchdog.wait_running(0, timeout=60)
     assert _cursors(service) == baseline
+
+
+def test_a_client_that_stops_reading_does_not_hold_the_server_open(service: Any) -> None:
+    """A client that reads one batch of a large result and then neither reads on nor cancels
+    keeps the DoGet waiting in gRPC's flow control, where nothing of the server's can stop it:
+    shutdown (Ctrl-C of ``florsql serve``) waited for it forever (it hung a CI run). Now it
+    waits ``grace`` seconds, says so, and returns; the call ends once the client cancels."""
+    server = FlorFlightServer(service, ServerOptions("127.0.0.1", 0))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    client = flight.connect(f"grpc://127.0.0.1:{server.port}")
+    sql = "SELECT range AS i FROM range(20000000)"  # 160 MB: past any flow-control window
+    reader = client.do_get(_info(client, sql).endpoints[0].ticket)
+    reader.read_chunk()
+    assert server.shutdown(grace=1) is False
+    reader.cancel()
+    client.close()
+    thread.join(60)
+    assert not thread.is_alive()

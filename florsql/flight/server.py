@@ -81,6 +81,10 @@ WARNINGS_KEY = b"florsql.warnings"
 READ_ONLY = "florsql is read-only: updates are not allowed (use the record API to write)"
 
 
+#: Seconds :meth:`FlorFlightServer.shutdown` waits for running calls.
+SHUTDOWN_GRACE = 10.0
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """How ``florsql serve`` was started."""
@@ -146,9 +150,31 @@ class FlorFlightServer(flight.FlightServerBase):
         self.watchdog = Watchdog(self.limits)
         self.replay: ReplayMode = options.replay_mode
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace: float = SHUTDOWN_GRACE) -> bool:
+        """Stop serving: new calls are refused, and running ones are waited for up to
+        ``grace`` seconds. False if some were still running then: a client that stopped
+        reading a result without cancelling it keeps its DoGet waiting in gRPC's flow control
+        for as long as the client lives (no call of the server's can stop it), so the server
+        is left to end with the process. Before session 37, ``florsql serve`` waited for such
+        a client forever after Ctrl-C."""
         self.watchdog.stop()
-        super().shutdown()
+        done = threading.Event()
+
+        def stop() -> None:
+            try:
+                super(FlorFlightServer, self).shutdown()
+            finally:
+                done.set()
+
+        threading.Thread(target=stop, name="florsql-shutdown", daemon=True).start()
+        if done.wait(grace):
+            return True
+        log.warning(
+            "calls still ran %g s after the server began to stop (a client that stopped "
+            "reading a result without cancelling it); stopping without them",
+            grace,
+        )
+        return False
 
     # -- queries -------------------------------------------------------------------------
 
