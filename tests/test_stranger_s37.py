@@ -1,0 +1,142 @@
+"""Stranger sweep s37: the DB-API, SQL over ``logs``, the CLI and the record API tried as a
+newcomer would, wrong answers first.
+
+Oracle: DuckDB's own Python API (for what a statement answers), the values the script logged
+(computed by hand from SCRIPT), and PEP 249.
+
+Found:
+
+- ``LIMIT ?%`` (DuckDB's percent LIMIT with a parameter) and ``LIMIT (20 + 30)%`` failed with
+  DuckDB's 'syntax error at or near "PERCENT"': sqlglot writes every percent LIMIT as ``n
+  PERCENT``, a form DuckDB takes only after a plain number. DuckDB answers ``LIMIT n%`` for any
+  expression; florsql now writes that form.
+- ``SET replay = ?`` was refused as a ``?`` standing where "a sample's size" goes (the message
+  of a ``?`` sqlglot drops in ``USING SAMPLE ? PERCENT``); it now says what the place is.
+- ``cursor.execute(5)``, ``execute(None)``, ``execute(b"SELECT 1")`` raised
+  ``QueryInternalError`` ("this is a florsql bug: please report it"), and ``executemany(sql,
+  None)`` a bare ``TypeError``: now a ``ProgrammingError`` saying what the call takes.
+
+Tried and right: qmark parameters in ``LIMIT ? OFFSET ?``, ``IN (?, ?)``, ``IN ?``, ``=
+ANY(?)``, CTEs, subqueries, a hindsight query's WHERE (pushed into the replay set, EXPLAIN shows
+the bound value); named parameters refused by name; ``fetchmany`` sizes (0, default, past the
+end, bad types), ``arraysize``, ``rowcount``, ``rownumber``, ``nextset``, ``callproc``, closed
+cursors and connections, context managers, four threads sharing a connection; ``description``
+type codes against the PEP 249 type objects for every DuckDB type kind. Names: ``valAcc`` read
+as ``valacc``/``VALACC``/``"valAcc"``, keyword names (``"order"``, ``"select"``), dots and
+spaces; NaN, infinities, 5e-324, 1.7e308, booleans, JSON text, a log renamed only in case
+across versions (one column). Window functions, ROLLUP, DISTINCT ON, QUALIFY, PIVOT, self-joins
+against DuckDB over the same rows. ``florsql query`` formats, ``-`` from stdin, ``--repo``
+before or after the command, outside a repository, exit codes; the shell through a pipe.
+Record: ``flor.loop`` over a dict, ``enumerate(zip(...))``, a generator, ``dict.items()``, an
+empty list, a string; nested loops of one name refused; command-line args (negative numbers,
+``--x=``, ``1_000``, ``inf``, ints past int64); unusual values (numpy scalars, int64 bounds,
+IntEnum, str/float subclasses, NaN in JSON, NUL in text); a run SIGKILLed after its flushes
+(its values kept, the run ``killed``); two runs recording at once in one repository.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import florsql
+from florsql import dbapi
+from tests.helpers import make_repo, run_script
+
+SCRIPT = """
+import math
+import florsql as flor
+lr = flor.arg("lr", 0.1)
+for epoch in flor.loop("epoch", range(3)):
+    for step in flor.loop("step", range(2)):
+        flor.log("valAcc", lr * epoch + step)
+        flor.log("order", step)
+    flor.log("a b", epoch * 1.5)
+    flor.log("nan", float("nan") if epoch == 1 else (math.inf if epoch == 2 else -math.inf))
+flor.log("final", "done")
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("s37") / "proj", {"train.py": SCRIPT})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py", "--lr", "0.5")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def con(repo: Path) -> Iterator[dbapi.Connection]:
+    with florsql.connect(repo) as connection:
+        yield connection
+
+
+def _rows(con: dbapi.Connection, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return con.cursor().execute(sql, params).fetchall()
+
+
+# -- LIMIT n% -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT * FROM range(10) LIMIT ?%", [50]),
+        ("SELECT * FROM range(10) LIMIT ?%", [50.5]),
+        ("SELECT * FROM range(10) LIMIT ?%", ["30"]),
+        ("SELECT * FROM range(10) LIMIT (20 + 30)%", None),
+        ("SELECT * FROM range(10) LIMIT CAST(20 AS INT)%", None),
+        ("SELECT * FROM range(10) LIMIT 50%", None),
+        ("SELECT * FROM range(10) LIMIT 50 PERCENT", None),
+        ("SELECT * FROM range(10) ORDER BY 1 DESC LIMIT ?% OFFSET ?", [20, 1]),
+    ],
+)
+def test_a_percent_limit_of_any_expression_answers_as_duckdb(
+    con: dbapi.Connection, sql: str, params: Any
+) -> None:
+    want = duckdb.connect().execute(sql, params).fetchall()
+    assert _rows(con, sql, params) == want
+
+
+def test_a_percent_limit_with_a_parameter_over_logs(con: dbapi.Connection) -> None:
+    # 20 contexts in all (2 runs x (6 steps + 3 epochs + the top)): half of them
+    sql = "SELECT epoch FROM logs ORDER BY run_id, epoch NULLS LAST, step NULLS LAST LIMIT ?%"
+    assert len(_rows(con, sql, [50])) == 10
+    assert _rows(con, sql, [10]) == [(0,), (0,)]
+
+
+# -- errors of the DB-API -------------------------------------------------------------------------
+
+
+def test_set_replay_with_a_parameter_is_refused_saying_where(con: dbapi.Connection) -> None:
+    with pytest.raises(dbapi.ProgrammingError) as info:
+        con.cursor().execute("SET replay = ?", ["off"])
+    message = str(info.value)
+    assert "sample" not in message
+    assert "SET" in message
+
+
+@pytest.mark.parametrize("operation", [5, None, b"SELECT 1", ["SELECT 1"]])
+def test_execute_refuses_an_operation_that_is_not_text(
+    con: dbapi.Connection, operation: Any
+) -> None:
+    cur = con.cursor()
+    with pytest.raises(dbapi.ProgrammingError, match="SQL text as a str") as info:
+        cur.execute(operation)
+    assert not isinstance(info.value, dbapi.InternalError)
+    assert cur.execute("SELECT 1").fetchall() == [(1,)]  # the cursor still works
+
+
+@pytest.mark.parametrize("seq", [None, 5])
+def test_executemany_refuses_what_is_not_a_sequence_of_parameters(
+    con: dbapi.Connection, seq: Any
+) -> None:
+    with pytest.raises(dbapi.ProgrammingError, match="executemany"):
+        con.cursor().executemany("SELECT ?", seq)
