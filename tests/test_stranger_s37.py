@@ -46,7 +46,7 @@ import pytest
 
 import florsql
 from florsql import dbapi
-from tests.helpers import make_repo, run_script
+from tests.helpers import git, make_repo, run_script
 
 SCRIPT = """
 import math
@@ -189,3 +189,61 @@ def test_a_log_renamed_in_the_case_of_a_cyrillic_letter_is_read_by_todays_spelli
     with florsql.connect(unicode_repo) as con:
         got = _rows(con, "SELECT \"точность\" FROM logs WHERE filename = 'c.py' ORDER BY 1")
     assert got == [(1,), (2,)]
+
+
+# -- a name that is an arg of old runs and a log of today's code ----------------------------------
+
+ARG_V1 = """
+import florsql as flor
+lr = flor.arg("lr", 0.1)
+decay = flor.arg("wd", 0.5)
+w = 1.0
+for epoch in flor.loop("epoch", range(3)):
+    w = w * (1 - lr) - decay * 0.01
+    flor.log("loss", round(w, 6))
+"""
+
+LOG_V2 = """
+import florsql as flor
+lr = flor.arg("lr", 0.1)
+w = 1.0
+for epoch in flor.loop("epoch", range(3)):
+    wd = 0.5 if epoch % 2 == 0 else 0.0
+    flor.log("wd", wd)
+    w = w * (1 - lr) - wd * 0.01
+    flor.log("loss", round(w, 6))
+"""
+
+
+@pytest.fixture(scope="module")
+def arg_then_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs of a version taking ``wd`` as an arg, one of today's, which logs ``wd``."""
+    repo = make_repo(tmp_path_factory.mktemp("s37-arg-log") / "proj", {"train.py": ARG_V1})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py", "--wd", "0.0")
+    (repo / "train.py").write_text(LOG_V2.lstrip())
+    git(repo, "commit", "-qam", "wd is logged now")
+    run_script(repo, "train.py")
+    return repo
+
+
+def test_runs_that_have_a_name_as_their_arg_never_lack_it_as_a_log(arg_then_log: Path) -> None:
+    """Their rows read the arg (docs/sql.md): before s37 they counted as lacking the log, so a
+    query of ``wd`` replayed them to compute values it never shows, and warned ``NULL``."""
+    with florsql.connect(arg_then_log) as con:
+        cur = con.cursor()
+        cur.execute("SET replay = 'auto'")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = cur.execute("SELECT vid, epoch, wd FROM logs ORDER BY run_id, epoch").fetchall()
+        assert [str(w.message) for w in caught if "wd" in str(w.message)] == []
+        old, new = sorted({r[0] for r in got}, key=lambda v: [r[0] for r in got].index(v))
+        assert [r[1:] for r in got] == [
+            (0, 0.5), (1, 0.5), (2, 0.5), (0, 0.0), (1, 0.0), (2, 0.0), (0, 0.5), (1, 0.0), (2, 0.5)
+        ]  # fmt: skip
+        assert new != old
+        assert cur.execute("SELECT count(*) FROM replays").fetchall() == [(0,)]
+        lacking = cur.execute("SHOW COLUMNS FROM logs").fetchall()
+        names = [d[0] for d in cur.description]
+        row = next(r for r in lacking if r[0] == "wd")
+        assert row[names.index("runs_lacking")] == 0
