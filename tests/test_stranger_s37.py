@@ -26,7 +26,8 @@ Found:
   renamed from ``Точность`` to ``точность`` is an unknown column by today's spelling.
 - ``cursor.execute(5)``, ``execute(None)``, ``execute(b"SELECT 1")`` raised
   ``QueryInternalError`` ("this is a florsql bug: please report it"), and ``executemany(sql,
-  None)`` a bare ``TypeError``: now a ``ProgrammingError`` saying what the call takes.
+  None)`` and ``florsql.connect(5)`` a bare ``TypeError``: now a ``ProgrammingError`` saying
+  what the call takes.
 
 Tried and right: qmark parameters in ``LIMIT ? OFFSET ?``, ``IN (?, ?)``, ``IN ?``, ``=
 ANY(?)``, CTEs, subqueries, a hindsight query's WHERE (pushed into the replay set, EXPLAIN shows
@@ -328,3 +329,9 @@ def test_an_arg_value_unlike_its_default_is_refused(
     proc = run_script(args_repo, "train.py", flag, value, check=False)
     assert proc.returncode == 1
     assert "RecordError" in proc.stderr and says in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("repo", [5, None, b"."])
+def test_connect_refuses_a_repository_that_is_not_a_path(repo: Any) -> None:
+    with pytest.raises(dbapi.ProgrammingError, match="repository's path"):
+        florsql.connect(repo)
