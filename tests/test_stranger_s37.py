@@ -17,6 +17,8 @@ Found:
   a numpy scalar default (``np.float32(0.5)``) got ``'0.25'``. A list, tuple or dict default
   now reads JSON (refusing other text), a numpy scalar or IntEnum default a number of its type,
   and a replay gives the script that type back.
+- ``train.py --lr 0.1 -- tool --lr 0.9``: ``flor.arg("lr", ...)`` read 0.9 where argparse
+  reads 0.1 (``--`` ends the options); it now stops at ``--``.
 - A run that took ``wd`` as an arg, of a script that logs ``wd`` today, counted as lacking the
   log: a query of ``wd`` replayed it for values its rows never show (they read the arg), and
   where its old code could not take today's statement warned that ``wd`` was NULL for it.
@@ -335,3 +337,11 @@ def test_an_arg_value_unlike_its_default_is_refused(
 def test_connect_refuses_a_repository_that_is_not_a_path(repo: Any) -> None:
     with pytest.raises(dbapi.ProgrammingError, match="repository's path"):
         florsql.connect(repo)
+
+
+def test_options_after_a_bare_double_dash_are_not_args(args_repo: Path) -> None:
+    """``--`` ends the options, as argparse reads them: what follows belongs to something else
+    (a wrapped tool's own flags)."""
+    proc = run_script(args_repo, "train.py", "--count", "5", "--", "--count", "9", "--widths")
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got[4] == "np.int64(5)" and got[0] == "[16, 8]"

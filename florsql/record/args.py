@@ -22,11 +22,16 @@ def scan_argv(argv: Sequence[str]) -> dict[str, str]:
     Example:
         >>> scan_argv(["--lr", "0.1", "--epochs=3", "--kwargs", "seed=7", "x=y", "--dry"])
         {'lr': '0.1', 'epochs': '3', 'seed': '7', 'x': 'y'}
+
+    A bare ``--`` ends the options, as in argparse: what follows is positional (before s37
+    ``train.py --lr 0.1 -- tool --lr 0.9`` gave ``flor.arg("lr")`` 0.9, argparse 0.1).
     """
     found: dict[str, str] = {}
     i = 0
     while i < len(argv):
         tok = argv[i]
+        if tok == "--":  # the rest is positional, as argparse reads it (s37)
+            break
         if tok == "--kwargs":
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
@@ -59,6 +64,8 @@ def scan_flags(argv: Sequence[str]) -> set[str]:
     i = 0
     while i < len(argv):
         tok = argv[i]
+        if tok == "--":
+            break
         if tok == "--kwargs":
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
