@@ -17,6 +17,8 @@ Found:
   a numpy scalar default (``np.float32(0.5)``) got ``'0.25'``. A list, tuple or dict default
   now reads JSON (refusing other text), a numpy scalar or IntEnum default a number of its type,
   and a replay gives the script that type back.
+- ``flor.arg("batch_size", 32)`` ignored ``--batch-size 8`` (argparse's spelling of that
+  name): the run trained and recorded 32, silently. The dashed flag is now read too.
 - ``train.py --lr 0.1 -- tool --lr 0.9``: ``flor.arg("lr", ...)`` read 0.9 where argparse
   reads 0.1 (``--`` ends the options); it now stops at ``--``.
 - A run that took ``wd`` as an arg, of a script that logs ``wd`` today, counted as lacking the
@@ -345,3 +347,20 @@ def test_options_after_a_bare_double_dash_are_not_args(args_repo: Path) -> None:
     proc = run_script(args_repo, "train.py", "--count", "5", "--", "--count", "9", "--widths")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got[4] == "np.int64(5)" and got[0] == "[16, 8]"
+
+
+def test_an_arg_with_an_underscore_takes_its_dashed_flag_as_argparse_does(tmp_path: Path) -> None:
+    """``--batch-size 8`` is argparse's spelling of ``batch_size``: before s37 ``flor.arg(
+    "batch_size", 32)`` ignored it and the run trained (and recorded) 32, silently."""
+    script = (
+        "import florsql as flor\n"
+        "bs = flor.arg('batch_size', 32)\n"
+        "amp = flor.arg('use_amp', False)\n"
+        "lr = flor.arg('base_lr', 0.1)\n"
+        "print(bs, amp, lr)\n"
+    )
+    repo = make_repo(tmp_path / "proj", {"train.py": script})
+    proc = run_script(repo, "train.py", "--batch-size", "8", "--use-amp", "--base_lr=0.5")
+    assert proc.stdout.split() == ["8", "True", "0.5"]
+    with florsql.connect(repo) as con:
+        assert _rows(con, "SELECT batch_size, use_amp, base_lr FROM runs") == [(8, True, 0.5)]

@@ -222,10 +222,15 @@ class Run:
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
         self._check_case(name, "flor.arg")
-        if name in self.cli:
-            value = coerce(name, self.cli[name], default)
-        elif name in self.flags:
-            value = flag_value(name, default)
+        given = name
+        if name not in self.cli and name not in self.flags:
+            # `--batch-size 8` for flor.arg("batch_size", ...), as argparse maps it (before s37
+            # the dashed spelling was left to the script's argparse and the arg kept its default)
+            given = name.replace("_", "-")
+        if given in self.cli:
+            value = coerce(given, self.cli[given], default)
+        elif given in self.flags:
+            value = flag_value(given, default)
         else:
             value = default
         stored, tag = stored_arg(normalize(name, value, self.warned))
