@@ -19,6 +19,8 @@ Found:
   and a replay gives the script that type back.
 - ``flor.arg("batch_size", 32)`` ignored ``--batch-size 8`` (argparse's spelling of that
   name): the run trained and recorded 32, silently. The dashed flag is now read too.
+- ``flor.arg(5, 1)`` failed with ``AttributeError``, ``flor.arg("", 1)`` recorded an empty
+  name (``flor.log`` and ``flor.loop`` refuse both): now ``RecordError``.
 - ``train.py --lr 0.1 -- tool --lr 0.9``: ``flor.arg("lr", ...)`` read 0.9 where argparse
   reads 0.1 (``--`` ends the options); it now stops at ``--``.
 - A run that took ``wd`` as an arg, of a script that logs ``wd`` today, counted as lacking the
@@ -364,3 +366,11 @@ def test_an_arg_with_an_underscore_takes_its_dashed_flag_as_argparse_does(tmp_pa
     assert proc.stdout.split() == ["8", "True", "0.5"]
     with florsql.connect(repo) as con:
         assert _rows(con, "SELECT batch_size, use_amp, base_lr FROM runs") == [(8, True, 0.5)]
+
+
+@pytest.mark.parametrize("name", ["5", "''", "None"])
+def test_flor_arg_needs_a_non_empty_string_name(tmp_path: Path, name: str) -> None:
+    repo = make_repo(tmp_path / "proj", {"t.py": f"import florsql as flor\nflor.arg({name}, 1)\n"})
+    proc = run_script(repo, "t.py", check=False)
+    assert proc.returncode == 1
+    assert "RecordError: flor.arg needs a non-empty string name" in proc.stderr, proc.stderr

@@ -217,6 +217,9 @@ class Run:
 
     # -- record calls --------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
+        if not isinstance(name, str) or not name:  # as flor.log and flor.loop (s37: an int
+            # failed with AttributeError, an empty name was recorded)
+            raise RecordError(f"flor.arg needs a non-empty string name, got {name!r}")
         if name in self.args:
             return self.arg_values[name]
         if name in self.log_names or name in RESERVED or self._is_loop(name):
