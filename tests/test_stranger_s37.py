@@ -20,7 +20,9 @@ Found:
 - ``flor.arg("batch_size", 32)`` ignored ``--batch-size 8`` (argparse's spelling of that
   name): the run trained and recorded 32, silently. The dashed flag is now read too.
 - ``flor.arg(5, 1)`` failed with ``AttributeError``, ``flor.arg("", 1)`` recorded an empty
-  name (``flor.log`` and ``flor.loop`` refuse both): now ``RecordError``.
+  name (``flor.log`` and ``flor.loop`` refuse both): now ``RecordError``. Worse, a run that
+  recorded that empty name made every query of its repository fail ("a florsql bug": DuckDB's
+  zero-length delimited identifier in the ``runs`` view); such an arg is now no column.
 - ``train.py --lr 0.1 -- tool --lr 0.9``: ``flor.arg("lr", ...)`` read 0.9 where argparse
   reads 0.1 (``--`` ends the options); it now stops at ``--``.
 - A run that took ``wd`` as an arg, of a script that logs ``wd`` today, counted as lacking the
@@ -374,3 +376,20 @@ def test_flor_arg_needs_a_non_empty_string_name(tmp_path: Path, name: str) -> No
     proc = run_script(repo, "t.py", check=False)
     assert proc.returncode == 1
     assert "RecordError: flor.arg needs a non-empty string name" in proc.stderr, proc.stderr
+
+
+def test_a_run_that_recorded_an_arg_with_an_empty_name_leaves_the_others_queryable(
+    tmp_path: Path,
+) -> None:
+    """``flor.arg("", 1)`` recorded an empty name before s37 (its run.json as such a run left
+    it); every query of the repository then failed, "a florsql bug" (DuckDB: zero-length
+    delimited identifier). Such an arg is no column."""
+    repo = make_repo(tmp_path / "proj", {"t.py": "import florsql as flor\nflor.arg('lr', 0.1)\n"})
+    run_script(repo, "t.py")
+    (doc_path,) = (repo / ".florsql" / "runs").glob("*/run.json")
+    doc = json.loads(doc_path.read_text())
+    doc["args"][""] = 1
+    doc_path.write_text(json.dumps(doc))
+    with florsql.connect(repo) as con:
+        assert _rows(con, "SELECT lr FROM runs") == [(0.1,)]
+        assert _rows(con, "SELECT count(*) FROM logs") == [(0,)]
