@@ -23,6 +23,9 @@ Found:
   name (``flor.log`` and ``flor.loop`` refuse both): now ``RecordError``. Worse, a run that
   recorded that empty name made every query of its repository fail ("a florsql bug": DuckDB's
   zero-length delimited identifier in the ``runs`` view); such an arg is now no column.
+- ``flor.log("epoch", 5)`` (or ``"Epoch"``, or ``flor.arg("epoch", ...)``) after the epoch
+  loop had ended was taken (only a running loop was checked): the loop's column and the log
+  are one, so ``SELECT max(epoch)`` answered 5 for a run of 2 epochs. Now ``RecordError``.
 - ``train.py --lr 0.1 -- tool --lr 0.9``: ``flor.arg("lr", ...)`` read 0.9 where argparse
   reads 0.1 (``--`` ends the options); it now stops at ``--``.
 - A run that took ``wd`` as an arg, of a script that logs ``wd`` today, counted as lacking the
@@ -393,3 +396,28 @@ def test_a_run_that_recorded_an_arg_with_an_empty_name_leaves_the_others_queryab
     with florsql.connect(repo) as con:
         assert _rows(con, "SELECT lr FROM runs") == [(0.1,)]
         assert _rows(con, "SELECT count(*) FROM logs") == [(0,)]
+
+
+LOOP_THEN = """
+import florsql as flor
+for epoch in flor.loop("epoch", range(2)):
+    flor.log("v", epoch)
+for epoch in flor.loop("epoch", range(2)):  # a loop of the same name again: fine
+    flor.log("w", epoch)
+CALL
+"""
+
+
+@pytest.mark.parametrize(
+    "call", ['flor.log("epoch", 5)', 'flor.log("Epoch", 5)', 'flor.arg("epoch", 5)']
+)
+def test_a_log_or_arg_named_like_a_loop_that_ended_is_refused(tmp_path: Path, call: str) -> None:
+    """Before s37 only a loop still running was checked: ``flor.log("epoch", 5)`` after the
+    loop made ``SELECT max(epoch)`` answer 5 for a run of 2 epochs (the loop's column and the
+    log are one)."""
+    repo = make_repo(tmp_path / "proj", {"t.py": LOOP_THEN.replace("CALL", call)})
+    proc = run_script(repo, "t.py", check=False)
+    assert proc.returncode == 1
+    assert "RecordError" in proc.stderr and "loop" in proc.stderr, proc.stderr
+    with florsql.connect(repo) as con:  # what the run logged before stays, loops as recorded
+        assert _rows(con, "SELECT max(epoch), count(v), count(w) FROM logs") == [(1, 2, 2)]
