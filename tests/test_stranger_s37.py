@@ -35,6 +35,9 @@ Found:
   DuckDB's ``lower()``, used by the catalog's SQL: Unicode; Python's ``.lower()``: Unicode with
   ``İ`` -> ``i̇``). A log ``ix`` of one script beside ``İx`` of another answers no rows; a log
   renamed from ``Точность`` to ``точность`` is an unknown column by today's spelling.
+- A numpy array as a parameter (``WHERE epoch IN ?`` with ``np.arange(3)``) was refused
+  ("only 0-dimensional arrays can be converted to Python scalars"); DuckDB binds it as a list,
+  and so does florsql now.
 - ``cursor.execute(5)``, ``execute(None)``, ``execute(b"SELECT 1")`` raised
   ``QueryInternalError`` ("this is a florsql bug: please report it"), and ``executemany(sql,
   None)`` and ``florsql.connect(5)`` a bare ``TypeError``: now a ``ProgrammingError`` saying
@@ -421,3 +424,22 @@ def test_a_log_or_arg_named_like_a_loop_that_ended_is_refused(tmp_path: Path, ca
     assert "RecordError" in proc.stderr and "loop" in proc.stderr, proc.stderr
     with florsql.connect(repo) as con:  # what the run logged before stays, loops as recorded
         assert _rows(con, "SELECT max(epoch), count(v), count(w) FROM logs") == [(1, 2, 2)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1, 2], [1.5, 2.0], [[1, 2], [3, 4]], ["a", "b"], [True]],
+)
+def test_a_numpy_array_parameter_binds_as_the_list_duckdb_binds(
+    con: dbapi.Connection, value: list[Any]
+) -> None:
+    """Before s37 refused: 'only 0-dimensional arrays can be converted to Python scalars'."""
+    import numpy as np
+
+    array = np.array(value)
+    cur = con.cursor().execute("SELECT ?", [array])
+    want = duckdb.connect().execute("SELECT ?", [array])
+    assert cur.fetchall() == want.fetchall()
+    assert cur.description[0][1] == str(want.description[0][1])
+    sql = "SELECT DISTINCT epoch FROM logs WHERE epoch IN ? ORDER BY 1"
+    assert _rows(con, sql, [np.arange(2)]) == [(0,), (1,)]
