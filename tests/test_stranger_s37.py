@@ -35,6 +35,10 @@ Found:
   DuckDB's ``lower()``, used by the catalog's SQL: Unicode; Python's ``.lower()``: Unicode with
   ``İ`` -> ``i̇``). A log ``ix`` of one script beside ``İx`` of another answers no rows; a log
   renamed from ``Точность`` to ``точность`` is an unknown column by today's spelling.
+- A log statement whose literal name holds a lone surrogate (``flor.log("\\ud800", ...)``),
+  in any script a run executed, even never reached, made every query of the repository fail
+  ("a florsql bug"): hashing the statement raised UnicodeEncodeError, and DuckDB cannot hold
+  the name. Such a name is no column now.
 - A numpy array as a parameter (``WHERE epoch IN ?`` with ``np.arange(3)``) was refused
   ("only 0-dimensional arrays can be converted to Python scalars"); DuckDB binds it as a list,
   and so does florsql now.
@@ -443,3 +447,23 @@ def test_a_numpy_array_parameter_binds_as_the_list_duckdb_binds(
     assert cur.description[0][1] == str(want.description[0][1])
     sql = "SELECT DISTINCT epoch FROM logs WHERE epoch IN ? ORDER BY 1"
     assert _rows(con, sql, [np.arange(2)]) == [(0,), (1,)]
+
+
+def test_a_log_name_with_a_lone_surrogate_in_a_script_leaves_the_repository_queryable(
+    tmp_path: Path,
+) -> None:
+    """``flor.log("\\ud800", ...)`` anywhere in a script a run executed (here never reached)
+    made every query of the repository fail before s37 ("a florsql bug": UnicodeEncodeError
+    hashing the statement, then DuckDB refusing the name): such a name is no column."""
+    script = (
+        "import florsql as flor\n"
+        "flor.log('ok', 1)\n"
+        "if flor.arg('never', False):\n"
+        "    flor.log('\\ud800', 2)\n"
+    )
+    repo = make_repo(tmp_path / "proj", {"t.py": script})
+    run_script(repo, "t.py")
+    with florsql.connect(repo) as con:
+        assert _rows(con, "SELECT * EXCLUDE (projid, run_id, tstamp, vid, filename) FROM logs") == [
+            (False, 1)
+        ]
