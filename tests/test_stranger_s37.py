@@ -467,3 +467,70 @@ def test_a_log_name_with_a_lone_surrogate_in_a_script_leaves_the_repository_quer
         assert _rows(con, "SELECT * EXCLUDE (projid, run_id, tstamp, vid, filename) FROM logs") == [
             (False, 1)
         ]
+
+
+# -- SQL over logs against DuckDB over the same rows, computed by hand -----------------------------
+
+
+def _flat() -> Any:
+    """Every context of SCRIPT's two runs (lr 0.1 and 0.5), metadata left out."""
+    import math
+
+    import pyarrow as pa
+
+    rows: list[dict[str, Any]] = []
+    for lr in (0.1, 0.5):
+        for epoch in range(3):
+            for step in range(2):
+                rows.append(
+                    {"epoch": epoch, "step": step, "lr": lr, "valAcc": lr * epoch + step,
+                     "order": step}
+                )  # fmt: skip
+            nan = [-math.inf, math.nan, math.inf][epoch]
+            rows.append({"epoch": epoch, "lr": lr, "a b": epoch * 1.5, "nan": nan})
+        rows.append({"lr": lr, "final": "done"})
+    schema = pa.schema(
+        [("epoch", pa.int64()), ("step", pa.int64()), ("lr", pa.float64()),
+         ("a b", pa.float64()), ("final", pa.string()), ("nan", pa.float64()),
+         ("order", pa.int64()), ("valAcc", pa.float64())]
+    )  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+META = "EXCLUDE (projid, run_id, tstamp, vid, filename)"
+
+#: Each reads every context (``SELECT *`` in a CTE), so the flat table is the oracle.
+SQL_SHAPES = [
+    'SELECT valacc, VALACC, "valAcc", t.valAcc FROM t WHERE epoch = 1 AND step = 1 ORDER BY 1',
+    'SELECT "order", count(*) FROM t GROUP BY ALL ORDER BY ALL NULLS FIRST',
+    "SELECT nan FROM t ORDER BY nan DESC NULLS LAST, lr",
+    "SELECT nan FROM t ORDER BY nan NULLS FIRST, lr",
+    "SELECT max(nan), min(nan), count(DISTINCT nan), isnan(sum(nan)) FROM t",
+    "SELECT epoch, step, sum(valacc) OVER (PARTITION BY lr, epoch ORDER BY step) FROM t "
+    "WHERE step IS NOT NULL ORDER BY ALL",
+    "SELECT epoch, step, count(*) FROM t GROUP BY ROLLUP (epoch, step) ORDER BY ALL",
+    "SELECT DISTINCT ON (lr) lr, epoch, valacc FROM t WHERE valacc IS NOT NULL "
+    "ORDER BY lr, valacc DESC",
+    'SELECT epoch, "a b" FROM t QUALIFY row_number() OVER (PARTITION BY lr ORDER BY "a b" DESC '
+    "NULLS LAST) = 1 ORDER BY ALL",
+    "SELECT * FROM (SELECT epoch, valacc FROM t) PIVOT (sum(valacc) FOR epoch IN (0, 1, 2))",
+    'SELECT a.epoch, a.valacc, b."a b" FROM t a JOIN t b ON a.lr = b.lr AND a.epoch = b.epoch '
+    "AND b.step IS NULL AND b.epoch IS NOT NULL WHERE a.step = 1 ORDER BY ALL",
+    "SELECT epoch, first(valacc ORDER BY step DESC, lr) FROM t GROUP BY epoch ORDER BY ALL",
+    "SELECT DISTINCT epoch FROM t ORDER BY 1 DESC",
+    "SELECT * FROM t ORDER BY ALL LIMIT 25%",
+    'SELECT lr, list("order" ORDER BY epoch, step) FILTER (WHERE "order" = 1) FROM t '
+    "GROUP BY lr ORDER BY lr",
+    'SELECT "a b" + 1, -"order", "order" IN (1, 2), final || \'!\' FROM t ORDER BY ALL',
+]
+
+
+@pytest.mark.parametrize("sql", SQL_SHAPES)
+def test_sql_over_every_context_answers_as_duckdb(con: dbapi.Connection, sql: str) -> None:
+    db = duckdb.connect()
+    db.register("flat", _flat())
+    want_cur = db.execute(f"WITH t AS (SELECT * FROM flat) {sql}")
+    want = ([d[0] for d in want_cur.description], want_cur.fetchall())
+    cur = con.cursor().execute(f"WITH t AS (SELECT * {META} FROM logs) {sql}")
+    got = ([d[0] for d in cur.description], cur.fetchall())
+    assert repr(got) == repr(want)  # repr: NaN equals NaN
