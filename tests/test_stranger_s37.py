@@ -42,6 +42,8 @@ Found:
 - A numpy array as a parameter (``WHERE epoch IN ?`` with ``np.arange(3)``) was refused
   ("only 0-dimensional arrays can be converted to Python scalars"); DuckDB binds it as a list,
   and so does florsql now.
+- ``RESET replay`` was refused as changing "the DuckDB engine florsql runs on"; it now says to
+  ``SET`` the value wanted.
 - ``cursor.execute(5)``, ``execute(None)``, ``execute(b"SELECT 1")`` raised
   ``QueryInternalError`` ("this is a florsql bug: please report it"), and ``executemany(sql,
   None)`` and ``florsql.connect(5)`` a bare ``TypeError``: now a ``ProgrammingError`` saying
@@ -534,3 +536,12 @@ def test_sql_over_every_context_answers_as_duckdb(con: dbapi.Connection, sql: st
     cur = con.cursor().execute(f"WITH t AS (SELECT * {META} FROM logs) {sql}")
     got = ([d[0] for d in cur.description], cur.fetchall())
     assert repr(got) == repr(want)  # repr: NaN equals NaN
+
+
+@pytest.mark.parametrize("sql", ["RESET replay", "reset EXECUTOR;"])
+def test_reset_of_a_florsql_setting_says_to_set_it(con: dbapi.Connection, sql: str) -> None:
+    """Before s37: 'RESET is not allowed (it changes the DuckDB engine florsql runs on)'."""
+    with pytest.raises(dbapi.ProgrammingError) as info:
+        con.cursor().execute(sql)
+    assert "DuckDB engine" not in str(info.value)
+    assert "SET " in str(info.value)
