@@ -311,7 +311,8 @@ betas = flor.arg("betas", (0.9, 0.99))
 cfg = flor.arg("cfg", {"a": 1})
 half = flor.arg("half", np.float32(0.5))
 count = flor.arg("count", np.int64(3))
-print(json.dumps([repr(v) for v in (widths, betas, cfg, half, count)]))
+amp = flor.arg("amp", np.bool_(False))
+print(json.dumps([repr(v) for v in (widths, betas, cfg, half, count, amp)]))
 flor.log("n", len(widths))
 """
 
@@ -328,10 +329,12 @@ def test_an_arg_with_a_list_tuple_or_dict_default_reads_json_from_the_command_li
     typed like no default; numpy scalar defaults got strings too."""
     proc = run_script(
         args_repo, "train.py", "--widths", "[4, 2]", "--betas=[0.8, 0.9]", "--cfg", '{"b": 2}',
-        "--half", "0.25", "--count", "7",
+        "--half", "0.25", "--count", "7", "--amp",
     )  # fmt: skip
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got == ["[4, 2]", "(0.8, 0.9)", "{'b': 2}", "np.float32(0.25)", "np.int64(7)"]
+    assert got == [
+        "[4, 2]", "(0.8, 0.9)", "{'b': 2}", "np.float32(0.25)", "np.int64(7)", "np.True_"
+    ]  # fmt: skip
     with florsql.connect(args_repo) as con:
         rows = _rows(con, "SELECT widths, betas, cfg, half, count, n FROM logs")
     assert rows == [("[4, 2]", "[0.8, 0.9]", '{"b": 2}', 0.25, 7, 2)]
@@ -339,13 +342,14 @@ def test_an_arg_with_a_list_tuple_or_dict_default_reads_json_from_the_command_li
     copy = copy_repo(args_repo, args_repo.parent / "replayed")
     train = copy / "train.py"
     train.write_text(
-        train.read_text() + 'flor.log("got", repr((widths[0], betas, cfg["b"], half, count)))\n'
+        train.read_text()
+        + 'flor.log("got", repr((widths[0], betas, cfg["b"], half, count, amp)))\n'
     )
     with florsql.connect(copy) as con:
         cur = con.cursor()
         cur.execute("SET replay = 'auto'")
         assert _rows(con, "SELECT got FROM logs WHERE got IS NOT NULL") == [
-            ("(4, (0.8, 0.9), 2, np.float32(0.25), np.int64(7))",)
+            ("(4, (0.8, 0.9), 2, np.float32(0.25), np.int64(7), np.True_)",)
         ]
 
 

@@ -85,6 +85,8 @@ def flag_value(name: str, default: Any) -> Any:
     :class:`RecordError` (before, such an arg took its default, silently)."""
     if type(default) is bool:
         return True
+    if type(default).__module__ == "numpy" and type(default).__name__ in ("bool", "bool_"):
+        return type(default)(True)  # numpy's bool, as its default (s37)
     raise RecordError(
         f"--{name} is given without a value; flor.arg({name!r}, {default!r}) expects "
         f"{_article(type(default).__name__)} like its default: write --{name} VALUE or "
@@ -236,6 +238,8 @@ def replayed_arg(name: str, default: Any, recorded: Any, tag: str | None) -> Any
     if type(default) is float and type(recorded) is int:
         return float(recorded)
     kind = type(default)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):
+        return kind(recorded) if isinstance(recorded, bool) else recorded
     if (
         kind not in (bool, int, float)
         and isinstance(default, numbers.Real)
