@@ -310,6 +310,15 @@ class FlorsqlGenerator(DuckDBGenerator):
         ),
     }
 
+    def limitoptions_sql(self, expression: exp.LimitOptions) -> str:
+        """A percent LIMIT as ``n%``: DuckDB takes ``n PERCENT`` only after a plain number,
+        ``n%`` after any expression (``LIMIT ?%``, ``LIMIT (a + b)%``; before s37 both were
+        written ``... PERCENT``, which DuckDB refused as a syntax error)."""
+        text = super().limitoptions_sql(expression)
+        if expression.args.get("percent") and isinstance(expression.parent, exp.Limit):
+            text = "%" + text.removeprefix(" PERCENT")
+        return text
+
 
 class Florsql(DuckDB):
     """The florsql dialect: DuckDB plus EXPLAIN, SHOW RUNS, SHOW COLUMNS and SET replay.

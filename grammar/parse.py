@@ -275,11 +275,16 @@ def _clause_name(token: Token) -> str:
     return "USING SAMPLE" if token.token_type == TokenType.USING else token.text.upper()
 
 
-#: A ``?`` sqlglot's parser dropped, or read as something else than a value.
+#: A ``?`` sqlglot's parser dropped, or read as something else than a value: in a sample...
 PARAMETER_NOT_A_VALUE = (
     "a ? parameter cannot stand here: DuckDB takes only a constant in this place (a sample's "
     "size, written before ROWS, PERCENT or %); write the value in the SQL text, or give the "
     "sample as reservoir(? ROWS) or bernoulli(? PERCENT)"
+)
+#: ... and in ``SET`` (before s37 refused with the sample's message above).
+PARAMETER_IN_SET = (
+    "a ? parameter cannot stand in SET: a setting's value is written in the SQL text "
+    "(SET replay = 'off')"
 )
 
 
@@ -304,7 +309,9 @@ def _check_placeholders_kept(tokens: list[Token], tree: exp.Expr, source: str) -
     for token in tokens:
         if token.token_type == TokenType.PLACEHOLDER and token.start not in held:
             line, col = line_col(source, token.start)
-            raise ParseError(PARAMETER_NOT_A_VALUE, sql=source, line=line, col=col)
+            setting = bool(tokens) and tokens[0].token_type == TokenType.SET
+            message = PARAMETER_IN_SET if setting else PARAMETER_NOT_A_VALUE
+            raise ParseError(message, sql=source, line=line, col=col)
 
 
 #: Tokens after which a ``+`` is unary and what follows may be a positional term.

@@ -280,6 +280,15 @@ def _check_statement(node: exp.Expr, at: exp.Expr | None = None) -> None:
         keyword = str(node.this).upper()
         if keyword == "SET":
             raise _Refused(SET_REFUSED, at)
+        setting = node.text("expression").strip().rstrip(";").strip().lower()
+        if keyword == "RESET" and setting in ("replay", "executor"):
+            # florsql's own setting (before s37: "it changes the DuckDB engine florsql runs on")
+            values = "'auto' | 'confirm' | 'off'" if setting == "replay" else "'local' | 'ray'"
+            raise _Refused(
+                f"RESET {setting} is not supported: write the value you want, SET {setting} = "
+                f"{values}",
+                at,
+            )
         if keyword == "SHOW":
             shown = f"SHOW {str(node.expression or '').strip()}"[:40]
             raise _Refused(f"{shown} {UNSUPPORTED_STATEMENTS[exp.Show]}", at)

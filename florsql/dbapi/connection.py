@@ -113,6 +113,12 @@ def connect(
         >>> con = florsql.connect("path/to/repo")  # doctest: +SKIP
         >>> con.execute("SELECT lr, max(acc) FROM logs GROUP BY lr").fetchall()  # doctest: +SKIP
     """
+    import os
+
+    if not isinstance(repo, str | os.PathLike):  # before s37 a bare TypeError from os.fspath
+        raise exc.ProgrammingError(
+            f"connect() takes the repository's path (a str or a Path), not {type(repo).__name__}"
+        )
     try:
         engine = Engine(repo, replay=replay, executor=executor, confirm=confirm, wait=wait)
     except FlorError as e:

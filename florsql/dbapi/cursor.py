@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,11 @@ class Cursor:
         """Run one statement; ``?`` placeholders take ``parameters`` in order."""
         self._check()
         self._clear()  # a failed statement leaves no result (not the previous one's)
+        if not isinstance(operation, str):
+            # before s37 an int, None or bytes failed inside the engine, as "a florsql bug"
+            raise ProgrammingError(
+                f"execute() takes the SQL text as a str, not {type(operation).__name__}"
+            )
         params = _params(parameters)
         try:
             result = self.connection._engine().execute(operation, params)
@@ -118,6 +123,13 @@ class Cursor:
         when ``seq_of_parameters`` is empty)."""
         self._check()
         self._clear()
+        if isinstance(seq_of_parameters, str | bytes | Mapping) or not isinstance(
+            seq_of_parameters, Iterable
+        ):  # before s37 None failed with a bare TypeError
+            raise ProgrammingError(
+                "executemany() takes a sequence of parameter lists (one list per run of the "
+                f"statement), not {type(seq_of_parameters).__name__}"
+            )
         for parameters in seq_of_parameters:
             self.execute(operation, parameters)
         return self

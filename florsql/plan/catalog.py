@@ -398,16 +398,19 @@ def _log_columns(
 
 def _lacking(con: duckdb.DuckDBPyConnection, pairs: tuple[tuple[str, str], ...]) -> dict[str, int]:
     """Per name in current code (``pairs``: file, name): how many runs that executed a file
-    logging it never recorded it. Replayed values do not count: a run whose replay covered
-    some iterations still lacks the others, and the replay set (per outer iteration) decides
-    what is left to compute."""
+    logging it never recorded it, a run with an arg of that name aside (its rows read the arg;
+    before s37 such runs counted as lacking it and replayed). Replayed values do not count: a
+    run whose replay covered some iterations still lacks the others, and the replay set (per
+    outer iteration) decides what is left to compute."""
     if not pairs:
         return {}
     values = ", ".join(f"({string_literal(f)}, {string_literal(n)})" for f, n in pairs)
     rows = con.execute(
         f"""SELECT c.name, count(DISTINCT m.run_id) FILTER (WHERE NOT EXISTS (
                 SELECT 1 FROM log_records v WHERE v.run_id = m.run_id
-                AND lower(v.name) = lower(c.name)))
+                AND lower(v.name) = lower(c.name)) AND NOT EXISTS (
+                SELECT 1 FROM args a WHERE a.run_id = m.run_id
+                AND lower(a.name) = lower(c.name)))
             FROM (VALUES {values}) AS c(filename, name)
             JOIN run_meta m ON list_contains(m.files, c.filename) GROUP BY c.name"""
     ).fetchall()

@@ -526,6 +526,9 @@ def _numpy_type(value: Any) -> exp.Expr | None:
     kind = type(value)
     if not kind.__module__.startswith("numpy") or not hasattr(value, "item"):
         return None
+    if getattr(value, "ndim", 0) >= 1:  # an array: a list, as DuckDB binds it (before s37
+        # refused, "only 0-dimensional arrays can be converted to Python scalars")
+        return sql_literal(value.tolist())
     name = getattr(getattr(value, "dtype", None), "name", "")
     if name == "bool":
         return exp.Boolean(this=bool(value))

@@ -42,6 +42,9 @@ lack AS (
            m.status IS NOT DISTINCT FROM 'running' AS __running
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE true{limit}
+    -- a run with an arg of that name reads the arg in every row: it lacks no log of it
+    AND NOT EXISTS (SELECT 1 FROM args a WHERE a.run_id = m.run_id
+                    AND lower(a.name) = lower(n.__name))
 ),"""
 
 #: Contexts one by one: needed when the predicate reads an inner loop's column.

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel
 
 from florsql.errors import PlanError
+from florsql.grammar.dialect import Florsql
 from florsql.plan.bind import REF_KEY
 from florsql.plan.pivot import logs_from_wide, logs_live
 from florsql.plan.state import PlanState
@@ -105,7 +105,8 @@ def duckdb_sql(tree: exp.Expr, *, source: str | None = None) -> str:
         ...
         florsql.errors.PlanError: IGNORE NULLS is not supported for non-window functions: ...
     """
-    generator = Dialect.get_or_raise("duckdb").generator(unsupported_level=ErrorLevel.IGNORE)
+    # florsql's dialect: DuckDB's generator, writing a percent LIMIT as DuckDB takes it
+    generator = Florsql().generator(unsupported_level=ErrorLevel.IGNORE)
     sql = generator.generate(tree)
     lost = [m for m in generator.unsupported_messages if not m.startswith(_SAME_IN_DUCKDB)]
     if lost:

@@ -212,9 +212,15 @@ class _Scanner:
         if not ok:
             return None
         first = _first_argument(node)
-        if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value:
+        if (
+            isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+            and first.value
+            and _utf8(first.value)
+        ):
             # (an empty name is refused when the call runs: no column; as a quoted identifier
-            # it made every query over the repository fail, 'zero-length delimited identifier')
+            # it made every query over the repository fail, 'zero-length delimited identifier';
+            # so did a lone surrogate, "\ud800", which DuckDB cannot hold, until s37)
             return first.value if self._one_literal(first) else None
         return None
 
@@ -266,3 +272,12 @@ def _walk(node: ast.AST, depth: int) -> list[tuple[int, ast.AST]]:
     for child in ast.iter_child_nodes(node):
         out.extend(_walk(child, depth + 1))
     return out
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (no lone surrogate): a name DuckDB can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -70,7 +70,11 @@ def digest(*parts: str) -> str:
     """A hex SHA-256 of the parts, each length-prefixed so that no two splits collide."""
     h = hashlib.sha256()
     for part in parts:
-        data = part.encode("utf-8", "surrogateescape")
+        try:
+            data = part.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate in a literal ("\ud800"): before s37 every
+            # query of the repository failed scanning the script that held it
+            data = part.encode("utf-8", "surrogatepass")
         h.update(f"{len(data)}:".encode())
         h.update(data)
     return h.hexdigest()

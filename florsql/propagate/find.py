@@ -54,9 +54,19 @@ def _name_of(call: ast.Call) -> tuple[str | None, str]:
     arg = call.args[0] if call.args else None
     if arg is None:
         arg = next((k.value for k in call.keywords if k.arg == "name"), None)
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _utf8(arg.value):
         return arg.value, repr(arg.value)
+    # (a lone surrogate, "\ud800", is no name a column can have: before s37 such a literal made
+    # every query of the repository fail)
     return None, ast.unparse(arg) if arg is not None else "<missing>"
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def find_logs(src: SourceFile) -> list[LogStatement]:

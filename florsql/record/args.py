@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +22,16 @@ def scan_argv(argv: Sequence[str]) -> dict[str, str]:
     Example:
         >>> scan_argv(["--lr", "0.1", "--epochs=3", "--kwargs", "seed=7", "x=y", "--dry"])
         {'lr': '0.1', 'epochs': '3', 'seed': '7', 'x': 'y'}
+
+    A bare ``--`` ends the options, as in argparse: what follows is positional (before s37
+    ``train.py --lr 0.1 -- tool --lr 0.9`` gave ``flor.arg("lr")`` 0.9, argparse 0.1).
     """
     found: dict[str, str] = {}
     i = 0
     while i < len(argv):
         tok = argv[i]
+        if tok == "--":  # the rest is positional, as argparse reads it (s37)
+            break
         if tok == "--kwargs":
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
@@ -58,6 +64,8 @@ def scan_flags(argv: Sequence[str]) -> set[str]:
     i = 0
     while i < len(argv):
         tok = argv[i]
+        if tok == "--":
+            break
         if tok == "--kwargs":
             i += 1
             while i < len(argv) and not argv[i].startswith("--"):
@@ -77,6 +85,8 @@ def flag_value(name: str, default: Any) -> Any:
     :class:`RecordError` (before, such an arg took its default, silently)."""
     if type(default) is bool:
         return True
+    if type(default).__module__ == "numpy" and type(default).__name__ in ("bool", "bool_"):
+        return type(default)(True)  # numpy's bool, as its default (s37)
     raise RecordError(
         f"--{name} is given without a value; flor.arg({name!r}, {default!r}) expects "
         f"{_article(type(default).__name__)} like its default: write --{name} VALUE or "
@@ -101,11 +111,31 @@ def _is_flag(tok: str) -> bool:
 def coerce(name: str, text: str, default: Any) -> Any:
     """Parse ``text`` the way ``default`` is typed; a clear :class:`RecordError` otherwise.
 
+    A list, tuple or dict default reads JSON (a tuple from a JSON list); a number of another
+    type than ``int`` and ``float`` (a numpy scalar, an ``IntEnum``) keeps its type. Before s37
+    those got the text itself (``--widths '[4, 2]'`` was the string, ``len`` 6).
+
     Example:
         >>> coerce("lr", "0.01", 1e-3), coerce("bs", "64", 32), coerce("aug", "false", True)
         (0.01, 64, False)
+        >>> coerce("widths", "[4, 2]", [16, 8]), coerce("betas", "[0.8, 0.9]", (0.9, 0.99))
+        ([4, 2], (0.8, 0.9))
     """
     kind = type(default)
+    if isinstance(default, list | tuple | dict):
+        return _json_arg(name, text, default)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):
+        return kind(coerce(name, text, bool(default)))
+    if kind not in (bool, int, float) and isinstance(default, numbers.Real):
+        plain = int(default) if isinstance(default, numbers.Integral) else float(default)
+        try:
+            return kind(coerce(name, text, plain))
+        except (RecordError, ValueError):
+            expected = "an integer" if isinstance(plain, int) else "a number"
+            raise RecordError(
+                f"--{name} {text!r} is not {expected} of its default's type; flor.arg({name!r}, "
+                f"{default!r}) expects {_article(kind.__name__)} like its default"
+            ) from None
     try:
         if kind is bool:
             low = text.strip().lower()
@@ -125,6 +155,27 @@ def coerce(name: str, text: str, default: Any) -> Any:
             f"{_article(kind.__name__)} like its default"
         ) from None
     return text
+
+
+def _json_arg(name: str, text: str, default: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> Any:
+    """The JSON value of ``text`` for a list, tuple or dict default, of that kind."""
+    import json
+
+    want = "a JSON object" if isinstance(default, dict) else "a JSON list"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(default, dict) and isinstance(value, dict):
+        return value
+    if not isinstance(default, dict) and isinstance(value, list):
+        return tuple(value) if isinstance(default, tuple) else value
+    example = '{"k": 1}' if isinstance(default, dict) else "[1, 2]"
+    raise RecordError(
+        f"--{name} {text!r} is not {want}; flor.arg({name!r}, {default!r}) expects "
+        f"{_article(type(default).__name__)} like its default, written as JSON: --{name} "
+        f"'{example}'"
+    )
 
 
 def stored_arg(value: Any) -> tuple[Any, str | None]:
@@ -186,4 +237,14 @@ def replayed_arg(name: str, default: Any, recorded: Any, tag: str | None) -> Any
         )
     if type(default) is float and type(recorded) is int:
         return float(recorded)
+    kind = type(default)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):
+        return kind(recorded) if isinstance(recorded, bool) else recorded
+    if (
+        kind not in (bool, int, float)
+        and isinstance(default, numbers.Real)
+        and isinstance(recorded, int | float)
+        and not isinstance(recorded, bool)
+    ):
+        return kind(recorded)  # a numpy scalar or IntEnum from the command line: its type (s37)
     return recorded

@@ -159,6 +159,10 @@ class Run:
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[_Frame] = []
+        #: every flor.loop name this run has used, ended loops too: a log or arg of that name
+        #: would be one column with the loop's (before s37 accepted once the loop had ended:
+        #: ``SELECT max(epoch)`` answered the logged 5 of a run of 2 epochs)
+        self.loop_names: set[str] = set()
         #: the innermost loop iterated through a wrapper kept open (florsql.record.consumer)
         self.watched: tuple[_Frame, Consumer] | None = None
         self.inner_runs: list[_InnerRun] = []  # inner loops running, rows not all built yet
@@ -217,15 +221,23 @@ class Run:
 
     # -- record calls --------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
+        if not isinstance(name, str) or not name:  # as flor.log and flor.loop (s37: an int
+            # failed with AttributeError, an empty name was recorded)
+            raise RecordError(f"flor.arg needs a non-empty string name, got {name!r}")
         if name in self.args:
             return self.arg_values[name]
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
         self._check_case(name, "flor.arg")
-        if name in self.cli:
-            value = coerce(name, self.cli[name], default)
-        elif name in self.flags:
-            value = flag_value(name, default)
+        given = name
+        if name not in self.cli and name not in self.flags:
+            # `--batch-size 8` for flor.arg("batch_size", ...), as argparse maps it (before s37
+            # the dashed spelling was left to the script's argparse and the arg kept its default)
+            given = name.replace("_", "-")
+        if given in self.cli:
+            value = coerce(given, self.cli[given], default)
+        elif given in self.flags:
+            value = flag_value(given, default)
         else:
             value = default
         stored, tag = stored_arg(normalize(name, value, self.warned))
@@ -281,7 +293,7 @@ class Run:
         return key
 
     def _is_loop(self, name: str) -> bool:
-        return any(f.name == name for f in self.frames)
+        return name in self.loop_names or any(f.name == name for f in self.frames)
 
     def _check_case(self, name: str, call: str) -> None:
         """Refuse a new name that differs only in case from a name of this run: queries read
@@ -289,7 +301,8 @@ class Run:
         hide the other (``loss`` and ``Loss`` logged in one context: only the last is read)."""
         folded = name.lower()
         used = [("log", n) for n in self.log_names] + [("arg", n) for n in self.args]
-        used += [("flor.loop", f.name) for f in self.frames] + [("metadata", n) for n in RESERVED]
+        used += [("flor.loop", n) for n in self.loop_names | {f.name for f in self.frames}]
+        used += [("metadata", n) for n in RESERVED]
         for kind, other in used:
             if other != name and other.lower() == folded:
                 raise RecordError(
@@ -303,7 +316,7 @@ class Run:
             raise RecordError(f"flor.loop needs a non-empty string name, got {name!r}")
         if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
             self._close_left()  # only the training thread: it is the one iterating
-        if self._is_loop(name):
+        if any(f.name == name for f in self.frames):
             raise RecordError(
                 f"flor.loop({name!r}) is nested inside another flor.loop({name!r}); "
                 f"give the inner loop its own name"
@@ -311,6 +324,7 @@ class Run:
         if name in self.log_names or name in self.args or name in RESERVED:
             raise RecordError(f"{name!r} is already used as a log, arg or metadata name")
         self._check_case(name, "flor.loop")
+        self.loop_names.add(name)
         scope = self.scopes[-1] if self.scopes else None
         owns_scope = scope is not None and scope.depth == len(self.frames)
         frame = _Frame(name, len(self.frames), scope if owns_scope else None)

@@ -238,7 +238,9 @@ def ingest_run_json(
         con.executemany("INSERT INTO data_inputs VALUES (?, ?, ?, to_timestamp(?), ?)", inputs)
     con.execute("DELETE FROM args WHERE run_id = ?", [f.run_id])
     rows = [
-        (f.run_id, name, *split_value(_arg_text(v))) for name, v in (doc.get("args") or {}).items()
+        (f.run_id, name, *split_value(_arg_text(v)))
+        for name, v in (doc.get("args") or {}).items()
+        if isinstance(name, str) and name  # flor.arg("", ...) before s37 recorded one
     ]
     if rows:
         con.executemany("INSERT INTO args VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -74,7 +74,7 @@ def arg_column_sql(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """
     rows = con.execute(
         """SELECT arg_min(name, run_id), list(DISTINCT vtype ORDER BY vtype) FROM args
-           GROUP BY lower(name) ORDER BY lower(name)"""
+           WHERE name <> '' GROUP BY lower(name) ORDER BY lower(name)"""
     ).fetchall()
     out = []
     for name, vtypes in rows:
