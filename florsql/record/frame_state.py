@@ -453,7 +453,7 @@ def _plain_value(v: Any) -> bool:
 
 
 def _reason(e: Exception) -> str:
-    text = str(e) if isinstance(e, _LiveWorkers) else f"{type(e).__name__}: {e}"
+    text = str(e) if isinstance(e, (_LiveWorkers, _HoldsIds)) else f"{type(e).__name__}: {e}"
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -550,6 +550,30 @@ class _LiveWorkers(Exception):
     pass
 
 
+class _HoldsIds(Exception):
+    pass
+
+
+#: The range of the ints that may be an object's ``id()`` (CPython: its address, 16-aligned;
+#: a 64-bit process's heap and mappings lie between 4 GiB and 2**48).
+_ID_RANGE = (1 << 32, 1 << 48)
+
+
+def _id_like(obj: Any) -> bool:
+    return type(obj) is int and _ID_RANGE[0] <= obj < _ID_RANGE[1] and not obj % 16
+
+
+def _live_holders(candidates: set[int]) -> list[str]:
+    """The classes of the live objects whose ``id()`` is one of ``candidates`` (ints found in a
+    value being saved: ``ema[id(p)]``, a set of ``id(batch)``). Such a key means nothing in a
+    replay's process, where every object has another id, so the value cannot be restored. The
+    scan of the collector's objects runs only where a saved value holds an int of the range."""
+    import gc
+
+    found = {id(o): type(o).__name__ for o in gc.get_objects() if id(o) in candidates}
+    return sorted(set(found.values()))
+
+
 def _live_workers(loader: Any) -> bool:
     """A DataLoader with ``persistent_workers`` whose worker processes are running: each keeps
     its RNGs (seeded once, as they started, then drawn from by random augmentations in the
@@ -623,8 +647,14 @@ class _Pickler(pickle.Pickler):
         self.registered = registered
         self.views = _VIEWS.get()
         self.torch = sys.modules.get("torch") if self.views is not None else None
+        #: ints that may be an object's ``id()`` (:func:`_live_holders` looks them up)
+        self.id_like: set[int] = set()
 
     def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is int:
+            if _id_like(obj):
+                self.id_like.add(obj)
+            return None
         found = self.registered.get(id(obj))
         if found is not None or self.torch is None or not isinstance(obj, self.torch.Tensor):
             return found
@@ -665,6 +695,13 @@ def _dumps(
     buf = io.BytesIO()
     pickler = _Pickler(buf, registered)
     pickler.dump(value)
+    if pickler.id_like:
+        holders = _live_holders(pickler.id_like)
+        if holders:
+            raise _HoldsIds(
+                f"holds the id() of a live object ({', '.join(holders[:3])}): a replay's"
+                " objects have other ids"
+            )
     if ids is not None and kinds is not None:
         memo = pickler.memo.copy()
         # an object's own __dict__ is pickled as its state: not a dict the script holds
