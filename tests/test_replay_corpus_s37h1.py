@@ -5,6 +5,7 @@ tests/test_replay_corpus_stranger.py, runs with their own command lines as
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from florsql.record import frame_state
 
 from tests import test_replay_corpus_stranger as corpus
+from tests.helpers import make_repo, run_script
 from tests.helpers_replay import (
     Recorded,
     Recorder,
@@ -374,6 +376,291 @@ with flor.checkpointing(model=net, optimizer=opt):
         old_query="SELECT seed, epoch, lr FROM logs",
         partial=("SELECT seed, epoch, step, reward FROM logs WHERE epoch = 3",),
     ),
+    ArgCase(
+        "a_head_weight_replaced_by_a_new_parameter_the_optimizer_never_sees",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 1:  # re-initialised head: the optimizer still steps the old Parameter
+            net[2].weight = nn.Parameter(torch.randn(2, 8) * 0.1)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("head", float(net[2].weight.sum()))  # hindsight
+        with torch.no_grad():  # hindsight
+            flor.log("val", float(loss_fn(net(XV), YV)))  # hindsight
+""",
+        {"epoch": ["head", "val"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, val FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "a_weight_dropped_from_the_optimizers_group_at_a_milestone",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:  # freeze the first layer's weight by taking it out of the optimizer
+            group = opt.param_groups[0]
+            group["params"] = [p for p in group["params"] if p is not net[0].weight]
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            flor.log("w0", float(net[0].weight.sum()))  # hindsight
+        flor.log("n_opt", len(opt.param_groups[0]["params"]))
+        flor.log("b0", float(net[0].bias.sum()))  # hindsight
+""",
+        {"epoch": ["b0"], "epoch, step": ["w0"]},
+        old_query="SELECT seed, epoch, n_opt FROM logs",
+        partial=("SELECT seed, epoch, step, w0 FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "snapshot_ensemble_of_deep_copied_state_dicts_through_functional_call",
+        """
+import copy
+
+from torch.func import functional_call
+
+snaps = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+        snaps.append(copy.deepcopy(net.state_dict()))
+        flor.log("lr", opt.param_groups[0]["lr"])
+        with torch.no_grad():  # hindsight
+            outs = [functional_call(net, sd, (XV,)) for sd in snaps[-2:]]  # hindsight
+            flor.log("ens_val", float(loss_fn(torch.stack(outs).mean(0), YV)))  # hindsight
+        flor.log("n_snaps", len(snaps))  # hindsight
+""",
+        {"epoch": ["ens_val", "n_snaps"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, ens_val FROM logs WHERE epoch = 3",),
+        seeds=(0, 1),
+    ),
+    ArgCase(
+        "magnitude_pruning_masks_in_a_dict_tightened_each_epoch",
+        """
+masks = {n: torch.ones_like(p) for n, p in net.named_parameters() if p.dim() == 2}
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            with torch.no_grad():
+                for n, p in net.named_parameters():
+                    if n in masks:
+                        p.mul_(masks[n])
+        for n, p in net.named_parameters():
+            if n in masks:
+                thr = p.detach().abs()[masks[n].bool()].quantile(0.2)
+                masks[n] = (p.detach().abs() > thr).float() * masks[n]
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("density", float(sum(m.sum() for m in masks.values())))  # hindsight
+        with torch.no_grad():  # hindsight
+            flor.log("val", float(loss_fn(net(XV), YV)))  # hindsight
+""",
+        {"epoch": ["density", "val"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, val FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "self_paced_order_sorted_by_last_epochs_per_example_losses",
+        """
+per_ex = torch.zeros(len(X))
+order = torch.randperm(len(X))
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", order.split(12)):
+            per = nn.functional.cross_entropy(net(X[idx]), Y[idx], reduction="none")
+            per_ex[idx] = per.detach()
+            loss = per.mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("first", int(idx[0]))  # hindsight
+        order = per_ex.argsort()  # easy examples first next epoch
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("hardest", int(order[-1]))  # hindsight
+        flor.log("per_ex_mean", float(per_ex.mean()))  # hindsight
+""",
+        {"epoch": ["hardest", "per_ex_mean"], "epoch, step": ["first"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, step, first FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "adam_with_a_tensor_learning_rate_under_a_registered_exponential_lr",
+        """
+opt = torch.optim.Adam(net.parameters(), lr=torch.tensor(0.03), foreach=False)
+sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.7)
+with flor.checkpointing(model=net, optimizer=opt, sched=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+        sched.step()
+        flor.log("n", len(X))
+        flor.log("lr_t", float(opt.param_groups[0]["lr"]))  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["lr_t", "w"]},
+        old_query="SELECT seed, epoch, n FROM logs",
+        partial=("SELECT seed, epoch, w FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "gradient_noise_annealed_by_a_global_step_from_the_global_rng",
+        """
+gstep = 0
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            gstep += 1
+            sigma = 0.05 / (1 + gstep) ** 0.55
+            for p in net.parameters():
+                p.grad.add_(torch.randn_like(p) * sigma)
+            opt.step()
+            flor.log("gn", float(net[0].weight.grad.norm()))  # hindsight
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("sigma", sigma)  # hindsight
+""",
+        {"epoch": ["sigma"], "epoch, step": ["gn"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, step, gn FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "trainer_fit_with_a_callback_holding_a_back_reference_to_the_trainer",
+        """
+
+
+class Plateau:
+    def __init__(self, patience):
+        self.patience, self.best, self.bad, self.trainer = patience, float("inf"), 0, None
+
+    def on_epoch_end(self, val):
+        if val < self.best - 1e-3:
+            self.best, self.bad = val, 0
+        else:
+            self.bad += 1
+        if self.bad >= self.patience:
+            self.trainer.lr_scale *= 0.5
+            self.bad = 0
+
+
+class Trainer:
+    def __init__(self, net, opt, callbacks):
+        self.net, self.opt, self.callbacks = net, opt, callbacks
+        self.lr_scale = 1.0
+        for cb in callbacks:
+            cb.trainer = self
+
+    def fit(self, epochs):
+        with flor.checkpointing(model=self.net, optimizer=self.opt):
+            for epoch in flor.loop("epoch", range(epochs)):
+                for g in self.opt.param_groups:
+                    g["lr"] = 0.4 * self.lr_scale
+                for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+                    loss = loss_fn(self.net(X[idx]), Y[idx])
+                    self.opt.zero_grad()
+                    loss.backward()
+                    self.opt.step()
+                with torch.no_grad():
+                    val = float(loss_fn(self.net(XV), YV))
+                for cb in self.callbacks:
+                    cb.on_epoch_end(val)
+                flor.log("epoch_seen", epoch)
+                flor.log("bad", self.callbacks[0].bad)  # hindsight
+                flor.log("scale", self.lr_scale)  # hindsight
+                flor.log("val", val)  # hindsight
+
+
+Trainer(net, opt, [Plateau(1)]).fit(epochs)
+""",
+        {"epoch": ["bad", "scale", "val"]},
+        old_query="SELECT seed, epoch, epoch_seen FROM logs",
+        partial=("SELECT seed, epoch, val FROM logs WHERE epoch = 3",),
+        seeds=(0, 2),
+    ),
+    ArgCase(
+        "a_registered_dict_of_the_model_the_optimizer_and_a_step_counter",
+        """
+state = {"model": net, "opt": opt, "step": 0, "best": float("inf")}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(state["model"](X[idx]), Y[idx])
+            state["opt"].zero_grad()
+            loss.backward()
+            state["opt"].step()
+            state["step"] += 1
+            state["best"] = min(state["best"], loss.item())
+            flor.log("at", state["step"])  # hindsight
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("best", state["best"])  # hindsight
+        flor.log("w", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["best", "w"], "epoch, step": ["at"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, w FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "per_parameter_state_in_a_weak_key_dictionary",
+        """
+import weakref
+
+trace = weakref.WeakKeyDictionary()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            for m in (net[0], net[2]):  # per layer, held weakly
+                trace[m] = trace.get(m, 0.0) * 0.9 + float(m.weight.grad.norm())
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("trace0", trace[net[0]])  # hindsight
+        flor.log("n_trace", len(trace))  # hindsight
+""",
+        {"epoch": ["trace0", "n_trace"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, trace0 FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "two_tasks_alternated_by_an_itertools_cycle_five_steps_an_epoch",
+        """
+import itertools
+
+heads = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 2)})
+opt = torch.optim.SGD([*net.parameters(), *heads.parameters()], lr=0.1)
+tasks = itertools.cycle(["a", "b"])  # five steps an epoch: the phase shifts each epoch
+with flor.checkpointing(model=net, heads=heads, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        counts = {"a": 0, "b": 0}
+        for idx in flor.loop("step", torch.randperm(len(X)).split(10)):
+            task = next(tasks)
+            counts[task] += 1
+            y = Y[idx] if task == "a" else 1 - Y[idx]
+            loss = loss_fn(heads[task](net(X[idx])), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("task_loss", loss.item())  # hindsight
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("first_task", next(iter(k for k, v in counts.items() if v == 3)))  # hindsight
+        flor.log("last_task", task)  # hindsight
+""",
+        {"epoch": ["first_task", "last_task"], "epoch, step": ["task_loss"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, step, task_loss FROM logs WHERE epoch = 3",),
+    ),
 ]
 
 BUGS: dict[str, str] = {}
@@ -407,6 +694,38 @@ def test_a_local_keyed_by_the_ids_of_live_objects_is_not_saved() -> None:
     assert "id()" in cap.missed["gema"] and "Parameter" in cap.missed["gema"]
     assert "Linear" in cap.missed["seen"]
     assert "counts" in cap.saved
+
+
+DROPPED = corpus.PREAMBLE + """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 2:  # its momentum stays in opt.state: torch's state_dict() fails from here
+            group = opt.param_groups[0]
+            group["params"] = [p for p in group["params"] if p is not net[0].weight]
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        flor.log("n_opt", len(opt.param_groups[0]["params"]))
+"""
+
+
+def test_a_checkpoint_whose_optimizer_state_dict_raises_is_skipped_not_fatal(
+    tmp_path: Path,
+) -> None:
+    """A weight taken out of the optimizer's group (its momentum left in ``opt.state``): torch's
+    own ``opt.state_dict()`` raises ``KeyError`` from then on, and florsql's checkpoint let it
+    end the training run (a run that trains to its end without florsql). Now the run warns once
+    and takes no checkpoint there; a replay of a later epoch starts from epoch 1's (the
+    ``a_weight_dropped_...`` pattern checks its values against a full re-run)."""
+    repo = make_repo(tmp_path / "r", {"train.py": DROPPED})
+    proc = run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    assert proc.stderr.count("could not checkpoint epoch 2 (KeyError") == 1, proc.stderr
+    run = next((repo / ".florsql" / "runs").iterdir())
+    lines = (run / "checkpoints" / "manifest.jsonl").read_text().splitlines()
+    assert sorted({json.loads(line)["iteration"] for line in lines}) == [0, 1]
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 class Histories(corpus.StrangerHistories):
