@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from florsql.record import frame_state
-
 from tests import test_replay_corpus_stranger as corpus
 from tests.helpers import make_repo, run_script
 from tests.helpers_replay import (
@@ -661,6 +660,86 @@ with flor.checkpointing(model=net, heads=heads, optimizer=opt):
         old_query="SELECT seed, epoch, lr FROM logs",
         partial=("SELECT seed, epoch, step, task_loss FROM logs WHERE epoch = 3",),
     ),
+    ArgCase(
+        "a_numpy_view_of_the_live_weights_read_after_an_epoch_end_shrink",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        w_np = net[0].weight.detach().numpy()  # no copy: the live weights
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+        with torch.no_grad():
+            net[0].weight.mul_(0.9)  # a decoupled shrink once per epoch
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("w00", float(w_np[0, 0]))  # hindsight
+""",
+        {"epoch": ["w00"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, w00 FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "a_momentum_buffer_bound_in_the_step_loop_damped_in_place_after_it",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            buf = opt.state[net[0].weight]["momentum_buffer"]
+        for st in opt.state.values():
+            st["momentum_buffer"].mul_(0.5)  # damp the momentum at each epoch's end
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("buf", float(buf.norm()))  # hindsight
+""",
+        {"epoch": ["buf"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, buf FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "a_row_view_of_a_preallocated_numpy_history_filled_in_the_step_loop",
+        """
+import numpy as np
+
+hist = np.zeros((epochs, 2))
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        row = hist[epoch]  # a view: writing it writes hist
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            row[0] += loss.item()
+            row[1] += 1
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("hist_sum", float(hist.sum()))  # hindsight
+        flor.log("row0", float(row[0]))  # hindsight
+""",
+        {"epoch": ["hist_sum", "row0"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, hist_sum FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "detached_rows_of_the_live_weights_kept_in_a_list_without_a_clone",
+        """
+rows = []
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        rows.append(net[0].weight.detach()[epoch])  # meant as a snapshot: a view, no clone
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("rows_sum", float(sum(float(r.sum()) for r in rows)))  # hindsight
+""",
+        {"epoch": ["rows_sum"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, rows_sum FROM logs WHERE epoch = 3",),
+        seeds=(0, 1),
+    ),
 ]
 
 BUGS: dict[str, str] = {}
@@ -694,9 +773,56 @@ def test_a_local_keyed_by_the_ids_of_live_objects_is_not_saved() -> None:
     assert "id()" in cap.missed["gema"] and "Parameter" in cap.missed["gema"]
     assert "Linear" in cap.missed["seen"]
     assert "counts" in cap.saved
+    del gema, seen, counts
 
 
-DROPPED = corpus.PREAMBLE + """
+def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() -> None:
+    """A numpy view of the live weights (``w.detach().numpy()``), a row of them
+    (``w.detach()[1]``) and an optimizer's momentum buffer bound by name were saved as copies,
+    frozen at the checkpoint: code after it that changed the registered tensors in place (an
+    epoch's end shrink, a momentum damping) changed them in the recording, not in the replay
+    (``w00`` 1.3041 for a full re-run's 1.1737, ``buf`` 0.5926 for 0.2963, silently). Now each
+    is the same part of the replay's tensor."""
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    w_np = net.weight.detach().numpy()[:, 1:]
+    row = net.weight.detach()[1]
+    buf = opt.state[net.weight]["momentum_buffer"]
+    objs = {"model": net, "opt": opt}
+    frame = sys._getframe()
+    views = frame_state.RegisteredViews(objs)
+    values = frame_state.frame_values(frame)
+    registered = {id(net): "model", id(opt): "opt"}
+    cap = frame_state.capture(values, ["w_np", "row", "buf"], registered, {}, views=views)
+    assert {k: cap.saved[k][0] for k in ("w_np", "row", "buf")} == {
+        "w_np": "pickle",
+        "row": "part",
+        "buf": "view",
+    }
+    net2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.SGD(net2.parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    net2.load_state_dict(net.state_dict())
+    objs2 = {"model": net2, "opt": opt2}
+    new = {
+        k: frame_state._restored(*cap.saved[k], None, objs2, frame_state._Merge())
+        for k in ("w_np", "row", "buf")
+    }
+    with torch.no_grad():
+        net2.weight.mul_(0.5)
+    for st in opt2.state.values():
+        st["momentum_buffer"].mul_(0.5)
+    assert (new["w_np"] == net2.weight.detach().numpy()[:, 1:]).all()
+    assert torch.equal(new["row"], net2.weight.detach()[1])
+    assert new["buf"] is opt2.state[net2.weight]["momentum_buffer"]
+    del w_np, row, buf
+
+
+DROPPED = (
+    corpus.PREAMBLE
+    + """
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
         if epoch == 2:  # its momentum stays in opt.state: torch's state_dict() fails from here
@@ -709,6 +835,7 @@ with flor.checkpointing(model=net, optimizer=opt):
             opt.step()
         flor.log("n_opt", len(opt.param_groups[0]["params"]))
 """
+)
 
 
 def test_a_checkpoint_whose_optimizer_state_dict_raises_is_skipped_not_fatal(

@@ -13,6 +13,8 @@ How each value is saved:
 - tensors: a detached copy (a leaf that requires grad still does), but a registered module's
   tensor or a view of its data (``snap = net.state_dict()``: no copy, the live weights), here
   or inside a pickled value, is a reference to it, the same view of the replay's module;
+  so is a part of one (a row), a numpy view of one (``w.detach().numpy()``) and a registered
+  optimizer's state tensor (``buf = opt.state[p]["momentum_buffer"]``);
   ``nn.Parameter``\\ s are copied back in place, and so is a tensor the name has held since the
   loop began (changed in place only, ``total += x``): a dict or an optimizer that holds the
   same tensor stays true;
@@ -40,6 +42,8 @@ How each value is saved:
   planner takes them as restored only where the patched code never reads them as a value
   (``f.write(...)``, not ``f.tell()``). In-memory files (``io.StringIO``, ``io.BytesIO``) are
   saved and refilled, contents and position;
+- a value holding the ``id()`` of a live object (``ema[id(p)]``): nothing (missed: a replay's
+  objects have other ids);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
@@ -480,6 +484,9 @@ def _save(
             hit = views.lookup(value) if views is not None and value.numel() else None
             if hit is not None and not isinstance(value, torch.nn.Parameter):
                 return "view", [hit[0], hit[1]]  # a view of a registered module's tensor
+            part = views.part(value) if views is not None and value.numel() else None
+            if part is not None and not isinstance(value, torch.nn.Parameter):
+                return "part", list(part)  # a part of one (a row of the live weights)
             kind = "parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
             copy = value.detach().to("cpu", copy=True)
             if value.requires_grad and value.is_leaf:
@@ -601,9 +608,14 @@ def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
     return states
 
 
-#: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) by
-#: where their data lies, ``(data_ptr, dtype, shape, stride) -> (name, key, id)``
+#: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) and
+#: optimizers (their per-parameter state) by where their data lies,
+#: ``(data_ptr, dtype, shape, stride) -> (name, key, id)``
 _VIEWS: ContextVar[RegisteredViews | None] = ContextVar("_VIEWS", default=None)
+
+#: Where a registered tensor is found again in a replay: a module's ``state_dict`` key, or
+#: ``("state", index, key)`` in an optimizer's ``state_dict()``.
+Key = Any
 
 
 class RegisteredViews:
@@ -612,33 +624,91 @@ class RegisteredViews:
 
     def __init__(self, objs: Mapping[str, Any]) -> None:
         self.objs = objs
-        self._found: dict[tuple[Any, ...], tuple[str, str, int]] | None = None
+        self._found: dict[tuple[Any, ...], tuple[str, Key, int]] | None = None
+        self._storages: dict[tuple[Any, ...], list[tuple[str, Key, Any]]] = {}
 
-    def lookup(self, t: Any) -> tuple[str, str, int] | None:
+    def _build(self) -> dict[tuple[Any, ...], tuple[str, Key, int]]:
         if self._found is None:
-            self._found = registered_views(self.objs)
-        return self._found.get(_where(t))
+            self._found = registered_views(self.objs, self._storages)
+        return self._found
+
+    def lookup(self, t: Any) -> tuple[str, Key, int] | None:
+        return self._build().get(_where(t))
+
+    def part(self, t: Any) -> tuple[str, Key, int, list[int], list[int]] | None:
+        """A tensor that lies inside a registered one's storage without being that tensor or a
+        view of all of it (``net[0].weight.detach()[1]``, a row; the base of
+        ``w.detach().numpy()``): ``(name, key, offset, size, stride)``, the offset counted from
+        the registered tensor's own, so the replay takes the same part of its tensor."""
+        self._build()
+        try:
+            where = (t.untyped_storage().data_ptr(), t.device)
+        except (RuntimeError, NotImplementedError):  # no storage of its own (a meta tensor)
+            return None
+        for name, key, reg in self._storages.get(where, ()):
+            if reg.dtype == t.dtype:
+                offset = t.storage_offset() - reg.storage_offset()
+                return name, key, offset, list(t.shape), list(t.stride())
+        return None
 
 
-def registered_views(objs: Mapping[str, Any]) -> dict[tuple[Any, ...], tuple[str, str, int]]:
+def registered_views(
+    objs: Mapping[str, Any],
+    storages: dict[tuple[Any, ...], list[tuple[str, Key, Any]]] | None = None,
+) -> dict[tuple[Any, ...], tuple[str, Key, int]]:
     """The tensors of the registered torch modules by where their data lies, for
     :func:`capture`: a local holding one of them, or a view of one (``snap = net.state_dict()``,
-    no copy: its tensors are the live weights), is saved as a reference to it, not a copy."""
+    no copy: its tensors are the live weights), is saved as a reference to it, not a copy.
+    Also the per-parameter state of a registered optimizer (``buf =
+    opt.state[p]["momentum_buffer"]``: the live buffer, changed in place after the step loop
+    by an epoch's end), and, in ``storages``, each tensor by its storage, for a part of one
+    (:meth:`RegisteredViews.part`)."""
     torch = sys.modules.get("torch")
-    out: dict[tuple[Any, ...], tuple[str, str, int]] = {}
+    out: dict[tuple[Any, ...], tuple[str, Key, int]] = {}
     if torch is None:
         return out
     for name, obj in objs.items():
-        if not isinstance(obj, torch.nn.Module):
-            continue
-        for key, t in obj.state_dict(keep_vars=True).items():
-            if isinstance(t, torch.Tensor) and t.numel():
+        tensors: list[tuple[Key, Any]] = []
+        if isinstance(obj, torch.nn.Module):
+            tensors = list(obj.state_dict(keep_vars=True).items())
+        elif isinstance(obj, torch.optim.Optimizer):
+            try:
+                state = obj.state_dict()["state"]
+            except Exception:  # torch's own state_dict fails (a parameter out of its groups)
+                continue
+            tensors = [(("state", i, k), t) for i, st in state.items() for k, t in st.items()]
+        for key, t in tensors:
+            if isinstance(t, torch.Tensor) and t.numel() and not t.is_sparse:
                 out.setdefault(_where(t), (name, key, id(t)))
+                if storages is not None:
+                    with contextlib.suppress(RuntimeError, NotImplementedError):
+                        where = (t.untyped_storage().data_ptr(), t.device)
+                        storages.setdefault(where, []).append((name, key, t))
     return out
+
+
+def registered_tensor(obj: Any, key: Key) -> Any:
+    """The replay's tensor at ``key`` of the registered ``obj`` (:func:`registered_views`)."""
+    if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
+        return obj.state_dict()["state"][key[1]][key[2]]
+    return obj.state_dict(keep_vars=True)[key].detach()
+
+
+def _part_of(obj: Any, key: Key, offset: int, size: list[int], stride: list[int]) -> Any:
+    base = registered_tensor(obj, key).detach()
+    return base.as_strided(size, stride, base.storage_offset() + offset)
 
 
 def _where(t: Any) -> tuple[Any, ...]:
     return (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), t.device)
+
+
+def _numpy_of_tensor(arr: Any, torch: Any) -> Any:
+    """The tensor a numpy array is a view of (``w.detach().numpy()``, a slice of it), else None."""
+    base = arr.base
+    while base is not None and not isinstance(base, torch.Tensor):
+        base = getattr(base, "base", None)
+    return base
 
 
 class _Pickler(pickle.Pickler):
@@ -647,6 +717,7 @@ class _Pickler(pickle.Pickler):
         self.registered = registered
         self.views = _VIEWS.get()
         self.torch = sys.modules.get("torch") if self.views is not None else None
+        self.np = sys.modules.get("numpy") if self.views is not None else None
         #: ints that may be an object's ``id()`` (:func:`_live_holders` looks them up)
         self.id_like: set[int] = set()
 
@@ -656,16 +727,37 @@ class _Pickler(pickle.Pickler):
                 self.id_like.add(obj)
             return None
         found = self.registered.get(id(obj))
-        if found is not None or self.torch is None or not isinstance(obj, self.torch.Tensor):
+        if found is not None or self.torch is None:
             return found
         assert self.views is not None
-        if not obj.numel() or obj.is_sparse:
+        if self.np is not None and isinstance(obj, self.np.ndarray):
+            return self._numpy_view(obj)
+        if not isinstance(obj, self.torch.Tensor) or not obj.numel() or obj.is_sparse:
             return None
         hit = self.views.lookup(obj)
         if hit is None:
-            return None
+            part = self.views.part(obj)
+            return None if part is None else ("part", *part)
         name, key, tid = hit
         return ("view", name, key, tid == id(obj))  # the tensor itself, or a view of its data
+
+    def _numpy_view(self, arr: Any) -> Any:
+        """A numpy array that is a view of a registered tensor (``w_np =
+        net[0].weight.detach().numpy()``: the live weights, changed in place by code after the
+        checkpoint, an epoch's end shrink): a reference to the same part of the replay's tensor
+        (a copy was restored before session 37, frozen at the checkpoint)."""
+        assert self.views is not None and self.torch is not None
+        tensor = _numpy_of_tensor(arr, self.torch)
+        if tensor is None or not arr.size or tensor.device.type != "cpu":
+            return None
+        part = self.views.part(tensor)
+        if part is None:
+            return None
+        name, key, _, _, _ = part
+        data = arr.__array_interface__["data"][0]
+        first = registered_tensor(self.views.objs[name], key)
+        offset = data - first.data_ptr()
+        return ("numpy", name, key, offset, list(arr.shape), list(arr.strides), arr.dtype.str)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -677,11 +769,30 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and pid and pid[0] == "view":
             _, name, key, same = pid
+            if isinstance(key, tuple):  # an optimizer's state tensor: the very tensor
+                return registered_tensor(self.objs[name], key)
             if name not in self.states:
                 self.states[name] = self.objs[name].state_dict(keep_vars=True)
             tensor = self.states[name][key]
             return tensor if same else tensor.detach()
+        if isinstance(pid, tuple) and pid and pid[0] == "part":
+            _, name, key, offset, size, stride = pid
+            return _part_of(self.objs[name], key, offset, size, stride)
+        if isinstance(pid, tuple) and pid and pid[0] == "numpy":
+            _, name, key, offset, shape, strides, dtype = pid
+            return _numpy_part(self.objs[name], key, offset, shape, strides, dtype)
         return self.objs[pid]
+
+
+def _numpy_part(
+    obj: Any, key: Key, offset: int, shape: list[int], strides: list[int], dtype: str
+) -> Any:
+    """The numpy view (:meth:`_Pickler._numpy_view`) of the replay's registered tensor."""
+    import numpy as np
+
+    full = registered_tensor(obj, key).detach().numpy()
+    flat = full.reshape(-1).view(np.uint8)[offset:]
+    return np.lib.stride_tricks.as_strided(flat.view(dtype)[:1], shape, strides)
 
 
 def _dumps(
@@ -833,7 +944,14 @@ def _restored(
         # same view of the replay's module, restored before the locals.
         name, key = data
         if name in objs:
-            return objs[name].state_dict(keep_vars=True)[key].detach()
+            return registered_tensor(objs[name], key)
+        return cur
+    if kind == "part":
+        # A part of a registered tensor (``row = net[0].weight.detach()[1]``): the same part
+        # of the replay's (session 37: a copy, frozen at the checkpoint)
+        name, key, offset, size, stride = data
+        if name in objs:
+            return _part_of(objs[name], key, offset, size, stride)
         return cur
     if kind == "tensor_at":
         # A tensor on an accelerator (``total = torch.zeros((), device="cuda")``): saved on the
