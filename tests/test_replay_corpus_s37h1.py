@@ -20,7 +20,9 @@ under a registered ``ExponentialLR``; gradient noise annealed by a global step; 
 with a callback holding a back reference to the trainer; a registered dict of the model, the
 optimizer and a step counter; per-layer state in a ``weakref.WeakKeyDictionary``; two tasks
 alternated by an ``itertools.cycle`` with five steps an epoch; a row view of a preallocated
-numpy history filled in the step loop; detached rows of the live weights kept in a list.
+numpy history filled in the step loop; detached rows of the live weights kept in a list; a
+gradient accumulated over the epoch, bound by name in the step loop and averaged in place after
+it.
 
 Silently wrong or failing, now fixed:
 
@@ -34,6 +36,11 @@ Silently wrong or failing, now fixed:
   (``buf`` at epoch 3: 0.5926 for 0.2963). Each is now saved as a reference to the registered
   tensor (or optimizer state) it aliases, as a part of one is (rows of the live weights kept
   in a list without a clone: exact before too, the values agreeing by how the replay ran);
+- a parameter group bound in the step loop (``group = opt.param_groups[0]``) read after the
+  scheduler's step: restored as a copy of the dict, one step behind (``group_lr`` at epoch 3:
+  0.0686 for 0.04802). The containers inside a registered optimizer (its groups, their
+  ``params``, a parameter's state dict) and a registered model's submodules are now saved as
+  references to the replay's own;
 - a weight taken out of the optimizer's group at a milestone (its momentum left in
   ``opt.state``): torch's own ``state_dict()`` raises ``KeyError``, and florsql's checkpoint
   let it end the training run. The checkpoint is now skipped with one ``RecordWarning``.
@@ -779,6 +786,47 @@ with flor.checkpointing(model=net, optimizer=opt):
         partial=("SELECT seed, epoch, rows_sum FROM logs WHERE epoch = 3",),
         seeds=(0, 1),
     ),
+    ArgCase(
+        "a_param_group_bound_in_the_step_loop_read_after_the_schedulers_step",
+        """
+sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7)
+with flor.checkpointing(model=net, optimizer=opt, sched=sched):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            group = opt.param_groups[0]  # the live group
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        flor.log("n", len(X))
+        flor.log("group_lr", group["lr"])  # hindsight
+""",
+        {"epoch": ["group_lr"]},
+        old_query="SELECT seed, epoch, n FROM logs",
+        partial=("SELECT seed, epoch, group_lr FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "a_full_batch_gradient_averaged_in_place_after_the_step_loop",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        n = 0
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss_fn(net(X[idx]), Y[idx]).backward()  # accumulated over the epoch
+            n += 1
+            g0 = net[0].weight.grad
+        for p in net.parameters():
+            p.grad.div_(n)  # the mean gradient
+        opt.step()
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("g0", float(g0.norm()))  # hindsight
+        opt.zero_grad()
+""",
+        {"epoch": ["g0"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, g0 FROM logs WHERE epoch = 3",),
+    ),
 ]
 
 BUGS: dict[str, str] = {}
@@ -817,11 +865,12 @@ def test_a_local_keyed_by_the_ids_of_live_objects_is_not_saved() -> None:
 
 def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() -> None:
     """A numpy view of the live weights (``w.detach().numpy()``), a row of them
-    (``w.detach()[1]``) and an optimizer's momentum buffer bound by name were saved as copies,
-    frozen at the checkpoint: code after it that changed the registered tensors in place (an
-    epoch's end shrink, a momentum damping) changed them in the recording, not in the replay
-    (``w00`` 1.3041 for a full re-run's 1.1737, ``buf`` 0.5926 for 0.2963, silently). Now each
-    is the same part of the replay's tensor."""
+    (``w.detach()[1]``), an optimizer's momentum buffer, a parameter group and a parameter's
+    state dict bound by name were saved as copies, frozen at the checkpoint: code after it that
+    changed the registered objects in place (an epoch's end shrink, a momentum damping, a
+    scheduler's step) changed them in the recording, not in the replay (``w00`` 1.3041 for a
+    full re-run's 1.1737, ``buf`` 0.5926 for 0.2963, ``group_lr`` 0.0686 for 0.04802,
+    silently). Now each is the same object, or the same part, of the replay's."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     net(torch.ones(1, 3)).sum().backward()
@@ -829,16 +878,20 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     w_np = net.weight.detach().numpy()[:, 1:]
     row = net.weight.detach()[1]
     buf = opt.state[net.weight]["momentum_buffer"]
+    group, state = opt.param_groups[0], opt.state[net.bias]
     objs = {"model": net, "opt": opt}
     frame = sys._getframe()
     views = frame_state.RegisteredViews(objs)
     values = frame_state.frame_values(frame)
     registered = {id(net): "model", id(opt): "opt"}
-    cap = frame_state.capture(values, ["w_np", "row", "buf"], registered, {}, views=views)
-    assert {k: cap.saved[k][0] for k in ("w_np", "row", "buf")} == {
+    names = ["w_np", "row", "buf", "group", "state"]
+    cap = frame_state.capture(values, names, registered, {}, views=views)
+    assert {k: cap.saved[k][0] for k in names} == {
         "w_np": "pickle",
         "row": "part",
         "buf": "view",
+        "group": "ref",
+        "state": "ref",
     }
     net2 = torch.nn.Linear(3, 2)
     opt2 = torch.optim.SGD(net2.parameters(), lr=0.1, momentum=0.9)
@@ -846,9 +899,9 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     net2.load_state_dict(net.state_dict())
     objs2 = {"model": net2, "opt": opt2}
     new = {
-        k: frame_state._restored(*cap.saved[k], None, objs2, frame_state._Merge())
-        for k in ("w_np", "row", "buf")
+        k: frame_state._restored(*cap.saved[k], None, objs2, frame_state._Merge()) for k in names
     }
+    assert new["group"] is opt2.param_groups[0] and new["state"] is opt2.state[net2.bias]
     with torch.no_grad():
         net2.weight.mul_(0.5)
     for st in opt2.state.values():
@@ -856,7 +909,7 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     assert (new["w_np"] == net2.weight.detach().numpy()[:, 1:]).all()
     assert torch.equal(new["row"], net2.weight.detach()[1])
     assert new["buf"] is opt2.state[net2.weight]["momentum_buffer"]
-    del w_np, row, buf
+    del w_np, row, buf, group, state
 
 
 DROPPED = (

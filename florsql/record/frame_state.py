@@ -13,8 +13,9 @@ How each value is saved:
 - tensors: a detached copy (a leaf that requires grad still does), but a registered module's
   tensor or a view of its data (``snap = net.state_dict()``: no copy, the live weights), here
   or inside a pickled value, is a reference to it, the same view of the replay's module;
-  so is a part of one (a row), a numpy view of one (``w.detach().numpy()``) and a registered
-  optimizer's state tensor (``buf = opt.state[p]["momentum_buffer"]``);
+  so is a part of one (a row), a numpy view of one (``w.detach().numpy()``), a registered
+  optimizer's state tensor (``buf = opt.state[p]["momentum_buffer"]``), and a container or a
+  submodule inside a registered object (``group = opt.param_groups[0]``, ``head = net[2]``);
   ``nn.Parameter``\\ s are copied back in place, and so is a tensor the name has held since the
   loop began (changed in place only, ``total += x``): a dict or an optimizer that holds the
   same tensor stays true;
@@ -68,7 +69,7 @@ import sys
 import types
 import weakref
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -478,9 +479,13 @@ def _save(
     if _sink(value):
         return "sink", _sink_state(value)
     torch = sys.modules.get("torch")
+    views = _VIEWS.get()
+    if views is not None and torch is not None and isinstance(value, (dict, list, torch.nn.Module)):
+        ref = views.object_ref(value)
+        if ref is not None:
+            return "ref", list(ref)  # a group of a registered optimizer, a submodule of a model
     if torch is not None:
         if isinstance(value, torch.Tensor):
-            views = _VIEWS.get()
             hit = views.lookup(value) if views is not None and value.numel() else None
             if hit is not None and not isinstance(value, torch.nn.Parameter):
                 return "view", [hit[0], hit[1]]  # a view of a registered module's tensor
@@ -626,6 +631,14 @@ class RegisteredViews:
         self.objs = objs
         self._found: dict[tuple[Any, ...], tuple[str, Key, int]] | None = None
         self._storages: dict[tuple[Any, ...], list[tuple[str, Key, Any]]] = {}
+        self._objects: dict[int, tuple[Any, ...]] | None = None
+
+    def object_ref(self, obj: Any) -> tuple[Any, ...] | None:
+        """Where ``obj`` lies inside a registered object (:func:`registered_objects`), else
+        None."""
+        if self._objects is None:
+            self._objects = registered_objects(self.objs)
+        return self._objects.get(id(obj))
 
     def _build(self) -> dict[tuple[Any, ...], tuple[str, Key, int]]:
         if self._found is None:
@@ -687,6 +700,62 @@ def registered_views(
     return out
 
 
+def registered_objects(objs: Mapping[str, Any]) -> dict[int, tuple[Any, ...]]:
+    """The containers and submodules inside the registered objects, by id: a registered
+    optimizer's ``param_groups``, each group dict and its ``params`` list, each parameter's
+    state dict (``opt.state[p]``), and a registered module's submodules. A local bound to one
+    of them in a loop (``group = opt.param_groups[0]`` in the step loop, read after the
+    scheduler's step) is the live object while recording; saved as a copy, the replay's was
+    frozen at the checkpoint (the learning rate one scheduler step behind, silently: session
+    37). Saved as a reference (:func:`resolve_object`), it is the replay's live object."""
+    torch = sys.modules.get("torch")
+    out: dict[int, tuple[Any, ...]] = {}
+    if torch is None:
+        return out
+    for name, obj in objs.items():
+        if isinstance(obj, torch.optim.Optimizer):
+            groups = getattr(obj, "param_groups", None)
+            if not isinstance(groups, list):
+                continue
+            out.setdefault(id(groups), ("param_groups", name, 0))
+            index = 0
+            for i, group in enumerate(groups):
+                if not isinstance(group, dict):
+                    continue
+                out.setdefault(id(group), ("group", name, i))
+                params = group.get("params")
+                if isinstance(params, list):
+                    out.setdefault(id(params), ("params", name, i))
+                    for p in params:
+                        state = obj.state.get(p) if isinstance(obj.state, dict) else None
+                        if isinstance(state, dict):
+                            out.setdefault(id(state), ("pstate", name, index))
+                        index += 1
+        elif isinstance(obj, torch.nn.Module):
+            for path, sub in obj.named_modules():
+                if path:
+                    out.setdefault(id(sub), ("module", name, path))
+    return out
+
+
+def resolve_object(objs: Mapping[str, Any], ref: Sequence[Any]) -> Any:
+    """The replay's object at ``ref`` (:func:`registered_objects`)."""
+    kind, name, arg = ref
+    obj = objs[name]
+    if kind == "param_groups":
+        return obj.param_groups
+    if kind == "group":
+        return obj.param_groups[arg]
+    if kind == "params":
+        return obj.param_groups[arg]["params"]
+    if kind == "pstate":
+        params = [p for g in obj.param_groups for p in g["params"]]
+        return obj.state[params[arg]]
+    if kind == "module":
+        return obj.get_submodule(arg)
+    raise ValueError(f"unknown reference {ref!r}")
+
+
 def registered_tensor(obj: Any, key: Key) -> Any:
     """The replay's tensor at ``key`` of the registered ``obj`` (:func:`registered_views`)."""
     if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
@@ -732,7 +801,12 @@ class _Pickler(pickle.Pickler):
         assert self.views is not None
         if self.np is not None and isinstance(obj, self.np.ndarray):
             return self._numpy_view(obj)
-        if not isinstance(obj, self.torch.Tensor) or not obj.numel() or obj.is_sparse:
+        if not isinstance(obj, self.torch.Tensor):
+            if isinstance(obj, (dict, list, self.torch.nn.Module)):
+                ref = self.views.object_ref(obj)
+                return None if ref is None else ("ref", *ref)
+            return None
+        if not obj.numel() or obj.is_sparse:
             return None
         hit = self.views.lookup(obj)
         if hit is None:
@@ -775,6 +849,8 @@ class _Unpickler(pickle.Unpickler):
                 self.states[name] = self.objs[name].state_dict(keep_vars=True)
             tensor = self.states[name][key]
             return tensor if same else tensor.detach()
+        if isinstance(pid, tuple) and pid and pid[0] == "ref":
+            return resolve_object(self.objs, pid[1:])
         if isinstance(pid, tuple) and pid and pid[0] == "part":
             _, name, key, offset, size, stride = pid
             return _part_of(self.objs[name], key, offset, size, stride)
@@ -945,6 +1021,12 @@ def _restored(
         name, key = data
         if name in objs:
             return registered_tensor(objs[name], key)
+        return cur
+    if kind == "ref":
+        # A container or submodule of a registered object (``group = opt.param_groups[0]``):
+        # the replay's own, restored before the locals (session 37: a copy, frozen)
+        if data[1] in objs:
+            return resolve_object(objs, data)
         return cur
     if kind == "part":
         # A part of a registered tensor (``row = net[0].weight.detach()[1]``): the same part
