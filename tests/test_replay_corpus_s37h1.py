@@ -16,7 +16,8 @@ with a running baseline over ``Categorical.sample()``; a head weight replaced by
 ``Parameter`` the optimizer never sees; a snapshot ensemble of deep-copied state dicts through
 ``torch.func.functional_call``; magnitude-pruning masks in a dict tightened each epoch; a
 self-paced order sorted by last epoch's per-example losses; Adam with a tensor learning rate
-under a registered ``ExponentialLR``; gradient noise annealed by a global step; a ``Trainer.fit``
+under a registered ``ExponentialLR``; a head bound in the step loop, shrunk and perturbed after
+it; gradient noise annealed by a global step; a ``Trainer.fit``
 with a callback holding a back reference to the trainer; a registered dict of the model, the
 optimizer and a step counter; per-layer state in a ``weakref.WeakKeyDictionary``; two tasks
 alternated by an ``itertools.cycle`` with five steps an epoch; a row view of a preallocated
@@ -41,6 +42,11 @@ Silently wrong or failing, now fixed:
   0.0686 for 0.04802). The containers inside a registered optimizer (its groups, their
   ``params``, a parameter's state dict) and a registered model's submodules are now saved as
   references to the replay's own;
+- a list of a registered plain dict (``hist = {"loss": [], ...}``) bound in the step loop
+  (``losses = hist["loss"]``), appended to through ``hist`` after it: restored as a copy, it
+  lost the appends after the checkpoint (``n_losses`` at epoch 3: 19 for 20; ``last``
+  0.0968 for 0.1359). The mutable objects inside a registered plain object (three levels,
+  2048 entries) are now saved as references too;
 - a weight taken out of the optimizer's group at a milestone (its momentum left in
   ``opt.state``): torch's own ``state_dict()`` raises ``KeyError``, and florsql's checkpoint
   let it end the training run. The checkpoint is now skipped with one ``RecordWarning``.
@@ -827,6 +833,47 @@ with flor.checkpointing(model=net, optimizer=opt):
         old_query="SELECT seed, epoch, lr FROM logs",
         partial=("SELECT seed, epoch, g0 FROM logs WHERE epoch = 3",),
     ),
+    ArgCase(
+        "a_head_bound_in_the_step_loop_shrunk_and_perturbed_after_it",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            head = net[-1]
+"""
+        + STEP
+        + """
+        with torch.no_grad():  # shrink and perturb the head once an epoch
+            head.weight.mul_(0.8).add_(0.01 * torch.randn_like(head.weight))
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("head_norm", float(head.weight.norm()))  # hindsight
+        flor.log("same", int(head is net[2]))  # hindsight
+""",
+        {"epoch": ["head_norm", "same"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, head_norm FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "a_list_of_a_registered_history_dict_bound_in_the_step_loop",
+        """
+hist = {"loss": [], "epoch_mean": []}
+with flor.checkpointing(model=net, optimizer=opt, hist=hist):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            losses = hist["loss"]
+            losses.append(loss.item())
+        hist["loss"].append(sum(losses[-4:]) / 4)  # the epoch's mean, kept beside
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("n_losses", len(losses))  # hindsight
+        flor.log("last", losses[-1])  # hindsight
+""",
+        {"epoch": ["n_losses", "last"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, n_losses FROM logs WHERE epoch = 3",),
+    ),
 ]
 
 BUGS: dict[str, str] = {}
@@ -870,7 +917,8 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     changed the registered objects in place (an epoch's end shrink, a momentum damping, a
     scheduler's step) changed them in the recording, not in the replay (``w00`` 1.3041 for a
     full re-run's 1.1737, ``buf`` 0.5926 for 0.2963, ``group_lr`` 0.0686 for 0.04802,
-    silently). Now each is the same object, or the same part, of the replay's."""
+    silently), a list of a registered dict (``n_losses`` 19 for 20). Now each is the same
+    object, or the same part, of the replay's."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     net(torch.ones(1, 3)).sum().backward()
@@ -879,12 +927,14 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     row = net.weight.detach()[1]
     buf = opt.state[net.weight]["momentum_buffer"]
     group, state = opt.param_groups[0], opt.state[net.bias]
-    objs = {"model": net, "opt": opt}
+    hist = {"loss": [0.5], "meta": {"seen": [3]}}
+    losses, seen = hist["loss"], hist["meta"]["seen"]
+    objs = {"model": net, "opt": opt, "hist": hist}
     frame = sys._getframe()
     views = frame_state.RegisteredViews(objs)
     values = frame_state.frame_values(frame)
-    registered = {id(net): "model", id(opt): "opt"}
-    names = ["w_np", "row", "buf", "group", "state"]
+    registered = {id(net): "model", id(opt): "opt", id(hist): "hist"}
+    names = ["w_np", "row", "buf", "group", "state", "losses", "seen"]
     cap = frame_state.capture(values, names, registered, {}, views=views)
     assert {k: cap.saved[k][0] for k in names} == {
         "w_np": "pickle",
@@ -892,16 +942,20 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
         "buf": "view",
         "group": "ref",
         "state": "ref",
+        "losses": "ref",
+        "seen": "ref",
     }
     net2 = torch.nn.Linear(3, 2)
     opt2 = torch.optim.SGD(net2.parameters(), lr=0.1, momentum=0.9)
     opt2.load_state_dict(opt.state_dict())
     net2.load_state_dict(net.state_dict())
-    objs2 = {"model": net2, "opt": opt2}
+    hist2 = {"loss": [0.5], "meta": {"seen": [3]}}
+    objs2 = {"model": net2, "opt": opt2, "hist": hist2}
     new = {
         k: frame_state._restored(*cap.saved[k], None, objs2, frame_state._Merge()) for k in names
     }
     assert new["group"] is opt2.param_groups[0] and new["state"] is opt2.state[net2.bias]
+    assert new["losses"] is hist2["loss"] and new["seen"] is hist2["meta"]["seen"]
     with torch.no_grad():
         net2.weight.mul_(0.5)
     for st in opt2.state.values():
@@ -909,7 +963,7 @@ def test_aliases_of_registered_tensors_are_restored_as_aliases_of_the_replays() 
     assert (new["w_np"] == net2.weight.detach().numpy()[:, 1:]).all()
     assert torch.equal(new["row"], net2.weight.detach()[1])
     assert new["buf"] is opt2.state[net2.weight]["momentum_buffer"]
-    del w_np, row, buf, group, state
+    del w_np, row, buf, group, state, losses, seen
 
 
 DROPPED = (
