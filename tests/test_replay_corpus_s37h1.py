@@ -23,7 +23,9 @@ optimizer and a step counter; per-layer state in a ``weakref.WeakKeyDictionary``
 alternated by an ``itertools.cycle`` with five steps an epoch; a row view of a preallocated
 numpy history filled in the step loop; detached rows of the live weights kept in a list; a
 gradient accumulated over the epoch, bound by name in the step loop and averaged in place after
-it.
+it; an unregistered EMA model's head bound in the step loop, the EMA moved after it, and an
+optimizer's ``state_dict()`` kept without a copy, read after a damping (both added after the
+fixes below; not run before them).
 
 Silently wrong or failing, now fixed:
 
@@ -46,7 +48,8 @@ Silently wrong or failing, now fixed:
   (``losses = hist["loss"]``), appended to through ``hist`` after it: restored as a copy, it
   lost the appends after the checkpoint (``n_losses`` at epoch 3: 19 for 20; ``last``
   0.0968 for 0.1359). The mutable objects inside a registered plain object (three levels,
-  2048 entries) are now saved as references too;
+  2048 entries; not torch objects, which the restore of a registered list of models makes
+  anew: a reference bound ``G`` to the wrong one) are now saved as references too;
 - a weight taken out of the optimizer's group at a milestone (its momentum left in
   ``opt.state``): torch's own ``state_dict()`` raises ``KeyError``, and florsql's checkpoint
   let it end the training run. The checkpoint is now skipped with one ``RecordWarning``.
@@ -873,6 +876,48 @@ with flor.checkpointing(model=net, optimizer=opt, hist=hist):
         {"epoch": ["n_losses", "last"]},
         old_query="SELECT seed, epoch, lr FROM logs",
         partial=("SELECT seed, epoch, n_losses FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "an_unregistered_ema_models_head_bound_in_the_step_loop",
+        """
+import copy
+
+ema = copy.deepcopy(net)  # not registered: saved beside the checkpoint by its state_dict
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            ema_head = ema[2]
+        with torch.no_grad():  # the EMA follows once an epoch
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(0.5).add_(0.5 * p)
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("ema_head", float(ema_head.weight.sum()))  # hindsight
+""",
+        {"epoch": ["ema_head"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, ema_head FROM logs WHERE epoch = 3",),
+    ),
+    ArgCase(
+        "an_optimizer_state_dict_kept_without_a_copy_read_after_a_damping",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+"""
+        + STEP
+        + """
+            snap = opt.state_dict()  # no copy: the live state
+        for st in opt.state.values():
+            st["momentum_buffer"].mul_(0.5)
+        flor.log("lr", opt.param_groups[0]["lr"])
+        flor.log("snap_buf", float(snap["state"][0]["momentum_buffer"].norm()))  # hindsight
+""",
+        {"epoch": ["snap_buf"]},
+        old_query="SELECT seed, epoch, lr FROM logs",
+        partial=("SELECT seed, epoch, snap_buf FROM logs WHERE epoch = 3",),
     ),
 ]
 

@@ -769,11 +769,19 @@ def _walk_registered(
         budget[0] -= 1
         if budget[0] < 0:
             return
-        if isinstance(v, (*_IMMUTABLE, tuple, *_CODE)):
+        if isinstance(v, (*_IMMUTABLE, tuple, *_CODE)) or _of_torch(v):
+            # torch objects in a registered container are restored their own way (a list of
+            # models: by their state_dicts, or made anew): not a reference, which would bind
+            # a name to whichever object the restore left there
             continue
         where = [*path, [step, key]]
         out.setdefault(id(v), ("item", name, where))
         _walk_registered(v, name, where, out, budget)
+
+
+def _of_torch(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module == "torch" or module.startswith("torch.") or _torch_kind(value)
 
 
 def _plain_object(value: Any) -> bool:
