@@ -286,6 +286,17 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: silently) and any module's generators, the data attributes of a registered script object
 #: beside its partial ``state_dict`` (an augmenter's ``random.Random`` and count), and mark a
 #: parameter hooked during the run (``p.register_hook(clamp)`` after the warm-up) as no start.
+#: 29 (session 37, sweep h1): checkpoints recorded since keep a local that aliases a
+#: registered tensor as that alias: a part of one (``w.detach()[1]``), a numpy view of one
+#: (``w.detach().numpy()``: ``w00`` 1.3041 for a full re-run's 1.1737 after an epoch's end
+#: shrink), a registered optimizer's state tensor (``buf = opt.state[p]["momentum_buffer"]``:
+#: 0.5926 for 0.2963 after a damping), a registered optimizer's group dict or a model's
+#: submodule (``group = opt.param_groups[0]`` in the step loop, read after ``sched.step()``:
+#: 0.0686 for 0.04802), a list inside a registered plain dict (``losses = hist["loss"]``: 19
+#: for 20), each restored as a copy frozen at the checkpoint, silently; they leave out a
+#: local holding the ``id()`` of a live object (``gema[id(p)]``: ``g0`` 0.0164 for 0.0996,
+#: 8 entries for 4, silently), and a run whose registered object's ``state_dict()`` raises
+#: takes no checkpoint there (its training ended on the exception).
 REPLAY_RULES = _STORED_RULES
 
 

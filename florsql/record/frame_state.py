@@ -13,6 +13,10 @@ How each value is saved:
 - tensors: a detached copy (a leaf that requires grad still does), but a registered module's
   tensor or a view of its data (``snap = net.state_dict()``: no copy, the live weights), here
   or inside a pickled value, is a reference to it, the same view of the replay's module;
+  so is a part of one (a row), a numpy view of one (``w.detach().numpy()``), a registered
+  optimizer's state tensor (``buf = opt.state[p]["momentum_buffer"]``), and a container or a
+  submodule inside a registered object (``group = opt.param_groups[0]``, ``head = net[2]``,
+  ``losses = hist["loss"]`` of a registered plain dict);
   ``nn.Parameter``\\ s are copied back in place, and so is a tensor the name has held since the
   loop began (changed in place only, ``total += x``): a dict or an optimizer that holds the
   same tensor stays true;
@@ -40,6 +44,8 @@ How each value is saved:
   planner takes them as restored only where the patched code never reads them as a value
   (``f.write(...)``, not ``f.tell()``). In-memory files (``io.StringIO``, ``io.BytesIO``) are
   saved and refilled, contents and position;
+- a value holding the ``id()`` of a live object (``ema[id(p)]``): nothing (missed: a replay's
+  objects have other ids);
 - anything else: pickled at once (a snapshot), references to registered objects kept as
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
@@ -64,7 +70,7 @@ import sys
 import types
 import weakref
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -453,7 +459,7 @@ def _plain_value(v: Any) -> bool:
 
 
 def _reason(e: Exception) -> str:
-    text = str(e) if isinstance(e, _LiveWorkers) else f"{type(e).__name__}: {e}"
+    text = str(e) if isinstance(e, (_LiveWorkers, _HoldsIds)) else f"{type(e).__name__}: {e}"
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -474,12 +480,19 @@ def _save(
     if _sink(value):
         return "sink", _sink_state(value)
     torch = sys.modules.get("torch")
+    views = _VIEWS.get()
+    if views is not None and torch is not None:
+        ref = views.object_ref(value)
+        if ref is not None:
+            return "ref", list(ref)  # a group of a registered optimizer, a submodule of a model
     if torch is not None:
         if isinstance(value, torch.Tensor):
-            views = _VIEWS.get()
             hit = views.lookup(value) if views is not None and value.numel() else None
             if hit is not None and not isinstance(value, torch.nn.Parameter):
                 return "view", [hit[0], hit[1]]  # a view of a registered module's tensor
+            part = views.part(value) if views is not None and value.numel() else None
+            if part is not None and not isinstance(value, torch.nn.Parameter):
+                return "part", list(part)  # a part of one (a row of the live weights)
             kind = "parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
             copy = value.detach().to("cpu", copy=True)
             if value.requires_grad and value.is_leaf:
@@ -550,6 +563,30 @@ class _LiveWorkers(Exception):
     pass
 
 
+class _HoldsIds(Exception):
+    pass
+
+
+#: The range of the ints that may be an object's ``id()`` (CPython: its address, 16-aligned;
+#: a 64-bit process's heap and mappings lie between 4 GiB and 2**48).
+_ID_RANGE = (1 << 32, 1 << 48)
+
+
+def _id_like(obj: Any) -> bool:
+    return type(obj) is int and _ID_RANGE[0] <= obj < _ID_RANGE[1] and not obj % 16
+
+
+def _live_holders(candidates: set[int]) -> list[str]:
+    """The classes of the live objects whose ``id()`` is one of ``candidates`` (ints found in a
+    value being saved: ``ema[id(p)]``, a set of ``id(batch)``). Such a key means nothing in a
+    replay's process, where every object has another id, so the value cannot be restored. The
+    scan of the collector's objects runs only where a saved value holds an int of the range."""
+    import gc
+
+    found = {id(o): type(o).__name__ for o in gc.get_objects() if id(o) in candidates}
+    return sorted(set(found.values()))
+
+
 def _live_workers(loader: Any) -> bool:
     """A DataLoader with ``persistent_workers`` whose worker processes are running: each keeps
     its RNGs (seeded once, as they started, then drawn from by random augmentations in the
@@ -577,9 +614,14 @@ def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
     return states
 
 
-#: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) by
-#: where their data lies, ``(data_ptr, dtype, shape, stride) -> (name, key, id)``
+#: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) and
+#: optimizers (their per-parameter state) by where their data lies,
+#: ``(data_ptr, dtype, shape, stride) -> (name, key, id)``
 _VIEWS: ContextVar[RegisteredViews | None] = ContextVar("_VIEWS", default=None)
+
+#: Where a registered tensor is found again in a replay: a module's ``state_dict`` key, or
+#: ``("state", index, key)`` in an optimizer's ``state_dict()``.
+Key = Any
 
 
 class RegisteredViews:
@@ -588,33 +630,214 @@ class RegisteredViews:
 
     def __init__(self, objs: Mapping[str, Any]) -> None:
         self.objs = objs
-        self._found: dict[tuple[Any, ...], tuple[str, str, int]] | None = None
+        self._found: dict[tuple[Any, ...], tuple[str, Key, int]] | None = None
+        self._storages: dict[tuple[Any, ...], list[tuple[str, Key, Any]]] = {}
+        self._objects: dict[int, tuple[Any, ...]] | None = None
 
-    def lookup(self, t: Any) -> tuple[str, str, int] | None:
+    def object_ref(self, obj: Any) -> tuple[Any, ...] | None:
+        """Where ``obj`` lies inside a registered object (:func:`registered_objects`), else
+        None."""
+        if self._objects is None:
+            self._objects = registered_objects(self.objs)
+        return self._objects.get(id(obj))
+
+    def _build(self) -> dict[tuple[Any, ...], tuple[str, Key, int]]:
         if self._found is None:
-            self._found = registered_views(self.objs)
-        return self._found.get(_where(t))
+            self._found = registered_views(self.objs, self._storages)
+        return self._found
+
+    def lookup(self, t: Any) -> tuple[str, Key, int] | None:
+        return self._build().get(_where(t))
+
+    def part(self, t: Any) -> tuple[str, Key, int, list[int], list[int]] | None:
+        """A tensor that lies inside a registered one's storage without being that tensor or a
+        view of all of it (``net[0].weight.detach()[1]``, a row; the base of
+        ``w.detach().numpy()``): ``(name, key, offset, size, stride)``, the offset counted from
+        the registered tensor's own, so the replay takes the same part of its tensor."""
+        self._build()
+        try:
+            where = (t.untyped_storage().data_ptr(), t.device)
+        except (RuntimeError, NotImplementedError):  # no storage of its own (a meta tensor)
+            return None
+        for name, key, reg in self._storages.get(where, ()):
+            if reg.dtype == t.dtype:
+                offset = t.storage_offset() - reg.storage_offset()
+                return name, key, offset, list(t.shape), list(t.stride())
+        return None
 
 
-def registered_views(objs: Mapping[str, Any]) -> dict[tuple[Any, ...], tuple[str, str, int]]:
+def registered_views(
+    objs: Mapping[str, Any],
+    storages: dict[tuple[Any, ...], list[tuple[str, Key, Any]]] | None = None,
+) -> dict[tuple[Any, ...], tuple[str, Key, int]]:
     """The tensors of the registered torch modules by where their data lies, for
     :func:`capture`: a local holding one of them, or a view of one (``snap = net.state_dict()``,
-    no copy: its tensors are the live weights), is saved as a reference to it, not a copy."""
+    no copy: its tensors are the live weights), is saved as a reference to it, not a copy.
+    Also the per-parameter state of a registered optimizer (``buf =
+    opt.state[p]["momentum_buffer"]``: the live buffer, changed in place after the step loop
+    by an epoch's end), and, in ``storages``, each tensor by its storage, for a part of one
+    (:meth:`RegisteredViews.part`)."""
     torch = sys.modules.get("torch")
-    out: dict[tuple[Any, ...], tuple[str, str, int]] = {}
+    out: dict[tuple[Any, ...], tuple[str, Key, int]] = {}
     if torch is None:
         return out
     for name, obj in objs.items():
-        if not isinstance(obj, torch.nn.Module):
-            continue
-        for key, t in obj.state_dict(keep_vars=True).items():
-            if isinstance(t, torch.Tensor) and t.numel():
+        tensors: list[tuple[Key, Any]] = []
+        if isinstance(obj, torch.nn.Module):
+            tensors = list(obj.state_dict(keep_vars=True).items())
+        elif isinstance(obj, torch.optim.Optimizer):
+            try:
+                state = obj.state_dict()["state"]
+            except Exception:  # torch's own state_dict fails (a parameter out of its groups)
+                continue
+            tensors = [(("state", i, k), t) for i, st in state.items() for k, t in st.items()]
+        for key, t in tensors:
+            if isinstance(t, torch.Tensor) and t.numel() and not t.is_sparse:
                 out.setdefault(_where(t), (name, key, id(t)))
+                if storages is not None:
+                    with contextlib.suppress(RuntimeError, NotImplementedError):
+                        where = (t.untyped_storage().data_ptr(), t.device)
+                        storages.setdefault(where, []).append((name, key, t))
     return out
+
+
+def registered_objects(objs: Mapping[str, Any]) -> dict[int, tuple[Any, ...]]:
+    """The containers and submodules inside the registered objects, by id: a registered
+    optimizer's ``param_groups``, each group dict and its ``params`` list, each parameter's
+    state dict (``opt.state[p]``), and a registered module's submodules. A local bound to one
+    of them in a loop (``group = opt.param_groups[0]`` in the step loop, read after the
+    scheduler's step) is the live object while recording; saved as a copy, the replay's was
+    frozen at the checkpoint (the learning rate one scheduler step behind, silently: session
+    37). Saved as a reference (:func:`resolve_object`), it is the replay's live object."""
+    torch = sys.modules.get("torch")
+    out: dict[int, tuple[Any, ...]] = {}
+    if torch is None:
+        return out
+    for name, obj in objs.items():
+        if isinstance(obj, torch.optim.Optimizer):
+            groups = getattr(obj, "param_groups", None)
+            if not isinstance(groups, list):
+                continue
+            out.setdefault(id(groups), ("param_groups", name, 0))
+            index = 0
+            for i, group in enumerate(groups):
+                if not isinstance(group, dict):
+                    continue
+                out.setdefault(id(group), ("group", name, i))
+                params = group.get("params")
+                if isinstance(params, list):
+                    out.setdefault(id(params), ("params", name, i))
+                    for p in params:
+                        state = obj.state.get(p) if isinstance(obj.state, dict) else None
+                        if isinstance(state, dict):
+                            out.setdefault(id(state), ("pstate", name, index))
+                        index += 1
+        elif isinstance(obj, torch.nn.Module):
+            for path, sub in obj.named_modules():
+                if path:
+                    out.setdefault(id(sub), ("module", name, path))
+        elif not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            _walk_registered(obj, name, [], out, [_WALK_ENTRIES])
+    return out
+
+
+#: How far :func:`_walk_registered` looks into a registered plain object: levels, entries.
+_WALK_DEPTH = 3
+_WALK_ENTRIES = 2048
+
+
+def _walk_registered(
+    value: Any, name: str, path: list[Any], out: dict[int, tuple[Any, ...]], budget: list[int]
+) -> None:
+    """The mutable objects inside a registered plain object (``hist = {"loss": [], ...}`` given
+    to ``flor.checkpointing``, pickled whole), by their path from it: a local bound to one
+    (``losses = hist["loss"]`` in the step loop, appended to through ``hist`` after it) is
+    saved as a reference to the replay's (a copy lost the later appends: ``n_losses`` 19 for
+    a full re-run's 20, silently: session 37)."""
+    if len(path) >= _WALK_DEPTH:
+        return
+    items: Iterable[tuple[str, Any, Any]]
+    if isinstance(value, dict):
+        items = (("k", k, v) for k, v in value.items() if isinstance(k, (str, int)))
+    elif isinstance(value, (list, collections.deque)):
+        items = (("i", i, v) for i, v in enumerate(value))
+    elif _plain_object(value):
+        items = (("a", k, v) for k, v in vars(value).items())
+    else:
+        return
+    for step, key, v in items:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        if isinstance(v, (*_IMMUTABLE, tuple, *_CODE)) or _of_torch(v):
+            # torch objects in a registered container are restored their own way (a list of
+            # models: by their state_dicts, or made anew): not a reference, which would bind
+            # a name to whichever object the restore left there
+            continue
+        where = [*path, [step, key]]
+        out.setdefault(id(v), ("item", name, where))
+        _walk_registered(v, name, where, out, budget)
+
+
+def _of_torch(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module == "torch" or module.startswith("torch.") or _torch_kind(value)
+
+
+def _plain_object(value: Any) -> bool:
+    """An instance of a plain class (its state in ``__dict__``), not a torch object."""
+    return (
+        hasattr(value, "__dict__")
+        and not isinstance(value, (type, types.ModuleType))
+        and not _torch_kind(value)
+        and type(value).__module__ not in ("builtins", "torch")
+    )
+
+
+def resolve_object(objs: Mapping[str, Any], ref: Sequence[Any]) -> Any:
+    """The replay's object at ``ref`` (:func:`registered_objects`)."""
+    kind, name, arg = ref
+    obj = objs[name]
+    if kind == "param_groups":
+        return obj.param_groups
+    if kind == "group":
+        return obj.param_groups[arg]
+    if kind == "params":
+        return obj.param_groups[arg]["params"]
+    if kind == "pstate":
+        params = [p for g in obj.param_groups for p in g["params"]]
+        return obj.state[params[arg]]
+    if kind == "module":
+        return obj.get_submodule(arg)
+    if kind == "item":
+        for step, key in arg:
+            obj = getattr(obj, key) if step == "a" else obj[key]
+        return obj
+    raise ValueError(f"unknown reference {ref!r}")
+
+
+def registered_tensor(obj: Any, key: Key) -> Any:
+    """The replay's tensor at ``key`` of the registered ``obj`` (:func:`registered_views`)."""
+    if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
+        return obj.state_dict()["state"][key[1]][key[2]]
+    return obj.state_dict(keep_vars=True)[key].detach()
+
+
+def _part_of(obj: Any, key: Key, offset: int, size: list[int], stride: list[int]) -> Any:
+    base = registered_tensor(obj, key).detach()
+    return base.as_strided(size, stride, base.storage_offset() + offset)
 
 
 def _where(t: Any) -> tuple[Any, ...]:
     return (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), t.device)
+
+
+def _numpy_of_tensor(arr: Any, torch: Any) -> Any:
+    """The tensor a numpy array is a view of (``w.detach().numpy()``, a slice of it), else None."""
+    base = arr.base
+    while base is not None and not isinstance(base, torch.Tensor):
+        base = getattr(base, "base", None)
+    return base
 
 
 class _Pickler(pickle.Pickler):
@@ -623,19 +846,53 @@ class _Pickler(pickle.Pickler):
         self.registered = registered
         self.views = _VIEWS.get()
         self.torch = sys.modules.get("torch") if self.views is not None else None
+        self.np = sys.modules.get("numpy") if self.views is not None else None
+        #: ints that may be an object's ``id()`` (:func:`_live_holders` looks them up)
+        self.id_like: set[int] = set()
 
     def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is int:
+            if _id_like(obj):
+                self.id_like.add(obj)
+            return None
         found = self.registered.get(id(obj))
-        if found is not None or self.torch is None or not isinstance(obj, self.torch.Tensor):
+        if found is not None or self.torch is None:
             return found
         assert self.views is not None
+        if not isinstance(obj, (str, bytes, float, bool, type(None))):
+            ref = self.views.object_ref(obj)
+            if ref is not None:
+                return ("ref", *ref)
+        if self.np is not None and isinstance(obj, self.np.ndarray):
+            return self._numpy_view(obj)
+        if not isinstance(obj, self.torch.Tensor):
+            return None
         if not obj.numel() or obj.is_sparse:
             return None
         hit = self.views.lookup(obj)
         if hit is None:
-            return None
+            part = self.views.part(obj)
+            return None if part is None else ("part", *part)
         name, key, tid = hit
         return ("view", name, key, tid == id(obj))  # the tensor itself, or a view of its data
+
+    def _numpy_view(self, arr: Any) -> Any:
+        """A numpy array that is a view of a registered tensor (``w_np =
+        net[0].weight.detach().numpy()``: the live weights, changed in place by code after the
+        checkpoint, an epoch's end shrink): a reference to the same part of the replay's tensor
+        (a copy was restored before session 37, frozen at the checkpoint)."""
+        assert self.views is not None and self.torch is not None
+        tensor = _numpy_of_tensor(arr, self.torch)
+        if tensor is None or not arr.size or tensor.device.type != "cpu":
+            return None
+        part = self.views.part(tensor)
+        if part is None:
+            return None
+        name, key, _, _, _ = part
+        data = arr.__array_interface__["data"][0]
+        first = registered_tensor(self.views.objs[name], key)
+        offset = data - first.data_ptr()
+        return ("numpy", name, key, offset, list(arr.shape), list(arr.strides), arr.dtype.str)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -647,11 +904,32 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and pid and pid[0] == "view":
             _, name, key, same = pid
+            if isinstance(key, tuple):  # an optimizer's state tensor: the very tensor
+                return registered_tensor(self.objs[name], key)
             if name not in self.states:
                 self.states[name] = self.objs[name].state_dict(keep_vars=True)
             tensor = self.states[name][key]
             return tensor if same else tensor.detach()
+        if isinstance(pid, tuple) and pid and pid[0] == "ref":
+            return resolve_object(self.objs, pid[1:])
+        if isinstance(pid, tuple) and pid and pid[0] == "part":
+            _, name, key, offset, size, stride = pid
+            return _part_of(self.objs[name], key, offset, size, stride)
+        if isinstance(pid, tuple) and pid and pid[0] == "numpy":
+            _, name, key, offset, shape, strides, dtype = pid
+            return _numpy_part(self.objs[name], key, offset, shape, strides, dtype)
         return self.objs[pid]
+
+
+def _numpy_part(
+    obj: Any, key: Key, offset: int, shape: list[int], strides: list[int], dtype: str
+) -> Any:
+    """The numpy view (:meth:`_Pickler._numpy_view`) of the replay's registered tensor."""
+    import numpy as np
+
+    full = registered_tensor(obj, key).detach().numpy()
+    flat = full.reshape(-1).view(np.uint8)[offset:]
+    return np.lib.stride_tricks.as_strided(flat.view(dtype)[:1], shape, strides)
 
 
 def _dumps(
@@ -665,6 +943,13 @@ def _dumps(
     buf = io.BytesIO()
     pickler = _Pickler(buf, registered)
     pickler.dump(value)
+    if pickler.id_like:
+        holders = _live_holders(pickler.id_like)
+        if holders:
+            raise _HoldsIds(
+                f"holds the id() of a live object ({', '.join(holders[:3])}): a replay's"
+                " objects have other ids"
+            )
     if ids is not None and kinds is not None:
         memo = pickler.memo.copy()
         # an object's own __dict__ is pickled as its state: not a dict the script holds
@@ -796,7 +1081,20 @@ def _restored(
         # same view of the replay's module, restored before the locals.
         name, key = data
         if name in objs:
-            return objs[name].state_dict(keep_vars=True)[key].detach()
+            return registered_tensor(objs[name], key)
+        return cur
+    if kind == "ref":
+        # A container or submodule of a registered object (``group = opt.param_groups[0]``):
+        # the replay's own, restored before the locals (session 37: a copy, frozen)
+        if data[1] in objs:
+            return resolve_object(objs, data)
+        return cur
+    if kind == "part":
+        # A part of a registered tensor (``row = net[0].weight.detach()[1]``): the same part
+        # of the replay's (session 37: a copy, frozen at the checkpoint)
+        name, key, offset, size, stride = data
+        if name in objs:
+            return _part_of(objs[name], key, offset, size, stride)
         return cur
     if kind == "tensor_at":
         # A tensor on an accelerator (``total = torch.zeros((), device="cuda")``): saved on the

@@ -633,7 +633,11 @@ class Run:
         if self.writer.pending_checkpoints > 1 and scope.policy.fixed is None:
             return  # the writer is behind: skip rather than pile copies up in memory
         t0 = time.perf_counter()
-        payload = ckpt.capture(scope.objs)
+        try:
+            payload = ckpt.capture(scope.objs)
+        except Exception as e:  # never fail a run over a checkpoint: replay starts earlier
+            self._checkpoint_failed(frame, e)
+            return
         captures = self._capture_locals(scope, frame, inner)
         payload["locals"] = {role: c.payload() for role, c in captures.items()}
         copy_s = time.perf_counter() - t0
@@ -660,6 +664,23 @@ class Run:
             extra["left"] = True
         self.writer.submit_checkpoint(
             payload, frame.name, frame.iteration, position, copy_s, extra=extra
+        )
+
+    def _checkpoint_failed(self, frame: _Frame, e: Exception) -> None:
+        """A registered object's ``state_dict()`` raised (an optimizer whose state keeps a
+        parameter its groups no longer hold: torch's own ``state_dict`` fails on it). Before
+        session 37 the exception left the training run; now the checkpoint is not taken (a
+        replay of a later iteration starts from an earlier one, or the top) and the run warns
+        once."""
+        if "checkpoint" in self.warned:
+            return
+        self.warned.add("checkpoint")
+        warnings.warn(
+            f"florsql could not checkpoint {frame.name} {frame.iteration} "
+            f"({type(e).__name__}: {e}); no checkpoint is taken where this recurs, and a "
+            "replay of the iterations after it starts from an earlier one",
+            RecordWarning,
+            stacklevel=4,
         )
 
     def _capture_locals(
