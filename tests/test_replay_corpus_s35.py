@@ -594,7 +594,10 @@ def test_s35_corpus_is_consistent() -> None:
 
 
 class Histories(corpus.StrangerHistories):
-    """Each case's recorded pair, once per session, its runs' command lines its own."""
+    """Each case's recorded pair, once per session, its runs' command lines its own (shared
+    by the later sweeps' modules, each with its own ``prefix``)."""
+
+    prefix = "s35"
 
     def get(self, p: Case, dest: Path) -> Recorded:
         assert isinstance(p, ArgCase)
@@ -604,7 +607,7 @@ class Histories(corpus.StrangerHistories):
                 self._recorder = Recorder(self.factory.mktemp("runlogs"))
             record_pair(self._recorder, path, p.text, p.runs(), period=p.period, extra=p.extra)
 
-        path = shared_dir(self.factory, self.worker_id, f"s35-{p.name}", build)
+        path = shared_dir(self.factory, self.worker_id, f"{self.prefix}-{p.name}", build)
         return copy_recorded(Recorded(path / "history", path / "oracle"), dest)
 
 

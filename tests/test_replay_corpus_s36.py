@@ -72,15 +72,11 @@ import pytest
 
 from tests import test_replay_corpus_stranger as corpus
 from tests.helpers_replay import (
-    Recorded,
-    Recorder,
-    copy_recorded,
     corpus_params,
     hindsight_names,
-    record_pair,
-    shared_dir,
 )
 from tests.test_replay_corpus_s35 import ArgCase
+from tests.test_replay_corpus_s35 import Histories as ArgHistories
 from tests.test_replay_corpus_stranger import Case
 
 pytestmark = pytest.mark.slow
@@ -1026,19 +1022,8 @@ def test_s36_corpus_is_consistent() -> None:
         assert declared == set(hindsight_names(p.text)), p.name
 
 
-class Histories(corpus.StrangerHistories):
-    """Each case's recorded pair, once per session, its runs' command lines its own."""
-
-    def get(self, p: Case, dest: Path) -> Recorded:
-        assert isinstance(p, ArgCase)
-
-        def build(path: Path) -> None:
-            if self._recorder is None:
-                self._recorder = Recorder(self.factory.mktemp("runlogs"))
-            record_pair(self._recorder, path, p.text, p.runs(), period=p.period, extra=p.extra)
-
-        path = shared_dir(self.factory, self.worker_id, f"s36-{p.name}", build)
-        return copy_recorded(Recorded(path / "history", path / "oracle"), dest)
+class Histories(ArgHistories):
+    prefix = "s36"
 
 
 @pytest.fixture(scope="module")

@@ -70,15 +70,11 @@ from florsql.record import frame_state
 from tests import test_replay_corpus_stranger as corpus
 from tests.helpers import make_repo, run_script
 from tests.helpers_replay import (
-    Recorded,
-    Recorder,
-    copy_recorded,
     corpus_params,
     hindsight_names,
-    record_pair,
-    shared_dir,
 )
 from tests.test_replay_corpus_s35 import ArgCase
+from tests.test_replay_corpus_s35 import Histories as ArgHistories
 from tests.test_replay_corpus_stranger import Case
 
 STEP = """
@@ -1046,19 +1042,8 @@ def test_a_checkpoint_whose_optimizer_state_dict_raises_is_skipped_not_fatal(
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
-class Histories(corpus.StrangerHistories):
-    """Each case's recorded pair, once per session, its runs' command lines its own."""
-
-    def get(self, p: Case, dest: Path) -> Recorded:
-        assert isinstance(p, ArgCase)
-
-        def build(path: Path) -> None:
-            if self._recorder is None:
-                self._recorder = Recorder(self.factory.mktemp("runlogs"))
-            record_pair(self._recorder, path, p.text, p.runs(), period=p.period, extra=p.extra)
-
-        path = shared_dir(self.factory, self.worker_id, f"s37h1-{p.name}", build)
-        return copy_recorded(Recorded(path / "history", path / "oracle"), dest)
+class Histories(ArgHistories):
+    prefix = "s37h1"
 
 
 @pytest.fixture(scope="module")
