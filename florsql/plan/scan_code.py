@@ -101,7 +101,9 @@ class _Finder(cst.CSTVisitor):
             arg = named[0].value
         if isinstance(arg, cst.SimpleString):
             value = arg.evaluated_value
-            return value if isinstance(value, str) and value else None  # "" is refused
+            # "" is refused; a lone surrogate ("\ud800") is no name a column can have (s37),
+            # as florsql.plan.scan_ast reads it
+            return value if isinstance(value, str) and value and _utf8(value) else None
         return None
 
     def _loop_name(self, node: cst.For) -> str | None:
@@ -195,3 +197,12 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
 
     node.visit(_V())
     return found
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
