@@ -9,7 +9,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from florsql.plan.hindsight import FLOR_MODULES, ScriptCode
-from florsql.plan.scan_ast import CallSite, RawSite, finish
+from florsql.plan.scan_ast import CallSite, RawSite, _utf8, finish
 
 __all__ = ["scan_text"]
 
@@ -197,12 +197,3 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
 
     node.visit(_V())
     return found
-
-
-def _utf8(text: str) -> bool:
-    """Whether ``text`` is valid UTF-8 text (no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
