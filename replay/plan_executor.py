@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from florsql.errors import ReplayError
+from florsql.fold import fold
 from florsql.plan.replay_plan import ReplayPlan, RunReplay
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.runner import Patcher, Progress, ReplayReport, default_patcher, run_replay
@@ -250,7 +251,7 @@ def request_for(
         iteration_seconds=run.seconds / n,
         compare=sorted(recorded - set(run.names)),
         chunks=run.chunks,
-        fingerprints={n.lower(): prints[n.lower()] for n in names if n.lower() in prints},
+        fingerprints={fold(n): prints[fold(n)] for n in names if fold(n) in prints},
         sources=dict(sources or {}),
         companions=[c for c in run.companions if c not in names],
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from florsql.errors import ReplayError, concat_messages
+from florsql.fold import fold
 from florsql.plan.patched import unplaced_reason
 from florsql.plan.tasks import chunks_from_files
 from florsql.replay.determinism import Verification, compare_task
@@ -269,9 +270,9 @@ def _run_tasks(
             torch_threads=threads,
             environ=environ,
             fingerprints={
-                n.lower(): req.fingerprints[n.lower()]
+                fold(n): req.fingerprints[fold(n)]
                 for n in names
-                if n.lower() in req.fingerprints and current
+                if fold(n) in req.fingerprints and current
             },
             estimate=round(chunk.seconds, 4),
         )

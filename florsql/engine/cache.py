@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from florsql.engine.sandbox import HELPERS
+from florsql.fold import fold_sql
 from florsql.plan.catalog import (
     Catalog,
     RecordedMemo,
@@ -262,7 +263,7 @@ class CacheState:
                 JOIN (SELECT * FROM {helpers}.{VALID}
                       EXCEPT SELECT * FROM {helpers}.__flor_valid_was) v
                   ON v.replay_id = r.replay_id AND v.task_id = r.task_id
-                 AND v.name = lower(r.name)"""
+                 AND v.name = {fold_sql("r.name")}"""
         else:
             touched = "SELECT NULL::VARCHAR AS run_id, NULL::BIGINT AS ctx_id WHERE false"
         con.execute(f"CREATE OR REPLACE TABLE {helpers}.__flor_touched AS {touched}")

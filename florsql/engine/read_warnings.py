@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from florsql.fold import fold, fold_sql
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -34,13 +36,13 @@ def arg_gaps(
     """One message per arg the query names, beside a hindsight column it names, that today's
     scripts read with ``flor.arg`` and some of their runs never recorded (``query``: the
     statement's query, as planning left it; ``source``: its text)."""
-    args = {c.name.lower(): c.name for c in catalog.columns if c.kind == "arg"}
+    args = {fold(c.name): c.name for c in catalog.columns if c.kind == "arg"}
     if not args:
         return []
-    named = {c.name.lower() for c in query.find_all(exp.Column)}
+    named = {fold(c.name) for c in query.find_all(exp.Column)}
     if not named & set(args):
         return []
-    logs = [c for c in catalog.columns if c.kind == "log" and c.name.lower() in named]
+    logs = [c for c in catalog.columns if c.kind == "log" and fold(c.name) in named]
     if not any(c.hindsight for c in logs):
         return []
     # an arg read only as ``coalesce(wd, ...)``'s first argument: the user took care of it
@@ -52,7 +54,7 @@ def arg_gaps(
     except Exception:
         written = None
     if written is not None:
-        named = {c.name.lower() for c in written.find_all(exp.Column) if not _coalesced(c)}
+        named = {fold(c.name) for c in written.find_all(exp.Column) if not _coalesced(c)}
     out = []
     for key in sorted(named & set(args)):
         defaults: dict[str, str] = {}
@@ -64,7 +66,7 @@ def arg_gaps(
             continue
         rows = con.execute(
             "SELECT count(*) FROM run_meta m WHERE list_has_any(m.files, ?) AND NOT EXISTS "
-            "(SELECT 1 FROM args a WHERE a.run_id = m.run_id AND lower(a.name) = ?)",
+            f"(SELECT 1 FROM args a WHERE a.run_id = m.run_id AND {fold_sql('a.name')} = ?)",
             [sorted(defaults), key],
         ).fetchall()  # fetched whole: DuckDB 2 refuses other work beside an open result
         lacking = int(rows[0][0]) if rows else 0
@@ -126,7 +128,7 @@ def _defaults(path: str, mtime_ns: int, size: int) -> dict[str, str]:
         if default is None:
             default = next((k.value for k in node.keywords if k.arg == "default"), None)
         if default is not None:
-            out.setdefault(first.value.lower(), ast.unparse(default))
+            out.setdefault(fold(first.value), ast.unparse(default))
     return out
 
 
@@ -140,13 +142,13 @@ def stored_mismatches(
     come from replay tasks that disagreed with the recording (``replays.mismatch``): the
     replay that made them warned once; every later read of them says so too. ``memo``: kept
     by the caller, the names per catalog (read once per index state, not per query)."""
-    logs = {c.name.lower() for c in catalog.columns if c.kind == "log"}
+    logs = {fold(c.name) for c in catalog.columns if c.kind == "log"}
     if not logs:
         return []
     if any(True for _ in query.find_all(exp.Star)):
         named = logs
     else:
-        named = {c.name.lower() for c in query.find_all(exp.Column)} & logs
+        named = {fold(c.name) for c in query.find_all(exp.Column)} & logs
     if not named:
         return []
     hit = None if memo is None else memo.get(0)

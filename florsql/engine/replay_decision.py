@@ -19,6 +19,7 @@ from florsql.errors import (
     UnverifiedWarning,
     concat_messages,
 )
+from florsql.fold import fold
 from florsql.plan.explain import human_seconds, ranges
 from florsql.plan.planner import PlannedQuery
 from florsql.plan.replay_plan import ReplayPlan, VersionReplay
@@ -112,7 +113,7 @@ def replay_if_needed(
         # or replayed it (another version records it, or took it), the answer is theirs, with
         # the warning for the versions that cannot (as when those were still being replayed).
         valued = known(names) if known is not None and names else set()
-        alone = not any(n.lower() in valued for n in names)
+        alone = not any(fold(n) in valued for n in names)
         if unplaced and alone and mode not in ("off", "error") and engine.executor is not None:
             # Nothing to replay and statements that cannot be placed: as the replay would
             # have said, an error naming each and why.

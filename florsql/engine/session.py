@@ -50,6 +50,7 @@ from florsql.errors import (
     SqlError,
     StoreError,
 )
+from florsql.fold import fold
 from florsql.grammar import REPLAY_VALUES, Statement, parse
 from florsql.plan.catalog import Catalog
 from florsql.plan.explain import explain_lines
@@ -602,7 +603,7 @@ def _valued(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[str]:
     """Of ``names``, those (in lower case) with a recorded or counted replayed value."""
     rows = con.execute(
         "SELECT DISTINCT name FROM __flor_cover WHERE list_contains(?, name)",
-        [[n.lower() for n in names]],
+        [[fold(n) for n in names]],
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -676,11 +677,11 @@ def _unforeseen(sql: str) -> Iterator[None]:
 
 def _may_need(stmt: Statement, catalog: Catalog) -> bool:
     """Whether a statement names a hindsight column (or reads every column with ``*``)."""
-    hindsight = {n.lower() for n in catalog.hindsight_names()}
+    hindsight = {fold(n) for n in catalog.hindsight_names()}
     if not hindsight or stmt.query is None:
         return False
     for node in stmt.query.find_all(exp.Column, exp.Star):
-        if isinstance(node, exp.Star) or node.name.lower() in hindsight:
+        if isinstance(node, exp.Star) or fold(node.name) in hindsight:
             return True
     return False
 

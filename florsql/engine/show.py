@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from florsql.errors import PlanError
+from florsql.fold import fold_sql
 from florsql.plan.catalog import RELATIONS, Catalog
 from florsql.plan.stats import string_literal
 from florsql.plan.system import INFORMATION_SCHEMA, information_schema_sql
@@ -53,16 +54,16 @@ def _logs_columns(catalog: Catalog) -> str:
             FROM ctx_path) p JOIN run_meta m USING (run_id)
         UNION ALL SELECT a.name, m.vid, m.run_id FROM args a JOIN run_meta m USING (run_id)
     ),
-    per AS (SELECT lower(name) AS name, list(DISTINCT vid ORDER BY vid) AS versions,
-                   count(DISTINCT run_id) AS runs FROM have GROUP BY lower(name)),
+    per AS (SELECT {fold_sql("name")} AS name, list(DISTINCT vid ORDER BY vid) AS versions,
+                   count(DISTINCT run_id) AS runs FROM have GROUP BY {fold_sql("name")}),
     lacking AS (
-        SELECT lower(c.name) AS name, count(DISTINCT m.run_id) AS runs
+        SELECT {fold_sql("c.name")} AS name, count(DISTINCT m.run_id) AS runs
         FROM code c JOIN run_meta m ON list_contains(m.files, c.filename)
         WHERE c.name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM __flor_cover v
-            WHERE v.run_id = m.run_id AND lower(v.name) = lower(c.name))
-        GROUP BY lower(c.name)),
-    scripts AS (SELECT lower(name) AS name, list(DISTINCT filename ORDER BY filename) AS f
-                FROM code WHERE name IS NOT NULL GROUP BY lower(name))
+            WHERE v.run_id = m.run_id AND {fold_sql("v.name")} = {fold_sql("c.name")})
+        GROUP BY {fold_sql("c.name")}),
+    scripts AS (SELECT {fold_sql("name")} AS name, list(DISTINCT filename ORDER BY filename) AS f
+                FROM code WHERE name IS NOT NULL GROUP BY {fold_sql("name")})
     SELECT c.column_name, c.column_type, c.kind, c.hindsight,
            CASE WHEN c.kind = 'meta' THEN (SELECT list(DISTINCT vid ORDER BY vid) FROM run_meta)
                 ELSE coalesce(p.versions, []) END AS versions,
@@ -71,8 +72,8 @@ def _logs_columns(catalog: Catalog) -> str:
            CASE WHEN c.kind = 'log' THEN coalesce(l.runs, 0) ELSE c.runs_lacking END
                AS runs_lacking,
            coalesce(s.f, []) AS in_current_code
-    FROM cols c LEFT JOIN per p ON p.name = lower(c.column_name) AND c.kind <> 'meta'
-    LEFT JOIN scripts s ON s.name = lower(c.column_name)
-    LEFT JOIN lacking l ON l.name = lower(c.column_name)
+    FROM cols c LEFT JOIN per p ON p.name = {fold_sql("c.column_name")} AND c.kind <> 'meta'
+    LEFT JOIN scripts s ON s.name = {fold_sql("c.column_name")}
+    LEFT JOIN lacking l ON l.name = {fold_sql("c.column_name")}
     ORDER BY c.pos"""
     return sql

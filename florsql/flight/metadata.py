@@ -18,6 +18,7 @@ import pyarrow as pa
 from florsql.flight import flight_sql_pb2 as pb
 from florsql.flight import xdbc
 from florsql.flight.service import TableInfo
+from florsql.fold import fold
 from florsql.grammar import CATALOG_NAME, SCHEMA_NAME
 
 __all__ = [
@@ -104,7 +105,7 @@ def exact_name(pattern: str | None, name: str, escape: str = "\\") -> str:
         literal.append(ch)
         i += 1
     spelled = "".join(literal)
-    return spelled if spelled.lower() == name.lower() else name
+    return spelled if fold(spelled) == fold(name) else name
 
 
 def catalogs() -> pa.Table:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from florsql.errors import PlanError
+from florsql.fold import fold
 from florsql.plan.params import INT_TYPES, TypedValue
 
 __all__ = ["parameter_schema", "parameter_value"]
@@ -102,13 +103,13 @@ def parameter_schema(tree: exp.Expr, schemas: Mapping[str, pa.Schema]) -> pa.Sch
     for name in read:
         schema = schemas.get(name)
         for f in schema or []:
-            columns.setdefault(f.name.lower(), f.type)
+            columns.setdefault(fold(f.name), f.type)
     fields = []
     placeholders = [p for p in tree.find_all(exp.Placeholder) if p.this is None]
     placeholders.sort(key=lambda p: int((p.meta or {}).get("start", 0)))
     for i, p in enumerate(placeholders, 1):
         column = _compared_column(p)
-        dtype = columns.get(column.lower(), pa.null()) if column else pa.null()
+        dtype = columns.get(fold(column), pa.null()) if column else pa.null()
         fields.append(pa.field(f"parameter_{i}", dtype))
     return pa.schema(fields)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from florsql.errors import FlorError
+from florsql.fold import fold, fold_sql
 from florsql.plan.patched import Patched, analyze_patched, module_names, patched_script
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
@@ -72,8 +73,8 @@ def assemble(state: PlanState) -> None:
         fingerprints=tuple(
             (key, state.catalog.fingerprint(key))
             for key in sorted(
-                {n.lower() for v in versions for r in v.runs for n in r.names}
-                | {n.lower() for v in versions for r in v.runs for n in r.top_level}
+                {fold(n) for v in versions for r in v.runs for n in r.names}
+                | {fold(n) for v in versions for r in v.runs for n in r.top_level}
             )
         ),
         sources=tuple(sorted((f, code.digest) for f, code in state.catalog.scripts.items())),
@@ -106,8 +107,8 @@ def _others(
     code = state.catalog.code_of([filename, *modules])
     if code is None:
         return ()
-    low = {a.lower() for a in asked}
-    return tuple(sorted({n for n in code.may_draw() if n.lower() not in low}))
+    low = {fold(a) for a in asked}
+    return tuple(sorted({n for n in code.may_draw() if fold(n) not in low}))
 
 
 def _companion_chains(
@@ -202,12 +203,13 @@ def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], 
     if not names:
         return ()
     rows = state.con.execute(
-        """SELECT n.name, count(*) FROM (SELECT unnest(?::VARCHAR[]) AS name) n
+        f"""SELECT n.name, count(*) FROM (SELECT unnest(?::VARCHAR[]) AS name) n
            CROSS JOIN run_meta m
            WHERE NOT EXISTS (SELECT 1 FROM __flor_cover v
-                             WHERE v.run_id = m.run_id AND v.name = lower(n.name))
-             AND NOT list_has_any(?, list_transform(m.files, lambda f: f || '|' || lower(n.name)))
+                             WHERE v.run_id = m.run_id AND v.name = {fold_sql("n.name")})
+             AND NOT list_has_any(?, list_transform(m.files,
+                 lambda f: f || '|' || {fold_sql("n.name")}))
            GROUP BY n.name ORDER BY n.name""",
-        [names, [f"{f}|{n.lower()}" for f, c in state.catalog.scripts.items() for n in c.names()]],
+        [names, [f"{f}|{fold(n)}" for f, c in state.catalog.scripts.items() for n in c.names()]],
     ).fetchall()
     return tuple((name, int(count)) for name, count in rows if count)

@@ -18,6 +18,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from florsql.errors import PlanError
+from florsql.fold import fold
 from florsql.grammar import line_col, node_position
 from florsql.grammar.placeholders import ACCEPTED
 from florsql.plan.catalog import Catalog
@@ -255,7 +256,7 @@ def _alias_clause_columns(scope: Scope) -> list[exp.Column]:
 def _lambda_variable(col: exp.Column) -> bool:
     lam = col.find_ancestor(exp.Lambda)
     while lam is not None:
-        if any(p.name.lower() == col.name.lower() for p in lam.expressions):
+        if any(fold(p.name) == fold(col.name) for p in lam.expressions):
             return True
         lam = lam.find_ancestor(exp.Lambda)
     return False
@@ -345,8 +346,8 @@ def _columns_function(scope: Scope, refs: dict[int, Reference], log_names: set[s
             elif isinstance(pattern, exp.Array) and all(
                 isinstance(e, exp.Literal) and e.is_string for e in pattern.expressions
             ):
-                listed = {e.name.lower() for e in pattern.expressions}
-                ref.names |= {n for n in log_names if n.lower() in listed}
+                listed = {fold(e.name) for e in pattern.expressions}
+                ref.names |= {n for n in log_names if fold(n) in listed}
             else:
                 ref.names = None
 
@@ -399,8 +400,8 @@ def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: s
     if not isinstance(expression, exp.Select) or not scope.sources:
         return
     own = _projection_of(col, expression)
-    aliases = {s.alias_or_name.lower() for s in expression.selects if s is not own}
-    if col.name.lower() in aliases or col.name in scope.sources:
+    aliases = {fold(s.alias_or_name) for s in expression.selects if s is not own}
+    if fold(col.name) in aliases or col.name in scope.sources:
         return  # a select alias (qualify aliases every projection: not its own) or a row
     pool: list[str] = []
     s: Scope | None = scope
@@ -411,7 +412,7 @@ def _check_unresolved(scope: Scope, col: exp.Column, catalog: Catalog, source: s
             if columns is None:
                 return  # a derived table, table function or unknown relation: DuckDB decides
             pool += columns
-            if isinstance(src, exp.Table) and col.name.lower() in {c.lower() for c in columns}:
+            if isinstance(src, exp.Table) and fold(col.name) in {fold(c) for c in columns}:
                 having.append((alias, src))
         if len(having) > 1:
             _ambiguous(col, having, source)
@@ -446,7 +447,7 @@ def _unknown_qualified(error: SqlglotError, tree: exp.Expr, catalog: Catalog, so
         return
     name = found.group(1).strip('"')
     for col in tree.find_all(exp.Column):
-        if col.name.lower() != name.lower() or not col.table:
+        if fold(col.name) != fold(name) or not col.table:
             continue
         pool: list[str] = []
         for table in tree.find_all(exp.Table):

@@ -21,6 +21,7 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from florsql.fold import fold
 from florsql.propagate.model import Propagation
 from florsql.store.replays import strip_guards
 
@@ -111,7 +112,7 @@ def blame(
     ``failed.json`` and the propagation into its version (``files``: path -> result); None
     when the failure is not theirs alone to tell (old code raised, no traceback, a line that
     cannot be told apart)."""
-    wanted = {n.lower(): n for n in names}
+    wanted = {fold(n): n for n in names}
     patched = {path: prop for path, prop in files.items() if prop.placed}
     for frame in reversed(frames):
         if len(frame) < 2:
@@ -135,6 +136,6 @@ def blame(
         own = {n for n, span in _own_lines(prop).items() if line in span}
         own = own or {n for n, span in statement_lines(prop).items() if line in span}
         culprits = own or _carried_by(prop, strip_guards(lines[line - 1]).strip())
-        found = tuple(sorted({wanted[n.lower()] for n in culprits if n.lower() in wanted}))
+        found = tuple(sorted({wanted[fold(n)] for n in culprits if fold(n) in wanted}))
         return found or None
     return None

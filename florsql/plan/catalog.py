@@ -10,6 +10,7 @@ imported, ``run_meta.files``), which some of those runs never logged.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlglot.schema import MappingSchema
 
+from florsql.fold import fold, fold_sql
 from florsql.plan.hindsight import ScriptCode, merge_code, scan_script, statement_fingerprints
 from florsql.plan.stats import Generation, loop_names, string_literal
 from florsql.store.schema import RUN_CORE, RUN_EXTRA
@@ -164,7 +166,7 @@ class Catalog:
     scripts: dict[str, ScriptCode]  # every file some run executed that logs something now
     generation: Generation | None = None
     nullable_logs: frozenset[str] = frozenset()  # names some run logged as None
-    #: Per log name in today's code (lower case): the fingerprint of its statements
+    #: Per log name in today's code (folded, florsql.fold): the fingerprint of its statements
     #: (:func:`florsql.plan.hindsight.statement_fingerprints`); replayed values count only
     #: where a replay computed the name with this fingerprint.
     fingerprints: dict[str, str] = field(default_factory=dict, compare=False)
@@ -172,11 +174,11 @@ class Catalog:
     _memo: dict[str, MappingSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_name.update({c.name.lower(): c for c in self.columns})
+        self._by_name.update({fold(c.name): c for c in self.columns})
 
     def column(self, name: str) -> LogsColumn | None:
         """The column called ``name``, in any case (``valacc`` finds ``valAcc``)."""
-        return self._by_name.get(name.lower())
+        return self._by_name.get(fold(name))
 
     def canonical(self, name: str) -> str:
         """The spelling of the column ``name`` names (in any case); ``name`` if none does."""
@@ -196,7 +198,7 @@ class Catalog:
 
     def fingerprint(self, name: str) -> str:
         """The fingerprint of today's statements for ``name`` (``""`` if none logs it)."""
-        return self.fingerprints.get(name.lower(), "")
+        return self.fingerprints.get(fold(name), "")
 
     def hindsight_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.hindsight)
@@ -228,10 +230,18 @@ class Catalog:
         """
         pool = list(candidates if candidates is not None else self.names())
         close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
-        if not close:
-            lower = {p.lower(): p for p in pool}
-            close = [lower[name.lower()]] if name.lower() in lower else []
+        for key in (fold, _loose):  # also a name differing in the case of a non-ASCII letter
+            if not close:
+                keyed = {key(p): p for p in pool}
+                close = [keyed[key(name)]] if key(name) in keyed else []
         return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _loose(name: str) -> str:
+    """``name`` without case, accents or compatibility forms (``İx``, ``ix`` and ``ＩＸ`` alike):
+    for suggestions only, never to match a column (florsql/fold.py)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def _quoted(name: str) -> str:
@@ -291,16 +301,18 @@ def build_catalog(
     arg_names = memo.get(
         generation,
         "args",
-        lambda: {r[0] for r in con.execute("SELECT DISTINCT lower(name) FROM args").fetchall()},
+        lambda: {
+            r[0] for r in con.execute(f"SELECT DISTINCT {fold_sql('name')} FROM args").fetchall()
+        },
     )
     skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
-    cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if n.lower() not in skip]
+    cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if fold(n) not in skip]
     scripts = scan_scripts(con, repo) if scripts is None else scripts
     cols += _log_columns(con, scripts, memo, generation)
     unique: dict[str, LogsColumn] = {}
     shadowed: dict[str, list[LogsColumn]] = {}
     for c in cols:  # names ignore case, as SQL identifiers do
-        key = c.name.lower()
+        key = fold(c.name)
         if key not in unique:
             unique[key] = c
         elif unique[key].kind != "meta" and (c.sql_type != "NULL" or c.hindsight):
@@ -328,7 +340,7 @@ def recorded_anchors(
     memo: RecordedMemo | None = None,
     generation: Generation | None = None,
 ) -> frozenset[str]:
-    """The names (lower case) of the log statements beside today's statements of other names
+    """The names (folded) of the log statements beside today's statements of other names
     that some run recorded: anchors where an old version logs them, so part of the
     fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`)."""
     names = sorted({other for code in scripts.values() for _, _, other, _ in code.anchors})
@@ -343,7 +355,7 @@ def _anchors(con: duckdb.DuckDBPyConnection, names: list[str]) -> frozenset[str]
     values = ", ".join(f"({string_literal(n)})" for n in names)
     rows = con.execute(
         f"""SELECT c.name FROM (VALUES {values}) AS c(name) WHERE EXISTS (
-                SELECT 1 FROM log_records v WHERE lower(v.name) = c.name)"""
+                SELECT 1 FROM log_records v WHERE {fold_sql("v.name")} = c.name)"""
     ).fetchall()
     return frozenset(str(r[0]) for r in rows)
 
@@ -373,7 +385,7 @@ def _log_columns(
     generation: Generation | None,
 ) -> list[LogsColumn]:
     stats = {
-        name.lower(): (name, list(vtypes), runs, tuple(spellings))
+        fold(name): (name, list(vtypes), runs, tuple(spellings))
         for name, vtypes, runs, spellings in con.execute(
             "SELECT name, vtypes, runs, spellings FROM __flor_names"
         ).fetchall()
@@ -381,12 +393,13 @@ def _log_columns(
     spelled: dict[str, str] = {}  # a name only code has: spelled as the first script has it
     for filename in sorted(scripts):
         for name in scripts[filename].names():
-            spelled.setdefault(name.lower(), name)
-    lacking: dict[str, tuple[str, int]] = {}  # lower name -> (spelling in code, runs lacking)
+            spelled.setdefault(fold(name), name)
+    lacking: dict[str, tuple[str, int]] = {}  # folded name -> (spelling in code, runs lacking)
     pairs = tuple((f, n) for f, code in scripts.items() for n in code.names())
     for name, n in memo.get(generation, ("lacking", pairs), lambda: _lacking(con, pairs)).items():
-        before = lacking.get(name.lower(), (name, 0))[1]
-        lacking[name.lower()] = (spelled.get(name.lower(), name), before + n)
+        key = fold(name)
+        before = lacking.get(key, (name, 0))[1]
+        lacking[key] = (spelled.get(key, name), before + n)
     out = []
     for key in sorted(set(stats) | set(lacking)):
         name, vtypes, runs, spellings = stats[key] if key in stats else (lacking[key][0], [], 0, ())
@@ -408,9 +421,9 @@ def _lacking(con: duckdb.DuckDBPyConnection, pairs: tuple[tuple[str, str], ...])
     rows = con.execute(
         f"""SELECT c.name, count(DISTINCT m.run_id) FILTER (WHERE NOT EXISTS (
                 SELECT 1 FROM log_records v WHERE v.run_id = m.run_id
-                AND lower(v.name) = lower(c.name)) AND NOT EXISTS (
+                AND {fold_sql("v.name")} = {fold_sql("c.name")}) AND NOT EXISTS (
                 SELECT 1 FROM args a WHERE a.run_id = m.run_id
-                AND lower(a.name) = lower(c.name)))
+                AND {fold_sql("a.name")} = {fold_sql("c.name")}))
             FROM (VALUES {values}) AS c(filename, name)
             JOIN run_meta m ON list_contains(m.files, c.filename) GROUP BY c.name"""
     ).fetchall()

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from florsql.fold import fold
 from florsql.store import layout
 from florsql.store.replays import REPLAY_RULES as _STORED_RULES
 
@@ -69,14 +70,14 @@ class ScriptCode:
 
     def may_draw(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance, of which a statement may draw."""
-        return tuple(n for n in self.names() if n.lower() not in self.quiet)
+        return tuple(n for n in self.names() if fold(n) not in self.quiet)
 
     def names(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance."""
         return tuple(dict.fromkeys(s.name for s in self.sites))
 
     def sites_of(self, name: str) -> tuple[LogSite, ...]:
-        return tuple(s for s in self.sites if s.name.lower() == name.lower())  # names ignore case
+        return tuple(s for s in self.sites if fold(s.name) == fold(name))  # names ignore case
 
     def inner_loops(self) -> tuple[str, ...]:
         """Loop names nested inside another flor.loop."""
@@ -98,7 +99,7 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
         return codes[0]
     loops = {c for code in codes for c in code.loops}
     # quiet where every file that logs it has it quiet
-    loud = {n.lower() for code in codes for n in code.names() if n.lower() not in code.quiet}
+    loud = {fold(n) for code in codes for n in code.names() if fold(n) not in code.quiet}
     return ScriptCode(
         filename=codes[0].filename,
         sites=tuple(s for code in codes for s in code.sites),
@@ -336,7 +337,7 @@ def statement_fingerprints(
     # A replay of a name also runs today's other statements its version lacks that may draw
     # from an RNG (a run of today's script has their draws: session 35, gap 2), so its values
     # stand on theirs too: such a statement edited, added or removed computes them again.
-    loud = {n for code in codes for n in (x.lower() for x in code.names()) if n not in code.quiet}
+    loud = {n for code in codes for n in (fold(x) for x in code.names()) if n not in code.quiet}
     return {
         name: hashlib.sha256(
             "\0\0".join(
@@ -421,6 +422,7 @@ def _scanner_key() -> bytes:
         here / "hindsight.py",
         here / "scan_code.py",
         here / "scan_ast.py",
+        here.parent / "fold.py",  # how names are folded in the keys
         *(propagate / f"{m}.py" for m in _KEY_MODULES),
     ):
         try:

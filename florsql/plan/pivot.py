@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from florsql.fold import fold
 from florsql.plan.catalog import Catalog, LogsColumn
 from florsql.plan.stats import loop_column, string_literal
 from florsql.store.schema import quote
@@ -80,7 +81,7 @@ def _prefix_before(names: Iterable[str]) -> str:
         >>> _prefix_before(["loss", "__ctx"]), _prefix_before(["a"]), _prefix_before(["___x"])
         ('___', '__', '____')
     """
-    lowered = [n.lower() for n in names]
+    lowered = [fold(n) for n in names]
     prefix = "__"
     while any(n.startswith(prefix) for n in lowered):
         prefix += "_"
@@ -216,7 +217,7 @@ def wide_delta(before: Catalog, after: Catalog) -> list[str] | None:
 def _logged_name(column: str) -> str:
     """The log name a pivot aggregate reads, in lower case (``__has:Loss`` reads ``loss``; a
     log named ``__has:x`` is taken to read ``x`` too, which only makes a full rebuild)."""
-    return _PRESENCE.sub("", column).lower()
+    return fold(_PRESENCE.sub("", column))
 
 
 _PRESENCE = re.compile(r"^__+has:")

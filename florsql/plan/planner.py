@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from florsql.fold import fold
 from florsql.plan.assemble import assemble
 from florsql.plan.bind import bind_query
 from florsql.plan.catalog import Catalog
@@ -166,8 +167,8 @@ def star_only(tree: exp.Expr, catalog: Catalog) -> frozenset[str]:
         stars += 1
     if not stars:
         return frozenset()
-    written = {i.name.lower() for i in tree.find_all(exp.Identifier)}
-    return frozenset(n for n in catalog.names("log") if n.lower() not in written)
+    written = {fold(i.name) for i in tree.find_all(exp.Identifier)}
+    return frozenset(n for n in catalog.names("log") if fold(n) not in written)
 
 
 def _whole_row(tree: exp.Expr) -> bool:
@@ -176,6 +177,6 @@ def _whole_row(tree: exp.Expr) -> bool:
     has that name. A hindsight value reached so is computed on (``WHERE l['w2'] > 0`` filtered
     every row out of a "preview" answered with NULLs), not only shown; a column that has such
     a name is taken for one too (the query is refused, not previewed)."""
-    sources = {t.alias_or_name.lower() for t in tree.find_all(exp.Table)}
-    sources |= {s.alias.lower() for s in tree.find_all(exp.Subquery) if s.alias}
-    return any(not col.table and col.name.lower() in sources for col in tree.find_all(exp.Column))
+    sources = {fold(t.alias_or_name) for t in tree.find_all(exp.Table)}
+    sources |= {fold(s.alias) for s in tree.find_all(exp.Subquery) if s.alias}
+    return any(not col.table and fold(col.name) in sources for col in tree.find_all(exp.Column))

@@ -21,6 +21,7 @@ from typing import Any
 from sqlglot import exp
 
 from florsql.errors import FlorError
+from florsql.fold import fold, fold_sql
 from florsql.plan.blame import blame
 from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
@@ -34,17 +35,17 @@ __all__ = ["ANY_CHAIN", "replay_set"]
 
 ANY_CHAIN = "*"
 
-_LACK = """
-WITH need(__name, __src, __want, __tail) AS (VALUES {values}),
+_LACK = f"""
+WITH need(__name, __src, __want, __tail) AS (VALUES {{values}}),
 lack AS (
     SELECT DISTINCT n.__name, n.__want, n.__tail, m.run_id, m.vid AS __vid, m.filename AS __file,
            m.status IN ('killed', 'failed', 'running') AS __ended,
            m.status IS NOT DISTINCT FROM 'running' AS __running
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
-    WHERE true{limit}
+    WHERE true{{limit}}
     -- a run with an arg of that name reads the arg in every row: it lacks no log of it
     AND NOT EXISTS (SELECT 1 FROM args a WHERE a.run_id = m.run_id
-                    AND lower(a.name) = lower(n.__name))
+                    AND {fold_sql("a.name")} = {fold_sql("n.__name")})
 ),"""
 
 #: Contexts one by one: needed when the predicate reads an inner loop's column.
@@ -71,9 +72,9 @@ cand AS (
     SELECT l.*, '' AS __chain FROM lack l WHERE l.__want IN ('', '*')
 ),"""
 
-_NEEDED = """
+_NEEDED = f"""
 logs AS (
-    SELECT {run_cols}, cand.* EXCLUDE (run_id),
+    SELECT {{run_cols}}, cand.* EXCLUDE (run_id),
            CASE WHEN NOT cand.__ended THEN true
                 WHEN cand.__outer_it IS NOT NULL THEN NOT EXISTS (
                     SELECT 1 FROM __flor_open o WHERE o.run_id = cand.run_id
@@ -84,8 +85,9 @@ logs AS (
     FROM cand JOIN runs r ON r.run_id = cand.run_id
 ),
 needed AS (
-    SELECT * FROM logs WHERE ({predicate}) AND NOT EXISTS (
-        SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id AND v.name = lower(logs.__name)
+    SELECT * FROM logs WHERE ({{predicate}}) AND NOT EXISTS (
+        SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id
+        AND v.name = {fold_sql("logs.__name")}
         AND v.outer_loop IS NOT DISTINCT FROM logs.__outer_loop
         AND v.outer_iteration IS NOT DISTINCT FROM logs.__outer_it)
 )
@@ -165,8 +167,8 @@ def _reads_inner_loop(state: PlanState, ref_id: int) -> bool:
         return False
     outer = outer_loops(state.con)
     loops = set(state.catalog.loops)
-    names = {c.name.lower() for c in relaxed.expression.find_all(exp.Column)}
-    return any(n in {loop.lower() for loop in loops} and n not in outer for n in names)
+    names = {fold(c.name) for c in relaxed.expression.find_all(exp.Column)}
+    return any(n in {fold(loop) for loop in loops} and n not in outer for n in names)
 
 
 def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool) -> str:
@@ -181,9 +183,9 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
     else:
         outer = outer_loops(state.con)
         loop_cols = "".join(
-            f", CASE WHEN lower(c.outer_loop) = {string_literal(n.lower())}"
+            f", CASE WHEN {fold_sql('c.outer_loop')} = {string_literal(fold(n))}"
             f" THEN c.outer_iteration END AS {quote(n)}"
-            if n.lower() in outer
+            if fold(n) in outer
             else f", NULL::BIGINT AS {quote(n)}"
             for n in catalog.loops
         )
@@ -200,7 +202,7 @@ def _find_unplaceable(state: PlanState) -> None:
     """Names whose loop chain a lacking run never recorded: no context to compute them in
     (keyed by the run's version and main script). A run still recording is not one: it has not
     got there yet (it read "the run was killed or failed before" of a live run)."""
-    needed_runs = {(n.name.lower(), n.run_id) for n in state.needs}
+    needed_runs = {(fold(n.name), n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
         for name in referenced:
@@ -214,11 +216,11 @@ def _find_unplaceable(state: PlanState) -> None:
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
                                    AND list_contains(?, c.chain))
                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
-                                   AND v.name = lower(?))""",
-                [filename, sorted(chains), name],
+                                   AND v.name = ?)""",
+                [filename, sorted(chains), fold(name)],
             ).fetchall()
             for vid, run_id, script in rows:
-                if (name.lower(), run_id) not in needed_runs:
+                if (fold(name), run_id) not in needed_runs:
                     state.unplaceable.setdefault((vid, script), set()).add(name)
 
 
@@ -286,8 +288,8 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
             if to_end or at is None:
                 blocked.setdefault((run_id, name, None, None), failed)
             if culprits:
-                others = {n.lower() for n in names} - {c.lower() for c in culprits}
-                held.setdefault((run_id, name.lower()), (set(), failed))[0].update(others)
+                others = {fold(n) for n in names} - {fold(c) for c in culprits}
+                held.setdefault((run_id, fold(name)), (set(), failed))[0].update(others)
     kept: list[NeedRow] = []
     hit: dict[tuple[str, str, str, str], list[NeedRow]] = {}
     for need in needs:
@@ -297,10 +299,10 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
         else:
             hit.setdefault(task, []).append(need)
     if held:
-        wanted = {(n.run_id, n.name.lower()) for n in kept}
+        wanted = {(n.run_id, fold(n.name)) for n in kept}
         still = []
         for need in kept:
-            hold = held.get((need.run_id, need.name.lower()))
+            hold = held.get((need.run_id, fold(need.name)))
             if hold is not None and any((need.run_id, o) in wanted for o in hold[0]):
                 hit.setdefault(hold[1], []).append(need)
             else:

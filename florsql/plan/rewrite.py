@@ -15,6 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from florsql.errors import PlanError
+from florsql.fold import fold
 from florsql.grammar.dialect import Florsql
 from florsql.plan.bind import REF_KEY
 from florsql.plan.pivot import logs_from_wide, logs_live
@@ -66,10 +67,10 @@ def rewrite(state: PlanState) -> None:
             table.set("this", exp.to_identifier(target[ref_id]))
             if not table.alias:
                 table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-                unaliased.add(alias.lower())
+                unaliased.add(fold(alias))
     for column in state.tree.find_all(exp.Column):
         # `main.logs.epoch`, `florsql.main.logs.epoch`: the table is now the CTE aliased logs
-        if column.args.get("db") is not None and column.table.lower() in unaliased:
+        if column.args.get("db") is not None and fold(column.table) in unaliased:
             column.set("db", None)
             column.set("catalog", None)
     state.sql = with_ctes(state.tree, bodies, source=state.source)

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from florsql.fold import fold, fold_sql
 from florsql.store.schema import quote
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def _tables(con: duckdb.DuckDBPyConnection, database: str | None) -> set[str]:
 def outer_loops(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Loop names never nested in another loop, in lower case (names ignore case)."""
     rows = con.execute(
-        "SELECT lower(loop_name) FROM ctx_path GROUP BY 1 HAVING max(depth) = 0"
+        f"SELECT {fold_sql('loop_name')} FROM ctx_path GROUP BY 1 HAVING max(depth) = 0"
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -136,8 +137,8 @@ def loop_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     ids sort by start time).
     """
     rows = con.execute(
-        """SELECT arg_min(loop_name, run_id) AS loop_name FROM ctx_path
-           GROUP BY lower(loop_name) ORDER BY min(depth), lower(loop_name)"""
+        f"""SELECT arg_min(loop_name, run_id) AS loop_name FROM ctx_path
+           GROUP BY {fold_sql("loop_name")} ORDER BY min(depth), {fold_sql("loop_name")}"""
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -181,7 +182,7 @@ def rebuild_stats(
         source += (
             f" UNION ALL SELECT {LOG_COLUMNS}, 'replay' AS source FROM {src}{REPLAY_RECORDS} r"
             f" WHERE EXISTS (SELECT 1 FROM {prefix}{VALID} v WHERE v.replay_id = r.replay_id"
-            " AND v.task_id = r.task_id AND v.name = lower(r.name))"
+            f" AND v.task_id = r.task_id AND v.name = {fold_sql('r.name')})"
         )
     _current_tables(con, fingerprints or {}, tables, place, prefix, src)
     con.execute(f"CREATE OR REPLACE {place}VIEW {prefix}all_log_records AS {source}")
@@ -190,7 +191,7 @@ def rebuild_stats(
     if not replays_only:  # the recorded loops' contexts
         loops = loop_names(con)
         per_loop = "".join(
-            f", max(iteration) FILTER (WHERE lower(loop_name) = {string_literal(n.lower())})"
+            f", max(iteration) FILTER (WHERE {fold_sql('loop_name')} = {string_literal(fold(n))})"
             f" AS {quote(loop_column(n))}"
             for n in loops
         )
@@ -261,8 +262,7 @@ def _current_tables(
     """``__flor_current`` (today's fingerprint per name) and ``__flor_valid`` (the finished
     replay tasks' names computed with it: the replayed values that count)."""
     rows = ", ".join(
-        f"({string_literal(n.lower())}, {string_literal(f)})"
-        for n, f in sorted(fingerprints.items())
+        f"({string_literal(fold(n))}, {string_literal(f)})" for n, f in sorted(fingerprints.items())
     )
     body = (
         f"SELECT * FROM (VALUES {rows}) AS t(name, fingerprint)"
@@ -287,13 +287,13 @@ def _replayed_cover(prefix: str, src: str, valid: str) -> str:
     runs, ``to_end``) they computed."""
     counted = (
         f"EXISTS (SELECT 1 FROM {valid} v WHERE v.replay_id = t.replay_id"
-        " AND v.task_id = t.task_id AND v.name = lower(t.name))"
+        f" AND v.task_id = t.task_id AND v.name = {fold_sql('t.name')})"
     )
-    return f"""SELECT run_id, lower(name) AS name, loop_name AS outer_loop,
+    return f"""SELECT run_id, {fold_sql("name")} AS name, loop_name AS outer_loop,
                unnest(iterations) AS outer_iteration
         FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, loop_name, iterations
               FROM {src}replays WHERE status = 'done') t WHERE {counted}
-        UNION ALL SELECT run_id, lower(name), NULL::VARCHAR, NULL::BIGINT
+        UNION ALL SELECT run_id, {fold_sql("name")}, NULL::VARCHAR, NULL::BIGINT
         FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
               FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
 
@@ -307,7 +307,7 @@ def cover_select(tables: set[str], prefix: str, src: str) -> str:
             UNION ALL SELECT *, false FROM ({_replayed_cover(prefix, src, prefix + VALID)})"""
     return f"""SELECT run_id, name, outer_loop, outer_iteration, bool_or(recorded) AS recorded
         FROM (
-            SELECT r.run_id, lower(r.name) AS name, c.outer_loop, c.outer_iteration,
+            SELECT r.run_id, {fold_sql("r.name")} AS name, c.outer_loop, c.outer_iteration,
                    r.source = 'record' AS recorded
             FROM {prefix}all_log_records r LEFT JOIN {prefix}__flor_ctx c
               ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id{tasks}
@@ -317,7 +317,7 @@ def cover_select(tables: set[str], prefix: str, src: str) -> str:
 def names_select(prefix: str, only: str = "") -> str:
     """``__flor_names``: per name (case folded), its first spelling, every spelling, its value
     types, records and runs. ``only``: a relation of lower-case ``name``s to limit it to."""
-    where = f" WHERE lower(name) IN (SELECT name FROM {only})" if only else ""
+    where = f" WHERE {fold_sql('name')} IN (SELECT name FROM {only})" if only else ""
     return f"""WITH per AS (  -- per spelling first: folding case over every record costs twice
             SELECT name, min(run_id) AS first_run, list(DISTINCT vtype) AS vtypes,
                    count(*) AS records, list(DISTINCT run_id) AS run_ids
@@ -326,7 +326,7 @@ def names_select(prefix: str, only: str = "") -> str:
                list_sort(list_distinct(flatten(list(vtypes)))) AS vtypes,
                sum(records)::BIGINT AS records,
                len(list_distinct(flatten(list(run_ids)))) AS runs
-        FROM per GROUP BY lower(name)"""
+        FROM per GROUP BY {fold_sql("name")}"""
 
 
 def _code_tables(
@@ -370,10 +370,10 @@ def _code_tables_since(
         added = con.execute(f"SELECT count(*) FROM {new}").fetchone()
         if added is None or not added[0]:
             return True  # the same counted values: the same tables
-        records = f"""SELECT r.run_id, lower(r.name) AS name, c.outer_loop, c.outer_iteration
+        records = f"""SELECT r.run_id, {fold_sql("r.name")} AS name, c.outer_loop, c.outer_iteration
             FROM {src}{REPLAY_RECORDS} r
             JOIN {new} v ON v.replay_id = r.replay_id AND v.task_id = r.task_id
-                        AND v.name = lower(r.name)
+                        AND v.name = {fold_sql("r.name")}
             LEFT JOIN {prefix}__flor_ctx c ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
         con.execute(  # EXCEPT: a set difference, NULLs (a run-level value) equal
             f"""INSERT INTO {prefix}__flor_cover
@@ -385,7 +385,8 @@ def _code_tables_since(
         names = f"{prefix}__flor_names_new"
         con.execute(f"CREATE OR REPLACE {place}TABLE {names} AS SELECT DISTINCT name FROM {new}")
         con.execute(
-            f"DELETE FROM {prefix}__flor_names WHERE lower(name) IN (SELECT name FROM {names})"
+            f"DELETE FROM {prefix}__flor_names WHERE {fold_sql('name')}"
+            f" IN (SELECT name FROM {names})"
         )
         con.execute(f"INSERT INTO {prefix}__flor_names {names_select(prefix, names)}")
         con.execute(f"DROP TABLE IF EXISTS {names}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 
+from florsql.fold import fold
 from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
@@ -62,7 +63,7 @@ def statement_keys(new_source: str) -> list[tuple[str, str]]:
         return []
     logs = find_logs(src)
     placed = {id(s.stmt) for s in logs}
-    return [(log.name.lower(), _key(src, log, placed)) for log in logs if log.name is not None]
+    return [(fold(log.name), _key(src, log, placed)) for log in logs if log.name is not None]
 
 
 def statement_anchors(new_source: str) -> list[tuple[str, str, str]]:
@@ -84,7 +85,7 @@ def statement_anchors(new_source: str) -> list[tuple[str, str, str]]:
         return []
     found = find_logs(src)
     placed = {id(s.stmt) for s in found}
-    named = [(log.name.lower(), log) for log in found if log.name is not None]
+    named = [(fold(log.name), log) for log in found if log.name is not None]
     out = []
     for name, log in named:
         for other_name, other in named:
@@ -125,12 +126,12 @@ def statement_quiet(new_source: str) -> frozenset[str]:
     bodies = _loop_bodies(src)
     loud: set[str] = set()
     for log in logs:
-        name = log.name.lower() if log.name is not None else ""
+        name = fold(log.name) if log.name is not None else ""
         if id(log.block.stmts) not in bodies or not _calls_only_log(
             (*may_carry(log.block, log.index, placed, src), log.stmt), src.aliases
         ):
             loud.add(name)
-    return frozenset(log.name.lower() for log in logs if log.name is not None) - loud
+    return frozenset(fold(log.name) for log in logs if log.name is not None) - loud
 
 
 def pieces_quiet(source: str, pieces: tuple[tuple[int, int], ...]) -> bool:

@@ -26,6 +26,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from florsql.errors import RecordError, RecordWarning
+from florsql.fold import fold
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, order
 from florsql.record.args import coerce, flag_value, scan_argv, scan_flags, stored_arg
@@ -299,12 +300,12 @@ class Run:
         """Refuse a new name that differs only in case from a name of this run: queries read
         names ignoring case (as DuckDB), so the two would be one column and one value would
         hide the other (``loss`` and ``Loss`` logged in one context: only the last is read)."""
-        folded = name.lower()
+        folded = fold(name)
         used = [("log", n) for n in self.log_names] + [("arg", n) for n in self.args]
         used += [("flor.loop", n) for n in self.loop_names | {f.name for f in self.frames}]
         used += [("metadata", n) for n in RESERVED]
         for kind, other in used:
-            if other != name and other.lower() == folded:
+            if other != name and fold(other) == folded:
                 raise RecordError(
                     f"{call}({name!r}): this run already has the {kind} name {other!r}, which "
                     "differs only in case; queries read names ignoring case, so the two would "

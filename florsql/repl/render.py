@@ -18,6 +18,7 @@ from wcwidth import wcswidth
 
 from florsql.engine.exact import TYPE_KEY
 from florsql.engine.pyvalues import MapPairs, python_columns
+from florsql.fold import fold
 from florsql.repl.service import Outcome, ReplayEstimate, ReplayProgress
 
 __all__ = [
@@ -374,14 +375,14 @@ def unique_names(names: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     out = []
     for name in names:
-        key = name.lower()
+        key = fold(name)
         if key in seen:
             n = counts.get(key, 0) + 1
             while f"{key}_{n}" in seen:
                 n += 1
             counts[key] = n
             name = f"{name}_{n}"
-        seen.add(name.lower())
+        seen.add(fold(name))
         out.append(name)
     return out
 

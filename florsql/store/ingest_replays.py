@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from florsql.fold import fold
 from florsql.store import layout
 from florsql.store.ingest import Damage, describe_error, is_epoch_seconds, is_int64
 from florsql.store.replays import DONE, FAILED, failed_tasks, finished_tasks, spec_path
@@ -140,7 +141,7 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
             ],
         )
         names = [
-            [replay_id, task_id, n.lower(), prints[n]]
+            [replay_id, task_id, fold(n), prints[n]]
             for replay_id, task_id, done in finished
             for prints in [done.get("fingerprints") or {}]
             for n in sorted(prints)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from florsql.fold import fold, fold_sql
+
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 10  # 10: list, tuple and dict args as their JSON text (session 33)
+SCHEMA_VERSION = 11  # 11: names folded as DuckDB folds identifiers (florsql/fold.py; session 38)
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -74,12 +76,12 @@ def arg_column_sql(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """
     rows = con.execute(
         """SELECT arg_min(name, run_id), list(DISTINCT vtype ORDER BY vtype) FROM args
-           WHERE name <> '' GROUP BY lower(name) ORDER BY lower(name)"""
+           WHERE name <> '' GROUP BY {k} ORDER BY {k}""".format(k=fold_sql("name"))
     ).fetchall()
     out = []
     for name, vtypes in rows:
         kinds = set(vtypes) - {"null"}
-        where = "WHERE lower(name) = '" + name.lower().replace("'", "''") + "'"
+        where = f"WHERE {fold_sql('name')} = '" + fold(name).replace("'", "''") + "'"
         if kinds <= {"bool"}:
             expr = f"bool_or(value_int::BOOLEAN) FILTER ({where})"
         elif kinds <= {"int"}:
@@ -98,7 +100,7 @@ def arg_column_sql(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 def define_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create ``runs`` (one column per arg) and ``versions`` over the current args."""
     args = arg_column_sql(con)
-    arg_names = {n.lower() for n, _ in args}
+    arg_names = {fold(n) for n, _ in args}
     core = ", ".join(f"m.{c}" for c in RUN_CORE)
     extra = "".join(f", m.{c}" for c in RUN_EXTRA if c not in arg_names)
     if args:
