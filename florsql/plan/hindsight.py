@@ -298,6 +298,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: local holding the ``id()`` of a live object (``gema[id(p)]``: ``g0`` 0.0164 for 0.0996,
 #: 8 entries for 4, silently), and a run whose registered object's ``state_dict()`` raises
 #: takes no checkpoint there (its training ended on the exception).
+#: 30 (session 39, sweep h2): a carried ``def`` or ``class`` keeps its decorators (a
+#: ``@functools.lru_cache`` helper ran every call: 43 for a full re-run's 33; a decorator
+#: doubling the value: 8 for 16; silently), and a carried binding whose counterpart the old
+#: version has at another place (in an ``if`` today's code left, out of one it added, with an
+#: edited constant) is refused, not run a second time there (4 for 2, silently).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,6 +17,7 @@ from florsql.propagate.insert import (
     Insertion,
     adjust_slot,
     at_line,
+    head,
     indent_of,
     newline_of,
     render,
@@ -547,7 +548,7 @@ def _before_its_binding(items: list[_Item], session: _Session) -> str | None:
                 continue
             where = other.slot if other.twin is None else other.old.stmts.index(other.twin)
             if (where <= at) != (_order(other.stmt) < _order(it.stmt)):
-                code = statement_code(session.new, it.stmt).splitlines()[0]
+                code = head(session.new, it.stmt)
                 side = "before" if where <= at else "after"
                 return (
                     f"it reads what {code!r} binds, which replaces the old line "
@@ -1210,7 +1211,7 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
                 # the old code reads it: changing it would change the old run itself, and its
                 # checkpoints would no longer be that run's (``tot = 0.0`` carried before the
                 # step loop where the old version sums over the whole run)
-                code = statement_code(session.new, it.stmt).splitlines()[0]
+                code = head(session.new, it.stmt)
                 return (
                     f"carrying {code!r} would change {old_name!r}, which the old version's own "
                     "code reads: the old run would not be the one recorded"
@@ -1223,13 +1224,75 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
                 (line, form) for form, line in old_binds.items() if form not in new_binds
             )
             if extra:
-                code = statement_code(session.new, it.stmt).splitlines()[0]
+                code = head(session.new, it.stmt)
                 where = "as a parameter" if extra[0][0] == 0 else at_line(extra[0][0])
                 return (
                     f"carrying {code!r} would change {name!r}, which the old version binds "
                     f"otherwise ({where})"
                 )
+            moved = _moved_here(items, it, name, session)
+            if moved:
+                code = head(session.new, it.stmt)
+                return (
+                    f"carrying {code!r} would change {name!r}: the old version has that "
+                    f"binding in another place ({at_line(moved)}; moved or edited since), "
+                    "and would run it twice"
+                )
     return None
+
+
+def _moved_here(items: list[_Item], it: _Item, name: str, session: _Session) -> int | None:
+    """The old line of a binding of ``name`` whose counterpart in today's code is a carried
+    statement, or None: an old binding form (literals normalized away) the new scope has no
+    more often outside the carried code than the old scope has it at all. The old version
+    then binds ``name`` so at another place (inside an ``if`` or ``with`` it left since, or
+    out of the ``if`` today's code put it in, or with an edited constant: ``y = epoch * 10 +
+    2`` under ``if epoch % 2 == 0`` where today's ``y = epoch * 10 + 1`` stands alone), and
+    carrying it would run it a second time there: the old value replaced by today's, or
+    today's where the old code had none (before session 39, silently)."""
+    spans = [
+        (
+            min([c.stmt.lineno, *(d.lineno for d in getattr(c.stmt, "decorator_list", []))]),
+            c.stmt.end_lineno or c.stmt.lineno,
+        )
+        for c in items
+    ]
+    old_forms = _binding_counts(session.old, session.bindings, it.old, name)
+    new_forms = _binding_counts(
+        session.new,
+        session.bindings,
+        it.new,
+        name,
+        skip=lambda line: any(a <= line <= b for a, b in spans),
+    )
+    carried_forms = {
+        normalize(stmt)
+        for line in session.bindings.lines_of(it.new, name)
+        if any(a <= line <= b for a, b in spans)
+        and (stmt := session.new.deepest.get(line)) is not None
+    }
+    for form, lines in old_forms.items():
+        if form in carried_forms and len(new_forms.get(form, [])) < len(lines):
+            return lines[0]
+    return None
+
+
+def _binding_counts(
+    src: SourceFile,
+    bindings: Bindings,
+    block: Block,
+    name: str,
+    skip: Callable[[int], bool] = lambda line: False,
+) -> dict[str, list[int]]:
+    """Each binding statement of ``name`` in ``block``'s scope by normal form: its lines
+    (those ``skip`` keeps out left out; parameters not counted)."""
+    forms: dict[str, list[int]] = {}
+    for line in bindings.lines_of(block, name):
+        stmt = src.deepest.get(line)
+        if line == 0 or stmt is None or skip(line):
+            continue
+        forms.setdefault(normalize(stmt), []).append(line)
+    return forms
 
 
 #: names with a trailing underscore that change nothing: numpy's scalar types
@@ -1294,7 +1357,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
                 and n not in modules
             ]
             if reached:
-                code = statement_code(session.new, it.stmt).splitlines()[0].strip()
+                code = head(session.new, it.stmt).strip()
                 return (
                     f"{code!r} calls {name}, which changes "
                     f"{', '.join(_held(n, inner, session) for n in reached)} in place where the "
@@ -1584,7 +1647,7 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
                     changers[node.name] = how
         why = _changes_old(it.stmt, owners, session, it.modes, changers)
         if why:
-            code = statement_code(session.new, it.stmt).splitlines()[0].strip()
+            code = head(session.new, it.stmt).strip()
             return (
                 f"{code!r} changes {why} where the old version did not: the old run would "
                 "not be the one recorded"

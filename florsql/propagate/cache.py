@@ -63,7 +63,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 19 (session 34): a piece standing in an old statement's place (a twin: ``y = flor.log("y",
 #: net(x))`` where the run had ``y = net(x)``) is not among ``pieces``: its RNG draws are the
 #: run's own (was guarded: a false ``StatementDrawWarning`` through a dropout model).
-CACHE_VERSION = "19"
+#: 20 (session 39): a carried ``def`` or ``class`` keeps its decorators (a ``@torch.no_grad()``
+#: helper computed with grad, an ``@functools.lru_cache`` one ran every call, silently).
+CACHE_VERSION = "20"
 
 
 def digest(*parts: str) -> str:

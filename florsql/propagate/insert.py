@@ -31,8 +31,13 @@ class Insertion:
 
 def statement_code(src: SourceFile, stmt: ast.stmt) -> str:
     """The exact source of ``stmt``, trailing comment kept, no newline, its own indentation
-    taken off every line that has it (a compound statement's ``else:`` and body lines too)."""
-    first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
+    taken off every line that has it (a compound statement's ``else:`` and body lines too).
+    A ``def`` or ``class`` keeps its decorators: ``ast`` starts it at the ``def`` line, and a
+    carried ``@torch.no_grad()`` helper without its decorator computed with grad, an
+    ``@functools.lru_cache`` one ran every call (before session 39, silently)."""
+    decorators = getattr(stmt, "decorator_list", [])
+    first = min([stmt.lineno, *(d.lineno for d in decorators)]) - 1
+    last = (stmt.end_lineno or stmt.lineno) - 1
     end_col = stmt.end_col_offset or 0
     raw = [line.encode() for line in src.lines[first : last + 1]]
     tail = raw[-1][end_col:].decode().rstrip("\r\n")
@@ -107,6 +112,15 @@ def adjust_slot(block: Block, slot: int) -> int:
             break
         slot += 1
     return slot
+
+
+def head(src: SourceFile, stmt: ast.stmt) -> str:
+    """The first line of ``stmt`` itself (a ``def``'s, not its decorator's), for messages."""
+    code = statement_code(src, stmt).splitlines()
+    skip = stmt.lineno - min(
+        [stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))]
+    )
+    return code[skip] if skip < len(code) else code[0]
 
 
 def _owns_docstring(block: Block) -> bool:
