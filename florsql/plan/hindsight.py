@@ -302,7 +302,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: ``@functools.lru_cache`` helper ran every call: 43 for a full re-run's 33; a decorator
 #: doubling the value: 8 for 16; silently), and a carried binding whose counterpart the old
 #: version has at another place (in an ``if`` today's code left, out of one it added, with an
-#: edited constant) is refused, not run a second time there (4 for 2, silently).
+#: edited constant) is refused, not run a second time there (4 for 2, silently); a name
+#: today's file imports as another module than the old file (``import json`` today, ``import
+#: pickle as json`` then) is refused (24 for 10, silently), and today's ``import math`` reads
+#: the old ``import math as m`` (was refused: "unbound name").
 REPLAY_RULES = _STORED_RULES
 
 

@@ -415,6 +415,7 @@ def _plan(
         or _overwrites(binding, session, renames)
         or (own and _overwrites(items[-1:], session, renames))
         or _decoy(items, session, renames)
+        or _module_decoy(items, session, renames)
         or _in_place(items, session)
         or _stores_into_old(items, session)
     )
@@ -823,6 +824,8 @@ def _renames(
         for name in read:  # the scope around both places is evidence (bound in a nested block)
             if name not in found and name not in looped:
                 was = session.scope_rename(new_block, old_block, name)
+                if was is None:
+                    was = _import_rename(session, name)
                 if was is not None:
                     found[name] = was
         for name, old_name in {**found, **looped}.items():
@@ -832,6 +835,54 @@ def _renames(
                     "another of the old version"
                 )
     return renames
+
+
+def _module_imports(src: SourceFile) -> dict[str, list[str]]:
+    """Each name the module's own top-level ``import`` statements bind: the modules bound to
+    it (``import math as m``: ``m`` is ``math``; ``import os.path``: ``os`` is ``os``)."""
+    out: dict[str, list[str]] = {}
+    for stmt in src.tree.body:
+        if isinstance(stmt, ast.Import):
+            for a in stmt.names:
+                name = a.asname or a.name.split(".")[0]
+                out.setdefault(name, []).append(a.name if a.asname else name)
+    return out
+
+
+def _module_decoy(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+    """A name read that today's file imports as one module and the old file as another
+    (``import math`` today, ``import cmath as math`` in the old version): the old name reads
+    the other module (``math.sqrt`` a complex number there; before session 39, silently)."""
+    new_mods, old_mods = _module_imports(session.new), _module_imports(session.old)
+    for names in _read(items, session):
+        for name in names:
+            if name in renames or name in session.alias:
+                continue
+            mine, theirs = new_mods.get(name), old_mods.get(name)
+            if mine and theirs and sorted(set(mine)) != sorted(set(theirs)):
+                return (
+                    f"{name!r} is the module {mine[0]} in today's code and {theirs[0]} in the "
+                    "old version, which would be read"
+                )
+    return None
+
+
+def _import_rename(session: _Session, name: str) -> str | None:
+    """The old file's name for the module today's file imports as ``name``, or None: today's
+    ``import math`` where the old version has ``import math as m`` (``math.floor(r)`` is
+    ``m.floor(r)`` there). Only where each file binds the name once, by that top-level
+    import, and the old file binds ``name`` nowhere (before session 39: "unbound name")."""
+    if session.old.binding_counts.get(name) or session.new.binding_counts.get(name) != 1:
+        return None
+    mods = _module_imports(session.new).get(name)
+    if mods is None or len(mods) != 1:
+        return None
+    olds = [
+        alias
+        for alias, bound in _module_imports(session.old).items()
+        if bound == mods and session.old.binding_counts.get(alias) == 1
+    ]
+    return olds[0] if len(olds) == 1 else None
 
 
 def _nested_items(

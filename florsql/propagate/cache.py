@@ -64,7 +64,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: net(x))`` where the run had ``y = net(x)``) is not among ``pieces``: its RNG draws are the
 #: run's own (was guarded: a false ``StatementDrawWarning`` through a dropout model).
 #: 20 (session 39): a carried ``def`` or ``class`` keeps its decorators (a ``@torch.no_grad()``
-#: helper computed with grad, an ``@functools.lru_cache`` one ran every call, silently).
+#: helper computed with grad, an ``@functools.lru_cache`` one ran every call, silently); a
+#: carried binding the old version has at another place is refused; today's ``import math``
+#: reads the old ``import math as m``; a name today's file imports as another module than
+#: the old file is refused.
 CACHE_VERSION = "20"
 
 
