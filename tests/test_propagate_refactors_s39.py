@@ -12,7 +12,7 @@ version into its working tree, and compares the hindsight SQL query with a recor
 re-run of the oracle (a refusal there is a ``ReplayError`` naming the reason); most of it is
 ``slow``.
 
-Wrong before this session (12 patterns; 15 fail on the code before it), now fixed:
+Wrong before this session (13 patterns; 17 fail on the code before it), now fixed:
 
 - a carried ``def`` lost its decorators (``@functools.lru_cache``: 43 for the oracle's 33; a
   decorator doubling the value: 8 for 16; two stacked decorator factories: 2 for 20; a
@@ -33,8 +33,12 @@ Wrong before this session (12 patterns; 15 fail on the code before it), now fixe
 Refused before, now exact: today's ``import math`` where the old version has ``import math as
 m`` (``import_aliased``, ``import_alias_dropped``: "unbound name" before).
 
-The refusal has one false positive here, exact before: a verbatim binding moved into a new
-``if`` where its second run gives the same value (``binding_moved_into_function_main``).
+The refusal has two false positives here, exact before: a verbatim binding moved into a new
+``if`` where its second run gives the same value (``binding_moved_into_function_main``), and
+today's new ``h = 0`` where the old version has an unrelated, unread ``h = 5``
+(``new_accumulator_reuses_a_dead_old_constant_name``): the rule cannot tell it from an edited
+constant moved out of an ``if`` (``constant_binding_moved_out_of_if_edited``: 8 at every
+epoch for 7, -1, 7, -1 before), so it refuses both.
 
 ``expect`` pins each pattern's outcome today; a ``refused`` one that a later florsql answers
 exactly is an improvement (update it), one answered otherwise is the bug this corpus is for.
@@ -2232,6 +2236,58 @@ for epoch in flor.loop("epoch", range(4)):
     flor.log("y", y)
 """,
         name="y",
+        expect="refused",
+    ),
+    Refactor(
+        "new_accumulator_reuses_a_dead_old_constant_name",
+        old="""\
+h = 5
+for epoch in flor.loop("epoch", range(3)):
+    a = epoch * 2
+""",
+        new="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = epoch * 2
+    h = 0
+    h += a
+    flor.log("h", h)
+""",
+        oracle="""\
+h = 5
+for epoch in flor.loop("epoch", range(3)):
+    a = epoch * 2
+    h = 0
+    h += a
+    flor.log("h", h)
+""",
+        name="h",
+        expect="refused",
+    ),
+    Refactor(
+        "constant_binding_moved_out_of_if_edited",
+        old="""\
+for epoch in flor.loop("epoch", range(4)):
+    best = -1
+    if epoch % 2 == 0:
+        best = 7
+    a = epoch
+""",
+        new="""\
+for epoch in flor.loop("epoch", range(4)):
+    best = -1
+    a = epoch
+    best = 8
+    flor.log("best", best)
+""",
+        oracle="""\
+for epoch in flor.loop("epoch", range(4)):
+    best = -1
+    if epoch % 2 == 0:
+        best = 7
+    a = epoch
+    flor.log("best", best)
+""",
+        name="best",
         expect="refused",
     ),
 ]
