@@ -12,11 +12,12 @@ version into its working tree, and compares the hindsight SQL query with a recor
 re-run of the oracle (a refusal there is a ``ReplayError`` naming the reason); most of it is
 ``slow``.
 
-Wrong before this session (13 patterns; 17 fail on the code before it), now fixed:
+Wrong before this session (15 patterns; 19 fail on the code before it), now fixed:
 
 - a carried ``def`` lost its decorators (``@functools.lru_cache``: 43 for the oracle's 33; a
   decorator doubling the value: 8 for 16; two stacked decorator factories: 2 for 20; a
-  counting decorator: 0, 1, 9 for 1, 3, 12), and a carried ``@dataclasses.dataclass`` class
+  counting decorator: 0, 1, 9 for 1, 3, 12; an ``lru_cache`` helper nested in ``main``),
+  and a carried ``@dataclasses.dataclass`` class
   failed the replay (``P() takes no arguments``): ``decorated_*``, ``decorator_*`` and
   ``new_helper_with_decorator_factory_default``;
 - a carried binding the old version has at another place in the scope, run a second time
@@ -25,7 +26,9 @@ Wrong before this session (13 patterns; 17 fail on the code before it), now fixe
   (``new_stmt_in_if_old_moved_out_edited``), out of the module prologue into the loop with an
   edited constant (``binding_hoisted_into_loop_edited``: 3, 6, 12 for 2, 2, 2), inside a new
   ``if``/``for``/``with`` placed after old code that changes its input
-  (``binding_moved_into_new_*_after_*input_changes``: 4 for 2). Now refused ("the old version
+  (``binding_moved_into_new_*_after_*input_changes``: 4 for 2), or two calls of a helper
+  with state swapped (``b = bump()`` carried after the old ``a = bump(); b = bump()``: 1
+  for -1). Now refused ("the old version
   has that binding in another place ... would run it twice");
 - a name today's file imports as another module than the old file (``import json`` today,
   ``import pickle as json`` then): the old module was read (24 for 10). Now refused.
@@ -2289,6 +2292,284 @@ for epoch in flor.loop("epoch", range(4)):
 """,
         name="best",
         expect="refused",
+    ),
+    Refactor(
+        "decorated_helper_nested_in_main",
+        old="""\
+import functools
+def main():
+    w = 0
+    for epoch in flor.loop("epoch", range(4)):
+        w = w + epoch % 2
+
+main()
+""",
+        new="""\
+import functools
+def main():
+    seen = [0]
+
+    @functools.lru_cache(maxsize=None)  # once per value
+    def score(v):
+        seen[0] += 1
+        return seen[0] * 10 + v
+
+    w = 0
+    for epoch in flor.loop("epoch", range(4)):
+        w = w + epoch % 2
+        flor.log("s", score(w))
+
+main()
+""",
+        oracle="""\
+import functools
+def main():
+    seen = [0]
+
+    @functools.lru_cache(maxsize=None)  # once per value
+    def score(v):
+        seen[0] += 1
+        return seen[0] * 10 + v
+
+    w = 0
+    for epoch in flor.loop("epoch", range(4)):
+        w = w + epoch % 2
+        flor.log("s", score(w))
+
+main()
+""",
+        name="s",
+        expect="exact",
+    ),
+    Refactor(
+        "binding_moved_into_new_context_manager_changing_state",
+        old="""\
+import contextlib
+F = [1]
+
+@contextlib.contextmanager
+def scaled():
+    F[0] = 10
+    yield
+    F[0] = 1
+
+def f(v):
+    return v * F[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    y = f(epoch)
+    with scaled():
+        z = f(1)
+""",
+        new="""\
+import contextlib
+F = [1]
+
+@contextlib.contextmanager
+def scaled():
+    F[0] = 10
+    yield
+    F[0] = 1
+
+def f(v):
+    return v * F[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    with scaled():
+        z = f(1)
+        y = f(epoch)
+    flor.log("y", y)
+""",
+        oracle="""\
+import contextlib
+F = [1]
+
+@contextlib.contextmanager
+def scaled():
+    F[0] = 10
+    yield
+    F[0] = 1
+
+def f(v):
+    return v * F[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    y = f(epoch)
+    with scaled():
+        z = f(1)
+    flor.log("y", y)
+""",
+        name="y",
+        expect="refused",
+    ),
+    Refactor(
+        "loops_fused",
+        old="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    b = 0
+    for k in range(4):
+        a += k
+    for k in range(4):
+        b += a * k
+""",
+        new="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    b = 0
+    for k in range(4):
+        a += k
+        b += a * k
+    flor.log("b", b)
+""",
+        oracle="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    b = 0
+    for k in range(4):
+        a += k
+    for k in range(4):
+        b += a * k
+    flor.log("b", b)
+""",
+        name="b",
+        expect="refused",
+    ),
+    Refactor(
+        "loops_fused_new_accumulator",
+        old="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    for k in range(4):
+        a += k
+    for k in range(4):
+        a = a * 2 % 50
+""",
+        new="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    c = 0
+    for k in range(4):
+        a += k
+        a = a * 2 % 50
+        c += a
+    flor.log("c", c)
+""",
+        oracle="""\
+for epoch in flor.loop("epoch", range(3)):
+    a = 0
+    c = 0
+    for k in range(4):
+        a += k
+    for k in range(4):
+        a = a * 2 % 50
+        c += a
+    flor.log("c", c)
+""",
+        name="c",
+        expect="refused",
+    ),
+    Refactor(
+        "log_moved_from_epoch_into_last_step",
+        old="""\
+w = 0
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        w += step
+    w = w * 2
+""",
+        new="""\
+w = 0
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        w += step
+        if step == 2:
+            flor.log("w", w)
+    w = w * 2
+""",
+        oracle="""\
+w = 0
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        w += step
+        if step == 2:
+            flor.log("w", w)
+    w = w * 2
+""",
+        name="w",
+        expect="exact",
+    ),
+    Refactor(
+        "helper_called_twice_state",
+        old="""\
+n = [0]
+def bump():
+    n[0] += 1
+    return n[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    a = bump()
+    b = bump()
+""",
+        new="""\
+n = [0]
+def bump():
+    n[0] += 1
+    return n[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    b = bump()
+    a = bump()
+    flor.log("d", a - b)
+""",
+        oracle="""\
+n = [0]
+def bump():
+    n[0] += 1
+    return n[0]
+
+for epoch in flor.loop("epoch", range(3)):
+    a = bump()
+    b = bump()
+    flor.log("d", a - b)
+""",
+        name="d",
+        expect="refused",
+    ),
+    Refactor(
+        "nested_closure_reads_renamed",
+        old="""\
+def main():
+    lr = 0.5
+    for epoch in flor.loop("epoch", range(3)):
+        lr = lr * 0.5
+
+main()
+""",
+        new="""\
+def main():
+    rate = 0.5
+    def scaled(v):
+        return v * rate
+    for epoch in flor.loop("epoch", range(3)):
+        rate = rate * 0.5
+        flor.log("s", scaled(8))
+
+main()
+""",
+        oracle="""\
+def main():
+    lr = 0.5
+    def scaled(v):
+        return v * lr
+    for epoch in flor.loop("epoch", range(3)):
+        lr = lr * 0.5
+        flor.log("s", scaled(8))
+
+main()
+""",
+        name="s",
+        expect="exact",
     ),
 ]
 
