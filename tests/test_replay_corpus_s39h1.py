@@ -8,15 +8,43 @@ Each case keeps state in two places that share memory (a view and its base, a te
 name and by a container, a parameter bound by name) and today's statement reads the place the
 loop did not write by name.
 
+Exact already: a tensor summed in place by name and held by a dict the loop also writes
+(``totals = {"a": t}``); a view of a tensor held in a saved dict; an unregistered EMA copy of the
+weights in a list (``mul_``/``add_``); a list of tensors one also bound by name; views of a stats
+tensor bound before the epoch loop (``lo, hi = sums[0], sums[1]``).
+
+Silently wrong, now fixed (REPLAY_RULES 31): each local that shares memory with another name's
+value was saved and restored as a copy, so what the replay wrote through it after the restore
+missed the base, or the base was never restored at all:
+
+- a view of a stats tensor bound in the epoch loop (``loss_slot = stats[0]``, summed in the
+  step loop): ``stats_sum`` 0.0 for a full re-run's 22.09 at epoch 3;
+- a view of a numpy row (``row = acc[epoch]``, ``row += ...``): ``acc_sum`` 0.0 for 22.09;
+- a flat numpy view of a confusion matrix (``flat = conf.reshape(-1)``): ``conf_diag`` 120 for
+  167; a numpy view of a local tensor (``counts.numpy()``): 0.0 for 24.0;
+- a registered parameter bound by name in the step loop (``w = net[2].weight``), read after an
+  epoch's end shrink: ``w_norm`` 2.4412 for 2.1971, ``w is net[2].weight`` 0 for 1;
+- an unregistered optimizer's momentum buffer bound by name, read after a damping: ``mbuf``
+  0.3308 for 0.1654.
+
+Each is now restored as the same view of the base the restore puts back
+(:func:`florsql.record.frame_state._capture_shared`), a registered parameter as the replay's.
+
 ``BUGS`` names each failing pattern's bug (a strict xfail until fixed)."""
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
+from florsql.record import checkpoint as ckpt
+from florsql.record import frame_state
 from tests import test_replay_corpus_stranger as corpus
 from tests.helpers_replay import corpus_params, hindsight_names
 from tests.test_replay_corpus_s35 import ArgCase
@@ -260,15 +288,89 @@ lo, hi = sums[0], sums[1]
 """,
         ["sums"],
     ),
+    _case(
+        "views_of_a_stats_tensor_made_anew_each_epoch",
+        LOOP
+        + """
+        stats = torch.zeros(2)
+        loss_slot, n_slot = stats[0], stats[1]
+"""
+        + STEPS
+        + STEP
+        + """
+            loss_slot += loss.detach()
+            n_slot += 1
+"""
+        + LR
+        + """
+        flor.log("epoch_mean", float(stats[0] / stats[1]))  # hindsight
+""",
+        ["epoch_mean"],
+    ),
+    _case(
+        "a_parameter_of_an_unregistered_ema_model_bound_by_name",
+        """
+import copy
+
+ema_net = copy.deepcopy(net)
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            ema_w = ema_net[2].weight
+        with torch.no_grad():  # the EMA follows once an epoch
+            for pe, p in zip(ema_net.parameters(), net.parameters()):
+                pe.mul_(0.5).add_(0.5 * p)
+"""
+        + LR
+        + """
+        flor.log("ema_w", float(ema_w.sum()))  # hindsight
+        flor.log("ema_same", int(ema_w is ema_net[2].weight))  # hindsight
+""",
+        ["ema_w", "ema_same"],
+    ),
+    _case(
+        "a_column_view_of_a_matrix_of_per_class_losses",
+        """
+per_class = torch.zeros(epochs, 2)
+"""
+        + LOOP
+        + """
+        col = per_class[:, epoch % 2]  # a strided view: every epoch's row, one class
+"""
+        + STEPS
+        + STEP
+        + """
+            col[epoch] += loss.detach()
+"""
+        + LR
+        + """
+        flor.log("per_class", float(per_class.sum(0)[0] - per_class.sum(0)[1]))  # hindsight
+""",
+        ["per_class"],
+    ),
+    _case(
+        "a_numpy_view_of_a_local_tensor",
+        """
+counts = torch.zeros(4)
+counts_np = counts.numpy()  # shares the tensor's memory
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            counts_np[int(Y[idx].sum()) % 4] += 1
+"""
+        + LR
+        + """
+        flor.log("counts", float((counts * torch.arange(4)).sum()))  # hindsight
+""",
+        ["counts"],
+    ),
 ]
 
-BUGS: dict[str, str] = {
-    "a_view_of_a_stats_tensor_summed_in_the_step_loop": "a view restored as a copy",
-    "a_view_of_a_numpy_row_updated_in_place": "a numpy view restored as a copy: its base stays 0",
-    "a_registered_parameter_bound_by_name_in_the_step_loop": "restored as a copy of the weight",
-    "a_flat_numpy_view_of_a_confusion_matrix": "a numpy view restored as a copy",
-    "an_unregistered_optimizers_momentum_bound_by_name": "restored as a copy of the buffer",
-}
+BUGS: dict[str, str] = {}
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)
 assert not set(BUGS) - {p.name for p in PATTERNS}
@@ -280,6 +382,103 @@ def test_s39h1_corpus_is_consistent() -> None:
     for p in PATTERNS:
         declared = {n for names in p.levels.values() for n in names}
         assert declared == set(hindsight_names(p.text)), p.name
+
+
+def _frame(ns: dict[str, Any]) -> types.FrameType:
+    """A module-level frame whose names are ``ns`` (as a script's)."""
+    exec("import sys as _sys\n_frame = _sys._getframe()", ns)
+    frame = ns.pop("_frame")
+    del ns["_sys"]
+    assert isinstance(frame, types.FrameType)
+    return frame
+
+
+def _capture(ns: dict[str, Any], names: list[str], objs: dict[str, Any]) -> frame_state.Capture:
+    """``names`` of ``ns`` captured, through a checkpoint file's round trip."""
+    frame = _frame(ns)
+    registered = {id(o): n for n, o in objs.items()}
+    views = frame_state.RegisteredViews(objs)
+    values = frame_state.frame_values(frame)
+    cap = frame_state.capture(values, names, registered, {}, views=views)
+    data = ckpt.serialize({"format": ckpt.FORMAT, "locals": cap.payload()})
+    return frame_state.Capture.from_payload(ckpt.load_bytes(data, "mem")["locals"])
+
+
+def _script(mutate: bool) -> dict[str, Any]:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    ns: dict[str, Any] = {"net": net, "stats": torch.zeros(3), "acc": np.zeros((3, 2))}
+    ns["counts"] = torch.zeros(4)
+    ns["counts_np"] = ns["counts"].numpy()
+    ns["head_opt"] = torch.optim.SGD(net[2].parameters(), lr=0.1, momentum=0.9)
+    if mutate:
+        ns["loss_slot"] = ns["stats"][0]
+        ns["loss_slot"] += 2.0
+        ns["row"] = ns["acc"][1]
+        ns["row"] += 1.5
+        ns["counts_np"][2] += 5
+        net(torch.ones(2, 3)).sum().backward()
+        ns["head_opt"].step()
+        ns["w"] = net[2].weight
+        ns["mbuf"] = ns["head_opt"].state[net[2].weight]["momentum_buffer"]
+    return ns
+
+
+NAMES = ["loss_slot", "row", "counts_np", "w", "mbuf", "head_opt"]
+
+
+def test_locals_that_share_memory_are_restored_sharing_it() -> None:
+    """A view of a local tensor (``loss_slot = stats[0]``), of a numpy array (``row =
+    acc[epoch]``), a numpy view of a local tensor (``counts.numpy()``), a registered parameter
+    bound by name and an unregistered optimizer's momentum buffer were restored as copies:
+    what the replay wrote through them after the restore missed the base (``stats.sum()`` 0.0
+    for a full re-run's 22.09, silently). Each is now the same view of the replay's base, the
+    base restored in place though the loop never rebinds its name."""
+    cap = _capture(_script(True), NAMES, {})
+    kinds = {n: cap.saved[n][0] for n in NAMES}
+    assert kinds == {**dict.fromkeys(NAMES, "alias"), "head_opt": "state"}
+    assert {cap.saved[n][0] for n in ("stats", "acc", "counts")} == {
+        "tensor_in_place",
+        "pickle_in_place",
+    }
+    ns = _script(False)  # the replay, where the script starts
+    stats, acc, counts, net = ns["stats"], ns["acc"], ns["counts"], ns["net"]
+    frame_state.restore(_frame(ns), cap, {})
+    assert ns["stats"] is stats and stats.tolist() == [2.0, 0.0, 0.0]
+    ns["loss_slot"] += 1.0
+    assert stats[0].item() == 3.0
+    assert ns["acc"] is acc and acc.sum() == 3.0
+    ns["row"] += 1.0
+    assert acc[1].tolist() == [2.5, 2.5]
+    assert counts.tolist() == [0.0, 0.0, 5.0, 0.0]
+    ns["counts_np"][0] += 1
+    assert counts[0].item() == 1.0
+    buf = ns["head_opt"].state[net[2].weight]["momentum_buffer"]
+    assert ns["mbuf"].data_ptr() == buf.data_ptr() and torch.equal(ns["mbuf"], buf)
+    assert ns["w"] is net[2].weight  # a parameter of the model another name holds
+
+
+def test_a_registered_parameter_bound_by_name_is_the_replays_parameter() -> None:
+    ns = _script(True)
+    net = ns["net"]
+    cap = _capture(ns, ["w"], {"model": net})
+    assert cap.saved["w"][0] == "registered"
+    replay = _script(False)
+    net2 = replay["net"]
+    net2.load_state_dict(net.state_dict())
+    replay["w"] = torch.zeros(1)  # what the name held there: not the parameter
+    frame_state.restore(_frame(replay), cap, {"model": net2})
+    assert replay["w"] is net2[2].weight
+
+
+def test_a_view_whose_base_is_gone_is_restored_as_a_copy() -> None:
+    cap = _capture(_script(True), ["loss_slot", "row"], {})
+    ns = _script(False)
+    ns["stats"] = "not a tensor"
+    ns["acc"] = None
+    frame_state.restore(_frame(ns), cap, {})
+    assert ns["loss_slot"].item() == 2.0
+    assert ns["row"].tolist() == [1.5, 1.5]
 
 
 class Histories(ArgHistories):

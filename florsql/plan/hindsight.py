@@ -298,6 +298,17 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: local holding the ``id()`` of a live object (``gema[id(p)]``: ``g0`` 0.0164 for 0.0996,
 #: 8 entries for 4, silently), and a run whose registered object's ``state_dict()`` raises
 #: takes no checkpoint there (its training ended on the exception).
+#: 31 (session 39, sweep h1): checkpoints recorded since keep a local that shares memory with
+#: another name's value as a view of it: a view of a local tensor (``loss_slot = stats[0]``,
+#: ``loss_slot += loss`` in the step loop: ``stats.sum()`` 0.0 for a full re-run's 22.09), a
+#: numpy view of an array or a tensor (``row = acc[epoch]``, ``flat = conf.reshape(-1)``,
+#: ``counts.numpy()``), a tensor of a torch module or optimizer a name holds unregistered
+#: (``mbuf = head_opt.state[w]["momentum_buffer"]``: 0.3308 for 0.1654 after a damping), each
+#: restored as a copy the replay's later writes parted from its base, silently; the base is
+#: saved too (in place where the loop does not rebind it) and the view made again of the
+#: replay's (a copy where that base is not found). A registered model's parameter bound by
+#: name (``w = net[2].weight``) is the replay's parameter itself (a copy: ``w_norm`` 2.4412
+#: for 2.1971 after an epoch's end shrink, ``w is net[2].weight`` false).
 REPLAY_RULES = _STORED_RULES
 
 
