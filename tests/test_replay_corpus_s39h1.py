@@ -25,7 +25,8 @@ missed the base, or the base was never restored at all:
 - a registered parameter bound by name in the step loop (``w = net[2].weight``), read after an
   epoch's end shrink: ``w_norm`` 2.4412 for 2.1971, ``w is net[2].weight`` 0 for 1;
 - an unregistered optimizer's momentum buffer bound by name, read after a damping: ``mbuf``
-  0.3308 for 0.1654.
+  0.3308 for 0.1654; a parameter of an unregistered EMA model bound by name (``ema_w =
+  ema_net[2].weight``), the EMA moved after the step loop.
 
 Each is now restored as the same view of the base the restore puts back
 (:func:`florsql.record.frame_state._capture_shared`), a registered parameter as the replay's.
