@@ -369,6 +369,31 @@ counts_np = counts.numpy()  # shares the tensor's memory
 """,
         ["counts"],
     ),
+    _case(
+        "views_of_a_stats_tensor_inside_main",
+        """
+
+
+def main():
+    stats = torch.zeros(2)
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(epochs)):
+            loss_slot = stats[0]
+            for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+                loss = loss_fn(net(X[idx]), Y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_slot += loss.detach()
+                stats[1] += 1
+            flor.log("lr", opt.param_groups[0]["lr"])
+            flor.log("main_mean", float(stats[0] / stats[1]))  # hindsight
+
+
+main()
+""",
+        ["main_mean"],
+    ),
 ]
 
 BUGS: dict[str, str] = {}

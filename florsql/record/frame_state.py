@@ -347,6 +347,8 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         base = spec[1]
         if spec[0] == "holder" or base in out.saved or base in out.kept or base in out.missed:
             continue
+        if id(values[base]) in registered:
+            continue  # restored by the checkpoint itself, before the locals
         if _nbytes(values[base]) > MAX_BYTES:
             out.saved[name] = (kind, data)  # a data set's slice: not worth a copy of the set
             continue
@@ -380,7 +382,7 @@ def _tensor_alias(
         if part is not None:
             return ["holder_part", *part]
     base = value._base
-    if base is None or isinstance(value, torch.nn.Parameter):
+    if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
         return None
     owner = by_id.get(id(base))
     if owner is None:
@@ -410,6 +412,8 @@ def _storage_owner(name: str, tensor: Any, values: Mapping[str, Any]) -> str | N
         where = (tensor.untyped_storage().data_ptr(), tensor.device)
     except (RuntimeError, NotImplementedError):  # no storage of its own
         return None
+    if not where[0]:
+        return None  # an empty storage: no memory to share
     for other, v in values.items():
         if other == name or other.startswith("__") or not isinstance(v, torch.Tensor):
             continue
