@@ -11,7 +11,9 @@ loop did not write by name.
 Exact already: a tensor summed in place by name and held by a dict the loop also writes
 (``totals = {"a": t}``); a view of a tensor held in a saved dict; an unregistered EMA copy of the
 weights in a list (``mul_``/``add_``); a list of tensors one also bound by name; views of a stats
-tensor bound before the epoch loop (``lo, hi = sums[0], sums[1]``).
+tensor bound before the epoch loop (``lo, hi = sums[0], sums[1]``), or made anew each epoch, or
+inside ``main()`` with the base also written by name (``stats[1] += 1``); a strided column view
+of a per-class matrix written by name (``col[epoch] += ...``).
 
 Silently wrong, now fixed (REPLAY_RULES 31): each local that shares memory with another name's
 value was saved and restored as a copy, so what the replay wrote through it after the restore
