@@ -396,9 +396,33 @@ main()
 """,
         ["main_mean"],
     ),
+    _case(
+        "a_view_of_a_dicts_tensor_scaled_after_the_step_loop",
+        """
+bank = {"m": torch.zeros(4), "n": 0}
+"""
+        + LOOP
+        + """
+        head = bank["m"][:2]  # a view of the dict's tensor
+"""
+        + STEPS
+        + STEP
+        + """
+            head += loss.detach()
+            bank["n"] += 1
+        head.mul_(0.5)  # through the view, after the step loop
+"""
+        + LR
+        + """
+        flor.log("bank_half", float(bank["m"].sum()))  # hindsight
+""",
+        ["bank_half"],
+    ),
 ]
 
-BUGS: dict[str, str] = {}
+BUGS: dict[str, str] = {
+    "a_view_of_a_dicts_tensor_scaled_after_the_step_loop": "restored as a copy of the view",
+}
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)
 assert not set(BUGS) - {p.name for p in PATTERNS}
