@@ -22,10 +22,10 @@ How each value is saved:
   same tensor stays true; a registered model's parameter bound by name (``w = net[2].weight``)
   is the replay's parameter itself;
 - a tensor or numpy array that shares memory with another name's value (a view of it:
-  ``loss_slot = stats[0]``, ``row = acc[epoch]``, ``counts.numpy()``; a tensor of a torch
-  module or optimizer a name holds unregistered): an alias, the same view of the base the
-  restore puts back (the base saved too, in place where the loop does not rebind its name); a
-  copy where that base is not found;
+  ``loss_slot = stats[0]``, ``row = acc[epoch]``, ``counts.numpy()``, ``bank["m"][:2]`` of a
+  saved dict; a tensor of a torch module or optimizer a name holds unregistered): an alias,
+  the same view of the base the restore puts back (the base saved too, in place where the
+  loop does not rebind its name); a copy where that base is not found;
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state (a
   torch module also what its state_dict leaves out: plain attributes, non-persistent buffers);
   an object of a class the script defines (not a torch module, optimizer or scheduler) is
@@ -302,7 +302,8 @@ _MAY_SHARE = frozenset(
 def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[int, str]) -> None:
     """Save each saved tensor or numpy array that shares its memory with another name's value as
     an ``alias`` of it (session 39): a view of a base another name holds (``loss_slot =
-    stats[0]``, ``row = acc[epoch]``, ``flat = conf.reshape(-1)``), or a tensor of a torch
+    stats[0]``, ``row = acc[epoch]``, ``flat = conf.reshape(-1)``) or of one a saved container
+    holds (``head = bank["m"][:2]``), or a tensor of a torch
     module or optimizer a name holds that is not registered (``mbuf =
     head_opt.state[w]["momentum_buffer"]``). Saved as copies, the replay's value parted from
     its base: the loop's writes through the view no longer reached it (``stats.sum()`` 0.0 for
@@ -338,14 +339,23 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         spec = None
         if torch is not None and isinstance(value, torch.Tensor):
             spec = _tensor_alias(name, value, values, by_id, holders, torch)
+            if spec is None:
+                spec = _held_alias(name, value, values, out, torch)
         elif np is not None:
             spec = _numpy_alias(name, value, values, by_id)
+            if spec is None:
+                spec = _held_alias(name, value, values, out, torch)
         if spec is None:
             continue
         kind, data = out.saved[name]
         out.saved[name] = ("alias", [spec, kind, data])
         base = spec[1]
-        if spec[0] == "holder" or base in out.saved or base in out.kept or base in out.missed:
+        if (
+            spec[0] in ("holder", "tensor_in", "numpy_in")
+            or base in out.saved
+            or base in out.kept
+            or base in out.missed
+        ):
             continue
         if id(values[base]) in registered:
             continue  # restored by the checkpoint itself, before the locals
@@ -394,6 +404,59 @@ def _tensor_alias(
         return None
     offset = value.storage_offset() - base.storage_offset()
     return ["tensor", owner, offset, list(value.shape), list(value.stride())]
+
+
+def _held_alias(
+    name: str, value: Any, values: Mapping[str, Any], out: Capture, torch: Any
+) -> list[Any] | None:
+    """``["tensor_in", container, path, offset, size, stride]`` for a view of a tensor a saved
+    container holds (``head = bank["m"][:2]``, ``bank`` a dict the loop changes),
+    ``["numpy_in", container, path, offset, shape, strides, dtype]`` for a view of a numpy
+    array one holds, else None."""
+    np = sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        base = value._base
+        if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
+            return None
+        if base.dtype != value.dtype:
+            return None
+        offset = value.storage_offset() - base.storage_offset()
+        view = ["tensor_in", offset, list(value.shape), list(value.stride())]
+    elif np is not None and isinstance(value, np.ndarray):
+        base = value.base
+        if not isinstance(base, np.ndarray) or value.dtype.hasobject or not value.size:
+            return None
+        offset = value.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        view = ["numpy_in", offset, list(value.shape), list(value.strides), value.dtype.str]
+    else:
+        return None
+    for other, (kind, _) in out.saved.items():
+        if other == name or kind not in ("pickle", "pickle_in_place"):
+            continue
+        path = _path_to(values.get(other), base, 0)
+        if path is not None:
+            return [view[0], other, path, *view[1:]]
+    return None
+
+
+def _path_to(container: Any, target: Any, depth: int) -> list[Any] | None:
+    """The keys from ``container`` (dicts and lists, three levels) to ``target``, else None."""
+    if depth >= _WALK_DEPTH:
+        return None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(container, dict):
+        items = ((k, v) for k, v in container.items() if isinstance(k, (str, int)))
+    elif isinstance(container, list):
+        items = enumerate(container)
+    else:
+        return None
+    for key, v in items:
+        if v is target:
+            return [key]
+        below = _path_to(v, target, depth + 1)
+        if below is not None:
+            return [key, *below]
+    return None
 
 
 def _nbytes(value: Any) -> int:
@@ -479,6 +542,10 @@ def _alias_of(spec: Sequence[Any], base: Any) -> Any:
             if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
                 return None
             return np.ndarray(shape, np.dtype(dtype), buffer=base, offset=offset, strides=strides)
+        if spec[0] in ("tensor_in", "numpy_in"):
+            for key in spec[2]:
+                base = base[key]
+            return _alias_of([spec[0][:-3], None, *spec[3:]], base)
         if spec[0] == "holder":
             _, _, key, same = spec
             if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
