@@ -26,6 +26,11 @@ missed the base, or the base was never restored at all:
   167; a numpy view of a local tensor (``counts.numpy()``): 0.0 for 24.0;
 - a view of a saved dict's tensor written after the step loop (``head = bank["m"][:2]``,
   ``head.mul_(0.5)``): ``bank_half`` 3.7786 for 1.8893;
+- a tensor of an unregistered EMA list bound by name in the step loop and damped through the
+  name after it (``e0 = ema[0]``, ``e0.mul_(0.5)``): ``ema0`` 0.9292 for 0.4646 (restored
+  apart from the list's entry);
+- an unregistered batch norm's running mean bound by name (``rm = probe.running_mean``),
+  damped through the name after the step loop: ``probe_rm`` -0.0488 for -0.0244;
 - a registered parameter bound by name in the step loop (``w = net[2].weight``), read after an
   epoch's end shrink: ``w_norm`` 2.4412 for 2.1971, ``w is net[2].weight`` 0 for 1;
 - an unregistered optimizer's momentum buffer bound by name, read after a damping: ``mbuf``
@@ -419,6 +424,47 @@ bank = {"m": torch.zeros(4), "n": 0}
         flor.log("bank_half", float(bank["m"].sum()))  # hindsight
 """,
         ["bank_half"],
+    ),
+    _case(
+        "an_ema_lists_tensor_bound_by_name_and_damped_after_the_step_loop",
+        """
+ema = [p.detach().clone() for p in net.parameters()]
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            with torch.no_grad():
+                for e, p in zip(ema, net.parameters()):
+                    e.mul_(0.9).add_(0.1 * p)
+            e0 = ema[0]
+        e0.mul_(0.5)  # through the name, after the step loop
+"""
+        + LR
+        + """
+        flor.log("ema0", float(ema[0].sum()))  # hindsight
+""",
+        ["ema0"],
+    ),
+    _case(
+        "running_stats_of_an_unregistered_batch_norm_bound_by_name",
+        """
+probe = nn.BatchNorm1d(2)  # not registered: statistics of the logits
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            with torch.no_grad():
+                probe(net(X[idx]))
+            rm = probe.running_mean
+        rm.mul_(0.5)  # through the name, after the step loop
+"""
+        + LR
+        + """
+        flor.log("probe_rm", float(probe.running_mean.sum()))  # hindsight
+""",
+        ["probe_rm"],
     ),
 ]
 

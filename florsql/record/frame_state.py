@@ -351,7 +351,7 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         out.saved[name] = ("alias", [spec, kind, data])
         base = spec[1]
         if (
-            spec[0] in ("holder", "tensor_in", "numpy_in")
+            spec[0] in ("holder", "held", "tensor_in", "numpy_in")
             or base in out.saved
             or base in out.kept
             or base in out.missed
@@ -409,12 +409,21 @@ def _tensor_alias(
 def _held_alias(
     name: str, value: Any, values: Mapping[str, Any], out: Capture, torch: Any
 ) -> list[Any] | None:
-    """``["tensor_in", container, path, offset, size, stride]`` for a view of a tensor a saved
+    """``["held", container, path]`` for a tensor a saved container holds (a tensor is
+    pickled with no identity of its own: restored apart from the container's entry),
+    ``["tensor_in", container, path, offset, size, stride]`` for a view of a tensor a saved
     container holds (``head = bank["m"][:2]``, ``bank`` a dict the loop changes),
     ``["numpy_in", container, path, offset, shape, strides, dtype]`` for a view of a numpy
     array one holds, else None."""
     np = sys.modules.get("numpy")
     if torch is not None and isinstance(value, torch.Tensor):
+        # (not one the name held as the loop began: copied into, its holders keep it)
+        rebound = not out.saved[name][0].endswith("_in_place")
+        for other, (kind, _) in out.saved.items() if rebound else ():
+            if other != name and kind in ("pickle", "pickle_in_place"):
+                path = _path_to(values.get(other), value, 0)
+                if path is not None:  # the very tensor (``e0 = ema[0]``, ``e0.mul_(0.5)``)
+                    return ["held", other, path]
         base = value._base
         if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
             return None
@@ -542,6 +551,11 @@ def _alias_of(spec: Sequence[Any], base: Any) -> Any:
             if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
                 return None
             return np.ndarray(shape, np.dtype(dtype), buffer=base, offset=offset, strides=strides)
+        if spec[0] == "held":
+            for key in spec[2]:
+                base = base[key]
+            th = sys.modules.get("torch")
+            return base if th is not None and isinstance(base, th.Tensor) else None
         if spec[0] in ("tensor_in", "numpy_in"):
             for key in spec[2]:
                 base = base[key]
