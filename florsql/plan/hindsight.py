@@ -306,6 +306,20 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: today's file imports as another module than the old file (``import json`` today, ``import
 #: pickle as json`` then) is refused (24 for 10, silently), and today's ``import math`` reads
 #: the old ``import math as m`` (was refused: "unbound name").
+#: 31 (session 39, sweep h1): checkpoints recorded since keep a local that shares memory with
+#: another name's value as a view of it: a view of a local tensor (``loss_slot = stats[0]``,
+#: ``loss_slot += loss`` in the step loop: ``stats.sum()`` 0.0 for a full re-run's 22.09), a
+#: numpy view of an array or a tensor (``row = acc[epoch]``, ``flat = conf.reshape(-1)``,
+#: ``counts.numpy()``), a view of a tensor a saved dict holds (``head = bank["m"][:2]``,
+#: ``head.mul_(0.5)`` after the step loop: 3.7786 for 1.8893) or a tensor one holds (``e0 =
+#: ema[0]``, ``e0.mul_(0.5)``: 0.9292 for 0.4646), a tensor of a torch module or optimizer a
+#: name holds unregistered (``rm = probe.running_mean``: -0.0488 for -0.0244;
+#: ``mbuf = head_opt.state[w]["momentum_buffer"]``: 0.3308 for 0.1654 after a damping), each
+#: restored as a copy the replay's later writes parted from its base, silently; the base is
+#: saved too (in place where the loop does not rebind it) and the view made again of the
+#: replay's (a copy where that base is not found). A registered model's parameter bound by
+#: name (``w = net[2].weight``) is the replay's parameter itself (a copy: ``w_norm`` 2.4412
+#: for 2.1971 after an epoch's end shrink, ``w is net[2].weight`` false).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -19,7 +19,13 @@ How each value is saved:
   ``losses = hist["loss"]`` of a registered plain dict);
   ``nn.Parameter``\\ s are copied back in place, and so is a tensor the name has held since the
   loop began (changed in place only, ``total += x``): a dict or an optimizer that holds the
-  same tensor stays true;
+  same tensor stays true; a registered model's parameter bound by name (``w = net[2].weight``)
+  is the replay's parameter itself;
+- a tensor or numpy array that shares memory with another name's value (a view of it:
+  ``loss_slot = stats[0]``, ``row = acc[epoch]``, ``counts.numpy()``, ``bank["m"][:2]`` of a
+  saved dict; a tensor of a torch module or optimizer a name holds unregistered): an alias,
+  the same view of the base the restore puts back (the base saved too, in place where the
+  loop does not rebind its name); a copy where that base is not found;
 - objects with ``state_dict``/``load_state_dict`` (an EMA model, a scheduler): their state (a
   torch module also what its state_dict leaves out: plain attributes, non-persistent buffers);
   an object of a class the script defines (not a torch module, optimizer or scheduler) is
@@ -255,6 +261,7 @@ def _capture(
             reason = _reason(e)
             refused[name] = reason
             out.missed[name] = reason
+    _capture_shared(out, values, registered)
     _capture_aliases(out, values, registered, refused, kinds)
     out.ids = {name: ids for name, ids in out.ids.items() if ids}
     return out
@@ -284,6 +291,287 @@ def held_at_start(
             with contextlib.suppress(TypeError):
                 born[name] = weakref.ref(value)
     return born, kinds
+
+
+#: Saved kinds whose value may share its memory with another name's (a view, a buffer).
+_MAY_SHARE = frozenset(
+    {"tensor", "tensor_in_place", "tensor_at", "tensor_at_in_place", "parameter", "pickle"}
+)
+
+
+def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[int, str]) -> None:
+    """Save each saved tensor or numpy array that shares its memory with another name's value as
+    an ``alias`` of it (session 39): a view of a base another name holds (``loss_slot =
+    stats[0]``, ``row = acc[epoch]``, ``flat = conf.reshape(-1)``) or of one a saved container
+    holds (``head = bank["m"][:2]``), or a tensor of a torch
+    module or optimizer a name holds that is not registered (``mbuf =
+    head_opt.state[w]["momentum_buffer"]``). Saved as copies, the replay's value parted from
+    its base: the loop's writes through the view no longer reached it (``stats.sum()`` 0.0 for
+    a full re-run's 22.09, silently). The base is saved too (in place where the loop does not
+    rebind its name), and restore makes the view again, of the base it restored; where that
+    base is not found then, the view is restored as the copy it was before."""
+    torch = sys.modules.get("torch")
+    np = sys.modules.get("numpy")
+    candidates = []
+    for name, (kind, _) in out.saved.items():
+        if kind not in _MAY_SHARE or name not in values:
+            continue
+        value = values[name]
+        if (torch is not None and isinstance(value, torch.Tensor)) or (
+            np is not None and isinstance(value, np.ndarray)
+        ):
+            candidates.append(name)
+    if not candidates:
+        return
+    holders: RegisteredViews | None = None
+    if torch is not None:
+        owned = {
+            n: v
+            for n, v in values.items()
+            if not n.startswith("__")
+            and isinstance(v, (torch.nn.Module, torch.optim.Optimizer))
+            and id(v) not in registered
+        }
+        holders = RegisteredViews(owned) if owned else None
+    by_id = {id(v): n for n, v in values.items() if not n.startswith("__")}
+    for name in candidates:
+        value = values[name]
+        spec = None
+        if torch is not None and isinstance(value, torch.Tensor):
+            spec = _tensor_alias(name, value, values, by_id, holders, torch)
+            if spec is None:
+                spec = _held_alias(name, value, values, out, torch)
+        elif np is not None:
+            spec = _numpy_alias(name, value, values, by_id)
+            if spec is None:
+                spec = _held_alias(name, value, values, out, torch)
+        if spec is None:
+            continue
+        kind, data = out.saved[name]
+        out.saved[name] = ("alias", [spec, kind, data])
+        base = spec[1]
+        if (
+            spec[0] in ("holder", "held", "tensor_in", "numpy_in")
+            or base in out.saved
+            or base in out.kept
+            or base in out.missed
+        ):
+            continue
+        if id(values[base]) in registered:
+            continue  # restored by the checkpoint itself, before the locals
+        if _nbytes(values[base]) > MAX_BYTES:
+            out.saved[name] = (kind, data)  # a data set's slice: not worth a copy of the set
+            continue
+        # the base's name is not one the loop changes: restored in place (its holders keep it)
+        try:
+            base_kind, base_data = _save(values[base], registered, {}, set())
+        except Exception as e:  # whatever a user object raises when pickled
+            out.missed[base] = _reason(e)
+            continue
+        if base_kind in ("tensor", "tensor_at", "pickle"):
+            base_kind += "_in_place"
+        out.saved[base] = (base_kind, base_data)
+
+
+def _tensor_alias(
+    name: str,
+    value: Any,
+    values: Mapping[str, Any],
+    by_id: dict[int, str],
+    holders: RegisteredViews | None,
+    torch: Any,
+) -> list[Any] | None:
+    """``["tensor", base, offset, size, stride]`` for a view of another name's tensor,
+    ``["holder", holder, key, same]`` for a tensor of an unregistered module or optimizer
+    (``["holder_part", holder, key, offset, size, stride]`` for a part of one), else None."""
+    if holders is not None and value.numel() and not value.is_sparse:
+        hit = holders.lookup(value)
+        if hit is not None:
+            return ["holder", hit[0], hit[1], hit[2] == id(value)]
+        part = holders.part(value)
+        if part is not None:
+            return ["holder_part", *part]
+    base = value._base
+    if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
+        return None
+    owner = by_id.get(id(base))
+    if owner is None:
+        owner = _storage_owner(name, base, values)
+    if owner is None or owner == name:
+        return None
+    base = values[owner]
+    if base.dtype != value.dtype:
+        return None
+    offset = value.storage_offset() - base.storage_offset()
+    return ["tensor", owner, offset, list(value.shape), list(value.stride())]
+
+
+def _held_alias(
+    name: str, value: Any, values: Mapping[str, Any], out: Capture, torch: Any
+) -> list[Any] | None:
+    """``["held", container, path]`` for a tensor a saved container holds (a tensor is
+    pickled with no identity of its own: restored apart from the container's entry),
+    ``["tensor_in", container, path, offset, size, stride]`` for a view of a tensor a saved
+    container holds (``head = bank["m"][:2]``, ``bank`` a dict the loop changes),
+    ``["numpy_in", container, path, offset, shape, strides, dtype]`` for a view of a numpy
+    array one holds, else None."""
+    np = sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        # (not one the name held as the loop began: copied into, its holders keep it)
+        rebound = not out.saved[name][0].endswith("_in_place")
+        for other, (kind, _) in out.saved.items() if rebound else ():
+            if other != name and kind in ("pickle", "pickle_in_place"):
+                path = _path_to(values.get(other), value, 0)
+                if path is not None:  # the very tensor (``e0 = ema[0]``, ``e0.mul_(0.5)``)
+                    return ["held", other, path]
+        base = value._base
+        if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
+            return None
+        if base.dtype != value.dtype:
+            return None
+        offset = value.storage_offset() - base.storage_offset()
+        view = ["tensor_in", offset, list(value.shape), list(value.stride())]
+    elif np is not None and isinstance(value, np.ndarray):
+        base = value.base
+        if not isinstance(base, np.ndarray) or value.dtype.hasobject or not value.size:
+            return None
+        offset = value.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        view = ["numpy_in", offset, list(value.shape), list(value.strides), value.dtype.str]
+    else:
+        return None
+    for other, (kind, _) in out.saved.items():
+        if other == name or kind not in ("pickle", "pickle_in_place"):
+            continue
+        path = _path_to(values.get(other), base, 0)
+        if path is not None:
+            return [view[0], other, path, *view[1:]]
+    return None
+
+
+def _path_to(container: Any, target: Any, depth: int) -> list[Any] | None:
+    """The keys from ``container`` (dicts and lists, three levels) to ``target``, else None."""
+    if depth >= _WALK_DEPTH:
+        return None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(container, dict):
+        items = ((k, v) for k, v in container.items() if isinstance(k, (str, int)))
+    elif isinstance(container, list):
+        items = enumerate(container)
+    else:
+        return None
+    for key, v in items:
+        if v is target:
+            return [key]
+        below = _path_to(v, target, depth + 1)
+        if below is not None:
+            return [key, *below]
+    return None
+
+
+def _nbytes(value: Any) -> int:
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    return int(value.numel() * value.element_size())
+
+
+def _storage_owner(name: str, tensor: Any, values: Mapping[str, Any]) -> str | None:
+    """Another name holding a tensor that is the whole of ``tensor``'s storage (no view), where
+    no name holds ``tensor`` itself (``counts.numpy()``'s base is another wrapper of ``counts``).
+    """
+    torch = sys.modules["torch"]
+    try:
+        where = (tensor.untyped_storage().data_ptr(), tensor.device)
+    except (RuntimeError, NotImplementedError):  # no storage of its own
+        return None
+    if not where[0]:
+        return None  # an empty storage: no memory to share
+    for other, v in values.items():
+        if other == name or other.startswith("__") or not isinstance(v, torch.Tensor):
+            continue
+        if v._base is not None or isinstance(v, torch.nn.Parameter) or v.storage_offset():
+            continue
+        with contextlib.suppress(RuntimeError, NotImplementedError):
+            if (v.untyped_storage().data_ptr(), v.device) == where:
+                return other
+    return None
+
+
+def _numpy_alias(
+    name: str, value: Any, values: Mapping[str, Any], by_id: dict[int, str]
+) -> list[Any] | None:
+    """``["numpy", base, offset, shape, strides, dtype]`` for a numpy view of the array
+    another name holds (``row = acc[epoch]``), ``["numpy_of", ...]`` for one of the tensor
+    another name holds (``counts_np = counts.numpy()``), else None."""
+    np = sys.modules["numpy"]
+    torch = sys.modules.get("torch")
+    base = value.base
+    if base is None or value.dtype.hasobject or not value.size:
+        return None
+    kind = "numpy"
+    if not isinstance(base, np.ndarray):
+        # a numpy view of a tensor (``counts_np = counts.numpy()``)
+        tensor = _numpy_of_tensor(value, torch) if torch is not None else None
+        if tensor is None or tensor.device.type != "cpu" or not tensor.is_contiguous():
+            return None
+        base, kind = tensor, "numpy_of"
+    owner = by_id.get(id(base))
+    if owner is None and kind == "numpy_of":
+        owner = _storage_owner(name, base, values)
+    if owner is None or owner == name:
+        return None
+    base = values[owner]
+    start = base.data_ptr() if kind == "numpy_of" else base.__array_interface__["data"][0]
+    offset = value.__array_interface__["data"][0] - start
+    return [kind, owner, offset, list(value.shape), list(value.strides), value.dtype.str]
+
+
+def _alias_of(spec: Sequence[Any], base: Any) -> Any:
+    """The view ``spec`` (:func:`_capture_shared`) of the restored ``base``, else None (the
+    base is not there, or not of its kind and size)."""
+    try:
+        if spec[0] == "tensor":
+            import torch
+
+            _, _, offset, size, stride = spec
+            if not isinstance(base, torch.Tensor):
+                return None
+            return base.as_strided(size, stride, base.storage_offset() + offset)
+        if spec[0] in ("numpy", "numpy_of"):
+            import numpy as np
+
+            _, _, offset, shape, strides, dtype = spec
+            if spec[0] == "numpy_of":
+                th = sys.modules.get("torch")
+                if th is None or not isinstance(base, th.Tensor):
+                    return None
+                if base.device.type != "cpu" or not base.is_contiguous():
+                    return None
+                base = base.detach().numpy()
+            if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+                return None
+            return np.ndarray(shape, np.dtype(dtype), buffer=base, offset=offset, strides=strides)
+        if spec[0] == "held":
+            for key in spec[2]:
+                base = base[key]
+            th = sys.modules.get("torch")
+            return base if th is not None and isinstance(base, th.Tensor) else None
+        if spec[0] in ("tensor_in", "numpy_in"):
+            for key in spec[2]:
+                base = base[key]
+            return _alias_of([spec[0][:-3], None, *spec[3:]], base)
+        if spec[0] == "holder":
+            _, _, key, same = spec
+            if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
+                return registered_tensor(base, key)
+            tensor = base.state_dict(keep_vars=True)[key]
+            return tensor if same else tensor.detach()
+        if spec[0] == "holder_part":
+            _, _, key, offset, size, stride = spec
+            return _part_of(base, key, offset, size, stride)
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None  # a base of another shape or kind than the recording's
+    return None
 
 
 def _capture_aliases(
@@ -493,6 +781,11 @@ def _save(
             part = views.part(value) if views is not None and value.numel() else None
             if part is not None and not isinstance(value, torch.nn.Parameter):
                 return "part", list(part)  # a part of one (a row of the live weights)
+            if hit is not None and hit[2] == id(value):
+                # a registered module's parameter itself (``w = net[2].weight``): the replay's
+                # own after the restore (session 39: a copy, which missed the optimizer's steps)
+                copy = value.detach().to("cpu", copy=True)
+                return "registered", [hit[0], hit[1], copy]  # the copy: where the key is gone
             kind = "parameter" if isinstance(value, torch.nn.Parameter) else "tensor"
             copy = value.detach().to("cpu", copy=True)
             if value.requires_grad and value.is_leaf:
@@ -993,17 +1286,40 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
     optimized = bool(code.co_flags & _CO_OPTIMIZED)
     rebind: dict[str, Any] = {}
     merge = _Merge()
-    for name, (kind, data) in cap.saved.items():
+    done: dict[str, Any] = {}  # what each restored name holds now
+    saved = [(n, k, d) for n, (k, d) in cap.saved.items() if k != "alias"]
+    saved += [(n, k, d) for n, (k, d) in cap.saved.items() if k == "alias"]  # their bases first
+    for name, kind, data in saved:
         cur = current.get(name)
+        if kind == "alias":
+            spec, kind, data = data
+            base = done[spec[1]] if spec[1] in done else current.get(spec[1])
+            view = _alias_of(spec, base)
+            if view is not None:
+                done[name] = view
+                rebind_to(frame, rebind, optimized, own, name, view)
+                continue
         new = _restored(kind, data, cur, objs, merge, cap.ids.get(name))
+        done[name] = cur if new is _IN_PLACE else new
         if new is _IN_PLACE:
             continue
-        if optimized and name not in own:
-            frame.f_globals[name] = new  # a module global the function's loop changed
-        else:
-            rebind[name] = new
+        rebind_to(frame, rebind, optimized, own, name, new)
     if rebind:
         write_locals(frame, rebind)
+
+
+def rebind_to(
+    frame: types.FrameType,
+    rebind: dict[str, Any],
+    optimized: bool,
+    own: set[str],
+    name: str,
+    new: Any,
+) -> None:
+    if optimized and name not in own:
+        frame.f_globals[name] = new  # a module global the function's loop changed
+    else:
+        rebind[name] = new
 
 
 def frame_values(frame: types.FrameType) -> ChainMap[str, Any]:
@@ -1083,6 +1399,14 @@ def _restored(
         if name in objs:
             return registered_tensor(objs[name], key)
         return cur
+    if kind == "registered":
+        # A registered module's parameter bound by name (``w = net[2].weight``): the replay's
+        # parameter itself, restored before the locals (session 39: a copy)
+        name, key, copy = data
+        own = objs[name].state_dict(keep_vars=True) if name in objs else {}
+        if key in own:
+            return own[key]
+        return _restored("parameter", copy, cur, objs, merge)
     if kind == "ref":
         # A container or submodule of a registered object (``group = opt.param_groups[0]``):
         # the replay's own, restored before the locals (session 37: a copy, frozen)
