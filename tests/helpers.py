@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -137,3 +138,18 @@ def service_tasks(repo: Path) -> list[tuple[str, int]]:
 
 def service_task_pids(repo: Path) -> list[int]:
     return [pid for _, pid in service_tasks(repo)]
+
+
+class StandInFlor:
+    """A stand-in ``flor`` for running patched script text in process: ``loop`` iterates,
+    ``log`` keeps ``(name, value)`` in order in ``logged``."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[str, Any]] = []
+
+    def loop(self, name: str, it: Any) -> Any:
+        return it
+
+    def log(self, name: str, value: Any) -> Any:
+        self.logged.append((name, value))
+        return value

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from florsql.propagate import propagate
+from tests.helpers import StandInFlor
 
 OLD_VARS = ("a", "b", "c")
 LEVELS = ("module", "pre", "step", "post")  # where a line sits
@@ -128,20 +129,8 @@ def _insert(
     lines.insert(at, (code, True))
 
 
-class _Flor:
-    def __init__(self) -> None:
-        self.logged: list[tuple[str, Any]] = []
-
-    def loop(self, name: str, it: Any) -> Any:
-        return it
-
-    def log(self, name: str, value: Any) -> Any:
-        self.logged.append((name, value))
-        return value
-
-
 def run(source: str) -> list[tuple[str, Any]]:
-    flor = _Flor()
+    flor = StandInFlor()
     code = source.replace("import florsql as flor\n", "", 1)
     exec(compile(code, "<program>", "exec"), {"flor": flor})
     return flor.logged

@@ -58,7 +58,7 @@ import pytest
 
 from florsql.dbapi.exceptions import ReplayError
 from florsql.propagate import propagate
-from tests.helpers import make_repo, run_script, write
+from tests.helpers import StandInFlor, make_repo, run_script, write
 from tests.helpers_replay import query
 
 HEAD = "import florsql as flor\n"
@@ -2584,22 +2584,8 @@ E2E_DEFAULT = frozenset(
 )
 
 
-class _Flor:
-    """Stand-in ``flor``: ``loop`` iterates, ``log`` records."""
-
-    def __init__(self) -> None:
-        self.logged: list[tuple[str, Any]] = []
-
-    def loop(self, name: str, it: Any) -> Any:
-        return it
-
-    def log(self, name: str, value: Any) -> Any:
-        self.logged.append((name, value))
-        return value
-
-
 def _run(source: str, name: str) -> list[Any]:
-    flor = _Flor()
+    flor = StandInFlor()
     code = source.replace(HEAD, "", 1)
     exec(compile(code, "<program>", "exec"), {"flor": flor, "__label_": "__main__"})
     return [v for n, v in flor.logged if n == name]
