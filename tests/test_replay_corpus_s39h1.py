@@ -466,13 +466,80 @@ probe = nn.BatchNorm1d(2)  # not registered: statistics of the logits
 """,
         ["probe_rm"],
     ),
+    # found by tests/test_frame_alias_property.py (session 39, after the sweep)
+    _case(
+        "a_meters_dict_of_a_running_tensor_written_by_name",
+        """
+total = torch.zeros(())  # summed over the whole run
+"""
+        + LOOP
+        + """
+        meters = {"loss": total}  # holds the very tensor
+"""
+        + STEPS
+        + STEP
+        + """
+            total += loss.detach()
+"""
+        + LR
+        + """
+        meters["loss"].mul_(0.5)  # through the dict, after the step loop
+        flor.log("total_after", float(total))  # hindsight
+""",
+        ["total_after"],
+    ),
+    _case(
+        "a_buffer_written_through_a_state_dict_and_read_through_a_view",
+        """
+buf = torch.zeros(4)
+head = buf[:2]  # a view, made before the loop
+state = {"buf": buf}
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            state["buf"] += loss.detach()  # written through the dict only
+"""
+        + LR
+        + """
+        flor.log("head_sum", float(head.sum()))  # hindsight
+""",
+        ["head_sum"],
+    ),
+    _case(
+        "a_tensor_over_a_numpy_array_from_numpy",
+        """
+import numpy as np
+
+counts = np.zeros(3)
+"""
+        + LOOP
+        + """
+        counts_t = torch.from_numpy(counts)  # shares the array's memory
+"""
+        + STEPS
+        + STEP
+        + """
+            counts_t[epoch % 3] += loss.item()
+"""
+        + LR
+        + """
+        counts[0] += 1.0  # through the array, after the step loop
+        flor.log("counts_t_sum", float(counts_t.sum()))  # hindsight
+""",
+        ["counts_t_sum"],
+    ),
 ]
 
 BUGS: dict[str, str] = {}
 for _p in PATTERNS:
     _p.bug = BUGS.get(_p.name)
 assert not set(BUGS) - {p.name for p in PATTERNS}
-DEFAULT: list[str] = ["a_view_of_a_stats_tensor_summed_in_the_step_loop"]
+DEFAULT: list[str] = [
+    "a_view_of_a_stats_tensor_summed_in_the_step_loop",
+    "a_meters_dict_of_a_running_tensor_written_by_name",
+]
 CASES = corpus_params(PATTERNS, DEFAULT)
 
 

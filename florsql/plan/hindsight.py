@@ -319,7 +319,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: saved too (in place where the loop does not rebind it) and the view made again of the
 #: replay's (a copy where that base is not found). A registered model's parameter bound by
 #: name (``w = net[2].weight``) is the replay's parameter itself (a copy: ``w_norm`` 2.4412
-#: for 2.1971 after an epoch's end shrink, ``w is net[2].weight`` false).
+#: for 2.1971 after an epoch's end shrink, ``w is net[2].weight`` false). Also in 31 (a
+#: property test over random aliasing scripts): ``torch.from_numpy(arr)`` and ``t[::2].numpy()``
+#: made again over the restored base; a tensor or array a saved container and a name both
+#: hold comes back as one object; a name the loop does not rebind holding an array that a
+#: container holds, or a view made before the loop, is refilled in place (each was a copy).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -263,8 +263,46 @@ def _capture(
             out.missed[name] = reason
     _capture_shared(out, values, registered)
     _capture_aliases(out, values, registered, refused, kinds)
+    _own_ids(out, values)
     out.ids = {name: ids for name, ids in out.ids.items() if ids}
     return out
+
+
+#: The key of :attr:`Capture.ids` under which a name's own value's id is kept (memo indices
+#: are never negative).
+_OWN = -1
+
+#: Saved kinds restored as one tensor or array of the name's own (not an unpickled container).
+_ARRAY_KINDS = frozenset(
+    {
+        "tensor",
+        "tensor_in_place",
+        "tensor_at",
+        "tensor_at_in_place",
+        "parameter",
+        "pickle_in_place",
+        "pickle",
+        "alias",
+    }
+)
+
+
+def _own_ids(out: Capture, values: Mapping[str, Any]) -> None:
+    """Keep the id of each saved tensor or numpy array: where a saved container holds it too
+    (``meters = {"loss": total}`` beside ``total``, the loop writing either), restore gives the
+    container's entry the very object it restored for the name (session 39: each its own copy,
+    and the loop's writes through one missed the other, silently), and an entry that held
+    another object is not filled into it (:func:`_place`)."""
+    np = sys.modules.get("numpy")
+    torch = sys.modules.get("torch")
+    for name, (kind, _) in out.saved.items():
+        value = values.get(name)
+        if kind not in _ARRAY_KINDS:
+            continue
+        if (torch is not None and isinstance(value, torch.Tensor)) or (
+            np is not None and isinstance(value, np.ndarray)
+        ):
+            out.ids.setdefault(name, {})[_OWN] = id(value)
 
 
 def held_at_start(
@@ -392,6 +430,10 @@ def _tensor_alias(
         if part is not None:
             return ["holder_part", *part]
     base = value._base
+    if base is None and not isinstance(value, torch.nn.Parameter) and value.numel():
+        over = _array_owner(name, value, values)
+        if over is not None:
+            return over
     if base is None or isinstance(value, torch.nn.Parameter) or not value.numel():
         return None
     owner = by_id.get(id(base))
@@ -475,6 +517,43 @@ def _nbytes(value: Any) -> int:
     return int(value.numel() * value.element_size())
 
 
+def _array_owner(name: str, tensor: Any, values: Mapping[str, Any]) -> list[Any] | None:
+    """For a tensor made over a numpy array's memory (``t = torch.from_numpy(counts)``, of a
+    view: ``torch.from_numpy(acc[epoch])``) where another name holds that whole array:
+    ``["tensor_of", base, offset, size, stride]``, else None. (A tensor over a tensor's
+    ``.numpy()`` is not placed: copied, as before.)"""
+    np = sys.modules.get("numpy")
+    torch = sys.modules["torch"]
+    if np is None or tensor.device.type != "cpu":
+        return None
+    try:
+        start = tensor.untyped_storage().data_ptr()
+        end = start + tensor.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return None
+    if not start:
+        return None
+    size = tensor.element_size()
+    for other, v in values.items():
+        if other == name or other.startswith("__"):
+            continue
+        if isinstance(v, np.ndarray):
+            if v.base is not None or not v.flags.c_contiguous or v.dtype.hasobject:
+                continue
+            lo, kind = v.__array_interface__["data"][0], "tensor_of"
+            try:
+                if torch.from_numpy(v[:0]).dtype != tensor.dtype:
+                    continue  # reinterpreted (``.view(torch.int32)``): copied as before
+            except TypeError:  # a dtype torch does not take
+                continue
+        else:
+            continue
+        if lo <= start and end <= lo + v.nbytes and (start - lo) % size == 0:
+            offset = (start - lo) // size + tensor.storage_offset()
+            return [kind, other, offset, list(tensor.shape), list(tensor.stride())]
+    return None
+
+
 def _storage_owner(name: str, tensor: Any, values: Mapping[str, Any]) -> str | None:
     """Another name holding a tensor that is the whole of ``tensor``'s storage (no view), where
     no name holds ``tensor`` itself (``counts.numpy()``'s base is another wrapper of ``counts``).
@@ -509,18 +588,24 @@ def _numpy_alias(
     if base is None or value.dtype.hasobject or not value.size:
         return None
     kind = "numpy"
-    if not isinstance(base, np.ndarray):
-        # a numpy view of a tensor (``counts_np = counts.numpy()``)
-        tensor = _numpy_of_tensor(value, torch) if torch is not None else None
-        if tensor is None or tensor.device.type != "cpu" or not tensor.is_contiguous():
+    tensor = _numpy_of_tensor(value, torch) if torch is not None else None
+    if tensor is not None:
+        # a numpy view of a tensor (``counts_np = counts.numpy()``, ``t[::2].numpy()``, a
+        # slice of one: numpy keeps the view it was sliced from as its base, not the tensor)
+        if tensor.device.type != "cpu":
             return None
         base, kind = tensor, "numpy_of"
+    elif not isinstance(base, np.ndarray):
+        return None
     owner = by_id.get(id(base))
-    if owner is None and kind == "numpy_of":
+    if kind == "numpy_of" and (owner is None or not values[owner].is_contiguous()):
+        # of a strided view (``t[::2].numpy()``): placed in the whole tensor that holds it
         owner = _storage_owner(name, base, values)
     if owner is None or owner == name:
         return None
     base = values[owner]
+    if kind == "numpy_of" and not base.is_contiguous():
+        return None
     start = base.data_ptr() if kind == "numpy_of" else base.__array_interface__["data"][0]
     offset = value.__array_interface__["data"][0] - start
     return [kind, owner, offset, list(value.shape), list(value.strides), value.dtype.str]
@@ -537,6 +622,14 @@ def _alias_of(spec: Sequence[Any], base: Any) -> Any:
             if not isinstance(base, torch.Tensor):
                 return None
             return base.as_strided(size, stride, base.storage_offset() + offset)
+        if spec[0] == "tensor_of":
+            import numpy as np
+            import torch
+
+            _, _, offset, size, stride = spec
+            if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+                return None
+            return torch.from_numpy(base).reshape(-1).as_strided(size, stride, offset)
         if spec[0] in ("numpy", "numpy_of"):
             import numpy as np
 
@@ -598,12 +691,31 @@ def _capture_aliases(
         if id(value) in registered or name in refused:
             continue
         if id(value) in inside:
-            # the very tensor a saved container holds (``ema = kept[0]``): pickled, so the
-            # restore gives this name the tensor it puts in the container
-            ids = out.ids.setdefault(name, {})
-            out.saved[name] = ("pickle", _dumps(value, registered, ids, set()))
+            # the very tensor a saved container holds (``ema = kept[0]``, ``v = {"k": buf}``
+            # written through ``v``): the name is not one the loop rebinds, so it is restored
+            # in place (views of it made before the loop stay true) and the container's entry
+            # is that tensor (:func:`_own_ids`; before session 39 pickled, a new tensor)
+            try:
+                kind, data = _save(value, registered, {}, set())
+            except Exception as e:  # whatever a user object raises when pickled
+                refused[name] = out.missed[name] = _reason(e)
+                continue
+            if kind in ("tensor", "tensor_at"):
+                kind += "_in_place"
+            out.saved[name] = (kind, data)
             continue
         if type(value) not in kinds:
+            continue
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.ndarray):
+            try:
+                kind, data = _save(value, registered, out.ids.setdefault(name, {}), set())
+            except Exception as e:  # whatever a user object raises when pickled
+                refused[name] = out.missed[name] = _reason(e)
+                continue
+            # not a name the loop rebinds: its array (a view too) is the replay's, refilled
+            # (what shares its memory stays true: session 39, a copy)
+            out.saved[name] = ("pickle_in_place" if kind == "pickle" else kind, data)
             continue
         try:
             script = values.get("__name__")
@@ -1287,9 +1399,7 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
     rebind: dict[str, Any] = {}
     merge = _Merge()
     done: dict[str, Any] = {}  # what each restored name holds now
-    saved = [(n, k, d) for n, (k, d) in cap.saved.items() if k != "alias"]
-    saved += [(n, k, d) for n, (k, d) in cap.saved.items() if k == "alias"]  # their bases first
-    for name, kind, data in saved:
+    for name, kind, data in _restore_order(cap):
         cur = current.get(name)
         if kind == "alias":
             spec, kind, data = data
@@ -1297,15 +1407,50 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
             view = _alias_of(spec, base)
             if view is not None:
                 done[name] = view
+                _place(merge, cap, name, view)
                 rebind_to(frame, rebind, optimized, own, name, view)
                 continue
         new = _restored(kind, data, cur, objs, merge, cap.ids.get(name))
         done[name] = cur if new is _IN_PLACE else new
+        _place(merge, cap, name, done[name])
         if new is _IN_PLACE:
             continue
         rebind_to(frame, rebind, optimized, own, name, new)
     if rebind:
         write_locals(frame, rebind)
+
+
+def _place(merge: _Merge, cap: Capture, name: str, obj: Any) -> None:
+    """``obj`` (restored for ``name``) stands for the recorded object whose id the capture kept
+    (:func:`_own_ids`): a container entry that held that object gets ``obj``, and one that
+    held another is not filled into ``obj``."""
+    own_id = cap.ids.get(name, {}).get(_OWN)
+    if own_id is not None:
+        merge.placed.setdefault(own_id, obj)
+        merge.owner.setdefault(id(obj), own_id)
+
+
+def _restore_order(cap: Capture) -> list[tuple[str, str, Any]]:
+    """The saved names in the order restore takes them: first the tensors, arrays and objects
+    that are no pickled container, and the bases of views; then the views of those; then the
+    containers, whose entries that were one of those names get that very object
+    (:func:`_own_ids`); last the views of what the containers hold."""
+    items = [(n, k, d) for n, (k, d) in cap.saved.items()]
+    aliases = [(n, k, d) for n, k, d in items if k == "alias"]
+    bases = {d[0][1] for _, _, d in aliases}
+    owned = {n for n, ids in cap.ids.items() if _OWN in ids}
+
+    def first(name: str, kind: str) -> bool:
+        return kind not in ("pickle", "pickle_in_place") or name in owned or name in bases
+
+    def of_container(spec: Sequence[Any]) -> bool:
+        return spec[0] in ("held", "tensor_in", "numpy_in")
+
+    out = [(n, k, d) for n, k, d in items if k != "alias" and first(n, k)]
+    out += [(n, k, d) for n, k, d in aliases if not of_container(d[0])]
+    out += [(n, k, d) for n, k, d in items if k != "alias" and not first(n, k)]
+    out += [(n, k, d) for n, k, d in aliases if of_container(d[0])]
+    return out
 
 
 def rebind_to(
