@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,12 @@ class StandInFlor:
     def log(self, name: str, value: Any) -> Any:
         self.logged.append((name, value))
         return value
+
+
+def script_frame(ns: dict[str, Any]) -> types.FrameType:
+    """A module-level frame whose names are ``ns`` (as a script's), for capture and restore."""
+    exec("import sys as _sys\n_frame = _sys._getframe()", ns)
+    frame = ns.pop("_frame")
+    del ns["_sys"]
+    assert isinstance(frame, types.FrameType)
+    return frame

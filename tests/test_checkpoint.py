@@ -19,7 +19,7 @@ from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
 from florsql.record.policy import CheckpointPolicy
 from florsql.store.index import Index
-from tests.helpers import run_dirs, run_script, write
+from tests.helpers import run_dirs, run_script, script_frame, write
 
 SCRIPT = """
 import random, sys
@@ -934,10 +934,7 @@ def test_a_tensor_in_a_saved_list_that_a_name_holds_too_comes_back_as_one_tensor
     ns: dict[str, Any] = {"kept": [torch.zeros(())]}  # the replay, where the loop begins
     ns["ema"] = ns["kept"][0]
     replay_ema = ns["ema"]
-    exec("import sys as _sys\n_frame = _sys._getframe()", ns)
-    replay_frame = ns.pop("_frame")
-    del ns["_sys"]
-    frame_state.restore(replay_frame, cap, {})
+    frame_state.restore(script_frame(ns), cap, {})
     assert ns["ema"] is replay_ema and ns["kept"][0] is replay_ema  # one tensor, as recorded
     assert float(replay_ema) == 2.0
 

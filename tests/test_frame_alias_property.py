@@ -13,7 +13,6 @@ restored copy that parted from what it shared shows as a difference.
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ torch = pytest.importorskip("torch")
 
 from florsql.record import checkpoint as ckpt  # noqa: E402
 from florsql.record import frame_state  # noqa: E402
+from tests.helpers import script_frame  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,6 @@ def _changed(s: Script) -> set[str]:
     return {b.name for b in s.binds if b.in_loop} | {w[0] for w in s.writes}
 
 
-def _frame(ns: dict[str, Any]) -> types.FrameType:
-    exec("import sys as _sys\n_frame = _sys._getframe()", ns)
-    frame = ns.pop("_frame")
-    del ns["_sys"]
-    assert isinstance(frame, types.FrameType)
-    return frame
-
-
 def _values(ns: dict[str, Any]) -> dict[str, list[float]]:
     out = {}
     for name, v in ns.items():
@@ -220,14 +212,14 @@ def _check(s: Script) -> None:
             rec[b.name] = _apply(b.op, rec[b.src])
     for w in s.writes:
         _write(rec, *w)
-    frame = _frame(rec)
+    frame = script_frame(rec)
     values = frame_state.frame_values(frame)
     cap = frame_state.capture(values, sorted(_changed(s)), {}, {}, born=born, kinds=kinds)
     data = ckpt.serialize({"format": ckpt.FORMAT, "locals": cap.payload()})
     cap = frame_state.Capture.from_payload(ckpt.load_bytes(data, "mem")["locals"])
     # the replay: the script's start, then the restore in place of the loop so far
     rep = _start(s)
-    frame_state.restore(_frame(rep), cap, {})
+    frame_state.restore(script_frame(rep), cap, {})
     assert _values(rep) == _values(rec), s
     for w in s.after:
         _write(rec, *w)

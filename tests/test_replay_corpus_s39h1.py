@@ -44,7 +44,6 @@ Each is now restored as the same view of the base the restore puts back
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ import torch
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state
 from tests import test_replay_corpus_stranger as corpus
+from tests.helpers import script_frame
 from tests.helpers_replay import corpus_params, hindsight_names
 from tests.test_replay_corpus_s35 import ArgCase
 from tests.test_replay_corpus_s35 import Histories as ArgHistories
@@ -549,18 +549,9 @@ def test_s39h1_corpus_is_consistent() -> None:
         assert declared == set(hindsight_names(p.text)), p.name
 
 
-def _frame(ns: dict[str, Any]) -> types.FrameType:
-    """A module-level frame whose names are ``ns`` (as a script's)."""
-    exec("import sys as _sys\n_frame = _sys._getframe()", ns)
-    frame = ns.pop("_frame")
-    del ns["_sys"]
-    assert isinstance(frame, types.FrameType)
-    return frame
-
-
 def _capture(ns: dict[str, Any], names: list[str], objs: dict[str, Any]) -> frame_state.Capture:
     """``names`` of ``ns`` captured, through a checkpoint file's round trip."""
-    frame = _frame(ns)
+    frame = script_frame(ns)
     registered = {id(o): n for n, o in objs.items()}
     views = frame_state.RegisteredViews(objs)
     values = frame_state.frame_values(frame)
@@ -608,7 +599,7 @@ def test_locals_that_share_memory_are_restored_sharing_it() -> None:
     }
     ns = _script(False)  # the replay, where the script starts
     stats, acc, counts, net = ns["stats"], ns["acc"], ns["counts"], ns["net"]
-    frame_state.restore(_frame(ns), cap, {})
+    frame_state.restore(script_frame(ns), cap, {})
     assert ns["stats"] is stats and stats.tolist() == [2.0, 0.0, 0.0]
     ns["loss_slot"] += 1.0
     assert stats[0].item() == 3.0
@@ -642,7 +633,7 @@ def test_a_view_of_a_saved_containers_tensor_or_array_is_restored_as_that_view()
     cap = _capture(script(True), ["bank", "head", "rows", "tail"], {})
     assert cap.saved["head"][0] == "alias" and cap.saved["tail"][0] == "alias"
     ns = script(False)
-    frame_state.restore(_frame(ns), cap, {})
+    frame_state.restore(script_frame(ns), cap, {})
     assert ns["bank"]["n"] == 4 and ns["bank"]["m"].tolist() == [1.0, 1.0, 0.0, 0.0]
     ns["head"].mul_(0.5)
     assert ns["bank"]["m"].tolist() == [0.5, 0.5, 0.0, 0.0]
@@ -659,7 +650,7 @@ def test_a_registered_parameter_bound_by_name_is_the_replays_parameter() -> None
     net2 = replay["net"]
     net2.load_state_dict(net.state_dict())
     replay["w"] = torch.zeros(1)  # what the name held there: not the parameter
-    frame_state.restore(_frame(replay), cap, {"model": net2})
+    frame_state.restore(script_frame(replay), cap, {"model": net2})
     assert replay["w"] is net2[2].weight
 
 
@@ -668,7 +659,7 @@ def test_a_view_whose_base_is_gone_is_restored_as_a_copy() -> None:
     ns = _script(False)
     ns["stats"] = "not a tensor"
     ns["acc"] = None
-    frame_state.restore(_frame(ns), cap, {})
+    frame_state.restore(script_frame(ns), cap, {})
     assert ns["loss_slot"].item() == 2.0
     assert ns["row"].tolist() == [1.5, 1.5]
 
