@@ -62,6 +62,8 @@ def _apply(op: tuple[Any, ...], v: Any) -> Any:
         return v.reshape(-1) if len(v) % 2 else v.reshape(2, -1)[0]
     if kind == "bridge":
         return v.numpy() if _is_torch(v) else torch.from_numpy(v)
+    if kind == "clone":
+        return v.clone() if _is_torch(v) else v.copy()
     if kind == "dict":
         return {"k": v}
     return [v]  # "list"
@@ -95,6 +97,7 @@ def scripts(draw: st.DrawFn, containers: bool = True, bridge: bool = True) -> Sc
                     ("slice", draw(st.integers(0, 9)), draw(st.integers(0, 9))),
                     ("step", 2),
                     ("reshape",),
+                    ("clone",),
                     *([("bridge",)] if bridge and src not in bridged else []),
                     *([("dict",), ("list",)] if containers else []),
                 ]
@@ -192,6 +195,21 @@ FOUND = {
     "numpy_view_held_by_a_dict": Script(
         (("b0", "numpy", 4),),
         (_t("v0", "b0", ("slice", 0, 1), False), _t("v2", "v0", ("dict",))),
+        (("b0", 0, 1.0),),
+        (("b0", 0, 1.0),),
+    ),
+    # ``v1 = v0.clone()``, ``v0 = {"k": v1}``, ``v4 = v1[:1]`` in the loop (names rebound):
+    # a view of a view a dict holds, restored before that view (a fix's first order: v4 a view
+    # of the replay's old ``v1``, of ``b0``)
+    "a_view_of_a_view_a_dict_holds": Script(
+        (("b0", "torch", 4),),
+        (
+            _t("v0", "b0", ("slice", 0, 1), False),
+            _t("v1", "b0", ("slice", 0, 1), False),
+            _t("v1", "v0", ("clone",)),
+            _t("v0", "v1", ("dict",)),
+            _t("v4", "v1", ("slice", 0, 1)),
+        ),
         (("b0", 0, 1.0),),
         (("b0", 0, 1.0),),
     ),

@@ -76,7 +76,7 @@ import sys
 import types
 import weakref
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -1434,22 +1434,40 @@ def _restore_order(cap: Capture) -> list[tuple[str, str, Any]]:
     """The saved names in the order restore takes them: first the tensors, arrays and objects
     that are no pickled container, and the bases of views; then the views of those; then the
     containers, whose entries that were one of those names get that very object
-    (:func:`_own_ids`); last the views of what the containers hold."""
+    (:func:`_own_ids`); last the views of what the containers hold. A view of a view comes
+    after the view it is made of (``v4 = v1[:1]`` where ``v1 = state["k"]``)."""
     items = [(n, k, d) for n, (k, d) in cap.saved.items()]
-    aliases = [(n, k, d) for n, k, d in items if k == "alias"]
-    bases = {d[0][1] for _, _, d in aliases}
+    aliases = {n: (n, k, d) for n, k, d in items if k == "alias"}
+    bases = {d[0][1] for _, _, d in aliases.values()}
     owned = {n for n, ids in cap.ids.items() if _OWN in ids}
 
     def first(name: str, kind: str) -> bool:
         return kind not in ("pickle", "pickle_in_place") or name in owned or name in bases
 
+    def views(ready: Callable[[Sequence[Any]], bool]) -> list[tuple[str, str, Any]]:
+        """The views not yet placed whose base is ready, each after a view it is made of."""
+        out: list[tuple[str, str, Any]] = []
+        grew = True
+        while grew:
+            grew = False
+            for name, item in list(aliases.items()):
+                spec = item[2][0]
+                if ready(spec) and (spec[1] not in aliases or spec[1] in placed):
+                    out.append(item)
+                    placed.add(name)
+                    del aliases[name]
+                    grew = True
+        return out
+
     def of_container(spec: Sequence[Any]) -> bool:
         return spec[0] in ("held", "tensor_in", "numpy_in")
 
+    placed: set[str] = set()
     out = [(n, k, d) for n, k, d in items if k != "alias" and first(n, k)]
-    out += [(n, k, d) for n, k, d in aliases if not of_container(d[0])]
+    out += views(lambda spec: not of_container(spec))
     out += [(n, k, d) for n, k, d in items if k != "alias" and not first(n, k)]
-    out += [(n, k, d) for n, k, d in aliases if of_container(d[0])]
+    out += views(lambda spec: True)
+    out += list(aliases.values())  # a cycle, which capture does not make: as they come
     return out
 
 
