@@ -221,3 +221,33 @@ def test_an_old_name_bound_again_elsewhere_is_a_rename_not_a_value_thrown_away()
     else:
         (failure,) = [f for f in result.failed if f.name == "h1"]
         assert "'b'" in failure.reason
+
+
+def test_a_renamed_binding_the_old_version_has_already_is_not_run_twice() -> None:
+    """Found by the renames property above (session 39, in CI): today's ``b = (b * b) % 97``,
+    which ``h1 += (a + b) % 97`` reads, stands in the old version as ``b_old = (b_old * b_old)
+    % 97``. Carried (renamed) beside it, it ran twice: h1 logged 64 where a re-run logs 18,
+    silently. The rule that refuses a carried binding the old version has at another place
+    now reads the old names too: refused, never a wrong value."""
+    p_new = (
+        "import florsql as flor\nimport contextlib\ndef main():\n    a, b, c = 1, 2, 3\n"
+        "    h1 = 0\n    a = (a + a) % 97\n    b = (a + a) % 97\n    h0 = 0\n"
+        "    b = (b * b) % 97\n    h1 += (a + b) % 97\n"
+        '    for epoch in flor.loop("epoch", range(3)):\n        flor.log("h1", h1)\n'
+        '        flor.log("h0", h0)\n        for step in flor.loop("step", range(4)):\n'
+        "            pass\nmain()\n"
+    )
+    old = (
+        "import florsql as flor\nimport contextlib\ndef main():\n    a, b_old, c = 1, 2, 3\n"
+        "    a = (a + a) % 97\n    b_old = (a + a) % 97\n    b_old = (b_old * b_old) % 97\n"
+        '    for epoch in flor.loop("epoch", range(3)):\n'
+        '        for step in flor.loop("step", range(4)):\n            pass\nmain()\n'
+    )
+    result = propagate(p_new, old)
+    want = [v for n, v in run(p_new) if n == "h1"]
+    assert want == [18, 18, 18]
+    if "h1" in {pl.name for pl in result.placed}:
+        assert [v for n, v in run(result.source) if n == "h1"] == want, result.source
+    else:
+        (failure,) = [f for f in result.failed if f.name == "h1"]
+        assert "twice" in failure.reason, failure.reason

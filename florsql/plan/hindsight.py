@@ -324,6 +324,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: made again over the restored base; a tensor or array a saved container and a name both
 #: hold comes back as one object; a name the loop does not rebind holding an array that a
 #: container holds, or a view made before the loop, is refilled in place (each was a copy).
+#: 32 (session 39): a carried binding the old version has already under its old name (``b =
+#: (b * b) % 97`` beside the old ``b_old = (b_old * b_old) % 97``) is refused, not run twice
+#: (64 for 18, silently; found by the renames property in CI).
 REPLAY_RULES = _STORED_RULES
 
 

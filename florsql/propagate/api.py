@@ -1268,7 +1268,18 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
                     "code reads: the old run would not be the one recorded"
                 )
             if old_name != name:
-                continue  # the old name stands for the new one, on evidence
+                # the old name stands for the new one, on evidence; but a carried binding the
+                # old version has already (under its old name) would run twice there: ``b =
+                # (b * b) % 97`` carried beside the old ``b_old = (b_old * b_old) % 97``
+                # (before session 39, silently: 64 for 18)
+                moved = _moved_here(items, it, name, session, renames)
+                if moved:
+                    code = head(session.new, it.stmt)
+                    return (
+                        f"carrying {code!r} would change {old_name!r}: the old version has "
+                        f"that binding already ({at_line(moved)}), and would run it twice"
+                    )
+                continue
             old_binds = _binding_forms(session.old, session.bindings, it.old, name)
             new_binds = _binding_forms(session.new, session.bindings, it.new, name)
             extra = sorted(
@@ -1292,7 +1303,13 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
     return None
 
 
-def _moved_here(items: list[_Item], it: _Item, name: str, session: _Session) -> int | None:
+def _moved_here(
+    items: list[_Item],
+    it: _Item,
+    name: str,
+    session: _Session,
+    renames: dict[str, str] | None = None,
+) -> int | None:
     """The old line of a binding of ``name`` whose counterpart in today's code is a carried
     statement, or None: an old binding form (literals normalized away) the new scope has no
     more often outside the carried code than the old scope has it at all. The old version
@@ -1308,16 +1325,18 @@ def _moved_here(items: list[_Item], it: _Item, name: str, session: _Session) -> 
         )
         for c in items
     ]
-    old_forms = _binding_counts(session.old, session.bindings, it.old, name)
+    renames = renames or {}
+    old_forms = _binding_counts(session.old, session.bindings, it.old, renames.get(name, name))
     new_forms = _binding_counts(
         session.new,
         session.bindings,
         it.new,
         name,
         skip=lambda line: any(a <= line <= b for a, b in spans),
+        renames=renames,
     )
     carried_forms = {
-        normalize(stmt)
+        _renamed_form(stmt, renames)
         for line in session.bindings.lines_of(it.new, name)
         if any(a <= line <= b for a, b in spans)
         and (stmt := session.new.deepest.get(line)) is not None
@@ -1334,16 +1353,29 @@ def _binding_counts(
     block: Block,
     name: str,
     skip: Callable[[int], bool] = lambda line: False,
+    renames: dict[str, str] | None = None,
 ) -> dict[str, list[int]]:
-    """Each binding statement of ``name`` in ``block``'s scope by normal form: its lines
-    (those ``skip`` keeps out left out; parameters not counted)."""
+    """Each binding statement of ``name`` in ``block``'s scope by normal form (today's names
+    read as ``renames`` gives their old ones): its lines (those ``skip`` keeps out left out;
+    parameters not counted)."""
     forms: dict[str, list[int]] = {}
     for line in bindings.lines_of(block, name):
         stmt = src.deepest.get(line)
         if line == 0 or stmt is None or skip(line):
             continue
-        forms.setdefault(normalize(stmt), []).append(line)
+        forms.setdefault(_renamed_form(stmt, renames or {}), []).append(line)
     return forms
+
+
+def _renamed_form(stmt: ast.stmt, renames: dict[str, str]) -> str:
+    """:func:`normalize` of ``stmt`` with each name ``renames`` has read as its old name."""
+    if not renames:
+        return normalize(stmt)
+    tree = copy.deepcopy(stmt)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in renames:
+            node.id = renames[node.id]
+    return normalize(tree)
 
 
 #: names with a trailing underscore that change nothing: numpy's scalar types

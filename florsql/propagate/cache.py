@@ -68,7 +68,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: carried binding the old version has at another place is refused; today's ``import math``
 #: reads the old ``import math as m``; a name today's file imports as another module than
 #: the old file is refused.
-CACHE_VERSION = "20"
+#: 21 (session 39): that refusal reads renamed names too (``b = (b * b) % 97`` carried as
+#: ``b_old = ...`` beside the old ``b_old = (b_old * b_old) % 97`` ran it twice, silently).
+CACHE_VERSION = "21"
 
 
 def digest(*parts: str) -> str:
