@@ -530,6 +530,80 @@ counts = np.zeros(3)
 """,
         ["counts_t_sum"],
     ),
+    _case(
+        "a_running_total_bound_to_another_name_in_the_epoch_loop",
+        """
+total = torch.zeros(())  # summed over the whole run
+"""
+        + LOOP
+        + """
+        acc = total  # the same tensor, another name
+"""
+        + STEPS
+        + STEP
+        + """
+            acc += loss.detach()
+"""
+        + LR
+        + """
+        flor.log("total_seen", float(total))  # hindsight
+""",
+        ["total_seen"],
+    ),
+    _case(
+        "a_running_total_bound_to_another_name_before_the_loop",
+        """
+total = torch.zeros(())  # summed over the whole run
+acc = total  # the same tensor, another name
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            acc += loss.detach()
+"""
+        + LR
+        + """
+        flor.log("total_seen", float(total))  # hindsight
+""",
+        ["total_seen"],
+    ),
+    _case(
+        "a_list_of_a_view_of_a_stats_tensor_written_through_the_list",
+        """
+stats = torch.zeros(3)  # summed over the run
+parts = [stats[0:1]]  # a view of it, in a list
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            parts[0] += loss.detach()
+"""
+        + LR
+        + """
+        flor.log("stats_sum", float(stats.sum()))  # hindsight
+""",
+        ["stats_sum"],
+    ),
+    _case(
+        "a_view_made_before_the_loop_of_a_buffer_a_dict_holds",
+        """
+state = {"buf": torch.zeros(4)}  # the buffer has no name of its own
+head = state["buf"][:2]  # a view of it
+"""
+        + LOOP
+        + STEPS
+        + STEP
+        + """
+            state["buf"] += loss.detach()
+"""
+        + LR
+        + """
+        flor.log("head_sum", float(head.sum()))  # hindsight
+""",
+        ["head_sum"],
+    ),
 ]
 
 BUGS: dict[str, str] = {}
@@ -539,6 +613,9 @@ assert not set(BUGS) - {p.name for p in PATTERNS}
 DEFAULT: list[str] = [
     "a_view_of_a_stats_tensor_summed_in_the_step_loop",
     "a_meters_dict_of_a_running_tensor_written_by_name",
+    "a_running_total_bound_to_another_name_in_the_epoch_loop",
+    "a_list_of_a_view_of_a_stats_tensor_written_through_the_list",
+    "a_view_made_before_the_loop_of_a_buffer_a_dict_holds",
 ]
 CASES = corpus_params(PATTERNS, DEFAULT)
 

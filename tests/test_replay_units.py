@@ -390,6 +390,32 @@ for epoch in flor.loop("epoch", range(3)):
     assert "cache" not in step.changed
 
 
+def test_a_name_bound_to_another_names_object_and_added_to_in_place_changes_it() -> None:
+    """``acc = total`` in the epoch loop, ``acc += loss`` in the step loop: on a tensor that
+    adds into ``total``'s object, so the epoch loop changes ``total`` (it did not: no
+    checkpoint saved ``total``, and a replay read the script's zeros, 0.0 for 6.09). A run
+    recorded before, whose checkpoints lack ``total``, replays the loop instead."""
+    src = """
+import florsql as flor
+total = torch.zeros(())
+for epoch in flor.loop("epoch", range(8)):
+    acc = total
+    for x in flor.loop("step", data):
+        acc += x
+    flor.log("total_seen", float(total))
+"""
+    assert "total" in _loop(src, "epoch").changed
+    p = analyze_patched(src, ("total_seen",))
+    old = {"acc", "x", "epoch", "data"}
+    steps, _ = plan_steps("epoch", [5], p, _facts(8, dict.fromkeys(range(8), old)), to_end=False)
+    assert all(s.mode == "full" for s in steps) and steps[0].iteration == 0
+    assert "total" in steps[-1].why
+    steps, _ = plan_steps(
+        "epoch", [5], p, _facts(8, dict.fromkeys(range(8), old | {"total"})), to_end=False
+    )
+    assert _modes(steps) == [(5, "rest", 5)]
+
+
 # -- the planner's steps -----------------------------------------------------------------------
 def _facts(n: int, after: dict[int, set[str]], end: dict[int, set[str]] | None = None) -> RunFacts:
     facts = RunFacts()

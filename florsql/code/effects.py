@@ -800,6 +800,10 @@ class _Finder:
         self.wrapped: dict[str, tuple[str, ast.Call]] = {}
         self.wrapped_values: dict[str, ast.expr] = {}  # and the values they were bound to
         self.classes: frozenset[str] = frozenset()  # the classes the script defines
+        #: the scope's bindings of a name to another name's object (:func:`_aliases_in`): a
+        #: loop that adds into ``acc`` in place changes ``total`` where ``acc = total`` stands
+        #: anywhere in the scope (before the loop, or in the loop around it)
+        self.bound: list[tuple[str, str]] = []
 
     def loop_call(self, node: ast.expr) -> tuple[str, ast.Call] | None:
         """``(name, call)`` when ``node`` contains ``flor.loop("name", ...)``."""
@@ -821,6 +825,7 @@ class _Finder:
     def scope(self, body: list[ast.stmt], name: str) -> None:
         """Find the flor loops of one scope (and, recursively, of the scopes inside it)."""
         self.wrapped, self.wrapped_values = {}, {}
+        self.bound = _aliases_in(body)
         self._walk(body, name, parent=None, after=[], guarded=False)
         for node in _own_nodes(body):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -896,7 +901,7 @@ class _Finder:
     ) -> LoopFacts:
         targets = frozenset(_stored_names(node.target))
         # A function that escaped (a hook, a callback) may run at any call the body makes.
-        changed = set(targets) | _changed(node.body) | self.escaped.mutates
+        changed = set(targets) | _changed(node.body, self.bound) | self.escaped.mutates
         call = found[1]
         for a in call.args[1:]:
             changed |= _iterated(a)  # iterating may advance the object's own state
@@ -1033,15 +1038,10 @@ def _root(node: ast.AST) -> str | None:
             return None
 
 
-def _changed(body: list[ast.stmt]) -> set[str]:
-    """Names ``body`` binds, and roots of objects it may mutate, in its own scope.
-
-    A name bound to a part of another object (``m = meters["train"]``, ``m = self.meter``,
-    ``for m in meters.values()``) is an alias: mutating it (``m.total += v``) mutates that
-    object too, so its root counts as changed."""
-    out: set[str] = set()
-    mutated: set[str] = set()  # roots of objects mutated in place (not only rebound)
-    aliases: list[tuple[str, str]] = []  # (name, root of the object it was bound to part of)
+def _aliases_in(body: list[ast.stmt]) -> list[tuple[str, str]]:
+    """(name, root) for each binding in ``body``'s own scope of a name to (a part of) another
+    name's object: ``acc = total``, ``m = meters["train"]``, ``for m in meters.values()``."""
+    aliases: list[tuple[str, str]] = []
     for node in _own_nodes(body):
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -1057,6 +1057,26 @@ def _changed(body: list[ast.stmt]) -> set[str]:
                 iterable = iterable.func.value
             for source in _part_roots(iterable):
                 aliases += [(n, source) for n in _stored_names(node.target)]
+    return aliases
+
+
+def _changed(body: list[ast.stmt], bound: Iterable[tuple[str, str]] = ()) -> set[str]:
+    """Names ``body`` binds, and roots of objects it may mutate, in its own scope.
+
+    A name bound to a part of another object (``m = meters["train"]``, ``m = self.meter``,
+    ``for m in meters.values()``) is an alias: mutating it (``m.total += v``) mutates that
+    object too, so its root counts as changed. ``bound``: such bindings made elsewhere in the
+    scope (``acc = total`` before the loop, or in the loop around it, ``acc += x`` in it)."""
+    out: set[str] = set()
+    mutated: set[str] = set()  # roots of objects mutated in place (not only rebound)
+    # (name, root of the object it was bound to part of)
+    aliases: list[tuple[str, str]] = [*_aliases_in(body), *bound]
+    for node in _own_nodes(body):
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            # ``acc += x`` on a tensor, an array or a list changes its object in place: where
+            # ``acc = total`` made it another name's, that name changes too (on a number it
+            # only rebinds: one name saved too many)
+            mutated.add(node.target.id)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):

@@ -327,6 +327,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 32 (session 39): a carried binding the old version has already under its old name (``b =
 #: (b * b) % 97`` beside the old ``b_old = (b_old * b_old) % 97``) is refused, not run twice
 #: (64 for 18, silently; found by the renames property in CI).
+#: 33 (session 40): ``acc = total`` in the epoch loop (or before it), ``acc += loss`` in the
+#: step loop: both loops change ``total`` (an augmented assignment changes in place, through
+#: a binding anywhere in the scope), and a tensor or array two names hold is restored as one
+#: object (``total`` was not saved: ``total_seen`` 0.0 for 6.09, silently).
 REPLAY_RULES = _STORED_RULES
 
 

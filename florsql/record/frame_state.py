@@ -76,7 +76,7 @@ import sys
 import types
 import weakref
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,15 +123,25 @@ class Capture:
     #: began, a ``copy.deepcopy(net)`` since): only an object of the kind takes that state, so a
     #: replay that starts as the script does cannot restore them (not in the payload)
     made: list[str] = field(default_factory=list)
+    #: recorded ids of the tensors and arrays saved containers hold where they held them as
+    #: the loop began: restore copies into the replay's there (:func:`_fill_ids`)
+    fill: list[int] = field(default_factory=list)
 
     def restores(self) -> list[str]:
         """Names a restore of this capture makes true."""
         return sorted(set(self.saved) | set(self.kept))
 
     def payload(self) -> dict[str, Any]:
-        out = {"saved": self.saved, "kept": self.kept, "missed": self.missed, "ids": self.ids}
+        out: dict[str, Any] = {
+            "saved": self.saved,
+            "kept": self.kept,
+            "missed": self.missed,
+            "ids": self.ids,
+        }
         if self.busy:
             out["busy"] = self.busy
+        if self.fill:
+            out["fill"] = self.fill
         return out
 
     @classmethod
@@ -144,6 +154,7 @@ class Capture:
             missed=dict(data["missed"]),
             busy=list(data.get("busy", [])),
             ids=dict(data.get("ids", {})),
+            fill=list(data.get("fill", [])),
         )
 
 
@@ -177,11 +188,13 @@ def capture(
     """
     token = _VIEWS.set(views)
     tensors = _TENSORS.set(set())
+    named = _NAMED.set(_Named(values, registered))
     try:
         out = _capture(values, names, registered, refused, loop_span, busy, born)
     finally:
         _VIEWS.reset(token)
         _TENSORS.reset(tensors)
+        _NAMED.reset(named)
     if kinds is not None:
         out.made = sorted(
             name
@@ -263,7 +276,9 @@ def _capture(
             out.missed[name] = reason
     _capture_shared(out, values, registered)
     _capture_aliases(out, values, registered, refused, kinds)
+    _capture_view_owners(out, values, registered)
     _own_ids(out, values)
+    _fill_ids(out, values, born)
     out.ids = {name: ids for name, ids in out.ids.items() if ids}
     return out
 
@@ -323,12 +338,76 @@ def held_at_start(
         if np is not None and isinstance(value, np.ndarray) and value.base is None:
             born[name] = weakref.ref(value)  # an array changed in place (conf[i, j] += 1)
             continue
+        if isinstance(value, (dict, list)):
+            for path, entry in _entries(value, [_WALK_ENTRIES]):
+                if _arrayish(entry):  # (a tensor or array a dict or list holds)
+                    with contextlib.suppress(TypeError):
+                        born[_entry_key(name, path)] = weakref.ref(entry)
+            continue
         if torch is None or not isinstance(value, torch.Tensor):
             continue
         if not isinstance(value, torch.nn.Parameter):
             with contextlib.suppress(TypeError):
                 born[name] = weakref.ref(value)
     return born, kinds
+
+
+def _entry_key(name: str, path: Sequence[Any]) -> str:
+    """The key of :func:`held_at_start`'s ``born`` for the entry at ``path`` of a container
+    ``name`` holds (no name has a NUL in it)."""
+    return f"\0{name}\0{path!r}"
+
+
+def _arrayish(value: Any) -> bool:
+    """A tensor (no parameter) or a numpy array that owns its memory."""
+    torch = sys.modules.get("torch")
+    np = sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return not isinstance(value, torch.nn.Parameter) and not value.is_sparse
+    return np is not None and isinstance(value, np.ndarray) and value.base is None
+
+
+def _entries(
+    container: Any, budget: list[int], path: tuple[Any, ...] = ()
+) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, value) for what the dicts and lists of ``container`` hold (three levels, at most
+    ``budget[0]`` entries; keys that are strings or ints)."""
+    if len(path) >= _WALK_DEPTH:
+        return
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(container, dict):
+        items = ((k, v) for k, v in container.items() if isinstance(k, (str, int)))
+    elif isinstance(container, list):
+        items = enumerate(container)
+    else:
+        return
+    for key, v in items:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        yield (*path, key), v
+        yield from _entries(v, budget, (*path, key))
+
+
+def _fill_ids(
+    out: Capture, values: Mapping[str, Any], born: Mapping[str, weakref.ref[Any]] | None
+) -> None:
+    """The recorded ids of the tensors and arrays that saved dicts and lists hold where they
+    held them as the loop began (``state = {"buf": buf}`` before it, written through
+    ``state["buf"]``): restore copies into the replay's tensor there, so what else holds it
+    (a view, another container) stays true (before session 40: a new tensor, silently)."""
+    if not born or not any(k.startswith("\0") for k in born):
+        return
+    for name, (kind, _) in out.saved.items():
+        if kind not in ("pickle", "pickle_in_place"):
+            continue
+        value = values.get(name)
+        if not isinstance(value, (dict, list)):
+            continue
+        for path, entry in _entries(value, [_WALK_ENTRIES]):
+            ref = born.get(_entry_key(name, path))
+            if ref is not None and ref() is entry:
+                out.fill.append(id(entry))
 
 
 #: Saved kinds whose value may share its memory with another name's (a view, a buffer).
@@ -352,7 +431,7 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
     np = sys.modules.get("numpy")
     candidates = []
     for name, (kind, _) in out.saved.items():
-        if kind not in _MAY_SHARE or name not in values:
+        if kind not in _MAY_SHARE | {"pickle_in_place"} or name not in values:
             continue
         value = values[name]
         if (torch is not None and isinstance(value, torch.Tensor)) or (
@@ -372,18 +451,40 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         }
         holders = RegisteredViews(owned) if owned else None
     by_id = {id(v): n for n, v in values.items() if not n.startswith("__")}
+    names_of: dict[int, list[str]] = {}
+    for n, v in values.items():
+        if not n.startswith("__"):
+            names_of.setdefault(id(v), []).append(n)
+    unnamed: dict[int, list[str]] = {}  # views of a base no name holds, by the base's id
     for name in candidates:
         value = values[name]
         spec = None
-        if torch is not None and isinstance(value, torch.Tensor):
+        same = _same_as(name, names_of.get(id(value), []), out)
+        if same is not None:
+            spec = ["same", same]
+        elif out.saved[name][0] not in _MAY_SHARE:
+            continue  # (an array refilled in place: the views of it stay true)
+        elif torch is not None and isinstance(value, torch.Tensor):
             spec = _tensor_alias(name, value, values, by_id, holders, torch)
             if spec is None:
                 spec = _held_alias(name, value, values, out, torch)
+                if (
+                    spec is not None
+                    and spec[0] == "held"
+                    and _of_unnamed_base(value, by_id, torch, np)
+                    and not _in_saved(value._base, values, out)
+                ):
+                    # a container's entry and a view of a base no name holds
+                    # (``v2 = {"k": v0}``, ``v0 = t[:1]``, ``b = t[1:]``): placed with
+                    # the other views of that base; the entry gets the restored view
+                    spec = None
         elif np is not None:
             spec = _numpy_alias(name, value, values, by_id)
             if spec is None:
                 spec = _held_alias(name, value, values, out, torch)
         if spec is None:
+            if _of_unnamed_base(value, by_id, torch, np):
+                unnamed.setdefault(id(_base_of(value)), []).append(name)
             continue
         kind, data = out.saved[name]
         out.saved[name] = ("alias", [spec, kind, data])
@@ -409,6 +510,141 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         if base_kind in ("tensor", "tensor_at", "pickle"):
             base_kind += "_in_place"
         out.saved[base] = (base_kind, base_data)
+    if unnamed:
+        _capture_unnamed(out, values, unnamed, torch)
+
+
+def _in_saved(target: Any, values: Mapping[str, Any], out: Capture) -> bool:
+    """Whether a pickled saved container holds ``target`` itself."""
+    return any(
+        _path_to(values.get(other), target, 0) is not None
+        for other, (kind, _) in out.saved.items()
+        if kind in ("pickle", "pickle_in_place")
+    )
+
+
+def _base_of(value: Any) -> Any:
+    """The tensor a tensor view is of (``_base``), the array a numpy view is of, else None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value._base
+    base = getattr(value, "base", None)
+    np = sys.modules.get("numpy")
+    return base if np is not None and type(base) is np.ndarray else None
+
+
+def _of_unnamed_base(value: Any, by_id: dict[int, str], torch: Any, np: Any) -> bool:
+    """A view (of the same dtype) of a tensor or array no name holds (``acc = acc[1:]`` in the
+    loop, ``head = acc[:2]`` made before it of the one ``acc`` held then)."""
+    base = _base_of(value)
+    if base is None or id(base) in by_id or base.dtype != value.dtype:
+        return False
+    if torch is not None and isinstance(value, torch.Tensor):
+        return (
+            not base.is_sparse and not isinstance(value, torch.nn.Parameter) and bool(value.numel())
+        )
+    return (
+        np is not None
+        and base.base is None  # (not an array over a tensor's memory: ``w.numpy()[:, 1:]``)
+        and bool(value.size)
+        and not value.dtype.hasobject
+        and base.flags.c_contiguous
+    )
+
+
+def _capture_unnamed(
+    out: Capture, values: Mapping[str, Any], groups: dict[int, list[str]], torch: Any
+) -> None:
+    """Views of one tensor no name holds (``acc = acc[1:]`` in the loop, beside ``head =
+    acc[:2]`` made before it) share memory as recorded: the base's data is saved with the
+    first of them, which is made again over the replay's base of a name that holds another
+    view of it and that no restore changes (``head``: refilled in place), else over a new
+    tensor of that data; the others are views of the first one's base. (Before session 40,
+    each was its own copy, and writes through one missed the others, silently.)"""
+    for names in groups.values():
+        names = sorted(names)
+        base = _base_of(values[names[0]])
+        if _nbytes(base) > MAX_BYTES:
+            continue
+        tensor = torch is not None and isinstance(base, torch.Tensor)
+        holder: tuple[str, list[Any] | None] | None = None
+        for other, v in sorted(values.items()):
+            if other.startswith("__") or other in out.kept:
+                continue
+            if other in out.missed or other in out.busy:
+                continue
+            if other in out.saved and not out.saved[other][0].endswith("_in_place"):
+                continue  # (one refilled in place is still the replay's view)
+            if v is not base and _base_of(v) is base:
+                holder = (other, None)  # another view of it
+                break
+            path = _path_to(v, base, 0)
+            if path is not None:  # a container that holds it (``state = {"buf": buf}``)
+                holder = (other, path)
+                break
+        data = base.detach().clone() if tensor else base.copy()
+        prefix = "" if tensor else "numpy_"
+        for i, name in enumerate(names):
+            value = values[name]
+            geometry: list[Any] = (
+                [
+                    value.storage_offset() - base.storage_offset(),
+                    list(value.shape),
+                    list(value.stride()),
+                ]
+                if tensor
+                else [
+                    value.__array_interface__["data"][0] - base.__array_interface__["data"][0],
+                    [list(value.shape), list(value.strides), value.dtype.str],
+                    None,
+                ]
+            )
+            if i:
+                spec = [prefix + "base_of", names[0], None, None, *geometry]
+            else:
+                spec = (
+                    [prefix + "base_of", holder[0], holder[1], data, *geometry]
+                    if holder
+                    else [prefix + "unnamed", None, None, data, *geometry]
+                )
+            kind, saved = out.saved[name]
+            out.saved[name] = ("alias", [spec, kind, saved])
+
+
+def _capture_view_owners(
+    out: Capture, values: Mapping[str, Any], registered: dict[int, str]
+) -> None:
+    """Save, in place, each name whose tensor a pickled value holds a view of (``parts =
+    [stats[0]]``): restore makes that view of it (:meth:`_Pickler._named_view`), so it must be
+    restored first, and with the values it had (the loop may have written it through the
+    view)."""
+    named = _NAMED.get()
+    for name in sorted(named.used if named is not None else ()):
+        if name in out.saved or name in out.kept or name in out.missed or name in out.busy:
+            continue
+        try:
+            kind, data = _save(values[name], registered, {}, set())
+        except Exception as e:  # whatever a user object raises when pickled
+            out.missed[name] = _reason(e)
+            continue
+        if kind in ("tensor", "tensor_at", "pickle"):
+            kind += "_in_place"
+        out.saved[name] = (kind, data)
+
+
+def _same_as(name: str, names: list[str], out: Capture) -> str | None:
+    """The name ``name``'s very tensor or array is restored through (``last = total``: one
+    object, two names), else None (``name`` is the one the others are restored through): a
+    name not saved comes first (the loop does not change it by that name: it is then saved
+    in place), then one saved in place (the replay's object, refilled), then the first by
+    name."""
+    others = [n for n in names if n not in out.missed and n not in out.busy]
+    if len(others) < 2 or name not in others:
+        return None
+    unsaved = sorted(n for n in others if n not in out.saved)
+    in_place = sorted(n for n in others if n in out.saved and out.saved[n][0].endswith("_in_place"))
+    rep = (unsaved or in_place or sorted(others))[0]
+    return None if rep == name else rep
 
 
 def _tensor_alias(
@@ -439,7 +675,11 @@ def _tensor_alias(
     owner = by_id.get(id(base))
     if owner is None:
         owner = _storage_owner(name, base, values)
-    if owner is None or owner == name:
+    if owner is None:
+        # a view of a tensor over a numpy array another name holds, no name holding that
+        # tensor (``row = torch.from_numpy(counts)[1:]``): a view of that array's memory
+        return _array_owner(name, value, values) if value.device.type == "cpu" else None
+    if owner == name:
         return None
     base = values[owner]
     if base.dtype != value.dtype:
@@ -488,6 +728,27 @@ def _held_alias(
         if path is not None:
             return [view[0], other, path, *view[1:]]
     return None
+
+
+def _holds_any(container: Any, ids: set[int], budget: list[int], depth: int = 0) -> bool:
+    """Whether dicts and lists of ``container`` (three levels, ``budget[0]`` entries) hold an
+    object whose id is in ``ids``."""
+    if depth >= _WALK_DEPTH:
+        return False
+    values: Iterable[Any]
+    if isinstance(container, dict):
+        values = container.values()
+    elif isinstance(container, list):
+        values = container
+    else:
+        return False
+    for v in values:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if id(v) in ids or _holds_any(v, ids, budget, depth + 1):
+            return True
+    return False
 
 
 def _path_to(container: Any, target: Any, depth: int) -> list[Any] | None:
@@ -644,6 +905,49 @@ def _alias_of(spec: Sequence[Any], base: Any) -> Any:
             if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
                 return None
             return np.ndarray(shape, np.dtype(dtype), buffer=base, offset=offset, strides=strides)
+        if spec[0] == "same":
+            return base
+        if spec[0] in ("base_of", "unnamed"):
+            import torch
+
+            _, _, path, data, offset, size, stride = spec
+            if spec[0] == "unnamed":
+                whole = data
+            elif path is not None:
+                for key in path:
+                    base = base[key]
+                if not isinstance(base, torch.Tensor) or base._base is not None:
+                    return None
+                whole = base
+            else:
+                if not isinstance(base, torch.Tensor) or base._base is None:
+                    return None
+                whole = base._base
+            if data is not None and whole is not data:  # the replay's base, refilled
+                if whole.shape != data.shape or whole.dtype != data.dtype:
+                    return None
+                with torch.no_grad():
+                    whole.copy_(data)
+            return whole.as_strided(size, stride, whole.storage_offset() + offset)
+        if spec[0] in ("numpy_base_of", "numpy_unnamed"):
+            import numpy as np
+
+            _, _, path, data, offset, (shape, strides, dtype), _ = spec
+            if spec[0] == "numpy_unnamed":
+                whole = data
+            elif path is not None:
+                for key in path:
+                    base = base[key]
+                whole = base
+            else:
+                whole = getattr(base, "base", None)
+            if type(whole) is not np.ndarray or not whole.flags.c_contiguous:
+                return None
+            if data is not None and whole is not data:  # the replay's array, refilled
+                if whole.shape != data.shape or whole.dtype != data.dtype:
+                    return None
+                np.copyto(whole, data)
+            return np.ndarray(shape, np.dtype(dtype), buffer=whole, offset=offset, strides=strides)
         if spec[0] == "held":
             for key in spec[2]:
                 base = base[key]
@@ -700,11 +1004,37 @@ def _capture_aliases(
             except Exception as e:  # whatever a user object raises when pickled
                 refused[name] = out.missed[name] = _reason(e)
                 continue
-            if kind in ("tensor", "tensor_at"):
+            if kind in ("tensor", "tensor_at", "pickle"):
                 kind += "_in_place"
             out.saved[name] = (kind, data)
             continue
-        if type(value) not in kinds:
+        base = _base_of(value) if not isinstance(value, type) else None
+        if base is not None and (id(base) in inside or _in_saved(base, values, out)):
+            # a view of a tensor a saved container holds, made before the loop (``head =
+            # state["buf"][:2]``, the loop writing ``state["buf"]``): made again of the
+            # container's restored entry (session 40: the replay's view stayed on the start's
+            # tensor, and the loop's later writes through the container missed it, silently)
+            try:
+                kind, data = _save(value, registered, {}, set())
+            except Exception as e:  # whatever a user object raises when pickled
+                refused[name] = out.missed[name] = _reason(e)
+                continue
+            out.saved[name] = (kind, data)
+            spec = _held_alias(name, value, values, out, sys.modules.get("torch"))
+            if spec is not None:
+                out.saved[name] = ("alias", [spec, kind, data])
+            elif kind == "pickle":
+                out.saved[name] = ("pickle_in_place", data)  # (as before: refilled)
+            continue
+        if type(value) not in kinds and not (
+            inside
+            and isinstance(value, (dict, list))
+            and _holds_any(value, inside, [_WALK_ENTRIES])
+        ):
+            # (a container the loop does not change by name that holds a tensor a saved value
+            # holds too: ``mirror = {"k": t}`` beside ``state = {"k": t}``, written through
+            # ``state``; saved too, restore gives both one tensor: before session 40 ``mirror``
+            # kept the start's, silently)
             continue
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.ndarray):
@@ -1254,6 +1584,48 @@ class _Pickler(pickle.Pickler):
         self.np = sys.modules.get("numpy") if self.views is not None else None
         #: ints that may be an object's ``id()`` (:func:`_live_holders` looks them up)
         self.id_like: set[int] = set()
+        self.named = _NAMED.get()
+        self.tensor_type = getattr(sys.modules.get("torch"), "Tensor", None)
+        self.np_type = getattr(sys.modules.get("numpy"), "ndarray", None)
+
+    def _named_array_view(self, arr: Any) -> Any:
+        """:meth:`_named_view` for a numpy view of the array a name holds."""
+        base = arr.base
+        if type(base) is not self.np_type or arr.dtype.hasobject or not arr.size:
+            return None
+        assert self.named is not None
+        owner = self.named.owner(base)
+        if owner is None:
+            return None
+        self.named.used.add(owner)
+        offset = arr.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        shape = (tuple(arr.shape), tuple(arr.strides), arr.dtype.str)
+        return ("local_numpy_view", owner, offset, shape, arr.copy())
+
+    def _named_view(self, obj: Any) -> Any:
+        """A view of the tensor a name of the frame holds (``parts = [stats[0]]``, ``meters =
+        {"loss": total[:1]}``): a reference to the same view of that name's restored tensor,
+        with a copy for where it is not there (session 40: a copy, and the loop's writes
+        through one then missed the other, silently)."""
+        if self.np_type is not None and type(obj) is self.np_type:
+            return self._named_array_view(obj)
+        if self.tensor_type is None or type(obj) is not self.tensor_type:
+            return None
+        base = obj._base
+        if base is None or base.dtype != obj.dtype or not obj.numel() or obj.is_sparse:
+            return None
+        assert self.named is not None
+        owner = self.named.owner(base)
+        if owner is None:
+            owner = self.named.covering(obj)
+            if owner is None:
+                return None
+            base = self.named.values[owner]
+        self.named.used.add(owner)
+        offset = obj.storage_offset() - base.storage_offset()
+        copy = obj.detach().to("cpu", copy=True)
+        # (tuples: the lists of a reference would count as lists the value holds)
+        return ("local_view", owner, offset, tuple(obj.shape), tuple(obj.stride()), copy)
 
     def persistent_id(self, obj: Any) -> Any:
         if type(obj) is int:
@@ -1261,8 +1633,14 @@ class _Pickler(pickle.Pickler):
                 self.id_like.add(obj)
             return None
         found = self.registered.get(id(obj))
-        if found is not None or self.torch is None:
+        if found is not None:
             return found
+        if self.named is not None:
+            ref = self._named_view(obj)
+            if ref is not None:
+                return ref
+        if self.torch is None:
+            return None
         assert self.views is not None
         if not isinstance(obj, (str, bytes, float, bool, type(None))):
             ref = self.views.object_ref(obj)
@@ -1301,12 +1679,27 @@ class _Pickler(pickle.Pickler):
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, objs: dict[str, Any]) -> None:
+    def __init__(
+        self, file: io.BytesIO, objs: dict[str, Any], done: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(file)
         self.objs = objs
         self.states: dict[str, dict[str, Any]] = {}
+        self.done = done  # the names restored so far (for ``local_view``)
 
     def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and pid and pid[0] == "local_numpy_view":
+            _, name, offset, (shape, strides, dtype), copy = pid
+            base = self.done.get(name) if self.done is not None else None
+            view = _alias_of(["numpy", name, offset, shape, strides, dtype], base)
+            return copy if view is None else view
+        if isinstance(pid, tuple) and pid and pid[0] == "local_view":
+            _, name, offset, size, stride, copy = pid
+            base = self.done.get(name) if self.done is not None else None
+            view = _alias_of(["tensor", name, offset, size, stride], base)
+            if view is None or view.dtype != copy.dtype:
+                return copy
+            return view
         if isinstance(pid, tuple) and pid and pid[0] == "view":
             _, name, key, same = pid
             if isinstance(key, tuple):  # an optimizer's state tensor: the very tensor
@@ -1361,11 +1754,19 @@ def _dumps(
         states = {id(o.__dict__) for _, o in memo.values() if hasattr(o, "__dict__")}
         torch = sys.modules.get("torch")
         inside = _TENSORS.get()
+        np = sys.modules.get("numpy")
         for oid, (index, obj) in memo.items():
             if _mutable(obj):
                 ids[index] = oid
                 if obj is not value and oid not in states:
                     kinds.add(type(obj))
+                if (
+                    np is not None
+                    and type(obj) is np.ndarray
+                    and inside is not None
+                    and obj is not value
+                ):
+                    inside.add(oid)  # (a container another holds too: one array back)
             elif torch is not None and isinstance(obj, torch.Tensor):
                 # a tensor inside a container (``kept = [ema]``): another name may hold it
                 # (``ema``), and both must get one tensor back
@@ -1377,6 +1778,62 @@ def _dumps(
 
 #: While :func:`capture` runs: the ids of the tensors found inside pickled values.
 _TENSORS: ContextVar[set[int] | None] = ContextVar("_TENSORS", default=None)
+
+
+class _Named:
+    """The frame's names that hold a whole tensor (no view), by the tensor's id, built on the
+    first lookup; and the names a pickled value was found to hold views of (``used``)."""
+
+    def __init__(self, values: Mapping[str, Any], registered: dict[int, str]) -> None:
+        self.values = values
+        self.registered = registered
+        self._by_id: dict[int, str] | None = None
+        self.used: set[str] = set()
+
+    def owner(self, base: Any) -> str | None:
+        if self._by_id is None:
+            torch = sys.modules.get("torch")
+            np = sys.modules.get("numpy")
+            self._by_id = {}
+            for name, v in sorted(self.values.items()):
+                if name.startswith("__"):
+                    continue
+                if np is not None and type(v) is np.ndarray:
+                    if v.base is None and v.size and v.flags.c_contiguous:
+                        self._by_id.setdefault(id(v), name)
+                    continue
+                if torch is None or not isinstance(v, torch.Tensor):
+                    continue
+                if (
+                    v._base is None
+                    and id(v) not in self.registered
+                    and v.numel()
+                    and not isinstance(v, torch.nn.Parameter)
+                    and not v.is_sparse
+                ):
+                    self._by_id.setdefault(id(v), name)
+        return self._by_id.get(id(base))
+
+    def covering(self, view: Any) -> str | None:
+        """A name holding a contiguous view of ``view``'s base (no name holds that base:
+        ``t = t[1:]`` in the loop) whose memory covers ``view``'s, else None."""
+        torch = sys.modules["torch"]
+        base = view._base
+        lo = view.storage_offset()
+        hi = lo + sum((n - 1) * st for n, st in zip(view.shape, view.stride(), strict=True))
+        for name, v in sorted(self.values.items()):
+            if name.startswith("__") or not isinstance(v, torch.Tensor) or v is view:
+                continue
+            if v._base is not base or v.dtype != view.dtype or not v.is_contiguous():
+                continue
+            if v.storage_offset() <= lo and hi < v.storage_offset() + v.numel():
+                return name
+        return None
+
+
+#: While :func:`capture` runs: :class:`_Named` of the frame (a view of a name's tensor inside a
+#: pickled value is saved as a reference to that name's restored tensor).
+_NAMED: ContextVar[_Named | None] = ContextVar("_NAMED", default=None)
 
 
 def _mutable(obj: Any) -> bool:
@@ -1398,7 +1855,8 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
     optimized = bool(code.co_flags & _CO_OPTIMIZED)
     rebind: dict[str, Any] = {}
     merge = _Merge()
-    done: dict[str, Any] = {}  # what each restored name holds now
+    merge.fill = set(cap.fill)
+    done = merge.done  # what each restored name holds now
     for name, kind, data in _restore_order(cap):
         cur = current.get(name)
         if kind == "alias":
@@ -1431,44 +1889,54 @@ def _place(merge: _Merge, cap: Capture, name: str, obj: Any) -> None:
 
 
 def _restore_order(cap: Capture) -> list[tuple[str, str, Any]]:
-    """The saved names in the order restore takes them: first the tensors, arrays and objects
-    that are no pickled container, and the bases of views; then the views of those; then the
-    containers, whose entries that were one of those names get that very object
-    (:func:`_own_ids`); last the views of what the containers hold. A view of a view comes
-    after the view it is made of (``v4 = v1[:1]`` where ``v1 = state["k"]``)."""
+    """The saved names in the order restore takes them: each after what it is made from (a
+    view after its base, a view of a view after that view) and each container after the names
+    whose very object it holds (its entry gets that object: :func:`_own_ids`); among those
+    free to go, first the tensors, arrays and objects that are no pickled container, and the
+    bases of views, then the views of those, then the containers, last the views of what the
+    containers hold (a cycle, which capture does not make, is taken in that order)."""
     items = [(n, k, d) for n, (k, d) in cap.saved.items()]
-    aliases = {n: (n, k, d) for n, k, d in items if k == "alias"}
-    bases = {d[0][1] for _, _, d in aliases.values()}
+    aliases = {n: d for n, k, d in items if k == "alias"}
+    bases = {d[0][1] for d in aliases.values() if d[0][0] not in _OF_CONTAINER}
     owned = {n for n, ids in cap.ids.items() if _OWN in ids}
+    own_of = {ids[_OWN]: n for n, ids in cap.ids.items() if _OWN in ids}
 
-    def first(name: str, kind: str) -> bool:
-        return kind not in ("pickle", "pickle_in_place") or name in owned or name in bases
+    def phase(name: str, kind: str, data: Any) -> int:
+        if kind == "alias":
+            return 3 if data[0][0] in _OF_CONTAINER else 1
+        if kind not in ("pickle", "pickle_in_place") or name in owned or name in bases:
+            return 0
+        return 2
 
-    def views(ready: Callable[[Sequence[Any]], bool]) -> list[tuple[str, str, Any]]:
-        """The views not yet placed whose base is ready, each after a view it is made of."""
-        out: list[tuple[str, str, Any]] = []
-        grew = True
-        while grew:
-            grew = False
-            for name, item in list(aliases.items()):
-                spec = item[2][0]
-                if ready(spec) and (spec[1] not in aliases or spec[1] in placed):
-                    out.append(item)
-                    placed.add(name)
-                    del aliases[name]
-                    grew = True
-        return out
-
-    def of_container(spec: Sequence[Any]) -> bool:
-        return spec[0] in ("held", "tensor_in", "numpy_in")
-
-    placed: set[str] = set()
-    out = [(n, k, d) for n, k, d in items if k != "alias" and first(n, k)]
-    out += views(lambda spec: not of_container(spec))
-    out += [(n, k, d) for n, k, d in items if k != "alias" and not first(n, k)]
-    out += views(lambda spec: True)
-    out += list(aliases.values())  # a cycle, which capture does not make: as they come
+    after: dict[str, set[str]] = {}
+    for name, kind, data in items:
+        deps: set[str] = set()
+        if kind == "alias" and data[0][1] in cap.saved and data[0][1] != name:
+            deps.add(data[0][1])
+        elif kind in ("pickle", "pickle_in_place") and name not in owned:
+            for rid in cap.ids.get(name, {}).values():
+                holder = own_of.get(rid)
+                if holder is None or holder == name:
+                    continue
+                spec = aliases[holder][0] if holder in aliases else None
+                if spec is not None and spec[0] in _OF_CONTAINER:
+                    continue  # made of what a container holds: after the containers
+                deps.add(holder)
+        after[name] = deps
+    rank = {n: (phase(n, k, d), i) for i, (n, k, d) in enumerate(items)}
+    by_name = {n: (n, k, d) for n, k, d in items}
+    out: list[tuple[str, str, Any]] = []
+    left = set(by_name)
+    while left:
+        ready = [n for n in left if not (after[n] & left)]
+        pick = min(ready or left, key=rank.__getitem__)
+        out.append(by_name[pick])
+        left.discard(pick)
     return out
+
+
+#: Alias kinds made of what a container holds.
+_OF_CONTAINER = ("held", "tensor_in", "numpy_in")
 
 
 def rebind_to(
@@ -1508,9 +1976,11 @@ class _Merge:
         self.placed: dict[int, Any] = {}
         self.owner: dict[int, int] = {}
         self.keep: list[Any] = []  # the unpickled objects: their ids stay theirs
+        self.done: dict[str, Any] = {}  # what each restored name holds now
+        self.fill: set[int] = set()  # recorded ids copied into the current object (Capture.fill)
 
     def load(self, data: bytes, objs: dict[str, Any], ids: dict[int, int] | None) -> Any:
-        unpickler = _Unpickler(io.BytesIO(data), objs)
+        unpickler = _Unpickler(io.BytesIO(data), objs, self.done)
         saved = unpickler.load()
         if ids:
             for index, obj in unpickler.memo.copy().items():
@@ -1801,6 +2271,10 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
         return merge.placed[rid]
     if cur is saved or type(cur) is not type(saved) or isinstance(cur, _IMMUTABLE):
         return merge.adopt(saved)
+    if rid is not None and rid in merge.fill and _copy_into(cur, saved):
+        # where it was as the loop began (Capture.fill): the replay's, refilled
+        merge.placed[rid] = cur
+        return cur
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(cur, torch.Tensor):
         # Parameters are copied into (a module's, an optimizer's references stay true); other
@@ -1820,6 +2294,24 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
         merge.placed[rid] = cur
         merge.owner[id(cur)] = rid
     return cur if _fill(cur, saved, merge) else merge.adopt(saved)
+
+
+def _copy_into(cur: Any, saved: Any) -> bool:
+    """Copy the tensor or array ``saved`` into ``cur`` of the same kind, shape and dtype."""
+    torch = sys.modules.get("torch")
+    np = sys.modules.get("numpy")
+    if torch is not None and isinstance(cur, torch.Tensor):
+        if (cur.shape, cur.dtype, cur.device) != (saved.shape, saved.dtype, saved.device):
+            return False
+        with torch.no_grad():
+            cur.copy_(saved)
+        return True
+    if np is not None and isinstance(cur, np.ndarray):
+        if (cur.shape, cur.dtype) != (saved.shape, saved.dtype) or not cur.flags.writeable:
+            return False
+        np.copyto(cur, saved)
+        return True
+    return False
 
 
 def _fillable(cur: Any) -> bool:
