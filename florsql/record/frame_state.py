@@ -56,6 +56,11 @@ How each value is saved:
   references; containers and plain objects (with ``__slots__`` too; a ``random.Random`` by its
   state) are restored in place, down to what they hold (a meter in a dict, a module's
   parameters), so aliases stay aliases;
+- a tensor or array two names hold (``acc = total``): one object back; a view of a name's
+  tensor or array inside a pickled value (``parts = [stats[0:1]]``): a reference to that view
+  of the name's restored object (the name saved too, in place); a tensor or array a saved
+  dict or list holds where it held it as the loop began: copied into the replay's there;
+  views of a tensor or array no name holds: made again over one base (session 40);
 - the recording's identity of each mutable object in a pickled local (memo index -> ``id``),
   and each unchanged name that holds an object of a kind found inside a saved value: restore
   fills a current object from one recorded object only, so a container entry the loop replaced
@@ -340,9 +345,9 @@ def held_at_start(
             continue
         if isinstance(value, (dict, list)):
             for path, entry in _entries(value, [_WALK_ENTRIES]):
-                if _arrayish(entry):  # (a tensor or array a dict or list holds)
-                    with contextlib.suppress(TypeError):
-                        born[_entry_key(name, path)] = weakref.ref(entry)
+                # (a tensor or array a dict or list holds)
+                with contextlib.suppress(TypeError):
+                    born[_entry_key(name, path)] = weakref.ref(entry)
             continue
         if torch is None or not isinstance(value, torch.Tensor):
             continue
@@ -358,35 +363,42 @@ def _entry_key(name: str, path: Sequence[Any]) -> str:
     return f"\0{name}\0{path!r}"
 
 
-def _arrayish(value: Any) -> bool:
-    """A tensor (no parameter) or a numpy array that owns its memory."""
-    torch = sys.modules.get("torch")
-    np = sys.modules.get("numpy")
-    if torch is not None and isinstance(value, torch.Tensor):
-        return not isinstance(value, torch.nn.Parameter) and not value.is_sparse
-    return np is not None and isinstance(value, np.ndarray) and value.base is None
-
-
 def _entries(
     container: Any, budget: list[int], path: tuple[Any, ...] = ()
 ) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    """(path, value) for what the dicts and lists of ``container`` hold (three levels, at most
-    ``budget[0]`` entries; keys that are strings or ints)."""
+    """(path, value) for the tensors (no parameters) and the numpy arrays that own their memory
+    that the dicts and lists of ``container`` hold (three levels, at most ``budget[0]`` entries;
+    keys that are strings or ints)."""
     if len(path) >= _WALK_DEPTH:
         return
     items: Iterable[tuple[Any, Any]]
     if isinstance(container, dict):
         items = ((k, v) for k, v in container.items() if isinstance(k, (str, int)))
     elif isinstance(container, list):
+        if container and {type(container[0]), type(container[-1])} <= _NUMBERS:
+            return  # a history of numbers (a mixed one keeps its tensors replaced, as before)
         items = enumerate(container)
     else:
         return
+    torch = sys.modules.get("torch")
+    tensor = torch.Tensor if torch is not None else None
+    parameter = torch.nn.Parameter if torch is not None else ()
+    array = getattr(sys.modules.get("numpy"), "ndarray", None)
     for key, v in items:
         budget[0] -= 1
         if budget[0] < 0:
             return
-        yield (*path, key), v
-        yield from _entries(v, budget, (*path, key))
+        kind = type(v)
+        if kind in _SCALARS or kind is int:
+            continue
+        if kind is array:
+            if v.base is None:
+                yield (*path, key), v
+        elif tensor is not None and isinstance(v, tensor):
+            if not isinstance(v, parameter) and not v.is_sparse:
+                yield (*path, key), v
+        elif kind is dict or kind is list:
+            yield from _entries(v, budget, (*path, key))
 
 
 def _fill_ids(
@@ -396,10 +408,11 @@ def _fill_ids(
     held them as the loop began (``state = {"buf": buf}`` before it, written through
     ``state["buf"]``): restore copies into the replay's tensor there, so what else holds it
     (a view, another container) stays true (before session 40: a new tensor, silently)."""
-    if not born or not any(k.startswith("\0") for k in born):
+    held = {k.split("\0")[1] for k in born or () if k.startswith("\0")}
+    if not held or born is None:
         return
     for name, (kind, _) in out.saved.items():
-        if kind not in ("pickle", "pickle_in_place"):
+        if kind not in ("pickle", "pickle_in_place") or name not in held:
             continue
         value = values.get(name)
         if not isinstance(value, (dict, list)):
@@ -472,7 +485,7 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
                     spec is not None
                     and spec[0] == "held"
                     and _of_unnamed_base(value, by_id, torch, np)
-                    and not _in_saved(value._base, values, out)
+                    and id(value._base) not in (_TENSORS.get() or ())
                 ):
                     # a container's entry and a view of a base no name holds
                     # (``v2 = {"k": v0}``, ``v0 = t[:1]``, ``b = t[1:]``): placed with
@@ -512,15 +525,6 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
         out.saved[base] = (base_kind, base_data)
     if unnamed:
         _capture_unnamed(out, values, unnamed, torch)
-
-
-def _in_saved(target: Any, values: Mapping[str, Any], out: Capture) -> bool:
-    """Whether a pickled saved container holds ``target`` itself."""
-    return any(
-        _path_to(values.get(other), target, 0) is not None
-        for other, (kind, _) in out.saved.items()
-        if kind in ("pickle", "pickle_in_place")
-    )
 
 
 def _base_of(value: Any) -> Any:
@@ -1009,7 +1013,7 @@ def _capture_aliases(
             out.saved[name] = (kind, data)
             continue
         base = _base_of(value) if not isinstance(value, type) else None
-        if base is not None and (id(base) in inside or _in_saved(base, values, out)):
+        if base is not None and id(base) in inside:
             # a view of a tensor a saved container holds, made before the loop (``head =
             # state["buf"][:2]``, the loop writing ``state["buf"]``): made again of the
             # container's restored entry (session 40: the replay's view stayed on the start's
@@ -1575,6 +1579,15 @@ def _numpy_of_tensor(arr: Any, torch: Any) -> Any:
     return base
 
 
+#: Types no persistent reference is made for (checked first: a list of 10,000 floats calls
+#: ``persistent_id`` 10,000 times).
+_SCALARS = frozenset({float, str, bool, bytes, type(None), complex})
+
+
+#: What a list of values logged over a run holds.
+_NUMBERS = frozenset({int, float, bool, str, type(None)})
+
+
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, registered: dict[int, str]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -1628,10 +1641,13 @@ class _Pickler(pickle.Pickler):
         return ("local_view", owner, offset, tuple(obj.shape), tuple(obj.stride()), copy)
 
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) is int:
+        kind = type(obj)
+        if kind is int:
             if _id_like(obj):
                 self.id_like.add(obj)
             return None
+        if kind in _SCALARS:
+            return None  # (most of what a history list holds: no reference can be one)
         found = self.registered.get(id(obj))
         if found is not None:
             return found
