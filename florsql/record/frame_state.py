@@ -515,14 +515,7 @@ def _capture_shared(out: Capture, values: Mapping[str, Any], registered: dict[in
             out.saved[name] = (kind, data)  # a data set's slice: not worth a copy of the set
             continue
         # the base's name is not one the loop changes: restored in place (its holders keep it)
-        try:
-            base_kind, base_data = _save(values[base], registered, {}, set())
-        except Exception as e:  # whatever a user object raises when pickled
-            out.missed[base] = _reason(e)
-            continue
-        if base_kind in ("tensor", "tensor_at", "pickle"):
-            base_kind += "_in_place"
-        out.saved[base] = (base_kind, base_data)
+        _save_in_place(out, base, values[base], registered)
     if unnamed:
         _capture_unnamed(out, values, unnamed, torch)
 
@@ -626,14 +619,29 @@ def _capture_view_owners(
     for name in sorted(named.used if named is not None else ()):
         if name in out.saved or name in out.kept or name in out.missed or name in out.busy:
             continue
-        try:
-            kind, data = _save(values[name], registered, {}, set())
-        except Exception as e:  # whatever a user object raises when pickled
-            out.missed[name] = _reason(e)
-            continue
-        if kind in ("tensor", "tensor_at", "pickle"):
-            kind += "_in_place"
-        out.saved[name] = (kind, data)
+        if _nbytes(values[name]) <= MAX_BYTES:  # (else the views are copies, as before)
+            _save_in_place(out, name, values[name], registered)
+
+
+def _save_in_place(
+    out: Capture,
+    name: str,
+    value: Any,
+    registered: dict[int, str],
+    refused: dict[str, str] | None = None,
+) -> None:
+    """Save ``name``'s tensor or array (or object) to be refilled in place: what else holds it
+    or views it keeps it (``refused`` remembers a value that cannot be saved)."""
+    try:
+        kind, data = _save(value, registered, {}, set())
+    except Exception as e:  # whatever a user object raises when pickled
+        out.missed[name] = _reason(e)
+        if refused is not None:
+            refused[name] = out.missed[name]
+        return
+    if kind in ("tensor", "tensor_at", "pickle"):
+        kind += "_in_place"
+    out.saved[name] = (kind, data)
 
 
 def _same_as(name: str, names: list[str], out: Capture) -> str | None:
@@ -1003,14 +1011,7 @@ def _capture_aliases(
             # written through ``v``): the name is not one the loop rebinds, so it is restored
             # in place (views of it made before the loop stay true) and the container's entry
             # is that tensor (:func:`_own_ids`; before session 39 pickled, a new tensor)
-            try:
-                kind, data = _save(value, registered, {}, set())
-            except Exception as e:  # whatever a user object raises when pickled
-                refused[name] = out.missed[name] = _reason(e)
-                continue
-            if kind in ("tensor", "tensor_at", "pickle"):
-                kind += "_in_place"
-            out.saved[name] = (kind, data)
+            _save_in_place(out, name, value, registered, refused)
             continue
         base = _base_of(value) if not isinstance(value, type) else None
         if base is not None and id(base) in inside:
