@@ -26,7 +26,15 @@ import sys
 
 from florsql.store.checkout import ROOTS, CheckoutMapper
 
-__all__ = ["ROOTS", "follow_from_environ", "follow_worktree", "main", "unshadow"]
+__all__ = [
+    "ORIGINS",
+    "ROOTS",
+    "follow_from_environ",
+    "follow_worktree",
+    "know_origins",
+    "main",
+    "unshadow",
+]
 
 
 def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = None) -> list[str]:
@@ -52,14 +60,17 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
         else:
             sys.path.append(path)
         changed.append(f"sys.path + {path}")
+    roots = tuple(m.roots)
     for key in list(sys.path_importer_cache):
-        if m.moved(key) is not None:
+        real = _FOLDERS.get(key)
+        if real is not None and not (real[0].startswith(roots) or real[1].startswith(roots)):
+            continue  # noted by the warm worker: outside the repository by both spellings
+        if m.moved(key, real[1] if real is not None else None) is not None:
             del sys.path_importer_cache[key]
     # setuptools' editable installs: a module ``__editable___<dist>_finder`` whose MAPPING
     # (package -> folder) and NAMESPACES (package -> [folders]) its finder reads at each import
-    for name, module in list(sys.modules.items()):
-        if not (name.startswith("__editable__") and name.endswith("_finder")):
-            continue
+    for name in [n for n in sys.modules if n.startswith("__editable__") and n.endswith("_finder")]:
+        module = sys.modules[name]
         mapping = getattr(module, "MAPPING", None)
         if isinstance(mapping, dict):
             for pkg, folder in list(mapping.items()):
@@ -73,13 +84,67 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
                 if isinstance(folders, list):
                     spaces[pkg] = [m.moved(f) or f for f in folders]
     # modules imported from the checkout before the script (a warm worker that preloaded one
-    # through a path the planner did not see as the repository's): imported afresh
-    for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None)
+    # through a path the planner did not see as the repository's): imported afresh. Those
+    # the warm worker noted first, by prefix (a module outside both spellings of the
+    # repository is never moved), without touching the modules themselves.
+    # One search of one string first: whether any noted module lies in the repository at all
+    # (in a forked task each object read by Python is a page copied: walking the 2,000
+    # entries took 6-7 ms there, measured; the search touches one object).
+    mentioned = any(f"\n{r}\n" in _TEXT or f"\n{os.path.join(r, '')}" in _TEXT for r in roots)
+    for name, origin, spelled, real in ORIGINS if mentioned else ():
+        if spelled.startswith(roots) or real.startswith(roots):
+            current = getattr(sys.modules.get(name), "__file__", None)
+            if current and m.moved(current, real if current == origin else None) is not None:
+                del sys.modules[name]
+                changed.append(f"forgot {name}")
+    for name in sys.modules.keys() - _NOTED.keys():  # loaded since (or no warm worker)
+        origin = getattr(sys.modules.get(name), "__file__", None)
         if origin and m.moved(origin) is not None:
             del sys.modules[name]
             changed.append(f"forgot {name}")
     return changed
+
+
+#: ``(name, file, absolute file, real file)`` of each module loaded in a warm worker, noted
+#: after its imports (:func:`know_origins`) and inherited by the tasks it forks: their
+#: :func:`follow_worktree` reads this list instead of resolving the files of every module
+#: torch loaded again in each task (about 2,000 ``realpath`` calls, 20,000 ``lstat``: 70-140
+#: ms of each warm task's start, measured in session 41). A loaded module does not move.
+ORIGINS: list[tuple[str, str, str, str]] = []
+_NOTED: dict[str, set[object]] = {}  # name -> the files noted for it (None: a module without)
+#: ``sys.path_importer_cache``'s folders as noted then: folder -> (absolute, real)
+_FOLDERS: dict[str, tuple[str, str]] = {}
+#: The absolute and real files of :data:`ORIGINS`, one a line, between newlines
+_TEXT = "\n"
+
+
+def know_origins() -> None:
+    """Note the files of the modules loaded now that are not noted yet (:data:`ORIGINS`), and
+    the real paths of the folders the import system has looked in."""
+    global _TEXT
+    lines = []
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if origin in _NOTED.get(name, ()):
+            continue
+        if isinstance(origin, str) and origin:
+            try:
+                spelled = os.path.abspath(origin)
+                real = os.path.realpath(spelled)
+            except (OSError, ValueError):
+                continue
+            ORIGINS.append((name, origin, spelled, real))
+            lines += [spelled, real]
+        _NOTED.setdefault(name, set()).add(origin if isinstance(origin, str) and origin else None)
+    if lines:
+        _TEXT += "\n".join(lines) + "\n"
+    for key in list(sys.path_importer_cache):
+        if isinstance(key, str) and key and key not in _FOLDERS:
+            try:
+                spelled = os.path.abspath(key)
+                _FOLDERS[key] = (spelled, os.path.realpath(spelled))
+            except (OSError, ValueError):
+                continue
 
 
 def startup_modules() -> subprocess.Popen[str]:

@@ -232,6 +232,47 @@ def test_follow_worktree_leaves_what_the_version_does_not_hold(tmp_path: Path) -
         sys.path[:] = saved
 
 
+NOTED = """
+import importlib, json, os, sys
+from florsql.replay import imports
+repo, tree, link = sys.argv[1:4]
+sys.path[:0] = [os.path.join(repo, "src"), link, os.path.join(repo, "late")]
+importlib.import_module("inrepo")    # noted by the warm worker, by the checkout's path
+importlib.import_module("bylink")    # noted too, by a link whose real path is the checkout's
+importlib.import_module("json.decoder")  # outside the repository: stays
+imports.know_origins()
+importlib.import_module("later")     # loaded after the worker noted its modules
+changed = imports.follow_worktree(repo, tree, [])
+left = [n for n in ("inrepo", "bylink", "later", "json.decoder") if n in sys.modules]
+cached = [k for k in sys.path_importer_cache if k.startswith(repo)]
+print(json.dumps({"left": left, "cached": cached, "path": sys.path[:3]}))
+"""
+
+
+def test_modules_the_warm_worker_noted_are_followed_as_before(tmp_path: Path) -> None:
+    """A warm worker notes the real paths of its modules once (``know_origins``, session 41:
+    resolving them again in each task took 70-140 ms of its start); a module it loaded from
+    the checkout, by the checkout's path or through a link into it, and one loaded after it
+    noted them are all forgotten, and the checkout's folders leave the importer cache."""
+    repo, tree = tmp_path / "repo", tmp_path / "tree"
+    for folder, module in (("src", "inrepo"), ("pkgs", "bylink"), ("late", "later")):
+        write(repo / folder / f"{module}.py", "X = 1\n")
+        write(tree / folder / f"{module}.py", "X = 2\n")
+    link = tmp_path / "outside"
+    link.symlink_to(repo / "pkgs", target_is_directory=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", NOTED, str(repo), str(tree), str(link)],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["left"] == ["json.decoder"]
+    assert out["cached"] == []
+    assert out["path"] == [str(tree / "src"), str(tree / "pkgs"), str(tree / "late")]
+
+
 def test_the_launcher_runs_a_script_as_python_does(tmp_path: Path) -> None:
     """``python -m florsql.replay.imports SCRIPT ARGS``: the script's folder first on the path,
     its argv, ``__name__ == "__main__"``, its exit status."""

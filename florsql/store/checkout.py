@@ -30,14 +30,15 @@ class CheckoutMapper:
         self.skip = [self.tree, os.path.realpath(self.tree)]
         self.skip += [os.path.join(r, STORE_DIRNAME) for r in self.roots]
 
-    def moved(self, path: object) -> str | None:
-        """Where ``path`` (in the user's checkout) is in the worktree; None: leave it."""
+    def moved(self, path: object, real: str | None = None) -> str | None:
+        """Where ``path`` (in the user's checkout) is in the worktree; None: leave it.
+        ``real``: ``path``'s real path where the caller knows it (resolved here otherwise)."""
         if not isinstance(path, str) or not path:
             return None
         spelled = os.path.abspath(path)
         if any(_inside(spelled, s) for s in self.skip):
             return None
-        for candidate in dict.fromkeys([spelled, os.path.realpath(spelled)]):
+        for candidate in dict.fromkeys([spelled, real or os.path.realpath(spelled)]):
             for root in self.roots:
                 if _inside(candidate, root):
                     return self.in_tree(os.path.relpath(candidate, root))
