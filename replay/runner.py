@@ -23,7 +23,7 @@ from florsql.plan.tasks import chunks_from_files
 from florsql.replay.determinism import Verification, compare_task
 from florsql.replay.executors import Executor, LocalExecutor
 from florsql.replay.tasks import RunRequest, Task, TaskResult
-from florsql.replay.worktree import head_gitdir, prepare
+from florsql.replay.worktree import head_gitdir, patch_hash, prepare
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
 from florsql.store.replays import DONE, FAILED, REJECTED, ReplaySpec, patched_hash, replays_dir
@@ -174,6 +174,7 @@ def _plan_tasks(
     report: ReplayReport,
 ) -> list[Task]:
     patches: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Patch] = {}
+    made = _Made(repo)
     parts = max(1, workers // max(1, len(requests)))
     tasks: list[Task] = []
     for req in requests:
@@ -193,8 +194,30 @@ def _plan_tasks(
         changed = data_changes(repo, req.run_id)
         if changed:
             report.data_changed[req.run_id] = changed
-        tasks += _run_tasks(repo, req, names, patch, parts, replay_id, changed)
+        tasks += _run_tasks(repo, req, names, patch, parts, replay_id, changed, made)
     return tasks
+
+
+class _Made:
+    """The worktrees and git directories of one replay's tasks, each made (or found) once:
+    the runs of one version share them, and finding one ready still ran git three times (its
+    ignored paths linked again, its head checked), 2-4 ms a run (session 41)."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.trees: dict[tuple[str, str], Path] = {}
+        self.gits: dict[str | None, Path | None] = {}
+
+    def tree(self, vid: str, files: dict[str, str]) -> Path:
+        key = (vid, patch_hash(files))
+        if key not in self.trees:
+            self.trees[key] = prepare(self.repo, vid, files)
+        return self.trees[key]
+
+    def git(self, head: str | None) -> Path | None:
+        if head not in self.gits:
+            self.gits[head] = head_gitdir(self.repo, head)
+        return self.gits[head]
 
 
 def data_changes(repo: Path, run_id: str) -> list[str]:
@@ -215,8 +238,10 @@ def _run_tasks(
     parts: int,
     replay_id: str,
     data_changed: list[str],
+    made: _Made | None = None,
 ) -> list[Task]:
     """One task per planned chunk of ``req``, with the planner's steps, as given."""
+    made = made or _Made(repo)
     source = patch.files.get(req.filename) or file_at(repo, req.vid, req.filename)
     chunks = req.chunks
     if not chunks:  # a caller that named the iterations itself: plan them from the files
@@ -237,9 +262,9 @@ def _run_tasks(
     counts = rundoc.torch_threads(doc)
     threads = [counts.intra_op, counts.inter_op] if counts else None
     environ = rundoc.environ(doc)
-    tree = prepare(repo, req.vid, patch.files)
+    tree = made.tree(req.vid, patch.files)
     head = doc.get("head")
-    git_dir = head_gitdir(repo, head if isinstance(head, str) and head else None)
+    git_dir = made.git(head if isinstance(head, str) and head else None)
     digest = patched_hash(source, patch.files)
     # Placed from texts other than the ones the plan fingerprinted (the script was edited
     # while the query ran): the values are recorded without a fingerprint, never served.
