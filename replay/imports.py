@@ -62,10 +62,10 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
         changed.append(f"sys.path + {path}")
     roots = tuple(m.roots)
     for key in list(sys.path_importer_cache):
-        real = _FOLDERS.get(key)
-        if real is not None and not (real[0].startswith(roots) or real[1].startswith(roots)):
+        folder = _FOLDERS.get(key)
+        if folder is not None and not (folder[0].startswith(roots) or folder[1].startswith(roots)):
             continue  # noted by the warm worker: outside the repository by both spellings
-        if m.moved(key, real[1] if real is not None else None) is not None:
+        if m.moved(key, folder[1] if folder is not None else None) is not None:
             del sys.path_importer_cache[key]
     # setuptools' editable installs: a module ``__editable___<dist>_finder`` whose MAPPING
     # (package -> folder) and NAMESPACES (package -> [folders]) its finder reads at each import
@@ -91,15 +91,15 @@ def follow_worktree(repo: str, tree: str, recorded: list[list[str]] | None = Non
     # (in a forked task each object read by Python is a page copied: walking the 2,000
     # entries took 6-7 ms there, measured; the search touches one object).
     mentioned = any(f"\n{r}\n" in _TEXT or f"\n{os.path.join(r, '')}" in _TEXT for r in roots)
-    for name, origin, spelled, real in ORIGINS if mentioned else ():
-        if spelled.startswith(roots) or real.startswith(roots):
+    for name, origin, spelled, resolved in ORIGINS if mentioned else ():
+        if spelled.startswith(roots) or resolved.startswith(roots):
             current = getattr(sys.modules.get(name), "__file__", None)
-            if current and m.moved(current, real if current == origin else None) is not None:
+            if current and m.moved(current, resolved if current == origin else None) is not None:
                 del sys.modules[name]
                 changed.append(f"forgot {name}")
     for name in sys.modules.keys() - _NOTED.keys():  # loaded since (or no warm worker)
-        origin = getattr(sys.modules.get(name), "__file__", None)
-        if origin and m.moved(origin) is not None:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and m.moved(file) is not None:
             del sys.modules[name]
             changed.append(f"forgot {name}")
     return changed
