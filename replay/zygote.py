@@ -87,6 +87,10 @@ def preload(modules: list[str]) -> list[str]:
             except Exception:
                 continue
         _warm_worker()
+        # the real paths of the modules' files, for each task's follow_worktree
+        # (imports.ORIGINS), frozen with the rest below
+        with contextlib.suppress(Exception):
+            importlib.import_module("florsql.replay.imports").know_origins()
     finally:
         if was_enabled:
             gc.enable()
@@ -94,9 +98,6 @@ def preload(modules: list[str]) -> list[str]:
     # forked later never walk (and so never copy-on-write copy) its pages. (No collection
     # first: it would walk everything once more, ~0.9 s, to free that little garbage.)
     gc.freeze()
-    # the real paths of the modules' files, for each task's follow_worktree (imports.ORIGINS)
-    with contextlib.suppress(Exception):
-        importlib.import_module("florsql.replay.imports").know_origins()
     return loaded
 
 
