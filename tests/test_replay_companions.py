@@ -115,3 +115,24 @@ def test_explain_names_the_companions_and_skips_no_loop_they_sit_in(tmp_path: Pa
             text = "\n".join(eng.execute(f"EXPLAIN {sql}").table.column("plan").to_pylist())
         assert ("also runs, values not kept (may draw): sn" in text) is companion, text
         assert ("inner loops skipped: none" in text) is companion, text
+
+
+def test_a_gradient_norm_over_the_parameters_is_quiet() -> None:
+    """A generator over a module's own tensors draws nothing (session 41: a gradient norm in
+    the step loop was judged loud, a companion of every epoch-level statement, and each
+    epoch-level replay ran every step of every epoch); iterating anything else, or drawing in
+    the element, stays loud."""
+    from florsql.propagate.identity import statement_quiet
+
+    src = (
+        "import florsql as flor\n"
+        "for e in flor.loop('epoch', range(2)):\n"
+        "    for s in flor.loop('step', range(3)):\n"
+        "        flor.log('g', float(sum(p.grad.norm() for p in net.parameters())))\n"
+        "        flor.log('b', max(b.abs().max() for _, b in net.named_buffers()))\n"
+        "        flor.log('h', sum(x for x in loader))\n"
+        "        flor.log('j', sum(p.norm() for p in shuffled(net.parameters())))\n"
+        "        flor.log('k', sum(torch.rand(1) for p in net.parameters()))\n"
+        "        flor.log('m', sum((p.norm() for p in net.parameters()), start))\n"
+    )
+    assert sorted(statement_quiet(src)) == ["b", "g"]
