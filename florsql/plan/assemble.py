@@ -49,6 +49,8 @@ def assemble(state: PlanState) -> None:
             needs = [n for n in needs if n.name not in failed]
             if not needs:
                 continue
+        if found is not None and found.lost:
+            state.lost.setdefault((first.vid, first.filename), {}).update(found.lost)
         companions = _companion_chains(state, first.filename, modules, found)
         run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
         per_version[(run.vid, run.filename)].append(run)
@@ -182,6 +184,7 @@ def _version(
     skip = set.intersection(*(set(r.skip_inner) for r in runs)) if runs else set()
     unplaceable = tuple(sorted(state.unplaceable.get((vid, filename), set())))
     unplaced = tuple(sorted(state.unplaced.get((vid, filename), {}).items()))
+    lost = tuple(sorted(state.lost.get((vid, filename), {}).items())) if runs else ()
     return VersionReplay(
         vid=vid,
         filename=filename,
@@ -191,6 +194,7 @@ def _version(
         skip_inner=tuple(sorted(skip)),
         unplaceable=unplaceable,
         unplaced=unplaced,
+        lost=lost,
     )
 
 

@@ -124,6 +124,11 @@ def _version(v: VersionReplay) -> list[str]:
         )
     for name, why in v.unplaced:
         lines.append(f"    cannot place: {name} ({why}); NULL")
+    for name, why in v.lost:
+        lines.append(
+            f"    replayed without today's {name}: it may draw from an RNG and cannot be placed "
+            f"({why})"
+        )
     for r in v.runs[:RUNS_SHOWN]:
         lines += _run(r)
     if len(v.runs) > RUNS_SHOWN:

@@ -91,6 +91,10 @@ class Patched:
     #: with them (run, their values not stored): one may draw from an RNG, and a run of today's
     #: script has its draws (:func:`patched_script`, ``others``)
     companions: tuple[str, ...] = ()
+    #: today's other statements that may draw and that propagation cannot place into the
+    #: version (name -> why): the replay runs without them, where a run of today's script
+    #: has their draws; EXPLAIN says so (:func:`patched_script`)
+    lost: dict[str, str] = field(default_factory=dict)
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -180,6 +184,10 @@ def patched_script(
         if p.name in names or not pieces_quiet(r.source, p.pieces)
     }
     companions = tuple(o for o in asked[len(names) :] if o in placed and o not in failed)
+    lost = {n: why for n, why in failed.items() if n not in names}
+    for name in result.unplaced:
+        if name not in names:
+            lost[name] = unplaced_reason(repo, [filename], name)
     failed = {n: why for n, why in failed.items() if n in names}
     try:
         source = files.get(filename) or file_at(repo, vid, filename)
@@ -194,7 +202,9 @@ def patched_script(
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
-    found = replace(found, failed=failed, files=files, stale=stale, companions=companions)
+    found = replace(
+        found, failed=failed, files=files, stale=stale, companions=companions, lost=lost
+    )
     held = _parameters_of(source) & _objects_changed(
         [code for r in result.files.values() for p in r.placed for code in p.carried]
     )

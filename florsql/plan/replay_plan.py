@@ -165,7 +165,9 @@ class VersionReplay:
     this version never recorded (their values stay NULL, with a warning); ``unplaced`` are
     ``(name, reason)`` of statements propagation cannot place into this version (a statement
     inside a block the version lacks...): no task computes them, their values stay NULL, and
-    the reason is said.
+    the reason is said. ``lost`` are ``(name, reason)`` of today's other statements that may
+    draw from an RNG and that propagation cannot place into this version: its replays run
+    without them (a run of today's script has their draws), which EXPLAIN says.
     """
 
     vid: str
@@ -176,6 +178,7 @@ class VersionReplay:
     skip_inner: tuple[str, ...]
     unplaceable: tuple[str, ...] = ()
     unplaced: tuple[tuple[str, str], ...] = ()
+    lost: tuple[tuple[str, str], ...] = ()
 
     @property
     def seconds(self) -> float:

@@ -55,6 +55,9 @@ class PlanState:
     unplaceable: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     #: (vid, script) -> {name: why propagation cannot place it there}
     unplaced: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    #: (vid, script) -> {name: why}: today's statements that may draw and cannot be placed
+    #: there, so its replays run without them (:attr:`Patched.lost`)
+    lost: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
     unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
