@@ -110,6 +110,9 @@ class RunFacts:
     #: starts (a hook registered, a submodule swapped, a parameter group added, an object made
     #: during the run): no task starts from it (runs recorded before this was kept: none)
     unsound: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: loop -> iterations whose checkpoint holds the parameters' gradients (session 42; runs
+    #: recorded before: none)
+    grads: dict[str, set[int]] = field(default_factory=dict)
     threads: int | None = None  # torch's intra-op threads while recording (None: unknown)
     #: outer loops the run entered more than once (``fit(2); fit(2)``), and how many times: an
     #: iteration number then names one iteration of each pass, and its checkpoint file holds
@@ -195,6 +198,8 @@ def _note_record(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> No
         facts.left.setdefault(loop, set()).add(it)
     if rec.get("unsound"):
         facts.unsound.setdefault(loop, {})[it] = str(rec["unsound"])
+    if rec.get("grads"):
+        facts.grads.setdefault(loop, set()).add(it)
 
 
 def _note_busy(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> None:
@@ -294,6 +299,7 @@ class _Stepper:
         self.busy = facts.busy.get(loop, {})
         self.left = facts.left.get(loop, set())
         self.unsound = facts.unsound.get(loop, {})
+        self.grads = facts.grads.get(loop, set())
         self.open_from = facts.unfinished.get(loop)  # the first iteration that never ended
         self.p = patched
         self.allow_rest = allow_rest and patched.first_inner is not None
@@ -342,8 +348,13 @@ class _Stepper:
             return False, f"no {self.after} checkpoint"
         if j in self.unsound:
             return False, f"its checkpoint cannot be restored: {self.unsound[j]}"
-        if self.p.first_inner is not None and self.p.first_inner.grads_after:
-            return False, "reads .grad after the loop (gradients are not checkpointed)"
+        if (
+            self.p.first_inner is not None
+            and self.p.first_inner.grads_after
+            and j not in self.grads
+        ):
+            # a checkpoint recorded before session 42 holds no gradient
+            return False, "reads .grad after the loop (its checkpoint holds no gradients)"
         if self.p.first_inner is not None and self.p.first_inner.backprop_after:
             return False, (
                 "back-propagates after the loop (through a graph the loop may have built: a "

@@ -83,6 +83,15 @@ def capture(objs: dict[str, Any]) -> dict[str, Any]:
         payload["loose"] = loose
     torch = sys.modules.get("torch")
     if torch is not None:
+        # a registered tensor the script trains by hand (``w = torch.zeros(3,
+        # requires_grad=True)``): pickling keeps its values, not its ``.grad``
+        trained = {
+            name: _grad_copy(o)
+            for name, o in objs.items()
+            if isinstance(o, torch.Tensor) and o.requires_grad and o.is_leaf
+        }
+        if trained:
+            payload["tensor_grads"] = trained
         # an optimizer's state_dict holds its buffers and groups, not what the script set on
         # it (``opt.steps_taken += 1``) nor its ``defaults`` (the settings of the groups
         # ``add_param_group`` adds: ``opt.defaults["lr"] = 0.05`` at one epoch, a group added
@@ -225,7 +234,7 @@ def _loose_parameters(objs: dict[str, Any]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for name, opt in optimizers.items():
         rows = [
-            [g, i, p.detach().to("cpu", copy=True)]
+            [g, i, p.detach().to("cpu", copy=True), _grad_copy(p)]
             for g, group in enumerate(opt.param_groups)
             for i, p in enumerate(group["params"])
             if id(p) not in held
@@ -235,10 +244,17 @@ def _loose_parameters(objs: dict[str, Any]) -> dict[str, list[Any]]:
     return out
 
 
+def _grad_copy(p: Any) -> Any:
+    """A detached copy of ``p``'s gradient on the CPU (None: it holds none)."""
+    return None if p.grad is None else p.grad.detach().to("cpu", copy=True)
+
+
 def _restore_loose(name: str, opt: Any, rows: list[Any]) -> None:
-    """Copy :func:`_loose_parameters`' values into ``opt``'s parameters, in place."""
+    """Copy :func:`_loose_parameters`' values (and gradients) into ``opt``'s parameters, in
+    place."""
     torch = sys.modules["torch"]
-    for g, i, value in rows:
+    for row in rows:
+        g, i, value = row[:3]
         try:
             param = opt.param_groups[g]["params"][i]
         except (IndexError, KeyError):
@@ -251,6 +267,8 @@ def _restore_loose(name: str, opt: Any, rows: list[Any]) -> None:
             )
         with torch.no_grad():
             param.copy_(value)
+        if len(row) > 3:  # rows of checkpoints before session 42 hold no gradient
+            put_grad(param, row[3])
 
 
 def module_extras(obj: Any) -> dict[str, Any]:
@@ -290,8 +308,51 @@ def module_extras(obj: Any) -> dict[str, Any]:
             "tagged": {k: v for k, v in tagged.items() if v[0] or v[1]},
             "type": _type_name(module),
             "hooks": _hooks(module),
+            # the gradients its parameters hold (in no state_dict): the code after a skipped
+            # step loop steps on them (the rest of an accumulation, ``opt.step()`` after the
+            # loop), and accumulation across epochs carries them into the next (session 42:
+            # both replayed on empty gradients, silently); always there: a checkpoint
+            # without it predates it
+            "grads": _grads(module._parameters),
         }
     return out
+
+
+def _grads(params: dict[str, Any]) -> dict[str, Any]:
+    """The gradient of each parameter that holds one, detached copies (None: no parameter
+    has one; absent from the map: that parameter's ``.grad`` is None)."""
+    return {
+        k: p.grad.detach().clone()
+        for k, p in params.items()
+        if p is not None and p.grad is not None
+    }
+
+
+def put_grad(param: Any, grad: Any) -> None:
+    """Make ``param.grad`` the saved ``grad`` (None: no gradient), in place where it holds
+    one of the same kind (code may hold the gradient tensor itself)."""
+    if grad is None:
+        param.grad = None
+        return
+    current = param.grad
+    torch = sys.modules["torch"]
+    if (
+        current is not None
+        and current.shape == grad.shape
+        and current.dtype == grad.dtype
+        and not current.is_sparse
+        and not grad.is_sparse
+    ):
+        with torch.no_grad():
+            current.copy_(grad)
+        return
+    try:
+        param.grad = grad.to(param.device, copy=True)
+    except RuntimeError as e:  # another shape or dtype than the parameter's
+        raise StoreError(
+            f"cannot restore this checkpoint: a saved gradient does not fit its parameter "
+            f"({e}); the values that need it stay NULL"
+        ) from e
 
 
 def structure(objs: dict[str, Any]) -> dict[str, Any]:
@@ -706,6 +767,11 @@ def restore_module_extras(obj: Any, extras: dict[str, Any]) -> None:
             param = module._parameters.get(k)
             if param is not None:
                 _put_attributes(param, attrs, pickled)
+        if "grads" in saved:  # an older checkpoint did not keep them: left as they are
+            grads = saved["grads"]
+            for k, param in module._parameters.items():
+                if param is not None:
+                    put_grad(param, grads.get(k))
         for k, v in saved["buffers"].items():
             current = module._buffers.get(k)
             if current is not None and current.shape == v.shape and current.dtype == v.dtype:
@@ -796,6 +862,8 @@ def restore(objs: dict[str, Any], payload: dict[str, Any], *, rng: bool = True) 
                 )
         elif name in payload["pickled"]:
             _restore_in_place(obj, pickle.loads(payload["pickled"][name]))
+            if name in payload.get("tensor_grads", {}):
+                put_grad(obj, payload["tensor_grads"][name])
         else:
             raise StoreError(f"the checkpoint has no state for {name!r}")
     if rng:

@@ -131,6 +131,9 @@ class Capture:
     #: recorded ids of the tensors and arrays saved containers hold where they held them as
     #: the loop began: restore copies into the replay's there (:func:`_fill_ids`)
     fill: list[int] = field(default_factory=list)
+    #: per name holding a tensor the script trains by hand (a leaf that requires a gradient):
+    #: its ``.grad`` (None: none), which no copy of its values carries (session 42)
+    grads: dict[str, Any] = field(default_factory=dict)
 
     def restores(self) -> list[str]:
         """Names a restore of this capture makes true."""
@@ -147,6 +150,8 @@ class Capture:
             out["busy"] = self.busy
         if self.fill:
             out["fill"] = self.fill
+        if self.grads:
+            out["grads"] = self.grads
         return out
 
     @classmethod
@@ -160,6 +165,7 @@ class Capture:
             busy=list(data.get("busy", [])),
             ids=dict(data.get("ids", {})),
             fill=list(data.get("fill", [])),
+            grads=dict(data.get("grads", {})),
         )
 
 
@@ -285,7 +291,34 @@ def _capture(
     _own_ids(out, values)
     _fill_ids(out, values, born)
     out.ids = {name: ids for name, ids in out.ids.items() if ids}
+    _capture_grads(out, values)
     return out
+
+
+#: Saved kinds restored as the name's own tensor, whose gradient :func:`_capture_grads` keeps.
+_GRAD_KINDS = frozenset(
+    {"tensor", "tensor_in_place", "tensor_at", "tensor_at_in_place", "parameter"}
+)
+
+
+def _capture_grads(out: Capture, values: Mapping[str, Any]) -> None:
+    """The gradients of the tensors the script trains by hand (``w = torch.zeros(3,
+    requires_grad=True)``, stepped with ``w -= lr * w.grad``): a copy of the values drops
+    them, and an accumulation across the checkpoint (``w.grad`` summed over epochs, or read
+    after the step loop) replayed on none, silently."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for name, (kind, _) in out.saved.items():
+        value = values.get(name)
+        if (
+            kind in _GRAD_KINDS
+            and isinstance(value, torch.Tensor)
+            and value.requires_grad
+            and value.is_leaf
+        ):
+            grad = value.grad
+            out.grads[name] = None if grad is None else grad.detach().to("cpu", copy=True)
 
 
 #: The key of :attr:`Capture.ids` under which a name's own value's id is kept (memo indices
@@ -1893,6 +1926,13 @@ def restore(frame: types.FrameType, cap: Capture, objs: dict[str, Any]) -> None:
         rebind_to(frame, rebind, optimized, own, name, new)
     if rebind:
         write_locals(frame, rebind)
+    if cap.grads:
+        from florsql.record.checkpoint import put_grad
+
+        for name, grad in cap.grads.items():
+            tensor = done.get(name)
+            if getattr(tensor, "requires_grad", False) and getattr(tensor, "is_leaf", False):
+                put_grad(tensor, grad)
 
 
 def _place(merge: _Merge, cap: Capture, name: str, obj: Any) -> None:

@@ -663,6 +663,7 @@ class Run:
             extra["unsound"] = unsound
         if left:
             extra["left"] = True
+        extra["grads"] = True  # it holds the gradients (session 42; before, none)
         self.writer.submit_checkpoint(
             payload, frame.name, frame.iteration, position, copy_s, extra=extra
         )
