@@ -142,7 +142,7 @@ def test_explain_says_which_drawing_statement_of_todays_cannot_be_placed(tmp_pat
     """A statement of today's that may draw and that propagation cannot place into the old
     version (here inside a new block that also holds a log statement the version has) cannot
     run beside the asked one: the replay is a run without its draws. Before, it was dropped
-    without a word; EXPLAIN now names it and why. A quiet one so placed is not named."""
+    without a word; EXPLAIN now names it and why. One placed is not named."""
     from florsql.engine.session import Engine
 
     old = (
@@ -155,21 +155,19 @@ def test_explain_says_which_drawing_statement_of_todays_cannot_be_placed(tmp_pat
     repo = make_repo(tmp_path / "r", {"train.py": old})
     run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
     why = "no block matching if epoch % 2 == 0 inside flor.loop('epoch')"
-    for inside, lost in (
-        ('flor.log("sn", random.random())', True),
-        ('flor.log("w3", w * 3)', False),
-    ):
-        today = old + (
-            '        flor.log("w2", w * 2)\n'
-            "        if epoch % 2 == 0:  # a block the old version lacks\n"
-            f"            {inside}\n"
-            '            flor.log("w", w)\n'
-        )
-        write(repo / "train.py", today)
+    block = (
+        "        if epoch % 2 == 0:  # a block the old version lacks\n"
+        '            flor.log("sn", random.random())\n'
+        '            flor.log("w", w)\n'
+    )
+    placed = '        flor.log("sn", random.random())\n'
+    for added, lost in ((block, True), (placed, False)):
+        write(repo / "train.py", old + '        flor.log("w2", w * 2)\n' + added)
         with Engine(repo, replay="off") as eng:
             table = eng.execute("EXPLAIN SELECT w2 FROM logs").table
         text = "\n".join(table.column("plan").to_pylist())
         said = f"replayed without today's sn: it may draw from an RNG and cannot be placed ({why}"
         assert (said in text) is lost, text
         assert ("replayed without" in text) is lost, text
+        assert ("also runs, values not kept (may draw): sn" in text) is not lost, text
         assert "statement: w2" in text, text
