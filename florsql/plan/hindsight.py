@@ -331,6 +331,14 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: step loop: both loops change ``total`` (an augmented assignment changes in place, through
 #: a binding anywhere in the scope), and a tensor or array two names hold is restored as one
 #: object (``total`` was not saved: ``total_seen`` 0.0 for 6.09, silently).
+#: 34 (session 42, a stranger's sweep): checkpoints hold the parameters' gradients (of the
+#: registered modules, of the tensors a registered optimizer trains that no module holds, of
+#: registered tensors and of locals trained by hand) and a restore puts them back: an
+#: ``opt.step()`` after the step loop flushing the rest of an accumulation stepped on nothing
+#: in a ``rest`` iteration (``val_loss`` 15.1973 for a full re-run's 16.4703), and an
+#: accumulation across epochs lost the gradient carried into a task's first epoch (``wst``
+#: 1.2195 for 1.1997), silently. Values replayed before are replayed again (from checkpoints
+#: recorded before, as before: they hold no gradient).
 REPLAY_RULES = _STORED_RULES
 
 
