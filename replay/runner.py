@@ -505,7 +505,10 @@ def _after_a_missing_file(
     checkpoint holds files, and the worktree has them only where the run's snapshot did. Run
     in full, each write happens in the task (into its private copies) before the read, as in
     a run of today's script (s35: the averaged model's loss stayed NULL, the task failing at
-    ``torch.load``). A task that fails again in full fails as it would have."""
+    ``torch.load``). A task that fails again in full fails as it would have.
+
+    So does each task that failed while putting a checkpoint back (:func:`_failed_restoring`,
+    session 42): a run from the start restores none."""
     by_id = {t.spec.task_id: t for t in tasks}
     redo: list[Task] = []
     failed: list[TaskResult] = []
@@ -513,9 +516,11 @@ def _after_a_missing_file(
         task = by_id.get(result.task_id)
         if result.ok or task is None or _from_top(task.spec.steps):
             continue
-        if not (result.error or "").startswith(("FileNotFoundError", "SkippedWriteError")):
+        if _failed_restoring(task):
+            pass  # the checkpoint could not be put back: a run from the start needs none
+        elif not (result.error or "").startswith(("FileNotFoundError", "SkippedWriteError")):
             continue
-        if _not_the_runs(task):
+        elif _not_the_runs(task):
             continue  # a file the run never wrote: a run from the start fails on it too
         last = max((int(step[0]) for step in task.spec.steps), default=-1)
         if last < 0:
@@ -546,6 +551,19 @@ def _after_a_missing_file(
         mismatch = _mark(Path(task.spec.out_dir), check, report)
         if mismatch is not None:
             report.nondeterministic.append(mismatch)
+
+
+def _failed_restoring(task: Task) -> bool:
+    """Whether the task failed while putting a checkpoint back (``restoring`` in its
+    ``failed.json``): the run's objects changed in a way its recording did not mark unsound
+    (``net = nn.Sequential(...)`` rebound to a grown model at epoch 2, an optimizer rebuilt
+    over the unfrozen parameters: ``load_state_dict`` raises on the replay's objects, made as
+    the script starts). Session 42: such values stayed NULL, with the error, where a run from
+    the start needs no checkpoint and answers them."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        doc = layout.read_json(Path(task.spec.out_dir) / FAILED)
+        return doc.get("restoring") is not None
+    return False
 
 
 def _not_the_runs(task: Task) -> bool:

@@ -16,6 +16,20 @@ parameters' values and the optimizer's buffers but no gradient, so
 - the same for tensors trained by hand: one an optimizer holds that no registered module does,
   one registered itself, and a local one registered nowhere (saved with the frame's locals).
 
+Also NULL where a run from the start answers (a second sweep, session 42): a model rebound to a
+grown one at epoch 1 and its optimizer rebuilt (the registered objects are the first ones; the
+locals' state no longer fits the replay's objects, made as the script starts), or a layer frozen
+and the optimizer rebuilt over the rest: the task failed putting the checkpoint back. Such a task
+now runs again from the run's start (``restoring`` in its ``failed.json``,
+``runner._failed_restoring``).
+
+And a statement that changes a registered model in place (reading a spectral-normed layer's
+``weight`` in train mode runs a power iteration over its vectors; a forward pass in train mode
+moves batch norm's running statistics) was replayed in ``rest`` iterations as if it read only:
+``wn`` 1.6243 for a full re-run's 1.6344. The RNG guard now also notes a change of a registered
+module's tensors (their version counters), gradients and training flags around today's
+statements, and the run is replayed from its start, as for a draw (``rng_guard._module_state``).
+
 A checkpoint now holds each parameter's gradient (``module_extras``' ``grads``, the 4th item of
 a loose parameter's row, ``tensor_grads``, a frame capture's ``grads``), and a restore puts it
 back (None where it was None). A gradient read after the step loop no longer sends the
@@ -195,6 +209,93 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("w_norm", float(w.norm()))  # hindsight
 """,
         {"epoch": ["w_norm"], "epoch, step": ["w_step"]},
+    ),
+    _case(
+        "the_model_rebound_to_a_grown_one_and_the_optimizer_rebuilt",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 1:  # the registered objects are the first ones: these are locals
+            net = nn.Sequential(net[0], net[1], nn.Linear(8, 8), nn.ReLU(), net[2])
+            opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("depth", len(net))  # hindsight
+        flor.log("w_sum", float(net[-1].weight.sum()))  # hindsight
+""",
+        {"epoch": ["depth", "w_sum"]},
+    ),
+    _case(
+        "a_layer_frozen_and_the_optimizer_rebuilt_over_the_rest",
+        """
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        if epoch == 1:
+            net[0].requires_grad_(False)
+            opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=0.01)
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("w_sum", float(net[2].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"]},
+    ),
+    _case(
+        "a_spectral_normed_layers_weight_read_after_the_step_loop",
+        """
+from torch.nn.utils.parametrizations import spectral_norm
+
+net = nn.Sequential(spectral_norm(nn.Linear(6, 8)), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        # in train mode, reading the weight runs a power iteration: its vectors change
+        flor.log("wn", float(net[0].weight.norm()))  # hindsight
+""",
+        {"epoch": ["wn"]},
+    ),
+    _case(
+        "a_forward_pass_in_train_mode_moves_batch_norms_statistics",
+        """
+net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.2)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        net.train()
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("all_loss", float(loss_fn(net(XV), YV)))  # hindsight
+        net.eval()
+        with torch.no_grad():
+            ev = float(loss_fn(net(XV), YV))
+        flor.log("ev_seen", ev)  # hindsight
+""",
+        {"epoch": ["all_loss", "ev_seen"]},
     ),
     _case(
         "a_gradient_norm_read_after_the_step_loop",

@@ -237,13 +237,16 @@ def replay_if_needed(
         _warn(
             engine,
             messages,
-            f"today's statements drew from a global RNG or a generator of the script ({said}): "
+            "today's statements drew from a global RNG or a generator of the script, or "
+            f"changed a registered model in place ({said}): "
             "a run of today's script trains differently from the recorded run after the first "
             "draw, and the values "
             f"are that run's: {how}the recorded values beside them stay the recorded "
             "run's; to replay from checkpoints instead, give what the statement draws from a "
             "generator of its own (a DataLoader's generator=torch.Generator(), "
-            "torch.random.fork_rng() around it; in eval mode dropout draws nothing)",
+            "torch.random.fork_rng() around it; in eval mode dropout draws nothing, and "
+            "neither batch norm's statistics nor spectral norm's vectors change: net.eval() "
+            "before a forward pass, net.train() after)",
             StatementDrawWarning,
         )
     unverified = tuple(getattr(outcome, "unverified", ()))

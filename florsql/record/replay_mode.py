@@ -281,8 +281,12 @@ class ReplayRun:
         self.started = time.time()
         self.ran: dict[str, list[int]] = {"full": [], "rest": []}
         self.left_at: int | None = None
+        #: the checkpoint being put back (None: none now): a failure meanwhile is the
+        #: checkpoint's, and the runner runs the task again from the run's start
+        #: (``restoring`` in ``failed.json``; runner._after_a_failed_restore)
+        self.restoring: int | None = None
         #: today's statements leave the global RNGs as they found them (rng_guard.py)
-        self.rng = RngGuard()
+        self.rng = RngGuard(self.objs)
         #: names whose statement drew before the outer loop ended (a draw after it shifts
         #: nothing a checkpoint restores: runner._from_the_start)
         self.drew_in_loop: set[str] = set()
@@ -520,6 +524,7 @@ class ReplayRun:
         if iteration not in self.manifest:
             raise RuntimeError(f"the run has no checkpoint at {self.spec.loop} {iteration}")
         t0 = time.time()
+        self.restoring = iteration
         payload = ckpt.load(self.run_dir / layout.CHECKPOINTS / self.manifest[iteration][1])
         t1 = time.time()
         missing = set(payload["states"]) | set(payload["pickled"])
@@ -534,6 +539,7 @@ class ReplayRun:
             frame_state.restore(
                 inner_frame, frame_state.Capture.from_payload(saved.get("inner")), self.objs
             )
+        self.restoring = None
         self.phases.load += t1 - t0
         self.phases.restore += time.time() - t1
         self.phases.restores += 1
@@ -609,6 +615,8 @@ class ReplayRun:
             # today's statements raised (florsql.plan.blame), so that the others go on.
             "frames": _frames(tb),
         }
+        if self.restoring is not None:
+            marker["restoring"] = self.restoring
         missing = _missing_file(kind, exc)
         if missing is not None:
             marker["missing"] = missing

@@ -43,7 +43,13 @@ EVERY = 64
 class RngGuard:
     """Snapshots of the global RNGs around today's statements, per statement name."""
 
-    def __init__(self) -> None:
+    def __init__(self, objects: dict[str, Any] | None = None) -> None:
+        #: the objects given to ``flor.checkpointing`` (name -> object; filled as the script
+        #: runs): a statement that changes a registered module's tensors or training flags
+        #: in place moves the run as a draw does (:func:`_module_state`)
+        self.objects = objects if objects is not None else {}
+        #: the registered modules' tensors and submodules, found at a full check
+        self._tracked: list[tuple[str, Any]] = []
         #: name -> the snapshots of its pieces begun and not yet ended (innermost last: a
         #: piece of one name may run inside another's, or call itself)
         self._saved: dict[str, list[dict[str, Any]]] = {}
@@ -68,6 +74,10 @@ class RngGuard:
         n = self._counts.get(name, 0)
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
         saved = _snapshot(full=full)
+        if full or not self._tracked:
+            self._tracked = _tracked(self.objects)
+        if self._tracked:
+            saved["modules"] = (self._tracked, _module_state(self._tracked))
         saved["frame"] = frame
         if full and frame is not None:
             saved["objects"] = {
@@ -173,7 +183,58 @@ def _restore_moved(saved: dict[str, Any]) -> set[str]:
     for label, obj, state in saved.get("objects", {}).values():
         if not _same(_state_of(obj), state):
             moved.add(f"{label} (a {type(obj).__name__} of the script)")
+    if "modules" in saved:
+        tracked, before = saved["modules"]
+        changed = _changed(tracked, before, _module_state(tracked))
+        if changed is not None:
+            moved.add(changed)
     return moved
+
+
+def _tracked(objects: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(label, tensor or module)`` of every parameter, buffer and submodule of the registered
+    torch modules."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return []
+    out: list[tuple[str, Any]] = []
+    for name, obj in objects.items():
+        if not isinstance(obj, torch.nn.Module):
+            continue
+        with contextlib.suppress(Exception):  # a module whose walk raises: not tracked
+            out += [(f"{name}.{k}", t) for k, t in obj.named_parameters()]
+            out += [(f"{name}.{k}", t) for k, t in obj.named_buffers()]
+            out += [(f"{name}.{k}" if k else name, m) for k, m in obj.named_modules()]
+    return out
+
+
+def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
+    """What a statement may change in place of the tracked objects: each tensor's version
+    counter (bumped by every in-place write: a batch norm's running statistics as a forward
+    pass in train mode updates them, the vectors a spectral norm's power iteration updates as
+    its ``weight`` is read in train mode) and gradient (``loss.backward()`` in a statement),
+    each module's ``training`` flag (``net.eval()`` left so)."""
+    out: list[Any] = []
+    for _, obj in tracked:
+        grad = getattr(obj, "grad", None) if hasattr(obj, "_version") else None
+        if hasattr(obj, "_version"):
+            out.append((obj._version, id(grad), grad._version if grad is not None else -1))
+        else:
+            out.append(getattr(obj, "training", None))
+    return out
+
+
+def _changed(tracked: list[tuple[str, Any]], before: list[Any], now: list[Any]) -> str | None:
+    """The first tracked object a statement changed, as the query's warning names it."""
+    for (label, obj), a, b in zip(tracked, before, now, strict=True):
+        if a == b:
+            continue
+        if not hasattr(obj, "_version"):
+            return f"{label}.training (a module's mode, left changed)"
+        if a[0] != b[0]:
+            return f"{label} (a registered module's tensor, changed in place)"
+        return f"{label}.grad (a registered module's gradient, changed)"
+    return None
 
 
 def _generator_types() -> tuple[type, ...]:
