@@ -245,12 +245,30 @@ def _in_query_host(root: Path) -> None:
 def _start_replay_service(root: Path, sql: str) -> None:
     """A query of ``logs`` may replay: start the repository's replay service now, in the
     background, so that its imports (torch...) overlap this process's own and the planning."""
-    if "logs" not in sql.lower() or not (root / ".florsql" / "runs").is_dir():
+    if not _may_replay(sql) or not (root / ".florsql" / "runs").is_dir():
         return
 
     from florsql.replay import service  # the standard library only: light
 
     service.start_soon(root / ".florsql")
+
+
+def _may_replay(sql: str) -> bool:
+    """Whether ``sql`` may replay: it reads ``logs`` and is no ``EXPLAIN``, which runs nothing
+    (session 42: ``florsql query "EXPLAIN ..."`` started a replay service, ~350 MB for its
+    idle timeout, in a repository that never replayed).
+
+    Example:
+        >>> q = "SELECT w FROM logs"
+        >>> [_may_replay(s) for s in [q, "SELECT 1", f"EXPLAIN {q}", f"-- a\\n/* b */EXPLAIN {q}"]]
+        [True, False, False, False]
+    """
+    import re
+
+    if "logs" not in sql.lower():
+        return False
+    head = re.sub(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", "", sql, flags=re.S)
+    return not re.match(r"explain\b", head, flags=re.I)
 
 
 def param_value(text: str) -> object:

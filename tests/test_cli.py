@@ -347,3 +347,22 @@ def test_a_deleted_working_folder_is_one_clear_line(tmp_path: Path, entry: str) 
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "current folder no longer exists" in proc.stderr and "--repo" in proc.stderr
+
+
+def test_explain_through_query_starts_no_replay_service(repo: Path) -> None:
+    """``florsql query "EXPLAIN ..."`` runs nothing, so it starts no replay service (session
+    42: it did, ~350 MB for its idle timeout, in a repository that never replayed); a query
+    that may replay starts it early, as before (``cli._start_replay_service``)."""
+    import doctest
+
+    import florsql.cli
+    from florsql.replay import service
+
+    finder = doctest.DocTestFinder()
+    (test,) = [t for t in finder.find(florsql.cli) if t.name.endswith("._may_replay")]
+    assert doctest.DocTestRunner().run(test).failed == 0
+    store = repo / ".florsql"
+    service.stop(store)
+    code, out, _ = _run("query", "EXPLAIN SELECT epoch, w2 FROM logs", "--repo", str(repo))
+    assert code == 0 and "Replay plan" in out
+    assert service.status(store) is None

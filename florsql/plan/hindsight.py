@@ -338,7 +338,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: in a ``rest`` iteration (``val_loss`` 15.1973 for a full re-run's 16.4703), and an
 #: accumulation across epochs lost the gradient carried into a task's first epoch (``wst``
 #: 1.2195 for 1.1997), silently. Values replayed before are replayed again (from checkpoints
-#: recorded before, as before: they hold no gradient).
+#: recorded before, as before: they hold no gradient). Also in 34: a statement that changes a
+#: registered module in place (a spectral-normed layer's ``weight`` read in train mode: its
+#: power iteration's vectors; batch norm's statistics; gradients; training flags) counts as a
+#: draw, and its run is replayed from the start (``wn`` 1.6243 for 1.6344, silently); a task
+#: that failed putting a checkpoint back runs again from its run's start (NULL before).
 REPLAY_RULES = _STORED_RULES
 
 
