@@ -30,6 +30,12 @@ moves batch norm's running statistics) was replayed in ``rest`` iterations as if
 module's tensors (their version counters), gradients and training flags around today's
 statements, and the run is replayed from its start, as for a draw (``rng_guard._module_state``).
 
+A third sweep: a dataset or sampler of the script's own class reached only through a
+``DataLoader`` (a loader local was saved by its generators alone: ``loader.dataset.hits`` 0 for
+a full re-run's 60), and a pandas DataFrame grown each epoch (filling its ``__dict__`` left its
+block manager as it was: 1 row for 3). Now a loader keeps its parts' data attributes
+(``frame_state._loader_parts``) and a DataFrame or Series is refilled by ``__setstate__``.
+
 A checkpoint now holds each parameter's gradient (``module_extras``' ``grads``, the 4th item of
 a loose parameter's row, ``tensor_grads``, a frame capture's ``grads``), and a restore puts it
 back (None where it was None). A gradient read after the step loop no longer sends the
@@ -296,6 +302,97 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("ev_seen", ev)  # hindsight
 """,
         {"epoch": ["all_loss", "ev_seen"]},
+    ),
+    _case(
+        "a_dataset_counter_reached_only_through_its_loader",
+        """
+from torch.utils.data import DataLoader, Dataset
+
+
+class Counting(Dataset):
+    def __init__(self):
+        self.hits = 0  # state of the dataset's own, read by no name but the loader's
+
+    def __len__(self):
+        return len(X)
+
+    def __getitem__(self, i):
+        self.hits += 1
+        return X[i] * (1 + self.hits / 1000), Y[i]
+
+
+loader = DataLoader(Counting(), batch_size=12)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("hits", loader.dataset.hits)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["hits", "w_sum"]},
+    ),
+    _case(
+        "a_curriculum_sampler_reached_only_through_its_loader",
+        """
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+
+class Curriculum(Sampler):
+    def __init__(self, n):
+        self.n, self.level = n, 12
+
+    def __iter__(self):
+        order = list(range(self.level))
+        self.level = min(self.n, self.level + 12)  # harder each epoch
+        return iter(order)
+
+    def __len__(self):
+        return self.level
+
+
+loader = DataLoader(TensorDataset(X, Y), batch_size=6, sampler=Curriculum(len(X)))
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("level", loader.sampler.level)  # hindsight
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["level", "w_sum"]},
+    ),
+    _case(
+        "a_pandas_frame_of_metrics_grown_each_epoch",
+        """
+import pandas as pd
+
+history = pd.DataFrame(columns=["epoch", "loss"])
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        history.loc[len(history)] = [epoch, loss.item()]
+"""
+        + LR
+        + """
+        flor.log("rows", len(history))  # hindsight
+        flor.log("mean_loss", float(history["loss"].mean()))  # hindsight
+""",
+        {"epoch": ["rows", "mean_loss"]},
     ),
     _case(
         "a_gradient_norm_read_after_the_step_loop",

@@ -1374,7 +1374,9 @@ def _live_workers(loader: Any) -> bool:
 
 
 def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
-    """The generator states of a torch DataLoader (its own, its sampler's), else None."""
+    """The generator states of a torch DataLoader (its own, its sampler's), else None; and,
+    under :data:`_PARTS`, the data attributes of its dataset and samplers of the script's own
+    classes (:func:`_loader_parts`)."""
     if not isinstance(value, torch.utils.data.DataLoader):
         return None
     states: dict[str, Any] = {}
@@ -1384,7 +1386,64 @@ def _loader_generators(value: Any, torch: Any) -> dict[str, Any] | None:
             obj = getattr(obj, part, None)
         if isinstance(obj, torch.Generator):
             states[path] = obj.get_state().clone()
+    parts = _loader_parts(value, torch)
+    if parts:
+        states[_PARTS] = parts
     return states
+
+
+#: The key of a saved DataLoader's parts (:func:`_loader_parts`; no attribute path starts so).
+_PARTS = "__parts__"
+#: The objects of a DataLoader whose data attributes are saved, where the script's classes.
+_LOADER_PARTS = ("dataset", "sampler", "batch_sampler", "batch_sampler.sampler")
+#: A pickled attribute of a loader's part above this size is data, not state: not saved.
+_MAX_PART_BYTES = 64 * 1024
+
+
+def _loader_parts(value: Any, torch: Any) -> dict[str, list[Any]]:
+    """``path -> [attrs, pickled]``: the data attributes of the DataLoader's dataset and
+    samplers of the script's own classes (a counter a ``__getitem__`` keeps, a curriculum
+    sampler's level that ``__iter__`` raises), as a module's are saved
+    (:func:`florsql.record.checkpoint._attributes`), less tensors and what pickles over
+    :data:`_MAX_PART_BYTES` (the data itself). Session 42: a loader saved only its
+    generators, and a dataset or sampler reached only through it came back from a checkpoint
+    as the script's start made it (``loader.dataset.hits`` 0 for a full re-run's 60,
+    silently). torch's own datasets and samplers keep nothing but their generators."""
+    from florsql.record.checkpoint import _attributes
+
+    out: dict[str, list[Any]] = {}
+    seen: set[int] = set()
+    for path in _LOADER_PARTS:
+        obj: Any = value
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if (
+            obj is None
+            or id(obj) in seen
+            or str(type(obj).__module__).split(".")[0] == "torch"
+            or not isinstance(getattr(obj, "__dict__", None), dict)
+        ):
+            continue
+        seen.add(id(obj))
+        try:
+            attrs, pickled = _attributes(obj, torch)
+        except Exception:  # whatever a user's object raises: its parts are not saved
+            continue
+        attrs = {k: v for k, v in attrs.items() if not _holds_tensor(v, torch)}
+        pickled = {k: b for k, b in pickled.items() if len(b) <= _MAX_PART_BYTES}
+        if attrs or pickled:
+            out[path] = [attrs, pickled]
+    return out
+
+
+def _holds_tensor(value: Any, torch: Any, depth: int = 0) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if depth < 3 and type(value) in (list, tuple):
+        return any(_holds_tensor(v, torch, depth + 1) for v in value)
+    if depth < 3 and type(value) is dict:
+        return any(_holds_tensor(v, torch, depth + 1) for v in value.values())
+    return False
 
 
 #: While :func:`capture` runs: the tensors of the registered modules (parameters, buffers) and
@@ -2148,10 +2207,20 @@ def _restored(
         return _IN_PLACE
     if kind == "loader":
         for path, state in data.items():
+            if path == _PARTS:
+                continue
             obj = cur
             for part in path.split("."):
                 obj = getattr(obj, part)
             obj.set_state(state)
+        from florsql.record.checkpoint import _put_attributes
+
+        for path, (attrs, pickled) in (data.get(_PARTS) or {}).items():
+            obj = cur
+            for part in path.split("."):
+                obj = getattr(obj, part, None)
+            if obj is not None:
+                _put_attributes(obj, attrs, pickled)
         return _IN_PLACE
     if kind in ("state", "module_state") and not hasattr(cur, "load_state_dict"):
         # Saved by its state_dict, which only an object of its kind can take back: the name
@@ -2284,6 +2353,10 @@ def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
         # Its state is the C generator's, not its __dict__ (filling that restored nothing).
         cur.setstate(saved.getstate())
         cur.__dict__.update(saved.__dict__)
+    elif _pandas(cur):
+        # A DataFrame's or Series' contents are its block manager's, which filling its
+        # __dict__ left as they were (session 42: a frame grown each epoch came back empty)
+        cur.__setstate__(saved.__getstate__())
     elif isinstance(cur, _BUFFERS) and type(cur) is type(saved):
         # Contents and position are the C object's, not its __dict__ (as for a Random).
         buffer: Any = cur
@@ -2307,6 +2380,13 @@ def _fill(cur: Any, saved: Any, merge: _Merge) -> bool:
     else:
         return False
     return True
+
+
+def _pandas(obj: Any) -> bool:
+    """A pandas DataFrame or Series (pandas imported by the script)."""
+    pd = sys.modules.get("pandas")
+    frame, series = getattr(pd, "DataFrame", None), getattr(pd, "Series", None)
+    return frame is not None and series is not None and isinstance(obj, (frame, series))
 
 
 def _slots(cls: type) -> list[str]:
