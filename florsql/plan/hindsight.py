@@ -342,7 +342,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: registered module in place (a spectral-normed layer's ``weight`` read in train mode: its
 #: power iteration's vectors; batch norm's statistics; gradients; training flags) counts as a
 #: draw, and its run is replayed from the start (``wn`` 1.6243 for 1.6344, silently); a task
-#: that failed putting a checkpoint back runs again from its run's start (NULL before).
+#: that failed putting a checkpoint back runs again from its run's start (NULL before); a
+#: DataLoader local keeps its script-class dataset's and samplers' data attributes, and a pandas
+#: DataFrame or Series is refilled by ``__setstate__`` (each came back as the script's start
+#: made it, or empty, silently).
 REPLAY_RULES = _STORED_RULES
 
 
