@@ -36,6 +36,12 @@ a full re-run's 60), and a pandas DataFrame grown each epoch (filling its ``__di
 block manager as it was: 1 row for 3). Now a loader keeps its parts' data attributes
 (``frame_state._loader_parts``) and a DataFrame or Series is refilled by ``__setstate__``.
 
+An outer ``flor.loop`` that no ``for`` iterates (``it = iter(flor.loop(...))``, then
+``next(it)`` in a ``while`` loop) left the scan placing today's statements outside every loop:
+no iteration was replayed and a query filtering on the column had no rows, without a word. Such
+a file's statements now have an unknown loop context (``scan_ast._loose_loop``): whole runs
+replay.
+
 A checkpoint now holds each parameter's gradient (``module_extras``' ``grads``, the 4th item of
 a loose parameter's row, ``tensor_grads``, a frame capture's ``grads``), and a restore puts it
 back (None where it was None). A gradient read after the step loop no longer sends the
@@ -393,6 +399,28 @@ with flor.checkpointing(model=net, optimizer=opt):
         flor.log("mean_loss", float(history["loss"].mean()))  # hindsight
 """,
         {"epoch": ["rows", "mean_loss"]},
+    ),
+    _case(
+        "an_outer_loop_advanced_by_next_in_a_while_loop",
+        """
+epochs_left = iter(flor.loop("epoch", range(epochs)))  # no for iterates it
+with flor.checkpointing(model=net, optimizer=opt):
+    while True:
+        try:
+            epoch = next(epochs_left)
+        except StopIteration:
+            break
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""
+        + LR
+        + """
+        flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
+""",
+        {"epoch": ["w_sum"]},
     ),
     _case(
         "a_gradient_norm_read_after_the_step_loop",

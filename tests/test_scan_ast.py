@@ -264,3 +264,23 @@ def test_the_ast_scanner_on_a_script_with_a_helper_called_from_two_loops(n: int)
     assert got is not None
     chains = [(s.chain, s.where) for s in got.sites]
     assert chains == [(("epoch",), "loop")] + ([((), "tail")] if n else [])
+
+
+def test_a_loop_no_for_iterates_is_found() -> None:
+    """``loose_loop`` (session 42): ``it = iter(flor.loop(...))`` then ``next(it)`` in a
+    ``while`` loop is a loop no ``for`` iterates; the scan then gives every site an unknown
+    loop context (``scan_source``), since the chains it found leave that loop out."""
+    import doctest
+
+    import florsql.plan.scan_ast as module
+    from florsql.plan.hindsight import scan_source
+
+    assert doctest.testmod(module).failed == 0
+    src = (
+        "import florsql as flor\nit = iter(flor.loop('epoch', range(3)))\nwhile True:\n"
+        "    try:\n        e = next(it)\n    except StopIteration:\n        break\n"
+        "    flor.log('x', e)\n"
+    )
+    code = scan_source(src, "s.py")
+    assert code is not None
+    assert [(s.name, s.chain, s.where) for s in code.sites] == [("x", None, "unknown")]

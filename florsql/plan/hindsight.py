@@ -548,7 +548,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         >>> [(s.name, s.chain, s.where) for s in scan_source(src).sites]
         [('acc', ('epoch',), 'loop')]
     """
-    from florsql.plan.scan_ast import scan_ast
+    from florsql.plan.scan_ast import loose_loop, scan_ast
     from florsql.propagate.identity import statement_anchors, statement_keys, statement_quiet
 
     try:
@@ -560,6 +560,13 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         code = scan_text(text, filename)
     if code is None:
         return None
+    if loose_loop(text) is not None:
+        # a flor.loop iterated where no ``for`` says so (``it = iter(flor.loop(...))``, then
+        # ``next(it)`` in a ``while`` loop): the chains found leave that loop out (session 42:
+        # "outside loops", so no iteration was replayed: 0 rows, no word). Unknown: whole runs.
+        code = replace(
+            code, sites=tuple(replace(s, chain=None, where="unknown") for s in code.sites)
+        )
     return replace(
         code,
         keys=tuple((filename, n, k) for n, k in statement_keys(text)),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from florsql.plan.hindsight import FLOR_MODULES, LogSite, ScriptCode, Where
 
-__all__ = ["RawSite", "finish", "scan_ast"]
+__all__ = ["RawSite", "finish", "loose_loop", "scan_ast"]
 
 CallSite = tuple[tuple[str, ...], str | None, int]  # (loop chain, enclosing def, line)
 
@@ -53,6 +53,50 @@ def scan_ast(text: str, filename: str) -> ScriptCode | None:
         calls.setdefault(callee, []).append(site)
     first = min(scanner.top_loops) if scanner.top_loops else None
     return finish(filename, sites, calls, set(scanner.chains), first)
+
+
+def loose_loop(text: str) -> int | None:
+    """The line of a ``flor.loop(...)`` call that no ``for`` (or comprehension) iterates: not
+    in such an iterable, nor bound to a name one iterates (``pbar = tqdm(flor.loop(...))``,
+    then ``for x in pbar``); None where every one is, or where :mod:`ast` cannot parse
+    ``text``. ``it = iter(flor.loop(...))``, then ``next(it)`` in a ``while`` loop, is one:
+    the chains a scan finds leave that loop out.
+
+    Example:
+        >>> loose_loop("import florsql as flor\\nfor e in flor.loop('e', range(2)):\\n    pass\\n")
+        >>> loose_loop("import florsql as flor\\nit = iter(flor.loop('e', range(2)))\\nnext(it)\\n")
+        2
+    """
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    scanner = _Scanner(text, _aliases(module))
+    consumed: set[int] = set()
+    iterated: set[str] = set()
+    bound: dict[int, str] = {}
+    for node in ast.walk(module):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            for sub in ast.walk(node.iter):
+                consumed.add(id(sub))
+                if isinstance(sub, ast.Name):
+                    iterated.add(sub.id)
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            for sub in ast.walk(node.value):
+                bound[id(sub)] = node.targets[0].id
+    for node in ast.walk(module):
+        if not isinstance(node, ast.Call) or id(node) in consumed:
+            continue
+        if scanner._flor_call(node, "loop") is None:
+            continue
+        if bound.get(id(node)) in iterated:
+            continue
+        return node.lineno
+    return None
 
 
 def finish(
