@@ -39,7 +39,7 @@ block manager as it was: 1 row for 3). Now a loader keeps its parts' data attrib
 An outer ``flor.loop`` that no ``for`` iterates (``it = iter(flor.loop(...))``, then
 ``next(it)`` in a ``while`` loop) left the scan placing today's statements outside every loop:
 no iteration was replayed and a query filtering on the column had no rows, without a word. Such
-a file's statements now have an unknown loop context (``scan_ast._loose_loop``): whole runs
+a file's statements now have an unknown loop context (``scan_ast.loose_loop``): whole runs
 replay.
 
 A checkpoint now holds each parameter's gradient (``module_extras``' ``grads``, the 4th item of
@@ -63,6 +63,21 @@ from tests.test_replay_corpus_stranger import Case
 LR = """
         flor.log("lr", opt.param_groups[0]["lr"])
 """
+#: the step loop most patterns train with (at the epoch loop's depth)
+STEPS = """
+        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""[1:]
+LOADER_STEPS = """
+        for x, y in flor.loop("step", loader):
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+"""[1:]
 
 
 def _case(name: str, body: str, levels: dict[str, list[str]]) -> ArgCase:
@@ -230,12 +245,8 @@ with flor.checkpointing(model=net, optimizer=opt):
         if epoch == 1:  # the registered objects are the first ones: these are locals
             net = nn.Sequential(net[0], net[1], nn.Linear(8, 8), nn.ReLU(), net[2])
             opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + STEPS
         + LR
         + """
         flor.log("depth", len(net))  # hindsight
@@ -251,12 +262,8 @@ with flor.checkpointing(model=net, optimizer=opt):
         if epoch == 1:
             net[0].requires_grad_(False)
             opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=0.01)
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + STEPS
         + LR
         + """
         flor.log("w_sum", float(net[2].weight.sum()))  # hindsight
@@ -272,12 +279,8 @@ net = nn.Sequential(spectral_norm(nn.Linear(6, 8)), nn.ReLU(), nn.Linear(8, 2))
 opt = torch.optim.SGD(net.parameters(), lr=0.2)
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + STEPS
         + LR
         + """
         # in train mode, reading the weight runs a power iteration: its vectors change
@@ -293,12 +296,8 @@ opt = torch.optim.SGD(net.parameters(), lr=0.2)
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
         net.train()
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + STEPS
         + LR
         + """
         flor.log("all_loss", float(loss_fn(net(XV), YV)))  # hindsight
@@ -330,12 +329,8 @@ class Counting(Dataset):
 loader = DataLoader(Counting(), batch_size=12)
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
-        for x, y in flor.loop("step", loader):
-            loss = loss_fn(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + LOADER_STEPS
         + LR
         + """
         flor.log("hits", loader.dataset.hits)  # hindsight
@@ -365,12 +360,8 @@ class Curriculum(Sampler):
 loader = DataLoader(TensorDataset(X, Y), batch_size=6, sampler=Curriculum(len(X)))
 with flor.checkpointing(model=net, optimizer=opt):
     for epoch in flor.loop("epoch", range(epochs)):
-        for x, y in flor.loop("step", loader):
-            loss = loss_fn(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + LOADER_STEPS
         + LR
         + """
         flor.log("level", loader.sampler.level)  # hindsight
@@ -410,12 +401,8 @@ with flor.checkpointing(model=net, optimizer=opt):
             epoch = next(epochs_left)
         except StopIteration:
             break
-        for idx in flor.loop("step", torch.randperm(len(X)).split(12)):
-            loss = loss_fn(net(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 """
+        + STEPS
         + LR
         + """
         flor.log("w_sum", float(net[0].weight.sum()))  # hindsight
