@@ -198,7 +198,7 @@ def _note_record(facts: RunFacts, loop: str, it: int, rec: dict[str, Any]) -> No
         facts.left.setdefault(loop, set()).add(it)
     if rec.get("unsound"):
         facts.unsound.setdefault(loop, {})[it] = str(rec["unsound"])
-    if rec.get("grads"):
+    if isinstance(rec.get("grads"), int) and rec["grads"] >= 2:  # True (1): locals as copies
         facts.grads.setdefault(loop, set()).add(it)
 
 
@@ -348,13 +348,14 @@ class _Stepper:
             return False, f"no {self.after} checkpoint"
         if j in self.unsound:
             return False, f"its checkpoint cannot be restored: {self.unsound[j]}"
-        if self.p.first_inner is not None and self.p.first_inner.grads_after:
-            # Checkpoints hold the gradients since session 42 (``self.grads``), but a local
-            # bound to one (``g0 = net[0].weight.grad``, divided in place through ``p.grad``
-            # after the loop) is restored as a copy apart from it: a rest iteration read the
-            # undivided gradient (tests/test_replay_corpus_s37h1.py). Until the saved locals
-            # keep such a reference, such iterations run in full, as before.
-            return False, "reads .grad after the loop (a local may hold a gradient)"
+        if (
+            self.p.first_inner is not None
+            and self.p.first_inner.grads_after
+            and j not in self.grads
+        ):
+            # a checkpoint recorded before session 42 holds no gradient (and its locals no
+            # reference to one: ``g0 = net[0].weight.grad`` came back a copy)
+            return False, "reads .grad after the loop (its checkpoint holds no gradients)"
         if self.p.first_inner is not None and self.p.first_inner.backprop_after:
             return False, (
                 "back-propagates after the loop (through a graph the loop may have built: a "

@@ -1523,6 +1523,13 @@ def registered_views(
             except Exception:  # torch's own state_dict fails (a parameter out of its groups)
                 continue
             tensors = [(("state", i, k), t) for i, st in state.items() for k, t in st.items()]
+        if isinstance(obj, torch.nn.Module):
+            # the gradients too (``g0 = net[0].weight.grad`` in the step loop, divided in place
+            # through ``p.grad`` after it): checkpoints hold them since session 42, and a local
+            # bound to one is the replay's gradient, not a copy apart from it
+            tensors += [
+                (("grad", k), t.grad) for k, t in obj.named_parameters() if t.grad is not None
+            ]
         for key, t in tensors:
             if isinstance(t, torch.Tensor) and t.numel() and not t.is_sparse:
                 out.setdefault(_where(t), (name, key, id(t)))
@@ -1652,6 +1659,8 @@ def registered_tensor(obj: Any, key: Key) -> Any:
     """The replay's tensor at ``key`` of the registered ``obj`` (:func:`registered_views`)."""
     if isinstance(key, (tuple, list)) and len(key) == 3 and key[0] == "state":
         return obj.state_dict()["state"][key[1]][key[2]]
+    if isinstance(key, (tuple, list)) and len(key) == 2 and key[0] == "grad":
+        return dict(obj.named_parameters())[key[1]].grad  # the gradient itself: its identity
     return obj.state_dict(keep_vars=True)[key].detach()
 
 

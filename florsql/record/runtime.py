@@ -663,7 +663,9 @@ class Run:
             extra["unsound"] = unsound
         if left:
             extra["left"] = True
-        extra["grads"] = True  # it holds the gradients (session 42; before, none)
+        # it holds the gradients, and a local bound to one is saved as a reference to it
+        # (2; 1, session 42's first form: gradients, locals as copies; before: none)
+        extra["grads"] = 2
         self.writer.submit_checkpoint(
             payload, frame.name, frame.iteration, position, copy_s, extra=extra
         )
