@@ -44,8 +44,8 @@ replay.
 
 A checkpoint now holds each parameter's gradient (``module_extras``' ``grads``, the 4th item of
 a loose parameter's row, ``tensor_grads``, a frame capture's ``grads``), and a restore puts it
-back (None where it was None). A gradient read after the step loop still sends the iteration
-to a full replay: a local bound to a gradient is restored as a copy apart from it."""
+back (None where it was None). A local bound to a gradient is saved as a reference to it, and
+a gradient read after the step loop replays in rest mode where the checkpoint says so."""
 
 from __future__ import annotations
 
