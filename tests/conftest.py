@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,29 @@ flor.log("done", "yes")
 def tiny_repo(tmp_path: Path) -> Path:
     """A temp git repo with a short pure-python training script, committed."""
     return make_repo(tmp_path / "proj", {"train.py": TINY})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_scratch_removed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Remove the folders a test module's fixtures made with ``tmp_path_factory.mktemp`` once
+    the module is done, unless one of its tests failed (pytest's ``tmp_path_retention_policy =
+    "failed"`` does this for each test's ``tmp_path``, never for ``mktemp``). A full run made
+    7.7 GB of recorded histories, worktrees and checkpoints and kept the last three runs'; a CI
+    machine ran out of disk. Set up before a module's other fixtures, this is torn down after
+    them (their replay services stopped, their files closed)."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed != failed:
+        return
+    for path in set(base.iterdir()) - before:
+        # a shared folder (tests/helpers_replay.py: ``shared_dir``) outlives the module
+        if path.is_dir() and not path.name.startswith("shared-"):
+            stop_replay_services(path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
