@@ -99,6 +99,40 @@ class _Session:
     _renamed: dict[tuple[int, int, str], str | None] = field(default_factory=dict)
 
     @cached_property
+    def old_holds(self) -> dict[str, frozenset[str]]:
+        """For each name the old file binds to a call's result, the names given to that call
+        (``sched = StepLR(opt, 1)``: ``sched`` holds ``opt``): a change in place of the object
+        may change those (``sched.step()`` sets ``opt.param_groups[0]["lr"]``, ``opt.step()``
+        the parameters of ``net``). One level only: ``sched.step()`` changes no weight of the
+        ``net`` that ``opt`` was made from. Names of modules are left out."""
+        made: dict[str, set[str]] = {}
+        modules = self.old.imported
+        for node in ast.walk(self.old.tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if not isinstance(target, ast.Name) or not isinstance(value, ast.Call):
+                continue
+            args = [*value.args, *(k.value for k in value.keywords)]
+            made.setdefault(target.id, set()).update(
+                n.id
+                for a in args
+                for n in ast.walk(a)
+                if isinstance(n, ast.Name) and n.id not in modules and n.id != target.id
+            )
+        return {name: frozenset(names) for name, names in made.items()}
+
+    def changed(self, stmt: ast.stmt) -> frozenset[str]:
+        """:func:`_changed_in_place` of an old statement, with what those objects hold
+        (:attr:`old_holds`)."""
+        direct = _changed_in_place(stmt, self.old.imported)
+        held = [self.old_holds.get(n, frozenset()) for n in direct]
+        return direct.union(*held)
+
+    @cached_property
     def flor_import(self) -> Insertion | None:
         """The new file's ``import florsql as flor``, to add when the old file imports no flor
         module (a helper module that never logged before): placed after the docstring and
@@ -329,6 +363,12 @@ def _plan(
         unsure = gap  # said after the unbound names, which say more
     elif gap != slot:
         slot = adjust_slot(spot.block, gap)
+    if not unsure:
+        kept_order = _order_kept(target.block, target.index, spot.block, pairs, slot, session)
+        if isinstance(kept_order, str):
+            return Failure(log.label, log.line, kept_order)
+        if kept_order != slot:
+            slot = adjust_slot(spot.block, kept_order)
     elsewhere = _off_its_call(target.block, spot.block, slot, session)
     if elsewhere:
         return Failure(log.label, log.line, elsewhere)
@@ -1062,7 +1102,7 @@ def _in_gap(
         return bool(
             _binds(o) & (reads_mine | binds_mine)
             or reads(o) & binds_mine
-            or (_changed_in_place(o, session.old.imported) - flor) & reads_mine
+            or (session.changed(o) - flor) & reads_mine
             # a name today's code lacks may be one it renamed, where today's block has new
             # code that may stand for it
             or (not lone and _binds(o) - scope)
@@ -1089,6 +1129,69 @@ def _in_gap(
     if n_before + n_after == hi - lo:
         return lo + n_before
     return _unsure(old, touching)
+
+
+def _order_kept(
+    block: Block, k: int, old: Block, pairs: dict[int, int], slot: int, session: _Session
+) -> int | str:
+    """``slot`` for new statement ``k`` of ``block``, moved where needed so that each old
+    statement of the block that changes what it reads (or reads or binds what it assigns) stays
+    on the side of it that today's code has that statement on. The slot is chosen by the
+    neighbours both versions have, and an old statement that today's code moved past one of
+    them is no neighbour: ``sched.step(); val_loss = evaluate(net)`` in the old version,
+    ``val_loss = evaluate(net); flor.log("lr_at", lr()); sched.step()`` today placed the log
+    statement after ``val_loss``, after the scheduler's step (the rate one epoch late,
+    silently). Today's side of an old statement is that of its aligned counterpart, or of the
+    one unaligned statement of today's block written the same (an edited constant is no
+    evidence: it may have moved or been replaced); one with neither (code today's code dropped
+    or rewrote) is ``_in_gap``'s, and the slot is not moved across it. Where no slot keeps
+    every side, the reason says so."""
+    mine = block.stmts[k]
+    flor = session.old.aliases | session.new.aliases
+    reads_mine: set[str] = set()
+    for name in reads(mine):
+        was = session.scope_rename(block, old, name)
+        reads_mine.add(name if was is None else was)
+    binds_mine = assigned(mine)
+    unpaired_new = [i for i in range(len(block.stmts)) if i not in pairs and i != k]
+    back = {j: i for i, j in pairs.items()}
+    first, last = 0, len(old.stmts)
+    wrong: list[int] = []  # old statements whose same-written counterpart is on the other side
+    loose: list[int] = []  # old statements with no counterpart
+    for j, o in enumerate(old.stmts):
+        touching = (
+            _binds(o) & reads_mine
+            or (reads(o) | _binds(o)) & binds_mine
+            or (session.changed(o) - flor) & reads_mine
+        )
+        if not touching:
+            continue
+        if j in back:
+            i: int | None = back[j]
+        else:
+            text = ast.dump(o)
+            same = [n for n in unpaired_new if ast.dump(block.stmts[n]) == text]
+            i = same[0] if len(same) == 1 else None
+            if i is not None and (i < k) != (j < slot):
+                wrong.append(j)
+        if i is None:
+            loose.append(j)
+        elif i < k:
+            first = max(first, j + 1)
+        else:
+            last = min(last, j)
+    if not wrong:
+        return slot
+    to = min(max(slot, first), last)
+    if first <= last and not any(min(to, slot) <= j < max(to, slot) for j in loose):
+        return to
+    o = old.stmts[wrong[0]]
+    today, there = ("after", "before") if wrong[0] < slot else ("before", "after")
+    return (
+        f"today's code runs {ast.unparse(o)!r} {today} it, the old version {there} the place "
+        f"its neighbours give it ({at_line(o.lineno)}), and no place keeps the order of "
+        f"everything that changes what it reads"
+    )
 
 
 def _changed_in_place(stmt: ast.stmt, modules: frozenset[str]) -> frozenset[str]:
