@@ -108,6 +108,9 @@ def test_an_unaliased_expression(repo: Path, flat: duckdb.DuckDBPyConnection, ex
         "WITH x AS (SELECT loss FROM logs) SELECT list(loss), 2 ^ 3 FROM x",
         "SELECT l.loss ** 2, logs.loss, l.acc FROM logs l JOIN logs USING (run_id, epoch)",
         "SELECT loss ** 2 FROM logs WHERE epoch = ? ",
+        # a positional reference is named by its column (``#2`` was named ``#2``: session 43)
+        "SELECT #2, #2 || 'x', (#1), loss FROM logs",
+        "SELECT #2 FROM logs UNION ALL SELECT #1 FROM logs",
     ],
 )
 def test_queries_of_other_shapes(repo: Path, flat: duckdb.DuckDBPyConnection, sql: str) -> None:

@@ -63,7 +63,7 @@ def _names(con: Any, source: str) -> list[str | None] | None:
     wanted = [
         i
         for i, e in enumerate(items)
-        if not e.get("alias") and e.get("class") != "COLUMN_REF" and i not in stars
+        if not e.get("alias") and e.get("class") not in _NAMED and i not in stars
     ]
     if not wanted:
         return [STAR if i in stars else None for i in range(len(items))]
@@ -88,6 +88,9 @@ def _names(con: Any, source: str) -> list[str | None] | None:
 
 
 _UNNESTS = ("unnest", "unlist")
+#: Items DuckDB names by the column they reference: a name, and ``#2`` (named ``run_id``, not
+#: ``#2``, as florsql named it before session 43)
+_NAMED = ("COLUMN_REF", "POSITIONAL_REFERENCE")
 
 
 def _has_star(node: Any) -> bool:
