@@ -283,8 +283,8 @@ def _current_tables(
 
 def _replayed_cover(prefix: str, src: str, valid: str) -> str:
     """Rows of ``__flor_cover`` (less ``recorded``) that finished replay tasks add for the
-    (task, name) pairs of ``valid``: their records' contexts, and the iterations (and whole
-    runs, ``to_end``) they computed."""
+    (task, name) pairs of ``valid``: their records' contexts, and the iterations (every one,
+    for a task of the whole run; and whole runs, ``to_end``) they computed."""
     counted = (
         f"EXISTS (SELECT 1 FROM {valid} v WHERE v.replay_id = t.replay_id"
         f" AND v.task_id = t.task_id AND v.name = {fold_sql('t.name')})"
@@ -293,6 +293,16 @@ def _replayed_cover(prefix: str, src: str, valid: str) -> str:
                unnest(iterations) AS outer_iteration
         FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name, loop_name, iterations
               FROM {src}replays WHERE status = 'done') t WHERE {counted}
+        -- a task that stored every outer iteration (iterations NULL: the whole run) covers
+        -- each one the run recorded, of every outer loop: one it left without a value is one
+        -- where today's statement logs nothing (a second `for epoch in flor.loop("epoch")`
+        -- that holds it, shorter than the first: the first's last epochs were asked of every
+        -- query again, and each replayed the whole run, before session 43)
+        UNION ALL SELECT DISTINCT t.run_id, {fold_sql("t.name")}, c.outer_loop, c.outer_iteration
+        FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
+              FROM {src}replays WHERE status = 'done' AND iterations IS NULL) t
+        JOIN {prefix}__flor_ctx c ON c.run_id = t.run_id AND c.outer_loop IS NOT NULL
+        WHERE {counted}
         UNION ALL SELECT run_id, {fold_sql("name")}, NULL::VARCHAR, NULL::BIGINT
         FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
               FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
