@@ -42,6 +42,7 @@ __all__ = [
     "LoopFacts",
     "ScriptFacts",
     "analyze_source",
+    "default_state",
     "for_statements",
     "imported_names",
     "loop_at",
@@ -399,7 +400,8 @@ def module_state(source: str) -> frozenset[str]:
     (``global n``), a mutable module-level object one mutates (``CALLS["n"] += 1``,
     ``_meter.update(v)``, ``HIST.append(v)``), an attribute stored on a module-level class or
     function (``Meter.count += 1``, ``type(self).count += 1``, ``cls.n += 1`` in a
-    ``classmethod``), a closure's ``nonlocal`` cell. Empty when the module keeps no state of
+    ``classmethod``), a closure's ``nonlocal`` cell, a default argument a function changes
+    (:func:`default_state`). Empty when the module keeps no state of
     its own (functions that only compute, or change the objects passed to them). A module that
     does not parse counts as keeping state.
 
@@ -443,11 +445,125 @@ def module_state(source: str) -> frozenset[str]:
                 inert |= names
     data -= imported
     own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    out: set[str] = set()
+    out: set[str] = {f"function state {d}" for d in default_state(tree)}
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out |= _function_state(fn, data, code, own, imported, data - inert)
     return frozenset(out)
+
+
+def default_state(tree: ast.Module) -> tuple[str, ...]:
+    r"""State a module keeps in its functions, which no checkpoint saves: a parameter whose
+    default is an object (not a constant) that the function may change (``def smoothed(v,
+    _state={}): _state["s"] = ...``, ``lambda v, buf=torch.zeros(1): buf.mul_(0.5)``, a
+    method's ``_hist=[]`` appended to) or hand out (returned, passed to a call);
+    ``functools.partial`` binding an object made in place (``partial(f, state={})``); the
+    cache of an ``lru_cache`` function that draws from an RNG (``val_indices(n)`` returning
+    ``torch.randperm(32)[:n]``: a replay's empty cache draws again, from another RNG state).
+    A replay starting from a checkpoint gets what a fresh start makes: before session 43 a
+    value computed from it was wrong, silently. One description per finding.
+
+    Example:
+        >>> src = "def smoothed(v, _state={}):\n    _state['s'] = v\n    return v\n"
+        >>> src += "def build(sizes=[64, 64], act=None):\n    return list(sizes)\n"
+        >>> default_state(ast.parse(src))
+        ('smoothed(_state)',)
+        >>> default_state(ast.parse("import functools\ng = functools.partial(f, state={})\n"))
+        ('functools.partial(f, state={})',)
+    """
+    out: list[str] = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.Call):
+            func = fn.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            bound = [*fn.args[1:], *(k.value for k in fn.keywords)]
+            if name == "partial" and any(_made_here(b) for b in bound):
+                out.append(ast.unparse(fn)[:60])
+            continue
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if not isinstance(fn, ast.Lambda) and _cached(fn) and _draws(fn):
+            out.append(f"{fn.name} (a cache of values drawn from an RNG)")
+        a = fn.args
+        positional = [*a.posonlyargs, *a.args]
+        pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
+        pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
+        held = {arg.arg for arg, default in pairs if not _constant(default) and not _inert(default)}
+        if not held:
+            continue
+        body: list[ast.AST] = [fn.body] if isinstance(fn, ast.Lambda) else list(fn.body)
+        changed = sorted(held & _changed_params(body, held))
+        if changed:
+            name = "lambda" if isinstance(fn, ast.Lambda) else fn.name
+            out.append(f"{name}({', '.join(changed)})")
+    return tuple(dict.fromkeys(out))
+
+
+#: Names of calls that draw from an RNG (``torch.randperm``, ``np.random.choice``,
+#: ``random.shuffle``, ``w.normal_()``), by substring; a cached function calling one keeps
+#: drawn values in its cache.
+_DRAW_WORDS = ("rand", "shuffle", "choice", "sample", "normal", "uniform", "bernoulli",
+               "multinomial", "permutation", "dropout", "gauss", "poisson")  # fmt: skip
+
+
+def _cached(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Decorated with ``functools.lru_cache`` or ``functools.cache`` (called or not)."""
+    for d in fn.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name in ("lru_cache", "cache"):
+            return True
+    return False
+
+
+def _draws(fn: ast.AST) -> bool:
+    """Whether ``fn`` calls something named like a draw from an RNG (:data:`_DRAW_WORDS`)."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if any(w in name.lower() for w in _DRAW_WORDS):
+                return True
+    return False
+
+
+def _made_here(node: ast.expr) -> bool:
+    """An object made by the expression itself (``{}``, ``[]``, ``Meter()``), not a name or a
+    constant."""
+    if _constant(node) or _inert(node) or isinstance(node, (ast.Name, ast.Lambda)):
+        return False
+    return isinstance(
+        node,
+        (ast.Dict, ast.List, ast.Set, ast.Call, ast.ListComp, ast.DictComp, ast.SetComp),
+    )
+
+
+def _changed_params(body: list[ast.AST], params: set[str]) -> set[str]:
+    """Which of ``params`` the code of ``body`` may change or hand out: a store into it, an
+    augmented assignment (in place for a list or a tensor), a method that is not pure, an
+    argument to a call that is not a pure builtin, a value returned or yielded."""
+    out: set[str] = set()
+    nodes = [n for b in body for n in ast.walk(b)]
+    for node in nodes:
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            out.add(_root(node) or "")
+        elif isinstance(node, ast.AugAssign):
+            out.add(_root(node.target) or "")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr not in PURE_METHODS:
+                out.add(_root(func.value) or "")
+            if not (isinstance(func, ast.Name) and func.id in PURE_CALLS):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    if isinstance(arg, ast.Name):
+                        out.add(arg.id)
+        elif isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and isinstance(
+            node.value, ast.Name
+        ):
+            out.add(node.value.id)
+    return out & params
 
 
 #: Constructors of values no call changes (``DEVICE = torch.device("cpu")``, ``ROOT =

@@ -346,6 +346,13 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: DataLoader local keeps its script-class dataset's and samplers' data attributes, and a pandas
 #: DataFrame or Series is refilled by ``__setstate__`` (each came back as the script's start
 #: made it, or empty, silently).
+#: 35 (session 43, a stranger's sweep): state a script keeps in its functions (a default
+#: argument a function changes, ``def smoothed(v, _state={})``; what a ``functools.partial``
+#: binds; an ``lru_cache`` of drawn values) replays the whole run (``smoothed``'s running mean
+#: was the epoch's own loss: 0.1243 for 0.2077, silently); today's statement keeps its side of
+#: each old statement that changes what it reads, and ``sched.step()`` changes ``opt`` (a
+#: renamed version that stepped its scheduler before ``evaluate`` got the next epoch's rate,
+#: silently); a local bound to a registered module's gradient is restored as a reference to it.
 REPLAY_RULES = _STORED_RULES
 
 

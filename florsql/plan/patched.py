@@ -23,6 +23,7 @@ from florsql.code.effects import (
     LoopFacts,
     ScriptFacts,
     analyze_source,
+    default_state,
     imported_names,
     module_state,
     reads_before_assigned,
@@ -423,6 +424,16 @@ def analyze_patched(
                 f"reads {', '.join(read[:3])}, which a wrapper of the {outer.name} loop changes "
                 "as it iterates: every iteration must run"
             )
+    kept = default_state(tree) if names else ()
+    if kept and not flags["unknown"]:
+        # a default argument the script's code changes (``def smoothed(v, _state={})``), a
+        # cache of drawn values: a replay from a checkpoint gets what a fresh start makes
+        # (session 43)
+        flags["unknown"] = True
+        whole_why = (
+            f"state in a function no checkpoint saves ({', '.join(kept[:2])}): "
+            "every iteration must run"
+        )
     if flags["unknown"]:
         flags["need_start"] = flags["after"] = True
     return Patched(
