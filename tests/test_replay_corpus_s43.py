@@ -188,6 +188,7 @@ def test_s43_corpus_is_consistent() -> None:
         "def f(x, opts={}):\n    return opts.get('k', x)\n",
         "@functools.lru_cache(maxsize=None)\ndef mask(n):\n    return torch.triu(torch.ones(n))\n",
         "g = functools.partial(train, lr=0.1, hist=history)\n",
+        "def make_opt(params, lr=flor.arg('lr', 0.1)):\n    return SGD(params, lr=lr)\n",
     ],
 )
 def test_functions_that_keep_no_state_are_not_taken_for_state(source: str) -> None:

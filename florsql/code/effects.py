@@ -488,7 +488,7 @@ def default_state(tree: ast.Module) -> tuple[str, ...]:
         positional = [*a.posonlyargs, *a.args]
         pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
         pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
-        held = {arg.arg for arg, default in pairs if not _constant(default) and not _inert(default)}
+        held = {arg.arg for arg, default in pairs if _held(default)}
         if not held:
             continue
         body: list[ast.AST] = [fn.body] if isinstance(fn, ast.Lambda) else list(fn.body)
@@ -525,6 +525,14 @@ def _draws(fn: ast.AST) -> bool:
             if any(w in name.lower() for w in _DRAW_WORDS):
                 return True
     return False
+
+
+def _held(default: ast.expr) -> bool:
+    """Whether a default argument may be an object a call changes: not a constant, not an
+    inert value, not an argument of the record API (``lr=flor.arg("lr", 0.1)``)."""
+    if _constant(default) or _inert(default):
+        return False
+    return not (isinstance(default, ast.Call) and _root(default.func) in FLOR_MODULES)
 
 
 def _made_here(node: ast.expr) -> bool:
