@@ -345,6 +345,17 @@ def _unplaced_lines(v: VersionReplay) -> list[str]:
 
 
 def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    for filename, names, runs in plan.orphaned:
+        _warn(
+            engine,
+            messages,
+            f"{runs} run(s) of {filename} cannot compute {', '.join(names[:5])}"
+            + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            + f": today's code has no {filename} (renamed or deleted), and today's statements "
+            "go into a version's copy of the file of the same path; NULL (to compute them, "
+            f"put today's code back at {filename}, or record those runs again)",
+            FlorWarning,
+        )
     for v in plan.versions:
         for name, why in v.unplaced:
             _warn(

@@ -60,6 +60,7 @@ def assemble(state: PlanState) -> None:
         runs = tuple(sorted(per_version.get(key, []), key=lambda r: r.run_id))
         run_files = sorted({f for r in runs for f in files.get(r.run_id, [])} | {filename})
         versions.append(_version(state, vid, filename, runs, run_files))
+    orphaned = _orphaned(state, referenced)
     state.plan = ReplayPlan(
         names=tuple(referenced),
         versions=tuple(v for v in versions if v.runs or v.unplaceable or v.unplaced),
@@ -68,7 +69,8 @@ def assemble(state: PlanState) -> None:
         residual=tuple(not state.pushed.get(r.ref_id, _NONE).exact for r in state.references),
         limit_runs=tuple(sorted(state.limit_runs)) if state.limit_runs is not None else None,
         lacking=tuple((n, _lacking(state, n)) for n in referenced),
-        unreplayable=_unreplayable(state, referenced),
+        unreplayable=_unreplayable(state, referenced, [o[0] for o in orphaned]),
+        orphaned=orphaned,
         notes=tuple(state.notes),
         failures=tuple(state.failures),
         unreached=tuple(state.unreached),
@@ -202,8 +204,37 @@ def _cost(versions: list[VersionReplay]) -> Cost:
     return plan_cost([r for v in versions for r in v.runs])
 
 
-def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], ...]:
-    """Per name: runs with no value whose script's current code does not log it."""
+def _orphaned(state: PlanState, names: list[str]) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+    """Per script of some run that today's working tree no longer has (renamed or deleted,
+    ``git mv train.py main.py``), the names of ``names`` its runs lack and how many runs lack
+    one: today's statements are placed into a version's copy of the file of the same path, so
+    nothing computes them there. Before session 43 their values were NULL without a word (only
+    EXPLAIN's "not replayable" line)."""
+    if not names:
+        return ()
+    rows = state.con.execute(
+        f"""SELECT m.filename, n.name, count(*) FROM (SELECT unnest(?::VARCHAR[]) AS name) n
+           CROSS JOIN run_meta m
+           WHERE m.filename IS NOT NULL AND NOT EXISTS (SELECT 1 FROM __flor_cover v
+                             WHERE v.run_id = m.run_id AND v.name = {fold_sql("n.name")})
+           GROUP BY m.filename, n.name ORDER BY m.filename, n.name""",
+        [names],
+    ).fetchall()
+    gone: dict[str, tuple[list[str], int]] = {}
+    for filename, name, count in rows:
+        if filename in state.catalog.scripts or (state.repo / filename).exists():
+            continue
+        listed, most = gone.setdefault(filename, ([], 0))
+        listed.append(name)
+        gone[filename] = (listed, max(most, int(count)))
+    return tuple((f, tuple(ns), k) for f, (ns, k) in sorted(gone.items()))
+
+
+def _unreplayable(
+    state: PlanState, names: list[str], gone: list[str]
+) -> tuple[tuple[str, int], ...]:
+    """Per name: runs with no value whose script's current code does not log it, less those
+    of the scripts ``gone`` from today's tree (:func:`_orphaned` says them)."""
     if not names:
         return ()
     rows = state.con.execute(
@@ -213,7 +244,12 @@ def _unreplayable(state: PlanState, names: list[str]) -> tuple[tuple[str, int], 
                              WHERE v.run_id = m.run_id AND v.name = {fold_sql("n.name")})
              AND NOT list_has_any(?, list_transform(m.files,
                  lambda f: f || '|' || {fold_sql("n.name")}))
+             AND NOT list_contains(?, m.filename)
            GROUP BY n.name ORDER BY n.name""",
-        [names, [f"{f}|{fold(n)}" for f, c in state.catalog.scripts.items() for n in c.names()]],
+        [
+            names,
+            [f"{f}|{fold(n)}" for f, c in state.catalog.scripts.items() for n in c.names()],
+            gone,
+        ],
     ).fetchall()
     return tuple((name, int(count)) for name, count in rows if count)

@@ -186,6 +186,11 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         lines += _version(v)
     for name, count in plan.unreplayable:
         lines.append(f"  not replayable: {name} for {count} run(s) (their script does not log it)")
+    for filename, names, runs in plan.orphaned:
+        lines.append(
+            f"  not replayable: {', '.join(names)} for {runs} run(s) of {filename}, which "
+            "today's code no longer has (renamed or deleted)"
+        )
     for f in plan.failures:
         first = f.reason.splitlines()[0] if f.reason else ""
         lines.append(f"  not replayed, failed before: {', '.join(f.names)}: {first}")

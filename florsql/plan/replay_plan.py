@@ -288,6 +288,9 @@ class ReplayPlan:
         lacking: per name, how many runs lack it before pushdown.
         unreplayable: per name, how many runs lack it with no statement to replay (their script
             does not log it now).
+        orphaned: per script today's working tree no longer has (renamed or deleted), the
+            names its runs lack and how many runs: no statement of today's is placed into
+            them, so their values stay NULL (said at query time, not only by EXPLAIN).
         notes: plain-language remarks (a pushdown skipped and why...).
         failures: tasks that failed before with today's patched source: what they leave NULL
             and why (they are retried once the patched source changes).
@@ -308,6 +311,7 @@ class ReplayPlan:
     limit_runs: tuple[str, ...] | None = None
     lacking: tuple[tuple[str, int], ...] = ()
     unreplayable: tuple[tuple[str, int], ...] = ()
+    orphaned: tuple[tuple[str, tuple[str, ...], int], ...] = ()
     notes: tuple[str, ...] = ()
     failures: tuple[RememberedFailure, ...] = ()
     unreached: tuple[Unreached, ...] = ()
