@@ -78,6 +78,20 @@ def bind_query(tree: exp.Expr, catalog: Catalog, source: str) -> Binding:
     """
     for i, table in enumerate(t for t in tree.find_all(exp.Table) if is_logs_table(t)):
         table.meta[REF_KEY] = i
+        alias = table.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.columns:
+            # ``logs AS t(a, b)`` renames logs' first columns by position (projid, run_id...):
+            # before session 43, "Unknown column 'b'"
+            line, column = node_position(alias, source) or (None, None)
+            raise PlanError(
+                "a column alias list on logs is not supported (it renames logs' first columns "
+                "by position): alias the columns in the select list (SELECT run_id AS b ...), "
+                "or give the list to a subquery (FROM (SELECT run_id, epoch FROM logs) AS "
+                "t(b, e))",
+                sql=source,
+                line=line,
+                col=column,
+            )
     roots = [tree] if isinstance(tree, exp.Query) else _inner_queries(tree)
     roots += _pivoted_queries(tree)
     exact = True
