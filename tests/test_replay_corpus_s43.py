@@ -14,6 +14,12 @@ start makes, so
 - an ``lru_cache`` helper returning ``torch.randperm(32)[:n]`` drew its indices again, from the
   restored RNG state: the validation loss on other samples (0.3066 for 0.0780).
 
+The same sweep's follow-up: a statement that changes a model in place (a forward pass in train
+mode moves batch norm's statistics) was watched only on models given to ``flor.checkpointing``;
+a model left out (saved with the frame's locals) read ``running_mean`` 1.4774 for a full
+re-run's 1.5481 at epoch 3. The RNG guard now watches the torch modules the statement's frame
+names too (``rng_guard._frame_modules``).
+
 The old versions log nothing computed from that state, so verification could not see it. Now
 the planner replays such runs from their start (``effects.default_state``, in the script:
 ``patched.analyze_patched``; in a module of the repository: ``effects.module_state``), as
@@ -170,7 +176,27 @@ with flor.checkpointing(model=net, optimizer=opt):
     ),
 ]
 
-DEFAULT: list[str] = ["a_running_mean_kept_in_a_mutable_default_argument"]
+PATTERNS.append(
+    _case(
+        "a_forward_pass_in_train_mode_on_a_model_left_out_of_checkpointing",
+        """
+bn = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.SGD(bn.parameters(), lr=0.2, momentum=0.9)
+with flor.checkpointing(optimizer=opt):
+    for epoch in flor.loop("epoch", range(epochs)):
+"""
+        + STEPS.replace("net(", "bn(")
+        + """        flor.log("tacc", float((bn(X).argmax(1) == Y).float().mean()))  # hindsight
+        flor.log("rm", float(bn[1].running_mean.sum()))  # hindsight
+""",
+        ["tacc", "rm"],
+    )
+)
+
+DEFAULT: list[str] = [
+    "a_running_mean_kept_in_a_mutable_default_argument",
+    "a_forward_pass_in_train_mode_on_a_model_left_out_of_checkpointing",
+]
 CASES = corpus_params(PATTERNS, DEFAULT)
 
 

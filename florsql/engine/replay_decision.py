@@ -238,7 +238,7 @@ def replay_if_needed(
             engine,
             messages,
             "today's statements drew from a global RNG or a generator of the script, or "
-            f"changed a registered model in place ({said}): "
+            f"changed a model in place ({said}): "
             "a run of today's script trains differently from the recorded run after the first "
             "draw, and the values "
             f"are that run's: {how}the recorded values beside them stay the recorded "

@@ -75,7 +75,7 @@ class RngGuard:
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
         saved = _snapshot(full=full)
         if full or not self._tracked:
-            self._tracked = _tracked(self.objects)
+            self._tracked = _tracked({**_frame_modules(frame, self.objects), **self.objects})
         if self._tracked:
             saved["modules"] = (self._tracked, _module_state(self._tracked))
         saved["frame"] = frame
@@ -191,6 +191,32 @@ def _restore_moved(saved: dict[str, Any]) -> set[str]:
     return moved
 
 
+def _frame_modules(frame: FrameType | None, registered: dict[str, Any]) -> dict[str, Any]:
+    """The torch modules ``frame`` names (its globals, then its locals) that are not given to
+    ``flor.checkpointing``: a model left out is saved with the frame's locals, and a statement
+    that changes it in place (a forward pass in train mode moving batch norm's statistics)
+    moves the run as for a registered one (before session 43 it was not watched: a rest
+    iteration restored the recorded statistics, and a later epoch's ``running_mean`` read
+    1.4774 for a full re-run's 1.5481, silently)."""
+    torch = sys.modules.get("torch")
+    if frame is None or torch is None:
+        return {}
+    module = torch.nn.Module
+    seen = {id(v) for v in registered.values()}
+    out: dict[str, Any] = {}
+    scopes = (
+        [frame.f_globals]
+        if frame.f_locals is frame.f_globals
+        else [frame.f_globals, frame.f_locals]
+    )
+    for scope in scopes:
+        for name, value in list(scope.items()):
+            if isinstance(value, module) and id(value) not in seen:
+                seen.add(id(value))
+                out[name] = value
+    return out
+
+
 def _tracked(objects: dict[str, Any]) -> list[tuple[str, Any]]:
     """``(label, tensor or module)`` of every parameter, buffer and submodule of the registered
     torch modules."""
@@ -232,8 +258,8 @@ def _changed(tracked: list[tuple[str, Any]], before: list[Any], now: list[Any]) 
         if not hasattr(obj, "_version"):
             return f"{label}.training (a module's mode, left changed)"
         if a[0] != b[0]:
-            return f"{label} (a registered module's tensor, changed in place)"
-        return f"{label}.grad (a registered module's gradient, changed)"
+            return f"{label} (a model's tensor, changed in place)"
+        return f"{label}.grad (a model's gradient, changed)"
     return None
 
 
