@@ -1172,7 +1172,11 @@ def _order_kept(
             text = ast.dump(o)
             same = [n for n in unpaired_new if ast.dump(block.stmts[n]) == text]
             i = same[0] if len(same) == 1 else None
-            if i is not None and (i < k) != (j < slot):
+            if (
+                i is not None
+                and (i < k) != (j < slot)
+                and not _anchored(old, back, j, slot, session)
+            ):
                 wrong.append(j)
         if i is None:
             loose.append(j)
@@ -1192,6 +1196,17 @@ def _order_kept(
         f"its neighbours give it ({at_line(o.lineno)}), and no place keeps the order of "
         f"everything that changes what it reads"
     )
+
+
+def _anchored(old: Block, back: dict[int, int], j: int, slot: int, session: _Session) -> bool:
+    """Whether an aligned old statement between old statement ``j`` and ``slot`` reads what
+    ``j`` changes: that neighbour moved past ``j`` with the statement (today's ``flor.log("w",
+    w); flor.log("h", w); w = shrink(w)``, the old ``w = shrink(w); flor.log("w", w)``), so
+    the statement goes with its neighbour, whose value it shares, not by ``j``."""
+    moved = old.stmts[j]
+    changes = _binds(moved) | session.changed(moved)
+    span = range(j + 1, slot) if j < slot else range(slot, j)
+    return any(c in back and reads(old.stmts[c]) & changes for c in span)
 
 
 def _changed_in_place(stmt: ast.stmt, modules: frozenset[str]) -> frozenset[str]:
