@@ -238,26 +238,59 @@ def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
     """What a statement may change in place of the tracked objects: each tensor's version
     counter (bumped by every in-place write: a batch norm's running statistics as a forward
     pass in train mode updates them, the vectors a spectral norm's power iteration updates as
-    its ``weight`` is read in train mode) and gradient (``loss.backward()`` in a statement),
-    each module's ``training`` flag (``net.eval()`` left so)."""
+    its ``weight`` is read in train mode), a small buffer's values (:func:`_buffer_digest`) and
+    gradient (``loss.backward()`` in a statement); None for a module."""
     out: list[Any] = []
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return out
+    parameter, tensor = torch.nn.Parameter, torch.Tensor
     for _, obj in tracked:
-        grad = getattr(obj, "grad", None) if hasattr(obj, "_version") else None
-        if hasattr(obj, "_version"):
-            out.append((obj._version, id(grad), grad._version if grad is not None else -1))
+        # A module's ``training`` flag is not compared: propagation saves the modes of the
+        # modules a statement switches and puts them back after it (``flor._save_modes``,
+        # ``flor._restore_modes``), after this guard's end, so ``net.eval()`` before an
+        # evaluation would count as a change and replay every such run from its start. (Until
+        # session 43 a module was taken for a tensor here, by its state_dict format's
+        # ``_version``, to the same effect.)
+        if isinstance(obj, tensor):
+            grad = obj.grad
+            out.append(
+                (
+                    obj._version,
+                    id(grad),
+                    grad._version if grad is not None else -1,
+                    _buffer_digest(obj, parameter),
+                )
+            )
         else:
-            out.append(getattr(obj, "training", None))
+            out.append(None)
     return out
+
+
+#: Buffers up to this many elements are compared by value too (a batch norm's statistics).
+BUFFER_DIGEST_MAX = 1 << 16
+
+
+def _buffer_digest(obj: Any, parameter: Any) -> int | None:
+    """A digest of a small buffer's values: some kernels write buffers in place without
+    bumping the version counter (``F.batch_norm`` on a custom layer's running statistics:
+    before session 43 a statement's forward pass in train mode went unseen, and a later
+    epoch's ``rm`` read 0.9392 for a full re-run's 1.0428). None for a parameter (an
+    optimizer's writes bump it) or a large buffer."""
+    if isinstance(obj, parameter) or obj.numel() > BUFFER_DIGEST_MAX or obj.is_sparse:
+        return None
+    try:
+        return hash(obj.detach().cpu().numpy().tobytes())
+    except Exception:  # a dtype numpy lacks (bfloat16), a meta tensor: by its version only
+        return None
 
 
 def _changed(tracked: list[tuple[str, Any]], before: list[Any], now: list[Any]) -> str | None:
     """The first tracked object a statement changed, as the query's warning names it."""
-    for (label, obj), a, b in zip(tracked, before, now, strict=True):
+    for (label, _obj), a, b in zip(tracked, before, now, strict=True):
         if a == b:
             continue
-        if not hasattr(obj, "_version"):
-            return f"{label}.training (a module's mode, left changed)"
-        if a[0] != b[0]:
+        if a[0] != b[0] or a[3] != b[3]:
             return f"{label} (a model's tensor, changed in place)"
         return f"{label}.grad (a model's gradient, changed)"
     return None

@@ -447,6 +447,13 @@ class WriteSandbox:
         if keep and not fresh and os.path.isfile(real):
             import shutil
 
+            if self.outputs is not None and real in self.outputs:
+                # appended to (or opened ``r+``): what it held before is today's copy, not
+                # what the run found there; read back, it is a read before writing (before
+                # session 43 a metrics file appended each epoch and read back counted today's
+                # rows too: 4, 5, 6 for 1, 2, 3, silently)
+                self.foreign.add(real)
+
             self._copying = True  # (its own read of the file is not the task's)
             try:
                 shutil.copyfile(real, private)  # append and r+ see the old content
