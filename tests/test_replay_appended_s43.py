@@ -40,3 +40,18 @@ def test_an_appended_file_read_back_is_said_unknown(tmp_path: Path) -> None:
             con.cursor().execute("SELECT epoch, nrows FROM logs").fetchall()
     said = " ".join(str(w.message) for w in caught)
     assert "read out/m.csv before writing it" in said, said
+
+
+def test_a_log_file_only_appended_to_is_no_read(tmp_path: Path) -> None:
+    """Appended to and never read back (a text log of each epoch): nothing to say."""
+    script = SCRIPT.replace('    with open("out/m.csv") as f:\n        rows = f.readlines()\n', "")
+    repo = make_repo(tmp_path / "r", {"train.py": script, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    write(repo / "train.py", script + '    flor.log("e2", epoch * 2)\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with florsql.connect(repo, replay="auto") as con:
+            rows = con.cursor().execute("SELECT epoch, e2 FROM logs ORDER BY 1").fetchall()
+    assert rows == [(0, 0), (1, 2), (2, 4)]
+    said = " ".join(str(w.message) for w in caught)
+    assert "before writing it" not in said, said

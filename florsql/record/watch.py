@@ -391,6 +391,9 @@ class WriteSandbox:
         #: found there is not known (a run resumed from its own ``last.pt``), the task read
         #: today's copy (s36: silently where no old statement's value showed it)
         self.foreign: set[str] = set()
+        #: Outputs of the run the task opened to append to (or ``r+``), their private copy
+        #: starting from today's file: read back, they are :attr:`foreign`
+        self.appended: set[str] = set()
         self._copying = False
         #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
         #: the version's own, opened for reading by its path in the checkout (an absolute path:
@@ -431,6 +434,8 @@ class WriteSandbox:
                 self.skipped.discard(real)
         hit = self.moved.get(real)
         if hit is not None:
+            if not writing and real in self.appended:
+                self.foreign.add(real)  # read back: what it held before the task is not known
             return hit
         if not writing and self.outputs is not None and real in self.outputs:
             self.foreign.add(real)
@@ -452,7 +457,7 @@ class WriteSandbox:
                 # what the run found there; read back, it is a read before writing (before
                 # session 43 a metrics file appended each epoch and read back counted today's
                 # rows too: 4, 5, 6 for 1, 2, 3, silently)
-                self.foreign.add(real)
+                self.appended.add(real)
 
             self._copying = True  # (its own read of the file is not the task's)
             try:
