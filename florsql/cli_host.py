@@ -101,9 +101,18 @@ def _identity() -> dict[str, Any]:
     }
 
 
+#: Variables read for each replay task from its environment (the command's, which the host's
+#: child takes), never at import: they need not agree.
+_PER_TASK = ("FLORSQL_REPLAY_WRITABLE",)
+
+
 def _env_key(env: dict[str, str]) -> dict[str, str]:
     """The variables that must agree (``PYTHONHASHSEED`` only where the command sets it)."""
-    return {k: v for k, v in env.items() if k.startswith(_PREFIXES) or k in _NAMES}
+    return {
+        k: v
+        for k, v in env.items()
+        if (k.startswith(_PREFIXES) or k in _NAMES) and k not in _PER_TASK
+    }
 
 
 # -- the command's side ---------------------------------------------------------------------------

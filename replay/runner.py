@@ -629,7 +629,10 @@ def _mark(folder: Path, check: Verification, report: ReplayReport) -> str | None
     """Write a finished task's verification into its ``done.json``; the difference from the
     recording it found (None: none)."""
     done = layout.read_json(folder / DONE)
-    mismatch = check.mismatch or _reordered(done)
+    # both, where both: a file read before the run wrote it explains the values' difference
+    # (session 44: the difference alone was said, the file the task read not named)
+    said = [m for m in (check.mismatch, _reordered(done)) if m]
+    mismatch = "; ".join(said) or None
     done.update(checked=check.checked, mismatch=mismatch)
     layout.atomic_write_json(folder / DONE, done)
     _note_draws(done, report)

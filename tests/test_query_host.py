@@ -163,7 +163,9 @@ def start_blocked(repo: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], in
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=script_env(**ON),
+        # the statement touches a file outside the repository for the test to see: a replay
+        # writes such paths to private copies unless told (session 44)
+        env=script_env(**ON, FLORSQL_REPLAY_WRITABLE=str(tmp_path)),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not started.exists():  # the replay task runs the statement: the command is in it

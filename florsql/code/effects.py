@@ -766,13 +766,14 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         for n in ast.walk(tree)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in called
     }
+    owners = _method_classes(tree)
     out: dict[str, _Summary] = {}
     for _ in range(20):
         token = _CALLEES.set(out)
         try:
             new: dict[str, _Summary] = {}
             for fn in defs:
-                one = _summary(fn)
+                one = _summary(fn, owners.get(id(fn), frozenset()))
                 old = new.get(fn.name)
                 if old is not None:
                     one = _Summary(old.mutates | one.mutates, old.reads | one.reads)
@@ -783,12 +784,165 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
             break
         out = new
     loaded |= anonymous  # a lambda passed on (a hook, a callback) runs where it is called
+    bound, holders = _bound_methods(tree, called, out)
+    loaded |= bound
     escaped = _Summary(
         frozenset(n for name, s in out.items() if name in loaded for n in s.mutates)
-        | _passed_instances(tree),
+        | _passed_instances(tree)
+        | holders,
         frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
     )
     return out, escaped
+
+
+def _method_classes(tree: ast.Module) -> dict[int, frozenset[str]]:
+    """For each method of the script's classes (by ``id`` of its node), the class that holds
+    it and the script's classes derived from it: what ``type(self)``, ``self.__class__`` and
+    a classmethod's ``cls`` may be."""
+    bases: dict[str, set[str]] = {}
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            bases.setdefault(cls.name, set()).update(
+                b.id for b in cls.bases if isinstance(b, ast.Name)
+            )
+
+    def derived(name: str) -> frozenset[str]:
+        out, todo = {name}, [name]
+        while todo:
+            base = todo.pop()
+            for sub, its in bases.items():
+                if base in its and sub not in out:
+                    out.add(sub)
+                    todo.append(sub)
+        return frozenset(out)
+
+    owners: dict[int, frozenset[str]] = {}
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            kinds = derived(cls.name)
+            for fn in cls.body:
+                if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    owners[id(fn)] = kinds
+    return owners
+
+
+def _class_changed(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether a method changes its class: through ``type(self)`` or ``self.__class__``
+    (``type(self).total += 1``, ``self.__class__.seen.append(x)``), or, in a classmethod,
+    through ``cls`` (called on an instance too: ``m.cbump()``). Session 44: such a change was
+    not seen, and a replay that restored a checkpoint read the class's start value, silently
+    (6 for a full re-run's 9)."""
+    if not fn.args.args:
+        return False
+    first = fn.args.args[0].arg
+    classmethod = any(_decorator_name(d) == "classmethod" for d in fn.decorator_list)
+
+    def via_class(node: ast.AST) -> bool:
+        if classmethod:  # ``cls.total += 1``, ``cls.seen.append(x)``; not ``cls(...)``
+            return _root(node) == first
+        while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred, ast.Call)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "type"
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == first
+            ):
+                return True
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "__class__"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == first
+            ):
+                return True
+            node = node.func if isinstance(node, ast.Call) else node.value
+        return False
+
+    for node in _own_nodes(fn.body):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            if via_class(node.value):
+                return True
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr not in PURE_METHODS and via_class(node.func.value):
+                return True
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("setattr", "delattr")
+            and node.args
+            and via_class(node.args[0])
+        ):
+            return True
+    return False
+
+
+def _decorator_name(node: ast.expr) -> str | None:
+    """``classmethod`` for ``@classmethod``, ``cached`` for ``@functools.cached``..."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _bound_methods(
+    tree: ast.Module, called: set[int], summaries: Mapping[str, _Summary]
+) -> tuple[set[str], frozenset[str]]:
+    """Methods of the script's classes taken as bound methods, not called where they are
+    named: ``ops = {"add": m.add}``, ``getattr(m, "add")``. They run wherever the object they
+    were put in is called (``ops["add"](1)``), so, like a function that escapes, at any call
+    the loops make: (their names, whose summaries count as escaped; the objects they are bound
+    to, where the method changes its object). Session 44: a counter changed through such a
+    method was not seen as changed, silently (6 for 9)."""
+    changing: set[str] = set()  # names of the script's methods that change their object
+    methods: set[str] = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for fn in cls.body:
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.args.args:
+                methods.add(fn.name)
+                if fn.args.args[0].arg in _changed(fn.body):
+                    changing.add(fn.name)
+    names: set[str] = set()
+    holders: set[str] = set()
+    for n in ast.walk(tree):
+        attr, target = None, None
+        if (
+            isinstance(n, ast.Attribute)
+            and isinstance(n.ctx, ast.Load)
+            and id(n) not in called
+            and n.attr in methods
+        ):
+            attr, target = n.attr, n.value
+        elif (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "getattr"
+            and len(n.args) >= 2
+        ):
+            key = n.args[1]
+            target = n.args[0]
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                attr = key.value if key.value in methods else None
+            else:  # any of them
+                names |= methods
+                if changing:
+                    root = _root(target)
+                    if root:
+                        holders.add(root)
+                continue
+        if attr is None or target is None:
+            continue
+        names.add(attr)
+        root = _root(target)
+        if root and (attr in changing or summaries.get(attr, _Summary()).mutates):
+            holders.add(root)
+    return names, frozenset(holders)
 
 
 def _passed_instances(tree: ast.Module) -> frozenset[str]:
@@ -869,7 +1023,12 @@ def _lambdas(tree: ast.Module) -> tuple[list[ast.FunctionDef], set[str]]:
     return out, anonymous
 
 
-def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Summary:
+def _summary(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, owners: frozenset[str] = frozenset()
+) -> _Summary:
+    """What calling ``fn`` may change and read outside its locals; ``owners``: where ``fn``
+    is a method, its class and the script's classes derived from it (a change of the class
+    through ``type(self)``, ``self.__class__`` or a classmethod's ``cls`` changes them)."""
     declared = {
         name
         for node in _own_nodes(fn.body)
@@ -890,6 +1049,8 @@ def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Summary:
             bound.add(node.name)
     local = (_args(fn) | bound) - declared
     mutates = _changed(fn.body) - local
+    if owners and _class_changed(fn):
+        mutates |= owners
     reads = set()
     for stmt in fn.body:
         reads |= _loads(stmt)
@@ -1211,6 +1372,8 @@ def _changed(body: list[ast.stmt], bound: Iterable[tuple[str, str]] = ()) -> set
             named = _globals_key(node)
             if named:
                 out.add(named)  # globals()["last_loss"] = v binds the global
+            if _main_attr(node):
+                out.add(node.attr)  # type: ignore[union-attr]  # __main__.cnt += 1 (s44)
             root = _root(node)
             if root:
                 out.add(root)
@@ -1271,6 +1434,17 @@ def _changed(body: list[ast.stmt], bound: Iterable[tuple[str, str]] = ()) -> set
                 out.add(source)
                 grown = True
     return out
+
+
+def _main_attr(node: ast.AST) -> bool:
+    """Whether ``node`` is ``__main__.x`` (after ``import __main__``): the script's global
+    ``x``, when the script runs as ``__main__`` (session 44: ``__main__.cnt += 1`` in a
+    function was not seen to change ``cnt``; 6 for a full re-run's 9, silently)."""
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "__main__"
+    )
 
 
 def _globals_key(node: ast.AST) -> str | None:
@@ -1535,6 +1709,8 @@ def _loads(node: ast.AST) -> set[str]:
     for n in ast.walk(node):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
             names.add(n.id)
+        elif isinstance(n, ast.Attribute) and _main_attr(n):
+            names.add(n.attr)  # __main__.cnt reads the global cnt
         elif isinstance(n, ast.Call):
             callee = _callee(n)
             if callee is not None:

@@ -353,6 +353,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: each old statement that changes what it reads, and ``sched.step()`` changes ``opt`` (a
 #: renamed version that stepped its scheduler before ``evaluate`` got the next epoch's rate,
 #: silently); a local bound to a registered module's gradient is restored as a reference to it.
+#: 36 (session 44): a class changed through an instance (``type(self).total += 1``,
+#: ``self.__class__``, a classmethod called on the instance, a bound method kept in a dict or
+#: reached by ``getattr``) and a global changed as ``__main__.cnt`` count as changed (6 for 9,
+#: silently); a replay writes every path outside the repository to private copies too (a
+#: replayed ``torch.save`` to ``/tmp/last.pt`` overwrote the user's file), and a run lists the
+#: files it wrote there among its outputs.
 REPLAY_RULES = _STORED_RULES
 
 

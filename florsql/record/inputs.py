@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from florsql.record.watch import OpenWatch
+from florsql.record.watch import OpenWatch, write_through
 from florsql.store.fingerprints import MAX_INPUTS, candidates, fingerprint, git_path, inside
 
 __all__ = ["imported_files", "record_inputs", "record_outputs"]
@@ -40,22 +40,38 @@ def record_inputs(
 
 
 def record_outputs(repo: Path, watch: OpenWatch) -> tuple[list[str], list[str]] | None:
-    """The run.json form of the files ``watch`` saw written inside ``repo`` (``outputs``), and
-    of those written while an outer loop ran (``loop_outputs``): repository-relative paths,
-    sorted; florsql's store and git's metadata aside. None where the lists may be incomplete
-    (the watch kept its limit of paths; more than ``MAX_INPUTS``)."""
+    """The run.json form of the files ``watch`` saw written (``outputs``), and of those
+    written while an outer loop ran (``loop_outputs``): repository-relative paths for those
+    inside ``repo`` (florsql's store and git's metadata aside), absolute real paths for those
+    outside it (since session 44: a resume file ``/tmp/last.pt``; the system's folders, caches
+    and ``tempfile``'s files aside, :func:`florsql.record.watch.write_through`), sorted. None
+    where the lists may be incomplete (the watch kept its limit of paths; more than
+    ``MAX_INPUTS`` inside the repository). Past ``MAX_INPUTS`` outside it, those outside are
+    left out (a replay then does not know them: as before session 44)."""
     _read, written = watch.snapshot()
     written |= set(watch.saved)
     if len(watch._raw) >= watch.LIMIT or len(watch.saved) >= watch.LIMIT:
         return None
     roots = sorted({os.path.abspath(repo), os.path.realpath(repo)}, key=len, reverse=True)
     out: dict[str, str] = {}
+    outside: dict[str, str] = {}
     for path in written:
         rel = inside(path, roots) or inside(os.path.realpath(path), roots)
-        if rel is not None and rel.split("/", 1)[0] not in (".git", ".florsql"):
+        if rel is None:
+            outside[path] = os.path.realpath(path)
+        elif rel.split("/", 1)[0] not in (".git", ".florsql"):
             out[path] = rel
     if len(out) > MAX_INPUTS:
         return None
+    if outside:
+        kept = [os.path.join(os.path.realpath(p), "") for p in write_through()]
+        outside = {
+            p: real
+            for p, real in outside.items()
+            if not any(os.path.join(real, "").startswith(k) for k in kept)
+        }
+        if len(outside) <= MAX_INPUTS:
+            out.update(outside)
     in_loop = {out[p] for p in set(watch.in_loop) if p in out}
     return sorted(set(out.values())), sorted(in_loop)
 

@@ -173,13 +173,25 @@ def guard_files(spec: ReplaySpec) -> None:
         return
     store = Path(spec.run_dir).parent.parent  # <repo>/.florsql/runs/<run_id>
     if store.name != layout.STORE_DIRNAME:
-        return  # materialized elsewhere (a Ray node's temporary folder): nothing of the user's
+        # materialized elsewhere (a Ray node's temporary folder, which it may write): the
+        # node's other paths (an absolute ``/tmp/last.pt``) are still kept from it, as other
+        # tasks on the node, or the user there, may read them
+        sandbox = WriteSandbox(
+            [],
+            [str(Path(spec.run_dir).parent), spec.out_dir, spec.run_dir],
+            str(Path(spec.out_dir) / "files"),
+            everywhere=True,
+        )
+        sandbox.install()
+        WATCH.sandbox = sandbox
+        return
     repo = store.parent
     sandbox = WriteSandbox(
         [str(repo), str(store / "worktrees")],
         [str(store), spec.out_dir, spec.run_dir],  # the task's own results, the run's files
         str(Path(spec.out_dir) / "files"),
         _version_roots(),
+        everywhere=True,  # not only the repository's files: session 44, ``/tmp/x.pt``
     )
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
     sandbox.install()

@@ -20,7 +20,16 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["ENV_WATCH", "WATCH", "EnvWatch", "OpenWatch", "SkippedWriteError", "WriteSandbox"]
+__all__ = [
+    "ENV_WATCH",
+    "WATCH",
+    "WRITABLE",
+    "EnvWatch",
+    "OpenWatch",
+    "SkippedWriteError",
+    "WriteSandbox",
+    "write_through",
+]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -83,6 +92,12 @@ class OpenWatch:
             return real_open(file, mode, *args, **kwargs)
 
         def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if sys._getframe(1).f_globals.get("__name__") == "tempfile":
+                # a fresh file of a random name (mkstemp, NamedTemporaryFile): no one's
+                # output, and in a replay nothing of the user's to keep
+                if watch.sandbox is not None:
+                    watch.sandbox.temporary(path)
+                return real_os_open(path, flags, *args, **kwargs)
             opened((path, None, flags))
             if watch.sandbox is not None:
                 path = watch.sandbox.path(
@@ -351,13 +366,17 @@ class WriteSandbox:
     checkpoint each epoch would overwrite the user's newest one with a replayed, older state
     (losing it), and a task replaying another run that reads that file (a run resumed from it)
     would read what a replay wrote. So, in a replay worker, a file under ``roots`` (the
-    repository and the worktree, less florsql's store) opened for writing is written to a
+    repository and the worktree, less florsql's store; with ``everywhere``, every path but
+    :func:`write_through` folders: session 44, a replayed ``torch.save(state, "/tmp/x.pt")``
+    overwrote the user's file) opened for writing is written to a
     private copy under ``private`` instead (copied first where the mode keeps the old content:
     append, ``r+``); the task's later opens of that path read its copy. ``os.rename``,
     ``os.replace``, ``os.remove`` and ``os.unlink`` of such paths act on the copies, never on
     the user's file; ``torch.save`` to a path is redirected too (torch writes it from C++).
-    Not covered: other writers that open files outside Python (h5py, safetensors), and other
-    ways to change a file (``shutil.rmtree``, ``os.truncate``).
+    Files and folders ``tempfile`` makes (random names, made by this task) are written as they
+    are, and so is a path that exists and is not a regular file (a FIFO, a device).
+    Not covered: other writers that open files outside Python (h5py, safetensors, a
+    subprocess), and other ways to change a file (``shutil.rmtree``, ``os.truncate``).
     """
 
     def __init__(
@@ -366,9 +385,17 @@ class WriteSandbox:
         exclude: list[str],
         private: str,
         version: tuple[str, str] | None = None,
+        everywhere: bool = False,
     ) -> None:
         self.roots = [os.path.join(os.path.realpath(r), "") for r in roots]
         self.exclude = [os.path.join(os.path.realpath(r), "") for r in exclude]
+        if everywhere:
+            self.roots.append(os.sep)
+            self.exclude += [os.path.join(os.path.realpath(r), "") for r in write_through()]
+        #: Real paths of files and folders ``tempfile`` made in this task (folders also with a
+        #: trailing separator in ``made_dirs``): written as they are
+        self.made: set[str] = set()
+        self.made_dirs: set[str] = set()
         self.private = private
         self.moved: dict[str, str] = {}  # a real path -> its private copy
         #: Real paths of files the run wrote while it ran and read (``during:`` inputs), in a
@@ -407,9 +434,27 @@ class WriteSandbox:
 
     def _inside(self, real: str) -> bool:
         """Under a root, unless a longer excluded folder holds it (the worktrees lie in the
-        store, which is excluded)."""
+        store, which is excluded), or ``tempfile`` made it (or a folder holding it) here."""
         root = max((len(r) for r in self.roots if real.startswith(r)), default=-1)
-        return root > max((len(e) for e in self.exclude if real.startswith(e)), default=-1)
+        if root <= max((len(e) for e in self.exclude if real.startswith(e)), default=-1):
+            return False
+        if real in self.made or any(real.startswith(m) for m in self.made_dirs):
+            return False
+        try:
+            import stat
+
+            return stat.S_ISREG(os.stat(real).st_mode)  # a FIFO, a device: as it is
+        except OSError:
+            return True  # not there yet
+
+    def temporary(self, path: Any) -> None:
+        """Note a file or folder ``tempfile`` makes (a random, fresh name): the task's own,
+        written as it is."""
+        real = self.real(path)
+        if real is not None:
+            self.made.add(real)
+            if os.path.isdir(real):
+                self.made_dirs.add(os.path.join(real, ""))
 
     def path(self, file: Any, writing: bool, keep: bool = True, fresh: bool = False) -> Any:
         """Where to open ``file``: its private copy when it has one or is written now.
@@ -492,6 +537,18 @@ class WriteSandbox:
                 return _real(src, dst, *args, **kw)
 
             setattr(os, name, move)
+        real_mkdir = os.mkdir
+
+        def mkdir(path: Any, *args: Any, **kw: Any) -> Any:
+            done = real_mkdir(path, *args, **kw)
+            if sys._getframe(1).f_globals.get("__name__") == "tempfile":
+                sandbox.temporary(path)  # mkdtemp, TemporaryDirectory
+            return done
+
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(mkdir, attr, getattr(real_mkdir, attr))
+        mkdir.__wrapped__ = real_mkdir  # type: ignore[attr-defined]
+        os.mkdir = mkdir
         for name in ("remove", "unlink"):
             real_rm = getattr(os, name)
 
@@ -516,6 +573,56 @@ class WriteSandbox:
             serialization = sys.modules.get("torch.serialization")
             if serialization is not None:
                 setattr(serialization, "save", save)  # noqa: B010
+
+
+#: Environment variable: more folders a replay writes to as they are (``os.pathsep``
+#: separated), beside :func:`write_through`'s own: a cache the replays share on purpose.
+WRITABLE = "FLORSQL_REPLAY_WRITABLE"
+
+
+def write_through() -> list[str]:
+    """Folders outside the repository a replay task writes to as they are, not to private
+    copies (:class:`WriteSandbox` with ``everywhere``): the system's (``/dev``, ``/proc``,
+    ``/sys``, ``/run``), Python's installation, and the caches tools keep for themselves
+    (``~/.cache`` or ``$XDG_CACHE_HOME``, torch's compile and hub caches, Triton's,
+    matplotlib's, Hugging Face's), plus :data:`WRITABLE`'s. A run's outputs outside the
+    repository are listed without these (:func:`florsql.record.inputs.record_outputs`)."""
+    home = os.path.expanduser("~")
+    env = os.environ
+    try:
+        import getpass
+
+        user = getpass.getuser()
+    except Exception:  # no name for this uid
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    import tempfile
+
+    paths = [
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run",
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+        os.path.join(home, ".triton"),
+        os.path.join(home, ".nv"),
+        os.path.join(home, ".config", "matplotlib"),
+        os.path.join(tempfile.gettempdir(), f"torchinductor_{user}"),
+    ]
+    for name in (
+        "TORCHINDUCTOR_CACHE_DIR",
+        "TRITON_CACHE_DIR",
+        "TORCH_HOME",
+        "HF_HOME",
+        "MPLCONFIGDIR",
+        "PYTHONPYCACHEPREFIX",
+    ):
+        if env.get(name):
+            paths.append(env[name])
+    paths += [p for p in (env.get(WRITABLE) or "").split(os.pathsep) if p]
+    return paths
 
 
 #: This process's watches.
