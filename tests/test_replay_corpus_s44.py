@@ -12,7 +12,12 @@ meter.add}``, ``getattr(meter, "add")``), or ``__main__.cnt += 1`` in a function
 that restored a checkpoint then read the class's (or global's) start value: 6 for a full
 re-run's 9, silently. Now the class (with the script's classes derived from it), the object a
 bound method belongs to, and the global count as changed (``effects._class_changed``,
-``effects._bound_methods``, ``effects._main_attr``)."""
+``effects._bound_methods``, ``effects._main_attr``).
+
+The sweep's second round (below ``SHARED``): a class attribute changed in place through
+``self``, the script's special methods run implicitly (``__setattr__``, ``__iadd__``, a
+descriptor's ``__set__``), and a bound method of an instance no name holds, kept in a dict
+(restored as code before: ``frame_state._merged`` now merges its object)."""
 
 from __future__ import annotations
 
@@ -63,7 +68,7 @@ meter = Meter()
 """
 
 
-def _case(name: str, setup: str, count: str, log: str) -> ArgCase:
+def _case(name: str, setup: str, count: str, log: str, **kw: dict[str, str]) -> ArgCase:
     body = (
         METER
         + setup
@@ -80,6 +85,7 @@ with flor.checkpointing(model=net, optimizer=opt):
         {"epoch": ["seen"]},
         old_query="SELECT seed, epoch, lr FROM logs",
         partial=("SELECT seed, epoch, seen FROM logs WHERE epoch = 2",),
+        **kw,
     )
 
 
@@ -107,7 +113,137 @@ PATTERNS = [
     ),
 ]
 
-DEFAULT: list[str] = ["a_class_counter_through_type_of_self", "a_bound_method_kept_in_a_dict"]
+# The same sweep's second round (session 44, after the fixes above): a class attribute changed
+# in place through ``self`` (a list, a dict, an array the class body binds), in a module of the
+# script, in a helper module, in a torch module's forward; special methods run implicitly (a
+# ``__setattr__``, an ``__iadd__``, a descriptor's ``__set__``); a bound method of an instance
+# no name holds, kept in a dict. Each was one epoch short (0, 4, 8 for 4, 8, 12), silently.
+SHARED = """
+import numpy as np
+
+
+class Hist:
+    seen = []
+    stats = {"n": 0}
+    buf = np.zeros(4)
+
+    def add(self, v):
+        self.seen.append(v)
+
+    def bump(self):
+        self.stats["n"] += 1
+
+    def hit(self, i):
+        self.buf[i % 4] += 1
+
+
+hist = Hist()
+"""
+TRACKER = """
+class Tracker:
+    seen = []
+
+    def add(self, v):
+        self.seen.append(v)
+"""
+PATTERNS += [
+    _case("a_class_list_appended_through_self", SHARED, "hist.add(1)", "len(Hist.seen)"),
+    _case("a_class_dict_changed_through_self", SHARED, "hist.bump()", 'Hist.stats["n"]'),
+    _case("a_class_array_changed_through_self", SHARED, "hist.hit(3)", "float(Hist.buf.sum())"),
+    _case(
+        "a_class_list_of_a_helper_module",
+        "from helpers import Tracker\n\ntracker = Tracker()\n",
+        "tracker.add(1)",
+        "len(Tracker.seen)",
+        extra={"helpers.py": TRACKER},
+    ),
+    _case(
+        "a_class_list_a_torch_module_appends_to_in_forward",
+        """
+class Probe(nn.Module):
+    seen = []
+
+    def forward(self, x):
+        self.seen.append(int(x.shape[0]))
+        return x
+
+
+net = nn.Sequential(Probe(), *net)
+opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+""",
+        "pass",
+        "len(Probe.seen)",
+    ),
+    _case(
+        "a_descriptor_keeping_its_value",
+        """
+class Store:
+    def __init__(self):
+        self.v = 0
+
+    def __get__(self, obj, kind=None):
+        return self.v
+
+    def __set__(self, obj, v):
+        self.v = v
+
+
+class Holder:
+    c = Store()
+
+
+holder = Holder()
+""",
+        "holder.c = holder.c + 1",
+        "holder.c",
+    ),
+    _case(
+        "a_setattr_override_appending_to_its_class",
+        """
+class Audited:
+    log = []
+
+    def __setattr__(self, k, v):
+        type(self).log.append(k)
+        object.__setattr__(self, k, v)
+
+
+aud = Audited()
+""",
+        "aud.x = 1",
+        "len(Audited.log)",
+    ),
+    _case(
+        "an_iadd_adding_to_a_global_list",
+        """
+SEEN = []
+
+
+class Acc:
+    def __iadd__(self, v):
+        SEEN.append(v)
+        return self
+
+
+acc = Acc()
+""",
+        "acc += 1",
+        "len(SEEN)",
+    ),
+    _case(
+        "a_bound_method_of_an_unnamed_instance_in_a_dict",
+        'hooks = {"loss": Meter().add}\n',
+        'hooks["loss"](loss.item())',
+        'round(hooks["loss"].__self__.n, 6)',
+    ),
+]
+
+DEFAULT: list[str] = [
+    "a_class_counter_through_type_of_self",
+    "a_bound_method_kept_in_a_dict",
+    "a_class_list_appended_through_self",
+    "a_setattr_override_appending_to_its_class",
+]
 CASES = corpus_params(PATTERNS, DEFAULT)
 
 

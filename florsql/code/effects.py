@@ -446,9 +446,12 @@ def module_state(source: str) -> frozenset[str]:
     data -= imported
     own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     out: set[str] = {f"function state {d}" for d in default_state(tree)}
+    owners = _method_classes(tree)
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            out |= _function_state(fn, data, code, own, imported, data - inert)
+            owner = owners.get(id(fn))
+            shared = owner.shared if owner is not None else frozenset()
+            out |= _function_state(fn, data, code, own, imported, data - inert, shared)
     return frozenset(out)
 
 
@@ -626,6 +629,7 @@ def _function_state(
     own: set[str],
     imported: set[str],
     passable: set[str],
+    shared: frozenset[str] = frozenset(),
 ) -> set[str]:
     """The module-level state one function of a module may change (:func:`module_state`),
     and the state of the closure it is (an object of an enclosing function it mutates).
@@ -666,10 +670,25 @@ def _function_state(
                 root == "type"
                 or "'__class__'" in ast.dump(node)
                 or (is_classmethod and root == first)
+                or (first is not None and _through_shared(node.value, first, shared))
             ):
                 out.add(f"{fn.name}: class attribute")
+        elif (
+            isinstance(node, ast.AugAssign)
+            and first is not None
+            and _through_shared(node.target, first, shared)
+        ):
+            out.add(f"{fn.name}: class attribute")  # ``self.seen += [v]``
         elif isinstance(node, ast.Call):
             func = node.func
+            if (
+                isinstance(func, ast.Attribute)
+                and first is not None
+                and func.attr not in PURE_METHODS
+                and func.attr not in SINK_METHODS
+                and _through_shared(func.value, first, shared)
+            ):
+                out.add(f"{fn.name}: class attribute")  # ``self.seen.append(v)`` (s44)
             if isinstance(func, ast.Attribute):
                 root = _root(func.value)
                 quiet = func.attr in PURE_METHODS or func.attr in SINK_METHODS
@@ -773,7 +792,7 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         try:
             new: dict[str, _Summary] = {}
             for fn in defs:
-                one = _summary(fn, owners.get(id(fn), frozenset()))
+                one = _summary(fn, owners.get(id(fn)))
                 old = new.get(fn.name)
                 if old is not None:
                     one = _Summary(old.mutates | one.mutates, old.reads | one.reads)
@@ -795,16 +814,28 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
     return out, escaped
 
 
-def _method_classes(tree: ast.Module) -> dict[int, frozenset[str]]:
-    """For each method of the script's classes (by ``id`` of its node), the class that holds
-    it and the script's classes derived from it: what ``type(self)``, ``self.__class__`` and
-    a classmethod's ``cls`` may be."""
-    bases: dict[str, set[str]] = {}
-    for cls in ast.walk(tree):
-        if isinstance(cls, ast.ClassDef):
-            bases.setdefault(cls.name, set()).update(
-                b.id for b in cls.bases if isinstance(b, ast.Name)
-            )
+@dataclass(frozen=True)
+class _Owner:
+    """The class holding a method, as :func:`_class_changed` needs it."""
+
+    #: the class and the script's classes derived from it: what ``type(self)``,
+    #: ``self.__class__`` and a classmethod's ``cls`` may be
+    kinds: frozenset[str] = frozenset()
+    #: attributes the class body binds to objects (``hist = []``, ``stats = {"n": 0}``,
+    #: ``buf = np.zeros(4)``; its script base classes' too) that no method binds on an
+    #: instance: ``self.hist.append(v)`` changes the class's list
+    shared: frozenset[str] = frozenset()
+    #: where the class is a descriptor (``__get__``/``__set__``): the classes whose body holds
+    #: an instance of it (``c = Store()``), changed where the descriptor changes itself
+    holders: frozenset[str] = frozenset()
+
+
+def _method_classes(tree: ast.Module) -> dict[int, _Owner]:
+    """The :class:`_Owner` of each method of the script's classes, by ``id`` of its node."""
+    classes = {c.name: c for c in ast.walk(tree) if isinstance(c, ast.ClassDef)}
+    bases = {
+        name: {b.id for b in c.bases if isinstance(b, ast.Name)} for name, c in classes.items()
+    }
 
     def derived(name: str) -> frozenset[str]:
         out, todo = {name}, [name]
@@ -816,22 +847,91 @@ def _method_classes(tree: ast.Module) -> dict[int, frozenset[str]]:
                     todo.append(sub)
         return frozenset(out)
 
-    owners: dict[int, frozenset[str]] = {}
-    for cls in ast.walk(tree):
-        if isinstance(cls, ast.ClassDef):
-            kinds = derived(cls.name)
-            for fn in cls.body:
-                if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    owners[id(fn)] = kinds
+    def ancestry(name: str) -> list[ast.ClassDef]:
+        out, todo = [], [name]
+        while todo:
+            c = classes.get(todo.pop())
+            if c is not None and c not in out:
+                out.append(c)
+                todo += sorted(bases.get(c.name, ()))
+        return out
+
+    def bound(cls: ast.ClassDef) -> set[str]:  # class-body names bound to objects
+        out: set[str] = set()
+        for stmt in cls.body:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+                if _constant(stmt.value) or isinstance(stmt.value, ast.Lambda):
+                    continue
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                out |= {n for t in targets for n in _stored_names(t)}
+        return out
+
+    def on_instance(cls: ast.ClassDef) -> set[str]:  # ``self.x = ...`` in its methods
+        out: set[str] = set()
+        for fn in cls.body:
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.args.args:
+                me = fn.args.args[0].arg
+                for n in _own_nodes(fn.body):
+                    if (
+                        isinstance(n, ast.Attribute)
+                        and isinstance(n.ctx, ast.Store)
+                        and isinstance(n.value, ast.Name)
+                        and n.value.id == me
+                        and not _augmented_target(fn, n)
+                    ):
+                        out.add(n.attr)
+        return out
+
+    def holders(name: str) -> frozenset[str]:
+        out: set[str] = set()
+        for other, c in classes.items():
+            for stmt in c.body:
+                if (
+                    isinstance(stmt, (ast.Assign, ast.AnnAssign))
+                    and isinstance(stmt.value, ast.Call)
+                    and isinstance(stmt.value.func, ast.Name)
+                    and stmt.value.func.id in derived(name)
+                ):
+                    out |= derived(other)
+        return frozenset(out)
+
+    owners: dict[int, _Owner] = {}
+    for cls in classes.values():
+        line = ancestry(cls.name)
+        shared = set().union(*(bound(c) for c in line)) - set().union(
+            *(on_instance(c) for c in line)
+        )
+        descriptor = any(
+            isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and fn.name in ("__get__", "__set__", "__delete__")
+            for fn in cls.body
+        )
+        owner = _Owner(
+            derived(cls.name),
+            frozenset(shared),
+            holders(cls.name) if descriptor else frozenset(),
+        )
+        for fn in cls.body:
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                owners[id(fn)] = owner
     return owners
 
 
-def _class_changed(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+def _augmented_target(fn: ast.AST, node: ast.AST) -> bool:
+    """Whether ``node`` is the target of an augmented assignment in ``fn`` (``self.hist +=
+    [v]`` extends the class's list in place before binding it on the instance)."""
+    return any(isinstance(a, ast.AugAssign) and a.target is node for a in ast.walk(fn))
+
+
+def _class_changed(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, shared: frozenset[str] = frozenset()
+) -> bool:
     """Whether a method changes its class: through ``type(self)`` or ``self.__class__``
-    (``type(self).total += 1``, ``self.__class__.seen.append(x)``), or, in a classmethod,
-    through ``cls`` (called on an instance too: ``m.cbump()``). Session 44: such a change was
-    not seen, and a replay that restored a checkpoint read the class's start value, silently
-    (6 for a full re-run's 9)."""
+    (``type(self).total += 1``, ``self.__class__.seen.append(x)``), in a classmethod through
+    ``cls`` (called on an instance too: ``m.cbump()``), or in place through an attribute of
+    ``shared`` read on ``self`` (``self.hist.append(v)``, ``self.stats["n"] += 1`` where the
+    class body binds ``hist = []``). Session 44: such a change was not seen, and a replay that
+    restored a checkpoint read the class's start value, silently (6 for a full re-run's 9)."""
     if not fn.args.args:
         return False
     first = fn.args.args[0].arg
@@ -840,6 +940,8 @@ def _class_changed(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     def via_class(node: ast.AST) -> bool:
         if classmethod:  # ``cls.total += 1``, ``cls.seen.append(x)``; not ``cls(...)``
             return _root(node) == first
+        if _through_shared(node, first, shared):
+            return True
         while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred, ast.Call)):
             if (
                 isinstance(node, ast.Call)
@@ -877,6 +979,28 @@ def _class_changed(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             and via_class(node.args[0])
         ):
             return True
+        elif (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Attribute)
+            and _through_shared(node.target, first, shared)
+        ):
+            return True  # ``self.hist += [v]`` extends the class's list
+    return False
+
+
+def _through_shared(node: ast.AST, first: str, shared: frozenset[str]) -> bool:
+    """Whether ``node`` reaches into ``<first>.<a shared class attribute>``."""
+    if not shared:
+        return False
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred, ast.Call)):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == first
+            and node.attr in shared
+        ):
+            return True
+        node = node.func if isinstance(node, ast.Call) else node.value
     return False
 
 
@@ -1023,12 +1147,11 @@ def _lambdas(tree: ast.Module) -> tuple[list[ast.FunctionDef], set[str]]:
     return out, anonymous
 
 
-def _summary(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, owners: frozenset[str] = frozenset()
-) -> _Summary:
-    """What calling ``fn`` may change and read outside its locals; ``owners``: where ``fn``
-    is a method, its class and the script's classes derived from it (a change of the class
-    through ``type(self)``, ``self.__class__`` or a classmethod's ``cls`` changes them)."""
+def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: _Owner | None = None) -> _Summary:
+    """What calling ``fn`` may change and read outside its locals; ``owner``: where ``fn`` is
+    a method, its class (a change of the class through ``type(self)``, ``self.__class__``, a
+    classmethod's ``cls`` or a class attribute changes it and the classes derived from it; a
+    descriptor changing itself changes the classes holding it)."""
     declared = {
         name
         for node in _own_nodes(fn.body)
@@ -1049,8 +1172,11 @@ def _summary(
             bound.add(node.name)
     local = (_args(fn) | bound) - declared
     mutates = _changed(fn.body) - local
-    if owners and _class_changed(fn):
-        mutates |= owners
+    if owner is not None:
+        if _class_changed(fn, owner.shared):
+            mutates |= owner.kinds
+        if owner.holders and fn.args.args and fn.args.args[0].arg in _changed(fn.body):
+            mutates |= owner.holders  # a descriptor's state lives in the classes holding it
     reads = set()
     for stmt in fn.body:
         reads |= _loads(stmt)
@@ -1362,6 +1488,9 @@ def _changed(body: list[ast.stmt], bound: Iterable[tuple[str, str]] = ()) -> set
             # ``acc = total`` made it another name's, that name changes too (on a number it
             # only rebinds: one name saved too many)
             mutated.add(node.target.id)
+        hooked = _dunders_run(node)
+        out |= hooked
+        mutated |= hooked
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -1433,6 +1562,43 @@ def _changed(body: list[ast.stmt], bound: Iterable[tuple[str, str]] = ()) -> set
                 mutated.add(source)
                 out.add(source)
                 grown = True
+    return out
+
+
+#: In-place operator methods, run by an augmented assignment of any name or attribute.
+_INPLACE_DUNDERS = (
+    "__iadd__", "__isub__", "__imul__", "__imatmul__", "__itruediv__", "__ifloordiv__",
+    "__imod__", "__ipow__", "__ilshift__", "__irshift__", "__iand__", "__ixor__", "__ior__",
+)  # fmt: skip
+
+
+def _dunders_run(node: ast.AST) -> set[str]:
+    """What the script's own special methods that ``node`` runs implicitly may change: an
+    attribute store runs a class's ``__setattr__`` (and a descriptor's ``__set__``), an
+    attribute read a descriptor's ``__get__``, an augmented assignment ``__iadd__`` and its
+    kin. Which object's class it is is not known here, so every such method of the script
+    counts (session 44: a ``__setattr__`` appending to a class list, an ``__iadd__`` adding to
+    a class total, a descriptor keeping its value: each read after the step loop came back as
+    the checkpoint's start, silently)."""
+    callees = _CALLEES.get()
+    if not callees:
+        return set()
+    names: tuple[str, ...] = ()
+    if isinstance(node, ast.Attribute):
+        names = ("__setattr__", "__set__") if isinstance(node.ctx, ast.Store) else ("__get__",)
+        if isinstance(node.ctx, ast.Del):
+            names = ("__delattr__", "__delete__")
+    elif isinstance(node, ast.AugAssign):
+        names = _INPLACE_DUNDERS
+    elif (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr"
+    ):
+        names = ("__setattr__", "__set__")
+    out: set[str] = set()
+    for name in names:
+        known = callees.get(name)
+        if known is not None:
+            out |= known.mutates
     return out
 
 
@@ -1650,6 +1816,10 @@ def _call_mutates(call: ast.Call) -> set[str]:
     pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
     if isinstance(func, ast.Name) and not pure:
         out.add(func.id)  # calling an object (a module's forward, a closure) may change it
+    if isinstance(func, ast.Subscript):
+        root = _root(func)  # ``hooks["loss"](v)``: a bound method kept there changes its
+        if root:  # object, which the container holds (session 44: silently)
+            out.add(root)
     if isinstance(func, ast.Name) and func.id in ITERATING_CALLS:
         for arg in call.args:
             out |= _iterated(arg)

@@ -1153,12 +1153,22 @@ _CLASS_CACHES = frozenset({"_abc_impl"})
 
 def _class_state(cls: type, registered: dict[int, str]) -> dict[str, bytes]:
     """The data attributes of a class the script defines (``Stats.steps += 1``), each
-    pickled: methods, properties and other descriptors, nested classes and dunders are code."""
+    pickled: methods, properties and other descriptors, nested classes and dunders are code;
+    but an instance of a descriptor class of the script's own that holds data (``c =
+    Store()``, whose ``__set__`` keeps ``self.v``) is state (session 44: it was taken for code,
+    and the replay read its start value, 0 for 12, silently)."""
     out: dict[str, bytes] = {}
     for attr, v in vars(cls).items():
         if attr in _CLASS_CACHES or (attr.startswith("__") and attr.endswith("__")):
             continue
-        if isinstance(v, (type, staticmethod, classmethod)) or hasattr(type(v), "__get__"):
+        if isinstance(v, (type, staticmethod, classmethod)):
+            continue
+        own_descriptor = (
+            type(v).__module__ == cls.__module__
+            and isinstance(getattr(v, "__dict__", None), dict)
+            and not isinstance(v, types.FunctionType)
+        )
+        if hasattr(type(v), "__get__") and not own_descriptor:
             continue
         out[attr] = _dumps_bounded(attr, v, registered)
     return out
@@ -2417,6 +2427,14 @@ def _merged(cur: Any, saved: Any, merge: _Merge) -> Any:
         return merge.placed[rid]
     if cur is saved or type(cur) is not type(saved) or isinstance(cur, _IMMUTABLE):
         return merge.adopt(saved)
+    if isinstance(cur, types.MethodType) and isinstance(saved, types.MethodType):
+        # a bound method held by a container (``hooks = {"loss": Meter().add}``): its object
+        # is the state (session 44: it was taken for code and kept as the replay's fresh one,
+        # its count 0.0 for 2.6083, silently)
+        owner = _merged(cur.__self__, saved.__self__, merge)
+        if owner is cur.__self__ and cur.__func__ is saved.__func__:
+            return cur
+        return types.MethodType(saved.__func__, owner)
     if rid is not None and rid in merge.fill and _copy_into(cur, saved):
         # where it was as the loop began (Capture.fill): the replay's, refilled
         merge.placed[rid] = cur
