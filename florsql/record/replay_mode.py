@@ -194,6 +194,7 @@ def guard_files(spec: ReplaySpec) -> None:
         everywhere=True,  # not only the repository's files: session 44, ``/tmp/x.pt``
     )
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
+    sandbox.names |= {os.path.basename(r) for r in sandbox.outputs or ()}
     sandbox.install()
     WATCH.sandbox = sandbox
 

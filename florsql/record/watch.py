@@ -389,6 +389,12 @@ class WriteSandbox:
     ) -> None:
         self.roots = [os.path.join(os.path.realpath(r), "") for r in roots]
         self.exclude = [os.path.join(os.path.realpath(r), "") for r in exclude]
+        #: Where the script's own code lies (the repository, the worktrees): a stat made by
+        #: it, not by a library (``shutil.copy`` checking its target), is a read
+        self.code = list(self.roots)
+        #: File names of :attr:`outputs` and of the private copies' originals: a stat of
+        #: any other name passes straight through (:meth:`stat_path`)
+        self.names: set[str] = set()
         if everywhere:
             self.roots.append(os.sep)
             self.exclude += [os.path.join(os.path.realpath(r), "") for r in write_through()]
@@ -422,6 +428,8 @@ class WriteSandbox:
         #: starting from today's file: read back, they are :attr:`foreign`
         self.appended: set[str] = set()
         self._copying = False
+        #: ``os.stat`` as it was before :meth:`install` wrapped it (the sandbox's own looks)
+        self._stat = os.stat
         #: ``(repository, worktree)``: a file of the user's checkout that the worktree holds as
         #: the version's own, opened for reading by its path in the checkout (an absolute path:
         #: ``--config $PWD/configs/base.json``), is read from the worktree (session 34: it was
@@ -443,9 +451,26 @@ class WriteSandbox:
         try:
             import stat
 
-            return stat.S_ISREG(os.stat(real).st_mode)  # a FIFO, a device: as it is
+            return stat.S_ISREG(self._stat(real).st_mode)  # a FIFO, a device: as it is
         except OSError:
             return True  # not there yet
+
+    def _is_dir(self, real: str) -> bool:
+        try:
+            import stat
+
+            return stat.S_ISDIR(self._stat(real).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def _regular(self, real: str) -> bool:
+        """``os.path.isfile``, by the sandbox's own stat (not a read of the task's)."""
+        try:
+            import stat
+
+            return stat.S_ISREG(self._stat(real).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def temporary(self, path: Any) -> None:
         """Note a file or folder ``tempfile`` makes (a random, fresh name): the task's own,
@@ -453,7 +478,7 @@ class WriteSandbox:
         real = self.real(path)
         if real is not None:
             self.made.add(real)
-            if os.path.isdir(real):
+            if self._is_dir(real):
                 self.made_dirs.add(os.path.join(real, ""))
 
     def path(self, file: Any, writing: bool, keep: bool = True, fresh: bool = False) -> Any:
@@ -494,7 +519,7 @@ class WriteSandbox:
         root = max((r for r in self.roots if real.startswith(r)), key=len)
         private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
         os.makedirs(os.path.dirname(private), exist_ok=True)
-        if keep and not fresh and os.path.isfile(real):
+        if keep and not fresh and self._regular(real):
             import shutil
 
             if self.outputs is not None and real in self.outputs:
@@ -510,7 +535,60 @@ class WriteSandbox:
             finally:
                 self._copying = False
         self.moved[real] = private
+        self.names.add(os.path.basename(real))
         return private
+
+    def stat_path(self, file: Any) -> Any:
+        """Where to look ``file`` up for ``os.stat``/``os.lstat`` (``os.path.exists``,
+        ``getsize``, ``isfile``, ``Path.exists``...): its private copy where the task has one
+        (none: removed by the task). Asked by the script's own code, a stat of one of the
+        run's outputs the task has not written is a read of it (:attr:`foreign`; after a
+        restore, :class:`SkippedWriteError`), and so is one of a copy that started from
+        today's file (:attr:`appended`). Session 44: ``os.path.getsize(log)`` and ``if
+        os.path.exists(f"e{epoch}.done"): continue`` read today's files, silently (120 for
+        20; an epoch skipped that the run ran)."""
+        if isinstance(file, int) or self._copying or not self.names:
+            return file
+        try:
+            raw = os.fsdecode(os.fspath(file))
+        except TypeError:
+            return file
+        if os.path.basename(raw.rstrip(os.sep)) not in self.names:
+            return file  # (the common case: no realpath for each stat a library makes)
+        self._copying = True  # (realpath's own lstat calls are the sandbox's)
+        try:
+            return self._stat_path(file, raw)
+        finally:
+            self._copying = False
+
+    def _stat_path(self, file: Any, raw: str) -> Any:
+        real = os.path.realpath(raw)
+        hit = self.moved.get(real)
+        if hit is not None:
+            if real in self.appended and self._by_script():
+                self.foreign.add(real)
+            return hit
+        if self.outputs is not None and real in self.outputs and self._by_script():
+            if real in self.skipped:
+                raise SkippedWriteError(
+                    f"{raw} was written while the run ran, by iterations this task skipped "
+                    "(it restored a checkpoint)"
+                )
+            self.foreign.add(real)
+        return file
+
+    def _by_script(self) -> bool:
+        """Whether the code that asked is the script's (a file under :attr:`code`), past the
+        frames of ``os``, ``genericpath``, ``posixpath``, ``pathlib`` and this module."""
+        frame = sys._getframe(3)  # the ``os.stat`` wrapper (under :meth:`stat_path`)
+        while frame is not None and frame.f_globals.get("__name__") in _PATH_MODULES:
+            if frame.f_globals.get("__name__") == __name__ and frame.f_code.co_name != "stat":
+                return False  # the sandbox's own look (``realpath`` in :meth:`path`)
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return False
+        name = os.path.realpath(frame.f_code.co_filename)
+        return any(name.startswith(r) for r in self.code)
 
     @staticmethod
     def real(file: Any) -> str | None:
@@ -528,15 +606,39 @@ class WriteSandbox:
             real_move = getattr(os, name)
 
             def move(src: Any, dst: Any, *args: Any, _real: Any = real_move, **kw: Any) -> Any:
-                stale = sandbox.real(src) in sandbox.skipped  # what it holds comes with it
+                origin = sandbox.real(src)
+                stale = origin in sandbox.skipped  # what it holds comes with it
+                # the run's output the task has not written (or a copy that started from
+                # today's): the moved copy is today's file, not what the run moved (session 44:
+                # ``os.replace("last.npy", "prev.npy")``, then ``np.load("prev.npy")``)
+                todays = origin is not None and (
+                    origin in sandbox.appended
+                    or (
+                        origin not in sandbox.moved
+                        and sandbox.outputs is not None
+                        and origin in sandbox.outputs
+                    )
+                )
                 to = sandbox.real(dst)
                 src = sandbox.path(src, writing=True)  # the user's file stays: moved is a copy
                 dst = sandbox.path(dst, writing=True, keep=False, fresh=True)
                 if stale and to is not None:
                     sandbox.skipped.add(to)
+                if todays and to is not None:
+                    sandbox.appended.add(to)
                 return _real(src, dst, *args, **kw)
 
             setattr(os, name, move)
+        for name in ("stat", "lstat"):
+            real_stat = getattr(os, name)
+
+            def stat(path: Any, *args: Any, _real: Any = real_stat, **kw: Any) -> Any:
+                return _real(sandbox.stat_path(path), *args, **kw)
+
+            for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+                setattr(stat, attr, getattr(real_stat, attr))
+            stat.__wrapped__ = real_stat  # type: ignore[attr-defined]
+            setattr(os, name, stat)
         real_mkdir = os.mkdir
 
         def mkdir(path: Any, *args: Any, **kw: Any) -> Any:
@@ -575,20 +677,33 @@ class WriteSandbox:
                 setattr(serialization, "save", save)  # noqa: B010
 
 
+#: Modules whose frames stand between a stat and the code that asked for it.
+_PATH_MODULES = frozenset({"os", "genericpath", "posixpath", "ntpath", "pathlib", __name__})
+
 #: Environment variable: more folders a replay writes to as they are (``os.pathsep``
 #: separated), beside :func:`write_through`'s own: a cache the replays share on purpose.
 WRITABLE = "FLORSQL_REPLAY_WRITABLE"
+
+
+#: Tools whose caches under ``~/.cache`` a replay writes as they are (not the whole of
+#: ``~/.cache``: a sweep kept its own resume file in ``~/.cache/proj/last.pt``, session 44).
+_CACHED_TOOLS = (
+    "torch", "huggingface", "matplotlib", "pip", "triton", "fontconfig", "torch_extensions",
+    "numba", "jax", "clip", "uv", "pypoetry",
+)  # fmt: skip
 
 
 def write_through() -> list[str]:
     """Folders outside the repository a replay task writes to as they are, not to private
     copies (:class:`WriteSandbox` with ``everywhere``): the system's (``/dev``, ``/proc``,
     ``/sys``, ``/run``), Python's installation, and the caches tools keep for themselves
-    (``~/.cache`` or ``$XDG_CACHE_HOME``, torch's compile and hub caches, Triton's,
-    matplotlib's, Hugging Face's), plus :data:`WRITABLE`'s. A run's outputs outside the
+    (torch's, Hugging Face's, matplotlib's, pip's, Triton's... under ``~/.cache`` or
+    ``$XDG_CACHE_HOME``: :data:`_CACHED_TOOLS`; torch's compile cache), plus
+    :data:`WRITABLE`'s. A run's outputs outside the
     repository are listed without these (:func:`florsql.record.inputs.record_outputs`)."""
     home = os.path.expanduser("~")
     env = os.environ
+    cache = env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     try:
         import getpass
 
@@ -605,7 +720,7 @@ def write_through() -> list[str]:
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
-        env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+        *(os.path.join(cache, tool) for tool in _CACHED_TOOLS),
         os.path.join(home, ".triton"),
         os.path.join(home, ".nv"),
         os.path.join(home, ".config", "matplotlib"),

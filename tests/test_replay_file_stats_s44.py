@@ -1,0 +1,119 @@
+"""A replay task's stats of the files its run wrote (``os.path.getsize``, ``exists``,
+``Path.exists``) see the task's own copies, and a stat of one the task has not written is a
+read of it.
+
+Found by session 44's sweep: the write sandbox redirected ``open`` and ``torch.save`` to a
+task's private copies, but ``os.stat`` (under ``os.path.exists``, ``getsize``, ``isfile``)
+looked at the user's file, as the last run left it: ``os.path.getsize("out/hist.json")`` of a
+file rewritten each epoch gave the last run's final size for every epoch (30, 30, 30 for 10,
+20, 30), ``if os.path.exists(f"out/e{epoch}.done"): continue`` skipped epochs the run ran (no
+rows at all), a log's size after appending to it counted every run's lines, and a rotation
+(``os.replace(last, prev)`` after ``exists(last)``) moved today's file: all silently. Now a
+stat of a file the task wrote is one of its copy (exact), and the script's stat of one of the
+run's outputs the task has not written (or of a copy that started from today's file) says the
+values are not the run's, as reading it does (``read_outputs``)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import florsql
+from tests.helpers import make_repo, run_script, write
+
+HEAD = """import json
+import os
+import shutil
+import florsql as flor
+os.makedirs("out", exist_ok=True)
+hist = []
+for epoch in flor.loop("epoch", range(3)):
+"""
+
+
+def _query(repo: Path, sql: str) -> tuple[list[tuple[object, ...]], str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with florsql.connect(repo, replay="auto") as con:
+            rows = con.cursor().execute(sql).fetchall()
+    return rows, " ".join(str(w.message) for w in caught)
+
+
+def test_the_size_of_a_file_the_task_rewrote_is_its_own(tmp_path: Path) -> None:
+    body = """    hist.append(epoch * 1.5)
+    with open("out/hist.json", "w") as f:
+        json.dump(hist, f)
+    flor.log("e", epoch)
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py")
+    write(
+        repo / "train.py", HEAD + body + '    flor.log("size", os.path.getsize("out/hist.json"))\n'
+    )
+    rows, said = _query(repo, "SELECT DISTINCT epoch, size FROM logs ORDER BY 1")
+    sizes = [len(json.dumps([e * 1.5 for e in range(n + 1)])) for n in range(3)]
+    assert rows == list(enumerate(sizes)), (rows, said)
+    assert "before writing it" not in said, said
+
+
+def test_a_marker_the_run_wrote_checked_before_writing_is_said(tmp_path: Path) -> None:
+    """``if os.path.exists(f"out/e{epoch}.done"): continue``: today's markers (the run's own,
+    left on disk) skip every epoch of the replay; the query says the file was read."""
+    body = """    if os.path.exists(f"out/e{epoch}.done"):
+        continue
+    flor.log("e", epoch)
+    open(f"out/e{epoch}.done", "w").close()
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    write(repo / "train.py", HEAD + body + '    flor.log("e2", epoch * 2)\n')
+    _rows, said = _query(repo, "SELECT epoch, e2 FROM logs")
+    assert "read out/e0.done" in said and "before writing it" in said, said
+
+
+def test_the_size_of_a_log_appended_to_is_said(tmp_path: Path) -> None:
+    body = """    with open("out/log.txt", "a") as f:
+        f.write(f"epoch {epoch}\\n")
+    flor.log("e", epoch)
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py")
+    write(repo / "train.py", HEAD + body + '    flor.log("n", os.path.getsize("out/log.txt"))\n')
+    _rows, said = _query(repo, "SELECT epoch, n FROM logs")
+    assert "out/log.txt before writing it" in said, said
+
+
+def test_a_rotation_of_todays_file_is_said(tmp_path: Path) -> None:
+    body = """    if os.path.exists("out/last.json"):
+        os.replace("out/last.json", "out/prev.json")
+    with open("out/last.json", "w") as f:
+        json.dump({"epoch": epoch}, f)
+    flor.log("e", epoch)
+"""
+    today = '    flor.log("prev", json.load(open("out/prev.json"))["epoch"])\n'
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    write(repo / "train.py", HEAD + body + today)
+    _rows, said = _query(repo, "SELECT epoch, prev FROM logs")
+    assert "before writing it" in said and "out/last.json" in said, said
+
+
+def test_a_library_checking_its_target_is_no_read(tmp_path: Path) -> None:
+    """``shutil.copy(src, dst)`` stats ``dst`` (a folder?) before writing it: that is the
+    library's look, not the script reading the run's file."""
+    body = """    hist.append(epoch)
+    with open("out/last.json", "w") as f:
+        json.dump(hist, f)
+    shutil.copy("out/last.json", "out/best.json")
+    flor.log("e", epoch)
+"""
+    today = '    with open("out/best.json") as g:\n        flor.log("n", len(json.load(g)))\n'
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    write(repo / "train.py", HEAD + body + today)
+    rows, said = _query(repo, "SELECT epoch, n FROM logs ORDER BY 1")
+    assert rows == [(0, 1), (1, 2), (2, 3)], (rows, said)
+    assert "before writing it" not in said, said
