@@ -117,3 +117,27 @@ def test_a_library_checking_its_target_is_no_read(tmp_path: Path) -> None:
     rows, said = _query(repo, "SELECT epoch, n FROM logs ORDER BY 1")
     assert rows == [(0, 1), (1, 2), (2, 3)], (rows, said)
     assert "before writing it" not in said, said
+
+
+def test_a_script_that_clears_its_output_folder_first_replays(tmp_path: Path) -> None:
+    """``shutil.rmtree("out", ignore_errors=True); os.makedirs("out")`` as a script starts:
+    the replay removes none of the user's files, and making the folder again is no error
+    (every replay of such a script failed with ``FileExistsError`` before session 44)."""
+    script = """import os
+import shutil
+import florsql as flor
+shutil.rmtree("out", ignore_errors=True)
+os.makedirs("out/sub")
+for epoch in flor.loop("epoch", range(3)):
+    with open(f"out/sub/e{epoch}.txt", "w") as f:
+        f.write("x" * (epoch + 1))
+    flor.log("e", epoch)
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": script, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    before = {p: p.read_text() for p in (repo / "out").rglob("*.txt")}
+    today = script + '    flor.log("n", len(open(f"out/sub/e{epoch}.txt").read()))\n'
+    write(repo / "train.py", today)
+    rows, said = _query(repo, "SELECT epoch, n FROM logs ORDER BY 1")
+    assert rows == [(0, 1), (1, 2), (2, 3)], (rows, said)
+    assert {p: p.read_text() for p in (repo / "out").rglob("*.txt")} == before

@@ -402,6 +402,9 @@ class WriteSandbox:
         #: trailing separator in ``made_dirs``): written as they are
         self.made: set[str] = set()
         self.made_dirs: set[str] = set()
+        #: Real paths of the user's folders the task removed (``os.rmdir``, ``rmtree``): they
+        #: stay, and making them again is no error
+        self.emptied: set[str] = set()
         self.private = private
         self.moved: dict[str, str] = {}  # a real path -> its private copy
         #: Real paths of files the run wrote while it ran and read (``during:`` inputs), in a
@@ -454,6 +457,20 @@ class WriteSandbox:
             return stat.S_ISREG(self._stat(real).st_mode)  # a FIFO, a device: as it is
         except OSError:
             return True  # not there yet
+
+    def _emptied(self, real: str) -> bool:
+        """Whether ``real`` is, or lies in, a folder the task removed (:attr:`emptied`)."""
+        folder = os.path.join(real, "")
+        return any(folder.startswith(os.path.join(e, "")) for e in self.emptied)
+
+    def _inside_folder(self, real: str) -> bool:
+        """Whether a folder lies where the task's writes are private (as :meth:`_inside` for
+        a file)."""
+        folder = os.path.join(real, "")
+        root = max((len(r) for r in self.roots if folder.startswith(r)), default=-1)
+        if root <= max((len(e) for e in self.exclude if folder.startswith(e)), default=-1):
+            return False
+        return not any(folder.startswith(m) for m in self.made_dirs)
 
     def _is_dir(self, real: str) -> bool:
         try:
@@ -642,19 +659,67 @@ class WriteSandbox:
         real_mkdir = os.mkdir
 
         def mkdir(path: Any, *args: Any, **kw: Any) -> Any:
+            if kw.get("dir_fd") is None and sandbox.emptied:
+                real = sandbox.real(path)
+                if real is not None and sandbox._emptied(real) and sandbox._is_dir(real):
+                    return None  # removed for this task only: made again, as it stands
             done = real_mkdir(path, *args, **kw)
             if sys._getframe(1).f_globals.get("__name__") == "tempfile":
                 sandbox.temporary(path)  # mkdtemp, TemporaryDirectory
             return done
 
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(mkdir, attr, getattr(real_mkdir, attr))
-        mkdir.__wrapped__ = real_mkdir  # type: ignore[attr-defined]
+        real_rmdir = os.rmdir
+
+        def rmdir(path: Any, *args: Any, **kw: Any) -> Any:
+            # A folder of the user's is never removed: ``shutil.rmtree(out)`` removes nothing
+            # (its files' unlinks act on private copies), and the folder counts as removed
+            # for this task, so ``os.makedirs(out)`` after it does not fail (session 44: every
+            # replay of a script starting so failed with FileExistsError)
+            full = path
+            if kw.get("dir_fd") is not None:  # inside ``rmtree``: a subfolder, by its fd
+                full = _at(path, kw["dir_fd"])
+            real = sandbox.real(full) if full is not None else None
+            if real is not None and sandbox._inside_folder(real):
+                sandbox.emptied.add(real)
+                return None
+            return real_rmdir(path, *args, **kw)
+
+        import shutil
+
+        real_rmtree = shutil.rmtree
+
+        def rmtree(path: Any, *args: Any, **kw: Any) -> Any:
+            # the user's folder stays (its files' removals would act on private copies, and
+            # a folder that is a link to the user's, as the worktree's ``out``, is refused by
+            # rmtree itself): it counts as removed for this task
+            real = sandbox.real(path)
+            if real is not None and sandbox._inside_folder(real):
+                sandbox.emptied.add(real)
+                return None
+            return real_rmtree(path, *args, **kw)
+
+        for wrapper, real_fn in (
+            (mkdir, real_mkdir),
+            (rmdir, real_rmdir),
+            (rmtree, real_rmtree),
+        ):
+            for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+                setattr(wrapper, attr, getattr(real_fn, attr))
+            setattr(wrapper, "__wrapped__", real_fn)  # noqa: B010 (a function attribute)
+        rmtree.avoids_symlink_attacks = real_rmtree.avoids_symlink_attacks  # type: ignore[attr-defined]
         os.mkdir = mkdir
+        os.rmdir = rmdir
+        setattr(shutil, "rmtree", rmtree)  # noqa: B010 (a stand-in of a typed protocol)
         for name in ("remove", "unlink"):
             real_rm = getattr(os, name)
 
             def remove(path: Any, *args: Any, _real: Any = real_rm, **kw: Any) -> Any:
+                if kw.get("dir_fd") is not None:  # ``rmtree``'s: a name in a folder's fd
+                    full = _at(path, kw["dir_fd"])
+                    if full is None:
+                        return _real(path, *args, **kw)
+                    path = full
+                    kw = {k: v for k, v in kw.items() if k != "dir_fd"}
                 private = sandbox.path(path, writing=True, keep=False, fresh=True)
                 if private is not path and not os.path.lexists(private):
                     return None  # the user's file: it stays, as if removed for this task
@@ -675,6 +740,16 @@ class WriteSandbox:
             serialization = sys.modules.get("torch.serialization")
             if serialization is not None:
                 setattr(serialization, "save", save)  # noqa: B010
+
+
+def _at(name: Any, dir_fd: int) -> str | None:
+    """The path of ``name`` in the folder open as ``dir_fd`` (``shutil.rmtree``'s calls), read
+    from ``/proc/self/fd``; None where that cannot tell."""
+    try:
+        folder = os.readlink(f"/proc/self/fd/{dir_fd}")
+        return os.path.join(folder, os.fsdecode(os.fspath(name)))
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 #: Modules whose frames stand between a stat and the code that asked for it.
