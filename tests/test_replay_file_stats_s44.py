@@ -141,3 +141,30 @@ for epoch in flor.loop("epoch", range(3)):
     rows, said = _query(repo, "SELECT epoch, n FROM logs ORDER BY 1")
     assert rows == [(0, 1), (1, 2), (2, 3)], (rows, said)
     assert {p: p.read_text() for p in (repo / "out").rglob("*.txt")} == before
+
+
+def test_a_sqlite_database_the_run_wrote_is_kept_and_said(tmp_path: Path) -> None:
+    """``sqlite3`` writes from C, past ``open``: a replayed ``INSERT`` went into the user's
+    database (session 44's sweep), and the rows counted were today's. Now the task works on a
+    private copy, and the run's database read so is said to be today's."""
+    script = """import os
+import sqlite3
+import florsql as flor
+epochs = flor.arg("epochs", 3)
+os.makedirs("out", exist_ok=True)
+db = sqlite3.connect("out/m.db")
+db.execute("create table if not exists m (epoch int)")
+for epoch in flor.loop("epoch", range(epochs)):
+    db.execute("insert into m values (?)", (epoch,))
+    db.commit()
+    flor.log("e", epoch)
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": script, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py")
+    before = (repo / "out" / "m.db").read_bytes()
+    today = script + '    flor.log("n", db.execute("select count(*) from m").fetchone()[0])\n'
+    write(repo / "train.py", today)
+    _rows, said = _query(repo, "SELECT epoch, n FROM logs")
+    assert (repo / "out" / "m.db").read_bytes() == before
+    assert "out/m.db before writing it" in said, said

@@ -118,8 +118,10 @@ class OpenWatch:
 
     def watch_saves(self) -> None:
         """Note the paths ``torch.save`` writes too, where torch is loaded (it writes a path
-        from C++, past ``open``): a run's ``outputs`` hold them (s36). Called as a run starts
-        and as its outer loop starts; once."""
+        from C++, past ``open``): a run's ``outputs`` hold them (s36); and the databases
+        ``sqlite3.connect`` opens, where ``sqlite3`` is loaded (session 44). Called as a run
+        starts and as its outer loop starts; once each."""
+        self._watch_sqlite()
         torch = sys.modules.get("torch")
         real_save = getattr(torch, "save", None)
         if real_save is None or getattr(real_save, "__florsql_watch__", False):
@@ -139,6 +141,23 @@ class OpenWatch:
         serialization = sys.modules.get("torch.serialization")
         if serialization is not None and getattr(serialization, "save", None) is real_save:
             setattr(serialization, "save", save)  # noqa: B010
+
+    def _watch_sqlite(self) -> None:
+        sqlite3 = sys.modules.get("sqlite3")
+        real_connect = getattr(sqlite3, "connect", None)
+        if real_connect is None or getattr(real_connect, "__florsql_watch__", False):
+            return
+        watch = self
+
+        def connect(database: Any, *args: Any, **kw: Any) -> Any:
+            if isinstance(database, (str, bytes, os.PathLike)) and _a_database_file(database):
+                watch._note_saved(database)  # written from C, past ``open``
+            return real_connect(database, *args, **kw)
+
+        connect.__wrapped__ = real_connect  # type: ignore[attr-defined]
+        connect.__florsql_watch__ = True  # type: ignore[attr-defined]
+        connect.__doc__ = real_connect.__doc__
+        setattr(sqlite3, "connect", connect)  # noqa: B010 (a module found at run time)
 
     def _note_saved(self, file: Any) -> None:
         """A path ``torch.save`` wrote: an output, kept apart from :attr:`written` (a file the
@@ -607,6 +626,32 @@ class WriteSandbox:
         name = os.path.realpath(frame.f_code.co_filename)
         return any(name.startswith(r) for r in self.code)
 
+    def install_sqlite(self) -> None:
+        """Keep ``sqlite3.connect`` off the user's databases (C writes past ``open``; session
+        44: a replayed ``INSERT`` went into the user's database). The task works on a private copy
+        of today's database, and one of the run's outputs so copied counts as read (its rows
+        are today's, not what the run found)."""
+        import sqlite3  # (a replay worker's: the script may import it after this)
+
+        real_connect = sqlite3.connect
+        if getattr(real_connect, "__florsql_sandbox__", False):
+            return
+        sandbox = self
+
+        def connect(database: Any, *args: Any, **kw: Any) -> Any:
+            if isinstance(database, (str, bytes, os.PathLike)) and _a_database_file(database):
+                real = sandbox.real(database)
+                private = sandbox.path(database, writing=True)
+                if real is not None and private is not database and real in sandbox.appended:
+                    sandbox.foreign.add(real)  # its rows are today's
+                database = private
+            return real_connect(database, *args, **kw)
+
+        connect.__wrapped__ = real_connect  # type: ignore[attr-defined]
+        connect.__florsql_sandbox__ = True  # type: ignore[attr-defined]
+        connect.__doc__ = real_connect.__doc__
+        setattr(sqlite3, "connect", connect)  # noqa: B010 (a module found at run time)
+
     @staticmethod
     def real(file: Any) -> str | None:
         """The real path of ``file`` (None: a file descriptor, or not a path)."""
@@ -726,6 +771,7 @@ class WriteSandbox:
                 return _real(private, *args, **kw)
 
             setattr(os, name, remove)
+        self.install_sqlite()
         torch = sys.modules.get("torch")
         if torch is not None and hasattr(torch, "save"):
             real_save = torch.save
@@ -740,6 +786,12 @@ class WriteSandbox:
             serialization = sys.modules.get("torch.serialization")
             if serialization is not None:
                 setattr(serialization, "save", save)  # noqa: B010
+
+
+def _a_database_file(database: Any) -> bool:
+    """A path ``sqlite3.connect`` opens as a file (not ``:memory:``, not a ``file:`` URI)."""
+    name = os.fsdecode(os.fspath(database))
+    return bool(name) and name != ":memory:" and not name.startswith("file:")
 
 
 def _at(name: Any, dir_fd: int) -> str | None:
