@@ -168,3 +168,19 @@ for epoch in flor.loop("epoch", range(epochs)):
     _rows, said = _query(repo, "SELECT epoch, n FROM logs")
     assert (repo / "out" / "m.db").read_bytes() == before
     assert "out/m.db before writing it" in said, said
+
+
+def test_a_listing_of_the_runs_files_is_said(tmp_path: Path) -> None:
+    """``len(glob.glob("out/e*.txt"))`` counts today's files (every epoch's, the last run's):
+    3, 3, 3 for 1, 2, 3 before session 44, silently. A listing by the script of a folder
+    holding outputs of the run the task has not written now says so."""
+    body = """    with open(f"out/e{epoch}.txt", "w") as f:
+        f.write("x")
+    flor.log("e", epoch)
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    today = HEAD.replace("import json\n", "import glob\nimport json\n") + body
+    write(repo / "train.py", today + '    flor.log("n", len(glob.glob("out/e*.txt")))\n')
+    _rows, said = _query(repo, "SELECT epoch, n FROM logs")
+    assert "out/e1.txt" in said and "before writing it" in said, said

@@ -195,6 +195,7 @@ def guard_files(spec: ReplaySpec) -> None:
     )
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
     sandbox.names |= {os.path.basename(r) for r in sandbox.outputs or ()}
+    sandbox.folders |= {os.path.dirname(r) for r in sandbox.outputs or ()}
     sandbox.install()
     WATCH.sandbox = sandbox
 

@@ -414,6 +414,8 @@ class WriteSandbox:
         #: File names of :attr:`outputs` and of the private copies' originals: a stat of
         #: any other name passes straight through (:meth:`stat_path`)
         self.names: set[str] = set()
+        #: Folders holding :attr:`outputs` (:meth:`listed`)
+        self.folders: set[str] = set()
         if everywhere:
             self.roots.append(os.sep)
             self.exclude += [os.path.join(os.path.realpath(r), "") for r in write_through()]
@@ -613,12 +615,17 @@ class WriteSandbox:
             self.foreign.add(real)
         return file
 
-    def _by_script(self) -> bool:
+    def _by_script(self, depth: int = 3) -> bool:
         """Whether the code that asked is the script's (a file under :attr:`code`), past the
-        frames of ``os``, ``genericpath``, ``posixpath``, ``pathlib`` and this module."""
-        frame = sys._getframe(3)  # the ``os.stat`` wrapper (under :meth:`stat_path`)
+        frames of ``os``, ``genericpath``, ``posixpath``, ``pathlib``, ``glob`` and this
+        module's wrappers; ``depth``: the wrapper's frame (3: under :meth:`stat_path`)."""
+        frame = sys._getframe(depth)
         while frame is not None and frame.f_globals.get("__name__") in _PATH_MODULES:
-            if frame.f_globals.get("__name__") == __name__ and frame.f_code.co_name != "stat":
+            if frame.f_globals.get("__name__") == __name__ and frame.f_code.co_name not in (
+                "stat",
+                "listdir",
+                "scandir",
+            ):
                 return False  # the sandbox's own look (``realpath`` in :meth:`path`)
             frame = frame.f_back  # type: ignore[assignment]
         if frame is None:
@@ -651,6 +658,30 @@ class WriteSandbox:
         connect.__florsql_sandbox__ = True  # type: ignore[attr-defined]
         connect.__doc__ = real_connect.__doc__
         setattr(sqlite3, "connect", connect)  # noqa: B010 (a module found at run time)
+
+    def listed(self, folder: Any) -> None:
+        """A listing of ``folder`` (``os.listdir``, ``os.scandir``: ``glob``,
+        ``Path.iterdir``) by the script: where it holds outputs of the run the task has not
+        written, it shows today's files, not what the run saw (a count of the epochs' files,
+        the newest checkpoint to resume from): they count as read (:attr:`foreign`).
+        Session 44: ``len(glob("out/e*.npy"))`` gave 3, 3, 3 for 1, 2, 3, silently."""
+        if not self.folders or isinstance(folder, int) or self._copying:
+            return
+        try:
+            raw = os.fsdecode(os.fspath(folder)) if folder is not None else "."
+        except TypeError:
+            return
+        self._copying = True
+        try:
+            real = os.path.realpath(raw)
+            if real not in self.folders or not self._by_script(depth=3):
+                return
+            assert self.outputs is not None
+            for out in self.outputs:
+                if os.path.dirname(out) == real and out not in self.moved:
+                    self.foreign.add(out)
+        finally:
+            self._copying = False
 
     @staticmethod
     def real(file: Any) -> str | None:
@@ -701,6 +732,26 @@ class WriteSandbox:
                 setattr(stat, attr, getattr(real_stat, attr))
             stat.__wrapped__ = real_stat  # type: ignore[attr-defined]
             setattr(os, name, stat)
+        real_listdir, real_scandir = os.listdir, os.scandir
+
+        def listdir(path: Any = None, *args: Any, **kw: Any) -> Any:
+            sandbox.listed(path)
+            return real_listdir(*([] if path is None else [path]), *args, **kw)
+
+        def scandir(path: Any = None, *args: Any, **kw: Any) -> Any:
+            sandbox.listed(path)
+            return real_scandir(*([] if path is None else [path]), *args, **kw)
+
+        listers: tuple[tuple[Any, Any], ...] = (
+            (listdir, real_listdir),
+            (scandir, real_scandir),
+        )
+        for lister, real_lister in listers:
+            for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+                setattr(lister, attr, getattr(real_lister, attr))
+            setattr(lister, "__wrapped__", real_lister)  # noqa: B010 (a function attribute)
+        setattr(os, "listdir", listdir)  # noqa: B010 (overloaded in the stubs)
+        setattr(os, "scandir", scandir)  # noqa: B010
         real_mkdir = os.mkdir
 
         def mkdir(path: Any, *args: Any, **kw: Any) -> Any:
@@ -805,7 +856,9 @@ def _at(name: Any, dir_fd: int) -> str | None:
 
 
 #: Modules whose frames stand between a stat and the code that asked for it.
-_PATH_MODULES = frozenset({"os", "genericpath", "posixpath", "ntpath", "pathlib", __name__})
+_PATH_MODULES = frozenset(
+    {"os", "genericpath", "posixpath", "ntpath", "pathlib", "glob", "fnmatch", __name__}
+)
 
 #: Environment variable: more folders a replay writes to as they are (``os.pathsep``
 #: separated), beside :func:`write_through`'s own: a cache the replays share on purpose.
