@@ -1,5 +1,5 @@
-"""A file the run appends to and reads back is said to be unknown in a replay, not served as
-the run's.
+"""A file the run appends to and reads back is served as the run found it (session 44), or
+said to be unknown in a replay where it cannot be, not served as the run's.
 
 Found by session 43's second sweep: a metrics file in an ignored folder, appended each epoch
 and read back (``nrows = len(open("out/m.csv").readlines())``). A replay's append goes to a
@@ -30,9 +30,28 @@ for epoch in flor.loop("epoch", range(3)):
 TODAY = SCRIPT + '    flor.log("nrows", len(rows))\n'
 
 
-def test_an_appended_file_read_back_is_said_unknown(tmp_path: Path) -> None:
+def test_an_appended_file_read_back_starts_as_the_run_found_it(tmp_path: Path) -> None:
+    """Since session 44 a run notes the files it first opens to append (``append_starts``):
+    the replay's copy starts as the run found it, and the values are exact."""
     repo = make_repo(tmp_path / "r", {"train.py": SCRIPT, ".gitignore": "out/\n"})
     run_script(repo, "train.py")
+    run_script(repo, "train.py")
+    write(repo / "train.py", TODAY)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with florsql.connect(repo, replay="auto") as con:
+            rows = con.cursor().execute("SELECT nrows FROM logs ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert not [w for w in caught if "before writing it" in str(w.message)]
+
+
+def test_an_appended_file_read_back_is_said_unknown(tmp_path: Path) -> None:
+    """Where the file is not as the run found it plus appends (rewritten since), the copy
+    starts from today's file and reading it back is said."""
+    repo = make_repo(tmp_path / "r", {"train.py": SCRIPT, ".gitignore": "out/\n"})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py")  # it found the first run's three lines
+    (repo / "out" / "m.csv").write_text("rewritten\n")
     write(repo / "train.py", TODAY)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

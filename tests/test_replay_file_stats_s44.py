@@ -73,17 +73,30 @@ def test_a_marker_the_run_wrote_checked_before_writing_is_said(tmp_path: Path) -
     assert "read out/e0.done" in said and "before writing it" in said, said
 
 
-def test_the_size_of_a_log_appended_to_is_said(tmp_path: Path) -> None:
+def test_a_log_appended_to_starts_as_the_run_found_it(tmp_path: Path) -> None:
+    """A log each run appends a line to each epoch: its size and ``f.tell()`` after the
+    append were today's (every run's lines) before session 44, silently (the size said so
+    only through a warning since then). A run now notes each file it first opens to append
+    (its size and first bytes' digest, ``append_starts``), and a replay's private copy starts
+    as the run found it: exact."""
     body = """    with open("out/log.txt", "a") as f:
         f.write(f"epoch {epoch}\\n")
+        pos = f.tell()
     flor.log("e", epoch)
 """
     repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
     run_script(repo, "train.py")
     run_script(repo, "train.py")
-    write(repo / "train.py", HEAD + body + '    flor.log("n", os.path.getsize("out/log.txt"))\n')
-    _rows, said = _query(repo, "SELECT epoch, n FROM logs")
-    assert "out/log.txt before writing it" in said, said
+    today = (
+        HEAD
+        + body
+        + '    flor.log("n", os.path.getsize("out/log.txt"))\n'
+        + '    flor.log("pos", pos)\n'
+    )
+    write(repo / "train.py", today)
+    rows, said = _query(repo, "SELECT epoch, n, pos FROM logs ORDER BY n")
+    assert rows == [(e % 3, 8 * (e + 1), 8 * (e + 1)) for e in range(6)], (rows, said)
+    assert "before writing it" not in said, said
 
 
 def test_a_rotation_of_todays_file_is_said(tmp_path: Path) -> None:

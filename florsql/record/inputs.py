@@ -39,7 +39,9 @@ def record_inputs(
     return [asdict(i) for i in fingerprint(repo, kept, since_ns=since_ns)]
 
 
-def record_outputs(repo: Path, watch: OpenWatch) -> tuple[list[str], list[str]] | None:
+def record_outputs(
+    repo: Path, watch: OpenWatch
+) -> tuple[list[str], list[str], dict[str, list[Any]]] | None:
     """The run.json form of the files ``watch`` saw written (``outputs``), and of those
     written while an outer loop ran (``loop_outputs``): repository-relative paths for those
     inside ``repo`` (florsql's store and git's metadata aside), absolute real paths for those
@@ -73,7 +75,8 @@ def record_outputs(repo: Path, watch: OpenWatch) -> tuple[list[str], list[str]] 
         if len(outside) <= MAX_INPUTS:
             out.update(outside)
     in_loop = {out[p] for p in set(watch.in_loop) if p in out}
-    return sorted(set(out.values())), sorted(in_loop)
+    starts = {out[p]: [size, digest] for p, (size, digest) in watch.starts.items() if p in out}
+    return sorted(set(out.values())), sorted(in_loop), starts
 
 
 def _z(paths: list[str]) -> bytes:

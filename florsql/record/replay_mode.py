@@ -194,6 +194,7 @@ def guard_files(spec: ReplaySpec) -> None:
         everywhere=True,  # not only the repository's files: session 44, ``/tmp/x.pt``
     )
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
+    sandbox.starts = _append_starts(spec, repo)
     sandbox.names |= {os.path.basename(r) for r in sandbox.outputs or ()}
     sandbox.folders |= {os.path.dirname(r) for r in sandbox.outputs or ()}
     sandbox.install()
@@ -234,6 +235,28 @@ def _written_while_it_ran(
     if not isinstance(looped, list):
         return during, outputs, None
     return during, outputs, {os.path.realpath(root / str(p)) for p in looped for root in roots}
+
+
+def _append_starts(spec: ReplaySpec, repo: Path) -> dict[str, tuple[int, str]]:
+    """Real paths of the outputs the run first opened to append, with their size and the
+    digest of their first bytes as the run found them (``append_starts`` in run.json)."""
+    try:
+        doc = layout.read_json(Path(spec.run_dir) / layout.RUN_JSON)
+    except (OSError, ValueError):
+        return {}
+    listed = doc.get(rundoc.APPEND_STARTS)
+    if not isinstance(listed, dict):
+        return {}
+    roots = [repo]
+    version = _version_roots()
+    if version is not None:
+        roots.append(Path(version[1]))
+    out: dict[str, tuple[int, str]] = {}
+    for name, start in listed.items():
+        if isinstance(start, list) and len(start) == 2:
+            for root in roots:
+                out[os.path.realpath(root / str(name))] = (int(start[0]), str(start[1]))
+    return out
 
 
 def guard_spec(path: str) -> None:

@@ -827,7 +827,11 @@ class Run:
             outputs = record_outputs(self.repo, WATCH)
             listed = {}
             if outputs is not None:
-                listed = {rundoc.OUTPUTS: outputs[0], rundoc.LOOP_OUTPUTS: outputs[1]}
+                listed = {
+                    rundoc.OUTPUTS: outputs[0],
+                    rundoc.LOOP_OUTPUTS: outputs[1],
+                    rundoc.APPEND_STARTS: outputs[2],
+                }
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(
                 files=[f for f in files if f in in_version or f == main],

@@ -32,6 +32,15 @@ __all__ = [
 ]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+#: Bytes of a file appended to whose digest a run keeps (:meth:`OpenWatch._note_start`).
+START_BYTES = 1 << 16
+
+
+def _real_io_open(*args: Any, **kw: Any) -> Any:
+    """``io.open`` as it was before the watch wrapped it (its own reads are not the run's)."""
+    import io
+
+    return getattr(io.open, "__wrapped__", io.open)(*args, **kw)
 
 
 class OpenWatch:
@@ -61,6 +70,9 @@ class OpenWatch:
         #: it again): files modified since changed while the run ran
         #: (``florsql.store.fingerprints.DURING``).
         self.started_ns = time.time_ns()
+        #: Files first opened to append: (size, digest of the first bytes) as the run found
+        #: them (:meth:`_note_start`)
+        self.starts: dict[str, tuple[int, str]] = {}
         #: In a replay worker: where a path opened is really read or written
         #: (:class:`WriteSandbox`); None elsewhere.
         self.sandbox: WriteSandbox | None = None
@@ -198,12 +210,33 @@ class OpenWatch:
             raw = path
             if not os.path.isabs(path):  # relative to the cwd of the open, not of the commit
                 path = os.path.join(os.getcwd(), path)
-            (self.written if writing else self.read).add(os.path.normpath(path))
+            norm = os.path.normpath(path)
+            appending = ("a" in mode) if mode is not None else bool(flags & os.O_APPEND)
+            if writing and appending and norm not in self.written:
+                self._note_start(norm)
+            (self.written if writing else self.read).add(norm)
             if looping:
                 self._loop_raw.add(raw)
                 self.in_loop.add(os.path.normpath(path))
         except Exception:
             return
+
+    def _note_start(self, path: str) -> None:
+        """A file first opened to append: its size and a digest of its first
+        :data:`START_BYTES` as the run found it (:attr:`starts`), so a replay's private copy
+        can start as the run's did (``f.tell()``, ``os.path.getsize`` after appending a line
+        each epoch: today's file held every run's lines, session 44)."""
+        if len(self.starts) >= self.LIMIT:
+            return
+        try:
+            with _real_io_open(path, "rb") as f:
+                head = f.read(START_BYTES)
+                size = os.fstat(f.fileno()).st_size
+        except OSError:
+            head, size = b"", 0  # not there yet: the run started it
+        import hashlib
+
+        self.starts[path] = (size, hashlib.sha256(head[:size]).hexdigest()[:16])
 
     def snapshot(self) -> tuple[set[str], set[str]]:
         """Absolute normalized paths read and written so far."""
@@ -416,6 +449,9 @@ class WriteSandbox:
         self.names: set[str] = set()
         #: Folders holding :attr:`outputs` (:meth:`listed`)
         self.folders: set[str] = set()
+        #: Outputs the run first opened to append: their size and first bytes' digest as the
+        #: run found them (``append_starts``)
+        self.starts: dict[str, tuple[int, str]] = {}
         if everywhere:
             self.roots.append(os.sep)
             self.exclude += [os.path.join(os.path.realpath(r), "") for r in write_through()]
@@ -478,6 +514,32 @@ class WriteSandbox:
             return stat.S_ISREG(self._stat(real).st_mode)  # a FIFO, a device: as it is
         except OSError:
             return True  # not there yet
+
+    def _start_as_found(self, real: str, private: str, start: tuple[int, str]) -> bool:
+        """Write to ``private`` the first ``size`` bytes of today's ``real``, where they are
+        what the run found (today's file at least that long, its first bytes' digest the
+        run's: a file only appended to since); False (nothing written) where not."""
+        import hashlib
+
+        size, digest = start
+        self._copying = True
+        try:
+            try:
+                with _real_io_open(real, "rb") as f:
+                    data = f.read(size)
+            except FileNotFoundError:
+                data = b""
+            if len(data) != size:
+                return False
+            if hashlib.sha256(data[:START_BYTES]).hexdigest()[:16] != digest:
+                return False
+            with _real_io_open(private, "wb") as f:
+                f.write(data)
+            return True
+        except OSError:
+            return False
+        finally:
+            self._copying = False
 
     def _emptied(self, real: str) -> bool:
         """Whether ``real`` is, or lies in, a folder the task removed (:attr:`emptied`)."""
@@ -557,7 +619,13 @@ class WriteSandbox:
         root = max((r for r in self.roots if real.startswith(r)), key=len)
         private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
         os.makedirs(os.path.dirname(private), exist_ok=True)
-        if keep and not fresh and self._regular(real):
+        start = self.starts.get(real) if not self.restored else None
+        if keep and not fresh and start is not None and self._start_as_found(real, private, start):
+            pass  # as the run found it (the run's first append: ``append_starts``, s44)
+        elif keep and not fresh and start is not None and not self._regular(real):
+            if start[0] and self.outputs is not None and real in self.outputs:
+                self.appended.add(real)  # the run found it holding bytes: they are gone
+        elif keep and not fresh and self._regular(real):
             import shutil
 
             if self.outputs is not None and real in self.outputs:

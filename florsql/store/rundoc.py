@@ -34,6 +34,10 @@ OUTPUTS = "outputs"
 #: run.json key of those of :data:`OUTPUTS` the run wrote while an outer loop ran (what
 #: iterations a replay skips may have written; those written only before or after it are not)
 LOOP_OUTPUTS = "loop_outputs"
+#: run.json key (since session 44): per output of :data:`OUTPUTS` the run first opened to
+#: append, ``[size, digest of its first bytes]`` as the run found it: a replay's private copy
+#: starts the same (``f.tell()`` and the size after an append are the run's)
+APPEND_STARTS = "append_starts"
 
 
 @dataclass(frozen=True)
