@@ -78,6 +78,7 @@ class RngGuard:
             self._tracked = _tracked({**_frame_modules(frame, self.objects), **self.objects})
         if self._tracked:
             saved["modules"] = (self._tracked, _module_state(self._tracked))
+            saved["modes"] = _modes(self._tracked)
         saved["frame"] = frame
         if full and frame is not None:
             saved["objects"] = {
@@ -105,6 +106,16 @@ class RngGuard:
                     # object the old code held, not seen at the start, is not its own)
                     self._own[key] = obj
         moved = _restore_moved(saved)
+        for module, training in saved.get("modes") or ():
+            if module.training is not training:
+                # put back (session 44): an old helper today's statement calls that leaves
+                # the model in eval mode (``evaluate()`` calling ``net.eval()``, the old code
+                # calling ``net.train()`` only before its loop) trained the rest of the run
+                # without dropout in an iteration run in full, and with it where a checkpoint
+                # was restored: one answer from two trainings, silently. Today's statements
+                # never change the old code's modes, as ``flor._restore_modes`` does for a
+                # switch written in today's code
+                module.training = training
         if moved:
             self.moved.setdefault(name, set()).update(moved)
             if moved - {"torch", "cuda"}:
@@ -232,6 +243,15 @@ def _tracked(objects: dict[str, Any]) -> list[tuple[str, Any]]:
             out += [(f"{name}.{k}", t) for k, t in obj.named_buffers()]
             out += [(f"{name}.{k}" if k else name, m) for k, m in obj.named_modules()]
     return out
+
+
+def _modes(tracked: list[tuple[str, Any]]) -> list[tuple[Any, bool]]:
+    """``(module, training)`` of the tracked modules (each submodule: its own flag)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return []
+    module = torch.nn.Module
+    return [(obj, obj.training) for _, obj in tracked if isinstance(obj, module)]
 
 
 def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
