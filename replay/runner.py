@@ -388,6 +388,27 @@ def _verify(
             report.unverified.append(task.spec.run_id)
 
 
+def _drew_before(repo: Path, group: list[Task], folders: set[str]) -> bool:
+    """Whether an earlier replay of the run, of the same patched code, saw today's statements
+    draw before the outer loop's end (``drew_in_loop`` in a stored ``done.json``), where this
+    query's tasks of it did not: they restored a checkpoint past the draw (a probe every 30
+    steps, seen by a first query run from the top; a second query restored the checkpoint
+    after it, and its steps followed the recorded generator: wrong, silently, before session
+    44)."""
+    first = group[0].spec
+    hashes = {t.spec.source_hash for t in group}
+    for done in (layout.store_dir(repo) / "replays").glob(f"*/{first.run_id}-*/{DONE}"):
+        if str(done.parent) in folders:
+            continue
+        try:
+            doc = layout.read_json(done)
+        except (OSError, ValueError):
+            continue
+        if doc.get("source_hash") in hashes and doc.get("drew_in_loop"):
+            return True
+    return False
+
+
 def _from_the_start(
     repo: Path,
     tasks: list[Task],
@@ -424,7 +445,9 @@ def _from_the_start(
         docs = [layout.read_json(f / DONE) for f in folders]
         # a draw after the outer loop ended shifts nothing a checkpoint put back (every
         # restore is at an iteration of that loop): only draws before its end count
-        if not any(d.get("drew_in_loop", d.get("drew")) for d in docs):
+        if not any(d.get("drew_in_loop", d.get("drew")) for d in docs) and not _drew_before(
+            repo, group, {str(f) for f in folders}
+        ):
             continue
         if len(group) == 1 and len(folders) == 1 and _from_top(docs[0].get("steps") or []):
             # already a run of today's script: its old statements' departures after the draw

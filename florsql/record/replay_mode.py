@@ -171,6 +171,9 @@ def guard_files(spec: ReplaySpec) -> None:
 
     if WATCH.sandbox is not None:
         return
+    from florsql.record.rng_guard import hook_draws
+
+    hook_draws()  # before the script's ``from random import shuffle``
     store = Path(spec.run_dir).parent.parent  # <repo>/.florsql/runs/<run_id>
     if store.name != layout.STORE_DIRNAME:
         # materialized elsewhere (a Ray node's temporary folder, which it may write): the

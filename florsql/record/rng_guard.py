@@ -40,6 +40,55 @@ FIRST_CHECKS = 16
 EVERY = 64
 
 
+#: Draws made through the module functions of Python's ``random`` and numpy's legacy
+#: ``np.random`` (the global generators) since this process hooked them (:func:`hook_draws`):
+#: a statement that drew between its begin and end moved that generator. Counted at every
+#: execution, at no cost, where comparing the states costs 20 and 50 us: before session 44
+#: those were compared at a statement's first 16 executions in a task and one in 64 after,
+#: and a probe drawing every 30 steps (``if gstep % 30 == 0: random.sample(...)``) was never
+#: seen, its run restored from a checkpoint where a run of today's script had drawn: wrong
+#: values for every later step, silently.
+_DRAWS = {"python": 0, "numpy": 0}
+_HOOKED: set[str] = set()
+#: Functions that read a generator's state without moving it.
+_READS = frozenset({"getstate", "get_state", "get_bit_generator"})
+
+
+def hook_draws() -> None:
+    """Count the draws through ``random``'s and (where loaded) ``np.random``'s module
+    functions (:data:`_DRAWS`): each is replaced by a wrapper of itself. Called as a replay task
+    starts (before the script imports ``from random import shuffle``) and at each check (numpy
+    loaded later)."""
+    if "python" not in _HOOKED:
+        _HOOKED.add("python")
+        import random
+
+        _hook(random, random._inst, "python")
+    if "numpy" not in _HOOKED:
+        np = sys.modules.get("numpy")
+        rand = getattr(getattr(getattr(np, "random", None), "mtrand", None), "_rand", None)
+        if np is not None and rand is not None:
+            _HOOKED.add("numpy")
+            _hook(np.random, rand, "numpy")
+
+
+def _hook(module: Any, owner: Any, kind: str) -> None:
+    import functools
+
+    for name in dir(module):
+        fn = getattr(module, name, None)
+        if name.startswith("_") or name in _READS or getattr(fn, "__self__", None) is not owner:
+            continue
+
+        def counted(*args: Any, _fn: Any = fn, **kw: Any) -> Any:
+            _DRAWS[kind] += 1
+            return _fn(*args, **kw)
+
+        with contextlib.suppress(AttributeError, TypeError):
+            functools.update_wrapper(counted, fn)  # type: ignore[arg-type]
+        setattr(module, name, counted)
+
+
 class RngGuard:
     """Snapshots of the global RNGs around today's statements, per statement name."""
 
@@ -73,7 +122,9 @@ class RngGuard:
             self.end(name)
         n = self._counts.get(name, 0)
         full = name in self._watched or n < FIRST_CHECKS or n % EVERY == 0
+        hook_draws()
         saved = _snapshot(full=full)
+        saved["draws"] = dict(_DRAWS)
         if full or not self._tracked:
             self._tracked = _tracked({**_frame_modules(frame, self.objects), **self.objects})
         if self._tracked:
@@ -106,6 +157,7 @@ class RngGuard:
                     # object the old code held, not seen at the start, is not its own)
                     self._own[key] = obj
         moved = _restore_moved(saved)
+        moved |= {k for k, v in (saved.get("draws") or {}).items() if _DRAWS[k] != v}
         for module, training in saved.get("modes") or ():
             if module.training is not training:
                 # put back (session 44): an old helper today's statement calls that leaves
