@@ -192,3 +192,12 @@ def test_the_writable_folders_need_not_agree_with_the_query_host() -> None:
 
     assert WRITABLE in cli_host._PER_TASK
     assert cli_host._env_key({WRITABLE: "/x", "FLORSQL_OTHER": "1"}) == {"FLORSQL_OTHER": "1"}
+
+
+def test_a_replay_mode_that_is_no_string_is_a_clear_error(tmp_path: Path) -> None:
+    """``florsql.connect(repo, replay=None)`` raised ``AttributeError`` inside the engine."""
+    import pytest
+
+    repo = make_repo(tmp_path / "r", {"train.py": "import florsql as flor\n"})
+    with pytest.raises(florsql.Error, match="replay must be one of"):
+        florsql.connect(repo, replay=None)  # type: ignore[arg-type]

@@ -689,6 +689,10 @@ def _may_need(stmt: Statement, catalog: Catalog) -> bool:
 def _check_replay(value: str, allowed: tuple[str, ...] = REPLAY_VALUES) -> str:
     """``value`` as a replay mode. ``error`` (answer no query whose hindsight values are
     missing) is a server's choice, not one a client can ``SET``."""
+    if not isinstance(value, str):  # ``replay=None``: an AttributeError before session 44
+        raise PlanError(
+            f"replay must be one of {', '.join(REPLAY_VALUES)} (a string), not {value!r}"
+        )
     value = value.lower()
     if value not in allowed:
         raise PlanError(f"replay must be one of {', '.join(REPLAY_VALUES)}, not {value!r}")
