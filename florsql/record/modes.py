@@ -20,6 +20,12 @@ from florsql.errors import RecordError
 _SAVED: list[tuple[Any, list[tuple[Any, bool]]]] = []
 
 
+def saving() -> bool:
+    """Whether hindsight code between a save and its restore runs now (the replay's guard
+    then leaves the modes to the restore: florsql/record/rng_guard.py)."""
+    return bool(_SAVED)
+
+
 def save_modes(obj: Any) -> None:
     """Note the ``training`` flag of ``obj`` and each of its submodules."""
     modules = getattr(obj, "modules", None)

@@ -158,7 +158,12 @@ class RngGuard:
                     self._own[key] = obj
         moved = _restore_moved(saved)
         moved |= {k for k, v in (saved.get("draws") or {}).items() if _DRAWS[k] != v}
-        for module, training in saved.get("modes") or ():
+        from florsql.record.modes import saving
+
+        # (not inside a switch today's code makes, between ``flor._save_modes(net)`` and
+        # ``flor._restore_modes(net)``: its ``net.eval()`` is a piece of its own, and the
+        # statement after it reads the model in that mode; the restore puts it back)
+        for module, training in () if saving() else saved.get("modes") or ():
             if module.training is not training:
                 # put back (session 44): an old helper today's statement calls that leaves
                 # the model in eval mode (``evaluate()`` calling ``net.eval()``, the old code
