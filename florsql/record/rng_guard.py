@@ -99,6 +99,8 @@ class RngGuard:
         self.objects = objects if objects is not None else {}
         #: the registered modules' tensors and submodules, found at a full check
         self._tracked: list[tuple[str, Any]] = []
+        #: those of the objects given to ``flor.checkpointing`` alone (their modes are put back)
+        self._registered: list[tuple[str, Any]] = []
         #: name -> the snapshots of its pieces begun and not yet ended (innermost last: a
         #: piece of one name may run inside another's, or call itself)
         self._saved: dict[str, list[dict[str, Any]]] = {}
@@ -127,9 +129,14 @@ class RngGuard:
         saved["draws"] = dict(_DRAWS)
         if full or not self._tracked:
             self._tracked = _tracked({**_frame_modules(frame, self.objects), **self.objects})
+            self._registered = _tracked(self.objects)
         if self._tracked:
             saved["modules"] = (self._tracked, _module_state(self._tracked))
-            saved["modes"] = _modes(self._tracked)
+        if self._registered:
+            # the registered models' modes only: a model today's code made (``swa =
+            # AveragedModel(net)``, ``swa.eval()`` in one piece, evaluated in the next) is
+            # today's to switch
+            saved["modes"] = _modes(self._registered)
         saved["frame"] = frame
         if full and frame is not None:
             saved["objects"] = {
