@@ -26,7 +26,15 @@ from florsql.replay.tasks import RunRequest, Task, TaskResult
 from florsql.replay.worktree import head_gitdir, patch_hash, prepare
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import compare_inputs, recorded_inputs
-from florsql.store.replays import DONE, FAILED, REJECTED, ReplaySpec, patched_hash, replays_dir
+from florsql.store.replays import (
+    DONE,
+    FAILED,
+    REJECTED,
+    ReplaySpec,
+    patched_hash,
+    replays_dir,
+    source_hash,
+)
 from florsql.versions import file_at, files_at
 
 
@@ -38,6 +46,13 @@ class Patch:
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     #: path -> sha256 of today's text the statements were placed from (None: not known)
     read: dict[str, str] | None = None
+    #: name -> ``"gated"`` / ``"uneven"``: placed texts that may draw in some iterations and not
+    #: in others (:func:`florsql.propagate.identity.pieces_uneven`); a task that skipped
+    #: iterations did not see what they drew there
+    uneven: dict[str, str] = field(default_factory=dict)
+    #: name -> a digest of the texts placed for it (the statement, the code carried with it):
+    #: whether it drew in a run's loop is known per name across replays of other statements
+    pieces: dict[str, str] = field(default_factory=dict)
 
     def planned(self, sources: dict[str, str]) -> bool:
         """Whether the statements were placed from the texts the planner fingerprinted
@@ -96,6 +111,7 @@ class ReplayReport:
 def default_patcher(repo: Path) -> Patcher:
     """Propagate today's statements with :mod:`florsql.propagate` (cached per version)."""
     import florsql.propagate as propagate
+    from florsql.propagate.identity import pieces_uneven
     from florsql.propagate.model import guarded
 
     def patch(vid: str, names: list[str]) -> Patch:
@@ -107,7 +123,18 @@ def default_patcher(repo: Path) -> Patcher:
             py = [p for p in files_at(repo, vid) if p.endswith(".py")]
             for name in result.unplaced:
                 failed.setdefault(name, unplaced_reason(repo, py, name))
-        return Patch(files, failed, dict(result.read))
+        uneven: dict[str, str] = {}
+        texts: dict[str, list[str]] = {}
+        for path, r in sorted(result.files.items()):
+            lines = r.source.splitlines()
+            for p in r.placed:
+                how = pieces_uneven(r.source, p.pieces)
+                if how is not None:  # two pieces of one name: not one gate
+                    uneven[p.name] = "uneven" if p.name in uneven else how
+                texts.setdefault(p.name, []).append(path)
+                texts[p.name] += ["\n".join(lines[a - 1 : b]) for a, b in p.pieces]
+        pieces = {n: source_hash("\0".join(t)) for n, t in texts.items()}
+        return Patch(files, failed, dict(result.read), uneven, pieces)
 
     return patch
 
@@ -269,6 +296,12 @@ def _run_tasks(
     # Placed from texts other than the ones the plan fingerprinted (the script was edited
     # while the query ran): the values are recorded without a fingerprint, never served.
     current = patch.planned(req.sources)
+    # today's placed texts that may draw in iterations a task skips; one gated statement asked
+    # alone sees each draw before a value it stores (pieces_uneven)
+    ran = set(names) | {c for c in req.companions if c not in patch.failed}
+    uneven = sorted(n for n in ran if n in patch.uneven)
+    if len(ran) == 1 and uneven and patch.uneven[uneven[0]] == "gated":
+        uneven = []
     out = []
     for k, chunk in enumerate(chunks):
         task_id = f"{req.run_id}-{k}"
@@ -300,6 +333,8 @@ def _run_tasks(
                 if fold(n) in req.fingerprints and current
             },
             estimate=round(chunk.seconds, 4),
+            uneven=uneven,
+            pieces={n: patch.pieces[n] for n in sorted(ran) if n in patch.pieces},
         )
         spec_path = replays_dir(repo) / replay_id / f"{task_id}.spec.json"
         spec.write(spec_path)
@@ -395,8 +430,19 @@ def _drew_before(repo: Path, group: list[Task], folders: set[str]) -> bool:
     steps, seen by a first query run from the top; a second query restored the checkpoint
     after it, and its steps followed the recorded generator: wrong, silently, before session
     44)."""
+    return bool(_drawn_before(repo, group, folders))
+
+
+def _drawn_before(repo: Path, group: list[Task], folders: set[str]) -> set[tuple[str, str]]:
+    """``(name, digest of its placed texts)`` of today's statements placed in the run's tasks
+    that an earlier replay of the run saw drawing before the outer loop's end, whatever else
+    it placed beside them (a probe drew as a companion of ``w0``; asked alone later, it was
+    placed alone: session 45); ``("", source_hash)`` where that replay was of the same patched
+    code."""
     first = group[0].spec
     hashes = {t.spec.source_hash for t in group}
+    mine = {(n, h) for t in group for n, h in t.spec.pieces.items()}
+    out: set[tuple[str, str]] = set()
     for done in (layout.store_dir(repo) / "replays").glob(f"*/{first.run_id}-*/{DONE}"):
         if str(done.parent) in folders:
             continue
@@ -404,9 +450,79 @@ def _drew_before(repo: Path, group: list[Task], folders: set[str]) -> bool:
             doc = layout.read_json(done)
         except (OSError, ValueError):
             continue
-        if doc.get("source_hash") in hashes and doc.get("drew_in_loop"):
+        drew = doc.get("drew_in_loop") or []
+        if not drew or doc.get("run_id") != first.run_id:
+            continue
+        if doc.get("source_hash") in hashes:
+            out.add(("", str(doc.get("source_hash"))))
+        pieces = doc.get("pieces") or {}
+        out |= {(n, pieces[n]) for n in drew if (n, pieces.get(n)) in mine}
+    return out
+
+
+def _unseen(repo: Path, group: list[Task], docs: list[dict[str, Any]], last: int) -> bool:
+    """Whether the run's tasks skipped iterations (restored a checkpoint, or ran some in
+    ``rest``) while today's texts placed in its loop may draw in some iterations and not in
+    others (``spec.uneven``: ``if epoch % 2 == 1: noise = random.random()``), and no replay of
+    the same code from the run's start saw them draw nothing up to ``last``: a draw in a skipped
+    iteration was not seen, and every later value followed the recorded generator (session 45:
+    a query for epoch 2 restored the checkpoint after epoch 1, whose probe drew; silently
+    wrong before)."""
+    if not any(t.spec.uneven for t in group):
+        return False
+    if len(group) == 1 and len(docs) == 1 and _from_top(docs[0].get("steps") or []):
+        return False  # ran from the top: it saw every draw up to its last step
+    return not _clean_before(repo, group, last)
+
+
+def _clean_before(repo: Path, group: list[Task], last: int) -> bool:
+    """Whether a replay of the run, of the same patched code, ran from its start in full up
+    to ``last`` at least and saw today's statements draw nothing before the loop's end."""
+    first = group[0].spec
+    hashes = {t.spec.source_hash for t in group}
+    for done in (layout.store_dir(repo) / "replays").glob(f"*/{first.run_id}-*/{DONE}"):
+        try:
+            doc = layout.read_json(done)
+        except (OSError, ValueError):
+            continue
+        steps = doc.get("steps") or []
+        if (
+            doc.get("source_hash") in hashes
+            and not doc.get("drew_in_loop", doc.get("drew"))
+            and _from_top(steps)
+            and len(steps) > last
+        ):
             return True
     return False
+
+
+def _stale(
+    repo: Path, group: list[Task], folders: set[str], docs: list[dict[str, Any]]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Earlier replays' finished tasks of the run that did not run from its start, of the
+    same patched code or with one of the statements in them seen drawing in its loop (by
+    ``docs``, this replay's tasks of the run, or an earlier replay): their values rest on a
+    checkpoint restored past a draw (session 45: served as they were)."""
+    first = group[0].spec
+    hashes = {t.spec.source_hash for t in group}
+    drawing = _drawn_before(repo, group, folders)
+    for doc in docs:
+        pieces = doc.get("pieces") or {}
+        drawing |= {(n, pieces[n]) for n in doc.get("drew_in_loop") or [] if n in pieces}
+    out = []
+    for done in (layout.store_dir(repo) / "replays").glob(f"*/{first.run_id}-*/{DONE}"):
+        if str(done.parent) in folders or done.parent.parent.name == first.replay_id:
+            continue
+        try:
+            doc = layout.read_json(done)
+        except (OSError, ValueError):
+            continue
+        if doc.get("run_id") != first.run_id or _from_top(doc.get("steps") or []):
+            continue
+        pieces = doc.get("pieces") or {}
+        if doc.get("source_hash") in hashes or any(p in drawing for p in pieces.items()):
+            out.append((done.parent, doc))
+    return out
 
 
 def _from_the_start(
@@ -445,11 +561,22 @@ def _from_the_start(
         docs = [layout.read_json(f / DONE) for f in folders]
         # a draw after the outer loop ended shifts nothing a checkpoint put back (every
         # restore is at an iteration of that loop): only draws before its end count
-        if not any(d.get("drew_in_loop", d.get("drew")) for d in docs) and not _drew_before(
-            repo, group, {str(f) for f in folders}
+        last = max((int(step[0]) for t in group for step in t.spec.steps), default=-1)
+        if (
+            not any(d.get("drew_in_loop", d.get("drew")) for d in docs)
+            and not _drew_before(repo, group, {str(f) for f in folders})
+            and not _unseen(repo, group, docs, last)
         ):
             continue
-        if len(group) == 1 and len(folders) == 1 and _from_top(docs[0].get("steps") or []):
+        # earlier replays' tasks of the same code that skipped iterations stored values past
+        # a draw they did not see: set aside, their iterations stored again by this one
+        stale = _stale(repo, group, {str(f) for f in folders}, docs)
+        if (
+            len(group) == 1
+            and len(folders) == 1
+            and _from_top(docs[0].get("steps") or [])
+            and not stale
+        ):
             # already a run of today's script: its old statements' departures after the draw
             # are by design, as in a task replayed from its start (before session 35 they
             # raised a NondeterminismWarning beside exact values)
@@ -457,7 +584,6 @@ def _from_the_start(
             continue
         if len({t.spec.loop for t in group}) > 1:
             continue  # tasks of two outer loops (a run of phases): left as they are, warned
-        last = max((int(step[0]) for t in group for step in t.spec.steps), default=-1)
         if last < 0:
             continue
         stored: list[int] | None = []
@@ -466,22 +592,32 @@ def _from_the_start(
                 stored = None
             else:
                 stored += t.spec.iterations
+        after = any(t.spec.after_loop for t in group)
+        for _, doc in stale:
+            its = doc.get("iterations")
+            if its is None or stored is None:
+                stored = None
+            else:
+                stored += [int(i) for i in its]
+            last = max([last, *(int(step[0]) for step in doc.get("steps") or [])])
+            after = after or bool(doc.get("after_loop"))
         first = group[0]
         spec = replace(
             first.spec,
             task_id=f"{run_id}-start",
             out_dir=str(Path(first.spec.out_dir).with_name(f"{run_id}-start")),
             iterations=sorted(set(stored)) if stored is not None else None,
-            after_loop=any(t.spec.after_loop for t in group),
-            inner=first.spec.inner if stored is not None else {},
+            after_loop=after,
+            inner=first.spec.inner if stored is not None and not stale else {},
             steps=[[i, "full", None] for i in range(last + 1)],
             estimate=0.0,  # not the planner's: kept out of its calibration
         )
         spec_path = first.spec_path.with_name(f"{spec.task_id}.spec.json")
         spec.write(spec_path)
         redo.append(replace(first, spec=spec, spec_path=spec_path, fallback=None, estimate=0.0))
-        for folder in folders:
-            os.replace(folder / DONE, folder / REJECTED)
+        for folder in [*folders, *(f for f, _ in stale)]:
+            with contextlib.suppress(FileNotFoundError):  # another query set it aside
+                os.replace(folder / DONE, folder / REJECTED)
     if not redo:
         return
     # what the set-aside tasks said no longer stands (their departures after the draw were its

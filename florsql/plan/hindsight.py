@@ -359,6 +359,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: silently); a replay writes every path outside the repository to private copies too (a
 #: replayed ``torch.save`` to ``/tmp/last.pt`` overwrote the user's file), and a run lists the
 #: files it wrote there among its outputs.
+#: 37 (session 45): a task that skipped iterations while today's placed texts may draw in some
+#: and not others (``if epoch % 2 == 1: noise = random.random()``) has its run replayed from
+#: the start; a draw seen in a run's loop sets aside earlier tasks of it that skipped
+#: iterations with that statement placed (their values were served: -2.5219 for -2.4853).
 REPLAY_RULES = _STORED_RULES
 
 

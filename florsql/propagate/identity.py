@@ -39,7 +39,14 @@ from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
 from florsql.propagate.source import SourceFile, analyze
 
-__all__ = ["KEY_VERSION", "pieces_quiet", "statement_anchors", "statement_keys", "statement_quiet"]
+__all__ = [
+    "KEY_VERSION",
+    "pieces_quiet",
+    "pieces_uneven",
+    "statement_anchors",
+    "statement_keys",
+    "statement_quiet",
+]
 
 #: Bump when what a key covers changes: every replayed value is then computed again.
 KEY_VERSION = "1"
@@ -152,6 +159,104 @@ def pieces_quiet(source: str, pieces: tuple[tuple[int, int], ...]) -> bool:
         except (SyntaxError, ValueError, RecursionError):
             return False
     return bool(stmts) and _calls_only_log(tuple(stmts), aliases)
+
+
+#: Nodes that make what runs differ between executions of a piece: a branch, a loop that may
+#: stop early, an exception handler, a short-circuit. (A ``for`` over a ``DataLoader`` draws at
+#: its start whatever its body does; its body's branches count.)
+_BRANCHING = (
+    ast.If, ast.IfExp, ast.BoolOp, ast.While, ast.Try, ast.Match, ast.Break, ast.Continue,
+    ast.Return, ast.Raise, ast.Assert,
+)  # fmt: skip
+
+
+def pieces_uneven(source: str, pieces: tuple[tuple[int, int], ...]) -> str | None:
+    """Whether the texts propagation put into ``source`` (a patched old file) for one
+    statement, ``pieces`` (first and last 1-based lines of each), may draw from an RNG in some
+    executions and not in others, where a task that skips iterations would not see it:
+
+    - ``None``: they surely draw nothing (:func:`pieces_quiet`), they branch nowhere (what
+      they draw in the iterations a task runs, they draw in those it skips: assumed of the
+      code they call), or they sit in the module's own body outside any loop or function
+      (they run in every task: before the loop, or after it);
+    - ``"gated"``: one ``if`` without ``else`` around the statement, nothing else branching
+      (``if epoch % 5 == 0: flor.log("val", evaluate(net))``): the statement's values come
+      from the executions that may draw, so a task asked only for them sees each draw that
+      precedes a value it stores... except draws in iterations it skipped whose values it was
+      not asked for, which the caller rules out by asking for this statement alone;
+    - ``"uneven"``: anything else that may draw and branches (``if epoch % 2 == 1: noise =
+      random.random()`` beside a value logged every epoch).
+
+    A task that restored a checkpoint past such an iteration trains on the recorded generator
+    where a run of today's script drew (session 45): :func:`florsql.replay.runner._from_the_start`
+    replays the run from its start unless an earlier replay of the same code from the start
+    saw no draw that far.
+
+    Example:
+        >>> head = "import florsql as flor\\nfor e in flor.loop('epoch', range(2)):\\n"
+        >>> pieces_uneven(head + "    if e % 2:\\n        flor.log('v', f(e))\\n", ((3, 4),))
+        'gated'
+        >>> body = "    if e % 2:\\n        n = f(e)\\n    flor.log('v', n)\\n"
+        >>> pieces_uneven(head + body, ((3, 5),))
+        'uneven'
+        >>> print(pieces_uneven(head + "    flor.log('v', f(e))\\n", ((3, 3),)))
+        None
+    """
+    import textwrap
+
+    if pieces_quiet(source, pieces):
+        return None
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return "uneven"
+    lines = source.splitlines()
+    stmts: list[ast.stmt] = []
+    for first, last in pieces:
+        try:
+            stmts += ast.parse(textwrap.dedent("\n".join(lines[first - 1 : last]))).body
+        except (SyntaxError, ValueError, RecursionError):
+            return "uneven"
+    if all(_module_level(tree, first) for first, _ in pieces):
+        return None  # run by every task, in full: before the loop, or after it
+    branching = [n for s in stmts for n in ast.walk(s) if isinstance(n, _BRANCHING)]
+    if not branching:
+        return None
+    if (
+        len(stmts) == 1
+        and isinstance(stmts[0], ast.If)
+        and not stmts[0].orelse
+        and branching == [stmts[0]]
+    ):
+        return "gated"
+    return "uneven"
+
+
+def _module_level(tree: ast.Module, line: int) -> bool:
+    """Whether ``line`` lies in the module's own code, outside any loop, function or class
+    (inside ``with`` and ``if`` blocks of the module too)."""
+    body: list[ast.stmt] = tree.body
+    while True:
+        for node in body:
+            if node.lineno <= line <= (node.end_lineno or node.lineno):
+                break
+        else:
+            return True
+        if isinstance(node, ast.For | ast.AsyncFor | ast.While | ast.FunctionDef):
+            return False
+        if isinstance(node, ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            return False
+        inner = [
+            b
+            for field in ("body", "orelse", "finalbody")
+            for b in [getattr(node, field, None)]
+            if isinstance(b, list)
+        ]
+        inner += [h.body for h in getattr(node, "handlers", [])]
+        nested = [s for b in inner for s in b]
+        if not nested or node.lineno == line:
+            return True
+        body = nested
 
 
 def _loop_bodies(src: SourceFile) -> set[int]:

@@ -14,7 +14,9 @@ current.
 
 A task whose ``done.json`` or one of whose segments cannot be read is skipped whole (noted once
 in the refresh's :class:`~florsql.store.ingest.Damage`): its values stay missing, as if it never
-ran, so a later query may replay them again. No file is ever changed.
+ran, so a later query may replay them again. No file is ever changed. A task a later replay
+set aside (its ``done.json`` renamed to ``rejected.json``) is marked ``rejected``: its values
+no longer count.
 """
 
 from __future__ import annotations
@@ -148,9 +150,35 @@ def ingest_replays(con: duckdb.DuckDBPyConnection, repo: Path, damage: Damage) -
         ]
         if names:
             con.executemany("INSERT INTO replay_names VALUES (?, ?, ?, ?)", names)
-    count = len(finished)
-
+    count = len(finished) + _set_aside(con, repo)
     return count + _ingest_failures(con, repo)
+
+
+def _set_aside(con: duckdb.DuckDBPyConnection, repo: Path) -> int:
+    """Mark ``rejected`` each ingested task whose ``done.json`` a later replay renamed to
+    ``rejected.json``: its values rest on a checkpoint restored past a draw of today's
+    statements that it did not see (:func:`florsql.replay.runner._stale`), and no longer
+    count. How many."""
+    from florsql.store.replays import REJECTED, replays_dir
+
+    root = replays_dir(repo)
+    if not root.is_dir():
+        return 0
+    aside = [
+        (p.parent.parent.name, p.parent.name)
+        for p in root.glob(f"*/*/{REJECTED}")
+        if not (p.parent / DONE).exists()
+    ]
+    if not aside:
+        return 0
+    sql = "SELECT replay_id, task_id FROM replays WHERE status = 'done'"
+    done = set(con.execute(sql).fetchall())
+    marked = [list(k) for k in aside if k in done]
+    if marked:
+        con.executemany(
+            "UPDATE replays SET status = 'rejected' WHERE replay_id = ? AND task_id = ?", marked
+        )
+    return len(marked)
 
 
 def _ingest_failures(con: duckdb.DuckDBPyConnection, repo: Path) -> int:

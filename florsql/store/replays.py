@@ -66,6 +66,16 @@ class ReplaySpec:
     #: ``done.json`` and the index beside the time the task took: later estimates are
     #: calibrated against them (:func:`florsql.plan.tasks.calibration`).
     estimate: float = 0.0
+    #: Today's names whose placed texts may draw in some iterations and not in others
+    #: (:func:`florsql.propagate.identity.pieces_uneven`): a task that skipped iterations saw
+    #: none of their draws there, so its run is replayed from its start
+    #: (:func:`florsql.replay.runner._from_the_start`) unless a replay of the same code from
+    #: its start saw no draw that far.
+    uneven: list[str] = field(default_factory=list)
+    #: Per name placed in the task (asked or run beside): a digest of its placed texts. An
+    #: earlier replay that saw it draw in the run's loop, whatever else it placed, makes this
+    #: one run from the start (:func:`florsql.replay.runner._drawn_before`).
+    pieces: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: str | Path) -> ReplaySpec:
@@ -140,7 +150,7 @@ def source_hash(source: str) -> str:
 #: The version of replay's rules (its history: ``florsql.plan.hindsight.REPLAY_RULES``). Part
 #: of :func:`patched_hash`, so a failure remembered under older rules (a task that failed where
 #: a later florsql plans it otherwise) is tried again after an upgrade, not kept NULL.
-REPLAY_RULES = 36
+REPLAY_RULES = 37
 
 
 def patched_hash(script: str, files: dict[str, str]) -> str:
