@@ -432,7 +432,8 @@ def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
         _warn(
             engine,
             messages,
-            f"{', '.join(u.names)} of run {u.run_id}: NULL where the run never got: it was "
-            f"{u.reason}; replay never goes past where a run ended",
+            f"{', '.join(u.names)} of run {u.run_id}: NULL in the iteration the run ended in "
+            f"and after it (it was {u.reason}): replay runs only the iterations a run finished, "
+            "so the rows of that iteration it reached get no replayed value",
             FlorWarning,
         )

@@ -492,6 +492,11 @@ def _unknown(
         hint += (
             f" (@{col.name} is DuckDB's absolute value of {col.name}, not a parameter: {ACCEPTED})"
         )
+    for filename, why in sorted(catalog.unparsed.items())[:2]:
+        hint += (
+            f" Today's {filename} does not parse ({why}): the names it logs are unknown until"
+            " it does."
+        )
     raise PlanError(f"Unknown column '{col.name}'.{hint}", sql=source, line=line, col=column)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -138,6 +138,9 @@ def unplaced_reason(repo: Path, filenames: Iterable[str], name: str) -> str:
             continue
         if scanned is None or name not in scanned.names() or name in placeable:
             continue
+        why = _unplaceable(text, name)
+        if why is not None:
+            return why
         return (
             f"today's statement is a call of a function imported from florsql (`from florsql "
             f"import log`); florsql places only module calls: write it "
@@ -145,6 +148,53 @@ def unplaced_reason(repo: Path, filenames: Iterable[str], name: str) -> str:
             f"`import florsql as flor`) and query again"
         )
     return "no file of this version can take it"
+
+
+def _unplaceable(text: str, name: str) -> str | None:
+    """Why today's ``<module>.log(name, ...)`` call in ``text`` is no statement propagation
+    places: inside a ``lambda``, or sharing its line with another statement (``;``)."""
+    from florsql.propagate.source import flor_aliases
+
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    aliases = flor_aliases(tree)
+    lines: dict[int, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and not hasattr(node, "body"):  # simple statements
+            lines[node.lineno] = lines.get(node.lineno, 0) + 1
+
+    def calls(node: ast.AST, in_lambda: bool) -> Iterator[tuple[ast.Call, bool]]:
+        if isinstance(node, ast.Call):
+            f = node.func
+            arg = node.args[0] if node.args else None
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr == "log"
+                and isinstance(f.value, ast.Name)
+                and f.value.id in aliases
+                and isinstance(arg, ast.Constant)
+                and arg.value == name
+            ):
+                yield node, in_lambda
+        for child in ast.iter_child_nodes(node):
+            yield from calls(child, in_lambda or isinstance(node, ast.Lambda))
+
+    for call, in_lambda in calls(tree, False):
+        where = f"line {call.lineno}"
+        if in_lambda:
+            return (
+                f"today's statement ({where}) is inside a lambda, whose body runs where the "
+                "lambda is called, which florsql does not follow: write it as a statement (or "
+                "in a def) and query again"
+            )
+        if lines.get(call.lineno, 0) > 1:
+            return (
+                f"today's statement shares {where} with another statement (`;`); florsql "
+                "places one statement per line: put each on a line of its own and query again"
+            )
+    return None
 
 
 def patched_script(

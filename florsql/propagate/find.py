@@ -38,7 +38,15 @@ class LogStatement:
 
 
 def _log_call(stmt: ast.stmt, aliases: frozenset[str]) -> ast.Call | None:
-    for node in ast.walk(stmt):
+    """The statement's first ``<alias>.log(...)`` call, not one inside a ``lambda``: a lambda's
+    body runs where it is called, which placing its statement does not carry (session 45:
+    ``cb = lambda: flor.log("cb", v)`` was placed without its ``cb()``, and the query
+    answered no rows, silently; now the name is unplaced, and said)."""
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, ast.Lambda):
+            continue
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -47,6 +55,7 @@ def _log_call(stmt: ast.stmt, aliases: frozenset[str]) -> ast.Call | None:
             and node.func.value.id in aliases
         ):
             return node
+        todo.extend(ast.iter_child_nodes(node))
     return None
 
 

@@ -21,14 +21,23 @@ __all__ = ["imported_files", "record_inputs", "record_outputs"]
 
 
 def record_inputs(
-    repo: Path, watch: OpenWatch, since_ns: int | None = None
+    repo: Path,
+    watch: OpenWatch,
+    since_ns: int | None = None,
+    modules: list[str] | tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """The run.json form of what ``watch`` saw: the ignored files read, fingerprinted (those
-    modified at or after ``since_ns``, the run's start, marked: see ``fingerprint``)."""
+    modified at or after ``since_ns``, the run's start, marked: see ``fingerprint``).
+
+    ``modules``: repository-relative paths of Python files the run imported that its code
+    version lacks (git ignores them: a ``localcfg.py`` of settings); they are inputs as data
+    files are, so a replay says it ran with one that changed since (session 45: today's
+    ``DECAY = 0.9`` was replayed where the run had 0.5, without a word)."""
     from florsql.versions.git import run_git
 
     read, written = watch.snapshot()
     paths = candidates(repo, read, written)
+    paths += [m for m in modules if m not in paths]
     if not paths:
         return []
     asked = {p: git_path(repo, p) for p in paths}

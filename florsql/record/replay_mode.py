@@ -31,7 +31,7 @@ from florsql.record.values import normalize
 from florsql.record.writer import Writer
 from florsql.store import layout, rundoc
 from florsql.store.replays import DONE, FAILED, ReplaySpec, read_manifest
-from florsql.store.segments import Batch
+from florsql.store.segments import Batch, Tagged
 
 ENV = "FLORSQL_REPLAY"
 
@@ -160,6 +160,17 @@ def _version_roots() -> tuple[str, str] | None:
         return str(roots["repo"]), str(roots["tree"])
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _places() -> list[tuple[str, str]]:
+    """``(worktree path, repository path)`` pairs, as written and resolved, longest first:
+    the task's worktree stands for the repository (:meth:`ReplayMode._as_run`)."""
+    roots = _version_roots()
+    if roots is None:
+        return []
+    repo, tree = roots
+    pairs = {(tree, repo), (os.path.realpath(tree), os.path.realpath(repo))}
+    return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
 
 
 def guard_files(spec: ReplaySpec) -> None:
@@ -294,6 +305,7 @@ class ReplayRun:
         self.reordered: list[str] = []
         self.names = set(spec.names)
         self.compare = set(spec.compare) - self.names
+        self.places = _places()
         self.needed = set(spec.iterations) if spec.iterations is not None else None
         self.manifest = read_manifest(self.run_dir, spec.loop)
         self.plan = {int(it): _Step(str(mode), restore) for it, mode, restore in spec.steps}
@@ -357,12 +369,30 @@ class ReplayRun:
             self._close_left()  # only the script's thread: it is the one iterating
         if name in self.names:
             if self._storing():
-                self.batch.logs.append((self.ctx, name, normalize(name, value, self.warned)))
+                v = self._as_run(normalize(name, value, self.warned))
+                self.batch.logs.append((self.ctx, name, v))
         elif name in self.compare and self.restored:
             # Verification: the old code's own statements, wherever they ran on true state.
-            v = normalize(name, value, self.warned)
+            v = self._as_run(normalize(name, value, self.warned))
             self.batch.events.append(("check", self.ctx, None, name, None, v, None))
         return value
+
+    def _as_run(self, value: Any) -> Any:
+        """``value`` with the worktree's path written as the repository's: a statement that
+        logs ``os.getcwd()``, ``os.path.abspath(__file__)`` or an output's absolute path gets
+        the path a run of today's script in the repository has (session 45: it got
+        ``<repo>/.florsql/worktrees/...``, silently)."""
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, Tagged):
+            text = value.text
+        else:
+            return value
+        if not self.places or not any(tree in text for tree, _ in self.places):
+            return value
+        for tree, repo in self.places:
+            text = text.replace(tree, repo)
+        return text if isinstance(value, str) else Tagged(value.vtype, text)
 
     def _storing(self) -> bool:
         if not self.restored:

@@ -823,7 +823,10 @@ class Run:
             if in_version is None:
                 in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
-            inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns)
+            unversioned = [f for f in files if f not in in_version and f != main]
+            inputs = record_inputs(
+                self.repo, WATCH, since_ns=WATCH.started_ns, modules=unversioned
+            )
             outputs = record_outputs(self.repo, WATCH)
             listed = {}
             if outputs is not None:
