@@ -150,3 +150,46 @@ def test_a_script_that_does_not_parse_is_named_in_unknown_column(tmp_path: Path)
     said = r"Unknown column 'z'.*train.py does not parse"
     with florsql.connect(repo, replay="auto") as con, pytest.raises(FlorError, match=said):
         con.cursor().execute("SELECT epoch, z FROM logs").fetchall()
+
+
+HELPER = """import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+X = torch.randn(32, 4)
+Y = X.sum(1, keepdim=True)
+net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+
+
+def report():
+    pass
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(3)):
+        for s in flor.loop("step", range(4)):
+            loss = ((net(X[s * 8 : (s + 1) * 8]) - Y[s * 8 : (s + 1) * 8]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        report()
+"""
+
+
+def test_a_log_put_into_an_empty_helper_the_old_loop_calls(tmp_path: Path) -> None:
+    """``def report(): pass``, called each epoch, gets today's ``flor.log``: it was refused with
+    "no context" (nothing around it in either version); it goes after the ``pass``."""
+    repo = make_repo(tmp_path / "r", {"train.py": HELPER})
+    run_script(repo, "train.py", **ENV)
+    new = HELPER.replace("    pass\n", '    flor.log("rep", float(net[1].weight.sum()))\n')
+    oracle = make_repo(tmp_path / "o", {"train.py": new})
+    run_script(oracle, "train.py", **ENV)
+    write(repo / "train.py", new)
+    sql = "SELECT epoch, rep FROM logs WHERE rep IS NOT NULL ORDER BY epoch"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    with florsql.connect(repo, replay="auto") as con:
+        assert con.cursor().execute(sql).fetchall() == want
+    assert len(want) == 3

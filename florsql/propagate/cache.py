@@ -70,7 +70,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: the old file is refused.
 #: 21 (session 39): that refusal reads renamed names too (``b = (b * b) % 97`` carried as
 #: ``b_old = ...`` beside the old ``b_old = (b_old * b_old) % 97`` ran it twice, silently).
-CACHE_VERSION = "21"
+#: 22 (session 45): a statement alone in a block goes after an old placeholder (``def
+#: report(): pass``); a ``flor.log`` inside a ``lambda`` is no statement to place.
+CACHE_VERSION = "22"
 
 
 def digest(*parts: str) -> str:

@@ -163,6 +163,13 @@ def locate(
         return Miss(describe_miss(new_chains[0], helpers))
     scored.sort(key=lambda s: s.key, reverse=True)
     top = scored[0]
+    if top.choice.score <= EPS and not before and not after:
+        empty = [s.block for s in scored if all(_placeholder(st) for st in s.block.stmts)]
+        if len(empty) == 1:
+            # today's block holds only new statements, and one old block its scope matches
+            # holds nothing but a placeholder (``def report(): pass``, a docstring; the other
+            # candidates: the blocks around its calls): after it (session 45: "no context")
+            return Spot(empty[0], len(empty[0].stmts))
     if top.choice.score <= EPS:
         where = " > ".join(f.label for f in new_chains[0]) or "the module"
         return Miss(
@@ -175,6 +182,17 @@ def locate(
         return Miss(f"ambiguous: {len(lines)} equally good places (lines {shown})")
     assert top.choice.slot is not None
     return Spot(top.block, top.choice.slot)
+
+
+def _placeholder(stmt: ast.stmt) -> bool:
+    """``pass``, ``...`` or a string alone: a statement that does nothing."""
+    if isinstance(stmt, ast.Pass):
+        return True
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and (stmt.value.value is Ellipsis or isinstance(stmt.value.value, str))
+    )
 
 
 def locate_twin(

@@ -824,9 +824,7 @@ class Run:
                 in_version = set(files_at(self.repo, self.doc["vid"]))
             files = imported_files(self.repo, main)
             unversioned = [f for f in files if f not in in_version and f != main]
-            inputs = record_inputs(
-                self.repo, WATCH, since_ns=WATCH.started_ns, modules=unversioned
-            )
+            inputs = record_inputs(self.repo, WATCH, since_ns=WATCH.started_ns, modules=unversioned)
             outputs = record_outputs(self.repo, WATCH)
             listed = {}
             if outputs is not None:
