@@ -339,6 +339,7 @@ class ReplayRun:
         self.restoring: int | None = None
         #: today's statements leave the global RNGs as they found them (rng_guard.py)
         self.rng = RngGuard(self.objs)
+        self.rng.check_always(spec.uneven)
         #: names whose statement drew before the outer loop ended (a draw after it shifts
         #: nothing a checkpoint restores: runner._from_the_start)
         self.drew_in_loop: set[str] = set()

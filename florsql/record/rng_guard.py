@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import types
+from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
@@ -110,6 +111,13 @@ class RngGuard:
         self._own: dict[int, Any] = {}
         #: name -> the generators its statement moved
         self.moved: dict[str, set[str]] = {}
+
+    def check_always(self, names: Iterable[str]) -> None:
+        """Compare every state at every execution of these names' statements, not the first
+        16 and one in 64: statements that may draw in some iterations and not in others
+        (``spec.uneven``), whose from-the-start replay tells later queries that they drew
+        nothing that far (``runner._clean_before``), a claim a sampled check cannot make."""
+        self._watched.update(names)
 
     def begin(self, name: str, frame: FrameType | None = None) -> None:
         """Before ``name``'s statement (or code carried with it): snapshot the states, and
