@@ -125,4 +125,3 @@ def test_which_placed_texts_are_uneven() -> None:
     assert pieces_uneven(early, ((4, 7),)) == "uneven"
     helper = "import florsql as flor\ndef h(e):\n    if e:\n        flor.log('v', f(e))\n"
     assert pieces_uneven(helper, ((3, 4),)) == "gated"
-
