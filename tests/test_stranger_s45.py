@@ -193,3 +193,51 @@ def test_a_log_put_into_an_empty_helper_the_old_loop_calls(tmp_path: Path) -> No
     with florsql.connect(repo, replay="auto") as con:
         assert con.cursor().execute(sql).fetchall() == want
     assert len(want) == 3
+
+
+GETATTR = """import types
+import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+X = torch.randn(80, 8)
+Y = X @ torch.randn(8, 1)
+stats = types.SimpleNamespace(train=[], val=[])
+seen = []
+net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+opt = torch.optim.SGD(net.parameters(), lr=0.05)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(5)):
+        perm = torch.randperm(80)
+        for idx in flor.loop("step", perm.split(16)):
+            loss = nn.functional.mse_loss(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            getattr(stats, "train").append(loss.item())
+            getattr(seen, "append")(1)
+        flor.log("w", float(net[0].weight.detach().sum()))
+#@
+"""
+
+
+def test_objects_changed_through_getattr_are_restored(tmp_path: Path) -> None:
+    """``getattr(stats, "train").append(v)`` and ``getattr(seen, "append")(1)`` in the step
+    loop (sweep D): taken to change ``getattr``, not ``stats``/``seen``, so checkpoints did
+    not save them and an epoch-level ``len(stats.train)`` read the lists the script's start
+    made: 0 for 20, silently."""
+    new = '        flor.log("n", len(stats.train))\n        flor.log("m", len(seen))\n'
+    repo = make_repo(tmp_path / "r", {"train.py": GETATTR.replace("#@\n", "")})
+    oracle = make_repo(tmp_path / "o", {"train.py": GETATTR.replace("#@\n", new)})
+    run_script(repo, "train.py", **ENV)
+    run_script(oracle, "train.py", **ENV)
+    write(repo / "train.py", GETATTR.replace("#@\n", new))
+    sql = "SELECT epoch, n, m FROM logs WHERE n IS NOT NULL AND {} ORDER BY epoch"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql.format("true")).fetchall()
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        assert cur.execute(sql.format("epoch = 3")).fetchall() == [w for w in want if w[0] == 3]
+        assert cur.execute(sql.format("true")).fetchall() == want
+    assert want[3] == (3, 20, 20)

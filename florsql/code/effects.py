@@ -1437,14 +1437,21 @@ def _backpropagates(node: ast.AST) -> bool:
 
 
 def _root(node: ast.AST) -> str | None:
-    """``a`` for ``a``, ``a.b.c``, ``a[i].b``, ``a.m()``..."""
+    """``a`` for ``a``, ``a.b.c``, ``a[i].b``, ``a.m()``, ``getattr(a, "b").c``..."""
     while True:
         if isinstance(node, ast.Name):
             return node.id
         if isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
             node = node.value
         elif isinstance(node, ast.Call):
-            node = node.func
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "getattr" and node.args:
+                # an attribute by name (session 45: ``getattr(stats, "train").append(v)``
+                # changed ``getattr``, not ``stats``; a replay read the list the script's
+                # start made: 0 for 20, silently)
+                node = node.args[0]
+            else:
+                node = func
         else:
             return None
 
@@ -1816,6 +1823,10 @@ def _call_mutates(call: ast.Call) -> set[str]:
     pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
     if isinstance(func, ast.Name) and not pure:
         out.add(func.id)  # calling an object (a module's forward, a closure) may change it
+    if isinstance(func, ast.Call):
+        root = _root(func)  # ``getattr(log, "append")(v)``: a method taken by name (s45)
+        if root and root != "getattr":
+            out.add(root)
     if isinstance(func, ast.Subscript):
         root = _root(func)  # ``hooks["loss"](v)``: a bound method kept there changes its
         if root:  # object, which the container holds (session 44: silently)
