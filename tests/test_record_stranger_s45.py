@@ -1,0 +1,90 @@
+"""Recording stranger sweep s45 (helper session C): signals at a run's end and SIGHUP.
+
+- A signal that arrives while florsql's exit handler writes the run (a multiprocessing Pool's
+  ``terminate()`` of a worker that recorded a run, ``with Pool(...)``; a Ctrl-C while the end
+  seems to hang) found the run ended, and killed the process mid-flush: 4 pools each logging 3
+  values kept [0], [10, 11, 12], [20], [30], three run.json files left "running". Now the
+  signal waits for the exit handler (``Lifecycle._on_signal``, ``pending_signal``).
+- SIGHUP (a terminal or ssh session closed without nohup) took its default action at once:
+  4 of 10 values kept where SIGTERM kept 10. It is handled as SIGTERM is.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import florsql
+from tests.helpers import make_repo, run_dirs, run_script, script_env
+
+
+def _sql(repo: Path, sql: str) -> list[tuple[Any, ...]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with florsql.connect(repo=str(repo), replay="off") as con:
+            return list(con.cursor().execute(sql).fetchall())
+
+
+POOL = """import multiprocessing as mp
+import florsql as flor
+
+
+def task(k):
+    for e in flor.loop("epoch", range(3)):
+        flor.log("sw", k * 10 + e)
+    return k
+
+
+if __name__ == "__main__":
+    for i in range(4):
+        with mp.get_context("spawn").Pool(1) as pool:
+            pool.map(task, [i])
+"""
+
+
+def test_runs_in_pool_workers_keep_every_value(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"pool.py": POOL})
+    run_script(repo, "pool.py")
+    rows = _sql(repo, "SELECT sw FROM logs WHERE sw IS NOT NULL ORDER BY 1")
+    assert [r[0] for r in rows] == [k * 10 + e for k in range(4) for e in range(3)]
+    docs = [json.loads((d / "run.json").read_text()) for d in run_dirs(repo)]
+    assert len(docs) == 4 and all(d["status"] in ("finished", "killed") for d in docs)
+
+
+SIGNALLED = """import sys
+import florsql as flor
+
+for epoch in flor.loop("epoch", range(1000)):
+    for step in flor.loop("step", range(3)):
+        flor.log("loss", epoch * 10 + step)
+        if epoch == 2 and step == 1:
+            print("ready", flush=True)
+            sys.stdin.readline()  # blocks until the test closes stdin
+"""
+
+
+def test_sighup_in_the_step_loop_keeps_what_was_logged(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {"t.py": SIGNALLED})
+    proc = subprocess.Popen(
+        [sys.executable, "t.py"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=script_env(),
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGHUP, err
+    rows = _sql(repo, "SELECT epoch, step, loss FROM logs WHERE loss IS NOT NULL ORDER BY 1, 2")
+    assert rows == [(e, s, e * 10 + s) for e in range(3) for s in range(3)][:8]
+    (d,) = run_dirs(repo)
+    doc = json.loads((d / "run.json").read_text())
+    assert doc["status"] == "killed" and "SIGHUP" in json.dumps(doc.get("error"))
