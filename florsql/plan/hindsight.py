@@ -362,7 +362,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 37 (session 45): a task that skipped iterations while today's placed texts may draw in some
 #: and not others (``if epoch % 2 == 1: noise = random.random()``) has its run replayed from
 #: the start; a draw seen in a run's loop sets aside earlier tasks of it that skipped
-#: iterations with that statement placed (their values were served: -2.5219 for -2.4853).
+#: iterations with that statement placed (their values were served: -2.5219 for -2.4853);
+#: ``getattr(stats, "train").append(v)`` changes ``stats`` (0 for 20, silently).
 REPLAY_RULES = _STORED_RULES
 
 
