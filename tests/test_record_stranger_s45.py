@@ -88,3 +88,67 @@ def test_sighup_in_the_step_loop_keeps_what_was_logged(tmp_path: Path) -> None:
     (d,) = run_dirs(repo)
     doc = json.loads((d / "run.json").read_text())
     assert doc["status"] == "killed" and "SIGHUP" in json.dumps(doc.get("error"))
+
+
+PLAIN = """import florsql as flor
+import sys
+
+for e in flor.loop("epoch", range(2)):
+    flor.log("loss", e)
+print("trained on", sys.argv[1:])
+"""
+
+
+def test_a_command_line_that_is_not_utf8_leaves_queries_working(tmp_path: Path) -> None:
+    """``python train.py $'caf\\xe9.csv'``: sys.argv holds a lone surrogate, which made every
+    later query of the repository fail ("this is a florsql bug"), the index deleted too."""
+    repo = make_repo(tmp_path / "r", {"train.py": PLAIN})
+    run_script(repo, "train.py", "good.csv")
+    subprocess.run(
+        [sys.executable, b"train.py", b"caf\xe9.csv"], cwd=repo, env=script_env(), check=True
+    )
+    assert _sql(repo, "SELECT count(loss) FROM logs") == [(4,)]
+    argvs = [list(r[0]) for r in _sql(repo, "SELECT argv FROM runs")]
+    assert ["train.py", "caf\\xe9.csv"] in argvs, argvs
+
+
+def test_a_repository_path_that_is_not_utf8(tmp_path: Path) -> None:
+    """Recording there raised UnicodeDecodeError at the first record call (the training
+    died); querying fails with a StoreError that says why (DuckDB opens UTF-8 paths only)."""
+    import os
+
+    from florsql.errors import FlorError
+
+    root = os.path.join(os.fsencode(tmp_path), b"caf\xe9_project")
+    repo = make_repo(Path(os.fsdecode(root)), {"train.py": PLAIN})
+    done = subprocess.run(
+        [sys.executable, "train.py"], cwd=root, env=script_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "trained on" in done.stdout, done.stderr
+    assert run_dirs(repo)
+    try:
+        _sql(repo, "SELECT count(loss) FROM logs")
+    except FlorError as e:
+        assert "not UTF-8" in str(e)
+    else:  # a DuckDB that opens such paths
+        pass
+
+
+NUMPY = """import numpy as np
+import florsql as flor
+
+for e in flor.loop("epoch", range(2)):
+    flor.log("ld", np.longdouble(0.5) + e)
+    flor.log("z", np.complex64(1 + 2j))
+    flor.log("when", np.datetime64("2024-01-01"))
+"""
+
+
+def test_numpy_longdouble_is_a_number_and_others_warn(tmp_path: Path) -> None:
+    """``np.longdouble`` was stored as text (``.item()`` keeps it a longdouble): ``avg(ld)``
+    failed; ``np.complex64`` and ``np.datetime64`` were stored as text without the warning
+    Python's complex and datetime get."""
+    repo = make_repo(tmp_path / "r", {"train.py": NUMPY})
+    done = run_script(repo, "train.py")
+    assert _sql(repo, "SELECT avg(ld), typeof(ld) FROM logs GROUP BY 2") == [(1.0, "DOUBLE")]
+    assert done.stderr.count("RecordWarning") == 2, done.stderr

@@ -83,9 +83,16 @@ def _as_scalar(value: Any) -> Any:
         shape = getattr(value, "shape", None)
         if item is not None and (shape == () or shape == (1,)):
             try:
-                return _plain(item())
+                got = item()
             except Exception:
                 return _NO
+            if isinstance(got, _PLAIN):
+                return _plain(got)
+            if getattr(getattr(value, "dtype", None), "kind", "") == "f":
+                return float(got)  # np.longdouble: .item() keeps it; a number stays a number
+            # a complex, a datetime64: a repr, with the warning other such values get (session
+            # 45: stored as text without a word, where Python's complex and datetime warned)
+            return _NO
     return _NO
 
 

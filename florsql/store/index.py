@@ -157,6 +157,17 @@ class Index:
 
 def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
     try:
+        str(db_path).encode("utf-8")
+    except UnicodeEncodeError:
+        # DuckDB opens UTF-8 paths only (a byte that is not UTF-8, caf\xe9_project, failed as
+        # "RuntimeError: std::bad_cast"; session 45). Recording works there; querying cannot.
+        shown = os.fsencode(db_path).decode("utf-8", "backslashreplace")
+        raise StoreError(
+            f"cannot open the florsql index {shown}: its path is not UTF-8, and DuckDB opens "
+            "UTF-8 paths only; rename the folder (or query a copy of the repository under a "
+            "UTF-8 path)"
+        ) from None
+    try:
         con = duckdb.connect(str(db_path))
     except duckdb.Error as e:
         if "lock" in str(e).lower() or not db_path.exists():

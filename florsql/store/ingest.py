@@ -306,6 +306,30 @@ _TEXT_FIELDS = (
 )
 
 
+def _utf8(value: Any) -> Any:
+    """``value`` (a run.json document or a part of it) with every lone surrogate in its text
+    written as a backslash escape: DuckDB takes only UTF-8. A command line, a file name or a
+    working folder with a byte that is not UTF-8 (``train.py $'caf\\xe9.csv'``) reaches Python
+    as a surrogate (``caf\\udce9.csv``), and such a run made every later query of the
+    repository fail, deleting the index too (session 45); the index now shows ``caf\\xe9.csv``.
+    run.json keeps the original (a replay runs with the run's own command line)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return raw.decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value
+
+
 def read_run_doc(path: Path) -> dict[str, Any]:
     """A run.json document, checked field by field (ValueError names what is wrong).
 
@@ -314,6 +338,7 @@ def read_run_doc(path: Path) -> dict[str, Any]:
     doc = layout.read_json(path)  # OSError, or ValueError (JSONDecodeError, UnicodeDecodeError)
     if not isinstance(doc, dict):
         raise ValueError(f"not a JSON object but {type(doc).__name__}")
+    doc = _utf8(doc)
     for key in _TEXT_FIELDS:
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise ValueError(f"{key} is {type(doc[key]).__name__}, not text")

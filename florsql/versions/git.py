@@ -86,7 +86,7 @@ def find_repo_root(start: Path) -> Path:
             f"so it needs one: run `git init` in your project folder (no commit is needed), "
             f"or pass repo=PATH / --repo PATH to point at an existing repository."
         )
-    return Path(proc.stdout.decode().strip())
+    return Path(os.fsdecode(proc.stdout.rstrip(b"\n")))  # a path need not be UTF-8 (s45)
 
 
 def head_commit(repo: Path) -> str | None:
