@@ -506,8 +506,13 @@ class ReplayRun:
         if found is not None:
             self.consumers[name] = found
             self.watched = (name, found)
+        outside = self.ctx
         try:
+            # what fetching an item logs goes to the iteration it starts, as in a recording
+            # (florsql.record.runtime: session 45); the last fetch's, to the loop's parent
+            self.ctx = self.next_ctx
             for i, item in enumerate(iterable):
+                self.ctx = outside
                 parent, ctx = self._enter(name, i, item)
                 t0 = time.perf_counter()
                 try:
@@ -517,7 +522,20 @@ class ReplayRun:
                     self.iters.pop(name, None)
                     raise
                 self._leave(name, parent, ctx, t0)
+                self.ctx = self.next_ctx
         finally:
+            pending = self.next_ctx
+            if self.ctx == pending:
+                self.ctx = outside
+                logs, events = self.batch.logs, self.batch.events
+                j = len(logs) - 1  # the last fetch's values: the last ones logged
+                while j >= 0 and logs[j][0] == pending:
+                    logs[j] = (outside, *logs[j][1:])
+                    j -= 1
+                j = len(events) - 1
+                while j >= 0 and events[j][0] == "check" and events[j][1] == pending:
+                    events[j] = (events[j][0], outside, *events[j][2:])
+                    j -= 1
             self.frames.pop()
             self._unwatch(name)
 

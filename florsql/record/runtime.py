@@ -462,6 +462,7 @@ class Run:
         exhausted = False  # False in ``finally``: left by break, return or an exception
         try:
             i = -1
+            self.ctx = self.next_ctx  # a fetch's logs: the iteration it starts (as above)
             for item in items:
                 i += 1
                 ctx = self.next_ctx
@@ -483,8 +484,10 @@ class Run:
                 self._after_iteration(frame, elapsed)
                 frame.inner_checkpoint_taken = False  # for the next iteration
                 frame.inner_left_stale = False
+                self.ctx = self.next_ctx
             exhausted = True
         finally:
+            self._rehome(self.next_ctx, parent)
             if outer:
                 WATCH.phase = 2
             if self.frames and self.frames[-1] is not frame:
@@ -520,6 +523,10 @@ class Run:
         try:
             i = -1
             want = run.cursor
+            # what fetching an item logs (a generator's body, a Dataset's __getitem__) goes
+            # to the iteration it starts (session 45: to the loop's parent, where the last
+            # value wins: 2 of 6 values kept); the last fetch's, to the parent (_rehome)
+            self.ctx = self.next_ctx
             for item in items:
                 i += 1
                 ctx = self.next_ctx
@@ -533,9 +540,10 @@ class Run:
                 self.ctx = ctx
                 yield item
                 ends.append(clock())
-                self.ctx = parent
+                self.ctx = self.next_ctx
             exhausted = True
         finally:
+            self._rehome(self.next_ctx, parent)
             # An iteration left by break, return or an exception keeps no duration, as on the
             # hooked path.
             self._materialize(run)  # then out of the list: a flush between finds it built
@@ -544,6 +552,16 @@ class Run:
             self._unwatch(frame)
             self.ctx = parent
             self._after_inner_loop(frame, left=not exhausted)
+
+    def _rehome(self, pending: int, parent: int) -> None:
+        """Values logged under ``pending``, the context the next iteration would have had,
+        by a fetch that ended the loop (a generator's code after its last ``yield``) or
+        raised: no iteration has that context, so they are the loop parent's."""
+        ctxs = self.rows.log_ctx
+        j = len(ctxs) - 1  # the last fetch's values: the last ones the training thread logged
+        while j >= 0 and ctxs[j] == pending:
+            ctxs[j] = parent
+            j -= 1
 
     def _materialize(self, run: _InnerRun) -> None:
         """Append to ``self.rows`` the rows of ``run``'s iterations begun since the last call.
