@@ -297,6 +297,8 @@ class ReplayRun:
         self.run_dir = Path(spec.run_dir)
         doc = layout.read_json(self.run_dir / layout.RUN_JSON)
         self.recorded_args: dict[str, Any] = doc.get("args") or {}
+        #: a fetch's values go to the iteration it starts, as the run recorded them
+        self.fetch_in_iteration = bool(doc.get(rundoc.FETCH_IN_ITERATION))
         self.arg_tags: dict[str, str] = doc.get("arg_tags") or {}
         #: the order of strings the run held as its first outer loop started (order.py), and
         #: the names this replay holds in another order there
@@ -510,7 +512,8 @@ class ReplayRun:
         try:
             # what fetching an item logs goes to the iteration it starts, as in a recording
             # (florsql.record.runtime: session 45); the last fetch's, to the loop's parent
-            self.ctx = self.next_ctx
+            if self.fetch_in_iteration:
+                self.ctx = self.next_ctx
             for i, item in enumerate(iterable):
                 self.ctx = outside
                 parent, ctx = self._enter(name, i, item)
@@ -522,7 +525,8 @@ class ReplayRun:
                     self.iters.pop(name, None)
                     raise
                 self._leave(name, parent, ctx, t0)
-                self.ctx = self.next_ctx
+                if self.fetch_in_iteration:
+                    self.ctx = self.next_ctx
         finally:
             pending = self.next_ctx
             if self.ctx == pending:

@@ -197,6 +197,7 @@ class Run:
             "module": _main_module(),
             rundoc.IMPORT_PATH: _import_path(repo),
             rundoc.HASH_SEED: order.hash_seed(),
+            rundoc.FETCH_IN_ITERATION: True,
             "python": platform.python_version(),
             "torch": _torch_version(),
             rundoc.TORCH_THREADS: None,
