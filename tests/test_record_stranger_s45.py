@@ -205,3 +205,21 @@ def test_a_replay_logs_a_fetch_s_values_where_the_run_did(tmp_path: Path) -> Non
         with florsql.connect(repo, replay="auto") as con:
             got = sorted(con.cursor().execute(sql).fetchall(), key=repr)
     assert got == want and len(want) == 12
+
+
+def test_a_script_outside_any_repository_is_told_what_to_do(tmp_path: Path) -> None:
+    """Its VersionError said "pass repo=PATH / --repo PATH", which no record call takes."""
+    repo = make_repo(tmp_path / "repo", {"README": "x\n"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "train.py").write_text(PLAIN)
+    done = subprocess.run(
+        [sys.executable, str(scratch / "train.py")],
+        cwd=repo,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "train.py is not inside a git repository" in done.stderr, done.stderr
+    assert "move it into" in done.stderr and "repo=PATH" not in done.stderr

@@ -64,7 +64,7 @@ def _start() -> Recorder:
             from florsql.versions import find_repo_root
 
             script = _main_script()
-            repo = find_repo_root(script.parent if script else Path.cwd())
+            repo = find_repo_root(script.parent if script else Path.cwd(), script)
             run = Run(repo, script, list(sys.argv))
             _lifecycle = Lifecycle(run)
             _run = run

@@ -63,9 +63,10 @@ def run_git(
     return proc.stdout
 
 
-def find_repo_root(start: Path) -> Path:
+def find_repo_root(start: Path, script: Path | None = None) -> Path:
     """The top of the git work tree containing ``start``, or a :class:`VersionError` saying how
-    to make one."""
+    to make one (``script``: the recording script ``start`` is the folder of, whose advice
+    differs: no record call takes a repository's path)."""
     if not start.exists():
         raise VersionError(
             f"{start} does not exist: pass the path of your project's git repository "
@@ -80,6 +81,15 @@ def find_repo_root(start: Path) -> Path:
         )
     except FileNotFoundError as e:
         raise VersionError("git is not installed or not on PATH; florsql needs git >= 2.20") from e
+    if proc.returncode != 0 and script is not None:
+        # (session 45: the advice was "pass repo=PATH / --repo PATH", which no record call
+        # or script takes)
+        raise VersionError(
+            f"{script} is not inside a git repository. florsql pins every run to a version "
+            "of the repository that holds its script (a replay runs that version), so the "
+            "script must live in one: move it into your project's repository, or run `git "
+            f"init` in {start} (no commit is needed)"
+        )
     if proc.returncode != 0:
         raise VersionError(
             f"{start} is not inside a git repository. florsql pins every run to a code version, "
