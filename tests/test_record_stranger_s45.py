@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import subprocess
@@ -18,6 +19,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import florsql
 from tests.helpers import make_repo, run_dirs, run_script, script_env, write
@@ -223,3 +226,26 @@ def test_a_script_outside_any_repository_is_told_what_to_do(tmp_path: Path) -> N
     assert done.returncode != 0
     assert "train.py is not inside a git repository" in done.stderr, done.stderr
     assert "move it into" in done.stderr and "repo=PATH" not in done.stderr
+
+
+def test_a_snapshot_holding_many_untracked_bytes_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forgotten data folder (untracked, not ignored) went into .git at every new version,
+    silently (96 MB for 20 files of 5 MB)."""
+    from florsql.errors import RecordWarning
+
+    snap = importlib.import_module("florsql.versions.snapshot")
+
+    repo = make_repo(tmp_path / "r", {"train.py": PLAIN, "big.txt": "t" * 4000})
+    (repo / "data").mkdir()
+    for k in range(3):
+        (repo / "data" / f"shard{k}.bin").write_bytes(bytes(3000 + k))
+    monkeypatch.setattr(snap, "UNTRACKED_WARN_BYTES", 5000)
+    with pytest.warns(RecordWarning, match=r"untracked files .*data/shard2\.bin") as caught:
+        snap.snapshot(repo)
+    assert "big.txt" not in str(caught[0].message)  # tracked: in git already
+    (repo / ".gitignore").write_text("data/\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecordWarning)
+        snap.snapshot(repo)

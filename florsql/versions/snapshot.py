@@ -13,6 +13,10 @@ from florsql.versions.git import _SNAPSHOT_ENV, head_commit, run_git
 
 #: Files larger than this are left out of a snapshot (with a warning).
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
+#: Untracked, not ignored files past this total in a snapshot are named in a warning: git keeps
+#: them in .git for as long as the version's ref lives (session 45: a forgotten data folder of
+#: 20 files of 5 MB grew .git from 164 KB to 96 MB, silently).
+UNTRACKED_WARN_BYTES = 50 * 1024 * 1024
 REF_PREFIX = "refs/florsql/versions/"
 STORE_DIRNAME = ".florsql"
 
@@ -37,6 +41,7 @@ def snapshot(repo: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Snapsh
     repo = Path(repo)
     files = _candidate_files(repo)
     kept, skipped = [], []
+    sizes: dict[str, int] = {}
     for rel in files:
         path = repo / rel
         try:
@@ -49,6 +54,9 @@ def snapshot(repo: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Snapsh
             skipped.append(rel)
             continue
         kept.append(rel)
+        sizes[rel] = st.st_size
+    if sum(sizes.values()) > UNTRACKED_WARN_BYTES:
+        _warn_untracked(repo, sizes)
     if skipped:
         warnings.warn(
             f"florsql left {len(skipped)} file(s) over {max_file_bytes // (1024 * 1024)} MB out "
@@ -70,6 +78,25 @@ def snapshot(repo: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Snapsh
         head_tree = run_git(repo, "rev-parse", f"{head}^{{tree}}").decode().strip()
         dirty = head_tree != tree
     return Snapshot(vid=commit, tree=tree, head=head, dirty=dirty, skipped=tuple(skipped))
+
+
+def _warn_untracked(repo: Path, sizes: dict[str, int]) -> None:
+    """Name the largest untracked files the snapshot holds where they pass
+    :data:`UNTRACKED_WARN_BYTES` in all (tracked files are in git already)."""
+    out = run_git(repo, "ls-files", "-z", "--others", "--exclude-standard")
+    untracked = {p for p in out.decode("utf-8", "surrogateescape").split("\0") if p}
+    held = sorted(((sizes[p], p) for p in untracked if p in sizes), reverse=True)
+    total = sum(size for size, _ in held)
+    if total <= UNTRACKED_WARN_BYTES:
+        return
+    shown = ", ".join(f"{p} ({size / 2**20:.1f} MB)" for size, p in held[:3])
+    warnings.warn(
+        f"florsql's code snapshot holds {total / 2**20:.0f} MB of untracked files that git does "
+        f"not ignore ({len(held)} files: {shown}{' ...' if len(held) > 3 else ''}); git keeps "
+        "them in .git under refs/florsql/versions/: if they are data, add them to .gitignore",
+        RecordWarning,
+        stacklevel=4,
+    )
 
 
 def _candidate_files(repo: Path) -> list[str]:
