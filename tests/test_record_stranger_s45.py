@@ -81,6 +81,9 @@ def test_sighup_in_the_step_loop_keeps_what_was_logged(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=script_env(),
+        # as a terminal's session has it: a test run under nohup ignores SIGHUP, and a signal
+        # ignored at the run's start stays ignored (the run then goes on, as it should)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGHUP)
