@@ -145,20 +145,27 @@ def pieces_quiet(source: str, pieces: tuple[tuple[int, int], ...]) -> bool:
     """Whether the texts propagation put into ``source`` (a patched old file) for one
     statement, ``pieces`` (first and last 1-based lines of each: the statement and the code
     carried with it), surely draw nothing, as :func:`statement_quiet` judges a statement."""
-    import textwrap
-
     try:
         aliases = analyze(source).aliases
     except (SyntaxError, ValueError, RecursionError):
         return False
+    stmts = _piece_statements(source, pieces)
+    return bool(stmts) and _calls_only_log(tuple(stmts or ()), aliases)
+
+
+def _piece_statements(source: str, pieces: tuple[tuple[int, int], ...]) -> list[ast.stmt] | None:
+    """The statements of ``source``'s lines ``pieces`` (each dedented; None: one does not
+    parse alone)."""
+    import textwrap
+
     lines = source.splitlines()
     stmts: list[ast.stmt] = []
     for first, last in pieces:
         try:
             stmts += ast.parse(textwrap.dedent("\n".join(lines[first - 1 : last]))).body
         except (SyntaxError, ValueError, RecursionError):
-            return False
-    return bool(stmts) and _calls_only_log(tuple(stmts), aliases)
+            return None
+    return stmts
 
 
 #: Nodes that make what runs differ between executions of a piece: a branch, a loop that may
@@ -202,21 +209,15 @@ def pieces_uneven(source: str, pieces: tuple[tuple[int, int], ...]) -> str | Non
         >>> print(pieces_uneven(head + "    flor.log('v', f(e))\\n", ((3, 3),)))
         None
     """
-    import textwrap
-
     if pieces_quiet(source, pieces):
         return None
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return "uneven"
-    lines = source.splitlines()
-    stmts: list[ast.stmt] = []
-    for first, last in pieces:
-        try:
-            stmts += ast.parse(textwrap.dedent("\n".join(lines[first - 1 : last]))).body
-        except (SyntaxError, ValueError, RecursionError):
-            return "uneven"
+    stmts = _piece_statements(source, pieces)
+    if stmts is None:
+        return "uneven"
     if all(_module_level(tree, first) for first, _ in pieces):
         return None  # run by every task, in full: before the loop, or after it
     branching = [n for s in stmts for n in ast.walk(s) if isinstance(n, _BRANCHING)]
