@@ -35,7 +35,7 @@ from florsql.store.replays import (
     replays_dir,
     source_hash,
 )
-from florsql.versions import file_at, files_at
+from florsql.versions import file_at, files_at, version_reader
 
 
 @dataclass
@@ -125,10 +125,11 @@ def default_patcher(repo: Path) -> Patcher:
                 failed.setdefault(name, unplaced_reason(repo, py, name))
         uneven: dict[str, str] = {}
         texts: dict[str, list[str]] = {}
+        read = version_reader(repo, result.vid, {p: r.source for p, r in result.files.items()})
         for path, r in sorted(result.files.items()):
             lines = r.source.splitlines()
             for p in r.placed:
-                how = pieces_uneven(r.source, p.pieces)
+                how = pieces_uneven(r.source, p.pieces, path, read)
                 if how is not None:  # two pieces of one name: not one gate
                     uneven[p.name] = "uneven" if p.name in uneven else how
                 texts.setdefault(p.name, []).append(path)

@@ -59,7 +59,7 @@ GATED = """        if epoch % 2 == 1:
         flor.log("w0", round(net[0].weight.sum().item(), 6))
 """
 HELPER = """        h = net[0].weight
-        flor.log("probe", round(torch.dropout(h, 0.5, epoch % 2 == 1).sum().item(), 6))
+        flor.log("probe", round(getattr(torch, "dropout")(h, 0.5, epoch % 2 == 1).sum().item(), 6))
         flor.log("w0", round(net[0].weight.sum().item(), 6))
 """
 ENV = {"FLORSQL_CHECKPOINT_PERIOD": "1", "PYTHONHASHSEED": "0"}

@@ -51,6 +51,8 @@ def assemble(state: PlanState) -> None:
                 continue
         if found is not None and found.lost:
             state.lost.setdefault((first.vid, first.filename), {}).update(found.lost)
+        if found is not None and found.uneven:
+            state.uneven.setdefault((first.vid, first.filename), {}).update(found.uneven)
         companions = _companion_chains(state, first.filename, modules, found)
         run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
         per_version[(run.vid, run.filename)].append(run)
@@ -187,6 +189,7 @@ def _version(
     unplaceable = tuple(sorted(state.unplaceable.get((vid, filename), set())))
     unplaced = tuple(sorted(state.unplaced.get((vid, filename), {}).items()))
     lost = tuple(sorted(state.lost.get((vid, filename), {}).items())) if runs else ()
+    uneven = tuple(sorted(state.uneven.get((vid, filename), {}).items())) if runs else ()
     return VersionReplay(
         vid=vid,
         filename=filename,
@@ -197,6 +200,7 @@ def _version(
         unplaceable=unplaceable,
         unplaced=unplaced,
         lost=lost,
+        uneven=uneven,
     )
 
 

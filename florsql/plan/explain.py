@@ -129,6 +129,13 @@ def _version(v: VersionReplay) -> list[str]:
             f"    replayed without today's {name}: it may draw from an RNG and cannot be placed "
             f"({why})"
         )
+    uneven = [n for n, how in v.uneven if how == "uneven" or len(v.names) > 1]
+    if uneven:
+        lines.append(
+            f"    may draw in some iterations only: {', '.join(uneven)} (a task that skips "
+            "iterations cannot see such a draw: a run whose task skips any is replayed again "
+            "from its start, unless a replay of this code from its start saw no draw)"
+        )
     for r in v.runs[:RUNS_SHOWN]:
         lines += _run(r)
     if len(v.runs) > RUNS_SHOWN:

@@ -364,6 +364,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: the start; a draw seen in a run's loop sets aside earlier tasks of it that skipped
 #: iterations with that statement placed (their values were served: -2.5219 for -2.4853);
 #: ``getattr(stats, "train").append(v)`` changes ``stats`` (0 for 20, silently).
+#: 38 (session 46): the code today's placed texts call counts too: a helper, a method of the
+#: user's class (the checkpointed model's own ``probe``), a function of another module of the
+#: version that branches around a draw, or ``torch.dropout(h, 0.5, epoch == 1)``, makes them
+#: uneven (a query for epoch 3 restored the checkpoint after epoch 2, past epoch 1's draw:
+#: -1.1192 for a run of today's script's value, silently).
 REPLAY_RULES = _STORED_RULES
 
 

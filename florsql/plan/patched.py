@@ -96,6 +96,11 @@ class Patched:
     #: version (name -> why): the replay runs without them, where a run of today's script
     #: has their draws; EXPLAIN says so (:func:`patched_script`)
     lost: dict[str, str] = field(default_factory=dict)
+    #: needed names whose placed texts may draw in some iterations and not in others
+    #: (:func:`florsql.propagate.identity.pieces_uneven`, name -> ``"gated"``/``"uneven"``):
+    #: a task of theirs that skips iterations has its run replayed from the start
+    #: (:func:`florsql.replay.runner._unseen`); EXPLAIN says so
+    uneven: dict[str, str] = field(default_factory=dict)
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -216,8 +221,8 @@ def patched_script(
     of the version with every one of today's statements in it (session 35, gap 2). Their
     failures are not the needed names' (``failed`` keeps only ``names``')."""
     import florsql.propagate as propagate
-    from florsql.propagate.identity import pieces_quiet
-    from florsql.versions import file_at
+    from florsql.propagate.identity import pieces_quiet, pieces_uneven
+    from florsql.versions import file_at, version_reader
 
     asked = tuple(dict.fromkeys((*names, *(o for o in others if o not in names))))
     result = propagate.for_version(repo, vid, names=asked)
@@ -253,8 +258,22 @@ def patched_script(
             texts[path] = None
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
+    read = version_reader(repo, result.vid, files)
+    uneven: dict[str, str] = {}
+    for path, r in sorted(result.files.items()):
+        for p in r.placed:
+            if p.name in names and p.name not in failed:
+                how = pieces_uneven(r.source, p.pieces, path, read)
+                if how is not None:  # two pieces of one name: not one gate
+                    uneven[p.name] = "uneven" if p.name in uneven else how
     found = replace(
-        found, failed=failed, files=files, stale=stale, companions=companions, lost=lost
+        found,
+        failed=failed,
+        files=files,
+        stale=stale,
+        companions=companions,
+        lost=lost,
+        uneven=uneven,
     )
     held = _parameters_of(source) & _objects_changed(
         [code for r in result.files.values() for p in r.placed for code in p.carried]

@@ -167,7 +167,10 @@ class VersionReplay:
     inside a block the version lacks...): no task computes them, their values stay NULL, and
     the reason is said. ``lost`` are ``(name, reason)`` of today's other statements that may
     draw from an RNG and that propagation cannot place into this version: its replays run
-    without them (a run of today's script has their draws), which EXPLAIN says.
+    without them (a run of today's script has their draws), which EXPLAIN says. ``uneven``
+    are ``(name, "gated"/"uneven")`` of the statements whose placed texts may draw in some
+    iterations and not in others: a run whose task skips iterations is replayed again from
+    its start (a gated statement asked alone excepted), which EXPLAIN says.
     """
 
     vid: str
@@ -179,6 +182,7 @@ class VersionReplay:
     unplaceable: tuple[str, ...] = ()
     unplaced: tuple[tuple[str, str], ...] = ()
     lost: tuple[tuple[str, str], ...] = ()
+    uneven: tuple[tuple[str, str], ...] = ()
 
     @property
     def seconds(self) -> float:

@@ -58,6 +58,9 @@ class PlanState:
     #: (vid, script) -> {name: why}: today's statements that may draw and cannot be placed
     #: there, so its replays run without them (:attr:`Patched.lost`)
     lost: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    #: (version, script) -> needed names whose placed texts may draw in some iterations only
+    #: (:attr:`Patched.uneven`)
+    uneven: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
     unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)

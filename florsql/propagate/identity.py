@@ -34,6 +34,7 @@ import ast
 
 from florsql.fold import fold
 from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
+from florsql.propagate.callees import Reader, calls_uneven
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
@@ -177,7 +178,12 @@ _BRANCHING = (
 )  # fmt: skip
 
 
-def pieces_uneven(source: str, pieces: tuple[tuple[int, int], ...]) -> str | None:
+def pieces_uneven(
+    source: str,
+    pieces: tuple[tuple[int, int], ...],
+    path: str = "",
+    read: Reader | None = None,
+) -> str | None:
     """Whether the texts propagation put into ``source`` (a patched old file) for one
     statement, ``pieces`` (first and last 1-based lines of each), may draw from an RNG in some
     executions and not in others, where a task that skips iterations would not see it:
@@ -192,7 +198,10 @@ def pieces_uneven(source: str, pieces: tuple[tuple[int, int], ...]) -> str | Non
       precedes a value it stores... except draws in iterations it skipped whose values it was
       not asked for, which the caller rules out by asking for this statement alone;
     - ``"uneven"``: anything else that may draw and branches (``if epoch % 2 == 1: noise =
-      random.random()`` beside a value logged every epoch).
+      random.random()`` beside a value logged every epoch), and texts calling code that may
+      (:func:`florsql.propagate.callees.calls_uneven`: a helper of ``source``'s, or of the
+      version's other files ``read`` reads, with a branch around a draw; ``torch.dropout(h,
+      0.5, epoch % 2 == 1)``; session 46).
 
     A task that restored a checkpoint past such an iteration trains on the recorded generator
     where a run of today's script drew (session 45): :func:`florsql.replay.runner._from_the_start`
@@ -221,6 +230,8 @@ def pieces_uneven(source: str, pieces: tuple[tuple[int, int], ...]) -> str | Non
     if all(_module_level(tree, first) for first, _ in pieces):
         return None  # run by every task, in full: before the loop, or after it
     branching = [n for s in stmts for n in ast.walk(s) if isinstance(n, _BRANCHING)]
+    if calls_uneven(source, stmts, path, read):
+        return "uneven"
     if not branching:
         return None
     if (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from florsql.versions.git import find_repo_root, head_commit
-from florsql.versions.read import file_at, files_at, resolve_version
+from florsql.versions.read import file_at, files_at, resolve_version, version_reader
 from florsql.versions.snapshot import REF_PREFIX, Snapshot, snapshot
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "head_commit",
     "resolve_version",
     "snapshot",
+    "version_reader",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +36,30 @@ def file_at(repo: Path, vid: str, path: str) -> str:
     if _FULL_ID.fullmatch(vid):
         return _file_at_commit(str(Path(repo).resolve()), vid, path)
     return _read(repo, vid, path)
+
+
+def version_reader(
+    repo: Path, vid: str, patched: Mapping[str, str] | None = None
+) -> Callable[[str], str | None]:
+    """Reads the files of version ``vid`` by path as a replay runs them (``patched``: path ->
+    patched text, taken first); None for a path the version lacks. The version's files are
+    listed once, at the first read of a file not in ``patched``."""
+    listing: list[frozenset[str]] = []
+    patched = dict(patched or {})
+
+    def read(path: str) -> str | None:
+        if path in patched:
+            return patched[path]
+        if not listing:
+            listing.append(frozenset(files_at(repo, vid)))
+        if path not in listing[0]:
+            return None
+        try:
+            return file_at(repo, vid, path)
+        except VersionError:
+            return None
+
+    return read
 
 
 _FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

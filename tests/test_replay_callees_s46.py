@@ -1,0 +1,187 @@
+"""Code today's statement *calls* that draws in some iterations and not in others.
+
+Session 45 made a task that skipped iterations replay its run from the start when today's
+placed texts branch around a draw (``pieces_uneven``), but assumed the code they call draws in
+every call if in any. A helper's own branch (``def probe(net, epoch): ... if epoch == 1:
+noise = torch.randn(1)``), a method's, a module's, or ``torch.dropout(h, 0.5, epoch % 2 ==
+1)`` drew in an iteration a task skipped: a query for epoch 3 restored the checkpoint after
+epoch 2 and followed the recorded generator where a run of today's script had drawn, silently,
+until a later replay happened to see the draw. Now :func:`florsql.propagate.callees.calls_uneven`
+follows the calls into the functions they reach, and such a statement is replayed from the
+run's start. The oracle is a run of the old version with today's statement written in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import florsql
+from florsql.propagate.callees import calls_uneven
+from florsql.propagate.identity import pieces_uneven
+from tests.helpers import make_repo, run_script, write
+
+OLD = """import random
+import torch
+from torch import nn
+import florsql as flor
+#HELPERS
+
+torch.set_num_threads(1)
+seed = flor.arg("seed", 0)
+torch.manual_seed(seed)
+X = torch.randn(64, 8)
+Y = (X[:, :2].sum(1) > 0).long()
+net = NET(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(5)):
+        for b in flor.loop("step", range(4)):
+            idx = torch.randperm(64)[:16]
+            loss = loss_fn(net(X[idx] + 0.05 * torch.randn(16, 8)), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+#@
+        flor.log("lr", opt.param_groups[0]["lr"])
+"""
+PROBE = """
+
+def probe(model, epoch):
+    s = round(model[0].weight.sum().item(), 6)
+    if epoch == 1:
+        s += round(torch.randn(1).item(), 6)
+    return s
+"""
+METHOD = """
+
+class Prober:
+    def __init__(self, when):
+        self.when = when
+
+    def __call__(self, model, epoch):
+        return self.measure(model, epoch)
+
+    def measure(self, model, epoch):
+        s = round(model[0].weight.sum().item(), 6)
+        if epoch == self.when:
+            s += round(torch.rand(1).item(), 6)
+        return s
+
+
+prober = Prober(1)
+"""
+NET = """
+
+class Net(nn.Sequential):
+    def probe(self, epoch):
+        s = round(self[0].weight.sum().item(), 6)
+        if epoch == 1:
+            s += round(torch.randn(1).item(), 6)
+        return s
+"""
+CASES = {
+    # a method of the checkpointed model's own class
+    "model": (NET, "", '        flor.log("p", net.probe(epoch))\n'),
+    # a helper of the script's, its branch around a draw
+    "helper": (PROBE, "", '        flor.log("p", probe(net, epoch))\n'),
+    # a method reached through an instance's __call__
+    "method": (METHOD, "", '        flor.log("p", prober(net, epoch))\n'),
+    # a function of another module of the repository
+    "module": (
+        "from tools import probe as measure\n",
+        PROBE,
+        '        flor.log("p", measure(net, epoch))\n',
+    ),
+    # a draw told per call whether to draw
+    "told": (
+        "",
+        "",
+        "        w = torch.dropout(net[0].weight, 0.5, epoch == 1)\n"
+        '        flor.log("p", round(w.sum().item(), 6))\n',
+    ),
+}
+ENV = {"FLORSQL_CHECKPOINT_PERIOD": "1", "PYTHONHASHSEED": "0"}
+SQL = "SELECT seed, epoch, p FROM logs WHERE p IS NOT NULL ORDER BY 1, 2"
+
+
+def _script(helpers: str, new: str) -> str:
+    cls = "Net" if "class Net" in helpers else "nn.Sequential"
+    return OLD.replace("#HELPERS\n", helpers).replace("#@\n", new).replace("NET(", cls + "(")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.filterwarnings("ignore::florsql.errors.StatementDrawWarning")
+def test_a_callee_drawing_in_a_skipped_iteration(tmp_path: Path, case: str) -> None:
+    helpers, tools, new = CASES[case]
+    files = {"train.py": _script(helpers, "")}
+    if tools:
+        files["tools.py"] = "import torch\n" + tools
+    repo = make_repo(tmp_path / "r", files)
+    oracle = make_repo(tmp_path / "o", {**files, "train.py": _script(helpers, new)})
+    run_script(repo, "train.py", "--seed", "0", **ENV)
+    run_script(oracle, "train.py", "--seed", "0", **ENV)
+    write(repo / "train.py", _script(helpers, new))
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(SQL).fetchall()
+    assert len(want) == 5
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        at3 = cur.execute("SELECT seed, epoch, p FROM logs WHERE epoch = 3").fetchall()
+        assert at3 == [r for r in want if r[1] == 3]  # wrong before: the draw of epoch 1 unseen
+        assert cur.execute(SQL).fetchall() == want
+
+
+def _uneven(src: str, stmt: str, files: dict[str, str] | None = None) -> bool:
+    read = None if files is None else files.get
+    return calls_uneven(src, ast.parse(stmt).body, "train.py", read)
+
+
+def test_what_calls_uneven_follows() -> None:
+    head = "import torch\nimport florsql as flor\n"
+    assert _uneven(head + PROBE, "x = probe(net, epoch)")
+    assert _uneven(head + METHOD, "x = prober(net, epoch)")
+    assert _uneven(head + METHOD, "x = thing.measure(net, epoch)")  # a receiver it cannot name
+    # through the version's other files: plain, aliased, package, relative
+    tools = {"tools.py": "import torch\n" + PROBE}
+    assert _uneven(head + "import tools\n", "x = tools.probe(net, e)", tools)
+    assert _uneven(head + "from tools import probe as q\n", "x = q(net, e)", tools)
+    pkg = {"pkg/__init__.py": "", "pkg/a.py": "from .b import probe\n", "pkg/b.py": PROBE}
+    assert _uneven(head + "from pkg.a import probe\n", "x = probe(net, e)", pkg)
+    assert _uneven(head + "import pkg.b as pb\n", "x = pb.probe(net, e)", pkg)
+    assert not _uneven(head + "import tools\n", "x = tools.probe(net, e)", None)  # unread
+    # a module of the user's: forward's branch
+    net = "class Net(torch.nn.Module):\n    def forward(self, x):\n"
+    net += "        if x.sum() > 0:\n            x = x + torch.randn(3)\n        return x\n"
+    net += "model = Net()\n"
+    assert _uneven(head + net, "y = model(x)")
+    # calls that branch around nothing that draws, or draw in every call
+    steady = "def f(e):\n    s = torch.randn(1)\n    if e % 2:\n        s = s * 2\n    return s\n"
+    assert not _uneven(head + steady, "x = f(e)")
+    logs = "def f(h, e):\n    if e % 2:\n        h.append(e)\n        print(e)\n    return h\n"
+    assert not _uneven(head + logs, "x = f(h, e)")
+    assert not _uneven(head, "y = net(x)")  # a library's module
+    assert not _uneven(head, "y = torch.dropout(h, 0.5, True)")
+    assert not _uneven(head, "y = F.dropout(h, 0.5, training=self.training)")
+    assert _uneven(head, "y = F.dropout(h, 0.5, training=e > 2)")
+    # an early return around a loop over data
+    early = "def ev(net, dl, e):\n    if e < 2:\n        return 0.0\n    for x in dl:\n"
+    early += "        net(x)\n    return 1.0\n"
+    assert _uneven(head + early, "a = ev(net, dl, e)")
+    # recursion ends
+    rec = "def f(n):\n    if n:\n        return f(n - 1)\n    return torch.rand(1)\n"
+    assert _uneven(head + rec, "x = f(3)")
+
+
+def test_pieces_uneven_reports_a_callee() -> None:
+    src = "import torch\nimport florsql as flor\n" + PROBE
+    src += "with flor.checkpointing():\n    for e in flor.loop('epoch', range(4)):\n"
+    src += "        flor.log('p', probe(None, e))\n"
+    line = src.splitlines().index("        flor.log('p', probe(None, e))") + 1
+    assert pieces_uneven(src, ((line, line),)) == "uneven"
+    gated = src.replace("        flor.log('p'", "        if e:\n            flor.log('p'")
+    assert pieces_uneven(gated, ((line, line + 1),)) == "uneven"  # a gate, but its callee branches
