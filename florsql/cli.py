@@ -23,12 +23,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 CONFIRM_SECONDS = 10.0
 
 
+#: Seconds a command waits for another process using the repository's index (another
+#: ``florsql query`` in a second terminal), saying so on stderr; before session 46 it failed
+#: at once ("in use by another process").
+DEFAULT_WAIT = 60.0
+
+
 @dataclass
 class CliState:
     repo: Path | None = None
     debug: bool = False
-    wait: float = 0.0
+    wait: float = DEFAULT_WAIT
     executor: str | None = None
+
+
+def _waiting(text: str) -> None:
+    click.echo(f"florsql: {text}", err=True)
 
 
 def _message(error: FlorError) -> str:
@@ -77,7 +87,7 @@ _wait_option = click.option(
     expose_value=False,
     callback=_set_wait,
     metavar="SECONDS",
-    help="Seconds to wait for another process using the repository's index (default: 0).",
+    help="Seconds to wait for another process using the repository's index (default: 60).",
 )
 _format_option = click.option(
     "--format",
@@ -150,9 +160,9 @@ class _Main(click.Group):
 @click.option(
     "--wait",
     type=click.FloatRange(0),
-    default=0.0,
+    default=DEFAULT_WAIT,
     metavar="SECONDS",
-    help="Seconds to wait for another process using the repository's index (default: 0).",
+    help="Seconds to wait for another process using the repository's index (default: 60).",
 )
 @_executor_option
 @click.version_option(package_name="florsql")
@@ -169,6 +179,9 @@ def main(
         florsql query "SELECT run_id, avg(loss) FROM logs GROUP BY ALL"
     """
     ctx.obj = CliState(repo, debug, wait, executor)
+    from florsql.store import layout
+
+    layout.INDEX_WAIT_NOTICE = _waiting
     if ctx.invoked_subcommand is None:
         _friendly(_shell)()
 

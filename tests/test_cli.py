@@ -279,7 +279,7 @@ def test_query_help_exactly() -> None:
         "                               current directory).\n"
         "  --debug                      Show tracebacks.\n"
         "  --wait SECONDS               Seconds to wait for another process using the\n"
-        "                               repository's index (default: 0).  [x>=0]\n"
+        "                               repository's index (default: 60).  [x>=0]\n"
         "  --help                       Show this message and exit.\n"
     )
 

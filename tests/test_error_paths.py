@@ -166,7 +166,7 @@ def test_the_real_command(repo: Path, tmp_path: Path) -> None:
 
 def test_the_index_in_use_hint_names_an_option_that_exists(repo: Path, tmp_path: Path) -> None:
     with Engine(repo):  # this process holds the index
-        done = _florsql("--repo", str(repo), "query", "SELECT 1", cwd=tmp_path)
+        done = _florsql("--repo", str(repo), "--wait", "0", "query", "SELECT 1", cwd=tmp_path)
         assert done.returncode == 1 and "in use by another process" in done.stderr
         assert "florsql --wait SECONDS" in done.stderr and "Traceback" not in done.stderr
         for args in (["--wait", "0.1", "query", "SELECT 1"], ["query", "SELECT 1", "--wait", "0"]):
@@ -174,6 +174,32 @@ def test_the_index_in_use_hint_names_an_option_that_exists(repo: Path, tmp_path:
             assert done.returncode == 1 and "in use by another process" in done.stderr, done.stderr
         with pytest.raises(florsql.OperationalError, match=r"wait=SECONDS"):
             florsql.connect(repo, wait=0.05)
+
+
+def test_a_second_command_waits_for_the_index_and_says_so(repo: Path, tmp_path: Path) -> None:
+    """Two ``florsql query`` commands at once (two terminals): the second failed at once, "in
+    use by another process" (``--wait`` was 0 by default). Now it waits (60 s by default),
+    saying so on stderr, and answers once the first is done."""
+    code = "import sys; from florsql.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    engine = Engine(repo)  # the first command, holding the index
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--repo", str(repo), "query", "SELECT 41 + 1 AS x"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the notice: it waits now
+        assert "in use by another process" in line and "waiting up to 60 s" in line, line
+    finally:
+        engine.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "42" in out
 
 
 def test_the_shell_reports_each_error_and_goes_on(repo: Path) -> None:

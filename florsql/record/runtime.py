@@ -38,7 +38,7 @@ from florsql.record.watch import ENV_WATCH, WATCH
 from florsql.record.writer import EXIT_TIMEOUT, ROW_FILES, Writer
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import InputFile, combined_digest
-from florsql.store.rows import INT, Columns, NameTable
+from florsql.store.rows import INT, LOOP_SCALARS, Columns, NameTable, loop_scalar
 from florsql.versions import files_at
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ class _Frame:
 _BULK_INNER_ROWS = os.environ.get("FLORSQL_BULK_INNER_ROWS", "1") != "0"
 
 #: Loop items stored in a loop row's value columns (exact types, as ``Columns.loop`` takes them).
-_SCALARS = frozenset({int, float, str, bool})
+_SCALARS = LOOP_SCALARS
+#: Modules of the scalar kinds :func:`~florsql.store.rows.loop_scalar` keeps as Python's.
+_ARRAY_MODULES = frozenset({"numpy", "torch"})
 
 
 class _InnerRun:
@@ -535,8 +537,13 @@ class Run:
                 if ctx != want:  # a nested loop took the contexts in between
                     jumps[i] = ctx
                 want = ctx + 1
-                if not computed and type(item) in _SCALARS:
-                    scalars[i] = item
+                if not computed:
+                    if type(item) in _SCALARS:
+                        scalars[i] = item
+                    elif type(item).__module__ in _ARRAY_MODULES:  # np.float64, a 0-d tensor
+                        scalar = loop_scalar(item)
+                        if scalar is not None:
+                            scalars[i] = scalar
                 frame.iteration = i  # a flush (a signal's) builds its row from here on
                 self.ctx = ctx
                 yield item

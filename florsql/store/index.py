@@ -88,7 +88,7 @@ class Index:
         store = layout.ensure_store(repo)
         db_path = path or store / layout.INDEX_FILE
         lock = FileLock(str(store / layout.INDEX_LOCK))
-        if not _acquire(lock, wait):
+        if not _acquire(lock, wait, store):
             if _owner_pid(store) == os.getpid():
                 raise StoreError(
                     f"the florsql index of {repo} is already in use in this process (a "
@@ -252,9 +252,21 @@ def _remove(db_path: Path) -> None:
             p.unlink()
 
 
-def _acquire(lock: Any, timeout: float) -> bool:
+def _acquire(lock: Any, timeout: float, store: Path | None = None) -> bool:
     from filelock import Timeout
 
+    try:
+        lock.acquire(timeout=0)
+        return True
+    except Timeout:
+        if timeout <= 0:
+            return False
+    notice = layout.INDEX_WAIT_NOTICE
+    if notice is not None and store is not None and _owner_pid(store) != os.getpid():
+        notice(
+            f"the index is in use by another process{_read_owner(store)}; waiting up to "
+            f"{timeout:g} s for it (--wait SECONDS; Ctrl-C to stop)"
+        )
     try:
         lock.acquire(timeout=timeout)
     except Timeout:

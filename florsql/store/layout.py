@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.jsonl"
 INDEX_FILE = "index.duckdb"
 INDEX_LOCK = "index.lock"
+#: Called with a line to show when the index's lock is held by another process and a caller
+#: waits for it (:meth:`florsql.store.index.Index.open`; the CLI prints it on stderr, session
+#: 46); None: wait without a word.
+INDEX_WAIT_NOTICE: Callable[[str], None] | None = None
 
 
 def store_dir(repo: Path) -> Path:

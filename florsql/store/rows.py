@@ -146,6 +146,9 @@ class Columns:
             self.loop_o.append(item)
             key |= OTHER
         else:
+            value = loop_scalar(item)
+            if value is not None:
+                return self.loop(ctx, parent, key, iteration, value, t)
             key |= NULL
         self.loop_ctx.append(ctx)
         self.loop_parent.append(parent)
@@ -292,6 +295,42 @@ _VTYPES_UTF8 = [v.encode() for v in _VTYPES]
 
 
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
+#: Scalar kinds a loop's item is kept as.
+LOOP_SCALARS = frozenset({int, float, str, bool})
+
+
+def loop_scalar(item: Any) -> Any:
+    """The Python scalar a numpy or torch scalar item holds (``np.float64(0.1)``, the items of
+    ``np.array([...])`` or of ``torch.arange(3)``), or None for any other item. Before session
+    46 such items were not kept (the loop's values were NULL).
+
+    Example:
+        >>> import numpy as np
+        >>> [loop_scalar(v) for v in np.array([0.5, 2.0])], loop_scalar(np.int64(3))
+        ([0.5, 2.0], 3)
+        >>> loop_scalar(np.str_("a")), loop_scalar(np.zeros(2)), loop_scalar((1, 2))
+        ('a', None, None)
+    """
+    kind = type(item)
+    module = kind.__module__
+    if module == "numpy":
+        if getattr(item, "ndim", 1) != 0:
+            return None
+    elif module == "torch" and kind.__name__ in ("Tensor", "Parameter"):
+        try:
+            if item.dim() != 0:
+                return None
+        except Exception:
+            return None
+    else:
+        return None
+    try:
+        value = item.item()
+    except Exception:  # an object array's item, a meta tensor: not kept
+        return None
+    return value if type(value) in LOOP_SCALARS else None
+
+
 def _fits_int64(items: range) -> bool:
     lo, hi = min(items[0], items[-1]), max(items[0], items[-1])
     return lo >= -(2**63) and hi < 2**63
