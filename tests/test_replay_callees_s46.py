@@ -84,7 +84,29 @@ class Net(nn.Sequential):
             s += round(torch.randn(1).item(), 6)
         return s
 """
+KEEPS = """
+
+class Net(nn.Sequential):
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self.ema = 0.0
+        self._ref = None
+
+    def smooth(self, a):
+        self.ema = 0.5 * self.ema + 0.5 * a
+        return round(self.ema, 6)
+
+    def drift(self):
+        w = self[0].weight.detach()
+        if self._ref is None:
+            self._ref = w.clone()
+        return round(float((w - self._ref).norm()), 6)
+"""
 CASES = {
+    # a method of the model that keeps state in a plain attribute (an exponential average)
+    "ema": (KEEPS, "", '        flor.log("p", net.smooth(loss.item()))\n'),
+    # ... or caches a reference on its first call
+    "drift": (KEEPS, "", '        flor.log("p", net.drift())\n'),
     # a method of the checkpointed model's own class
     "model": (NET, "", '        flor.log("p", net.probe(epoch))\n'),
     # a helper of the script's, its branch around a draw
@@ -139,6 +161,42 @@ def test_a_callee_drawing_in_a_skipped_iteration(tmp_path: Path, case: str) -> N
 def _uneven(src: str, stmt: str, files: dict[str, str] | None = None) -> bool:
     read = None if files is None else files.get
     return calls_uneven(src, ast.parse(stmt).body, "train.py", read)
+
+
+def test_a_registered_object_s_attributes_count_as_its_state(tmp_path: Path) -> None:
+    """The guard compares a registered object's own attributes (not only a model's tensors):
+    an object of the user's class given to ``flor.checkpointing`` that today's statement
+    changes replays the run from its start."""
+    script = """import florsql as flor
+
+
+class Meter:
+    def __init__(self):
+        self.n = 0
+        self.seen = []
+
+    def add(self, v):
+        self.seen.append(v)
+        return len(self.seen)
+
+
+meter = Meter()
+w = 0.0
+with flor.checkpointing(meter=meter):
+    for epoch in flor.loop("epoch", range(4)):
+        for b in flor.loop("step", range(2)):
+            w += epoch + b
+#@
+"""
+    new = '        flor.log("count", meter.add(w))\n'
+    repo = make_repo(tmp_path / "r", {"train.py": script.replace("#@\n", "")})
+    run_script(repo, "train.py", **ENV)
+    write(repo / "train.py", script.replace("#@\n", new))
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        assert cur.execute("SELECT count FROM logs WHERE epoch = 2").fetchall() == [(3,)]
+        rows = cur.execute("SELECT epoch, count FROM logs WHERE count IS NOT NULL ORDER BY 1")
+        assert rows.fetchall() == [(e, e + 1) for e in range(4)]
 
 
 def test_what_calls_uneven_follows() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from florsql.plan.hindsight import FLOR_MODULES, LogSite, ScriptCode, Where
@@ -52,7 +53,8 @@ def scan_ast(text: str, filename: str) -> ScriptCode | None:
     for _, callee, site in sorted(scanner.calls, key=lambda p: p[0]):
         calls.setdefault(callee, []).append(site)
     first = min(scanner.top_loops) if scanner.top_loops else None
-    return finish(filename, sites, calls, set(scanner.chains), first)
+    fetched = [(c, s) for _, c, s in sorted(scanner.fetched, key=lambda p: p[0])]
+    return finish(filename, sites, calls, set(scanner.chains), first, fetched, scanner.generators)
 
 
 def loose_loop(text: str) -> int | None:
@@ -105,8 +107,23 @@ def finish(
     calls: dict[str, list[CallSite]],
     chains: set[tuple[str, ...]],
     first_loop_line: int | None,
+    fetched: Sequence[tuple[str, CallSite]] = (),
+    generators: Collection[str] = frozenset(),
 ) -> ScriptCode:
-    """The scan's result from what a scanner collected, in source order (shared by both)."""
+    """The scan's result from what a scanner collected, in source order (shared by both).
+
+    ``fetched``: ``(callee, call site)`` of the calls in a ``flor.loop``'s iterable, the site's
+    chain holding that loop; those of a generator function (``generators``: the functions
+    with a ``yield`` of their own) count as its call sites too. What a generator's body logs as
+    the loop fetches an item belongs to the iteration the item starts (session 45), so a
+    statement in ``def epochs(n): ... flor.log("h", e); yield e`` iterated by ``flor.loop(
+    "epoch", epochs(4))`` is in the epoch loop (session 46: "outside loops" before, so a query
+    ``WHERE epoch = 2`` replayed nothing for it and answered NULL). Its code after the last
+    ``yield`` logs to the loop's parent: the plain call site keeps that chain."""
+    calls = {k: list(v) for k, v in calls.items()}
+    for callee, site in fetched:
+        if callee in generators:
+            calls.setdefault(callee, []).append(site)
     sites = []
     for raw in raw_sites:
         for chain, top_line in _resolve(raw.function, raw.chain, raw.line, calls, 0):
@@ -175,6 +192,9 @@ class _Scanner:
         self.calls: list[tuple[_Order, str, CallSite]] = []
         self.chains: set[tuple[str, ...]] = set()
         self.top_loops: list[int] = []  # lines of the flor loops outside every loop and def
+        #: calls in a flor.loop's iterable, with the loop's chain (:func:`finish`)
+        self.fetched: list[tuple[_Order, str, CallSite]] = []
+        self.generators: set[str] = set()  # functions with a ``yield`` of their own
         #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
         #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
         self.wrapped: dict[tuple[str | None, str], str] = {}
@@ -198,12 +218,22 @@ class _Scanner:
                     self.top_loops.append(node.lineno)
                 self.node(node.iter, chain, fn, depth + 1)
                 inner = (*chain, name)
+                for d, call in _walk(node.iter, depth + 1):
+                    if isinstance(call, ast.Call) and isinstance(
+                        call.func, ast.Name | ast.Attribute
+                    ):
+                        f = call.func
+                        callee = f.id if isinstance(f, ast.Name) else f.attr
+                        order = (call.lineno, call.col_offset, d)
+                        self.fetched.append((order, callee, (inner, fn, call.lineno)))
                 self.chains.add(inner)
                 self.block(node.body, inner, fn)
                 self.block(node.orelse, chain, fn)
                 return
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             fn = node.name  # its decorators, defaults and annotations count as inside it
+            if _yields(node):
+                self.generators.add(fn)
             # A body runs where the function is called, not where the ``def`` is: a function
             # defined in a loop's body takes its call sites' chains, as any other (they hold
             # that loop already).
@@ -294,6 +324,18 @@ class _Scanner:
 _SKIPPED = frozenset(
     {tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT, tokenize.INDENT}
 )
+
+
+def _yields(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether ``fn`` has a ``yield`` of its own (not one of a function defined in it)."""
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            todo.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _segment(line: str, start: int, end: int | None) -> str:

@@ -76,6 +76,9 @@ class _Finder(cst.CSTVisitor):
         #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
         #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
         self.wrapped: dict[tuple[str | None, str], str] = {}
+        #: calls in a flor.loop's iterable, with the loop's chain (scan_ast.finish)
+        self.fetched: list[tuple[str, CallSite]] = []
+        self.generators: set[str] = set()  # functions with a ``yield`` of their own
 
     def _flor_call(self, node: cst.Call, attr: str) -> str | None:
         """The literal name argument of ``flor.<attr>(...)``, else None."""
@@ -141,6 +144,14 @@ class _Finder(cst.CSTVisitor):
         if not self.loops and not self.functions and self.first_loop_line is None:
             self.first_loop_line = self.get_metadata(PositionProvider, node).start.line
         node.iter.visit(self)
+        inner = (*self.loops, name)
+        fn = self.functions[-1] if self.functions else None
+        for call in _calls_in(node.iter):
+            if isinstance(call.func, (cst.Name, cst.Attribute)):
+                f = call.func
+                callee = f.value if isinstance(f, cst.Name) else f.attr.value
+                line = self.get_metadata(PositionProvider, call).start.line
+                self.fetched.append((callee, (inner, fn, line)))
         self.loops.append(name)
         self.chains.add(tuple(self.loops))
         node.body.visit(self)
@@ -151,6 +162,8 @@ class _Finder(cst.CSTVisitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.functions.append(node.name.value)
+        if _yields(node.body):
+            self.generators.add(node.name.value)
         # its body runs where it is called: the call sites' chains hold the loops around a def
         self.outer_loops.append(self.loops)
         self.loops = []
@@ -174,7 +187,15 @@ class _Finder(cst.CSTVisitor):
             self.calls.setdefault(callee, []).append((tuple(self.loops), fn, line))
 
     def result(self, filename: str) -> ScriptCode:
-        return finish(filename, self.sites, self.calls, self.chains, self.first_loop_line)
+        return finish(
+            filename,
+            self.sites,
+            self.calls,
+            self.chains,
+            self.first_loop_line,
+            self.fetched,
+            self.generators,
+        )
 
 
 def _names_in(node: cst.CSTNode) -> list[cst.Name]:
@@ -186,6 +207,27 @@ def _names_in(node: cst.CSTNode) -> list[cst.Name]:
 
     node.visit(_V())
     return found
+
+
+def _yields(body: cst.CSTNode) -> bool:
+    """Whether ``body`` has a ``yield`` of its own (not one of a function defined in it)."""
+    found: list[bool] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Yield(self, n: cst.Yield) -> None:
+            found.append(True)
+
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+            return False
+
+        def visit_Lambda(self, n: cst.Lambda) -> bool:
+            return False
+
+        def visit_ClassDef(self, n: cst.ClassDef) -> bool:
+            return False
+
+    body.visit(_V())
+    return bool(found)
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from threading import get_ident
@@ -568,14 +568,18 @@ class ReplayRun:
             self.consumers[name] = found
             self.watched = (name, found)
         last = max(self.plan, default=-1)
+        outside = self.ctx
+        restored_for: list[int] = []  # the iteration whose checkpoint its fetch restored
         try:
             before = -1
-            for j, item in _pick(iterable, sorted(self.plan)):
+            for j, item in _pick(
+                iterable, sorted(self.plan), self._fetching(outside, restored_for)
+            ):
                 step = self.plan[j]
                 if j != before + 1:
                     _skipping()  # what iterations before j wrote is not this task's
                 before = j
-                if step.mode == "full" and step.restore is not None:
+                if step.mode == "full" and step.restore is not None and j not in restored_for:
                     self._restore(step.restore)
                 self.outer, self.step = j, step
                 self.restored = step.mode != "rest"
@@ -612,6 +616,41 @@ class ReplayRun:
         if not self.spec.after_loop:
             self.finish()
             _stop()
+
+    def _fetching(self, outside: int, restored_for: list[int]) -> Callable[[int, bool], None]:
+        """What the outer loop calls around fetching item ``k`` (``done``: after it).
+
+        - A ``full`` iteration that restores a checkpoint restores it before its item is
+          fetched, as the recording fetched it: after the iteration before (an epoch-level
+          generator reading the model, ``yield loader_for(difficulty(net))``, read the
+          script's start state before session 46); ``restored_for`` notes it.
+        - What the fetch logs (the generator's body) goes to iteration ``k``'s context when
+          the task runs it, as in the recording (session 45's ``fetch_in_iteration``); a
+          skipped iteration's is dropped (not this task's). Before session 46 both went to the
+          loop's parent, where verification compared them with other recorded values and a
+          new statement there answered in no epoch's row."""
+        moved = self.fetch_in_iteration
+
+        def note(k: int, done: bool) -> None:
+            if not done:
+                step = self.plan.get(k)
+                if step is not None and step.mode == "full" and step.restore is not None:
+                    self._restore(step.restore)
+                    restored_for.append(k)
+                if moved:
+                    self.ctx = self.next_ctx if step is not None else _NOWHERE
+                return
+            if not moved:
+                return
+            if self.ctx == _NOWHERE:
+                logs, events = self.batch.logs, self.batch.events
+                while logs and logs[-1][0] == _NOWHERE:
+                    logs.pop()
+                while events and events[-1][0] == "check" and events[-1][1] == _NOWHERE:
+                    events.pop()
+            self.ctx = outside
+
+        return note
 
     def _restore(self, iteration: int, inner_frame: FrameType | None = None) -> None:
         if iteration not in self.manifest:
@@ -779,20 +818,49 @@ def _frames(tb: TracebackType | None) -> list[list[Any]]:
     return [[f.filename, f.lineno, f.line or ""] for f in traceback.extract_tb(tb)[-MAX_FRAMES:]]
 
 
-def _pick(iterable: Iterable[Any], wanted: list[int]) -> Iterator[tuple[int, Any]]:
-    """(index, item) for the wanted indices; sequences are indexed, not walked."""
+#: The context of what fetching a skipped item logs: dropped as the fetch ends.
+_NOWHERE = -7
+
+
+def _pick(
+    iterable: Iterable[Any],
+    wanted: list[int],
+    fetching: Callable[[int, bool], None] | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """(index, item) for the wanted indices; sequences are indexed, not walked. ``fetching``
+    is called with ``(k, False)`` before item ``k`` is fetched and ``(k, True)`` after."""
+    note = fetching or _no_note
     if isinstance(iterable, (Sequence, range)) and not isinstance(iterable, (str, bytes)):
         for j in wanted:
             if j < len(iterable):  # each time: the body may extend the list (plan.append(...))
-                yield j, iterable[j]
+                note(j, False)
+                try:
+                    item = iterable[j]
+                finally:
+                    note(j, True)
+                yield j, item
         return
     wanted_set = set(wanted)
     last = max(wanted, default=-1)
-    for j, item in enumerate(iterable):
+    items = iter(iterable)
+    j = 0
+    while True:
+        note(j, False)
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        finally:
+            note(j, True)
         if j in wanted_set:
             yield j, item
         if j >= last:
             return
+        j += 1
+
+
+def _no_note(k: int, done: bool) -> None:
+    pass
 
 
 #: A pipe to the replay service that forked this task (its descriptor number): a finished

@@ -302,13 +302,13 @@ def _frame_modules(frame: FrameType | None, registered: dict[str, Any]) -> dict[
 
 def _tracked(objects: dict[str, Any]) -> list[tuple[str, Any]]:
     """``(label, tensor or module)`` of every parameter, buffer and submodule of the registered
-    torch modules."""
+    torch modules, and ``(name, object)`` of each registered object of the user's class."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return []
     out: list[tuple[str, Any]] = []
     for name, obj in objects.items():
-        if not isinstance(obj, torch.nn.Module):
+        if torch is None or not isinstance(obj, torch.nn.Module):
+            if _own_class(obj):  # a registered object of the user's class: its attributes
+                out.append((name, obj))
             continue
         with contextlib.suppress(Exception):  # a module whose walk raises: not tracked
             out += [(f"{name}.{k}", t) for k, t in obj.named_parameters()]
@@ -331,11 +331,12 @@ def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
     counter (bumped by every in-place write: a batch norm's running statistics as a forward
     pass in train mode updates them, the vectors a spectral norm's power iteration updates as
     its ``weight`` is read in train mode), a small buffer's values (:func:`_buffer_digest`) and
-    gradient (``loss.backward()`` in a statement); None for a module."""
+    gradient (``loss.backward()`` in a statement); a module's or a registered object's own
+    attributes (:func:`_attributes`)."""
     out: list[Any] = []
     torch = sys.modules.get("torch")
     if torch is None:
-        return out
+        return [_attributes(obj, None) for _, obj in tracked]
     parameter, tensor = torch.nn.Parameter, torch.Tensor
     for _, obj in tracked:
         # A module's ``training`` flag is not compared: propagation saves the modes of the
@@ -355,8 +356,53 @@ def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
                 )
             )
         else:
-            out.append(None)
+            out.append(_attributes(obj, torch))
     return out
+
+
+def _own_class(obj: Any) -> bool:
+    """An object of a class the user wrote (not torch's, numpy's or Python's own)."""
+    module = type(obj).__module__ or ""
+    root = module.split(".", 1)[0]
+    return hasattr(obj, "__dict__") and root not in ("torch", "numpy", "builtins", "collections")
+
+
+_MODULE_KEYS: frozenset[str] | None = None
+
+
+def _attributes(obj: Any, torch: Any | None) -> tuple[tuple[str, int, int], ...] | None:
+    """A module's own attributes (those a plain ``nn.Module`` lacks: ``self.ema``,
+    ``self._ref``, ``self.hist``) or a registered object's: each one's identity and, for a
+    container, its length. A statement that rebinds one (``self.ema = 0.5 * self.ema + ...``
+    in a method today's statement calls) or grows one keeps state no checkpoint holds (a
+    module's checkpoint is its ``state_dict``): session 46, a task restoring epoch 1's
+    checkpoint read ``ema`` as the script's start made it (0.3047 for a full re-run's 0.5039;
+    a drift from a reference the method caches on its first call: 0.0 at every epoch),
+    silently. None: no such attribute."""
+    global _MODULE_KEYS
+    try:
+        own = vars(obj)
+    except TypeError:
+        return None
+    if torch is not None and isinstance(obj, torch.nn.Module):
+        if _MODULE_KEYS is None:
+            _MODULE_KEYS = frozenset(vars(torch.nn.Module()))
+        keys = own.keys() - _MODULE_KEYS
+        # what a forward pre-hook recomputes from parameters at every call (weight norm's
+        # and spectral norm's ``weight``): derived, not kept (spectral norm's own state is
+        # its buffers, compared by value)
+        hooks = own.get("_forward_pre_hooks") or {}
+        keys -= {getattr(h, "name", None) for h in hooks.values()}
+    else:
+        keys = own.keys()
+    if not keys:
+        return None
+    out = []
+    for k in sorted(keys):
+        v = own[k]
+        size = len(v) if isinstance(v, list | dict | set) else -1
+        out.append((k, id(v), size))
+    return tuple(out)
 
 
 #: Buffers up to this many elements are compared by value too (a batch norm's statistics).
@@ -382,6 +428,12 @@ def _changed(tracked: list[tuple[str, Any]], before: list[Any], now: list[Any]) 
     for (label, _obj), a, b in zip(tracked, before, now, strict=True):
         if a == b:
             continue
+        if a is None or b is None or isinstance(a[0], tuple) or isinstance(b[0], tuple):
+            old = {k: (i, n) for k, i, n in a or ()}
+            new = {k: (i, n) for k, i, n in b or ()}
+            which = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            attr = which[0] if which else "?"
+            return f"{label}.{attr} (an attribute of a model or registered object, changed)"
         if a[0] != b[0] or a[3] != b[3]:
             return f"{label} (a model's tensor, changed in place)"
         return f"{label}.grad (a model's gradient, changed)"
