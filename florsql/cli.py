@@ -691,7 +691,11 @@ def replay_service_status(repo: Path | None, debug: bool) -> None:
     from florsql.store import layout
 
     root = _repo(repo)
-    info = service.status(layout.store_dir(root))
+    try:
+        info = service.status(layout.store_dir(root))
+    except service.ServiceUnresponsive as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
     if info is None:
         click.echo(f"no replay service runs for {root}")
         return

@@ -150,7 +150,35 @@ class Connection:
             self.sock.close()
 
 
-def _try_connect(store: Path) -> Connection | None:
+#: Seconds a client waits for a live service's answer to its hello: a service stopped
+#: (``kill -STOP``) or stuck answered nothing, and every hindsight query, ``replay-service
+#: status`` and ``stop`` hung (session 46).
+HELLO_TIMEOUT = float(os.environ.get("FLORSQL_REPLAY_SERVICE_HELLO_TIMEOUT", "") or 10.0)
+
+
+class ServiceUnresponsive(OSError):
+    """A service holds the socket and does not answer (``pid``: its, from its state file)."""
+
+    def __init__(self, pid: int | None) -> None:
+        shown = f" (pid {pid})" if pid else ""
+        super().__init__(
+            f"the replay service{shown} does not answer (stopped or stuck?); "
+            "`florsql replay-service stop` ends it"
+        )
+        self.pid = pid
+
+
+def _state_pid(store: Path) -> int | None:
+    try:
+        return int(json.loads((Path(store) / STATE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _try_connect(store: Path, *, quiet: bool = False) -> Connection | None:
+    """A connection that said hello (``quiet``: a hello that does not count as use, for
+    ``status`` and ``stop``: the idle clock was reset by each status check before session
+    46, so a service polled for its status never exited)."""
     try:
         sock = dial(store)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -161,11 +189,24 @@ def _try_connect(store: Path) -> Connection | None:
         raise
     conn = Connection(sock)
     try:
-        conn.info = conn.ask({"hello": identity()})
+        sock.settimeout(HELLO_TIMEOUT)
+        conn.info = conn.ask({"hello": identity(), **({"quiet": True} if quiet else {})})
+        sock.settimeout(None)
+    except TimeoutError:
+        conn.close()
+        raise ServiceUnresponsive(_state_pid(store)) from None
     except (OSError, ValueError):
         conn.close()
         return None  # a service exiting right now: like none
     return conn
+
+
+def _serves(conn: Connection, store: Path) -> bool:
+    """Whether the service serves the repository of ``store`` where it is now (a repository
+    moved with ``mv`` keeps its service, which served the old path: every hindsight query
+    failed "it serves only <old path>" before session 46)."""
+    root = conn.info.get("repository")
+    return root is None or root == os.path.realpath(Path(store).parent)
 
 
 def connect(store: Path, *, start: bool = True) -> Connection | None:
@@ -178,8 +219,16 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
         ServiceUnavailable: no service could be started (the caller replays without it).
     """
     store = Path(store)
-    conn = _try_connect(store)
-    if conn is not None and conn.info.get("identity") == identity():
+    try:
+        conn = _try_connect(store)
+    except ServiceUnresponsive as e:
+        import warnings
+
+        from florsql.errors import ReplayFailedWarning
+
+        warnings.warn(f"{e}; replaying without it", ReplayFailedWarning, stacklevel=2)
+        raise ServiceUnavailable(str(e)) from e
+    if conn is not None and conn.info.get("identity") == identity() and _serves(conn, store):
         return conn
     if conn is not None and outdated():
         conn.close()  # this process runs florsql's old code: the service is not the one to go
@@ -193,13 +242,15 @@ def connect(store: Path, *, start: bool = True) -> Connection | None:
     try:
         with _start_lock(store):
             conn = _try_connect(store)  # started by another process while we waited
-            if conn is None or conn.info.get("identity") != identity():
+            if conn is None or conn.info.get("identity") != identity() or not _serves(conn, store):
                 if conn is not None:
                     with contextlib.suppress(OSError, ValueError, ConnectionError):
                         conn.ask({"stop": True})  # it let go of the socket before answering
                     conn.close()
                 _start(store)
                 conn = _try_connect(store)
+    except ServiceUnresponsive as e:
+        raise ServiceUnavailable(str(e)) from e
     except OSError as e:
         raise ServiceUnavailable(f"cannot start the replay service: {e}") from e
     if conn is None:
@@ -270,8 +321,9 @@ def start_soon(store: Path) -> None:
 
 
 def status(store: Path) -> dict[str, Any] | None:
-    """The live service's status (pid, uptime, idle timeout, modules, tasks), or None."""
-    conn = _try_connect(Path(store))
+    """The live service's status (pid, uptime, idle timeout, modules, tasks), or None; raises
+    :class:`ServiceUnresponsive` for one that does not answer."""
+    conn = _try_connect(Path(store), quiet=True)
     if conn is None:
         return None
     try:
@@ -284,8 +336,16 @@ def status(store: Path) -> dict[str, Any] | None:
 
 def stop(store: Path, *, timeout: float = 30.0) -> int | None:
     """Ask the live service to stop; waits (up to ``timeout``) for it to exit. Returns its pid,
-    or None when none ran. Tasks it runs finish first; it accepts no new ones meanwhile."""
-    conn = _try_connect(Path(store))
+    or None when none ran. Tasks it runs finish first; it accepts no new ones meanwhile. One
+    that does not answer (stopped, stuck) is ended by its pid: continued, terminated, killed
+    if still there after ``timeout``."""
+    try:
+        conn = _try_connect(Path(store), quiet=True)
+    except ServiceUnresponsive as e:
+        if e.pid is None or not _is_service(e.pid):
+            raise
+        _end(e.pid, timeout)
+        return e.pid
     if conn is None:
         return None
     try:
@@ -299,6 +359,32 @@ def stop(store: Path, *, timeout: float = 30.0) -> int | None:
     finally:
         conn.close()
     return pid
+
+
+def _is_service(pid: int) -> bool:
+    """Whether process ``pid`` is a replay service (not a pid reused since)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return sys.platform != "linux"  # no /proc to ask: trust the state file
+    return b"florsql.replay.service" in cmdline
+
+
+def _end(pid: int, timeout: float) -> None:
+    """End an unresponsive service: SIGCONT (a stopped one handles nothing), SIGTERM, and
+    SIGKILL if it is still there after ``timeout``."""
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)  # a process of another parent: no wait() to block on
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
 
 
 # -- the service side --------------------------------------------------------------------------
@@ -550,8 +636,17 @@ class Service:
         from florsql.replay import zygote
 
         if "hello" in msg:
-            self.last = time.monotonic()  # a client about to send work
-            self._reply(client, {"pid": os.getpid(), "identity": identity(), "loaded": self.loaded})
+            if not msg.get("quiet"):
+                self.last = time.monotonic()  # a client about to send work
+            self._reply(
+                client,
+                {
+                    "pid": os.getpid(),
+                    "identity": identity(),
+                    "loaded": self.loaded,
+                    "repository": self.root,
+                },
+            )
         elif "preload" in msg:
             self.last = time.monotonic()
             ready = zygote.preload(list(msg["preload"]))

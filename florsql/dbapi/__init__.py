@@ -31,6 +31,7 @@ from florsql.dbapi.exceptions import (
     QueryError,
     ReplayError,
     StoreError,
+    VersionError,
     Warning,
 )
 from florsql.dbapi.types import (
@@ -86,6 +87,7 @@ __all__ = [
     "TimeFromTicks",
     "Timestamp",
     "TimestampFromTicks",
+    "VersionError",
     "Warning",
     "apilevel",
     "connect",

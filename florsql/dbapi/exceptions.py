@@ -30,6 +30,7 @@ __all__ = [
     "QueryOperationalError",
     "ReplayError",
     "StoreError",
+    "VersionError",
     "Warning",
     "wrap_error",
 ]
@@ -116,6 +117,10 @@ class ReplayError(OperationalError, errors.ReplayError):
     """Replaying old runs failed."""
 
 
+class VersionError(OperationalError, errors.VersionError):
+    """A recorded code version is not in the repository (a clone without florsql's refs)."""
+
+
 def _duckdb_class(cause: BaseException | None) -> type[Error]:
     try:
         import duckdb
@@ -162,6 +167,8 @@ def wrap_error(error: BaseException) -> Error:
         made = StoreError(str(error))
     elif isinstance(error, errors.ReplayError):
         made = ReplayError(str(error))
+    elif isinstance(error, errors.VersionError):
+        made = VersionError(str(error))
     else:
         made = InternalError(str(error))
     made.__cause__ = error.__cause__ or error

@@ -12,6 +12,7 @@ be read and returns each newly met damaged file in :attr:`RefreshStats.damaged` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
@@ -132,7 +133,7 @@ class Index:
         damage = Damage(self.con, self.repo)
         self.con.execute("BEGIN TRANSACTION")
         try:
-            runs_changed = False
+            runs_changed = _forget_gone(self.con, {f.run_id for f in files})
             seen = ingested_now(self.con)
             for f in files:
                 runs_changed |= ingest_run_json(self.con, f, damage, seen)
@@ -169,14 +170,19 @@ def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
         ) from None
     try:
         con = duckdb.connect(str(db_path))
+        version, ddl = _schema_version(con)
     except duckdb.Error as e:
-        if "lock" in str(e).lower() or not db_path.exists():
+        if _held(e) or not db_path.exists():
             raise StoreError(f"cannot open the florsql index {db_path}: {e}") from e
-        # The index is derived data: an unreadable one is rebuilt from the run files.
+        # The index is derived data: an unreadable one is rebuilt from the run files (a
+        # damaged block too: "in block at location ..." read as a lock before session 46, and
+        # every command failed until the file was deleted by hand).
         warnings.warn(f"rebuilding the florsql index ({e})", StoreWarning, stacklevel=3)
+        with contextlib.suppress(Exception):
+            con.close()
         _remove(db_path)
         con = duckdb.connect(str(db_path))
-    version, ddl = _schema_version(con)
+        version, ddl = _schema_version(con)
     if version not in (None, SCHEMA_VERSION):
         con.close()
         _remove(db_path)
@@ -199,6 +205,12 @@ def _connect(duckdb: Any, db_path: Path) -> duckdb.DuckDBPyConnection:
         con.execute("ROLLBACK")
         raise
     return con
+
+
+def _held(error: Exception) -> bool:
+    """Whether DuckDB could not open the file because another process holds it."""
+    text = str(error).lower()
+    return "could not set lock" in text or "conflicting lock" in text
 
 
 def ddl_digest() -> str:
@@ -286,6 +298,36 @@ def _read_owner(store: Path) -> str:
         return f" (pid {(store / 'index.owner').read_text().strip()})"
     except OSError:
         return ""
+
+
+#: The index's tables of a run's own records (a replay's are kept: inert without the run).
+_RUN_TABLES = (
+    "run_meta", "data_inputs", "args", "loops", "ctx_path", "log_records", "checkpoints",
+    "ingested",
+)  # fmt: skip
+
+
+def _forget_gone(con: duckdb.DuckDBPyConnection, present: set[str]) -> bool:
+    """Drop from the index the runs whose folders are gone from ``.florsql/runs`` (deleted by
+    hand, by ``git clean -fdx``); True if any was. Before session 46 they stayed: ``runs`` and
+    ``logs`` answered them as ``finished`` in this index and not in a fresh one, and a
+    hindsight query failed on the missing ``run.json`` ("this is a florsql bug"). A folder
+    that comes back is ingested again as new."""
+    known = {
+        r[0]
+        for r in con.execute(
+            "SELECT run_id FROM run_meta UNION SELECT run_id FROM ingested"
+        ).fetchall()
+    }
+    gone = sorted(known - present)
+    if not gone:
+        return False
+    con.execute("CREATE OR REPLACE TEMP TABLE __flor_gone (run_id VARCHAR)")
+    con.executemany("INSERT INTO __flor_gone VALUES (?)", [[r] for r in gone])
+    for table in _RUN_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM __flor_gone)")
+    con.execute("DROP TABLE __flor_gone")
+    return True
 
 
 def _mark_dead_runs(con: duckdb.DuckDBPyConnection) -> None:

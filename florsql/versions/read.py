@@ -16,9 +16,15 @@ def resolve_version(repo: Path, vid: str) -> str:
     out = run_git(repo, "rev-parse", "--verify", "-q", f"{vid}^{{commit}}", check=False)
     sha = out.decode().strip()
     if not sha:
-        raise VersionError(
-            f"unknown code version {vid!r}: see `florsql runs` for recorded versions"
-        )
+        hint = "see `florsql runs` for recorded versions"
+        if _FULL_ID.fullmatch(vid):  # a recorded run's: its snapshot did not come with the repo
+            hint = (
+                "a run recorded it, but its snapshot is not in this repository's git objects: "
+                "snapshots live on refs/florsql/versions/*, which `git clone` and `git push` "
+                "do not carry; fetch them from the repository the runs were recorded in: "
+                "git fetch <remote> 'refs/florsql/*:refs/florsql/*'"
+            )
+        raise VersionError(f"unknown code version {vid!r}: {hint}")
     return sha
 
 

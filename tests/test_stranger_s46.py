@@ -1,0 +1,194 @@
+"""Session 46's stranger sweeps (helper sessions F and G): long-lived and messy use.
+
+- A run's folder deleted (by hand, ``git clean -fdx``) stayed in an index that had seen it:
+  ``runs`` and ``logs`` answered it as ``finished`` (a fresh index did not: two processes, two
+  answers), and every hindsight query failed "this is a florsql bug" on its missing run.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import florsql
+from tests.helpers import make_repo, run_dirs, run_script, write
+
+TRAIN = """import florsql as flor
+
+seed = flor.arg("seed", 0)
+w = float(seed)
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(3)):
+        w = w * 0.5 + epoch
+        flor.log("w", w)
+#@
+"""
+
+
+def _rows(con: Any, sql: str) -> list[tuple[Any, ...]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(con.cursor().execute(sql).fetchall())
+
+
+def test_a_deleted_run_folder_leaves_the_index(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
+    for seed in ("1", "2"):
+        run_script(repo, "train.py", "--seed", seed)
+    with florsql.connect(repo, replay="auto") as con:
+        assert _rows(con, "SELECT seed FROM runs ORDER BY 1") == [(1,), (2,)]
+        gone = [d for d in run_dirs(repo) if '"seed": 1' in (d / "run.json").read_text()]
+        assert len(gone) == 1
+        shutil.rmtree(gone[0])
+        assert _rows(con, "SELECT seed FROM runs ORDER BY 1") == [(2,)]
+        assert _rows(con, "SELECT DISTINCT seed FROM logs") == [(2,)]
+        write(repo / "train.py", TRAIN.replace("#@\n", '        flor.log("w2", w * 2)\n'))
+        got = _rows(con, "SELECT seed, epoch, w2 FROM logs WHERE w2 IS NOT NULL ORDER BY 2")
+        assert got == [(2, 0, 2.0), (2, 1, 3.0), (2, 2, 5.5)]
+    with florsql.connect(repo, replay="off") as con:  # a fresh connection agrees
+        assert _rows(con, "SELECT seed FROM runs") == [(2,)]
+
+
+def test_an_index_with_a_damaged_block_is_rebuilt(tmp_path: Path) -> None:
+    """A truncated index was rebuilt from the run files, as documented; one with a damaged
+    block ("computed checksum ... does not match stored checksum ... in block at location
+    8192": a bad sector, a copy taken while it was written) was not, its "block" read as a
+    lock: every command failed until the file was deleted by hand."""
+    import os
+
+    from florsql.errors import StoreWarning
+
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
+    run_script(repo, "train.py")
+    with florsql.connect(repo, replay="off") as con:
+        assert _rows(con, "SELECT count(w) FROM logs") == [(3,)]
+    index = repo / ".florsql" / "index.duckdb"
+    with index.open("r+b") as f:
+        f.seek(8192)
+        f.write(os.urandom(50 * 1024))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with florsql.connect(repo, replay="off") as con:
+            assert list(con.cursor().execute("SELECT count(w) FROM logs").fetchall()) == [(3,)]
+    assert any(issubclass(w.category, StoreWarning) for w in caught)
+
+
+def test_a_clone_without_florsql_s_refs_is_told_how_to_fetch_them(tmp_path: Path) -> None:
+    """``git clone`` (and ``git push``) do not carry refs/florsql/versions/*: with the store
+    copied over, every hindsight query failed "unknown code version ...: see `florsql runs`"
+    (which lists that very version), as an InternalError of the DB-API. It now says how to
+    fetch the snapshots, as an OperationalError; after the fetch the query answers."""
+    import subprocess
+
+    import pytest
+
+    from tests.helpers import git
+
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
+    run_script(repo, "train.py", "--seed", "2")
+    clone = tmp_path / "c"
+    subprocess.run(["git", "clone", "-q", f"file://{repo}", str(clone)], check=True)
+    shutil.copytree(repo / ".florsql", clone / ".florsql")
+    write(clone / "train.py", TRAIN.replace("#@\n", '        flor.log("w2", w * 2)\n'))
+    sql = "SELECT epoch, w2 FROM logs WHERE w2 IS NOT NULL ORDER BY 1"
+    with (
+        florsql.connect(clone, replay="auto") as con,
+        pytest.raises(florsql.OperationalError, match=r"git fetch <remote> 'refs/florsql"),
+    ):
+        _rows(con, sql)
+    git(clone, "fetch", "-q", "origin", "refs/florsql/*:refs/florsql/*")
+    with florsql.connect(clone, replay="auto") as con:
+        assert _rows(con, sql) == [(0, 2.0), (1, 3.0), (2, 5.5)]
+
+
+def _hindsight(repo: Path) -> list[tuple[Any, ...]]:
+    write(repo / "train.py", TRAIN.replace("#@\n", '        flor.log("w2", w * 2)\n'))
+    with florsql.connect(repo, replay="auto") as con:
+        return _rows(con, "SELECT epoch, w2 FROM logs WHERE w2 IS NOT NULL ORDER BY 1")
+
+
+def test_a_stopped_replay_service_does_not_hang_queries(tmp_path: Path, monkeypatch: Any) -> None:
+    """A service stopped (``kill -STOP``) or stuck held the socket and answered nothing: every
+    hindsight query, ``replay-service status`` and ``stop`` hung. A hello now waits
+    ``HELLO_TIMEOUT``: the query replays without the service (and warns), ``status`` says so,
+    and ``stop`` ends the process by its pid."""
+    import os
+    import signal
+
+    import pytest
+
+    from florsql.replay import service
+
+    monkeypatch.setattr(service, "HELLO_TIMEOUT", 1.0)
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
+    run_script(repo, "train.py")
+    store = repo / ".florsql"
+    conn = service.connect(store)
+    assert conn is not None
+    pid = int(conn.info["pid"])
+    conn.close()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(service.ServiceUnresponsive, match=f"pid {pid}"):
+            service.status(store)
+        assert _hindsight(repo) == [(0, 0.0), (1, 2.0), (2, 5.0)]
+    finally:
+        assert service.stop(store, timeout=5) == pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_status_does_not_count_as_use_and_a_moved_repository_gets_its_own_service(
+    tmp_path: Path,
+) -> None:
+    """``replay-service status`` said hello, which reset the idle clock: a service polled for
+    its status never exited. And a repository moved (``mv``) kept its service, which served
+    the old path: every hindsight query failed "it serves only <old path>"."""
+    import time
+
+    from florsql.replay import service
+
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
+    run_script(repo, "train.py")
+    conn = service.connect(repo / ".florsql")
+    assert conn is not None
+    first = int(conn.info["pid"])
+    conn.close()
+    t0 = time.monotonic()
+    service.status(repo / ".florsql")
+    t1 = time.monotonic()
+    info = service.status(repo / ".florsql")
+    assert info is not None and float(info["idle_for"]) >= t1 - t0
+    moved = tmp_path / "moved"
+    repo.rename(moved)
+    try:
+        assert _hindsight(moved) == [(0, 0.0), (1, 2.0), (2, 5.0)]
+        info = service.status(moved / ".florsql")
+        assert info is not None and info["repository"] == str(moved.resolve())
+        assert int(info["pid"]) != first
+    finally:
+        service.stop(moved / ".florsql")
+
+
+def test_flor_dataframe_in_a_script_s_first_run_is_empty(tmp_path: Path) -> None:
+    """FlorDB's pattern, ``flor.dataframe("loss")`` at the top of train.py to read earlier
+    runs: in the project's first run nothing is known, and "Unknown name 'loss'" killed the
+    run before it started. With no run recorded yet the frame is empty."""
+    script = """import florsql as flor
+
+df = flor.dataframe("loss", as_pandas=True)
+print("prior", len(df), ",".join(df.columns))
+for e in flor.loop("epoch", range(2)):
+    flor.log("loss", 1.0 / (e + 1))
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": script})
+    first = run_script(repo, "train.py")
+    assert "prior 0 projid,tstamp,filename,loss" in first.stdout
+    second = run_script(repo, "train.py")
+    assert "prior 2 projid,tstamp,filename,epoch,loss" in second.stdout
+    import pytest
+
+    with florsql.connect(repo) as con, pytest.raises(florsql.errors.PlanError, match="Unknown"):
+        florsql.dataframe("nosuch", engine=con)  # a typo, once runs exist: still an error
