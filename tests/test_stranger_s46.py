@@ -192,3 +192,69 @@ for e in flor.loop("epoch", range(2)):
 
     with florsql.connect(repo) as con, pytest.raises(florsql.errors.PlanError, match="Unknown"):
         florsql.dataframe("nosuch", engine=con)  # a typo, once runs exist: still an error
+
+
+HELPERLESS = """import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+X = torch.randn(64, 3)
+Y = (X.sum(1) > 0).long()
+net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+lossf = nn.CrossEntropyLoss()
+#HELPERS
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        order = torch.randperm(64).split(16)
+        for idx in flor.loop("step", order):
+            loss = lossf(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+#STEP
+            flor.log("loss", loss.item())
+        acc = (net(X).argmax(1) == Y).float().mean().item()
+        flor.log("acc", acc)
+#EPOCH
+"""
+HELPERS = """
+
+def report(m):
+    w = round(float(m[0].weight.norm()), 6)
+    flor.log("wn", w)
+
+
+def log_grads(model):
+    flor.log("gn", round(float(model[0].weight.grad.norm()), 6))
+"""
+
+
+def test_a_log_in_a_helper_today_s_code_adds_goes_where_it_is_called(tmp_path: Path) -> None:
+    """Today's code adds ``def report(m): ... flor.log("wn", ...)`` called once in the epoch
+    loop (and ``log_grads(net)`` in the step loop); the old version has neither helper nor
+    call. Refused before, "no context: none of the statements around it in report() match
+    the old version", though docs/propagate.md says such a statement goes where the helper is
+    called. It now does, ``m`` read as ``net``; values equal a run of today's script."""
+    old = HELPERLESS.replace("#HELPERS\n", "").replace("#STEP\n", "").replace("#EPOCH\n", "")
+    new = (
+        HELPERLESS.replace("#HELPERS\n", HELPERS)
+        .replace("#STEP\n", "            log_grads(net)\n")
+        .replace("#EPOCH\n", "        report(net)\n")
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    oracle = make_repo(tmp_path / "o", {"train.py": new})
+    env = {"FLORSQL_CHECKPOINT_PERIOD": "1"}
+    run_script(repo, "train.py", **env)
+    run_script(oracle, "train.py", **env)
+    write(repo / "train.py", new)
+    sql = "SELECT epoch, step, wn, gn FROM logs WHERE wn IS NOT NULL OR gn IS NOT NULL"
+    with florsql.connect(oracle, replay="off") as con:
+        want = sorted(_rows(con, sql), key=repr)
+    assert len(want) == 4 + 16
+    with florsql.connect(repo, replay="auto") as con:
+        part = _rows(con, "SELECT epoch, wn FROM logs WHERE epoch = 2 AND wn IS NOT NULL")
+        assert part == [(r[0], r[2]) for r in want if r[0] == 2 and r[2] is not None]
+        assert sorted(_rows(con, sql), key=repr) == want

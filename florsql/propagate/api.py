@@ -268,6 +268,22 @@ def _propagate(new_source: str, old_source: str, names: Iterable[str] | None) ->
     return _apply(session, plans, failed, skipped)
 
 
+def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]] | None:
+    """For a statement in a helper's body where nothing around it matches the old version
+    (``def report(m): flor.log("wn", ...)``, today's helper called once in the epoch loop),
+    the neighbours of the helper's call: where the old version has no such helper, the
+    statement goes where today's code calls it (session 46: refused "no context"). None where
+    the block is not a helper's body."""
+    around = session.new_helpers.enclosing_call(block)
+    if around is None or around[0].body is not block.stmts:
+        return None
+    site = session.new_helpers.call_site(around[0])
+    if site is None:
+        return None
+    home, index = session.new.home(site)
+    return session.context(home, index)
+
+
 def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]:
     known = sorted({s.name for s in logs if s.name is not None})
     failures = []
@@ -291,6 +307,10 @@ def _plan(
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     spot = locate(chains, before, after, session.old_helpers)
+    if isinstance(spot, Miss) and spot.reason.startswith("no context"):
+        called = _call_context(target.block, session)
+        if called is not None:
+            spot = locate(chains, *called, session.old_helpers)
     by_twin, no_context = False, ""
     if isinstance(spot, Miss) and target is log and spot.reason.startswith("no context"):
         no_context = spot.reason
@@ -413,6 +433,11 @@ def _plan(
     if missing:
         renames.update(_call_renames(spot.block, missing, session))
         missing = _unbound(items, session, renames)
+    if missing:  # today's helper put where today's code calls it: its parameters' arguments
+        around = session.new_helpers.enclosing_call(target.block)
+        if around is not None and session.old_helpers.enclosing_call(spot.block) is None:
+            renames.update(_arguments(around[0], around[1], [m.name for m in missing], session))
+            missing = _unbound(items, session, renames)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
@@ -2103,6 +2128,21 @@ def _call_renames(old: Block, missing: list[_Unbound], session: _Session) -> dic
     if helper is None:
         return {}
     return call_renames(helper[0], helper[1], [m.name for m in missing])
+
+
+def _arguments(
+    definition: ast.FunctionDef, call: ast.Call, names: list[str], session: _Session
+) -> dict[str, str]:
+    """``names`` that are parameters of today's helper ``definition``, mapped to the plain
+    names ``call`` passes for them (as the old version spells them)."""
+    params = [a.arg for a in [*definition.args.posonlyargs, *definition.args.args]]
+    if isinstance(call.func, ast.Attribute) and params[:1] in (["self"], ["cls"]):
+        params = params[1:]
+    passed = {p: a.id for p, a in zip(params, call.args, strict=False) if isinstance(a, ast.Name)}
+    for kw in call.keywords:
+        if kw.arg is not None and isinstance(kw.value, ast.Name):
+            passed[kw.arg] = kw.value.id
+    return {n: session.alias.get(passed[n], passed[n]) for n in names if n in passed}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: ``b_old = ...`` beside the old ``b_old = (b_old * b_old) % 97`` ran it twice, silently).
 #: 22 (session 45): a statement alone in a block goes after an old placeholder (``def
 #: report(): pass``); a ``flor.log`` inside a ``lambda`` is no statement to place.
-CACHE_VERSION = "22"
+#: 23 (session 46): a statement of today's helper that nothing in the old version matches
+#: goes where today's code calls the helper, its parameters read as the call's arguments
+#: (``def report(m): flor.log("wn", ...)`` called in the epoch loop: "no context" before).
+CACHE_VERSION = "23"
 
 
 def digest(*parts: str) -> str:

@@ -103,6 +103,10 @@ class Helpers:
                 self._prefix[key] = (*around, helper)
         return self._prefix[key]
 
+    def call_site(self, definition: ast.FunctionDef) -> ast.stmt | None:
+        """The single statement calling helper ``definition`` (None: none, or several)."""
+        return self._call_site(definition.name, definition)
+
     def enclosing_call(self, block: Block) -> tuple[ast.FunctionDef, ast.Call] | None:
         """The innermost helper around ``block``, with the call that runs it."""
         for scope in reversed(block.scopes[1:]):
