@@ -37,6 +37,7 @@ import ast
 import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = ["calls_uneven", "conditional_draw"]
 
@@ -140,9 +141,8 @@ class _Walker:
 
     # -- modules ----------------------------------------------------------------------------
     def _parse(self, path: str, source: str) -> _Module | None:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError):
+        tree = parsed(source)
+        if tree is None:
             return None
         m = _Module(path, tree)
         for stmt in tree.body:
@@ -379,6 +379,17 @@ class _Walker:
 
 class _TooMany(Exception):
     pass
+
+
+@lru_cache(maxsize=32)
+def parsed(source: str) -> ast.Module | None:
+    """``source`` parsed (None: it does not parse), remembered: a query's planning and its
+    replay judge every placed piece of a file, each piece against the whole file. The tree
+    is shared: never changed."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def _walk_own(body: list[ast.stmt]) -> Iterable[ast.AST]:

@@ -34,7 +34,7 @@ import ast
 
 from florsql.fold import fold
 from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
-from florsql.propagate.callees import Reader, calls_uneven
+from florsql.propagate.callees import Reader, calls_uneven, parsed
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
@@ -220,9 +220,8 @@ def pieces_uneven(
     """
     if pieces_quiet(source, pieces):
         return None
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError):
+    tree = parsed(source)
+    if tree is None:
         return "uneven"
     stmts = _piece_statements(source, pieces)
     if stmts is None:
