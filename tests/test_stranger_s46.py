@@ -258,3 +258,31 @@ def test_a_log_in_a_helper_today_s_code_adds_goes_where_it_is_called(tmp_path: P
         part = _rows(con, "SELECT epoch, wn FROM logs WHERE epoch = 2 AND wn IS NOT NULL")
         assert part == [(r[0], r[2]) for r in want if r[0] == 2 and r[2] is not None]
         assert sorted(_rows(con, sql), key=repr) == want
+
+
+def test_a_new_quiet_statement_beside_a_replayed_one_leaves_its_values_counting(
+    tmp_path: Path,
+) -> None:
+    """docs/replay.md: adding a statement of another name that draws nothing leaves a replayed
+    name's values counting. ``flor.log("h2", epoch * 1000 + seed)`` reads an arg, and the
+    ``seed = flor.arg(...)`` that may travel with it counted as a call that may draw: ``gnorm``
+    replayed a moment before read NULL with replay off (sweep I)."""
+    script = """import florsql as flor
+seed = flor.arg("seed", 0)
+for epoch in flor.loop("epoch", range(3)):
+    flor.log("acc", epoch * 10)
+#@
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": script.replace("#@\n", "")})
+    for seed in ("0", "1"):
+        run_script(repo, "train.py", "--seed", seed)
+    gnorm = '    flor.log("gnorm", epoch * 100 + seed)\n'
+    write(repo / "train.py", script.replace("#@\n", gnorm))
+    sql = "SELECT seed, epoch, gnorm FROM logs WHERE gnorm IS NOT NULL ORDER BY 1, 2"
+    want = [(s, e, e * 100 + s) for s in (0, 1) for e in range(3)]
+    with florsql.connect(repo, replay="auto") as con:
+        assert _rows(con, sql) == want
+    h2 = '    flor.log("h2", epoch * 1000 + seed)\n'
+    write(repo / "train.py", script.replace("#@\n", gnorm + h2))
+    with florsql.connect(repo, replay="off") as con:
+        assert _rows(con, sql) == want
