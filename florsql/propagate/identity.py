@@ -325,8 +325,9 @@ def _drawless_iterable(node: ast.expr) -> bool:
 
 def _calls_only_log(stmts: tuple[ast.stmt, ...], aliases: frozenset[str]) -> bool:
     """Whether ``stmts`` surely draw nothing: their only calls are ``<flor alias>.log(...)``,
-    ``<flor alias>.arg(...)`` and those of :data:`DRAWLESS_BUILTINS` and :data:`DRAWLESS_METHODS`, and they iterate
-    nothing (no comprehension, loop, ``in``, unpacking) and enter no ``with``."""
+    ``<flor alias>.arg(...)`` and those of :data:`DRAWLESS_BUILTINS` and
+    :data:`DRAWLESS_METHODS`, and they iterate nothing (no comprehension, loop, ``in``,
+    unpacking) and enter no ``with``."""
     iterating = (
         ast.comprehension, ast.Starred, ast.For, ast.AsyncFor, ast.While, ast.With,
         ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.Lambda, ast.Try,

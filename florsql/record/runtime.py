@@ -522,6 +522,7 @@ class Run:
         self.inner_runs.append(run)
         ends, jumps, scalars = run.ends, run.jumps, run.scalars
         computed = ranged is not None
+        arrays = True  # numpy or torch items may be scalars, until one is not
         exhausted = False  # False in ``finally``: left by break, return or an exception
         try:
             i = -1
@@ -538,11 +539,14 @@ class Run:
                     jumps[i] = ctx
                 want = ctx + 1
                 if not computed:
-                    if type(item) in _SCALARS:
+                    kind = type(item)
+                    if kind in _SCALARS:
                         scalars[i] = item
-                    elif type(item).__module__ in _ARRAY_MODULES:  # np.float64, a 0-d tensor
+                    elif arrays and kind.__module__ in _ARRAY_MODULES:  # np.float64, 0-d tensor
                         scalar = loop_scalar(item)
-                        if scalar is not None:
+                        if scalar is None:
+                            arrays = False  # a loop over batches: asked once, not per step
+                        else:
                             scalars[i] = scalar
                 frame.iteration = i  # a flush (a signal's) builds its row from here on
                 self.ctx = ctx
