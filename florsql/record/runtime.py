@@ -522,7 +522,6 @@ class Run:
         self.inner_runs.append(run)
         ends, jumps, scalars = run.ends, run.jumps, run.scalars
         computed = ranged is not None
-        arrays = True  # numpy or torch items may be scalars, until one is not
         exhausted = False  # False in ``finally``: left by break, return or an exception
         try:
             i = -1
@@ -542,11 +541,9 @@ class Run:
                     kind = type(item)
                     if kind in _SCALARS:
                         scalars[i] = item
-                    elif arrays and kind.__module__ in _ARRAY_MODULES:  # np.float64, 0-d tensor
-                        scalar = loop_scalar(item)
-                        if scalar is None:
-                            arrays = False  # a loop over batches: asked once, not per step
-                        else:
+                    elif kind.__module__ in _ARRAY_MODULES and getattr(item, "ndim", 1) == 0:
+                        scalar = loop_scalar(item)  # np.float64, a 0-d tensor (not a batch)
+                        if scalar is not None:
                             scalars[i] = scalar
                 frame.iteration = i  # a flush (a signal's) builds its row from here on
                 self.ctx = ctx
