@@ -230,6 +230,18 @@ def test_what_calls_uneven_follows() -> None:
     early = "def ev(net, dl, e):\n    if e < 2:\n        return 0.0\n    for x in dl:\n"
     early += "        net(x)\n    return 1.0\n"
     assert _uneven(head + early, "a = ev(net, dl, e)")
+    # a class named through its module, or made and moved (``.to(device)``); a parameter
+    # given an instance (session 46, sweep H)
+    models = {"models.py": "import torch\n" + net.replace("model = Net()\n", "")}
+    assert _uneven(head + "import models\nm = models.Net()\n", "y = m(x)", models)
+    assert _uneven(head + "from models import Net\nm = Net().to('cpu')\n", "y = m(x)", models)
+    helper = "def full(model, x):\n    return model(x).sum()\n"
+    assert _uneven(head + net + helper, "y = full(model, x)")
+    assert not _uneven(head + helper + "model = torch.nn.Linear(3, 1)\n", "y = full(model, x)")
+    # a branch that skips part of a loop's body that draws nothing: the usual gradient norm
+    gn = "def gn(m):\n    t = 0.0\n    for p in m.parameters():\n        if p.grad is None:\n"
+    gn += "            continue\n        t += p.grad.norm().item() ** 2\n    return t ** 0.5\n"
+    assert not _uneven(head + gn, "g = gn(net)")
     # recursion ends
     rec = "def f(n):\n    if n:\n        return f(n - 1)\n    return torch.rand(1)\n"
     assert _uneven(head + rec, "x = f(3)")
@@ -243,3 +255,98 @@ def test_pieces_uneven_reports_a_callee() -> None:
     assert pieces_uneven(src, ((line, line),)) == "uneven"
     gated = src.replace("        flor.log('p'", "        if e:\n            flor.log('p'")
     assert pieces_uneven(gated, ((line, line + 1),)) == "uneven"  # a gate, but its callee branches
+
+
+SWEEP_H = """import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+X = torch.randn(32, 4)
+Y = (X.sum(1) > 0).long()
+XV = torch.randn(16, 4)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 2)
+        self.last = None
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        self.last = h.detach()  # overwritten at every call: no state
+        return self.b(h)
+
+
+class History:
+    def __init__(self):
+        self.losses = []
+        self.best = float("inf")
+
+    def add(self, v):
+        self.losses.append(v)
+
+    def improved(self):
+        cur = self.losses[-1]
+        better = cur < self.best
+        self.best = min(self.best, cur)
+        return int(better)
+
+
+net = Net()
+opt = torch.optim.SGD(net.parameters(), lr=0.5)
+history = History()
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(5)):
+        for b in flor.loop("step", range(2)):
+            idx = torch.randperm(32)[:16]
+            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        history.add(round(loss.item(), 6) if epoch != 2 else 9.0)
+#@
+"""
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        # an object of the user's class the old loop keeps, not registered: its ``best``
+        '        flor.log("p", history.improved())\n',
+        # a forward pass on a model caching its activation: restored from checkpoints
+        '        flor.log("p", round(net(XV).sum().item(), 6))\n',
+    ],
+    ids=["kept", "overwritten"],
+)
+def test_attributes_that_carry_state_and_those_that_do_not(tmp_path: Path, new: str) -> None:
+    """Sweep H: ``history.improved()`` updating ``self.best`` on an object the checkpoint saves
+    with the frame's locals answered 1 for 0 (each restore put the old ``best`` back): objects
+    of the user's classes the frame names are compared too. And a ``forward`` caching
+    ``self.last = h.detach()`` replayed every query from the start: an attribute only ever
+    overwritten carries nothing (``rng_guard.accumulates``)."""
+    import warnings as w
+
+    from florsql.errors import StatementDrawWarning
+
+    repo = make_repo(tmp_path / "r", {"train.py": SWEEP_H.replace("#@\n", "")})
+    oracle = make_repo(tmp_path / "o", {"train.py": SWEEP_H.replace("#@\n", new)})
+    run_script(repo, "train.py", **ENV)
+    run_script(oracle, "train.py", **ENV)
+    write(repo / "train.py", SWEEP_H.replace("#@\n", new))
+    sql = "SELECT epoch, p FROM logs WHERE p IS NOT NULL ORDER BY 1"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    assert len(want) == 5
+    kept = "improved" in new
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        with florsql.connect(repo, replay="auto") as con:
+            cur = con.cursor()
+            part = cur.execute(sql.replace("WHERE", "WHERE epoch >= 3 AND")).fetchall()
+            assert part == [r for r in want if r[0] >= 3]
+            assert cur.execute(sql).fetchall() == want
+    drew = [c for c in caught if issubclass(c.category, StatementDrawWarning)]
+    assert bool(drew) == kept, [str(c.message) for c in drew]

@@ -126,8 +126,32 @@ class _Module:
     classes: dict[str, ast.ClassDef] = field(default_factory=dict)
     #: alias -> (module path or None when not in the repository, attribute or None)
     imports: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    #: a name or attribute a class's instance is stored in -> the class's name here
-    instances: dict[str, str] = field(default_factory=dict)
+    #: a name or attribute a class's instance is stored in -> the constructor called
+    #: (``Net``, ``models.Net``; ``Net().to(device)`` counts as ``Net``)
+    instances: dict[str, ast.expr] = field(default_factory=dict)
+
+
+_Func = ast.FunctionDef | ast.AsyncFunctionDef
+#: A class of the user's: the module defining it, and its definition.
+_Class = tuple[_Module, ast.ClassDef]
+#: Parameters bound to instances of the user's classes at the call being followed.
+_Env = dict[str, _Class]
+_Target = tuple[_Module, _Func, ast.ClassDef | None, _Env]
+
+#: Methods of a torch module that return the module itself (``Net().to(device)``).
+_SELF_RETURNING = frozenset({
+    "to", "cuda", "cpu", "train", "eval", "double", "float", "half", "bfloat16",
+    "requires_grad_", "share_memory",
+})  # fmt: skip
+#: Methods whose result iterates a module's own tensors or submodules: no draw.
+_DRAWLESS_ITERABLES = frozenset({
+    "parameters", "named_parameters", "buffers", "named_buffers", "children",
+    "named_children", "modules", "named_modules", "items", "keys", "values",
+})  # fmt: skip
+
+
+def _env_key(env: _Env) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((k, id(v[1])) for k, v in env.items()))
 
 
 class _Walker:
@@ -136,8 +160,8 @@ class _Walker:
         self.root_dir = posixpath.dirname(path)
         self.modules: dict[str, _Module | None] = {}
         self.main = self._parse(path, source)
-        self.drawing: dict[int, bool] = {}
-        self.seen: set[int] = set()
+        self.drawing: dict[tuple[int, tuple[tuple[str, int], ...]], bool] = {}
+        self.seen: set[tuple[int, tuple[tuple[str, int], ...]]] = set()
 
     # -- modules ----------------------------------------------------------------------------
     def _parse(self, path: str, source: str) -> _Module | None:
@@ -170,14 +194,14 @@ class _Walker:
                         m.imports[a.asname or a.name] = (self._find(base, path, node.level), a.name)
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
-                cls = _class_named(node.value.func)
-                if cls is None:
+                ctor = _constructor(node.value)
+                if ctor is None:
                     continue
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
                     key = t.id if isinstance(t, ast.Name) else getattr(t, "attr", None)
                     if key:
-                        m.instances[key] = cls
+                        m.instances[key] = ctor
         self.modules[path] = m
         return m
 
@@ -210,25 +234,45 @@ class _Walker:
             self.modules[path] = None if text is None else self._parse(path, text)
         return self.modules[path]
 
+    def _imported_module(self, m: _Module, dotted: str) -> _Module | None:
+        """The repository module ``dotted`` names in ``m`` (``utils``, ``pkg.b``, an alias)."""
+        if dotted in m.imports:
+            where, sub = m.imports[dotted]
+            return self.module(where) if sub is None else None
+        return None
+
     # -- calls --------------------------------------------------------------------------------
     def targets(
-        self, call: ast.Call, m: _Module, cls: ast.ClassDef | None
-    ) -> list[tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef, ast.ClassDef | None]] | None:
-        """The user functions ``call`` may run ([] when it reaches none: a library call), or
-        None when it cannot tell which (a call of a call's result, a subscript...)."""
+        self, call: ast.Call, m: _Module, cls: ast.ClassDef | None, env: _Env
+    ) -> list[_Target] | None:
+        """The user functions ``call`` may run, each with its parameters bound to instances
+        of the user's classes ([] when it reaches none: a library call), or None when it
+        cannot tell which (a call of a call's result, a subscript...)."""
+        found = self._reached_by(call, m, cls, env)
+        if found is None:
+            return None
+        return [(tm, fn, tcls, self._bind(call, fn, tcls, m, env)) for tm, fn, tcls in found]
+
+    def _reached_by(
+        self, call: ast.Call, m: _Module, cls: ast.ClassDef | None, env: _Env
+    ) -> list[tuple[_Module, _Func, ast.ClassDef | None]] | None:
         f = call.func
         if isinstance(f, ast.Name):
+            if f.id in env:  # a parameter given an instance: model(x)
+                return self._instance_call(env[f.id])
             return self._named(f.id, m, call_instance=True)
         if not isinstance(f, ast.Attribute):
             return None
         attr = f.attr
         owner = f.value
+        if isinstance(owner, ast.Name) and owner.id in env:  # model.probe(e)
+            return self._methods(*env[owner.id], attr)
         if isinstance(owner, ast.Name) and owner.id == "self" and cls is not None:
             found = self._methods(m, cls, attr)
             if found:
                 return found
             if attr in m.instances:  # self.head(x)
-                return self._instance_call(m, m.instances[attr])
+                return self._instance_call(self._class_of(m, m.instances[attr]))
             return []
         dotted = _dotted(owner)
         if dotted is not None:
@@ -244,19 +288,41 @@ class _Walker:
                         return self._named(attr, target, call_instance=False, top=True)
                     return []
             if dotted in m.instances:  # net.probe(x)
-                c = self._class(m, m.instances[dotted])
+                c = self._class_of(m, m.instances[dotted])
                 if c is not None:
-                    return self._methods(c[0], c[1], attr)
+                    return self._methods(*c, attr)
         out = []
         if attr in m.instances:  # model.encoder(x)
-            out += self._instance_call(m, m.instances[attr])
+            out += self._instance_call(self._class_of(m, m.instances[attr]))
         for klass in m.classes.values():  # a receiver it cannot name: every method so named
             out += self._methods(m, klass, attr)
         return out
 
+    def _bind(
+        self, call: ast.Call, fn: _Func, tcls: ast.ClassDef | None, m: _Module, env: _Env
+    ) -> _Env:
+        """``fn``'s parameters that ``call`` gives an instance of the user's classes (a name
+        bound to one in ``m``, or a parameter of the caller bound so)."""
+        params = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
+        if tcls is not None and params[:1] in (["self"], ["cls"]):
+            params = params[1:]
+        given: list[tuple[str, ast.expr]] = list(zip(params, call.args, strict=False))
+        given += [(k.arg, k.value) for k in call.keywords if k.arg is not None]
+        out: _Env = {}
+        for param, arg in given:
+            if not isinstance(arg, ast.Name):
+                continue
+            if arg.id in env:
+                out[param] = env[arg.id]
+            elif arg.id in m.instances:
+                c = self._class_of(m, m.instances[arg.id])
+                if c is not None:
+                    out[param] = c
+        return out
+
     def _named(
         self, name: str, m: _Module, *, call_instance: bool, top: bool = False
-    ) -> list[tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef, ast.ClassDef | None]]:
+    ) -> list[tuple[_Module, _Func, ast.ClassDef | None]]:
         if name in m.funcs:
             return [(m, m.funcs[name], None)]
         if name in m.classes:
@@ -272,10 +338,10 @@ class _Walker:
                 return self._named(sub, target, call_instance=call_instance)
             return []
         if call_instance and name in m.instances:
-            return self._instance_call(m, m.instances[name])
+            return self._instance_call(self._class_of(m, m.instances[name]))
         return []
 
-    def _class(self, m: _Module, name: str) -> tuple[_Module, ast.ClassDef] | None:
+    def _class(self, m: _Module, name: str) -> _Class | None:
         if name in m.classes:
             return m, m.classes[name]
         if name in m.imports:
@@ -283,40 +349,57 @@ class _Walker:
             target = self.module(where)
             if target is not None and sub in target.classes:
                 return target, target.classes[sub]
+            if target is not None and sub is not None and sub in target.imports:
+                return self._class(target, sub)  # re-exported once
         return None
 
-    def _instance_call(self, m: _Module, cls_name: str) -> list:
-        c = self._class(m, cls_name)
+    def _class_of(self, m: _Module, ctor: ast.expr) -> _Class | None:
+        """The class a constructor expression names (``Net``, ``models.Net``), or None."""
+        if isinstance(ctor, ast.Name):
+            return self._class(m, ctor.id)
+        if isinstance(ctor, ast.Attribute):
+            owner = _dotted(ctor.value)
+            target = self._imported_module(m, owner) if owner is not None else None
+            if target is not None:
+                return self._class(target, ctor.attr)
+        return None
+
+    def _instance_call(self, c: _Class | None) -> list[tuple[_Module, _Func, ast.ClassDef | None]]:
         if c is None:
             return []
-        return self._methods(c[0], c[1], "forward") + self._methods(c[0], c[1], "__call__")
+        return self._methods(*c, "forward") + self._methods(*c, "__call__")
 
-    def _methods(self, m: _Module, cls: ast.ClassDef, name: str, depth: int = 0) -> list:
-        out = [(m, s, cls) for s in cls.body if isinstance(s, _FUNCS) and s.name == name]
+    def _methods(
+        self, m: _Module, cls: ast.ClassDef, name: str, depth: int = 0
+    ) -> list[tuple[_Module, _Func, ast.ClassDef | None]]:
+        out: list[tuple[_Module, _Func, ast.ClassDef | None]] = [
+            (m, s, cls) for s in cls.body if isinstance(s, _FUNCS) and s.name == name
+        ]
         if out or depth > 5:
             return out
         for base in cls.bases:
-            b = base.id if isinstance(base, ast.Name) else None
-            found = self._class(m, b) if b else None
+            found = self._class_of(m, base)
             if found is not None and found[1] is not cls:
                 out += self._methods(found[0], found[1], name, depth + 1)
         return out
 
     # -- judging --------------------------------------------------------------------------------
-    def may_draw(self, nodes: Iterable[ast.AST], m: _Module, cls: ast.ClassDef | None) -> bool:
+    def may_draw(
+        self, nodes: Iterable[ast.AST], m: _Module, cls: ast.ClassDef | None, env: _Env
+    ) -> bool:
         """Whether running ``nodes`` may draw: a call not known to draw nothing, a loop over
-        anything but ``range``."""
+        anything but ``range`` or a module's own tensors."""
         for top in nodes:
             for node in ast.walk(top):
-                if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                    it = node.iter
-                    if not (isinstance(it, ast.Call) and _call_name(it) in ("range", "enumerate")):
-                        return True
-                if isinstance(node, ast.Call) and self._call_draws(node, m, cls):
+                if isinstance(
+                    node, ast.For | ast.AsyncFor | ast.comprehension
+                ) and not _drawless_iteration(node.iter):
+                    return True
+                if isinstance(node, ast.Call) and self._call_draws(node, m, cls, env):
                     return True
         return False
 
-    def _call_draws(self, call: ast.Call, m: _Module, cls: ast.ClassDef | None) -> bool:
+    def _call_draws(self, call: ast.Call, m: _Module, cls: ast.ClassDef | None, env: _Env) -> bool:
         name = _call_name(call)
         if any(w in name.lower() for w in _DRAW_WORDS):
             return True
@@ -328,53 +411,67 @@ class _Walker:
                 return False
             if f.attr == "log" and isinstance(f.value, ast.Name) and f.value.id in _FLOR:
                 return False
-        found = self.targets(call, m, cls)
+            if f.attr in _DRAWLESS_ITERABLES:
+                return False
+        found = self.targets(call, m, cls, env)
         if found is None:
             return True
         if not found:
             return not (isinstance(f, ast.Attribute) and f.attr in _QUIET_METHODS)
-        for tm, fn, tcls in found:
-            key = id(fn)
+        for tm, fn, tcls, tenv in found:
+            key = (id(fn), _env_key(tenv))
             if key not in self.drawing:
                 self.drawing[key] = False  # recursion: judged by its other paths
-                self.drawing[key] = self.may_draw(fn.body, tm, tcls)
+                self.drawing[key] = self.may_draw(fn.body, tm, tcls, tenv)
             if self.drawing[key]:
                 return True
         return False
 
-    def uneven_function(
-        self, fn: ast.FunctionDef | ast.AsyncFunctionDef, m: _Module, cls: ast.ClassDef | None
-    ) -> bool:
-        """Whether ``fn`` branches around code that may draw, or calls a draw told per call."""
+    def uneven_function(self, fn: _Func, m: _Module, cls: ast.ClassDef | None, env: _Env) -> bool:
+        """Whether ``fn`` branches around code that may draw, or calls a draw told per call.
+        A branch holding a ``return`` or ``raise`` chooses the rest of the function; one
+        holding only ``break``/``continue`` chooses the rest of its loop's body."""
+        parents: dict[int, ast.AST] = {}
+        for node in _walk_own(fn.body):
+            for child in ast.iter_child_nodes(node):
+                parents[id(child)] = node
         for node in _walk_own(fn.body):
             if conditional_draw(node):
                 return True
-            if isinstance(node, _CHOOSING):
-                if any(isinstance(n, _LEAVING) for n in ast.walk(node)):
-                    if self.may_draw(fn.body, m, cls):
-                        return True
-                elif self.may_draw([node], m, cls):
-                    return True
+            if not isinstance(node, _CHOOSING):
+                continue
+            inside = [n for n in ast.walk(node) if isinstance(n, _LEAVING)]
+            if any(isinstance(n, ast.Return | ast.Raise) for n in inside):
+                region: list[ast.AST] = list(fn.body)
+            elif inside:
+                loop = _enclosing_loop(node, parents)
+                region = list(fn.body) if loop is None else list(loop.body)
+            else:
+                region = [node]
+            if self.may_draw(region, m, cls, env):
+                return True
         return False
 
-    def reached(
-        self, nodes: Iterable[ast.AST], m: _Module, cls: ast.ClassDef | None
-    ) -> Iterable[tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef, ast.ClassDef | None]]:
-        """Every user function the calls in ``nodes`` reach, directly or through others."""
-        todo = [(n, m, cls) for n in nodes]
+    def reached(self, nodes: Iterable[ast.AST], m: _Module) -> Iterable[_Target]:
+        """Every user function the calls in ``nodes`` reach, directly or through others, with
+        its parameters bound as the call that reaches it binds them."""
+        todo: list[tuple[ast.AST, _Module, ast.ClassDef | None, _Env]] = [
+            (n, m, None, {}) for n in nodes
+        ]
         while todo:
-            top, tm, tcls = todo.pop()
+            top, tm, tcls, tenv = todo.pop()
             for node in ast.walk(top):
                 if not isinstance(node, ast.Call):
                     continue
-                for target in self.targets(node, tm, tcls) or []:
-                    if id(target[1]) in self.seen:
+                for target in self.targets(node, tm, tcls, tenv) or []:
+                    key = (id(target[1]), _env_key(target[3]))
+                    if key in self.seen:
                         continue
-                    self.seen.add(id(target[1]))
+                    self.seen.add(key)
                     if len(self.seen) > MAX_FUNCTIONS:
                         raise _TooMany
                     yield target
-                    todo += [(s, target[0], target[2]) for s in target[1].body]
+                    todo += [(s, target[0], target[2], target[3]) for s in target[1].body]
 
 
 class _TooMany(Exception):
@@ -413,11 +510,43 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
-def _class_named(func: ast.expr) -> str | None:
-    """The name a constructor call's class goes by here (``Net``, ``models.Net`` -> ``Net``
-    when capitalised), or None."""
+def _constructor(call: ast.Call) -> ast.expr | None:
+    """The class expression a constructor call names (``Net(...)``, ``models.Net(...)``,
+    ``Net(...).to(device)``: capitalised, as classes are), or None."""
+    func = call.func
+    while (
+        isinstance(func, ast.Attribute)
+        and func.attr in _SELF_RETURNING
+        and isinstance(func.value, ast.Call)
+    ):
+        func = func.value.func
     name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-    return name if name[:1].isupper() else None
+    return func if name[:1].isupper() and isinstance(func, ast.Name | ast.Attribute) else None
+
+
+def _drawless_iteration(it: ast.expr) -> bool:
+    """A loop over ``range(...)``, a module's own tensors (``model.parameters()``), a dict's
+    items, or ``enumerate``/``zip`` of those: its iteration draws nothing."""
+    if not isinstance(it, ast.Call):
+        return False
+    name = _call_name(it)
+    if name == "range":
+        return True
+    if name in ("enumerate", "zip", "reversed", "sorted", "list"):
+        return all(_drawless_iteration(a) for a in it.args)
+    return isinstance(it.func, ast.Attribute) and name in _DRAWLESS_ITERABLES
+
+
+def _enclosing_loop(
+    node: ast.AST, parents: dict[int, ast.AST]
+) -> ast.For | ast.AsyncFor | ast.While | None:
+    """The innermost loop around ``node`` within its function."""
+    at = parents.get(id(node))
+    while at is not None:
+        if isinstance(at, ast.For | ast.AsyncFor | ast.While):
+            return at
+        at = parents.get(id(at))
+    return None
 
 
 def calls_uneven(
@@ -441,8 +570,8 @@ def calls_uneven(
     if any(conditional_draw(n) for s in stmts for n in ast.walk(s)):
         return True
     try:
-        for m, fn, cls in w.reached(stmts, w.main, None):
-            if w.uneven_function(fn, m, cls):
+        for m, fn, cls, env in w.reached(stmts, w.main):
+            if w.uneven_function(fn, m, cls, env):
                 return True
     except (_TooMany, RecursionError):
         return True

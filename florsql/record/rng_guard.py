@@ -29,6 +29,7 @@ Python's are.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import types
 from collections.abc import Iterable
@@ -136,7 +137,8 @@ class RngGuard:
         saved = _snapshot(full=full)
         saved["draws"] = dict(_DRAWS)
         if full or not self._tracked:
-            self._tracked = _tracked({**_frame_modules(frame, self.objects), **self.objects})
+            found = {**_frame_modules(frame, self.objects), **_frame_objects(frame, self.objects)}
+            self._tracked = _tracked({**found, **self.objects})
             self._registered = _tracked(self.objects)
         if self._tracked:
             saved["modules"] = (self._tracked, _module_state(self._tracked))
@@ -300,6 +302,43 @@ def _frame_modules(frame: FrameType | None, registered: dict[str, Any]) -> dict[
     return out
 
 
+def _frame_objects(frame: FrameType | None, registered: dict[str, Any]) -> dict[str, Any]:
+    """The objects of the user's classes (defined in the script or in a module of the
+    repository) that ``frame`` names and ``flor.checkpointing`` was not given: a checkpoint
+    saves them with the frame's locals, so state today's statement keeps in them (``history.
+    improved()`` updating ``self.best``) is put back by a restore as the old run had it
+    (session 46, sweep H: 1 for 0, silently)."""
+    if frame is None:
+        return {}
+    seen = {id(v) for v in registered.values()}
+    scopes = (
+        [frame.f_globals]
+        if frame.f_locals is frame.f_globals
+        else [frame.f_globals, frame.f_locals]
+    )
+    out: dict[str, Any] = {}
+    for scope in scopes:
+        for name, value in list(scope.items()):
+            if id(value) not in seen and _user_object(value):
+                seen.add(id(value))
+                out[name] = value
+    return out
+
+
+def _user_object(obj: Any) -> bool:
+    """An instance of a class defined in ``__main__`` or in a module under the working folder
+    (a replay's worktree), not in an installed package."""
+    kind = type(obj)
+    if isinstance(obj, type) or not hasattr(obj, "__dict__"):
+        return False
+    module = kind.__module__
+    if module == "__main__":
+        return True
+    path = getattr(sys.modules.get(module), "__file__", None) or ""
+    here = os.getcwd() + os.sep
+    return path.startswith(here) and "site-packages" not in path
+
+
 def _tracked(objects: dict[str, Any]) -> list[tuple[str, Any]]:
     """``(label, tensor or module)`` of every parameter, buffer and submodule of the registered
     torch modules, and ``(name, object)`` of each registered object of the user's class."""
@@ -358,6 +397,99 @@ def _module_state(tracked: list[tuple[str, Any]]) -> list[Any]:
         else:
             out.append(_attributes(obj, torch))
     return out
+
+
+#: Methods that change the object they are called on (a list's ``append``, a tensor's ``add_``).
+_MUTATING = frozenset({
+    "append", "appendleft", "extend", "insert", "update", "add", "pop", "popleft",
+    "setdefault", "clear", "remove", "discard", "copy_", "add_", "mul_", "sub_", "div_",
+    "zero_", "fill_", "lerp_", "clamp_", "__setitem__",
+})  # fmt: skip
+_ACCUMULATES: dict[tuple[type, str], bool] = {}
+
+
+def accumulates(kind: type, attr: str) -> bool:
+    """Whether the code of class ``kind`` (and of its user-written bases) may carry attribute
+    ``attr`` from one call to the next: an augmented assignment to ``self.attr``, an assignment
+    whose value reads it (``self.ema = 0.5 * self.ema + ...``, ``self.best = min(self.best,
+    v)``), one under a test of it (``if self._ref is None: self._ref = ...``), a store into it
+    or a call changing it (``self.hist.append(v)``). An attribute only ever overwritten
+    (``self.last = h.detach()`` in ``forward``) carries nothing: a restore leaves it as a
+    run of today's script has it at its next write (session 46, sweep H: every query replayed
+    such a model from its start). True where the code cannot be read.
+
+    Example:
+        >>> import ast
+        >>> src = "class Meter:\\n    def add(self, v):\\n        self.total += v\\n"
+        >>> tree = ast.parse(src + "        self.last = v\\n")
+        >>> _carries(tree, "total"), _carries(tree, "last")
+        (True, False)
+    """
+    key = (kind, attr)
+    if key not in _ACCUMULATES:
+        try:
+            _ACCUMULATES[key] = _accumulates(kind, attr)
+        except Exception:  # no source (a class made at run time, a C extension): counted
+            _ACCUMULATES[key] = True
+    return _ACCUMULATES[key]
+
+
+def _accumulates(kind: type, attr: str) -> bool:
+    import ast
+    import inspect
+    import textwrap
+
+    for klass in kind.__mro__:
+        root = (klass.__module__ or "").split(".", 1)[0]
+        if root in ("builtins", "torch", "numpy", "collections", "abc", "typing"):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        if _carries(tree, attr):
+            return True
+    return False
+
+
+def _carries(tree: Any, attr: str) -> bool:
+    import ast
+
+    def is_attr(node: Any) -> bool:
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr == attr
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        )
+
+    def reads(node: Any) -> bool:
+        return any(
+            is_attr(n) and isinstance(getattr(n, "ctx", None), ast.Load) for n in ast.walk(node)
+        )
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AugAssign) and is_attr(node.target):
+            return True
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(is_attr(t) for t in targets) and reads(node.value):
+                return True
+        if isinstance(node, ast.If) and reads(node.test):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Assign) and any(is_attr(t) for t in inner.targets):
+                    return True
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Store | ast.Del)
+            and is_attr(node.value)
+        ):
+            return True
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATING
+            and is_attr(node.func.value)
+        ):
+            return True
+    return False
 
 
 def _own_class(obj: Any) -> bool:
@@ -425,15 +557,17 @@ def _buffer_digest(obj: Any, parameter: Any) -> int | None:
 
 def _changed(tracked: list[tuple[str, Any]], before: list[Any], now: list[Any]) -> str | None:
     """The first tracked object a statement changed, as the query's warning names it."""
-    for (label, _obj), a, b in zip(tracked, before, now, strict=True):
+    for (label, obj), a, b in zip(tracked, before, now, strict=True):
         if a == b:
             continue
         if a is None or b is None or isinstance(a[0], tuple) or isinstance(b[0], tuple):
             old = {k: (i, n) for k, i, n in a or ()}
             new = {k: (i, n) for k, i, n in b or ()}
             which = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            attr = which[0] if which else "?"
-            return f"{label}.{attr} (an attribute of a model or registered object, changed)"
+            kept = [k for k in which if accumulates(type(obj), k)]
+            if not kept:
+                continue  # overwritten at each call (``self.last = h``): no state carried on
+            return f"{label}.{kept[0]} (an attribute of a model or object, changed)"
         if a[0] != b[0] or a[3] != b[3]:
             return f"{label} (a model's tensor, changed in place)"
         return f"{label}.grad (a model's gradient, changed)"
