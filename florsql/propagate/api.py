@@ -273,10 +273,11 @@ def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]
     (``def report(m): flor.log("wn", ...)``, today's helper called once in the epoch loop),
     the neighbours of the helper's call: where the old version has no such helper, the
     statement goes where today's code calls it (session 46: refused "no context"). None where
-    the block is not a helper's body."""
+    the block is not a helper's body, or the old version defines a function of its name (a
+    rewritten helper: what its body computes is not the call site's to compute)."""
     around = session.new_helpers.enclosing_call(block)
-    if around is None or around[0].body is not block.stmts:
-        return None
+    if around is None or around[0].body is not block.stmts or around[0].name in session.old.defs:
+        return None  # not a helper's body, or the old version has the helper: its body counts
     site = session.new_helpers.call_site(around[0])
     if site is None:
         return None
