@@ -350,3 +350,47 @@ def test_attributes_that_carry_state_and_those_that_do_not(tmp_path: Path, new: 
             assert cur.execute(sql).fetchall() == want
     drew = [c for c in caught if issubclass(c.category, StatementDrawWarning)]
     assert bool(drew) == kept, [str(c.message) for c in drew]
+
+
+def test_an_old_helper_the_old_loop_never_called_restores_checkpoints(tmp_path: Path) -> None:
+    """Sweep H: v1 defines ``evaluate`` and calls it only after the loop; today's per-epoch
+    ``flor.log("val_acc", evaluate(net, XV, YV))``. A call of ``evaluate`` counted as changing
+    the function ``evaluate``, which no checkpoint holds ("reads evaluate, not captured"), so
+    every task ran from the top. A plain function of the script holds nothing a call changes
+    (``effects._plain_functions``): the task restores the checkpoint, and the value is exact."""
+    from florsql.code.effects import _plain_functions
+
+    old = (Path(__file__).parent / "fixtures" / "replay_s46" / "old_helper_v1.py").read_text()
+    new = old.replace(
+        '            flor.log("val_loss", loss_fn(net(XV), YV).item())\n',
+        '            flor.log("val_loss", loss_fn(net(XV), YV).item())\n'
+        '        flor.log("val_acc", evaluate(net, XV, YV))\n',
+    )
+    assert new != old
+    assert "evaluate" in _plain_functions(ast.parse(old))
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    oracle = make_repo(tmp_path / "o", {"train.py": new})
+    run_script(repo, "train.py", **ENV)
+    run_script(oracle, "train.py", **ENV)
+    write(repo / "train.py", new)
+    sql = "SELECT epoch, val_acc FROM logs WHERE epoch = 3 AND val_acc IS NOT NULL"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql).fetchall())
+        assert "from checkpoint epoch 3" in plan and "not captured" not in plan, plan
+        assert cur.execute(sql).fetchall() == want and len(want) == 1
+
+
+def test_what_a_plain_function_is() -> None:
+    from florsql.code.effects import _plain_functions
+
+    src = "import functools\nimport torch\n"
+    src += "def a(x):\n    return x\n"
+    src += "@torch.no_grad()\ndef b(x):\n    return x\n"
+    src += "@functools.lru_cache\ndef c(x):\n    return x\n"
+    src += "def d(x):\n    return x\nd = staticmethod(d)\n"
+    src += "def e(x):\n    return x\ndef e(x):\n    return 2 * x\n"
+    src += "def f(x):\n    def f():\n        pass\n    return x\n"
+    assert _plain_functions(ast.parse(src)) == {"a", "b"}

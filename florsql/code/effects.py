@@ -110,6 +110,48 @@ class _Summary:
 
 #: The script's functions by name (a method by its attribute name), while it is analysed.
 _CALLEES: ContextVar[Mapping[str, _Summary] | None] = ContextVar("_CALLEES", default=None)
+#: The script's plain functions (:func:`_plain_functions`), while it is analysed.
+_PLAIN: ContextVar[frozenset[str]] = ContextVar("_PLAIN", default=frozenset())
+
+#: Decorators that keep no state of their own (a function so decorated is still plain).
+_STATELESS_DECORATORS = frozenset({"no_grad", "inference_mode", "enable_grad", "wraps"})
+
+
+def _plain_functions(tree: ast.Module) -> frozenset[str]:
+    """Names of the module's own functions that calling cannot change: a ``def`` at module
+    level, bound nowhere else (no assignment, ``global`` rebinding, ``del``, import or second
+    ``def`` of that name), with no decorator but :data:`_STATELESS_DECORATORS` (an
+    ``lru_cache`` keeps its cache). What such a function changes outside itself counts
+    through its summary; the function object itself holds nothing a call changes (session
+    46, sweep H: a call of ``evaluate`` counted as changing ``evaluate``, which no checkpoint
+    holds, so a statement calling an old helper the old loop never called replayed from the
+    top). Function attributes it sets (``evaluate.calls += 1``) are in its summary."""
+    defs: dict[str, int] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            defs[stmt.name] = defs.get(stmt.name, 0) + 1
+            for d in stmt.decorator_list:
+                target = d.func if isinstance(d, ast.Call) else d
+                name = (
+                    target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                )
+                if name not in _STATELESS_DECORATORS:
+                    defs[stmt.name] += 1  # counted as rebound
+    rebound: set[str] = set()
+    top = {id(stmt) for stmt in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            rebound.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            rebound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            rebound.update(node.names)
+        elif (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and id(node) not in top
+        ):
+            rebound.add(node.name)  # a nested def or class of the same name shadows it
+    return frozenset(n for n, k in defs.items() if k == 1 and n not in rebound)
 
 
 @dataclass(frozen=True)
@@ -255,6 +297,7 @@ def analyze_source(source: str) -> ScriptFacts:
     except (SyntaxError, ValueError, RecursionError):
         return ScriptFacts(())
     hidden = _HIDDEN.set(_hidden_state(tree))
+    plain = _PLAIN.set(_plain_functions(tree))
     try:
         callees, escaped = _summaries(tree)
         token = _CALLEES.set(callees)
@@ -267,6 +310,7 @@ def analyze_source(source: str) -> ScriptFacts:
         finally:
             _CALLEES.reset(token)
     finally:
+        _PLAIN.reset(plain)
         _HIDDEN.reset(hidden)
     return ScriptFacts(tuple(sorted(finder.found, key=lambda lp: lp.line)))
 
@@ -1821,7 +1865,7 @@ def _call_mutates(call: ast.Call) -> set[str]:
             out.add(root)
             out |= _reached_through_calls(func.value)
     pure = isinstance(func, ast.Name) and func.id in PURE_CALLS
-    if isinstance(func, ast.Name) and not pure:
+    if isinstance(func, ast.Name) and not pure and func.id not in _PLAIN.get():
         out.add(func.id)  # calling an object (a module's forward, a closure) may change it
     if isinstance(func, ast.Call):
         root = _root(func)  # ``getattr(log, "append")(v)``: a method taken by name (s45)
