@@ -242,6 +242,14 @@ def test_what_calls_uneven_follows() -> None:
     gn = "def gn(m):\n    t = 0.0\n    for p in m.parameters():\n        if p.grad is None:\n"
     gn += "            continue\n        t += p.grad.norm().item() ** 2\n    return t ** 0.5\n"
     assert not _uneven(head + gn, "g = gn(net)")
+    # a library model in eval mode first (the usual evaluate): its break skips no draw
+    ev = "def ev(model, X, n):\n    model.eval()\n    c = 0\n    for b in range(4):\n"
+    ev += "        if n and b >= n:\n            break\n"
+    ev += (
+        "        c += (model(X[b]).argmax(1) == 0).sum().item()\n    model.train()\n    return c\n"
+    )
+    assert not _uneven(head + ev, "a = ev(net, X, 2)")
+    assert _uneven(head + ev.replace("    model.eval()\n", ""), "a = ev(net, X, 2)")
     # recursion ends
     rec = "def f(n):\n    if n:\n        return f(n - 1)\n    return torch.rand(1)\n"
     assert _uneven(head + rec, "x = f(3)")

@@ -262,7 +262,7 @@ def patched_script(
     uneven: dict[str, str] = {}
     for path, r in sorted(result.files.items()):
         for p in r.placed:
-            if p.name in names and p.name not in failed:
+            if (p.name in names and p.name not in failed) or p.name in companions:
                 how = pieces_uneven(r.source, p.pieces, path, read)
                 if how is not None:  # two pieces of one name: not one gate
                     uneven[p.name] = "uneven" if p.name in uneven else how

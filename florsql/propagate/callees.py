@@ -69,6 +69,11 @@ _QUIET_METHODS = frozenset({
     "item", "items", "join", "keys", "max", "mean", "min", "norm", "numel", "numpy", "pop",
     "setdefault", "size", "split", "std", "strip", "sum", "tolist", "update", "values", "var",
     "warning", "write",
+    # tensor reads and shapes
+    "argmax", "argmin", "eq", "ne", "lt", "gt", "le", "ge", "long", "int", "bool", "view",
+    "reshape", "squeeze", "unsqueeze", "flatten", "t", "transpose", "permute", "contiguous",
+    "softmax", "log_softmax", "exp", "log", "sqrt", "pow", "clamp", "round", "all", "any",
+    "nonzero", "topk", "sort", "clone", "to", "square", "prod",
 })  # fmt: skip
 #: Modules whose functions draw nothing.
 _QUIET_MODULES = frozenset({"math", "os", "json", "time", "logging", "operator", "statistics"})
@@ -385,7 +390,12 @@ class _Walker:
 
     # -- judging --------------------------------------------------------------------------------
     def may_draw(
-        self, nodes: Iterable[ast.AST], m: _Module, cls: ast.ClassDef | None, env: _Env
+        self,
+        nodes: Iterable[ast.AST],
+        m: _Module,
+        cls: ast.ClassDef | None,
+        env: _Env,
+        fn: _Func | None = None,
     ) -> bool:
         """Whether running ``nodes`` may draw: a call not known to draw nothing, a loop over
         anything but ``range`` or a module's own tensors."""
@@ -395,11 +405,18 @@ class _Walker:
                     node, ast.For | ast.AsyncFor | ast.comprehension
                 ) and not _drawless_iteration(node.iter):
                     return True
-                if isinstance(node, ast.Call) and self._call_draws(node, m, cls, env):
+                if isinstance(node, ast.Call) and self._call_draws(node, m, cls, env, fn):
                     return True
         return False
 
-    def _call_draws(self, call: ast.Call, m: _Module, cls: ast.ClassDef | None, env: _Env) -> bool:
+    def _call_draws(
+        self,
+        call: ast.Call,
+        m: _Module,
+        cls: ast.ClassDef | None,
+        env: _Env,
+        fn: _Func | None = None,
+    ) -> bool:
         name = _call_name(call)
         if any(w in name.lower() for w in _DRAW_WORDS):
             return True
@@ -417,12 +434,14 @@ class _Walker:
         if found is None:
             return True
         if not found:
+            if isinstance(f, ast.Name) and fn is not None and _in_eval(fn, f.id, call.lineno):
+                return False  # a library model put in eval mode first: no dropout draws
             return not (isinstance(f, ast.Attribute) and f.attr in _QUIET_METHODS)
         for tm, fn, tcls, tenv in found:
             key = (id(fn), _env_key(tenv))
             if key not in self.drawing:
                 self.drawing[key] = False  # recursion: judged by its other paths
-                self.drawing[key] = self.may_draw(fn.body, tm, tcls, tenv)
+                self.drawing[key] = self.may_draw(fn.body, tm, tcls, tenv, fn)
             if self.drawing[key]:
                 return True
         return False
@@ -448,7 +467,7 @@ class _Walker:
                 region = list(fn.body) if loop is None else list(loop.body)
             else:
                 region = [node]
-            if self.may_draw(region, m, cls, env):
+            if self.may_draw(region, m, cls, env, fn):
                 return True
         return False
 
@@ -522,6 +541,31 @@ def _constructor(call: ast.Call) -> ast.expr | None:
         func = func.value.func
     name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
     return func if name[:1].isupper() and isinstance(func, ast.Name | ast.Attribute) else None
+
+
+def _in_eval(fn: _Func, name: str, line: int) -> bool:
+    """Whether ``fn`` calls ``name.eval()`` at its own top level before ``line`` (the usual
+    ``evaluate``: ``model.eval()``, then forward passes; a torch module's library layers draw
+    nothing in eval mode), with no ``name.train()`` between."""
+    state = False
+    for stmt in fn.body:
+        if stmt.lineno >= line:
+            break
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+            and isinstance(stmt.value.func.value, ast.Name)
+            and stmt.value.func.value.id == name
+            and stmt.value.func.attr in ("eval", "train")
+        ):
+            train = stmt.value.func.attr == "train" and not (
+                stmt.value.args
+                and isinstance(stmt.value.args[0], ast.Constant)
+                and stmt.value.args[0].value is False
+            )
+            state = not train
+    return state
 
 
 def _drawless_iteration(it: ast.expr) -> bool:
