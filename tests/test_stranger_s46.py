@@ -286,3 +286,34 @@ for epoch in flor.loop("epoch", range(3)):
     write(repo / "train.py", script.replace("#@\n", gnorm + h2))
     with florsql.connect(repo, replay="off") as con:
         assert _rows(con, sql) == want
+
+
+def test_today_s_helper_whose_parameter_is_named_like_the_old_model(tmp_path: Path) -> None:
+    """Sweep H: today's ``def evaluate(net, X, Y, ...)`` with ``net.eval()`` ... ``net.train()``,
+    called as ``evaluate(net, XV, YV)``, was refused "changes the mode of 'net'": inside the
+    helper ``net`` is its parameter, not the old version's ``net`` (a parameter named ``model``
+    was placed). Its ``if ...: break`` is not a branch where the ``def`` is placed, only where
+    it is called (and there the model is in eval mode first). Values equal a run of today's
+    script."""
+    from florsql.propagate import propagate
+    from florsql.propagate.identity import pieces_uneven
+
+    fixtures = Path(__file__).parent / "fixtures" / "replay_s46"
+    old = (fixtures / "param_v1.py").read_text()
+    new = (fixtures / "param_v2.py").read_text()
+    result = propagate(new, old, ["val_acc"])
+    assert not result.failed and [p.name for p in result.placed] == ["val_acc"]
+    (placed,) = result.placed
+    assert pieces_uneven(result.source, placed.pieces) is None
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    oracle = make_repo(tmp_path / "o", {"train.py": new})
+    env = {"FLORSQL_CHECKPOINT_PERIOD": "1"}
+    run_script(repo, "train.py", **env)
+    run_script(oracle, "train.py", **env)
+    write(repo / "train.py", new)
+    sql = "SELECT epoch, val_acc FROM logs WHERE val_acc IS NOT NULL ORDER BY 1"
+    with florsql.connect(oracle, replay="off") as con:
+        want = _rows(con, sql)
+    with florsql.connect(repo, replay="auto") as con:
+        assert _rows(con, sql.replace("WHERE", "WHERE epoch = 3 AND")) == [want[3]]
+        assert _rows(con, sql) == want and len(want) == 5

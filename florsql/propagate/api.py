@@ -1896,9 +1896,10 @@ def _changes_old(
     inner = _Owners(session)
     inner.own = dict(owners.own)
     inner.bind(stmt)  # the statement's own bindings (a loop variable over an old list)
+    shadowed = _parameters_around(stmt)
     for target in _stored(stmt):
         root = inner.root(target)
-        if not (inner.old(root) or owners.old(root)):
+        if not (inner.old(root) or owners.old(root)) or root in shadowed.get(id(target), ()):
             continue
         _, first = _store_chain(target)
         if first is not None and _new_attribute(first, session):
@@ -1919,6 +1920,8 @@ def _changes_old(
         root = inner.root(func.value)
         if root in session.old.imported and root not in inner.own:
             continue  # a module's function (``torch.save(...)``, ``logging.info(...)``)
+        if root in shadowed.get(id(node), ()):
+            continue  # a parameter of a function the code defines: its calls' rule, below
         if inner.old(root) or owners.old(root):
             if func.attr in ("eval", "train"):
                 return f"the mode of {_held(root, inner, session)} ({ast.unparse(node.value)})"
@@ -1958,6 +1961,29 @@ def _changes_old(
                 f"today's {name}() changes its argument, {why})"
             )
     return None
+
+
+def _parameters_around(stmt: ast.stmt) -> dict[int, frozenset[str]]:
+    """For each node of ``stmt`` inside a function it defines, that function's parameters
+    (and those of the functions around it): there ``net`` in ``def evaluate(net, X):
+    net.eval()`` is the parameter, not the old version's ``net`` (session 46, sweep H: refused
+    "changes the mode of 'net'", where a parameter named ``model`` was placed). What the
+    function does to its arguments counts at its calls (:func:`_changes_arguments`)."""
+    out: dict[int, frozenset[str]] = {}
+
+    def visit(node: ast.AST, params: frozenset[str]) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            a = node.args
+            names = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+            names += [x for x in (a.vararg, a.kwarg) if x is not None]
+            params = params | {x.arg for x in names}
+        for child in ast.iter_child_nodes(node):
+            if params:
+                out[id(child)] = params
+            visit(child, params)
+
+    visit(stmt, frozenset())
+    return out
 
 
 #: methods that change the object they are called on, even where their value is used

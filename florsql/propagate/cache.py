@@ -75,7 +75,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 23 (session 46): a statement of today's helper that nothing in the old version matches
 #: goes where today's code calls the helper, its parameters read as the call's arguments
 #: (``def report(m): flor.log("wn", ...)`` called in the epoch loop: "no context" before).
-CACHE_VERSION = "23"
+#: 24 (session 46): inside a function carried code defines, a parameter named like an old
+#: object is the parameter (``def evaluate(net, ...): net.eval()``: refused before).
+CACHE_VERSION = "24"
 
 
 def digest(*parts: str) -> str:

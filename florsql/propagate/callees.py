@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-__all__ = ["calls_uneven", "conditional_draw"]
+__all__ = ["calls_uneven", "conditional_draw", "parsed", "walk_own"]
 
 #: Reads a repository file of the version (a path relative to the root): its text, or None.
 Reader = Callable[[str], str | None]
@@ -451,10 +451,10 @@ class _Walker:
         A branch holding a ``return`` or ``raise`` chooses the rest of the function; one
         holding only ``break``/``continue`` chooses the rest of its loop's body."""
         parents: dict[int, ast.AST] = {}
-        for node in _walk_own(fn.body):
+        for node in walk_own(fn.body):
             for child in ast.iter_child_nodes(node):
                 parents[id(child)] = node
-        for node in _walk_own(fn.body):
+        for node in walk_own(fn.body):
             if conditional_draw(node):
                 return True
             if not isinstance(node, _CHOOSING):
@@ -508,7 +508,7 @@ def parsed(source: str) -> ast.Module | None:
         return None
 
 
-def _walk_own(body: list[ast.stmt]) -> Iterable[ast.AST]:
+def walk_own(body: Iterable[ast.AST]) -> Iterable[ast.AST]:
     """The nodes of ``body``, not those of functions or classes defined in it."""
     todo: list[ast.AST] = list(body)
     while todo:

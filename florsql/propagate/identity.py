@@ -34,7 +34,7 @@ import ast
 
 from florsql.fold import fold
 from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
-from florsql.propagate.callees import Reader, calls_uneven, parsed
+from florsql.propagate.callees import Reader, calls_uneven, parsed, walk_own
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
@@ -228,7 +228,11 @@ def pieces_uneven(
         return "uneven"
     if all(_module_level(tree, first) for first, _ in pieces):
         return None  # run by every task, in full: before the loop, or after it
-    branching = [n for s in stmts for n in ast.walk(s) if isinstance(n, _BRANCHING)]
+    # a carried ``def`` only defines: its body's branches count where it is called
+    # (calls_uneven follows the call), not where it is placed (session 46)
+    defining = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    run = [s for s in stmts if not isinstance(s, defining)]
+    branching = [n for n in walk_own(run) if isinstance(n, _BRANCHING)]
     if calls_uneven(source, stmts, path, read):
         return "uneven"
     if not branching:
