@@ -212,6 +212,7 @@ def test_what_calls_uneven_follows() -> None:
     assert _uneven(head + "from pkg.a import probe\n", "x = probe(net, e)", pkg)
     assert _uneven(head + "import pkg.b as pb\n", "x = pb.probe(net, e)", pkg)
     assert not _uneven(head + "import tools\n", "x = tools.probe(net, e)", None)  # unread
+    assert _uneven(head + "from tools import *\n", "x = probe(net, e)", tools)
     # a module of the user's: forward's branch
     net = "class Net(torch.nn.Module):\n    def forward(self, x):\n"
     net += "        if x.sum() > 0:\n            x = x + torch.randn(3)\n        return x\n"

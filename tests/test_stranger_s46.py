@@ -317,3 +317,21 @@ def test_today_s_helper_whose_parameter_is_named_like_the_old_model(tmp_path: Pa
     with florsql.connect(repo, replay="auto") as con:
         assert _rows(con, sql.replace("WHERE", "WHERE epoch = 3 AND")) == [want[3]]
         assert _rows(con, sql) == want and len(want) == 5
+
+
+def test_a_name_from_a_star_import_is_bound() -> None:
+    """Sweep H: ``from utils import *`` binds ``probe``, which no text of train.py shows:
+    today's ``flor.log("probe", probe(net, epoch))`` was refused "unbound name 'probe'"."""
+    from florsql.propagate import propagate
+
+    old = (
+        "from utils import *\nimport florsql as flor\n"
+        "for epoch in flor.loop('epoch', range(3)):\n    w = epoch * 2\n"
+    )
+    new = old + "    flor.log('probe', probe(w, epoch))\n"
+    result = propagate(new, old, ["probe"])
+    assert not result.failed and [p.name for p in result.placed] == ["probe"]
+    # without the star import the name is unbound, as before
+    bare = old.replace("from utils import *\n", "")
+    failed = propagate(new.replace("from utils import *\n", ""), bare, ["probe"]).failed
+    assert failed and "unbound name 'probe'" in failed[0].reason

@@ -77,6 +77,7 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: (``def report(m): flor.log("wn", ...)`` called in the epoch loop: "no context" before).
 #: 24 (session 46): inside a function carried code defines, a parameter named like an old
 #: object is the parameter (``def evaluate(net, ...): net.eval()``: refused before).
+#: 24 (session 46) also: a name bound nowhere else is bound by ``from X import *``.
 CACHE_VERSION = "24"
 
 

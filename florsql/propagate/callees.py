@@ -134,6 +134,8 @@ class _Module:
     #: a name or attribute a class's instance is stored in -> the constructor called
     #: (``Net``, ``models.Net``; ``Net().to(device)`` counts as ``Net``)
     instances: dict[str, ast.expr] = field(default_factory=dict)
+    #: the repository modules ``from X import *`` brings every name of
+    stars: list[str] = field(default_factory=list)
 
 
 _Func = ast.FunctionDef | ast.AsyncFunctionDef
@@ -190,6 +192,11 @@ class _Walker:
                         m.imports[a.name] = (self._find(a.name, path, 0), None)
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
+                if any(a.name == "*" for a in node.names):
+                    star = self._find(base, path, node.level)
+                    if star is not None:
+                        m.stars.append(star)
+                    continue
                 for a in node.names:
                     sub = f"{base}.{a.name}" if base else a.name
                     as_module = self._find(sub, path, node.level)
@@ -344,11 +351,19 @@ class _Walker:
             return []
         if call_instance and name in m.instances:
             return self._instance_call(self._class_of(m, m.instances[name]))
+        for star in m.stars:  # ``from utils import *``
+            target = self.module(star)
+            if target is not None and (name in target.funcs or name in target.classes):
+                return self._named(name, target, call_instance=call_instance, top=True)
         return []
 
     def _class(self, m: _Module, name: str) -> _Class | None:
         if name in m.classes:
             return m, m.classes[name]
+        for star in m.stars:
+            target = self.module(star)
+            if target is not None and name in target.classes:
+                return target, target.classes[name]
         if name in m.imports:
             where, sub = m.imports[name]
             target = self.module(where)

@@ -433,4 +433,15 @@ class Bindings:
             loops = self._loops_around(block.scopes[-1], line)
             return any(lo <= n <= hi for lo, hi in loops for n in bound)
         outer = [s for s in block.scopes[:-1] if not isinstance(s, ast.ClassDef)]
-        return any(name in self._scope(s).lines for s in outer)
+        if any(name in self._scope(s).lines for s in outer):
+            return True
+        # ``from utils import *`` binds names no text shows: a name bound nowhere else comes
+        # from it (session 46, sweep H: refused "unbound name 'probe'"); where it does not,
+        # the replay fails with a NameError, said, not a wrong value
+        module = block.scopes[0]
+        return isinstance(module, ast.Module) and any(
+            isinstance(s, ast.ImportFrom)
+            and any(a.name == "*" for a in s.names)
+            and s.lineno < line
+            for s in module.body
+        )
