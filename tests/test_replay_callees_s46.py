@@ -251,6 +251,11 @@ def test_what_calls_uneven_follows() -> None:
     )
     assert not _uneven(head + ev, "a = ev(net, X, 2)")
     assert _uneven(head + ev.replace("    model.eval()\n", ""), "a = ev(net, X, 2)")
+    # a loop drawing as many times as the call says (``range(epoch)``)
+    counted = "def f(e):\n    t = 0\n    for _ in range(e):\n        t += torch.rand(1).item()\n"
+    counted += "    return t\n"
+    assert _uneven(head + counted, "x = f(epoch)")
+    assert not _uneven(head + counted.replace("range(e)", "range(3)"), "x = f(epoch)")
     # recursion ends
     rec = "def f(n):\n    if n:\n        return f(n - 1)\n    return torch.rand(1)\n"
     assert _uneven(head + rec, "x = f(3)")

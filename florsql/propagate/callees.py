@@ -469,9 +469,15 @@ class _Walker:
         for node in walk_own(fn.body):
             for child in ast.iter_child_nodes(node):
                 parents[id(child)] = node
+        params = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]}
         for node in walk_own(fn.body):
             if conditional_draw(node):
                 return True
+            if isinstance(node, ast.For | ast.AsyncFor) and _counted_by(node.iter, params):
+                # ``for _ in range(epoch): torch.rand(1)``: how many draws depends on the call
+                if self.may_draw(node.body, m, cls, env, fn):
+                    return True
+                continue
             if not isinstance(node, _CHOOSING):
                 continue
             inside = [n for n in ast.walk(node) if isinstance(n, _LEAVING)]
@@ -581,6 +587,24 @@ def _in_eval(fn: _Func, name: str, line: int) -> bool:
             )
             state = not train
     return state
+
+
+def _counted_by(it: ast.expr, params: set[str]) -> bool:
+    """A ``range(...)`` (or ``enumerate`` of one) whose bounds name a parameter directly
+    (``range(epoch)``, ``range(1, n + 1)``): its number of iterations varies with the call."""
+    if not isinstance(it, ast.Call):
+        return False
+    name = _call_name(it)
+    if name == "enumerate":
+        return any(_counted_by(a, params) for a in it.args)
+    if name != "range":
+        return False
+    for arg in it.args:
+        names = {n.id for n in ast.walk(arg) if isinstance(n, ast.Name)}
+        calls = any(isinstance(n, ast.Call) for n in ast.walk(arg))
+        if names & params and not calls:
+            return True
+    return False
 
 
 def _drawless_iteration(it: ast.expr) -> bool:
