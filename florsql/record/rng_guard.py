@@ -331,9 +331,11 @@ def _user_object(obj: Any) -> bool:
     kind = type(obj)
     if isinstance(obj, type) or not hasattr(obj, "__dict__"):
         return False
-    module = kind.__module__
+    module = kind.__module__ or ""
     if module == "__main__":
         return True
+    if module.split(".", 1)[0] in ("florsql", "flor"):
+        return False  # the record API's own objects (a replay's guard, its run)
     path = getattr(sys.modules.get(module), "__file__", None) or ""
     here = os.getcwd() + os.sep
     return path.startswith(here) and "site-packages" not in path
