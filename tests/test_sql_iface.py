@@ -251,6 +251,10 @@ CTRL_C = """
 import linecache, os, signal, sys, threading, time
 import florsql
 
+# as in an interactive Python: a job started with ``&`` by a non-interactive shell (a CI
+# script's background run) inherits SIGINT ignored, and the Ctrl-C below would be lost
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 con = florsql.connect(repo=sys.argv[1])
 main = threading.main_thread().ident
 
