@@ -118,6 +118,8 @@ def default_patcher(repo: Path) -> Patcher:
         result = propagate.for_version(repo, vid, names=names)
         # as replays run it: each placed piece between the RNG guard's calls
         files = {path: guarded(r).source for path, r in result.files.items() if r.placed}
+        # today's modules the placed imports name that the version lacks (session 47)
+        files.update({path: text for path, text in result.added.items() if path not in files})
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
         if result.unplaced:
             py = [p for p in files_at(repo, vid) if p.endswith(".py")]
@@ -125,7 +127,9 @@ def default_patcher(repo: Path) -> Patcher:
                 failed.setdefault(name, unplaced_reason(repo, py, name))
         uneven: dict[str, str] = {}
         texts: dict[str, list[str]] = {}
-        read = version_reader(repo, result.vid, {p: r.source for p, r in result.files.items()})
+        read = version_reader(
+            repo, result.vid, {**result.added, **{p: r.source for p, r in result.files.items()}}
+        )
         for path, r in sorted(result.files.items()):
             lines = r.source.splitlines()
             for p in r.placed:
@@ -134,6 +138,9 @@ def default_patcher(repo: Path) -> Patcher:
                     uneven[p.name] = "uneven" if p.name in uneven else how
                 texts.setdefault(p.name, []).append(path)
                 texts[p.name] += ["\n".join(lines[a - 1 : b]) for a, b in p.pieces]
+        for path, text in sorted(result.added.items()):  # what they run draws as theirs
+            for t in texts.values():
+                t += [path, text]
         pieces = {n: source_hash("\0".join(t)) for n, t in texts.items()}
         return Patch(files, failed, dict(result.read), uneven, pieces)
 

@@ -34,10 +34,10 @@ from florsql.plan.catalog import (
     Catalog,
     RecordedMemo,
     build_catalog,
-    recorded_anchors,
+    code_fingerprints,
     scan_scripts,
 )
-from florsql.plan.hindsight import statement_fingerprints
+from florsql.plan.hindsight import scan_script
 from florsql.plan.pivot import WIDE_TABLE, ctx_column, wide_delta, wide_select
 from florsql.plan.stats import (
     REPLAY_RECORDS,
@@ -47,6 +47,7 @@ from florsql.plan.stats import (
     rebuild_code_stats,
     rebuild_stats,
 )
+from florsql.propagate.modules import module_digests
 from florsql.store import layout
 from florsql.store.replays import replays_dir
 from florsql.store.schema import quote
@@ -163,8 +164,7 @@ class CacheState:
             self.catalog, self.wide_built = None, False  # consistent if building fails
             helpers = f"{HELPERS}.main"
             scripts = scan_scripts(con, self.repo)
-            anchors = recorded_anchors(con, scripts, self.memo, self.generation)
-            prints = statement_fingerprints(scripts.values(), anchors)
+            prints = code_fingerprints(con, self.repo, scripts, self.memo, self.generation)
             # What the pivot table holds, and the replayed values that counted when it was
             # made: if only counted replayed values and the catalog change (a replay's refresh,
             # an edited statement), it is updated, not rebuilt (_update_wide).
@@ -321,4 +321,11 @@ class CacheState:
             except OSError:
                 digest = ""
             out.append((name, digest))
+            # the repository modules its statements read: one new today is replayed as it is
+            # now, so its edits change the fingerprints too (session 47)
+            code = scan_script(self.repo, name) if digest else None
+            if code is not None and code.modules:
+                mods = [(dotted, level) for _, dotted, level in code.modules]
+                parts = module_digests(self.repo, name, mods, lambda _: True)
+                out += [(f"{name}\0module", part) for part in parts]
         return tuple(out)

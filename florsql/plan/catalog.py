@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from sqlglot.schema import MappingSchema
 
 from florsql.fold import fold, fold_sql
-from florsql.plan.hindsight import ScriptCode, merge_code, scan_script, statement_fingerprints
+from florsql.plan.hindsight import (
+    ScriptCode,
+    merge_code,
+    module_parts,
+    scan_script,
+    statement_fingerprints,
+)
 from florsql.plan.stats import Generation, loop_names, string_literal
 from florsql.store.schema import RUN_CORE, RUN_EXTRA
 
@@ -333,10 +339,40 @@ def build_catalog(
         scripts=scripts,
         generation=generation,
         nullable_logs=nullable_logs,
-        fingerprints=statement_fingerprints(
-            scripts.values(), recorded_anchors(con, scripts, memo, generation)
-        ),
+        fingerprints=code_fingerprints(con, repo, scripts, memo, generation),
     )
+
+
+def code_fingerprints(
+    con: duckdb.DuckDBPyConnection,
+    repo: Path,
+    scripts: dict[str, ScriptCode],
+    memo: RecordedMemo | None = None,
+    generation: Generation | None = None,
+) -> dict[str, str]:
+    """Today's statement fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`)
+    with their anchors and the repository modules they read that some recorded version lacks
+    (session 47: a module new today, which a replay of such a version runs as it is now)."""
+    anchors = recorded_anchors(con, scripts, memo, generation)
+    modules = None
+    if any(code.modules for code in scripts.values()):
+        vids = [r[0] for r in con.execute("SELECT DISTINCT vid FROM run_meta").fetchall()]
+        modules = module_parts(repo, scripts.values(), _versions_lack(repo, vids))
+    return statement_fingerprints(scripts.values(), anchors, modules)
+
+
+def _versions_lack(repo: Path, vids: list[str]) -> Callable[[str], bool]:
+    """Whether some of the versions ``vids`` lacks a Python file (one that cannot be listed
+    counts as lacking it)."""
+    from florsql.propagate.version import _listing
+
+    listings: list[frozenset[str] | None] = []
+    for vid in vids:
+        try:
+            listings.append(frozenset(_listing(repo, str(vid))[1]))
+        except Exception:  # a version git cannot read: its replays fail on their own
+            listings.append(None)
+    return lambda path: any(files is None or path not in files for files in listings)
 
 
 def recorded_anchors(

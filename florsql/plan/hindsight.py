@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +67,10 @@ class ScriptCode:
     #: names (lower case) whose every statement here surely draws from no RNG
     #: (:func:`florsql.propagate.identity.statement_quiet`); every other may draw
     quiet: frozenset[str] = frozenset()
+    #: ``(name in lower case, dotted module, level)``: the modules each name's statements may
+    #: read through the file's imports (:func:`florsql.propagate.modules.statement_modules`);
+    #: today's text of one that some version lacks is part of the name's fingerprint
+    modules: tuple[tuple[str, str, int], ...] = ()
 
     def may_draw(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance, of which a statement may draw."""
@@ -107,6 +111,7 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
         keys=tuple(k for code in codes for k in code.keys),
         anchors=tuple(a for code in codes for a in code.anchors),
         quiet=frozenset(n for code in codes for n in code.quiet) - loud,
+        modules=tuple(m for code in codes for m in code.modules),
     )
 
 
@@ -373,7 +378,9 @@ REPLAY_RULES = _STORED_RULES
 
 
 def statement_fingerprints(
-    codes: Iterable[ScriptCode], recorded: Collection[str] | None = None
+    codes: Iterable[ScriptCode],
+    recorded: Collection[str] | None = None,
+    modules: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, str]:
     """Per log name (lower case): a fingerprint of today's statements for it in ``codes`` (every
     file some run executed): the keys of each of its statements, with their files, and the
@@ -381,8 +388,10 @@ def statement_fingerprints(
     (``recorded``, lower case; None: every neighbour): an old version that logs such a name
     places the statement by it; and those of every other name's statements in ``codes`` that
     may draw from an RNG (:attr:`ScriptCode.quiet`): a replay runs the ones its version lacks
-    beside it. A replayed value of a name counts only while the replay's fingerprint for it is
-    this one.
+    beside it; and ``modules`` (name -> ``path\0sha256`` of today's repository modules its
+    statements read that some version lacks: :func:`module_parts`), whose text a replay of
+    such a version runs. A replayed value of a name counts only while the replay's fingerprint
+    for it is this one.
 
     Example:
         >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
@@ -400,6 +409,9 @@ def statement_fingerprints(
         for file, name, other, key in code.anchors:
             if name in per and (recorded is None or other in recorded):
                 per[name].append(f"{file}\0anchor\0{key}")
+    for name, parts in (modules or {}).items():
+        if name in per:
+            per[name] += [f"module\0{part}" for part in parts]
     rules = f"rules {REPLAY_RULES}"
     own = {
         name: hashlib.sha256("\0\0".join([rules, *parts]).encode()).hexdigest()[:32]
@@ -417,6 +429,27 @@ def statement_fingerprints(
         ).hexdigest()[:32]
         for name, mine in own.items()
     }
+
+
+def module_parts(
+    repo: Path, codes: Iterable[ScriptCode], lacking: Callable[[str], bool]
+) -> dict[str, list[str]]:
+    """Per name (lower case): ``path\0sha256`` of today's text of each repository module its
+    statements in ``codes`` read (and of those such a module imports), where ``lacking(path)``
+    (some recorded version lacks it: a replay of that version runs today's text,
+    :func:`florsql.propagate.modules.added_modules`). Empty for names reading none."""
+    from florsql.propagate.modules import module_digests
+
+    out: dict[str, list[str]] = {}
+    for code in codes:
+        per: dict[str, list[tuple[str, int]]] = {}
+        for name, dotted, level in code.modules:
+            per.setdefault(name, []).append((dotted, level))
+        for name, mods in per.items():
+            parts = module_digests(Path(repo), code.filename, mods, lacking)
+            if parts:
+                out.setdefault(name, []).extend(parts)
+    return {n: sorted(set(p)) for n, p in out.items()}
 
 
 def scan_script(repo: Path, filename: str) -> ScriptCode | None:
@@ -479,7 +512,7 @@ def _scan_cached(path: str, store: str, filename: str, digest: str) -> ScriptCod
 
 SCAN_CACHE = "cache/scan"
 #: The modules of :mod:`florsql.propagate` that statement keys are computed with.
-_KEY_MODULES = ("identity", "cache", "find", "helpers", "normalize", "slice", "source")
+_KEY_MODULES = ("identity", "cache", "find", "helpers", "modules", "normalize", "slice", "source")
 SCAN_CACHE_FILES = 512  # the newest kept; each is a few hundred bytes
 
 
@@ -517,6 +550,7 @@ def _encode(code: ScriptCode | None) -> Any:
         "anchors": anchors,
         "digest": code.digest,
         "quiet": sorted(code.quiet),
+        "modules": [list(m) for m in code.modules],
     }
 
 
@@ -538,6 +572,7 @@ def _decode(doc: Any) -> ScriptCode | None:
         anchors=anchors,
         digest=str(doc["digest"]),
         quiet=frozenset(map(str, doc.get("quiet") or ())),
+        modules=tuple((str(n), str(d), int(v)) for n, d, v in doc.get("modules") or ()),
     )
 
 
@@ -573,6 +608,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
     """
     from florsql.plan.scan_ast import loose_loop, scan_ast
     from florsql.propagate.identity import statement_anchors, statement_keys, statement_quiet
+    from florsql.propagate.modules import statement_modules
 
     try:
         code = scan_ast(text, filename)
@@ -596,6 +632,11 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         anchors=tuple((filename, n, o, k) for n, o, k in statement_anchors(text)),
         digest=text_digest(text),
         quiet=statement_quiet(text),
+        modules=tuple(
+            (n, dotted, level)
+            for n, mods in (statement_modules(text) if "import" in text else {}).items()
+            for dotted, level in mods
+        ),
     )
 
 

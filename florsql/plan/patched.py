@@ -256,9 +256,11 @@ def patched_script(
             texts[path] = files.get(path) or file_at(repo, vid, path)
         except Exception:  # not readable at that version: taken as keeping state
             texts[path] = None
+    for path, text in result.added.items():  # today's, which a replay runs beside the version
+        texts.setdefault(path, text)
     found = analyze_patched(source, wanted, outer, module_names(source, filename, texts))
     stale = frozenset(n for r in result.files.values() for p in r.placed for n in p.binds)
-    read = version_reader(repo, result.vid, files)
+    read = version_reader(repo, result.vid, {**result.added, **files})
     uneven: dict[str, str] = {}
     for path, r in sorted(result.files.items()):
         for p in r.placed:

@@ -357,6 +357,7 @@ def _patched(
         result = propagate.for_version(state.repo, vid, names=names)
         ran = {path: guarded(r) for path, r in result.files.items()}  # as the replay ran it
         files = {path: r.source for path, r in ran.items() if r.placed}
+        files.update({path: text for path, text in result.added.items() if path not in files})
         digest = patched_hash(files.get(filename) or file_at(state.repo, vid, filename), files)
         return digest, ran
     except (FlorError, OSError):

@@ -18,8 +18,10 @@ from florsql.propagate.api import propagate
 from florsql.propagate.cache import PropagationCache, digest, statements_key
 from florsql.propagate.find import find_logs
 from florsql.propagate.model import PlacementError, Propagation
+from florsql.propagate.modules import added_modules
 from florsql.propagate.source import analyze
 from florsql.versions import file_at, files_at, resolve_version
+from florsql.versions.git import run_git
 
 _CACHES: dict[Path, PropagationCache] = {}
 _COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
@@ -35,6 +37,10 @@ class VersionPropagation:
     unplaced: tuple[str, ...] = ()  # names asked for that no file of this version can take
     #: path -> sha256 of the latest text each propagation read (what it placed is from these)
     read: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: path -> today's text of the repository modules the placed imports name that this
+    #: version lacks (:func:`florsql.propagate.modules.added_modules`): a replay writes them
+    #: beside the version's files
+    added: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def failure_messages(self) -> list[str]:
         """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
@@ -50,15 +56,18 @@ class VersionPropagation:
 
     def diff(self, path: str | None = None) -> str:
         """The patched files (or just ``path``) as a unified diff against this version."""
+        texts = {name: (p.original, p.source) for name, p in self.files.items()}
+        texts.update({name: ("", text) for name, text in self.added.items()})
         return "".join(
-            render_diff(p.original, p.source, name)
-            for name, p in sorted(self.files.items())
+            render_diff(old, new, name, added=name in self.added)
+            for name, (old, new) in sorted(texts.items())
             if path is None or name == path
         )
 
 
-def render_diff(old_source: str, patched_source: str, path: str) -> str:
-    """A unified diff from ``old_source`` to ``patched_source``, ``a/path`` to ``b/path``.
+def render_diff(old_source: str, patched_source: str, path: str, *, added: bool = False) -> str:
+    """A unified diff from ``old_source`` to ``patched_source``, ``a/path`` to ``b/path``
+    (``/dev/null`` to ``b/path`` for a file the version lacks, ``added``).
 
     Example:
         >>> print(render_diff("a = 1\\n", "a = 1\\nflor.log('a', a)\\n", "train.py"), end="")
@@ -69,7 +78,10 @@ def render_diff(old_source: str, patched_source: str, path: str) -> str:
         +flor.log('a', a)
     """
     lines = difflib.unified_diff(
-        _lines(old_source), _lines(patched_source), fromfile=f"a/{path}", tofile=f"b/{path}"
+        _lines(old_source),
+        _lines(patched_source),
+        fromfile="/dev/null" if added else f"a/{path}",
+        tofile=f"b/{path}",
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
@@ -163,7 +175,30 @@ def for_version(
         if result.placed or result.failed:
             files[path] = result
     unplaced = tuple(n for n in wanted or [] if n not in seen)
-    return VersionPropagation(sha, files, unplaced, read)
+    added = _added(repo, sha, files)
+    return VersionPropagation(sha, files, unplaced, read, added)
+
+
+def _added(repo: Path, sha: str, files: Mapping[str, Propagation]) -> dict[str, str]:
+    """Today's modules the placed imports of ``files`` need that version ``sha`` lacks."""
+    patched = {path: (p.original, p.source) for path, p in files.items() if p.placed}
+    if not patched or not any("import" in new for _, new in patched.values()):
+        return {}
+    version = set(_listing(repo, sha)[1])  # its Python files: a module is one
+    ignored: dict[str, bool] = {}
+
+    def today(path: str) -> str | None:
+        if path in version:
+            return None
+        try:
+            text = (repo / path).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            return None
+        if path not in ignored:  # an ignored file is linked into every replay's tree already
+            ignored[path] = is_ignored(repo, path)
+        return None if ignored[path] else text
+
+    return added_modules(patched, version.__contains__, today)
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
@@ -207,3 +242,12 @@ def repo_relative(repo: Path, path: str) -> str:
         return given.resolve().relative_to(root).as_posix()
     except ValueError:
         return PurePosixPath(path).as_posix()
+
+
+def is_ignored(repo: Path, path: str) -> bool:
+    """Whether git ignores ``path`` in the user's tree (``git check-ignore``)."""
+    try:
+        run_git(repo, "check-ignore", "-q", "--", path)
+    except VersionError:
+        return False  # exit 1: not ignored (or no git answer: treat as a file of the tree)
+    return True
