@@ -86,8 +86,7 @@ CASES = {
     ),
     # the import inside today's helper function of the script, called in the loop
     "in_a_helper": (
-        "def report(v, e):\n    from metrics import wnorm\n"
-        '    flor.log("wn", wnorm(v, e))\n\n',
+        'def report(v, e):\n    from metrics import wnorm\n    flor.log("wn", wnorm(v, e))\n\n',
         "        report(w, epoch)\n",
         {"metrics.py": "def wnorm(v, e):\n    return round(v * v + e, 6)\n"},
     ),
