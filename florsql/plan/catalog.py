@@ -13,6 +13,7 @@ import difflib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -361,15 +362,21 @@ def code_fingerprints(
     return statement_fingerprints(scripts.values(), anchors, modules)
 
 
+@lru_cache(maxsize=256)
+def _python_files(repo: str, vid: str) -> frozenset[str]:
+    """The Python files of version ``vid`` (a full commit id: its files never change)."""
+    from florsql.versions import files_at
+
+    return frozenset(p for p in files_at(Path(repo), vid) if p.endswith(".py"))
+
+
 def _versions_lack(repo: Path, vids: list[str]) -> Callable[[str], bool]:
     """Whether some of the versions ``vids`` lacks a Python file (one that cannot be listed
     counts as lacking it)."""
-    from florsql.propagate.version import _listing
-
     listings: list[frozenset[str] | None] = []
     for vid in vids:
         try:
-            listings.append(frozenset(_listing(repo, str(vid))[1]))
+            listings.append(_python_files(str(Path(repo).resolve()), str(vid)))
         except Exception:  # a version git cannot read: its replays fail on their own
             listings.append(None)
     return lambda path: any(files is None or path not in files for files in listings)

@@ -16,6 +16,7 @@ import struct
 import sys
 import types
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -810,6 +811,41 @@ def _unwords(data: bytes | list[int]) -> list[int]:
     if isinstance(data, bytes):
         return list(struct.unpack(f"<{len(data) // 4}I", data))
     return list(data)
+
+
+def revive_lazy(values: Iterable[Any]) -> None:
+    """Make again the state that a restored object makes lazily, where the recorded object had
+    it at the checkpoint: a ``torch.amp.GradScaler`` unpickled (its ``__getstate__`` drops
+    its scale tensor) or loaded by ``load_state_dict`` into one that has not scaled yet makes
+    its scale at its next ``scale()``; a restore after the step loop (rest mode) or mid-way
+    through an iteration calls ``unscale_``/``step``/``update`` first, which raised "Attempted
+    unscale_ but _scale is None" (session 46's sweep J). ``values`` and their attributes (a
+    trainer's ``self.scaler``) are looked at, one level deep."""
+    torch = sys.modules.get("torch")
+    scaler_type = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    if torch is None or scaler_type is None:
+        return
+    seen: set[int] = set()
+
+    def revive(v: Any) -> None:
+        if id(v) in seen:
+            return
+        seen.add(id(v))
+        if (
+            isinstance(v, scaler_type)
+            and getattr(v, "_enabled", False)
+            and getattr(v, "_scale", 0) is None
+            and getattr(v, "_growth_tracker", 0) is None
+        ):
+            with contextlib.suppress(Exception):  # its device is not here: as before
+                v._lazy_init_scale_growth_tracker(torch.device(v._device))
+
+    for value in values:
+        revive(value)
+        attrs = getattr(value, "__dict__", None)
+        if isinstance(attrs, dict) and type(value).__module__.split(".", 1)[0] != "torch":
+            for v in list(attrs.values()):
+                revive(v)
 
 
 def restore_rng(rng: dict[str, Any]) -> None:

@@ -671,6 +671,8 @@ class ReplayRun:
             frame_state.restore(
                 inner_frame, frame_state.Capture.from_payload(saved.get("inner")), self.objs
             )
+        frames = [f for f in (self.outer_frame, inner_frame) if f is not None]
+        ckpt.revive_lazy([*self.objs.values(), *(v for f in frames for v in f.f_locals.values())])
         self.restoring = None
         self.phases.load += t1 - t0
         self.phases.restore += time.time() - t1
