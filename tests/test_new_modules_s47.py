@@ -93,10 +93,37 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+OLD_METRICS = "import os\n\n\ndef other(v):\n    return v\n"
+TODAY_METRICS = (
+    "import math\nimport os\n\nZERO = 0\n\n\ndef other(v):\n    return v\n\n\n"
+    "def _sq(v):\n    return v * v\n\n\n"
+    "def wnorm(v, e):\n    return round(_sq(v) + math.fabs(e) + ZERO, 6)\n"
+)
+#: a module the old version has, to which today's code added the function the statement calls
+EXTENDED = {
+    "extended_from": (
+        "from metrics import wnorm\n",
+        '        flor.log("wn", wnorm(w, epoch))\n',
+        {"metrics.py": TODAY_METRICS},
+    ),
+    "extended_attribute": (
+        "import metrics\n",
+        '        flor.log("wn", metrics.wnorm(w, epoch))\n',
+        {"metrics.py": TODAY_METRICS},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(EXTENDED))
 def test_a_module_new_today_is_replayed_beside_the_old_version(tmp_path: Path, case: str) -> None:
-    imports, log, modules = CASES[case]
-    repo = make_repo(tmp_path / "r", {"train.py": _today("", "")})
+    imports, log, modules = {**CASES, **EXTENDED}[case]
+    files = {"train.py": _today("", "")}
+    if case in EXTENDED:  # the old version has the module, without the function
+        files["metrics.py"] = OLD_METRICS
+        if case == "extended_attribute":
+            files["train.py"] = _today("import metrics\n", "        metrics.other(w)\n")
+            log = "        metrics.other(w)\n" + log
+    repo = make_repo(tmp_path / "r", files)
     run_script(repo, "train.py", "--seed", "3")
     write(repo / "train.py", _today(imports, log))
     for path, text in modules.items():
@@ -125,6 +152,46 @@ def test_an_edit_of_the_new_module_replays_again(tmp_path: Path) -> None:
     write(repo / "metrics.py", "def f(v):\n    return v - 1\n")
     with florsql.connect(repo, replay="auto") as con:
         assert _rows(con, sql) == [(0, 0.5), (1, 0.75), (2, 1.875), (3, 3.4375)]
+
+
+def test_an_edit_of_a_function_added_to_an_old_module_replays_again(tmp_path: Path) -> None:
+    """Today's function appended to the version's module runs as it is today: an edit of it
+    replays the values again (the module's digest is in the fingerprint where a version's
+    module lacks the function); the version's own module text stays the version's."""
+    from florsql.propagate.version import for_version
+
+    repo = make_repo(tmp_path / "r", {"train.py": _today("", ""), "metrics.py": OLD_METRICS})
+    run_script(repo, "train.py", "--seed", "3")
+    (vid,) = {line.split()[0] for line in git(repo, "for-each-ref", "refs/florsql").splitlines()}
+    write(repo / "train.py", _today("from metrics import f\n", '        flor.log("f", f(w))\n'))
+    write(repo / "metrics.py", TODAY_METRICS + "\n\ndef f(v):\n    return other(v) + 1\n")
+    added = for_version(repo, vid).added["metrics.py"]
+    assert added.startswith(OLD_METRICS.rstrip("\n")) and "def f(v):" in added
+    assert "def wnorm" not in added  # only what f needs
+    sql = "SELECT epoch, f FROM logs ORDER BY epoch"
+    with florsql.connect(repo, replay="auto") as con:
+        assert _rows(con, sql) == [(0, 2.5), (1, 2.75), (2, 3.875), (3, 5.4375)]
+        write(repo / "metrics.py", TODAY_METRICS + "\n\ndef f(v):\n    return other(v) * 2\n")
+        assert _rows(con, sql) == [(0, 3.0), (1, 3.5), (2, 5.75), (3, 8.875)]
+
+
+def test_what_extend_module_appends() -> None:
+    from florsql.propagate.modules import extend_module
+
+    old = "import torch\n\ndef a(x):\n    return x\n"
+    assert extend_module(old, old + "\ndef b(x):\n    return a(x)\n", ["a"]) is None  # has it
+    assert extend_module(old, old, ["b"]) is None  # not defined today either
+    # needs a name today binds by a call: not carried
+    assert extend_module(old, old + "K = f()\ndef b(x):\n    return K\n", ["b"]) is None
+    assert extend_module("from x import *\n", "def b():\n    return 1\n", ["b"]) is None
+    got = extend_module(
+        old,
+        "import numpy as np\n@deco\ndef b(x):\n    return np.sum(x)\ndef deco(f):\n    return f\n",
+        ["b"],
+    )
+    assert got is not None
+    tail = got.split("\n\n\n", 1)[1]
+    assert "import numpy as np" in tail and "@deco\ndef b(x):" in tail and "def deco(f):" in tail
 
 
 def test_propagate_shows_the_new_module(tmp_path: Path) -> None:

@@ -326,6 +326,6 @@ class CacheState:
             code = scan_script(self.repo, name) if digest else None
             if code is not None and code.modules:
                 mods = [(dotted, level) for _, dotted, level in code.modules]
-                parts = module_digests(self.repo, name, mods, lambda _: True)
+                parts = module_digests(self.repo, name, mods, lambda *_: True)
                 out += [(f"{name}\0module", part) for part in parts]
         return tuple(out)

@@ -370,16 +370,42 @@ def _python_files(repo: str, vid: str) -> frozenset[str]:
     return frozenset(p for p in files_at(Path(repo), vid) if p.endswith(".py"))
 
 
-def _versions_lack(repo: Path, vids: list[str]) -> Callable[[str], bool]:
-    """Whether some of the versions ``vids`` lacks a Python file (one that cannot be listed
-    counts as lacking it)."""
-    listings: list[frozenset[str] | None] = []
+def _versions_lack(repo: Path, vids: list[str]) -> Callable[[str, str | None], bool]:
+    """Whether some of the versions ``vids`` lacks a Python file, or (``name`` given) a
+    top-level binding ``name`` in it (one that cannot be read counts as lacking it)."""
+    root = str(Path(repo).resolve())
+    listings: dict[str, frozenset[str] | None] = {}
     for vid in vids:
         try:
-            listings.append(_python_files(str(Path(repo).resolve()), str(vid)))
+            listings[str(vid)] = _python_files(root, str(vid))
         except Exception:  # a version git cannot read: its replays fail on their own
-            listings.append(None)
-    return lambda path: any(files is None or path not in files for files in listings)
+            listings[str(vid)] = None
+
+    def lacks(path: str, name: str | None) -> bool:
+        for vid, files in listings.items():
+            if files is None or path not in files:
+                return True
+            if name is not None:
+                bound = _bindings(root, vid, path)
+                if bound is None or (name not in bound and "*" not in bound):
+                    return True
+        return False
+
+    return lacks
+
+
+@lru_cache(maxsize=1024)
+def _bindings(repo: str, vid: str, path: str) -> frozenset[str] | None:
+    """The names module ``path`` of version ``vid`` binds at its top level (None: unreadable)."""
+    import ast
+
+    from florsql.propagate.modules import top_bindings
+    from florsql.versions import file_at
+
+    try:
+        return top_bindings(ast.parse(file_at(Path(repo), vid, path)))
+    except Exception:  # not there, not Python any more: as lacking
+        return None
 
 
 def recorded_anchors(

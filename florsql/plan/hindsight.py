@@ -432,7 +432,7 @@ def statement_fingerprints(
 
 
 def module_parts(
-    repo: Path, codes: Iterable[ScriptCode], lacking: Callable[[str], bool]
+    repo: Path, codes: Iterable[ScriptCode], lacking: Callable[[str, str | None], bool]
 ) -> dict[str, list[str]]:
     """Per name (lower case): ``path\0sha256`` of today's text of each repository module its
     statements in ``codes`` read (and of those such a module imports), where ``lacking(path)``

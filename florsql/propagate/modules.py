@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import hashlib
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
@@ -99,12 +100,22 @@ def added_modules(
     patched: Mapping[str, tuple[str, str]],
     has: Callable[[str], bool],
     today: Callable[[str], str | None],
+    version_text: Callable[[str], str | None] | None = None,
 ) -> dict[str, str]:
     """Today's text of the repository modules a replay of a version needs beside its files:
     those the imports propagation added to ``patched`` (path -> (old text, patched text)) name,
     that the version lacks (``has``) and today's tree holds (``today``: its text, None where
-    absent or where the user's tree gives it to every replay already, as an ignored file),
+    absent or, for a path the version lacks, where the user's tree gives it to every replay
+    already, as an ignored file),
     with the packages above them and the modules they import that the version lacks too.
+
+    With ``version_text`` (the version's text of a path it has): a module the version has that
+    lacks a function or class the placed code takes from it (``from metrics import f1``, or
+    ``metrics.f1(...)``, where today's ``metrics.py`` added ``f1``) is the version's text with
+    today's definition appended, and what it needs that the old module does not bind (today's
+    functions and classes it calls, the imports and constant assignments it reads); nothing is
+    appended where a name it needs is bound otherwise today (the replay then fails as before,
+    with ``ImportError``). A definition the version has is the version's.
 
     Example:
         >>> old = "import florsql as flor\\nflor.log('a', 1)\\n"
@@ -119,6 +130,7 @@ def added_modules(
         return has(path) or path in added or today(path) is not None
 
     todo: list[tuple[str, str, list[Imported]]] = []
+    wanted: dict[str, set[str]] = {}  # a module the version has -> names taken from it
     for path, (old, new) in sorted(patched.items()):
         try:
             before = set(_import_nodes(ast.parse(old)))
@@ -134,6 +146,13 @@ def added_modules(
             type_ignores=[],
         )
         todo.append((path, path, imported(fresh)))
+        if version_text is not None:
+            for module, name in _taken(tree, fresh):
+                for where in resolve(module, path, path, exists)[:1]:
+                    if has(where) and not resolve(
+                        (f"{module[0]}.{name}", module[1]), path, path, exists
+                    ):
+                        wanted.setdefault(where, set()).add(name)
     while todo:
         importer, script, modules = todo.pop()
         for module in modules:
@@ -147,7 +166,185 @@ def added_modules(
                 # one that does not parse: the replay reports it as a run of today's would
                 with contextlib.suppress(SyntaxError, ValueError):
                     todo.append((path, script, imported(ast.parse(text))))
+    for path, names in sorted(wanted.items()):
+        old_text, new_text = (version_text or _none)(path), today(path)
+        if old_text is None or new_text is None:
+            continue
+        extended = extend_module(old_text, new_text, names)
+        if extended is not None:
+            added[path] = extended
     return added
+
+
+def _none(path: str) -> str | None:
+    return None
+
+
+def _taken(tree: ast.Module, fresh: ast.Module) -> list[tuple[Imported, str]]:
+    """``(module, name)`` for each name the fresh imports take from a module (``from m import
+    f``) and each attribute read of a name an import of ``tree`` binds to a module
+    (``m.f``)."""
+    out: list[tuple[Imported, str]] = []
+    for stmt in fresh.body:
+        if isinstance(stmt, ast.ImportFrom) and (stmt.module or stmt.level):
+            out += [((stmt.module or "", stmt.level), a.name) for a in stmt.names if a.name != "*"]
+    modules: dict[str, Imported] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    modules[a.asname] = (a.name, 0)
+                elif "." not in a.name:
+                    modules[a.name] = (a.name, 0)
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:  # ``from pkg import utils``: maybe a module
+                base = node.module or ""
+                modules.setdefault(
+                    a.asname or a.name, (f"{base}.{a.name}" if base else a.name, node.level)
+                )
+    for sub in ast.walk(tree):
+        if (
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.value, ast.Name)
+            and sub.value.id in modules
+        ):
+            out.append((modules[sub.value.id], sub.attr))
+    return list(dict.fromkeys(out))
+
+
+def top_bindings(tree: ast.Module) -> frozenset[str]:
+    """The names a module's own body binds (in its ``if``/``try``/``with``/``for`` blocks too;
+    ``*`` for a star import or a module ``__getattr__``: it may bind anything)."""
+    out: set[str] = set()
+
+    def body(stmts: list[ast.stmt]) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                out.add(stmt.name)
+                if stmt.name == "__getattr__":
+                    out.add("*")
+            elif isinstance(stmt, ast.Import | ast.ImportFrom):
+                for a in stmt.names:
+                    out.add("*" if a.name == "*" else (a.asname or a.name.split(".")[0]))
+            else:
+                for node in ast.walk(stmt):
+                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                        out.add(node.id)
+                for field in ("body", "orelse", "finalbody"):
+                    inner = getattr(stmt, field, None)
+                    if isinstance(inner, list):
+                        body([s for s in inner if isinstance(s, ast.stmt)])
+                for handler in getattr(stmt, "handlers", []) or []:
+                    body(handler.body)
+
+    body(tree.body)
+    return frozenset(out)
+
+
+def _own_globals(node: ast.AST) -> set[str]:
+    """The names a definition reads that it does not bind itself (its globals, roughly)."""
+    loads: set[str] = set()
+    bound: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (loads if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
+        elif isinstance(sub, ast.arg):
+            bound.add(sub.arg)
+        elif (
+            isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and sub is not node
+        ):
+            bound.add(sub.name)
+        elif isinstance(sub, ast.Import | ast.ImportFrom):
+            bound.update(a.asname or a.name.split(".")[0] for a in sub.names)
+    return loads - bound
+
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_LITERALS = (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp)
+
+
+def extend_module(old: str, new: str, names: Iterable[str]) -> str | None:
+    r"""``old`` (a module's text at a version) with today's definitions of ``names`` from
+    ``new`` appended, and what they need that ``old`` does not bind: None where ``old`` binds
+    them all already, where ``new`` does not define one as a function or class, or where a
+    name they need is bound in ``new`` by anything but a ``def``, a ``class``, an import or a
+    constant.
+
+    Example:
+        >>> old = "import math\n\ndef f(x):\n    return x\n"
+        >>> new = "import math\nEPS = 1e-8\n\ndef f(x):\n    return x\n\n"
+        >>> new += "def g(x):\n    return math.sqrt(x) + EPS + f(x)\n"
+        >>> print(extend_module(old, new, ["g"]).split("\n\n\n", 1)[1], end="")
+        # added for a replay by florsql: today's definitions this version lacks
+        EPS = 1e-8
+        <BLANKLINE>
+        def g(x):
+            return math.sqrt(x) + EPS + f(x)
+    """
+    import builtins
+
+    try:
+        old_tree, new_tree = ast.parse(old), ast.parse(new)
+    except (SyntaxError, ValueError):
+        return None
+    old_bound = top_bindings(old_tree)
+    if "*" in old_bound:
+        return None  # a star import or a module __getattr__: what it lacks, no one can tell
+    defs: dict[str, ast.stmt] = {}
+    imports: dict[str, ast.stmt] = {}
+    constants: dict[str, ast.stmt] = {}
+    for stmt in new_tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[stmt.name] = stmt
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            for a in stmt.names:
+                bound = a.asname or a.name.split(".")[0]
+                one = copy.copy(stmt)
+                one.names = [a]
+                imports[bound] = one
+        elif (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, _LITERALS)
+            and not any(isinstance(n, ast.Name | ast.Call) for n in ast.walk(stmt.value))
+        ):
+            constants[stmt.targets[0].id] = stmt
+    names = [n for n in names if n not in old_bound]
+    if not names or any(n not in defs for n in names):
+        return None
+    chosen: dict[int, ast.stmt] = {}
+    todo, done = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in done or name in old_bound:
+            continue
+        done.add(name)
+        if name in defs:
+            chosen[id(defs[name])] = defs[name]
+            todo += sorted(_own_globals(defs[name]))
+        elif name in imports:
+            chosen[id(imports[name])] = imports[name]
+        elif name in constants:
+            chosen[id(constants[name])] = constants[name]
+        elif name in dir(builtins) or name.startswith("__"):
+            continue
+        else:
+            return None  # bound some other way today (or nowhere): not carried
+    lines = new.splitlines()
+    parts = []
+    order = [s for s in new_tree.body if id(s) in chosen] + [
+        s for s in chosen.values() if s not in new_tree.body
+    ]
+    for stmt in order:
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            parts.append(ast.unparse(stmt))
+        else:
+            first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
+            parts.append("\n".join(lines[first - 1 : stmt.end_lineno]))
+    head = "# added for a replay by florsql: today's definitions this version lacks"
+    return old.rstrip("\n") + "\n\n\n" + head + "\n" + "\n\n".join(parts) + "\n"
 
 
 def statement_modules(source: str) -> dict[str, tuple[Imported, ...]]:
@@ -184,10 +381,13 @@ def statement_modules(source: str) -> dict[str, tuple[Imported, ...]]:
             continue
         nodes: list[ast.AST] = [*may_carry(log.block, log.index, placed, src), log.stmt]
         read: set[str] = set()
+        attrs: set[tuple[str, str]] = set()  # ``m.f``: f may be today's addition to m
         seen: set[str] = set()
         while nodes:
             node = nodes.pop()
             for sub in ast.walk(node):
+                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
+                    attrs.add((sub.value.id, sub.attr))
                 if isinstance(sub, ast.Name) and sub.id not in read:
                     read.add(sub.id)
                     if sub.id in defs and sub.id not in seen:  # a helper it calls
@@ -196,6 +396,9 @@ def statement_modules(source: str) -> dict[str, tuple[Imported, ...]]:
         # the function around the statement reads them too (a parameter's default, its
         # decorators are not followed: the statement's own names suffice)
         mods = imported(tree, read & bound)
+        for name, attr in sorted(attrs):
+            if name in bound:
+                mods += [(f"{d}.{attr}" if d else attr, v) for d, v in imported(tree, {name})]
         if mods:
             out.setdefault(fold(log.name), []).extend(mods)
     return {n: tuple(dict.fromkeys(m)) for n, m in out.items()}
@@ -205,11 +408,13 @@ def module_digests(
     repo: Path,
     script: str,
     modules: Iterable[Imported],
-    lacking: Callable[[str], bool],
+    lacking: Callable[[str, str | None], bool],
 ) -> list[str]:
     """``path\\0sha256`` of today's text of each repository module ``modules`` name from
-    ``script`` (and of those they import in turn), where ``lacking(path)`` (some recorded
-    version lacks it, so its replays run today's text), sorted."""
+    ``script`` (and of those they import in turn), where ``lacking(path, None)`` (some
+    recorded version lacks it, so its replays run today's text), or, for a name taken from a
+    module (``m.f``, not a module itself), ``lacking(path, "f")`` (some recorded version's
+    ``m`` lacks ``f``: its replays run today's definition, :func:`extend_module`); sorted."""
 
     def text(path: str) -> str | None:
         try:
@@ -222,16 +427,20 @@ def module_digests(
 
     out: dict[str, str] = {}
     todo: list[tuple[str, list[Imported]]] = [(script, list(modules))]
-    seen: set[str] = set()
+    seen: set[tuple[str, str | None]] = set()
     while todo:
         importer, mods = todo.pop()
         for module in mods:
-            for path in resolve(module, importer, script, exists):
-                if path in seen:
+            paths, name = resolve(module, importer, script, exists), None
+            if not paths and "." in module[0]:  # ``m.f``: a name of module m
+                parent, name = module[0].rsplit(".", 1)
+                paths = resolve((parent, module[1]), importer, script, exists)[:1]
+            for path in paths:
+                if (path, name) in seen:
                     continue
-                seen.add(path)
+                seen.add((path, name))
                 body = text(path)
-                if body is None or not lacking(path):
+                if body is None or not lacking(path, name):
                     continue
                 out[path] = hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
                 with contextlib.suppress(SyntaxError, ValueError):

@@ -41,6 +41,9 @@ class VersionPropagation:
     #: version lacks (:func:`florsql.propagate.modules.added_modules`): a replay writes them
     #: beside the version's files
     added: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: path -> the version's own text of each of ``added`` that it has (a module today's
+    #: definitions were appended to)
+    extended: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def failure_messages(self) -> list[str]:
         """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
@@ -57,9 +60,9 @@ class VersionPropagation:
     def diff(self, path: str | None = None) -> str:
         """The patched files (or just ``path``) as a unified diff against this version."""
         texts = {name: (p.original, p.source) for name, p in self.files.items()}
-        texts.update({name: ("", text) for name, text in self.added.items()})
+        texts.update({name: (self.extended.get(name, ""), t) for name, t in self.added.items()})
         return "".join(
-            render_diff(old, new, name, added=name in self.added)
+            render_diff(old, new, name, added=name in self.added and name not in self.extended)
             for name, (old, new) in sorted(texts.items())
             if path is None or name == path
         )
@@ -176,7 +179,8 @@ def for_version(
             files[path] = result
     unplaced = tuple(n for n in wanted or [] if n not in seen)
     added = _added(repo, sha, files)
-    return VersionPropagation(sha, files, unplaced, read, added)
+    extended = {p: file_at(repo, sha, p) for p in added if p in _listing(repo, sha)[1]}
+    return VersionPropagation(sha, files, unplaced, read, added, extended)
 
 
 def _added(repo: Path, sha: str, files: Mapping[str, Propagation]) -> dict[str, str]:
@@ -188,17 +192,23 @@ def _added(repo: Path, sha: str, files: Mapping[str, Propagation]) -> dict[str, 
     ignored: dict[str, bool] = {}
 
     def today(path: str) -> str | None:
-        if path in version:
-            return None
         try:
             text = (repo / path).read_text(encoding="utf-8", errors="surrogateescape")
         except OSError:
             return None
+        if path in version:
+            return text
         if path not in ignored:  # an ignored file is linked into every replay's tree already
             ignored[path] = is_ignored(repo, path)
         return None if ignored[path] else text
 
-    return added_modules(patched, version.__contains__, today)
+    def old(path: str) -> str | None:
+        try:
+            return file_at(repo, sha, path)
+        except VersionError:
+            return None
+
+    return added_modules(patched, version.__contains__, today, old)
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
