@@ -50,3 +50,78 @@ def test_a_restored_grad_scaler_scales_again(tmp_path: Path, registered: bool) -
     assert len(want) == 5 and all(None not in r for r in want)
     assert _rows(repo, sql.format("epoch = 3")) == [r for r in want if r[0] == 3]
     assert _rows(repo, sql.format("true")) == want
+
+
+def test_a_plain_helper_s_untouched_parameters_are_only_read() -> None:
+    """A call of the script's plain function changed every name passed to it: a metric helper
+    given the held-out set (``accuracy(net(XV), YV)``) made ``YV`` a name the epoch loop
+    changes, which no checkpoint captures, so its tasks ran from the run's start. Now only
+    the arguments given to parameters the helper may change (or rebind) count."""
+    from florsql.code.effects import analyze_source
+
+    src = """
+import florsql as flor
+def accuracy(logits, y, k=1):
+    return (logits.argmax(1) == y).float().mean().item()
+def bump(net, X):
+    X.add_(1)
+    return 0
+def rebind(X):
+    X = X * 2
+    return X
+def many(*xs):
+    return len(xs)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(3)):
+            opt.step()
+        acc = accuracy(LV, y=YV, k=2)
+        b = bump(net, XT)
+        c = rebind(ZZ)
+        d = accuracy(*pair)
+        e = many(MV)
+"""
+    (epoch,) = [lp for lp in analyze_source(src).loops if lp.name == "epoch"]
+    assert {"LV", "YV", "net"} & epoch.changed == set()
+    assert {"XT", "ZZ", "pair", "MV"} <= epoch.changed
+
+
+@pytest.mark.slow
+def test_a_metric_helper_on_held_out_data_restores_checkpoints(tmp_path: Path) -> None:
+    """The differential side of the case above: with the held-out set no longer changed by
+    the loop, a query for one epoch restores that epoch's checkpoint, and its value equals a
+    run of today's script."""
+    old = """import torch
+import florsql as flor
+torch.manual_seed(0)
+X, Y = torch.randn(32, 3), torch.randn(32, 1)
+XV, YV = torch.randn(16, 3), torch.randn(16, 1)
+net = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+
+def mse(pred, target):
+    return float(((pred - target) ** 2).mean())
+
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(4)):
+        for step in flor.loop("step", range(4)):
+            loss = ((net(X[step * 8 : step * 8 + 8]) - Y[step * 8 : step * 8 + 8]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pv = net(XV)
+#@
+"""
+    new = old.replace("#@\n", '        flor.log("val", round(mse(pv, YV), 6))\n')
+    repo = make_repo(tmp_path / "r", {"train.py": old.replace("#@\n", "")})
+    oracle = make_repo(tmp_path / "o", {"train.py": new})
+    run_script(repo, "train.py", **ENV)
+    run_script(oracle, "train.py", **ENV)
+    write(repo / "train.py", new)
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN SELECT val FROM logs WHERE epoch = 2"))
+        assert "from checkpoint epoch 2" in plan, plan
+        got = cur.execute("SELECT val FROM logs WHERE epoch = 2").fetchall()
+    assert got == _rows(oracle, "SELECT val FROM logs WHERE epoch = 2", "off")

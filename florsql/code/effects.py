@@ -106,6 +106,12 @@ class _Summary:
 
     mutates: frozenset[str] = frozenset()  # names it may bind or whose objects it may mutate
     reads: frozenset[str] = frozenset()  # free names it may read
+    #: its positional parameters in order and the parameters it may change (or rebind) by
+    #: name, where a call's arguments map to them (no ``*args``/``**kwargs``; one function of
+    #: that name): an argument given to a parameter it leaves alone is only read (session 47)
+    params: tuple[str, ...] | None = None
+    keywords: frozenset[str] = frozenset()
+    changes: frozenset[str] = frozenset()
 
 
 #: The script's functions by name (a method by its attribute name), while it is analysed.
@@ -838,7 +844,7 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
             for fn in defs:
                 one = _summary(fn, owners.get(id(fn)))
                 old = new.get(fn.name)
-                if old is not None:
+                if old is not None:  # two functions of one name: their arguments unknown
                     one = _Summary(old.mutates | one.mutates, old.reads | one.reads)
                 new[fn.name] = one
         finally:
@@ -1224,7 +1230,17 @@ def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: _Owner | None = 
     reads = set()
     for stmt in fn.body:
         reads |= _loads(stmt)
-    return _Summary(frozenset(mutates), frozenset(reads - local))
+    a = fn.args
+    if a.vararg is not None or a.kwarg is not None or owner is not None:
+        return _Summary(frozenset(mutates), frozenset(reads - local))
+    positional = tuple(x.arg for x in (*a.posonlyargs, *a.args))
+    keywords = frozenset(x.arg for x in (*a.args, *a.kwonlyargs))
+    # a parameter changed by the body (or rebound in it: counted, as the analysis cannot tell
+    # which object a later change reaches), its defaults aside
+    changes = _changed(fn.body) & (set(positional) | keywords)
+    return _Summary(
+        frozenset(mutates), frozenset(reads - local), positional, keywords, frozenset(changes)
+    )
 
 
 def _flor_aliases(tree: ast.Module) -> tuple[frozenset[str], frozenset[str]]:
@@ -1886,11 +1902,37 @@ def _call_mutates(call: ast.Call) -> set[str]:
             if root:
                 out.add(root)
     if not pure:
+        spared = _left_alone(call)
         for arg in [*call.args, *(k.value for k in call.keywords)]:
+            if id(arg) in spared:
+                continue
             if isinstance(arg, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
                 root = _root(arg)
                 if root:
                     out.add(root)
+    return out
+
+
+def _left_alone(call: ast.Call) -> set[int]:
+    """Ids of the arguments of ``call`` that it surely does not change: those a plain
+    function of the script (:func:`_plain_functions`) takes as parameters its body never
+    changes (session 47: ``evaluate(net, XV, YV)`` counted as changing the held-out set,
+    which no checkpoint captures, so the task ran from the run's start)."""
+    func = call.func
+    if not isinstance(func, ast.Name) or func.id not in _PLAIN.get():
+        return set()
+    callee = (_CALLEES.get() or {}).get(func.id)
+    if callee is None or callee.params is None:
+        return set()
+    out: set[int] = set()
+    for k, arg in enumerate(call.args):
+        if isinstance(arg, ast.Starred):
+            return set()  # where the rest go, no one can tell
+        if k < len(callee.params) and callee.params[k] not in callee.changes:
+            out.add(id(arg))
+    for kw in call.keywords:
+        if kw.arg is not None and kw.arg in callee.keywords and kw.arg not in callee.changes:
+            out.add(id(kw.value))
     return out
 
 
