@@ -125,3 +125,37 @@ with flor.checkpointing(model=net, optimizer=opt):
         assert "from checkpoint epoch 2" in plan, plan
         got = cur.execute("SELECT val FROM logs WHERE epoch = 2").fetchall()
     assert got == _rows(oracle, "SELECT val FROM logs WHERE epoch = 2", "off")
+
+
+def test_a_statement_between_old_statements_joined_by_semicolons(tmp_path: Path) -> None:
+    """Sweep F #6: an old line ``g = ...; state["w"] -= ...`` refused a statement today's code
+    puts between the two ("cannot split the statements joined by ';'"). The old line is now
+    split for the replay (its trailing comment kept), and the value equals a run of today's
+    script; a line after a compound statement's colon is left as it is (refused)."""
+    from florsql.propagate import propagate
+
+    old = """import florsql as flor
+state = {"w": 1.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        g = state["w"] * 2; state["w"] -= 0.1 * g; flor.log("w", state["w"])  # the step
+"""
+    new = """import florsql as flor
+state = {"w": 1.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        g = state["w"] * 2
+        flor.log("g", g)
+        state["w"] -= 0.1 * g
+        flor.log("w", state["w"])
+"""
+    result = propagate(new, old, ["g"])
+    assert not result.failed and result.original == old
+    assert '        g = state["w"] * 2\n        flor.log("g", g)\n' in result.source
+    assert '        flor.log("w", state["w"])  # the step\n' in result.source
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", new)
+    assert _rows(repo, "SELECT epoch, g FROM logs ORDER BY 1") == [(0, 2.0), (1, 1.6), (2, 1.28)]
+    one_line = old.replace("        g = state", "        if True: g = state")
+    assert propagate(new, one_line, ["g"]).failed

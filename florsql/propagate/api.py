@@ -6,7 +6,7 @@ import ast
 import copy
 import difflib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from florsql.errors import PropagateError
@@ -14,6 +14,7 @@ from florsql.propagate.align import choose_slot
 from florsql.propagate.find import LogStatement, find_logs, logged_names
 from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
+    JOINED,
     Insertion,
     adjust_slot,
     at_line,
@@ -23,6 +24,7 @@ from florsql.propagate.insert import (
     render,
     slot_problem,
     splice,
+    split_joined,
     standalone,
     statement_code,
 )
@@ -236,7 +238,15 @@ def propagate(new_source: str, old_source: str, names: Iterable[str] | None = No
         ("flor.loop('step')",)
     """
     with _gc_paused():  # the trees' many objects make collections, not the work, the cost
-        return _propagate(new_source, old_source, names)
+        result = _propagate(new_source, old_source, names)
+        if any(JOINED in f.reason for f in result.failed):
+            # an old line of statements joined by ';' where one must go between them: placed
+            # into the old text with those lines split (session 47; refused before)
+            split = split_joined(old_source)
+            again = _propagate(new_source, split, names) if split is not None else None
+            if again is not None and len(again.placed) > len(result.placed):
+                return replace(again, original=old_source)
+        return result
 
 
 def _propagate(new_source: str, old_source: str, names: Iterable[str] | None) -> Propagation:

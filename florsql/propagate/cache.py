@@ -79,6 +79,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: object is the parameter (``def evaluate(net, ...): net.eval()``: refused before).
 #: 24 (session 46) also: a name bound nowhere else is bound by ``from X import *``.
 CACHE_VERSION = "24"
+#: Bumped where propagation places what it refused before and nothing placed before moves (a
+#: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
+#: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.
+RESULTS_VERSION = "1"
 
 
 def digest(*parts: str) -> str:
@@ -107,7 +111,7 @@ def _statements_key(new_source: str, names: tuple[str, ...] | None) -> str:
     except SyntaxError:
         return digest("unparsable", new_source)
     helpers = helpers_of(new)
-    parts = [CACHE_VERSION, repr(names), repr(sorted(new.aliases))]
+    parts = [CACHE_VERSION, RESULTS_VERSION, repr(names), repr(sorted(new.aliases))]
     logs = find_logs(new)
     placed = frozenset(id(s.stmt) for s in logs)
     for log in logs:

@@ -132,6 +132,10 @@ def at_line(line: int) -> str:
     return f"at line {line} of the old version"
 
 
+#: The reason a slot between statements joined by ``;`` is refused with (its start).
+JOINED = "cannot split the statements joined by ';'"
+
+
 def slot_problem(src: SourceFile, block: Block, slot: int) -> str | None:
     """Why a statement cannot go at ``slot`` of ``block``, or None."""
     stmts = block.stmts
@@ -141,8 +145,60 @@ def slot_problem(src: SourceFile, block: Block, slot: int) -> str | None:
         word = type(stmts[slot - 1]).__name__.lower()
         return f"unreachable: it would follow the {word} {at_line(stmts[slot - 1].lineno)}"
     if 0 < slot < len(stmts) and stmts[slot].lineno == stmts[slot - 1].end_lineno:
-        return f"cannot split the statements joined by ';' {at_line(stmts[slot].lineno)}"
+        return f"{JOINED} {at_line(stmts[slot].lineno)}"
     return None
+
+
+def split_joined(source: str) -> str | None:
+    r"""``source`` with each line of simple statements joined by ``;`` in a block of their own
+    lines (``opt.zero_grad(); loss.backward(); opt.step()`` as three lines at its indentation,
+    a trailing comment kept on the last), so a statement can go between them (session 47:
+    refused before, "cannot split the statements joined by ';'"); None where there is none or
+    the source does not parse. A line after a compound statement's colon (``if x: a; b``) and
+    a statement spanning lines are left as they are.
+
+    Example:
+        >>> print(split_joined("for i in r:\n    a = 1; f(a)  # two\n"), end="")
+        for i in r:
+            a = 1
+            f(a)  # two
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    lines = source.splitlines(keepends=True)
+    groups: dict[int, list[ast.stmt]] = {}
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if not isinstance(block, list):
+                continue
+            for k, stmt in enumerate(block):
+                if k > 0 and stmt.lineno == block[k - 1].end_lineno:
+                    groups.setdefault(block[k - 1].lineno, [block[k - 1]]).append(stmt)
+    done = 0
+    for first, stmts in sorted(groups.items(), reverse=True):
+        text = lines[first - 1]
+        raw = text.encode("utf-8")
+        indent = raw[: stmts[0].col_offset]
+        if (
+            any(s.lineno != first or s.end_lineno != first for s in stmts)
+            or indent.strip()  # after a compound statement's colon
+            or (first > 1 and lines[first - 2].rstrip().endswith("\\"))
+        ):
+            continue
+        ending = text[len(text.rstrip("\r\n")) :] or "\n"
+        parts = [raw[s.col_offset : s.end_col_offset] for s in stmts]
+        tail = raw[stmts[-1].end_col_offset :].decode("utf-8").strip().lstrip(";").strip()
+        if tail and not tail.startswith("#"):
+            continue  # something else follows on the line: leave it
+        out = [indent.decode() + p.decode("utf-8") for p in parts]
+        if tail:
+            out[-1] += "  " + tail
+        lines[first - 1] = ending.join(out) + ending
+        done += 1
+    return "".join(lines) if done else None
 
 
 def splice(
