@@ -86,9 +86,18 @@ def run_logged(source: str, tmp: Path) -> set[str]:
 
 
 def only_insertions(old: str, patched: str) -> bool:
-    """Whether ``patched`` is ``old`` with lines added and nothing else changed."""
-    matcher = difflib.SequenceMatcher(None, old.splitlines(True), patched.splitlines(True))
-    return all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes())
+    """Whether ``patched`` is ``old`` with lines added and nothing else changed (``old`` with
+    its lines of statements joined by ``;`` split, where propagation split them: session
+    47)."""
+    from florsql.propagate.insert import split_joined
+
+    for base in (old, split_joined(old)):
+        if base is None:
+            continue
+        matcher = difflib.SequenceMatcher(None, base.splitlines(True), patched.splitlines(True))
+        if all(tag in ("equal", "insert") for tag, *_ in matcher.get_opcodes()):
+            return True
+    return False
 
 
 def check_case(case: Path, tmp: Path) -> Propagation:
