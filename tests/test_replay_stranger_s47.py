@@ -159,3 +159,47 @@ with flor.checkpointing(state=state):
     assert _rows(repo, "SELECT epoch, g FROM logs ORDER BY 1") == [(0, 2.0), (1, 1.6), (2, 1.28)]
     one_line = old.replace("        g = state", "        if True: g = state")
     assert propagate(new, one_line, ["g"]).failed
+
+
+REBIND_OLD = """import contextlib
+import florsql as flor
+state = {"w": 1.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        state["w"] *= 0.9
+        #@block
+        flor.log("val", acc)
+#@
+"""
+REBIND_NEW = """        out = state["w"] * 3
+        acc = out - 1
+        flor.log("train", acc)
+"""
+BLOCKS = {
+    "with": "with contextlib.nullcontext():\n            out = state['w'] * 2\n"
+    "            acc = out + 1\n",
+    "try": "try:\n            out = state['w'] * 2\n            acc = out + 1\n"
+    "        except ZeroDivisionError:\n            out = 0.0\n            acc = -1.0\n",
+}
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_today_s_code_rebinding_names_the_old_code_assigns_before_reading(
+    tmp_path: Path, block: str
+) -> None:
+    """Sweep K: today's ``out = ...; acc = ...`` after the old ``flor.log("val", acc)``,
+    where the old code assigns both again (in a ``with`` block, or in a ``try`` and its
+    handler) before it reads them in the next epoch, was refused ("would change 'out', which
+    the old version's own code reads"). Such a read is not reached before the old code's own
+    assignment: it is placed, and the values equal a run of today's script."""
+    old = REBIND_OLD.replace("#@block\n", BLOCKS[block]).replace("#@\n", "")
+    new = REBIND_OLD.replace("#@block\n", BLOCKS[block]).replace("#@\n", REBIND_NEW)
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", new)
+    got = _rows(repo, "SELECT epoch, train FROM logs WHERE train IS NOT NULL ORDER BY 1")
+    want, w = [], 1.0
+    for e in range(3):
+        w *= 0.9
+        want.append((e, pytest.approx(w * 3 - 1)))
+    assert got == want

@@ -317,17 +317,56 @@ class Bindings:
             elif isinstance(frame.node, ast.For | ast.AsyncFor | ast.While):
                 loops.append(frame.node)
 
+        def first(stmts: list[ast.stmt], at: int) -> bool | None:
+            """Whether running ``stmts`` reaches the read at line ``at`` (True) or a plain
+            assignment of the name (False) first; None: neither. A ``with`` block's body runs
+            whole, so an assignment in it counts (``with torch.no_grad(): out = net(Xv)``
+            before the read: session 47, a carried ``out = ...`` after it was refused)."""
+            for stmt in stmts:
+                inside = stmt.lineno <= at <= (stmt.end_lineno or stmt.lineno)
+                if isinstance(stmt, ast.With | ast.AsyncWith) and stmt.body:
+                    if inside and at < stmt.body[0].lineno:
+                        return True  # in its header
+                    bound = {
+                        n.id
+                        for i in stmt.items
+                        if i.optional_vars is not None
+                        for n in ast.walk(i.optional_vars)
+                        if isinstance(n, ast.Name)
+                    }
+                    if name in bound:
+                        return False
+                    found = first(stmt.body, at)
+                    if found is not None:
+                        return found
+                    continue
+                if inside and isinstance(stmt, ast.Try) and stmt.body:
+                    end = stmt.body[-1].end_lineno or stmt.body[-1].lineno
+                    if stmt.body[0].lineno <= at <= end:  # in its body: as a block of its own
+                        return first(stmt.body, at) is not False
+                if inside:
+                    return True  # reached before any plain assignment of it
+                if not hasattr(stmt, "body") and name in _assigned_here(stmt):
+                    return False
+                if (
+                    isinstance(stmt, ast.Try)
+                    and stmt.handlers
+                    and all(
+                        first(part, 0) is False
+                        for part in (stmt.body, *(h.body for h in stmt.handlers))
+                    )
+                ):
+                    return False  # ``try: acc = f() except E: acc = nan``: assigned either way
+            return None
+
         def next_iteration(at: int) -> bool:
             """A read at line ``at`` (before ``line``) reached again by a loop around both,
             unless a plain statement of that loop's body assigns the name before it."""
             for loop in loops:
                 if not loop.lineno <= at <= (loop.end_lineno or loop.lineno):
                     continue
-                for stmt in loop.body:
-                    if stmt.lineno <= at <= (stmt.end_lineno or stmt.lineno):
-                        return True  # reached before any plain assignment of it
-                    if not hasattr(stmt, "body") and name in _assigned_here(stmt):
-                        break
+                if first(loop.body, at):
+                    return True
             return False
 
         def live(at: int, nested: bool) -> bool:
