@@ -203,3 +203,49 @@ def test_today_s_code_rebinding_names_the_old_code_assigns_before_reading(
         w *= 0.9
         want.append((e, pytest.approx(w * 3 - 1)))
     assert got == want
+
+
+def test_a_reset_moved_to_the_top_of_the_step_is_not_read_past() -> None:
+    """Sweep L: the old step ``backward(); opt.step(); opt.zero_grad(set_to_none=False);
+    flor.log("loss", ...)``, today's ``opt.zero_grad()`` moved to the top of the step and a
+    gradient norm logged after the loss: the statement went after the old ``zero_grad`` and
+    read zeros at every step (0.0 for 0.3226, silently); ``losses.clear()`` moved before the
+    step loop alike (0.0 for 2.738). Both sides of the statement had those statements, but
+    today's code swapped their order: refused now, saying so."""
+    from florsql.propagate import propagate
+
+    old = """import florsql as flor
+from helpers import SGD, X, grad_norm, make
+net = make()
+opt = SGD(net.parameters(), lr=0.1)
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        loss = net(X).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        flor.log("loss", loss.item())
+"""
+    new = """import florsql as flor
+from helpers import SGD, X, grad_norm, make
+net = make()
+opt = SGD(net.parameters(), lr=0.1)
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        opt.zero_grad(set_to_none=False)
+        loss = net(X).sum()
+        loss.backward()
+        opt.step()
+        flor.log("loss", loss.item())
+        flor.log("gn", grad_norm(net))
+"""
+    result = propagate(new, old, ["gn"])
+    assert not result.placed
+    assert "no place keeps the order" in result.failed[0].reason
+    kept = old.replace("        opt.zero_grad(set_to_none=False)\n", "").replace(
+        "        loss = net", "        opt.zero_grad(set_to_none=False)\n        loss = net"
+    )
+    assert propagate(new, kept, ["gn"]).placed  # the old version in today's order: placed
+    # today's call edited as well as moved (``zero_grad()``): the same function, the same order
+    edited = propagate(new.replace("zero_grad(set_to_none=False)", "zero_grad()"), old, ["gn"])
+    assert not edited.placed and "no place keeps the order" in edited.failed[0].reason

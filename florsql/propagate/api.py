@@ -1194,6 +1194,7 @@ def _order_kept(
     first, last = 0, len(old.stmts)
     wrong: list[int] = []  # old statements whose same-written counterpart is on the other side
     loose: list[int] = []  # old statements with no counterpart
+    mapped: list[tuple[int, int]] = []  # (old index, today's index) of those with one
     for j, o in enumerate(old.stmts):
         touching = (
             _binds(o) & reads_mine
@@ -1207,6 +1208,10 @@ def _order_kept(
         else:
             text = ast.dump(o)
             same = [n for n in unpaired_new if ast.dump(block.stmts[n]) == text]
+            if not same and _call_head(o) is not None:
+                # a call statement today's code edited the arguments of (``zero_grad()`` for
+                # ``zero_grad(set_to_none=False)``): the one today's call of the same function
+                same = [n for n in unpaired_new if _call_head(block.stmts[n]) == _call_head(o)]
             i = same[0] if len(same) == 1 else None
             if (
                 i is not None
@@ -1216,15 +1221,27 @@ def _order_kept(
                 wrong.append(j)
         if i is None:
             loose.append(j)
-        elif i < k:
-            first = max(first, j + 1)
         else:
-            last = min(last, j)
-    if not wrong:
-        return slot
-    to = min(max(slot, first), last)
-    if first <= last and not any(min(to, slot) <= j < max(to, slot) for j in loose):
-        return to
+            mapped.append((j, i))
+            if i < k:
+                first = max(first, j + 1)
+            else:
+                last = min(last, j)
+    to = slot
+    if wrong:
+        to = min(max(slot, first), last)
+        if first > last or any(min(to, slot) <= j < max(to, slot) for j in loose):
+            to = -1
+    if to >= 0:
+        swapped = _swapped(mapped, k, to)
+        if swapped is None:
+            return to
+        a, b = (old.stmts[j] for j in swapped)
+        return (
+            f"today's code runs {_first_line(b)!r} before {_first_line(a)!r}, the old version "
+            f"after it ({at_line(b.lineno)}), both on the same side of it: no place keeps the "
+            "order of everything that changes what it reads"
+        )
     o = old.stmts[wrong[0]]
     today, there = ("after", "before") if wrong[0] < slot else ("before", "after")
     return (
@@ -1232,6 +1249,35 @@ def _order_kept(
         f"its neighbours give it ({at_line(o.lineno)}), and no place keeps the order of "
         f"everything that changes what it reads"
     )
+
+
+def _call_head(stmt: ast.stmt) -> str | None:
+    """The called function of a call statement (``opt.zero_grad`` of ``opt.zero_grad(...)``),
+    as a dump; None for any other statement."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        return ast.dump(stmt.value.func)
+    return None
+
+
+def _first_line(stmt: ast.stmt) -> str:
+    """A statement's code, its first line only (a loop's header)."""
+    return ast.unparse(stmt).splitlines()[0]
+
+
+def _swapped(mapped: list[tuple[int, int]], k: int, slot: int) -> tuple[int, int] | None:
+    """Two old statements (old indices, in old order) that change what statement ``k`` reads,
+    on the same side of ``slot`` as their counterparts are of ``k`` today, whose order today's
+    code swapped: the value read there is not today's (session 47, sweep L: the old ``step();
+    zero_grad()`` and today's ``zero_grad()`` moved to the top of the step, both before a
+    gradient norm logged after the loss: the slot after the old ``zero_grad`` read zeros).
+    None where each side keeps today's order."""
+    for side in (True, False):
+        here = sorted((j, i) for j, i in mapped if (j < slot) == side and (i < k) == side)
+        for n, (j1, i1) in enumerate(here):
+            for j2, i2 in here[n + 1 :]:
+                if i2 < i1:
+                    return j1, j2
+    return None
 
 
 def _anchored(old: Block, back: dict[int, int], j: int, slot: int, session: _Session) -> bool:

@@ -78,7 +78,12 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 24 (session 46): inside a function carried code defines, a parameter named like an old
 #: object is the parameter (``def evaluate(net, ...): net.eval()``: refused before).
 #: 24 (session 46) also: a name bound nowhere else is bound by ``from X import *``.
-CACHE_VERSION = "24"
+#: 25 (session 47, sweep L): two old statements that change what the statement reads, on the
+#: same side of its place, in the order today's code swapped, refuse the place (an old
+#: ``opt.step(); opt.zero_grad(...)`` where today's code zeroes at the top of the step read
+#: zeros, silently); a call statement today's code edited the arguments of counts as its
+#: counterpart by the function it calls.
+CACHE_VERSION = "25"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.
