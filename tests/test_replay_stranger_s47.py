@@ -249,3 +249,42 @@ for epoch in flor.loop("epoch", range(2)):
     # today's call edited as well as moved (``zero_grad()``): the same function, the same order
     edited = propagate(new.replace("zero_grad(set_to_none=False)", "zero_grad()"), old, ["gn"])
     assert not edited.placed and "no place keeps the order" in edited.failed[0].reason
+
+
+def test_a_parameter_of_the_old_helper_hiding_the_module_s_name() -> None:
+    """Sweep L: the old ``def train_step(X, Y)`` called with a batch, today's step inlined and
+    ``flor.log("x", float(net(X).sum()))`` reading the module's full ``X`` after it: placed
+    inside ``train_step``, it read the batch (-3.072 for -9.273, silently). Refused now."""
+    from florsql.propagate import propagate
+
+    old = """import florsql as flor
+from helpers import X, Y, loss_fn, net, opt
+
+
+def train_step(X, Y):
+    loss = loss_fn(net(X), Y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+for epoch in flor.loop("epoch", range(2)):
+    for idx in flor.loop("step", range(4)):
+        loss = train_step(X[idx], Y[idx])
+        flor.log("loss", loss.item())
+"""
+    new = """import florsql as flor
+from helpers import X, Y, loss_fn, net, opt
+
+for epoch in flor.loop("epoch", range(2)):
+    for idx in flor.loop("step", range(4)):
+        loss = loss_fn(net(X[idx]), Y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        flor.log("x", float(net(X).sum()))
+        flor.log("loss", loss.item())
+"""
+    result = propagate(new, old, ["x"])
+    assert not result.placed and "whose own 'X'" in result.failed[0].reason

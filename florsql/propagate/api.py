@@ -452,6 +452,9 @@ def _plan(
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
+    hidden = _shadowed(items, session, renames)
+    if hidden:
+        return Failure(log.label, log.line, hidden)
     if unsure:
         return Failure(log.label, log.line, unsure)
     kept = _kept(target.block, spot.block, target.stmt, session)
@@ -853,6 +856,59 @@ def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
             if not (isinstance(first, ast.Constant) and first.value not in have):
                 return None
     return LogStatement(target.name, target.name_code, stmt, parent, at)
+
+
+def _function_of(block: Block) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The innermost function ``block`` is in (None: the module's own code)."""
+    scope = block.scopes[-1] if block.scopes else None
+    return scope if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef) else None
+
+
+def _shadowed(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+    """A name a travelling statement reads as the module's own in today's code (bound in no
+    function around it) that the old place has as a parameter or local of the function around
+    it: the old function's value is another object (session 47, sweep L: today's
+    ``net(X).sum()`` after the inlined step, the old ``def train_step(X, Y)`` called with a
+    batch: placed inside it, ``X`` was the batch, -3.072 for -9.273, silently)."""
+    for it, names in zip(items, _read(items, session), strict=True):
+        old_fn = _function_of(it.old)
+        if old_fn is None:
+            continue
+        new_fn = _function_of(it.new)
+        today = set(session.bindings.names_of(new_fn)) if new_fn is not None else set()
+        there = set(session.bindings.names_of(old_fn))
+        for name in names:
+            if name in renames or name in today or name in session.new.aliases:
+                continue
+            was = renames.get(name, name)
+            if was in there and _binds_module_level(session.new, name):
+                return (
+                    f"today's code reads the module's {name!r} there, and the old version's "
+                    f"place is inside {old_fn.name}(), whose own {was!r} (a parameter or "
+                    f"local, {at_line(old_fn.lineno)}) is another value"
+                )
+    return None
+
+
+def _binds_module_level(src: SourceFile, name: str) -> bool:
+    """Whether ``src``'s module-level code binds ``name`` (an assignment, import, ``def``...)."""
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+    for stmt in src.tree.body:
+        if isinstance(stmt, scopes):
+            if stmt.name == name:
+                return True
+            continue
+        stack: list[ast.AST] = [stmt]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+                return True
+            if isinstance(node, ast.Import | ast.ImportFrom) and any(
+                (a.asname or a.name.split(".")[0]) == name for a in node.names
+            ):
+                return True
+            stack += [c for c in ast.iter_child_nodes(node) if not isinstance(c, scopes)]
+    return False
 
 
 def _read(items: list[_Item], session: _Session) -> list[list[str]]:
