@@ -438,9 +438,14 @@ def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> Non
     """
     root = _repo(repo)
     _in_query_host(root)
-    from florsql.propagate import version_diff
+    from florsql.propagate import version_failures
 
-    click.echo(version_diff(root, vid, file), nl=False)
+    diff, failures = version_failures(root, vid, file)
+    click.echo(diff, nl=False)
+    for line in failures:  # what could not be placed says why, and the exit status tells
+        click.echo(f"cannot place {line}", err=True)
+    if failures:
+        raise SystemExit(1)
 
 
 @dataclass(frozen=True)

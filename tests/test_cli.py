@@ -224,6 +224,23 @@ def test_propagate_prints_the_patched_old_version(repo: Path) -> None:
     assert '+    flor.log("w2", w * 2)\n' in out
 
 
+def test_propagate_says_what_it_cannot_place(tmp_path: Path) -> None:
+    """Session 47 (sweep L): a statement that cannot be placed printed nothing and exited 0."""
+    from tests.helpers import make_repo, run_script, write
+
+    src = (
+        "import florsql as flor\nfor e in flor.loop('epoch', range(2)):\n"
+        "    for b in flor.loop('batch', range(2)):\n        flor.log('b', b)\n"
+    )
+    proj = make_repo(tmp_path / "p", {"train.py": src})
+    run_script(proj, "train.py")
+    vid = json.loads(next((proj / ".florsql" / "runs").glob("*/run.json")).read_text())["vid"]
+    write(proj / "train.py", src.replace("'batch'", "'step'") + "        flor.log('x', b)\n")
+    code, out, err = _run("propagate", "--version", vid, "--repo", str(proj))
+    assert code == 1 and out == ""
+    assert "cannot place train.py: x (line 5 of the new version): no scope matching" in err
+
+
 def test_demo_hands_its_arguments_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     import florsql.demo
 

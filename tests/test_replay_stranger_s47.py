@@ -288,3 +288,20 @@ for epoch in flor.loop("epoch", range(2)):
 """
     result = propagate(new, old, ["x"])
     assert not result.placed and "whose own 'X'" in result.failed[0].reason
+
+
+def test_a_loop_renamed_since_is_said_so(tmp_path: Path) -> None:
+    """Sweep L: the step loop renamed ``"batch"`` -> ``"step"``: the query said "no run of
+    this version recorded that loop: the code never reached it, or the run was killed or
+    failed before" of a run that finished. It now names the loops the runs recorded."""
+    src = (
+        "import florsql as flor\nfor e in flor.loop('epoch', range(2)):\n"
+        "    for b in flor.loop('batch', range(2)):\n        flor.log('b', b)\n"
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": src})
+    run_script(repo, "train.py")
+    write(repo / "train.py", src.replace("'batch'", "'step'") + "        flor.log('x', b)\n")
+    said = "its runs recorded the loops epoch, epoch/batch, not epoch/step"
+    with pytest.raises(florsql.DatabaseError, match=said) as raised:
+        _rows(repo, "SELECT x FROM logs WHERE x IS NOT NULL")
+    assert "killed" not in str(raised.value)

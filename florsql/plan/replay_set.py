@@ -210,7 +210,10 @@ def _find_unplaceable(state: PlanState) -> None:
             if not chains:
                 continue
             rows = state.con.execute(
-                """SELECT m.vid, m.run_id, m.filename FROM run_meta m
+                """SELECT m.vid, m.run_id, m.filename, m.status,
+                          (SELECT list(DISTINCT c.chain ORDER BY c.chain) FROM __flor_chains c
+                           WHERE c.run_id = m.run_id)
+                   FROM run_meta m
                    WHERE list_contains(m.files, ?)
                    AND m.status IS DISTINCT FROM 'running'
                    AND NOT EXISTS (SELECT 1 FROM __flor_chains c WHERE c.run_id = m.run_id
@@ -219,8 +222,20 @@ def _find_unplaceable(state: PlanState) -> None:
                                    AND v.name = ?)""",
                 [filename, sorted(chains), fold(name)],
             ).fetchall()
-            for vid, run_id, script in rows:
-                if (fold(name), run_id) not in needed_runs:
+            for vid, run_id, script, status, recorded in rows:
+                if (fold(name), run_id) in needed_runs:
+                    continue
+                if status == "finished" and recorded:
+                    # the run ended well and recorded other loops: a loop renamed since, not
+                    # code never reached (session 47, sweep L: said "the run was killed or
+                    # failed before" of a finished run)
+                    state.unplaced.setdefault((vid, script), {}).setdefault(
+                        name,
+                        f"its runs recorded the loops {', '.join(recorded)}, not "
+                        f"{' or '.join(sorted(chains))}: a flor.loop renamed since is not "
+                        "matched to its old name",
+                    )
+                else:
                     state.unplaceable.setdefault((vid, script), set()).add(name)
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         for_version,
         render_diff,
         version_diff,
+        version_failures,
     )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "propagate",
     "render_diff",
     "version_diff",
+    "version_failures",
 ]
 
 _WHERE = {
@@ -48,6 +50,7 @@ _WHERE = {
     "for_version": "version",
     "render_diff": "version",
     "version_diff": "version",
+    "version_failures": "version",
 }
 
 

@@ -239,6 +239,27 @@ def version_diff(
     return for_version(repo, vid, names).diff(rel)
 
 
+def version_failures(
+    repo: Path | str, vid: str, path: str | None = None, names: Iterable[str] | None = None
+) -> tuple[str, list[str]]:
+    """:func:`version_diff` and, beside it, why each of today's statements (of ``path``, or
+    every file) could not be placed into the version (``path: name (line N of the new
+    version): reason``); ``[]`` where everything was placed."""
+    repo = Path(repo)
+    rel = None if path is None else repo_relative(repo, path)
+    diff = version_diff(repo, vid, path, names)
+    result = for_version(repo, vid, names)
+    failures = [
+        f"{name}: {f}"
+        for name, p in sorted(result.files.items())
+        if rel is None or name == rel
+        for f in p.failed
+    ]
+    if rel is None:
+        failures += [f"{name}: logged only in files this version lacks" for name in result.unplaced]
+    return diff, failures
+
+
 def repo_relative(repo: Path, path: str) -> str:
     """``path`` as a POSIX path relative to ``repo`` (absolute, ``./x`` and ``sub/../x`` too)."""
     given = Path(path)
