@@ -305,3 +305,47 @@ def test_a_loop_renamed_since_is_said_so(tmp_path: Path) -> None:
     with pytest.raises(florsql.DatabaseError, match=said) as raised:
         _rows(repo, "SELECT x FROM logs WHERE x IS NOT NULL")
     assert "killed" not in str(raised.value)
+
+
+WRAPPED = """import florsql as flor
+state = {"w": 1.0}
+lrs = [0.5, 0.3, 0.2, 0.1, 0.05]
+with flor.checkpointing(state=state):
+    for HEADER:
+        state["w"] *= 0.9
+        flor.log("w", state["w"])
+#@
+"""
+HEADERS = {
+    "enumerate": ('n, e in enumerate(flor.loop("epoch", range(10, 15)), start=1)', "n"),
+    "zip": ('e, lr in zip(flor.loop("epoch", range(5)), lrs)', "lr"),
+    "bound": ("n, e in it", "n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEADERS))
+def test_an_outer_loop_paired_by_a_wrapper_replays_every_iteration(
+    tmp_path: Path, case: str
+) -> None:
+    """Sweep K: ``enumerate(flor.loop("epoch", ...), start=1)`` or ``zip(flor.loop(...),
+    lrs)`` around the outer loop: a task starting at epoch 3 handed the wrapper that epoch as
+    its first item, so ``n`` was 1 and ``lr`` 0.5 there (silently), and the wider query
+    after it served those values. Every iteration now runs from the first."""
+    header, value = HEADERS[case]
+    old = WRAPPED.replace("HEADER", header)
+    if case == "bound":
+        old = old.replace(
+            "    for n, e in it:",
+            '    it = enumerate(flor.loop("epoch", range(10, 15)), start=1)\n    for n, e in it:',
+        )
+    new = old.replace("#@\n", f'        flor.log("v", {value})\n')
+    repo = make_repo(tmp_path / "r", {"train.py": old.replace("#@\n", "")})
+    run_script(repo, "train.py", **ENV)
+    write(repo / "train.py", new)
+    want = (
+        [(e, e + 1) for e in range(5)]
+        if value == "n"
+        else list(enumerate([0.5, 0.3, 0.2, 0.1, 0.05]))
+    )
+    assert _rows(repo, "SELECT epoch, v FROM logs WHERE epoch = 3 AND v IS NOT NULL") == [want[3]]
+    assert _rows(repo, "SELECT epoch, v FROM logs WHERE v IS NOT NULL ORDER BY 1") == want

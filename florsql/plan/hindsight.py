@@ -374,6 +374,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: version that branches around a draw, or ``torch.dropout(h, 0.5, epoch == 1)``, makes them
 #: uneven (a query for epoch 3 restored the checkpoint after epoch 2, past epoch 1's draw:
 #: -1.1192 for a run of today's script's value, silently).
+#: 39 (session 47, sweep K): an outer ``flor.loop`` iterated through a call that pairs its
+#: items with state of its own (``enumerate(flor.loop("epoch", ...), start=1)``, ``zip(flor.loop(
+#: ...), lrs)``) replays every iteration from the first: a task starting at epoch 4 handed the
+#: wrapper that epoch as its first item (``n`` 1 for 5, ``lr`` 0.3 for 0.02, silently, and
+#: the value stayed served).
 REPLAY_RULES = _STORED_RULES
 
 

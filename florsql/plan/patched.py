@@ -495,6 +495,17 @@ def analyze_patched(
                 f"reads {', '.join(read[:3])}, which a wrapper of the {outer.name} loop changes "
                 "as it iterates: every iteration must run"
             )
+    paired = _pairing_wrapper(tree, outer) if outer is not None and names else None
+    if paired and outer is not None and not flags["unknown"]:
+        # ``for n, epoch in enumerate(flor.loop("epoch", ...), start=1)``, ``zip(flor.loop(...),
+        # lrs)``: the wrapper pairs each item with its own count or another iterable's next
+        # item, which only a run over every iteration from the first gives (session 47, sweep
+        # K: a task starting at epoch 4 numbered it 1, silently)
+        flags["unknown"] = True
+        whole_why = (
+            f"the {outer.name} loop is iterated through {paired}, which pairs each iteration "
+            "with its own count or another iterable's items: every iteration must run"
+        )
     kept = default_state(tree) if names else ()
     if kept and not flags["unknown"]:
         # a default argument the script's code changes (``def smoothed(v, _state={})``), a
@@ -611,6 +622,53 @@ def _carried_into(tree: ast.Module, outer: LoopFacts, call: ast.Call) -> set[str
     loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
     live = reads_before_assigned(prefix, set(outer.targets))
     return loads & live & outer.changed - outer.targets
+
+
+#: Calls a ``flor.loop`` may be passed through in a ``for`` header that hand its items on one
+#: for one, unchanged: a replay that skips iterations skips them for the wrapper too (progress
+#: bars; what they count is handled as ``LoopFacts.wrappers``).
+_ITEM_WRAPPERS = frozenset({"tqdm", "trange", "iter", "track", "wrap", "progress", "auto"})
+
+
+def _pairing_wrapper(tree: ast.Module, outer: LoopFacts) -> str | None:
+    """The call (as ``name(...)``) around the outer ``flor.loop`` in its ``for`` header (or in
+    the value of the name that header iterates) that may pair each item with state of its own
+    (``enumerate``, ``zip``, ``itertools.islice``, a generator of the script's), or None where
+    the loop is iterated as itself or through a progress bar."""
+    loop = next(
+        (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.For | ast.AsyncFor) and n.lineno == outer.line
+        ),
+        None,
+    )
+    if loop is None:
+        return None
+    exprs: list[ast.expr] = [loop.iter]
+    if isinstance(loop.iter, ast.Name):  # it = enumerate(flor.loop(...)); for n, e in it:
+        exprs += [
+            a.value
+            for a in ast.walk(tree)
+            if isinstance(a, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == loop.iter.id for t in a.targets)
+        ]
+    for expr in exprs:
+        for node in ast.walk(expr):
+            if not isinstance(node, ast.Call) or _is_flor_loop(node):
+                continue
+            if not any(isinstance(c, ast.Call) and _is_flor_loop(c) for c in ast.walk(node)):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in _ITEM_WRAPPERS:
+                return f"{name or 'a call'}(...)"
+    return None
+
+
+def _is_flor_loop(call: ast.Call) -> bool:
+    func = call.func
+    return isinstance(func, ast.Attribute) and func.attr == "loop"
 
 
 def _outer_loop(facts: ScriptFacts, name: str | None) -> LoopFacts | None:
