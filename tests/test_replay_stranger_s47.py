@@ -168,18 +168,23 @@ with flor.checkpointing(state=state):
     for epoch in flor.loop("epoch", range(3)):
         state["w"] *= 0.9
         #@block
-        flor.log("val", acc)
 #@
 """
 REBIND_NEW = """        out = state["w"] * 3
         acc = out - 1
         flor.log("train", acc)
 """
+LOG_VAL = '        flor.log("val", acc)\n'
 BLOCKS = {
     "with": "with contextlib.nullcontext():\n            out = state['w'] * 2\n"
-    "            acc = out + 1\n",
+    "            acc = out + 1\n" + LOG_VAL,
     "try": "try:\n            out = state['w'] * 2\n            acc = out + 1\n"
-    "        except ZeroDivisionError:\n            out = 0.0\n            acc = -1.0\n",
+    "        except ZeroDivisionError:\n            out = 0.0\n            acc = -1.0\n" + LOG_VAL,
+    # the old reads inside a loop of its own, after its body assigns them (sweep K)
+    "for": "for _ in range(2):\n            out = state['w'] * 2\n            acc = out + 1\n"
+    "            flor.log('val', acc)\n",
+    "ifelse": "if state['w'] > 0.5:\n            out = state['w'] * 2\n        else:\n"
+    "            out = 0.0\n        acc = out + 1\n" + LOG_VAL,
 }
 
 

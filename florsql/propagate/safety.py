@@ -185,6 +185,16 @@ class _Binder(ast.NodeVisitor):
     visit_MatchStar = visit_MatchAs
 
 
+def _parts_of(stmt: ast.stmt) -> list[list[ast.stmt]]:
+    """The blocks of ``stmt`` whose code runs from their first statement on when reached: a
+    loop's body (each iteration), an ``if``'s body and ``else``, a ``try``'s body."""
+    if isinstance(stmt, ast.For | ast.AsyncFor | ast.While | ast.Try):
+        return [stmt.body] if stmt.body else []
+    if isinstance(stmt, ast.If):
+        return [b for b in (stmt.body, stmt.orelse) if b]
+    return []
+
+
 def _assigned_here(stmt: ast.stmt) -> set[str]:
     """Names a simple statement binds (its targets)."""
     return {
@@ -340,12 +350,23 @@ class Bindings:
                     if found is not None:
                         return found
                     continue
-                if inside and isinstance(stmt, ast.Try) and stmt.body:
-                    end = stmt.body[-1].end_lineno or stmt.body[-1].lineno
-                    if stmt.body[0].lineno <= at <= end:  # in its body: as a block of its own
-                        return first(stmt.body, at) is not False
                 if inside:
-                    return True  # reached before any plain assignment of it
+                    # a read inside a block of this statement: reached from that block's start
+                    # (a loop's body, at each iteration; the branch of an if; a try's body),
+                    # unless the block assigns the name first (sweep K: the old step loop's
+                    # ``loss = ...`` before its ``loss.item()``)
+                    for part in _parts_of(stmt):
+                        lo, hi = part[0].lineno, part[-1].end_lineno or part[-1].lineno
+                        if lo <= at <= hi:
+                            return first(part, at) is not False
+                    return True  # in a header, a condition, a handler: reached
+                if (
+                    isinstance(stmt, ast.If)
+                    and stmt.orelse
+                    and first(stmt.body, 0) is False
+                    and first(stmt.orelse, 0) is False
+                ):
+                    return False  # assigned in both branches
                 if not hasattr(stmt, "body") and name in _assigned_here(stmt):
                     return False
                 if (
