@@ -217,6 +217,7 @@ import florsql as flor
 run = flor.arg("run", 0)
 for epoch in flor.loop("epoch", range(40)):
     print(epoch, flush=True)  # the test kills after reading its chosen line
+    sys.stdin.readline()  # and waits for the test's go: on a loaded machine it ran to its end
     for step in flor.loop("step", range(50)):
         flor.log("v", run * 100000 + epoch * 100 + step)
     flor.log("e", epoch)
@@ -228,18 +229,24 @@ def _record(repo: Path, run: int, kill_after: int | None) -> None:
     proc = subprocess.Popen(
         [sys.executable, "record.py", "--run", str(run)],
         cwd=repo,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=script_env(),
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stdin is not None
     if kill_after is None:
+        proc.stdin.write("\n" * 40)
+        proc.stdin.close()
         proc.stdout.read()
         assert proc.wait(timeout=120) == 0
         return
-    for _ in range(kill_after):
+    for k in range(kill_after):
         assert proc.stdout.readline(), "the script ended early"
+        if k < kill_after - 1:  # the last line read: it waits on its stdin as it is killed
+            proc.stdin.write("\n")
+            proc.stdin.flush()
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL  # the process is gone
 

@@ -92,7 +92,14 @@ def _start(repo: Path, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a terminal starts it: a test run started in the background by a non-interactive
+        # shell passes SIGINT down ignored, and the Ctrl-C below was lost
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_values_equal_those_written_as_arrow(tmp_path: Path) -> None:
