@@ -193,7 +193,12 @@ def serve(modules: list[str]) -> None:
     preload(list(WORKER_MODULES))
     ready = preload(modules)
     know_startup(startup)
-    print(json.dumps({"ready": ready}), flush=True)
+    try:
+        print(json.dumps({"ready": ready}), flush=True)
+    except BrokenPipeError:
+        # the query that started it ended first (nothing left to replay after all): gone
+        # quietly, not with a traceback on the query's stderr (session 47, sweep K)
+        os._exit(0)
     children: dict[int, str] = {}
     # pid -> a pidfd of each child (Linux): select() wakes the moment a task ends, instead of
     # polling for it (up to 20 ms late per task, measured in the tasks' "other" time).
