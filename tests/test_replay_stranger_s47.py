@@ -354,3 +354,37 @@ def test_an_outer_loop_paired_by_a_wrapper_replays_every_iteration(
     )
     assert _rows(repo, "SELECT epoch, v FROM logs WHERE epoch = 3 AND v IS NOT NULL") == [want[3]]
     assert _rows(repo, "SELECT epoch, v FROM logs WHERE v IS NOT NULL ORDER BY 1") == want
+
+
+def test_a_helper_edited_since_is_said_to_be_the_version_s(tmp_path: Path) -> None:
+    """Sweep L: today's statement calls ``scale``, whose body changed since the version: a
+    replay runs the version's own ``scale`` (by design: each version's code), which nothing
+    said. The replaying query warns, and EXPLAIN says it."""
+    import warnings
+
+    old = """import florsql as flor
+
+
+def scale(v):
+    return v * 2
+
+
+w = 1.0
+with flor.checkpointing():
+    for epoch in flor.loop("epoch", range(3)):
+        w = w * 0.5 + epoch
+#@
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": old.replace("#@\n", "")})
+    run_script(repo, "train.py")
+    new = old.replace("v * 2", "v * 3").replace("#@\n", '        flor.log("s", scale(w))\n')
+    write(repo / "train.py", new)
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN SELECT s FROM logs"))
+        assert "s calls scale as this version defines it" in plan, plan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = cur.execute("SELECT epoch, s FROM logs ORDER BY 1").fetchall()
+    assert got == [(0, 1.0), (1, 2.5), (2, 5.25)]  # the version's v * 2
+    assert any("computes s with scale as that version defines it" in str(w.message) for w in caught)

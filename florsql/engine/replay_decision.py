@@ -163,6 +163,7 @@ def replay_if_needed(
         _unreached(engine, plan, messages)
         return planned, messages
     assert engine.executor is not None
+    _edited(engine, plan, messages)
     outcome = engine.executor.run(plan, repo=engine.repo)
     planned = replan()
     outcomes = [outcome]
@@ -342,6 +343,22 @@ def _drew(outcomes: list[Any]) -> dict[str, list[str]]:
 
 def _unplaced_lines(v: VersionReplay) -> list[str]:
     return [f"{v.vid[:12]}: {name}: {why}" for name, why in v.unplaced]
+
+
+def _edited(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    """Say which statements a replay computes with a function their version defines otherwise
+    than today's file (session 47, sweep L: an L1 ``wnorm`` edited into an L2 one since was
+    replayed as L1 without a word)."""
+    for v in plan.versions:
+        for name, helpers in v.edited:
+            _warn(
+                engine,
+                messages,
+                f"version {v.vid[:12]} of {v.filename} computes {name} with "
+                f"{', '.join(helpers)} as that version defines it; today's definition differs "
+                "(a replay runs each version's own code: to use today's, give it another name)",
+                FlorWarning,
+            )
 
 
 def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:

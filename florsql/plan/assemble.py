@@ -53,6 +53,8 @@ def assemble(state: PlanState) -> None:
             state.lost.setdefault((first.vid, first.filename), {}).update(found.lost)
         if found is not None and found.uneven:
             state.uneven.setdefault((first.vid, first.filename), {}).update(found.uneven)
+        if found is not None and found.edited:
+            state.edited.setdefault((first.vid, first.filename), {}).update(found.edited)
         companions = _companion_chains(state, first.filename, modules, found)
         run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
         per_version[(run.vid, run.filename)].append(run)
@@ -190,6 +192,7 @@ def _version(
     unplaced = tuple(sorted(state.unplaced.get((vid, filename), {}).items()))
     lost = tuple(sorted(state.lost.get((vid, filename), {}).items())) if runs else ()
     uneven = tuple(sorted(state.uneven.get((vid, filename), {}).items())) if runs else ()
+    edited = tuple(sorted(state.edited.get((vid, filename), {}).items())) if runs else ()
     return VersionReplay(
         vid=vid,
         filename=filename,
@@ -201,6 +204,7 @@ def _version(
         unplaced=unplaced,
         lost=lost,
         uneven=uneven,
+        edited=edited,
     )
 
 

@@ -129,6 +129,11 @@ def _version(v: VersionReplay) -> list[str]:
             f"    replayed without today's {name}: it may draw from an RNG and cannot be placed "
             f"({why})"
         )
+    for name, helpers in v.edited:
+        lines.append(
+            f"    {name} calls {', '.join(helpers)} as this version defines it (today's "
+            "definition differs: a replay runs each version's own code)"
+        )
     uneven = [n for n, how in v.uneven if how == "uneven" or len(v.names) > 1]
     if uneven:
         lines.append(

@@ -101,6 +101,10 @@ class Patched:
     #: a task of theirs that skips iterations has its run replayed from the start
     #: (:func:`florsql.replay.runner._unseen`); EXPLAIN says so
     uneven: dict[str, str] = field(default_factory=dict)
+    #: needed names whose placed texts call a function or class of their file that this
+    #: version defines otherwise than today's file (name -> those functions): a replay runs
+    #: the version's own definition, which EXPLAIN and the query's warning say (session 47)
+    edited: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -268,6 +272,13 @@ def patched_script(
                 how = pieces_uneven(r.source, p.pieces, path, read)
                 if how is not None:  # two pieces of one name: not one gate
                     uneven[p.name] = "uneven" if p.name in uneven else how
+    edited: dict[str, tuple[str, ...]] = {}
+    for path, r in sorted(result.files.items()):
+        for p in r.placed:
+            if p.name in names and p.name not in failed:
+                helpers = edited_calls(repo, path, r.original, r.source, p.pieces)
+                if helpers:
+                    edited[p.name] = tuple(sorted({*edited.get(p.name, ()), *helpers}))
     found = replace(
         found,
         failed=failed,
@@ -276,6 +287,7 @@ def patched_script(
         companions=companions,
         lost=lost,
         uneven=uneven,
+        edited=edited,
     )
     held = _parameters_of(source) & _objects_changed(
         [code for r in result.files.values() for p in r.placed for code in p.carried]
@@ -294,6 +306,33 @@ def patched_script(
             "checkpoint of the old run holds as the old code left it",
         )
     return found
+
+
+def edited_calls(
+    repo: Path, path: str, original: str, patched: str, pieces: tuple[tuple[int, int], ...]
+) -> tuple[str, ...]:
+    """The module-level functions and classes of ``path`` that the ``pieces`` (1-based line
+    spans of ``patched``) call by name, which the version (``original``) defines otherwise
+    than today's file: a replay runs the version's own (sweep L: an L1 ``wnorm`` edited into
+    an L2 one since, replayed as L1 without a word)."""
+    try:
+        today = ast.parse((repo / path).read_text(encoding="utf-8"))
+        old_tree, tree = ast.parse(original), ast.parse(patched)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return ()
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    old_defs = {d.name: ast.dump(d) for d in old_tree.body if isinstance(d, kinds)}
+    new_defs = {d.name: ast.dump(d) for d in today.body if isinstance(d, kinds)}
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and any(a <= n.lineno <= b for a, b in pieces)
+    }
+    return tuple(
+        sorted(n for n in called if n in old_defs and n in new_defs and old_defs[n] != new_defs[n])
+    )
 
 
 def _objects_changed(codes: list[str]) -> frozenset[str]:

@@ -183,6 +183,9 @@ class VersionReplay:
     unplaced: tuple[tuple[str, str], ...] = ()
     lost: tuple[tuple[str, str], ...] = ()
     uneven: tuple[tuple[str, str], ...] = ()
+    #: ``(name, functions)``: statements calling functions of their file this version defines
+    #: otherwise than today's (a replay runs the version's own)
+    edited: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def seconds(self) -> float:

@@ -61,6 +61,9 @@ class PlanState:
     #: (version, script) -> needed names whose placed texts may draw in some iterations only
     #: (:attr:`Patched.uneven`)
     uneven: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    #: (version, script) -> needed names calling functions this version defines otherwise
+    #: than today (:attr:`Patched.edited`)
+    edited: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
     unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
