@@ -82,7 +82,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: same side of its place, in the order today's code swapped, refuse the place (an old
 #: ``opt.step(); opt.zero_grad(...)`` where today's code zeroes at the top of the step read
 #: zeros, silently); a call statement today's code edited the arguments of counts as its
-#: counterpart by the function it calls.
+#: counterpart by the function it calls; a place inside an old function whose parameter or
+#: local hides a module name the statement reads is refused (the batch for the full set,
+#: silently); a rebinding of a name the old code assigns again (in a block) before reading it
+#: is placed (was refused).
 CACHE_VERSION = "25"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
