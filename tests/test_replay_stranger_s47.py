@@ -388,3 +388,24 @@ with flor.checkpointing():
             got = cur.execute("SELECT epoch, s FROM logs ORDER BY 1").fetchall()
     assert got == [(0, 1.0), (1, 2.5), (2, 5.25)]  # the version's v * 2
     assert any("computes s with scale as that version defines it" in str(w.message) for w in caught)
+
+
+def test_a_name_the_old_version_deletes_is_unbound_there() -> None:
+    """Sweep L: the old step loop ended with ``del loss``; today's ``flor.log("x",
+    loss.item())`` after the loop was placed, and every replay raised NameError, reported as
+    "today's statement raised (fix the statement)". Refused now, as unbound there."""
+    from florsql.propagate import propagate
+
+    old = """import florsql as flor
+for epoch in flor.loop("epoch", range(2)):
+    for step in flor.loop("step", range(3)):
+        loss = step * 2.0
+        flor.log("loss", loss)
+        del loss
+    flor.log("w", epoch)
+"""
+    new = old.replace("        del loss\n", "").replace(
+        '    flor.log("w", epoch)\n', '    flor.log("w", epoch)\n    flor.log("x", loss)\n'
+    )
+    result = propagate(new, old, ["x"])
+    assert not result.placed and "unbound name 'loss'" in result.failed[0].reason

@@ -118,6 +118,8 @@ class _Scope:
     declared_global: set[str] = field(default_factory=set)
     #: names a ``nonlocal`` statement gives to an enclosing function's scope
     declared_nonlocal: set[str] = field(default_factory=set)
+    #: the lines of ``del NAME`` statements, per name
+    deleted: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
 
 class _Binder(ast.NodeVisitor):
@@ -132,6 +134,8 @@ class _Binder(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Store):
             self.bind(node.id, node.lineno)
+        elif isinstance(node.ctx, ast.Del):
+            self.scope.deleted[node.id].append(node.lineno)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.bind(node.name, node.lineno)
@@ -486,7 +490,13 @@ class Bindings:
             return any(name in self._scope(s).lines for s in enclosing)
         if name in innermost.lines:
             bound = innermost.lines[name]
-            if any(n < line for n in bound):
+            before = [n for n in bound if n < line]
+            gone = [n for n in innermost.deleted.get(name, ()) if n < line]
+            if before and gone and max(gone) > max(before):
+                # ``del loss`` after its last binding before the place (session 47, sweep L:
+                # the replay raised NameError, said as "fix the statement")
+                return False
+            if before:
                 return True
             if not carried:
                 return False
