@@ -192,6 +192,13 @@ def test_what_extend_module_appends() -> None:
     assert got is not None
     tail = got.split("\n\n\n", 1)[1]
     assert "import numpy as np" in tail and "@deco\ndef b(x):" in tail and "def deco(f):" in tail
+    # imports first: a default argument runs as the module is imported (sweep M)
+    got = extend_module(
+        old, "def b(x, s=np.sqrt(2.0)):\n    return x * s\nimport numpy as np\n", ["b"]
+    )
+    assert got is not None
+    tail = got.split("\n\n\n", 1)[1]
+    assert tail.index("import numpy as np") < tail.index("def b(")
 
 
 def test_propagate_shows_the_new_module(tmp_path: Path) -> None:

@@ -409,3 +409,37 @@ for epoch in flor.loop("epoch", range(2)):
     )
     result = propagate(new, old, ["x"])
     assert not result.placed and "unbound name 'loss'" in result.failed[0].reason
+
+
+def test_an_outer_loop_inside_a_generator_of_the_script(tmp_path: Path) -> None:
+    """Sweep M: ``def epochs(): k = 0; for e in flor.loop("epoch", ...): k += 1; yield e, k``
+    iterated by ``for epoch, k in epochs():``: the statement in that body had no loop context
+    (0 rows, no word), and once it had, a task restoring epoch 3's checkpoint read the
+    generator's fresh ``k`` (1 for 4). Such runs replay whole, from the first iteration."""
+    old = """import florsql as flor
+state = {"w": 1.0}
+
+
+def epochs():
+    k = 0
+    for e in flor.loop("epoch", range(5)):
+        k += 1
+        yield e, k
+
+
+with flor.checkpointing(state=state):
+    for epoch, k in epochs():
+        for s in flor.loop("step", range(2)):
+            state["w"] *= 0.9
+        flor.log("w", state["w"])
+#@
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": old.replace("#@\n", "")})
+    run_script(repo, "train.py", **ENV)
+    write(repo / "train.py", old.replace("#@\n", '        flor.log("x", k * 1000 + state["w"])\n'))
+    want, w = [], 1.0
+    for e in range(5):
+        w *= 0.81
+        want.append((e, pytest.approx((e + 1) * 1000 + w)))
+    assert _rows(repo, "SELECT epoch, x FROM logs WHERE epoch = 3 AND x IS NOT NULL") == [want[3]]
+    assert _rows(repo, "SELECT epoch, x FROM logs WHERE x IS NOT NULL ORDER BY 1") == want

@@ -378,7 +378,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: items with state of its own (``enumerate(flor.loop("epoch", ...), start=1)``, ``zip(flor.loop(
 #: ...), lrs)``) replays every iteration from the first: a task starting at epoch 4 handed the
 #: wrapper that epoch as its first item (``n`` 1 for 5, ``lr`` 0.3 for 0.02, silently, and
-#: the value stayed served).
+#: the value stayed served); so does one whose ``flor.loop`` sits in a generator of the
+#: script that yields to the statement's ``for`` (``def epochs(): k += 1; yield e, k``: k 1
+#: for 4 at a restored epoch 3, silently; sweep M).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -47,6 +47,12 @@ def scan_ast(text: str, filename: str) -> ScriptCode | None:
     :mod:`ast` cannot parse it."""
     module = ast.parse(text)
     scanner = _Scanner(text, _aliases(module))
+    for fn in ast.walk(module):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and _yields(fn):
+            names = [scanner._flor_call(c, "loop") for c in ast.walk(fn) if isinstance(c, ast.Call)]
+            found = [n for n in names if n is not None]
+            if found:
+                scanner.looping[fn.name] = found[0]
     scanner.block(module.body, (), None)
     sites = [s for _, s in sorted(scanner.sites, key=lambda p: p[0])]
     calls: dict[str, list[CallSite]] = {}
@@ -198,6 +204,9 @@ class _Scanner:
         #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
         #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
         self.wrapped: dict[tuple[str | None, str], str] = {}
+        #: generator functions of the script that yield from inside a ``flor.loop`` of theirs,
+        #: with that loop's name
+        self.looping: dict[str, str] = {}
 
     def block(self, stmts: list[ast.stmt], chain: tuple[str, ...], fn: str | None) -> None:
         for stmt in stmts:
@@ -228,6 +237,23 @@ class _Scanner:
                         self.fetched.append((order, callee, (inner, fn, call.lineno)))
                 self.chains.add(inner)
                 self.block(node.body, inner, fn)
+                self.block(node.orelse, chain, fn)
+                return
+            hidden = [
+                c.func.id
+                for c in ast.walk(node.iter)
+                if isinstance(c, ast.Call)
+                and isinstance(c.func, ast.Name)
+                and c.func.id in self.looping
+            ]
+            if hidden:
+                # ``for epoch, k in epochs():`` where ``epochs`` yields from inside its own
+                # flor.loop: the body runs inside that loop, whose iterations the generator's
+                # own state may count (``k += 1``): its statements' context is unknown, so a
+                # query replays whole runs (session 47, sweep M: 0 rows, no word, before)
+                self.node(node.iter, chain, fn, depth + 1)
+                inner = (*chain, self.looping[hidden[0]])
+                self.block(node.body, inner, f"<in {hidden[0]}()>")
                 self.block(node.orelse, chain, fn)
                 return
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -337,6 +337,9 @@ def extend_module(old: str, new: str, names: Iterable[str]) -> str | None:
     order = [s for s in new_tree.body if id(s) in chosen] + [
         s for s in chosen.values() if s not in new_tree.body
     ]
+    # imports first: a default argument or a decorator runs as the module is imported (sweep
+    # M: ``def new_fn(net, s=math.sqrt(2.0))`` before the appended ``import math`` failed)
+    order.sort(key=lambda s: not isinstance(s, ast.Import | ast.ImportFrom))
     for stmt in order:
         if isinstance(stmt, ast.Import | ast.ImportFrom):
             parts.append(ast.unparse(stmt))
