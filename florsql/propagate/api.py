@@ -866,8 +866,10 @@ def _function_of(block: Block) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
 
 def _shadowed(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
     """A name a travelling statement reads as the module's own in today's code (bound in no
-    function around it) that the old place has as a parameter or local of the function around
-    it: the old function's value is another object (session 47, sweep L: today's
+    function around it) that the old place has as a parameter of the function around it,
+    which its callers give something else than the module's object of that name (a local is
+    taken for the same object: a ``main()`` inlined since): the old function's value is
+    another object (session 47, sweep L: today's
     ``net(X).sum()`` after the inlined step, the old ``def train_step(X, Y)`` called with a
     batch: placed inside it, ``X`` was the batch, -3.072 for -9.273, silently)."""
     for it, names in zip(items, _read(items, session), strict=True):
@@ -876,18 +878,50 @@ def _shadowed(items: list[_Item], session: _Session, renames: dict[str, str]) ->
             continue
         new_fn = _function_of(it.new)
         today = set(session.bindings.names_of(new_fn)) if new_fn is not None else set()
-        there = set(session.bindings.names_of(old_fn))
+        a = old_fn.args
+        there = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
         for name in names:
             if name in renames or name in today or name in session.new.aliases:
                 continue
             was = renames.get(name, name)
-            if was in there and _binds_module_level(session.new, name):
+            if (
+                was in there
+                and _binds_module_level(session.new, name)
+                and not _passed_as_itself(session.old.tree, old_fn, was)
+            ):
                 return (
                     f"today's code reads the module's {name!r} there, and the old version's "
-                    f"place is inside {old_fn.name}(), whose own {was!r} (a parameter or "
-                    f"local, {at_line(old_fn.lineno)}) is another value"
+                    f"place is inside {old_fn.name}(), whose parameter {was!r} "
+                    f"({at_line(old_fn.lineno)}) its callers give another value"
                 )
     return None
+
+
+def _passed_as_itself(
+    tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef, param: str
+) -> bool:
+    """Whether every call of ``fn`` (by its name) in ``tree`` passes the name ``param`` itself
+    as that parameter (``main(args)`` for ``def main(args)``): the parameter is then the
+    module's object of that name, not another value (a batch ``train_step(X[idx], ...)``)."""
+    a = fn.args
+    positional = [x.arg for x in (*a.posonlyargs, *a.args)]
+    calls = [
+        c
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == fn.name
+    ]
+    if not calls:
+        return False
+    for call in calls:
+        given: ast.expr | None = None
+        if param in positional and positional.index(param) < len(call.args):
+            given = call.args[positional.index(param)]
+        for kw in call.keywords:
+            if kw.arg == param:
+                given = kw.value
+        if not (isinstance(given, ast.Name) and given.id == param):
+            return False
+    return True
 
 
 def _binds_module_level(src: SourceFile, name: str) -> bool:
