@@ -227,3 +227,40 @@ def test_an_ignored_module_is_the_user_s_own(tmp_path: Path) -> None:
     assert dict(for_version(repo, vid).added) == {}
     with florsql.connect(repo, replay="auto") as con:
         assert _rows(con, "SELECT epoch, k FROM logs ORDER BY 1")[:2] == [(0, 1.0), (1, 2.5)]
+
+
+def test_today_s_code_reading_the_version_s_own_names_is_said(tmp_path: Path) -> None:
+    """Sweep M (F3, F4): a function appended to the version's module reads that module's own
+    ``EPS`` and ``_h`` (the version's, by the version-code rule), and a module new today takes
+    ``sq`` from a module the version has: where today's definitions differ, the values are
+    not a run of today's code's, which nothing said. The replaying query warns now."""
+    old_utils = "EPS = 1000.0\n\n\ndef _h(v):\n    return v\n"
+    today_utils = "EPS = 0.0\n\n\ndef _h(v):\n    return v * v\n\n\ndef new_fn(v):\n"
+    today_utils += "    return _h(v) + EPS\n"
+    for case in ("appended", "new_module"):
+        files = {"train.py": _today("", ""), "utils.py": old_utils}
+        repo = make_repo(tmp_path / case, files)
+        run_script(repo, "train.py", "--seed", "3")
+        write(repo / "utils.py", today_utils)
+        if case == "appended":
+            write(
+                repo / "train.py",
+                _today("import utils\n", '        flor.log("x", utils.new_fn(w))\n'),
+            )
+            said = "utils.EPS, utils._h"
+        else:
+            write(repo / "metrics.py", "from utils import _h\n\n\ndef f(v):\n    return _h(v)\n")
+            write(
+                repo / "train.py",
+                _today("from metrics import f\n", '        flor.log("x", f(w))\n'),
+            )
+            said = "utils._h"
+        with (
+            florsql.connect(repo, replay="auto") as con,
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            rows = con.cursor().execute("SELECT epoch, x FROM logs ORDER BY 1").fetchall()
+        assert rows[0] == (0, 1001.5 if case == "appended" else 1.5)  # the version's names
+        text = " ".join(str(w.message) for w in caught)
+        assert f"computes x with {said} as that version defines it" in text, text

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from florsql.code.effects import (
     PURE_METHODS,
@@ -279,6 +280,15 @@ def patched_script(
                 helpers = edited_calls(repo, path, r.original, r.source, p.pieces)
                 if helpers:
                     edited[p.name] = tuple(sorted({*edited.get(p.name, ()), *helpers}))
+    # today's functions a replay writes beside the version (a module new today, or ones
+    # appended to a module the version has) reading the version's own names where today's
+    # differ (session 47, sweep M): said as for an edited function
+    behind = _version_names_read(repo, vid, result)
+    if behind:
+        for r in result.files.values():
+            for p in r.placed:
+                if p.name in names and p.name not in failed:
+                    edited[p.name] = tuple(sorted({*edited.get(p.name, ()), *behind}))
     found = replace(
         found,
         failed=failed,
@@ -306,6 +316,52 @@ def patched_script(
             "checkpoint of the old run holds as the old code left it",
         )
     return found
+
+
+def _version_names_read(repo: Path, vid: str, result: Any) -> list[str]:
+    """``module.name`` of the version's own names that today's code a replay writes beside
+    the version reads where today's definitions differ: those an appended function reads in
+    its module, and those a module new today imports from a module the version has."""
+    from florsql.propagate.modules import differing, top_bindings
+    from florsql.versions import file_at
+
+    def today(path: str) -> str | None:
+        try:
+            return (repo / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    out: set[str] = set()
+    for path, text in result.added.items():
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        if path in result.extended:  # appended to the version's module
+            old = result.extended[path]
+            try:
+                appended = top_bindings(ast.parse(text)) - top_bindings(ast.parse(old))
+            except (SyntaxError, ValueError):
+                continue
+            now = today(path)
+            if now is not None:
+                out.update(f"{module}.{n}" for n in differing(old, now, appended))
+            continue
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):  # a new module taking names from one the version has
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            other = node.module.replace(".", "/") + ".py"
+            now = today(other)
+            try:
+                old = file_at(repo, vid, other)
+            except Exception:  # not the version's (a library, or new too)
+                continue
+            if now is None:
+                continue
+            taken = [a.name for a in node.names if a.name != "*"]
+            out.update(f"{node.module}.{n}" for n in differing(old, now, taken))
+    return sorted(out)
 
 
 def edited_calls(

@@ -264,6 +264,48 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _LITERALS = (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp, ast.BinOp)
 
 
+def differing(old: str, new: str, names: Iterable[str]) -> list[str]:
+    """The names that today's top-level definitions of ``names`` (in ``new``) read, those
+    included, which ``old`` (the version's text of the module) binds at its top level by
+    another statement than today's (a ``def``, ``class``, import or assignment written
+    otherwise): what a replay of that version computes with the version's, not today's
+    (session 47, sweep M: an appended ``new_fn`` read the old ``EPS`` and ``_h``)."""
+    try:
+        old_tree, new_tree = ast.parse(old), ast.parse(new)
+    except (SyntaxError, ValueError):
+        return []
+
+    def bindings(tree: ast.Module) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, _DEFS):
+                out[stmt.name] = ast.dump(stmt)
+            elif isinstance(stmt, ast.Import | ast.ImportFrom):
+                for a in stmt.names:
+                    out[a.asname or a.name.split(".")[0]] = ast.dump(a) + str(
+                        getattr(stmt, "module", "")
+                    )
+            elif isinstance(stmt, ast.Assign):
+                for t in stmt.targets:
+                    if isinstance(t, ast.Name):
+                        out[t.id] = ast.dump(stmt.value)
+        return out
+
+    was, now = bindings(old_tree), bindings(new_tree)
+    defs = {d.name: d for d in new_tree.body if isinstance(d, _DEFS)}
+    todo, seen, out = list(names), set(), []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in was and name in now and was[name] != now[name]:
+            out.append(name)
+        if name in defs and name not in was:  # appended: what it reads counts too
+            todo += sorted(_own_globals(defs[name]))
+    return sorted(out)
+
+
 def extend_module(old: str, new: str, names: Iterable[str]) -> str | None:
     r"""``old`` (a module's text at a version) with today's definitions of ``names`` from
     ``new`` appended, and what they need that ``old`` does not bind: None where ``old`` binds
