@@ -52,7 +52,7 @@ def scan_ast(text: str, filename: str) -> ScriptCode | None:
             names = [scanner._flor_call(c, "loop") for c in ast.walk(fn) if isinstance(c, ast.Call)]
             found = [n for n in names if n is not None]
             if found:
-                scanner.looping[fn.name] = found[0]
+                scanner.looping.setdefault(fn.name, found[0])
     scanner.block(module.body, (), None)
     sites = [s for _, s in sorted(scanner.sites, key=lambda p: p[0])]
     calls: dict[str, list[CallSite]] = {}

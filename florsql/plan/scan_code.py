@@ -21,6 +21,7 @@ def scan_text(text: str, filename: str) -> ScriptCode | None:
     except (cst.ParserSyntaxError, RecursionError):
         return None
     finder = _Finder(_aliases(module))
+    finder.looping = _looping(module, finder)
     MetadataWrapper(module, unsafe_skip_copy=True).visit(finder)
     return finder.result(filename)
 
@@ -79,6 +80,8 @@ class _Finder(cst.CSTVisitor):
         #: calls in a flor.loop's iterable, with the loop's chain (scan_ast.finish)
         self.fetched: list[tuple[str, CallSite]] = []
         self.generators: set[str] = set()  # functions with a ``yield`` of their own
+        #: generator functions yielding from inside a flor.loop of theirs (scan_ast's twin)
+        self.looping: dict[str, str] = {}
 
     def _flor_call(self, node: cst.Call, attr: str) -> str | None:
         """The literal name argument of ``flor.<attr>(...)``, else None."""
@@ -140,7 +143,24 @@ class _Finder(cst.CSTVisitor):
     def visit_For(self, node: cst.For) -> bool:
         name = self._loop_name(node)
         if name is None:
-            return True
+            hidden = [
+                c.func.value
+                for c in _calls_in(node.iter)
+                if isinstance(c.func, cst.Name) and c.func.value in self.looping
+            ]
+            if not hidden:
+                return True
+            # ``for epoch, k in epochs():``, epochs yielding inside its own flor.loop: that
+            # loop, with an unknown context (as florsql.plan.scan_ast reads it)
+            node.iter.visit(self)
+            self.loops.append(self.looping[hidden[0]])
+            self.functions.append(f"<in {hidden[0]}()>")
+            node.body.visit(self)
+            self.functions.pop()
+            self.loops.pop()
+            if node.orelse is not None:
+                node.orelse.visit(self)
+            return False
         if not self.loops and not self.functions and self.first_loop_line is None:
             self.first_loop_line = self.get_metadata(PositionProvider, node).start.line
         node.iter.visit(self)
@@ -207,6 +227,25 @@ def _names_in(node: cst.CSTNode) -> list[cst.Name]:
 
     node.visit(_V())
     return found
+
+
+def _looping(module: cst.Module, finder: _Finder) -> dict[str, str]:
+    """Generator functions of ``module`` that hold a ``flor.loop``, with its name."""
+    defs: list[cst.FunctionDef] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> None:
+            defs.append(n)
+
+    module.visit(_V())
+    out: dict[str, str] = {}
+    for fn in defs:
+        if _yields(fn.body):
+            names = [finder._flor_call(c, "loop") for c in _calls_in(fn.body)]
+            found = [n for n in names if n is not None]
+            if found:
+                out.setdefault(fn.name.value, found[0])
+    return out
 
 
 def _yields(body: cst.CSTNode) -> bool:
