@@ -86,6 +86,8 @@ class _Plan:
     items: tuple[_Item, ...]  # carried statements in source order, then the log statement
     renames: dict[str, str]  # new name -> old name, inferred from aligned assignments
     log: ast.stmt  # the log statement (inside the last item, where that is a new block)
+    #: names read through :attr:`_Session.widened_imports` (each import added once)
+    imports: tuple[str, ...] = ()
 
 
 @dataclass
@@ -171,6 +173,55 @@ class _Session:
                 names |= set(self.bindings.names_of(scope))
             self._scope_names[key] = frozenset(names)
         return self._scope_names[key]
+
+    @cached_property
+    def widened_imports(self) -> dict[str, Insertion]:
+        """Names a top-level import of today's file binds that its counterpart in the old file
+        (an import of the same module there) does not, each as its own import to put right
+        after that old statement: ``from utils import LR, new_fn`` today, ``from utils import
+        LR`` in the old file (sweep M: "unbound name 'new_fn'"; on a line of its own today's
+        import travelled). Only names the old module binds nowhere; a star import never."""
+        out: dict[str, Insertion] = {}
+        nl = newline_of(self.old)
+        olds = [s for s in self.old.tree.body if isinstance(s, ast.Import | ast.ImportFrom)]
+        for stmt in self.new.tree.body:
+            twin: ast.stmt | None
+            if isinstance(stmt, ast.ImportFrom):
+                head = f"from {'.' * stmt.level}{stmt.module or ''} import "
+                twin = next(
+                    (
+                        o
+                        for o in olds
+                        if isinstance(o, ast.ImportFrom)
+                        and (o.module, o.level) == (stmt.module, stmt.level)
+                        and all(a.name != "*" for a in o.names)
+                    ),
+                    None,
+                )
+            elif isinstance(stmt, ast.Import):
+                head = "import "
+                mine = {(a.name, a.asname) for a in stmt.names}
+                twin = next(
+                    (
+                        o
+                        for o in olds
+                        if isinstance(o, ast.Import)
+                        and mine & {(a.name, a.asname) for a in o.names}
+                    ),
+                    None,
+                )
+            else:
+                continue
+            if twin is None:
+                continue
+            for a in stmt.names:
+                bound = a.asname or a.name.split(".")[0]
+                if a.name == "*" or bound in out or _binds_module_level(self.old, bound):
+                    continue
+                code = head + a.name + (f" as {a.asname}" if a.asname else "")
+                line = (twin.end_lineno or twin.lineno) + 1
+                out[bound] = Insertion(line, code + nl, (twin.lineno, -1 - len(out)))
+        return out
 
     def added_alias(self, name: str) -> bool:
         """Whether ``name`` is bound by :attr:`flor_import`."""
@@ -449,6 +500,9 @@ def _plan(
         if around is not None and session.old_helpers.enclosing_call(spot.block) is None:
             renames.update(_arguments(around[0], around[1], [m.name for m in missing], session))
             missing = _unbound(items, session, renames)
+    widened: set[str] = set()
+    if missing:  # a name added to an import line the old file has (``from m import a, b``)
+        missing = _unbound(items, session, renames, widened)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
         return Failure(log.label, log.line, reason)
@@ -503,7 +557,8 @@ def _plan(
     apart = _modes_apart(items)
     if apart:
         return Failure(log.label, log.line, apart)
-    return _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+    plan = _Plan(target, Spot(spot.block, slot), tuple(items), renames, log.stmt)
+    return replace(plan, imports=tuple(sorted(widened)))
 
 
 def _switches(stmt: ast.stmt) -> list[ast.Expr]:
@@ -2324,7 +2379,12 @@ class _Unbound:
     line: int
 
 
-def _unbound(items: list[_Item], session: _Session, renames: dict[str, str]) -> list[_Unbound]:
+def _unbound(
+    items: list[_Item],
+    session: _Session,
+    renames: dict[str, str],
+    widened: set[str] | None = None,
+) -> list[_Unbound]:
     """The names read that are not bound where they would be read (after ``renames``). A name
     the old loop binds only later in its body counts as bound (from the previous iteration)
     only where today's statement reads it so too: unbound before it in the new version
@@ -2336,6 +2396,15 @@ def _unbound(items: list[_Item], session: _Session, renames: dict[str, str]) -> 
         for name in names:
             old_name = renames.get(name, session.alias.get(name, name))
             if session.added_alias(old_name):
+                continue
+            extra = session.widened_imports.get(old_name)
+            # after the import it widens; a function's body runs later
+            if (
+                extra is not None
+                and widened is not None
+                and (len(it.old.scopes) > 1 or extra.line <= line)
+            ):
+                widened.add(old_name)
                 continue
             if session.bindings.is_bound(it.old, line, old_name):
                 continue
@@ -2391,6 +2460,8 @@ def _apply(
             insertions.append(Insertion(line, text, _order(it.stmt)))
     if insertions and session.flor_import is not None:
         insertions.append(session.flor_import)
+    for name in sorted({n for plan in plans for n in plan.imports}):
+        insertions.append(session.widened_imports[name])
     patched, lines = splice(old, insertions, frozenset(removed))
     placed = [
         Placement(

@@ -1,0 +1,125 @@
+"""Session 48: stranger cases the earlier sweeps left refused or wrong.
+
+A name added today to an import line the old file has (``from utils import LR, new_fn``
+where the old file says ``from utils import LR``) was "unbound name 'new_fn'" (sweep M F7):
+today's import line is the old one edited, so it anchored and never travelled. The old
+file now gets an import of just the added name, right after its own line.
+
+Oracle for the replays: a run of today's script records the values for real.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import florsql
+from florsql.propagate import propagate
+from tests.helpers import git, make_repo, run_script, write
+
+OLD_UTILS = "import math\n\nLR = 0.5\n"
+TODAY_UTILS = OLD_UTILS + "\n\ndef wnorm(v, e):\n    return round(math.fabs(v) * 2 + e, 6)\n"
+
+
+def _script(imports: str, log: str, in_main: bool = False) -> str:
+    body = (
+        "seed = flor.arg('seed', 1)\n"
+        "w = float(seed)\n"
+        "with flor.checkpointing():\n"
+        "    for epoch in flor.loop('epoch', range(4)):\n"
+        "        w = w * LR + epoch\n"
+        "        flor.log('w', w)\n" + log
+    )
+    if in_main:
+        body = "def main():\n" + "".join("    " + ln + "\n" for ln in body.splitlines())
+        body += "\n\nif __name__ == '__main__':\n    main()\n"
+    return "import florsql as flor\n" + imports + "\n" + body
+
+
+OLD_IMPORT = "from utils import LR\n"
+WIDENED = {
+    "from": ("from utils import LR, wnorm\n", "wnorm(w, epoch)", "from utils import wnorm"),
+    "alias": (
+        "from utils import wnorm as wn, LR\n",
+        "wn(w, epoch)",
+        "from utils import wnorm as wn",
+    ),
+    "parenthesised": (
+        "from utils import (\n    LR,  # the rate\n    wnorm,\n)\n",
+        "wnorm(w, epoch)",
+        "from utils import wnorm",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WIDENED))
+def test_a_name_added_to_an_old_import_line_is_imported_after_it(case: str) -> None:
+    imports, call, added = WIDENED[case]
+    old = _script(OLD_IMPORT, "")
+    new = _script(imports, f"        flor.log('wn', {call})\n")
+    result = propagate(new, old)
+    assert not result.failed, result.failed
+    lines = result.source.splitlines()
+    assert lines[1:3] == [OLD_IMPORT.strip(), added], lines[:4]
+    assert f"        flor.log('wn', {call})" in lines
+
+
+def test_a_module_name_added_to_an_import_line_is_imported() -> None:
+    old = "import os\n" + _script("LR = 0.5\n", "")
+    new = "import os, json\n" + _script("LR = 0.5\n", "        flor.log('j', json.dumps(w))\n")
+    result = propagate(new, old)
+    assert not result.failed, result.failed
+    assert result.source.splitlines()[:2] == ["import os", "import json"]
+
+
+def test_an_added_import_goes_in_only_for_a_statement_placed() -> None:
+    """A statement refused for another reason leaves no import behind (an import of a name the
+    old module lacks would fail the whole replay)."""
+    old = _script(OLD_IMPORT, "")
+    new = _script("from utils import LR, wnorm\n", "        flor.log('wn', wnorm(w, undefined))\n")
+    result = propagate(new, old)
+    assert result.failed and not result.placed
+    assert "from utils import wnorm" not in result.source
+
+
+def test_a_name_the_old_module_binds_otherwise_is_not_imported_again() -> None:
+    old = _script(OLD_IMPORT, "").replace("seed = ", "def wnorm(v, e):\n    return v\n\nseed = ")
+    new = _script("from utils import LR, wnorm\n", "        flor.log('wn', wnorm(w, epoch))\n")
+    result = propagate(new, old)
+    assert "from utils import wnorm" not in result.source
+
+
+def _rows(con: Any, sql: str) -> list[tuple[Any, ...]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = list(con.cursor().execute(sql).fetchall())
+    loud = [str(w.message) for w in caught if "NULL" in str(w.message)]
+    assert not loud, loud
+    return rows
+
+
+@pytest.mark.parametrize("in_main", [False, True], ids=["module", "main"])
+def test_a_function_added_to_an_old_import_line_replays_like_todays_run(
+    tmp_path: Path, in_main: bool
+) -> None:
+    """Differential: the helper is appended to the version's ``utils.py`` and imported after
+    its line; the replayed values equal a run of today's script."""
+    files = {"train.py": _script(OLD_IMPORT, "", in_main), "utils.py": OLD_UTILS}
+    repo = make_repo(tmp_path / "r", files)
+    run_script(repo, "train.py", "--seed", "3")
+    log = "        flor.log('wn', wnorm(w, epoch))\n"
+    write(repo / "train.py", _script("from utils import LR, wnorm\n", log, in_main))
+    write(repo / "utils.py", TODAY_UTILS)
+    sql = "SELECT epoch, wn FROM logs WHERE seed = 3 ORDER BY tstamp, epoch"
+    with florsql.connect(repo, replay="auto") as con:
+        replayed = _rows(con, sql)
+    assert len(replayed) == 4 and all(v is not None for _, v in replayed), replayed
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "today")
+    run_script(repo, "train.py", "--seed", "3")
+    with florsql.connect(repo, replay="off") as con:
+        both = _rows(con, sql)
+    assert both[:4] == replayed and both[4:] == replayed, both
