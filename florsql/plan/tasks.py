@@ -118,6 +118,10 @@ class RunFacts:
     #: iteration number then names one iteration of each pass, and its checkpoint file holds
     #: the last pass's, so only a replay of the whole run is exact
     reentered: dict[str, int] = field(default_factory=dict)
+    #: flor.loop names the script iterated on after they were taken as left (a loop kept
+    #: across an outer loop's iterations, two loops zipped: rundoc.RESUMED): what such a loop
+    #: holds at a checkpoint is not restored, so only a replay of the whole run is exact
+    resumed: tuple[str, ...] = ()
 
     def loop_seconds(self, loop: str) -> float:
         return sum(s for s, _ in self.seconds.get(loop, {}).values())
@@ -180,6 +184,7 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
             doc = layout.read_json(layout.run_dir(state.repo, run_id) / layout.RUN_JSON)
             counts = rundoc.torch_threads(doc)
             facts[run_id].threads = counts.intra_op if counts else None
+            facts[run_id].resumed = tuple(rundoc.resumed(doc))
         for loop, recs in manifest_by_loop(layout.run_dir(state.repo, run_id)).items():
             for it, rec in recs.items():
                 _note_record(facts[run_id], loop, it, rec)
@@ -229,7 +234,8 @@ def plan_run(
     iteration_needs = _iteration_needs(loop_needs)
     top_level = tuple(sorted({n.name for n in top}))
     unknown = any(n.chain == ANY_CHAIN for n in needs) or patched is None or patched.unknown
-    unknown = unknown or bool(facts.reentered) or any(c is None for _, c in companions)
+    unknown = unknown or bool(facts.reentered) or bool(facts.resumed)
+    unknown = unknown or any(c is None for _, c in companions)
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
     used_loops |= {lp for _, chain in companions if chain for lp in chain[1:]}
     inner_name = patched.first_inner.name if patched and patched.first_inner else None
@@ -607,6 +613,12 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     if facts.reentered:
         entered = ", ".join(f"{lp} {n} times" for lp, n in sorted(facts.reentered.items()))
         why = f"full: the whole run (the run entered its outer loop more than once: {entered})"
+    elif facts.resumed:
+        loops = ", ".join(f"flor.loop({n!r})" for n in facts.resumed)
+        why = (
+            f"full: the whole run (it iterated {loops} on after the loop around it moved on: "
+            "a checkpoint does not hold where it had got to)"
+        )
     else:
         why = f"full: the whole run ({patched.whole_why if patched is not None else 'no analysis'})"
     steps = tuple(Step(i, "full", None, why) for i in range(reached))

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -285,6 +284,17 @@ def drop_private_files(spec: ReplaySpec) -> None:
     shutil.rmtree(Path(spec.out_dir) / "files", ignore_errors=True)
 
 
+@dataclass
+class _Open:
+    """An open loop of a replay: its name, the context outside it, whether florsql took it
+    as left (its generator still open)."""
+
+    name: str
+    outside: int
+    detached: bool = False
+    outer: bool = False  # the task's outer loop (``ReplayRun._outer``)
+
+
 class ReplayRun:
     """The record API's state in a replay worker."""
 
@@ -317,7 +327,8 @@ class ReplayRun:
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[str] = []
-        self.gens: dict[str, weakref.ref[Iterator[Any]]] = {}  # inner loops' generators
+        #: the open loops' states, beside ``frames`` (florsql.record.runtime's ``_detach``)
+        self.opens: list[_Open] = []
         #: the innermost inner loop iterated through a wrapper kept open, as in the recording
         #: (florsql.record.consumer): its name and its consumer
         self.watched: tuple[str, Consumer] | None = None
@@ -409,6 +420,10 @@ class ReplayRun:
         )
 
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
+        if get_ident() != self.thread:
+            if self.frames:  # another thread's loop, unrecorded (as the recording does)
+                return iter(iterable)
+            self.thread = get_ident()
         if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
             self._close_left()  # only the script's thread: it is the one iterating
         if not self.frames and self.orders is not None and name == self.orders.get("loop"):
@@ -418,9 +433,7 @@ class ReplayRun:
                 self.phases.loop_in = time.time()
             self.outer_frame = frame_state.user_frame()
             line = self.outer_frame.f_lineno if self.outer_frame is not None else 0
-            outer = self._outer(name, iterable, line)
-            self.gens[name] = weakref.ref(outer)
-            return outer
+            return self._outer(name, iterable, line)
         if (
             len(self.frames) == 1
             and self.frames[0] == self.spec.loop
@@ -438,9 +451,7 @@ class ReplayRun:
                 )
             return self._skipped(name, frame_state.user_frame())
         owner = frame_state.user_frame()
-        gen = self._plain(name, iterable, owner, owner.f_lineno if owner is not None else 0)
-        self.gens[name] = weakref.ref(gen)
-        return gen
+        return self._plain(name, iter(iterable), owner, owner.f_lineno if owner is not None else 0)
 
     def _unwatch(self, name: str) -> None:
         """As an inner loop ends: watch the next watched loop below it, if any."""
@@ -454,7 +465,8 @@ class ReplayRun:
 
     def _close_left(self) -> None:
         """The script left the ``for`` that iterated the watched loop through a wrapper that
-        keeps it open: close it (and what is open inside it) now, as the recording does."""
+        keeps it open: take it (and what is open inside it) as left now, as the recording
+        does."""
         assert self.watched is not None
         name = self.watched[0]
         while name in self.frames:
@@ -462,23 +474,43 @@ class ReplayRun:
         self._unwatch(name)
 
     def _close_stale(self) -> None:
-        """Close the inner loops still open as an outer iteration ends (a wrapper that holds
-        the ``flor.loop`` outlived a ``break``), as the recording does: they ended in it."""
+        """Take the inner loops still open as an outer iteration ends as left (a wrapper that
+        holds the ``flor.loop`` outlived a ``break``), as the recording does: they ended in
+        it."""
         while len(self.frames) > 1:
             self._close_top(1)
 
     def _close_top(self, keep: int) -> None:
-        """Close the innermost open loop's generator (its ``finally`` pops its frame), and pop
-        the frame if it did not, while more than ``keep`` frames are open."""
-        top = self.frames[-1]
-        ref = self.gens.get(top)
-        gen = ref() if ref is not None else None
-        close = getattr(gen, "close", None)
-        if close is not None:
-            close()
-        if len(self.frames) > keep and self.frames[-1] == top:
-            self.frames.pop()
+        """Take the innermost open loop as left, as its generator's ``finally`` would, leaving
+        the generator open: iterated on, it goes on as the same loop entered again where the
+        script then is, numbered on (as the recording does since session 48; it closed the
+        generator before, and the script's loop stopped early)."""
+        del keep
+        top = self.frames.pop()
+        state = self.opens.pop()
+        state.detached = True
+        self.ctx = state.outside
+        self.iters.pop(top, None)
         self._unwatch(top)
+        if state.outer:  # as its ``break`` does: what runs next is outside every iteration
+            if self.outer is not None:
+                self.left_at = self.outer
+            self.outer, self.step, self.restored = None, None, True
+
+    def _open(self, name: str) -> _Open:
+        self.frames.append(name)
+        state = _Open(name, self.ctx)
+        self.opens.append(state)
+        return state
+
+    def _shut(self, state: _Open) -> None:
+        """Take ``state``'s loop off the stack (the innermost, by identity)."""
+        for k in range(len(self.opens) - 1, -1, -1):
+            if self.opens[k] is state:
+                del self.opens[k]
+                del self.frames[k]
+                break
+        self._unwatch(state.name)
 
     def checkpointing(self, objs: dict[str, Any]) -> dict[str, Any]:
         self.objs.update(objs)
@@ -501,47 +533,68 @@ class ReplayRun:
         self.iters.pop(name, None)
 
     def _plain(
-        self, name: str, iterable: Iterable[Any], owner: FrameType | None, call_line: int
+        self,
+        name: str,
+        items: Iterator[Any],
+        owner: FrameType | None,
+        call_line: int,
+        start: int = 0,
     ) -> Iterator[Any]:
-        self.frames.append(name)
+        if get_ident() != self.thread:
+            if self.frames:  # another thread's loop, unrecorded (as the recording does)
+                yield from items
+                return
+            self.thread = get_ident()
+        state = self._open(name)
         found = consumer_of(owner, call_line, sys._getframe())
         if found is not None:
             self.consumers[name] = found
             self.watched = (name, found)
         outside = self.ctx
+        i = start - 1
         try:
             # what fetching an item logs goes to the iteration it starts, as in a recording
             # (florsql.record.runtime: session 45); the last fetch's, to the loop's parent
             if self.fetch_in_iteration:
                 self.ctx = self.next_ctx
-            for i, item in enumerate(iterable):
+            for i, item in enumerate(items, start):
                 self.ctx = outside
                 parent, ctx = self._enter(name, i, item)
                 t0 = time.perf_counter()
                 try:
                     yield item
                 except GeneratorExit:  # ``break``: what follows the loop is outside it
-                    self.ctx = parent
-                    self.iters.pop(name, None)
+                    if not state.detached:
+                        self.ctx = parent
+                        self.iters.pop(name, None)
                     raise
+                if state.detached:  # taken as left and iterated on: see after ``finally``
+                    break
                 self._leave(name, parent, ctx, t0)
                 if self.fetch_in_iteration:
                     self.ctx = self.next_ctx
         finally:
-            pending = self.next_ctx
-            if self.ctx == pending:
-                self.ctx = outside
-                logs, events = self.batch.logs, self.batch.events
-                j = len(logs) - 1  # the last fetch's values: the last ones logged
-                while j >= 0 and logs[j][0] == pending:
-                    logs[j] = (outside, *logs[j][1:])
-                    j -= 1
-                j = len(events) - 1
-                while j >= 0 and events[j][0] == "check" and events[j][1] == pending:
-                    events[j] = (events[j][0], outside, *events[j][2:])
-                    j -= 1
-            self.frames.pop()
-            self._unwatch(name)
+            if not state.detached:
+                self._plain_end(state, outside)
+        if state.detached:
+            yield from self._plain(name, items, owner, call_line, i + 1)
+
+    def _plain_end(self, state: _Open, outside: int) -> None:
+        """What a plain loop's ``finally`` does: the last fetch's values to the loop's parent,
+        its frame off the stack."""
+        pending = self.next_ctx
+        if self.ctx == pending:
+            self.ctx = outside
+            logs, events = self.batch.logs, self.batch.events
+            j = len(logs) - 1  # the last fetch's values: the last ones logged
+            while j >= 0 and logs[j][0] == pending:
+                logs[j] = (outside, *logs[j][1:])
+                j -= 1
+            j = len(events) - 1
+            while j >= 0 and events[j][0] == "check" and events[j][1] == pending:
+                events[j] = (events[j][0], outside, *events[j][2:])
+                j -= 1
+        self._shut(state)
 
     def _skipped(self, name: str, frame: FrameType | None) -> Iterator[Any]:
         # The first inner loop of a "rest" iteration: its effect, on the registered objects
@@ -562,7 +615,8 @@ class ReplayRun:
                 self.reordered = order.reordered(recorded, frame_state.frame_values(owner))
 
     def _outer(self, name: str, iterable: Iterable[Any], call_line: int) -> Iterator[Any]:
-        self.frames.append(name)
+        state = self._open(name)
+        state.outer = True
         found = consumer_of(self.outer_frame, call_line, sys._getframe())
         if found is not None:
             self.consumers[name] = found
@@ -588,8 +642,15 @@ class ReplayRun:
                 t0 = time.perf_counter()
                 try:
                     yield item
+                    if state.detached:
+                        # taken as left (a wrapper kept it open past a ``break``) and iterated
+                        # on: the same loop entered again, numbered on, as the recording does
+                        state = self._open(name)
+                        state.outer = True
                     self._close_stale()
                 except GeneratorExit:
+                    if state.detached:  # taken as left before: nothing of it is open
+                        raise
                     self._close_stale()
                     # ``break`` (early stopping), or an exception leaving the loop: what runs
                     # next is outside every iteration, on true state. (The two cannot be told
@@ -609,8 +670,8 @@ class ReplayRun:
                     self.finish()
                     _stop()
         finally:
-            self.frames.pop()
-            self._unwatch(name)
+            if not state.detached:
+                self._shut(state)
         if self.phases.loop_out is None:
             self.phases.loop_out = time.time()
         if not self.spec.after_loop:

@@ -82,6 +82,12 @@ class _Frame:
     #: that inner loop began, this iteration (``metric = Accuracy()`` each epoch): a replay
     #: restoring there holds an object of that class too
     inner_kinds: dict[str, type] = field(default_factory=dict)
+    parent: int = 0  # the context the loop runs in (its iterations' parent)
+    run: _InnerRun | None = None  # an inner loop's bulk rows (``Run._iterate_inner``)
+    #: taken as left by florsql (:meth:`Run._detach`), its generator still open: iterated on,
+    #: it goes on as the same loop entered again where the script then is (``Run._resume``)
+    detached: bool = False
+    resumed: bool = False  # such a re-entry: it takes no checkpoint scope
 
 
 #: Inner loops build their rows in bulk (``Run._iterate_inner``). ``FLORSQL_BULK_INNER_ROWS=0``
@@ -97,8 +103,8 @@ _ARRAY_MODULES = frozenset({"numpy", "torch"})
 class _InnerRun:
     """One run of an inner loop whose rows :meth:`Run._materialize` builds in bulk."""
 
-    __slots__ = ("cursor", "done", "ends", "frame", "jumps", "key", "open", "parent", "range",
-                 "scalars", "t0")  # fmt: skip
+    __slots__ = ("base", "cursor", "done", "ends", "frame", "jumps", "key", "open", "parent",
+                 "range", "scalars", "t0")  # fmt: skip
 
     def __init__(
         self, frame: _Frame, parent: int, key: int, first_ctx: int, t0: float, ranged: range | None
@@ -114,6 +120,7 @@ class _InnerRun:
         self.done = 0  # iterations whose rows are built
         self.cursor = first_ctx  # the context of iteration ``done`` unless it jumped
         self.open: tuple[int, int] | None = None  # (iteration, ctx) built without duration
+        self.base = 0  # the first iteration's number (a loop resumed: where it had got to)
 
     def start_of(self, j: int) -> float:
         return self.t0 if j == 0 else self.ends[j - 1]
@@ -318,6 +325,8 @@ class Run:
     def loop(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         if not isinstance(name, str) or not name:
             raise RecordError(f"flor.loop needs a non-empty string name, got {name!r}")
+        if get_ident() != self.owner and self.frames:
+            return self._foreign(name, iter(iterable))
         if self.watched is not None and get_ident() == self.owner and self.watched[1].left():
             self._close_left()  # only the training thread: it is the one iterating
         if any(f.name == name for f in self.frames):
@@ -383,6 +392,53 @@ class Run:
             self.sources[filename] = facts
         return loop_at(facts, name, user.f_lineno)
 
+    def _foreign(self, name: str, items: Iterator[Any]) -> Iterator[Any]:
+        """A loop iterated by another thread while the recording thread's loops are open:
+        its items, unrecorded (one loop stack records one thread's loops; before session 48
+        the two threads' loops closed each other's generators, and the script's own loops
+        stopped early: 3 of 10 epochs, sweep O)."""
+        key = f"thread:{name}"
+        if key not in self.warned:
+            self.warned.add(key)
+            open_loops = ", ".join(repr(f.name) for f in self.frames)
+            warnings.warn(
+                f"flor.loop({name!r}) runs in another thread than the open flor.loop "
+                f"{open_loops}: its iterations are not recorded as a loop (values logged in "
+                "it go to the other thread's current iteration); the loop itself runs as "
+                "written",
+                RecordWarning,
+                stacklevel=3,
+            )
+        yield from items
+
+    def _entered_by_another_thread(self, name: str) -> bool:
+        """As a loop's generator first runs: whether another thread than the recording one
+        iterates it while loops are open (then it only passes its items on). With no loop
+        open, the thread iterating it becomes the recording one (training in a thread the
+        script started after ``flor.arg``)."""
+        me = get_ident()
+        if me == self.owner:
+            return False
+        if not self.frames:
+            self.owner = me
+            return False
+        return True
+
+    def _resume(self, old: _Frame, items: Iterator[Any], start: int) -> Iterator[Any]:
+        """The script iterates a loop on after florsql took it as left (:meth:`_detach`):
+        it goes on as the same loop entered again where the script now is, its iterations
+        numbered on from ``start``; the run then replays whole (:data:`rundoc.RESUMED`)."""
+        if old.name not in self.doc.get(rundoc.RESUMED, []):
+            self.doc.setdefault(rundoc.RESUMED, []).append(old.name)
+            self.writer.submit_run_json(self.doc)
+        frame = _Frame(old.name, len(self.frames), None)
+        frame.owner, frame.call_line = old.owner, old.call_line
+        frame.resumed = frame.stale = True
+        if frame.depth == 0 or not _BULK_INNER_ROWS:
+            yield from self._iterate_hooked(frame, items, start)
+        else:
+            yield from self._iterate_inner(frame, items, None, start)
+
     def _iterate(self, frame: _Frame, iterable: Iterable[Any]) -> Iterator[Any]:
         items = iter(iterable)  # a TypeError here, at the flor.loop call, not at its first step
         gen: Iterator[Any]
@@ -421,32 +477,84 @@ class Run:
         self._unwatch(frame)
 
     def _close_stale(self, frame: _Frame, keep: bool = True) -> None:
-        """Close the loops still open above ``frame`` (and ``frame`` too unless ``keep``) as
-        one of its iterations ends: they were left without being closed (a wrapper that holds
-        the ``flor.loop``, as a progress bar kept in a variable does, outlived a ``break``), so
-        they ended in that iteration. Their exit took no ``after:`` checkpoint (its place is
-        not known); the iteration then takes its ``end`` checkpoint."""
-        depth = next(i for i, f in enumerate(self.frames) if f is frame) + (1 if keep else 0)
+        """Take the loops still open above ``frame`` (and ``frame`` too unless ``keep``) as
+        left, as one of its iterations ends: they were left without being closed (a wrapper
+        that holds the ``flor.loop``, as a progress bar kept in a variable does, outlived a
+        ``break``), so they ended in that iteration. Their exit took no ``after:`` checkpoint
+        (its place is not known); the iteration then takes its ``end`` checkpoint. Their
+        generators stay open: the script may iterate them on (:meth:`_resume`; before session
+        48 they were closed, and a loop kept across epochs, two loops zipped or generators
+        read in turn stopped early, sweep O)."""
+        at = next((i for i, f in enumerate(self.frames) if f is frame), None)
+        if at is None:
+            return
+        depth = at + (1 if keep else 0)
         while len(self.frames) > depth:
-            top = self.frames[-1]
-            top.stale = True
-            gen = top.gen() if top.gen is not None else None
-            try:
-                if gen is not None:
-                    close = getattr(gen, "close", None)
-                    if close is not None:
-                        close()  # its finally: rows, frames, context
-            except Exception:
-                pass
+            self._detach(self.frames[-1])
+
+    def _detach(self, top: _Frame) -> None:
+        """End the loop record of ``top``, the innermost open loop, as its generator's
+        ``finally`` would have, leaving the generator open."""
+        top.stale = top.detached = True
+        try:
+            if top.run is not None:
+                self._end_inner(top, exhausted=False)
+            else:
+                self._end_hooked(top, exhausted=False)
+        finally:
             if self.frames and self.frames[-1] is top:
                 self.frames.pop()
                 self._unwatch(top)
 
-    def _iterate_hooked(self, frame: _Frame, items: Iterator[Any]) -> Iterator[Any]:
+    def _drop(self, frame: _Frame) -> None:
+        """Take ``frame`` off the loop stack (the innermost one, but by identity)."""
+        if self.frames and self.frames[-1] is frame:
+            self.frames.pop()
+        else:
+            for k in range(len(self.frames) - 1, -1, -1):
+                if self.frames[k] is frame:
+                    del self.frames[k]
+                    break
+        self._unwatch(frame)
+
+    def _end_hooked(self, frame: _Frame, exhausted: bool) -> None:
+        self._rehome(self.next_ctx, frame.parent)
+        if frame.depth == 0:
+            WATCH.phase = 2
+        if self.frames and self.frames[-1] is not frame:
+            self._close_stale(frame)
+        self._drop(frame)
+        self.ctx = frame.parent
+        self._after_inner_loop(frame, left=not exhausted)
+
+    def _end_inner(self, frame: _Frame, exhausted: bool) -> None:
+        run = frame.run
+        assert run is not None
+        self._rehome(self.next_ctx, frame.parent)
+        if self.frames and self.frames[-1] is not frame:
+            self._close_stale(frame)
+        # An iteration left by break, return or an exception keeps no duration, as on the
+        # hooked path.
+        self._materialize(run)  # then out of the list: a flush between finds it built
+        if run in self.inner_runs:
+            self.inner_runs.remove(run)
+        self._drop(frame)
+        self.ctx = frame.parent
+        self._after_inner_loop(frame, left=not exhausted)
+
+    def _iterate_hooked(self, frame: _Frame, items: Iterator[Any], start: int = 0) -> Iterator[Any]:
         """An outermost loop, or one that checkpoints: a row per iteration as it starts, and the
         after-iteration hook (checkpoints, flushes) as it ends."""
-        parent = self.ctx
-        if frame.checkpoint_scope is None and self.scopes and frame.depth == len(self.frames):
+        if self._entered_by_another_thread(frame.name):
+            yield from self._foreign(frame.name, items)
+            return
+        parent = frame.parent = self.ctx
+        if (
+            frame.checkpoint_scope is None
+            and not frame.resumed
+            and self.scopes
+            and frame.depth == len(self.frames)
+        ):
             # Called before ``flor.checkpointing`` was entered, run inside it (``bar =
             # tqdm(flor.loop("epoch", ...))``, then ``with flor.checkpointing(...): for e in
             # bar``): it checkpoints as a loop called inside would (it took none before).
@@ -463,8 +571,8 @@ class Run:
         key = self.names.key(frame.name)
         clock = time.perf_counter
         exhausted = False  # False in ``finally``: left by break, return or an exception
+        i = start - 1
         try:
-            i = -1
             self.ctx = self.next_ctx  # a fetch's logs: the iteration it starts (as above)
             for item in items:
                 i += 1
@@ -476,6 +584,8 @@ class Run:
                 t0 = clock()
                 row = rows.loop(ctx, parent, key, i, item, t0)
                 yield item
+                if frame.detached:  # taken as left, and iterated on: see after ``finally``
+                    break
                 if self.frames[-1] is not frame:
                     self._close_stale(frame)
                 elapsed = clock() - t0
@@ -490,18 +600,13 @@ class Run:
                 self.ctx = self.next_ctx
             exhausted = True
         finally:
-            self._rehome(self.next_ctx, parent)
-            if outer:
-                WATCH.phase = 2
-            if self.frames and self.frames[-1] is not frame:
-                self._close_stale(frame)
-            self.frames.pop()
-            self._unwatch(frame)
-            self.ctx = parent
-            self._after_inner_loop(frame, left=not exhausted)
+            if not frame.detached:  # else :meth:`_detach` ended its record already
+                self._end_hooked(frame, exhausted)
+        if frame.detached:
+            yield from self._resume(frame, items, i + 1)
 
     def _iterate_inner(
-        self, frame: _Frame, items: Iterator[Any], ranged: range | None
+        self, frame: _Frame, items: Iterator[Any], ranged: range | None, start: int = 0
     ) -> Iterator[Any]:
         """An inner loop without checkpoints: the hot path of recording, once per step.
 
@@ -514,17 +619,22 @@ class Run:
         iteration's time runs from the previous one's end (the loop's start for the first), so
         it includes fetching its item.
         """
-        parent = self.ctx
+        if self._entered_by_another_thread(frame.name):
+            yield from self._foreign(frame.name, items)
+            return
+        parent = frame.parent = self.ctx
         self.frames.append(frame)
         self._watch(frame, sys._getframe())
         clock = time.perf_counter
         run = _InnerRun(frame, parent, self.names.key(frame.name), self.next_ctx, clock(), ranged)
+        run.base = start
+        frame.run = run
         self.inner_runs.append(run)
         ends, jumps, scalars = run.ends, run.jumps, run.scalars
         computed = ranged is not None
         exhausted = False  # False in ``finally``: left by break, return or an exception
+        i = -1
         try:
-            i = -1
             want = run.cursor
             # what fetching an item logs (a generator's body, a Dataset's __getitem__) goes
             # to the iteration it starts (session 45: to the loop's parent, where the last
@@ -548,19 +658,16 @@ class Run:
                 frame.iteration = i  # a flush (a signal's) builds its row from here on
                 self.ctx = ctx
                 yield item
+                if frame.detached:  # taken as left, and iterated on: see after ``finally``
+                    break
                 ends.append(clock())
                 self.ctx = self.next_ctx
             exhausted = True
         finally:
-            self._rehome(self.next_ctx, parent)
-            # An iteration left by break, return or an exception keeps no duration, as on the
-            # hooked path.
-            self._materialize(run)  # then out of the list: a flush between finds it built
-            self.inner_runs.remove(run)
-            self.frames.pop()
-            self._unwatch(frame)
-            self.ctx = parent
-            self._after_inner_loop(frame, left=not exhausted)
+            if not frame.detached:  # else :meth:`_detach` ended its record already
+                self._end_inner(frame, exhausted)
+        if frame.detached:
+            yield from self._resume(frame, items, start + i + 1)
 
     def _rehome(self, pending: int, parent: int) -> None:
         """Values logged under ``pending``, the context the next iteration would have had,
@@ -609,7 +716,7 @@ class Run:
             items = [run.scalars.get(j) for j in range(done, started)]
         else:
             items = None
-        rows.loop_span(ctxs, run.parent, run.key, done, items, starts, seconds)
+        rows.loop_span(ctxs, run.parent, run.key, run.base + done, items, starts, seconds)
         run.done, run.cursor = started, cursor
         if finished < started:
             run.open = (started - 1, ctxs[-1])

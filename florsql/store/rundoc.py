@@ -42,6 +42,10 @@ APPEND_STARTS = "append_starts"
 #: item went to the iteration it starts (before, to the loop's parent): a replay of an older
 #: run logs them to the parent, as its recording did, so verification compares like with like
 FETCH_IN_ITERATION = "fetch_in_iteration"
+#: run.json key of the flor.loop names the script went on iterating after florsql took the
+#: loop as left (a loop kept across an enclosing loop's iterations, two loops zipped,
+#: generators read in turn): such a run replays whole (florsql.plan.tasks)
+RESUMED = "resumed_loops"
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,10 @@ def hash_seed(doc: Mapping[str, Any]) -> str | None:
     """
     raw = doc.get(HASH_SEED)
     return raw if isinstance(raw, str) and raw.isdigit() else None
+
+
+def resumed(doc: Mapping[str, Any]) -> list[str]:
+    """The :data:`RESUMED` loop names of a run's document (empty for runs recorded before
+    session 48, whose loops were closed instead)."""
+    found = doc.get(RESUMED)
+    return [str(n) for n in found] if isinstance(found, list) else []
