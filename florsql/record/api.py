@@ -31,6 +31,20 @@ T = TypeVar("T")
 IMPORTED = time.time()
 
 
+def _launch_cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed
+        return None
+
+
+#: The working folder as the script imported florsql: where it was launched, which run.json
+#: keeps as ``cwd`` (replay starts there). Before session 48 the folder at the first record
+#: call was kept: a script that ran ``os.chdir("sub")`` first replayed from ``sub`` and its own
+#: ``chdir`` failed there (sweep O).
+LAUNCH_CWD = _launch_cwd()
+
+
 class Recorder(Protocol):
     """What the record API drives: a recording :class:`Run` or a replay worker's run."""
 
@@ -65,7 +79,7 @@ def _start() -> Recorder:
 
             script = _main_script()
             repo = find_repo_root(script.parent if script else Path.cwd(), script)
-            run = Run(repo, script, list(sys.argv))
+            run = Run(repo, script, list(sys.argv), cwd=LAUNCH_CWD)
             _lifecycle = Lifecycle(run)
             _run = run
         return _run

@@ -140,7 +140,9 @@ class _Scope:
 class Run:
     """What one recording process knows: identity, buffers, loop stack, writer."""
 
-    def __init__(self, repo: Path, script: Path | None, argv: list[str]) -> None:
+    def __init__(
+        self, repo: Path, script: Path | None, argv: list[str], cwd: str | None = None
+    ) -> None:
         from florsql.versions import snapshot
 
         self.repo = repo
@@ -199,7 +201,7 @@ class Run:
             "dirty": snap.dirty,
             "snapshot_skipped": list(snap.skipped),
             "filename": _relative(script, repo),
-            "cwd": _relative(Path.cwd(), repo),
+            "cwd": _relative(_launched_in(cwd, repo), repo),
             "argv": argv,
             # ``python -m pkg.train``: the module it ran as (replay runs it so again: its
             # ``from pkg import ...`` needs the cwd on sys.path, not the script's folder)
@@ -526,6 +528,12 @@ class Run:
         self._drop(frame)
         self.ctx = frame.parent
         self._after_inner_loop(frame, left=not exhausted)
+        if frame.depth == 0:  # the last iterations' rows, not left to the run's end
+            self._flush_now()
+
+    def _flush_now(self) -> None:
+        self.last_flush = time.perf_counter()
+        self.flush()
 
     def _end_inner(self, frame: _Frame, exhausted: bool) -> None:
         run = frame.run
@@ -568,6 +576,9 @@ class Run:
         outer = frame.depth == 0
         if outer:
             WATCH.phase = 1  # the files written from here on: ``loop_outputs``
+            # what was logged before the loop goes to disk as it starts: a kill in a long
+            # first iteration lost it (sweep O: ``n_params``, logged 0.6 s before)
+            self._flush_now()
         key = self.names.key(frame.name)
         clock = time.perf_counter
         exhausted = False  # False in ``finally``: left by break, return or an exception
@@ -1016,6 +1027,20 @@ def _import_path(repo: Path) -> list[list[str]]:
             if [rel, where] not in out:
                 out.append([rel, where])
     return out
+
+
+def _launched_in(cwd: str | None, repo: Path) -> Path:
+    """The folder the script was launched in: ``cwd`` (as florsql was imported) where it is
+    inside the repository, else the current one (a process that imported florsql elsewhere
+    and moved into the repository before recording)."""
+    here = Path.cwd()
+    if cwd is None:
+        return here
+    try:
+        Path(cwd).resolve().relative_to(repo.resolve())
+    except (OSError, ValueError):
+        return here
+    return Path(cwd)
 
 
 def _relative(script: Path | None, repo: Path) -> str:
