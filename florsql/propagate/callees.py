@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-__all__ = ["calls_uneven", "conditional_draw", "parsed", "walk_own"]
+__all__ = ["calls_may_draw", "calls_uneven", "conditional_draw", "parsed", "walk_own"]
 
 #: Reads a repository file of the version (a path relative to the root): its text, or None.
 Reader = Callable[[str], str | None]
@@ -659,3 +659,28 @@ def calls_uneven(
     except (_TooMany, RecursionError):
         return True
     return False
+
+
+def calls_may_draw(
+    source: str, stmts: list[ast.stmt], path: str = "", read: Reader | None = None
+) -> bool:
+    """Whether running ``stmts`` (placed into ``source``, the file ``path`` of a version) may
+    draw at all: a call not known to draw nothing, followed into the user code it reaches (as
+    :func:`calls_uneven` follows it). Library code that may draw may draw in some calls only
+    without any branch of the user's (session 48, sweep P: dropout whose ``p`` the old loop
+    anneals to 0, a model the old loop puts in eval mode every other epoch, ``torch.randn(
+    len(wrong), 8)`` with ``wrong`` empty from epoch 2 on).
+
+    Example:
+        >>> calls_may_draw("import torch\\n", ast.parse("x = torch.randn(len(w), 8)").body)
+        True
+        >>> calls_may_draw("def f(e):\\n    return e * 2\\n", ast.parse("x = f(e)").body)
+        False
+    """
+    w = _Walker(source, path, read)
+    if w.main is None:
+        return True
+    try:
+        return w.may_draw(stmts, w.main, None, {})
+    except (_TooMany, RecursionError):
+        return True
