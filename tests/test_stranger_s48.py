@@ -123,3 +123,40 @@ def test_a_function_added_to_an_old_import_line_replays_like_todays_run(
     with florsql.connect(repo, replay="off") as con:
         both = _rows(con, sql)
     assert both[:4] == replayed and both[4:] == replayed, both
+
+
+ELSEWHERE_V1 = """import florsql as flor
+state = {"w": 1.0}
+with flor.checkpointing(state=state):
+    for epoch in flor.loop("epoch", range(3)):
+        for step in flor.loop("step", range(2)):
+            state["w"] *= 0.5
+            flor.log("loss", state["w"])
+"""
+
+
+def test_a_name_logged_today_at_a_level_the_runs_never_logged_it_is_said(
+    tmp_path: Path,
+) -> None:
+    """Sweep N: today's new epoch-level ``flor.log("loss", ...)`` beside the step-level one the
+    runs recorded has no values in them (a name a run logs is never replayed); the query said
+    nothing and EXPLAIN said every value it reads exists. Now both say so; a query that
+    reads only other names says nothing."""
+    repo = make_repo(tmp_path / "r", {"train.py": ELSEWHERE_V1})
+    run_script(repo, "train.py")
+    write(repo / "train.py", ELSEWHERE_V1 + '        flor.log("loss", state["w"] * 1000)\n')
+    with florsql.connect(repo, replay="auto") as con:
+        cur = con.cursor()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = cur.execute("SELECT epoch, step, loss FROM logs ORDER BY 1, 2").fetchall()
+        assert len(rows) == 6
+        said = [str(w.message) for w in caught if "never did" in str(w.message)]
+        assert said and "logs loss in epoch" in said[0] and "epoch/step" in said[0], said
+        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN SELECT loss FROM logs"))
+        assert "not replayed: loss in epoch" in plan, plan
+        assert "every value the query reads exists" not in plan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cur.execute("SELECT epoch FROM logs").fetchall()
+        assert not [w for w in caught if "never did" in str(w.message)]

@@ -361,7 +361,25 @@ def _edited(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             )
 
 
+def _elsewhere(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    """Say where today's statement logs a name at a loop level the runs logging it never did
+    (session 48, sweep N: a new epoch-level ``flor.log("loss", ...)`` beside the step-level
+    one old runs have got no values there, without a word)."""
+    for filename, name, chain, runs, recorded in plan.elsewhere:
+        where = f"in {chain}" if chain else "outside every loop"
+        there = ", ".join(c or "outside every loop" for c in recorded)
+        _warn(
+            engine,
+            messages,
+            f"today's {filename} logs {name} {where}, where {runs} run(s) that log {name} never "
+            f"did (they log it in {there}): florsql replays only names a run lacks, so those "
+            f"rows are absent; give today's statement a name of its own to have it replayed",
+            FlorWarning,
+        )
+
+
 def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
+    _elsewhere(engine, plan, messages)
     for filename, names, runs in plan.orphaned:
         _warn(
             engine,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 
 from florsql.errors import FlorError
@@ -11,6 +12,7 @@ from florsql.plan.pushdown import predicate_sql
 from florsql.plan.relax import Relaxed
 from florsql.plan.replay_plan import Cost, ReplayPlan, RunReplay, VersionReplay
 from florsql.plan.state import NeedRow, PlanState
+from florsql.plan.stats import string_literal
 from florsql.plan.tasks import RunFacts, load_facts, plan_cost, plan_run
 
 __all__ = ["assemble"]
@@ -86,7 +88,71 @@ def assemble(state: PlanState) -> None:
             )
         ),
         sources=tuple(sorted((f, code.digest) for f, code in state.catalog.scripts.items())),
+        elsewhere=_elsewhere(state),
     )
+
+
+def _elsewhere(state: PlanState) -> tuple[tuple[str, str, str, int, tuple[str, ...]], ...]:
+    """Today's log statements the query reads that sit at a loop chain where runs logging
+    their name never logged it (:attr:`ReplayPlan.elsewhere`). Before session 48 a new
+    ``flor.log("loss", ...)`` at epoch level, where old runs log ``loss`` in the step loop,
+    had no values in the old runs, and EXPLAIN said every value the query reads exists."""
+    read: set[str] | None = set()
+    for ref in state.references:
+        if ref.names is None or read is None:
+            read = None
+        else:
+            read |= {fold(n) for n in ref.names}
+    sites = sorted(
+        {
+            (code.filename, site.name, "/".join(site.chain))
+            for code in state.catalog.scripts.values()
+            for site in code.sites
+            if site.chain is not None and (read is None or fold(site.name) in read)
+        }
+    )
+    if not sites:
+        return ()
+    values = ", ".join(
+        f"({string_literal(f)}, {string_literal(n)}, {string_literal(c)})" for f, n, c in sites
+    )
+    names = sorted({fold(n) for _, n, _ in sites})
+    gen = state.catalog.generation
+    key = (str(state.repo), gen.sources, gen.mtime_sum, gen.size_sum, values) if gen else None
+    if key is not None:
+        with _ELSEWHERE_LOCK:
+            if key in _ELSEWHERE:
+                return _ELSEWHERE[key]
+    rows = state.con.execute(
+        f"""WITH today(filename, name, chain) AS (VALUES {values}),
+           rec AS (
+               SELECT DISTINCT v.run_id, {fold_sql("v.name")} AS name,
+                      coalesce(c.chain, '') AS chain
+               FROM log_records v LEFT JOIN __flor_ctx c
+                    ON c.run_id = v.run_id AND c.ctx_id = v.ctx_id
+               WHERE list_contains(?::VARCHAR[], {fold_sql("v.name")}))
+           SELECT t.filename, t.name, t.chain, count(DISTINCT m.run_id),
+                  list(DISTINCT r.chain ORDER BY r.chain)
+           FROM today t JOIN run_meta m
+                ON list_contains(m.files, t.filename) AND m.status = 'finished'
+           JOIN rec r ON r.run_id = m.run_id AND r.name = {fold_sql("t.name")}
+           WHERE NOT EXISTS (
+               SELECT 1 FROM rec o WHERE o.run_id = m.run_id
+               AND o.name = {fold_sql("t.name")} AND o.chain = t.chain)
+           GROUP BY ALL ORDER BY ALL""",
+        [names],
+    ).fetchall()
+    found = tuple((f, n, c, int(k), tuple(chains)) for f, n, c, k, chains in rows)
+    if key is not None:  # recorded runs change only with the index's generation
+        with _ELSEWHERE_LOCK:
+            if len(_ELSEWHERE) > 64:
+                _ELSEWHERE.clear()
+            _ELSEWHERE[key] = found
+    return found
+
+
+_ELSEWHERE: dict[tuple[object, ...], tuple[tuple[str, str, str, int, tuple[str, ...]], ...]] = {}
+_ELSEWHERE_LOCK = threading.Lock()
 
 
 _NONE = Relaxed(None, exact=False)

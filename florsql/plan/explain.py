@@ -156,7 +156,9 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         ['Replay plan: nothing to replay (every value the query reads exists)', 'DuckDB SQL:']
     """
     lines: list[str] = []
-    if plan.empty:
+    if plan.empty and plan.elsewhere:
+        lines.append("Replay plan: nothing to replay (but see 'not replayed' below)")
+    elif plan.empty:
         lines.append("Replay plan: nothing to replay (every value the query reads exists)")
     else:
         c = plan.cost
@@ -202,6 +204,14 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         lines.append(
             f"  not replayable: {', '.join(names)} for {runs} run(s) of {filename}, which "
             "today's code no longer has (renamed or deleted)"
+        )
+    for filename, name, chain, runs, recorded in plan.elsewhere:
+        where = f"in {chain}" if chain else "outside every loop"
+        there = ", ".join(c or "outside every loop" for c in recorded)
+        lines.append(
+            f"  not replayed: {name} {where} (today's {filename}) for {runs} run(s), which log "
+            f"{name} only in {there} (a name a run logs is never replayed: give the statement "
+            "its own name)"
         )
     for f in plan.failures:
         first = f.reason.splitlines()[0] if f.reason else ""

@@ -322,6 +322,11 @@ class ReplayPlan:
     notes: tuple[str, ...] = ()
     failures: tuple[RememberedFailure, ...] = ()
     unreached: tuple[Unreached, ...] = ()
+    #: ``(file, name, chain, runs, recorded chains)``: a log statement of today's at a loop
+    #: chain (``"epoch"``; ``""`` outside every loop) where that many runs of the file that
+    #: log the name never recorded it (only at the chains listed): a name a run logs is never
+    #: replayed, so those rows are absent (session 48, sweep N)
+    elsewhere: tuple[tuple[str, str, str, int, tuple[str, ...]], ...] = ()
     fingerprints: tuple[tuple[str, str], ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
 
