@@ -74,6 +74,11 @@ _QUIET_METHODS = frozenset({
     "reshape", "squeeze", "unsqueeze", "flatten", "t", "transpose", "permute", "contiguous",
     "softmax", "log_softmax", "exp", "log", "sqrt", "pow", "clamp", "round", "all", "any",
     "nonzero", "topk", "sort", "clone", "to", "square", "prod",
+    # a module's mode and a scheduler's or optimizer's reads (library objects only: a method
+    # of the user's classes is followed instead)
+    "eval", "train", "get_last_lr", "state_dict", "cuda", "half", "type", "requires_grad_",
+    # grad and precision modes (``with torch.no_grad():``)
+    "no_grad", "inference_mode", "enable_grad", "set_grad_enabled", "autocast",
 })  # fmt: skip
 #: Modules whose functions draw nothing.
 _QUIET_MODULES = frozenset({"math", "os", "json", "time", "logging", "operator", "statistics"})
