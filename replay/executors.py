@@ -265,6 +265,7 @@ class _Zygote:
                 self._send({"preload": missing})
                 self.loaded.update(self._ready())
             return self.proc
+        self._release()  # a worker that died: its pipes
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "florsql.replay.zygote", ",".join(modules)],
@@ -338,11 +339,21 @@ class _Zygote:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self.proc = None
+        self._release()
 
     def kill(self) -> None:
         if self.proc is not None:
             _kill_group(self.proc)
+        self._release()
+
+    def _release(self) -> None:
+        """Close this side of the worker's pipes (a ResourceWarning per replaying query
+        before session 48: sweep N) and forget it."""
+        if self.proc is not None:
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    if pipe is not None:
+                        pipe.close()
         self.proc = None
 
 

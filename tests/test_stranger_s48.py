@@ -160,3 +160,24 @@ def test_a_name_logged_today_at_a_level_the_runs_never_logged_it_is_said(
             warnings.simplefilter("always")
             cur.execute("SELECT epoch FROM logs").fetchall()
         assert not [w for w in caught if "never did" in str(w.message)]
+
+
+def test_a_replaying_query_leaves_no_pipe_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sweep N: every replaying query left the worker's stdout pipe to the garbage collector
+    (``ResourceWarning: unclosed file``, with warnings on)."""
+    import gc
+
+    monkeypatch.setenv("FLORSQL_REPLAY_SERVICE", "0")  # this process's own worker
+    repo = make_repo(tmp_path / "r", {"train.py": ELSEWHERE_V1})
+    run_script(repo, "train.py")
+    write(repo / "train.py", ELSEWHERE_V1 + '        flor.log("w", state["w"])\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with florsql.connect(repo, replay="auto") as con:
+            rows = con.cursor().execute("SELECT epoch, w FROM logs ORDER BY 1").fetchall()
+        gc.collect()
+    assert rows == [(0, 0.25), (1, 0.0625), (2, 0.015625)]
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, leaks
