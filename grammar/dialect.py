@@ -192,6 +192,29 @@ class FlorsqlParser(DuckDBParser):
             self._cast_deferred = False
         return None if this is None else self._parse_column_ops(this)
 
+    def _parse_field(
+        self,
+        any_token: bool = False,
+        tokens: Any = None,
+        anonymous_func: bool = False,
+    ) -> exp.Expr | None:
+        # ``l.select``, ``logs.from``: a reserved word after a dot names a column, as DuckDB
+        # reads it (sqlglot failed: "something is missing after it", sweep N); ``l.*`` and a
+        # qualified call (``x.count(...)``) parse as before
+        curr, prev = self._curr, self._prev
+        if (
+            any_token
+            and curr is not None
+            and prev is not None
+            and prev.token_type == TokenType.DOT
+            and curr.token_type in self.RESERVED_TOKENS
+            and curr.text.isidentifier()
+            and not (self._next is not None and self._next.token_type == TokenType.L_PAREN)
+        ):
+            self._advance()
+            return self.expression(exp.Identifier(this=curr.text, quoted=False))
+        return super()._parse_field(any_token, tokens, anonymous_func)
+
     def _parse_column_ops(self, this: exp.Expr | None) -> exp.Expr | None:
         if getattr(self, "_cast_deferred", False) and isinstance(this, exp.Literal):
             self._cast_deferred = False

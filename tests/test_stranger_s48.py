@@ -181,3 +181,19 @@ def test_a_replaying_query_leaves_no_pipe_open(
     assert rows == [(0, 0.25), (1, 0.0625), (2, 0.015625)]
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert not leaks, leaks
+
+
+def test_a_reserved_word_after_a_dot_names_a_column(tmp_path: Path) -> None:
+    """Sweep N: ``SELECT l.select FROM logs l`` was a syntax error ("something is missing
+    after it"); DuckDB reads it as the column ``select``, and so does florsql now."""
+    script = 'import florsql as flor\nflor.log("select", 3)\nflor.log("from", 4)\n'
+    repo = make_repo(tmp_path / "r", {"train.py": script})
+    run_script(repo, "train.py")
+    sql = "SELECT l.select, logs.from FROM logs, logs l WHERE l.select IS NOT NULL"
+    assert _rows_off(repo, sql + " AND logs.from IS NOT NULL") == [(3, 4)]
+    assert _rows_off(repo, "SELECT l.* FROM logs l WHERE l.select = 3")
+
+
+def _rows_off(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with florsql.connect(repo, replay="off") as con:
+        return list(con.cursor().execute(sql).fetchall())
