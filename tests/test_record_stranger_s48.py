@@ -102,3 +102,45 @@ def test_the_launch_folder_is_recorded_and_replays_start_there(tmp_path: Path) -
         (1, 6.5),
         (2, 14.5),
     ]
+
+
+CTRL_C = """import sys
+import florsql as flor
+try:
+    for epoch in flor.loop("epoch", range(100)):
+        flor.log("loss", epoch)
+        if epoch == 1:
+            print("ready", flush=True)
+            sys.stdin.readline()  # Ctrl-C arrives while it waits
+except KeyboardInterrupt:
+    flor.log("interrupted", 1)
+flor.log("test_acc", 0.9)
+"""
+
+
+def test_a_ctrl_c_the_script_catches_ends_a_finished_run(tmp_path: Path) -> None:
+    """Sweep O: a script that catches KeyboardInterrupt (stop training, then evaluate) and ends
+    with exit code 0 was marked killed (SIGINT); an uncaught one still is."""
+
+    repo = make_repo(tmp_path / "r", {"train.py": CTRL_C})
+    for caught in (True, False):
+        text = CTRL_C if caught else CTRL_C.replace("except KeyboardInterrupt", "except OSError")
+        write(repo / "train.py", text)
+        proc = subprocess.Popen(
+            [sys.executable, "train.py"],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=script_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().startswith("ready")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+        assert (proc.returncode == 0) == caught, proc.returncode
+    docs = [json.loads((r / "run.json").read_text()) for r in run_dirs(repo)]
+    statuses = sorted((d["status"], d["error"] is None) for d in docs)
+    assert statuses == [("finished", True), ("killed", False)], statuses

@@ -1142,8 +1142,12 @@ class Lifecycle:
             self.pending_signal = signum
             return
         name = signal.Signals(signum).name
-        self.killed_by = name
         prev = self._prev_handlers.get(signum)
+        if prev is not signal.default_int_handler:
+            # Python's own SIGINT handler raises KeyboardInterrupt, which the script may catch
+            # and end normally after (an evaluation on Ctrl-C): the excepthook marks the run
+            # killed where it is not caught (sweep O: such a run said "killed", exit code 0)
+            self.killed_by = name
         if prev in (signal.SIG_DFL, None):  # the default action (SIGINT's, when set so)
             self.at_exit()
             signal.signal(signum, signal.SIG_DFL)
