@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -293,6 +294,8 @@ class _Open:
     outside: int
     detached: bool = False
     outer: bool = False  # the task's outer loop (``ReplayRun._outer``)
+    #: its generator (weakly), for a run recorded before session 48 (``ReplayRun.keeps_open``)
+    gen: weakref.ref[Iterator[Any]] | None = None
 
 
 class ReplayRun:
@@ -309,6 +312,8 @@ class ReplayRun:
         self.recorded_args: dict[str, Any] = doc.get("args") or {}
         #: a fetch's values go to the iteration it starts, as the run recorded them
         self.fetch_in_iteration = bool(doc.get(rundoc.FETCH_IN_ITERATION))
+        #: a run recorded before session 48 closed a loop it took as left: so does its replay
+        self.keeps_open = bool(doc.get(rundoc.KEEPS_LOOPS_OPEN))
         self.arg_tags: dict[str, str] = doc.get("arg_tags") or {}
         #: the order of strings the run held as its first outer loop started (order.py), and
         #: the names this replay holds in another order there
@@ -433,7 +438,8 @@ class ReplayRun:
                 self.phases.loop_in = time.time()
             self.outer_frame = frame_state.user_frame()
             line = self.outer_frame.f_lineno if self.outer_frame is not None else 0
-            return self._outer(name, iterable, line)
+            ref: list[weakref.ref[Iterator[Any]]] = []
+            return self._held(self._outer(name, iterable, line, ref), ref)
         if (
             len(self.frames) == 1
             and self.frames[0] == self.spec.loop
@@ -451,7 +457,16 @@ class ReplayRun:
                 )
             return self._skipped(name, frame_state.user_frame())
         owner = frame_state.user_frame()
-        return self._plain(name, iter(iterable), owner, owner.f_lineno if owner is not None else 0)
+        line = owner.f_lineno if owner is not None else 0
+        held: list[weakref.ref[Iterator[Any]]] = []
+        return self._held(self._plain(name, iter(iterable), owner, line, ref=held), held)
+
+    @staticmethod
+    def _held(gen: Iterator[Any], ref: list[weakref.ref[Iterator[Any]]]) -> Iterator[Any]:
+        """``gen``, its weak reference put in ``ref`` for :meth:`_open` (a run recorded before
+        session 48 closes it, as its recording did)."""
+        ref.append(weakref.ref(gen))
+        return gen
 
     def _unwatch(self, name: str) -> None:
         """As an inner loop ends: watch the next watched loop below it, if any."""
@@ -485,7 +500,17 @@ class ReplayRun:
         the generator open: iterated on, it goes on as the same loop entered again where the
         script then is, numbered on (as the recording does since session 48; it closed the
         generator before, and the script's loop stopped early)."""
-        del keep
+        state = self.opens[-1]
+        gen = state.gen() if state.gen is not None else None
+        if not self.keeps_open and gen is not None:
+            # recorded before session 48: the recording closed it (its ``finally`` pops it)
+            with contextlib.suppress(Exception):
+                gen.close()  # type: ignore[attr-defined]
+            if len(self.frames) > keep and self.opens and self.opens[-1] is state:
+                self.frames.pop()
+                self.opens.pop()
+                self._unwatch(state.name)
+            return
         top = self.frames.pop()
         state = self.opens.pop()
         state.detached = True
@@ -497,9 +522,9 @@ class ReplayRun:
                 self.left_at = self.outer
             self.outer, self.step, self.restored = None, None, True
 
-    def _open(self, name: str) -> _Open:
+    def _open(self, name: str, ref: list[weakref.ref[Iterator[Any]]] | None = None) -> _Open:
         self.frames.append(name)
-        state = _Open(name, self.ctx)
+        state = _Open(name, self.ctx, gen=ref[0] if ref else None)
         self.opens.append(state)
         return state
 
@@ -539,13 +564,14 @@ class ReplayRun:
         owner: FrameType | None,
         call_line: int,
         start: int = 0,
+        ref: list[weakref.ref[Iterator[Any]]] | None = None,
     ) -> Iterator[Any]:
         if get_ident() != self.thread:
             if self.frames:  # another thread's loop, unrecorded (as the recording does)
                 yield from items
                 return
             self.thread = get_ident()
-        state = self._open(name)
+        state = self._open(name, ref)
         found = consumer_of(owner, call_line, sys._getframe())
         if found is not None:
             self.consumers[name] = found
@@ -614,8 +640,14 @@ class ReplayRun:
             with contextlib.suppress(Exception):  # a check, never the replay's failure
                 self.reordered = order.reordered(recorded, frame_state.frame_values(owner))
 
-    def _outer(self, name: str, iterable: Iterable[Any], call_line: int) -> Iterator[Any]:
-        state = self._open(name)
+    def _outer(
+        self,
+        name: str,
+        iterable: Iterable[Any],
+        call_line: int,
+        ref: list[weakref.ref[Iterator[Any]]] | None = None,
+    ) -> Iterator[Any]:
+        state = self._open(name, ref)
         state.outer = True
         found = consumer_of(self.outer_frame, call_line, sys._getframe())
         if found is not None:

@@ -209,6 +209,7 @@ class Run:
             rundoc.IMPORT_PATH: _import_path(repo),
             rundoc.HASH_SEED: order.hash_seed(),
             rundoc.FETCH_IN_ITERATION: True,
+            rundoc.KEEPS_LOOPS_OPEN: True,
             "python": platform.python_version(),
             "torch": _torch_version(),
             rundoc.TORCH_THREADS: None,

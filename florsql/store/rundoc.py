@@ -46,6 +46,9 @@ FETCH_IN_ITERATION = "fetch_in_iteration"
 #: loop as left (a loop kept across an enclosing loop's iterations, two loops zipped,
 #: generators read in turn): such a run replays whole (florsql.plan.tasks)
 RESUMED = "resumed_loops"
+#: run.json key (since session 48): true where florsql kept a loop it took as left open (its
+#: generator iterable on); a replay of an older run closes such a loop, as its recording did
+KEEPS_LOOPS_OPEN = "keeps_loops_open"
 
 
 @dataclass(frozen=True)
