@@ -139,6 +139,19 @@ def _elsewhere(state: PlanState) -> tuple[tuple[str, str, str, int, tuple[str, .
            WHERE NOT EXISTS (
                SELECT 1 FROM rec o WHERE o.run_id = m.run_id
                AND o.name = {fold_sql("t.name")} AND o.chain = t.chain)
+           -- the run logs the name where another statement of today's does: the two are
+           -- apart (a chain the scan cannot tell, zip of two loops, is no such evidence)
+           AND EXISTS (
+               SELECT 1 FROM today u JOIN rec o ON o.chain = u.chain
+               WHERE u.filename = t.filename AND {fold_sql("u.name")} = {fold_sql("t.name")}
+               AND u.chain <> t.chain AND o.run_id = m.run_id
+               AND o.name = {fold_sql("t.name")})
+           -- and it ran an iteration at the statement's chain to its end (a run that ended
+           -- in its first epoch never reached an epoch-level statement)
+           AND (t.chain = '' OR EXISTS (
+               SELECT 1 FROM __flor_ctx c JOIN loops l
+                    ON l.run_id = c.run_id AND l.ctx_id = c.ctx_id
+               WHERE c.run_id = m.run_id AND c.chain = t.chain AND l.seconds IS NOT NULL))
            GROUP BY ALL ORDER BY ALL""",
         [names],
     ).fetchall()

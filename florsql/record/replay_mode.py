@@ -522,6 +522,13 @@ class ReplayRun:
                 self.left_at = self.outer
             self.outer, self.step, self.restored = None, None, True
 
+    def _close_above(self, state: _Open) -> None:
+        """Take the loops open above ``state``'s as left (they ended in its iteration)."""
+        if not any(o is state for o in self.opens):
+            return
+        while self.opens and self.opens[-1] is not state:
+            self._close_top(0)
+
     def _open(self, name: str, ref: list[weakref.ref[Iterator[Any]]] | None = None) -> _Open:
         self.frames.append(name)
         state = _Open(name, self.ctx, gen=ref[0] if ref else None)
@@ -596,6 +603,8 @@ class ReplayRun:
                     raise
                 if state.detached:  # taken as left and iterated on: see after ``finally``
                     break
+                if self.keeps_open and self.opens and self.opens[-1] is not state:
+                    self._close_above(state)  # as the recording does (session 48)
                 self._leave(name, parent, ctx, t0)
                 if self.fetch_in_iteration:
                     self.ctx = self.next_ctx

@@ -635,7 +635,8 @@ class Run:
             yield from self._foreign(frame.name, items)
             return
         parent = frame.parent = self.ctx
-        self.frames.append(frame)
+        frames = self.frames
+        frames.append(frame)
         self._watch(frame, sys._getframe())
         clock = time.perf_counter
         run = _InnerRun(frame, parent, self.names.key(frame.name), self.next_ctx, clock(), ranged)
@@ -672,6 +673,10 @@ class Run:
                 yield item
                 if frame.detached:  # taken as left, and iterated on: see after ``finally``
                     break
+                if frames[-1] is not frame:  # a loop left open in this iteration: it ended in
+                    # it (``zip(flor.loop("train"), flor.loop("val"))`` in an epoch: before
+                    # session 48 ``val`` stayed open under ``train`` 0, sweep Q)
+                    self._close_stale(frame)
                 ends.append(clock())
                 self.ctx = self.next_ctx
             exhausted = True
