@@ -578,8 +578,13 @@ class Run:
         if outer:
             WATCH.phase = 1  # the files written from here on: ``loop_outputs``
             # what was logged before the loop goes to disk as it starts: a kill in a long
-            # first iteration lost it (sweep O: ``n_params``, logged 0.6 s before)
+            # first iteration lost it (sweep O: ``n_params``, logged 0.6 s before; sweep Q:
+            # handed to the writer only, a kill soon after still lost it, so its row file is
+            # waited for, once, at most a second)
+            pending = bool(self.rows) or bool(self.foreign)
             self._flush_now()
+            if pending:
+                self.writer.rows_written()
         key = self.names.key(frame.name)
         clock = time.perf_counter
         exhausted = False  # False in ``finally``: left by break, return or an exception

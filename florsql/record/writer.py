@@ -129,6 +129,15 @@ class Writer:
         number = self._run_json_submitted
         self._rows.put(lambda: self._write_run_json(snapshot, number))
 
+    def rows_written(self, timeout: float = 1.0) -> bool:
+        """Wait (at most ``timeout`` seconds) until the row batches submitted so far are on
+        disk, leaving other jobs (checkpoints, git calls) running; False if not in time."""
+        if not self._rows_thread.is_alive():
+            return False
+        done = threading.Event()
+        self._rows.put(done.set)
+        return done.wait(timeout)
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every job submitted so far is done; False if the writer made no
         progress for ``timeout`` seconds (default ``FLORSQL_EXIT_TIMEOUT``) and was left."""
