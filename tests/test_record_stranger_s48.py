@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import florsql
 from tests.helpers import make_repo, run_dirs, run_script, script_env, write
 
@@ -91,12 +93,20 @@ for epoch in flor.loop("epoch", range(3)):
 """
 
 
-def test_the_launch_folder_is_recorded_and_replays_start_there(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {"sub/a.py": CHDIR, "sub/data.txt": "abc"})
+@pytest.mark.parametrize("before_import", [False, True], ids=["after_import", "before_import"])
+def test_the_launch_folder_is_recorded_and_replays_start_there(
+    tmp_path: Path, before_import: bool
+) -> None:
+    """``os.chdir("sub")`` before the first record call, and (sweep Q) before ``import
+    florsql`` too: the folder ``sub/a.py`` was given from is the repository's root."""
+    script = CHDIR
+    if before_import:
+        script = 'import os\nos.chdir("sub")\n' + CHDIR.replace('os.chdir("sub")\n', "")
+    repo = make_repo(tmp_path / "r", {"sub/a.py": script, "sub/data.txt": "abc"})
     run_script(repo, "sub/a.py")
     (run,) = run_dirs(repo)
     assert json.loads((run / "run.json").read_text())["cwd"] == "."
-    write(repo / "sub/a.py", CHDIR + '    flor.log("half", w / 2)\n')
+    write(repo / "sub/a.py", script + '    flor.log("half", w / 2)\n')
     assert _rows(repo, "SELECT epoch, half FROM logs ORDER BY 1", "auto") == [
         (0, 2.5),
         (1, 6.5),

@@ -201,7 +201,7 @@ class Run:
             "dirty": snap.dirty,
             "snapshot_skipped": list(snap.skipped),
             "filename": _relative(script, repo),
-            "cwd": _relative(_launched_in(cwd, repo), repo),
+            "cwd": _relative(_launched_in(cwd, repo, argv, script), repo),
             "argv": argv,
             # ``python -m pkg.train``: the module it ran as (replay runs it so again: its
             # ``from pkg import ...`` needs the cwd on sys.path, not the script's folder)
@@ -530,7 +530,10 @@ class Run:
         self.ctx = frame.parent
         self._after_inner_loop(frame, left=not exhausted)
         if frame.depth == 0:  # the last iterations' rows, not left to the run's end
+            pending = bool(self.rows) or bool(self.foreign)
             self._flush_now()
+            if pending and not frame.detached:  # on disk before what follows the loop
+                self.writer.rows_written()
 
     def _flush_now(self) -> None:
         self.last_flush = time.perf_counter()
@@ -1040,18 +1043,40 @@ def _import_path(repo: Path) -> list[list[str]]:
     return out
 
 
-def _launched_in(cwd: str | None, repo: Path) -> Path:
-    """The folder the script was launched in: ``cwd`` (as florsql was imported) where it is
-    inside the repository, else the current one (a process that imported florsql elsewhere
-    and moved into the repository before recording)."""
+def _launched_in(
+    cwd: str | None, repo: Path, argv: list[str] | None = None, script: Path | None = None
+) -> Path:
+    """The folder the script was launched in, where it is inside the repository: the one a
+    relative ``argv[0]`` was given from (``python sub/a.py``: the script's path less
+    ``sub/a.py``; sweep Q: a script that ran ``os.chdir("sub")`` before ``import florsql``),
+    else ``cwd`` (as florsql was imported), else the current one (a process that imported
+    florsql elsewhere and moved into the repository before recording)."""
     here = Path.cwd()
-    if cwd is None:
-        return here
-    try:
-        Path(cwd).resolve().relative_to(repo.resolve())
-    except (OSError, ValueError):
-        return here
-    return Path(cwd)
+    for found in (_argv_folder(argv, script), cwd):
+        if found is None:
+            continue
+        try:
+            Path(found).resolve().relative_to(repo.resolve())
+        except (OSError, ValueError):
+            continue
+        return Path(found)
+    return here
+
+
+def _argv_folder(argv: list[str] | None, script: Path | None) -> str | None:
+    """The folder ``argv[0]`` (relative) was given from: ``script`` (absolute) less it.
+
+    Example:
+        >>> _argv_folder(["sub/a.py"], Path("/r/sub/a.py")), _argv_folder(["/r/a.py"], None)
+        ('/r', None)
+    """
+    if not argv or script is None or not argv[0] or os.path.isabs(argv[0]):
+        return None
+    given = os.path.normpath(argv[0])
+    full = os.path.normpath(str(script))
+    if given.startswith("..") or not full.endswith(os.sep + given):
+        return None
+    return full[: -len(given) - 1] or os.sep
 
 
 def _relative(script: Path | None, repo: Path) -> str:
