@@ -197,3 +197,36 @@ def test_a_reserved_word_after_a_dot_names_a_column(tmp_path: Path) -> None:
 def _rows_off(repo: Path, sql: str) -> list[tuple[object, ...]]:
     with florsql.connect(repo, replay="off") as con:
         return list(con.cursor().execute(sql).fetchall())
+
+
+NOISY = """import torch
+import florsql as flor
+class Noisy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.on = True
+    def forward(self, h):
+        return h + torch.randn_like(h) if self.on else h
+def evaluate(m):
+    m.eval()
+    out = float(m(X).sum())
+    m.train()
+    return out
+net = torch.nn.Sequential(torch.nn.Linear(2, 2), Noisy())
+for epoch in flor.loop("epoch", range(4)):
+    net[1].on = epoch < 2
+    flor.log("ev", evaluate(net))
+"""
+
+
+def test_an_eval_first_helper_is_uneven_where_a_class_draws_in_eval_mode() -> None:
+    """Sweep Q: ``evaluate`` puts the model in eval mode first, which stops library dropout,
+    not a noise layer of the user's drawing behind a flag the loop sets (``epoch < 2``): taken
+    for drawing nothing, a query for epoch 3 restored past epochs 0-1's draws (0.4427 for a
+    run of today's script's 0.7165, silently). Without such a class it stays even."""
+    from florsql.propagate.identity import pieces_uneven
+
+    line = NOISY.splitlines().index('    flor.log("ev", evaluate(net))') + 1
+    assert pieces_uneven(NOISY, ((line, line),)) == "uneven"
+    plain = NOISY.replace("h + torch.randn_like(h) if self.on else h", "h * 2")
+    assert pieces_uneven(plain, ((line, line),)) is None

@@ -115,6 +115,28 @@ def conditional_draw(node: ast.AST) -> bool:
     return any(not _steady(v) for v in told)
 
 
+def _mode_blind_draw(node: ast.AST) -> bool:
+    """A call that draws whatever the module's mode: named like a draw (``torch.randn_like``,
+    ``F.dropout(h, 0.5)``, whose ``training`` is True unless told) and not told to draw only
+    in training (``training=self.training``, ``dropout``'s third positional argument).
+
+    Example:
+        >>> _mode_blind_draw(ast.parse("torch.randn_like(h)").body[0].value)
+        True
+        >>> _mode_blind_draw(ast.parse("F.dropout(h, 0.5, training=self.training)").body[0].value)
+        False
+    """
+    if not isinstance(node, ast.Call):
+        return False
+    name = _call_name(node).lower()
+    if not any(w in name for w in (*_DRAW_WORDS, "rrelu")):
+        return False
+    told = [k.value for k in node.keywords if k.arg in ("train", "training")]
+    if "dropout" in name and len(node.args) >= 3:
+        told.append(node.args[2])
+    return not any(isinstance(v, ast.Attribute) and v.attr == "training" for v in told)
+
+
 def _steady(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) or (
         isinstance(node, ast.Attribute) and node.attr == "training"
@@ -174,6 +196,27 @@ class _Walker:
         self.main = self._parse(path, source)
         self.drawing: dict[tuple[int, tuple[tuple[str, int], ...]], bool] = {}
         self.seen: set[tuple[int, tuple[tuple[str, int], ...]]] = set()
+        self._blind: bool | None = None
+
+    def classes_draw_in_eval(self) -> bool:
+        """Whether a class of the script or of a repository module it imports calls a draw
+        that eval mode does not stop (``torch.randn_like(h)`` in a noise layer's ``forward``,
+        maybe behind a flag the loop sets): a library container holding one (``nn.Sequential(
+        ..., Noisy(), ...)``) draws after ``model.eval()`` too (sweep Q: an ``evaluate`` putting
+        such a model in eval mode first was taken to draw nothing, and answered from a
+        checkpoint past the draws, silently)."""
+        if self._blind is None:
+            mods = [self.main]
+            if self.main is not None:
+                mods += [self.module(w) for w, _ in self.main.imports.values() if w is not None]
+            self._blind = any(
+                _mode_blind_draw(node)
+                for mod in mods
+                if mod is not None
+                for cls in mod.classes.values()
+                for node in ast.walk(cls)
+            )
+        return self._blind
 
     # -- modules ----------------------------------------------------------------------------
     def _parse(self, path: str, source: str) -> _Module | None:
@@ -454,7 +497,12 @@ class _Walker:
         if found is None:
             return True
         if not found:
-            if isinstance(f, ast.Name) and fn is not None and _in_eval(fn, f.id, call.lineno):
+            if (
+                isinstance(f, ast.Name)
+                and fn is not None
+                and _in_eval(fn, f.id, call.lineno)
+                and not self.classes_draw_in_eval()
+            ):
                 return False  # a library model put in eval mode first: no dropout draws
             return not (isinstance(f, ast.Attribute) and f.attr in _QUIET_METHODS)
         for tm, fn, tcls, tenv in found:
