@@ -230,3 +230,23 @@ def test_an_eval_first_helper_is_uneven_where_a_class_draws_in_eval_mode() -> No
     assert pieces_uneven(NOISY, ((line, line),)) == "uneven"
     plain = NOISY.replace("h + torch.randn_like(h) if self.on else h", "h * 2")
     assert pieces_uneven(plain, ((line, line),)) is None
+
+
+def test_a_function_the_version_s_module_defines_otherwise_is_said(tmp_path: Path) -> None:
+    """Sweep Q: today's ``from utils import LR, wnorm`` where the version's ``utils.py`` has a
+    ``wnorm`` of its own: the replay computes with the version's (by design), and now says so,
+    as for a function of the script edited since."""
+    old_utils = OLD_UTILS + "\n\ndef wnorm(v, e):\n    return -1.0\n"
+    files = {"train.py": _script(OLD_IMPORT, ""), "utils.py": old_utils}
+    repo = make_repo(tmp_path / "r", files)
+    run_script(repo, "train.py")
+    log = "        flor.log('wn', wnorm(w, epoch))\n"
+    write(repo / "train.py", _script("from utils import LR, wnorm\n", log))
+    write(repo / "utils.py", TODAY_UTILS)
+    with florsql.connect(repo, replay="auto") as con:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = con.cursor().execute("SELECT wn FROM logs WHERE wn IS NOT NULL").fetchall()
+    assert rows == [(-1.0,)] * 4
+    said = [str(w.message) for w in caught if "utils.wnorm" in str(w.message)]
+    assert said and "today's definition differs" in said[0], [str(w.message) for w in caught]

@@ -278,6 +278,7 @@ def patched_script(
         for p in r.placed:
             if p.name in names and p.name not in failed:
                 helpers = edited_calls(repo, path, r.original, r.source, p.pieces)
+                helpers += imported_edited(repo, vid, path, r.source, p.pieces)
                 if helpers:
                     edited[p.name] = tuple(sorted({*edited.get(p.name, ()), *helpers}))
     # today's functions a replay writes beside the version (a module new today, or ones
@@ -389,6 +390,48 @@ def edited_calls(
     return tuple(
         sorted(n for n in called if n in old_defs and n in new_defs and old_defs[n] != new_defs[n])
     )
+
+
+def imported_edited(
+    repo: Path, vid: str, path: str, patched: str, pieces: tuple[tuple[int, int], ...]
+) -> tuple[str, ...]:
+    """``module.name`` of the functions the ``pieces`` call by a name the patched file takes
+    from a repository module (``from utils import new_fn``, a line of its own or an old one),
+    where the version's module defines it otherwise than today's: a replay runs the
+    version's (sweep Q: ``new_fn`` returning -1.0 then, ``w * 100`` today, without a word)."""
+    from florsql.propagate.modules import differing
+    from florsql.versions import file_at
+
+    try:
+        tree = ast.parse(patched)
+    except (SyntaxError, ValueError):
+        return ()
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and any(a <= n.lineno <= b for a, b in pieces)
+    }
+    taken: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            for a in node.names:
+                if (a.asname or a.name) in called and a.name != "*":
+                    taken.setdefault(node.module, []).append(a.name)
+    out: list[str] = []
+    folder = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    for module, names in sorted(taken.items()):
+        rel = module.replace(".", "/") + ".py"
+        for where in dict.fromkeys([folder + rel, rel]):
+            try:
+                old = file_at(repo, vid, where)
+                now = (repo / where).read_text(encoding="utf-8")
+            except Exception:  # not a module of the version's, or gone today
+                continue
+            out += [f"{module}.{n}" for n in differing(old, now, names)]
+            break
+    return tuple(out)
 
 
 def _objects_changed(codes: list[str]) -> frozenset[str]:
