@@ -243,10 +243,12 @@ def test_a_function_the_version_s_module_defines_otherwise_is_said(tmp_path: Pat
     log = "        flor.log('wn', wnorm(w, epoch))\n"
     write(repo / "train.py", _script("from utils import LR, wnorm\n", log))
     write(repo / "utils.py", TODAY_UTILS)
-    with florsql.connect(repo, replay="auto") as con:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            rows = con.cursor().execute("SELECT wn FROM logs WHERE wn IS NOT NULL").fetchall()
+    with (
+        florsql.connect(repo, replay="auto") as con,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        rows = con.cursor().execute("SELECT wn FROM logs WHERE wn IS NOT NULL").fetchall()
     assert rows == [(-1.0,)] * 4
     said = [str(w.message) for w in caught if "utils.wnorm" in str(w.message)]
     assert said and "today's definition differs" in said[0], [str(w.message) for w in caught]
