@@ -59,7 +59,7 @@ _QUIET_NAMES = frozenset({
     "abs", "bool", "dict", "divmod", "enumerate", "float", "format", "frozenset", "getattr",
     "hasattr", "id", "int", "isinstance", "issubclass", "len", "list", "max", "min", "pow",
     "print", "range", "repr", "reversed", "round", "set", "setattr", "sorted", "str", "sum",
-    "tuple", "type", "zip",
+    "tuple", "type", "zip", "open", "all", "any", "hash", "ord", "chr", "bin", "hex",
 })  # fmt: skip
 #: Methods, by name, that draw nothing whatever their receiver (containers, strings, files,
 #: loggers, tensor reads).
@@ -79,6 +79,9 @@ _QUIET_METHODS = frozenset({
     "eval", "train", "get_last_lr", "state_dict", "cuda", "half", "type", "requires_grad_",
     # grad and precision modes (``with torch.no_grad():``)
     "no_grad", "inference_mode", "enable_grad", "set_grad_enabled", "autocast",
+    # files and paths
+    "read", "readline", "readlines", "read_text", "read_bytes", "exists", "is_file",
+    "is_dir", "stat", "close",
 })  # fmt: skip
 #: Modules whose functions draw nothing.
 _QUIET_MODULES = frozenset({"math", "os", "json", "time", "logging", "operator", "statistics"})

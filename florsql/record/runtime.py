@@ -584,9 +584,9 @@ class Run:
             # first iteration lost it (sweep O: ``n_params``, logged 0.6 s before; sweep Q:
             # handed to the writer only, a kill soon after still lost it, so its row file is
             # waited for, once, at most a second)
-            pending = bool(self.rows) or bool(self.foreign)
-            self._flush_now()
-            if pending:
+            if self.rows or self.foreign:  # (nothing else: the first iteration's end still
+                # flushes whatever the interval, ``last_flush`` being 0 until then)
+                self.flush()
                 self.writer.rows_written()
         key = self.names.key(frame.name)
         clock = time.perf_counter
