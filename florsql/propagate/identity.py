@@ -34,7 +34,7 @@ import ast
 
 from florsql.fold import fold
 from florsql.propagate.cache import CACHE_VERSION, digest, nested_context
-from florsql.propagate.callees import Reader, calls_uneven, parsed, walk_own
+from florsql.propagate.callees import Reader, calls_may_draw, calls_uneven, parsed, walk_own
 from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.helpers import helpers_of
 from florsql.propagate.slice import may_carry
@@ -188,9 +188,10 @@ def pieces_uneven(
     statement, ``pieces`` (first and last 1-based lines of each), may draw from an RNG in some
     executions and not in others, where a task that skips iterations would not see it:
 
-    - ``None``: they surely draw nothing (:func:`pieces_quiet`), they branch nowhere (what
-      they draw in the iterations a task runs, they draw in those it skips: assumed of the
-      code they call; a known gap, below), or they sit in the module's own body outside any
+    - ``None``: they surely draw nothing (:func:`pieces_quiet`), they branch nowhere and call
+      nothing that may draw (:func:`florsql.propagate.callees.calls_may_draw`; before
+      session 48 any text that branched nowhere: what it drew in the iterations a task ran
+      was assumed of those it skipped), or they sit in the module's own body outside any
       loop or function (they run in every task: before the loop, or after it);
     - ``"gated"``: one ``if`` without ``else`` around the statement, nothing else branching
       (``if epoch % 5 == 0: flor.log("val", evaluate(net))``): the statement's values come
@@ -215,8 +216,8 @@ def pieces_uneven(
         >>> body = "    if e % 2:\\n        n = f(e)\\n    flor.log('v', n)\\n"
         >>> pieces_uneven(head + body, ((3, 5),))
         'uneven'
-        >>> print(pieces_uneven(head + "    flor.log('v', f(e))\\n", ((3, 3),)))
-        None
+        >>> pieces_uneven(head + "    flor.log('v', f(e))\\n", ((3, 3),))  # f may draw
+        'uneven'
         >>> print(pieces_uneven(head + "    flor.log('v', abs(e))\\n", ((3, 3),)))
         None
     """
@@ -238,14 +239,12 @@ def pieces_uneven(
     if calls_uneven(source, stmts, path, read):
         return "uneven"
     if not branching:
-        # Known gap (sweep P, session 48): library code may draw in some iterations only with
-        # no branch of the user's (a dropout ``p`` the old loop anneals to 0; a model in eval
-        # mode every other epoch). Taking every text that may draw for uneven
-        # (``callees.calls_may_draw``) replays such runs from their start, and there
-        # tests/test_propagate_old_modes.py's from-the-start replay departed from the
-        # recording at epoch 1 where checkpointed tasks were exact: left as it was until that
-        # is understood (docs/replay.md, "Uneven without a branch").
-        return None
+        # what library code draws may change between iterations with no branch of the
+        # user's (a dropout ``p`` the old loop anneals to 0; a model in eval mode every other
+        # epoch; a draw sized by the data): before session 48 a task saw no draw in the
+        # iterations it ran and restored past the draws of those it skipped, silently
+        # (sweep P); only texts that surely draw nothing are even now
+        return "uneven" if calls_may_draw(source, run, path, read) else None
     if (
         len(stmts) == 1
         and isinstance(stmts[0], ast.If)
