@@ -142,10 +142,15 @@ class RngGuard:
             self._registered = _tracked(self.objects)
         if self._tracked:
             saved["modules"] = (self._tracked, _module_state(self._tracked))
-        if self._registered:
+        from florsql.record.modes import saving
+
+        if self._registered and not saving():
             # the registered models' modes only: a model today's code made (``swa =
             # AveragedModel(net)``, ``swa.eval()`` in one piece, evaluated in the next) is
-            # today's to switch
+            # today's to switch. Not inside a switch today's code makes (a piece begun after
+            # ``flor._save_modes(net); net.eval()``): its ``flor._restore_modes(net)`` puts the
+            # modes back, and putting back the eval mode seen at this begin undid it (session
+            # 48: a from-the-start replay trained on in eval mode after the first epoch)
             saved["modes"] = _modes(self._registered)
         saved["frame"] = frame
         if full and frame is not None:
