@@ -381,11 +381,14 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: the value stayed served); so does one whose ``flor.loop`` sits in a generator of the
 #: script that yields to the statement's ``for`` (``def epochs(): k += 1; yield e, k``: k 1
 #: for 4 at a restored epoch 3, silently; sweep M).
-#: 40 (session 48): a placed text that calls code which may draw is uneven where it branches
+#: 40 (session 48): a run that iterated a ``flor.loop`` on after it was taken as left replays
+#: whole (sweep O); an ``evaluate`` putting a model in eval mode first no longer hides a draw
+#: of the user's own layer (sweep Q).
+#: 41 (session 49): a placed text that calls code which may draw is uneven where it branches
 #: nowhere too (sweep P: dropout ``p`` annealed to 0 by the old loop, eval mode every other
 #: epoch, a draw sized by the data: a task restored past the skipped iterations' draws and
-#: answered 19.2867 for a run of today's script's 19.3711, silently and for good); and a run
-#: that iterated a ``flor.loop`` on after it was taken as left replays whole (sweep O).
+#: answered 19.2867 for a run of today's script's 19.3711, silently and for good); the draw
+#: guard no longer puts back a mode seen inside today's own mode switch.
 REPLAY_RULES = _STORED_RULES
 
 
