@@ -365,6 +365,18 @@ def _version_names_read(repo: Path, vid: str, result: Any) -> list[str]:
     return sorted(out)
 
 
+def _called_by_name(tree: ast.AST, pieces: tuple[tuple[int, int], ...]) -> set[str]:
+    """The plain names (``f`` of ``f(x)``) that calls on the lines of ``pieces`` (1-based
+    spans) call."""
+    return {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and any(a <= n.lineno <= b for a, b in pieces)
+    }
+
+
 def edited_calls(
     repo: Path, path: str, original: str, patched: str, pieces: tuple[tuple[int, int], ...]
 ) -> tuple[str, ...]:
@@ -380,13 +392,7 @@ def edited_calls(
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     old_defs = {d.name: ast.dump(d) for d in old_tree.body if isinstance(d, kinds)}
     new_defs = {d.name: ast.dump(d) for d in today.body if isinstance(d, kinds)}
-    called = {
-        n.func.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Name)
-        and any(a <= n.lineno <= b for a, b in pieces)
-    }
+    called = _called_by_name(tree, pieces)
     return tuple(
         sorted(n for n in called if n in old_defs and n in new_defs and old_defs[n] != new_defs[n])
     )
@@ -406,13 +412,7 @@ def imported_edited(
         tree = ast.parse(patched)
     except (SyntaxError, ValueError):
         return ()
-    called = {
-        n.func.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Name)
-        and any(a <= n.lineno <= b for a, b in pieces)
-    }
+    called = _called_by_name(tree, pieces)
     taken: dict[str, list[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and not node.level and node.module:

@@ -107,15 +107,23 @@ def conditional_draw(node: ast.AST) -> bool:
         >>> conditional_draw(ast.parse("F.dropout(h, 0.5, training=self.training)").body[0].value)
         False
     """
+    told = _told(node)
+    return told is not None and any(not _steady(v) for v in told)
+
+
+def _told(node: ast.AST) -> list[ast.expr] | None:
+    """The arguments telling a call named like a draw whether to draw (its ``train`` or
+    ``training`` keyword, ``dropout``'s third positional one); None for a call not named
+    like a draw, or not a call."""
     if not isinstance(node, ast.Call):
-        return False
+        return None
     name = _call_name(node).lower()
     if not any(w in name for w in (*_DRAW_WORDS, "rrelu")):
-        return False
+        return None
     told = [k.value for k in node.keywords if k.arg in ("train", "training")]
     if "dropout" in name and len(node.args) >= 3:
         told.append(node.args[2])
-    return any(not _steady(v) for v in told)
+    return told
 
 
 def _mode_blind_draw(node: ast.AST) -> bool:
@@ -129,15 +137,10 @@ def _mode_blind_draw(node: ast.AST) -> bool:
         >>> _mode_blind_draw(ast.parse("F.dropout(h, 0.5, training=self.training)").body[0].value)
         False
     """
-    if not isinstance(node, ast.Call):
-        return False
-    name = _call_name(node).lower()
-    if not any(w in name for w in (*_DRAW_WORDS, "rrelu")):
-        return False
-    told = [k.value for k in node.keywords if k.arg in ("train", "training")]
-    if "dropout" in name and len(node.args) >= 3:
-        told.append(node.args[2])
-    return not any(isinstance(v, ast.Attribute) and v.attr == "training" for v in told)
+    told = _told(node)
+    return told is not None and not any(
+        isinstance(v, ast.Attribute) and v.attr == "training" for v in told
+    )
 
 
 def _steady(node: ast.expr) -> bool:
