@@ -176,52 +176,61 @@ class _Session:
 
     @cached_property
     def widened_imports(self) -> dict[str, Insertion]:
-        """Names a top-level import of today's file binds that its counterpart in the old file
-        (an import of the same module there) does not, each as its own import to put right
-        after that old statement: ``from utils import LR, new_fn`` today, ``from utils import
-        LR`` in the old file (sweep M: "unbound name 'new_fn'"; on a line of its own today's
-        import travelled). Only names the old module binds nowhere; a star import never."""
+        """Names an import of today's file binds that its counterpart in the old file (an
+        import of the same module there, in the module's body or in the body of the function
+        of the same name) does not, each as its own import to put right after that old
+        statement: ``from utils import LR, new_fn`` today, ``from utils import LR`` in the old
+        file (sweep M: "unbound name 'new_fn'"; on a line of its own today's import
+        travelled); ``import os, json as js`` inside ``def main()`` (session 49). Keyed by the
+        name for the module's body, by ``function\0name`` for a function's
+        (:meth:`widening`). Only names the old scope binds nowhere; a star import never."""
         out: dict[str, Insertion] = {}
+        bodies: list[tuple[str, list[ast.stmt], list[ast.stmt], ast.AST]] = [
+            ("", self.new.tree.body, self.old.tree.body, self.old.tree)
+        ]
+        kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+        old_fns: dict[str, list[ast.stmt]] = {}
+        for d in self.old.tree.body:
+            if isinstance(d, kinds):
+                old_fns.setdefault(d.name, []).append(d)
+        for d in self.new.tree.body:
+            if isinstance(d, kinds) and len(old_fns.get(d.name, ())) == 1:
+                (twin_fn,) = old_fns[d.name]
+                assert isinstance(twin_fn, kinds)
+                bodies.append((d.name + "\0", d.body, twin_fn.body, twin_fn))
         nl = newline_of(self.old)
-        olds = [s for s in self.old.tree.body if isinstance(s, ast.Import | ast.ImportFrom)]
-        for stmt in self.new.tree.body:
-            twin: ast.stmt | None
-            if isinstance(stmt, ast.ImportFrom):
-                head = f"from {'.' * stmt.level}{stmt.module or ''} import "
-                twin = next(
-                    (
-                        o
-                        for o in olds
-                        if isinstance(o, ast.ImportFrom)
-                        and (o.module, o.level) == (stmt.module, stmt.level)
-                        and all(a.name != "*" for a in o.names)
-                    ),
-                    None,
-                )
-            elif isinstance(stmt, ast.Import):
-                head = "import "
-                mine = {(a.name, a.asname) for a in stmt.names}
-                twin = next(
-                    (
-                        o
-                        for o in olds
-                        if isinstance(o, ast.Import)
-                        and mine & {(a.name, a.asname) for a in o.names}
-                    ),
-                    None,
-                )
-            else:
-                continue
-            if twin is None:
-                continue
-            for a in stmt.names:
-                bound = a.asname or a.name.split(".")[0]
-                if a.name == "*" or bound in out or _binds_module_level(self.old, bound):
+        for prefix, new_body, old_body, scope in bodies:
+            olds = [s for s in old_body if isinstance(s, ast.Import | ast.ImportFrom)]
+            for stmt in new_body:
+                if not isinstance(stmt, ast.Import | ast.ImportFrom):
                     continue
-                code = head + a.name + (f" as {a.asname}" if a.asname else "")
-                line = (twin.end_lineno or twin.lineno) + 1
-                out[bound] = Insertion(line, code + nl, (twin.lineno, -1 - len(out)))
+                twin = next((o for o in olds if _same_import(stmt, o)), None)
+                if twin is None:
+                    continue
+                if isinstance(stmt, ast.ImportFrom):
+                    head = f"from {'.' * stmt.level}{stmt.module or ''} import "
+                else:
+                    head = "import "
+                indent = self.old.lines[twin.lineno - 1][: twin.col_offset]
+                for a in stmt.names:
+                    bound = a.asname or a.name.split(".")[0]
+                    key = prefix + bound
+                    if a.name == "*" or key in out or _binds_in(self.old, scope, bound):
+                        continue
+                    code = indent + head + a.name + (f" as {a.asname}" if a.asname else "")
+                    line = (twin.end_lineno or twin.lineno) + 1
+                    order = (twin.lineno, len(out) - (1 << 20))
+                    out[key] = Insertion(line, code + nl, order)
         return out
+
+    def widening(self, name: str, scopes: tuple[ast.AST, ...]) -> str | None:
+        """The key in :attr:`widened_imports` of the import that binds ``name`` for old code
+        in ``scopes`` (the module, then each enclosing def/class), or None."""
+        if len(scopes) > 1 and isinstance(scopes[1], ast.FunctionDef | ast.AsyncFunctionDef):
+            key = scopes[1].name + "\0" + name
+            if key in self.widened_imports and not _binds_module_level(self.old, name):
+                return key
+        return name if name in self.widened_imports else None
 
     def added_alias(self, name: str) -> bool:
         """Whether ``name`` is bound by :attr:`flor_import`."""
@@ -977,6 +986,48 @@ def _passed_as_itself(
         if not (isinstance(given, ast.Name) and given.id == param):
             return False
     return True
+
+
+def _same_import(new: ast.stmt, old: ast.stmt) -> bool:
+    """Whether import ``old`` is the counterpart of today's ``new``: the same module's
+    ``from`` import (not a star one), or an ``import`` sharing a module bound the same way."""
+    if isinstance(new, ast.ImportFrom):
+        return (
+            isinstance(old, ast.ImportFrom)
+            and (old.module, old.level) == (new.module, new.level)
+            and all(a.name != "*" for a in old.names)
+        )
+    if isinstance(new, ast.Import) and isinstance(old, ast.Import):
+        return bool(
+            {(a.name, a.asname) for a in new.names} & {(a.name, a.asname) for a in old.names}
+        )
+    return False
+
+
+def _binds_in(src: SourceFile, scope: ast.AST, name: str) -> bool:
+    """Whether ``scope`` of ``src`` (the module, or a function) binds ``name``: the module's
+    code (:func:`_binds_module_level`), or the function's parameters or body."""
+    if isinstance(scope, ast.Module):
+        return _binds_module_level(src, name)
+    assert isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef)
+    a = scope.args
+    params = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
+    if name in params:
+        return True
+    for node in ast.walk(scope):
+        if node is scope:
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+            return True
+        if getattr(node, "name", None) == name and isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+        ):
+            return True
+        if isinstance(node, ast.Import | ast.ImportFrom) and any(
+            (a.asname or a.name.split(".")[0]) == name for a in node.names
+        ):
+            return True
+    return False
 
 
 def _binds_module_level(src: SourceFile, name: str) -> bool:
@@ -2397,14 +2448,13 @@ def _unbound(
             old_name = renames.get(name, session.alias.get(name, name))
             if session.added_alias(old_name):
                 continue
-            extra = session.widened_imports.get(old_name)
-            # after the import it widens; a function's body runs later
-            if (
-                extra is not None
-                and widened is not None
-                and (len(it.old.scopes) > 1 or extra.line <= line)
-            ):
-                widened.add(old_name)
+            key = session.widening(old_name, it.old.scopes)
+            extra = session.widened_imports[key] if key is not None else None
+            # after the import it widens; a function's body (or a nested one) runs later
+            deeper = len(it.old.scopes) > (2 if key is not None and "\0" in key else 1)
+            if extra is not None and widened is not None and (deeper or extra.line <= line):
+                assert key is not None
+                widened.add(key)
                 continue
             if session.bindings.is_bound(it.old, line, old_name):
                 continue

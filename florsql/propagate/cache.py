@@ -86,7 +86,7 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: local hides a module name the statement reads is refused (the batch for the full set,
 #: silently); a rebinding of a name the old code assigns again (in a block) before reading it
 #: is placed (was refused).
-CACHE_VERSION = "26"
+CACHE_VERSION = "27"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.
