@@ -58,9 +58,11 @@ def test_the_size_of_a_file_the_task_rewrote_is_its_own(tmp_path: Path) -> None:
     assert "before writing it" not in said, said
 
 
-def test_a_marker_the_run_wrote_checked_before_writing_is_said(tmp_path: Path) -> None:
+def test_a_marker_the_run_made_is_not_there_for_its_replay_either(tmp_path: Path) -> None:
     """``if os.path.exists(f"out/e{epoch}.done"): continue``: today's markers (the run's own,
-    left on disk) skip every epoch of the replay; the query says the file was read."""
+    left on disk) skipped every epoch of the replay (session 44: said, as a read before
+    writing). Since session 49 the run lists the markers it made (``created_outputs``), and
+    the replay finds none of them until it writes it, as the run did: exact, nothing to say."""
     body = """    if os.path.exists(f"out/e{epoch}.done"):
         continue
     flor.log("e", epoch)
@@ -69,8 +71,9 @@ def test_a_marker_the_run_wrote_checked_before_writing_is_said(tmp_path: Path) -
     repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
     run_script(repo, "train.py")
     write(repo / "train.py", HEAD + body + '    flor.log("e2", epoch * 2)\n')
-    _rows, said = _query(repo, "SELECT epoch, e2 FROM logs")
-    assert "read out/e0.done" in said and "before writing it" in said, said
+    rows, said = _query(repo, "SELECT epoch, e2 FROM logs ORDER BY 1")
+    assert rows == [(0, 0), (1, 2), (2, 4)], (rows, said)
+    assert "before writing it" not in said, said
 
 
 def test_a_log_appended_to_starts_as_the_run_found_it(tmp_path: Path) -> None:
@@ -99,19 +102,39 @@ def test_a_log_appended_to_starts_as_the_run_found_it(tmp_path: Path) -> None:
     assert "before writing it" not in said, said
 
 
-def test_a_rotation_of_todays_file_is_said(tmp_path: Path) -> None:
+def test_a_rotation_replays_as_the_run_found_its_files(tmp_path: Path) -> None:
+    """``os.replace(last, prev)`` after ``exists(last)``: the replay moved today's file
+    (session 44: said, as a read before writing). Since session 49 both are files the run
+    made (the target of a move is written), and the replay finds neither until it writes it:
+    exact, against what a run of today's script logs; and today's statement reading
+    ``prev.json`` unguarded fails at epoch 0 as that run would, naming the file."""
     body = """    if os.path.exists("out/last.json"):
         os.replace("out/last.json", "out/prev.json")
     with open("out/last.json", "w") as f:
         json.dump({"epoch": epoch}, f)
     flor.log("e", epoch)
 """
-    today = '    flor.log("prev", json.load(open("out/prev.json"))["epoch"])\n'
+    guarded = (
+        '    flor.log("prev", json.load(open("out/prev.json"))["epoch"]'
+        ' if os.path.exists("out/prev.json") else -1)\n'
+    )
     repo = make_repo(tmp_path / "r", {"train.py": HEAD + body, ".gitignore": "out/\n"})
     run_script(repo, "train.py")
-    write(repo / "train.py", HEAD + body + today)
-    _rows, said = _query(repo, "SELECT epoch, prev FROM logs")
-    assert "before writing it" in said and "out/last.json" in said, said
+    oracle = make_repo(tmp_path / "o", {"train.py": HEAD + body + guarded, ".gitignore": "out/\n"})
+    run_script(oracle, "train.py")
+    sql = "SELECT epoch, prev FROM logs ORDER BY 1"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    assert want == [(0, -1), (1, 0), (2, 1)]
+    write(repo / "train.py", HEAD + body + guarded)
+    rows, said = _query(repo, sql)
+    assert rows == want, (rows, said)
+    assert "before writing it" not in said, said
+    unguarded = '    flor.log("prev2", json.load(open("out/prev.json"))["epoch"])\n'
+    write(repo / "train.py", HEAD + body + unguarded)
+    rows, said = _query(repo, "SELECT epoch, prev2 FROM logs WHERE prev2 IS NOT NULL")
+    assert rows == [], (rows, said)
+    assert "FileNotFoundError" in said and "'out/prev.json'" in said, said
 
 
 def test_a_library_checking_its_target_is_no_read(tmp_path: Path) -> None:

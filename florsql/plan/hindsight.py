@@ -389,6 +389,11 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: epoch, a draw sized by the data: a task restored past the skipped iterations' draws and
 #: answered 19.2867 for a run of today's script's 19.3711, silently and for good); the draw
 #: guard no longer puts back a mode seen inside today's own mode switch.
+#: 42 (session 49, sweep R): a replay finds none of the files the run made (``created_outputs``:
+#: not there when the run first wrote them, the target of a move too) until it writes it:
+#: the first run of a resume-if-present pattern read a later run's state file (values
+#: warned, or a failed task naming no file), ``exists(f"e{epoch}.done")`` markers skipped
+#: epochs the run ran (warned).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -16,6 +16,7 @@ replay stores), so a later, wider query finds nothing half-computed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlglot import exp
@@ -250,6 +251,24 @@ ORDER BY f.failed, f.replay_id, f.task_id
 Key = tuple[str, str, str | None, int | None]
 
 
+def _outputs_changed(repo: Path, replay_id: str, task_id: str) -> bool:
+    """Whether a file the failed task read as today's copy of the run's own (a run resuming
+    from its own state file, ``read_outputs`` in its failure marker) has changed since: put
+    back as the run found it, the task may replay now (session 49)."""
+    import json
+
+    from florsql.store.replays import FAILED, output_stamp, replays_dir
+
+    try:
+        marker = json.loads((replays_dir(repo) / replay_id / task_id / FAILED).read_bytes())
+        read = marker.get("read_outputs")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(read, dict):
+        return False
+    return any(output_stamp(str(path)) != stamp for path, stamp in read.items())
+
+
 def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list[NeedRow]:
     """``needs`` less what a task failed to compute before with the same patched source; those
     go to ``state.failures``. A task that failed at outer iteration *k* blocks its iterations
@@ -280,6 +299,8 @@ def _without_remembered_failures(state: PlanState, needs: list[NeedRow]) -> list
         now, files = current[key]
         if now != h:
             continue  # the patched source changed (a fixed statement): try again
+        if _outputs_changed(state.repo, replay_id, task_id):
+            continue  # the run's own files it read changed (one put back): try again
         reason = describe_failure(
             run_id=run_id, vid=vid, loop=loop, iteration=at, error=err, traceback=tb
         )

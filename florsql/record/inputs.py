@@ -50,9 +50,11 @@ def record_inputs(
 
 def record_outputs(
     repo: Path, watch: OpenWatch
-) -> tuple[list[str], list[str], dict[str, list[Any]]] | None:
-    """The run.json form of the files ``watch`` saw written (``outputs``), and of those
-    written while an outer loop ran (``loop_outputs``): repository-relative paths for those
+) -> tuple[list[str], list[str], dict[str, list[Any]], list[str]] | None:
+    """The run.json form of the files ``watch`` saw written (``outputs``), of those
+    written while an outer loop ran (``loop_outputs``), of the appended ones' starts
+    (``append_starts``) and of those not there when first written (``created_outputs``,
+    since session 49): repository-relative paths for those
     inside ``repo`` (florsql's store and git's metadata aside), absolute real paths for those
     outside it (since session 44: a resume file ``/tmp/last.pt``; the system's folders, caches
     and ``tempfile``'s files aside, :func:`florsql.record.watch.write_through`), sorted. None
@@ -85,7 +87,8 @@ def record_outputs(
             out.update(outside)
     in_loop = {out[p] for p in set(watch.in_loop) if p in out}
     starts = {out[p]: [size, digest] for p, (size, digest) in watch.starts.items() if p in out}
-    return sorted(set(out.values())), sorted(in_loop), starts
+    created = {out[p] for p in set(watch.absent) if p in out}
+    return sorted(set(out.values())), sorted(in_loop), starts, sorted(created)
 
 
 def _z(paths: list[str]) -> bytes:

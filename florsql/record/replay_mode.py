@@ -209,6 +209,7 @@ def guard_files(spec: ReplaySpec) -> None:
     )
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
     sandbox.starts = _append_starts(spec, repo)
+    sandbox.absent = _created_outputs(spec, repo)
     sandbox.names |= {os.path.basename(r) for r in sandbox.outputs or ()}
     sandbox.folders |= {os.path.dirname(r) for r in sandbox.outputs or ()}
     sandbox.install()
@@ -271,6 +272,23 @@ def _append_starts(spec: ReplaySpec, repo: Path) -> dict[str, tuple[int, str]]:
             for root in roots:
                 out[os.path.realpath(root / str(name))] = (int(start[0]), str(start[1]))
     return out
+
+
+def _created_outputs(spec: ReplaySpec, repo: Path) -> set[str]:
+    """Real paths of the outputs that were not there when the run first wrote them
+    (``created_outputs`` in run.json; none for a run recorded before session 49)."""
+    try:
+        doc = layout.read_json(Path(spec.run_dir) / layout.RUN_JSON)
+    except (OSError, ValueError):
+        return set()
+    listed = doc.get(rundoc.CREATED_OUTPUTS)
+    if not isinstance(listed, list):
+        return set()
+    roots = [repo]
+    version = _version_roots()
+    if version is not None:
+        roots.append(Path(version[1]))
+    return {os.path.realpath(root / str(name)) for name in listed for root in roots}
 
 
 def guard_spec(path: str) -> None:
@@ -804,11 +822,19 @@ class ReplayRun:
             # The run reached these iterations and this replay did not (its loop's iterable
             # ended sooner, or the script left the loop sooner): their values would be missing
             # without a word. A failed task says so, and its values stay NULL with a warning.
+            read = _read_outputs()
+            why = (
+                f"it read {', '.join(read[:3])}, which the run wrote itself, before writing "
+                "it: the replay read today's copy, not what the run found there (a run "
+                "resuming from its own checkpoint file): put the file back as the run found "
+                "it to replay this run"
+                if read
+                else "the loop's iterable or the script's path differs from the recording's"
+            )
             error = RuntimeError(
                 f"the replay never reached {self.spec.loop} "
                 f"{', '.join(map(str, unreached[:5]))}{' ...' if len(unreached) > 5 else ''}, "
-                "which the run reached: the loop's iterable or the script's path differs "
-                "from the recording's"
+                f"which the run reached: {why}"
             )
             self.left_at = unreached[0]
             self.fail(RuntimeError, error, None)
@@ -853,6 +879,11 @@ class ReplayRun:
         }
         if self.restoring is not None:
             marker["restoring"] = self.restoring
+        read = _read_output_stamps()
+        if read:
+            # the run's own files it read as today's copies: put back as the run found them,
+            # the failure is tried again (florsql.plan.replay_set)
+            marker["read_outputs"] = read
         missing = _missing_file(kind, exc)
         if missing is not None:
             marker["missing"] = missing
@@ -876,6 +907,22 @@ def _read_outputs() -> list[str]:
     if sandbox is None or not sandbox.outputs:
         return []
     return sorted({sandbox.outputs[r] for r in sandbox.foreign if r in sandbox.outputs})
+
+
+def _read_output_stamps() -> dict[str, list[int] | None]:
+    """:func:`_read_outputs` with each file's stamp now (real path -> ``[size, mtime_ns]``;
+    None: not there)."""
+    from florsql.record.watch import WATCH
+
+    sandbox = WATCH.sandbox
+    if sandbox is None or not sandbox.outputs:
+        return {}
+    from florsql.store.replays import output_stamp
+
+    out: dict[str, list[int] | None] = {}
+    for real in sorted(r for r in sandbox.foreign if r in sandbox.outputs):
+        out[real] = output_stamp(real)
+    return out
 
 
 def _skipping() -> None:

@@ -991,6 +991,7 @@ class Run:
                     rundoc.OUTPUTS: outputs[0],
                     rundoc.LOOP_OUTPUTS: outputs[1],
                     rundoc.APPEND_STARTS: outputs[2],
+                    rundoc.CREATED_OUTPUTS: outputs[3],
                 }
             # One update at the end: the training thread may be serializing the doc meanwhile.
             self.doc.update(

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "ENV_WATCH",
@@ -73,6 +73,11 @@ class OpenWatch:
         #: Files first opened to append: (size, digest of the first bytes) as the run found
         #: them (:meth:`_note_start`)
         self.starts: dict[str, tuple[int, str]] = {}
+        #: Absolute normalized paths that were not there when the run first wrote them (not
+        #: read before either): the run made them (``created_outputs``); a replay shows none
+        #: of them until it writes it (session 49: a run resuming from its own ``ckpt.pt``
+        #: if present found none, and its replay found today's, another run's last epoch)
+        self.absent: set[str] = set()
         #: In a replay worker: where a path opened is really read or written
         #: (:class:`WriteSandbox`); None elsewhere.
         self.sandbox: WriteSandbox | None = None
@@ -127,6 +132,20 @@ class OpenWatch:
             setattr(wrapper, "__florsql_watch__", True)  # noqa: B010
         builtins.open = io.open = open
         os.open = os_open
+        for name in ("rename", "replace"):
+            # the target of a move is written (``os.replace("out/last.json", "out/prev.json")``:
+            # ``prev.json`` is the run's output, and one it made; session 49)
+            real_move = getattr(os, name)
+
+            def move(src: Any, dst: Any, *args: Any, _real: Any = real_move, **kw: Any) -> Any:
+                opened((dst, "w", None))
+                return _real(src, dst, *args, **kw)
+
+            for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+                setattr(move, attr, getattr(real_move, attr))
+            setattr(move, "__wrapped__", real_move)  # noqa: B010 (a function attribute)
+            setattr(move, "__florsql_watch__", True)  # noqa: B010
+            setattr(os, name, move)
 
     def watch_saves(self) -> None:
         """Note the paths ``torch.save`` writes too, where torch is loaded (it writes a path
@@ -181,6 +200,7 @@ class OpenWatch:
             if not os.path.isabs(path):
                 path = os.path.join(os.getcwd(), path)
             path = os.path.normpath(path)
+            self._note_absent(path)
             if len(self.saved) < self.LIMIT:
                 self.saved.add(path)
             if self.phase == 1:
@@ -214,12 +234,22 @@ class OpenWatch:
             appending = ("a" in mode) if mode is not None else bool(flags & os.O_APPEND)
             if writing and appending and norm not in self.written:
                 self._note_start(norm)
+            if writing:
+                self._note_absent(norm)
             (self.written if writing else self.read).add(norm)
             if looping:
                 self._loop_raw.add(raw)
                 self.in_loop.add(os.path.normpath(path))
         except Exception:
             return
+
+    def _note_absent(self, path: str) -> None:
+        """Before the run's first write of ``path`` (absolute, normalized): note it in
+        :attr:`absent` where nothing is there and the run read nothing there before."""
+        if path in self.written or path in self.saved or path in self.read:
+            return
+        if len(self.absent) < self.LIMIT and not os.path.lexists(path):
+            self.absent.add(path)
 
     def _note_start(self, path: str) -> None:
         """A file first opened to append: its size and a digest of its first
@@ -487,6 +517,10 @@ class WriteSandbox:
         #: Outputs of the run the task opened to append to (or ``r+``), their private copy
         #: starting from today's file: read back, they are :attr:`foreign`
         self.appended: set[str] = set()
+        #: Real paths of the outputs that were not there when the run first wrote them
+        #: (``created_outputs``): until the task writes one, it is not there either (today's
+        #: copy is another run's; session 49)
+        self.absent: set[str] = set()
         self._copying = False
         #: ``os.stat`` as it was before :meth:`install` wrapped it (the sandbox's own looks)
         self._stat = os.stat
@@ -607,6 +641,8 @@ class WriteSandbox:
             if not writing and real in self.appended:
                 self.foreign.add(real)  # read back: what it held before the task is not known
             return hit
+        if not writing and real in self.absent:
+            self._nowhere(file)  # the run found none here: nor does the task
         if not writing and self.outputs is not None and real in self.outputs:
             self.foreign.add(real)
         if not writing and self.mapper is not None:
@@ -620,7 +656,10 @@ class WriteSandbox:
         private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
         os.makedirs(os.path.dirname(private), exist_ok=True)
         start = self.starts.get(real) if not self.restored else None
-        if keep and not fresh and start is not None and self._start_as_found(real, private, start):
+        found = keep and not fresh and start is not None
+        if real in self.absent:
+            pass  # the run found none here: its copy starts empty, as the run's file did
+        elif found and start is not None and self._start_as_found(real, private, start):
             pass  # as the run found it (the run's first append: ``append_starts``, s44)
         elif keep and not fresh and start is not None and not self._regular(real):
             if start[0] and self.outputs is not None and real in self.outputs:
@@ -674,14 +713,25 @@ class WriteSandbox:
             if real in self.appended and self._by_script():
                 self.foreign.add(real)
             return hit
-        if self.outputs is not None and real in self.outputs and self._by_script():
-            if real in self.skipped:
-                raise SkippedWriteError(
-                    f"{raw} was written while the run ran, by iterations this task skipped "
-                    "(it restored a checkpoint)"
-                )
+        script = self.outputs is not None and real in self.outputs and self._by_script()
+        if script and real in self.skipped:
+            raise SkippedWriteError(
+                f"{raw} was written while the run ran, by iterations this task skipped "
+                "(it restored a checkpoint)"
+            )
+        if real in self.absent and real not in self.skipped:
+            self._nowhere(file)  # (``os.path.exists``: False, as the run found it)
+        if script:
             self.foreign.add(real)
         return file
+
+    @staticmethod
+    def _nowhere(file: Any) -> NoReturn:
+        """Raise ``FileNotFoundError`` for ``file``: an output the run made, which the task
+        has not written yet (:attr:`absent`)."""
+        import errno
+
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), file)
 
     def _by_script(self, depth: int = 3) -> bool:
         """Whether the code that asked is the script's (a file under :attr:`code`), past the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,6 +130,16 @@ def finished_tasks(repo: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/*/{DONE}"))
 
 
+def output_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of the file at ``path`` (None: not there): a failure marker's
+    ``read_outputs`` (florsql.plan.replay_set)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def failed_tasks(repo: Path) -> list[Path]:
     """Task folders with a failure marker and no done marker, in a stable order."""
     root = replays_dir(repo)
@@ -150,7 +161,7 @@ def source_hash(source: str) -> str:
 #: The version of replay's rules (its history: ``florsql.plan.hindsight.REPLAY_RULES``). Part
 #: of :func:`patched_hash`, so a failure remembered under older rules (a task that failed where
 #: a later florsql plans it otherwise) is tried again after an upgrade, not kept NULL.
-REPLAY_RULES = 41
+REPLAY_RULES = 42
 
 
 def patched_hash(script: str, files: dict[str, str]) -> str:

@@ -38,6 +38,11 @@ LOOP_OUTPUTS = "loop_outputs"
 #: append, ``[size, digest of its first bytes]`` as the run found it: a replay's private copy
 #: starts the same (``f.tell()`` and the size after an append are the run's)
 APPEND_STARTS = "append_starts"
+#: run.json key (since session 49): those of :data:`OUTPUTS` that were not there when the run
+#: first wrote them (and that it had not read): a replay task finds none of them until it
+#: writes it (a run resuming from its own checkpoint file if present found none; its replay
+#: found today's, written by a later run)
+CREATED_OUTPUTS = "created_outputs"
 #: run.json key (since session 45): true where values logged while ``flor.loop`` fetched an
 #: item went to the iteration it starts (before, to the loop's parent): a replay of an older
 #: run logs them to the parent, as its recording did, so verification compares like with like
