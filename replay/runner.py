@@ -404,6 +404,9 @@ def _verify(
         folder = Path(task.spec.out_dir)
         known = (checks or {}).get(result.task_id)
         check = known if known is not None else compare_task(repo, folder)
+        if check.beyond is not None:
+            _fail_beyond(folder, check.beyond, report, result)
+            continue
         has_rest = any(step[1] == "rest" for step in task.spec.steps)
         if check.mismatch is not None and has_rest and task.fallback is not None:
             os.replace(folder / DONE, folder / REJECTED)
@@ -424,6 +427,9 @@ def _verify(
             continue
         folder = Path(task.spec.out_dir)
         check = compare_task(repo, folder)
+        if check.beyond is not None:
+            _fail_beyond(folder, check.beyond, report, result)
+            continue
         mismatch = _mark(folder, check, report)
         if mismatch is not None:
             report.nondeterministic.append(mismatch)
@@ -790,6 +796,31 @@ def _full_task(task: Task) -> Task:
     spec_path = task.spec_path.with_name(f"{spec.task_id}.spec.json")
     spec.write(spec_path)
     return replace(task, spec=spec, spec_path=spec_path, fallback=None)
+
+
+def _fail_beyond(
+    folder: Path, beyond: tuple[int, str], report: ReplayReport, result: TaskResult
+) -> None:
+    """A finished task that ran an inner iteration its run never reached
+    (:func:`florsql.replay.determinism.beyond_the_run`) becomes a failed one at that outer
+    iteration: its values are not ingested, the planner blocks that iteration and what
+    follows it, and plans the earlier ones again (session 49)."""
+    j, why = beyond
+    done = layout.read_json(folder / DONE)
+    marker = {
+        "task_id": done.get("task_id"),
+        "run_id": done.get("run_id"),
+        "vid": done.get("vid"),
+        "iteration": j,
+        "loop": done.get("loop"),
+        "error": f"RunDeparted: {why}",
+        "traceback": "",
+        "frames": [],
+    }
+    layout.atomic_write_json(folder / FAILED, marker)
+    os.replace(folder / DONE, folder / REJECTED)
+    index = report.results.index(result)
+    report.results[index] = replace(result, ok=False, error=marker["error"], iteration=j)
 
 
 def _mark(folder: Path, check: Verification, report: ReplayReport) -> str | None:

@@ -394,6 +394,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: the first run of a resume-if-present pattern read a later run's state file (values
 #: warned, or a failed task naming no file), ``exists(f"e{epoch}.done")`` markers skipped
 #: epochs the run ran (warned).
+#: 43 (session 49, sweep S): a task that runs an inner iteration its run never reached (a
+#: loop the run stopped on a preemption flag, a caught Ctrl-C) fails at that outer iteration
+#: (its values were the full epoch's: -0.5048 for -0.9891, under a generic warning).
 REPLAY_RULES = _STORED_RULES
 
 
