@@ -18,6 +18,10 @@ os.environ.setdefault("FLORSQL_QUERY_HOST", "0")
 # Nor do they write this machine's replay timings into the user's cache (florsql.replay.timings:
 # EXPLAIN's estimates would then depend on earlier tests); tests/test_timings.py turns it on.
 os.environ.setdefault("FLORSQL_TIMINGS", "off")
+# The tests of the replay service, the query host and remembered failures need the service the
+# user gets by default: a shell that turned it off (FLORSQL_REPLAY_SERVICE=0) must not turn it
+# off for them. Tests that want it off set it themselves.
+os.environ.pop("FLORSQL_REPLAY_SERVICE", None)
 
 TINY = """
 import random
