@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -68,7 +69,8 @@ class Patch:
         )
 
 
-Patcher = Callable[[str, list[str]], Patch]
+#: (version, the names a task computes, today's other names run beside them) -> the patch
+Patcher = Callable[[str, list[str], list[str]], Patch]
 
 
 @dataclass
@@ -114,8 +116,11 @@ def default_patcher(repo: Path) -> Patcher:
     from florsql.propagate.identity import pieces_uneven
     from florsql.propagate.model import guarded
 
-    def patch(vid: str, names: list[str]) -> Patch:
-        result = propagate.for_version(repo, vid, names=names)
+    def patch(vid: str, names: list[str], companions: list[str]) -> Patch:
+        # the computed names go in even where the version logs them (in a branch the run did
+        # not take) unless today's statement is there as it is; companions only where it lacks
+        # them (today's statement beside the version's own would run twice)
+        result = propagate.for_version(repo, vid, names=[*names, *companions], again=names)
         # as replays run it: each placed piece between the RNG guard's calls
         files = {path: guarded(r).source for path, r in result.files.items() if r.placed}
         # today's modules the placed imports name that the version lacks (session 47)
@@ -145,6 +150,18 @@ def default_patcher(repo: Path) -> Patcher:
         return Patch(files, failed, dict(result.read), uneven, pieces)
 
     return patch
+
+
+def _run_error(doc: dict[str, Any]) -> dict[str, str] | None:
+    """What a failed run raised (type, message, innermost frame as ``file:function``), for a
+    task that goes on past its loop: such a task must raise it too, where the run did, and
+    ends there as the run did (:meth:`florsql.record.replay_mode.ReplayRun.own_end`)."""
+    error = doc.get("error")
+    if doc.get("status") != "failed" or not isinstance(error, dict) or not error.get("type"):
+        return None
+    frames = re.findall(r'File "([^"]*)", line \d+, in (.+)', str(error.get("traceback") or ""))
+    where = f"{os.path.basename(frames[-1][0])}:{frames[-1][1].strip()}" if frames else ""
+    return {"type": str(error["type"]), "message": str(error.get("message") or ""), "at": where}
 
 
 def run_replay(
@@ -218,7 +235,7 @@ def _plan_tasks(
         companions = sorted(set(req.companions) - set(req.names))
         key = (req.vid, tuple(sorted(req.names)), tuple(companions))
         if key not in patches:
-            patches[key] = patcher(req.vid, sorted(req.names) + companions)
+            patches[key] = patcher(req.vid, sorted(req.names), companions)
         patch = patches[key]
         for name, reason in patch.failed.items():
             if name in req.names:
@@ -327,6 +344,7 @@ def _run_tasks(
             loop=chunk.loop or req.loop,
             iterations=stored,
             after_loop=chunk.to_end,
+            run_error=_run_error(doc) if chunk.to_end else None,
             total=req.total,
             inner=req.inner if stored is not None else {},
             compare=req.compare,

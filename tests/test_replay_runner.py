@@ -37,7 +37,7 @@ def _requests(repo: Path, names: list[str], iterations: list[int] | None) -> lis
     return out
 
 
-def _hand_patched(vid: str, names: list[str]) -> Patch:
+def _hand_patched(vid: str, names: list[str], companions: list[str]) -> Patch:
     return Patch({"train.py": PATCHED})
 
 
@@ -154,7 +154,7 @@ def test_user_tree_is_untouched_and_ignored_data_is_reachable(
     run_replay(
         repo,
         _requests(repo, ["wnorm"], [4]),
-        patcher=lambda vid, names: Patch({"train.py": reading}),
+        patcher=lambda vid, names, companions: Patch({"train.py": reading}),
         executor=LocalExecutor(1),
     )
     after = (
@@ -183,7 +183,7 @@ def test_failures_report_version_iteration_and_keep_finished_values(
         run_replay(
             repo,
             _requests(repo, ["wnorm"], [4]),
-            patcher=lambda vid, names: Patch({"train.py": bad}),
+            patcher=lambda vid, names, companions: Patch({"train.py": bad}),
             executor=LocalExecutor(2),
         )
     text = str(err.value)
@@ -200,7 +200,7 @@ def test_unplaceable_statement_is_reported_not_guessed(
     report = run_replay(
         repo,
         _requests(repo, ["wnorm"], [1]),
-        patcher=lambda vid, names: Patch({}, {"wnorm": "unbound name 'net2'"}),
+        patcher=lambda vid, names, companions: Patch({}, {"wnorm": "unbound name 'net2'"}),
         executor=LocalExecutor(1),
     )
     assert report.results == [] and report.unplaced[0].endswith("wnorm: unbound name 'net2'")

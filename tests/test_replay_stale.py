@@ -425,11 +425,11 @@ def test_an_edit_while_the_replay_runs_is_never_served(plain: Path, tmp_path: Pa
     place = default_patcher(repo)
     edits = []
 
-    def edit_then_place(vid: str, names: list[str]) -> Patch:
+    def edit_then_place(vid: str, names: list[str], companions: list[str]) -> Patch:
         if not edits:  # the user's edit lands between planning and propagation, once
             edits.append(vid)
             write(repo / "train.py", edited)
-        return place(vid, names)
+        return place(vid, names, companions)
 
     executor = PlanExecutor(LocalExecutor(2), patcher=edit_then_place)
     sql = "SELECT w, w2 FROM logs WHERE w IS NOT NULL ORDER BY seed, epoch"

@@ -397,6 +397,13 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 43 (session 49, sweep S): a task that runs an inner iteration its run never reached (a
 #: loop the run stopped on a preemption flag, a caught Ctrl-C) fails at that outer iteration
 #: (its values were the full epoch's: -0.5048 for -0.9891, under a generic warning).
+#: 44 (session 50): a name the version logs where the run never did (an ``if do_eval:`` the
+#: run did not take, an ``epoch % 2`` today's code dropped) gets today's statement placed for
+#: the iterations it lacks, unless that very statement is there (before, the replay ran the
+#: version's own and stored nothing: NULL, said nowhere); a task of the code before the loops
+#: stops where the outer loop begins (it ran the whole script: a failed run's values NULL); a
+#: run that raised after its loop is replayed past it, up to its own error (its statements
+#: there were NULL), and the sandbox no longer lets a write the run could not make succeed.
 REPLAY_RULES = _STORED_RULES
 
 

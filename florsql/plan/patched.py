@@ -230,7 +230,10 @@ def patched_script(
     from florsql.versions import file_at, version_reader
 
     asked = tuple(dict.fromkeys((*names, *(o for o in others if o not in names))))
-    result = propagate.for_version(repo, vid, names=asked)
+    # the needed names go in even where the version logs them, unless today's statement is
+    # there as it is: a run asked for them never recorded them (session 50: an old ``if
+    # do_eval:`` around the statement left the do_eval=0 run NULL, said nowhere)
+    result = propagate.for_version(repo, vid, names=asked, again=names)
     files = {path: r.source for path, r in result.files.items() if r.placed}
     failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
     for name in result.unplaced:

@@ -41,7 +41,11 @@ WITH need(__name, __src, __want, __tail) AS (VALUES {{values}}),
 lack AS (
     SELECT DISTINCT n.__name, n.__want, n.__tail, m.run_id, m.vid AS __vid, m.filename AS __file,
            m.status IN ('killed', 'failed', 'running') AS __ended,
-           m.status IS NOT DISTINCT FROM 'running' AS __running
+           m.status IS NOT DISTINCT FROM 'running' AS __running,
+           -- it raised after ending every outer iteration it began: it reached the code
+           -- after its loop, up to the line that raised (a replay must raise there too)
+           m.status = 'failed' AND m.error IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id) AS __failed_after
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE true{{limit}}
     -- a run with an arg of that name reads the arg in every row: it lacks no log of it
@@ -80,7 +84,7 @@ logs AS (
                 WHEN cand.__outer_it IS NOT NULL THEN NOT EXISTS (
                     SELECT 1 FROM __flor_open o WHERE o.run_id = cand.run_id
                     AND o.loop_name = cand.__outer_loop AND o.iteration = cand.__outer_it)
-                ELSE NOT cand.__tail AND EXISTS (
+                ELSE (NOT cand.__tail OR cand.__failed_after) AND EXISTS (
                     SELECT 1 FROM __flor_chains c WHERE c.run_id = cand.run_id)
            END AS __reached
     FROM cand JOIN runs r ON r.run_id = cand.run_id
@@ -390,7 +394,7 @@ def _patched(
     from florsql.versions import file_at
 
     try:
-        result = propagate.for_version(state.repo, vid, names=names)
+        result = propagate.for_version(state.repo, vid, names=names, again=names)
         ran = {path: guarded(r) for path, r in result.files.items()}  # as the replay ran it
         files = {path: r.source for path, r in ran.items() if r.placed}
         files.update({path: text for path, text in result.added.items() if path not in files})
@@ -423,6 +427,9 @@ def _ended_runs(state: PlanState, unreached: dict[str, set[str]]) -> list[Unreac
         elif last is not None:
             where = f"{status} after {loop} {last}, its last recorded iteration"
         else:
-            where = f"{status} before its first loop"
+            # nothing of a loop on disk: it may have been stopped in its first iteration,
+            # before that was flushed (sweep S F4: "killed before its first loop" of a run
+            # killed in epoch 0)
+            where = f"{status} before it recorded a loop iteration"
         out.append(Unreached(run_id, tuple(sorted(unreached[run_id])), where))
     return out

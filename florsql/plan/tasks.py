@@ -102,6 +102,9 @@ class RunFacts:
     recording: dict[str, dict[int, float]] = field(default_factory=dict)
     total: float = 0.0
     ended: bool = False  # the run failed or was killed: nothing after where it stopped runs
+    #: the run raised after ending every outer iteration it began (its error recorded): the
+    #: code after its loop runs, up to where it raised, where its replay must raise too
+    failed_after: bool = False
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
     #: loop -> iterations whose ``after:`` checkpoint was taken as the inner loop was left before
     #: it ran out (break, return or an exception; runs recorded before this was kept: none)
@@ -165,13 +168,14 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
         facts[run_id].recording.setdefault(loop, {})[int(it)] = float(own or 0.0)
     rows = con.execute(
         """SELECT run_id, coalesce(epoch(ended) - epoch(tstamp), 0),
-                  status IN ('killed', 'failed') FROM run_meta
-           WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
+                  status IN ('killed', 'failed'), status = 'failed' AND error IS NOT NULL
+           FROM run_meta WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""",
         [run_ids],
     ).fetchall()
-    for run_id, total, ended in rows:
+    for run_id, total, ended, failed in rows:
         facts[run_id].total = float(total)
         facts[run_id].ended = bool(ended)
+        facts[run_id].failed_after = bool(failed)  # until an open iteration says otherwise
     rows = con.execute(
         """SELECT run_id, loop_name, min(iteration) FROM __flor_open
            WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id, loop_name""",
@@ -179,6 +183,7 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
     ).fetchall()
     for run_id, loop, it in rows:
         facts[run_id].unfinished[loop] = int(it)
+        facts[run_id].failed_after = False
     for run_id in run_ids:
         with contextlib.suppress(OSError, ValueError):
             doc = layout.read_json(layout.run_dir(state.repo, run_id) / layout.RUN_JSON)
@@ -248,14 +253,14 @@ def plan_run(
         chunks = []
         loop = patched.outer.name if patched.outer else None
         loops = {n.loop for n in iteration_needs} | ({loop} if loop else set())
-        to_end = bool(top_level) and patched.after_loop and not facts.ended
+        to_end = bool(top_level) and patched.after_loop and (not facts.ended or facts.failed_after)
         for lp in sorted(loops):
             its = [n.iteration for n in iteration_needs if n.loop == lp]
             end = to_end and lp == loop
             if its or end:
                 chunks += _loop_chunks(lp, its, end, patched, facts, parts)
         if top_level and patched.head:
-            chunks.append(_head_chunk(facts))
+            chunks.append(_head_chunk(facts, loop))
     first = needs[0]
     return RunReplay(
         run_id=run_id,
@@ -601,9 +606,13 @@ def _step_seconds(
     return max(inner, sec - mine) + load
 
 
-def _head_chunk(facts: RunFacts) -> Chunk:
+def _head_chunk(facts: RunFacts, loop: str | None = None) -> Chunk:
+    """The task of the code before the outer loop ``loop``: it stops where that loop begins.
+    Before session 50 it named no loop, so the replay intercepted none and ran the whole
+    script: all of a finished run's training for one value, and for a run that failed, into
+    its own error (``RuntimeError: boom`` at epoch 3), the value said NULL for it."""
     seconds = TASK_OVERHEAD_S + facts.non_loop() / 2
-    return Chunk("head", None, (), None, None, False, round(seconds, 3))
+    return Chunk("head", loop, (), None, None, False, round(seconds, 3))
 
 
 def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | None) -> Chunk:
@@ -624,7 +633,8 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
     steps = tuple(Step(i, "full", None, why) for i in range(reached))
     its = tuple(sorted({n.iteration for n in needs if n.loop == loop})) or tuple(range(reached))
     its = tuple(i for i in its if i < reached) if facts.ended else its
-    to_end = not facts.ended  # a run that failed or was killed never got past its loop
+    # a run that failed or was killed never got past its loop, save one that raised after it
+    to_end = not facts.ended or facts.failed_after
     return Chunk(
         "all", loop, its, 0, None, to_end, round(TASK_OVERHEAD_S + facts.total, 3), steps, None
     )
@@ -660,7 +670,7 @@ def chunks_from_files(
         return (_whole_run(needs, facts, patched),)
     chunks = _loop_chunks(loop, iterations, patched.after_loop, patched, facts, parts)
     if patched.head:
-        chunks.append(_head_chunk(facts))
+        chunks.append(_head_chunk(facts, loop))
     return tuple(chunks)
 
 

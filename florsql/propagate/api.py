@@ -48,6 +48,7 @@ from florsql.propagate.slice import (
     changes,
     filled_discards,
     loop_parts,
+    main_guard,
     mode_reason,
     mode_receiver,
     reads,
@@ -97,6 +98,8 @@ class _Session:
     new: SourceFile
     old: SourceFile
     skip: frozenset[int]  # ids of new statements that are not context (the ones being placed)
+    #: names placed where the old version logs them (:func:`propagate`'s ``again``)
+    again: frozenset[str] = frozenset()
     bindings: Bindings = field(default_factory=Bindings)
     _scope_names: dict[int, frozenset[str]] = field(default_factory=dict)
     _aligned: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
@@ -268,13 +271,22 @@ class _Session:
         return before, after
 
 
-def propagate(new_source: str, old_source: str, names: Iterable[str] | None = None) -> Propagation:
+def propagate(
+    new_source: str,
+    old_source: str,
+    names: Iterable[str] | None = None,
+    again: Iterable[str] = (),
+) -> Propagation:
     """Place the new version's ``flor.log`` statements that the old version lacks into it.
 
     Args:
         new_source: The latest text of the file.
         old_source: The text of the same file at an old version.
         names: Only these log names (default: every name the old version does not log).
+        again: Names placed even where the old version logs them (a replay computing values a
+            run never recorded: the old statement sat in a branch the run did not take, ``if
+            do_eval:``, where today's statement has none), unless today's statement is there
+            as it is, in the block it belongs in: that one the run did not reach either.
 
     Returns:
         The patched old text, what was placed where, what failed and why.
@@ -298,18 +310,21 @@ def propagate(new_source: str, old_source: str, names: Iterable[str] | None = No
         ("flor.loop('step')",)
     """
     with _gc_paused():  # the trees' many objects make collections, not the work, the cost
-        result = _propagate(new_source, old_source, names)
+        forced = frozenset(again)
+        result = _propagate(new_source, old_source, names, forced)
         if any(JOINED in f.reason for f in result.failed):
             # an old line of statements joined by ';' where one must go between them: placed
             # into the old text with those lines split (session 47; refused before)
             split = split_joined(old_source)
-            again = _propagate(new_source, split, names) if split is not None else None
-            if again is not None and len(again.placed) > len(result.placed):
-                return replace(again, original=old_source)
+            joined = _propagate(new_source, split, names, forced) if split is not None else None
+            if joined is not None and len(joined.placed) > len(result.placed):
+                return replace(joined, original=old_source)
         return result
 
 
-def _propagate(new_source: str, old_source: str, names: Iterable[str] | None) -> Propagation:
+def _propagate(
+    new_source: str, old_source: str, names: Iterable[str] | None, again: frozenset[str]
+) -> Propagation:
     try:
         new = analyze(new_source)
     except SyntaxError as e:
@@ -324,18 +339,36 @@ def _propagate(new_source: str, old_source: str, names: Iterable[str] | None) ->
         reason = f"the old version does not parse (line {e.lineno}: {e.msg})"
         failed += [Failure(s.label, s.line, reason) for s in selected]
         return Propagation(old_source, old_source, failed=tuple(failed))
-    have = logged_names(old)
+    logged = logged_names(old)
+    have = logged - again
     moving = [s for s in logs if s.name is None or s.name not in have]
-    session = _Session(new, old, frozenset(id(s.stmt) for s in moving))
+    session = _Session(new, old, frozenset(id(s.stmt) for s in moving), again & logged)
     plans = []
+    skipped = {s.label for s in selected if s.name in have}
     for target in selected:
-        outcome = _plan(target, session) if target.name not in have else None
+        if target.name in have:
+            continue
+        if target.name in logged and _present(target, session):
+            skipped.add(target.label)  # today's statement itself: the run never reached it
+            continue
+        outcome = _plan(target, session)
         if isinstance(outcome, _Plan):
             plans.append(outcome)
-        elif outcome is not None:
+        else:
             failed.append(outcome)
-    skipped = tuple(sorted({s.label for s in selected if s.name in have}))
-    return _apply(session, plans, failed, skipped)
+    return _apply(session, plans, failed, tuple(sorted(skipped)))
+
+
+def _present(target: LogStatement, session: _Session) -> bool:
+    """Whether today's statement ``target`` is in the old version as it is, in the block it
+    belongs in (found by the statements around it, as a placement would be)."""
+    mine = ast.dump(target.stmt)
+    chains = session.new_helpers.variants(target.block)
+    before, after = session.context(target.block, target.index)
+    spot = locate(chains, before, after, session.old_helpers)
+    if isinstance(spot, Miss):  # alone in its block (``if do_eval:`` around it): by itself
+        return locate_twin(chains, session.old_helpers, lambda o: ast.dump(o) == mine) is not None
+    return any(ast.dump(stmt) == mine for stmt in spot.block.stmts)
 
 
 def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]] | None:
@@ -415,6 +448,7 @@ def _plan(
             session.new.text,
             files=(session.new, session.old),
             renamed=session.scope_rename,
+            branches=log.name in session.again,
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
@@ -554,8 +588,8 @@ def _plan(
     own = target is log and bool(_binds(log.stmt) - _twin_binds(items[-1]))
     clash = (
         _clash(list(dict.fromkeys(named)), renames)
-        or _overwrites(binding, session, renames)
-        or (own and _overwrites(items[-1:], session, renames))
+        or _overwrites(binding, session, renames, log.name in session.again)
+        or (own and _overwrites(items[-1:], session, renames, log.name in session.again))
         or _decoy(items, session, renames)
         or _module_decoy(items, session, renames)
         or _in_place(items, session)
@@ -1639,13 +1673,17 @@ def _binds(stmt: ast.stmt) -> frozenset[str]:
     return assigned(stmt) - own
 
 
-def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) -> str | None:
+def _overwrites(
+    items: list[_Item], session: _Session, renames: dict[str, str], branches: bool = False
+) -> str | None:
     """One of ``items`` (carried statements) that would assign a name the old version binds in
     that scope in a way the new version does not: running it there would change what the old
     code computes (``scale = 10 ** epoch`` carried where the old code has a ``scale = 2.0`` of
     its own that the new version dropped). Where each old binding of the name is one the new
     version has too (``best = 99.0``, and the new ``if val < best: best = val`` travels), it is
-    today's program the carried statement completes."""
+    today's program the carried statement completes. ``branches``: placed for runs that never
+    logged its name where the old version logs it in a branch; an old binding in an ``if`` of
+    the block is not one such a run ran (:func:`_moved_here`)."""
     for it in items:
         for name in sorted(_binds(it.stmt) - _twin_binds(it)):
             old_name = renames.get(name, name)
@@ -1688,7 +1726,7 @@ def _overwrites(items: list[_Item], session: _Session, renames: dict[str, str]) 
                     f"carrying {code!r} would change {name!r}, which the old version binds "
                     f"otherwise ({where})"
                 )
-            moved = _moved_here(items, it, name, session)
+            moved = _moved_here(items, it, name, session, branches=branches)
             if moved:
                 code = head(session.new, it.stmt)
                 return (
@@ -1705,6 +1743,7 @@ def _moved_here(
     name: str,
     session: _Session,
     renames: dict[str, str] | None = None,
+    branches: bool = False,
 ) -> int | None:
     """The old line of a binding of ``name`` whose counterpart in today's code is a carried
     statement, or None: an old binding form (literals normalized away) the new scope has no
@@ -1713,7 +1752,10 @@ def _moved_here(
     out of the ``if`` today's code put it in, or with an edited constant: ``y = epoch * 10 +
     2`` under ``if epoch % 2 == 0`` where today's ``y = epoch * 10 + 1`` stands alone), and
     carrying it would run it a second time there: the old value replaced by today's, or
-    today's where the old code had none (before session 39, silently)."""
+    today's where the old code had none (before session 39, silently). With ``branches``, the
+    old bindings in an ``if`` of ``it``'s old block are left out: the statement is placed for
+    runs that never took that branch (session 50), and no old read after it sees the carried
+    binding (:func:`_overwrites` checked that first)."""
     spans = [
         (
             min([c.stmt.lineno, *(d.lineno for d in getattr(c.stmt, "decorator_list", []))]),
@@ -1723,6 +1765,13 @@ def _moved_here(
     ]
     renames = renames or {}
     old_forms = _binding_counts(session.old, session.bindings, it.old, renames.get(name, name))
+    if branches:
+        beside = _branch_lines(it.old)
+        old_forms = {
+            form: kept
+            for form, lines in old_forms.items()
+            if (kept := [line for line in lines if line not in beside])
+        }
     new_forms = _binding_counts(
         session.new,
         session.bindings,
@@ -1741,6 +1790,17 @@ def _moved_here(
         if form in carried_forms and len(new_forms.get(form, [])) < len(lines):
             return lines[0]
     return None
+
+
+def _branch_lines(block: Block) -> frozenset[int]:
+    """The lines of the ``if`` statements of ``block`` (``if __name__ == "__main__":`` aside:
+    it runs whenever the script does)."""
+    return frozenset(
+        line
+        for st in block.stmts
+        if isinstance(st, ast.If) and not main_guard(st)
+        for line in range(st.lineno, (st.end_lineno or st.lineno) + 1)
+    )
 
 
 def _binding_counts(

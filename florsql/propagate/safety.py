@@ -394,8 +394,20 @@ class Bindings:
                     return True
             return False
 
+        later = [st for st in block.stmts if st.lineno >= line]
+
+        def reached(at: int) -> bool:
+            """A read at line ``at``, after ``line``: reached from there, unless it sits in a
+            branch of a later statement of the block that assigns the name before it (``if
+            do_eval: acc = f(); flor.log("acc", acc)`` after a carried ``acc = ...``: session
+            50, refused as changing what the old code reads)."""
+            for st in later:
+                if st.lineno <= at <= (st.end_lineno or st.lineno):
+                    return not _parts_of(st) or first([st], at) is not False
+            return True
+
         def live(at: int, nested: bool) -> bool:
-            return nested or at >= line or next_iteration(at)
+            return nested or (at >= line and reached(at)) or next_iteration(at)
 
         def visit(node: ast.AST, nested: bool) -> bool:
             if (

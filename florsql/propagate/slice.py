@@ -393,11 +393,13 @@ def moved(
     old_text: str,
     paired: frozenset[int] = frozenset(),
     new_text: str | None = None,
+    branches: bool = False,
 ) -> bool:
     """Whether the old version has ``stmt`` elsewhere: in the block (a similar statement
     assigning the same names that no other new statement stands for: ``paired`` holds the old
     statements aligned with one), or verbatim in the file (moved there, not added: the new
-    file, ``new_text``, has it no more often than the old)."""
+    file, ``new_text``, has it no more often than the old). With ``branches``, verbatim copies
+    in the ``if`` statements of the block do not count (:func:`_in_branches`)."""
     names = assigned(stmt)
     if any(
         similarity(norm, other_norm) and assigned(other) == names
@@ -408,7 +410,38 @@ def moved(
     text = ast.unparse(stmt)
     if text not in old_text:
         return False
+    if branches and _in_branches(text, old) >= old_text.count(text):
+        # the old copies sit in branches beside where it goes (``if do_eval: acc = ...``,
+        # today's computes it every epoch), and the statement is placed for a run that never
+        # logged it there: it did not take the branch (session 50: not carried, the
+        # statement read ``acc`` unbound)
+        return False
     return new_text is None or new_text.count(text) <= old_text.count(text)
+
+
+def _in_branches(text: str, old: Block) -> int:
+    """How many statements written ``text`` the ``if`` statements of block ``old`` hold (not
+    ``if __name__ == "__main__":``, which runs whenever the script does)."""
+    found = 0
+    for st in old.stmts:
+        if not isinstance(st, ast.If | ast.Match) or main_guard(st):
+            continue
+        found += sum(
+            1
+            for n in ast.walk(st)
+            if isinstance(n, ast.stmt) and n is not st and ast.unparse(n) == text
+        )
+    return found
+
+
+def main_guard(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` is ``if __name__ ...:`` (the main guard)."""
+    test = stmt.test if isinstance(stmt, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+    )
 
 
 def _flor_calls(stmt: ast.stmt) -> bool:
@@ -463,8 +496,13 @@ def carried(
     new_text: str | None = None,
     files: tuple[SourceFile, SourceFile] | None = None,
     renamed: Callable[[Block, Block, str], str | None] | None = None,
+    branches: bool = False,
 ) -> Slice:
     """What travels with statement ``index`` of ``block`` (indices ascending).
+
+    ``branches``: the statement is placed for runs that never logged its name where the old
+    version logs it in a branch: code the old version has only in an ``if`` of the block
+    travels too (:func:`moved`).
 
     ``skip`` holds ids of statements never carried (the other log statements being placed);
     ``pairs`` is the :func:`alignment` of ``block`` with ``old``. A new compound statement
@@ -481,7 +519,7 @@ def carried(
         if files is None
         else files[0].bound_names - files[1].bound_names - files[0].imported_names
     )
-    ctx = _Context(old_text, skip, new_text, files, fresh, renamed)
+    ctx = _Context(old_text, skip, new_text, files, fresh, renamed, branches=branches)
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
         needed = {n for n in needed if _root(n) not in files[0].aliases}
@@ -969,7 +1007,9 @@ def _module_definitions(
         if not relevant(names, frozenset(), needed) or not _definition(stmt) or _flor_calls(stmt):
             continue
         kill(needed, names)
-        if k in pairs or moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
+        if k in pairs or moved(
+            stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
+        ):
             continue
         chosen.append(k)
         needed |= read_paths(stmt)
@@ -998,6 +1038,8 @@ class _Context:
     renamed: Callable[[Block, Block, str], str | None] | None = None
     #: :func:`_switched_roots` of the two files (by id)
     switched: dict[int, frozenset[str]] = field(default_factory=dict)
+    #: code the old version runs only in an ``if`` beside the slot is not there (:func:`moved`)
+    branches: bool = False
 
 
 def _carry(
@@ -1059,13 +1101,17 @@ def _carry(
                     f"it reads {touched[0]}, which a new block holding florsql calls changes "
                     f"(line {stmt.lineno})"
                 )
-            elif not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text):
+            elif not moved(
+                stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
+            ):
                 chosen.append(k)  # it may not run its branch: what comes before still counts
                 needed |= read_paths(stmt)
             continue
         if (
             k not in pairs
-            and not moved(stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text)
+            and not moved(
+                stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
+            )
         ) or (k in pairs and _rewrites(stmt, kills, old.stmts[pairs[k]], needed, ctx)):
             kill(needed, kills)
             chosen.append(k)

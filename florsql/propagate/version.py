@@ -138,6 +138,7 @@ def for_version(
     vid: str,
     names: Iterable[str] | None = None,
     *,
+    again: Iterable[str] = (),
     cache: PropagationCache | None = None,
 ) -> VersionPropagation:
     """Propagate into every Python file of version ``vid`` whose latest text logs names it lacks.
@@ -149,6 +150,9 @@ def for_version(
         repo: The repository root.
         vid: A recorded code version (a snapshot commit id or a unique prefix).
         names: Only these log names (default: all).
+        again: Names placed even where a file of the version logs them, unless today's
+            statement is there as it is (:func:`florsql.propagate.propagate`): a replay asks
+            so for the names its run never recorded.
         cache: Where results are kept (default: :func:`repo_cache`).
 
     Returns:
@@ -157,6 +161,7 @@ def for_version(
     """
     repo = Path(repo)
     wanted = None if names is None else sorted(set(names))
+    forced = sorted(set(again))
     cache = repo_cache(repo) if cache is None else cache
     sha, paths = _listing(repo, vid)
     files: dict[str, Propagation] = {}
@@ -170,10 +175,11 @@ def for_version(
         seen.update(here or [])
         if new is None or here == []:
             continue
-        key = digest(sha, path, statements_key(new, here))
+        mine = [n for n in forced if here is None or n in here]
+        key = digest(sha, path, statements_key(new, here), *(["again", *mine] if mine else []))
         result = cache.get(key)
         if result is None:
-            result = propagate(new, file_at(repo, sha, path), here)
+            result = propagate(new, file_at(repo, sha, path), here, mine)
             cache.put(key, result)
         if result.placed or result.failed:
             files[path] = result

@@ -210,6 +210,8 @@ def guard_files(spec: ReplaySpec) -> None:
     sandbox.during, sandbox.outputs, sandbox.loop_outputs = _written_while_it_ran(spec, repo)
     sandbox.starts = _append_starts(spec, repo)
     sandbox.absent = _created_outputs(spec, repo)
+    if spec.run_error is not None:
+        sandbox.raised = f"{spec.run_error.get('type')}: {spec.run_error.get('message')}"
     sandbox.names |= {os.path.basename(r) for r in sandbox.outputs or ()}
     sandbox.folders |= {os.path.dirname(r) for r in sandbox.outputs or ()}
     sandbox.install()
@@ -369,6 +371,9 @@ class ReplayRun:
         self.started = time.time()
         self.ran: dict[str, list[int]] = {"full": [], "rest": []}
         self.left_at: int | None = None
+        #: the task raised the run's own error where the run did (spec.run_error): it ended
+        #: as the run did, its values kept
+        self.own_ended: str | None = None
         #: the checkpoint being put back (None: none now): a failure meanwhile is the
         #: checkpoint's, and the runner runs the task again from the run's start
         #: (``restoring`` in ``failed.json``; runner._after_a_failed_restore)
@@ -818,6 +823,21 @@ class ReplayRun:
             return
         self.finished = True
         unreached = sorted(set(self.plan) - set(self.ran["full"]) - set(self.ran["rest"]))
+        raised = self.spec.run_error
+        if raised is not None and self.own_ended is None and not unreached:
+            # The run raised after its loop; this task got to the end of the script without
+            # raising it: the code after the loop ran past where the run stopped
+            self.fail(
+                RuntimeError,
+                RuntimeError(
+                    f"the replay ran to the end of the script, where the run raised "
+                    f"{raised['type']}: {raised['message']} after its loop: the code after the "
+                    "loop did not run as the run's did"
+                ),
+                None,
+            )
+            self.writer.stop()
+            return
         if unreached:
             # The run reached these iterations and this replay did not (its loop's iterable
             # ended sooner, or the script left the loop sooner): their values would be missing
@@ -857,11 +877,37 @@ class ReplayRun:
             "drew_in_loop": sorted(self.drew_in_loop),
             # names holding the run's strings in another order before its loop (order.py)
             "reordered": self.reordered,
+            # ended raising the run's own error where the run did (spec.run_error)
+            "own_end": self.own_ended,
             # files the run wrote that the task read before writing them (today's copies)
             "read_outputs": _read_outputs(),
         }
         layout.atomic_write_json(self.out / DONE, marker, fsync=True)
         drop_private_files(self.spec)
+
+    def own_end(
+        self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> bool:
+        """Whether an uncaught exception is the run's own end: the run raised the same error
+        (type and message, the worktree's paths read as the repository's) in the same
+        function of the same file, after its loop (``torch.save`` into a folder that is not
+        there), and so did this task, past the loop. The values logged before it stand:
+        the run reached those lines too (sweep S F4: a tail statement placed before the line
+        that raised was NULL, "failed after epoch 4")."""
+        error = self.spec.run_error
+        if error is None or self.outer is not None or self.phases.loop_out is None:
+            return False
+        if kind.__name__ != error.get("type"):
+            return False
+        message = self._as_run(str(exc))
+        if message != error.get("message") and str(exc) != error.get("message"):
+            return False
+        frames = traceback.extract_tb(tb) if tb is not None else []
+        at = f"{os.path.basename(frames[-1].filename)}:{frames[-1].name}" if frames else ""
+        if error.get("at") and at != error.get("at"):
+            return False
+        self.own_ended = f"{kind.__name__}: {error.get('message')} ({at or 'where the run raised'})"
+        return True
 
     def fail(self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         tail = "".join(traceback.format_exception(kind, exc, tb)[-4:])[-3000:]
@@ -1039,6 +1085,10 @@ def install_hooks(run: ReplayRun) -> None:
     prev = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if run.own_end(kind, exc, tb):  # raised where the run raised: it ends as the run did
+            prev(kind, exc, tb)
+            run.finish()
+            _stop()
         run.fail(kind, exc, tb)
         run.finished = True  # no done marker for a failed task
         prev(kind, exc, tb)

@@ -505,6 +505,9 @@ class WriteSandbox:
         #: does not list them (recorded before session 36, or too many): a file not found
         #: after a restore is one skipped iterations would have written only if among them
         self.outputs: dict[str, str] | None = None  # real path -> repository-relative
+        #: what the run raised, where it failed after its loop (ReplaySpec.run_error): a
+        #: write it names, into a folder that is not there, fails as the run's did
+        self.raised = ""
         #: Real paths of the outputs the run wrote while its outer loop ran: what skipped
         #: iterations may have written (None: not listed, taken as all its outputs)
         self.loop_outputs: set[str] | None = None
@@ -652,6 +655,8 @@ class WriteSandbox:
             return file
         if not writing or not self._inside(real):
             return file
+        if self._no_folder(file, real):
+            return file  # written where it is: it fails there, as the run's write did
         root = max((r for r in self.roots if real.startswith(r)), key=len)
         private = os.path.join(self.private, str(self.roots.index(root)), real[len(root) :])
         os.makedirs(os.path.dirname(private), exist_ok=True)
@@ -724,6 +729,30 @@ class WriteSandbox:
         if script:
             self.foreign.add(real)
         return file
+
+    def _no_folder(self, file: Any, real: str) -> bool:
+        """Whether ``file``, to be written, is one the run could not write: its folder is not
+        there, and the run never wrote the file (not among its outputs) or raised naming it
+        (:attr:`raised`: ``torch.save(net, "out/model.pt")`` with no ``out/``, after its
+        loop). Such a write is left to fail as the run's did (nothing is written: there is
+        no folder); before session 50 it went to a private copy, the task went on past the
+        line the run raised at, and a statement after it had values the run never reached. A
+        file the run did write is written to its copy where its folder is gone since (the user
+        cleaned ``out/``)."""
+        folder = os.path.dirname(real)
+        self._copying = True  # (the sandbox's own stat)
+        try:
+            there = os.path.isdir(folder)
+        finally:
+            self._copying = False
+        if there:
+            return False
+        if self.outputs is None or real not in self.outputs:
+            return True
+        raw = os.fsdecode(os.fspath(file))
+        return bool(self.raised) and any(
+            p and p in self.raised for p in (raw, os.path.dirname(raw), self.outputs[real])
+        )
 
     @staticmethod
     def _nowhere(file: Any) -> NoReturn:

@@ -46,6 +46,10 @@ class ReplaySpec:
     loop: str | None = None
     iterations: list[int] | None = None  # outer iterations whose values are stored; None: all
     after_loop: bool = False  # go on past the loop to the end of the script
+    #: a failed run's error (``type``, ``message``, ``at``: its innermost frame as
+    #: ``file:function``) where the task goes past the loop: it must raise it there too, and
+    #: then ends as the run did; None: the run did not fail
+    run_error: dict[str, str] | None = None
     total: int | None = None  # recorded number of outer iterations
     inner: dict[str, list[int]] = field(default_factory=dict)  # store-only filters
     compare: list[str] = field(default_factory=list)  # recorded names: verification
@@ -161,7 +165,7 @@ def source_hash(source: str) -> str:
 #: The version of replay's rules (its history: ``florsql.plan.hindsight.REPLAY_RULES``). Part
 #: of :func:`patched_hash`, so a failure remembered under older rules (a task that failed where
 #: a later florsql plans it otherwise) is tried again after an upgrade, not kept NULL.
-REPLAY_RULES = 43
+REPLAY_RULES = 44
 
 
 def patched_hash(script: str, files: dict[str, str]) -> str:
