@@ -43,6 +43,7 @@ class Outcome:
         self.nondeterministic = tuple(report.nondeterministic)
         self.rejected = tuple(report.rejected)
         self.unverified = tuple(dict.fromkeys(report.unverified))
+        self.not_reached = tuple(dict.fromkeys(report.not_reached))
         self.drew = dict(sorted(report.drew.items()))
         self.from_start = tuple(dict.fromkeys(report.from_start))
         self.data_changed = tuple(

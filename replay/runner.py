@@ -99,6 +99,9 @@ class ReplayReport:
     nondeterministic: list[str] = field(default_factory=list)  # full tasks that disagree
     rejected: list[str] = field(default_factory=list)  # rest tasks redone in full
     unverified: list[str] = field(default_factory=list)  # runs of tasks with nothing to compare
+    #: "names of run R: ..." for tasks that ended raising their run's own error after its loop
+    #: with names they stored nothing of (their statements come after the line that raised)
+    not_reached: list[str] = field(default_factory=list)
     #: log name -> generators today's statement for it moved in some task
     drew: dict[str, list[str]] = field(default_factory=dict)
     #: runs replayed again from their start because today's statements drew from a global RNG
@@ -852,6 +855,12 @@ def _mark(folder: Path, check: Verification, report: ReplayReport) -> str | None
     done.update(checked=check.checked, mismatch=mismatch)
     layout.atomic_write_json(folder / DONE, done)
     _note_draws(done, report)
+    missed = [str(n) for n in done.get("not_reached") or ()]
+    if missed and done.get("own_end"):
+        report.not_reached.append(
+            f"{', '.join(missed)} of run {done.get('run_id')}: NULL: the run raised "
+            f"{done['own_end']} after its loop, before reaching them, and so did its replay"
+        )
     return mismatch
 
 

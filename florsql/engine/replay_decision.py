@@ -260,6 +260,10 @@ def replay_if_needed(
             + (f" and {len(unverified) - 5} more" if len(unverified) > 5 else ""),
             UnverifiedWarning,
         )
+    for text in getattr(outcome, "not_reached", ()):
+        # a run that raised after its loop: today's statements after the line it raised at
+        # (session 50; before, every statement after its loop was NULL, "failed after ...")
+        _warn(engine, messages, text, FlorWarning)
     if any(v.runs for v in planned.replay.versions):
         # Never NULL without a word: what is left after the last round (a failed statement's
         # iterations before its failure, held back while others ran) is said, and the next
@@ -309,6 +313,7 @@ class _Merged:
     unverified: tuple[str, ...]
     drew: dict[str, list[str]]
     from_start: tuple[str, ...] = ()
+    not_reached: tuple[str, ...] = ()
 
 
 def _merged(outcomes: list[Any]) -> _Merged:
@@ -329,6 +334,7 @@ def _merged(outcomes: list[Any]) -> _Merged:
         unverified=tuple(dict.fromkeys(every("unverified"))),
         drew=_drew(outcomes),
         from_start=tuple(dict.fromkeys(every("from_start"))),
+        not_reached=tuple(dict.fromkeys(every("not_reached"))),
     )
 
 

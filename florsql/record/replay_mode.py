@@ -349,6 +349,7 @@ class ReplayRun:
         self.writer = Writer(self.out)
         self.batch = Batch()
         self.seq = 0
+        self.logged: set[str] = set()  # the names this task stored a value of
         self.ctx = 0
         self.next_ctx = 1
         self.frames: list[str] = []
@@ -413,6 +414,7 @@ class ReplayRun:
             if self._storing():
                 v = self._as_run(normalize(name, value, self.warned))
                 self.batch.logs.append((self.ctx, name, v))
+                self.logged.add(name)
         elif name in self.compare and self.restored:
             # Verification: the old code's own statements, wherever they ran on true state.
             v = self._as_run(normalize(name, value, self.warned))
@@ -877,8 +879,10 @@ class ReplayRun:
             "drew_in_loop": sorted(self.drew_in_loop),
             # names holding the run's strings in another order before its loop (order.py)
             "reordered": self.reordered,
-            # ended raising the run's own error where the run did (spec.run_error)
+            # ended raising the run's own error where the run did (spec.run_error), and the
+            # names it then stored no value of (after that line, as for the run)
             "own_end": self.own_ended,
+            "not_reached": sorted(set(self.spec.names) - self.logged) if self.own_ended else [],
             # files the run wrote that the task read before writing them (today's copies)
             "read_outputs": _read_outputs(),
         }
