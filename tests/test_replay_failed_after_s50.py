@@ -138,3 +138,39 @@ def test_an_output_folder_cleaned_since_is_still_written_to_a_copy(tmp_path: Pat
         warnings.simplefilter("error", ReplayFailedWarning)
         with florsql.connect(repo) as con:
             assert con.cursor().execute(sql).fetchall() == want
+
+
+def test_a_run_that_failed_in_its_second_loop_is_said_to_have(tmp_path: Path) -> None:
+    """Two top-level loops, training then a test loop; the run raised at test 1. It was said
+    "failed during epoch 1" (sweep T): the loop of the iteration it stopped in was any one."""
+    old = """import florsql as flor
+
+w = 1.0
+with flor.checkpointing(w=w):
+    for epoch in flor.loop("epoch", range(3)):
+        w = w * 0.5 + epoch
+        flor.log("w", w)
+for t in flor.loop("test", range(3)):
+    flor.log("tw", w + t)
+    if t == 1:
+        raise ValueError("bad batch")
+"""
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    assert run_script(repo, "train.py", check=False).returncode != 0
+    write(
+        repo / "train.py",
+        old.replace(
+            '    flor.log("tw", w + t)\n', '    flor.log("tw", w + t)\n    flor.log("t2", w * t)\n'
+        ),
+    )
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rows = (
+            con.cursor()
+            .execute("SELECT test, t2 FROM logs WHERE tw IS NOT NULL ORDER BY test")
+            .fetchall()
+        )
+    assert rows == [(0, 0.0), (1, None)], rows
+    said = " ".join(str(w.message) for w in seen)
+    assert "t2 of run" in said and "(it was failed during test 1)" in said, said

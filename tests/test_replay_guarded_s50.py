@@ -53,6 +53,18 @@ PATTERNS = {
         [("--do_eval", "1"), ()],
         "SELECT do_eval, epoch, acc FROM logs WHERE step IS NULL ORDER BY do_eval, epoch",
     ),
+    "computed in a try": (
+        "        try:\n"
+        "            if epoch % every == 1 or not do_eval:\n"
+        "                raise KeyError(epoch)\n"
+        "            acc = round(w * 3 + 1, 9)\n"
+        '            flor.log("acc", acc)\n'
+        "        except KeyError:\n"
+        "            pass\n",
+        '        acc = round(w * 3 + 1, 9)\n        flor.log("acc", acc)\n',
+        [("--do_eval", "1"), ()],
+        "SELECT do_eval, epoch, acc FROM logs WHERE step IS NULL ORDER BY do_eval, epoch",
+    ),
     "every other epoch, and the arg": (
         "        if do_eval and epoch % every == 0:\n"
         '            flor.log("val", round(w * 2, 9))\n',

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import florsql
 from tests.helpers import git, make_repo, run_script, write
 
@@ -34,8 +36,18 @@ with flor.checkpointing(w=w):
 TODAY = OLD.replace('flor.log("start", w)\n', 'flor.log("start", w)\nflor.log("h", w * 3 + 1)\n')
 
 
-def _repos(tmp_path: Path, fail_at: int) -> tuple[Path, Path]:
+def _in_main(text: str) -> str:
+    """The script's code after its imports in ``def main():``, called under the main guard."""
+    head, body = text.split("random.seed(0)\n", 1)
+    body = "random.seed(0)\n" + body
+    inside = "".join(f"    {line}" if line.strip() else line for line in body.splitlines(True))
+    return head + "\n\ndef main():\n" + inside + '\n\nif __name__ == "__main__":\n    main()\n'
+
+
+def _repos(tmp_path: Path, fail_at: int, main: bool = False) -> tuple[Path, Path]:
     old, today = (t.replace("FAIL_AT", str(fail_at)) for t in (OLD, TODAY))
+    if main:
+        old, today = _in_main(old), _in_main(today)
     repo = make_repo(tmp_path / "r", {"train.py": old})
     oracle = make_repo(tmp_path / "o", {"train.py": today})
     for where in (repo, oracle):
@@ -51,8 +63,14 @@ def _rows(repo: Path, replay: str = "auto") -> list[tuple[object, ...]]:
         return con.cursor().execute("SELECT w0, h FROM logs ORDER BY w0").fetchall()
 
 
-def test_a_head_statement_of_a_run_that_failed_later_is_replayed(tmp_path: Path) -> None:
-    repo, oracle = _repos(tmp_path, fail_at=3)
+@pytest.mark.parametrize("main", [False, True], ids=["module", "main"])
+def test_a_head_statement_of_a_run_that_failed_later_is_replayed(
+    tmp_path: Path, main: bool
+) -> None:
+    """``main``: the script's code in ``def main():`` (sweep T: a statement before its loop
+    was taken as after it, the loop being no module-level one, and a run that failed in the
+    loop got none: "NULL in the iteration the run ended in and after it")."""
+    repo, oracle = _repos(tmp_path, fail_at=3, main=main)
     want = _rows(oracle, "off")
     assert want == [(1.0, 4.0), (2.5, 8.5)], want
     assert _rows(repo) == want

@@ -404,10 +404,16 @@ def _patched(
         return None, {}
 
 
+#: Where each run ended: the top-level loop and iteration it stopped in (the last one it
+#: began and never ended), else the last it ended. By the loop of that iteration: with two
+#: top-level loops (training, then a test loop) a run that failed in the second was said
+#: "failed during epoch 1" (sweep T).
 _ENDED = """
-SELECT m.run_id, m.status, any_value(l.loop_name),
-       min(l.iteration) FILTER (WHERE l.seconds IS NULL),
-       max(l.iteration) FILTER (WHERE l.seconds IS NOT NULL)
+SELECT m.run_id, m.status,
+       coalesce(arg_max(l.loop_name, l.ctx_id) FILTER (WHERE l.seconds IS NULL),
+                arg_max(l.loop_name, l.ctx_id)),
+       arg_max(l.iteration, l.ctx_id) FILTER (WHERE l.seconds IS NULL),
+       arg_max(l.iteration, l.ctx_id) FILTER (WHERE l.seconds IS NOT NULL)
 FROM run_meta m LEFT JOIN loops l ON l.run_id = m.run_id AND l.parent_ctx = 0
 WHERE m.run_id IN (SELECT unnest(?::VARCHAR[]))
 GROUP BY m.run_id, m.status ORDER BY m.run_id

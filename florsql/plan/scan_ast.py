@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from florsql.plan.hindsight import FLOR_MODULES, LogSite, ScriptCode, Where
@@ -58,7 +58,9 @@ def scan_ast(text: str, filename: str) -> ScriptCode | None:
     calls: dict[str, list[CallSite]] = {}
     for _, callee, site in sorted(scanner.calls, key=lambda p: p[0]):
         calls.setdefault(callee, []).append(site)
-    first = min(scanner.top_loops) if scanner.top_loops else None
+    first: dict[str | None, int] = {}
+    for owner, line in scanner.top_loops:
+        first[owner] = min(line, first.get(owner, line))
     fetched = [(c, s) for _, c, s in sorted(scanner.fetched, key=lambda p: p[0])]
     return finish(filename, sites, calls, set(scanner.chains), first, fetched, scanner.generators)
 
@@ -112,7 +114,7 @@ def finish(
     raw_sites: list[RawSite],
     calls: dict[str, list[CallSite]],
     chains: set[tuple[str, ...]],
-    first_loop_line: int | None,
+    first_loops: Mapping[str | None, int],
     fetched: Sequence[tuple[str, CallSite]] = (),
     generators: Collection[str] = frozenset(),
 ) -> ScriptCode:
@@ -132,12 +134,10 @@ def finish(
             calls.setdefault(callee, []).append(site)
     sites = []
     for raw in raw_sites:
-        for chain, top_line in _resolve(raw.function, raw.chain, raw.line, calls, 0):
+        for chain, head in _resolve(raw.function, raw.chain, raw.line, calls, 0, first_loops):
             where: Where = "loop" if chain is not None else "unknown"
             if chain == ():
-                where = (
-                    "head" if first_loop_line is not None and top_line < first_loop_line else "tail"
-                )
+                where = "head" if head else "tail"
             sites.append(LogSite(raw.name, raw.line, chain, where, filename))
             if chain is not None:
                 chains.update(chain[: i + 1] for i in range(len(chain)))
@@ -151,17 +151,26 @@ def _resolve(
     line: int,
     calls: dict[str, list[CallSite]],
     depth: int,
-) -> list[tuple[tuple[str, ...] | None, int]]:
-    """(full chain, line of the top-level statement) of a site, through its function's callers."""
+    first_loops: Mapping[str | None, int],
+) -> list[tuple[tuple[str, ...] | None, bool]]:
+    """(full chain, whether it runs before the outer loop) of a site, through its function's
+    callers. A statement outside loops comes before the outer loop where the first
+    ``flor.loop`` of its own function (``first_loops``: the module's under None) comes after
+    it; in a function with none, where its call does. Before session 50 only the module's
+    loops counted: in a script whose loop is in ``main()``, every statement before it was
+    taken as after the loop (sweep T: a run that failed in its loop got none replayed)."""
+    own = first_loops.get(function)
     if function is None:
-        return [(chain, line)]
+        return [(chain, own is not None and line < own)]
     sites = calls.get(function, [])
     if not sites or depth > 3:
-        return [(None, line)]  # a function never called here (or too deep): context unknown
-    out: list[tuple[tuple[str, ...] | None, int]] = []
+        return [(None, False)]  # a function never called here (or too deep): context unknown
+    out: list[tuple[tuple[str, ...] | None, bool]] = []
     for outer, caller, call_line in sites:
-        for full, top in _resolve(caller, outer, call_line, calls, depth + 1):
-            item = (None if full is None else full + chain, top)
+        for full, head in _resolve(caller, outer, call_line, calls, depth + 1, first_loops):
+            if own is not None:
+                head = line < own
+            item = (None if full is None else full + chain, head)
             if item not in out:
                 out.append(item)
     return out
@@ -197,7 +206,9 @@ class _Scanner:
         self.sites: list[tuple[_Order, RawSite]] = []
         self.calls: list[tuple[_Order, str, CallSite]] = []
         self.chains: set[tuple[str, ...]] = set()
-        self.top_loops: list[int] = []  # lines of the flor loops outside every loop and def
+        #: (enclosing def, line) of the flor loops outside every flor loop (of the module:
+        #: None; of a function: in its own body)
+        self.top_loops: list[tuple[str | None, int]] = []
         #: calls in a flor.loop's iterable, with the loop's chain (:func:`finish`)
         self.fetched: list[tuple[_Order, str, CallSite]] = []
         self.generators: set[str] = set()  # functions with a ``yield`` of their own
@@ -223,8 +234,8 @@ class _Scanner:
                 }
                 name = held.pop() if len(held) == 1 else None
             if name is not None:
-                if not chain and fn is None:
-                    self.top_loops.append(node.lineno)
+                if not chain:
+                    self.top_loops.append((fn, node.lineno))
                 self.node(node.iter, chain, fn, depth + 1)
                 inner = (*chain, name)
                 for d, call in _walk(node.iter, depth + 1):

@@ -73,7 +73,8 @@ class _Finder(cst.CSTVisitor):
         self.sites: list[RawSite] = []
         self.chains: set[tuple[str, ...]] = set()
         self.calls: dict[str, list[CallSite]] = {}
-        self.first_loop_line: int | None = None
+        #: the first flor loop outside every flor loop, per enclosing def (None: the module)
+        self.first_loops: dict[str | None, int] = {}
         #: (enclosing def, name) -> the flor.loop a wrapper bound to that name holds
         #: (``pbar = tqdm(flor.loop("step", data))``), for the ``for`` that iterates it
         self.wrapped: dict[tuple[str | None, str], str] = {}
@@ -161,8 +162,11 @@ class _Finder(cst.CSTVisitor):
             if node.orelse is not None:
                 node.orelse.visit(self)
             return False
-        if not self.loops and not self.functions and self.first_loop_line is None:
-            self.first_loop_line = self.get_metadata(PositionProvider, node).start.line
+        if not self.loops:
+            self.first_loops.setdefault(
+                self.functions[-1] if self.functions else None,
+                self.get_metadata(PositionProvider, node).start.line,
+            )
         node.iter.visit(self)
         inner = (*self.loops, name)
         fn = self.functions[-1] if self.functions else None
@@ -212,7 +216,7 @@ class _Finder(cst.CSTVisitor):
             self.sites,
             self.calls,
             self.chains,
-            self.first_loop_line,
+            self.first_loops,
             self.fetched,
             self.generators,
         )

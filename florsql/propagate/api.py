@@ -40,6 +40,7 @@ from florsql.propagate.rename import (
 )
 from florsql.propagate.safety import _BUILTINS, Bindings, free_names
 from florsql.propagate.slice import (
+    BRANCHING,
     Nested,
     Uncarried,
     alignment,
@@ -1793,12 +1794,12 @@ def _moved_here(
 
 
 def _branch_lines(block: Block) -> frozenset[int]:
-    """The lines of the ``if`` statements of ``block`` (``if __name__ == "__main__":`` aside:
-    it runs whenever the script does)."""
+    """The lines of the :data:`~florsql.propagate.slice.BRANCHING` statements of ``block``
+    (``if __name__ == "__main__":`` aside: it runs whenever the script does)."""
     return frozenset(
         line
         for st in block.stmts
-        if isinstance(st, ast.If) and not main_guard(st)
+        if isinstance(st, BRANCHING) and not main_guard(st)
         for line in range(st.lineno, (st.end_lineno or st.lineno) + 1)
     )
 

@@ -419,12 +419,19 @@ def moved(
     return new_text is None or new_text.count(text) <= old_text.count(text)
 
 
+#: Compound statements whose blocks may not run, or not whole, when they are reached: an
+#: ``if``'s branch, a ``try`` body an exception leaves early, a loop that runs no iteration.
+BRANCHING = (ast.If, ast.Match, ast.Try, ast.For, ast.AsyncFor, ast.While)
+
+
 def _in_branches(text: str, old: Block) -> int:
-    """How many statements written ``text`` the ``if`` statements of block ``old`` hold (not
-    ``if __name__ == "__main__":``, which runs whenever the script does)."""
+    """How many statements written ``text`` the :data:`BRANCHING` statements of block ``old``
+    hold (not ``if __name__ == "__main__":``, which runs whenever the script does; sweep T:
+    a ``try:`` body computing ``acc`` before its log line, left by a ``KeyError``, was taken as
+    computing it, and the placed statement read the last epoch's ``acc``)."""
     found = 0
     for st in old.stmts:
-        if not isinstance(st, ast.If | ast.Match) or main_guard(st):
+        if not isinstance(st, BRANCHING) or main_guard(st):
             continue
         found += sum(
             1
