@@ -624,9 +624,8 @@ class WriteSandbox:
         the task's, whatever the skipped iterations wrote."""
         if isinstance(file, int) or self._copying:
             return file  # (the sandbox's own copy of a file: as it is)
-        try:
-            real = os.path.realpath(os.fsdecode(os.fspath(file)))
-        except TypeError:
+        real = self.real(file)
+        if real is None:
             return file
         if real in self.skipped:
             if not writing:
@@ -830,13 +829,20 @@ class WriteSandbox:
         finally:
             self._copying = False
 
-    @staticmethod
-    def real(file: Any) -> str | None:
-        """The real path of ``file`` (None: a file descriptor, or not a path)."""
+    def real(self, file: Any) -> str | None:
+        """The real path of ``file`` (None: a file descriptor, or not a path), resolved with
+        the sandbox's stat redirection off: ``realpath``'s ``lstat`` of a link whose name the
+        task wrote (the worktree's ``best.pt``, a link to the repository's) would otherwise
+        see the task's private copy, a regular file, and resolve the link to itself (session
+        50, sweep U: a ``torch.load("best.pt")`` after the loop read the file the last
+        recorded run left, another run's weights, silently but for a data warning)."""
+        copying, self._copying = self._copying, True
         try:
             return os.path.realpath(os.fsdecode(os.fspath(file)))
         except TypeError:
             return None
+        finally:
+            self._copying = copying
 
     def install(self) -> None:
         """Wrap ``os.rename``/``os.replace``/``os.remove``/``os.unlink`` and, where torch is
