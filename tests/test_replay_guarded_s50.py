@@ -73,6 +73,12 @@ PATTERNS = {
         "SELECT do_eval, every, epoch, val FROM logs WHERE step IS NULL "
         "ORDER BY do_eval, every, epoch",
     ),
+    "every run partial": (
+        '        if epoch % every == 0:\n            flor.log("val", round(w * 2, 9))\n',
+        '        flor.log("val", round(w * 2, 9))\n',
+        [(), ("--every", "3")],
+        "SELECT every, epoch, val FROM logs WHERE step IS NULL ORDER BY every, epoch",
+    ),
     "the same guard today": (
         '        if do_eval:\n            flor.log("val", round(w * 2, 9))\n',
         '        if do_eval:\n            flor.log("val", round(w * 2, 9))\n'

@@ -504,6 +504,17 @@ def _log_columns(
         key = fold(name)
         before = lacking.get(key, (name, 0))[1]
         lacking[key] = (spelled.get(key, name), before + n)
+    every = tuple(
+        (f, site.name, "/".join(site.chain))
+        for f, code in scripts.items()
+        for site in code.sites
+        if site.chain and fold(site.name) in code.every
+    )
+    some = memo.get(generation, ("lacking some", every), lambda: _lacking_some(con, every))
+    for name, n in some.items():
+        key = fold(name)
+        before = lacking.get(key, (name, 0))[1]
+        lacking[key] = (spelled.get(key, name), before + n)
     out = []
     for key in sorted(set(stats) | set(lacking)):
         name, vtypes, runs, spellings = stats[key] if key in stats else (lacking[key][0], [], 0, ())
@@ -511,6 +522,46 @@ def _log_columns(
         column = LogsColumn(name, "log", log_type(vtypes), missing > 0, runs, missing, spellings)
         out.append(column)
     return out
+
+
+def _lacking_some(
+    con: duckdb.DuckDBPyConnection, sites: tuple[tuple[str, str, str], ...]
+) -> dict[str, int]:
+    """Per name whose statement today runs in every iteration of its loop (``sites``: file,
+    name, chain; :attr:`ScriptCode.every`): how many runs that executed the file recorded it,
+    but not in every outer iteration they ended of that chain (the old version logged it under
+    ``if epoch % 2 == 0:``, or in a helper it called only sometimes). Those iterations lack it:
+    the replay set (per outer iteration) computes them. Before session 51 only runs without
+    any value counted, and such iterations stayed NULL, said nowhere. A run that entered its
+    outer loop more than once is left out (two passes number their iterations alike: the
+    second pass's epoch 1 is not the first's), and so is an iteration the run did not end (it
+    was killed or failed in it)."""
+    if not sites:
+        return {}
+    values = ", ".join(
+        f"({string_literal(f)}, {string_literal(n)}, {string_literal(c)})" for f, n, c in sites
+    )
+    rows = con.execute(
+        f"""WITH s(filename, name, chain) AS (VALUES {values})
+            SELECT s.name, count(DISTINCT m.run_id)
+            FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
+            JOIN __flor_chains c ON c.run_id = m.run_id AND c.chain = s.chain
+            WHERE c.outer_iteration IS NOT NULL
+            AND EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
+                        AND v.name = {fold_sql("s.name")} AND v.recorded)
+            AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
+                            AND v.name = {fold_sql("s.name")} AND v.recorded
+                            AND v.outer_loop = c.outer_loop
+                            AND v.outer_iteration = c.outer_iteration)
+            AND NOT EXISTS (SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id
+                            AND o.loop_name = c.outer_loop AND o.iteration = c.outer_iteration)
+            AND NOT EXISTS (SELECT 1 FROM __flor_times t WHERE t.run_id = m.run_id
+                            AND t.loop_name = c.outer_loop AND t.entries > 1)
+            AND NOT EXISTS (SELECT 1 FROM args a WHERE a.run_id = m.run_id
+                            AND {fold_sql("a.name")} = {fold_sql("s.name")})
+            GROUP BY s.name"""
+    ).fetchall()
+    return {name: int(n) for name, n in rows if n}
 
 
 def _lacking(con: duckdb.DuckDBPyConnection, pairs: tuple[tuple[str, str], ...]) -> dict[str, int]:

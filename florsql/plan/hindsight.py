@@ -71,6 +71,10 @@ class ScriptCode:
     #: read through the file's imports (:func:`florsql.propagate.modules.statement_modules`);
     #: today's text of one that some version lacks is part of the name's fingerprint
     modules: tuple[tuple[str, str, int], ...] = ()
+    #: names (lower case) with a statement that runs in every iteration of its ``flor.loop``
+    #: (:func:`florsql.plan.guards.always_runs`): a run that ended an iteration without a
+    #: recorded value of one lacks it there
+    every: frozenset[str] = frozenset()
 
     def may_draw(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance, of which a statement may draw."""
@@ -112,6 +116,7 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
         anchors=tuple(a for code in codes for a in code.anchors),
         quiet=frozenset(n for code in codes for n in code.quiet) - loud,
         modules=tuple(m for code in codes for m in code.modules),
+        every=frozenset(n for code in codes for n in code.every),
     )
 
 
@@ -404,6 +409,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: stops where the outer loop begins (it ran the whole script: a failed run's values NULL); a
 #: run that raised after its loop is replayed past it, up to its own error (its statements
 #: there were NULL), and the sandbox no longer lets a write the run could not make succeed.
+#: 45 (sessions 50-51, sweep U): a file saved once at the worktree's root (a link to the
+#: repository's ignored ``best.pt``) and read back after the loop is read from the task's own
+#: copy (the sandbox's stat redirection made ``realpath`` resolve the link to itself: the last
+#: recorded run's weights, 0.775 for 0.875, silently but for a data warning); a name today's
+#: statement logs in every iteration is replayed in the iterations a run recorded none of it
+#: (``if epoch % 2 == 0:`` old: NULL in the odd epochs, said nowhere).
 REPLAY_RULES = _STORED_RULES
 
 
@@ -556,6 +567,7 @@ def _scanner_key() -> bytes:
         here / "hindsight.py",
         here / "scan_code.py",
         here / "scan_ast.py",
+        here / "guards.py",
         here.parent / "fold.py",  # how names are folded in the keys
         *(propagate / f"{m}.py" for m in _KEY_MODULES),
     ):
@@ -581,6 +593,7 @@ def _encode(code: ScriptCode | None) -> Any:
         "digest": code.digest,
         "quiet": sorted(code.quiet),
         "modules": [list(m) for m in code.modules],
+        "every": sorted(code.every),
     }
 
 
@@ -603,6 +616,7 @@ def _decode(doc: Any) -> ScriptCode | None:
         digest=str(doc["digest"]),
         quiet=frozenset(map(str, doc.get("quiet") or ())),
         modules=tuple((str(n), str(d), int(v)) for n, d, v in doc.get("modules") or ()),
+        every=frozenset(map(str, doc.get("every") or ())),
     )
 
 
@@ -662,12 +676,20 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         anchors=tuple((filename, n, o, k) for n, o, k in statement_anchors(text)),
         digest=text_digest(text),
         quiet=statement_quiet(text),
+        every=_every(text),
         modules=tuple(
             (n, dotted, level)
             for n, mods in (statement_modules(text) if "import" in text else {}).items()
             for dotted, level in mods
         ),
     )
+
+
+def _every(text: str) -> frozenset[str]:
+    """:attr:`ScriptCode.every` of ``text``."""
+    from florsql.plan.guards import every_iteration
+
+    return every_iteration(text)
 
 
 def text_digest(text: str) -> str:

@@ -1,0 +1,233 @@
+"""Whether today's log statement runs in every iteration of its ``flor.loop``.
+
+Where it does, a run that ended an iteration of that loop without a recorded value of the name
+lacks it there, even where the run recorded it in other iterations: the old version logged it
+under ``if epoch % 2 == 0:``, or in a helper it called only every other epoch (sessions 50 and
+51, sweeps S and T: those iterations stayed NULL, said nowhere). Where today's statement is
+guarded itself, an iteration without a value is one where it would not have logged either.
+
+"Runs in every iteration" is decided on the text alone, conservatively (a statement taken as
+guarded leaves the old behaviour: coverage by any recorded value):
+
+- from the statement up to the body of the ``flor.loop`` ``for`` holding it, every enclosing
+  block is the loop's body, a ``with`` (not ``contextlib.suppress``), a ``try``'s ``finally``,
+  or the ``if __name__ == "__main__":`` guard; an ``if``, ``match``, ``while``, a ``try`` body,
+  an ``except``, a loop's ``else`` or a plain ``for`` (it may iterate nothing) is a guard;
+- no statement before it in those blocks may leave early (``break``, ``continue``, ``return``
+  outside a nested loop or function: ``if epoch < warmup: continue``); a ``raise`` ends the
+  run in that iteration, which stays open (no run that ended it lacks a value there);
+- the call is a statement of its own, or the value of an assignment (``cond and flor.log(...)``,
+  ``... if c else ...``, a comprehension or a lambda around it is a guard);
+- inside a function, the function's body is read the same way, and every call of it the file
+  makes (by name, 4 calls deep) must run in every iteration of its own loop.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+
+from florsql.fold import fold
+
+__all__ = ["always_runs", "every_iteration"]
+
+_DEPTH = 4
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_GUARDING_EXPR = (
+    ast.BoolOp,
+    ast.IfExp,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.Lambda,
+)
+
+
+def always_runs(text: str, name: str) -> bool:
+    """Whether some ``flor.log("<name>", ...)`` statement of ``text`` (names ignore case) runs
+    in every iteration of the innermost ``flor.loop`` around it (see the module's notes).
+    False where ``text`` does not parse or has no such statement inside a loop."""
+    return fold(name) in every_iteration(text)
+
+
+@lru_cache(maxsize=64)
+def every_iteration(text: str) -> frozenset[str]:
+    """The names (case folded) of ``text`` with a statement that runs in every iteration."""
+    from florsql.plan.scan_ast import _aliases, _Scanner
+
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    scanner = _Scanner(text, _aliases(module))
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(module):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    functions: dict[str, list[ast.AST]] = {}
+    calls: dict[str, list[ast.Call]] = {}
+    logs: list[tuple[str, ast.Call]] = []
+    for node in ast.walk(module):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions.setdefault(node.name, []).append(node)
+        elif isinstance(node, ast.Call):
+            logged = scanner._flor_call(node, "log")
+            if logged is not None:
+                logs.append((fold(logged), node))
+            elif isinstance(node.func, ast.Name | ast.Attribute):
+                callee = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+                calls.setdefault(callee, []).append(node)
+    walker = _Walker(scanner, parents, functions, calls)
+    return frozenset(name for name, call in logs if walker.every_iteration(call, 0))
+
+
+class _Walker:
+    def __init__(
+        self,
+        scanner: object,
+        parents: dict[ast.AST, ast.AST],
+        functions: dict[str, list[ast.AST]],
+        calls: dict[str, list[ast.Call]],
+    ) -> None:
+        self.scanner = scanner
+        self.parents = parents
+        self.functions = functions
+        self.calls = calls
+
+    def _flor_loop(self, node: ast.AST) -> bool:
+        if not isinstance(node, ast.For | ast.AsyncFor):
+            return False
+        return self.scanner._loop_name(node.iter) is not None  # type: ignore[attr-defined]
+
+    def every_iteration(self, call: ast.Call, depth: int) -> bool:
+        """Whether ``call`` runs each time the body of its ``flor.loop`` (or, in a function,
+        of each loop its calls run in) runs."""
+        stmt = self._statement_of(call)
+        if stmt is None:
+            return False
+        node: ast.AST = stmt
+        while True:
+            parent = self.parents.get(node)
+            if parent is None:
+                return False  # the module's top level: no loop around it
+            if not self._reached(parent, node):
+                return False
+            if self._flor_loop(parent):
+                return True  # (``_reached`` took it by its body)
+            if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
+                return self._each_call(parent, depth)
+            node = parent
+
+    def _each_call(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> bool:
+        if depth >= _DEPTH or len(self.functions.get(fn.name, ())) != 1:
+            return False  # too deep, or two functions of one name: which is called is unknown
+        sites = [c for c in self.calls.get(fn.name, ()) if not _inside(c, fn, self.parents)]
+        return bool(sites) and all(self.every_iteration(c, depth + 1) for c in sites)
+
+    def _statement_of(self, call: ast.Call) -> ast.stmt | None:
+        """The statement ``call`` is the whole of (an expression statement, an assignment's
+        value), else None: a guard inside an expression."""
+        node: ast.AST = call
+        while True:
+            parent = self.parents.get(node)
+            if parent is None:
+                return None
+            if isinstance(parent, ast.stmt):
+                if isinstance(parent, ast.Expr | ast.Assign | ast.AnnAssign | ast.AugAssign):
+                    return parent if getattr(parent, "value", None) is node else None
+                return None
+            if isinstance(parent, _GUARDING_EXPR):
+                return None
+            if isinstance(parent, ast.Await) or (
+                isinstance(parent, ast.Call) and node is not parent.func
+            ):
+                node = parent  # an argument of another call: runs when it does
+                continue
+            if isinstance(parent, ast.Call | ast.Attribute | ast.Subscript | ast.Tuple):
+                node = parent
+                continue
+            return None
+
+    def _reached(self, parent: ast.AST, child: ast.AST) -> bool:
+        """Whether ``child`` (a statement of ``parent``'s) runs every time ``parent``'s block
+        holding it starts: not a guarded block, and nothing before it leaves early."""
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            block = getattr(parent, field, None)
+            if isinstance(block, list) and child in block:
+                break
+        else:
+            return False  # an expression, a decorator: not a block of statements
+        if field == "body":
+            if isinstance(parent, ast.If):
+                if not _main_guard(parent):
+                    return False
+            elif isinstance(parent, ast.With | ast.AsyncWith):
+                if any(_may_suppress(item.context_expr) for item in parent.items):
+                    return False
+            elif isinstance(parent, ast.For | ast.AsyncFor):
+                if not self._flor_loop(parent):
+                    return False
+            elif not isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
+                return False  # a while, a try body, a handler, a case, a class
+        elif field != "finalbody":
+            return False
+        before = block[: block.index(child)]
+        return not any(_leaves(s) for s in before)
+
+
+def _main_guard(node: ast.If) -> bool:
+    """``if __name__ == "__main__":`` (either side), with no ``else`` branch taken."""
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    main = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(main) == 1
+
+
+def _may_suppress(expr: ast.expr) -> bool:
+    """Whether a ``with`` item may swallow an exception (``contextlib.suppress(...)``)."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name) and node.id == "suppress":
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "suppress":
+            return True
+    return False
+
+
+def _leaves(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` may leave the block around it early (a ``break``/``continue`` of the
+    loop around it, a ``return``), nested loops and functions aside for what they hold of
+    their own."""
+
+    def visit(node: ast.AST, in_loop: bool) -> bool:
+        if isinstance(node, _SCOPES) and node is not stmt:
+            return False
+        if isinstance(node, ast.Return):
+            return True
+        if isinstance(node, ast.Break | ast.Continue):
+            return not in_loop
+        if isinstance(node, _LOOPS):
+            return any(visit(c, True) for c in node.body) or any(
+                visit(c, in_loop) for c in (node.orelse or [])
+            )
+        return any(visit(c, in_loop) for c in ast.iter_child_nodes(node))
+
+    if isinstance(stmt, _SCOPES):
+        return False
+    return visit(stmt, False)
+
+
+def _inside(node: ast.AST, fn: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether ``node`` lies inside ``fn`` (a recursive call is not a call site)."""
+    while node is not None:
+        if node is fn:
+            return True
+        node = parents.get(node)  # type: ignore[assignment]
+    return False
