@@ -33,6 +33,7 @@ __all__ = [
     "Messages",
     "replay_if_needed",
     "summary",
+    "unstored_lines",
     "wants_replay",
     "warn",
 ]
@@ -99,13 +100,17 @@ def replay_if_needed(
     replan: Callable[[], PlannedQuery],
     quiet: bool = False,
     known: Callable[[list[str]], set[str]] | None = None,
+    unstored: Callable[[list[ReplayPlan]], list[str]] | None = None,
 ) -> tuple[PlannedQuery, Messages]:
     """Replay what ``planned`` needs if ``mode`` allows, then ``replan`` (which refreshes the
     index and plans the statement again); warn otherwise. Runs the executor only when
     :func:`wants_replay` says so. ``known``: of some names, those (in lower case) with a
-    recorded or replayed value somewhere."""
+    recorded or replayed value somewhere. ``unstored``: after the replay, what its finished
+    tasks left without a value where today's statement runs in every iteration
+    (:func:`unstored_lines`), one line per run and name."""
     messages = Messages(quiet=quiet)
     plan = planned.replay
+    ran: list[ReplayPlan] = []
     if not any(v.runs for v in plan.versions):
         unplaced = [u for v in plan.versions for u in _unplaced_lines(v)]
         names = sorted({name for v in plan.versions for name, _ in v.unplaced})
@@ -165,6 +170,7 @@ def replay_if_needed(
     assert engine.executor is not None
     _edited(engine, plan, messages)
     outcome = engine.executor.run(plan, repo=engine.repo)
+    ran.append(plan)
     planned = replan()
     outcomes = [outcome]
     # A failed task whose frames show which statements raised blocks only those: the others
@@ -177,6 +183,7 @@ def replay_if_needed(
     ):
         plan = planned.replay
         outcome = engine.executor.run(plan, repo=engine.repo)
+        ran.append(plan)
         planned = replan()
         outcomes.append(outcome)
     outcome = _merged(outcomes) if len(outcomes) > 1 else outcome
@@ -263,6 +270,10 @@ def replay_if_needed(
     for text in getattr(outcome, "not_reached", ()):
         # a run that raised after its loop: today's statements after the line it raised at
         # (session 50; before, every statement after its loop was NULL, "failed after ...")
+        _warn(engine, messages, text, FlorWarning)
+    for text in unstored(ran) if unstored is not None else ():
+        # today's statement runs in every iteration; the old code the replay ran did not get
+        # to it in some (session 51: NULL, said nowhere, EXPLAIN planning those iterations)
         _warn(engine, messages, text, FlorWarning)
     if any(v.runs for v in planned.replay.versions):
         # Never NULL without a word: what is left after the last round (a failed statement's
@@ -478,3 +489,65 @@ def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             "so the rows of that iteration it reached get no replayed value",
             FlorWarning,
         )
+
+
+def unstored_lines(con: Any, catalog: Any, plans: list[ReplayPlan]) -> list[str]:
+    """What the finished tasks of ``plans`` left without a value, where today's statement runs
+    in every iteration of its loop (:attr:`florsql.plan.hindsight.ScriptCode.every`): a helper
+    holding it that the old code calls only every other epoch, a branch the old code takes
+    only sometimes and propagation found today's statement in. A task covers the iterations
+    it ran, valued or not: without this the rows stayed NULL, said nowhere (session 51). Read
+    from ``con``'s index after the replay's refresh: ``__flor_cover`` holds the iterations the
+    tasks covered, ``all_log_records`` their values; failed tasks cover nothing (their own
+    warning says why)."""
+    from florsql.fold import fold_sql
+
+    where: dict[tuple[str, str], tuple[str, str, int, str]] = {}  # (run, name) -> statement
+    rows: list[str] = []
+    for plan in plans:
+        for version in plan.versions:
+            statements = {fold(n): (f, line) for n, line, _, f in version.statements}
+            for run in version.runs:
+                for need in run.needs:
+                    for name in need.names:
+                        site = statements.get(fold(name))
+                        code = catalog.scripts.get(site[0]) if site is not None else None
+                        if site is None or code is None or fold(name) not in code.every:
+                            continue
+                        where.setdefault(
+                            (run.run_id, fold(name)), (name, site[0], site[1], run.vid)
+                        )
+                        row = (run.run_id, fold(name), need.loop, need.iteration)
+                        rows.append("(" + ", ".join(map(_literal, row)) + ")")
+    if not rows:
+        return []
+    found = con.execute(
+        f"""WITH need(run_id, name, loop, it) AS (VALUES {", ".join(dict.fromkeys(rows))})
+            SELECT n.run_id, n.name, n.loop, list(n.it ORDER BY n.it) FROM need n
+            WHERE EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = n.run_id
+                          AND v.name = n.name AND v.outer_loop = n.loop
+                          AND v.outer_iteration = n.it)
+            AND NOT EXISTS (SELECT 1 FROM all_log_records r JOIN __flor_ctx c
+                            ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id
+                            WHERE r.run_id = n.run_id AND {fold_sql("r.name")} = n.name
+                            AND c.outer_loop = n.loop AND c.outer_iteration = n.it)
+            GROUP BY n.run_id, n.name, n.loop ORDER BY n.run_id, n.name, n.loop"""
+    ).fetchall()
+    out = []
+    for run_id, key, loop, its in found:
+        name, filename, line, vid = where[(run_id, key)]
+        out.append(
+            f"{name} of run {run_id}: NULL at {loop} {ranges(list(its))}: today's statement "
+            f"({filename} line {line}) runs in every iteration, but the replay of version "
+            f"{vid[:12]} did not run it there: the old code does not get to it in those "
+            "iterations (a branch, or a call of the function around it, that the old version "
+            "takes only under a condition): replay runs the old code's own calls and "
+            "branches, so it cannot compute them"
+        )
+    return out
+
+
+def _literal(value: object) -> str:
+    from florsql.plan.stats import string_literal
+
+    return str(value) if isinstance(value, int) else string_literal(str(value))

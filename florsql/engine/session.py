@@ -35,7 +35,13 @@ from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import ExactStream, run_exact, stream_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
 from florsql.engine.read_warnings import arg_gaps, stored_mismatches
-from florsql.engine.replay_decision import Messages, replay_if_needed, wants_replay, warn
+from florsql.engine.replay_decision import (
+    Messages,
+    replay_if_needed,
+    unstored_lines,
+    wants_replay,
+    warn,
+)
 from florsql.engine.result import Result
 from florsql.engine.rwlock import RWLock
 from florsql.engine.sandbox import open_sandbox
@@ -370,6 +376,7 @@ class Engine:
                 replan=replan,
                 quiet=quiet,
                 known=lambda names: _valued(con, names),
+                unstored=lambda plans: unstored_lines(con, self._cache.current(), plans),
             )
             return self._answer(con, stmt, planned, messages, stream=stream)
 
