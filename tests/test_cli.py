@@ -184,6 +184,10 @@ def test_explain_shows_the_plan(repo: Path) -> None:
 def test_errors_are_one_line_and_exit_1(repo: Path, sql: str, line: str) -> None:
     code, out, err = _run("query", sql, "--repo", str(repo))
     assert (code, out, err) == (1, "", line + "\n")
+    # placed in the user's text, not in the EXPLAIN put before it (8 columns right before
+    # session 51)
+    code, out, err = _run("explain", sql, "--repo", str(repo))
+    assert (code, out, err) == (1, "", line + "\n")
 
 
 def test_debug_shows_the_traceback_instead(repo: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from florsql.engine import Engine
-from florsql.errors import FlorWarning
+from florsql.errors import FlorWarning, SqlError, format_position
 from florsql.plan.explain import explain_lines
 from florsql.plan.replay_plan import ReplayPlan
 from florsql.repl.render import render_outcome
@@ -36,6 +36,10 @@ def estimate(plan: ReplayPlan) -> ReplayEstimate:
     if "DuckDB SQL:" in lines:
         lines = lines[: lines.index("DuckDB SQL:")]
     return ReplayEstimate("\n".join(lines), plan.cost.seconds, plan.cost.tasks)
+
+
+#: What :meth:`EngineReplService.explain` puts before the user's query.
+_EXPLAIN = "EXPLAIN "
 
 
 class EngineReplService:
@@ -75,7 +79,19 @@ class EngineReplService:
                 return
 
     def explain(self, sql: str, params: Sequence[object] = ()) -> str:
-        outcome = self.execute(f"EXPLAIN {sql.strip().rstrip(';')}", replay="off", params=params)
+        text = sql.rstrip().rstrip(";")
+        try:
+            outcome = self.execute(f"{_EXPLAIN}{text}", replay="off", params=params)
+        except SqlError as e:
+            # placed in the user's text, not in the EXPLAIN this method put before it
+            # (session 50: ``florsql explain`` placed an unknown column 8 columns right)
+            if e.line == 1 and e.col is not None and e.col > len(_EXPLAIN):
+                e.col -= len(_EXPLAIN)
+            if e.sql is not None and e.sql.startswith(_EXPLAIN):
+                e.sql = e.sql[len(_EXPLAIN) :]
+            if e.sql is not None and e.line is not None and e.col is not None:
+                e.args = (f"{e.message}\n{format_position(e.sql, e.line, e.col)}",)
+            raise
         return render_outcome(outcome, "table") or ""
 
     def schema(self) -> Schema:
