@@ -2408,7 +2408,9 @@ def _restored_modes(
     ...): model.eval(); ...; model.train(); return vl, va``, called where the old version's
     modules are always in training mode (it never leaves it: ``slice.switches_to_eval``). The
     last statements before the one ``return`` at its end switch each of them back; no other
-    ``return`` or ``yield`` leaves it earlier. Empty otherwise: a switch that may outlive the
+    ``return`` or ``yield`` leaves it earlier. A module whose mode ``fn`` saved first (``was =
+    model.training``) and puts back last (``model.train(was)``) is restored whatever the old
+    version's modes are. Empty otherwise: a switch that may outlive the
     call changes the old run (today's ``evaluate()`` that never switches back trained the
     patched re-run's later epochs with dropout off)."""
     switched: dict[str, ast.expr] = {}
@@ -2420,7 +2422,7 @@ def _restored_modes(
                 base = base.value
             if receiver is not None and isinstance(base, ast.Name) and base.id in params:
                 switched.setdefault(ast.unparse(receiver), receiver)
-    if not switched or switches_to_eval(session.old):
+    if not switched:
         return ()
     body = list(fn.body)
     if body and isinstance(body[-1], ast.Return):
@@ -2433,15 +2435,49 @@ def _restored_modes(
     ]
     if exits:
         return ()
+    # ``was = model.training`` before any switch, ``model.train(was)`` at the end: the mode
+    # the call found, whatever it was (session 50, sweep T: refused "changes its argument")
+    saved: dict[str, str] = {}
+    for stmt in body:
+        if _switches(stmt):
+            break
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Attribute)
+            and stmt.value.attr == "training"
+        ):
+            saved[stmt.targets[0].id] = ast.unparse(stmt.value.value)
     back: set[str] = set()
+    found: set[str] = set()
     for stmt in reversed(body):
         receiver = mode_receiver(stmt)
-        if receiver is None or not to_training(stmt):
+        if receiver is None:
             break
-        back.add(ast.unparse(receiver))
-    if set(switched) <= back:
+        if to_training(stmt):
+            back.add(ast.unparse(receiver))
+        elif _restores_saved(stmt, saved):
+            found.add(ast.unparse(receiver))
+        else:
+            break
+    if set(switched) <= found:
+        return tuple(switched.values())
+    if set(switched) <= back | found and not switches_to_eval(session.old):
         return tuple(switched.values())
     return ()
+
+
+def _restores_saved(stmt: ast.stmt, saved: dict[str, str]) -> bool:
+    """Whether ``stmt`` is ``model.train(was)`` with ``was = model.training`` in ``saved``
+    (variable -> the module whose mode it holds)."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+        return False
+    args = [*call.args, *(k.value for k in call.keywords if k.arg == "mode")]
+    if call.func.attr != "train" or len(args) != 1 or not isinstance(args[0], ast.Name):
+        return False
+    return saved.get(args[0].id) == ast.unparse(call.func.value)
 
 
 def _held(root: str | None, owners: _Owners, session: _Session) -> str:
