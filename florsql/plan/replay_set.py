@@ -142,11 +142,12 @@ def replay_set(state: PlanState) -> None:
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
     state.needs = _without_remembered_failures(state, needs)
+    for run_id, never in _find_unplaceable(state).items():
+        unreached.setdefault(run_id, set()).update(never)
     state.unreached = _ended_runs(state, unreached) + [
         Unreached(run_id, tuple(sorted(names)), "still running", running=True)
         for run_id, names in sorted(running.items())
     ]
-    _find_unplaceable(state)
 
 
 def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
@@ -203,10 +204,14 @@ def _sql(state: PlanState, values: list[str], predicate: str, per_context: bool)
     )
 
 
-def _find_unplaceable(state: PlanState) -> None:
+def _find_unplaceable(state: PlanState) -> dict[str, set[str]]:
     """Names whose loop chain a lacking run never recorded: no context to compute them in
     (keyed by the run's version and main script). A run still recording is not one: it has not
-    got there yet (it read "the run was killed or failed before" of a live run)."""
+    got there yet (it read "the run was killed or failed before" of a live run). Returns, per
+    run that failed or was killed, the names it never got to: said of the run, where it ended
+    (before session 51, of its version: "no run of it recorded that loop", where the version's
+    other runs did)."""
+    ended: dict[str, set[str]] = {}
     needed_runs = {(fold(n.name), n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
@@ -240,8 +245,11 @@ def _find_unplaceable(state: PlanState) -> None:
                         f"{' or '.join(sorted(chains))}: a flor.loop renamed since is not "
                         "matched to its old name",
                     )
+                elif status in ("failed", "killed"):
+                    ended.setdefault(run_id, set()).add(name)
                 else:
                     state.unplaceable.setdefault((vid, script), set()).add(name)
+    return ended
 
 
 _FAILURES = """
