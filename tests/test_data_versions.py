@@ -188,3 +188,27 @@ def test_data_behind_a_symlinked_folder(tmp_path: Path) -> None:
     write(disk / "train.csv", DATA + "4.0\n")
     (inp,) = doc["inputs"]
     assert compare_inputs(repo, [InputFile.from_json(inp)]) == [("data/train.csv", "changed")]
+
+
+def test_a_file_torch_saved_before_the_run_read_it_is_no_input(tmp_path: Path) -> None:
+    """Early stopping's ``best.pt``: saved, then loaded after the loop. What the run read is
+    what it wrote (a replay writes it too), so it is no data of the run; before session 51 it
+    was a ``during:`` input and each replay warned "changed while its run ran". A file the run
+    read first and saved after stays one (what it read is not known)."""
+    script = (
+        "import torch\nimport florsql as flor\n"
+        "net = torch.nn.Linear(2, 1)\n"
+        "state = torch.load('prev.pt') if flor.arg('resume', 0) else None\n"
+        "for epoch in flor.loop('epoch', range(2)):\n"
+        "    torch.save(net.state_dict(), 'best.pt')\n"
+        "    torch.save(net.state_dict(), 'prev.pt')\n"
+        "net.load_state_dict(torch.load('best.pt'))\n"
+        "flor.log('n', 1)\n"
+    )
+    repo = make_repo(tmp_path / "t", {"train.py": script, ".gitignore": "*.pt\n"})
+    run_script(repo, "train.py")
+    run_script(repo, "train.py", "--resume", "1")
+    docs = [json.loads((run / "run.json").read_text()) for run in run_dirs(repo)]
+    inputs = sorted(([i["path"] for i in d["inputs"]] for d in docs), key=len)
+    assert inputs == [[], ["prev.pt"]], inputs
+    assert all("best.pt" in d["outputs"] for d in docs)

@@ -36,7 +36,8 @@ def record_inputs(
     from florsql.versions.git import run_git
 
     read, written = watch.snapshot()
-    paths = candidates(repo, read, written)
+    # a file ``torch.save`` wrote before the run read it holds what the run wrote: no data
+    paths = candidates(repo, read, written | watch.own_first)
     paths += [m for m in modules if m not in paths]
     if not paths:
         return []

@@ -66,6 +66,12 @@ class OpenWatch:
         self._loop_raw: set[str] = set()
         #: Absolute normalized paths ``torch.save`` wrote (:meth:`watch_saves`)
         self.saved: set[str] = set()
+        #: Those of :attr:`saved` the run wrote before it first read them (early stopping's
+        #: ``best.pt``, loaded after the loop): what it read is what it wrote, so they are no
+        #: data of its (a replay writes them too); a file read first, then saved, is
+        #: (``during:``). Session 51: each such run's replay warned "best.pt (changed while its
+        #: run ran: what it read is not known)".
+        self.own_first: set[str] = set()
         #: When the watch was installed (as the record API was imported; a forked worker sets
         #: it again): files modified since changed while the run ran
         #: (``florsql.store.fingerprints.DURING``).
@@ -236,6 +242,8 @@ class OpenWatch:
                 self._note_start(norm)
             if writing:
                 self._note_absent(norm)
+            elif norm in self.saved and norm not in self.read:
+                self.own_first.add(norm)
             (self.written if writing else self.read).add(norm)
             if looping:
                 self._loop_raw.add(raw)
