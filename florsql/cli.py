@@ -424,10 +424,20 @@ def runs(fmt: str, repo: Path | None, debug: bool) -> None:
 
 @main.command()
 @click.option("--version", "vid", required=True, help="A recorded code version (or a prefix).")
+@click.option(
+    "--again",
+    "again",
+    multiple=True,
+    metavar="NAME",
+    help="Place today's statement of NAME even where the version logs NAME itself (in a "
+    "branch a run never took), as a replay of a run that never recorded NAME does. Repeatable.",
+)
 @click.argument("file", required=False)
 @_common
 @_friendly
-def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> None:
+def propagate(
+    vid: str, again: tuple[str, ...], file: str | None, repo: Path | None, debug: bool
+) -> None:
     """Show today's log statements placed into an old version, as a diff.
 
     FILE is relative to the repository root (default: every file that changes).
@@ -435,12 +445,13 @@ def propagate(vid: str, file: str | None, repo: Path | None, debug: bool) -> Non
     \b
     Example:
         florsql propagate --version 3f2a9c1 train.py
+        florsql propagate --version 3f2a9c1 --again val train.py
     """
     root = _repo(repo)
     _in_query_host(root)
     from florsql.propagate import version_failures
 
-    diff, failures = version_failures(root, vid, file)
+    diff, failures = version_failures(root, vid, file, again=again)
     click.echo(diff, nl=False)
     for line in failures:  # what could not be placed says why, and the exit status tells
         click.echo(f"cannot place {line}", err=True)

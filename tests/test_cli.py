@@ -245,6 +245,27 @@ def test_propagate_says_what_it_cannot_place(tmp_path: Path) -> None:
     assert "cannot place train.py: x (line 5 of the new version): no scope matching" in err
 
 
+def test_propagate_again_places_a_name_the_version_logs_in_a_branch(tmp_path: Path) -> None:
+    """``--again NAME``: what a replay of a run that never took the old branch runs (session
+    51; before, the command showed nothing for a name the version logs anywhere)."""
+    from tests.helpers import git, make_repo, run_script, write
+
+    src = (
+        "import florsql as flor\ndo_eval = flor.arg('do_eval', 0)\n"
+        "for e in flor.loop('epoch', range(2)):\n    w = e * 3\n"
+        "    if do_eval:\n        flor.log('val', w * 2)\n"
+    )
+    proj = make_repo(tmp_path / "p", {"train.py": src})
+    run_script(proj, "train.py")
+    vid = json.loads(next((proj / ".florsql" / "runs").glob("*/run.json")).read_text())["vid"]
+    write(proj / "train.py", src.replace("    if do_eval:\n        flor", "    flor"))
+    git(proj, "commit", "-qam", "today")
+    code, out, _ = _run("propagate", "--version", vid, "--repo", str(proj))
+    assert (code, out) == (0, "")
+    code, out, err = _run("propagate", "--version", vid, "--again", "val", "--repo", str(proj))
+    assert code == 0 and "+    flor.log('val', w * 2)\n" in out, (out, err)
+
+
 def test_demo_hands_its_arguments_to_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     import florsql.demo
 

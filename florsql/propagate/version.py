@@ -229,32 +229,41 @@ def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
 
 
 def version_diff(
-    repo: Path | str, vid: str, path: str | None = None, names: Iterable[str] | None = None
+    repo: Path | str,
+    vid: str,
+    path: str | None = None,
+    names: Iterable[str] | None = None,
+    again: Iterable[str] = (),
 ) -> str:
     """What ``florsql propagate --version VID [FILE]`` prints: the patched files as a diff.
 
     ``path`` may be relative to the repository root or to the current directory, or absolute;
     one that is not a Python file of the version is a :class:`VersionError`. The diff is empty
-    when there is nothing to place.
+    when there is nothing to place. ``again``: as :func:`for_version`'s (what a replay of a
+    run that never recorded those names runs).
     """
     repo = Path(repo)
     rel = None if path is None else repo_relative(repo, path)
     if rel is not None and rel not in _listing(repo, vid)[1]:
         sha = _listing(repo, vid)[0]
         raise VersionError(f"{rel} is not a Python file of code version {sha[:12]}")
-    return for_version(repo, vid, names).diff(rel)
+    return for_version(repo, vid, names, again=again).diff(rel)
 
 
 def version_failures(
-    repo: Path | str, vid: str, path: str | None = None, names: Iterable[str] | None = None
+    repo: Path | str,
+    vid: str,
+    path: str | None = None,
+    names: Iterable[str] | None = None,
+    again: Iterable[str] = (),
 ) -> tuple[str, list[str]]:
     """:func:`version_diff` and, beside it, why each of today's statements (of ``path``, or
     every file) could not be placed into the version (``path: name (line N of the new
     version): reason``); ``[]`` where everything was placed."""
     repo = Path(repo)
     rel = None if path is None else repo_relative(repo, path)
-    diff = version_diff(repo, vid, path, names)
-    result = for_version(repo, vid, names)
+    diff = version_diff(repo, vid, path, names, again)
+    result = for_version(repo, vid, names, again=again)
     failures = [
         f"{name}: {f}"
         for name, p in sorted(result.files.items())
