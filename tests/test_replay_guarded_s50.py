@@ -1,12 +1,13 @@
 """A name the old version logs only in a branch some runs never took (sweep S F2, session 50).
 
-The old script logs ``val`` under ``if do_eval:`` (or ``if epoch % 2 == 0:``); today's logs it
-every epoch. A run with ``do_eval=0`` never recorded ``val``: the planner replayed it, the
-propagation took ``val`` as present in the version (it logs the name) and placed nothing, and
-the replay ran the old branch again, storing nothing: NULL, said nowhere, while EXPLAIN said
-both "1 run(s) did not record it" and then "nothing to replay". Now the names a replay
-computes go into the version even where it logs them, unless today's statement is there as it
-is (then the run did not reach it either): the values equal a run of today's script.
+The old script logs ``val`` under ``if do_eval:`` (or ``if epoch % 2 == 0:``, or a step-level
+``g`` under ``if step % 2 == 0:``, since session 51); today's logs it every epoch (step). A run
+with ``do_eval=0`` never recorded ``val``: the planner replayed it, the propagation took ``val``
+as present in the version (it logs the name) and placed nothing, and the replay ran the old
+branch again, storing nothing: NULL, said nowhere, while EXPLAIN said both "1 run(s) did not
+record it" and then "nothing to replay". Now the names a replay computes go into the version
+even where it logs them, unless today's statement is there as it is (then the run did not reach
+it either): the values equal a run of today's script.
 
 Oracle: today's script run with the same args records the values for real.
 """
@@ -92,6 +93,14 @@ PATTERNS = {
         [(), ("--every", "1")],
         "SELECT every, epoch, step, g FROM logs WHERE step IS NOT NULL ORDER BY every, epoch, step",
     ),
+    "step level, the same guard today": (
+        '            if step % every == 0:\n                flor.log("g", round(w * 7, 9))\n',
+        '            if step % every == 0:\n                flor.log("g", round(w * 7, 9))\n'
+        '            flor.log("g2", round(w * 3, 9))\n',
+        [(), ("--every", "1")],
+        "SELECT every, epoch, step, g, g2 FROM logs WHERE step IS NOT NULL "
+        "ORDER BY every, epoch, step",
+    ),
 }
 
 
@@ -100,15 +109,7 @@ def _record(repo: Path, runs: list[tuple[str, ...]]) -> None:
         run_script(repo, "train.py", *args)
 
 
-#: coverage is per outer iteration: an epoch whose steps logged ``g`` at some steps is covered
-#: for it, and its other steps stay NULL (docs/sql.md, "Not seen")
-_STEPS = pytest.mark.xfail(strict=True, reason="a recorded step covers its epoch")
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [pytest.param(p, marks=_STEPS) if p == "step level" else p for p in sorted(PATTERNS)],
-)
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_a_name_the_run_never_took_the_branch_of_is_replayed_with_today_s_statement(
     tmp_path: Path, pattern: str
 ) -> None:

@@ -549,10 +549,17 @@ def _lacking_some(
             WHERE c.outer_iteration IS NOT NULL
             AND EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                         AND v.name = {fold_sql("s.name")} AND v.recorded)
-            AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
-                            AND v.name = {fold_sql("s.name")} AND v.recorded
-                            AND v.outer_loop = c.outer_loop
-                            AND v.outer_iteration = c.outer_iteration)
+            AND CASE WHEN NOT contains(s.chain, '/') THEN NOT EXISTS (
+                SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
+                AND v.name = {fold_sql("s.name")} AND v.recorded
+                AND v.outer_loop = c.outer_loop AND v.outer_iteration = c.outer_iteration)
+            -- in an inner loop: an inner iteration of that outer one without a record
+            ELSE EXISTS (
+                SELECT 1 FROM __flor_ctx x WHERE x.run_id = m.run_id AND x.chain = s.chain
+                AND x.outer_loop = c.outer_loop AND x.outer_iteration = c.outer_iteration
+                AND NOT EXISTS (SELECT 1 FROM log_records r WHERE r.run_id = x.run_id
+                                AND r.ctx_id = x.ctx_id
+                                AND {fold_sql("r.name")} = {fold_sql("s.name")})) END
             AND NOT EXISTS (SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id
                             AND o.loop_name = c.outer_loop AND o.iteration = c.outer_iteration)
             AND NOT EXISTS (SELECT 1 FROM __flor_times t WHERE t.run_id = m.run_id

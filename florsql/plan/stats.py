@@ -27,6 +27,9 @@ way the index file never changes for a query:
   keyed by the loop too, as one name may be logged under two outer loops (pretraining and
   fine-tuning); the outer loop and iteration are NULL for the top level (a value outside
   every loop, or a task that ran to the end of the script). What replay skips.
+- ``__flor_replayed``: the (run, name, outer iteration) of ``__flor_cover`` that counted
+  replay tasks covered, recorded values there or not: a name recorded in some inner
+  iterations of an outer one, and logged in every one today, is computed until a task did.
 - ``__flor_open``: per run, the top-level loop iterations that never ended (a run that failed
   or was killed in them; also an outer loop left by ``break``).
 - ``__flor_names``: per log name, its value types and record count (the column types of
@@ -339,12 +342,29 @@ def names_select(prefix: str, only: str = "") -> str:
         FROM per GROUP BY {fold_sql("name")}"""
 
 
+def replayed_select(tables: set[str], prefix: str, src: str) -> str:
+    """``__flor_replayed``: the (run, name in lower case, outer iteration) counted replay
+    tasks covered, whether or not a record covers them too (``__flor_cover`` merges both):
+    a name recorded in some inner iterations of an outer one, which today's statement logs in
+    every one, is left to compute until a task covered that outer iteration."""
+    if "replays" not in tables:
+        return (
+            "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS name, NULL::VARCHAR AS outer_loop,"
+            " NULL::BIGINT AS outer_iteration WHERE false"
+        )
+    return f"""SELECT DISTINCT * FROM ({_replayed_cover(prefix, src, prefix + VALID)})"""
+
+
 def _code_tables(
     con: duckdb.DuckDBPyConnection, tables: set[str], place: str, prefix: str, src: str
 ) -> None:
     con.execute(
         f"CREATE OR REPLACE {place}TABLE {prefix}__flor_cover AS "
         f"{cover_select(tables, prefix, src)}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE {place}TABLE {prefix}__flor_replayed AS "
+        f"{replayed_select(tables, prefix, src)}"
     )
     con.execute(f"CREATE OR REPLACE {place}TABLE {prefix}__flor_names AS {names_select(prefix)}")
 
@@ -385,6 +405,11 @@ def _code_tables_since(
             JOIN {new} v ON v.replay_id = r.replay_id AND v.task_id = r.task_id
                         AND v.name = {fold_sql("r.name")}
             LEFT JOIN {prefix}__flor_ctx c ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id"""
+        con.execute(
+            f"""INSERT INTO {prefix}__flor_replayed
+            SELECT * FROM ({_replayed_cover(prefix, src, new)})
+            EXCEPT SELECT * FROM {prefix}__flor_replayed"""
+        )
         con.execute(  # EXCEPT: a set difference, NULLs (a run-level value) equal
             f"""INSERT INTO {prefix}__flor_cover
             SELECT *, false FROM (
