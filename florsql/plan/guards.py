@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from florsql.fold import fold
 
-__all__ = ["always_runs", "every_iteration"]
+__all__ = ["always_runs", "every_iteration", "top_loops"]
 
 _DEPTH = 4
 
@@ -231,3 +231,30 @@ def _inside(node: ast.AST, fn: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool
             return True
         node = parents.get(node)  # type: ignore[assignment]
     return False
+
+
+@lru_cache(maxsize=64)
+def top_loops(text: str) -> tuple[tuple[str, int], ...]:
+    """``(name, line)`` of each ``flor.loop`` ``for`` of ``text`` that no other one holds (the
+    training loop, then a test loop), in source order: where a run failed in a later one, a
+    statement between them was reached (:mod:`florsql.plan.replay_set`)."""
+    from florsql.plan.scan_ast import _aliases, _Scanner
+
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return ()
+    scanner = _Scanner(text, _aliases(module))
+    out: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.For | ast.AsyncFor):
+                name = scanner._loop_name(child.iter)
+                if name is not None:
+                    out.append((name, child.lineno))
+                    continue  # loops inside it are not top loops
+            visit(child)
+
+    visit(module)
+    return tuple(sorted(out, key=lambda p: p[1]))

@@ -75,6 +75,9 @@ class ScriptCode:
     #: (:func:`florsql.plan.guards.always_runs`): a run that ended an iteration without a
     #: recorded value of one lacks it there
     every: frozenset[str] = frozenset()
+    #: ``(name, line)`` of the ``flor.loop`` loops no other holds (:func:`florsql.plan.guards.
+    #: top_loops`): a statement between two of them is reached by a run that failed in the later
+    top_loops: tuple[tuple[str, int], ...] = ()
 
     def may_draw(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance, of which a statement may draw."""
@@ -594,6 +597,7 @@ def _encode(code: ScriptCode | None) -> Any:
         "quiet": sorted(code.quiet),
         "modules": [list(m) for m in code.modules],
         "every": sorted(code.every),
+        "top_loops": [list(t) for t in code.top_loops],
     }
 
 
@@ -617,6 +621,7 @@ def _decode(doc: Any) -> ScriptCode | None:
         quiet=frozenset(map(str, doc.get("quiet") or ())),
         modules=tuple((str(n), str(d), int(v)) for n, d, v in doc.get("modules") or ()),
         every=frozenset(map(str, doc.get("every") or ())),
+        top_loops=tuple((str(n), int(line)) for n, line in doc.get("top_loops") or ()),
     )
 
 
@@ -677,6 +682,7 @@ def scan_source(text: str, filename: str = "<string>") -> ScriptCode | None:
         digest=text_digest(text),
         quiet=statement_quiet(text),
         every=_every(text),
+        top_loops=_top_loops(text),
         modules=tuple(
             (n, dotted, level)
             for n, mods in (statement_modules(text) if "import" in text else {}).items()
@@ -690,6 +696,13 @@ def _every(text: str) -> frozenset[str]:
     from florsql.plan.guards import every_iteration
 
     return every_iteration(text)
+
+
+def _top_loops(text: str) -> tuple[tuple[str, int], ...]:
+    """:attr:`ScriptCode.top_loops` of ``text``."""
+    from florsql.plan.guards import top_loops
+
+    return top_loops(text)
 
 
 def text_digest(text: str) -> str:

@@ -37,16 +37,20 @@ __all__ = ["ANY_CHAIN", "replay_set"]
 ANY_CHAIN = "*"
 
 _LACK = f"""
-WITH need(__name, __src, __want, __tail, __partial) AS (VALUES {{values}}),
+WITH need(__name, __src, __want, __tail, __partial, __later) AS (VALUES {{values}}),
 lack AS (
     SELECT DISTINCT n.__name, n.__want, n.__tail, n.__partial, m.run_id, m.vid AS __vid,
            m.filename AS __file,
            m.status IN ('killed', 'failed', 'running') AS __ended,
            m.status IS NOT DISTINCT FROM 'running' AS __running,
            -- it raised after ending every outer iteration it began: it reached the code
-           -- after its loop, up to the line that raised (a replay must raise there too)
+           -- after its loop, up to the line that raised (a replay must raise there too); or
+           -- in a loop today's code has after the statement (a test loop after training:
+           -- session 51, a statement between the two was NULL "in the iteration the run
+           -- ended in and after it")
            m.status = 'failed' AND m.error IS NOT NULL AND NOT EXISTS (
-               SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id) AS __failed_after
+               SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id
+               AND NOT list_contains(n.__later, o.loop_name)) AS __failed_after
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)
     WHERE true{{limit}}
     -- a run with an arg of that name reads the arg in every row: it lacks no log of it
@@ -178,8 +182,16 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
                 # in an inner loop, logged in each of its iterations today: coverage by the
                 # inner contexts' records (see ``needed``)
                 partial = bool(site.chain and len(site.chain) > 1 and fold(name) in code.every)
+                # the top loops after it in today's file (where it is outside every loop)
+                later = [
+                    n
+                    for n, line in code.top_loops
+                    if site.chain == () and line > site.line and site.file in (filename, "")
+                ]
+                after = "[" + ", ".join(map(string_literal, later)) + "]::VARCHAR[]"
                 row = f"({string_literal(site.name)}, {string_literal(filename)}, "
-                row += f"{string_literal(want)}, {str(tail).lower()}, {str(partial).lower()})"
+                row += f"{string_literal(want)}, {str(tail).lower()}, {str(partial).lower()}, "
+                row += f"{after})"
                 if row not in values:
                     values.append(row)
     return values

@@ -105,6 +105,8 @@ class RunFacts:
     #: the run raised after ending every outer iteration it began (its error recorded): the
     #: code after its loop runs, up to where it raised, where its replay must raise too
     failed_after: bool = False
+    #: it failed raising an error (wherever: a test loop after the training one too)
+    raised: bool = False
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
     #: loop -> iterations whose ``after:`` checkpoint was taken as the inner loop was left before
     #: it ran out (break, return or an exception; runs recorded before this was kept: none)
@@ -176,6 +178,7 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
         facts[run_id].total = float(total)
         facts[run_id].ended = bool(ended)
         facts[run_id].failed_after = bool(failed)  # until an open iteration says otherwise
+        facts[run_id].raised = bool(failed)
     rows = con.execute(
         """SELECT run_id, loop_name, min(iteration) FROM __flor_open
            WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id, loop_name""",
@@ -253,7 +256,11 @@ def plan_run(
         chunks = []
         loop = patched.outer.name if patched.outer else None
         loops = {n.loop for n in iteration_needs} | ({loop} if loop else set())
-        to_end = bool(top_level) and patched.after_loop and (not facts.ended or facts.failed_after)
+        # a run that raised in a later top loop (a test loop after training) reached the code
+        # between the two: the replay set planned its statements there only then
+        later = facts.raised and loop is not None and loop not in facts.unfinished
+        to_end = bool(top_level) and patched.after_loop
+        to_end = to_end and (not facts.ended or facts.failed_after or later)
         for lp in sorted(loops):
             its = [n.iteration for n in iteration_needs if n.loop == lp]
             end = to_end and lp == loop
