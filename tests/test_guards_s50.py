@@ -52,6 +52,26 @@ CASES = {
         + "    with suppress(KeyError):\n        flor.log('a', 1)\n",
         False,
     ),
+    "in a context manager of the file's that catches": (
+        "import contextlib\n@contextlib.contextmanager\ndef safe():\n    try:\n        yield\n"
+        "    except ZeroDivisionError:\n        pass\n"
+        + LOOP
+        + "    with safe():\n        flor.log('a', 1)\n",
+        False,
+    ),
+    "in a context manager of the file's that does not catch": (
+        "import contextlib\n@contextlib.contextmanager\ndef timed():\n    yield\n"
+        + LOOP
+        + "    with timed():\n        flor.log('a', 1)\n",
+        True,
+    ),
+    "in a class whose __exit__ returns True": (
+        "class Quiet:\n    def __enter__(self):\n        return self\n"
+        "    def __exit__(self, *a):\n        return True\n"
+        + LOOP
+        + "    with Quiet():\n        flor.log('a', 1)\n",
+        False,
+    ),
     "in an and": (LOOP + "    epoch and flor.log('a', 1)\n", False),
     "in a conditional expression": (LOOP + "    flor.log('a', 1) if epoch else None\n", False),
     "in a comprehension": (LOOP + "    [flor.log('a', i) for i in range(epoch)]\n", False),

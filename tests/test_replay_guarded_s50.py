@@ -145,3 +145,50 @@ def test_a_name_the_old_file_logs_goes_in_again_only_when_asked() -> None:
     # today's very statement, where the old file has it: nothing to place
     same = propagate(old, old, again=["val"])
     assert same.source == old and same.skipped == ("loss", "val")
+
+
+def test_a_run_that_logged_the_name_with_another_statement_is_not_mixed(tmp_path: Path) -> None:
+    """Sweep W (session 51): old ``if epoch % 2 == 0: flor.log("val", w * 3)``, today's
+    ``flor.log("val", w * 4)`` every epoch. Filling the odd epochs with today's values mixed
+    two definitions in one run's column (``*3`` and ``*4`` taking turns, silently). The run
+    keeps its recorded values, the others are NULL, said; a run that never logged ``val`` is
+    replayed whole with today's statement."""
+    old = HEAD + (
+        "        if do_eval and epoch % 2 == 0:\n            flor.log('val', round(w * 3, 9))\n"
+    )
+    today = HEAD + "        flor.log('val', round(w * 4, 9))\n"
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    oracle = make_repo(tmp_path / "o", {"train.py": old})
+    _record(repo, [("--do_eval", "1"), ()])
+    _record(oracle, [("--do_eval", "1")])
+    write(oracle / "train.py", today)
+    git(oracle, "commit", "-qam", "today")
+    _record(oracle, [()])
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    sql = "SELECT do_eval, epoch, val FROM logs WHERE step IS NULL ORDER BY do_eval, epoch"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cur = con.cursor()
+        explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql).fetchall())
+        got = cur.execute(sql).fetchall()
+    assert got == want, (got, want)
+    assert [e for d, e, _ in got if d == 1] == [0, 2, 4]  # (rows where it has a value)
+    assert [e for d, e, v in got if d == 0 and v is not None] == [0, 1, 2, 3, 4]
+    assert "which recorded it in other iterations with another statement" in explain, explain
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "with another statement (flor.log('val', round(w * 3" in m], said
+
+
+def test_explain_says_which_runs_recorded_it_in_some_iterations_only(tmp_path: Path) -> None:
+    old_tail, today_tail, runs, sql = PATTERNS["every run partial"]
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + old_tail})
+    _record(repo, runs)
+    write(repo / "train.py", HEAD + today_tail)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        explain = "\n".join(r[0] for r in con.cursor().execute("EXPLAIN " + sql).fetchall())
+    # (it said "2 run(s) did not record it" of runs that recorded it in half the epochs)
+    assert "val (2 run(s) recorded it in some iterations only)" in explain, explain

@@ -472,6 +472,17 @@ _FAILED_HINT = {
 def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
     """One warning per failed or killed run whose unreached values the query asked for."""
     for u in plan.unreached:
+        if u.statement:
+            _warn(
+                engine,
+                messages,
+                f"{', '.join(u.names)} of run {u.run_id}: NULL where the run did not record it: "
+                f"it recorded it in other iterations with another statement ({u.reason}) than "
+                "today's, and replay does not mix today's values into that run's column (give "
+                "today's statement a name of its own to have it replayed in every iteration)",
+                FlorWarning,
+            )
+            continue
         if u.running:
             _warn(
                 engine,

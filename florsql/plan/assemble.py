@@ -75,6 +75,7 @@ def assemble(state: PlanState) -> None:
         residual=tuple(not state.pushed.get(r.ref_id, _NONE).exact for r in state.references),
         limit_runs=tuple(sorted(state.limit_runs)) if state.limit_runs is not None else None,
         lacking=tuple((n, _lacking(state, n)) for n in referenced),
+        lacking_some=tuple((n, _partial(state, n)) for n in referenced if _partial(state, n)),
         unreplayable=_unreplayable(state, referenced, [o[0] for o in orphaned]),
         orphaned=orphaned,
         notes=tuple(state.notes),
@@ -244,6 +245,11 @@ def _patched(
 def _lacking(state: PlanState, name: str) -> int:
     column = state.catalog.column(name)
     return column.lacking_runs if column is not None else 0
+
+
+def _partial(state: PlanState, name: str) -> int:
+    column = state.catalog.column(name)
+    return column.partial_runs if column is not None else 0
 
 
 def _run_files(state: PlanState, run_ids: list[str]) -> dict[str, list[str]]:

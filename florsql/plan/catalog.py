@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlglot.schema import MappingSchema
 
+from florsql.errors import FlorError
 from florsql.fold import fold, fold_sql
 from florsql.plan.hindsight import (
     ScriptCode,
@@ -88,6 +89,9 @@ class LogsColumn:
     lacking_runs: int = 0
     spellings: tuple[str, ...] = ()
     shared: tuple[tuple[Kind, str], ...] = ()
+    #: of ``lacking_runs``, those that recorded it, but not in every iteration today's
+    #: statement runs in (:func:`_lacking_some`)
+    partial_runs: int = 0
 
     @property
     def run_level(self) -> bool:
@@ -140,6 +144,7 @@ def shared_column(first: LogsColumn, others: list[LogsColumn]) -> LogsColumn:
         first.lacking_runs + sum(o.lacking_runs for o in logs),
         spellings,
         shared,
+        first.partial_runs + sum(o.partial_runs for o in logs),
     )
 
 
@@ -318,7 +323,7 @@ def build_catalog(
     skip = set(RUN_CORE) | (set(RUN_EXTRA) - arg_names)
     cols += [LogsColumn(n, "arg", t) for n, t in sorted(runs.items()) if fold(n) not in skip]
     scripts = scan_scripts(con, repo) if scripts is None else scripts
-    cols += _log_columns(con, scripts, memo, generation)
+    cols += _log_columns(con, scripts, memo, generation, repo)
     unique: dict[str, LogsColumn] = {}
     shadowed: dict[str, list[LogsColumn]] = {}
     for c in cols:  # names ignore case, as SQL identifiers do
@@ -487,6 +492,7 @@ def _log_columns(
     scripts: dict[str, ScriptCode],
     memo: RecordedMemo,
     generation: Generation | None,
+    repo: Path | None = None,
 ) -> list[LogsColumn]:
     stats = {
         fold(name): (name, list(vtypes), runs, tuple(spellings))
@@ -510,22 +516,26 @@ def _log_columns(
         for site in code.sites
         if site.chain and fold(site.name) in code.every
     )
-    some = memo.get(generation, ("lacking some", every), lambda: _lacking_some(con, every))
+    some = memo.get(generation, ("lacking some", every), lambda: _lacking_some(con, every, repo))
+    partial: dict[str, int] = {}
     for name, n in some.items():
         key = fold(name)
         before = lacking.get(key, (name, 0))[1]
         lacking[key] = (spelled.get(key, name), before + n)
+        partial[key] = partial.get(key, 0) + n
     out = []
     for key in sorted(set(stats) | set(lacking)):
         name, vtypes, runs, spellings = stats[key] if key in stats else (lacking[key][0], [], 0, ())
         missing = lacking.get(key, (name, 0))[1]
         column = LogsColumn(name, "log", log_type(vtypes), missing > 0, runs, missing, spellings)
-        out.append(column)
+        out.append(replace(column, partial_runs=partial.get(key, 0)))
     return out
 
 
 def _lacking_some(
-    con: duckdb.DuckDBPyConnection, sites: tuple[tuple[str, str, str], ...]
+    con: duckdb.DuckDBPyConnection,
+    sites: tuple[tuple[str, str, str], ...],
+    repo: Path | None = None,
 ) -> dict[str, int]:
     """Per name whose statement today runs in every iteration of its loop (``sites``: file,
     name, chain; :attr:`ScriptCode.every`): how many runs that executed the file recorded it,
@@ -535,7 +545,9 @@ def _lacking_some(
     any value counted, and such iterations stayed NULL, said nowhere. A run that entered its
     outer loop more than once is left out (two passes number their iterations alike: the
     second pass's epoch 1 is not the first's), and so is an iteration the run did not end (it
-    was killed or failed in it)."""
+    was killed or failed in it). So is a run whose version logs the name with another
+    statement than today's (:func:`florsql.plan.guards.other_statement`): its recorded values
+    are of another definition, and today's would not be mixed in."""
     if not sites:
         return {}
     values = ", ".join(
@@ -543,7 +555,7 @@ def _lacking_some(
     )
     rows = con.execute(
         f"""WITH s(filename, name, chain) AS (VALUES {values})
-            SELECT s.name, count(DISTINCT m.run_id)
+            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename
             FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
             JOIN __flor_chains c ON c.run_id = m.run_id AND c.chain = s.chain
             WHERE c.outer_iteration IS NOT NULL
@@ -565,10 +577,34 @@ def _lacking_some(
             AND NOT EXISTS (SELECT 1 FROM __flor_times t WHERE t.run_id = m.run_id
                             AND t.loop_name = c.outer_loop AND t.entries > 1)
             AND NOT EXISTS (SELECT 1 FROM args a WHERE a.run_id = m.run_id
-                            AND {fold_sql("a.name")} = {fold_sql("s.name")})
-            GROUP BY s.name"""
+                            AND {fold_sql("a.name")} = {fold_sql("s.name")})"""
     ).fetchall()
-    return {name: int(n) for name, n in rows if n}
+    from florsql.plan.guards import other_statement
+    from florsql.versions import file_at
+
+    texts: dict[tuple[str | None, str], str | None] = {}
+
+    def text(vid: str | None, filename: str) -> str | None:
+        if repo is None:
+            return None
+        if (vid, filename) not in texts:
+            try:
+                texts[(vid, filename)] = (
+                    (Path(repo) / filename).read_text(encoding="utf-8")
+                    if vid is None
+                    else file_at(Path(repo), vid, filename)
+                )
+            except (FlorError, OSError, UnicodeDecodeError):
+                texts[(vid, filename)] = None
+        return texts[(vid, filename)]
+
+    runs: dict[str, set[str]] = {}
+    for name, run_id, vid, filename in rows:
+        today, old = text(None, filename), text(vid, filename)
+        if today and old and other_statement(today, old, name) is not None:
+            continue
+        runs.setdefault(name, set()).add(run_id)
+    return {name: len(ids) for name, ids in runs.items()}
 
 
 def _lacking(con: duckdb.DuckDBPyConnection, pairs: tuple[tuple[str, str], ...]) -> dict[str, int]:

@@ -189,7 +189,7 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
                 "against their estimates (too few replay tasks here yet)"
             )
     if plan.names:
-        lacking = ", ".join(f"{n} ({k} run(s) did not record it)" for n, k in plan.lacking)
+        lacking = ", ".join(_lacking_text(n, k, dict(plan.lacking_some)) for n, k in plan.lacking)
         lines.append(f"  hindsight columns: {lacking}")
     for i, (pushed, residual) in enumerate(zip(plan.pushed, plan.residual, strict=False)):
         tail = "; other predicates stay in DuckDB" if residual else ""
@@ -217,6 +217,13 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         first = f.reason.splitlines()[0] if f.reason else ""
         lines.append(f"  not replayed, failed before: {', '.join(f.names)}: {first}")
     for u in plan.unreached:
+        if u.statement:
+            lines.append(
+                f"  not replayed: {', '.join(u.names)} of run {u.run_id}, which recorded it in "
+                f"other iterations with another statement ({u.reason}): give today's its own "
+                "name to have it replayed"
+            )
+            continue
         if u.running:
             lines.append(
                 f"  not replayed, the run is still running: {', '.join(u.names)} of run {u.run_id}"
@@ -231,3 +238,16 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         lines.append("__flor_wide, the pivot materialized once per index generation:")
         lines += ["  " + ln for ln in pivot.splitlines()]
     return lines
+
+
+def _lacking_text(name: str, runs: int, some: dict[str, int]) -> str:
+    """How EXPLAIN says which runs lack a hindsight column (session 51: "2 run(s) did not
+    record it" of runs that recorded it in half the epochs)."""
+    partial = some.get(name, 0)
+    if partial >= runs:
+        return f"{name} ({runs} run(s) recorded it in some iterations only)"
+    if partial:
+        return (
+            f"{name} ({runs - partial} run(s) did not record it, {partial} in some iterations only)"
+        )
+    return f"{name} ({runs} run(s) did not record it)"

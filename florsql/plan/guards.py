@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from florsql.fold import fold
 
-__all__ = ["always_runs", "every_iteration", "top_loops"]
+__all__ = ["always_runs", "every_iteration", "other_statement", "top_loops"]
 
 _DEPTH = 4
 
@@ -80,7 +80,7 @@ def every_iteration(text: str) -> frozenset[str]:
             elif isinstance(node.func, ast.Name | ast.Attribute):
                 callee = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
                 calls.setdefault(callee, []).append(node)
-    walker = _Walker(scanner, parents, functions, calls)
+    walker = _Walker(scanner, parents, functions, calls, _suppressing(module))
     return frozenset(name for name, call in logs if walker.every_iteration(call, 0))
 
 
@@ -91,7 +91,9 @@ class _Walker:
         parents: dict[ast.AST, ast.AST],
         functions: dict[str, list[ast.AST]],
         calls: dict[str, list[ast.Call]],
+        suppressing: frozenset[str] = frozenset(),
     ) -> None:
+        self.suppressing = suppressing
         self.scanner = scanner
         self.parents = parents
         self.functions = functions
@@ -165,7 +167,7 @@ class _Walker:
                 if not _main_guard(parent):
                     return False
             elif isinstance(parent, ast.With | ast.AsyncWith):
-                if any(_may_suppress(item.context_expr) for item in parent.items):
+                if any(_may_suppress(i.context_expr, self.suppressing) for i in parent.items):
                     return False
             elif isinstance(parent, ast.For | ast.AsyncFor):
                 if not self._flor_loop(parent):
@@ -191,14 +193,48 @@ def _main_guard(node: ast.If) -> bool:
     return len(names) == 1 and len(main) == 1
 
 
-def _may_suppress(expr: ast.expr) -> bool:
-    """Whether a ``with`` item may swallow an exception (``contextlib.suppress(...)``)."""
+def _may_suppress(expr: ast.expr, local: frozenset[str] = frozenset()) -> bool:
+    """Whether a ``with`` item may swallow an exception (``contextlib.suppress(...)``, or a
+    context manager of the file's that may: ``local``, :func:`_suppressing`)."""
+    names = local | {"suppress"}
     for node in ast.walk(expr):
-        if isinstance(node, ast.Name) and node.id == "suppress":
+        if isinstance(node, ast.Name) and node.id in names:
             return True
-        if isinstance(node, ast.Attribute) and node.attr == "suppress":
+        if isinstance(node, ast.Attribute) and node.attr in names:
             return True
     return False
+
+
+def _suppressing(module: ast.Module) -> frozenset[str]:
+    """Names of the file's own context managers that may swallow an exception: a
+    ``@contextmanager`` function that catches one (``try: yield`` / ``except ...: pass``), a
+    class whose ``__exit__`` may return a true value (sweep W, session 51: ``with safe():``
+    around today's statement was taken for running every epoch, and runs of today's own
+    script were replayed, warned "the old code does not get to it")."""
+    out: set[str] = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            decorated = any(
+                (isinstance(d, ast.Name) and "contextmanager" in d.id)
+                or (isinstance(d, ast.Attribute) and "contextmanager" in d.attr)
+                for d in node.decorator_list
+            )
+            if decorated and any(
+                isinstance(t, ast.Try | ast.TryStar) and t.handlers for t in ast.walk(node)
+            ):
+                out.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in (
+                    "__exit__",
+                    "__aexit__",
+                ):
+                    for r in ast.walk(item):
+                        value = r.value if isinstance(r, ast.Return) else None
+                        quiet = isinstance(value, ast.Constant) and value.value in (None, False)
+                        if value is not None and not quiet:
+                            out.add(node.name)
+    return frozenset(out)
 
 
 def _leaves(stmt: ast.stmt) -> bool:
@@ -258,3 +294,37 @@ def top_loops(text: str) -> tuple[tuple[str, int], ...]:
 
     visit(module)
     return tuple(sorted(out, key=lambda p: p[1]))
+
+
+@lru_cache(maxsize=256)
+def _log_calls(text: str) -> dict[str, frozenset[str]]:
+    """Per name (case folded), the ``flor.log`` calls of ``text`` logging it, as
+    :func:`ast.unparse` writes them (no comments, no layout)."""
+    from florsql.plan.scan_ast import _aliases, _Scanner
+
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return {}
+    scanner = _Scanner(text, _aliases(module))
+    out: dict[str, set[str]] = {}
+    for node in ast.walk(module):
+        if isinstance(node, ast.Call):
+            name = scanner._flor_call(node, "log")
+            if name is not None:
+                out.setdefault(fold(name), set()).add(ast.unparse(node))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def other_statement(today: str, old: str, name: str) -> str | None:
+    """The old file's statement of ``name`` where it logs the name only otherwise than
+    today's file does (``flor.log("val", w * 3)`` for today's ``w * 4``), else None (the same
+    statement there, or a file that does not log it, which tells nothing). A run that recorded
+    the name with it in some iterations keeps those values: today's filling the others would
+    mix two definitions in one column of one run (sweep W: ``10.5, 15.0, 14.625`` where
+    ``*3`` and ``*4`` took turns, silently)."""
+    old_calls = _log_calls(old).get(fold(name))
+    new_calls = _log_calls(today).get(fold(name))
+    if not old_calls or not new_calls or old_calls & new_calls:
+        return None
+    return sorted(old_calls)[0]

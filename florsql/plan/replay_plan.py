@@ -231,6 +231,9 @@ class Unreached:
     names: tuple[str, ...]
     reason: str
     running: bool = False
+    #: the run recorded ``names`` in other iterations with another statement than today's
+    #: (``reason``: the old call): not replayed, lest the column mix two definitions
+    statement: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class ReplayPlan:
     residual: tuple[bool, ...] = ()
     limit_runs: tuple[str, ...] | None = None
     lacking: tuple[tuple[str, int], ...] = ()
+    #: of ``lacking``, per name, the runs that recorded it in some iterations only
+    lacking_some: tuple[tuple[str, int], ...] = ()
     unreplayable: tuple[tuple[str, int], ...] = ()
     orphaned: tuple[tuple[str, tuple[str, ...], int], ...] = ()
     notes: tuple[str, ...] = ()

@@ -161,13 +161,73 @@ def replay_set(state: PlanState) -> None:
     needs = sorted(
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
+    needs, other = _other_statements(state, needs)
     state.needs = _without_remembered_failures(state, needs)
     for run_id, never in _find_unplaceable(state).items():
         unreached.setdefault(run_id, set()).update(never)
-    state.unreached = _ended_runs(state, unreached) + [
-        Unreached(run_id, tuple(sorted(names)), "still running", running=True)
-        for run_id, names in sorted(running.items())
+    state.unreached = (
+        _ended_runs(state, unreached)
+        + other
+        + [
+            Unreached(run_id, tuple(sorted(names)), "still running", running=True)
+            for run_id, names in sorted(running.items())
+        ]
+    )
+
+
+def _other_statements(
+    state: PlanState, needs: list[NeedRow]
+) -> tuple[list[NeedRow], list[Unreached]]:
+    """``needs`` less those of runs that recorded the name, in other iterations, with another
+    statement than today's (:func:`florsql.plan.guards.other_statement`): filling the rest
+    with today's values would mix two definitions in one run's column (sweep W, session 51:
+    ``*3`` recorded in the even epochs, today's ``*4`` replayed in the odd ones, silently).
+    They stay NULL, said of the run (:class:`Unreached` with ``statement``)."""
+    from florsql.plan.guards import other_statement
+    from florsql.versions import file_at
+
+    pairs = {(n.run_id, fold(n.name)) for n in needs}
+    if not pairs:
+        return needs, []
+    runs = sorted({r for r, _ in pairs})
+    recorded = {
+        (r, n)
+        for r, n in state.con.execute(
+            "SELECT DISTINCT run_id, name FROM __flor_cover WHERE recorded"
+            " AND run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [runs],
+        ).fetchall()
+    } & pairs
+    if not recorded:
+        return needs, []
+    texts: dict[tuple[str | None, str], str | None] = {}
+
+    def text(vid: str | None, filename: str) -> str | None:
+        if (vid, filename) not in texts:
+            try:
+                if vid is None:
+                    texts[(vid, filename)] = (state.repo / filename).read_text(encoding="utf-8")
+                else:
+                    texts[(vid, filename)] = file_at(state.repo, vid, filename)
+            except (FlorError, OSError, UnicodeDecodeError):
+                texts[(vid, filename)] = None
+        return texts[(vid, filename)]
+
+    kept: list[NeedRow] = []
+    other: dict[str, tuple[set[str], str]] = {}
+    for need in needs:
+        if (need.run_id, fold(need.name)) in recorded:
+            today, old = text(None, need.filename), text(need.vid, need.filename)
+            why = other_statement(today, old, need.name) if today and old else None
+            if why is not None:
+                other.setdefault(need.run_id, (set(), why))[0].add(need.name)
+                continue
+        kept.append(need)
+    out = [
+        Unreached(run_id, tuple(sorted(names)), why, statement=True)
+        for run_id, (names, why) in sorted(other.items())
     ]
+    return kept, out
 
 
 def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
