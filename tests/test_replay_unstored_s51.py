@@ -74,6 +74,16 @@ def test_iterations_the_old_code_did_not_get_to_are_said(tmp_path: Path, case: s
     assert len(hits) == 1, said
     assert f"{name} of run " in hits[0] and "NULL at epoch 0, 2, 4" in hits[0], hits
     assert "train.py line" in hits[0]
+    # a later query replays nothing and says so too (before: NULL, said nowhere)
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert con.cursor().execute(sql).fetchall() == rows
+    said = [str(w.message) for w in caught if issubclass(w.category, FlorWarning)]
+    assert said == [
+        f"{name}: NULL in 3 outer iteration(s) of 1 run(s) where today's statement runs in "
+        "every iteration, but the replay of their old version did not get to it (the query "
+        "that replayed them said where and why)"
+    ], said
 
 
 def test_a_statement_today_s_code_guards_itself_is_not_said(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from florsql.plan.catalog import Catalog
 
-__all__ = ["arg_gaps", "stored_mismatches"]
+__all__ = ["arg_gaps", "stored_mismatches", "unstored_reads"]
 
 
 def arg_gaps(
@@ -183,3 +183,76 @@ def _mismatched(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
             return {}
         raise
     return {str(n): (int(k), str(m)) for n, k, m in rows}
+
+
+#: The start of the replaying query's own message (:func:`florsql.engine.replay_decision.
+#: unstored_lines`): where it was said just now, :func:`unstored_reads` is not.
+UNSTORED_SAID = "runs in every iteration, but the replay"
+
+
+def unstored_reads(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    query: exp.Expr,
+    memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] | None = None,
+) -> list[str]:
+    """One message per log name the query reads that today's code logs in every iteration
+    of its loop (:attr:`ScriptCode.every`) while finished replay tasks left outer iterations
+    of that loop without a value (the old code did not get to the statement there): the query
+    that replayed them said why, per run; every later read says so too, where before it
+    answered NULL and EXPLAIN "every value the query reads exists" (session 51, sweep W)."""
+    sites = {
+        (fold(s.name), s.chain[0])
+        for code in catalog.scripts.values()
+        for s in code.sites
+        if s.chain and fold(s.name) in code.every
+    }
+    if not sites:
+        return []
+    if any(True for _ in query.find_all(exp.Star)):
+        named = {n for n, _ in sites}
+    else:
+        named = {fold(c.name) for c in query.find_all(exp.Column)} & {n for n, _ in sites}
+    if not named:
+        return []
+    hit = None if memo is None else memo.get(0)
+    if hit is not None and hit[0] is catalog:
+        known = hit[1]
+    else:
+        known = _unstored(con, sorted(sites))
+        if memo is not None:
+            memo[0] = (catalog, known)
+    return [
+        f"{name}: NULL in {known[name][1]} outer iteration(s) of {known[name][0]} run(s) where "
+        "today's statement runs in every iteration, but the replay of their old version did "
+        "not get to it (the query that replayed them said where and why)"
+        for name in sorted(named)
+        if name in known
+    ]
+
+
+def _unstored(
+    con: duckdb.DuckDBPyConnection, sites: list[tuple[str, str]]
+) -> dict[str, tuple[int, int]]:
+    """Per name (lower case): the runs and outer iterations of ``sites``' loops that counted
+    replay tasks covered without a value there."""
+    from florsql.plan.stats import string_literal
+
+    values = ", ".join(f"({string_literal(n)}, {string_literal(lp)})" for n, lp in sites)
+    try:
+        rows = con.execute(
+            f"""WITH s(name, loop) AS (VALUES {values})
+                SELECT p.name, count(DISTINCT p.run_id), count(*)
+                FROM __flor_replayed p JOIN s ON s.name = p.name AND s.loop = p.outer_loop
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM all_log_records r JOIN __flor_ctx c
+                    ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id
+                    WHERE r.run_id = p.run_id AND {fold_sql("r.name")} = p.name
+                    AND c.outer_loop = p.outer_loop AND c.outer_iteration = p.outer_iteration)
+                GROUP BY p.name"""
+        ).fetchall()
+    except Exception as e:  # an index built before __flor_replayed: nothing to say
+        if type(e).__module__.startswith(("duckdb", "_duckdb")):
+            return {}
+        raise
+    return {str(n): (int(k), int(m)) for n, k, m in rows}

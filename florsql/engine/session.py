@@ -34,7 +34,12 @@ from florsql.engine.cache import CacheState
 from florsql.engine.duck_errors import translate_duckdb_error
 from florsql.engine.exact import ExactStream, run_exact, stream_exact, type_name
 from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, executor_from
-from florsql.engine.read_warnings import arg_gaps, stored_mismatches
+from florsql.engine.read_warnings import (
+    UNSTORED_SAID,
+    arg_gaps,
+    stored_mismatches,
+    unstored_reads,
+)
 from florsql.engine.replay_decision import (
     Messages,
     replay_if_needed,
@@ -50,6 +55,7 @@ from florsql.errors import (
     ArgMissingWarning,
     DamagedFileWarning,
     FlorError,
+    FlorWarning,
     NondeterminismWarning,
     PlanError,
     QueryInterrupted,
@@ -168,6 +174,7 @@ class Engine:
         self._plans_lock = threading.Lock()
         #: the log names with values from replays that disagreed, per catalog (stored_mismatches)
         self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
+        self._unstored_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
         self.closed = False
@@ -398,6 +405,9 @@ class Engine:
             if not any(c is NondeterminismWarning for c, _ in messages):  # said it just now
                 for text in stored_mismatches(con, catalog, stmt.query, self._mismatch_memo):
                     warn(self, messages, text, NondeterminismWarning)
+            if not any(UNSTORED_SAID in m for _, m in messages):  # (said it just now)
+                for text in unstored_reads(con, catalog, stmt.query, self._unstored_memo):
+                    warn(self, messages, text, FlorWarning)
         rows = None
         if stream:
             rows, types = self._stream(con, planned.sql, stmt)
