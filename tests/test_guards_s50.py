@@ -72,6 +72,26 @@ CASES = {
         + "    with Quiet():\n        flor.log('a', 1)\n",
         False,
     ),
+    "in both branches of an if": (
+        LOOP + "    if epoch % 2:\n        flor.log('a', 1)\n    else:\n        flor.log('a', 2)\n",
+        True,
+    ),
+    "in an if, an elif and an else": (
+        LOOP
+        + "    if epoch == 0:\n        flor.log('a', 1)\n    elif epoch == 1:\n"
+        + "        flor.log('a', 2)\n    else:\n        flor.log('a', 3)\n",
+        True,
+    ),
+    "in an if and an elif, no else": (
+        LOOP
+        + "    if epoch == 0:\n        flor.log('a', 1)\n    elif epoch == 1:\n"
+        + "        flor.log('a', 2)\n",
+        False,
+    ),
+    "in an if whose else logs another name": (
+        LOOP + "    if epoch % 2:\n        flor.log('a', 1)\n    else:\n        flor.log('b', 2)\n",
+        False,
+    ),
     "in an and": (LOOP + "    epoch and flor.log('a', 1)\n", False),
     "in a conditional expression": (LOOP + "    flor.log('a', 1) if epoch else None\n", False),
     "in a comprehension": (LOOP + "    [flor.log('a', i) for i in range(epoch)]\n", False),

@@ -11,7 +11,9 @@ guarded leaves the old behaviour: coverage by any recorded value):
 
 - from the statement up to the body of the ``flor.loop`` ``for`` holding it, every enclosing
   block is the loop's body, a ``with`` (not ``contextlib.suppress``), a ``try``'s ``finally``,
-  or the ``if __name__ == "__main__":`` guard; an ``if``, ``match``, ``while``, a ``try`` body,
+  or the ``if __name__ == "__main__":`` guard, or a branch of an ``if`` whose other branch logs
+  the name too (an ``else`` that does; ``elif`` chains alike); an ``if``, ``match``, ``while``,
+  a ``try`` body,
   an ``except``, a loop's ``else`` or a plain ``for`` (it may iterate nothing) is a guard;
 - no statement before it in those blocks may leave early (``break``, ``continue``, ``return``
   outside a nested loop or function: ``if epoch < warmup: continue``); a ``raise`` ends the
@@ -104,9 +106,11 @@ class _Walker:
             return False
         return self.scanner._loop_name(node.iter) is not None  # type: ignore[attr-defined]
 
-    def every_iteration(self, call: ast.Call, depth: int) -> bool:
+    def every_iteration(self, call: ast.Call, depth: int, name: str = "") -> bool:
         """Whether ``call`` runs each time the body of its ``flor.loop`` (or, in a function,
-        of each loop its calls run in) runs."""
+        of each loop its calls run in) runs, or, in one branch of an ``if``, the other branch
+        logs ``name`` too (the log's name, folded)."""
+        name = name or fold(self.scanner._flor_call(call, "log") or "")  # type: ignore[attr-defined]
         stmt = self._statement_of(call)
         if stmt is None:
             return False
@@ -115,19 +119,38 @@ class _Walker:
             parent = self.parents.get(node)
             if parent is None:
                 return False  # the module's top level: no loop around it
-            if not self._reached(parent, node):
+            if not self._reached(parent, node, name):
                 return False
             if self._flor_loop(parent):
                 return True  # (``_reached`` took it by its body)
             if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
-                return self._each_call(parent, depth)
+                return self._each_call(parent, depth, name)
             node = parent
 
-    def _each_call(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> bool:
+    def _each_call(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int, name: str) -> bool:
         if depth >= _DEPTH or len(self.functions.get(fn.name, ())) != 1:
             return False  # too deep, or two functions of one name: which is called is unknown
         sites = [c for c in self.calls.get(fn.name, ()) if not _inside(c, fn, self.parents)]
-        return bool(sites) and all(self.every_iteration(c, depth + 1) for c in sites)
+        return bool(sites) and all(self.every_iteration(c, depth + 1, name) for c in sites)
+
+    def _logs_always(self, block: list[ast.stmt], name: str) -> bool:
+        """Whether ``block`` logs ``name`` each time it runs: a statement of it that is a log
+        of the name, or an ``if`` both of whose branches do, before anything leaves early."""
+        for stmt in block:
+            if _leaves(stmt):
+                return False
+            value = stmt.value if isinstance(stmt, ast.Expr | ast.Assign) else None
+            if isinstance(value, ast.Call):
+                logged = self.scanner._flor_call(value, "log")  # type: ignore[attr-defined]
+                if logged is not None and fold(logged) == name:
+                    return True
+            if (
+                isinstance(stmt, ast.If)
+                and self._logs_always(stmt.body, name)
+                and self._logs_always(stmt.orelse, name)
+            ):
+                return True
+        return False
 
     def _statement_of(self, call: ast.Call) -> ast.stmt | None:
         """The statement ``call`` is the whole of (an expression statement, an assignment's
@@ -153,15 +176,22 @@ class _Walker:
                 continue
             return None
 
-    def _reached(self, parent: ast.AST, child: ast.AST) -> bool:
+    def _reached(self, parent: ast.AST, child: ast.AST, name: str = "") -> bool:
         """Whether ``child`` (a statement of ``parent``'s) runs every time ``parent``'s block
-        holding it starts: not a guarded block, and nothing before it leaves early."""
+        holding it starts: not a guarded block, and nothing before it leaves early. A branch of
+        an ``if`` whose other branch logs ``name`` too counts as running (``if eval_mode:
+        flor.log("val", a) else: flor.log("val", b)``: sweep W)."""
         for field in ("body", "orelse", "finalbody", "handlers", "cases"):
             block = getattr(parent, field, None)
             if isinstance(block, list) and child in block:
                 break
         else:
             return False  # an expression, a decorator: not a block of statements
+        if isinstance(parent, ast.If) and not _main_guard(parent) and name:
+            other = parent.orelse if field == "body" else parent.body
+            if field not in ("body", "orelse") or not self._logs_always(other, name):
+                return False
+            return not any(_leaves(s) for s in block[: block.index(child)])
         if field == "body":
             if isinstance(parent, ast.If):
                 if not _main_guard(parent):
