@@ -93,6 +93,16 @@ PATTERNS = {
         [(), ("--every", "1")],
         "SELECT every, epoch, step, g FROM logs WHERE step IS NOT NULL ORDER BY every, epoch, step",
     ),
+    "a guard alone in a helper": (
+        "        def evaluate():\n"
+        "            if epoch % every == 0:\n"
+        '                flor.log("val", round(w * 2, 9))\n'
+        "        evaluate()\n",
+        '        def evaluate():\n            flor.log("val", round(w * 2, 9))\n'
+        "        evaluate()\n",
+        [(), ("--every", "3")],
+        "SELECT every, epoch, val FROM logs WHERE step IS NULL ORDER BY every, epoch",
+    ),
     "step level, the same guard today": (
         '            if step % every == 0:\n                flor.log("g", round(w * 7, 9))\n',
         '            if step % every == 0:\n                flor.log("g", round(w * 7, 9))\n'

@@ -372,6 +372,18 @@ def _present(target: LogStatement, session: _Session) -> bool:
     return any(ast.dump(stmt) == mine for stmt in spot.block.stmts)
 
 
+def _holds(mine: str) -> Callable[[ast.stmt], bool]:
+    """Whether an old statement is a branch (an ``if``, a ``with``, a ``try``...) holding a
+    statement whose :func:`ast.dump` is ``mine``; a ``def`` or a class holding it is not."""
+
+    def holds(old: ast.stmt) -> bool:
+        if isinstance(old, ast.Expr | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return False
+        return any(isinstance(n, ast.stmt) and ast.dump(n) == mine for n in ast.walk(old))
+
+    return holds
+
+
 def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]] | None:
     """For a statement in a helper's body where nothing around it matches the old version
     (``def report(m): flor.log("wn", ...)``, today's helper called once in the epoch loop),
@@ -424,6 +436,13 @@ def _plan(
         at = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
         by_twin = at is not None
         spot = at or spot
+        if at is None and log.name in session.again:
+            # placed again, alone in its block, where the old block holds the same statement
+            # inside a branch (``if epoch % 2 == 0: flor.log("val", v)``, today unguarded):
+            # after that branch (sweep W, session 51: refused "no context")
+            branch = locate_twin(chains, session.old_helpers, _holds(ast.dump(log.stmt)))
+            if branch is not None:
+                spot = type(branch)(branch.block, branch.slot + 1)
     if isinstance(spot, Miss):
         lifted = _lift(target, session)
         if lifted is not None:  # the block around it is new: it travels whole, or says why not
