@@ -418,6 +418,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: recorded run's weights, 0.775 for 0.875, silently but for a data warning); a name today's
 #: statement logs in every iteration is replayed in the iterations a run recorded none of it
 #: (``if epoch % 2 == 0:`` old: NULL in the odd epochs, said nowhere).
+#: 46 (session 51, sweep W): a run that recorded a name in some iterations with another
+#: statement than today's keeps its values unmixed, the other iterations NULL, said (session
+#: 50's rule filled them with today's values: ``*3`` and ``*4`` taking turns in one run's
+#: column, silently); values replayed so under 44-45 are computed again.
 REPLAY_RULES = _STORED_RULES
 
 
