@@ -300,10 +300,14 @@ def _inside(node: ast.AST, fn: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool
 
 
 @lru_cache(maxsize=64)
-def top_loops(text: str) -> tuple[tuple[str, int], ...]:
-    """``(name, line)`` of each ``flor.loop`` ``for`` of ``text`` that no other one holds (the
-    training loop, then a test loop), in source order: where a run failed in a later one, a
-    statement between them was reached (:mod:`florsql.plan.replay_set`)."""
+def top_loops(text: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """For each ``flor.log`` call of ``text`` outside every ``flor.loop``: its line, and the
+    names of the top ``flor.loop`` loops (no other one holds them) of its own function (or of
+    the module) that come after it, in source order (the test loop after training): where a
+    run failed in one of those, the statement was reached (:mod:`florsql.plan.replay_set`). A
+    statement in a helper is not placed so: where it runs is its calls' business (sweep X: a
+    helper defined above ``fit()`` took ``fit``'s loop for one after it, and a run that failed
+    in that loop was replayed at every query for a value it never reached)."""
     from florsql.plan.scan_ast import _aliases, _Scanner
 
     try:
@@ -311,19 +315,27 @@ def top_loops(text: str) -> tuple[tuple[str, int], ...]:
     except (SyntaxError, ValueError):
         return ()
     scanner = _Scanner(text, _aliases(module))
-    out: list[tuple[str, int]] = []
+    loops: dict[int, list[tuple[str, int]]] = {}  # id(scope) -> its top loops
+    logs: list[tuple[int, int]] = []  # (line, id(scope)) of the logs outside every loop
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, scope: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                visit(child, child)
+                continue
             if isinstance(child, ast.For | ast.AsyncFor):
                 name = scanner._loop_name(child.iter)
                 if name is not None:
-                    out.append((name, child.lineno))
-                    continue  # loops inside it are not top loops
-            visit(child)
+                    loops.setdefault(id(scope), []).append((name, child.lineno))
+                    continue  # what it holds is in the loop
+            if isinstance(child, ast.Call) and scanner._flor_call(child, "log") is not None:
+                logs.append((child.lineno, id(scope)))
+            visit(child, scope)
 
-    visit(module)
-    return tuple(sorted(out, key=lambda p: p[1]))
+    visit(module, module)
+    return tuple(
+        (line, tuple(n for n, at in loops.get(scope, []) if at > line)) for line, scope in logs
+    )
 
 
 @lru_cache(maxsize=256)

@@ -75,9 +75,10 @@ class ScriptCode:
     #: (:func:`florsql.plan.guards.always_runs`): a run that ended an iteration without a
     #: recorded value of one lacks it there
     every: frozenset[str] = frozenset()
-    #: ``(name, line)`` of the ``flor.loop`` loops no other holds (:func:`florsql.plan.guards.
-    #: top_loops`): a statement between two of them is reached by a run that failed in the later
-    top_loops: tuple[tuple[str, int], ...] = ()
+    #: ``(line, loop names)``: per log statement outside every loop, the top ``flor.loop``
+    #: loops of its own function after it (:func:`florsql.plan.guards.top_loops`): a run that
+    #: failed in one of those reached the statement
+    top_loops: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     def may_draw(self) -> tuple[str, ...]:
         """Distinct log names, in order of appearance, of which a statement may draw."""
@@ -601,7 +602,7 @@ def _encode(code: ScriptCode | None) -> Any:
         "quiet": sorted(code.quiet),
         "modules": [list(m) for m in code.modules],
         "every": sorted(code.every),
-        "top_loops": [list(t) for t in code.top_loops],
+        "top_loops": [[line, list(names)] for line, names in code.top_loops],
     }
 
 
@@ -625,7 +626,9 @@ def _decode(doc: Any) -> ScriptCode | None:
         quiet=frozenset(map(str, doc.get("quiet") or ())),
         modules=tuple((str(n), str(d), int(v)) for n, d, v in doc.get("modules") or ()),
         every=frozenset(map(str, doc.get("every") or ())),
-        top_loops=tuple((str(n), int(line)) for n, line in doc.get("top_loops") or ()),
+        top_loops=tuple(
+            (int(line), tuple(map(str, names))) for line, names in doc.get("top_loops") or ()
+        ),
     )
 
 
@@ -702,7 +705,7 @@ def _every(text: str) -> frozenset[str]:
     return every_iteration(text)
 
 
-def _top_loops(text: str) -> tuple[tuple[str, int], ...]:
+def _top_loops(text: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
     """:attr:`ScriptCode.top_loops` of ``text``."""
     from florsql.plan.guards import top_loops
 

@@ -245,8 +245,9 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
                 # the top loops after it in today's file (where it is outside every loop)
                 later = [
                     n
-                    for n, line in code.top_loops
-                    if site.chain == () and line > site.line and site.file in (filename, "")
+                    for line, names in code.top_loops
+                    if site.chain == () and line == site.line and site.file in (filename, "")
+                    for n in names
                 ]
                 after = "[" + ", ".join(map(string_literal, later)) + "]::VARCHAR[]"
                 row = f"({string_literal(site.name)}, {string_literal(filename)}, "

@@ -207,6 +207,12 @@ def rebuild_stats(
                    any_value(iteration) FILTER (WHERE depth = 1) AS inner_iteration{per_loop}
             FROM ctx_path GROUP BY run_id, ctx_id"""
         )
+        # (before the code tables: ``__flor_cover`` reads it)
+        con.execute(
+            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
+            SELECT run_id, loop_name, iteration FROM loops
+            WHERE parent_ctx = 0 AND seconds IS NULL"""
+        )
     if not (replays_only and since and _code_tables_since(con, tables, place, prefix, src, since)):
         _code_tables(con, tables, place, prefix, src)
     if not replays_only:  # the recorded loops' chains, times and open iterations
@@ -223,11 +229,6 @@ def rebuild_stats(
                    count(DISTINCT o.ctx_id) AS entries
             FROM loops o LEFT JOIN loops i ON i.run_id = o.run_id AND i.parent_ctx = o.ctx_id
             WHERE o.parent_ctx = 0 GROUP BY o.run_id, o.loop_name, o.iteration"""
-        )
-        con.execute(
-            f"""CREATE OR REPLACE {place}TABLE {prefix}__flor_open AS
-            SELECT run_id, loop_name, iteration FROM loops
-            WHERE parent_ctx = 0 AND seconds IS NULL"""
         )
 
 
@@ -306,6 +307,12 @@ def _replayed_cover(prefix: str, src: str, valid: str) -> str:
               FROM {src}replays WHERE status = 'done' AND iterations IS NULL) t
         JOIN {prefix}__flor_ctx c ON c.run_id = t.run_id AND c.outer_loop IS NOT NULL
         WHERE {counted}
+        -- not the iteration a failed or killed run ended in: the task stopped before it (sweep
+        -- X, session 51: covered, so its NULL went unsaid after the replay)
+        AND NOT EXISTS (SELECT 1 FROM {prefix}__flor_open o JOIN {src}run_meta m
+                        ON m.run_id = o.run_id AND m.status IN ('failed', 'killed')
+                        WHERE o.run_id = c.run_id AND o.loop_name = c.outer_loop
+                        AND o.iteration = c.outer_iteration)
         UNION ALL SELECT run_id, {fold_sql("name")}, NULL::VARCHAR, NULL::BIGINT
         FROM (SELECT replay_id, task_id, run_id, unnest(names) AS name
               FROM {src}replays WHERE status = 'done' AND to_end) t WHERE {counted}"""
