@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from florsql.plan.catalog import Catalog
 
-__all__ = ["arg_gaps", "stored_mismatches", "unstored_reads"]
+__all__ = ["arg_gaps", "edited_reads", "stored_mismatches", "unstored_reads"]
 
 
 def arg_gaps(
@@ -256,3 +256,78 @@ def _unstored(
             return {}
         raise
     return {str(n): (int(k), int(m)) for n, k, m in rows}
+
+
+def edited_reads(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    query: exp.Expr,
+    repo: Path,
+    memo: dict[str, tuple[Catalog, list[str]]] | None = None,
+) -> list[str]:
+    """One message per log name the query names whose runs recorded it with another
+    statement than today's (``flor.log("val", w * 3)`` where today's code has ``w * 4``;
+    :func:`florsql.plan.guards.other_statement`): a run that logged a name is never replayed
+    for it, so those rows hold the old statement's values, beside today's where other runs
+    were replayed (sweep X, session 51: ``sum(val)`` 55.97 for 74.63, and ``*3`` beside ``*4``
+    in one column, said nowhere). ``memo``: per name, kept while the catalog is the same."""
+    logs = {fold(c.name): c.name for c in catalog.columns if c.kind == "log"}
+    if not logs or any(True for _ in query.find_all(exp.Star)):
+        return []  # (``SELECT *`` names none: a preview says nothing of each)
+    named = sorted({fold(c.name) for c in query.find_all(exp.Column)} & set(logs))
+    out: list[str] = []
+    for name in named:
+        hit = None if memo is None else memo.get(name)
+        if hit is not None and hit[0] is catalog:
+            out += hit[1]
+            continue
+        lines = _edited(con, catalog, repo, name)
+        if memo is not None:
+            memo[name] = (catalog, lines)
+        out += lines
+    return out
+
+
+def _edited(con: duckdb.DuckDBPyConnection, catalog: Catalog, repo: Path, name: str) -> list[str]:
+    from florsql.errors import FlorError
+    from florsql.plan.guards import _log_calls, other_statement
+    from florsql.versions import file_at
+
+    out = []
+    for filename, code in sorted(catalog.scripts.items()):
+        if not code.sites_of(name):
+            continue
+        try:
+            today = (Path(repo) / filename).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        rows = con.execute(
+            """SELECT m.vid, count(DISTINCT m.run_id) FROM run_meta m
+               WHERE list_contains(m.files, ?) AND EXISTS (SELECT 1 FROM __flor_cover v
+                   WHERE v.run_id = m.run_id AND v.name = ? AND v.recorded)
+               GROUP BY m.vid ORDER BY min(m.tstamp)""",
+            [filename, name],
+        ).fetchall()
+        edited = []
+        for vid, runs in rows:
+            try:
+                old = file_at(Path(repo), str(vid), filename)
+            except (FlorError, OSError):
+                continue
+            why = other_statement(today, old, name)
+            if why is not None:
+                edited.append((str(vid), int(runs), why))
+        if not edited:
+            continue
+        runs = sum(k for _, k, _ in edited)
+        vid, _, why = edited[0]
+        mine = sorted(_log_calls(today).get(name, ()))
+        more = f" and {len(edited) - 1} more version(s)" if len(edited) > 1 else ""
+        out.append(
+            f"{code.sites_of(name)[0].name}: {runs} run(s) recorded it with another statement "
+            f"than today's ({why} in version {vid[:12]}{more} of {filename}; today: "
+            f"{mine[0] if mine else '?'}): their values are that statement's, not today's (a "
+            "run that logged a name is never replayed for it; give today's statement a name of "
+            "its own to have it computed for every run)"
+        )
+    return out

@@ -37,6 +37,7 @@ from florsql.engine.hook import Confirm, ReplayExecutor, default_executor, execu
 from florsql.engine.read_warnings import (
     UNSTORED_SAID,
     arg_gaps,
+    edited_reads,
     stored_mismatches,
     unstored_reads,
 )
@@ -175,6 +176,7 @@ class Engine:
         #: the log names with values from replays that disagreed, per catalog (stored_mismatches)
         self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
         self._unstored_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] = {}
+        self._edited_memo: dict[str, tuple[Catalog, list[str]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
         self.closed = False
@@ -405,6 +407,8 @@ class Engine:
             if not any(c is NondeterminismWarning for c, _ in messages):  # said it just now
                 for text in stored_mismatches(con, catalog, stmt.query, self._mismatch_memo):
                     warn(self, messages, text, NondeterminismWarning)
+            for text in edited_reads(con, catalog, stmt.query, self.repo, self._edited_memo):
+                warn(self, messages, text, FlorWarning)
             if not any(UNSTORED_SAID in m for _, m in messages):  # (said it just now)
                 for text in unstored_reads(con, catalog, stmt.query, self._unstored_memo):
                     warn(self, messages, text, FlorWarning)
