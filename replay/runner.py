@@ -348,6 +348,7 @@ def _run_tasks(
             iterations=stored,
             after_loop=chunk.to_end,
             run_error=_run_error(doc) if chunk.to_end else None,
+            stop_at=getattr(chunk, "stop_at", None),
             total=req.total,
             inner=req.inner if stored is not None else {},
             compare=req.compare,

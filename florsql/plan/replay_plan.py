@@ -120,6 +120,9 @@ class Chunk:
     seconds: float
     steps: tuple[Step, ...] = ()
     fallback: tuple[Step, ...] | None = None
+    #: a later top loop where the task ends as it begins (``to_end`` of a run that failed or was
+    #: killed in it: the statements between reached, that loop not run again)
+    stop_at: str | None = None
 
 
 @dataclass(frozen=True)

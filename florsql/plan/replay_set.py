@@ -48,7 +48,12 @@ lack AS (
            -- in a loop today's code has after the statement (a test loop after training:
            -- session 51, a statement between the two was NULL "in the iteration the run
            -- ended in and after it")
-           m.status = 'failed' AND m.error IS NOT NULL AND NOT EXISTS (
+           (m.status = 'failed' AND m.error IS NOT NULL OR m.status = 'killed' AND EXISTS (
+               -- killed: only where it recorded an iteration of such a later loop (it got
+               -- past the statement; sweep X, a run killed in its test loop)
+               SELECT 1 FROM __flor_times t WHERE t.run_id = m.run_id
+               AND list_contains(n.__later, t.loop_name)))
+           AND NOT EXISTS (
                SELECT 1 FROM __flor_open o WHERE o.run_id = m.run_id
                AND NOT list_contains(n.__later, o.loop_name)) AS __failed_after
     FROM need n JOIN run_meta m ON list_contains(m.files, n.__src)

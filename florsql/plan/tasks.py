@@ -105,8 +105,8 @@ class RunFacts:
     #: the run raised after ending every outer iteration it began (its error recorded): the
     #: code after its loop runs, up to where it raised, where its replay must raise too
     failed_after: bool = False
-    #: it failed raising an error (wherever: a test loop after the training one too)
-    raised: bool = False
+    #: the top loop of the last top-level iteration it began (where it ended)
+    last_loop: str | None = None
     unfinished: dict[str, int] = field(default_factory=dict)  # loop -> first iteration not ended
     #: loop -> iterations whose ``after:`` checkpoint was taken as the inner loop was left before
     #: it ran out (break, return or an exception; runs recorded before this was kept: none)
@@ -178,7 +178,13 @@ def load_facts(state: PlanState, run_ids: list[str]) -> dict[str, RunFacts]:
         facts[run_id].total = float(total)
         facts[run_id].ended = bool(ended)
         facts[run_id].failed_after = bool(failed)  # until an open iteration says otherwise
-        facts[run_id].raised = bool(failed)
+    rows = con.execute(
+        """SELECT run_id, arg_max(loop_name, ctx_id) FROM loops
+           WHERE parent_ctx = 0 AND run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id""",
+        [run_ids],
+    ).fetchall()
+    for run_id, last in rows:
+        facts[run_id].last_loop = last
     rows = con.execute(
         """SELECT run_id, loop_name, min(iteration) FROM __flor_open
            WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id, loop_name""",
@@ -258,7 +264,8 @@ def plan_run(
         loops = {n.loop for n in iteration_needs} | ({loop} if loop else set())
         # a run that raised in a later top loop (a test loop after training) reached the code
         # between the two: the replay set planned its statements there only then
-        later = facts.raised and loop is not None and loop not in facts.unfinished
+        later = facts.ended and loop is not None and loop not in facts.unfinished
+        later = later and facts.last_loop not in (None, loop)
         to_end = bool(top_level) and patched.after_loop
         to_end = to_end and (not facts.ended or facts.failed_after or later)
         for lp in sorted(loops):
@@ -266,6 +273,10 @@ def plan_run(
             end = to_end and lp == loop
             if its or end:
                 chunks += _loop_chunks(lp, its, end, patched, facts, parts)
+        stop = facts.last_loop if later else None
+        if stop is not None:
+            # it ended in a later top loop: the task stops where that loop begins
+            chunks = [replace(c, stop_at=stop) if c.to_end else c for c in chunks]
         if top_level and patched.head:
             chunks.append(_head_chunk(facts, loop))
     first = needs[0]

@@ -375,6 +375,8 @@ class ReplayRun:
         #: the task raised the run's own error where the run did (spec.run_error): it ended
         #: as the run did, its values kept
         self.own_ended: str | None = None
+        #: the later top loop (spec.stop_at) where the task ended as it began
+        self.stopped_at: str | None = None
         #: the checkpoint being put back (None: none now): a failure meanwhile is the
         #: checkpoint's, and the runner runs the task again from the run's start
         #: (``restoring`` in ``failed.json``; runner._after_a_failed_restore)
@@ -456,6 +458,18 @@ class ReplayRun:
             self.thread = get_ident()
         if self.watched is not None and get_ident() == self.thread and self.watched[1].left():
             self._close_left()  # only the script's thread: it is the one iterating
+        if (
+            not self.frames
+            and self.spec.stop_at is not None
+            and name == self.spec.stop_at
+            and self.phases.loop_out is not None
+        ):
+            # the later loop the run ended in (failed or was killed): what comes before it
+            # was the task's; the loop itself is not run again (a script that killed itself
+            # there, or ran out of memory, would end the task the same way)
+            self.stopped_at = name
+            self.finish()
+            _stop()
         if not self.frames and self.orders is not None and name == self.orders.get("loop"):
             self._compare_orders()
         if not self.frames and name == self.spec.loop:
@@ -826,6 +840,8 @@ class ReplayRun:
         self.finished = True
         unreached = sorted(set(self.plan) - set(self.ran["full"]) - set(self.ran["rest"]))
         raised = self.spec.run_error
+        if self.stopped_at:
+            raised = None  # it ended where the later loop the run ended in begins (stop_at)
         if raised is not None and self.own_ended is None and not unreached:
             # The run raised after its loop; this task got to the end of the script without
             # raising it: the code after the loop ran past where the run stopped

@@ -46,6 +46,9 @@ class ReplaySpec:
     loop: str | None = None
     iterations: list[int] | None = None  # outer iterations whose values are stored; None: all
     after_loop: bool = False  # go on past the loop to the end of the script
+    #: a later top ``flor.loop`` where the task ends as it begins (the run failed or was
+    #: killed in it; the code between the loops is what the task computes)
+    stop_at: str | None = None
     #: a failed run's error (``type``, ``message``, ``at``: its innermost frame as
     #: ``file:function``) where the task goes past the loop: it must raise it there too, and
     #: then ends as the run did; None: the run did not fail
