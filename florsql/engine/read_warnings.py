@@ -14,9 +14,10 @@ that reads such an arg and a hindsight column says so, with the default to ``coa
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlglot import exp
 
@@ -151,13 +152,7 @@ def stored_mismatches(
         named = {fold(c.name) for c in query.find_all(exp.Column)} & logs
     if not named:
         return []
-    hit = None if memo is None else memo.get(0)
-    if hit is not None and hit[0] is catalog:
-        known = hit[1]
-    else:
-        known = _mismatched(con)
-        if memo is not None:
-            memo[0] = (catalog, known)
+    known = _per_catalog(memo, catalog, lambda: _mismatched(con))
     return [
         f"the replayed values of {name} for {known[name][0]} run(s) come from replays whose "
         f"old statements disagreed with the recording (e.g. {known[name][1]}); they may not "
@@ -166,6 +161,23 @@ def stored_mismatches(
         for name in sorted(named)
         if name in known
     ]
+
+
+_V = TypeVar("_V")
+
+
+def _per_catalog(
+    memo: dict[int, tuple[Catalog, _V]] | None, catalog: Catalog, compute: Callable[[], _V]
+) -> _V:
+    """What ``compute`` answers for ``catalog`` (one index state), kept in ``memo`` (the
+    caller's) until the catalog changes: read once per index state, not per query."""
+    hit = None if memo is None else memo.get(0)
+    if hit is not None and hit[0] is catalog:
+        return hit[1]
+    known = compute()
+    if memo is not None:
+        memo[0] = (catalog, known)
+    return known
 
 
 def _mismatched(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
@@ -215,13 +227,7 @@ def unstored_reads(
         named = {fold(c.name) for c in query.find_all(exp.Column)} & {n for n, _ in sites}
     if not named:
         return []
-    hit = None if memo is None else memo.get(0)
-    if hit is not None and hit[0] is catalog:
-        known = hit[1]
-    else:
-        known = _unstored(con, sorted(sites))
-        if memo is not None:
-            memo[0] = (catalog, known)
+    known = _per_catalog(memo, catalog, lambda: _unstored(con, sorted(sites)))
     return [
         f"{name}: NULL in {known[name][1]} outer iteration(s) of {known[name][0]} run(s) where "
         "today's statement runs in every iteration, but the replay of their old version did "
