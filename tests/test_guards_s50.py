@@ -172,3 +172,19 @@ def test_a_statement_runs_in_every_iteration_only_where_nothing_guards_it(case: 
 
 def test_a_file_that_does_not_parse_guards_everything() -> None:
     assert always_runs(HEAD + LOOP + "    flor.log('a', 1\n", "a") is False
+
+
+def test_another_statement_is_told_by_what_it_logs() -> None:
+    from florsql.plan.guards import other_statement
+
+    today = "import florsql as flor\nflor.log('v', round(x * 3, 6))\n"
+    same = [
+        'import florsql as flor\nflor.log("v", round(x*3, 6))  # reflowed\n',
+        "import florsql\nfrom florsql import log\nlog('v', round(x * 3, 6))\n",
+        "import florsql as flor\nif x:\n    flor.log('v', round(x * 3, 6))\n",
+        "import florsql as flor\nflor.log('w', 1)\n",  # not logged there: tells nothing
+    ]
+    for old in same:
+        assert other_statement(today, old, "V") is None, old
+    edited = "import florsql as flor\nflor.log('v', round(x * 4, 6))\n"
+    assert other_statement(today, edited, "v") == "flor.log('v', round(x * 4, 6))"

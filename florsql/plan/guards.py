@@ -367,6 +367,21 @@ def other_statement(today: str, old: str, name: str) -> str | None:
     ``*3`` and ``*4`` took turns, silently)."""
     old_calls = _log_calls(old).get(fold(name))
     new_calls = _log_calls(today).get(fold(name))
-    if not old_calls or not new_calls or old_calls & new_calls:
+    if (
+        not old_calls
+        or not new_calls
+        or {_args(c) for c in old_calls} & {_args(c) for c in new_calls}
+    ):
         return None
     return sorted(old_calls)[0]
+
+
+@lru_cache(maxsize=1024)
+def _args(call: str) -> str:
+    """What a ``flor.log`` call (as :func:`ast.unparse` wrote it) logs: its arguments, the
+    function's spelling aside (``flor.log``, ``florsql.log``, ``log``)."""
+    node = ast.parse(call, mode="eval").body
+    if not isinstance(node, ast.Call):
+        return call
+    kwargs = sorted((k.arg or "**", ast.unparse(k.value)) for k in node.keywords)
+    return repr(([ast.unparse(a) for a in node.args], kwargs))
