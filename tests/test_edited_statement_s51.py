@@ -65,3 +65,16 @@ def test_a_reformatted_statement_is_the_same(tmp_path: Path) -> None:
     git(repo, "commit", "-qam", "today")
     _, said = _said(repo, "SELECT seed, val FROM logs")
     assert not [m for m in said if "another statement" in m], said
+
+
+def test_an_edited_statement_beside_an_unchanged_one_of_the_name_is_said(tmp_path: Path) -> None:
+    """Sweep Y: the name logged in the loop and after it; only the one after it edited. The
+    calls were compared as one set per name, so the unchanged one hid the edit."""
+    old = OLD + 'flor.log("val", round(w, 6))\n'
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", old.replace("round(w, 6))\n", "round(w * 100, 6))\n"))
+    git(repo, "commit", "-qam", "today")
+    _, said = _said(repo, "SELECT seed, val FROM logs")
+    hits = [m for m in said if "recorded it with another statement than today's" in m]
+    assert len(hits) == 1 and "flor.log('val', round(w, 6))" in hits[0], said

@@ -202,3 +202,26 @@ def test_explain_says_which_runs_recorded_it_in_some_iterations_only(tmp_path: P
         explain = "\n".join(r[0] for r in con.cursor().execute("EXPLAIN " + sql).fetchall())
     # (it said "2 run(s) did not record it" of runs that recorded it in half the epochs)
     assert "val (2 run(s) recorded it in some iterations only)" in explain, explain
+
+
+def test_another_statement_is_told_at_its_own_chain(tmp_path: Path) -> None:
+    """Sweep Y (session 51): an unchanged statement of the name after the loop hid the edited
+    one in the loop (the calls were compared as one set per name): the odd epochs were
+    replayed with today's ``* 100`` beside the recorded plain values, silently."""
+    old = HEAD + (
+        "        if epoch % 2 == 0:\n            flor.log('val', round(w, 9))\n"
+        "flor.log('val', 0.5)\n"
+    )
+    today = HEAD + "        flor.log('val', round(w * 100, 9))\n" + "flor.log('val', 0.5)\n"
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    _record(repo, [()])
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    sql = "SELECT epoch, val FROM logs WHERE step IS NULL AND epoch IS NOT NULL ORDER BY epoch"
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = con.cursor().execute(sql).fetchall()
+    assert [e for e, _ in got] == [0, 2, 4], got  # the recorded ones only, not mixed
+    assert all(v < 50 for _, v in got), got
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "another statement" in m], said

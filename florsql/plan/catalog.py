@@ -555,7 +555,7 @@ def _lacking_some(
     )
     rows = con.execute(
         f"""WITH s(filename, name, chain) AS (VALUES {values})
-            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename
+            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain
             FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
             JOIN __flor_chains c ON c.run_id = m.run_id AND c.chain = s.chain
             WHERE c.outer_iteration IS NOT NULL
@@ -599,9 +599,10 @@ def _lacking_some(
         return texts[(vid, filename)]
 
     runs: dict[str, set[str]] = {}
-    for name, run_id, vid, filename in rows:
+    for name, run_id, vid, filename, chain in rows:
         today, old = text(None, filename), text(vid, filename)
-        if today and old and other_statement(today, old, name) is not None:
+        at = tuple(chain.split("/"))
+        if today and old and other_statement(today, old, name, at) is not None:
             continue
         runs.setdefault(name, set()).add(run_id)
     return {name: len(ids) for name, ids in runs.items()}

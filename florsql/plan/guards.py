@@ -358,22 +358,59 @@ def _log_calls(text: str) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def other_statement(today: str, old: str, name: str) -> str | None:
-    """The old file's statement of ``name`` where it logs the name only otherwise than
-    today's file does (``flor.log("val", w * 3)`` for today's ``w * 4``), else None (the same
-    statement there, or a file that does not log it, which tells nothing). A run that recorded
-    the name with it in some iterations keeps those values: today's filling the others would
-    mix two definitions in one column of one run (sweep W: ``10.5, 15.0, 14.625`` where
-    ``*3`` and ``*4`` took turns, silently)."""
-    old_calls = _log_calls(old).get(fold(name))
-    new_calls = _log_calls(today).get(fold(name))
-    if (
-        not old_calls
-        or not new_calls
-        or {_args(c) for c in old_calls} & {_args(c) for c in new_calls}
-    ):
-        return None
-    return sorted(old_calls)[0]
+Chain = tuple[str, ...] | None
+
+#: ``other_statement``'s ``chain`` when every chain of today's statements is compared
+EVERY_CHAIN: Chain = ("*",)
+
+
+@lru_cache(maxsize=256)
+def _calls_by_chain(text: str) -> dict[str, dict[Chain, frozenset[str]]]:
+    """Per name (case folded) and loop chain (:mod:`florsql.plan.scan_ast`'s, ``()`` outside
+    loops, None unknown), the ``flor.log`` calls of ``text`` there (:func:`_log_calls`'s text)."""
+    from florsql.plan.scan_ast import _aliases, _Scanner, scan_ast
+
+    try:
+        module = ast.parse(text)
+        code = scan_ast(text, "<old>")
+    except (SyntaxError, ValueError, RecursionError):
+        return {}
+    if code is None:
+        return {}
+    scanner = _Scanner(text, _aliases(module))
+    by_line: dict[tuple[str, int], set[str]] = {}
+    for node in ast.walk(module):
+        if isinstance(node, ast.Call):
+            name = scanner._flor_call(node, "log")
+            if name is not None:
+                by_line.setdefault((fold(name), node.lineno), set()).add(ast.unparse(node))
+    out: dict[str, dict[Chain, set[str]]] = {}
+    for site in code.sites:
+        calls = by_line.get((fold(site.name), site.line), set())
+        out.setdefault(fold(site.name), {}).setdefault(site.chain, set()).update(calls)
+    return {n: {c: frozenset(v) for c, v in per.items()} for n, per in out.items()}
+
+
+def other_statement(today: str, old: str, name: str, chain: Chain = EVERY_CHAIN) -> str | None:
+    """The old file's statement of ``name`` where, at the same loop chain (``chain``; by
+    default each chain today's file logs it at), it logs the name only otherwise than today's
+    file does (``flor.log("val", w * 3)`` for today's ``w * 4``), else None (the same
+    statement there, or no statement of the name there, which tells nothing). A run that
+    recorded the name with it in some iterations keeps those values: today's filling the
+    others would mix two definitions in one column of one run (sweep W: ``10.5, 15.0,
+    14.625`` where ``*3`` and ``*4`` took turns, silently). Per chain: an unchanged statement
+    of the name after the loop hid an edited one in the loop (sweep Y)."""
+    mine = _calls_by_chain(today).get(fold(name), {})
+    theirs = _calls_by_chain(old).get(fold(name), {})
+    chains = list(mine) if chain == EVERY_CHAIN else [chain]
+    for at in chains:
+        new_calls, old_calls = mine.get(at), theirs.get(at)
+        if not new_calls or not old_calls:
+            continue
+        if {_args(c) for c in old_calls} & {_args(c) for c in new_calls}:
+            continue
+        return sorted(old_calls)[0]
+    return None
 
 
 @lru_cache(maxsize=1024)

@@ -223,7 +223,8 @@ def _other_statements(
     for need in needs:
         if (need.run_id, fold(need.name)) in recorded:
             today, old = text(None, need.filename), text(need.vid, need.filename)
-            why = other_statement(today, old, need.name) if today and old else None
+            at = None if need.chain == ANY_CHAIN else tuple(c for c in need.chain.split("/") if c)
+            why = other_statement(today, old, need.name, at) if today and old else None
             if why is not None:
                 other.setdefault(need.run_id, (set(), why))[0].add(need.name)
                 continue
