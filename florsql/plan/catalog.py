@@ -559,8 +559,9 @@ def _lacking_some(
             FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
             JOIN __flor_chains c ON c.run_id = m.run_id AND c.chain = s.chain
             WHERE c.outer_iteration IS NOT NULL
-            AND EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
-                        AND v.name = {fold_sql("s.name")} AND v.recorded)
+            AND EXISTS (SELECT 1 FROM log_records r JOIN __flor_ctx x ON x.run_id = r.run_id
+                        AND x.ctx_id = r.ctx_id WHERE r.run_id = m.run_id AND x.chain = s.chain
+                        AND {fold_sql("r.name")} = {fold_sql("s.name")})
             AND CASE WHEN NOT contains(s.chain, '/') THEN NOT EXISTS (
                 SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                 AND v.name = {fold_sql("s.name")} AND v.recorded

@@ -100,7 +100,12 @@ logs AS (
     FROM cand JOIN runs r ON r.run_id = cand.run_id
 ),
 needed AS (
-    SELECT * FROM logs WHERE ({{predicate}}) AND CASE WHEN NOT logs.__partial THEN NOT EXISTS (
+    SELECT * FROM logs WHERE ({{predicate}}) AND CASE WHEN NOT logs.__partial OR NOT EXISTS (
+        -- partial only where the run recorded it at that chain (one logged elsewhere is
+        -- never replayed for it: the session 48 rule)
+        SELECT 1 FROM log_records r JOIN __flor_ctx x ON x.run_id = r.run_id
+        AND x.ctx_id = r.ctx_id WHERE r.run_id = logs.run_id AND x.chain = logs.__chain
+        AND {fold_sql("r.name")} = {fold_sql("logs.__name")}) THEN NOT EXISTS (
         SELECT 1 FROM __flor_cover v WHERE v.run_id = logs.run_id
         AND v.name = {fold_sql("logs.__name")}
         AND v.outer_loop IS NOT DISTINCT FROM logs.__outer_loop
