@@ -364,10 +364,29 @@ Chain = tuple[str, ...] | None
 EVERY_CHAIN: Chain = ("*",)
 
 
+#: where a statement sits among the statements around it that may change what it logs: the
+#: texts (:func:`ast.unparse`) of those before it and of those after it, in the body of its
+#: innermost ``flor.loop`` (else of its function, else of the module)
+Placement = tuple[frozenset[str], frozenset[str]]
+
+#: calls that change nothing a log statement could read
+_QUIET_CALLS = frozenset(
+    {
+        "abs", "bool", "dict", "enumerate", "float", "format", "int", "isinstance", "len",
+        "list", "max", "min", "print", "range", "repr", "round", "set", "sorted", "str",
+        "tuple", "zip",
+    }
+)  # fmt: skip
+_QUIET_METHODS = frozenset(
+    {"debug", "info", "warning", "warn", "error", "set_postfix", "set_description", "write"}
+)
+
+
 @lru_cache(maxsize=256)
-def _calls_by_chain(text: str) -> dict[str, dict[Chain, frozenset[str]]]:
+def _calls_by_chain(text: str) -> dict[str, dict[Chain, frozenset[tuple[str, Placement | None]]]]:
     """Per name (case folded) and loop chain (:mod:`florsql.plan.scan_ast`'s, ``()`` outside
-    loops, None unknown), the ``flor.log`` calls of ``text`` there (:func:`_log_calls`'s text)."""
+    loops, None unknown), the ``flor.log`` calls of ``text`` there (:func:`_log_calls`'s text),
+    each with its :data:`Placement` (None where the call is not a statement's whole value)."""
     from florsql.plan.scan_ast import _aliases, _Scanner, scan_ast
 
     try:
@@ -378,24 +397,140 @@ def _calls_by_chain(text: str) -> dict[str, dict[Chain, frozenset[str]]]:
     if code is None:
         return {}
     scanner = _Scanner(text, _aliases(module))
-    by_line: dict[tuple[str, int], set[str]] = {}
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(module):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    by_line: dict[tuple[str, int], set[tuple[str, Placement | None]]] = {}
     for node in ast.walk(module):
         if isinstance(node, ast.Call):
             name = scanner._flor_call(node, "log")
             if name is not None:
-                by_line.setdefault((fold(name), node.lineno), set()).add(ast.unparse(node))
-    out: dict[str, dict[Chain, set[str]]] = {}
+                at = _placement(node, parents, scanner)
+                by_line.setdefault((fold(name), node.lineno), set()).add((ast.unparse(node), at))
+    out: dict[str, dict[Chain, set[tuple[str, Placement | None]]]] = {}
     for site in code.sites:
         calls = by_line.get((fold(site.name), site.line), set())
         out.setdefault(fold(site.name), {}).setdefault(site.chain, set()).update(calls)
     return {n: {c: frozenset(v) for c, v in per.items()} for n, per in out.items()}
 
 
+def _placement(
+    call: ast.Call, parents: dict[ast.AST, ast.AST], scanner: object
+) -> Placement | None:
+    """``call``'s :data:`Placement`: the simple statements of the body of the innermost
+    ``flor.loop`` around it (else of its function or the module), nested blocks included,
+    nested functions and classes not, that may change what the call logs (they bind or change
+    a name it reads, or make a call other than printing, logging and pure builtins: a call may
+    change anything, ``optimizer.step()`` the model an ``evaluate(net)`` reads)."""
+    from florsql.propagate.slice import changes, reads, relevant
+
+    stmt: ast.AST = call
+    while not isinstance(stmt, ast.stmt):
+        up = parents.get(stmt)
+        if up is None:
+            return None
+        stmt = up
+    region: ast.AST = stmt
+    while True:
+        up = parents.get(region)
+        if up is None:
+            return None
+        if isinstance(up, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
+            region = up
+            break
+        if (
+            isinstance(up, ast.For | ast.AsyncFor)
+            and region in up.body
+            and scanner._loop_name(up.iter) is not None  # type: ignore[attr-defined]
+        ):
+            region = up
+            break
+        region = up
+    read = set(reads(stmt)) if isinstance(stmt, ast.stmt) else set()
+    before: set[str] = set()
+    after: set[str] = set()
+    for other in _simple_statements(getattr(region, "body", [])):
+        if other is stmt or not _may_change(other, read, scanner, changes, relevant):
+            continue
+        (
+            before if (other.lineno, other.col_offset) < (stmt.lineno, stmt.col_offset) else after
+        ).add(ast.unparse(other))
+    return frozenset(before), frozenset(after)
+
+
+def _simple_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        inner = [
+            b
+            for f in ("body", "orelse", "finalbody", "handlers", "cases")
+            for b in getattr(stmt, f, None) or []
+        ]
+        if not inner:
+            out.append(stmt)
+            continue
+        for b in inner:
+            out += _simple_statements(
+                b.body if isinstance(b, ast.ExceptHandler | ast.match_case) else [b]
+            )
+    return out
+
+
+def _may_change(
+    stmt: ast.stmt, read: set[str], scanner: object, changes: object, relevant: object
+) -> bool:
+    if isinstance(stmt, ast.Pass | ast.Continue | ast.Break | ast.Global | ast.Nonlocal):
+        return False
+    if (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and any(
+            scanner._flor_call(stmt.value, a) is not None  # type: ignore[attr-defined]
+            for a in ("log", "arg", "commit")
+        )
+    ):
+        return False  # (``flor.log`` is a method call on ``flor``, which the log reads too)
+    kills, updates = changes(stmt)  # type: ignore[operator]
+    if relevant(kills, updates, read):  # type: ignore[operator]
+        return True
+    for node in ast.walk(stmt):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and node.func.id in _QUIET_CALLS:
+            continue
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _QUIET_METHODS:
+            continue
+        if any(
+            scanner._flor_call(node, a) is not None  # type: ignore[attr-defined]
+            for a in ("log", "arg", "commit")
+        ):
+            continue
+        return True
+    return False
+
+
+def _moved(old: Placement | None, new: Placement | None) -> str | None:
+    """Where ``old`` (an old statement's placement) and ``new`` (today's) put the statement on
+    opposite sides of a statement both have (``w = w * 1.5`` after the old log, before
+    today's): that statement's text and which side the old one is on, else None."""
+    if old is None or new is None:
+        return None
+    for text in sorted(old[0] & new[1]):
+        return f"after `{text}`, where today's is before it"
+    for text in sorted(old[1] & new[0]):
+        return f"before `{text}`, where today's is after it"
+    return None
+
+
 def other_statement(today: str, old: str, name: str, chain: Chain = EVERY_CHAIN) -> str | None:
     """The old file's statement of ``name`` where, at the same loop chain (``chain``; by
     default each chain today's file logs it at), it logs the name only otherwise than today's
-    file does (``flor.log("val", w * 3)`` for today's ``w * 4``), else None (the same
-    statement there, or no statement of the name there, which tells nothing). A run that
+    file does (``flor.log("val", w * 3)`` for today's ``w * 4``), or the same call in another
+    place (before ``w = w * 1.5`` where today's is after it: sweep W's W2), else None (the
+    same statement there, or no statement of the name there, which tells nothing). A run that
     recorded the name with it in some iterations keeps those values: today's filling the
     others would mix two definitions in one column of one run (sweep W: ``10.5, 15.0,
     14.625`` where ``*3`` and ``*4`` took turns, silently). Per chain: an unchanged statement
@@ -407,9 +542,22 @@ def other_statement(today: str, old: str, name: str, chain: Chain = EVERY_CHAIN)
         new_calls, old_calls = mine.get(at), theirs.get(at)
         if not new_calls or not old_calls:
             continue
-        if {_args(c) for c in old_calls} & {_args(c) for c in new_calls}:
-            continue
-        return sorted(old_calls)[0]
+        moved = None
+        same = [
+            (o, n)
+            for o in sorted(old_calls, key=str)
+            for n in new_calls
+            if _args(o[0]) == _args(n[0])
+        ]
+        for (call, was), (_, now) in same:
+            moved = _moved(was, now)
+            if moved is None:
+                break
+            moved = f"{call}, {moved}"
+        else:
+            if same:
+                return moved
+            return sorted(c for c, _ in old_calls)[0]
     return None
 
 

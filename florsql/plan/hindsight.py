@@ -423,6 +423,10 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: statement than today's keeps its values unmixed, the other iterations NULL, said (session
 #: 50's rule filled them with today's values: ``*3`` and ``*4`` taking turns in one run's
 #: column, silently); values replayed so under 44-45 are computed again.
+#: 47 (session 52, sweep W's W2): so does a run that recorded it with the same statement in
+#: another place (before the update of what it reads, today's after it: the odd epochs took
+#: today's placement, silently); the statements both versions have that may change what it
+#: logs must lie on the same side of both (``florsql.plan.guards.other_statement``).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -612,28 +612,38 @@ def analyze_patched(
     found: set[str] = set()
     pre_carried: set[str] = set()
     helpers: list[str] = []
+    sites = _helper_sites(tree)
     for call, scope in _log_calls(tree, set(names)):
         found.add(call.args[0].value)  # type: ignore[attr-defined]
-        _classify(call.lineno, scope, facts, outer, inner, flags, helpers)
-        if (
-            outer is not None
-            and inner is not None
-            and scope == outer.scope == inner.scope
-            and outer.line < call.lineno < inner.line
-        ):
-            pre_carried |= _carried_into(tree, outer, call)
+        # a statement in a helper is placed where the helper is called (session 52, sweep Y
+        # N3: it replayed whole runs, ~6 s for under 1 s): each call site, 4 calls deep,
+        # where every one of them is a plain call of the file's own function
+        places = _call_places(call, scope, sites, outer, inner)
+        if places is None:
+            _classify(call.lineno, scope, facts, outer, inner, flags, helpers)
+            continue
+        for node, at, via in places:
+            _classify(node.lineno, at, facts, outer, inner, flags, helpers)
+            if (
+                outer is not None
+                and inner is not None
+                and at == outer.scope == inner.scope
+                and outer.line < node.lineno < inner.line
+            ):
+                pre_carried |= _carried_into(tree, outer, node, via)
     if set(names) - found:
         flags["unknown"] = True  # a statement in another file: the safe answer
     value_read = value_reads(source)
     whole_why = Patched.whole_why
     if helpers and not set(names) - found:
         # (session 50: EXPLAIN said "loop context is unknown" of a statement it had placed
-        # "in epoch" a line above: today's scan follows the helper's calls, this analysis of
-        # the old version's patched file does not)
+        # "in epoch" a line above; since session 52 a helper is placed at its calls, where
+        # they are all there is: see ``_helper_sites``)
         shown = ", ".join(f"{h}()" for h in dict.fromkeys(helpers))
         whole_why = (
-            f"a statement in {shown}, a function whose calls the analysis of the old "
-            "version's file does not follow"
+            f"a statement in {shown}, a function that may run elsewhere than at its calls "
+            "by name (used as a value, decorated, a generator, called from a lambda or more "
+            "than 4 calls deep), so the analysis of the old version's file cannot place it"
         )
     if outer is not None and outer.wrappers and names:
         # A wrapper of the outer loop (bar = tqdm(flor.loop("epoch", ...)), a generator
@@ -750,11 +760,13 @@ def _persistent_call(call: ast.Call) -> bool:
     return workers is not None and not (isinstance(workers, ast.Constant) and not workers.value)
 
 
-def _carried_into(tree: ast.Module, outer: LoopFacts, call: ast.Call) -> set[str]:
+def _carried_into(
+    tree: ast.Module, outer: LoopFacts, call: ast.Call, more: frozenset[str] = frozenset()
+) -> set[str]:
     """Names ``call`` (in ``outer``'s body, before its first inner loop) reads that hold, where
     it runs, what the previous iteration left: changed by the loop and not assigned before it
     in the same iteration (``loss`` of the step loop below; not ``lr = base * 0.9 ** epoch``
-    just above)."""
+    just above). ``more``: names it reads besides its own (a helper's it calls)."""
     loop = next(
         (
             n
@@ -770,8 +782,8 @@ def _carried_into(tree: ast.Module, outer: LoopFacts, call: ast.Call) -> set[str
         prefix.append(stmt)
         if stmt.lineno <= call.lineno <= (stmt.end_lineno or stmt.lineno):
             break
-    loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
-    live = reads_before_assigned(prefix, set(outer.targets))
+    loads = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)} | set(more)
+    live = reads_before_assigned(prefix, set(outer.targets)) | set(more)
     return loads & live & outer.changed - outer.targets
 
 
@@ -884,6 +896,122 @@ def _classify(
         flags["head"] = True
     else:
         flags["after"] = True
+
+
+#: decorators that leave each call of a helper running its body as written
+_PLAIN_DECORATORS = frozenset(
+    {"no_grad", "inference_mode", "enable_grad", "staticmethod", "classmethod", "wraps"}
+)
+
+
+@dataclass(frozen=True)
+class _Helper:
+    """A function of the file as a statement in it is reached: its calls (the call, the scope
+    it sits in) and the names its body reads from outside; None in :func:`_helper_sites`
+    where it may run elsewhere than at a call of it by name."""
+
+    calls: tuple[tuple[ast.Call, str], ...]
+    reads: frozenset[str]
+
+
+def _helper_sites(tree: ast.Module) -> dict[str, _Helper | None]:
+    """Per function name of ``tree``: its :class:`_Helper`, or None where a call of it by name
+    is not all there is: it is also used as a value (a callback, ``hook = self.evaluate``),
+    called from a ``lambda``, decorated (``lru_cache`` may skip its body), a generator (its
+    body runs as it is consumed), or its name is also a class's."""
+    from florsql.propagate.slice import reads
+
+    fns: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+    classes: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            fns.setdefault(node.name, []).append(node)
+        elif isinstance(node, ast.ClassDef):
+            classes.add(node.name)
+    calls: dict[str, list[tuple[ast.Call, str]]] = {}
+    escaped: set[str] = set()
+    in_call: set[int] = set()
+
+    def visit(node: ast.AST, scope: str, in_lambda: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                for d in child.decorator_list:
+                    visit(d, scope, in_lambda)
+                visit(child, child.name, False)
+                continue
+            if isinstance(child, ast.Call):
+                func = child.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name in fns:
+                    in_call.add(id(func))
+                    if in_lambda:
+                        escaped.add(name)
+                    calls.setdefault(name, []).append((child, scope))
+            elif (
+                isinstance(child, ast.Name)
+                and child.id in fns
+                and isinstance(child.ctx, ast.Load)
+                and id(child) not in in_call
+            ) or (
+                isinstance(child, ast.Attribute) and child.attr in fns and id(child) not in in_call
+            ):
+                escaped.add(child.id if isinstance(child, ast.Name) else child.attr)
+            visit(child, scope, in_lambda or isinstance(child, ast.Lambda))
+
+    visit(tree, "<module>", False)
+    out: dict[str, _Helper | None] = {}
+    for name, defs in fns.items():
+        plain = all(
+            not any(isinstance(n, ast.Yield | ast.YieldFrom | ast.Await) for n in ast.walk(fn))
+            and not isinstance(fn, ast.AsyncFunctionDef)
+            and all(_plain_decorator(d) for d in fn.decorator_list)
+            for fn in defs
+        )
+        if name in escaped or name in classes or not plain or not calls.get(name):
+            out[name] = None
+            continue
+        out[name] = _Helper(
+            tuple(calls[name]), frozenset(n for fn in defs for n in reads(fn) - {fn.name})
+        )
+    return out
+
+
+def _plain_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return name in _PLAIN_DECORATORS
+
+
+def _call_places(
+    call: ast.Call,
+    scope: str,
+    sites: dict[str, _Helper | None],
+    outer: LoopFacts | None,
+    inner: LoopFacts | None,
+) -> list[tuple[ast.Call, str, frozenset[str]]] | None:
+    """Where a statement in a helper (``scope``) runs: the calls that reach it from the scope
+    of ``outer`` (or of the function holding ``inner``), with the names the helpers on the way
+    read; None where it is not in a helper, or a helper on the way may run otherwise (see
+    :func:`_helper_sites`), or calls reach it from more than 4 helpers deep."""
+    home = {lp.scope for lp in (outer, inner) if lp is not None}
+    if not home or scope in home or scope == "<module>":
+        return None
+    out: list[tuple[ast.Call, str, frozenset[str]]] = []
+    todo: list[tuple[str, frozenset[str], int, frozenset[str]]] = [
+        (scope, frozenset(), 0, frozenset())
+    ]
+    while todo:
+        fn, read, depth, seen = todo.pop()
+        helper = sites.get(fn)
+        if helper is None or depth >= 4 or fn in seen:
+            return None
+        read = read | helper.reads
+        for site, at in helper.calls:
+            if at in home or at == "<module>":
+                out.append((site, at, read))
+            else:
+                todo.append((at, read, depth + 1, seen | {fn}))
+    return out or None
 
 
 def _log_calls(tree: ast.Module, names: set[str]) -> list[tuple[ast.Call, str]]:
