@@ -364,7 +364,16 @@ def code_fingerprints(
     if any(code.modules for code in scripts.values()):
         vids = [r[0] for r in con.execute("SELECT DISTINCT vid FROM run_meta").fetchall()]
         modules = module_parts(repo, scripts.values(), _versions_lack(repo, vids))
-    return statement_fingerprints(scripts.values(), anchors, modules)
+    # (the same question as the catalog's, and the same memo key: asked once)
+    pairs = tuple((f, n) for f, code in scripts.items() for n in code.names())
+    lacking = (
+        _lacking(con, pairs)
+        if memo is None
+        else memo.get(generation, ("lacking", pairs), lambda: _lacking(con, pairs))
+    )
+    some = {fold(n) for n, k in lacking.items() if k}
+    complete = {fold(n) for _, n in pairs} - some
+    return statement_fingerprints(scripts.values(), anchors, modules, complete)
 
 
 @lru_cache(maxsize=256)

@@ -434,6 +434,7 @@ def statement_fingerprints(
     codes: Iterable[ScriptCode],
     recorded: Collection[str] | None = None,
     modules: Mapping[str, Sequence[str]] | None = None,
+    complete: Collection[str] = (),
 ) -> dict[str, str]:
     """Per log name (lower case): a fingerprint of today's statements for it in ``codes`` (every
     file some run executed): the keys of each of its statements, with their files, and the
@@ -444,7 +445,11 @@ def statement_fingerprints(
     beside it; and ``modules`` (name -> ``path\0sha256`` of today's repository modules its
     statements read that some version lacks: :func:`module_parts`), whose text a replay of
     such a version runs. A replayed value of a name counts only while the replay's fingerprint
-    for it is this one.
+    for it is this one. ``complete`` (lower case): names every run that executed a file logging
+    them today recorded: no version lacks them, so a replay never runs today's statements of
+    theirs, and their keys are not part of the other names' fingerprints (session 52, sweep Y
+    N1: a print added beside ``loss``, which any torch script's ``loss.item()`` makes "may
+    draw", made every replayed column replay again).
 
     Example:
         >>> a = scan_source("import florsql as flor\nflor.log('x', 1)\nflor.log('y', 2)\n", "a.py")
@@ -474,6 +479,7 @@ def statement_fingerprints(
     # from an RNG (a run of today's script has their draws: session 35, gap 2), so its values
     # stand on theirs too: such a statement edited, added or removed computes them again.
     loud = {n for code in codes for n in (fold(x) for x in code.names()) if n not in code.quiet}
+    loud -= {fold(n) for n in complete}
     return {
         name: hashlib.sha256(
             "\0\0".join(
