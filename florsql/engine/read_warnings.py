@@ -295,17 +295,16 @@ def edited_reads(
 
 
 def _edited(con: duckdb.DuckDBPyConnection, catalog: Catalog, repo: Path, name: str) -> list[str]:
-    from florsql.errors import FlorError
     from florsql.plan.guards import _log_calls, other_statement
-    from florsql.versions import file_at
+    from florsql.versions import text_reader
 
+    text = text_reader(repo)
     out = []
     for filename, code in sorted(catalog.scripts.items()):
         if not code.sites_of(name):
             continue
-        try:
-            today = (Path(repo) / filename).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+        today = text(None, filename)
+        if today is None:
             continue
         rows = con.execute(
             """SELECT m.vid, count(DISTINCT m.run_id) FROM run_meta m
@@ -316,9 +315,8 @@ def _edited(con: duckdb.DuckDBPyConnection, catalog: Catalog, repo: Path, name: 
         ).fetchall()
         edited = []
         for vid, runs in rows:
-            try:
-                old = file_at(Path(repo), str(vid), filename)
-            except (FlorError, OSError):
+            old = text(str(vid), filename)
+            if old is None:
                 continue
             why = other_statement(today, old, name)
             if why is not None:

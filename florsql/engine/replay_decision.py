@@ -497,7 +497,7 @@ def _unreached(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
             messages,
             f"{', '.join(u.names)} of run {u.run_id}: NULL in the iteration the run ended in "
             f"and after it (it was {u.reason}): replay runs only the iterations a run finished, "
-            "so the rows of that iteration it reached get no replayed value",
+            "so any rows of that iteration get no replayed value",
             FlorWarning,
         )
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlglot.schema import MappingSchema
 
-from florsql.errors import FlorError
 from florsql.fold import fold, fold_sql
 from florsql.plan.hindsight import (
     ScriptCode,
@@ -590,23 +589,9 @@ def _lacking_some(
                             AND {fold_sql("a.name")} = {fold_sql("s.name")})"""
     ).fetchall()
     from florsql.plan.guards import other_statement
-    from florsql.versions import file_at
+    from florsql.versions import text_reader
 
-    texts: dict[tuple[str | None, str], str | None] = {}
-
-    def text(vid: str | None, filename: str) -> str | None:
-        if repo is None:
-            return None
-        if (vid, filename) not in texts:
-            try:
-                texts[(vid, filename)] = (
-                    (Path(repo) / filename).read_text(encoding="utf-8")
-                    if vid is None
-                    else file_at(Path(repo), vid, filename)
-                )
-            except (FlorError, OSError, UnicodeDecodeError):
-                texts[(vid, filename)] = None
-        return texts[(vid, filename)]
+    text = text_reader(repo)
 
     runs: dict[str, set[str]] = {}
     for name, run_id, vid, filename, chain in rows:

@@ -194,7 +194,7 @@ def _other_statements(
     ``*3`` recorded in the even epochs, today's ``*4`` replayed in the odd ones, silently).
     They stay NULL, said of the run (:class:`Unreached` with ``statement``)."""
     from florsql.plan.guards import other_statement
-    from florsql.versions import file_at
+    from florsql.versions import text_reader
 
     pairs = {(n.run_id, fold(n.name)) for n in needs}
     if not pairs:
@@ -210,18 +210,7 @@ def _other_statements(
     } & pairs
     if not recorded:
         return needs, []
-    texts: dict[tuple[str | None, str], str | None] = {}
-
-    def text(vid: str | None, filename: str) -> str | None:
-        if (vid, filename) not in texts:
-            try:
-                if vid is None:
-                    texts[(vid, filename)] = (state.repo / filename).read_text(encoding="utf-8")
-                else:
-                    texts[(vid, filename)] = file_at(state.repo, vid, filename)
-            except (FlorError, OSError, UnicodeDecodeError):
-                texts[(vid, filename)] = None
-        return texts[(vid, filename)]
+    text = text_reader(state.repo)
 
     kept: list[NeedRow] = []
     other: dict[str, tuple[set[str], str]] = {}

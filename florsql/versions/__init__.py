@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from florsql.versions.git import find_repo_root, head_commit
-from florsql.versions.read import file_at, files_at, resolve_version, version_reader
+from florsql.versions.read import (
+    file_at,
+    files_at,
+    resolve_version,
+    text_reader,
+    version_reader,
+)
 from florsql.versions.snapshot import REF_PREFIX, Snapshot, snapshot
 
 __all__ = [
@@ -15,5 +21,6 @@ __all__ = [
     "head_commit",
     "resolve_version",
     "snapshot",
+    "text_reader",
     "version_reader",
 ]

@@ -44,6 +44,33 @@ def file_at(repo: Path, vid: str, path: str) -> str:
     return _read(repo, vid, path)
 
 
+def text_reader(repo: Path | None) -> Callable[[str | None, str], str | None]:
+    """Reads a file's text by ``(vid, path)``, remembered per pair: ``vid`` None for today's
+    working tree, else the version's; None where it cannot be read (no such file, not UTF-8,
+    no ``repo``). The planner's comparisons of today's statements with a version's (the
+    catalog's partially recorded names, the replay set, the read-time warnings) read through
+    one of these per question."""
+    from florsql.errors import FlorError
+
+    texts: dict[tuple[str | None, str], str | None] = {}
+
+    def text(vid: str | None, path: str) -> str | None:
+        if repo is None:
+            return None
+        if (vid, path) not in texts:
+            try:
+                texts[(vid, path)] = (
+                    (Path(repo) / path).read_text(encoding="utf-8")
+                    if vid is None
+                    else file_at(Path(repo), vid, path)
+                )
+            except (FlorError, OSError, UnicodeDecodeError):
+                texts[(vid, path)] = None
+        return texts[(vid, path)]
+
+    return text
+
+
 def version_reader(
     repo: Path, vid: str, patched: Mapping[str, str] | None = None
 ) -> Callable[[str], str | None]:
