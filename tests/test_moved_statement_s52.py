@@ -67,7 +67,7 @@ def test_a_moved_statement_does_not_fill_the_run_s_other_iterations(tmp_path: Pa
     assert mine[0] == 1.0 and mine[2] == 3.25 and mine[4] == 13.3125, mine
     assert sorted(mine) == [0, 2, 4], mine  # (today's values were mixed in at 1 and 3)
     hits = [m for m in said if "with another statement (flor.log('val', round(w, 9))" in m]
-    assert hits and "before `w = w * 1.5 + epoch`, where today's is after it" in hits[0], said
+    assert hits and "placed otherwise: today's comes after `w = w * 1.5 + epoch`" in hits[0], said
     assert "which recorded it in other iterations with another statement" in explain, explain
 
 
@@ -98,9 +98,12 @@ def test_a_run_that_logged_the_moved_statement_every_epoch_is_said(tmp_path: Pat
     run_script(repo, "train.py")
     write(repo / "train.py", TODAY)
     git(repo, "commit", "-qam", "today")
-    _, said, _ = _rows(repo, SQL)
+    _, said, explain = _rows(repo, SQL)
     hits = [m for m in said if "recorded it with another statement than today's" in m]
-    assert len(hits) == 1 and "before `w = w * 1.5 + epoch`" in hits[0], said
+    assert len(hits) == 1 and "today's comes after `w = w * 1.5 + epoch`" in hits[0], said
+    # EXPLAIN says it too (sweep Z F6: "every value the query reads exists")
+    assert "nothing to replay (but see the notes below)" in explain, explain
+    assert "note: val: 1 run(s) recorded it with another statement" in explain, explain
 
 
 def test_what_counts_as_moved() -> None:
@@ -118,7 +121,62 @@ def test_what_counts_as_moved() -> None:
     # any other call may change what it reads (``optimizer.step()`` a model ``evaluate`` reads)
     calls = HEAD + ("    step()\n    flor.log('val', evaluate(w))\n    w = w * 1.5 + epoch\n")
     moved = HEAD + ("    flor.log('val', evaluate(w))\n    step()\n    w = w * 1.5 + epoch\n")
-    assert "before `step()`" in (other_statement(calls, moved, "val") or "")
-    # a statement only one version has tells nothing
-    new_line = HEAD + ("    w = w - 1\n    flor.log('val', round(w, 9))\n    w = w * 1.5 + epoch\n")
-    assert other_statement(new_line, old, "val") is None
+    assert "placed after `step()`, where today's is not" in (
+        other_statement(moved, calls, "val") or ""
+    )
+    # a statement only one version has tells nothing after it; before it, a change of what it
+    # reads travels with it into the old version (a slice), so its values would differ too
+    after = HEAD + "    flor.log('val', round(w, 9))\n    w = w * 1.5 + epoch\n    w = w - 1\n"
+    assert other_statement(after, old, "val") is None
+    before = HEAD + "    w = w - 1\n    flor.log('val', round(w, 9))\n    w = w * 1.5 + epoch\n"
+    assert "`w = w - 1`" in (other_statement(before, old, "val") or "")
+    printed = HEAD + "    show(w)\n    flor.log('val', round(w, 9))\n    w = w * 1.5 + epoch\n"
+    assert other_statement(printed, old, "val") is None  # (a new call alone is not carried)
+
+
+def test_a_rewritten_update_still_tells_a_move() -> None:
+    """Sweep Z F1: the update rewritten (``w * 1.5`` as ``1.5 * w``) is no statement both
+    versions have by text; what it changes of what the log reads (``w``) is the same."""
+    old = OLD.replace("    if do_eval and epoch % 2 == 0:\n        flor.log", "    flor.log")
+    today = TODAY.replace("w = w * 1.5 + epoch", "w = 1.5 * w + epoch")
+    assert "today's comes after `w = 1.5 * w + epoch`" in (other_statement(today, old, "val") or "")
+
+
+def test_a_statement_on_both_sides_tells_nothing() -> None:
+    """Sweep Z F2: ``net.train()`` before the step loop and again after the evaluation, in
+    both versions; the log between them was said "after `net.train()`, where today's is
+    before it" of its own version, and a guarded old run's other epochs stayed NULL."""
+    body = (
+        "    net.train()\n"
+        "    for step in flor.loop('step', range(2)):\n"
+        "        w = w * 1.5 + step\n"
+        "    net.eval()\n"
+        "    acc = round(w, 9)\n"
+        "{log}"
+        "    net.train()\n"
+        "    w = w * 1.5\n"
+    )
+    today = HEAD + body.format(log="    flor.log('val', acc)\n")
+    old = HEAD + body.format(log="    if epoch % 2 == 0:\n        flor.log('val', acc)\n")
+    assert other_statement(today, today, "val") is None
+    assert other_statement(today, old, "val") is None
+    # moved past the second update of w: still nothing said of w (it is on both sides), but
+    # of acc, which it reads, yes
+    moved = HEAD + body.format(log="").replace(
+        "    w = w * 1.5\n", "    w = w * 1.5\n    acc = round(w, 9)\n    flor.log('val', acc)\n"
+    )
+    assert other_statement(moved, today, "val") is not None
+
+
+def test_a_loop_is_one_unit() -> None:
+    """An edit inside the step loop moves nothing of a statement after it; moving the
+    statement from after the step loop to before it is a move."""
+    body = "    for step in flor.loop('step', range(2)):\n        w = w * 1.5 + step\n{inner}{log}"
+    log = "    flor.log('val', round(w, 9))\n"
+    today = HEAD + body.format(inner="        tick()\n        tick()\n", log=log)
+    old = HEAD + body.format(inner="        tick()\n", log="    if epoch % 2:\n" + "    " + log)
+    assert other_statement(today, old, "val") is None
+    first = HEAD + log + body.format(inner="        tick()\n", log="")
+    assert "placed otherwise: today's comes after `for step in flor.loop('step', range(2)):`" in (
+        other_statement(today, first, "val") or ""
+    )

@@ -354,7 +354,15 @@ class Engine:
                     self._remember(key, catalog, stmt, planned)
             if stmt.kind == "explain":
                 replay = self._costed(planned.replay, con)
-                lines = explain_lines(replay, planned.sql, wide_select(catalog))
+                # what the query would warn of its recorded values too (sweep Z F6: "nothing to
+                # replay (every value the query reads exists)" over NULL gaps of runs that
+                # recorded a name with another statement)
+                edited = (
+                    edited_reads(con, catalog, stmt.query, self.repo, self._edited_memo)
+                    if stmt.query is not None
+                    else []
+                )
+                lines = explain_lines(replay, planned.sql, wide_select(catalog), edited)
                 plan = pa.table({"plan": strings_array(lines)})  # not pa.array: no pandas import
                 return Result("explain", plan, planned.sql, replay)
             mode = settings["replay"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from florsql.plan.replay_plan import Chunk, ReplayPlan, RunReplay, VersionReplay
 
 __all__ = ["explain_lines", "human_bytes", "human_seconds", "ranges"]
@@ -148,8 +150,11 @@ def _version(v: VersionReplay) -> list[str]:
     return lines
 
 
-def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[str]:
-    """The text EXPLAIN shows, one line per item (``pivot``: the materialized pivot's SQL).
+def explain_lines(
+    plan: ReplayPlan, sql: str, pivot: str | None = None, notes: Sequence[str] = ()
+) -> list[str]:
+    """The text EXPLAIN shows, one line per item (``pivot``: the materialized pivot's SQL;
+    ``notes``: what the query would warn of the recorded values it reads).
 
     Example:
         >>> explain_lines(ReplayPlan(), "SELECT 1")[:2]
@@ -158,6 +163,8 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
     lines: list[str] = []
     if plan.empty and plan.elsewhere:
         lines.append("Replay plan: nothing to replay (but see 'not replayed' below)")
+    elif plan.empty and notes:
+        lines.append("Replay plan: nothing to replay (but see the notes below)")
     elif plan.empty:
         lines.append("Replay plan: nothing to replay (every value the query reads exists)")
     else:
@@ -195,7 +202,7 @@ def explain_lines(plan: ReplayPlan, sql: str, pivot: str | None = None) -> list[
         tail = "; other predicates stay in DuckDB" if residual else ""
         label = f"logs #{i + 1}" if len(plan.pushed) > 1 else "logs"
         lines.append(f"  pushed into the replay set ({label}): {pushed}{tail}")
-    lines += [f"  note: {n}" for n in plan.notes]
+    lines += [f"  note: {n}" for n in (*plan.notes, *notes)]
     for v in plan.versions:
         lines += _version(v)
     for name, count in plan.unreplayable:

@@ -364,10 +364,11 @@ Chain = tuple[str, ...] | None
 EVERY_CHAIN: Chain = ("*",)
 
 
-#: where a statement sits among the statements around it that may change what it logs: the
-#: texts (:func:`ast.unparse`) of those before it and of those after it, in the body of its
-#: innermost ``flor.loop`` (else of its function, else of the module)
-Placement = tuple[frozenset[str], frozenset[str]]
+#: where a statement sits among the statements around it that may change what it logs: those
+#: before it and those after it, in the body of its innermost ``flor.loop`` (else of its
+#: function, else of the module), each as ``(label, text)``: the label is what it changes of
+#: what the statement reads (``= w``), however written, else its text (:func:`ast.unparse`)
+Placement = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 
 #: calls that change nothing a log statement could read
 _QUIET_CALLS = frozenset(
@@ -423,7 +424,7 @@ def _placement(
     nested functions and classes not, that may change what the call logs (they bind or change
     a name it reads, or make a call other than printing, logging and pure builtins: a call may
     change anything, ``optimizer.step()`` the model an ``evaluate(net)`` reads)."""
-    from florsql.propagate.slice import changes, reads, relevant
+    from florsql.propagate.slice import assigned, changes, reads, relevant
 
     stmt: ast.AST = call
     while not isinstance(stmt, ast.stmt):
@@ -447,22 +448,53 @@ def _placement(
             region = up
             break
         region = up
+    body = _simple_statements(getattr(region, "body", []))
+    # what it reads, and what the statements of the body that bind those read (``acc`` and,
+    # through ``acc = round(w, 9)``, ``w``)
     read = set(reads(stmt)) if isinstance(stmt, ast.stmt) else set()
-    before: set[str] = set()
-    after: set[str] = set()
-    for other in _simple_statements(getattr(region, "body", [])):
-        if other is stmt or not _may_change(other, read, scanner, changes, relevant):
+    for _ in range(8):
+        more = {n for o in body if o is not stmt and assigned(o) & read for n in reads(o)} - read
+        if not more:
+            break
+        read |= more
+    before: list[tuple[str, str]] = []
+    after: list[tuple[str, str]] = []
+    at = (stmt.lineno, stmt.col_offset)
+    # a loop around no part of it is one unit: an edit inside it moves nothing, and the
+    # statement is before or after the whole loop (a flor.loop's body is the step of the
+    # next; 'loop' labels keep its header)
+    for other in _simple_statements(getattr(region, "body", []), stmt):
+        if other is stmt:
             continue
-        (
-            before if (other.lineno, other.col_offset) < (stmt.lineno, stmt.col_offset) else after
-        ).add(ast.unparse(other))
-    return frozenset(before), frozenset(after)
+        if isinstance(other, _LOOPS):
+            inner = _simple_statements(other.body + other.orelse)
+            if not any(_may_change(o, read, scanner, changes, relevant) for o in inner):
+                continue
+            head = ast.unparse(other).splitlines()[0]
+            label = f"loop {head}"
+        else:
+            found = _may_change(other, read, scanner, changes, relevant)
+            if found is None:
+                continue
+            label, head = found, ast.unparse(other)
+        side = before if (other.lineno, other.col_offset) < at else after
+        side.append((label, head))
+    return tuple(sorted(before)), tuple(sorted(after))
 
 
-def _simple_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+def _simple_statements(body: list[ast.stmt], around: ast.AST | None = None) -> list[ast.stmt]:
+    """The simple statements of ``body``, nested blocks included, functions and classes not;
+    with ``around``, a loop that does not hold it is kept whole instead."""
     out: list[ast.stmt] = []
     for stmt in body:
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if (
+            around is not None
+            and isinstance(stmt, _LOOPS)
+            and not any(n is around for n in ast.walk(stmt))
+        ):
+            out.append(stmt)
             continue
         inner = [
             b
@@ -474,16 +506,24 @@ def _simple_statements(body: list[ast.stmt]) -> list[ast.stmt]:
             continue
         for b in inner:
             out += _simple_statements(
-                b.body if isinstance(b, ast.ExceptHandler | ast.match_case) else [b]
+                b.body if isinstance(b, ast.ExceptHandler | ast.match_case) else [b], around
             )
     return out
 
 
+#: statements that change no value a log statement reads (an import binds a module or its
+#: names: ``flor`` of ``flor.log``)
+_INERT = (ast.Pass, ast.Continue, ast.Break, ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom)
+
+
 def _may_change(
     stmt: ast.stmt, read: set[str], scanner: object, changes: object, relevant: object
-) -> bool:
-    if isinstance(stmt, ast.Pass | ast.Continue | ast.Break | ast.Global | ast.Nonlocal):
-        return False
+) -> str | None:
+    """``stmt``'s label where it may change what a statement reading ``read`` logs (what it
+    binds or changes of ``read``: ``= w``, so ``w = 1.5 * w`` is ``w = w * 1.5``; else, for a
+    call that may change anything, its text), else None."""
+    if isinstance(stmt, _INERT):
+        return None
     if (
         isinstance(stmt, ast.Expr)
         and isinstance(stmt.value, ast.Call)
@@ -492,10 +532,16 @@ def _may_change(
             for a in ("log", "arg", "commit")
         )
     ):
-        return False  # (``flor.log`` is a method call on ``flor``, which the log reads too)
+        return None  # (``flor.log`` is a method call on ``flor``, which the log reads too)
     kills, updates = changes(stmt)  # type: ignore[operator]
     if relevant(kills, updates, read):  # type: ignore[operator]
-        return True
+        hit = sorted(
+            c
+            for c in kills | updates
+            if relevant(frozenset({c}), frozenset(), read)  # type: ignore[operator]
+            or relevant(frozenset(), frozenset({c}), read)  # type: ignore[operator]
+        )
+        return "= " + ", ".join(hit)
     for node in ast.walk(stmt):
         if not isinstance(node, ast.Call):
             continue
@@ -508,20 +554,43 @@ def _may_change(
             for a in ("log", "arg", "commit")
         ):
             continue
-        return True
-    return False
+        return ast.unparse(stmt)
+    return None
 
 
 def _moved(old: Placement | None, new: Placement | None) -> str | None:
-    """Where ``old`` (an old statement's placement) and ``new`` (today's) put the statement on
-    opposite sides of a statement both have (``w = w * 1.5`` after the old log, before
-    today's): that statement's text and which side the old one is on, else None."""
+    """Where ``old`` (an old statement's placement) and ``new`` (today's) differ in what comes
+    before the statement, by label (``w = w * 1.5`` only after the old log, ``w = 1.5 * w``
+    only before today's): a label both versions have, before it a different number of times
+    (a label before and after it in both, ``net.train()`` before the step loop and again after
+    the evaluation, tells nothing: sweep Z), or a change of what it reads that only today's
+    code has before it (carried along with it into the old version); the old one's text (or
+    today's) and which side the old statement is on, else None."""
     if old is None or new is None:
         return None
-    for text in sorted(old[0] & new[1]):
-        return f"after `{text}`, where today's is before it"
-    for text in sorted(old[1] & new[0]):
-        return f"before `{text}`, where today's is after it"
+    from collections import Counter
+
+    def count(side: tuple[tuple[str, str], ...]) -> Counter[str]:
+        return Counter(label for label, _ in side)
+
+    old_before, new_before = count(old[0]), count(new[0])
+    old_all, new_all = old_before + count(old[1]), new_before + count(new[1])
+
+    def text(
+        label: str, mine: tuple[tuple[str, str], ...], theirs: tuple[tuple[str, str], ...]
+    ) -> str:
+        own = [t for lb, t in mine if lb == label]
+        fresh = [t for t in own if (label, t) not in theirs]
+        return (fresh or own)[0]
+
+    for label in sorted(set(old_all) | set(new_all)):
+        moved = label in old_all and label in new_all and old_before[label] != new_before[label]
+        added = label not in old_all and label.startswith("= ") and new_before[label] > 0
+        if not (moved or added):
+            continue
+        if old_before[label] > new_before[label]:
+            return f"placed after `{text(label, old[0], new[0])}`, where today's is not"
+        return f"placed otherwise: today's comes after `{text(label, new[0], old[0])}`"
     return None
 
 
