@@ -6,7 +6,8 @@ called after the step loop replayed every run from the top (sweep Y N3: about 6 
 epoch tasks take under 1 s). Now a helper called by name is placed at its calls, 4 calls deep:
 after the inner loop it runs in the rest of the iteration, in the inner loop from the
 iteration's start; one that may run elsewhere (a callback, a decorated one) still replays
-whole runs. Values are those of a run of today's script (the oracle: today's script recorded,
+whole runs; a decorator of the file's that calls the function once (``@timed``) passes. Values
+are those of a run of today's script (the oracle: today's script recorded,
 replay off), for queries of some epochs and steps.
 """
 
@@ -19,7 +20,8 @@ import pytest
 import florsql
 from tests.helpers import git, make_repo, run_script, write
 
-OLD = """import random
+OLD = """import functools
+import random
 import florsql as flor
 
 seed = flor.arg("seed", 1)
@@ -41,6 +43,17 @@ def probe(v):
     return v
 
 
+def timed(fn):
+    @functools.wraps(fn)
+    def inner(*a, **k):
+        r = fn(*a, **k)
+        print(fn.__name__, end="")
+        return r
+
+    return inner
+
+
+@timed
 def pre(v):
     return v
 
@@ -70,7 +83,7 @@ PATTERNS = {
         "SELECT seed, epoch, step, g FROM logs WHERE epoch = 3 AND g IS NOT NULL",
         False,
     ),
-    "before the step loop, reading what the loop carries": (
+    "before the step loop, reading what the loop carries, through a timing decorator": (
         "def pre(v):\n    return v\n",
         "def pre(v):\n    flor.log('p', round(v + best, 9))\n    return v\n",
         "SELECT seed, epoch, p FROM logs WHERE epoch >= 4 AND p IS NOT NULL",
@@ -110,3 +123,6 @@ def test_a_statement_in_a_helper_equals_a_run_of_today_s_script(
         got = cur.execute(order).fetchall()
     assert want and got == want, (got, want)
     assert ("whole run" in plan) is whole, plan
+    # the decorator's wrapper reads its ``fn``: no state of the script (sweep Z F4: "reads
+    # fn, not captured" sent every task to the top of the script)
+    assert "not captured" not in plan, plan

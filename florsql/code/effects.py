@@ -836,6 +836,7 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in called
     }
     owners = _method_classes(tree)
+    closures = _closures(tree)
     out: dict[str, _Summary] = {}
     for _ in range(20):
         token = _CALLEES.set(out)
@@ -843,6 +844,13 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
             new: dict[str, _Summary] = {}
             for fn in defs:
                 one = _summary(fn, owners.get(id(fn)))
+                shut = closures.get(id(fn))
+                if shut:
+                    # a nested function's free names that its enclosing functions bind (a
+                    # decorator's ``fn`` in its wrapper) are no state of the script's: they
+                    # made a loop "read fn, not captured" (sweep Z F4), unless some function
+                    # rebinds them through ``nonlocal`` (a call counter: state)
+                    one = replace(one, mutates=one.mutates - shut, reads=one.reads - shut)
                 old = new.get(fn.name)
                 if old is not None:  # two functions of one name: their arguments unknown
                     one = _Summary(old.mutates | one.mutates, old.reads | one.reads)
@@ -862,6 +870,52 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
         frozenset(n for name, s in out.items() if name in loaded for n in s.reads),
     )
     return out, escaped
+
+
+def _closures(tree: ast.Module) -> dict[int, frozenset[str]]:
+    """Per nested function (by id): the names its enclosing functions bind (parameters and
+    locals), less any name some function of ``tree`` declares ``nonlocal``."""
+    rebound = {
+        name for node in ast.walk(tree) if isinstance(node, ast.Nonlocal) for name in node.names
+    }
+    out: dict[int, frozenset[str]] = {}
+
+    def own(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+        declared = {
+            n
+            for node in _own_nodes(fn.body)
+            if isinstance(node, (ast.Global, ast.Nonlocal))
+            for n in node.names
+        }
+        bound = {
+            node.id
+            for node in _own_nodes(fn.body)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))
+        }
+        bound |= {
+            node.name
+            for node in _own_nodes(fn.body)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        }
+        return frozenset((_args(fn) | bound) - declared - rebound)
+
+    def visit(node: ast.AST, enclosing: frozenset[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                mine = {
+                    n
+                    for node in _own_nodes(child.body)
+                    if isinstance(node, ast.Global)
+                    for n in node.names
+                }
+                if enclosing - mine:
+                    out[id(child)] = enclosing - mine
+                visit(child, (enclosing - mine) | own(child))
+            else:
+                visit(child, enclosing)
+
+    visit(tree, frozenset())
+    return out
 
 
 @dataclass(frozen=True)

@@ -960,11 +960,12 @@ def _helper_sites(tree: ast.Module) -> dict[str, _Helper | None]:
 
     visit(tree, "<module>", False)
     out: dict[str, _Helper | None] = {}
+    through = _passing_through(tree)
     for name, defs in fns.items():
         plain = all(
             not any(isinstance(n, ast.Yield | ast.YieldFrom | ast.Await) for n in ast.walk(fn))
             and not isinstance(fn, ast.AsyncFunctionDef)
-            and all(_plain_decorator(d) for d in fn.decorator_list)
+            and all(_plain_decorator(d, through) for d in fn.decorator_list)
             for fn in defs
         )
         if name in escaped or name in classes or not plain or not calls.get(name):
@@ -976,10 +977,84 @@ def _helper_sites(tree: ast.Module) -> dict[str, _Helper | None]:
     return out
 
 
-def _plain_decorator(node: ast.expr) -> bool:
+def _plain_decorator(node: ast.expr, through: frozenset[str] = frozenset()) -> bool:
+    if isinstance(node, ast.Name) and node.id in through:
+        return True
     target = node.func if isinstance(node, ast.Call) else node
     name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
     return name in _PLAIN_DECORATORS
+
+
+def _passing_through(tree: ast.Module) -> frozenset[str]:
+    """The file's own decorators (module-level functions of one parameter, used bare:
+    ``@timed``) that return a wrapper calling the function exactly once, unconditionally, as
+    a statement of its body (``r = fn(*a, **k)``, ``return fn(*a, **k)``), and using it
+    otherwise only by attribute (``fn.__name__``) or in ``functools.wraps(fn)``: each call
+    of what they decorate runs its body once (sweep Z F5: a timing decorator on
+    ``evaluate()`` replayed whole runs)."""
+    out = set()
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.decorator_list:
+            continue
+        a = fn.args
+        if len(a.args) != 1 or a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg:
+            continue
+        param = a.args[0].arg
+        inner = [s for s in fn.body if isinstance(s, ast.FunctionDef)]
+        rest = [s for s in fn.body if not isinstance(s, ast.FunctionDef)]
+        if len(inner) != 1 or len(rest) != 1 or not isinstance(rest[0], ast.Return):
+            continue
+        wrapper = inner[0]
+        ret = rest[0].value
+        if not (isinstance(ret, ast.Name) and ret.id == wrapper.name):
+            continue
+        if not all(_wraps_of(d, param) for d in wrapper.decorator_list) or not _calls_once(
+            wrapper, param
+        ):
+            continue
+        out.add(fn.name)
+    return frozenset(out)
+
+
+def _wraps_of(node: ast.expr, param: str) -> bool:
+    """``functools.wraps(param)`` or ``wraps(param)``."""
+    return (
+        isinstance(node, ast.Call)
+        and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == "wraps"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id == param
+    )
+
+
+def _calls_once(wrapper: ast.FunctionDef, param: str) -> bool:
+    calls = [
+        s
+        for s in wrapper.body
+        if isinstance(s, ast.Expr | ast.Assign | ast.Return)
+        and isinstance(s.value, ast.Call)
+        and isinstance(s.value.func, ast.Name)
+        and s.value.func.id == param
+    ]
+    if len(calls) != 1:
+        return False
+    seen = [
+        n for n in ast.walk(wrapper) if isinstance(n, ast.Name) and n.id == param
+    ]  # the call's own name, ``wraps(param)``, and ``param.attr`` reads only
+    attrs = {
+        id(n.value)
+        for n in ast.walk(wrapper)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
+    allowed = {id(calls[0].value.func)} | attrs  # type: ignore[union-attr]
+    allowed |= {id(d.args[0]) for d in wrapper.decorator_list if isinstance(d, ast.Call)}
+    before = wrapper.body[: wrapper.body.index(calls[0])]
+    leaves = any(
+        isinstance(n, ast.Return | ast.Raise | ast.Yield | ast.YieldFrom)
+        for s in before
+        for n in ast.walk(s)
+    )
+    return not leaves and all(id(n) in allowed for n in seen)
 
 
 def _call_places(
