@@ -618,10 +618,7 @@ def analyze_patched(
         # a statement in a helper is placed where the helper is called (session 52, sweep Y
         # N3: it replayed whole runs, ~6 s for under 1 s): each call site, 4 calls deep,
         # where every one of them is a plain call of the file's own function
-        places = _call_places(call, scope, sites, outer, inner)
-        if places is None:
-            _classify(call.lineno, scope, facts, outer, inner, flags, helpers)
-            continue
+        places = _call_places(call, scope, sites, outer, inner) or [(call, scope, frozenset())]
         for node, at, via in places:
             _classify(node.lineno, at, facts, outer, inner, flags, helpers)
             if (
