@@ -289,8 +289,8 @@ def full_rerun(where: Path, sizes: Sizes) -> tuple[Recording, Values]:
     so florsql records them): the baseline time, and the oracle values."""
     rec = record(new_repo(where / "oracle"), {v: patched(script(v)) for v in VERSIONS}, sizes)
     with Engine(rec.repo) as eng:
-        table = eng.execute("SELECT lr, epoch, step, wnorm, grad_norm FROM logs").table
-    return rec, table_values(table, ("wnorm", "grad_norm"))
+        table = eng.execute("SELECT lr, epoch, step, wnorm, grad_norm, vnorm FROM logs").table
+    return rec, table_values(table, ("wnorm", "grad_norm", "vnorm"))
 
 
 def table_values(table: object, names: Sequence[str]) -> Values:
