@@ -872,6 +872,31 @@ def _summaries(tree: ast.Module) -> tuple[dict[str, _Summary], _Summary]:
     return out, escaped
 
 
+def _locals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """The names local to ``fn``: its parameters and what its own scope binds (assignment,
+    ``del``, ``def``, ``class``, import, ``except ... as``), less what it declares ``global``
+    or ``nonlocal``."""
+    declared = {
+        name
+        for node in _own_nodes(fn.body)
+        if isinstance(node, (ast.Global, ast.Nonlocal))
+        for name in node.names
+    }
+    bound = {
+        node.id
+        for node in _own_nodes(fn.body)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))
+    }
+    for node in _own_nodes(fn.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return (_args(fn) | bound) - declared
+
+
 def _closures(tree: ast.Module) -> dict[int, frozenset[str]]:
     """Per nested function (by id): the names its enclosing functions bind (parameters and
     locals), less any name some function of ``tree`` declares ``nonlocal``."""
@@ -881,23 +906,7 @@ def _closures(tree: ast.Module) -> dict[int, frozenset[str]]:
     out: dict[int, frozenset[str]] = {}
 
     def own(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
-        declared = {
-            n
-            for node in _own_nodes(fn.body)
-            if isinstance(node, (ast.Global, ast.Nonlocal))
-            for n in node.names
-        }
-        bound = {
-            node.id
-            for node in _own_nodes(fn.body)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))
-        }
-        bound |= {
-            node.name
-            for node in _own_nodes(fn.body)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        }
-        return frozenset((_args(fn) | bound) - declared - rebound)
+        return frozenset(_locals(fn) - rebound)
 
     def visit(node: ast.AST, enclosing: frozenset[str]) -> None:
         for child in ast.iter_child_nodes(node):
@@ -1256,25 +1265,7 @@ def _summary(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: _Owner | None = 
     a method, its class (a change of the class through ``type(self)``, ``self.__class__``, a
     classmethod's ``cls`` or a class attribute changes it and the classes derived from it; a
     descriptor changing itself changes the classes holding it)."""
-    declared = {
-        name
-        for node in _own_nodes(fn.body)
-        if isinstance(node, (ast.Global, ast.Nonlocal))
-        for name in node.names
-    }
-    bound = {
-        node.id
-        for node in _own_nodes(fn.body)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del))
-    }
-    for node in _own_nodes(fn.body):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-    local = (_args(fn) | bound) - declared
+    local = _locals(fn)
     mutates = _changed(fn.body) - local
     if owner is not None:
         if _class_changed(fn, owner.shared):
