@@ -59,3 +59,47 @@ def test_its_values_equal_a_run_of_today_s_script(tmp_path: Path) -> None:
     with florsql.connect(repo) as con:
         got = con.cursor().execute(sql).fetchall()
     assert len(want) == 6 and got == want, (got, want)
+
+
+NEW_HELPER_OLD = """import florsql as flor
+
+seed = flor.arg("seed", 1)
+w = float(seed)
+
+
+def score(v):
+    acc = v * 2
+    return acc
+
+
+for epoch in flor.loop("epoch", range(3)):
+    w = w * 0.5 + epoch
+    a = score(w)
+    acc = w + 100
+"""
+NEW_HELPER_TODAY = NEW_HELPER_OLD.replace(
+    "for epoch",
+    'def probe(v):\n    acc = v + 100\n    flor.log("x", acc)\n    return acc\n\n\nfor epoch',
+).replace("    acc = w + 100\n", "    acc = probe(w)\n")
+
+
+def test_a_new_helper_s_statement_never_goes_into_another_function(tmp_path: Path) -> None:
+    """Sweep Z2 F1 (older than session 52): today's new ``probe()`` (the inline ``acc = w +
+    100`` moved into it, with a log) matched the old ``score()`` through its call site, by the
+    look of ``acc = ...; return acc``, and the query answered score's ``w * 2``, silently. A
+    function today's file still defines is not another one's old place."""
+    result = propagate(NEW_HELPER_TODAY, NEW_HELPER_OLD)
+    assert not result.failed, result.failed
+    assert "    acc = v * 2\n    return acc\n" in result.source  # score() as it was
+    repo = make_repo(tmp_path / "r", {"train.py": NEW_HELPER_OLD})
+    oracle = make_repo(tmp_path / "o", {"train.py": NEW_HELPER_TODAY})
+    run_script(repo, "train.py")
+    run_script(oracle, "train.py")
+    write(repo / "train.py", NEW_HELPER_TODAY)
+    git(repo, "commit", "-qam", "today")
+    sql = "SELECT epoch, x FROM logs WHERE x IS NOT NULL ORDER BY 1"
+    with florsql.connect(oracle, replay="off") as con:
+        want = con.cursor().execute(sql).fetchall()
+    with florsql.connect(repo) as con:
+        got = con.cursor().execute(sql).fetchall()
+    assert want == [(0, 100.5), (1, 101.25), (2, 102.625)] and got == want, (got, want)

@@ -366,9 +366,11 @@ def _present(target: LogStatement, session: _Session) -> bool:
     mine = ast.dump(target.stmt)
     chains = session.new_helpers.variants(target.block)
     before, after = session.context(target.block, target.index)
-    spot = locate(chains, before, after, session.old_helpers)
+    today = frozenset(session.new.defs)
+    spot = locate(chains, before, after, session.old_helpers, today)
     if isinstance(spot, Miss):  # alone in its block (``if do_eval:`` around it): by itself
-        return locate_twin(chains, session.old_helpers, lambda o: ast.dump(o) == mine) is not None
+        found = locate_twin(chains, session.old_helpers, lambda o: ast.dump(o) == mine, today)
+        return found is not None
     return any(ast.dump(stmt) == mine for stmt in spot.block.stmts)
 
 
@@ -423,24 +425,27 @@ def _plan(
         return Failure(log.label, log.line, "the log name is not a string literal")
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
-    spot = locate(chains, before, after, session.old_helpers)
+    today = frozenset(session.new.defs)
+    spot = locate(chains, before, after, session.old_helpers, today)
     if isinstance(spot, Miss) and spot.reason.startswith("no context"):
         called = _call_context(target.block, session)
         if called is not None:
-            spot = locate(chains, *called, session.old_helpers)
+            spot = locate(chains, *called, session.old_helpers, today)
     by_twin, no_context = False, ""
     if isinstance(spot, Miss) and target is log and spot.reason.startswith("no context"):
         no_context = spot.reason
         # a wrapped line alone in its block: its place is the old line it stands for
         aliases = session.new.aliases
-        at = locate_twin(chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases))
+        at = locate_twin(
+            chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases), today
+        )
         by_twin = at is not None
         spot = at or spot
         if at is None and log.name in session.again:
             # placed again, alone in its block, where the old block holds the same statement
             # inside a branch (``if epoch % 2 == 0: flor.log("val", v)``, today unguarded):
             # after that branch (sweep W, session 51: refused "no context")
-            branch = locate_twin(chains, session.old_helpers, _holds(ast.dump(log.stmt)))
+            branch = locate_twin(chains, session.old_helpers, _holds(ast.dump(log.stmt)), today)
             if branch is not None:
                 spot = type(branch)(branch.block, branch.slot + 1)
     if isinstance(spot, Miss):

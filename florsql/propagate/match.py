@@ -110,11 +110,27 @@ def match_chains(new: Chain, old: Chain) -> ChainMatch | None:
     return ChainMatch(outer, soft)
 
 
-def _candidates(new_chains: list[Chain], helpers: Helpers) -> list[tuple[Block, ChainMatch]]:
-    """Old blocks whose chain corresponds to one of ``new_chains``, each with its best match."""
+def _function(chain: Chain) -> str | None:
+    """The innermost function around a lexical chain, by name (None: none)."""
+    names = [f.name for f in chain if f.kind == "def"]
+    return names[-1] if names else None
+
+
+def _candidates(
+    new_chains: list[Chain], helpers: Helpers, today: frozenset[str] = frozenset()
+) -> list[tuple[Block, ChainMatch]]:
+    """Old blocks whose chain corresponds to one of ``new_chains``, each with its best match.
+    ``today``: the functions today's file defines. An old block matched only through a helper's
+    call site, inside a function that today's file still defines, other than the one around
+    today's statement, is not one (session 52, sweep Z2: a log in today's new ``probe()``
+    went into the old ``score()``, whose tail looked alike, and answered score's values)."""
+    mine = _function(new_chains[0]) if new_chains else None
     best: dict[int, tuple[Block, ChainMatch]] = {}
     for new_chain in new_chains:
         for block, old_chain in helpers.index.get(hard_key(new_chain), []):
+            theirs = _function(block.chain) if old_chain != block.chain else None
+            if theirs is not None and theirs != mine and theirs in today:
+                continue  # (matched through its call site: see above)
             match = match_chains(new_chain, old_chain)
             seen = best.get(id(block))
             if match and (
@@ -152,12 +168,17 @@ def describe_miss(new_chain: Chain, helpers: Helpers) -> str:
 
 
 def locate(
-    new_chains: list[Chain], before: Sequence[str], after: Sequence[str], helpers: Helpers
+    new_chains: list[Chain],
+    before: Sequence[str],
+    after: Sequence[str],
+    helpers: Helpers,
+    today: frozenset[str] = frozenset(),
 ) -> Spot | Miss:
-    """The old block and slot for a statement with these chains and neighbours."""
+    """The old block and slot for a statement with these chains and neighbours (``today``:
+    the functions today's file defines, see :func:`_candidates`)."""
     scored = [
         _Scored(block, match, choose_slot(before, after, block.norms))
-        for block, match in _candidates(new_chains, helpers)
+        for block, match in _candidates(new_chains, helpers, today)
     ]
     if not scored:
         return Miss(describe_miss(new_chains[0], helpers))
@@ -204,7 +225,10 @@ def _placeholder(stmt: ast.stmt) -> bool:
 
 
 def locate_twin(
-    new_chains: list[Chain], helpers: Helpers, stands_for: Callable[[ast.stmt], bool]
+    new_chains: list[Chain],
+    helpers: Helpers,
+    stands_for: Callable[[ast.stmt], bool],
+    today: frozenset[str] = frozenset(),
 ) -> Spot | None:
     """Where a statement with no context in its block goes (a wrapped line alone there:
     ``return flor.log("vl", v)`` under ``with torch.no_grad():`` where the old version had
@@ -212,7 +236,7 @@ def locate_twin(
     its chain matches. None where no such statement, or more than one, is found."""
     found = [
         (block, j)
-        for block, _ in _candidates(new_chains, helpers)
+        for block, _ in _candidates(new_chains, helpers, today)
         for j, stmt in enumerate(block.stmts)
         if stands_for(stmt)
     ]
