@@ -180,3 +180,22 @@ def test_a_loop_is_one_unit() -> None:
     assert "placed otherwise: today's comes after `for step in flor.loop('step', range(2)):`" in (
         other_statement(today, first, "val") or ""
     )
+
+
+def test_a_mode_switch_only_today_has_is_no_move() -> None:
+    """Sweep Z2 F4: today's ``net.eval()`` before the evaluation (a method call on a name the
+    old version binds: no slice carries it) was taken for a new change of what the log reads,
+    and a guarded old run's other epochs stayed NULL. A new assignment still counts."""
+    body = (
+        "    for step in flor.loop('step', range(2)):\n"
+        "        w = w * 1.5 + step\n"
+        "{switch}"
+        "    val = round(net(w), 9)\n"
+        "{log}"
+    )
+    log = "    flor.log('val', val)\n"
+    old = HEAD + body.format(switch="", log="    if epoch % 2 == 0:\n    " + log)
+    today = HEAD + body.format(switch="    net.eval()\n", log=log)
+    assert other_statement(today, old, "val") is None
+    scaled = HEAD + body.format(switch="", log="    val = val * 100\n" + log)
+    assert "`val = val * 100`" in (other_statement(scaled, old, "val") or "")

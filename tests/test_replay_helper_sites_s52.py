@@ -126,3 +126,27 @@ def test_a_statement_in_a_helper_equals_a_run_of_today_s_script(
     # the decorator's wrapper reads its ``fn``: no state of the script (sweep Z F4: "reads
     # fn, not captured" sent every task to the top of the script)
     assert "not captured" not in plan, plan
+
+
+def test_a_decorator_that_may_skip_calls_guards_the_statement() -> None:
+    """Sweep Z2 F2: ``@every(2)`` calls its function every other call; today's statement in it
+    was taken to run every epoch, and the replay's NULLs at the skipped epochs were said as
+    "today's statement runs in every iteration, but the replay ... did not run it there"."""
+    from florsql.plan.guards import every_iteration
+
+    src = (
+        "import functools\nimport florsql as flor\n\n\n"
+        "def every(n):\n    def deco(fn):\n        calls = [0]\n\n"
+        "        def inner(*a):\n            calls[0] += 1\n"
+        "            return fn(*a) if calls[0] % n == 0 else None\n\n"
+        "        return inner\n\n    return deco\n\n\n"
+        "@every(2)\ndef evaluate():\n    flor.log('val', 1)\n\n\n"
+        "for e in flor.loop('epoch', range(3)):\n    evaluate()\n"
+    )
+    assert "val" not in every_iteration(src)
+    assert "val" in every_iteration(src.replace("@every(2)\n", ""))
+    timed = OLD.split("@timed")[0].split("def timed")[1]  # the file's pass-through decorator
+    plain = src.replace("@every(2)\n", "@timed\n").replace(
+        "\n\n\n@timed", "\n\n\ndef timed" + timed + "@timed"
+    )
+    assert "val" in every_iteration(plain), plain

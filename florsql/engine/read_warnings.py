@@ -330,8 +330,8 @@ def _edited(con: duckdb.DuckDBPyConnection, catalog: Catalog, repo: Path, name: 
         out.append(
             f"{code.sites_of(name)[0].name}: {runs} run(s) recorded it with another statement "
             f"than today's ({why} in version {vid[:12]}{more} of {filename}; today: "
-            f"{mine[0] if mine else '?'}): their values are that statement's, not today's (a "
-            "run that logged a name is never replayed for it; give today's statement a name of "
-            "its own to have it computed for every run)"
+            f"{mine[0] if mine else '?'}): their values are that statement's, not today's, "
+            "and where it did not log, NULL (a run that logged a name is never replayed for it; "
+            "give today's statement a name of its own to have it computed for every run)"
         )
     return out

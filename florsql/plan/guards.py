@@ -82,7 +82,7 @@ def every_iteration(text: str) -> frozenset[str]:
             elif isinstance(node.func, ast.Name | ast.Attribute):
                 callee = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
                 calls.setdefault(callee, []).append(node)
-    walker = _Walker(scanner, parents, functions, calls, _suppressing(module))
+    walker = _Walker(scanner, parents, functions, calls, _suppressing(module), module)
     return frozenset(name for name, call in logs if walker.every_iteration(call, 0))
 
 
@@ -94,8 +94,10 @@ class _Walker:
         functions: dict[str, list[ast.AST]],
         calls: dict[str, list[ast.Call]],
         suppressing: frozenset[str] = frozenset(),
+        module: ast.Module | None = None,
     ) -> None:
         self.suppressing = suppressing
+        self.through = _passing_through(module) if module is not None else frozenset()
         self.scanner = scanner
         self.parents = parents
         self.functions = functions
@@ -130,6 +132,8 @@ class _Walker:
     def _each_call(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int, name: str) -> bool:
         if depth >= _DEPTH or len(self.functions.get(fn.name, ())) != 1:
             return False  # too deep, or two functions of one name: which is called is unknown
+        if any(not _plain_decorator(d, self.through) for d in fn.decorator_list):
+            return False  # a decorator may skip the call (``@every(2)``: sweep Z2 F2)
         sites = [c for c in self.calls.get(fn.name, ()) if not _inside(c, fn, self.parents)]
         return bool(sites) and all(self.every_iteration(c, depth + 1, name) for c in sites)
 
@@ -208,6 +212,18 @@ class _Walker:
             return False
         before = block[: block.index(child)]
         return not any(_leaves(s) for s in before)
+
+
+def _plain_decorator(node: ast.expr, through: frozenset[str]) -> bool:
+    from florsql.plan.patched import _plain_decorator as plain
+
+    return plain(node, through)
+
+
+def _passing_through(module: ast.Module) -> frozenset[str]:
+    from florsql.plan.patched import _passing_through as passing
+
+    return passing(module)
 
 
 def _main_guard(node: ast.If) -> bool:
@@ -541,7 +557,11 @@ def _may_change(
             if relevant(frozenset({c}), frozenset(), read)  # type: ignore[operator]
             or relevant(frozenset(), frozenset({c}), read)  # type: ignore[operator]
         )
-        return "= " + ", ".join(hit)
+        # ``=``: it binds or stores into what the log reads (a new one travels with the log
+        # into the old version, as its slice); ``~``: only a method call on it (``net.eval()``:
+        # a slice carries none on a name the old version binds)
+        strong = relevant(*changes(stmt, frozenset()), read)  # type: ignore[operator]
+        return ("= " if strong else "~ ") + ", ".join(hit)
     for node in ast.walk(stmt):
         if not isinstance(node, ast.Call):
             continue

@@ -586,6 +586,7 @@ def _scanner_key() -> bytes:
         here / "scan_code.py",
         here / "scan_ast.py",
         here / "guards.py",
+        here / "patched.py",  # (guards reads its decorator rules)
         here.parent / "fold.py",  # how names are folded in the keys
         *(propagate / f"{m}.py" for m in _KEY_MODULES),
     ):
