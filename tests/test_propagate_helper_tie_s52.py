@@ -45,19 +45,28 @@ def test_the_statement_goes_into_its_own_function() -> None:
     assert result.source == TODAY
 
 
-def test_its_values_equal_a_run_of_today_s_script(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {"train.py": OLD})
-    oracle = make_repo(tmp_path / "o", {"train.py": TODAY})
+def _replayed_and_today(
+    tmp_path: Path, old: str, today: str, sql: str
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """``sql`` over runs of ``old`` (seeds 1 and 2) replayed with ``today``'s statements, and
+    over runs of ``today``'s script itself (the oracle, replay off)."""
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    oracle = make_repo(tmp_path / "o", {"train.py": today})
     for seed in ("1", "2"):
         run_script(repo, "train.py", "--seed", seed)
         run_script(oracle, "train.py", "--seed", seed)
-    write(repo / "train.py", TODAY)
+    write(repo / "train.py", today)
     git(repo, "commit", "-qam", "today")
-    sql = "SELECT seed, epoch, gap FROM logs WHERE gap IS NOT NULL ORDER BY 1, 2"
     with florsql.connect(oracle, replay="off") as con:
         want = con.cursor().execute(sql).fetchall()
     with florsql.connect(repo) as con:
         got = con.cursor().execute(sql).fetchall()
+    return got, want
+
+
+def test_its_values_equal_a_run_of_today_s_script(tmp_path: Path) -> None:
+    sql = "SELECT seed, epoch, gap FROM logs WHERE gap IS NOT NULL ORDER BY 1, 2"
+    got, want = _replayed_and_today(tmp_path, OLD, TODAY, sql)
     assert len(want) == 6 and got == want, (got, want)
 
 
@@ -91,15 +100,6 @@ def test_a_new_helper_s_statement_never_goes_into_another_function(tmp_path: Pat
     result = propagate(NEW_HELPER_TODAY, NEW_HELPER_OLD)
     assert not result.failed, result.failed
     assert "    acc = v * 2\n    return acc\n" in result.source  # score() as it was
-    repo = make_repo(tmp_path / "r", {"train.py": NEW_HELPER_OLD})
-    oracle = make_repo(tmp_path / "o", {"train.py": NEW_HELPER_TODAY})
-    run_script(repo, "train.py")
-    run_script(oracle, "train.py")
-    write(repo / "train.py", NEW_HELPER_TODAY)
-    git(repo, "commit", "-qam", "today")
-    sql = "SELECT epoch, x FROM logs WHERE x IS NOT NULL ORDER BY 1"
-    with florsql.connect(oracle, replay="off") as con:
-        want = con.cursor().execute(sql).fetchall()
-    with florsql.connect(repo) as con:
-        got = con.cursor().execute(sql).fetchall()
-    assert want == [(0, 100.5), (1, 101.25), (2, 102.625)] and got == want, (got, want)
+    sql = "SELECT seed, epoch, x FROM logs WHERE x IS NOT NULL AND seed = 1 ORDER BY 1, 2"
+    got, want = _replayed_and_today(tmp_path, NEW_HELPER_OLD, NEW_HELPER_TODAY, sql)
+    assert want == [(1, 0, 100.5), (1, 1, 101.25), (1, 2, 102.625)] and got == want, (got, want)
