@@ -573,6 +573,16 @@ def _plan(
         missing = _unbound(items, session, renames, widened)
     if missing:
         reason = f"unbound name {missing[0].name!r} {at_line(missing[0].line)}"
+        old_name = renames.get(missing[0].name, missing[0].name)
+        if any(
+            isinstance(n, ast.Name) and n.id == old_name and isinstance(n.ctx, ast.Store)
+            for n in ast.walk(session.old.tree)
+        ):
+            # (sweep Z2: "unbound name 'val'" of a name the old version binds, after that line)
+            reason += (
+                f" (the old version binds {old_name!r} only after that line or in another "
+                "scope: today's statement would go there before the value it logs)"
+            )
         return Failure(log.label, log.line, reason)
     hidden = _shadowed(items, session, renames)
     if hidden:
