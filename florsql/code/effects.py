@@ -899,10 +899,31 @@ def _locals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
 
 def _closures(tree: ast.Module) -> dict[int, frozenset[str]]:
     """Per nested function (by id): the names its enclosing functions bind (parameters and
-    locals), less any name some function of ``tree`` declares ``nonlocal``."""
+    locals) that no nested function may change: none declares them ``nonlocal``, stores into
+    them (``count[0] += 1``, ``box.n = 1``), calls a method on them or passes them to a call
+    (a decorator's ``fn``, only called and read: ``fn(*a)``, ``fn.__name__``). A changed one is
+    state a checkpoint never holds (s24's ``closure_keeps_its_counts_in_a_list_cell``)."""
     rebound = {
         name for node in ast.walk(tree) if isinstance(node, ast.Nonlocal) for name in node.names
     }
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
+                node.ctx, (ast.Store, ast.Del)
+            ):
+                rebound |= _roots(node)
+            elif isinstance(node, ast.AugAssign):
+                rebound |= _roots(node.target)
+            elif isinstance(node, ast.Call):
+                if isinstance(node.func, ast.Attribute):
+                    rebound |= _roots(node.func.value)
+                callee = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if callee in _READ_ONLY_CALLS:
+                    continue  # (``print(fn.__name__)``, ``functools.wraps(fn)``)
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    rebound |= _roots(arg)
     out: dict[int, frozenset[str]] = {}
 
     def own(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
@@ -925,6 +946,31 @@ def _closures(tree: ast.Module) -> dict[int, frozenset[str]]:
 
     visit(tree, frozenset())
     return out
+
+
+#: builtins that change none of their arguments
+_READ_ONLY_CALLS = frozenset(
+    {
+        "print",
+        "len",
+        "str",
+        "repr",
+        "format",
+        "isinstance",
+        "round",
+        "int",
+        "float",
+        "bool",
+        "wraps",
+    }
+)
+
+
+def _roots(node: ast.AST) -> set[str]:
+    """The name an expression is reached from (``a`` of ``a.b[0].c``, of ``*a``), if any."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return {node.id} if isinstance(node, ast.Name) else set()
 
 
 @dataclass(frozen=True)
