@@ -51,6 +51,15 @@ def assemble(state: PlanState) -> None:
             needs = [n for n in needs if n.name not in failed]
             if not needs:
                 continue
+        if found is not None and found.present and not facts[run_id].ended:
+            # today's statement is in the version as it is: the run ran it, and a replay
+            # would compute what it recorded (session 53)
+            for n in needs:
+                if n.name in found.present:
+                    state.ran_today.setdefault(n.name, set()).add(run_id)
+            needs = [n for n in needs if n.name not in found.present]
+            if not needs:
+                continue
         if found is not None and found.lost:
             state.lost.setdefault((first.vid, first.filename), {}).update(found.lost)
         if found is not None and found.uneven:
@@ -60,6 +69,12 @@ def assemble(state: PlanState) -> None:
         companions = _companion_chains(state, first.filename, modules, found)
         run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
         per_version[(run.vid, run.filename)].append(run)
+    for name, ran in sorted(state.ran_today.items()):
+        state.notes.append(
+            f"{name}: {len(ran)} run(s) ran today's statement of it as it is (their version has "
+            "it, guards and all): not replayed where they hold no value, since their replay "
+            "would log none there either"
+        )
     versions = []
     for key in sorted(set(per_version) | set(state.unplaceable) | set(state.unplaced)):
         vid, filename = key

@@ -518,13 +518,17 @@ def _log_columns(
         key = fold(name)
         before = lacking.get(key, (name, 0))[1]
         lacking[key] = (spelled.get(key, name), before + n)
-    every = tuple(
-        (f, site.name, "/".join(site.chain))
+    # each statement in a loop: today's runs in every iteration (``every``), or under
+    # conditions a version may not share (``if epoch % 3 == 0`` where it had ``% 2``)
+    chained = tuple(
+        (f, site.name, "/".join(site.chain), fold(site.name) in code.every)
         for f, code in scripts.items()
         for site in code.sites
-        if site.chain and fold(site.name) in code.every
+        if site.chain
     )
-    some = memo.get(generation, ("lacking some", every), lambda: _lacking_some(con, every, repo))
+    some = memo.get(
+        generation, ("lacking some", chained), lambda: _lacking_some(con, chained, repo)
+    )
     partial: dict[str, int] = {}
     for name, n in some.items():
         key = fold(name)
@@ -542,11 +546,15 @@ def _log_columns(
 
 def _lacking_some(
     con: duckdb.DuckDBPyConnection,
-    sites: tuple[tuple[str, str, str], ...],
+    sites: tuple[tuple[str, str, str, bool], ...],
     repo: Path | None = None,
 ) -> dict[str, int]:
     """Per name whose statement today runs in every iteration of its loop (``sites``: file,
-    name, chain; :attr:`ScriptCode.every`): how many runs that executed the file recorded it,
+    name, chain, and whether it does, :attr:`ScriptCode.every`), or whose version logged it
+    under other conditions than today's statement has (:func:`florsql.plan.guards.
+    other_conditions`: ``if epoch % 2 == 0:`` where today's is under ``if epoch % 3 == 0:``,
+    session 53; today's may log in iterations the old one skipped, and only a replay can
+    tell): how many runs that executed the file recorded it,
     but not in every outer iteration they ended of that chain (the old version logged it under
     ``if epoch % 2 == 0:``, or in a helper it called only sometimes). Those iterations lack it:
     the replay set (per outer iteration) computes them. Before session 51 only runs without
@@ -559,8 +567,10 @@ def _lacking_some(
     if not sites:
         return {}
     values = ", ".join(
-        f"({string_literal(f)}, {string_literal(n)}, {string_literal(c)})" for f, n, c in sites
+        f"({string_literal(f)}, {string_literal(n)}, {string_literal(c)})"
+        for f, n, c in dict.fromkeys((f, n, c) for f, n, c, _ in sites)
     )
+    every = {(f, fold(n), c) for f, n, c, always in sites if always}
     rows = con.execute(
         f"""WITH s(filename, name, chain) AS (VALUES {values})
             SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain
@@ -588,7 +598,7 @@ def _lacking_some(
             AND NOT EXISTS (SELECT 1 FROM args a WHERE a.run_id = m.run_id
                             AND {fold_sql("a.name")} = {fold_sql("s.name")})"""
     ).fetchall()
-    from florsql.plan.guards import other_statement
+    from florsql.plan.guards import other_conditions, other_statement
     from florsql.versions import text_reader
 
     text = text_reader(repo)
@@ -597,6 +607,10 @@ def _lacking_some(
     for name, run_id, vid, filename, chain in rows:
         today, old = text(None, filename), text(vid, filename)
         at = tuple(chain.split("/"))
+        if (filename, fold(name), chain) not in every and not (
+            today and old and other_conditions(today, old, name, at)
+        ):
+            continue  # guarded today as in its version: it lacks the name where today's would
         if today and old and other_statement(today, old, name, at) is not None:
             continue
         runs.setdefault(name, set()).add(run_id)

@@ -30,8 +30,16 @@ import ast
 from functools import lru_cache
 
 from florsql.fold import fold
+from florsql.propagate.conditions import Conditions, conditions, leaves_early, main_guard
 
-__all__ = ["always_runs", "every_iteration", "other_statement", "top_loops"]
+__all__ = [
+    "always_runs",
+    "conditions_at",
+    "every_iteration",
+    "other_conditions",
+    "other_statement",
+    "top_loops",
+]
 
 _DEPTH = 4
 
@@ -141,7 +149,7 @@ class _Walker:
         """Whether ``block`` logs ``name`` each time it runs: a statement of it that is a log
         of the name, or an ``if`` both of whose branches do, before anything leaves early."""
         for stmt in block:
-            if _leaves(stmt):
+            if leaves_early(stmt):
                 return False
             value = stmt.value if isinstance(stmt, ast.Expr | ast.Assign) else None
             if isinstance(value, ast.Call):
@@ -191,14 +199,14 @@ class _Walker:
                 break
         else:
             return False  # an expression, a decorator: not a block of statements
-        if isinstance(parent, ast.If) and not _main_guard(parent) and name:
+        if isinstance(parent, ast.If) and not main_guard(parent) and name:
             other = parent.orelse if field == "body" else parent.body
             if field not in ("body", "orelse") or not self._logs_always(other, name):
                 return False
-            return not any(_leaves(s) for s in block[: block.index(child)])
+            return not any(leaves_early(s) for s in block[: block.index(child)])
         if field == "body":
             if isinstance(parent, ast.If):
-                if not _main_guard(parent):
+                if not main_guard(parent):
                     return False
             elif isinstance(parent, ast.With | ast.AsyncWith):
                 if any(_may_suppress(i.context_expr, self.suppressing) for i in parent.items):
@@ -211,7 +219,7 @@ class _Walker:
         elif field != "finalbody":
             return False
         before = block[: block.index(child)]
-        return not any(_leaves(s) for s in before)
+        return not any(leaves_early(s) for s in before)
 
 
 def _plain_decorator(node: ast.expr, through: frozenset[str]) -> bool:
@@ -224,19 +232,6 @@ def _passing_through(module: ast.Module) -> frozenset[str]:
     from florsql.plan.patched import _passing_through as passing
 
     return passing(module)
-
-
-def _main_guard(node: ast.If) -> bool:
-    """``if __name__ == "__main__":`` (either side), with no ``else`` branch taken."""
-    test = node.test
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-        return False
-    if not isinstance(test.ops[0], ast.Eq):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    main = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
-    return len(names) == 1 and len(main) == 1
 
 
 def _may_suppress(expr: ast.expr, local: frozenset[str] = frozenset()) -> bool:
@@ -281,29 +276,6 @@ def _suppressing(module: ast.Module) -> frozenset[str]:
                         if value is not None and not quiet:
                             out.add(node.name)
     return frozenset(out)
-
-
-def _leaves(stmt: ast.stmt) -> bool:
-    """Whether ``stmt`` may leave the block around it early (a ``break``/``continue`` of the
-    loop around it, a ``return``), nested loops and functions aside for what they hold of
-    their own."""
-
-    def visit(node: ast.AST, in_loop: bool) -> bool:
-        if isinstance(node, _SCOPES) and node is not stmt:
-            return False
-        if isinstance(node, ast.Return):
-            return True
-        if isinstance(node, ast.Break | ast.Continue):
-            return not in_loop
-        if isinstance(node, _LOOPS):
-            return any(visit(c, True) for c in node.body) or any(
-                visit(c, in_loop) for c in (node.orelse or [])
-            )
-        return any(visit(c, in_loop) for c in ast.iter_child_nodes(node))
-
-    if isinstance(stmt, _SCOPES):
-        return False
-    return visit(stmt, False)
 
 
 def _inside(node: ast.AST, fn: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
@@ -659,3 +631,65 @@ def _args(call: str) -> str:
         return call
     kwargs = sorted((k.arg or "**", ast.unparse(k.value)) for k in node.keywords)
     return repr(([ast.unparse(a) for a in node.args], kwargs))
+
+
+@lru_cache(maxsize=256)
+def _flor_loops(text: str) -> tuple[ast.Module, frozenset[int], dict[int, ast.stmt]] | None:
+    """``text``'s tree, the ``flor.loop`` ``for`` statements (by id) and its ``flor.log``
+    statements by the line of their call (a line with two is left out)."""
+    from florsql.plan.scan_ast import _aliases, _Scanner
+
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    scanner = _Scanner(text, _aliases(module))
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(module):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    walker = _Walker(scanner, parents, {}, {})
+    loops = frozenset(id(n) for n in ast.walk(module) if walker._flor_loop(n))
+    by_line: dict[int, ast.stmt | None] = {}
+    for node in ast.walk(module):
+        if isinstance(node, ast.Call) and scanner._flor_call(node, "log") is not None:
+            stmt = walker._statement_of(node)
+            by_line[node.lineno] = None if node.lineno in by_line else stmt
+    return module, loops, {k: v for k, v in by_line.items() if v is not None}
+
+
+def conditions_at(text: str, line: int) -> Conditions | None:
+    """The :data:`~florsql.propagate.conditions.Conditions` of the ``flor.log`` statement of
+    ``text`` whose call starts at ``line``; None where there is none, it is not a statement of
+    its own (``c and flor.log(...)``), two calls start there, or it sits in a function outside
+    every ``flor.loop`` of it (a helper: its calls decide where it runs)."""
+    parsed = _flor_loops(text)
+    if parsed is None or line not in parsed[2]:
+        return None
+    module, loops, stmts = parsed
+    return conditions(module, stmts[line], lambda n: id(n) in loops)
+
+
+def other_conditions(today: str, old: str, name: str, chain: Chain) -> bool:
+    """Whether the old file logs ``name`` at loop chain ``chain`` under other conditions than
+    today's file does there (``if epoch % 2 == 0:`` where today's has ``if epoch % 3 == 0:``,
+    a warmup ``continue`` only one has): a run of it lacks the name in iterations where
+    today's statement may log it. False where either file has no statement of the name there,
+    or one whose conditions cannot be told (in a helper, inside an expression)."""
+    from florsql.plan.scan_ast import scan_ast
+
+    def signatures(text: str) -> frozenset[Conditions] | None:
+        try:
+            code = scan_ast(text, "<file>")
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+        if code is None:
+            return None
+        lines = [s.line for s in code.sites if fold(s.name) == fold(name) and s.chain == chain]
+        found = [conditions_at(text, line) for line in lines]
+        if not found or any(c is None for c in found):
+            return None
+        return frozenset(c for c in found if c is not None)
+
+    mine, theirs = signatures(today), signatures(old)
+    return mine is not None and theirs is not None and mine != theirs

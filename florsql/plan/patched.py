@@ -106,6 +106,11 @@ class Patched:
     #: version defines otherwise than today's file (name -> those functions): a replay runs
     #: the version's own definition, which EXPLAIN and the query's warning say (session 47)
     edited: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: needed names today's statement of which the version already has, as it is, where it
+    #: belongs (guards included): propagation places nothing for them, so a replay would run
+    #: the version's own statement again and compute what the run recorded, nothing more
+    #: (:func:`florsql.plan.assemble.assemble` leaves their needs out for runs that ended)
+    present: frozenset[str] = frozenset()
 
     def rest_needs(self, fresh: bool) -> frozenset[str]:
         """Names that must be restored to skip ``first_inner`` and run the rest of the body;
@@ -253,6 +258,15 @@ def patched_script(
         if name not in names:
             lost[name] = unplaced_reason(repo, [filename], name)
     failed = {n: why for n, why in failed.items() if n in names}
+    placed_any = {p.name for r in result.files.values() for p in r.placed}
+    present = frozenset(
+        n
+        for n in names
+        if n not in placed_any
+        and n not in failed
+        and n not in result.unplaced
+        and n in result.present
+    )
     try:
         source = files.get(filename) or file_at(repo, vid, filename)
     except Exception:  # the script is not in that version: nothing can be placed
@@ -302,6 +316,7 @@ def patched_script(
         lost=lost,
         uneven=uneven,
         edited=edited,
+        present=present,
     )
     held = _parameters_of(source) & _objects_changed(
         [code for r in result.files.values() for p in r.placed for code in p.carried]

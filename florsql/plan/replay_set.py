@@ -172,6 +172,7 @@ def replay_set(state: PlanState) -> None:
         merged.values(), key=lambda n: (n.run_id, n.name, n.outer_iteration or -1, n.chain)
     )
     needs, other = _other_statements(state, needs)
+    needs = _without_today_s_code(state, needs)
     state.needs = _without_remembered_failures(state, needs)
     for run_id, never in _find_unplaceable(state).items():
         unreached.setdefault(run_id, set()).update(never)
@@ -230,6 +231,39 @@ def _other_statements(
     return kept, out
 
 
+def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRow]:
+    """``needs`` less those of runs that ran today's very file (the version's text of the
+    statement's file is today's) and ended normally: they ran today's statement in every
+    iteration they ran, so where they hold no value, today's code logs none there (its guard,
+    ``if epoch % 3 == 0:``, was false), and a replay, running the same code from the same
+    state, would compute nothing (session 53: every run of today's code was replayed in each
+    iteration its own guard skipped, once some older run lacked the name). A run that failed,
+    was killed or is still running keeps its needs (what it never reached is decided there)."""
+    from florsql.versions import text_reader
+
+    runs = sorted({n.run_id for n in needs})
+    if not runs:
+        return needs
+    finished = {
+        r
+        for (r,) in state.con.execute(
+            "SELECT run_id FROM run_meta WHERE status = 'finished'"
+            " AND run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [runs],
+        ).fetchall()
+    }
+    text = text_reader(state.repo)
+    kept = []
+    for need in needs:
+        if need.run_id in finished:
+            today = text(None, need.filename)
+            if today is not None and today == text(need.vid, need.filename):
+                state.ran_today.setdefault(need.name, set()).add(need.run_id)
+                continue
+        kept.append(need)
+    return kept
+
+
 def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
     values = []
     for filename, code in state.catalog.scripts.items():
@@ -241,7 +275,10 @@ def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
                 tail = site.chain is None or (site.chain == () and site.where != "head")
                 # in an inner loop, logged in each of its iterations today: coverage by the
                 # inner contexts' records (see ``needed``)
-                partial = bool(site.chain and len(site.chain) > 1 and fold(name) in code.every)
+                # (or under conditions: a version's other guard leaves inner iterations
+                # today's may log in; runs of a version with today's statement as it is are
+                # left out in assemble: session 53)
+                partial = bool(site.chain and len(site.chain) > 1)
                 # the top loops after it in today's file (where it is outside every loop)
                 later = [
                     n

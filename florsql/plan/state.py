@@ -65,6 +65,9 @@ class PlanState:
     #: than today (:attr:`Patched.edited`)
     edited: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
     failures: list[RememberedFailure] = field(default_factory=list)
+    #: hindsight name -> runs left out of the replay set: they ran today's very file
+    #: (:func:`florsql.plan.replay_set._without_today_s_code`)
+    ran_today: dict[str, set[str]] = field(default_factory=dict)
     unreached: list[Unreached] = field(default_factory=list)
     plan: ReplayPlan = field(default_factory=ReplayPlan)
     ctes: dict[int, str] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from functools import cached_property
 
 from florsql.errors import PropagateError
 from florsql.propagate.align import choose_slot
+from florsql.propagate.conditions import conditions_in
 from florsql.propagate.find import LogStatement, find_logs, logged_names
 from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
@@ -370,8 +371,41 @@ def _present(target: LogStatement, session: _Session) -> bool:
     spot = locate(chains, before, after, session.old_helpers, today)
     if isinstance(spot, Miss):  # alone in its block (``if do_eval:`` around it): by itself
         found = locate_twin(chains, session.old_helpers, lambda o: ast.dump(o) == mine, today)
-        return found is not None
-    return any(ast.dump(stmt) == mine for stmt in spot.block.stmts)
+        return found is not None and _same_conditions(
+            target.stmt, found.block.stmts[found.slot], session
+        )
+    return any(
+        ast.dump(stmt) == mine and _same_conditions(target.stmt, stmt, session)
+        for stmt in spot.block.stmts
+    )
+
+
+def _guards(src: SourceFile, block: Block) -> tuple[str, ...] | None:
+    """The guards around ``block``'s statements (their conditions less early exits)."""
+    if not block.stmts:
+        return None
+    found = conditions_in(src, block.stmts[0])
+    return None if found is None else tuple(c for c in found if not c.startswith("skip "))
+
+
+def _guard_text(block: Block, session: _Session) -> str:
+    return " > ".join(_guards(session.new, block) or ())
+
+
+def _same_guards(new: Block, old: Block, session: _Session) -> bool:
+    """Whether today's block ``new`` and the old ``old`` sit under the same guards (where
+    either cannot be told, taken as the same)."""
+    mine, theirs = _guards(session.new, new), _guards(session.old, old)
+    return mine is None or theirs is None or mine == theirs
+
+
+def _same_conditions(new: ast.stmt, old: ast.stmt, session: _Session) -> bool:
+    """Whether today's statement ``new`` and the old ``old`` run under the same conditions
+    in their loop's iteration (:mod:`florsql.propagate.conditions`; where either cannot be
+    told, taken as the same): ``if epoch % 3 == 0:`` today around the old ``if epoch % 2 ==
+    0:``'s statement is not there as it is (session 53: epoch 3 stayed NULL, said nowhere)."""
+    mine, theirs = conditions_in(session.new, new), conditions_in(session.old, old)
+    return mine is None or theirs is None or mine == theirs
 
 
 def _holds(mine: str) -> Callable[[ast.stmt], bool]:
@@ -427,6 +461,16 @@ def _plan(
     chains = session.new_helpers.variants(target.block)
     today = frozenset(session.new.defs)
     spot = locate(chains, before, after, session.old_helpers, today)
+    if (
+        isinstance(spot, Spot)
+        and target is log
+        and log.name in session.again
+        and not _same_guards(target.block, spot.block, session)
+    ):
+        # placed again, where its block's twin runs under other guards (today's ``if epoch %
+        # 3 == 1:``, the old ``if epoch % 2 == 0:``): not in there, its guard travels with it
+        # (session 53: placed in the old branch, it logged again what the run recorded)
+        spot = Miss(f"no context under today's guards ({_guard_text(target.block, session)})")
     if isinstance(spot, Miss) and spot.reason.startswith("no context"):
         called = _call_context(target.block, session)
         if called is not None:
@@ -437,11 +481,19 @@ def _plan(
         # a wrapped line alone in its block: its place is the old line it stands for
         aliases = session.new.aliases
         at = locate_twin(
-            chains, session.old_helpers, lambda o: _stands_for(log.stmt, o, aliases), today
+            chains,
+            session.old_helpers,
+            # (placed again: only where it runs under today's conditions, else it is that
+            # old line again: session 53)
+            lambda o: (
+                _stands_for(log.stmt, o, aliases)
+                and (log.name not in session.again or _same_conditions(log.stmt, o, session))
+            ),
+            today,
         )
         by_twin = at is not None
         spot = at or spot
-        if at is None and log.name in session.again:
+        if at is None and log.name in session.again and not _guard_text(target.block, session):
             # placed again, alone in its block, where the old block holds the same statement
             # inside a branch (``if epoch % 2 == 0: flor.log("val", v)``, today unguarded):
             # after that branch (sweep W, session 51: refused "no context")
@@ -458,7 +510,12 @@ def _plan(
     slot = adjust_slot(spot.block, spot.slot)
     pairs = session.align(target.block, spot.block)
     if target is not log and (
-        (target.index in pairs and type(spot.block.stmts[pairs[target.index]]) is type(target.stmt))
+        (
+            target.index in pairs
+            and type(spot.block.stmts[pairs[target.index]]) is type(target.stmt)
+            # placed again under today's guard beside the old one's (session 53)
+            and log.name not in session.again
+        )
         or ast.unparse(target.stmt) in session.old.text
     ):
         return Failure(log.label, log.line, "the old version has the block around it elsewhere")
@@ -986,8 +1043,11 @@ def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
             if node.func.attr != "log":
                 return None
             first = node.args[0] if node.args else None
-            if not (isinstance(first, ast.Constant) and first.value not in have):
-                return None
+            if not (
+                isinstance(first, ast.Constant)
+                and (first.value not in have or first.value in session.again)
+            ):
+                return None  # (placed again: its guard travels with it, session 53)
     return LogStatement(target.name, target.name_code, stmt, parent, at)
 
 
@@ -1409,7 +1469,14 @@ def _in_gap(
             or (not lone and _binds(o) - scope)
         )
 
-    touching = [j for j in range(lo, hi) if touches(old.stmts[j])]
+    # placed again under today's guard (session 53): the old branch logging the name under
+    # its own guard is its old counterpart, beside which it goes, not code it must order with
+    again = _names_logged(mine, flor) & session.again
+
+    def counterpart(o: ast.stmt) -> bool:
+        return bool(again) and is_compound(o) and bool(_names_logged(o, flor) & again)
+
+    touching = [j for j in range(lo, hi) if touches(old.stmts[j]) and not counterpart(old.stmts[j])]
     if not touching:
         return slot
     new_lo = before[-1] + 1 if before else 0
@@ -1571,6 +1638,22 @@ def _changed_in_place(stmt: ast.stmt, modules: frozenset[str]) -> frozenset[str]
             if name.endswith("_") and not name.endswith("__") and name not in _NOT_IN_PLACE:
                 out |= set(_in_place_reach(node, modules))
     return frozenset(out - modules)
+
+
+def _names_logged(stmt: ast.stmt, aliases: frozenset[str]) -> frozenset[str]:
+    """The literal names the ``flor.log`` calls in ``stmt`` log."""
+    return frozenset(
+        node.args[0].value
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "log"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in aliases
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
 
 
 def _unsure(old: Block, touching: list[int]) -> str:

@@ -86,7 +86,11 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: local hides a module name the statement reads is refused (the batch for the full set,
 #: silently); a rebinding of a name the old code assigns again (in a block) before reading it
 #: is placed (was refused).
-CACHE_VERSION = "27"
+#: 28 (session 53): a statement placed again (a run lacks its name in some iterations) under
+#: other conditions than the old one of its name (``if epoch % 3 == 0:`` today, ``% 2`` old)
+#: goes in with its guard beside the old branch; it went into the old branch before, logging
+#: again what the run recorded, and the iterations it was asked for stayed NULL, covered.
+CACHE_VERSION = "28"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.

@@ -44,6 +44,9 @@ class VersionPropagation:
     #: path -> the version's own text of each of ``added`` that it has (a module today's
     #: definitions were appended to)
     extended: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: names of ``again`` that some file of the version already logs with today's very
+    #: statement, where it belongs (nothing placed for them there)
+    present: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     def failure_messages(self) -> list[str]:
         """One line per failure, prefixed by its file (or by the name, for ``unplaced``)."""
@@ -166,6 +169,7 @@ def for_version(
     sha, paths = _listing(repo, vid)
     files: dict[str, Propagation] = {}
     seen: set[str] = set()
+    present: set[str] = set()
     read: dict[str, str] = {}
     for path in paths:
         new = _latest(repo, path)
@@ -181,12 +185,13 @@ def for_version(
         if result is None:
             result = propagate(new, file_at(repo, sha, path), here, mine)
             cache.put(key, result)
+        present.update(n for n in mine if n in result.skipped)
         if result.placed or result.failed:
             files[path] = result
     unplaced = tuple(n for n in wanted or [] if n not in seen)
     added = _added(repo, sha, files)
     extended = {p: file_at(repo, sha, p) for p in added if p in _listing(repo, sha)[1]}
-    return VersionPropagation(sha, files, unplaced, read, added, extended)
+    return VersionPropagation(sha, files, unplaced, read, added, extended, frozenset(present))
 
 
 def _added(repo: Path, sha: str, files: Mapping[str, Propagation]) -> dict[str, str]:

@@ -1,0 +1,148 @@
+"""A log statement's conditions: what decides, inside one iteration of its loop, whether it runs.
+
+From the body of the innermost ``flor.loop`` around the statement (else of its function, else
+the module) down to it: each guard it sits in (``if epoch % 3 == 0``, ``else of if do_eval``,
+``while ...``, ``for x in xs``, ``try``, ``except KeyError``, ``case 1``, a ``with
+contextlib.suppress(...)``) and each statement before it in those blocks that may leave early
+(``skip if epoch < warmup: continue``). Two statements with the same conditions, in the same
+place, run in the same iterations of a run; today's statement under other conditions than an
+old version's may log in iterations where the old one did not (session 53: ``if epoch % 3 ==
+0`` today, ``if epoch % 2 == 0`` in the version, and the run's epoch 3 stayed NULL, said
+nowhere). A plain ``with`` and a ``finally`` guard nothing; an ``if __name__ == "__main__":``
+neither.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from florsql.propagate.source import SourceFile
+
+__all__ = ["Conditions", "conditions", "conditions_in", "leaves_early", "main_guard"]
+
+Conditions = tuple[str, ...]
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def leaves_early(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` may leave the block around it early (a ``break``/``continue`` of the
+    loop around it, a ``return``), nested loops and functions aside for what they hold of
+    their own."""
+
+    def visit(node: ast.AST, in_loop: bool) -> bool:
+        if isinstance(node, _SCOPES) and node is not stmt:
+            return False
+        if isinstance(node, ast.Return):
+            return True
+        if isinstance(node, ast.Break | ast.Continue):
+            return not in_loop
+        if isinstance(node, _LOOPS):
+            return any(visit(c, True) for c in node.body) or any(
+                visit(c, in_loop) for c in (node.orelse or [])
+            )
+        return any(visit(c, in_loop) for c in ast.iter_child_nodes(node))
+
+    if isinstance(stmt, _SCOPES):
+        return False
+    return visit(stmt, False)
+
+
+def main_guard(node: ast.If) -> bool:
+    """``if __name__ == "__main__":`` (either side), with no ``else`` branch taken."""
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    main = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(main) == 1
+
+
+def _suppresses(item: ast.withitem) -> bool:
+    """A context manager that may swallow an exception by its look (``suppress(...)``,
+    ``contextlib.suppress``): the rest of its block may not run."""
+    func = item.context_expr.func if isinstance(item.context_expr, ast.Call) else None
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name == "suppress"
+
+
+def conditions(
+    tree: ast.Module, stmt: ast.stmt, flor_loop: Callable[[ast.AST], bool]
+) -> Conditions | None:
+    """``stmt``'s conditions (see the module's notes), outermost first; None where it sits in
+    a function or class body outside every ``flor.loop`` of it (a helper's statement: where
+    it runs is its calls' business) or is not in ``tree``. ``flor_loop`` tells a ``for``
+    statement over ``flor.loop(...)``."""
+    parents: dict[int, ast.AST] = {}
+    for each in ast.walk(tree):
+        for child in ast.iter_child_nodes(each):
+            parents[id(child)] = each
+    out: list[str] = []
+    node: ast.AST = stmt
+    while True:
+        parent = parents.get(id(node))
+        if parent is None:
+            return tuple(reversed(out)) if node is tree else None
+        if isinstance(parent, _SCOPES):
+            return None
+        field = next(
+            (f for f in _BLOCKS if any(c is node for c in getattr(parent, f, None) or [])), None
+        )
+        if field is None:
+            return None  # an expression's part: not a statement of a block
+        block = getattr(parent, field)
+        before = block[: next(i for i, c in enumerate(block) if c is node)]
+        if field not in ("handlers", "cases"):  # (other handlers and cases are not before it)
+            out += [f"skip {ast.unparse(s)}" for s in reversed(before) if leaves_early(s)]
+        if isinstance(parent, ast.Module):
+            return tuple(reversed(out))
+        if field == "body" and flor_loop(parent):
+            return tuple(reversed(out))
+        label = _label(parent, field, node)
+        if label:
+            out.append(label)
+        node = parent
+
+
+def _label(parent: ast.AST, field: str, child: ast.AST) -> str:
+    """The guard ``parent``'s block ``field`` puts on ``child`` ('' for none)."""
+    if isinstance(parent, ast.If):
+        if main_guard(parent) and field == "body":
+            return ""
+        return ("if " if field == "body" else "else of if ") + ast.unparse(parent.test)
+    if isinstance(parent, ast.While):
+        return ("while " if field == "body" else "else of while ") + ast.unparse(parent.test)
+    if isinstance(parent, ast.For | ast.AsyncFor):
+        head = f"for {ast.unparse(parent.target)} in {ast.unparse(parent.iter)}"
+        return head if field == "body" else f"else of {head}"
+    if isinstance(parent, ast.Try | ast.TryStar):
+        return {"body": "try", "orelse": "else of try"}.get(field, "")
+    if isinstance(parent, ast.ExceptHandler):
+        return ("except " + (ast.unparse(parent.type) if parent.type is not None else "")).strip()
+    if isinstance(parent, ast.match_case):
+        return "case " + ast.unparse(parent.pattern)
+    if isinstance(parent, ast.Match):
+        return "match " + ast.unparse(parent.subject)
+    if isinstance(parent, ast.With | ast.AsyncWith) and any(map(_suppresses, parent.items)):
+        return "with " + ", ".join(ast.unparse(i) for i in parent.items)
+    return ""
+
+
+@lru_cache(maxsize=16)
+def _loops(src: SourceFile) -> frozenset[int]:
+    return frozenset(id(f.node) for b in src.blocks for f in b.chain if f.kind == "loop")
+
+
+def conditions_in(src: SourceFile, stmt: ast.stmt) -> Conditions | None:
+    """:func:`conditions` of ``stmt``, a statement of the analysed file ``src``."""
+    loops = _loops(src)
+    return conditions(src.tree, stmt, lambda n: id(n) in loops)

@@ -1,0 +1,179 @@
+"""Today's statement under other conditions than the version's, and runs that ran it as it is
+(session 53).
+
+1. The old script logs ``val`` under ``if epoch % 2 == 0:``, today's under ``if epoch % 3 ==
+   0:`` (or the step-level ``g`` under other ``step`` guards, or an ``else`` branch only
+   today's has). The run's epoch 3 stayed NULL, said nowhere: the catalog took the gaps for
+   iterations today's guarded statement skips too, and propagation took today's statement for
+   the old one (the same call, in the twin block). Now a statement's conditions (the guards
+   between it and its loop's body, and the early exits before it) count: the run's other
+   iterations are replayed with today's statement placed under today's guard, and the values
+   are the run's recorded ones plus today's where the run had none.
+2. A run of a version that has today's statement as it is (guards and all) is not replayed in
+   the iterations its guard skipped: it ran today's statement there, and a replay would log
+   nothing either (before, every run of today's own code was replayed in each of those
+   iterations once an older run lacked the name). EXPLAIN says so in a note.
+
+Oracle: the old script recorded for real, and today's script recorded for real from the same
+seed: where the old run has no value, today's.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+import florsql
+from tests.helpers import git, make_repo, run_script, write
+
+HEAD = """import random
+import florsql as flor
+
+random.seed(3)
+w = 1.0
+with flor.checkpointing(w=w):
+    for epoch in flor.loop("epoch", range(7)):
+        for step in flor.loop("step", range(4)):
+            w = w * 0.9 + random.random()
+            flor.log("loss", round(w, 9))
+"""
+
+EPOCH_SQL = "SELECT epoch, val FROM logs WHERE step IS NULL AND val IS NOT NULL ORDER BY epoch"
+STEP_SQL = "SELECT epoch, step, g FROM logs WHERE g IS NOT NULL ORDER BY epoch, step"
+
+#: pattern -> (old tail, today's tail, query)
+PATTERNS = {
+    "every third epoch for every other": (
+        '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n',
+        '        if epoch % 3 == 0:\n            flor.log("val", round(w * 2, 9))\n',
+        EPOCH_SQL,
+    ),
+    "an else branch only today's has": (
+        '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n',
+        '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n'
+        '        elif epoch == 5:\n            flor.log("val", round(w * 2, 9))\n',
+        EPOCH_SQL,
+    ),
+    "step level": (
+        '            if step % 2 == 0:\n                flor.log("g", round(w * 7, 9))\n',
+        '            if step % 3 == 0:\n                flor.log("g", round(w * 7, 9))\n',
+        STEP_SQL,
+    ),
+    "computed in the guard": (
+        "        if epoch % 2 == 0:\n"
+        "            acc = round(w * 3 + 1, 9)\n"
+        '            flor.log("val", acc)\n',
+        "        if epoch % 3 == 1:\n"
+        "            acc = round(w * 3 + 1, 9)\n"
+        '            flor.log("val", acc)\n',
+        EPOCH_SQL,
+    ),
+}
+
+
+def _values(repo: Path, sql: str) -> dict[tuple[int, ...], float]:
+    with florsql.connect(repo, replay="off") as con, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {tuple(r[:-1]): r[-1] for r in con.cursor().execute(sql).fetchall()}
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_the_iterations_today_s_guard_logs_in_are_replayed(tmp_path: Path, pattern: str) -> None:
+    old_tail, today_tail, sql = PATTERNS[pattern]
+    old, today = HEAD + old_tail, HEAD + today_tail
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    was = make_repo(tmp_path / "was", {"train.py": old})
+    run_script(was, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py")
+    recorded, todays = _values(was, sql), _values(now, sql)
+    want = sorted((*k, v) for k, v in {**todays, **recorded}.items())
+    assert set(todays) - set(recorded), (todays, recorded)  # some value only today's logs
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cur = con.cursor()
+        explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql).fetchall())
+        got = [tuple(r) for r in cur.execute(sql).fetchall()]
+        again = [tuple(r) for r in cur.execute(sql).fetchall()]
+        after = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql).fetchall())
+    assert got == want, (got, want)
+    assert again == want
+    assert "recorded it in some iterations only" in explain, explain
+    assert "nothing to replay" in after, after  # the skipped iterations are covered now
+    assert not [w for w in caught if "NULL" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_runs_that_ran_today_s_statement_as_it_is_are_not_replayed(tmp_path: Path) -> None:
+    """A run of today's very script and one of a version with today's guarded statement (and
+    another edit) are left out; the run of a version without the name is replayed whole."""
+    guarded = HEAD + '        if epoch % 3 == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD})
+    run_script(repo, "train.py")
+    write(repo / "train.py", guarded.replace("w = 1.0\n", "w = 1.0\nprint('v2')\n"))
+    git(repo, "commit", "-qam", "v2")
+    run_script(repo, "train.py")
+    write(repo / "train.py", guarded)
+    git(repo, "commit", "-qam", "today")
+    run_script(repo, "train.py")
+    sql = "SELECT run_id, epoch, val FROM logs WHERE step IS NULL ORDER BY run_id, epoch"
+    with florsql.connect(repo) as con:
+        cur = con.cursor()
+        runs = [r[0] for r in cur.execute("SELECT DISTINCT run_id FROM logs ORDER BY 1")]
+        explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql).fetchall())
+        got = cur.execute(sql).fetchall()
+    assert len(runs) == 3
+    assert f"run {runs[0]}: epoch 0-6 (val)" in explain, explain
+    assert runs[1] not in explain and runs[2] not in explain, explain
+    assert "val: 2 run(s) ran today's statement of it as it is" in explain, explain
+    for run in runs:
+        assert [(e, v) for r, e, v in got if r == run and v is not None] == [
+            (e, v) for r, e, v in got if r == runs[2] and v is not None
+        ]
+
+
+def test_a_guard_that_cannot_be_placed_is_said_and_the_recorded_values_stay(
+    tmp_path: Path,
+) -> None:
+    """Today's guard calls ``flor.arg`` itself: its statement cannot go into the old version.
+    The run keeps its recorded values, and the query says what it could not compute (it was
+    NULL, said nowhere, before)."""
+    old = HEAD + '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    today = HEAD + (
+        '        if epoch % flor.arg("every", 3) == 0:\n'
+        '            flor.log("val", round(w * 2, 9))\n'
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = con.cursor().execute(EPOCH_SQL).fetchall()
+    assert [e for e, _ in got] == [0, 2, 4, 6]
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "cannot compute val" in m], said
+
+
+def test_today_s_guard_reading_a_new_arg_travels_with_it(tmp_path: Path) -> None:
+    """``every = flor.arg("every", 3)`` before the loop, ``if epoch % every == 0:`` today: the
+    binding travels with the statement, and the run's epoch 3 is today's value."""
+    old = HEAD + '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    today = HEAD.replace("w = 1.0\n", "w = 1.0\nevery = flor.arg('every', 3)\n") + (
+        '        if epoch % every == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py")
+    todays = _values(now, EPOCH_SQL)
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        got = con.cursor().execute(EPOCH_SQL).fetchall()
+    assert [e for e, _ in got] == [0, 2, 3, 4, 6]
+    assert dict(got)[3] == todays[(3,)]
