@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import florsql
 from tests.helpers import git, make_repo, run_script, write
@@ -177,3 +179,63 @@ def test_today_s_guard_reading_a_new_arg_travels_with_it(tmp_path: Path) -> None
         got = con.cursor().execute(EPOCH_SQL).fetchall()
     assert [e for e, _ in got] == [0, 2, 3, 4, 6]
     assert dict(got)[3] == todays[(3,)]
+
+
+GUARDS = [
+    None,
+    "epoch % 2 == 0",
+    "epoch % 3 == 0",
+    "epoch % 3 == 1",
+    "epoch in (1, 4)",
+    "epoch > 3",
+    "epoch < 2 or epoch == 5",
+]
+
+
+def _guarded(guard: str | None, orelse: str | None = None) -> str:
+    log = 'flor.log("val", round(w * 2 + epoch, 9))\n'
+    if guard is None:
+        return "        " + log
+    text = f"        if {guard}:\n            {log}"
+    if orelse is not None:
+        text += f"        elif {orelse}:\n            {log}"
+    return text
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    old=st.sampled_from(GUARDS[1:]),
+    today=st.sampled_from(GUARDS),
+    orelse=st.sampled_from([None, "epoch == 6"]),
+)
+def test_generated_guard_pairs_answer_the_recorded_values_and_today_s_elsewhere(
+    old: str, today: str | None, orelse: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Any old guard against any of today's (one may be the same: nothing is replayed then):
+    the recorded values, and today's where the run recorded none."""
+    root = tmp_path_factory.mktemp("guards")
+    old_text = HEAD + _guarded(old)
+    today_text = HEAD + _guarded(today, orelse if today is not None else None)
+    repo = make_repo(root / "r", {"train.py": old_text})
+    run_script(repo, "train.py")
+    was = make_repo(root / "was", {"train.py": old_text})
+    run_script(was, "train.py")
+    now = make_repo(root / "now", {"train.py": today_text})
+    run_script(now, "train.py")
+    want = sorted(
+        (*k, v) for k, v in {**_values(now, EPOCH_SQL), **_values(was, EPOCH_SQL)}.items()
+    )
+    write(repo / "train.py", today_text)
+    git(repo, "commit", "-qam", "today", "--allow-empty")
+    with florsql.connect(repo) as con, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cur = con.cursor()
+        got = [tuple(r) for r in cur.execute(EPOCH_SQL).fetchall()]
+        explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EPOCH_SQL).fetchall())
+    assert got == want, (old, today, orelse, got, want)
+    assert "nothing to replay" in explain, explain
