@@ -45,7 +45,7 @@ from florsql.replay import LocalExecutor, PlanExecutor
 
 LRS = (0.05, 0.1, 0.03, 0.07)
 SECOND_STMT = (
-    '        flor.log("acc", (net(x_val).argmax(dim=1) == y_val).float().mean().item())\n',
+    '        flor.log("acc", evaluate())\n',
     '        flor.log("bnorm", float(sum(p.detach().norm() for p in net[0].parameters())))\n',
 )
 FIRST_SQL = "SELECT lr, epoch, wnorm FROM logs"
