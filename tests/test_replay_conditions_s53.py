@@ -239,3 +239,48 @@ def test_generated_guard_pairs_answer_the_recorded_values_and_today_s_elsewhere(
         explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EPOCH_SQL).fetchall())
     assert got == want, (old, today, orelse, got, want)
     assert "nothing to replay" in explain, explain
+
+
+#: sweep AA (session 53): today's statement under conditions its place in the old version
+#: cannot have: (old tail, today's tail). The run keeps its recorded values, and the query
+#: says what it cannot compute; before, an extra value today's code never logs (a ``continue``
+#: today's code has before it was left behind), or NULL said nowhere.
+UNPLACEABLE = {
+    "today's continue left behind": (
+        '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n',
+        "        if epoch == 3:\n            continue\n"
+        '        if epoch % 3 == 0:\n            flor.log("val", round(w * 2, 9))\n',
+    ),
+    "the old continue before its place": (
+        '        if epoch < 3:\n            continue\n        flor.log("val", round(w * 2, 9))\n',
+        '        if epoch < 2:\n            continue\n        flor.log("val", round(w * 2, 9))\n',
+    ),
+    "the guard at the helper's call": (
+        '        def evaluate():\n            flor.log("val", round(w * 2, 9))\n'
+        "        if epoch % 2 == 0:\n            evaluate()\n",
+        '        def evaluate():\n            flor.log("val", round(w * 2, 9))\n'
+        "        if epoch % 3 == 0:\n            evaluate()\n",
+    ),
+    "a flag bound otherwise": (
+        "        do_eval = epoch % 2 == 0\n"
+        '        if do_eval:\n            flor.log("val", round(w * 2, 9))\n',
+        "        do_eval = epoch % 3 == 0\n"
+        '        if do_eval:\n            flor.log("val", round(w * 2, 9))\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("pattern", sorted(UNPLACEABLE))
+def test_conditions_its_place_cannot_have_are_said(tmp_path: Path, pattern: str) -> None:
+    old_tail, today_tail = UNPLACEABLE[pattern]
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + old_tail})
+    run_script(repo, "train.py")
+    recorded = sorted((*k, v) for k, v in _values(repo, EPOCH_SQL).items())
+    write(repo / "train.py", HEAD + today_tail)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [tuple(r) for r in con.cursor().execute(EPOCH_SQL).fetchall()]
+    assert got == recorded, (got, recorded)
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "cannot compute val" in m], said

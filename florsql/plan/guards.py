@@ -658,6 +658,7 @@ def _flor_loops(text: str) -> tuple[ast.Module, frozenset[int], dict[int, ast.st
     return module, loops, {k: v for k, v in by_line.items() if v is not None}
 
 
+@lru_cache(maxsize=1024)
 def conditions_at(text: str, line: int) -> Conditions | None:
     """The :data:`~florsql.propagate.conditions.Conditions` of the ``flor.log`` statement of
     ``text`` whose call starts at ``line``; None where there is none, it is not a statement of

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from florsql.errors import PropagateError
 from florsql.propagate.align import choose_slot
-from florsql.propagate.conditions import conditions_in
+from florsql.propagate.conditions import conditions_in, leaves_early, skip_label
 from florsql.propagate.find import LogStatement, find_logs, logged_names
 from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
@@ -358,7 +358,44 @@ def _propagate(
             plans.append(outcome)
         else:
             failed.append(outcome)
-    return _apply(session, plans, failed, tuple(sorted(skipped)))
+    result = _apply(session, plans, failed, tuple(sorted(skipped)))
+    moved = _again_elsewhere(result, session)
+    if moved:  # (each such statement left out, the others placed as they were)
+        kept = [p for p in plans if p.target.name not in moved]
+        lines = {p.target.name: p.target.line for p in plans}
+        failed += [Failure(n, lines.get(n, 0), why) for n, why in sorted(moved.items())]
+        result = _apply(session, kept, failed, tuple(sorted(skipped)))
+    return result
+
+
+def _again_elsewhere(result: Propagation, session: _Session) -> dict[str, str]:
+    """Names placed again (:func:`propagate`'s ``again``) whose placed statement runs under
+    other conditions in the patched file than today's does in today's (what its guard reads
+    is bound otherwise there: ``do_eval = epoch % 2 == 0`` where today's code has ``% 3``,
+    sweep AA, session 53): placed, it would log what the run recorded, in the iterations the
+    run recorded, and leave today's other iterations NULL, said nowhere. Name -> why."""
+    placed = [p for p in result.placed if p.name in session.again]
+    if not placed:
+        return {}
+    try:
+        patched = analyze(result.source)
+    except SyntaxError:
+        return {}
+    out: dict[str, str] = {}
+    for p in placed:
+        mine = [s for s in find_logs(session.new) if s.name == p.name and s.line == p.new_line]
+        theirs = [
+            s
+            for s in find_logs(patched)
+            if s.name == p.name and any(a <= s.line <= b for a, b in p.pieces)
+        ]
+        if len(mine) != 1 or len(theirs) != 1:
+            continue
+        want = conditions_in(session.new, mine[0].stmt)
+        have = conditions_in(patched, theirs[0].stmt)
+        if want is not None and have is not None and want != have:
+            out[p.name] = _conditions_differ(want, have)
+    return out
 
 
 def _present(target: LogStatement, session: _Session) -> bool:
@@ -386,6 +423,34 @@ def _guards(src: SourceFile, block: Block) -> tuple[str, ...] | None:
         return None
     found = conditions_in(src, block.stmts[0])
     return None if found is None else tuple(c for c in found if not c.startswith("skip "))
+
+
+def _slot_conditions(src: SourceFile, block: Block, slot: int) -> tuple[str, ...] | None:
+    """The conditions a statement put before statement ``slot`` of ``block`` runs under."""
+    if not block.stmts:
+        return None
+    first = conditions_in(src, block.stmts[0])
+    if first is None:
+        return None
+    return first + tuple(skip_label(src.tree, s) for s in block.stmts[:slot] if leaves_early(s))
+
+
+def _conditions_differ(want: tuple[str, ...], have: tuple[str, ...]) -> str:
+    def said(c: str) -> str:
+        text = " ".join(c.split())
+        return f"after `{text[5:]}`" if text.startswith("skip ") else f"`{text}`"
+
+    only_today = [said(c) for c in want if c not in have]
+    only_old = [said(c) for c in have if c not in want]
+    parts = []
+    if only_today:
+        parts.append(f"today's runs {', '.join(only_today)}, which its place there does not")
+    if only_old:
+        parts.append(f"its place there runs {', '.join(only_old)}, where today's does not")
+    return (
+        "the old version logs it under other conditions, and placed beside that statement "
+        f"it would run under others than today's: {'; '.join(parts)}"
+    )
 
 
 def _guard_text(block: Block, session: _Session) -> str:
@@ -508,6 +573,15 @@ def _plan(
                 return plan
         return Failure(log.label, log.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
+    if log.name in session.again:
+        # placed again beside the old statement: only where it runs under today's conditions
+        # (session 53, sweep AA: today's ``if epoch == 3: continue`` before it was left
+        # behind and epoch 3 got a value today's code never logs; an old ``if epoch < 3:
+        # continue`` before the place kept epoch 2 NULL, said nowhere)
+        want = conditions_in(session.new, target.stmt)
+        have = _slot_conditions(session.old, spot.block, slot)
+        if want is not None and have is not None and want != have:
+            return Failure(log.label, log.line, _conditions_differ(want, have))
     pairs = session.align(target.block, spot.block)
     if target is not log and (
         (

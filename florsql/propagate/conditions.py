@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from florsql.propagate.source import SourceFile
 
-__all__ = ["Conditions", "conditions", "conditions_in", "leaves_early", "main_guard"]
+__all__ = [
+    "Conditions",
+    "conditions",
+    "conditions_in",
+    "leaves_early",
+    "main_guard",
+    "skip_label",
+]
 
 Conditions = tuple[str, ...]
 
@@ -76,22 +83,24 @@ def _suppresses(item: ast.withitem) -> bool:
 
 
 def conditions(
-    tree: ast.Module, stmt: ast.stmt, flor_loop: Callable[[ast.AST], bool]
+    tree: ast.Module, stmt: ast.stmt, flor_loop: Callable[[ast.AST], bool], depth: int = 0
 ) -> Conditions | None:
-    """``stmt``'s conditions (see the module's notes), outermost first; None where it sits in
-    a function or class body outside every ``flor.loop`` of it (a helper's statement: where
-    it runs is its calls' business) or is not in ``tree``. ``flor_loop`` tells a ``for``
-    statement over ``flor.loop(...)``."""
-    parents: dict[int, ast.AST] = {}
-    for each in ast.walk(tree):
-        for child in ast.iter_child_nodes(each):
-            parents[id(child)] = each
+    """``stmt``'s conditions (see the module's notes), outermost first. In a function's body
+    outside every ``flor.loop`` of it (a helper), those of its calls by name, which must all
+    have the same, followed by its own (4 calls deep); None where they cannot be told (no
+    call found, calls under different conditions, a decorated function or a method of a
+    class) or ``stmt`` is not in ``tree``. ``flor_loop`` tells a ``for`` statement over
+    ``flor.loop(...)``."""
+    parents = _parents(tree)
     out: list[str] = []
     node: ast.AST = stmt
     while True:
         parent = parents.get(id(node))
         if parent is None:
             return tuple(reversed(out)) if node is tree else None
+        if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
+            outer = _calls_conditions(tree, parent, flor_loop, depth)
+            return None if outer is None else outer + tuple(reversed(out))
         if isinstance(parent, _SCOPES):
             return None
         field = next(
@@ -102,15 +111,122 @@ def conditions(
         block = getattr(parent, field)
         before = block[: next(i for i, c in enumerate(block) if c is node)]
         if field not in ("handlers", "cases"):  # (other handlers and cases are not before it)
-            out += [f"skip {ast.unparse(s)}" for s in reversed(before) if leaves_early(s)]
+            out += [
+                f"skip {ast.unparse(s)}{_bound(tree, s)}"
+                for s in reversed(before)
+                if leaves_early(s)
+            ]
         if isinstance(parent, ast.Module):
             return tuple(reversed(out))
         if field == "body" and flor_loop(parent):
             return tuple(reversed(out))
         label = _label(parent, field, node)
         if label:
-            out.append(label)
+            test = getattr(parent, "test", None)
+            out.append(label + (_bound(tree, test) if test is not None else ""))
         node = parent
+
+
+def skip_label(tree: ast.Module, stmt: ast.stmt) -> str:
+    """The condition an early exit ``stmt`` before a statement puts on it."""
+    return f"skip {ast.unparse(stmt)}{_bound(tree, stmt)}"
+
+
+@lru_cache(maxsize=16)
+def _parents(tree: ast.Module) -> dict[int, ast.AST]:
+    parents: dict[int, ast.AST] = {}
+    for each in ast.walk(tree):
+        for child in ast.iter_child_nodes(each):
+            parents[id(child)] = each
+    return parents
+
+
+def _calls_conditions(
+    tree: ast.Module,
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    flor_loop: Callable[[ast.AST], bool],
+    depth: int,
+) -> Conditions | None:
+    """The conditions every call of ``fn`` by name runs under (None: unknown, or not one)."""
+    parents = _parents(tree)
+    if depth >= 4 or fn.decorator_list or isinstance(parents.get(id(fn)), ast.ClassDef):
+        return None
+    found: set[Conditions | None] = set()
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if name != fn.name:
+            continue
+        at: ast.AST = call
+        while not isinstance(at, ast.stmt):
+            up = parents.get(id(at))
+            if up is None:
+                break
+            at = up
+        inside = at
+        while inside is not None and inside is not fn:
+            inside = parents.get(id(inside))  # type: ignore[assignment]
+        if inside is fn or not isinstance(at, ast.stmt):
+            continue  # a recursive call
+        found.add(conditions(tree, at, flor_loop, depth + 1))
+    if len(found) != 1:
+        return None
+    return found.pop()
+
+
+def _bound(tree: ast.Module, node: ast.AST) -> str:
+    """What the names a guard reads are bound to by assignments of the file (transitively,
+    3 deep; ``flor.arg`` by its name only: the run's value is recorded), as `` [name = ...]``:
+    ``if do_eval:`` with ``do_eval = epoch % 2 == 0`` is not the same guard as with ``% 3``
+    (sweep AA, session 53)."""
+    binds = _binds(tree)
+    seen: set[str] = set()
+    texts: set[str] = set()
+    todo = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    for _ in range(3):
+        more: set[str] = set()
+        for name in sorted(todo - seen):
+            seen.add(name)
+            for stmt in binds.get(name, []):
+                texts.add(_binding_text(stmt))
+                value = getattr(stmt, "value", None)
+                if value is not None and not _flor_arg(value):
+                    more |= {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
+        todo = more
+    return f" [{'; '.join(sorted(texts))}]" if texts else ""
+
+
+@lru_cache(maxsize=16)
+def _binds(tree: ast.Module) -> dict[str, list[ast.stmt]]:
+    """The file's assignments by the names they bind."""
+    binds: dict[str, list[ast.stmt]] = {}
+    for stmt in ast.walk(tree):
+        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        binds.setdefault(n.id, []).append(stmt)
+    return binds
+
+
+def _flor_arg(value: ast.expr) -> bool:
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute | ast.Name)
+        and (value.func.attr if isinstance(value.func, ast.Attribute) else value.func.id) == "arg"
+    )
+
+
+def _binding_text(stmt: ast.stmt) -> str:
+    value = getattr(stmt, "value", None)
+    if isinstance(value, ast.Call) and _flor_arg(value):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]  # type: ignore[attr-defined]
+        first = ast.unparse(value.args[0]) if value.args else "?"
+        return f"{' = '.join(ast.unparse(t) for t in targets)} = arg {first}"
+    return ast.unparse(stmt)
 
 
 def _label(parent: ast.AST, field: str, child: ast.AST) -> str:
