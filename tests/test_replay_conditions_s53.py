@@ -284,3 +284,25 @@ def test_conditions_its_place_cannot_have_are_said(tmp_path: Path, pattern: str)
     assert got == recorded, (got, recorded)
     said = [str(w.message) for w in caught]
     assert [m for m in said if "cannot compute val" in m], said
+
+
+def test_a_new_arg_reads_the_old_run_s_command_line(tmp_path: Path) -> None:
+    """Sweep AA: the old script hard-coded ``% 2``; today's reads ``flor.arg("every", 2)``,
+    and the old run was launched with ``--every 3``, which its script never read. A run of
+    today's script with that command line logs epoch 3; the replay took the default and left
+    it NULL, said nowhere."""
+    old = HEAD + '        if epoch % 2 == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    today = HEAD.replace("w = 1.0\n", "w = 1.0\nevery = flor.arg('every', 2)\n") + (
+        '        if epoch % every == 0:\n            flor.log("val", round(w * 2, 9))\n'
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py", "--every", "3")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py", "--every", "3")
+    todays = _values(now, EPOCH_SQL)
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        got = con.cursor().execute(EPOCH_SQL).fetchall()
+    assert [e for e, _ in got] == [0, 2, 3, 4, 6]
+    assert dict(got)[3] == todays[(3,)]

@@ -98,6 +98,21 @@ def _article(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
+def given_arg(name: str, default: Any, cli: dict[str, str], flags: set[str]) -> Any:
+    """``flor.arg(name, default)``'s value from a command line scanned into ``cli``
+    (:func:`scan_argv`) and ``flags`` (:func:`scan_flags`): ``--name value``, or, where the
+    line spells it with dashes as argparse maps it, ``--batch-size 8`` for ``batch_size``;
+    else ``default``."""
+    given = name
+    if name not in cli and name not in flags:
+        given = name.replace("_", "-")
+    if given in cli:
+        return coerce(given, cli[given], default)
+    if given in flags:
+        return flag_value(given, default)
+    return default
+
+
 def _is_flag(tok: str) -> bool:
     if not tok.startswith("-"):
         return False

@@ -24,7 +24,7 @@ from typing import Any
 
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, order
-from florsql.record.args import replayed_arg
+from florsql.record.args import given_arg, replayed_arg, scan_argv, scan_flags
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.rng_guard import RngGuard
 from florsql.record.values import normalize
@@ -392,7 +392,11 @@ class ReplayRun:
     # -- record API ----------------------------------------------------------------------------
     def arg(self, name: str, default: Any) -> Any:
         if name not in self.recorded_args:
-            return default  # an arg the old run did not have takes its default
+            # an arg the old run did not read: its command line's value, as a run of today's
+            # script given that line reads it (session 53, sweep AA: ``--every 3`` given to a
+            # script that hard-coded 2 took today's default), else its default
+            line = sys.argv[1:]
+            return given_arg(name, default, scan_argv(line), scan_flags(line))
         return replayed_arg(name, default, self.recorded_args[name], self.arg_tags.get(name))
 
     def hindsight_begin(self, name: str, frame: FrameType | None = None) -> None:

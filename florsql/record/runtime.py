@@ -29,7 +29,7 @@ from florsql.errors import RecordError, RecordWarning
 from florsql.fold import fold
 from florsql.record import checkpoint as ckpt
 from florsql.record import frame_state, order
-from florsql.record.args import coerce, flag_value, scan_argv, scan_flags, stored_arg
+from florsql.record.args import given_arg, scan_argv, scan_flags, stored_arg
 from florsql.record.consumer import Consumer, consumer_of
 from florsql.record.inputs import imported_files, record_inputs, record_outputs
 from florsql.record.policy import CheckpointPolicy
@@ -243,17 +243,9 @@ class Run:
         if name in self.log_names or name in RESERVED or self._is_loop(name):
             raise RecordError(f"{name!r} is already used as a log, loop or metadata name")
         self._check_case(name, "flor.arg")
-        given = name
-        if name not in self.cli and name not in self.flags:
-            # `--batch-size 8` for flor.arg("batch_size", ...), as argparse maps it (before s37
-            # the dashed spelling was left to the script's argparse and the arg kept its default)
-            given = name.replace("_", "-")
-        if given in self.cli:
-            value = coerce(given, self.cli[given], default)
-        elif given in self.flags:
-            value = flag_value(given, default)
-        else:
-            value = default
+        # (`--batch-size 8` for flor.arg("batch_size", ...), as argparse maps it: before s37
+        # the dashed spelling was left to the script's argparse and the arg kept its default)
+        value = given_arg(name, default, self.cli, self.flags)
         stored, tag = stored_arg(normalize(name, value, self.warned))
         if tag is not None:
             self.arg_tags[name] = tag
