@@ -306,3 +306,111 @@ def test_a_new_arg_reads_the_old_run_s_command_line(tmp_path: Path) -> None:
         got = con.cursor().execute(EPOCH_SQL).fetchall()
     assert [e for e, _ in got] == [0, 2, 3, 4, 6]
     assert dict(got)[3] == todays[(3,)]
+
+
+def test_a_run_of_an_unchanged_script_whose_module_gained_the_statement_is_replayed(
+    tmp_path: Path,
+) -> None:
+    """Sweep AB: ``utils.evaluate()`` gains ``flor.log("val", ...)``, ``train.py`` is the same
+    file in every version. The run did not run today's code (its module differs): it is
+    replayed, not taken for a run of today's files (it was left NULL, said nowhere)."""
+    train = (
+        HEAD.replace("import florsql as flor\n", "import florsql as flor\nimport utils\n")
+        + "        utils.evaluate(w)\n"
+    )
+    old_utils = "def evaluate(w):\n    return round(w * 2, 9)\n"
+    new_utils = (
+        "import florsql as flor\n\n\ndef evaluate(w):\n"
+        '    flor.log("val", round(w * 2, 9))\n    return round(w * 2, 9)\n'
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": train, "utils.py": old_utils})
+    run_script(repo, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": train, "utils.py": new_utils})
+    run_script(now, "train.py")
+    want = sorted((*k, v) for k, v in _values(now, EPOCH_SQL).items())
+    write(repo / "utils.py", new_utils)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        got = [tuple(r) for r in con.cursor().execute(EPOCH_SQL).fetchall()]
+    assert got == want and len(want) == 7, (got, want)
+
+
+def test_a_helper_called_under_two_guards_is_not_taken_for_today_s_statement(
+    tmp_path: Path,
+) -> None:
+    """Sweep AB: the old code calls ``evaluate()`` under ``if epoch % 2 == 0`` and ``if epoch
+    == 5``, today's every epoch. The helper's statement is the same, but where it runs cannot
+    be told: the run is replayed, and the iterations the old code does not get to are said
+    (they were dropped as "ran today's statement as it is", NULL said nowhere)."""
+    helper = '        def evaluate():\n            flor.log("val", round(w * 2, 9))\n'
+    old = (
+        HEAD
+        + helper
+        + (
+            "        if epoch % 2 == 0:\n            evaluate()\n"
+            "        if epoch == 5:\n            evaluate()\n"
+        )
+    )
+    today = HEAD + helper + "        evaluate()\n"
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cur = con.cursor()
+        explain = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EPOCH_SQL).fetchall())
+        got = cur.execute(EPOCH_SQL).fetchall()
+    assert "as it is" not in explain, explain
+    assert [e for e, _ in got] == [0, 2, 4, 5, 6]
+    said = [str(w.message) for w in caught]
+    assert [m for m in said if "NULL at epoch 1, 3" in m], said
+
+
+TORCH = """import torch
+import florsql as flor
+
+torch.manual_seed(0)
+net = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+with flor.checkpointing(net=net, opt=opt):
+    for epoch in flor.loop("epoch", range(5)):
+        for step in flor.loop("step", range(3)):
+            loss = ((net(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        flor.log("loss", loss.item())
+"""
+
+TODAY_TORCH = TORCH + (
+    '        flor.log("wn", round(float(net.weight.norm()), 6))\n'
+    '        flor.log("out", round(float(net(x).sum()), 6))\n'
+)
+
+
+def test_a_run_whose_companion_may_draw_is_planned_from_its_start(tmp_path: Path) -> None:
+    """Today's ``out`` runs the model, which may draw (a dropout): a task that skips
+    iterations cannot see such a draw, so the run replays from its start, as EXPLAIN says and
+    estimates (session 53: tasks that skipped iterations ran first and the runner replayed the
+    run again from its start after them, which EXPLAIN's estimate left out). Once a replay of
+    that code from the start has seen no draw up to an iteration, a query up to there restores
+    checkpoints again."""
+    repo = make_repo(tmp_path / "r", {"train.py": TORCH})
+    run_script(repo, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    now = make_repo(tmp_path / "now", {"train.py": TODAY_TORCH})
+    run_script(now, "train.py", FLORSQL_CHECKPOINT_PERIOD="1")
+    sql = "SELECT epoch, wn FROM logs WHERE wn IS NOT NULL AND epoch {} ORDER BY epoch"
+    want = _values(now, sql.format(">= 0"))
+    write(repo / "train.py", TODAY_TORCH)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        cur = con.cursor()
+        first = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql.format("= 2")).fetchall())
+        got = cur.execute(sql.format("= 2")).fetchall()
+        later = "\n".join(r[0] for r in cur.execute("EXPLAIN " + sql.format("<= 1")).fetchall())
+        got += cur.execute(sql.format("<= 1")).fetchall()
+    assert "epoch 0-2 full: from the run's start (out may draw" in first, first
+    assert "from checkpoint" in later and "from the run's start" not in later, later
+    assert sorted(got) == sorted((k[0], v) for k, v in want.items() if k[0] <= 2)

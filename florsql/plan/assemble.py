@@ -67,7 +67,8 @@ def assemble(state: PlanState) -> None:
         if found is not None and found.edited:
             state.edited.setdefault((first.vid, first.filename), {}).update(found.edited)
         companions = _companion_chains(state, first.filename, modules, found)
-        run = plan_run(run_id, needs, found, facts[run_id], companions=companions)
+        start = _from_start(state, run_id, first.vid, first.filename, needs, found)
+        run = plan_run(run_id, needs, found, facts[run_id], companions=companions, from_start=start)
         per_version[(run.vid, run.filename)].append(run)
     for name, ran in sorted(state.ran_today.items()):
         state.notes.append(
@@ -105,6 +106,48 @@ def assemble(state: PlanState) -> None:
         ),
         sources=tuple(sorted((f, code.digest) for f, code in state.catalog.scripts.items())),
         elsewhere=_elsewhere(state),
+    )
+
+
+def _from_start(
+    state: PlanState,
+    run_id: str,
+    vid: str,
+    filename: str,
+    needs: list[NeedRow],
+    found: Patched | None,
+) -> str | None:
+    """Why the run must replay from its start (today's placed texts, needed or companions,
+    may draw in some iterations only, and no replay of this very code from the run's start
+    has seen them draw nothing up to the last iteration needed), else None. The runner would
+    replay it so anyway once its tasks had run (``runner._from_the_start``): planned so, the
+    tasks that skip iterations are not run first, and EXPLAIN's estimate is the run's (it was
+    the skipping tasks': 0.13x the actual in benchmarks/hindsight.py's (f), session 53)."""
+    if found is None or not found.uneven:
+        return None
+    ran = {n.name for n in needs} | set(found.companions)
+    uneven = sorted(n for n in ran if n in found.uneven)
+    if len(ran) == 1 and uneven and found.uneven[uneven[0]] == "gated":
+        return None  # one gated statement asked alone sees each draw before a value it stores
+    if not uneven:
+        return None
+    from florsql.plan.patched import replay_files
+    from florsql.store.replays import clean_from_start, patched_hash
+    from florsql.versions import file_at
+
+    names = sorted({n.name for n in needs})
+    try:  # the code its runner will run (``runner.default_patcher``), by its hash
+        files, _ = replay_files(state.repo, vid, names, sorted(set(found.companions) - set(names)))
+        script = files.get(filename) or file_at(state.repo, vid, filename)
+    except FlorError:
+        return None
+    digest = patched_hash(script, files)
+    last = max((n.outer_iteration for n in needs if n.outer_iteration is not None), default=-1)
+    if clean_from_start(state.repo, run_id, {digest}, last):
+        return None
+    return (
+        f"{', '.join(uneven)} may draw in some iterations only, and no replay of this code "
+        "from the run's start has seen it draw nothing yet"
     )
 
 

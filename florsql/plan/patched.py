@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -210,6 +210,25 @@ def _unplaceable(text: str, name: str) -> str | None:
                 "places one statement per line: put each on a line of its own and query again"
             )
     return None
+
+
+def replay_files(
+    repo: Path, vid: str, names: Sequence[str], companions: Sequence[str]
+) -> tuple[dict[str, str], Any]:
+    """The files a replay of ``names`` (and today's ``companions`` beside them) writes over
+    version ``vid``, as its runner writes them (each placed piece between the RNG guard's
+    calls; today's modules the placed imports name that the version lacks), and the
+    :class:`~florsql.propagate.version.VersionPropagation` they come from. The names computed
+    go in even where the version logs them (in a branch the run did not take) unless today's
+    statement is there as it is; companions only where it lacks them (today's statement beside
+    the version's own would run twice)."""
+    import florsql.propagate as propagate
+    from florsql.propagate.model import guarded
+
+    result = propagate.for_version(repo, vid, names=[*names, *companions], again=names)
+    files = {path: guarded(r).source for path, r in result.files.items() if r.placed}
+    files.update({path: text for path, text in result.added.items() if path not in files})
+    return files, result
 
 
 def patched_script(

@@ -232,8 +232,8 @@ def _other_statements(
 
 
 def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRow]:
-    """``needs`` less those of runs that ran today's very file (the version's text of the
-    statement's file is today's) and ended normally: they ran today's statement in every
+    """``needs`` less those of runs that ran today's very files (the version's text of each
+    file the run executed is today's) and ended normally: they ran today's statement in every
     iteration they ran, so where they hold no value, today's code logs none there (its guard,
     ``if epoch % 3 == 0:``, was false), and a replay, running the same code from the same
     state, would compute nothing (session 53: every run of today's code was replayed in each
@@ -245,19 +245,26 @@ def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRo
     if not runs:
         return needs
     finished = {
-        r
-        for (r,) in state.con.execute(
-            "SELECT run_id FROM run_meta WHERE status = 'finished'"
+        r: {*(files or ())}
+        for r, files in state.con.execute(
+            "SELECT run_id, files FROM run_meta WHERE status = 'finished'"
             " AND run_id IN (SELECT unnest(?::VARCHAR[]))",
             [runs],
         ).fetchall()
     }
     text = text_reader(state.repo)
+
+    def same(vid: str, path: str) -> bool:
+        today = text(None, path)
+        return today is not None and today == text(vid, path)
+
     kept = []
     for need in needs:
         if need.run_id in finished:
-            today = text(None, need.filename)
-            if today is not None and today == text(need.vid, need.filename):
+            # every file the run executed (the statement may sit in a module it imported:
+            # sweep AB, an unchanged script whose utils.py gained it was left NULL)
+            paths = finished[need.run_id] | {need.filename}
+            if all(same(need.vid, p) for p in sorted(paths)):
                 state.ran_today.setdefault(need.name, set()).add(need.run_id)
                 continue
         kept.append(need)

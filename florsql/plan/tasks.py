@@ -235,8 +235,13 @@ def plan_run(
     *,
     parts: int | None = None,
     companions: tuple[tuple[str, tuple[str, ...] | None], ...] = (),
+    from_start: str | None = None,
 ) -> RunReplay:
     """The :class:`RunReplay` of one run from its rows of the replay set.
+
+    ``from_start``: why the run replays from its start in full (today's placed texts may
+    draw in some iterations only, and no replay of this code from the start has seen them draw
+    nothing yet: a task that skipped iterations would be replayed again so after it ran).
 
     ``companions``: ``(name, loop chain)`` of today's other statements placed beside the
     needed ones (:attr:`Patched.companions`): they run in the iterations the needed ones run,
@@ -253,10 +258,23 @@ def plan_run(
     used_loops = {lp for n in needs for lp in n.chain.split("/")[1:] if n.chain}
     used_loops |= {lp for _, chain in companions if chain for lp in chain[1:]}
     inner_name = patched.first_inner.name if patched and patched.first_inner else None
-    skip = () if unknown or inner_name is None or inner_name in used_loops else (inner_name,)
+    skip = (
+        ()
+        if unknown or from_start or inner_name is None or inner_name in used_loops
+        else (inner_name,)
+    )
     parts = parts or at_once(facts.threads)
-    if unknown:
-        chunks = [_whole_run(iteration_needs, facts, patched)]
+    outer = patched.outer.name if patched is not None and patched.outer else None
+    if (
+        from_start
+        and not unknown
+        and not top_level
+        and outer is not None
+        and all(n.loop == outer for n in iteration_needs)
+    ):
+        chunks = [_from_the_top(iteration_needs, facts, outer, from_start)]
+    elif unknown or from_start:
+        chunks = [_whole_run(iteration_needs, facts, patched, from_start)]
     else:
         assert patched is not None
         chunks = []
@@ -633,7 +651,30 @@ def _head_chunk(facts: RunFacts, loop: str | None = None) -> Chunk:
     return Chunk("head", loop, (), None, None, False, round(seconds, 3))
 
 
-def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | None) -> Chunk:
+def _from_the_top(needs: list[IterationNeed], facts: RunFacts, loop: str, why: str) -> Chunk:
+    """One task from the top of the script, every iteration of ``loop`` in full up to the last
+    one needed (as ``runner._from_the_start`` would replay the run after tasks that skipped
+    some): a later query of the same code up to there then skips iterations again."""
+    its = tuple(sorted({n.iteration for n in needs if n.loop == loop}))
+    last = its[-1] if its else -1
+    reached = facts.reached(loop)
+    if facts.ended:
+        its = tuple(i for i in its if i < reached)
+        last = min(last, reached - 1)
+    steps = tuple(
+        Step(i, "full", None, f"full: from the run's start ({why})") for i in range(last + 1)
+    )
+    recorded = facts.seconds.get(loop, {})
+    seconds = TASK_OVERHEAD_S + sum(recorded.get(i, (0.0, 0.0))[0] for i in range(last + 1))
+    return Chunk("iterations", loop, its, 0, None, False, round(seconds, 3), steps, None)
+
+
+def _whole_run(
+    needs: list[IterationNeed],
+    facts: RunFacts,
+    patched: Patched | None,
+    from_start: str | None = None,
+) -> Chunk:
     loop = patched.outer.name if patched is not None and patched.outer is not None else None
     loop = loop or next(iter(facts.seconds), None)
     reached = facts.reached(loop) if loop else 0
@@ -646,6 +687,8 @@ def _whole_run(needs: list[IterationNeed], facts: RunFacts, patched: Patched | N
             f"full: the whole run (it iterated {loops} on after the loop around it moved on: "
             "a checkpoint does not hold where it had got to)"
         )
+    elif from_start and not (patched is None or patched.unknown):
+        why = f"full: the whole run ({from_start})"
     else:
         why = f"full: the whole run ({patched.whole_why if patched is not None else 'no analysis'})"
     steps = tuple(Step(i, "full", None, why) for i in range(reached))

@@ -347,25 +347,44 @@ def _propagate(
     session = _Session(new, old, frozenset(id(s.stmt) for s in moving), again & logged)
     plans = []
     skipped = {s.label for s in selected if s.name in have}
+    present: set[str] = set()
     for target in selected:
         if target.name in have:
             continue
         if target.name in logged and _present(target, session):
             skipped.add(target.label)  # today's statement itself: the run never reached it
+            if _known(target, session):
+                present.add(target.label)
             continue
         outcome = _plan(target, session)
         if isinstance(outcome, _Plan):
             plans.append(outcome)
         else:
             failed.append(outcome)
-    result = _apply(session, plans, failed, tuple(sorted(skipped)))
+    result = replace(
+        _apply(session, plans, failed, tuple(sorted(skipped))), present=tuple(sorted(present))
+    )
     moved = _again_elsewhere(result, session)
     if moved:  # (each such statement left out, the others placed as they were)
         kept = [p for p in plans if p.target.name not in moved]
         lines = {p.target.name: p.target.line for p in plans}
         failed += [Failure(n, lines.get(n, 0), why) for n, why in sorted(moved.items())]
-        result = _apply(session, kept, failed, tuple(sorted(skipped)))
+        result = replace(
+            _apply(session, kept, failed, tuple(sorted(skipped))), present=tuple(sorted(present))
+        )
     return result
+
+
+def _known(target: LogStatement, session: _Session) -> bool:
+    """Whether today's statement ``target``, found in the old version as it is, runs under
+    conditions known on both sides (a helper called from two places under different guards
+    is not: its statement is the same, where it runs is not told; sweep AB)."""
+    mine = conditions_in(session.new, target.stmt)
+    if mine is None:
+        return False
+    dump = ast.dump(target.stmt)
+    olds = [n for n in session.old.nodes if isinstance(n, ast.stmt) and ast.dump(n) == dump]
+    return bool(olds) and all(conditions_in(session.old, o) == mine for o in olds)
 
 
 def _again_elsewhere(result: Propagation, session: _Session) -> dict[str, str]:

@@ -68,6 +68,9 @@ class Propagation:
     placed: tuple[Placement, ...] = ()
     failed: tuple[Failure, ...] = ()
     skipped: tuple[str, ...] = field(default=())
+    #: names of ``skipped`` whose statement today's file has as it is, in the block it
+    #: belongs in, under conditions known to be the same (:mod:`florsql.propagate.conditions`)
+    present: tuple[str, ...] = field(default=())
 
     @property
     def changed(self) -> bool:
@@ -105,6 +108,7 @@ class Propagation:
             ),
             failed=tuple(Failure(**f) for f in data["failed"]),
             skipped=tuple(data["skipped"]),
+            present=tuple(data.get("present", ())),
         )
 
 

@@ -185,7 +185,7 @@ def for_version(
         if result is None:
             result = propagate(new, file_at(repo, sha, path), here, mine)
             cache.put(key, result)
-        present.update(n for n in mine if n in result.skipped)
+        present.update(n for n in mine if n in result.present)
         if result.placed or result.failed:
             files[path] = result
     unplaced = tuple(n for n in wanted or [] if n not in seen)

@@ -179,6 +179,38 @@ def patched_hash(script: str, files: dict[str, str]) -> str:
     return source_hash("\0\0".join([f"rules {REPLAY_RULES}", *parts]))
 
 
+def from_top(steps: list[list[object]]) -> bool:
+    """Whether a task's steps run its loop from the first iteration on, every one in full,
+    restoring no checkpoint (a run of today's script up to its last step)."""
+    its = [int(str(s[0])) for s in steps]
+    return (
+        bool(steps)
+        and its == list(range(len(its)))
+        and all(s[1] == "full" and s[2] is None for s in steps)
+    )
+
+
+def clean_from_start(repo: Path, run_id: str, hashes: set[str], last: int) -> bool:
+    """Whether a replay of run ``run_id``, of patched code with one of ``hashes``
+    (:func:`patched_hash`), ran from its start in full up to iteration ``last`` at least and
+    saw today's statements draw nothing before the loop's end: a task of that code that skips
+    iterations then misses no draw (the runner's check, and the planner's since session 53)."""
+    for done in replays_dir(repo).glob(f"*/{run_id}-*/{DONE}"):
+        try:
+            doc = layout.read_json(done)
+        except (OSError, ValueError):
+            continue
+        steps = doc.get("steps") or []
+        if (
+            doc.get("source_hash") in hashes
+            and not doc.get("drew_in_loop", doc.get("drew"))
+            and from_top(steps)
+            and len(steps) > last
+        ):
+            return True
+    return False
+
+
 _FRAME = re.compile(r'File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>\S+))?')
 
 
