@@ -360,7 +360,7 @@ def _propagate(
         if isinstance(outcome, _Plan):
             plans.append(outcome)
         else:
-            failed.append(outcome)
+            failed.append(_as_twin(outcome, target, session))
     result = replace(
         _apply(session, plans, failed, tuple(sorted(skipped))), present=tuple(sorted(present))
     )
@@ -373,6 +373,28 @@ def _propagate(
             _apply(session, kept, failed, tuple(sorted(skipped))), present=tuple(sorted(present))
         )
     return result
+
+
+def _as_twin(failure: Failure, target: LogStatement, session: _Session) -> Failure:
+    """``failure`` of a name placed again, said as what it is where the old version has
+    today's very statement under other conditions (in a helper the old code calls under ``if
+    epoch % 2 == 1:``, today's every epoch: "no context" said nothing of it)."""
+    if target.name not in session.again:
+        return failure
+    mine = conditions_in(session.new, target.stmt)
+    dump = ast.dump(target.stmt)
+    for old in session.old.nodes:
+        if isinstance(old, ast.stmt) and ast.dump(old) == dump:
+            theirs = conditions_in(session.old, old)
+            if mine is not None and theirs is not None and theirs != mine:
+                why = _conditions_differ(mine, theirs, "the old one").split(": ", 1)[1]
+                return replace(
+                    failure,
+                    reason=f"the old version has today's very statement (line {old.lineno}) "
+                    f"under other conditions: {why}; florsql places log statements, not the "
+                    "calls and branches around them",
+                )
+    return failure
 
 
 def _known(target: LogStatement, session: _Session) -> bool:
@@ -454,7 +476,9 @@ def _slot_conditions(src: SourceFile, block: Block, slot: int) -> tuple[str, ...
     return first + tuple(skip_label(src.tree, s) for s in block.stmts[:slot] if leaves_early(s))
 
 
-def _conditions_differ(want: tuple[str, ...], have: tuple[str, ...]) -> str:
+def _conditions_differ(
+    want: tuple[str, ...], have: tuple[str, ...], theirs: str = "its place there"
+) -> str:
     def said(c: str) -> str:
         text = " ".join(c.split())
         return f"after `{text[5:]}`" if text.startswith("skip ") else f"`{text}`"
@@ -463,9 +487,9 @@ def _conditions_differ(want: tuple[str, ...], have: tuple[str, ...]) -> str:
     only_old = [said(c) for c in have if c not in want]
     parts = []
     if only_today:
-        parts.append(f"today's runs {', '.join(only_today)}, which its place there does not")
+        parts.append(f"today's runs {', '.join(only_today)}, which {theirs} does not")
     if only_old:
-        parts.append(f"its place there runs {', '.join(only_old)}, where today's does not")
+        parts.append(f"{theirs} runs {', '.join(only_old)}, where today's does not")
     return (
         "the old version logs it under other conditions, and placed beside that statement "
         f"it would run under others than today's: {'; '.join(parts)}"
@@ -488,7 +512,15 @@ def _same_conditions(new: ast.stmt, old: ast.stmt, session: _Session) -> bool:
     in their loop's iteration (:mod:`florsql.propagate.conditions`; where either cannot be
     told, taken as the same): ``if epoch % 3 == 0:`` today around the old ``if epoch % 2 ==
     0:``'s statement is not there as it is (session 53: epoch 3 stayed NULL, said nowhere)."""
-    mine, theirs = conditions_in(session.new, new), conditions_in(session.old, old)
+    mine = conditions_in(session.new, new)
+    if mine == ():
+        # today's runs in every iteration: a helper's own conditions only, where the old code
+        # calls it is the old code's (a replay runs its calls and branches, and says the
+        # iterations it does not get to, each: tests/test_replay_unstored_s51.py)
+        mine = conditions_in(session.new, new, calls=False)
+        theirs = conditions_in(session.old, old, calls=False)
+    else:
+        theirs = conditions_in(session.old, old)
     return mine is None or theirs is None or mine == theirs
 
 

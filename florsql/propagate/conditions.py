@@ -83,7 +83,11 @@ def _suppresses(item: ast.withitem) -> bool:
 
 
 def conditions(
-    tree: ast.Module, stmt: ast.stmt, flor_loop: Callable[[ast.AST], bool], depth: int = 0
+    tree: ast.Module,
+    stmt: ast.stmt,
+    flor_loop: Callable[[ast.AST], bool],
+    depth: int = 0,
+    calls: bool = True,
 ) -> Conditions | None:
     """``stmt``'s conditions (see the module's notes), outermost first. In a function's body
     outside every ``flor.loop`` of it (a helper), those of its calls by name, which must all
@@ -99,6 +103,8 @@ def conditions(
         if parent is None:
             return tuple(reversed(out)) if node is tree else None
         if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
+            if not calls:  # (its own only: where its calls run is not asked)
+                return ("in " + parent.name + "()", *reversed(out))
             outer = _calls_conditions(tree, parent, flor_loop, depth)
             return None if outer is None else outer + tuple(reversed(out))
         if isinstance(parent, _SCOPES):
@@ -258,7 +264,8 @@ def _loops(src: SourceFile) -> frozenset[int]:
     return frozenset(id(f.node) for b in src.blocks for f in b.chain if f.kind == "loop")
 
 
-def conditions_in(src: SourceFile, stmt: ast.stmt) -> Conditions | None:
-    """:func:`conditions` of ``stmt``, a statement of the analysed file ``src``."""
+def conditions_in(src: SourceFile, stmt: ast.stmt, calls: bool = True) -> Conditions | None:
+    """:func:`conditions` of ``stmt``, a statement of the analysed file ``src`` (``calls``:
+    a helper's with its calls' conditions, else its own only)."""
     loops = _loops(src)
-    return conditions(src.tree, stmt, lambda n: id(n) in loops)
+    return conditions(src.tree, stmt, lambda n: id(n) in loops, calls=calls)
