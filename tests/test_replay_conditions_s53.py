@@ -81,17 +81,41 @@ def _values(repo: Path, sql: str) -> dict[tuple[int, ...], float]:
         return {tuple(r[:-1]): r[-1] for r in con.cursor().execute(sql).fetchall()}
 
 
+def _recorded(
+    root: Path, old: str, today: str, sql: str
+) -> tuple[Path, dict[tuple[int, ...], float], dict[tuple[int, ...], float]]:
+    """A repository with a run of ``old``, and the values ``sql`` reads from real runs of
+    ``old`` and of ``today`` in repositories of their own (the oracle)."""
+    repo = make_repo(root / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    was = make_repo(root / "was", {"train.py": old})
+    run_script(was, "train.py")
+    now = make_repo(root / "now", {"train.py": today})
+    run_script(now, "train.py")
+    return repo, _values(was, sql), _values(now, sql)
+
+
+def _epoch_3_is_today_s(tmp_path: Path, old: str, today: str, *args: str) -> None:
+    """The old run (``args`` on its command line) answers its recorded epochs 0, 2, 4, 6 and
+    today's value at epoch 3, as a run of today's script with those args logs it."""
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py", *args)
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py", *args)
+    todays = _values(now, EPOCH_SQL)
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        got = con.cursor().execute(EPOCH_SQL).fetchall()
+    assert [e for e, _ in got] == [0, 2, 3, 4, 6]
+    assert dict(got)[3] == todays[(3,)]
+
+
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 def test_the_iterations_today_s_guard_logs_in_are_replayed(tmp_path: Path, pattern: str) -> None:
     old_tail, today_tail, sql = PATTERNS[pattern]
     old, today = HEAD + old_tail, HEAD + today_tail
-    repo = make_repo(tmp_path / "r", {"train.py": old})
-    run_script(repo, "train.py")
-    was = make_repo(tmp_path / "was", {"train.py": old})
-    run_script(was, "train.py")
-    now = make_repo(tmp_path / "now", {"train.py": today})
-    run_script(now, "train.py")
-    recorded, todays = _values(was, sql), _values(now, sql)
+    repo, recorded, todays = _recorded(tmp_path, old, today, sql)
     want = sorted((*k, v) for k, v in {**todays, **recorded}.items())
     assert set(todays) - set(recorded), (todays, recorded)  # some value only today's logs
     write(repo / "train.py", today)
@@ -168,17 +192,7 @@ def test_today_s_guard_reading_a_new_arg_travels_with_it(tmp_path: Path) -> None
     today = HEAD.replace("w = 1.0\n", "w = 1.0\nevery = flor.arg('every', 3)\n") + (
         '        if epoch % every == 0:\n            flor.log("val", round(w * 2, 9))\n'
     )
-    repo = make_repo(tmp_path / "r", {"train.py": old})
-    run_script(repo, "train.py")
-    now = make_repo(tmp_path / "now", {"train.py": today})
-    run_script(now, "train.py")
-    todays = _values(now, EPOCH_SQL)
-    write(repo / "train.py", today)
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con:
-        got = con.cursor().execute(EPOCH_SQL).fetchall()
-    assert [e for e, _ in got] == [0, 2, 3, 4, 6]
-    assert dict(got)[3] == todays[(3,)]
+    _epoch_3_is_today_s(tmp_path, old, today)
 
 
 GUARDS = [
@@ -221,15 +235,8 @@ def test_generated_guard_pairs_answer_the_recorded_values_and_today_s_elsewhere(
     root = tmp_path_factory.mktemp("guards")
     old_text = HEAD + _guarded(old)
     today_text = HEAD + _guarded(today, orelse if today is not None else None)
-    repo = make_repo(root / "r", {"train.py": old_text})
-    run_script(repo, "train.py")
-    was = make_repo(root / "was", {"train.py": old_text})
-    run_script(was, "train.py")
-    now = make_repo(root / "now", {"train.py": today_text})
-    run_script(now, "train.py")
-    want = sorted(
-        (*k, v) for k, v in {**_values(now, EPOCH_SQL), **_values(was, EPOCH_SQL)}.items()
-    )
+    repo, recorded, todays = _recorded(root, old_text, today_text, EPOCH_SQL)
+    want = sorted((*k, v) for k, v in {**todays, **recorded}.items())
     write(repo / "train.py", today_text)
     git(repo, "commit", "-qam", "today", "--allow-empty")
     with florsql.connect(repo) as con, warnings.catch_warnings():
@@ -295,17 +302,7 @@ def test_a_new_arg_reads_the_old_run_s_command_line(tmp_path: Path) -> None:
     today = HEAD.replace("w = 1.0\n", "w = 1.0\nevery = flor.arg('every', 2)\n") + (
         '        if epoch % every == 0:\n            flor.log("val", round(w * 2, 9))\n'
     )
-    repo = make_repo(tmp_path / "r", {"train.py": old})
-    run_script(repo, "train.py", "--every", "3")
-    now = make_repo(tmp_path / "now", {"train.py": today})
-    run_script(now, "train.py", "--every", "3")
-    todays = _values(now, EPOCH_SQL)
-    write(repo / "train.py", today)
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con:
-        got = con.cursor().execute(EPOCH_SQL).fetchall()
-    assert [e for e, _ in got] == [0, 2, 3, 4, 6]
-    assert dict(got)[3] == todays[(3,)]
+    _epoch_3_is_today_s(tmp_path, old, today, "--every", "3")
 
 
 def test_a_run_of_an_unchanged_script_whose_module_gained_the_statement_is_replayed(
