@@ -32,6 +32,8 @@ from florsql.store.replays import (
     FAILED,
     REJECTED,
     ReplaySpec,
+    clean_from_start,
+    from_top,
     patched_hash,
     replays_dir,
     source_hash,
@@ -115,19 +117,11 @@ class ReplayReport:
 
 def default_patcher(repo: Path) -> Patcher:
     """Propagate today's statements with :mod:`florsql.propagate` (cached per version)."""
-    import florsql.propagate as propagate
+    from florsql.plan.patched import replay_files
     from florsql.propagate.identity import pieces_uneven
-    from florsql.propagate.model import guarded
 
     def patch(vid: str, names: list[str], companions: list[str]) -> Patch:
-        # the computed names go in even where the version logs them (in a branch the run did
-        # not take) unless today's statement is there as it is; companions only where it lacks
-        # them (today's statement beside the version's own would run twice)
-        result = propagate.for_version(repo, vid, names=[*names, *companions], again=names)
-        # as replays run it: each placed piece between the RNG guard's calls
-        files = {path: guarded(r).source for path, r in result.files.items() if r.placed}
-        # today's modules the placed imports name that the version lacks (session 47)
-        files.update({path: text for path, text in result.added.items() if path not in files})
+        files, result = replay_files(repo, vid, names, companions)
         failed = {f.name: f.reason for r in result.files.values() for f in r.failed}
         if result.unplaced:
             py = [p for p in files_at(repo, vid) if p.endswith(".py")]
@@ -506,7 +500,7 @@ def _unseen(repo: Path, group: list[Task], docs: list[dict[str, Any]], last: int
     wrong before)."""
     if not any(t.spec.uneven for t in group):
         return False
-    if len(group) == 1 and len(docs) == 1 and _from_top(docs[0].get("steps") or []):
+    if len(group) == 1 and len(docs) == 1 and from_top(docs[0].get("steps") or []):
         return False  # ran from the top: it saw every draw up to its last step
     return not _clean_before(repo, group, last)
 
@@ -514,22 +508,8 @@ def _unseen(repo: Path, group: list[Task], docs: list[dict[str, Any]], last: int
 def _clean_before(repo: Path, group: list[Task], last: int) -> bool:
     """Whether a replay of the run, of the same patched code, ran from its start in full up
     to ``last`` at least and saw today's statements draw nothing before the loop's end."""
-    first = group[0].spec
     hashes = {t.spec.source_hash for t in group}
-    for done in (layout.store_dir(repo) / "replays").glob(f"*/{first.run_id}-*/{DONE}"):
-        try:
-            doc = layout.read_json(done)
-        except (OSError, ValueError):
-            continue
-        steps = doc.get("steps") or []
-        if (
-            doc.get("source_hash") in hashes
-            and not doc.get("drew_in_loop", doc.get("drew"))
-            and _from_top(steps)
-            and len(steps) > last
-        ):
-            return True
-    return False
+    return clean_from_start(repo, group[0].spec.run_id, hashes, last)
 
 
 def _stale(
@@ -553,7 +533,7 @@ def _stale(
             doc = layout.read_json(done)
         except (OSError, ValueError):
             continue
-        if doc.get("run_id") != first.run_id or _from_top(doc.get("steps") or []):
+        if doc.get("run_id") != first.run_id or from_top(doc.get("steps") or []):
             continue
         pieces = doc.get("pieces") or {}
         if doc.get("source_hash") in hashes or any(p in drawing for p in pieces.items()):
@@ -610,7 +590,7 @@ def _from_the_start(
         if (
             len(group) == 1
             and len(folders) == 1
-            and _from_top(docs[0].get("steps") or [])
+            and from_top(docs[0].get("steps") or [])
             and not stale
         ):
             # already a run of today's script: its old statements' departures after the draw
@@ -709,7 +689,7 @@ def _after_a_missing_file(
     failed: list[TaskResult] = []
     for result in report.results:
         task = by_id.get(result.task_id)
-        if result.ok or task is None or _from_top(task.spec.steps):
+        if result.ok or task is None or from_top(task.spec.steps):
             continue
         if _failed_restoring(task):
             pass  # the checkpoint could not be put back: a run from the start needs none
@@ -793,17 +773,6 @@ def _departed(folder: Path, done: dict[str, Any], report: ReplayReport) -> None:
     ]
     if reordered is not None and reordered not in report.nondeterministic:
         report.nondeterministic.append(reordered)
-
-
-def _from_top(steps: list[list[object]]) -> bool:
-    """Whether a task's steps run its loop from the first iteration on, every one in full,
-    restoring no checkpoint (a run of today's script up to its last step)."""
-    its = [int(str(s[0])) for s in steps]
-    return (
-        bool(steps)
-        and its == list(range(len(its)))
-        and all(s[1] == "full" and s[2] is None for s in steps)
-    )
 
 
 def _full_task(task: Task) -> Task:
