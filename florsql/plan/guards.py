@@ -677,20 +677,24 @@ def other_conditions(today: str, old: str, name: str, chain: Chain) -> bool:
     a warmup ``continue`` only one has): a run of it lacks the name in iterations where
     today's statement may log it. False where either file has no statement of the name there,
     or one whose conditions cannot be told (in a helper, inside an expression)."""
+    mine, theirs = _signatures(today, fold(name), chain), _signatures(old, fold(name), chain)
+    return mine is not None and theirs is not None and mine != theirs
+
+
+@lru_cache(maxsize=256)
+def _signatures(text: str, name: str, chain: Chain) -> frozenset[Conditions] | None:
+    """The conditions of ``text``'s statements of ``name`` (folded) at ``chain``; None where
+    there is none or one cannot be told (memoized: the catalog asks per run of a version)."""
     from florsql.plan.scan_ast import scan_ast
 
-    def signatures(text: str) -> frozenset[Conditions] | None:
-        try:
-            code = scan_ast(text, "<file>")
-        except (SyntaxError, ValueError, RecursionError):
-            return None
-        if code is None:
-            return None
-        lines = [s.line for s in code.sites if fold(s.name) == fold(name) and s.chain == chain]
-        found = [conditions_at(text, line) for line in lines]
-        if not found or any(c is None for c in found):
-            return None
-        return frozenset(c for c in found if c is not None)
-
-    mine, theirs = signatures(today), signatures(old)
-    return mine is not None and theirs is not None and mine != theirs
+    try:
+        code = scan_ast(text, "<file>")
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    if code is None:
+        return None
+    lines = [s.line for s in code.sites if fold(s.name) == name and s.chain == chain]
+    found = [conditions_at(text, line) for line in lines]
+    if not found or any(c is None for c in found):
+        return None
+    return frozenset(c for c in found if c is not None)
