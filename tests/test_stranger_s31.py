@@ -502,6 +502,7 @@ with flor.checkpointing(model=net, optimizer=opt):
 """
 )
 
+
 # --- 16. today's statement reads a name only the newer version binds -----------------------
 
 INLINE_A = (
@@ -574,6 +575,19 @@ def kw(text: str, lr: str, **subs: str) -> str:
     for k, v in subs.items():
         out = out.replace(k, v)
     return out
+
+
+#: Version A (``EVERY`` 2) as the oracle runs it: today's ``vloss`` statement logs under today's
+#: guard (``% 3``) where A's did not log (epoch 3), beside A's own, without rebinding A's
+#: ``vloss`` (read by ``last_vloss``). Since session 53 a name a version logs under other
+#: conditions than today's is the run's values plus today's statement's where the run had none
+#: (docs/sql.md), and today's placed block computes its own value: the run's ``last_vloss``
+#: stays A's (the epoch-2 ``vloss``).
+EVEN_ONLY_A = kw(EVEN_ONLY, "0.1", EVERY="2") + (
+    "        if epoch % 3 == 0 and epoch % 2 != 0:  # hindsight\n"
+    "            with torch.no_grad():  # hindsight\n"
+    '                flor.log("vloss", float(loss_fn(net(XV), YV)))  # hindsight\n'
+)
 
 
 PATTERNS = [
@@ -686,7 +700,7 @@ PATTERNS = [
     ),
     Pattern(
         "a_name_bound_only_on_even_epochs_read_every_epoch",
-        two(kw(EVEN_ONLY, "0.1", EVERY="2"), kw(EVEN_ONLY, "0.05", EVERY="3")),
+        two(EVEN_ONLY_A, kw(EVEN_ONLY, "0.05", EVERY="3")),
         [*narrow_then_wide("last_vloss"),
          "SELECT seed, epoch, vloss, last_vloss FROM logs WHERE last_vloss IS NOT NULL"],
     ),
