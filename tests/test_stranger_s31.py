@@ -20,7 +20,11 @@ silently (now refused: florsql/propagate/api.py ``_in_gap``). Two false refusals
 strict xfails until session 29, and are exact now: a value the old version threw away (``_``)
 read after the step loop (``l, gn, out = ...`` replaces the old ``l, _, out = ...``), and a name
 only the newer version binds (``acc = ...``) where the older logged the expression inline (the
-old line becomes ``acc = flor.log("acc", ...)``). Every other pattern is exact.
+old line becomes ``acc = flor.log("acc", ...)``). Every other pattern is exact. Since session 53,
+the name bound only on even epochs (``vloss``, logged under ``% 2`` by the older version and
+``% 3`` by today's) is the older runs' values plus today's statement's at epoch 3 (the union
+rule for a name logged under other conditions), and the oracle's older version has today's
+statement for it (``EVEN_ONLY_A``).
 
 Harness: tests/test_stranger_s25.py (the oracle records the same sequence of versions,
 hand-patched; lines ``NEW  # hindsight: OLD`` are today's NEW where the runs had OLD).
