@@ -92,9 +92,10 @@ def conditions(
     """``stmt``'s conditions (see the module's notes), outermost first. In a function's body
     outside every ``flor.loop`` of it (a helper), those of its calls by name, which must all
     have the same, followed by its own (4 calls deep); None where they cannot be told (no
-    call found, calls under different conditions, a decorated function or a method of a
-    class) or ``stmt`` is not in ``tree``. ``flor_loop`` tells a ``for`` statement over
-    ``flor.loop(...)``."""
+    call found, calls under different conditions, a function decorated otherwise than by
+    ``torch.no_grad()`` and its kin, a method whose name another function of the file also
+    has or that Python calls itself, ``forward`` and dunders) or ``stmt`` is not in ``tree``.
+    ``flor_loop`` tells a ``for`` statement over ``flor.loop(...)``."""
     parents = _parents(tree)
     out: list[str] = []
     node: ast.AST = stmt
@@ -155,7 +156,9 @@ def _calls_conditions(
 ) -> Conditions | None:
     """The conditions every call of ``fn`` by name runs under (None: unknown, or not one)."""
     parents = _parents(tree)
-    if depth >= 4 or fn.decorator_list or isinstance(parents.get(id(fn)), ast.ClassDef):
+    if depth >= 4 or not all(map(_plain_decorator, fn.decorator_list)):
+        return None
+    if isinstance(parents.get(id(fn)), ast.ClassDef) and not _named_method(tree, fn):
         return None
     found: set[Conditions | None] = set()
     for call in ast.walk(tree):
@@ -182,16 +185,49 @@ def _calls_conditions(
     return found.pop()
 
 
+#: Decorators that leave where a function runs to its calls (session 54: an ``@torch.no_grad()``
+#: evaluation called under ``if epoch % 2 == 0:`` had no conditions, and a guard changed to
+#: ``% 3`` left the run's epoch 3 NULL, said nowhere).
+_PLAIN_DECORATORS = frozenset(
+    {"no_grad", "inference_mode", "enable_grad", "staticmethod", "classmethod", "wraps"}
+)
+
+
+def _plain_decorator(node: ast.expr) -> bool:
+    func = node.func if isinstance(node, ast.Call) else node
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in _PLAIN_DECORATORS
+
+
+def _named_method(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A method its calls name: not one Python calls itself (``forward`` through
+    ``net(x)``, dunders), and no other function of the file has its name (``t.validate(e)``
+    and ``self.validate(e)`` then call it)."""
+    if fn.name == "forward" or (fn.name.startswith("__") and fn.name.endswith("__")):
+        return False
+    same = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == fn.name
+    ]
+    return len(same) == 1
+
+
 def _bound(tree: ast.Module, node: ast.AST) -> str:
-    """What the names a guard reads are bound to by assignments of the file (transitively,
-    3 deep; ``flor.arg`` by its name only: the run's value is recorded), as `` [name = ...]``:
-    ``if do_eval:`` with ``do_eval = epoch % 2 == 0`` is not the same guard as with ``% 3``
-    (sweep AA, session 53)."""
-    binds = _binds(tree)
+    """What the names a guard reads are bound to by the file (transitively, 10 deep;
+    ``flor.arg`` by its name only: the run's value is recorded), as `` [name = ...]``: ``if
+    do_eval:`` with ``do_eval = epoch % 2 == 0`` is not the same guard as with ``% 3`` (sweep
+    AA, session 53). Bound by: assignments; a function's parameter (its default and the
+    calls of its function: ``def train(every=2)``); an argparse option read as an attribute
+    (``args.every``: the ``add_argument("--every", ...)`` call). Session 54: chains longer
+    than 3, parameter defaults and argparse defaults were left out, and a changed one left
+    the run's new iterations NULL, said nowhere."""
+    binds, options = _binds(tree), _options(tree)
+    params = _params(tree, node)
     seen: set[str] = set()
     texts: set[str] = set()
-    todo = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-    for _ in range(3):
+    todo = _read(node)
+    for _ in range(10):
         more: set[str] = set()
         for name in sorted(todo - seen):
             seen.add(name)
@@ -199,9 +235,82 @@ def _bound(tree: ast.Module, node: ast.AST) -> str:
                 texts.add(_binding_text(stmt))
                 value = getattr(stmt, "value", None)
                 if value is not None and not _flor_arg(value):
-                    more |= {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
+                    more |= _read(value)
+            for text, bound in (*params.get(name, ()), *options.get(name, ())):
+                texts.add(text)
+                more |= _read(bound)
         todo = more
     return f" [{'; '.join(sorted(texts))}]" if texts else ""
+
+
+def _read(node: ast.AST) -> set[str]:
+    """The names ``node`` reads, and the attributes it reads of them (``args.every`` reads
+    ``args`` and ``.every``: an argparse option's key in :func:`_options`)."""
+    out = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    out |= {"." + n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    return out
+
+
+def _params(tree: ast.Module, node: ast.AST) -> dict[str, list[tuple[str, ast.AST]]]:
+    """The parameters of the functions ``node`` is in, by name: what binds them (the
+    function's signature, holding the defaults, and each call of the function by name)."""
+    parents = _parents(tree)
+    out: dict[str, list[tuple[str, ast.AST]]] = {}
+    at = parents.get(id(node))
+    while at is not None:
+        if isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = at.args
+            bound: list[tuple[str, ast.AST]] = [
+                (f"def {at.name}({ast.unparse(a)})", a),
+                *((ast.unparse(c), c) for c in _calls(tree).get(at.name, [])),
+            ]
+            for p in (*a.posonlyargs, *a.args, *a.kwonlyargs):
+                out.setdefault(p.arg, bound)
+        at = parents.get(id(at))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _calls(tree: ast.Module) -> dict[str, list[ast.Call]]:
+    """The file's calls by the name they call (``f(...)``, ``x.f(...)``)."""
+    calls: dict[str, list[ast.Call]] = {}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call):
+            f = n.func
+            called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+            if called:
+                calls.setdefault(called, []).append(n)
+    return calls
+
+
+@lru_cache(maxsize=16)
+def _options(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
+    """argparse options by ``.dest`` (``"." + dest``): their ``add_argument(...)`` calls."""
+    out: dict[str, list[tuple[str, ast.AST]]] = {}
+    for n in ast.walk(tree):
+        if not (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "add_argument"
+        ):
+            continue
+        flags = [
+            a.value for a in n.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        ]
+        dest = next(
+            (
+                k.value.value
+                for k in n.keywords
+                if k.arg == "dest" and isinstance(k.value, ast.Constant)
+            ),
+            None,
+        )
+        if dest is None and flags:
+            longs = [f for f in flags if f.startswith("--")]
+            dest = (longs or flags)[0].lstrip("-").replace("-", "_")
+        if isinstance(dest, str):
+            out.setdefault("." + dest, []).append((ast.unparse(n), n))
+    return out
 
 
 @lru_cache(maxsize=16)
