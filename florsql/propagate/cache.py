@@ -90,7 +90,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: other conditions than the old one of its name (``if epoch % 3 == 0:`` today, ``% 2`` old)
 #: goes in with its guard beside the old branch; it went into the old branch before, logging
 #: again what the run recorded, and the iterations it was asked for stayed NULL, covered.
-CACHE_VERSION = "28"
+#: 29 (session 54): conditions see methods called by name, ``no_grad``-style decorators,
+#: parameter and argparse defaults and binding chains 10 deep: such a statement under a
+#: changed guard is no longer taken for today's as it is (refused with the reason, or placed).
+CACHE_VERSION = "29"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.
