@@ -120,3 +120,21 @@ def test_changes_a_guard_does_not_read_are_not_other_conditions(old: str, today:
     assert not other_conditions(
         HEAD + today + LOOP + tail, HEAD + old + LOOP + tail, "val", ("epoch",)
     )
+
+
+def test_an_old_helper_the_old_code_never_called_is_not_today_s_statement(
+    tmp_path: Path,
+) -> None:
+    """The old file defines today's ``evaluate()`` and never calls it; today's calls it under
+    ``if epoch % 2 == 0:``. It was taken for today's statement as it is, and the query answered
+    no value, said nowhere; now the query says it cannot place it (today's call of a helper
+    is not placed: docs/propagate.md)."""
+    helper = f"def evaluate():\n    {LOG}\n\n\n"
+    old = HEAD + helper + LOOP
+    today = old + "        if epoch % 2 == 0:\n            evaluate()\n"
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, pytest.raises(florsql.Error, match="val"):
+        con.cursor().execute(SQL).fetchall()
