@@ -122,19 +122,101 @@ def test_changes_a_guard_does_not_read_are_not_other_conditions(old: str, today:
     )
 
 
-def test_an_old_helper_the_old_code_never_called_is_not_today_s_statement(
-    tmp_path: Path,
+@pytest.mark.parametrize("old_defines_it", [False, True], ids=["new helper", "never called"])
+def test_today_s_guarded_call_of_a_helper_travels_with_it(
+    tmp_path: Path, old_defines_it: bool
 ) -> None:
-    """The old file defines today's ``evaluate()`` and never calls it; today's calls it under
-    ``if epoch % 2 == 0:``. It was taken for today's statement as it is, and the query answered
-    no value, said nowhere; now the query says it cannot place it (today's call of a helper
-    is not placed: docs/propagate.md)."""
+    """Today's code adds ``def evaluate(): flor.log("val", ...)`` and calls it under ``if epoch
+    % 2 == 0:``; the old script lacks both, or defines the helper and never calls it. The
+    query failed ("no scope matching evaluate()"), or answered nothing, said nowhere; now
+    the call travels with its guard (and the definition where the old file lacks it), and the
+    values are a real run's of today's script (the old one plus the call)."""
     helper = f"def evaluate():\n    {LOG}\n\n\n"
-    old = HEAD + helper + LOOP
-    today = old + "        if epoch % 2 == 0:\n            evaluate()\n"
+    old = HEAD + (helper if old_defines_it else "") + LOOP
+    today = HEAD + helper + LOOP + "        if epoch % 2 == 0:\n            evaluate()\n"
     repo = make_repo(tmp_path / "r", {"train.py": old})
     run_script(repo, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py")
+    want = _values(now)
+    assert sorted(want) == [0, 2, 4, 6]
     write(repo / "train.py", today)
     git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, pytest.raises(florsql.Error, match="val"):
-        con.cursor().execute(SQL).fetchall()
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    assert got == want
+    assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+
+
+TORCH_HEAD = """import torch
+from torch import nn
+import florsql as flor
+
+torch.manual_seed(0)
+X = torch.randn(64, 6)
+Y = (X[:, 0] > 0).long()
+XV = torch.randn(16, 6)
+YV = (XV[:, 0] > 0).long()
+net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+loss_fn = nn.CrossEntropyLoss()
+"""
+TORCH_HELPER = """
+
+@torch.no_grad()
+def evaluate(model, xs, ys):
+    model.eval()
+    acc = (model(xs).argmax(1) == ys).float().mean().item()
+    flor.log("val_acc", acc)
+    model.train()
+    return acc
+
+
+"""
+TORCH_LOOP = """with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(6)):
+        for idx in flor.loop("step", torch.randperm(64).split(16)):
+            loss = loss_fn(net(X[idx]), Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            flor.log("loss", loss.item())
+"""
+TORCH_CALL = "        if epoch % 2 == 1:\n            evaluate(net, XV, YV)\n"
+TORCH_SQL = (
+    "SELECT epoch, val_acc FROM logs WHERE step IS NULL AND val_acc IS NOT NULL ORDER BY epoch"
+)
+
+
+def test_today_s_no_grad_evaluation_helper_with_mode_switches_travels(tmp_path: Path) -> None:
+    """The torch shape of the above: an ``@torch.no_grad()`` helper taking the model and the
+    validation set, switching to ``eval()`` and back, through a dropout model, called every
+    other epoch; its values are a real run's of today's script."""
+    old = TORCH_HEAD + TORCH_LOOP
+    today = TORCH_HEAD + TORCH_HELPER + TORCH_LOOP + TORCH_CALL
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py")
+    with florsql.connect(now, replay="off") as con:
+        want = con.cursor().execute(TORCH_SQL).fetchall()
+    assert [e for e, _ in want] == [1, 3, 5]
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        assert con.cursor().execute(TORCH_SQL).fetchall() == want
+
+
+def test_a_name_only_a_module_no_run_executed_logs_is_explained(tmp_path: Path) -> None:
+    """Today's new ``utils.py`` logs ``val``; no recorded run executed it, so ``val`` is no
+    column: the error says which file logs it and why (it said "Unknown column" alone)."""
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + LOOP})
+    run_script(repo, "train.py")
+    write(repo / "utils.py", f"import florsql as flor\n\n\ndef evaluate(w):\n    {LOG}\n")
+    write(repo / "train.py", HEAD + "from utils import evaluate\n" + LOOP)
+    with (
+        florsql.connect(repo) as con,
+        pytest.raises(florsql.Error, match=r"Today's utils.py logs it, but no recorded run"),
+    ):
+        con.cursor().execute(SQL)

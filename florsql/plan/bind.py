@@ -492,6 +492,13 @@ def _unknown(
         hint += (
             f" (@{col.name} is DuckDB's absolute value of {col.name}, not a parameter: {ACCEPTED})"
         )
+    for filename in catalog.unexecuted(col.name)[:2] if not hint else []:
+        hint += (
+            f" Today's {filename} logs it, but no recorded run executed {filename}: a name is a"
+            " column where some run executed a file logging it, and a replay places it only"
+            " into files the run executed (log it in a script the runs ran, or a module they"
+            " imported, to have it for them)."
+        )
     for filename, why in sorted(catalog.unparsed.items())[:2]:
         hint += (
             f" Today's {filename} does not parse ({why}): the names it logs are unknown until"

@@ -184,11 +184,48 @@ class Catalog:
     #: Files some run executed that do not parse today (path -> "line N: message"): the names
     #: they log are unknown until they do (:func:`unparsed_scripts`)
     unparsed: dict[str, str] = field(default_factory=dict, compare=False)
+    #: The repository (for :meth:`unexecuted`)
+    repo: Path | None = field(default=None, compare=False)
     _by_name: dict[str, LogsColumn] = field(default_factory=dict, compare=False, repr=False)
     _memo: dict[str, MappingSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({fold(c.name): c for c in self.columns})
+
+    def unexecuted(self, name: str) -> list[str]:
+        """Today's Python files of the repository that log ``name`` (by its literal) though no
+        recorded run executed them (a module today's code added): its name is no column,
+        since no run has a version of that file to replay. For the unknown-column error only
+        (session 54: "Unknown column 'val_acc'" said nothing of today's ``utils.py`` logging
+        it)."""
+        import re
+        import subprocess
+
+        if self.repo is None:
+            return []
+        try:
+            listed = subprocess.run(
+                ["git", "ls-files", "-co", "--exclude-standard", "--", "*.py"],
+                cwd=self.repo,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.splitlines()
+        except (OSError, subprocess.SubprocessError):
+            return []
+        said = re.compile(r"\.log\(\s*[\"']" + re.escape(name) + r"[\"']", re.IGNORECASE)
+        out = []
+        for rel in listed[:2000]:
+            if rel in self.scripts:
+                continue
+            try:
+                text = (self.repo / rel).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if said.search(text):
+                out.append(rel)
+        return out
 
     def column(self, name: str) -> LogsColumn | None:
         """The column called ``name``, in any case (``valacc`` finds ``valAcc``)."""
@@ -338,6 +375,7 @@ def build_catalog(
     nullable = con.execute("SELECT name FROM __flor_names WHERE list_contains(vtypes, 'null')")
     nullable_logs = frozenset(r[0] for r in nullable.fetchall())
     return Catalog(
+        repo=repo,
         unparsed=unparsed_scripts(con, repo, scripts),
         columns=tuple(unique.values()),
         relations=relations,

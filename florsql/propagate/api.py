@@ -581,6 +581,70 @@ def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]
     return session.context(home, index)
 
 
+def _new_call(target: LogStatement, session: _Session) -> LogStatement | None:
+    """For a statement in the body of a helper the old version lacks (or defines and never
+    calls, :func:`_never_called`), which today's code calls from one statement: that call
+    statement, standing for it (it travels, with its guard where today's code guards it,
+    and the helper's definition with it where the old version lacks it). Session 54: ``def
+    evaluate(): flor.log("val", ...)`` called under ``if epoch % 2 == 0:`` failed the query
+    ("no scope matching evaluate()"), and an old helper never called answered nothing. None
+    where the helper holds florsql calls other than log statements the old version lacks."""
+    around = session.new_helpers.enclosing_call(target.block)
+    if around is None or around[0].body is not target.block.stmts:
+        return None
+    fn = around[0]
+    unused: tuple[int, int] = (0, 0)  # (the lines of an old definition never called)
+    if fn.name in session.old.defs:
+        olds = [
+            n
+            for n in session.old.nodes
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == fn.name
+        ]
+        if len(olds) != 1 or not olds[0].body or not _never_called(session.old, olds[0].body[0]):
+            return None
+        unused = (olds[0].lineno, olds[0].end_lineno or olds[0].lineno)
+    site = session.new_helpers.call_site(fn)
+    if site is None or id(site) not in session.new.homes:
+        return None
+    if not isinstance(site, ast.Expr | ast.Assign) or _defines_around(site, fn, session):
+        return None
+    have = frozenset(
+        s.name
+        for s in find_logs(session.old)
+        if s.name is not None and not unused[0] <= s.line <= unused[1]
+    )
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if not (isinstance(owner, ast.Name) and owner.id in session.new.aliases):
+                continue
+            first = node.args[0] if node.args else None
+            if node.func.attr != "log" or not (
+                isinstance(first, ast.Constant) and first.value not in have
+            ):
+                return None
+    home, at = session.new.home(site)
+    return LogStatement(target.name, target.name_code, site, home, at)
+
+
+def _travelling_helper(
+    target: LogStatement, log: LogStatement, session: _Session
+) -> frozenset[int]:
+    """The helper around ``log`` that travels with ``target``, today's call of it
+    (:func:`_new_call`), by id; empty where ``target`` is no such call."""
+    if target is log or not any(isinstance(n, ast.Call) for n in ast.walk(target.stmt)):
+        return frozenset()
+    around = session.new_helpers.enclosing_call(log.block)
+    if around is None or around[0].name in session.old.defs:
+        return frozenset()
+    return frozenset({id(around[0])})
+
+
+def _defines_around(site: ast.stmt, fn: ast.AST, session: _Session) -> bool:
+    """Whether the call ``site`` is inside the helper ``fn`` itself (a recursive call)."""
+    return any(n is site for n in ast.walk(fn))
+
+
 def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]:
     known = sorted({s.name for s in logs if s.name is not None})
     failures = []
@@ -650,6 +714,11 @@ def _plan(
             plan = _plan(lifted, session, log)
             if isinstance(plan, _Plan) or "no block matching" not in plan.reason:
                 return plan
+        call = _new_call(target, session) if target is log else None
+        if call is not None:  # today's call of a helper the old code lacks: the call travels
+            plan = _plan(call, session, log)
+            if isinstance(plan, _Plan):
+                return plan
         return Failure(log.label, log.line, spot.reason)
     slot = adjust_slot(spot.block, spot.slot)
     if log.name in session.again:
@@ -684,6 +753,7 @@ def _plan(
             files=(session.new, session.old),
             renamed=session.scope_rename,
             branches=log.name in session.again,
+            helpers=_travelling_helper(target, log, session),
         )
     except Uncarried as why:
         return Failure(log.label, log.line, str(why))
