@@ -220,3 +220,26 @@ def test_a_name_only_a_module_no_run_executed_logs_is_explained(tmp_path: Path) 
         pytest.raises(florsql.Error, match=r"Today's utils.py logs it, but no recorded run"),
     ):
         con.cursor().execute(SQL)
+
+
+def test_an_old_unused_helper_other_than_today_s_runs_as_the_version_defines_it(
+    tmp_path: Path,
+) -> None:
+    """The old file's never-called ``evaluate()`` logs ``val`` otherwise than today's: today's
+    call placed there runs the version's own helper, as every replay does, and the query
+    says so (the rule for a helper a version defines otherwise)."""
+    old = HEAD + 'def evaluate():\n    flor.log("val", round(w * 5, 9))\n\n\n' + LOOP
+    today = (
+        HEAD + f"def evaluate():\n    {LOG}\n\n\n" + LOOP
+        + "        if epoch % 2 == 0:\n            evaluate()\n"
+    )  # fmt: skip
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    assert sorted(got) == [0, 2, 4, 6]
+    said = " ".join(str(w.message) for w in caught)
+    assert "computes val with evaluate as that version defines it" in said, said
