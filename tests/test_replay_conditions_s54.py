@@ -58,6 +58,25 @@ CASES = {
     + 'p.add_argument("--every", type=int, default=K)\nargs, _ = p.parse_known_args()\n'
     + LOOP
     + f"        if epoch % args.every == 0:\n            {LOG}\n",
+    "a predicate function": HEAD
+    + "def should_eval(epoch):\n    return epoch % K == 0\n\n\n"
+    + LOOP
+    + f"        if should_eval(epoch):\n            {LOG}\n",
+    "a default of __init__ kept on self": HEAD
+    + "class Trainer:\n    def __init__(self, every=K):\n        self.every = every\n\n"
+    + f"    def validate(self, epoch):\n        if epoch % self.every == 0:\n            {LOG}\n"
+    + "\n\nt = Trainer()\n"
+    + LOOP
+    + "        t.validate(epoch)\n",
+    "a class attribute": HEAD
+    + "class C:\n    EVERY = K\n\n\n"
+    + LOOP
+    + f"        if epoch % C.EVERY == 0:\n            {LOG}\n",
+    "a dataclass field's default": "from dataclasses import dataclass\n"
+    + HEAD
+    + "@dataclass\nclass Cfg:\n    every: int = K\n\n\ncfg = Cfg()\n"
+    + LOOP
+    + f"        if epoch % cfg.every == 0:\n            {LOG}\n",
     "a chain of five assignments": HEAD
     + 'EVAL_EVERY = K\ncfg = {"every": EVAL_EVERY}\nevery = cfg["every"]\nperiod = every\n'
     + LOOP
@@ -243,3 +262,112 @@ def test_an_old_unused_helper_other_than_today_s_runs_as_the_version_defines_it(
     assert sorted(got) == [0, 2, 4, 6]
     said = " ".join(str(w.message) for w in caught)
     assert "computes val with evaluate as that version defines it" in said, said
+
+
+def test_a_guard_changed_inside_a_module_s_helper_is_replayed(tmp_path: Path) -> None:
+    """``utils.py``'s ``evaluate(epoch, w)`` logs ``val`` under ``if epoch % 2 == 0:`` in the
+    old version, ``% 3`` today; ``train.py`` calls it every epoch. Its statement had no
+    conditions (its calls are in another file), so the run's epoch 3 stayed NULL, said
+    nowhere; now its own guard counts, and today's guarded block goes in beside the old one:
+    the values are the run's plus today's at epoch 3, as a run of today's code logs it."""
+    train = HEAD.replace(
+        "import florsql as flor\n", "import florsql as flor\nfrom utils import evaluate\n"
+    )
+    train += LOOP + "        evaluate(epoch, w)\n"
+    utils = (
+        "import florsql as flor\n\n\ndef evaluate(epoch, w):\n"
+        f"    if epoch % K == 0:\n        {LOG}\n"
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": train, "utils.py": utils.replace("K", "2")})
+    run_script(repo, "train.py")
+    recorded = _values(repo)
+    now = make_repo(tmp_path / "now", {"train.py": train, "utils.py": utils.replace("K", "3")})
+    run_script(now, "train.py")
+    todays = _values(now)
+    write(repo / "utils.py", utils.replace("K", "3"))
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    assert got == {**todays, **recorded}, (got, todays, recorded)
+    assert sorted(got) == [0, 2, 3, 4, 6]
+    assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_an_old_unused_helper_without_the_log_is_no_place(tmp_path: Path) -> None:
+    """The old ``def evaluate(x): return x`` is never called; today's logs in it and calls it
+    under ``if epoch % 2 == 0:``. Placed into the old body, the statement logged nothing
+    (the run never ran it) and the query answered no rows, said nowhere (sweep AC); now it
+    fails naming ``val`` and why."""
+    old = HEAD + "def evaluate(x):\n    return x\n\n\n" + LOOP
+    today = (
+        HEAD + "def evaluate(x):\n    flor.log('val', round(x * 3, 9))\n    return x\n\n\n"
+        + LOOP + "        if epoch % 2 == 0:\n            evaluate(w)\n"
+    )  # fmt: skip
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with (
+        florsql.connect(repo) as con,
+        pytest.raises(florsql.Error, match=r"(?s)val.*defines and never calls"),
+    ):
+        con.cursor().execute(SQL).fetchall()
+
+
+def test_a_lambda_logging_in_the_loop_is_not_taken_for_outside_it(tmp_path: Path) -> None:
+    """``evaluate = lambda x: flor.log(...)`` called each epoch: its statement was taken as
+    logging outside every loop, so ``WHERE epoch >= 1`` replayed nothing and answered no
+    rows, said nowhere, where ``WHERE step IS NULL`` failed (sweep AC). Its context is unknown
+    now: every query that reads it says it cannot place it."""
+    lam = "evaluate = lambda x: flor.log('val', round(x * 2, 9))\n"
+    repo = make_repo(tmp_path / "r", {"train.py": HEAD + LOOP})
+    run_script(repo, "train.py")
+    write(repo / "train.py", HEAD + lam + LOOP + "        evaluate(w)\n")
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        for where in ("epoch >= 1 AND step IS NULL", "epoch = 2 AND step = 3", "step IS NULL"):
+            with pytest.raises(florsql.Error, match="lambda"):
+                con.cursor().execute(f"SELECT epoch, val FROM logs WHERE {where}").fetchall()
+
+
+MAIN = """import random
+import florsql as flor
+
+
+def evaluate(x):
+    flor.log("val", round(x * 2, 9))
+
+
+def main():
+    random.seed(3)
+    w = 1.0
+    with flor.checkpointing(w=w):
+        for epoch in flor.loop("epoch", range(6)):
+            for step in flor.loop("step", range(4)):
+                w = w * 0.9 + random.random()
+                flor.log("loss", round(w, 9))
+CALL
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_today_s_guarded_call_inside_main_travels(tmp_path: Path) -> None:
+    """The same inside ``def main()`` (the helper at module level, the loop in ``main()``):
+    the query failed ("unbound name 'evaluate'": the definition did not travel out of the
+    function's scope, sweep AC)."""
+    old = MAIN.replace('    flor.log("val", round(x * 2, 9))', "    pass").replace("CALL\n", "")
+    old = old.replace("def evaluate(x):\n    pass\n\n\n", "")
+    today = MAIN.replace("CALL", "            if epoch % 2 == 0:\n                evaluate(w)")
+    repo = make_repo(tmp_path / "r", {"train.py": old})
+    run_script(repo, "train.py")
+    now = make_repo(tmp_path / "now", {"train.py": today})
+    run_script(now, "train.py")
+    want = _values(now)
+    assert sorted(want) == [0, 2, 4]
+    write(repo / "train.py", today)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        assert dict(con.cursor().execute(SQL).fetchall()) == want

@@ -559,10 +559,12 @@ def _log_columns(
     # each statement in a loop: today's runs in every iteration (``every``), or under
     # conditions a version may not share (``if epoch % 3 == 0`` where it had ``% 2``)
     chained = tuple(
-        (f, site.name, "/".join(site.chain), fold(site.name) in code.every)
+        (f, site.name, "/".join(site.chain) if site.chain else "*", fold(site.name) in code.every)
         for f, code in scripts.items()
         for site in code.sites
-        if site.chain
+        # (a module's function no statement of its file calls: its loops are its callers',
+        # in another file; any chain a run logged its name at, session 54)
+        if site.chain or site.chain is None
     )
     some = memo.get(
         generation, ("lacking some", chained), lambda: _lacking_some(con, chained, repo)
@@ -611,20 +613,20 @@ def _lacking_some(
     every = {(f, fold(n), c) for f, n, c, always in sites if always}
     rows = con.execute(
         f"""WITH s(filename, name, chain) AS (VALUES {values})
-            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain
+            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain, c.chain
             FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
-            JOIN __flor_chains c ON c.run_id = m.run_id AND c.chain = s.chain
+            JOIN __flor_chains c ON c.run_id = m.run_id AND (c.chain = s.chain OR s.chain = '*')
             WHERE c.outer_iteration IS NOT NULL
             AND EXISTS (SELECT 1 FROM log_records r JOIN __flor_ctx x ON x.run_id = r.run_id
-                        AND x.ctx_id = r.ctx_id WHERE r.run_id = m.run_id AND x.chain = s.chain
+                        AND x.ctx_id = r.ctx_id WHERE r.run_id = m.run_id AND x.chain = c.chain
                         AND {fold_sql("r.name")} = {fold_sql("s.name")})
-            AND CASE WHEN NOT contains(s.chain, '/') THEN NOT EXISTS (
+            AND CASE WHEN NOT contains(c.chain, '/') THEN NOT EXISTS (
                 SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
                 AND v.name = {fold_sql("s.name")} AND v.recorded
                 AND v.outer_loop = c.outer_loop AND v.outer_iteration = c.outer_iteration)
             -- in an inner loop: an inner iteration of that outer one without a record
             ELSE EXISTS (
-                SELECT 1 FROM __flor_ctx x WHERE x.run_id = m.run_id AND x.chain = s.chain
+                SELECT 1 FROM __flor_ctx x WHERE x.run_id = m.run_id AND x.chain = c.chain
                 AND x.outer_loop = c.outer_loop AND x.outer_iteration = c.outer_iteration
                 AND NOT EXISTS (SELECT 1 FROM log_records r WHERE r.run_id = x.run_id
                                 AND r.ctx_id = x.ctx_id
@@ -642,10 +644,10 @@ def _lacking_some(
     text = text_reader(repo)
 
     runs: dict[str, set[str]] = {}
-    for name, run_id, vid, filename, chain in rows:
+    for name, run_id, vid, filename, site_chain, chain in rows:
         today, old = text(None, filename), text(vid, filename)
         at = tuple(chain.split("/"))
-        if (filename, fold(name), chain) not in every and not (
+        if (filename, fold(name), site_chain) not in every and not (
             today and old and other_conditions(today, old, name, at)
         ):
             continue  # guarded today as in its version: it lacks the name where today's would

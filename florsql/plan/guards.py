@@ -693,7 +693,12 @@ def _signatures(text: str, name: str, chain: Chain) -> frozenset[Conditions] | N
         return None
     if code is None:
         return None
-    lines = [s.line for s in code.sites if fold(s.name) == name and s.chain == chain]
+    lines = [
+        s.line
+        for s in code.sites
+        # (a chain-less site: a module's function called from another file, session 54)
+        if fold(s.name) == name and (s.chain == chain or s.chain is None)
+    ]
     found = [conditions_at(text, line) for line in lines]
     if not found or any(c is None for c in found):
         return None

@@ -275,6 +275,12 @@ class _Scanner:
             # defined in a loop's body takes its call sites' chains, as any other (they hold
             # that loop already).
             chain = ()
+        elif isinstance(node, ast.Lambda):
+            # its body runs where it is called, which names do not tell: context unknown
+            # (session 54, sweep AC: ``evaluate = lambda x: flor.log(...)`` called in the
+            # epoch loop was taken as logging outside every loop, and ``WHERE epoch >= 1``
+            # replayed nothing: no rows, said nowhere)
+            fn, chain = "<lambda>", ()
         elif isinstance(node, ast.Call):
             self._call(node, chain, fn, depth)
         elif (

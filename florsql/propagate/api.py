@@ -11,7 +11,7 @@ from functools import cached_property
 
 from florsql.errors import PropagateError
 from florsql.propagate.align import choose_slot
-from florsql.propagate.conditions import conditions_in, leaves_early, skip_label
+from florsql.propagate.conditions import conditions_in, known, leaves_early, skip_label
 from florsql.propagate.find import LogStatement, find_logs, logged_names
 from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
@@ -402,7 +402,7 @@ def _known(target: LogStatement, session: _Session) -> bool:
     conditions known on both sides (a helper called from two places under different guards
     is not: its statement is the same, where it runs is not told; sweep AB)."""
     mine = conditions_in(session.new, target.stmt)
-    if mine is None:
+    if not known(mine):
         return False
     dump = ast.dump(target.stmt)
     olds = [n for n in session.old.nodes if isinstance(n, ast.stmt) and ast.dump(n) == dump]
@@ -590,8 +590,8 @@ def _new_call(target: LogStatement, session: _Session) -> LogStatement | None:
     ("no scope matching evaluate()"), and an old helper never called answered nothing. None
     where the helper holds florsql calls other than log statements the old version lacks."""
     around = session.new_helpers.enclosing_call(target.block)
-    if around is None or around[0].body is not target.block.stmts:
-        return None
+    if around is None or _function_of(target.block) is not around[0]:
+        return None  # (in a block of the helper's own: ``with torch.no_grad():`` too)
     fn = around[0]
     unused: tuple[int, int] = (0, 0)  # (the lines of an old definition never called)
     if fn.name in session.old.defs:
@@ -625,6 +625,28 @@ def _new_call(target: LogStatement, session: _Session) -> LogStatement | None:
                 return None
     home, at = session.new.home(site)
     return LogStatement(target.name, target.name_code, site, home, at)
+
+
+def _unused_old_helper(block: Block, session: _Session) -> str:
+    """Why ``block``, in a function the old file defines and never calls while today's file
+    calls it, is no place: the run never ran it, and placed there the statement logs nothing
+    (session 54, sweep AC: an old ``def evaluate(x): return x`` left unused, today's with a
+    ``flor.log`` and a guarded call of it: the query answered nothing, said nowhere)."""
+    fn = _function_of(block)
+    if fn is None or not fn.body or not _never_called(session.old, fn.body[0]):
+        return ""
+    today = [
+        n
+        for n in session.new.nodes
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == fn.name
+    ]
+    if not today or not today[0].body or _never_called(session.new, today[0].body[0]):
+        return ""  # (unused today too, or called from other files: as any helper)
+    return (
+        f"it goes into {fn.name}(), which the old version defines and never calls (today's "
+        "code calls it): placed there it would log nothing; florsql does not place today's "
+        "call along with a change to the old helper"
+    )
 
 
 def _travelling_helper(
@@ -708,18 +730,43 @@ def _plan(
             branch = locate_twin(chains, session.old_helpers, _holds(ast.dump(log.stmt)), today)
             if branch is not None:
                 spot = type(branch)(branch.block, branch.slot + 1)
+    if (
+        isinstance(spot, Miss)
+        and target is not log
+        and log.name in session.again
+        and spot.reason.startswith("no context")
+    ):
+        # today's guarded block (lifted), alone in its block, where the old block holds the
+        # statement in another branch (a helper's ``if epoch % 2 == 0: flor.log("val", v)``,
+        # today's ``% 3``): after that branch (session 54: refused "no context")
+        branch = locate_twin(chains, session.old_helpers, _holds(ast.dump(log.stmt)), today)
+        if branch is not None:
+            spot = type(branch)(branch.block, branch.slot + 1)
     if isinstance(spot, Miss):
         lifted = _lift(target, session)
+        call = _new_call(target, session) if target is log else None
         if lifted is not None:  # the block around it is new: it travels whole, or says why not
             plan = _plan(lifted, session, log)
-            if isinstance(plan, _Plan) or "no block matching" not in plan.reason:
+            if isinstance(plan, _Plan):
                 return plan
-        call = _new_call(target, session) if target is log else None
+            if "no block matching" not in plan.reason and (
+                call is None or not plan.reason.startswith("no scope matching")
+            ):
+                return plan
         if call is not None:  # today's call of a helper the old code lacks: the call travels
             plan = _plan(call, session, log)
             if isinstance(plan, _Plan):
                 return plan
+            return Failure(
+                log.label,
+                log.line,
+                f"{spot.reason}, and today's call of it (line {call.stmt.lineno}) cannot "
+                f"go in either: {plan.reason.split(': ', 1)[-1]}",
+            )
         return Failure(log.label, log.line, spot.reason)
+    unused = _unused_old_helper(spot.block, session)
+    if unused:
+        return Failure(log.label, log.line, unused)
     slot = adjust_slot(spot.block, spot.slot)
     if log.name in session.again:
         # placed again beside the old statement: only where it runs under today's conditions

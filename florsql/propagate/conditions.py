@@ -26,6 +26,7 @@ __all__ = [
     "Conditions",
     "conditions",
     "conditions_in",
+    "known",
     "leaves_early",
     "main_guard",
     "skip_label",
@@ -180,9 +181,39 @@ def _calls_conditions(
         if inside is fn or not isinstance(at, ast.stmt):
             continue  # a recursive call
         found.add(conditions(tree, at, flor_loop, depth + 1))
+    if not found and _called_elsewhere(tree, fn):
+        return (f"{ELSEWHERE} {fn.name}()",)
     if len(found) != 1:
         return None
     return found.pop()
+
+
+#: The first condition of a statement in a module's function that its own file never names:
+#: its calls are in other files, unknown here, and its own guards still count (session 54: a
+#: helper of ``utils.py`` guarding its ``flor.log`` by ``if epoch % 2 == 0``, ``% 3`` today,
+#: had no conditions, and the run's epoch 3 stayed NULL, said nowhere). Equal such
+#: conditions tell nothing of where the calls run (:func:`known`).
+ELSEWHERE = "called from other files:"
+
+
+def known(found: Conditions | None) -> bool:
+    """Whether ``found`` tells where the statement runs, its calls included."""
+    return found is not None and not any(c.startswith(ELSEWHERE) for c in found)
+
+
+def _called_elsewhere(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function of the module's top level that nothing in its file names (no call, no
+    reference, no string): what calls it is in another file."""
+    if _parents(tree).get(id(fn)) is not tree:
+        return False
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id == fn.name:
+            return False
+        if isinstance(n, ast.Attribute) and n.attr == fn.name:
+            return False
+        if isinstance(n, ast.Constant) and n.value == fn.name:
+            return False
+    return True
 
 
 #: Decorators that leave where a function runs to its calls (session 54: an ``@torch.no_grad()``
@@ -222,25 +253,70 @@ def _bound(tree: ast.Module, node: ast.AST) -> str:
     (``args.every``: the ``add_argument("--every", ...)`` call). Session 54: chains longer
     than 3, parameter defaults and argparse defaults were left out, and a changed one left
     the run's new iterations NULL, said nowhere."""
-    binds, options = _binds(tree), _options(tree)
-    params = _params(tree, node)
-    seen: set[str] = set()
+    binds, options, members = _binds(tree), _options(tree), _members(tree)
+    seen: set[tuple[str, int]] = set()
     texts: set[str] = set()
-    todo = _read(node)
+    todo = {(name, node) for name in _read(node)}
     for _ in range(10):
-        more: set[str] = set()
-        for name in sorted(todo - seen):
-            seen.add(name)
+        more: set[tuple[str, ast.AST]] = set()
+        for name, at in sorted(todo, key=lambda t: (t[0], id(t[1]))):
+            scope = _scope_of(tree, at)
+            if (name, id(scope)) in seen:
+                continue
+            seen.add((name, id(scope)))
             for stmt in binds.get(name, []):
                 texts.add(_binding_text(stmt))
                 value = getattr(stmt, "value", None)
                 if value is not None and not _flor_arg(value):
-                    more |= _read(value)
+                    more |= {(n, stmt) for n in _read(value)}
+            params = _params(tree, at)
             for text, bound in (*params.get(name, ()), *options.get(name, ())):
                 texts.add(text)
-                more |= _read(bound)
+                more |= {(n, bound) for n in _read(bound)}
+            for text, bound in members.get(name, ()):
+                texts.add(text)
+                more |= {(n, bound) for n in _read(bound)}
         todo = more
     return f" [{'; '.join(sorted(texts))}]" if texts else ""
+
+
+def _scope_of(tree: ast.Module, node: ast.AST) -> ast.AST:
+    """The innermost function around ``node`` (the module where none)."""
+    parents = _parents(tree)
+    at = parents.get(id(node))
+    while at is not None and not isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef):
+        at = parents.get(id(at))
+    return at if at is not None else tree
+
+
+@lru_cache(maxsize=16)
+def _members(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
+    """What else binds a name or an attribute (``"." + attr``) a guard reads: a function
+    or method of that name (its text: ``def should_eval(e): return e % 2 == 0``), a class's
+    body assignments (a class attribute, a dataclass field's default: ``every: int = 2``),
+    an assignment to that attribute of any object (``self.every = every``). Session 54: a
+    predicate function or a class's default changed left the run's new iterations NULL."""
+    parents = _parents(tree)
+    out: dict[str, list[tuple[str, ast.AST]]] = {}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
+            text = ast.unparse(n)
+            out.setdefault(n.name, []).append((text, n))
+            if isinstance(parents.get(id(n)), ast.ClassDef):
+                out.setdefault("." + n.name, []).append((text, n))
+        elif isinstance(n, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            owner = parents.get(id(n))
+            for t in targets:
+                for a in ast.walk(t):
+                    if isinstance(a, ast.Attribute):
+                        out.setdefault("." + a.attr, []).append((ast.unparse(n), n))
+                    elif isinstance(a, ast.Name) and isinstance(owner, ast.ClassDef):
+                        # (a class attribute: read as ``self.every``, ``C.EVERY``, and the
+                        # class read by its name)
+                        out.setdefault("." + a.id, []).append((ast.unparse(n), n))
+                        out.setdefault(owner.name, []).append((ast.unparse(n), n))
+    return out
 
 
 def _read(node: ast.AST) -> set[str]:

@@ -1014,7 +1014,11 @@ def _module_definitions(
     for k in range(len(block.stmts) - 1, -1, -1):
         stmt = block.stmts[k]
         names = assigned(stmt)
-        if not relevant(names, frozenset(), needed) or not _definition(stmt) or _flor_calls(stmt):
+        if (
+            not relevant(names, frozenset(), needed)
+            or not _definition(stmt)
+            or (_flor_calls(stmt) and id(stmt) not in ctx.helpers)
+        ):
             continue
         kill(needed, names)
         if k in pairs or moved(
