@@ -331,27 +331,13 @@ def test_a_lambda_logging_in_the_loop_is_not_taken_for_outside_it(tmp_path: Path
                 con.cursor().execute(f"SELECT epoch, val FROM logs WHERE {where}").fetchall()
 
 
-MAIN = """import random
-import florsql as flor
-
-
-def evaluate(x):
-    flor.log("val", round(x * 2, 9))
-
-
-def main():
-    random.seed(3)
-    w = 1.0
-    with flor.checkpointing(w=w):
-        for epoch in flor.loop("epoch", range(6)):
-            for step in flor.loop("step", range(4)):
-                w = w * 0.9 + random.random()
-                flor.log("loss", round(w, 9))
-CALL
-
-if __name__ == "__main__":
-    main()
-"""
+MAIN = (
+    "import random\nimport florsql as flor\n\n\n"
+    'def evaluate(x):\n    flor.log("val", round(x * 2, 9))\n\n\n'
+    "def main():\n    random.seed(3)\n    w = 1.0\n"
+    + _indent(LOOP)
+    + 'CALL\n\nif __name__ == "__main__":\n    main()\n'
+)
 
 
 def test_today_s_guarded_call_inside_main_travels(tmp_path: Path) -> None:
@@ -366,7 +352,7 @@ def test_today_s_guarded_call_inside_main_travels(tmp_path: Path) -> None:
     now = make_repo(tmp_path / "now", {"train.py": today})
     run_script(now, "train.py")
     want = _values(now)
-    assert sorted(want) == [0, 2, 4]
+    assert sorted(want) == [0, 2, 4, 6]
     write(repo / "train.py", today)
     git(repo, "commit", "-qam", "today")
     with florsql.connect(repo) as con:
