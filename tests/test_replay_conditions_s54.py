@@ -141,18 +141,9 @@ def test_changes_a_guard_does_not_read_are_not_other_conditions(old: str, today:
     )
 
 
-@pytest.mark.parametrize("old_defines_it", [False, True], ids=["new helper", "never called"])
-def test_today_s_guarded_call_of_a_helper_travels_with_it(
-    tmp_path: Path, old_defines_it: bool
-) -> None:
-    """Today's code adds ``def evaluate(): flor.log("val", ...)`` and calls it under ``if epoch
-    % 2 == 0:``; the old script lacks both, or defines the helper and never calls it. The
-    query failed ("no scope matching evaluate()"), or answered nothing, said nowhere; now
-    the call travels with its guard (and the definition where the old file lacks it), and the
-    values are a real run's of today's script (the old one plus the call)."""
-    helper = f"def evaluate():\n    {LOG}\n\n\n"
-    old = HEAD + (helper if old_defines_it else "") + LOOP
-    today = HEAD + helper + LOOP + "        if epoch % 2 == 0:\n            evaluate()\n"
+def _as_today_s_run(tmp_path: Path, old: str, today: str) -> None:
+    """A run of ``old``, queried with ``today`` committed, answers ``val`` at epochs 0, 2, 4
+    and 6 as a real run of ``today`` logs it, with no warning about it."""
     repo = make_repo(tmp_path / "r", {"train.py": old})
     run_script(repo, "train.py")
     now = make_repo(tmp_path / "now", {"train.py": today})
@@ -166,6 +157,21 @@ def test_today_s_guarded_call_of_a_helper_travels_with_it(
         got = dict(con.cursor().execute(SQL).fetchall())
     assert got == want
     assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("old_defines_it", [False, True], ids=["new helper", "never called"])
+def test_today_s_guarded_call_of_a_helper_travels_with_it(
+    tmp_path: Path, old_defines_it: bool
+) -> None:
+    """Today's code adds ``def evaluate(): flor.log("val", ...)`` and calls it under ``if epoch
+    % 2 == 0:``; the old script lacks both, or defines the helper and never calls it. The
+    query failed ("no scope matching evaluate()"), or answered nothing, said nowhere; now
+    the call travels with its guard (and the definition where the old file lacks it), and the
+    values are a real run's of today's script (the old one plus the call)."""
+    helper = f"def evaluate():\n    {LOG}\n\n\n"
+    old = HEAD + (helper if old_defines_it else "") + LOOP
+    today = HEAD + helper + LOOP + "        if epoch % 2 == 0:\n            evaluate()\n"
+    _as_today_s_run(tmp_path, old, today)
 
 
 TORCH_HEAD = """import torch
@@ -347,13 +353,4 @@ def test_today_s_guarded_call_inside_main_travels(tmp_path: Path) -> None:
     old = MAIN.replace('    flor.log("val", round(x * 2, 9))', "    pass").replace("CALL\n", "")
     old = old.replace("def evaluate(x):\n    pass\n\n\n", "")
     today = MAIN.replace("CALL", "            if epoch % 2 == 0:\n                evaluate(w)")
-    repo = make_repo(tmp_path / "r", {"train.py": old})
-    run_script(repo, "train.py")
-    now = make_repo(tmp_path / "now", {"train.py": today})
-    run_script(now, "train.py")
-    want = _values(now)
-    assert sorted(want) == [0, 2, 4, 6]
-    write(repo / "train.py", today)
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con:
-        assert dict(con.cursor().execute(SQL).fetchall()) == want
+    _as_today_s_run(tmp_path, old, today)
