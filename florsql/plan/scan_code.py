@@ -196,6 +196,17 @@ class _Finder(cst.CSTVisitor):
         self.functions.pop()
         self.loops = self.outer_loops.pop()
 
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        # its body runs where it is called, which names do not tell: context unknown, as
+        # florsql.plan.scan_ast has it (session 54)
+        self.functions.append("<lambda>")
+        self.outer_loops.append(self.loops)
+        self.loops = []
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
+        self.functions.pop()
+        self.loops = self.outer_loops.pop()
+
     def visit_Call(self, node: cst.Call) -> None:
         name = self._flor_call(node, "log")
         if name is not None:
