@@ -11,7 +11,14 @@ from functools import cached_property
 
 from florsql.errors import PropagateError
 from florsql.propagate.align import choose_slot
-from florsql.propagate.conditions import conditions_in, known, leaves_early, skip_label
+from florsql.propagate.conditions import (
+    conditions_in,
+    known,
+    leaves_early,
+    named,
+    outermost_function,
+    skip_label,
+)
 from florsql.propagate.find import LogStatement, find_logs, logged_names
 from florsql.propagate.helpers import Helpers, helpers_of
 from florsql.propagate.insert import (
@@ -531,25 +538,10 @@ def _never_called(src: SourceFile, stmt: ast.stmt) -> bool:
     call, no reference): an old helper today's code calls and the old code left unused ran in
     no iteration of the run (session 54: it was taken for today's statement as it is, and the
     query answered nothing, said nowhere)."""
-    fn = None
-    node: ast.AST | None = stmt
-    parents = {id(c): p for p in ast.walk(src.tree) for c in ast.iter_child_nodes(p)}
-    while node is not None:
-        node = parents.get(id(node))
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            fn = node
-        if isinstance(node, ast.ClassDef):
-            return False
+    fn = outermost_function(src.tree, stmt)
     if fn is None or fn.decorator_list or fn.name.startswith("__"):
         return False
-    for n in ast.walk(src.tree):
-        if isinstance(n, ast.Name) and n.id == fn.name:
-            return False
-        if isinstance(n, ast.Attribute) and n.attr == fn.name:
-            return False
-        if isinstance(n, ast.Constant) and n.value == fn.name:
-            return False  # (named in a string: ``getattr(m, "evaluate")``, ``__all__``)
-    return True
+    return not named(src.tree, fn.name)
 
 
 def _holds(mine: str) -> Callable[[ast.stmt], bool]:

@@ -29,6 +29,8 @@ __all__ = [
     "known",
     "leaves_early",
     "main_guard",
+    "named",
+    "outermost_function",
     "skip_label",
 ]
 
@@ -204,16 +206,37 @@ def known(found: Conditions | None) -> bool:
 def _called_elsewhere(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """A function of the module's top level that nothing in its file names (no call, no
     reference, no string): what calls it is in another file."""
-    if _parents(tree).get(id(fn)) is not tree:
-        return False
+    return _parents(tree).get(id(fn)) is tree and not named(tree, fn.name)
+
+
+def named(tree: ast.Module, name: str) -> bool:
+    """Whether ``tree`` names ``name`` anywhere but a definition's own name: a name, an
+    attribute or a string (``getattr(m, "evaluate")``, ``__all__``)."""
     for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and n.id == fn.name:
-            return False
-        if isinstance(n, ast.Attribute) and n.attr == fn.name:
-            return False
-        if isinstance(n, ast.Constant) and n.value == fn.name:
-            return False
-    return True
+        if isinstance(n, ast.Name) and n.id == name:
+            return True
+        if isinstance(n, ast.Attribute) and n.attr == name:
+            return True
+        if isinstance(n, ast.Constant) and n.value == name:
+            return True
+    return False
+
+
+def outermost_function(
+    tree: ast.Module, node: ast.AST
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The outermost function around ``node``; None where there is none or a class is
+    around it."""
+    parents = _parents(tree)
+    fn = None
+    at = parents.get(id(node))
+    while at is not None:
+        if isinstance(at, ast.ClassDef):
+            return None
+        if isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef):
+            fn = at
+        at = parents.get(id(at))
+    return fn
 
 
 #: Decorators that leave where a function runs to its calls (session 54: an ``@torch.no_grad()``
