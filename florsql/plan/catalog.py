@@ -613,7 +613,7 @@ def _lacking_some(
     every = {(f, fold(n), c) for f, n, c, always in sites if always}
     rows = con.execute(
         f"""WITH s(filename, name, chain) AS (VALUES {values})
-            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain, c.chain
+            SELECT DISTINCT s.name, m.run_id, m.vid, s.filename, s.chain, c.chain, m.files
             FROM s JOIN run_meta m ON list_contains(m.files, s.filename)
             JOIN __flor_chains c ON c.run_id = m.run_id AND (c.chain = s.chain OR s.chain = '*')
             WHERE c.outer_iteration IS NOT NULL
@@ -639,16 +639,41 @@ def _lacking_some(
                             AND {fold_sql("a.name")} = {fold_sql("s.name")})"""
     ).fetchall()
     from florsql.plan.guards import other_conditions, other_statement
+    from florsql.propagate.modules import guard_modules_differ, helper_calls_differ
     from florsql.versions import text_reader
 
     text = text_reader(repo)
 
+    def other_modules(
+        vid: str, files: list[str], filename: str, today: str, old: str, name: str
+    ) -> bool:
+        """What the guards read from other modules is bound otherwise in ``vid`` (session
+        55: ``from config import EVERY``, ``config.py`` changed), or a module's function
+        holding the statement is called by the run's other ``files`` under other
+        conditions."""
+
+        def mine(p: str) -> str | None:
+            return text(None, p)
+
+        def theirs(p: str) -> str | None:
+            return text(vid, p)
+
+        return (
+            guard_modules_differ(mine, theirs, filename, today, old, name) is not None
+            or helper_calls_differ(mine, theirs, files, filename, today, old, name) is not None
+        )
+
     runs: dict[str, set[str]] = {}
-    for name, run_id, vid, filename, site_chain, chain in rows:
+    for name, run_id, vid, filename, site_chain, chain, files in rows:
         today, old = text(None, filename), text(vid, filename)
         at = tuple(chain.split("/"))
         if (filename, fold(name), site_chain) not in every and not (
-            today and old and other_conditions(today, old, name, at)
+            today
+            and old
+            and (
+                other_conditions(today, old, name, at)
+                or other_modules(vid, files, filename, today, old, name)
+            )
         ):
             continue  # guarded today as in its version: it lacks the name where today's would
         if today and old and other_statement(today, old, name, at) is not None:

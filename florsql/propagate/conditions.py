@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Conditions",
+    "Ref",
     "conditions",
     "conditions_in",
     "known",
@@ -31,10 +32,19 @@ __all__ = [
     "main_guard",
     "named",
     "outermost_function",
+    "refs_of",
     "skip_label",
 ]
 
 Conditions = tuple[str, ...]
+
+#: A name a guard reads from another module: ``(dotted module, level, attribute path)`` as
+#: the import is written (``from config import EVERY``: ``("config", 0, ("EVERY",))``;
+#: ``import config`` read as ``config.EVERY``: the same; ``from . import conf`` read as
+#: ``conf.EVERY``: ``("", 1, ("conf", "EVERY"))``; the path is empty for the module as a
+#: whole). Conditions are one file's; what such a name is bound to in each version is the
+#: caller's to compare (:func:`florsql.propagate.modules.guard_modules_differ`, session 55).
+Ref = tuple[str, int, tuple[str, ...]]
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -91,6 +101,7 @@ def conditions(
     flor_loop: Callable[[ast.AST], bool],
     depth: int = 0,
     calls: bool = True,
+    sink: set[Ref] | None = None,
 ) -> Conditions | None:
     """``stmt``'s conditions (see the module's notes), outermost first. In a function's body
     outside every ``flor.loop`` of it (a helper), those of its calls by name, which must all
@@ -98,7 +109,8 @@ def conditions(
     call found, calls under different conditions, a function decorated otherwise than by
     ``torch.no_grad()`` and its kin, a method whose name another function of the file also
     has or that Python calls itself, ``forward`` and dunders) or ``stmt`` is not in ``tree``.
-    ``flor_loop`` tells a ``for`` statement over ``flor.loop(...)``."""
+    ``flor_loop`` tells a ``for`` statement over ``flor.loop(...)``. ``sink`` gathers what the
+    guards read from other modules (:data:`Ref`; their texts are the caller's to compare)."""
     parents = _parents(tree)
     out: list[str] = []
     node: ast.AST = stmt
@@ -109,7 +121,7 @@ def conditions(
         if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
             if not calls:  # (its own only: where its calls run is not asked)
                 return ("in " + parent.name + "()", *reversed(out))
-            outer = _calls_conditions(tree, parent, flor_loop, depth)
+            outer = _calls_conditions(tree, parent, flor_loop, depth, sink)
             return None if outer is None else outer + tuple(reversed(out))
         if isinstance(parent, _SCOPES):
             return None
@@ -122,7 +134,7 @@ def conditions(
         before = block[: next(i for i, c in enumerate(block) if c is node)]
         if field not in ("handlers", "cases"):  # (other handlers and cases are not before it)
             out += [
-                f"skip {ast.unparse(s)}{_bound(tree, s)}"
+                f"skip {ast.unparse(s)}{_bound(tree, s, sink)}"
                 for s in reversed(before)
                 if leaves_early(s)
             ]
@@ -133,7 +145,7 @@ def conditions(
         label = _label(parent, field, node)
         if label:
             test = getattr(parent, "test", None)
-            out.append(label + (_bound(tree, test) if test is not None else ""))
+            out.append(label + (_bound(tree, test, sink) if test is not None else ""))
         node = parent
 
 
@@ -156,6 +168,7 @@ def _calls_conditions(
     fn: ast.FunctionDef | ast.AsyncFunctionDef,
     flor_loop: Callable[[ast.AST], bool],
     depth: int,
+    sink: set[Ref] | None = None,
 ) -> Conditions | None:
     """The conditions every call of ``fn`` by name runs under (None: unknown, or not one)."""
     parents = _parents(tree)
@@ -182,7 +195,7 @@ def _calls_conditions(
             inside = parents.get(id(inside))  # type: ignore[assignment]
         if inside is fn or not isinstance(at, ast.stmt):
             continue  # a recursive call
-        found.add(conditions(tree, at, flor_loop, depth + 1))
+        found.add(conditions(tree, at, flor_loop, depth + 1, sink=sink))
     if not found and _called_elsewhere(tree, fn):
         return (f"{ELSEWHERE} {fn.name}()",)
     if len(found) != 1:
@@ -267,7 +280,7 @@ def _named_method(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) 
     return len(same) == 1
 
 
-def _bound(tree: ast.Module, node: ast.AST) -> str:
+def _bound(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str:
     """What the names a guard reads are bound to by the file (transitively, 10 deep;
     ``flor.arg`` by its name only: the run's value is recorded), as `` [name = ...]``: ``if
     do_eval:`` with ``do_eval = epoch % 2 == 0`` is not the same guard as with ``% 3`` (sweep
@@ -275,8 +288,10 @@ def _bound(tree: ast.Module, node: ast.AST) -> str:
     calls of its function: ``def train(every=2)``); an argparse option read as an attribute
     (``args.every``: the ``add_argument("--every", ...)`` call). Session 54: chains longer
     than 3, parameter defaults and argparse defaults were left out, and a changed one left
-    the run's new iterations NULL, said nowhere."""
+    the run's new iterations NULL, said nowhere. A name bound by an import goes into ``sink``
+    (:data:`Ref`) where one is given; its text here is the import's."""
     binds, options, members = _binds(tree), _options(tree), _members(tree)
+    imports, stars = _imports(tree)
     seen: set[tuple[str, int]] = set()
     texts: set[str] = set()
     todo = {(name, node) for name in _read(node)}
@@ -299,8 +314,85 @@ def _bound(tree: ast.Module, node: ast.AST) -> str:
             for text, bound in members.get(name, ()):
                 texts.add(text)
                 more |= {(n, bound) for n in _read(bound)}
+            if sink is not None and not name.startswith("."):
+                _refs(name, at, imports, stars, binds, members, sink)
         todo = more
     return f" [{'; '.join(sorted(texts))}]" if texts else ""
+
+
+def _refs(
+    name: str,
+    at: ast.AST,
+    imports: dict[str, tuple[str, int, tuple[str, ...]]],
+    stars: tuple[tuple[str, int], ...],
+    binds: dict[str, list[ast.stmt]],
+    members: dict[str, list[tuple[str, ast.AST]]],
+    sink: set[Ref],
+) -> None:
+    """Into ``sink``: the :data:`Ref` of ``name`` as read at ``at``, where an import binds
+    it (its attributes read there lengthen the path: ``config.EVERY``), or where nothing of
+    the file binds it and a star import may (``from config import *``)."""
+    if name in imports:
+        module, level, path = imports[name]
+        tails: set[tuple[str, ...]] = {()} if not path else set()
+        for n in ast.walk(at):
+            if isinstance(n, ast.Name) and n.id == name:
+                tails.add(())
+        for n in ast.walk(at):
+            chain: list[str] = []
+            a: ast.AST = n
+            while isinstance(a, ast.Attribute):
+                chain.append(a.attr)
+                a = a.value
+            if isinstance(a, ast.Name) and a.id == name and chain:
+                tails.discard(())
+                tails.add(tuple(reversed(chain))[:2])
+        for tail in tails or {()}:
+            sink.add((module, level, path + tail))
+    elif stars and name not in binds and name not in members and name not in _BUILTINS:
+        sink.update((module, level, (name,)) for module, level in stars)
+
+
+_BUILTINS = frozenset(dir(__import__("builtins")))
+
+
+@lru_cache(maxsize=16)
+def _imports(
+    tree: ast.Module,
+) -> tuple[dict[str, tuple[str, int, tuple[str, ...]]], tuple[tuple[str, int], ...]]:
+    """The file's names bound by imports (name -> module, level, path of the name in it:
+    ``import a.b`` binds ``a``, the module ``a``; ``from a import b as c`` binds ``c``,
+    ``("a", 0, ("b",))``) and its star imports."""
+    out: dict[str, tuple[str, int, tuple[str, ...]]] = {}
+    stars: list[tuple[str, int]] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            for a in n.names:
+                if a.asname:
+                    out.setdefault(a.asname, (a.name, 0, ()))
+                else:
+                    top = a.name.split(".")[0]
+                    out.setdefault(top, (top, 0, ()))
+        elif isinstance(n, ast.ImportFrom):
+            for a in n.names:
+                if a.name == "*":
+                    stars.append((n.module or "", n.level))
+                else:
+                    out.setdefault(a.asname or a.name, (n.module or "", n.level, (a.name,)))
+    return out, tuple(stars)
+
+
+def refs_of(tree: ast.Module, name: str) -> tuple[str, frozenset[Ref]]:
+    """What ``tree`` (another module) binds ``name`` to, as :func:`_bound`'s text (its
+    assignments, a function or class of that name, transitively), and what that reads from
+    other modules in turn."""
+    sink: set[Ref] = set()
+    text = _bound(tree, ast.Name(id=name, ctx=ast.Load()), sink)
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.ClassDef) and fn.name == name:
+            text += " " + ast.unparse(fn)
+            _bound(tree, fn, sink)
+    return text, frozenset(sink)
 
 
 def _scope_of(tree: ast.Module, node: ast.AST) -> ast.AST:
@@ -472,8 +564,10 @@ def _loops(src: SourceFile) -> frozenset[int]:
     return frozenset(id(f.node) for b in src.blocks for f in b.chain if f.kind == "loop")
 
 
-def conditions_in(src: SourceFile, stmt: ast.stmt, calls: bool = True) -> Conditions | None:
+def conditions_in(
+    src: SourceFile, stmt: ast.stmt, calls: bool = True, sink: set[Ref] | None = None
+) -> Conditions | None:
     """:func:`conditions` of ``stmt``, a statement of the analysed file ``src`` (``calls``:
-    a helper's with its calls' conditions, else its own only)."""
+    a helper's with its calls' conditions, else its own only; ``sink``: as there)."""
     loops = _loops(src)
-    return conditions(src.tree, stmt, lambda n: id(n) in loops, calls=calls)
+    return conditions(src.tree, stmt, lambda n: id(n) in loops, calls=calls, sink=sink)

@@ -22,14 +22,24 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import functools
 import hashlib
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from florsql.fold import fold
+from florsql.propagate.conditions import Ref
 
-__all__ = ["added_modules", "imported", "module_digests", "resolve", "statement_modules"]
+__all__ = [
+    "added_modules",
+    "guard_modules_differ",
+    "helper_calls_differ",
+    "imported",
+    "module_digests",
+    "resolve",
+    "statement_modules",
+]
 
 #: ``(dotted module, level)`` of an import as written (``from .a import b``: ``("a", 1)``).
 Imported = tuple[str, int]
@@ -491,3 +501,224 @@ def module_digests(
                 with contextlib.suppress(SyntaxError, ValueError):
                     todo.append((path, imported(ast.parse(body))))
     return sorted(f"{p}\0{d}" for p, d in out.items())
+
+
+Reader = Callable[[str], "str | None"]
+
+
+@functools.lru_cache(maxsize=256)
+def _guard_refs(text: str, name: str) -> frozenset[Ref]:
+    """What the conditions of ``text``'s statements of ``name`` (folded) read from other
+    modules (:data:`~florsql.propagate.conditions.Ref`)."""
+    from florsql.propagate.conditions import conditions_in
+    from florsql.propagate.find import find_logs
+    from florsql.propagate.source import analyze
+
+    try:
+        src = analyze(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    sink: set[Ref] = set()
+    for log in find_logs(src):
+        if log.name is not None and fold(log.name) == fold(name):
+            conditions_in(src, log.stmt, sink=sink)
+    return frozenset(sink)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+def _bindings(read: Reader, importer: str, refs: Iterable[Ref], depth: int = 0) -> dict[str, str]:
+    """``module path:name`` -> what that module binds the name to (:func:`~florsql.propagate.
+    conditions.refs_of`'s text; a whole module by its text), for each repository module
+    ``refs`` name from ``importer`` (libraries left out), and what those read in turn (3
+    modules deep)."""
+    from florsql.propagate.conditions import refs_of
+
+    out: dict[str, str] = {}
+
+    def exists(path: str) -> bool:
+        return read(path) is not None
+
+    for module, level, path in sorted(refs):
+        while True:
+            files = resolve((module, level), importer, importer, exists)
+            if not files:
+                break
+            text = read(files[0]) or ""
+            if not path:
+                out[files[0]] = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+                break
+            tree = _parsed(text)
+            bound, more = refs_of(tree, path[0]) if tree is not None else ("", frozenset())
+            if bound or more:
+                out[f"{files[0]}:{path[0]}"] = bound.strip()
+                if more and depth < 3:
+                    out.update(_bindings(read, files[0], more, depth + 1))
+                break
+            # not a name of the module: a module of the package (``from conf import settings``)
+            module, path = (f"{module}.{path[0]}" if module else path[0]), path[1:]
+    return out
+
+
+def guard_modules_differ(
+    today: Reader, old: Reader, path: str, today_text: str, old_text: str, name: str
+) -> str | None:
+    """Why the guards of the statements of ``name`` in ``path`` (its texts today and in a
+    version) read something of the repository's other modules that the version binds
+    otherwise than today (``from config import EVERY`` in both, ``config.py`` changed: the
+    statement is the same, the iterations it logs in are not; session 55), else None.
+    ``today``/``old`` read a file of today's tree / of the version (None: no such file).
+    Conditions (:mod:`florsql.propagate.conditions`) are one file's; this is the rest."""
+    refs = _guard_refs(today_text, name) | _guard_refs(old_text, name)
+    if not refs:
+        return None
+    mine, theirs = _bindings(today, path, refs), _bindings(old, path, refs)
+    if mine == theirs:
+        return None
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key) != theirs.get(key):
+            file, _, bound = key.partition(":")
+            what = f"`{bound}` of {file}" if bound else file
+            return (
+                f"its guard reads {what}, bound otherwise in the old version "
+                f"({_said(theirs.get(key), bound)}) than today ({_said(mine.get(key), bound)}): "
+                "placed there, today's statement would read the old one; florsql places log "
+                "statements, not what their guards read from other modules"
+            )
+    return None
+
+
+def _said(text: str | None, bound: str) -> str:
+    if text is None:
+        return "not at all"
+    if not bound:
+        return "another text"
+    text = " ".join(text.strip(" []").split())
+    return f"`{text[:77] + '...' if len(text) > 80 else text}`"
+
+
+@functools.lru_cache(maxsize=256)
+def _called_from_elsewhere(text: str, name: str) -> frozenset[str]:
+    """The functions of ``text`` holding a statement of ``name`` (folded) that its own file
+    never calls (:data:`~florsql.propagate.conditions.ELSEWHERE`): other files call them."""
+    from florsql.propagate.conditions import ELSEWHERE, conditions_in
+    from florsql.propagate.find import find_logs
+    from florsql.propagate.source import analyze
+
+    try:
+        src = analyze(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    out: set[str] = set()
+    for log in find_logs(src):
+        if log.name is None or fold(log.name) != fold(name):
+            continue
+        found = conditions_in(src, log.stmt)
+        if found and found[0].startswith(ELSEWHERE):
+            out.add(found[0][len(ELSEWHERE) :].strip().removesuffix("()"))
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _calls_of(
+    text: str, functions: frozenset[str]
+) -> tuple[tuple[tuple[str, ...] | None, ...], frozenset[Ref]]:
+    """The conditions of ``text``'s statements calling one of ``functions`` by name, sorted
+    (None: not told), and what their guards read from other modules."""
+    from florsql.propagate.conditions import conditions_in
+    from florsql.propagate.source import analyze
+
+    try:
+        src = analyze(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return (), frozenset()
+    parents = {id(c): p for p in ast.walk(src.tree) for c in ast.iter_child_nodes(p)}
+    found: list[tuple[str, ...] | None] = []
+    sink: set[Ref] = set()
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if called not in functions:
+            continue
+        at: ast.AST | None = node
+        while at is not None and not isinstance(at, ast.stmt):
+            at = parents.get(id(at))
+        if isinstance(at, ast.stmt):
+            found.append(conditions_in(src, at, sink=sink))
+    return tuple(sorted(found, key=repr)), frozenset(sink)
+
+
+def helper_calls_differ(
+    today: Reader,
+    old: Reader,
+    files: Iterable[str],
+    path: str,
+    today_text: str,
+    old_text: str,
+    name: str,
+) -> str | None:
+    """Why the calls of the function holding ``name``'s statement in module ``path`` (one its
+    own file never calls), made by ``files`` (the script, the run's other modules), run under
+    other conditions in the version than today (``if epoch % 2 == 0: evaluate(w)`` in the
+    old ``train.py``, ``% 3`` today, ``utils.py`` the same: the statement is today's as it
+    is, where it runs is not; session 55), or read something of another module bound
+    otherwise there; else None."""
+    functions = _called_from_elsewhere(today_text, name) | _called_from_elsewhere(old_text, name)
+    if not functions:
+        return None
+    for file in sorted(set(files) - {path}):
+        mine_text, theirs_text = today(file), old(file)
+        if not mine_text or not theirs_text:
+            continue
+        if not any(f in mine_text or f in theirs_text for f in functions):
+            continue
+        if not (
+            _imports_path(mine_text, file, path, today)
+            or _imports_path(theirs_text, file, path, old)
+        ):
+            continue
+        mine, refs = _calls_of(mine_text, functions)
+        theirs, refs_old = _calls_of(theirs_text, functions)
+        if all(c == () for c in mine):
+            continue  # (today's calls run every iteration: the old code's calls decide, as
+            # for a helper of the script itself, api._same_conditions)
+        shown = ", ".join(f"{f}()" for f in sorted(functions))
+        if mine != theirs:
+
+            def said(found: tuple[tuple[str, ...] | None, ...]) -> str:
+                texts = [" > ".join(c) if c else "unguarded" for c in found if c is not None]
+                return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no call"
+
+            return (
+                f"it is in {shown}, which {file} calls under other conditions in the old version "
+                f"({said(theirs)}) than today ({said(mine)}); florsql places log statements, not "
+                "the calls and branches around them"
+            )
+        refs |= refs_old
+        if refs and _bindings(today, file, refs) != _bindings(old, file, refs):
+            return (
+                f"it is in {shown}, whose calls in {file} are guarded by what another module "
+                "binds otherwise in the old version than today; florsql places log "
+                "statements, not what their guards read from other modules"
+            )
+    return None
+
+
+def _imports_path(text: str, importer: str, path: str, read: Reader) -> bool:
+    """Whether ``text`` (the file ``importer``) imports the module ``path``."""
+    tree = _parsed(text)
+    if tree is None:
+        return False
+
+    def exists(p: str) -> bool:
+        return read(p) is not None
+
+    return any(path in resolve(m, importer, importer, exists)[:1] for m in imported(tree))

@@ -10,15 +10,15 @@ import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from florsql.errors import VersionError
 from florsql.propagate.api import propagate
 from florsql.propagate.cache import PropagationCache, digest, statements_key
 from florsql.propagate.find import find_logs
-from florsql.propagate.model import PlacementError, Propagation
-from florsql.propagate.modules import added_modules
+from florsql.propagate.model import Failure, PlacementError, Propagation
+from florsql.propagate.modules import added_modules, guard_modules_differ, helper_calls_differ
 from florsql.propagate.source import analyze
 from florsql.versions import file_at, files_at, resolve_version
 from florsql.versions.git import run_git
@@ -185,6 +185,8 @@ def for_version(
         if result is None:
             result = propagate(new, file_at(repo, sha, path), here, mine)
             cache.put(key, result)
+        if mine:
+            result = _guard_modules(repo, sha, path, new, result, here, mine, paths)
         present.update(n for n in mine if n in result.present)
         if result.placed or result.failed:
             files[path] = result
@@ -220,6 +222,69 @@ def _added(repo: Path, sha: str, files: Mapping[str, Propagation]) -> dict[str, 
             return None
 
     return added_modules(patched, version.__contains__, today, old)
+
+
+def _guard_modules(
+    repo: Path,
+    sha: str,
+    path: str,
+    new: str,
+    result: Propagation,
+    here: list[str] | None,
+    again: list[str],
+    files: list[str],
+) -> Propagation:
+    """``result`` less the names of ``again`` whose guards read something of another module
+    that version ``sha`` binds otherwise than today's tree (:func:`~florsql.propagate.modules.
+    guard_modules_differ`), each failed with that reason: placed or taken for today's
+    statement as it is, the statement would run in the old run's iterations, not today's
+    (session 55: ``from config import EVERY`` with ``config.py`` changed left the run's
+    other iterations NULL, said nowhere); so are those in a module's function that ``files``
+    (the version's) call under other conditions than today
+    (:func:`~florsql.propagate.modules.helper_calls_differ`)."""
+
+    def today(p: str) -> str | None:
+        try:
+            return (repo / p).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            return None
+
+    def old(p: str) -> str | None:
+        try:
+            return file_at(repo, sha, p)
+        except Exception:  # (no such file in the version)
+            return None
+
+    def why(n: str) -> str | None:
+        return guard_modules_differ(
+            today, old, path, new, result.original, n
+        ) or helper_calls_differ(today, old, files, path, new, result.original, n)
+
+    try:
+        logs = find_logs(analyze(new))
+        logged = {s.name for s in find_logs(analyze(result.original))}
+    except SyntaxError:
+        return result
+    # (only names the version logs here: a statement new to it runs where the old code
+    # runs it, what its guard reads included, as in one file: api._Session.again)
+    refused = {n: reason for n in again if n in logged and (reason := why(n)) is not None}
+    if not refused:
+        return result
+    names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
+    names = [n for n in names if n not in refused]
+    kept = [n for n in again if n not in refused]
+    redone = (
+        propagate(new, result.original, names, kept)
+        if names
+        else Propagation(result.original, result.original)
+    )
+    lines = {s.name: s.line for s in reversed(logs)}
+    failed = tuple(Failure(n, lines.get(n, 0), why) for n, why in sorted(refused.items()))
+    return replace(
+        redone,
+        failed=redone.failed + failed,
+        present=tuple(n for n in redone.present if n not in refused),
+    )
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
