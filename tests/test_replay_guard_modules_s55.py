@@ -205,3 +205,48 @@ def test_a_statement_new_to_the_version_runs_where_the_old_code_runs_it(
         got = dict(con.cursor().execute(SQL).fetchall())
     assert got == want
     assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("given", ["every=K", "every=EVERY"], ids=["a literal", "config.py"])
+def test_a_helper_modules_guard_reading_the_argument_of_its_call(
+    tmp_path: Path, given: str
+) -> None:
+    """``utils.py``'s ``evaluate(epoch, w, every=1)`` logs under ``if epoch % every == 0:``,
+    the same in both versions; ``train.py`` calls it every epoch with ``every=2``, today
+    ``every=3`` (or ``every=EVERY`` with ``config.py`` changed): said, not silent."""
+    helper = "import florsql as flor\n\n\ndef evaluate(epoch, w, every=1):\n"
+    helper += f"    if epoch % every == 0:\n        {LOG}\n"
+    script = "from config import EVERY\nfrom utils import evaluate\n" + HEAD + LOOP
+    script += f"        evaluate(epoch, w, {given})\n"
+    files = {"train.py": script, "utils.py": helper, "config.py": "EVERY = K\n"}
+    repo = make_repo(tmp_path / "r", {p: t.replace("K", "2") for p, t in files.items()})
+    run_script(repo, "train.py")
+    recorded = _values(repo)
+    assert sorted(recorded) == [0, 2, 4, 6]
+    for path, text in files.items():
+        write(repo / path, text.replace("K", "3"))
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    said = [str(w.message) for w in caught]
+    assert got == recorded
+    assert any("cannot compute val" in m and "train.py" in m for m in said), said
+
+
+def test_another_argument_of_a_helper_modules_call_says_nothing(tmp_path: Path) -> None:
+    """The call gives ``w * 2`` today where it gave ``w``, and ``every=2`` in both: the guard
+    reads ``every``, not ``x``; the run ran today's statement as it is (nothing said)."""
+    helper = "import florsql as flor\n\n\ndef evaluate(epoch, x, every=1):\n"
+    helper += "    if epoch % every == 0:\n        flor.log('val', round(x, 9))\n"
+    script = "from utils import evaluate\n" + HEAD + LOOP + "        evaluate(epoch, X, every=2)\n"
+    repo = make_repo(tmp_path / "r", {"train.py": script.replace("X", "w"), "utils.py": helper})
+    run_script(repo, "train.py")
+    recorded = _values(repo)
+    write(repo / "train.py", script.replace("X", "w * 2"))
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    assert got == recorded
+    assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Conditions",
     "Ref",
+    "bound_text",
     "conditions",
     "conditions_in",
     "known",
@@ -147,6 +148,12 @@ def conditions(
             test = getattr(parent, "test", None)
             out.append(label + (_bound(tree, test, sink) if test is not None else ""))
         node = parent
+
+
+def bound_text(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str:
+    """What the names ``node`` reads are bound to by the file, as a guard's are in its
+    conditions (`` [name = ...]``; ``sink`` gathers what they read from other modules)."""
+    return _bound(tree, node, sink)
 
 
 def skip_label(tree: ast.Module, stmt: ast.stmt) -> str:

@@ -603,57 +603,127 @@ def _said(text: str | None, bound: str) -> str:
     return f"`{text[:77] + '...' if len(text) > 80 else text}`"
 
 
+#: Per function called from other files: the parameters its statement's own guards read and
+#: its positional parameters in order (how a call passes them).
+_Params = tuple[tuple[str, tuple[frozenset[str], tuple[str, ...]]], ...]
+
+
 @functools.lru_cache(maxsize=256)
-def _called_from_elsewhere(text: str, name: str) -> frozenset[str]:
+def _called_from_elsewhere(text: str, name: str) -> _Params:
     """The functions of ``text`` holding a statement of ``name`` (folded) that its own file
-    never calls (:data:`~florsql.propagate.conditions.ELSEWHERE`): other files call them."""
-    from florsql.propagate.conditions import ELSEWHERE, conditions_in
+    never calls (:data:`~florsql.propagate.conditions.ELSEWHERE`): other files call them;
+    each with the parameters the statement's guards read (``def evaluate(epoch, w, every=1):
+    if epoch % every == 0:``: ``every`` and ``epoch``, which its calls give)."""
+    from florsql.propagate.conditions import ELSEWHERE, conditions_in, outermost_function
     from florsql.propagate.find import find_logs
     from florsql.propagate.source import analyze
 
     try:
         src = analyze(text)
     except (SyntaxError, ValueError, RecursionError):
-        return frozenset()
-    out: set[str] = set()
+        return ()
+    out: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
     for log in find_logs(src):
         if log.name is None or fold(log.name) != fold(name):
             continue
         found = conditions_in(src, log.stmt)
-        if found and found[0].startswith(ELSEWHERE):
-            out.add(found[0][len(ELSEWHERE) :].strip().removesuffix("()"))
-    return frozenset(out)
+        if not found or not found[0].startswith(ELSEWHERE):
+            continue
+        fn_name = found[0][len(ELSEWHERE) :].strip().removesuffix("()")
+        fn = outermost_function(src.tree, log.stmt)
+        if fn is None or fn.name != fn_name:
+            out.setdefault(fn_name, (frozenset(), ()))
+            continue
+        a = fn.args
+        params = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+        read = _guard_names(fn, log.stmt) & params
+        before = out.get(fn_name, (frozenset(), ()))[0]
+        out[fn_name] = (before | read, tuple(p.arg for p in (*a.posonlyargs, *a.args)))
+    return tuple(sorted(out.items()))
+
+
+def _guard_names(fn: ast.FunctionDef | ast.AsyncFunctionDef, stmt: ast.stmt) -> frozenset[str]:
+    """The names the guards around ``stmt`` in ``fn`` read (tests of ``if`` and ``while``,
+    statements before it that may leave early), and those the assignments of ``fn`` binding
+    them read in turn (3 deep)."""
+    from florsql.propagate.conditions import leaves_early
+
+    parents = {id(c): p for p in ast.walk(fn) for c in ast.iter_child_nodes(p)}
+    read: set[str] = set()
+    node: ast.AST = stmt
+    while node is not fn:
+        parent = parents.get(id(node))
+        if parent is None:
+            break
+        test = getattr(parent, "test", None)
+        if isinstance(parent, ast.If | ast.While) and test is not None:
+            read |= {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(parent, field, None) or []
+            if any(c is node for c in block):
+                for s in block[: next(i for i, c in enumerate(block) if c is node)]:
+                    if leaves_early(s):
+                        read |= {n.id for n in ast.walk(s) if isinstance(n, ast.Name)}
+        node = parent
+    for _ in range(3):
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Assign | ast.AnnAssign | ast.AugAssign) and n.value is not None:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                if any(isinstance(t, ast.Name) and t.id in read for t in targets):
+                    read |= {m.id for m in ast.walk(n.value) if isinstance(m, ast.Name)}
+    return frozenset(read)
+
+
+#: One call of a helper: its conditions (None: not told) and the arguments it gives to the
+#: parameters the statement's guards read, with what they are bound to.
+_Call = tuple[tuple[str, ...] | None, str]
 
 
 @functools.lru_cache(maxsize=256)
-def _calls_of(
-    text: str, functions: frozenset[str]
-) -> tuple[tuple[tuple[str, ...] | None, ...], frozenset[Ref]]:
-    """The conditions of ``text``'s statements calling one of ``functions`` by name, sorted
-    (None: not told), and what their guards read from other modules."""
-    from florsql.propagate.conditions import conditions_in
+def _calls_of(text: str, functions: _Params) -> tuple[tuple[_Call, ...], frozenset[Ref]]:
+    """The calls in ``text`` of one of ``functions`` by name, sorted, and what their guards
+    (and the arguments counted) read from other modules."""
+    from florsql.propagate.conditions import bound_text, conditions_in
     from florsql.propagate.source import analyze
 
     try:
         src = analyze(text)
     except (SyntaxError, ValueError, RecursionError):
         return (), frozenset()
+    wanted = dict(functions)
     parents = {id(c): p for p in ast.walk(src.tree) for c in ast.iter_child_nodes(p)}
-    found: list[tuple[str, ...] | None] = []
+    found: list[_Call] = []
     sink: set[Ref] = set()
     for node in ast.walk(src.tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
         called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-        if called not in functions:
+        if called not in wanted:
             continue
         at: ast.AST | None = node
         while at is not None and not isinstance(at, ast.stmt):
             at = parents.get(id(at))
-        if isinstance(at, ast.stmt):
-            found.append(conditions_in(src, at, sink=sink))
+        if not isinstance(at, ast.stmt):
+            continue
+        read, positional = wanted[called]
+        given = _arguments(node, read, positional)
+        how = "; ".join(ast.unparse(g) + bound_text(src.tree, g, sink) for g in given)
+        found.append((conditions_in(src, at, sink=sink), how))
     return tuple(sorted(found, key=repr)), frozenset(sink)
+
+
+def _arguments(call: ast.Call, read: frozenset[str], positional: tuple[str, ...]) -> list[ast.AST]:
+    """The arguments ``call`` gives the parameters ``read`` (by position or keyword; a
+    ``*args``/``**kwargs`` given counts whole)."""
+    if not read:
+        return []
+    out: list[ast.AST] = []
+    for i, a in enumerate(call.args):
+        if isinstance(a, ast.Starred) or (i < len(positional) and positional[i] in read):
+            out.append(a)
+    out += [k for k in call.keywords if k.arg is None or k.arg in read]
+    return out
 
 
 def helper_calls_differ(
@@ -669,16 +739,25 @@ def helper_calls_differ(
     own file never calls), made by ``files`` (the script, the run's other modules), run under
     other conditions in the version than today (``if epoch % 2 == 0: evaluate(w)`` in the
     old ``train.py``, ``% 3`` today, ``utils.py`` the same: the statement is today's as it
-    is, where it runs is not; session 55), or read something of another module bound
-    otherwise there; else None."""
-    functions = _called_from_elsewhere(today_text, name) | _called_from_elsewhere(old_text, name)
+    is, where it runs is not; session 55), pass other arguments where the statement's guard
+    reads a parameter (``evaluate(epoch, w, every=2)``), or read something of another module
+    bound otherwise there; else None."""
+    functions = tuple(
+        sorted(
+            {
+                **dict(_called_from_elsewhere(old_text, name)),
+                **dict(_called_from_elsewhere(today_text, name)),
+            }.items()
+        )
+    )
     if not functions:
         return None
+    shown = ", ".join(f"{f}()" for f, _ in functions)
     for file in sorted(set(files) - {path}):
         mine_text, theirs_text = today(file), old(file)
         if not mine_text or not theirs_text:
             continue
-        if not any(f in mine_text or f in theirs_text for f in functions):
+        if not any(f in mine_text or f in theirs_text for f, _ in functions):
             continue
         if not (
             _imports_path(mine_text, file, path, today)
@@ -687,29 +766,44 @@ def helper_calls_differ(
             continue
         mine, refs = _calls_of(mine_text, functions)
         theirs, refs_old = _calls_of(theirs_text, functions)
-        if all(c == () for c in mine):
-            continue  # (today's calls run every iteration: the old code's calls decide, as
-            # for a helper of the script itself, api._same_conditions)
-        shown = ", ".join(f"{f}()" for f in sorted(functions))
-        if mine != theirs:
-
-            def said(found: tuple[tuple[str, ...] | None, ...]) -> str:
-                texts = [" > ".join(c) if c else "unguarded" for c in found if c is not None]
-                return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no call"
-
+        # today's calls all unguarded: the old code's calls decide where it runs, as for a
+        # helper of the script itself (api._same_conditions)
+        guarded = not all(c == () for c, _ in mine)
+        if guarded and [c for c, _ in mine] != [c for c, _ in theirs]:
             return (
                 f"it is in {shown}, which {file} calls under other conditions in the old version "
-                f"({said(theirs)}) than today ({said(mine)}); florsql places log statements, not "
-                "the calls and branches around them"
+                f"({_said_calls(theirs)}) than today ({_said_calls(mine)}); florsql places log "
+                "statements, not the calls and branches around them"
+            )
+        if [a for _, a in mine] != [a for _, a in theirs]:
+            return (
+                f"its guard reads a parameter of {shown}, which {file} calls with other "
+                f"arguments in the old version ({_said_args(theirs)}) than today "
+                f"({_said_args(mine)}); florsql places log statements, not the calls around them"
             )
         refs |= refs_old
-        if refs and _bindings(today, file, refs) != _bindings(old, file, refs):
+        args = any(a for _, a in (*mine, *theirs))
+        if (
+            (guarded or args)
+            and refs
+            and _bindings(today, file, refs) != _bindings(old, file, refs)
+        ):
             return (
                 f"it is in {shown}, whose calls in {file} are guarded by what another module "
                 "binds otherwise in the old version than today; florsql places log "
                 "statements, not what their guards read from other modules"
             )
     return None
+
+
+def _said_calls(found: tuple[_Call, ...]) -> str:
+    texts = [" > ".join(c) if c else "unguarded" for c, _ in found if c is not None]
+    return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no call"
+
+
+def _said_args(found: tuple[_Call, ...]) -> str:
+    texts = [" ".join(a.split())[:80] for _, a in found]
+    return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no call"
 
 
 def _imports_path(text: str, importer: str, path: str, read: Reader) -> bool:
