@@ -260,6 +260,9 @@ def _guard_modules(
             today, old, path, new, result.original, n
         ) or helper_calls_differ(today, old, files, path, new, result.original, n)
 
+    refused = {n: reason for n in again if (reason := why(n)) is not None}
+    if not refused:
+        return result
     try:
         logs = find_logs(analyze(new))
         logged = {s.name for s in find_logs(analyze(result.original))}
@@ -267,7 +270,7 @@ def _guard_modules(
         return result
     # (only names the version logs here: a statement new to it runs where the old code
     # runs it, what its guard reads included, as in one file: api._Session.again)
-    refused = {n: reason for n in again if n in logged and (reason := why(n)) is not None}
+    refused = {n: reason for n, reason in refused.items() if n in logged}
     if not refused:
         return result
     names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
