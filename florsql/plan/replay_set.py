@@ -239,6 +239,7 @@ def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRo
     state, would compute nothing (session 53: every run of today's code was replayed in each
     iteration its own guard skipped, once some older run lacked the name). A run that failed,
     was killed or is still running keeps its needs (what it never reached is decided there)."""
+    from florsql.propagate.modules import guard_modules_differ
     from florsql.versions import text_reader
 
     runs = sorted({n.run_id for n in needs})
@@ -258,13 +259,30 @@ def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRo
         today = text(None, path)
         return today is not None and today == text(vid, path)
 
+    def elsewhere(need: NeedRow) -> bool:
+        """Its guard reads a module the run did not execute that today's tree binds
+        otherwise (session 55: ``try: from local_config import EVERY`` with ``except
+        ImportError: from config import EVERY``, ``local_config.py`` new today)."""
+        here = text(None, need.filename)
+        return here is not None and (
+            guard_modules_differ(
+                lambda p: text(None, p),
+                lambda p: text(need.vid, p),
+                need.filename,
+                here,
+                here,
+                need.name,
+            )
+            is not None
+        )
+
     kept = []
     for need in needs:
         if need.run_id in finished:
             # every file the run executed (the statement may sit in a module it imported:
             # sweep AB, an unchanged script whose utils.py gained it was left NULL)
             paths = finished[need.run_id] | {need.filename}
-            if all(same(need.vid, p) for p in sorted(paths)):
+            if all(same(need.vid, p) for p in sorted(paths)) and not elsewhere(need):
                 state.ran_today.setdefault(need.name, set()).add(need.run_id)
                 continue
         kept.append(need)

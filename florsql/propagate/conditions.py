@@ -43,8 +43,10 @@ Conditions = tuple[str, ...]
 #: the import is written (``from config import EVERY``: ``("config", 0, ("EVERY",))``;
 #: ``import config`` read as ``config.EVERY``: the same; ``from . import conf`` read as
 #: ``conf.EVERY``: ``("", 1, ("conf", "EVERY"))``; the path is empty for the module as a
-#: whole). Conditions are one file's; what such a name is bound to in each version is the
-#: caller's to compare (:func:`florsql.propagate.modules.guard_modules_differ`, session 55).
+#: whole; level -1 for a file the guard reads by its name, ``open("config.json")``: ``("",
+#: -1, ("config.json",))``). Conditions are one file's; what such a name is bound to in each
+#: version is the caller's to compare (:func:`florsql.propagate.modules.guard_modules_differ`,
+#: session 55).
 Ref = tuple[str, int, tuple[str, ...]]
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -120,6 +122,15 @@ def conditions(
         if parent is None:
             return tuple(reversed(out)) if node is tree else None
         if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
+            if any(c is node for c in parent.body):  # (an early ``return`` in its body,
+                # session 55: ``if epoch % 2 != 0: return`` before the statement was no
+                # condition, and a changed one left the run's new iterations NULL)
+                before = parent.body[: next(i for i, c in enumerate(parent.body) if c is node)]
+                out += [
+                    f"skip {ast.unparse(s)}{_bound(tree, s, sink)}"
+                    for s in reversed(before)
+                    if leaves_early(s)
+                ]
             if not calls:  # (its own only: where its calls run is not asked)
                 return ("in " + parent.name + "()", *reversed(out))
             outer = _calls_conditions(tree, parent, flor_loop, depth, sink)
@@ -182,7 +193,9 @@ def _calls_conditions(
     if depth >= 4 or not all(map(_plain_decorator, fn.decorator_list)):
         return None
     if isinstance(parents.get(id(fn)), ast.ClassDef) and not _named_method(tree, fn):
-        return None
+        if not _called_elsewhere(tree, fn):
+            return None
+        return (f"{ELSEWHERE} {fn.name}()",)  # (its calls are all in other files)
     found: set[Conditions | None] = set()
     for call in ast.walk(tree):
         if not isinstance(call, ast.Call):
@@ -224,9 +237,18 @@ def known(found: Conditions | None) -> bool:
 
 
 def _called_elsewhere(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """A function of the module's top level that nothing in its file names (no call, no
-    reference, no string): what calls it is in another file."""
-    return _parents(tree).get(id(fn)) is tree and not named(tree, fn.name)
+    """A function of the module's top level, or a method of one of its classes, that nothing
+    in its file names (no call, no reference, no string): what calls it is in another file
+    (session 55: ``Trainer.validate`` of ``trainer.py``, called from ``train.py`` under a
+    guard changed there, had no conditions, and the run's new iterations stayed NULL)."""
+    parents = _parents(tree)
+    owner = parents.get(id(fn))
+    if isinstance(owner, ast.ClassDef) and parents.get(id(owner)) is tree:
+        # (Python's own calls aside: ``forward`` through ``net(x)``, dunders; two classes
+        # of the file may share the name, their calls being elsewhere all the same)
+        dunder = fn.name.startswith("__") and fn.name.endswith("__")
+        return fn.name != "forward" and not dunder and not named(tree, fn.name)
+    return owner is tree and not named(tree, fn.name)
 
 
 def named(tree: ast.Module, name: str) -> bool:
@@ -302,6 +324,7 @@ def _bound(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str
     seen: set[tuple[str, int]] = set()
     texts: set[str] = set()
     todo = {(name, node) for name in _read(node)}
+    visited: dict[int, ast.AST] = {id(node): node}
     for _ in range(10):
         more: set[tuple[str, ast.AST]] = set()
         for name, at in sorted(todo, key=lambda t: (t[0], id(t[1]))):
@@ -310,21 +333,47 @@ def _bound(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str
                 continue
             seen.add((name, id(scope)))
             for stmt in binds.get(name, []):
+                visited[id(stmt)] = stmt
                 texts.add(_binding_text(stmt))
                 value = getattr(stmt, "value", None)
                 if value is not None and not _flor_arg(value):
                     more |= {(n, stmt) for n in _read(value)}
             params = _params(tree, at)
             for text, bound in (*params.get(name, ()), *options.get(name, ())):
+                visited[id(bound)] = bound
                 texts.add(text)
-                more |= {(n, bound) for n in _read(bound)}
+                more |= {(n, bound) for n in _read(bound) - _callee(bound)}
             for text, bound in members.get(name, ()):
+                visited[id(bound)] = bound
                 texts.add(text)
                 more |= {(n, bound) for n in _read(bound)}
+            if name in imports:  # (the module it comes from: ``from hparams import EVERY``
+                # for ``from config import EVERY`` is another guard, session 55)
+                module, level, path = imports[name]
+                texts.add(f"{name} from {'.' * level}{module}{''.join('.' + p for p in path)}")
             if sink is not None and not name.startswith("."):
                 _refs(name, at, imports, stars, binds, members, sink)
         todo = more
+    if sink is not None:  # files named by what it reads (``open("config.json")``)
+        sink.update(
+            ("", -1, (c.value,))
+            for n in visited.values()
+            for c in ast.walk(n)
+            if isinstance(c, ast.Constant) and isinstance(c.value, str) and _file_like(c.value)
+        )
     return f" [{'; '.join(sorted(texts))}]" if texts else ""
+
+
+#: Files a guard may read whose text is compared per version (a tracked config file).
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".txt")
+
+
+def _file_like(text: str) -> bool:
+    return (
+        len(text) < 256
+        and not any(c.isspace() for c in text)
+        and text.lower().endswith(_CONFIG_SUFFIXES)
+    )
 
 
 def _refs(
@@ -439,6 +488,23 @@ def _members(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
                         out.setdefault("." + a.id, []).append((ast.unparse(n), n))
                         out.setdefault(owner.name, []).append((ast.unparse(n), n))
     return out
+
+
+def _callee(node: ast.AST) -> set[str]:
+    """The name a call of a function calls it by (``evaluate``, ``.validate``): what a call
+    binds a parameter with is its arguments, not the function's own text, which holds the
+    statement itself (session 55: a new log in the helper changed the conditions of the
+    others)."""
+    if not isinstance(node, ast.Call):
+        return set()
+    f = node.func
+    return (
+        {f.id}
+        if isinstance(f, ast.Name)
+        else {"." + f.attr}
+        if isinstance(f, ast.Attribute)
+        else set()
+    )
 
 
 def _read(node: ast.AST) -> set[str]:

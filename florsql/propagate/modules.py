@@ -505,6 +505,9 @@ def module_digests(
 
 Reader = Callable[[str], "str | None"]
 
+#: What a guard reads by a file's name (:func:`florsql.propagate.conditions._file_like`).
+_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".txt")
+
 
 @functools.lru_cache(maxsize=256)
 def _guard_refs(text: str, name: str) -> frozenset[Ref]:
@@ -546,6 +549,15 @@ def _bindings(read: Reader, importer: str, refs: Iterable[Ref], depth: int = 0) 
         return read(path) is not None
 
     for module, level, path in sorted(refs):
+        if level < 0:  # a file read by name: the importer's folder, then the root
+            for cand in dict.fromkeys(
+                [posixpath.normpath(posixpath.join(posixpath.dirname(importer), path[0])), path[0]]
+            ):
+                text = read(cand)
+                if text is not None:
+                    out[cand] = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+                    break
+            continue
         while True:
             files = resolve((module, level), importer, importer, exists)
             if not files:
@@ -579,12 +591,21 @@ def guard_modules_differ(
     if not refs:
         return None
     mine, theirs = _bindings(today, path, refs), _bindings(old, path, refs)
+    # (a file the version lacks is not compared: an untracked data file is read today only)
+    files = {k for k in mine if ":" not in k and k not in theirs and k.endswith(_SUFFIXES)}
+    mine = {k: v for k, v in mine.items() if k not in files}
     if mine == theirs:
         return None
     for key in sorted(set(mine) | set(theirs)):
         if mine.get(key) != theirs.get(key):
             file, _, bound = key.partition(":")
             what = f"`{bound}` of {file}" if bound else file
+            if not bound:
+                return (
+                    f"its guard reads {file}, whose text in the old version is not today's: "
+                    "placed there, today's statement would read the old one; florsql places "
+                    "log statements, not what their guards read"
+                )
             return (
                 f"its guard reads {what}, bound otherwise in the old version "
                 f"({_said(theirs.get(key), bound)}) than today ({_said(mine.get(key), bound)}): "
@@ -610,11 +631,17 @@ _Params = tuple[tuple[str, tuple[frozenset[str], tuple[str, ...]]], ...]
 
 @functools.lru_cache(maxsize=256)
 def _called_from_elsewhere(text: str, name: str) -> _Params:
-    """The functions of ``text`` holding a statement of ``name`` (folded) that its own file
-    never calls (:data:`~florsql.propagate.conditions.ELSEWHERE`): other files call them;
-    each with the parameters the statement's guards read (``def evaluate(epoch, w, every=1):
-    if epoch % every == 0:``: ``every`` and ``epoch``, which its calls give)."""
-    from florsql.propagate.conditions import ELSEWHERE, conditions_in, outermost_function
+    """The functions of ``text`` whose calls in other files decide where its statements of
+    ``name`` (folded) run, each with the parameters their calls give that count:
+
+    - one holding such a statement that its own file never calls
+      (:data:`~florsql.propagate.conditions.ELSEWHERE`; a method too): the parameters the
+      statement's guards read (``def evaluate(epoch, w, every=1): if epoch % every == 0:``);
+    - one whose parameter a guard reads through its signature (``def fit(self, every=2)``
+      around the ``flor.loop``, ``def __init__(self, every=2)`` behind ``self.every``, by
+      the class's name): every parameter (session 55, sweep AD: ``EvalCallback(every=3)``
+      or ``Trainer(every=3).fit()`` in ``train.py`` for ``every=2`` was silent)."""
+    from florsql.propagate.conditions import ELSEWHERE, conditions_in
     from florsql.propagate.find import find_logs
     from florsql.propagate.source import analyze
 
@@ -622,24 +649,68 @@ def _called_from_elsewhere(text: str, name: str) -> _Params:
         src = analyze(text)
     except (SyntaxError, ValueError, RecursionError):
         return ()
+    tree = src.tree
+    parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+    defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     out: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
+
+    def add(key: str, read: frozenset[str], positional: tuple[str, ...]) -> None:
+        before = out.get(key, (frozenset(), ()))[0]
+        out[key] = (before | read, positional or out.get(key, (frozenset(), ()))[1])
+
     for log in find_logs(src):
         if log.name is None or fold(log.name) != fold(name):
             continue
         found = conditions_in(src, log.stmt)
-        if not found or not found[0].startswith(ELSEWHERE):
+        if not found:
             continue
-        fn_name = found[0][len(ELSEWHERE) :].strip().removesuffix("()")
-        fn = outermost_function(src.tree, log.stmt)
-        if fn is None or fn.name != fn_name:
-            out.setdefault(fn_name, (frozenset(), ()))
-            continue
-        a = fn.args
-        params = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
-        read = _guard_names(fn, log.stmt) & params
-        before = out.get(fn_name, (frozenset(), ()))[0]
-        out[fn_name] = (before | read, tuple(p.arg for p in (*a.posonlyargs, *a.args)))
+        if found[0].startswith(ELSEWHERE):
+            fn_name = found[0][len(ELSEWHERE) :].strip().removesuffix("()")
+            fn = _enclosing(parents, log.stmt, fn_name)
+            if fn is None:
+                add(fn_name, frozenset(), ())
+            else:
+                params, positional = _signature(fn, parents)
+                add(fn_name, _guard_names(fn, log.stmt) & params, positional)
+        for fn in defs:
+            if any(f"def {fn.name}({ast.unparse(fn.args)})" in c for c in found):
+                owner = parents.get(id(fn))
+                key = (
+                    owner.name
+                    if fn.name == "__init__" and isinstance(owner, ast.ClassDef)
+                    else fn.name
+                )
+                params, positional = _signature(fn, parents)
+                add(key, params, positional)
     return tuple(sorted(out.items()))
+
+
+def _enclosing(
+    parents: dict[int, ast.AST], node: ast.AST, fn_name: str
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The function named ``fn_name`` around ``node``."""
+    at = parents.get(id(node))
+    while at is not None:
+        if isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef) and at.name == fn_name:
+            return at
+        at = parents.get(id(at))
+    return None
+
+
+def _signature(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, parents: dict[int, ast.AST]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """``fn``'s parameters and its positional ones as a call gives them (a method's ``self``
+    left out, a static method's kept)."""
+    a = fn.args
+    positional = [p.arg for p in (*a.posonlyargs, *a.args)]
+    static = any(
+        (d.id if isinstance(d, ast.Name) else getattr(d, "attr", "")) == "staticmethod"
+        for d in fn.decorator_list
+    )
+    if isinstance(parents.get(id(fn)), ast.ClassDef) and positional and not static:
+        positional = positional[1:]
+    return frozenset({*positional, *(p.arg for p in a.kwonlyargs)}), tuple(positional)
 
 
 def _guard_names(fn: ast.FunctionDef | ast.AsyncFunctionDef, stmt: ast.stmt) -> frozenset[str]:
@@ -802,8 +873,8 @@ def _said_calls(found: tuple[_Call, ...]) -> str:
 
 
 def _said_args(found: tuple[_Call, ...]) -> str:
-    texts = [" ".join(a.split())[:80] for _, a in found]
-    return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no call"
+    texts = [" ".join(a.split())[:80] for _, a in found if a]
+    return "; ".join(f"`{t}`" for t in dict.fromkeys(texts)) or "no argument"
 
 
 def _imports_path(text: str, importer: str, path: str, read: Reader) -> bool:
