@@ -250,3 +250,86 @@ def test_another_argument_of_a_helper_modules_call_says_nothing(tmp_path: Path) 
         got = dict(con.cursor().execute(SQL).fetchall())
     assert got == recorded
     assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+
+
+#: Sweep AD (session 55): more guards decided outside the statement's file, each silent
+#: before (the run's epoch 3 NULL, said nowhere). name -> files, ``K`` the guard's period.
+SWEEP_AD: dict[str, dict[str, str]] = {
+    "a method of another module's class under a changed guard": {
+        "train.py": "from trainer import Trainer\n"
+        + HEAD
+        + "t = Trainer()\n"
+        + LOOP
+        + "        if epoch % K == 0:\n            t.validate(w)\n",
+        "trainer.py": "import florsql as flor\n\n\nclass Trainer:\n"
+        f"    def validate(self, w):\n        {LOG}\n",
+    },
+    "two callbacks' methods of one name, called under a changed guard": {
+        "train.py": "from callbacks import Eval\n"
+        + HEAD
+        + "cbs = [Eval()]\n"
+        + LOOP
+        + "        if epoch % K == 0:\n            for cb in cbs:\n"
+        + "                cb.on_epoch_end(w)\n",
+        "callbacks.py": "import florsql as flor\n\n\nclass Eval:\n"
+        f"    def on_epoch_end(self, w):\n        {LOG}\n\n\nclass Noop:\n"
+        "    def on_epoch_end(self, w):\n        pass\n",
+    },
+    "a callback's constructor argument": {
+        "train.py": "from callbacks import Eval\n"
+        + HEAD
+        + "cb = Eval(every=K)\n"
+        + LOOP
+        + "        cb.on_epoch_end(epoch, w)\n",
+        "callbacks.py": "import florsql as flor\n\n\nclass Eval:\n"
+        "    def __init__(self, every=1):\n        self.every = every\n\n"
+        "    def on_epoch_end(self, epoch, w):\n        if epoch % self.every == 0:\n"
+        f"            {LOG}\n",
+    },
+    "an early return in a helper": {
+        "train.py": HEAD
+        + f"def evaluate(epoch, w):\n    if epoch % K != 0:\n        return\n    {LOG}\n\n\n"
+        + LOOP
+        + "        evaluate(epoch, w)\n",
+    },
+    "the module a guard's name is imported from": {
+        "train.py": "from MOD import EVERY\n" + HEAD + LOOP + GUARDED,
+        "config.py": "EVERY = 2\n",
+        "hparams.py": "EVERY = 3\n",
+    },
+    "a tracked config file a guard reads": {
+        "train.py": "import json\n"
+        + HEAD
+        + 'every = json.load(open("config.json"))["every"]\n'
+        + LOOP
+        + f"        if epoch % every == 0:\n            {LOG}\n",
+        "config.json": '{"every": K, "lr": 0.1}\n',
+    },
+}
+
+
+def _sweep_files(case: str, k: str) -> dict[str, str]:
+    mod = "config" if k == "2" else "hparams"
+    return {p: t.replace("K", k).replace("MOD", mod) for p, t in SWEEP_AD[case].items()}
+
+
+@pytest.mark.parametrize("case", sorted(SWEEP_AD))
+def test_sweep_ad_guards_decided_outside_the_statement_are_said(tmp_path: Path, case: str) -> None:
+    repo = make_repo(tmp_path / "r", _sweep_files(case, "2"))
+    run_script(repo, "train.py")
+    recorded = _values(repo)
+    assert sorted(recorded) == [0, 2, 4, 6]
+    for path, text in _sweep_files(case, "3").items():
+        write(repo / path, text)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    said = [str(w.message) for w in caught]
+    assert {e: got[e] for e in recorded} == recorded  # the run's values stay
+    if 3 not in got:
+        assert any("cannot compute val" in m for m in said), said
+    else:  # computed: as a real run of today's files logs it
+        now = make_repo(tmp_path / "now", _sweep_files(case, "3"))
+        run_script(now, "train.py")
+        assert got[3] == _values(now)[3]

@@ -672,7 +672,10 @@ def _called_from_elsewhere(text: str, name: str) -> _Params:
             else:
                 params, positional = _signature(fn, parents)
                 add(fn_name, _guard_names(fn, log.stmt) & params, positional)
+        exact = {k for k in out}  # (their guards' parameters are known: those alone)
         for fn in defs:
+            if fn.name in exact:
+                continue
             if any(f"def {fn.name}({ast.unparse(fn.args)})" in c for c in found):
                 owner = parents.get(id(fn))
                 key = (
