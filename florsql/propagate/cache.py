@@ -93,7 +93,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 29 (session 54): conditions see methods called by name, ``no_grad``-style decorators,
 #: parameter and argparse defaults and binding chains 10 deep: such a statement under a
 #: changed guard is no longer taken for today's as it is (refused with the reason, or placed).
-CACHE_VERSION = "29"
+#: 30 (session 55): conditions see an early ``return`` in a helper's body, the module a
+#: guard's name is imported from, methods called only from other files; a call's own
+#: function text no longer binds a parameter (a new log in the helper changed the others').
+CACHE_VERSION = "30"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.
