@@ -297,6 +297,12 @@ SWEEP_AD: dict[str, dict[str, str]] = {
         "config.py": "EVERY = 2\n",
         "hparams.py": "EVERY = 3\n",
     },
+    "a dict updated in place": {
+        "train.py": HEAD
+        + 'CFG = {"every": 1}\nCFG.update({"every": K})\n'
+        + LOOP
+        + f'        if epoch % CFG["every"] == 0:\n            {LOG}\n',
+    },
     "a tracked config file a guard reads": {
         "train.py": "import json\n"
         + HEAD

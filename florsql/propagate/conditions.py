@@ -579,16 +579,33 @@ def _options(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
 
 @lru_cache(maxsize=16)
 def _binds(tree: ast.Module) -> dict[str, list[ast.stmt]]:
-    """The file's assignments by the names they bind."""
+    """The file's assignments by the names they bind, and the statements changing a
+    container in place by a method (``CFG.update({"every": 3})``: session 55, sweep AD, a
+    guard reading ``CFG["every"]`` was the same guard whatever the update set)."""
     binds: dict[str, list[ast.stmt]] = {}
     for stmt in ast.walk(tree):
-        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+            and isinstance(stmt.value.func.value, ast.Name)
+            and stmt.value.func.attr in _MUTATORS
+        ):
+            binds.setdefault(stmt.value.func.value.id, []).append(stmt)
+        elif isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             for t in targets:
                 for n in ast.walk(t):
                     if isinstance(n, ast.Name):
                         binds.setdefault(n.id, []).append(stmt)
     return binds
+
+
+#: Methods that change a dict, a list or a set in place.
+_MUTATORS = frozenset(
+    {"update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert", "remove",
+     "add", "discard", "__setitem__"}
+)  # fmt: skip
 
 
 def _flor_arg(value: ast.expr) -> bool:
