@@ -20,20 +20,8 @@ import pytest
 import florsql
 from florsql.propagate.modules import guard_modules_differ
 from tests.helpers import git, make_repo, run_script, write
+from tests.test_replay_conditions_s54 import HEAD, LOG, LOOP, SQL, _values
 
-HEAD = """import random
-import florsql as flor
-
-random.seed(3)
-w = 1.0
-"""
-LOOP = """with flor.checkpointing(w=w):
-    for epoch in flor.loop("epoch", range(7)):
-        for step in flor.loop("step", range(4)):
-            w = w * 0.9 + random.random()
-            flor.log("loss", round(w, 9))
-"""
-LOG = 'flor.log("val", round(w * 2, 9))'
 GUARDED = f"        if epoch % EVERY == 0:\n            {LOG}\n"
 
 #: name -> (train.py, {other file: its text}), ``K`` standing for the guard's period (2 in
@@ -84,12 +72,22 @@ CASES: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }
 
-SQL = "SELECT epoch, val FROM logs WHERE step IS NULL AND val IS NOT NULL ORDER BY epoch"
 
-
-def _values(repo: Path) -> dict[int, float]:
-    with florsql.connect(repo, replay="off") as con:
-        return dict(con.cursor().execute(SQL).fetchall())
+def _replayed(
+    tmp_path: Path, old: dict[str, str], today: dict[str, str]
+) -> tuple[dict[int, float], dict[int, float], list[str]]:
+    """A run of ``old`` recorded, ``today`` committed over it, the query answered: the run's
+    recorded values, the answer, the warnings said."""
+    repo = make_repo(tmp_path / "r", old)
+    run_script(repo, "train.py")
+    recorded = _values(repo)
+    for path, text in today.items():
+        write(repo / path, text)
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = dict(con.cursor().execute(SQL).fetchall())
+    return recorded, got, [str(w.message) for w in caught]
 
 
 def _files(case: str, k: str) -> dict[str, str]:
@@ -108,17 +106,8 @@ def test_the_other_modules_texts_are_compared(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_guard_reading_another_module_changed_is_not_silent(tmp_path: Path, case: str) -> None:
-    repo = make_repo(tmp_path / "r", _files(case, "2"))
-    run_script(repo, "train.py")
-    recorded = _values(repo)
+    recorded, got, said = _replayed(tmp_path, _files(case, "2"), _files(case, "3"))
     assert sorted(recorded) == [0, 2, 4, 6]
-    for path, text in _files(case, "3").items():
-        write(repo / path, text)
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = dict(con.cursor().execute(SQL).fetchall())
-    said = [str(w.message) for w in caught]
     assert got == recorded  # the run's values stay, and nothing is mixed in
     assert any("cannot compute val" in m and "bound otherwise" in m for m in said), said
 
@@ -144,6 +133,19 @@ def test_a_change_the_guard_does_not_read_says_nothing(tmp_path: Path) -> None:
 HELPER = f"import florsql as flor\n\n\ndef evaluate(w):\n    {LOG}\n"
 
 
+def _said_of_train_py(tmp_path: Path, call: str, helper: str) -> None:
+    """``train.py`` calling ``utils.py``'s ``helper`` by ``call`` in its epoch loop, ``K``
+    (in ``call`` and ``config.py``) 2 in the old version and 3 today: the run's values stay,
+    and the query says it cannot compute ``val``, naming ``train.py``."""
+    script = "from config import EVERY\nfrom utils import evaluate\n" + HEAD + LOOP + call
+    files = {"train.py": script, "utils.py": helper, "config.py": "EVERY = K\n"}
+    old, today = ({p: t.replace("K", k) for p, t in files.items()} for k in "23")
+    recorded, got, said = _replayed(tmp_path, old, today)
+    assert sorted(recorded) == [0, 2, 4, 6]
+    assert got == recorded
+    assert any("cannot compute val" in m and "train.py" in m for m in said), said
+
+
 @pytest.mark.parametrize("via_config", [False, True], ids=["its own text", "config.py"])
 def test_a_helper_module_called_under_a_guard_changed_in_the_script(
     tmp_path: Path, via_config: bool
@@ -154,22 +156,8 @@ def test_a_helper_module_called_under_a_guard_changed_in_the_script(
     calls are in another file). Epoch 3 stayed NULL, said nowhere; now the query says it
     cannot compute ``val`` for that run, whose values stay."""
     period = "EVERY" if via_config else "K"
-    script = "from config import EVERY\nfrom utils import evaluate\n" + HEAD + LOOP
-    script += f"        if epoch % {period} == 0:\n            evaluate(w)\n"
-    files = {"train.py": script, "utils.py": HELPER, "config.py": "EVERY = K\n"}
-    repo = make_repo(tmp_path / "r", {p: t.replace("K", "2") for p, t in files.items()})
-    run_script(repo, "train.py")
-    recorded = _values(repo)
-    assert sorted(recorded) == [0, 2, 4, 6]
-    for path, text in files.items():
-        write(repo / path, text.replace("K", "3"))
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = dict(con.cursor().execute(SQL).fetchall())
-    said = [str(w.message) for w in caught]
-    assert got == recorded
-    assert any("cannot compute val" in m and "train.py" in m for m in said), said
+    call = f"        if epoch % {period} == 0:\n            evaluate(w)\n"
+    _said_of_train_py(tmp_path, call, HELPER)
 
 
 @pytest.mark.parametrize("in_helper", [False, True], ids=["in the script", "in a helper module"])
@@ -216,22 +204,7 @@ def test_a_helper_modules_guard_reading_the_argument_of_its_call(
     ``every=3`` (or ``every=EVERY`` with ``config.py`` changed): said, not silent."""
     helper = "import florsql as flor\n\n\ndef evaluate(epoch, w, every=1):\n"
     helper += f"    if epoch % every == 0:\n        {LOG}\n"
-    script = "from config import EVERY\nfrom utils import evaluate\n" + HEAD + LOOP
-    script += f"        evaluate(epoch, w, {given})\n"
-    files = {"train.py": script, "utils.py": helper, "config.py": "EVERY = K\n"}
-    repo = make_repo(tmp_path / "r", {p: t.replace("K", "2") for p, t in files.items()})
-    run_script(repo, "train.py")
-    recorded = _values(repo)
-    assert sorted(recorded) == [0, 2, 4, 6]
-    for path, text in files.items():
-        write(repo / path, text.replace("K", "3"))
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = dict(con.cursor().execute(SQL).fetchall())
-    said = [str(w.message) for w in caught]
-    assert got == recorded
-    assert any("cannot compute val" in m and "train.py" in m for m in said), said
+    _said_of_train_py(tmp_path, f"        evaluate(epoch, w, {given})\n", helper)
 
 
 def test_another_argument_of_a_helper_modules_call_says_nothing(tmp_path: Path) -> None:
@@ -240,16 +213,13 @@ def test_another_argument_of_a_helper_modules_call_says_nothing(tmp_path: Path) 
     helper = "import florsql as flor\n\n\ndef evaluate(epoch, x, every=1):\n"
     helper += "    if epoch % every == 0:\n        flor.log('val', round(x, 9))\n"
     script = "from utils import evaluate\n" + HEAD + LOOP + "        evaluate(epoch, X, every=2)\n"
-    repo = make_repo(tmp_path / "r", {"train.py": script.replace("X", "w"), "utils.py": helper})
-    run_script(repo, "train.py")
-    recorded = _values(repo)
-    write(repo / "train.py", script.replace("X", "w * 2"))
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = dict(con.cursor().execute(SQL).fetchall())
+    recorded, got, said = _replayed(
+        tmp_path,
+        {"train.py": script.replace("X", "w"), "utils.py": helper},
+        {"train.py": script.replace("X", "w * 2")},
+    )
     assert got == recorded
-    assert not [w for w in caught if "val" in str(w.message)], [str(w.message) for w in caught]
+    assert not [m for m in said if "val" in m], said
 
 
 #: Sweep AD (session 55): more guards decided outside the statement's file, each silent
@@ -321,17 +291,8 @@ def _sweep_files(case: str, k: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", sorted(SWEEP_AD))
 def test_sweep_ad_guards_decided_outside_the_statement_are_said(tmp_path: Path, case: str) -> None:
-    repo = make_repo(tmp_path / "r", _sweep_files(case, "2"))
-    run_script(repo, "train.py")
-    recorded = _values(repo)
+    recorded, got, said = _replayed(tmp_path, _sweep_files(case, "2"), _sweep_files(case, "3"))
     assert sorted(recorded) == [0, 2, 4, 6]
-    for path, text in _sweep_files(case, "3").items():
-        write(repo / path, text)
-    git(repo, "commit", "-qam", "today")
-    with florsql.connect(repo) as con, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = dict(con.cursor().execute(SQL).fetchall())
-    said = [str(w.message) for w in caught]
     assert {e: got[e] for e in recorded} == recorded  # the run's values stay
     if 3 not in got:
         assert any("cannot compute val" in m for m in said), said
