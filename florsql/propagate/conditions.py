@@ -332,7 +332,13 @@ def _bound(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str
             if (name, id(scope)) in seen:
                 continue
             seen.add((name, id(scope)))
+            keys = _keys_read(name, at)
             for stmt in binds.get(name, []):
+                part = _dict_entries(stmt, keys) if keys else None
+                if part is not None:  # (only the keys read: ``CFG["every"]``, sweep AD)
+                    texts.add(f"{name}{part[0]}")
+                    more |= {(n, stmt) for v in part[1] for n in _read(v)}
+                    continue
                 visited[id(stmt)] = stmt
                 texts.add(_binding_text(stmt))
                 value = getattr(stmt, "value", None)
@@ -403,6 +409,15 @@ def _refs(
             if isinstance(a, ast.Name) and a.id == name and chain:
                 tails.discard(())
                 tails.add(tuple(reversed(chain))[:2])
+            if (  # (a constant key read of an imported dict: ``CFG["every"]``)
+                isinstance(n, ast.Subscript)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == name
+                and isinstance(n.slice, ast.Constant)
+                and path
+            ):
+                tails.discard(())
+                tails.add((f"[{n.slice.value!r}]",))
         for tail in tails or {()}:
             sink.add((module, level, path + tail))
     elif stars and name not in binds and name not in members and name not in _BUILTINS:
@@ -438,12 +453,20 @@ def _imports(
     return out, tuple(stars)
 
 
-def refs_of(tree: ast.Module, name: str) -> tuple[str, frozenset[Ref]]:
+def refs_of(tree: ast.Module, name: str, key: str | None = None) -> tuple[str, frozenset[Ref]]:
     """What ``tree`` (another module) binds ``name`` to, as :func:`_bound`'s text (its
     assignments, a function or class of that name, transitively), and what that reads from
-    other modules in turn."""
+    other modules in turn; ``key`` (``"['every']"``): only that key of a dict literal."""
     sink: set[Ref] = set()
-    text = _bound(tree, ast.Name(id=name, ctx=ast.Load()), sink)
+    read: ast.expr = ast.Name(id=name, ctx=ast.Load())
+    if key is not None and key.startswith("[") and key.endswith("]"):
+        try:
+            constant = ast.literal_eval(key[1:-1])
+        except (ValueError, SyntaxError):
+            constant = None
+        if constant is not None:
+            read = ast.Subscript(value=read, slice=ast.Constant(constant), ctx=ast.Load())
+    text = _bound(tree, read, sink)
     for fn in ast.walk(tree):
         if isinstance(fn, ast.ClassDef) and fn.name == name:
             text += " " + ast.unparse(fn)
@@ -488,6 +511,45 @@ def _members(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
                         out.setdefault("." + a.id, []).append((ast.unparse(n), n))
                         out.setdefault(owner.name, []).append((ast.unparse(n), n))
     return out
+
+
+def _keys_read(name: str, at: ast.AST) -> frozenset[object] | None:
+    """The constant keys ``at`` reads ``name`` by, where it reads it only so
+    (``CFG["every"]``); else None."""
+    keys: set[object] = set()
+    subscripted: set[int] = set()
+    for n in ast.walk(at):
+        if (
+            isinstance(n, ast.Subscript)
+            and isinstance(n.value, ast.Name)
+            and n.value.id == name
+            and isinstance(n.slice, ast.Constant)
+        ):
+            keys.add(n.slice.value)
+            subscripted.add(id(n.value))
+    if not keys:
+        return None
+    bare = any(
+        isinstance(n, ast.Name) and n.id == name and id(n) not in subscripted for n in ast.walk(at)
+    )
+    return None if bare else frozenset(keys)
+
+
+def _dict_entries(stmt: ast.stmt, keys: frozenset[object]) -> tuple[str, list[ast.expr]] | None:
+    """The entries for ``keys`` of the dict literal ``stmt`` assigns (``CFG = {"every": 2,
+    "lr": 0.1}``: ``['every'] = 2``), as text and their values; None where ``stmt`` is not
+    such an assignment (its whole text counts then)."""
+    value = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
+    if not isinstance(value, ast.Dict) or any(not isinstance(k, ast.Constant) for k in value.keys):
+        return None
+    found: dict[object, ast.expr] = {
+        k.value: v
+        for k, v in zip(value.keys, value.values, strict=True)
+        if isinstance(k, ast.Constant)
+    }
+    picked = [(k, found.get(k)) for k in sorted(keys, key=repr)]
+    text = "; ".join(f"[{k!r}] = {ast.unparse(v) if v is not None else 'unset'}" for k, v in picked)
+    return text, [v for _, v in picked if v is not None]
 
 
 def _callee(node: ast.AST) -> set[str]:

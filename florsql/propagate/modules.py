@@ -567,7 +567,8 @@ def _bindings(read: Reader, importer: str, refs: Iterable[Ref], depth: int = 0) 
                 out[files[0]] = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
                 break
             tree = _parsed(text)
-            bound, more = refs_of(tree, path[0]) if tree is not None else ("", frozenset())
+            key = path[1] if len(path) > 1 and path[1].startswith("[") else None
+            bound, more = refs_of(tree, path[0], key) if tree is not None else ("", frozenset())
             if bound or more:
                 out[f"{files[0]}:{path[0]}"] = bound.strip()
                 if more and depth < 3:
