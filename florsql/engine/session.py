@@ -38,6 +38,7 @@ from florsql.engine.read_warnings import (
     UNSTORED_SAID,
     arg_gaps,
     edited_reads,
+    mixed_reads,
     stored_mismatches,
     unstored_reads,
 )
@@ -176,6 +177,7 @@ class Engine:
         #: the log names with values from replays that disagreed, per catalog (stored_mismatches)
         self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
         self._unstored_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] = {}
+        self._mixed_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str]]]] = {}
         self._edited_memo: dict[str, tuple[Catalog, list[str]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
@@ -420,6 +422,8 @@ class Engine:
             if not any(UNSTORED_SAID in m for _, m in messages):  # (said it just now)
                 for text in unstored_reads(con, catalog, stmt.query, self._unstored_memo):
                     warn(self, messages, text, FlorWarning)
+            for text in mixed_reads(con, catalog, stmt.query, self._mixed_memo):
+                warn(self, messages, text, FlorWarning)
         rows = None
         if stream:
             rows, types = self._stream(con, planned.sql, stmt)
