@@ -45,3 +45,19 @@ def test_numbers_mixed_with_text_are_said_where_read(tmp_path: Path) -> None:
     # a query not reading it, or a text-only name, says nothing of it
     assert not [m for m in _ask(repo, "SELECT max(epoch), max(opt) FROM logs")[1] if "loss" in m]
     assert not [m for m in _ask(repo, "SELECT max(opt) FROM logs")[1] if "VARCHAR" in m]
+
+
+def test_an_arg_given_as_text_by_another_script_is_said(tmp_path: Path) -> None:
+    """``other.py`` takes ``LR`` as text (names ignore case): ``lr`` is VARCHAR for every run,
+    ``max(lr)`` over train.py's runs ``'2.0'``, not ``10.0``; said where read."""
+    train = 'import florsql as flor\nlr = flor.arg("lr", 0.5)\nflor.log("x", lr)\n'
+    other = 'import florsql as flor\nflor.arg("LR", "cosine")\nflor.log("y", 1)\n'
+    repo = make_repo(tmp_path / "r", {"train.py": train, "other.py": other})
+    for lr in ("0.5", "2", "10"):
+        run_script(repo, "train.py", "--lr", lr)
+    sql = "SELECT max(lr) FROM logs WHERE filename = 'train.py'"
+    assert _ask(repo, sql) == ([(10.0,)], [])
+    run_script(repo, "other.py")
+    rows, said = _ask(repo, sql)
+    assert rows == [("2.0",)]
+    assert any("lr: VARCHAR" in m and "took it as text" in m for m in said), said

@@ -347,12 +347,17 @@ def mixed_reads(
     query: exp.Expr,
     memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str]]]] | None = None,
 ) -> list[str]:
-    """One message per log name the query reads that some runs logged as numbers and others
-    as text: the column is ``VARCHAR`` (docs/sql.md, types), so its values compare, sort and
-    aggregate as text, every run's (session 55, sweep AE: one ``flor.log("loss", "n/a")`` of
-    another script made ``max(loss)`` over train.py's runs ``'9.0'``, not ``10.0``, said
-    nowhere)."""
-    mixed = {fold(c.name) for c in catalog.columns if c.kind == "log" and c.sql_type == "VARCHAR"}
+    """One message per log name (or arg) the query reads that some runs logged as numbers
+    and others as text: the column is ``VARCHAR`` (docs/sql.md, types), so its values
+    compare, sort and aggregate as text, every run's (session 55, sweep AE: one
+    ``flor.log("loss", "n/a")`` of another script made ``max(loss)`` over train.py's runs
+    ``'9.0'``, not ``10.0``, said nowhere)."""
+    kinds = {
+        fold(c.name): c.kind
+        for c in catalog.columns
+        if c.kind in ("log", "arg") and c.sql_type == "VARCHAR"
+    }
+    mixed = set(kinds)
     if not mixed:
         return []
     if any(True for _ in query.find_all(exp.Star)):
@@ -361,27 +366,43 @@ def mixed_reads(
         named = {fold(c.name) for c in query.find_all(exp.Column)} & mixed
     if not named:
         return []
-    known = _per_catalog(memo, catalog, lambda: _mixed(con, sorted(mixed)))
+    known = _per_catalog(
+        memo,
+        catalog,
+        lambda: {
+            **_mixed(con, sorted(n for n in mixed if kinds[n] == "arg"), "args"),
+            **_mixed(con, sorted(n for n in mixed if kinds[n] == "log"), "all_log_records"),
+        },
+    )
+    verbs = {
+        "log": ("logged text under it", "logging numbers"),
+        "arg": ("took it as text", "taking numbers"),
+    }
     return [
-        f"{name}: VARCHAR, as {known[name][1]} run(s) logged text under it (run "
-        f"{known[name][2]}) beside {known[name][0]} run(s) logging numbers: its values "
-        "compare, sort and aggregate as text ('9.0' > '10.0'); read the numbers as "
+        f"{name}: VARCHAR, as {known[name][1]} run(s) {verbs[kinds[name]][0]} (run "
+        f"{known[name][2]}) beside {known[name][0]} run(s) {verbs[kinds[name]][1]}: its "
+        "values compare, sort and aggregate as text ('9.0' > '10.0'); read the numbers as "
         f"TRY_CAST({name} AS DOUBLE), or give the text another name"
         for name in sorted(named)
         if name in known
     ]
 
 
-def _mixed(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, tuple[int, int, str]]:
-    """Per name (lower case) logged as numbers by some runs and text by others: the runs of
-    each and one run logging text."""
+def _mixed(
+    con: duckdb.DuckDBPyConnection, names: list[str], table: str
+) -> dict[str, tuple[int, int, str]]:
+    """Per name (lower case) logged (``table``: ``all_log_records``) or taken as an arg
+    (``args``) as numbers by some runs and as text by others: the runs of each and one run
+    with text."""
+    if not names:
+        return {}
     numeric = ", ".join(f"'{t}'" for t in _NUMERIC)
     rows = con.execute(
         f"""SELECT {fold_sql("name")} AS n,
                    count(DISTINCT run_id) FILTER (WHERE vtype IN ({numeric})),
                    count(DISTINCT run_id) FILTER (WHERE vtype NOT IN ({numeric}, 'null')),
                    min(run_id) FILTER (WHERE vtype NOT IN ({numeric}, 'null'))
-            FROM all_log_records WHERE {fold_sql("name")} IN (SELECT unnest(?::VARCHAR[]))
+            FROM {table} WHERE {fold_sql("name")} IN (SELECT unnest(?::VARCHAR[]))
             GROUP BY n""",
         [names],
     ).fetchall()
