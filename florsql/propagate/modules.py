@@ -864,9 +864,10 @@ def helper_calls_differ(
             and _bindings(today, file, refs) != _bindings(old, file, refs)
         ):
             return (
-                f"it is in {shown}, whose calls in {file} are guarded by what another module "
-                "binds otherwise in the old version than today; florsql places log "
-                "statements, not what their guards read from other modules"
+                f"it is in {shown}, whose calls in {file} (their guards, or the arguments "
+                "its guard reads) read what another module binds otherwise in the old version "
+                "than today; florsql places log statements, not what their guards read from "
+                "other modules"
             )
     return None
 
