@@ -33,6 +33,7 @@ __all__ = [
     "main_guard",
     "named",
     "outermost_function",
+    "parents_of",
     "refs_of",
     "skip_label",
 ]
@@ -170,6 +171,11 @@ def bound_text(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) ->
 def skip_label(tree: ast.Module, stmt: ast.stmt) -> str:
     """The condition an early exit ``stmt`` before a statement puts on it."""
     return f"skip {ast.unparse(stmt)}{_bound(tree, stmt)}"
+
+
+def parents_of(tree: ast.Module) -> dict[int, ast.AST]:
+    """Each node of ``tree`` by id -> its parent (memoized per tree)."""
+    return _parents(tree)
 
 
 @lru_cache(maxsize=16)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from florsql.fold import fold
-from florsql.propagate.conditions import Ref
+from florsql.propagate.conditions import Ref, parents_of
 
 __all__ = [
     "added_modules",
@@ -651,7 +651,7 @@ def _called_from_elsewhere(text: str, name: str) -> _Params:
     except (SyntaxError, ValueError, RecursionError):
         return ()
     tree = src.tree
-    parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+    parents = parents_of(tree)
     defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     out: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
 
@@ -672,7 +672,7 @@ def _called_from_elsewhere(text: str, name: str) -> _Params:
                 add(fn_name, frozenset(), ())
             else:
                 params, positional = _signature(fn, parents)
-                add(fn_name, _guard_names(fn, log.stmt) & params, positional)
+                add(fn_name, _guard_names(fn, log.stmt, parents) & params, positional)
         exact = {k for k in out}  # (their guards' parameters are known: those alone)
         for fn in defs:
             if fn.name in exact:
@@ -717,13 +717,14 @@ def _signature(
     return frozenset({*positional, *(p.arg for p in a.kwonlyargs)}), tuple(positional)
 
 
-def _guard_names(fn: ast.FunctionDef | ast.AsyncFunctionDef, stmt: ast.stmt) -> frozenset[str]:
+def _guard_names(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef, stmt: ast.stmt, parents: dict[int, ast.AST]
+) -> frozenset[str]:
     """The names the guards around ``stmt`` in ``fn`` read (tests of ``if`` and ``while``,
     statements before it that may leave early), and those the assignments of ``fn`` binding
     them read in turn (3 deep)."""
     from florsql.propagate.conditions import leaves_early
 
-    parents = {id(c): p for p in ast.walk(fn) for c in ast.iter_child_nodes(p)}
     read: set[str] = set()
     node: ast.AST = stmt
     while node is not fn:
@@ -766,7 +767,7 @@ def _calls_of(text: str, functions: _Params) -> tuple[tuple[_Call, ...], frozens
     except (SyntaxError, ValueError, RecursionError):
         return (), frozenset()
     wanted = dict(functions)
-    parents = {id(c): p for p in ast.walk(src.tree) for c in ast.iter_child_nodes(p)}
+    parents = parents_of(src.tree)
     found: list[_Call] = []
     sink: set[Ref] = set()
     for node in ast.walk(src.tree):
