@@ -35,7 +35,7 @@ from florsql.record.inputs import imported_files, record_inputs, record_outputs
 from florsql.record.policy import CheckpointPolicy
 from florsql.record.values import normalize
 from florsql.record.watch import ENV_WATCH, WATCH
-from florsql.record.writer import EXIT_TIMEOUT, ROW_FILES, Writer
+from florsql.record.writer import EXIT_TIMEOUT, FLUSH_INTERVAL, ROW_FILES, Writer
 from florsql.store import layout, rundoc
 from florsql.store.fingerprints import InputFile, combined_digest
 from florsql.store.rows import INT, LOOP_SCALARS, Columns, NameTable, loop_scalar
@@ -43,9 +43,6 @@ from florsql.versions import files_at
 
 if TYPE_CHECKING:
     from florsql.code.effects import LoopFacts
-
-#: Minimum seconds between flushes at outermost-iteration ends (0: flush at every one).
-FLUSH_INTERVAL = float(os.environ.get("FLORSQL_FLUSH_INTERVAL", "0.1"))
 
 #: Names the ``logs`` relation uses for run metadata; a log or arg may not take them.
 RESERVED = frozenset({"projid", "run_id", "tstamp", "vid", "filename", "status"})
@@ -746,11 +743,15 @@ class Run:
                 self._checkpoint(scope, frame, "end")
         if frame.depth == 0:
             now = time.perf_counter()
-            # Very short outer iterations are coalesced so a 10k-iteration outermost loop does
-            # not write 10k files; a kill then loses at most the last FLUSH_INTERVAL of work.
+            # Very short outer iterations share a flush, so a 10k-iteration outermost loop
+            # does not write 10k files. Their rows still reach the disk within FLUSH_INTERVAL:
+            # the writer writes them up to the mark (before session 56 they waited for the
+            # next flush, so a kill in a long iteration lost the short ones before it).
             if now - self.last_flush >= FLUSH_INTERVAL:
                 self.last_flush = now
                 self.flush()
+            elif not self.inner_runs:  # (an inner run left open: its rows are not built)
+                self.writer.mark(self.rows)
 
     def _after_inner_loop(self, frame: _Frame, left: bool = False) -> None:
         if not self.frames:

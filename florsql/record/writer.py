@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from florsql.errors import RecordWarning
 from florsql.record import checkpoint as ckpt
 from florsql.store import layout
-from florsql.store.rows import Columns
+from florsql.store.rows import NO_ROWS, Columns
 from florsql.store.segments import Tagged, write_rows, write_segment
 
 if TYPE_CHECKING:
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 #: Set to 0 to write a recording run's rows as Arrow segments, converted on the writer thread
 #: (pyarrow imported at the run's first record call) instead of row files.
 ROW_FILES = os.environ.get("FLORSQL_ROW_FILES", "1") != "0"
+
+#: Seconds between writes of short outermost iterations' rows: the training thread hands its
+#: rows over at most this often, and the writer writes those of ended iterations handed over
+#: at most this long after they ended (a kill loses no more than that; session 56).
+FLUSH_INTERVAL = float(os.environ.get("FLORSQL_FLUSH_INTERVAL", "0.1"))
 
 #: Seconds a wait on the writer (at commit, at exit) lasts without the writer finishing a job.
 EXIT_TIMEOUT = float(os.environ.get("FLORSQL_EXIT_TIMEOUT", "30"))
@@ -67,6 +72,11 @@ class Writer:
         self.checkpoints = run_path / layout.CHECKPOINTS
         self.next_segment = first_segment
         self.pending: list[Rows] = []
+        #: (rows, lengths) where the training thread's latest outermost iteration ended in the
+        #: rows it still appends to (:meth:`mark`); the rows thread writes up to it
+        self.marked: tuple[Columns, int, int, int, int] | None = None
+        self._armed = False  # a write up to the mark is due (the training thread sets it)
+        self._due = threading.Event()  # wakes the timer thread
         self.run_json: dict[str, Any] | None = None
         self._run_json_submitted = 0  # run.json versions handed over (training thread)
         self._run_json_number = 0  # the version in self.run_json
@@ -96,11 +106,25 @@ class Writer:
         )
         self._thread.start()
         self._rows_thread.start()
+        self._timer: threading.Thread | None = None
 
     # -- called from the training thread -------------------------------------------------------
     def submit_batch(self, batch: Rows) -> None:
         self.logs_submitted += batch.log_count
-        self._rows.put(lambda: self._write_batch(batch))
+        self._rows.put(lambda: self._write_rest(batch))
+
+    def mark(self, rows: Columns) -> None:
+        """An outermost iteration ended, its rows left in ``rows`` (a short one's: no flush
+        each). Its rows and those before it are written within ``FLUSH_INTERVAL``, by the
+        rows thread, from the rows the training thread goes on appending to; before session
+        56 they waited for the next flush, so a kill in a long iteration lost them."""
+        self.marked = (rows, len(rows.log_key), len(rows.loop_s), len(rows.ends), len(rows.checks))
+        if not self._armed:
+            self._armed = True
+            if self._timer is None:
+                self._timer = threading.Thread(target=self._time, name="florsql-timer", daemon=True)
+                self._timer.start()
+            self._due.set()
 
     def submit_checkpoint(
         self,
@@ -179,7 +203,7 @@ class Writer:
         """What submitted so far is not on disk, in words; None when everything is."""
         parts = []
         logs = self.logs_submitted - self.logs_written
-        if logs or self.pending:
+        if logs > 0 or self.pending:
             parts.append(f"{logs} logged values")
         lost = self.checkpoints_lost + self.pending_checkpoints
         if lost:
@@ -220,6 +244,38 @@ class Writer:
                     self._warn(e)
                 with self._cpu_lock:
                     self.jobs_done += 1
+
+    def _time(self) -> None:
+        while True:  # once armed: a write up to the mark FLUSH_INTERVAL later
+            self._due.wait()
+            self._due.clear()
+            time.sleep(FLUSH_INTERVAL)
+            self._rows.put(self._write_marked)
+
+    def _write_marked(self) -> None:
+        # Disarmed first: an iteration ending from here on arms another write. The mark is read
+        # before anything else: every batch handed over before it (the rows before these) has
+        # its job ahead of this one in the queue, so rows reach files in order.
+        self._armed = False
+        marked = self.marked
+        if marked is None:
+            return
+        rows, stop = marked[0], marked[1:]
+        start = rows.written
+        if start is None:  # handed over and written whole since
+            return
+        if (start[0], start[4], start[8], start[9]) == stop:
+            return
+        piece, rows.written = rows.piece(start, stop)
+        self._write_batch(piece)
+
+    def _write_rest(self, batch: Rows) -> None:
+        """A batch handed over: what of it was not written up to a mark."""
+        if isinstance(batch, Columns):
+            start, batch.written = batch.written, None
+            if start is not None and start != NO_ROWS:
+                batch, _ = batch.piece(start)
+        self._write_batch(batch)
 
     def _write_batch(self, batch: Rows) -> None:
         self.pending.append(batch)

@@ -99,6 +99,9 @@ class Columns:
         self.ends: list[tuple[int, float]] = []
         #: (ctx, name, value) of replayed values compared with the records (replay only).
         self.checks: list[tuple[int, str, Any]] = []
+        #: the writer's: where the rows it wrote up to a mark end (:meth:`piece`); None once
+        #: the batch, handed over, is written whole
+        self.written: Offsets | None = NO_ROWS
 
     def __bool__(self) -> bool:
         return bool(self.log_key or self.loop_s or self.ends or self.checks)
@@ -191,6 +194,30 @@ class Columns:
         self.loop_s.extend(seconds)  # last: a row is whole once it has this column
 
     # -- the writer thread ---------------------------------------------------------------------
+    def piece(self, start: Offsets, stop: Sequence[int] | None = None) -> tuple[Columns, Offsets]:
+        """The rows from ``start`` (what :meth:`piece` returned last, ``NO_ROWS`` at first) to
+        ``stop`` (the lengths of ``log_key``, ``loop_s``, ``ends`` and ``checks`` at a moment
+        every row before it was whole; None: to the end), as a batch of their own, and where
+        they end. Read while the training thread appends past ``stop``: rows before it never
+        change once an outermost iteration has ended (:meth:`Writer.mark`)."""
+        log0, f0, i0, o0, loop0, lf0, li0, lo0, ends0, checks0 = start
+        if stop is None:
+            stop = (len(self.log_key), len(self.loop_s), len(self.ends), len(self.checks))
+        log1, loop1, ends1, checks1 = stop
+        out = Columns(self.names, self.first_seq + log0, self.clock_offset)
+        out.log_key = self.log_key[log0:log1]
+        out.log_ctx = self.log_ctx[log0:log1]
+        f1, i1, o1 = _stores(out.log_key, f0, i0, o0)
+        out.log_f, out.log_i, out.log_o = self.log_f[f0:f1], self.log_i[i0:i1], self.log_o[o0:o1]
+        out.loop_key = self.loop_key[loop0:loop1]
+        for name in ("loop_ctx", "loop_parent", "loop_iter", "loop_t", "loop_s"):
+            setattr(out, name, getattr(self, name)[loop0:loop1])
+        lf1, li1, lo1 = _stores(out.loop_key, lf0, li0, lo0)
+        out.loop_f, out.loop_i = self.loop_f[lf0:lf1], self.loop_i[li0:li1]
+        out.loop_o = self.loop_o[lo0:lo1]
+        out.ends, out.checks = self.ends[ends0:ends1], self.checks[checks0:checks1]
+        return out, (log1, f1, i1, o1, loop1, lf1, li1, lo1, ends1, checks1)
+
     def to_table(self) -> pa.Table:
         """The rows as one Arrow table in :func:`~florsql.store.segments.schema`."""
         import pyarrow as pa
@@ -297,6 +324,20 @@ _VTYPES_UTF8 = [v.encode() for v in _VTYPES]
 # -- building Arrow arrays from buffers (never pa.array: see the module docstring) -------------
 #: Scalar kinds a loop's item is kept as.
 LOOP_SCALARS = frozenset({int, float, str, bool})
+
+
+#: Where a batch's rows start, for :meth:`Columns.piece`: log rows, their float, int and other
+#: values, loop rows, their float, int and other items, ends, checks.
+Offsets = tuple[int, int, int, int, int, int, int, int, int, int]
+NO_ROWS: Offsets = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _stores(keys: array[int], f: int, i: int, o: int) -> tuple[int, int, int]:
+    """The float, int and other stores' ends past ``f``, ``i``, ``o`` after rows ``keys``."""
+    counts = [f, i, o, 0]
+    for key in keys:
+        counts[key & 3] += 1
+    return counts[0], counts[1], counts[2]
 
 
 def loop_scalar(item: Any) -> Any:
