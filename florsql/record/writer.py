@@ -77,6 +77,7 @@ class Writer:
         self.marked: tuple[Columns, int, int, int, int] | None = None
         self._armed = False  # a write up to the mark is due (the training thread sets it)
         self._due = threading.Event()  # wakes the timer thread
+        self._stopped = False
         self.run_json: dict[str, Any] | None = None
         self._run_json_submitted = 0  # run.json versions handed over (training thread)
         self._run_json_number = 0  # the version in self.run_json
@@ -104,9 +105,12 @@ class Writer:
         self._rows_thread = threading.Thread(
             target=self._work, args=(self._rows,), name="florsql-rows", daemon=True
         )
+        # started here, not at the first mark: no thread starts during training (nor at
+        # interpreter exit, where starting one fails)
+        self._timer = threading.Thread(target=self._time, name="florsql-timer", daemon=True)
         self._thread.start()
         self._rows_thread.start()
-        self._timer: threading.Thread | None = None
+        self._timer.start()
 
     # -- called from the training thread -------------------------------------------------------
     def submit_batch(self, batch: Rows) -> None:
@@ -121,9 +125,6 @@ class Writer:
         self.marked = (rows, len(rows.log_key), len(rows.loop_s), len(rows.ends), len(rows.checks))
         if not self._armed:
             self._armed = True
-            if self._timer is None:
-                self._timer = threading.Thread(target=self._time, name="florsql-timer", daemon=True)
-                self._timer.start()
             self._due.set()
 
     def submit_checkpoint(
@@ -188,6 +189,8 @@ class Writer:
         """Finish every job and end the thread; False if it was left (see :meth:`drain`)."""
         if not self.drain(timeout):
             return False
+        self._stopped = True
+        self._due.set()
         self._rows.put(None)
         self._jobs.put(None)
         self._rows_thread.join(1.0)
@@ -249,6 +252,8 @@ class Writer:
         while True:  # once armed: a write up to the mark FLUSH_INTERVAL later
             self._due.wait()
             self._due.clear()
+            if self._stopped:
+                return
             time.sleep(FLUSH_INTERVAL)
             self._rows.put(self._write_marked)
 
