@@ -123,7 +123,7 @@ class _Session:
         ``net`` that ``opt`` was made from. Names of modules are left out."""
         made: dict[str, set[str]] = {}
         modules = self.old.imported
-        for node in ast.walk(self.old.tree):
+        for node in self.old.nodes:
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target, value = node.targets[0], node.value
             elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -538,7 +538,16 @@ def _never_called(src: SourceFile, stmt: ast.stmt) -> bool:
     call, no reference): an old helper today's code calls and the old code left unused ran in
     no iteration of the run (session 54: it was taken for today's statement as it is, and the
     query answered nothing, said nowhere)."""
-    fn = outermost_function(src.tree, stmt)
+    home = src.homes.get(id(stmt))
+    if home is not None:  # its block knows the defs and classes around it (no parents map)
+        scopes = home[0].scopes
+        fn = next(
+            (s for s in scopes if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)), None
+        )
+        if any(isinstance(s, ast.ClassDef) for s in scopes):
+            fn = None
+    else:
+        fn = outermost_function(src.tree, stmt)
     if fn is None or fn.decorator_list or fn.name.startswith("__"):
         return False
     return not named(src.tree, fn.name)

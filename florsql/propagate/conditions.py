@@ -19,6 +19,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from florsql.propagate.source import tree_nodes
+
 if TYPE_CHECKING:
     from florsql.propagate.source import SourceFile
 
@@ -180,10 +182,29 @@ def parents_of(tree: ast.Module) -> dict[int, ast.AST]:
 
 @lru_cache(maxsize=16)
 def _parents(tree: ast.Module) -> dict[int, ast.AST]:
+    # one pass over the fields (ast.walk with iter_child_nodes took three times as long, the
+    # most of propagating into 100 versions); expression contexts (``Load``: shared leaves,
+    # no parent of their own) left out
     parents: dict[int, ast.AST] = {}
-    for each in ast.walk(tree):
-        for child in ast.iter_child_nodes(each):
-            parents[id(child)] = each
+    stack: list[ast.AST] = [tree]
+    pop, push, AST = stack.pop, stack.append, ast.AST
+    fields: dict[type, tuple[str, ...]] = {}
+    while stack:
+        node = pop()
+        kind = type(node)
+        names = fields.get(kind)
+        if names is None:
+            names = fields[kind] = tuple(f for f in kind._fields if f != "ctx")
+        for name in names:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for v in value:
+                    if isinstance(v, AST):
+                        parents[id(v)] = node
+                        push(v)
+            elif isinstance(value, AST):
+                parents[id(value)] = node
+                push(value)
     return parents
 
 
@@ -260,14 +281,20 @@ def _called_elsewhere(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionD
 def named(tree: ast.Module, name: str) -> bool:
     """Whether ``tree`` names ``name`` anywhere but a definition's own name: a name, an
     attribute or a string (``getattr(m, "evaluate")``, ``__all__``)."""
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and n.id == name:
-            return True
-        if isinstance(n, ast.Attribute) and n.attr == name:
-            return True
-        if isinstance(n, ast.Constant) and n.value == name:
-            return True
-    return False
+    return name in _names(tree)
+
+
+@lru_cache(maxsize=16)
+def _names(tree: ast.Module) -> frozenset[str]:
+    out: set[str] = set()
+    for n in tree_nodes(tree):
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            out.add(n.value)
+    return frozenset(out)
 
 
 def outermost_function(
@@ -307,12 +334,14 @@ def _named_method(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) 
     and ``self.validate(e)`` then call it)."""
     if fn.name == "forward" or (fn.name.startswith("__") and fn.name.endswith("__")):
         return False
-    same = [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == fn.name
-    ]
-    return len(same) == 1
+    return _function_names(tree).count(fn.name) == 1
+
+
+@lru_cache(maxsize=16)
+def _function_names(tree: ast.Module) -> tuple[str, ...]:
+    return tuple(
+        n.name for n in tree_nodes(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    )
 
 
 def _bound(tree: ast.Module, node: ast.AST, sink: set[Ref] | None = None) -> str:

@@ -171,7 +171,7 @@ class SourceFile:
     def nodes(self) -> tuple[ast.AST, ...]:
         """Every node of the tree in :func:`ast.walk` order, walked once (several questions
         below scan the whole file, and a walk costs more than the scans)."""
-        return walk(self.tree)
+        return tree_nodes(self.tree)
 
     @cached_property
     def identifiers(self) -> frozenset[str]:
@@ -407,6 +407,13 @@ def _collect(
         for body, frame in _bodies(stmt, src.aliases):
             if body:
                 _collect(src, body, (*chain, frame), inner)
+
+
+@lru_cache(maxsize=16)
+def tree_nodes(tree: ast.Module) -> tuple[ast.AST, ...]:
+    """:func:`walk` of a whole module, memoized (the tree's analyses and the conditions'
+    questions share one walk)."""
+    return walk(tree)
 
 
 def walk(tree: ast.AST) -> tuple[ast.AST, ...]:
