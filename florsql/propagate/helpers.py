@@ -15,6 +15,9 @@ from functools import cached_property, lru_cache
 
 from florsql.propagate.source import Block, Frame, HardKey, SourceFile, hard_key
 
+#: A word followed by ``(``: a definition's or a call's name.
+_CALLISH = re.compile(r"\b(\w+)\s*\(")
+
 
 def own_exprs(stmt: ast.stmt) -> list[ast.AST]:
     """The parts of ``stmt`` that run at its own line: all of a simple statement, a header."""
@@ -72,10 +75,12 @@ class Helpers:
         found: dict[str, list[int]] = {}
         if not self.src.defs:
             return found
-        names = "|".join(sorted(map(re.escape, self.src.defs), key=len, reverse=True))
-        pattern = re.compile(r"\b(" + names + r")\s*\(")
-        for line, match in self.src.lines_matching(pattern):
-            found.setdefault(match.group(1), []).append(line)
+        defs = self.src.defs
+        # every word before a ``(``, kept where it names a definition (an alternation of the
+        # names took 3 ms to compile, once per file: a third of placing into 100 versions)
+        for line, match in self.src.lines_matching(_CALLISH):
+            if match.group(1) in defs:
+                found.setdefault(match.group(1), []).append(line)
         return found
 
     def _call_site(self, name: str, definition: ast.stmt) -> ast.stmt | None:
