@@ -45,6 +45,10 @@ def test_numbers_mixed_with_text_are_said_where_read(tmp_path: Path) -> None:
     # a query not reading it, or a text-only name, says nothing of it
     assert not [m for m in _ask(repo, "SELECT max(epoch), max(opt) FROM logs")[1] if "loss" in m]
     assert not [m for m in _ask(repo, "SELECT max(opt) FROM logs")[1] if "VARCHAR" in m]
+    # ``count(*)`` reads no column (sweep AF, session 56: it said ``loss``); ``*`` does
+    for sql in ("SELECT count(*) FROM logs", "SELECT opt, count(*) FROM logs GROUP BY opt"):
+        assert not [m for m in _ask(repo, sql)[1] if "loss" in m], sql
+    assert [m for m in _ask(repo, "SELECT * FROM logs")[1] if "loss: VARCHAR" in m]
 
 
 def test_an_arg_given_as_text_by_another_script_is_said(tmp_path: Path) -> None:
