@@ -197,3 +197,55 @@ def test_pieces_up_to_marks_add_up_to_the_whole_batch(ops: list[tuple[str, objec
     whole = rows_of([rows.to_table().to_pylist()])
     assert rows_of([p.to_table().to_pylist() for p in pieces]) == whole
     assert sum(p.log_count for p in pieces) == rows.log_count
+
+
+COMMITTING = """
+import sys
+from pathlib import Path
+import florsql as flor
+block_at = flor.arg("block_at", -1)
+for epoch in flor.loop("epoch", range(8)):
+    flor.log("a", epoch)
+    if epoch == 2:
+        flor.commit()
+    if epoch == block_at:
+        Path("blocked").write_text(str(epoch))
+        sys.stdin.read()  # killed here
+flor.log("after", 1)
+"""
+
+
+def test_a_run_killed_after_a_commit_in_its_loop_reads_killed(tmp_path: Path) -> None:
+    """``flor.commit()`` at epoch 2 marked the run finished; killed in epoch 5, it read
+    ``finished`` (sweep AF, session 56), its lost epochs said nowhere. Records after a commit
+    make it running again: killed, it reads ``killed``; run to its end, ``finished`` with
+    every value."""
+    repo = make_repo(tmp_path / "c", {"train.py": COMMITTING})
+    done = run_script(repo, "train.py")
+    assert done.returncode == 0, done.stderr
+    killed = subprocess.Popen(
+        [sys.executable, "train.py", "--block_at", "5"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=script_env(),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (repo / "blocked").exists() or len(_logged(_run_dir(repo), "a")) < 5:
+            assert killed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
+    with Engine(repo) as eng:
+        runs = _rows(eng, "SELECT run_id, status FROM runs ORDER BY tstamp")
+        assert [r["status"] for r in runs] == ["finished", "killed"], runs
+        for run, want in zip(runs, (list(range(8)), list(range(5))), strict=True):
+            got = _rows(
+                eng, f"SELECT a FROM logs WHERE run_id = '{run['run_id']}' AND a IS NOT NULL"
+            )
+            assert sorted(r["a"] for r in got) == want
+        after = _rows(eng, "SELECT run_id FROM logs WHERE after = 1")
+        assert [r["run_id"] for r in after] == [runs[0]["run_id"]]

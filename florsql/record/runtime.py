@@ -751,6 +751,8 @@ class Run:
                 self.last_flush = now
                 self.flush()
             elif not self.inner_runs:  # (an inner run left open: its rows are not built)
+                if self.finished:
+                    self._reopen()
                 self.writer.mark(self.rows)
 
     def _after_inner_loop(self, frame: _Frame, left: bool = False) -> None:
@@ -895,6 +897,8 @@ class Run:
             rows.log(*foreign.popleft())
         if not rows:
             return
+        if self.finished:
+            self._reopen()
         rows.first_seq = self.seq
         self.seq += rows.log_count
         self.rows = Columns(self.names, first_seq=self.seq)
@@ -925,6 +929,16 @@ class Run:
         self.doc["torch"] = self.doc["torch"] or _torch_version()
         return True
 
+    def _reopen(self) -> None:
+        """Records after ``flor.commit()``: the run is running again until it ends (session
+        56, sweep AF: one committed in its loop and killed later read ``finished``, the lost
+        iterations said nowhere). run.json says so before the rows reach the disk."""
+        self.finished = False
+        self.doc["status"] = "running"
+        self.doc["error"] = None
+        self.doc["ended"] = None
+        self.writer.submit_run_json(self.doc)
+
     def commit(self, status: str = "finished", error: dict[str, Any] | None = None) -> None:
         """Flush and mark the run ``status``. Every wait on the writer is bounded (see
         :meth:`Writer.drain`); ``self.drained`` says whether the writer kept up."""
@@ -939,7 +953,13 @@ class Run:
         drained = self.writer.drain()
         self.doc["writer_cpu_seconds"] = round(self.writer.cpu_seconds, 6)
         self.writer.submit_run_json(self.doc)
-        self.drained = drained and self.writer.drain()
+        # (left behind a stuck checkpoint: run.json, on the rows' own thread, is still waited
+        # for, briefly, so the run's status reaches the disk)
+        if drained:
+            self.drained = self.writer.drain()
+        else:
+            self.writer.rows_written()
+            self.drained = False
         self.finished = True
 
     def _prefetch_facts(self) -> None:
@@ -1212,6 +1232,8 @@ class Lifecycle:
             run.commit("finished")
         else:  # flor.commit() ran: write what was logged after it
             run.flush()
+            if not run.finished:  # (it was: the run is finished again)
+                run.commit("finished")
         drained = run.drained and run.writer.stop()
         missing = run.writer.unwritten()
         if missing:
