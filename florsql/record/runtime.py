@@ -931,7 +931,7 @@ class Run:
 
     def _reopen(self) -> None:
         """Records after ``flor.commit()``: the run is running again until it ends (session
-        56, sweep AF: one committed in its loop and killed later read ``finished``, the lost
+        56, sweep AG: one committed in its loop and killed later read ``finished``, the lost
         iterations said nowhere). run.json says so before the rows reach the disk."""
         self.finished = False
         self.doc["status"] = "running"
