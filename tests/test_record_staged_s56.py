@@ -217,7 +217,7 @@ flor.log("after", 1)
 
 def test_a_run_killed_after_a_commit_in_its_loop_reads_killed(tmp_path: Path) -> None:
     """``flor.commit()`` at epoch 2 marked the run finished; killed in epoch 5, it read
-    ``finished`` (sweep AF, session 56), its lost epochs said nowhere. Records after a commit
+    ``finished`` (sweep AG, session 56), its lost epochs said nowhere. Records after a commit
     make it running again: killed, it reads ``killed``; run to its end, ``finished`` with
     every value."""
     repo = make_repo(tmp_path / "c", {"train.py": COMMITTING})
