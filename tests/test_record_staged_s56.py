@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from florsql.engine.session import Engine
+from florsql.record.writer import Writer
 from florsql.store.rows import NO_ROWS, Columns, NameTable
 from florsql.store.segments import list_segments, read_segments
 from tests.helpers import make_repo, run_script, script_env, write
@@ -249,3 +251,36 @@ def test_a_run_killed_after_a_commit_in_its_loop_reads_killed(tmp_path: Path) ->
             assert sorted(r["a"] for r in got) == want
         after = _rows(eng, "SELECT run_id FROM logs WHERE after = 1")
         assert [r["run_id"] for r in after] == [runs[0]["run_id"]]
+
+
+def test_rows_reach_files_in_order_when_a_mark_overtakes_a_batch(tmp_path: Path) -> None:
+    """The timer's write up to a mark can be queued before the batch the training thread
+    hands over next, and run after the training thread marked the batch after it: the marked
+    rows were written first, ahead of the handed batch's rest, so a kill between the two
+    writes left a gap on disk. Now the handed batch goes first, and the files, read in order,
+    hold the rows in the order they were logged."""
+    run = tmp_path / "run"
+    (run / "segments").mkdir(parents=True)
+    writer = Writer(run, row_files=True)
+    names = NameTable()
+    key = names.key("x")
+    gate = threading.Event()
+    writer._rows.put(gate.wait)  # the rows thread busy: what follows queues behind it
+    first = Columns(names)
+    for i in range(3):
+        first.log(i + 1, key, float(i))
+    writer.mark(first)
+    writer._rows.put(writer._write_marked)  # the timer's job, queued now
+    for i in range(3, 5):
+        first.log(i + 1, key, float(i))
+    second = Columns(names, first_seq=first.log_count)
+    writer.submit_batch(first)  # a flush: handed over (queued behind the timer's job)
+    second.log(6, key, 5.0)
+    writer.mark(second)  # the next short iteration ended
+    gate.set()
+    assert writer.stop(timeout=30)
+    files = list_segments(run / "segments")
+    values = [r["v_float"] for f in files for r in read_segments([f]).to_pylist()]
+    seqs = [r["seq"] for f in files for r in read_segments([f]).to_pylist()]
+    assert values == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0][: len(values)] and len(values) >= 5
+    assert seqs == sorted(seqs)

@@ -78,6 +78,9 @@ class Writer:
         self._armed = False  # a write up to the mark is due (the training thread sets it)
         self._due = threading.Event()  # wakes the timer thread
         self._stopped = False
+        self._handed = 0  # batches handed over (training thread)
+        self._handed_written = 0  # of them, written (rows thread)
+        self._deferred = False  # a write up to the mark waits for a batch handed before it
         self.run_json: dict[str, Any] | None = None
         self._run_json_submitted = 0  # run.json versions handed over (training thread)
         self._run_json_number = 0  # the version in self.run_json
@@ -115,6 +118,7 @@ class Writer:
     # -- called from the training thread -------------------------------------------------------
     def submit_batch(self, batch: Rows) -> None:
         self.logs_submitted += batch.log_count
+        self._handed += 1
         self._rows.put(lambda: self._write_rest(batch))
 
     def mark(self, rows: Columns) -> None:
@@ -263,6 +267,13 @@ class Writer:
         # its job ahead of this one in the queue, so rows reach files in order.
         self._armed = False
         marked = self.marked
+        if self._handed != self._handed_written:
+            # a batch handed over before the marked rows began is still queued behind this
+            # job (the training thread hands one over before it marks the next): it is written
+            # first, then these (:meth:`_write_rest`), so the files hold the rows in order
+            self._deferred = True
+            return
+        self._deferred = False
         if marked is None:
             return
         rows, stop = marked[0], marked[1:]
@@ -281,6 +292,9 @@ class Writer:
             if start is not None and start != NO_ROWS:
                 batch, _ = batch.piece(start)
         self._write_batch(batch)
+        self._handed_written += 1
+        if self._deferred and self._handed_written == self._handed:
+            self._write_marked()
 
     def _write_batch(self, batch: Rows) -> None:
         self.pending.append(batch)
