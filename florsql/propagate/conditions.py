@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from florsql.propagate.source import tree_nodes
+from florsql.propagate.source import tree_nodes, walk
 
 if TYPE_CHECKING:
     from florsql.propagate.source import SourceFile
@@ -186,25 +186,7 @@ def _parents(tree: ast.Module) -> dict[int, ast.AST]:
     # most of propagating into 100 versions); expression contexts (``Load``: shared leaves,
     # no parent of their own) left out
     parents: dict[int, ast.AST] = {}
-    stack: list[ast.AST] = [tree]
-    pop, push, AST = stack.pop, stack.append, ast.AST
-    fields: dict[type, tuple[str, ...]] = {}
-    while stack:
-        node = pop()
-        kind = type(node)
-        names = fields.get(kind)
-        if names is None:
-            names = fields[kind] = tuple(f for f in kind._fields if f != "ctx")
-        for name in names:
-            value = getattr(node, name, None)
-            if isinstance(value, list):
-                for v in value:
-                    if isinstance(v, AST):
-                        parents[id(v)] = node
-                        push(v)
-            elif isinstance(value, AST):
-                parents[id(value)] = node
-                push(value)
+    walk(tree, parents)
     return parents
 
 
