@@ -66,15 +66,11 @@ def _logged(run: Path | None, name: str) -> list[float]:
     return [r["v_float"] for r in table if r["kind"] == "log" and r["name"] == name]
 
 
-def test_short_iterations_reach_the_disk_while_a_long_one_runs(tmp_path: Path) -> None:
-    """Epochs 0-3 end within milliseconds (one file for them all, not one each); epoch 4 waits.
-    Their rows are on disk without epoch 4 ending, and a kill there keeps them: the run's
-    ``w`` and ``loss`` equal a finished run's over epochs 0-3."""
-    repo = make_repo(tmp_path / "r", {"train.py": SCRIPT})
-    full = run_script(repo, "train.py")
-    assert full.returncode == 0, full.stderr
+def _kill_while_blocked(repo: Path, epoch: int, name: str) -> Path:
+    """Run ``train.py --block_at epoch``; once it waits in that epoch and the ``name`` values
+    of the epochs before are on disk (events, not sleeps), SIGKILL it. Its run folder."""
     killed = subprocess.Popen(
-        [sys.executable, "train.py", "--block_at", "4"],
+        [sys.executable, "train.py", "--block_at", str(epoch)],
         cwd=repo,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -83,23 +79,33 @@ def test_short_iterations_reach_the_disk_while_a_long_one_runs(tmp_path: Path) -
     )
     try:
         deadline = time.monotonic() + 120
-        # events, not sleeps: the blocked file, then the four epochs' rows in the segments
-        while not (repo / "blocked").exists() or len(_logged(_run_dir(repo), "w")) < 4:
+        while not (repo / "blocked").exists() or len(_logged(_run_dir(repo), name)) < epoch:
             assert killed.poll() is None, killed.stderr.read() if killed.stderr else ""
             assert time.monotonic() < deadline, (
-                "the rows of epochs 0-3 never reached the disk while epoch 4 ran: "
-                f"{_logged(_run_dir(repo), 'w')}"
+                f"the rows of the epochs before {epoch} never reached the disk while it ran: "
+                f"{_logged(_run_dir(repo), name)}"
             )
             time.sleep(0.02)
-        run = _run_dir(repo)
-        assert run is not None
-        # epochs 0-3 shared files: fewer than one per epoch (the first epoch flushes alone)
-        assert len(list_segments(run / "segments")) < 4
     finally:
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=60)
         if killed.stderr:
             killed.stderr.close()
+    run = _run_dir(repo)
+    assert run is not None
+    return run
+
+
+def test_short_iterations_reach_the_disk_while_a_long_one_runs(tmp_path: Path) -> None:
+    """Epochs 0-3 end within milliseconds (one file for them all, not one each); epoch 4 waits.
+    Their rows are on disk without epoch 4 ending, and a kill there keeps them: the run's
+    ``w`` and ``loss`` equal a finished run's over epochs 0-3."""
+    repo = make_repo(tmp_path / "r", {"train.py": SCRIPT})
+    full = run_script(repo, "train.py")
+    assert full.returncode == 0, full.stderr
+    run = _kill_while_blocked(repo, 4, "w")
+    # epochs 0-3 shared files: fewer than one per epoch (the first epoch flushes alone)
+    assert len(list_segments(run / "segments")) < 4
     with Engine(repo) as eng:
         status = {r["run_id"]: r["status"] for r in _rows(eng, "SELECT run_id, status FROM runs")}
         killed_id = next(r for r, s in status.items() if s == "killed")
@@ -225,22 +231,7 @@ def test_a_run_killed_after_a_commit_in_its_loop_reads_killed(tmp_path: Path) ->
     repo = make_repo(tmp_path / "c", {"train.py": COMMITTING})
     done = run_script(repo, "train.py")
     assert done.returncode == 0, done.stderr
-    killed = subprocess.Popen(
-        [sys.executable, "train.py", "--block_at", "5"],
-        cwd=repo,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=script_env(),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (repo / "blocked").exists() or len(_logged(_run_dir(repo), "a")) < 5:
-            assert killed.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.wait(timeout=60)
+    _kill_while_blocked(repo, 5, "a")
     with Engine(repo) as eng:
         runs = _rows(eng, "SELECT run_id, status FROM runs ORDER BY tstamp")
         assert [r["status"] for r in runs] == ["finished", "killed"], runs
