@@ -446,6 +446,18 @@ def _again_elsewhere(result: Propagation, session: _Session) -> dict[str, str]:
     return out
 
 
+def _ordinal(block: Block, src: SourceFile) -> tuple[int, int]:
+    """``block``'s place among the blocks of ``src`` under the same frames (kinds, names and
+    headers), in file order, and their number (:func:`locate`'s tie between alike blocks)."""
+    key = tuple(f.label for f in block.chain)
+    alike = sorted(
+        (b for b in src.blocks if b.stmts and tuple(f.label for f in b.chain) == key),
+        key=lambda b: b.first_line(0),
+    )
+    k = next((i for i, b in enumerate(alike) if b is block), 0)
+    return k, len(alike)
+
+
 def _present(target: LogStatement, session: _Session) -> bool:
     """Whether today's statement ``target`` is in the old version as it is, in the block it
     belongs in (found by the statements around it, as a placement would be)."""
@@ -453,7 +465,8 @@ def _present(target: LogStatement, session: _Session) -> bool:
     chains = session.new_helpers.variants(target.block)
     before, after = session.context(target.block, target.index)
     today = frozenset(session.new.defs)
-    spot = locate(chains, before, after, session.old_helpers, today)
+    ordinal = _ordinal(target.block, session.new)
+    spot = locate(chains, before, after, session.old_helpers, today, ordinal)
     if isinstance(spot, Miss):  # alone in its block (``if do_eval:`` around it): by itself
         found = locate_twin(chains, session.old_helpers, lambda o: ast.dump(o) == mine, today)
         return found is not None and _same_conditions(
@@ -691,7 +704,9 @@ def _plan(
     before, after = session.context(target.block, target.index)
     chains = session.new_helpers.variants(target.block)
     today = frozenset(session.new.defs)
-    spot = locate(chains, before, after, session.old_helpers, today)
+    spot = locate(
+        chains, before, after, session.old_helpers, today, _ordinal(target.block, session.new)
+    )
     if (
         isinstance(spot, Spot)
         and target is log

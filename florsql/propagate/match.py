@@ -173,9 +173,11 @@ def locate(
     after: Sequence[str],
     helpers: Helpers,
     today: frozenset[str] = frozenset(),
+    ordinal: tuple[int, int] | None = None,
 ) -> Spot | Miss:
     """The old block and slot for a statement with these chains and neighbours (``today``:
-    the functions today's file defines, see :func:`_candidates`)."""
+    the functions today's file defines, see :func:`_candidates`; ``ordinal``: its block is
+    the k-th of n blocks of today's file under the same frames, see below)."""
     scored = [
         _Scored(block, match, choose_slot(before, after, block.norms))
         for block, match in _candidates(new_chains, helpers, today)
@@ -205,6 +207,18 @@ def locate(
         own = [s for s in (top, *rivals) if match_chains(new_chains[0], s.block.chain)]
         if len(own) == 1 and own[0].choice.ok and len(new_chains) > 1:
             top, rivals = own[0], []
+    if rivals and ordinal is not None:
+        # blocks alike but for literals, one after the other (two phases of one script, each
+        # ``for epoch in flor.loop("epoch", ...)``, today's statement at the end of both): as
+        # many tie in the old file as today's file has under the same frames, so the k-th goes
+        # to the k-th, in order, as the versions' other lines align (sweep AH, session 56:
+        # "ambiguous: 2 equally good places", where each statement had one)
+        tied = sorted((top, *rivals), key=lambda s: s.block.first_line(0))
+        k, n = ordinal
+        if len(tied) == n > 1 and all(s.choice.ok and s.block.stmts for s in tied):
+            pick = tied[k]
+            assert pick.choice.slot is not None
+            return Spot(pick.block, pick.choice.slot)
     if not top.choice.ok or rivals:
         lines = _tied_lines(top) + [line for r in rivals for line in _tied_lines(r)]
         shown = ", ".join(str(n) for n in sorted(set(lines)))
