@@ -21,7 +21,11 @@ guarded leaves the old behaviour: coverage by any recorded value):
 - the call is a statement of its own, or the value of an assignment (``cond and flor.log(...)``,
   ``... if c else ...``, a comprehension or a lambda around it is a guard);
 - inside a function, the function's body is read the same way, and every call of it the file
-  makes (by name, 4 calls deep) must run in every iteration of its own loop.
+  makes (by name, 4 calls deep) must run in every iteration of its own loop;
+- where the file has several ``flor.loop`` loops of one name (two training phases, each
+  ``for epoch in flor.loop("epoch", ...)``), statements of the name run in every iteration of
+  each: iterations are known by the loop's name and index, so an iteration without a value may
+  be the other loop's.
 """
 
 from __future__ import annotations
@@ -91,7 +95,25 @@ def every_iteration(text: str) -> frozenset[str]:
                 callee = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
                 calls.setdefault(callee, []).append(node)
     walker = _Walker(scanner, parents, functions, calls, _suppressing(module), module)
-    return frozenset(name for name, call in logs if walker.every_iteration(call, 0))
+    held: dict[str, set[ast.AST]] = {}  # name -> the flor.loop nodes it runs in every iteration of
+    for name, call in logs:
+        loops = walker.loops_of(call, 0)
+        if loops is not None:
+            held.setdefault(name, set()).update(loops)
+    # Iterations are told apart by the loop's name and index only: where the file has another
+    # flor.loop of the same name (two phases, each ``for epoch in flor.loop("epoch", ...)``)
+    # whose iterations the statement does not run in, an iteration of that name without a
+    # value may be one of the other loop's (session 57: "last2: NULL at epoch 3 ... the old
+    # code does not get to it" where epoch 3 was the first phase's).
+    label: dict[ast.AST, str] = {}  # each flor.loop ``for`` of the file -> its name, folded
+    for node in ast.walk(module):
+        if walker._flor_loop(node):
+            label[node] = fold(str(scanner._loop_name(node.iter)))  # type: ignore[attr-defined,union-attr]
+    return frozenset(
+        name
+        for name, loops in held.items()
+        if all(other in loops for other, n in label.items() if n in {label[x] for x in loops})
+    )
 
 
 class _Walker:
@@ -120,30 +142,43 @@ class _Walker:
         """Whether ``call`` runs each time the body of its ``flor.loop`` (or, in a function,
         of each loop its calls run in) runs, or, in one branch of an ``if``, the other branch
         logs ``name`` too (the log's name, folded)."""
+        return self.loops_of(call, depth, name) is not None
+
+    def loops_of(self, call: ast.Call, depth: int, name: str = "") -> frozenset[ast.AST] | None:
+        """The ``flor.loop`` ``for`` nodes ``call`` runs in every iteration of (through the
+        calls of the function holding it), as :meth:`every_iteration`; None where it does not."""
         name = name or fold(self.scanner._flor_call(call, "log") or "")  # type: ignore[attr-defined]
         stmt = self._statement_of(call)
         if stmt is None:
-            return False
+            return None
         node: ast.AST = stmt
         while True:
             parent = self.parents.get(node)
             if parent is None:
-                return False  # the module's top level: no loop around it
+                return None  # the module's top level: no loop around it
             if not self._reached(parent, node, name):
-                return False
+                return None
             if self._flor_loop(parent):
-                return True  # (``_reached`` took it by its body)
+                return frozenset((parent,))  # (``_reached`` took it by its body)
             if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef):
                 return self._each_call(parent, depth, name)
             node = parent
 
-    def _each_call(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int, name: str) -> bool:
+    def _each_call(
+        self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int, name: str
+    ) -> frozenset[ast.AST] | None:
         if depth >= _DEPTH or len(self.functions.get(fn.name, ())) != 1:
-            return False  # too deep, or two functions of one name: which is called is unknown
+            return None  # too deep, or two functions of one name: which is called is unknown
         if any(not _plain_decorator(d, self.through) for d in fn.decorator_list):
-            return False  # a decorator may skip the call (``@every(2)``: sweep Z2 F2)
+            return None  # a decorator may skip the call (``@every(2)``: sweep Z2 F2)
         sites = [c for c in self.calls.get(fn.name, ()) if not _inside(c, fn, self.parents)]
-        return bool(sites) and all(self.every_iteration(c, depth + 1, name) for c in sites)
+        out: set[ast.AST] = set()
+        for site in sites:
+            loops = self.loops_of(site, depth + 1, name)
+            if loops is None:
+                return None
+            out |= loops
+        return frozenset(out) if sites else None
 
     def _logs_always(self, block: list[ast.stmt], name: str) -> bool:
         """Whether ``block`` logs ``name`` each time it runs: a statement of it that is a log
