@@ -255,6 +255,8 @@ def _unstored(
                     ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id
                     WHERE r.run_id = p.run_id AND {fold_sql("r.name")} = p.name
                     AND c.outer_loop = p.outer_loop AND c.outer_iteration = p.outer_iteration)
+                AND NOT EXISTS (SELECT 1 FROM __flor_times t WHERE t.run_id = p.run_id
+                    AND t.loop_name = p.outer_loop AND t.entries > 1)
                 GROUP BY p.name"""
         ).fetchall()
     except Exception as e:  # an index built before __flor_replayed: nothing to say

@@ -542,6 +542,11 @@ def unstored_lines(con: Any, catalog: Any, plans: list[ReplayPlan]) -> list[str]
                             ON c.run_id = r.run_id AND c.ctx_id = r.ctx_id
                             WHERE r.run_id = n.run_id AND {fold_sql("r.name")} = n.name
                             AND c.outer_loop = n.loop AND c.outer_iteration = n.it)
+            -- a run that entered the loop more than once numbers each pass's iterations
+            -- alike: an iteration without a value may be another pass's (a second phase's
+            -- flor.loop("epoch") in another file), as the planner's coverage rule says
+            AND NOT EXISTS (SELECT 1 FROM __flor_times t WHERE t.run_id = n.run_id
+                            AND t.loop_name = n.loop AND t.entries > 1)
             GROUP BY n.run_id, n.name, n.loop ORDER BY n.run_id, n.name, n.loop"""
     ).fetchall()
     out = []
