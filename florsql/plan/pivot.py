@@ -216,7 +216,8 @@ def _by_map(catalog: Catalog, having: str | None, where: str) -> str:
     flag = f", ({having}) AS hv" if having and having != "false" else ""
     last = (
         "SELECT run_id, ctx_id, s.k AS k, arg_max_null({'vtype': vtype, 'value_int': value_int, "
-        f"'value_float': value_float, 'value_str': value_str}}, seq) AS rec{flag}\n"
+        "'value_float': value_float, 'value_str': value_str, 'neg': signbit(value_float)}, seq) "
+        f"AS rec{flag}\n"
         f"      FROM all_log_records JOIN (VALUES {pairs}) AS s(spelling, k) ON s.spelling = name"
         f"{where} GROUP BY run_id, ctx_id, s.k"
     )
@@ -236,9 +237,23 @@ def _by_map(catalog: Catalog, having: str | None, where: str) -> str:
             columns.append(f"CASE WHEN {rec} IS NOT NULL THEN true END AS {_inner(a)}")
             continue
         sql_type = expr.split("arg_max_null(", 1)[1].split(", seq)", 1)[0]
-        value = sql_type
-        for field in ("vtype", "value_int", "value_float", "value_str"):
-            value = re.sub(rf"\b{field}\b", f"({rec}.{field})", value)
+        # DuckDB 2.0's arg_max of a STRUCT keeps its fields as sort keys, which read -0.0 as
+        # 0.0 (session 57, sweep AJ: a logged -0.0 read 0.0, and 1/z inf, once the repository
+        # had 48 names): the sign comes back from ``neg``. One pass: a replacement is never
+        # read again (a log named ``value_str`` is in ``rec``'s key)
+        fields = {
+            "vtype": f"{rec}.vtype",
+            "value_int": f"{rec}.value_int",
+            "value_float": (
+                f"CASE WHEN {rec}.neg THEN -abs({rec}.value_float) ELSE {rec}.value_float END"
+            ),
+            "value_str": f"{rec}.value_str",
+        }
+        value = re.sub(
+            r"\b(vtype|value_int|value_float|value_str)\b",
+            lambda m, fields=fields: f"({fields[m.group(1)]})",
+            sql_type,
+        )
         columns.append(f"{value} AS {_inner(a)}")
     return f"SELECT {', '.join(columns)} FROM ({gathered}) g"
 

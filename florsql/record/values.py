@@ -10,8 +10,6 @@ from typing import Any
 from florsql.errors import RecordWarning
 from florsql.store.segments import Tagged
 
-#: Lists and dicts larger than this (as JSON text) are stored as their repr instead.
-MAX_JSON_CHARS = 64 * 1024
 _PLAIN = (int, float, str, bool, type(None))
 
 
@@ -30,7 +28,9 @@ def normalize(name: str, value: Any, warned: set[str]) -> Any:
             text = json.dumps(value, default=_json_default, allow_nan=True)
         except (TypeError, ValueError):
             text = None
-        if text is not None and len(text) <= MAX_JSON_CHARS:
+        if text is not None:
+            # any size: a list that grows each epoch stays JSON (session 57, sweep AJ: past 64 KB
+            # it was stored as its repr, as large, and `json_array_length` failed the query)
             return Tagged("json", text)
     if name not in warned:
         warned.add(name)
@@ -39,7 +39,7 @@ def normalize(name: str, value: Any, warned: set[str]) -> Any:
             f"repr (log numbers, strings, 0-d tensors, or small lists/dicts to keep them "
             f"queryable)",
             RecordWarning,
-            stacklevel=3,
+            stacklevel=4,  # the script's line: normalize < Run.log < flor.log < the script
         )
     try:
         return Tagged("repr", repr(value))
@@ -71,13 +71,20 @@ def _plain(value: Any) -> Any:
 def _as_scalar(value: Any) -> Any:
     """A Python scalar for numpy scalars and one-element torch tensors/numpy arrays, else _NO."""
     module = type(value).__module__
-    if module == "torch" and "torch" in sys.modules:
+    if module.startswith("torch") or (module not in ("builtins", "numpy") and _is_tensor(value)):
+        # (an ``nn.Parameter``, any Tensor subclass: session 57, sweep AJ: a learned
+        # temperature ``flor.log("t", net.temp)`` was stored as "Parameter containing: ...")
+        if not _is_tensor(value):
+            return _NO
         try:
             if value.numel() == 1 and value.dim() <= 1:
-                return _plain(value.detach().item())
+                got = value.detach().item()
+            else:
+                return _NO
         except Exception:
             return _NO
-        return _NO
+        # a complex tensor: its repr, with the warning Python's and numpy's complex values get
+        return _plain(got) if isinstance(got, _PLAIN) else _NO
     if module == "numpy" and "numpy" in sys.modules:
         item = getattr(value, "item", None)
         shape = getattr(value, "shape", None)
@@ -94,6 +101,11 @@ def _as_scalar(value: Any) -> Any:
             # 45: stored as text without a word, where Python's complex and datetime warned)
             return _NO
     return _NO
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _json_default(obj: Any) -> Any:
