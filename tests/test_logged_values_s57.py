@@ -108,3 +108,36 @@ def test_minus_zero_and_field_names_with_many_log_names(tmp_path: Path) -> None:
     assert [math.copysign(1, r[0]) for r in many] == [-1, -1]  # (0.0 == -0.0: the sign)
     signs = _rows(repo, "SELECT epoch, 1 / zz FROM logs WHERE epoch IS NOT NULL ORDER BY 1, 2")
     assert signs == [(0, math.inf), (0, math.inf), (1, -math.inf), (1, -math.inf)]
+
+
+TRAIN = """import torch
+import florsql as flor
+torch.manual_seed(0)
+net = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+x, y = torch.randn(16, 3), torch.randn(16, 1)
+with flor.checkpointing(model=net, optimizer=opt):
+    for epoch in flor.loop("epoch", range(3)):
+        loss = ((net(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        flor.log("loss", loss.item()){new}
+"""
+
+
+def test_a_replayed_parameter_is_the_number_a_run_logs(tmp_path: Path) -> None:
+    from tests.helpers import git, write
+
+    new = '\n        flor.log("bias", net.bias)'
+    sql = "SELECT epoch, bias FROM logs ORDER BY epoch"
+    oracle = make_repo(tmp_path / "o", {"train.py": TRAIN.format(new=new)})
+    run_script(oracle, "train.py")
+    want = _rows(oracle, sql)
+    assert len(want) == 3 and all(isinstance(b, float) for _, b in want), want
+    repo = make_repo(tmp_path / "r", {"train.py": TRAIN.format(new="")})
+    run_script(repo, "train.py")
+    write(repo / "train.py", TRAIN.format(new=new))
+    git(repo, "commit", "-qam", "today")
+    with florsql.connect(repo) as con:
+        assert con.cursor().execute(sql).fetchall() == want

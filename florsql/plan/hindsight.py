@@ -427,6 +427,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: another place (before the update of what it reads, today's after it: the odd epochs took
 #: today's placement, silently); the statements both versions have that may change what it
 #: logs must lie on the same side of both (``florsql.plan.guards.other_statement``).
+#: 48 (session 57, sweep AJ): a replayed ``flor.log`` of an ``nn.Parameter`` (any Tensor
+#: subclass) of one element stores the number (was its repr, "Parameter containing: ..."),
+#: and a list or dict past 64 KB its JSON (was its repr).
 REPLAY_RULES = _STORED_RULES
 
 
