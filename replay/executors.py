@@ -253,12 +253,17 @@ class _Zygote:
         self.proc: subprocess.Popen[str] | None = None
         self.loaded: set[str] = set()
         self.lock = threading.Lock()  # a prewarm thread and a replay may both start it
+        self.closed = False
 
     def ensure(self, modules: list[str]) -> subprocess.Popen[str]:
         with self.lock:
             return self._ensure(modules)
 
     def _ensure(self, modules: list[str]) -> subprocess.Popen[str]:
+        if self.closed:
+            # (a prewarm thread that got here after its executor closed would start a
+            # worker nothing ends: its pipes left to the collector, session 57)
+            raise ReplayError("the replay executor is closed")
         if self.proc is not None and self.proc.poll() is None:
             missing = [m for m in modules if m not in self.loaded]
             if missing:
@@ -330,6 +335,11 @@ class _Zygote:
         self._send(_message(task))
 
     def close(self) -> None:
+        with self.lock:  # after a start in progress (a prewarm thread's), and none after it
+            self.closed = True
+            self._close()
+
+    def _close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 self._send({"quit": True})

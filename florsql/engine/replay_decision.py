@@ -422,8 +422,9 @@ def _unplaceable(engine: Engine, plan: ReplayPlan, messages: Messages) -> None:
                 engine,
                 messages,
                 f"version {v.vid[:12]} of {v.filename} cannot compute "
-                f"{', '.join(v.unplaceable)} (no run of it recorded that loop: the code never "
-                "reached it, or the run was killed or failed before); NULL",
+                f"{', '.join(v.unplaceable)} (its runs that lack it never entered its loop: "
+                "their code did not get there, and replay runs the old code's own branches); "
+                "NULL",
                 FlorWarning,
             )
 

@@ -121,8 +121,9 @@ def _version(v: VersionReplay) -> list[str]:
     lines.append(f"    inner loops skipped: {', '.join(v.skip_inner) or 'none'}")
     if v.unplaceable:
         lines.append(
-            f"    cannot place: {', '.join(v.unplaceable)} (no run of this version recorded that "
-            "loop: the code never reached it, or the run was killed or failed before; NULL)"
+            f"    cannot place: {', '.join(v.unplaceable)} (the runs of this version that lack it "
+            "never entered its loop: their code did not get there, and replay runs the old "
+            "code's own branches; NULL)"
         )
     for name, why in v.unplaced:
         lines.append(f"    cannot place: {name} ({why}); NULL")

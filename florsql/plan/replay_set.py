@@ -16,6 +16,7 @@ replay stores), so a later, wider query finds nothing half-computed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,9 +240,6 @@ def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRo
     state, would compute nothing (session 53: every run of today's code was replayed in each
     iteration its own guard skipped, once some older run lacked the name). A run that failed,
     was killed or is still running keeps its needs (what it never reached is decided there)."""
-    from florsql.propagate.modules import guard_modules_differ
-    from florsql.versions import text_reader
-
     runs = sorted({n.run_id for n in needs})
     if not runs:
         return needs
@@ -253,40 +251,46 @@ def _without_today_s_code(state: PlanState, needs: list[NeedRow]) -> list[NeedRo
             [runs],
         ).fetchall()
     }
+    ran = _ran_today_s_files(state)
+    kept = []
+    for need in needs:
+        if need.run_id in finished and ran(
+            need.vid, need.filename, finished[need.run_id], need.name
+        ):
+            state.ran_today.setdefault(need.name, set()).add(need.run_id)
+            continue
+        kept.append(need)
+    return kept
+
+
+def _ran_today_s_files(state: PlanState) -> Callable[[str, str, set[str], str], bool]:
+    """Whether a run of version ``vid`` that executed ``files`` ran today's very code of a
+    statement of ``name`` in ``filename``: every file it executed is today's text (the statement
+    may sit in a module it imported: sweep AB, an unchanged script whose utils.py gained it was
+    left NULL), and no module its guard reads differs (:func:`florsql.propagate.modules.
+    guard_modules_differ`, session 55: ``try: from local_config import EVERY`` with ``except
+    ImportError: from config import EVERY``, ``local_config.py`` new today)."""
+    from florsql.propagate.modules import guard_modules_differ
+    from florsql.versions import text_reader
+
     text = text_reader(state.repo)
 
     def same(vid: str, path: str) -> bool:
         today = text(None, path)
         return today is not None and today == text(vid, path)
 
-    def elsewhere(need: NeedRow) -> bool:
-        """Its guard reads a module the run did not execute that today's tree binds
-        otherwise (session 55: ``try: from local_config import EVERY`` with ``except
-        ImportError: from config import EVERY``, ``local_config.py`` new today)."""
-        here = text(None, need.filename)
+    def ran(vid: str, filename: str, files: set[str], name: str) -> bool:
+        if not all(same(vid, p) for p in sorted(files | {filename})):
+            return False
+        here = text(None, filename)
         return here is not None and (
             guard_modules_differ(
-                lambda p: text(None, p),
-                lambda p: text(need.vid, p),
-                need.filename,
-                here,
-                here,
-                need.name,
+                lambda p: text(None, p), lambda p: text(vid, p), filename, here, here, name
             )
-            is not None
+            is None
         )
 
-    kept = []
-    for need in needs:
-        if need.run_id in finished:
-            # every file the run executed (the statement may sit in a module it imported:
-            # sweep AB, an unchanged script whose utils.py gained it was left NULL)
-            paths = finished[need.run_id] | {need.filename}
-            if all(same(need.vid, p) for p in sorted(paths)) and not elsewhere(need):
-                state.ran_today.setdefault(need.name, set()).add(need.run_id)
-                continue
-        kept.append(need)
-    return kept
+    return ran
 
 
 def _need_values(state: PlanState, names: tuple[str, ...]) -> list[str]:
@@ -366,6 +370,7 @@ def _find_unplaceable(state: PlanState) -> dict[str, set[str]]:
     (before session 51, of its version: "no run of it recorded that loop", where the version's
     other runs did)."""
     ended: dict[str, set[str]] = {}
+    ran: Callable[[str, str, set[str], str], bool] | None = None
     needed_runs = {(fold(n.name), n.run_id) for n in state.needs}
     referenced = sorted({n for names in state.hindsight_names().values() for n in names})
     for filename, code in state.catalog.scripts.items():
@@ -376,7 +381,7 @@ def _find_unplaceable(state: PlanState) -> dict[str, set[str]]:
             rows = state.con.execute(
                 """SELECT m.vid, m.run_id, m.filename, m.status,
                           (SELECT list(DISTINCT c.chain ORDER BY c.chain) FROM __flor_chains c
-                           WHERE c.run_id = m.run_id)
+                           WHERE c.run_id = m.run_id), m.files
                    FROM run_meta m
                    WHERE list_contains(m.files, ?)
                    AND m.status IS DISTINCT FROM 'running'
@@ -386,9 +391,18 @@ def _find_unplaceable(state: PlanState) -> dict[str, set[str]]:
                                    AND v.name = ?)""",
                 [filename, sorted(chains), fold(name)],
             ).fetchall()
-            for vid, run_id, script, status, recorded in rows:
+            for vid, run_id, script, status, recorded, files in rows:
                 if (fold(name), run_id) in needed_runs:
                     continue
+                if status == "finished":
+                    ran = ran or _ran_today_s_files(state)
+                    if ran(vid, filename, {*(files or ())}, name):
+                        # today's very code, which did not enter that loop in this run (``if
+                        # use_loop:``, an arg): a run of today's script logs nothing there
+                        # either (session 57, sweep AJ: "no run of it recorded that loop" was
+                        # said of a version whose other runs did)
+                        state.ran_today.setdefault(name, set()).add(run_id)
+                        continue
                 if status == "finished" and recorded:
                     # the run ended well and recorded other loops: a loop renamed since, not
                     # code never reached (session 47, sweep L: said "the run was killed or
