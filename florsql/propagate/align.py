@@ -94,23 +94,48 @@ def choose_slot(before: Sequence[str], after: Sequence[str], old: Sequence[str])
     return SlotChoice(None, best, tuple(tied))
 
 
-def align_pairs(new: Sequence[str], old: Sequence[str]) -> dict[int, int]:
+#: What a pair of statements spelled alike (literals too) adds to their similarity: it only
+#: breaks ties between statements alike but for literals (their norms are equal).
+_VERBATIM = 1e-6
+
+
+def align_pairs(
+    new: Sequence[str],
+    old: Sequence[str],
+    exact: tuple[Sequence[object], Sequence[object]] | None = None,
+) -> dict[int, int]:
     """The best monotone one-to-one alignment of two blocks: new index -> old index.
+
+    ``exact``: per statement of each block, a key equal where the two are spelled alike,
+    literals included; among alignments equally good by the norms, the one pairing more such
+    statements wins (session 57, sweep AI: today's new ``if epoch % 3 == 0:`` block after the
+    old ``if epoch % 2 == 0:`` one took the old one's place, being last, and was refused as
+    "the old version has the block around it elsewhere").
 
     Example:
         >>> align_pairs(["a = 1", "b = f(a)", "main()"], ["a = 2", "x = g()", "r = main()"])
         {2: 2, 0: 0}
+        >>> n = ["if x % N == N", "if x % N == N"]
+        >>> align_pairs(n, n[:1]), align_pairs(n, n[:1], (["% 2", "% 3"], ["% 2"]))
+        ({1: 0}, {0: 0})
     """
+
+    def score(i: int, j: int) -> float:
+        sim = similarity(new[i], old[j])
+        if sim and exact is not None and exact[0][i] == exact[1][j]:
+            sim += _VERBATIM
+        return sim
+
     table = [[0.0] * (len(old) + 1) for _ in range(len(new) + 1)]
-    for i, item in enumerate(new, start=1):
-        for j, other in enumerate(old, start=1):
+    for i in range(1, len(new) + 1):
+        for j in range(1, len(old) + 1):
             best = max(table[i - 1][j], table[i][j - 1])
-            sim = similarity(item, other)
+            sim = score(i - 1, j - 1)
             table[i][j] = max(best, table[i - 1][j - 1] + sim) if sim else best
     pairs: dict[int, int] = {}
     i, j = len(new), len(old)
     while i and j:
-        sim = similarity(new[i - 1], old[j - 1])
+        sim = score(i - 1, j - 1)
         if sim and abs(table[i][j] - table[i - 1][j - 1] - sim) < EPS:
             pairs[i - 1] = j - 1
             i, j = i - 1, j - 1
