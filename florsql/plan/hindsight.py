@@ -429,7 +429,8 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: logs must lie on the same side of both (``florsql.plan.guards.other_statement``).
 #: 48 (session 57, sweep AJ): a replayed ``flor.log`` of an ``nn.Parameter`` (any Tensor
 #: subclass) of one element stores the number (was its repr, "Parameter containing: ..."),
-#: and a list or dict past 64 KB its JSON (was its repr).
+#: and a list or dict past 64 KB its JSON (was its repr); propagation pairs statements alike
+#: but for literals by their spelling (a placement decided by that tie may differ).
 REPLAY_RULES = _STORED_RULES
 
 
