@@ -396,7 +396,7 @@ def code_fingerprints(
     """Today's statement fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`)
     with their anchors and the repository modules they read that some recorded version lacks
     (session 47: a module new today, which a replay of such a version runs as it is now)."""
-    anchors = recorded_anchors(con, scripts, memo, generation)
+    anchors = recorded_anchors(con, scripts, memo, generation, repo)
     modules = None
     if any(code.modules for code in scripts.values()):
         vids = [r[0] for r in con.execute("SELECT DISTINCT vid FROM run_meta").fetchall()]
@@ -464,25 +464,53 @@ def recorded_anchors(
     scripts: dict[str, ScriptCode],
     memo: RecordedMemo | None = None,
     generation: Generation | None = None,
+    repo: Path | None = None,
 ) -> frozenset[str]:
     """The names (folded) of the log statements beside today's statements of other names
     that some run recorded: anchors where an old version logs them, so part of the
-    fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`)."""
-    names = sorted({other for code in scripts.values() for _, _, other, _ in code.anchors})
+    fingerprints (:func:`florsql.plan.hindsight.statement_fingerprints`). With ``repo``, a run
+    whose version of the anchor's file is today's text makes no anchor: no replay places a
+    statement into today's very code (session 57, sweep AK: a new run of today's script that
+    recorded a new name beside another changed the other's fingerprint, and every value
+    replayed for it stopped counting: a query that replayed while the run recorded answered
+    without them, and the next one replayed it all again)."""
+    files: dict[str, set[str]] = {}
+    for filename, code in scripts.items():
+        for file, _, other, _ in code.anchors:
+            files.setdefault(other, set()).add(file or filename)
+    names = sorted(files)
     if not names:
         return frozenset()
     if memo is not None:
-        return memo.get(generation, ("anchors", tuple(names)), lambda: _anchors(con, names))
-    return _anchors(con, names)
+        # (today's texts in the key: an edit decides anew which versions are today's)
+        texts = tuple(sorted((f, code.digest) for f, code in scripts.items()))
+        return memo.get(
+            generation, ("anchors", tuple(names), texts), lambda: _anchors(con, files, repo)
+        )
+    return _anchors(con, files, repo)
 
 
-def _anchors(con: duckdb.DuckDBPyConnection, names: list[str]) -> frozenset[str]:
-    values = ", ".join(f"({string_literal(n)})" for n in names)
+def _anchors(
+    con: duckdb.DuckDBPyConnection, files: dict[str, set[str]], repo: Path | None
+) -> frozenset[str]:
+    from florsql.versions import text_reader
+
+    values = ", ".join(f"({string_literal(n)})" for n in sorted(files))
     rows = con.execute(
-        f"""SELECT c.name FROM (VALUES {values}) AS c(name) WHERE EXISTS (
-                SELECT 1 FROM log_records v WHERE {fold_sql("v.name")} = c.name)"""
+        f"""SELECT DISTINCT c.name, m.vid FROM (VALUES {values}) AS c(name)
+            JOIN log_records v ON {fold_sql("v.name")} = c.name
+            JOIN run_meta m ON m.run_id = v.run_id"""
     ).fetchall()
-    return frozenset(str(r[0]) for r in rows)
+    text = text_reader(repo)
+
+    def today_s(vid: object, name: str) -> bool:
+        if repo is None or vid is None:
+            return False
+        return all(
+            (now := text(None, f)) is not None and now == text(str(vid), f) for f in files[name]
+        )
+
+    return frozenset(str(n) for n, vid in rows if not today_s(vid, str(n)))
 
 
 def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
