@@ -141,3 +141,28 @@ def test_a_replayed_parameter_is_the_number_a_run_logs(tmp_path: Path) -> None:
     git(repo, "commit", "-qam", "today")
     with florsql.connect(repo) as con:
         assert con.cursor().execute(sql).fetchall() == want
+
+
+def test_mixed_type_warnings_say_what_was_logged(tmp_path: Path) -> None:
+    """Sweep AJ: one run logging ``1``, ``"two"``, ``3`` read "1 run(s) logged text under it
+    ... beside 1 run(s) logging numbers", as if two runs; an int past 2**63 was "text"."""
+    import warnings
+
+    from florsql.errors import FlorWarning
+
+    script = (
+        "import florsql as flor\n"
+        "for e in flor.loop('e', range(3)):\n"
+        "    flor.log('is', [1, 'two', 3][e])\n"
+        "    flor.log('big', [2**64, 5, 7][e])\n"
+    )
+    repo = make_repo(tmp_path / "r", {"train.py": script})
+    run_script(repo, "train.py")
+    with florsql.connect(repo, replay="off") as con, warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        con.cursor().execute("SELECT is, big FROM logs").fetchall()
+    said = sorted(str(m.message) for m in w if issubclass(m.category, FlorWarning))
+    assert len(said) == 2, said
+    assert "big: VARCHAR, as 1 run(s) logged both numbers and integers past BIGINT" in said[0]
+    assert "TRY_CAST(big AS HUGEINT)" in said[0]
+    assert "is: VARCHAR, as 1 run(s) logged both numbers and text under it" in said[1]

@@ -64,4 +64,4 @@ def test_an_arg_given_as_text_by_another_script_is_said(tmp_path: Path) -> None:
     run_script(repo, "other.py")
     rows, said = _ask(repo, sql)
     assert rows == [("2.0",)]
-    assert any("lr: VARCHAR" in m and "took it as text" in m for m in said), said
+    assert any("lr: VARCHAR" in m and "took text under it" in m for m in said), said

@@ -347,7 +347,7 @@ def mixed_reads(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
     query: exp.Expr,
-    memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str]]]] | None = None,
+    memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str, int, bool]]]] | None = None,
 ) -> list[str]:
     """One message per log name (or arg) the query reads that some runs logged as numbers
     and others as text: the column is ``VARCHAR`` (docs/sql.md, types), so its values
@@ -377,36 +377,60 @@ def mixed_reads(
             **_mixed(con, sorted(n for n in mixed if kinds[n] == "log"), "all_log_records"),
         },
     )
-    verbs = {
-        "log": ("logged text under it", "logging numbers"),
-        "arg": ("took it as text", "taking numbers"),
-    }
-    return [
-        f"{name}: VARCHAR, as {known[name][1]} run(s) {verbs[kinds[name]][0]} (run "
-        f"{known[name][2]}) beside {known[name][0]} run(s) {verbs[kinds[name]][1]}: its "
-        "values compare, sort and aggregate as text ('9.0' > '10.0'); read the numbers as "
-        f"TRY_CAST({name} AS DOUBLE), or give the text another name"
-        for name in sorted(named)
-        if name in known
-    ]
+    verbs = {"log": ("logged", "logging"), "arg": ("took", "taking")}
+    out = []
+    for name in sorted(named):
+        if name not in known:
+            continue
+        numbers, texts, run, both, digits = known[name]
+        done, doing = verbs[kinds[name]]
+        # an integer past BIGINT's range is stored as its decimal text (docs/record.md):
+        # numbers to the user, text to the column (sweep AJ, session 57: "logged text")
+        text = "integers past BIGINT's range, stored as text," if digits else "text"
+        if both == numbers == texts:
+            who = f"{texts} run(s) {done} both numbers and {text} under it (run {run})"
+        else:
+            who = (
+                f"{texts} run(s) {done} {text} under it (run {run}) beside {numbers} run(s) "
+                f"{doing} numbers"
+            )
+        advice = (
+            f"read the numbers as TRY_CAST({name} AS HUGEINT) or AS DOUBLE"
+            if digits
+            else f"read the numbers as TRY_CAST({name} AS DOUBLE), or give the text another name"
+        )
+        out.append(
+            f"{name}: VARCHAR, as {who}: its values compare, sort and aggregate as text ('9.0' "
+            f"> '10.0'); {advice}"
+        )
+    return out
 
 
 def _mixed(
     con: duckdb.DuckDBPyConnection, names: list[str], table: str
-) -> dict[str, tuple[int, int, str]]:
+) -> dict[str, tuple[int, int, str, int, bool]]:
     """Per name (lower case) logged (``table``: ``all_log_records``) or taken as an arg
     (``args``) as numbers by some runs and as text by others: the runs of each and one run
     with text."""
     if not names:
         return {}
     numeric = ", ".join(f"'{t}'" for t in _NUMERIC)
+    text = f"vtype NOT IN ({numeric}, 'null')"
     rows = con.execute(
-        f"""SELECT {fold_sql("name")} AS n,
-                   count(DISTINCT run_id) FILTER (WHERE vtype IN ({numeric})),
-                   count(DISTINCT run_id) FILTER (WHERE vtype NOT IN ({numeric}, 'null')),
-                   min(run_id) FILTER (WHERE vtype NOT IN ({numeric}, 'null'))
-            FROM {table} WHERE {fold_sql("name")} IN (SELECT unnest(?::VARCHAR[]))
+        f"""SELECT n, count(*) FILTER (WHERE num), count(*) FILTER (WHERE txt),
+                   min(run_id) FILTER (WHERE txt), count(*) FILTER (WHERE num AND txt),
+                   bool_and(digits) FILTER (WHERE txt)
+            FROM (SELECT {fold_sql("name")} AS n, run_id,
+                         bool_or(vtype IN ({numeric})) AS num, bool_or({text}) AS txt,
+                         bool_and(vtype = 'str' AND regexp_full_match(value_str, '-?[0-9]{{19,}}'))
+                             FILTER (WHERE {text}) AS digits
+                  FROM {table} WHERE {fold_sql("name")} IN (SELECT unnest(?::VARCHAR[]))
+                  GROUP BY n, run_id)
             GROUP BY n""",
         [names],
     ).fetchall()
-    return {str(n): (int(a), int(b), str(r)) for n, a, b, r in rows if a and b}
+    return {
+        str(n): (int(a), int(b), str(r), int(both), bool(d))
+        for n, a, b, r, both, d in rows
+        if a and b
+    }
