@@ -177,7 +177,7 @@ class Engine:
         #: the log names with values from replays that disagreed, per catalog (stored_mismatches)
         self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
         self._unstored_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] = {}
-        self._mixed_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str]]]] = {}
+        self._mixed_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str, int, bool]]]] = {}
         self._edited_memo: dict[str, tuple[Catalog, list[str]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()

@@ -108,7 +108,7 @@ def every_iteration(text: str) -> frozenset[str]:
     label: dict[ast.AST, str] = {}  # each flor.loop ``for`` of the file -> its name, folded
     for node in ast.walk(module):
         if walker._flor_loop(node):
-            label[node] = fold(str(scanner._loop_name(node.iter)))  # type: ignore[attr-defined,union-attr]
+            label[node] = fold(str(scanner._loop_name(node.iter)))  # type: ignore[attr-defined]
     return frozenset(
         name
         for name, loops in held.items()

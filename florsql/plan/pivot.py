@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from florsql.fold import fold
 from florsql.plan.catalog import Catalog, LogsColumn
@@ -250,12 +251,14 @@ def _by_map(catalog: Catalog, having: str | None, where: str) -> str:
             "value_str": f"{rec}.value_str",
         }
         value = re.sub(
-            r"\b(vtype|value_int|value_float|value_str)\b",
-            lambda m, fields=fields: f"({fields[m.group(1)]})",
-            sql_type,
+            r"\b(vtype|value_int|value_float|value_str)\b", partial(_field, fields), sql_type
         )
         columns.append(f"{value} AS {_inner(a)}")
     return f"SELECT {', '.join(columns)} FROM ({gathered}) g"
+
+
+def _field(fields: dict[str, str], match: re.Match[str]) -> str:
+    return f"({fields[match.group(1)]})"
 
 
 def wide_columns(catalog: Catalog) -> tuple[list[str], list[tuple[str, str]]]:
