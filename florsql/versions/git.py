@@ -70,7 +70,7 @@ def find_repo_root(start: Path, script: Path | None = None) -> Path:
     if not start.exists():
         raise VersionError(
             f"{start} does not exist: pass the path of your project's git repository "
-            "(repo=PATH, or --repo PATH on the command line)"
+            "(`--repo PATH` on the command line, `florsql.connect(PATH)` in Python)"
         )
     start = start if start.is_dir() else start.parent
     try:
@@ -94,7 +94,8 @@ def find_repo_root(start: Path, script: Path | None = None) -> Path:
         raise VersionError(
             f"{start} is not inside a git repository. florsql pins every run to a code version, "
             f"so it needs one: run `git init` in your project folder (no commit is needed), "
-            f"or pass repo=PATH / --repo PATH to point at an existing repository."
+            "or point at an existing repository (`--repo PATH` on the command line, "
+            "`florsql.connect(PATH)` in Python)."
         )
     return Path(os.fsdecode(proc.stdout.rstrip(b"\n")))  # a path need not be UTF-8 (s45)
 
