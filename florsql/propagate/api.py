@@ -446,6 +446,62 @@ def _again_elsewhere(result: Propagation, session: _Session) -> dict[str, str]:
     return out
 
 
+def _swapped_twin(target: LogStatement, old: Block, slot: int, session: _Session) -> str | None:
+    """Why ``slot`` of ``old`` is not today's statement's place, where the old statement before
+    it is alike but for literals to the one before today's (``acc = evaluate("val")`` for
+    today's ``acc = evaluate("test")``) and the old block has today's, spelled alike, elsewhere
+    (the two calls swapped since): there, the statement would read the other call's value
+    (session 57, sweep AL: the val accuracy logged as the test's, silently). None otherwise."""
+    from florsql.propagate.slice import _spelled
+
+    before = [k for k in range(target.index) if id(target.block.stmts[k]) not in session.skip]
+    if not before or slot == 0:
+        return None
+    mine = target.block.stmts[before[-1]]
+    theirs = old.stmts[slot - 1]
+    if target.block.norms[before[-1]] != old.norms[slot - 1]:
+        return None
+    spelled = _spelled(mine)
+    if _spelled(theirs) == spelled:
+        return None
+    twins = [k for k, o in enumerate(old.stmts) if k != slot - 1 and _spelled(o) == spelled]
+    if not twins:
+        return None
+    return (
+        f"ambiguous: today's statement follows `{ast.unparse(mine).splitlines()[0]}`, which the "
+        f"old version has at line {old.stmts[twins[0]].lineno}, while its place by the "
+        f"neighbours is after `{ast.unparse(theirs).splitlines()[0]}` (line {theirs.lineno}): "
+        "statements alike but for literals, in another order"
+    )
+
+
+def _owner(block: Block, src: SourceFile) -> ast.stmt | None:
+    """The compound statement whose body (or other branch) ``block`` is, else None."""
+    return src.deepest_owner(block.stmts[0]) if block.stmts else None
+
+
+def _twin_of_another(new: Block, old: Block, session: _Session) -> bool:
+    """Whether the compound statement holding ``old`` aligns with another statement of
+    today's file than the one holding ``new`` (in their enclosing blocks' alignment): the
+    old block is that other statement's counterpart."""
+    mine, theirs = _owner(new, session.new), _owner(old, session.old)
+    if mine is None or theirs is None or type(mine) is not type(theirs):
+        return False
+    from florsql.propagate.slice import _spelled
+
+    if _spelled(mine) == _spelled(theirs):
+        return False  # (spelled alike: its own counterpart, the common case, no alignment)
+    if id(mine) not in session.new.homes or id(theirs) not in session.old.homes:
+        return False
+    new_parent, k_new = session.new.homes[id(mine)]
+    old_parent, k_old = session.old.homes[id(theirs)]
+    if len(new_parent.chain) != len(old_parent.chain):
+        return False
+    pairs = session.align(new_parent, old_parent)
+    paired = [k for k, j in pairs.items() if j == k_old]
+    return bool(paired) and paired[0] != k_new
+
+
 def _ordinal(block: Block, src: SourceFile) -> tuple[int, int]:
     """``block``'s place among the blocks of ``src`` under the same frames (kinds, names and
     headers), in file order, and their number (:func:`locate`'s tie between alike blocks)."""
@@ -717,6 +773,13 @@ def _plan(
         # 3 == 1:``, the old ``if epoch % 2 == 0:``): not in there, its guard travels with it
         # (session 53: placed in the old branch, it logged again what the run recorded)
         spot = Miss(f"no context under today's guards ({_guard_text(target.block, session)})")
+    if isinstance(spot, Spot) and _twin_of_another(target.block, spot.block, session):
+        # the old block is the counterpart of another of today's blocks, alike but for
+        # literals (today's new ``if epoch % 3 == 0:`` block after the old ``if epoch % 2 ==
+        # 0:`` one): not this block's place; the block around it travels whole (session 57,
+        # sweep AL: its statement went into the old ``% 2`` block, the val accuracy logged
+        # as the test's under the wrong guard, silently)
+        spot = Miss("no context (the old block alike is the counterpart of another of today's)")
     if isinstance(spot, Miss) and spot.reason.startswith("no context"):
         called = _call_context(target.block, session)
         if called is not None:
@@ -784,6 +847,9 @@ def _plan(
     if unused:
         return Failure(log.label, log.line, unused)
     slot = adjust_slot(spot.block, spot.slot)
+    swapped = _swapped_twin(target, spot.block, slot, session)
+    if swapped is not None:
+        return Failure(log.label, log.line, swapped)
     if log.name in session.again:
         # placed again beside the old statement: only where it runs under today's conditions
         # (session 53, sweep AA: today's ``if epoch == 3: continue`` before it was left
