@@ -430,7 +430,9 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: 48 (session 57, sweep AJ): a replayed ``flor.log`` of an ``nn.Parameter`` (any Tensor
 #: subclass) of one element stores the number (was its repr, "Parameter containing: ..."),
 #: and a list or dict past 64 KB its JSON (was its repr); propagation pairs statements alike
-#: but for literals by their spelling (a placement decided by that tie may differ).
+#: but for literals by their spelling (a placement decided by that tie may differ), and a new
+#: block alike but for literals to an old one travels whole (its statement went into the old
+#: block: values of the old guard, silently).
 REPLAY_RULES = _STORED_RULES
 
 
