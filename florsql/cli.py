@@ -366,7 +366,10 @@ def query(
         service.close()
         if sys.stderr.isatty():
             click.echo("\r\033[K", err=True, nl=False)
-    for message in outcome.warnings:
+    from florsql.engine.replay_decision import SET_REPLAY_HINT
+
+    for message in outcome.warnings:  # the hint a one-shot query can follow (sweep AN, s58)
+        message = message.replace(SET_REPLAY_HINT, "--replay auto computes them")
         click.echo(f"warning: {message}", err=True)
     text = render_outcome(outcome, fmt, limit=None)
     if text is not None:

@@ -824,8 +824,11 @@ def test_an_old_statement_today_lacks_that_changes_what_the_statement_reads(
         old = "import torch\n" + old
     r = propagate(GAP_NEW.replace("INNER", inner).replace("READ", read), old)
     assert not r.placed and len(r.failed) == 1, r
-    assert (
-        "cannot tell its place among old statements that today's code lacks" in r.failed[0].reason
+    reason = r.failed[0].reason
+    assert "cannot tell its place among old statements that today's code lacks" in reason or (
+        # session 58: ``v.step()`` new in the step loop changes ``v`` there, which the old
+        # step loop does not: refused for that first
+        inner != "pass" and "changes inside a block the old version has" in reason
     )
 
 

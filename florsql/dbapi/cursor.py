@@ -259,7 +259,11 @@ def _params(parameters: Sequence[Any] | None) -> tuple[Any, ...]:
         names = ", ".join(map(str, list(parameters)[:3]))
         raise ProgrammingError(f"named parameters ({names}) are not supported: {message}")
     if isinstance(parameters, str | bytes | bytearray | memoryview):
-        raise ProgrammingError(message)
+        kind = type(parameters).__name__
+        raise ProgrammingError(
+            f"{message}, not a {kind}: one {kind} parameter is a sequence of one, "
+            f"execute(sql, [{parameters!r:.40}])"
+        )
     if isinstance(parameters, AbstractSet):  # {0.1, 0.2} would bind in whatever order it iterates
         raise ProgrammingError(f"{message}, not a {type(parameters).__name__}: a set has no order")
     try:

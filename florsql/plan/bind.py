@@ -499,6 +499,10 @@ def _unknown(
             " into files the run executed (log it in a script the runs ran, or a module they"
             " imported, to have it for them)."
         )
+    quoted = col.this.args.get("quoted") if isinstance(col.this, exp.Identifier) else False
+    if quoted and not col.table and not hint:  # ``opt = "sgd"``: a string in double quotes
+        text = col.name.replace("'", "''")
+        hint += f" Double quotes name a column; a string takes single quotes: '{text}'."
     for filename, why in sorted(catalog.unparsed.items())[:2]:
         hint += (
             f" Today's {filename} does not parse ({why}): the names it logs are unknown until"

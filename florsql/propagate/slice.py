@@ -193,25 +193,30 @@ _CHANGES: weakref.WeakKeyDictionary[ast.AST, tuple[frozenset[str], frozenset[str
 
 
 def changes(
-    stmt: ast.stmt, fresh: frozenset[str] | None = None
+    stmt: ast.stmt, fresh: frozenset[str] | None = None, modules: frozenset[str] = frozenset()
 ) -> tuple[frozenset[str], frozenset[str]]:
     """What ``stmt`` changes, as ``(kills, updates)``: names it binds and attributes it sets
     (``self.ep_loss = 0.0``) replace what was there; stores through a subscript
     (``correct[c] += 1``), augmented attributes and method calls made as statements
     (``losses.append(x)``, ``gsum.add_(g)``) change it in place. A method call counts only on a
-    name of ``fresh`` (names the old version never binds; None: any), so today's ``net.train()``
-    is not taken as part of what an old ``net`` is."""
+    name of ``fresh`` (names the old version never binds; None: any), or one that changes its
+    receiver (:func:`_changes_in_place`), so today's ``net.train()`` is not taken as part of
+    what an old ``net`` is; never on a name of ``modules`` (what the file imports:
+    ``torch.manual_seed(0)`` is no change of a ``torch`` the statement reads)."""
     if fresh is None:
         known = _CHANGES.get(stmt)
         if known is None:
             known = _CHANGES[stmt] = _changes(stmt, None)
         return known
-    return _changes(stmt, fresh)
+    return _changes(stmt, fresh, modules)
 
 
-def _changes(stmt: ast.stmt, fresh: frozenset[str] | None) -> tuple[frozenset[str], frozenset[str]]:
+def _changes(
+    stmt: ast.stmt, fresh: frozenset[str] | None, modules: frozenset[str] = frozenset()
+) -> tuple[frozenset[str], frozenset[str]]:
     kills = set(assigned(stmt))
     updates: set[str] = set()
+    weak: set[str] = set()  # by a method called as a statement: parts of fresh names only
     nodes = _walk_code(stmt)
     for node in nodes:
         if isinstance(node, ast.Assign | ast.AnnAssign):
@@ -246,11 +251,17 @@ def _changes(stmt: ast.stmt, fresh: frozenset[str] | None) -> tuple[frozenset[st
         ):
             p = _path(_receiver(node.value.func.value))
             if p is not None and (fresh is None or _root(p) in fresh):
-                updates.add(p)
+                weak.add(p)
+    for p, _, statement in call_changes(stmt, modules):
+        (weak if statement else updates).add(p)
     # a loop of the statement over parts of an object, changing them in place (today's EMA:
     # ``for pe, pn in zip(ema.parameters(), net.parameters()): pe.mul_(d).add_(pn, ...)``),
     # changes that object: before session 30 only ``pe`` was seen, the update stayed behind,
     # and ``ema`` was evaluated as it was made, silently
+    # and a store into such a part, or a change of it by a call that changes its receiver
+    # wherever it is made, changes that object whether or not the old version binds it (today's
+    # ``for g in opt.param_groups: g["lr"] = g["lr"] * 0.5``: until session 58 the old
+    # optimizer's learning rate was read after it, silently)
     parts: dict[str, set[str]] = {}
     for node in nodes:
         if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
@@ -258,14 +269,220 @@ def _changes(stmt: ast.stmt, fresh: frozenset[str] | None) -> tuple[frozenset[st
                 owners = {
                     n.id
                     for n in ast.walk(value or ast.Constant(0))
-                    if isinstance(n, ast.Name) and (fresh is None or n.id in fresh)
+                    if isinstance(n, ast.Name) and n.id not in modules
                 }
                 for part in ast.walk(target):
                     if isinstance(part, ast.Name):
                         parts.setdefault(part.id, set()).update(owners)
     for name in [u for u in updates if _root(u) in parts]:
         updates.update(parts[_root(name)])
+    for name in [u for u in weak if _root(u) in parts]:
+        updates.update(o for o in parts[_root(name)] if fresh is None or o in fresh)
+    updates |= weak
     return frozenset(kills), frozenset(updates)
+
+
+#: methods called as statements that switch a module's mode (:func:`_mode_switches` has their
+#: rule) or only write out what they are given (a logger, a TensorBoard writer, a progress bar,
+#: Lightning's ``self.log``): on an object the old version holds, no change to what it holds
+_NOT_CHANGES = frozenset(
+    {
+        "eval",
+        "train",
+        "log",
+        "log_dict",
+        "info",
+        "debug",
+        "warning",
+        "warn",
+        "error",
+        "exception",
+        "critical",
+        "print",
+        "write",
+        "flush",
+        "add_scalar",
+        "add_scalars",
+        "add_histogram",
+        "add_text",
+        "add_image",
+        "add_figure",
+        "set_description",
+        "set_description_str",
+        "set_postfix",
+        "set_postfix_str",
+        "refresh",
+        "display",
+    }
+)
+
+
+#: methods that change their receiver wherever they are called, in an expression too
+#: (``last = xs.pop()``, ``k = stats.setdefault("b", 0)``), besides any ``name_`` method
+_MUTATING_METHODS = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "popitem",
+        "remove",
+        "clear",
+        "sort",
+        "reverse",
+        "setdefault",
+        "update",
+        "add",
+        "discard",
+        "intersection_update",
+        "difference_update",
+        "symmetric_difference_update",
+        "appendleft",
+        "popleft",
+        "extendleft",
+        "rotate",
+        "fill",
+        "resize",
+        "put",
+        "itemset",
+        "step",
+        "zero_grad",
+        "backward",
+        "load_state_dict",
+    }
+)
+
+#: functions that change their first argument (``np.copyto(a, b)``, ``heapq.heappush(h, x)``,
+#: ``random.shuffle(xs)``, ``next(it)``), besides any ``name_`` function
+#: (``clip_grad_norm_(net.parameters(), 1.0)``, ``nn.init.normal_(w)``)
+_MUTATING_FUNCTIONS = frozenset(
+    {
+        "copyto",
+        "place",
+        "putmask",
+        "shuffle",
+        "heappush",
+        "heappop",
+        "heapify",
+        "heappushpop",
+        "heapreplace",
+        "insort",
+        "insort_left",
+        "insort_right",
+        "next",
+    }
+)
+
+#: functions that, called as a statement with an object, do not change it (they write it out)
+_READS_ONLY = _NOT_CHANGES | {
+    "save",
+    "dump",
+    "dumps",
+    "pprint",
+    "show",
+    "plot",
+    "savefig",
+    "imshow",
+    "scatter",
+    "hist",
+    "sleep",
+    "synchronize",
+    "seed",
+    "manual_seed",
+    "assert_allclose",
+    "assert_close",
+    "len",
+    "repr",
+    "str",
+    "breakpoint",
+}
+
+
+def _changes_in_place(call: ast.Call) -> bool:
+    """Whether ``call``, made as a statement on a name the old version binds too, counts as
+    changing it: any method but a mode switch or one that only writes out (``_NOT_CHANGES``),
+    nor one that switches modes inside (``net.apply(lambda m: m.eval())``: the switches' rule).
+    Today's ``xs.extend([2])`` before ``flor.log("n", len(xs))``, on the ``xs`` the old version
+    builds, was left behind until session 58: the statement read the old version's list, one
+    element short, silently. Counted, it travels, and carried code that changes what the old
+    version holds is refused (``api._stores_into_old``) unless the name is today's own there
+    (``xs = []`` travelling with it)."""
+    func = call.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr not in _NOT_CHANGES
+        and not any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MODES
+            for n in ast.walk(call)
+            if n is not call
+        )
+    )
+
+
+def _in_place_name(name: str) -> bool:
+    return name.endswith("_") and not name.startswith("_")
+
+
+def _changed_receiver(node: ast.expr) -> ast.expr | None:
+    """What a method call on ``node`` changes: ``pe`` for ``pe.mul_(d)``'s ``.add_``; None where
+    ``node`` is a new object (``torch.zeros(1).add_(x)``, ``x.clone().clamp_(0, 1)``)."""
+    while isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Attribute) and _in_place_name(node.func.attr)):
+            return None
+        node = node.func.value
+    return node
+
+
+def call_changes(
+    stmt: ast.AST, modules: frozenset[str] = frozenset()
+) -> list[tuple[str, ast.AST, bool]]:
+    """What calls that ``stmt`` makes change in place, as ``(path, call, statement)``:
+    ``statement`` where the call is a method called as a statement (``xs.extend([2])``:
+    ``api._stores_into_old`` judges it where it travels), else a change this function alone
+    sees: a changing method in an expression (``last = xs.pop()``), an ``out=`` argument
+    (``np.add(a, 10, out=a)``), a function that changes its first argument (``np.copyto(a,
+    b)``, ``random.shuffle(xs)``, ``clip_grad_norm_(net.parameters(), 1.0)``), or an object
+    handed to a function called as a statement (``grow(xs)``, save for output: ``print``,
+    ``torch.save``, ``json.dump``...). Never on a name of ``modules`` (``torch.manual_seed``)."""
+    out: list[tuple[str, ast.AST, bool]] = []
+    statements = {id(n.value) for n in _walk_code(stmt) if isinstance(n, ast.Expr)}
+
+    def add(node: ast.expr | None, call: ast.AST, statement: bool = False) -> None:
+        if node is None:
+            return
+        p = _path(node)
+        if p is not None and _root(p) not in modules:
+            out.append((p, call, statement))
+
+    for node in _walk_code(stmt):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        for kw in node.keywords:
+            if kw.arg == "out":
+                for target in kw.value.elts if isinstance(kw.value, ast.Tuple) else [kw.value]:
+                    add(target, node)
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        on_module = False
+        if isinstance(func, ast.Attribute):
+            base = _receiver(func.value)
+            p = _path(base)
+            on_module = p is not None and _root(p) in modules
+            if not on_module:
+                if id(node) in statements and _changes_in_place(node):
+                    add(_receiver(func.value), node, True)
+                elif name in _MUTATING_METHODS or _in_place_name(name):
+                    add(_changed_receiver(func.value), node)
+                continue
+        if not (isinstance(func, ast.Name) or on_module) or not node.args:
+            continue
+        if name in _MUTATING_FUNCTIONS or _in_place_name(name):
+            add(_receiver(node.args[0]), node)
+        elif id(node) in statements and name not in _READS_ONLY:
+            for arg in node.args:
+                if isinstance(arg, ast.Name | ast.Attribute | ast.Subscript):
+                    add(arg, node)
+    return out
 
 
 def loop_parts(target: ast.expr, it: ast.expr) -> list[tuple[ast.expr, ast.expr | None]]:
@@ -550,7 +767,15 @@ def carried(
         else files[0].bound_names - files[1].bound_names - files[0].imported_names
     )
     ctx = _Context(
-        old_text, skip, new_text, files, fresh, renamed, branches=branches, helpers=helpers
+        old_text,
+        skip,
+        new_text,
+        files,
+        fresh,
+        frozenset() if files is None else files[0].imported_names,
+        renamed,
+        branches=branches,
+        helpers=helpers,
     )
     needed = set(read_paths(block.stmts[index]))
     if files is not None:  # the flor module travels by its own rule (``_Session.flor_import``)
@@ -944,7 +1169,7 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
         return
     roots = {_root(n) for s in stmts for n in read_paths(s)}
     moving = {id(n) for s in stmts for n in ast.walk(s)}  # placed along: not out of reach
-    for name, fn, stmt in _global_changes(ctx.files[0], ctx.fresh):
+    for name, fn, stmt in _global_changes(ctx.files[0], ctx.fresh, ctx.modules):
         if id(stmt) in moving:
             continue
         if name in roots and ast.unparse(stmt) not in ctx.files[1].unparsed:
@@ -956,7 +1181,7 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
 
 @lru_cache(maxsize=32)
 def _global_changes(
-    src: SourceFile, fresh: frozenset[str] | None
+    src: SourceFile, fresh: frozenset[str] | None, modules: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str, ast.stmt], ...]:
     """``(name, function, statement)`` for each statement of a function of ``src`` that changes
     a name from outside the function (declared ``global``, or changed in place)."""
@@ -969,7 +1194,7 @@ def _global_changes(
         for stmt in ast.walk(fn):
             if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
                 continue
-            kills, updates = changes(stmt, fresh)
+            kills, updates = changes(stmt, fresh, modules)
             for name in sorted(
                 {k for k in kills if k in declared} | {_root(u) for u in updates} - local
             ):
@@ -990,7 +1215,7 @@ def _set_up_elsewhere(
     would fail on it."""
     if ctx.files is None:
         return
-    updated = {u for st in carried_stmts for u in changes(st, ctx.fresh)[1]}
+    updated = {u for st in carried_stmts for u in changes(st, ctx.fresh, ctx.modules)[1]}
     old_attributes = ctx.files[1].stored_attributes
     for path in sorted(needed):
         if (
@@ -1069,6 +1294,7 @@ class _Context:
     new_text: str | None
     files: tuple[SourceFile, SourceFile] | None
     fresh: frozenset[str] | None = None  # names today's file binds and the old one never does
+    modules: frozenset[str] = frozenset()  # names today's file imports
     #: the old name of a name read in a block of today's file placed into one of the old file,
     #: where the scope around them is evidence (:func:`florsql.propagate.rename.scope_rename`)
     renamed: Callable[[Block, Block, str], str | None] | None = None
@@ -1107,28 +1333,33 @@ def _carry(
         stmt = block.stmts[k]
         if id(stmt) in ctx.skip:
             continue
-        kills, updates = changes(stmt, ctx.fresh)
+        kills, updates = changes(stmt, ctx.fresh, ctx.modules)
+        updates = updates | _through_aliases(stmt, updates, ctx)
         if not relevant(kills, updates, needed):
-            continue
+            if k not in pairs or not is_compound(stmt):
+                continue
+            if not _new_changes_inside(stmt, old.stmts[pairs[k]], needed, ctx):
+                continue  # (a change of a name the old block changes too: in place, below)
         if is_compound(stmt):
             if k in pairs:
                 other = old.stmts[pairs[k]]
-                old_kills, old_updates = changes(other, ctx.fresh)
+                old_kills, old_updates = changes(other, ctx.fresh, ctx.modules)
                 targets = _targets(stmt)
                 new_kills = kills - old_kills - targets
                 new_updates = updates - old_updates
                 back = _renamed_back(block, old, new_kills, new_updates, needed, ctx)
                 if back:  # the old code changes them under their old names: compare as today's
                     fresh = None if ctx.fresh is None else ctx.fresh - frozenset(back.values())
-                    kills, updates = changes(stmt, fresh)
+                    kills, updates = changes(stmt, fresh, ctx.modules)
                     old_kills, old_updates = (
                         frozenset(_swapped(p, back) for p in paths)
-                        for paths in changes(other, fresh)
+                        for paths in changes(other, fresh, ctx.modules)
                     )
                     new_kills = kills - old_kills - targets
                     new_updates = updates - old_updates
-                if relevant(new_kills, new_updates, needed):
-                    want = {n for n in needed if relevant(new_kills, new_updates, {n})}
+                changed = _new_changes_inside(stmt, other, needed, ctx)
+                if relevant(new_kills, new_updates, needed) or changed:
+                    want = {n for n in needed if relevant(new_kills, new_updates, {n})} | changed
                     inside, outside = _into(stmt, other, want, ctx)
                     nested = [*inside, *nested]
                     needed |= {n for n in outside if _root(n) not in targets}
@@ -1143,6 +1374,7 @@ def _carry(
             elif not moved(
                 stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
             ):
+                _refuse_old_changes(stmt, block, k, pairs, ctx)
                 chosen.append(k)  # it may not run its branch: what comes before still counts
                 needed |= read_paths(stmt)
             continue
@@ -1152,6 +1384,8 @@ def _carry(
                 stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
             )
         ) or (k in pairs and _rewrites(stmt, kills, old.stmts[pairs[k]], needed, ctx)):
+            if k not in pairs:
+                _refuse_old_changes(stmt, block, k, pairs, ctx)
             kill(needed, kills)
             chosen.append(k)
             needed |= read_paths(stmt)
@@ -1160,6 +1394,105 @@ def _carry(
                 _same_modes(block, k, old, pairs[k], needed, ctx)
             kill(needed, kills)
     return chosen[::-1], tuple(nested), needed
+
+
+@lru_cache(maxsize=32)
+def _plain_aliases(src: SourceFile) -> dict[str, frozenset[str]]:
+    """Names ``src`` binds to another name's object as it is (``ys = xs``, ``snap = total``,
+    ``m = self.net``): a change in place through them changes that object."""
+    out: dict[str, set[str]] = {}
+    for node in ast.walk(src.tree):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Name | ast.Attribute | ast.Subscript)
+        ):
+            p = _path(node.value)
+            if p is not None and _root(p) != node.targets[0].id:
+                out.setdefault(node.targets[0].id, set()).add(_root(p))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _through_aliases(stmt: ast.stmt, updates: frozenset[str], ctx: _Context) -> frozenset[str]:
+    """The objects ``stmt`` changes through a plain alias today's file binds (``ys = xs`` and
+    ``ys.append(1)``, ``snap = total`` and ``snap += 100``, in place for a tensor or a list)."""
+    if ctx.files is None:
+        return frozenset()
+    aliases = _plain_aliases(ctx.files[0])
+    if not aliases:
+        return frozenset()
+    roots = {_root(u) for u in updates}
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        roots.add(stmt.target.id)
+    return frozenset(r for n in roots for r in aliases.get(n, ()))
+
+
+def _refuse_old_changes(
+    stmt: ast.stmt, block: Block, k: int, pairs: dict[int, int], ctx: _Context
+) -> None:
+    """Raise :class:`Uncarried` where ``stmt``, new code that travels with today's statement,
+    changes in place an object the old version holds, in a way ``api._stores_into_old`` does
+    not judge (:func:`call_changes`: ``last = xs.pop()``, ``np.add(a, 10, out=a)``,
+    ``grow(xs)``, ``random.shuffle(xs)``; through a plain alias: ``ys = xs`` and
+    ``ys.append(1)``). Carried, the change would alter the old run (its later iterations would
+    no longer be the recorded ones, and a replay from a checkpoint and a full re-run would
+    differ); left behind, as until session 58, the statement read the old version's object
+    as if today's code had not changed it, silently."""
+    if ctx.files is None:
+        return
+    own = {n for j in range(k) if j not in pairs for n in assigned(block.stmts[j])}
+    own |= assigned(stmt) | _targets(stmt) if is_compound(stmt) else set()
+    found = [(p, call) for p, call, statement in call_changes(stmt, ctx.modules) if not statement]
+    aliases = _plain_aliases(ctx.files[0])
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        found += [(r, stmt) for r in aliases.get(stmt.target.id, ())]
+    found += [
+        (r, call)
+        for p, call, _ in call_changes(stmt, ctx.modules)
+        for r in aliases.get(_root(p), ())
+    ]
+    for path, call in found:
+        root = _root(path)
+        if root in own or (ctx.fresh is not None and root in ctx.fresh):
+            continue
+        code = ast.unparse(call).splitlines()[0]
+        raise Uncarried(
+            f"today's code changes {root} in place before it ({code}, line "
+            f"{getattr(call, 'lineno', stmt.lineno)}) where the old version does not: carried, "
+            "the change would alter the old run (its later iterations would not be the recorded "
+            f"ones); left behind, the statement would read {root} as the old run held it"
+        )
+
+
+def _new_changes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Context) -> set[str]:
+    """The needed names that a statement new inside ``new``, a compound statement aligned with
+    ``old``, changes in place (``dropped = buf.pop(0)`` added inside the old step loop, which
+    already changed ``buf`` with ``buf.append(x)``: compared as a whole, the two loops change
+    the same names)."""
+    out: set[str] = set()
+    if ctx.files is None or type(new) is not type(old):
+        return out
+    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
+    if len(new_bodies) != len(old_bodies):
+        return out
+    new_file, old_file = ctx.files
+    for body, other in zip(new_bodies, old_bodies, strict=True):
+        if not body or not other:
+            continue
+        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
+        pairs = alignment(new_block, old_block, ctx.skip)
+        for j, stmt in enumerate(new_block.stmts):
+            if id(stmt) in ctx.skip:
+                continue
+            if j in pairs:
+                if is_compound(stmt):
+                    out |= _new_changes_inside(stmt, old_block.stmts[pairs[j]], needed, ctx)
+                continue
+            updates = frozenset(p for p, _, _ in call_changes(stmt, ctx.modules))
+            updates |= _through_aliases(stmt, updates, ctx)
+            out |= {n for n in needed if relevant(frozenset(), updates, {n})}
+    return out
 
 
 def _same_modes(
@@ -1176,7 +1509,7 @@ def _same_modes(
     if ctx.files is None:
         return
     stmt = block.stmts[k]
-    kills, updates = changes(stmt, ctx.fresh)
+    kills, updates = changes(stmt, ctx.fresh, ctx.modules)
     if not relevant(kills, updates, needed):
         return
     new_file, old_file = ctx.files
@@ -1215,7 +1548,7 @@ def _same_modes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Con
             if j not in pairs or id(stmt) in ctx.skip:
                 continue
             if is_compound(stmt):
-                if relevant(*changes(stmt, ctx.fresh), needed):
+                if relevant(*changes(stmt, ctx.fresh, ctx.modules), needed):
                     _same_modes_inside(stmt, old_block.stmts[pairs[j]], needed, ctx)
             else:
                 _same_modes(new_block, j, old_block, pairs[j], needed, ctx)
@@ -1325,7 +1658,7 @@ def _rewrites(
     name is renamed, or is the old version's own code; nor are changes in place
     (``loss.backward()`` aligned with ``batch_loss.backward()`` is a renamed name's)."""
     if isinstance(old, ast.Expr):
-        return relevant(kills - changes(old, ctx.fresh)[0], frozenset(), needed)
+        return relevant(kills - changes(old, ctx.fresh, ctx.modules)[0], frozenset(), needed)
     if ctx.files is None:
         return False
     return relevant(filled_discards(stmt, old, ctx.files[1]), frozenset(), needed)
@@ -1418,7 +1751,9 @@ def _into(
     want = set(names)
     # later blocks first: what a loop's ``else:`` (or a ``finally:``) needs, its body gives
     for body, other in reversed(list(zip(new_bodies, old_bodies, strict=True))):
-        inner = {n for n in want if any(relevant(*changes(s, ctx.fresh), {n}) for s in body)}
+        inner = {
+            n for n in want if any(relevant(*changes(s, ctx.fresh, ctx.modules), {n}) for s in body)
+        }
         if not inner:
             continue
         if not other:
