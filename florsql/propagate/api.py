@@ -49,6 +49,7 @@ from florsql.propagate.rename import (
 from florsql.propagate.safety import _BUILTINS, Bindings, free_names
 from florsql.propagate.slice import (
     BRANCHING,
+    OUTPUT_METHODS,
     Nested,
     Uncarried,
     alignment,
@@ -2469,34 +2470,9 @@ def _new_attribute(first: ast.expr, session: _Session) -> bool:
     return False
 
 
-#: methods that only write out what they are given (a logger, a TensorBoard writer, a
-#: progress bar): called by carried code on an old object, they change nothing the run computes
-_OUTPUT_METHODS = frozenset(
-    {
-        "info",
-        "debug",
-        "warning",
-        "warn",
-        "error",
-        "exception",
-        "critical",
-        "print",
-        "write",
-        "flush",
-        "add_scalar",
-        "add_scalars",
-        "add_histogram",
-        "add_text",
-        "add_image",
-        "add_figure",
-        "set_description",
-        "set_description_str",
-        "set_postfix",
-        "set_postfix_str",
-        "refresh",
-        "display",
-    }
-)
+#: methods that only write out what they are given: called by carried code on an old object,
+#: they change nothing the run computes
+_OUTPUT_METHODS = OUTPUT_METHODS
 
 #: calls that hand back an object they were given, or one of its parts
 _PASS_THROUGH = frozenset({"next", "iter", "getattr", "vars", "enumerate", "zip", "reversed"})

@@ -282,15 +282,10 @@ def _changes(
     return frozenset(kills), frozenset(updates)
 
 
-#: methods called as statements that switch a module's mode (:func:`_mode_switches` has their
-#: rule) or only write out what they are given (a logger, a TensorBoard writer, a progress bar,
-#: Lightning's ``self.log``): on an object the old version holds, no change to what it holds
-_NOT_CHANGES = frozenset(
+#: methods that only write out what they are given (a logger, a TensorBoard writer, a
+#: progress bar): called on an object, they change nothing the run computes
+OUTPUT_METHODS = frozenset(
     {
-        "eval",
-        "train",
-        "log",
-        "log_dict",
         "info",
         "debug",
         "warning",
@@ -316,6 +311,10 @@ _NOT_CHANGES = frozenset(
     }
 )
 
+#: methods called as statements that switch a module's mode (:func:`_mode_switches` has their
+#: rule) or only write out what they are given (Lightning's ``self.log`` too): on an object
+#: the old version holds, no change to what it holds
+_NOT_CHANGES = OUTPUT_METHODS | {"eval", "train", "log", "log_dict"}
 
 #: methods that change their receiver wherever they are called, in an expression too
 #: (``last = xs.pop()``, ``k = stats.setdefault("b", 0)``), besides any ``name_`` method
@@ -1420,8 +1419,8 @@ def _through_aliases(stmt: ast.stmt, updates: frozenset[str], ctx: _Context) -> 
     if ctx.files is None:
         return frozenset()
     aliases = _plain_aliases(ctx.files[0])
-    if not aliases:
-        return frozenset()
+    if not aliases or _switch_roots(stmt) is not None:
+        return frozenset()  # a mode switch through an alias (``m = net; m.eval()``): its rule
     roots = {_root(u) for u in updates}
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         roots.add(stmt.target.id)
@@ -1471,17 +1470,7 @@ def _new_changes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Co
     already changed ``buf`` with ``buf.append(x)``: compared as a whole, the two loops change
     the same names)."""
     out: set[str] = set()
-    if ctx.files is None or type(new) is not type(old):
-        return out
-    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
-    if len(new_bodies) != len(old_bodies):
-        return out
-    new_file, old_file = ctx.files
-    for body, other in zip(new_bodies, old_bodies, strict=True):
-        if not body or not other:
-            continue
-        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
-        pairs = alignment(new_block, old_block, ctx.skip)
+    for new_block, old_block, pairs in _aligned_bodies(new, old, ctx):
         for j, stmt in enumerate(new_block.stmts):
             if id(stmt) in ctx.skip:
                 continue
@@ -1530,20 +1519,29 @@ def _same_modes(
             )
 
 
+def _aligned_bodies(
+    new: ast.stmt, old: ast.stmt, ctx: _Context
+) -> list[tuple[Block, Block, dict[int, int]]]:
+    """Each body of ``new``, a compound statement aligned with ``old``, with the old one's
+    matching body and their :func:`alignment`; none where the two differ in shape."""
+    if ctx.files is None or type(new) is not type(old):
+        return []
+    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
+    if len(new_bodies) != len(old_bodies):
+        return []
+    new_file, old_file = ctx.files
+    out = []
+    for body, other in zip(new_bodies, old_bodies, strict=True):
+        if body and other:
+            new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
+            out.append((new_block, old_block, alignment(new_block, old_block, ctx.skip)))
+    return out
+
+
 def _same_modes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Context) -> None:
     """:func:`_same_modes` for the statements inside ``new``, a compound statement aligned with
     ``old``, that give a needed name."""
-    if ctx.files is None or type(new) is not type(old):
-        return
-    new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
-    if len(new_bodies) != len(old_bodies):
-        return
-    new_file, old_file = ctx.files
-    for body, other in zip(new_bodies, old_bodies, strict=True):
-        if not body or not other:
-            continue
-        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
-        pairs = alignment(new_block, old_block, ctx.skip)
+    for new_block, old_block, pairs in _aligned_bodies(new, old, ctx):
         for j, stmt in enumerate(new_block.stmts):
             if j not in pairs or id(stmt) in ctx.skip:
                 continue
