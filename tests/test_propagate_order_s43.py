@@ -131,7 +131,11 @@ def test_a_step_of_a_scheduler_made_from_the_optimizer_counts_as_changing_it() -
     reads ``opt``, and ``sched.step()`` was not seen to change it)."""
     r = propagate(GAP_NEW, GAP_OLD, ["lr_at"])
     assert not r.placed and len(r.failed) == 1, r
-    assert "cannot tell its place" in r.failed[0].reason and "sched" in r.failed[0].reason
+    reason = r.failed[0].reason
+    # (since session 58 today's step loop is seen to change ``opt`` through ``sched.step()``)
+    assert ("cannot tell its place" in reason and "sched" in reason) or (
+        "it reads opt.param_groups, which today's code changes inside a block" in reason
+    )
 
 
 def test_a_scheduler_step_changes_no_weight_of_the_model() -> None:

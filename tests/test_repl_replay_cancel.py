@@ -162,8 +162,27 @@ def test_the_progress_clock_ticks_between_reports() -> None:
     assert later is not None and (later.elapsed, later.eta) == (6.0, 14.0)
     assert later.tasks_done == 0 and later.tasks_total == 4
     now[0] += 30.0
-    overdue = bridge.new_progress()
-    assert overdue is not None and overdue.eta == 0.0
+    overdue = bridge.new_progress()  # past the estimate with tasks left: unknown, not 0.0s
+    assert overdue is not None and overdue.eta is None
+
+
+def test_a_new_query_forgets_the_last_one_s_progress() -> None:
+    """Sweep AN (session 58): after a cancelled replay the next replay's first frames showed
+    the cancelled one's counters ("1/1 tasks, 30/30 iterations"), and a late report of the
+    cancelled replay's thread could still land."""
+    from florsql.replay.runner import Progress
+
+    bridge = Bridge(clock=lambda: 100.0)
+    old = bridge.start()
+    old(Progress(1, 1, 30, 30, 4.5, 0.0))
+    assert bridge.new_progress() is not None
+    new = bridge.start()
+    assert bridge.new_progress() is None  # nothing of the last query
+    old(Progress(1, 1, 30, 30, 4.5, 0.0))  # a late report of the cancelled replay
+    assert bridge.new_progress() is None
+    new(Progress(0, 2, 0, 60, 0.0, 9.0))
+    shown = bridge.new_progress()
+    assert shown is not None and (shown.tasks_done, shown.iterations_total) == (0, 60)
 
 
 def test_the_flight_servers_timeout_stops_a_replay_and_its_workers(

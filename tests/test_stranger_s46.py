@@ -121,14 +121,14 @@ def test_a_stopped_replay_service_does_not_hang_queries(tmp_path: Path, monkeypa
 
     from florsql.replay import service
 
-    monkeypatch.setattr(service, "HELLO_TIMEOUT", 1.0)
     repo = make_repo(tmp_path / "r", {"train.py": TRAIN.replace("#@\n", "")})
     run_script(repo, "train.py")
     store = repo / ".florsql"
-    conn = service.connect(store)
+    conn = service.connect(store)  # (started with the usual wait: a loaded machine is slow)
     assert conn is not None
     pid = int(conn.info["pid"])
     conn.close()
+    monkeypatch.setattr(service, "HELLO_TIMEOUT", 1.0)
     os.kill(pid, signal.SIGSTOP)
     try:
         with pytest.raises(service.ServiceUnresponsive, match=f"pid {pid}"):

@@ -68,3 +68,56 @@ def test_the_cli_names_its_own_option_to_compute_hindsight_values(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "--replay auto computes them" in result.stderr
     assert "SET replay" not in result.stderr
+
+
+V1 = """import florsql as flor
+
+
+def compute_metrics(v):
+    return {"acc": v / 10}
+
+
+for epoch in flor.loop("epoch", range(3)):
+    m = compute_metrics(epoch)
+    flor.log("acc", m["acc"])
+"""
+V2 = """import florsql as flor
+from metrics import compute_metrics
+
+for epoch in flor.loop("epoch", range(3)):
+    m = compute_metrics(epoch)
+    flor.log("acc", m["acc"])
+"""
+METRICS = 'def compute_metrics(v):\n    return {"acc": v / 10}\n'
+TODAY = (
+    'import florsql as flor\n\n\ndef compute_metrics(v):\n    flor.log("sq", v * v)\n'
+    '    return {"acc": v / 10}\n'
+)
+
+
+def test_runs_that_never_imported_today_s_module_are_told_of(tmp_path: Path) -> None:
+    """Sweep AO: today's statement sits in ``metrics.py``, a module the first version's runs
+    never imported (``compute_metrics`` was in ``train.py`` then): their ``sq`` was NULL and
+    nothing said so, while runs that imported it were replayed."""
+    root = make_repo(tmp_path / "r", {"train.py": V1, "eval.py": "import florsql as flor\n"})
+    run_script(root, "train.py")
+    run_script(root, "eval.py")  # another main script: its runs never ran train.py either
+    write(root / "metrics.py", METRICS)
+    write(root / "train.py", V2)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "v2")
+    run_script(root, "train.py")
+    write(root / "metrics.py", TODAY)
+    sql = "SELECT epoch, sq FROM logs WHERE epoch IS NOT NULL ORDER BY ALL"
+    with florsql.connect(root) as con:
+        cursor = con.cursor()
+        rows = cursor.execute(sql).fetchall()
+        said = [text for _, text in cursor.messages]
+        assert not [m for m in said if "acc" in m.split(":")[0]]
+        cursor.execute("SELECT max(acc) FROM logs")
+        assert not [t for _, t in cursor.messages if "never executed" in t]
+    assert rows == [(0, 0), (1, 1), (2, 4)]  # the first run has no row where sq has no value
+    lines = [m for m in said if "never executed" in m]
+    assert len(lines) == 1, said
+    assert lines[0].startswith("sq: no value for 1 run(s) (run ")  # the train.py run, not eval.py's
+    assert "never executed metrics.py" in lines[0]

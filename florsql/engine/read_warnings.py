@@ -28,7 +28,13 @@ if TYPE_CHECKING:
 
     from florsql.plan.catalog import Catalog
 
-__all__ = ["arg_gaps", "edited_reads", "stored_mismatches", "unstored_reads"]
+__all__ = [
+    "arg_gaps",
+    "edited_reads",
+    "stored_mismatches",
+    "unexecuted_reads",
+    "unstored_reads",
+]
 
 
 def arg_gaps(
@@ -434,3 +440,64 @@ def _mixed(
         for n, a, b, r, both, d in rows
         if a and b
     }
+
+
+def unexecuted_reads(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    query: exp.Expr,
+    memo: dict[int, tuple[Catalog, dict[str, tuple[int, str, str]]]] | None = None,
+) -> list[str]:
+    """One message per log name the query names that today's code logs only in files some
+    runs of the same main script never executed (a helper moved since into a module their
+    version never imported): a replay places a statement only into files a run executed, so
+    those runs have no value and no replay to compute one (docs/replay.md, "Statements in
+    imported modules"). Until session 58 (sweep AO) such a run's column was NULL, said
+    nowhere, while a run that imported the module got a "cannot compute" warning."""
+    from florsql.plan.stats import string_literal
+
+    code = {(fold(n), f) for f, script in catalog.scripts.items() for n in script.names()}
+    if not code or any(True for _ in query.find_all(exp.Star)):
+        return []
+    named = {fold(c.name) for c in query.find_all(exp.Column)} & {n for n, _ in code}
+    if not named:
+        return []
+
+    def compute() -> dict[str, tuple[int, str, str]]:
+        values = ", ".join(f"({string_literal(n)}, {string_literal(f)})" for n, f in sorted(code))
+        try:
+            rows = con.execute(
+                f"""WITH code(name, filename) AS (VALUES {values}),
+                    -- the main scripts of runs that executed a file logging the name
+                    mains AS (SELECT DISTINCT c.name, m.filename AS main FROM code c
+                              JOIN run_meta m ON list_contains(m.files, c.filename))
+                    SELECT s.name, count(DISTINCT m.run_id), min(m.run_id),
+                           string_agg(DISTINCT c.filename, ', ' ORDER BY c.filename)
+                    FROM mains s JOIN run_meta m ON m.filename = s.main
+                    JOIN code c ON c.name = s.name
+                    WHERE NOT EXISTS (SELECT 1 FROM code c2 WHERE c2.name = s.name
+                                      AND list_contains(m.files, c2.filename))
+                    AND NOT EXISTS (SELECT 1 FROM __flor_cover v WHERE v.run_id = m.run_id
+                                    AND {fold_sql("v.name")} = s.name)
+                    GROUP BY s.name"""
+            ).fetchall()
+        except Exception as e:  # an index without run files: nothing to say
+            if type(e).__module__.startswith(("duckdb", "_duckdb")):
+                return {}
+            raise
+        return {str(n): (int(k), str(r), str(f)) for n, k, r, f in rows}
+
+    known = _per_catalog(memo, catalog, compute)
+    out = []
+    for name in sorted(named):
+        if name not in known:
+            continue
+        runs, run, files = known[name]
+        out.append(
+            f"{name}: no value for {runs} run(s) (run {run}) that never executed {files}, where "
+            "today's code logs it: a replay places a statement only into files the run "
+            "executed at its version (its main script and the modules it imported), so "
+            "nothing computes it there; log it also in code those runs executed to have it "
+            "for them"
+        )
+    return out

@@ -40,6 +40,7 @@ from florsql.engine.read_warnings import (
     edited_reads,
     mixed_reads,
     stored_mismatches,
+    unexecuted_reads,
     unstored_reads,
 )
 from florsql.engine.replay_decision import (
@@ -178,6 +179,7 @@ class Engine:
         self._mismatch_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str]]]] = {}
         self._unstored_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int]]]] = {}
         self._mixed_memo: dict[int, tuple[Catalog, dict[str, tuple[int, int, str, int, bool]]]] = {}
+        self._unexecuted_memo: dict[int, tuple[Catalog, dict[str, tuple[int, str, str]]]] = {}
         self._edited_memo: dict[str, tuple[Catalog, list[str]]] = {}
         self._own = threading.Lock()  # the engine's own connection: one statement at a time
         self._count = threading.Lock()
@@ -423,6 +425,8 @@ class Engine:
                 for text in unstored_reads(con, catalog, stmt.query, self._unstored_memo):
                     warn(self, messages, text, FlorWarning)
             for text in mixed_reads(con, catalog, stmt.query, self._mixed_memo):
+                warn(self, messages, text, FlorWarning)
+            for text in unexecuted_reads(con, catalog, stmt.query, self._unexecuted_memo):
                 warn(self, messages, text, FlorWarning)
         rows = None
         if stream:

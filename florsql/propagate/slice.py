@@ -394,6 +394,11 @@ _READS_ONLY = _NOT_CHANGES | {
     "repr",
     "str",
     "breakpoint",
+    "setattr",  # a store of ``obj.name`` (:func:`setattr_target`): the store rules judge it
+    "delattr",
+    "getattr",
+    "hasattr",
+    "isinstance",
 }
 
 
@@ -729,6 +734,9 @@ class Slice:
     #: runs it: they travel between a save of the module's modes and their restore after the
     #: log statement (:func:`_mode_switches`)
     modes: tuple[int, ...] = ()
+    #: why the statement is refused where no more particular rule of ``api`` refuses it first:
+    #: travelling code changes in place what the old version holds (:func:`_old_change`)
+    unsafe: str | None = None
 
 
 def carried(
@@ -787,7 +795,13 @@ def carried(
     after: list[int] = []
     if _loop_body(block, new_file):  # the previous iteration's tail runs before it, too
         after, deeper, more = _carry(
-            block, index + 1, len(block.stmts), set(needed), old, pairs, ctx
+            block,
+            index + 1,
+            len(block.stmts),
+            _renewed(block, index, needed, pairs, ctx),
+            old,
+            pairs,
+            ctx,
         )
         nested = (*nested, *deeper)
         needed |= more
@@ -833,7 +847,8 @@ def carried(
     placed = [(origin, k) for k in (index, *chosen, *after)]
     placed += [(n.new, k) for n in (*up, *nested) for k in n.indices]
     _refuse_switches(origin, origin_old, pairs0, placed, files, skip, evals)
-    return Slice(chosen, (*up, *nested), after, modes)
+    unsafe = ctx.unsafe[0] if ctx.unsafe else None
+    return Slice(chosen, (*up, *nested), after, modes, unsafe)
 
 
 #: methods that switch how a module computes (dropout, batch norm), not what it holds
@@ -1304,6 +1319,8 @@ class _Context:
     #: new definitions that travel though they hold florsql calls (by id): the helper around
     #: a log statement whose call today's code adds (``api._new_call``, session 54)
     helpers: frozenset[int] = frozenset()
+    #: :func:`_old_change` reasons met while slicing (the first is :attr:`Slice.unsafe`)
+    unsafe: list[str] = field(default_factory=list)
 
 
 def _carry(
@@ -1343,6 +1360,7 @@ def _carry(
             if k in pairs:
                 other = old.stmts[pairs[k]]
                 old_kills, old_updates = changes(other, ctx.fresh, ctx.modules)
+                old_updates |= _through_aliases(other, old_updates, ctx, ctx.files and ctx.files[1])
                 targets = _targets(stmt)
                 new_kills = kills - old_kills - targets
                 new_updates = updates - old_updates
@@ -1373,7 +1391,7 @@ def _carry(
             elif not moved(
                 stmt, block.norms[k], old, ctx.old_text, paired, ctx.new_text, ctx.branches
             ):
-                _refuse_old_changes(stmt, block, k, pairs, ctx)
+                ctx.unsafe.extend(_old_change(stmt, block, k, pairs, needed, ctx))
                 chosen.append(k)  # it may not run its branch: what comes before still counts
                 needed |= read_paths(stmt)
             continue
@@ -1384,7 +1402,7 @@ def _carry(
             )
         ) or (k in pairs and _rewrites(stmt, kills, old.stmts[pairs[k]], needed, ctx)):
             if k not in pairs:
-                _refuse_old_changes(stmt, block, k, pairs, ctx)
+                ctx.unsafe.extend(_old_change(stmt, block, k, pairs, needed, ctx))
             kill(needed, kills)
             chosen.append(k)
             needed |= read_paths(stmt)
@@ -1395,73 +1413,186 @@ def _carry(
     return chosen[::-1], tuple(nested), needed
 
 
+def _renewed(
+    block: Block, index: int, needed: set[str], pairs: dict[int, int], ctx: _Context
+) -> set[str]:
+    """``needed`` less what the old version's own code changes in place in each iteration
+    before the statement (``opt.zero_grad()``, ``loss.backward()`` before today's
+    ``flor.log("gn", net.weight.grad.norm())``): what the previous iteration's tail did to it
+    is (for all florsql can tell) made again there, so today's new tail (a
+    ``clip_grad_norm_(net.parameters(), 0.5)`` after the statement) is no change of what the
+    statement reads, and the statement reads the old run's gradients, as a hand-patched old
+    version does (session 58: refused for a few commits)."""
+    if ctx.files is None:
+        return set(needed)
+    renewed: set[str] = set()
+    for k in range(index):
+        if k in pairs:
+            stmt = block.stmts[k]
+            updates = frozenset(p for p, _, _ in call_changes(stmt, ctx.modules))
+            renewed |= {_root(u) for u in updates | _through_aliases(stmt, updates, ctx)}
+    return {n for n in needed if _root(n) not in renewed}
+
+
 @lru_cache(maxsize=32)
 def _plain_aliases(src: SourceFile) -> dict[str, frozenset[str]]:
-    """Names ``src`` binds to another name's object as it is (``ys = xs``, ``snap = total``,
-    ``m = self.net``): a change in place through them changes that object."""
+    """Names ``src`` binds to another object as it is, or to one made holding it: a change
+    through them changes that object. A plain alias (``ys = xs``, ``snap = total``, ``m =
+    self.net``); an object a class (or a scheduler factory, ``get_linear_schedule_with_warmup``)
+    makes of a module's parameters (``opt = SGD(net.parameters())``: ``opt.step()`` changes
+    ``net``) or of such an object (``sched = StepLR(opt, ...)``: a new ``sched.step()`` sets the
+    optimizer's learning rate); not a module handed as it is (``AveragedModel(net)`` copies
+    it); and, for ``.backward()`` only (see
+    :func:`_through_aliases`), a tensor computed from it (``extra = mse(net(X), Y)``: a new
+    ``extra.backward()`` adds to ``net``'s gradients), under the key ``"A.backward"``."""
     out: dict[str, set[str]] = {}
-    for node in ast.walk(src.tree):
-        if (
+    holders: set[str] = set()  # names made holding a module's parameters (optimizers)
+    modules = src.imported_names
+    for node in sorted(
+        (n for n in ast.walk(src.tree) if isinstance(n, ast.Assign)), key=lambda n: n.lineno
+    ):
+        if not (
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
-            and isinstance(node.value, ast.Name | ast.Attribute | ast.Subscript)
         ):
-            p = _path(node.value)
-            if p is not None and _root(p) != node.targets[0].id:
-                out.setdefault(node.targets[0].id, set()).add(_root(p))
+            continue
+        name, value = node.targets[0].id, node.value
+        held: set[str] = set()
+        if isinstance(value, ast.Name | ast.Attribute | ast.Subscript):
+            p = _path(value)
+            if p is not None:
+                held.add(_root(p))
+        elif isinstance(value, ast.Call) and _makes_holder(value.func):
+            for arg in [*value.args, *(kw.value for kw in value.keywords)]:
+                arg = arg.value if isinstance(arg, ast.Starred) else arg
+                p = _path(_receiver(arg))
+                if p is None:
+                    continue
+                if isinstance(arg, ast.Name) and arg.id in holders:
+                    held.add(arg.id)  # ``StepLR(opt)``: an optimizer, made holding parameters
+                elif (
+                    isinstance(arg, ast.Call)
+                    and isinstance(arg.func, ast.Attribute)
+                    and arg.func.attr in _PARAMETERS  # ``SGD(net.parameters())``
+                ):
+                    held.add(_root(p))
+        computed = {
+            n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        }
+        if computed - modules - {name}:
+            out.setdefault(f"{name}.backward", set()).update(computed - modules - {name})
+        held -= modules | {name}
+        if held:
+            out.setdefault(name, set()).update(held)
+            if isinstance(value, ast.Call):
+                holders.add(name)
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _through_aliases(stmt: ast.stmt, updates: frozenset[str], ctx: _Context) -> frozenset[str]:
-    """The objects ``stmt`` changes through a plain alias today's file binds (``ys = xs`` and
-    ``ys.append(1)``, ``snap = total`` and ``snap += 100``, in place for a tensor or a list)."""
+#: methods through which an object is handed a module's parameters (an optimizer made of them)
+_PARAMETERS = frozenset({"parameters", "named_parameters", "param_groups"})
+
+
+def _makes_holder(func: ast.expr) -> bool:
+    """Whether a call of ``func`` makes an object that holds its arguments: a class
+    (``StepLR``, ``SGD``, ``Trainer``: a capitalized name) or a scheduler factory."""
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name[:1].isupper() or ("schedule" in name and name.startswith("get_"))
+
+
+def _through_aliases(
+    stmt: ast.stmt, updates: frozenset[str], ctx: _Context, src: SourceFile | None = None
+) -> frozenset[str]:
+    """The objects ``stmt`` changes through a name of ``src`` (today's file unless given)
+    that holds them (:func:`_plain_aliases`: ``ys = xs`` and ``ys.append(1)``, ``snap =
+    total`` and ``snap += 100``, in place for a tensor or a list, ``sched.step()``,
+    ``extra.backward()``)."""
     if ctx.files is None:
         return frozenset()
-    aliases = _plain_aliases(ctx.files[0])
+    aliases = _plain_aliases(src or ctx.files[0])
     if not aliases or _switch_roots(stmt) is not None:
         return frozenset()  # a mode switch through an alias (``m = net; m.eval()``): its rule
     roots = {_root(u) for u in updates}
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
         roots.add(stmt.target.id)
-    return frozenset(r for n in roots for r in aliases.get(n, ()))
+    roots |= {f"{_root(p)}.backward" for p, call, _ in call_changes(stmt) if _backward(call)}
+    return _held(roots, aliases)
 
 
-def _refuse_old_changes(
-    stmt: ast.stmt, block: Block, k: int, pairs: dict[int, int], ctx: _Context
-) -> None:
-    """Raise :class:`Uncarried` where ``stmt``, new code that travels with today's statement,
+def _held(roots: set[str], aliases: dict[str, frozenset[str]]) -> frozenset[str]:
+    """What ``roots`` hold, one level only (``sched`` holds ``opt``: its step sets the rate,
+    not ``net``'s weights, session 43); from a ``"A.backward"`` key, through what each tensor
+    was computed from (``loss = crit(out, yb)``, ``out = net(xb)``: ``loss.backward()`` adds
+    to ``net``'s gradients)."""
+    out: set[str] = set()
+    todo = [(r, n.endswith(".backward")) for n in roots for r in aliases.get(n, ())]
+    while todo:
+        r, grads = todo.pop()
+        if r not in out:
+            out.add(r)
+            if grads:  # what a tensor was computed from, back to the module's parameters
+                todo += [(h, True) for h in aliases.get(r, ())]
+                todo += [(h, True) for h in aliases.get(f"{r}.backward", ())]
+    return frozenset(out)
+
+
+def _backward(call: ast.AST) -> bool:
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "backward"
+        and isinstance(call.func.value, ast.Name)
+    )
+
+
+def _old_change(
+    stmt: ast.stmt, block: Block, k: int, pairs: dict[int, int], needed: set[str], ctx: _Context
+) -> list[str]:
+    """Why the statement is refused where ``stmt``, new code that travels with today's statement,
     changes in place an object the old version holds, in a way ``api._stores_into_old`` does
     not judge (:func:`call_changes`: ``last = xs.pop()``, ``np.add(a, 10, out=a)``,
     ``grow(xs)``, ``random.shuffle(xs)``; through a plain alias: ``ys = xs`` and
     ``ys.append(1)``). Carried, the change would alter the old run (its later iterations would
     no longer be the recorded ones, and a replay from a checkpoint and a full re-run would
     differ); left behind, as until session 58, the statement read the old version's object
-    as if today's code had not changed it, silently."""
+    as if today's code had not changed it, silently. The reason is :attr:`Slice.unsafe`:
+    ``api`` says it where none of its own rules for carried code refuses first (an in-place
+    ``name_`` call, a method called as a statement on an old object...)."""
     if ctx.files is None:
-        return
+        return []
     own = {n for j in range(k) if j not in pairs for n in assigned(block.stmts[j])}
     own |= assigned(stmt) | _targets(stmt) if is_compound(stmt) else set()
     found = [(p, call) for p, call, statement in call_changes(stmt, ctx.modules) if not statement]
     aliases = _plain_aliases(ctx.files[0])
-    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
-        found += [(r, stmt) for r in aliases.get(stmt.target.id, ())]
-    found += [
-        (r, call)
-        for p, call, _ in call_changes(stmt, ctx.modules)
-        for r in aliases.get(_root(p), ())
+    if _switch_roots(stmt) is None:  # a switch through an alias: the switches' rule
+        if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+            found += [(r, stmt) for r in _held({stmt.target.id}, aliases)]
+        for p, call, _ in call_changes(stmt, ctx.modules):
+            holder = f"{_root(p)}.backward" if _backward(call) else _root(p)
+            found += [(r, call) for r in _held({holder}, aliases)]
+    found = [
+        (p, call)
+        for p, call in found
+        if _root(p) not in own and (ctx.fresh is None or _root(p) not in ctx.fresh)
     ]
-    for path, call in found:
-        root = _root(path)
-        if root in own or (ctx.fresh is not None and root in ctx.fresh):
-            continue
-        code = ast.unparse(call).splitlines()[0]
-        raise Uncarried(
-            f"today's code changes {root} in place before it ({code}, line "
-            f"{getattr(call, 'lineno', stmt.lineno)}) where the old version does not: carried, "
-            "the change would alter the old run (its later iterations would not be the recorded "
-            f"ones); left behind, the statement would read {root} as the old run held it"
-        )
+    if not found:
+        return []
+    # the object the statement reads first (``opt`` for ``sched.step()``, not the ``net`` it holds)
+    path, call = min(found, key=lambda f: not relevant(frozenset(), frozenset({f[0]}), needed))
+    root = _root(path)
+    code = ast.unparse(call).splitlines()[0]
+    line = getattr(call, "lineno", stmt.lineno)
+    how, held = f"changes {root} in place", f"{root} as the old run held it"
+    if isinstance(call, ast.Call) and _backward(call):
+        how = f"adds to the gradients of what {ast.unparse(call.func)[: -len('.backward')]} was"
+        how += " computed from"
+        held = "the gradients the old run had"
+    return [
+        f"today's code {how} before it ({code}, line {line}) where the old version does not: "
+        "carried, the change would alter the old run (its later iterations would not be the "
+        f"recorded ones); left behind, the statement would read {held}"
+    ]
 
 
 def _new_changes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Context) -> set[str]:

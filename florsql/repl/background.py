@@ -47,6 +47,7 @@ class Bridge:
         self.clock = clock
         self._progress: tuple[ReplayProgress, float] | None = None
         self._shown: tuple[int, float] | None = None
+        self._query = 0  # which query's reports count (:meth:`start`)
 
     # worker side
     def confirm(self, estimate: ReplayEstimate) -> bool:
@@ -60,6 +61,20 @@ class Bridge:
 
     def progress(self, progress: ReplayProgress) -> None:
         self._progress = (progress, self.clock())  # one assignment: the main thread reads it
+
+    def start(self) -> Callable[[ReplayProgress], None]:
+        """The progress hook of a new query: the last query's progress is forgotten, and its
+        late reports (a cancelled replay's thread may still report) are dropped. Until session
+        58 the next replay's first frames showed the cancelled one's counters (sweep AN)."""
+        self._query += 1
+        self._progress = self._shown = None
+        query = self._query
+
+        def hook(progress: ReplayProgress) -> None:
+            if query == self._query:
+                self.progress(progress)
+
+        return hook
 
     # main-thread side
     def next_question(self) -> Question | None:
@@ -82,6 +97,8 @@ class Bridge:
             return None
         self._shown = key
         eta = None if progress.eta is None else max(0.0, progress.eta - since)
+        if eta == 0.0 and progress.tasks_done < progress.tasks_total:
+            eta = None  # past the estimate with work left: "? left", not "0.0s left"
         return Ticked(
             progress.tasks_done,
             progress.tasks_total,

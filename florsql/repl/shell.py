@@ -102,9 +102,10 @@ class Shell:
     def _execute(self, sql: str) -> Outcome:
         self.bridge.threshold = self.settings.confirm_seconds
         confirm = self.bridge.confirm if self.settings.replay == "confirm" else None
+        progress = self.bridge.start()
         return self._call(
             lambda: self.service.execute(
-                sql, replay=self.settings.replay, confirm=confirm, progress=self.bridge.progress
+                sql, replay=self.settings.replay, confirm=confirm, progress=progress
             )
         )
 
