@@ -437,7 +437,28 @@ def _changed_receiver(node: ast.expr) -> ast.expr | None:
     return node
 
 
+#: :func:`call_changes` per statement node and ``modules``, kept while the node lives (the
+#: slices ask it of every statement before each log statement: +10% of propagating 3
+#: statements into 100 versions uncached)
+_CALL_CHANGES: weakref.WeakKeyDictionary[
+    ast.AST, dict[frozenset[str], tuple[tuple[str, ast.AST, bool], ...]]
+] = weakref.WeakKeyDictionary()
+
+
 def call_changes(
+    stmt: ast.AST, modules: frozenset[str] = frozenset()
+) -> tuple[tuple[str, ast.AST, bool], ...]:
+    """:func:`_call_changes`, kept per statement node."""
+    known = _CALL_CHANGES.get(stmt)
+    if known is None:
+        known = _CALL_CHANGES[stmt] = {}
+    got = known.get(modules)
+    if got is None:
+        got = known[modules] = tuple(_call_changes(stmt, modules))
+    return got
+
+
+def _call_changes(
     stmt: ast.AST, modules: frozenset[str] = frozenset()
 ) -> list[tuple[str, ast.AST, bool]]:
     """What calls that ``stmt`` makes change in place, as ``(path, call, statement)``:
