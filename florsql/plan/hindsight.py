@@ -433,6 +433,12 @@ def merge_code(codes: list[ScriptCode]) -> ScriptCode | None:
 #: but for literals by their spelling (a placement decided by that tie may differ), and a new
 #: block alike but for literals to an old one travels whole (its statement went into the old
 #: block: values of the old guard, silently).
+#: 49 (session 58, sweeps AL, AM): new code that changes in place an object the old version
+#: holds (a method in an expression, ``out=``, a function changing its argument, a helper
+#: called with it, through an alias or an optimizer or scheduler holding it, a new
+#: ``backward``) travels or is refused; it was left behind and the replay logged the old
+#: object's value (``len(xs)`` without today's ``xs.extend([2])``), silently: values replayed
+#: so are computed again (refused now: NULL, said).
 REPLAY_RULES = _STORED_RULES
 
 

@@ -168,7 +168,7 @@ def source_hash(source: str) -> str:
 #: The version of replay's rules (its history: ``florsql.plan.hindsight.REPLAY_RULES``). Part
 #: of :func:`patched_hash`, so a failure remembered under older rules (a task that failed where
 #: a later florsql plans it otherwise) is tried again after an upgrade, not kept NULL.
-REPLAY_RULES = 48
+REPLAY_RULES = 49
 
 
 def patched_hash(script: str, files: dict[str, str]) -> str:
