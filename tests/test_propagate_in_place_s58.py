@@ -142,13 +142,6 @@ CHANGED |= {
         "extra = mse(net(X) * 2, Y)\nextra.backward()\n"
         "flor.log('n', float(net.weight.grad.norm()))",
     ),
-    "clipping new before the gradients' log": (
-        TORCH,
-        "opt.zero_grad()\nout = net(X)\nloss = mse(out, Y)\nloss.backward()\nopt.step()",
-        "opt.zero_grad()\nout = net(X)\nloss = mse(out, Y)\nloss.backward()\n"
-        "torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)\n"
-        "flor.log('n', float(net.weight.grad.norm()))\nopt.step()",
-    ),
     "a carried loss's backward": (
         TORCH,
         STEP,

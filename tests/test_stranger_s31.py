@@ -767,7 +767,15 @@ def test_a_scheduler_step_moved_into_the_step_loop_refuses_the_older_version(
                     problems.append(f"want NULL for A's run, got {row}")
             elif row not in want:
                 problems.append(f"B's row {row} is not the oracle's")
-        if not any("lr" in n and "cannot tell its place" in n for n in notes):
+        if not any(
+            "lr" in n
+            and (
+                "cannot tell its place" in n
+                # since session 58: the step loop is seen to change what the statement reads
+                or "which today's code changes inside a block the old version has" in n
+            )
+            for n in notes
+        ):
             problems.append(f"NULL without a warning naming lr: {notes}")
     finally:
         c.close()

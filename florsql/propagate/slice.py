@@ -501,8 +501,10 @@ def _call_changes(
                 continue
         if not (isinstance(func, ast.Name) or on_module) or not node.args:
             continue
-        if name in _MUTATING_FUNCTIONS or _in_place_name(name):
+        if name in _MUTATING_FUNCTIONS:
             add(_receiver(node.args[0]), node)
+        elif _in_place_name(name):
+            continue  # ``clip_grad_norm_(net.parameters(), 1.0)``: ``api._in_place``'s rule
         elif id(node) in statements and name not in _READS_ONLY:
             for arg in node.args:
                 if isinstance(arg, ast.Name | ast.Attribute | ast.Subscript):
@@ -1370,8 +1372,8 @@ def _carry(
         stmt = block.stmts[k]
         if id(stmt) in ctx.skip:
             continue
-        kills, updates = changes(stmt, ctx.fresh, ctx.modules)
-        updates = updates | _through_aliases(stmt, updates, ctx)
+        kills, own_updates = changes(stmt, ctx.fresh, ctx.modules)
+        updates = own_updates | _through_aliases(stmt, own_updates, ctx)
         if not relevant(kills, updates, needed):
             if k not in pairs or not is_compound(stmt):
                 continue
@@ -1381,10 +1383,11 @@ def _carry(
             if k in pairs:
                 other = old.stmts[pairs[k]]
                 old_kills, old_updates = changes(other, ctx.fresh, ctx.modules)
-                old_updates |= _through_aliases(other, old_updates, ctx, ctx.files and ctx.files[1])
                 targets = _targets(stmt)
                 new_kills = kills - old_kills - targets
-                new_updates = updates - old_updates
+                # (what the two blocks change, compared as written: holders are followed
+                # statement by statement below, where names renamed since cannot mislead)
+                new_updates = own_updates - old_updates
                 back = _renamed_back(block, old, new_kills, new_updates, needed, ctx)
                 if back:  # the old code changes them under their old names: compare as today's
                     fresh = None if ctx.fresh is None else ctx.fresh - frozenset(back.values())
@@ -1630,8 +1633,10 @@ def _new_changes_inside(new: ast.stmt, old: ast.stmt, needed: set[str], ctx: _Co
                 if is_compound(stmt):
                     out |= _new_changes_inside(stmt, old_block.stmts[pairs[j]], needed, ctx)
                 continue
+            # (direct changes only: through a holder, a statement only moved or renamed since,
+            # as ``opt.zero_grad()`` or ``batch_loss.backward()``, would seem to change the
+            # model: the old step loop does the same under other names, sweep S's corpus)
             updates = frozenset(p for p, _, _ in call_changes(stmt, ctx.modules))
-            updates |= _through_aliases(stmt, updates, ctx)
             out |= {n for n in needed if relevant(frozenset(), updates, {n})}
     return out
 
