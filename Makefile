@@ -29,14 +29,15 @@ COMPILE := $(PY) -m compileall -q florsql > /dev/null
 
 pytest: $(STAMP)
 	$(COMPILE)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-# The tests `make test` leaves out (marked slow: more corpus patterns, heavier cases); CI runs them after it.
+# The tests `make test` leaves out (marked slow: more corpus patterns, heavier cases); CI runs half of
+# them after it (FLORSQL_SLOW_SHARD, tests/conftest.py). PYTEST_ARGS adds pytest options to either.
 test-slow: $(STAMP)
 	$(COMPILE)
-	$(PY) -m pytest -n 2 -q -m slow
+	$(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
 
 test-all: test test-slow
 

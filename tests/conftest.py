@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,31 @@ os.environ.setdefault("FLORSQL_TIMINGS", "off")
 # user gets by default: a shell that turned it off (FLORSQL_REPLAY_SERVICE=0) must not turn it
 # off for them. Tests that want it off set it themselves.
 os.environ.pop("FLORSQL_REPLAY_SERVICE", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``FLORSQL_SLOW_SHARD=K/N`` keeps the tests marked slow whose id hashes to K modulo N (the
+    others are deselected; tests not marked slow always run). CI runs one half of the slow tests,
+    chosen by the commit (.ci/run): all of them no longer fit its 90 minutes beside the default
+    run. ``make test-slow`` without it runs every one."""
+    shard = os.environ.get("FLORSQL_SLOW_SHARD", "").strip()
+    if not shard:
+        return
+    k_text, _, n_text = shard.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise pytest.UsageError(f"FLORSQL_SLOW_SHARD={shard!r}: write K/N, as 0/2") from None
+    if not 0 <= k < n:
+        raise pytest.UsageError(f"FLORSQL_SLOW_SHARD={shard!r}: K must be in 0..N-1")
+    keep, drop = [], []
+    for item in items:
+        chosen = zlib.crc32(item.nodeid.encode()) % n == k
+        (keep if chosen or item.get_closest_marker("slow") is None else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
 
 TINY = """
 import random
