@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from florsql.propagate import propagate
@@ -142,6 +142,28 @@ def run(source: str) -> list[tuple[str, Any]]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(programs())
+# session 59 (found by this test in CI): today's step loop changes h0 under a new ``if``, and
+# today's tail appends to it after the statement; the step loop was taken for the old code
+# renewing h0 every iteration (``slice._renewed``), the tail stayed behind (86 for 118)
+@example(
+    Program(
+        lines={
+            "module": [("h0 = []", True)],
+            "pre": [],
+            "step": [
+                ("if a % 2 == 0:\n    h0.append((a + a) % 97)", True),
+                ("a = (a + a) % 97", False),
+            ],
+            "post": [
+                ('flor.log("h0", sum(h0))', True),
+                ("h0.append((a + a) % 97)", True),
+                ("a = (a + a) % 97", False),
+                ("a = (a + a) % 97", False),
+            ],
+        },
+        in_function=False,
+    )
+)
 def test_a_placed_statement_logs_what_todays_version_logs(p: Program) -> None:
     new, old = p.text(today=True), p.text(today=False)
     want = run(new)

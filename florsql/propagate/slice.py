@@ -821,7 +821,7 @@ def carried(
             block,
             index + 1,
             len(block.stmts),
-            _renewed(block, index, needed, pairs, ctx),
+            _renewed(block, index, needed, old, pairs, ctx),
             old,
             pairs,
             ctx,
@@ -1438,7 +1438,7 @@ def _carry(
 
 
 def _renewed(
-    block: Block, index: int, needed: set[str], pairs: dict[int, int], ctx: _Context
+    block: Block, index: int, needed: set[str], old: Block, pairs: dict[int, int], ctx: _Context
 ) -> set[str]:
     """``needed`` less what the old version's own code changes in place in each iteration
     before the statement (``opt.zero_grad()``, ``loss.backward()`` before today's
@@ -1446,15 +1446,21 @@ def _renewed(
     is (for all florsql can tell) made again there, so today's new tail (a
     ``clip_grad_norm_(net.parameters(), 0.5)`` after the statement) is no change of what the
     statement reads, and the statement reads the old run's gradients, as a hand-patched old
-    version does (session 58: refused for a few commits)."""
+    version does (session 58: refused for a few commits).
+
+    The old statement's changes, not today's: today's step loop, aligned with the old one,
+    holds today's new ``if a % 2 == 0: h0.append(...)`` too, and took ``h0`` for renewed, so
+    today's ``h0.append(...)`` after the statement stayed behind and the replay summed less
+    than today's script (session 59: tests/test_propagate_differential.py found it)."""
     if ctx.files is None:
         return set(needed)
+    old_file = ctx.files[1]
     renewed: set[str] = set()
     for k in range(index):
         if k in pairs:
-            stmt = block.stmts[k]
-            updates = frozenset(p for p, _, _ in call_changes(stmt, ctx.modules))
-            renewed |= {_root(u) for u in updates | _through_aliases(stmt, updates, ctx)}
+            stmt = old.stmts[pairs[k]]
+            updates = frozenset(p for p, _, _ in call_changes(stmt, old_file.imported_names))
+            renewed |= {_root(u) for u in updates | _through_aliases(stmt, updates, ctx, old_file)}
     return {n for n in needed if _root(n) not in renewed}
 
 
