@@ -821,7 +821,7 @@ def carried(
             block,
             index + 1,
             len(block.stmts),
-            _renewed(block, index, needed, old, pairs, ctx),
+            _renewed(index, needed, old, pairs, ctx),
             old,
             pairs,
             ctx,
@@ -1438,7 +1438,7 @@ def _carry(
 
 
 def _renewed(
-    block: Block, index: int, needed: set[str], old: Block, pairs: dict[int, int], ctx: _Context
+    index: int, needed: set[str], old: Block, pairs: dict[int, int], ctx: _Context
 ) -> set[str]:
     """``needed`` less what the old version's own code changes in place in each iteration
     before the statement (``opt.zero_grad()``, ``loss.backward()`` before today's
