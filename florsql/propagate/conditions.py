@@ -15,6 +15,7 @@ neither.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -486,7 +487,7 @@ def refs_of(tree: ast.Module, name: str, key: str | None = None) -> tuple[str, f
     text = _bound(tree, read, sink)
     for fn in ast.walk(tree):
         if isinstance(fn, ast.ClassDef) and fn.name == name:
-            text += " " + ast.unparse(fn)
+            text += " " + _text_without_logs(fn)
             _bound(tree, fn, sink)
     return text, frozenset(sink)
 
@@ -500,6 +501,38 @@ def _scope_of(tree: ast.Module, node: ast.AST) -> ast.AST:
     return at if at is not None else tree
 
 
+def _log_call(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` is a call of a ``log`` method as a statement, changing nothing a
+    guard reads (``flor.log("acc", acc)``, Lightning's ``self.log(...)``, ``logger.log``; not
+    one writing into an ``out=`` argument: ``np.log(a, out=a)``)."""
+    if not isinstance(stmt, ast.Expr) or not isinstance(stmt.value, ast.Call):
+        return False
+    call = stmt.value
+    return (
+        isinstance(call.func, ast.Attribute)
+        and call.func.attr == "log"
+        and not any(k.arg == "out" for k in call.keywords)
+    )
+
+
+def _text_without_logs(node: ast.AST) -> str:
+    """``node``'s text without its log statements (:func:`_log_call`): a function a guard
+    reads (``val_loss = self.evaluate()`` before ``if self.bad >= patience: break``) is the
+    same function in a version without today's ``flor.log`` in it. Session 59 (sweep AO):
+    with them, a query of a recorded column logged under such a guard warned, at length, that
+    the old version had today's very statement under other conditions."""
+    if not any(isinstance(s, ast.stmt) and _log_call(s) for s in ast.walk(node)):
+        return ast.unparse(node)
+    node = copy.deepcopy(node)
+    for n in ast.walk(node):
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(n, field, None)
+            if isinstance(stmts, list) and any(isinstance(s, ast.stmt) for s in stmts):
+                kept = [s for s in stmts if not _log_call(s)]
+                setattr(n, field, kept or [ast.Pass()])
+    return ast.unparse(node)
+
+
 @lru_cache(maxsize=16)
 def _members(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
     """What else binds a name or an attribute (``"." + attr``) a guard reads: a function
@@ -511,7 +544,7 @@ def _members(tree: ast.Module) -> dict[str, list[tuple[str, ast.AST]]]:
     out: dict[str, list[tuple[str, ast.AST]]] = {}
     for n in ast.walk(tree):
         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
-            text = ast.unparse(n)
+            text = _text_without_logs(n)
             out.setdefault(n.name, []).append((text, n))
             if isinstance(parents.get(id(n)), ast.ClassDef):
                 out.setdefault("." + n.name, []).append((text, n))
