@@ -96,7 +96,12 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 30 (session 55): conditions see an early ``return`` in a helper's body, the module a
 #: guard's name is imported from, methods called only from other files; a call's own
 #: function text no longer binds a parameter (a new log in the helper changed the others').
-CACHE_VERSION = "30"
+#: 31 (sessions 58-60): new code changing in place what the old version holds before the
+#: statement travels or is refused (``slice.call_changes``); what the old code renews is read
+#: from the old statements (a tail append was left behind, silently); an attribute today's code
+#: changes inside another function (``self.opt_steps += 1`` in ``train_step``) refuses the
+#: statement (it read the old value, silently); a guard's function text leaves out log calls.
+CACHE_VERSION = "31"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.

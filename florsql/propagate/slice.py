@@ -864,6 +864,7 @@ def carried(
     travelling = [origin.stmts[k] for k in (index, *chosen, *after)]
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
+    _attributes_changed_elsewhere(travelling, origin.scopes, ctx)
     evals = ctx.files is None or switches_to_eval(ctx.files[1])
     modes = _mode_switches(origin, index, chosen, pairs0, after, evals)
     chosen = sorted({*chosen, *modes})
@@ -1214,6 +1215,87 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
                 f"it reads {name}, which today's code changes inside {fn}() (line "
                 f"{stmt.lineno}), where propagation does not place code"
             )
+
+
+def _attributes_changed_elsewhere(
+    stmts: list[ast.stmt], scopes: tuple[ast.AST, ...], ctx: _Context
+) -> None:
+    """Raise :class:`Uncarried` where the slice reads an attribute (``self.opt_steps``,
+    ``t.meter``) that today's code changes, by code the old file lacks, inside another
+    function: a method of the class (``self.opt_steps += 1`` in the ``train_step`` that
+    ``fit`` calls), or a function handed the object (``def step(stats): stats.n += 1``).
+    Propagation places no code into a function the statement is not in, so the statement
+    alone would read the old version's value: until session 60 a counter today's
+    ``train_step`` increments logged 0 in every epoch of the old version, silently (a re-run
+    of today's script logs 3, 6, 9...).
+
+    An attribute is matched by its name: ``self.x`` read in a method matches ``self.x``
+    changed in a method of the same class; any other ``obj.x`` matches a change of ``.x``
+    through a parameter or a non-local name of any function (the object the function is
+    handed cannot be told from its type here)."""
+    if ctx.files is None:
+        return
+    new_file, old_file = ctx.files
+    skip = new_file.aliases | ctx.modules
+    reads = {
+        tuple(p.split(".", 1))
+        for s in stmts
+        for p in read_paths(s)
+        if "." in p and _root(p) not in skip
+    }
+    if not reads:
+        return
+    own_class = next((s for s in reversed(scopes) if isinstance(s, ast.ClassDef)), None)
+    own = {id(s) for s in scopes}
+    moving = {id(n) for s in stmts for n in ast.walk(s)}
+    for cls, fn, stmt, root, attr in _attribute_changes(new_file, ctx.fresh, ctx.modules):
+        if id(fn) in own or id(stmt) in moving:
+            continue
+        for read_root, read_attr in sorted(reads):
+            if read_attr != attr:
+                continue
+            if read_root == "self" and (root != "self" or cls is not own_class):
+                continue  # another class's ``self.x``, or not through ``self``
+            if ast.unparse(stmt) in old_file.unparsed:
+                continue  # the old version's own code
+            where = f"{cls.name}.{fn.name}" if cls is not None else fn.name
+            raise Uncarried(
+                f"it reads {read_root}.{read_attr}, which today's code changes inside "
+                f"{where}() (line {stmt.lineno}), where propagation does not place code"
+            )
+
+
+@lru_cache(maxsize=32)
+def _attribute_changes(
+    src: SourceFile, fresh: frozenset[str] | None, modules: frozenset[str] = frozenset()
+) -> tuple[
+    tuple[ast.ClassDef | None, ast.FunctionDef | ast.AsyncFunctionDef, ast.stmt, str, str], ...
+]:
+    """``(class, function, statement, root, attribute)`` for each statement of a function of
+    ``src`` that changes an attribute of an object from outside the function (through a
+    parameter, ``self`` included, or a name the function does not bind): ``class`` is the
+    class the function is a method of (None for another function)."""
+    method_of: dict[int, ast.ClassDef] = {}
+    for node in src.nodes:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                method_of[id(item)] = node
+    out = []
+    for fn in src.nodes:
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        params = _parameters(fn)
+        local = {n for s in fn.body for n in assigned(s)} - params
+        for stmt in ast.walk(fn):
+            if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
+                continue
+            kills, updates = changes(stmt, fresh, modules)
+            for path in sorted(kills | updates):
+                if "." not in path or _root(path) in local:
+                    continue
+                root, attr = path.split(".", 1)
+                out.append((method_of.get(id(fn)), fn, stmt, root, attr))
+    return tuple(out)
 
 
 @lru_cache(maxsize=32)
