@@ -816,7 +816,10 @@ def carried(
         return Slice(chosen, nested)
     new_file, old_file = files
     after: list[int] = []
-    if _loop_body(block, new_file):  # the previous iteration's tail runs before it, too
+    # the previous iteration's tail runs before it, too: the rest of its block, whether that
+    # is the loop's body or a branch inside it (``if step % 100 == 99: flor.log("avg", run /
+    # 100); run = 0.0`` inside an old ``if``: the reset stayed behind, session 60)
+    if _in_loop(block, new_file):
         after, deeper, more = _carry(
             block,
             index + 1,
@@ -846,12 +849,16 @@ def carried(
                 up.insert(0, module)
             break
         needed -= {n for n in needed if _root(n) in _targets(head)}
+        if _in_loop(parent, new_file) and not isinstance(head, _LOOPS):
+            side, more = _other_branches(head, old_parent.stmts[old_at], block, needed, ctx)
+            up += side
+            needed |= more
         pairs = alignment(parent, old_parent, skip)
         got, deeper, entry = _carry(parent, 0, at, set(needed), old_parent, pairs, ctx)
         if got:
             up.insert(0, Nested(parent, old_parent, tuple(got), limit=old_at))
         up[:0] = deeper
-        if _loop_body(parent, new_file):
+        if _in_loop(parent, new_file):
             tail, deeper, more = _carry(
                 parent, at + 1, len(parent.stmts), set(entry), old_parent, pairs, ctx
             )
@@ -1394,6 +1401,73 @@ def _module_definitions(
         chosen.append(k)
         needed |= read_paths(stmt)
     return Nested(block, old, tuple(chosen[::-1])) if chosen else None
+
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+def _in_loop(block: Block, src: SourceFile) -> bool:
+    """Whether ``block`` is a loop's body or inside one, in the same function: what follows a
+    statement in it runs, in the loop's previous iteration, before the statement runs again."""
+    while id(block) in src.parents:
+        parent, at = src.parents[id(block)]
+        head = parent.stmts[at]
+        if isinstance(head, _SCOPES):
+            return False
+        if isinstance(head, _LOOPS) and head.body is block.stmts:
+            return True
+        block = parent
+    return False
+
+
+def _other_branches(
+    head: ast.stmt, old_head: ast.stmt, child: Block, needed: set[str], ctx: _Context
+) -> tuple[list[Nested], set[str]]:
+    """Inside a loop, the other branches of ``head`` (the ``if``, ``try`` or ``match`` whose
+    branch ``child`` holds the statement) run between two runs of the statement: what today's
+    code changes there of ``needed`` travels into the old ``head``'s same branch (placements,
+    and what they need from before ``head``), or the statement is refused. Until session 60
+    today's ``h += epoch`` in the ``else`` of an old ``if epoch % 2 == 0:`` whose branch logs
+    ``h`` stayed behind: the even epochs logged 0 where a re-run adds the odd epochs."""
+    if ctx.files is None:
+        return [], set()
+    new_file, old_file = ctx.files
+    new_bodies, old_bodies = _bodies_of(head), _bodies_of(old_head)
+    placements: list[Nested] = []
+    outside: set[str] = set()
+    for i, body in enumerate(new_bodies):
+        if not body or body is child.stmts:
+            continue
+        inner = {
+            n
+            for n in needed
+            if any(
+                id(st) not in ctx.skip and relevant(*changes(st, ctx.fresh, ctx.modules), {n})
+                for st in body
+            )
+        }
+        if not inner:
+            continue
+        if (
+            type(head) is not type(old_head)
+            or len(new_bodies) != len(old_bodies)
+            or not (old_bodies[i])
+        ):
+            raise Uncarried(
+                f"it reads {sorted(inner)[0]}, which today's code changes in another branch "
+                f"of the block around it (line {body[0].lineno}), a branch the old version "
+                "does not have"
+            )
+        new_block, old_block = new_file.home(body[0])[0], old_file.home(old_bodies[i][0])[0]
+        pairs = alignment(new_block, old_block, ctx.skip)
+        chosen, deeper, need = _carry(
+            new_block, 0, len(new_block.stmts), set(inner), old_block, pairs, ctx
+        )
+        if chosen:
+            placements.append(Nested(new_block, old_block, tuple(chosen)))
+        placements.extend(deeper)
+        outside |= need
+    return placements, outside
 
 
 def _loop_body(block: Block, src: SourceFile) -> bool:
