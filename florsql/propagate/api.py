@@ -116,6 +116,31 @@ class _Session:
     _renamed: dict[tuple[int, int, str], str | None] = field(default_factory=dict)
 
     @cached_property
+    def old_changers(self) -> dict[str, str]:
+        """The old file's module-level functions that change what they are given, each with
+        how (``def tick(s): s.n += 1``): travelling code that calls one with an old object
+        changes that object, as a function today's code defines does (until session 60 today's
+        ``h = tick(st)`` was carried, and the old run's own ``st.n`` counted the extra calls:
+        tests/test_propagate_differential_s60.py)."""
+        from florsql.propagate.slice import global_changes
+
+        out: dict[str, str] = {}
+        defined = set()
+        for node in self.old.tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                defined.add(node.name)
+                how = _changes_arguments(node, self, out, modes=False)
+                if how:
+                    out[node.name] = f"the old version's {node.name}() changes its argument, {how}"
+        # one that changes a module-level name (``def record(v): hist.append(v)``): any call
+        # changes it; keyed ``name()`` (:func:`_changes_old`)
+        for name, fn, stmt in global_changes(self.old, None, self.old.imported):
+            if fn in defined and f"{fn}()" not in out:
+                line = ast.unparse(stmt).splitlines()[0]
+                out[f"{fn}()"] = f"{name!r} (the old version's {fn}() changes it, {line!r})"
+        return out
+
+    @cached_property
     def old_holds(self) -> dict[str, frozenset[str]]:
         """For each name the old file binds to a call's result, the names given to that call
         (``sched = StepLR(opt, 1)``: ``sched`` holds ``opt``): a change in place of the object
@@ -2628,7 +2653,7 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     attribute or key that is today's own (:func:`_new_attribute`) is no obstacle, nor is a
     method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
     owners = _Owners(session)
-    changers: dict[str, str] = {}
+    changers = dict(session.old_changers)
     for it in items:
         if it.twin is not None:
             owners.bind(it.stmt)
@@ -2637,7 +2662,10 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 how = _changes_arguments(node, session, changers)
                 if how:
-                    changers[node.name] = how
+                    changers[node.name] = f"today's {node.name}() changes its argument, {how}"
+                else:
+                    changers.pop(node.name, None)  # today's own definition of that name
+                changers.pop(f"{node.name}()", None)
         why = _changes_old(it.stmt, owners, session, it.modes, changers)
         if why:
             code = head(session.new, it.stmt).strip()
@@ -2709,6 +2737,8 @@ def _changes_old(
             if root not in session.old.imported and (inner.old(root) or owners.old(root)):
                 return f"{_held(root, inner, session)} ({ast.unparse(node)})"
         name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        if isinstance(callee, ast.Name) and f"{name}()" in changers:
+            return f"{changers[f'{name}()']} ({ast.unparse(node)})"
         args = [*node.args, *(k.value for k in node.keywords)]
         reached = [a for a in args if inner._reaches_old(a) or owners._reaches_old(a)]
         if not reached:
@@ -2722,10 +2752,7 @@ def _changes_old(
             )
         why = changers.get(name) if isinstance(callee, ast.Name) else None
         if why is not None:
-            return (
-                f"{_held(inner.root(reached[0]), inner, session)} ({ast.unparse(node)}: "
-                f"today's {name}() changes its argument, {why})"
-            )
+            return f"{_held(inner.root(reached[0]), inner, session)} ({ast.unparse(node)}: {why})"
     return None
 
 
@@ -2827,18 +2854,30 @@ _SCHEDULERS = frozenset(
 
 
 def _changes_arguments(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, session: _Session, changers: dict[str, str]
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    session: _Session,
+    changers: dict[str, str],
+    modes: bool = True,
 ) -> str | None:
     """How a function that travelling code defines changes what it is given (``def decay(o):
     o.param_groups[0]["lr"] *= 0.9``: ``'o.param_groups[0]['lr'] *= 0.9'``), or None: called
     with an old object, it changes that object (before session 30 such a helper was carried
-    with its call, silently)."""
+    with its call, silently). ``modes=False``: a mode switch (``model.eval()``) is no change
+    here (an old helper's: the mode rules of :mod:`florsql.propagate.slice` judge its calls)."""
     a = fn.args
     params = [x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x]
     owners = _Owners(session)
     owners.own = dict.fromkeys(params, False)  # each may be an old object
     owners.old = lambda name: name is not None and owners.own.get(name) is False  # type: ignore[method-assign]
-    restored = _restored_modes(fn, set(params), session)
+    if modes:
+        restored = _restored_modes(fn, set(params), session)
+    else:
+        restored = tuple(
+            n.value.func.value
+            for stmt in fn.body
+            for n in _switches(stmt)
+            if isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Attribute)
+        )
     for stmt in fn.body:
         if _changes_old(stmt, owners, session, restored, changers):
             return repr(ast.unparse(stmt).splitlines()[0])

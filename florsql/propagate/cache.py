@@ -100,7 +100,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: statement travels or is refused (``slice.call_changes``); what the old code renews is read
 #: from the old statements (a tail append was left behind, silently); an attribute today's code
 #: changes inside another function (``self.opt_steps += 1`` in ``train_step``) refuses the
-#: statement (it read the old value, silently); a guard's function text leaves out log calls.
+#: statement (it read the old value, silently); a guard's function text leaves out log calls;
+#: what follows the statement in a branch inside a loop, and the block's other branches, travel;
+#: a call of an old function that changes its argument or a module-level name, and a change by
+#: today's module-level code of a name a function's statement reads, refuse the statement.
 CACHE_VERSION = "31"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):

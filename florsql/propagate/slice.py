@@ -872,6 +872,7 @@ def carried(
     travelling += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
     _helpers_change(travelling, ctx)
     _attributes_changed_elsewhere(travelling, origin.scopes, ctx)
+    _module_code_changes(travelling, origin.scopes, ctx)
     evals = ctx.files is None or switches_to_eval(ctx.files[1])
     modes = _mode_switches(origin, index, chosen, pairs0, after, evals)
     chosen = sorted({*chosen, *modes})
@@ -1214,7 +1215,7 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
         return
     roots = {_root(n) for s in stmts for n in read_paths(s)}
     moving = {id(n) for s in stmts for n in ast.walk(s)}  # placed along: not out of reach
-    for name, fn, stmt in _global_changes(ctx.files[0], ctx.fresh, ctx.modules):
+    for name, fn, stmt in global_changes(ctx.files[0], ctx.fresh, ctx.modules):
         if id(stmt) in moving:
             continue
         if name in roots and ast.unparse(stmt) not in ctx.files[1].unparsed:
@@ -1222,6 +1223,64 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
                 f"it reads {name}, which today's code changes inside {fn}() (line "
                 f"{stmt.lineno}), where propagation does not place code"
             )
+
+
+def _module_code_changes(stmts: list[ast.stmt], scopes: tuple[ast.AST, ...], ctx: _Context) -> None:
+    """Raise :class:`Uncarried` where a statement inside a function reads a module-level name
+    that today's module-level code changes, by code the old file lacks and that does not
+    travel (``h["s"] += a`` new in the step loop that calls ``train_step``, which logs
+    ``h["s"]``): propagation places a function's statement with code of that function only
+    (and the module's new definitions), so the statement would read the old version's value.
+    Until session 60 the helper logged 0 every step where a re-run sums (found by
+    tests/test_propagate_differential_s60.py); the reverse, a change inside the function of a
+    name read outside it, was refused already (:func:`_helpers_change`)."""
+    if ctx.files is None:
+        return
+    fn = next(
+        (s for s in reversed(scopes) if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)), None
+    )
+    if fn is None:
+        return
+    new_file, old_file = ctx.files
+    declared = {n for node in ast.walk(fn) if isinstance(node, ast.Global) for n in node.names}
+    local = (_parameters(fn) | {n for st in fn.body for n in assigned(st)}) - declared
+    skip = new_file.aliases | ctx.modules | local
+    roots = {_root(p) for st in stmts for p in read_paths(st)} - skip
+    if not roots:
+        return
+    moving = {id(n) for st in stmts for n in ast.walk(st)}
+    top = {id(st) for st in new_file.tree.body}
+    for stmt in _module_code(new_file):
+        if id(stmt) in moving or id(stmt) in ctx.skip:
+            continue
+        kills, updates = changes(stmt, ctx.fresh, ctx.modules)
+        if id(stmt) in top:  # a definition (``EPS = ...``): travels, or is an unbound name
+            kills = frozenset()
+        hit = sorted(roots & ({_root(k) for k in kills} | {_root(u) for u in updates}))
+        if hit and ast.unparse(stmt) not in old_file.unparsed:
+            raise Uncarried(
+                f"it reads {hit[0]}, which today's code changes outside {fn.name}() (line "
+                f"{stmt.lineno}), where propagation does not place code for a statement of "
+                f"{fn.name}()"
+            )
+
+
+@lru_cache(maxsize=32)
+def _module_code(src: SourceFile) -> tuple[ast.stmt, ...]:
+    """The simple statements of ``src`` outside every function and class (module-level code,
+    inside its loops and branches too)."""
+    out: list[ast.stmt] = []
+    todo: list[ast.stmt] = list(src.tree.body)
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, _SCOPES):
+            continue
+        if is_compound(stmt):
+            for body in _bodies_of(stmt):
+                todo.extend(body)
+        else:
+            out.append(stmt)
+    return tuple(sorted(out, key=lambda st: st.lineno))
 
 
 def _attributes_changed_elsewhere(
@@ -1306,7 +1365,7 @@ def _attribute_changes(
 
 
 @lru_cache(maxsize=32)
-def _global_changes(
+def global_changes(
     src: SourceFile, fresh: frozenset[str] | None, modules: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str, ast.stmt], ...]:
     """``(name, function, statement)`` for each statement of a function of ``src`` that changes
