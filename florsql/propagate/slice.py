@@ -587,6 +587,7 @@ def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
         exact = ([_spelled(block.stmts[k]) for k in keep], [_spelled(s) for s in old.stmts])
     pairs = align_pairs(norms, old.norms, exact)
     out = {keep[i]: j for i, j in pairs.items()}
+    _moved_twins(block, old, keep, out)
     taken = set(out.values())
     for k in keep:  # an import line today's code widened (``import os, json as js``)
         if k in out or not isinstance(block.stmts[k], ast.Import | ast.ImportFrom):
@@ -605,6 +606,35 @@ def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
             out[k] = j
             taken.add(j)
     return out
+
+
+def _moved_twins(block: Block, old: Block, keep: list[int], out: dict[int, int]) -> None:
+    """Drop from ``out`` each pair of simple statements written otherwise where today's block
+    still has the old statement as it is, unpaired (moved: two old lines swapped since):
+    today's statement of that pair is new code, not the old one edited. Session 60 (found
+    by tests/test_propagate_differential_edits_s60.py): the old ``lst.append(a + 6);
+    print(...); lst.append(a + 2)``, today's with the last two swapped and a new ``h.append(a
+    + 3)`` after them; the best monotone alignment paired ``h.append(a + 3)`` with the old
+    ``lst.append(a + 2)``, so it was taken for the old code and left behind (``h`` logged 0)."""
+    loose = [k for k in keep if k not in out and not is_compound(block.stmts[k])]
+    if not loose:
+        return
+    there = {_text(block, block.stmts[k]) for k in loose}
+    for k, j in list(out.items()):
+        stmt, other = block.stmts[k], old.stmts[j]
+        if is_compound(stmt) or is_compound(other):
+            continue
+        was = _text(old, other)
+        if was in there and _text(block, stmt) != was:
+            del out[k]
+
+
+def _text(block: Block, stmt: ast.stmt) -> str:
+    """A simple statement's text as written, each line stripped (indentation apart, equal
+    where the two versions spell it alike)."""
+    if block.lines and stmt.end_lineno is not None:
+        return "\n".join(line.strip() for line in block.lines[stmt.lineno - 1 : stmt.end_lineno])
+    return ast.unparse(stmt)
 
 
 def _spelled(stmt: ast.stmt) -> str:
@@ -667,8 +697,14 @@ def moved(
     file, ``new_text``, has it no more often than the old). With ``branches``, verbatim copies
     in the ``if`` statements of the block do not count (:func:`_in_branches`)."""
     names = assigned(stmt)
+    # binding nothing, a statement changes what it changes in place: the same objects, or it
+    # is another statement (today's ``h.append(a + 3)`` is not the old ``lst.append(a + 2)``
+    # moved: session 60, tests/test_propagate_differential_edits_s60.py, ``h`` logged 0)
+    touched = None if names else _touched(stmt)
     if any(
-        similarity(norm, other_norm) and assigned(other) == names
+        similarity(norm, other_norm)
+        and assigned(other) == names
+        and (touched is None or not _other_objects(touched, _touched(other), new_text))
         for j, (other, other_norm) in enumerate(zip(old.stmts, old.norms, strict=True))
         if j not in paired
     ):
@@ -683,6 +719,20 @@ def moved(
         # statement read ``acc`` unbound)
         return False
     return new_text is None or new_text.count(text) <= old_text.count(text)
+
+
+def _touched(stmt: ast.stmt) -> frozenset[str]:
+    """The names whose objects ``stmt`` changes in place (the roots of its updates)."""
+    return frozenset(_root(u) for u in changes(stmt, None)[1])
+
+
+def _other_objects(today: frozenset[str], old: frozenset[str], new_text: str | None) -> bool:
+    """Whether two statements that change objects in place change different ones: other
+    names, where today's file still spells the old ones (else the old names were renamed:
+    ``optimizer.zero_grad()`` moved, for the old ``opt.zero_grad()``)."""
+    if today == old or not old or new_text is None:
+        return False
+    return all(re.search(rf"\b{re.escape(n)}\b", new_text) for n in old - today)
 
 
 #: Compound statements whose blocks may not run, or not whole, when they are reached: an
@@ -838,6 +888,8 @@ def carried(
         if isinstance(head, _SCOPES) or isinstance(old_parent.stmts[old_at], _SCOPES):
             # another scope: from there only the module's definitions travel (a new import
             # or helper that today's statement inside ``main()`` uses)
+            if not isinstance(head, _SCOPES):
+                _new_code_around(block, needed, ctx)
             if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
                 params = _parameters(head)
                 carried_stmts = [origin.stmts[k] for k in (*chosen, *after)]
@@ -1281,6 +1333,45 @@ def _module_code(src: SourceFile) -> tuple[ast.stmt, ...]:
         else:
             out.append(stmt)
     return tuple(sorted(out, key=lambda st: st.lineno))
+
+
+def _new_code_around(block: Block, needed: set[str], ctx: _Context) -> None:
+    """Raise :class:`Uncarried` where the old version runs ``block``'s counterpart inside a
+    function of its own (the step loop's body moved into ``step_part()``) and today's code
+    around ``block``, up to its function (not the module's top-level definitions, which
+    travel), changes a name the statement still needs: the old function is as far as its
+    code can go, so the statement would read the old version's value (session 60,
+    tests/test_propagate_differential_edits_s60.py: today's ``h0 += [...]`` in the epoch body
+    stayed behind, ``h0`` logged 0 from the old ``step_part()``)."""
+    if ctx.files is None or not needed:
+        return
+    new_file, old_file = ctx.files
+    inner = block
+    while id(inner) in new_file.parents:
+        parent, at = new_file.parents[id(inner)]
+        head = parent.stmts[at]
+        if isinstance(head, _SCOPES):
+            return
+        top = parent is new_file.blocks[0]
+        others: list[ast.stmt] = [st for k, st in enumerate(parent.stmts) if k != at]
+        others += [st for body in _bodies_of(head) if body is not inner.stmts for st in body]
+        for st in others:
+            for node in ast.walk(st):
+                if not isinstance(node, ast.stmt) or is_compound(node) or id(node) in ctx.skip:
+                    continue
+                if isinstance(node, _SCOPES):
+                    continue
+                kills, updates = changes(node, ctx.fresh, ctx.modules)
+                if top and node in parent.stmts:
+                    kills = frozenset()  # a definition: travels, or is an unbound name
+                hit = sorted(n for n in needed if relevant(kills, updates, {n}))
+                if hit and ast.unparse(node) not in old_file.unparsed:
+                    raise Uncarried(
+                        f"it reads {hit[0]}, which today's code changes around it (line "
+                        f"{node.lineno}), where the old version runs it inside a function of "
+                        "its own: propagation does not place code there"
+                    )
+        inner = parent
 
 
 def _attributes_changed_elsewhere(
