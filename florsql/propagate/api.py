@@ -135,6 +135,11 @@ class _Session:
         # one that changes a module-level name (``def record(v): hist.append(v)``): any call
         # changes it; keyed ``name()`` (:func:`_changes_old`)
         for name, fn, stmt in global_changes(self.old, None, self.old.imported):
+            if isinstance(stmt, ast.Expr) and mode_receiver(stmt) is not None:
+                continue  # a mode switch (``net.eval()``): the mode rules judge its calls
+            if name in self.old.imported or name in self.old.aliases:
+                continue  # a module's function (``flor.log``, ``random.shuffle``: draws have
+                # their own rule)
             if fn in defined and f"{fn}()" not in out:
                 line = ast.unparse(stmt).splitlines()[0]
                 out[f"{fn}()"] = f"{name!r} (the old version's {fn}() changes it, {line!r})"
