@@ -1581,7 +1581,6 @@ def _other_branches(
     ``h`` stayed behind: the even epochs logged 0 where a re-run adds the odd epochs."""
     if ctx.files is None:
         return [], set()
-    new_file, old_file = ctx.files
     new_bodies, old_bodies = _bodies_of(head), _bodies_of(old_head)
     placements: list[Nested] = []
     outside: set[str] = set()
@@ -1608,14 +1607,8 @@ def _other_branches(
                 f"of the block around it (line {body[0].lineno}), a branch the old version "
                 "does not have"
             )
-        new_block, old_block = new_file.home(body[0])[0], old_file.home(old_bodies[i][0])[0]
-        pairs = alignment(new_block, old_block, ctx.skip)
-        chosen, deeper, need = _carry(
-            new_block, 0, len(new_block.stmts), set(inner), old_block, pairs, ctx
-        )
-        if chosen:
-            placements.append(Nested(new_block, old_block, tuple(chosen)))
-        placements.extend(deeper)
+        got, need = _carry_body(body, old_bodies[i], inner, ctx)
+        placements += got
         outside |= need
     return placements, outside
 
@@ -2197,6 +2190,21 @@ def _bodies_of(stmt: ast.stmt) -> list[list[ast.stmt]]:
     return [getattr(stmt, "body", []), getattr(stmt, "orelse", [])]
 
 
+def _carry_body(
+    body: list[ast.stmt], other: list[ast.stmt], names: set[str], ctx: _Context
+) -> tuple[list[Nested], set[str]]:
+    """What changes ``names`` in ``body`` (a block of a compound statement today) carried into
+    ``other``, its old counterpart: placements, and what they need from before the block."""
+    assert ctx.files is not None
+    new_block, old_block = ctx.files[0].home(body[0])[0], ctx.files[1].home(other[0])[0]
+    pairs = alignment(new_block, old_block, ctx.skip)
+    chosen, deeper, need = _carry(
+        new_block, 0, len(new_block.stmts), set(names), old_block, pairs, ctx
+    )
+    placements = [Nested(new_block, old_block, tuple(chosen))] if chosen else []
+    return [*placements, *deeper], need
+
+
 def _into(
     new: ast.stmt, old: ast.stmt, names: set[str], ctx: _Context
 ) -> tuple[list[Nested], set[str]]:
@@ -2212,7 +2220,6 @@ def _into(
     new_bodies, old_bodies = _bodies_of(new), _bodies_of(old)
     if ctx.files is None or type(new) is not type(old) or len(new_bodies) != len(old_bodies):
         raise refuse()
-    new_file, old_file = ctx.files
     placements: list[Nested] = []
     outside: set[str] = set()
     want = set(names)
@@ -2225,14 +2232,8 @@ def _into(
             continue
         if not other:
             raise refuse()
-        new_block, old_block = new_file.home(body[0])[0], old_file.home(other[0])[0]
-        pairs = alignment(new_block, old_block, ctx.skip)
-        chosen, deeper, need = _carry(
-            new_block, 0, len(new_block.stmts), set(inner), old_block, pairs, ctx
-        )
-        if chosen:
-            placements.append(Nested(new_block, old_block, tuple(chosen)))
-        placements.extend(deeper)
+        got, need = _carry_body(body, other, inner, ctx)
+        placements += got
         outside |= need
         want |= need
     if not placements:
