@@ -1797,8 +1797,24 @@ def _slice_slots(
         gap = _in_gap(block, k, old, pairs, moving, slot, session)
         if isinstance(gap, str):
             return gap
+        _lower(
+            slots, gap, lambda i, at: _in_gap(block, indices[i], old, pairs, moving, at, session)
+        )
         slots.append(min(max(gap, slots[-1] if slots else 0), last))
     return tuple(slots)
+
+
+def _lower(slots: list[int], gap: int, at: Callable[[int, int], int | str]) -> None:
+    """Move the slots of the statements before one bound to ``gap`` down to it where each of
+    them may go there too (``at(i, slot)``, the slot statement ``i`` takes when offered
+    ``slot``, is ``slot``): their order kept, the later one need not follow them past an old
+    statement it must precede (session 61: today's ``h0 += [f(b, b)]; h0 += [(step - c) %
+    97]`` before ``c = ...``, which the old version has first: the first line, free, went after
+    the old ``c = ...`` and took the second along, reading this step's ``c``, silently)."""
+    above = [i for i, slot in enumerate(slots) if slot > gap]
+    if above and all(at(i, gap) == gap for i in above):
+        for i in above:
+            slots[i] = gap
 
 
 def _in_gap(
@@ -1826,7 +1842,13 @@ def _in_gap(
     after = [i for i in range(k + 1, len(block.stmts)) if i in pairs]
     lo = pairs[before[-1]] + 1 if before else 0
     hi = pairs[after[0]] if after else len(old.stmts)
-    if lo >= hi or not lo <= slot <= hi:
+    # never on the other side of a neighbour both versions have: a slot chosen by a context
+    # that aligns otherwise, or the fallback of an ambiguous one (the log statement's own
+    # slot), went past it (session 61: today's ``h0 += [(a + b) % 97]`` before the step loop,
+    # between two old ``print`` lines alike, went after the old step loop, reading the ``a``
+    # the loop changed, silently)
+    slot = min(max(slot, lo), hi)
+    if lo >= hi:
         return slot
     mine = block.stmts[k]
     for j in range(lo, hi):  # the old statement it stands for is its place (_twin)
@@ -1870,17 +1892,28 @@ def _in_gap(
         first, last = ordered
         return min(max(slot, first), last) if first <= last else _unsure(old, touching)
 
-    def others(span: range) -> int:
+    def others(span: range) -> int:  # a ``pass`` stands for nothing (session 61)
         return sum(
             1
             for i in span
-            if id(block.stmts[i]) not in moving and id(block.stmts[i]) not in session.skip
+            if id(block.stmts[i]) not in moving
+            and id(block.stmts[i]) not in session.skip
+            and not _empty(block.stmts[i])
         )
 
     n_before, n_after = others(range(new_lo, k)), others(range(k + 1, new_hi))
     if n_before + n_after == hi - lo:
         return lo + n_before
     return _unsure(old, touching)
+
+
+def _empty(stmt: ast.stmt) -> bool:
+    """``pass`` or ``...``: a statement that does nothing."""
+    return isinstance(stmt, ast.Pass) or (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and stmt.value.value is Ellipsis
+    )
 
 
 def _order_kept(

@@ -104,7 +104,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: what follows the statement in a branch inside a loop, and the block's other branches, travel;
 #: a call of an old function that changes its argument or a module-level name, and a change by
 #: today's module-level code of a name a function's statement reads, refuse the statement.
-CACHE_VERSION = "31"
+#: 32 (session 61): a ``pass`` anchors little; an old ``with`` unwrapped since pairs with no
+#: new one; a slot never crosses a neighbour both versions have; a name a statement would make
+#: a local of an old helper refuses it.
+CACHE_VERSION = "32"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.

@@ -588,6 +588,7 @@ def alignment(block: Block, old: Block, skip: frozenset[int]) -> dict[int, int]:
     pairs = align_pairs(norms, old.norms, exact)
     out = {keep[i]: j for i, j in pairs.items()}
     _moved_twins(block, old, keep, out)
+    _unwrapped(block, old, keep, out, skip)
     taken = set(out.values())
     for k in keep:  # an import line today's code widened (``import os, json as js``)
         if k in out or not isinstance(block.stmts[k], ast.Import | ast.ImportFrom):
@@ -626,6 +627,39 @@ def _moved_twins(block: Block, old: Block, keep: list[int], out: dict[int, int])
             continue
         was = _text(old, other)
         if was in there and _text(block, stmt) != was:
+            del out[k]
+
+
+def _unwrapped(
+    block: Block, old: Block, keep: list[int], out: dict[int, int], skip: frozenset[int]
+) -> None:
+    """Drop from ``out`` each pair of compound statements whose old one wraps code today's
+    block has outside it, unpaired, as it is, while today's one holds none of that code: the
+    old ``with`` was unwrapped since and today's ``with`` is new code alike in its header.
+    Session 61 (found by tests/test_propagate_differential_edits_s60.py): the old step body
+    ``with nullcontext(): lst.append(step)``, today's ``lst.append(step)`` unwrapped, then new
+    ``h = len(lst)`` and a new ``with nullcontext(): flor.log("g", g)``; the two ``with``
+    paired, and ``h = len(lst)`` went before the old ``with``, reading ``lst`` one step
+    early, silently."""
+    loose = {
+        _text(block, block.stmts[k])
+        for k in keep
+        if k not in out and not is_compound(block.stmts[k])
+    }
+    if not loose:
+        return
+    for k, j in list(out.items()):
+        stmt, other = block.stmts[k], old.stmts[j]
+        if not (is_compound(stmt) and is_compound(other)) or type(stmt) is not type(other):
+            continue
+        wrapped = {_text(old, s) for s in getattr(other, "body", []) if not is_compound(s)}
+        inside = {
+            _text(block, s)
+            for b in _bodies_of(stmt)
+            for s in b
+            if id(s) not in skip and not is_compound(s)
+        }
+        if wrapped and wrapped <= loose and not wrapped & inside:
             del out[k]
 
 
@@ -890,6 +924,9 @@ def carried(
             # or helper that today's statement inside ``main()`` uses)
             if not isinstance(head, _SCOPES):
                 _new_code_around(block, needed, ctx)
+                inside = [origin.stmts[k] for k in (index, *chosen, *after)]
+                inside += [n.new.stmts[k] for n in (*up, *nested) for k in n.indices]
+                _made_local(inside, old_parent.stmts[old_at], ctx)
             if isinstance(head, ast.FunctionDef | ast.AsyncFunctionDef):
                 params = _parameters(head)
                 carried_stmts = [origin.stmts[k] for k in (*chosen, *after)]
@@ -1333,6 +1370,52 @@ def _module_code(src: SourceFile) -> tuple[ast.stmt, ...]:
         else:
             out.append(stmt)
     return tuple(sorted(out, key=lambda st: st.lineno))
+
+
+def _made_local(travelling: list[ast.stmt], old_fn: ast.stmt, ctx: _Context) -> None:
+    """Raise :class:`Uncarried` where statements going into an old function of their own
+    (today's step body that the old version runs as ``step_part()``) assign a name that
+    function does not bind, and today's code reads that name's value from outside them: before
+    they assign it (``h0 = (h0 * 3 + x) % 997``, a module-level accumulator) or in code that
+    does not travel (a log after the loop). Inside the old function the name would be a local
+    of its own: ``UnboundLocalError``, or the outer value read unchanged, silently (session
+    61, found by tests/test_propagate_differential_edits_s60.py)."""
+    if ctx.files is None or not isinstance(old_fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return
+    own = set(_parameters(old_fn)).union(*(assigned(st) for st in old_fn.body))
+    declared = {
+        name
+        for st in old_fn.body
+        for node in _walk_code(st)
+        if isinstance(node, ast.Global | ast.Nonlocal)
+        for name in node.names
+    }
+    ordered = sorted(travelling, key=lambda st: (st.lineno, st.col_offset))
+    mine = {id(n) for st in ordered for n in ast.walk(st)}
+    bound: set[str] = set()
+    for st in ordered:
+        fresh = assigned(st) - own - declared
+        early = sorted((fresh & reads(st)) - bound)
+        bound |= fresh
+        if early:
+            name = early[0]
+            break
+    else:
+        outside = {
+            node.id
+            for node in ctx.files[0].nodes
+            if isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in bound
+            and id(node) not in mine
+        }
+        if not outside:
+            return
+        name = sorted(outside)[0]
+    raise Uncarried(
+        f"it assigns {name}, which today's code reads from outside it, where the old version "
+        f"runs it inside {old_fn.name}(): there {name} would be a local of its own"
+    )
 
 
 def _new_code_around(block: Block, needed: set[str], ctx: _Context) -> None:
