@@ -36,7 +36,7 @@ from florsql.propagate.insert import (
     standalone,
     statement_code,
 )
-from florsql.propagate.match import Miss, Spot, locate, locate_twin
+from florsql.propagate.match import Miss, Spot, inert_tie, locate, locate_twin, match_chains
 from florsql.propagate.model import Failure, Placement, Propagation
 from florsql.propagate.normalize import is_compound, normalize, strip_literals
 from florsql.propagate.rename import (
@@ -122,7 +122,7 @@ class _Session:
         changes that object, as a function today's code defines does (until session 60 today's
         ``h = tick(st)`` was carried, and the old run's own ``st.n`` counted the extra calls:
         tests/test_propagate_differential_s60.py)."""
-        from florsql.propagate.slice import global_changes
+        from florsql.propagate.slice import _attribute_changes, global_changes
 
         out: dict[str, str] = {}
         defined = set()
@@ -143,6 +143,27 @@ class _Session:
             if fn in defined and f"{fn}()" not in out:
                 line = ast.unparse(stmt).splitlines()[0]
                 out[f"{fn}()"] = f"{name!r} (the old version's {fn}() changes it, {line!r})"
+        # a method of an old class that changes its object (``def compute(self):
+        # self.hist.append(...)``): its call, even where the value is used (``acc =
+        # meter.compute()``), changes the old object; keyed ``.name`` (session 61)
+        used: dict[str, list[ast.Attribute]] = {}  # attributes read, by name
+        for read in self.old.nodes:
+            if isinstance(read, ast.Attribute) and isinstance(read.ctx, ast.Load):
+                used.setdefault(read.attr, []).append(read)
+        for cls, method, stmt, root, attr in _attribute_changes(self.old, None, self.old.imported):
+            if cls is None or root != "self" or method.name.startswith("__"):
+                continue
+            own = {id(n) for n in ast.walk(stmt)}
+            if not any(id(n) not in own for n in used.get(attr.split(".")[0], [])):
+                continue  # an attribute nothing else reads (``self.last = acc``): no harm
+            if isinstance(stmt, ast.Expr) and mode_receiver(stmt) is not None:
+                continue
+            key = f".{method.name}"
+            if key not in out:
+                line = ast.unparse(stmt).splitlines()[0]
+                out[key] = (
+                    f"the old version's {cls.name}.{method.name}() changes self.{attr}, {line!r}"
+                )
         return out
 
     @cached_property
@@ -665,6 +686,42 @@ def _holds(mine: str) -> Callable[[ast.stmt], bool]:
     return holds
 
 
+def _before_the_old_call(target: LogStatement, spot: Spot, session: _Session) -> Spot | Miss | None:
+    """Where ``spot`` is inside an old helper (``step_part()``, called once in the old step
+    loop) that today's code has inline, in the block of the helper's call: that block's place
+    instead, where today's statements around ``target`` that the call's block has too put it
+    on the other side of the call (session 61, found by
+    tests/test_propagate_differential_edits_s60.py: today's ``h1 = len(lst)`` at the top of
+    the step body went to the top of ``step_part()``, whose lines it resembles more, past the
+    old ``lst.append(...)`` that runs before the call and that today's code runs after it:
+    ``h1`` one step late, silently). None: ``spot`` stands."""
+    around = session.old_helpers.enclosing_call(spot.block)
+    if around is None:
+        return None
+    fn = around[0]
+    if any(getattr(s, "name", None) == fn.name for s in target.block.scopes[1:]):
+        return None  # today's statement is in that helper too: its body is the place
+    site = session.old_helpers.call_site(fn)
+    if site is None or id(site) not in session.old.homes:
+        return None
+    home, at = session.old.home(site)
+    if match_chains(target.block.chain, home.chain) is None:
+        return None
+    pairs = session.align(target.block, home)
+    k = target.index
+    if not any((i > k and j < at) or (i < k and j > at) for i, j in pairs.items()):
+        return None
+    unpaired = frozenset(id(st) for i, st in enumerate(target.block.stmts) if i not in pairs)
+    choice = choose_slot(*session.context(target.block, k, unpaired), home.norms)
+    if choice.slot is None:
+        where = " > ".join(f.label for f in home.chain) or "the module"
+        return Miss(
+            f"no context: its place is in {where} of the old version, around the call of "
+            f"{fn.name}() at line {site.lineno}, and the statements around it there do not tell it"
+        )
+    return Spot(home, adjust_slot(home, choice.slot))
+
+
 def _call_context(block: Block, session: _Session) -> tuple[list[str], list[str]] | None:
     """For a statement in a helper's body where nothing around it matches the old version
     (``def report(m): flor.log("wn", ...)``, today's helper called once in the epoch loop),
@@ -811,6 +868,8 @@ def _plan(
         # sweep AL: its statement went into the old ``% 2`` block, the val accuracy logged
         # as the test's under the wrong guard, silently)
         spot = Miss("no context (the old block alike is the counterpart of another of today's)")
+    if isinstance(spot, Spot):
+        spot = _before_the_old_call(target, spot, session) or spot
     if isinstance(spot, Miss) and spot.reason.startswith("no context"):
         called = _call_context(target.block, session)
         if called is not None:
@@ -941,6 +1000,8 @@ def _plan(
         )
         if again.slot is not None:
             slot = adjust_slot(spot.block, again.slot)
+        elif (inert := inert_tie(spot.block, again)) is not None:
+            slot = adjust_slot(spot.block, inert)
         elif again.tied:
             lines = ", ".join(str(spot.block.insert_line(t)) for t in again.tied)
             reason = f"ambiguous: {len(again.tied)} equally good places (lines {lines})"
@@ -2777,6 +2838,11 @@ def _changes_old(
         name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
         if isinstance(callee, ast.Name) and f"{name}()" in changers:
             return f"{changers[f'{name}()']} ({ast.unparse(node)})"
+        if isinstance(callee, ast.Attribute) and f".{name}" in changers:
+            root = inner.root(callee.value)
+            if root not in session.old.imported and (inner.old(root) or owners.old(root)):
+                how = changers[f".{name}"]
+                return f"{_held(root, inner, session)} ({ast.unparse(node)}: {how})"
         args = [*node.args, *(k.value for k in node.keywords)]
         reached = [a for a in args if inner._reaches_old(a) or owners._reaches_old(a)]
         if not reached:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from florsql.propagate.align import EPS, SlotChoice, choose_slot
 from florsql.propagate.helpers import Helpers
 from florsql.propagate.normalize import similarity
+from florsql.propagate.slice import OUTPUT_METHODS
 from florsql.propagate.source import Block, Frame, hard_key, innermost_hard
 
 Chain = tuple[Frame, ...]
@@ -219,12 +220,42 @@ def locate(
             pick = tied[k]
             assert pick.choice.slot is not None
             return Spot(pick.block, pick.choice.slot)
+    if not top.choice.ok and not rivals and (inert := inert_tie(top.block, top.choice)) is not None:
+        return Spot(top.block, inert)
     if not top.choice.ok or rivals:
         lines = _tied_lines(top) + [line for r in rivals for line in _tied_lines(r)]
         shown = ", ".join(str(n) for n in sorted(set(lines)))
         return Miss(f"ambiguous: {len(lines)} equally good places (lines {shown})")
     assert top.choice.slot is not None
     return Spot(top.block, top.choice.slot)
+
+
+def inert_tie(block: Block, choice: SlotChoice) -> int | None:
+    """The last of ``choice``'s tied slots where only inert statements (:func:`inert`) lie
+    between them, as between two old ``print("at", a)`` lines that today's code has once
+    (any of the slots gives the same values: session 61, refused "ambiguous" before); else
+    None."""
+    if choice.ok or not choice.tied:
+        return None
+    lo, hi = min(choice.tied), max(choice.tied)
+    return hi if all(inert(block.stmts[j]) for j in range(lo, hi)) else None
+
+
+def inert(stmt: ast.stmt) -> bool:
+    """A statement that changes nothing: ``pass``, a lone constant, or a call of ``print`` (or
+    a logger's output method) whose arguments call nothing."""
+    if _placeholder(stmt):
+        return True
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    call = stmt.value
+    func = call.func
+    named = (isinstance(func, ast.Name) and func.id == "print") or (
+        isinstance(func, ast.Attribute) and func.attr in OUTPUT_METHODS
+    )
+    busy = (ast.Call, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, ast.Lambda)
+    parts = [*call.args, *(k.value for k in call.keywords)]
+    return named and not any(isinstance(n, busy) for a in parts for n in ast.walk(a))
 
 
 def _placeholder(stmt: ast.stmt) -> bool:

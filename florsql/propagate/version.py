@@ -6,9 +6,12 @@ The unit is one file at one version: a statement added to ``trainer.py`` goes in
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
 import hashlib
 import re
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -187,6 +190,8 @@ def for_version(
             cache.put(key, result)
         if mine:
             result = _guard_modules(repo, sha, path, new, result, here, mine, paths)
+        if result.placed:
+            result = _other_modules_change(repo, sha, path, new, result, here, mine, paths)
         present.update(n for n in mine if n in result.present)
         if result.placed or result.failed:
             files[path] = result
@@ -272,6 +277,99 @@ def _guard_modules(
     # runs it, what its guard reads included, as in one file: api._Session.again)
     refused = {n: reason for n, reason in refused.items() if n in logged}
     if not refused:
+        return result
+    names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
+    names = [n for n in names if n not in refused]
+    kept = [n for n in again if n not in refused]
+    redone = (
+        propagate(new, result.original, names, kept)
+        if names
+        else Propagation(result.original, result.original)
+    )
+    lines = {s.name: s.line for s in reversed(logs)}
+    failed = tuple(Failure(n, lines.get(n, 0), why) for n, why in sorted(refused.items()))
+    return replace(
+        redone,
+        failed=redone.failed + failed,
+        present=tuple(n for n in redone.present if n not in refused),
+    )
+
+
+def _other_modules_change(
+    repo: Path,
+    sha: str,
+    path: str,
+    new: str,
+    result: Propagation,
+    here: list[str] | None,
+    again: list[str],
+    files: list[str],
+) -> Propagation:
+    """``result`` less the placed names whose statements (with the code carried along) read an
+    attribute that today's text of another module of the version changes inside a function,
+    by code that module's old text lacks: ``flor.log("steps", net.steps)`` in ``train.py``
+    with ``self.steps += 1`` new in ``Net.forward`` of ``model.py``. A replay runs the
+    version's ``model.py``, so the statement would read the old value (``net.steps`` 0 in every
+    epoch where a re-run of today's code logs 3, 6, 9), silently; each such name is refused
+    with that reason (session 61: the rule of ``slice._attributes_changed_elsewhere``, which
+    reads the statement's own file, for the other files)."""
+    from florsql.propagate.slice import _attribute_changes, read_paths
+
+    try:
+        src = analyze(new)
+    except SyntaxError:
+        return result
+    wanted: dict[str, set[str]] = {}
+    for placement in result.placed:
+        stmts = [n for n in src.nodes if isinstance(n, ast.stmt) and n.lineno == placement.new_line]
+        for code in placement.carried:
+            with contextlib.suppress(SyntaxError):
+                stmts += ast.parse(textwrap.dedent(code)).body
+        attrs = wanted.setdefault(placement.name, set())
+        for stmt in stmts:
+            for read in read_paths(stmt):
+                root, _, attr = read.partition(".")
+                if attr and root not in src.aliases:
+                    attrs.add(attr)
+    attrs_read = set().union(*wanted.values())
+    if not attrs_read:
+        return result
+    refused: dict[str, str] = {}
+    for other in sorted(set(files) - {path}):
+        if not other.endswith(".py"):
+            continue
+        try:
+            mine = (repo / other).read_text(encoding="utf-8", errors="surrogateescape")
+            if not any("." + a.split(".")[0] in mine for a in attrs_read):
+                continue
+            theirs = file_at(repo, sha, other)
+        except (OSError, VersionError):
+            continue
+        if mine == theirs:
+            continue
+        try:
+            today_src, old_src = analyze(mine), analyze(theirs)
+        except SyntaxError:
+            continue
+        for cls, fn, stmt, _root, attr in _attribute_changes(
+            today_src, None, today_src.imported_names
+        ):
+            if ast.unparse(stmt) in old_src.unparsed:
+                continue
+            where = f"{cls.name}.{fn.name}" if cls is not None else fn.name
+            for name, attrs in wanted.items():
+                if attr in attrs and name not in refused:
+                    refused[name] = (
+                        f"it reads .{attr}, which today's {other} changes inside {where}() "
+                        f"(line {stmt.lineno}: {ast.unparse(stmt)}) and the version's "
+                        f"{other} does not; a replay runs the version's {other}, so the "
+                        "statement would read the old value"
+                    )
+    if not refused:
+        return result
+    try:
+        logs = find_logs(src)
+    except SyntaxError:
         return result
     names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
     names = [n for n in names if n not in refused]
