@@ -97,3 +97,17 @@ def test_end_to_end_the_old_runs_answer_null_with_the_reason_not_zero(tmp_path: 
         got, said = fetch(con, sql + " ORDER BY epoch", ordered=True)
     assert got == [(0, None, 1.0), (1, None, 1.0), (2, None, 1.0)], said
     assert any("model.py changes inside Net.forward()" in w for w in said), said
+
+
+def test_an_edited_set_up_is_the_versions_own(tmp_path: Path) -> None:
+    """``self.w = 2.0`` today for the version's ``self.w = 1.0`` in ``Net.__init__``: the
+    version's own way of setting ``w`` up, which its replay runs as a full re-run of the
+    patched version would; ``net.w`` is placed (the slow corpus test
+    tests/test_stranger_s29.py `a_committed_data_file_and_a_model_module_changed...` caught
+    this over-refusal: a layer's width edited in ``__init__``)."""
+    repo, vid = _repo(tmp_path, MODEL_OLD)
+    (repo / "model.py").write_text(MODEL_OLD.replace("self.w = 1.0", "self.w = 2.0"))
+    (repo / "train.py").write_text(TRAIN_OLD + '    flor.log("w", net.w)\n')
+    result = for_version(repo, vid).files["train.py"]
+    assert [p.name for p in result.placed] == ["w"]
+    assert result.failed == ()

@@ -351,10 +351,20 @@ def _other_modules_change(
             today_src, old_src = analyze(mine), analyze(theirs)
         except SyntaxError:
             continue
-        for cls, fn, stmt, _root, attr in _attribute_changes(
+        # the version's own changes of an attribute, by class, function, object and name: an
+        # edit of one (``self.fc1 = nn.Linear(4, 12)`` for ``(4, 8)`` in ``__init__``) is the
+        # version's own way of computing it, which its replay runs, as a full re-run of the
+        # patched version would; only a change new in that function is today's alone
+        own = {
+            (getattr(c, "name", None), f.name, r, a)
+            for c, f, _, r, a in _attribute_changes(old_src, None, old_src.imported_names)
+        }
+        for cls, fn, stmt, root, attr in _attribute_changes(
             today_src, None, today_src.imported_names
         ):
             if ast.unparse(stmt) in old_src.unparsed:
+                continue
+            if (getattr(cls, "name", None), fn.name, root, attr) in own:
                 continue
             where = f"{cls.name}.{fn.name}" if cls is not None else fn.name
             for name, attrs in wanted.items():
