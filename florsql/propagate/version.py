@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from florsql.errors import VersionError
 from florsql.propagate.api import propagate
 from florsql.propagate.cache import PropagationCache, digest, statements_key
-from florsql.propagate.find import find_logs
+from florsql.propagate.find import LogStatement, find_logs
 from florsql.propagate.model import Failure, PlacementError, Propagation
 from florsql.propagate.modules import added_modules, guard_modules_differ, helper_calls_differ
 from florsql.propagate.source import analyze
@@ -278,6 +278,19 @@ def _guard_modules(
     refused = {n: reason for n, reason in refused.items() if n in logged}
     if not refused:
         return result
+    return _without(new, result, here, again, refused, logs)
+
+
+def _without(
+    new: str,
+    result: Propagation,
+    here: list[str] | None,
+    again: list[str],
+    refused: dict[str, str],
+    logs: list[LogStatement],
+) -> Propagation:
+    """``result`` propagated again without the names of ``refused``, each failed with its
+    reason (``logs``: today's log statements of the file)."""
     names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
     names = [n for n in names if n not in refused]
     kept = [n for n in again if n not in refused]
@@ -381,21 +394,7 @@ def _other_modules_change(
         logs = find_logs(src)
     except SyntaxError:
         return result
-    names = [n for n in (here if here is not None else {s.name for s in logs}) if n]
-    names = [n for n in names if n not in refused]
-    kept = [n for n in again if n not in refused]
-    redone = (
-        propagate(new, result.original, names, kept)
-        if names
-        else Propagation(result.original, result.original)
-    )
-    lines = {s.name: s.line for s in reversed(logs)}
-    failed = tuple(Failure(n, lines.get(n, 0), why) for n, why in sorted(refused.items()))
-    return replace(
-        redone,
-        failed=redone.failed + failed,
-        present=tuple(n for n in redone.present if n not in refused),
-    )
+    return _without(new, result, here, again, refused, logs)
 
 
 def _names_here(new: str, wanted: list[str] | None) -> list[str] | None:
