@@ -111,3 +111,23 @@ def test_an_edited_set_up_is_the_versions_own(tmp_path: Path) -> None:
     result = for_version(repo, vid).files["train.py"]
     assert [p.name for p in result.placed] == ["w"]
     assert result.failed == ()
+
+
+def test_an_edited_set_up_in_the_same_file_is_the_old_versions_own() -> None:
+    """The same in one file (``slice._attributes_changed_elsewhere``): today's ``Net.__init__``
+    sets ``self.w = [1.0] * 12`` where the old one set ``[1.0] * 8`` (a layer's width
+    edited), and today's new ``flor.log("w", sum(net.w))`` was refused, "it reads net.w,
+    which today's code changes inside Net.__init__()". The old version patched by hand logs
+    8.0: its own set-up."""
+    from florsql.propagate import propagate
+    from tests.test_propagate_differential_edits_s60 import run, values
+
+    old = (
+        "import florsql as flor\n\n\nclass Net:\n    def __init__(self):\n"
+        "        self.w = [1.0] * 8\n\n\nnet = Net()\n"
+        'for epoch in flor.loop("epoch", range(2)):\n    net.w[0] += 1\n'
+    )
+    new = old.replace("[1.0] * 8", "[1.0] * 12") + '    flor.log("w", sum(net.w))\n'
+    result = propagate(new, old)
+    assert [p.name for p in result.placed] == ["w"], result.failed
+    assert values(run(result.source), "w") == [9.0, 10.0]
