@@ -122,7 +122,7 @@ class _Session:
         changes that object, as a function today's code defines does (until session 60 today's
         ``h = tick(st)`` was carried, and the old run's own ``st.n`` counted the extra calls:
         tests/test_propagate_differential_s60.py)."""
-        from florsql.propagate.slice import _attribute_changes, global_changes
+        from florsql.propagate.slice import global_changes
 
         out: dict[str, str] = {}
         defined = set()
@@ -143,27 +143,6 @@ class _Session:
             if fn in defined and f"{fn}()" not in out:
                 line = ast.unparse(stmt).splitlines()[0]
                 out[f"{fn}()"] = f"{name!r} (the old version's {fn}() changes it, {line!r})"
-        # a method of an old class that changes its object (``def compute(self):
-        # self.hist.append(...)``): its call, even where the value is used (``acc =
-        # meter.compute()``), changes the old object; keyed ``.name`` (session 61)
-        used: dict[str, list[ast.Attribute]] = {}  # attributes read, by name
-        for read in self.old.nodes:
-            if isinstance(read, ast.Attribute) and isinstance(read.ctx, ast.Load):
-                used.setdefault(read.attr, []).append(read)
-        for cls, method, stmt, root, attr in _attribute_changes(self.old, None, self.old.imported):
-            if cls is None or root != "self" or method.name.startswith("__"):
-                continue
-            own = {id(n) for n in ast.walk(stmt)}
-            if not any(id(n) not in own for n in used.get(attr.split(".")[0], [])):
-                continue  # an attribute nothing else reads (``self.last = acc``): no harm
-            if isinstance(stmt, ast.Expr) and mode_receiver(stmt) is not None:
-                continue
-            key = f".{method.name}"
-            if key not in out:
-                line = ast.unparse(stmt).splitlines()[0]
-                out[key] = (
-                    f"the old version's {cls.name}.{method.name}() changes self.{attr}, {line!r}"
-                )
         return out
 
     @cached_property
@@ -2838,11 +2817,6 @@ def _changes_old(
         name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
         if isinstance(callee, ast.Name) and f"{name}()" in changers:
             return f"{changers[f'{name}()']} ({ast.unparse(node)})"
-        if isinstance(callee, ast.Attribute) and f".{name}" in changers:
-            root = inner.root(callee.value)
-            if root not in session.old.imported and (inner.old(root) or owners.old(root)):
-                how = changers[f".{name}"]
-                return f"{_held(root, inner, session)} ({ast.unparse(node)}: {how})"
         args = [*node.args, *(k.value for k in node.keywords)]
         reached = [a for a in args if inner._reaches_old(a) or owners._reaches_old(a)]
         if not reached:

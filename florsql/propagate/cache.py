@@ -107,9 +107,9 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: 32 (session 61): a ``pass`` anchors little; an old ``with`` unwrapped since pairs with no
 #: new one; a slot never crosses a neighbour both versions have; a name a statement would make
 #: a local of an old helper refuses it; a place in an old helper past the call's neighbours
-#: goes to the calling block; a call of an old method changing its object refuses; a tie
-#: across inert statements only (``print``) is no ambiguity; an edited set-up of an attribute
-#: the old version changes in the same function is its own (placed where it was refused).
+#: goes to the calling block; a tie across inert statements only (``print``) is no ambiguity;
+#: an edited set-up of an attribute the old version changes in the same function is its own
+#: (placed where it was refused).
 CACHE_VERSION = "32"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
