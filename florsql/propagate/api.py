@@ -67,6 +67,7 @@ from florsql.propagate.slice import (
     to_training,
 )
 from florsql.propagate.source import FLOR_MODULES, Block, SourceFile, _gc_paused, analyze
+from florsql.propagate.source import walk as ast_nodes
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class _Session:
     _scope_names: dict[int, frozenset[str]] = field(default_factory=dict)
     _aligned: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     _renamed: dict[tuple[int, int, str], str | None] = field(default_factory=dict)
+    _argument_changers: dict[int, str | None] = field(default_factory=dict)
 
     @cached_property
     def old_changers(self) -> dict[str, str]:
@@ -121,29 +123,78 @@ class _Session:
         how (``def tick(s): s.n += 1``): travelling code that calls one with an old object
         changes that object, as a function today's code defines does (until session 60 today's
         ``h = tick(st)`` was carried, and the old run's own ``st.n`` counted the extra calls:
-        tests/test_propagate_differential_s60.py)."""
-        from florsql.propagate.slice import global_changes
-
-        out: dict[str, str] = {}
-        defined = set()
-        for node in self.old.tree.body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                defined.add(node.name)
-                how = _changes_arguments(node, self, out, modes=False)
-                if how:
-                    out[node.name] = f"the old version's {node.name}() changes its argument, {how}"
-        # one that changes a module-level name (``def record(v): hist.append(v)``): any call
-        # changes it; keyed ``name()`` (:func:`_changes_old`)
-        for name, fn, stmt in global_changes(self.old, None, self.old.imported):
-            if isinstance(stmt, ast.Expr) and mode_receiver(stmt) is not None:
-                continue  # a mode switch (``net.eval()``): the mode rules judge its calls
-            if name in self.old.imported or name in self.old.aliases:
-                continue  # a module's function (``flor.log``, ``random.shuffle``: draws have
-                # their own rule)
-            if fn in defined and f"{fn}()" not in out:
-                line = ast.unparse(stmt).splitlines()[0]
-                out[f"{fn}()"] = f"{name!r} (the old version's {fn}() changes it, {line!r})"
+        tests/test_propagate_differential_s60.py). Keyed by the function's name; one that
+        changes a module-level name (``def record(v): hist.append(v)``: any call changes it)
+        also as ``name()`` (:func:`_changes_old`). Whole: :class:`_Changers` asks
+        :meth:`old_changer` for the names travelling code calls only (this, for every function
+        of the old file, was three quarters of propagating into a version)."""
+        names = {
+            node.name
+            for node in self.old.tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        out = {}
+        for key in sorted(names) + sorted(f"{n}()" for n in names):
+            how = self.old_changer(key)
+            if how is not None:
+                out[key] = how
         return out
+
+    @cached_property
+    def _old_functions(self) -> dict[str, list[int]]:
+        """The positions in the old module's body of its functions, by name."""
+        out: dict[str, list[int]] = {}
+        for k, node in enumerate(self.old.tree.body):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                out.setdefault(node.name, []).append(k)
+        return out
+
+    def old_changer(self, key: str, before: int | None = None) -> str | None:
+        """:attr:`old_changers`' entry for ``key``, as seen from the old module's statement at
+        ``before`` (None: after the module's end): the last function of that name defined
+        before it that changes its argument, with how; for ``name()``, where ``before`` is
+        None, the first change of a module-level name a function ``name`` makes."""
+        if key.endswith("()"):
+            name = key[:-2]
+            if before is not None or name not in self._old_functions:
+                return None
+            return self._old_global_changer(name)
+        found = None
+        for k in self._old_functions.get(key, ()):
+            if before is not None and k >= before:
+                break
+            how = self._old_argument_changer(k)
+            if how is not None:
+                found = how
+        return found
+
+    def _old_argument_changer(self, k: int) -> str | None:
+        known = self._argument_changers
+        if k not in known:
+            node = self.old.tree.body[k]
+            assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            how = _changes_arguments(node, self, _Changers(self, before=k), modes=False)
+            known[k] = None
+            if how:
+                known[k] = f"the old version's {node.name}() changes its argument, {how}"
+        return known[k]
+
+    def _old_global_changer(self, fn_name: str) -> str | None:
+        from florsql.propagate.slice import function_global_changes
+
+        modules = self.old.imported
+        for node in self.old.nodes:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name != fn_name:
+                continue
+            for name, _, stmt in function_global_changes(node, None, modules):
+                if isinstance(stmt, ast.Expr) and mode_receiver(stmt) is not None:
+                    continue  # a mode switch (``net.eval()``): the mode rules judge its calls
+                if name in modules or name in self.old.aliases:
+                    continue  # a module's function (``flor.log``, ``random.shuffle``: draws
+                    # have their own rule)
+                line = ast.unparse(stmt).splitlines()[0]
+                return f"{name!r} (the old version's {fn_name}() changes it, {line!r})"
+        return None
 
     @cached_property
     def old_holds(self) -> dict[str, frozenset[str]]:
@@ -167,7 +218,7 @@ class _Session:
             made.setdefault(target.id, set()).update(
                 n.id
                 for a in args
-                for n in ast.walk(a)
+                for n in ast_nodes(a)
                 if isinstance(n, ast.Name) and n.id not in modules and n.id != target.id
             )
         return {name: frozenset(names) for name, names in made.items()}
@@ -660,7 +711,7 @@ def _holds(mine: str) -> Callable[[ast.stmt], bool]:
     def holds(old: ast.stmt) -> bool:
         if isinstance(old, ast.Expr | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             return False
-        return any(isinstance(n, ast.stmt) and ast.dump(n) == mine for n in ast.walk(old))
+        return any(isinstance(n, ast.stmt) and ast.dump(n) == mine for n in ast_nodes(old))
 
     return holds
 
@@ -750,7 +801,7 @@ def _new_call(target: LogStatement, session: _Session) -> LogStatement | None:
         for s in find_logs(session.old)
         if s.name is not None and not unused[0] <= s.line <= unused[1]
     )
-    for node in ast.walk(fn):
+    for node in ast_nodes(fn):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             if not (isinstance(owner, ast.Name) and owner.id in session.new.aliases):
@@ -791,7 +842,7 @@ def _travelling_helper(
 ) -> frozenset[int]:
     """The helper around ``log`` that travels with ``target``, today's call of it
     (:func:`_new_call`), by id; empty where ``target`` is no such call."""
-    if target is log or not any(isinstance(n, ast.Call) for n in ast.walk(target.stmt)):
+    if target is log or not any(isinstance(n, ast.Call) for n in ast_nodes(target.stmt)):
         return frozenset()
     around = session.new_helpers.enclosing_call(log.block)
     if around is None or around[0].name in session.old.defs:
@@ -801,7 +852,7 @@ def _travelling_helper(
 
 def _defines_around(site: ast.stmt, fn: ast.AST, session: _Session) -> bool:
     """Whether the call ``site`` is inside the helper ``fn`` itself (a recursive call)."""
-    return any(n is site for n in ast.walk(fn))
+    return any(n is site for n in ast_nodes(fn))
 
 
 def _unknown_names(wanted: list[str], logs: list[LogStatement]) -> list[Failure]:
@@ -1056,7 +1107,7 @@ def _plan(
         old_name = renames.get(missing[0].name, missing[0].name)
         if any(
             isinstance(n, ast.Name) and n.id == old_name and isinstance(n.ctx, ast.Store)
-            for n in ast.walk(session.old.tree)
+            for n in session.old.nodes
         ):
             # (sweep Z2: "unbound name 'val'" of a name the old version binds, after that line)
             reason += (
@@ -1269,7 +1320,7 @@ def _makes_call_of(stmt: ast.stmt, old: ast.stmt) -> bool:
     if not (isinstance(old, ast.Expr) and isinstance(old.value, ast.Call)):
         return False
     code = ast.unparse(old.value)
-    return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast.walk(stmt))
+    return any(isinstance(n, ast.Call) and ast.unparse(n) == code for n in ast_nodes(stmt))
 
 
 def _adjacent_twin(
@@ -1363,7 +1414,7 @@ def _unlogged(stmt: ast.stmt, aliases: frozenset[str]) -> ast.stmt | None:
 
     bare = Unlog().visit(copy.deepcopy(stmt))
     impure = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
-    if isinstance(bare, ast.Expr) and not any(isinstance(n, impure) for n in ast.walk(bare)):
+    if isinstance(bare, ast.Expr) and not any(isinstance(n, impure) for n in ast_nodes(bare)):
         return None
     return bare
 
@@ -1399,12 +1450,12 @@ def _twin(
     bare = rename.visit(bare)
     made = rename.visit(copy.deepcopy(log))
     code, form = ast.unparse(bare), normalize(bare)
-    calls = {ast.unparse(n) for n in ast.walk(made) if isinstance(n, ast.Call)}
+    calls = {ast.unparse(n) for n in ast_nodes(made) if isinstance(n, ast.Call)}
     call_forms = {strip_literals(c) for c in calls}
     flor = session.old.aliases | session.new.aliases
     callees = {  # what it calls, florsql's own calls aside (old log statements are bare calls)
         ast.unparse(n.func)
-        for n in ast.walk(made)
+        for n in ast_nodes(made)
         if isinstance(n, ast.Call)
         and not (
             isinstance(n.func, ast.Attribute)
@@ -1459,7 +1510,7 @@ def _lift(target: LogStatement, session: _Session) -> LogStatement | None:
     parent, at = session.new.parents[id(target.block)]
     stmt = parent.stmts[at]
     have = logged_names(session.old)
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             if not (isinstance(owner, ast.Name) and owner.id in session.new.aliases):
@@ -1524,7 +1575,7 @@ def _passed_as_itself(
     positional = [x.arg for x in (*a.posonlyargs, *a.args)]
     calls = [
         c
-        for c in ast.walk(tree)
+        for c in ast_nodes(tree)
         if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == fn.name
     ]
     if not calls:
@@ -1567,7 +1618,7 @@ def _binds_in(src: SourceFile, scope: ast.AST, name: str) -> bool:
     params = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
     if name in params:
         return True
-    for node in ast.walk(scope):
+    for node in ast_nodes(scope):
         if node is scope:
             continue
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
@@ -2088,7 +2139,7 @@ def _changed_in_place(stmt: ast.stmt, modules: frozenset[str]) -> frozenset[str]
     ``torch``)."""
     kills, updates = changes(stmt)
     out = {u.split(".", 1)[0] for u in updates} | {k.split(".", 1)[0] for k in kills if "." in k}
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -2101,7 +2152,7 @@ def _names_logged(stmt: ast.stmt, aliases: frozenset[str]) -> frozenset[str]:
     """The literal names the ``flor.log`` calls in ``stmt`` log."""
     return frozenset(
         node.args[0].value
-        for node in ast.walk(stmt)
+        for node in ast_nodes(stmt)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr == "log"
@@ -2232,7 +2283,9 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _names_read(expr: ast.expr) -> set[str]:
-    return {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return {
+        n.id for n in ast_nodes(expr) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
 
 
 def _binds(stmt: ast.stmt) -> frozenset[str]:
@@ -2240,9 +2293,9 @@ def _binds(stmt: ast.stmt) -> frozenset[str]:
     outlives the loop), not the variables of comprehensions inside it."""
     own = {
         n.id
-        for node in ast.walk(stmt)
+        for node in ast_nodes(stmt)
         if isinstance(node, ast.comprehension)
-        for n in ast.walk(node.target)
+        for n in ast_nodes(node.target)
         if isinstance(n, ast.Name)
     }
     return assigned(stmt) - own
@@ -2403,7 +2456,7 @@ def _renamed_form(stmt: ast.stmt, renames: dict[str, str]) -> str:
     if not renames:
         return normalize(stmt)
     tree = copy.deepcopy(stmt)
-    for node in ast.walk(tree):
+    for node in ast_nodes(tree):
         if isinstance(node, ast.Name) and node.id in renames:
             node.id = renames[node.id]
     return normalize(tree)
@@ -2442,7 +2495,7 @@ def _in_place_reach(node: ast.Call, modules: frozenset[str]) -> list[str]:
     return [
         n.id
         for arg in [*node.args, *(k.value for k in node.keywords)]
-        for n in ast.walk(arg)
+        for n in ast_nodes(arg)
         if isinstance(n, ast.Name)
     ]
 
@@ -2463,7 +2516,7 @@ def _in_place(items: list[_Item], session: _Session) -> str | None:
         inner = _Owners(session, elements=True)
         inner.own = dict(owners.own)
         inner.bind(it.stmt)  # its own bindings (a temporary ``y = x.clone(); y.mul_(2)``)
-        for node in ast.walk(it.stmt):
+        for node in ast_nodes(it.stmt):
             if not isinstance(node, ast.Call) or it.twin is not None:
                 continue
             func = node.func
@@ -2535,7 +2588,7 @@ def _stored(stmt: ast.stmt) -> list[ast.expr]:
     """The attribute and subscript targets ``stmt`` stores into, deletes, or updates in place
     (``opt.param_groups[0]["lr"] *= 0.5``, ``net.weight.data = w``), nested blocks included."""
     out: list[ast.expr] = []
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if isinstance(node, ast.Assign):
             targets = list(node.targets)
         elif isinstance(node, ast.AnnAssign | ast.AugAssign):
@@ -2553,7 +2606,7 @@ def _stored(stmt: ast.stmt) -> list[ast.expr]:
         else:
             continue
         for t in targets:
-            for sub in ast.walk(t):
+            for sub in ast_nodes(t):
                 if isinstance(sub, ast.Attribute | ast.Subscript) and isinstance(
                     sub.ctx, ast.Store | ast.Del
                 ):
@@ -2671,7 +2724,7 @@ class _Owners:
                 saved = dict(self.own)
                 for gen in node.generators:  # the comprehension's variables, for its element
                     old = self._reaches_old(gen.iter)
-                    for n in ast.walk(gen.target):
+                    for n in ast_nodes(gen.target):
                         if isinstance(n, ast.Name):
                             self.own[n.id] = not old
                 try:
@@ -2683,7 +2736,7 @@ class _Owners:
 
     def bind(self, stmt: ast.stmt) -> None:
         """Note what ``stmt`` binds (its nested blocks too), in order."""
-        for node in ast.walk(stmt):
+        for node in ast_nodes(stmt):
             pairs: list[tuple[ast.expr, ast.expr | None]] = []
             if isinstance(node, ast.Assign):
                 pairs = [(t, node.value) for t in node.targets]
@@ -2697,7 +2750,7 @@ class _Owners:
                 pairs = [(i.optional_vars, None) for i in node.items if i.optional_vars]
             for target, value in pairs:
                 old = value is not None and self._reaches_old(value)
-                for n in ast.walk(target):
+                for n in ast_nodes(target):
                     if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                         self.own[n.id] = not old
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -2720,6 +2773,38 @@ class _Owners:
                 return node.id if isinstance(node, ast.Name) else None
 
 
+class _Changers:
+    """The functions that change what they are given (or a module-level name, keyed
+    ``name()``), with how: the old file's (:meth:`_Session.old_changer`, worked out for the names
+    asked only), under today's definitions that travelling code makes (set here; None: today's
+    own function of that name, which changes nothing)."""
+
+    def __init__(self, session: _Session, before: int | None = None) -> None:
+        self.session, self.before = session, before
+        self.today: dict[str, str | None] = {}
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        how = self.today[key] if key in self.today else self.session.old_changer(key, self.before)
+        return default if how is None else how
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __getitem__(self, key: str) -> str:
+        how = self.get(key)
+        if how is None:
+            raise KeyError(key)
+        return how
+
+    def __setitem__(self, key: str, how: str) -> None:
+        self.today[key] = how
+
+    def pop(self, key: str, default: str | None = None) -> str | None:
+        how = self.get(key, default)
+        self.today[key] = None
+        return how
+
+
 def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     """A travelling statement that changes what the old version holds, where it replaces no
     old line: a store through an attribute or a subscript (``opt.param_groups[0]["lr"] *=
@@ -2731,12 +2816,12 @@ def _stores_into_old(items: list[_Item], session: _Session) -> str | None:
     attribute or key that is today's own (:func:`_new_attribute`) is no obstacle, nor is a
     method that only writes out (a logger's, a progress bar's: ``_OUTPUT_METHODS``)."""
     owners = _Owners(session)
-    changers = dict(session.old_changers)
+    changers = _Changers(session)
     for it in items:
         if it.twin is not None:
             owners.bind(it.stmt)
             continue
-        for node in ast.walk(it.stmt):
+        for node in ast_nodes(it.stmt):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 how = _changes_arguments(node, session, changers)
                 if how:
@@ -2760,7 +2845,7 @@ def _changes_old(
     owners: _Owners,
     session: _Session,
     modes: tuple[ast.expr, ...] = (),
-    changers: dict[str, str] | None = None,
+    changers: _Changers | dict[str, str] | None = None,
 ) -> str | None:
     """What of the old version's ``stmt`` changes (``'opt' in place (...)``), or None.
     ``changers``: functions travelling code defines that change their arguments, with how."""
@@ -2777,7 +2862,7 @@ def _changes_old(
         if first is not None and _new_attribute(first, session):
             continue
         return f"{_held(root, inner, session)} in place ({ast.unparse(target)})"
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if not (
             isinstance(node, ast.Expr)
             and isinstance(node.value, ast.Call)
@@ -2799,9 +2884,9 @@ def _changes_old(
                 return f"the mode of {_held(root, inner, session)} ({ast.unparse(node.value)})"
             return f"{_held(root, inner, session)} ({ast.unparse(node.value)})"
     statements = {
-        id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Expr)
+        id(n.value) for n in ast_nodes(stmt) if isinstance(n, ast.Expr)
     }  # calls made as statements: the loop above
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if not isinstance(node, ast.Call):
             continue
         callee = node.func
@@ -2934,7 +3019,7 @@ _SCHEDULERS = frozenset(
 def _changes_arguments(
     fn: ast.FunctionDef | ast.AsyncFunctionDef,
     session: _Session,
-    changers: dict[str, str],
+    changers: _Changers | dict[str, str],
     modes: bool = True,
 ) -> str | None:
     """How a function that travelling code defines changes what it is given (``def decay(o):
@@ -2959,7 +3044,7 @@ def _changes_arguments(
     for stmt in fn.body:
         if _changes_old(stmt, owners, session, restored, changers):
             return repr(ast.unparse(stmt).splitlines()[0])
-        for node in ast.walk(stmt):
+        for node in ast_nodes(stmt):
             if isinstance(node, ast.Call):
                 func = node.func
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -3000,7 +3085,7 @@ def _restored_modes(
     exits = [
         n
         for stmt in body
-        for n in ast.walk(stmt)
+        for n in ast_nodes(stmt)
         if isinstance(n, ast.Return | ast.Yield | ast.YieldFrom)
     ]
     if exits:
@@ -3214,7 +3299,7 @@ def _flor_call(func: str, arg: str, plan: _Plan, session: _Session, indent: str)
     module = next(
         (
             n.value.id
-            for n in ast.walk(plan.log)
+            for n in ast_nodes(plan.log)
             if isinstance(n, ast.Attribute)
             and isinstance(n.value, ast.Name)
             and n.value.id in session.new.aliases

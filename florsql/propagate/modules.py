@@ -25,6 +25,7 @@ import copy
 import functools
 import hashlib
 import posixpath
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def imported(tree: ast.AST, names: Iterable[str] | None = None) -> list[Imported
     of ``names`` when given (None: every import)."""
     wanted = None if names is None else set(names)
     out: list[Imported] = []
-    for node in ast.walk(tree):
+    for node in _imports(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 bound = a.asname or a.name.split(".")[0]
@@ -66,6 +67,23 @@ def imported(tree: ast.AST, names: Iterable[str] | None = None) -> list[Imported
                 if a.name != "*":
                     out.append((f"{base}.{a.name}" if base else a.name, node.level))
     return list(dict.fromkeys(m for m in out if m[0] or m[1]))
+
+
+#: :func:`_imports` of a tree, kept while the tree lives
+_IMPORTS: weakref.WeakKeyDictionary[ast.AST, tuple[ast.Import | ast.ImportFrom, ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _imports(tree: ast.AST) -> tuple[ast.Import | ast.ImportFrom, ...]:
+    """The import statements of ``tree``, in :func:`ast.walk`'s order, walked once per tree
+    (:func:`statement_modules` asks per log statement and per attribute it reads)."""
+    known = _IMPORTS.get(tree)
+    if known is None:
+        known = _IMPORTS[tree] = tuple(
+            n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)
+        )
+    return known
 
 
 def resolve(
@@ -477,8 +495,13 @@ def module_digests(
         except OSError:
             return None
 
+    found: dict[str, bool] = {}
+
     def exists(path: str) -> bool:
-        return (repo / path).is_file()
+        known = found.get(path)
+        if known is None:  # (each library module is looked for at each of its imports)
+            known = found[path] = (repo / path).is_file()
+        return known
 
     out: dict[str, str] = {}
     todo: list[tuple[str, list[Imported]]] = [(script, list(modules))]

@@ -21,6 +21,7 @@ from functools import lru_cache
 from florsql.propagate.align import align_pairs
 from florsql.propagate.normalize import is_compound, similarity
 from florsql.propagate.source import Block, SourceFile
+from florsql.propagate.source import walk as ast_nodes
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -69,12 +70,12 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
     comprehension's or lambda's own variables are not read from outside: ``p`` in
     ``sum(p.norm() for p in net.parameters())``; nor are a function's parameters and locals)."""
     names = {
-        n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        n.id for n in ast_nodes(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     }
     own: set[str] = set()
-    for n in ast.walk(stmt):
+    for n in ast_nodes(stmt):
         if isinstance(n, ast.comprehension):
-            own |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+            own |= {t.id for t in ast_nodes(n.target) if isinstance(t, ast.Name)}
         elif isinstance(n, ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef):
             a = n.args
             own |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x}
@@ -82,7 +83,7 @@ def reads(stmt: ast.stmt) -> frozenset[str]:
             own |= {
                 t.id
                 for b in n.body
-                for t in ast.walk(b)
+                for t in ast_nodes(b)
                 if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)
             }
     names -= own
@@ -142,7 +143,7 @@ def _read_paths(stmt: ast.stmt) -> frozenset[str]:
     names = set(reads(stmt))
     through: dict[str, set[str]] = {}
     bare: set[str] = set()
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
@@ -155,17 +156,17 @@ def _read_paths(stmt: ast.stmt) -> frozenset[str]:
     # ``p.data.mul_(0.5)`` changes), unlike an attribute read as a value (``self.ep_loss``)
     called = {
         id(n.func.value)
-        for n in ast.walk(stmt)
+        for n in ast_nodes(stmt)
         if isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
         and isinstance(n.func.value, ast.Name)
     }
     attribute_bases = {
         id(n.value)
-        for n in ast.walk(stmt)
+        for n in ast_nodes(stmt)
         if isinstance(n, ast.Attribute) and id(n.value) not in called
     }
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if (
             isinstance(node, ast.Name)
             and isinstance(node.ctx, ast.Load)
@@ -222,7 +223,7 @@ def _changes(
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
-                for sub in ast.walk(t):
+                for sub in ast_nodes(t):
                     if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store):
                         p = _path(sub)
                         if p is not None:
@@ -268,10 +269,10 @@ def _changes(
             for target, value in loop_parts(node.target, node.iter):
                 owners = {
                     n.id
-                    for n in ast.walk(value or ast.Constant(0))
+                    for n in ast_nodes(value or ast.Constant(0))
                     if isinstance(n, ast.Name) and n.id not in modules
                 }
-                for part in ast.walk(target):
+                for part in ast_nodes(target):
                     if isinstance(part, ast.Name):
                         parts.setdefault(part.id, set()).update(owners)
     for name in [u for u in updates if _root(u) in parts]:
@@ -417,7 +418,7 @@ def _changes_in_place(call: ast.Call) -> bool:
         and func.attr not in _NOT_CHANGES
         and not any(
             isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _MODES
-            for n in ast.walk(call)
+            for n in ast_nodes(call)
             if n is not call
         )
     )
@@ -785,7 +786,7 @@ def _in_branches(text: str, old: Block) -> int:
             continue
         found += sum(
             1
-            for n in ast.walk(st)
+            for n in ast_nodes(st)
             if isinstance(n, ast.stmt) and n is not st and ast.unparse(n) == text
         )
     return found
@@ -804,7 +805,7 @@ def main_guard(stmt: ast.stmt) -> bool:
 def _flor_calls(stmt: ast.stmt) -> bool:
     """Whether ``stmt`` holds a ``log``/``loop``/``checkpointing`` call (florsql's)."""
     names = ("log", "loop", "checkpointing")
-    for n in ast.walk(stmt):
+    for n in ast_nodes(stmt):
         if isinstance(n, ast.Call):
             func = n.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -1223,7 +1224,7 @@ def _switch_roots(stmt: ast.stmt) -> tuple[set[str], str] | None:
     if isinstance(stmt, _SCOPES):
         return None
     mode, roots, bound = None, set(), False
-    for node in ast.walk(stmt):
+    for node in ast_nodes(stmt):
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -1245,11 +1246,11 @@ def _switch_roots(stmt: ast.stmt) -> tuple[set[str], str] | None:
         return None
     own = {
         n.id
-        for n in ast.walk(stmt)
+        for n in ast_nodes(stmt)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)
-    } | {a.arg for n in ast.walk(stmt) if isinstance(n, ast.Lambda) for a in n.args.args}
+    } | {a.arg for n in ast_nodes(stmt) if isinstance(n, ast.Lambda) for a in n.args.args}
     if bound or roots & own:
-        for node in ast.walk(stmt):
+        for node in ast_nodes(stmt):
             owner: ast.expr | None = None
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 owner = node.func.value
@@ -1303,7 +1304,7 @@ def _helpers_change(stmts: list[ast.stmt], ctx: _Context) -> None:
     if ctx.files is None:
         return
     roots = {_root(n) for s in stmts for n in read_paths(s)}
-    moving = {id(n) for s in stmts for n in ast.walk(s)}  # placed along: not out of reach
+    moving = {id(n) for s in stmts for n in ast_nodes(s)}  # placed along: not out of reach
     for name, fn, stmt in global_changes(ctx.files[0], ctx.fresh, ctx.modules):
         if id(stmt) in moving:
             continue
@@ -1331,13 +1332,13 @@ def _module_code_changes(stmts: list[ast.stmt], scopes: tuple[ast.AST, ...], ctx
     if fn is None:
         return
     new_file, old_file = ctx.files
-    declared = {n for node in ast.walk(fn) if isinstance(node, ast.Global) for n in node.names}
+    declared = {n for node in ast_nodes(fn) if isinstance(node, ast.Global) for n in node.names}
     local = (_parameters(fn) | {n for st in fn.body for n in assigned(st)}) - declared
     skip = new_file.aliases | ctx.modules | local
     roots = {_root(p) for st in stmts for p in read_paths(st)} - skip
     if not roots:
         return
-    moving = {id(n) for st in stmts for n in ast.walk(st)}
+    moving = {id(n) for st in stmts for n in ast_nodes(st)}
     top = {id(st) for st in new_file.tree.body}
     for stmt in _module_code(new_file):
         if id(stmt) in moving or id(stmt) in ctx.skip:
@@ -1391,7 +1392,7 @@ def _made_local(travelling: list[ast.stmt], old_fn: ast.stmt, ctx: _Context) -> 
         for name in node.names
     }
     ordered = sorted(travelling, key=lambda st: (st.lineno, st.col_offset))
-    mine = {id(n) for st in ordered for n in ast.walk(st)}
+    mine = {id(n) for st in ordered for n in ast_nodes(st)}
     bound: set[str] = set()
     for st in ordered:
         fresh = assigned(st) - own - declared
@@ -1439,7 +1440,7 @@ def _new_code_around(block: Block, needed: set[str], ctx: _Context) -> None:
         others: list[ast.stmt] = [st for k, st in enumerate(parent.stmts) if k != at]
         others += [st for body in _bodies_of(head) if body is not inner.stmts for st in body]
         for st in others:
-            for node in ast.walk(st):
+            for node in ast_nodes(st):
                 if not isinstance(node, ast.stmt) or is_compound(node) or id(node) in ctx.skip:
                     continue
                 if isinstance(node, _SCOPES):
@@ -1487,16 +1488,17 @@ def _attributes_changed_elsewhere(
         return
     own_class = next((s for s in reversed(scopes) if isinstance(s, ast.ClassDef)), None)
     own = {id(s) for s in scopes}
-    moving = {id(n) for s in stmts for n in ast.walk(s)}
+    moving = {id(n) for s in stmts for n in ast_nodes(s)}
     # the old version's own changes, by class, function, object and attribute: today's edit
     # of one (``self.fc1 = nn.Linear(4, 12)`` for ``(4, 8)`` in ``__init__``) is the old
     # version's own way of computing it, which the patched old version runs (session 61: a
     # weight norm of a layer whose width changed was refused)
+    wanted = frozenset(a for _, a in reads)
     versions = {
         (getattr(c, "name", None), f.name, r, a)
-        for c, f, _, r, a in _attribute_changes(old_file, None, old_file.imported_names)
+        for c, f, _, r, a in _attribute_changes(old_file, None, old_file.imported_names, wanted)
     }
-    for cls, fn, stmt, root, attr in _attribute_changes(new_file, ctx.fresh, ctx.modules):
+    for cls, fn, stmt, root, attr in _attribute_changes(new_file, ctx.fresh, ctx.modules, wanted):
         if id(fn) in own or id(stmt) in moving:
             continue
         if (getattr(cls, "name", None), fn.name, root, attr) in versions:
@@ -1517,14 +1519,19 @@ def _attributes_changed_elsewhere(
 
 @lru_cache(maxsize=32)
 def _attribute_changes(
-    src: SourceFile, fresh: frozenset[str] | None, modules: frozenset[str] = frozenset()
+    src: SourceFile,
+    fresh: frozenset[str] | None,
+    modules: frozenset[str] = frozenset(),
+    wanted: frozenset[str] | None = None,
 ) -> tuple[
     tuple[ast.ClassDef | None, ast.FunctionDef | ast.AsyncFunctionDef, ast.stmt, str, str], ...
 ]:
     """``(class, function, statement, root, attribute)`` for each statement of a function of
     ``src`` that changes an attribute of an object from outside the function (through a
     parameter, ``self`` included, or a name the function does not bind): ``class`` is the
-    class the function is a method of (None for another function)."""
+    class the function is a method of (None for another function). ``wanted``: only these
+    attributes (a function naming none of them is not looked into: the changes of every
+    function of the old file were half of propagating into a version)."""
     method_of: dict[int, ast.ClassDef] = {}
     for node in src.nodes:
         if isinstance(node, ast.ClassDef):
@@ -1534,9 +1541,11 @@ def _attribute_changes(
     for fn in src.nodes:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
+        if wanted is not None and not wanted & _attribute_names(src).get(id(fn), frozenset()):
+            continue  # (a change's path is ``root.attribute``: an attribute it names)
         params = _parameters(fn)
         local = {n for s in fn.body for n in assigned(s)} - params
-        for stmt in ast.walk(fn):
+        for stmt in ast_nodes(fn):
             if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
                 continue
             kills, updates = changes(stmt, fresh, modules)
@@ -1544,8 +1553,35 @@ def _attribute_changes(
                 if "." not in path or _root(path) in local:
                     continue
                 root, attr = path.split(".", 1)
-                out.append((method_of.get(id(fn)), fn, stmt, root, attr))
+                if wanted is None or attr in wanted:
+                    out.append((method_of.get(id(fn)), fn, stmt, root, attr))
     return tuple(out)
+
+
+@lru_cache(maxsize=32)
+def _attribute_names(src: SourceFile) -> dict[int, frozenset[str]]:
+    """For each function of ``src`` (by id), the attributes its code names (``x.attr``) and
+    its strings (``setattr(x, "attr", v)``), the functions inside it included: what any path
+    :func:`changes` finds in it may end with. One pass over the file."""
+    found: dict[int, set[str]] = {}
+
+    def visit(node: ast.AST, around: tuple[set[str], ...]) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            around = (*around, found.setdefault(id(node), set()))
+        elif around:
+            name = None
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value
+            if name is not None:
+                for names in around:
+                    names.add(name)
+        for child in ast.iter_child_nodes(node):
+            visit(child, around)
+
+    visit(src.tree, ())
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 @lru_cache(maxsize=32)
@@ -1554,21 +1590,32 @@ def global_changes(
 ) -> tuple[tuple[str, str, ast.stmt], ...]:
     """``(name, function, statement)`` for each statement of a function of ``src`` that changes
     a name from outside the function (declared ``global``, or changed in place)."""
+    return tuple(
+        found
+        for fn in src.nodes
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for found in function_global_changes(fn, fresh, modules)
+    )
+
+
+def function_global_changes(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    fresh: frozenset[str] | None,
+    modules: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, ast.stmt]]:
+    """:func:`global_changes` of one function (those of the functions inside it included)."""
     out = []
-    for fn in src.nodes:
-        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+    declared = {n for node in ast_nodes(fn) if isinstance(node, ast.Global) for n in node.names}
+    local = (_parameters(fn) | {n for s in fn.body for n in assigned(s)}) - declared
+    for stmt in ast_nodes(fn):
+        if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
             continue
-        declared = {n for node in ast.walk(fn) if isinstance(node, ast.Global) for n in node.names}
-        local = (_parameters(fn) | {n for s in fn.body for n in assigned(s)}) - declared
-        for stmt in ast.walk(fn):
-            if not isinstance(stmt, ast.stmt) or stmt is fn or is_compound(stmt):
-                continue
-            kills, updates = changes(stmt, fresh, modules)
-            for name in sorted(
-                {k for k in kills if k in declared} | {_root(u) for u in updates} - local
-            ):
-                out.append((name, fn.name, stmt))
-    return tuple(out)
+        kills, updates = changes(stmt, fresh, modules)
+        for name in sorted(
+            {k for k in kills if k in declared} | {_root(u) for u in updates} - local
+        ):
+            out.append((name, fn.name, stmt))
+    return out
 
 
 def _set_up_elsewhere(
@@ -1612,7 +1659,7 @@ def _definition(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.ClassDef):
         return True
     if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
-        return not any(isinstance(n, ast.Call) for n in ast.walk(stmt.value))
+        return not any(isinstance(n, ast.Call) for n in ast_nodes(stmt.value))
     return False
 
 
@@ -1870,9 +1917,7 @@ def _plain_aliases(src: SourceFile) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     holders: set[str] = set()  # names made holding a module's parameters (optimizers)
     modules = src.imported_names
-    for node in sorted(
-        (n for n in ast.walk(src.tree) if isinstance(n, ast.Assign)), key=lambda n: n.lineno
-    ):
+    for node in sorted((n for n in src.nodes if isinstance(n, ast.Assign)), key=lambda n: n.lineno):
         if not (
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
@@ -1900,7 +1945,9 @@ def _plain_aliases(src: SourceFile) -> dict[str, frozenset[str]]:
                 ):
                     held.add(_root(p))
         computed = {
-            n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            n.id
+            for n in ast_nodes(value)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
         }
         if computed - modules - {name}:
             out.setdefault(f"{name}.backward", set()).update(computed - modules - {name})
@@ -2122,7 +2169,7 @@ def _switched_roots(src: SourceFile, ctx: _Context) -> frozenset[str]:
     if got is None:
         roots: set[str] = set()
         if _SWITCH_CALL.search(src.text):  # no ``.eval(`` or ``.train(``: nothing switches
-            for node in ast.walk(src.tree):
+            for node in src.nodes:
                 if isinstance(node, ast.stmt) and not is_compound(node):
                     switch = _switch_roots(node)
                     if switch is not None:
@@ -2338,11 +2385,11 @@ def _targets(stmt: ast.stmt) -> frozenset[str]:
     """The names a ``for``/``with`` header binds (the loop variable, ``as`` names)."""
     out: set[str] = set()
     if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        out |= {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)}
+        out |= {n.id for n in ast_nodes(stmt.target) if isinstance(n, ast.Name)}
     if isinstance(stmt, (ast.With, ast.AsyncWith)):
         for item in stmt.items:
             if item.optional_vars is not None:
-                out |= {n.id for n in ast.walk(item.optional_vars) if isinstance(n, ast.Name)}
+                out |= {n.id for n in ast_nodes(item.optional_vars) if isinstance(n, ast.Name)}
     return frozenset(out)
 
 
