@@ -1541,7 +1541,7 @@ def _attribute_changes(
     for fn in src.nodes:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        if wanted is not None and not wanted & _attribute_names(src).get(id(fn), frozenset()):
+        if wanted is not None and not wanted & _attribute_names(fn):
             continue  # (a change's path is ``root.attribute``: an attribute it names)
         params = _parameters(fn)
         local = {n for s in fn.body for n in assigned(s)} - params
@@ -1558,30 +1558,24 @@ def _attribute_changes(
     return tuple(out)
 
 
-@lru_cache(maxsize=32)
-def _attribute_names(src: SourceFile) -> dict[int, frozenset[str]]:
-    """For each function of ``src`` (by id), the attributes its code names (``x.attr``) and
-    its strings (``setattr(x, "attr", v)``), the functions inside it included: what any path
-    :func:`changes` finds in it may end with. One pass over the file."""
-    found: dict[int, set[str]] = {}
+#: :func:`_attribute_names` of a function node, kept while the node lives
+_ATTRIBUTE_NAMES: weakref.WeakKeyDictionary[ast.AST, frozenset[str]] = weakref.WeakKeyDictionary()
 
-    def visit(node: ast.AST, around: tuple[set[str], ...]) -> None:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            around = (*around, found.setdefault(id(node), set()))
-        elif around:
-            name = None
-            if isinstance(node, ast.Attribute):
-                name = node.attr
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                name = node.value
-            if name is not None:
-                for names in around:
-                    names.add(name)
-        for child in ast.iter_child_nodes(node):
-            visit(child, around)
 
-    visit(src.tree, ())
-    return {k: frozenset(v) for k, v in found.items()}
+def _attribute_names(fn: ast.AST) -> frozenset[str]:
+    """The attributes ``fn``'s code names (``x.attr``), and its strings (``setattr(x, "attr",
+    v)``), the functions inside it included: what any path :func:`changes` finds in it may
+    end with."""
+    known = _ATTRIBUTE_NAMES.get(fn)
+    if known is None:
+        names: set[str] = set()
+        for n in ast_nodes(fn):
+            if isinstance(n, ast.Attribute):
+                names.add(n.attr)
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+                names.add(n.value)
+        known = _ATTRIBUTE_NAMES[fn] = frozenset(names)
+    return known
 
 
 @lru_cache(maxsize=32)
