@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 
+import pytest
+
 from florsql.propagate import propagate
 from florsql.propagate.api import _Changers, _Session
 from florsql.propagate.source import analyze
@@ -97,3 +99,50 @@ def test_the_table_and_the_lazy_view_agree() -> None:
     assert view.get("tick") == "today's tick() changes its argument"
     view.pop("tick")
     assert "tick" not in view
+
+
+MODULE_CHANGE = """\
+import florsql as flor
+import random
+
+import numpy as np
+
+buf = np.zeros(1)
+data = [1, 2, 3, 4]
+
+
+def grow():
+    np.copyto(buf, buf + 1)
+    return float(buf[0])
+
+
+def reshuffle():
+    random.shuffle(data)
+    return data[0]
+
+
+for epoch in flor.loop("epoch", range(3)):
+    flor.log("old_b", float(buf[0]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [("h = grow()", "buf"), ("h = reshuffle()", "data")],
+    ids=["copyto", "shuffle"],
+)
+def test_an_old_helper_changing_a_module_level_name_through_a_module_function(
+    line: str, name: str
+) -> None:
+    """``np.copyto(buf, buf + 1)`` and ``random.shuffle(data)`` in an old helper change the
+    module's ``buf`` and ``data``. Until session 62 the helper was read without the file's
+    imports (``slice.changes`` kept its answer without ``modules`` and served it to every
+    caller): the call changed ``np``, a module, so nothing. Today's ``h = grow()`` was carried,
+    and the patched old run logged ``old_b`` 1, 2, 3 where the run logged 0, 0, 0, silently."""
+    new = MODULE_CHANGE.replace(
+        '    flor.log("old_b", float(buf[0]))\n',
+        f'    {line}\n    flor.log("h", h)\n    flor.log("old_b", float(buf[0]))\n',
+    )
+    result = propagate(new, MODULE_CHANGE)
+    assert "h" not in {p.name for p in result.placed}, result.source
+    assert f"changes {name!r}" in " ".join(str(f) for f in result.failed)

@@ -110,7 +110,10 @@ from florsql.propagate.source import Block, SourceFile, analyze
 #: goes to the calling block; a tie across inert statements only (``print``) is no ambiguity;
 #: an edited set-up of an attribute the old version changes in the same function is its own
 #: (placed where it was refused).
-CACHE_VERSION = "32"
+#: 33 (session 62): a function's changes are read with the file's imports (an old helper's
+#: ``np.copyto(buf, ...)`` or ``random.shuffle(data)`` changes ``buf``/``data``: a carried call
+#: of it is refused, where it was placed and changed the old run, silently).
+CACHE_VERSION = "33"
 #: Bumped where propagation places what it refused before and nothing placed before moves (a
 #: statement's values stand as they were, so its fingerprint, which holds CACHE_VERSION, stays):
 #: only cached results change. 1 (session 47): old lines of statements joined by ';' are split.

@@ -188,9 +188,9 @@ def _read_paths(stmt: ast.stmt) -> frozenset[str]:
 #: slices ask it of every statement before each log statement, for every one of them (a
 #: quarter of a warm query's planning before session 44). Keyed by the node itself: a
 #: renamed copy (``copy.deepcopy``, then changed) is another node.
-_CHANGES: weakref.WeakKeyDictionary[ast.AST, tuple[frozenset[str], frozenset[str]]] = (
-    weakref.WeakKeyDictionary()
-)
+_CHANGES: weakref.WeakKeyDictionary[
+    ast.AST, dict[frozenset[str], tuple[frozenset[str], frozenset[str]]]
+] = weakref.WeakKeyDictionary()
 
 
 def changes(
@@ -205,10 +205,16 @@ def changes(
     what an old ``net`` is; never on a name of ``modules`` (what the file imports:
     ``torch.manual_seed(0)`` is no change of a ``torch`` the statement reads)."""
     if fresh is None:
+        # per ``modules`` too: until session 62 the answer without them was kept and served
+        # to every caller, so an old function's ``np.copyto(buf, buf + 1)`` changed ``np``,
+        # not ``buf``, and a carried call of it changed the old run's ``buf``, silently
         known = _CHANGES.get(stmt)
         if known is None:
-            known = _CHANGES[stmt] = _changes(stmt, None)
-        return known
+            known = _CHANGES[stmt] = {}
+        got = known.get(modules)
+        if got is None:
+            got = known[modules] = _changes(stmt, None, modules)
+        return got
     return _changes(stmt, fresh, modules)
 
 
